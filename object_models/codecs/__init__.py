@@ -1,0 +1,146 @@
+"""One facade over every LwM2M content format.
+
+Each format lives in its own module and implements the subset of this interface that the format
+can carry (``text`` and ``opaque`` only single values, ``tlv`` no multi-path, …). The facade picks
+the module from the Content-Format number and turns "this format cannot carry that" into a
+``CodecError``: 4.15 when decoding (we were sent a format we do not take), 4.06 when encoding
+(the peer asked for a format we cannot produce for that node).
+
+Single-path API (Read, Write, Create, notifications of one path):
+    encode(node, path, fmt, models) -> bytes
+    decode(payload, path, fmt, models) -> LwM2mNode
+Multi-path API (Read-/Write-/Observe-Composite; SenML JSON/CBOR and LwM2M CBOR only):
+    encode_nodes(nodes, fmt, models) -> bytes          nodes: {path: node or None}
+    decode_nodes(payload, fmt, models, paths=None) -> {path: node or None}
+    encode_paths(paths, fmt) -> bytes / decode_paths(payload, fmt) -> [path]
+Timestamped values (notifications and Send; SenML JSON/CBOR, OMA JSON, LwM2M CBOR):
+    encode_timestamped(data, fmt, models) -> bytes
+    decode_timestamped(payload, fmt, models, path=None) -> TimestampedNodes
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Iterable, Mapping, Sequence
+
+from ..content_format import ContentFormat
+from ..errors import CodecError, ResponseCode
+from ..model import ModelProvider
+from ..node import LwM2mNode, TimestampedNodes
+from ..path import LwM2mPath
+from . import cbor_value, json, lwm2m_cbor, opaque, senml_cbor, senml_json, text, tlv
+
+__all__ = [
+    "CodecError",
+    "ContentFormat",
+    "decode",
+    "decode_nodes",
+    "decode_paths",
+    "decode_timestamped",
+    "encode",
+    "encode_nodes",
+    "encode_paths",
+    "encode_timestamped",
+    "supports",
+]
+
+MAX_PAYLOAD = 1 << 20
+"""Larger payloads are refused with 4.13 before any parsing (bounded memory on bad input)."""
+
+_MODULES: dict[ContentFormat, types.ModuleType] = {
+    ContentFormat.TEXT: text,
+    ContentFormat.OPAQUE: opaque,
+    ContentFormat.CBOR: cbor_value,
+    ContentFormat.TLV: tlv,
+    ContentFormat.OLD_TLV: tlv,
+    ContentFormat.JSON: json,
+    ContentFormat.OLD_JSON: json,
+    ContentFormat.SENML_JSON: senml_json,
+    ContentFormat.SENML_CBOR: senml_cbor,
+    ContentFormat.LWM2M_CBOR: lwm2m_cbor,
+}
+
+
+def _module(fmt: int, operation: str, decoding: bool) -> types.ModuleType:
+    try:
+        module = _MODULES[ContentFormat(fmt)]
+    except (ValueError, KeyError):
+        module = None
+    if module is None or not hasattr(module, operation):
+        code = ResponseCode.UNSUPPORTED_CONTENT_FORMAT if decoding else ResponseCode.NOT_ACCEPTABLE
+        raise CodecError(f"content format {fmt} does not support {operation}", code=code)
+    return module
+
+
+def supports(fmt: int, operation: str) -> bool:
+    """Whether ``fmt`` implements ``operation`` (one of the function names of this facade)."""
+    try:
+        _module(fmt, operation, True)
+    except CodecError:
+        return False
+    return True
+
+
+def _check_size(payload: bytes) -> None:
+    if len(payload) > MAX_PAYLOAD:
+        raise CodecError(
+            f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte limit",
+            code=ResponseCode.REQUEST_ENTITY_TOO_LARGE,
+        )
+
+
+def encode(node: LwM2mNode, path: LwM2mPath, fmt: int, models: ModelProvider) -> bytes:
+    result: bytes = _module(fmt, "encode", False).encode(node, path, models)
+    return result
+
+
+def decode(payload: bytes, path: LwM2mPath, fmt: int, models: ModelProvider) -> LwM2mNode:
+    module = _module(fmt, "decode", True)
+    _check_size(payload)
+    result: LwM2mNode = module.decode(bytes(payload), path, models)
+    return result
+
+
+def encode_nodes(
+    nodes: Mapping[LwM2mPath, LwM2mNode | None], fmt: int, models: ModelProvider
+) -> bytes:
+    result: bytes = _module(fmt, "encode_nodes", False).encode_nodes(nodes, models)
+    return result
+
+
+def decode_nodes(
+    payload: bytes,
+    fmt: int,
+    models: ModelProvider,
+    paths: Sequence[LwM2mPath] | None = None,
+) -> dict[LwM2mPath, LwM2mNode | None]:
+    module = _module(fmt, "decode_nodes", True)
+    _check_size(payload)
+    result: dict[LwM2mPath, LwM2mNode | None] = module.decode_nodes(bytes(payload), models, paths)
+    return result
+
+
+def encode_paths(paths: Iterable[LwM2mPath], fmt: int) -> bytes:
+    result: bytes = _module(fmt, "encode_paths", False).encode_paths(list(paths))
+    return result
+
+
+def decode_paths(payload: bytes, fmt: int) -> list[LwM2mPath]:
+    module = _module(fmt, "decode_paths", True)
+    _check_size(payload)
+    result: list[LwM2mPath] = module.decode_paths(bytes(payload))
+    return result
+
+
+def encode_timestamped(data: TimestampedNodes, fmt: int, models: ModelProvider) -> bytes:
+    result: bytes = _module(fmt, "encode_timestamped", False).encode_timestamped(data, models)
+    return result
+
+
+def decode_timestamped(
+    payload: bytes, fmt: int, models: ModelProvider, path: LwM2mPath | None = None
+) -> TimestampedNodes:
+    module = _module(fmt, "decode_timestamped", True)
+    _check_size(payload)
+    result: TimestampedNodes = module.decode_timestamped(bytes(payload), models, path)
+    return result

@@ -1,0 +1,139 @@
+"""``LwM2mPath``: the address of a node, ``/``, ``/o``, ``/o/i``, ``/o/i/r`` or ``/o/i/r/ri``.
+
+Ids follow LwM2M Core §7: object and resource ids are 16-bit; object instance id 65535 is
+reserved ("MAX_ID", meaning "no instance" in Create), so it is refused in a path.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import attrs
+
+from .errors import InvalidPathError
+
+MAX_ID = 65535
+MAX_INSTANCE_ID = 65534
+
+_SEGMENT = re.compile(r"0|[1-9][0-9]{0,4}")
+
+
+def _check_id(value: int | None, limit: int, what: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidPathError(f"{what} id must be an integer, got {value!r}")
+    if not 0 <= value <= limit:
+        raise InvalidPathError(f"{what} id {value} is outside 0..{limit}")
+
+
+@functools.total_ordering
+@attrs.frozen(order=False)
+class LwM2mPath:
+    """An LwM2M path; ``LwM2mPath()`` is the root path ``/`` used by composite and bootstrap."""
+
+    object_id: int | None = None
+    instance_id: int | None = None
+    resource_id: int | None = None
+    resource_instance_id: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        ids = self.ids_with_none()
+        seen_none = False
+        for value in ids:
+            if value is None:
+                seen_none = True
+            elif seen_none:
+                raise InvalidPathError(f"path ids must be given from left to right: {ids}")
+        _check_id(self.object_id, MAX_ID, "object")
+        _check_id(self.instance_id, MAX_INSTANCE_ID, "object instance")
+        _check_id(self.resource_id, MAX_ID, "resource")
+        _check_id(self.resource_instance_id, MAX_ID, "resource instance")
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def parse(cls, text: str) -> LwM2mPath:
+        """Parse ``/3/0/1`` (leading slash optional, trailing slash tolerated)."""
+        if not isinstance(text, str):
+            raise InvalidPathError(f"path must be a string, got {type(text).__name__}")
+        stripped = text.strip()
+        if stripped in ("", "/"):
+            return cls()
+        body = stripped[1:] if stripped.startswith("/") else stripped
+        if body.endswith("/"):
+            body = body[:-1]
+        parts = body.split("/")
+        if len(parts) > 4:
+            raise InvalidPathError(f"invalid path {text!r}: more than 4 segments")
+        ids: list[int] = []
+        for part in parts:
+            if not _SEGMENT.fullmatch(part):
+                raise InvalidPathError(f"invalid path {text!r}: segment {part!r} is not an id")
+            ids.append(int(part))
+        return cls.from_ids(*ids)
+
+    @classmethod
+    def from_ids(cls, *ids: int) -> LwM2mPath:
+        if len(ids) > 4:
+            raise InvalidPathError(f"a path has at most 4 ids, got {len(ids)}")
+        padded: list[int | None] = [*ids, None, None, None, None][:4]
+        return cls(padded[0], padded[1], padded[2], padded[3])
+
+    # -- shape --------------------------------------------------------------------------------
+    def ids_with_none(self) -> tuple[int | None, int | None, int | None, int | None]:
+        return (self.object_id, self.instance_id, self.resource_id, self.resource_instance_id)
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return tuple(i for i in self.ids_with_none() if i is not None)
+
+    @property
+    def depth(self) -> int:
+        """0 for root, 1 object, 2 instance, 3 resource, 4 resource instance."""
+        return len(self.ids)
+
+    @property
+    def is_root(self) -> bool:
+        return self.depth == 0
+
+    @property
+    def is_object(self) -> bool:
+        return self.depth == 1
+
+    @property
+    def is_object_instance(self) -> bool:
+        return self.depth == 2
+
+    @property
+    def is_resource(self) -> bool:
+        return self.depth == 3
+
+    @property
+    def is_resource_instance(self) -> bool:
+        return self.depth == 4
+
+    # -- navigation ---------------------------------------------------------------------------
+    def child(self, node_id: int) -> LwM2mPath:
+        return LwM2mPath.from_ids(*self.ids, node_id)
+
+    @property
+    def parent(self) -> LwM2mPath:
+        if self.is_root:
+            raise InvalidPathError("the root path has no parent")
+        return LwM2mPath.from_ids(*self.ids[:-1])
+
+    def starts_with(self, prefix: LwM2mPath) -> bool:
+        """True when ``prefix`` is this path or one of its ancestors (root prefixes everything)."""
+        return self.ids[: prefix.depth] == prefix.ids
+
+    def __str__(self) -> str:
+        return "/" + "/".join(str(i) for i in self.ids)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, LwM2mPath):
+            return NotImplemented
+        return self.ids < other.ids
+
+
+ROOT = LwM2mPath()
