@@ -1,0 +1,59 @@
+"""LwM2mPath parsing, validation and navigation."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from object_models.errors import InvalidPathError, ResponseCode
+from object_models.path import LwM2mPath
+
+
+@pytest.mark.parametrize(
+    ("text", "ids"),
+    [("/", ()), ("", ()), ("/3", (3,)), ("3/0", (3, 0)), ("/3/0/1", (3, 0, 1)),
+     ("/3/0/7/1", (3, 0, 7, 1)), ("/3/0/", (3, 0)), ("/65535/65534/65535/65535", (65535, 65534, 65535, 65535))],
+)
+def test_parse_valid(text: str, ids: tuple[int, ...]) -> None:
+    path = LwM2mPath.parse(text)
+    assert path.ids == ids
+    assert path.depth == len(ids)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["/a", "/3//1", "/3/0/1/2/3", "/-1", "/65536", "/3/65535", "/03", "/3/0x1", "//", "/3 /0", "/1/2/3/99999"],
+)
+def test_parse_invalid_is_a_400(text: str) -> None:
+    with pytest.raises(InvalidPathError) as info:
+        LwM2mPath.parse(text)
+    assert info.value.code is ResponseCode.BAD_REQUEST
+    assert text.strip() in str(info.value) or "outside" in str(info.value)
+
+
+def test_ids_must_be_given_left_to_right() -> None:
+    with pytest.raises(InvalidPathError):
+        LwM2mPath(3, None, 1)
+
+
+def test_kind_predicates_and_navigation() -> None:
+    res = LwM2mPath.parse("/3/0/7")
+    assert res.is_resource and not res.is_object_instance
+    assert res.parent == LwM2mPath(3, 0)
+    assert res.child(2) == LwM2mPath(3, 0, 7, 2)
+    assert res.starts_with(LwM2mPath(3)) and res.starts_with(LwM2mPath())
+    assert not res.starts_with(LwM2mPath(3, 1))
+    assert LwM2mPath().is_root
+    with pytest.raises(InvalidPathError):
+        _ = LwM2mPath().parent
+
+
+def test_paths_sort_by_ids() -> None:
+    paths = [LwM2mPath.parse(p) for p in ["/3/0/10", "/3/0/2", "/1", "/3/0"]]
+    assert [str(p) for p in sorted(paths)] == ["/1", "/3/0", "/3/0/2", "/3/0/10"]
+
+
+@given(st.lists(st.integers(0, 65534), max_size=4))
+def test_str_parse_roundtrip(ids: list[int]) -> None:
+    path = LwM2mPath.from_ids(*ids)
+    assert LwM2mPath.parse(str(path)) == path
+    assert hash(path) == hash(LwM2mPath.parse(str(path)))
