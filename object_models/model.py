@@ -57,11 +57,15 @@ class ResourceModel:
     description: str = ""
 
 
+def _resource_dict(resources: Mapping[int, ResourceModel]) -> dict[int, ResourceModel]:
+    return dict(resources)
+
+
 @attrs.frozen
 class ObjectModel:
     id: int
     name: str
-    resources: Mapping[int, ResourceModel] = attrs.field(converter=dict)
+    resources: Mapping[int, ResourceModel] = attrs.field(converter=_resource_dict)
     version: str = "1.0"
     lwm2m_version: str = "1.0"
     multiple: bool = True
@@ -80,11 +84,15 @@ class ModelProvider(Protocol):
     def get_object(self, object_id: int) -> ObjectModel | None: ...
 
 
+def _model_dict(models: Mapping[int, ObjectModel]) -> dict[int, ObjectModel]:
+    return dict(models)
+
+
 @attrs.frozen
 class StaticModels:
     """A ``ModelProvider`` over a fixed set of models (tests, and per-client views)."""
 
-    objects: Mapping[int, ObjectModel] = attrs.field(converter=dict)
+    objects: Mapping[int, ObjectModel] = attrs.field(converter=_model_dict)
 
     @classmethod
     def of(cls, *models: ObjectModel) -> StaticModels:
@@ -99,7 +107,7 @@ def resource_model(models: ModelProvider, object_id: int, resource_id: int) -> R
     return None if obj is None else obj.resource(resource_id)
 
 
-def is_multiple(models: ModelProvider) -> "IsMultipleFn":
+def is_multiple(models: ModelProvider) -> IsMultipleFn:
     """An ``is_multiple(object_id, resource_id)`` callback for ``node.build_node``."""
 
     def check(object_id: int, resource_id: int) -> bool | None:

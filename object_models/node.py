@@ -9,7 +9,6 @@ SenML/LwM2M CBOR family uses on the wire; every codec shares them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Union
 
 import attrs
 
@@ -63,7 +62,7 @@ class LwM2mMultipleResource:
         return {k: ri.value for k, ri in self.instances.items()}
 
 
-LwM2mResource = Union[LwM2mSingleResource, LwM2mMultipleResource]
+LwM2mResource = LwM2mSingleResource | LwM2mMultipleResource
 
 
 @attrs.frozen
@@ -84,13 +83,13 @@ class LwM2mObject:
     instances: Mapping[int, LwM2mObjectInstance] = attrs.field(converter=_dict)
 
 
-LwM2mNode = Union[
-    LwM2mObject,
-    LwM2mObjectInstance,
-    LwM2mSingleResource,
-    LwM2mMultipleResource,
-    LwM2mResourceInstance,
-]
+LwM2mNode = (
+    LwM2mObject
+    | LwM2mObjectInstance
+    | LwM2mSingleResource
+    | LwM2mMultipleResource
+    | LwM2mResourceInstance
+)
 
 
 @attrs.frozen
@@ -208,11 +207,12 @@ def build_node(
 
     if target.is_resource_instance:
         assert target.resource_id is not None and target.instance_id is not None
+        ri_id = target.ids[3]
         res = resources.get(target.instance_id, {}).get(target.resource_id)
-        if isinstance(res, LwM2mMultipleResource) and target.resource_instance_id in res.instances:
-            return res.instances[target.resource_instance_id]
+        if isinstance(res, LwM2mMultipleResource) and ri_id in res.instances:
+            return res.instances[ri_id]
         if isinstance(res, LwM2mSingleResource):
-            return LwM2mResourceInstance(target.resource_instance_id or 0, res.value, res.type)
+            return LwM2mResourceInstance(ri_id, res.value, res.type)
         raise CodecError("payload holds no value for the resource instance", path=target)
     if target.is_resource:
         assert target.resource_id is not None and target.instance_id is not None

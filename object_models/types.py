@@ -54,8 +54,13 @@ class ResourceType(enum.Enum):
         for member in cls:
             if re.sub(r"[\s_-]", "", member.value.lower()) == key:
                 return member
-        aliases = {"unsignedint": cls.UNSIGNED_INTEGER, "uint": cls.UNSIGNED_INTEGER,
-                   "int": cls.INTEGER, "bool": cls.BOOLEAN, "double": cls.FLOAT}
+        aliases = {
+            "unsignedint": cls.UNSIGNED_INTEGER,
+            "uint": cls.UNSIGNED_INTEGER,
+            "int": cls.INTEGER,
+            "bool": cls.BOOLEAN,
+            "double": cls.FLOAT,
+        }
         if key in aliases:
             return aliases[key]
         raise ValueError(f"unknown resource type {name!r}")

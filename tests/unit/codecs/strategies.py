@@ -69,7 +69,11 @@ def object_models(draw: st.DrawFn, types: list[ResourceType] | None = None) -> O
         model = draw(resource_models(rid))
         if types is not None:
             model = ResourceModel(
-                rid, model.name, model.operations, model.multiple, False,
+                rid,
+                model.name,
+                model.operations,
+                model.multiple,
+                False,
                 draw(st.sampled_from(types)),
             )
         resources[rid] = model
@@ -90,9 +94,7 @@ def resources_for(draw: st.DrawFn, model: ResourceModel) -> LwM2mResource:
 
 @st.composite
 def instances_for(draw: st.DrawFn, model: ObjectModel, instance_id: int) -> LwM2mObjectInstance:
-    chosen = draw(
-        st.lists(st.sampled_from(sorted(model.resources)), min_size=1, unique=True)
-    )
+    chosen = draw(st.lists(st.sampled_from(sorted(model.resources)), min_size=1, unique=True))
     return LwM2mObjectInstance(
         instance_id, {rid: draw(resources_for(model.resources[rid])) for rid in chosen}
     )

@@ -39,17 +39,31 @@ def test_same_path_twice_is_refused() -> None:
 
 
 def test_resource_instance_paths_make_a_multiple_resource() -> None:
-    leaves = [(LwM2mPath(3, 0, 7, 0), ResourceType.INTEGER, 3800), (LwM2mPath(3, 0, 7, 1), ResourceType.INTEGER, 5000)]
+    leaves = [
+        (LwM2mPath(3, 0, 7, 0), ResourceType.INTEGER, 3800),
+        (LwM2mPath(3, 0, 7, 1), ResourceType.INTEGER, 5000),
+    ]
     node = build_node(LwM2mPath(3, 0), leaves, lambda o, r: None)
     assert node == LwM2mObjectInstance.of(
-        0, LwM2mMultipleResource(7, {0: LwM2mResourceInstance(0, 3800, ResourceType.INTEGER),
-                                     1: LwM2mResourceInstance(1, 5000, ResourceType.INTEGER)}, ResourceType.INTEGER)
+        0,
+        LwM2mMultipleResource(
+            7,
+            {
+                0: LwM2mResourceInstance(0, 3800, ResourceType.INTEGER),
+                1: LwM2mResourceInstance(1, 5000, ResourceType.INTEGER),
+            },
+            ResourceType.INTEGER,
+        ),
     )
 
 
 def test_timestamped_latest_keeps_newest() -> None:
     p = LwM2mPath(3303, 0, 5700)
-    data = TimestampedNodes(((10.0, {p: LwM2mSingleResource.new(5700, 1.0)}),
-                             (20.0, {p: LwM2mSingleResource.new(5700, 2.0)}),
-                             (15.0, {p: LwM2mSingleResource.new(5700, 3.0)})))
+    data = TimestampedNodes(
+        (
+            (10.0, {p: LwM2mSingleResource.new(5700, 1.0)}),
+            (20.0, {p: LwM2mSingleResource.new(5700, 2.0)}),
+            (15.0, {p: LwM2mSingleResource.new(5700, 3.0)}),
+        )
+    )
     assert data.latest()[p] == LwM2mSingleResource.new(5700, 2.0)
