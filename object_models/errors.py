@@ -74,8 +74,10 @@ class InvalidPathError(Lwm2mError, ValueError):
 class ModelError(Exception):
     """An object-model file that cannot be loaded; names the file, the field and the reason."""
 
-    def __init__(self, file: str, field: str, reason: str) -> None:
+    def __init__(self, file: str, field: str, reason: str, *, line: int | None = None) -> None:
         self.file = file
         self.field = field
         self.reason = reason
-        super().__init__(f"{file}: {field}: {reason}" if field else f"{file}: {reason}")
+        self.line = line  # 1-based line in ``file`` when known
+        where = file if line is None else f"{file}:{line}"
+        super().__init__(f"{where}: {field}: {reason}" if field else f"{where}: {reason}")
