@@ -1,0 +1,502 @@
+"""What a client told us when it registered, and the validation of Register/Update requests.
+
+Everything here is a value: ``RegistrationRequest.parse`` and ``UpdateRequest.parse`` turn the
+Uri-Query and payload of a CoAP request into checked, typed requests or raise ``Lwm2mError``
+carrying the CoAP code to answer with, so the CoAP adapter never decides a code itself.
+
+Parameter rules (LwM2M Core 1.1/1.2 §6.2, Transport §5; Leshan's behaviour where the spec is
+silent):
+
+| param   | Register                   | Update          | bad value                        |
+|---------|----------------------------|-----------------|----------------------------------|
+| ``ep``  | mandatory, 1..1024 chars   | refused (4.00)  | missing/empty → 4.00             |
+| ``lt``  | optional, default 86400    | optional        | not a positive integer → 4.00    |
+| ``lwm2m`` | optional, default 1.0    | refused (4.00)  | not 1.0/1.1/1.2 → 4.12           |
+| ``b``   | optional, default ``U``    | optional        | unknown letter → 4.00            |
+| ``sms`` | optional                   | optional        |                                  |
+| ``Q``   | flag, no value             | flag, no value  | ``Q=…`` → 4.00                   |
+
+Binding letters: 1.0 takes ``U``, ``UQ``, ``S``, ``SQ``, ``US``, ``UQS`` (the ``Q`` after a
+transport is queue mode); 1.1 and 1.2 take any set of ``U`` ``M`` ``H`` ``T`` ``S`` ``N`` and
+carry queue mode in the separate ``Q`` parameter (``Q`` in ``b`` is refused there, as in Leshan).
+A ``Q`` parameter from a 1.0 client is accepted too (harmless, and some clients send both).
+Unknown parameters are kept in ``additional_attributes`` rather than refused: the 1.0 response
+table allows 4.00 for them, but real clients send resource-directory extras (``et``, ``d``) and
+refusing those would lock them out (Leshan keeps them too).
+The payload must be CoRE link-format (Content-Format 40); a request without a Content-Format
+option is taken as link-format (several clients omit it), any other format is 4.15.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+import attrs
+
+from object_models.content_format import ContentFormat
+from object_models.errors import InvalidPathError, Lwm2mError, ResponseCode
+from object_models.path import LwM2mPath
+
+DEFAULT_LIFETIME = 86400
+"""Core §6.2.1: a Register without ``lt`` gets one day."""
+
+MAX_LIFETIME = 2**32 - 1
+"""Larger lifetimes are refused: they would never expire and overflow 32-bit client timers."""
+
+MAX_ENDPOINT_LENGTH = 1024
+MAX_LINK_PAYLOAD = 64 * 1024
+"""A Register payload larger than this is 4.13: thousands of objects is already absurd."""
+
+SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2")
+BINDINGS_1_0 = frozenset({"U", "UQ", "S", "SQ", "US", "UQS"})
+BINDING_LETTERS_1_1 = frozenset("UMHTSN")
+
+QueryInput = Sequence[str] | Mapping[str, str | None]
+"""Either aiocoap's ``opt.uri_query`` (``("ep=foo", "Q")``) or an already split mapping."""
+
+
+def _str_map(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
+def _objects_map(value: Mapping[int, str]) -> dict[int, str]:
+    return dict(value)
+
+
+def _instances_map(value: Mapping[int, tuple[int, ...]]) -> dict[int, tuple[int, ...]]:
+    return {k: tuple(v) for k, v in value.items()}
+
+
+def _bad(message: str, code: ResponseCode = ResponseCode.BAD_REQUEST) -> Lwm2mError:
+    return Lwm2mError(message, code=code)
+
+
+# -- peers ----------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Address:
+    """The transport address a client's requests come from (and where we send ours)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@attrs.frozen
+class PeerIdentity:
+    """Who the DTLS layer says the peer is: ``mode`` is ``psk``, ``rpk`` or ``x509``, ``identity``
+    the PSK identity, the public key (hex/base64 as the keystore writes it) or the certificate
+    subject. A NoSec peer has no ``PeerIdentity`` at all (``None``)."""
+
+    mode: str
+    identity: str
+
+
+# -- object links ---------------------------------------------------------------------------------
+
+
+class LinkLike(Protocol):
+    """The shape of ``object_models.codecs.link_format.Link`` that this module relies on."""
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def params(self) -> Mapping[str, str | None]: ...
+
+
+def _parse_ct(value: str | None) -> frozenset[int]:
+    """``ct=60`` or ``ct="60 110 112"`` (quotes already removed by the link parser, or not)."""
+    if value is None:
+        return frozenset()
+    formats: set[int] = set()
+    for part in value.strip().strip('"').split():
+        if not part.isdigit() or int(part) > 65535:
+            raise _bad(f"invalid content format {part!r} in the ct attribute of the root link")
+        formats.add(int(part))
+    return frozenset(formats)
+
+
+def _strip_quotes(value: str | None) -> str | None:
+    if value is not None and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+@attrs.frozen
+class ObjectLinks:
+    """The object list of a Register/Update payload, raw and interpreted.
+
+    ``objects`` maps every object the client lists to its version (``ver=`` or ``""`` when the
+    link had none: the model registry then picks the core default for the client's LwM2M
+    version); ``instances`` lists the instances per object in payload order; ``root_path`` is the
+    alternate path (``</lwm2m>;rt="oma.lwm2m"`` → ``/lwm2m/``, default ``/``) that every
+    downlink request is prefixed with; ``content_formats`` are the formats the root link's
+    ``ct=`` announces (LwM2M 1.1+).
+    """
+
+    text: str = ""
+    objects: Mapping[int, str] = attrs.field(factory=dict, converter=_objects_map)
+    instances: Mapping[int, tuple[int, ...]] = attrs.field(factory=dict, converter=_instances_map)
+    root_path: str = "/"
+    content_formats: frozenset[int] = frozenset()
+
+    @classmethod
+    def from_links(cls, links: Iterable[LinkLike], text: str = "") -> ObjectLinks:
+        """Interpret parsed links (see the module rules). A link that is neither the root link
+        nor a valid ``/o`` or ``/o/i`` path below the root is a 4.00: a client whose object list
+        we cannot read cannot be managed."""
+        links = list(links)
+        root = None
+        for link in links:
+            rt = _strip_quotes(link.params.get("rt"))
+            if rt is not None and "oma.lwm2m" in rt.split():
+                root = link
+                break
+            if link.target in ("/", "") and root is None:
+                root = link
+        root_path = "/"
+        formats: frozenset[int] = frozenset()
+        if root is not None:
+            root_path = root.target if root.target.endswith("/") else root.target + "/"
+            if not root_path.startswith("/"):
+                root_path = "/" + root_path
+            formats = _parse_ct(_strip_quotes(root.params.get("ct")))
+        objects: dict[int, str] = {}
+        instances: dict[int, list[int]] = {}
+        for link in links:
+            if link is root:
+                continue
+            target = link.target
+            if root_path != "/" and target.startswith(root_path):
+                target = "/" + target[len(root_path) :]
+            try:
+                path = LwM2mPath.parse(target)
+            except InvalidPathError:
+                raise _bad(f"object link <{link.target}> is not an LwM2M object path") from None
+            if path.depth not in (1, 2):
+                # Core §6.2.1: the list holds objects and instances only; ignore anything deeper.
+                continue
+            object_id = path.ids[0]
+            version = _strip_quotes(link.params.get("ver"))
+            if version is not None:
+                if not re.fullmatch(r"\d+\.\d+", version):
+                    raise _bad(f"object link <{link.target}> has an invalid version {version!r}")
+                objects[object_id] = version
+            else:
+                objects.setdefault(object_id, "")
+            if path.depth == 2:
+                ids = instances.setdefault(object_id, [])
+                instance_id = path.ids[1]
+                if instance_id not in ids:
+                    ids.append(instance_id)
+        return cls(
+            text=text,
+            objects=objects,
+            instances={k: tuple(v) for k, v in instances.items()},
+            root_path=root_path,
+            content_formats=formats,
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> ObjectLinks:
+        """Parse link-format text with the project's one link-format parser."""
+        from object_models.codecs.link_format import parse_links
+
+        try:
+            links = parse_links(text)
+        except Lwm2mError as exc:
+            raise _bad(f"invalid link-format payload: {exc.message}") from None
+        except ValueError as exc:
+            raise _bad(f"invalid link-format payload: {exc}") from None
+        return cls.from_links(links, text)
+
+
+def _links_from_payload(payload: bytes, content_format: int | None, required: bool) -> ObjectLinks:
+    if content_format is not None and content_format != ContentFormat.LINK:
+        raise _bad(
+            f"the object list must be application/link-format (40), got content format "
+            f"{content_format}",
+            ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
+        )
+    if len(payload) > MAX_LINK_PAYLOAD:
+        raise _bad(
+            f"object list of {len(payload)} bytes exceeds {MAX_LINK_PAYLOAD}",
+            ResponseCode.REQUEST_ENTITY_TOO_LARGE,
+        )
+    try:
+        text = bytes(payload).decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad("the object list is not valid UTF-8") from None
+    if not text.strip():
+        if required:
+            raise _bad("Register needs the list of objects and object instances as payload")
+        return ObjectLinks()
+    return ObjectLinks.parse(text)
+
+
+# -- query parameters -----------------------------------------------------------------------------
+
+
+def split_query(query: QueryInput) -> dict[str, str | None]:
+    """``["ep=a", "Q"]`` → ``{"ep": "a", "Q": None}``; a parameter given twice is a 4.00."""
+    if isinstance(query, Mapping):
+        return dict(query)
+    result: dict[str, str | None] = {}
+    for item in query:
+        if isinstance(item, bytes):
+            item = item.decode("utf-8", "replace")
+        name, sep, value = item.partition("=")
+        if name in result:
+            raise _bad(f"query parameter {name!r} is given twice")
+        result[name] = value if sep else None
+    return result
+
+
+def _value(params: Mapping[str, str | None], name: str) -> str | None:
+    if name not in params:
+        return None
+    value = params[name]
+    if value is None:
+        raise _bad(f"query parameter {name!r} needs a value")
+    return value
+
+
+def _lifetime(params: Mapping[str, str | None]) -> int | None:
+    text = _value(params, "lt")
+    if text is None:
+        return None
+    if not re.fullmatch(r"[0-9]{1,10}", text.strip()):
+        raise _bad(f"lifetime lt={text!r} is not a non-negative integer number of seconds")
+    value = int(text)
+    if not 1 <= value <= MAX_LIFETIME:
+        raise _bad(f"lifetime lt={value} is outside 1..{MAX_LIFETIME} seconds")
+    return value
+
+
+def _queue_flag(params: Mapping[str, str | None]) -> bool:
+    if "Q" not in params:
+        return False
+    if params["Q"] not in (None, ""):
+        raise _bad("queue mode parameter Q takes no value")
+    return True
+
+
+def check_version(version: str) -> str:
+    if version not in SUPPORTED_VERSIONS:
+        raise _bad(
+            f"LwM2M version {version!r} is not supported (supported: "
+            f"{', '.join(SUPPORTED_VERSIONS)})",
+            ResponseCode.PRECONDITION_FAILED,
+        )
+    return version
+
+
+def check_binding(binding: str, version: str) -> bool:
+    """Validate ``b`` for the client's LwM2M version; return whether it asks for queue mode
+    (only 1.0 carries queue mode in the binding)."""
+    if version == "1.0":
+        if binding not in BINDINGS_1_0:
+            raise _bad(
+                f"binding {binding!r} is not valid for LwM2M 1.0 "
+                f"(one of {', '.join(sorted(BINDINGS_1_0))})"
+            )
+        return "Q" in binding
+    letters = set(binding)
+    if not binding or not letters <= BINDING_LETTERS_1_1 or len(letters) != len(binding):
+        raise _bad(
+            f"binding {binding!r} is not valid for LwM2M {version} "
+            f"(distinct letters of U, M, H, T, S, N; queue mode is the Q parameter)"
+        )
+    return False
+
+
+_KNOWN_REGISTER = frozenset({"ep", "lt", "lwm2m", "b", "sms", "Q"})
+_KNOWN_UPDATE = frozenset({"lt", "b", "sms", "Q"})
+
+
+def _additional(params: Mapping[str, str | None], known: frozenset[str]) -> dict[str, str]:
+    return {k: (v if v is not None else "") for k, v in params.items() if k not in known}
+
+
+@attrs.frozen
+class RegistrationRequest:
+    """A validated Register (``POST /rd?ep=…``)."""
+
+    endpoint: str
+    lifetime: int = DEFAULT_LIFETIME
+    lwm2m_version: str = "1.0"
+    binding: str = "U"
+    sms_number: str | None = None
+    queue_mode: bool = False
+    object_links: ObjectLinks = attrs.field(factory=ObjectLinks)
+    additional_attributes: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map)
+
+    @classmethod
+    def parse(
+        cls, query: QueryInput, payload: bytes, content_format: int | None = ContentFormat.LINK
+    ) -> RegistrationRequest:
+        params = split_query(query)
+        endpoint = _value(params, "ep")
+        if endpoint is None or not endpoint:
+            raise _bad("Register needs the endpoint client name (ep)")
+        if len(endpoint) > MAX_ENDPOINT_LENGTH:
+            raise _bad(f"endpoint name longer than {MAX_ENDPOINT_LENGTH} characters")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in endpoint):
+            raise _bad("endpoint name contains control characters")
+        version = check_version(_value(params, "lwm2m") or "1.0")
+        lifetime = _lifetime(params)
+        binding = _value(params, "b") or "U"
+        queue = check_binding(binding, version) or _queue_flag(params)
+        links = _links_from_payload(payload, content_format, required=True)
+        return cls(
+            endpoint=endpoint,
+            lifetime=DEFAULT_LIFETIME if lifetime is None else lifetime,
+            lwm2m_version=version,
+            binding=binding,
+            sms_number=_value(params, "sms"),
+            queue_mode=queue,
+            object_links=links,
+            additional_attributes=_additional(params, _KNOWN_REGISTER),
+        )
+
+
+@attrs.frozen
+class UpdateRequest:
+    """A validated Update (``POST /rd/{id}``); ``None`` fields keep the registered value.
+
+    The binding can only be checked against the client's LwM2M version once the registration is
+    known, so ``Registration.updated`` re-checks it (``check_binding``).
+    """
+
+    lifetime: int | None = None
+    binding: str | None = None
+    sms_number: str | None = None
+    queue_mode: bool | None = None
+    object_links: ObjectLinks | None = None
+    additional_attributes: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map)
+
+    @classmethod
+    def parse(
+        cls,
+        query: QueryInput,
+        payload: bytes = b"",
+        content_format: int | None = None,
+    ) -> UpdateRequest:
+        params = split_query(query)
+        for fixed in ("ep", "lwm2m"):
+            if fixed in params:
+                raise _bad(f"parameter {fixed!r} cannot change in an Update; Register again")
+        binding = _value(params, "b")
+        if binding is not None and not binding:
+            raise _bad("binding b= is empty")
+        links = None
+        if payload:
+            links = _links_from_payload(payload, content_format, required=False)
+        return cls(
+            lifetime=_lifetime(params),
+            binding=binding,
+            sms_number=_value(params, "sms"),
+            queue_mode=True if _queue_flag(params) else None,
+            object_links=links,
+            additional_attributes=_additional(params, _KNOWN_UPDATE),
+        )
+
+
+# -- the registration -----------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Registration:
+    """One client's registration as the server holds it (immutable; an Update makes a new one)."""
+
+    registration_id: str
+    endpoint: str
+    address: Address
+    lifetime: int = DEFAULT_LIFETIME
+    lwm2m_version: str = "1.0"
+    binding: str = "U"
+    sms_number: str | None = None
+    queue_mode: bool = False
+    object_links: ObjectLinks = attrs.field(factory=ObjectLinks)
+    transport: str = "coap"
+    identity: PeerIdentity | None = None
+    registered_at: float = 0.0
+    last_update: float = 0.0
+    additional_attributes: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map)
+
+    @property
+    def expires_at(self) -> float:
+        """When the lifetime runs out without an Update (the book adds its grace period)."""
+        return self.last_update + self.lifetime
+
+    @property
+    def location(self) -> str:
+        """The Location-Path of the 2.01 reply, as one string (``rd/{id}``)."""
+        return f"rd/{self.registration_id}"
+
+    @property
+    def supported_objects(self) -> Mapping[int, str]:
+        return self.object_links.objects
+
+    @classmethod
+    def create(
+        cls,
+        registration_id: str,
+        request: RegistrationRequest,
+        *,
+        now: float,
+        address: Address,
+        transport: str = "coap",
+        identity: PeerIdentity | None = None,
+    ) -> Registration:
+        if transport not in ("coap", "coaps"):
+            raise ValueError(f"transport must be 'coap' or 'coaps', got {transport!r}")
+        return cls(
+            registration_id=registration_id,
+            endpoint=request.endpoint,
+            address=address,
+            lifetime=request.lifetime,
+            lwm2m_version=request.lwm2m_version,
+            binding=request.binding,
+            sms_number=request.sms_number,
+            queue_mode=request.queue_mode,
+            object_links=request.object_links,
+            transport=transport,
+            identity=identity,
+            registered_at=now,
+            last_update=now,
+            additional_attributes=request.additional_attributes,
+        )
+
+    def updated(
+        self, update: UpdateRequest, *, now: float, address: Address | None = None
+    ) -> Registration:
+        """This registration after ``update`` (validated against our LwM2M version)."""
+        queue_mode = self.queue_mode
+        binding = self.binding
+        if update.binding is not None:
+            binding_queue = check_binding(update.binding, self.lwm2m_version)
+            binding = update.binding
+            if self.lwm2m_version == "1.0":
+                queue_mode = binding_queue
+        if update.queue_mode is not None:
+            queue_mode = update.queue_mode
+        attributes = dict(self.additional_attributes)
+        attributes.update(update.additional_attributes)
+        return attrs.evolve(
+            self,
+            lifetime=self.lifetime if update.lifetime is None else update.lifetime,
+            binding=binding,
+            sms_number=self.sms_number if update.sms_number is None else update.sms_number,
+            queue_mode=queue_mode,
+            object_links=self.object_links if update.object_links is None else update.object_links,
+            address=self.address if address is None else address,
+            last_update=now,
+            additional_attributes=attributes,
+        )

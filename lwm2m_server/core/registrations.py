@@ -1,0 +1,258 @@
+"""``RegistrationBook``: the in-memory index of live registrations and their lifetimes.
+
+One registration per endpoint name (a second Register replaces the first, Core §6.2.1) and one
+per registration id. Lifetimes are tracked by a single min-heap of ``(deadline, id, version)``
+with lazy deletion: an Update or Deregister does not search the heap, it bumps the
+registration's version and pushes a new entry; stale entries are skipped when they surface.
+That keeps Register/Update O(log n) and ``next_deadline``/``expire`` cheap with 100k clients,
+and the adapter needs exactly one timer (armed at ``next_deadline()``).
+
+Grace period: a registration expires ``grace_period`` seconds after ``last_update + lifetime``.
+A client that sends its Update just before its lifetime ends may still be retransmitting it
+(CoAP MAX_TRANSMIT_SPAN is 45 s), and a client whose clock runs slightly slow updates late;
+removing it at the exact second would make it lose its observations for a few seconds of jitter.
+Leshan applies a small grace for the same reason. Default 15 s; 0 gives the spec's exact rule.
+
+A registration stays usable until ``expire(now)`` sweeps it: the adapter calls ``expire`` when
+its timer fires at ``next_deadline()``, so the window where a dead registration still answers
+an Update is at most a timer tick.
+"""
+
+from __future__ import annotations
+
+import heapq
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+
+import attrs
+
+from object_models.errors import Lwm2mError, ResponseCode
+
+from .events import Deregistered, Event, Registered, Replaced, Updated
+from .registration import (
+    Address,
+    PeerIdentity,
+    Registration,
+    RegistrationRequest,
+    UpdateRequest,
+)
+
+DEFAULT_GRACE_PERIOD = 15.0
+
+
+def new_registration_id() -> str:
+    """8 URL-safe characters (48 random bits): short enough for a Location-Path on a constrained
+    link, unguessable enough that a peer cannot update or delete someone else's registration."""
+    return secrets.token_urlsafe(6)
+
+
+@attrs.frozen
+class RegisterOutcome:
+    registration: Registration
+    replaced: Registration | None
+    events: tuple[Event, ...]
+
+
+@attrs.frozen
+class UpdateOutcome:
+    registration: Registration
+    previous: Registration
+    events: tuple[Event, ...]
+
+
+@attrs.frozen
+class DeregisterOutcome:
+    registration: Registration
+    events: tuple[Event, ...]
+
+
+def not_found(registration_id: str) -> Lwm2mError:
+    return Lwm2mError(f"no registration {registration_id!r}", code=ResponseCode.NOT_FOUND)
+
+
+class RegistrationBook:
+    """Live registrations by id and by endpoint, and their expiry. Pure: ``now`` comes in."""
+
+    def __init__(
+        self,
+        *,
+        grace_period: float = DEFAULT_GRACE_PERIOD,
+        id_factory: Callable[[], str] = new_registration_id,
+    ) -> None:
+        if grace_period < 0:
+            raise ValueError("grace_period must be >= 0")
+        self.grace_period = grace_period
+        self._new_id = id_factory
+        self._by_id: dict[str, Registration] = {}
+        self._by_endpoint: dict[str, str] = {}
+        self._by_address: dict[Address, str] = {}
+        self._versions: dict[str, int] = {}
+        self._heap: list[tuple[float, str, int]] = []
+        self._counter = 0
+
+    # -- queries -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[Registration]:
+        return iter(list(self._by_id.values()))
+
+    def __contains__(self, registration_id: object) -> bool:
+        return registration_id in self._by_id
+
+    def get(self, registration_id: str) -> Registration | None:
+        return self._by_id.get(registration_id)
+
+    def require(self, registration_id: str) -> Registration:
+        """The registration, or a 4.04 ``Lwm2mError`` (unknown Location-Path)."""
+        reg = self._by_id.get(registration_id)
+        if reg is None:
+            raise not_found(registration_id)
+        return reg
+
+    def by_endpoint(self, endpoint: str) -> Registration | None:
+        reg_id = self._by_endpoint.get(endpoint)
+        return None if reg_id is None else self._by_id.get(reg_id)
+
+    def by_address(self, address: Address) -> Registration | None:
+        """The registration whose requests come from ``address`` (the latest, should a NAT
+        have handed the address to another client): how a Send or a notification without a
+        known token is attributed."""
+        reg_id = self._by_address.get(address)
+        return None if reg_id is None else self._by_id.get(reg_id)
+
+    def deadline(self, registration: Registration) -> float:
+        """When ``registration`` will be swept by ``expire``: expires_at plus the grace."""
+        return registration.expires_at + self.grace_period
+
+    # -- operations ----------------------------------------------------------------------------
+    def register(
+        self,
+        request: RegistrationRequest,
+        *,
+        now: float,
+        address: Address,
+        transport: str = "coap",
+        identity: PeerIdentity | None = None,
+    ) -> RegisterOutcome:
+        """Add a registration; an earlier one of the same endpoint is replaced (its observations
+        and queue are the caller's to drop: see ``ServerCore``)."""
+        reg_id = self._fresh_id()
+        registration = Registration.create(
+            reg_id, request, now=now, address=address, transport=transport, identity=identity
+        )
+        replaced = self.by_endpoint(request.endpoint)
+        events: list[Event] = []
+        if replaced is not None:
+            self._forget(replaced.registration_id)
+            events.append(Replaced(old=replaced, new=registration))
+        self._put(registration)
+        events.append(Registered(registration=registration, replaced=replaced))
+        return RegisterOutcome(registration, replaced, tuple(events))
+
+    def update(
+        self,
+        registration_id: str,
+        request: UpdateRequest,
+        *,
+        now: float,
+        address: Address | None = None,
+        identity: PeerIdentity | None = None,
+    ) -> UpdateOutcome:
+        """Apply an Update: 4.04 for an unknown id, 4.03 when the peer's security identity is
+        not the one that registered (the id alone must not let another device take over), 4.00
+        for a binding that the client's LwM2M version does not have."""
+        previous = self.require(registration_id)
+        _check_identity(previous, identity)
+        registration = previous.updated(request, now=now, address=address)
+        self._put(registration)
+        return UpdateOutcome(registration, previous, (Updated(registration, previous),))
+
+    def deregister(
+        self, registration_id: str, *, now: float, identity: PeerIdentity | None = None
+    ) -> DeregisterOutcome:
+        del now  # kept for symmetry and future auditing; removal itself is timeless
+        registration = self.require(registration_id)
+        _check_identity(registration, identity)
+        self._forget(registration_id)
+        return DeregisterOutcome(registration, (Deregistered(registration),))
+
+    def restore(self, registrations: Iterable[Registration]) -> None:
+        """Load registrations from a store at start-up, without events. Ones that expired while
+        the server was down come out of the next ``expire(now)``."""
+        for registration in registrations:
+            old = self.by_endpoint(registration.endpoint)
+            if old is not None:
+                if old.last_update > registration.last_update:
+                    continue
+                self._forget(old.registration_id)
+            self._put(registration)
+
+    # -- lifetimes -----------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        """When the next registration expires (arm one timer for it), or None with none left."""
+        self._drop_stale_head()
+        return self._heap[0][0] if self._heap else None
+
+    def expire(self, now: float) -> list[Registration]:
+        """Remove and return every registration whose deadline is ``<= now``, oldest first."""
+        expired: list[Registration] = []
+        while True:
+            self._drop_stale_head()
+            if not self._heap or self._heap[0][0] > now:
+                break
+            _, reg_id, _ = heapq.heappop(self._heap)
+            expired.append(self._by_id[reg_id])
+            self._forget(reg_id)
+        return expired
+
+    # -- internals -----------------------------------------------------------------------------
+    def _fresh_id(self) -> str:
+        for _ in range(100):
+            reg_id = self._new_id()
+            if reg_id not in self._by_id:
+                return reg_id
+        raise RuntimeError("registration id factory keeps returning ids in use")
+
+    def _put(self, registration: Registration) -> None:
+        reg_id = registration.registration_id
+        old = self._by_id.get(reg_id)
+        if old is not None and self._by_address.get(old.address) == reg_id:
+            del self._by_address[old.address]
+        self._by_address[registration.address] = reg_id
+        self._counter += 1
+        self._versions[reg_id] = self._counter
+        self._by_id[reg_id] = registration
+        self._by_endpoint[registration.endpoint] = reg_id
+        heapq.heappush(self._heap, (self.deadline(registration), reg_id, self._counter))
+        if len(self._heap) > 2 * len(self._by_id) + 1024:
+            self._compact()
+
+    def _forget(self, registration_id: str) -> None:
+        registration = self._by_id.pop(registration_id)
+        self._versions.pop(registration_id, None)
+        if self._by_endpoint.get(registration.endpoint) == registration_id:
+            del self._by_endpoint[registration.endpoint]
+        if self._by_address.get(registration.address) == registration_id:
+            del self._by_address[registration.address]
+
+    def _drop_stale_head(self) -> None:
+        heap = self._heap
+        while heap and self._versions.get(heap[0][1]) != heap[0][2]:
+            heapq.heappop(heap)
+
+    def _compact(self) -> None:
+        """Rebuild the heap from live entries only, so Updates cannot grow it without bound."""
+        self._heap = [
+            (self.deadline(reg), reg_id, self._versions[reg_id])
+            for reg_id, reg in self._by_id.items()
+        ]
+        heapq.heapify(self._heap)
+
+
+def _check_identity(registration: Registration, identity: PeerIdentity | None) -> None:
+    if registration.identity != identity:
+        raise Lwm2mError(
+            f"registration {registration.registration_id!r} belongs to another peer identity",
+            code=ResponseCode.FORBIDDEN,
+        )

@@ -1,0 +1,248 @@
+"""``ServerCore``: the one object the CoAP adapter drives; it keeps registrations, observations
+and queues consistent with each other.
+
+Each uplink handler is one call that returns a ``CoreResult``: the registration concerned, the
+events to persist/publish (in order), and the queued downlink requests that are now due. The
+rules that span the three indexes live here and nowhere else:
+
+* a new Register of an endpoint replaces its registration and cancels that registration's
+  observations (Core §6.4: a client that registers again has forgotten them);
+* Deregister and expiry drop observations and fail the queued requests (``QueueDropped``);
+* any message from a queue-mode client (Register, Update, notification, Send) opens its awake
+  window and hands back the requests queued for it; a client that leaves queue mode gets its
+  queued requests back at once (it is always reachable now).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from object_models.content_format import ContentFormat
+from object_models.errors import Lwm2mError, ResponseCode
+
+from .events import (
+    Event,
+    Expired,
+    NotificationReceived,
+    ObservationsCancelled,
+    QueueDropped,
+    SendReceived,
+)
+from .observations import Observation, ObservationIndex
+from .queue import QueueConfig, QueuedRequest, RequestQueues
+from .registration import (
+    Address,
+    PeerIdentity,
+    QueryInput,
+    Registration,
+    RegistrationRequest,
+    UpdateRequest,
+)
+from .registrations import DEFAULT_GRACE_PERIOD, RegistrationBook, new_registration_id
+
+
+@attrs.frozen
+class CoreResult:
+    """What an uplink did: ``registration`` (None when the message matched none), ``events``
+    in the order they happened, and ``to_send``: queued requests now due, oldest first."""
+
+    registration: Registration | None
+    events: tuple[Event, ...] = ()
+    to_send: tuple[QueuedRequest[object], ...] = ()
+
+
+class ServerCore:
+    def __init__(
+        self,
+        *,
+        grace_period: float = DEFAULT_GRACE_PERIOD,
+        queue_config: QueueConfig | None = None,
+        id_factory: Callable[[], str] = new_registration_id,
+    ) -> None:
+        self.registrations = RegistrationBook(grace_period=grace_period, id_factory=id_factory)
+        self.observations = ObservationIndex()
+        self.queues: RequestQueues[object] = RequestQueues(queue_config)
+
+    # -- registration interface ----------------------------------------------------------
+    def register(
+        self,
+        query: QueryInput,
+        payload: bytes,
+        content_format: int | None = ContentFormat.LINK,
+        *,
+        now: float,
+        address: Address,
+        transport: str = "coap",
+        identity: PeerIdentity | None = None,
+    ) -> CoreResult:
+        """``POST /rd``: validate, register, cancel the replaced registration's observations.
+        Raises ``Lwm2mError`` (4.00/4.12/4.13/4.15) before changing anything."""
+        request = RegistrationRequest.parse(query, payload, content_format)
+        outcome = self.registrations.register(
+            request, now=now, address=address, transport=transport, identity=identity
+        )
+        events: list[Event] = list(outcome.events)
+        if outcome.replaced is not None:
+            cancelled = self.observations.remove_registration(outcome.replaced.registration_id)
+            if cancelled:
+                events.insert(
+                    1, ObservationsCancelled(outcome.replaced.registration_id, tuple(cancelled))
+                )
+        to_send = self._after_contact(outcome.registration, now, events)
+        return CoreResult(outcome.registration, tuple(events), to_send)
+
+    def update(
+        self,
+        registration_id: str,
+        query: QueryInput,
+        payload: bytes = b"",
+        content_format: int | None = None,
+        *,
+        now: float,
+        address: Address | None = None,
+        identity: PeerIdentity | None = None,
+    ) -> CoreResult:
+        """``POST /rd/{id}``: 4.04 unknown id, 4.03 other identity, 4.00 bad parameters."""
+        request = UpdateRequest.parse(query, payload, content_format)
+        outcome = self.registrations.update(
+            registration_id, request, now=now, address=address, identity=identity
+        )
+        events: list[Event] = list(outcome.events)
+        to_send = self._after_contact(outcome.registration, now, events)
+        return CoreResult(outcome.registration, tuple(events), to_send)
+
+    def deregister(
+        self, registration_id: str, *, now: float, identity: PeerIdentity | None = None
+    ) -> CoreResult:
+        """``DELETE /rd/{id}``: 4.04 unknown id, 4.03 other identity."""
+        outcome = self.registrations.deregister(registration_id, now=now, identity=identity)
+        events: list[Event] = list(outcome.events)
+        self._end(outcome.registration, events)
+        return CoreResult(outcome.registration, tuple(events))
+
+    # -- information reporting -----------------------------------------------------------
+    def observation_started(self, observation: Observation) -> Observation | None:
+        """Index an observation the client accepted (2.05 with Observe); returns the one it
+        replaces, which the adapter cancels and removes from the store. 4.04 if the
+        registration it names is gone (it ended while the Observe was in flight)."""
+        registration = self.registrations.get(observation.registration_id)
+        if registration is None or registration.endpoint != observation.endpoint:
+            raise Lwm2mError(
+                f"registration {observation.registration_id!r} of {observation.endpoint!r} is gone",
+                code=ResponseCode.NOT_FOUND,
+            )
+        return self.observations.add(observation)
+
+    def notification(
+        self, token: bytes, payload: bytes, content_format: int | None, *, now: float
+    ) -> CoreResult:
+        """A notification arrived. ``registration`` is None when the token is unknown or the
+        observation was cancelled: the adapter answers RST (RFC 7641 §3.6) so it stops."""
+        observation = self.observations.on_notification(token, now)
+        if observation is None:
+            return CoreResult(None)
+        registration = self.registrations.get(observation.registration_id)
+        if registration is None:
+            self.observations.cancel(token)
+            return CoreResult(None)
+        events: list[Event] = [NotificationReceived(observation, payload, content_format, now)]
+        to_send = self._after_contact(registration, now, events)
+        return CoreResult(registration, tuple(events), to_send)
+
+    def send(
+        self,
+        address: Address,
+        payload: bytes,
+        content_format: int | None,
+        *,
+        now: float,
+        identity: PeerIdentity | None = None,
+    ) -> CoreResult:
+        """``POST /dp`` (Send, LwM2M 1.1+): 4.04 when no registration comes from this peer
+        (Core §6.4.5: only registered clients may Send), 4.03 for another identity."""
+        registration = self.registrations.by_address(address)
+        if registration is None:
+            raise Lwm2mError(f"no registration from {address}", code=ResponseCode.NOT_FOUND)
+        if registration.identity != identity:
+            raise Lwm2mError(
+                f"{address} is registered under another identity", code=ResponseCode.FORBIDDEN
+            )
+        events: list[Event] = [SendReceived(registration, payload, content_format, now)]
+        to_send = self._after_contact(registration, now, events)
+        return CoreResult(registration, tuple(events), to_send)
+
+    def heard_from(self, registration_id: str, *, now: float) -> CoreResult:
+        """Any other message from a client (a response, an empty ACK of ours): keeps a
+        queue-mode client awake and returns what is now due for it."""
+        registration = self.registrations.get(registration_id)
+        if registration is None:
+            return CoreResult(None)
+        events: list[Event] = []
+        to_send = self._after_contact(registration, now, events)
+        return CoreResult(registration, tuple(events), to_send)
+
+    # -- downlink ------------------------------------------------------------------------
+    def submit(self, endpoint: str, request: object, *, now: float) -> bool:
+        """A downlink request for ``endpoint``: True when it can go now, False when it was
+        queued (queue-mode client asleep). 4.04 for an unknown endpoint; ``QueueFullError``
+        when the queue is at its bound."""
+        registration = self.registrations.by_endpoint(endpoint)
+        if registration is None:
+            raise Lwm2mError(f"{endpoint!r} is not registered", code=ResponseCode.NOT_FOUND)
+        if not registration.queue_mode or (
+            self.queues.is_awake(endpoint, now) and not self.queues.pending(endpoint)
+        ):
+            return True
+        self.queues.enqueue(endpoint, request, now)
+        return False
+
+    # -- time ----------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        """When ``tick`` has something to do next (one timer for the whole core)."""
+        deadlines = [
+            d
+            for d in (self.registrations.next_deadline(), self.queues.next_deadline())
+            if d is not None
+        ]
+        return min(deadlines) if deadlines else None
+
+    def tick(self, now: float) -> list[Event]:
+        """Expire registrations and queue entries, close awake windows."""
+        events: list[Event] = []
+        for registration in self.registrations.expire(now):
+            events.append(Expired(registration))
+            self._end(registration, events)
+        events.extend(self.queues.tick(now))
+        return events
+
+    def restore(self, registrations: list[Registration], observations: list[Observation]) -> None:
+        """Rebuild the indexes from the store at start-up (no events)."""
+        self.registrations.restore(registrations)
+        for observation in observations:
+            if self.registrations.get(observation.registration_id) is not None:
+                self.observations.add(observation)
+
+    # -- internals -----------------------------------------------------------------------
+    def _after_contact(
+        self, registration: Registration, now: float, events: list[Event]
+    ) -> tuple[QueuedRequest[object], ...]:
+        endpoint = registration.endpoint
+        if registration.queue_mode:
+            events.extend(self.queues.heard_from(endpoint, now))
+            return tuple(self.queues.drain(endpoint, now))
+        # not (or no longer) in queue mode: whatever was queued can go now
+        leftover = self.queues.remove(endpoint)
+        return tuple(e for e in leftover if e.expires_at > now)
+
+    def _end(self, registration: Registration, events: list[Event]) -> None:
+        cancelled = self.observations.remove_registration(registration.registration_id)
+        if cancelled:
+            events.append(ObservationsCancelled(registration.registration_id, tuple(cancelled)))
+        if self.registrations.by_endpoint(registration.endpoint) is None:
+            dropped = self.queues.remove(registration.endpoint)
+            if dropped:
+                events.append(
+                    QueueDropped(registration.endpoint, tuple(e.request for e in dropped))
+                )
