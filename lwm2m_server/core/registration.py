@@ -271,7 +271,7 @@ def _lifetime(params: Mapping[str, str | None]) -> int | None:
     text = _value(params, "lt")
     if text is None:
         return None
-    if not re.fullmatch(r"[0-9]{1,10}", text.strip()):
+    if not re.fullmatch(r"[0-9]{1,10}", text):
         raise _bad(f"lifetime lt={text!r} is not a non-negative integer number of seconds")
     value = int(text)
     if not 1 <= value <= MAX_LIFETIME:

@@ -80,6 +80,20 @@ class ServerCore:
         """``POST /rd``: validate, register, cancel the replaced registration's observations.
         Raises ``Lwm2mError`` (4.00/4.12/4.13/4.15) before changing anything."""
         request = RegistrationRequest.parse(query, payload, content_format)
+        return self.apply_register(
+            request, now=now, address=address, transport=transport, identity=identity
+        )
+
+    def apply_register(
+        self,
+        request: RegistrationRequest,
+        *,
+        now: float,
+        address: Address,
+        transport: str = "coap",
+        identity: PeerIdentity | None = None,
+    ) -> CoreResult:
+        """``register`` for an already parsed request."""
         outcome = self.registrations.register(
             request, now=now, address=address, transport=transport, identity=identity
         )
@@ -106,6 +120,20 @@ class ServerCore:
     ) -> CoreResult:
         """``POST /rd/{id}``: 4.04 unknown id, 4.03 other identity, 4.00 bad parameters."""
         request = UpdateRequest.parse(query, payload, content_format)
+        return self.apply_update(
+            registration_id, request, now=now, address=address, identity=identity
+        )
+
+    def apply_update(
+        self,
+        registration_id: str,
+        request: UpdateRequest,
+        *,
+        now: float,
+        address: Address | None = None,
+        identity: PeerIdentity | None = None,
+    ) -> CoreResult:
+        """``update`` for an already parsed request."""
         outcome = self.registrations.update(
             registration_id, request, now=now, address=address, identity=identity
         )

@@ -1,0 +1,183 @@
+"""RegistrationBook: register/update/deregister/replace and expiry through one heap."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from lwm2m_server.core.events import Deregistered, Registered, Replaced, Updated
+from lwm2m_server.core.registration import Address, PeerIdentity, UpdateRequest
+from lwm2m_server.core.registrations import RegistrationBook, new_registration_id
+from object_models.errors import Lwm2mError, ResponseCode
+
+from .helpers import ADDR, Clock, request
+
+
+def counting_ids() -> RegistrationBook:
+    counter = itertools.count()
+    return RegistrationBook(grace_period=0, id_factory=lambda: f"r{next(counter)}")
+
+
+def test_register_then_lookup(clock: Clock) -> None:
+    book = RegistrationBook()
+    out = book.register(request("a", lifetime=60), now=clock.now, address=ADDR)
+    reg = out.registration
+    assert out.replaced is None
+    assert out.events == (Registered(reg, None),)
+    assert book.get(reg.registration_id) is reg
+    assert book.by_endpoint("a") is reg
+    assert book.by_address(ADDR) is reg
+    assert reg.location == f"rd/{reg.registration_id}"
+    assert reg.registered_at == reg.last_update == clock.now
+    assert book.next_deadline() == clock.now + 60 + book.grace_period
+
+
+def test_registration_ids_are_short_and_distinct() -> None:
+    ids = {new_registration_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(len(i) == 8 and "/" not in i for i in ids)
+
+
+def test_colliding_id_factory_is_retried(clock: Clock) -> None:
+    ids = iter(["x", "x", "y"])
+    book = RegistrationBook(id_factory=lambda: next(ids))
+    book.register(request("a"), now=clock.now, address=ADDR)
+    reg = book.register(request("b"), now=clock.now, address=ADDR).registration
+    assert reg.registration_id == "y"
+
+
+def test_second_register_replaces(clock: Clock) -> None:
+    book = counting_ids()
+    first = book.register(request("a"), now=clock.now, address=ADDR).registration
+    out = book.register(request("a", lifetime=30), now=clock.advance(1), address=ADDR)
+    assert out.replaced == first
+    assert out.events == (Replaced(first, out.registration), Registered(out.registration, first))
+    assert book.get(first.registration_id) is None
+    assert len(book) == 1
+    # the old registration's heap entry is stale: only the new deadline counts
+    assert book.next_deadline() == clock.now + 30
+    assert book.expire(clock.now + 29) == []
+    assert book.expire(clock.now + 30) == [out.registration]
+
+
+def test_update_and_deregister(clock: Clock) -> None:
+    book = counting_ids()
+    reg = book.register(request("a", lifetime=60), now=clock.now, address=ADDR).registration
+    new_addr = Address("198.51.100.7", 40000)
+    out = book.update(
+        reg.registration_id, UpdateRequest(lifetime=120), now=clock.advance(50), address=new_addr
+    )
+    assert out.events == (Updated(out.registration, reg),)
+    assert out.registration.lifetime == 120
+    assert out.registration.address == new_addr
+    assert book.by_address(ADDR) is None
+    assert book.by_address(new_addr) is out.registration
+    assert book.next_deadline() == clock.now + 120
+    gone = book.deregister(reg.registration_id, now=clock.now)
+    assert gone.events == (Deregistered(out.registration),)
+    assert len(book) == 0
+    assert book.next_deadline() is None
+
+
+@pytest.mark.parametrize("op", ["update", "deregister"])
+def test_unknown_id_is_4_04(clock: Clock, op: str) -> None:
+    book = RegistrationBook()
+    with pytest.raises(Lwm2mError) as info:
+        if op == "update":
+            book.update("nope", UpdateRequest(), now=clock.now)
+        else:
+            book.deregister("nope", now=clock.now)
+    assert info.value.code is ResponseCode.NOT_FOUND
+
+
+def test_other_identity_is_4_03(clock: Clock) -> None:
+    book = RegistrationBook()
+    alice = PeerIdentity("psk", "alice")
+    reg = book.register(request("a"), now=clock.now, address=ADDR, identity=alice).registration
+    for identity in (None, PeerIdentity("psk", "mallory")):
+        with pytest.raises(Lwm2mError) as info:
+            book.update(reg.registration_id, UpdateRequest(), now=clock.now, identity=identity)
+        assert info.value.code is ResponseCode.FORBIDDEN
+        with pytest.raises(Lwm2mError):
+            book.deregister(reg.registration_id, now=clock.now, identity=identity)
+    book.update(reg.registration_id, UpdateRequest(), now=clock.now, identity=alice)
+
+
+def test_grace_period(clock: Clock) -> None:
+    book = RegistrationBook(grace_period=15)
+    reg = book.register(request("a", lifetime=60), now=clock.now, address=ADDR).registration
+    assert reg.expires_at == clock.now + 60
+    assert book.expire(clock.now + 74.9) == []
+    assert book.expire(clock.now + 75) == [reg]
+    with pytest.raises(ValueError):
+        RegistrationBook(grace_period=-1)
+
+
+def test_update_postpones_expiry(clock: Clock) -> None:
+    book = counting_ids()
+    reg = book.register(request("a", lifetime=60), now=clock.now, address=ADDR).registration
+    for _ in range(100):
+        clock.advance(50)
+        assert book.expire(clock.now) == []
+        book.update(reg.registration_id, UpdateRequest(), now=clock.now)
+    assert book.expire(clock.now + 59) == []
+    assert [r.endpoint for r in book.expire(clock.now + 60)] == ["a"]
+
+
+def test_ten_thousand_registrations_expire_in_deadline_order(clock: Clock) -> None:
+    """10k clients, random lifetimes, a mix of updates, deregistrations and replacements; the
+    single heap must hand back exactly the live ones, in deadline order, each once."""
+    rng = random.Random(7)
+    book = counting_ids()
+    t0 = clock.now
+    expected: dict[str, float] = {}  # endpoint -> deadline
+    ids: dict[str, str] = {}
+    for n in range(10_000):
+        ep = f"ep{n}"
+        reg = book.register(
+            request(ep, lifetime=rng.randint(10, 5000)), now=t0 + n * 0.01, address=ADDR
+        ).registration
+        ids[ep] = reg.registration_id
+        expected[ep] = reg.expires_at
+    for n in rng.sample(range(10_000), 3000):  # updates with new lifetimes
+        ep = f"ep{n}"
+        reg = book.update(
+            ids[ep], UpdateRequest(lifetime=rng.randint(10, 5000)), now=t0 + 200
+        ).registration
+        expected[ep] = reg.expires_at
+    for n in rng.sample(range(10_000), 1000):  # deregistrations (some ids updated above)
+        ep = f"ep{n}"
+        book.deregister(ids[ep], now=t0 + 300)
+        del expected[ep]
+    for ep in rng.sample(sorted(expected), 500):  # re-registrations replace the old entry
+        reg = book.register(request(ep, lifetime=rng.randint(10, 5000)), now=t0 + 400, address=ADDR)
+        expected[ep] = reg.registration.expires_at
+    assert len(book) == len(expected) == 9000
+    # heap compaction keeps it bounded despite stale entries
+    assert len(book._heap) <= 2 * len(book) + 1024
+
+    seen: list[tuple[float, str]] = []
+    now = t0
+    while (deadline := book.next_deadline()) is not None:
+        now = max(now, deadline) + rng.random() * 50
+        for reg in book.expire(now):
+            assert reg.expires_at <= now
+            seen.append((reg.expires_at, reg.endpoint))
+    assert sorted(ep for _, ep in seen) == sorted(expected)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert all(expected[ep] == d for d, ep in seen)
+    assert len(book) == 0
+
+
+def test_restore_keeps_newest_per_endpoint(clock: Clock) -> None:
+    src = counting_ids()
+    old = src.register(request("a", lifetime=10), now=clock.now, address=ADDR).registration
+    new = src.register(request("a", lifetime=10), now=clock.now + 5, address=ADDR).registration
+    other = src.register(request("b", lifetime=10), now=clock.now, address=ADDR).registration
+    book = RegistrationBook(grace_period=0)
+    book.restore([new, old, other])
+    assert book.by_endpoint("a") is new
+    assert len(book) == 2
+    assert book.expire(clock.now + 1000) == [other, new]
