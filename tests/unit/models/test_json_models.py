@@ -222,3 +222,10 @@ def test_dump_then_load_gives_the_same_model(model: ObjectModel) -> None:
     jsonschema.validate(json.loads(text), json_models.schema())
     (item,) = json_models.loads(text)
     assert item.model == model
+
+
+def test_the_documented_example_loads() -> None:
+    text = (REPO / "docs" / "object-models.md").read_text("utf-8")
+    example = text.split("```json\n", 1)[1].split("```", 1)[0]
+    (item,) = json_models.loads(example, "docs/object-models.md")
+    assert item.model.name == "Tank Level" and sorted(item.model.resources) == [0, 1, 2]
