@@ -1,0 +1,206 @@
+"""JSON forms of the records the stores keep, shared by every engine (sqlite now, Redis later).
+
+Values carry their Python type explicitly (``["o", "AAE="]`` for opaque bytes, ``["l", "3:0"]``
+for an object link, ``["f", "nan"]`` for a non-finite float) so that what is read back is
+exactly what was written: JSON alone would turn bytes into strings and ``1.0`` into ``1``.
+Every ``*_from_json`` raises ``ValueError`` on a record it cannot read.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from typing import Any
+
+from lwm2m_server.core.observations import Observation
+from lwm2m_server.core.registration import Address, ObjectLinks, PeerIdentity, Registration
+from lwm2m_server.core.telemetry import TelemetryPoint
+from object_models.path import LwM2mPath
+from object_models.types import ObjectLink, ResourceType, Value
+
+RECORD_VERSION = 1
+
+
+def dumps(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+# -- values ---------------------------------------------------------------------------------------
+
+
+def value_to_json(value: Value) -> list[Any]:
+    """Tagged JSON of an LwM2M value; ``TypeError`` for anything that is not a ``Value``."""
+    if value is None:
+        return ["n", None]
+    if isinstance(value, bool):
+        return ["b", value]
+    if isinstance(value, int):
+        return ["i", value]
+    if isinstance(value, float):
+        return ["f", value if math.isfinite(value) else repr(value)]
+    if isinstance(value, str):
+        return ["s", value]
+    if isinstance(value, bytes):
+        return ["o", base64.b64encode(value).decode("ascii")]
+    if isinstance(value, ObjectLink):
+        return ["l", str(value)]
+    raise TypeError(f"not an LwM2M value: {type(value).__name__}")
+
+
+def value_from_json(data: object) -> Value:
+    if not isinstance(data, list) or len(data) != 2 or not isinstance(data[0], str):
+        raise ValueError(f"not a tagged value: {data!r}")
+    tag, raw = data
+    if tag == "n" and raw is None:
+        return None
+    if tag == "b" and isinstance(raw, bool):
+        return raw
+    if tag == "i" and isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if tag == "f" and isinstance(raw, int | float | str) and not isinstance(raw, bool):
+        return float(raw)
+    if tag == "s" and isinstance(raw, str):
+        return raw
+    if tag == "o" and isinstance(raw, str):
+        return base64.b64decode(raw, validate=True)
+    if tag == "l" and isinstance(raw, str):
+        return ObjectLink.parse(raw)
+    raise ValueError(f"unreadable tagged value: {data!r}")
+
+
+# -- registrations --------------------------------------------------------------------------------
+
+
+def registration_to_json(reg: Registration) -> dict[str, Any]:
+    links = reg.object_links
+    return {
+        "v": RECORD_VERSION,
+        "id": reg.registration_id,
+        "endpoint": reg.endpoint,
+        "address": [reg.address.host, reg.address.port],
+        "lifetime": reg.lifetime,
+        "lwm2m_version": reg.lwm2m_version,
+        "binding": reg.binding,
+        "sms_number": reg.sms_number,
+        "queue_mode": reg.queue_mode,
+        "object_links": {
+            "text": links.text,
+            "objects": {str(k): v for k, v in links.objects.items()},
+            "instances": {str(k): list(v) for k, v in links.instances.items()},
+            "root_path": links.root_path,
+            "content_formats": sorted(links.content_formats),
+        },
+        "transport": reg.transport,
+        "identity": None if reg.identity is None else [reg.identity.mode, reg.identity.identity],
+        "registered_at": reg.registered_at,
+        "last_update": reg.last_update,
+        "additional_attributes": dict(reg.additional_attributes),
+    }
+
+
+def registration_from_json(data: dict[str, Any]) -> Registration:
+    try:
+        if data.get("v") != RECORD_VERSION:
+            raise ValueError(f"unknown registration record version {data.get('v')!r}")
+        links = data["object_links"]
+        identity = data["identity"]
+        host, port = data["address"]
+        return Registration(
+            registration_id=str(data["id"]),
+            endpoint=str(data["endpoint"]),
+            address=Address(str(host), int(port)),
+            lifetime=int(data["lifetime"]),
+            lwm2m_version=str(data["lwm2m_version"]),
+            binding=str(data["binding"]),
+            sms_number=data["sms_number"],
+            queue_mode=bool(data["queue_mode"]),
+            object_links=ObjectLinks(
+                text=str(links["text"]),
+                objects={int(k): str(v) for k, v in links["objects"].items()},
+                instances={int(k): tuple(int(i) for i in v) for k, v in links["instances"].items()},
+                root_path=str(links["root_path"]),
+                content_formats=frozenset(int(c) for c in links["content_formats"]),
+            ),
+            transport=str(data["transport"]),
+            identity=None if identity is None else PeerIdentity(str(identity[0]), str(identity[1])),
+            registered_at=float(data["registered_at"]),
+            last_update=float(data["last_update"]),
+            additional_attributes={
+                str(k): str(v) for k, v in data["additional_attributes"].items()
+            },
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"unreadable registration record: {exc!r}") from None
+
+
+# -- observations ---------------------------------------------------------------------------------
+
+
+def observation_to_json(obs: Observation) -> dict[str, Any]:
+    return {
+        "v": RECORD_VERSION,
+        "token": obs.token.hex(),
+        "endpoint": obs.endpoint,
+        "registration_id": obs.registration_id,
+        "paths": [str(p) for p in obs.paths],
+        "content_format": obs.content_format,
+        "created_at": obs.created_at,
+        "composite": obs.composite,
+        "active": obs.active,
+        "last_notification": obs.last_notification,
+    }
+
+
+def observation_from_json(data: dict[str, Any]) -> Observation:
+    try:
+        if data.get("v") != RECORD_VERSION:
+            raise ValueError(f"unknown observation record version {data.get('v')!r}")
+        fmt = data["content_format"]
+        last = data["last_notification"]
+        return Observation(
+            token=bytes.fromhex(data["token"]),
+            endpoint=str(data["endpoint"]),
+            registration_id=str(data["registration_id"]),
+            paths=tuple(LwM2mPath.parse(p) for p in data["paths"]),
+            content_format=None if fmt is None else int(fmt),
+            created_at=float(data["created_at"]),
+            composite=bool(data["composite"]),
+            active=bool(data["active"]),
+            last_notification=None if last is None else float(last),
+        )
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"unreadable observation record: {exc!r}") from None
+
+
+# -- telemetry ------------------------------------------------------------------------------------
+
+
+def check_point(point: TelemetryPoint) -> tuple[str, str, str, int, str, str]:
+    """The row of a point, after checking every field (so a bad point fails before any write)."""
+    if not isinstance(point, TelemetryPoint):
+        raise TypeError(f"expected a TelemetryPoint, got {type(point).__name__}")
+    for name in ("endpoint", "path", "key"):
+        if not isinstance(getattr(point, name), str) or not getattr(point, name):
+            raise ValueError(f"telemetry point {name} must be a non-empty string")
+    if isinstance(point.ts_ms, bool) or not isinstance(point.ts_ms, int):
+        raise TypeError(f"telemetry ts_ms must be an int, got {point.ts_ms!r}")
+    if not -(2**63) <= point.ts_ms < 2**63:
+        raise ValueError(f"telemetry ts_ms {point.ts_ms} is out of range")
+    if not isinstance(point.type, ResourceType):
+        raise TypeError(f"telemetry type must be a ResourceType, got {point.type!r}")
+    value = dumps(value_to_json(point.value))
+    return (point.endpoint, point.path, point.key, point.ts_ms, point.type.value, value)
+
+
+def point_from_row(
+    endpoint: str, path: str, key: str, ts_ms: int, type_name: str, value: str
+) -> TelemetryPoint:
+    return TelemetryPoint(
+        endpoint,
+        path,
+        key,
+        int(ts_ms),
+        value_from_json(json.loads(value)),
+        ResourceType(type_name),
+    )
