@@ -45,7 +45,9 @@ __all__ = [
     "copyright_line",
     "leading_comment",
     "load_ddf",
+    "load_ddf_located",
     "parse_ddf",
+    "parse_ddf_located",
 ]
 
 MAX_DDF_SIZE = 16 * 1024 * 1024
@@ -122,7 +124,7 @@ class _Reader:
                 f"{field}.{tag}", str(exc), element if element is not None else parent
             ) from None
 
-    def objects(self, root: ET.Element) -> list[ObjectModel]:
+    def objects(self, root: ET.Element) -> list[tuple[ObjectModel, int | None]]:
         if _local(root.tag) != "LWM2M":
             raise self.error(
                 _local(root.tag),
@@ -132,7 +134,9 @@ class _Reader:
         elements = [e for e in root if _local(e.tag) == "Object"]
         if not elements:
             raise self.error("LWM2M", "no <Object> element", root)
-        return [self.object(e, f"Object[{i}]") for i, e in enumerate(elements)]
+        return [
+            (self.object(e, f"Object[{i}]"), self.lines.get(id(e))) for i, e in enumerate(elements)
+        ]
 
     def object(self, element: ET.Element, field: str) -> ObjectModel:
         object_type = element.get("ObjectType")
@@ -234,6 +238,13 @@ def _parse_mandatory(text: str) -> bool:
 
 def parse_ddf(data: bytes | str, file: str = "<string>") -> list[ObjectModel]:
     """Every object defined in the DDF document ``data``; ``file`` names it in errors."""
+    return [model for model, _ in parse_ddf_located(data, file)]
+
+
+def parse_ddf_located(
+    data: bytes | str, file: str = "<string>"
+) -> list[tuple[ObjectModel, int | None]]:
+    """Like ``parse_ddf``, with the line each ``<Object>`` starts on."""
     if isinstance(data, str):
         data = data.encode("utf-8")
         # the XML declaration may name another encoding; the bytes are UTF-8 now
@@ -273,13 +284,18 @@ def _refusal(exc: DefusedXmlException) -> str:
 
 def load_ddf(path: str | Path) -> list[ObjectModel]:
     """Read and parse a DDF file; unreadable files raise ``ModelError`` too."""
+    return [model for model, _ in load_ddf_located(path)]
+
+
+def load_ddf_located(path: str | Path) -> list[tuple[ObjectModel, int | None]]:
+    """Like ``load_ddf``, with the line each ``<Object>`` starts on."""
     file = str(path)
     try:
         with open(path, "rb") as handle:
             data = handle.read(MAX_DDF_SIZE + 1)
     except OSError as exc:
         raise ModelError(file, "", f"cannot read file: {exc.strerror or exc}") from None
-    return parse_ddf(data, file)
+    return parse_ddf_located(data, file)
 
 
 _COMMENT = re.compile(r"\A(?:\ufeff)?\s*(?:<\?xml[^>]*\?>\s*)?<!--(.*?)-->", re.DOTALL)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from . import json_models
-from .ddf import load_ddf
+from .ddf import load_ddf_located
 from .errors import ModelError
 from .model import ModelProvider, ObjectModel
 
@@ -128,8 +128,8 @@ def load_file(path: Path) -> list[ModelEntry]:
     file = str(path)
     if path.suffix.lower() == ".xml":
         return [
-            ModelEntry(model, file, {}, f"Object[{index}]")
-            for index, model in enumerate(load_ddf(path))
+            ModelEntry(model, file, {}, f"Object[{index}]", line)
+            for index, (model, line) in enumerate(load_ddf_located(path))
         ]
     return [
         ModelEntry(loaded.model, file, loaded.source, loaded.field, loaded.line)

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from object_models.ddf import copyright_line, leading_comment, load_ddf, parse_ddf
+from object_models.ddf import (
+    copyright_line,
+    leading_comment,
+    load_ddf,
+    parse_ddf,
+    parse_ddf_located,
+)
 from object_models.errors import ModelError
 from object_models.model import Operations
 from object_models.types import ResourceType
@@ -232,3 +238,9 @@ def test_known_objects_read_correctly() -> None:
     assert device.resources[22].type is ResourceType.OBJLNK
     (old,) = load_ddf(DDF_DIR / "version_history" / "3303-1_0.xml")
     assert old.version == "1.0" and 5700 in old.resources
+
+
+def test_located_parse_gives_object_lines() -> None:
+    located = parse_ddf_located(ddf(objects=2))
+    assert [line for _, line in located] == [3, 44]
+    assert [model for model, _ in located] == parse_ddf(ddf(objects=2))

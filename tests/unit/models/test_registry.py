@@ -222,3 +222,14 @@ def test_reload_while_reading_from_other_threads(write_model: WriteModel, tmp_pa
         for thread in readers:
             thread.join()
     assert problems == []
+
+
+def test_conflict_between_ddf_files_has_the_object_line(tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("a.xml", "b.xml"):
+        (folder / name).write_text(DDF_TEMPLATE.format(id=42006, name=name, version="1.0"))
+    registry = ModelRegistry([folder])
+    (error,) = registry.errors
+    assert (error.file, error.field, error.line) == (str(folder / "b.xml"), "Object[0]", 3)
+    assert str(folder / "a.xml") in error.reason
