@@ -1,0 +1,141 @@
+"""``lwm2m-client``: run the demo device against an LwM2M server until Ctrl-C.
+
+    python -m lwm2m_client --endpoint demo-1 --server coap://127.0.0.1:5683 --lifetime 300
+
+Registers, prints the registration id, logs every request the server sends, simulates the
+temperature sensor (/3303/0/5700, a random walk every few seconds, so observations of it see
+notifications), keeps the registration alive, and de-registers on Ctrl-C / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from .client import Lwm2mClient, Lwm2mClientError
+from .device import simulate_temperature
+from .management import Request, Response
+from .queue_mode import DEFAULT_AWAKE_TIME
+from .registration import SUPPORTED_VERSIONS
+
+log = logging.getLogger("lwm2m_client")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lwm2m-client",
+        description="pylwm2m demo LwM2M client (Device, Server, Temperature objects).",
+    )
+    parser.add_argument("--endpoint", "-e", required=True, help="endpoint client name (ep)")
+    parser.add_argument(
+        "--server", "-s", default="coap://127.0.0.1:5683", help="LwM2M server URI (coap://)"
+    )
+    parser.add_argument("--lifetime", "-l", type=int, default=300, help="lifetime in seconds")
+    parser.add_argument("--lwm2m", default="1.1", choices=SUPPORTED_VERSIONS, help="LwM2M version")
+    parser.add_argument("--queue", action="store_true", help="queue mode (sleeps between sends)")
+    parser.add_argument(
+        "--awake-time",
+        type=float,
+        default=DEFAULT_AWAKE_TIME,
+        help="queue mode: seconds the device stays reachable after sending",
+    )
+    parser.add_argument(
+        "--temperature-period",
+        type=float,
+        default=5.0,
+        help="seconds between simulated temperature readings (0 disables the simulation)",
+    )
+    parser.add_argument("--bind", default=None, help="local address to bind (default: automatic)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level",
+    )
+    return parser
+
+
+def log_request(request: Request, response: Response) -> None:
+    extras = []
+    if request.accept is not None:
+        extras.append(f"accept={request.accept}")
+    if request.content_format is not None:
+        extras.append(f"ct={request.content_format}")
+    if request.observe is not None:
+        extras.append(f"observe={request.observe}")
+    if request.query:
+        extras.append("?" + "&".join(request.query))
+    code = f"{response.code >> 5}.{response.code & 0x1F:02d}"
+    log.info("%s %s %s -> %s", request.method, request.path, " ".join(extras), code)
+
+
+async def run(args: argparse.Namespace) -> int:
+    client = Lwm2mClient(
+        args.endpoint,
+        args.server,
+        lifetime=args.lifetime,
+        lwm2m_version=args.lwm2m,
+        queue_mode=args.queue,
+        awake_time=args.awake_time,
+        bind_host=args.bind,
+        on_request=log_request,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await client.start()
+        registration = await client.register()
+    except (Lwm2mClientError, OSError) as exc:
+        print(f"lwm2m-client: registration failed: {exc}", file=sys.stderr)
+        await client.stop()
+        return 1
+    print(
+        f"registered {client.endpoint} at {args.server} as {registration} "
+        f"(local {client.local_address}); Ctrl-C to stop",
+        flush=True,
+    )
+    simulation = None
+    if args.temperature_period > 0:
+        simulation = loop.create_task(
+            simulate_temperature(client.objects, period=args.temperature_period)
+        )
+    try:
+        await stop.wait()
+    finally:
+        if simulation is not None:
+            simulation.cancel()
+        await client.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.log_level != "DEBUG":
+        logging.getLogger("coap").setLevel(logging.WARNING)
+        logging.getLogger("coap-server").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(run(args))
+    except NotImplementedError as exc:
+        print(f"lwm2m-client: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"lwm2m-client: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

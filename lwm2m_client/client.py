@@ -1,0 +1,454 @@
+"""``Lwm2mClient``: one LwM2M client talking to one LwM2M server over aiocoap.
+
+Typical use (tests, the CLI, scripts)::
+
+    async with Lwm2mClient("dev-1", "coap://127.0.0.1:5683", lifetime=60) as client:
+        client.set_value("/3303/0/5700", 23.5)      # notifies observers
+        await client.send(["/3303/0/5700"])          # LwM2M Send to /dp
+
+``async with`` = ``start()`` (bind the socket) + ``register()``; leaving it deregisters and
+stops. Once registered the client keeps its registration alive by itself: an Update before the
+lifetime ends, a fresh Register if the server forgot it (Update answered 4.04), retries with
+backoff while the server is unreachable. It also sends an Update when the server changes the
+lifetime or binding in the Server object, when object instances appear or disappear, and when
+the Registration Update Trigger (/1/0/8) is executed.
+
+The server-facing logic is elsewhere (``management``, ``observe``); this module owns the
+uplink (Register, Update, De-register, Send) and the lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine, Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+import aiocoap
+from aiocoap.numbers.codes import Code
+
+from object_models.content_format import ContentFormat
+from object_models.model import ModelProvider
+from object_models.path import LwM2mPath
+
+from . import link_format
+from .attributes import AttributeStore
+from .coap_resource import Lwm2mResource, RequestLogger
+from .device import build_default_tree
+from .management import DeviceManagement, available_formats, registration_formats, send_payload
+from .models import default_models
+from .objects import ObjectTree
+from .observe import Observations
+from .queue_mode import DEFAULT_AWAKE_TIME, SleepGate
+from .registration import RegistrationParams, changed_params, registration_id, update_delay
+from .transport import create_context, local_address, parse_server_uri
+
+log = logging.getLogger(__name__)
+
+SERVER_INSTANCE = 0
+LIFETIME = LwM2mPath(1, SERVER_INSTANCE, 1)
+BINDING = LwM2mPath(1, SERVER_INSTANCE, 7)
+MUTE_SEND = LwM2mPath(1, SERVER_INSTANCE, 23)
+
+
+class Lwm2mClientError(Exception):
+    """An uplink operation failed: the server refused it (``code`` set) or did not answer."""
+
+    def __init__(self, message: str, code: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Lwm2mClient:
+    """An LwM2M client with the demo device's objects unless ``objects`` is given.
+
+    Parameters:
+        endpoint: the endpoint client name (``ep``).
+        server_uri: ``coap://host[:port]``; ``coaps://`` raises NotImplementedError (DTLS TODO).
+        lifetime: registration lifetime in seconds (also /1/0/1 of the default objects).
+        lwm2m_version: "1.0", "1.1" or "1.2" — changes the ``b``/``Q`` spelling and the default
+            content format of Read.
+        binding: "U" (queue mode is the separate ``queue_mode`` flag).
+        queue_mode: register with Q and simulate a sleeping device (see ``queue_mode``).
+        awake_time: how long the device stays reachable after it sent anything (queue mode).
+        objects: an ``ObjectTree`` to serve instead of the demo device.
+        models: the object models (default: the shipped registry, see ``models``).
+        formats: the content formats the client produces (default: every available codec).
+        bind_host: local address (default 127.0.0.1 for a loopback server, else all).
+        auto_update: keep the registration alive automatically (off for step-by-step tests).
+        on_request: ``callback(request, response)`` after each downlink request (logging).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        server_uri: str = "coap://127.0.0.1:5683",
+        *,
+        lifetime: int = 300,
+        lwm2m_version: str = "1.1",
+        binding: str = "U",
+        queue_mode: bool = False,
+        awake_time: float = DEFAULT_AWAKE_TIME,
+        objects: ObjectTree | None = None,
+        models: ModelProvider | None = None,
+        formats: Sequence[int] | None = None,
+        bind_host: str | None = None,
+        auto_update: bool = True,
+        on_request: RequestLogger | None = None,
+    ) -> None:
+        self.server = parse_server_uri(server_uri)
+        self.params = RegistrationParams(
+            endpoint=endpoint,
+            lifetime=lifetime,
+            lwm2m_version=lwm2m_version,
+            binding=binding,
+            queue_mode=queue_mode,
+        )
+        if objects is None:
+            objects = build_default_tree(
+                models if models is not None else default_models(),
+                endpoint=endpoint,
+                server_uri=server_uri,
+                lifetime=lifetime,
+                binding=binding,
+            )
+        self.objects = objects
+        self.attributes = AttributeStore()
+        self.formats = tuple(formats) if formats is not None else available_formats()
+        self.management = DeviceManagement(
+            objects, self.attributes, lwm2m_version=lwm2m_version, formats=self.formats
+        )
+        self.observations = Observations(objects, self.attributes, server_instance=SERVER_INSTANCE)
+        self.gate = SleepGate(awake_time, enabled=queue_mode)
+        self.bind_host = bind_host
+        self.auto_update = auto_update
+        self.on_request = on_request
+
+        self.context: Any = None
+        self.location: tuple[str, ...] | None = None
+        self._registered_params: RegistrationParams | None = None
+        self._objects_dirty = False
+        self._update_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+
+        objects.add_listener(self._values_changed)
+        objects.add_structure_listener(self._structure_changed)
+        self._install_executables()
+
+    # -- properties -----------------------------------------------------------------------------
+    @property
+    def endpoint(self) -> str:
+        return self.params.endpoint
+
+    @property
+    def registration_id(self) -> str | None:
+        return None if self.location is None else registration_id(self.location)
+
+    @property
+    def registered(self) -> bool:
+        return self.location is not None
+
+    @property
+    def local_address(self) -> tuple[str, int] | None:
+        return None if self.context is None else local_address(self.context)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bind the local socket (serving the server's requests) without registering yet."""
+        if self.context is not None:
+            return
+        site = Lwm2mResource(self.management, self.observations, on_request=self.on_request)
+        self.context = await create_context(self.server, site, self.bind_host)
+        if self.params.queue_mode:
+            self.gate.install(self.context)
+        log.info("%s listening on %s", self.endpoint, self.local_address)
+
+    async def stop(self) -> None:
+        """Cancel timers and observations and close the socket (no De-register: see ``close``)."""
+        self._stopping = True
+        for task in [*self._tasks, *([self._update_task] if self._update_task else [])]:
+            task.cancel()
+        for task in [*self._tasks, *([self._update_task] if self._update_task else [])]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        self._update_task = None
+        self.observations.clear()
+        if self.context is not None:
+            await self.context.shutdown()
+            self.context = None
+
+    async def close(self) -> None:
+        """De-register (if registered and the server answers) and stop."""
+        if self.registered and self.context is not None:
+            try:
+                await asyncio.wait_for(self.deregister(), 10)
+            except (Lwm2mClientError, TimeoutError) as exc:
+                log.warning("De-register failed: %s", exc)
+        await self.stop()
+
+    async def __aenter__(self) -> Lwm2mClient:
+        await self.start()
+        await self.register()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- Client Registration interface ----------------------------------------------------------
+    def registration_payload(self) -> str:
+        return link_format.registration_links(self.objects, registration_formats(self.formats))
+
+    async def register(self) -> str:
+        """Register and return the registration id; starts the automatic Updates."""
+        await self.start()
+        self._stopping = False
+        self._sync_params_from_server_object()
+        response = await self._request(
+            Code.POST,
+            ["rd"],
+            self.params.register_query(),
+            self.registration_payload().encode(),
+            ContentFormat.LINK,
+        )
+        if response.code != Code.CREATED:
+            raise Lwm2mClientError(f"Register refused: {response.code}", response.code)
+        self.location = tuple(response.opt.location_path)
+        self._registered_params = self.params
+        self._objects_dirty = False
+        log.info("%s registered as %s", self.endpoint, self.registration_id)
+        self._schedule_update()
+        return self.registration_id or ""
+
+    async def update(
+        self, *, objects: bool = False, force_params: bool = False, **changes: Any
+    ) -> None:
+        """Update the registration.
+
+        ``changes`` may set ``lifetime``, ``binding``, ``queue_mode`` or ``sms``; only changed
+        values are sent. ``objects=True`` (or instances having changed since the last Register
+        or Update) adds the object list. A 4.04 answer means the server lost the registration:
+        the client registers again.
+        """
+        if self.location is None:
+            raise Lwm2mClientError("not registered")
+        if changes:
+            self.params = changed_params(self.params, changes)
+            self._write_server_object()
+        previous = None if force_params else self._registered_params
+        query = self.params.update_query(previous)
+        send_objects = objects or self._objects_dirty
+        payload = self.registration_payload().encode() if send_objects else b""
+        response = await self._request(
+            Code.POST,
+            list(self.location),
+            query,
+            payload,
+            ContentFormat.LINK if send_objects else None,
+        )
+        if response.code == Code.NOT_FOUND:
+            log.info("server forgot registration %s: registering again", self.registration_id)
+            self.location = None
+            await self.register()
+            return
+        if response.code != Code.CHANGED:
+            raise Lwm2mClientError(f"Update refused: {response.code}", response.code)
+        self._registered_params = self.params
+        if send_objects:
+            self._objects_dirty = False
+        log.debug("%s updated (%s)", self.endpoint, "&".join(query) or "no parameters")
+        self._schedule_update()
+
+    async def deregister(self) -> None:
+        if self.location is None:
+            raise Lwm2mClientError("not registered")
+        location = self.location
+        self._cancel_update()
+        self.location = None
+        self.observations.clear()
+        response = await self._request(Code.DELETE, list(location))
+        if response.code != Code.DELETED:
+            raise Lwm2mClientError(f"De-register refused: {response.code}", response.code)
+        log.info("%s deregistered", self.endpoint)
+
+    # -- Information Reporting: Send ------------------------------------------------------------
+    async def send(
+        self,
+        paths: Iterable[LwM2mPath | str],
+        *,
+        content_format: int = ContentFormat.SENML_CBOR,
+        timestamp: float | None = None,
+    ) -> Any:
+        """LwM2M Send (1.1+): POST /dp with the current values of ``paths``, timestamped.
+
+        Returns the response code; raises when Mute Send (/1/0/23) is on or the server refuses.
+        """
+        if self.params.lwm2m_version == "1.0":
+            raise Lwm2mClientError("Send does not exist in LwM2M 1.0")
+        with contextlib.suppress(Exception):
+            if self.objects.get_value(MUTE_SEND) is True:
+                raise Lwm2mClientError("Send is muted by the server (/1/0/23)")
+        resolved = [p if isinstance(p, LwM2mPath) else LwM2mPath.parse(p) for p in paths]
+        now = time.time() if timestamp is None else timestamp
+        payload = send_payload(self.objects, resolved, content_format, now)
+        response = await self._request(Code.POST, ["dp"], [], payload, content_format)
+        if not response.code.is_successful():
+            raise Lwm2mClientError(f"Send refused: {response.code}", response.code)
+        return response.code
+
+    # -- local device API -----------------------------------------------------------------------
+    def set_value(self, path: LwM2mPath | str, value: object) -> None:
+        """Change a value as the device would (notifies observers, honouring their attributes)."""
+        self.objects.set_value(path, value)
+
+    def get_value(self, path: LwM2mPath | str) -> object:
+        return self.objects.get_value(path)
+
+    def sleep(self) -> None:
+        """Queue mode: fall asleep now instead of after the awake window."""
+        self.gate.sleep()
+
+    # -- internals ------------------------------------------------------------------------------
+    async def _request(
+        self,
+        code: Any,
+        path: list[str],
+        query: Sequence[str] = (),
+        payload: bytes = b"",
+        content_format: int | None = None,
+    ) -> Any:
+        if self.context is None:
+            raise Lwm2mClientError("client not started")
+        message = aiocoap.Message(code=code, uri=self.server.base_uri, payload=payload)
+        message.opt.uri_path = tuple(path)
+        message.opt.uri_query = tuple(query)
+        if content_format is not None:
+            message.opt.content_format = content_format
+        try:
+            return await self.context.request(message).response
+        except aiocoap.error.Error as exc:
+            raise Lwm2mClientError(f"{code} /{'/'.join(path)} failed: {exc!r}") from exc
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("background task failed: %r", t.exception())
+
+        task.add_done_callback(done)
+
+    def _cancel_update(self) -> None:
+        if self._update_task is not None and self._update_task is not asyncio.current_task():
+            self._update_task.cancel()
+        self._update_task = None
+
+    def _schedule_update(self) -> None:
+        if not self.auto_update or self._stopping:
+            return
+        self._cancel_update()
+        self._update_task = asyncio.get_running_loop().create_task(self._update_loop())
+
+    async def _update_loop(self) -> None:
+        """Keep the registration alive; back off while the server cannot be reached."""
+        await asyncio.sleep(update_delay(self.params.lifetime))
+        retry = 1.0
+        while not self._stopping:
+            try:
+                if self.location is None:
+                    await self.register()
+                else:
+                    await self.update()
+                return  # update()/register() scheduled the next round
+            except Lwm2mClientError as exc:
+                log.warning("keeping the registration alive failed: %s; retry in %.0fs", exc, retry)
+                if exc.code is not None:
+                    self.location = None  # refused: start over with a Register
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, 60.0)
+
+    def _sync_params_from_server_object(self) -> None:
+        """Lifetime and binding come from the Server object when it has them."""
+        changes: dict[str, Any] = {}
+        with contextlib.suppress(Exception):
+            lifetime = self.objects.get_value(LIFETIME)
+            if isinstance(lifetime, int) and lifetime > 0 and lifetime != self.params.lifetime:
+                changes["lifetime"] = lifetime
+        with contextlib.suppress(Exception):
+            binding = self.objects.get_value(BINDING)
+            if isinstance(binding, str) and binding:
+                binding = binding.replace("Q", "")
+                if binding != self.params.binding:
+                    changes["binding"] = binding
+        if changes:
+            self.params = changed_params(self.params, changes)
+
+    def _write_server_object(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.objects.get_value(LIFETIME) != self.params.lifetime:
+                self.objects.set_value(LIFETIME, self.params.lifetime)
+        with contextlib.suppress(Exception):
+            if self.objects.get_value(BINDING) != self.params.binding:
+                self.objects.set_value(BINDING, self.params.binding)
+
+    def _values_changed(self, paths: Sequence[LwM2mPath]) -> None:
+        """A server Write of lifetime or binding calls for an Update (Core §6.2.2)."""
+        if not self.registered or self._stopping:
+            return
+        if any(p in (LIFETIME, BINDING) for p in paths):
+            before = self.params
+            self._sync_params_from_server_object()
+            if self.params != before:
+                self._spawn(self._safe_update())
+
+    def _structure_changed(self) -> None:
+        self._objects_dirty = True
+        if self.registered and not self._stopping:
+            self._spawn(self._safe_update())
+
+    async def _safe_update(self) -> None:
+        await asyncio.sleep(0)  # let the response to the triggering request go out first
+        if self.registered:
+            try:
+                await self.update()
+            except Lwm2mClientError as exc:
+                log.warning("Update failed: %s", exc)
+
+    def _install_executables(self) -> None:
+        """Server-object executables need the client: Update Trigger and Disable."""
+        tree = self.objects
+        if SERVER_INSTANCE not in tree.instance_ids(1):
+            return
+
+        def update_trigger(_args: str) -> None:
+            self._spawn(self._safe_update())
+
+        def disable(_args: str) -> None:
+            self._spawn(self._disable())
+
+        tree.set_executable(LwM2mPath(1, SERVER_INSTANCE, 8), update_trigger)
+        tree.set_executable(LwM2mPath(1, SERVER_INSTANCE, 4), disable)
+
+    async def _disable(self) -> None:
+        """Execute /1/0/4: de-register, stay away for the Disable Timeout, register again."""
+        await asyncio.sleep(0)
+        timeout = 86400
+        with contextlib.suppress(Exception):
+            value = self.objects.get_value(LwM2mPath(1, SERVER_INSTANCE, 5))
+            if isinstance(value, int):
+                timeout = value
+        if self.registered:
+            await self.deregister()
+        await asyncio.sleep(timeout)
+        await self.register()

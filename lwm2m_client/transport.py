@@ -1,0 +1,99 @@
+"""The client's CoAP transport, chosen from the server URI scheme.
+
+``coap://`` gives an aiocoap server context on a single UDP socket bound to an ephemeral port.
+The *same* socket must send the Register and serve the server's requests, because the server
+sends its downlink to the address it saw the Register come from. aiocoap's ``udp6`` transport
+does exactly that (its docs mention LwM2M clients binding to port 0); the ``simple6`` client
+transport would open a fresh connected socket per peer, and ``simplesocketserver`` is
+documented as worse for outgoing requests. ``udp6`` is one IPv6 socket with V6ONLY off, so
+IPv4 peers appear as v4-mapped addresses.
+
+``coaps://`` (DTLS) will come from the project's own sans-IO engine in ``keystore/dtls``;
+until that lands it raises ``NotImplementedError``. A bootstrap transport (``POST /bs`` to the
+bootstrap server, Core §6.1) will reuse ``create_context``: see ``docs/client.md``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import urllib.parse
+from typing import Any
+
+import attrs
+from aiocoap import Context
+
+COAP_PORT = 5683
+COAPS_PORT = 5684
+
+
+@attrs.frozen
+class ServerAddress:
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def base_uri(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+def parse_server_uri(uri: str) -> ServerAddress:
+    parts = urllib.parse.urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme not in ("coap", "coaps"):
+        raise ValueError(f"unsupported server URI {uri!r}: the scheme must be coap or coaps")
+    if not parts.hostname:
+        raise ValueError(f"server URI {uri!r} has no host")
+    default = COAPS_PORT if scheme == "coaps" else COAP_PORT
+    return ServerAddress(scheme, parts.hostname, parts.port or default)
+
+
+async def create_context(server: ServerAddress, site: Any, bind_host: str | None = None) -> Any:
+    """An aiocoap context that can reach ``server`` and serves ``site`` on the same socket.
+
+    ``bind_host`` defaults to 127.0.0.1 for a loopback server (tests, local demo) and to all
+    addresses otherwise.
+    """
+    if server.scheme == "coaps":
+        raise NotImplementedError(
+            "coaps:// (DTLS) is not available in lwm2m_client yet. "
+            "TODO: plug the sans-IO DTLS 1.2 engine from keystore/dtls in as an aiocoap "
+            "transport (PSK first: Security object /0/0 resources 3 and 5)."
+        )
+    if bind_host is None:
+        bind_host = "127.0.0.1" if server.is_loopback else "::"
+    return await Context.create_server_context(site, bind=(bind_host, 0), transports=["udp6"])
+
+
+def local_address(context: Any) -> tuple[str, int] | None:
+    """The (host, port) the context's UDP socket is bound to, or None if it cannot be found.
+
+    aiocoap does not expose this publicly; it is read from the udp6 transport's asyncio
+    transport, and v4-mapped hosts are shown as plain IPv4.
+    """
+    for interface in getattr(context, "request_interfaces", []):
+        manager = getattr(interface, "token_interface", None)
+        message_interface = getattr(manager, "message_interface", None)
+        transport = getattr(message_interface, "transport", None)
+        if transport is None:
+            continue
+        sock = transport.get_extra_info("socket")
+        sockname = transport.get_extra_info("sockname") or (sock.getsockname() if sock else None)
+        if sockname:
+            host = str(sockname[0])
+            try:
+                mapped = ipaddress.IPv6Address(host).ipv4_mapped
+            except ValueError:
+                mapped = None
+            return (str(mapped) if mapped else host, int(sockname[1]))
+    return None
