@@ -357,6 +357,8 @@ def loads(
         raise ModelError(file, "", f"invalid JSON: {exc.msg}", line=exc.lineno) from None
     except _DuplicateKey as exc:
         raise ModelError(file, "", f"duplicate key {exc.key!r} in a JSON object") from None
+    except RecursionError:
+        raise ModelError(file, "", "JSON nested too deeply") from None
     try:
         if validate:
             problem = _schema_error(doc)

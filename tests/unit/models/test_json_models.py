@@ -229,3 +229,8 @@ def test_the_documented_example_loads() -> None:
     example = text.split("```json\n", 1)[1].split("```", 1)[0]
     (item,) = json_models.loads(example, "docs/object-models.md")
     assert item.model.name == "Tank Level" and sorted(item.model.resources) == [0, 1, 2]
+
+
+def test_deeply_nested_json_is_a_model_error() -> None:
+    with pytest.raises(ModelError, match="nested too deeply"):
+        json_models.loads('{"objects": ' + "[" * 100_000 + "]" * 100_000 + "}", "deep.json")

@@ -211,11 +211,11 @@ def test_reload_while_reading_from_other_threads(write_model: WriteModel, tmp_pa
             if registry.get(42000) is None or registry.get(3) is None:
                 problems.append("model vanished during reload")
 
-    readers = [threading.Thread(target=read) for _ in range(4)]
+    readers = [threading.Thread(target=read) for _ in range(2)]
     for thread in readers:
         thread.start()
     try:
-        for _ in range(20):
+        for _ in range(10):
             assert registry.reload() == []
     finally:
         stop.set()
