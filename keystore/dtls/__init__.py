@@ -1,0 +1,57 @@
+"""A sans-IO DTLS 1.2 engine on ``cryptography`` (see docs/dtls.md).
+
+Public surface: :class:`DtlsEngine` (client or server), its configs, the events it returns,
+:class:`CookieVerifier` for stateless HelloVerifyRequest handling, and the transport helpers
+:func:`peek_connection_id` / :func:`is_client_hello`.
+"""
+
+from __future__ import annotations
+
+from .config import ClientConfig, ServerConfig, TimingConfig
+from .constants import AlertDescription, AlertLevel, CipherSuite
+from .cookie import CookieVerifier
+from .engine import DtlsEngine, State
+from .errors import AlertError, ConfigError, ConnectionStateError, DecodeError, DtlsError
+from .events import (
+    AlertReceived,
+    ApplicationData,
+    ConnectionClosed,
+    Event,
+    HandshakeComplete,
+    PeerAddressChanged,
+)
+from .identity import PeerIdentity, PskIdentity, RawPublicKeyIdentity, X509Identity
+from .record import is_client_hello, peek_connection_id
+from .session import LruSessionCache, Session, SessionCache
+
+__all__ = [
+    "AlertDescription",
+    "AlertError",
+    "AlertLevel",
+    "AlertReceived",
+    "ApplicationData",
+    "CipherSuite",
+    "ClientConfig",
+    "ConfigError",
+    "ConnectionClosed",
+    "ConnectionStateError",
+    "CookieVerifier",
+    "DecodeError",
+    "DtlsEngine",
+    "DtlsError",
+    "Event",
+    "HandshakeComplete",
+    "LruSessionCache",
+    "PeerAddressChanged",
+    "PeerIdentity",
+    "PskIdentity",
+    "RawPublicKeyIdentity",
+    "ServerConfig",
+    "Session",
+    "SessionCache",
+    "State",
+    "TimingConfig",
+    "X509Identity",
+    "is_client_hello",
+    "peek_connection_id",
+]
