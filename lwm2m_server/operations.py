@@ -1,0 +1,217 @@
+"""The operations the running server offers to its operators: the contract between the CoAP
+service (which implements it) and the HTTP API and CLI (which call it).
+
+Keeping it a small Protocol lets the API be written and read without knowing about aiocoap,
+sockets or the store, and lets the service change inside without touching the API.
+
+Errors: every method raises ``Lwm2mError`` subclasses from this module, each carrying the CoAP
+code and mapped by the API to an HTTP status: ``UnknownClientError`` → 404,
+``DeviceTimeoutError`` → 504, ``QueueFullError`` → 503; bad input (path, value, format) → 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Protocol
+
+import attrs
+
+from object_models.content_format import ContentFormat
+from object_models.errors import Lwm2mError, ResponseCode
+from object_models.model import ModelProvider
+from object_models.node import LwM2mNode, LwM2mObjectInstance
+from object_models.path import LwM2mPath
+
+from .core.registration import Registration
+from .core.telemetry import TelemetryPoint
+
+
+class UnknownClientError(Lwm2mError):
+    """No registration for that endpoint name."""
+
+    code = ResponseCode.NOT_FOUND
+
+
+class DeviceTimeoutError(Lwm2mError):
+    """The device did not answer within the request's timeout."""
+
+    code = ResponseCode.INTERNAL_SERVER_ERROR
+
+
+@attrs.frozen
+class DeviceResponse:
+    """What a device answered to a downlink request, already decoded with its models.
+
+    ``code`` is the CoAP response code as an int (``ResponseCode`` values and success codes such
+    as 0x45 = 2.05); ``queued`` is True when the request was queued for a sleeping queue-mode
+    client (nothing was sent yet, no other field is meaningful).
+    """
+
+    code: int
+    content_format: int | None = None
+    node: LwM2mNode | None = None
+    nodes: Mapping[LwM2mPath, LwM2mNode | None] | None = None
+    links: str | None = None
+    location: str | None = None
+    error_message: str | None = None
+    queued: bool = False
+
+    @property
+    def success(self) -> bool:
+        return (self.code >> 5) == 2
+
+    @property
+    def dotted_code(self) -> str:
+        return f"{self.code >> 5}.{self.code & 0x1F:02d}"
+
+
+@attrs.frozen
+class ServerEvent:
+    """One item of the event stream (``GET /api/event``): ``kind`` is one of REGISTRATION,
+    UPDATED, DEREGISTRATION, SLEEPING, AWAKE, NOTIFICATION, SEND; ``data`` is JSON-ready."""
+
+    kind: str
+    endpoint: str
+    data: Mapping[str, object]
+
+
+class ServerOperations(Protocol):
+    # -- registrations ------------------------------------------------------------------------
+    def clients(self) -> list[Registration]: ...
+
+    def client(self, endpoint: str) -> Registration:
+        """Raises ``UnknownClientError``."""
+        ...
+
+    def models_for(self, endpoint: str) -> ModelProvider:
+        """The object models in the versions this client registered."""
+        ...
+
+    # -- device management --------------------------------------------------------------------
+    async def read(
+        self,
+        endpoint: str,
+        path: LwM2mPath,
+        *,
+        fmt: ContentFormat | None = None,
+        timeout: float = 10.0,
+    ) -> DeviceResponse: ...
+
+    async def discover(
+        self, endpoint: str, path: LwM2mPath, *, timeout: float = 10.0
+    ) -> DeviceResponse: ...
+
+    async def write(
+        self,
+        endpoint: str,
+        path: LwM2mPath,
+        node: LwM2mNode,
+        *,
+        replace: bool = True,
+        fmt: ContentFormat | None = None,
+        timeout: float = 10.0,
+    ) -> DeviceResponse: ...
+
+    async def write_attributes(
+        self,
+        endpoint: str,
+        path: LwM2mPath,
+        attributes: Mapping[str, str | None],
+        *,
+        timeout: float = 10.0,
+    ) -> DeviceResponse: ...
+
+    async def execute(
+        self,
+        endpoint: str,
+        path: LwM2mPath,
+        arguments: str | None = None,
+        *,
+        timeout: float = 10.0,
+    ) -> DeviceResponse: ...
+
+    async def create(
+        self,
+        endpoint: str,
+        path: LwM2mPath,
+        instance: LwM2mObjectInstance,
+        *,
+        fmt: ContentFormat | None = None,
+        timeout: float = 10.0,
+    ) -> DeviceResponse: ...
+
+    async def delete(
+        self, endpoint: str, path: LwM2mPath, *, timeout: float = 10.0
+    ) -> DeviceResponse: ...
+
+    async def read_composite(
+        self,
+        endpoint: str,
+        paths: Sequence[LwM2mPath],
+        *,
+        fmt: ContentFormat | None = None,
+        timeout: float = 10.0,
+    ) -> DeviceResponse: ...
+
+    async def write_composite(
+        self,
+        endpoint: str,
+        nodes: Mapping[LwM2mPath, LwM2mNode | None],
+        *,
+        fmt: ContentFormat | None = None,
+        timeout: float = 10.0,
+    ) -> DeviceResponse: ...
+
+    # -- information reporting ----------------------------------------------------------------
+    async def observe(
+        self,
+        endpoint: str,
+        path: LwM2mPath,
+        *,
+        fmt: ContentFormat | None = None,
+        timeout: float = 10.0,
+    ) -> DeviceResponse: ...
+
+    async def observe_composite(
+        self,
+        endpoint: str,
+        paths: Sequence[LwM2mPath],
+        *,
+        fmt: ContentFormat | None = None,
+        timeout: float = 10.0,
+    ) -> DeviceResponse: ...
+
+    async def cancel_observation(
+        self, endpoint: str, path: LwM2mPath, *, active: bool = True, timeout: float = 10.0
+    ) -> DeviceResponse:
+        """Passive cancel forgets the token (the next notification gets a RST); active cancel
+        sends a GET with Observe=1."""
+        ...
+
+    async def cancel_composite_observation(
+        self,
+        endpoint: str,
+        paths: Sequence[LwM2mPath],
+        *,
+        active: bool = True,
+        timeout: float = 10.0,
+    ) -> DeviceResponse: ...
+
+    def observations(self, endpoint: str) -> list[Sequence[LwM2mPath]]: ...
+
+    # -- telemetry and events -----------------------------------------------------------------
+    def telemetry_latest(self, endpoint: str) -> dict[str, TelemetryPoint]: ...
+
+    def telemetry_history(
+        self,
+        endpoint: str,
+        *,
+        key: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[TelemetryPoint]: ...
+
+    def events(self) -> AsyncIterator[ServerEvent]:
+        """A fresh subscription to every event from now on (one per SSE connection)."""
+        ...
