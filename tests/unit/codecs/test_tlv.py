@@ -8,7 +8,9 @@ examples" 1/2); the hex is the spec's, as also reproduced in Eclipse Leshan's te
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import random
 import struct
 
 import pytest
@@ -20,22 +22,126 @@ from object_models.errors import CodecError, ResponseCode
 from object_models.model import ObjectModel, Operations, ResourceModel, StaticModels
 from object_models.node import (
     LwM2mMultipleResource,
+    LwM2mNode,
     LwM2mObject,
     LwM2mObjectInstance,
+    LwM2mResource,
     LwM2mResourceInstance,
     LwM2mSingleResource,
 )
 from object_models.path import LwM2mPath
-from object_models.types import ObjectLink, ResourceType
+from object_models.types import INT64_MAX, INT64_MIN, UINT64_MAX, ObjectLink, ResourceType, Value
 
 from .strategies import model_and_node
 
 T = ResourceType
 
 
-def examples(default: int = 10_000) -> int:
-    """Number of hypothesis examples: ``CODEC_EXAMPLES`` overrides (CI keeps the default)."""
-    return int(os.environ.get("CODEC_EXAMPLES", str(default)))
+def examples(fraction: float = 1.0) -> int:
+    """Hypothesis examples for a test: ``fraction`` of ``CODEC_EXAMPLES`` (default 10,000).
+
+    The shared ``model_and_node`` strategy costs ~3 ms an example to generate (the codecs take
+    microseconds), so the 10,000-example runs use ``random_cases`` (one ``st.randoms()`` draw,
+    values biased to edges) and the shared strategy runs a tenth of that, for its shrinking.
+    """
+    return max(1, int(int(os.environ.get("CODEC_EXAMPLES", "10000")) * fraction))
+
+
+_INT_EDGES = [0, 1, -1, 127, 128, -128, -129, 255, 256, 32767, 32768, -32768, -32769,
+              2**31 - 1, 2**31, -(2**31), -(2**31) - 1, INT64_MAX, INT64_MIN]
+_UINT_EDGES = [0, 1, 127, 128, 255, 256, 65535, 2**31, 2**32 - 1, 2**32, INT64_MAX, 2**63,
+               UINT64_MAX]
+_FLOAT_EDGES = [0.0, -0.0, 1.5, -2.25, 0.1, 1e-45, 1.401298464324817e-45, 5e-324,
+                3.4028234663852886e38, 3.4028235677973366e38, 1.7976931348623157e308, 1e16,
+                123456789.0, float(2**53), -1e-310]
+
+
+def random_value(rnd: random.Random, rtype: ResourceType) -> Value:
+    """A value of ``rtype``: half the time an edge case, otherwise uniform over the range."""
+    edge = rnd.random() < 0.5
+    if rtype in (T.STRING, T.CORELNK):
+        size = rnd.choice([0, 1, 5, 20])
+        if edge:
+            return "".join(rnd.choice("a,;\"\\<>/ \x00é€😀") for _ in range(size))
+        return "".join(chr(rnd.choice([rnd.randrange(0xD800), rnd.randrange(0xE000, 0x110000)]))
+                       for _ in range(size))
+    if rtype in (T.INTEGER, T.TIME):
+        if edge:
+            return rnd.choice(_INT_EDGES)
+        return rnd.randint(INT64_MIN, INT64_MAX) >> rnd.randrange(64)
+    if rtype is T.UNSIGNED_INTEGER:
+        return rnd.choice(_UINT_EDGES) if edge else rnd.getrandbits(64) >> rnd.randrange(64)
+    if rtype is T.FLOAT:
+        return _random_float(rnd, edge)
+    if rtype is T.BOOLEAN:
+        return rnd.random() < 0.5
+    if rtype is T.OPAQUE:
+        return rnd.randbytes(rnd.choice([0, 1, 7, 8, 40, 300]))
+    if rtype is T.OBJLNK:
+        return ObjectLink(rnd.choice([0, 65535, rnd.randrange(65536)]), rnd.randrange(65536))
+    return None
+
+
+def _random_float(rnd: random.Random, edge: bool) -> float:
+    if edge:
+        return rnd.choice(_FLOAT_EDGES) * rnd.choice([1, -1])
+    while True:
+        packed = rnd.randbytes(4 if rnd.random() < 0.3 else 8)
+        value: float = struct.unpack(">f" if len(packed) == 4 else ">d", packed)[0]
+        if math.isfinite(value):
+            return value
+
+
+def random_case(
+    rnd: random.Random, depth: int, types: list[ResourceType] | None = None
+) -> tuple[StaticModels, LwM2mPath, LwM2mNode]:
+    """Like ``strategies.model_and_node`` but from one ``random.Random`` (cheap to generate)."""
+    pool = types or [t for t in ResourceType if t is not T.NONE]
+    object_id = rnd.choice([0, 3, 65535, rnd.randrange(65536)])
+    rids = rnd.sample(range(65536), rnd.randint(1, 6)) if rnd.random() < 0.5 else \
+        rnd.sample(range(256), rnd.randint(1, 6))
+    model = _model(object_id, "R", *[(rid, "r", rnd.choice(pool), rnd.random() < 0.4)
+                                     for rid in rids])
+    models = StaticModels.of(model)
+
+    def resource(rid: int) -> LwM2mResource:
+        rm = model.resources[rid]
+        if rm.multiple:
+            ids = rnd.sample(range(65536) if rnd.random() < 0.3 else range(300), rnd.randint(1, 4))
+            values = {i: random_value(rnd, rm.type) for i in ids}
+            return LwM2mMultipleResource.from_values(rid, values, rm.type)
+        return LwM2mSingleResource(rid, random_value(rnd, rm.type), rm.type)
+
+    def instance(iid: int) -> LwM2mObjectInstance:
+        chosen = rnd.sample(rids, rnd.randint(1, len(rids)))
+        return LwM2mObjectInstance(iid, {rid: resource(rid) for rid in chosen})
+
+    if depth == 1:
+        iids = rnd.sample(range(65535) if rnd.random() < 0.3 else range(300), rnd.randint(1, 3))
+        return models, LwM2mPath(object_id), LwM2mObject(object_id, {i: instance(i) for i in iids})
+    iid = rnd.choice([0, 65534, rnd.randrange(65535)])
+    if depth == 2:
+        return models, LwM2mPath(object_id, iid), instance(iid)
+    rid = rnd.choice(rids)
+    if depth == 3:
+        return models, LwM2mPath(object_id, iid, rid), resource(rid)
+    ri = rnd.choice([0, 65535, rnd.randrange(65536)])
+    rtype = model.resources[rid].type
+    node = LwM2mResourceInstance(ri, random_value(rnd, rtype), rtype)
+    return models, LwM2mPath(object_id, iid, rid, ri), node
+
+
+def random_cases(
+    depths: tuple[int, ...] = (1, 2, 3, 4), types: list[ResourceType] | None = None
+) -> st.SearchStrategy[tuple[StaticModels, LwM2mPath, LwM2mNode]]:
+    """One integer draw seeds everything: Hypothesis' per-draw cost is what made the shared
+    strategy slow. A failure prints the seed, which reproduces the case exactly."""
+
+    def build(seed: int) -> tuple[StaticModels, LwM2mPath, LwM2mNode]:
+        rnd = random.Random(seed)
+        return random_case(rnd, rnd.choice(depths), types)
+
+    return st.integers(0, 2**64 - 1).map(build)
 
 
 def _model(object_id: int, name: str, *res: tuple[int, str, ResourceType, bool]) -> ObjectModel:
@@ -375,17 +481,24 @@ def test_root_path_is_unsupported() -> None:
 
 # == properties ===================================================================================
 @settings(max_examples=examples(), deadline=None)
-@given(st.integers(1, 4).flatmap(model_and_node))
-def test_roundtrip_every_type_at_every_level(case: tuple[StaticModels, LwM2mPath, object]) -> None:
+@given(random_cases())
+def test_roundtrip_every_type_at_every_level(
+    case: tuple[StaticModels, LwM2mPath, LwM2mNode],
+) -> None:
     models, path, node = case
-    encoded = tlv.encode(node, path, models)  # type: ignore[arg-type]
-    assert tlv.decode(encoded, path, models) == node
+    assert tlv.decode(tlv.encode(node, path, models), path, models) == node
+
+
+@settings(max_examples=examples(0.1), deadline=None)
+@given(st.one_of([model_and_node(depth) for depth in (1, 2, 3, 4)]))
+def test_roundtrip_shared_strategy(case: tuple[StaticModels, LwM2mPath, LwM2mNode]) -> None:
+    models, path, node = case
+    assert tlv.decode(tlv.encode(node, path, models), path, models) == node
 
 
 @settings(max_examples=examples(), deadline=None)
-@given(st.binary(max_size=64), st.integers(1, 4))
-def test_arbitrary_bytes_raise_only_codec_error(payload: bytes, depth: int) -> None:
+@given(st.binary(max_size=64), st.integers(1, 4), st.booleans())
+def test_arbitrary_bytes_raise_only_codec_error(payload: bytes, depth: int, known: bool) -> None:
     path = LwM2mPath.from_ids(*[3, 0, 6, 0][:depth])
-    for models in (SPEC_MODELS, StaticModels.of()):
-        with contextlib.suppress(CodecError):
-            tlv.decode(payload, path, models)
+    with contextlib.suppress(CodecError):
+        tlv.decode(payload, path, SPEC_MODELS if known else StaticModels.of())
