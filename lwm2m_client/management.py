@@ -91,6 +91,7 @@ ALL_FORMATS: tuple[ContentFormat, ...] = (
 """Every format the client can speak, if its codec module is installed."""
 
 MULTI_PATH_FORMATS = (ContentFormat.SENML_CBOR, ContentFormat.SENML_JSON, ContentFormat.LWM2M_CBOR)
+_TLV_FORMATS = (ContentFormat.TLV, ContentFormat.OLD_TLV)
 NUMERIC_TYPES = (ResourceType.INTEGER, ResourceType.UNSIGNED_INTEGER, ResourceType.FLOAT)
 
 _EXECUTE_ARGS = re.compile(r"(?:[0-9](?:='[^']*')?)(?:,[0-9](?:='[^']*')?)*")
@@ -150,8 +151,11 @@ class DeviceManagement:
                 return self.write(request, replace=False)
             if path.is_resource and self._is_executable(path):
                 return await self.execute(request)
-            if path.is_resource:
+            if path.is_resource and self._is_multiple(path):
                 return self.write(request, replace=False)
+            if path.is_resource:
+                self._check_target(path)
+                raise not_allowed(path, "resource is not executable")
             raise not_allowed(path, "POST targets an object, instance or resource")
         if method == "DELETE":
             self.tree.delete(path)
@@ -309,9 +313,25 @@ class DeviceManagement:
         self.tree.check_access(path)
         if not self.tree.exists(path):
             raise not_found(path)
-        node = self._decode(request, path)
+        fmt = request.content_format
+        if fmt in _TLV_FORMATS and request.payload and request.payload[0] >> 6 != 0:
+            # Bare resource TLVs (no object-instance wrapper): the server lets the client pick
+            # the id. Decode them as that instance, so the codec never has to guess one.
+            target = path.child(self.tree.free_instance_id(path.ids[0]))
+            node = self._decode(request, target)
+        else:
+            node = self._decode(request, path)
         instance_id = self.tree.create(path, node)
         return Response(Success.CREATED, location_path=(str(path.ids[0]), str(instance_id)))
+
+    def _is_multiple(self, path: LwM2mPath) -> bool:
+        assert path.resource_id is not None
+        if self.tree.is_multiple(path.ids[0], path.resource_id):
+            return True
+        try:
+            return isinstance(self.tree.get_value(path), dict)
+        except (Lwm2mError, ValueError):
+            return False
 
     def _is_executable(self, path: LwM2mPath) -> bool:
         assert path.resource_id is not None

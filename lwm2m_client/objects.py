@@ -309,7 +309,7 @@ class ObjectTree:
         o, r = path.ids[0], _rid(path)
         if not bootstrap:
             self._require(path, readable=True)
-        resource = self._resource_node(path.parent.parent, o, r)
+        resource = self._resource_node(_instance_path(path), o, r)
         if path.is_resource:
             return resource
         assert isinstance(resource, LwM2mMultipleResource)
@@ -408,6 +408,10 @@ class ObjectTree:
                 f"{path}: the Security object is reserved to bootstrap",
                 code=ResponseCode.UNAUTHORIZED,
             )
+
+    def free_instance_id(self, object_id: int) -> int:
+        """The lowest unused instance id of ``object_id`` (what a Create without id gets)."""
+        return self._free_id(object_id)
 
     def _free_id(self, object_id: int) -> int:
         used = self._objects.get(object_id, {})
