@@ -1,0 +1,261 @@
+"""OMA JSON (11543): the spec's examples, malformed documents and round-trip properties.
+
+Vectors: the Device object instance Read of LwM2M 1.0.x §6.4.4 (the same instance as the TLV
+example), and the notification with ``bt`` and negative ``t`` offsets of the same section.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json as stdjson
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from object_models.codecs import json as oma_json
+from object_models.errors import CodecError, ResponseCode
+from object_models.model import StaticModels
+from object_models.node import (
+    LwM2mMultipleResource,
+    LwM2mNode,
+    LwM2mObject,
+    LwM2mObjectInstance,
+    LwM2mResourceInstance,
+    LwM2mSingleResource,
+    TimestampedNodes,
+)
+from object_models.path import LwM2mPath
+from object_models.types import ObjectLink, ResourceType
+
+from .strategies import model_and_node
+from .test_tlv import SPEC_MODELS, _model, device_instance, examples, random_case, random_cases
+
+T = ResourceType
+
+DEVICE_JSON = (
+    b'{"bn":"/3/0/","e":['
+    b'{"n":"0","sv":"Open Mobile Alliance"},{"n":"1","sv":"Lightweight M2M Client"},'
+    b'{"n":"2","sv":"345000123"},{"n":"3","sv":"1.0"},'
+    b'{"n":"6/0","v":1},{"n":"6/1","v":5},{"n":"7/0","v":3800},{"n":"7/1","v":5000},'
+    b'{"n":"8/0","v":125},{"n":"8/1","v":900},{"n":"9","v":100},{"n":"10","v":15},'
+    b'{"n":"11/0","v":0},{"n":"13","v":1367491215},{"n":"14","sv":"+02:00"},'
+    b'{"n":"16","sv":"U"}]}'
+)
+
+TEMPERATURE = _model(3303, "Temperature", (5700, "Sensor Value", T.FLOAT, False),
+                     (5701, "Sensor Units", T.STRING, False))
+MODELS = StaticModels({**SPEC_MODELS.objects, 3303: TEMPERATURE})
+
+NOTIFICATION_JSON = (
+    b'{"bn":"/3303/0/5700","bt":25462634,"e":[{"v":22.4,"t":-5},{"v":22.9,"t":-30},'
+    b'{"v":24.1,"t":-50}]}'
+)
+
+
+def test_device_example_decodes_to_documented_values() -> None:
+    assert oma_json.decode(DEVICE_JSON, LwM2mPath(3, 0), SPEC_MODELS) == device_instance()
+
+
+def test_device_example_encodes_canonically() -> None:
+    assert oma_json.encode(device_instance(), LwM2mPath(3, 0), SPEC_MODELS) == DEVICE_JSON
+
+
+def test_base_name_variants_decode_the_same() -> None:
+    document = stdjson.loads(DEVICE_JSON)
+    rooted = {"bn": "/", "e": [{**e, "n": "3/0/" + e["n"]} for e in document["e"]]}
+    absolute = {"e": [{**e, "n": "/3/0/" + e["n"]} for e in document["e"]]}
+    for variant in (rooted, absolute):
+        payload = stdjson.dumps(variant).encode()
+        assert oma_json.decode(payload, LwM2mPath(3, 0), SPEC_MODELS) == device_instance()
+
+
+def test_notification_example_with_base_time() -> None:
+    data = oma_json.decode_timestamped(NOTIFICATION_JSON, MODELS, LwM2mPath(3303, 0, 5700))
+    path = LwM2mPath(3303, 0, 5700)
+    assert data.entries == (
+        (25462629.0, {path: LwM2mSingleResource(5700, 22.4, T.FLOAT)}),
+        (25462604.0, {path: LwM2mSingleResource(5700, 22.9, T.FLOAT)}),
+        (25462584.0, {path: LwM2mSingleResource(5700, 24.1, T.FLOAT)}),
+    )
+    assert oma_json.encode_timestamped(data, MODELS) == (
+        b'{"bn":"/3303/0/5700","bt":25462629,"e":[{"v":22.4,"t":0},{"v":22.9,"t":-25},'
+        b'{"v":24.1,"t":-45}]}'
+    )
+    assert oma_json.decode_timestamped(oma_json.encode_timestamped(data, MODELS), MODELS,
+                                       path) == data
+
+
+def test_timestamped_without_path_gives_one_node_per_resource() -> None:
+    payload = (b'{"bn":"/3303/0/","bt":100,"e":[{"n":"5700","v":1.5,"t":-5},'
+               b'{"n":"5701","sv":"Cel","t":-5},{"n":"5700","v":2.5}]}')
+    data = oma_json.decode_timestamped(payload, MODELS)
+    assert data.entries == (
+        (95.0, {LwM2mPath(3303, 0, 5700): LwM2mSingleResource(5700, 1.5, T.FLOAT),
+                LwM2mPath(3303, 0, 5701): LwM2mSingleResource(5701, "Cel", T.STRING)}),
+        (100.0, {LwM2mPath(3303, 0, 5700): LwM2mSingleResource(5700, 2.5, T.FLOAT)}),
+    )
+    assert data.latest()[LwM2mPath(3303, 0, 5700)] == LwM2mSingleResource(5700, 2.5, T.FLOAT)
+    assert oma_json.decode_timestamped(oma_json.encode_timestamped(data, MODELS), MODELS) == data
+
+
+def test_untimed_and_fractional_times_use_absolute_t() -> None:
+    path = LwM2mPath(3303, 0, 5700)
+    data = TimestampedNodes((
+        (None, {path: LwM2mSingleResource(5700, 1.0, T.FLOAT)}),
+        (10.25, {path: LwM2mSingleResource(5700, 2.0, T.FLOAT)}),
+    ))
+    encoded = oma_json.encode_timestamped(data, MODELS)
+    assert b'"bt"' not in encoded
+    assert oma_json.decode_timestamped(encoded, MODELS, path) == data
+
+
+def test_value_fields_per_type() -> None:
+    instance = LwM2mObjectInstance.of(
+        0,
+        LwM2mSingleResource(0, ObjectLink(66, 1), T.OBJLNK),
+        LwM2mSingleResource(1, b"\x01\x02\x03\x04\x05", T.OPAQUE),
+        LwM2mSingleResource(2, True, T.BOOLEAN),
+        LwM2mSingleResource(3, 2**64 - 1, T.UNSIGNED_INTEGER),
+        LwM2mSingleResource(4, -0.5, T.FLOAT),
+    )
+    models = StaticModels.of(_model(77, "X", (0, "a", T.OBJLNK, False), (1, "b", T.OPAQUE, False),
+                                    (2, "c", T.BOOLEAN, False),
+                                    (3, "d", T.UNSIGNED_INTEGER, False),
+                                    (4, "e", T.FLOAT, False)))
+    encoded = oma_json.encode(instance, LwM2mPath(77, 0), models)
+    assert encoded == (
+        b'{"bn":"/77/0/","e":[{"n":"0","ov":"66:1"},{"n":"1","sv":"AQIDBAU="},'
+        b'{"n":"2","bv":true},{"n":"3","v":18446744073709551615},{"n":"4","v":-0.5}]}'
+    )
+    assert oma_json.decode(encoded, LwM2mPath(77, 0), models) == instance
+
+
+def test_unknown_resources_take_their_type_from_the_field() -> None:
+    payload = (b'{"bn":"/9999/0/","e":[{"n":"0","v":3},{"n":"1","v":2.5},{"n":"2","sv":"s"},'
+               b'{"n":"3","bv":false},{"n":"4","ov":"1:2"}]}')
+    node = oma_json.decode(payload, LwM2mPath(9999, 0), SPEC_MODELS)
+    assert node == LwM2mObjectInstance.of(
+        0, LwM2mSingleResource(0, 3, T.INTEGER), LwM2mSingleResource(1, 2.5, T.FLOAT),
+        LwM2mSingleResource(2, "s", T.STRING), LwM2mSingleResource(3, False, T.BOOLEAN),
+        LwM2mSingleResource(4, ObjectLink(1, 2), T.OBJLNK),
+    )
+
+
+def test_levels() -> None:
+    single = LwM2mSingleResource(9, 100, T.INTEGER)
+    assert oma_json.encode(single, LwM2mPath(3, 0, 9), SPEC_MODELS) == (
+        b'{"bn":"/3/0/9","e":[{"v":100}]}'
+    )
+    multiple = LwM2mMultipleResource.from_values(6, {0: 1, 1: 5}, T.INTEGER)
+    encoded = oma_json.encode(multiple, LwM2mPath(3, 0, 6), SPEC_MODELS)
+    assert encoded == b'{"bn":"/3/0/6/","e":[{"n":"0","v":1},{"n":"1","v":5}]}'
+    assert oma_json.decode(encoded, LwM2mPath(3, 0, 6), SPEC_MODELS) == multiple
+    ri = LwM2mResourceInstance(1, 5, T.INTEGER)
+    assert oma_json.decode(oma_json.encode(ri, LwM2mPath(3, 0, 6, 1), SPEC_MODELS),
+                           LwM2mPath(3, 0, 6, 1), SPEC_MODELS) == ri
+    obj = LwM2mObject(3, {0: device_instance()})
+    assert oma_json.decode(oma_json.encode(obj, LwM2mPath(3), SPEC_MODELS), LwM2mPath(3),
+                           SPEC_MODELS) == obj
+    empty = oma_json.decode(b'{"e":[]}', LwM2mPath(3, 0, 6), SPEC_MODELS)
+    assert empty == LwM2mMultipleResource(6, {}, T.INTEGER)
+
+
+BAD = {
+    "not json": (b"{", "invalid JSON"),
+    "invalid utf-8": (b'{"e":[{"n":"\xff"}]}', "UTF-8"),
+    "no e": (b'{"bn":"/3/0/"}', "'e' array"),
+    "array document": (b"[]", "'e' array"),
+    "NaN": (b'{"bn":"/3/0/","e":[{"n":"9","v":NaN}]}', "NaN"),
+    "duplicate key": (b'{"bn":"/3/0/","e":[{"n":"9","v":1,"v":2}]}', "duplicate"),
+    "bool as integer": (b'{"bn":"/3/0/","e":[{"n":"9","v":true}]}', "number"),
+    "string for integer": (b'{"bn":"/3/0/","e":[{"n":"9","sv":"1"}]}', "'v'"),
+    "fractional integer": (b'{"bn":"/3/0/","e":[{"n":"9","v":1.5}]}', "integral"),
+    "integer overflow": (b'{"bn":"/3/0/","e":[{"n":"9","v":9223372036854775808}]}', "outside"),
+    "two values": (b'{"bn":"/3/0/","e":[{"n":"9","v":1,"sv":"x"}]}', "several"),
+    "bad name": (b'{"bn":"/3/0/","e":[{"n":"x","v":1}]}', "segment"),
+    "name is instance": (b'{"bn":"/3/","e":[{"n":"0","v":1}]}', "resource"),
+    "outside path": (b'{"bn":"/3/1/","e":[{"n":"9","v":1}]}', "outside"),
+    "duplicate resource": (b'{"bn":"/3/0/","e":[{"n":"9","v":1},{"n":"9","v":2}]}', "twice"),
+    "entry not object": (b'{"bn":"/3/0/","e":[1]}', "not an object"),
+    "bn not string": (b'{"bn":3,"e":[]}', "'bn'"),
+    "bad base64": (b'{"bn":"/5/0/","e":[{"n":"0","sv":"!!"}]}', "Base64"),
+    "bad objlnk": (b'{"bn":"/66/0/","e":[{"n":"2","ov":"1:99999"}]}', "object link"),
+    "bt not number": (b'{"bt":"x","e":[]}', "'bt'"),
+    "huge exponent": (b'{"bn":"/3/0/","e":[{"n":"13","v":1e999}]}', "integral"),
+    "deep nesting": (b'{"e":' + b"[" * 100_000 + b"]" * 100_000 + b"}", "deep"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_malformed_documents_raise_codec_error(case: str) -> None:
+    payload, reason = BAD[case]
+    models = StaticModels({**SPEC_MODELS.objects, 5: _model(5, "FW", (0, "p", T.OPAQUE, False))})
+    with pytest.raises(CodecError) as info:
+        oma_json.decode(payload, LwM2mPath(3, 0), models) if case not in (
+            "bad base64", "bad objlnk") else oma_json.decode(
+            payload, LwM2mPath(5 if case == "bad base64" else 66, 0), models)
+    assert info.value.code is ResponseCode.BAD_REQUEST
+    assert reason in str(info.value)
+    assert info.value.path is not None
+
+
+def test_encode_wrong_level_is_not_acceptable() -> None:
+    with pytest.raises(CodecError) as info:
+        oma_json.encode(LwM2mSingleResource(9, 1, T.INTEGER), LwM2mPath(3, 0), SPEC_MODELS)
+    assert info.value.code is ResponseCode.NOT_ACCEPTABLE
+
+
+@settings(max_examples=examples(), deadline=None)
+@given(random_cases())
+def test_roundtrip_every_type_at_every_level(
+    case: tuple[StaticModels, LwM2mPath, LwM2mNode],
+) -> None:
+    models, path, node = case
+    assert oma_json.decode(oma_json.encode(node, path, models), path, models) == node
+
+
+@settings(max_examples=examples(0.1), deadline=None)
+@given(st.one_of([model_and_node(depth) for depth in (1, 2, 3, 4)]))
+def test_roundtrip_shared_strategy(case: tuple[StaticModels, LwM2mPath, LwM2mNode]) -> None:
+    models, path, node = case
+    assert oma_json.decode(oma_json.encode(node, path, models), path, models) == node
+
+
+@settings(max_examples=examples(0.2), deadline=None)
+@given(st.integers(0, 2**64 - 1))
+def test_timestamped_roundtrip(seed: int) -> None:
+    rnd = random.Random(seed)
+    models, path, _ = random_case(rnd, 3)
+    times = rnd.sample(range(-(2**40), 2**40), rnd.randint(1, 4))
+    entries = []
+    for time in times:
+        _, _, node = _same_model_resource(models, path, rnd)
+        entries.append((float(time) if rnd.random() < 0.8 else time + 0.5, {path: node}))
+    data = TimestampedNodes(tuple(entries))
+    encoded = oma_json.encode_timestamped(data, models)
+    assert oma_json.decode_timestamped(encoded, models, path) == data
+
+
+def _same_model_resource(
+    models: StaticModels, path: LwM2mPath, rnd: random.Random
+) -> tuple[StaticModels, LwM2mPath, LwM2mNode]:
+    from .test_tlv import random_value
+
+    rm = models.objects[path.ids[0]].resources[path.ids[2]]
+    if rm.multiple:
+        values = {i: random_value(rnd, rm.type) for i in rnd.sample(range(300), 2)}
+        return models, path, LwM2mMultipleResource.from_values(rm.id, values, rm.type)
+    return models, path, LwM2mSingleResource(rm.id, random_value(rnd, rm.type), rm.type)
+
+
+@settings(max_examples=examples(), deadline=None)
+@given(st.binary(max_size=64) | st.text(alphabet='{}[]":,0123456789.-nvtbesoe/ ', max_size=64)
+       .map(str.encode), st.integers(1, 4))
+def test_arbitrary_bytes_raise_only_codec_error(payload: bytes, depth: int) -> None:
+    path = LwM2mPath.from_ids(*[3, 0, 6, 0][:depth])
+    with contextlib.suppress(CodecError):
+        oma_json.decode(payload, path, SPEC_MODELS)
+    with contextlib.suppress(CodecError):
+        oma_json.decode_timestamped(payload, SPEC_MODELS, None)
