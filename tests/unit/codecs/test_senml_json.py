@@ -1,0 +1,473 @@
+"""SenML JSON (Content-Format 110): spec vectors, bad input, property tests.
+
+Also holds what the other CBOR-family test modules share: the object models of the spec examples,
+the Device object instance of the spec, and the hypothesis strategies for multi-path and
+timestamped data (the test modules that may exist are fixed, so shared test code lives here).
+
+The spec vectors follow LwM2M Core 1.1(.1) §7.4.4 (SenML JSON) and §7.4.5 (SenML CBOR). The OMA
+text itself was not at hand; the Device example was transcribed from the spec as quoted by
+independent implementations (its SenML CBOR hex is the spec's, page 86 of Core 1.1.1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from object_models.codecs import senml_json
+from object_models.errors import CodecError, ResponseCode
+from object_models.model import ObjectModel, Operations, ResourceModel, StaticModels
+from object_models.node import (
+    LwM2mMultipleResource,
+    LwM2mNode,
+    LwM2mObject,
+    LwM2mObjectInstance,
+    LwM2mResourceInstance,
+    LwM2mSingleResource,
+    TimestampedNodes,
+    flatten,
+)
+from object_models.path import LwM2mPath
+from object_models.types import ObjectLink
+from object_models.types import ResourceType as T
+
+from .strategies import model_and_node
+
+EXAMPLES = settings(
+    max_examples=int(os.environ.get("CODEC_EXAMPLES", "10000")),
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+# -- the objects of the spec examples ------------------------------------------------------------
+
+
+def _res(rid: int, rtype: T, multiple: bool = False) -> ResourceModel:
+    return ResourceModel(rid, f"res{rid}", Operations.RW, multiple, False, rtype)
+
+
+def _obj(oid: int, *resources: ResourceModel) -> ObjectModel:
+    return ObjectModel(oid, f"obj{oid}", {r.id: r for r in resources})
+
+
+SPEC_MODELS = StaticModels.of(
+    _obj(0, _res(3, T.OPAQUE), _res(16, T.UNSIGNED_INTEGER)),
+    _obj(1, _res(0, T.INTEGER), _res(1, T.INTEGER), _res(6, T.BOOLEAN), _res(7, T.STRING)),
+    _obj(  # Device, Core Appendix E.4
+        3,
+        *(_res(i, T.STRING) for i in (0, 1, 2, 3, 14, 15, 16)),
+        *(_res(i, T.INTEGER, multiple=True) for i in (6, 7, 8, 11)),
+        _res(4, T.NONE),
+        _res(9, T.INTEGER),
+        _res(10, T.INTEGER),
+        _res(13, T.TIME),
+    ),
+    _obj(6, _res(0, T.FLOAT), _res(1, T.FLOAT), _res(5, T.TIME)),
+    # objects 65 and 66 of the Objlnk example, Core 1.1 §7.4.3.3
+    _obj(65, _res(0, T.OBJLNK, multiple=True), _res(1, T.STRING), _res(2, T.INTEGER)),
+    _obj(66, _res(0, T.STRING), _res(1, T.STRING), _res(2, T.OBJLNK)),
+    _obj(1024, _res(0, T.STRING), _res(1, T.FLOAT)),
+    _obj(3303, _res(5700, T.FLOAT)),
+)
+
+
+def _single(rid: int, value: object, rtype: T) -> LwM2mSingleResource:
+    return LwM2mSingleResource(rid, value, rtype)  # type: ignore[arg-type]
+
+
+def _multi(rid: int, values: dict[int, object], rtype: T) -> LwM2mMultipleResource:
+    return LwM2mMultipleResource.from_values(rid, values, rtype)  # type: ignore[arg-type]
+
+
+DEVICE_INSTANCE = LwM2mObjectInstance.of(
+    0,
+    _single(0, "Open Mobile Alliance", T.STRING),
+    _single(1, "Lightweight M2M Client", T.STRING),
+    _single(2, "345000123", T.STRING),
+    _single(3, "1.0", T.STRING),
+    _multi(6, {0: 1, 1: 5}, T.INTEGER),
+    _multi(7, {0: 3800, 1: 5000}, T.INTEGER),
+    _multi(8, {0: 125, 1: 900}, T.INTEGER),
+    _single(9, 100, T.INTEGER),
+    _single(10, 15, T.INTEGER),
+    _multi(11, {0: 0}, T.INTEGER),
+    _single(13, 1367491215, T.TIME),
+    _single(14, "+02:00", T.STRING),
+    _single(16, "U", T.STRING),
+)
+"""The Device object instance of the Core spec's data format examples."""
+
+OBJ65_INSTANCE = LwM2mObjectInstance.of(
+    0,
+    _multi(0, {0: ObjectLink(66, 0), 1: ObjectLink(66, 1)}, T.OBJLNK),
+    _single(1, "8613800755500", T.STRING),
+    _single(2, 305419896, T.INTEGER),
+)
+"""Object 65 instance 0 of the Objlnk example (Core 1.1 §7.4.3.3): links to 66:0 and 66:1."""
+
+
+# -- shared strategies --------------------------------------------------------------------------
+
+
+@st.composite
+def multi_path_nodes(
+    draw: st.DrawFn, with_none: bool = True
+) -> tuple[StaticModels, dict[LwM2mPath, LwM2mNode | None]]:
+    """Nodes of several objects at mixed depths (plus path-only entries), with their models."""
+    drawn = draw(
+        st.lists(
+            model_and_node(draw(st.integers(1, 4))),
+            min_size=1,
+            max_size=3,
+            unique_by=lambda x: x[1].ids[0],
+        )
+    )
+    objects = {obj.id: obj for m, _, _ in drawn for obj in m.objects.values()}
+    nodes: dict[LwM2mPath, LwM2mNode | None] = {path: node for _, path, node in drawn}
+    if with_none:
+        for oid in draw(st.lists(st.integers(0, 65535), max_size=2)):
+            if oid not in objects:
+                nodes[LwM2mPath(oid, draw(st.integers(0, 3)))] = None
+    return StaticModels(objects), nodes
+
+
+def leaf_node(path: LwM2mPath, rtype: T, value: object) -> LwM2mNode:
+    """The node ``decode_nodes`` gives for one leaf when no paths are requested."""
+    if path.is_resource_instance:
+        return LwM2mResourceInstance(path.ids[3], value, rtype)  # type: ignore[arg-type]
+    return _single(path.ids[2], value, rtype)
+
+
+timestamps = st.one_of(
+    st.none(),
+    st.integers(-(2**40), 2**40).map(float),
+    st.floats(allow_nan=False, allow_infinity=False),
+).filter(lambda t: t != 0)
+
+
+@st.composite
+def timestamped_data(
+    draw: st.DrawFn, leaves: bool
+) -> tuple[StaticModels, LwM2mPath | None, TimestampedNodes]:
+    """Timestamped nodes: the same node at several times (decoded under its path), or its
+    leaves spread over times (decoded without a path)."""
+    models, path, node = draw(model_and_node(draw(st.integers(1, 4))))
+    times = draw(st.lists(timestamps, min_size=1, max_size=4, unique=True))
+    if not leaves:
+        return models, path, TimestampedNodes(tuple((t, {path: node}) for t in times))
+    spread: dict[float | None, dict[LwM2mPath, LwM2mNode]] = {}
+    for leaf_path, rtype, value in flatten(path, node):
+        when = draw(st.sampled_from(times))
+        spread.setdefault(when, {})[leaf_path] = leaf_node(leaf_path, rtype, value)
+    return models, None, TimestampedNodes(tuple(spread.items()))
+
+
+def only_codec_errors(call: Callable[[], object]) -> None:
+    """Run a decode on hostile input: it may succeed or raise ``CodecError``, nothing else."""
+    try:
+        call()
+    except CodecError as exc:
+        assert exc.code in (ResponseCode.BAD_REQUEST, ResponseCode.UNSUPPORTED_CONTENT_FORMAT)
+
+
+def hostile_decodes(module: object, payload: bytes) -> None:
+    """Every decode entry point of a codec module, on ``payload``, raises only ``CodecError``."""
+    calls: list[Callable[[], object]] = [
+        lambda: module.decode(payload, LwM2mPath(3, 0), SPEC_MODELS),  # type: ignore[attr-defined]
+        lambda: module.decode_nodes(payload, SPEC_MODELS),  # type: ignore[attr-defined]
+    ]
+    if hasattr(module, "decode_paths"):
+        calls.append(lambda: module.decode_paths(payload))  # type: ignore[attr-defined]
+    if hasattr(module, "decode_timestamped"):
+        calls.append(lambda: module.decode_timestamped(payload, SPEC_MODELS))  # type: ignore[attr-defined]
+    for call in calls:
+        only_codec_errors(call)
+
+
+# -- spec vectors ---------------------------------------------------------------------------------
+
+DEVICE_JSON = (
+    '[{"bn":"/3/0/","n":"0","vs":"Open Mobile Alliance"},'
+    '{"n":"1","vs":"Lightweight M2M Client"},{"n":"2","vs":"345000123"},{"n":"3","vs":"1.0"},'
+    '{"n":"6/0","v":1},{"n":"6/1","v":5},{"n":"7/0","v":3800},{"n":"7/1","v":5000},'
+    '{"n":"8/0","v":125},{"n":"8/1","v":900},{"n":"9","v":100},{"n":"10","v":15},'
+    '{"n":"11/0","v":0},{"n":"13","v":1367491215},{"n":"14","vs":"+02:00"},{"n":"16","vs":"U"}]'
+)
+
+
+def test_device_instance_read() -> None:
+    """Core 1.1 §7.4.4: Read /3/0 answered in SenML JSON (the Device example)."""
+    node = senml_json.decode(DEVICE_JSON.encode(), LwM2mPath(3, 0), SPEC_MODELS)
+    assert node == DEVICE_INSTANCE
+    assert isinstance(node, LwM2mObjectInstance)
+    assert node.resources[13] == _single(13, 1367491215, T.TIME)
+    assert senml_json.encode(node, LwM2mPath(3, 0), SPEC_MODELS).decode() == DEVICE_JSON
+
+
+def test_single_resource_read() -> None:
+    """Core 1.1 §7.4.4: a single resource is one record whose ``bn`` is the resource path."""
+    payload = b'[{"bn":"/3/0/0","vs":"Open Mobile Alliance"}]'
+    node = _single(0, "Open Mobile Alliance", T.STRING)
+    assert senml_json.decode(payload, LwM2mPath(3, 0, 0), SPEC_MODELS) == node
+    assert senml_json.encode(node, LwM2mPath(3, 0, 0), SPEC_MODELS) == payload
+
+
+def test_multiple_instance_resource_read() -> None:
+    """Core 1.1 §7.4.4: Read /3/0/7 (Power Source Voltage, multiple instances)."""
+    payload = b'[{"bn":"/3/0/7/","n":"0","v":3800},{"n":"1","v":5000}]'
+    node = _multi(7, {0: 3800, 1: 5000}, T.INTEGER)
+    assert senml_json.decode(payload, LwM2mPath(3, 0, 7), SPEC_MODELS) == node
+    assert senml_json.encode(node, LwM2mPath(3, 0, 7), SPEC_MODELS) == payload
+
+
+def test_object_links() -> None:
+    """Core 1.1 §7.4.4 with the Objlnk example of §7.4.3.3: links travel as ``vlo`` "o:i"."""
+    payload = (
+        b'[{"bn":"/65/0/","n":"0/0","vlo":"66:0"},{"n":"0/1","vlo":"66:1"},'
+        b'{"n":"1","vs":"8613800755500"},{"n":"2","v":305419896}]'
+    )
+    assert senml_json.decode(payload, LwM2mPath(65, 0), SPEC_MODELS) == OBJ65_INSTANCE
+    assert senml_json.encode(OBJ65_INSTANCE, LwM2mPath(65, 0), SPEC_MODELS) == payload
+
+
+def test_read_composite_request_and_response() -> None:
+    """Core 1.1 §6.3.? / §7.4.4: Read-Composite body lists paths, the answer one node per path."""
+    request = b'[{"n":"/3/0/1"},{"n":"/1/0"}]'
+    paths = [LwM2mPath(3, 0, 1), LwM2mPath(1, 0)]
+    assert senml_json.encode_paths(paths) == request
+    assert senml_json.decode_paths(request) == paths
+    response = (
+        b'[{"bn":"/3/0/1","vs":"Lightweight M2M Client"},'
+        b'{"bn":"/1/0/","n":"0","v":1},{"n":"1","v":86400}]'
+    )
+    nodes: dict[LwM2mPath, LwM2mNode | None] = {
+        paths[0]: _single(1, "Lightweight M2M Client", T.STRING),
+        paths[1]: LwM2mObjectInstance.of(0, _single(0, 1, T.INTEGER), _single(1, 86400, T.INTEGER)),
+    }
+    assert senml_json.encode_nodes(nodes, SPEC_MODELS) == response
+    assert senml_json.decode_nodes(response, SPEC_MODELS, paths) == nodes
+    # the same answer with full names in "n" (no base name), as other clients send it
+    full = (
+        b'[{"n":"/3/0/1","vs":"Lightweight M2M Client"},'
+        b'{"n":"/1/0/0","v":1},{"n":"/1/0/1","v":86400}]'
+    )
+    assert senml_json.decode_nodes(full, SPEC_MODELS, paths) == nodes
+    assert senml_json.decode_nodes(full, SPEC_MODELS) == {
+        paths[0]: nodes[paths[0]],
+        LwM2mPath(1, 0, 0): _single(0, 1, T.INTEGER),
+        LwM2mPath(1, 0, 1): _single(1, 86400, T.INTEGER),
+    }
+
+
+def test_write_composite_with_delete() -> None:
+    """Core 1.1 §6.3.? Write-Composite: a record without value deletes that path."""
+    payload = b'[{"n":"/3/0/14","vs":"+02:00"},{"n":"/1/0/1","v":3600},{"n":"/3/0/7/1"}]'
+    assert senml_json.decode_nodes(payload, SPEC_MODELS) == {
+        LwM2mPath(3, 0, 14): _single(14, "+02:00", T.STRING),
+        LwM2mPath(1, 0, 1): _single(1, 3600, T.INTEGER),
+        LwM2mPath(3, 0, 7, 1): None,
+    }
+    encoded = senml_json.encode_nodes({LwM2mPath(3, 0, 7, 1): None}, SPEC_MODELS)
+    assert encoded == b'[{"bn":"/3/0/7/1"}]'
+
+
+def test_timestamped_notification() -> None:
+    """Core 1.1 §7.4.4 / RFC 8428 §4.5.3: ``bt`` + ``t`` give each value's time."""
+    payload = b'[{"bn":"/1024/0/1","v":22.9,"bt":268500000},{"v":22.4,"t":-5},{"v":24.1,"t":-50}]'
+    path = LwM2mPath(1024, 0, 1)
+    got = senml_json.decode_timestamped(payload, SPEC_MODELS, path)
+    assert got.entries == (
+        (268500000.0, {path: _single(1, 22.9, T.FLOAT)}),
+        (268499995.0, {path: _single(1, 22.4, T.FLOAT)}),
+        (268499950.0, {path: _single(1, 24.1, T.FLOAT)}),
+    )
+    assert senml_json.encode_timestamped(got, SPEC_MODELS) == (
+        b'[{"bn":"/1024/0/1","bt":268500000,"v":22.9},{"bt":268499995,"v":22.4},'
+        b'{"bt":268499950,"v":24.1}]'
+    )
+
+
+def test_send_with_several_base_names() -> None:
+    """Core 1.1 Send (§6.4.?) in SenML JSON: ``bt`` stays in force across a new ``bn``."""
+    payload = (
+        b'[{"bn":"/3303/0/5700","bt":1699877805.766,"v":-128.8},'
+        b'{"bn":"/6/0/0","t":0.101,"v":-39.0}]'
+    )
+    got = senml_json.decode_timestamped(payload, SPEC_MODELS)
+    assert got.entries == (
+        (1699877805.766, {LwM2mPath(3303, 0, 5700): _single(5700, -128.8, T.FLOAT)}),
+        (1699877805.766 + 0.101, {LwM2mPath(6, 0, 0): _single(0, -39.0, T.FLOAT)}),
+    )
+
+
+def test_relative_times_are_kept_as_given() -> None:
+    """RFC 8428 §4.5.3: below 2**28 a time is relative to "now"; the codec keeps the number
+    (the caller knows when it received the payload), and a resolved 0 is "no time"."""
+    payload = b'[{"n":"/3303/0/5700","v":1.5,"t":-10},{"n":"/3303/0/5700","v":2.5}]'
+    got = senml_json.decode_timestamped(payload, SPEC_MODELS)
+    assert [t for t, _ in got.entries] == [-10.0, None]
+
+
+def test_empty_payload_is_an_empty_container() -> None:
+    """OMA LwM2M issue #494 (followed by Leshan): an empty body reads as nothing inside."""
+    assert senml_json.decode(b"", LwM2mPath(3, 0), SPEC_MODELS) == LwM2mObjectInstance(0, {})
+    assert senml_json.decode(b"[]", LwM2mPath(3), SPEC_MODELS) == LwM2mObject(3, {})
+    with pytest.raises(CodecError, match="no value for the resource"):
+        senml_json.decode(b"[]", LwM2mPath(3, 0, 9), SPEC_MODELS)
+
+
+def test_large_integers_and_floats_are_exact() -> None:
+    """64-bit integers are JSON integers (no float rounding), floats use their shortest repr."""
+    node = _single(16, 2**64 - 1, T.UNSIGNED_INTEGER)
+    payload = senml_json.encode(node, LwM2mPath(0, 0, 16), SPEC_MODELS)
+    assert payload == b'[{"bn":"/0/0/16","v":18446744073709551615}]'
+    assert senml_json.decode(payload, LwM2mPath(0, 0, 16), SPEC_MODELS) == node
+    lat = _single(0, 0.1 + 0.2, T.FLOAT)
+    assert senml_json.encode(lat, LwM2mPath(6, 0, 0), SPEC_MODELS) == (
+        b'[{"bn":"/6/0/0","v":0.30000000000000004}]'
+    )
+
+
+def test_opaque_is_base64url_without_padding() -> None:
+    """Core 1.1 §7.4.4: ``vd`` is base64url; we write no padding and accept both alphabets."""
+    node = _single(3, b"\xfb\xff", T.OPAQUE)
+    payload = senml_json.encode(node, LwM2mPath(0, 0, 3), SPEC_MODELS)
+    assert payload == b'[{"bn":"/0/0/3","vd":"-_8"}]'
+    for sent in (b"-_8", b"+/8=", b"-_8="):
+        body = b'[{"bn":"/0/0/3","vd":"' + sent + b'"}]'
+        assert senml_json.decode(body, LwM2mPath(0, 0, 3), SPEC_MODELS) == node
+
+
+def test_model_types_numbers() -> None:
+    """The model decides Integer vs Float vs Time; unknown resources are typed by the number."""
+    payload = (
+        b'[{"n":"/6/0/0","v":43},{"n":"/6/0/5","v":1.638435E9},'
+        b'{"n":"/9999/0/1","v":2.0},{"n":"/9999/0/2","v":2}]'
+    )
+    assert senml_json.decode_nodes(payload, SPEC_MODELS) == {
+        LwM2mPath(6, 0, 0): _single(0, 43.0, T.FLOAT),
+        LwM2mPath(6, 0, 5): _single(5, 1638435000, T.TIME),
+        LwM2mPath(9999, 0, 1): _single(1, 2.0, T.FLOAT),
+        LwM2mPath(9999, 0, 2): _single(2, 2, T.INTEGER),
+    }
+
+
+# -- bad input ------------------------------------------------------------------------------------
+
+BAD = [
+    (b"{}", "/3/0", "must be an array of records"),
+    (b"[1]", "/3/0", "record 0: must be a map"),
+    (b'[{"v":1}]', "/3/0", "record 0: record has no name"),
+    (b'[{"n":5,"v":1}]', "/3/0", "'n' must be a string"),
+    (b'[{"n":"/3/0/x","v":1}]', "/3/0", "is not an LwM2M path"),
+    (b'[{"n":"/3/0/9","v":1,"vs":"1"}]', "/3/0", "conflicting value fields v, vs"),
+    (b'[{"n":"/3/0/9","vs":"100"}]', "/3/0", "/3/0/9: a Integer resource takes 'v', got 'vs'"),
+    (b'[{"n":"/3/0/9","v":1.5}]', "/3/0", "/3/0/9: invalid Integer value"),
+    (b'[{"n":"/3/0/9","v":true}]', "/3/0", "'v' must be a number, got a boolean"),
+    (b'[{"n":"/3/0/9","v":9223372036854775808}]', "/3/0", "outside the integer range"),
+    (b'[{"n":"/3/0/9","v":NaN}]', "/3/0", "NaN is not a JSON number"),
+    (b'[{"n":"/3/0/9","v":1,"v":2}]', "/3/0", "duplicate label 'v'"),
+    (b'[{"n":"/0/0/3","vd":"a*b"}]', "/0/0", "invalid 'vd'"),
+    (b'[{"n":"/3/0/9","v":1,"foo_":1}]', "/3/0", "must-understand field 'foo_'"),
+    (b'[{"n":"/3/0/9","s":1}]', "/3/0", "sum values ('s') are not supported"),
+    (b'[{"n":"/3/0/9"}]', "/3/0", "/3/0/9: record has no value"),
+    (b'[{"n":"/3/0","vs":"x"}]', "/3", "/3/0: a value needs a resource"),
+    (b'[{"n":"/4/0/1","v":1}]', "/3/0", "outside the requested path"),
+    (b'[{"n":"/3/0/9","v":1},{"n":"/3/0/9","v":2}]', "/3/0", "given twice"),
+    (b'[{"n":"/3/0/7","v":1}]', "/3/0", "multiple-instance resource given without an instance"),
+    (b'[{"n":"/3/0/\\ud800","v":1}]', "/3/0", "not valid Unicode"),
+    (b'[{"n":"/3/0/0","vs":"\xff"}]', "/3/0", "not valid UTF-8"),
+    (b"[" * 100000, "/3/0", "JSON"),
+    (b'[{"n":"/3/0/9","v":1', "/3/0", "invalid JSON"),
+    (b'[{"n":"/65/0/0/0","vlo":"66"}]', "/65/0", "invalid Objlnk value"),
+    (b'[{"n":"/3/0/9","v":1,"bt":"x"}]', "/3/0", "'bt' must be a number"),
+]
+
+
+@pytest.mark.parametrize(("payload", "path", "message"), BAD)
+def test_bad_input(payload: bytes, path: str, message: str) -> None:
+    with pytest.raises(CodecError, match=message.replace("(", r"\(").replace(")", r"\)")) as err:
+        senml_json.decode(payload, LwM2mPath.parse(path), SPEC_MODELS)
+    assert err.value.code == ResponseCode.BAD_REQUEST
+
+
+def test_bad_paths_and_timestamped() -> None:
+    with pytest.raises(CodecError, match="a path list carries no values"):
+        senml_json.decode_paths(b'[{"n":"/3/0/1","v":1}]')
+    with pytest.raises(CodecError, match="a path list carries no times"):
+        senml_json.decode_paths(b'[{"n":"/3/0/1","t":5}]')
+    with pytest.raises(CodecError, match="record has no value"):
+        senml_json.decode_timestamped(b'[{"n":"/3/0/1","t":5}]', SPEC_MODELS)
+    with pytest.raises(CodecError, match="not requested"):
+        senml_json.decode_nodes(b'[{"n":"/3/0/1"}]', SPEC_MODELS, [LwM2mPath(3, 0)])
+
+
+def test_encode_refuses_what_senml_cannot_carry() -> None:
+    with pytest.raises(CodecError, match="non-finite"):
+        senml_json.encode(_single(0, float("nan"), T.FLOAT), LwM2mPath(6, 0, 0), SPEC_MODELS)
+    with pytest.raises(CodecError, match="/3/0/9: cannot encode as Integer"):
+        senml_json.encode(_single(9, "lots", T.STRING), LwM2mPath(3, 0, 9), SPEC_MODELS)
+
+
+# -- properties -----------------------------------------------------------------------------------
+
+
+@EXAMPLES
+@given(st.integers(1, 4).flatmap(model_and_node))
+def test_roundtrip_every_level(drawn: tuple[StaticModels, LwM2mPath, LwM2mNode]) -> None:
+    models, path, node = drawn
+    assert senml_json.decode(senml_json.encode(node, path, models), path, models) == node
+
+
+@EXAMPLES
+@given(multi_path_nodes())
+def test_roundtrip_multi_path(
+    drawn: tuple[StaticModels, dict[LwM2mPath, LwM2mNode | None]],
+) -> None:
+    models, nodes = drawn
+    payload = senml_json.encode_nodes(nodes, models)
+    assert senml_json.decode_nodes(payload, models, list(nodes)) == nodes
+    assert senml_json.decode_paths(senml_json.encode_paths(list(nodes))) == list(nodes)
+
+
+@EXAMPLES
+@given(st.booleans().flatmap(timestamped_data))
+def test_roundtrip_timestamped(
+    drawn: tuple[StaticModels, LwM2mPath | None, TimestampedNodes],
+) -> None:
+    models, path, data = drawn
+    payload = senml_json.encode_timestamped(data, models)
+    assert senml_json.decode_timestamped(payload, models, path) == data
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
+    | st.sampled_from(["/3/0/", "/3/0/7/1", "0", "6/0", "66:0", "AQ", "/3/0/9"]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["bn", "n", "bt", "t", "v", "vs", "vb", "vd", "vlo", "bv", "u", "x_"])
+            | st.text(max_size=3),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@EXAMPLES
+@given(st.binary(max_size=64) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_hostile_input_raises_only_codec_errors(payload: bytes) -> None:
+    hostile_decodes(senml_json, payload)
