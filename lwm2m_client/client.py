@@ -31,6 +31,7 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 
 from object_models.content_format import ContentFormat
+from object_models.errors import Lwm2mError
 from object_models.model import ModelProvider
 from object_models.path import LwM2mPath
 
@@ -294,9 +295,8 @@ class Lwm2mClient:
         """
         if self.params.lwm2m_version == "1.0":
             raise Lwm2mClientError("Send does not exist in LwM2M 1.0")
-        with contextlib.suppress(Exception):
-            if self.objects.get_value(MUTE_SEND) is True:
-                raise Lwm2mClientError("Send is muted by the server (/1/0/23)")
+        if self._server_value(MUTE_SEND) is True:
+            raise Lwm2mClientError("Send is muted by the server (/1/0/23)")
         resolved = [p if isinstance(p, LwM2mPath) else LwM2mPath.parse(p) for p in paths]
         now = time.time() if timestamp is None else timestamp
         payload = send_payload(self.objects, resolved, content_format, now)
@@ -378,29 +378,33 @@ class Lwm2mClient:
                 await asyncio.sleep(retry)
                 retry = min(retry * 2, 60.0)
 
+    def _server_value(self, path: LwM2mPath) -> object:
+        """A Server object value, or None when the resource is absent."""
+        try:
+            return self.objects.get_value(path)
+        except (Lwm2mError, ValueError):
+            return None
+
     def _sync_params_from_server_object(self) -> None:
         """Lifetime and binding come from the Server object when it has them."""
         changes: dict[str, Any] = {}
-        with contextlib.suppress(Exception):
-            lifetime = self.objects.get_value(LIFETIME)
-            if isinstance(lifetime, int) and lifetime > 0 and lifetime != self.params.lifetime:
-                changes["lifetime"] = lifetime
-        with contextlib.suppress(Exception):
-            binding = self.objects.get_value(BINDING)
-            if isinstance(binding, str) and binding:
-                binding = binding.replace("Q", "")
-                if binding != self.params.binding:
-                    changes["binding"] = binding
+        lifetime = self._server_value(LIFETIME)
+        if isinstance(lifetime, int) and lifetime > 0 and lifetime != self.params.lifetime:
+            changes["lifetime"] = lifetime
+        binding = self._server_value(BINDING)
+        if isinstance(binding, str) and binding:
+            binding = binding.replace("Q", "")  # 1.0 spelling; queue mode is our own flag
+            if binding != self.params.binding:
+                changes["binding"] = binding
         if changes:
             self.params = changed_params(self.params, changes)
 
     def _write_server_object(self) -> None:
-        with contextlib.suppress(Exception):
-            if self.objects.get_value(LIFETIME) != self.params.lifetime:
-                self.objects.set_value(LIFETIME, self.params.lifetime)
-        with contextlib.suppress(Exception):
-            if self.objects.get_value(BINDING) != self.params.binding:
-                self.objects.set_value(BINDING, self.params.binding)
+        """After ``update(lifetime=…)``: the Server object shows what was registered."""
+        if self._server_value(LIFETIME) not in (None, self.params.lifetime):
+            self.objects.set_value(LIFETIME, self.params.lifetime)
+        if self._server_value(BINDING) not in (None, self.params.binding):
+            self.objects.set_value(BINDING, self.params.binding)
 
     def _values_changed(self, paths: Sequence[LwM2mPath]) -> None:
         """A server Write of lifetime or binding calls for an Update (Core §6.2.2)."""
@@ -443,11 +447,8 @@ class Lwm2mClient:
     async def _disable(self) -> None:
         """Execute /1/0/4: de-register, stay away for the Disable Timeout, register again."""
         await asyncio.sleep(0)
-        timeout = 86400
-        with contextlib.suppress(Exception):
-            value = self.objects.get_value(LwM2mPath(1, SERVER_INSTANCE, 5))
-            if isinstance(value, int):
-                timeout = value
+        value = self._server_value(LwM2mPath(1, SERVER_INSTANCE, 5))
+        timeout = value if isinstance(value, int) and value >= 0 else 86400
         if self.registered:
             await self.deregister()
         await asyncio.sleep(timeout)

@@ -133,7 +133,7 @@ class FakeLwm2mServer:
         payload: bytes = b"",
         query: tuple[str, ...] = (),
         observe: int | None = None,
-        mtype: Any = None,
+        reliable: bool = True,
     ) -> Any:
         kwargs: dict[str, Any] = {
             "code": code,
@@ -148,8 +148,8 @@ class FakeLwm2mServer:
             kwargs["uri_query"] = query
         if observe is not None:
             kwargs["observe"] = observe
-        if mtype is not None:
-            kwargs["mtype"] = mtype
+        if not reliable:
+            kwargs["transport_tuning"] = aiocoap.Unreliable  # NON: no retransmissions
         msg = aiocoap.Message(**kwargs)
         msg.remote = self.remote
         return msg
