@@ -14,6 +14,7 @@ import datetime
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.verification import (
@@ -43,6 +44,8 @@ def load_raw_public_key(spki: bytes) -> ec.EllipticCurvePublicKey:
     """Parse a SubjectPublicKeyInfo; only P-256 keys are usable with our suites."""
     try:
         key = serialization.load_der_public_key(spki)
+    except UnsupportedAlgorithm:
+        raise AlertError(AlertDescription.unsupported_certificate, "unsupported key type") from None
     except (ValueError, TypeError):
         raise AlertError(AlertDescription.bad_certificate, "malformed raw public key") from None
     return _require_p256(key)
@@ -65,7 +68,11 @@ def verify_certificate_chain(
             raise AlertError(
                 AlertDescription.certificate_expired, "certificate outside its validity period"
             )
-    leaf_key = _require_p256(chain[0].public_key())
+    try:
+        leaf_public_key = chain[0].public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        raise AlertError(AlertDescription.unsupported_certificate, "unsupported key type") from None
+    leaf_key = _require_p256(leaf_public_key)
     if not trust_store:
         raise AlertError(AlertDescription.bad_certificate, "no trust anchors configured")
     try:
@@ -84,7 +91,7 @@ def verify_certificate_chain(
         raise AlertError(
             AlertDescription.bad_certificate, "certificate chain does not verify"
         ) from None
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         raise AlertError(AlertDescription.bad_certificate, "unusable certificate chain") from None
     return leaf_key
 

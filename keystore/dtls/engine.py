@@ -178,6 +178,12 @@ class DtlsEngine:
                 self._on_record(rec, now, addr, events)
             except AlertError as exc:
                 self._fail(exc.description, exc.reason, events)
+            except Exception as exc:  # a bug must cost one session, never the server
+                self._fail(
+                    AlertDescription.internal_error,
+                    f"internal error ({type(exc).__name__})",
+                    events,
+                )
             if self.is_closed:
                 break
         return events
