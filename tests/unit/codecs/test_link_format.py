@@ -1,0 +1,166 @@
+"""CoRE Link Format (RFC 6690) and the LwM2M Register / Discover helpers."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from object_models.codecs.link_format import (
+    DiscoveredLink,
+    Link,
+    RegisteredObjects,
+    format_discover,
+    format_links,
+    parse_attribute,
+    parse_discover,
+    parse_links,
+    parse_object_links,
+)
+from object_models.errors import CodecError, ResponseCode
+from object_models.path import LwM2mPath
+
+from .test_tlv import examples
+
+
+def test_rfc6690_example() -> None:
+    # RFC 6690 §5 example (with the spec's line breaks removed).
+    text = '</sensors/temp>;if="sensor",</sensors/light>;if="sensor"'
+    assert parse_links(text) == [Link("/sensors/temp", {"if": "sensor"}),
+                                 Link("/sensors/light", {"if": "sensor"})]
+    assert format_links(parse_links(text)) == text
+
+
+def test_quoted_strings_escapes_commas_and_bare_params() -> None:
+    text = '</a>;title="x, y; \\"z\\" \\\\";obs;ct=40 , </b> ; rt = "r1 r2"'
+    assert parse_links(text) == [
+        Link("/a", {"title": 'x, y; "z" \\', "obs": None, "ct": "40"}),
+        Link("/b", {"rt": "r1 r2"}),
+    ]
+    again = parse_links(format_links(parse_links(text)))
+    assert again == parse_links(text)
+
+
+def test_empty_and_bytes_input() -> None:
+    assert parse_links("") == [] and parse_links("  ") == []
+    assert parse_links(b"</1/0>") == [Link("/1/0")]
+
+
+def test_repeated_param_keeps_the_first() -> None:
+    assert parse_links("</a>;x=1;x=2") == [Link("/a", {"x": "1"})]
+
+
+@pytest.mark.parametrize(
+    ("text", "position"),
+    [("/a", 0), ("</a", 1), ("</a>;", 5), ("</a>x", 4), ('</a>;t="x', 9), ("</a>,", 5),
+     ("</a>;=1", 5), ("</a>;x=", 7), ("</a>;x=,", 7), ("</a b>", 1), ("</a>,,</b>", 5)],
+)
+def test_invalid_documents_give_a_position(text: str, position: int) -> None:
+    with pytest.raises(CodecError) as info:
+        parse_links(text)
+    assert info.value.code is ResponseCode.BAD_REQUEST
+    assert f"position {position}:" in str(info.value)
+
+
+def test_invalid_utf8() -> None:
+    with pytest.raises(CodecError, match="UTF-8"):
+        parse_links(b"</a>;t=\"\xff\"")
+
+
+# == Register =====================================================================================
+def test_register_payload_lwm2m_1_1() -> None:
+    text = '</>;rt="oma.lwm2m";ct="60 110 112 11543",</1>;ver=1.1,</1/0>,</3/0>,</3303>;ver=1.1,' \
+           "</3303/0>,</3303/1>,</5>"
+    assert parse_object_links(text) == RegisteredObjects(
+        "/", (60, 110, 112, 11543), {1: "1.1", 3: None, 3303: "1.1", 5: None},
+        {1: (0,), 3: (0,), 3303: (0, 1)},
+    )
+
+
+def test_register_payload_alternate_root_ignores_unknown_links() -> None:
+    text = '</lwm2m>;rt="oma.lwm2m";ct=11543,</lwm2m/1/0>,</lwm2m/3/0>,</other/5>,</lwm2m/x>,' \
+           "</lwm2m/3/0/1>"
+    objects = parse_object_links(text)
+    assert objects.root_path == "/lwm2m"
+    assert objects.content_formats == (11543,)
+    assert objects.objects == {1: None, 3: None}
+    assert objects.instances == {1: (0,), 3: (0,)}
+    assert objects.version(3) == "1.0"
+
+
+def test_register_payload_without_root_link() -> None:
+    assert parse_object_links("</1/0>,</3/0>") == RegisteredObjects(
+        "/", (), {1: None, 3: None}, {1: (0,), 3: (0,)}
+    )
+
+
+def test_register_payload_with_bad_attributes() -> None:
+    with pytest.raises(CodecError, match="ct"):
+        parse_object_links('</>;rt="oma.lwm2m";ct="60 x"')
+    with pytest.raises(CodecError, match="ver"):
+        parse_object_links("</3>;ver=one")
+
+
+# == Discover =====================================================================================
+def test_discover_response_roundtrip() -> None:
+    text = "</3/0>;pmin=10,</3/0/7>;dim=2,</3/0/1>"
+    entries = parse_discover(text)
+    assert entries == [
+        DiscoveredLink(LwM2mPath(3, 0), {"pmin": 10}),
+        DiscoveredLink(LwM2mPath(3, 0, 7), {"dim": 2}),
+        DiscoveredLink(LwM2mPath(3, 0, 1)),
+    ]
+    assert format_discover(entries) == text
+
+
+def test_discover_typed_attributes() -> None:
+    text = ('</3303/0/5700>;pmin=1;pmax=60;gt=30.5;lt=-5;st=0.5;epmin=2;epmax=90;edge=1;con=0;'
+            'hqmax=8,</3303>;ver=1.1;ct="60 110"')
+    first, second = parse_discover(text)
+    assert first.attributes == {"pmin": 1, "pmax": 60, "gt": 30.5, "lt": -5.0, "st": 0.5,
+                                "epmin": 2, "epmax": 90, "edge": 1, "con": 0, "hqmax": 8}
+    assert second.attributes == {"ver": "1.1", "ct": (60, 110)}
+    assert parse_discover(format_discover([first, second])) == [first, second]
+
+
+def test_bootstrap_discover_root_and_unknown_attributes() -> None:
+    entries = parse_discover('</>;lwm2m="1.1",</0/1>;ssid=101;uri="coap://server:5683"')
+    assert entries[0] == DiscoveredLink(LwM2mPath(), {"lwm2m": "1.1"})
+    assert entries[1].attributes == {"ssid": 101, "uri": "coap://server:5683"}
+
+
+@pytest.mark.parametrize("text", ["</3/0>;pmin=-1", "</3/0>;gt=abc", "</3/0>;edge=2",
+                                  "</a/b>", "</3/0>;dim=1.5"])
+def test_discover_errors(text: str) -> None:
+    with pytest.raises(CodecError):
+        parse_discover(text)
+
+
+def test_parse_attribute_without_value() -> None:
+    assert parse_attribute("pmin", None) is None
+
+
+# == properties ===================================================================================
+_names = st.from_regex(r"[a-z][a-z0-9\-]{0,6}", fullmatch=True)
+_values = st.none() | st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+_links = st.builds(
+    Link,
+    st.from_regex(r"/[a-z0-9/._\-]{0,12}", fullmatch=True),
+    st.dictionaries(_names, _values, max_size=4),
+)
+
+
+@settings(max_examples=examples(0.05), deadline=None)
+@given(st.lists(_links, max_size=4))
+def test_format_then_parse_roundtrip(links: list[Link]) -> None:
+    assert parse_links(format_links(links)) == links
+
+
+@settings(max_examples=examples(), deadline=None)
+@given(st.text(alphabet='<>/;,="\\ ab1.', max_size=40) | st.binary(max_size=40))
+def test_arbitrary_input_raises_only_codec_error(text: str | bytes) -> None:
+    for parse in (parse_links, parse_object_links, parse_discover):
+        with contextlib.suppress(CodecError):
+            parse(text)  # type: ignore[operator]
