@@ -1,0 +1,75 @@
+"""The codec facade: format selection, the CoAP codes of its refusals, the payload bound."""
+
+from __future__ import annotations
+
+import pytest
+
+codecs = pytest.importorskip(
+    "object_models.codecs", reason="the facade imports every codec module; one is missing"
+)
+
+from object_models.content_format import ContentFormat  # noqa: E402
+from object_models.errors import CodecError, ResponseCode  # noqa: E402
+from object_models.node import LwM2mSingleResource, TimestampedNodes  # noqa: E402
+from object_models.path import LwM2mPath  # noqa: E402
+from object_models.types import ResourceType  # noqa: E402
+
+from .test_tlv import DEVICE_RESOURCES, SPEC_MODELS, device_instance  # noqa: E402
+
+PATH = LwM2mPath(3, 0, 9)
+NODE = LwM2mSingleResource(9, 100, ResourceType.INTEGER)
+
+
+@pytest.mark.parametrize("fmt", [9999, ContentFormat.LINK])
+def test_unsupported_format_on_decode_is_4_15(fmt: int) -> None:
+    with pytest.raises(CodecError) as info:
+        codecs.decode(b"100", PATH, fmt, SPEC_MODELS)
+    assert info.value.code is ResponseCode.UNSUPPORTED_CONTENT_FORMAT
+    assert info.value.code.dotted == "4.15"
+
+
+@pytest.mark.parametrize("fmt", [9999, ContentFormat.LINK])
+def test_unsupported_format_on_encode_is_4_06(fmt: int) -> None:
+    with pytest.raises(CodecError) as info:
+        codecs.encode(NODE, PATH, fmt, SPEC_MODELS)
+    assert info.value.code is ResponseCode.NOT_ACCEPTABLE
+
+
+def test_format_without_the_operation() -> None:
+    assert not codecs.supports(ContentFormat.TLV, "decode_timestamped")
+    assert codecs.supports(ContentFormat.JSON, "decode_timestamped")
+    with pytest.raises(CodecError) as info:
+        codecs.decode_timestamped(b"", ContentFormat.TLV, SPEC_MODELS)
+    assert info.value.code is ResponseCode.UNSUPPORTED_CONTENT_FORMAT
+    with pytest.raises(CodecError) as info:
+        codecs.encode_timestamped(TimestampedNodes(()), ContentFormat.TEXT, SPEC_MODELS)
+    assert info.value.code is ResponseCode.NOT_ACCEPTABLE
+
+
+@pytest.mark.parametrize("fmt", [ContentFormat.TEXT, ContentFormat.TLV, ContentFormat.JSON])
+def test_oversize_payload_is_4_13_before_parsing(fmt: int) -> None:
+    with pytest.raises(CodecError) as info:
+        codecs.decode(b"\x00" * (codecs.MAX_PAYLOAD + 1), PATH, fmt, SPEC_MODELS)
+    assert info.value.code is ResponseCode.REQUEST_ENTITY_TOO_LARGE
+
+
+def test_codec_error_message_names_the_path() -> None:
+    with pytest.raises(CodecError) as info:
+        codecs.decode(b"12x", PATH, ContentFormat.TEXT, SPEC_MODELS)
+    assert info.value.path == "/3/0/9"
+    assert str(info.value).startswith("/3/0/9: ")
+    with pytest.raises(CodecError) as info:
+        codecs.decode(bytes.fromhex("C1090102"), LwM2mPath(3, 0), ContentFormat.TLV, SPEC_MODELS)
+    assert "/3/0" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "fmt", [ContentFormat.TLV, ContentFormat.OLD_TLV, ContentFormat.JSON, ContentFormat.OLD_JSON]
+)
+def test_my_formats_through_the_facade(fmt: int) -> None:
+    path = LwM2mPath(3, 0)
+    payload = codecs.encode(device_instance(), path, fmt, SPEC_MODELS)
+    assert codecs.decode(payload, path, fmt, SPEC_MODELS) == device_instance()
+    if fmt in (ContentFormat.TLV, ContentFormat.OLD_TLV):
+        assert payload == DEVICE_RESOURCES
+    assert codecs.decode(b"100", PATH, ContentFormat.TEXT, SPEC_MODELS) == NODE
