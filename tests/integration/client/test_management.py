@@ -17,6 +17,7 @@ from object_models.node import (
 )
 from object_models.path import LwM2mPath
 
+from .conftest import ClientFactory
 from .fake_server import FakeLwm2mServer
 
 DEVICE = LwM2mPath(3, 0)
@@ -280,3 +281,22 @@ async def test_write_composite_is_all_or_nothing(
     )
     assert response.code == Code.METHOD_NOT_ALLOWED
     assert client.get_value("/3/0/14") == "+01:00", "rolled back"
+
+
+async def test_read_oma_json_and_cbor_single_value(
+    client: Lwm2mClient, server: FakeLwm2mServer
+) -> None:
+    response = await server.request(Code.GET, "/3/0", accept=ContentFormat.JSON)
+    assert response.code == Code.CONTENT
+    node = codecs.decode(response.payload, DEVICE, ContentFormat.JSON, client.objects.models)
+    assert node.resources[0].value == "pylwm2m"  # type: ignore[union-attr]
+    response = await server.request(Code.GET, "/3/0", accept=ContentFormat.CBOR)
+    assert response.code == Code.NOT_ACCEPTABLE  # plain CBOR carries one value only
+
+
+async def test_lwm2m_1_2_default_format(
+    make_client: ClientFactory, server: FakeLwm2mServer
+) -> None:
+    await make_client(lwm2m_version="1.2")
+    response = await server.request(Code.GET, "/3/0")
+    assert int(response.opt.content_format) == ContentFormat.SENML_CBOR

@@ -92,7 +92,7 @@ async def test_queue_mode_sleep_now(make_client: ClientFactory, server: FakeLwm2
     client = await make_client(queue_mode=True, awake_time=30)
     client.sleep()
     with pytest.raises(TimeoutError):
-        await server.request(Code.GET, "/3/0/9", timeout=0.5)
+        await server.request(Code.GET, "/3/0/9", timeout=0.5, reliable=False)
     await client.send(["/3/0/9"])  # sending wakes the device
     response = await server.request(Code.GET, "/3/0/9", accept=ContentFormat.TEXT)
     assert response.payload == b"100"
