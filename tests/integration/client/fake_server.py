@@ -40,7 +40,7 @@ class Uplink:
         return result
 
 
-class _Root(aiocoap.resource.Resource, aiocoap.resource.PathCapable):
+class _Root(aiocoap.resource.Resource, aiocoap.resource.PathCapable):  # type: ignore[misc]
     def __init__(self, server: FakeLwm2mServer) -> None:
         super().__init__()
         self.server = server
