@@ -117,7 +117,9 @@ def registration_from_json(data: dict[str, Any]) -> Registration:
             queue_mode=bool(data["queue_mode"]),
             object_links=ObjectLinks(
                 text=str(links["text"]),
-                objects={int(k): str(v) for k, v in links["objects"].items()},
+                objects={
+                    int(k): None if v is None else str(v) for k, v in links["objects"].items()
+                },
                 instances={int(k): tuple(int(i) for i in v) for k, v in links["instances"].items()},
                 root_path=str(links["root_path"]),
                 content_formats=frozenset(int(c) for c in links["content_formats"]),

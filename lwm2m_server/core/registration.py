@@ -30,14 +30,12 @@ option is taken as link-format (several clients omit it), any other format is 4.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Mapping, Sequence
 
 import attrs
 
 from object_models.content_format import ContentFormat
-from object_models.errors import InvalidPathError, Lwm2mError, ResponseCode
-from object_models.path import LwM2mPath
+from object_models.errors import Lwm2mError, ResponseCode
 
 DEFAULT_LIFETIME = 86400
 """Core §6.2.1: a Register without ``lt`` gets one day."""
@@ -61,7 +59,7 @@ def _str_map(value: Mapping[str, str]) -> dict[str, str]:
     return dict(value)
 
 
-def _objects_map(value: Mapping[int, str]) -> dict[int, str]:
+def _objects_map(value: Mapping[int, str | None]) -> dict[int, str | None]:
     return dict(value)
 
 
@@ -100,121 +98,41 @@ class PeerIdentity:
 # -- object links ---------------------------------------------------------------------------------
 
 
-class LinkLike(Protocol):
-    """The shape of ``object_models.codecs.link_format.Link`` that this module relies on."""
-
-    @property
-    def target(self) -> str: ...
-
-    @property
-    def params(self) -> Mapping[str, str | None]: ...
-
-
-def _parse_ct(value: str | None) -> frozenset[int]:
-    """``ct=60`` or ``ct="60 110 112"`` (quotes already removed by the link parser, or not)."""
-    if value is None:
-        return frozenset()
-    formats: set[int] = set()
-    for part in value.strip().strip('"').split():
-        if not part.isdigit() or int(part) > 65535:
-            raise _bad(f"invalid content format {part!r} in the ct attribute of the root link")
-        formats.add(int(part))
-    return frozenset(formats)
-
-
-def _strip_quotes(value: str | None) -> str | None:
-    if value is not None and len(value) >= 2 and value[0] == value[-1] == '"':
-        return value[1:-1]
-    return value
-
-
 @attrs.frozen
 class ObjectLinks:
-    """The object list of a Register/Update payload, raw and interpreted.
+    """The object list of a Register/Update payload: the raw text and what it declares.
 
-    ``objects`` maps every object the client lists to its version (``ver=`` or ``""`` when the
-    link had none: the model registry then picks the core default for the client's LwM2M
-    version); ``instances`` lists the instances per object in payload order; ``root_path`` is the
-    alternate path (``</lwm2m>;rt="oma.lwm2m"`` → ``/lwm2m/``, default ``/``) that every
-    downlink request is prefixed with; ``content_formats`` are the formats the root link's
-    ``ct=`` announces (LwM2M 1.1+).
+    Interpretation is ``object_models.codecs.link_format.parse_object_links`` (the project's one
+    link-format parser): ``objects`` maps every declared object to its ``ver`` (``None`` when the
+    link had none: the registry then picks the core default for the client's LwM2M version),
+    ``instances`` lists instances per object in payload order, ``root_path`` is the alternate
+    path of the ``rt="oma.lwm2m"`` link (``/lwm2m``; ``/`` by default) that downlink requests
+    are prefixed with, ``content_formats`` what its ``ct=`` announces (LwM2M 1.1+). Links that
+    are not objects or instances are ignored there.
     """
 
     text: str = ""
-    objects: Mapping[int, str] = attrs.field(factory=dict, converter=_objects_map)
+    objects: Mapping[int, str | None] = attrs.field(factory=dict, converter=_objects_map)
     instances: Mapping[int, tuple[int, ...]] = attrs.field(factory=dict, converter=_instances_map)
     root_path: str = "/"
     content_formats: frozenset[int] = frozenset()
 
     @classmethod
-    def from_links(cls, links: Iterable[LinkLike], text: str = "") -> ObjectLinks:
-        """Interpret parsed links (see the module rules). A link that is neither the root link
-        nor a valid ``/o`` or ``/o/i`` path below the root is a 4.00: a client whose object list
-        we cannot read cannot be managed."""
-        links = list(links)
-        root = None
-        for link in links:
-            rt = _strip_quotes(link.params.get("rt"))
-            if rt is not None and "oma.lwm2m" in rt.split():
-                root = link
-                break
-            if link.target in ("/", "") and root is None:
-                root = link
-        root_path = "/"
-        formats: frozenset[int] = frozenset()
-        if root is not None:
-            root_path = root.target if root.target.endswith("/") else root.target + "/"
-            if not root_path.startswith("/"):
-                root_path = "/" + root_path
-            formats = _parse_ct(_strip_quotes(root.params.get("ct")))
-        objects: dict[int, str] = {}
-        instances: dict[int, list[int]] = {}
-        for link in links:
-            if link is root:
-                continue
-            target = link.target
-            if root_path != "/" and target.startswith(root_path):
-                target = "/" + target[len(root_path) :]
-            try:
-                path = LwM2mPath.parse(target)
-            except InvalidPathError:
-                raise _bad(f"object link <{link.target}> is not an LwM2M object path") from None
-            if path.depth not in (1, 2):
-                # Core §6.2.1: the list holds objects and instances only; ignore anything deeper.
-                continue
-            object_id = path.ids[0]
-            version = _strip_quotes(link.params.get("ver"))
-            if version is not None:
-                if not re.fullmatch(r"\d+\.\d+", version):
-                    raise _bad(f"object link <{link.target}> has an invalid version {version!r}")
-                objects[object_id] = version
-            else:
-                objects.setdefault(object_id, "")
-            if path.depth == 2:
-                ids = instances.setdefault(object_id, [])
-                instance_id = path.ids[1]
-                if instance_id not in ids:
-                    ids.append(instance_id)
-        return cls(
-            text=text,
-            objects=objects,
-            instances={k: tuple(v) for k, v in instances.items()},
-            root_path=root_path,
-            content_formats=formats,
-        )
-
-    @classmethod
     def parse(cls, text: str) -> ObjectLinks:
-        """Parse link-format text with the project's one link-format parser."""
-        from object_models.codecs.link_format import parse_links
+        """Parse link-format text; malformed text is a 4.00 that says where."""
+        from object_models.codecs.link_format import parse_object_links
 
         try:
-            links = parse_links(text)
+            declared = parse_object_links(text)
         except Lwm2mError as exc:
-            raise _bad(f"invalid link-format payload: {exc.message}") from None
-        except ValueError as exc:
-            raise _bad(f"invalid link-format payload: {exc}") from None
-        return cls.from_links(links, text)
+            raise _bad(f"invalid object list: {exc.message}") from None
+        return cls(
+            text=text,
+            objects=declared.objects,
+            instances=declared.instances,
+            root_path=declared.root_path,
+            content_formats=frozenset(declared.content_formats),
+        )
 
 
 def _links_from_payload(payload: bytes, content_format: int | None, required: bool) -> ObjectLinks:
@@ -441,7 +359,7 @@ class Registration:
         return f"rd/{self.registration_id}"
 
     @property
-    def supported_objects(self) -> Mapping[int, str]:
+    def supported_objects(self) -> Mapping[int, str | None]:
         return self.object_links.objects
 
     @classmethod

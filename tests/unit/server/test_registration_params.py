@@ -16,8 +16,6 @@ from lwm2m_server.core.registration import (
 )
 from object_models.errors import Lwm2mError, ResponseCode
 
-from .helpers import FakeLink, needs_link_parser
-
 LINKS = b"</1/0>,</3/0>"
 BAD = ResponseCode.BAD_REQUEST
 
@@ -101,7 +99,6 @@ def test_binding_rules_per_version() -> None:
     assert check_binding("T", "1.2") is False
 
 
-@needs_link_parser
 def test_valid_register_defaults() -> None:
     req = RegistrationRequest.parse(["ep=urn:dev:1"], LINKS)
     assert req.endpoint == "urn:dev:1"
@@ -112,7 +109,6 @@ def test_valid_register_defaults() -> None:
     assert req.object_links.instances == {1: (0,), 3: (0,)}
 
 
-@needs_link_parser
 def test_valid_register_all_params() -> None:
     req = RegistrationRequest.parse(
         ["ep=a", "lt=300", "lwm2m=1.1", "b=UT", "sms=+123", "Q", "et=sensor"],
@@ -131,7 +127,6 @@ def test_valid_register_all_params() -> None:
     assert req.object_links.objects[3303] == "1.1"
 
 
-@needs_link_parser
 def test_queue_mode_1_0_from_binding() -> None:
     assert RegistrationRequest.parse(["ep=a", "b=UQ"], LINKS).queue_mode
 
@@ -168,54 +163,36 @@ def test_update_binding_checked_against_registered_version() -> None:
     assert (new.binding, new.queue_mode, new.lifetime, new.sms_number) == ("T", True, 99, "1")
 
 
-# -- object links interpretation (no parser needed) ---------------------------------------------
+# -- object links -----------------------------------------------------------------------------
 
 
 def test_object_links_plain() -> None:
-    links = ObjectLinks.from_links(
-        [
-            FakeLink("/1/0"),
-            FakeLink("/3/0"),
-            FakeLink("/3303"),
-            FakeLink("/3303/1"),
-            FakeLink("/3303/0"),
-            FakeLink("/3/0/1"),
-        ]
-    )
+    text = "</1/0>,</3/0>,</3303>,</3303/1>,</3303/0>,</3/0/1>"
+    links = ObjectLinks.parse(text)
+    assert links.text == text
     assert links.root_path == "/"
-    assert links.objects == {1: "", 3: "", 3303: ""}
+    assert links.objects == {1: None, 3: None, 3303: None}
     assert links.instances == {1: (0,), 3: (0,), 3303: (1, 0)}
 
 
 def test_object_links_alternate_root_and_ct() -> None:
-    links = ObjectLinks.from_links(
-        [
-            FakeLink("/lwm2m", {"rt": '"oma.lwm2m"', "ct": "11543"}),
-            FakeLink("/lwm2m/1/0"),
-            FakeLink("/lwm2m/3", {"ver": "1.1"}),
-            FakeLink("/lwm2m/3/0"),
-        ]
+    links = ObjectLinks.parse(
+        '</lwm2m>;rt="oma.lwm2m";ct=11543,</lwm2m/1/0>,</lwm2m/3>;ver=1.1,</lwm2m/3/0>'
     )
-    assert links.root_path == "/lwm2m/"
+    assert links.root_path == "/lwm2m"
     assert links.content_formats == {11543}
-    assert links.objects == {1: "", 3: "1.1"}
+    assert links.objects == {1: None, 3: "1.1"}
     assert links.instances == {1: (0,), 3: (0,)}
 
 
-def test_object_links_root_slash_without_rt() -> None:
-    links = ObjectLinks.from_links([FakeLink("/", {"ct": "60 112"}), FakeLink("/3/0")])
+def test_object_links_root_slash_and_ct_list() -> None:
+    links = ObjectLinks.parse('</>;ct="60 112",</3/0>')
     assert links.root_path == "/"
     assert links.content_formats == {60, 112}
 
 
 @pytest.mark.parametrize(
-    "bad",
-    [FakeLink("/abc"), FakeLink("/3/65535"), FakeLink("/3", {"ver": "x"})],
+    "text", ["</1/0", "</1>;ver=x", '</>;rt="oma.lwm2m";ct=sixty,</3/0>', "</3/0>,,"]
 )
-def test_object_links_bad_entries_are_4_00(bad: FakeLink) -> None:
-    assert code_of(ObjectLinks.from_links, [FakeLink("/1/0"), bad]) is BAD
-
-
-def test_object_links_bad_ct_is_4_00() -> None:
-    links = [FakeLink("/", {"rt": "oma.lwm2m", "ct": "sixty"})]
-    assert code_of(ObjectLinks.from_links, links) is BAD
+def test_malformed_object_list_is_4_00(text: str) -> None:
+    assert code_of(RegistrationRequest.parse, ["ep=a"], text.encode()) is BAD

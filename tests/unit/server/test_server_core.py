@@ -27,7 +27,7 @@ from lwm2m_server.core.server import ServerCore
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.path import LwM2mPath
 
-from .helpers import ADDR, Clock, needs_link_parser, request
+from .helpers import ADDR, Clock, request
 
 
 def make_core(**kw: object) -> ServerCore:
@@ -219,7 +219,6 @@ def test_restore_skips_orphan_observations(clock: Clock) -> None:
     assert core.observations.by_token(b"\x02") is None
 
 
-@needs_link_parser
 def test_register_from_wire(clock: Clock) -> None:
     core = make_core()
     res = core.register(

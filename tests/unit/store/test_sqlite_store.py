@@ -38,7 +38,7 @@ def make_reg(n: int = 0, endpoint: str | None = None, **kw: object) -> Registrat
         "queue_mode": True,
         "object_links": ObjectLinks(
             text='</>;rt="oma.lwm2m";ct=110,</1/0>,</3/0>,</3303>;ver=1.1,</3303/0>,</3303/2>',
-            objects={1: "", 3: "", 3303: "1.1"},
+            objects={1: None, 3: None, 3303: "1.1"},
             instances={1: (0,), 3: (0,), 3303: (0, 2)},
             root_path="/",
             content_formats=frozenset({110, 112}),
