@@ -23,7 +23,10 @@ class ResponseCode(enum.IntEnum):
     PRECONDITION_FAILED = 0x8C  # 4.12
     REQUEST_ENTITY_TOO_LARGE = 0x8D  # 4.13
     UNSUPPORTED_CONTENT_FORMAT = 0x8F  # 4.15
+    TOO_MANY_REQUESTS = 0x9D  # 4.29 (RFC 8516)
     INTERNAL_SERVER_ERROR = 0xA0  # 5.00
+    SERVICE_UNAVAILABLE = 0xA3  # 5.03
+    GATEWAY_TIMEOUT = 0xA4  # 5.04
 
     @property
     def dotted(self) -> str:

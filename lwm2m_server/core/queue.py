@@ -12,11 +12,9 @@ notification, a Send, any response). The server therefore tracks, per endpoint:
   requests one at a time and keeps the rest when one fails: ``requeue`` puts unsent ones back at
   the front, in order.
 
-A full queue raises ``QueueFullError``. Its CoAP code is 4.13 (Request Entity Too Large, "the
-queue this request would join is at its limit"): the honest code would be 5.03 Service
-Unavailable or 4.29 Too Many Requests, but ``object_models.errors.ResponseCode`` has neither; the
-error is never sent to a device (queued requests come from the HTTP API), so the HTTP layer
-should map the *type* to 503 rather than rely on the code.
+A full queue raises ``QueueFullError`` with code 5.03 Service Unavailable: the server cannot take
+more work for that device until it wakes. The error is never sent to a device (queued requests
+come from the HTTP API), which maps it to HTTP 503.
 
 Queued requests are opaque to this module (``T``): the adapter queues whatever it needs to send
 the request later (operation, path, payload, a future to resolve).
@@ -61,7 +59,7 @@ class QueueFullError(Lwm2mError):
     """The endpoint's queue holds ``max_length`` requests already (see the module doc on the
     code)."""
 
-    code = ResponseCode.REQUEST_ENTITY_TOO_LARGE
+    code = ResponseCode.SERVICE_UNAVAILABLE
 
 
 @attrs.frozen

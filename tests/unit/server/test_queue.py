@@ -63,7 +63,7 @@ def test_bound_raises_queue_full(clock: Clock) -> None:
     q.enqueue("a", 2, clock.now)
     with pytest.raises(QueueFullError) as info:
         q.enqueue("a", 3, clock.now)
-    assert info.value.code is ResponseCode.REQUEST_ENTITY_TOO_LARGE
+    assert info.value.code is ResponseCode.SERVICE_UNAVAILABLE
     q.enqueue("b", 1, clock.now)  # bounds are per client
 
 
