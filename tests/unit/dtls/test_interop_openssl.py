@@ -216,3 +216,70 @@ def test_openssl_s_client_against_our_server(
         assert ApplicationData(b"ping\n") in ours.events
     finally:
         ours.stop()
+
+
+def test_mac_then_encrypt_with_openssl_both_ways(procs: list[Proc]) -> None:
+    """CBC without EtM is off by default; when both sides allow it, MtE interoperates."""
+    suite = CipherSuite.TLS_PSK_WITH_AES_128_CBC_SHA256
+    psk = bytes.fromhex(PSK_HEX)
+    # our server, s_client refusing EtM
+    ours = UdpServer(
+        ServerConfig(
+            cipher_suites=[suite],
+            psk_for_identity=lambda i: psk,
+            allow_mac_then_encrypt=True,
+        ),
+        reply=lambda data: b"pong:" + data,
+    )
+    ours.start()
+    try:
+        client = Proc(
+            [
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{ours.port}",
+                *_cipher_args(suite),
+                "-no_etm",
+                *_auth_args("psk", {}, server=False),
+            ]
+        )
+        procs.append(client)
+        assert client.wait_for(b"Cipher is", timeout=5), client.output.decode(errors="replace")
+        client.send(b"mte\n")
+        assert client.wait_for(b"pong:mte"), client.output.decode(errors="replace")
+    finally:
+        ours.stop()
+
+    # our client not offering EtM, s_server accepting MtE
+    port = free_udp_port()
+    server = Proc(
+        [
+            "s_server",
+            "-accept",
+            f"127.0.0.1:{port}",
+            *_cipher_args(suite),
+            *_auth_args("psk", {}, server=True),
+        ]
+    )
+    procs.append(server)
+    assert server.wait_for(b"ACCEPT")
+    config = ClientConfig(
+        cipher_suites=[suite],
+        psk_identity=PSK_ID.encode(),
+        psk=psk,
+        offer_encrypt_then_mac=False,
+        allow_mac_then_encrypt=True,
+    )
+
+    def on_established(engine: Any) -> None:
+        engine.send_application_data(b"mte from pylwm2m\n")
+        server.send(b"mte from openssl\n")
+
+    _, events = run_client(
+        config,
+        ("127.0.0.1", port),
+        until=lambda ev: any(isinstance(e, ApplicationData) for e in ev),
+        on_established=on_established,
+    )
+    assert ApplicationData(b"mte from openssl\n") in events, server.output
+    assert server.wait_for(b"mte from pylwm2m"), server.output
