@@ -1,0 +1,194 @@
+"""``lwm2m-server``: run the LwM2M server (``serve``, the default) and the operator commands.
+
+``lwm2m-server`` with no subcommand (or only options) is ``lwm2m-server serve``. Exit status:
+0 after a clean stop, 1 when the server cannot start (port in use, unreadable store), 2 for a
+usage or configuration error (the message names the file or variable, the key and the reason).
+
+Defaults: CoAP on every address (``0.0.0.0``: devices are remote), the HTTP API on
+``127.0.0.1`` only (it is unauthenticated: expose it deliberately with ``http_host``).
+Signals: SIGTERM/SIGINT stop gracefully; SIGHUP reloads the user object-model folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .config import ConfigError, ServerConfig, load_config, log_level_number
+
+log = logging.getLogger("lwm2m_server")
+
+SUBCOMMANDS_FALLBACK = ("serve",)
+
+
+def _serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE.yaml", help="YAML configuration file")
+    parser.add_argument("--host", help="CoAP listen address (default 0.0.0.0 = all)")
+    parser.add_argument("--coap-port", type=int, help="CoAP (NoSec) UDP port (default 5683)")
+    parser.add_argument("--coaps-port", type=int, help="CoAPs (DTLS) UDP port (default 5684)")
+    parser.add_argument("--http-host", help="HTTP API listen address (default 127.0.0.1)")
+    parser.add_argument("--http-port", type=int, help="HTTP API port (default 8080)")
+    parser.add_argument("--data-dir", help="where the sqlite store lives (default ./data)")
+    parser.add_argument(
+        "--models-dir",
+        action="append",
+        dest="models_dirs",
+        metavar="DIR",
+        help="folder of user object models (*.json, *.xml); repeatable",
+    )
+    parser.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ERROR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lwm2m-server",
+        description="OMA LwM2M server. Without a command: serve.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = subparsers.add_parser("serve", help="run the server (the default)")
+    _serve_options(serve)
+    serve.set_defaults(func=serve_command)
+    try:
+        # imported by name: the operator commands are written separately and may not exist yet
+        operator_cli = importlib.import_module("lwm2m_server.operator_cli")
+    except ModuleNotFoundError as exc:
+        if exc.name != "lwm2m_server.operator_cli":
+            raise
+    else:
+        operator_cli.register_commands(subparsers)
+    return parser
+
+
+def _known_commands(parser: argparse.ArgumentParser) -> set[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return set(action.choices)
+    return set(SUBCOMMANDS_FALLBACK)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not args_list or (
+        args_list[0] not in _known_commands(parser) and args_list[0] not in ("-h", "--help")
+    ):
+        args_list.insert(0, "serve")
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # argparse: 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    return int(func(args))
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    overrides: dict[str, Any] = {
+        "host": args.host,
+        "coap_port": args.coap_port,
+        "coaps_port": args.coaps_port,
+        "http_host": args.http_host,
+        "http_port": args.http_port,
+        "data_dir": args.data_dir,
+        "models_dirs": args.models_dirs,
+        "log_level": args.log_level,
+    }
+    return load_config(args.config, overrides=overrides)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"lwm2m-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=log_level_number(config),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if config.log_level != "DEBUG":
+        # aiocoap logs every unmatched message at INFO; keep our INFO lines readable
+        logging.getLogger("coap-server").setLevel(logging.WARNING)
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(serve(config))
+    return 0
+
+
+async def serve(config: ServerConfig) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit status."""
+    from keystore.store.base import StoreError
+
+    from .service import Lwm2mServer
+
+    server = Lwm2mServer(config)
+    try:
+        await server.start()
+    except StoreError as exc:
+        log.error("cannot open the store: %s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot listen on udp %s:%d: %s", config.host, config.coap_port, exc)
+        return 1
+    log.info("CoAP listening on udp %s:%d", config.host, server.coap_address.port)
+    try:
+        runner = await _start_http(server, config)
+    except OSError:
+        await server.stop()
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    reloads: set[asyncio.Task[Any]] = set()
+
+    def reload() -> None:
+        task = loop.create_task(server.reload_models())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        if runner is not None:
+            await runner.cleanup()
+        await server.stop()
+    log.info("stopped")
+    return 0
+
+
+async def _start_http(server: Any, config: ServerConfig) -> Any:
+    try:
+        from .api import create_app
+    except ImportError as exc:
+        log.warning("HTTP API not available (%s): running CoAP only", exc)
+        return None
+    from aiohttp import web
+
+    app = create_app(server, registry=server.registry, default_timeout=config.request_timeout)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http_host, config.http_port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        log.error("HTTP API cannot listen on %s:%d: %s", config.http_host, config.http_port, exc)
+        raise
+    for address in runner.addresses:
+        host, port = address[0], address[1]
+        shown = f"[{host}]" if ":" in str(host) else host
+        log.info("HTTP API on http://%s:%d", shown, port)
+    return runner

@@ -1,0 +1,178 @@
+"""The server's CoAP resources: ``/rd`` (Register), ``/rd/{id}`` (Update, De-register) and
+``/dp`` (Send), as one aiocoap resource that translates CoAP into calls on an ``UplinkHandler``.
+
+Only translation lives here: which method on which path, reading the options, and turning the
+outcome into a reply. ``Lwm2mError`` becomes its ``code`` with the message as diagnostic
+payload (RFC 7252 §5.5.2); an unknown path is 4.04 and a known path with the wrong method 4.05.
+Handlers are synchronous on purpose: they persist before returning, so the reply is only built
+once the store has what it acknowledges.
+
+Malformed input is logged at WARNING with the peer's address (never the payload, which may
+carry secrets), at most once per peer per minute so that a flood does not flood the log too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import aiocoap
+import aiocoap.resource
+from aiocoap.numbers.codes import Code
+
+from object_models.errors import Lwm2mError, ResponseCode
+
+from ..core.registration import Address, PeerIdentity, Registration
+from .transport import peer_address
+
+log = logging.getLogger(__name__)
+
+
+class UplinkHandler(Protocol):
+    def handle_register(
+        self,
+        query: Sequence[str],
+        payload: bytes,
+        content_format: int | None,
+        *,
+        address: Address,
+        transport: str,
+        identity: PeerIdentity | None,
+    ) -> Registration: ...
+
+    def handle_update(
+        self,
+        registration_id: str,
+        query: Sequence[str],
+        payload: bytes,
+        content_format: int | None,
+        *,
+        address: Address,
+        identity: PeerIdentity | None,
+    ) -> Registration: ...
+
+    def handle_deregister(
+        self, registration_id: str, *, address: Address, identity: PeerIdentity | None
+    ) -> Registration: ...
+
+    def handle_send(
+        self,
+        payload: bytes,
+        content_format: int | None,
+        *,
+        address: Address,
+        identity: PeerIdentity | None,
+    ) -> None: ...
+
+
+class _WarnOnce:
+    """At most one WARNING per peer host per ``interval`` seconds (bounded memory)."""
+
+    def __init__(self, interval: float = 60.0, limit: int = 10_000) -> None:
+        self.interval = interval
+        self.limit = limit
+        self._last: OrderedDict[str, float] = OrderedDict()
+
+    def should_warn(self, host: str, now: float) -> bool:
+        last = self._last.get(host)
+        if last is not None and now - last < self.interval:
+            return False
+        self._last[host] = now
+        self._last.move_to_end(host)
+        while len(self._last) > self.limit:
+            self._last.popitem(last=False)
+        return True
+
+
+def error_message(exc: Lwm2mError) -> Any:
+    return aiocoap.Message(code=Code(int(exc.code)), payload=exc.message.encode("utf-8", "replace"))
+
+
+def identity_of(remote: Any) -> PeerIdentity | None:
+    """The DTLS identity of the peer; NoSec peers have none. (The DTLS transport will attach
+    the authenticated identity to the remote; until then every peer is NoSec.)"""
+    identity = getattr(remote, "lwm2m_identity", None)
+    return identity if isinstance(identity, PeerIdentity) else None
+
+
+class RegistrationSite(aiocoap.resource.Resource, aiocoap.resource.PathCapable):  # type: ignore[misc]
+    """The whole server-side CoAP tree of the LwM2M server."""
+
+    def __init__(self, handler: UplinkHandler) -> None:
+        super().__init__()
+        self.handler = handler
+        self._warn = _WarnOnce()
+
+    async def render(self, request: Any) -> Any:
+        address = peer_address(request.remote)
+        try:
+            return self._dispatch(request, address)
+        except Lwm2mError as exc:
+            self._log_refusal(request, address, exc)
+            return error_message(exc)
+
+    def _dispatch(self, request: Any, address: Address) -> Any:
+        path = [s for s in request.opt.uri_path]
+        method = request.code
+        identity = identity_of(request.remote)
+        cf = request.opt.content_format
+        ct = None if cf is None else int(cf)
+        query = list(request.opt.uri_query)
+        payload = bytes(request.payload)
+        if path == ["rd"]:
+            _allow(method, Code.POST)
+            scheme = getattr(request.remote, "scheme", "coap")
+            registration = self.handler.handle_register(
+                query,
+                payload,
+                ct,
+                address=address,
+                transport="coaps" if scheme == "coaps" else "coap",
+                identity=identity,
+            )
+            return aiocoap.Message(
+                code=Code.CREATED, location_path=("rd", registration.registration_id)
+            )
+        if len(path) == 2 and path[0] == "rd":
+            _allow(method, Code.POST, Code.DELETE)
+            if method == Code.DELETE:
+                self.handler.handle_deregister(path[1], address=address, identity=identity)
+                return aiocoap.Message(code=Code.DELETED)
+            self.handler.handle_update(
+                path[1], query, payload, ct, address=address, identity=identity
+            )
+            return aiocoap.Message(code=Code.CHANGED)
+        if path == ["dp"]:
+            _allow(method, Code.POST)
+            self.handler.handle_send(payload, ct, address=address, identity=identity)
+            return aiocoap.Message(code=Code.CHANGED)
+        raise Lwm2mError(f"no resource at /{'/'.join(path)}", code=ResponseCode.NOT_FOUND)
+
+    def _log_refusal(self, request: Any, address: Address, exc: Lwm2mError) -> None:
+        code = exc.code
+        what = f"{request.code} /{'/'.join(request.opt.uri_path)}"
+        if code in (ResponseCode.NOT_FOUND, ResponseCode.INTERNAL_SERVER_ERROR):
+            # an unknown registration id (a client the server forgot re-registers) and store
+            # failures are not malformed input
+            level = logging.WARNING if code == ResponseCode.INTERNAL_SERVER_ERROR else logging.INFO
+            log.log(
+                level, "%s from %s refused with %s: %s", what, address, code.dotted, exc.message
+            )
+            return
+        if self._warn.should_warn(address.host, time.monotonic()):
+            log.warning(
+                "malformed %s from %s refused with %s: %s", what, address, code.dotted, exc.message
+            )
+        else:
+            log.debug("malformed %s from %s: %s", what, address, exc.message)
+
+    def get_link_description(self) -> Any:
+        return None
+
+
+def _allow(method: Any, *allowed: Any) -> None:
+    if method not in allowed:
+        raise Lwm2mError(f"method {method} not allowed here", code=ResponseCode.METHOD_NOT_ALLOWED)

@@ -1,0 +1,261 @@
+"""Building the aiocoap context of a server, and the few places where we reach into aiocoap.
+
+Shared by the LwM2M server and (later) the bootstrap server: ``create_context`` opens the NoSec
+UDP listener; ``enable_coaps`` reports whether the DTLS transport is available yet.
+
+One context does everything: it serves ``/rd``, ``/dp`` (and ``/bs``) and sends the downlink
+requests, so a device sees our requests come from the address it registered with (NAT
+bindings and firewalls on the device side only let that address in).
+
+aiocoap internals we rely on (aiocoap 0.4.x; ``install_*`` check for them and fail loudly with a
+clear message if a future aiocoap moves them, rather than silently misbehaving):
+
+* **Tokens.** ``TokenManager.next_token`` counts up from a random 16-bit start, so tokens are
+  1-2 bytes and a restarted server can hand out a token that a pre-restart observation still
+  uses. We replace it with 8 random bytes (collisions between 100k observations are ~1e-9).
+  It also ignores any token set on a request, but cancelling an observation actively (GET with
+  Observe=1) must reuse the observation's token (RFC 7641 §3.6): ``TokenPolicy.force`` passes a
+  chosen token to the next request of a given message.
+* **Notifications for tokens aiocoap does not know.** aiocoap keeps client-side observations
+  in memory only; after a restart (or once we released the aiocoap request, see
+  ``release_request``) a notification matches no outgoing request, and ``MessageManager``
+  answers a CON with RST, which ends the observation on the device. ``install_notification_hook``
+  wraps ``MessageManager.dispatch_message``: a CON/NON response that no outgoing request waits
+  for is first offered to our hook, which looks the token up in the persisted observations and
+  decides: ACK (stored), RST (cancelled), or nothing (store failed: the device retransmits).
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import aiocoap
+from aiocoap.numbers.codes import Code
+from aiocoap.numbers.types import Type
+
+from ..core.registration import Address
+
+log = logging.getLogger(__name__)
+
+TOKEN_LENGTH = 8
+
+
+async def create_context(site: Any, *, host: str, port: int) -> Any:
+    """An aiocoap server context serving ``site`` on ``udp host:port`` (0 = ephemeral).
+
+    ``0.0.0.0`` means every address: aiocoap's ``udp6`` transport is one IPv6 socket with
+    V6ONLY off, so it is bound to ``::`` and serves IPv4 peers as v4-mapped addresses.
+    """
+    bind_host = "::" if host in ("0.0.0.0", "", "*") else host
+    return await aiocoap.Context.create_server_context(
+        site, bind=(bind_host, port), transports=["udp6"], loggername="coap-server"
+    )
+
+
+def coaps_available() -> bool:
+    """Whether the DTLS server transport from the security work can be plugged in yet."""
+    try:
+        import keystore.dtls.transport  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _token_managers(context: Any) -> list[Any]:
+    managers = [
+        ri
+        for ri in getattr(context, "request_interfaces", [])
+        if hasattr(ri, "next_token") and hasattr(ri, "outgoing_requests")
+    ]
+    if not managers:
+        raise RuntimeError(
+            "no aiocoap TokenManager on the context: this aiocoap version is not supported "
+            "by lwm2m_server.coap.transport"
+        )
+    return managers
+
+
+def local_address(context: Any) -> Address:
+    """The (host, port) the context's UDP socket is bound to (for logs and ephemeral ports)."""
+    for manager in _token_managers(context):
+        mm = getattr(manager, "token_interface", None)
+        transport = getattr(getattr(mm, "message_interface", None), "transport", None)
+        if transport is None:
+            continue
+        sock = transport.get_extra_info("socket")
+        sockname = transport.get_extra_info("sockname") or (sock.getsockname() if sock else None)
+        if sockname:
+            return Address(plain_host(str(sockname[0])), int(sockname[1]))
+    raise RuntimeError("cannot find the local address of the aiocoap context")
+
+
+def plain_host(host: str) -> str:
+    """``::ffff:10.0.0.1`` → ``10.0.0.1``; other addresses unchanged (compressed)."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return host
+
+
+def peer_address(remote: Any) -> Address:
+    """The ``Address`` of an aiocoap remote (``UDP6EndpointAddress`` or any with hostinfo)."""
+    sockaddr = getattr(remote, "sockaddr", None)
+    if isinstance(sockaddr, tuple) and len(sockaddr) >= 2:
+        return Address(plain_host(str(sockaddr[0])), int(sockaddr[1]))
+    from aiocoap.util import hostportsplit
+
+    host, port = hostportsplit(remote.hostinfo)
+    return Address(plain_host(host), int(port or 5683))
+
+
+def uri_base(address: Address, scheme: str = "coap") -> str:
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"{scheme}://{host}:{address.port}"
+
+
+# -- tokens ---------------------------------------------------------------------------------------
+
+
+class TokenPolicy:
+    """Random 8-byte tokens, and a way to send a request with a chosen token."""
+
+    def __init__(self) -> None:
+        self._forced: dict[int, bytes] = {}
+        self._next: bytes | None = None
+
+    def install(self, context: Any) -> None:
+        for manager in _token_managers(context):
+            original_request = manager.request
+
+            def request(pipe: Any, _original: Callable[[Any], None] = original_request) -> None:
+                self._next = self._forced.pop(id(pipe.request), None)
+                try:
+                    _original(pipe)
+                finally:
+                    self._next = None
+
+            manager.next_token = self.next_token
+            manager.request = request
+
+    def next_token(self) -> bytes:
+        token = self._next
+        self._next = None
+        return token if token is not None else secrets.token_bytes(TOKEN_LENGTH)
+
+    def force(self, message: Any, token: bytes) -> None:
+        """Send ``message`` (a request given to ``context.request(..., handle_blockwise=False)``)
+        with ``token``."""
+        self._forced[id(message)] = token
+
+    def discard(self, message: Any) -> None:
+        self._forced.pop(id(message), None)
+
+
+def release_request(request: Any) -> None:
+    """Make aiocoap forget an observation request after its first response, so that later
+    notifications on its token reach ``install_notification_hook`` (one path for live and
+    restored observations) and the request does not pin memory for the observation's life.
+    Sends nothing."""
+    observation = getattr(request, "observation", None)
+    if observation is not None and not observation.cancelled:
+        observation.cancel()
+    stop = getattr(request, "_stop_interest", None)
+    if stop is not None:
+        stop()
+
+
+# -- notifications ------------------------------------------------------------------------------
+
+
+class Verdict(enum.Enum):
+    NOT_MINE = "not-mine"  # let aiocoap handle it (it RSTs a CON it cannot match)
+    ACCEPT = "accept"  # ACK a CON
+    REJECT = "reject"  # RST (CON or NON): the observation is cancelled or unknown
+    IGNORE = "ignore"  # no answer: the device retransmits (we could not store it)
+
+
+NotificationHook = Callable[[Any, Address], Verdict]
+
+
+class _Duplicates:
+    """Recently accepted (remote, message id) pairs: aiocoap does not deduplicate responses,
+    and a CON notification whose ACK got lost comes again; it must not be stored twice."""
+
+    def __init__(self, lifetime: float = 247.0, limit: int = 100_000) -> None:
+        self.lifetime = lifetime
+        self.limit = limit
+        self._seen: OrderedDict[tuple[Address, int], float] = OrderedDict()
+
+    def seen(self, key: tuple[Address, int], now: float) -> bool:
+        while self._seen:
+            oldest_key, expires = next(iter(self._seen.items()))
+            if expires > now and len(self._seen) <= self.limit:
+                break
+            del self._seen[oldest_key]
+        return key in self._seen
+
+    def add(self, key: tuple[Address, int], now: float) -> None:
+        self._seen[key] = now + self.lifetime
+
+
+def install_notification_hook(context: Any, hook: NotificationHook) -> None:
+    """Route responses no aiocoap request waits for (notifications of restored or released
+    observations) through ``hook``; see the module docstring."""
+    duplicates = _Duplicates()
+    for manager in _token_managers(context):
+        mm = manager.token_interface
+        for needed in ("dispatch_message", "_send_empty_ack", "_send_initially"):
+            if not hasattr(mm, needed):
+                raise RuntimeError(
+                    f"aiocoap MessageManager has no {needed}: this aiocoap version is not "
+                    "supported by lwm2m_server.coap.transport"
+                )
+        _wrap_dispatch(manager, mm, hook, duplicates)
+
+
+def _wrap_dispatch(manager: Any, mm: Any, hook: NotificationHook, duplicates: _Duplicates) -> None:
+    original = mm.dispatch_message
+
+    def dispatch_message(message: Any) -> None:
+        if (
+            message.code.is_response()
+            and message.mtype in (Type.CON, Type.NON)
+            and (message.token, message.remote) not in manager.outgoing_requests
+        ):
+            address = peer_address(message.remote)
+            key = (address, message.mid)
+            now = time.monotonic()
+            if duplicates.seen(key, now):
+                if message.mtype == Type.CON:
+                    mm._send_empty_ack(message.remote, message.mid, "duplicate notification")
+                return
+            try:
+                verdict = hook(message, address)
+            except Exception:
+                log.exception("notification handler failed for %s", address)
+                verdict = Verdict.IGNORE
+            if verdict is Verdict.NOT_MINE:
+                original(message)
+                return
+            if verdict is Verdict.ACCEPT:
+                duplicates.add(key, now)
+                if message.mtype == Type.CON:
+                    mm._send_empty_ack(message.remote, message.mid, "notification stored")
+            elif verdict is Verdict.REJECT:
+                rst = aiocoap.Message(_mtype=Type.RST, _mid=message.mid, code=Code.EMPTY)
+                rst.remote = message.remote.as_response_address()
+                mm._send_initially(rst)
+            return
+        original(message)
+
+    mm.dispatch_message = dispatch_message

@@ -1,0 +1,322 @@
+"""What the server does with each message a device sends: the adapter flow of
+docs/architecture-server.md for Register, Update, De-register, Send and notifications.
+
+Every flow is: the core decides (or raises ``Lwm2mError``: the site replies with its code),
+the store persists, then the reply goes out (the site builds it when the handler returns), and
+last the consequences: events published, queued requests delivered, the timer re-armed. Those
+consequences belong to the service and reach it through ``Effects``.
+
+Notifications arrive through ``coap.transport.install_notification_hook`` rather than
+through aiocoap's observation objects, for observations started before a restart and after
+alike, so there is one path and it stores before it ACKs.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from keystore.store.base import StoreError
+from keystore.store.sqlite import SqliteStore
+from object_models import codecs
+from object_models.errors import Lwm2mError, ResponseCode
+from object_models.model import ModelProvider
+from object_models.registry import ModelRegistry
+from object_models.types import ObjectLink, Value
+
+from ..core.events import Event, NotificationReceived, SendReceived
+from ..core.observations import Observation
+from ..core.registration import Address, PeerIdentity, Registration
+from ..core.server import CoreResult, ServerCore
+from ..core.telemetry import TelemetryPoint, points_from_nodes, points_from_timestamped
+from ..events_bus import NOTIFICATION, SEND, EventBus
+from .transport import Verdict
+
+log = logging.getLogger(__name__)
+
+
+class Effects(Protocol):
+    def apply(self, result: CoreResult) -> None:
+        """Publish the result's events and deliver its ``to_send`` (after the reply)."""
+        ...
+
+
+def json_value(value: Value) -> object:
+    """A telemetry value in JSON: opaque as base64, object links as ``"3:0"``, non-finite
+    floats as strings."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, ObjectLink):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    return value
+
+
+def points_data(points: Iterable[TelemetryPoint]) -> list[dict[str, object]]:
+    return [
+        {
+            "path": p.path,
+            "key": p.key,
+            "ts": p.ts_ms,
+            "value": json_value(p.value),
+            "type": p.type.value,
+        }
+        for p in points
+    ]
+
+
+def models_for(registry: ModelRegistry, registration: Registration) -> ModelProvider:
+    versions = {o: v for o, v in registration.supported_objects.items() if v}
+    return registry.for_client(versions)
+
+
+def decode_points(
+    registration: Registration,
+    models: ModelProvider,
+    payload: bytes,
+    content_format: int | None,
+    *,
+    now: float,
+    observation: Observation | None = None,
+) -> list[TelemetryPoint]:
+    """Telemetry points of a notification (``observation`` given) or a Send. Raises
+    ``CodecError`` (or ``Lwm2mError``) on a payload that cannot be decoded."""
+    endpoint = registration.endpoint
+    if content_format is None:
+        if observation is None or observation.content_format is None:
+            raise Lwm2mError("payload without Content-Format")
+        content_format = observation.content_format
+    if observation is None:
+        data = codecs.decode_timestamped(payload, content_format, models)
+        return points_from_timestamped(endpoint, data, now=now, models=models)
+    path = None if observation.composite else observation.path
+    if codecs.supports(content_format, "decode_timestamped"):
+        data = codecs.decode_timestamped(payload, content_format, models, path)
+        return points_from_timestamped(endpoint, data, now=now, models=models)
+    if observation.composite:
+        nodes = codecs.decode_nodes(payload, content_format, models, list(observation.paths))
+        return points_from_nodes(endpoint, nodes, now=now, models=models)
+    node = codecs.decode(payload, observation.path, content_format, models)
+    return points_from_nodes(endpoint, {observation.path: node}, now=now, models=models)
+
+
+class Uplink:
+    """Implements ``coap.site.UplinkHandler`` and the notification hook."""
+
+    def __init__(
+        self,
+        core: ServerCore,
+        store: SqliteStore,
+        registry: ModelRegistry,
+        bus: EventBus,
+        effects: Effects,
+        *,
+        clock: Callable[[], float] = time.time,
+        open_registration: bool = True,
+    ) -> None:
+        self.core = core
+        self.open_registration = open_registration
+        self.store = store
+        self.registry = registry
+        self.bus = bus
+        self.effects = effects
+        self.clock = clock
+
+    # -- registration interface ----------------------------------------------------------
+    def handle_register(
+        self,
+        query: Sequence[str],
+        payload: bytes,
+        content_format: int | None,
+        *,
+        address: Address,
+        transport: str,
+        identity: PeerIdentity | None,
+    ) -> Registration:
+        if identity is None and not self.open_registration:
+            # No device records exist for NoSec endpoints yet, so with open registration off
+            # every NoSec Register is an unknown endpoint (DESIGN: identity binding).
+            raise Lwm2mError(
+                "open registration is off: unknown NoSec endpoints may not register",
+                code=ResponseCode.FORBIDDEN,
+            )
+        now = self.clock()
+        result = self.core.register(
+            query,
+            payload,
+            content_format,
+            now=now,
+            address=address,
+            transport=transport,
+            identity=identity,
+        )
+        registration = result.registration
+        assert registration is not None
+        try:
+            self.store.put_registration(registration)
+        except StoreError:
+            self.core.deregister(registration.registration_id, now=now, identity=identity)
+            raise
+        log.info(
+            "registered %s as %s from %s (LwM2M %s, lifetime %ss, binding %s%s)",
+            registration.endpoint,
+            registration.registration_id,
+            address,
+            registration.lwm2m_version,
+            registration.lifetime,
+            registration.binding,
+            ", queue mode" if registration.queue_mode else "",
+        )
+        self.effects.apply(result)
+        return registration
+
+    def handle_update(
+        self,
+        registration_id: str,
+        query: Sequence[str],
+        payload: bytes,
+        content_format: int | None,
+        *,
+        address: Address,
+        identity: PeerIdentity | None,
+    ) -> Registration:
+        result = self.core.update(
+            registration_id,
+            query,
+            payload,
+            content_format,
+            now=self.clock(),
+            address=address,
+            identity=identity,
+        )
+        assert result.registration is not None
+        self.store.put_registration(result.registration)
+        log.debug("updated %s (%s)", result.registration.endpoint, registration_id)
+        self.effects.apply(result)
+        return result.registration
+
+    def handle_deregister(
+        self, registration_id: str, *, address: Address, identity: PeerIdentity | None
+    ) -> Registration:
+        result = self.core.deregister(registration_id, now=self.clock(), identity=identity)
+        registration = result.registration
+        assert registration is not None
+        self.store.remove_registration(registration_id)
+        log.info("deregistered %s (%s) from %s", registration.endpoint, registration_id, address)
+        self.effects.apply(result)
+        return registration
+
+    # -- information reporting -----------------------------------------------------------
+    def handle_send(
+        self,
+        payload: bytes,
+        content_format: int | None,
+        *,
+        address: Address,
+        identity: PeerIdentity | None,
+    ) -> None:
+        now = self.clock()
+        result = self.core.send(address, payload, content_format, now=now, identity=identity)
+        registration = result.registration
+        assert registration is not None
+        points = decode_points(
+            registration,
+            models_for(self.registry, registration),
+            payload,
+            content_format,
+            now=now,
+        )
+        self.store.append_points(points)
+        self.bus.publish(
+            SEND,
+            registration.endpoint,
+            {"registrationId": registration.registration_id, "points": points_data(points)},
+        )
+        self.effects.apply(_without(result, SendReceived))
+
+    def handle_notification(self, message: Any, address: Address) -> Verdict:
+        """The notification hook (``transport.install_notification_hook``)."""
+        token = bytes(message.token or b"")
+        observation = self.core.observations.by_token(token)
+        if observation is None:
+            return Verdict.NOT_MINE
+        if not observation.active:
+            # passive cancel: the RST tells the device to stop (RFC 7641 §3.6)
+            self.core.observations.cancel(token)
+            log.debug("RST to a notification of cancelled observation %s", token.hex())
+            return Verdict.REJECT
+        code = int(message.code)
+        final = (code >> 5) != 2 or message.opt.observe is None
+        now = self.clock()
+        cf = message.opt.content_format
+        ct = None if cf is None else int(cf)
+        payload = bytes(message.payload)
+        result = self.core.notification(token, payload, ct, now=now)
+        registration = result.registration
+        if registration is None:
+            self._forget_observation(token)
+            return Verdict.REJECT
+        if final:
+            # RFC 7641 §3.2: an error (or a response without Observe) ends the observation
+            log.info(
+                "observation %s of %s ended by the device with %d.%02d",
+                " ".join(map(str, observation.paths)),
+                observation.endpoint,
+                code >> 5,
+                code & 0x1F,
+            )
+            self.core.observations.cancel(token)
+            self._forget_observation(token)
+            if (code >> 5) != 2:
+                self.effects.apply(_without(result, NotificationReceived))
+                return Verdict.ACCEPT
+        data: dict[str, object] = {
+            "registrationId": registration.registration_id,
+            "token": token.hex(),
+            "paths": [str(p) for p in observation.paths],
+            "contentFormat": ct,
+        }
+        try:
+            points = decode_points(
+                registration,
+                models_for(self.registry, registration),
+                payload,
+                ct,
+                now=now,
+                observation=observation,
+            )
+        except Lwm2mError as exc:
+            log.warning(
+                "undecodable notification from %s (%s) for %s: %s",
+                registration.endpoint,
+                address,
+                " ".join(map(str, observation.paths)),
+                exc.message,
+            )
+            points = []
+            data["error"] = exc.message
+        try:
+            self.store.append_points(points)
+        except StoreError as exc:
+            log.error("notification from %s not stored, not acknowledged: %s", address, exc)
+            return Verdict.IGNORE
+        data["points"] = points_data(points)
+        self.bus.publish(NOTIFICATION, registration.endpoint, data)
+        self.effects.apply(_without(result, NotificationReceived))
+        return Verdict.ACCEPT
+
+    def _forget_observation(self, token: bytes) -> None:
+        try:
+            self.store.remove_observation(token)
+        except StoreError as exc:
+            log.error("could not remove observation %s from the store: %s", token.hex(), exc)
+
+
+def _without(result: CoreResult, kind: type) -> CoreResult:
+    events: tuple[Event, ...] = tuple(e for e in result.events if not isinstance(e, kind))
+    return CoreResult(result.registration, events, result.to_send)

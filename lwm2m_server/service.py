@@ -1,0 +1,704 @@
+"""``Lwm2mServer``: the running LwM2M server, implementing ``ServerOperations``.
+
+It wires the pieces together and owns what spans them:
+
+* start: open the store, rebuild the core from it (``ServerCore.restore``), open the CoAP
+  context, install the aiocoap hooks, arm the timer (registrations that expired while the
+  server was down are swept by the first tick);
+* the **single timer** at ``core.next_deadline()`` (lifetimes and queue mode);
+* **effects** of every core result: events published on the bus, ended registrations removed
+  from the store, queued requests delivered when their client wakes (one delivery task per
+  client at a time, in order), their waiters failed when the registration ends;
+* the **downlink operations**: build (format choice, encoding), submit to the core (send now,
+  or queue for a sleeping queue-mode client: ``DeviceResponse(queued=True)``), send, decode,
+  and keep telemetry from Read answers; Observe keeps the observation in core and store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from keystore.store.base import StoreError
+from keystore.store.sqlite import SqliteStore
+from object_models.content_format import ContentFormat
+from object_models.errors import Lwm2mError, ResponseCode
+from object_models.model import ModelProvider
+from object_models.node import LwM2mNode, LwM2mObjectInstance
+from object_models.path import LwM2mPath
+from object_models.registry import ModelRegistry
+
+from .coap import requests as rq
+from .coap.downlink import Downlink
+from .coap.site import RegistrationSite
+from .coap.transport import (
+    TokenPolicy,
+    coaps_available,
+    create_context,
+    install_notification_hook,
+    local_address,
+)
+from .coap.uplink import Uplink, models_for
+from .config import ServerConfig
+from .core.events import (
+    Awake,
+    Deregistered,
+    Event,
+    Expired,
+    QueuedRequestExpired,
+    QueueDropped,
+    Registered,
+    Sleeping,
+    Updated,
+)
+from .core.observations import Observation
+from .core.queue import QueueConfig, QueuedRequest
+from .core.registration import Address, Registration
+from .core.server import CoreResult, ServerCore
+from .core.telemetry import TelemetryPoint, points_from_nodes
+from .events_bus import (
+    AWAKE,
+    DEREGISTRATION,
+    REGISTRATION,
+    SLEEPING,
+    UPDATED,
+    EventBus,
+    registration_data,
+)
+from .operations import DeviceResponse, DeviceTimeoutError, ServerEvent, UnknownClientError
+
+log = logging.getLogger(__name__)
+
+QUEUED = 0
+"""``DeviceResponse.code`` of a queued request (nothing was sent yet; HTTP 202)."""
+
+
+class DeviceAnswerError(Lwm2mError):
+    """The device answered with a success code but a payload we cannot decode (it sent
+    garbage): a gateway-style failure, not the caller's mistake."""
+
+    code = ResponseCode.INTERNAL_SERVER_ERROR
+
+
+@attrs.define(eq=False)
+class QueuedDownlink:
+    """A downlink request waiting in a sleeping client's queue; ``future`` gets its answer."""
+
+    endpoint: str
+    request: rq.DownlinkRequest
+    timeout: float
+    future: asyncio.Future[DeviceResponse]
+
+
+def _silence(future: asyncio.Future[Any]) -> None:
+    """Mark a waiter's exception as retrieved: most queued requests have no reader."""
+    if not future.cancelled():
+        future.exception()
+
+
+class Lwm2mServer:
+    """The LwM2M server (see the module docstring). ``await start()`` / ``await stop()``."""
+
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        registry: ModelRegistry | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config or ServerConfig()
+        self.registry = registry or ModelRegistry(self.config.models_dirs)
+        self.clock = clock
+        self.bus = EventBus()
+        queue = self.config.queue
+        self.core = ServerCore(
+            grace_period=self.config.lifetime_grace,
+            queue_config=QueueConfig(
+                max_length=queue.max_per_client, entry_ttl=queue.ttl, awake_time=queue.awake_time
+            ),
+        )
+        self._store: SqliteStore | None = None
+        self._context: Any = None
+        self._downlink: Downlink | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._delivery_locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.uplink: Uplink | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        config = self.config
+        store = SqliteStore(config.database, synchronous=config.store_synchronous)
+        self._store = store
+        try:
+            registrations = store.registrations()
+            observations = store.observations()
+            self.core.restore(registrations, observations)
+            uplink = Uplink(
+                self.core,
+                store,
+                self.registry,
+                self.bus,
+                self,
+                clock=self.clock,
+                open_registration=config.open_registration,
+            )
+            self.uplink = uplink
+            context = await create_context(
+                RegistrationSite(uplink), host=config.host, port=config.coap_port
+            )
+        except BaseException:
+            store.close()
+            self._store = None
+            raise
+        self._context = context
+        tokens = TokenPolicy()
+        tokens.install(context)
+        install_notification_hook(context, uplink.handle_notification)
+        self._downlink = Downlink(context, tokens)
+        if registrations:
+            log.info(
+                "restored %d registrations and %d observations from %s",
+                len(self.core.registrations),
+                len(self.core.observations),
+                config.database,
+            )
+        if not coaps_available():
+            log.info(
+                "CoAPs (DTLS) is not enabled yet: coaps_port %d is not opened", config.coaps_port
+            )
+        if config.open_registration:
+            log.warning(
+                "open registration is on: any NoSec device may register; set "
+                "open_registration: false (LWM2M_SERVER_OPEN_REGISTRATION=false) in production"
+            )
+        self._arm_timer()
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for entry in self._all_queued():
+            self._fail(entry, DeviceTimeoutError("the server is shutting down"))
+        if self._context is not None:
+            await self._context.shutdown()
+            self._context = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        self.bus.close()
+
+    async def __aenter__(self) -> Lwm2mServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def store(self) -> SqliteStore:
+        if self._store is None:
+            raise RuntimeError("the server is not started")
+        return self._store
+
+    @property
+    def coap_address(self) -> Address:
+        """Where the CoAP listener is bound (the real port when ``coap_port`` was 0)."""
+        if self._context is None:
+            raise RuntimeError("the server is not started")
+        return local_address(self._context)
+
+    async def reload_models(self) -> list[str]:
+        """Re-read the user model folders (SIGHUP); returns the problems found, if any (the
+        previous models then stay in use)."""
+        errors = await asyncio.to_thread(self.registry.reload)
+        for error in errors:
+            log.error("model reload: %s", error)
+        if not errors:
+            log.info(
+                "object models reloaded from %s",
+                ", ".join(map(str, self.registry.models_dirs)) or "built-ins",
+            )
+        return [str(e) for e in errors]
+
+    # -- effects of core results (Effects protocol of coap.uplink) -----------------------------
+    def apply(self, result: CoreResult) -> None:
+        self._handle_events(result.events)
+        if result.to_send:
+            endpoint = result.to_send[0].endpoint
+            self._spawn(self._deliver(endpoint, list(result.to_send)))
+        self._arm_timer()
+
+    def _handle_events(self, events: Sequence[Event]) -> None:
+        for event in events:
+            if isinstance(event, Registered):
+                data = registration_data(event.registration)
+                data["replaced"] = (
+                    None if event.replaced is None else event.replaced.registration_id
+                )
+                self.bus.publish(REGISTRATION, event.registration.endpoint, data)
+            elif isinstance(event, Updated):
+                self.bus.publish(
+                    UPDATED, event.registration.endpoint, registration_data(event.registration)
+                )
+            elif isinstance(event, Deregistered | Expired):
+                reason = "expired" if isinstance(event, Expired) else "deregistered"
+                data = registration_data(event.registration)
+                data["reason"] = reason
+                self.bus.publish(DEREGISTRATION, event.registration.endpoint, data)
+            elif isinstance(event, Awake):
+                self.bus.publish(AWAKE, event.endpoint, {"until": event.until})
+            elif isinstance(event, Sleeping):
+                self.bus.publish(SLEEPING, event.endpoint, {"since": event.since})
+            elif isinstance(event, QueuedRequestExpired):
+                if isinstance(event.request, QueuedDownlink):
+                    self._fail(
+                        event.request,
+                        DeviceTimeoutError(
+                            f"{event.request.request.describe()} for {event.endpoint!r} expired "
+                            "in the queue (the device did not wake up)"
+                        ),
+                    )
+            elif isinstance(event, QueueDropped):
+                for request in event.requests:
+                    if isinstance(request, QueuedDownlink):
+                        self._fail(
+                            request,
+                            UnknownClientError(f"{event.endpoint!r} is no longer registered"),
+                        )
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        events = self.core.tick(self.clock())
+        for event in events:
+            if isinstance(event, Expired):
+                reg = event.registration
+                log.info("registration of %s (%s) expired", reg.endpoint, reg.registration_id)
+                try:
+                    self.store.remove_registration(reg.registration_id)
+                except StoreError as exc:
+                    log.error("could not remove expired registration: %s", exc)
+        self._handle_events(events)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        if self._context is None:
+            return
+        deadline = self.core.next_deadline()
+        if deadline is None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+                self._timer_at = None
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= deadline:
+            return  # the earlier timer fires first and re-arms for what is left
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = max(0.0, deadline - self.clock())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+        self._timer_at = deadline
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- queue mode ----------------------------------------------------------------------------
+    async def _deliver(self, endpoint: str, entries: list[QueuedRequest[object]]) -> None:
+        """Send what was queued for a client that just woke, in order, one at a time; on a
+        timeout put the rest (and the one that failed) back for its next wake-up."""
+        lock = self._delivery_locks.setdefault(endpoint, asyncio.Lock())
+        async with lock:
+            for index, entry in enumerate(entries):
+                job = entry.request
+                if not isinstance(job, QueuedDownlink) or job.future.done():
+                    continue
+                registration = self.core.registrations.by_endpoint(endpoint)
+                if registration is None:
+                    self._fail(job, UnknownClientError(f"{endpoint!r} is no longer registered"))
+                    continue
+                try:
+                    response = await self._execute(registration, job.request, job.timeout)
+                except DeviceTimeoutError:
+                    log.info(
+                        "%s did not answer queued %s: keeping it and %d more for its next wake-up",
+                        endpoint,
+                        job.request.describe(),
+                        len(entries) - index - 1,
+                    )
+                    self.core.queues.requeue(endpoint, entries[index:])
+                    self._arm_timer()
+                    return
+                except Lwm2mError as exc:
+                    self._fail(job, exc)
+                    continue
+                log.info(
+                    "delivered queued %s to %s: %s",
+                    job.request.describe(),
+                    endpoint,
+                    response.dotted_code,
+                )
+                job.future.set_result(response)
+        if not lock.locked() and self._delivery_locks.get(endpoint) is lock:
+            del self._delivery_locks[endpoint]
+
+    def _fail(self, job: QueuedDownlink, exc: Exception) -> None:
+        if not job.future.done():
+            job.future.set_exception(exc)
+            _silence(job.future)
+
+    def _all_queued(self) -> list[QueuedDownlink]:
+        jobs = []
+        for registration in self.core.registrations:
+            for entry in self.core.queues.pending(registration.endpoint):
+                if isinstance(entry.request, QueuedDownlink):
+                    jobs.append(entry.request)
+        return jobs
+
+    def queued(self, endpoint: str) -> list[QueuedDownlink]:
+        """The requests waiting for ``endpoint`` to wake up, oldest first (their ``future``
+        resolves with the device's answer once delivered)."""
+        return [
+            e.request
+            for e in self.core.queues.pending(endpoint)
+            if isinstance(e.request, QueuedDownlink)
+        ]
+
+    # -- downlink --------------------------------------------------------------------------------
+    def _timeout(self, timeout: float | None) -> float:
+        return self.config.request_timeout if timeout is None else timeout
+
+    async def _perform(
+        self,
+        endpoint: str,
+        build: Callable[[Registration, ModelProvider], rq.DownlinkRequest],
+        timeout: float | None,
+    ) -> DeviceResponse:
+        registration = self.client(endpoint)
+        request = build(registration, self.registry_for(registration))
+        seconds = self._timeout(timeout)
+        loop = asyncio.get_running_loop()
+        job = QueuedDownlink(endpoint, request, seconds, loop.create_future())
+        if not self.core.submit(endpoint, job, now=self.clock()):
+            log.info("%s is sleeping: %s queued", endpoint, request.describe())
+            self._arm_timer()
+            return DeviceResponse(QUEUED, queued=True)
+        return await self._execute(registration, request, seconds)
+
+    def registry_for(self, registration: Registration) -> ModelProvider:
+        return models_for(self.registry, registration)
+
+    async def _execute(
+        self, registration: Registration, request: rq.DownlinkRequest, timeout: float
+    ) -> DeviceResponse:
+        if self._downlink is None:
+            raise RuntimeError("the server is not started")
+        raw = await self._downlink.send(registration, request, timeout)
+        now = self.clock()
+        self.apply(self.core.heard_from(registration.registration_id, now=now))
+        models = self.registry_for(registration)
+        try:
+            response = rq.decode_response(request, raw, models)
+        except Lwm2mError as exc:
+            log.warning(
+                "%s answered %s with %d.%02d and an undecodable payload: %s",
+                registration.endpoint,
+                request.describe(),
+                raw.code >> 5,
+                raw.code & 0x1F,
+                exc.message,
+            )
+            raise DeviceAnswerError(
+                f"{registration.endpoint!r} answered {request.describe()} with an undecodable "
+                f"payload (content format {raw.content_format}): {exc.message}"
+            ) from None
+        if response.success:
+            self._keep_telemetry(registration, request, response, models, now)
+            if request.observe == 0 and raw.observe is not None:
+                self._observation_started(registration, request, raw, now)
+        return response
+
+    def _keep_telemetry(
+        self,
+        registration: Registration,
+        request: rq.DownlinkRequest,
+        response: DeviceResponse,
+        models: ModelProvider,
+        now: float,
+    ) -> None:
+        nodes: Mapping[LwM2mPath, LwM2mNode | None] | None = response.nodes
+        if response.node is not None:
+            nodes = {request.path: response.node}
+        if not nodes or request.operation not in (
+            "read",
+            "read_composite",
+            "observe",
+            "observe_composite",
+        ):
+            return
+        points = points_from_nodes(registration.endpoint, nodes, now=now, models=models)
+        try:
+            self.store.append_points(points)
+        except StoreError as exc:
+            log.error("telemetry of %s not stored: %s", registration.endpoint, exc)
+
+    def _observation_started(
+        self,
+        registration: Registration,
+        request: rq.DownlinkRequest,
+        raw: rq.RawResponse,
+        now: float,
+    ) -> None:
+        observation = Observation(
+            token=raw.token,
+            endpoint=registration.endpoint,
+            registration_id=registration.registration_id,
+            paths=request.targets,
+            content_format=raw.content_format if raw.content_format is not None else request.accept,
+            created_at=now,
+            composite=request.composite,
+        )
+        try:
+            replaced = self.core.observation_started(observation)
+        except Lwm2mError as exc:
+            log.info("observation of %s not kept: %s", registration.endpoint, exc.message)
+            return
+        if replaced is not None and replaced.token != observation.token:
+            self.store.remove_observation(replaced.token)
+        self.store.put_observation(observation)
+
+    # -- ServerOperations: registrations ---------------------------------------------------------
+    def clients(self) -> list[Registration]:
+        return sorted(self.core.registrations, key=lambda r: r.endpoint)
+
+    def client(self, endpoint: str) -> Registration:
+        registration = self.core.registrations.by_endpoint(endpoint)
+        if registration is None:
+            raise UnknownClientError(f"no client {endpoint!r} is registered")
+        return registration
+
+    def models_for(self, endpoint: str) -> ModelProvider:
+        return self.registry_for(self.client(endpoint))
+
+    # -- ServerOperations: device management ------------------------------------------------------
+    async def read(
+        self,
+        endpoint: str,
+        path: LwM2mPath,
+        *,
+        fmt: ContentFormat | None = None,
+        timeout: float | None = None,
+    ) -> DeviceResponse:
+        return await self._perform(endpoint, lambda reg, _m: rq.read(reg, path, _fmt(fmt)), timeout)
+
+    async def discover(
+        self, endpoint: str, path: LwM2mPath, *, timeout: float | None = None
+    ) -> DeviceResponse:
+        return await self._perform(endpoint, lambda _r, _m: rq.discover(path), timeout)
+
+    async def write(
+        self,
+        endpoint: str,
+        path: LwM2mPath,
+        node: LwM2mNode,
+        *,
+        replace: bool = True,
+        fmt: ContentFormat | None = None,
+        timeout: float | None = None,
+    ) -> DeviceResponse:
+        return await self._perform(
+            endpoint,
+            lambda reg, models: rq.write(
+                reg, path, node, replace=replace, fmt=_fmt(fmt), models=models
+            ),
+            timeout,
+        )
+
+    async def write_attributes(
+        self,
+        endpoint: str,
+        path: LwM2mPath,
+        attributes: Mapping[str, str | None],
+        *,
+        timeout: float | None = None,
+    ) -> DeviceResponse:
+        return await self._perform(
+            endpoint, lambda _r, _m: rq.write_attributes(path, attributes), timeout
+        )
+
+    async def execute(
+        self,
+        endpoint: str,
+        path: LwM2mPath,
+        arguments: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> DeviceResponse:
+        return await self._perform(endpoint, lambda _r, _m: rq.execute(path, arguments), timeout)
+
+    async def create(
+        self,
+        endpoint: str,
+        path: LwM2mPath,
+        instance: LwM2mObjectInstance,
+        *,
+        fmt: ContentFormat | None = None,
+        timeout: float | None = None,
+    ) -> DeviceResponse:
+        return await self._perform(
+            endpoint,
+            lambda reg, models: rq.create(reg, path, instance, fmt=_fmt(fmt), models=models),
+            timeout,
+        )
+
+    async def delete(
+        self, endpoint: str, path: LwM2mPath, *, timeout: float | None = None
+    ) -> DeviceResponse:
+        return await self._perform(endpoint, lambda _r, _m: rq.delete(path), timeout)
+
+    async def read_composite(
+        self,
+        endpoint: str,
+        paths: Sequence[LwM2mPath],
+        *,
+        fmt: ContentFormat | None = None,
+        timeout: float | None = None,
+    ) -> DeviceResponse:
+        return await self._perform(
+            endpoint, lambda reg, _m: rq.read_composite(reg, paths, _fmt(fmt)), timeout
+        )
+
+    async def write_composite(
+        self,
+        endpoint: str,
+        nodes: Mapping[LwM2mPath, LwM2mNode | None],
+        *,
+        fmt: ContentFormat | None = None,
+        timeout: float | None = None,
+    ) -> DeviceResponse:
+        return await self._perform(
+            endpoint, lambda reg, models: rq.write_composite(reg, nodes, _fmt(fmt), models), timeout
+        )
+
+    # -- ServerOperations: information reporting --------------------------------------------------
+    async def observe(
+        self,
+        endpoint: str,
+        path: LwM2mPath,
+        *,
+        fmt: ContentFormat | None = None,
+        timeout: float | None = None,
+    ) -> DeviceResponse:
+        return await self._perform(
+            endpoint, lambda reg, _m: rq.observe(reg, path, _fmt(fmt)), timeout
+        )
+
+    async def observe_composite(
+        self,
+        endpoint: str,
+        paths: Sequence[LwM2mPath],
+        *,
+        fmt: ContentFormat | None = None,
+        timeout: float | None = None,
+    ) -> DeviceResponse:
+        return await self._perform(
+            endpoint, lambda reg, _m: rq.read_composite(reg, paths, _fmt(fmt), observe=0), timeout
+        )
+
+    async def cancel_observation(
+        self, endpoint: str, path: LwM2mPath, *, active: bool = True, timeout: float | None = None
+    ) -> DeviceResponse:
+        return await self._cancel(endpoint, (path,), False, active, timeout)
+
+    async def cancel_composite_observation(
+        self,
+        endpoint: str,
+        paths: Sequence[LwM2mPath],
+        *,
+        active: bool = True,
+        timeout: float | None = None,
+    ) -> DeviceResponse:
+        return await self._cancel(endpoint, tuple(paths), True, active, timeout)
+
+    async def _cancel(
+        self,
+        endpoint: str,
+        paths: tuple[LwM2mPath, ...],
+        composite: bool,
+        active: bool,
+        timeout: float | None,
+    ) -> DeviceResponse:
+        self.client(endpoint)
+        observation = self.core.observations.get(endpoint, paths, composite)
+        if observation is None or not observation.active:
+            raise Lwm2mError(
+                f"{endpoint!r} has no {'composite ' if composite else ''}observation of "
+                f"{' '.join(map(str, paths))}",
+                code=ResponseCode.NOT_FOUND,
+            )
+        token = observation.token
+        self.store.remove_observation(token)
+        if not active:
+            # the next notification gets a RST (transport hook), which ends it on the device
+            self.core.observations.deactivate(token)
+            return DeviceResponse(rq.DELETED)
+        self.core.observations.cancel(token)
+
+        def build(reg: Registration, _m: ModelProvider) -> rq.DownlinkRequest:
+            if composite:
+                original = rq.read_composite(reg, paths, observation.content_format, observe=0)
+            else:
+                original = rq.observe(reg, paths[0], observation.content_format)
+            return rq.cancel(original, token)
+
+        return await self._perform(endpoint, build, timeout)
+
+    def observations(self, endpoint: str) -> list[Sequence[LwM2mPath]]:
+        self.client(endpoint)
+        return [o.paths for o in self.core.observations.for_endpoint(endpoint) if o.active]
+
+    # -- ServerOperations: telemetry and events ---------------------------------------------------
+    def telemetry_latest(self, endpoint: str) -> dict[str, TelemetryPoint]:
+        return self.store.latest(endpoint)
+
+    def telemetry_history(
+        self,
+        endpoint: str,
+        *,
+        key: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[TelemetryPoint]:
+        if key is not None:
+            return self.store.history(
+                endpoint, key, since_ms=since_ms, until_ms=until_ms, limit=limit
+            )
+        points: list[TelemetryPoint] = []
+        for path in self.store.latest(endpoint):
+            points += self.store.history(
+                endpoint, path, since_ms=since_ms, until_ms=until_ms, limit=limit
+            )
+        points.sort(key=lambda p: p.ts_ms, reverse=True)
+        return points[:limit]
+
+    def events(self) -> AsyncIterator[ServerEvent]:
+        return self.bus.subscribe().events()
+
+
+def _fmt(fmt: ContentFormat | int | None) -> int | None:
+    return None if fmt is None else int(fmt)
