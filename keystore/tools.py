@@ -128,36 +128,55 @@ def make_ca(
     cn: str,
     *,
     key: ec.EllipticCurvePrivateKey | None = None,
+    issuer_key: ec.EllipticCurvePrivateKey | None = None,
+    issuer_cert: x509.Certificate | None = None,
+    path_length: int | None = 1,
     days: int = DEFAULT_CA_DAYS,
     now: datetime.datetime | None = None,
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    """A self-signed CA (basicConstraints CA:TRUE, pathlen 1, keyCertSign) for device or server
-    certificates."""
+    """A CA (basicConstraints CA:TRUE, keyCertSign) for device or server certificates:
+    self-signed (a root), or an intermediate when ``issuer_key``/``issuer_cert`` are given."""
     key = key or generate_private_key()
+    if (issuer_key is None) != (issuer_cert is None):
+        raise CredentialError("ca_key", "an issuing CA needs both its certificate and its key")
+    signer = issuer_key or key
+    if issuer_cert is not None:
+        _check_pair(issuer_cert, signer)
     name = _name(cn)
+    issuer = name if issuer_cert is None else issuer_cert.subject
     cert = (
-        _builder(name, name, key.public_key(), days, now)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+        _builder(name, issuer, key.public_key(), days, now)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(_key_usage(ca=True), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+            critical=False,
         )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False
-        )
-        .sign(key, hashes.SHA256())
+        .sign(signer, hashes.SHA256())
     )
     return key, cert
+
+
+def _key_usage(*, ca: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=not ca,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _check_pair(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+    own = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if own != spki_der(key.public_key()):
+        raise CredentialError("ca_key", "does not belong to the CA certificate")
 
 
 def issue_certificate(
@@ -176,28 +195,13 @@ def issue_certificate(
     otherwise clientAuth (a device)."""
     subject = _name(cn)
     issuer = subject if issuer_cert is None else issuer_cert.subject
-    if issuer_cert is not None and issuer_cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) != spki_der(issuer_key.public_key()):
-        raise CredentialError("ca_key", "does not belong to the CA certificate")
+    if issuer_cert is not None:
+        _check_pair(issuer_cert, issuer_key)
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     builder = (
         _builder(subject, issuer, public_key, days, now)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=True,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(ca=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
