@@ -314,7 +314,7 @@ def value_from_cbor(
         if rtype is ResourceType.NONE:
             raise ValueError("a resource of type none carries no value")
         return rtype, coerce_value(rtype, _check_raw(rtype, item))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         where = "" if rtype is None else f" for a {rtype.value} resource"
         raise CodecError(f"invalid value{where}: {exc}", path=path) from None
 
@@ -325,7 +325,7 @@ def value_to_cbor(rtype: ResourceType, value: Value, path: LwM2mPath) -> object:
         raise CodecError("a resource of type none carries no value", path=path)
     try:
         checked = coerce_value(rtype, value)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         raise CodecError(f"cannot encode as {rtype.value}: {exc}", path=path) from None
     if rtype is ResourceType.TIME:
         return cbor2.CBORTag(1, checked)

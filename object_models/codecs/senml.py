@@ -142,7 +142,14 @@ def _number(value: object, what: str, where: str) -> int | float:
         raise CodecError(f"{where}: '{what}' must be a number, got {_kind(value)}")
     if isinstance(value, float) and not math.isfinite(value):
         raise CodecError(f"{where}: '{what}' must be a finite number, got {value}")
+    if isinstance(value, int) and abs(value) > _LARGEST:
+        raise CodecError(f"{where}: '{what}' is too large a number")
     return value
+
+
+_LARGEST = 2**1000
+"""Integers beyond this cannot be SenML numbers (RFC 8428 §6: IEEE doubles); refusing them keeps
+time and base-value sums and float conversions from overflowing."""
 
 
 @attrs.define

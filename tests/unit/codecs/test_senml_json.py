@@ -395,6 +395,9 @@ BAD = [
     (b'[{"n":"/3/0/9","v":1', "/3/0", "invalid JSON"),
     (b'[{"n":"/65/0/0/0","vlo":"66"}]', "/65/0", "invalid Objlnk value"),
     (b'[{"n":"/3/0/9","v":1,"bt":"x"}]', "/3/0", "'bt' must be a number"),
+    (b'[{"n":"/6/0/0","v":1e999}]', "/6/0", "'v' must be a finite number, got inf"),
+    (b'[{"n":"/6/0/0","v":1,"bt":1' + b"0" * 400 + b',"t":0.5}]', "/6/0", "too large"),
+    (b'[{"n":"/6/0/0","v":1' + b"0" * 400 + b"}]", "/6/0", "'v' is too large a number"),
 ]
 
 
