@@ -65,7 +65,7 @@ def test_opaque_is_a_byte_string() -> None:
 
 
 def test_read_composite_request() -> None:
-    """Core 1.1 Read-Composite (§6.3.?) in SenML CBOR: [{0: "/3/0/1"}, {0: "/1/0"}]."""
+    """Core 1.1 §6.3 Read-Composite, §7.4.5 SenML CBOR: [{0: "/3/0/1"}, {0: "/1/0"}]."""
     paths = [LwM2mPath(3, 0, 1), LwM2mPath(1, 0)]
     payload = senml_cbor.encode_paths(paths)
     assert payload == bytes.fromhex("82a100662f332f302f31a100642f312f30")

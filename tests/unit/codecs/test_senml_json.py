@@ -245,7 +245,7 @@ def test_object_links() -> None:
 
 
 def test_read_composite_request_and_response() -> None:
-    """Core 1.1 §6.3.? / §7.4.4: Read-Composite body lists paths, the answer one node per path."""
+    """Core 1.1 §6.3 Read-Composite with §7.4.4: a body of paths, answered one node per path."""
     request = b'[{"n":"/3/0/1"},{"n":"/1/0"}]'
     paths = [LwM2mPath(3, 0, 1), LwM2mPath(1, 0)]
     assert senml_json.encode_paths(paths) == request
@@ -274,7 +274,7 @@ def test_read_composite_request_and_response() -> None:
 
 
 def test_write_composite_with_delete() -> None:
-    """Core 1.1 §6.3.? Write-Composite: a record without value deletes that path."""
+    """Core 1.1 §6.3 Write-Composite with §7.4.4: a record without value deletes that path."""
     payload = b'[{"n":"/3/0/14","vs":"+02:00"},{"n":"/1/0/1","v":3600},{"n":"/3/0/7/1"}]'
     assert senml_json.decode_nodes(payload, SPEC_MODELS) == {
         LwM2mPath(3, 0, 14): _single(14, "+02:00", T.STRING),
@@ -302,7 +302,7 @@ def test_timestamped_notification() -> None:
 
 
 def test_send_with_several_base_names() -> None:
-    """Core 1.1 Send (§6.4.?) in SenML JSON: ``bt`` stays in force across a new ``bn``."""
+    """Core 1.1 §6.4 Send in SenML JSON (§7.4.4): ``bt`` stays in force across a new ``bn``."""
     payload = (
         b'[{"bn":"/3303/0/5700","bt":1699877805.766,"v":-128.8},'
         b'{"bn":"/6/0/0","t":0.101,"v":-39.0}]'
