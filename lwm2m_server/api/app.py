@@ -1,0 +1,96 @@
+"""``create_app``: the HTTP API of the LwM2M server as an aiohttp application.
+
+The application only needs a ``ServerOperations`` (the running server, or any test double),
+which keeps the API free of aiocoap and sockets and lets ``lwm2m_server.cli`` mount it next to
+the CoAP listeners. Routes (see ``docs/http-api.md`` and ``GET /api/openapi.json``):
+
+    GET    /api/health                               liveness and the number of clients
+    GET    /api/openapi.json                         this API as an OpenAPI 3.1 document
+    GET    /api/event[?ep=]                          server-sent events
+    GET    /api/clients                              every registration
+    GET    /api/clients/{ep}                         one registration
+    GET    /api/clients/{ep}/observations            the client's observations
+    GET    /api/clients/{ep}/telemetry               latest values / history
+    GET    /api/clients/{ep}/composite?paths=        Read-Composite
+    PUT    /api/clients/{ep}/composite               Write-Composite
+    POST   /api/clients/{ep}/composite/observe       Observe-Composite
+    DELETE /api/clients/{ep}/composite/observe       Cancel Observe-Composite
+    POST   /api/clients/{ep}/{path}/observe          Observe
+    DELETE /api/clients/{ep}/{path}/observe          Cancel Observation
+    GET    /api/clients/{ep}/{path}/discover         Discover
+    PUT    /api/clients/{ep}/{path}/attributes       Write-Attributes
+    GET    /api/clients/{ep}/{path}                  Read
+    PUT    /api/clients/{ep}/{path}[?replace=false]  Write (replace / partial update)
+    POST   /api/clients/{ep}/{path}                  Execute (resource) / Create (object)
+    DELETE /api/clients/{ep}/{path}                  Delete
+
+aiohttp tries resources in the order they are added, so the fixed suffixes come before the
+catch-all ``{path}`` routes.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from object_models.model import ModelProvider
+
+from ..operations import ServerOperations
+from . import clients, composite, device, events
+from .errors import error_middleware
+from .openapi import openapi_document
+from .params import DEFAULT_TIMEOUT
+from .state import STATE, ApiState, track_presence
+
+_CLIENT = "/api/clients/{ep}"
+_PATH = _CLIENT + "/{path:.*}"
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+def create_app(
+    ops: ServerOperations,
+    *,
+    registry: ModelProvider | None = None,
+    keepalive: float = 15.0,
+    default_timeout: float = DEFAULT_TIMEOUT,
+) -> web.Application:
+    """The API over ``ops``.
+
+    ``registry`` provides object models when ``ops.models_for`` has none (default: the
+    built-in OMA models); ``keepalive`` is the SSE comment interval in seconds;
+    ``default_timeout`` the device timeout when a request gives no ``?timeout=``.
+    """
+    if registry is None:
+        from object_models.registry import ModelRegistry
+
+        registry = ModelRegistry.builtin()
+    app = web.Application(middlewares=[error_middleware])
+    app[STATE] = ApiState(
+        ops=ops, registry=registry, keepalive=keepalive, default_timeout=default_timeout
+    )
+    app.cleanup_ctx.append(track_presence)
+    app.on_shutdown.append(events.close_streams)
+
+    add = app.router.add_route
+    add("GET", "/api/health", clients.health)
+    add("GET", "/api/openapi.json", _openapi)
+    add("GET", "/api/event", events.event_stream)
+    add("GET", "/api/clients", clients.list_clients)
+    add("GET", _CLIENT, clients.show_client)
+    add("GET", _CLIENT + "/observations", clients.observations)
+    add("GET", _CLIENT + "/telemetry", clients.telemetry)
+    add("POST", _CLIENT + "/composite/observe", composite.observe)
+    add("DELETE", _CLIENT + "/composite/observe", composite.cancel_observe)
+    add("GET", _CLIENT + "/composite", composite.read)
+    add("PUT", _CLIENT + "/composite", composite.write)
+    add("POST", _PATH + "/observe", device.observe)
+    add("DELETE", _PATH + "/observe", device.cancel_observe)
+    add("GET", _PATH + "/discover", device.discover)
+    add("PUT", _PATH + "/attributes", device.write_attributes)
+    add("GET", _PATH, device.read)
+    add("PUT", _PATH, device.write)
+    add("POST", _PATH, device.post)
+    add("DELETE", _PATH, device.delete)
+    return app

@@ -1,0 +1,84 @@
+"""Registrations, observations, telemetry and health: what the server knows without asking a
+device, so none of these handlers waits on the network."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from object_models.path import LwM2mPath
+
+from ..core.registration import Registration
+from ..json_nodes import registration_to_json, telemetry_to_json
+from . import params
+from .responses import format_name
+from .state import ApiState, client_of, state_of
+
+MAX_HISTORY = 100_000
+
+
+def _registration(state: ApiState, reg: Registration) -> dict[str, Any]:
+    return registration_to_json(reg, sleeping=state.sleeping.get(reg.endpoint))
+
+
+async def list_clients(request: web.Request) -> web.Response:
+    state = state_of(request)
+    regs = sorted(state.ops.clients(), key=lambda r: r.endpoint)
+    return web.json_response([_registration(state, r) for r in regs])
+
+
+async def show_client(request: web.Request) -> web.Response:
+    state = state_of(request)
+    reg = state.ops.client(request.match_info["ep"])
+    return web.json_response(_registration(state, reg))
+
+
+def _observation_json(item: object) -> dict[str, Any]:
+    """One observation: the contract gives path sequences; the service may hand out richer
+    ``Observation`` records (token, format, last notification), which are reported too."""
+    paths: Sequence[LwM2mPath] = getattr(item, "paths", None) or item  # type: ignore[assignment]
+    result: dict[str, Any] = {"paths": [str(p) for p in paths]}
+    composite = getattr(item, "composite", None)
+    result["composite"] = bool(composite) if composite is not None else len(paths) > 1
+    for attr, key in (("active", "active"), ("last_notification", "lastNotification")):
+        value = getattr(item, attr, None)
+        if value is not None:
+            result[key] = value
+    fmt = getattr(item, "content_format", None)
+    if isinstance(fmt, int):
+        result["contentFormat"] = format_name(fmt)
+    return result
+
+
+async def observations(request: web.Request) -> web.Response:
+    state, ep = client_of(request)
+    items = [_observation_json(o) for o in state.ops.observations(ep)]
+    return web.json_response({"endpoint": ep, "observations": items})
+
+
+_HISTORY_PARAMS = ("key", "since", "until", "limit")
+
+
+async def telemetry(request: web.Request) -> web.Response:
+    """Latest value per path; with any of ``key``/``since``/``until``/``limit`` the history."""
+    state, ep = client_of(request)
+    query = request.query
+    if not any(name in query for name in _HISTORY_PARAMS):
+        latest = state.ops.telemetry_latest(ep)
+        points = [telemetry_to_json(p) for _, p in sorted(latest.items())]
+        return web.json_response({"endpoint": ep, "mode": "latest", "points": points})
+    key = query.get("key") or None
+    since = params.epoch_ms(query, "since")
+    until = params.epoch_ms(query, "until")
+    limit = params.integer(query, "limit", 1000, 1, MAX_HISTORY)
+    history = state.ops.telemetry_history(ep, key=key, since_ms=since, until_ms=until, limit=limit)
+    return web.json_response(
+        {"endpoint": ep, "mode": "history", "points": [telemetry_to_json(p) for p in history]}
+    )
+
+
+async def health(request: web.Request) -> web.Response:
+    state = state_of(request)
+    return web.json_response({"status": "ok", "clients": len(state.ops.clients())})

@@ -1,0 +1,665 @@
+"""The OpenAPI 3.1 document of the HTTP API, written by hand as data.
+
+Hand-written rather than generated because the API is small, its shapes (Leshan's node JSON)
+are not Python classes, and a document that reads well is the point. A test checks that every
+route of ``create_app`` is described here and that the document validates against the OpenAPI
+3.1 schema, so the two cannot drift apart silently.
+
+The LwM2M path is one URL parameter spanning several segments (``3/0/1``); OpenAPI has no
+multi-segment parameter, so ``{path}`` is documented as such and its slashes are literal.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+JSON = "application/json"
+
+Doc = dict[str, Any]
+
+
+def _ref(name: str, kind: str = "schemas") -> Doc:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _json(schema: Doc, example: object = None) -> Doc:
+    media: Doc = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    return {"content": {JSON: media}}
+
+
+def _resp(description: str, schema: Doc, example: object = None) -> Doc:
+    return {"description": description, **_json(schema, example)}
+
+
+def _params(*names: str) -> list[Doc]:
+    return [_ref(n, "parameters") for n in names]
+
+
+_ERRORS = {
+    "400": _ref("BadRequest", "responses"),
+    "404": _ref("UnknownClient", "responses"),
+}
+_DEVICE_ERRORS = {
+    **_ERRORS,
+    "503": _ref("QueueFull", "responses"),
+    "504": _ref("Timeout", "responses"),
+}
+
+
+def _device_op(
+    op_id: str, summary: str, description: str, params: list[Doc], body: Doc | None = None
+) -> Doc:
+    op: Doc = {
+        "operationId": op_id,
+        "summary": summary,
+        "description": description,
+        "tags": ["device"],
+        "parameters": params,
+        "responses": {
+            "200": _ref("DeviceAnswer", "responses"),
+            "202": _ref("Queued", "responses"),
+            **_DEVICE_ERRORS,
+        },
+    }
+    if body is not None:
+        op["requestBody"] = body
+    return op
+
+
+_NODE_SCHEMAS: Doc = {
+    "ResourceType": {
+        "type": "string",
+        "enum": [
+            "STRING",
+            "INTEGER",
+            "UNSIGNED_INTEGER",
+            "FLOAT",
+            "BOOLEAN",
+            "OPAQUE",
+            "TIME",
+            "OBJLNK",
+            "CORELINK",
+            "NONE",
+        ],
+    },
+    "Value": {
+        "description": "A typed value: numbers as JSON numbers, opaque as base64, object links "
+        'as "objectId:instanceId", time as seconds since the epoch.',
+        "type": ["string", "number", "integer", "boolean", "null"],
+    },
+    "SingleResource": {
+        "type": "object",
+        "required": ["kind", "id", "value"],
+        "properties": {
+            "kind": {"const": "singleResource"},
+            "id": {"type": "integer", "minimum": 0, "maximum": 65535},
+            "type": _ref("ResourceType"),
+            "value": _ref("Value"),
+        },
+    },
+    "MultiResource": {
+        "type": "object",
+        "required": ["kind", "id", "values"],
+        "properties": {
+            "kind": {"const": "multiResource"},
+            "id": {"type": "integer", "minimum": 0, "maximum": 65535},
+            "type": _ref("ResourceType"),
+            "values": {
+                "type": "object",
+                "propertyNames": {"pattern": "^[0-9]+$"},
+                "additionalProperties": _ref("Value"),
+            },
+        },
+    },
+    "ResourceInstance": {
+        "type": "object",
+        "required": ["kind", "id", "value"],
+        "properties": {
+            "kind": {"const": "resourceInstance"},
+            "id": {"type": "integer", "minimum": 0, "maximum": 65535},
+            "type": _ref("ResourceType"),
+            "value": _ref("Value"),
+        },
+    },
+    "Instance": {
+        "type": "object",
+        "required": ["kind", "resources"],
+        "properties": {
+            "kind": {"const": "instance"},
+            "id": {"type": "integer", "minimum": 0, "maximum": 65534},
+            "resources": {
+                "type": "array",
+                "items": {"oneOf": [_ref("SingleResource"), _ref("MultiResource")]},
+            },
+        },
+    },
+    "Object": {
+        "type": "object",
+        "required": ["kind", "id", "instances"],
+        "properties": {
+            "kind": {"const": "obj"},
+            "id": {"type": "integer", "minimum": 0, "maximum": 65535},
+            "instances": {"type": "array", "items": _ref("Instance")},
+        },
+    },
+    "Node": {
+        "description": "An LwM2M node in the Leshan demo server's JSON shape.",
+        "oneOf": [
+            _ref("Object"),
+            _ref("Instance"),
+            _ref("SingleResource"),
+            _ref("MultiResource"),
+            _ref("ResourceInstance"),
+        ],
+    },
+    "NodeInput": {
+        "description": "What a Write/Create accepts: a full Node, a bare value for a resource "
+        'or resource instance, {"0": v, "1": v} for a multiple resource, or '
+        '{"resourceId": value} for an instance. Values are coerced with the model\'s type.',
+    },
+}
+
+_OTHER_SCHEMAS: Doc = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "code"],
+        "properties": {
+            "error": {"type": "string"},
+            "code": {"type": "string", "pattern": "^[245]\\.[0-9]{2}$"},
+            "message": {"type": "string"},
+        },
+    },
+    "Queued": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"const": "queued"},
+            "ep": {"type": "string"},
+            "path": {"type": "string"},
+            "delayed": {"type": "boolean"},
+        },
+    },
+    "Link": {
+        "type": "object",
+        "required": ["url", "attributes"],
+        "properties": {
+            "url": {"type": "string"},
+            "attributes": {
+                "type": "object",
+                "additionalProperties": {"type": ["string", "null"]},
+            },
+        },
+    },
+    "DeviceResponse": {
+        "description": "The device's answer. Device-side errors (4.04 from the device) are "
+        'HTTP 200 with success=false, as in Leshan: {"status":"NOT_FOUND","code":"4.04",...}.',
+        "type": "object",
+        "required": ["status", "code", "success"],
+        "properties": {
+            "status": {"type": "string", "examples": ["CONTENT", "CHANGED", "NOT_FOUND"]},
+            "code": {"type": "string", "pattern": "^[245]\\.[0-9]{2}$"},
+            "valid": {"type": "boolean"},
+            "success": {"type": "boolean"},
+            "failure": {"type": "boolean"},
+            "contentFormat": {"type": "string"},
+            "content": {
+                "description": "A Node (single path) or {path: Node|null} (composite)",
+                "oneOf": [
+                    _ref("Node"),
+                    {
+                        "type": "object",
+                        "additionalProperties": {"oneOf": [_ref("Node"), {"type": "null"}]},
+                    },
+                ],
+            },
+            "objectLinks": {"type": "array", "items": _ref("Link")},
+            "links": {"type": "string", "description": "Discover: the raw link-format text"},
+            "location": {"type": "string"},
+            "errormessage": {"type": "string"},
+        },
+    },
+    "Registration": {
+        "type": "object",
+        "required": ["endpoint", "registrationId", "address", "lifetime", "lwM2mVersion"],
+        "properties": {
+            "endpoint": {"type": "string"},
+            "registrationId": {"type": "string"},
+            "registrationDate": {"type": "string", "format": "date-time"},
+            "lastUpdate": {"type": "string", "format": "date-time"},
+            "expiresAt": {"type": "string", "format": "date-time"},
+            "address": {"type": "string"},
+            "smsNumber": {"type": ["string", "null"]},
+            "lwM2mVersion": {"type": "string"},
+            "lifetime": {"type": "integer"},
+            "bindingMode": {"type": "string"},
+            "rootPath": {"type": "string"},
+            "objectLinks": {"type": "array", "items": _ref("Link")},
+            "supportedObjects": {
+                "type": "object",
+                "description": "object id -> version (null: the default for the client)",
+                "additionalProperties": {"type": ["string", "null"]},
+            },
+            "availableInstances": {
+                "type": "object",
+                "additionalProperties": {"type": "array", "items": {"type": "integer"}},
+            },
+            "secure": {"type": "boolean"},
+            "transport": {"type": "string", "enum": ["coap", "coaps"]},
+            "identity": {
+                "type": "object",
+                "properties": {"mode": {"type": "string"}, "identity": {"type": "string"}},
+            },
+            "additionalRegistrationAttributes": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+            },
+            "queuemode": {"type": "boolean"},
+            "sleeping": {"type": "boolean"},
+        },
+    },
+    "TelemetryPoint": {
+        "type": "object",
+        "required": ["endpoint", "path", "key", "ts", "value"],
+        "properties": {
+            "endpoint": {"type": "string"},
+            "path": {"type": "string"},
+            "key": {"type": "string"},
+            "ts": {"type": "integer", "description": "milliseconds since the epoch"},
+            "time": {"type": "string", "format": "date-time"},
+            "type": _ref("ResourceType"),
+            "value": _ref("Value"),
+        },
+    },
+    "Telemetry": {
+        "type": "object",
+        "required": ["endpoint", "mode", "points"],
+        "properties": {
+            "endpoint": {"type": "string"},
+            "mode": {"type": "string", "enum": ["latest", "history"]},
+            "points": {"type": "array", "items": _ref("TelemetryPoint")},
+        },
+    },
+    "Observations": {
+        "type": "object",
+        "required": ["endpoint", "observations"],
+        "properties": {
+            "endpoint": {"type": "string"},
+            "observations": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["paths", "composite"],
+                    "properties": {
+                        "paths": {"type": "array", "items": {"type": "string"}},
+                        "composite": {"type": "boolean"},
+                        "active": {"type": "boolean"},
+                        "lastNotification": {"type": "number"},
+                        "contentFormat": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "Attributes": {
+        "type": "object",
+        "description": "Notification attributes; null removes one.",
+        "properties": {
+            name: {"type": ["number", "string", "null"]}
+            for name in ("pmin", "pmax", "epmin", "epmax", "hqmax", "gt", "lt", "st")
+        }
+        | {"edge": {"type": ["integer", "boolean", "null"]}}
+        | {"con": {"type": ["integer", "boolean", "null"]}},
+        "additionalProperties": False,
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "clients"],
+        "properties": {"status": {"const": "ok"}, "clients": {"type": "integer"}},
+    },
+}
+
+_PARAMETERS: Doc = {
+    "ep": {
+        "name": "ep",
+        "in": "path",
+        "required": True,
+        "description": "The client's endpoint name.",
+        "schema": {"type": "string"},
+    },
+    "path": {
+        "name": "path",
+        "in": "path",
+        "required": True,
+        "description": "An LwM2M path without its leading slash; it spans several URL "
+        "segments (3/0/1).",
+        "schema": {"type": "string", "pattern": "^[0-9]+(/[0-9]+){0,3}$"},
+        "example": "3/0/1",
+    },
+    "format": {
+        "name": "format",
+        "in": "query",
+        "description": "Content format for the device exchange: a name (tlv, senml-json, "
+        "senml-cbor, lwm2m-cbor, json, text, opaque, cbor), a number or a media type.",
+        "schema": {"type": "string"},
+    },
+    "nodeformat": {
+        "name": "nodeformat",
+        "in": "query",
+        "description": "Leshan's name for format= in composite requests.",
+        "schema": {"type": "string"},
+    },
+    "timeout": {
+        "name": "timeout",
+        "in": "query",
+        "description": "Seconds to wait for the device (default 10, at most 600).",
+        "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+    },
+    "replace": {
+        "name": "replace",
+        "in": "query",
+        "description": "true (default): Write replaces; false: partial update.",
+        "schema": {"type": "boolean", "default": True},
+    },
+    "active": {
+        "name": "active",
+        "in": "query",
+        "description": "true (default): send a cancelling request to the device; false: "
+        "forget the observation (passive cancel).",
+        "schema": {"type": "boolean", "default": True},
+    },
+    "paths": {
+        "name": "paths",
+        "in": "query",
+        "required": True,
+        "description": "Comma-separated LwM2M paths (/3/0/1,/3303/0/5700).",
+        "schema": {"type": "string"},
+        "example": "/3/0/1,/3303/0/5700",
+    },
+}
+
+_RESPONSES: Doc = {
+    "DeviceAnswer": _resp(
+        "The device answered (success or a device-side CoAP error).",
+        _ref("DeviceResponse"),
+        {
+            "status": "CONTENT",
+            "code": "2.05",
+            "valid": True,
+            "success": True,
+            "failure": False,
+            "contentFormat": "tlv",
+            "content": {"kind": "singleResource", "id": 0, "type": "STRING", "value": "Acme"},
+        },
+    ),
+    "Queued": _resp(
+        "The client sleeps (queue mode): the request waits for it to wake up.",
+        _ref("Queued"),
+        {"status": "queued", "ep": "dev-1", "path": "/3/0", "delayed": True},
+    ),
+    "BadRequest": _resp(
+        "Bad path, format, parameter, JSON body or value type.",
+        _ref("Error"),
+        {"error": "/3/0/1: expected a string, got int (resource type STRING)", "code": "4.00"},
+    ),
+    "UnknownClient": _resp(
+        "No registration for that endpoint.",
+        _ref("Error"),
+        {"error": "no client registered as 'dev-9'", "code": "4.04"},
+    ),
+    "QueueFull": _resp("The sleeping client's request queue is full.", _ref("Error"), None),
+    "Timeout": _resp(
+        "The device did not answer within the timeout.",
+        _ref("Error"),
+        {"error": "timeout", "message": "no answer to Read /3/0 within 10 s", "code": "5.04"},
+    ),
+}
+
+_node_body = {
+    "required": True,
+    "content": {
+        JSON: {"schema": _ref("NodeInput"), "example": "Acme"},
+        "text/plain": {"schema": {"type": "string"}},
+    },
+}
+_instance_body = {
+    "required": True,
+    "content": {
+        JSON: {
+            "schema": _ref("NodeInput"),
+            "example": {"id": 1, "resources": [{"id": 5700, "value": 21.5}]},
+        }
+    },
+}
+
+_PATHS: Doc = {
+    "/api/health": {
+        "get": {
+            "operationId": "health",
+            "summary": "Liveness",
+            "tags": ["server"],
+            "responses": {"200": _resp("The server runs.", _ref("Health"))},
+        }
+    },
+    "/api/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "tags": ["server"],
+            "responses": {"200": _resp("OpenAPI 3.1 document.", {"type": "object"})},
+        }
+    },
+    "/api/event": {
+        "get": {
+            "operationId": "events",
+            "summary": "Server-sent events",
+            "description": "text/event-stream of REGISTRATION, UPDATED, DEREGISTRATION, "
+            "SLEEPING, AWAKE, NOTIFICATION, SEND events; data is JSON with an ep field. "
+            "Keep-alive comments every 15 s.",
+            "tags": ["events"],
+            "parameters": [
+                {
+                    "name": "ep",
+                    "in": "query",
+                    "description": "Only this endpoint's events.",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "An endless event stream.",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
+    "/api/clients": {
+        "get": {
+            "operationId": "listClients",
+            "summary": "Every registered client",
+            "tags": ["clients"],
+            "responses": {
+                "200": _resp(
+                    "Registrations by endpoint.", {"type": "array", "items": _ref("Registration")}
+                )
+            },
+        }
+    },
+    "/api/clients/{ep}": {
+        "get": {
+            "operationId": "getClient",
+            "summary": "One registration",
+            "tags": ["clients"],
+            "parameters": _params("ep"),
+            "responses": {"200": _resp("The registration.", _ref("Registration")), **_ERRORS},
+        }
+    },
+    "/api/clients/{ep}/observations": {
+        "get": {
+            "operationId": "listObservations",
+            "summary": "The client's observations",
+            "tags": ["clients"],
+            "parameters": _params("ep"),
+            "responses": {"200": _resp("Observations.", _ref("Observations")), **_ERRORS},
+        }
+    },
+    "/api/clients/{ep}/telemetry": {
+        "get": {
+            "operationId": "getTelemetry",
+            "summary": "Latest values, or history with key/since/until/limit",
+            "tags": ["clients"],
+            "parameters": [
+                *_params("ep"),
+                {"name": "key", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "since",
+                    "in": "query",
+                    "description": "Epoch milliseconds or ISO 8601.",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "until",
+                    "in": "query",
+                    "description": "Epoch milliseconds or ISO 8601.",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100000},
+                },
+            ],
+            "responses": {"200": _resp("Telemetry points.", _ref("Telemetry")), **_ERRORS},
+        }
+    },
+    "/api/clients/{ep}/composite": {
+        "get": _device_op(
+            "readComposite",
+            "Read-Composite",
+            "Read several paths at once (LwM2M 1.1+, SenML or LwM2M CBOR).",
+            _params("ep", "paths", "format", "nodeformat", "timeout"),
+        ),
+        "put": _device_op(
+            "writeComposite",
+            "Write-Composite",
+            "Write several resources at once; the body maps paths to values or nodes.",
+            _params("ep", "format", "nodeformat", "timeout"),
+            {
+                "required": True,
+                **_json(
+                    {"type": "object", "additionalProperties": _ref("NodeInput")},
+                    {"/3/0/14": "+02:00", "/1/0/1": 300},
+                ),
+            },
+        ),
+    },
+    "/api/clients/{ep}/composite/observe": {
+        "post": _device_op(
+            "observeComposite",
+            "Observe-Composite",
+            "Start one observation of several paths.",
+            _params("ep", "paths", "format", "nodeformat", "timeout"),
+        ),
+        "delete": _device_op(
+            "cancelObserveComposite",
+            "Cancel Observe-Composite",
+            "End a composite observation, actively (default) or passively.",
+            _params("ep", "paths", "active", "timeout"),
+        ),
+    },
+    "/api/clients/{ep}/{path}/observe": {
+        "post": _device_op(
+            "observe",
+            "Observe",
+            "Start observing a path.",
+            _params("ep", "path", "format", "timeout"),
+        ),
+        "delete": _device_op(
+            "cancelObservation",
+            "Cancel Observation",
+            "End an observation, actively (default) or passively.",
+            _params("ep", "path", "active", "timeout"),
+        ),
+    },
+    "/api/clients/{ep}/{path}/discover": {
+        "get": _device_op(
+            "discover",
+            "Discover",
+            "The objects, instances, resources and attributes under a path.",
+            _params("ep", "path", "timeout"),
+        )
+    },
+    "/api/clients/{ep}/{path}/attributes": {
+        "put": _device_op(
+            "writeAttributes",
+            "Write-Attributes",
+            "Set notification attributes from the JSON body and/or the query "
+            "(?pmin=10&pmax=60; an empty value removes one).",
+            [
+                *_params("ep", "path", "timeout"),
+                *(
+                    {"name": n, "in": "query", "schema": {"type": "string"}}
+                    for n in ("pmin", "pmax", "gt", "lt", "st", "epmin", "epmax", "edge", "con")
+                ),
+            ],
+            {"required": False, **_json(_ref("Attributes"), {"pmin": 10, "pmax": 60})},
+        )
+    },
+    "/api/clients/{ep}/{path}": {
+        "get": _device_op(
+            "read",
+            "Read",
+            "Read a node, decoded with the client's object models.",
+            _params("ep", "path", "format", "timeout"),
+        ),
+        "put": _device_op(
+            "write",
+            "Write",
+            "Replace (default) or partially update (replace=false) a node. A text/plain body "
+            "writes one resource, parsed with its type.",
+            _params("ep", "path", "format", "timeout", "replace"),
+            _node_body,
+        ),
+        "post": _device_op(
+            "executeOrCreate",
+            "Execute (resource path) or Create (object path)",
+            "On /o/i/r: Execute with the text body as arguments. On /o: Create an instance from "
+            "the JSON body (an id in the body chooses the instance id).",
+            _params("ep", "path", "format", "timeout"),
+            _instance_body,
+        ),
+        "delete": _device_op(
+            "delete", "Delete", "Delete an object instance.", _params("ep", "path", "timeout")
+        ),
+    },
+}
+
+_DOCUMENT: Doc = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "pylwm2m server API",
+        "version": "1.0.0",
+        "description": "Operate an OMA LwM2M server: registrations, device management, "
+        "observations, telemetry and events. Paths follow the Leshan demo server's REST API.",
+        "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+    },
+    "tags": [
+        {"name": "server"},
+        {"name": "clients"},
+        {"name": "device"},
+        {"name": "events"},
+    ],
+    "paths": _PATHS,
+    "components": {
+        "schemas": {**_NODE_SCHEMAS, **_OTHER_SCHEMAS},
+        "parameters": _PARAMETERS,
+        "responses": _RESPONSES,
+    },
+}
+
+
+def openapi_document() -> Doc:
+    """A fresh copy (callers may modify it, e.g. to add ``servers``)."""
+    return copy.deepcopy(_DOCUMENT)
