@@ -4,8 +4,8 @@ Why it ships with the package: the bench/ scripts and CI call it to keep the num
 (the design targets ~4 KB per idle session so that 100k devices fit in well under 1 GB).
 Everything runs in memory with our own client and server engines; no sockets.
 
-Run ``python -m keystore.dtls.measure`` (add ``--quick`` for a fast smoke run); it prints one
-JSON object per line, e.g.::
+Run ``python -m keystore.dtls.measure --isolated`` (``--quick`` for a fast smoke run); it
+prints one JSON object per line, e.g.::
 
     {"metric": "handshakes_per_second", "mode": "psk-ccm8", "value": 812.3, "n": 200}
     {"metric": "idle_bytes_per_session", "mode": "psk-ccm8", "n": 2000, "tracemalloc": 880, ...}
@@ -18,6 +18,7 @@ import datetime
 import gc
 import json
 import os
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -255,17 +256,51 @@ def idle_bytes_per_session(mode: str, n: int = 1000) -> dict[str, object]:
     }
 
 
+def _idle_isolated(mode: str, n: int) -> dict[str, object]:
+    """Run the idle measurement in a fresh interpreter so RSS is not blurred by earlier runs."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keystore.dtls.measure",
+            "--idle-only",
+            "--mode",
+            mode,
+            "--n-idle",
+            str(n),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small n, for CI smoke runs")
     parser.add_argument("--mode", action="append", choices=MODES, help="repeatable")
+    parser.add_argument("--idle-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--n-idle", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--isolated",
+        action="store_true",
+        help="measure idle memory of each mode in a fresh interpreter (meaningful RSS)",
+    )
     args = parser.parse_args(argv)
     modes = args.mode or list(MODES)
     n_hs, n_idle = (20, 200) if args.quick else (200, 2000)
+    n_idle = args.n_idle or n_idle
+    if not args.idle_only:
+        for mode in modes:
+            print(json.dumps(handshakes_per_second(mode, n_hs)), flush=True)
     for mode in modes:
-        print(json.dumps(handshakes_per_second(mode, n_hs)), flush=True)
-    for mode in modes:
-        print(json.dumps(idle_bytes_per_session(mode, n_idle)), flush=True)
+        if args.isolated and not args.idle_only:
+            result = _idle_isolated(mode, n_idle)
+        else:
+            result = idle_bytes_per_session(mode, n_idle)
+        print(json.dumps(result), flush=True)
     return 0
 
 
