@@ -1,0 +1,169 @@
+"""Client Registration interface over real sockets: Register, Update, De-register, expiry, and
+the refusals (4.00, 4.04, 4.05, 4.12, 4.03) with hand-built messages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from lwm2m_client.client import Lwm2mClient
+from lwm2m_server.service import Lwm2mServer
+
+from . import rawcoap as raw
+from .conftest import ClientFactory, ServerFactory, eventually, next_event, uri_of
+
+
+async def test_register_update_deregister(server: Lwm2mServer, make_client: ClientFactory) -> None:
+    events = server.events()
+    client = await make_client("dev-1", lifetime=120, lwm2m_version="1.1")
+    reg = server.client("dev-1")
+    assert reg.registration_id == client.registration_id
+    assert reg.lifetime == 120 and reg.lwm2m_version == "1.1"
+    assert reg.address.port == client.local_address[1]  # type: ignore[index]
+    assert 3303 in reg.supported_objects
+    assert server.store.get_registration(reg.registration_id) == reg
+    event = await next_event(events, "REGISTRATION")
+    assert event.endpoint == "dev-1" and event.data["registrationId"] == reg.registration_id
+
+    await client.update(lifetime=200)
+    assert server.client("dev-1").lifetime == 200
+    assert server.store.get_registration(reg.registration_id).lifetime == 200  # type: ignore[union-attr]
+    assert (await next_event(events, "UPDATED")).data["lifetime"] == 200
+
+    await client.deregister()
+    assert server.clients() == []
+    assert server.store.registrations() == []
+    event = await next_event(events, "DEREGISTRATION")
+    assert event.data["reason"] == "deregistered"
+
+
+async def test_register_again_replaces(server: Lwm2mServer, make_client: ClientFactory) -> None:
+    first = await make_client("same-ep")
+    old_id = first.registration_id
+    second = await make_client("same-ep")
+    assert [r.endpoint for r in server.clients()] == ["same-ep"]
+    assert server.client("same-ep").registration_id == second.registration_id != old_id
+    assert len(server.store.registrations()) == 1
+    # the first client's registration is gone: its Update is 4.04 and it registers again
+    await first.update()
+    assert first.registration_id not in (old_id, None)
+    assert server.client("same-ep").registration_id == first.registration_id
+
+
+async def test_lifetime_expiry(make_server: ServerFactory) -> None:
+    server = await make_server(lifetime_grace=0.0)
+    events = server.events()
+    client = Lwm2mClient("short", uri_of(server), lifetime=1, auto_update=False)
+    try:
+        await client.start()
+        await client.register()
+        assert server.clients()
+        event = await next_event(events, "DEREGISTRATION", timeout=5)
+        assert event.data["reason"] == "expired"
+        assert server.clients() == [] and server.store.registrations() == []
+    finally:
+        await client.stop()
+
+
+async def test_update_keeps_registration_alive(make_server: ServerFactory) -> None:
+    server = await make_server(lifetime_grace=0.0)
+    client = Lwm2mClient("kept", uri_of(server), lifetime=2, auto_update=True)
+    try:
+        await client.start()
+        await client.register()
+        await asyncio.sleep(3.5)  # beyond the lifetime: the client's Updates keep it
+        assert server.client("kept").registration_id == client.registration_id
+    finally:
+        await client.stop()
+
+
+@pytest.fixture
+async def peer(server: Lwm2mServer) -> raw.RawPeer:
+    peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port))
+    yield peer  # type: ignore[misc]
+    peer.close()
+
+
+def _register(query: list[str], payload: bytes = b"</3/0>", cf: int | None = 40) -> raw.Msg:
+    return raw.request(raw.POST, ["rd"], query=query, payload=payload, content_format=cf)
+
+
+@pytest.mark.parametrize(
+    ("query", "payload", "cf", "code"),
+    [
+        (["lt=60"], b"</3/0>", 40, "4.00"),  # no endpoint name
+        (["ep=x", "lwm2m=9.9"], b"</3/0>", 40, "4.12"),  # unsupported version
+        (["ep=x", "lt=abc"], b"</3/0>", 40, "4.00"),  # bad lifetime
+        (["ep=x", "b=Z"], b"</3/0>", 40, "4.00"),  # bad binding
+        (["ep=x"], b"", 40, "4.00"),  # no object list
+        (["ep=x"], b"<3/0", 40, "4.00"),  # malformed link format
+        (["ep=x"], b"\xff\xfe", 40, "4.00"),  # not UTF-8
+        (["ep=x"], b"</3/0>", 60, "4.15"),  # object list not in link format
+    ],
+)
+async def test_register_refusals(
+    server: Lwm2mServer, peer: raw.RawPeer, query: list[str], payload: bytes, cf: int, code: str
+) -> None:
+    answer = await peer.exchange(_register(query, payload, cf))
+    assert raw.code_str(answer.code) == code
+    assert answer.payload  # diagnostic payload says why
+    assert server.clients() == []
+
+
+async def test_unknown_registration_id(server: Lwm2mServer, peer: raw.RawPeer) -> None:
+    update = await peer.exchange(raw.request(raw.POST, ["rd", "nope"], query=["lt=60"]))
+    delete = await peer.exchange(raw.request(raw.DELETE, ["rd", "nope"]))
+    assert raw.code_str(update.code) == raw.code_str(delete.code) == "4.04"
+
+
+async def test_wrong_method_and_unknown_path(server: Lwm2mServer, peer: raw.RawPeer) -> None:
+    assert raw.code_str((await peer.exchange(raw.request(raw.GET, ["rd"]))).code) == "4.05"
+    assert raw.code_str((await peer.exchange(raw.request(raw.PUT, ["rd", "x"]))).code) == "4.05"
+    assert raw.code_str((await peer.exchange(raw.request(raw.GET, ["dp"]))).code) == "4.05"
+    assert raw.code_str((await peer.exchange(raw.request(raw.POST, ["foo"]))).code) == "4.04"
+    assert raw.code_str((await peer.exchange(raw.request(raw.POST, ["rd", "a", "b"]))).code) == "4.04"
+
+
+async def test_update_with_ep_is_refused(server: Lwm2mServer, peer: raw.RawPeer) -> None:
+    reg_id = await raw.register(peer, "ep-upd")
+    answer = await peer.exchange(raw.request(raw.POST, ["rd", reg_id], query=["ep=other"]))
+    assert raw.code_str(answer.code) == "4.00"
+    assert server.client("ep-upd").registration_id == reg_id
+
+
+async def test_closed_registration_refuses_nosec(make_server: ServerFactory) -> None:
+    server = await make_server(open_registration=False)
+    peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port))
+    try:
+        answer = await peer.exchange(_register(["ep=closed"]))
+        assert raw.code_str(answer.code) == "4.03"
+    finally:
+        peer.close()
+
+
+async def test_garbage_datagrams_and_flood(
+    server: Lwm2mServer, peer: raw.RawPeer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="lwm2m_server")
+    for data in (b"", b"\x00", b"\xff" * 40, bytes(range(256))):
+        peer.send_raw(data)
+    # a flood of Registers from one address: 300 valid (distinct endpoints) and 300 malformed
+    # (distinct tokens: aiocoap lets a request override an unfinished one on the same token)
+    for i in range(300):
+        for query in ([f"ep=flood-{i}"], ["lt=1"]):
+            msg = _register(query)
+            msg.mtype, msg.mid = raw.NON, peer.next_mid()
+            peer.send(msg)
+    # The kernel drops what overflows the socket buffer (that is what a flood does); the
+    # server must keep up with what it gets and stay responsive.
+    await eventually(lambda: server.clients(), timeout=10)
+    await asyncio.sleep(0.5)
+    assert 0 < len(server.clients()) <= 300
+    # still serving normally
+    client = await make_client("after-flood")
+    assert server.client("after-flood").registration_id == client.registration_id
+    malformed = [r for r in caplog.records if "malformed" in r.getMessage()]
+    assert sum(1 for r in malformed if r.levelno == logging.WARNING) == 1
+    assert "127.0.0.1" in malformed[0].getMessage()
