@@ -20,6 +20,8 @@ from keystore.dtls import (
     ApplicationData,
     CipherSuite,
     ClientConfig,
+    HandshakeComplete,
+    LruSessionCache,
     PskIdentity,
     ServerConfig,
     X509Identity,
@@ -283,3 +285,68 @@ def test_mac_then_encrypt_with_openssl_both_ways(procs: list[Proc]) -> None:
     )
     assert ApplicationData(b"mte from openssl\n") in events, server.output
     assert server.wait_for(b"mte from pylwm2m"), server.output
+
+
+def test_resumption_with_openssl_both_ways(tmp_path: Path, procs: list[Proc]) -> None:
+    """Abbreviated handshakes against OpenSSL's session cache and s_client's saved session."""
+    suite = CipherSuite.TLS_PSK_WITH_AES_128_CCM_8
+    psk = bytes.fromhex(PSK_HEX)
+
+    # our client resumes with s_server (which caches sessions by id by default)
+    port = free_udp_port()
+    server = Proc(
+        [
+            "s_server",
+            "-accept",
+            f"127.0.0.1:{port}",
+            *_cipher_args(suite),
+            *_auth_args("psk", {}, server=True),
+        ]
+    )
+    procs.append(server)
+    assert server.wait_for(b"ACCEPT")
+    config = ClientConfig(cipher_suites=[suite], psk_identity=PSK_ID.encode(), psk=psk)
+
+    def done(ev: list[Any]) -> bool:
+        return any(isinstance(e, HandshakeComplete) for e in ev)
+
+    # s_server serves one DTLS peer at a time: close_notify lets it accept the next one
+    first, _ = run_client(config, ("127.0.0.1", port), until=done, close=True)
+    assert first.session is not None and first.session.session_id
+    config.session = first.session
+    _, events = run_client(config, ("127.0.0.1", port), until=done)
+    (complete,) = [e for e in events if isinstance(e, HandshakeComplete)]
+    assert complete.resumed and complete.session_id == first.session.session_id
+
+    # s_client resumes with our server
+    ours = UdpServer(
+        ServerConfig(
+            cipher_suites=[suite],
+            psk_for_identity=lambda i: psk,
+            session_cache=LruSessionCache(),
+        ),
+        reply=lambda data: b"pong:" + data,
+    )
+    ours.start()
+    session_file = str(tmp_path / "session.pem")
+    try:
+        for extra in (["-sess_out", session_file], ["-sess_in", session_file]):
+            client = Proc(
+                [
+                    "s_client",
+                    "-connect",
+                    f"127.0.0.1:{ours.port}",
+                    *_cipher_args(suite),
+                    *_auth_args("psk", {}, server=False),
+                    *extra,
+                ]
+            )
+            procs.append(client)
+            assert client.wait_for(b"Cipher is"), client.output.decode(errors="replace")
+            client.send(b"hi\n")
+            assert client.wait_for(b"pong:hi"), client.output.decode(errors="replace")
+            client.stop()
+        resumed = [c.resumed for c in ours.completed()]
+        assert resumed == [False, True], resumed
+    finally:
+        ours.stop()

@@ -35,8 +35,12 @@ def run_client(
     until: Callable[[list[Event]], bool],
     timeout: float = 10.0,
     on_established: Callable[[DtlsEngine], None] | None = None,
+    close: bool = False,
 ) -> tuple[DtlsEngine, list[Event]]:
-    """Handshake with ``server`` and run until ``until(events)`` or the timeout."""
+    """Handshake with ``server`` and run until ``until(events)`` or the timeout.
+
+    With ``close`` the engine sends close_notify before the socket goes away.
+    """
     engine = DtlsEngine.client(config)
     events: list[Event] = []
     start = time.monotonic()
@@ -60,6 +64,8 @@ def run_client(
                     on_established(engine)
             if engine.is_closed:
                 break
+        if close:
+            engine.close()
         _pump(engine, sock, server)
     return engine, events
 
