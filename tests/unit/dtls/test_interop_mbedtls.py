@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from keystore.dtls import (
+    AlertDescription,
     ApplicationData,
     CipherSuite,
     ClientConfig,
+    ConnectionClosed,
     CookieVerifier,
     DtlsEngine,
     HandshakeComplete,
@@ -201,3 +203,41 @@ def test_our_client_against_mbedtls_server(test_pki: Pki, mode: str, suite: Ciph
         server.read(100)
     # close_notify shows up as a plain TLSError, "no data yet" would be WantReadError
     assert type(info.value) is mbedtls_exceptions.TLSError
+
+
+@pytest.mark.parametrize(
+    ("identity", "key", "alert"),
+    [
+        (PSK_ID, b"\x00" * 16, AlertDescription.bad_record_mac),
+        ("stranger", PSK, AlertDescription.unknown_psk_identity),
+    ],
+)
+def test_mbedtls_client_with_bad_credentials(
+    identity: str, key: bytes, alert: AlertDescription
+) -> None:
+    suite = CipherSuite.TLS_PSK_WITH_AES_128_CCM_8
+    conf = tls.DTLSConfiguration(
+        ciphers=[SUITES[suite]],
+        pre_shared_key=(identity, key),
+        validate_certificates=False,
+        lowest_supported_version=tls.DTLSVersion.DTLSv1_2,
+    )
+    client = tls.ClientContext(conf).wrap_buffers(None)
+    server = DtlsEngine.server(_our_config("psk", suite, None, server=True))  # type: ignore[arg-type]
+    events: list[Any] = []
+    failed = False
+    for _ in range(10):
+        try:
+            out = _step(client)
+        except mbedtls_exceptions.TLSError:
+            failed = True  # Mbed TLS got our fatal alert
+            break
+        if out:
+            events += server.receive_datagram(out, 0.0)
+            for d in server.datagrams_to_send():
+                client.receive_from_network(d)
+        if server.is_closed and failed:
+            break
+    assert server.is_closed and failed
+    closed = [e for e in events if isinstance(e, ConnectionClosed)]
+    assert closed and closed[0].alert == alert and not closed[0].by_peer
