@@ -116,3 +116,24 @@ def test_hello_verify_loop_is_bounded(configs: ConfigFactory) -> None:
             break
         datagram = out[0]
     assert client.is_closed
+
+
+def test_rebooted_client_starts_over_through_the_verifier(configs: ConfigFactory) -> None:
+    """A new epoch-0 ClientHello from a known address is the transport's to route (§4.2.8)."""
+    from .harness import Link
+
+    c, s = configs("psk")
+    link = Link(c, s)
+    assert link.handshake()
+    assert link.server is not None
+    rebooted = DtlsEngine.client(c)
+    rebooted.connect(10.0)
+    (hello,) = rebooted.datagrams_to_send()
+    assert is_client_hello(hello)
+    assert link.server.receive_datagram(hello, 10.0, link.addr) == []  # old session ignores it
+    assert link.server.is_established
+    reply, ok = CookieVerifier().server_handle_initial_datagram(hello, link.addr, 10.0)
+    assert reply is not None and not ok  # the transport answers with a cookie instead
+    link.client.send_application_data(b"x")
+    (data,) = link.client.datagrams_to_send()
+    assert not is_client_hello(data)

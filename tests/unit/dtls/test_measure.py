@@ -15,6 +15,7 @@ def test_idle_memory_budget(mode: str) -> None:
     assert 0 < int(result["tracemalloc"]) <= 4096  # type: ignore[call-overload]
 
 
+@pytest.mark.slow
 def test_handshake_rate_and_cli_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert float(measure.handshakes_per_second("psk-ccm8-resumed", n=3)["value"]) > 0  # type: ignore[arg-type]
     measure.main(["--quick", "--mode", "psk-cbc"])
