@@ -131,6 +131,26 @@ def random_case(
     return models, LwM2mPath(object_id, iid, rid, ri), node
 
 
+def mutated(seed: int, seeds: list[bytes], alphabet: bytes) -> bytes:
+    """A valid document with 0-4 random edits (or random bytes): cheap, targeted fuzz input."""
+    rnd = random.Random(seed)
+    if rnd.random() < 0.15:
+        return rnd.randbytes(rnd.randrange(64))
+    data = bytearray(rnd.choice(seeds))
+    for _ in range(rnd.randrange(5)):
+        at = rnd.randrange(len(data) + 1)
+        edit = rnd.randrange(4)
+        if edit == 0:
+            del data[at : at + rnd.randint(1, 8)]
+        elif edit == 1:
+            data[at:at] = bytes(rnd.choice(alphabet) for _ in range(rnd.randint(1, 3)))
+        elif edit == 2 and at < len(data):
+            data[at] = rnd.randrange(256)
+        else:
+            del data[at:]
+    return bytes(data)
+
+
 def random_cases(
     depths: tuple[int, ...] = (1, 2, 3, 4), types: list[ResourceType] | None = None
 ) -> st.SearchStrategy[tuple[StaticModels, LwM2mPath, LwM2mNode]]:
