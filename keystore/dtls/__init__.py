@@ -20,7 +20,13 @@ from .events import (
     HandshakeComplete,
     PeerAddressChanged,
 )
-from .identity import PeerIdentity, PskIdentity, RawPublicKeyIdentity, X509Identity
+from .identity import (
+    AnonymousIdentity,
+    PeerIdentity,
+    PskIdentity,
+    RawPublicKeyIdentity,
+    X509Identity,
+)
 from .record import is_client_hello, peek_connection_id
 from .session import LruSessionCache, Session, SessionCache
 
@@ -29,6 +35,7 @@ __all__ = [
     "AlertError",
     "AlertLevel",
     "AlertReceived",
+    "AnonymousIdentity",
     "ApplicationData",
     "CipherSuite",
     "ClientConfig",

@@ -31,4 +31,9 @@ class X509Identity:
     chain: tuple[bytes, ...]
 
 
-PeerIdentity = PskIdentity | RawPublicKeyIdentity | X509Identity
+@dataclass(frozen=True, slots=True)
+class AnonymousIdentity:
+    """The client was not asked to authenticate (``ServerConfig.require_client_auth=False``)."""
+
+
+PeerIdentity = PskIdentity | RawPublicKeyIdentity | X509Identity | AnonymousIdentity

@@ -58,7 +58,7 @@ from .handshake import (
     run_verifier,
     sha256_digest,
 )
-from .identity import PskIdentity, RawPublicKeyIdentity, X509Identity
+from .identity import AnonymousIdentity, PskIdentity, RawPublicKeyIdentity, X509Identity
 from .keyschedule import psk_premaster_secret
 from .messages import (
     MAX_PSK_IDENTITY,
@@ -412,7 +412,9 @@ class ServerHandshake(HandshakeBase):
         if not hmac.compare_digest(verify_data, self.verify_data(True)):
             raise AlertError(AlertDescription.decrypt_error, "client Finished does not verify")
         self.add_to_transcript(HandshakeType.FINISHED, seq, body)
-        assert self.suite is not None and self.peer_identity is not None
+        assert self.suite is not None
+        if self.peer_identity is None:  # certificate suite without client authentication
+            self.peer_identity = AnonymousIdentity()
         flight: list[FlightItem] | None = None
         session: Session | None = None
         if not self.resumed:

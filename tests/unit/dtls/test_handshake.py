@@ -137,3 +137,25 @@ def test_handshake_timer_reports_deadline(configs: ConfigFactory) -> None:
     link = Link(*configs("psk"))
     link.client.connect(5.0)
     assert link.client.get_timer() == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize("mode", ["rpk", "x509"])
+def test_certificate_suite_without_client_auth(configs: ConfigFactory, mode: str) -> None:
+    from keystore.dtls import AnonymousIdentity
+
+    c, s = configs(
+        mode,
+        client={"private_key": None, "certificate_chain": None},
+        server={"require_client_auth": False},
+    )
+    link = Link(c, s)
+    assert link.handshake()
+    assert link.complete(link.server_events)[0].peer_identity == AnonymousIdentity()
+    link.exchange_data()
+
+
+def test_client_without_credentials_when_server_requires_them(configs: ConfigFactory) -> None:
+    c, s = configs("x509", client={"private_key": None, "certificate_chain": None})
+    link = Link(c, s)
+    assert not link.handshake()
+    assert link.closed(link.server_events)[0].alert == 40  # empty certificate list
