@@ -323,25 +323,23 @@ def instance_from_json(
     data: object, object_id: int, models: ModelProvider, instance_id: int | None = None
 ) -> LwM2mObjectInstance:
     """An object instance from ``{"kind":"instance","id":..,"resources":[...]}`` or the short
-    ``{"resourceId": value-or-node}``; ``instance_id`` (from the path) wins over a missing id and
-    must agree with a given one. Without either the id stays ``None`` (Create: the client picks).
+    ``{"resourceId": value-or-node}`` (optionally with ``"id"``). ``instance_id`` (from the path)
+    is used when the data has no id and must agree with one it has; without either the id stays
+    ``None`` (Create: the client picks it).
     """
     where = f"/{object_id}" + ("" if instance_id is None else f"/{instance_id}")
     if not isinstance(data, dict):
         raise JsonNodeError(_at(where, "an object instance must be a JSON object"))
     full = "kind" in data or "resources" in data
-    if full:
-        kind = data.get("kind")
-        if kind not in (None, "instance"):
-            raise JsonNodeError(_at(where, f"expected an instance node, got kind {kind!r}"))
-        iid = _id_of(data, instance_id, where)
-        if iid is not None and iid > MAX_INSTANCE_ID:
-            raise JsonNodeError(_at(where, f"object instance id {iid} is reserved"))
-        if iid is not None and instance_id is None:
-            where = f"{where}/{iid}"
-        raw = data.get("resources", [])
-    else:
-        iid, raw = instance_id, data
+    if full and data.get("kind") not in (None, "instance"):
+        raise JsonNodeError(_at(where, f"expected an instance node, got kind {data['kind']!r}"))
+    iid = _id_of(data, instance_id, where)
+    if iid is not None and iid > MAX_INSTANCE_ID:
+        raise JsonNodeError(_at(where, f"object instance id {iid} is reserved"))
+    if iid is not None and instance_id is None:
+        where = f"{where}/{iid}"
+    # the short form may still name its instance: {"id": 7, "5700": 12.5}
+    raw = data.get("resources", []) if full else {k: v for k, v in data.items() if k != "id"}
     resources: dict[int, LwM2mResource] = {}
     if isinstance(raw, list):
         for item in raw:

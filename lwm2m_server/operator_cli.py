@@ -610,22 +610,35 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
 
 
 def _event_summary(kind: str, data: Json) -> str:
+    """One line for an event. Registrations: address, version, lifetime; notifications and
+    Sends: ``path = value`` for each value, from ``points`` (this server) or ``val`` (the
+    Leshan shape: a node, or ``{path: node}`` for a composite notification)."""
     if not isinstance(data, dict):
         return json.dumps(data)
     if kind in ("REGISTRATION", "UPDATED", "DEREGISTRATION") and "address" in data:
-        return (
-            f"{data.get('address')} lwm2m {data.get('lwM2mVersion')} "
-            f"lifetime {data.get('lifetime')} s"
+        version = data.get("lwM2mVersion") or data.get("lwm2mVersion")
+        text = f"{data.get('address')} lwm2m {version} lifetime {data.get('lifetime')} s"
+        return text + (f" ({data['reason']})" if data.get("reason") else "")
+    if isinstance(data.get("points"), list) and data["points"]:
+        return ", ".join(
+            f"{p.get('path')} = {_format_value(p.get('value'), _type_key(p.get('type')))}"
+            for p in data["points"]
         )
     if "val" in data:
-        if data.get("kind") == "composite" or (
-            isinstance(data["val"], dict) and "kind" not in data["val"]
-        ):
-            return ", ".join(f"{p} = {_compact(n)}" for p, n in data["val"].items())
+        val = data["val"]
+        if data.get("kind") == "composite" or (isinstance(val, dict) and "kind" not in val):
+            return ", ".join(f"{p} = {_compact(n)}" for p, n in val.items())
         where = data.get("res") or data.get("path") or ""
-        return f"{where} = {_compact(data['val'])}".strip(" =")
+        return f"{where} = {_compact(val)}".strip(" =")
+    if data.get("error"):
+        return f"error: {data['error']}"
     rest = {k: v for k, v in data.items() if k != "ep"}
     return json.dumps(rest, separators=(",", ":")) if rest else ""
+
+
+def _type_key(name: Json) -> str | None:
+    """``"Opaque"``/``"OPAQUE"`` → ``"OPAQUE"``: events may carry either spelling."""
+    return name.upper().replace(" ", "_") if isinstance(name, str) else None
 
 
 def _follow(

@@ -164,6 +164,10 @@ def test_unknown_resource_guesses_or_asks_for_a_type() -> None:
 def test_instance_short_and_full_shapes() -> None:
     short = instance_from_json({"5700": 21.5, "5701": "Cel"}, 3303, MODELS)
     assert short.id is None
+    named = instance_from_json({"id": 7, "5700": 21.5}, 3303, MODELS)
+    assert named.id == 7 and set(named.resources) == {5700}
+    with pytest.raises(JsonNodeError, match=r"^/3303/7/5700: "):
+        instance_from_json({"id": 7, "5700": "warm"}, 3303, MODELS)
     assert short.resources[5700] == LwM2mSingleResource(5700, 21.5, ResourceType.FLOAT)
     full = instance_from_json(
         {"kind": "instance", "id": 4, "resources": [{"id": 5701, "value": "Cel"}]}, 3303, MODELS

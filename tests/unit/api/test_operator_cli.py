@@ -278,3 +278,22 @@ def test_register_commands_on_a_foreign_parser() -> None:
     args = parser.parse_args(["read", "dev-1", "/3/0", "--timeout", "2", "--json"])
     assert callable(args.func) and args.paths == ["/3/0"] and args.timeout == 2.0 and args.json
     assert args.api == operator_cli.DEFAULT_API or args.api.startswith("http")
+
+
+def test_event_summaries_for_both_notification_shapes() -> None:
+    summary = operator_cli._event_summary
+    points = {
+        "paths": ["/3303/0/5700"],
+        "points": [{"path": "/3303/0/5700", "value": 25.0, "type": "Float"}],
+    }
+    assert summary("NOTIFICATION", points) == "/3303/0/5700 = 25.0"
+    composite = {
+        "kind": "composite",
+        "val": {"/3/0/9": {"kind": "singleResource", "id": 9, "type": "INTEGER", "value": 80}},
+    }
+    assert summary("NOTIFICATION", composite) == "/3/0/9 = 80"
+    reg = {"address": "1.2.3.4:5", "lwm2mVersion": "1.2", "lifetime": 60, "reason": "expired"}
+    assert summary("DEREGISTRATION", reg) == "1.2.3.4:5 lwm2m 1.2 lifetime 60 s (expired)"
+    assert summary("SLEEPING", {"ep": "x", "since": 5}) == '{"since":5}'
+    opaque = {"points": [{"path": "/9/0/1", "value": "AQI=", "type": "Opaque"}]}
+    assert summary("SEND", opaque) == "/9/0/1 = 0x0102"
