@@ -159,10 +159,6 @@ class ObjectTree:
         res = self.resource_model(object_id, resource_id)
         return None if res is None else res.multiple
 
-    def resource_type(self, object_id: int, resource_id: int, value: Value) -> ResourceType:
-        res = self.resource_model(object_id, resource_id)
-        return guess_type(value) if res is None else res.type
-
     # -- listeners ------------------------------------------------------------------------------
     def add_listener(self, listener: ChangeListener) -> None:
         """Call ``listener(paths)`` after values change; paths are resource paths."""
