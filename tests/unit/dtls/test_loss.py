@@ -6,6 +6,7 @@ clean handshake and then checks that the handshake still completes and keys agre
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import pytest
@@ -197,3 +198,31 @@ def test_final_flight_is_forgotten_after_linger(configs: ConfigFactory) -> None:
     link.server.handle_timer(deadline)
     assert link.server.get_timer() is None
     assert link.client.get_timer() is None
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("scenario", ["psk", "x509-mtu300", "resumed", "rpk-cid"])
+def test_lossy_network(configs: ConfigFactory, scenario: str, seed: int) -> None:
+    """20 % loss, 10 % duplication and every batch shuffled, in both directions."""
+    rnd = random.Random(seed)
+
+    def chaos(batch: list[bytes], first: int) -> list[bytes]:
+        out: list[bytes] = []
+        for d in batch:
+            r = rnd.random()
+            if r < 0.2:
+                continue
+            out += [d, d] if r > 0.9 else [d]
+        rnd.shuffle(out)
+        return out
+
+    if scenario == "rpk-cid":
+        c, s = configs("rpk", client={"connection_id": b""})
+    else:
+        c, s = _configs(configs, scenario)
+    timing = TimingConfig(mtu=300, max_retransmissions=10)
+    c.timing = s.timing = timing
+    link = Link(c, s, c2s=chaos, s2c=chaos)
+    assert link.handshake(max_rounds=2000)
+    link.c2s = link.s2c = None
+    link.exchange_data()
