@@ -213,7 +213,12 @@ class RawPeer(asyncio.DatagramProtocol):
 
 
 async def register(
-    peer: RawPeer, endpoint: str, *, lifetime: int = 300, links: str = "</3303/0>", version: str = "1.1"
+    peer: RawPeer,
+    endpoint: str,
+    *,
+    lifetime: int = 300,
+    links: str = "</3303/0>",
+    version: str = "1.1",
 ) -> str:
     """Register ``endpoint`` through ``peer``; returns the registration id."""
     msg = request(

@@ -77,7 +77,10 @@ async def test_read_object(server: Lwm2mServer, client: Lwm2mClient, fmt: CF) ->
     ],
 )
 async def test_format_choice(
-    server: Lwm2mServer, make_client: ClientFactory, version: str, formats: list[int] | None,
+    server: Lwm2mServer,
+    make_client: ClientFactory,
+    version: str,
+    formats: list[int] | None,
     expected: CF,
 ) -> None:
     await make_client("fmt", lwm2m_version=version, formats=formats)
@@ -210,9 +213,16 @@ def _answer(payload: bytes, cf: int) -> raw.Handler:
 
 @pytest.mark.parametrize(
     ("payload", "cf"),
-    [(b"\xc8\x00\x05", CF.TLV), (b"[{", CF.SENML_JSON), (b"\x9f\xff\xff", CF.SENML_CBOR), (b"x", 9999)],
+    [
+        (b"\xc8\x00\x05", CF.TLV),
+        (b"[{", CF.SENML_JSON),
+        (b"\x9f\xff\xff", CF.SENML_CBOR),
+        (b"x", 9999),
+    ],
 )
-async def test_garbage_answer_is_a_clean_error(server: Lwm2mServer, payload: bytes, cf: int) -> None:
+async def test_garbage_answer_is_a_clean_error(
+    server: Lwm2mServer, payload: bytes, cf: int
+) -> None:
     peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port), _answer(payload, cf))
     try:
         await raw.register(peer, "garbage", links="</3/0>")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -80,9 +81,9 @@ async def test_update_keeps_registration_alive(make_server: ServerFactory) -> No
 
 
 @pytest.fixture
-async def peer(server: Lwm2mServer) -> raw.RawPeer:
+async def peer(server: Lwm2mServer) -> AsyncIterator[raw.RawPeer]:
     peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port))
-    yield peer  # type: ignore[misc]
+    yield peer
     peer.close()
 
 
@@ -123,7 +124,9 @@ async def test_wrong_method_and_unknown_path(server: Lwm2mServer, peer: raw.RawP
     assert raw.code_str((await peer.exchange(raw.request(raw.PUT, ["rd", "x"]))).code) == "4.05"
     assert raw.code_str((await peer.exchange(raw.request(raw.GET, ["dp"]))).code) == "4.05"
     assert raw.code_str((await peer.exchange(raw.request(raw.POST, ["foo"]))).code) == "4.04"
-    assert raw.code_str((await peer.exchange(raw.request(raw.POST, ["rd", "a", "b"]))).code) == "4.04"
+    assert (
+        raw.code_str((await peer.exchange(raw.request(raw.POST, ["rd", "a", "b"]))).code) == "4.04"
+    )
 
 
 async def test_update_with_ep_is_refused(server: Lwm2mServer, peer: raw.RawPeer) -> None:
@@ -144,7 +147,10 @@ async def test_closed_registration_refuses_nosec(make_server: ServerFactory) -> 
 
 
 async def test_garbage_datagrams_and_flood(
-    server: Lwm2mServer, peer: raw.RawPeer, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+    server: Lwm2mServer,
+    peer: raw.RawPeer,
+    make_client: ClientFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="lwm2m_server")
     for data in (b"", b"\x00", b"\xff" * 40, bytes(range(256))):
