@@ -1,0 +1,152 @@
+"""Run every benchmark in the repository, one JSON object per line on stdout.
+
+Usage: ``python bench/run.py [--quick] [--only codecs|server|dtls] [-- ARGS for that bench]``
+
+Benchmarks (each is run if its file exists, in its own subprocess so that one crashing or
+leaking memory cannot distort the others' figures):
+
+* ``codecs``: ``bench/codecs.py`` — values/s per content format.
+* ``server``: ``python -m bench.load`` — the LwM2M server under load (started as a subprocess
+  on free ports with a temporary data dir) against a raw UDP echo ceiling.
+* ``dtls``: ``python -m keystore.dtls.measure --isolated`` — handshakes/s and idle session
+  memory of the DTLS engine.
+
+Every line a benchmark prints that is a JSON object is passed through with ``"bench"`` set
+if the benchmark did not set it; anything else goes to stderr. The exit status is non-zero only
+when a benchmark crashed (non-zero exit, killed, or over its time limit): a slow figure is a
+finding, not a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Bench:
+    name: str
+    marker: Path
+    command: Callable[[bool], list[str]]
+    limit_s: float
+    """Wall-clock limit of the full run; ``--quick`` gets a fifth of it."""
+
+
+BENCHES = (
+    Bench(
+        "codecs",
+        REPO / "bench" / "codecs.py",
+        lambda quick: [sys.executable, "bench/codecs.py", *(["--quick"] if quick else [])],
+        600,
+    ),
+    Bench(
+        "server",
+        REPO / "bench" / "load" / "scenario.py",
+        lambda quick: [sys.executable, "-m", "bench.load", *(["--quick"] if quick else [])],
+        1500,
+    ),
+    Bench(
+        "dtls",
+        REPO / "keystore" / "dtls" / "measure.py",
+        lambda quick: (
+            [sys.executable, "-m", "keystore.dtls.measure", "--isolated"]
+            + (["--quick"] if quick else [])
+        ),
+        900,
+    ),
+)
+
+
+def _relay(bench: str, stream: object) -> None:
+    """Copy the bench's stdout: JSON objects (tagged with the bench) to stdout, the rest to
+    stderr."""
+    assert hasattr(stream, "readline")
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        try:
+            data = json.loads(line)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            data.setdefault("bench", bench)
+            print(json.dumps(data), flush=True)
+        elif line:
+            print(f"[{bench}] {line}", file=sys.stderr, flush=True)
+
+
+def run_bench(bench: Bench, quick: bool, extra: list[str]) -> int:
+    """Run one benchmark; returns its exit status (124 when it overran its limit)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    limit = bench.limit_s / 5 if quick else bench.limit_s
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*bench.command(quick), *extra],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+    )
+    relay = threading.Thread(target=_relay, args=(bench.name, proc.stdout), daemon=True)
+    relay.start()
+    try:
+        status = proc.wait(limit)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        print(f"[{bench.name}] over its {limit:.0f} s limit, stopped", file=sys.stderr)
+        status = 124
+    relay.join(10)
+    print(
+        json.dumps({
+            "bench": bench.name, "figure": "run", "exit": status,
+            "seconds": round(time.monotonic() - started, 1),
+        }),
+        flush=True,
+    )  # fmt: skip
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    extra: list[str] = []
+    if "--" in args_in:
+        cut = args_in.index("--")
+        args_in, extra = args_in[:cut], args_in[cut + 1 :]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short smoke runs of each bench")
+    parser.add_argument("--only", choices=[b.name for b in BENCHES])
+    args = parser.parse_args(args_in)
+    if extra and not args.only:
+        parser.error("arguments after -- need --only (they go to that one benchmark)")
+    crashed = []
+    for bench in BENCHES:
+        if args.only and bench.name != args.only:
+            continue
+        if not bench.marker.exists():
+            print(json.dumps({"bench": bench.name, "skipped": f"{bench.marker} not found"}))
+            continue
+        if run_bench(bench, args.quick, extra) != 0:
+            crashed.append(bench.name)
+    if crashed:
+        print(f"crashed: {', '.join(crashed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
