@@ -1,5 +1,6 @@
-"""The server load benchmark: the LwM2M server and the echo ceiling, driven by the same
-generator, one JSON line per figure.
+"""Server load benchmark: the LwM2M server against a UDP echo ceiling, one JSON line each.
+
+Both targets are driven by the same generator, with the same datagrams.
 
 Two runs, each against a fresh server (subprocess, free ports, temporary data dir) and a fresh
 echo server (subprocess):
@@ -65,7 +66,8 @@ class Config:
     read_concurrency: int = 16
     observe_concurrency: int = 32
     rss_at: list[int] = field(default_factory=lambda: [10_000, 100_000])
-    rss_seconds: float = 300.0
+    rss_seconds: float = 480.0
+    rss_pool: int = 16_000
     payload: str = "senml-cbor"
     server_args: list[str] = field(default_factory=list)
     startup_timeout: float = 60.0
@@ -488,7 +490,7 @@ async def rss_steps(cfg: Config, target: Process, *, echo: bool) -> list[RssPoin
         base = g.rss_bytes(target.pid)
         done = 0
         for goal in sorted(cfg.rss_at):
-            await fleet.grow(goal, pool=cfg.pool)
+            await fleet.grow(goal, pool=cfg.rss_pool)
             batch = fleet.clients[done:goal]
             run = await g.run_window(
                 g.cycling(batch, g.register),
@@ -519,7 +521,7 @@ def rss_figures(
             "clients": point.clients,
             "registered": point.registered,
             "rss_delta_mib": round(point.rss_delta / 2**20, 1),
-            "sockets": min(point.clients, cfg.pool),
+            "sockets": min(point.clients, cfg.rss_pool),
         }
         yield figure("rss_per_client_bytes", per_client, floor_per_client, extra, lower=True)
         reg = point.registrations
@@ -587,33 +589,27 @@ async def run(
     return lines
 
 
+_INT_OPTIONS = (
+    "clients", "pool", "rss_pool", "window", "observed", "updates", "notifications",
+    "non_batch", "reads", "read_concurrency",
+)  # fmt: skip
+_FLOAT_OPTIONS = ("phase_seconds", "register_seconds", "rss_seconds")
+
+
 def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--quick", action="store_true", help="small and short (about 30 s)")
     defaults = Config()
-    for name in (
-        "clients",
-        "pool",
-        "window",
-        "observed",
-        "updates",
-        "notifications",
-        "non_batch",
-        "reads",
-        "read_concurrency",
-    ):
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=int,
-            default=None,
-            help=f"default {getattr(defaults, name)}",
-        )
-    parser.add_argument(
-        "--phase-seconds",
-        type=float,
-        default=None,
-        help=f"duration limit per phase (default {defaults.phase_seconds})",
-    )
+    for names, kind in ((_INT_OPTIONS, int), (_FLOAT_OPTIONS, float)):
+        for name in names:
+            parser.add_argument(
+                "--" + name.replace("_", "-"),
+                type=kind,
+                default=None,
+                help=f"default {getattr(defaults, name)}",
+            )
     parser.add_argument(
         "--rss-at",
         default=None,
@@ -625,23 +621,12 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         "--server-arg",
         action="append",
         default=[],
-        help="extra argument for the server command line (repeatable)",
+        help="extra argument for the server command line (repeatable), e.g. "
+        "--server-arg=--log-level=WARNING",
     )
     args = parser.parse_args(argv)
     cfg = Config.quick() if args.quick else Config()
-    for name in (
-        "clients",
-        "pool",
-        "window",
-        "observed",
-        "updates",
-        "notifications",
-        "non_batch",
-        "reads",
-        "read_concurrency",
-        "phase_seconds",
-        "payload",
-    ):
+    for name in (*_INT_OPTIONS, *_FLOAT_OPTIONS, "payload"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)

@@ -28,7 +28,7 @@ def tiny() -> scenario.Config:
         read_concurrency=4,
         rss_at=[20],
         rss_seconds=10.0,
-        pool=10,
+        rss_pool=10,
     )
 
 
