@@ -170,6 +170,8 @@ class Lwm2mServer:
                 len(self.core.observations),
                 config.database,
             )
+        for error in self.registry.errors:
+            log.error("object models: %s", error)
         if not coaps_available():
             log.info(
                 "CoAPs (DTLS) is not enabled yet: coaps_port %d is not opened", config.coaps_port
@@ -344,6 +346,12 @@ class Lwm2mServer:
                     self._arm_timer()
                     return
                 except Lwm2mError as exc:
+                    self._fail(job, exc)
+                    continue
+                except Exception as exc:  # never lose the rest of the batch to a bug
+                    log.exception(
+                        "delivering queued %s to %s failed", job.request.describe(), endpoint
+                    )
                     self._fail(job, exc)
                     continue
                 log.info(

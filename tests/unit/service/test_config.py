@@ -1,0 +1,102 @@
+"""Configuration: defaults < file < environment < flags, ``${ENV:default}`` substitution, and
+errors that name the source, the key and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lwm2m_server.config import ConfigError, QueueSettings, ServerConfig, load_config
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "examples" / "lwm2m-server.yaml"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "server.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults() -> None:
+    config = load_config(env={})
+    assert config == ServerConfig()
+    assert (config.host, config.coap_port, config.coaps_port) == ("0.0.0.0", 5683, 5684)
+    assert (config.http_host, config.http_port) == ("127.0.0.1", 8080)
+    assert config.open_registration is True and config.queue == QueueSettings()
+
+
+def test_documented_example_loads() -> None:
+    config = load_config(EXAMPLE, env={})
+    assert config.coap_port == 5683 and config.open_registration is False
+
+
+def test_file_env_and_flags_in_order(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "coap_port: 6000\nhttp_port: 9000\nlog_level: debug\nqueue:\n  max_per_client: 4\n",
+    )
+    env = {"LWM2M_SERVER_HTTP_PORT": "9100", "LWM2M_SERVER_QUEUE_AWAKE_TIME": "10.5"}
+    config = load_config(path, env=env, overrides={"coap_port": 7000, "data_dir": None})
+    assert config.coap_port == 7000  # flag beats file
+    assert config.http_port == 9100  # environment beats file
+    assert config.log_level == "DEBUG"
+    assert config.queue == QueueSettings(max_per_client=4, awake_time=10.5)
+
+
+def test_substitution(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "coap_port: ${COAP_PORT:5699}\nopen_registration: ${OPEN:false}\n"
+        "data_dir: ${DATA:/var/lib}/lwm2m\nmodels_dirs: ['${MODELS:/m1}', /m2]\n",
+    )
+    config = load_config(path, env={"DATA": "/srv"})
+    assert config.coap_port == 5699 and config.open_registration is False
+    assert config.data_dir == Path("/srv/lwm2m")
+    assert config.models_dirs == (Path("/m1"), Path("/m2"))
+    assert load_config(path, env={"COAP_PORT": "1234"}).coap_port == 1234
+
+
+def test_env_lists(tmp_path: Path) -> None:
+    config = load_config(env={"LWM2M_SERVER_MODELS_DIRS": "/a:/b"})
+    assert config.models_dirs == (Path("/a"), Path("/b"))
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "reason"),
+    [
+        ("coap_prot: 5683\n", "coap_prot", "unknown key"),
+        ("queue:\n  size: 3\n", "queue.size", "unknown key"),
+        ("coap_port: 70000\n", "coap_port", "out of range"),
+        ("coap_port: '5683'\n", "coap_port", "expected an integer"),
+        ("open_registration: maybe\n", "open_registration", "expected true or false"),
+        ("log_level: LOUD\n", "log_level", "not one of"),
+        ("queue: 3\n", "queue", "expected a mapping"),
+        ("request_timeout: 0\n", "request_timeout", "greater than 0"),
+        ("coap_port: ${UNSET_PORT}\n", "coap_port", "UNSET_PORT is not set"),
+        ("models_dirs: 3\n", "models_dirs", "list of folder paths"),
+    ],
+)
+def test_errors_name_file_key_and_reason(tmp_path: Path, text: str, key: str, reason: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    message = str(info.value)
+    assert str(path) in message and key in message and reason in message
+
+
+def test_env_and_flag_errors_name_their_source() -> None:
+    with pytest.raises(ConfigError, match="LWM2M_SERVER_COAP_PORT: coap_port"):
+        load_config(env={"LWM2M_SERVER_COAP_PORT": "http"})
+    with pytest.raises(ConfigError, match="--http-port"):
+        load_config(env={}, overrides={"http_port": -1})
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml", env={})
+    with pytest.raises(ConfigError, match="not valid YAML at line 3"):
+        load_config(write(tmp_path, "a: 1\nb: [\n"), env={})
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(write(tmp_path, "- 1\n"), env={})
+    assert load_config(write(tmp_path, ""), env={}) == ServerConfig()
