@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 from .core.registration import Registration
@@ -68,7 +68,7 @@ class Subscription:
             self._offer(None)
             self.closed = True
 
-    def events(self) -> AsyncIterator[ServerEvent]:
+    def events(self) -> AsyncGenerator[ServerEvent, None]:
         """An async generator over the events; when it is closed or garbage-collected (an SSE
         reader went away), the subscription ends too, so forgotten readers do not leak."""
         return self._iterate()
@@ -76,7 +76,7 @@ class Subscription:
     def __aiter__(self) -> AsyncIterator[ServerEvent]:
         return self._iterate()
 
-    async def _iterate(self) -> AsyncIterator[ServerEvent]:
+    async def _iterate(self) -> AsyncGenerator[ServerEvent, None]:
         try:
             while True:
                 event = await self.get()
