@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 from cryptography import x509
 
 from . import tools
@@ -476,17 +477,7 @@ def _device_deactivate(args: argparse.Namespace, store: SqliteCredentialStore) -
 
 def _set_active(store: SqliteCredentialStore, endpoint: str, active: bool) -> None:
     device = _existing(store, endpoint)
-    store.put_device(
-        DeviceCredentials(
-            device.endpoint,
-            device.mode,
-            psk_identity=device.psk_identity,
-            psk_key=device.psk_key,
-            rpk_spki=device.rpk_spki,
-            certificate=device.certificate,
-            active=active,
-        )
-    )
+    store.put_device(attrs.evolve(device, active=active))
     _out(f"device {endpoint!r} {'activated' if active else 'deactivated'}")
 
 

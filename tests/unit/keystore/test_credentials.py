@@ -6,6 +6,8 @@ import logging
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keystore import tools
 from keystore.credentials import (
@@ -55,6 +57,16 @@ def test_security_mode_numbers_are_the_security_objects() -> None:
 def test_psk_identity_text_form_round_trips(identity: bytes, shown: str) -> None:
     assert format_psk_identity(identity) == shown
     assert parse_psk_identity(shown) == identity
+
+
+@given(st.binary(min_size=1, max_size=128), st.binary(min_size=1, max_size=64))
+def test_any_binary_psk_identity_survives_text_and_json(identity: bytes, key: bytes) -> None:
+    assert parse_psk_identity(format_psk_identity(identity)) == identity
+    device = DeviceCredentials.for_psk("ep", identity, key)
+    for encoding in ("hex", "base64"):
+        assert DeviceCredentials.from_json(device.to_json(encoding), encoding) == device
+    other_key = bytes(b ^ 0xFF for b in key)
+    assert repr(device) == repr(DeviceCredentials.for_psk("ep", identity, other_key))
 
 
 def test_psk_limits_name_the_field() -> None:
