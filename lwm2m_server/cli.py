@@ -46,6 +46,28 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ERROR")
 
 
+class RateLimit(logging.Filter):
+    """Pass each message template at most once per ``interval`` seconds (bounded memory)."""
+
+    def __init__(self, interval: float = 60.0, limit: int = 1000) -> None:
+        super().__init__()
+        self.interval = interval
+        self.limit = limit
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = str(record.msg)
+        last = self._last.get(key)
+        if last is not None and record.created - last < self.interval:
+            return False
+        if len(self._last) >= self.limit:
+            self._last.clear()
+        self._last[key] = record.created
+        return True
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lwm2m-server",
@@ -115,9 +137,12 @@ def serve_command(args: argparse.Namespace) -> int:
         level=log_level_number(config),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    aiocoap_log = logging.getLogger("coap-server")
     if config.log_level != "DEBUG":
         # aiocoap logs every unmatched message at INFO; keep our INFO lines readable
-        logging.getLogger("coap-server").setLevel(logging.WARNING)
+        aiocoap_log.setLevel(logging.WARNING)
+    # ... and one WARNING per garbage datagram: a flood must not flood the log too
+    aiocoap_log.addFilter(RateLimit())
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(serve(config))
     return 0

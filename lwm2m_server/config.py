@@ -140,7 +140,8 @@ def _convert(key: str, raw: Any, source: str) -> Any:
     value: Any
 
     def wrong(expected: str) -> ConfigError:
-        return ConfigError(source, key, f"expected {expected}, got {type(raw).__name__} {raw!r}")
+        shown = f"string {str(raw)!r}" if isinstance(raw, str) else f"{type(raw).__name__} {raw!r}"
+        return ConfigError(source, key, f"expected {expected}, got {shown}")
 
     if spec.type in ("str", "path"):
         if not isinstance(raw, str):
