@@ -358,6 +358,11 @@ def test_trust_store_lets_the_dtls_engine_accept_cas_and_pinned_certificates(
     assert {a.subject.rfc4514_string() for a in anchors} == {"CN=Test Devices CA", "CN=pinned"}
     verify_certificate_chain([der(pki.device_cert("d"))], anchors, NOW)
     verify_certificate_chain([der(pinned)], anchors, NOW)
+    ca_signed = pki.device_cert("pinned-too", ca="other")  # from a CA that is not trusted
+    store.put_device(DeviceCredentials.for_x509("p2", ca_signed))
+    anchors = resolver(store).trust_store()
+    verify_certificate_chain([der(ca_signed), der(pki.other_ca)], anchors, NOW)
+    assert resolver(store).resolve(PeerIdentity.x509([der(ca_signed)]), "p2").endpoint == "p2"
 
 
 def test_certificate_verifier(store: SqliteCredentialStore, pki: Pki) -> None:
