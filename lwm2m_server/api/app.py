@@ -42,7 +42,13 @@ from .params import DEFAULT_TIMEOUT
 from .state import STATE, ApiState, track_presence
 
 _CLIENT = "/api/clients/{ep}"
-_PATH = _CLIENT + "/{path:.*}"
+_FIXED = r"(?!(?:observations|telemetry|composite|composite/observe)/?$)"
+_SUFFIXED = r"(?!.*/(?:observe|discover|attributes)/?$)"
+_PATH = _CLIENT + "/{path:" + _FIXED + _SUFFIXED + ".*}"
+"""The LwM2M path routes, excluding the fixed routes' URLs: otherwise ``PUT .../observations``
+would be a Write to the path "observations" (a 400) instead of a 405, and the ``Allow`` header
+aiohttp computes from every matching route would list methods that do not exist there."""
+_PATH_SUFFIXED = _CLIENT + r"/{path:(?!composite/?$).*}"
 
 
 async def _openapi(request: web.Request) -> web.Response:
@@ -85,10 +91,10 @@ def create_app(
     add("DELETE", _CLIENT + "/composite/observe", composite.cancel_observe)
     add("GET", _CLIENT + "/composite", composite.read)
     add("PUT", _CLIENT + "/composite", composite.write)
-    add("POST", _PATH + "/observe", device.observe)
-    add("DELETE", _PATH + "/observe", device.cancel_observe)
-    add("GET", _PATH + "/discover", device.discover)
-    add("PUT", _PATH + "/attributes", device.write_attributes)
+    add("POST", _PATH_SUFFIXED + "/observe", device.observe)
+    add("DELETE", _PATH_SUFFIXED + "/observe", device.cancel_observe)
+    add("GET", _PATH_SUFFIXED + "/discover", device.discover)
+    add("PUT", _PATH_SUFFIXED + "/attributes", device.write_attributes)
     add("GET", _PATH, device.read)
     add("PUT", _PATH, device.write)
     add("POST", _PATH, device.post)

@@ -16,6 +16,9 @@ from typing import Any
 
 JSON = "application/json"
 
+_ID = "(0|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+"""An LwM2M id 0..65535 as a regular expression (no leading zeros, as paths are parsed)."""
+
 Doc = dict[str, Any]
 
 
@@ -335,7 +338,7 @@ _PARAMETERS: Doc = {
         "required": True,
         "description": "An LwM2M path without its leading slash; it spans several URL "
         "segments (3/0/1).",
-        "schema": {"type": "string", "pattern": "^[0-9]+(/[0-9]+){0,3}$"},
+        "schema": {"type": "string", "pattern": f"^{_ID}(/{_ID}){{0,3}}$"},
         "example": "3/0/1",
     },
     "format": {
@@ -549,7 +552,12 @@ _PATHS: Doc = {
             {
                 "required": True,
                 **_json(
-                    {"type": "object", "additionalProperties": _ref("NodeInput")},
+                    {
+                        "type": "object",
+                        "minProperties": 1,
+                        "propertyNames": {"pattern": f"^/?{_ID}(/{_ID}){{2,3}}$"},
+                        "additionalProperties": _ref("NodeInput"),
+                    },
                     {"/3/0/14": "+02:00", "/1/0/1": 300},
                 ),
             },

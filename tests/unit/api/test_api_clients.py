@@ -126,3 +126,19 @@ async def test_unknown_route_and_method_are_json(api: Client) -> None:
     assert resp.status == 405
     assert (await resp.json())["code"] == "4.05"
     assert "GET" in resp.headers["Allow"]
+
+
+async def test_fixed_routes_with_other_methods_are_405(api: Client) -> None:
+    for method, url, allowed in [
+        ("PUT", "/api/clients/dev-1/observations", "GET"),
+        ("POST", "/api/clients/dev-1/telemetry", "GET"),
+        ("DELETE", "/api/clients/dev-1/composite", "GET, PUT"),
+        ("GET", "/api/clients/dev-1/composite/observe", "POST, DELETE"),
+        ("PUT", "/api/clients/dev-1/3/0/observe", "POST, DELETE"),
+        ("POST", "/api/clients/dev-1/3/0/discover", "GET"),
+        ("GET", "/api/clients/nope/3/0/attributes", "PUT"),
+    ]:
+        resp = await api.request(method, url)
+        assert resp.status == 405, (method, url)
+        assert set(resp.headers["Allow"].split(",")) == set(allowed.split(", "))
+        assert (await resp.json())["code"] == "4.05"
