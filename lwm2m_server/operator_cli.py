@@ -632,6 +632,11 @@ def _event_summary(kind: str, data: Json) -> str:
         return f"{where} = {_compact(val)}".strip(" =")
     if data.get("error"):
         return f"error: {data['error']}"
+    if kind in ("AWAKE", "SLEEPING"):
+        for name in ("until", "since"):
+            if isinstance(data.get(name), int | float):
+                stamp = datetime.datetime.fromtimestamp(data[name], tz=datetime.UTC)
+                return f"{name} {stamp.strftime('%H:%M:%S.%f')[:-3]}"
     rest = {k: v for k, v in data.items() if k != "ep"}
     return json.dumps(rest, separators=(",", ":")) if rest else ""
 

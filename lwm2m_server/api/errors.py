@@ -100,10 +100,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = error_response(
-            exc.status, {"error": exc.reason, "code": _http_to_coap(exc.status)}
-        )
         allow = exc.headers.get("Allow")
+        message = exc.reason
+        if exc.status == 404:
+            message = f"no such route: {request.method} {request.path}"
+        elif exc.status == 405 and allow:
+            message = f"{request.method} is not allowed on {request.path} (allowed: {allow})"
+        response = error_response(exc.status, {"error": message, "code": _http_to_coap(exc.status)})
         if allow:
             response.headers["Allow"] = allow
         return response

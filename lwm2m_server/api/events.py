@@ -105,6 +105,7 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
     me = asyncio.current_task()
     if me is not None:
         state.streams.add(me)
+    getter: asyncio.Future[ServerEvent] | None = None
     try:
         await response.prepare(request)
         await response.write(b": stream open\n\n")
@@ -128,6 +129,8 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
     finally:
         if me is not None:
             state.streams.discard(me)
+        if getter is not None and not getter.done():
+            getter.cancel()
         pump_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await pump_task

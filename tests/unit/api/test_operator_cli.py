@@ -294,6 +294,7 @@ def test_event_summaries_for_both_notification_shapes() -> None:
     assert summary("NOTIFICATION", composite) == "/3/0/9 = 80"
     reg = {"address": "1.2.3.4:5", "lwm2mVersion": "1.2", "lifetime": 60, "reason": "expired"}
     assert summary("DEREGISTRATION", reg) == "1.2.3.4:5 lwm2m 1.2 lifetime 60 s (expired)"
-    assert summary("SLEEPING", {"ep": "x", "since": 5}) == '{"since":5}'
+    assert summary("SLEEPING", {"ep": "x", "since": 5.5}) == "since 00:00:05.500"
+    assert summary("SEND", {"ep": "x", "other": 1}) == '{"other":1}'
     opaque = {"points": [{"path": "/9/0/1", "value": "AQI=", "type": "Opaque"}]}
     assert summary("SEND", opaque) == "/9/0/1 = 0x0102"
