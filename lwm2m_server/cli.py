@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 import sys
@@ -22,10 +21,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .config import ConfigError, ServerConfig, load_config, log_level_number
+from .operator_cli import register_commands
 
 log = logging.getLogger("lwm2m_server")
-
-SUBCOMMANDS_FALLBACK = ("serve",)
 
 
 def _serve_options(parser: argparse.ArgumentParser) -> None:
@@ -77,14 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = subparsers.add_parser("serve", help="run the server (the default)")
     _serve_options(serve)
     serve.set_defaults(func=serve_command)
-    try:
-        # imported by name: the operator commands are written separately and may not exist yet
-        operator_cli = importlib.import_module("lwm2m_server.operator_cli")
-    except ModuleNotFoundError as exc:
-        if exc.name != "lwm2m_server.operator_cli":
-            raise
-    else:
-        operator_cli.register_commands(subparsers)
+    register_commands(subparsers)
     return parser
 
 
@@ -92,7 +83,7 @@ def _known_commands(parser: argparse.ArgumentParser) -> set[str]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return set(action.choices)
-    return set(SUBCOMMANDS_FALLBACK)
+    return {"serve"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -195,12 +186,9 @@ async def serve(config: ServerConfig) -> int:
 
 
 async def _start_http(server: Any, config: ServerConfig) -> Any:
-    try:
-        from .api import create_app
-    except ImportError as exc:
-        log.warning("HTTP API not available (%s): running CoAP only", exc)
-        return None
     from aiohttp import web
+
+    from .api import create_app
 
     app = create_app(server, registry=server.registry, default_timeout=config.request_timeout)
     runner = web.AppRunner(app, access_log=None)

@@ -256,6 +256,8 @@ class Lwm2mServer:
                     UPDATED, event.registration.endpoint, registration_data(event.registration)
                 )
             elif isinstance(event, Deregistered | Expired):
+                if self.core.registrations.by_endpoint(event.registration.endpoint) is None:
+                    self._delivery_locks.pop(event.registration.endpoint, None)
                 reason = "expired" if isinstance(event, Expired) else "deregistered"
                 data = registration_data(event.registration)
                 data["reason"] = reason
@@ -323,6 +325,7 @@ class Lwm2mServer:
     async def _deliver(self, endpoint: str, entries: list[QueuedRequest[object]]) -> None:
         """Send what was queued for a client that just woke, in order, one at a time; on a
         timeout put the rest (and the one that failed) back for its next wake-up."""
+        # one delivery at a time per client, in order (the lock lives as long as the client)
         lock = self._delivery_locks.setdefault(endpoint, asyncio.Lock())
         async with lock:
             for index, entry in enumerate(entries):
@@ -361,8 +364,6 @@ class Lwm2mServer:
                     response.dotted_code,
                 )
                 job.future.set_result(response)
-        if not lock.locked() and self._delivery_locks.get(endpoint) is lock:
-            del self._delivery_locks[endpoint]
 
     def _fail(self, job: QueuedDownlink, exc: Exception) -> None:
         if not job.future.done():
