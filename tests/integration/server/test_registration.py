@@ -11,6 +11,8 @@ import pytest
 
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_server.service import Lwm2mServer
+from object_models.content_format import ContentFormat
+from object_models.path import LwM2mPath
 
 from . import rawcoap as raw
 from .conftest import ClientFactory, ServerFactory, eventually, next_event, uri_of
@@ -173,3 +175,30 @@ async def test_garbage_datagrams_and_flood(
     malformed = [r for r in caplog.records if "malformed" in r.getMessage()]
     assert sum(1 for r in malformed if r.levelno == logging.WARNING) == 1
     assert "127.0.0.1" in malformed[0].getMessage()
+
+
+async def test_update_from_a_new_address_moves_the_downlink(server: Lwm2mServer) -> None:
+    """A NAT rebinding: the Update comes from another port; requests follow it there."""
+    port = server.coap_address.port
+    asked: list[str] = []
+
+    def answer(name: str) -> raw.Handler:
+        def handle(msg: raw.Msg) -> raw.Msg:
+            asked.append(name)
+            options = [(raw.CONTENT_FORMAT, b"")]
+            return raw.Msg(raw.ACK, raw.CONTENT, 0, options=options, payload=name.encode())
+
+        return handle
+
+    old = await raw.RawPeer.open(("127.0.0.1", port), answer("old"))
+    new = await raw.RawPeer.open(("127.0.0.1", port), answer("new"))
+    try:
+        reg_id = await raw.register(old, "nat", links="</3/0>")
+        answer_code = (await new.exchange(raw.request(raw.POST, ["rd", reg_id]))).code
+        assert raw.code_str(answer_code) == "2.04"
+        assert server.client("nat").address.port == new.port
+        response = await server.read("nat", LwM2mPath(3, 0, 0), fmt=ContentFormat.TEXT)
+        assert response.success and asked == ["new"]
+    finally:
+        old.close()
+        new.close()
