@@ -13,9 +13,9 @@
                                     | activate EP | deactivate EP
     lwm2m-keystore [--data-dir DIR] export FILE [--encoding hex|base64] | import FILE [--replace]
 
-Everything lives in ``DIR/server.db``, the file the server's ``SqliteStore`` uses, so the server
-sees changes on its next lookup (the resolver does not cache). The file is kept 0600: it holds
-PSK keys and the server's private key.
+Everything lives in ``DIR/lwm2m-server.sqlite``, the file the server's ``SqliteStore`` uses
+(its ``ServerConfig.database``), so the server sees changes on its next lookup (the resolver
+does not cache). The file is kept 0600: it holds PSK keys and the server's private key.
 
 Exit status: 0 done; 1 the operation failed (a conflict, an unknown endpoint, a file that cannot
 be read or does not hold what it should, the store); 2 the command line is wrong (unknown
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +37,8 @@ from typing import Any
 
 import attrs
 from cryptography import x509
+
+from lwm2m_server.config import ServerConfig
 
 from . import tools
 from .credentials import (
@@ -61,8 +64,11 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-#: The server store's file in the data folder (the name the server and its tests use).
-DB_FILE = "server.db"
+#: The server store's file name in the data folder, taken from the server's own config so the
+#: two can never point at different files.
+DB_FILE = ServerConfig().database.name
+#: The server's environment override of ``data_dir``; the tool follows it too.
+DATA_DIR_ENV = "LWM2M_SERVER_DATA_DIR"
 PROG = "lwm2m-keystore"
 
 
@@ -85,7 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     command: Command = args.run
     try:
-        with SqliteCredentialStore.open(Path(args.data_dir) / DB_FILE) as store:
+        with SqliteCredentialStore.open(
+            ServerConfig(data_dir=Path(args.data_dir)).database
+        ) as store:
             command(args, store)
     except UsageError as exc:
         return _error(str(exc), EXIT_USAGE)
@@ -119,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir",
         default=argparse.SUPPRESS,
         metavar="DIR",
-        help=f"folder of the server's store ({DB_FILE}); default ./data",
+        help=f"folder of the server's store ({DB_FILE})",
     )
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -127,7 +135,10 @@ def _parser() -> argparse.ArgumentParser:
         f"credentials (in DIR/{DB_FILE}).",
     )
     parser.add_argument(
-        "--data-dir", default="data", metavar="DIR", help=f"folder of {DB_FILE}; default ./data"
+        "--data-dir",
+        default=os.environ.get(DATA_DIR_ENV) or "data",
+        metavar="DIR",
+        help=f"folder of {DB_FILE}; default ${DATA_DIR_ENV} (as for the server), else ./data",
     )
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 

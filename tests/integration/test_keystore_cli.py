@@ -21,8 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 KEY = "00112233445566778899aabbccddeeff"
 
 
-def run(*args: str | Path, cwd: Path, umask: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def run(
+    *args: str | Path, cwd: Path, umask: int | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "LWM2M_SERVER_DATA_DIR"}
+    environ.update(env or {}, PYTHONPATH=str(REPO))
 
     def set_umask() -> None:
         if umask is not None:
@@ -30,8 +33,14 @@ def run(*args: str | Path, cwd: Path, umask: int | None = None) -> subprocess.Co
 
     return subprocess.run(
         [sys.executable, "-m", "keystore", *map(str, args)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=60, preexec_fn=set_umask,
+        cwd=cwd, env=environ, capture_output=True, text=True, timeout=60, preexec_fn=set_umask,
     )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _no_data_dir_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process ``main()`` calls must not follow a developer's own LWM2M_SERVER_DATA_DIR."""
+    monkeypatch.delenv("LWM2M_SERVER_DATA_DIR", raising=False)
 
 
 def mode_of(path: Path) -> int:
@@ -43,7 +52,7 @@ def test_server_rpk_then_x509_and_show(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     xy = next(line for line in first.stdout.splitlines() if "X||Y" in line).split()[-1]
     assert len(xy) == 128
-    assert mode_of(tmp_path / "data" / "server.db") == 0o600
+    assert mode_of(tmp_path / "data" / "lwm2m-server.sqlite") == 0o600
     again = run("server", "generate-rpk", cwd=tmp_path)
     assert again.returncode == 1 and "--force" in again.stderr
 
@@ -115,7 +124,7 @@ def test_device_lifecycle_for_every_mode(
     assert json.loads(cas.stdout)[0]["auto_registration"] is True
 
     # what the CLI stored is what the server's resolver decides from
-    with SqliteCredentialStore.open(tmp_path / "data" / "server.db") as store:
+    with SqliteCredentialStore.open(tmp_path / "data" / "lwm2m-server.sqlite") as store:
         resolver = Resolver(store, open_registration=False)
         assert resolver.resolve(PeerIdentity.psk(b"\x00\xff"), "psk-2").endpoint == "psk-2"
         assert resolver.psk_lookup(b"psk-1-id") == bytes.fromhex(KEY)
@@ -200,7 +209,10 @@ def test_data_dir_option_before_or_after_the_command(tmp_path: Path) -> None:
     assert before.returncode == 0, before.stderr
     after = run("device", "list", "--data-dir", "elsewhere", cwd=tmp_path)
     assert "x" in after.stdout.split()
-    assert (tmp_path / "elsewhere" / "server.db").exists() and not (tmp_path / "data").exists()
+    assert (tmp_path / "elsewhere" / "lwm2m-server.sqlite").exists()
+    assert not (tmp_path / "data").exists()
+    env = run("device", "list", cwd=tmp_path, env={"LWM2M_SERVER_DATA_DIR": "elsewhere"})
+    assert "x" in env.stdout.split()
 
 
 def test_export_import_round_trip_with_0600_files(tmp_path: Path) -> None:
@@ -219,7 +231,7 @@ def test_export_import_round_trip_with_0600_files(tmp_path: Path) -> None:
     imported = run("import", tmp_path / "keys.json", cwd=dst, umask=0)
     assert imported.returncode == 0, imported.stderr
     assert "imported 2 devices, 0 CAs and the server identity" in imported.stdout
-    assert mode_of(dst / "data" / "server.db") == 0o600
+    assert mode_of(dst / "data" / "lwm2m-server.sqlite") == 0o600
     assert json.loads(run("export", "-", cwd=dst).stdout) == json.loads(
         run("export", "-", cwd=src).stdout
     )
@@ -235,7 +247,7 @@ def test_export_import_round_trip_with_0600_files(tmp_path: Path) -> None:
 def test_existing_world_readable_store_is_made_private(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    (data / "server.db").touch(mode=0o644)
-    os.chmod(data / "server.db", 0o644)
+    (data / "lwm2m-server.sqlite").touch(mode=0o644)
+    os.chmod(data / "lwm2m-server.sqlite", 0o644)
     assert run("device", "list", cwd=tmp_path).returncode == 0
-    assert mode_of(data / "server.db") == 0o600
+    assert mode_of(data / "lwm2m-server.sqlite") == 0o600
