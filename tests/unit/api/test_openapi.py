@@ -106,3 +106,12 @@ async def test_real_answers_match_the_schemas(api: Client) -> None:
     await check("/api/clients/nope", "Error")
     for reg in await (await api.get("/api/clients")).json():
         _validate(doc, reg, "Registration")
+
+
+def test_every_documented_path_is_in_the_http_api_guide() -> None:
+    """docs/http-api.md covers every path of the OpenAPI document (and so every route)."""
+    from pathlib import Path
+
+    guide = (Path(__file__).parents[3] / "docs" / "http-api.md").read_text()
+    missing = [path for path in openapi_document()["paths"] if f"{path}" not in guide]
+    assert missing == []
