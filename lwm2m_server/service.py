@@ -416,7 +416,20 @@ class Lwm2mServer:
     ) -> DeviceResponse:
         if self._downlink is None:
             raise RuntimeError("the server is not started")
-        raw = await self._downlink.send(registration, request, timeout)
+
+        def observed(raw: rq.RawResponse) -> None:
+            # Runs before any later datagram is read (see Downlink.send): the observation is
+            # indexed and its first value stored before the first notification can arrive.
+            now = self.clock()
+            self._observation_started(registration, request, raw, now)
+            models = self.registry_for(registration)
+            with contextlib.suppress(Lwm2mError):  # an undecodable answer is reported below
+                first = rq.decode_response(request, raw, models)
+                self._keep_telemetry(registration, request, first, models, now)
+
+        raw = await self._downlink.send(
+            registration, request, timeout, on_observe=observed if request.observe == 0 else None
+        )
         now = self.clock()
         self.apply(self.core.heard_from(registration.registration_id, now=now))
         models = self.registry_for(registration)
@@ -435,10 +448,8 @@ class Lwm2mServer:
                 f"{registration.endpoint!r} answered {request.describe()} with an undecodable "
                 f"payload (content format {raw.content_format}): {exc.message}"
             ) from None
-        if response.success:
+        if response.success and request.operation in ("read", "read_composite"):
             self._keep_telemetry(registration, request, response, models, now)
-            if request.observe == 0 and raw.observe is not None:
-                self._observation_started(registration, request, raw, now)
         return response
 
     def _keep_telemetry(

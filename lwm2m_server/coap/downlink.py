@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiocoap
@@ -75,11 +76,21 @@ class Downlink:
         self.tokens = tokens
 
     async def send(
-        self, registration: Registration, request: DownlinkRequest, timeout: float
+        self,
+        registration: Registration,
+        request: DownlinkRequest,
+        timeout: float,
+        *,
+        on_observe: Callable[[RawResponse], None] | None = None,
     ) -> RawResponse:
-        """Send and wait for the answer. For an Observe that the device accepted, aiocoap's
-        request is released at once (``release_request``): later notifications are routed by
-        token to the server's notification hook, the same path as after a restart."""
+        """Send and wait for the answer.
+
+        For an Observe that the device accepts, ``on_observe(raw)`` runs in the response
+        future's done-callback and aiocoap's request is then released (``release_request``),
+        so later notifications go by token to the server's notification hook, the same path as
+        after a restart. A done-callback, not the code after ``await``: it runs in the loop
+        iteration right after the response, before the next datagram is read, so even an
+        immediate first notification finds the observation indexed."""
         message = build_message(registration, request)
         # Observations and their cancels need the token of the *first* message and no
         # block-wise wrapper around it; other requests get aiocoap's block-wise handling.
@@ -87,6 +98,10 @@ class Downlink:
         if request.token is not None:
             self.tokens.force(message, request.token)
         pending = self.context.request(message, handle_blockwise=not plain)
+        if request.observe == 0:
+            pending.response.add_done_callback(
+                lambda future: self._accepted(future, pending, on_observe)
+            )
         try:
             response = await asyncio.wait_for(pending.response, timeout)
         except TimeoutError:
@@ -100,7 +115,21 @@ class Downlink:
             ) from None
         finally:
             self.tokens.discard(message)
-        raw = raw_response(response)
-        if request.observe == 0 and raw.success and raw.observe is not None:
+        return raw_response(response)
+
+    @staticmethod
+    def _accepted(
+        future: Any, pending: Any, on_observe: Callable[[RawResponse], None] | None
+    ) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        raw = raw_response(future.result())
+        if not raw.success or raw.observe is None:
+            return  # not observable: aiocoap ends its request itself
+        try:
+            if on_observe is not None:
+                on_observe(raw)
+        except Exception:
+            log.exception("keeping the new observation failed")
+        finally:
             release_request(pending)
-        return raw

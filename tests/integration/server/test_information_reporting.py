@@ -3,6 +3,7 @@ ways of cancelling, with telemetry and events checked on the way."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -208,3 +209,37 @@ async def test_undecodable_notification_is_acked(server: Lwm2mServer, device: De
     event = await next_event(events, "NOTIFICATION")
     assert event.data["points"] == [] and "error" in event.data
     assert server.observations("rawdev")
+
+
+async def test_notification_right_behind_the_observe_answer(server: Lwm2mServer) -> None:
+    """The first notification arrives back-to-back with the 2.05: it must find the observation
+    already indexed (neither lost to aiocoap's released request nor answered with RST)."""
+    peer: raw.RawPeer
+
+    def handle(msg: raw.Msg) -> raw.Msg:
+        options = [(raw.OBSERVE, raw.uint_bytes(1)), (raw.CONTENT_FORMAT, b"")]
+        notify = raw.Msg(
+            raw.CON,
+            raw.CONTENT,
+            0,
+            msg.token,
+            [(raw.OBSERVE, raw.uint_bytes(2)), (raw.CONTENT_FORMAT, b"")],
+            b"42.5",
+        )
+
+        def send_now() -> None:
+            notify.mid = peer.next_mid()
+            peer.send(notify)
+
+        asyncio.get_running_loop().call_soon(send_now)
+        return raw.Msg(raw.ACK, raw.CONTENT, 0, options=options, payload=b"20.5")
+
+    peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port), handle)
+    try:
+        await raw.register(peer, "eager", links="</3303/0>")
+        assert (await server.observe("eager", TEMP, fmt=CF.TEXT)).success
+        await eventually(lambda: server.telemetry_latest("eager")["/3303/0/5700"].value == 42.5)
+        await eventually(lambda: any(m.mtype == raw.ACK for m in peer.received))
+        assert not any(m.mtype == raw.RST for m in peer.received)
+    finally:
+        peer.close()
