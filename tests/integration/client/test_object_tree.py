@@ -7,7 +7,7 @@ import pytest
 from lwm2m_client.attributes import Attributes, AttributeStore, parse_query
 from lwm2m_client.device import build_default_tree, record_temperature
 from lwm2m_client.link_format import registration_links
-from lwm2m_client.models import FALLBACK_MODELS, default_models
+from lwm2m_client.models import default_models
 from lwm2m_client.objects import ObjectTree
 from lwm2m_client.observe import crossed
 from lwm2m_client.registration import RegistrationParams, registration_id, update_delay
@@ -18,7 +18,7 @@ from object_models.path import LwM2mPath
 
 def tree() -> ObjectTree:
     return build_default_tree(
-        FALLBACK_MODELS, endpoint="unit", server_uri="coap://127.0.0.1", lifetime=60
+        default_models(), endpoint="unit", server_uri="coap://127.0.0.1", lifetime=60
     )
 
 
@@ -72,14 +72,14 @@ def test_replace_removes_optional_writable_resources() -> None:
 
 
 def test_declared_object_without_instances() -> None:
-    t = ObjectTree(FALLBACK_MODELS)
+    t = ObjectTree(default_models())
     t.add_instance(1, {0: 1, 1: 60, 6: False, 7: "U"})
     t.declare_object(3303)
     assert t.object_ids() == [1, 3303] and t.instance_ids(3303) == []
 
 
 def test_partial_update_of_a_multiple_resource_merges() -> None:
-    t = ObjectTree(FALLBACK_MODELS)  # object 9999 has no model: everything goes, untyped
+    t = ObjectTree(default_models())  # object 9999 has no model: everything goes, untyped
     t.add_instance(9999, {1: ["a"]})
     path = LwM2mPath(9999, 0, 1)
     t.write(path, LwM2mMultipleResource.from_values(1, {1: "b"}), replace=False)
