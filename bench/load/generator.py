@@ -562,6 +562,19 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+_CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` (all threads) from /proc/PID/stat.
+
+    Why: the development box is shared, so wall-clock rates move with other people's load;
+    CPU time per operation is what the server itself spends and moves much less."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICK
+
+
 def telemetry_rows(database: Path) -> int:
     """Rows in the server's telemetry table, read through a separate read-only connection
     (WAL: it sees every committed write, and does not block the server)."""

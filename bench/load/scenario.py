@@ -265,6 +265,8 @@ class Measured:
     non_persisted: int | None = None
     reads: g.Run = field(default_factory=g.Run)
     stats: g.Stats = field(default_factory=g.Stats)
+    cpu: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Per phase: CPU seconds of the target process and of the generator process."""
 
 
 class Driver:
@@ -287,6 +289,15 @@ class Driver:
         self.fleet.close()
         if self.api is not None:
             await self.api.close()
+
+    async def run_phase(self, phase: str) -> None:
+        """Run one phase, recording the CPU time the target and the generator spent."""
+        target, generator = g.cpu_seconds(self.target.pid), time.process_time()
+        await getattr(self, phase)()
+        self.result.cpu[phase] = (
+            g.cpu_seconds(self.target.pid) - target,
+            time.process_time() - generator,
+        )
 
     async def prepare(self) -> None:
         await self.fleet.grow(self.cfg.clients, pool=self.cfg.pool)
@@ -417,22 +428,40 @@ async def throughput(cfg: Config, server: Process, echo: Process) -> tuple[Measu
     try:
         for phase in PHASES:
             for driver in drivers:
-                await getattr(driver, phase)()
+                await driver.run_phase(phase)
         return drivers[1].result, drivers[0].result
     finally:
         for driver in drivers:
             await driver.close()
 
 
+def cpu_fields(
+    server: Measured, echo: Measured, phase: str, units: int, echo_units: int
+) -> dict[str, object]:
+    """CPU µs per operation: of the server, of the echo (the ceiling), and of the generator
+    while it drove the server. Unlike rates, these barely move with the machine's load."""
+    fields: dict[str, object] = {}
+    if phase in server.cpu and units > 0:
+        target, generator = server.cpu[phase]
+        fields["cpu_us_per_op"] = round(target / units * 1e6, 1)
+        fields["generator_cpu_us_per_op"] = round(generator / units * 1e6, 1)
+    if phase in echo.cpu and echo_units > 0:
+        fields["ceiling_cpu_us_per_op"] = round(echo.cpu[phase][0] / echo_units * 1e6, 1)
+    return fields
+
+
 def throughput_figures(
     cfg: Config, server: Measured, echo: Measured
 ) -> Iterator[dict[str, object]]:
     common: dict[str, object] = {"clients": cfg.clients, "window": cfg.window}
-    for name, srv, ceil in (
-        ("registrations_per_s", server.registrations, echo.registrations),
-        ("updates_per_s", server.updates, echo.updates),
+    for name, phase, srv, ceil in (
+        ("registrations_per_s", "registrations", server.registrations, echo.registrations),
+        ("updates_per_s", "updates", server.updates, echo.updates),
     ):
-        yield figure(name, srv.rate, ceil.rate, {**common, "done": srv.units, "failed": srv.failed})
+        cpu = cpu_fields(server, echo, phase, srv.units, ceil.units)
+        yield figure(
+            name, srv.rate, ceil.rate, {**common, "done": srv.units, "failed": srv.failed, **cpu}
+        )
     for kind, run, sent, persisted, ceiling in (
         ("con", server.con, server.con_sent, server.con_persisted, echo.con),
         ("non", server.non, server.non_sent, server.non_persisted, echo.non),
@@ -449,13 +478,19 @@ def throughput_figures(
         }
         if kind == "non":
             extra["non_batch"] = cfg.non_batch
+        extra.update(cpu_fields(server, echo, f"notifications_{kind}", stored, ceiling.units))
         yield figure(f"notifications_{kind}_per_s", value, ceiling.rate, extra)
     reads: dict[str, object] = {"clients": server.observed, "concurrency": cfg.read_concurrency}
     yield figure(
         "reads_per_s",
         server.reads.rate,
         echo.reads.rate,
-        {**reads, "done": server.reads.units, "failed": server.reads.failed},
+        {
+            **reads,
+            "done": server.reads.units,
+            "failed": server.reads.failed,
+            **cpu_fields(server, echo, "reads", server.reads.units, echo.reads.units),
+        },
     )
     for name, q in (("read_p50_ms", 0.5), ("read_p99_ms", 0.99)):
         srv_ms, ceil_ms = server.reads.percentile(q) * 1000, echo.reads.percentile(q) * 1000
@@ -478,6 +513,7 @@ class RssPoint:
     registered: int
     rss_delta: int
     registrations: g.Run
+    cpu_s: float = 0.0
 
 
 async def rss_steps(cfg: Config, target: Process, *, echo: bool) -> list[RssPoint]:
@@ -492,6 +528,7 @@ async def rss_steps(cfg: Config, target: Process, *, echo: bool) -> list[RssPoin
         for goal in sorted(cfg.rss_at):
             await fleet.grow(goal, pool=cfg.rss_pool)
             batch = fleet.clients[done:goal]
+            cpu = g.cpu_seconds(target.pid)
             run = await g.run_window(
                 g.cycling(batch, g.register),
                 len(batch),
@@ -501,7 +538,9 @@ async def rss_steps(cfg: Config, target: Process, *, echo: bool) -> list[RssPoin
             done = goal
             await asyncio.sleep(0.5)  # let the target drain what is still in flight
             registered = sum(1 for c in fleet.clients if c.location is not None)
-            points.append(RssPoint(goal, registered, g.rss_bytes(target.pid) - base, run))
+            rss = g.rss_bytes(target.pid) - base
+            cpu = g.cpu_seconds(target.pid) - cpu
+            points.append(RssPoint(goal, registered, rss, run, cpu))
             if time.monotonic() >= deadline:
                 break
         return points
@@ -535,6 +574,7 @@ def rss_figures(
                 "done": reg.units,
                 "failed": reg.failed,
                 "run": "rss",
+                "cpu_us_per_op": round(point.cpu_s / max(1, reg.units) * 1e6, 1),
             },
         )
 
