@@ -1,0 +1,41 @@
+"""CoAPs for aiocoap on our own DTLS 1.2 engine (see docs/coaps-transport.md).
+
+* :mod:`.endpoint` — one asyncio UDP socket, the session table, cookies, CIDs, timers;
+* :mod:`.interface` — the aiocoap ``MessageInterface`` and the per-session remote;
+* :mod:`.identity` — the authenticated identity a request carries (``DtlsClaim``);
+* :mod:`.server` — the server's DTLS configuration from the keystore.
+"""
+
+from __future__ import annotations
+
+from .endpoint import DtlsEndpoint, EndpointSettings, EndpointStats, HandshakeFailed
+from .identity import DtlsClaim, dtls_claim, peer_of
+from .interface import (
+    CoapsMessageInterface,
+    CoapsRemote,
+    add_coaps_transport,
+    create_client_context,
+)
+from .server import CoapsSettings, LiveTrustStore, ensure_server_identity, server_dtls_config
+from .sessions import Session, SessionTable, address_key
+
+__all__ = [
+    "CoapsMessageInterface",
+    "CoapsRemote",
+    "CoapsSettings",
+    "DtlsClaim",
+    "DtlsEndpoint",
+    "EndpointSettings",
+    "EndpointStats",
+    "HandshakeFailed",
+    "LiveTrustStore",
+    "Session",
+    "SessionTable",
+    "add_coaps_transport",
+    "address_key",
+    "create_client_context",
+    "dtls_claim",
+    "ensure_server_identity",
+    "peer_of",
+    "server_dtls_config",
+]

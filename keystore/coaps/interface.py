@@ -1,0 +1,283 @@
+"""aiocoap glue: a ``MessageInterface`` for ``coaps://`` on top of :class:`DtlsEndpoint`.
+
+How it plugs in (the model is aiocoap's own ``tinydtls_server``): a ``Context`` holds a list of
+request interfaces, each a ``TokenManager`` over a ``MessageManager`` over a
+``MessageInterface``. :func:`add_coaps_transport` appends one such stack whose message interface
+is :class:`CoapsMessageInterface`, through ``Context._append_tokenmanaged_messagemanaged_transport``
+(the same private helper ``create_server_context`` uses for udp6 and tinydtls_server). From then
+on aiocoap does CoAP as usual (message ids, deduplication, CON retransmission, tokens,
+block-wise, observe) and this interface only moves whole CoAP messages in and out of DTLS
+records: one CoAP message per record (RFC 7252 §9.1).
+
+Remotes. Each DTLS session gets one :class:`CoapsRemote` when its handshake completes. Incoming
+messages carry it, responses go back through it (``as_response_address`` is itself), and a
+server-initiated request to ``coaps://host:port`` resolves (``determine_remote``) to the remote of
+the established session with that peer, so the downlink is encrypted on the session the device
+opened; there is no way and no need for the server to dial a device. A new handshake is a new
+remote object: aiocoap keys exchanges, observations and block-wise state by remote and requires
+the key to change between epochs (RFC 7252 §9.1.2), which identity equality gives for free.
+``remote.authenticated_claims`` holds the session's :class:`~.identity.DtlsClaim`, and
+``remote.sockaddr`` the peer's current ``(host, port)`` (it follows CID address changes).
+
+Client role (``client_config``): ``determine_remote`` for ``coaps://host:port`` runs the
+handshake if there is no session yet and returns once it is established (the request waits),
+resuming the previous session (abbreviated handshake) when the server still knows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiocoap import COAPS_PORT, Message, error, interfaces
+from aiocoap.util import hostportjoin, hostportsplit
+
+from ..dtls.config import ClientConfig, ServerConfig
+from ..dtls.errors import ConnectionStateError
+from ..dtls.session import Session as ResumableSession
+from .endpoint import DtlsEndpoint, EndpointSettings, HandshakeFailed
+from .identity import DtlsClaim
+from .sessions import Key, Session, address_key
+
+log = logging.getLogger(__name__)
+
+
+class CoapsRemote(interfaces.EndpointAddress):  # type: ignore[misc]
+    """The aiocoap remote of one DTLS session (see the module docstring)."""
+
+    scheme = "coaps"
+    is_multicast = False
+    is_multicast_locally = False
+
+    def __init__(self, interface: CoapsMessageInterface, session: Session) -> None:
+        self.interface = interface
+        self.session = session
+
+    def __repr__(self) -> str:
+        return f"<CoapsRemote {self.session!r}>"
+
+    @property
+    def sockaddr(self) -> Key:
+        """The peer's current ``(host, port)``; ``lwm2m_server`` reads addresses from here."""
+        return self.session.key
+
+    @property
+    def hostinfo(self) -> str:
+        host, port = self.session.key
+        return str(hostportjoin(host, None if port == COAPS_PORT else port))
+
+    @property
+    def hostinfo_local(self) -> str:
+        return self.interface.hostinfo_local
+
+    @property
+    def uri_base(self) -> str:
+        return "coaps://" + self.hostinfo
+
+    @property
+    def uri_base_local(self) -> str:
+        return "coaps://" + self.hostinfo_local
+
+    @property
+    def blockwise_key(self) -> object:
+        return self
+
+    @property
+    def authenticated_claims(self) -> tuple[DtlsClaim, ...]:
+        claim = self.session.claim
+        return () if claim is None else (claim,)
+
+    @property
+    def claim(self) -> DtlsClaim | None:
+        return self.session.claim
+
+
+class CoapsMessageInterface(interfaces.MessageInterface):  # type: ignore[misc]
+    """Moves CoAP messages through DTLS sessions; also the endpoint's ``SessionListener``."""
+
+    def __init__(self, mman: Any, client_config: ClientConfig | None = None) -> None:
+        self._mman: Any = mman
+        self._client_config = client_config
+        self._resume: dict[Key, ResumableSession] = {}
+        self.endpoint: DtlsEndpoint | None = None
+
+    @classmethod
+    async def create(
+        cls,
+        mman: Any,
+        *,
+        bind: tuple[str, int],
+        server_config: ServerConfig | None = None,
+        client_config: ClientConfig | None = None,
+        settings: EndpointSettings | None = None,
+    ) -> CoapsMessageInterface:
+        self = cls(mman, client_config)
+        self.endpoint = await DtlsEndpoint.open(
+            self, bind, server_config=server_config, settings=settings
+        )
+        return self
+
+    # -- what the lwm2m code reads ---------------------------------------------------------------
+    @property
+    def transport(self) -> asyncio.DatagramTransport | None:
+        """The asyncio transport (``local_address`` helpers read ``sockname`` from it)."""
+        return None if self.endpoint is None else self.endpoint.transport
+
+    @property
+    def hostinfo_local(self) -> str:
+        if self.endpoint is None or self.endpoint.transport is None:
+            raise error.AnonymousHost("the CoAPs transport is shut down")
+        host, port = self.endpoint.local_address
+        return str(hostportjoin(host, None if port == COAPS_PORT else port))
+
+    # -- MessageInterface ------------------------------------------------------------------------
+    def send(self, message: Any) -> None:
+        remote = message.remote
+        if not isinstance(remote, CoapsRemote) or remote.interface is not self:
+            log.warning("not sending %r: its remote is not a session of this transport", message)
+            return
+        if self.endpoint is None or self._mman is None:
+            log.info("not sending %r: the CoAPs transport is shutting down", message)
+            return
+        try:
+            self.endpoint.send(remote.session, message.encode())
+        except (ConnectionStateError, ValueError) as exc:
+            log.info("not sending to %s: %s", remote.hostinfo, exc)
+            asyncio.get_running_loop().call_soon(
+                self._fail, remote, error.NetworkError(f"DTLS session unusable: {exc}")
+            )
+
+    async def determine_remote(self, request: Any) -> Any:
+        if request.requested_scheme != "coaps":
+            return None
+        if request.unresolved_remote is not None:
+            host, port = hostportsplit(request.unresolved_remote)
+        elif request.opt.uri_host:
+            host, port = request.opt.uri_host, request.opt.uri_port
+        else:
+            raise ValueError("no coaps:// host to send the message to")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        port = int(port or COAPS_PORT)
+        if self.endpoint is None or self._mman is None:
+            raise error.LibraryShutdown()
+        session = self.endpoint.sessions.get(address_key((host, port)))
+        if session is not None and session.established and session.remote is not None:
+            return session.remote
+        if self._client_config is None:
+            raise error.NetworkError(
+                f"no DTLS session with {hostportjoin(host, port)}: a CoAPs server only reaches "
+                "devices over the session they opened"
+            )
+        return await self._connect(host, port, session)
+
+    async def recognize_remote(self, remote: Any) -> bool:
+        return isinstance(remote, CoapsRemote) and remote.interface is self
+
+    async def shutdown(self) -> None:
+        self._mman = None  # aiocoap's managers are shut down already: no more dispatching
+        if self.endpoint is not None:
+            await self.endpoint.shutdown()
+            self.endpoint = None
+
+    # -- client role -----------------------------------------------------------------------------
+    async def _connect(self, host: str, port: int, session: Session | None) -> CoapsRemote:
+        endpoint, config = self.endpoint, self._client_config
+        assert endpoint is not None and config is not None
+        if session is None or session.closed or session.handshake is None:
+            sockaddr = await endpoint.resolve(host, port)
+            key = address_key(sockaddr)
+            session = endpoint.sessions.get(key)
+            if session is None or session.closed or session.handshake is None:
+                resume = self._resume.get(key)
+                if resume is not None:
+                    config = dataclasses.replace(config, session=resume)
+                session = endpoint.connect(sockaddr, config)
+        assert session.handshake is not None
+        try:
+            await asyncio.shield(session.handshake)
+        except HandshakeFailed as exc:
+            self._resume.pop(session.key, None)
+            raise error.NetworkError(str(exc)) from None
+        if session.engine.session is not None:
+            self._resume[session.key] = session.engine.session
+        assert isinstance(session.remote, CoapsRemote)
+        return session.remote
+
+    # -- SessionListener -------------------------------------------------------------------------
+    def session_established(self, session: Session) -> None:
+        session.remote = CoapsRemote(self, session)
+
+    def application_data(self, session: Session, data: bytes) -> None:
+        mman = self._mman
+        if mman is None or session.remote is None:
+            return
+        try:
+            message = Message.decode(data, remote=session.remote)
+        except error.UnparsableMessage:
+            log.debug("not a CoAP message from %s (%d bytes): ignored", session, len(data))
+            return
+        mman.dispatch_message(message)
+
+    def session_closed(self, session: Session, reason: str) -> None:
+        if session.remote is not None:
+            self._fail(session.remote, error.NetworkError(f"DTLS session closed: {reason}"))
+
+    def _fail(self, remote: CoapsRemote, exc: Exception) -> None:
+        """Fail whatever aiocoap has pending with this remote (requests, CON retransmissions)."""
+        if self._mman is not None:
+            self._mman.dispatch_error(exc, remote)
+
+
+def _append(context: Any) -> Callable[..., Any]:
+    append = getattr(context, "_append_tokenmanaged_messagemanaged_transport", None)
+    if append is None:
+        raise RuntimeError(
+            "aiocoap Context has no _append_tokenmanaged_messagemanaged_transport: this aiocoap "
+            "version is not supported by keystore.coaps"
+        )
+    return append  # type: ignore[no-any-return]
+
+
+async def add_coaps_transport(
+    context: Any,
+    *,
+    bind: tuple[str, int],
+    server_config: ServerConfig | None = None,
+    client_config: ClientConfig | None = None,
+    settings: EndpointSettings | None = None,
+) -> CoapsMessageInterface:
+    """Append a CoAPs message interface (its own token and message managers) to an aiocoap
+    ``Context`` and return it. Install token/notification hooks *after* this, so that they
+    wrap this interface's managers too."""
+    created: list[CoapsMessageInterface] = []
+
+    async def construct(mman: Any) -> CoapsMessageInterface:
+        interface = await CoapsMessageInterface.create(
+            mman,
+            bind=bind,
+            server_config=server_config,
+            client_config=client_config,
+            settings=settings,
+        )
+        created.append(interface)
+        return interface
+
+    await _append(context)(construct)
+    return created[0]
+
+
+async def create_client_context(
+    site: Any, *, client_config: ClientConfig, bind: tuple[str, int] = ("0.0.0.0", 0)
+) -> Any:
+    """An aiocoap context with only a CoAPs client transport: it dials the server, and serves
+    ``site`` to the server's requests over the same session (LwM2M device side)."""
+    import aiocoap
+
+    context = aiocoap.Context(
+        loop=asyncio.get_running_loop(), serversite=site, loggername="coaps-client"
+    )
+    await add_coaps_transport(context, bind=bind, client_config=client_config)
+    return context

@@ -1,0 +1,139 @@
+"""The server side's DTLS configuration, taken from the keystore.
+
+Why here and not in ``lwm2m_server``: the LwM2M server and the bootstrap server both serve
+CoAPs from the same kind of store; DESIGN.md wants that glue written once.
+
+* PSK keys and raw public keys are looked up through the ``Resolver`` at every handshake
+  (``psk_lookup``, ``rpk_verifier``): no cache, so a device added with ``lwm2m-keystore`` while
+  the server runs can connect at once, and a removed one cannot.
+* X.509 anchors (trusted CAs + pinned device certificates) are a ``Sequence`` the engine reads
+  per handshake; :class:`LiveTrustStore` rebuilds it from the resolver at most every
+  ``trust_refresh`` seconds (it reads every device record, too costly per handshake at 100k
+  devices), and :meth:`LiveTrustStore.invalidate` forces the next handshake to re-read.
+  Whether the verified certificate may be *that endpoint* is decided later, at Register, by
+  ``Resolver.resolve`` against the store as it is then.
+* The server's own key: :func:`ensure_server_identity` generates an ECDSA P-256 key and a
+  self-signed certificate at first start when the store has none, through the same
+  ``keystore.tools`` functions as ``lwm2m-keystore server generate-x509``; the credential store
+  keeps it in the 0600 database file.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import overload
+
+from cryptography import x509
+
+from .. import tools
+from ..credentials import ServerIdentity, certificate_der, short_fingerprint
+from ..dtls.config import ServerConfig
+from ..dtls.constants import CipherSuite
+from ..dtls.session import LruSessionCache
+from ..dtls.suites import DEFAULT_SUITES
+from ..resolver import Resolver
+from ..store.credentials import ServerIdentityStore
+from .endpoint import EndpointSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class CoapsSettings:
+    """What an operator may tune about the CoAPs listener."""
+
+    cipher_suites: Sequence[CipherSuite] = DEFAULT_SUITES
+    #: RFC 9146 CID length we assign (None: no CIDs; 0: accept the client's, assign none)
+    cid_length: int | None = 6
+    #: sessions kept for abbreviated handshakes (0 disables resumption)
+    session_cache_size: int = 10_000
+    #: seconds a snapshot of the X.509 trust anchors is used before it is re-read
+    trust_refresh: float = 5.0
+    endpoint: EndpointSettings = field(default_factory=EndpointSettings)
+
+
+class LiveTrustStore(Sequence[x509.Certificate]):
+    """``resolver.trust_store()``, re-read when older than ``ttl`` seconds (see module doc)."""
+
+    def __init__(
+        self, resolver: Resolver, ttl: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._resolver = resolver
+        self._ttl = ttl
+        self._clock = clock
+        self._anchors: list[x509.Certificate] = []
+        self._read_at: float | None = None
+
+    def invalidate(self) -> None:
+        self._read_at = None
+
+    def _current(self) -> list[x509.Certificate]:
+        now = self._clock()
+        if self._read_at is None or now - self._read_at >= self._ttl:
+            try:
+                self._anchors = self._resolver.trust_store()
+            except Exception:  # a store hiccup must not break every handshake
+                log.exception("could not read the X.509 trust anchors; keeping the last ones")
+            self._read_at = now
+        return self._anchors
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    @overload
+    def __getitem__(self, index: int) -> x509.Certificate: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[x509.Certificate]: ...
+
+    def __getitem__(self, index: int | slice) -> x509.Certificate | Sequence[x509.Certificate]:
+        return self._current()[index]
+
+    def __iter__(self) -> Iterator[x509.Certificate]:
+        return iter(self._current())
+
+
+def ensure_server_identity(store: ServerIdentityStore, *, host: str = "") -> ServerIdentity:
+    """The stored server identity, or a new key + self-signed certificate (stored)."""
+    identity = store.server_identity()
+    if identity is not None:
+        return identity
+    name = host if host and host not in ("0.0.0.0", "::", "*") else socket.getfqdn() or "localhost"
+    key = tools.generate_private_key()
+    cert = tools.self_signed_server_certificate(key, name)
+    identity = ServerIdentity(tools.private_key_pem(key), (certificate_der(cert),))
+    store.put_server_identity(identity)
+    log.warning(
+        "no server identity in the keystore: generated an ECDSA P-256 key (public key %s) and a "
+        "self-signed certificate for %r; devices need it (lwm2m-keystore server show)",
+        short_fingerprint(identity.public_key_spki),
+        name,
+    )
+    return identity
+
+
+def server_dtls_config(
+    resolver: Resolver,
+    identity: ServerIdentity,
+    settings: CoapsSettings | None = None,
+    trust_store: LiveTrustStore | None = None,
+) -> ServerConfig:
+    """The engine's ``ServerConfig``: resolver callbacks, our key/chain, suites, CIDs."""
+    settings = settings or CoapsSettings()
+    return ServerConfig(
+        cipher_suites=tuple(settings.cipher_suites),
+        psk_for_identity=resolver.psk_lookup,
+        private_key=identity.key,
+        certificate_chain=list(identity.certificate_chain) or None,
+        require_client_auth=True,
+        verify_rpk=resolver.rpk_verifier,
+        trust_store=trust_store or LiveTrustStore(resolver, settings.trust_refresh),
+        cid_length=settings.cid_length,
+        session_cache=(
+            LruSessionCache(settings.session_cache_size) if settings.session_cache_size else None
+        ),
+    )
