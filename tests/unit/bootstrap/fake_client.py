@@ -116,7 +116,8 @@ class FakeClient:
         return Reply(ResponseCode.METHOD_NOT_ALLOWED)
 
     def discover_payload(self) -> str:
-        entries: list[tuple[LwM2mPath, dict[str, object]]] = [(LwM2mPath(), {"lwm2m": self.version})]
+        root: tuple[LwM2mPath, dict[str, object]] = (LwM2mPath(), {"lwm2m": self.version})
+        entries = [root]
         for o in sorted({o for o, _ in self.instances} | set(self.versions)):
             ver = self.versions.get(o, "1.0")
             entries.append((LwM2mPath(o), {"ver": ver} if ver != "1.0" else {}))
