@@ -25,7 +25,10 @@ from typing import Any
 
 import attrs
 
+from keystore.coaps import CoapsMessageInterface, ensure_server_identity, server_dtls_config
+from keystore.resolver import Resolver
 from keystore.store.base import StoreError
+from keystore.store.credentials import SqliteCredentialStore
 from keystore.store.sqlite import SqliteStore
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError, ResponseCode
@@ -39,7 +42,7 @@ from .coap.downlink import Downlink
 from .coap.site import RegistrationSite
 from .coap.transport import (
     TokenPolicy,
-    coaps_available,
+    coaps_interface,
     create_context,
     install_notification_hook,
     local_address,
@@ -131,6 +134,7 @@ class Lwm2mServer:
         self._delivery_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.uplink: Uplink | None = None
+        self.resolver: Resolver | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -141,6 +145,10 @@ class Lwm2mServer:
             registrations = store.registrations()
             observations = store.observations()
             self.core.restore(registrations, observations)
+            # device credentials live in the same sqlite file (keystore.store.credentials)
+            credentials = SqliteCredentialStore(store)
+            self.resolver = Resolver(credentials, open_registration=config.open_registration)
+            identity = ensure_server_identity(credentials, host=config.host)
             uplink = Uplink(
                 self.core,
                 store,
@@ -148,11 +156,15 @@ class Lwm2mServer:
                 self.bus,
                 self,
                 clock=self.clock,
-                open_registration=config.open_registration,
+                resolver=self.resolver,
             )
             self.uplink = uplink
             context = await create_context(
-                RegistrationSite(uplink), host=config.host, port=config.coap_port
+                RegistrationSite(uplink),
+                host=config.host,
+                port=config.coap_port,
+                coaps_port=config.coaps_port,
+                coaps_config=server_dtls_config(self.resolver, identity),
             )
         except BaseException:
             store.close()
@@ -172,10 +184,7 @@ class Lwm2mServer:
             )
         for error in self.registry.errors:
             log.error("object models: %s", error)
-        if not coaps_available():
-            log.info(
-                "CoAPs (DTLS) is not enabled yet: coaps_port %d is not opened", config.coaps_port
-            )
+        log.info("CoAP on %s, CoAPs (DTLS) on %s", self.coap_address, self.coaps_address)
         if config.open_registration:
             log.warning(
                 "open registration is on: any NoSec device may register; set "
@@ -214,6 +223,20 @@ class Lwm2mServer:
         if self._store is None:
             raise RuntimeError("the server is not started")
         return self._store
+
+    @property
+    def coaps(self) -> CoapsMessageInterface:
+        """The CoAPs transport (its ``endpoint`` holds the DTLS session table)."""
+        interface = None if self._context is None else coaps_interface(self._context)
+        if interface is None:
+            raise RuntimeError("the server is not started")
+        return interface
+
+    @property
+    def coaps_address(self) -> Address:
+        """Where the CoAPs listener is bound (the real port when ``coaps_port`` was 0)."""
+        host, port = self.coaps.endpoint_address()
+        return Address(host, port)
 
     @property
     def coap_address(self) -> Address:

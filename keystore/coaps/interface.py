@@ -53,8 +53,8 @@ class CoapsRemote(interfaces.EndpointAddress):  # type: ignore[misc]
     is_multicast_locally = False
 
     def __init__(self, interface: CoapsMessageInterface, session: Session) -> None:
-        self.interface = interface
-        self.session = session
+        self.interface: CoapsMessageInterface = interface
+        self.session: Session = session
 
     def __repr__(self) -> str:
         return f"<CoapsRemote {self.session!r}>"
@@ -126,6 +126,12 @@ class CoapsMessageInterface(interfaces.MessageInterface):  # type: ignore[misc]
         """The asyncio transport (``local_address`` helpers read ``sockname`` from it)."""
         return None if self.endpoint is None else self.endpoint.transport
 
+    def endpoint_address(self) -> Key:
+        """The local ``(host, port)`` of the CoAPs socket (the real port when bound to 0)."""
+        if self.endpoint is None or self.endpoint.transport is None:
+            raise RuntimeError("the CoAPs transport is shut down")
+        return self.endpoint.local_address
+
     @property
     def hostinfo_local(self) -> str:
         if self.endpoint is None or self.endpoint.transport is None:
@@ -163,7 +169,7 @@ class CoapsMessageInterface(interfaces.MessageInterface):  # type: ignore[misc]
         port = int(port or COAPS_PORT)
         if self.endpoint is None or self._mman is None:
             raise error.LibraryShutdown()
-        session = self.endpoint.sessions.get(address_key((host, port)))
+        session = self.endpoint.sessions.find(address_key((host, port)))
         if session is not None and session.established and session.remote is not None:
             return session.remote
         if self._client_config is None:

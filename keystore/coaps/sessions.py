@@ -92,11 +92,15 @@ class Session:
 class SessionTable:
     """Sessions by address (LRU order) and by our Connection ID."""
 
-    __slots__ = ("_by_cid", "_by_key")
+    __slots__ = ("_by_cid", "_by_key", "_moved")
+
+    #: how many old addresses of moved sessions are remembered (see ``find``)
+    MAX_MOVED = 10_000
 
     def __init__(self) -> None:
         self._by_key: OrderedDict[Key, Session] = OrderedDict()
         self._by_cid: dict[bytes, Session] = {}
+        self._moved: OrderedDict[Key, Session] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -109,6 +113,21 @@ class SessionTable:
 
     def get(self, key: Key) -> Session | None:
         return self._by_key.get(key)
+
+    def find(self, key: Key) -> Session | None:
+        """Like ``get``, but also finds a session by the address it had before a CID address
+        change: the LwM2M server still sends downlink requests to the address of the last
+        Register/Update until the device's next Update tells it the new one."""
+        session = self._by_key.get(key)
+        if session is not None:
+            return session
+        moved = self._moved.get(key)
+        if moved is None:
+            return None
+        if self._by_key.get(moved.key) is not moved:
+            del self._moved[key]
+            return None
+        return moved
 
     def by_cid(self, cid: bytes) -> Session | None:
         return self._by_cid.get(cid)
@@ -145,6 +164,10 @@ class SessionTable:
         another session that was at ``new_key`` (now unindexed), if any."""
         if self._by_key.get(session.key) is session:
             del self._by_key[session.key]
+            self._moved[session.key] = session
+            while len(self._moved) > self.MAX_MOVED:
+                self._moved.popitem(last=False)
+        self._moved.pop(new_key, None)
         session.key = new_key
         displaced = self._by_key.pop(new_key, None)
         if displaced is not None and displaced is not session:

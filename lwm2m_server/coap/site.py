@@ -23,9 +23,11 @@ import aiocoap
 import aiocoap.resource
 from aiocoap.numbers.codes import Code
 
+from keystore.coaps.identity import peer_of
+from keystore.resolver import PeerIdentity as Peer
 from object_models.errors import Lwm2mError, ResponseCode
 
-from ..core.registration import Address, PeerIdentity, Registration
+from ..core.registration import Address, Registration
 from .transport import peer_address
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ class UplinkHandler(Protocol):
         *,
         address: Address,
         transport: str,
-        identity: PeerIdentity | None,
+        identity: Peer,
     ) -> Registration: ...
 
     def handle_update(
@@ -51,11 +53,11 @@ class UplinkHandler(Protocol):
         content_format: int | None,
         *,
         address: Address,
-        identity: PeerIdentity | None,
+        identity: Peer,
     ) -> Registration: ...
 
     def handle_deregister(
-        self, registration_id: str, *, address: Address, identity: PeerIdentity | None
+        self, registration_id: str, *, address: Address, identity: Peer
     ) -> Registration: ...
 
     def handle_send(
@@ -64,7 +66,7 @@ class UplinkHandler(Protocol):
         content_format: int | None,
         *,
         address: Address,
-        identity: PeerIdentity | None,
+        identity: Peer,
     ) -> None: ...
 
 
@@ -91,11 +93,11 @@ def error_message(exc: Lwm2mError) -> Any:
     return aiocoap.Message(code=Code(int(exc.code)), payload=exc.message.encode("utf-8", "replace"))
 
 
-def identity_of(remote: Any) -> PeerIdentity | None:
-    """The DTLS identity of the peer; NoSec peers have none. (The DTLS transport will attach
-    the authenticated identity to the remote; until then every peer is NoSec.)"""
-    identity = getattr(remote, "lwm2m_identity", None)
-    return identity if isinstance(identity, PeerIdentity) else None
+def identity_of(remote: Any, address: Address) -> Peer:
+    """Who sent the request: the identity the DTLS handshake authenticated (``keystore.coaps``
+    lists it in ``remote.authenticated_claims``), or a NoSec peer. Which endpoint that peer may
+    be is the uplink's question (``Resolver.resolve``)."""
+    return peer_of(remote, (address.host, address.port))
 
 
 class RegistrationSite(aiocoap.resource.Resource, aiocoap.resource.PathCapable):  # type: ignore[misc]
@@ -117,7 +119,7 @@ class RegistrationSite(aiocoap.resource.Resource, aiocoap.resource.PathCapable):
     def _dispatch(self, request: Any, address: Address) -> Any:
         path = [s for s in request.opt.uri_path]
         method = request.code
-        identity = identity_of(request.remote)
+        identity = identity_of(request.remote, address)
         cf = request.opt.content_format
         ct = None if cf is None else int(cf)
         query = list(request.opt.uri_query)

@@ -1,7 +1,8 @@
 """Building the aiocoap context of a server, and the few places where we reach into aiocoap.
 
 Shared by the LwM2M server and (later) the bootstrap server: ``create_context`` opens the NoSec
-UDP listener; ``enable_coaps`` reports whether the DTLS transport is available yet.
+UDP listener and, given a DTLS ``ServerConfig``, the CoAPs listener (``keystore.coaps``: our DTLS
+engine as one more aiocoap message interface in the same context).
 
 One context does everything: it serves ``/rd``, ``/dp`` (and ``/bs``) and sends the downlink
 requests, so a device sees our requests come from the address it registered with (NAT
@@ -40,6 +41,9 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 from aiocoap.numbers.types import Type
 
+from keystore.coaps import CoapsMessageInterface, EndpointSettings, add_coaps_transport
+from keystore.dtls import ServerConfig
+
 from ..core.registration import Address
 
 log = logging.getLogger(__name__)
@@ -47,25 +51,47 @@ log = logging.getLogger(__name__)
 TOKEN_LENGTH = 8
 
 
-async def create_context(site: Any, *, host: str, port: int) -> Any:
-    """An aiocoap server context serving ``site`` on ``udp host:port`` (0 = ephemeral).
+async def create_context(
+    site: Any,
+    *,
+    host: str,
+    port: int,
+    coaps_port: int | None = None,
+    coaps_config: ServerConfig | None = None,
+    coaps_settings: EndpointSettings | None = None,
+) -> Any:
+    """An aiocoap server context serving ``site`` on ``udp host:port`` (0 = ephemeral), and on
+    ``coaps_port`` (DTLS) too when a ``coaps_config`` is given.
 
     ``0.0.0.0`` means every address: aiocoap's ``udp6`` transport is one IPv6 socket with
-    V6ONLY off, so it is bound to ``::`` and serves IPv4 peers as v4-mapped addresses.
+    V6ONLY off, so it is bound to ``::`` and serves IPv4 peers as v4-mapped addresses (the
+    CoAPs socket does the same).
     """
     bind_host = "::" if host in ("0.0.0.0", "", "*") else host
-    return await aiocoap.Context.create_server_context(
+    context = await aiocoap.Context.create_server_context(
         site, bind=(bind_host, port), transports=["udp6"], loggername="coap-server"
     )
+    if coaps_config is not None and coaps_port is not None:
+        try:
+            await add_coaps_transport(
+                context,
+                bind=(bind_host, coaps_port),
+                server_config=coaps_config,
+                settings=coaps_settings,
+            )
+        except BaseException:
+            await context.shutdown()
+            raise
+    return context
 
 
-def coaps_available() -> bool:
-    """Whether the DTLS server transport from the security work can be plugged in yet."""
-    try:
-        import keystore.dtls.transport  # type: ignore[import-not-found]  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def coaps_interface(context: Any) -> CoapsMessageInterface | None:
+    """The context's CoAPs message interface, if it has one."""
+    for manager in getattr(context, "request_interfaces", []):
+        interface = getattr(getattr(manager, "token_interface", None), "message_interface", None)
+        if isinstance(interface, CoapsMessageInterface):
+            return interface
+    return None
 
 
 def _token_managers(context: Any) -> list[Any]:

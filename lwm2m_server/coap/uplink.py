@@ -20,10 +20,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
+from keystore.resolver import PeerIdentity as Peer
+from keystore.resolver import Resolver
 from keystore.store.base import StoreError
 from keystore.store.sqlite import SqliteStore
 from object_models import codecs
-from object_models.errors import Lwm2mError, ResponseCode
+from object_models.errors import Lwm2mError
 from object_models.model import ModelProvider
 from object_models.registry import ModelRegistry
 from object_models.types import ObjectLink, Value
@@ -116,11 +118,11 @@ class Uplink:
         bus: EventBus,
         effects: Effects,
         *,
+        resolver: Resolver,
         clock: Callable[[], float] = time.time,
-        open_registration: bool = True,
     ) -> None:
         self.core = core
-        self.open_registration = open_registration
+        self.resolver = resolver
         self.store = store
         self.registry = registry
         self.bus = bus
@@ -136,15 +138,9 @@ class Uplink:
         *,
         address: Address,
         transport: str,
-        identity: PeerIdentity | None,
+        identity: Peer,
     ) -> Registration:
-        if identity is None and not self.open_registration:
-            # No device records exist for NoSec endpoints yet, so with open registration off
-            # every NoSec Register is an unknown endpoint (DESIGN: identity binding).
-            raise Lwm2mError(
-                "open registration is off: unknown NoSec endpoints may not register",
-                code=ResponseCode.FORBIDDEN,
-            )
+        bound = self._authorize(identity, _endpoint_of(query))
         now = self.clock()
         result = self.core.register(
             query,
@@ -153,14 +149,14 @@ class Uplink:
             now=now,
             address=address,
             transport=transport,
-            identity=identity,
+            identity=bound,
         )
         registration = result.registration
         assert registration is not None
         try:
             self.store.put_registration(registration)
         except StoreError:
-            self.core.deregister(registration.registration_id, now=now, identity=identity)
+            self.core.deregister(registration.registration_id, now=now, identity=bound)
             raise
         log.info(
             "registered %s as %s from %s (LwM2M %s, lifetime %ss, binding %s%s)",
@@ -183,7 +179,7 @@ class Uplink:
         content_format: int | None,
         *,
         address: Address,
-        identity: PeerIdentity | None,
+        identity: Peer,
     ) -> Registration:
         result = self.core.update(
             registration_id,
@@ -192,7 +188,7 @@ class Uplink:
             content_format,
             now=self.clock(),
             address=address,
-            identity=identity,
+            identity=self._authorize_for(self.core.registrations.get(registration_id), identity),
         )
         assert result.registration is not None
         self.store.put_registration(result.registration)
@@ -201,15 +197,33 @@ class Uplink:
         return result.registration
 
     def handle_deregister(
-        self, registration_id: str, *, address: Address, identity: PeerIdentity | None
+        self, registration_id: str, *, address: Address, identity: Peer
     ) -> Registration:
-        result = self.core.deregister(registration_id, now=self.clock(), identity=identity)
+        bound = self._authorize_for(self.core.registrations.get(registration_id), identity)
+        result = self.core.deregister(registration_id, now=self.clock(), identity=bound)
         registration = result.registration
         assert registration is not None
         self.store.remove_registration(registration_id)
         log.info("deregistered %s (%s) from %s", registration.endpoint, registration_id, address)
         self.effects.apply(result)
         return registration
+
+    # -- identity binding ----------------------------------------------------------------
+    def _authorize(self, peer: Peer, endpoint: str | None) -> PeerIdentity | None:
+        """May ``peer`` be ``endpoint``? The resolver decides from the device records
+        (``IdentityRefused``, an ``Lwm2mError``: 4.01 unknown/deactivated, 4.03 another
+        endpoint's identity or a secured endpoint over NoSec, 4.00 bad ``ep``). The core gets
+        the identity it compares later requests of the registration with (None for NoSec)."""
+        resolution = self.resolver.resolve(peer, endpoint)
+        return None if resolution.binding is None else PeerIdentity(*resolution.binding)
+
+    def _authorize_for(self, registration: Registration | None, peer: Peer) -> PeerIdentity | None:
+        """Update/De-register/Send: the peer must still be allowed to be the registration's
+        endpoint (a device removed or deactivated since is refused); without a registration
+        the core answers 4.04 itself."""
+        if registration is None:
+            return None
+        return self._authorize(peer, registration.endpoint)
 
     # -- information reporting -----------------------------------------------------------
     def handle_send(
@@ -218,10 +232,11 @@ class Uplink:
         content_format: int | None,
         *,
         address: Address,
-        identity: PeerIdentity | None,
+        identity: Peer,
     ) -> None:
         now = self.clock()
-        result = self.core.send(address, payload, content_format, now=now, identity=identity)
+        bound = self._authorize_for(self.core.registrations.by_address(address), identity)
+        result = self.core.send(address, payload, content_format, now=now, identity=bound)
         registration = result.registration
         assert registration is not None
         points = decode_points(
@@ -315,6 +330,14 @@ class Uplink:
             self.store.remove_observation(token)
         except StoreError as exc:
             log.error("could not remove observation %s from the store: %s", token.hex(), exc)
+
+
+def _endpoint_of(query: Sequence[str]) -> str | None:
+    """The ``ep`` of a Register's Uri-Query (the core validates the rest)."""
+    for item in query:
+        if item.startswith("ep="):
+            return item[3:]
+    return None
 
 
 def _without(result: CoreResult, kind: type) -> CoreResult:

@@ -31,6 +31,7 @@ async def server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
     config = ServerConfig(
         host="127.0.0.1",
         coap_port=0,
+        coaps_port=0,
         data_dir=tmp_path / "data",
         queue=QueueSettings(awake_time=0.5),
     )

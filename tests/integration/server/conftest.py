@@ -17,7 +17,9 @@ from lwm2m_server.service import Lwm2mServer
 
 
 def server_config(data_dir: Path, **changes: Any) -> ServerConfig:
-    return attrs.evolve(ServerConfig(host="127.0.0.1", coap_port=0, data_dir=data_dir), **changes)
+    return attrs.evolve(
+        ServerConfig(host="127.0.0.1", coap_port=0, coaps_port=0, data_dir=data_dir), **changes
+    )
 
 
 ServerFactory = Callable[..., Awaitable[Lwm2mServer]]
