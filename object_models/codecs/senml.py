@@ -410,7 +410,8 @@ class _Pack:
             return
         is_leaf = isinstance(node, LwM2mSingleResource | LwM2mResourceInstance)
         base = str(path) if is_leaf else str(path).rstrip("/") + "/"
-        for leaf_path, leaf_type, value in sorted(flatten(path, node), key=lambda x: x[0]):
+        leaves = sorted(flatten(path, node), key=lambda leaf: leaf[0].ids)  # ids: cheap compares
+        for leaf_path, leaf_type, value in leaves:
             rtype = model_type(self.models, leaf_path) or leaf_type
             field, wire = _wire_value(rtype, value, leaf_path, self.dialect)
             relative = "/".join(str(i) for i in leaf_path.ids[path.depth :])

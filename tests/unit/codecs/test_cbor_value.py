@@ -28,8 +28,9 @@ from object_models.types import ObjectLink
 from object_models.types import ResourceType as T
 
 from .strategies import model_and_node
-from .test_senml_cbor import _dumps, cbor_items
-from .test_senml_json import EXAMPLES, SPEC_MODELS, _single, only_codec_errors
+from .test_senml_cbor import CBOR_ALPHABET, cbor_payloads
+from .test_senml_json import EXAMPLES, SHRINKING, SPEC_MODELS, _single, only_codec_errors, seeds
+from .test_tlv import mutated, random_cases
 
 VECTORS = [  # Core 1.1 §7.4.7: (path, node, CBOR bytes)
     (
@@ -143,15 +144,38 @@ def _single_value(
     return drawn
 
 
-@EXAMPLES
-@given(st.integers(3, 4).flatmap(model_and_node).map(_single_value))
-def test_roundtrip(drawn: tuple[StaticModels, LwM2mPath, LwM2mNode]) -> None:
-    models, path, node = drawn
+def _roundtrip(drawn: tuple[StaticModels, LwM2mPath, LwM2mNode]) -> None:
+    models, path, node = _single_value(drawn)
     assert cbor_value.decode(cbor_value.encode(node, path, models), path, models) == node
 
 
 @EXAMPLES
-@given(st.binary(max_size=64) | cbor_items.map(_dumps))
-def test_hostile_input_raises_only_codec_errors(payload: bytes) -> None:
+@given(random_cases((3, 4)))
+def test_roundtrip(drawn: tuple[StaticModels, LwM2mPath, LwM2mNode]) -> None:
+    _roundtrip(drawn)
+
+
+@SHRINKING
+@given(st.integers(3, 4).flatmap(model_and_node))
+def test_roundtrip_shrinking(drawn: tuple[StaticModels, LwM2mPath, LwM2mNode]) -> None:
+    _roundtrip(drawn)
+
+
+def _hostile(payload: bytes) -> None:
     for path in (LwM2mPath(3, 0, 13), LwM2mPath(6, 0, 0), LwM2mPath(9, 0, 1)):
         only_codec_errors(lambda p=path: cbor_value.decode(payload, p, SPEC_MODELS))  # type: ignore[misc]
+
+
+_SEEDS = [bytes.fromhex(hexdata) for _, _, hexdata in VECTORS]
+
+
+@EXAMPLES
+@given(seeds)
+def test_mutated_input_raises_only_codec_errors(seed: int) -> None:
+    _hostile(mutated(seed, _SEEDS, CBOR_ALPHABET))
+
+
+@SHRINKING
+@given(cbor_payloads)
+def test_structured_input_raises_only_codec_errors(payload: bytes) -> None:
+    _hostile(payload)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import cbor2
 import pytest
-from hypothesis import strategies as st
 
 from object_models.codecs import lwm2m_cbor
 from object_models.errors import CodecError
@@ -20,7 +19,7 @@ from object_models.path import LwM2mPath
 from object_models.types import ObjectLink
 from object_models.types import ResourceType as T
 
-from .test_senml_cbor import _dumps, cbor_items
+from .test_senml_cbor import CBOR_ALPHABET, cbor_payloads
 from .test_senml_json import (
     DEVICE_INSTANCE,
     OBJ65_INSTANCE,
@@ -28,6 +27,7 @@ from .test_senml_json import (
     CodecProperties,
     _multi,
     _single,
+    spec_payloads,
 )
 
 NO_MODELS = StaticModels({})
@@ -189,4 +189,6 @@ def test_bad_encodings() -> None:
 
 class TestLwm2mCborProperties(CodecProperties):
     module = lwm2m_cbor
-    payloads = st.binary(max_size=64) | cbor_items.map(_dumps)
+    seed_payloads = spec_payloads(lwm2m_cbor)
+    alphabet = CBOR_ALPHABET
+    structured = cbor_payloads

@@ -23,6 +23,7 @@ from .test_senml_json import (
     CodecProperties,
     TimestampedProperties,
     _single,
+    spec_payloads,
 )
 
 DEVICE_HEX = (
@@ -178,6 +179,13 @@ def _dumps(item: object) -> bytes:
         return b"\xa0"
 
 
+CBOR_ALPHABET = bytes.fromhex("000102030820212240 5f607f809fa0bfc1c4f4f6f9fbff1b".replace(" ", ""))
+"""Initial bytes worth inserting into CBOR: small ints, labels, heads, tags, simple values."""
+cbor_payloads = st.binary(max_size=64) | cbor_items.map(_dumps)
+
+
 class TestSenmlCborProperties(CodecProperties, TimestampedProperties):
     module = senml_cbor
-    payloads = st.binary(max_size=64) | cbor_items.map(_dumps)
+    seed_payloads = spec_payloads(senml_cbor)
+    alphabet = CBOR_ALPHABET
+    structured = cbor_payloads

@@ -12,7 +12,10 @@ independent implementations (its SenML CBOR hex is the spec's, page 86 of Core 1
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
+import struct
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -38,9 +41,11 @@ from object_models.types import ObjectLink
 from object_models.types import ResourceType as T
 
 from .strategies import model_and_node
+from .test_tlv import mutated, random_case, random_cases
 
+_COUNT = int(os.environ.get("CODEC_EXAMPLES", "10000"))
 EXAMPLES = settings(
-    max_examples=int(os.environ.get("CODEC_EXAMPLES", "10000")),
+    max_examples=_COUNT,
     deadline=None,
     database=None,
     # the property classes below are shared by every codec's Test* subclass; with no example
@@ -51,6 +56,11 @@ EXAMPLES = settings(
         HealthCheck.differing_executors,
     ],
 )
+SHRINKING = settings(EXAMPLES, max_examples=max(1, _COUNT // 20))
+"""For the shared ``strategies.py``: about 3.6 ms an example to generate where a codec round trip
+takes well under 1 ms, so at the full count it alone would take half a minute per test. The full
+count runs on ``test_tlv.random_cases`` (one seed per case) instead; these runs keep Hypothesis'
+shrinking of structured cases."""
 
 
 # -- the objects of the spec examples ------------------------------------------------------------
@@ -123,28 +133,6 @@ OBJ65_INSTANCE = LwM2mObjectInstance.of(
 # -- shared strategies --------------------------------------------------------------------------
 
 
-@st.composite
-def multi_path_nodes(
-    draw: st.DrawFn, with_none: bool = True
-) -> tuple[StaticModels, dict[LwM2mPath, LwM2mNode | None]]:
-    """Nodes of several objects at mixed depths (plus path-only entries), with their models."""
-    drawn = draw(
-        st.lists(
-            model_and_node(draw(st.integers(1, 4))),
-            min_size=1,
-            max_size=3,
-            unique_by=lambda x: x[1].ids[0],
-        )
-    )
-    objects = {obj.id: obj for m, _, _ in drawn for obj in m.objects.values()}
-    nodes: dict[LwM2mPath, LwM2mNode | None] = {path: node for _, path, node in drawn}
-    if with_none:
-        for oid in draw(st.lists(st.integers(0, 65535), max_size=2)):
-            if oid not in objects:
-                nodes[LwM2mPath(oid, draw(st.integers(0, 3)))] = None
-    return StaticModels(objects), nodes
-
-
 def leaf_node(path: LwM2mPath, rtype: T, value: object) -> LwM2mNode:
     """The node ``decode_nodes`` gives for one leaf when no paths are requested."""
     if path.is_resource_instance:
@@ -152,28 +140,71 @@ def leaf_node(path: LwM2mPath, rtype: T, value: object) -> LwM2mNode:
     return _single(path.ids[2], value, rtype)
 
 
-timestamps = st.one_of(
-    st.none(),
-    st.integers(-(2**40), 2**40).map(float),
-    st.floats(allow_nan=False, allow_infinity=False),
-).filter(lambda t: t != 0)
+MultiCase = tuple[StaticModels, dict[LwM2mPath, LwM2mNode | None]]
+TimedCase = tuple[StaticModels, LwM2mPath | None, TimestampedNodes]
 
 
-@st.composite
-def timestamped_data(
-    draw: st.DrawFn, leaves: bool
-) -> tuple[StaticModels, LwM2mPath | None, TimestampedNodes]:
-    """Timestamped nodes: the same node at several times (decoded under its path), or its
-    leaves spread over times (decoded without a path)."""
-    models, path, node = draw(model_and_node(draw(st.integers(1, 4))))
-    times = draw(st.lists(timestamps, min_size=1, max_size=4, unique=True))
-    if not leaves:
+def random_multi(seed: int) -> MultiCase:
+    """Nodes of up to three objects at mixed depths plus path-only entries, with their models
+    (built from one seed, like ``test_tlv.random_cases``, because generation is the cost)."""
+    rnd = random.Random(seed)
+    objects: dict[int, ObjectModel] = {}
+    nodes: dict[LwM2mPath, LwM2mNode | None] = {}
+    for _ in range(rnd.randint(1, 3)):
+        models, path, node = random_case(rnd, rnd.randint(1, 4))
+        if path.ids[0] not in objects:
+            objects.update(models.objects)
+            nodes[path] = node
+    for _ in range(rnd.randrange(3)):
+        oid = rnd.randrange(65536)
+        if oid not in objects:
+            nodes[LwM2mPath(oid, rnd.randrange(4))] = None
+    return StaticModels(objects), nodes
+
+
+def _random_time(rnd: random.Random) -> float | None:
+    choice = rnd.randrange(4)
+    if choice == 0:
+        return None
+    if choice == 1:
+        return float(rnd.randint(-(2**40), 2**40) or 1)
+    while True:
+        (value,) = struct.unpack(">d", rnd.randbytes(8))
+        if math.isfinite(value) and value != 0:
+            return float(value)
+
+
+def random_timestamped(seed: int) -> TimedCase:
+    """The same node at several times (decoded under its path), or its leaves spread over
+    several times (decoded without a path)."""
+    rnd = random.Random(seed)
+    models, path, node = random_case(rnd, rnd.randint(1, 4))
+    times = list(dict.fromkeys(_random_time(rnd) for _ in range(rnd.randint(1, 4))))
+    if rnd.random() < 0.5:
         return models, path, TimestampedNodes(tuple((t, {path: node}) for t in times))
     spread: dict[float | None, dict[LwM2mPath, LwM2mNode]] = {}
     for leaf_path, rtype, value in flatten(path, node):
-        when = draw(st.sampled_from(times))
-        spread.setdefault(when, {})[leaf_path] = leaf_node(leaf_path, rtype, value)
+        spread.setdefault(rnd.choice(times), {})[leaf_path] = leaf_node(leaf_path, rtype, value)
     return models, None, TimestampedNodes(tuple(spread.items()))
+
+
+seeds = st.integers(0, 2**64 - 1)
+
+
+@st.composite
+def multi_path_nodes(draw: st.DrawFn) -> MultiCase:
+    """``random_multi`` from the shared strategies, for Hypothesis' shrinking."""
+    drawn = draw(
+        st.lists(
+            st.integers(1, 4).flatmap(model_and_node),
+            min_size=1,
+            max_size=3,
+            unique_by=lambda x: x[1].ids[0],
+        )
+    )
+    objects = {obj.id: obj for m, _, _ in drawn for obj in m.objects.values()}
+    nodes: dict[LwM2mPath, LwM2mNode | None] = {path: node for _, path, node in drawn}
+    return StaticModels(objects), nodes
 
 
 def only_codec_errors(call: Callable[[], object]) -> None:
@@ -433,22 +464,22 @@ Drawn = tuple[StaticModels, LwM2mPath, LwM2mNode]
 
 class CodecProperties:
     """Property tests every multi-path codec passes; each codec's test module subclasses this
-    as ``Test…Properties`` with its ``module`` and a strategy of hostile ``payloads``."""
+    as ``Test…Properties`` with its ``module``, valid ``seed_payloads`` to mutate, a byte
+    ``alphabet`` for the mutations and a strategy of ``structured`` hostile payloads.
+
+    The full ``CODEC_EXAMPLES`` count runs on cases built from one seed (cheap); the shared
+    Hypothesis strategies run at a twentieth of it, for their shrinking (see ``SHRINKING``)."""
 
     module: ClassVar[Any]
-    payloads: ClassVar[st.SearchStrategy[bytes]]
+    seed_payloads: ClassVar[list[bytes]]
+    alphabet: ClassVar[bytes]
+    structured: ClassVar[st.SearchStrategy[bytes]]
 
-    @EXAMPLES
-    @given(st.integers(1, 4).flatmap(model_and_node))
-    def test_roundtrip_every_level(self, drawn: Drawn) -> None:
+    def check_roundtrip(self, drawn: Drawn) -> None:
         models, path, node = drawn
         assert self.module.decode(self.module.encode(node, path, models), path, models) == node
 
-    @EXAMPLES
-    @given(multi_path_nodes())
-    def test_roundtrip_multi_path(
-        self, drawn: tuple[StaticModels, dict[LwM2mPath, LwM2mNode | None]]
-    ) -> None:
+    def check_multi_path(self, drawn: MultiCase) -> None:
         models, nodes = drawn
         payload = self.module.encode_nodes(nodes, models)
         assert self.module.decode_nodes(payload, models, list(nodes)) == nodes
@@ -456,9 +487,34 @@ class CodecProperties:
             assert self.module.decode_paths(self.module.encode_paths(list(nodes))) == list(nodes)
 
     @EXAMPLES
+    @given(random_cases())
+    def test_roundtrip_every_level(self, drawn: Drawn) -> None:
+        self.check_roundtrip(drawn)
+
+    @SHRINKING
+    @given(st.integers(1, 4).flatmap(model_and_node))
+    def test_roundtrip_every_level_shrinking(self, drawn: Drawn) -> None:
+        self.check_roundtrip(drawn)
+
+    @EXAMPLES
+    @given(seeds.map(random_multi))
+    def test_roundtrip_multi_path(self, drawn: MultiCase) -> None:
+        self.check_multi_path(drawn)
+
+    @SHRINKING
+    @given(multi_path_nodes())
+    def test_roundtrip_multi_path_shrinking(self, drawn: MultiCase) -> None:
+        self.check_multi_path(drawn)
+
+    @EXAMPLES
+    @given(seeds)
+    def test_mutated_input_raises_only_codec_errors(self, seed: int) -> None:
+        hostile_decodes(self.module, mutated(seed, self.seed_payloads, self.alphabet))
+
+    @SHRINKING
     @given(st.data())
-    def test_hostile_input_raises_only_codec_errors(self, data: st.DataObject) -> None:
-        hostile_decodes(self.module, data.draw(self.payloads))
+    def test_structured_input_raises_only_codec_errors(self, data: st.DataObject) -> None:
+        hostile_decodes(self.module, data.draw(self.structured))
 
 
 class TimestampedProperties:
@@ -467,10 +523,8 @@ class TimestampedProperties:
     module: ClassVar[Any]
 
     @EXAMPLES
-    @given(st.booleans().flatmap(timestamped_data))
-    def test_roundtrip_timestamped(
-        self, drawn: tuple[StaticModels, LwM2mPath | None, TimestampedNodes]
-    ) -> None:
+    @given(seeds.map(random_timestamped))
+    def test_roundtrip_timestamped(self, drawn: TimedCase) -> None:
         models, path, data = drawn
         payload = self.module.encode_timestamped(data, models)
         assert self.module.decode_timestamped(payload, models, path) == data
@@ -497,6 +551,21 @@ json_values = st.recursive(
 """Arbitrary JSON with SenML-looking labels and names."""
 
 
+def spec_payloads(module: Any) -> list[bytes]:
+    """Valid documents of a codec to mutate: the spec examples in every shape it takes."""
+    timed = TimestampedNodes(((5.0, {LwM2mPath(3, 0, 9): _single(9, 1, T.INTEGER)}),))
+    documents = [
+        module.encode(DEVICE_INSTANCE, LwM2mPath(3, 0), SPEC_MODELS),
+        module.encode(OBJ65_INSTANCE, LwM2mPath(65, 0), SPEC_MODELS),
+        module.encode_nodes({LwM2mPath(3, 0, 7, 1): None, LwM2mPath(1, 0, 1): None}, SPEC_MODELS),
+    ]
+    if hasattr(module, "encode_timestamped"):
+        documents.append(module.encode_timestamped(timed, SPEC_MODELS))
+    return documents
+
+
 class TestSenmlJsonProperties(CodecProperties, TimestampedProperties):
     module = senml_json
-    payloads = st.binary(max_size=64) | json_values.map(lambda v: json.dumps(v).encode())
+    seed_payloads = spec_payloads(senml_json)
+    alphabet = b'[]{}",:0123456789.-+eE/ntrufalsbvdo\\'
+    structured = st.binary(max_size=64) | json_values.map(lambda v: json.dumps(v).encode())
