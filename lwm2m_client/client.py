@@ -30,6 +30,7 @@ from typing import Any
 import aiocoap
 from aiocoap.numbers.codes import Code
 
+from keystore.coaps.client import PskInput, RpkInput, X509Input, client_dtls_config
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError
 from object_models.model import ModelProvider
@@ -68,7 +69,11 @@ class Lwm2mClient:
 
     Parameters:
         endpoint: the endpoint client name (``ep``).
-        server_uri: ``coap://host[:port]``; ``coaps://`` raises NotImplementedError (DTLS TODO).
+        server_uri: ``coap://host[:port]`` or ``coaps://host[:port]`` (DTLS, with one of
+            ``psk``/``rpk``/``x509``).
+        psk: ``(identity, key)`` for PSK mode.
+        rpk: ``(device private key, server public key)`` for raw public key mode.
+        x509: ``(device private key, device certificate chain, server CA or certificate)``.
         lifetime: registration lifetime in seconds (also /1/0/1 of the default objects).
         lwm2m_version: "1.0", "1.1" or "1.2" — changes the ``b``/``Q`` spelling and the default
             content format of Read.
@@ -99,8 +104,18 @@ class Lwm2mClient:
         bind_host: str | None = None,
         auto_update: bool = True,
         on_request: RequestLogger | None = None,
+        psk: PskInput | None = None,
+        rpk: RpkInput | None = None,
+        x509: X509Input | None = None,
     ) -> None:
         self.server = parse_server_uri(server_uri)
+        self.dtls = (
+            client_dtls_config(psk=psk, rpk=rpk, x509=x509)
+            if self.server.scheme == "coaps"
+            else None
+        )
+        if self.dtls is None and (psk or rpk or x509):
+            raise ValueError("DTLS credentials given for a coap:// server (use coaps://)")
         self.params = RegistrationParams(
             endpoint=endpoint,
             lifetime=lifetime,
@@ -163,7 +178,7 @@ class Lwm2mClient:
         if self.context is not None:
             return
         site = Lwm2mResource(self.management, self.observations, on_request=self.on_request)
-        self.context = await create_context(self.server, site, self.bind_host)
+        self.context = await create_context(self.server, site, self.bind_host, self.dtls)
         if self.params.queue_mode:
             self.gate.install(self.context)
         log.info("%s listening on %s", self.endpoint, self.local_address)

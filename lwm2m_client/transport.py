@@ -8,9 +8,12 @@ transport would open a fresh connected socket per peer, and ``simplesocketserver
 documented as worse for outgoing requests. ``udp6`` is one IPv6 socket with V6ONLY off, so
 IPv4 peers appear as v4-mapped addresses.
 
-``coaps://`` (DTLS) will come from the project's own sans-IO engine in ``keystore/dtls``;
-until that lands it raises ``NotImplementedError``. A bootstrap transport (``POST /bs`` to the
-bootstrap server, Core §6.1) will reuse ``create_context``: see ``docs/client.md``.
+``coaps://`` (DTLS) uses the project's own sans-IO engine through ``keystore.coaps``: one UDP
+socket, one DTLS session with the server (the handshake runs before the first request), and
+the server's requests arrive over that same session. ``dtls`` is the engine's client config,
+built from PSK/RPK/X.509 credentials by ``keystore.coaps.client_dtls_config``. A bootstrap
+transport (``POST /bs`` to the bootstrap server, Core §6.1) will reuse ``create_context``: see
+``docs/client.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from typing import Any
 
 import attrs
 from aiocoap import Context
+
+from keystore.coaps import create_client_context
+from keystore.dtls import ClientConfig
 
 COAP_PORT = 5683
 COAPS_PORT = 5684
@@ -58,20 +64,20 @@ def parse_server_uri(uri: str) -> ServerAddress:
     return ServerAddress(scheme, parts.hostname, parts.port or default)
 
 
-async def create_context(server: ServerAddress, site: Any, bind_host: str | None = None) -> Any:
+async def create_context(
+    server: ServerAddress, site: Any, bind_host: str | None = None, dtls: ClientConfig | None = None
+) -> Any:
     """An aiocoap context that can reach ``server`` and serves ``site`` on the same socket.
 
     ``bind_host`` defaults to 127.0.0.1 for a loopback server (tests, local demo) and to all
-    addresses otherwise.
+    addresses otherwise. ``dtls`` is required for (and only used with) ``coaps://``.
     """
-    if server.scheme == "coaps":
-        raise NotImplementedError(
-            "coaps:// (DTLS) is not available in lwm2m_client yet. "
-            "TODO: plug the sans-IO DTLS 1.2 engine from keystore/dtls in as an aiocoap "
-            "transport (PSK first: Security object /0/0 resources 3 and 5)."
-        )
     if bind_host is None:
         bind_host = "127.0.0.1" if server.is_loopback else "::"
+    if server.scheme == "coaps":
+        if dtls is None:
+            raise ValueError("coaps:// needs DTLS credentials (psk=, rpk= or x509=)")
+        return await create_client_context(site, client_config=dtls, bind=(bind_host, 0))
     return await Context.create_server_context(site, bind=(bind_host, 0), transports=["udp6"])
 
 

@@ -3,11 +3,13 @@
 * :mod:`.endpoint` — one asyncio UDP socket, the session table, cookies, CIDs, timers;
 * :mod:`.interface` — the aiocoap ``MessageInterface`` and the per-session remote;
 * :mod:`.identity` — the authenticated identity a request carries (``DtlsClaim``);
-* :mod:`.server` — the server's DTLS configuration from the keystore.
+* :mod:`.server` — the server's DTLS configuration from the keystore;
+* :mod:`.client` — a device's DTLS configuration from its Security object credentials.
 """
 
 from __future__ import annotations
 
+from .client import client_dtls_config
 from .endpoint import DtlsEndpoint, EndpointSettings, EndpointStats, HandshakeFailed
 from .identity import DtlsClaim, dtls_claim, peer_of
 from .interface import (
@@ -33,6 +35,7 @@ __all__ = [
     "SessionTable",
     "add_coaps_transport",
     "address_key",
+    "client_dtls_config",
     "create_client_context",
     "dtls_claim",
     "ensure_server_identity",

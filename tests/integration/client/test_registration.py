@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from aiocoap.numbers.codes import Code
 
@@ -128,10 +126,11 @@ async def test_refused_update_raises_with_the_code(server: FakeLwm2mServer) -> N
         await client.stop()
 
 
-def test_coaps_is_not_implemented_yet() -> None:
-    client = Lwm2mClient("dtls", "coaps://127.0.0.1:5684")
-    with pytest.raises(NotImplementedError, match="keystore/dtls"):
-        asyncio.run(client.start())
+def test_coaps_needs_credentials() -> None:
+    with pytest.raises(ValueError, match="DTLS"):
+        Lwm2mClient("dtls", "coaps://127.0.0.1:5684")
+    with pytest.raises(ValueError, match="coap://"):
+        Lwm2mClient("dtls", "coap://127.0.0.1:5683", psk=(b"id", b"key"))
 
 
 def test_bad_server_uri() -> None:

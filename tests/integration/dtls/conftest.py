@@ -1,0 +1,121 @@
+"""Fixtures of the CoAPs interop suite: an in-process ``Lwm2mServer`` listening on ephemeral
+loopback CoAP and CoAPs ports, with open registration off and the test devices provisioned
+through the keystore API before it starts.
+
+Provisioned endpoints (see ``pki.py``):
+
+| endpoint     | mode  | credential                                        |
+|--------------|-------|---------------------------------------------------|
+| dev-psk      | psk   | identity ``dev-psk-identity``, 16-byte key        |
+| dev-rpk      | rpk   | the raw public key of ``pki.rpk_device``          |
+| dev-x509     | x509  | none: "trust CA" (any CA certificate with CN=dev-x509) |
+| dev-pinned   | x509  | pinned self-signed certificate (CN does not matter) |
+| someone-else | psk   | another identity (target of impersonation attempts) |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from keystore.credentials import DeviceCredentials, ServerIdentity, TrustedCa, certificate_der
+from keystore.store.credentials import SqliteCredentialStore
+from lwm2m_server.config import ServerConfig
+from lwm2m_server.service import Lwm2mServer
+
+from . import pki as pki_mod
+from .pki import PSK_IDENTITY, PSK_KEY, Pki
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return pki_mod.build(tmp_path_factory.mktemp("pki"))
+
+
+def provision(store: SqliteCredentialStore, pki: Pki) -> None:
+    """The keystore records of the suite (see the module docstring)."""
+    store.put_server_identity(
+        ServerIdentity(pki_mod.key_pem(pki.server_key), pki.server_chain)
+    )
+    store.put_trusted_ca(TrustedCa(certificate_der(pki.ca)))
+    store.put_device(DeviceCredentials.for_psk("dev-psk", PSK_IDENTITY, PSK_KEY))
+    store.put_device(DeviceCredentials.for_psk("someone-else", b"other-identity", b"k" * 16))
+    store.put_device(DeviceCredentials.for_rpk("dev-rpk", pki_mod.spki(pki.rpk_device.key)))
+    store.put_device(DeviceCredentials.for_x509("dev-x509"))
+    store.put_device(DeviceCredentials.for_x509("dev-pinned", pki.pinned_device.cert))
+
+
+@pytest.fixture
+async def server(tmp_path: Path, pki: Pki) -> AsyncIterator[Lwm2mServer]:
+    config = ServerConfig(
+        host="127.0.0.1",
+        coap_port=0,
+        coaps_port=0,
+        data_dir=tmp_path / "data",
+        open_registration=False,
+        request_timeout=5.0,
+    )
+    with SqliteCredentialStore.open(config.database) as store:
+        provision(store, pki)
+    srv = Lwm2mServer(config)
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
+
+
+def coaps_port(server: Lwm2mServer) -> int:
+    return server.coaps_address.port
+
+
+def need(binary: str) -> str:
+    """The path of an external tool, or skip the test saying which package provides it."""
+    path = shutil.which(binary)
+    if path is None:
+        package = {
+            "openssl": "openssl",
+            "gnutls-cli": "gnutls-bin",
+            "coap-client-openssl": "libcoap3-bin",
+            "coap-client-gnutls": "libcoap3-bin",
+        }.get(binary, binary)
+        pytest.skip(f"{binary} not installed (Debian package {package})")
+    return path
+
+
+async def eventually(
+    check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02
+) -> Any:
+    """Poll ``check`` until it returns something truthy (and return it)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+async def run_tool(*args: str | Path, stdin: bytes | None = None, timeout: float = 15.0) -> tuple[int, bytes]:
+    """Run an external tool to completion (without blocking the server's event loop);
+    returns (exit status, stdout + stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        *map(str, args),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+        return -9, out
+    assert proc.returncode is not None
+    return proc.returncode, out
