@@ -39,9 +39,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 def provision(store: SqliteCredentialStore, pki: Pki) -> None:
     """The keystore records of the suite (see the module docstring)."""
-    store.put_server_identity(
-        ServerIdentity(pki_mod.key_pem(pki.server_key), pki.server_chain)
-    )
+    store.put_server_identity(ServerIdentity(pki_mod.key_pem(pki.server_key), pki.server_chain))
     store.put_trusted_ca(TrustedCa(certificate_der(pki.ca)))
     store.put_device(DeviceCredentials.for_psk("dev-psk", PSK_IDENTITY, PSK_KEY))
     store.put_device(DeviceCredentials.for_psk("someone-else", b"other-identity", b"k" * 16))
@@ -88,9 +86,7 @@ def need(binary: str) -> str:
     return path
 
 
-async def eventually(
-    check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02
-) -> Any:
+async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
     """Poll ``check`` until it returns something truthy (and return it)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -102,7 +98,9 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-async def run_tool(*args: str | Path, stdin: bytes | None = None, timeout: float = 15.0) -> tuple[int, bytes]:
+async def run_tool(
+    *args: str | Path, stdin: bytes | None = None, timeout: float = 15.0
+) -> tuple[int, bytes]:
     """Run an external tool to completion (without blocking the server's event loop);
     returns (exit status, stdout + stderr)."""
     proc = await asyncio.create_subprocess_exec(
@@ -119,3 +117,52 @@ async def run_tool(*args: str | Path, stdin: bytes | None = None, timeout: float
         return -9, out
     assert proc.returncode is not None
     return proc.returncode, out
+
+
+class Interactive:
+    """A long-running tool (``openssl s_client``, ``gnutls-cli``) whose stdout is collected
+    while the test writes to its stdin."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.stdout = b""
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    @classmethod
+    async def start(cls, *args: str | Path) -> Interactive:
+        proc = await asyncio.create_subprocess_exec(
+            *map(str, args),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        return cls(proc)
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := await self.proc.stdout.read(4096):
+            self.stdout += chunk
+
+    async def write(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        await self.proc.stdin.drain()
+
+    async def wait_for(self, marker: bytes, timeout: float = 5.0) -> bool:
+        try:
+            await eventually(lambda: marker in self.stdout or self.proc.returncode is not None,
+                             timeout)  # fmt: skip
+        except AssertionError:
+            return False
+        return marker in self.stdout
+
+    async def stop(self) -> int:
+        if self.proc.returncode is None:
+            self.proc.kill()
+        status = await self.proc.wait()
+        await self._reader
+        return status
+
+
+def established_sessions(server: Lwm2mServer) -> list[Any]:
+    return [s for s in server.coaps.endpoint.sessions if s.established]

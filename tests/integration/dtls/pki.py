@@ -18,7 +18,8 @@ from keystore import tools
 from keystore.credentials import certificate_der
 
 PSK_IDENTITY = b"dev-psk-identity"
-PSK_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
+#: printable: libcoap 4.3.1 takes `-k` as text (openssl and gnutls-cli get its hex)
+PSK_KEY = b"pylwm2m-test-psk"
 
 
 def key_pem(key: ec.EllipticCurvePrivateKey, *, traditional: bool = False) -> bytes:
