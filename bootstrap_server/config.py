@@ -26,17 +26,16 @@ from typing import Any
 import attrs
 import yaml
 
-from lwm2m_server.config import LOG_LEVELS, ConfigError, _FromText, _substitute
+from lwm2m_server.config import (
+    LOG_LEVELS,
+    ConfigError,
+    _FromText,
+    _port,
+    _positive,
+    _substitute,
+)
 
 ENV_PREFIX = "LWM2M_BOOTSTRAP_"
-
-
-def _port(value: int) -> str | None:
-    return None if 0 <= value <= 65535 else f"port {value} is out of range 0..65535"
-
-
-def _positive(value: float) -> str | None:
-    return None if value > 0 else f"{value} must be greater than 0"
 
 
 def _retries(value: int) -> str | None:
