@@ -14,7 +14,9 @@ Transport duties from docs/dtls.md, and how they are met here:
   source address) creates an engine. A flood of spoofed ClientHellos costs one HMAC each.
 * **Rebooted clients.** A new epoch-0 ClientHello from the address of an *established* session
   (``is_client_hello``) goes through the verifier too, and a valid one replaces the old session
-  (RFC 6347 §4.2.8). During a handshake, ClientHellos go to the engine (retransmissions).
+  (RFC 6347 §4.2.8). During a handshake, ClientHellos go to the engine (retransmissions), and so
+  does a copy of the very ClientHello that created the session (same random: a duplicate from
+  the network or a replay, which must not tear down a live session; the engine ignores it).
 * **Connection IDs.** ``tls12_cid`` records are looked up by CID first (``peek_connection_id``);
   the engine authenticates them and reports ``PeerAddressChanged`` when a newer record came from
   another address, and only then is the session re-keyed. CIDs are random; a collision with a
@@ -219,6 +221,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                 and not session.is_client
                 and session.established
                 and is_client_hello(data)
+                and _hello_random(data) != session.hello_random
             ):
                 # a peer starting over at a known address: prove reachability first
                 self._new_peer(data, sockaddr, key, now, replacing=session)
@@ -257,6 +260,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             return
         engine = DtlsEngine.server(self.server_config, key)
         session = Session(key, sockaddr, engine, now)
+        session.hello_random = _hello_random(data)
         old = self.sessions.add(session)
         if old is not None:  # a handshaking session at this address that never finished
             self._drop(old, "superseded by a new handshake", unindexed=True)
@@ -401,11 +405,20 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             self._sweeper = self._loop.call_later(self.settings.sweep_interval, self._sweep)
 
     def _sweep(self) -> None:
-        now = self._loop.time()
-        for session in self.sessions.idle_since(now - self.settings.idle_timeout):
+        self.evict_idle()
+        self._schedule_sweep()
+
+    def evict_idle(self, idle_timeout: float | None = None) -> int:
+        """Drop sessions idle for ``idle_timeout`` (default: the settings'); returns how many.
+        Silent (no close_notify): an idle device is usually asleep or gone."""
+        cutoff = self._loop.time() - (
+            self.settings.idle_timeout if idle_timeout is None else idle_timeout
+        )
+        idle = self.sessions.idle_since(cutoff)
+        for session in idle:
             self.stats.evicted += 1
             self._drop(session, "idle")
-        self._schedule_sweep()
+        return len(idle)
 
     # -- outgoing ------------------------------------------------------------------------------
     def send(self, session: Session, data: bytes) -> None:
@@ -497,6 +510,12 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+
+
+def _hello_random(datagram: bytes) -> bytes:
+    """The 32-byte random of a ClientHello datagram (record header 13 + handshake header 12 +
+    client_version 2 bytes in front of it); the cookie verifier has already parsed it."""
+    return bytes(datagram[27:59])
 
 
 async def _bound_socket(loop: asyncio.AbstractEventLoop, bind: tuple[str, int]) -> socket.socket:

@@ -50,6 +50,7 @@ class Session:
         "claim",
         "engine",
         "handshake",
+        "hello_random",
         "is_client",
         "key",
         "last_active",
@@ -70,6 +71,8 @@ class Session:
         self.cid: bytes | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.remote: Any = None
+        #: server role: the random of the ClientHello that created the session
+        self.hello_random = b""
         #: client role: resolved when the handshake completes (or fails)
         self.handshake: asyncio.Future[None] | None = None
 
