@@ -5,7 +5,7 @@ Usage: ``python bench/run.py [--quick] [--only codecs|server|dtls] [-- ARGS for 
 Benchmarks (each is run if its file exists, in its own subprocess so that one crashing or
 leaking memory cannot distort the others' figures):
 
-* ``codecs``: ``bench/codecs.py`` — values/s per content format.
+* ``codecs``: ``bench/codec_speed.py`` — values/s per content format.
 * ``server``: ``python -m bench.load`` — the LwM2M server under load (started as a subprocess
   on free ports with a temporary data dir) against a raw UDP echo ceiling.
 * ``dtls``: ``python -m keystore.dtls.measure --isolated`` — handshakes/s and idle session
@@ -46,7 +46,7 @@ BENCHES = (
     Bench(
         "codecs",
         REPO / "bench" / "codecs.py",
-        lambda quick: [sys.executable, "bench/codecs.py", *(["--quick"] if quick else [])],
+        lambda quick: [sys.executable, "bench/codec_speed.py", *(["--quick"] if quick else [])],
         600,
     ),
     Bench(

@@ -6,7 +6,7 @@ Cases: ``device`` (a Device object instance /3/0 with the multiple-instance reso
 compared with the stdlib ``json.dumps``/``json.loads`` of the same values as a plain dict, measured
 in the same run, so that numbers from different machines can be compared by their ratio.
 
-Usage: ``python bench/codecs.py [--quick]`` — prints one JSON line per figure.
+Usage: ``python bench/codec_speed.py [--quick]`` — prints one JSON line per figure.
 """
 
 from __future__ import annotations
