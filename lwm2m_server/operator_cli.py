@@ -734,16 +734,17 @@ def _device_options(parser: argparse.ArgumentParser, *, fmt: bool = True) -> Non
     parser.add_argument("--timeout", type=float, metavar="S", help="seconds to wait for the device")
 
 
-def register_commands(subparsers: Any) -> None:
+SubParsers = argparse._SubParsersAction  # the type of parser.add_subparsers()
+
+
+def register_commands(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     """Add the operator subcommands to ``subparsers`` (from ``parser.add_subparsers()``)."""
     common = _common()
 
     def add(
         name: str, func: Callable[[argparse.Namespace], int], text: str
     ) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = subparsers.add_parser(
-            name, parents=[common], help=text, description=text
-        )
+        parser = subparsers.add_parser(name, parents=[common], help=text, description=text)
         parser.set_defaults(func=_guard(func))
         return parser
 
