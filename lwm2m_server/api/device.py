@@ -73,7 +73,7 @@ async def write(request: web.Request) -> web.Response:
     if request.content_type == "text/plain":
         if path.depth < 3:
             raise bad_request("a text/plain body can only write a resource or resource instance")
-        data: object = await request.text()
+        data: object = await params.text_body(request)
     else:
         data = await params.json_body(request)
     node = node_from_json(data, path, models)
@@ -92,7 +92,7 @@ async def post(request: web.Request) -> web.Response:
     path = _target(request)
     timeout = request_timeout(request, state)
     if path.is_resource:
-        text = await request.text()
+        text = await params.text_body(request)
         arguments = text if text else None
         resp = await state.call(
             state.ops.execute(ep, path, arguments, timeout=timeout), timeout, f"Execute {path}"
@@ -171,7 +171,7 @@ async def _attributes(request: web.Request) -> dict[str, str | None]:
         if name not in _NOT_ATTRIBUTES:
             result[name] = _attribute_value(name, value)
     if request.can_read_body:
-        text = (await request.text()).strip()
+        text = (await params.text_body(request)).strip()
         if text:
             data: Any = await params.json_body(request)
             if not isinstance(data, dict):

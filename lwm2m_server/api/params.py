@@ -132,12 +132,24 @@ def integer(query: Mapping[str, str], name: str, default: int, lo: int, hi: int)
     return value
 
 
+async def text_body(request: web.Request) -> str:
+    """The request body as UTF-8 text (LwM2M strings are UTF-8 whatever the charset says);
+    bytes that are not UTF-8 are a 400, not an exception in a handler."""
+    raw = await request.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad_request(f"the request body is not valid UTF-8 (byte {exc.start})") from None
+
+
 async def json_body(request: web.Request) -> object:
     """The request body as JSON; 400 naming the position of a syntax error."""
-    text = await request.text()
+    text = await text_body(request)
     if not text.strip():
         raise bad_request("the request needs a JSON body")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise bad_request(f"invalid JSON body: {exc}") from None
+    except RecursionError:
+        raise bad_request("the JSON body is nested too deeply") from None

@@ -333,3 +333,25 @@ async def test_cancel_active_flag_spellings(api: Client, ops: FakeOps) -> None:
         assert ops.calls[-1][3] is expected
     resp = await api.delete("/api/clients/dev-1/3/0/observe?active=maybe")
     assert resp.status == 400
+
+
+async def test_bodies_that_are_not_utf8_are_400(api: Client) -> None:
+    for method, url, ctype in [
+        ("PUT", "/api/clients/dev-1/3/0/14", "application/json"),
+        ("PUT", "/api/clients/dev-1/3/0/14", "text/plain"),
+        ("POST", "/api/clients/dev-1/3/0/4", "text/plain"),
+        ("POST", "/api/clients/dev-1/3303", "application/json"),
+        ("PUT", "/api/clients/dev-1/3/0/attributes", "application/json"),
+        ("PUT", "/api/clients/dev-1/composite", "application/json"),
+    ]:
+        resp = await api.request(method, url, data=b'"\xff\xfe"', headers={"Content-Type": ctype})
+        assert resp.status == 400, (method, url, ctype)
+        assert "UTF-8" in (await resp.json())["error"]
+
+
+async def test_deeply_nested_json_is_400(api: Client) -> None:
+    body = "[" * 200_000 + "]" * 200_000
+    resp = await api.put(
+        "/api/clients/dev-1/3/0", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 400
