@@ -78,7 +78,7 @@ def _entries(
         if not name.startswith(base) and base != name:
             raise CodecError("value is outside the base name", path=leaf_path)
         entry: dict[str, object] = {}
-        relative = name[len(base):]
+        relative = name[len(base) :]
         if relative:
             entry["n"] = relative
         key, json_value = _value_field(rtype, value, leaf_path)
@@ -109,7 +109,8 @@ def _check_level(node: LwM2mNode, path: LwM2mPath) -> None:
     if path.is_root or not node_matches_path(node, path):
         raise CodecError(
             f"cannot encode a {type(node).__name__} at this path in OMA JSON",
-            path=path, code=ResponseCode.NOT_ACCEPTABLE,
+            path=path,
+            code=ResponseCode.NOT_ACCEPTABLE,
         )
     check_node_id(getattr(node, "id", None), path)
 
@@ -236,9 +237,15 @@ def _guess_type(field: str | None, value: object) -> ResourceType:
 
 
 _FIELD_OF = {
-    ResourceType.STRING: "sv", ResourceType.CORELNK: "sv", ResourceType.OPAQUE: "sv",
-    ResourceType.INTEGER: "v", ResourceType.UNSIGNED_INTEGER: "v", ResourceType.FLOAT: "v",
-    ResourceType.TIME: "v", ResourceType.BOOLEAN: "bv", ResourceType.OBJLNK: "ov",
+    ResourceType.STRING: "sv",
+    ResourceType.CORELNK: "sv",
+    ResourceType.OPAQUE: "sv",
+    ResourceType.INTEGER: "v",
+    ResourceType.UNSIGNED_INTEGER: "v",
+    ResourceType.FLOAT: "v",
+    ResourceType.TIME: "v",
+    ResourceType.BOOLEAN: "bv",
+    ResourceType.OBJLNK: "ov",
 }
 
 
@@ -301,7 +308,8 @@ def decode(payload: bytes, path: LwM2mPath, models: ModelProvider) -> LwM2mNode:
     """Decode the node at ``path``; entry times are ignored (``decode_timestamped`` keeps them)."""
     if path.is_root:
         raise CodecError(
-            "decode OMA JSON at the root path with decode_timestamped", path=path,
+            "decode OMA JSON at the root path with decode_timestamped",
+            path=path,
             code=ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
         )
     document = _load(payload, path)

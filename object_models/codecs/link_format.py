@@ -101,7 +101,7 @@ class _Scanner:
         if end < 0:
             raise self.error("unterminated '<'")
         value = self.text[self.pos : end]
-        if any(c in value for c in "<\" \t\r\n"):
+        if any(c in value for c in '<" \t\r\n'):
             raise self.error("invalid character in link target")
         self.pos = end + 1
         return value
@@ -207,8 +207,10 @@ def parse_attribute(name: str, raw: str | None) -> AttributeValue:
         return None
     if name in _INT_ATTRS:
         if not re.fullmatch(r"[0-9]{1,10}", raw) or (name in _FLAG_ATTRS and raw not in "01"):
-            raise CodecError(f"attribute {name}={raw!r} must be a non-negative integer"
-                             + (" 0 or 1" if name in _FLAG_ATTRS else ""))
+            raise CodecError(
+                f"attribute {name}={raw!r} must be a non-negative integer"
+                + (" 0 or 1" if name in _FLAG_ATTRS else "")
+            )
         return int(raw)
     if name in _FLOAT_ATTRS:
         if not re.fullmatch(r"-?[0-9]{1,20}(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?", raw):
@@ -295,7 +297,7 @@ def _object_path(target: str, root: str) -> LwM2mPath | None:
     if prefix and not target.startswith(prefix + "/"):
         return None
     try:
-        path = LwM2mPath.parse(target[len(prefix):])
+        path = LwM2mPath.parse(target[len(prefix) :])
     except InvalidPathError:
         return None
     return path if path.depth in (1, 2) else None
@@ -328,8 +330,9 @@ def format_discover(
 ) -> str:
     links = []
     for entry in entries:
-        path, attributes = (entry.path, entry.attributes) if isinstance(
-            entry, DiscoveredLink) else entry
+        path, attributes = (
+            (entry.path, entry.attributes) if isinstance(entry, DiscoveredLink) else entry
+        )
         params = {name: format_attribute(value) for name, value in attributes.items()}
         links.append(Link(str(path), params))
     return format_links(links)

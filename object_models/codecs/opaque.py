@@ -25,7 +25,8 @@ def encode(node: LwM2mNode, path: LwM2mPath, models: ModelProvider) -> bytes:
     ):
         raise CodecError(
             "application/octet-stream carries only one Opaque resource or resource instance",
-            path=path, code=ResponseCode.NOT_ACCEPTABLE,
+            path=path,
+            code=ResponseCode.NOT_ACCEPTABLE,
         )
     check_node_id(node.id, path)
     return node.value
@@ -36,7 +37,8 @@ def decode(payload: bytes, path: LwM2mPath, models: ModelProvider) -> LwM2mNode:
     if path.depth < 3:
         raise CodecError(
             "application/octet-stream carries only one resource or resource instance value",
-            path=path, code=ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
+            path=path,
+            code=ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
         )
     object_id, _, resource_id = path.ids[:3]
     model = resource_model(models, object_id, resource_id)
@@ -46,7 +48,8 @@ def decode(payload: bytes, path: LwM2mPath, models: ModelProvider) -> LwM2mNode:
         what = "a multiple-instance resource" if model.multiple else f"a {model.type.value}"
         raise CodecError(
             f"application/octet-stream cannot carry {what} resource",
-            path=path, code=ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
+            path=path,
+            code=ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
         )
     value = bytes(payload)
     if path.resource_instance_id is not None:

@@ -48,7 +48,8 @@ def check_value(rtype: ResourceType, value: Value, path: LwM2mPath) -> None:
     """
     if not _value_fits(rtype, value):
         raise CodecError(
-            f"value {value!r} is not a valid {rtype.value} value", path=path,
+            f"value {value!r} is not a valid {rtype.value} value",
+            path=path,
             code=ResponseCode.BAD_REQUEST,
         )
 
@@ -183,7 +184,8 @@ def encode(node: LwM2mNode, path: LwM2mPath, models: ModelProvider) -> bytes:
     if not isinstance(node, LwM2mSingleResource | LwM2mResourceInstance) or path.depth < 3:
         raise CodecError(
             "text/plain carries only a single resource or resource instance value",
-            path=path, code=ResponseCode.NOT_ACCEPTABLE,
+            path=path,
+            code=ResponseCode.NOT_ACCEPTABLE,
         )
     check_node_id(node.id, path)
     return format_value(node.type, node.value, path).encode("utf-8")
@@ -194,14 +196,16 @@ def decode(payload: bytes, path: LwM2mPath, models: ModelProvider) -> LwM2mNode:
     if path.depth < 3:
         raise CodecError(
             "text/plain carries only a single resource or resource instance value",
-            path=path, code=ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
+            path=path,
+            code=ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
         )
     object_id, _, resource_id = path.ids[:3]
     model = resource_model(models, object_id, resource_id)
     if model is not None and model.multiple and path.is_resource:
         raise CodecError(
             "text/plain cannot carry a multiple-instance resource",
-            path=path, code=ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
+            path=path,
+            code=ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
         )
     rtype = model.type if model is not None else ResourceType.STRING
     value = parse_value(rtype, utf8(payload, path), path)

@@ -111,8 +111,8 @@ def _parse(
             length = type_byte & 0x07
         if length > end - header_end:
             raise CodecError(
-                f"TLV at byte {start} declares {length} bytes but only "
-                f"{end - header_end} remain", path=where,
+                f"TLV at byte {start} declares {length} bytes but only {end - header_end} remain",
+                path=where,
             )
         if kind not in allowed:
             raise CodecError(
@@ -213,7 +213,8 @@ def _encode_float(value: float) -> bytes:
 def _header(kind: int, tlv_id: int, length: int, path: LwM2mPath) -> bytes:
     if length > MAX_VALUE_LENGTH:
         raise CodecError(
-            f"{length} bytes do not fit a TLV (at most {MAX_VALUE_LENGTH})", path=path,
+            f"{length} bytes do not fit a TLV (at most {MAX_VALUE_LENGTH})",
+            path=path,
             code=ResponseCode.REQUEST_ENTITY_TOO_LARGE,
         )
     type_byte = kind << 6
@@ -268,7 +269,8 @@ def encode(node: LwM2mNode, path: LwM2mPath, models: ModelProvider) -> bytes:
         return _tlv(RESOURCE_INSTANCE, node.id, encode_value(node.type, node.value, path), path)
     raise CodecError(
         f"cannot encode a {type(node).__name__} at this path in TLV",
-        path=path, code=ResponseCode.NOT_ACCEPTABLE,
+        path=path,
+        code=ResponseCode.NOT_ACCEPTABLE,
     )
 
 
@@ -285,7 +287,8 @@ def decode(payload: bytes, path: LwM2mPath, models: ModelProvider) -> LwM2mNode:
     instance). Any defect is a ``CodecError`` (4.00) naming the path and the reason."""
     if path.is_root:
         raise CodecError(
-            "TLV cannot carry the root path", path=path,
+            "TLV cannot carry the root path",
+            path=path,
             code=ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
         )
     tlvs = parse(payload, path)

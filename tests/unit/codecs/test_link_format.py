@@ -28,8 +28,10 @@ from .test_tlv import examples, mutated
 def test_rfc6690_example() -> None:
     # RFC 6690 §5 example (with the spec's line breaks removed).
     text = '</sensors/temp>;if="sensor",</sensors/light>;if="sensor"'
-    assert parse_links(text) == [Link("/sensors/temp", {"if": "sensor"}),
-                                 Link("/sensors/light", {"if": "sensor"})]
+    assert parse_links(text) == [
+        Link("/sensors/temp", {"if": "sensor"}),
+        Link("/sensors/light", {"if": "sensor"}),
+    ]
     assert format_links(parse_links(text)) == text
 
 
@@ -54,8 +56,19 @@ def test_repeated_param_keeps_the_first() -> None:
 
 @pytest.mark.parametrize(
     ("text", "position"),
-    [("/a", 0), ("</a", 1), ("</a>;", 5), ("</a>x", 4), ('</a>;t="x', 9), ("</a>,", 5),
-     ("</a>;=1", 5), ("</a>;x=", 7), ("</a>;x=,", 7), ("</a b>", 1), ("</a>,,</b>", 5)],
+    [
+        ("/a", 0),
+        ("</a", 1),
+        ("</a>;", 5),
+        ("</a>x", 4),
+        ('</a>;t="x', 9),
+        ("</a>,", 5),
+        ("</a>;=1", 5),
+        ("</a>;x=", 7),
+        ("</a>;x=,", 7),
+        ("</a b>", 1),
+        ("</a>,,</b>", 5),
+    ],
 )
 def test_invalid_documents_give_a_position(text: str, position: int) -> None:
     with pytest.raises(CodecError) as info:
@@ -66,22 +79,28 @@ def test_invalid_documents_give_a_position(text: str, position: int) -> None:
 
 def test_invalid_utf8() -> None:
     with pytest.raises(CodecError, match="UTF-8"):
-        parse_links(b"</a>;t=\"\xff\"")
+        parse_links(b'</a>;t="\xff"')
 
 
 # == Register =====================================================================================
 def test_register_payload_lwm2m_1_1() -> None:
-    text = '</>;rt="oma.lwm2m";ct="60 110 112 11543",</1>;ver=1.1,</1/0>,</3/0>,</3303>;ver=1.1,' \
-           "</3303/0>,</3303/1>,</5>"
+    text = (
+        '</>;rt="oma.lwm2m";ct="60 110 112 11543",</1>;ver=1.1,</1/0>,</3/0>,</3303>;ver=1.1,'
+        "</3303/0>,</3303/1>,</5>"
+    )
     assert parse_object_links(text) == RegisteredObjects(
-        "/", (60, 110, 112, 11543), {1: "1.1", 3: None, 3303: "1.1", 5: None},
+        "/",
+        (60, 110, 112, 11543),
+        {1: "1.1", 3: None, 3303: "1.1", 5: None},
         {1: (0,), 3: (0,), 3303: (0, 1)},
     )
 
 
 def test_register_payload_alternate_root_ignores_unknown_links() -> None:
-    text = '</lwm2m>;rt="oma.lwm2m";ct=11543,</lwm2m/1/0>,</lwm2m/3/0>,</other/5>,</lwm2m/x>,' \
-           "</lwm2m/3/0/1>"
+    text = (
+        '</lwm2m>;rt="oma.lwm2m";ct=11543,</lwm2m/1/0>,</lwm2m/3/0>,</other/5>,</lwm2m/x>,'
+        "</lwm2m/3/0/1>"
+    )
     objects = parse_object_links(text)
     assert objects.root_path == "/lwm2m"
     assert objects.content_formats == (11543,)
@@ -116,11 +135,23 @@ def test_discover_response_roundtrip() -> None:
 
 
 def test_discover_typed_attributes() -> None:
-    text = ('</3303/0/5700>;pmin=1;pmax=60;gt=30.5;lt=-5;st=0.5;epmin=2;epmax=90;edge=1;con=0;'
-            'hqmax=8,</3303>;ver=1.1;ct="60 110"')
+    text = (
+        "</3303/0/5700>;pmin=1;pmax=60;gt=30.5;lt=-5;st=0.5;epmin=2;epmax=90;edge=1;con=0;"
+        'hqmax=8,</3303>;ver=1.1;ct="60 110"'
+    )
     first, second = parse_discover(text)
-    assert first.attributes == {"pmin": 1, "pmax": 60, "gt": 30.5, "lt": -5.0, "st": 0.5,
-                                "epmin": 2, "epmax": 90, "edge": 1, "con": 0, "hqmax": 8}
+    assert first.attributes == {
+        "pmin": 1,
+        "pmax": 60,
+        "gt": 30.5,
+        "lt": -5.0,
+        "st": 0.5,
+        "epmin": 2,
+        "epmax": 90,
+        "edge": 1,
+        "con": 0,
+        "hqmax": 8,
+    }
     assert second.attributes == {"ver": "1.1", "ct": (60, 110)}
     assert parse_discover(format_discover([first, second])) == [first, second]
 
@@ -131,8 +162,9 @@ def test_bootstrap_discover_root_and_unknown_attributes() -> None:
     assert entries[1].attributes == {"ssid": 101, "uri": "coap://server:5683"}
 
 
-@pytest.mark.parametrize("text", ["</3/0>;pmin=-1", "</3/0>;gt=abc", "</3/0>;edge=2",
-                                  "</a/b>", "</3/0>;dim=1.5"])
+@pytest.mark.parametrize(
+    "text", ["</3/0>;pmin=-1", "</3/0>;gt=abc", "</3/0>;edge=2", "</a/b>", "</3/0>;dim=1.5"]
+)
 def test_discover_errors(text: str) -> None:
     with pytest.raises(CodecError):
         parse_discover(text)

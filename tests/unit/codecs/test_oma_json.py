@@ -52,8 +52,12 @@ DEVICE_JSON = (
     b'{"n":"16","sv":"U"}]}'
 )
 
-TEMPERATURE = _model(3303, "Temperature", (5700, "Sensor Value", T.FLOAT, False),
-                     (5701, "Sensor Units", T.STRING, False))
+TEMPERATURE = _model(
+    3303,
+    "Temperature",
+    (5700, "Sensor Value", T.FLOAT, False),
+    (5701, "Sensor Units", T.STRING, False),
+)
 MODELS = StaticModels({**SPEC_MODELS.objects, 3303: TEMPERATURE})
 
 NOTIFICATION_JSON = (
@@ -91,17 +95,25 @@ def test_notification_example_with_base_time() -> None:
         b'{"bn":"/3303/0/5700","bt":25462629,"e":[{"v":22.4,"t":0},{"v":22.9,"t":-25},'
         b'{"v":24.1,"t":-45}]}'
     )
-    assert oma_json.decode_timestamped(oma_json.encode_timestamped(data, MODELS), MODELS,
-                                       path) == data
+    assert (
+        oma_json.decode_timestamped(oma_json.encode_timestamped(data, MODELS), MODELS, path) == data
+    )
 
 
 def test_timestamped_without_path_gives_one_node_per_resource() -> None:
-    payload = (b'{"bn":"/3303/0/","bt":100,"e":[{"n":"5700","v":1.5,"t":-5},'
-               b'{"n":"5701","sv":"Cel","t":-5},{"n":"5700","v":2.5}]}')
+    payload = (
+        b'{"bn":"/3303/0/","bt":100,"e":[{"n":"5700","v":1.5,"t":-5},'
+        b'{"n":"5701","sv":"Cel","t":-5},{"n":"5700","v":2.5}]}'
+    )
     data = oma_json.decode_timestamped(payload, MODELS)
     assert data.entries == (
-        (95.0, {LwM2mPath(3303, 0, 5700): LwM2mSingleResource(5700, 1.5, T.FLOAT),
-                LwM2mPath(3303, 0, 5701): LwM2mSingleResource(5701, "Cel", T.STRING)}),
+        (
+            95.0,
+            {
+                LwM2mPath(3303, 0, 5700): LwM2mSingleResource(5700, 1.5, T.FLOAT),
+                LwM2mPath(3303, 0, 5701): LwM2mSingleResource(5701, "Cel", T.STRING),
+            },
+        ),
         (100.0, {LwM2mPath(3303, 0, 5700): LwM2mSingleResource(5700, 2.5, T.FLOAT)}),
     )
     assert data.latest()[LwM2mPath(3303, 0, 5700)] == LwM2mSingleResource(5700, 2.5, T.FLOAT)
@@ -110,10 +122,12 @@ def test_timestamped_without_path_gives_one_node_per_resource() -> None:
 
 def test_untimed_and_fractional_times_use_absolute_t() -> None:
     path = LwM2mPath(3303, 0, 5700)
-    data = TimestampedNodes((
-        (None, {path: LwM2mSingleResource(5700, 1.0, T.FLOAT)}),
-        (10.25, {path: LwM2mSingleResource(5700, 2.0, T.FLOAT)}),
-    ))
+    data = TimestampedNodes(
+        (
+            (None, {path: LwM2mSingleResource(5700, 1.0, T.FLOAT)}),
+            (10.25, {path: LwM2mSingleResource(5700, 2.0, T.FLOAT)}),
+        )
+    )
     encoded = oma_json.encode_timestamped(data, MODELS)
     assert b'"bt"' not in encoded
     assert oma_json.decode_timestamped(encoded, MODELS, path) == data
@@ -128,10 +142,17 @@ def test_value_fields_per_type() -> None:
         LwM2mSingleResource(3, 2**64 - 1, T.UNSIGNED_INTEGER),
         LwM2mSingleResource(4, -0.5, T.FLOAT),
     )
-    models = StaticModels.of(_model(77, "X", (0, "a", T.OBJLNK, False), (1, "b", T.OPAQUE, False),
-                                    (2, "c", T.BOOLEAN, False),
-                                    (3, "d", T.UNSIGNED_INTEGER, False),
-                                    (4, "e", T.FLOAT, False)))
+    models = StaticModels.of(
+        _model(
+            77,
+            "X",
+            (0, "a", T.OBJLNK, False),
+            (1, "b", T.OPAQUE, False),
+            (2, "c", T.BOOLEAN, False),
+            (3, "d", T.UNSIGNED_INTEGER, False),
+            (4, "e", T.FLOAT, False),
+        )
+    )
     encoded = oma_json.encode(instance, LwM2mPath(77, 0), models)
     assert encoded == (
         b'{"bn":"/77/0/","e":[{"n":"0","ov":"66:1"},{"n":"1","sv":"AQIDBAU="},'
@@ -141,12 +162,17 @@ def test_value_fields_per_type() -> None:
 
 
 def test_unknown_resources_take_their_type_from_the_field() -> None:
-    payload = (b'{"bn":"/9999/0/","e":[{"n":"0","v":3},{"n":"1","v":2.5},{"n":"2","sv":"s"},'
-               b'{"n":"3","bv":false},{"n":"4","ov":"1:2"}]}')
+    payload = (
+        b'{"bn":"/9999/0/","e":[{"n":"0","v":3},{"n":"1","v":2.5},{"n":"2","sv":"s"},'
+        b'{"n":"3","bv":false},{"n":"4","ov":"1:2"}]}'
+    )
     node = oma_json.decode(payload, LwM2mPath(9999, 0), SPEC_MODELS)
     assert node == LwM2mObjectInstance.of(
-        0, LwM2mSingleResource(0, 3, T.INTEGER), LwM2mSingleResource(1, 2.5, T.FLOAT),
-        LwM2mSingleResource(2, "s", T.STRING), LwM2mSingleResource(3, False, T.BOOLEAN),
+        0,
+        LwM2mSingleResource(0, 3, T.INTEGER),
+        LwM2mSingleResource(1, 2.5, T.FLOAT),
+        LwM2mSingleResource(2, "s", T.STRING),
+        LwM2mSingleResource(3, False, T.BOOLEAN),
         LwM2mSingleResource(4, ObjectLink(1, 2), T.OBJLNK),
     )
 
@@ -161,11 +187,19 @@ def test_levels() -> None:
     assert encoded == b'{"bn":"/3/0/6/","e":[{"n":"0","v":1},{"n":"1","v":5}]}'
     assert oma_json.decode(encoded, LwM2mPath(3, 0, 6), SPEC_MODELS) == multiple
     ri = LwM2mResourceInstance(1, 5, T.INTEGER)
-    assert oma_json.decode(oma_json.encode(ri, LwM2mPath(3, 0, 6, 1), SPEC_MODELS),
-                           LwM2mPath(3, 0, 6, 1), SPEC_MODELS) == ri
+    assert (
+        oma_json.decode(
+            oma_json.encode(ri, LwM2mPath(3, 0, 6, 1), SPEC_MODELS),
+            LwM2mPath(3, 0, 6, 1),
+            SPEC_MODELS,
+        )
+        == ri
+    )
     obj = LwM2mObject(3, {0: device_instance()})
-    assert oma_json.decode(oma_json.encode(obj, LwM2mPath(3), SPEC_MODELS), LwM2mPath(3),
-                           SPEC_MODELS) == obj
+    assert (
+        oma_json.decode(oma_json.encode(obj, LwM2mPath(3), SPEC_MODELS), LwM2mPath(3), SPEC_MODELS)
+        == obj
+    )
     empty = oma_json.decode(b'{"e":[]}', LwM2mPath(3, 0, 6), SPEC_MODELS)
     assert empty == LwM2mMultipleResource(6, {}, T.INTEGER)
 
@@ -202,8 +236,9 @@ def test_malformed_documents_raise_codec_error(case: str) -> None:
     models = StaticModels({**SPEC_MODELS.objects, 5: _model(5, "FW", (0, "p", T.OPAQUE, False))})
     with pytest.raises(CodecError) as info:
         oma_json.decode(payload, LwM2mPath(3, 0), models) if case not in (
-            "bad base64", "bad objlnk") else oma_json.decode(
-            payload, LwM2mPath(5 if case == "bad base64" else 66, 0), models)
+            "bad base64",
+            "bad objlnk",
+        ) else oma_json.decode(payload, LwM2mPath(5 if case == "bad base64" else 66, 0), models)
     assert info.value.code is ResponseCode.BAD_REQUEST
     assert reason in str(info.value)
     assert info.value.path is not None
@@ -258,8 +293,12 @@ def _same_model_resource(
     return models, path, LwM2mSingleResource(rm.id, random_value(rnd, rm.type), rm.type)
 
 
-_JSON_SEEDS = [DEVICE_JSON, NOTIFICATION_JSON, b'{"bn":"/66/0/","e":[{"n":"2","ov":"1:2"}]}',
-               b'{"bn":"/3/0/","e":[{"n":"13","v":1e5,"t":-5},{"n":"9","bv":true}]}']
+_JSON_SEEDS = [
+    DEVICE_JSON,
+    NOTIFICATION_JSON,
+    b'{"bn":"/66/0/","e":[{"n":"2","ov":"1:2"}]}',
+    b'{"bn":"/3/0/","e":[{"n":"13","v":1e5,"t":-5},{"n":"9","bv":true}]}',
+]
 
 
 @settings(max_examples=examples(), deadline=None)

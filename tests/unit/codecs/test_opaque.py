@@ -16,9 +16,15 @@ from object_models.types import ResourceType
 from .test_tlv import _model, examples
 
 T = ResourceType
-MODELS = StaticModels.of(_model(5, "Firmware Update", (0, "Package", T.OPAQUE, False),
-                                (1, "Package URI", T.STRING, False),
-                                (2, "Blobs", T.OPAQUE, True)))
+MODELS = StaticModels.of(
+    _model(
+        5,
+        "Firmware Update",
+        (0, "Package", T.OPAQUE, False),
+        (1, "Package URI", T.STRING, False),
+        (2, "Blobs", T.OPAQUE, True),
+    )
+)
 
 
 def test_firmware_package() -> None:

@@ -24,28 +24,57 @@ from object_models.types import ObjectLink, ResourceType, Value
 from .test_tlv import SPEC_MODELS, _model, examples, random_cases
 
 T = ResourceType
-ALL = StaticModels.of(_model(
-    9, "All",
-    (0, "s", T.STRING, False), (1, "i", T.INTEGER, False), (2, "u", T.UNSIGNED_INTEGER, False),
-    (3, "f", T.FLOAT, False), (4, "b", T.BOOLEAN, False), (5, "o", T.OPAQUE, False),
-    (6, "t", T.TIME, False), (7, "l", T.OBJLNK, False), (8, "c", T.CORELNK, False),
-    (10, "n", T.NONE, False), (11, "m", T.INTEGER, True),
-))
-RID = {T.STRING: 0, T.INTEGER: 1, T.UNSIGNED_INTEGER: 2, T.FLOAT: 3, T.BOOLEAN: 4,
-       T.OPAQUE: 5, T.TIME: 6, T.OBJLNK: 7, T.CORELNK: 8, T.NONE: 10}
+ALL = StaticModels.of(
+    _model(
+        9,
+        "All",
+        (0, "s", T.STRING, False),
+        (1, "i", T.INTEGER, False),
+        (2, "u", T.UNSIGNED_INTEGER, False),
+        (3, "f", T.FLOAT, False),
+        (4, "b", T.BOOLEAN, False),
+        (5, "o", T.OPAQUE, False),
+        (6, "t", T.TIME, False),
+        (7, "l", T.OBJLNK, False),
+        (8, "c", T.CORELNK, False),
+        (10, "n", T.NONE, False),
+        (11, "m", T.INTEGER, True),
+    )
+)
+RID = {
+    T.STRING: 0,
+    T.INTEGER: 1,
+    T.UNSIGNED_INTEGER: 2,
+    T.FLOAT: 3,
+    T.BOOLEAN: 4,
+    T.OPAQUE: 5,
+    T.TIME: 6,
+    T.OBJLNK: 7,
+    T.CORELNK: 8,
+    T.NONE: 10,
+}
 
 
 @pytest.mark.parametrize(
     ("rtype", "value", "wire"),
-    [(T.STRING, "Open Mobile Alliance", b"Open Mobile Alliance"), (T.STRING, "é€", "é€".encode()),
-     (T.INTEGER, -42, b"-42"), (T.INTEGER, 2**63 - 1, b"9223372036854775807"),
-     (T.UNSIGNED_INTEGER, 2**64 - 1, b"18446744073709551615"),
-     (T.FLOAT, 1.5, b"1.5"), (T.FLOAT, 0.1, b"0.1"), (T.FLOAT, 1e300, b"1e+300"),
-     (T.FLOAT, -0.0, b"-0.0"),
-     (T.BOOLEAN, True, b"1"), (T.BOOLEAN, False, b"0"),
-     (T.OPAQUE, b"\x01\x02\x03\x04\x05", b"AQIDBAU="),  # the Appendix C example
-     (T.TIME, 1367491215, b"1367491215"), (T.OBJLNK, ObjectLink(66, 1), b"66:1"),
-     (T.CORELNK, "</3/0>", b"</3/0>"), (T.NONE, None, b"")],
+    [
+        (T.STRING, "Open Mobile Alliance", b"Open Mobile Alliance"),
+        (T.STRING, "é€", "é€".encode()),
+        (T.INTEGER, -42, b"-42"),
+        (T.INTEGER, 2**63 - 1, b"9223372036854775807"),
+        (T.UNSIGNED_INTEGER, 2**64 - 1, b"18446744073709551615"),
+        (T.FLOAT, 1.5, b"1.5"),
+        (T.FLOAT, 0.1, b"0.1"),
+        (T.FLOAT, 1e300, b"1e+300"),
+        (T.FLOAT, -0.0, b"-0.0"),
+        (T.BOOLEAN, True, b"1"),
+        (T.BOOLEAN, False, b"0"),
+        (T.OPAQUE, b"\x01\x02\x03\x04\x05", b"AQIDBAU="),  # the Appendix C example
+        (T.TIME, 1367491215, b"1367491215"),
+        (T.OBJLNK, ObjectLink(66, 1), b"66:1"),
+        (T.CORELNK, "</3/0>", b"</3/0>"),
+        (T.NONE, None, b""),
+    ],
 )
 def test_text_forms(rtype: ResourceType, value: Value, wire: bytes) -> None:
     path = LwM2mPath(9, 0, RID[rtype])
@@ -74,12 +103,28 @@ def test_opaque_base64_without_padding_is_accepted() -> None:
 
 @pytest.mark.parametrize(
     ("rtype", "wire"),
-    [(T.INTEGER, b"1_0"), (T.INTEGER, b" 5"), (T.INTEGER, b"+5"), (T.INTEGER, b"\xd9\xa5"),
-     (T.INTEGER, b"9223372036854775808"), (T.INTEGER, b""), (T.UNSIGNED_INTEGER, b"-1"),
-     (T.FLOAT, b"nan"), (T.FLOAT, b"inf"), (T.FLOAT, b"1e999"), (T.FLOAT, b"1,5"),
-     (T.BOOLEAN, b"true"), (T.BOOLEAN, b"2"), (T.OPAQUE, b"!!"), (T.OPAQUE, b"A"),
-     (T.OBJLNK, b"1:70000"), (T.OBJLNK, b"1"), (T.TIME, b"2020-01-01"), (T.NONE, b"x"),
-     (T.STRING, b"\xff\xfe")],
+    [
+        (T.INTEGER, b"1_0"),
+        (T.INTEGER, b" 5"),
+        (T.INTEGER, b"+5"),
+        (T.INTEGER, b"\xd9\xa5"),
+        (T.INTEGER, b"9223372036854775808"),
+        (T.INTEGER, b""),
+        (T.UNSIGNED_INTEGER, b"-1"),
+        (T.FLOAT, b"nan"),
+        (T.FLOAT, b"inf"),
+        (T.FLOAT, b"1e999"),
+        (T.FLOAT, b"1,5"),
+        (T.BOOLEAN, b"true"),
+        (T.BOOLEAN, b"2"),
+        (T.OPAQUE, b"!!"),
+        (T.OPAQUE, b"A"),
+        (T.OBJLNK, b"1:70000"),
+        (T.OBJLNK, b"1"),
+        (T.TIME, b"2020-01-01"),
+        (T.NONE, b"x"),
+        (T.STRING, b"\xff\xfe"),
+    ],
 )
 def test_invalid_text_is_bad_request_naming_the_path(rtype: ResourceType, wire: bytes) -> None:
     path = LwM2mPath(9, 0, RID[rtype])

@@ -47,13 +47,59 @@ def examples(fraction: float = 1.0) -> int:
     return max(1, int(int(os.environ.get("CODEC_EXAMPLES", "10000")) * fraction))
 
 
-_INT_EDGES = [0, 1, -1, 127, 128, -128, -129, 255, 256, 32767, 32768, -32768, -32769,
-              2**31 - 1, 2**31, -(2**31), -(2**31) - 1, INT64_MAX, INT64_MIN]
-_UINT_EDGES = [0, 1, 127, 128, 255, 256, 65535, 2**31, 2**32 - 1, 2**32, INT64_MAX, 2**63,
-               UINT64_MAX]
-_FLOAT_EDGES = [0.0, -0.0, 1.5, -2.25, 0.1, 1e-45, 1.401298464324817e-45, 5e-324,
-                3.4028234663852886e38, 3.4028235677973366e38, 1.7976931348623157e308, 1e16,
-                123456789.0, float(2**53), -1e-310]
+_INT_EDGES = [
+    0,
+    1,
+    -1,
+    127,
+    128,
+    -128,
+    -129,
+    255,
+    256,
+    32767,
+    32768,
+    -32768,
+    -32769,
+    2**31 - 1,
+    2**31,
+    -(2**31),
+    -(2**31) - 1,
+    INT64_MAX,
+    INT64_MIN,
+]
+_UINT_EDGES = [
+    0,
+    1,
+    127,
+    128,
+    255,
+    256,
+    65535,
+    2**31,
+    2**32 - 1,
+    2**32,
+    INT64_MAX,
+    2**63,
+    UINT64_MAX,
+]
+_FLOAT_EDGES = [
+    0.0,
+    -0.0,
+    1.5,
+    -2.25,
+    0.1,
+    1e-45,
+    1.401298464324817e-45,
+    5e-324,
+    3.4028234663852886e38,
+    3.4028235677973366e38,
+    1.7976931348623157e308,
+    1e16,
+    123456789.0,
+    float(2**53),
+    -1e-310,
+]
 
 
 def random_value(rnd: random.Random, rtype: ResourceType) -> Value:
@@ -62,9 +108,11 @@ def random_value(rnd: random.Random, rtype: ResourceType) -> Value:
     if rtype in (T.STRING, T.CORELNK):
         size = rnd.choice([0, 1, 5, 20])
         if edge:
-            return "".join(rnd.choice("a,;\"\\<>/ \x00é€😀") for _ in range(size))
-        return "".join(chr(rnd.choice([rnd.randrange(0xD800), rnd.randrange(0xE000, 0x110000)]))
-                       for _ in range(size))
+            return "".join(rnd.choice('a,;"\\<>/ \x00é€😀') for _ in range(size))
+        return "".join(
+            chr(rnd.choice([rnd.randrange(0xD800), rnd.randrange(0xE000, 0x110000)]))
+            for _ in range(size)
+        )
     if rtype in (T.INTEGER, T.TIME):
         if edge:
             return rnd.choice(_INT_EDGES)
@@ -98,10 +146,14 @@ def random_case(
     """Like ``strategies.model_and_node`` but from one ``random.Random`` (cheap to generate)."""
     pool = types or [t for t in ResourceType if t is not T.NONE]
     object_id = rnd.choice([0, 3, 65535, rnd.randrange(65536)])
-    rids = rnd.sample(range(65536), rnd.randint(1, 6)) if rnd.random() < 0.5 else \
-        rnd.sample(range(256), rnd.randint(1, 6))
-    model = _model(object_id, "R", *[(rid, "r", rnd.choice(pool), rnd.random() < 0.4)
-                                     for rid in rids])
+    rids = (
+        rnd.sample(range(65536), rnd.randint(1, 6))
+        if rnd.random() < 0.5
+        else rnd.sample(range(256), rnd.randint(1, 6))
+    )
+    model = _model(
+        object_id, "R", *[(rid, "r", rnd.choice(pool), rnd.random() < 0.4) for rid in rids]
+    )
     models = StaticModels.of(model)
 
     def resource(rid: int) -> LwM2mResource:
@@ -166,41 +218,69 @@ def random_cases(
 
 def _model(object_id: int, name: str, *res: tuple[int, str, ResourceType, bool]) -> ObjectModel:
     return ObjectModel(
-        object_id, name,
-        {rid: ResourceModel(rid, rname, Operations.RW, multiple, False, rtype)
-         for rid, rname, rtype, multiple in res},
+        object_id,
+        name,
+        {
+            rid: ResourceModel(rid, rname, Operations.RW, multiple, False, rtype)
+            for rid, rname, rtype, multiple in res
+        },
     )
 
 
 # The parts of the OMA models (and of the spec's test objects 65/66) the examples touch.
 DEVICE = _model(
-    3, "Device",
-    (0, "Manufacturer", T.STRING, False), (1, "Model Number", T.STRING, False),
-    (2, "Serial Number", T.STRING, False), (3, "Firmware Version", T.STRING, False),
-    (4, "Reboot", T.NONE, False), (5, "Factory Reset", T.NONE, False),
-    (6, "Available Power Sources", T.INTEGER, True), (7, "Power Source Voltage", T.INTEGER, True),
-    (8, "Power Source Current", T.INTEGER, True), (9, "Battery Level", T.INTEGER, False),
-    (10, "Memory Free", T.INTEGER, False), (11, "Error Code", T.INTEGER, True),
-    (12, "Reset Error Code", T.NONE, False), (13, "Current Time", T.TIME, False),
-    (14, "UTC Offset", T.STRING, False), (15, "Timezone", T.STRING, False),
+    3,
+    "Device",
+    (0, "Manufacturer", T.STRING, False),
+    (1, "Model Number", T.STRING, False),
+    (2, "Serial Number", T.STRING, False),
+    (3, "Firmware Version", T.STRING, False),
+    (4, "Reboot", T.NONE, False),
+    (5, "Factory Reset", T.NONE, False),
+    (6, "Available Power Sources", T.INTEGER, True),
+    (7, "Power Source Voltage", T.INTEGER, True),
+    (8, "Power Source Current", T.INTEGER, True),
+    (9, "Battery Level", T.INTEGER, False),
+    (10, "Memory Free", T.INTEGER, False),
+    (11, "Error Code", T.INTEGER, True),
+    (12, "Reset Error Code", T.NONE, False),
+    (13, "Current Time", T.TIME, False),
+    (14, "UTC Offset", T.STRING, False),
+    (15, "Timezone", T.STRING, False),
     (16, "Supported Binding and Modes", T.STRING, False),
 )
 SERVER = _model(
-    1, "LwM2M Server",
-    (0, "Short Server ID", T.INTEGER, False), (1, "Lifetime", T.INTEGER, False),
+    1,
+    "LwM2M Server",
+    (0, "Short Server ID", T.INTEGER, False),
+    (1, "Lifetime", T.INTEGER, False),
     (2, "Default Minimum Period", T.INTEGER, False),
     (3, "Default Maximum Period", T.INTEGER, False),
-    (6, "Notification Storing", T.BOOLEAN, False), (7, "Binding", T.STRING, False),
+    (6, "Notification Storing", T.BOOLEAN, False),
+    (7, "Binding", T.STRING, False),
 )
 ACL = _model(
-    2, "LwM2M Access Control",
-    (0, "Object ID", T.INTEGER, False), (1, "Object Instance ID", T.INTEGER, False),
-    (2, "ACL", T.INTEGER, True), (3, "Access Control Owner", T.INTEGER, False),
+    2,
+    "LwM2M Access Control",
+    (0, "Object ID", T.INTEGER, False),
+    (1, "Object Instance ID", T.INTEGER, False),
+    (2, "ACL", T.INTEGER, True),
+    (3, "Access Control Owner", T.INTEGER, False),
 )
-OBJ65 = _model(65, "Spec test 65", (0, "res0", T.OBJLNK, True), (1, "res1", T.STRING, False),
-               (2, "res2", T.INTEGER, False))
-OBJ66 = _model(66, "Spec test 66", (0, "res0", T.STRING, False), (1, "res1", T.STRING, False),
-               (2, "res2", T.OBJLNK, False))
+OBJ65 = _model(
+    65,
+    "Spec test 65",
+    (0, "res0", T.OBJLNK, True),
+    (1, "res1", T.STRING, False),
+    (2, "res2", T.INTEGER, False),
+)
+OBJ66 = _model(
+    66,
+    "Spec test 66",
+    (0, "res0", T.STRING, False),
+    (1, "res1", T.STRING, False),
+    (2, "res2", T.OBJLNK, False),
+)
 SPEC_MODELS = StaticModels.of(DEVICE, SERVER, ACL, OBJ65, OBJ66)
 
 DEVICE_RESOURCES_HEX = (
@@ -221,8 +301,7 @@ DEVICE_RESOURCES_HEX = (
 DEVICE_RESOURCES = bytes.fromhex(DEVICE_RESOURCES_HEX)
 DEVICE_WITH_INSTANCE = bytes.fromhex("080079") + DEVICE_RESOURCES
 ACL_TWO_INSTANCES = bytes.fromhex(
-    "08000EC10001C101008302417F07C1037F"
-    "080212C10003C101008702417F0761013601C1037F"
+    "08000EC10001C101008302417F07C1037F080212C10003C101008702417F0761013601C1037F"
 )
 SERVER_ONE_INSTANCE = bytes.fromhex("08000FC10001C40100015180C10601C10755")
 OBJ65_INSTANCE = bytes.fromhex(
@@ -236,6 +315,7 @@ OBJ66_TWO_INSTANCES = bytes.fromhex(
 
 def device_instance() -> LwM2mObjectInstance:
     """The Device object instance the spec examples describe."""
+
     def single(rid: int, value: object, rtype: ResourceType) -> LwM2mSingleResource:
         return LwM2mSingleResource(rid, value, rtype)  # type: ignore[arg-type]
 
@@ -244,11 +324,19 @@ def device_instance() -> LwM2mObjectInstance:
 
     return LwM2mObjectInstance.of(
         0,
-        single(0, "Open Mobile Alliance", T.STRING), single(1, "Lightweight M2M Client", T.STRING),
-        single(2, "345000123", T.STRING), single(3, "1.0", T.STRING),
-        multi(6, 1, 5), multi(7, 3800, 5000), multi(8, 125, 900),
-        single(9, 100, T.INTEGER), single(10, 15, T.INTEGER), multi(11, 0),
-        single(13, 1367491215, T.TIME), single(14, "+02:00", T.STRING), single(16, "U", T.STRING),
+        single(0, "Open Mobile Alliance", T.STRING),
+        single(1, "Lightweight M2M Client", T.STRING),
+        single(2, "345000123", T.STRING),
+        single(3, "1.0", T.STRING),
+        multi(6, 1, 5),
+        multi(7, 3800, 5000),
+        multi(8, 125, 900),
+        single(9, 100, T.INTEGER),
+        single(10, 15, T.INTEGER),
+        multi(11, 0),
+        single(13, 1367491215, T.TIME),
+        single(14, "+02:00", T.STRING),
+        single(16, "U", T.STRING),
     )
 
 
@@ -294,11 +382,18 @@ def test_access_control_two_instances_example_b() -> None:
 
 def test_server_single_instance_example_c() -> None:
     node = tlv.decode(SERVER_ONE_INSTANCE, LwM2mPath(1), SPEC_MODELS)
-    assert node == LwM2mObject(1, {0: LwM2mObjectInstance.of(
-        0,
-        LwM2mSingleResource(0, 1, T.INTEGER), LwM2mSingleResource(1, 86400, T.INTEGER),
-        LwM2mSingleResource(6, True, T.BOOLEAN), LwM2mSingleResource(7, "U", T.STRING),
-    )})
+    assert node == LwM2mObject(
+        1,
+        {
+            0: LwM2mObjectInstance.of(
+                0,
+                LwM2mSingleResource(0, 1, T.INTEGER),
+                LwM2mSingleResource(1, 86400, T.INTEGER),
+                LwM2mSingleResource(6, True, T.BOOLEAN),
+                LwM2mSingleResource(7, "U", T.STRING),
+            )
+        },
+    )
     assert tlv.encode(node, LwM2mPath(1), SPEC_MODELS) == SERVER_ONE_INSTANCE
 
 
@@ -306,8 +401,9 @@ def test_object_link_example_1_single_instance() -> None:
     node = tlv.decode(OBJ65_INSTANCE, LwM2mPath(65, 0), SPEC_MODELS)
     assert node == LwM2mObjectInstance.of(
         0,
-        LwM2mMultipleResource.from_values(0, {0: ObjectLink(66, 0), 1: ObjectLink(66, 1)},
-                                          T.OBJLNK),
+        LwM2mMultipleResource.from_values(
+            0, {0: ObjectLink(66, 0), 1: ObjectLink(66, 1)}, T.OBJLNK
+        ),
         LwM2mSingleResource(1, "8613800755500", T.STRING),
         LwM2mSingleResource(2, 0x12345678, T.INTEGER),
     )
@@ -382,9 +478,18 @@ def test_unknown_resource_decodes_as_opaque() -> None:
 # == value encodings ==============================================================================
 @pytest.mark.parametrize(
     ("value", "hex_value"),
-    [(0, "00"), (127, "7F"), (128, "0080"), (-128, "80"), (-129, "FF7F"), (32767, "7FFF"),
-     (32768, "00008000"), (2**31 - 1, "7FFFFFFF"), (2**31, "0000000080000000"),
-     (-(2**63), "8000000000000000")],
+    [
+        (0, "00"),
+        (127, "7F"),
+        (128, "0080"),
+        (-128, "80"),
+        (-129, "FF7F"),
+        (32767, "7FFF"),
+        (32768, "00008000"),
+        (2**31 - 1, "7FFFFFFF"),
+        (2**31, "0000000080000000"),
+        (-(2**63), "8000000000000000"),
+    ],
 )
 def test_integer_shortest_encoding(value: int, hex_value: str) -> None:
     assert tlv.encode_value(T.INTEGER, value, LwM2mPath(1, 0, 0)) == bytes.fromhex(hex_value)
@@ -416,10 +521,10 @@ def test_time_and_boolean_and_objlnk() -> None:
 
 
 def test_long_value_uses_wider_length_fields() -> None:
-    for size, header in ((7, "C707"), (8, "C80708"), (300, "D0070" + "12C"),
-                         (70000, "D807011170")):
-        encoded = tlv.encode(LwM2mSingleResource(7, b"x" * size, T.OPAQUE), LwM2mPath(9, 0, 7),
-                             StaticModels.of())
+    for size, header in ((7, "C707"), (8, "C80708"), (300, "D0070" + "12C"), (70000, "D807011170")):
+        encoded = tlv.encode(
+            LwM2mSingleResource(7, b"x" * size, T.OPAQUE), LwM2mPath(9, 0, 7), StaticModels.of()
+        )
         assert encoded.hex().upper().startswith(header.upper())
         assert tlv.decode(encoded, LwM2mPath(9, 0, 7), StaticModels.of()).value == b"x" * size  # type: ignore[union-attr]
 
