@@ -3,11 +3,18 @@
 ``model_and_node(depth)`` draws an object model and a node that conforms to it, at the given
 path depth (1 object, 2 instance, 3 resource, 4 resource instance), so that
 ``decode(encode(node)) == node`` can be checked for formats that need the model to type values
-(TLV, text, CBOR) as well as for self-describing ones.
+(TLV, text, CBOR) as well as for self-describing ones; ``multi_path_nodes`` draws several of them
+for the multi-path codecs. ``json_values`` and ``cbor_items`` / ``cbor_payloads`` draw arbitrary
+documents with SenML/LwM2M-looking labels, keys and tags, as hostile input.
+
+These are slow to generate (milliseconds an example); the full-count runs use the one-seed cases
+of ``helpers`` instead (``helpers.random_cases``, built on ``seeds``). This module imports
+nothing from ``helpers``, so the dependency runs one way.
 """
 
 from __future__ import annotations
 
+import cbor2
 from hypothesis import strategies as st
 
 from object_models.model import ObjectModel, Operations, ResourceModel, StaticModels
@@ -124,3 +131,77 @@ def model_and_node(
     ri_id = draw(st.integers(0, 65535))
     ri = LwM2mResourceInstance(ri_id, draw(values(rmodel.type)), rmodel.type)
     return models, LwM2mPath(model.id, instance_id, rid, ri_id), ri
+
+
+seeds = st.integers(0, 2**64 - 1)
+"""One draw that seeds a whole case (see ``helpers.random_case``)."""
+
+
+@st.composite
+def multi_path_nodes(
+    draw: st.DrawFn,
+) -> tuple[StaticModels, dict[LwM2mPath, LwM2mNode | None]]:
+    """Nodes of up to three objects at mixed depths, with their models (for shrinking; the
+    full-count runs use ``helpers.random_multi``)."""
+    drawn = draw(
+        st.lists(
+            st.integers(1, 4).flatmap(model_and_node),
+            min_size=1,
+            max_size=3,
+            unique_by=lambda x: x[1].ids[0],
+        )
+    )
+    objects = {obj.id: obj for m, _, _ in drawn for obj in m.objects.values()}
+    nodes: dict[LwM2mPath, LwM2mNode | None] = {path: node for _, path, node in drawn}
+    return StaticModels(objects), nodes
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
+    | st.sampled_from(["/3/0/", "/3/0/7/1", "0", "6/0", "66:0", "AQ", "/3/0/9"]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["bn", "n", "bt", "t", "v", "vs", "vb", "vd", "vlo", "bv", "u", "x_"])
+            | st.text(max_size=3),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+"""Arbitrary JSON with SenML-looking labels and names."""
+
+_TAGS = st.sampled_from([0, 1, 2, 4, 5, 24, 28, 29, 35, 258, 55799])
+cbor_items = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**64), 2**64 - 1)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.binary(max_size=8)
+    | st.sampled_from(["/3/0/", "/3/0/7/1", "0", "6/0", "66:0", "vlo", "/3/0/9"]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.integers(-6, 9) | st.sampled_from(["vlo", "n", "bn"]), inner, max_size=4
+        )
+        | st.builds(cbor2.CBORTag, _TAGS, inner)
+    ),
+    max_leaves=12,
+)
+"""Arbitrary CBOR with SenML/LwM2M-looking labels, keys and tags."""
+
+
+def _dumps(item: object) -> bytes:
+    try:
+        return cbor2.dumps(item)
+    except (cbor2.CBOREncodeError, ValueError, TypeError):
+        return b"\xa0"
+
+
+cbor_payloads = st.binary(max_size=64) | cbor_items.map(_dumps)

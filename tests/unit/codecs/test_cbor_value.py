@@ -27,24 +27,33 @@ from object_models.path import LwM2mPath
 from object_models.types import ObjectLink
 from object_models.types import ResourceType as T
 
-from .strategies import model_and_node
-from .test_senml_cbor import CBOR_ALPHABET, cbor_payloads
-from .test_senml_json import EXAMPLES, SHRINKING, SPEC_MODELS, _single, only_codec_errors, seeds
-from .test_tlv import mutated, random_cases
+from .helpers import (
+    CBOR_ALPHABET,
+    EXAMPLES,
+    SHRINKING,
+    SPEC_MODELS,
+    Case,
+    assert_roundtrip,
+    mutated,
+    only_codec_errors,
+    random_cases,
+    single,
+)
+from .strategies import cbor_payloads, model_and_node, seeds
 
 VECTORS = [  # Core 1.1 §7.4.7: (path, node, CBOR bytes)
     (
         "/3/0/0",
-        _single(0, "Open Mobile Alliance", T.STRING),
+        single(0, "Open Mobile Alliance", T.STRING),
         "744f70656e204d6f62696c6520416c6c69616e6365",
     ),
-    ("/3/0/9", _single(9, 100, T.INTEGER), "1864"),
-    ("/3/0/13", _single(13, 1367491215, T.TIME), "c11a5182428f"),
-    ("/6/0/0", _single(0, 1.5, T.FLOAT), "fb3ff8000000000000"),
-    ("/1/0/6", _single(6, True, T.BOOLEAN), "f5"),
-    ("/0/0/3", _single(3, b"\xab\xcd\xef", T.OPAQUE), "43abcdef"),
-    ("/0/0/16", _single(16, 2**64 - 1, T.UNSIGNED_INTEGER), "1bffffffffffffffff"),
-    ("/66/0/2", _single(2, ObjectLink(67, 0), T.OBJLNK), "6436373a30"),
+    ("/3/0/9", single(9, 100, T.INTEGER), "1864"),
+    ("/3/0/13", single(13, 1367491215, T.TIME), "c11a5182428f"),
+    ("/6/0/0", single(0, 1.5, T.FLOAT), "fb3ff8000000000000"),
+    ("/1/0/6", single(6, True, T.BOOLEAN), "f5"),
+    ("/0/0/3", single(3, b"\xab\xcd\xef", T.OPAQUE), "43abcdef"),
+    ("/0/0/16", single(16, 2**64 - 1, T.UNSIGNED_INTEGER), "1bffffffffffffffff"),
+    ("/66/0/2", single(2, ObjectLink(67, 0), T.OBJLNK), "6436373a30"),
     ("/3/0/7/1", LwM2mResourceInstance(1, 5000, T.INTEGER), "191388"),
 ]
 
@@ -63,27 +72,27 @@ def test_vectors(path: str, node: LwM2mNode, hexdata: str) -> None:
 def test_time_forms_accepted(item: object) -> None:
     """Core 1.1 §7.4.7 leaves Time open: a bare integer, tag 1 and tag 0 text all decode."""
     node = cbor_value.decode(cbor2.dumps(item), LwM2mPath(3, 0, 13), SPEC_MODELS)
-    assert node == _single(13, 1367491215, T.TIME)
+    assert node == single(13, 1367491215, T.TIME)
 
 
 def test_unknown_resource_is_typed_by_its_cbor_type() -> None:
     unknown = StaticModels({})
-    assert cbor_value.decode(b"\xf9\x3e\x00", LwM2mPath(9, 0, 1), unknown) == _single(
+    assert cbor_value.decode(b"\xf9\x3e\x00", LwM2mPath(9, 0, 1), unknown) == single(
         1, 1.5, T.FLOAT
     )
-    assert cbor_value.decode(b"\x20", LwM2mPath(9, 0, 1), unknown) == _single(1, -1, T.INTEGER)
-    assert cbor_value.decode(b"\x61a", LwM2mPath(9, 0, 1), unknown) == _single(1, "a", T.STRING)
+    assert cbor_value.decode(b"\x20", LwM2mPath(9, 0, 1), unknown) == single(1, -1, T.INTEGER)
+    assert cbor_value.decode(b"\x61a", LwM2mPath(9, 0, 1), unknown) == single(1, "a", T.STRING)
 
 
 def test_non_finite_floats_are_values() -> None:
     """CBOR, unlike JSON, can carry NaN and infinities; a Float resource takes them."""
     node = cbor_value.decode(bytes.fromhex("f97c00"), LwM2mPath(6, 0, 0), SPEC_MODELS)
-    assert node == _single(0, math.inf, T.FLOAT)
+    assert node == single(0, math.inf, T.FLOAT)
 
 
 def test_only_single_values() -> None:
     """Core 1.1 §7.4.7: CBOR carries one value; nodes with children are 4.06/4.15."""
-    instance = LwM2mObjectInstance.of(0, _single(9, 1, T.INTEGER))
+    instance = LwM2mObjectInstance.of(0, single(9, 1, T.INTEGER))
     with pytest.raises(CodecError) as err:
         cbor_value.encode(instance, LwM2mPath(3, 0), SPEC_MODELS)
     assert err.value.code == ResponseCode.NOT_ACCEPTABLE
@@ -133,9 +142,7 @@ def test_reader_matches_cbor2_on_plain_data() -> None:
 # -- properties -----------------------------------------------------------------------------------
 
 
-def _single_value(
-    drawn: tuple[StaticModels, LwM2mPath, LwM2mNode],
-) -> tuple[StaticModels, LwM2mPath, LwM2mNode]:
+def _single_value(drawn: Case) -> Case:
     """A multiple resource cannot travel in plain CBOR: take its first instance instead."""
     models, path, node = drawn
     if isinstance(node, LwM2mMultipleResource):
@@ -144,20 +151,19 @@ def _single_value(
     return drawn
 
 
-def _roundtrip(drawn: tuple[StaticModels, LwM2mPath, LwM2mNode]) -> None:
-    models, path, node = _single_value(drawn)
-    assert cbor_value.decode(cbor_value.encode(node, path, models), path, models) == node
+def _roundtrip(drawn: Case) -> None:
+    assert_roundtrip(cbor_value, _single_value(drawn))
 
 
 @EXAMPLES
 @given(random_cases((3, 4)))
-def test_roundtrip(drawn: tuple[StaticModels, LwM2mPath, LwM2mNode]) -> None:
+def test_roundtrip(drawn: Case) -> None:
     _roundtrip(drawn)
 
 
 @SHRINKING
 @given(st.integers(3, 4).flatmap(model_and_node))
-def test_roundtrip_shrinking(drawn: tuple[StaticModels, LwM2mPath, LwM2mNode]) -> None:
+def test_roundtrip_shrinking(drawn: Case) -> None:
     _roundtrip(drawn)
 
 

@@ -14,7 +14,7 @@ from object_models.node import LwM2mSingleResource, TimestampedNodes  # noqa: E4
 from object_models.path import LwM2mPath  # noqa: E402
 from object_models.types import ResourceType  # noqa: E402
 
-from .test_tlv import DEVICE_RESOURCES, SPEC_MODELS, device_instance  # noqa: E402
+from .helpers import DEVICE_INSTANCE, DEVICE_RESOURCES, SPEC_MODELS  # noqa: E402
 
 PATH = LwM2mPath(3, 0, 9)
 NODE = LwM2mSingleResource(9, 100, ResourceType.INTEGER)
@@ -68,8 +68,8 @@ def test_codec_error_message_names_the_path() -> None:
 )
 def test_my_formats_through_the_facade(fmt: int) -> None:
     path = LwM2mPath(3, 0)
-    payload = codecs.encode(device_instance(), path, fmt, SPEC_MODELS)
-    assert codecs.decode(payload, path, fmt, SPEC_MODELS) == device_instance()
+    payload = codecs.encode(DEVICE_INSTANCE, path, fmt, SPEC_MODELS)
+    assert codecs.decode(payload, path, fmt, SPEC_MODELS) == DEVICE_INSTANCE
     if fmt in (ContentFormat.TLV, ContentFormat.OLD_TLV):
         assert payload == DEVICE_RESOURCES
     assert codecs.decode(b"100", PATH, ContentFormat.TEXT, SPEC_MODELS) == NODE

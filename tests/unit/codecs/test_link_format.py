@@ -22,7 +22,7 @@ from object_models.codecs.link_format import (
 from object_models.errors import CodecError, ResponseCode
 from object_models.path import LwM2mPath
 
-from .test_tlv import examples, mutated
+from .helpers import examples, mutated
 
 
 def test_rfc6690_example() -> None:

@@ -19,16 +19,17 @@ from object_models.path import LwM2mPath
 from object_models.types import ObjectLink
 from object_models.types import ResourceType as T
 
-from .test_senml_cbor import CBOR_ALPHABET, cbor_payloads
-from .test_senml_json import (
+from .helpers import (
+    CBOR_ALPHABET,
     DEVICE_INSTANCE,
     OBJ65_INSTANCE,
     SPEC_MODELS,
     CodecProperties,
-    _multi,
-    _single,
+    multi,
+    single,
     spec_payloads,
 )
+from .strategies import cbor_payloads
 
 NO_MODELS = StaticModels({})
 
@@ -75,7 +76,7 @@ def test_object_links_and_single_resource() -> None:
     assert cbor2.loads(payload) == {
         (65, 0): {0: {0: "66:0", 1: "66:1"}, 1: "8613800755500", 2: 305419896}
     }
-    node = _single(9, 100, T.INTEGER)
+    node = single(9, 100, T.INTEGER)
     assert lwm2m_cbor.encode(node, LwM2mPath(3, 0, 9), SPEC_MODELS) == bytes.fromhex(
         "a1830300091864"
     )
@@ -98,15 +99,15 @@ def test_object_links_and_single_resource() -> None:
 def test_key_forms_decode_alike(hexdata: str) -> None:
     """Core 1.2 §7.4.6 path compaction: every key form names /13/26/1."""
     node = lwm2m_cbor.decode(bytes.fromhex(hexdata), LwM2mPath(13, 26, 1), NO_MODELS)
-    assert node == _single(1, 42, T.INTEGER)
+    assert node == single(1, 42, T.INTEGER)
 
 
 def test_mixed_keys_null_and_decimal_fraction() -> None:
     """Core 1.2 §7.4.6: keys of different forms in one map, null as a value-less path."""
     mixed = bytes.fromhex("a2820d181aa101182a830d181a0215")  # {[13, 26]: {1: 42}, [13, 26, 2]: 21}
     assert lwm2m_cbor.decode_nodes(mixed, NO_MODELS) == {
-        LwM2mPath(13, 26, 1): _single(1, 42, T.INTEGER),
-        LwM2mPath(13, 26, 2): _single(2, 21, T.INTEGER),
+        LwM2mPath(13, 26, 1): single(1, 42, T.INTEGER),
+        LwM2mPath(13, 26, 2): single(2, 21, T.INTEGER),
     }
     nulls = bytes.fromhex("a1830d181a01a202f60305")  # {[13, 26, 1]: {2: null, 3: 5}}
     assert lwm2m_cbor.decode_nodes(nulls, NO_MODELS) == {
@@ -122,9 +123,9 @@ def test_mixed_keys_null_and_decimal_fraction() -> None:
 def test_read_composite_response() -> None:
     """Core 1.2 Read-Composite answered in LwM2M CBOR: one map from the root."""
     nodes: dict[LwM2mPath, LwM2mNode | None] = {
-        LwM2mPath(3, 0, 0): _single(0, "Open Mobile Alliance", T.STRING),
-        LwM2mPath(3, 0, 9): _single(9, 95, T.INTEGER),
-        LwM2mPath(1, 0, 1): _single(1, 86400, T.INTEGER),
+        LwM2mPath(3, 0, 0): single(0, "Open Mobile Alliance", T.STRING),
+        LwM2mPath(3, 0, 9): single(9, 95, T.INTEGER),
+        LwM2mPath(1, 0, 1): single(1, 86400, T.INTEGER),
     }
     payload = lwm2m_cbor.encode_nodes(nodes, SPEC_MODELS)
     assert cbor2.loads(payload) == {
@@ -134,14 +135,14 @@ def test_read_composite_response() -> None:
     assert lwm2m_cbor.decode_nodes(payload, SPEC_MODELS, list(nodes)) == nodes
     grouped = lwm2m_cbor.decode_nodes(payload, SPEC_MODELS, [LwM2mPath(3, 0), LwM2mPath(1, 0, 1)])
     assert grouped[LwM2mPath(3, 0)] == LwM2mObjectInstance.of(
-        0, _single(0, "Open Mobile Alliance", T.STRING), _single(9, 95, T.INTEGER)
+        0, single(0, "Open Mobile Alliance", T.STRING), single(9, 95, T.INTEGER)
     )
 
 
 def test_write_composite_delete_and_multiple() -> None:
     """Write-Composite: values and deletions (null) in one payload."""
     nodes: dict[LwM2mPath, LwM2mNode | None] = {
-        LwM2mPath(3, 0, 7): _multi(7, {0: 3800, 1: 5000}, T.INTEGER),
+        LwM2mPath(3, 0, 7): multi(7, {0: 3800, 1: 5000}, T.INTEGER),
         LwM2mPath(3, 0, 8, 1): None,
     }
     payload = lwm2m_cbor.encode_nodes(nodes, SPEC_MODELS)
@@ -175,13 +176,13 @@ def test_bad_input(hexdata: str, message: str) -> None:
 
 def test_bad_encodings() -> None:
     overlapping: dict[LwM2mPath, LwM2mNode | None] = {
-        LwM2mPath(3, 0, 9): _single(9, 1, T.INTEGER),
+        LwM2mPath(3, 0, 9): single(9, 1, T.INTEGER),
         LwM2mPath(3, 0, 9, 0): None,
     }
     with pytest.raises(CodecError, match="also has children"):
         lwm2m_cbor.encode_nodes(overlapping, SPEC_MODELS)
     with pytest.raises(CodecError, match="/3/0/9: cannot encode as Integer"):
-        lwm2m_cbor.encode(_single(9, "x", T.STRING), LwM2mPath(3, 0, 9), SPEC_MODELS)
+        lwm2m_cbor.encode(single(9, "x", T.STRING), LwM2mPath(3, 0, 9), SPEC_MODELS)
 
 
 # -- properties -----------------------------------------------------------------------------------

@@ -29,16 +29,19 @@ from object_models.node import (
 from object_models.path import LwM2mPath
 from object_models.types import ObjectLink, ResourceType
 
-from .strategies import model_and_node
-from .test_tlv import (
+from .helpers import (
+    DEVICE_INSTANCE,
     SPEC_MODELS,
-    _model,
-    device_instance,
+    Case,
+    assert_roundtrip,
     examples,
     mutated,
+    object_model,
     random_case,
     random_cases,
+    random_value,
 )
+from .strategies import model_and_node
 
 T = ResourceType
 
@@ -52,13 +55,6 @@ DEVICE_JSON = (
     b'{"n":"16","sv":"U"}]}'
 )
 
-TEMPERATURE = _model(
-    3303,
-    "Temperature",
-    (5700, "Sensor Value", T.FLOAT, False),
-    (5701, "Sensor Units", T.STRING, False),
-)
-MODELS = StaticModels({**SPEC_MODELS.objects, 3303: TEMPERATURE})
 
 NOTIFICATION_JSON = (
     b'{"bn":"/3303/0/5700","bt":25462634,"e":[{"v":22.4,"t":-5},{"v":22.9,"t":-30},'
@@ -67,11 +63,11 @@ NOTIFICATION_JSON = (
 
 
 def test_device_example_decodes_to_documented_values() -> None:
-    assert oma_json.decode(DEVICE_JSON, LwM2mPath(3, 0), SPEC_MODELS) == device_instance()
+    assert oma_json.decode(DEVICE_JSON, LwM2mPath(3, 0), SPEC_MODELS) == DEVICE_INSTANCE
 
 
 def test_device_example_encodes_canonically() -> None:
-    assert oma_json.encode(device_instance(), LwM2mPath(3, 0), SPEC_MODELS) == DEVICE_JSON
+    assert oma_json.encode(DEVICE_INSTANCE, LwM2mPath(3, 0), SPEC_MODELS) == DEVICE_JSON
 
 
 def test_base_name_variants_decode_the_same() -> None:
@@ -80,23 +76,26 @@ def test_base_name_variants_decode_the_same() -> None:
     absolute = {"e": [{**e, "n": "/3/0/" + e["n"]} for e in document["e"]]}
     for variant in (rooted, absolute):
         payload = stdjson.dumps(variant).encode()
-        assert oma_json.decode(payload, LwM2mPath(3, 0), SPEC_MODELS) == device_instance()
+        assert oma_json.decode(payload, LwM2mPath(3, 0), SPEC_MODELS) == DEVICE_INSTANCE
 
 
 def test_notification_example_with_base_time() -> None:
-    data = oma_json.decode_timestamped(NOTIFICATION_JSON, MODELS, LwM2mPath(3303, 0, 5700))
+    data = oma_json.decode_timestamped(NOTIFICATION_JSON, SPEC_MODELS, LwM2mPath(3303, 0, 5700))
     path = LwM2mPath(3303, 0, 5700)
     assert data.entries == (
         (25462629.0, {path: LwM2mSingleResource(5700, 22.4, T.FLOAT)}),
         (25462604.0, {path: LwM2mSingleResource(5700, 22.9, T.FLOAT)}),
         (25462584.0, {path: LwM2mSingleResource(5700, 24.1, T.FLOAT)}),
     )
-    assert oma_json.encode_timestamped(data, MODELS) == (
+    assert oma_json.encode_timestamped(data, SPEC_MODELS) == (
         b'{"bn":"/3303/0/5700","bt":25462629,"e":[{"v":22.4,"t":0},{"v":22.9,"t":-25},'
         b'{"v":24.1,"t":-45}]}'
     )
     assert (
-        oma_json.decode_timestamped(oma_json.encode_timestamped(data, MODELS), MODELS, path) == data
+        oma_json.decode_timestamped(
+            oma_json.encode_timestamped(data, SPEC_MODELS), SPEC_MODELS, path
+        )
+        == data
     )
 
 
@@ -105,7 +104,7 @@ def test_timestamped_without_path_gives_one_node_per_resource() -> None:
         b'{"bn":"/3303/0/","bt":100,"e":[{"n":"5700","v":1.5,"t":-5},'
         b'{"n":"5701","sv":"Cel","t":-5},{"n":"5700","v":2.5}]}'
     )
-    data = oma_json.decode_timestamped(payload, MODELS)
+    data = oma_json.decode_timestamped(payload, SPEC_MODELS)
     assert data.entries == (
         (
             95.0,
@@ -117,7 +116,10 @@ def test_timestamped_without_path_gives_one_node_per_resource() -> None:
         (100.0, {LwM2mPath(3303, 0, 5700): LwM2mSingleResource(5700, 2.5, T.FLOAT)}),
     )
     assert data.latest()[LwM2mPath(3303, 0, 5700)] == LwM2mSingleResource(5700, 2.5, T.FLOAT)
-    assert oma_json.decode_timestamped(oma_json.encode_timestamped(data, MODELS), MODELS) == data
+    assert (
+        oma_json.decode_timestamped(oma_json.encode_timestamped(data, SPEC_MODELS), SPEC_MODELS)
+        == data
+    )
 
 
 def test_untimed_and_fractional_times_use_absolute_t() -> None:
@@ -128,9 +130,9 @@ def test_untimed_and_fractional_times_use_absolute_t() -> None:
             (10.25, {path: LwM2mSingleResource(5700, 2.0, T.FLOAT)}),
         )
     )
-    encoded = oma_json.encode_timestamped(data, MODELS)
+    encoded = oma_json.encode_timestamped(data, SPEC_MODELS)
     assert b'"bt"' not in encoded
-    assert oma_json.decode_timestamped(encoded, MODELS, path) == data
+    assert oma_json.decode_timestamped(encoded, SPEC_MODELS, path) == data
 
 
 def test_value_fields_per_type() -> None:
@@ -143,7 +145,7 @@ def test_value_fields_per_type() -> None:
         LwM2mSingleResource(4, -0.5, T.FLOAT),
     )
     models = StaticModels.of(
-        _model(
+        object_model(
             77,
             "X",
             (0, "a", T.OBJLNK, False),
@@ -195,7 +197,7 @@ def test_levels() -> None:
         )
         == ri
     )
-    obj = LwM2mObject(3, {0: device_instance()})
+    obj = LwM2mObject(3, {0: DEVICE_INSTANCE})
     assert (
         oma_json.decode(oma_json.encode(obj, LwM2mPath(3), SPEC_MODELS), LwM2mPath(3), SPEC_MODELS)
         == obj
@@ -233,7 +235,9 @@ BAD = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_malformed_documents_raise_codec_error(case: str) -> None:
     payload, reason = BAD[case]
-    models = StaticModels({**SPEC_MODELS.objects, 5: _model(5, "FW", (0, "p", T.OPAQUE, False))})
+    models = StaticModels(
+        {**SPEC_MODELS.objects, 5: object_model(5, "FW", (0, "p", T.OPAQUE, False))}
+    )
     with pytest.raises(CodecError) as info:
         oma_json.decode(payload, LwM2mPath(3, 0), models) if case not in (
             "bad base64",
@@ -252,18 +256,14 @@ def test_encode_wrong_level_is_not_acceptable() -> None:
 
 @settings(max_examples=examples(), deadline=None)
 @given(random_cases())
-def test_roundtrip_every_type_at_every_level(
-    case: tuple[StaticModels, LwM2mPath, LwM2mNode],
-) -> None:
-    models, path, node = case
-    assert oma_json.decode(oma_json.encode(node, path, models), path, models) == node
+def test_roundtrip_every_type_at_every_level(case: Case) -> None:
+    assert_roundtrip(oma_json, case)
 
 
 @settings(max_examples=examples(0.05), deadline=None)
 @given(st.one_of([model_and_node(depth) for depth in (1, 2, 3, 4)]))
-def test_roundtrip_shared_strategy(case: tuple[StaticModels, LwM2mPath, LwM2mNode]) -> None:
-    models, path, node = case
-    assert oma_json.decode(oma_json.encode(node, path, models), path, models) == node
+def test_roundtrip_shared_strategy(case: Case) -> None:
+    assert_roundtrip(oma_json, case)
 
 
 @settings(max_examples=examples(0.1), deadline=None)
@@ -284,8 +284,6 @@ def test_timestamped_roundtrip(seed: int) -> None:
 def _same_model_resource(
     models: StaticModels, path: LwM2mPath, rnd: random.Random
 ) -> tuple[StaticModels, LwM2mPath, LwM2mNode]:
-    from .test_tlv import random_value
-
     rm = models.objects[path.ids[0]].resources[path.ids[2]]
     if rm.multiple:
         values = {i: random_value(rnd, rm.type) for i in rnd.sample(range(300), 2)}

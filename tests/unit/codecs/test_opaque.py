@@ -13,11 +13,11 @@ from object_models.node import LwM2mMultipleResource, LwM2mResourceInstance, LwM
 from object_models.path import LwM2mPath
 from object_models.types import ResourceType
 
-from .test_tlv import _model, examples
+from .helpers import examples, object_model
 
 T = ResourceType
 MODELS = StaticModels.of(
-    _model(
+    object_model(
         5,
         "Firmware Update",
         (0, "Package", T.OPAQUE, False),

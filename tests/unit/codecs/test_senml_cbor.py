@@ -1,14 +1,12 @@
 """SenML CBOR (Content-Format 112): spec vectors, bad input, property tests.
 
-Spec vectors follow LwM2M Core 1.1(.1) §7.4.5 (SenML CBOR, RFC 8428 §6 labels). The arbitrary-CBOR
-strategy here is shared with the LwM2M CBOR and plain CBOR tests.
+Spec vectors follow LwM2M Core 1.1(.1) §7.4.5 (SenML CBOR, RFC 8428 §6 labels).
 """
 
 from __future__ import annotations
 
 import cbor2
 import pytest
-from hypothesis import strategies as st
 
 from object_models.codecs import senml_cbor
 from object_models.errors import CodecError
@@ -16,15 +14,17 @@ from object_models.node import LwM2mObjectInstance
 from object_models.path import LwM2mPath
 from object_models.types import ResourceType as T
 
-from .test_senml_json import (
+from .helpers import (
+    CBOR_ALPHABET,
     DEVICE_INSTANCE,
     OBJ65_INSTANCE,
     SPEC_MODELS,
     CodecProperties,
     TimestampedProperties,
-    _single,
+    single,
     spec_payloads,
 )
+from .strategies import cbor_payloads
 
 DEVICE_HEX = (
     "90a321652f332f302f00613003744f70656e204d6f62696c6520416c6c69616e6365a200613103764c6967"
@@ -60,7 +60,7 @@ def test_object_links_use_the_text_label_vlo() -> None:
 def test_opaque_is_a_byte_string() -> None:
     """Core 1.1 §7.4.5: ``vd`` (label 8) is a CBOR byte string: [{-2: "/0/0/3", 8: h'ABCDEF'}]."""
     payload = bytes.fromhex("81a221662f302f302f330843abcdef")
-    node = _single(3, b"\xab\xcd\xef", T.OPAQUE)
+    node = single(3, b"\xab\xcd\xef", T.OPAQUE)
     assert senml_cbor.decode(payload, LwM2mPath(0, 0, 3), SPEC_MODELS) == node
     assert senml_cbor.encode(node, LwM2mPath(0, 0, 3), SPEC_MODELS) == payload
 
@@ -81,8 +81,8 @@ def test_timestamps_as_decimal_fractions() -> None:
     )
     got = senml_cbor.decode_timestamped(payload, SPEC_MODELS)
     assert [t for t, _ in got.entries] == [500000004.0, 500000005.0, 500000006.0]
-    assert got.entries[0][1] == {LwM2mPath(0, 0, 0): _single(0, "SampleString", T.STRING)}
-    assert got.entries[1][1] == {LwM2mPath(0, 0, 1): _single(1, False, T.BOOLEAN)}
+    assert got.entries[0][1] == {LwM2mPath(0, 0, 0): single(0, "SampleString", T.STRING)}
+    assert got.entries[1][1] == {LwM2mPath(0, 0, 1): single(1, False, T.BOOLEAN)}
 
 
 def test_timestamped_notification() -> None:
@@ -93,9 +93,9 @@ def test_timestamped_notification() -> None:
     )
     got = senml_cbor.decode_timestamped(payload, SPEC_MODELS, path)
     assert [(t, n[path]) for t, n in got.entries] == [
-        (268500000.0, _single(1, 22.9, T.FLOAT)),
-        (268499995.0, _single(1, 22.4, T.FLOAT)),
-        (268499950.0, _single(1, 24.1, T.FLOAT)),
+        (268500000.0, single(1, 22.9, T.FLOAT)),
+        (268499995.0, single(1, 22.4, T.FLOAT)),
+        (268499950.0, single(1, 24.1, T.FLOAT)),
     ]
 
 
@@ -103,7 +103,7 @@ def test_write_composite_with_delete() -> None:
     """Core 1.1 Write-Composite: a record with only a name deletes that path."""
     payload = cbor2.dumps([{0: "/3/0/14", 3: "+02:00"}, {0: "/3/0/7/1"}])
     assert senml_cbor.decode_nodes(payload, SPEC_MODELS) == {
-        LwM2mPath(3, 0, 14): _single(14, "+02:00", T.STRING),
+        LwM2mPath(3, 0, 14): single(14, "+02:00", T.STRING),
         LwM2mPath(3, 0, 7, 1): None,
     }
 
@@ -149,39 +149,6 @@ def test_bad_input(payload: bytes, message: str) -> None:
 
 
 # -- properties -----------------------------------------------------------------------------------
-
-
-_TAGS = st.sampled_from([0, 1, 2, 4, 5, 24, 28, 29, 35, 258, 55799])
-cbor_items = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**64), 2**64 - 1)
-    | st.floats()
-    | st.text(max_size=8)
-    | st.binary(max_size=8)
-    | st.sampled_from(["/3/0/", "/3/0/7/1", "0", "6/0", "66:0", "vlo", "/3/0/9"]),
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.dictionaries(
-            st.integers(-6, 9) | st.sampled_from(["vlo", "n", "bn"]), inner, max_size=4
-        )
-        | st.builds(cbor2.CBORTag, _TAGS, inner)
-    ),
-    max_leaves=12,
-)
-"""Arbitrary CBOR with SenML/LwM2M-looking labels, keys and tags (shared with other tests)."""
-
-
-def _dumps(item: object) -> bytes:
-    try:
-        return cbor2.dumps(item)
-    except (cbor2.CBOREncodeError, ValueError, TypeError):
-        return b"\xa0"
-
-
-CBOR_ALPHABET = bytes.fromhex("000102030820212240 5f607f809fa0bfc1c4f4f6f9fbff1b".replace(" ", ""))
-"""Initial bytes worth inserting into CBOR: small ints, labels, heads, tags, simple values."""
-cbor_payloads = st.binary(max_size=64) | cbor_items.map(_dumps)
 
 
 class TestSenmlCborProperties(CodecProperties, TimestampedProperties):

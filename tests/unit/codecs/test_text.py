@@ -21,11 +21,11 @@ from object_models.node import (
 from object_models.path import LwM2mPath
 from object_models.types import ObjectLink, ResourceType, Value
 
-from .test_tlv import SPEC_MODELS, _model, examples, random_cases
+from .helpers import SPEC_MODELS, examples, object_model, random_cases
 
 T = ResourceType
 ALL = StaticModels.of(
-    _model(
+    object_model(
         9,
         "All",
         (0, "s", T.STRING, False),

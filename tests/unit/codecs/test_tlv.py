@@ -8,9 +8,6 @@ examples" 1/2); the hex is the spec's, as also reproduced in Eclipse Leshan's te
 from __future__ import annotations
 
 import contextlib
-import math
-import os
-import random
 import struct
 
 import pytest
@@ -19,292 +16,38 @@ from hypothesis import strategies as st
 
 from object_models.codecs import tlv
 from object_models.errors import CodecError, ResponseCode
-from object_models.model import ObjectModel, Operations, ResourceModel, StaticModels
+from object_models.model import StaticModels
 from object_models.node import (
     LwM2mMultipleResource,
-    LwM2mNode,
     LwM2mObject,
     LwM2mObjectInstance,
-    LwM2mResource,
     LwM2mResourceInstance,
     LwM2mSingleResource,
 )
 from object_models.path import LwM2mPath
-from object_models.types import INT64_MAX, INT64_MIN, UINT64_MAX, ObjectLink, ResourceType, Value
+from object_models.types import ObjectLink, ResourceType
 
+from .helpers import (
+    DEVICE_INSTANCE,
+    DEVICE_RESOURCES,
+    OBJ65_INSTANCE,
+    SPEC_MODELS,
+    Case,
+    assert_roundtrip,
+    examples,
+    object_model,
+    random_cases,
+)
 from .strategies import model_and_node
 
 T = ResourceType
 
-
-def examples(fraction: float = 1.0) -> int:
-    """Hypothesis examples for a test: ``fraction`` of ``CODEC_EXAMPLES`` (default 10,000).
-
-    The shared ``model_and_node`` strategy costs ~3 ms an example to generate (the codecs take
-    microseconds), so the 10,000-example runs use ``random_cases`` (one ``st.randoms()`` draw,
-    values biased to edges) and the shared strategy runs a tenth of that, for its shrinking.
-    """
-    return max(1, int(int(os.environ.get("CODEC_EXAMPLES", "10000")) * fraction))
-
-
-_INT_EDGES = [
-    0,
-    1,
-    -1,
-    127,
-    128,
-    -128,
-    -129,
-    255,
-    256,
-    32767,
-    32768,
-    -32768,
-    -32769,
-    2**31 - 1,
-    2**31,
-    -(2**31),
-    -(2**31) - 1,
-    INT64_MAX,
-    INT64_MIN,
-]
-_UINT_EDGES = [
-    0,
-    1,
-    127,
-    128,
-    255,
-    256,
-    65535,
-    2**31,
-    2**32 - 1,
-    2**32,
-    INT64_MAX,
-    2**63,
-    UINT64_MAX,
-]
-_FLOAT_EDGES = [
-    0.0,
-    -0.0,
-    1.5,
-    -2.25,
-    0.1,
-    1e-45,
-    1.401298464324817e-45,
-    5e-324,
-    3.4028234663852886e38,
-    3.4028235677973366e38,
-    1.7976931348623157e308,
-    1e16,
-    123456789.0,
-    float(2**53),
-    -1e-310,
-]
-
-
-def random_value(rnd: random.Random, rtype: ResourceType) -> Value:
-    """A value of ``rtype``: half the time an edge case, otherwise uniform over the range."""
-    edge = rnd.random() < 0.5
-    if rtype in (T.STRING, T.CORELNK):
-        size = rnd.choice([0, 1, 5, 20])
-        if edge:
-            return "".join(rnd.choice('a,;"\\<>/ \x00é€😀') for _ in range(size))
-        return "".join(
-            chr(rnd.choice([rnd.randrange(0xD800), rnd.randrange(0xE000, 0x110000)]))
-            for _ in range(size)
-        )
-    if rtype in (T.INTEGER, T.TIME):
-        if edge:
-            return rnd.choice(_INT_EDGES)
-        return rnd.randint(INT64_MIN, INT64_MAX) >> rnd.randrange(64)
-    if rtype is T.UNSIGNED_INTEGER:
-        return rnd.choice(_UINT_EDGES) if edge else rnd.getrandbits(64) >> rnd.randrange(64)
-    if rtype is T.FLOAT:
-        return _random_float(rnd, edge)
-    if rtype is T.BOOLEAN:
-        return rnd.random() < 0.5
-    if rtype is T.OPAQUE:
-        return rnd.randbytes(rnd.choice([0, 1, 7, 8, 40, 300]))
-    if rtype is T.OBJLNK:
-        return ObjectLink(rnd.choice([0, 65535, rnd.randrange(65536)]), rnd.randrange(65536))
-    return None
-
-
-def _random_float(rnd: random.Random, edge: bool) -> float:
-    if edge:
-        return rnd.choice(_FLOAT_EDGES) * rnd.choice([1, -1])
-    while True:
-        packed = rnd.randbytes(4 if rnd.random() < 0.3 else 8)
-        value: float = struct.unpack(">f" if len(packed) == 4 else ">d", packed)[0]
-        if math.isfinite(value):
-            return value
-
-
-def random_case(
-    rnd: random.Random, depth: int, types: list[ResourceType] | None = None
-) -> tuple[StaticModels, LwM2mPath, LwM2mNode]:
-    """Like ``strategies.model_and_node`` but from one ``random.Random`` (cheap to generate)."""
-    pool = types or [t for t in ResourceType if t is not T.NONE]
-    object_id = rnd.choice([0, 3, 65535, rnd.randrange(65536)])
-    rids = (
-        rnd.sample(range(65536), rnd.randint(1, 6))
-        if rnd.random() < 0.5
-        else rnd.sample(range(256), rnd.randint(1, 6))
-    )
-    model = _model(
-        object_id, "R", *[(rid, "r", rnd.choice(pool), rnd.random() < 0.4) for rid in rids]
-    )
-    models = StaticModels.of(model)
-
-    def resource(rid: int) -> LwM2mResource:
-        rm = model.resources[rid]
-        if rm.multiple:
-            ids = rnd.sample(range(65536) if rnd.random() < 0.3 else range(300), rnd.randint(1, 4))
-            values = {i: random_value(rnd, rm.type) for i in ids}
-            return LwM2mMultipleResource.from_values(rid, values, rm.type)
-        return LwM2mSingleResource(rid, random_value(rnd, rm.type), rm.type)
-
-    def instance(iid: int) -> LwM2mObjectInstance:
-        chosen = rnd.sample(rids, rnd.randint(1, len(rids)))
-        return LwM2mObjectInstance(iid, {rid: resource(rid) for rid in chosen})
-
-    if depth == 1:
-        iids = rnd.sample(range(65535) if rnd.random() < 0.3 else range(300), rnd.randint(1, 3))
-        return models, LwM2mPath(object_id), LwM2mObject(object_id, {i: instance(i) for i in iids})
-    iid = rnd.choice([0, 65534, rnd.randrange(65535)])
-    if depth == 2:
-        return models, LwM2mPath(object_id, iid), instance(iid)
-    rid = rnd.choice(rids)
-    if depth == 3:
-        return models, LwM2mPath(object_id, iid, rid), resource(rid)
-    ri = rnd.choice([0, 65535, rnd.randrange(65536)])
-    rtype = model.resources[rid].type
-    node = LwM2mResourceInstance(ri, random_value(rnd, rtype), rtype)
-    return models, LwM2mPath(object_id, iid, rid, ri), node
-
-
-def mutated(seed: int, seeds: list[bytes], alphabet: bytes) -> bytes:
-    """A valid document with 0-4 random edits (or random bytes): cheap, targeted fuzz input."""
-    rnd = random.Random(seed)
-    if rnd.random() < 0.15:
-        return rnd.randbytes(rnd.randrange(64))
-    data = bytearray(rnd.choice(seeds))
-    for _ in range(rnd.randrange(5)):
-        at = rnd.randrange(len(data) + 1)
-        edit = rnd.randrange(4)
-        if edit == 0:
-            del data[at : at + rnd.randint(1, 8)]
-        elif edit == 1:
-            data[at:at] = bytes(rnd.choice(alphabet) for _ in range(rnd.randint(1, 3)))
-        elif edit == 2 and at < len(data):
-            data[at] = rnd.randrange(256)
-        else:
-            del data[at:]
-    return bytes(data)
-
-
-def random_cases(
-    depths: tuple[int, ...] = (1, 2, 3, 4), types: list[ResourceType] | None = None
-) -> st.SearchStrategy[tuple[StaticModels, LwM2mPath, LwM2mNode]]:
-    """One integer draw seeds everything: Hypothesis' per-draw cost is what made the shared
-    strategy slow. A failure prints the seed, which reproduces the case exactly."""
-
-    def build(seed: int) -> tuple[StaticModels, LwM2mPath, LwM2mNode]:
-        rnd = random.Random(seed)
-        return random_case(rnd, rnd.choice(depths), types)
-
-    return st.integers(0, 2**64 - 1).map(build)
-
-
-def _model(object_id: int, name: str, *res: tuple[int, str, ResourceType, bool]) -> ObjectModel:
-    return ObjectModel(
-        object_id,
-        name,
-        {
-            rid: ResourceModel(rid, rname, Operations.RW, multiple, False, rtype)
-            for rid, rname, rtype, multiple in res
-        },
-    )
-
-
-# The parts of the OMA models (and of the spec's test objects 65/66) the examples touch.
-DEVICE = _model(
-    3,
-    "Device",
-    (0, "Manufacturer", T.STRING, False),
-    (1, "Model Number", T.STRING, False),
-    (2, "Serial Number", T.STRING, False),
-    (3, "Firmware Version", T.STRING, False),
-    (4, "Reboot", T.NONE, False),
-    (5, "Factory Reset", T.NONE, False),
-    (6, "Available Power Sources", T.INTEGER, True),
-    (7, "Power Source Voltage", T.INTEGER, True),
-    (8, "Power Source Current", T.INTEGER, True),
-    (9, "Battery Level", T.INTEGER, False),
-    (10, "Memory Free", T.INTEGER, False),
-    (11, "Error Code", T.INTEGER, True),
-    (12, "Reset Error Code", T.NONE, False),
-    (13, "Current Time", T.TIME, False),
-    (14, "UTC Offset", T.STRING, False),
-    (15, "Timezone", T.STRING, False),
-    (16, "Supported Binding and Modes", T.STRING, False),
-)
-SERVER = _model(
-    1,
-    "LwM2M Server",
-    (0, "Short Server ID", T.INTEGER, False),
-    (1, "Lifetime", T.INTEGER, False),
-    (2, "Default Minimum Period", T.INTEGER, False),
-    (3, "Default Maximum Period", T.INTEGER, False),
-    (6, "Notification Storing", T.BOOLEAN, False),
-    (7, "Binding", T.STRING, False),
-)
-ACL = _model(
-    2,
-    "LwM2M Access Control",
-    (0, "Object ID", T.INTEGER, False),
-    (1, "Object Instance ID", T.INTEGER, False),
-    (2, "ACL", T.INTEGER, True),
-    (3, "Access Control Owner", T.INTEGER, False),
-)
-OBJ65 = _model(
-    65,
-    "Spec test 65",
-    (0, "res0", T.OBJLNK, True),
-    (1, "res1", T.STRING, False),
-    (2, "res2", T.INTEGER, False),
-)
-OBJ66 = _model(
-    66,
-    "Spec test 66",
-    (0, "res0", T.STRING, False),
-    (1, "res1", T.STRING, False),
-    (2, "res2", T.OBJLNK, False),
-)
-SPEC_MODELS = StaticModels.of(DEVICE, SERVER, ACL, OBJ65, OBJ66)
-
-DEVICE_RESOURCES_HEX = (
-    "C800144F70656E204D6F62696C6520416C6C69616E6365"
-    "C801164C69676874776569676874204D324D20436C69656E74"
-    "C80209333435303030313233"
-    "C303312E30"
-    "86064100014101 05"
-    "88070842000ED842011388"
-    "870841007D42010384"
-    "C10964"
-    "C10A0F"
-    "830B410000"
-    "C40D5182428F"
-    "C60E2B30323A3030"
-    "C11055"
-)
-DEVICE_RESOURCES = bytes.fromhex(DEVICE_RESOURCES_HEX)
 DEVICE_WITH_INSTANCE = bytes.fromhex("080079") + DEVICE_RESOURCES
 ACL_TWO_INSTANCES = bytes.fromhex(
     "08000EC10001C101008302417F07C1037F080212C10003C101008702417F0761013601C1037F"
 )
 SERVER_ONE_INSTANCE = bytes.fromhex("08000FC10001C40100015180C10601C10755")
-OBJ65_INSTANCE = bytes.fromhex(
+OBJ65_INSTANCE_TLV = bytes.fromhex(
     "88000C440000420000440100420001C8010D38363133383030373535353030C40212345678"
 )
 OBJ66_TWO_INSTANCES = bytes.fromhex(
@@ -313,56 +56,29 @@ OBJ66_TWO_INSTANCES = bytes.fromhex(
 )
 
 
-def device_instance() -> LwM2mObjectInstance:
-    """The Device object instance the spec examples describe."""
-
-    def single(rid: int, value: object, rtype: ResourceType) -> LwM2mSingleResource:
-        return LwM2mSingleResource(rid, value, rtype)  # type: ignore[arg-type]
-
-    def multi(rid: int, *values: int) -> LwM2mMultipleResource:
-        return LwM2mMultipleResource.from_values(rid, dict(enumerate(values)), T.INTEGER)
-
-    return LwM2mObjectInstance.of(
-        0,
-        single(0, "Open Mobile Alliance", T.STRING),
-        single(1, "Lightweight M2M Client", T.STRING),
-        single(2, "345000123", T.STRING),
-        single(3, "1.0", T.STRING),
-        multi(6, 1, 5),
-        multi(7, 3800, 5000),
-        multi(8, 125, 900),
-        single(9, 100, T.INTEGER),
-        single(10, 15, T.INTEGER),
-        multi(11, 0),
-        single(13, 1367491215, T.TIME),
-        single(14, "+02:00", T.STRING),
-        single(16, "U", T.STRING),
-    )
-
-
 # == spec vectors =================================================================================
 def test_single_object_instance_example_decodes_to_documented_values() -> None:
     node = tlv.decode(DEVICE_RESOURCES, LwM2mPath(3, 0), SPEC_MODELS)
-    assert node == device_instance()
+    assert node == DEVICE_INSTANCE
 
 
 def test_single_object_instance_example_encodes_to_spec_bytes() -> None:
-    assert tlv.encode(device_instance(), LwM2mPath(3, 0), SPEC_MODELS) == DEVICE_RESOURCES
+    assert tlv.encode(DEVICE_INSTANCE, LwM2mPath(3, 0), SPEC_MODELS) == DEVICE_RESOURCES
 
 
 def test_read_on_single_instance_object_example_a() -> None:
-    expected = LwM2mObject(3, {0: device_instance()})
+    expected = LwM2mObject(3, {0: DEVICE_INSTANCE})
     assert tlv.decode(DEVICE_WITH_INSTANCE, LwM2mPath(3), SPEC_MODELS) == expected
     assert tlv.encode(expected, LwM2mPath(3), SPEC_MODELS) == DEVICE_WITH_INSTANCE
 
 
 def test_instance_level_accepts_the_instance_wrapper() -> None:
-    assert tlv.decode(DEVICE_WITH_INSTANCE, LwM2mPath(3, 0), SPEC_MODELS) == device_instance()
+    assert tlv.decode(DEVICE_WITH_INSTANCE, LwM2mPath(3, 0), SPEC_MODELS) == DEVICE_INSTANCE
 
 
 def test_object_level_accepts_bare_resources_as_instance_0() -> None:
     node = tlv.decode(DEVICE_RESOURCES, LwM2mPath(3), SPEC_MODELS)
-    assert node == LwM2mObject(3, {0: device_instance()})
+    assert node == LwM2mObject(3, {0: DEVICE_INSTANCE})
 
 
 def test_access_control_two_instances_example_b() -> None:
@@ -398,16 +114,9 @@ def test_server_single_instance_example_c() -> None:
 
 
 def test_object_link_example_1_single_instance() -> None:
-    node = tlv.decode(OBJ65_INSTANCE, LwM2mPath(65, 0), SPEC_MODELS)
-    assert node == LwM2mObjectInstance.of(
-        0,
-        LwM2mMultipleResource.from_values(
-            0, {0: ObjectLink(66, 0), 1: ObjectLink(66, 1)}, T.OBJLNK
-        ),
-        LwM2mSingleResource(1, "8613800755500", T.STRING),
-        LwM2mSingleResource(2, 0x12345678, T.INTEGER),
-    )
-    assert tlv.encode(node, LwM2mPath(65, 0), SPEC_MODELS) == OBJ65_INSTANCE
+    node = tlv.decode(OBJ65_INSTANCE_TLV, LwM2mPath(65, 0), SPEC_MODELS)
+    assert node == OBJ65_INSTANCE  # links to 66:0 and 66:1, "8613800755500", 0x12345678
+    assert tlv.encode(node, LwM2mPath(65, 0), SPEC_MODELS) == OBJ65_INSTANCE_TLV
 
 
 def test_object_link_example_2_multiple_instances_with_null_link() -> None:
@@ -574,7 +283,7 @@ def test_malformed_payloads_raise_codec_error_with_path(case: str) -> None:
     hex_payload, path, reason = BAD_PAYLOADS[case]
     models = SPEC_MODELS
     if case == "float of 3 bytes":
-        models = StaticModels.of(_model(4242, "F", (0, "f", T.FLOAT, False)))
+        models = StaticModels.of(object_model(4242, "F", (0, "f", T.FLOAT, False)))
     with pytest.raises(CodecError) as info:
         tlv.decode(bytes.fromhex(hex_payload), path, models)
     assert info.value.code is ResponseCode.BAD_REQUEST
@@ -607,18 +316,14 @@ def test_root_path_is_unsupported() -> None:
 # == properties ===================================================================================
 @settings(max_examples=examples(), deadline=None)
 @given(random_cases())
-def test_roundtrip_every_type_at_every_level(
-    case: tuple[StaticModels, LwM2mPath, LwM2mNode],
-) -> None:
-    models, path, node = case
-    assert tlv.decode(tlv.encode(node, path, models), path, models) == node
+def test_roundtrip_every_type_at_every_level(case: Case) -> None:
+    assert_roundtrip(tlv, case)
 
 
 @settings(max_examples=examples(0.1), deadline=None)
 @given(st.one_of([model_and_node(depth) for depth in (1, 2, 3, 4)]))
-def test_roundtrip_shared_strategy(case: tuple[StaticModels, LwM2mPath, LwM2mNode]) -> None:
-    models, path, node = case
-    assert tlv.decode(tlv.encode(node, path, models), path, models) == node
+def test_roundtrip_shared_strategy(case: Case) -> None:
+    assert_roundtrip(tlv, case)
 
 
 @settings(max_examples=examples(), deadline=None)
