@@ -1,0 +1,354 @@
+"""``ProfileEngine``: applies profiles to connected devices and maps their values.
+
+It is a consumer of the server, not part of it: it calls ``ServerOperations`` (read, observe,
+Write-Attributes, …) and follows the event stream, so the service only has to (1) start and stop
+it and (2) pass every batch of decoded values through ``map_telemetry`` before storing them.
+
+When a profile is applied (see ``plan`` for what each case sends):
+
+* ``REGISTRATION`` (a Register, or a re-Register that replaced the old registration and with
+  it the old observations): everything;
+* ``UPDATED``: only what is missing (observations, attributes);
+* start-up: every restored registration, because its observations may be gone on the device
+  side; a queue-mode client waits until it next speaks (``AWAKE``/``UPDATED``);
+* a profile change (API, folder reload, assignment): every connected device whose profile it is.
+
+One application per device at a time: a new Register cancels the one in progress (its
+observations were dropped with the old registration anyway); other triggers wait their turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from keystore.store.base import StoreError
+from keystore.store.profiles import SqliteProfileStore
+from object_models.errors import Lwm2mError, ResponseCode
+from object_models.registry import ModelRegistry
+
+from ..config import ConfigError
+from ..core.registration import Registration
+from ..core.telemetry import TelemetryPoint
+from ..json_nodes import node_from_json, value_to_jsonable
+from ..operations import DeviceResponse, ServerEvent, ServerOperations
+from .applier import apply_plan
+from .catalog import Catalog, Reload
+from .mapper import map_points
+from .model import Kind, Profile
+from .plan import Reason, plan
+from .sinks import SinkRecord, SinkSet
+from .status import DeviceStatus
+
+log = logging.getLogger(__name__)
+
+TELEMETRY = "TELEMETRY"
+ATTRIBUTES = "ATTRIBUTES"
+PROFILE = "PROFILE"
+
+Publish = Callable[[str, str, Mapping[str, object]], object]
+Listen = Callable[[Callable[[ServerEvent], None]], Callable[[], None]]
+"""``EventBus.listen``: register a synchronous event callback, get its remover."""
+
+
+def telemetry_records(points: Sequence[TelemetryPoint]) -> list[dict[str, Any]]:
+    """``[{"ts": ms, "values": {key: value}}]``, one per timestamp, oldest first."""
+    by_ts: dict[int, dict[str, object]] = {}
+    for point in points:
+        by_ts.setdefault(point.ts_ms, {})[point.key] = value_to_jsonable(point.value)
+    return [{"ts": ts, "values": values} for ts, values in sorted(by_ts.items())]
+
+
+class ProfileEngine:
+    def __init__(
+        self,
+        ops: ServerOperations,
+        store: SqliteProfileStore,
+        registry: ModelRegistry,
+        *,
+        listen: Listen,
+        publish: Publish,
+        folder: Path | None = None,
+        default_profile: str = "default",
+        sinks: SinkSet | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.ops = ops
+        self.store = store
+        self.catalog = Catalog(store, registry, folder, default_name=default_profile)
+        self.sinks = sinks or SinkSet()
+        self.timeout = timeout
+        self._listen = listen
+        self._unlisten: Callable[[], None] | None = None
+        self._publish = publish
+        self._status: dict[str, DeviceStatus] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._restart_pending: set[str] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        for error in self.catalog.load():
+            log.error("stored profile no longer valid: %s", error)
+        self.catalog.reload_folder()
+        await self.sinks.start()
+        self._unlisten = self._listen(self.on_event)
+        for registration in self.ops.clients():
+            if registration.queue_mode:
+                self._restart_pending.add(registration.endpoint)
+            else:
+                self.schedule(registration.endpoint, Reason.RESTART)
+
+    async def stop(self) -> None:
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.sinks.stop()
+
+    async def idle(self, timeout: float = 10.0) -> None:
+        """Wait until no application is running (tests, the CLI's ``apply``)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._running and asyncio.get_running_loop().time() < deadline:
+            await asyncio.wait(list(self._running.values()), timeout=0.1)
+
+    # -- events ----------------------------------------------------------------------------------
+    def on_event(self, event: ServerEvent) -> None:
+        """``EventBus.listen`` callback: runs inside ``publish``, so it only schedules."""
+        endpoint = event.endpoint
+        if event.kind == "REGISTRATION":
+            self._restart_pending.discard(endpoint)
+            running = self._running.get(endpoint)
+            if running is not None:
+                running.cancel()
+            self.status_of(endpoint).forget_observations()
+            self.schedule(endpoint, Reason.REGISTER)
+        elif event.kind in ("UPDATED", "AWAKE"):
+            if endpoint in self._restart_pending:
+                self._restart_pending.discard(endpoint)
+                self.schedule(endpoint, Reason.RESTART)
+            elif event.kind == "UPDATED":
+                self.schedule(endpoint, Reason.UPDATE)
+        elif event.kind == "DEREGISTRATION":
+            self._restart_pending.discard(endpoint)
+            running = self._running.pop(endpoint, None)
+            if running is not None:
+                running.cancel()
+            status = self.status_of(endpoint)
+            status.forget_observations()
+            self._save(status)
+
+    # -- applying --------------------------------------------------------------------------------
+    def schedule(self, endpoint: str, reason: Reason) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._apply(endpoint, reason))
+        self._tasks.add(task)
+        self._running[endpoint] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if self._running.get(endpoint) is t:
+                del self._running[endpoint]
+
+        task.add_done_callback(done)
+        return task
+
+    async def _apply(self, endpoint: str, reason: Reason) -> None:
+        lock = self._locks.setdefault(endpoint, asyncio.Lock())
+        async with lock:
+            try:
+                registration = self.ops.client(endpoint)
+            except Lwm2mError:
+                return
+            await self._apply_to(registration, reason)
+
+    async def _apply_to(self, registration: Registration, reason: Reason) -> None:
+        endpoint = registration.endpoint
+        profile, chosen_by = self.catalog.resolve(endpoint)
+        status = self.status_of(endpoint)
+        previous = list(status.observed)
+        if status.profile and status.profile != profile.name and reason is Reason.UPDATE:
+            reason = Reason.PROFILE
+        status.profile, status.chosen_by, status.reason = profile.name, chosen_by, reason.value
+        status.state = "applying"
+        existing = [tuple(paths) for paths in self.ops.observations(endpoint)]
+        the_plan = plan(
+            profile,
+            registration,
+            reason,
+            existing=existing,
+            previous=previous,
+            written=status.written,
+        )
+        if the_plan.requests or reason is not Reason.UPDATE:
+            log.info(
+                "applying profile %s to %s (%s): %d requests",
+                profile.name,
+                endpoint,
+                reason.value,
+                len(the_plan.requests),
+            )
+        applied = await apply_plan(
+            self.ops,
+            endpoint,
+            the_plan,
+            previous=[t for t in previous if t in existing],
+            written=status.written,
+            timeout=self.timeout,
+        )
+        status.record(applied)
+        self._save(status)
+        self._publish(PROFILE, endpoint, status.to_json())
+
+    def status_of(self, endpoint: str) -> DeviceStatus:
+        status = self._status.get(endpoint)
+        if status is None:
+            stored = None
+            with contextlib.suppress(StoreError):
+                stored = self.store.status(endpoint)
+            status = DeviceStatus.from_json(stored) if stored else DeviceStatus(endpoint)
+            status.endpoint = endpoint
+            self._status[endpoint] = status
+        return status
+
+    def _save(self, status: DeviceStatus) -> None:
+        try:
+            self.store.put_status(status.endpoint, status.to_json())
+        except StoreError as exc:
+            log.error("profile status of %s not stored: %s", status.endpoint, exc)
+
+    def status(self, endpoint: str) -> dict[str, Any]:
+        profile, chosen_by = self.catalog.resolve(endpoint)
+        result = self.status_of(endpoint).to_json()
+        result.setdefault("profile", profile.name)
+        if not result["profile"]:
+            result["profile"], result["chosenBy"] = profile.name, chosen_by
+        return result
+
+    # -- profile changes -------------------------------------------------------------------------
+    def _reapply(self, names: set[str] | None = None) -> list[str]:
+        """Apply again to connected devices whose profile is (now) one of ``names`` or whose
+        profile changed (``names`` None: every device)."""
+        endpoints = []
+        for registration in self.ops.clients():
+            endpoint = registration.endpoint
+            profile, _ = self.catalog.resolve(endpoint)
+            old = self.status_of(endpoint).profile
+            if names is None or profile.name in names or (old and old != profile.name):
+                endpoints.append(endpoint)
+                self.schedule(endpoint, Reason.PROFILE)
+        return endpoints
+
+    def reload(self) -> Reload:
+        result = self.catalog.reload_folder()
+        self.catalog.load()
+        if result.changed or result.removed:
+            self._reapply(set(result.changed) | set(result.removed))
+        return result
+
+    def put_profile(self, name: str, document: Mapping[str, Any]) -> Profile:
+        profile = self.catalog.put(document, name)
+        self._reapply({name})
+        return profile
+
+    def remove_profile(self, name: str) -> Profile | None:
+        removed = self.catalog.remove(name)
+        if removed is not None:
+            self._reapply({name})
+        return removed
+
+    def assign(self, endpoint: str, name: str | None) -> None:
+        self.catalog.assign(endpoint, name)
+        with contextlib.suppress(Lwm2mError):
+            self.ops.client(endpoint)
+            self.schedule(endpoint, Reason.PROFILE)
+
+    def apply_now(self, endpoint: str) -> asyncio.Task[None]:
+        """``profiles apply``: reads, attributes and missing observations, now."""
+        self.ops.client(endpoint)  # UnknownClientError for a device that is not connected
+        return self.schedule(endpoint, Reason.MANUAL)
+
+    # -- values ----------------------------------------------------------------------------------
+    def map_telemetry(
+        self, registration: Registration, points: list[TelemetryPoint], source: str
+    ) -> list[TelemetryPoint]:
+        """The service's ``TelemetryMapper``: returns the telemetry to store; attributes are
+        stored here, both are published and copied to the sinks. Never raises."""
+        if not points:
+            return points
+        endpoint = registration.endpoint
+        try:
+            profile, _ = self.catalog.resolve(endpoint)
+            mapped = map_points(profile, points)
+        except Exception:
+            log.exception("mapping values of %s failed: stored with default keys", endpoint)
+            return points
+        if mapped.problems:
+            status = self.status_of(endpoint)
+            for problem in mapped.problems:
+                log.warning("%s %s: %s", endpoint, problem.path, problem.message)
+                status.value_problem(problem)
+            self._save(status)
+        if mapped.attributes:
+            try:
+                self.store.put_attributes(mapped.attributes)
+            except StoreError as exc:
+                log.error("attributes of %s not stored: %s", endpoint, exc)
+            values = {p.key: value_to_jsonable(p.value) for p in mapped.attributes}
+            self._publish(ATTRIBUTES, endpoint, {"source": source, "attributes": values})
+            self.sinks.offer(SinkRecord(endpoint, "attributes", values, profile.name))
+        for record in telemetry_records(mapped.telemetry):
+            self._publish(TELEMETRY, endpoint, {"source": source, **record})
+            self.sinks.offer(SinkRecord(endpoint, "telemetry", record, profile.name))
+        return mapped.telemetry
+
+    def attributes(self, endpoint: str) -> dict[str, TelemetryPoint]:
+        return self.store.attributes(endpoint)
+
+    async def write_attribute(
+        self, endpoint: str, key: str, value: object, *, timeout: float | None = None
+    ) -> DeviceResponse:
+        """Write a mapped, writable attribute to the device (and keep it once accepted)."""
+        registration = self.ops.client(endpoint)
+        profile, _ = self.catalog.resolve(endpoint)
+        mapping = profile.by_key(key)
+        if mapping is None or mapping.kind is not Kind.ATTRIBUTE:
+            raise Lwm2mError(
+                f"profile {profile.name!r} maps no attribute {key!r}", code=ResponseCode.NOT_FOUND
+            )
+        if not mapping.writable:
+            raise Lwm2mError(
+                f"attribute {key!r} is resource {mapping.path}, which is not writable",
+                code=ResponseCode.METHOD_NOT_ALLOWED,
+            )
+        models = self.ops.models_for(endpoint)
+        node = node_from_json(value, mapping.path, models)
+        response = await self.ops.write(
+            endpoint, mapping.path, node, timeout=timeout or self.timeout
+        )
+        if response.success:
+            from object_models.node import flatten
+
+            points = [
+                TelemetryPoint(endpoint, str(p), key, round(time.time() * 1000), v, t)
+                for p, t, v in flatten(mapping.path, node)
+            ]
+            self.map_telemetry(registration, points, "write")
+        return response
+
+
+def config_errors(result: Reload) -> list[str]:
+    return [str(e) for e in result.errors]
+
+
+__all__ = ["ATTRIBUTES", "PROFILE", "TELEMETRY", "ConfigError", "ProfileEngine"]

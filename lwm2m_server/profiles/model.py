@@ -1,0 +1,165 @@
+"""A device profile as validated, immutable values (the loader builds them; nothing here checks).
+
+Vocabulary follows ThingsBoard's LwM2M device profile where it has one (observe strategies
+SINGLE / COMPOSITE_ALL / COMPOSITE_BY_OBJECT, the on-connect modes, key names per resource,
+telemetry or attribute), so a ThingsBoard profile translates line by line.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from object_models.path import LwM2mPath
+from object_models.types import ResourceType
+
+DEFAULT_PROFILE = "default"
+"""The profile a device gets when nothing else names one (built in: observe nothing, keep the
+default telemetry keys), unless a stored or file profile of that name replaces it."""
+
+
+class ObserveStrategy(enum.Enum):
+    """How the observed paths are grouped on the wire."""
+
+    SINGLE = "single"
+    """One Observe per path: works with every client (LwM2M 1.0 too)."""
+    COMPOSITE_ALL = "composite_all"
+    """One Observe-Composite with every path: one notification stream, fewest wake-ups."""
+    COMPOSITE_BY_OBJECT = "composite_by_object"
+    """One Observe-Composite per object id: a middle ground (ThingsBoard's third strategy)."""
+
+
+class OnConnect(enum.Enum):
+    """What the server does after a Register (and a re-Register)."""
+
+    OBSERVE_ONLY = "observe_only"
+    """(1) only the observations (and their Write-Attributes)."""
+    READ_ALL = "read_all"
+    """(2) Read every object the profile names, then observe."""
+    READ_MAPPED = "read_mapped"
+    """(3) Read the mapped attribute and telemetry resources, then observe."""
+
+
+class Kind(enum.Enum):
+    TELEMETRY = "telemetry"
+    ATTRIBUTE = "attribute"
+
+
+NOTIFICATION_ATTRIBUTES = ("pmin", "pmax", "gt", "lt", "st")
+
+
+@attrs.frozen
+class NotificationAttributes:
+    """Write-Attributes values (Core §5.1.2); ``None`` = not set by the profile."""
+
+    pmin: int | None = None
+    pmax: int | None = None
+    gt: float | None = None
+    lt: float | None = None
+    st: float | None = None
+
+    def query(self) -> dict[str, str | None]:
+        """The ``write_attributes`` argument: only the attributes the profile sets."""
+        values = attrs.asdict(self)
+        return {n: _number(values[n]) for n in NOTIFICATION_ATTRIBUTES if values[n] is not None}
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in attrs.astuple(self))
+
+
+def _number(value: float | int) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+@attrs.frozen
+class ResourceMapping:
+    """What the profile says about one resource (or resource instance) path."""
+
+    path: LwM2mPath
+    key: str
+    kind: Kind
+    type: ResourceType
+    """The type values are stored as: the model's, or the profile's ``type:``."""
+    observe: bool = False
+    attributes: NotificationAttributes = NotificationAttributes()
+    writable: bool = False
+
+
+@attrs.frozen
+class EndpointPattern:
+    """``sensor-*`` (a shell glob) or ``re:^temp-[0-9]+$`` (a regular expression, full match)."""
+
+    text: str
+
+    def matches(self, endpoint: str) -> bool:
+        if self.text.startswith("re:"):
+            return re.fullmatch(self.text[3:], endpoint) is not None
+        return fnmatch.fnmatchcase(endpoint, self.text)
+
+
+def _mapping_dict(value: Mapping[LwM2mPath, ResourceMapping]) -> dict[LwM2mPath, ResourceMapping]:
+    return dict(value)
+
+
+@attrs.frozen
+class Profile:
+    name: str
+    source: str
+    """Where it came from: a file path, ``api``, or ``builtin``."""
+    document: Mapping[str, Any]
+    """The document it was built from (what the store keeps and ``show`` prints)."""
+    objects: Mapping[int, str] = attrs.field(factory=dict)
+    """Expected object versions (``3303: "1.1"``)."""
+    resources: Mapping[LwM2mPath, ResourceMapping] = attrs.field(
+        factory=dict, converter=_mapping_dict
+    )
+    observe_strategy: ObserveStrategy = ObserveStrategy.SINGLE
+    on_connect: OnConnect = OnConnect.OBSERVE_ONLY
+    keep_unmapped: bool = True
+    endpoints: tuple[EndpointPattern, ...] = ()
+    description: str = ""
+    bootstrap: Mapping[str, Any] | None = None
+    """The bootstrap server's section, validated by ``bootstrap_server.core.config_loader``
+    (a profile-kind ``BootstrapConfig``) but kept opaque here: the bootstrap server reads it."""
+
+    def by_key(self, key: str) -> ResourceMapping | None:
+        return next((m for m in self.resources.values() if m.key == key), None)
+
+    def mapping_for(self, path: LwM2mPath) -> tuple[ResourceMapping, str] | None:
+        """The mapping of a leaf path and the key it gets: the exact path, else its resource
+        (a resource instance ``/3/0/6/1`` of a mapped ``/3/0/6`` is ``key[1]``)."""
+        found = self.resources.get(path)
+        if found is not None:
+            return found, found.key
+        if path.is_resource_instance:
+            parent = self.resources.get(path.parent)
+            if parent is not None:
+                return parent, f"{parent.key}[{path.resource_instance_id}]"
+        return None
+
+    @property
+    def observed(self) -> list[LwM2mPath]:
+        return sorted(p for p, m in self.resources.items() if m.observe)
+
+    @property
+    def mapped(self) -> list[LwM2mPath]:
+        return sorted(self.resources)
+
+    def matches(self, endpoint: str) -> bool:
+        return any(p.matches(endpoint) for p in self.endpoints)
+
+
+def builtin_default() -> Profile:
+    """The profile of devices nothing else claims: today's behaviour (no requests, default
+    telemetry keys)."""
+    return Profile(
+        name=DEFAULT_PROFILE,
+        source="builtin",
+        document={"name": DEFAULT_PROFILE, "description": "built in: observe nothing"},
+        description="built in: observe nothing",
+    )

@@ -1,0 +1,41 @@
+"""Building the profile engine for a running ``Lwm2mServer`` from its configuration, so the
+service needs one call (``create_engine(self)``) and knows nothing of profiles or sinks."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from keystore.store.profiles import SqliteProfileStore
+
+from ..config import SinkSettings
+from .engine import ProfileEngine
+from .sinks import Sink, SinkSet
+from .sinks.jsonl import JsonLinesSink
+from .sinks.mqtt import MqttSink
+
+if TYPE_CHECKING:
+    from ..service import Lwm2mServer
+
+
+def build_sinks(settings: SinkSettings) -> SinkSet:
+    sinks: list[Sink] = []
+    if settings.jsonl is not None:
+        sinks.append(JsonLinesSink(settings.jsonl, settings.queue_size))
+    if settings.mqtt:
+        sinks.append(MqttSink(settings.mqtt, settings.mqtt_topic, queue_size=settings.queue_size))
+    return SinkSet(sinks)
+
+
+def create_engine(server: Lwm2mServer) -> ProfileEngine:
+    config = server.config
+    return ProfileEngine(
+        server,
+        SqliteProfileStore(server.store),
+        server.registry,
+        listen=server.bus.listen,
+        publish=server.bus.publish,
+        folder=config.profiles_dir,
+        default_profile=config.default_profile,
+        sinks=build_sinks(config.sinks),
+        timeout=config.request_timeout,
+    )

@@ -1,0 +1,110 @@
+"""What the engine knows about one device: which profile it applied, what it observes on the
+profile's behalf, which attributes it wrote, and every problem met (the API's
+``profile-status``). Kept in memory and stored as JSON after each change, so the status survives
+a restart and the operator sees why a device is not fully observed."""
+
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any
+
+import attrs
+
+from object_models.path import LwM2mPath
+
+from .applier import Applied
+from .mapper import ValueProblem
+from .plan import Problem, Target
+
+MAX_VALUE_PROBLEMS = 20
+
+
+def _problem_json(problem: Problem, at: float) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "operation": problem.operation,
+        "paths": list(problem.paths),
+        "message": problem.message,
+        "at": at,
+    }
+    if problem.code is not None:
+        result["code"] = problem.code
+    return result
+
+
+@attrs.define
+class DeviceStatus:
+    endpoint: str
+    profile: str = ""
+    chosen_by: str = ""
+    state: str = "pending"
+    """pending | applying | applied | partial | failed"""
+    reason: str = ""
+    applied_at: float | None = None
+    observed: list[Target] = attrs.field(factory=list)
+    written: dict[str, dict[str, str | None]] = attrs.field(factory=dict)
+    problems: list[dict[str, Any]] = attrs.field(factory=list)
+    requests: list[dict[str, Any]] = attrs.field(factory=list)
+    value_problems: collections.deque[dict[str, Any]] = attrs.field(
+        factory=lambda: collections.deque(maxlen=MAX_VALUE_PROBLEMS)
+    )
+
+    def record(self, applied: Applied, now: float | None = None) -> None:
+        at = time.time() if now is None else now
+        self.applied_at = at
+        self.observed = list(applied.observed)
+        self.written = dict(applied.written)
+        self.problems = [_problem_json(p, at) for p in applied.problems]
+        self.requests = [o.to_json() for o in applied.outcomes]
+        failed = [p for p in applied.problems if p.code is not None]
+        self.state = "partial" if failed or applied.problems else "applied"
+        if failed and len(failed) == len(applied.outcomes) and applied.outcomes:
+            self.state = "failed"
+
+    def value_problem(self, problem: ValueProblem) -> None:
+        self.value_problems.append(
+            {
+                "path": problem.path,
+                "key": problem.key,
+                "message": problem.message,
+                "ts": problem.ts_ms,
+            }
+        )
+
+    def forget_observations(self) -> None:
+        """The registration ended: its observations are gone, attributes too for all we know."""
+        self.observed = []
+        self.written = {}
+        self.state = "pending"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "profile": self.profile,
+            "chosenBy": self.chosen_by,
+            "state": self.state,
+            "reason": self.reason,
+            "appliedAt": self.applied_at,
+            "observations": [[str(p) for p in t] for t in self.observed],
+            "attributesWritten": self.written,
+            "problems": self.problems,
+            "requests": self.requests,
+            "valueProblems": list(self.value_problems),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DeviceStatus:
+        status = cls(str(data.get("endpoint", "")))
+        status.profile = str(data.get("profile", ""))
+        status.chosen_by = str(data.get("chosenBy", ""))
+        status.state = str(data.get("state", "pending"))
+        status.reason = str(data.get("reason", ""))
+        status.applied_at = data.get("appliedAt")
+        status.observed = [
+            tuple(LwM2mPath.parse(p) for p in target) for target in data.get("observations", [])
+        ]
+        status.written = dict(data.get("attributesWritten", {}))
+        status.problems = list(data.get("problems", []))
+        status.requests = list(data.get("requests", []))
+        status.value_problems.extend(data.get("valueProblems", []))
+        return status
