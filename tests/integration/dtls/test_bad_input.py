@@ -298,3 +298,26 @@ async def test_idle_sessions_are_evicted(server: Lwm2mServer) -> None:
     finally:
         peer.close()
     await still_serving(server)
+
+
+async def test_certificate_devices_added_while_running_need_a_trust_refresh(
+    server: Lwm2mServer, pki: Pki
+) -> None:
+    """X.509 anchors are a snapshot re-read every few seconds (docs/coaps-transport.md);
+    PSK and RPK devices are looked up per handshake and need nothing."""
+    from keystore.credentials import DeviceCredentials
+    from keystore.store.credentials import SqliteCredentialStore
+
+    from . import pki as pki_mod
+
+    late = pki_mod._device(pki.folder, "late", "late-device", issuer=None)
+    SqliteCredentialStore(server.store).put_device(DeviceCredentials.for_x509("late", late.cert))
+    trust = server.coaps.endpoint.server_config.trust_store  # type: ignore[union-attr]
+    trust.invalidate()  # type: ignore[union-attr]
+    peer = await RawPeer.connect(server_addr(server), cert_config(late, pki))
+    try:
+        peer.send(coap.register("late"))
+        answer = await peer.receive()
+        assert answer is not None and str(coap.decode(answer).code) == "2.01 Created"
+    finally:
+        peer.close()

@@ -13,7 +13,7 @@ from lwm2m_client.client import Lwm2mClient, Lwm2mClientError
 from lwm2m_server.service import Lwm2mServer
 from object_models.path import LwM2mPath
 
-from .conftest import coaps_port
+from .conftest import coaps_port, eventually
 from .pki import PSK_IDENTITY, PSK_KEY, Pki
 
 
@@ -74,6 +74,32 @@ async def test_impersonation_is_forbidden(server: Lwm2mServer, pki: Pki) -> None
         with pytest.raises(Lwm2mClientError) as info:
             await client.register()
         assert int(info.value.code) == 0x83  # 4.03
+        assert server.clients() == []
+    finally:
+        await client.stop()
+
+
+async def test_observe_send_and_deregister_over_coaps(server: Lwm2mServer, pki: Pki) -> None:
+    """Notifications come back over the session (through the server's notification hook, which
+    reads the address from our remote), Send is bound to the same identity, De-register too."""
+    temperature = LwM2mPath(3303, 0, 5700)
+    client = Lwm2mClient(
+        "dev-rpk",
+        f"coaps://127.0.0.1:{coaps_port(server)}",
+        auto_update=False,
+        **credentials("rpk", pki),
+    )
+    await client.start()
+    try:
+        await client.register()
+        response = await server.observe("dev-rpk", temperature, timeout=5)
+        assert response.dotted_code == "2.05"
+        client.set_value(temperature, 31.5)
+        await eventually(lambda: server.telemetry_latest("dev-rpk")["/3303/0/5700"].value == 31.5)
+        client.set_value(temperature, 12.0)
+        await client.send([temperature])
+        assert server.telemetry_latest("dev-rpk")["/3303/0/5700"].value == 12.0
+        await client.deregister()
         assert server.clients() == []
     finally:
         await client.stop()
