@@ -48,6 +48,16 @@ class QueueSettings:
 
 
 @attrs.frozen
+class SinkSettings:
+    """Optional copies of profile-mapped values (docs/profiles.md); empty = off."""
+
+    jsonl: Path | None = None
+    mqtt: str = ""
+    mqtt_topic: str = "lwm2m/{ep}/{kind}"
+    queue_size: int = 10_000
+
+
+@attrs.frozen
 class ServerConfig:
     host: str = "0.0.0.0"
     coap_port: int = 5683
@@ -62,6 +72,9 @@ class ServerConfig:
     lifetime_grace: float = 15.0
     request_timeout: float = 10.0
     store_synchronous: str = "NORMAL"
+    profiles_dir: Path | None = None
+    default_profile: str = "default"
+    sinks: SinkSettings = SinkSettings()
 
     @property
     def database(self) -> Path:
@@ -98,6 +111,18 @@ def _non_empty(value: str) -> str | None:
     return None if value.strip() else "must not be empty"
 
 
+def _mqtt_url(value: str) -> str | None:
+    if value and not re.fullmatch(r"(mqtt|tcp)://[^/\s]+", value):
+        return f"{value!r} is not mqtt://[user:password@]host[:port]"
+    return None
+
+
+def _mqtt_topic(value: str) -> str | None:
+    from .profiles.sinks.mqtt import check_topic
+
+    return check_topic(value)
+
+
 @attrs.frozen
 class _Key:
     type: str  # "str" | "int" | "float" | "bool" | "paths" | "path"
@@ -120,6 +145,12 @@ SCHEMA: dict[str, _Key] = {
     "lifetime_grace": _Key("float", _non_negative),
     "request_timeout": _Key("float", _positive),
     "store_synchronous": _Key("str", _one_of(SYNCHRONOUS)),
+    "profiles_dir": _Key("path"),
+    "default_profile": _Key("str", _non_empty),
+    "sinks.jsonl": _Key("path"),
+    "sinks.mqtt": _Key("str", _mqtt_url),
+    "sinks.mqtt_topic": _Key("str", _mqtt_topic),
+    "sinks.queue_size": _Key("int", _positive),
 }
 SECTIONS = frozenset(k.split(".")[0] for k in SCHEMA if "." in k)
 
@@ -281,7 +312,8 @@ def read_env(env: Mapping[str, str]) -> dict[str, Any]:
 def build(values: Mapping[str, Any]) -> ServerConfig:
     top = {k: v for k, v in values.items() if "." not in k}
     queue = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("queue.")}
-    return ServerConfig(**top, queue=QueueSettings(**queue))
+    sinks = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("sinks.")}
+    return ServerConfig(**top, queue=QueueSettings(**queue), sinks=SinkSettings(**sinks))
 
 
 def load_config(

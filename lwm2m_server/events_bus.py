@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any
 
 from .core.registration import Registration
@@ -96,6 +96,15 @@ class EventBus:
             raise ValueError("queue_size must be >= 1")
         self.queue_size = queue_size
         self._subscribers: list[Subscription] = []
+        self._listeners: list[Callable[[ServerEvent], None]] = []
+
+    def listen(self, callback: Callable[[ServerEvent], None]) -> Callable[[], None]:
+        """An in-process consumer that must see every event, in order (the profile engine: a
+        dropped REGISTRATION would leave a device unobserved): called at ``publish``, so it
+        must be quick and never block; its exceptions are logged. Not a ``subscriber``.
+        Returns the function that removes it."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
 
     def subscribe(self, queue_size: int | None = None) -> Subscription:
         sub = Subscription(self, queue_size or self.queue_size)
@@ -114,6 +123,11 @@ class EventBus:
         event = ServerEvent(kind, endpoint, dict(data))
         for sub in list(self._subscribers):
             sub._offer(event)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed on %s of %s", kind, endpoint)
         return event
 
     def close(self) -> None:

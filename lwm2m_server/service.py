@@ -75,8 +75,15 @@ from .events_bus import (
     registration_data,
 )
 from .operations import DeviceResponse, DeviceTimeoutError, ServerEvent, UnknownClientError
+from .profiles.engine import ProfileEngine
+from .profiles.setup import create_engine
 
 log = logging.getLogger(__name__)
+
+TelemetryMapper = Callable[[Registration, list[TelemetryPoint], str], list[TelemetryPoint]]
+"""Called with every batch of decoded values (source ``read``, ``notification``, ``send``)
+before it is stored; returns the telemetry to store. The profile engine's ``map_telemetry``
+(profile keys, attributes, sinks) once started; without one the points are stored as decoded."""
 
 QUEUED = 0
 """``DeviceResponse.code`` of a queued request (nothing was sent yet; HTTP 202)."""
@@ -135,6 +142,8 @@ class Lwm2mServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.uplink: Uplink | None = None
         self.resolver: Resolver | None = None
+        self.profiles: ProfileEngine | None = None
+        self.telemetry_mapper: TelemetryMapper | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -157,6 +166,7 @@ class Lwm2mServer:
                 self,
                 clock=self.clock,
                 resolver=self.resolver,
+                mapper=self.map_telemetry,
             )
             self.uplink = uplink
             context = await create_context(
@@ -191,8 +201,15 @@ class Lwm2mServer:
                 "open_registration: false (LWM2M_SERVER_OPEN_REGISTRATION=false) in production"
             )
         self._arm_timer()
+        self.profiles = create_engine(self)
+        self.telemetry_mapper = self.profiles.map_telemetry
+        await self.profiles.start()
 
     async def stop(self) -> None:
+        if self.profiles is not None:
+            await self.profiles.stop()
+            self.profiles = None
+            self.telemetry_mapper = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -246,8 +263,9 @@ class Lwm2mServer:
         return local_address(self._context)
 
     async def reload_models(self) -> list[str]:
-        """Re-read the user model folders (SIGHUP); returns the problems found, if any (the
-        previous models then stay in use)."""
+        """Re-read the user model folders and then the profiles folder (SIGHUP; profiles are
+        checked against the models); returns the problems found, if any (the previous models
+        and profiles then stay in use)."""
         errors = await asyncio.to_thread(self.registry.reload)
         for error in errors:
             log.error("model reload: %s", error)
@@ -256,7 +274,10 @@ class Lwm2mServer:
                 "object models reloaded from %s",
                 ", ".join(map(str, self.registry.models_dirs)) or "built-ins",
             )
-        return [str(e) for e in errors]
+        problems = [str(e) for e in errors]
+        if self.profiles is not None:
+            problems += [str(e) for e in self.profiles.reload().errors]
+        return problems
 
     # -- effects of core results (Effects protocol of coap.uplink) -----------------------------
     def apply(self, result: CoreResult) -> None:
@@ -494,6 +515,7 @@ class Lwm2mServer:
         ):
             return
         points = points_from_nodes(registration.endpoint, nodes, now=now, models=models)
+        points = self.map_telemetry(registration, points, "read")
         try:
             self.store.append_points(points)
         except StoreError as exc:
@@ -523,6 +545,14 @@ class Lwm2mServer:
         if replaced is not None and replaced.token != observation.token:
             self.store.remove_observation(replaced.token)
         self.store.put_observation(observation)
+
+    def map_telemetry(
+        self, registration: Registration, points: list[TelemetryPoint], source: str
+    ) -> list[TelemetryPoint]:
+        """Apply the ``telemetry_mapper`` (see ``TelemetryMapper``) to decoded points."""
+        if self.telemetry_mapper is None:
+            return points
+        return self.telemetry_mapper(registration, points, source)
 
     # -- ServerOperations: registrations ---------------------------------------------------------
     def clients(self) -> list[Registration]:

@@ -35,14 +35,17 @@ from aiohttp import web
 from object_models.model import ModelProvider
 
 from ..operations import ServerOperations
-from . import clients, composite, device, events
+from . import clients, composite, device, events, profiles
 from .errors import error_middleware
 from .openapi import openapi_document
 from .params import DEFAULT_TIMEOUT
 from .state import STATE, ApiState, track_presence
 
 _CLIENT = "/api/clients/{ep}"
-_FIXED = r"(?!(?:observations|telemetry|composite|composite/observe)/?$)"
+_FIXED = (
+    r"(?!(?:observations|telemetry|composite|composite/observe|attributes(?:/[^/]+)?"
+    r"|profile|profile/apply|profile-status|timeseries)/?$)"
+)
 _SUFFIXED = r"(?!.*/(?:observe|discover|attributes)/?$)"
 _PATH = _CLIENT + "/{path:" + _FIXED + _SUFFIXED + ".*}"
 """The LwM2M path routes, excluding the fixed routes' URLs: otherwise ``PUT .../observations``
@@ -87,6 +90,7 @@ def create_app(
     add("GET", _CLIENT, clients.show_client)
     add("GET", _CLIENT + "/observations", clients.observations)
     add("GET", _CLIENT + "/telemetry", clients.telemetry)
+    profiles.add_routes(app, ops)  # device profiles (docs/profiles.md), before the {path} routes
     add("POST", _CLIENT + "/composite/observe", composite.observe)
     add("DELETE", _CLIENT + "/composite/observe", composite.cancel_observe)
     add("GET", _CLIENT + "/composite", composite.read)

@@ -41,6 +41,10 @@ from .transport import Verdict
 log = logging.getLogger(__name__)
 
 
+Mapper = Callable[[Registration, list[TelemetryPoint], str], list[TelemetryPoint]]
+"""The service's ``TelemetryMapper``: decoded points in, the telemetry to store out."""
+
+
 class Effects(Protocol):
     def apply(self, result: CoreResult) -> None:
         """Publish the result's events and deliver its ``to_send`` (after the reply)."""
@@ -120,7 +124,9 @@ class Uplink:
         *,
         resolver: Resolver,
         clock: Callable[[], float] = time.time,
+        mapper: Mapper | None = None,
     ) -> None:
+        self.mapper = mapper
         self.core = core
         self.resolver = resolver
         self.store = store
@@ -246,6 +252,7 @@ class Uplink:
             content_format,
             now=now,
         )
+        points = self._map(registration, points, "send")
         self.store.append_points(points)
         self.bus.publish(
             SEND,
@@ -315,6 +322,7 @@ class Uplink:
             )
             points = []
             data["error"] = exc.message
+        points = self._map(registration, points, "notification")
         try:
             self.store.append_points(points)
         except StoreError as exc:
@@ -324,6 +332,11 @@ class Uplink:
         self.bus.publish(NOTIFICATION, registration.endpoint, data)
         self.effects.apply(_without(result, NotificationReceived))
         return Verdict.ACCEPT
+
+    def _map(
+        self, registration: Registration, points: list[TelemetryPoint], source: str
+    ) -> list[TelemetryPoint]:
+        return points if self.mapper is None else self.mapper(registration, points, source)
 
     def _forget_observation(self, token: bytes) -> None:
         try:
