@@ -817,6 +817,10 @@ def register_commands(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     p.add_argument("--ep", metavar="EP", help="only this endpoint's events")
     p.add_argument("--count", type=int, metavar="N", help="stop after N events")
 
+    from .profiles.cli import register_profile_commands  # it builds on this module
+
+    register_profile_commands(subparsers)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one operator command alone (the main CLI mounts the same commands)."""
