@@ -29,11 +29,18 @@ import attrs
 import cbor2
 
 from ..errors import CodecError, ResponseCode
-from ..model import ModelProvider, is_multiple
+from ..model import ModelProvider
 from ..node import LwM2mNode, LwM2mResourceInstance, LwM2mSingleResource
 from ..path import LwM2mPath
-from ..types import INT64_MAX, INT64_MIN, ResourceType, Value, coerce_value
-from .senml import model_type
+from ..types import ResourceType, Value, coerce_value
+from .common import (
+    check_single_value_path,
+    encodable_value,
+    leaf_type,
+    model_type,
+    number_type,
+    single_value_node,
+)
 
 __all__ = ["MAX_DEPTH", "Tagged", "decode", "dump_cbor", "encode", "read_cbor"]
 
@@ -264,11 +271,7 @@ def _guess_type(item: object) -> ResourceType:
     if isinstance(item, bool):
         return ResourceType.BOOLEAN
     if isinstance(item, int):
-        return (
-            ResourceType.INTEGER
-            if INT64_MIN <= item <= INT64_MAX
-            else (ResourceType.UNSIGNED_INTEGER)
-        )
+        return number_type(item)
     if isinstance(item, Tagged) and item.tag in (0, 1):
         return ResourceType.TIME
     if isinstance(item, float) or (isinstance(item, Tagged) and item.tag == 4):
@@ -321,12 +324,7 @@ def value_from_cbor(
 
 def value_to_cbor(rtype: ResourceType, value: Value, path: LwM2mPath) -> object:
     """The CBOR item for a value of ``rtype`` (checked and converted with ``coerce_value``)."""
-    if rtype is ResourceType.NONE:
-        raise CodecError("a resource of type none carries no value", path=path)
-    try:
-        checked = coerce_value(rtype, value)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise CodecError(f"cannot encode as {rtype.value}: {exc}", path=path) from None
+    checked = encodable_value(rtype, value, path)
     if rtype is ResourceType.TIME:
         return cbor2.CBORTag(1, checked)
     if rtype is ResourceType.OBJLNK:
@@ -334,22 +332,7 @@ def value_to_cbor(rtype: ResourceType, value: Value, path: LwM2mPath) -> object:
     return checked
 
 
-def leaf_type(models: ModelProvider, path: LwM2mPath, fallback: ResourceType) -> ResourceType:
-    """The type to encode a leaf with: the model's when known, else the node's own."""
-    known = model_type(models, path)
-    return fallback if known is None else known
-
-
 # -- Content-Format 60 ----------------------------------------------------------------------------
-
-
-def _check_leaf_path(path: LwM2mPath, models: ModelProvider, code: ResponseCode) -> None:
-    if path.depth < 3:
-        raise CodecError(
-            "CBOR carries a single resource or resource instance value only", path=path, code=code
-        )
-    if path.is_resource and is_multiple(models)(path.ids[0], path.ids[2]) is True:
-        raise CodecError("CBOR cannot carry a multiple-instance resource", path=path, code=code)
 
 
 def encode(node: LwM2mNode, path: LwM2mPath, models: ModelProvider) -> bytes:
@@ -359,16 +342,12 @@ def encode(node: LwM2mNode, path: LwM2mPath, models: ModelProvider) -> bytes:
             path=path,
             code=ResponseCode.NOT_ACCEPTABLE,
         )
-    _check_leaf_path(path, models, ResponseCode.NOT_ACCEPTABLE)
+    check_single_value_path(path, models, "CBOR", ResponseCode.NOT_ACCEPTABLE)
     rtype = leaf_type(models, path, node.type)
     return dump_cbor(value_to_cbor(rtype, node.value, path))
 
 
 def decode(payload: bytes, path: LwM2mPath, models: ModelProvider) -> LwM2mNode:
-    _check_leaf_path(path, models, ResponseCode.UNSUPPORTED_CONTENT_FORMAT)
+    check_single_value_path(path, models, "CBOR", ResponseCode.UNSUPPORTED_CONTENT_FORMAT)
     rtype, value = value_from_cbor(read_cbor(payload), model_type(models, path), path)
-    if path.is_resource_instance:
-        assert path.resource_instance_id is not None
-        return LwM2mResourceInstance(path.resource_instance_id, value, rtype)
-    assert path.resource_id is not None
-    return LwM2mSingleResource(path.resource_id, value, rtype)
+    return single_value_node(path, value, rtype)

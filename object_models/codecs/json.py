@@ -31,15 +31,17 @@ from ..model import ModelProvider, is_multiple, resource_model
 from ..node import LwM2mMultipleResource, LwM2mNode, TimestampedNodes, build_node, flatten
 from ..path import LwM2mPath
 from ..types import INT64_MAX, INT64_MIN, UINT64_MAX, ResourceType, Value
-from .text import (
+from .common import (
     b64decode,
     b64encode,
     check_node_id,
     check_value,
+    load_json,
+    model_type,
     node_matches_path,
-    parse_value,
-    utf8,
+    number,
 )
+from .text import parse_value
 
 Leaf = tuple[LwM2mPath, ResourceType, Value]
 _EXACT_SECONDS = 2**53
@@ -154,29 +156,8 @@ def _common_prefix(paths: list[LwM2mPath]) -> LwM2mPath:
 
 
 # == decoding =====================================================================================
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
 def _load(payload: bytes, path: LwM2mPath | None) -> dict[str, Any]:
-    text = utf8(payload, path)
-    try:
-        document = _json.loads(
-            text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates
-        )
-    except RecursionError:
-        raise CodecError("JSON nesting is too deep", path=path) from None
-    except ValueError as exc:  # JSONDecodeError, duplicate keys, NaN, oversized integers
-        raise CodecError(f"invalid JSON: {exc}", path=path) from None
+    document = load_json(payload, path)
     if not isinstance(document, dict) or not isinstance(document.get("e"), list):
         raise CodecError("OMA JSON must be an object with an 'e' array", path=path)
     return document
@@ -217,9 +198,8 @@ class _Reader:
         fields = [key for key in ("v", "sv", "bv", "ov") if key in raw]
         if len(fields) > 1:
             raise CodecError(f"entry has several values {fields}", path=path)
-        model = resource_model(self.models, path.ids[0], path.ids[2])
         field = fields[0] if fields else None
-        rtype = model.type if model is not None else _guess_type(field, raw.get(field or ""))
+        rtype = model_type(self.models, path) or _guess_type(field, raw.get(field or ""))
         return rtype, _json_value(rtype, field, raw.get(field or ""), path)
 
 
@@ -273,7 +253,10 @@ def _number_value(rtype: ResourceType, raw: object, path: LwM2mPath) -> Value:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise CodecError(f"'v' must be a number, got {type(raw).__name__}", path=path)
     if rtype is ResourceType.FLOAT:
-        value = float(raw)
+        try:
+            value = float(raw)
+        except OverflowError:  # an integer beyond the largest double
+            value = math.inf
         if not math.isfinite(value):
             raise CodecError("float is out of range", path=path)
         return value
@@ -294,14 +277,7 @@ def _string(value: object, key: str, path: LwM2mPath | None) -> str:
 
 
 def _optional_number(value: object, key: str, path: LwM2mPath | None) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise CodecError(f"'{key}' must be a number", path=path)
-    result = float(value)
-    if not math.isfinite(result):
-        raise CodecError(f"'{key}' is out of range", path=path)
-    return result
+    return None if value is None else float(number(value, key, path=path))
 
 
 def decode(payload: bytes, path: LwM2mPath, models: ModelProvider) -> LwM2mNode:

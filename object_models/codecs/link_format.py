@@ -29,6 +29,7 @@ import attrs
 
 from ..errors import CodecError, InvalidPathError
 from ..path import LwM2mPath
+from .common import utf8
 
 # RFC 6690 ptoken characters, and the characters allowed in a parameter name (RFC 5988 token).
 _PTOKEN = re.compile(r"[!#$%&'()*+\-./0-9:<=>?@A-Z\[\]^_`a-z{|}~]+")
@@ -151,10 +152,7 @@ class _Scanner:
 def parse_links(text: str | bytes) -> list[Link]:
     """Parse a link-format document; an empty (or blank) document is no links."""
     if isinstance(text, bytes | bytearray | memoryview):
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise CodecError(f"invalid UTF-8 at byte {exc.start}") from None
+        text = utf8(bytes(text))
     scanner = _Scanner(text)
     links: list[Link] = []
     scanner.skip_space()

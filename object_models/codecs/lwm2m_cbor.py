@@ -29,7 +29,8 @@ from ..model import ModelProvider
 from ..node import LwM2mNode, flatten
 from ..path import LwM2mPath
 from . import senml
-from .cbor_value import dump_cbor, leaf_type, read_cbor, value_from_cbor, value_to_cbor
+from .cbor_value import dump_cbor, read_cbor, value_from_cbor, value_to_cbor
+from .common import leaf_type, model_type
 
 __all__ = ["decode", "decode_nodes", "encode", "encode_nodes"]
 
@@ -85,7 +86,7 @@ def _items(payload: bytes, models: ModelProvider) -> list[senml.PathLeaf]:
         if item is None:
             result.append((path, None))
         else:
-            rtype, value = value_from_cbor(item, senml.model_type(models, path), path)
+            rtype, value = value_from_cbor(item, model_type(models, path), path)
             result.append((path, (path, rtype, value)))
     return result
 

@@ -8,11 +8,11 @@ value, cannot be carried: 4.06 when we are asked to produce it, 4.15 when we are
 from __future__ import annotations
 
 from ..errors import CodecError, ResponseCode
-from ..model import ModelProvider, resource_model
+from ..model import ModelProvider
 from ..node import LwM2mNode, LwM2mResourceInstance, LwM2mSingleResource
 from ..path import LwM2mPath
 from ..types import ResourceType
-from .text import check_node_id
+from .common import check_node_id, check_single_value_path, model_type, single_value_node
 
 
 def encode(node: LwM2mNode, path: LwM2mPath, models: ModelProvider) -> bytes:
@@ -34,24 +34,11 @@ def encode(node: LwM2mNode, path: LwM2mPath, models: ModelProvider) -> bytes:
 
 def decode(payload: bytes, path: LwM2mPath, models: ModelProvider) -> LwM2mNode:
     """The bytes as they are; the model must say Opaque (an unknown resource is taken as one)."""
-    if path.depth < 3:
+    code = ResponseCode.UNSUPPORTED_CONTENT_FORMAT
+    check_single_value_path(path, models, "application/octet-stream", code)
+    rtype = model_type(models, path)
+    if rtype not in (None, ResourceType.OPAQUE):
         raise CodecError(
-            "application/octet-stream carries only one resource or resource instance value",
-            path=path,
-            code=ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
+            f"application/octet-stream cannot carry a {rtype.value} resource", path=path, code=code
         )
-    object_id, _, resource_id = path.ids[:3]
-    model = resource_model(models, object_id, resource_id)
-    if model is not None and (
-        model.type is not ResourceType.OPAQUE or (model.multiple and path.is_resource)
-    ):
-        what = "a multiple-instance resource" if model.multiple else f"a {model.type.value}"
-        raise CodecError(
-            f"application/octet-stream cannot carry {what} resource",
-            path=path,
-            code=ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
-        )
-    value = bytes(payload)
-    if path.resource_instance_id is not None:
-        return LwM2mResourceInstance(path.resource_instance_id, value, ResourceType.OPAQUE)
-    return LwM2mSingleResource(resource_id, value, ResourceType.OPAQUE)
+    return single_value_node(path, bytes(payload), ResourceType.OPAQUE)

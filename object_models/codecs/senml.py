@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import attrs
 
 from ..errors import CodecError
-from ..model import ModelProvider, is_multiple, resource_model
+from ..model import ModelProvider, is_multiple
 from ..node import (
     LwM2mNode,
     LwM2mResourceInstance,
@@ -48,7 +48,8 @@ from ..node import (
     flatten,
 )
 from ..path import LwM2mPath
-from ..types import INT64_MAX, INT64_MIN, ResourceType, Value, coerce_value
+from ..types import ResourceType, Value, coerce_value
+from .common import encodable_value, kind, leaf_type, model_type, number, number_type
 
 Leaf = tuple[LwM2mPath, ResourceType, Value]
 PathLeaf = tuple[LwM2mPath, Leaf | None]
@@ -102,34 +103,12 @@ class Record:
     value: object
 
 
-def model_type(models: ModelProvider, path: LwM2mPath) -> ResourceType | None:
-    """The model's type for the resource at ``path`` (depth 3 or 4), ``None`` if unknown."""
-    if path.depth < 3:
-        return None
-    res = resource_model(models, path.ids[0], path.ids[2])
-    return None if res is None else res.type
-
-
 # -- reading ------------------------------------------------------------------------------------
-
-
-def _kind(value: object) -> str:
-    names = {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        bytes: "bytes",
-        list: "an array",
-        dict: "a map",
-        type(None): "null",
-    }
-    return names.get(type(value), type(value).__name__)
 
 
 def _text(value: object, what: str, where: str) -> str:
     if not isinstance(value, str):
-        raise CodecError(f"{where}: '{what}' must be a string, got {_kind(value)}")
+        raise CodecError(f"{where}: '{what}' must be a string, got {kind(value)}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -138,18 +117,7 @@ def _text(value: object, what: str, where: str) -> str:
 
 
 def _number(value: object, what: str, where: str) -> int | float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise CodecError(f"{where}: '{what}' must be a number, got {_kind(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise CodecError(f"{where}: '{what}' must be a finite number, got {value}")
-    if isinstance(value, int) and abs(value) > _LARGEST:
-        raise CodecError(f"{where}: '{what}' is too large a number")
-    return value
-
-
-_LARGEST = 2**1000
-"""Integers beyond this cannot be SenML numbers (RFC 8428 §6: IEEE doubles); refusing them keeps
-time and base-value sums and float conversions from overflowing."""
+    return number(value, what, prefix=f"{where}: ")
 
 
 @attrs.define
@@ -214,7 +182,7 @@ def _value_field(
         number = _number(raw, "v", where)
         return field, number if base.value is None else number + base.value
     if field == "vb" and not isinstance(raw, bool):
-        raise CodecError(f"{where}: 'vb' must be a boolean, got {_kind(raw)}")
+        raise CodecError(f"{where}: 'vb' must be a boolean, got {kind(raw)}")
     if field in ("vs", "vlo"):
         return field, _text(raw, field, where)
     if field == "vd":
@@ -229,13 +197,13 @@ def resolve(payload: bytes, dialect: Dialect) -> list[Record]:
     """Parse a pack and resolve every record's name, time and value field."""
     pack = dialect.load(payload)
     if not isinstance(pack, list):
-        raise CodecError(f"{dialect.name} payload must be an array of records, got {_kind(pack)}")
+        raise CodecError(f"{dialect.name} payload must be an array of records, got {kind(pack)}")
     base = _Base()
     records: list[Record] = []
     for index, record in enumerate(pack):
         where = f"record {index}"
         if not isinstance(record, dict):
-            raise CodecError(f"{where}: must be a map, got {_kind(record)}")
+            raise CodecError(f"{where}: must be a map, got {kind(record)}")
         _check_labels(record, where)
         _update_base(record, base, where)
         path = _resolve_path(record, base, where)
@@ -249,12 +217,8 @@ def resolve(payload: bytes, dialect: Dialect) -> list[Record]:
 def _guess(field: str, value: object) -> ResourceType:
     if field != "v":
         return _TYPE_FOR_FIELD[field]
-    if isinstance(value, float):
-        return ResourceType.FLOAT
-    assert isinstance(value, int)
-    return (
-        ResourceType.INTEGER if INT64_MIN <= value <= INT64_MAX else (ResourceType.UNSIGNED_INTEGER)
-    )
+    assert isinstance(value, int | float)
+    return number_type(value)
 
 
 def typed_leaf(record: Record, models: ModelProvider) -> Leaf:
@@ -346,13 +310,8 @@ def regroup(
 def _wire_value(
     rtype: ResourceType, value: Value, path: LwM2mPath, dialect: Dialect
 ) -> tuple[str, object]:
-    field = _FIELD_FOR.get(rtype)
-    if field is None:
-        raise CodecError(f"a resource of type {rtype.value} carries no value", path=path)
-    try:
-        checked = coerce_value(rtype, value)
-    except (ValueError, TypeError) as exc:
-        raise CodecError(f"cannot encode as {rtype.value}: {exc}", path=path) from None
+    checked = encodable_value(rtype, value, path)
+    field = _FIELD_FOR[rtype]
     if isinstance(checked, float) and not math.isfinite(checked):
         raise CodecError(f"SenML cannot carry the non-finite number {checked}", path=path)
     if isinstance(checked, bytes):
@@ -411,8 +370,8 @@ class _Pack:
         is_leaf = isinstance(node, LwM2mSingleResource | LwM2mResourceInstance)
         base = str(path) if is_leaf else str(path).rstrip("/") + "/"
         leaves = sorted(flatten(path, node), key=lambda leaf: leaf[0].ids)  # ids: cheap compares
-        for leaf_path, leaf_type, value in leaves:
-            rtype = model_type(self.models, leaf_path) or leaf_type
+        for leaf_path, node_type, value in leaves:
+            rtype = leaf_type(self.models, leaf_path, node_type)
             field, wire = _wire_value(rtype, value, leaf_path, self.dialect)
             relative = "/".join(str(i) for i in leaf_path.ids[path.depth :])
             self.record(base, None if is_leaf else relative, {field: wire}, time)

@@ -1,11 +1,11 @@
 """SenML JSON (Content-Format 110, RFC 8428 §5, LwM2M Core 1.1 §7.4.4).
 
 Only the byte-level dialect is here; records, names, times and typing live in ``senml``.
-JSON specifics: the payload must be UTF-8 (``json.loads`` on bytes would also guess UTF-16/32),
-``NaN``/``Infinity`` (which Python's parser accepts) and duplicate labels in a record are refused,
-integers stay integers (so a 64-bit value above 2**53 round-trips exactly) and floats are written
-with ``repr`` (shortest exact form). ``vd`` is base64url without padding (Core 1.1 §7.4.4);
-decoding also accepts padding and the standard alphabet, as some clients send it.
+JSON specifics: the payload is read with ``common.load_json`` (UTF-8 only, no ``NaN`` or
+``Infinity``, no duplicate labels, bounded nesting); integers stay integers (so a 64-bit value above
+2**53 round-trips exactly) and floats are written with ``repr`` (shortest exact form). ``vd`` is
+base64url without padding (Core 1.1 §7.4.4); decoding also accepts padding and the standard
+alphabet, as some clients send it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import json
 
 from ..errors import CodecError
 from . import senml
+from .common import load_json
 
 __all__ = [
     "decode",
@@ -29,35 +30,10 @@ __all__ = [
 ]
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    result: dict[str, object] = {}
-    for key, value in pairs:
-        if key in result:
-            raise CodecError(f"duplicate label {key!r} in a SenML JSON record")
-        result[key] = value
-    return result
-
-
-def _no_constants(name: str) -> object:
-    raise CodecError(f"{name} is not a JSON number")
-
-
 def _load(payload: bytes) -> object:
     if not payload.strip():
         return []  # an empty object, instance or multiple resource (OMA LwM2M issue #494)
-    try:
-        text = payload.decode("utf-8")
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
-    except UnicodeDecodeError as exc:
-        raise CodecError(f"SenML JSON is not valid UTF-8 at byte {exc.start}") from None
-    except json.JSONDecodeError as exc:
-        raise CodecError(
-            f"invalid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})"
-        ) from None
-    except RecursionError:
-        raise CodecError("JSON nesting is too deep") from None
-    except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise CodecError(f"invalid JSON: {exc}") from None
+    return load_json(payload, what="SenML JSON")
 
 
 def _dump(records: list[dict[str, object]]) -> bytes:

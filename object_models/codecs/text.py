@@ -13,102 +13,37 @@ LwM2M Core 1.1.1 §7.4.1 and Appendix C (Table C.2) give the text form of each t
 | Opaque            | Base64 (RFC 4648, padded) — since LwM2M 1.0.2, not before     |
 | none              | the empty payload                                             |
 
-The module also owns ``check_value``, the "is this Python value a valid ``type``" test that the
-binary and JSON codecs of this family share, so that every encoder refuses the same bad values.
+The value checks it shares with TLV and OMA JSON (``check_value``, Base64, UTF-8) live in
+``common``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import re
 
 from ..errors import CodecError, ResponseCode
-from ..model import ModelProvider, resource_model
-from ..node import LwM2mNode, LwM2mResourceInstance, LwM2mSingleResource, node_depth
+from ..model import ModelProvider
+from ..node import LwM2mNode, LwM2mResourceInstance, LwM2mSingleResource
 from ..path import LwM2mPath
 from ..types import INT64_MAX, INT64_MIN, UINT64_MAX, ObjectLink, ResourceType, Value
+from .common import (
+    b64decode,
+    b64encode,
+    check_node_id,
+    check_single_value_path,
+    check_value,
+    model_type,
+    single_value_node,
+    utf8,
+)
 
 _INT_RE = re.compile(r"-?[0-9]{1,20}")
 _UINT_RE = re.compile(r"[0-9]{1,20}")
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
 _OBJLNK_RE = re.compile(r"([0-9]{1,5}):([0-9]{1,5})")
-_BASE64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _MAX_FLOAT_TEXT = 400
 """Longer float text is refused before parsing: no real value needs it, and it bounds work."""
-
-
-# -- shared value checks --------------------------------------------------------------------------
-def check_value(rtype: ResourceType, value: Value, path: LwM2mPath) -> None:
-    """Raise ``CodecError`` unless ``value`` is the Python representation of ``rtype``.
-
-    Encoders call this before writing so that a wrong value is reported with its path rather
-    than written as garbage a client would reject later.
-    """
-    if not _value_fits(rtype, value):
-        raise CodecError(
-            f"value {value!r} is not a valid {rtype.value} value",
-            path=path,
-            code=ResponseCode.BAD_REQUEST,
-        )
-
-
-def _value_fits(rtype: ResourceType, value: Value) -> bool:
-    if rtype in (ResourceType.STRING, ResourceType.CORELNK):
-        return isinstance(value, str)
-    if rtype in (ResourceType.INTEGER, ResourceType.TIME):
-        return _is_int(value) and INT64_MIN <= value <= INT64_MAX  # type: ignore[operator]
-    if rtype is ResourceType.UNSIGNED_INTEGER:
-        return _is_int(value) and 0 <= value <= UINT64_MAX  # type: ignore[operator]
-    if rtype is ResourceType.FLOAT:
-        return isinstance(value, float) and math.isfinite(value)
-    if rtype is ResourceType.BOOLEAN:
-        return isinstance(value, bool)
-    if rtype is ResourceType.OPAQUE:
-        return isinstance(value, bytes)
-    if rtype is ResourceType.OBJLNK:
-        return isinstance(value, ObjectLink)
-    return value is None
-
-
-def _is_int(value: Value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_node_id(node_id: int | None, path: LwM2mPath) -> None:
-    """The node's id must be the last id of the path it is encoded at (a caller mix-up
-    otherwise writes a payload that silently addresses another resource)."""
-    if node_id is not None and path.depth and node_id != path.ids[-1]:
-        raise CodecError(f"node id {node_id} does not match the path", path=path)
-
-
-def node_matches_path(node: LwM2mNode, path: LwM2mPath) -> bool:
-    """Whether ``node`` is the kind of node that lives at ``path``'s depth."""
-    return node_depth(node) == path.depth
-
-
-def utf8(payload: bytes, path: LwM2mPath | None) -> str:
-    """Strict UTF-8 decoding, with the error every codec reports for invalid bytes."""
-    try:
-        return payload.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CodecError(f"invalid UTF-8 at byte {exc.start}", path=path) from None
-
-
-def b64encode(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def b64decode(text: str, path: LwM2mPath) -> bytes:
-    """Base64 (RFC 4648 §4 alphabet). Missing padding is tolerated, other defects are not."""
-    if not _BASE64_RE.fullmatch(text) or len(text.rstrip("=")) % 4 == 1:
-        raise CodecError("invalid Base64 for an opaque value", path=path)
-    stripped = text.rstrip("=")
-    try:
-        return base64.b64decode(stripped + "=" * (-len(stripped) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise CodecError("invalid Base64 for an opaque value", path=path) from None
 
 
 # -- value <-> text -------------------------------------------------------------------------------
@@ -193,22 +128,6 @@ def encode(node: LwM2mNode, path: LwM2mPath, models: ModelProvider) -> bytes:
 
 def decode(payload: bytes, path: LwM2mPath, models: ModelProvider) -> LwM2mNode:
     """Decode one value typed by the model; an unknown resource decodes as a string."""
-    if path.depth < 3:
-        raise CodecError(
-            "text/plain carries only a single resource or resource instance value",
-            path=path,
-            code=ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
-        )
-    object_id, _, resource_id = path.ids[:3]
-    model = resource_model(models, object_id, resource_id)
-    if model is not None and model.multiple and path.is_resource:
-        raise CodecError(
-            "text/plain cannot carry a multiple-instance resource",
-            path=path,
-            code=ResponseCode.UNSUPPORTED_CONTENT_FORMAT,
-        )
-    rtype = model.type if model is not None else ResourceType.STRING
-    value = parse_value(rtype, utf8(payload, path), path)
-    if path.resource_instance_id is not None:
-        return LwM2mResourceInstance(path.resource_instance_id, value, rtype)
-    return LwM2mSingleResource(resource_id, value, rtype)
+    check_single_value_path(path, models, "text/plain", ResponseCode.UNSUPPORTED_CONTENT_FORMAT)
+    rtype = model_type(models, path) or ResourceType.STRING
+    return single_value_node(path, parse_value(rtype, utf8(payload, path), path), rtype)

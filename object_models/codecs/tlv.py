@@ -48,7 +48,7 @@ from ..node import (
 )
 from ..path import MAX_INSTANCE_ID, LwM2mPath
 from ..types import ObjectLink, ResourceType, Value
-from .text import check_node_id, check_value
+from .common import check_node_id, check_value, utf8
 
 OBJECT_INSTANCE = 0
 RESOURCE_INSTANCE = 1
@@ -135,10 +135,7 @@ def decode_value(rtype: ResourceType, raw: bytes, path: LwM2mPath) -> Value:
     """Decode one TLV value as ``rtype`` (Core Appendix C, TLV column)."""
     size = len(raw)
     if rtype in (ResourceType.STRING, ResourceType.CORELNK):
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise CodecError(f"invalid UTF-8 at byte {exc.start} of the value", path=path) from None
+        return utf8(raw, path, "the value")
     if rtype in (ResourceType.INTEGER, ResourceType.TIME, ResourceType.UNSIGNED_INTEGER):
         if size not in (1, 2, 4, 8):
             raise CodecError(f"{rtype.value} of {size} bytes (must be 1, 2, 4 or 8)", path=path)

@@ -248,6 +248,18 @@ def test_malformed_documents_raise_codec_error(case: str) -> None:
     assert info.value.path is not None
 
 
+def test_numbers_beyond_a_double_are_codec_errors() -> None:
+    """A 400-digit integer is valid JSON; as a time or a Float it is a 4.00, not an overflow."""
+    huge = b"1" + b"0" * 400
+    with pytest.raises(CodecError, match="'bt' is too large a number") as info:
+        oma_json.decode_timestamped(b'{"bt":' + huge + b',"e":[]}', SPEC_MODELS)
+    assert info.value.code is ResponseCode.BAD_REQUEST
+    payload = b'{"bn":"/3303/0/5700","e":[{"v":' + huge + b"}]}"
+    with pytest.raises(CodecError, match="float is out of range") as info:
+        oma_json.decode(payload, LwM2mPath(3303, 0, 5700), SPEC_MODELS)
+    assert info.value.path == "/3303/0/5700"
+
+
 def test_encode_wrong_level_is_not_acceptable() -> None:
     with pytest.raises(CodecError) as info:
         oma_json.encode(LwM2mSingleResource(9, 1, T.INTEGER), LwM2mPath(3, 0), SPEC_MODELS)
