@@ -12,10 +12,15 @@ Single-path API (Read, Write, Create, notifications of one path):
 Multi-path API (Read-/Write-/Observe-Composite; SenML JSON/CBOR and LwM2M CBOR only):
     encode_nodes(nodes, fmt, models) -> bytes          nodes: {path: node or None}
     decode_nodes(payload, fmt, models, paths=None) -> {path: node or None}
+Path lists (Read-/Observe-Composite request bodies; SenML JSON/CBOR only — LwM2M CBOR: not
+supported, see ``lwm2m_cbor``):
     encode_paths(paths, fmt) -> bytes / decode_paths(payload, fmt) -> [path]
-Timestamped values (notifications and Send; SenML JSON/CBOR, OMA JSON, LwM2M CBOR):
+Timestamped values (notifications and Send; SenML JSON/CBOR and OMA JSON — LwM2M CBOR: not
+supported, it has no time field):
     encode_timestamped(data, fmt, models) -> bytes
     decode_timestamped(payload, fmt, models, path=None) -> TimestampedNodes
+
+``supports(fmt, operation)`` answers for one of ``OPERATIONS``; docs/codecs.md has the table.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from ..path import LwM2mPath
 from . import cbor_value, json, lwm2m_cbor, opaque, senml_cbor, senml_json, text, tlv
 
 __all__ = [
+    "OPERATIONS",
     "CodecError",
     "ContentFormat",
     "decode",
@@ -43,6 +49,18 @@ __all__ = [
     "encode_timestamped",
     "supports",
 ]
+
+OPERATIONS = (
+    "encode",
+    "decode",
+    "encode_nodes",
+    "decode_nodes",
+    "encode_paths",
+    "decode_paths",
+    "encode_timestamped",
+    "decode_timestamped",
+)
+"""The facade's per-format operations, the names ``supports`` takes."""
 
 MAX_PAYLOAD = 1 << 20
 """Larger payloads are refused with 4.13 before any parsing (bounded memory on bad input)."""

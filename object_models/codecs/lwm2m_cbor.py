@@ -15,9 +15,18 @@ with a single entry folded into one array key (maximal compaction), so a single 
 ``{[3, 0, 9]: 100}`` and an instance ``{[3, 0]: {...}}``. That matches what the Anjay client sends
 for single-path reads. Time is tag 1 like in ``cbor_value``.
 
-Not implemented: timestamped data and path lists (Read-Composite request bodies). We found no
-definition of either for this format, so the facade answers 4.06/4.15 for them instead of
-guessing an encoding other implementations would not read.
+Not supported, so the facade answers 4.06 (encode) / 4.15 (decode) instead of guessing:
+
+- Timestamped data: the format has no time field (a tree of ids and values where each path
+  appears once). We could not read the Core 1.2 text itself; Anjay Lite's Send API documents the
+  same split (SenML CBOR "supports timestamps", LwM2M CBOR has unique paths). Notifications and
+  Send that carry times use SenML JSON/CBOR.
+- Path lists (``encode_paths`` / ``decode_paths``, the Read-/Observe-Composite request body as a
+  tree whose leaves are ``null``): Core 1.1 §6.3.8 describes the request body only as "the JSON/
+  CBOR reply format without values", and we could not check the Core 1.2 text for whether LwM2M
+  CBOR is allowed there. ``decode_nodes`` already reads ``null`` leaves as value-less paths, so
+  adding the pair is small once the spec is confirmed; until then Read-Composite requests use
+  SenML JSON/CBOR, which the spec does define for them.
 """
 
 from __future__ import annotations
