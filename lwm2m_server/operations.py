@@ -6,7 +6,8 @@ sockets or the store, and lets the service change inside without touching the AP
 
 Errors: every method raises ``Lwm2mError`` subclasses from this module, each carrying the CoAP
 code and mapped by the API to an HTTP status: ``UnknownClientError`` → 404,
-``DeviceTimeoutError`` → 504, ``QueueFullError`` → 503; bad input (path, value, format) → 400.
+``DeviceTimeoutError`` → 504, ``DeviceAnswerError`` → 502,
+``QueueFullError`` → 503; bad input (path, value, format) → 400.
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ class UnknownClientError(Lwm2mError):
 
 class DeviceTimeoutError(Lwm2mError):
     """The device did not answer within the request's timeout."""
+
+    code = ResponseCode.GATEWAY_TIMEOUT
+
+
+class DeviceAnswerError(Lwm2mError):
+    """The device answered with a success code but a payload we cannot decode (it sent
+    garbage): a gateway-style failure, not the caller's mistake."""
 
     code = ResponseCode.INTERNAL_SERVER_ERROR
 

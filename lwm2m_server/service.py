@@ -74,7 +74,13 @@ from .events_bus import (
     EventBus,
     registration_data,
 )
-from .operations import DeviceResponse, DeviceTimeoutError, ServerEvent, UnknownClientError
+from .operations import (
+    DeviceAnswerError,
+    DeviceResponse,
+    DeviceTimeoutError,
+    ServerEvent,
+    UnknownClientError,
+)
 from .profiles.engine import ProfileEngine
 from .profiles.setup import create_engine
 
@@ -87,13 +93,6 @@ before it is stored; returns the telemetry to store. The profile engine's ``map_
 
 QUEUED = 0
 """``DeviceResponse.code`` of a queued request (nothing was sent yet; HTTP 202)."""
-
-
-class DeviceAnswerError(Lwm2mError):
-    """The device answered with a success code but a payload we cannot decode (it sent
-    garbage): a gateway-style failure, not the caller's mistake."""
-
-    code = ResponseCode.INTERNAL_SERVER_ERROR
 
 
 @attrs.define(eq=False)

@@ -8,6 +8,7 @@ to HTTP lives here and nowhere else:
 |---------------------------------------|------|--------------------------------------------|
 | ``UnknownClientError``                | 404  | ``{"error": msg, "code": "4.04"}``         |
 | ``DeviceTimeoutError``                | 504  | ``{"error": "timeout", "message": msg, …}``|
+| ``DeviceAnswerError`` (garbage reply) | 502  | ``{"error": msg, "code": "5.00"}``         |
 | ``QueueFullError``                    | 503  | ``{"error": msg, "code": "5.03"}``         |
 | other ``Lwm2mError`` (bad path/value) | 4xx  | status from the CoAP code, 400 by default  |
 | aiohttp ``HTTPException`` (no route)  | same | ``{"error": reason, "code": …}``           |
@@ -28,7 +29,7 @@ from aiohttp import web
 from object_models.errors import Lwm2mError, ResponseCode
 
 from ..core.queue import QueueFullError
-from ..operations import DeviceTimeoutError, UnknownClientError
+from ..operations import DeviceAnswerError, DeviceTimeoutError, UnknownClientError
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ def _for_lwm2m_error(exc: Lwm2mError) -> web.Response:
         return error_response(404, {"error": exc.message, "code": code})
     if isinstance(exc, DeviceTimeoutError):
         return error_response(504, {"error": "timeout", "message": exc.message, "code": "5.04"})
+    if isinstance(exc, DeviceAnswerError):
+        return error_response(502, {"error": exc.message, "code": code})
     if isinstance(exc, QueueFullError):
         return error_response(503, {"error": exc.message, "code": code})
     if isinstance(exc, ApiError):

@@ -9,8 +9,8 @@ import asyncio
 import pytest
 
 from lwm2m_client.client import Lwm2mClient
-from lwm2m_server.operations import DeviceTimeoutError, UnknownClientError
-from lwm2m_server.service import DeviceAnswerError, Lwm2mServer
+from lwm2m_server.operations import DeviceAnswerError, DeviceTimeoutError, UnknownClientError
+from lwm2m_server.service import Lwm2mServer
 from object_models.content_format import ContentFormat as CF
 from object_models.errors import Lwm2mError
 from object_models.node import (

@@ -100,6 +100,19 @@ async def test_timeout_is_504_after_timeout(api: Client, ops: FakeOps) -> None:
     assert 0.25 <= elapsed < 2.0
 
 
+async def test_garbage_answer_from_the_device_is_502(api: Client, ops: FakeOps) -> None:
+    from lwm2m_server.operations import DeviceAnswerError
+
+    async def garbage(*args: object, **kwargs: object) -> None:
+        raise DeviceAnswerError("/3/0: TLV length 200 exceeds the 3 bytes left")
+
+    ops.read = garbage  # type: ignore[assignment,method-assign]
+    resp = await api.get("/api/clients/dev-1/3/0")
+    assert resp.status == 502
+    body = await resp.json()
+    assert body["code"] == "5.00" and "TLV length" in body["error"]
+
+
 async def test_api_gives_up_when_the_operation_hangs(api: Client, ops: FakeOps) -> None:
     """An operation that ignores its timeout still ends as a 504 (timeout + grace)."""
     import asyncio
