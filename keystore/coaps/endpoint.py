@@ -463,6 +463,8 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         engine = DtlsEngine.client(config, key)
         session = Session(key, sockaddr, engine, now, is_client=True)
         session.handshake = self._loop.create_future()
+        # a failure nobody awaits (the request was cancelled) must not log "never retrieved"
+        session.handshake.add_done_callback(_retrieved)
         self.sessions.add(session)
         self.stats.handshakes_started += 1
         engine.connect(now)
@@ -510,6 +512,11 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         if self.transport is not None:
             self.transport.close()
             self.transport = None
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _hello_random(datagram: bytes) -> bytes:

@@ -21,7 +21,11 @@ the key to change between epochs (RFC 7252 §9.1.2), which identity equality giv
 
 Client role (``client_config``): ``determine_remote`` for ``coaps://host:port`` runs the
 handshake if there is no session yet and returns once it is established (the request waits),
-resuming the previous session (abbreviated handshake) when the server still knows it.
+resuming the previous session (abbreviated handshake) when the server still knows it. A server
+that restarted or evicted us drops our records silently; so when a CON goes out for the
+``STALE_AFTER_TRANSMISSIONS``-th time with nothing at all received on the session since its
+first transmission, the session is dropped: that request fails at once and the next one starts
+a new handshake (instead of every later request timing out on a dead session).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiocoap import COAPS_PORT, Message, error, interfaces
+from aiocoap import COAPS_PORT, CON, Message, error, interfaces
 from aiocoap.util import hostportjoin, hostportsplit
 
 from ..dtls.config import ClientConfig, ServerConfig
@@ -43,6 +47,9 @@ from .identity import DtlsClaim
 from .sessions import Key, Session, address_key
 
 log = logging.getLogger(__name__)
+
+#: client role: drop the session when a CON is sent this often without any answer meanwhile
+STALE_AFTER_TRANSMISSIONS = 3
 
 
 class CoapsRemote(interfaces.EndpointAddress):  # type: ignore[misc]
@@ -102,6 +109,8 @@ class CoapsMessageInterface(interfaces.MessageInterface):  # type: ignore[misc]
         self._mman: Any = mman
         self._client_config = client_config
         self._resume: dict[Key, ResumableSession] = {}
+        #: client role: transmissions per CON message id since the session last received
+        self._unanswered: dict[Session, dict[int, int]] = {}
         self.endpoint: DtlsEndpoint | None = None
 
     @classmethod
@@ -149,12 +158,29 @@ class CoapsMessageInterface(interfaces.MessageInterface):  # type: ignore[misc]
             log.info("not sending %r: the CoAPs transport is shutting down", message)
             return
         try:
+            if remote.session.is_client and self._stale(remote.session, message):
+                raise ConnectionStateError(
+                    f"no answer to {STALE_AFTER_TRANSMISSIONS} transmissions: the server has "
+                    "probably lost the session"
+                )
             self.endpoint.send(remote.session, message.encode())
         except (ConnectionStateError, ValueError) as exc:
             log.info("not sending to %s: %s", remote.hostinfo, exc)
             asyncio.get_running_loop().call_soon(
                 self._fail, remote, error.NetworkError(f"DTLS session unusable: {exc}")
             )
+
+    def _stale(self, session: Session, message: Any) -> bool:
+        if message.mtype != CON or message.mid is None:
+            return False
+        sent = self._unanswered.setdefault(session, {})
+        sent[message.mid] = count = sent.get(message.mid, 0) + 1
+        if count < STALE_AFTER_TRANSMISSIONS:
+            return False
+        assert self.endpoint is not None
+        self._resume.pop(session.key, None)  # the server forgot it too, most likely
+        self.endpoint.close_session(session, "no answer from the server")
+        return True
 
     async def determine_remote(self, request: Any) -> Any:
         if request.requested_scheme != "coaps":
@@ -217,6 +243,7 @@ class CoapsMessageInterface(interfaces.MessageInterface):  # type: ignore[misc]
         session.remote = CoapsRemote(self, session)
 
     def application_data(self, session: Session, data: bytes) -> None:
+        self._unanswered.pop(session, None)  # the session is alive
         mman = self._mman
         if mman is None or session.remote is None:
             return
@@ -228,8 +255,13 @@ class CoapsMessageInterface(interfaces.MessageInterface):  # type: ignore[misc]
         mman.dispatch_message(message)
 
     def session_closed(self, session: Session, reason: str) -> None:
+        self._unanswered.pop(session, None)
         if session.remote is not None:
-            self._fail(session.remote, error.NetworkError(f"DTLS session closed: {reason}"))
+            # on the next loop iteration: a close can happen inside aiocoap's own call stack
+            # (a CON retransmission reaching ``send``), which must not be re-entered
+            asyncio.get_running_loop().call_soon(
+                self._fail, session.remote, error.NetworkError(f"DTLS session closed: {reason}")
+            )
 
     def _fail(self, remote: CoapsRemote, exc: Exception) -> None:
         """Fail whatever aiocoap has pending with this remote (requests, CON retransmissions)."""

@@ -103,3 +103,30 @@ async def test_observe_send_and_deregister_over_coaps(server: Lwm2mServer, pki: 
         assert server.clients() == []
     finally:
         await client.stop()
+
+
+async def test_client_starts_over_when_the_server_lost_its_session(
+    server: Lwm2mServer, pki: Pki
+) -> None:
+    """A restarted server (here: one that evicted the session) drops the client's records
+    silently; after three unanswered transmissions of a CON (about 6-9 s with aiocoap's
+    timers) the client drops the session, that request fails, and the next one handshakes."""
+    client = Lwm2mClient(
+        "dev-psk",
+        f"coaps://127.0.0.1:{coaps_port(server)}",
+        auto_update=False,
+        **credentials("psk", pki),
+    )
+    await client.start()
+    try:
+        await client.register()
+        (first,) = server.coaps.endpoint.sessions
+        assert server.coaps.endpoint.evict_idle(idle_timeout=0) == 1
+        with pytest.raises(Lwm2mClientError):
+            await client.update()
+        await client.update()
+        (second,) = server.coaps.endpoint.sessions
+        assert second is not first and second.established
+        assert server.client("dev-psk").transport == "coaps"
+    finally:
+        await client.stop()
