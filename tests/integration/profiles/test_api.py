@@ -63,7 +63,7 @@ async def test_profiles_crud_assignment_status_attributes_timeseries(
     listed = {p["name"]: p for p in body["profiles"]}
     assert listed["temperature-sensor"]["devices"] == ["dev-9"] and "default" in listed
 
-    # attributes: read now (apply: as on connect), then write one through the API -> Write on the device
+    # attributes: read now (apply: as on connect); writing one through the API writes the device
     status, body = await call(http, "POST", "/api/clients/dev-9/profile/apply")
     assert status == 200
     status, body = await call(http, "GET", "/api/clients/dev-9/attributes")
@@ -90,7 +90,7 @@ async def test_profiles_crud_assignment_status_attributes_timeseries(
     status, body = await call(
         http, "GET", f"/api/clients/dev-9/timeseries?keys=temperature,batteryLevel&startTs={start}"
     )
-    assert [p["value"] for p in body["temperature"]][0] == 19.0
+    assert body["temperature"][0]["value"] == 19.0
     assert set(body) == {"temperature", "batteryLevel"}
 
     # a file-less profile can be deleted; the device falls back to the default
