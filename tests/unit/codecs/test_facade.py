@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 codecs = pytest.importorskip(
@@ -73,3 +75,62 @@ def test_my_formats_through_the_facade(fmt: int) -> None:
     if fmt in (ContentFormat.TLV, ContentFormat.OLD_TLV):
         assert payload == DEVICE_RESOURCES
     assert codecs.decode(b"100", PATH, ContentFormat.TEXT, SPEC_MODELS) == NODE
+
+
+# == supports(): every format x operation against the table of docs/codecs.md =====================
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "codecs.md"
+
+
+def _documented_table() -> tuple[list[str], dict[int, dict[str, str]]]:
+    """The operation columns and ``{content format: {operation: cell}}`` of the "Operations per
+    format" table; a row naming several formats (``11542, 1542``) stands for each of them."""
+    section = DOCS.read_text(encoding="utf-8").split("## Operations per format\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in rows[0].strip("|").split("|")]
+    assert header[:2] == ["format", "CF"]
+    table: dict[int, dict[str, str]] = {}
+    for row in rows[2:]:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        for number in cells[1].split(","):
+            table[int(number)] = dict(zip(header[2:], cells[2:], strict=True))
+    return header[2:], table
+
+
+OPERATION_COLUMNS, DOCUMENTED = _documented_table()
+NO = "\N{EN DASH}"  # the docs' "not supported" cell
+
+_ARGS = {  # arguments after which the facade looks at the format (all refused the same way)
+    "encode": lambda fmt: (NODE, PATH, fmt, SPEC_MODELS),
+    "decode": lambda fmt: (b"", PATH, fmt, SPEC_MODELS),
+    "encode_nodes": lambda fmt: ({}, fmt, SPEC_MODELS),
+    "decode_nodes": lambda fmt: (b"", fmt, SPEC_MODELS),
+    "encode_paths": lambda fmt: ([], fmt),
+    "decode_paths": lambda fmt: (b"", fmt),
+    "encode_timestamped": lambda fmt: (TimestampedNodes(()), fmt, SPEC_MODELS),
+    "decode_timestamped": lambda fmt: (b"", fmt, SPEC_MODELS),
+}
+
+
+def test_documented_table_has_every_format_and_operation() -> None:
+    assert list(codecs.OPERATIONS) == OPERATION_COLUMNS
+    assert sorted(DOCUMENTED) == sorted(int(fmt) for fmt in ContentFormat)
+    assert {cell for row in DOCUMENTED.values() for cell in row.values()} <= {"yes", NO}
+    assert set(_ARGS) == set(codecs.OPERATIONS)
+
+
+@pytest.mark.parametrize("operation", codecs.OPERATIONS)
+@pytest.mark.parametrize("fmt", list(ContentFormat), ids=lambda fmt: fmt.name)
+def test_supports_matches_the_documented_table(fmt: ContentFormat, operation: str) -> None:
+    """The code is the truth: ``supports`` must answer what docs/codecs.md says, and a format
+    without the operation is refused with 4.06 (encoding) or 4.15 (decoding)."""
+    supported = codecs.supports(fmt, operation)
+    assert DOCUMENTED[fmt][operation] == ("yes" if supported else NO)
+    if not supported:
+        with pytest.raises(CodecError) as info:
+            getattr(codecs, operation)(*_ARGS[operation](fmt))
+        decoding = operation.startswith("decode")
+        expected = (
+            ResponseCode.UNSUPPORTED_CONTENT_FORMAT if decoding else ResponseCode.NOT_ACCEPTABLE
+        )
+        assert info.value.code is expected
