@@ -67,7 +67,7 @@ def check_value(rtype: ResourceType, value: Value, path: LwM2mPath) -> None:
 
 def _value_fits(rtype: ResourceType, value: Value) -> bool:
     if rtype in (ResourceType.STRING, ResourceType.CORELNK):
-        return isinstance(value, str)
+        return isinstance(value, str) and _is_unicode(value)
     if rtype in (ResourceType.INTEGER, ResourceType.TIME):
         return _is_int(value) and INT64_MIN <= value <= INT64_MAX  # type: ignore[operator]
     if rtype is ResourceType.UNSIGNED_INTEGER:
@@ -81,6 +81,15 @@ def _value_fits(rtype: ResourceType, value: Value) -> bool:
     if rtype is ResourceType.OBJLNK:
         return isinstance(value, ObjectLink)
     return value is None
+
+
+def _is_unicode(text: str) -> bool:
+    """No lone surrogates: the text has a UTF-8 form (a JSON ``\\ud800`` escape makes one)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_int(value: object) -> bool:

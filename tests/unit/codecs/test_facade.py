@@ -65,6 +65,15 @@ def test_codec_error_message_names_the_path() -> None:
     assert "/3/0" in str(info.value)
 
 
+@pytest.mark.parametrize("fmt", [ContentFormat.TEXT, ContentFormat.TLV, ContentFormat.JSON])
+def test_text_without_a_utf8_form_is_a_codec_error_on_encode(fmt: int) -> None:
+    """A lone surrogate (which a JSON ``\\ud800`` escape can produce) has no UTF-8 form."""
+    node = LwM2mSingleResource(0, "a\ud800", ResourceType.STRING)
+    with pytest.raises(CodecError, match="not a valid String value") as info:
+        codecs.encode(node, LwM2mPath(3, 0, 0), fmt, SPEC_MODELS)
+    assert info.value.code is ResponseCode.BAD_REQUEST
+
+
 @pytest.mark.parametrize(
     "fmt", [ContentFormat.TLV, ContentFormat.OLD_TLV, ContentFormat.JSON, ContentFormat.OLD_JSON]
 )
