@@ -1,0 +1,106 @@
+"""The sqlite profile store, and the catalog: folder reloads, API changes, which profile a
+device gets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from keystore.store.base import StoreError
+from keystore.store.profiles import SqliteProfileStore, StoredProfile
+from keystore.store.sqlite import SqliteStore
+from lwm2m_server.config import ConfigError
+from lwm2m_server.core.telemetry import TelemetryPoint
+from lwm2m_server.profiles.catalog import Catalog, ProfileConflict
+from object_models.types import ResourceType
+
+from .helpers import REGISTRY, RESOURCES
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteProfileStore]:
+    base = SqliteStore(tmp_path / "s.sqlite")
+    yield SqliteProfileStore(base)
+    base.close()
+
+
+def test_store_round_trips(store: SqliteProfileStore, tmp_path: Path) -> None:
+    assert store.put_profile(StoredProfile("a", {"name": "a", "x": [1]}, "api", 1.0)) is None
+    old = store.put_profile(StoredProfile("a", {"name": "a"}, "api", 2.0))
+    assert old is not None and old.document == {"name": "a", "x": [1]}
+    assert [p.name for p in store.profiles()] == ["a"]
+    store.assign("dev-1", "a")
+    assert store.assignments() == {"dev-1": "a"}
+    store.assign("dev-1", None)
+    assert store.assignments() == {}
+    point = TelemetryPoint("dev-1", "/3/0/0", "manufacturer", 5, "Acme", ResourceType.STRING)
+    older = TelemetryPoint("dev-1", "/3/0/0", "manufacturer", 1, "Old", ResourceType.STRING)
+    store.put_attributes([point, older])
+    assert store.attributes("dev-1")["manufacturer"].value == "Acme"
+    store.put_status("dev-1", {"state": "applied"})
+    assert store.status("dev-1") == {"state": "applied"}
+    with pytest.raises(StoreError):
+        store.put_profile(StoredProfile("b", {"bytes": b"x"}, "api", 1.0))
+    assert store.remove_profile("a") is not None and store.get_profile("a") is None
+    # the tables live in the server's file: a second open sees everything
+    again = SqliteStore(tmp_path / "s.sqlite")
+    assert SqliteProfileStore(again).status("dev-1") == {"state": "applied"}
+    again.close()
+
+
+def doc(name: str, **extra: object) -> dict[str, object]:
+    return {"name": name, "resources": RESOURCES, **extra}
+
+
+def test_resolution_order(store: SqliteProfileStore) -> None:
+    catalog = Catalog(store, REGISTRY)
+    catalog.put(doc("sensors", endpoints=["temp-*"]), "sensors")
+    catalog.put(doc("regex", endpoints=["re:^dev-[0-9]+$"]), "regex")
+    catalog.put(doc("other"), "other")
+    assert catalog.resolve("temp-1")[0].name == "sensors"
+    assert catalog.resolve("dev-42") == (catalog.get("regex"), "pattern")
+    assert catalog.resolve("dev-x")[1] == "default"
+    assert catalog.resolve("dev-x")[0].name == "default"  # the built-in one
+    catalog.assign("temp-1", "other")
+    assert catalog.resolve("temp-1") == (catalog.get("other"), "assigned")
+    with pytest.raises(Exception, match="no profile"):
+        catalog.assign("temp-1", "missing")
+    # a fresh catalog over the same store knows the same
+    fresh = Catalog(store, REGISTRY)
+    fresh.load()
+    assert fresh.resolve("temp-1")[0].name == "other"
+    with pytest.raises(ConfigError):
+        catalog.put({"name": "x", "resources": {"/3/0/4": {"observe": True}}}, "x")
+    with pytest.raises(ConfigError, match="URL"):
+        catalog.put({"name": "y"}, "z")
+
+
+def test_folder_reload(store: SqliteProfileStore, tmp_path: Path) -> None:
+    folder = tmp_path / "profiles"
+    folder.mkdir()
+    (folder / "a.yaml").write_text(yaml.safe_dump(doc("a")))
+    (folder / "b.json").write_text('{"resources": {}}')  # name from the file
+    (folder / "notes.txt").write_text("ignored")
+    catalog = Catalog(store, REGISTRY, folder)
+    result = catalog.reload_folder()
+    assert sorted(result.changed) == ["a", "b"] and result.errors == ()
+    assert catalog.reload_folder().changed == ()  # nothing changed
+    with pytest.raises(ProfileConflict):
+        catalog.put(doc("a"), "a")
+    with pytest.raises(ProfileConflict):
+        catalog.remove("a")
+    (folder / "a.yaml").write_text("name: a\nresources: {/3/0/99: {}}\n")
+    (folder / "b.json").unlink()
+    result = catalog.reload_folder()
+    assert result.removed == ("b",)
+    assert [(e.source, e.key) for e in result.errors] == [
+        (str(folder / "a.yaml"), "resources./3/0/99")
+    ]
+    profile = catalog.get("a")
+    assert profile is not None and len(profile.resources) == len(RESOURCES)  # kept
+    (folder / "a.yaml").write_text(yaml.safe_dump(doc("a")))
+    (folder / "c.yaml").write_text("name: a\n")
+    assert "also in" in catalog.reload_folder().errors[-1].reason
