@@ -32,7 +32,6 @@ from keystore.store.profiles import SqliteProfileStore
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.registry import ModelRegistry
 
-from ..config import ConfigError
 from ..core.registration import Registration
 from ..core.telemetry import TelemetryPoint
 from ..json_nodes import node_from_json, value_to_jsonable
@@ -228,10 +227,10 @@ class ProfileEngine:
             log.error("profile status of %s not stored: %s", status.endpoint, exc)
 
     def status(self, endpoint: str) -> dict[str, Any]:
-        profile, chosen_by = self.catalog.resolve(endpoint)
+        """The device's status; before anything was applied, the profile it would get."""
         result = self.status_of(endpoint).to_json()
-        result.setdefault("profile", profile.name)
         if not result["profile"]:
+            profile, chosen_by = self.catalog.resolve(endpoint)
             result["profile"], result["chosenBy"] = profile.name, chosen_by
         return result
 
@@ -347,8 +346,4 @@ class ProfileEngine:
         return response
 
 
-def config_errors(result: Reload) -> list[str]:
-    return [str(e) for e in result.errors]
-
-
-__all__ = ["ATTRIBUTES", "PROFILE", "TELEMETRY", "ConfigError", "ProfileEngine"]
+__all__ = ["ATTRIBUTES", "PROFILE", "TELEMETRY", "ProfileEngine"]

@@ -104,3 +104,24 @@ def test_folder_reload(store: SqliteProfileStore, tmp_path: Path) -> None:
     (folder / "a.yaml").write_text(yaml.safe_dump(doc("a")))
     (folder / "c.yaml").write_text("name: a\n")
     assert "also in" in catalog.reload_folder().errors[-1].reason
+
+
+def test_bootstrap_sections_for_the_bootstrap_server(store: SqliteProfileStore) -> None:
+    from bootstrap_server.core.config import ConfigKind
+    from lwm2m_server.profiles.bootstrap import bootstrap_configs
+
+    section = {
+        "bootstrap_security": [{"mode": "psk", "identity": "fleet", "key": "hex:00112233"}],
+        "servers": [
+            {
+                "uri": "coaps://lwm2m.example:5684",
+                "short_server_id": 1,
+                "security": {"mode": "psk", "generate": True},
+            }
+        ],
+    }
+    Catalog(store, REGISTRY).put(doc("fleet", bootstrap=section), "fleet")
+    configs, errors = bootstrap_configs(store, REGISTRY)
+    assert errors == []
+    assert [(c.kind, c.name) for c in configs] == [(ConfigKind.PROFILE, "fleet")]
+    assert configs[0].servers[0].uri == "coaps://lwm2m.example:5684"
