@@ -33,7 +33,7 @@ def test_the_example_profile_loads() -> None:
     assert profile.name == "temperature-sensor"
     assert profile.observe_strategy is ObserveStrategy.COMPOSITE_BY_OBJECT
     assert profile.on_connect is OnConnect.READ_MAPPED
-    assert profile.objects == {3: "1.1", 3303: "1.1"}
+    assert profile.objects == {3: "1.2", 3303: "1.1"}
     temp = profile.resources[LwM2mPath(3303, 0, 5700)]
     assert (temp.key, temp.kind, temp.type, temp.observe) == (
         "temperature",
