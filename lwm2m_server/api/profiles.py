@@ -21,6 +21,7 @@ real server always does; test doubles without one get the rest of the API unchan
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -202,16 +203,13 @@ async def assign_profile(request: web.Request) -> web.Response:
 
 
 async def apply_profile(request: web.Request) -> web.Response:
+    """Apply now and answer the status once done (or when the wait runs out: the status then
+    says ``applying``). A Register meanwhile supersedes it; the status tells which ran."""
     state, ep = client_of(request)
     engine = _engine(request)
     task = engine.apply_now(ep)
-    await state.call(_wait(task), request_timeout(request, state) * 4, f"applying to {ep}")
+    await asyncio.wait([task], timeout=request_timeout(request, state) * 4)
     return web.json_response(engine.status(ep))
-
-
-async def _wait(task: Any) -> Any:
-    await task
-    return None
 
 
 async def timeseries(request: web.Request) -> web.Response:
