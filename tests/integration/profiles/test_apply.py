@@ -172,3 +172,21 @@ async def _eventually(check: object, timeout: float = 5.0) -> None:
     while not check():  # type: ignore[operator]
         assert asyncio.get_running_loop().time() < deadline, "condition not met"
         await asyncio.sleep(0.02)
+
+
+async def test_queue_mode_client_after_restart_waits_until_it_speaks(
+    make_server: ServerFactory, make_client: ClientFactory, profiles_dir: Path
+) -> None:
+    write_profile(profiles_dir, endpoints=["temp-*"])
+    first = await make_server()
+    port = first.coap_address.port
+    client, recorder = await make_client(first, queue_mode=True, awake_time=30)
+    await settled(first)
+    assert [r[0] for r in recorder.take()] == ["write_attributes", "observe", "observe"]
+    await first.stop()
+    second = await make_server(coap_port=port)
+    await settled(second)
+    assert recorder.take() == []  # it may be asleep: nothing is queued for it yet
+    await client.update()  # it speaks: now it is applied
+    await settled(second)
+    assert [r[0] for r in recorder.take()] == ["write_attributes", "observe", "observe"]
