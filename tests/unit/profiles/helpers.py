@@ -18,6 +18,18 @@ RESOURCES: dict[str, Any] = {
     "/3/0/0": {"key": "manufacturer", "kind": "attribute"},
 }
 
+BOOTSTRAP: dict[str, Any] = {
+    "bootstrap_security": [{"mode": "psk", "identity": "fleet", "key": "hex:00112233"}],
+    "servers": [
+        {
+            "uri": "coaps://lwm2m.example:5684",
+            "short_server_id": 1,
+            "security": {"mode": "psk", "generate": True},
+        }
+    ],
+}
+"""A profile-kind bootstrap section the bootstrap server's loader accepts."""
+
 
 def profile(**doc: Any) -> Profile:
     doc.setdefault("resources", RESOURCES)

@@ -14,6 +14,8 @@ from object_models.path import LwM2mPath
 from object_models.registry import ModelRegistry
 from object_models.types import ResourceType
 
+from .helpers import BOOTSTRAP
+
 EXAMPLE = Path(__file__).parents[3] / "docs" / "examples" / "profiles" / "temperature-sensor.yaml"
 REGISTRY = ModelRegistry.builtin()
 
@@ -98,16 +100,7 @@ def test_errors_name_the_file_the_key_and_the_reason(
 def test_bootstrap_section_is_validated_by_the_bootstrap_loader() -> None:
     exc = error({"bootstrap": {"servers": []}})
     assert exc.key.startswith("bootstrap")
-    section = {
-        "bootstrap_security": [{"mode": "psk", "identity": "fleet", "key": "hex:00112233"}],
-        "servers": [
-            {
-                "uri": "coaps://lwm2m.example:5684",
-                "short_server_id": 1,
-                "security": {"mode": "psk", "generate": True},
-            }
-        ],
-    }
+    section = BOOTSTRAP
     profile = parse({"bootstrap": section})
     assert profile.bootstrap is not None and profile.bootstrap["profile"] == "p"
 

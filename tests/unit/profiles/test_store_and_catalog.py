@@ -17,7 +17,7 @@ from lwm2m_server.core.telemetry import TelemetryPoint
 from lwm2m_server.profiles.catalog import Catalog, ProfileConflict
 from object_models.types import ResourceType
 
-from .helpers import REGISTRY, RESOURCES
+from .helpers import BOOTSTRAP, REGISTRY, RESOURCES
 
 
 @pytest.fixture
@@ -110,16 +110,7 @@ def test_bootstrap_sections_for_the_bootstrap_server(store: SqliteProfileStore) 
     from bootstrap_server.core.config import ConfigKind
     from lwm2m_server.profiles.bootstrap import bootstrap_configs
 
-    section = {
-        "bootstrap_security": [{"mode": "psk", "identity": "fleet", "key": "hex:00112233"}],
-        "servers": [
-            {
-                "uri": "coaps://lwm2m.example:5684",
-                "short_server_id": 1,
-                "security": {"mode": "psk", "generate": True},
-            }
-        ],
-    }
+    section = BOOTSTRAP
     Catalog(store, REGISTRY).put(doc("fleet", bootstrap=section), "fleet")
     configs, errors = bootstrap_configs(store, REGISTRY)
     assert errors == []
