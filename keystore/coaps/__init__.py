@@ -18,7 +18,13 @@ from .interface import (
     add_coaps_transport,
     create_client_context,
 )
-from .server import CoapsSettings, LiveTrustStore, ensure_server_identity, server_dtls_config
+from .server import (
+    CoapsSettings,
+    LiveTrustStore,
+    ensure_server_identity,
+    parse_suites,
+    server_dtls_config,
+)
 from .sessions import Session, SessionTable, address_key
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "create_client_context",
     "dtls_claim",
     "ensure_server_identity",
+    "parse_suites",
     "peer_of",
     "server_dtls_config",
 ]

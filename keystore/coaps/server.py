@@ -42,6 +42,35 @@ from .endpoint import EndpointSettings
 log = logging.getLogger(__name__)
 
 
+#: Cipher suite names accepted in configuration: the IANA name or the OpenSSL-style short name,
+#: any case ("TLS_PSK_WITH_AES_128_CCM_8", "psk-aes128-ccm8").
+SUITE_NAMES: dict[str, CipherSuite] = {
+    **{s.name.lower(): s for s in DEFAULT_SUITES},
+    "psk-aes128-ccm8": CipherSuite.TLS_PSK_WITH_AES_128_CCM_8,
+    "ecdhe-ecdsa-aes128-ccm8": CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8,
+    "psk-aes128-cbc-sha256": CipherSuite.TLS_PSK_WITH_AES_128_CBC_SHA256,
+    "ecdhe-ecdsa-aes128-cbc-sha256": CipherSuite.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256,
+}
+
+
+def parse_suites(text: str) -> tuple[CipherSuite, ...]:
+    """``"psk-aes128-ccm8, TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8"`` → suites in that (server
+    preference) order. ``ValueError`` names an unknown suite and lists the known ones."""
+    suites: list[CipherSuite] = []
+    for name in (n.strip() for n in text.split(",")):
+        if not name:
+            continue
+        suite = SUITE_NAMES.get(name.lower())
+        if suite is None:
+            known = ", ".join(sorted(n for n in SUITE_NAMES if "-" in n))
+            raise ValueError(f"unknown cipher suite {name!r} (known: {known} or IANA names)")
+        if suite not in suites:
+            suites.append(suite)
+    if not suites:
+        raise ValueError("no cipher suite given")
+    return tuple(suites)
+
+
 @dataclass(slots=True)
 class CoapsSettings:
     """What an operator may tune about the CoAPs listener."""
