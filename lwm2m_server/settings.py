@@ -1,0 +1,383 @@
+"""The settings loader both servers use: defaults < YAML file < environment < command-line flags.
+
+A ``Schema`` is built from an attrs config class (``lwm2m_server.config.ServerConfig``,
+``bootstrap_server.config.BootstrapServerConfig``): each field's type decides how a value is
+converted, a field whose type is itself an attrs class is a section (``queue.max_per_client``),
+and per-key checks add ranges and choices. The schema then
+
+* reads a YAML file in which any string may be ``${ENV_NAME:default}`` (the ThingsBoard
+  convention); a value that is *entirely* one reference takes the key's type (``5683`` → int),
+  ``${NAME}`` without default must be set;
+* reads ``<PREFIX><KEY>`` environment variables (nested keys joined by ``_``, lists separated by
+  ``os.pathsep``);
+* applies command-line overrides (``None`` = flag not given);
+* validates everything and raises a ``ConfigError`` naming the source (file, environment
+  variable or flag), the key and the reason.
+
+Only values that came in as text (a ``${...}`` reference, an environment variable, a command-line
+string) are converted from text: a YAML string where a number or boolean is expected is an error.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import types
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Generic, TypeVar, get_args, get_origin
+
+import attrs
+import yaml
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
+
+Check = Callable[[Any], str | None]
+"""A value check: ``None`` if the (converted) value is acceptable, else the reason."""
+
+C = TypeVar("C")
+
+
+class ConfigError(Exception):
+    """A configuration problem: ``source`` (file, env var, flag), ``key`` and ``reason``."""
+
+    def __init__(self, source: str, key: str, reason: str) -> None:
+        self.source = source
+        self.key = key
+        self.reason = reason
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {reason}")
+
+
+# -- checks ---------------------------------------------------------------------------------------
+
+
+def port(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else f"port {value} is out of range 0..65535"
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else f"{value} must be greater than 0"
+
+
+def non_negative(value: float) -> str | None:
+    return None if value >= 0 else f"{value} must not be negative"
+
+
+def between(low: int, high: int) -> Check:
+    def check(value: int) -> str | None:
+        return None if low <= value <= high else f"{value} is outside {low}..{high}"
+
+    return check
+
+
+def one_of(choices: tuple[str, ...]) -> Check:
+    """Case-insensitive choice; pair it with ``upper_case`` in the schema to normalise."""
+
+    def check(value: str) -> str | None:
+        if value.upper() not in choices:
+            return f"{value!r} is not one of {', '.join(choices)}"
+        return None
+
+    return check
+
+
+def non_empty(value: str) -> str | None:
+    return None if value.strip() else "must not be empty"
+
+
+# -- text from the environment --------------------------------------------------------------------
+
+
+class FromText(str):
+    """A string that came from the environment (a ``${...}`` reference or a variable) or the
+    command line: it is converted to the key's type, unlike a string literal in YAML, which must
+    already be one."""
+
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+
+
+def substitute(value: Any, source: str, key: str, env: Mapping[str, str]) -> Any:
+    """``value`` (YAML data) with every ``${NAME}`` / ``${NAME:default}`` in its strings replaced
+    from ``env``; a string that had a reference becomes ``FromText``. ``key`` is the dotted key
+    of ``value``, for errors."""
+    if isinstance(value, dict):
+        return {
+            k: substitute(v, source, f"{key}.{k}" if key else str(k), env) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [substitute(v, source, key, env) for v in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is None:
+            raise ConfigError(
+                source,
+                key,
+                f"environment variable {name} is not set and ${{{name}}} has no default",
+            )
+        return default
+
+    return FromText(_REFERENCE.sub(replace, value))
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """The file's top-level mapping (``{}`` for an empty file), or a ``ConfigError``."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            source, "", f"cannot read the configuration file: {exc.strerror or exc}"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(
+            source, "", f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, "", "the file must be a mapping of keys to values")
+    return data
+
+
+# -- the schema -----------------------------------------------------------------------------------
+
+KINDS = ("str", "int", "float", "bool", "path", "paths")
+
+
+@attrs.frozen
+class Key:
+    """One accepted key: its kind (one of ``KINDS``), an optional check, and whether the value
+    is normalised to upper case."""
+
+    kind: str
+    check: Check | None = None
+    upper: bool = False
+
+
+def _kind(owner: type, name: str, annotation: Any) -> str:
+    if annotation in (str, int, float, bool):
+        return str(annotation.__name__)
+    if annotation is Path:
+        return "path"
+    if isinstance(annotation, types.UnionType) and set(get_args(annotation)) == {
+        Path,
+        type(None),
+    }:
+        return "path"
+    if get_origin(annotation) is tuple and get_args(annotation) == (Path, ...):
+        return "paths"
+    raise TypeError(f"{owner.__name__}.{name}: no settings conversion for {annotation!r}")
+
+
+class Schema(Generic[C]):
+    """The keys of ``config_class`` (an attrs class) and how to load them.
+
+    ``checks`` and ``upper_case`` are by dotted key. Fields whose type is an attrs class are
+    sections; their keys are ``section.field``.
+    """
+
+    def __init__(
+        self,
+        config_class: type[C],
+        *,
+        env_prefix: str,
+        checks: Mapping[str, Check] | None = None,
+        upper_case: Iterable[str] = (),
+    ) -> None:
+        self.config_class = config_class
+        self.env_prefix = env_prefix
+        checks = dict(checks or {})
+        upper = frozenset(upper_case)
+        self.keys: dict[str, Key] = {}
+        self.sections: dict[str, type] = {}
+        resolved: Any = attrs.resolve_types(config_class)  # type: ignore[type-var]
+        for field in attrs.fields(resolved):
+            if attrs.has(field.type):
+                self.sections[field.name] = field.type
+                inner = attrs.fields(attrs.resolve_types(field.type))
+                for sub in inner:
+                    self._add(f"{field.name}.{sub.name}", field.type, sub, checks, upper)
+            else:
+                self._add(field.name, config_class, field, checks, upper)
+        unused = (set(checks) | upper) - set(self.keys)
+        if unused:
+            raise TypeError(f"checks for keys {config_class.__name__} lacks: {sorted(unused)}")
+
+    def _add(
+        self,
+        key: str,
+        owner: type,
+        field: attrs.Attribute[Any],
+        checks: Mapping[str, Check],
+        upper: frozenset[str],
+    ) -> None:
+        self.keys[key] = Key(_kind(owner, field.name, field.type), checks.get(key), key in upper)
+
+    # -- names --
+
+    def env_name(self, key: str) -> str:
+        return self.env_prefix + key.replace(".", "_").upper()
+
+    def flag_name(self, key: str) -> str:
+        return "--" + key.replace("_", "-").replace(".", "-")
+
+    def unknown(self, key: str) -> str:
+        return f"unknown key (known keys: {', '.join(sorted(self.keys))})"
+
+    # -- conversion --
+
+    def convert(self, key: str, raw: Any, source: str) -> Any:
+        """``raw`` as the value of ``key``, checked; ``ConfigError`` from ``source`` if not."""
+        spec = self.keys[key]
+        from_text = isinstance(raw, FromText)
+        value: Any
+
+        def wrong(expected: str) -> ConfigError:
+            shown = (
+                f"string {str(raw)!r}" if isinstance(raw, str) else f"{type(raw).__name__} {raw!r}"
+            )
+            return ConfigError(source, key, f"expected {expected}, got {shown}")
+
+        if spec.kind == "str":
+            if not isinstance(raw, str):
+                raise wrong("a string")
+            value = str(raw)
+        elif spec.kind == "path":
+            if not isinstance(raw, str) or not raw:
+                raise wrong("a path")
+            value = Path(str(raw))
+        elif spec.kind == "paths":
+            if isinstance(raw, str):
+                parts = str(raw).split(os.pathsep) if from_text else [str(raw)]
+                value = tuple(Path(p) for p in parts if p)
+            elif isinstance(raw, list) and all(isinstance(p, str) for p in raw):
+                value = tuple(Path(str(p)) for p in raw)
+            else:
+                raise wrong("a list of folder paths")
+        elif spec.kind == "bool":
+            if isinstance(raw, bool):
+                value = raw
+            elif from_text and raw.strip().lower() in TRUE_WORDS + FALSE_WORDS:
+                value = raw.strip().lower() in TRUE_WORDS
+            else:
+                raise wrong("true or false")
+        elif spec.kind == "int":
+            if isinstance(raw, int) and not isinstance(raw, bool):
+                value = raw
+            elif from_text and re.fullmatch(r"\s*-?[0-9]+\s*", raw):
+                value = int(raw)
+            else:
+                raise wrong("an integer")
+        else:  # float
+            if isinstance(raw, int | float) and not isinstance(raw, bool):
+                value = float(raw)
+            elif from_text:
+                try:
+                    value = float(raw)
+                except ValueError:
+                    raise wrong("a number") from None
+            else:
+                raise wrong("a number")
+        if spec.check is not None:
+            problem = spec.check(value)
+            if problem:
+                raise ConfigError(source, key, problem)
+        return value.upper() if spec.upper else value
+
+    # -- sources --
+
+    def flatten(self, data: Mapping[Any, Any], source: str) -> dict[str, Any]:
+        """YAML data as ``{dotted key: raw value}``; unknown keys are errors."""
+        flat: dict[str, Any] = {}
+        for name, value in data.items():
+            if not isinstance(name, str):
+                raise ConfigError(source, str(name), "keys must be strings")
+            if name in self.sections:
+                if value is None:
+                    continue
+                if not isinstance(value, dict):
+                    raise ConfigError(
+                        source, name, f"expected a mapping, got {type(value).__name__}"
+                    )
+                for sub, subvalue in value.items():
+                    key = f"{name}.{sub}"
+                    if key not in self.keys:
+                        raise ConfigError(source, key, self.unknown(key))
+                    flat[key] = subvalue
+            elif name in self.keys:
+                flat[name] = value
+            else:
+                raise ConfigError(source, name, self.unknown(name))
+        return flat
+
+    def read_file(self, path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+        """The file's settings as ``{dotted key: converted value}``."""
+        source = str(path)
+        data = substitute(load_yaml(path), source, "", env)
+        return {
+            key: self.convert(key, raw, source) for key, raw in self.flatten(data, source).items()
+        }
+
+    def read_env(self, env: Mapping[str, str]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key in self.keys:
+            name = self.env_name(key)
+            if name in env:
+                result[key] = self.convert(key, FromText(env[name]), f"environment {name}")
+        return result
+
+    def read_overrides(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """Command-line values by dotted key; ``None`` means "flag not given". Strings are
+        converted like environment values."""
+        result: dict[str, Any] = {}
+        for key, raw in overrides.items():
+            if raw is None:
+                continue
+            if key not in self.keys:
+                raise ConfigError("command line", key, self.unknown(key))
+            if isinstance(raw, list | tuple):
+                raw = [str(p) for p in raw]
+            elif isinstance(raw, str | Path):
+                raw = FromText(str(raw))
+            result[key] = self.convert(key, raw, f"command line {self.flag_name(key)}")
+        return result
+
+    def build(self, values: Mapping[str, Any]) -> C:
+        """The config object from ``{dotted key: converted value}`` (defaults for the rest)."""
+        top: dict[str, Any] = {k: v for k, v in values.items() if "." not in k}
+        for section, cls in self.sections.items():
+            prefix = section + "."
+            top[section] = cls(
+                **{k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
+            )
+        return self.config_class(**top)
+
+    def load(
+        self,
+        path: str | Path | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> C:
+        """The effective configuration: defaults < file < ``env`` (default ``os.environ``) <
+        ``overrides``."""
+        environment = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if path is not None:
+            values.update(self.read_file(Path(path), environment))
+        values.update(self.read_env(environment))
+        values.update(self.read_overrides(overrides or {}))
+        return self.build(values)
