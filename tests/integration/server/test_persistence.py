@@ -55,6 +55,8 @@ class ServerProcess:
                     "127.0.0.1",
                     "--coap-port",
                     str(coap_port),
+                    "--coaps-port",  # 0: never collide on the default 5684 with other runs
+                    "0",
                     "--http-port",
                     "0",
                     "--log-level",
