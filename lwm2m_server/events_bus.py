@@ -6,7 +6,10 @@ its own bounded queue; when it is full the *oldest* event is dropped and ``dropp
 (an event stream is about the present: a dashboard that falls behind wants the new events, and
 it can re-read state through the API). Subscribers end with ``close()`` or when the bus closes.
 
-The event kinds are the ``ServerEvent`` kinds of ``lwm2m_server.operations``.
+The event kinds are the ``ServerEvent`` kinds of ``lwm2m_server.operations``. Their payloads use
+the HTTP API's JSON shapes (``lwm2m_server.json_nodes``): a registration is
+``registration_to_json``, a telemetry point ``telemetry_to_json``, so that a client reads one
+shape from ``GET /api/clients`` and from the event stream.
 """
 
 from __future__ import annotations
@@ -14,9 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
-from typing import Any
 
-from .core.registration import Registration
 from .operations import ServerEvent
 
 log = logging.getLogger(__name__)
@@ -133,23 +134,3 @@ class EventBus:
     def close(self) -> None:
         for sub in list(self._subscribers):
             sub.close()
-
-
-def registration_data(registration: Registration) -> dict[str, Any]:
-    """The JSON-ready summary of a registration that events carry."""
-    links = registration.object_links
-    return {
-        "registrationId": registration.registration_id,
-        "endpoint": registration.endpoint,
-        "address": str(registration.address),
-        "lifetime": registration.lifetime,
-        "lwm2mVersion": registration.lwm2m_version,
-        "binding": registration.binding,
-        "queueMode": registration.queue_mode,
-        "transport": registration.transport,
-        "rootPath": links.root_path,
-        "objectLinks": links.text,
-        "registeredAt": registration.registered_at,
-        "lastUpdate": registration.last_update,
-        "expiresAt": registration.expires_at,
-    }

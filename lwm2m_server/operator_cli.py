@@ -610,18 +610,19 @@ def cmd_telemetry(args: argparse.Namespace) -> int:
 
 
 def _event_summary(kind: str, data: Json) -> str:
-    """One line for an event. Registrations: address, version, lifetime; notifications and
-    Sends: ``path = value`` for each value, from ``points`` (this server) or ``val`` (the
-    Leshan shape: a node, or ``{path: node}`` for a composite notification)."""
+    """One line for an event. Registrations (``GET /api/clients``' shape): address, version,
+    lifetime; notifications and Sends: ``path = value`` for each value, from ``points`` (this
+    server: telemetry points as ``/api/clients/{ep}/telemetry`` has them) or ``val`` (the Leshan
+    shape: a node, or ``{path: node}`` for a composite notification)."""
     if not isinstance(data, dict):
         return json.dumps(data)
     if kind in ("REGISTRATION", "UPDATED", "DEREGISTRATION") and "address" in data:
-        version = data.get("lwM2mVersion") or data.get("lwm2mVersion")
+        version = data.get("lwM2mVersion")
         text = f"{data.get('address')} lwm2m {version} lifetime {data.get('lifetime')} s"
         return text + (f" ({data['reason']})" if data.get("reason") else "")
     if isinstance(data.get("points"), list) and data["points"]:
         return ", ".join(
-            f"{p.get('path')} = {_format_value(p.get('value'), _type_key(p.get('type')))}"
+            f"{p.get('path')} = {_format_value(p.get('value'), _text(p.get('type')))}"
             for p in data["points"]
         )
     if "val" in data:
@@ -641,9 +642,8 @@ def _event_summary(kind: str, data: Json) -> str:
     return json.dumps(rest, separators=(",", ":")) if rest else ""
 
 
-def _type_key(name: Json) -> str | None:
-    """``"Opaque"``/``"OPAQUE"`` → ``"OPAQUE"``: events may carry either spelling."""
-    return name.upper().replace(" ", "_") if isinstance(name, str) else None
+def _text(name: Json) -> str | None:
+    return name if isinstance(name, str) else None
 
 
 def _follow(

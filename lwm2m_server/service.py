@@ -72,8 +72,8 @@ from .events_bus import (
     SLEEPING,
     UPDATED,
     EventBus,
-    registration_data,
 )
+from .json_nodes import registration_to_json
 from .operations import (
     DeviceAnswerError,
     DeviceResponse,
@@ -289,20 +289,20 @@ class Lwm2mServer:
     def _handle_events(self, events: Sequence[Event]) -> None:
         for event in events:
             if isinstance(event, Registered):
-                data = registration_data(event.registration)
+                # a client that just registered or updated is awake (queue mode)
+                data = registration_to_json(event.registration, sleeping=False)
                 data["replaced"] = (
                     None if event.replaced is None else event.replaced.registration_id
                 )
                 self.bus.publish(REGISTRATION, event.registration.endpoint, data)
             elif isinstance(event, Updated):
-                self.bus.publish(
-                    UPDATED, event.registration.endpoint, registration_data(event.registration)
-                )
+                data = registration_to_json(event.registration, sleeping=False)
+                self.bus.publish(UPDATED, event.registration.endpoint, data)
             elif isinstance(event, Deregistered | Expired):
                 if self.core.registrations.by_endpoint(event.registration.endpoint) is None:
                     self._delivery_locks.pop(event.registration.endpoint, None)
                 reason = "expired" if isinstance(event, Expired) else "deregistered"
-                data = registration_data(event.registration)
+                data = registration_to_json(event.registration)
                 data["reason"] = reason
                 self.bus.publish(DEREGISTRATION, event.registration.endpoint, data)
             elif isinstance(event, Awake):

@@ -13,11 +13,9 @@ alike, so there is one path and it stores before it ACKs.
 
 from __future__ import annotations
 
-import base64
 import logging
-import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from keystore.resolver import PeerIdentity as Peer
@@ -28,7 +26,6 @@ from object_models import codecs
 from object_models.errors import Lwm2mError
 from object_models.model import ModelProvider
 from object_models.registry import ModelRegistry
-from object_models.types import ObjectLink, Value
 
 from ..core.events import Event, NotificationReceived, SendReceived
 from ..core.observations import Observation
@@ -36,6 +33,7 @@ from ..core.registration import Address, PeerIdentity, Registration
 from ..core.server import CoreResult, ServerCore
 from ..core.telemetry import TelemetryPoint, points_from_nodes, points_from_timestamped
 from ..events_bus import NOTIFICATION, SEND, EventBus
+from ..json_nodes import telemetry_to_json
 from .transport import Verdict
 
 log = logging.getLogger(__name__)
@@ -49,31 +47,6 @@ class Effects(Protocol):
     def apply(self, result: CoreResult) -> None:
         """Publish the result's events and deliver its ``to_send`` (after the reply)."""
         ...
-
-
-def json_value(value: Value) -> object:
-    """A telemetry value in JSON: opaque as base64, object links as ``"3:0"``, non-finite
-    floats as strings."""
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, ObjectLink):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    return value
-
-
-def points_data(points: Iterable[TelemetryPoint]) -> list[dict[str, object]]:
-    return [
-        {
-            "path": p.path,
-            "key": p.key,
-            "ts": p.ts_ms,
-            "value": json_value(p.value),
-            "type": p.type.value,
-        }
-        for p in points
-    ]
 
 
 def models_for(registry: ModelRegistry, registration: Registration) -> ModelProvider:
@@ -257,7 +230,10 @@ class Uplink:
         self.bus.publish(
             SEND,
             registration.endpoint,
-            {"registrationId": registration.registration_id, "points": points_data(points)},
+            {
+                "registrationId": registration.registration_id,
+                "points": [telemetry_to_json(p) for p in points],
+            },
         )
         self.effects.apply(_without(result, SendReceived))
 
@@ -328,7 +304,7 @@ class Uplink:
         except StoreError as exc:
             log.error("notification from %s not stored, not acknowledged: %s", address, exc)
             return Verdict.IGNORE
-        data["points"] = points_data(points)
+        data["points"] = [telemetry_to_json(p) for p in points]
         self.bus.publish(NOTIFICATION, registration.endpoint, data)
         self.effects.apply(_without(result, NotificationReceived))
         return Verdict.ACCEPT

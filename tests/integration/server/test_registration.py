@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from lwm2m_client.client import Lwm2mClient
+from lwm2m_server.json_nodes import registration_to_json
 from lwm2m_server.service import Lwm2mServer
 from object_models.content_format import ContentFormat
 from object_models.path import LwM2mPath
@@ -40,6 +41,28 @@ async def test_register_update_deregister(server: Lwm2mServer, make_client: Clie
     assert server.store.registrations() == []
     event = await next_event(events, "DEREGISTRATION")
     assert event.data["reason"] == "deregistered"
+
+
+async def test_registration_events_carry_the_api_shape(
+    server: Lwm2mServer, make_client: ClientFactory
+) -> None:
+    """REGISTRATION/UPDATED/DEREGISTRATION data is ``GET /api/clients``' JSON of the client
+    (``json_nodes.registration_to_json``), plus ``replaced`` / ``reason``."""
+    events = server.events()
+    client = await make_client("shape-1", queue_mode=True, awake_time=30)
+    reg = server.client("shape-1")
+    event = await next_event(events, "REGISTRATION")
+    assert event.data == {**registration_to_json(reg, sleeping=False), "replaced": None}
+    assert event.data["lwM2mVersion"] == reg.lwm2m_version and event.data["sleeping"] is False
+
+    await client.update(lifetime=200)
+    event = await next_event(events, "UPDATED")
+    assert event.data == registration_to_json(server.client("shape-1"), sleeping=False)
+
+    last = server.client("shape-1")
+    await client.deregister()
+    event = await next_event(events, "DEREGISTRATION")
+    assert event.data == {**registration_to_json(last), "reason": "deregistered"}
 
 
 async def test_register_again_replaces(server: Lwm2mServer, make_client: ClientFactory) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lwm2m_client.client import Lwm2mClient, Lwm2mClientError
+from lwm2m_server.json_nodes import telemetry_to_json
 from lwm2m_server.service import Lwm2mServer
 from object_models.content_format import ContentFormat as CF
 
@@ -32,6 +33,10 @@ async def test_send(server: Lwm2mServer, client: Lwm2mClient, fmt: CF) -> None:
     assert latest["/3/0/9"].key == "batteryLevel"
     event = await next_event(events, "SEND")
     assert {p["path"] for p in event.data["points"]} == {"/3303/0/5700", "/3/0/9"}
+    # the API's telemetry JSON (GET /api/clients/{ep}/telemetry), type names and all
+    by_path = {p["path"]: p for p in event.data["points"]}
+    assert by_path == {path: telemetry_to_json(latest[path]) for path in by_path}
+    assert by_path["/3303/0/5700"]["type"] == "FLOAT"
 
 
 async def test_send_of_an_instance(server: Lwm2mServer, client: Lwm2mClient) -> None:

@@ -284,7 +284,7 @@ def test_event_summaries_for_both_notification_shapes() -> None:
     summary = operator_cli._event_summary
     points = {
         "paths": ["/3303/0/5700"],
-        "points": [{"path": "/3303/0/5700", "value": 25.0, "type": "Float"}],
+        "points": [{"path": "/3303/0/5700", "value": 25.0, "type": "FLOAT"}],
     }
     assert summary("NOTIFICATION", points) == "/3303/0/5700 = 25.0"
     composite = {
@@ -292,9 +292,9 @@ def test_event_summaries_for_both_notification_shapes() -> None:
         "val": {"/3/0/9": {"kind": "singleResource", "id": 9, "type": "INTEGER", "value": 80}},
     }
     assert summary("NOTIFICATION", composite) == "/3/0/9 = 80"
-    reg = {"address": "1.2.3.4:5", "lwm2mVersion": "1.2", "lifetime": 60, "reason": "expired"}
+    reg = {"address": "1.2.3.4:5", "lwM2mVersion": "1.2", "lifetime": 60, "reason": "expired"}
     assert summary("DEREGISTRATION", reg) == "1.2.3.4:5 lwm2m 1.2 lifetime 60 s (expired)"
     assert summary("SLEEPING", {"ep": "x", "since": 5.5}) == "since 00:00:05.500"
     assert summary("SEND", {"ep": "x", "other": 1}) == '{"other":1}'
-    opaque = {"points": [{"path": "/9/0/1", "value": "AQI=", "type": "Opaque"}]}
+    opaque = {"points": [{"path": "/9/0/1", "value": "AQI=", "type": "OPAQUE"}]}
     assert summary("SEND", opaque) == "/9/0/1 = 0x0102"
