@@ -188,9 +188,9 @@ async def serve(config: ServerConfig) -> int:
 async def _start_http(server: Any, config: ServerConfig) -> Any:
     from aiohttp import web
 
-    from .api import create_app
+    from .api import create_server_app
 
-    app = create_app(server, registry=server.registry, default_timeout=config.request_timeout)
+    app = create_server_app(server)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.http_host, config.http_port)

@@ -1,5 +1,6 @@
-"""The HTTP API (aiohttp) of the LwM2M server: ``create_app(ops)``; see ``app``."""
+"""The HTTP API (aiohttp) of the LwM2M server: ``create_app(ops)``, ``create_server_app(server)``;
+see ``app``."""
 
-from .app import create_app
+from .app import create_app, create_server_app
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_server_app"]

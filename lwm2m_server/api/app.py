@@ -1,4 +1,5 @@
-"""``create_app``: the HTTP API of the LwM2M server as an aiohttp application.
+"""``create_app``: the HTTP API of the LwM2M server as an aiohttp application;
+``create_server_app``: the same, built the way ``lwm2m-server`` builds it over the running server.
 
 The application only needs a ``ServerOperations`` (the running server, or any test double),
 which keeps the API free of aiocoap and sockets and lets ``lwm2m_server.cli`` mount it next to
@@ -24,11 +25,27 @@ the CoAP listeners. Routes (see ``docs/http-api.md`` and ``GET /api/openapi.json
     POST   /api/clients/{ep}/{path}                  Execute (resource) / Create (object)
     DELETE /api/clients/{ep}/{path}                  Delete
 
+and, when ``ops`` runs a profile engine (the real server always does; ``api/profiles.py``):
+
+    GET    /api/profiles                             every profile
+    POST   /api/profiles/reload                      re-read the profiles folder
+    GET    /api/profiles/{name}                      one profile
+    PUT    /api/profiles/{name}                      create or replace
+    DELETE /api/profiles/{name}                      remove
+    GET    /api/clients/{ep}/attributes              mapped attribute values
+    PUT    /api/clients/{ep}/attributes/{key}        Write the attribute's resource
+    GET    /api/clients/{ep}/profile-status          how applying the profile went
+    PUT    /api/clients/{ep}/profile                 assign a profile
+    POST   /api/clients/{ep}/profile/apply           apply it again now
+    GET    /api/clients/{ep}/timeseries              telemetry in ThingsBoard's shape
+
 aiohttp tries resources in the order they are added, so the fixed suffixes come before the
 catch-all ``{path}`` routes.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -40,6 +57,9 @@ from .errors import error_middleware
 from .openapi import openapi_document
 from .params import DEFAULT_TIMEOUT
 from .state import STATE, ApiState, track_presence
+
+if TYPE_CHECKING:
+    from ..service import Lwm2mServer
 
 _CLIENT = "/api/clients/{ep}"
 _FIXED = (
@@ -104,3 +124,11 @@ def create_app(
     add("POST", _PATH, device.post)
     add("DELETE", _PATH, device.delete)
     return app
+
+
+def create_server_app(server: Lwm2mServer) -> web.Application:
+    """The API as ``lwm2m-server`` serves it: over the started server (so with its profile
+    engine and routes), its model registry and its configured request timeout."""
+    return create_app(
+        server, registry=server.registry, default_timeout=server.config.request_timeout
+    )

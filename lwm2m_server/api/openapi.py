@@ -2,7 +2,8 @@
 
 Hand-written rather than generated because the API is small, its shapes (Leshan's node JSON)
 are not Python classes, and a document that reads well is the point. A test checks that every
-route of ``create_app`` is described here and that the document validates against the OpenAPI
+route of the app the server builds (``create_server_app``, device profile routes included) is
+described here and that the document validates against the OpenAPI
 3.1 schema, so the two cannot drift apart silently.
 
 The LwM2M path is one URL parameter spanning several segments (``3/0/1``); OpenAPI has no
@@ -321,6 +322,126 @@ _OTHER_SCHEMAS: Doc = {
         "type": "object",
         "required": ["status", "clients"],
         "properties": {"status": {"const": "ok"}, "clients": {"type": "integer"}},
+    },
+}
+
+_PROFILE_SCHEMAS: Doc = {
+    "ProfileSummary": {
+        "description": "A device profile (docs/profiles.md) and the connected devices using it.",
+        "type": "object",
+        "required": ["name", "source", "observeStrategy", "onConnect", "devices"],
+        "properties": {
+            "name": {"type": "string"},
+            "source": {"type": "string", "description": "a file path, api or builtin"},
+            "description": {"type": "string"},
+            "observeStrategy": {"type": "string"},
+            "onConnect": {"type": "string"},
+            "objects": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+            "endpoints": {"type": "array", "items": {"type": "string"}},
+            "resources": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "key": {"type": "string"},
+                        "kind": {"type": "string"},
+                        "observe": {"type": "boolean"},
+                        "attributes": {
+                            "type": "object",
+                            "description": "notification attributes the profile writes",
+                        },
+                    },
+                },
+            },
+            "bootstrap": {"type": "boolean"},
+            "devices": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "Profile": {
+        "description": "A profile summary plus the document it was read from.",
+        "allOf": [
+            _ref("ProfileSummary"),
+            {
+                "type": "object",
+                "required": ["document"],
+                "properties": {"document": {"type": "object"}},
+            },
+        ],
+    },
+    "ProfileList": {
+        "type": "object",
+        "required": ["profiles", "errors"],
+        "properties": {
+            "profiles": {"type": "array", "items": _ref("ProfileSummary")},
+            "errors": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "ProfileReload": {
+        "type": "object",
+        "required": ["changed", "removed", "errors"],
+        "properties": {
+            "changed": {"type": "array", "items": {"type": "string"}},
+            "removed": {"type": "array", "items": {"type": "string"}},
+            "errors": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "ProfileAssignment": {
+        "type": "object",
+        "required": ["endpoint", "profile", "chosenBy"],
+        "properties": {
+            "endpoint": {"type": "string"},
+            "profile": {"type": "string", "description": "the profile the device now gets"},
+            "chosenBy": {"type": "string", "description": "assigned, pattern or default"},
+        },
+    },
+    "ProfileStatus": {
+        "description": "Which profile a device uses and how applying it went.",
+        "type": "object",
+        "required": ["endpoint", "profile", "chosenBy", "state"],
+        "properties": {
+            "endpoint": {"type": "string"},
+            "profile": {"type": "string"},
+            "chosenBy": {"type": "string"},
+            "state": {
+                "type": "string",
+                "examples": ["pending", "applying", "applied", "partial", "failed"],
+            },
+            "reason": {"type": "string"},
+            "appliedAt": {"type": ["number", "null"]},
+            "observations": {
+                "type": "array",
+                "items": {"type": "array", "items": {"type": "string"}},
+            },
+            "attributesWritten": {"type": "object"},
+            "problems": {"type": "array"},
+            "requests": {"type": "array"},
+            "valueProblems": {"type": "array"},
+        },
+    },
+    "MappedAttributes": {
+        "type": "object",
+        "required": ["endpoint", "attributes", "updated"],
+        "properties": {
+            "endpoint": {"type": "string"},
+            "attributes": {"type": "object", "description": "{key: value}"},
+            "updated": {
+                "type": "object",
+                "description": "{key: epoch milliseconds of the value}",
+                "additionalProperties": {"type": "integer"},
+            },
+        },
+    },
+    "Timeseries": {
+        "description": "ThingsBoard's shape: {key: [{ts, value}, ...]}, newest first.",
+        "type": "object",
+        "additionalProperties": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["ts", "value"],
+                "properties": {"ts": {"type": "integer"}, "value": {}},
+            },
+        },
     },
 }
 
@@ -644,6 +765,180 @@ _PATHS: Doc = {
     },
 }
 
+_NO_PROFILE = _resp("No such profile.", _ref("Error"))
+_FILE_MANAGED = _resp(
+    "The profile comes from the profiles folder: change the file instead.", _ref("Error")
+)
+
+
+def _profile_op(op_id: str, summary: str, responses: Doc, **more: Any) -> Doc:
+    return {
+        "operationId": op_id,
+        "summary": summary,
+        "tags": ["profiles"],
+        **more,
+        "responses": responses,
+    }
+
+
+_PROFILE_NAME = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "The profile's name.",
+    "schema": {"type": "string"},
+}
+
+_PROFILE_PATHS: Doc = {
+    "/api/profiles": {
+        "get": _profile_op(
+            "listProfiles",
+            "Every profile, with the connected devices using it",
+            {"200": _resp("Profiles and the last reload's errors.", _ref("ProfileList"))},
+        )
+    },
+    "/api/profiles/reload": {
+        "post": _profile_op(
+            "reloadProfiles",
+            "Re-read the profiles folder (like SIGHUP)",
+            {
+                "200": _resp("What changed.", _ref("ProfileReload")),
+                "422": _resp("A file failed (the stored version stays).", _ref("ProfileReload")),
+            },
+        )
+    },
+    "/api/profiles/{name}": {
+        "get": _profile_op(
+            "getProfile",
+            "One profile: summary and document",
+            {"200": _resp("The profile.", _ref("Profile")), "404": _NO_PROFILE},
+            parameters=[_PROFILE_NAME],
+        ),
+        "put": _profile_op(
+            "putProfile",
+            "Create or replace a profile",
+            {
+                "200": _resp("Replaced.", _ref("ProfileSummary")),
+                "201": _resp("Created.", _ref("ProfileSummary")),
+                "400": _ref("BadRequest", "responses"),
+                "412": _FILE_MANAGED,
+            },
+            parameters=[_PROFILE_NAME],
+            requestBody={"required": True, **_json({"type": "object"})},
+        ),
+        "delete": _profile_op(
+            "deleteProfile",
+            "Remove a profile (its devices fall back to a pattern or the default)",
+            {
+                "200": _resp(
+                    "Removed.",
+                    {"type": "object", "properties": {"deleted": {"type": "string"}}},
+                ),
+                "404": _NO_PROFILE,
+                "412": _FILE_MANAGED,
+            },
+            parameters=[_PROFILE_NAME],
+        ),
+    },
+    "/api/clients/{ep}/attributes": {
+        "get": _profile_op(
+            "getAttributes",
+            "The device's profile-mapped attribute values",
+            {"200": _resp("Attributes.", _ref("MappedAttributes")), **_ERRORS},
+            parameters=_params("ep"),
+        )
+    },
+    "/api/clients/{ep}/attributes/{key}": {
+        "put": {
+            **_device_op(
+                "writeAttribute",
+                "Write a mapped attribute",
+                "Write the resource the profile maps the attribute key to; the body is the "
+                "JSON value.",
+                [
+                    *_params("ep"),
+                    {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}},
+                    *_params("timeout"),
+                ],
+                {"required": True, **_json({})},
+            ),
+            "tags": ["profiles"],
+        }
+    },
+    "/api/clients/{ep}/profile-status": {
+        "get": _profile_op(
+            "getProfileStatus",
+            "The device's profile, requests sent and problems",
+            {"200": _resp("Status.", _ref("ProfileStatus")), **_ERRORS},
+            parameters=_params("ep"),
+        )
+    },
+    "/api/clients/{ep}/profile": {
+        "put": _profile_op(
+            "assignProfile",
+            'Assign a profile to the endpoint ({"profile": name}, or null to remove it)',
+            {
+                "200": _resp("The profile the device now gets.", _ref("ProfileAssignment")),
+                "400": _ref("BadRequest", "responses"),
+            },
+            parameters=_params("ep"),
+            requestBody={
+                "required": True,
+                **_json(
+                    {
+                        "type": "object",
+                        "required": ["profile"],
+                        "properties": {"profile": {"type": ["string", "null"]}},
+                    },
+                    {"profile": "temperature-sensor"},
+                ),
+            },
+        )
+    },
+    "/api/clients/{ep}/profile/apply": {
+        "post": _profile_op(
+            "applyProfile",
+            "Apply the profile again now and answer the status (state applying if the wait "
+            "ran out)",
+            {"200": _resp("Status.", _ref("ProfileStatus")), **_ERRORS},
+            parameters=_params("ep", "timeout"),
+        )
+    },
+    "/api/clients/{ep}/timeseries": {
+        "get": _profile_op(
+            "getTimeseries",
+            "Telemetry in ThingsBoard's shape",
+            {"200": _resp("Values by key.", _ref("Timeseries")), **_ERRORS},
+            parameters=[
+                *_params("ep"),
+                {
+                    "name": "keys",
+                    "in": "query",
+                    "description": "Comma-separated telemetry keys (default: every key).",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "startTs",
+                    "in": "query",
+                    "description": "Epoch milliseconds or ISO 8601; with endTs: history.",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "endTs",
+                    "in": "query",
+                    "description": "Epoch milliseconds or ISO 8601.",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 100000},
+                },
+            ],
+        )
+    },
+}
+
 _DOCUMENT: Doc = {
     "openapi": "3.1.0",
     "info": {
@@ -658,10 +953,11 @@ _DOCUMENT: Doc = {
         {"name": "clients"},
         {"name": "device"},
         {"name": "events"},
+        {"name": "profiles"},
     ],
-    "paths": _PATHS,
+    "paths": {**_PATHS, **_PROFILE_PATHS},
     "components": {
-        "schemas": {**_NODE_SCHEMAS, **_OTHER_SCHEMAS},
+        "schemas": {**_NODE_SCHEMAS, **_OTHER_SCHEMAS, **_PROFILE_SCHEMAS},
         "parameters": _PARAMETERS,
         "responses": _RESPONSES,
     },

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from lwm2m_server.api import create_app
+from lwm2m_server.api import create_app, create_server_app
 from lwm2m_server.api.openapi import openapi_document
+from lwm2m_server.config import ServerConfig
+from lwm2m_server.service import Lwm2mServer
 
 from .fake_ops import FakeOps
 
 Client = TestClient  # type: ignore[type-arg]
 
 
-def _routes() -> set[tuple[str, str]]:
-    app = create_app(FakeOps())
+def _routes(app: web.Application) -> set[tuple[str, str]]:
     return {
         (route.method.lower(), route.resource.canonical)
         for route in app.router.routes()
@@ -28,7 +32,19 @@ def _routes() -> set[tuple[str, str]]:
     }
 
 
-def test_every_route_is_documented_and_nothing_else() -> None:
+@pytest.fixture
+async def real_server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
+    """A started server (loopback, free ports), as ``lwm2m-server`` runs it: profile engine on."""
+    config = ServerConfig(host="127.0.0.1", coap_port=0, coaps_port=0, data_dir=tmp_path)
+    server = Lwm2mServer(config)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def test_every_route_is_documented_and_nothing_else(real_server: Lwm2mServer) -> None:
     doc = openapi_document()
     documented = {
         (method, path)
@@ -36,7 +52,11 @@ def test_every_route_is_documented_and_nothing_else() -> None:
         for method in item
         if method in ("get", "put", "post", "delete")
     }
-    assert documented == _routes()
+    routes = _routes(create_server_app(real_server))
+    assert ("get", "/api/profiles") in routes  # the app the real server serves: profiles too
+    assert documented == routes
+    # a test double without a profile engine serves a subset (no profile routes)
+    assert _routes(create_app(FakeOps())) < routes
 
 
 def test_operation_ids_are_unique_and_refs_resolve() -> None:
@@ -106,6 +126,28 @@ async def test_real_answers_match_the_schemas(api: Client) -> None:
     await check("/api/clients/nope", "Error")
     for reg in await (await api.get("/api/clients")).json():
         _validate(doc, reg, "Registration")
+
+
+async def test_real_profile_answers_match_the_schemas(real_server: Lwm2mServer) -> None:
+    doc = openapi_document()
+    app = create_server_app(real_server)
+    async with TestServer(app) as http, TestClient(http) as api:
+
+        async def check(method: str, url: str, name: str, status: int = 200, **kw: Any) -> None:
+            answer = await api.request(method, url, **kw)
+            assert answer.status == status, await answer.text()
+            _validate(doc, await answer.json(), name)
+
+        body = {"observe_strategy": "single", "resources": {"/3/0/9": {"key": "battery"}}}
+        await check("PUT", "/api/profiles/p1", "ProfileSummary", 201, json=body)
+        await check("GET", "/api/profiles", "ProfileList")
+        await check("GET", "/api/profiles/p1", "Profile")
+        await check("GET", "/api/profiles/nope", "Error", 404)
+        await check("POST", "/api/profiles/reload", "ProfileReload")
+        await check("PUT", "/api/clients/dev-1/profile", "ProfileAssignment",
+                    json={"profile": "p1"})  # fmt: skip
+        await check("GET", "/api/clients/dev-1/attributes", "Error", 404)  # not registered
+        await check("GET", "/api/clients/dev-1/profile-status", "Error", 404)
 
 
 def test_every_documented_path_is_in_the_http_api_guide() -> None:
