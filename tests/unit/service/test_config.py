@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lwm2m_server.config import ConfigError, QueueSettings, ServerConfig, load_config
+from lwm2m_server.config import SCHEMA, ConfigError, QueueSettings, ServerConfig, load_config
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "docs" / "examples" / "lwm2m-server.yaml"
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+EXAMPLE = DOCS / "examples" / "lwm2m-server.yaml"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -100,3 +101,15 @@ def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="mapping"):
         load_config(write(tmp_path, "- 1\n"), env={})
     assert load_config(write(tmp_path, ""), env={}) == ServerConfig()
+
+
+def test_every_accepted_key_is_documented() -> None:
+    """docs/configuration.md's key table has a row for every key the schema accepts (the
+    schema, built from ServerConfig's fields, is the truth), and no row for anything else."""
+    import re
+
+    guide = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `([a-z_.]+)` \|", guide, flags=re.MULTILINE))
+    assert set(SCHEMA.keys) - rows == set()
+    assert rows - set(SCHEMA.keys) == set()
+    assert {"profiles_dir", "default_profile", "sinks.jsonl", "sinks.queue_size"} <= rows
