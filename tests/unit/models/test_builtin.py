@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jsonschema  # type: ignore[import-untyped]
@@ -36,19 +35,6 @@ def test_builtin_registry_holds_the_oma_registry() -> None:
 
 def test_builtin_constructor_is_cached() -> None:
     assert ModelRegistry.builtin() is ModelRegistry.builtin()
-
-
-def test_builtins_load_well_under_a_second() -> None:
-    code = (
-        "import time; t = time.perf_counter();"
-        "from object_models.registry import ModelRegistry;"
-        "r = ModelRegistry.builtin(); assert len(r) > 300;"
-        "print(time.perf_counter() - t)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert float(result.stdout) < 0.5
 
 
 def test_licence_files_are_shipped() -> None:
@@ -101,9 +87,3 @@ def test_generated_files_are_up_to_date() -> None:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-
-
-def test_load_time_in_process() -> None:
-    start = time.perf_counter()
-    ModelRegistry(include_builtin=True)
-    assert time.perf_counter() - start < 0.5
