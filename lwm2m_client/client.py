@@ -31,13 +31,18 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 
 from keystore.coaps.client import PskInput, RpkInput, X509Input, client_dtls_config
+from keystore.dtls import ClientConfig
+from keystore.modes import SecurityMode
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError
 from object_models.model import ModelProvider
 from object_models.path import LwM2mPath
 
 from . import link_format
+from .accounts import ServerAccount, server_accounts
 from .attributes import AttributeStore
+from .bootstrap import BootstrapInterface, factory_account
+from .bootstrap_session import BootstrapFailed, BootstrapSettings, run_pack, run_session
 from .coap_resource import Lwm2mResource, RequestLogger
 from .device import build_default_tree
 from .management import DeviceManagement, available_formats, registration_formats, send_payload
@@ -46,14 +51,14 @@ from .objects import ObjectTree
 from .observe import Observations
 from .queue_mode import DEFAULT_AWAKE_TIME, SleepGate
 from .registration import RegistrationParams, changed_params, registration_id, update_delay
-from .transport import create_context, local_address, parse_server_uri
+from .transport import ServerAddress, create_context, local_address, parse_server_uri
 
 log = logging.getLogger(__name__)
 
 SERVER_INSTANCE = 0
-LIFETIME = LwM2mPath(1, SERVER_INSTANCE, 1)
-BINDING = LwM2mPath(1, SERVER_INSTANCE, 7)
-MUTE_SEND = LwM2mPath(1, SERVER_INSTANCE, 23)
+"""The Server instance used unless bootstrap gave the account another one."""
+LIFETIME, DISABLE, DISABLE_TIMEOUT, BINDING, UPDATE_TRIGGER = 1, 4, 5, 7, 8
+BOOTSTRAP_TRIGGER, MUTE_SEND = 9, 23
 
 
 class Lwm2mClientError(Exception):
@@ -107,15 +112,18 @@ class Lwm2mClient:
         psk: PskInput | None = None,
         rpk: RpkInput | None = None,
         x509: X509Input | None = None,
+        bootstrap: BootstrapSettings | None = None,
     ) -> None:
-        self.server = parse_server_uri(server_uri)
-        self.dtls = (
-            client_dtls_config(psk=psk, rpk=rpk, x509=x509)
-            if self.server.scheme == "coaps"
-            else None
-        )
-        if self.dtls is None and (psk or rpk or x509):
-            raise ValueError("DTLS credentials given for a coap:// server (use coaps://)")
+        self.bootstrap_settings = bootstrap
+        if bootstrap is not None:
+            # The credentials are the bootstrap account's; the LwM2M server comes from bootstrap.
+            self.server = parse_server_uri(bootstrap.uri)
+            self.dtls = _dtls_for(self.server, psk, rpk, x509)
+            self.bootstrap_server, self.bootstrap_dtls = self.server, self.dtls
+        else:
+            self.server = parse_server_uri(server_uri)
+            self.dtls = _dtls_for(self.server, psk, rpk, x509)
+        self.server_instance = SERVER_INSTANCE
         self.params = RegistrationParams(
             endpoint=endpoint,
             lifetime=lifetime,
@@ -138,6 +146,13 @@ class Lwm2mClient:
             objects, self.attributes, lwm2m_version=lwm2m_version, formats=self.formats
         )
         self.observations = Observations(objects, self.attributes, server_instance=SERVER_INSTANCE)
+        self.bootstrap_interface = BootstrapInterface(
+            objects,
+            self.management,
+            lwm2m_version=lwm2m_version,
+            on_change=self._install_executables,
+        )
+        self.bootstrapped = bootstrap is None
         self.gate = SleepGate(awake_time, enabled=queue_mode)
         self.bind_host = bind_host
         self.auto_update = auto_update
@@ -154,6 +169,56 @@ class Lwm2mClient:
         objects.add_listener(self._values_changed)
         objects.add_structure_listener(self._structure_changed)
         self._install_executables()
+
+    @classmethod
+    def from_bootstrap(
+        cls,
+        endpoint: str,
+        bootstrap_uri: str,
+        *,
+        psk: PskInput | None = None,
+        rpk: RpkInput | None = None,
+        x509: X509Input | None = None,
+        pack: bool = False,
+        finish_timeout: float = 60.0,
+        attempts: int | None = 5,
+        retry_delay: float = 1.0,
+        preferred_format: int | None = None,
+        **options: Any,
+    ) -> Lwm2mClient:
+        """A device that holds only its factory Bootstrap-Server account.
+
+        ``psk``/``rpk``/``x509`` authenticate it to the bootstrap server (``coaps://``).
+        ``async with`` (or ``bootstrap()`` then ``register()``) bootstraps, classic or
+        ``pack`` (1.2 Bootstrap-Pack), then registers with the first LwM2M server account
+        it was given, over NoSec or DTLS with the credentials from its Security instance.
+        Other ``options`` are those of the constructor.
+        """
+        models = options.pop("models", None) or default_models()
+        objects = options.pop("objects", None)
+        if objects is None:
+            objects = build_default_tree(
+                models, endpoint=endpoint, server_uri=bootstrap_uri,
+                lifetime=options.get("lifetime", 300),
+            )  # fmt: skip
+        mode, identity, secret = SecurityMode.NOSEC, b"", b""
+        if psk is not None:
+            raw = psk[0]
+            mode, secret = SecurityMode.PSK, bytes(psk[1])
+            identity = raw.encode() if isinstance(raw, str) else bytes(raw)
+        elif rpk is not None:
+            mode = SecurityMode.RPK
+        elif x509 is not None:
+            mode = SecurityMode.X509
+        factory_account(objects, bootstrap_uri, int(mode), identity, secret)
+        settings = BootstrapSettings(
+            bootstrap_uri, pack=pack, finish_timeout=finish_timeout, attempts=attempts,
+            retry_delay=retry_delay, preferred_format=preferred_format,
+        )  # fmt: skip
+        return cls(
+            endpoint, bootstrap_uri, objects=objects, models=models, bootstrap=settings,
+            psk=psk, rpk=rpk, x509=x509, **options,
+        )  # fmt: skip
 
     # -- properties -----------------------------------------------------------------------------
     @property
@@ -208,6 +273,8 @@ class Lwm2mClient:
         await self.stop()
 
     async def __aenter__(self) -> Lwm2mClient:
+        if not self.bootstrapped:
+            await self.bootstrap()
         await self.start()
         await self.register()
         return self
@@ -219,6 +286,88 @@ class Lwm2mClient:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    # -- Bootstrap interface ---------------------------------------------------------------------
+    async def bootstrap(self) -> ServerAccount:
+        """Client-initiated bootstrap (or Bootstrap-Pack), retried with backoff.
+
+        Leaves the current LwM2M server first (De-register, socket closed), since the
+        bootstrap may rewrite its account. Afterwards the client points at the first LwM2M
+        server account it was given; ``register()`` (or ``async with``) registers there.
+        """
+        settings = self.bootstrap_settings
+        if settings is None:
+            raise Lwm2mClientError("this client has no Bootstrap-Server account")
+        await self._leave_server()
+        delay, attempt = settings.retry_delay, 0
+        while True:
+            attempt += 1
+            try:
+                await self._bootstrap_once(settings)
+                break
+            except BootstrapFailed as exc:
+                if settings.attempts is not None and attempt >= settings.attempts:
+                    raise Lwm2mClientError(f"bootstrap failed: {exc}") from exc
+                log.warning("bootstrap attempt %d failed: %s; retry in %.0fs", attempt, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, settings.max_delay)
+        return self._use_account()
+
+    async def _bootstrap_once(self, settings: BootstrapSettings) -> None:
+        interface = self.bootstrap_interface
+        if settings.pack:
+            await run_pack(
+                interface, self.bootstrap_server, self.bootstrap_dtls,
+                endpoint=self.endpoint, bind_host=self.bind_host,
+            )  # fmt: skip
+        else:
+            await run_session(
+                interface, self.bootstrap_server, self.bootstrap_dtls,
+                endpoint=self.endpoint, preferred_format=settings.pct(self.params.lwm2m_version),
+                bind_host=self.bind_host, finish_timeout=settings.finish_timeout,
+            )  # fmt: skip
+
+    def _use_account(self) -> ServerAccount:
+        """Point the client at the first LwM2M server account bootstrap wrote."""
+        accounts = server_accounts(self.objects)
+        if not accounts:
+            raise Lwm2mClientError("bootstrap left no LwM2M server account")
+        account = accounts[0]
+        try:
+            self.server = parse_server_uri(account.uri)
+            self.dtls = account.dtls_config()
+        except ValueError as exc:
+            raise Lwm2mClientError(f"unusable server account /0/{account.security_instance}: "
+                                   f"{exc}") from exc  # fmt: skip
+        self.server_instance = account.server_instance
+        self.observations.server_instance = account.server_instance
+        self.bootstrapped = True
+        self._install_executables()
+        log.info("%s bootstrapped: LwM2M server %s (ssid %d)",
+                 self.endpoint, account.uri, account.short_server_id)  # fmt: skip
+        return account
+
+    async def _leave_server(self) -> None:
+        if self.registered and self.context is not None:
+            try:
+                await asyncio.wait_for(self.deregister(), 10)
+            except (Lwm2mClientError, TimeoutError) as exc:
+                log.warning("De-register before bootstrap failed: %s", exc)
+        self._cancel_update()
+        self.location = None
+        self.observations.clear()
+        if self.context is not None:
+            context, self.context = self.context, None
+            await context.shutdown()
+
+    async def _rebootstrap(self) -> None:
+        """Execute /1/x/9 (Bootstrap-Request Trigger): bootstrap again, then register."""
+        await asyncio.sleep(0.05)  # the 2.04 to the Execute goes out before the socket closes
+        try:
+            await self.bootstrap()
+            await self.register()
+        except Lwm2mClientError as exc:
+            log.warning("bootstrap triggered by the server failed: %s", exc)
 
     # -- Client Registration interface ----------------------------------------------------------
     def registration_payload(self) -> str:
@@ -393,10 +542,13 @@ class Lwm2mClient:
                 await asyncio.sleep(retry)
                 retry = min(retry * 2, 60.0)
 
-    def _server_value(self, path: LwM2mPath) -> object:
-        """A Server object value, or None when the resource is absent."""
+    def _server_path(self, resource_id: int) -> LwM2mPath:
+        return LwM2mPath(1, self.server_instance, resource_id)
+
+    def _server_value(self, resource_id: int) -> object:
+        """A resource of our Server instance, or None when it is absent."""
         try:
-            return self.objects.get_value(path)
+            return self.objects.get_value(self._server_path(resource_id))
         except (Lwm2mError, ValueError):
             return None
 
@@ -417,15 +569,15 @@ class Lwm2mClient:
     def _write_server_object(self) -> None:
         """After ``update(lifetime=…)``: the Server object shows what was registered."""
         if self._server_value(LIFETIME) not in (None, self.params.lifetime):
-            self.objects.set_value(LIFETIME, self.params.lifetime)
+            self.objects.set_value(self._server_path(LIFETIME), self.params.lifetime)
         if self._server_value(BINDING) not in (None, self.params.binding):
-            self.objects.set_value(BINDING, self.params.binding)
+            self.objects.set_value(self._server_path(BINDING), self.params.binding)
 
     def _values_changed(self, paths: Sequence[LwM2mPath]) -> None:
         """A server Write of lifetime or binding calls for an Update (Core §6.2.2)."""
         if not self.registered or self._stopping:
             return
-        if any(p in (LIFETIME, BINDING) for p in paths):
+        if any(p in (self._server_path(LIFETIME), self._server_path(BINDING)) for p in paths):
             before = self.params
             self._sync_params_from_server_object()
             if self.params != before:
@@ -445,10 +597,9 @@ class Lwm2mClient:
                 log.warning("Update failed: %s", exc)
 
     def _install_executables(self) -> None:
-        """Server-object executables need the client: Update Trigger and Disable."""
+        """Server-object executables need the client: Update Trigger, Disable, and the
+        Bootstrap-Request Trigger. Run again after bootstrap created Server instances."""
         tree = self.objects
-        if SERVER_INSTANCE not in tree.instance_ids(1):
-            return
 
         def update_trigger(_args: str) -> None:
             self._spawn(self._safe_update())
@@ -456,15 +607,32 @@ class Lwm2mClient:
         def disable(_args: str) -> None:
             self._spawn(self._disable())
 
-        tree.set_executable(LwM2mPath(1, SERVER_INSTANCE, 8), update_trigger)
-        tree.set_executable(LwM2mPath(1, SERVER_INSTANCE, 4), disable)
+        def bootstrap_trigger(_args: str) -> None:
+            self._spawn(self._rebootstrap())
+
+        for i in tree.instance_ids(1):
+            tree.set_executable(LwM2mPath(1, i, UPDATE_TRIGGER), update_trigger)
+            tree.set_executable(LwM2mPath(1, i, DISABLE), disable)
+            model = tree.resource_model(1, BOOTSTRAP_TRIGGER)
+            if model is not None and model.operations.executable:
+                tree.set_executable(LwM2mPath(1, i, BOOTSTRAP_TRIGGER), bootstrap_trigger)
 
     async def _disable(self) -> None:
         """Execute /1/0/4: de-register, stay away for the Disable Timeout, register again."""
         await asyncio.sleep(0)
-        value = self._server_value(LwM2mPath(1, SERVER_INSTANCE, 5))
+        value = self._server_value(DISABLE_TIMEOUT)
         timeout = value if isinstance(value, int) and value >= 0 else 86400
         if self.registered:
             await self.deregister()
         await asyncio.sleep(timeout)
         await self.register()
+
+
+def _dtls_for(
+    server: ServerAddress, psk: PskInput | None, rpk: RpkInput | None, x509: X509Input | None
+) -> ClientConfig | None:
+    if server.scheme == "coaps":
+        return client_dtls_config(psk=psk, rpk=rpk, x509=x509)
+    if psk or rpk or x509:
+        raise ValueError("DTLS credentials given for a coap:// server (use coaps://)")
+    return None
