@@ -1,6 +1,7 @@
 """``lwm2m-client``: run the demo device against an LwM2M server until Ctrl-C.
 
     python -m lwm2m_client --endpoint demo-1 --server coap://127.0.0.1:5683 --lifetime 300
+    python -m lwm2m_client -e demo-1 --bootstrap coaps://bs:5784 --psk-identity ID --psk-key HEX
 
 Registers, prints the registration id, logs every request the server sends, simulates the
 temperature sensor (/3303/0/5700, a random walk every few seconds, so observations of it see
@@ -35,6 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--server", "-s", default="coap://127.0.0.1:5683", help="LwM2M server URI (coap://)"
     )
+    parser.add_argument(
+        "--bootstrap",
+        metavar="URI",
+        help="bootstrap server URI: start with only this account and get the server from it",
+    )
+    parser.add_argument(
+        "--bootstrap-pack", action="store_true", help="use Bootstrap-Pack (GET /bspack, 1.2)"
+    )
+    parser.add_argument("--psk-identity", help="DTLS PSK identity (bootstrap server if given)")
+    parser.add_argument("--psk-key", help="DTLS PSK key, hex")
     parser.add_argument("--lifetime", "-l", type=int, default=300, help="lifetime in seconds")
     parser.add_argument("--lwm2m", default="1.1", choices=SUPPORTED_VERSIONS, help="LwM2M version")
     parser.add_argument("--queue", action="store_true", help="queue mode (sleeps between sends)")
@@ -74,23 +85,45 @@ def log_request(request: Request, response: Response) -> None:
     log.info("%s %s %s -> %s", request.method, request.path, " ".join(extras), code)
 
 
+def psk_argument(args: argparse.Namespace) -> tuple[str, bytes] | None:
+    """``--psk-identity``/``--psk-key`` go together; ValueError (exit 2) otherwise."""
+    if args.psk_identity is None and args.psk_key is None:
+        return None
+    if args.psk_identity is None or args.psk_key is None:
+        raise ValueError("--psk-identity and --psk-key go together")
+    return args.psk_identity, bytes.fromhex(args.psk_key)
+
+
+def build_client(args: argparse.Namespace) -> Lwm2mClient:
+    options = {
+        "lifetime": args.lifetime,
+        "lwm2m_version": args.lwm2m,
+        "queue_mode": args.queue,
+        "awake_time": args.awake_time,
+        "bind_host": args.bind,
+        "on_request": log_request,
+        "psk": psk_argument(args),
+    }
+    if args.bootstrap:
+        return Lwm2mClient.from_bootstrap(
+            args.endpoint, args.bootstrap, pack=args.bootstrap_pack, attempts=None, **options
+        )
+    if args.bootstrap_pack:
+        raise ValueError("--bootstrap-pack needs --bootstrap URI")
+    return Lwm2mClient(args.endpoint, args.server, **options)
+
+
 async def run(args: argparse.Namespace) -> int:
-    client = Lwm2mClient(
-        args.endpoint,
-        args.server,
-        lifetime=args.lifetime,
-        lwm2m_version=args.lwm2m,
-        queue_mode=args.queue,
-        awake_time=args.awake_time,
-        bind_host=args.bind,
-        on_request=log_request,
-    )
+    client = build_client(args)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     try:
+        if args.bootstrap:
+            account = await client.bootstrap()
+            print(f"bootstrapped {client.endpoint}: LwM2M server {account.uri}", flush=True)
         await client.start()
         registration = await client.register()
     except (Lwm2mClientError, OSError) as exc:
@@ -98,7 +131,7 @@ async def run(args: argparse.Namespace) -> int:
         await client.stop()
         return 1
     print(
-        f"registered {client.endpoint} at {args.server} as {registration} "
+        f"registered {client.endpoint} at {client.server.base_uri} as {registration} "
         f"(local {client.local_address}); Ctrl-C to stop",
         flush=True,
     )

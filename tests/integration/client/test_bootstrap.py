@@ -5,6 +5,7 @@ Bootstrap-Pack, a Finish the client refuses, and a re-bootstrap triggered throug
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from lwm2m_server.service import Lwm2mServer
 from object_models.content_format import ContentFormat
 from object_models.path import LwM2mPath
 from tests.integration.server.conftest import server_config
+
+from .test_cli import spawn
 
 Factory = Callable[..., Awaitable[BootstrapServer]]
 
@@ -155,3 +158,24 @@ async def test_trigger_from_the_lwm2m_server(lwm2m_server: Lwm2mServer,
             await asyncio.sleep(0.02)
         assert client.registered and client.registration_id != first
         assert (await lwm2m_server.read("trig-1", LwM2mPath(3, 0), timeout=5)).success
+
+
+async def test_cli_bootstraps_then_registers(lwm2m_server: Lwm2mServer,
+                                             make_bootstrap: Factory) -> None:  # fmt: skip
+    bootstrap = await make_bootstrap(_config("cli-bs-1", _uri(lwm2m_server)))
+    process = await spawn("--endpoint", "cli-bs-1", "--bootstrap", _uri(bootstrap),
+                          "--temperature-period", "0", "--log-level", "WARNING")  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 10)
+        lwm2m_uri = _uri(lwm2m_server).encode()
+        assert line.startswith(b"bootstrapped cli-bs-1: LwM2M server " + lwm2m_uri)
+        line = await asyncio.wait_for(process.stdout.readline(), 10)
+        assert line.startswith(b"registered cli-bs-1 at " + lwm2m_uri)
+        assert (await lwm2m_server.read("cli-bs-1", LwM2mPath(3, 0), timeout=5)).success
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
