@@ -1,15 +1,12 @@
-"""Bootstrap over real sockets (NoSec): a device with only its factory bootstrap account
-bootstraps (classic sequence and Bootstrap-Pack, TLV and SenML CBOR), gets unique credentials
-that land in the LwM2M server's keystore after Finish, then registers with ``lwm2m-server``
-using what it was given, and the server reads /3/0.
-
-The DTLS legs (client and server CoAPs) are not in these tests yet: ``lwm2m_client`` has no
-coaps:// transport (docs/bootstrap.md, "Open points")."""
+"""Bootstrap over real sockets (NoSec): a device (the real ``lwm2m_client``) with only its
+factory bootstrap account bootstraps (classic sequence, TLV and SenML CBOR), gets unique
+credentials that land in the LwM2M server's keystore after Finish, then registers with
+``lwm2m-server`` using what it was given, and the server reads /3/0. ``bsclient`` stays for the
+raw peer of the bad-input tests (injected client errors, a vanishing client, malformed
+requests) and for the Bootstrap-Pack wire checks."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,63 +18,22 @@ from bootstrap_server.config import BootstrapServerConfig
 from bootstrap_server.core.provisioning import ProvisionState
 from bootstrap_server.service import BootstrapServer, ConfigErrors
 from keystore.store.credentials import SqliteCredentialStore
-from lwm2m_client.client import Lwm2mClient
+from lwm2m_client.accounts import server_accounts
+from lwm2m_client.client import Lwm2mClient, Lwm2mClientError
 from lwm2m_server.service import Lwm2mServer
 from object_models import codecs
 from object_models.content_format import ContentFormat
 from object_models.path import LwM2mPath
 from object_models.registry import ModelRegistry
-from tests.integration.server.conftest import server_config
+from tests.integration.bootstrap import fixtures
+from tests.integration.bootstrap.fixtures import Factory
 
 from .bsclient import BootstrapTestClient
 
-Factory = Callable[..., Awaitable[BootstrapServer]]
-
-
-@pytest.fixture
-async def lwm2m_server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
-    server = Lwm2mServer(server_config(tmp_path / "data"))
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def make_bootstrap(tmp_path: Path) -> AsyncIterator[Factory]:
-    started: list[BootstrapServer] = []
-
-    async def make(*docs: dict[str, Any], **changes: Any) -> BootstrapServer:
-        folder = tmp_path / "configs"
-        folder.mkdir(exist_ok=True)
-        for index, doc in enumerate(docs):
-            (folder / f"c{index}.yaml").write_text(yaml.safe_dump(doc))
-        config = BootstrapServerConfig(host="127.0.0.1", coap_port=0, data_dir=tmp_path / "data",
-                                       configs_dir=folder, step_timeout=2.0, step_retries=1,
-                                       coaps=False, **changes)  # fmt: skip
-        server = BootstrapServer(config)
-        await server.start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        await server.stop()
-
-
-async def _sessions(bootstrap: BootstrapServer, endpoint: str, count: int = 1,
-                    wait: float = 15.0) -> list[dict[str, object]]:  # fmt: skip
-    """The endpoint's recorded sessions once there are ``count`` of them (newest first)."""
-    for _ in range(int(wait / 0.02)):
-        found = bootstrap.store.sessions(endpoint)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{endpoint}: fewer than {count} sessions recorded")
-
-
-def _uri(server: Any) -> str:
-    address = server.coap_address
-    return f"coap://{address.host}:{address.port}"
+lwm2m_server = fixtures.lwm2m_server
+make_bootstrap = fixtures.make_bootstrap
+_sessions = fixtures.sessions
+_uri = fixtures.coap_uri
 
 
 def _profile(lwm2m_uri: str, **changes: Any) -> dict[str, Any]:
@@ -107,64 +63,48 @@ def _endpoint(name: str, lwm2m_uri: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-async def _refused_over_nosec(server: Lwm2mServer, bs: BootstrapTestClient) -> None:
-    """The LwM2M server knows the provisioned credentials at once: NoSec is refused (the DTLS
-    register with them is the open point in docs/bootstrap.md)."""
-    from lwm2m_client.client import Lwm2mClientError
-
-    security, _ = bs.fake.servers()[1]
-    client = Lwm2mClient(bs.endpoint, str(bs.fake.value(f"/0/{security}/0")), lifetime=60)
-    with pytest.raises(Lwm2mClientError, match=r"4\.03"):
-        async with client:
-            pass
-    await client.close()
-
-
-async def _register_and_read(server: Lwm2mServer, bs: BootstrapTestClient) -> None:
-    """Register with what bootstrap wrote into /0 and /1 (the NoSec account, ssid 1)."""
-    security, server_instance = bs.fake.servers()[1]
-    uri = str(bs.fake.value(f"/0/{security}/0"))
-    lifetime = int(bs.fake.value(f"/1/{server_instance}/1"))  # type: ignore[call-overload]
-    async with Lwm2mClient(bs.endpoint, uri, lifetime=lifetime) as client:
-        assert client.registered
-        response = await server.read(bs.endpoint, LwM2mPath(3, 0), timeout=5)
-        assert response.success and response.node is not None
+def _device(name: str, bootstrap: BootstrapServer, **options: Any) -> Lwm2mClient:
+    """The real client, holding only the factory NoSec bootstrap account."""
+    return Lwm2mClient.from_bootstrap(name, _uri(bootstrap), finish_timeout=10.0, attempts=1,
+                                      **options)  # fmt: skip
 
 
 @pytest.mark.parametrize("pct", [None, ContentFormat.SENML_CBOR], ids=["tlv", "senml-cbor"])
 async def test_classic_bootstrap_then_register(lwm2m_server: Lwm2mServer, make_bootstrap: Factory,
                                                pct: int | None) -> None:  # fmt: skip
     bootstrap = await make_bootstrap(_endpoint("dev-1", _uri(lwm2m_server)))
-    async with BootstrapTestClient("dev-1") as bs:
-        answer = await bs.bootstrap(_uri(bootstrap), pct=pct)
-        assert answer.code == Code.CHANGED and bs.fake.finished
-        assert bs.fake.log == ["GET /", "DELETE /1", "PUT /0/1", "PUT /1/0", "PUT /3/0",
-                               "POST /bs"]  # fmt: skip
-        assert bs.fake.value("/0/0/1") is True  # the factory bootstrap account survived
-        assert bs.fake.value("/3/0/14") == "+01:00"
-        await _register_and_read(lwm2m_server, bs)
+    async with _device("dev-1", bootstrap, preferred_format=pct) as client:
+        assert client.get_value("/0/0/1") is True  # the factory bootstrap account survived
+        assert client.get_value("/3/0/14") == "+01:00"
+        assert client.server.port == lwm2m_server.coap_address.port and client.registered
+        response = await lwm2m_server.read("dev-1", LwM2mPath(3, 0), timeout=5)
+        assert response.success and response.node is not None
     (session,) = await _sessions(bootstrap, "dev-1")
-    assert session["success"] is True and session["steps"][-1]["step"] == "finish"
+    assert session["success"] is True
+    assert [s["step"] for s in session["steps"]] == ["discover", "delete", "write", "write",
+                                                     "write", "finish"]  # fmt: skip
 
 
 @pytest.mark.parametrize("pct", [None, ContentFormat.SENML_CBOR], ids=["tlv", "senml-cbor"])
 async def test_auto_provisioning(lwm2m_server: Lwm2mServer, make_bootstrap: Factory,
                                  pct: int | None) -> None:  # fmt: skip
     bootstrap = await make_bootstrap(_profile(_uri(lwm2m_server)))
-    async with BootstrapTestClient("sensor-1") as bs:
-        answer = await bs.bootstrap(_uri(bootstrap), pct=pct)
-        assert answer.code == Code.CHANGED and bs.fake.finished
-        generated_security = bs.fake.servers()[2][0]
-        identity = bs.fake.value(f"/0/{generated_security}/3")
-        key = bs.fake.value(f"/0/{generated_security}/5")
-        assert identity == b"sensor-1" and isinstance(key, bytes) and len(key) == 16
-        assert (await _sessions(bootstrap, "sensor-1"))[0]["success"] is True
-        keystore = SqliteCredentialStore(lwm2m_server.store)
-        stored = keystore.get_device("sensor-1")
-        assert stored is not None and (stored.psk_identity, stored.psk_key) == (identity, key)
-        record = bootstrap.store.get_device("sensor-1")
-        assert record is not None and record.state is ProvisionState.PROVISIONED
-        await _refused_over_nosec(lwm2m_server, bs)
+    client = _device("sensor-1", bootstrap, preferred_format=pct)
+    account = await client.bootstrap()
+    assert account.short_server_id == 1  # the first account: NoSec to our server
+    generated = next(a for a in server_accounts(client.objects) if a.short_server_id == 2)
+    identity, key = generated.identity, generated.secret
+    assert identity == b"sensor-1" and len(key) == 16 and generated.dtls_config() is not None
+    assert (await _sessions(bootstrap, "sensor-1"))[0]["success"] is True
+    keystore = SqliteCredentialStore(lwm2m_server.store)
+    stored = keystore.get_device("sensor-1")
+    assert stored is not None and (stored.psk_identity, stored.psk_key) == (identity, key)
+    record = bootstrap.store.get_device("sensor-1")
+    assert record is not None and record.state is ProvisionState.PROVISIONED
+    # the LwM2M server knows the provisioned credentials at once: NoSec is refused
+    with pytest.raises(Lwm2mClientError, match=r"4\.03"):
+        await client.register()
+    await client.stop()
 
 
 async def test_unique_credentials_per_device(lwm2m_server: Lwm2mServer,
@@ -172,10 +112,11 @@ async def test_unique_credentials_per_device(lwm2m_server: Lwm2mServer,
     bootstrap = await make_bootstrap(_profile(_uri(lwm2m_server)))
     keys = set()
     for name in ("a-1", "a-2", "a-3"):
-        async with BootstrapTestClient(name) as bs:
-            await bs.bootstrap(_uri(bootstrap))
-            await _sessions(bootstrap, name)
-            keys.add(bs.fake.value(f"/0/{bs.fake.servers()[2][0]}/5"))
+        client = _device(name, bootstrap)
+        await client.bootstrap()
+        await _sessions(bootstrap, name)
+        keys.add(next(a.secret for a in server_accounts(client.objects) if a.short_server_id == 2))
+        await client.stop()
     assert len(keys) == 3
 
 
@@ -201,20 +142,22 @@ async def test_bootstrap_pack(lwm2m_server: Lwm2mServer, make_bootstrap: Factory
 
 async def test_pre_provisioned(lwm2m_server: Lwm2mServer, make_bootstrap: Factory) -> None:
     bootstrap = await make_bootstrap(
-        _profile(_uri(lwm2m_server), provisioning={"strategy": "pre_provisioned"}))
+        _profile(_uri(lwm2m_server), provisioning={"strategy": "pre_provisioned"})
+    )
     bootstrap.import_devices("endpoint,profile\nlisted-1,fleet\n")
     keystore = SqliteCredentialStore(lwm2m_server.store)
-    async with BootstrapTestClient("unlisted-1") as bs:
-        answer = await bs.bootstrap(_uri(bootstrap))
-        assert answer.code == Code.FORBIDDEN and b"not pre-provisioned" in answer.payload
-        assert bs.fake.log == []  # nothing was sent to it
+    unlisted = _device("unlisted-1", bootstrap)
+    with pytest.raises(Lwm2mClientError, match=r"4\.03.*not pre-provisioned"):
+        await unlisted.bootstrap()
+    assert unlisted.objects.instance_ids(1) == []  # nothing was sent to it
     assert keystore.get_device("unlisted-1") is None
     assert bootstrap.store.get_device("unlisted-1") is None
     assert bootstrap.store.sessions("unlisted-1")[0]["failedStep"] == "request"
-    async with BootstrapTestClient("listed-1") as bs:
-        assert (await bs.bootstrap(_uri(bootstrap))).code == Code.CHANGED
-        await _sessions(bootstrap, "listed-1")
-        assert keystore.get_device("listed-1") is not None
+    listed = _device("listed-1", bootstrap)
+    await listed.bootstrap()
+    await _sessions(bootstrap, "listed-1")
+    assert keystore.get_device("listed-1") is not None
+    await listed.stop()
 
 
 async def test_client_error_then_retry(lwm2m_server: Lwm2mServer, make_bootstrap: Factory) -> None:

@@ -6,57 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from bootstrap_server.config import BootstrapServerConfig
 from bootstrap_server.service import BootstrapServer
 from lwm2m_client.client import Lwm2mClient, Lwm2mClientError
 from lwm2m_server.service import Lwm2mServer
 from object_models.content_format import ContentFormat
 from object_models.path import LwM2mPath
-from tests.integration.server.conftest import server_config
+from tests.integration.bootstrap import fixtures
+from tests.integration.bootstrap.fixtures import Factory, coap_uri, sessions
 
 from .test_cli import spawn
 
-Factory = Callable[..., Awaitable[BootstrapServer]]
-
-
-@pytest.fixture
-async def lwm2m_server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
-    server = Lwm2mServer(server_config(tmp_path / "data"))
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-async def make_bootstrap(tmp_path: Path) -> AsyncIterator[Factory]:
-    started: list[BootstrapServer] = []
-
-    async def make(doc: dict[str, Any]) -> BootstrapServer:
-        folder = tmp_path / "configs"
-        folder.mkdir(exist_ok=True)
-        (folder / "c.yaml").write_text(yaml.safe_dump(doc))
-        config = BootstrapServerConfig(host="127.0.0.1", coap_port=0, data_dir=tmp_path / "bs",
-                                       configs_dir=folder, step_timeout=2.0, step_retries=1,
-                                       coaps=False)  # fmt: skip
-        server = BootstrapServer(config)
-        await server.start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
-        await server.stop()
-
-
-def _uri(server: Any) -> str:
-    return f"coap://{server.coap_address.host}:{server.coap_address.port}"
+lwm2m_server = fixtures.lwm2m_server
+make_bootstrap = fixtures.make_bootstrap
 
 
 def _config(name: str, lwm2m_uri: str, **changes: Any) -> dict[str, Any]:
@@ -71,26 +36,17 @@ def _config(name: str, lwm2m_uri: str, **changes: Any) -> dict[str, Any]:
     return doc
 
 
-async def _sessions(bootstrap: BootstrapServer, endpoint: str, count: int = 1) -> list[Any]:
-    for _ in range(500):
-        found = bootstrap.store.sessions(endpoint)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"{endpoint}: fewer than {count} sessions")
-
-
 def _client(name: str, bootstrap: BootstrapServer, **options: Any) -> Lwm2mClient:
     options.setdefault("finish_timeout", 10.0)
     options.setdefault("attempts", 1)
-    return Lwm2mClient.from_bootstrap(name, _uri(bootstrap), **options)
+    return Lwm2mClient.from_bootstrap(name, coap_uri(bootstrap), **options)
 
 
 @pytest.mark.parametrize("pct", [ContentFormat.TLV, ContentFormat.SENML_CBOR],
                          ids=["tlv", "senml-cbor"])  # fmt: skip
 async def test_bootstrap_then_register(lwm2m_server: Lwm2mServer, make_bootstrap: Factory,
                                        pct: int) -> None:  # fmt: skip
-    bootstrap = await make_bootstrap(_config("bs-1", _uri(lwm2m_server), bootstrap_read=True))
+    bootstrap = await make_bootstrap(_config("bs-1", coap_uri(lwm2m_server), bootstrap_read=True))
     client = _client("bs-1", bootstrap, preferred_format=pct)
     assert client.objects.instance_ids(1) == []  # factory state: only the bootstrap account
     async with client:
@@ -101,13 +57,13 @@ async def test_bootstrap_then_register(lwm2m_server: Lwm2mServer, make_bootstrap
         assert client.get_value("/3/0/0") == "pylwm2m"  # a merge, not a replace of /3/0
         response = await lwm2m_server.read("bs-1", LwM2mPath(3, 0), timeout=5)
         assert response.success and response.node is not None
-    (session,) = await _sessions(bootstrap, "bs-1")
+    (session,) = await sessions(bootstrap, "bs-1")
     assert session["success"] is True
     assert [s["step"] for s in session["steps"]][:2] == ["discover", "read"]
 
 
 async def test_bootstrap_pack(lwm2m_server: Lwm2mServer, make_bootstrap: Factory) -> None:
-    bootstrap = await make_bootstrap(_config("pack-1", _uri(lwm2m_server)))
+    bootstrap = await make_bootstrap(_config("pack-1", coap_uri(lwm2m_server)))
     async with _client("pack-1", bootstrap, pack=True, lwm2m_version="1.2") as client:
         assert client.registered and client.get_value("/3/0/14") == "+01:00"
         response = await lwm2m_server.read("pack-1", LwM2mPath(3, 0), timeout=5)
@@ -116,12 +72,12 @@ async def test_bootstrap_pack(lwm2m_server: Lwm2mServer, make_bootstrap: Factory
 
 async def test_finish_refused_without_security(make_bootstrap: Factory,
                                               lwm2m_server: Lwm2mServer) -> None:  # fmt: skip
-    bootstrap = await make_bootstrap(_config("stale-1", _uri(lwm2m_server), to_delete=[]))
+    bootstrap = await make_bootstrap(_config("stale-1", coap_uri(lwm2m_server), to_delete=[]))
     client = _client("stale-1", bootstrap)
     client.objects.add_instance(1, {0: 99, 1: 60, 6: True, 7: "U"}, instance_id=5)
     with pytest.raises(Lwm2mClientError, match="short server id 99"):
         await client.bootstrap()
-    (session,) = await _sessions(bootstrap, "stale-1")
+    (session,) = await sessions(bootstrap, "stale-1")
     assert session["success"] is False and session["failedStep"] == "finish"
     assert "short server id 99" in str(session["outcome"])
     await client.stop()
@@ -130,8 +86,8 @@ async def test_finish_refused_without_security(make_bootstrap: Factory,
 async def test_gives_up_after_its_attempts(make_bootstrap: Factory,
                                            lwm2m_server: Lwm2mServer) -> None:  # fmt: skip
     # nothing listens on that port any more: each Bootstrap-Request fails, with backoff between
-    bootstrap = await make_bootstrap(_config("retry-1", _uri(lwm2m_server)))
-    uri = _uri(bootstrap)
+    bootstrap = await make_bootstrap(_config("retry-1", coap_uri(lwm2m_server)))
+    uri = coap_uri(bootstrap)
     await bootstrap.stop()
     client = Lwm2mClient.from_bootstrap("retry-1", uri, attempts=3, retry_delay=0.2,
                                         finish_timeout=5.0)  # fmt: skip
@@ -145,13 +101,13 @@ async def test_gives_up_after_its_attempts(make_bootstrap: Factory,
 
 async def test_trigger_from_the_lwm2m_server(lwm2m_server: Lwm2mServer,
                                              make_bootstrap: Factory) -> None:  # fmt: skip
-    bootstrap = await make_bootstrap(_config("trig-1", _uri(lwm2m_server)))
+    bootstrap = await make_bootstrap(_config("trig-1", coap_uri(lwm2m_server)))
     async with _client("trig-1", bootstrap) as client:
         first = client.registration_id
         server_instance = client.server_instance
         answer = await lwm2m_server.execute("trig-1", LwM2mPath(1, server_instance, 9), timeout=5)
         assert answer.success
-        await _sessions(bootstrap, "trig-1", 2)
+        await sessions(bootstrap, "trig-1", 2)
         for _ in range(250):
             if client.registered and client.registration_id != first:
                 break
@@ -162,13 +118,13 @@ async def test_trigger_from_the_lwm2m_server(lwm2m_server: Lwm2mServer,
 
 async def test_cli_bootstraps_then_registers(lwm2m_server: Lwm2mServer,
                                              make_bootstrap: Factory) -> None:  # fmt: skip
-    bootstrap = await make_bootstrap(_config("cli-bs-1", _uri(lwm2m_server)))
-    process = await spawn("--endpoint", "cli-bs-1", "--bootstrap", _uri(bootstrap),
+    bootstrap = await make_bootstrap(_config("cli-bs-1", coap_uri(lwm2m_server)))
+    process = await spawn("--endpoint", "cli-bs-1", "--bootstrap", coap_uri(bootstrap),
                           "--temperature-period", "0", "--log-level", "WARNING")  # fmt: skip
     try:
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), 10)
-        lwm2m_uri = _uri(lwm2m_server).encode()
+        lwm2m_uri = coap_uri(lwm2m_server).encode()
         assert line.startswith(b"bootstrapped cli-bs-1: LwM2M server " + lwm2m_uri)
         line = await asyncio.wait_for(process.stdout.readline(), 10)
         assert line.startswith(b"registered cli-bs-1 at " + lwm2m_uri)
