@@ -1,27 +1,27 @@
-"""The acceptance path over DTLS: a device holding only the fleet's factory PSK bootstraps over
-CoAPs, receives a unique PSK, registers with ``lwm2m-server`` over DTLS with it, and the server
-reads /3/0. Skipped until ``lwm2m_server.coap.transport.create_context`` takes ``coaps_config``
-(the keystore.coaps work); the device side is ``keystore.coaps.create_client_context`` around
-the test client (``lwm2m_client`` has no coaps:// yet)."""
+"""The acceptance path over DTLS: the real ``lwm2m_client``, holding only the fleet's factory PSK,
+bootstraps over CoAPs, receives a unique PSK, registers with ``lwm2m-server`` over DTLS with it
+(credentials taken from the Security instance bootstrap wrote), and the server reads /3/0; the
+factory PSK does not open the LwM2M server. Skipped while
+``lwm2m_server.coap.transport.create_context`` lacks ``coaps_config``."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from aiocoap.numbers.codes import Code
 
 from bootstrap_server.config import BootstrapServerConfig
 from bootstrap_server.service import BootstrapServer
+from keystore import tools
+from keystore.modes import SecurityMode
+from lwm2m_client.accounts import server_accounts
+from lwm2m_client.client import Lwm2mClient, Lwm2mClientError
 from lwm2m_server.coap import transport
 from object_models.path import LwM2mPath
 from tests.integration.server.conftest import server_config
-
-from .bsclient import BootstrapTestClient, _Site
 
 pytestmark = pytest.mark.skipif(
     "coaps_config" not in inspect.signature(transport.create_context).parameters,
@@ -30,26 +30,18 @@ pytestmark = pytest.mark.skipif(
 FACTORY_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
 
 
-async def _coaps_context(bs: BootstrapTestClient, identity: bytes, key: bytes) -> Any:
-    from keystore.coaps import create_client_context
-    from keystore.dtls import ClientConfig
-
-    config = ClientConfig(psk_identity=identity, psk=key)
-    return await create_client_context(_Site(bs), client_config=config, bind=("127.0.0.1", 0))
-
-
-async def _post(context: Any, uri: str, query: list[str], payload: bytes = b"",
-                content_format: int | None = None) -> Any:  # fmt: skip
-    import aiocoap
-
-    message = aiocoap.Message(code=Code.POST, uri=uri, payload=payload)
-    message.opt.uri_query = query
-    if content_format is not None:
-        message.opt.content_format = content_format
-    return await asyncio.wait_for(context.request(message).response, 10)
+def _provisioning_ca(folder: Path) -> dict[str, Path]:
+    key, ca = tools.make_ca("test provisioning CA")
+    (folder / "ca.pem").write_bytes(tools.certificate_pem(ca))
+    (folder / "ca.key").write_bytes(tools.private_key_pem(key))
+    return {"provisioning_ca_cert": folder / "ca.pem", "provisioning_ca_key": folder / "ca.key"}
 
 
-async def test_factory_psk_to_dtls_registration(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [SecurityMode.PSK, SecurityMode.RPK, SecurityMode.X509],
+                         ids=["psk", "rpk", "x509"])  # fmt: skip
+async def test_factory_psk_to_dtls_registration(tmp_path: Path, mode: SecurityMode) -> None:
+    """Factory PSK to the bootstrap server; an issued PSK, raw public key or certificate (from a
+    provisioning CA) to the LwM2M server."""
     from lwm2m_server.service import Lwm2mServer
 
     lwm2m = Lwm2mServer(server_config(tmp_path / "data", coaps_port=0, open_registration=False))
@@ -62,45 +54,34 @@ async def test_factory_psk_to_dtls_registration(tmp_path: Path) -> None:
         "bootstrap_security": [{"mode": "psk", "identity": "fleet-factory",
                                 "key": "hex:" + FACTORY_KEY.hex()}],
         "servers": [{"uri": lwm2m_uri, "short_server_id": 1, "lifetime": 120,
-                     "security": {"mode": "psk", "generate": True}}],
+                     "security": {"mode": mode.name.lower(), "generate": True}}],
     }))  # fmt: skip
     bootstrap = BootstrapServer(BootstrapServerConfig(
         host="127.0.0.1", coap_port=0, coaps_port=0, data_dir=tmp_path / "data",
-        configs_dir=configs, step_timeout=3.0, step_retries=1))  # fmt: skip
+        configs_dir=configs, step_timeout=3.0, step_retries=1,
+        **_provisioning_ca(tmp_path)))  # fmt: skip
     await bootstrap.start()
-    contexts: list[Any] = []
     try:
         interface = transport.coaps_interface(bootstrap._context)
         assert interface is not None
-        bs_port = interface.endpoint_address()[1]
-        bs = BootstrapTestClient("dtls-dev-1")
-        contexts.append(await _coaps_context(bs, b"fleet-factory", FACTORY_KEY))
-        answer = await _post(contexts[-1], f"coaps://127.0.0.1:{bs_port}/bs", ["ep=dtls-dev-1"])
-        assert answer.code == Code.CHANGED
-        for _ in range(250):
-            if bootstrap.store.sessions("dtls-dev-1"):
-                break
-            await asyncio.sleep(0.02)
-        assert bootstrap.store.sessions("dtls-dev-1")[0]["success"] is True
-        security = bs.fake.servers()[1][0]
-        identity = bs.fake.value(f"/0/{security}/3")
-        key = bs.fake.value(f"/0/{security}/5")
-        assert bs.fake.value(f"/0/{security}/0") == lwm2m_uri and isinstance(key, bytes)
-        # register with the issued credentials, over DTLS, from a new socket
-        assert isinstance(identity, bytes)
-        contexts.append(await _coaps_context(bs, identity, key))
-        registered = await _post(contexts[-1], f"{lwm2m_uri}/rd", ["ep=dtls-dev-1", "lt=120"],
-                                 b"</3/0>", 40)  # fmt: skip
-        assert registered.code == Code.CREATED
-        response = await lwm2m.read("dtls-dev-1", LwM2mPath(3, 0), timeout=5)
-        assert response.success and response.node is not None
+        bs_uri = f"coaps://127.0.0.1:{interface.endpoint_address()[1]}"
+        factory = (b"fleet-factory", FACTORY_KEY)
+        client = Lwm2mClient.from_bootstrap("dtls-dev-1", bs_uri, psk=factory,
+                                            finish_timeout=10.0, attempts=1)  # fmt: skip
+        async with client:
+            assert bootstrap.store.sessions("dtls-dev-1")[0]["success"] is True
+            (account,) = server_accounts(client.objects)
+            assert account.uri == lwm2m_uri and account.mode == mode
+            if mode == SecurityMode.PSK:
+                assert account.identity != b"fleet-factory" and len(account.secret) == 16
+            assert client.server.scheme == "coaps" and client.registered  # over DTLS, issued PSK
+            response = await lwm2m.read("dtls-dev-1", LwM2mPath(3, 0), timeout=5)
+            assert response.success and response.node is not None
         # the factory credentials do not open the LwM2M server
-        bs2 = BootstrapTestClient("dtls-dev-1")
-        contexts.append(await _coaps_context(bs2, b"fleet-factory", FACTORY_KEY))
-        with pytest.raises(Exception):  # noqa: B017 - handshake refused, any transport error
-            await _post(contexts[-1], f"{lwm2m_uri}/rd", ["ep=dtls-dev-1"], b"</3/0>", 40)
+        intruder = Lwm2mClient("dtls-dev-1", lwm2m_uri, psk=factory, auto_update=False)
+        with pytest.raises(Lwm2mClientError):
+            await asyncio.wait_for(intruder.register(), 15)
+        await intruder.stop()
     finally:
-        for context in contexts:
-            await context.shutdown()
         await bootstrap.stop()
         await lwm2m.stop()
