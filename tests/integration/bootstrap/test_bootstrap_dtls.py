@@ -30,11 +30,11 @@ pytestmark = pytest.mark.skipif(
 FACTORY_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
 
 
-def _provisioning_ca(folder: Path) -> dict[str, Path]:
+def _provisioning_ca(folder: Path) -> tuple[Path, Path]:
     key, ca = tools.make_ca("test provisioning CA")
     (folder / "ca.pem").write_bytes(tools.certificate_pem(ca))
     (folder / "ca.key").write_bytes(tools.private_key_pem(key))
-    return {"provisioning_ca_cert": folder / "ca.pem", "provisioning_ca_key": folder / "ca.key"}
+    return folder / "ca.pem", folder / "ca.key"
 
 
 @pytest.mark.parametrize("mode", [SecurityMode.PSK, SecurityMode.RPK, SecurityMode.X509],
@@ -56,10 +56,11 @@ async def test_factory_psk_to_dtls_registration(tmp_path: Path, mode: SecurityMo
         "servers": [{"uri": lwm2m_uri, "short_server_id": 1, "lifetime": 120,
                      "security": {"mode": mode.name.lower(), "generate": True}}],
     }))  # fmt: skip
+    ca_cert, ca_key = _provisioning_ca(tmp_path)
     bootstrap = BootstrapServer(BootstrapServerConfig(
         host="127.0.0.1", coap_port=0, coaps_port=0, data_dir=tmp_path / "data",
         configs_dir=configs, step_timeout=3.0, step_retries=1,
-        **_provisioning_ca(tmp_path)))  # fmt: skip
+        provisioning_ca_cert=ca_cert, provisioning_ca_key=ca_key))  # fmt: skip
     await bootstrap.start()
     try:
         interface = transport.coaps_interface(bootstrap._context)
