@@ -9,6 +9,10 @@ The package is split by LwM2M interface (as Wakaama does) so each module has one
 - ``observe``: observations and the pmin/pmax/gt/lt/st notification policy,
 - ``coap_resource``: the one aiocoap resource that serves every LwM2M path,
 - ``registration``: Register/Update/De-register parameters,
+- ``bootstrap``: the Bootstrap interface's requests (Discover, Read, Write, Delete, Finish),
+  free of aiocoap; ``bootstrap_session`` runs one bootstrap (``POST /bs`` or ``GET /bspack``)
+  over the network; ``accounts`` turns the Security/Server instances into server URIs and DTLS
+  credentials,
 - ``queue_mode``: the sleeping-device simulation,
 - ``transport``: the aiocoap context chosen from the server URI scheme,
 - ``client``: ``Lwm2mClient``, tying it all together, and ``cli`` for ``lwm2m-client``.
