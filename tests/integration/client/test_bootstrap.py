@@ -11,10 +11,15 @@ from typing import Any
 import pytest
 
 from bootstrap_server.service import BootstrapServer
+from lwm2m_client.bootstrap import BootstrapInterface
 from lwm2m_client.client import Lwm2mClient, Lwm2mClientError
+from lwm2m_client.management import Request
 from lwm2m_server.service import Lwm2mServer
+from object_models import codecs
 from object_models.content_format import ContentFormat
+from object_models.node import LwM2mObject, LwM2mObjectInstance, LwM2mSingleResource
 from object_models.path import LwM2mPath
+from object_models.types import ResourceType
 from tests.integration.bootstrap import fixtures
 from tests.integration.bootstrap.fixtures import Factory, coap_uri, sessions
 
@@ -135,3 +140,39 @@ async def test_cli_bootstraps_then_registers(lwm2m_server: Lwm2mServer,
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+# -- the Bootstrap interface without sockets (what the real bootstrap server does not exercise) --
+def _interface() -> tuple[Lwm2mClient, BootstrapInterface]:
+    client = Lwm2mClient.from_bootstrap("unit-1", "coap://bs.invalid:5783")
+    return client, client.bootstrap_interface
+
+
+async def test_discover_marks_the_accounts() -> None:
+    client, bs = _interface()
+    client.objects.add_instance(0, {0: "coap://srv", 1: False, 2: 3, 10: 5}, instance_id=3)
+    client.objects.add_instance(1, {0: 5, 1: 60, 6: True, 7: "U"}, instance_id=2)
+    answer = await bs.handle(Request("GET", LwM2mPath.parse("/"), accept=ContentFormat.LINK))
+    text = answer.payload.decode()
+    assert text.startswith('</>;lwm2m=1.1,</0>;ver=1.2,</0/0>;uri="coap://bs.invalid:5783",')
+    assert '</0/3>;ssid=5;uri="coap://srv"' in text and "</1/2>;ssid=5" in text
+    answer = await bs.handle(Request("GET", LwM2mPath.parse("/1"), accept=ContentFormat.LINK))
+    assert answer.payload.decode().endswith("</1/2>;ssid=5")
+
+
+async def test_read_write_delete_rules() -> None:
+    client, bs = _interface()
+    security = await bs.handle(Request("GET", LwM2mPath.parse("/0/0")))
+    assert security.code == 0x81  # 4.01: Security is never read
+    instance = LwM2mObjectInstance(4, {0: LwM2mSingleResource(0, 9, ResourceType.INTEGER)})
+    cbor = ContentFormat.SENML_CBOR
+    payload = codecs.encode(
+        LwM2mObject(1, {4: instance}), LwM2mPath(1), cbor, client.objects.models
+    )
+    put = Request("PUT", LwM2mPath(1), content_format=cbor, payload=payload)
+    assert (await bs.handle(put)).code == 0x44 and client.get_value("/1/4/0") == 9
+    assert bs.finish().code == 0x86  # no Security for ssid 9
+    assert (await bs.handle(Request("DELETE", LwM2mPath(0, 0)))).code == 0x80  # the account
+    assert (await bs.handle(Request("DELETE", LwM2mPath.parse("/")))).code == 0x42
+    assert client.objects.instance_ids(0) == [0] and client.objects.instance_ids(3) == [0]
+    assert client.objects.instance_ids(1) == []
