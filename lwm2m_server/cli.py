@@ -154,7 +154,11 @@ async def serve(config: ServerConfig) -> int:
     except OSError as exc:
         log.error("cannot listen on udp %s:%d: %s", config.host, config.coap_port, exc)
         return 1
-    log.info("CoAP listening on udp %s:%d", config.host, server.coap_address.port)
+    if server.nosec_enabled:
+        log.info("CoAP listening on udp %s:%d", config.host, server.coap_address.port)
+    if server.dtls_modes:
+        modes = ", ".join(sorted(m.name for m in server.dtls_modes))
+        log.info("CoAPs listening on udp %s:%d (%s)", config.host, server.coaps_address.port, modes)
     try:
         runner = await _start_http(server, config)
     except OSError:

@@ -28,6 +28,7 @@ from .settings import (
     LOG_LEVELS,
     ConfigError,
     Schema,
+    between,
     non_empty,
     non_negative,
     one_of,
@@ -39,8 +40,10 @@ __all__ = [
     "ENV_PREFIX",
     "LOG_LEVELS",
     "SCHEMA",
+    "SECURITY_MODES",
     "SYNCHRONOUS",
     "ConfigError",
+    "DtlsSettings",
     "QueueSettings",
     "ServerConfig",
     "SinkSettings",
@@ -70,6 +73,18 @@ class SinkSettings:
     queue_size: int = 10_000
 
 
+SECURITY_MODES = ("nosec", "psk", "rpk", "x509")
+
+
+@attrs.frozen
+class DtlsSettings:
+    """The CoAPs listener's tunables; empty ``cipher_suites`` means all four (docs/dtls.md)."""
+
+    cipher_suites: tuple[str, ...] = ()
+    connection_id: bool = True
+    cid_length: int = 6
+
+
 @attrs.frozen
 class ServerConfig:
     host: str = "0.0.0.0"
@@ -81,6 +96,8 @@ class ServerConfig:
     models_dirs: tuple[Path, ...] = ()
     log_level: str = "INFO"
     open_registration: bool = True
+    security_modes: tuple[str, ...] = SECURITY_MODES
+    dtls: DtlsSettings = DtlsSettings()
     queue: QueueSettings = QueueSettings()
     lifetime_grace: float = 15.0
     request_timeout: float = 10.0
@@ -95,6 +112,27 @@ class ServerConfig:
 
 
 # -- the schema -----------------------------------------------------------------------------------
+
+
+def _security_modes(value: tuple[str, ...]) -> str | None:
+    unknown = [m for m in value if m.lower() not in SECURITY_MODES]
+    if unknown:
+        return f"unknown security mode {unknown[0]!r} (known: {', '.join(SECURITY_MODES)})"
+    if not value:
+        return "at least one security mode is needed"
+    return None
+
+
+def _cipher_suites(value: tuple[str, ...]) -> str | None:
+    from keystore.coaps.server import parse_suites
+
+    if not value:
+        return None
+    try:
+        parse_suites(",".join(value))
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _mqtt_url(value: str) -> str | None:
@@ -119,6 +157,9 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "http_host": non_empty,
         "http_port": port,
         "log_level": one_of(LOG_LEVELS),
+        "security_modes": _security_modes,
+        "dtls.cipher_suites": _cipher_suites,
+        "dtls.cid_length": between(1, 255),
         "queue.max_per_client": positive,
         "queue.awake_time": positive,
         "queue.ttl": positive,

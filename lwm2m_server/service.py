@@ -25,7 +25,14 @@ from typing import Any
 
 import attrs
 
-from keystore.coaps import CoapsMessageInterface, ensure_server_identity, server_dtls_config
+from keystore.coaps import (
+    DTLS_MODES,
+    CoapsMessageInterface,
+    CoapsSettings,
+    ensure_server_identity,
+    server_dtls_config,
+)
+from keystore.modes import SecurityMode
 from keystore.resolver import Resolver
 from keystore.store.base import StoreError
 from keystore.store.credentials import SqliteCredentialStore
@@ -141,6 +148,8 @@ class Lwm2mServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.uplink: Uplink | None = None
         self.resolver: Resolver | None = None
+        self.nosec_enabled = True
+        self.dtls_modes: frozenset[SecurityMode] = frozenset()
         self.profiles: ProfileEngine | None = None
         self.telemetry_mapper: TelemetryMapper | None = None
 
@@ -168,12 +177,29 @@ class Lwm2mServer:
                 mapper=self.map_telemetry,
             )
             self.uplink = uplink
+            modes = {m.lower() for m in config.security_modes}
+            dtls_modes = frozenset(m for m in DTLS_MODES if m.name.lower() in modes)
+            self.nosec_enabled = "nosec" in modes
+            self.dtls_modes = dtls_modes
             context = await create_context(
                 RegistrationSite(uplink),
                 host=config.host,
-                port=config.coap_port,
-                coaps_port=config.coaps_port,
-                coaps_config=server_dtls_config(self.resolver, identity),
+                port=config.coap_port if "nosec" in modes else None,
+                coaps_port=config.coaps_port if dtls_modes else None,
+                coaps_config=(
+                    server_dtls_config(
+                        self.resolver,
+                        identity,
+                        CoapsSettings.from_options(
+                            cipher_suites=config.dtls.cipher_suites,
+                            connection_id=config.dtls.connection_id,
+                            cid_length=config.dtls.cid_length,
+                            modes=dtls_modes,
+                        ),
+                    )
+                    if dtls_modes
+                    else None
+                ),
             )
         except BaseException:
             store.close()
@@ -193,7 +219,12 @@ class Lwm2mServer:
             )
         for error in self.registry.errors:
             log.error("object models: %s", error)
-        log.info("CoAP on %s, CoAPs (DTLS) on %s", self.coap_address, self.coaps_address)
+        log.info(
+            "CoAP (NoSec) on %s, CoAPs (%s) on %s",
+            self.coap_address if self.nosec_enabled else "off",
+            ", ".join(sorted(m.name for m in dtls_modes)) or "no DTLS mode",
+            self.coaps_address if dtls_modes else "off",
+        )
         if config.open_registration:
             log.warning(
                 "open registration is on: any NoSec device may register; set "
@@ -259,6 +290,8 @@ class Lwm2mServer:
         """Where the CoAP listener is bound (the real port when ``coap_port`` was 0)."""
         if self._context is None:
             raise RuntimeError("the server is not started")
+        if not self.nosec_enabled:
+            raise RuntimeError("NoSec is not among the security modes: no CoAP listener")
         return local_address(self._context)
 
     async def reload_models(self) -> list[str]:

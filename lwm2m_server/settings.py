@@ -179,6 +179,8 @@ def _kind(owner: type, name: str, annotation: Any) -> str:
         return "path"
     if get_origin(annotation) is tuple and get_args(annotation) == (Path, ...):
         return "paths"
+    if get_origin(annotation) is tuple and get_args(annotation) == (str, ...):
+        return "strs"
     raise TypeError(f"{owner.__name__}.{name}: no settings conversion for {annotation!r}")
 
 
@@ -267,6 +269,14 @@ class Schema(Generic[C]):
                 value = tuple(Path(str(p)) for p in raw)
             else:
                 raise wrong("a list of folder paths")
+        elif spec.kind == "strs":
+            # a YAML list, or text with commas (environment, flags, or a YAML string)
+            if isinstance(raw, str):
+                value = tuple(w.strip() for w in str(raw).split(",") if w.strip())
+            elif isinstance(raw, list) and all(isinstance(w, str) for w in raw):
+                value = tuple(str(w).strip() for w in raw)
+            else:
+                raise wrong("a list of names")
         elif spec.kind == "bool":
             if isinstance(raw, bool):
                 value = raw

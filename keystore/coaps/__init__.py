@@ -19,6 +19,7 @@ from .interface import (
     create_client_context,
 )
 from .server import (
+    DTLS_MODES,
     CoapsSettings,
     LiveTrustStore,
     ensure_server_identity,
@@ -28,6 +29,7 @@ from .server import (
 from .sessions import Session, SessionTable, address_key
 
 __all__ = [
+    "DTLS_MODES",
     "CoapsMessageInterface",
     "CoapsRemote",
     "CoapsSettings",

@@ -34,7 +34,8 @@ from ..credentials import ServerIdentity, certificate_der, short_fingerprint
 from ..dtls.config import ServerConfig
 from ..dtls.constants import CipherSuite
 from ..dtls.session import LruSessionCache
-from ..dtls.suites import DEFAULT_SUITES
+from ..dtls.suites import DEFAULT_SUITES, SUITES, KeyExchange
+from ..modes import SecurityMode
 from ..resolver import Resolver
 from ..store.credentials import ServerIdentityStore
 from .endpoint import EndpointSettings
@@ -71,6 +72,27 @@ def parse_suites(text: str) -> tuple[CipherSuite, ...]:
     return tuple(suites)
 
 
+DTLS_MODES = frozenset({SecurityMode.PSK, SecurityMode.RPK, SecurityMode.X509})
+
+
+def suites_for_modes(
+    suites: Sequence[CipherSuite], modes: frozenset[SecurityMode]
+) -> tuple[CipherSuite, ...]:
+    """The suites that serve ``modes``: PSK suites for PSK, ECDHE-ECDSA ones for RPK/X.509.
+    ``ValueError`` when nothing is left (e.g. only PSK suites configured for an RPK-only
+    server), naming both sides."""
+    wanted = set()
+    if SecurityMode.PSK in modes:
+        wanted.add(KeyExchange.PSK)
+    if modes & {SecurityMode.RPK, SecurityMode.X509}:
+        wanted.add(KeyExchange.ECDHE_ECDSA)
+    kept = tuple(s for s in suites if SUITES[s].kex in wanted)
+    if not kept:
+        names = ", ".join(sorted(m.name for m in modes))
+        raise ValueError(f"none of the configured cipher suites serves the modes {names}")
+    return kept
+
+
 @dataclass(slots=True)
 class CoapsSettings:
     """What an operator may tune about the CoAPs listener."""
@@ -82,7 +104,27 @@ class CoapsSettings:
     session_cache_size: int = 10_000
     #: seconds a snapshot of the X.509 trust anchors is used before it is re-read
     trust_refresh: float = 5.0
+    #: the DTLS security modes this listener offers (any non-empty subset of PSK, RPK, X.509)
+    modes: frozenset[SecurityMode] = DTLS_MODES
     endpoint: EndpointSettings = field(default_factory=EndpointSettings)
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        cipher_suites: Sequence[str] = (),
+        connection_id: bool = True,
+        cid_length: int = 6,
+        modes: frozenset[SecurityMode] = DTLS_MODES,
+    ) -> CoapsSettings:
+        """Settings from configuration values (suite names as ``parse_suites`` takes them; an
+        empty list keeps the default suites), shared by both servers' configs."""
+        suites = parse_suites(",".join(cipher_suites)) if cipher_suites else DEFAULT_SUITES
+        return cls(
+            cipher_suites=suites,
+            cid_length=cid_length if connection_id else None,
+            modes=modes,
+        )
 
 
 class LiveTrustStore(Sequence[x509.Certificate]):
@@ -151,16 +193,24 @@ def server_dtls_config(
     settings: CoapsSettings | None = None,
     trust_store: LiveTrustStore | None = None,
 ) -> ServerConfig:
-    """The engine's ``ServerConfig``: resolver callbacks, our key/chain, suites, CIDs."""
+    """The engine's ``ServerConfig``: resolver callbacks, our key/chain, suites, CIDs.
+
+    A mode left out of ``settings.modes`` is refused by the engine itself: its suites are not
+    offered (PSK), or its client certificate type is not accepted (RPK: no raw-key verifier;
+    X.509: no trust store, and we present no certificate, only our raw public key)."""
     settings = settings or CoapsSettings()
+    modes = settings.modes
+    x509_on = SecurityMode.X509 in modes
     return ServerConfig(
-        cipher_suites=tuple(settings.cipher_suites),
-        psk_for_identity=resolver.psk_lookup,
+        cipher_suites=suites_for_modes(settings.cipher_suites, modes),
+        psk_for_identity=resolver.psk_lookup if SecurityMode.PSK in modes else None,
         private_key=identity.key,
-        certificate_chain=list(identity.certificate_chain) or None,
+        certificate_chain=(list(identity.certificate_chain) or None) if x509_on else None,
         require_client_auth=True,
-        verify_rpk=resolver.rpk_verifier,
-        trust_store=trust_store or LiveTrustStore(resolver, settings.trust_refresh),
+        verify_rpk=resolver.rpk_verifier if SecurityMode.RPK in modes else None,
+        trust_store=(trust_store or LiveTrustStore(resolver, settings.trust_refresh))
+        if x509_on
+        else None,
         cid_length=settings.cid_length,
         session_cache=(
             LruSessionCache(settings.session_cache_size) if settings.session_cache_size else None

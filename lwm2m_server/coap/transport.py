@@ -28,6 +28,7 @@ clear message if a future aiocoap moves them, rather than silently misbehaving):
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import ipaddress
 import logging
@@ -55,22 +56,31 @@ async def create_context(
     site: Any,
     *,
     host: str,
-    port: int,
+    port: int | None,
     coaps_port: int | None = None,
     coaps_config: ServerConfig | None = None,
     coaps_settings: EndpointSettings | None = None,
 ) -> Any:
-    """An aiocoap server context serving ``site`` on ``udp host:port`` (0 = ephemeral), and on
-    ``coaps_port`` (DTLS) too when a ``coaps_config`` is given.
+    """An aiocoap server context serving ``site`` on ``udp host:port`` (0 = ephemeral; None =
+    no NoSec listener), and on ``coaps_port`` (DTLS) too when a ``coaps_config`` is given.
 
     ``0.0.0.0`` means every address: aiocoap's ``udp6`` transport is one IPv6 socket with
     V6ONLY off, so it is bound to ``::`` and serves IPv4 peers as v4-mapped addresses (the
     CoAPs socket does the same).
     """
     bind_host = "::" if host in ("0.0.0.0", "", "*") else host
-    context = await aiocoap.Context.create_server_context(
-        site, bind=(bind_host, port), transports=["udp6"], loggername="coap-server"
-    )
+    if port is not None:
+        context = await aiocoap.Context.create_server_context(
+            site, bind=(bind_host, port), transports=["udp6"], loggername="coap-server"
+        )
+    else:
+        # NoSec disabled: no plain listener at all. ``create_server_context(transports=[])``
+        # would fall back to aiocoap's default transports, so the context is built by hand.
+        if coaps_config is None or coaps_port is None:
+            raise ValueError("neither a CoAP nor a CoAPs listener is configured")
+        context = aiocoap.Context(
+            loop=asyncio.get_running_loop(), serversite=site, loggername="coap-server"
+        )
     if coaps_config is not None and coaps_port is not None:
         try:
             await add_coaps_transport(
