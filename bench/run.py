@@ -9,7 +9,8 @@ leaking memory cannot distort the others' figures):
 * ``models``: ``bench/models_load.py`` — built-in registry load time.
 * ``server``: ``python -m bench.load`` — the LwM2M server under load (started as a subprocess
   on free ports with a temporary data dir) against a raw UDP echo ceiling.
-* ``dtls``: ``python -m keystore.dtls.measure --isolated`` — handshakes/s and idle session
+* ``dtls``: ``bench/dtls.py`` — CoAPs handshakes/s per mode and round trips/s beside NoSec over
+  loopback, idle bytes per session (transport and engine alone)
   memory of the DTLS engine.
 
 Every line a benchmark prints that is a JSON object is passed through with ``"bench"`` set
@@ -64,11 +65,9 @@ BENCHES = (
     ),
     Bench(
         "dtls",
-        REPO / "keystore" / "dtls" / "measure.py",
-        lambda quick: (
-            [sys.executable, "-m", "keystore.dtls.measure", "--isolated"]
-            + (["--quick"] if quick else [])
-        ),
+        REPO / "bench" / "dtls.py",
+        # the server transport over loopback beside NoSec, plus the engine's in-memory figures
+        lambda quick: [sys.executable, "bench/dtls.py", *(["--quick"] if quick else [])],
         900,
     ),
 )
