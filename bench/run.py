@@ -1,6 +1,6 @@
 """Run every benchmark in the repository, one JSON object per line on stdout.
 
-Usage: ``python bench/run.py [--quick] [--only codecs|server|dtls] [-- ARGS for that bench]``
+Usage: ``python bench/run.py [--quick] [--only codecs|models|server|dtls] [-- ARGS for that bench]``
 
 Benchmarks (each is run if its file exists, in its own subprocess so that one crashing or
 leaking memory cannot distort the others' figures):
@@ -10,8 +10,7 @@ leaking memory cannot distort the others' figures):
 * ``server``: ``python -m bench.load`` — the LwM2M server under load (started as a subprocess
   on free ports with a temporary data dir) against a raw UDP echo ceiling.
 * ``dtls``: ``bench/dtls.py`` — CoAPs handshakes/s per mode and round trips/s beside NoSec over
-  loopback, idle bytes per session (transport and engine alone)
-  memory of the DTLS engine.
+  loopback, idle bytes per session (transport and engine alone).
 
 Every line a benchmark prints that is a JSON object is passed through with ``"bench"`` set
 if the benchmark did not set it; anything else goes to stderr. The exit status is non-zero only
