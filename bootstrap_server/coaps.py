@@ -20,6 +20,7 @@ from typing import Protocol
 from cryptography import x509
 
 from keystore.coaps import CoapsSettings, ensure_server_identity
+from keystore.coaps.server import dtls_server_config
 from keystore.dtls import ServerConfig
 from keystore.store.credentials import ServerIdentityStore
 
@@ -51,9 +52,13 @@ class _Anchors(Sequence[x509.Certificate]):
         return self._current()[index]
 
 
-def bootstrap_dtls_config(owner: HasCatalog, keystore: ServerIdentityStore) -> ServerConfig:
+def bootstrap_dtls_config(
+    owner: HasCatalog, keystore: ServerIdentityStore, settings: CoapsSettings | None = None
+) -> ServerConfig:
+    """The bootstrap listener's engine config: who-is-who comes from the bootstrap
+    configurations (factory PSK identities, RPKs, certificates and profile CAs), the key from
+    the shared keystore; suites, CIDs and modes as for the LwM2M server."""
     identity = ensure_server_identity(keystore)
-    settings = CoapsSettings()
 
     def psk(identity_bytes: bytes) -> bytes | None:
         found = owner.catalog.by_psk_identity(identity_bytes)
@@ -62,13 +67,10 @@ def bootstrap_dtls_config(owner: HasCatalog, keystore: ServerIdentityStore) -> S
     def rpk(spki: bytes) -> bool:
         return owner.catalog.by_rpk(spki) is not None
 
-    return ServerConfig(
-        cipher_suites=tuple(settings.cipher_suites),
-        psk_for_identity=psk,
-        private_key=identity.key,
-        certificate_chain=list(identity.certificate_chain) or None,
-        require_client_auth=True,
-        verify_rpk=rpk,
+    return dtls_server_config(
+        identity,
+        psk_lookup=psk,
+        rpk_verifier=rpk,
         trust_store=_Anchors(owner),
-        cid_length=settings.cid_length,
+        settings=settings,
     )

@@ -19,6 +19,12 @@ from typing import Any
 
 import attrs
 
+from lwm2m_server.config import (
+    SECURITY_MODES,
+    DtlsSettings,
+    check_cipher_suites,
+    check_security_modes,
+)
 from lwm2m_server.settings import (
     LOG_LEVELS,
     ConfigError,
@@ -43,6 +49,9 @@ __all__ = [
 ENV_PREFIX = "LWM2M_BOOTSTRAP_"
 
 
+DEFAULT_DTLS = DtlsSettings()
+
+
 @attrs.frozen
 class BootstrapServerConfig:
     host: str = "0.0.0.0"
@@ -63,7 +72,11 @@ class BootstrapServerConfig:
     provisioning_ca_cert: Path | None = None
     provisioning_ca_key: Path | None = None
     coaps: bool = True
-    """Open the DTLS listener (when the CoAPs transport is available)."""
+    """Open the DTLS listener at all (then ``security_modes`` says which DTLS modes it offers)."""
+    security_modes: tuple[str, ...] = SECURITY_MODES
+    """Any subset of nosec/psk/rpk/x509, as for the LwM2M server; without ``nosec`` there is no
+    plain CoAP listener (NoSec bootstrap also needs a configuration that allows it)."""
+    dtls: DtlsSettings = DEFAULT_DTLS
 
     @property
     def configs_folder(self) -> Path:
@@ -90,6 +103,9 @@ SCHEMA: Schema[BootstrapServerConfig] = Schema(
         "log_level": one_of(LOG_LEVELS),
         "step_timeout": positive,
         "step_retries": between(0, 10),
+        "security_modes": check_security_modes,
+        "dtls.cipher_suites": check_cipher_suites,
+        "dtls.cid_length": between(1, 255),
     },
     upper_case=("log_level",),
 )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import logging
 import re
@@ -29,13 +28,14 @@ from keystore.resolver import PeerIdentity
 from keystore.secrets_io import write_private
 from keystore.store.credentials import SqliteCredentialStore
 from lwm2m_server.coap.transport import create_context, local_address
-from lwm2m_server.config import ConfigError
+from lwm2m_server.config import ConfigError, listeners
 from lwm2m_server.core.registration import Address
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.registry import ModelRegistry
 
 from .coap.downlink import Unreachable, send
 from .coap.site import BootstrapSite
+from .coaps import bootstrap_dtls_config
 from .config import BootstrapServerConfig
 from .core.catalog import Catalog, load_folder
 from .core.config import BootstrapConfig, ConfigKind
@@ -88,25 +88,21 @@ class BootstrapServer:
             timing=Timing(self.config.step_timeout, self.config.step_retries), ca=ca,
             on_finished=self._finished,
         )  # fmt: skip
+        nosec, coaps = listeners(self.config.security_modes, self.config.dtls)
+        if not self.config.coaps:
+            coaps = None
         self._context = await create_context(
-            BootstrapSite(self), host=self.config.host, port=self.config.coap_port, **self._coaps()
+            BootstrapSite(self),
+            host=self.config.host,
+            port=self.config.coap_port if nosec else None,
+            coaps_port=self.config.coaps_port if coaps is not None else None,
+            coaps_config=(
+                bootstrap_dtls_config(self, self._keystore, coaps) if coaps is not None else None
+            ),
         )
         if not catalog.configs:
             log.warning("no bootstrap configuration in %s: every Bootstrap-Request is refused "
                         "until one is added", self.config.configs_folder)  # fmt: skip
-
-    def _coaps(self) -> dict[str, Any]:
-        """DTLS listener arguments once ``create_context`` takes them (keystore.coaps work)."""
-        if (
-            not self.config.coaps
-            or "coaps_config" not in inspect.signature(create_context).parameters
-        ):
-            return {}
-        from .coaps import bootstrap_dtls_config
-
-        assert self._keystore is not None
-        return {"coaps_port": self.config.coaps_port,
-                "coaps_config": bootstrap_dtls_config(self, self._keystore)}  # fmt: skip
 
     async def stop(self) -> None:
         manager = self._manager

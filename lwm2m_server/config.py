@@ -20,7 +20,7 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -47,10 +47,16 @@ __all__ = [
     "QueueSettings",
     "ServerConfig",
     "SinkSettings",
+    "check_cipher_suites",
+    "check_security_modes",
     "env_name",
+    "listeners",
     "load_config",
     "log_level_number",
 ]
+
+if TYPE_CHECKING:
+    from keystore.coaps import CoapsSettings
 
 ENV_PREFIX = "LWM2M_SERVER_"
 SYNCHRONOUS = ("NORMAL", "FULL")
@@ -114,7 +120,7 @@ class ServerConfig:
 # -- the schema -----------------------------------------------------------------------------------
 
 
-def _security_modes(value: tuple[str, ...]) -> str | None:
+def check_security_modes(value: tuple[str, ...]) -> str | None:
     unknown = [m for m in value if m.lower() not in SECURITY_MODES]
     if unknown:
         return f"unknown security mode {unknown[0]!r} (known: {', '.join(SECURITY_MODES)})"
@@ -123,7 +129,7 @@ def _security_modes(value: tuple[str, ...]) -> str | None:
     return None
 
 
-def _cipher_suites(value: tuple[str, ...]) -> str | None:
+def check_cipher_suites(value: tuple[str, ...]) -> str | None:
     from keystore.coaps.server import parse_suites
 
     if not value:
@@ -133,6 +139,28 @@ def _cipher_suites(value: tuple[str, ...]) -> str | None:
     except ValueError as exc:
         return str(exc)
     return None
+
+
+def listeners(
+    security_modes: tuple[str, ...], dtls: DtlsSettings
+) -> tuple[bool, CoapsSettings | None]:
+    """What to open for these modes: the NoSec listener or not, and the CoAPs settings (None
+    when no DTLS mode is on). Shared by both servers so they read the keys the same way."""
+    from keystore.coaps import DTLS_MODES, CoapsSettings
+
+    modes = {m.lower() for m in security_modes}
+    dtls_modes = frozenset(m for m in DTLS_MODES if m.name.lower() in modes)
+    coaps = (
+        CoapsSettings.from_options(
+            cipher_suites=dtls.cipher_suites,
+            connection_id=dtls.connection_id,
+            cid_length=dtls.cid_length,
+            modes=dtls_modes,
+        )
+        if dtls_modes
+        else None
+    )
+    return "nosec" in modes, coaps
 
 
 def _mqtt_url(value: str) -> str | None:
@@ -157,8 +185,8 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "http_host": non_empty,
         "http_port": port,
         "log_level": one_of(LOG_LEVELS),
-        "security_modes": _security_modes,
-        "dtls.cipher_suites": _cipher_suites,
+        "security_modes": check_security_modes,
+        "dtls.cipher_suites": check_cipher_suites,
         "dtls.cid_length": between(1, 255),
         "queue.max_per_client": positive,
         "queue.awake_time": positive,

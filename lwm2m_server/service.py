@@ -26,9 +26,7 @@ from typing import Any
 import attrs
 
 from keystore.coaps import (
-    DTLS_MODES,
     CoapsMessageInterface,
-    CoapsSettings,
     ensure_server_identity,
     server_dtls_config,
 )
@@ -55,7 +53,7 @@ from .coap.transport import (
     local_address,
 )
 from .coap.uplink import Uplink, models_for
-from .config import ServerConfig
+from .config import ServerConfig, listeners
 from .core.events import (
     Awake,
     Deregistered,
@@ -177,27 +175,16 @@ class Lwm2mServer:
                 mapper=self.map_telemetry,
             )
             self.uplink = uplink
-            modes = {m.lower() for m in config.security_modes}
-            dtls_modes = frozenset(m for m in DTLS_MODES if m.name.lower() in modes)
-            self.nosec_enabled = "nosec" in modes
-            self.dtls_modes = dtls_modes
+            self.nosec_enabled, coaps = listeners(config.security_modes, config.dtls)
+            self.dtls_modes = coaps.modes if coaps is not None else frozenset()
             context = await create_context(
                 RegistrationSite(uplink),
                 host=config.host,
-                port=config.coap_port if "nosec" in modes else None,
-                coaps_port=config.coaps_port if dtls_modes else None,
+                port=config.coap_port if self.nosec_enabled else None,
+                coaps_port=config.coaps_port if coaps is not None else None,
                 coaps_config=(
-                    server_dtls_config(
-                        self.resolver,
-                        identity,
-                        CoapsSettings.from_options(
-                            cipher_suites=config.dtls.cipher_suites,
-                            connection_id=config.dtls.connection_id,
-                            cid_length=config.dtls.cid_length,
-                            modes=dtls_modes,
-                        ),
-                    )
-                    if dtls_modes
+                    server_dtls_config(self.resolver, identity, coaps)
+                    if coaps is not None
                     else None
                 ),
             )
@@ -222,8 +209,8 @@ class Lwm2mServer:
         log.info(
             "CoAP (NoSec) on %s, CoAPs (%s) on %s",
             self.coap_address if self.nosec_enabled else "off",
-            ", ".join(sorted(m.name for m in dtls_modes)) or "no DTLS mode",
-            self.coaps_address if dtls_modes else "off",
+            ", ".join(sorted(m.name for m in self.dtls_modes)) or "no DTLS mode",
+            self.coaps_address if self.dtls_modes else "off",
         )
         if config.open_registration:
             log.warning(

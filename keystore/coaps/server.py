@@ -187,32 +187,51 @@ def ensure_server_identity(store: ServerIdentityStore, *, host: str = "") -> Ser
     return identity
 
 
+def dtls_server_config(
+    identity: ServerIdentity,
+    *,
+    psk_lookup: Callable[[bytes], bytes | None],
+    rpk_verifier: Callable[[bytes], bool],
+    trust_store: Sequence[x509.Certificate],
+    settings: CoapsSettings | None = None,
+) -> ServerConfig:
+    """The engine's ``ServerConfig`` from who-is-who callbacks, our key/chain and the settings.
+
+    Both servers build theirs here (the LwM2M server from its ``Resolver``, the bootstrap server
+    from its configuration catalog). A mode left out of ``settings.modes`` is refused by the
+    engine itself: its suites are not offered (PSK), or its client certificate type is not
+    accepted (RPK: no raw-key verifier; X.509: no trust store, and we present no certificate,
+    only our raw public key)."""
+    settings = settings or CoapsSettings()
+    modes = settings.modes
+    x509_on = SecurityMode.X509 in modes
+    return ServerConfig(
+        cipher_suites=suites_for_modes(settings.cipher_suites, modes),
+        psk_for_identity=psk_lookup if SecurityMode.PSK in modes else None,
+        private_key=identity.key,
+        certificate_chain=(list(identity.certificate_chain) or None) if x509_on else None,
+        require_client_auth=True,
+        verify_rpk=rpk_verifier if SecurityMode.RPK in modes else None,
+        trust_store=trust_store if x509_on else None,
+        cid_length=settings.cid_length,
+        session_cache=(
+            LruSessionCache(settings.session_cache_size) if settings.session_cache_size else None
+        ),
+    )
+
+
 def server_dtls_config(
     resolver: Resolver,
     identity: ServerIdentity,
     settings: CoapsSettings | None = None,
     trust_store: LiveTrustStore | None = None,
 ) -> ServerConfig:
-    """The engine's ``ServerConfig``: resolver callbacks, our key/chain, suites, CIDs.
-
-    A mode left out of ``settings.modes`` is refused by the engine itself: its suites are not
-    offered (PSK), or its client certificate type is not accepted (RPK: no raw-key verifier;
-    X.509: no trust store, and we present no certificate, only our raw public key)."""
+    """The LwM2M server's ``ServerConfig``: the resolver's callbacks over the keystore."""
     settings = settings or CoapsSettings()
-    modes = settings.modes
-    x509_on = SecurityMode.X509 in modes
-    return ServerConfig(
-        cipher_suites=suites_for_modes(settings.cipher_suites, modes),
-        psk_for_identity=resolver.psk_lookup if SecurityMode.PSK in modes else None,
-        private_key=identity.key,
-        certificate_chain=(list(identity.certificate_chain) or None) if x509_on else None,
-        require_client_auth=True,
-        verify_rpk=resolver.rpk_verifier if SecurityMode.RPK in modes else None,
-        trust_store=(trust_store or LiveTrustStore(resolver, settings.trust_refresh))
-        if x509_on
-        else None,
-        cid_length=settings.cid_length,
-        session_cache=(
-            LruSessionCache(settings.session_cache_size) if settings.session_cache_size else None
-        ),
+    return dtls_server_config(
+        identity,
+        psk_lookup=resolver.psk_lookup,
+        rpk_verifier=resolver.rpk_verifier,
+        trust_store=trust_store or LiveTrustStore(resolver, settings.trust_refresh),
+        settings=settings,
     )
