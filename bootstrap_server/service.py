@@ -27,9 +27,12 @@ from keystore.credentials import CredentialError, load_certificate
 from keystore.resolver import PeerIdentity
 from keystore.secrets_io import write_private
 from keystore.store.credentials import SqliteCredentialStore
+from keystore.store.profiles import SqliteProfileStore
+from keystore.store.sqlite import SqliteStore
 from lwm2m_server.coap.transport import create_context, local_address
 from lwm2m_server.config import ConfigError, listeners
 from lwm2m_server.core.registration import Address
+from lwm2m_server.profiles.bootstrap import bootstrap_configs
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.registry import ModelRegistry
 
@@ -76,7 +79,7 @@ class BootstrapServer:
     async def start(self) -> None:
         """Load and check every configuration (``ConfigErrors`` stops the start), open the
         stores, then listen."""
-        catalog, errors = load_folder(self.config.configs_folder, self.registry)
+        catalog, errors = self._load_catalog()
         if errors:
             raise ConfigErrors(errors)
         ca = self._provisioning_ca()
@@ -251,11 +254,27 @@ class BootstrapServer:
         return config
 
     def reload_configs(self) -> list[ConfigError]:
-        """Re-read the folder; any error keeps the current configs (and is returned)."""
-        catalog, errors = load_folder(self.config.configs_folder, self.registry)
+        """Re-read the folder and the profiles; any error keeps the current configs (and is
+        returned)."""
+        catalog, errors = self._load_catalog()
         if not errors:
             self._swap(catalog)
         return errors
+
+    def _load_catalog(self) -> tuple[Catalog, list[ConfigError]]:
+        """The configuration folder plus the ``bootstrap`` sections of the device profiles
+        that ``lwm2m-server`` keeps in the shared sqlite file (docs/profiles.md)."""
+        profile_configs: list[BootstrapConfig] = []
+        errors: list[ConfigError] = []
+        if self.config.keystore_file.exists():
+            with SqliteStore(self.config.keystore_file) as shared:
+                profile_configs, errors = bootstrap_configs(
+                    SqliteProfileStore(shared), self.registry
+                )
+        catalog, folder_errors = load_folder(
+            self.config.configs_folder, self.registry, profile_configs
+        )
+        return catalog, errors + folder_errors
 
     def _swap(self, catalog: Catalog) -> None:
         self.catalog = catalog

@@ -179,21 +179,30 @@ def config_files(folder: Path) -> list[Path]:
     )
 
 
-def load_folder(folder: Path, models: ModelProvider) -> tuple[Catalog, list[ConfigError]]:
-    """Every valid config of ``folder`` and every error found (files with errors left out)."""
-    if not folder.exists():
-        return Catalog(), []
-    try:
-        files = config_files(folder)
-    except OSError as exc:
-        return Catalog(), [ConfigError(str(folder), "", f"cannot list: {exc.strerror or exc}")]
-    loaded: list[BootstrapConfig] = []
+def load_folder(
+    folder: Path, models: ModelProvider, extra: Sequence[BootstrapConfig] = ()
+) -> tuple[Catalog, list[ConfigError]]:
+    """Every valid config of ``folder`` and every error found (files with errors left out).
+
+    ``extra`` are configs from elsewhere (the device profiles' ``bootstrap`` sections): a file
+    of the folder wins over an extra config of the same kind and name, so an operator can
+    override one profile's bootstrap settings without editing the profile; identities are
+    cross-checked across both."""
+    files: list[Path] = []
     errors: list[ConfigError] = []
+    if folder.exists():
+        try:
+            files = config_files(folder)
+        except OSError as exc:
+            return Catalog(), [ConfigError(str(folder), "", f"cannot list: {exc.strerror or exc}")]
+    loaded: list[BootstrapConfig] = []
     for path in files:
         try:
             loaded.append(load_file(path, models))
         except ConfigError as exc:
             errors.append(exc)
+    from_files = {c.key for c in loaded}
+    loaded.extend(c for c in extra if c.key not in from_files)
     conflicts = cross_check(loaded)
     errors.extend(conflicts)
     bad = {e.source for e in conflicts}
