@@ -8,7 +8,7 @@ a configuration error adds ``source``, ``key`` and ``reason``.
 | ``GET /api/bootstrap/configs/{kind}/{name}``       | one config, summarised                 |
 | ``PUT /api/bootstrap/configs/{kind}/{name}``       | add/replace (JSON body = config file)  |
 | ``DELETE /api/bootstrap/configs/{kind}/{name}``    | remove (its file too)                  |
-| ``POST /api/bootstrap/configs/reload``             | re-read the folder                     |
+| ``POST /api/bootstrap/configs/reload``             | re-read the folder and the profiles    |
 | ``GET /api/bootstrap/devices``                     | provisioning records, provisionState   |
 | ``POST /api/bootstrap/devices/import?profile=``    | CSV body ``endpoint[,profile]``        |
 | ``DELETE /api/bootstrap/devices/{endpoint}``       | forget a record                        |
