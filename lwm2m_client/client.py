@@ -39,15 +39,15 @@ from object_models.model import ModelProvider
 from object_models.path import LwM2mPath
 
 from . import link_format
-from .accounts import ServerAccount, server_accounts
+from .accounts import ServerAccount, security_account, server_accounts
 from .attributes import AttributeStore
-from .bootstrap import BootstrapInterface, factory_account
+from .bootstrap import BootstrapInterface, bootstrap_accounts, factory_account
 from .bootstrap_session import BootstrapFailed, BootstrapSettings, run_pack, run_session
 from .coap_resource import Lwm2mResource, RequestLogger
 from .device import build_default_tree
 from .management import DeviceManagement, available_formats, registration_formats, send_payload
 from .models import default_models
-from .objects import ObjectTree
+from .objects import ObjectTree, not_allowed
 from .observe import Observations
 from .queue_mode import DEFAULT_AWAKE_TIME, SleepGate
 from .registration import RegistrationParams, changed_params, registration_id, update_delay
@@ -295,9 +295,7 @@ class Lwm2mClient:
         bootstrap may rewrite its account. Afterwards the client points at the first LwM2M
         server account it was given; ``register()`` (or ``async with``) registers there.
         """
-        settings = self.bootstrap_settings
-        if settings is None:
-            raise Lwm2mClientError("this client has no Bootstrap-Server account")
+        settings = self._bootstrap_account()
         await self._leave_server()
         delay, attempt = settings.retry_delay, 0
         while True:
@@ -312,6 +310,23 @@ class Lwm2mClient:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, settings.max_delay)
         return self._use_account()
+
+    def _bootstrap_account(self) -> BootstrapSettings:
+        """The bootstrap settings; for a client built without them, the Bootstrap-Server
+        account of its Security object (a device configured by other means)."""
+        if self.bootstrap_settings is not None:
+            return self.bootstrap_settings
+        accounts = bootstrap_accounts(self.objects)
+        if not accounts:
+            raise Lwm2mClientError("this client has no Bootstrap-Server account")
+        account = security_account(self.objects, accounts[0])
+        try:
+            self.bootstrap_server = parse_server_uri(account.uri)
+            self.bootstrap_dtls = account.dtls_config()
+        except ValueError as exc:
+            raise Lwm2mClientError(f"unusable Bootstrap-Server account: {exc}") from exc
+        self.bootstrap_settings = BootstrapSettings(account.uri)
+        return self.bootstrap_settings
 
     async def _bootstrap_once(self, settings: BootstrapSettings) -> None:
         interface = self.bootstrap_interface
@@ -608,6 +623,8 @@ class Lwm2mClient:
             self._spawn(self._disable())
 
         def bootstrap_trigger(_args: str) -> None:
+            if self.bootstrap_settings is None and not bootstrap_accounts(tree):
+                raise not_allowed(LwM2mPath(1), "no Bootstrap-Server account to bootstrap with")
             self._spawn(self._rebootstrap())
 
         for i in tree.instance_ids(1):

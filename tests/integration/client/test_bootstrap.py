@@ -8,12 +8,16 @@ import asyncio
 import signal
 from typing import Any
 
+import aiocoap
+import aiocoap.resource
 import pytest
+from aiocoap.numbers.codes import Code
 
 from bootstrap_server.service import BootstrapServer
 from lwm2m_client.bootstrap import BootstrapInterface
 from lwm2m_client.client import Lwm2mClient, Lwm2mClientError
 from lwm2m_client.management import Request
+from lwm2m_client.transport import local_address
 from lwm2m_server.service import Lwm2mServer
 from object_models import codecs
 from object_models.content_format import ContentFormat
@@ -176,3 +180,40 @@ async def test_read_write_delete_rules() -> None:
     assert (await bs.handle(Request("DELETE", LwM2mPath.parse("/")))).code == 0x42
     assert client.objects.instance_ids(0) == [0] and client.objects.instance_ids(3) == [0]
     assert client.objects.instance_ids(1) == []
+
+
+class _SilentBootstrapServer(aiocoap.resource.Resource):  # type: ignore[misc]
+    """Accepts ``POST /bs`` and then never sends anything (a bootstrap server that crashed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+
+    async def render_post(self, request: Any) -> Any:
+        self.requests += 1
+        return aiocoap.Message(code=Code.CHANGED)
+
+
+async def test_no_finish_in_time_is_retried() -> None:
+    silent = _SilentBootstrapServer()
+    site = aiocoap.resource.Site()
+    site.add_resource(["bs"], silent)
+    context = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", 0),
+                                                          transports=["udp6"])  # fmt: skip
+    try:
+        port = local_address(context)[1]  # type: ignore[index]
+        uri = f"coap://127.0.0.1:{port}"
+        client = Lwm2mClient.from_bootstrap("slow-1", uri, finish_timeout=0.3, attempts=2,
+                                            retry_delay=0.1)  # fmt: skip
+        with pytest.raises(Lwm2mClientError, match=r"no Bootstrap-Finish within 0\.3 s"):
+            await client.bootstrap()
+        assert silent.requests == 2
+        await client.stop()
+    finally:
+        await context.shutdown()
+
+
+async def test_trigger_without_bootstrap_account_is_refused(lwm2m_server: Lwm2mServer) -> None:
+    async with Lwm2mClient("plain-1", coap_uri(lwm2m_server), lifetime=60) as client:
+        answer = await lwm2m_server.execute("plain-1", LwM2mPath(1, 0, 9), timeout=5)
+        assert not answer.success and client.registered
