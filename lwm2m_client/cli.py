@@ -122,10 +122,11 @@ async def run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
     try:
         if args.bootstrap:
-            account = await client.bootstrap()
-            print(f"bootstrapped {client.endpoint}: LwM2M server {account.uri}", flush=True)
-        await client.start()
-        registration = await client.register()
+            registration = await client.bootstrap_and_register()
+            print(f"bootstrapped {client.endpoint}: LwM2M server {client.server.base_uri}")
+        else:
+            await client.start()
+            registration = await client.register()
     except (Lwm2mClientError, OSError) as exc:
         print(f"lwm2m-client: registration failed: {exc}", file=sys.stderr)
         await client.stop()

@@ -273,8 +273,9 @@ class Lwm2mClient:
         await self.stop()
 
     async def __aenter__(self) -> Lwm2mClient:
-        if not self.bootstrapped:
-            await self.bootstrap()
+        if self.bootstrap_settings is not None:
+            await self.bootstrap_and_register()
+            return self
         await self.start()
         await self.register()
         return self
@@ -310,6 +311,32 @@ class Lwm2mClient:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, settings.max_delay)
         return self._use_account()
+
+    async def bootstrap_and_register(self) -> str:
+        """Bootstrap (unless done), then register; a refused Register bootstraps again.
+
+        Core §6.2.1.1 (Server resource 16, "Bootstrap on Registration Failure", default true):
+        credentials the LwM2M server does not accept mean the configuration is stale or the
+        bootstrap server never committed it (our answer to its Finish may have been lost).
+        Tried ``attempts`` times like the bootstrap itself.
+        """
+        settings = self._bootstrap_account()
+        attempt = 0
+        while True:
+            attempt += 1
+            if not self.bootstrapped:
+                await self.bootstrap()
+            try:
+                await self.start()
+                return await self.register()
+            except Lwm2mClientError as exc:
+                if exc.code is None or (
+                    settings.attempts is not None and attempt >= settings.attempts
+                ):
+                    raise
+                log.warning("Register refused (%s): bootstrapping again", exc)
+                self.bootstrapped = False
+                await asyncio.sleep(settings.retry_delay)
 
     def _bootstrap_account(self) -> BootstrapSettings:
         """The bootstrap settings; for a client built without them, the Bootstrap-Server
@@ -378,9 +405,9 @@ class Lwm2mClient:
     async def _rebootstrap(self) -> None:
         """Execute /1/x/9 (Bootstrap-Request Trigger): bootstrap again, then register."""
         await asyncio.sleep(0.05)  # the 2.04 to the Execute goes out before the socket closes
+        self.bootstrapped = False
         try:
-            await self.bootstrap()
-            await self.register()
+            await self.bootstrap_and_register()
         except Lwm2mClientError as exc:
             log.warning("bootstrap triggered by the server failed: %s", exc)
 

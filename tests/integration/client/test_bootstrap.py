@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 from typing import Any
 
 import aiocoap
@@ -26,6 +27,7 @@ from object_models.path import LwM2mPath
 from object_models.types import ResourceType
 from tests.integration.bootstrap import fixtures
 from tests.integration.bootstrap.fixtures import Factory, coap_uri, sessions
+from tests.integration.server.conftest import server_config
 
 from .test_cli import spawn
 
@@ -217,3 +219,17 @@ async def test_trigger_without_bootstrap_account_is_refused(lwm2m_server: Lwm2mS
     async with Lwm2mClient("plain-1", coap_uri(lwm2m_server), lifetime=60) as client:
         answer = await lwm2m_server.execute("plain-1", LwM2mPath(1, 0, 9), timeout=5)
         assert not answer.success and client.registered
+
+
+async def test_refused_register_bootstraps_again(tmp_path: Path, make_bootstrap: Factory) -> None:
+    closed = Lwm2mServer(server_config(tmp_path / "closed", open_registration=False))
+    await closed.start()
+    try:
+        bootstrap = await make_bootstrap(_config("refused-1", coap_uri(closed)))
+        client = _client("refused-1", bootstrap, attempts=2, retry_delay=0.1)
+        with pytest.raises(Lwm2mClientError, match=r"Register refused"):
+            await client.bootstrap_and_register()
+        assert len(await sessions(bootstrap, "refused-1", 2)) == 2  # bootstrapped twice
+        await client.stop()
+    finally:
+        await closed.stop()
