@@ -29,10 +29,12 @@ from object_models import codecs
 from object_models.content_format import ContentFormat
 from object_models.errors import CodecError, Lwm2mError
 
-from .bootstrap import BootstrapInterface, consistency_errors
+from .accounts import security_account
+from .bootstrap import BootstrapInterface, bootstrap_accounts, consistency_errors
 from .coap_resource import to_message, to_request
 from .management import Response
-from .transport import ServerAddress, create_context
+from .objects import ObjectTree
+from .transport import ServerAddress, create_context, parse_server_uri
 
 log = logging.getLogger(__name__)
 
@@ -186,3 +188,58 @@ class BootstrapSettings:
         if lwm2m_version == "1.0":
             return None
         return ContentFormat.SENML_CBOR if lwm2m_version == "1.2" else ContentFormat.TLV
+
+
+@attrs.define
+class Bootstrapper:
+    """One client's way to its bootstrap server: where, with which credentials, how often.
+
+    Built from ``BootstrapSettings`` (``from_bootstrap``) or, for a client configured some
+    other way, from the Bootstrap-Server account in its Security object (``from_tree``).
+    """
+
+    settings: BootstrapSettings
+    server: ServerAddress
+    dtls: ClientConfig | None
+
+    @classmethod
+    def from_tree(cls, tree: ObjectTree) -> Bootstrapper | None:
+        """None without a Bootstrap-Server account; ValueError when it is unusable."""
+        instances = bootstrap_accounts(tree)
+        if not instances:
+            return None
+        account = security_account(tree, instances[0])
+        return cls(BootstrapSettings(account.uri), parse_server_uri(account.uri),
+                   account.dtls_config())  # fmt: skip
+
+    async def run(
+        self,
+        interface: BootstrapInterface,
+        *,
+        endpoint: str,
+        lwm2m_version: str,
+        bind_host: str | None,
+    ) -> None:
+        """Bootstrap until a session succeeds, waiting ``retry_delay`` doubled between
+        attempts; ``BootstrapFailed`` (the last reason) after ``settings.attempts``."""
+        settings = self.settings
+        delay, attempt = settings.retry_delay, 0
+        while True:
+            attempt += 1
+            try:
+                if settings.pack:
+                    await run_pack(interface, self.server, self.dtls,
+                                   endpoint=endpoint, bind_host=bind_host)  # fmt: skip
+                else:
+                    await run_session(
+                        interface, self.server, self.dtls, endpoint=endpoint,
+                        preferred_format=settings.pct(lwm2m_version), bind_host=bind_host,
+                        finish_timeout=settings.finish_timeout,
+                    )  # fmt: skip
+                return
+            except BootstrapFailed as exc:
+                if settings.attempts is not None and attempt >= settings.attempts:
+                    raise
+                log.warning("bootstrap attempt %d failed: %s; retry in %.1fs", attempt, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, settings.max_delay)

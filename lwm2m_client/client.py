@@ -39,10 +39,10 @@ from object_models.model import ModelProvider
 from object_models.path import LwM2mPath
 
 from . import link_format
-from .accounts import ServerAccount, security_account, server_accounts
+from .accounts import ServerAccount, server_accounts
 from .attributes import AttributeStore
 from .bootstrap import BootstrapInterface, bootstrap_accounts, factory_account
-from .bootstrap_session import BootstrapFailed, BootstrapSettings, run_pack, run_session
+from .bootstrap_session import BootstrapFailed, Bootstrapper, BootstrapSettings
 from .coap_resource import Lwm2mResource, RequestLogger
 from .device import build_default_tree
 from .management import DeviceManagement, available_formats, registration_formats, send_payload
@@ -114,12 +114,12 @@ class Lwm2mClient:
         x509: X509Input | None = None,
         bootstrap: BootstrapSettings | None = None,
     ) -> None:
-        self.bootstrap_settings = bootstrap
+        self.bootstrapper: Bootstrapper | None = None
         if bootstrap is not None:
             # The credentials are the bootstrap account's; the LwM2M server comes from bootstrap.
             self.server = parse_server_uri(bootstrap.uri)
             self.dtls = _dtls_for(self.server, psk, rpk, x509)
-            self.bootstrap_server, self.bootstrap_dtls = self.server, self.dtls
+            self.bootstrapper = Bootstrapper(bootstrap, self.server, self.dtls)
         else:
             self.server = parse_server_uri(server_uri)
             self.dtls = _dtls_for(self.server, psk, rpk, x509)
@@ -273,7 +273,7 @@ class Lwm2mClient:
         await self.stop()
 
     async def __aenter__(self) -> Lwm2mClient:
-        if self.bootstrap_settings is not None:
+        if self.bootstrapper is not None:
             await self.bootstrap_and_register()
             return self
         await self.start()
@@ -296,20 +296,15 @@ class Lwm2mClient:
         bootstrap may rewrite its account. Afterwards the client points at the first LwM2M
         server account it was given; ``register()`` (or ``async with``) registers there.
         """
-        settings = self._bootstrap_account()
+        bootstrapper = self._bootstrapper()
         await self._leave_server()
-        delay, attempt = settings.retry_delay, 0
-        while True:
-            attempt += 1
-            try:
-                await self._bootstrap_once(settings)
-                break
-            except BootstrapFailed as exc:
-                if settings.attempts is not None and attempt >= settings.attempts:
-                    raise Lwm2mClientError(f"bootstrap failed: {exc}") from exc
-                log.warning("bootstrap attempt %d failed: %s; retry in %.0fs", attempt, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, settings.max_delay)
+        try:
+            await bootstrapper.run(
+                self.bootstrap_interface, endpoint=self.endpoint,
+                lwm2m_version=self.params.lwm2m_version, bind_host=self.bind_host,
+            )  # fmt: skip
+        except BootstrapFailed as exc:
+            raise Lwm2mClientError(f"bootstrap failed: {exc}") from exc
         return self._use_account()
 
     async def bootstrap_and_register(self) -> str:
@@ -320,7 +315,7 @@ class Lwm2mClient:
         bootstrap server never committed it (our answer to its Finish may have been lost).
         Tried ``attempts`` times like the bootstrap itself.
         """
-        settings = self._bootstrap_account()
+        settings = self._bootstrapper().settings
         attempt = 0
         while True:
             attempt += 1
@@ -338,36 +333,16 @@ class Lwm2mClient:
                 self.bootstrapped = False
                 await asyncio.sleep(settings.retry_delay)
 
-    def _bootstrap_account(self) -> BootstrapSettings:
-        """The bootstrap settings; for a client built without them, the Bootstrap-Server
-        account of its Security object (a device configured by other means)."""
-        if self.bootstrap_settings is not None:
-            return self.bootstrap_settings
-        accounts = bootstrap_accounts(self.objects)
-        if not accounts:
-            raise Lwm2mClientError("this client has no Bootstrap-Server account")
-        account = security_account(self.objects, accounts[0])
-        try:
-            self.bootstrap_server = parse_server_uri(account.uri)
-            self.bootstrap_dtls = account.dtls_config()
-        except ValueError as exc:
-            raise Lwm2mClientError(f"unusable Bootstrap-Server account: {exc}") from exc
-        self.bootstrap_settings = BootstrapSettings(account.uri)
-        return self.bootstrap_settings
-
-    async def _bootstrap_once(self, settings: BootstrapSettings) -> None:
-        interface = self.bootstrap_interface
-        if settings.pack:
-            await run_pack(
-                interface, self.bootstrap_server, self.bootstrap_dtls,
-                endpoint=self.endpoint, bind_host=self.bind_host,
-            )  # fmt: skip
-        else:
-            await run_session(
-                interface, self.bootstrap_server, self.bootstrap_dtls,
-                endpoint=self.endpoint, preferred_format=settings.pct(self.params.lwm2m_version),
-                bind_host=self.bind_host, finish_timeout=settings.finish_timeout,
-            )  # fmt: skip
+    def _bootstrapper(self) -> Bootstrapper:
+        """Ours, or one for the Bootstrap-Server account in the Security object."""
+        if self.bootstrapper is None:
+            try:
+                self.bootstrapper = Bootstrapper.from_tree(self.objects)
+            except ValueError as exc:
+                raise Lwm2mClientError(f"unusable Bootstrap-Server account: {exc}") from exc
+            if self.bootstrapper is None:
+                raise Lwm2mClientError("this client has no Bootstrap-Server account")
+        return self.bootstrapper
 
     def _use_account(self) -> ServerAccount:
         """Point the client at the first LwM2M server account bootstrap wrote."""
@@ -650,7 +625,7 @@ class Lwm2mClient:
             self._spawn(self._disable())
 
         def bootstrap_trigger(_args: str) -> None:
-            if self.bootstrap_settings is None and not bootstrap_accounts(tree):
+            if self.bootstrapper is None and not bootstrap_accounts(tree):
                 raise not_allowed(LwM2mPath(1), "no Bootstrap-Server account to bootstrap with")
             self._spawn(self._rebootstrap())
 
