@@ -84,6 +84,9 @@ class ServerEvent:
 
 
 class ServerOperations(Protocol):
+    """``timeout`` on every device operation: seconds to wait for the device, ``None`` for the
+    server's configured ``request_timeout``."""
+
     # -- registrations ------------------------------------------------------------------------
     def clients(self) -> list[Registration]: ...
 
@@ -102,11 +105,11 @@ class ServerOperations(Protocol):
         path: LwM2mPath,
         *,
         fmt: ContentFormat | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = None,
     ) -> DeviceResponse: ...
 
     async def discover(
-        self, endpoint: str, path: LwM2mPath, *, timeout: float = 10.0
+        self, endpoint: str, path: LwM2mPath, *, timeout: float | None = None
     ) -> DeviceResponse: ...
 
     async def write(
@@ -117,7 +120,7 @@ class ServerOperations(Protocol):
         *,
         replace: bool = True,
         fmt: ContentFormat | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = None,
     ) -> DeviceResponse: ...
 
     async def write_attributes(
@@ -126,7 +129,7 @@ class ServerOperations(Protocol):
         path: LwM2mPath,
         attributes: Mapping[str, str | None],
         *,
-        timeout: float = 10.0,
+        timeout: float | None = None,
     ) -> DeviceResponse: ...
 
     async def execute(
@@ -135,7 +138,7 @@ class ServerOperations(Protocol):
         path: LwM2mPath,
         arguments: str | None = None,
         *,
-        timeout: float = 10.0,
+        timeout: float | None = None,
     ) -> DeviceResponse: ...
 
     async def create(
@@ -145,11 +148,11 @@ class ServerOperations(Protocol):
         instance: LwM2mObjectInstance,
         *,
         fmt: ContentFormat | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = None,
     ) -> DeviceResponse: ...
 
     async def delete(
-        self, endpoint: str, path: LwM2mPath, *, timeout: float = 10.0
+        self, endpoint: str, path: LwM2mPath, *, timeout: float | None = None
     ) -> DeviceResponse: ...
 
     async def read_composite(
@@ -158,7 +161,7 @@ class ServerOperations(Protocol):
         paths: Sequence[LwM2mPath],
         *,
         fmt: ContentFormat | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = None,
     ) -> DeviceResponse: ...
 
     async def write_composite(
@@ -167,7 +170,7 @@ class ServerOperations(Protocol):
         nodes: Mapping[LwM2mPath, LwM2mNode | None],
         *,
         fmt: ContentFormat | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = None,
     ) -> DeviceResponse: ...
 
     # -- information reporting ----------------------------------------------------------------
@@ -177,7 +180,7 @@ class ServerOperations(Protocol):
         path: LwM2mPath,
         *,
         fmt: ContentFormat | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = None,
     ) -> DeviceResponse: ...
 
     async def observe_composite(
@@ -186,11 +189,11 @@ class ServerOperations(Protocol):
         paths: Sequence[LwM2mPath],
         *,
         fmt: ContentFormat | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = None,
     ) -> DeviceResponse: ...
 
     async def cancel_observation(
-        self, endpoint: str, path: LwM2mPath, *, active: bool = True, timeout: float = 10.0
+        self, endpoint: str, path: LwM2mPath, *, active: bool = True, timeout: float | None = None
     ) -> DeviceResponse:
         """Passive cancel forgets the token (the next notification gets a RST); active cancel
         sends a GET with Observe=1."""
@@ -202,7 +205,7 @@ class ServerOperations(Protocol):
         paths: Sequence[LwM2mPath],
         *,
         active: bool = True,
-        timeout: float = 10.0,
+        timeout: float | None = None,
     ) -> DeviceResponse: ...
 
     def observations(self, endpoint: str) -> list[Sequence[LwM2mPath]]: ...
