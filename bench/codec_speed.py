@@ -35,26 +35,59 @@ from object_models.path import LwM2mPath
 from object_models.types import ObjectLink, ResourceType, Value
 
 T = ResourceType
-FORMATS = [ContentFormat.TEXT, ContentFormat.OPAQUE, ContentFormat.CBOR, ContentFormat.TLV,
-           ContentFormat.JSON, ContentFormat.SENML_JSON, ContentFormat.SENML_CBOR,
-           ContentFormat.LWM2M_CBOR]
+FORMATS = [
+    ContentFormat.TEXT,
+    ContentFormat.OPAQUE,
+    ContentFormat.CBOR,
+    ContentFormat.TLV,
+    ContentFormat.JSON,
+    ContentFormat.SENML_JSON,
+    ContentFormat.SENML_CBOR,
+    ContentFormat.LWM2M_CBOR,
+]
 
 
 def _res(rid: int, rtype: ResourceType, multiple: bool = False) -> ResourceModel:
     return ResourceModel(rid, f"r{rid}", Operations.R, multiple, False, rtype)
 
 
-DEVICE_MODEL = ObjectModel(3, "Device", {r.id: r for r in [
-    _res(0, T.STRING), _res(1, T.STRING), _res(2, T.STRING), _res(3, T.STRING),
-    _res(6, T.INTEGER, True), _res(7, T.INTEGER, True), _res(8, T.INTEGER, True),
-    _res(9, T.INTEGER), _res(10, T.INTEGER), _res(11, T.INTEGER, True), _res(13, T.TIME),
-    _res(14, T.STRING), _res(15, T.STRING), _res(16, T.STRING), _res(17, T.STRING),
-    _res(18, T.STRING), _res(19, T.STRING), _res(20, T.INTEGER), _res(21, T.INTEGER),
-]})
+DEVICE_MODEL = ObjectModel(
+    3,
+    "Device",
+    {
+        r.id: r
+        for r in [
+            _res(0, T.STRING),
+            _res(1, T.STRING),
+            _res(2, T.STRING),
+            _res(3, T.STRING),
+            _res(6, T.INTEGER, True),
+            _res(7, T.INTEGER, True),
+            _res(8, T.INTEGER, True),
+            _res(9, T.INTEGER),
+            _res(10, T.INTEGER),
+            _res(11, T.INTEGER, True),
+            _res(13, T.TIME),
+            _res(14, T.STRING),
+            _res(15, T.STRING),
+            _res(16, T.STRING),
+            _res(17, T.STRING),
+            _res(18, T.STRING),
+            _res(19, T.STRING),
+            _res(20, T.INTEGER),
+            _res(21, T.INTEGER),
+        ]
+    },
+)
 _CYCLE: list[tuple[ResourceType, Value]] = [
-    (T.STRING, "temperature sensor"), (T.INTEGER, 123456), (T.FLOAT, 21.5), (T.BOOLEAN, True),
-    (T.TIME, 1700000000), (T.OPAQUE, b"\x01\x02\x03\x04\x05\x06\x07\x08"),
-    (T.OBJLNK, ObjectLink(3303, 1)), (T.UNSIGNED_INTEGER, 4000000000),
+    (T.STRING, "temperature sensor"),
+    (T.INTEGER, 123456),
+    (T.FLOAT, 21.5),
+    (T.BOOLEAN, True),
+    (T.TIME, 1700000000),
+    (T.OPAQUE, b"\x01\x02\x03\x04\x05\x06\x07\x08"),
+    (T.OBJLNK, ObjectLink(3303, 1)),
+    (T.UNSIGNED_INTEGER, 4000000000),
 ]
 HUNDRED_MODEL = ObjectModel(
     10_000, "Hundred", {rid: _res(rid, _CYCLE[rid % len(_CYCLE)][0]) for rid in range(100)}
@@ -70,21 +103,37 @@ def device() -> LwM2mObjectInstance:
         return LwM2mMultipleResource.from_values(rid, dict(enumerate(values)), T.INTEGER)
 
     resources: list[LwM2mResource] = [
-        single(0, "Open Mobile Alliance"), single(1, "Lightweight M2M Client"),
-        single(2, "345000123"), single(3, "1.0"), multi(6, 1, 5), multi(7, 3800, 5000),
-        multi(8, 125, 900), single(9, 100), single(10, 15), multi(11, 0),
-        single(13, 1367491215), single(14, "+02:00"), single(15, "Europe/Berlin"),
-        single(16, "U"), single(17, "Type A"), single(18, "HW 1.2"), single(19, "SW 2.0.1"),
-        single(20, 1), single(21, 65536),
+        single(0, "Open Mobile Alliance"),
+        single(1, "Lightweight M2M Client"),
+        single(2, "345000123"),
+        single(3, "1.0"),
+        multi(6, 1, 5),
+        multi(7, 3800, 5000),
+        multi(8, 125, 900),
+        single(9, 100),
+        single(10, 15),
+        multi(11, 0),
+        single(13, 1367491215),
+        single(14, "+02:00"),
+        single(15, "Europe/Berlin"),
+        single(16, "U"),
+        single(17, "Type A"),
+        single(18, "HW 1.2"),
+        single(19, "SW 2.0.1"),
+        single(20, 1),
+        single(21, 65536),
     ]
     return LwM2mObjectInstance.of(0, *resources)
 
 
 def hundred() -> LwM2mObjectInstance:
-    return LwM2mObjectInstance.of(0, *[
-        LwM2mSingleResource(rid, _CYCLE[rid % len(_CYCLE)][1], _CYCLE[rid % len(_CYCLE)][0])
-        for rid in range(100)
-    ])
+    return LwM2mObjectInstance.of(
+        0,
+        *[
+            LwM2mSingleResource(rid, _CYCLE[rid % len(_CYCLE)][1], _CYCLE[rid % len(_CYCLE)][0])
+            for rid in range(100)
+        ],
+    )
 
 
 CASES: dict[str, tuple[LwM2mPath, LwM2mNode]] = {
@@ -138,8 +187,10 @@ def main() -> int:
         values = sum(1 for _ in flatten(path, node))
         data = plain_dict(path, node)
         text = json.dumps(data)
-        baseline = {"encode": rate(lambda: json.dumps(data), values, seconds),  # noqa: B023
-                    "decode": rate(lambda: json.loads(text), values, seconds)}  # noqa: B023
+        baseline = {
+            "encode": rate(lambda: json.dumps(data), values, seconds),  # noqa: B023
+            "decode": rate(lambda: json.loads(text), values, seconds),
+        }  # noqa: B023
         for fmt in FORMATS:
             try:
                 payload = codecs.encode(node, path, fmt, MODELS)
@@ -152,12 +203,21 @@ def main() -> int:
             }
             for op, operation in ops.items():
                 measured = rate(operation, values, seconds)
-                print(json.dumps({
-                    "bench": "codecs", "format": fmt.name.lower(), "case": case, "op": op,
-                    "values": values, "bytes": len(payload),
-                    "values_per_s": round(measured),
-                    "ratio_to_baseline": round(measured / baseline[op], 3),
-                }), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "bench": "codecs",
+                            "format": fmt.name.lower(),
+                            "case": case,
+                            "op": op,
+                            "values": values,
+                            "bytes": len(payload),
+                            "values_per_s": round(measured),
+                            "ratio_to_baseline": round(measured / baseline[op], 3),
+                        }
+                    ),
+                    flush=True,
+                )
     return 0
 
 

@@ -30,8 +30,15 @@ def _request(message: Any) -> Request:
     if method == "GET" and path.is_root:
         step = Step.DISCOVER
     cf, accept = message.opt.content_format, message.opt.accept
-    return Request(0, step, method, path, bytes(message.payload),
-                   None if cf is None else int(cf), None if accept is None else int(accept))
+    return Request(
+        0,
+        step,
+        method,
+        path,
+        bytes(message.payload),
+        None if cf is None else int(cf),
+        None if accept is None else int(accept),
+    )
 
 
 class _Site(aiocoap.resource.Resource, aiocoap.resource.PathCapable):  # type: ignore[misc]

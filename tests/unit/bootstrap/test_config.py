@@ -30,8 +30,14 @@ def test_endpoint_config_defaults() -> None:
 
 
 def test_profile_config() -> None:
-    config = parse(profile_doc(provisioning={"strategy": "pre-provisioned",
-                                             "psk_identity_template": "{profile}:{endpoint}"}))
+    config = parse(
+        profile_doc(
+            provisioning={
+                "strategy": "pre-provisioned",
+                "psk_identity_template": "{profile}:{endpoint}",
+            }
+        )
+    )
     assert config.kind is ConfigKind.PROFILE
     assert config.provisioning is not None
     assert config.provisioning.strategy is Strategy.PRE_PROVISIONED
@@ -61,7 +67,8 @@ def test_oscore_and_extra_resources() -> None:
     config = parse(endpoint_doc(servers=[server]))
     (account,) = config.servers
     assert account.oscore is not None and account.oscore.resources[0].value == bytes.fromhex(
-        "00112233")  # type: ignore[union-attr]
+        "00112233"
+    )  # type: ignore[union-attr]
     assert account.security_extra == {11: 5} and account.server_extra == {23: True}
 
 

@@ -42,11 +42,16 @@ def keystore(tmp_path: Path) -> Iterator[SqliteCredentialStore]:
     store.close()
 
 
-def _manager(keystore: SqliteCredentialStore, *docs: dict[str, object],
-             devices: MemoryDevices | None = None, **kwargs: object) -> BootstrapManager:
+def _manager(
+    keystore: SqliteCredentialStore,
+    *docs: dict[str, object],
+    devices: MemoryDevices | None = None,
+    **kwargs: object,
+) -> BootstrapManager:
     catalog = Catalog.of(parse(d) for d in docs)  # type: ignore[arg-type]
-    return BootstrapManager(catalog, REGISTRY, devices or MemoryDevices(), keystore,
-                            timing=Timing(10.0, 1), **kwargs)  # type: ignore[arg-type]
+    return BootstrapManager(
+        catalog, REGISTRY, devices or MemoryDevices(), keystore, timing=Timing(10.0, 1), **kwargs
+    )  # type: ignore[arg-type]
 
 
 # -- admission and import -------------------------------------------------------------------------
@@ -71,7 +76,10 @@ def test_csv_import() -> None:
     text = "endpoint,profile\n# comment\ndev-1,fleet\ndev-2\n\n dev-3 , , note\n"
     records = parse_csv(text, default_profile="default", now=7.0)
     assert [(r.endpoint, r.profile) for r in records] == [
-        ("dev-1", "fleet"), ("dev-2", "default"), ("dev-3", "default")]
+        ("dev-1", "fleet"),
+        ("dev-2", "default"),
+        ("dev-3", "default"),
+    ]
     with pytest.raises(CsvImportError, match=r"devices\.csv:3: endpoint 'a' is listed twice"):
         parse_csv("a\nb\na\n", source="devices.csv")
     with pytest.raises(CsvImportError, match=r"devices\.csv:1: contains control characters"):
@@ -97,8 +105,9 @@ def test_psk_is_16_random_bytes_with_templated_identity(keystore: SqliteCredenti
 def test_rpk_and_x509_use_the_keystore_server_identity(keystore: SqliteCredentialStore) -> None:
     server_key = tools.generate_private_key()
     cert = tools.self_signed_server_certificate(server_key, "lwm2m.local")
-    keystore.put_server_identity(ServerIdentity(tools.private_key_pem(server_key),
-                                                (tools.certificate_der(cert),)))  # type: ignore[attr-defined]
+    keystore.put_server_identity(
+        ServerIdentity(tools.private_key_pem(server_key), (tools.certificate_der(cert),))
+    )  # type: ignore[attr-defined]
     doc = profile_doc()
     doc["servers"][0]["security"] = {"mode": "rpk", "generate": True}  # type: ignore[index]
     issued = issue("dev-1", parse(doc), keystore)

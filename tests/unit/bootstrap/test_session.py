@@ -47,8 +47,15 @@ def test_full_sequence() -> None:
     assert client.servers() == {1: (1, 0)}
     assert client.value("/0/1/3") == b"dev-1" and client.value("/0/0/1") is True
     assert client.value("/1/0/1") == 300 and client.value("/3/0/14") == "+02:00"
-    assert [r.step for r in session.records] == [Step.DISCOVER, Step.READ, Step.DELETE,
-                                                 Step.WRITE, Step.WRITE, Step.WRITE, Step.FINISH]
+    assert [r.step for r in session.records] == [
+        Step.DISCOVER,
+        Step.READ,
+        Step.DELETE,
+        Step.WRITE,
+        Step.WRITE,
+        Step.WRITE,
+        Step.FINISH,
+    ]
     assert session.deadline is None and session.current is None
 
 
