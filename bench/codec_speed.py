@@ -188,9 +188,9 @@ def main() -> int:
         data = plain_dict(path, node)
         text = json.dumps(data)
         baseline = {
-            "encode": rate(lambda: json.dumps(data), values, seconds),  # noqa: B023
-            "decode": rate(lambda: json.loads(text), values, seconds),
-        }  # noqa: B023
+            "encode": rate(lambda data=data: json.dumps(data), values, seconds),
+            "decode": rate(lambda text=text: json.loads(text), values, seconds),
+        }
         for fmt in FORMATS:
             try:
                 payload = codecs.encode(node, path, fmt, MODELS)
