@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import json
 import sys
 import time
@@ -188,8 +189,8 @@ def main() -> int:
         data = plain_dict(path, node)
         text = json.dumps(data)
         baseline = {
-            "encode": rate(lambda data=data: json.dumps(data), values, seconds),
-            "decode": rate(lambda text=text: json.loads(text), values, seconds),
+            "encode": rate(functools.partial(json.dumps, data), values, seconds),
+            "decode": rate(functools.partial(json.loads, text), values, seconds),
         }
         for fmt in FORMATS:
             try:
