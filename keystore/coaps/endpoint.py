@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -52,6 +51,7 @@ from ..dtls.events import (
     PeerAddressChanged,
 )
 from ..dtls.record import is_client_hello, peek_connection_id
+from ..log_limit import PerPeerLimit
 from .identity import DtlsClaim
 from .sessions import Key, Session, SessionTable, address_key
 
@@ -101,25 +101,6 @@ class EndpointStats:
     failures_by_alert: dict[str, int] = field(default_factory=dict)
 
 
-class _HostLimiter:
-    """At most one True per host per ``interval`` (bounded memory)."""
-
-    def __init__(self, interval: float, limit: int = 10_000) -> None:
-        self.interval = interval
-        self.limit = limit
-        self._last: OrderedDict[str, float] = OrderedDict()
-
-    def allow(self, host: str, now: float) -> bool:
-        last = self._last.get(host)
-        if last is not None and now - last < self.interval:
-            return False
-        self._last[host] = now
-        self._last.move_to_end(host)
-        while len(self._last) > self.limit:
-            self._last.popitem(last=False)
-        return True
-
-
 def _where(key: Key) -> str:
     host, port = key
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -152,7 +133,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self._loop = asyncio.get_running_loop()
         self._cid_length = server_config.cid_length if server_config is not None else None
-        self._limiter = _HostLimiter(self.settings.log_interval)
+        self._limiter = PerPeerLimit(self.settings.log_interval)
         self._sweeper: asyncio.TimerHandle | None = None
         self._closing = False
 

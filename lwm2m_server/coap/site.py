@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -24,6 +23,7 @@ import aiocoap.resource
 from aiocoap.numbers.codes import Code
 
 from keystore.coaps.identity import peer_of
+from keystore.log_limit import PerPeerLimit
 from keystore.resolver import PeerIdentity as Peer
 from object_models.errors import Lwm2mError, ResponseCode
 
@@ -70,25 +70,6 @@ class UplinkHandler(Protocol):
     ) -> None: ...
 
 
-class _WarnOnce:
-    """At most one WARNING per peer host per ``interval`` seconds (bounded memory)."""
-
-    def __init__(self, interval: float = 60.0, limit: int = 10_000) -> None:
-        self.interval = interval
-        self.limit = limit
-        self._last: OrderedDict[str, float] = OrderedDict()
-
-    def should_warn(self, host: str, now: float) -> bool:
-        last = self._last.get(host)
-        if last is not None and now - last < self.interval:
-            return False
-        self._last[host] = now
-        self._last.move_to_end(host)
-        while len(self._last) > self.limit:
-            self._last.popitem(last=False)
-        return True
-
-
 def error_message(exc: Lwm2mError) -> Any:
     return aiocoap.Message(code=Code(int(exc.code)), payload=exc.message.encode("utf-8", "replace"))
 
@@ -106,7 +87,7 @@ class RegistrationSite(aiocoap.resource.Resource, aiocoap.resource.PathCapable):
     def __init__(self, handler: UplinkHandler) -> None:
         super().__init__()
         self.handler = handler
-        self._warn = _WarnOnce()
+        self._warn = PerPeerLimit(60.0)  # one WARNING per peer host per minute
 
     async def render(self, request: Any) -> Any:
         address = peer_address(request.remote)
@@ -164,7 +145,7 @@ class RegistrationSite(aiocoap.resource.Resource, aiocoap.resource.PathCapable):
                 level, "%s from %s refused with %s: %s", what, address, code.dotted, exc.message
             )
             return
-        if self._warn.should_warn(address.host, time.monotonic()):
+        if self._warn.allow(address.host, time.monotonic()):
             log.warning(
                 "malformed %s from %s refused with %s: %s", what, address, code.dotted, exc.message
             )
