@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from keystore.credentials import DeviceCredentials, ServerIdentity, TrustedCa, c
 from keystore.store.credentials import SqliteCredentialStore
 from lwm2m_server.config import ServerConfig
 from lwm2m_server.service import Lwm2mServer
+from tests.integration.server.conftest import eventually
 
 from . import pki as pki_mod
 from .pki import PSK_IDENTITY, PSK_KEY, Pki
@@ -84,18 +85,6 @@ def need(binary: str) -> str:
         }.get(binary, binary)
         pytest.skip(f"{binary} not installed (Debian package {package})")
     return path
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02) -> Any:
-    """Poll ``check`` until it returns something truthy (and return it)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(interval)
 
 
 async def run_tool(
