@@ -78,6 +78,14 @@ def encode_handshake(msg_type: int, message_seq: int, body: bytes) -> bytes:
 # Extensions block
 
 
+def find_extension(extensions: Extensions, ext_type: int) -> bytes | None:
+    """The body of the first extension of ``ext_type`` in a hello, or None."""
+    for t, data in extensions:
+        if t == ext_type:
+            return data
+    return None
+
+
 def pull_extensions(buf: Buffer) -> Extensions:
     """The optional extensions block at the end of a hello; duplicates are a decode_error."""
     if buf.eof():
@@ -139,10 +147,7 @@ class ClientHello:
         self.extensions = extensions
 
     def extension(self, ext_type: int) -> bytes | None:
-        for t, data in self.extensions:
-            if t == ext_type:
-                return data
-        return None
+        return find_extension(self.extensions, ext_type)
 
 
 def pull_client_hello(buf: Buffer) -> ClientHello:
@@ -201,10 +206,7 @@ class ServerHello:
         self.extensions = extensions
 
     def extension(self, ext_type: int) -> bytes | None:
-        for t, data in self.extensions:
-            if t == ext_type:
-                return data
-        return None
+        return find_extension(self.extensions, ext_type)
 
 
 def pull_server_hello(buf: Buffer) -> ServerHello:
