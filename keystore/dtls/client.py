@@ -79,7 +79,6 @@ from .messages import (
     push_client_key_exchange_ecdhe,
     push_client_key_exchange_psk,
 )
-from .retransmit import RetransmitTimer
 from .session import Session
 from .suites import SUITES, KeyExchange
 
@@ -119,11 +118,7 @@ class ClientHandshake(HandshakeBase):
     is_client = True
 
     def __init__(self, config: ClientConfig) -> None:
-        t = config.timing
-        super().__init__(
-            RetransmitTimer(t.retransmit_initial, t.retransmit_max, t.max_retransmissions),
-            t.max_handshake_message,
-        )
+        super().__init__(config.timing)
         self.config = config
         self.offered_suites = _usable_suites(config)
         self.offered_extensions: set[int] = set()

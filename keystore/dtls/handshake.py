@@ -17,6 +17,7 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
+from .config import TimingConfig
 from .constants import AlertDescription, ContentType, SignatureScheme
 from .errors import AlertError
 from .events import HandshakeComplete
@@ -97,10 +98,12 @@ class HandshakeBase:
 
     is_client = False
 
-    def __init__(self, timer: RetransmitTimer, max_message: int) -> None:
+    def __init__(self, timing: TimingConfig) -> None:
         self.transcript = hashlib.sha256()
-        self.reassembler = Reassembler(max_message=max_message)
-        self.timer = timer
+        self.reassembler = Reassembler(max_message=timing.max_handshake_message)
+        self.timer = RetransmitTimer(
+            timing.retransmit_initial, timing.retransmit_max, timing.max_retransmissions
+        )
         self.flight: list[FlightItem] = []
         self.future_records: list[Record] = []
         self.out_seq = 0

@@ -80,7 +80,6 @@ from .messages import (
     push_server_key_exchange_ecdhe,
     push_server_key_exchange_psk,
 )
-from .retransmit import RetransmitTimer
 from .session import Session
 from .suites import SUITES, KeyExchange, SuiteInfo
 
@@ -98,11 +97,7 @@ class ServerHandshake(HandshakeBase):
     is_client = False
 
     def __init__(self, config: ServerConfig) -> None:
-        t = config.timing
-        super().__init__(
-            RetransmitTimer(t.retransmit_initial, t.retransmit_max, t.max_retransmissions),
-            t.max_handshake_message,
-        )
+        super().__init__(config.timing)
         self.config = config
         self.state = "client_hello"
         self.ecdh_key: ec.EllipticCurvePrivateKey | None = None
