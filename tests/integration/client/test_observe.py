@@ -13,6 +13,7 @@ from lwm2m_client.client import Lwm2mClient
 from object_models import codecs
 from object_models.content_format import ContentFormat
 from object_models.path import LwM2mPath
+from tests.integration.server.conftest import eventually
 
 from .fake_server import FakeLwm2mServer, Notifications, raw_message
 
@@ -143,8 +144,7 @@ async def test_cancel_with_rst(client: Lwm2mClient, server: FakeLwm2mServer) -> 
         note = await raw.receive()
         assert note.payload == b"80"
         raw.rst(note)
-        await asyncio.sleep(0.1)
-        assert client.observations.active == []
+        await eventually(lambda: client.observations.active == [])
         client.set_value("/3/0/9", 70)
         assert await raw.receive_none(0.4)
     finally:

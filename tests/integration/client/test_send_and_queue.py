@@ -13,6 +13,7 @@ from object_models import codecs
 from object_models.content_format import ContentFormat
 from object_models.errors import CodecError
 from object_models.path import LwM2mPath
+from tests.integration.server.conftest import eventually
 
 from .conftest import ClientFactory
 from .fake_server import FakeLwm2mServer
@@ -63,8 +64,7 @@ async def test_queue_mode_silence(make_client: ClientFactory, server: FakeLwm2mS
     assert response.payload == b"100"
     # After the awake window the device is deaf: no ACK, no response. (NON, so that the fake
     # server's message layer has no exchange open that would hold back the next request.)
-    await asyncio.sleep(0.5)
-    assert not client.gate.awake
+    await eventually(lambda: not client.gate.awake)
     with pytest.raises(TimeoutError):
         await server.request(Code.GET, "/3/0/9", timeout=0.5, reliable=False)
     assert client.gate.dropped == 1
@@ -81,8 +81,8 @@ async def test_queue_mode_retransmission_answered_after_wake(
     client = await make_client(queue_mode=True, awake_time=30)
     client.sleep()
     pending = asyncio.ensure_future(server.request(Code.GET, "/3/0/0", timeout=6))
-    await asyncio.sleep(0.3)
-    assert not pending.done() and client.gate.dropped == 1
+    await eventually(lambda: client.gate.dropped == 1)  # the device saw the CON and dropped it
+    assert not pending.done()
     await client.update()  # wakes; the CON retransmission (after 2-3 s) is then answered
     response = await pending
     assert response.code == Code.CONTENT and response.payload == b"pylwm2m"

@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,9 +134,33 @@ async def test_mqtt_and_jsonl_copies(
         client.set_value("/3303/0/5700", 26.5)
         telemetry = await until(received, "lwm2m/temp-1/telemetry", "temperature", 26.5)
         assert isinstance(telemetry["ts"], int)
-    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    # the JSONL sink writes on its own schedule: wait for the lines, do not assume they are there
+    lines = await jsonl_lines(
+        jsonl,
+        lambda rs: (
+            any(r["kind"] == "telemetry" and r["values"].get("temperature") == 26.5 for r in rs)
+            and any(r["kind"] == "attributes" and r.get("units") == "Cel" for r in rs)
+        ),
+    )
     assert any(r["kind"] == "telemetry" and r["values"].get("temperature") == 26.5 for r in lines)
     assert any(r["kind"] == "attributes" and r.get("units") == "Cel" for r in lines)
+
+
+async def jsonl_lines(
+    path: Path, complete: Callable[[list[dict[str, Any]]], bool], timeout: float = 15
+) -> list[dict[str, Any]]:
+    """The file's records once ``complete`` holds for them (or, after ``timeout``, as they are,
+    so the assertions that follow say what is missing)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        text = path.read_text() if path.exists() else ""
+        # a line being written has no newline yet: only whole lines count
+        records = [
+            json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")
+        ]
+        if complete(records) or asyncio.get_running_loop().time() > deadline:
+            return records
+        await asyncio.sleep(0.02)
 
 
 async def test_a_broker_that_is_down_blocks_nothing_and_catches_up(
