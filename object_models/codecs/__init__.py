@@ -15,8 +15,8 @@ Multi-path API (Read-/Write-/Observe-Composite; SenML JSON/CBOR and LwM2M CBOR o
 Path lists (Read-/Observe-Composite request bodies; SenML JSON/CBOR only — LwM2M CBOR: not
 supported, see ``lwm2m_cbor``):
     encode_paths(paths, fmt) -> bytes / decode_paths(payload, fmt) -> [path]
-Timestamped values (notifications and Send; SenML JSON/CBOR and OMA JSON — LwM2M CBOR: not
-supported, it has no time field):
+Timestamped values (notifications and Send; SenML JSON/CBOR and OMA JSON both ways; LwM2M CBOR
+decodes only, as one entry without a time: the format has no time field):
     encode_timestamped(data, fmt, models) -> bytes
     decode_timestamped(payload, fmt, models, path=None) -> TimestampedNodes
 

@@ -1,7 +1,8 @@
 """What several content formats need alike, written once.
 
-- Model lookups: ``model_type`` (the model's type of a resource path, or ``None``) and
-  ``leaf_type`` (the type a leaf is encoded with: the model's when known, else the node's).
+- Model lookups: ``model_type`` (the model's type of a resource path, or ``None``),
+  ``leaf_type`` (the type a leaf is encoded with: the model's when known, else the node's) and
+  ``empty_resource`` (what a payload without any value means at a resource path).
 - Value checks: ``check_value`` (is this Python value a valid ``type``; TLV, text and OMA JSON
   refuse the same bad values with it), ``check_node_id``, ``node_matches_path``, and
   ``encodable_value`` (the ``coerce_value`` conversion that SenML and the CBOR formats apply
@@ -27,7 +28,13 @@ import re
 
 from ..errors import CodecError, ResponseCode
 from ..model import ModelProvider, is_multiple, resource_model
-from ..node import LwM2mNode, LwM2mResourceInstance, LwM2mSingleResource, node_depth
+from ..node import (
+    LwM2mMultipleResource,
+    LwM2mNode,
+    LwM2mResourceInstance,
+    LwM2mSingleResource,
+    node_depth,
+)
 from ..path import LwM2mPath
 from ..types import INT64_MAX, INT64_MIN, UINT64_MAX, ObjectLink, ResourceType, Value, coerce_value
 
@@ -46,6 +53,23 @@ def leaf_type(models: ModelProvider, path: LwM2mPath, fallback: ResourceType) ->
     """The type to encode a leaf with: the model's when known, else the node's own."""
     known = model_type(models, path)
     return fallback if known is None else known
+
+
+def empty_resource(path: LwM2mPath, models: ModelProvider) -> LwM2mMultipleResource | None:
+    """The node a payload with no value at all stands for at resource ``path``: an empty
+    multiple resource (typed by the model when it knows the resource), or ``None`` when the
+    model says the resource is single, for which "no value" is an error.
+
+    A single resource always has a value on the wire, so when the model does not know the
+    resource, an empty answer can only be a multiple resource without instances; refusing it
+    turned a valid Read of a custom object into a "bad gateway" (the client's answer was fine).
+    """
+    assert path.resource_id is not None
+    res = resource_model(models, path.ids[0], path.resource_id)
+    if res is not None and not res.multiple:
+        return None
+    rtype = ResourceType.STRING if res is None else res.type
+    return LwM2mMultipleResource(path.resource_id, {}, rtype)
 
 
 # == value checks ==================================================================================

@@ -10,7 +10,9 @@ Each entry's full path is ``bn + n`` (plain concatenation, as SenML does); its t
 type (Table 20): ``v`` for Integer, Unsigned Integer, Float and Time; ``bv`` for Boolean; ``ov``
 (``"o:i"``) for Objlnk; ``sv`` for String, Corelnk and Opaque (Base64). The model types each
 value; a resource the model does not know takes its type from the field (``v``: Integer for a
-JSON integer, Float otherwise; ``sv``: String; ``bv``: Boolean; ``ov``: Objlnk).
+JSON integer, Unsigned Integer above 2**63-1, Float otherwise; ``sv``: String; ``bv``: Boolean;
+``ov``: Objlnk). An entry list without any value at a resource path is an empty multiple
+resource unless the model says the resource is single (``common.empty_resource``).
 
 We encode ``bn`` as the request path (with a trailing ``/`` when entries carry a relative
 ``n``), entries in the node's order, and for timestamped data ``bt`` = the latest time with
@@ -27,7 +29,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ..errors import CodecError, InvalidPathError, ResponseCode
-from ..model import ModelProvider, is_multiple, resource_model
+from ..model import ModelProvider, is_multiple
 from ..node import LwM2mMultipleResource, LwM2mNode, TimestampedNodes, build_node, flatten
 from ..path import LwM2mPath
 from ..types import INT64_MAX, INT64_MIN, UINT64_MAX, ResourceType, Value
@@ -36,6 +38,7 @@ from .common import (
     b64encode,
     check_node_id,
     check_value,
+    empty_resource,
     load_json,
     model_type,
     node_matches_path,
@@ -205,8 +208,11 @@ class _Reader:
 
 def _guess_type(field: str | None, value: object) -> ResourceType:
     if field == "v":
-        is_int = isinstance(value, int) and not isinstance(value, bool)
-        return ResourceType.INTEGER if is_int else ResourceType.FLOAT
+        if isinstance(value, bool) or not isinstance(value, int):
+            return ResourceType.FLOAT
+        # an integer only an Unsigned Integer can hold (a 64-bit counter, say) is one: typing it
+        # Integer made the whole read fail on a value the client had every right to send
+        return ResourceType.UNSIGNED_INTEGER if value > INT64_MAX else ResourceType.INTEGER
     if field == "bv":
         return ResourceType.BOOLEAN
     if field == "ov":
@@ -291,16 +297,11 @@ def decode(payload: bytes, path: LwM2mPath, models: ModelProvider) -> LwM2mNode:
     document = _load(payload, path)
     reader = _Reader(document, models, path)
     leaves = [leaf for _, leaf in reader.entries(document["e"])]
-    return _typed_if_empty(build_node(path, leaves, is_multiple(models)), path, models)
-
-
-def _typed_if_empty(node: LwM2mNode, path: LwM2mPath, models: ModelProvider) -> LwM2mNode:
-    """An empty multiple resource has no value to carry its type; take it from the model."""
-    if isinstance(node, LwM2mMultipleResource) and not node.instances:
-        model = resource_model(models, path.ids[0], node.id)
-        if model is not None:
-            return LwM2mMultipleResource(node.id, {}, model.type)
-    return node
+    if not leaves and path.is_resource:
+        empty = empty_resource(path, models)
+        if empty is not None:
+            return empty
+    return build_node(path, leaves, is_multiple(models))
 
 
 def decode_timestamped(

@@ -1,4 +1,4 @@
-"""LwM2M CBOR (Content-Format 11544, LwM2M Core 1.2 §7.4.6).
+"""LwM2M CBOR (Content-Format 11544, LwM2M Core 1.2 §7.4.4).
 
 The payload is one CBOR map whose keys are path ids and whose values are either nested maps (the
 next level down) or resource values: ``{3: {0: {0: "Open Mobile Alliance", 6: {0: 1, 1: 5}}}}``.
@@ -15,12 +15,19 @@ with a single entry folded into one array key (maximal compaction), so a single 
 ``{[3, 0, 9]: 100}`` and an instance ``{[3, 0]: {...}}``. That matches what the Anjay client sends
 for single-path reads. Time is tag 1 like in ``cbor_value``.
 
+Send and notifications (``decode_timestamped``): a LwM2M 1.2 client may Send (``POST /dp``) or
+notify in this format. The format has no time field — a tree of ids and values where each path
+appears once; OMA's own discussion of Send (OMA_LwM2M_for_Developers issue #538) reads Core 1.2
+§7.4.4 the same way, and neither Anjay's reader nor its writer knows a time. So the payload
+decodes as one entry whose time is ``None`` ("no time": the caller stamps the values with the
+time it received them), holding one node per value (``path=None``: Send, Observe-Composite) or
+the node at the observed ``path``. A ``null`` (path without a value) has no meaning there and is
+a 4.00. There is no ``encode_timestamped``: an encoder would have to drop the times it is given,
+so the facade answers 4.06 and callers pick SenML, which carries them.
+
 Not supported, so the facade answers 4.06 (encode) / 4.15 (decode) instead of guessing:
 
-- Timestamped data: the format has no time field (a tree of ids and values where each path
-  appears once). We could not read the Core 1.2 text itself; Anjay Lite's Send API documents the
-  same split (SenML CBOR "supports timestamps", LwM2M CBOR has unique paths). Notifications and
-  Send that carry times use SenML JSON/CBOR.
+- Timestamped encoding, see above.
 - Path lists (``encode_paths`` / ``decode_paths``, the Read-/Observe-Composite request body as a
   tree whose leaves are ``null``): Core 1.1 §6.3.8 describes the request body only as "the JSON/
   CBOR reply format without values", and we could not check the Core 1.2 text for whether LwM2M
@@ -35,13 +42,13 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from ..errors import CodecError, InvalidPathError
 from ..model import ModelProvider
-from ..node import LwM2mNode, flatten
+from ..node import LwM2mNode, TimestampedNodes, flatten
 from ..path import LwM2mPath
 from . import senml
 from .cbor_value import dump_cbor, read_cbor, value_from_cbor, value_to_cbor
 from .common import leaf_type, model_type
 
-__all__ = ["decode", "decode_nodes", "encode", "encode_nodes"]
+__all__ = ["decode", "decode_nodes", "decode_timestamped", "encode", "encode_nodes"]
 
 _MISSING = object()
 
@@ -164,3 +171,24 @@ def decode_nodes(
     payload: bytes, models: ModelProvider, paths: Sequence[LwM2mPath] | None = None
 ) -> dict[LwM2mPath, LwM2mNode | None]:
     return senml.regroup(_items(payload, models), models, paths)
+
+
+def decode_timestamped(
+    payload: bytes, models: ModelProvider, path: LwM2mPath | None = None
+) -> TimestampedNodes:
+    """A Send or a notification: one entry without a time (see the module docstring), holding
+    one node per value, or the node at ``path``; no entry at all when the payload is empty."""
+    items = _items(payload, models)
+    leaves: list[senml.PathLeaf] = []
+    for item_path, leaf in items:
+        if leaf is None:
+            raise CodecError("record has no value", path=item_path)
+        leaves.append((item_path, leaf))
+    if not leaves:
+        return TimestampedNodes(())
+    if path is None:
+        grouped = senml.regroup(leaves, models, None)
+        nodes = {p: node for p, node in grouped.items() if node is not None}
+    else:
+        nodes = {path: senml.single_node(path, leaves, models)}
+    return TimestampedNodes(((None, nodes),))

@@ -49,7 +49,15 @@ from ..node import (
 )
 from ..path import LwM2mPath
 from ..types import ResourceType, Value, coerce_value
-from .common import encodable_value, kind, leaf_type, model_type, number, number_type
+from .common import (
+    empty_resource,
+    encodable_value,
+    kind,
+    leaf_type,
+    model_type,
+    number,
+    number_type,
+)
 
 Leaf = tuple[LwM2mPath, ResourceType, Value]
 PathLeaf = tuple[LwM2mPath, Leaf | None]
@@ -256,6 +264,10 @@ def single_node(path: LwM2mPath, items: Sequence[PathLeaf], models: ModelProvide
         if leaf is None:
             raise CodecError("record has no value", path=item_path)
         leaves.append(leaf)
+    if not leaves and path.is_resource:
+        empty = empty_resource(path, models)
+        if empty is not None:
+            return empty
     return build_node(path, leaves, is_multiple(models))
 
 

@@ -14,10 +14,13 @@ it recurse further.
 
 Levels:
 - ``/o``: a list of object instance TLVs. A bare list of resource TLVs is also accepted and read
-  as instance 0 (a single-instance object sent without its wrapper).
+  as instance 0 when the object is single-instance or unknown to the model (a single-instance
+  object sent without its wrapper); for a multi-instance object it is a 4.00, since filing the
+  values under an instance the client never named would store them at the wrong path.
 - ``/o/i``: the resource TLVs (what we encode), or one object instance TLV with the same id.
 - ``/o/i/r``: one resource TLV or one multiple-resource TLV. Bare resource-instance TLVs (seen
-  from some clients) are read as a multiple resource.
+  from some clients) are read as a multiple resource; an empty payload as an empty multiple
+  resource unless the model says the resource is single.
 - ``/o/i/r/ri``: one resource-instance TLV (possibly inside its multiple-resource TLV).
 
 Values are typed by the model (Core Appendix C): integers 1/2/4/8-byte two's complement; unsigned
@@ -330,15 +333,23 @@ class _Decoder:
         model = resource_model(self.models, self.object_id, resource_id)
         return ResourceType.OPAQUE if model is None else model.type
 
-    def is_multiple(self, resource_id: int) -> bool:
+    def is_single(self, resource_id: int) -> bool:
         model = resource_model(self.models, self.object_id, resource_id)
-        return model is not None and model.multiple
+        return model is not None and not model.multiple
 
     # -- levels -----------------------------------------------------------------------------------
     def object(self, tlvs: list[Tlv], path: LwM2mPath) -> LwM2mObject:
         kinds = {tlv.kind for tlv in tlvs}
         if kinds <= _INSIDE_INSTANCE and tlvs:
-            # A single-instance object sent as bare resources: that is instance 0.
+            # A single-instance object sent as bare resources: that is instance 0. Only a
+            # single-instance object has no other instance they could belong to.
+            model = self.models.get_object(self.object_id)
+            if model is not None and model.multiple:
+                raise CodecError(
+                    "resources without their object instance TLV, but the object is"
+                    " multi-instance: the instance they belong to is unknown",
+                    path=path,
+                )
             return LwM2mObject(path.ids[0], {0: self.instance(tlvs, path.child(0))})
         if kinds - {OBJECT_INSTANCE}:
             raise CodecError("an object payload must be object instance TLVs", path=path)
@@ -370,9 +381,11 @@ class _Decoder:
     def resource_at(self, tlvs: list[Tlv], path: LwM2mPath) -> LwM2mResource:
         resource_id = path.ids[2]
         if not tlvs:
-            if self.is_multiple(resource_id):
-                return LwM2mMultipleResource(resource_id, {}, self.rtype(resource_id))
-            raise CodecError("payload holds no value for the resource", path=path)
+            # a single resource always has a value on the wire: nothing at all can only be a
+            # multiple resource without instances, unless the model says otherwise
+            if self.is_single(resource_id):
+                raise CodecError("payload holds no value for the resource", path=path)
+            return LwM2mMultipleResource(resource_id, {}, self.rtype(resource_id))
         if all(tlv.kind == RESOURCE_INSTANCE for tlv in tlvs):
             return self.multiple(resource_id, tlvs, path)
         return self.resource(_single(tlvs, _INSIDE_INSTANCE, resource_id, path), path)

@@ -84,16 +84,21 @@ Hypothesis' shrinking of structured cases."""
 
 
 def object_model(
-    object_id: int, name: str, *resources: tuple[int, str, ResourceType, bool]
+    object_id: int,
+    name: str,
+    *resources: tuple[int, str, ResourceType, bool],
+    multiple: bool = True,
 ) -> ObjectModel:
-    """An object model from ``(id, name, type, multiple)`` resources, all RW and optional."""
+    """An object model from ``(id, name, type, multiple)`` resources, all RW and optional;
+    ``multiple`` is whether the object itself has several instances."""
     return ObjectModel(
         object_id,
         name,
         {
-            rid: ResourceModel(rid, rname, Operations.RW, multiple, False, rtype)
-            for rid, rname, rtype, multiple in resources
+            rid: ResourceModel(rid, rname, Operations.RW, many, False, rtype)
+            for rid, rname, rtype, many in resources
         },
+        multiple=multiple,
     )
 
 
@@ -139,6 +144,7 @@ SPEC_MODELS = StaticModels.of(
         (12, "Reset Error Code", T.NONE, False), (13, "Current Time", T.TIME, False),
         (14, "UTC Offset", T.STRING, False), (15, "Timezone", T.STRING, False),
         (16, "Supported Binding and Modes", T.STRING, False),
+        multiple=False,
     ),
     object_model(6, "Location", (0, "Latitude", T.FLOAT, False),
                  (1, "Longitude", T.FLOAT, False), (5, "Timestamp", T.TIME, False)),

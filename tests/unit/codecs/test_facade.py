@@ -12,7 +12,12 @@ codecs = pytest.importorskip(
 
 from object_models.content_format import ContentFormat  # noqa: E402
 from object_models.errors import CodecError, ResponseCode  # noqa: E402
-from object_models.node import LwM2mSingleResource, TimestampedNodes  # noqa: E402
+from object_models.model import StaticModels  # noqa: E402
+from object_models.node import (  # noqa: E402
+    LwM2mMultipleResource,
+    LwM2mSingleResource,
+    TimestampedNodes,
+)
 from object_models.path import LwM2mPath  # noqa: E402
 from object_models.types import ResourceType  # noqa: E402
 
@@ -84,6 +89,30 @@ def test_my_formats_through_the_facade(fmt: int) -> None:
     if fmt in (ContentFormat.TLV, ContentFormat.OLD_TLV):
         assert payload == DEVICE_RESOURCES
     assert codecs.decode(b"100", PATH, ContentFormat.TEXT, SPEC_MODELS) == NODE
+
+
+# == issue 9 item 7: an empty multiple resource without a model, in every multi-value format =====
+EMPTY_MULTIPLE = [
+    (ContentFormat.SENML_JSON, b"[]"),
+    (ContentFormat.SENML_JSON, b""),
+    (ContentFormat.SENML_CBOR, b"\x80"),
+    (ContentFormat.SENML_CBOR, b""),
+    (ContentFormat.LWM2M_CBOR, b"\xa0"),
+    (ContentFormat.LWM2M_CBOR, b""),
+    (ContentFormat.JSON, b'{"bn":"/32768/0/7/","e":[]}'),
+    (ContentFormat.OLD_JSON, b'{"e":[]}'),
+    (ContentFormat.TLV, b"\x88\x07\x00"),
+    (ContentFormat.TLV, b""),
+]
+
+
+@pytest.mark.parametrize(("fmt", "payload"), EMPTY_MULTIPLE, ids=lambda v: repr(v)[:24])
+def test_empty_multiple_resource_without_a_model(fmt: ContentFormat, payload: bytes) -> None:
+    """A Read of a custom object's empty multiple resource, the object unknown to the server:
+    it decodes (it made the HTTP API answer 502 in every format but TLV)."""
+    node = codecs.decode(payload, LwM2mPath(32768, 0, 7), fmt, StaticModels({}))
+    assert isinstance(node, LwM2mMultipleResource)
+    assert node.id == 7 and node.instances == {}
 
 
 # == supports(): every format x operation against the table of docs/codecs.md =====================

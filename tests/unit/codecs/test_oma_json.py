@@ -320,3 +320,59 @@ def test_arbitrary_bytes_raise_only_codec_error(seed: int, depth: int) -> None:
         oma_json.decode(payload, path, SPEC_MODELS)
     with contextlib.suppress(CodecError):
         oma_json.decode_timestamped(payload, SPEC_MODELS, None)
+
+
+# == issue 9: unsigned integers, empty multiple resources, resources without their instance ======
+NO_MODELS = StaticModels({})
+
+
+def test_unsigned_integer_above_int64_without_a_model() -> None:
+    """Item 7: a JSON integer above 2**63-1 for a resource the model does not know is an
+    Unsigned Integer (a 64-bit counter); it used to fail the whole read. Below it stays an
+    Integer, above 2**64-1 nothing can hold it."""
+    payload = (
+        b'{"bn":"/32768/0/","e":[{"n":"1","v":18446744073709551615},'
+        b'{"n":"2","v":9223372036854775808},{"n":"3","v":-5},{"n":"4","v":9223372036854775807}]}'
+    )
+    node = oma_json.decode(payload, LwM2mPath(32768, 0), NO_MODELS)
+    assert node == LwM2mObjectInstance.of(
+        0,
+        LwM2mSingleResource(1, 2**64 - 1, T.UNSIGNED_INTEGER),
+        LwM2mSingleResource(2, 2**63, T.UNSIGNED_INTEGER),
+        LwM2mSingleResource(3, -5, T.INTEGER),
+        LwM2mSingleResource(4, 2**63 - 1, T.INTEGER),
+    )
+    [(_, nodes)] = oma_json.decode_timestamped(payload, NO_MODELS).entries
+    assert nodes[LwM2mPath(32768, 0, 1)] == LwM2mSingleResource(1, 2**64 - 1, T.UNSIGNED_INTEGER)
+    too_big = b'{"bn":"/32768/0/1","e":[{"v":18446744073709551616}]}'
+    with pytest.raises(CodecError, match="outside") as info:
+        oma_json.decode(too_big, LwM2mPath(32768, 0, 1), NO_MODELS)
+    assert info.value.code is ResponseCode.BAD_REQUEST
+    # the model still decides when it knows the resource: an Integer cannot hold 2**63
+    integer = b'{"bn":"/3/0/9","e":[{"v":9223372036854775808}]}'
+    with pytest.raises(CodecError, match="outside"):
+        oma_json.decode(integer, LwM2mPath(3, 0, 9), SPEC_MODELS)
+
+
+def test_empty_multiple_resource_without_a_model() -> None:
+    """Item 7: an empty multiple resource of an object the server has no model for decodes;
+    one the model knows takes the model's type; a single resource still needs a value."""
+    empty = b'{"bn":"/32768/0/7/","e":[]}'
+    node = oma_json.decode(empty, LwM2mPath(32768, 0, 7), NO_MODELS)
+    assert node == LwM2mMultipleResource(7, {}, T.STRING)
+    known = oma_json.decode(b'{"bn":"/3/0/7/","e":[]}', LwM2mPath(3, 0, 7), SPEC_MODELS)
+    assert known == LwM2mMultipleResource(7, {}, T.INTEGER)
+    with pytest.raises(CodecError, match="no value for the resource") as info:
+        oma_json.decode(b'{"bn":"/3/0/9","e":[]}', LwM2mPath(3, 0, 9), SPEC_MODELS)
+    assert info.value.code is ResponseCode.BAD_REQUEST
+
+
+@pytest.mark.parametrize("object_id", [3, 1], ids=["single-instance", "multi-instance"])
+def test_resources_without_their_instance_are_4_00(object_id: int) -> None:
+    """Item 5: entries that name ``/o/r`` instead of ``/o/i/r`` are never filed under
+    instance 0 — an OMA JSON name has no form that says "resource without its instance", so
+    ``/3/0`` might as well be instance 0; whatever the object's multiplicity it is a 4.00."""
+    payload = b'{"bn":"/%d/","e":[{"n":"0","v":1}]}' % object_id
+    with pytest.raises(CodecError, match="does not name a resource") as info:
+        oma_json.decode(payload, LwM2mPath(object_id), SPEC_MODELS)
+    assert info.value.code is ResponseCode.BAD_REQUEST

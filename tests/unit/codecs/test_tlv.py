@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from object_models import codecs
 from object_models.codecs import tlv
+from object_models.content_format import ContentFormat
 from object_models.errors import CodecError, ResponseCode
 from object_models.model import StaticModels
 from object_models.node import (
@@ -77,8 +79,44 @@ def test_instance_level_accepts_the_instance_wrapper() -> None:
 
 
 def test_object_level_accepts_bare_resources_as_instance_0() -> None:
+    """Device is single-instance: its resources without the wrapper can only be instance 0."""
+    assert not SPEC_MODELS.objects[3].multiple
     node = tlv.decode(DEVICE_RESOURCES, LwM2mPath(3), SPEC_MODELS)
     assert node == LwM2mObject(3, {0: DEVICE_INSTANCE})
+
+
+def test_object_level_bare_resources_of_an_unknown_object_are_instance_0() -> None:
+    """Without a model nothing says the object has other instances: instance 0, as before."""
+    node = tlv.decode(bytes.fromhex("c800036f6d61"), LwM2mPath(32768), StaticModels({}))
+    expected = LwM2mSingleResource(0, b"oma", T.OPAQUE)
+    assert node == LwM2mObject(32768, {0: LwM2mObjectInstance.of(0, expected)})
+
+
+def test_object_level_bare_resources_of_a_multi_instance_object_are_4_00() -> None:
+    """Issue 9 item 5: resources of a multi-instance object (Server, /1) without their object
+    instance TLV belong to an instance the payload does not name; filing them under instance 0
+    would store them at the wrong path, so it is a decode error."""
+    assert SPEC_MODELS.objects[1].multiple
+    bare = bytes.fromhex("C10001C40100015180C10601C10755")  # Server instance 0 without wrapper
+    for fmt in (ContentFormat.TLV, ContentFormat.OLD_TLV):
+        with pytest.raises(CodecError, match="multi-instance") as info:
+            codecs.decode(bare, LwM2mPath(1), fmt, SPEC_MODELS)
+        assert info.value.code is ResponseCode.BAD_REQUEST
+        assert info.value.path == "/1"
+    # with the wrapper the same values decode
+    node = tlv.decode(SERVER_ONE_INSTANCE, LwM2mPath(1), SPEC_MODELS)
+    assert isinstance(node, LwM2mObject) and list(node.instances) == [0]
+
+
+def test_empty_payload_at_a_resource_path() -> None:
+    """Issue 9 item 7: nothing at all at a resource the model does not say is single is an
+    empty multiple resource (typed like every unknown TLV value: Opaque)."""
+    path = LwM2mPath(32768, 0, 7)
+    assert tlv.decode(b"", path, StaticModels({})) == LwM2mMultipleResource(7, {}, T.OPAQUE)
+    wrapped = tlv.decode(bytes.fromhex("880700"), path, StaticModels({}))
+    assert wrapped == LwM2mMultipleResource(7, {}, T.OPAQUE)
+    with pytest.raises(CodecError, match="no value for the resource"):
+        tlv.decode(b"", LwM2mPath(3, 0, 9), SPEC_MODELS)
 
 
 def test_access_control_two_instances_example_b() -> None:
