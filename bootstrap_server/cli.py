@@ -242,7 +242,9 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     def text(sessions: Any) -> str:
         lines = []
         for s in sessions:
-            lines.append(f"{s['id']:10} {s['endpoint']:24} {s['initiatedBy']:6} {s['outcome']}")
+            kind = s.get("kind", "bootstrap")  # sessions stored before packs were recorded
+            lines.append(f"{s['id']:10} {s['endpoint']:24} {s['initiatedBy']:6} {kind:9} "
+                         f"{s['outcome']}")  # fmt: skip
             lines.extend(f"    {st['step']:8} {st['target']:6} {st['result']}"
                          for st in s["steps"])  # fmt: skip
         return "\n".join(lines) or "no sessions"

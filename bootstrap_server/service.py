@@ -89,7 +89,7 @@ class BootstrapServer:
         self._manager = BootstrapManager(
             catalog, self.registry, self._store, self._keystore,
             timing=Timing(self.config.step_timeout, self.config.step_retries), ca=ca,
-            on_finished=self._finished,
+            on_finished=self._finished, discoveries=self._store,
         )  # fmt: skip
         nosec, coaps = listeners(self.config.security_modes, self.config.dtls)
         if not self.config.coaps:
@@ -158,7 +158,8 @@ class BootstrapServer:
         return ProvisioningCa(cert, private)
 
     def _finished(self, summary: Any) -> None:
-        log.info("bootstrap %s of %r %s", summary.session_id, summary.endpoint, summary.outcome)
+        what = "bootstrap-pack" if summary.kind == "pack" else "bootstrap"
+        log.info("%s %s of %r %s", what, summary.session_id, summary.endpoint, summary.outcome)
         if self._store is not None:
             try:
                 self._store.add_session(summary)
@@ -178,6 +179,8 @@ class BootstrapServer:
     def handle_bootstrap_pack(
         self, query: Sequence[str], accept: int | None, *, peer: PeerIdentity
     ) -> tuple[bytes, int]:
+        """``GET /bspack``; recorded in the session log like a classic session (``_finished``
+        hears it from the manager)."""
         return self.manager.bootstrap_pack(peer, query, accept, self.clock())
 
     def _run(self, session: BootstrapSession, first: Request, *, remote: Any,
