@@ -107,8 +107,8 @@ async def serve(config: BootstrapServerConfig) -> int:
         log.error("cannot start: %s", exc)
         await server.stop()
         return FAILED
-    log.info("bootstrap server: CoAP on udp %s:%d, %d configurations", config.host,
-             server.coap_address.port, len(server.catalog.configs))  # fmt: skip
+    # the listeners (CoAP and CoAPs, with their real ports) are logged by server.start()
+    log.info("bootstrap server: %d configurations", len(server.catalog.configs))
     runner = web.AppRunner(create_app(server), access_log=None)
     await runner.setup()
     try:

@@ -12,8 +12,12 @@ fixed ``security_instance``."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
+import socket
 from typing import Any
 
+import pytest
 from aiocoap.numbers.codes import Code
 from aiohttp.test_utils import TestServer
 
@@ -21,6 +25,7 @@ from bootstrap_server.api import create_app
 from keystore.store.credentials import SqliteCredentialStore
 from lwm2m_client.accounts import server_accounts
 from lwm2m_client.client import Lwm2mClient
+from lwm2m_server.coap import transport
 from lwm2m_server.service import Lwm2mServer
 from object_models import codecs
 from object_models.node import LwM2mNode
@@ -156,3 +161,23 @@ async def test_fixed_security_instance_on_the_account(lwm2m_server: Lwm2mServer,
         # from now on the pack knows too
         answer = await device.pack(uri)
         assert answer.code == Code.CONTENT and _security_ids(answer) == {0}
+
+
+async def test_start_log_names_the_coaps_listener(
+    make_bootstrap: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="bootstrap_server")
+    bootstrap = await make_bootstrap(coaps=True, coaps_port=0)
+    interface = transport.coaps_interface(bootstrap._context)
+    assert interface is not None
+    coaps_port = interface.endpoint_address()[1]
+    lines = [r.getMessage() for r in caplog.records if r.name == "bootstrap_server"]
+    nosec = f"CoAP listening on udp 127.0.0.1:{bootstrap.coap_address.port} (NoSec)"
+    coaps = f"CoAPs listening on udp 127.0.0.1:{coaps_port} (PSK, RPK, X509)"
+    assert any(nosec in line for line in lines), lines
+    assert any(coaps in line for line in lines), lines
+    assert coaps_port != 0 and bootstrap.coaps_address.port == coaps_port
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:  # the port is really ours
+        with pytest.raises(OSError) as caught:
+            probe.bind(("127.0.0.1", coaps_port))
+        assert caught.value.errno == errno.EADDRINUSE
