@@ -107,8 +107,8 @@ async def serve(config: BootstrapServerConfig) -> int:
         log.error("cannot start: %s", exc)
         await server.stop()
         return FAILED
-    log.info("bootstrap server: CoAP on udp %s:%d, %d configurations", config.host,
-             server.coap_address.port, len(server.catalog.configs))  # fmt: skip
+    # the listeners (CoAP and CoAPs, with their real ports) are logged by server.start()
+    log.info("bootstrap server: %d configurations", len(server.catalog.configs))
     runner = web.AppRunner(create_app(server), access_log=None)
     await runner.setup()
     try:
@@ -242,7 +242,9 @@ def cmd_sessions(args: argparse.Namespace) -> int:
     def text(sessions: Any) -> str:
         lines = []
         for s in sessions:
-            lines.append(f"{s['id']:10} {s['endpoint']:24} {s['initiatedBy']:6} {s['outcome']}")
+            kind = s.get("kind", "bootstrap")  # sessions stored before packs were recorded
+            lines.append(f"{s['id']:10} {s['endpoint']:24} {s['initiatedBy']:6} {kind:9} "
+                         f"{s['outcome']}")  # fmt: skip
             lines.extend(f"    {st['step']:8} {st['target']:6} {st['result']}"
                          for st in s["steps"])  # fmt: skip
         return "\n".join(lines) or "no sessions"

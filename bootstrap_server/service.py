@@ -29,7 +29,7 @@ from keystore.secrets_io import write_private
 from keystore.store.credentials import SqliteCredentialStore
 from keystore.store.profiles import SqliteProfileStore
 from keystore.store.sqlite import SqliteStore
-from lwm2m_server.coap.transport import create_context, local_address
+from lwm2m_server.coap.transport import coaps_interface, create_context, local_address
 from lwm2m_server.config import ConfigError, listeners
 from lwm2m_server.core.registration import Address
 from lwm2m_server.profiles.bootstrap import bootstrap_configs
@@ -74,6 +74,8 @@ class BootstrapServer:
         self._context: Any = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._seen: dict[str, tuple[Address, Any]] = {}
+        self.nosec_enabled = False
+        self.dtls_modes: frozenset[Any] = frozenset()
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -89,11 +91,13 @@ class BootstrapServer:
         self._manager = BootstrapManager(
             catalog, self.registry, self._store, self._keystore,
             timing=Timing(self.config.step_timeout, self.config.step_retries), ca=ca,
-            on_finished=self._finished,
+            on_finished=self._finished, discoveries=self._store,
         )  # fmt: skip
         nosec, coaps = listeners(self.config.security_modes, self.config.dtls)
         if not self.config.coaps:
             coaps = None
+        self.nosec_enabled = nosec
+        self.dtls_modes = frozenset() if coaps is None else coaps.modes
         self._context = await create_context(
             BootstrapSite(self),
             host=self.config.host,
@@ -103,6 +107,7 @@ class BootstrapServer:
                 bootstrap_dtls_config(self, self._keystore, coaps) if coaps is not None else None
             ),
         )
+        self._log_listeners()
         if not catalog.configs:
             log.warning("no bootstrap configuration in %s: every Bootstrap-Request is refused "
                         "until one is added", self.config.configs_folder)  # fmt: skip
@@ -141,6 +146,27 @@ class BootstrapServer:
     def coap_address(self) -> Address:
         return local_address(self._context)
 
+    @property
+    def coaps_address(self) -> Address:
+        """Where the CoAPs listener is bound (the real port when ``coaps_port`` was 0)."""
+        interface = None if self._context is None else coaps_interface(self._context)
+        if interface is None:
+            raise RuntimeError("the bootstrap server has no CoAPs listener")
+        host, port = interface.endpoint_address()[:2]
+        return Address(str(host), int(port))
+
+    def _log_listeners(self) -> None:
+        """One line per listener, each with the configured host and the real port, so an
+        operator (and a device maker reading the log) sees where to point ``coaps://``."""
+        host = self.config.host
+        if self.nosec_enabled:
+            log.info("bootstrap server: CoAP listening on udp %s:%d (NoSec)", host,
+                     self.coap_address.port)  # fmt: skip
+        if self.dtls_modes:
+            modes = ", ".join(sorted(m.name for m in self.dtls_modes))
+            log.info("bootstrap server: CoAPs listening on udp %s:%d (%s)", host,
+                     self.coaps_address.port, modes)  # fmt: skip
+
     def _provisioning_ca(self) -> ProvisioningCa | None:
         cert_path, key_path = self.config.provisioning_ca_cert, self.config.provisioning_ca_key
         if cert_path is None and key_path is None:
@@ -158,7 +184,8 @@ class BootstrapServer:
         return ProvisioningCa(cert, private)
 
     def _finished(self, summary: Any) -> None:
-        log.info("bootstrap %s of %r %s", summary.session_id, summary.endpoint, summary.outcome)
+        what = "bootstrap-pack" if summary.kind == "pack" else "bootstrap"
+        log.info("%s %s of %r %s", what, summary.session_id, summary.endpoint, summary.outcome)
         if self._store is not None:
             try:
                 self._store.add_session(summary)
@@ -178,6 +205,8 @@ class BootstrapServer:
     def handle_bootstrap_pack(
         self, query: Sequence[str], accept: int | None, *, peer: PeerIdentity
     ) -> tuple[bytes, int]:
+        """``GET /bspack``; recorded in the session log like a classic session (``_finished``
+        hears it from the manager)."""
         return self.manager.bootstrap_pack(peer, query, accept, self.clock())
 
     def _run(self, session: BootstrapSession, first: Request, *, remote: Any,

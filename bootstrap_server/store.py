@@ -18,6 +18,7 @@ import sqlite_utils
 from keystore.secrets_io import ensure_private_dir
 from keystore.store.base import StoreError
 
+from .core.client_info import ClientInfo
 from .core.manager import SessionSummary
 from .core.provisioning import DeviceRecord, ProvisionState
 
@@ -25,7 +26,8 @@ SESSIONS_KEPT = 10_000
 
 
 class SqliteBootstrapStore:
-    """``DeviceRegistry`` plus the session log."""
+    """``DeviceRegistry``, the session log, and each endpoint's last Bootstrap-Discover
+    (``DiscoveryLog``: where a later Bootstrap-Pack must not write)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -46,6 +48,10 @@ class SqliteBootstrapStore:
                 pk="seq", not_null={"id", "endpoint", "ended", "data"}, if_not_exists=True,
             )  # fmt: skip
             db.table("bs_sessions").create_index(["endpoint"], if_not_exists=True)
+            db.table("bs_discoveries").create(
+                {"endpoint": str, "seen": float, "data": str},
+                pk="endpoint", not_null={"seen", "data"}, if_not_exists=True,
+            )  # fmt: skip
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"{self.path}: cannot open the bootstrap store: {exc}") from exc
 
@@ -106,6 +112,21 @@ class SqliteBootstrapStore:
             params = (endpoint,)
         rows = self._conn.execute(sql + " ORDER BY seq DESC LIMIT ?", (*params, limit)).fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    # -- DiscoveryLog -----------------------------------------------------------------------------
+    def last_discover(self, endpoint: str) -> ClientInfo | None:
+        """None when never seen, or when it cannot be read (then it is as if unknown: the pack
+        keeps clear of /0/0 and /0/1, which is safe, rather than failing the device)."""
+        try:
+            rows = self._conn.execute("SELECT data FROM bs_discoveries WHERE endpoint = ?",
+                                      (endpoint,)).fetchall()  # fmt: skip
+            return ClientInfo.from_json(json.loads(rows[0][0])) if rows else None
+        except (sqlite3.Error, ValueError):
+            return None
+
+    def put_discover(self, endpoint: str, client: ClientInfo, now: float) -> None:
+        self._write("INSERT OR REPLACE INTO bs_discoveries(endpoint, seen, data) VALUES(?, ?, ?)",
+                    [(endpoint, now, json.dumps(client.to_json()))])  # fmt: skip
 
 
 def _record(row: tuple[object, ...]) -> DeviceRecord:

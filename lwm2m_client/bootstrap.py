@@ -58,10 +58,17 @@ def protected(tree: ObjectTree, path: LwM2mPath) -> bool:
 
 
 def factory_account(
-    tree: ObjectTree, uri: str, mode: int, identity: bytes = b"", secret: bytes = b""
+    tree: ObjectTree,
+    uri: str,
+    mode: int,
+    identity: bytes = b"",
+    secret: bytes = b"",
+    *,
+    instance_id: int = 0,
 ) -> None:
     """Reduce ``tree`` to what a device leaves the factory with: only the Bootstrap-Server
-    account in /0 (instance 0), no Server instance."""
+    account in /0 (at ``instance_id``: 0 for most clients, 1 for those that keep /0/0 for the
+    LwM2M server, e.g. Anjay), no Server instance."""
     for i in tree.instance_ids(SECURITY):
         tree.remove_instance(SECURITY, i)
     for i in tree.instance_ids(SERVER):
@@ -70,7 +77,7 @@ def factory_account(
         SEC_URI: uri, SEC_BOOTSTRAP: True, SEC_MODE: mode,
         SEC_IDENTITY: identity, SEC_SERVER_KEY: b"", SEC_SECRET: secret,
     }  # fmt: skip
-    tree.add_instance(SECURITY, values, instance_id=0)
+    tree.add_instance(SECURITY, values, instance_id=instance_id)
 
 
 def consistency_errors(tree: ObjectTree) -> list[str]:

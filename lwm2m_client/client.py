@@ -184,9 +184,11 @@ class Lwm2mClient:
         attempts: int | None = 5,
         retry_delay: float = 1.0,
         preferred_format: int | None = None,
+        bootstrap_instance: int = 0,
         **options: Any,
     ) -> Lwm2mClient:
-        """A device that holds only its factory Bootstrap-Server account.
+        """A device that holds only its factory Bootstrap-Server account (Security instance
+        ``bootstrap_instance``).
 
         ``psk``/``rpk``/``x509`` authenticate it to the bootstrap server (``coaps://``).
         ``async with`` (or ``bootstrap()`` then ``register()``) bootstraps, classic or
@@ -210,7 +212,8 @@ class Lwm2mClient:
             mode = SecurityMode.RPK
         elif x509 is not None:
             mode = SecurityMode.X509
-        factory_account(objects, bootstrap_uri, int(mode), identity, secret)
+        factory_account(objects, bootstrap_uri, int(mode), identity, secret,
+                        instance_id=bootstrap_instance)  # fmt: skip
         settings = BootstrapSettings(
             bootstrap_uri, pack=pack, finish_timeout=finish_timeout, attempts=attempts,
             retry_delay=retry_delay, preferred_format=preferred_format,
@@ -625,7 +628,9 @@ class Lwm2mClient:
             self._spawn(self._disable())
 
         def bootstrap_trigger(_args: str) -> None:
-            if self.bootstrapper is None and not bootstrap_accounts(tree):
+            # as a device: without a Bootstrap-Server account in /0 (one a bootstrap server
+            # overwrote, say) there is nothing to bootstrap with, whatever we started with
+            if not bootstrap_accounts(tree):
                 raise not_allowed(LwM2mPath(1), "no Bootstrap-Server account to bootstrap with")
             self._spawn(self._rebootstrap())
 

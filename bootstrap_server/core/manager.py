@@ -31,11 +31,11 @@ from object_models.errors import Lwm2mError, ResponseCode
 from object_models.registry import ModelRegistry
 
 from .catalog import Catalog
-from .client_info import ClientInfo
+from .client_info import ClientInfo, DiscoveryLog, MemoryDiscoveries, PackAccount
 from .config import BootstrapConfig, ConfigKind
 from .identity import NotAllowed, Target, resolve
 from .pack import build_pack, pack_format
-from .plan import Plan, PlanError, make_plan
+from .plan import AccountConflict, Plan, PlanError, make_plan
 from .provisioning import (
     DeviceRecord,
     DeviceRegistry,
@@ -75,13 +75,16 @@ class Keystore(Protocol):
 
 @attrs.frozen
 class BootstrapQuery:
-    """``POST /bs?ep=…&pct=…`` (and ``GET /bspack?ep=…``)."""
+    """``POST /bs?ep=…&pct=…`` (and ``GET /bspack?ep=…&acc=…``)."""
 
     endpoint: str
     preferred_format: int | None = None
+    account: PackAccount | None = None
+    """``acc=`` (Bootstrap-Pack-Request, LwM2M 1.2.2): where the client's account is."""
 
     @classmethod
-    def parse(cls, query: Sequence[str]) -> BootstrapQuery:
+    def parse(cls, query: Sequence[str], *, pack: bool = False) -> BootstrapQuery:
+        """``pack``: a Bootstrap-Pack-Request, where ``acc=`` means something."""
         params: dict[str, str] = {}
         for item in query:
             name, sep, value = item.partition("=")
@@ -94,7 +97,9 @@ class BootstrapQuery:
         pct = params.get("pct")
         if pct is not None and not (pct.isdigit() and int(pct) < 65536):
             raise Lwm2mError(f"pct={pct!r} is not a content format", code=ResponseCode.BAD_REQUEST)
-        return cls(endpoint, None if pct is None else int(pct))
+        acc = params.get("acc") if pack else None
+        return cls(endpoint, None if pct is None else int(pct),
+                   None if acc is None else PackAccount.parse(acc))  # fmt: skip
 
 
 @attrs.frozen
@@ -112,10 +117,13 @@ class SessionSummary:
     failed_step: str | None
     records: tuple[StepRecord, ...]
     notes: tuple[str, ...]
+    kind: str = "bootstrap"
+    """``bootstrap`` (``POST /bs`` and its session) or ``pack`` (``GET /bspack``)."""
 
     def to_json(self) -> dict[str, object]:
         return {
             "id": self.session_id,
+            "kind": self.kind,
             "endpoint": self.endpoint,
             "profile": self.profile,
             "initiatedBy": self.initiated_by,
@@ -160,8 +168,10 @@ class BootstrapManager:
         history: int = HISTORY,
         on_finished: Callable[[SessionSummary], None] | None = None,
         wall_clock: Clock = lambda: datetime.datetime.now(datetime.UTC),
+        discoveries: DiscoveryLog | None = None,
     ) -> None:
         self.catalog = catalog
+        self.discoveries: DiscoveryLog = discoveries or MemoryDiscoveries()
         self.registry = registry
         self.devices = devices
         self.keystore = keystore
@@ -197,25 +207,61 @@ class BootstrapManager:
     ) -> tuple[bytes, int]:
         """``GET /bspack``: the whole configuration in one payload, and its format.
 
+        Security instances are placed around the client's Bootstrap-Server account: where its
+        ``acc=`` says, else where its last Bootstrap-Discover saw it, else around both /0/0 and
+        /0/1 (``ClientInfo.for_pack``). A config whose fixed ``security_instance`` is (or may
+        be) the account gets 4.05 with the reason, not a pack that would destroy the account:
+        clients fall back to Bootstrap-Request, whose Discover settles it.
+
         The pack's credentials are committed before the answer leaves (there is no Finish to
         wait for); a lost answer makes the client ask again, and the new pack's credentials
-        replace these, so the keystore always matches the last pack sent."""
-        parsed = BootstrapQuery.parse(query)
-        fmt = pack_format(accept)
-        target = self._resolve(peer, parsed.endpoint)
-        record = admit(target.endpoint, target.config, self.devices, now)
+        replace these, so the keystore always matches the last pack sent. Every exchange, served
+        or refused, is recorded like a classic session (``kind: pack``)."""
+        try:
+            parsed = BootstrapQuery.parse(query, pack=True)
+        except Lwm2mError as exc:  # recorded when it names an endpoint (a bad acc=, say)
+            endpoint = next((q[3:] for q in query if q.startswith("ep=")), "")
+            if endpoint:
+                exchange = _PackExchange(f"{self._prefix}-{next(self._ids)}", endpoint, now)
+                self._remember(exchange.failed(exc.code, exc.message, Step.REQUEST))
+            raise
+        exchange = _PackExchange(f"{self._prefix}-{next(self._ids)}", parsed.endpoint, now)
+        try:
+            fmt = pack_format(accept)
+            target = self._resolve(peer, parsed.endpoint)
+            exchange.endpoint, exchange.profile = target.endpoint, target.profile
+            record = admit(target.endpoint, target.config, self.devices, now)
+        except Lwm2mError as exc:
+            self._remember(exchange.failed(exc.code, exc.message, Step.REQUEST))
+            raise
+        client = ClientInfo.for_pack(parsed.account,
+                                     self.discoveries.last_discover(target.endpoint))  # fmt: skip
+        exchange.notes.append(f"Bootstrap-Server account {client.account_paths()} "
+                              f"({client.account_basis.value}): not written")  # fmt: skip
         try:
             issued = issue(target.endpoint, target.config, self.keystore, ca=self.ca)
-            plan = make_plan(target.config, ClientInfo.for_pack(), self.registry,
+            plan = make_plan(target.config, client, self.registry,
                              issued=None if issued is None else issued.security,
                              server_keys=server_keys(self.keystore))  # fmt: skip
             payload = build_pack(plan, fmt)
             if issued is not None:
                 commit(issued, self.keystore)
+        except AccountConflict as exc:
+            reason = (f"{exc.message}; the client may send acc= or use Bootstrap-Request, "
+                      "whose Bootstrap-Discover tells where its account is")  # fmt: skip
+            self._set_state(record, ProvisionState.FAILED, f"bootstrap-pack: {reason}", now)
+            self._remember(exchange.failed(ResponseCode.METHOD_NOT_ALLOWED, reason, Step.PLAN))
+            raise Lwm2mError(reason, code=ResponseCode.METHOD_NOT_ALLOWED) from None
         except Lwm2mError as exc:
             self._set_state(record, ProvisionState.FAILED, f"bootstrap-pack: {exc.message}", now)
-            raise Lwm2mError(exc.message, code=ResponseCode.INTERNAL_SERVER_ERROR) from None
+            code = ResponseCode.INTERNAL_SERVER_ERROR
+            self._remember(exchange.failed(code, exc.message, Step.PLAN))
+            raise Lwm2mError(exc.message, code=code) from None
         self._set_state(record, ProvisionState.PROVISIONED, "bootstrap-pack", now)
+        written = sorted({(w.path.ids[0], w.path.ids[1]) for w in plan.writes})
+        exchange.notes.extend(plan.notes)
+        self._remember(exchange.succeeded(
+            f"2.05 ({', '.join(f'/{o}/{i}' for o, i in written)})"))  # fmt: skip
         return payload, fmt
 
     def receive(self, session: BootstrapSession, seq: int, reply: Reply,
@@ -321,6 +367,12 @@ class BootstrapManager:
             del self._sessions[session.endpoint]
         outcome = session.outcome
         assert outcome is not None
+        notes = list(session.notes)
+        if session.client is not None and session.client.discovered:
+            try:
+                self.discoveries.put_discover(session.endpoint, session.client, now)
+            except Lwm2mError as exc:
+                notes.append(f"the Bootstrap-Discover answer was not recorded: {exc.message}")
         if outcome.success and context.issued is not None:
             try:
                 commit(context.issued, self.keystore)
@@ -336,7 +388,7 @@ class BootstrapManager:
             session.session_id, session.endpoint, context.target.profile, session.initiated_by,
             session.started, session.ended or now, outcome.success, outcome.describe(),
             None if outcome.step is None else outcome.step.value, tuple(session.records),
-            tuple(session.notes),
+            tuple(notes),
         ))  # fmt: skip
 
     def _refused(self, session_id: str, endpoint: str, initiated_by: str, reason: str,
@@ -362,6 +414,32 @@ class BootstrapManager:
                 profile=current.profile or record.profile,
             )
         )
+
+
+@attrs.define
+class _PackExchange:
+    """One Bootstrap-Pack-Request on its way to a ``SessionSummary``."""
+
+    session_id: str
+    endpoint: str
+    now: float
+    profile: str | None = None
+    notes: list[str] = attrs.Factory(list)
+
+    def _summary(self, success: bool, outcome: str, failed: Step | None,
+                 result: str) -> SessionSummary:  # fmt: skip
+        record = StepRecord(Step.PACK, "/bspack", result, 1, self.now, self.now)
+        return SessionSummary(self.session_id, self.endpoint, self.profile, "client", self.now,
+                              self.now, success, outcome,
+                              None if failed is None else failed.value, (record,),
+                              tuple(self.notes), kind="pack")  # fmt: skip
+
+    def succeeded(self, result: str) -> SessionSummary:
+        return self._summary(True, "succeeded", None, result)
+
+    def failed(self, code: ResponseCode, reason: str, step: Step) -> SessionSummary:
+        return self._summary(False, f"failed at {step.value}: {reason}", step,
+                             f"{code.dotted} ({reason})")  # fmt: skip
 
 
 def history_view(history: Sequence[SessionSummary],

@@ -3,9 +3,12 @@
 
 The pack is the plan's instances as one multi-path payload (SenML CBOR by default; SenML JSON
 or LwM2M CBOR when the client's Accept asks). There is no Discover before it, so the plan is
-made for ``ClientInfo.for_pack()``: latest object versions and the Bootstrap-Server account
-assumed at /0/0 (so Security instances start at 1), the open point of OMA LwM2M-for-Developers
-issue #547. ``to_delete`` does not apply: the operation carries no deletes.
+made for ``ClientInfo.for_pack(acc, last_discover)``: latest object versions, and the
+Bootstrap-Server account where the client's ``acc=`` says, else where its last Discover saw it,
+else possibly at /0/0 or /0/1 (Security instances then start at 2). A pack instance on the
+account's id would replace the account and lock the device out of bootstrap for good (the open
+point of OMA LwM2M-for-Developers issue #547, settled by 1.2.2's ``acc``). ``to_delete`` does
+not apply: the operation carries no deletes.
 """
 
 from __future__ import annotations

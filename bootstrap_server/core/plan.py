@@ -8,8 +8,10 @@ Bootstrap-Server account. A ``PlanError`` ends the session with that reason and 
 untouched (only Discover/Read were sent).
 
 Instance ids (Leshan's ``autoIdForSecurityObject``, always on): Security instances get the
-lowest ids that are not the Bootstrap-Server account; Server, OSCORE and ACL instances count up
-from 0, skipping the ids a config fixes. Deletes: ``/0`` becomes one Delete per Security
+lowest ids that are not the Bootstrap-Server account (for a Bootstrap-Pack without ``acc=`` or
+an earlier Discover that is neither /0/0 nor /0/1, see ``ClientInfo.for_pack``); Server, OSCORE
+and ACL instances count up from 0, skipping the ids a config fixes (and OSCORE the account's own
+instances ``acc=`` names). Deletes: ``/0`` becomes one Delete per Security
 instance that is not the Bootstrap-Server account (Core 1.1 §6.1.7.5 says a Delete never removes
 that account, but some clients got it wrong, e.g. Wakaama #96, so we do not ask), and a Delete
 that names the account is dropped and noted.
@@ -42,6 +44,12 @@ SECURITY, SERVER, ACL, OSCORE = 0, 1, 2, 21
 
 class PlanError(Lwm2mError):
     """The configuration cannot be applied to this client (the reason says why)."""
+
+
+class AccountConflict(PlanError):
+    """A fixed instance id of the config is (or, for a Bootstrap-Pack, may be) the client's
+    Bootstrap-Server account. Not a server fault: the client can say where its account is
+    (``acc=``) or bootstrap with Bootstrap-Request, whose Discover tells us."""
 
 
 @attrs.frozen(repr=False)
@@ -113,7 +121,7 @@ def make_plan(
     )
     server_ids = _ids([s.server_instance for s in config.servers], frozenset(), "", client)
     oscore_ids = iter(_ids([None] * sum(s.oscore is not None for s in config.servers),
-                           frozenset(), "", client))  # fmt: skip
+                           client.bootstrap_oscore, "", client))  # fmt: skip
     oscore_writes: list[Write] = []
     for server, security_id in zip(config.servers, security_ids, strict=True):
         link = None
@@ -181,9 +189,10 @@ def _ids(
 ) -> list[int]:
     for value in fixed:
         if value is not None and value in reserved:
-            where = "is" if client.discovered else "is by convention (no Bootstrap-Discover)"
-            raise PlanError(
-                f"{what} {value} {where} the client's Bootstrap-Server account /0/{value}"
+            verb = "is" if client.account_basis.certain else "may be"
+            raise AccountConflict(
+                f"{what} {value} {verb} the client's Bootstrap-Server account /0/{value} "
+                f"({client.account_basis.value})"
             )
     taken = set(reserved) | {v for v in fixed if v is not None}
     result: list[int] = []

@@ -55,6 +55,8 @@ class Step(enum.Enum):
     FINISH = "finish"
     REQUEST = "request"
     """Before any downlink: the Bootstrap-Request itself was refused or superseded."""
+    PACK = "pack"
+    """A Bootstrap-Pack-Request (``GET /bspack``) and the answer it got."""
 
 
 class State(enum.Enum):

@@ -31,7 +31,8 @@ async def lwm2m_server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
 
 @pytest.fixture
 async def make_bootstrap(tmp_path: Path) -> AsyncIterator[Factory]:
-    """``await make_bootstrap(*config_docs, **settings)``: a started NoSec bootstrap server."""
+    """``await make_bootstrap(*config_docs, **settings)``: a started bootstrap server (NoSec
+    only unless the settings say ``coaps=True``)."""
     started: list[BootstrapServer] = []
 
     async def make(*docs: dict[str, Any], **changes: Any) -> BootstrapServer:
@@ -39,9 +40,10 @@ async def make_bootstrap(tmp_path: Path) -> AsyncIterator[Factory]:
         folder.mkdir(exist_ok=True)
         for index, doc in enumerate(docs):
             (folder / f"c{index}.yaml").write_text(yaml.safe_dump(doc))
+        settings: dict[str, Any] = {"coaps": False, **changes}
         config = BootstrapServerConfig(host="127.0.0.1", coap_port=0, data_dir=tmp_path / "data",
                                        configs_dir=folder, step_timeout=2.0, step_retries=1,
-                                       coaps=False, **changes)  # fmt: skip
+                                       **settings)  # fmt: skip
         server = BootstrapServer(config)
         await server.start()
         started.append(server)
