@@ -161,6 +161,23 @@ async def test_update_with_ep_is_refused(server: Lwm2mServer, peer: raw.RawPeer)
     assert server.client("ep-upd").registration_id == reg_id
 
 
+async def test_update_repeating_unchanged_lwm2m_and_ep_is_accepted(
+    server: Lwm2mServer, peer: raw.RawPeer
+) -> None:
+    """Clients that send ``lwm2m=1.0`` in every Update must not see 4.00 (their registration
+    would expire); only a *different* version (or endpoint name) is refused."""
+    reg_id = await raw.register(peer, "ep-repeat", version="1.0", lifetime=300)
+    update = raw.request(raw.POST, ["rd", reg_id], query=["lwm2m=1.0", "lt=400"])
+    assert raw.code_str((await peer.exchange(update)).code) == "2.04"
+    assert server.client("ep-repeat").lifetime == 400
+    same_ep = raw.request(raw.POST, ["rd", reg_id], query=["ep=ep-repeat"])
+    assert raw.code_str((await peer.exchange(same_ep)).code) == "2.04"
+    changed = raw.request(raw.POST, ["rd", reg_id], query=["lwm2m=1.1", "lt=500"])
+    assert raw.code_str((await peer.exchange(changed)).code) == "4.00"
+    reg = server.client("ep-repeat")
+    assert (reg.registration_id, reg.lwm2m_version, reg.lifetime) == (reg_id, "1.0", 400)
+
+
 async def test_closed_registration_refuses_nosec(make_server: ServerFactory) -> None:
     server = await make_server(open_registration=False)
     peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port))
