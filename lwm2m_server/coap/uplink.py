@@ -188,6 +188,10 @@ class Uplink:
         self.effects.apply(result)
         return registration
 
+    def endpoint_of(self, registration_id: str) -> str | None:
+        registration = self.core.registrations.get(registration_id)
+        return None if registration is None else registration.endpoint
+
     # -- identity binding ----------------------------------------------------------------
     def _authorize(self, peer: Peer, endpoint: str | None) -> PeerIdentity | None:
         """May ``peer`` be ``endpoint``? The resolver decides from the device records
