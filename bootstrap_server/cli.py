@@ -31,6 +31,7 @@ from typing import Any
 from lwm2m_server.cli import RateLimit
 from lwm2m_server.config import ConfigError
 from lwm2m_server.operator_cli import ApiClient, ApiFailure
+from object_models.pipes import quiet_on_broken_pipe
 
 from .config import BootstrapServerConfig, load_config, log_level_number
 
@@ -322,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_on_broken_pipe  # ``lwm2m-bootstrap configs list | head``: stop quietly
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help")):

@@ -39,6 +39,7 @@ import attrs
 from cryptography import x509
 
 from lwm2m_server.config import ServerConfig
+from object_models.pipes import quiet_on_broken_pipe
 
 from . import tools
 from .credentials import (
@@ -83,6 +84,7 @@ class Failed(Exception):
 Command = Callable[[argparse.Namespace, SqliteCredentialStore], None]
 
 
+@quiet_on_broken_pipe  # ``lwm2m-keystore device list | head``: stop quietly
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     try:
@@ -99,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(str(exc), EXIT_USAGE)
     except (Failed, CredentialError, StoreError) as exc:
         return _error(str(exc), EXIT_FAILED)
+    except BrokenPipeError:
+        raise  # stdout's reader is gone: not a keystore error (``quiet_on_broken_pipe``)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         return _error(f"{where}{exc.strerror or exc}", EXIT_FAILED)

@@ -18,6 +18,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from object_models.pipes import quiet_on_broken_pipe
+
 from .client import Lwm2mClient, Lwm2mClientError
 from .device import simulate_temperature
 from .management import Request, Response
@@ -150,6 +152,7 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
+@quiet_on_broken_pipe  # ``lwm2m-client --help | head``: stop quietly
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(

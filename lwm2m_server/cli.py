@@ -20,6 +20,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from object_models.pipes import quiet_on_broken_pipe
+
 from .config import ConfigError, ServerConfig, load_config, log_level_number
 from .operator_cli import register_commands
 
@@ -86,6 +88,7 @@ def _known_commands(parser: argparse.ArgumentParser) -> set[str]:
     return {"serve"}
 
 
+@quiet_on_broken_pipe  # ``lwm2m-server clients | head``: stop quietly
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

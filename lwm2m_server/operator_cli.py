@@ -226,6 +226,16 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         print(line.rstrip(), file=_out())
 
 
+def _utc(seconds: float) -> datetime.datetime | None:
+    """``seconds`` since the epoch as a UTC datetime, or None outside what ``datetime`` can
+    hold (years 1..9999): a device may report any 64-bit Time (a bad RTC, 2**62), and a
+    command that shows it must print the number rather than crash."""
+    try:
+        return datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 def _format_value(value: Json, rtype: str | None, units: str = "") -> str:
     if value is None:
         return "null"
@@ -236,8 +246,10 @@ def _format_value(value: Json, rtype: str | None, units: str = "") -> str:
             return value
         shown = raw[:32].hex()
         return f"0x{shown}" + (f"… ({len(raw)} bytes)" if len(raw) > 32 else "")
-    if rtype == "TIME" and isinstance(value, int):
-        stamp = datetime.datetime.fromtimestamp(value, tz=datetime.UTC)
+    if rtype == "TIME" and isinstance(value, int) and not isinstance(value, bool):
+        stamp = _utc(value)
+        if stamp is None:
+            return f"{value} (seconds since 1970, outside the calendar range)"
         return stamp.isoformat().replace("+00:00", "Z")
     if isinstance(value, bool):
         text = "true" if value else "false"
@@ -636,7 +648,9 @@ def _event_summary(kind: str, data: Json) -> str:
     if kind in ("AWAKE", "SLEEPING"):
         for name in ("until", "since"):
             if isinstance(data.get(name), int | float):
-                stamp = datetime.datetime.fromtimestamp(data[name], tz=datetime.UTC)
+                stamp = _utc(data[name])
+                if stamp is None:
+                    return f"{name} {data[name]} (outside the calendar range)"
                 return f"{name} {stamp.strftime('%H:%M:%S.%f')[:-3]}"
     rest = {k: v for k, v in data.items() if k != "ep"}
     return json.dumps(rest, separators=(",", ":")) if rest else ""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import textwrap
@@ -24,6 +23,7 @@ from typing import TextIO
 from . import json_models
 from .ddf import copyright_line, load_ddf
 from .errors import ModelError
+from .pipes import quiet_on_broken_pipe
 from .registry import ModelEntry, ModelRegistry
 
 EXIT_OK = 0
@@ -240,13 +240,9 @@ def run(argv: Sequence[str] | None, out: TextIO, err: TextIO) -> int:
     return status
 
 
+@quiet_on_broken_pipe  # ``lwm2m-models list | head``: stop quietly
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return run(argv, sys.stdout, sys.stderr)
-    except BrokenPipeError:  # e.g. ``lwm2m-models list | head``: stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_OK
+    return run(argv, sys.stdout, sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

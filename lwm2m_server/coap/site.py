@@ -9,6 +9,9 @@ once the store has what it acknowledges.
 
 Malformed input is logged at WARNING with the peer's address (never the payload, which may
 carry secrets), at most once per peer per minute so that a flood does not flood the log too.
+Identity refusals (4.01, 4.03) are not malformed input: they are logged as refusals, with the
+same limit, naming the endpoint the request was for and the peer (its DTLS identity as text,
+hex or fingerprint: ``PeerIdentity.describe`` never shows key material).
 """
 
 from __future__ import annotations
@@ -69,6 +72,10 @@ class UplinkHandler(Protocol):
         identity: Peer,
     ) -> None: ...
 
+    def endpoint_of(self, registration_id: str) -> str | None:
+        """The endpoint of a live registration (for logging a refused Update/De-register)."""
+        ...
+
 
 def error_message(exc: Lwm2mError) -> Any:
     return aiocoap.Message(code=Code(int(exc.code)), payload=exc.message.encode("utf-8", "replace"))
@@ -88,6 +95,7 @@ class RegistrationSite(aiocoap.resource.Resource, aiocoap.resource.PathCapable):
         super().__init__()
         self.handler = handler
         self._warn = PerPeerLimit(60.0)  # one WARNING per peer host per minute
+        self._refusals = PerPeerLimit(60.0)  # the same for identity refusals, counted apart
 
     async def render(self, request: Any) -> Any:
         address = peer_address(request.remote)
@@ -145,12 +153,45 @@ class RegistrationSite(aiocoap.resource.Resource, aiocoap.resource.PathCapable):
                 level, "%s from %s refused with %s: %s", what, address, code.dotted, exc.message
             )
             return
+        if code in (ResponseCode.UNAUTHORIZED, ResponseCode.FORBIDDEN):
+            self._log_identity_refusal(request, what, address, exc)
+            return
         if self._warn.allow(address.host, time.monotonic()):
             log.warning(
                 "malformed %s from %s refused with %s: %s", what, address, code.dotted, exc.message
             )
         else:
             log.debug("malformed %s from %s: %s", what, address, exc.message)
+
+    def _log_identity_refusal(
+        self, request: Any, what: str, address: Address, exc: Lwm2mError
+    ) -> None:
+        """4.01/4.03: who was refused as which endpoint, and why (the refusal's message)."""
+        peer = identity_of(request.remote, address).describe()
+        endpoint = self._endpoint_hint(request)
+        target = f" as endpoint {endpoint!r}" if endpoint is not None else ""
+        if self._refusals.allow(address.host, time.monotonic()):
+            level = logging.WARNING
+        else:
+            level = logging.DEBUG
+        log.log(
+            level, "%s refused for %s%s with %s: %s", what, peer, target, exc.code.dotted,
+            exc.message,
+        )  # fmt: skip
+
+    def _endpoint_hint(self, request: Any) -> str | None:
+        """The endpoint a refused request was about: the ``ep`` of a Register, the endpoint of
+        the registration an Update/De-register names; None for a Send (its refusal message
+        names the endpoints when there are any)."""
+        path = list(request.opt.uri_path)
+        if path == ["rd"]:
+            for item in request.opt.uri_query:
+                if item.startswith("ep="):
+                    return str(item[3:])
+            return None
+        if len(path) == 2 and path[0] == "rd":
+            return self.handler.endpoint_of(path[1])
+        return None
 
     def get_link_description(self) -> Any:
         return None

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from keystore.modes import SecurityMode
 from keystore.resolver import PeerIdentity as Peer
 from keystore.resolver import Resolver
 from keystore.store.base import StoreError
@@ -187,6 +188,10 @@ class Uplink:
         self.effects.apply(result)
         return registration
 
+    def endpoint_of(self, registration_id: str) -> str | None:
+        registration = self.core.registrations.get(registration_id)
+        return None if registration is None else registration.endpoint
+
     # -- identity binding ----------------------------------------------------------------
     def _authorize(self, peer: Peer, endpoint: str | None) -> PeerIdentity | None:
         """May ``peer`` be ``endpoint``? The resolver decides from the device records
@@ -204,6 +209,15 @@ class Uplink:
             return None
         return self._authorize(peer, registration.endpoint)
 
+    def _session_identity(self, peer: Peer) -> PeerIdentity | None:
+        """The identity a DTLS peer's registrations are bound to (what ``_authorize`` gave the
+        core at Register), from the session alone; None for a NoSec peer, which is known only
+        by its address."""
+        if peer.mode is SecurityMode.NOSEC:
+            return None
+        binding = self.resolver.resolve(peer).binding
+        return None if binding is None else PeerIdentity(*binding)
+
     # -- information reporting -----------------------------------------------------------
     def handle_send(
         self,
@@ -214,7 +228,9 @@ class Uplink:
         identity: Peer,
     ) -> None:
         now = self.clock()
-        bound = self._authorize_for(self.core.registrations.by_address(address), identity)
+        bound = self._session_identity(identity)
+        sender = self.core.sender(address, bound)  # 4.04 / 4.03 (ambiguous) before decoding
+        self._authorize(identity, sender.endpoint)  # still allowed to be that endpoint
         result = self.core.send(address, payload, content_format, now=now, identity=bound)
         registration = result.registration
         assert registration is not None

@@ -9,9 +9,9 @@ silent):
 
 | param   | Register                   | Update          | bad value                        |
 |---------|----------------------------|-----------------|----------------------------------|
-| ``ep``  | mandatory, 1..1024 chars   | refused (4.00)  | missing/empty → 4.00             |
+| ``ep``  | mandatory, 1..1024 chars   | same value only | missing/empty → 4.00             |
 | ``lt``  | optional, default 86400    | optional        | not a positive integer → 4.00    |
-| ``lwm2m`` | optional, default 1.0    | refused (4.00)  | not 1.0/1.1/1.2 → 4.12           |
+| ``lwm2m`` | optional, default 1.0    | same value only | not 1.0/1.1/1.2 → 4.12           |
 | ``b``   | optional, default ``U``    | optional        | unknown letter → 4.00            |
 | ``sms`` | optional                   | optional        |                                  |
 | ``Q``   | flag, no value             | flag, no value  | ``Q=…`` → 4.00                   |
@@ -20,6 +20,12 @@ Binding letters: 1.0 takes ``U``, ``UQ``, ``S``, ``SQ``, ``US``, ``UQS`` (the ``
 transport is queue mode); 1.1 and 1.2 take any set of ``U`` ``M`` ``H`` ``T`` ``S`` ``N`` and
 carry queue mode in the separate ``Q`` parameter (``Q`` in ``b`` is refused there, as in Leshan).
 A ``Q`` parameter from a 1.0 client is accepted too (harmless, and some clients send both).
+``ep`` and ``lwm2m`` are not Update parameters (Core §6.2.2 lists ``lt``, ``b``, ``sms``,
+``Q`` and the object list), but some clients repeat ``lwm2m=1.0`` (or ``ep``) in every Update;
+refusing that made their registrations expire. So an Update may repeat the *registered* value
+(Leshan ignores both, Wakaama ignores ``lwm2m``); a different value is a 4.00, since neither can
+change without a new Register (4.12 is the Register's answer to a version it cannot serve, the
+Update's failure codes are 4.00 and 4.04).
 Unknown parameters are kept in ``additional_attributes`` rather than refused: the 1.0 response
 table allows 4.00 for them, but real clients send resource-directory extras (``et``, ``d``) and
 refusing those would lock them out (Leshan keeps them too).
@@ -235,7 +241,7 @@ def check_binding(binding: str, version: str) -> bool:
 
 
 _KNOWN_REGISTER = frozenset({"ep", "lt", "lwm2m", "b", "sms", "Q"})
-_KNOWN_UPDATE = frozenset({"lt", "b", "sms", "Q"})
+_KNOWN_UPDATE = frozenset({"ep", "lwm2m", "lt", "b", "sms", "Q"})
 
 
 def _additional(params: Mapping[str, str | None], known: frozenset[str]) -> dict[str, str]:
@@ -289,8 +295,12 @@ class UpdateRequest:
     """A validated Update (``POST /rd/{id}``); ``None`` fields keep the registered value.
 
     The binding can only be checked against the client's LwM2M version once the registration is
-    known, so ``Registration.updated`` re-checks it (``check_binding``).
+    known, so ``Registration.updated`` re-checks it (``check_binding``); likewise a repeated
+    ``endpoint`` / ``lwm2m_version`` is only accepted there if it equals the registered one.
     """
+
+    endpoint: str | None = None
+    lwm2m_version: str | None = None
 
     lifetime: int | None = None
     binding: str | None = None
@@ -307,9 +317,6 @@ class UpdateRequest:
         content_format: int | None = None,
     ) -> UpdateRequest:
         params = split_query(query)
-        for fixed in ("ep", "lwm2m"):
-            if fixed in params:
-                raise _bad(f"parameter {fixed!r} cannot change in an Update; Register again")
         binding = _value(params, "b")
         if binding is not None and not binding:
             raise _bad("binding b= is empty")
@@ -317,6 +324,8 @@ class UpdateRequest:
         if payload:
             links = _links_from_payload(payload, content_format, required=False)
         return cls(
+            endpoint=_value(params, "ep"),
+            lwm2m_version=_value(params, "lwm2m"),
             lifetime=_lifetime(params),
             binding=binding,
             sms_number=_value(params, "sms"),
@@ -396,6 +405,15 @@ class Registration:
         self, update: UpdateRequest, *, now: float, address: Address | None = None
     ) -> Registration:
         """This registration after ``update`` (validated against our LwM2M version)."""
+        for name, given, registered in (
+            ("ep", update.endpoint, self.endpoint),
+            ("lwm2m", update.lwm2m_version, self.lwm2m_version),
+        ):
+            if given is not None and given != registered:
+                raise _bad(
+                    f"{name}={given!r} differs from the registered {registered!r}: it cannot "
+                    "change in an Update; Register again"
+                )
         queue_mode = self.queue_mode
         binding = self.binding
         if update.binding is not None:

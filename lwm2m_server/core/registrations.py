@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import heapq
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import TypeVar
 
 import attrs
 
@@ -38,6 +39,8 @@ from .registration import (
 )
 
 DEFAULT_GRACE_PERIOD = 15.0
+
+_K = TypeVar("_K", bound=Hashable)
 
 
 def new_registration_id() -> str:
@@ -85,7 +88,10 @@ class RegistrationBook:
         self._new_id = id_factory
         self._by_id: dict[str, Registration] = {}
         self._by_endpoint: dict[str, str] = {}
-        self._by_address: dict[Address, str] = {}
+        # several registrations may share an address (NoSec devices behind one NAT binding,
+        # a gateway registering several endpoints from one socket): ordered sets of ids
+        self._by_address: dict[Address, dict[str, None]] = {}
+        self._by_identity: dict[PeerIdentity, dict[str, None]] = {}
         self._versions: dict[str, int] = {}
         self._heap: list[tuple[float, str, int]] = []
         self._counter = 0
@@ -114,12 +120,23 @@ class RegistrationBook:
         reg_id = self._by_endpoint.get(endpoint)
         return None if reg_id is None else self._by_id.get(reg_id)
 
+    def at_address(self, address: Address) -> list[Registration]:
+        """Every live registration whose requests come from ``address`` (least recently
+        written first)."""
+        return [self._by_id[r] for r in self._by_address.get(address, ())]
+
+    def with_identity(self, identity: PeerIdentity) -> list[Registration]:
+        """Every live registration bound to this DTLS identity (least recently written first)."""
+        return [self._by_id[r] for r in self._by_identity.get(identity, ())]
+
     def by_address(self, address: Address) -> Registration | None:
-        """The registration whose requests come from ``address`` (the latest, should a NAT
-        have handed the address to another client): how a Send or a notification without a
-        known token is attributed."""
-        reg_id = self._by_address.get(address)
-        return None if reg_id is None else self._by_id.get(reg_id)
+        """The one registration from ``address``; None when there is none *or several*: an
+        address shared by several endpoints (NAT) names none of them, and guessing the latest
+        would file one device's data under another (``ServerCore.sender`` refuses instead)."""
+        ids = self._by_address.get(address)
+        if ids is None or len(ids) != 1:
+            return None
+        return self._by_id[next(iter(ids))]
 
     def deadline(self, registration: Registration) -> float:
         """When ``registration`` will be swept by ``expire``: expires_at plus the grace."""
@@ -217,9 +234,11 @@ class RegistrationBook:
     def _put(self, registration: Registration) -> None:
         reg_id = registration.registration_id
         old = self._by_id.get(reg_id)
-        if old is not None and self._by_address.get(old.address) == reg_id:
-            del self._by_address[old.address]
-        self._by_address[registration.address] = reg_id
+        if old is not None:
+            self._unindex(old)
+        self._by_address.setdefault(registration.address, {})[reg_id] = None
+        if registration.identity is not None:
+            self._by_identity.setdefault(registration.identity, {})[reg_id] = None
         self._counter += 1
         self._versions[reg_id] = self._counter
         self._by_id[reg_id] = registration
@@ -233,8 +252,14 @@ class RegistrationBook:
         self._versions.pop(registration_id, None)
         if self._by_endpoint.get(registration.endpoint) == registration_id:
             del self._by_endpoint[registration.endpoint]
-        if self._by_address.get(registration.address) == registration_id:
-            del self._by_address[registration.address]
+        self._unindex(registration)
+
+    def _unindex(self, registration: Registration) -> None:
+        """Drop ``registration`` from the address and identity indexes."""
+        reg_id = registration.registration_id
+        _discard(self._by_address, registration.address, reg_id)
+        if registration.identity is not None:
+            _discard(self._by_identity, registration.identity, reg_id)
 
     def _drop_stale_head(self) -> None:
         heap = self._heap
@@ -248,6 +273,14 @@ class RegistrationBook:
             for reg_id, reg in self._by_id.items()
         ]
         heapq.heapify(self._heap)
+
+
+def _discard(index: dict[_K, dict[str, None]], key: _K, reg_id: str) -> None:
+    ids = index.get(key)
+    if ids is not None:
+        ids.pop(reg_id, None)
+        if not ids:
+            del index[key]
 
 
 def _check_identity(registration: Registration, identity: PeerIdentity | None) -> None:

@@ -179,6 +179,46 @@ class ServerCore:
         to_send = self._after_contact(registration, now, events)
         return CoreResult(registration, tuple(events), to_send)
 
+    def sender(self, address: Address, identity: PeerIdentity | None = None) -> Registration:
+        """Whose Send (``POST /dp``) is this? A Send names no registration, so it is attributed
+        to the registration its sender is known by, or refused rather than guessed:
+
+        * a DTLS peer (``identity`` given) by its session identity, wherever it sends from (a
+          NAT rebinding or a Connection ID keeps it the same device);
+        * a NoSec peer by its address, but only when exactly one NoSec registration comes from
+          that address: several endpoints behind one NAT binding (or one gateway socket) are
+          indistinguishable, and filing one device's data under another is worse than a refusal.
+
+        4.04 when nothing is registered for the sender (Core: only registered clients may
+        Send); 4.03 when the address is registered under a DTLS identity the peer does not
+        have, or is shared by several endpoints (the message names them, for the log)."""
+        if identity is not None:
+            candidates = self.registrations.with_identity(identity)
+            if not candidates:
+                raise Lwm2mError(
+                    f"no registration for this {identity.mode} identity",
+                    code=ResponseCode.NOT_FOUND,
+                )
+        else:
+            here = self.registrations.at_address(address)
+            candidates = [r for r in here if r.identity is None]
+            if not candidates:
+                if here:
+                    raise Lwm2mError(
+                        f"{address} is registered under another identity",
+                        code=ResponseCode.FORBIDDEN,
+                    )
+                raise Lwm2mError(f"no registration from {address}", code=ResponseCode.NOT_FOUND)
+        if len(candidates) > 1:
+            names = ", ".join(sorted(repr(r.endpoint) for r in candidates))
+            shared = f"{identity.mode} identity" if identity is not None else f"address {address}"
+            raise Lwm2mError(
+                f"ambiguous Send: {len(candidates)} endpoints ({names}) share this {shared} "
+                "and a Send does not say which one it comes from",
+                code=ResponseCode.FORBIDDEN,
+            )
+        return candidates[0]
+
     def send(
         self,
         address: Address,
@@ -188,15 +228,9 @@ class ServerCore:
         now: float,
         identity: PeerIdentity | None = None,
     ) -> CoreResult:
-        """``POST /dp`` (Send, LwM2M 1.1+): 4.04 when no registration comes from this peer
-        (Core §6.4.5: only registered clients may Send), 4.03 for another identity."""
-        registration = self.registrations.by_address(address)
-        if registration is None:
-            raise Lwm2mError(f"no registration from {address}", code=ResponseCode.NOT_FOUND)
-        if registration.identity != identity:
-            raise Lwm2mError(
-                f"{address} is registered under another identity", code=ResponseCode.FORBIDDEN
-            )
+        """``POST /dp`` (Send, LwM2M 1.1+) from the registration ``sender`` attributes it to
+        (4.04 none, 4.03 another identity or an ambiguous address)."""
+        registration = self.sender(address, identity)
         events: list[Event] = [SendReceived(registration, payload, content_format, now)]
         to_send = self._after_contact(registration, now, events)
         return CoreResult(registration, tuple(events), to_send)

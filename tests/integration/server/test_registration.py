@@ -6,17 +6,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from lwm2m_client.client import Lwm2mClient
+from keystore.credentials import DeviceCredentials
+from keystore.store.credentials import SqliteCredentialStore
+from lwm2m_client.client import Lwm2mClient, Lwm2mClientError
 from lwm2m_server.json_nodes import registration_to_json
 from lwm2m_server.service import Lwm2mServer
 from object_models.content_format import ContentFormat
 from object_models.path import LwM2mPath
 
 from . import rawcoap as raw
-from .conftest import ClientFactory, ServerFactory, eventually, next_event, uri_of
+from .conftest import (
+    ClientFactory,
+    ServerFactory,
+    eventually,
+    next_event,
+    server_config,
+    uri_of,
+)
 
 
 async def test_register_update_deregister(server: Lwm2mServer, make_client: ClientFactory) -> None:
@@ -161,6 +171,23 @@ async def test_update_with_ep_is_refused(server: Lwm2mServer, peer: raw.RawPeer)
     assert server.client("ep-upd").registration_id == reg_id
 
 
+async def test_update_repeating_unchanged_lwm2m_and_ep_is_accepted(
+    server: Lwm2mServer, peer: raw.RawPeer
+) -> None:
+    """Clients that send ``lwm2m=1.0`` in every Update must not see 4.00 (their registration
+    would expire); only a *different* version (or endpoint name) is refused."""
+    reg_id = await raw.register(peer, "ep-repeat", version="1.0", lifetime=300)
+    update = raw.request(raw.POST, ["rd", reg_id], query=["lwm2m=1.0", "lt=400"])
+    assert raw.code_str((await peer.exchange(update)).code) == "2.04"
+    assert server.client("ep-repeat").lifetime == 400
+    same_ep = raw.request(raw.POST, ["rd", reg_id], query=["ep=ep-repeat"])
+    assert raw.code_str((await peer.exchange(same_ep)).code) == "2.04"
+    changed = raw.request(raw.POST, ["rd", reg_id], query=["lwm2m=1.1", "lt=500"])
+    assert raw.code_str((await peer.exchange(changed)).code) == "4.00"
+    reg = server.client("ep-repeat")
+    assert (reg.registration_id, reg.lwm2m_version, reg.lifetime) == (reg_id, "1.0", 400)
+
+
 async def test_closed_registration_refuses_nosec(make_server: ServerFactory) -> None:
     server = await make_server(open_registration=False)
     peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port))
@@ -170,6 +197,66 @@ async def test_closed_registration_refuses_nosec(make_server: ServerFactory) -> 
         assert raw.code_str(answer.code) == "4.01"
     finally:
         peer.close()
+
+
+async def test_identity_refusals_are_logged_as_refusals(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 4.01/4.03 is not malformed input: the log says "refused", names the endpoint and the
+    peer, and is rate-limited like malformed input (one WARNING per peer per minute)."""
+    caplog.set_level(logging.DEBUG, logger="lwm2m_server")
+    server = await make_server(open_registration=False)
+    peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port))
+    try:
+        for _ in range(3):
+            answer = await peer.exchange(_register(["ep=not-provisioned"]))
+            assert raw.code_str(answer.code) == "4.01"
+    finally:
+        peer.close()
+    site = [r for r in caplog.records if r.name == "lwm2m_server.coap.site"]
+    assert not [r for r in site if "malformed" in r.getMessage()]
+    refused = [r for r in site if "refused" in r.getMessage()]
+    assert len(refused) == 3
+    assert [r.levelno for r in refused] == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+    message = refused[0].getMessage()
+    assert "'not-provisioned'" in message and "4.01" in message
+    assert f"127.0.0.1:{peer.port}" in message
+
+
+async def test_dtls_identity_refusal_names_the_identity_never_the_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    key = b"never-log-this-k"
+    config = server_config(tmp_path / "data", open_registration=False)
+    with SqliteCredentialStore.open(config.database) as store:
+        store.put_device(DeviceCredentials.for_psk("owner", b"owner-identity", key))
+    server = Lwm2mServer(config)
+    await server.start()
+    client = Lwm2mClient(
+        "intruder",
+        f"coaps://127.0.0.1:{server.coaps_address.port}",
+        auto_update=False,
+        psk=(b"owner-identity", key),
+    )
+    try:
+        await client.start()
+        with pytest.raises(Lwm2mClientError) as info:
+            await client.register()
+        assert int(info.value.code) == 0x83  # 4.03
+    finally:
+        await client.stop()
+        await server.stop()
+    refused = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "lwm2m_server.coap.site" and "refused" in r.getMessage()
+    ]
+    assert len(refused) == 1
+    assert "'intruder'" in refused[0] and "owner-identity" in refused[0]
+    assert "4.03" in refused[0]
+    everything = "\n".join(r.getMessage() for r in caplog.records)
+    assert key.decode() not in everything and key.hex() not in everything
 
 
 async def test_garbage_datagrams_and_flood(

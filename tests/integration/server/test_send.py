@@ -3,15 +3,19 @@ a SEND event, refused for peers that are not registered or payloads that do not 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from keystore.credentials import DeviceCredentials
+from keystore.store.credentials import SqliteCredentialStore
 from lwm2m_client.client import Lwm2mClient, Lwm2mClientError
 from lwm2m_server.json_nodes import telemetry_to_json
 from lwm2m_server.service import Lwm2mServer
 from object_models.content_format import ContentFormat as CF
 
 from . import rawcoap as raw
-from .conftest import ClientFactory, next_event
+from .conftest import ClientFactory, next_event, server_config
 
 
 @pytest.fixture
@@ -52,6 +56,59 @@ async def test_send_from_unregistered_peer(server: Lwm2mServer) -> None:
         assert raw.code_str((await peer.exchange(msg)).code) == "4.04"
     finally:
         peer.close()
+
+
+async def test_send_from_an_address_shared_by_two_endpoints_is_refused(
+    server: Lwm2mServer,
+) -> None:
+    """Behind a NAT several NoSec endpoints share one address:port. A Send names no endpoint,
+    so the server refuses it (4.03) and stores nothing rather than filing one device's data
+    under the most recently registered one; with one endpoint left it is accepted."""
+    peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port))
+    payload = b'[{"bn":"/3303/0/","n":"5700","v":21.5}]'
+    try:
+        await raw.register(peer, "behind-nat-1")
+        second = await raw.register(peer, "behind-nat-2")
+        msg = raw.request(raw.POST, ["dp"], payload=payload, content_format=CF.SENML_JSON)
+        answer = await peer.exchange(msg)
+        assert raw.code_str(answer.code) == "4.03"
+        assert b"behind-nat-1" in answer.payload and b"behind-nat-2" in answer.payload
+        assert server.telemetry_latest("behind-nat-1") == {}
+        assert server.telemetry_latest("behind-nat-2") == {}
+
+        delete = await peer.exchange(raw.request(raw.DELETE, ["rd", second]))
+        assert raw.code_str(delete.code) == "2.02"
+        msg = raw.request(raw.POST, ["dp"], payload=payload, content_format=CF.SENML_JSON)
+        assert raw.code_str((await peer.exchange(msg)).code) == "2.04"
+        assert server.telemetry_latest("behind-nat-1")["/3303/0/5700"].value == 21.5
+    finally:
+        peer.close()
+
+
+async def test_dtls_send_is_attributed_by_the_session_identity(tmp_path: Path) -> None:
+    """Over CoAPs the Send is filed under the endpoint the DTLS identity is bound to."""
+    config = server_config(tmp_path / "data", open_registration=False)
+    with SqliteCredentialStore.open(config.database) as store:
+        store.put_device(DeviceCredentials.for_psk("dtls-sender", b"dtls-sender-id", b"k" * 16))
+    server = Lwm2mServer(config)
+    await server.start()
+    client = Lwm2mClient(
+        "dtls-sender",
+        f"coaps://127.0.0.1:{server.coaps_address.port}",
+        auto_update=False,
+        lwm2m_version="1.1",
+        psk=(b"dtls-sender-id", b"k" * 16),
+    )
+    try:
+        await client.start()
+        await client.register()
+        client.set_value("/3303/0/5700", 3.5)
+        code = await client.send(["/3303/0/5700"])
+        assert str(code).startswith("2.04")
+        assert server.telemetry_latest("dtls-sender")["/3303/0/5700"].value == 3.5
+    finally:
+        await client.stop()
+        await server.stop()
 
 
 @pytest.mark.parametrize(

@@ -131,11 +131,29 @@ def test_queue_mode_1_0_from_binding() -> None:
     assert RegistrationRequest.parse(["ep=a", "b=UQ"], LINKS).queue_mode
 
 
-def test_update_refuses_ep_and_lwm2m() -> None:
-    assert code_of(UpdateRequest.parse, ["ep=a"]) is BAD
-    assert code_of(UpdateRequest.parse, ["lwm2m=1.1"]) is BAD
+def test_update_refuses_bad_values() -> None:
     assert code_of(UpdateRequest.parse, ["lt=-5"]) is BAD
     assert code_of(UpdateRequest.parse, ["b="]) is BAD
+    assert code_of(UpdateRequest.parse, ["ep"]) is BAD  # no value
+    assert code_of(UpdateRequest.parse, ["lwm2m"]) is BAD
+
+
+def test_update_refuses_a_changed_ep_or_lwm2m() -> None:
+    """Neither can change without a new Register: a different value is a 4.00."""
+    reg = Registration("r1", "a", Address("h", 1), lwm2m_version="1.0")
+    assert code_of(reg.updated, UpdateRequest.parse(["ep=b"]), now=1.0) is BAD
+    assert code_of(reg.updated, UpdateRequest.parse(["lwm2m=1.1"]), now=1.0) is BAD
+    assert code_of(reg.updated, UpdateRequest.parse(["lwm2m=9.9"]), now=1.0) is BAD
+
+
+def test_update_accepts_an_unchanged_ep_and_lwm2m() -> None:
+    """Some clients repeat ``lwm2m=1.0`` (or ``ep=``) in every Update: the value is the
+    registered one, so nothing changes, and it is not kept as an extra attribute either."""
+    reg = Registration("r1", "a", Address("h", 1), lwm2m_version="1.0", lifetime=60)
+    new = reg.updated(UpdateRequest.parse(["lwm2m=1.0", "ep=a", "lt=90"]), now=7.0)
+    assert (new.endpoint, new.lwm2m_version, new.lifetime) == ("a", "1.0", 90)
+    assert new.last_update == 7.0
+    assert new.additional_attributes == {}
 
 
 def test_update_payload_format_checked() -> None:

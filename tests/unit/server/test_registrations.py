@@ -34,6 +34,32 @@ def test_register_then_lookup(clock: Clock) -> None:
     assert book.next_deadline() == clock.now + 60 + book.grace_period
 
 
+def test_an_address_shared_by_several_registrations_names_none(clock: Clock) -> None:
+    """NoSec devices behind one NAT binding share an address: ``by_address`` must not pick the
+    latest of them; ``at_address`` lists them all, and leaving one makes the other unique."""
+    book = counting_ids()
+    a = book.register(request("a"), now=clock.now, address=ADDR).registration
+    b = book.register(request("b"), now=clock.now, address=ADDR).registration
+    assert book.by_address(ADDR) is None
+    assert book.at_address(ADDR) == [a, b]
+    book.deregister(b.registration_id, now=clock.now)
+    assert book.by_address(ADDR) is a
+    assert book.at_address(ADDR) == [a]
+
+
+def test_registrations_are_indexed_by_identity(clock: Clock) -> None:
+    book = counting_ids()
+    ident = PeerIdentity("psk", "id-a")
+    a = book.register(request("a"), now=clock.now, address=ADDR, identity=ident).registration
+    assert book.with_identity(ident) == [a]
+    moved = book.update(
+        a.registration_id, UpdateRequest(), now=clock.now, address=Address("h", 2), identity=ident
+    ).registration
+    assert book.with_identity(ident) == [moved]
+    book.register(request("a"), now=clock.now, address=ADDR)  # re-Register over NoSec
+    assert book.with_identity(ident) == []
+
+
 def test_registration_ids_are_short_and_distinct() -> None:
     ids = {new_registration_id() for _ in range(2000)}
     assert len(ids) == 2000

@@ -163,6 +163,41 @@ def test_send_is_attributed_by_address_and_identity(clock: Clock) -> None:
     assert info.value.code is ResponseCode.FORBIDDEN
 
 
+def test_send_from_an_address_shared_by_nosec_endpoints_is_refused(clock: Clock) -> None:
+    """Two NoSec endpoints behind one address:port: a Send cannot say which one it is, so it
+    is refused (4.03) instead of being filed under the latest registration."""
+    core = make_core()
+    core.apply_register(request("a"), now=clock.now, address=ADDR)
+    b = core.apply_register(request("b"), now=clock.now, address=ADDR).registration
+    assert b is not None
+    with pytest.raises(Lwm2mError) as info:
+        core.send(ADDR, b"[]", 110, now=clock.now)
+    assert info.value.code is ResponseCode.FORBIDDEN
+    assert "'a', 'b'" in info.value.message
+    core.deregister(b.registration_id, now=clock.now)
+    assert core.send(
+        ADDR, b"[]", 110, now=clock.now
+    ).registration == core.registrations.by_endpoint("a")
+
+
+def test_dtls_send_is_attributed_by_identity_not_address(clock: Clock) -> None:
+    """A DTLS peer is known by its session identity: a NoSec registration at the same address
+    does not make its Send ambiguous, and a new address (NAT rebinding, CID) does not lose it."""
+    core = make_core()
+    ident = PeerIdentity("psk", "dev-a")
+    core.apply_register(request("plain"), now=clock.now, address=ADDR)
+    a = core.apply_register(request("a"), now=clock.now, address=ADDR, identity=ident)
+    out = core.send(Address("203.0.113.9", 7), b"[]", 110, now=clock.now, identity=ident)
+    assert out.registration == a.registration
+    with pytest.raises(Lwm2mError) as info:
+        core.send(ADDR, b"[]", 110, now=clock.now, identity=PeerIdentity("psk", "unknown"))
+    assert info.value.code is ResponseCode.NOT_FOUND
+    # NoSec from that address: only "plain" is a NoSec registration there
+    assert core.send(
+        ADDR, b"[]", 110, now=clock.now
+    ).registration == core.registrations.by_endpoint("plain")
+
+
 def test_leaving_queue_mode_releases_queued_requests(clock: Clock) -> None:
     core = make_core()
     res = core.apply_register(
