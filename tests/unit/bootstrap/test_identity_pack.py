@@ -28,8 +28,10 @@ from object_models.path import LwM2mPath
 from .fake_client import FakeClient
 from .helpers import KEY, REGISTRY, Clock, drive, endpoint_doc, parse, profile_doc
 
+# Certificates are issued at NOW, not at the wall clock of the moment a test runs: under xdist a
+# module is imported at collection and its tests may run minutes later, beyond the backdating.
 NOW = datetime.datetime.now(datetime.UTC)
-CA_KEY, CA_CERT = tools.make_ca("fleet CA")
+CA_KEY, CA_CERT = tools.make_ca("fleet CA", now=NOW)
 
 
 def _catalog() -> Catalog:
@@ -46,7 +48,9 @@ def _catalog() -> Catalog:
 
 def _device_chain(cn: str) -> tuple[bytes, ...]:
     key = tools.generate_private_key()
-    cert = tools.issue_certificate(key.public_key(), cn, issuer_key=CA_KEY, issuer_cert=CA_CERT)
+    cert = tools.issue_certificate(
+        key.public_key(), cn, issuer_key=CA_KEY, issuer_cert=CA_CERT, now=NOW
+    )
     return (certificate_der(cert),)
 
 
