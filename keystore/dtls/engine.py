@@ -214,7 +214,11 @@ class DtlsEngine:
         )
         if state.is_client:
             engine._session = session
-        elif state.session_id and isinstance(config, ServerConfig) and config.session_cache:
+        elif (
+            state.session_id
+            and isinstance(config, ServerConfig)
+            and config.session_cache is not None
+        ):
             config.session_cache.put(session)
         return engine
 
