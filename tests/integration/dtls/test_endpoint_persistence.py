@@ -25,7 +25,7 @@ from keystore.dtls import ApplicationData, ClientConfig, ServerConfig
 from keystore.dtls.record import parse_datagram
 
 from .conftest import eventually
-from .rawpeer import RawPeer
+from .rawpeer import RawPeer, RawSocket
 
 PSK_ID, PSK = b"device", b"0123456789abcdef"
 
@@ -293,3 +293,29 @@ async def test_failing_store_never_lets_an_unreserved_number_out(store: MemorySt
     finally:
         peer.close()
         await endpoint.shutdown()
+
+
+async def test_restored_session_keeps_its_connection_id(store: MemoryStore) -> None:
+    """After the restart the device's NAT binding changed too: its CID still finds the
+    session, which moves to the new address (and the store follows)."""
+    first = await open_endpoint(store)
+    port = first.local_address[1]
+    peer = await connect(first, connection_id=b"")
+    try:
+        assert await echo(peer, b"one") == b"echo:one"
+        cid = store.only().state.own_cid
+        assert cid is not None and len(cid) == 6
+        await first.shutdown()
+        second = await open_endpoint_on(store, port)
+        try:
+            assert second.sessions.by_cid(cid) is not None
+            old_socket = peer.socket
+            peer.socket = await RawSocket.open(("127.0.0.1", port))
+            old_socket.close()
+            assert await echo(peer, b"two", store) == b"echo:two"
+            await eventually(lambda: store.only().port == peer.socket.port)
+            assert second.stats.address_changes == 1
+        finally:
+            await second.shutdown()
+    finally:
+        peer.close()
