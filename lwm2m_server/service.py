@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -34,6 +35,7 @@ from keystore.modes import SecurityMode
 from keystore.resolver import Resolver
 from keystore.store.base import StoreError
 from keystore.store.credentials import SqliteCredentialStore
+from keystore.store.dtls_sessions import SqliteDtlsSessionStore
 from keystore.store.sqlite import SqliteStore
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError, ResponseCode
@@ -184,6 +186,12 @@ class Lwm2mServer:
                 coaps_port=config.coaps_port if coaps is not None else None,
                 coaps_config=(
                     server_dtls_config(self.resolver, identity, coaps)
+                    if coaps is not None
+                    else None
+                ),
+                # DTLS sessions survive a restart (docs/coaps-transport.md)
+                coaps_settings=(
+                    dataclasses.replace(coaps.endpoint, session_store=SqliteDtlsSessionStore(store))
                     if coaps is not None
                     else None
                 ),

@@ -26,13 +26,26 @@ Transport duties from docs/dtls.md, and how they are met here:
   Idle eviction is one periodic sweep over the front of the LRU-ordered table.
 * **Failures.** A failed handshake is logged once, with the peer address and the engine's reason
   (which never contains key material), at WARNING at most once per host per minute.
+* **Drops.** Every record or datagram the DTLS layer discards (RFC 6347 says: silently) is
+  counted by reason in ``stats.drops`` (:class:`~keystore.dtls.drops.DropReason` values) and
+  logged at DEBUG, at most once per host per ``log_interval``: "the device gets no answer" is
+  then one look at the counters or the debug log.
+* **Persistence.** With a ``session_store`` (:mod:`.persistence`), established server sessions
+  survive a crash: written when the handshake completes (before our Finished goes out), their
+  replay window written before any reply to the records it accepted, their write sequence
+  numbers reserved ahead (``reserve_ahead``) so a restored session never reuses one; all writes
+  of one loop iteration in one transaction; restored by :meth:`DtlsEndpoint.open`. A graceful
+  shutdown then keeps the sessions too (no close_notify). See docs/coaps-transport.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import os
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -40,8 +53,9 @@ from typing import Any, Protocol, cast
 from ..dtls.config import ClientConfig, ServerConfig
 from ..dtls.constants import AlertDescription, ContentType
 from ..dtls.cookie import CookieVerifier
+from ..dtls.drops import DropReason
 from ..dtls.engine import DtlsEngine
-from ..dtls.errors import ConnectionStateError
+from ..dtls.errors import ConnectionStateError, DtlsError
 from ..dtls.events import (
     AlertReceived,
     ApplicationData,
@@ -49,10 +63,12 @@ from ..dtls.events import (
     Event,
     HandshakeComplete,
     PeerAddressChanged,
+    RecordDropped,
 )
 from ..dtls.record import is_client_hello, peek_connection_id
 from ..log_limit import PerPeerLimit
 from .identity import DtlsClaim
+from .persistence import DtlsSessionStore, SessionProgress, StoredSession
 from .sessions import Key, Session, SessionTable, address_key
 
 log = logging.getLogger(__name__)
@@ -83,8 +99,16 @@ class EndpointSettings:
     stale_after: float = 1800.0
     cookie_rotation: float = 60.0
     sweep_interval: float = 60.0
-    #: at most one WARNING per host per this many seconds about failed handshakes
+    #: at most one WARNING per host per this many seconds about failed handshakes (and one
+    #: DEBUG line per host about dropped datagrams)
     log_interval: float = 60.0
+    #: where established sessions are kept so that they survive a restart (None: memory only)
+    session_store: DtlsSessionStore | None = None
+    #: write sequence numbers reserved per store write; a restored session continues after
+    #: the reservation, so numbers are skipped on a restart but never reused
+    reserve_ahead: int = 1024
+    #: seconds to wait before writing to the store again after it failed
+    store_retry: float = 1.0
 
 
 @dataclass(slots=True)
@@ -99,6 +123,13 @@ class EndpointStats:
     refused_full: int = 0
     address_changes: int = 0
     failures_by_alert: dict[str, int] = field(default_factory=dict)
+    #: datagrams/records dropped without an answer, by ``DropReason`` value
+    drops: dict[str, int] = field(default_factory=dict)
+    #: sessions restored from the session store at start
+    sessions_restored: int = 0
+    #: transactions written to the session store, and failed attempts
+    session_writes: int = 0
+    session_write_failures: int = 0
 
 
 def _where(key: Key) -> str:
@@ -134,8 +165,15 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._loop = asyncio.get_running_loop()
         self._cid_length = server_config.cid_length if server_config is not None else None
         self._limiter = PerPeerLimit(self.settings.log_interval)
+        self._drop_limiter = PerPeerLimit(self.settings.log_interval)
         self._sweeper: asyncio.TimerHandle | None = None
         self._closing = False
+        self._store = self.settings.session_store if server_config is not None else None
+        #: sessions with state to write (insertion-ordered set), rows to delete
+        self._dirty: dict[Session, None] = {}
+        self._removed: list[str] = []
+        self._commit_handle: asyncio.Handle | None = None
+        self._store_retry_at = 0.0
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -153,6 +191,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             sock.close()
             raise
         assert isinstance(protocol, cls)
+        protocol.restore_sessions()
         return protocol
 
     @property
@@ -213,25 +252,38 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         events = session.engine.receive_datagram(data, now, key)
         self._after(session, events, sockaddr, now)
 
+    def _count_drop(self, reason: DropReason, key: Key, now: float) -> None:
+        """Count a silent drop and say why at DEBUG (at most once per host and interval)."""
+        self.stats.dropped += 1
+        drops = self.stats.drops
+        drops[reason.value] = drops.get(reason.value, 0) + 1
+        if log.isEnabledFor(logging.DEBUG) and self._drop_limiter.allow(key[0], now):
+            log.debug("DTLS datagram from %s dropped: %s", _where(key), reason.value)
+
     def _new_peer(
         self, data: bytes, sockaddr: Any, key: Key, now: float, replacing: Session | None
     ) -> None:
         if self.server_config is None:
-            self.stats.dropped += 1
+            self._count_drop(
+                DropReason.NOT_A_SERVER if is_client_hello(data) else DropReason.NO_SESSION,
+                key,
+                now,
+            )
             return
-        reply, ok = self.cookies.server_handle_initial_datagram(data, key, now)
+        reply, ok, drop = self.cookies.initial_datagram(data, key, now)
         if reply is not None:
             self.stats.hello_verify_requests += 1
             self._sendto(reply, sockaddr)
         if not ok:
-            if reply is None:
-                self.stats.dropped += 1
+            if drop is not None:
+                self._count_drop(drop, key, now)
             return
         if replacing is not None:
             log.info("%s: new handshake from %s replaces its session", replacing, _where(key))
             self._drop(replacing, "the peer started a new handshake")
         if len(self.sessions) >= self.settings.max_sessions and not self._make_room(now):
             self.stats.refused_full += 1
+            self._count_drop(DropReason.TABLE_FULL, key, now)
             if self._limiter.allow("full", now):
                 log.warning(
                     "DTLS session table full (%d): handshake from %s refused",
@@ -259,11 +311,15 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
 
     def _after(self, session: Session, events: Sequence[Event], sockaddr: Any, now: float) -> None:
         """Act on the engine's events, send what it queued, re-arm its timer."""
-        if events or not session.established:
+        if not session.established or any(not isinstance(e, RecordDropped) for e in events):
             self.sessions.touch(session, now)
         for event in events:
             if isinstance(event, ApplicationData):
+                if session.persist_id is not None:
+                    self._track(session)  # before the listener can answer (see _flush)
                 self._deliver(session, event.data)
+            elif isinstance(event, RecordDropped):
+                self._count_drop(event.reason, session.key, now)
             elif isinstance(event, HandshakeComplete):
                 self._established(session, event)
             elif isinstance(event, PeerAddressChanged):
@@ -290,6 +346,10 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             log.warning("%s: connection id collision, session closed", session)
             session.engine.close()
             return
+        if self._store is not None and not session.is_client:
+            # written before our Finished goes out (``_flush`` holds it until the commit)
+            session.persist_id = os.urandom(12).hex()
+            self._track(session)
         self.stats.handshakes_completed += 1
         log.debug("%s established%s", session, " (resumed)" if event.resumed else "")
         if session.handshake is not None and not session.handshake.done():
@@ -311,6 +371,8 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         session.sockaddr = sockaddr
         displaced = self.sessions.move(session, new)
         self.stats.address_changes += 1
+        if session.persist_id is not None:
+            self._track(session)
         log.info("%s moved from %s (connection id)", session, _where(old))
         if displaced is not None:
             self._drop(displaced, "its address was taken over by another session", unindexed=True)
@@ -319,6 +381,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         if session.timer is not None:
             session.timer.cancel()
             session.timer = None
+        self._forget(session)
         was_indexed = self.sessions.remove(session)
         reason = event.reason if event is not None else "closed"
         if event is not None and session.claim is None:
@@ -413,8 +476,207 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._arm(session)
 
     def _flush(self, session: Session) -> None:
+        """Send what the engine queued, unless the store must first cover it: a persisted
+        session's datagrams wait for the commit (next loop iteration) while its row is new,
+        its replay window is ahead of the stored one, or a record used a sequence number
+        beyond the stored reservation."""
+        if session.persist_id is not None:
+            engine = session.engine
+            if engine.is_established:
+                if self._needs_write(session):
+                    self._track(session)
+                if self._must_hold(session):
+                    return
+            elif session.stored and engine.next_write_seq > session.durable_write:
+                # closing (close_notify, fatal alert) past the reservation: stay silent rather
+                # than use a sequence number a restored copy of the session could use again
+                engine.datagrams_to_send()
+                return
         for datagram in session.engine.datagrams_to_send():
             self._sendto(datagram, session.sockaddr)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def _needs_write(self, session: Session) -> bool:
+        engine = session.engine
+        return (
+            not session.stored
+            or engine.read_high_water > session.durable_read
+            or engine.next_write_seq + self.settings.reserve_ahead // 2 > session.durable_write
+        )
+
+    def _must_hold(self, session: Session) -> bool:
+        engine = session.engine
+        return (
+            not session.stored
+            or engine.read_high_water > session.durable_read
+            or engine.next_write_seq > session.durable_write
+        )
+
+    def _track(self, session: Session) -> None:
+        self._dirty[session] = None
+        self._schedule_commit()
+
+    def _schedule_commit(self) -> None:
+        if self._commit_handle is not None or self._closing:
+            return
+        if self._store_retry_at > self._loop.time():
+            self._commit_handle = self._loop.call_at(self._store_retry_at, self._commit)
+        else:
+            self._commit_handle = self._loop.call_soon(self._commit)
+
+    def _forget(self, session: Session) -> None:
+        """The session ends: its row goes (with the next commit)."""
+        self._dirty.pop(session, None)
+        if session.persist_id is not None and session.stored:
+            self._removed.append(session.persist_id)
+            self._schedule_commit()
+        session.persist_id = None
+
+    def _commit(self) -> None:
+        """Write every pending session change in one transaction, then send what waited."""
+        self._commit_handle = None
+        store = self._store
+        if store is None:
+            return
+        dirty, self._dirty = list(self._dirty), {}
+        removed, self._removed = self._removed, []
+        new: list[StoredSession] = []
+        progress: list[SessionProgress] = []
+        writes: list[tuple[Session, int, int]] = []
+        wall = time.time()
+        reserve = self.settings.reserve_ahead
+        for session in dirty:
+            engine = session.engine
+            if session.persist_id is None or not engine.is_established:
+                continue
+            state = engine.export_state()
+            write = session.durable_write
+            if engine.next_write_seq + reserve // 2 > write:
+                write = engine.next_write_seq + reserve
+            host, port = session.key
+            if session.stored:
+                progress.append(
+                    SessionProgress(
+                        session.persist_id,
+                        host,
+                        port,
+                        write,
+                        state.read_top,
+                        state.read_bitmap,
+                        wall,
+                    )
+                )
+            else:
+                state = dataclasses.replace(state, write_seq=write)
+                new.append(StoredSession(session.persist_id, host, port, state, wall))
+            writes.append((session, write, state.read_top))
+        if not (new or progress or removed):
+            return
+        try:
+            store.save_dtls_sessions(new, progress, removed)
+        except Exception as exc:
+            self._store_failed(exc, writes, removed)
+            return
+        self.stats.session_writes += 1
+        self._store_retry_at = 0.0
+        for session, write, read in writes:
+            session.stored = True
+            session.durable_write = max(session.durable_write, write)
+            session.durable_read = max(session.durable_read, read)
+            self._flush(session)
+            self._arm(session)
+
+    def _store_failed(
+        self, exc: Exception, writes: list[tuple[Session, int, int]], removed: list[str]
+    ) -> None:
+        """The store refused a write (disk full, locked): keep serving, never reuse a number.
+
+        A new session runs unpersisted (it will not survive a crash, as without a store); a
+        stored one keeps its replies flowing (its replay window on disk lags, logged) unless
+        it used up its reservation, in which case it is dropped (the peer handshakes again).
+        Deletions are retried with the next write, after ``store_retry`` seconds."""
+        self.stats.session_write_failures += 1
+        now = self._loop.time()
+        self._store_retry_at = now + self.settings.store_retry
+        self._removed = removed + self._removed
+        if self._limiter.allow("session-store", now):
+            log.error("DTLS sessions not saved (they may not survive a restart): %s", exc)
+        for session, _, read in writes:
+            if not session.stored:
+                session.persist_id = None
+            elif session.engine.next_write_seq > session.durable_write:
+                self._drop(session, "its sequence numbers could not be reserved in the store")
+                continue
+            else:
+                session.durable_read = max(session.durable_read, read)
+            self._flush(session)
+
+    def restore_sessions(self) -> int:
+        """Put the stored sessions back in the table (at start); returns how many. Sessions
+        idle for ``idle_timeout`` or that no longer fit the configuration are deleted."""
+        store, config = self._store, self.server_config
+        if store is None or config is None:
+            return 0
+        try:
+            rows = store.load_dtls_sessions()
+        except Exception as exc:
+            log.error("stored DTLS sessions not restored: %s", exc)
+            return 0
+        now = self._loop.time()
+        wall = time.time()
+        stale: list[str] = []
+        restored = 0
+        for row in sorted(rows, key=lambda r: r.saved_at):
+            key = (row.host, row.port)
+            idle = max(0.0, wall - row.saved_at)
+            if idle >= self.settings.idle_timeout:
+                stale.append(row.id)
+                continue
+            try:
+                engine = DtlsEngine.restore(config, row.state, key)
+            except (DtlsError, ValueError) as exc:
+                log.info("stored DTLS session with %s not restored: %s", _where(key), exc)
+                stale.append(row.id)
+                continue
+            session = Session(key, self._sockaddr_for(key), engine, now - idle)
+            session.persist_id = row.id
+            session.stored = True
+            session.durable_write = row.state.write_seq
+            session.durable_read = row.state.read_top
+            session.claim = DtlsClaim(row.state.peer_identity, row.state.cipher_suite)
+            old = self.sessions.add(session)
+            if old is not None and old.persist_id is not None:
+                stale.append(old.persist_id)  # two rows for one address: the newer wins
+                old.persist_id = None
+                restored -= 1
+            cid = row.state.own_cid
+            if cid and not self.sessions.add_cid(session, cid):
+                self.sessions.remove(session)
+                stale.append(row.id)
+                continue
+            restored += 1
+            try:
+                self.listener.session_established(session)
+            except Exception:
+                log.exception("%s: session_established handler failed", session)
+        if stale:
+            try:
+                store.remove_dtls_sessions(stale)
+            except Exception as exc:
+                log.error("expired DTLS sessions not removed from the store: %s", exc)
+        self.stats.sessions_restored = restored
+        if restored:
+            log.info("restored %d DTLS sessions", restored)
+        return restored
+
+    def _sockaddr_for(self, key: Key) -> Any:
+        """The socket address of ``key`` in this socket's family (v4-mapped on dual stack)."""
+        host, port = key
+        if self.family == socket.AF_INET6:
+            if ":" not in host:
+                host = "::ffff:" + host
+            return (host, port, 0, 0)
+        return (host, port)
 
     def _sendto(self, datagram: bytes, sockaddr: Any) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -475,6 +737,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         if session.timer is not None:
             session.timer.cancel()
             session.timer = None
+        self._forget(session)
         removed = self.sessions.remove(session)
         if session.handshake is not None and not session.handshake.done():
             session.handshake.set_exception(HandshakeFailed(reason))
@@ -483,13 +746,25 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             self._notify_closed(session, reason)
 
     async def shutdown(self) -> None:
-        """close_notify to every established peer, then close the socket."""
+        """close_notify to every established peer, then close the socket. Sessions kept in a
+        session store are not closed: what is pending is written, and they continue after the
+        restart (a graceful restart must not cost the devices more than a crash)."""
+        if self._commit_handle is not None:
+            self._commit_handle.cancel()
+            self._commit_handle = None
+        self._commit()
         self._closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
         for session in self.sessions:
+            if session.persist_id is not None and session.stored and session.established:
+                if session.timer is not None:
+                    session.timer.cancel()
+                    session.timer = None
+                continue
             self._drop(session, "shutting down", notify_peer=True)
+        self._commit()  # deletions of the sessions just closed
         if self.transport is not None:
             self.transport.close()
             self.transport = None

@@ -48,14 +48,18 @@ class Session:
     __slots__ = (
         "cid",
         "claim",
+        "durable_read",
+        "durable_write",
         "engine",
         "handshake",
         "hello_random",
         "is_client",
         "key",
         "last_active",
+        "persist_id",
         "remote",
         "sockaddr",
+        "stored",
         "timer",
     )
 
@@ -75,6 +79,13 @@ class Session:
         self.hello_random = b""
         #: client role: resolved when the handshake completes (or fails)
         self.handshake: asyncio.Future[None] | None = None
+        #: session store row id (None: the session is not persisted)
+        self.persist_id: str | None = None
+        #: the row is written; what it holds: the reserved write sequence number (never used
+        #: yet) and the highest accepted read sequence number
+        self.stored = False
+        self.durable_write = 0
+        self.durable_read = -1
 
     @property
     def established(self) -> bool:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from .config import ClientConfig, ServerConfig, TimingConfig
 from .constants import AlertDescription, AlertLevel, CipherSuite
-from .cookie import CookieVerifier
+from .cookie import CookieVerifier, InitialDecision
+from .drops import DropReason
 from .engine import DtlsEngine, State
 from .errors import AlertError, ConfigError, ConnectionStateError, DecodeError, DtlsError
 from .events import (
@@ -19,6 +20,7 @@ from .events import (
     Event,
     HandshakeComplete,
     PeerAddressChanged,
+    RecordDropped,
 )
 from .identity import (
     AnonymousIdentity,
@@ -29,6 +31,7 @@ from .identity import (
 )
 from .record import is_client_hello, peek_connection_id
 from .session import LruSessionCache, Session, SessionCache
+from .state import SavedState
 
 __all__ = [
     "AlertDescription",
@@ -44,15 +47,19 @@ __all__ = [
     "ConnectionStateError",
     "CookieVerifier",
     "DecodeError",
+    "DropReason",
     "DtlsEngine",
     "DtlsError",
     "Event",
     "HandshakeComplete",
+    "InitialDecision",
     "LruSessionCache",
     "PeerAddressChanged",
     "PeerIdentity",
     "PskIdentity",
     "RawPublicKeyIdentity",
+    "RecordDropped",
+    "SavedState",
     "ServerConfig",
     "Session",
     "SessionCache",

@@ -14,9 +14,11 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Callable
+from typing import NamedTuple
 
 from .buffer import Buffer, Writer
 from .constants import DTLS_1_0, ContentType, HandshakeType
+from .drops import DropReason
 from .errors import DecodeError
 from .messages import (
     ClientHello,
@@ -26,7 +28,7 @@ from .messages import (
     pull_handshake_fragment,
     push_hello_verify_request,
 )
-from .record import encode_record, parse_datagram
+from .record import encode_record, parse_datagram_checked
 
 COOKIE_LEN = 32
 
@@ -95,22 +97,30 @@ class CookieVerifier:
         drop silently), and whether the datagram carries a ClientHello with a valid cookie, in
         which case the transport creates the engine and feeds it the same datagram.
         """
-        records = parse_datagram(data)
+        decision = self.initial_datagram(data, addr, now)
+        return decision.reply, decision.ok
+
+    def initial_datagram(self, data: bytes, addr: object, now: float) -> InitialDecision:
+        """:meth:`server_handle_initial_datagram`, plus why a silent drop was silent."""
+        records, malformed = parse_datagram_checked(data)
         if not records:
-            return None, False
+            return InitialDecision(None, False, malformed or DropReason.MALFORMED)
         rec = records[0]
         if rec.content_type != ContentType.HANDSHAKE or rec.epoch != 0:
-            return None, False
+            return InitialDecision(None, False, DropReason.NO_SESSION)
         try:
             buf = Buffer(rec.fragment)
             frag = pull_handshake_fragment(buf)
-            if frag.msg_type != HandshakeType.CLIENT_HELLO or not frag.is_complete:
-                return None, False
+            if frag.msg_type != HandshakeType.CLIENT_HELLO:
+                return InitialDecision(None, False, DropReason.NO_SESSION)
+            if not frag.is_complete:
+                # a fragmented ClientHello cannot be verified statelessly (RFC 6347 §4.2.1)
+                return InitialDecision(None, False, DropReason.UNEXPECTED)
             hello = pull_client_hello(Buffer(frag.body))
         except DecodeError:
-            return None, False
+            return InitialDecision(None, False, DropReason.MALFORMED)
         if self.check_cookie(addr, hello, now):
-            return None, True
+            return InitialDecision(None, True, None)
         w = Writer()
         push_hello_verify_request(
             w, HelloVerifyRequest(DTLS_1_0, self.make_cookie(addr, hello, now))
@@ -118,4 +128,16 @@ class CookieVerifier:
         # RFC 6347 §4.2.1: reuse the ClientHello's record sequence number; mirroring its
         # message_seq keeps the client's expected message_seq in step (OpenSSL and Mbed TLS do).
         body = encode_handshake(HandshakeType.HELLO_VERIFY_REQUEST, frag.message_seq, w.getvalue())
-        return encode_record(ContentType.HANDSHAKE, DTLS_1_0, 0, rec.seq, body), False
+        reply = encode_record(ContentType.HANDSHAKE, DTLS_1_0, 0, rec.seq, body)
+        return InitialDecision(reply, False, None)
+
+
+class InitialDecision(NamedTuple):
+    """What to do with a datagram from a peer without a session."""
+
+    #: a HelloVerifyRequest to send back, or None
+    reply: bytes | None
+    #: the datagram is a ClientHello with a valid cookie: create the session and feed it
+    ok: bool
+    #: why nothing at all is done with it (None: a reply goes out or a session is created)
+    drop: DropReason | None

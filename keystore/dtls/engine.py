@@ -36,22 +36,26 @@ from .constants import (
     ContentType,
     HandshakeType,
 )
-from .errors import AlertError, ConnectionStateError, DecodeError
+from .drops import DropReason
+from .errors import AlertError, ConfigError, ConnectionStateError, DecodeError
 from .events import (
     AlertReceived,
     ApplicationData,
     ConnectionClosed,
     Event,
     PeerAddressChanged,
+    RecordDropped,
 )
-from .handshake import CCS_ITEM_BODY, MAX_FUTURE_RECORDS, FlightItem, Step
+from .handshake import CCS_ITEM_BODY, MAX_FUTURE_RECORDS, FlightItem, Step, derive_protections
 from .identity import PeerIdentity
 from .messages import HANDSHAKE_HEADER_SIZE, encode_handshake_fragment, pull_handshake_fragment
 from .protection import BadRecordMac, Protection
-from .record import HEADER_SIZE, MAX_SEQUENCE, Record, encode_record, parse_datagram
+from .record import HEADER_SIZE, MAX_SEQUENCE, Record, encode_record, parse_datagram_checked
 from .replay import ReplayWindow
 from .server import ServerHandshake
 from .session import Session
+from .state import SavedState
+from .suites import SUITES
 
 
 class State(Enum):
@@ -64,6 +68,39 @@ class State(Enum):
 _MIN_FRAGMENT = 64
 
 
+class _Keys:
+    """What :meth:`DtlsEngine.export_state` needs beyond the cipher states (which do not give
+    their keys back): about 200 bytes per established session. Never logged (no repr)."""
+
+    __slots__ = (
+        "client_random",
+        "ems",
+        "etm",
+        "master_secret",
+        "server_random",
+        "session_id",
+        "suite",
+    )
+
+    def __init__(
+        self,
+        suite: int,
+        master_secret: bytes,
+        client_random: bytes,
+        server_random: bytes,
+        session_id: bytes,
+        ems: bool,
+        etm: bool,
+    ) -> None:
+        self.suite = suite
+        self.master_secret = master_secret
+        self.client_random = client_random
+        self.server_random = server_random
+        self.session_id = session_id
+        self.ems = ems
+        self.etm = etm
+
+
 class DtlsEngine:
     """One DTLS 1.2 association. Build with :meth:`client` or :meth:`server`."""
 
@@ -71,6 +108,7 @@ class DtlsEngine:
         "_config",
         "_hs",
         "_is_client",
+        "_keys",
         "_last_flight",
         "_last_flight_deadline",
         "_out",
@@ -113,6 +151,7 @@ class DtlsEngine:
         self._peer_address = peer_address
         self._peer_identity: PeerIdentity | None = None
         self._session: Session | None = None
+        self._keys: _Keys | None = None
 
     @classmethod
     def client(cls, config: ClientConfig, peer_address: object = None) -> DtlsEngine:
@@ -121,6 +160,103 @@ class DtlsEngine:
     @classmethod
     def server(cls, config: ServerConfig, peer_address: object = None) -> DtlsEngine:
         return cls(config, peer_address)
+
+    @classmethod
+    def restore(
+        cls, config: ClientConfig | ServerConfig, state: SavedState, peer_address: object = None
+    ) -> DtlsEngine:
+        """An established engine from :meth:`export_state`'s value (after a restart).
+
+        It continues sending at ``state.write_seq`` and refuses what ``state``'s replay window
+        has seen. A server engine also puts the session back in the config's session cache, so
+        an abbreviated handshake works as it did before the restart. ``ConfigError`` when the
+        state does not fit the config (another role, a suite no longer configured)."""
+        if isinstance(config, ClientConfig) != state.is_client:
+            raise ConfigError("saved session is of the other role")
+        if state.cipher_suite not in config.cipher_suites or state.cipher_suite not in SUITES:
+            raise ConfigError(f"cipher suite {state.cipher_suite:#06x} is not configured")
+        if not 0 <= state.write_seq <= MAX_SEQUENCE + 1 or state.read_top > MAX_SEQUENCE:
+            raise ConfigError("saved sequence numbers out of range")
+        engine = cls(config, peer_address)
+        engine._hs = None
+        engine._write_prot, engine._read_prot = derive_protections(
+            SUITES[state.cipher_suite],
+            state.master_secret,
+            state.client_random,
+            state.server_random,
+            state.encrypt_then_mac,
+            config.allow_mac_then_encrypt,
+            state.is_client,
+        )
+        engine._read_window = ReplayWindow.from_state(state.read_top, state.read_bitmap)
+        engine._read_epoch = engine._write_epoch = 1
+        engine._seq1 = state.write_seq
+        engine._own_cid = state.own_cid or None
+        engine._peer_cid = state.peer_cid
+        engine._peer_identity = state.peer_identity
+        engine._state = State.ESTABLISHED
+        engine._keys = _Keys(
+            state.cipher_suite,
+            state.master_secret,
+            state.client_random,
+            state.server_random,
+            state.session_id,
+            state.extended_master_secret,
+            state.encrypt_then_mac,
+        )
+        session = Session(
+            state.session_id,
+            state.master_secret,
+            state.cipher_suite,
+            state.peer_identity,
+            state.extended_master_secret,
+            state.encrypt_then_mac,
+        )
+        if state.is_client:
+            engine._session = session
+        elif (
+            state.session_id
+            and isinstance(config, ServerConfig)
+            and config.session_cache is not None
+        ):
+            config.session_cache.put(session)
+        return engine
+
+    def export_state(self) -> SavedState:
+        """This established session as data (see :mod:`.state`); ``ConnectionStateError``
+        while handshaking or once closed. ``write_seq`` is the next sequence number this engine
+        would use: the caller stores a number ahead of it (never one already used)."""
+        keys, window = self._keys, self._read_window
+        if self._state is not State.ESTABLISHED or keys is None or window is None:
+            raise ConnectionStateError("only an established session can be exported")
+        assert self._peer_identity is not None
+        top, bitmap = window.state
+        return SavedState(
+            is_client=self._is_client,
+            cipher_suite=keys.suite,
+            master_secret=keys.master_secret,
+            client_random=keys.client_random,
+            server_random=keys.server_random,
+            session_id=keys.session_id,
+            extended_master_secret=keys.ems,
+            encrypt_then_mac=keys.etm,
+            peer_identity=self._peer_identity,
+            own_cid=self._own_cid or None,
+            peer_cid=self._peer_cid,
+            write_seq=self._seq1,
+            read_top=top,
+            read_bitmap=bitmap,
+        )
+
+    @property
+    def next_write_seq(self) -> int:
+        """The epoch-1 sequence number the next protected record will carry."""
+        return self._seq1
+
+    @property
+    def read_high_water(self) -> int:
+        """The highest epoch-1 sequence number accepted from the peer (-1: none)."""
+        return -1 if self._read_window is None else self._read_window.state[0]
 
     # -- public state -------------------------------------------------------------------------
     @property
@@ -169,11 +305,13 @@ class DtlsEngine:
         """Process one UDP datagram; never raises on bad input (drops or alerts instead)."""
         events: list[Event] = []
         if self._state is State.CLOSED:
+            events.append(RecordDropped(DropReason.CLOSED))
             return events
         if self._peer_address is None:
             self._peer_address = addr
         cid_len = len(self._own_cid) if self._own_cid else None
-        for rec in parse_datagram(data, cid_len):
+        records, malformed = parse_datagram_checked(data, cid_len)
+        for rec in records:
             try:
                 self._on_record(rec, now, addr, events)
             except AlertError as exc:
@@ -186,6 +324,9 @@ class DtlsEngine:
                 )
             if self.is_closed:
                 break
+        else:
+            if malformed is not None:
+                events.append(RecordDropped(malformed))
         return events
 
     def datagrams_to_send(self, now: float | None = None) -> list[bytes]:
@@ -235,28 +376,42 @@ class DtlsEngine:
 
     # -- records in ---------------------------------------------------------------------------
     def _on_record(self, rec: Record, now: float, addr: object, events: list[Event]) -> None:
+        reason = self._process_record(rec, now, addr, events)
+        if reason is not None:
+            events.append(RecordDropped(reason))
+
+    def _process_record(
+        self, rec: Record, now: float, addr: object, events: list[Event]
+    ) -> DropReason | None:
+        """Handle one record; the reason when it is dropped (RFC 6347: silently)."""
         hs = self._hs
         if rec.epoch == 0:
             if rec.cid is not None:
-                return
+                return DropReason.UNEXPECTED_CID
             if self._read_epoch != 0:
                 # Only a retransmitted peer flight is of interest now (to trigger ours).
                 if hs is not None and rec.content_type == ContentType.HANDSHAKE:
                     self._on_handshake(rec.fragment, 0, rec.seq, now, events, old_only=True)
-                return
+                    return None
+                if rec.content_type in (ContentType.HANDSHAKE, ContentType.CHANGE_CIPHER_SPEC):
+                    return None  # a late copy of the peer's flight: its epoch-1 part counts
+                return DropReason.STALE_EPOCH
             content_type, payload = rec.content_type, rec.fragment
         elif rec.epoch == 1:
             if self._read_epoch == 0:
                 if hs is not None and len(hs.future_records) < MAX_FUTURE_RECORDS:
                     hs.future_records.append(rec)
-                return
+                    return None
+                return DropReason.UNKNOWN_EPOCH
+            if rec.version != DTLS_1_2:
+                return DropReason.BAD_VERSION  # only DTLS 1.2 is ever negotiated
             if self._own_cid and rec.cid is None:
-                return  # a negotiated CID is mandatory on protected records
+                return DropReason.MISSING_CID  # a negotiated CID is mandatory on records
             window = self._read_window
             prot = self._read_prot
             assert window is not None and prot is not None
             if not window.is_fresh(rec.seq):
-                return
+                return DropReason.REPLAY
             try:
                 content_type, payload = prot.open(rec)
             except BadRecordMac:
@@ -264,7 +419,7 @@ class DtlsEngine:
                     raise AlertError(
                         AlertDescription.bad_record_mac, "cannot authenticate Finished"
                     ) from None
-                return
+                return DropReason.BAD_MAC
             newest = window.is_newest(rec.seq)
             window.mark(rec.seq)
             if (
@@ -277,7 +432,7 @@ class DtlsEngine:
                 events.append(PeerAddressChanged(self._peer_address, addr))
                 self._peer_address = addr
         else:
-            return
+            return DropReason.UNKNOWN_EPOCH
 
         if content_type == ContentType.HANDSHAKE:
             self._on_handshake(payload, rec.epoch, rec.seq, now, events)
@@ -292,6 +447,9 @@ class DtlsEngine:
         ):
             self._last_flight = None  # the peer got our last flight
             events.append(ApplicationData(payload))
+        else:
+            return DropReason.UNEXPECTED
+        return None
 
     def _on_handshake(
         self,
@@ -423,6 +581,16 @@ class DtlsEngine:
                 self._last_flight_deadline = now + self._config.timing.retransmit_max
             if self._is_client:
                 self._session = step.session
+            assert hs.suite is not None
+            self._keys = _Keys(
+                int(hs.suite.code),
+                hs.master_secret,
+                hs.client_random,
+                hs.server_random,
+                hs.session_id,
+                hs.ems,
+                hs.etm,
+            )
             self._peer_identity = step.complete.peer_identity
             self._state = State.ESTABLISHED
             self._hs = None  # drop transcript, keys-in-waiting, buffers, ECDH key

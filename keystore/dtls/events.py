@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .constants import AlertDescription, AlertLevel
+from .drops import DropReason
 from .identity import PeerIdentity
 
 
@@ -52,4 +53,20 @@ class PeerAddressChanged:
     new_address: object
 
 
-Event = HandshakeComplete | ApplicationData | AlertReceived | ConnectionClosed | PeerAddressChanged
+@dataclass(frozen=True, slots=True)
+class RecordDropped:
+    """A record (or the unparsable rest of a datagram) was discarded without a word on the
+    wire (RFC 6347 §4.1.2.7); the transport counts and logs it so that a device that "gets no
+    answer" can be diagnosed."""
+
+    reason: DropReason
+
+
+Event = (
+    HandshakeComplete
+    | ApplicationData
+    | AlertReceived
+    | ConnectionClosed
+    | PeerAddressChanged
+    | RecordDropped
+)

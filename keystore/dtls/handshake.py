@@ -149,33 +149,50 @@ class HandshakeBase:
     def derive_keys(self, allow_mte: bool) -> None:
         suite = self.suite
         assert suite is not None
-        kb = key_block(
-            self.master_secret, self.client_random, self.server_random, suite.key_block_len
+        self.pending_write, self.pending_read = derive_protections(
+            suite,
+            self.master_secret,
+            self.client_random,
+            self.server_random,
+            self.etm,
+            allow_mte,
+            self.is_client,
         )
-        client: Protection
-        server: Protection
-        if suite.is_cbc:
-            if not self.etm and not allow_mte:
-                raise AlertError(
-                    AlertDescription.insufficient_security, "CBC without encrypt_then_mac"
-                )
-            m, k = suite.mac_key_len, suite.enc_key_len
-            client = CbcProtection(kb[2 * m : 2 * m + k], kb[:m], self.etm)
-            server = CbcProtection(kb[2 * m + k : 2 * m + 2 * k], kb[m : 2 * m], self.etm)
-        else:
-            k, iv = suite.enc_key_len, suite.fixed_iv_len
-            client = CcmProtection(kb[:k], kb[2 * k : 2 * k + iv])
-            server = CcmProtection(kb[k : 2 * k], kb[2 * k + iv : 2 * k + 2 * iv])
-        if self.is_client:
-            self.pending_write, self.pending_read = client, server
-        else:
-            self.pending_write, self.pending_read = server, client
 
     def verify_data(self, for_client: bool) -> bytes:
         return finished_verify_data(self.master_secret, for_client, self.transcript_hash())
 
     def ready_for_ccs(self) -> bool:
         return self.state == "ccs"
+
+
+def derive_protections(
+    suite: SuiteInfo,
+    master: bytes,
+    client_random: bytes,
+    server_random: bytes,
+    etm: bool,
+    allow_mte: bool,
+    is_client: bool,
+) -> tuple[Protection, Protection]:
+    """(write, read) cipher states of one side, from the master secret and the randoms.
+
+    A module function rather than a handshake method because a session restored from the store
+    (after a restart) needs the same derivation without a handshake object."""
+    kb = key_block(master, client_random, server_random, suite.key_block_len)
+    client: Protection
+    server: Protection
+    if suite.is_cbc:
+        if not etm and not allow_mte:
+            raise AlertError(AlertDescription.insufficient_security, "CBC without encrypt_then_mac")
+        m, k = suite.mac_key_len, suite.enc_key_len
+        client = CbcProtection(kb[2 * m : 2 * m + k], kb[:m], etm)
+        server = CbcProtection(kb[2 * m + k : 2 * m + 2 * k], kb[m : 2 * m], etm)
+    else:
+        k, iv = suite.enc_key_len, suite.fixed_iv_len
+        client = CcmProtection(kb[:k], kb[2 * k : 2 * k + iv])
+        server = CcmProtection(kb[k : 2 * k], kb[2 * k + iv : 2 * k + 2 * iv])
+    return (client, server) if is_client else (server, client)
 
 
 def ecdsa_sign(key: ec.EllipticCurvePrivateKey, digest: bytes) -> bytes:

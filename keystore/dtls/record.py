@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .buffer import Buffer
 from .constants import DTLS_1_0, DTLS_1_2, MAX_CIPHERTEXT, ContentType, HandshakeType
+from .drops import DropReason
 from .errors import DecodeError
 
 #: type(1) + version(2) + epoch(2) + sequence_number(6) + length(2)
@@ -23,7 +24,32 @@ _KNOWN_TYPES = frozenset(int(t) for t in ContentType)
 
 
 class RecordError(DecodeError):
-    """A record header is truncated, oversized or of unknown type/version."""
+    """A record header is truncated, oversized or of unknown type/version; ``reason`` says
+    which, for the transport's drop counters."""
+
+    def __init__(self, message: str, reason: DropReason = DropReason.MALFORMED) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _version_ok(version: int, content_type: int, epoch: int, first_byte: int) -> bool:
+    """DTLS 1.2 or 1.0 in every record, except the record of an initial ClientHello.
+
+    Why the exception: RFC 5246 App. E.1 (and RFC 6347, RFC 9147 §4 for DTLS) says a server
+    must accept any record-layer version on a ClientHello and negotiate from the body's
+    client_version. Mbed TLS 2.x puts its configured *minimum* version there, which for an
+    SSL 3.0 minimum comes out as ``FE 00``; rejecting it locks those devices out silently.
+    Only epoch-0 handshake records that start with a ClientHello get this leniency; protected
+    records are checked against the negotiated version by the engine.
+    """
+    if version in (DTLS_1_2, DTLS_1_0):
+        return True
+    return (
+        version >> 8 == 0xFE
+        and content_type == ContentType.HANDSHAKE
+        and epoch == 0
+        and first_byte == HandshakeType.CLIENT_HELLO
+    )
 
 
 class Record:
@@ -64,16 +90,19 @@ def pull_record(buf: Buffer, cid_length: int | None) -> Record:
         cid: bytes | None = None
         if content_type == ContentType.TLS12_CID:
             if cid_length is None:
-                raise RecordError("tls12_cid record without a negotiated connection id")
+                raise RecordError(
+                    "tls12_cid record without a negotiated connection id",
+                    DropReason.UNEXPECTED_CID,
+                )
             cid = buf.pull_bytes(cid_length)
         length = buf.pull_uint16()
         if content_type not in _KNOWN_TYPES:
             raise RecordError("unknown content type")
-        if version >> 8 != 0xFE or version not in (DTLS_1_2, DTLS_1_0):
-            raise RecordError("not a DTLS 1.0/1.2 record")
         if length > MAX_CIPHERTEXT:
             raise RecordError("record length exceeds 2^14 + 2048")
         fragment = buf.pull_bytes(length)
+        if not _version_ok(version, content_type, epoch, fragment[0] if fragment else -1):
+            raise RecordError(f"record version {version:#06x} refused", DropReason.BAD_VERSION)
     except RecordError:
         raise
     except DecodeError as exc:
@@ -87,16 +116,26 @@ def parse_datagram(data: bytes, cid_length: int | None = None) -> list[Record]:
     Why not raise: RFC 6347 §4.1.2.7 says invalid records are discarded; earlier valid records
     of the same datagram are still processed.
     """
+    return parse_datagram_checked(data, cid_length)[0]
+
+
+def parse_datagram_checked(
+    data: bytes, cid_length: int | None = None
+) -> tuple[list[Record], DropReason | None]:
+    """Like :func:`parse_datagram`, and why the rest of the datagram was discarded (None when
+    every byte framed), so that the transport can count and log what it dropped."""
     if len(data) > MAX_DATAGRAM:
-        return []
+        return [], DropReason.MALFORMED
+    if not data:
+        return [], DropReason.MALFORMED
     buf = Buffer(data)
     records: list[Record] = []
     while not buf.eof():
         try:
             records.append(pull_record(buf, cid_length))
-        except RecordError:
-            break
-    return records
+        except RecordError as exc:
+            return records, exc.reason
+    return records, None
 
 
 def encode_record(

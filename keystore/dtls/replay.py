@@ -20,6 +20,19 @@ class ReplayWindow:
         self._top = -1
         self._bitmap = 0
 
+    @classmethod
+    def from_state(cls, top: int, bitmap: int) -> ReplayWindow:
+        """A window as :attr:`state` described it (a session restored after a restart)."""
+        window = cls()
+        window._top = top
+        window._bitmap = bitmap & _MASK
+        return window
+
+    @property
+    def state(self) -> tuple[int, int]:
+        """(highest accepted sequence number or -1, bitmap of the 64 below it)."""
+        return self._top, self._bitmap
+
     def is_fresh(self, seq: int) -> bool:
         """True when ``seq`` is newer than the window or inside it and not yet seen."""
         if seq > self._top:

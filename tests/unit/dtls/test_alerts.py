@@ -15,6 +15,8 @@ from keystore.dtls import (
     DtlsEngine,
 )
 from keystore.dtls.constants import ContentType, HandshakeType
+from keystore.dtls.drops import DropReason
+from keystore.dtls.events import RecordDropped
 from keystore.dtls.messages import encode_handshake, encode_handshake_fragment
 from keystore.dtls.record import encode_record
 
@@ -221,7 +223,7 @@ def test_replayed_record_is_dropped(configs: ConfigFactory) -> None:
     first = link.server.receive_datagram(datagram, 1.0)
     again = link.server.receive_datagram(datagram, 2.0)
     assert first == [ApplicationData(b"once")]
-    assert again == []
+    assert again == [RecordDropped(DropReason.REPLAY)]
     assert link.server.is_established
 
 
@@ -251,7 +253,9 @@ def test_tampered_record_is_dropped_silently(configs: ConfigFactory, position: i
     (datagram,) = link.client.datagrams_to_send()
     bad = bytearray(datagram)
     bad[position] ^= 0x40
-    assert link.server.receive_datagram(bytes(bad), 1.0) == []
+    # byte 3 is in the epoch field: a record of an epoch that does not exist
+    reason = DropReason.UNKNOWN_EPOCH if position == 3 else DropReason.BAD_MAC
+    assert link.server.receive_datagram(bytes(bad), 1.0) == [RecordDropped(reason)]
     assert link.server.datagrams_to_send() == []  # no alert for bad_record_mac
     assert link.server.receive_datagram(datagram, 1.0) == [ApplicationData(b"payload-payload")]
 
@@ -261,7 +265,10 @@ def test_plaintext_records_after_handshake_are_ignored(configs: ConfigFactory) -
     assert link.server is not None
     forged_alert = encode_record(ContentType.ALERT, 0xFEFD, 0, 99, b"\x02\x28")
     forged_data = encode_record(ContentType.APPLICATION_DATA, 0xFEFD, 0, 100, b"evil")
-    assert link.server.receive_datagram(forged_alert + forged_data, 1.0) == []
+    assert link.server.receive_datagram(forged_alert + forged_data, 1.0) == [
+        RecordDropped(DropReason.STALE_EPOCH),
+        RecordDropped(DropReason.STALE_EPOCH),
+    ]
     assert link.server.is_established
 
 

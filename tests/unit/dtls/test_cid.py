@@ -6,6 +6,8 @@ import pytest
 
 from keystore.dtls import ApplicationData, PeerAddressChanged, peek_connection_id
 from keystore.dtls.constants import ContentType
+from keystore.dtls.drops import DropReason
+from keystore.dtls.events import RecordDropped
 
 from .conftest import ALL_MODES, ConfigFactory
 from .harness import Link
@@ -67,7 +69,9 @@ def test_forged_cid_record_from_new_address_is_dropped(configs: ConfigFactory) -
     (datagram,) = link.client.datagrams_to_send()
     forged = bytearray(datagram)
     forged[-1] ^= 1
-    assert server.receive_datagram(bytes(forged), 1.0, NEW_ADDR) == []
+    assert server.receive_datagram(bytes(forged), 1.0, NEW_ADDR) == [
+        RecordDropped(DropReason.BAD_MAC)
+    ]
     assert server.peer_address == link.addr
 
 
@@ -104,7 +108,7 @@ def test_records_without_cid_are_refused_once_negotiated(configs: ConfigFactory)
     link.client._peer_cid = peer_cid
     (datagram,) = link.client.datagrams_to_send()
     assert datagram[0] == ContentType.APPLICATION_DATA
-    assert server.receive_datagram(datagram, 1.0) == []
+    assert server.receive_datagram(datagram, 1.0) == [RecordDropped(DropReason.MISSING_CID)]
 
 
 def test_peek_connection_id_rejects_garbage() -> None:

@@ -1,0 +1,85 @@
+"""What the CoAPs endpoint stores about its DTLS sessions so that they survive a crash.
+
+Why: many LwM2M devices never handshake again on their own; after a server restart they keep
+sending records on their old session. A server that forgot the session drops them silently
+and the device's registration expires. Leshan/Californium save sessions on a graceful stop
+only; we save them as they go, so a ``kill -9`` costs nothing (see docs/coaps-transport.md,
+"Sessions survive a restart").
+
+This module is the contract between :class:`~keystore.coaps.endpoint.DtlsEndpoint` and a
+store: two value types and a three-method Protocol. Nothing here knows sqlite or aiocoap (the
+sqlite implementation is :mod:`keystore.store.dtls_sessions`; the CoAP layer that replaces
+aiocoap keeps the endpoint, and with it this contract).
+
+The rules the endpoint keeps (and a store must make durable before ``save_dtls_sessions``
+returns):
+
+* a session is written (:class:`StoredSession`) when its handshake completes, before our
+  Finished goes out, so every session a client believes established is on disk;
+* ``write_seq`` in the store is always *ahead* of every sequence number the session has used
+  ("reserve ahead"): a restored session continues from there and never reuses a number (with
+  AES-CCM a reused sequence number is a reused nonce);
+* the replay window (:class:`SessionProgress`) is written before any reply to the records it
+  accepted goes out, so a record answered before a crash is refused after it;
+* a session that ends (closed, replaced, evicted) is deleted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..dtls.state import SavedState
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """A whole session row. ``state.write_seq`` is the reserved (never used) number."""
+
+    #: random, stable for the life of the session (the address and the CID may change)
+    id: str
+    host: str
+    port: int
+    state: SavedState
+    #: wall-clock time (seconds since the epoch) of the last write: idle sessions expire
+    saved_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionProgress:
+    """What changes while a session lives: the address (CID rebinding), the reserved write
+    sequence number and the replay window."""
+
+    id: str
+    host: str
+    port: int
+    write_seq: int
+    read_top: int
+    read_bitmap: int
+    saved_at: float
+
+
+class DtlsSessionStore(Protocol):
+    """Durable DTLS sessions of one listener. Key material lives in the rows (as Leshan's and
+    Californium's session stores do): the store file is the server's secret data."""
+
+    def load_dtls_sessions(self) -> list[StoredSession]:
+        """Every stored session (start-up restore). Rows that cannot be decoded are skipped
+        (and reported by the store), never fatal."""
+        ...
+
+    def save_dtls_sessions(
+        self,
+        new: Sequence[StoredSession],
+        progress: Sequence[SessionProgress],
+        removed: Sequence[str],
+    ) -> None:
+        """Insert ``new`` (replacing by id), update ``progress`` of existing rows, delete
+        ``removed``: all in one transaction, durable when the call returns. Raises on
+        failure (nothing written)."""
+        ...
+
+    def remove_dtls_sessions(self, ids: Sequence[str]) -> None:
+        """Delete rows by id (sessions that cannot be restored); one transaction."""
+        ...

@@ -1,0 +1,124 @@
+"""``SqliteDtlsSessionStore``: DTLS sessions round-trip through the server's sqlite file, the
+reserved write sequence number never moves backwards, damaged rows are skipped, and the file
+holding the session secrets is owner-only."""
+
+from __future__ import annotations
+
+import logging
+import stat
+from pathlib import Path
+
+import pytest
+
+from keystore.coaps.persistence import SessionProgress, StoredSession
+from keystore.dtls import (
+    AnonymousIdentity,
+    PskIdentity,
+    RawPublicKeyIdentity,
+    SavedState,
+    X509Identity,
+)
+from keystore.dtls.identity import PeerIdentity
+from keystore.store.dtls_sessions import SqliteDtlsSessionStore
+from keystore.store.sqlite import SqliteStore
+
+SECRET = bytes(range(48))
+
+
+def state(identity: PeerIdentity, **changes: object) -> SavedState:
+    values: dict[str, object] = {
+        "is_client": False,
+        "cipher_suite": 0xC0A8,
+        "master_secret": SECRET,
+        "client_random": b"c" * 32,
+        "server_random": b"s" * 32,
+        "session_id": b"i" * 32,
+        "extended_master_secret": True,
+        "encrypt_then_mac": False,
+        "peer_identity": identity,
+        "own_cid": b"\x01\x02\x03\x04\x05\x06",
+        "peer_cid": b"",
+        "write_seq": 1025,
+        "read_top": 7,
+        "read_bitmap": (1 << 64) - 1,  # all 64 bits: beyond a signed sqlite integer
+    }
+    values.update(changes)
+    return SavedState(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def sqlite(tmp_path: Path) -> SqliteStore:
+    store = SqliteStore(tmp_path / "server.sqlite")
+    yield store  # type: ignore[misc]
+    store.close()
+
+
+IDENTITIES: list[PeerIdentity] = [
+    PskIdentity(b"\x00binary\xff"),
+    RawPublicKeyIdentity(b"\x30\x59" + b"k" * 89),
+    X509Identity((b"leaf-der", b"ca-der")),
+    AnonymousIdentity(),
+]
+
+
+def test_round_trip(sqlite: SqliteStore) -> None:
+    store = SqliteDtlsSessionStore(sqlite)
+    rows = [
+        StoredSession(f"id{i}", "127.0.0.1", 5000 + i, state(ident, own_cid=None), 100.0 + i)
+        for i, ident in enumerate(IDENTITIES)
+    ]
+    store.save_dtls_sessions(rows, [], [])
+    assert store.load_dtls_sessions() == rows
+    # a second handle on the same file (the restarted server) sees the same
+    again = SqliteDtlsSessionStore(SqliteStore(sqlite.path))
+    assert again.load_dtls_sessions() == rows
+
+
+def test_progress_and_removal(sqlite: SqliteStore) -> None:
+    store = SqliteDtlsSessionStore(sqlite)
+    a = StoredSession("a", "192.0.2.1", 1000, state(IDENTITIES[0]), 1.0)
+    b = StoredSession("b", "192.0.2.2", 2000, state(IDENTITIES[1]), 1.0)
+    store.save_dtls_sessions([a, b], [], [])
+    store.save_dtls_sessions(
+        [], [SessionProgress("a", "198.51.100.9", 3000, 5000, 40, 0b1011, 2.0)], ["b"]
+    )
+    (loaded,) = store.load_dtls_sessions()
+    assert (loaded.id, loaded.host, loaded.port, loaded.saved_at) == (
+        "a",
+        "198.51.100.9",
+        3000,
+        2.0,
+    )
+    assert (loaded.state.write_seq, loaded.state.read_top, loaded.state.read_bitmap) == (
+        5000,
+        40,
+        0b1011,
+    )
+    assert loaded.state.master_secret == SECRET
+    # a reservation is never lowered, whatever the caller sends
+    store.save_dtls_sessions([], [SessionProgress("a", "198.51.100.9", 3000, 10, 41, 1, 3.0)], [])
+    assert store.load_dtls_sessions()[0].state.write_seq == 5000
+    store.remove_dtls_sessions(["a"])
+    assert store.load_dtls_sessions() == [] and store.count() == 0
+
+
+def test_damaged_row_is_skipped_without_its_content(
+    sqlite: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SqliteDtlsSessionStore(sqlite)
+    good = StoredSession("good", "192.0.2.1", 1000, state(IDENTITIES[0]), 1.0)
+    store.save_dtls_sessions([good], [], [])
+    with sqlite.batch():
+        sqlite.conn.execute(
+            "INSERT INTO dtls_sessions VALUES('bad', 'h', 1, "
+            "'{\"master_secret\": \"00112233\"}', 1, 0, '0', 0.5)"
+        )
+    with caplog.at_level(logging.ERROR):
+        assert store.load_dtls_sessions() == [good]
+    assert "bad" in caplog.text and "00112233" not in caplog.text
+
+
+def test_file_is_owner_only(sqlite: SqliteStore) -> None:
+    sqlite.path.chmod(0o644)
+    SqliteDtlsSessionStore(sqlite)
+    assert stat.S_IMODE(sqlite.path.stat().st_mode) == 0o600
