@@ -8,6 +8,7 @@ Assertions are on what the device's socket received and on what the API and stor
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -182,3 +183,45 @@ async def test_a_representation_that_changes_between_blocks_is_not_assembled(
     response = await server.observe("blocky", NAME)
     assert isinstance(response.node, LwM2mSingleResource)
     assert response.node.value == FIRST.decode()
+
+
+async def test_observe_composite_with_a_blockwise_answer(server: Lwm2mServer) -> None:
+    """Observe-Composite is a FETCH: the follow-ups repeat the FETCH body (the paths) with
+    Block2 and without Observe."""
+    value = "x" * 150
+    whole = json.dumps([{"n": "/3/0/0", "vs": value}]).encode()
+    fetches: list[raw.Msg] = []
+
+    def handle(msg: raw.Msg) -> raw.Msg:
+        fetches.append(msg)
+        wanted = parse_block(msg.uint(BLOCK2))
+        num = 0 if wanted is None else wanted[0]
+        more = (num + 1) * SIZE < len(whole)
+        options = [
+            (raw.CONTENT_FORMAT, raw.uint_bytes(int(CF.SENML_JSON))),
+            (BLOCK2, block_option(num, more)),
+        ]
+        if msg.uint(raw.OBSERVE) == 0:
+            options.append((raw.OBSERVE, raw.uint_bytes(1)))
+        chunk = whole[num * SIZE : (num + 1) * SIZE]
+        return raw.Msg(raw.ACK, raw.CONTENT, 0, options=options, payload=chunk)
+
+    peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port), handle)
+    try:
+        await raw.register(peer, "blocky-c", links='</>;ct="110",</3/0>', version="1.1")
+        response = await server.observe_composite("blocky-c", [NAME], fmt=CF.SENML_JSON)
+        assert response.dotted_code == "2.05" and response.nodes is not None
+        node = response.nodes[NAME]
+        assert isinstance(node, LwM2mSingleResource) and node.value == value
+        assert server.telemetry_latest("blocky-c")["/3/0/0"].value == value
+        assert server.observations("blocky-c") == [(NAME,)]
+        assert [m.code for m in fetches] == [raw.FETCH] * 3
+        first, *rest = fetches
+        assert first.uint(raw.OBSERVE) == 0
+        for follow_up in rest:
+            assert follow_up.opt(raw.OBSERVE) == []
+            assert follow_up.payload == first.payload
+            assert follow_up.opt(raw.ACCEPT) == first.opt(raw.ACCEPT)
+        assert [parse_block(m.uint(BLOCK2)) for m in rest] == [(1, False, SZX), (2, False, SZX)]
+    finally:
+        peer.close()
