@@ -11,7 +11,12 @@ It wires the pieces together and owns what spans them:
   client at a time, in order), their waiters failed when the registration ends;
 * the **downlink operations**: build (format choice, encoding), submit to the core (send now,
   or queue for a sleeping queue-mode client: ``DeviceResponse(queued=True)``), send, decode,
-  and keep telemetry from Read answers; Observe keeps the observation in core and store.
+  and keep telemetry from Read answers; Observe keeps the observation in core and store, and
+  drops it again if the Observe as a whole fails (a block of its answer missing, undecodable);
+* the **instance ids of Creates** the server chose or learnt from a 2.01 (``CreatedIds``), so a
+  second id-less Create picks a new id before the client's next Update lists the first;
+* **block-wise notifications** (``complete_notification``): the rest of the value is fetched
+  in a task of its own, then stored by the uplink.
 """
 
 from __future__ import annotations
@@ -48,9 +53,11 @@ from .coap import requests as rq
 from .coap.downlink import Downlink
 from .coap.site import RegistrationSite
 from .coap.transport import (
+    Exchanges,
     TokenPolicy,
     coaps_interface,
     create_context,
+    install_exchange_limits,
     install_notification_hook,
     local_address,
 )
@@ -112,6 +119,32 @@ class QueuedDownlink:
     future: asyncio.Future[DeviceResponse]
 
 
+class CreatedIds:
+    """Instance ids a registration got through our Creates (chosen by us, or named by the
+    client's Location-Path), per object. The registration's object list only learns them from
+    the client's next Update; until then an id-less Create in SenML/LwM2M CBOR would pick the
+    same "free" id again and the client answers 4.00. Kept until the registration ends (ids the
+    client deleted since are merely skipped)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, dict[int, set[int]]] = {}
+
+    def taken(self, registration_id: str, object_id: int) -> frozenset[int]:
+        return frozenset(self._ids.get(registration_id, {}).get(object_id, ()))
+
+    def add(self, registration_id: str, path: LwM2mPath) -> None:
+        if path.object_id is not None and path.instance_id is not None:
+            by_object = self._ids.setdefault(registration_id, {})
+            by_object.setdefault(path.object_id, set()).add(path.instance_id)
+
+    def discard(self, registration_id: str, path: LwM2mPath) -> None:
+        if path.object_id is not None and path.instance_id is not None:
+            self._ids.get(registration_id, {}).get(path.object_id, set()).discard(path.instance_id)
+
+    def forget(self, registration_id: str) -> None:
+        self._ids.pop(registration_id, None)
+
+
 def _silence(future: asyncio.Future[Any]) -> None:
     """Mark a waiter's exception as retrieved: most queued requests have no reader."""
     if not future.cancelled():
@@ -145,6 +178,7 @@ class Lwm2mServer:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._delivery_locks: dict[str, asyncio.Lock] = {}
+        self._created = CreatedIds()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.uplink: Uplink | None = None
         self.resolver: Resolver | None = None
@@ -203,8 +237,12 @@ class Lwm2mServer:
         self._context = context
         tokens = TokenPolicy()
         tokens.install(context)
+        exchanges = Exchanges()
+        exchanges.install(context)
+        install_exchange_limits(context)
         install_notification_hook(context, uplink.handle_notification)
-        self._downlink = Downlink(context, tokens)
+        uplink.blocks = self
+        self._downlink = Downlink(context, tokens, exchanges)
         if registrations:
             log.info(
                 "restored %d registrations and %d observations from %s",
@@ -317,6 +355,8 @@ class Lwm2mServer:
     def _handle_events(self, events: Sequence[Event]) -> None:
         for event in events:
             if isinstance(event, Registered):
+                if event.replaced is not None:
+                    self._created.forget(event.replaced.registration_id)
                 # a client that just registered or updated is awake (queue mode)
                 data = registration_to_json(event.registration, sleeping=False)
                 data["replaced"] = (
@@ -327,6 +367,7 @@ class Lwm2mServer:
                 data = registration_to_json(event.registration, sleeping=False)
                 self.bus.publish(UPDATED, event.registration.endpoint, data)
             elif isinstance(event, Deregistered | Expired):
+                self._created.forget(event.registration.registration_id)
                 if self.core.registrations.by_endpoint(event.registration.endpoint) is None:
                     self._delivery_locks.pop(event.registration.endpoint, None)
                 reason = "expired" if isinstance(event, Expired) else "deregistered"
@@ -487,26 +528,40 @@ class Lwm2mServer:
     ) -> DeviceResponse:
         if self._downlink is None:
             raise RuntimeError("the server is not started")
+        started: list[bytes] = []  # the token of the observation the device accepted
+        partial_at: list[float] = []  # when block 0 of a block-wise first answer came
 
         def observed(raw: rq.RawResponse) -> None:
             # Runs before any later datagram is read (see Downlink.send): the observation is
             # indexed and its first value stored before the first notification can arrive.
             now = self.clock()
-            self._observation_started(registration, request, raw, now)
+            if self._observation_started(registration, request, raw, now):
+                started.append(raw.token)
+            if raw.partial:
+                partial_at.append(now)  # block 0 of several: kept once the rest is in
+                return
             models = self.registry_for(registration)
             with contextlib.suppress(Lwm2mError):  # an undecodable answer is reported below
                 first = rq.decode_response(request, raw, models)
                 self._keep_telemetry(registration, request, first, models, now)
 
-        raw = await self._downlink.send(
-            registration, request, timeout, on_observe=observed if request.observe == 0 else None
-        )
+        try:
+            raw = await self._downlink.send(
+                registration,
+                request,
+                timeout,
+                on_observe=observed if request.observe == 0 else None,
+            )
+        except BaseException:
+            self._observation_failed(registration, started)
+            raise
         now = self.clock()
         self.apply(self.core.heard_from(registration.registration_id, now=now))
         models = self.registry_for(registration)
         try:
             response = rq.decode_response(request, raw, models)
         except Lwm2mError as exc:
+            self._observation_failed(registration, started)
             log.warning(
                 "%s answered %s with %d.%02d and an undecodable payload: %s",
                 registration.endpoint,
@@ -519,6 +574,11 @@ class Lwm2mServer:
                 f"{registration.endpoint!r} answered {request.describe()} with an undecodable "
                 f"payload (content format {raw.content_format}): {exc.message}"
             ) from None
+        if not response.success:
+            self._observation_failed(registration, started)  # a later block was refused
+        elif partial_at:
+            # the first answer of the Observe was block-wise: its value is whole only now
+            self._keep_telemetry(registration, request, response, models, partial_at[0])
         if response.success and request.operation in ("read", "read_composite"):
             self._keep_telemetry(registration, request, response, models, now)
         return response
@@ -554,13 +614,14 @@ class Lwm2mServer:
         request: rq.DownlinkRequest,
         raw: rq.RawResponse,
         now: float,
-    ) -> None:
+    ) -> bool:
+        """Index and store the observation the device accepted; False if it is not kept."""
         observation = Observation(
             token=raw.token,
             endpoint=registration.endpoint,
             registration_id=registration.registration_id,
             paths=request.targets,
-            content_format=raw.content_format if raw.content_format is not None else request.accept,
+            content_format=rq.answer_format(request, raw.content_format),
             created_at=now,
             composite=request.composite,
         )
@@ -568,10 +629,86 @@ class Lwm2mServer:
             replaced = self.core.observation_started(observation)
         except Lwm2mError as exc:
             log.info("observation of %s not kept: %s", registration.endpoint, exc.message)
-            return
+            return False
         if replaced is not None and replaced.token != observation.token:
             self.store.remove_observation(replaced.token)
         self.store.put_observation(observation)
+        return True
+
+    def _observation_failed(self, registration: Registration, tokens: Sequence[bytes]) -> None:
+        """The Observe whose first answer indexed these observations failed after all (a later
+        block timed out or was refused, the value does not decode): the caller is told it
+        failed, so nothing of it may stay in core or store. The device learns it from the RST
+        its next notification gets."""
+        for token in tokens:
+            dropped = self.core.observations.cancel(token)
+            try:
+                self.store.remove_observation(token)
+            except StoreError as exc:
+                log.error("could not remove observation %s from the store: %s", token.hex(), exc)
+            if dropped is not None:
+                log.info(
+                    "observation of %s by %s dropped: the Observe failed",
+                    " ".join(map(str, dropped.paths)),
+                    registration.endpoint,
+                )
+
+    # -- block-wise notifications (BlockFetcher of coap.uplink) --------------------------------
+    def complete_notification(
+        self,
+        registration: Registration,
+        observation: Observation,
+        first: rq.RawResponse,
+        done: Callable[[rq.RawResponse], None],
+    ) -> None:
+        """Fetch the rest of a notification whose Block2 says more=1 (RFC 7959 §3.4) in a task
+        of its own (the notification hook must not wait), then hand the whole to ``done``."""
+        self._spawn(self._complete_notification(registration, observation, first, done))
+
+    async def _complete_notification(
+        self,
+        registration: Registration,
+        observation: Observation,
+        first: rq.RawResponse,
+        done: Callable[[rq.RawResponse], None],
+    ) -> None:
+        if self._downlink is None:
+            return
+        request = self._observe_request(registration, observation)
+        try:
+            whole = await self._downlink.complete(
+                registration, request, first, self.config.request_timeout
+            )
+        except Lwm2mError as exc:
+            log.warning(
+                "block-wise notification of %s from %s not completed: %s",
+                " ".join(map(str, observation.paths)),
+                registration.endpoint,
+                exc.message,
+            )
+            return
+        if not whole.success:
+            log.warning(
+                "block-wise notification of %s from %s not completed: a block got %d.%02d",
+                " ".join(map(str, observation.paths)),
+                registration.endpoint,
+                whole.code >> 5,
+                whole.code & 0x1F,
+            )
+            return
+        done(whole)
+
+    @staticmethod
+    def _observe_request(
+        registration: Registration, observation: Observation
+    ) -> rq.DownlinkRequest:
+        """The Observe that started ``observation``, as far as it can be rebuilt (its Accept is
+        the format the device answered in)."""
+        if observation.composite:
+            return rq.read_composite(
+                registration, observation.paths, observation.content_format, observe=0
+            )
+        return rq.observe(registration, observation.path, observation.content_format)
 
     def map_telemetry(
         self, registration: Registration, points: list[TelemetryPoint], source: str
@@ -659,11 +796,40 @@ class Lwm2mServer:
         fmt: ContentFormat | None = None,
         timeout: float | None = None,
     ) -> DeviceResponse:
-        return await self._perform(
-            endpoint,
-            lambda reg, models: rq.create(reg, path, instance, fmt=_fmt(fmt), models=models),
-            timeout,
-        )
+        registration_ids: list[str] = []
+        chosen: list[tuple[str, LwM2mPath]] = []  # an id the server picked (reserved at once)
+
+        def build(reg: Registration, models: ModelProvider) -> rq.DownlinkRequest:
+            registration_ids.append(reg.registration_id)
+            taken = (
+                ()
+                if path.object_id is None
+                else self._created.taken(reg.registration_id, path.object_id)
+            )
+            request = rq.create(reg, path, instance, fmt=_fmt(fmt), models=models, taken=taken)
+            if instance.id is None and request.paths:
+                # reserved now, so that a concurrent or queued Create picks another id
+                self._created.add(reg.registration_id, request.paths[0])
+                chosen.append((reg.registration_id, request.paths[0]))
+            return request
+
+        try:
+            response = await self._perform(endpoint, build, timeout)
+        except DeviceTimeoutError:
+            raise  # the client may have created it: a chosen id stays reserved
+        except BaseException:
+            for registration_id, created in chosen:
+                self._created.discard(registration_id, created)
+            raise
+        if response.success:
+            location = rq.location_instance(path, response.location)
+            if location is not None:
+                for registration_id in registration_ids:
+                    self._created.add(registration_id, location)
+        elif not response.queued:  # refused: the id is free again
+            for registration_id, created in chosen:
+                self._created.discard(registration_id, created)
+        return response
 
     async def delete(
         self, endpoint: str, path: LwM2mPath, *, timeout: float | None = None
@@ -759,11 +925,7 @@ class Lwm2mServer:
         self.core.observations.cancel(token)
 
         def build(reg: Registration, _m: ModelProvider) -> rq.DownlinkRequest:
-            if composite:
-                original = rq.read_composite(reg, paths, observation.content_format, observe=0)
-            else:
-                original = rq.observe(reg, paths[0], observation.content_format)
-            return rq.cancel(original, token)
+            return rq.cancel(self._observe_request(reg, observation), token)
 
         return await self._perform(endpoint, build, timeout)
 

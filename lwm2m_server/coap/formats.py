@@ -4,10 +4,15 @@ The rule, in order (docs/server.md has the table):
 
 1. a format forced by the caller (``?format=`` in the API) is used as it is: if the device does
    not speak it, the device answers 4.06/4.15 and the caller sees that;
-2. otherwise it follows the client's LwM2M version and the ``ct=`` list of its root link
+2. a Read or Observe of a 1.0 client that announced no format carries **no Accept** at all
+   (``read_accept``): the client answers in its own default format and says which in the
+   Content-Format, as with Leshan. Some 1.0 clients answer 4.06 to any Accept they do not
+   expect (e.g. TLV asked of a single resource they only serve as text);
+3. otherwise it follows the client's LwM2M version and the ``ct=`` list of its root link
    (LwM2M 1.1+ clients announce the formats they support there):
 
-   * 1.0: TLV for single paths; no composite operations (4.00).
+   * 1.0: TLV for single paths (what a Write/Create payload is encoded in); no composite
+     operations (4.00).
    * 1.1: SenML CBOR if announced, else TLV; composite: SenML CBOR if announced, else SenML
      JSON if announced, else SenML CBOR.
    * 1.2: LwM2M CBOR if announced, else SenML CBOR if announced, else TLV; composite: the
@@ -51,6 +56,17 @@ def single_path_format(registration: Registration, operation: str = "decode") ->
         if codecs.supports(int(fmt), operation):
             return int(fmt)
     return int(ContentFormat.TLV)
+
+
+def read_accept(registration: Registration) -> int | None:
+    """The Accept of a Read/Observe the caller asked no format for: None (no option) for a
+    1.0 client that announced nothing, else ``single_path_format``. The server's own choice
+    matters where the client told us what it speaks (1.1+ ``ct=``) or where it has to decode
+    a composite answer; a 1.0 client says nothing, and asking it for one format only risks a
+    4.06 for an answer it would have given in a format we decode anyway."""
+    if registration.lwm2m_version == "1.0" and not _announced(registration):
+        return None
+    return single_path_format(registration, "decode")
 
 
 def composite_format(registration: Registration, operation: str = "decode_nodes") -> int:

@@ -26,7 +26,7 @@ a request that cannot be encoded fails (4.00/4.06) before anything is queued or 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import attrs
 
@@ -69,7 +69,8 @@ class DownlinkRequest:
 
     @property
     def targets(self) -> tuple[LwM2mPath, ...]:
-        """What the request is about: the composite paths, else the one path."""
+        """What the request is about: the composite paths (or the instance a Create makes),
+        else the one path."""
         return self.paths or (self.path,)
 
     def describe(self) -> str:
@@ -93,7 +94,7 @@ def _check_depth(path: LwM2mPath, operation: str, allowed: Sequence[int]) -> Non
 
 def read(reg: Registration, path: LwM2mPath, fmt: int | None) -> DownlinkRequest:
     _check_depth(path, "Read", (1, 2, 3, 4))
-    accept = fmt if fmt is not None else formats.single_path_format(reg, "decode")
+    accept = fmt if fmt is not None else formats.read_accept(reg)
     return DownlinkRequest("read", "GET", path, accept=accept)
 
 
@@ -151,11 +152,19 @@ def create(
     *,
     fmt: int | None,
     models: ModelProvider,
+    taken: Collection[int] = (),
 ) -> DownlinkRequest:
-    """Create under object ``path``. Without a forced format, an instance without id goes as
-    TLV (its bare-resources form lets the client pick the id); SenML and LwM2M CBOR name every
-    value by its full path, so for them an id-less instance gets the lowest id the client's
-    object list does not show."""
+    """Create under object ``path``.
+
+    An instance without id lets the client pick the id where the format can say "no id": TLV's
+    bare resources (no Object Instance wrapper; Core 1.0 §5.4.6, 1.1 §6.3.6), the default
+    without a forced format. SenML and LwM2M CBOR name every value by its full path, and a
+    Create payload without an instance id is not defined for them (OMA LwM2M-for-Developers
+    #422, Leshan refuses it too), so forced to one of them the server picks the id: the lowest
+    that is neither in the client's object list nor in ``taken`` (the ids the server created
+    or reserved since that list was sent: it is only refreshed by the client's next Update,
+    and some clients send none after a Create). The request's ``paths`` then names the new
+    instance, so the answer reports it even when the client sends no Location-Path."""
     _check_depth(path, "Create", (1,))
     if fmt is None:
         fmt = (
@@ -165,14 +174,21 @@ def create(
         )
     if fmt in (ContentFormat.TLV, ContentFormat.OLD_TLV):
         payload = codecs.encode(instance, path, fmt, models)
-    else:
-        if instance.id is None:
-            assert path.object_id is not None
-            used = set(reg.object_links.instances.get(path.object_id, ()))
-            instance = attrs.evolve(instance, id=min(set(range(len(used) + 1)) - used))
-        assert instance.id is not None
-        payload = codecs.encode(instance, path.child(instance.id), fmt, models)
-    return DownlinkRequest("create", "POST", path, payload=payload, content_format=fmt)
+        target = () if instance.id is None else (path.child(instance.id),)
+        return DownlinkRequest(
+            "create", "POST", path, paths=target, payload=payload, content_format=fmt
+        )
+    if instance.id is None:
+        assert path.object_id is not None
+        used = set(reg.object_links.instances.get(path.object_id, ())) | set(taken)
+        free = next(i for i in range(len(used) + 1) if i not in used)
+        instance = attrs.evolve(instance, id=free)
+    assert instance.id is not None
+    created = path.child(instance.id)
+    payload = codecs.encode(instance, created, fmt, models)
+    return DownlinkRequest(
+        "create", "POST", path, paths=(created,), payload=payload, content_format=fmt
+    )
 
 
 def delete(path: LwM2mPath) -> DownlinkRequest:
@@ -234,8 +250,23 @@ def cancel(original: DownlinkRequest, token: bytes) -> DownlinkRequest:
 
 
 @attrs.frozen
+class Block:
+    """A Block2 option (RFC 7959 §2.2): block ``num`` of size ``2 ** (szx + 4)``, ``more``
+    blocks follow."""
+
+    num: int
+    more: bool
+    szx: int
+
+    @property
+    def size(self) -> int:
+        return 1 << (self.szx + 4)
+
+
+@attrs.frozen
 class RawResponse:
-    """What came back, without aiocoap types."""
+    """What came back, without aiocoap types. ``block2`` is set on the first block of a
+    block-wise answer that ``coap.downlink`` has not completed yet."""
 
     code: int
     payload: bytes = b""
@@ -243,10 +274,17 @@ class RawResponse:
     location_path: tuple[str, ...] = ()
     observe: int | None = None
     token: bytes = b""
+    block2: Block | None = None
+    etag: bytes | None = None
 
     @property
     def success(self) -> bool:
         return (self.code >> 5) == 2
+
+    @property
+    def partial(self) -> bool:
+        """The first block of a block-wise answer: more blocks are to be fetched."""
+        return self.block2 is not None and self.block2.more
 
 
 def decode_response(
@@ -259,6 +297,8 @@ def decode_response(
         return DeviceResponse(raw.code, raw.content_format, error_message=message)
     if raw.code == CREATED or request.operation == "create":
         location = "/" + "/".join(raw.location_path) if raw.location_path else None
+        if location is None and request.operation == "create" and request.paths:
+            location = str(request.paths[0])  # the id we chose; the client named none
         return DeviceResponse(raw.code, raw.content_format, location=location)
     if raw.code != CONTENT:
         return DeviceResponse(raw.code, raw.content_format)
@@ -273,14 +313,26 @@ def decode_response(
         except UnicodeDecodeError:
             raise CodecError("Discover answer is not UTF-8") from None
         return DeviceResponse(raw.code, ContentFormat.LINK, links=text)
-    fmt = raw.content_format
-    if fmt is None:
-        fmt = request.accept if request.accept is not None else int(ContentFormat.TEXT)
+    fmt = answer_format(request, raw.content_format)
     if request.composite:
         nodes = codecs.decode_nodes(raw.payload, fmt, models, list(request.paths))
         return DeviceResponse(raw.code, fmt, nodes=nodes)
     node = codecs.decode(raw.payload, request.path, fmt, models)
     return DeviceResponse(raw.code, fmt, node=node)
+
+
+def answer_format(request: DownlinkRequest, content_format: int | None) -> int:
+    """The format of an answer to ``request``: its Content-Format; without one, the Accept we
+    sent; without that either (no Accept to a 1.0 client), text/plain for a single resource
+    (its CoAP default) and TLV for an instance or object (the one structured format every 1.0
+    client has)."""
+    if content_format is not None:
+        return content_format
+    if request.accept is not None:
+        return request.accept
+    if not request.composite and request.path.depth >= 3:
+        return int(ContentFormat.TEXT)
+    return int(ContentFormat.TLV)
 
 
 def location_instance(path: LwM2mPath, location: str | None) -> LwM2mPath | None:

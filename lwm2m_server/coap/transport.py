@@ -24,18 +24,29 @@ clear message if a future aiocoap moves them, rather than silently misbehaving):
   wraps ``MessageManager.dispatch_message``: a CON/NON response that no outgoing request waits
   for is first offered to our hook, which looks the token up in the persisted observations and
   decides: ACK (stored), RST (cancelled), or nothing (store failed: the device retransmits).
+* **Exchanges nobody waits for.** aiocoap sends at most one CON at a time per peer (NSTART=1,
+  RFC 7252 §4.7) and backlogs the rest, but a request whose caller gave up keeps its CON
+  exchange: it is retransmitted until MAX_TRANSMIT_WAIT (up to 93 s), every later request to
+  that device waits behind it, and when the retransmissions run out aiocoap fails *all*
+  requests to the peer, the backlogged ones unsent. ``Exchanges`` ties the messages on the wire
+  to the downlink request that sent them, so that a request that ends (answered, timed out,
+  cancelled) gives up its CON exchange and its backlog place (§4.2: a sender MAY give up on a
+  CON once the application no longer needs the answer), and exhausted retransmissions fail only
+  the request they belong to (``install_exchange_limits``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import enum
 import ipaddress
 import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiocoap
@@ -208,6 +219,121 @@ def release_request(request: Any) -> None:
     stop = getattr(request, "_stop_interest", None)
     if stop is not None:
         stop()
+
+
+# -- exchanges ------------------------------------------------------------------------------------
+
+
+class Sent:
+    """The CON/NON messages one downlink request put on the wire (or in aiocoap's backlog)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[Any, Any]] = []  # (MessageManager, aiocoap.Message)
+
+
+_current: contextvars.ContextVar[Sent | None] = contextvars.ContextVar(
+    "lwm2m_server_sent", default=None
+)
+
+
+class Exchanges:
+    """Which wire messages belong to which downlink request, and giving them up.
+
+    ``context.request`` sends from tasks it creates; they inherit the context variables of the
+    caller, so a request made inside ``with exchanges.track() as sent`` records every message
+    it sends (blocks of a block-wise transfer included) in ``sent``."""
+
+    def install(self, context: Any) -> None:
+        for manager in _token_managers(context):
+            mm = manager.token_interface
+            for needed in ("_active_exchanges", "_backlogs", "_continue_backlog"):
+                if not hasattr(mm, needed):
+                    raise RuntimeError(
+                        f"aiocoap MessageManager has no {needed}: this aiocoap version is not "
+                        "supported by lwm2m_server.coap.transport"
+                    )
+            original_request = manager.request
+
+            def request(
+                pipe: Any, _original: Callable[[Any], None] = original_request, _mm: Any = mm
+            ) -> None:
+                _original(pipe)
+                sent = _current.get()
+                if sent is not None and getattr(pipe.request, "mid", None) is not None:
+                    sent.messages.append((_mm, pipe.request))
+
+            manager.request = request
+
+    @staticmethod
+    @contextlib.contextmanager
+    def track() -> Iterator[Sent]:
+        sent = Sent()
+        reset = _current.set(sent)
+        try:
+            yield sent
+        finally:
+            _current.reset(reset)
+
+    @staticmethod
+    def abandon(sent: Sent) -> int:
+        """Stop retransmitting ``sent``'s CONs and drop them from the backlog (never sent
+        late), so the next request to that peer goes out now. Returns how many were dropped."""
+        dropped = 0
+        for mm, message in sent.messages:
+            exchanges = mm._active_exchanges
+            if exchanges is None:  # shutting down
+                continue
+            key = (message.remote, message.mid)
+            if key in exchanges:
+                _monitor, retransmission = exchanges.pop(key)
+                retransmission.cancel()
+                dropped += 1
+                if message.remote in mm._backlogs:
+                    mm._continue_backlog(message.remote)
+                continue
+            backlog = mm._backlogs.get(message.remote)
+            if backlog:
+                kept = [entry for entry in backlog if entry[0] is not message]
+                dropped += len(backlog) - len(kept)
+                backlog[:] = kept
+        sent.messages.clear()
+        return dropped
+
+
+def install_exchange_limits(context: Any) -> None:
+    """When a CON's retransmissions run out, fail only the request it belongs to and send the
+    next one waiting for that peer. aiocoap fails every request to the peer and discards its
+    backlog unsent, so a single lost request would fail requests the device never saw."""
+    for manager in _token_managers(context):
+        mm = manager.token_interface
+        if not hasattr(mm, "_retransmit"):
+            raise RuntimeError(
+                "aiocoap MessageManager has no _retransmit: this aiocoap version is not "
+                "supported by lwm2m_server.coap.transport"
+            )
+        original = mm._retransmit
+
+        def retransmit(
+            message: Any,
+            timeout: float,
+            counter: int,
+            _original: Callable[[Any, float, int], None] = original,
+            _mm: Any = mm,
+        ) -> None:
+            key = (message.remote, message.mid)
+            if counter < message.transport_tuning.MAX_RETRANSMIT or key not in (
+                _mm._active_exchanges or {}
+            ):
+                _original(message, timeout, counter)
+                return
+            monitor, retransmission = _mm._active_exchanges.pop(key)
+            retransmission.cancel()
+            log.debug("no ACK from %s after %d retransmissions", message.remote, counter)
+            monitor()  # the request fails (aiocoap: MessageError)
+            if message.remote in _mm._backlogs:
+                _mm._continue_backlog(message.remote)
+
+        mm._retransmit = retransmit
 
 
 # -- notifications ------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ consequences belong to the service and reach it through ``Effects``.
 
 Notifications arrive through ``coap.transport.install_notification_hook`` rather than
 through aiocoap's observation objects, for observations started before a restart and after
-alike, so there is one path and it stores before it ACKs.
+alike, so there is one path and it stores before it ACKs. The exception is a block-wise
+notification (Block2 more=1): its first block is ACKed at once and the rest fetched with plain
+GETs (RFC 7959 §3.4, through ``BlockFetcher``); the whole value is stored when it is complete.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from ..core.server import CoreResult, ServerCore
 from ..core.telemetry import TelemetryPoint, points_from_nodes, points_from_timestamped
 from ..events_bus import NOTIFICATION, SEND, EventBus
 from ..json_nodes import telemetry_to_json
+from .downlink import raw_response
+from .requests import RawResponse
 from .transport import Verdict
 
 log = logging.getLogger(__name__)
@@ -47,6 +51,19 @@ Mapper = Callable[[Registration, list[TelemetryPoint], str], list[TelemetryPoint
 class Effects(Protocol):
     def apply(self, result: CoreResult) -> None:
         """Publish the result's events and deliver its ``to_send`` (after the reply)."""
+        ...
+
+
+class BlockFetcher(Protocol):
+    def complete_notification(
+        self,
+        registration: Registration,
+        observation: Observation,
+        first: RawResponse,
+        done: Callable[[RawResponse], None],
+    ) -> None:
+        """Fetch the blocks after ``first`` in the background; ``done(whole)`` once complete
+        (not called if the transfer fails: that is logged)."""
         ...
 
 
@@ -108,6 +125,7 @@ class Uplink:
         self.bus = bus
         self.effects = effects
         self.clock = clock
+        self.blocks: BlockFetcher | None = None
 
     # -- registration interface ----------------------------------------------------------
     def handle_register(
@@ -289,9 +307,40 @@ class Uplink:
             if (code >> 5) != 2:
                 self.effects.apply(_without(result, NotificationReceived))
                 return Verdict.ACCEPT
+        first = raw_response(message)
+        if first.partial and self.blocks is not None:
+            # block 0 of a larger value: ACK it (the device must not retransmit it while we
+            # ask for the rest), fetch the rest, store the whole (RFC 7959 §3.4)
+            def done(whole: RawResponse) -> None:
+                self._store_notification(
+                    registration, observation, whole.payload, ct, now=now, address=address
+                )
+
+            self.blocks.complete_notification(registration, observation, first, done)
+            self.effects.apply(_without(result, NotificationReceived))
+            return Verdict.ACCEPT
+        if not self._store_notification(
+            registration, observation, payload, ct, now=now, address=address
+        ):
+            return Verdict.IGNORE
+        self.effects.apply(_without(result, NotificationReceived))
+        return Verdict.ACCEPT
+
+    def _store_notification(
+        self,
+        registration: Registration,
+        observation: Observation,
+        payload: bytes,
+        ct: int | None,
+        *,
+        now: float,
+        address: Address,
+    ) -> bool:
+        """Decode, map, store and publish one (whole) notification value; False if the store
+        failed (nothing published: the device is not ACKed and retransmits)."""
         data: dict[str, object] = {
             "registrationId": registration.registration_id,
-            "token": token.hex(),
+            "token": observation.token.hex(),
             "paths": [str(p) for p in observation.paths],
             "contentFormat": ct,
         }
@@ -319,11 +368,10 @@ class Uplink:
             self.store.append_points(points)
         except StoreError as exc:
             log.error("notification from %s not stored, not acknowledged: %s", address, exc)
-            return Verdict.IGNORE
+            return False
         data["points"] = [telemetry_to_json(p) for p in points]
         self.bus.publish(NOTIFICATION, registration.endpoint, data)
-        self.effects.apply(_without(result, NotificationReceived))
-        return Verdict.ACCEPT
+        return True
 
     def _map(
         self, registration: Registration, points: list[TelemetryPoint], source: str
