@@ -291,6 +291,8 @@ class Endpoint:
         if len(payload) > (16 << szx) or (b2 is not None and b2.num):
             full = Message(_ACK, code, 0, b"", opts, payload)
             if len(payload) > (16 << szx):
+                if exchange.request_key is None:
+                    exchange.request_key = request_key(exchange.request)
                 self._cache_block2(peer, exchange.request_key, full)
             sliced = slice_block2(full, 0 if b2 is None else b2.num, szx)
             if sliced is None:
@@ -592,11 +594,9 @@ class Endpoint:
             pending if isinstance(pending, _Wire) and pending.stage is not _Stage.DONE else None
         )
         if (
-            msg.token == handle.token
-            and msg.observe is not None
-            and handle.request.observe == 0
+            handle.state is HandleState.OBSERVING
+            and msg.token == handle.token
             and (current is None or current.token != msg.token or current.kind is _Kind.REREGISTER)
-            and handle.state is HandleState.OBSERVING
         ):
             if current is not None and current.kind is _Kind.REREGISTER:
                 self._finish_wire(current)
@@ -608,17 +608,21 @@ class Endpoint:
 
     def _on_unmatched(self, msg: Message, peer: Peer, now: float) -> None:
         key = (peer, msg.mid)
-        if (peer, msg.token) in self._cancelled or msg.observe is None:
+        if (peer, msg.token) in self._cancelled:
+            # reactive cancel (RFC 7641 §3.6): RST the notification, CON or NON
+            rst = empty(_RST, msg.mid)
+            self._out.append((rst, peer))
+            self._dedup.add(key, rst, now)
+            return
+        if msg.observe is None:
             if msg.mtype is _CON:
                 rst = empty(_RST, msg.mid)
                 self._out.append((rst, peer))
                 self._dedup.add(key, rst, now)
             else:
                 self._dedup.add(key, _SEEN, now)
-            if msg.observe is None:
-                self._refuse(
-                    peer, ErrorKind.UNMATCHED, f"response with unknown token {msg.token.hex()}"
-                )
+            detail = f"response with unknown token {msg.token.hex()}"
+            self._refuse(peer, ErrorKind.UNMATCHED, detail)
             return
         exchange = Exchange(peer, msg)
         exchange.is_notification = True
