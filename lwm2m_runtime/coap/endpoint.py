@@ -164,7 +164,12 @@ class Endpoint:
             OrderedDict()
         )
         self._cancelled: OrderedDict[tuple[Peer, bytes], None] = OrderedDict()
-        self._known = self.params.known_options
+        self._allowed: dict[int, tuple[int, int]] = {
+            int(n): _LENGTHS.get(int(n), (0, 0xFFFF)) for n in self.params.known_options
+        }
+        self._ack_delay = self.params.empty_ack_delay
+        self._stale = 0
+        """Heap entries that no longer count (finished or rescheduled wires)."""
         self.counters: Counter[str] = Counter()
         """Refusals by :class:`ErrorKind` value, plus ``retransmissions``, ``duplicates``,
         ``stale_notifications`` — for metrics, and for logging when events are switched off."""
@@ -235,6 +240,7 @@ class Endpoint:
         heap = self._heap
         while heap and (heap[0][2].deadline != heap[0][0] or heap[0][2].stage is _Stage.DONE):
             heapq.heappop(heap)
+            self._stale = max(0, self._stale - 1)
         acks = self._ack_queue
         while acks and acks[0].state is not ExchangeState.PENDING:
             acks.popleft()
@@ -258,7 +264,9 @@ class Endpoint:
         while heap and heap[0][0] <= now:
             deadline, _, wire = heapq.heappop(heap)
             if wire.deadline != deadline or wire.stage is _Stage.DONE:
+                self._stale = max(0, self._stale - 1)
                 continue
+            wire.deadline = 0.0  # its heap entry is gone: nothing stale left behind
             if wire.stage is _Stage.AWAIT_ACK:
                 if wire.attempts < params.max_retransmit:
                     wire.attempts += 1
@@ -414,6 +422,7 @@ class Endpoint:
         answer arrives as a :class:`Notification`."""
         if handle.state is not HandleState.OBSERVING:
             raise ExchangeStateError(f"{handle!r} is not an observation")
+        self._abandon_block2(handle)
         self._drop_wire(handle)
         request = handle.request.replace(
             options=set_option(handle.request.options, Opt.OBSERVE, b"")
@@ -445,12 +454,10 @@ class Endpoint:
             self._refuse(peer, ErrorKind.METHOD_NOT_ALLOWED, f"method {dotted(msg.code)}")
             return
         has_block = False
-        known = self._known
+        allowed = self._allowed
         for number, value in msg.options:
-            limits = _LENGTHS.get(number)
-            if number not in known or (
-                limits is not None and not limits[0] <= len(value) <= limits[1]
-            ):
+            limits = allowed.get(number)
+            if limits is None or not limits[0] <= len(value) <= limits[1]:
                 if number & 1:
                     self._reply(msg, peer, now, Code.BAD_OPTION)
                     self._refuse(peer, ErrorKind.BAD_OPTION, f"critical option {number}")
@@ -465,7 +472,7 @@ class Endpoint:
             exchange.request = msg = delivered
         dedup.add(key, exchange, now)
         if mtype is _CON:
-            exchange.ack_deadline = now + self.params.empty_ack_delay
+            exchange.ack_deadline = now + self._ack_delay
             self._ack_queue.append(exchange)
         self._events.append(RequestReceived(peer, msg, exchange))
 
@@ -810,8 +817,17 @@ class Endpoint:
         self._unsent.append(wire)
 
     def _schedule(self, wire: _Wire, deadline: float) -> None:
+        if wire.deadline:
+            self._stale += 1  # the entry of the previous deadline no longer counts
         wire.deadline = deadline
-        heapq.heappush(self._heap, (deadline, next(self._seq), wire))
+        heap = self._heap
+        heapq.heappush(heap, (deadline, next(self._seq), wire))
+        if self._stale > 1024 and self._stale * 2 > len(heap):
+            # finished wires would otherwise stay referenced until their old deadline
+            # (up to response_timeout): rebuild the heap without them
+            heap[:] = [e for e in heap if e[2].deadline == e[0] and e[2].stage is not _Stage.DONE]
+            heapq.heapify(heap)
+            self._stale = 0
 
     def _wire_acked(self, wire: _Wire, now: float) -> None:
         """An empty ACK: the CON arrived; a request now waits for its separate response."""
@@ -827,9 +843,16 @@ class Endpoint:
         self._schedule(wire, now + self.params.response_timeout)
 
     def _finish_wire(self, wire: _Wire) -> None:
-        if wire.stage is _Stage.DONE:
+        stage = wire.stage
+        if stage is _Stage.DONE:
             return
         wire.stage = _Stage.DONE
+        if stage is _Stage.QUEUED:
+            state = self._peers.get(wire.peer)
+            if state is not None and wire in state.queue:
+                state.queue.remove(wire)  # a cancelled request must not hold a queue place
+        elif wire.deadline:
+            self._stale += 1
         if self._by_mid.get((wire.peer, wire.mid)) is wire:
             del self._by_mid[(wire.peer, wire.mid)]
         self._release(wire)

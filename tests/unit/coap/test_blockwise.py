@@ -13,6 +13,7 @@ from lwm2m_runtime.coap import (
     Parameters,
     ProtocolError,
     RequestFailed,
+    RequestHandle,
     RequestReceived,
     ResponseReceived,
     Type,
@@ -248,3 +249,50 @@ def test_duplicate_block_is_answered_from_dedup_not_appended_twice() -> None:
     net.server.respond(event.exchange, Message.response(Code.CHANGED))
     (resp,) = net.sent(net.server)
     assert resp.block1 == Block(1, False, 6)
+
+
+def _observing(net: Net) -> tuple[RequestHandle, bytes]:
+    handle = net.server.send_request(DEVICE, Message.request(Code.GET, "/3/0", observe=0))
+    (request,) = net.sent(net.server)
+    first = Message(Type.ACK, Code.CONTENT, request.mid, request.token, options(observe=1), b"0")
+    net.inject(net.server, first)
+    assert isinstance(events(net.server)[0], ResponseReceived)
+    return handle, request.token
+
+
+def _big_notification(token: bytes, seq: int, mid: int) -> Message:
+    opts = options(observe=seq, block2=Block(0, True, 6))
+    return Message(Type.NON, Code.CONTENT, mid, token, opts, BODY[:1024])
+
+
+def test_newer_notification_supersedes_an_unfinished_block2_fetch() -> None:
+    net = Net()
+    _, token = _observing(net)
+    (fetch_old,) = net.inject(net.server, _big_notification(token, 5, 300))
+    (fetch_new,) = net.inject(net.server, _big_notification(token, 6, 301))
+    assert fetch_new.token != fetch_old.token
+    # the answer to the abandoned fetch is not matched any more
+    late = Message(Type.ACK, Code.CONTENT, fetch_old.mid, fetch_old.token, options(), b"x")
+    net.inject(net.server, late)
+    assert not any(isinstance(e, Notification) for e in events(net.server))
+    tail = options(block2=Block(1, False, 6))
+    net.inject(
+        net.server, Message(Type.ACK, Code.CONTENT, fetch_new.mid, fetch_new.token, tail, b"end")
+    )
+    (event,) = events(net.server)
+    assert isinstance(event, Notification) and event.message.observe == 6
+    assert event.message.payload == BODY[:1024] + b"end"
+
+
+def test_reregister_during_a_block2_fetch_forgets_the_fetch() -> None:
+    net = Net()
+    handle, token = _observing(net)
+    (fetch,) = net.inject(net.server, _big_notification(token, 5, 300))
+    net.server.reregister(handle)
+    (rereg,) = net.sent(net.server)
+    assert rereg.token == token and rereg.observe == 0
+    late = Message(
+        Type.CON, Code.CONTENT, 77, fetch.token, options(block2=Block(1, False, 6)), b"x"
+    )
+    (rst,) = net.inject(net.server, late)  # the fetch token is forgotten
+    assert rst.mtype is Type.RST

@@ -259,3 +259,32 @@ def test_non_request() -> None:
     (event,) = events(net.server)
     assert isinstance(event, ResponseReceived) and event.handle is handle
     assert net.wire[0][1].mtype is Type.NON and net.wire[1][1].mtype is Type.NON
+
+
+def test_cancelled_queued_request_gives_its_queue_place_back() -> None:
+    net = Net(server_params=Parameters(request_queue_size=2))
+    net.server.send_request(DEVICE, READ)
+    queued = [net.server.send_request(DEVICE, READ) for _ in range(2)]
+    for handle in queued:
+        net.server.cancel(handle)
+    assert net.server.outstanding(DEVICE) == (1, 0)
+    more = [net.server.send_request(DEVICE, READ) for _ in range(2)]
+    assert [h.state for h in more] == [HandleState.QUEUED, HandleState.QUEUED]
+    assert events(net.server) == []  # no QUEUE_FULL
+
+
+def test_finished_requests_do_not_pile_up_in_the_timer_heap() -> None:
+    """Each acknowledged request waits up to response_timeout; once answered, its timer entry
+    must not keep the request alive until then."""
+    net = Net(device_params=Parameters(empty_ack_delay=0.0))
+    for _ in range(3000):
+        net.server.send_request(DEVICE, READ)
+        net.flush()
+        net.run_until(net.now)  # the device sends an empty ACK: the request waits for 247 s
+        for event in events(net.device):
+            assert isinstance(event, RequestReceived)
+            net.device.respond(event.exchange, Message.response(Code.CONTENT))
+        net.flush()
+        net.now += 0.01
+    assert sum(isinstance(e, ResponseReceived) for e in events(net.server)) == 3000
+    assert len(net.server._heap) < 2100  # compacted (was 3000+ entries alive for 247 s)
