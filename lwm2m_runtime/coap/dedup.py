@@ -34,6 +34,15 @@ class DedupCache:
             return None
         return entry[1]
 
+    def setdefault(self, key: DedupKey, value: object, now: float) -> object | None:
+        """One lookup for the hot path: the live value of ``key`` if there is one (a duplicate),
+        otherwise remember ``value`` for it and return None."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        self.add(key, value, now)
+        return None
+
     def add(self, key: DedupKey, value: object, now: float) -> None:
         order = self._order
         if order and order[0][0] <= now:

@@ -437,20 +437,19 @@ class Endpoint:
         if mtype is _ACK or mtype is _RST:
             self._refuse(peer, ErrorKind.FORMAT_ERROR, f"{mtype.name} carrying a request")
             return
-        key = (peer, msg.mid)
-        dedup = self._dedup
-        prior = dedup.get(key, now)
+        exchange = Exchange(peer, msg)
+        prior = self._dedup.setdefault((peer, msg.mid), exchange, now)
         if prior is not None:
             self.counters["duplicates"] += 1
             if mtype is _CON and prior.__class__ is bytes and prior:
                 self._out.append((prior, peer))
             return
         if bad_utf8:
-            self._reply(msg, peer, now, Code.BAD_REQUEST)
+            self._reply(msg, peer, Code.BAD_REQUEST)
             self._refuse(peer, ErrorKind.BAD_UTF8, bad_utf8)
             return
         if msg.code not in _METHODS:
-            self._reply(msg, peer, now, Code.METHOD_NOT_ALLOWED)
+            self._reply(msg, peer, Code.METHOD_NOT_ALLOWED)
             self._refuse(peer, ErrorKind.METHOD_NOT_ALLOWED, f"method {dotted(msg.code)}")
             return
         has_block = False
@@ -459,18 +458,16 @@ class Endpoint:
             limits = allowed.get(number)
             if limits is None or not limits[0] <= len(value) <= limits[1]:
                 if number & 1:
-                    self._reply(msg, peer, now, Code.BAD_OPTION)
+                    self._reply(msg, peer, Code.BAD_OPTION)
                     self._refuse(peer, ErrorKind.BAD_OPTION, f"critical option {number}")
                     return
             elif number in (_BLOCK2, _BLOCK1):
                 has_block = True
-        exchange = Exchange(peer, msg)
         if has_block:
             delivered = self._request_blocks(exchange, msg, peer, now)
             if delivered is None:
                 return
             exchange.request = msg = delivered
-        dedup.add(key, exchange, now)
         if mtype is _CON:
             exchange.ack_deadline = now + self._ack_delay
             self._ack_queue.append(exchange)
@@ -492,22 +489,22 @@ class Endpoint:
                 if cached is not None and cached[0] > now:
                     sliced = slice_block2(cached[1], b2.num, min(b2.szx, self.params.block_szx))
                     if sliced is None:
-                        self._reply(msg, peer, now, Code.BAD_OPTION)
+                        self._reply(msg, peer, Code.BAD_OPTION)
                     else:
-                        self._reply(msg, peer, now, sliced.code, sliced.options, sliced.payload)
+                        self._reply(msg, peer, sliced.code, sliced.options, sliced.payload)
                     return None
         b1 = msg.block1
         if b1 is not None:
             outcome = self._block1.receive(peer, msg, b1, now)
             if outcome.code == Code.CONTINUE:
                 echo = Block(b1.num, True, b1.szx).encode()
-                self._reply(msg, peer, now, Code.CONTINUE, ((_BLOCK1, echo),))
+                self._reply(msg, peer, Code.CONTINUE, ((_BLOCK1, echo),))
                 return None
             if outcome.code != Code.EMPTY:
                 opts: tuple[tuple[int, bytes], ...] = ((_BLOCK1, b1.encode()),)
                 if outcome.size1 is not None:
                     opts += ((int(Opt.SIZE1), encode_uint(outcome.size1)),)
-                self._reply(msg, peer, now, outcome.code, opts)
+                self._reply(msg, peer, outcome.code, opts)
                 self._refuse(peer, ErrorKind.BAD_BLOCK, f"{dotted(outcome.code)} {outcome.detail}")
                 return None
             exchange.block1 = Block(b1.num, False, b1.szx)
@@ -520,19 +517,19 @@ class Endpoint:
         self,
         msg: Message,
         peer: Peer,
-        now: float,
         code: int,
         opts: tuple[tuple[int, bytes], ...] = (),
         payload: bytes = b"",
     ) -> None:
-        """Answer a request on the endpoint's own behalf (errors, 2.31, cached blocks)."""
+        """Answer a request on the endpoint's own behalf (errors, 2.31, cached blocks); its
+        dedup entry exists already and gets the answer to replay."""
         if msg.mtype is _CON:
             data = serialize(Message(_ACK, code, msg.mid, msg.token, opts, payload))
-            self._dedup.add((peer, msg.mid), data, now)
+            self._dedup.update((peer, msg.mid), data)
         else:
             mid = self._next_mid(peer)
             data = serialize(Message(_NON, code, mid, msg.token, opts, payload))
-            self._dedup.add((peer, msg.mid), _SEEN, now)
+            self._dedup.update((peer, msg.mid), _SEEN)
         self._out.append((data, peer))
 
     def _cache_block2(self, peer: Peer, key: object, full: Message) -> None:
