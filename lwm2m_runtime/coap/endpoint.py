@@ -168,6 +168,7 @@ class Endpoint:
             int(n): _LENGTHS.get(int(n), (0, 0xFFFF)) for n in self.params.known_options
         }
         self._ack_delay = self.params.empty_ack_delay
+        self._max_body = self.params.max_body_size
         self._stale = 0
         """Heap entries that no longer count (finished or rescheduled wires)."""
         self.counters: Counter[str] = Counter()
@@ -468,6 +469,11 @@ class Endpoint:
             if delivered is None:
                 return
             exchange.request = msg = delivered
+        elif len(msg.payload) > self._max_body:
+            size1 = ((int(Opt.SIZE1), encode_uint(self._max_body)),)
+            self._reply(msg, peer, Code.REQUEST_ENTITY_TOO_LARGE, size1)
+            self._refuse(peer, ErrorKind.BAD_BLOCK, f"body over {self._max_body} bytes")
+            return
         if mtype is _CON:
             exchange.ack_deadline = now + self._ack_delay
             self._ack_queue.append(exchange)

@@ -296,3 +296,10 @@ def test_reregister_during_a_block2_fetch_forgets_the_fetch() -> None:
     )
     (rst,) = net.inject(net.server, late)  # the fetch token is forgotten
     assert rst.mtype is Type.RST
+
+
+def test_single_datagram_body_over_the_limit_is_4_13() -> None:
+    net = Net(server_params=Parameters(max_body_size=100))
+    (resp,) = net.inject(net.server, con(Code.POST, 1, path="/dp").replace(payload=b"x" * 101))
+    assert resp.code == Code.REQUEST_ENTITY_TOO_LARGE and resp.size1 == 100
+    assert events(net.server)[0].__class__ is ProtocolError
