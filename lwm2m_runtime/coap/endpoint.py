@@ -377,6 +377,8 @@ class Endpoint:
         request = message.replace(token=token) if token is not message.token else message
         handle = RequestHandle(peer, request, token)
         self._by_token[(peer, token)] = handle
+        if self._cancelled:
+            self._cancelled.pop((peer, token), None)  # the token is in use again
         if len(request.payload) > self.params.block_size and request.opt(_BLOCK1) is None:
             handle._body = request.payload
             handle._body_szx = self.params.block_szx
@@ -608,10 +610,20 @@ class Endpoint:
             and msg.token == handle.token
             and (current is None or current.token != msg.token or current.kind is _Kind.REREGISTER)
         ):
-            if current is not None and current.kind is _Kind.REREGISTER:
+            if (
+                current is not None
+                and current.kind is _Kind.REREGISTER
+                and current.stage is _Stage.AWAIT_RESPONSE
+            ):
+                # acknowledged re-registration: this is its separate response (RFC 7641 §3.3.1);
+                # one still queued or unacknowledged stays on its way
                 self._finish_wire(current)
             self._on_notification(handle, msg, now)
-        elif current is not None and current.token == msg.token:
+        elif (
+            current is not None
+            and current.token == msg.token
+            and current.stage is not _Stage.QUEUED  # never sent: this cannot answer it
+        ):
             self._wire_response(current, msg, now)
         else:
             self._refuse(peer, ErrorKind.UNMATCHED, "late response")

@@ -303,3 +303,18 @@ def test_single_datagram_body_over_the_limit_is_4_13() -> None:
     (resp,) = net.inject(net.server, con(Code.POST, 1, path="/dp").replace(payload=b"x" * 101))
     assert resp.code == Code.REQUEST_ENTITY_TOO_LARGE and resp.size1 == 100
     assert events(net.server)[0].__class__ is ProtocolError
+
+
+def test_response_for_a_queued_block1_block_is_not_taken_as_its_answer() -> None:
+    net = Net()
+    other = net.server.send_request(DEVICE, Message.request(Code.GET, "/1"))
+    handle = net.server.send_request(DEVICE, Message.request(Code.PUT, "/5/0/0", payload=BODY))
+    (first_other,) = net.sent(net.server)
+    assert handle.state is HandleState.QUEUED
+    # a stray CON response with the queued request's token: not an answer to a request never sent
+    stray = Message(Type.CON, Code.CHANGED, 4000, handle.token, (), b"")
+    net.inject(net.server, stray)
+    assert not any(isinstance(e, ResponseReceived) for e in events(net.server))
+    done = Message(Type.ACK, Code.CONTENT, first_other.mid, other.token, (), b"")
+    (block0,) = net.inject(net.server, done)
+    assert block0.block1 == Block(0, True, 6)

@@ -235,3 +235,46 @@ def test_failed_reregistration_ends_the_observation() -> None:
     (event,) = events(net.server)
     assert isinstance(event, RequestFailed) and event.reason is FailureReason.RESET
     assert handle.state is HandleState.DONE
+
+
+def test_notification_does_not_consume_a_queued_reregistration() -> None:
+    net = Net()
+    handle = _observe(net)
+    busy = net.server.send_request(DEVICE, Message.request(Code.GET, "/3/0/0"))  # holds NSTART
+    (busy_request,) = net.sent(net.server)
+    net.server.reregister(handle)  # queued behind it
+    assert net.server.outstanding(DEVICE) == (1, 1)
+    net.inject(net.server, _notification(handle.token, 11, b"79", mid=500))
+    assert isinstance(events(net.server)[0], Notification)
+    answer = Message(Type.ACK, Code.CONTENT, busy_request.mid, busy.token, (), b"x")
+    sent = net.inject(net.server, answer)
+    assert [(m.token, m.observe) for m in sent] == [(handle.token, 0)]  # re-registration goes out
+
+
+def test_notification_before_the_reregistration_ack_leaves_it_pending() -> None:
+    net = Net()
+    handle = _observe(net)
+    net.server.reregister(handle)
+    (rereg,) = net.sent(net.server)
+    net.inject(net.server, _notification(handle.token, 11, b"79", mid=500))
+    # the piggybacked answer to the re-registration still matches
+    answer = Message(Type.ACK, Code.CONTENT, rereg.mid, rereg.token, ((6, encode_uint(12)),), b"r")
+    net.inject(net.server, answer)
+    assert [e.message.payload for e in events(net.server) if isinstance(e, Notification)] == [
+        b"79",
+        b"r",
+    ]
+    assert net.server.get_timer() is None  # no retransmission of the answered re-registration
+
+
+def test_token_reused_after_reactive_cancel_is_observed_again() -> None:
+    net = Net()
+    handle = _observe(net)
+    net.server.cancel_observe(handle)
+    again = net.server.send_request(DEVICE, OBSERVE.replace(token=handle.token))
+    (request,) = net.sent(net.server)
+    first = Message(Type.ACK, Code.CONTENT, request.mid, handle.token, ((6, encode_uint(1)),), b"")
+    net.inject(net.server, first)
+    assert again.state is HandleState.OBSERVING
+    (ack,) = net.inject(net.server, _notification(handle.token, 2, b"n", mid=900))
+    assert ack.mtype is Type.ACK  # not RST: the cancelled record was cleared
