@@ -1,0 +1,991 @@
+"""The sans-IO CoAP endpoint: one object per socket, per-peer state inside (RFC 7252/7641/7959).
+
+Shape (aioquic's): ``receive_datagram(data, peer, now)`` feeds bytes in; ``next_event()`` hands out
+what happened; ``datagrams_to_send(now)`` returns ``(bytes, peer)`` pairs to write;
+``get_timer()``/``handle_timer(now)`` drive time. Nothing here reads a clock, opens a socket or
+raises out of ``receive_datagram``: a refused datagram becomes a counter and a
+:class:`ProtocolError` event, and the RFC's answer (RST, 4.00, 4.02, ...) is queued.
+
+Server side: requests become :class:`RequestReceived` events, answered with :meth:`respond`
+(piggybacked when fast, otherwise empty ACK after ``empty_ack_delay`` and a separate CON
+response). Duplicates within EXCHANGE_LIFETIME replay the cached answer. Block1 requests are
+reassembled before the application sees them; large answers are sliced with Block2.
+
+Client side: :meth:`send_request` assigns MID and a random 8-byte token (matched with the peer),
+retransmits CONs with RFC backoff, keeps NSTART per peer with a bounded FIFO queue, follows
+Block2 and sends Block1, and keeps observations (RFC 7641) with reordering and both cancels.
+
+Why the first transmission's clock starts in ``datagrams_to_send(now)``: calls like
+:meth:`respond` and :meth:`send_request` need no ``now``; the retransmission timer starts when the
+datagram actually leaves, as in aioquic.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+import random
+from collections import Counter, OrderedDict, deque
+from collections.abc import Hashable
+
+from .blockwise import Block1Transfers, RequestKey, request_key, slice_block2
+from .dedup import DedupCache
+from .errors import ExchangeStateError, InvalidOptionValueError, MessageFormatError
+from .events import (
+    ErrorKind,
+    Event,
+    FailureReason,
+    Notification,
+    ProtocolError,
+    RequestFailed,
+    RequestReceived,
+    ResponseReceived,
+    UnknownNotification,
+)
+from .exchange import Exchange, ExchangeState, HandleState, RequestHandle
+from .message import Block, Message, empty, encode_uint, parse, serialize, set_option
+from .numbers import METHODS, OPTION_LENGTHS, Code, OptionNumber, Type, dotted
+from .observe import is_fresh
+from .params import Parameters
+
+Peer = Hashable
+Opt = OptionNumber
+
+_CON, _NON, _ACK, _RST = Type.CON, Type.NON, Type.ACK, Type.RST
+_BLOCK1 = int(Opt.BLOCK1)
+_BLOCK2 = int(Opt.BLOCK2)
+_METHODS = frozenset(int(m) for m in METHODS)
+_LENGTHS = {int(k): v for k, v in OPTION_LENGTHS.items()}
+_SEEN = b""
+"""Dedup value of a message whose duplicates are ignored (a NON, or a CON still in progress
+that has nothing to replay yet is kept as its :class:`Exchange`)."""
+_FOLLOWUP_STRIP = frozenset({Opt.OBSERVE, Opt.BLOCK1, Opt.SIZE1, Opt.BLOCK2, Opt.SIZE2})
+
+
+class _Stage(enum.Enum):
+    QUEUED = 0
+    UNSENT = 1
+    AWAIT_ACK = 2
+    AWAIT_RESPONSE = 3
+    DONE = 4
+
+
+class _Kind(enum.Enum):
+    REQUEST = 0
+    """A request of a handle (or one Block1 block of it)."""
+    BLOCK2 = 1
+    """A GET for the next Block2 block of a response or notification."""
+    REREGISTER = 2
+    """An observe re-registration; its answer is treated as a notification."""
+    RESPONSE = 3
+    """A separate CON response of ours (server side)."""
+
+
+class _Wire:
+    """One message we sent that waits for an ACK and/or a response."""
+
+    __slots__ = (
+        "attempts",
+        "datagram",
+        "deadline",
+        "exchange",
+        "handle",
+        "holds_slot",
+        "kind",
+        "message",
+        "mid",
+        "peer",
+        "stage",
+        "timeout",
+        "token",
+    )
+
+    def __init__(
+        self,
+        peer: Peer,
+        message: Message,
+        kind: _Kind,
+        handle: RequestHandle | None = None,
+        exchange: Exchange | None = None,
+    ) -> None:
+        self.peer = peer
+        self.message = message
+        self.kind = kind
+        self.handle = handle
+        self.exchange = exchange
+        self.token = message.token
+        self.mid = -1
+        self.datagram = b""
+        self.stage = _Stage.QUEUED
+        self.attempts = 0
+        self.timeout = 0.0
+        self.deadline = 0.0
+        self.holds_slot = False
+
+
+class _Peer:
+    """Client-side state per peer: the Message ID counter and the NSTART slots and queue."""
+
+    __slots__ = ("active", "last_used", "next_mid", "queue")
+
+    def __init__(self, first_mid: int) -> None:
+        self.next_mid = first_mid
+        self.active = 0
+        self.queue: deque[_Wire] = deque()
+        self.last_used = 0.0
+
+
+class Endpoint:
+    """A CoAP endpoint for one socket; see the module docstring for the protocol."""
+
+    def __init__(self, params: Parameters | None = None, *, rng: random.Random | None = None):
+        self.params = params or Parameters()
+        self._rng = rng or random.SystemRandom()
+        self._events: deque[Event] = deque()
+        self._out: list[tuple[bytes, Peer]] = []
+        self._unsent: list[_Wire] = []
+        self._heap: list[tuple[float, int, _Wire]] = []
+        self._seq = itertools.count()
+        self._now = 0.0
+        self._dedup = DedupCache(self.params.exchange_lifetime, self.params.dedup_capacity)
+        self._ack_queue: deque[Exchange] = deque()
+        self._by_mid: dict[tuple[Peer, int], _Wire] = {}
+        self._by_token: dict[tuple[Peer, bytes], RequestHandle] = {}
+        self._peers: dict[Peer, _Peer] = {}
+        self._next_sweep = 0.0
+        self._block1 = Block1Transfers(
+            self.params.max_body_size,
+            self.params.block_transfer_lifetime,
+            self.params.max_block_transfers_per_peer,
+            self.params.max_block_transfers,
+        )
+        self._block2_cache: OrderedDict[tuple[Peer, RequestKey], tuple[float, Message]] = (
+            OrderedDict()
+        )
+        self._cancelled: OrderedDict[tuple[Peer, bytes], None] = OrderedDict()
+        self._allowed: dict[int, tuple[int, int]] = {
+            int(n): _LENGTHS.get(int(n), (0, 0xFFFF)) for n in self.params.known_options
+        }
+        self._ack_delay = self.params.empty_ack_delay
+        self._max_body = self.params.max_body_size
+        self._stale = 0
+        """Heap entries that no longer count (finished or rescheduled wires)."""
+        self.counters: Counter[str] = Counter()
+        """Refusals by :class:`ErrorKind` value, plus ``retransmissions``, ``duplicates``,
+        ``stale_notifications`` — for metrics, and for logging when events are switched off."""
+
+    # ==========================================================================================
+    # driving the endpoint
+    # ==========================================================================================
+    def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
+        """Process one datagram from ``peer``. Never raises for any input."""
+        self._now = now
+        try:
+            message = parse(data)
+        except MessageFormatError as exc:
+            if exc.mtype is _CON and not exc.silent and exc.mid is not None:
+                self._out.append((empty(_RST, exc.mid), peer))
+            self._refuse(peer, ErrorKind.FORMAT_ERROR, exc.reason)
+            return
+        except InvalidOptionValueError as exc:
+            message = exc.message
+            if 1 <= message.code <= 31 and message.mtype <= _NON:
+                self._on_request(message, peer, now, bad_utf8=exc.reason)
+            else:
+                if message.mtype is _CON:
+                    self._out.append((empty(_RST, message.mid), peer))
+                self._refuse(peer, ErrorKind.FORMAT_ERROR, exc.reason)
+            return
+        code = message.code
+        if 1 <= code <= 31:
+            self._on_request(message, peer, now)
+        elif 64 <= code <= 191:
+            self._on_response(message, peer, now)
+        elif code == 0:
+            self._on_empty(message, peer, now)
+        else:
+            # reserved classes 1, 6 and 7 (RFC 7252 §4.2/§4.3)
+            if message.mtype is _CON:
+                self._out.append((empty(_RST, message.mid), peer))
+            self._refuse(peer, ErrorKind.FORMAT_ERROR, f"reserved code {dotted(code)}")
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Peer]]:
+        """Everything to write now; starts the retransmission clock of new CON messages."""
+        self._now = now
+        if self._unsent:
+            params = self.params
+            for wire in self._unsent:
+                if wire.stage is not _Stage.UNSENT:
+                    continue
+                self._out.append((wire.datagram, wire.peer))
+                if wire.message.mtype is _CON:
+                    wire.stage = _Stage.AWAIT_ACK
+                    wire.timeout = self._rng.uniform(
+                        params.ack_timeout, params.ack_timeout * params.ack_random_factor
+                    )
+                    self._schedule(wire, now + wire.timeout)
+                else:
+                    wire.stage = _Stage.AWAIT_RESPONSE
+                    self._schedule(wire, now + params.response_timeout)
+            self._unsent.clear()
+        out = self._out
+        self._out = []
+        return out
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next be called (None: nothing pending)."""
+        heap = self._heap
+        while heap and (heap[0][2].deadline != heap[0][0] or heap[0][2].stage is _Stage.DONE):
+            heapq.heappop(heap)
+            self._stale = max(0, self._stale - 1)
+        acks = self._ack_queue
+        while acks and acks[0].state is not ExchangeState.PENDING:
+            acks.popleft()
+        timer = heap[0][0] if heap else None
+        if acks and (timer is None or acks[0].ack_deadline < timer):
+            timer = acks[0].ack_deadline
+        return timer
+
+    def handle_timer(self, now: float) -> None:
+        self._now = now
+        acks = self._ack_queue
+        while acks and acks[0].ack_deadline <= now:
+            exchange = acks.popleft()
+            if exchange.state is ExchangeState.PENDING:
+                exchange.state = ExchangeState.ACKED
+                ack = empty(_ACK, exchange.mid)
+                self._out.append((ack, exchange.peer))
+                self._dedup.update((exchange.peer, exchange.mid), ack)
+        heap = self._heap
+        params = self.params
+        while heap and heap[0][0] <= now:
+            deadline, _, wire = heapq.heappop(heap)
+            if wire.deadline != deadline or wire.stage is _Stage.DONE:
+                self._stale = max(0, self._stale - 1)
+                continue
+            wire.deadline = 0.0  # its heap entry is gone: nothing stale left behind
+            if wire.stage is _Stage.AWAIT_ACK:
+                if wire.attempts < params.max_retransmit:
+                    wire.attempts += 1
+                    wire.timeout *= 2
+                    self.counters["retransmissions"] += 1
+                    self._out.append((wire.datagram, wire.peer))
+                    self._schedule(wire, now + wire.timeout)
+                else:
+                    self._fail_wire(wire, FailureReason.TIMEOUT, "no ACK after retransmissions")
+            elif wire.stage is _Stage.AWAIT_RESPONSE:
+                self._fail_wire(wire, FailureReason.RESPONSE_TIMEOUT, "no response")
+        self._housekeeping(now)
+
+    # ==========================================================================================
+    # server side: answering requests
+    # ==========================================================================================
+    def respond(self, exchange: Exchange, response: Message) -> None:
+        """Answer a :class:`RequestReceived`. Only ``code``, ``options`` and ``payload`` of
+        ``response`` are used; type, MID and token follow from the exchange's state."""
+        if exchange.state is ExchangeState.ANSWERED or exchange.is_notification:
+            raise ExchangeStateError(f"{exchange!r} cannot be answered")
+        peer = exchange.peer
+        code = response.code
+        opts = response.options
+        payload = response.payload
+        if exchange.block1 is not None:
+            opts = set_option(opts, _BLOCK1, exchange.block1.encode())
+        b2 = exchange.block2
+        szx = self.params.block_szx if b2 is None else min(self.params.block_szx, b2.szx)
+        if len(payload) > (16 << szx) or (b2 is not None and b2.num):
+            full = Message(_ACK, code, 0, b"", opts, payload)
+            if len(payload) > (16 << szx):
+                if exchange.request_key is None:
+                    exchange.request_key = request_key(exchange.request)
+                self._cache_block2(peer, exchange.request_key, full)
+            sliced = slice_block2(full, 0 if b2 is None else b2.num, szx)
+            if sliced is None:
+                code, opts, payload = Code.BAD_OPTION, (), b""
+            else:
+                opts, payload = sliced.options, sliced.payload
+        state = exchange.state
+        exchange.state = ExchangeState.ANSWERED
+        if exchange.mtype is _CON and state is ExchangeState.PENDING:
+            data = serialize(Message(_ACK, code, exchange.mid, exchange.token, opts, payload))
+            self._out.append((data, peer))
+            self._dedup.update((peer, exchange.mid), data)
+        elif exchange.mtype is _NON:
+            mid = self._next_mid(peer)
+            data = serialize(Message(_NON, code, mid, exchange.token, opts, payload))
+            self._out.append((data, peer))
+        else:
+            wire = _Wire(
+                peer,
+                Message(_CON, code, 0, exchange.token, opts, payload),
+                _Kind.RESPONSE,
+                exchange=exchange,
+            )
+            self._transmit(wire)
+
+    def accept_notification(
+        self, event: UnknownNotification, request: Message | None = None
+    ) -> RequestHandle:
+        """ACK an unknown notification and adopt its observation: later notifications with the
+        token become :class:`Notification` events of the returned handle. Give the original
+        observe ``request`` (path options) to allow Block2 follow-up, re-registration and
+        proactive cancel."""
+        exchange = self._decide(event)
+        peer, message = exchange.peer, exchange.request
+        if exchange.mtype is _CON:
+            ack = empty(_ACK, exchange.mid)
+            self._out.append((ack, peer))
+            self._dedup.update((peer, exchange.mid), ack)
+        base = request or Message(_CON, Code.GET, 0, message.token, ((int(Opt.OBSERVE), b""),))
+        handle = RequestHandle(peer, base.replace(token=message.token), message.token)
+        handle.state = HandleState.OBSERVING
+        handle.last_seq = message.observe or 0
+        handle.last_time = self._now
+        self._by_token[(peer, message.token)] = handle
+        b2 = message.block2
+        if request is not None and b2 is not None and b2.more:
+            self._start_block2(handle, message, "notification")
+        return handle
+
+    def reject_notification(self, event: UnknownNotification) -> None:
+        """RST an unknown notification: the device removes the observation (RFC 7641 §3.6)."""
+        exchange = self._decide(event)
+        rst = empty(_RST, exchange.mid)
+        self._out.append((rst, exchange.peer))
+        self._dedup.update((exchange.peer, exchange.mid), rst)
+
+    def _decide(self, event: UnknownNotification) -> Exchange:
+        exchange = event.exchange
+        if exchange.state is ExchangeState.ANSWERED:
+            raise ExchangeStateError("this notification was already accepted or rejected")
+        exchange.state = ExchangeState.ANSWERED
+        return exchange
+
+    # ==========================================================================================
+    # client side: requests to peers
+    # ==========================================================================================
+    def send_request(self, peer: Peer, message: Message) -> RequestHandle:
+        """Send ``message`` (a CON or NON request) to ``peer``. A random 8-byte token is assigned
+        unless the message has one; a body larger than one block goes out with Block1."""
+        token = message.token or self._new_token(peer)
+        if (peer, token) in self._by_token:
+            raise ExchangeStateError(f"token {token.hex()} is in use for {peer!r}")
+        request = message.replace(token=token) if token is not message.token else message
+        handle = RequestHandle(peer, request, token)
+        self._by_token[(peer, token)] = handle
+        if self._cancelled:
+            self._cancelled.pop((peer, token), None)  # the token is in use again
+        if len(request.payload) > self.params.block_size and request.opt(_BLOCK1) is None:
+            handle._body = request.payload
+            handle._body_szx = self.params.block_szx
+            first = self._block1_message(handle, 0)
+        else:
+            first = request
+        self._start_wire(handle, first, _Kind.REQUEST)
+        return handle
+
+    def cancel(self, handle: RequestHandle) -> None:
+        """Forget a request or observation now: its NSTART slot is free at once, and a late
+        answer is treated as unknown (RST for a CON response)."""
+        if handle.state is HandleState.DONE:
+            return
+        handle.state = HandleState.DONE
+        self._drop_wire(handle)
+        self._untrack(handle)
+
+    def cancel_observe(
+        self, handle: RequestHandle, *, proactive: bool = False
+    ) -> RequestHandle | None:
+        """End an observation (RFC 7641 §3.6). Reactive: forget it and RST its next
+        notification. Proactive: send GET with Observe=1 and the same token; the returned handle
+        gets the :class:`ResponseReceived` (or :class:`RequestFailed`)."""
+        peer, token = handle.peer, handle.token
+        self.cancel(handle)
+        if not proactive:
+            cancelled = self._cancelled
+            cancelled[(peer, token)] = None
+            while len(cancelled) > self.params.cancelled_token_capacity:
+                cancelled.popitem(last=False)
+            return None
+        request = handle.request.replace(
+            mtype=_CON, options=set_option(handle.request.options, Opt.OBSERVE, encode_uint(1))
+        )
+        dereg = RequestHandle(peer, request, token)
+        dereg._deregister = True
+        self._by_token[(peer, token)] = dereg
+        self._start_wire(dereg, request, _Kind.REQUEST)
+        return dereg
+
+    def reregister(self, handle: RequestHandle) -> None:
+        """Re-register an observation (RFC 7641 §3.3.1): the same GET with the same token; the
+        answer arrives as a :class:`Notification`."""
+        if handle.state is not HandleState.OBSERVING:
+            raise ExchangeStateError(f"{handle!r} is not an observation")
+        self._abandon_block2(handle)
+        self._drop_wire(handle)
+        request = handle.request.replace(
+            options=set_option(handle.request.options, Opt.OBSERVE, b"")
+        )
+        self._start_wire(handle, request, _Kind.REREGISTER)
+
+    # ==========================================================================================
+    # incoming requests
+    # ==========================================================================================
+    def _on_request(self, msg: Message, peer: Peer, now: float, bad_utf8: str = "") -> None:
+        mtype = msg.mtype
+        if mtype is _ACK or mtype is _RST:
+            self._refuse(peer, ErrorKind.FORMAT_ERROR, f"{mtype.name} carrying a request")
+            return
+        exchange = Exchange(peer, msg)
+        prior = self._dedup.setdefault((peer, msg.mid), exchange, now)
+        if prior is not None:
+            self.counters["duplicates"] += 1
+            if mtype is _CON and prior.__class__ is bytes and prior:
+                self._out.append((prior, peer))
+            return
+        if bad_utf8:
+            self._reply(msg, peer, Code.BAD_REQUEST)
+            self._refuse(peer, ErrorKind.BAD_UTF8, bad_utf8)
+            return
+        if msg.code not in _METHODS:
+            self._reply(msg, peer, Code.METHOD_NOT_ALLOWED)
+            self._refuse(peer, ErrorKind.METHOD_NOT_ALLOWED, f"method {dotted(msg.code)}")
+            return
+        has_block = False
+        allowed = self._allowed
+        for number, value in msg.options:
+            limits = allowed.get(number)
+            if limits is None or not limits[0] <= len(value) <= limits[1]:
+                if number & 1:
+                    self._reply(msg, peer, Code.BAD_OPTION)
+                    self._refuse(peer, ErrorKind.BAD_OPTION, f"critical option {number}")
+                    return
+            elif number in (_BLOCK2, _BLOCK1):
+                has_block = True
+        if has_block:
+            delivered = self._request_blocks(exchange, msg, peer, now)
+            if delivered is None:
+                return
+            exchange.request = msg = delivered
+        elif len(msg.payload) > self._max_body:
+            size1 = ((int(Opt.SIZE1), encode_uint(self._max_body)),)
+            self._reply(msg, peer, Code.REQUEST_ENTITY_TOO_LARGE, size1)
+            self._refuse(peer, ErrorKind.BAD_BLOCK, f"body over {self._max_body} bytes")
+            return
+        if mtype is _CON:
+            exchange.ack_deadline = now + self._ack_delay
+            self._ack_queue.append(exchange)
+        self._events.append(RequestReceived(peer, msg, exchange))
+
+    def _request_blocks(
+        self, exchange: Exchange, msg: Message, peer: Peer, now: float
+    ) -> Message | None:
+        """Block1 reassembly and Block2 from the cache; the request to deliver, or None when it
+        was answered here (2.31, a cached block, or an error)."""
+        b2 = msg.block2
+        if b2 is not None:
+            if b2.szx == 7:
+                b2 = Block(b2.num, b2.more, 6)
+            exchange.block2 = b2
+            exchange.request_key = request_key(msg)
+            if b2.num:
+                cached = self._block2_cache.get((peer, exchange.request_key))
+                if cached is not None and cached[0] > now:
+                    sliced = slice_block2(cached[1], b2.num, min(b2.szx, self.params.block_szx))
+                    if sliced is None:
+                        self._reply(msg, peer, Code.BAD_OPTION)
+                    else:
+                        self._reply(msg, peer, sliced.code, sliced.options, sliced.payload)
+                    return None
+        b1 = msg.block1
+        if b1 is not None:
+            outcome = self._block1.receive(peer, msg, b1, now)
+            if outcome.code == Code.CONTINUE:
+                echo = Block(b1.num, True, b1.szx).encode()
+                self._reply(msg, peer, Code.CONTINUE, ((_BLOCK1, echo),))
+                return None
+            if outcome.code != Code.EMPTY:
+                opts: tuple[tuple[int, bytes], ...] = ((_BLOCK1, b1.encode()),)
+                if outcome.size1 is not None:
+                    opts += ((int(Opt.SIZE1), encode_uint(outcome.size1)),)
+                self._reply(msg, peer, outcome.code, opts)
+                self._refuse(peer, ErrorKind.BAD_BLOCK, f"{dotted(outcome.code)} {outcome.detail}")
+                return None
+            exchange.block1 = Block(b1.num, False, b1.szx)
+            msg = msg.replace(payload=outcome.body)
+        if exchange.request_key is None:
+            exchange.request_key = request_key(msg)
+        return msg.without_options(_BLOCK1, _BLOCK2, Opt.SIZE1)
+
+    def _reply(
+        self,
+        msg: Message,
+        peer: Peer,
+        code: int,
+        opts: tuple[tuple[int, bytes], ...] = (),
+        payload: bytes = b"",
+    ) -> None:
+        """Answer a request on the endpoint's own behalf (errors, 2.31, cached blocks); its
+        dedup entry exists already and gets the answer to replay."""
+        if msg.mtype is _CON:
+            data = serialize(Message(_ACK, code, msg.mid, msg.token, opts, payload))
+            self._dedup.update((peer, msg.mid), data)
+        else:
+            mid = self._next_mid(peer)
+            data = serialize(Message(_NON, code, mid, msg.token, opts, payload))
+            self._dedup.update((peer, msg.mid), _SEEN)
+        self._out.append((data, peer))
+
+    def _cache_block2(self, peer: Peer, key: object, full: Message) -> None:
+        if key is None:
+            return
+        cache = self._block2_cache
+        cache[(peer, key)] = (self._now + self.params.exchange_lifetime, full)  # type: ignore[index]
+        cache.move_to_end((peer, key))  # type: ignore[arg-type]
+        while len(cache) > self.params.block2_cache_capacity:
+            cache.popitem(last=False)
+
+    # ==========================================================================================
+    # incoming responses, notifications and empty messages
+    # ==========================================================================================
+    def _on_empty(self, msg: Message, peer: Peer, now: float) -> None:
+        mtype = msg.mtype
+        if mtype is _CON:  # CoAP ping (RFC 7252 §4.3)
+            self._out.append((empty(_RST, msg.mid), peer))
+            self.counters[ErrorKind.PING.value] += 1
+            return
+        if mtype is _NON:
+            self._refuse(peer, ErrorKind.FORMAT_ERROR, "Empty NON message")
+            return
+        wire = self._by_mid.get((peer, msg.mid))
+        if wire is None:
+            self._refuse(peer, ErrorKind.UNMATCHED, f"{mtype.name} for unknown MID {msg.mid}")
+            return
+        if mtype is _ACK:
+            self._wire_acked(wire, now)
+        elif wire.handle is None:
+            self._finish_wire(wire)  # our separate response was rejected
+        else:
+            self._fail_wire(wire, FailureReason.RESET, "peer answered RST")
+
+    def _on_response(self, msg: Message, peer: Peer, now: float) -> None:
+        mtype = msg.mtype
+        if mtype is _RST:
+            self._refuse(peer, ErrorKind.FORMAT_ERROR, "RST with a code")
+            return
+        if mtype is _ACK:
+            wire = self._by_mid.get((peer, msg.mid))
+            if wire is None or wire.handle is None or wire.token != msg.token:
+                self._refuse(peer, ErrorKind.UNMATCHED, f"ACK for unknown MID {msg.mid}")
+                return
+            self._wire_response(wire, msg, now)
+            return
+        key = (peer, msg.mid)
+        prior = self._dedup.get(key, now)
+        if prior is not None:
+            self.counters["duplicates"] += 1
+            if mtype is _CON and prior.__class__ is bytes and prior:
+                self._out.append((prior, peer))
+            return
+        handle = self._by_token.get((peer, msg.token))
+        if handle is None:
+            self._on_unmatched(msg, peer, now)
+            return
+        if mtype is _CON:
+            ack = empty(_ACK, msg.mid)
+            self._out.append((ack, peer))
+            self._dedup.add(key, ack, now)
+        else:
+            self._dedup.add(key, _SEEN, now)
+        pending = handle._wire
+        current = (
+            pending if isinstance(pending, _Wire) and pending.stage is not _Stage.DONE else None
+        )
+        if (
+            handle.state is HandleState.OBSERVING
+            and msg.token == handle.token
+            and (current is None or current.token != msg.token or current.kind is _Kind.REREGISTER)
+        ):
+            if (
+                current is not None
+                and current.kind is _Kind.REREGISTER
+                and current.stage is _Stage.AWAIT_RESPONSE
+            ):
+                # acknowledged re-registration: this is its separate response (RFC 7641 §3.3.1);
+                # one still queued or unacknowledged stays on its way
+                self._finish_wire(current)
+            self._on_notification(handle, msg, now)
+        elif (
+            current is not None
+            and current.token == msg.token
+            and current.stage is not _Stage.QUEUED  # never sent: this cannot answer it
+        ):
+            self._wire_response(current, msg, now)
+        else:
+            self._refuse(peer, ErrorKind.UNMATCHED, "late response")
+
+    def _on_unmatched(self, msg: Message, peer: Peer, now: float) -> None:
+        key = (peer, msg.mid)
+        if (peer, msg.token) in self._cancelled:
+            # reactive cancel (RFC 7641 §3.6): RST the notification, CON or NON
+            rst = empty(_RST, msg.mid)
+            self._out.append((rst, peer))
+            self._dedup.add(key, rst, now)
+            return
+        if msg.observe is None:
+            if msg.mtype is _CON:
+                rst = empty(_RST, msg.mid)
+                self._out.append((rst, peer))
+                self._dedup.add(key, rst, now)
+            else:
+                self._dedup.add(key, _SEEN, now)
+            detail = f"response with unknown token {msg.token.hex()}"
+            self._refuse(peer, ErrorKind.UNMATCHED, detail)
+            return
+        exchange = Exchange(peer, msg)
+        exchange.is_notification = True
+        self._dedup.add(key, exchange, now)
+        self._events.append(UnknownNotification(peer, msg, exchange))
+
+    def _on_notification(self, handle: RequestHandle, msg: Message, now: float) -> None:
+        seq = msg.observe
+        if seq is None or not 64 <= msg.code < 96:
+            self._abandon_block2(handle)
+            self._deliver(handle, msg, "notification")
+            return
+        if not is_fresh(handle.last_seq, handle.last_time, seq, now, self.params.observe_freshness):
+            self.counters["stale_notifications"] += 1
+            return
+        handle.last_seq = seq
+        handle.last_time = now
+        self._abandon_block2(handle)
+        b2 = msg.block2
+        if b2 is not None and b2.more:
+            self._start_block2(handle, msg, "notification")
+        else:
+            self._deliver(handle, msg, "notification")
+
+    def _wire_response(self, wire: _Wire, msg: Message, now: float) -> None:
+        """``msg`` answers ``wire`` (piggybacked or separate)."""
+        handle = wire.handle
+        assert handle is not None
+        self._finish_wire(wire)
+        kind = wire.kind
+        if kind is _Kind.BLOCK2:
+            self._on_block2(handle, msg)
+        elif kind is _Kind.REREGISTER:
+            self._on_notification(handle, msg, now)
+        else:
+            b1 = msg.block1
+            if handle._body and msg.code == Code.CONTINUE and b1 is not None:
+                szx = min(handle._body_szx, b1.szx)
+                handle._body_szx = szx
+                if handle._body_offset < len(handle._body):
+                    num = handle._body_offset // (16 << szx)
+                    self._start_wire(handle, self._block1_message(handle, num), _Kind.REQUEST, True)
+                    return
+            b2 = msg.block2
+            if b2 is not None and b2.more and 64 <= msg.code < 96:
+                self._start_block2(handle, msg, "response")
+            else:
+                self._deliver(handle, msg, "response")
+
+    def _deliver(self, handle: RequestHandle, msg: Message, kind: str) -> None:
+        if kind == "response":
+            if (
+                handle.request.observe == 0
+                and msg.observe is not None
+                and 64 <= msg.code < 96
+                and not handle._deregister
+            ):
+                handle.state = HandleState.OBSERVING
+                handle.last_seq = msg.observe
+                handle.last_time = self._now
+            else:
+                handle.state = HandleState.DONE
+                self._untrack(handle)
+            self._events.append(ResponseReceived(handle, msg))
+        else:
+            final = msg.observe is None or not 64 <= msg.code < 96
+            if final:
+                handle.state = HandleState.DONE
+                self._drop_wire(handle)
+                self._untrack(handle)
+            self._events.append(Notification(handle, msg, final))
+
+    # -- Block2 following (client side) -----------------------------------------------------
+    def _start_block2(self, handle: RequestHandle, first: Message, kind: str) -> None:
+        handle._b2_body = bytearray(first.payload)
+        handle._b2_first = first
+        handle._b2_etag = first.etag
+        handle._b2_kind = kind
+        b2 = first.block2
+        assert b2 is not None
+        self._send_block2(handle, len(first.payload) // b2.size, b2.szx)
+
+    def _send_block2(self, handle: RequestHandle, num: int, szx: int) -> None:
+        request = handle.request
+        code = Code.GET if handle._b2_kind == "notification" else request.code
+        opts = tuple(o for o in request.options if o[0] not in _FOLLOWUP_STRIP)
+        opts = set_option(opts, _BLOCK2, Block(num, False, szx).encode())
+        token = self._new_token(handle.peer)
+        handle._b2_token = token
+        self._by_token[(handle.peer, token)] = handle
+        payload = request.payload if code == Code.FETCH else b""
+        self._start_wire(handle, Message(_CON, code, 0, token, opts, payload), _Kind.BLOCK2, True)
+
+    def _on_block2(self, handle: RequestHandle, msg: Message) -> None:
+        body = handle._b2_body
+        first = handle._b2_first
+        if body is None or first is None:
+            return
+        b2 = msg.block2
+        problem = ""
+        if not 64 <= msg.code < 96:
+            problem = f"block answered {dotted(msg.code)}"
+        elif b2 is None or b2.offset != len(body):
+            problem = "unexpected block number"
+        elif msg.etag != handle._b2_etag:
+            problem = "ETag changed during the transfer"
+        if problem:
+            self._abandon_block2(handle)
+            if handle._b2_kind == "notification" and handle.state is HandleState.OBSERVING:
+                self._refuse(handle.peer, ErrorKind.UNMATCHED, f"notification dropped: {problem}")
+            else:
+                self._fail_handle(handle, FailureReason.BLOCK_TRANSFER, problem)
+            return
+        assert b2 is not None
+        body += msg.payload
+        if b2.more:
+            self._send_block2(handle, len(body) // b2.size, b2.szx)
+            return
+        kind = handle._b2_kind
+        full = first.replace(
+            payload=bytes(body), options=tuple(o for o in first.options if o[0] not in (23, 28))
+        )
+        self._abandon_block2(handle)
+        self._deliver(handle, full, kind)
+
+    def _abandon_block2(self, handle: RequestHandle) -> None:
+        if handle._b2_token:
+            self._by_token.pop((handle.peer, handle._b2_token), None)
+            wire = handle._wire
+            if isinstance(wire, _Wire) and wire.kind is _Kind.BLOCK2:
+                self._drop_wire(handle)
+        handle._b2_body = None
+        handle._b2_first = None
+        handle._b2_token = b""
+
+    # -- Block1 sending (client side) -------------------------------------------------------
+    def _block1_message(self, handle: RequestHandle, num: int) -> Message:
+        szx = handle._body_szx
+        size = 16 << szx
+        body = handle._body
+        start = num * size
+        end = start + size
+        handle._body_offset = min(end, len(body))
+        opts = set_option(
+            handle.request.options, _BLOCK1, Block(num, end < len(body), szx).encode()
+        )
+        if num == 0:
+            opts = set_option(opts, Opt.SIZE1, encode_uint(len(body)))
+        return handle.request.replace(options=opts, payload=body[start:end])
+
+    # ==========================================================================================
+    # wires: MID, NSTART, retransmission
+    # ==========================================================================================
+    def _start_wire(
+        self, handle: RequestHandle, message: Message, kind: _Kind, front: bool = False
+    ) -> None:
+        peer = handle.peer
+        wire = _Wire(peer, message, kind, handle=handle)
+        handle._wire = wire
+        if message.mtype is _NON:
+            self._transmit(wire)
+            return
+        state = self._peer(peer)
+        if state.active < self.params.nstart:
+            state.active += 1
+            wire.holds_slot = True
+            self._transmit(wire)
+        elif front:
+            state.queue.appendleft(wire)
+        elif len(state.queue) >= self.params.request_queue_size:
+            wire.stage = _Stage.DONE
+            self._fail_handle(handle, FailureReason.QUEUE_FULL, "NSTART queue full")
+        else:
+            state.queue.append(wire)
+
+    def _transmit(self, wire: _Wire) -> None:
+        handle = wire.handle
+        if handle is not None and handle.state is HandleState.QUEUED:
+            handle.state = HandleState.ACTIVE
+        mid = self._next_mid(wire.peer)
+        wire.mid = mid
+        wire.datagram = serialize(wire.message.replace(mid=mid))
+        wire.stage = _Stage.UNSENT
+        self._by_mid[(wire.peer, mid)] = wire
+        self._unsent.append(wire)
+
+    def _schedule(self, wire: _Wire, deadline: float) -> None:
+        if wire.deadline:
+            self._stale += 1  # the entry of the previous deadline no longer counts
+        wire.deadline = deadline
+        heap = self._heap
+        heapq.heappush(heap, (deadline, next(self._seq), wire))
+        if self._stale > 1024 and self._stale * 2 > len(heap):
+            # finished wires would otherwise stay referenced until their old deadline
+            # (up to response_timeout): rebuild the heap without them
+            heap[:] = [e for e in heap if e[2].deadline == e[0] and e[2].stage is not _Stage.DONE]
+            heapq.heapify(heap)
+            self._stale = 0
+
+    def _wire_acked(self, wire: _Wire, now: float) -> None:
+        """An empty ACK: the CON arrived; a request now waits for its separate response."""
+        if wire.stage is not _Stage.AWAIT_ACK:
+            return
+        if self._by_mid.get((wire.peer, wire.mid)) is wire:
+            del self._by_mid[(wire.peer, wire.mid)]
+        self._release(wire)
+        if wire.handle is None:
+            wire.stage = _Stage.DONE
+            return
+        wire.stage = _Stage.AWAIT_RESPONSE
+        self._schedule(wire, now + self.params.response_timeout)
+
+    def _finish_wire(self, wire: _Wire) -> None:
+        stage = wire.stage
+        if stage is _Stage.DONE:
+            return
+        wire.stage = _Stage.DONE
+        if stage is _Stage.QUEUED:
+            state = self._peers.get(wire.peer)
+            if state is not None and wire in state.queue:
+                state.queue.remove(wire)  # a cancelled request must not hold a queue place
+        elif wire.deadline:
+            self._stale += 1
+        if self._by_mid.get((wire.peer, wire.mid)) is wire:
+            del self._by_mid[(wire.peer, wire.mid)]
+        self._release(wire)
+        handle = wire.handle
+        if handle is not None:
+            if wire.kind is _Kind.BLOCK2 and self._by_token.get((wire.peer, wire.token)) is handle:
+                del self._by_token[(wire.peer, wire.token)]
+            if handle._wire is wire:
+                handle._wire = None
+
+    def _fail_wire(self, wire: _Wire, reason: FailureReason, detail: str) -> None:
+        handle = wire.handle
+        self._finish_wire(wire)
+        if handle is None:
+            return  # our separate response was never acknowledged
+        if wire.kind is _Kind.BLOCK2 and handle.state is HandleState.OBSERVING:
+            self._abandon_block2(handle)  # one notification lost; the observation goes on
+            return
+        self._fail_handle(handle, reason, detail)
+
+    def _fail_handle(self, handle: RequestHandle, reason: FailureReason, detail: str) -> None:
+        if handle.state is HandleState.DONE:
+            return
+        handle.state = HandleState.DONE
+        self._drop_wire(handle)
+        self._untrack(handle)
+        self._events.append(RequestFailed(handle, reason, detail))
+
+    def _drop_wire(self, handle: RequestHandle) -> None:
+        wire = handle._wire
+        if isinstance(wire, _Wire):
+            self._finish_wire(wire)  # a queued wire is skipped when dequeued (stage DONE)
+            if self._by_token.get((wire.peer, wire.token)) is handle and wire.kind is _Kind.BLOCK2:
+                del self._by_token[(wire.peer, wire.token)]
+        handle._wire = None
+
+    def _untrack(self, handle: RequestHandle) -> None:
+        peer = handle.peer
+        if self._by_token.get((peer, handle.token)) is handle:
+            del self._by_token[(peer, handle.token)]
+        if handle._b2_token and self._by_token.get((peer, handle._b2_token)) is handle:
+            del self._by_token[(peer, handle._b2_token)]
+
+    def _release(self, wire: _Wire) -> None:
+        if not wire.holds_slot:
+            return
+        wire.holds_slot = False
+        state = self._peers.get(wire.peer)
+        if state is None:
+            return
+        state.active -= 1
+        queue = state.queue
+        while queue and state.active < self.params.nstart:
+            nxt = queue.popleft()
+            if nxt.stage is not _Stage.QUEUED:
+                continue
+            state.active += 1
+            nxt.holds_slot = True
+            self._transmit(nxt)
+
+    def _peer(self, peer: Peer) -> _Peer:
+        state = self._peers.get(peer)
+        if state is None:
+            state = self._peers[peer] = _Peer(self._rng.randrange(0x10000))
+        return state
+
+    def _next_mid(self, peer: Peer) -> int:
+        """Per-peer Message IDs (RFC 7252 §4.4); a peer's counter lives at least
+        EXCHANGE_LIFETIME after its last use, so a MID is never reused within that time."""
+        state = self._peer(peer)
+        mid = state.next_mid
+        state.next_mid = (mid + 1) & 0xFFFF
+        state.last_used = self._now
+        return mid
+
+    def _new_token(self, peer: Peer) -> bytes:
+        while True:
+            token = self._rng.getrandbits(64).to_bytes(8, "big")
+            if (peer, token) not in self._by_token:
+                return token
+
+    # ==========================================================================================
+    # bookkeeping
+    # ==========================================================================================
+    def _refuse(self, peer: Peer, kind: ErrorKind, detail: str) -> None:
+        self.counters[kind.value] += 1
+        if self.params.report_protocol_errors:
+            self._events.append(ProtocolError(peer, kind, detail))
+
+    def _housekeeping(self, now: float) -> None:
+        self._dedup.expire(now)
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + 60.0
+        lifetime = self.params.exchange_lifetime
+        idle = [
+            peer
+            for peer, state in self._peers.items()
+            if not state.active and not state.queue and state.last_used + lifetime <= now
+        ]
+        for peer in idle:
+            del self._peers[peer]
+        cache = self._block2_cache
+        while cache and next(iter(cache.values()))[0] <= now:
+            cache.popitem(last=False)
+
+    # -- introspection (tests, metrics) ------------------------------------------------------
+    @property
+    def dedup_size(self) -> int:
+        return len(self._dedup)
+
+    @property
+    def block1_transfers(self) -> int:
+        return len(self._block1)
+
+    def outstanding(self, peer: Peer) -> tuple[int, int]:
+        """(CON requests holding an NSTART slot, requests queued) for ``peer``."""
+        state = self._peers.get(peer)
+        if state is None:
+            return (0, 0)
+        return (state.active, sum(1 for w in state.queue if w.stage is _Stage.QUEUED))

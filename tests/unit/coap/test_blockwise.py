@@ -1,0 +1,320 @@
+"""Block-wise transfers (RFC 7959) both ways, driven through two endpoints in memory."""
+
+from __future__ import annotations
+
+from lwm2m_runtime.coap import (
+    Block,
+    Code,
+    ErrorKind,
+    FailureReason,
+    HandleState,
+    Message,
+    Notification,
+    Parameters,
+    ProtocolError,
+    RequestFailed,
+    RequestHandle,
+    RequestReceived,
+    ResponseReceived,
+    Type,
+    encode_uint,
+    options,
+)
+
+from .harness import DEVICE, Net, con, events
+
+BODY = bytes(i % 251 for i in range(3000))
+
+
+def test_large_response_is_sliced_by_the_device_and_reassembled_by_the_server() -> None:
+    net = Net()
+    handle = net.server.send_request(DEVICE, Message.request(Code.GET, "/3/0"))
+    net.flush()
+    (request,) = events(net.device)
+    assert isinstance(request, RequestReceived)
+    net.device.respond(request.exchange, Message.response(Code.CONTENT, BODY, content_format=11542))
+    net.flush()
+    (event,) = events(net.server)
+    assert isinstance(event, ResponseReceived) and event.handle is handle
+    assert event.message.payload == BODY and event.message.block2 is None
+    assert event.message.content_format == 11542
+    assert events(net.device) == []  # blocks 1 and 2 came from the device's Block2 cache
+    blocks = [m.block2 for d, m in net.wire if d == "d->s"]
+    assert blocks == [Block(0, True, 6), Block(1, True, 6), Block(2, False, 6)]
+    follow_ups = [m for d, m in net.wire if d == "s->d"][1::2]  # requests, not ACKs
+    assert all(m.token != handle.token for m in follow_ups)
+    assert handle.state is HandleState.DONE
+
+
+def test_size2_on_the_first_block() -> None:
+    net = Net()
+    net.inject(net.device, con(Code.GET, 1, path="/3/0"))
+    (request,) = events(net.device)
+    assert isinstance(request, RequestReceived)
+    net.device.respond(request.exchange, Message.response(Code.CONTENT, BODY))
+    (first,) = net.sent(net.device)
+    assert first.size2 == 3000 and first.block2 == Block(0, True, 6) and len(first.payload) == 1024
+
+
+def test_client_chosen_smaller_block_size_is_honoured() -> None:
+    net = Net()
+    msg = con(Code.GET, 1, path="/3/0").with_option(23, Block(0, False, 2).encode())
+    net.inject(net.device, msg)
+    (request,) = events(net.device)
+    assert isinstance(request, RequestReceived) and request.message.block2 is None
+    net.device.respond(request.exchange, Message.response(Code.CONTENT, BODY[:200]))
+    (first,) = net.sent(net.device)
+    assert first.block2 == Block(0, True, 2) and first.payload == BODY[:64]
+    # later blocks come from the cache, without the application
+    later = con(Code.GET, 2, b"\x02", path="/3/0").with_option(23, Block(3, False, 2).encode())
+    (last,) = net.inject(net.device, later)
+    assert last.block2 == Block(3, False, 2) and last.payload == BODY[192:200]
+    assert events(net.device) == []
+
+
+def test_stateless_block2_without_cache_asks_the_application_and_slices() -> None:
+    net = Net()
+    msg = con(Code.GET, 1, path="/3/0").with_option(23, Block(2, False, 6).encode())
+    net.inject(net.device, msg)
+    (request,) = events(net.device)
+    assert isinstance(request, RequestReceived)
+    net.device.respond(request.exchange, Message.response(Code.CONTENT, BODY))
+    (resp,) = net.sent(net.device)
+    assert resp.block2 == Block(2, False, 6) and resp.payload == BODY[2048:]
+
+
+def test_block2_number_past_the_end_is_4_02() -> None:
+    net = Net()
+    msg = con(Code.GET, 1, path="/3/0").with_option(23, Block(9, False, 6).encode())
+    net.inject(net.device, msg)
+    (request,) = events(net.device)
+    assert isinstance(request, RequestReceived)
+    net.device.respond(request.exchange, Message.response(Code.CONTENT, BODY))
+    (resp,) = net.sent(net.device)
+    assert resp.code == Code.BAD_OPTION
+
+
+def test_block2_follow_up_error_fails_the_request() -> None:
+    net = Net()
+    handle = net.server.send_request(DEVICE, Message.request(Code.GET, "/3/0"))
+    (request,) = net.sent(net.server)
+    first = Message(
+        Type.ACK,
+        Code.CONTENT,
+        request.mid,
+        request.token,
+        options(block2=Block(0, True, 6)),
+        BODY[:1024],
+    )
+    (follow_up,) = net.inject(net.server, first)
+    assert follow_up.block2 == Block(1, False, 6) and follow_up.code == Code.GET
+    net.inject(net.server, Message(Type.ACK, Code.NOT_FOUND, follow_up.mid, follow_up.token))
+    (event,) = events(net.server)
+    assert isinstance(event, RequestFailed) and event.reason is FailureReason.BLOCK_TRANSFER
+    assert handle.state is HandleState.DONE
+
+
+def test_block2_notification_is_fetched_with_get_without_observe_and_delivered_once() -> None:
+    net = Net()
+    observe = Message.request(Code.GET, "/3/0", observe=0)
+    handle = net.server.send_request(DEVICE, observe)
+    net.flush()
+    (request,) = events(net.device)
+    assert isinstance(request, RequestReceived)
+    net.device.respond(
+        request.exchange, Message.response(Code.CONTENT, b"small", extra=[(6, encode_uint(2))])
+    )
+    net.flush()
+    assert isinstance(events(net.server)[0], ResponseReceived)
+    # the device notifies a large value: first block in the notification (RFC 7959 §2.6)
+    etag = b"\x07"
+    first = Message(
+        Type.CON,
+        Code.CONTENT,
+        900,
+        handle.token,
+        options(observe=3, etag=etag, block2=Block(0, True, 6)),
+        BODY[:1024],
+    )
+    sent = net.inject(net.server, first)
+    assert [m.mtype for m in sent] == [Type.ACK, Type.CON]
+    follow_up = sent[1]
+    assert follow_up.code == Code.GET and follow_up.observe is None
+    assert follow_up.uri_path == ["3", "0"] and follow_up.block2 == Block(1, False, 6)
+    assert follow_up.token != handle.token
+    net.inject(net.device, follow_up)
+    (get,) = events(net.device)
+    assert isinstance(get, RequestReceived)
+    net.device.respond(get.exchange, Message.response(Code.CONTENT, BODY[:2000], extra=[(4, etag)]))
+    net.flush()
+    (event,) = events(net.server)
+    assert isinstance(event, Notification) and event.handle is handle
+    assert event.message.payload == BODY[:2000] and event.message.observe == 3
+    assert handle.state is HandleState.OBSERVING
+
+
+def test_large_request_body_goes_block1_and_is_reassembled() -> None:
+    net = Net()
+    write = Message.request(Code.PUT, "/5/0/0", payload=BODY, content_format=42)
+    handle = net.server.send_request(DEVICE, write)
+    net.flush()
+    (request,) = events(net.device)  # one event, for the whole body
+    assert isinstance(request, RequestReceived)
+    assert request.message.payload == BODY and request.message.block1 is None
+    assert request.message.content_format == 42
+    net.device.respond(request.exchange, Message.response(Code.CHANGED))
+    net.flush()
+    (event,) = events(net.server)
+    assert isinstance(event, ResponseReceived) and event.handle is handle
+    assert event.message.code == Code.CHANGED and event.message.block1 == Block(2, False, 6)
+    continues = [m for d, m in net.wire if d == "d->s" and m.code == Code.CONTINUE]
+    assert [m.block1 for m in continues] == [Block(0, True, 6), Block(1, True, 6)]
+    first = next(m for d, m in net.wire if d == "s->d")
+    assert first.size1 == 3000
+
+
+def test_block1_sender_adopts_a_smaller_block_size_from_the_server() -> None:
+    net = Net()
+    net.server.send_request(DEVICE, Message.request(Code.PUT, "/5/0/0", payload=BODY))
+    (first,) = net.sent(net.server)
+    assert first.block1 == Block(0, True, 6)
+    cont = Message(
+        Type.ACK, Code.CONTINUE, first.mid, first.token, options(block1=Block(0, True, 4))
+    )
+    (second,) = net.inject(net.server, cont)
+    assert second.block1 == Block(4, True, 4) and second.payload == BODY[1024:1280]
+
+
+def _block(mid: int, num: int, more: bool, payload: bytes, size1: int | None = None) -> Message:
+    msg = con(Code.POST, mid, path="/dp").with_option(27, Block(num, more, 6).encode())
+    if size1 is not None:
+        msg = msg.with_option(60, encode_uint(size1))
+    return msg.replace(payload=payload)
+
+
+def test_missing_block_is_4_08() -> None:
+    net = Net()
+    (cont,) = net.inject(net.server, _block(1, 0, True, BODY[:1024]))
+    assert cont.code == Code.CONTINUE and cont.block1 == Block(0, True, 6)
+    (resp,) = net.inject(net.server, _block(2, 2, False, BODY[2048:]))
+    assert resp.code == Code.REQUEST_ENTITY_INCOMPLETE
+    assert [e.kind for e in events(net.server) if isinstance(e, ProtocolError)] == [
+        ErrorKind.BAD_BLOCK
+    ]
+    assert net.server.block1_transfers == 0
+
+
+def test_too_large_by_size1_is_4_13_before_buffering() -> None:
+    net = Net(server_params=Parameters(max_body_size=2048))
+    (resp,) = net.inject(net.server, _block(1, 0, True, BODY[:1024], size1=3000))
+    assert resp.code == Code.REQUEST_ENTITY_TOO_LARGE and resp.size1 == 2048
+    assert net.server.block1_transfers == 0
+
+
+def test_too_large_while_accumulating_is_4_13() -> None:
+    net = Net(server_params=Parameters(max_body_size=2048))
+    net.inject(net.server, _block(1, 0, True, BODY[:1024]))
+    net.inject(net.server, _block(2, 1, True, BODY[1024:2048]))
+    (resp,) = net.inject(net.server, _block(3, 2, False, BODY[2048:]))
+    assert resp.code == Code.REQUEST_ENTITY_TOO_LARGE and resp.size1 == 2048
+    assert net.server.block1_transfers == 0
+
+
+def test_short_intermediate_block_is_4_00() -> None:
+    net = Net()
+    (resp,) = net.inject(net.server, _block(1, 0, True, b"short"))
+    assert resp.code == Code.BAD_REQUEST
+
+
+def test_concurrent_block1_transfers_are_bounded_per_peer() -> None:
+    net = Net(server_params=Parameters(max_block_transfers_per_peer=2))
+    for i in range(5):
+        msg = con(Code.POST, 10 + i, path=f"/dp/{i}").with_option(27, Block(0, True, 6).encode())
+        net.inject(net.server, msg.replace(payload=BODY[:1024]))
+    assert net.server.block1_transfers == 2
+    # the newest survives: block 1 of transfer 4 continues
+    msg = con(Code.POST, 20, path="/dp/4").with_option(27, Block(1, False, 6).encode())
+    net.inject(net.server, msg.replace(payload=b"end"))
+    (event,) = events(net.server)
+    assert isinstance(event, RequestReceived) and event.message.payload == BODY[:1024] + b"end"
+
+
+def test_duplicate_block_is_answered_from_dedup_not_appended_twice() -> None:
+    net = Net()
+    first = net.inject(net.server, _block(1, 0, True, BODY[:1024]))
+    assert net.inject(net.server, _block(1, 0, True, BODY[:1024])) == first
+    net.inject(net.server, _block(2, 1, False, b"tail"))
+    (event,) = events(net.server)
+    assert isinstance(event, RequestReceived) and event.message.payload == BODY[:1024] + b"tail"
+    net.server.respond(event.exchange, Message.response(Code.CHANGED))
+    (resp,) = net.sent(net.server)
+    assert resp.block1 == Block(1, False, 6)
+
+
+def _observing(net: Net) -> tuple[RequestHandle, bytes]:
+    handle = net.server.send_request(DEVICE, Message.request(Code.GET, "/3/0", observe=0))
+    (request,) = net.sent(net.server)
+    first = Message(Type.ACK, Code.CONTENT, request.mid, request.token, options(observe=1), b"0")
+    net.inject(net.server, first)
+    assert isinstance(events(net.server)[0], ResponseReceived)
+    return handle, request.token
+
+
+def _big_notification(token: bytes, seq: int, mid: int) -> Message:
+    opts = options(observe=seq, block2=Block(0, True, 6))
+    return Message(Type.NON, Code.CONTENT, mid, token, opts, BODY[:1024])
+
+
+def test_newer_notification_supersedes_an_unfinished_block2_fetch() -> None:
+    net = Net()
+    _, token = _observing(net)
+    (fetch_old,) = net.inject(net.server, _big_notification(token, 5, 300))
+    (fetch_new,) = net.inject(net.server, _big_notification(token, 6, 301))
+    assert fetch_new.token != fetch_old.token
+    # the answer to the abandoned fetch is not matched any more
+    late = Message(Type.ACK, Code.CONTENT, fetch_old.mid, fetch_old.token, options(), b"x")
+    net.inject(net.server, late)
+    assert not any(isinstance(e, Notification) for e in events(net.server))
+    tail = options(block2=Block(1, False, 6))
+    net.inject(
+        net.server, Message(Type.ACK, Code.CONTENT, fetch_new.mid, fetch_new.token, tail, b"end")
+    )
+    (event,) = events(net.server)
+    assert isinstance(event, Notification) and event.message.observe == 6
+    assert event.message.payload == BODY[:1024] + b"end"
+
+
+def test_reregister_during_a_block2_fetch_forgets_the_fetch() -> None:
+    net = Net()
+    handle, token = _observing(net)
+    (fetch,) = net.inject(net.server, _big_notification(token, 5, 300))
+    net.server.reregister(handle)
+    (rereg,) = net.sent(net.server)
+    assert rereg.token == token and rereg.observe == 0
+    late = Message(
+        Type.CON, Code.CONTENT, 77, fetch.token, options(block2=Block(1, False, 6)), b"x"
+    )
+    (rst,) = net.inject(net.server, late)  # the fetch token is forgotten
+    assert rst.mtype is Type.RST
+
+
+def test_single_datagram_body_over_the_limit_is_4_13() -> None:
+    net = Net(server_params=Parameters(max_body_size=100))
+    (resp,) = net.inject(net.server, con(Code.POST, 1, path="/dp").replace(payload=b"x" * 101))
+    assert resp.code == Code.REQUEST_ENTITY_TOO_LARGE and resp.size1 == 100
+    assert events(net.server)[0].__class__ is ProtocolError
+
+
+def test_response_for_a_queued_block1_block_is_not_taken_as_its_answer() -> None:
+    net = Net()
+    other = net.server.send_request(DEVICE, Message.request(Code.GET, "/1"))
+    handle = net.server.send_request(DEVICE, Message.request(Code.PUT, "/5/0/0", payload=BODY))
+    (first_other,) = net.sent(net.server)
+    assert handle.state is HandleState.QUEUED
+    # a stray CON response with the queued request's token: not an answer to a request never sent
+    stray = Message(Type.CON, Code.CHANGED, 4000, handle.token, (), b"")
+    net.inject(net.server, stray)
+    assert not any(isinstance(e, ResponseReceived) for e in events(net.server))
+    done = Message(Type.ACK, Code.CONTENT, first_other.mid, other.token, (), b"")
+    (block0,) = net.inject(net.server, done)
+    assert block0.block1 == Block(0, True, 6)
