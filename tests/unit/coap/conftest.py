@@ -1,8 +1,8 @@
 """Test settings for the CoAP layer.
 
-Hypothesis: the project has no global profile; this one is registered but not loaded (loading
-would change every other package's tests too): the tests here apply it with
-``@settings(settings.get_profile("coap"))``. No deadline: CI machines are shared.
+Hypothesis: the suite-wide profile (``tests/conftest.py``: no deadline, and on CI no ``too_slow``
+health check) is loaded before this file; the ``coap`` profile inherits it and only sets the
+example count. The tests here apply it with ``@settings(settings.get_profile("coap"))``.
 
 asyncio: the few socket tests (``test_udp.py``) run on the stdlib loop and on uvloop when it is
 installed (pytest-asyncio's loop-factory hook; optional so older pytest-asyncio ignores it).
@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 import pytest
 from hypothesis import settings
 
-settings.register_profile("coap", deadline=None, max_examples=200)
+settings.register_profile("coap", parent=settings.default, max_examples=200)
 
 
 @pytest.hookimpl(optionalhook=True)
