@@ -12,9 +12,11 @@ anything queued after it), as Core §6.1.7.1 orders. A plain call: nothing here 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Protocol
 
+from keystore.log_limit import PerPeerLimit
 from keystore.resolver import PeerIdentity
 from lwm2m_runtime.coap import Code, Message
 from lwm2m_runtime.server import IncomingRequest, Peer, error_response
@@ -37,18 +39,28 @@ class BootstrapHandler(Protocol):
 class BootstrapSite:
     """``site(request) -> response`` for ``CoapServer``."""
 
-    def __init__(self, handler: BootstrapHandler) -> None:
+    def __init__(self, handler: BootstrapHandler, log_interval: float = 60.0) -> None:
         self.handler = handler
+        self._refusals = PerPeerLimit(log_interval)
 
     def __call__(self, request: IncomingRequest) -> Message:
         try:
             return self._dispatch(request)
         except Lwm2mError as exc:
-            message = request.message
-            log.info("%s /%s from %s refused with %s: %s", Code(message.code).name,
-                     "/".join(message.uri_path), Address(*request.address), exc.code.dotted,
-                     exc.message)  # fmt: skip
+            self._log_refusal(request, exc)
             return error_response(exc)
+
+    def _log_refusal(self, request: IncomingRequest, exc: Lwm2mError) -> None:
+        """INFO once per peer host and code per ``log_interval`` (a device retrying, or a flood
+        of bad requests, is one line a minute), DEBUG otherwise."""
+        host = request.address[0]
+        first = self._refusals.allow(f"{host} {exc.code.dotted}", time.monotonic())
+        if first or log.isEnabledFor(logging.DEBUG):
+            message = request.message
+            log.log(logging.INFO if first else logging.DEBUG,
+                    "%s /%s from %s refused with %s: %s", Code(message.code).name,
+                    "/".join(message.uri_path), Address(*request.address), exc.code.dotted,
+                    exc.message)  # fmt: skip
 
     def _dispatch(self, request: IncomingRequest) -> Message:
         message = request.message
