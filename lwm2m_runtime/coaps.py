@@ -135,6 +135,13 @@ class CoapsEndpoint(CoapDriver):
         self.fail_peer(session, f"DTLS session closed: {reason}")
 
     # -- internals ------------------------------------------------------------------------------
+    def _check_peer(self, peer: Peer) -> None:
+        dtls = self.dtls
+        if not isinstance(peer, Session) or dtls is None:
+            raise ConnectionError(f"{peer!r} is not a session of this CoAPs endpoint")
+        if peer.closed or peer not in dtls.sessions:
+            raise ConnectionError(f"DTLS session closed: {peer!r}")
+
     def _transmit(self, datagrams: list[tuple[bytes, Peer]]) -> None:
         dtls = self.dtls
         if dtls is None:

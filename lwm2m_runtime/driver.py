@@ -43,6 +43,10 @@ class CoapDriver:
     def _transmit(self, datagrams: list[tuple[bytes, Peer]]) -> None:
         raise NotImplementedError
 
+    def _check_peer(self, peer: Peer) -> None:
+        """Raise ``ConnectionError`` when ``peer`` can no longer be reached at all (a closed
+        DTLS session): failing at once beats retransmitting into nothing."""
+
     # -- application calls ----------------------------------------------------------------------
     def send_request(self, peer: Peer, message: Message) -> RequestHandle:
         """Send without waiting; the response (or failure) goes to the handler as an event."""
@@ -58,6 +62,7 @@ class CoapDriver:
         the request in the endpoint, so its NSTART slot goes to the next request at once."""
         if self._stopped:
             raise ConnectionError("the endpoint is closed")
+        self._check_peer(peer)
         future: asyncio.Future[Message] = self._loop.create_future()
         handle = self.endpoint.send_request(peer, message)
         self._waiters[handle] = future

@@ -269,6 +269,8 @@ async def test_a_closed_session_fails_its_pending_requests(
         device.coaps.dtls.close_session(device.session)  # close_notify
         with pytest.raises(ConnectionError, match="DTLS session closed"):
             await pending
+        with pytest.raises(ConnectionError, match="DTLS session closed"):  # at once, no retries
+            await coap.request(remote, Message.request(Code.GET, "/3/0/0"), timeout=10)
     with pytest.raises(ConnectionError):
         await coap.resolve("127.0.0.1", 1, secure=True)  # no session: never dialled
 
