@@ -218,33 +218,42 @@ async def test_request_response_over_coaps_carries_the_dtls_identity(
     assert request.identity.mode is SecurityMode.PSK
 
 
+async def _held_downlink(
+    coap: CoapServer, recorder: Recorder, device: Device
+) -> tuple[Peer, asyncio.Future[Message], RequestReceived]:
+    """``device`` connects and sends a request (the server learns its session); the server
+    sends a GET to that session, which the device holds unanswered."""
+    assert coap.coaps_address is not None
+    await device.connect(coap.coaps_address)
+    await device.request("/echo")
+    remote = recorder.requests[-1].remote
+    device.hold = True
+    pending = asyncio.ensure_future(
+        coap.request(remote, Message.request(Code.GET, "/3/0/0"), timeout=10)
+    )
+    await eventually(lambda: bool(device.held))
+    return remote, pending, device.held[0]
+
+
 async def test_downlink_over_coaps_and_an_answer_from_another_session_is_not_accepted(
     server: tuple[CoapServer, Recorder],
 ) -> None:
     """The request to A's session is answered only by A: B, with its own session, sending a
     response with A's token and MID matches nothing (RFC 7252 §9.1.2)."""
     coap, recorder = server
-    assert coap.coaps_address is not None
+    assert coap.coaps_address is not None and coap.coaps is not None
+    endpoint = coap.coaps.endpoint
     async with Device(b"dev-a") as a, Device(b"dev-b") as b:
-        await a.connect(coap.coaps_address)
         await b.connect(coap.coaps_address)
-        await a.request("/echo")
-        remote: Peer = recorder.requests[-1].remote
-        assert remote is await coap.resolve("127.0.0.1", a.coaps.local_address[1], secure=True)  # type: ignore[union-attr]
-        a.hold = True
-        pending = asyncio.ensure_future(
-            coap.request(remote, Message.request(Code.GET, "/3/0/0"), timeout=10)
-        )
-        await eventually(lambda: bool(a.held))
-        held = a.held[0]
+        remote, pending, held = await _held_downlink(coap, recorder, a)
+        assert a.coaps is not None and b.coaps is not None and b.coaps.dtls is not None
+        assert remote is await coap.resolve("127.0.0.1", a.coaps.local_address[1], secure=True)
         forged = Message(Type.ACK, Code.CONTENT, held.message.mid, held.message.token, (), b"B")
-        assert coap.coaps is not None
-        unmatched = coap.coaps.endpoint.counters["unmatched"]
-        assert b.coaps is not None and b.coaps.dtls is not None and b.session is not None
+        unmatched = endpoint.counters["unmatched"]
+        assert b.session is not None
         b.coaps.dtls.send(b.session, serialize(forged))
-        await eventually(lambda: coap.coaps.endpoint.counters["unmatched"] > unmatched)  # type: ignore[union-attr]
+        await eventually(lambda: endpoint.counters["unmatched"] > unmatched)
         assert not pending.done()
-        assert a.coaps is not None
         a.coaps.endpoint.respond(held.exchange, Message.response(Code.CONTENT, b"A"))
         a.coaps.kick()
         assert (await pending).payload == b"A"
@@ -254,16 +263,8 @@ async def test_a_closed_session_fails_its_pending_requests(
     server: tuple[CoapServer, Recorder],
 ) -> None:
     coap, recorder = server
-    assert coap.coaps_address is not None
     async with Device(b"dev-a") as device:
-        await device.connect(coap.coaps_address)
-        await device.request("/echo")
-        remote = recorder.requests[-1].remote
-        device.hold = True
-        pending = asyncio.ensure_future(
-            coap.request(remote, Message.request(Code.GET, "/3/0/0"), timeout=10)
-        )
-        await eventually(lambda: bool(device.held))
+        remote, pending, _ = await _held_downlink(coap, recorder, device)
         assert device.coaps is not None and device.coaps.dtls is not None
         assert device.session is not None
         device.coaps.dtls.close_session(device.session)  # close_notify
