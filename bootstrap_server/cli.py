@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lwm2m_runtime.server import run
 from lwm2m_server.cli import RateLimit
 from lwm2m_server.config import ConfigError
 from lwm2m_server.operator_cli import ApiClient, ApiFailure
@@ -80,7 +81,7 @@ def serve_command(args: argparse.Namespace) -> int:
         coap_log.setLevel(logging.WARNING)
     coap_log.addFilter(RateLimit())
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(serve(config))
+        return run(serve(config))  # on uvloop when it is installed
     return OK
 
 
