@@ -14,11 +14,32 @@ import asyncio
 import logging
 from collections.abc import Callable, Hashable
 
-from .coap import Endpoint, Event, Message, RequestFailed, RequestHandle, ResponseReceived
+from .coap import (
+    Endpoint,
+    Event,
+    FailureReason,
+    Message,
+    RequestFailed,
+    RequestHandle,
+    ResponseReceived,
+)
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], None]
+ResponseHook = Callable[[RequestHandle, Message], None]
+
+
+class RequestError(ConnectionError):
+    """A request the endpoint gave up on; ``reason`` says how (``str()`` is its value, as
+    before: ``timeout``, ``reset``, ``block_transfer``…), ``detail`` what exactly."""
+
+    def __init__(self, reason: FailureReason, detail: str = "") -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+        self.detail = detail
+
+
 Peer = Hashable
 
 
@@ -33,6 +54,7 @@ class CoapDriver:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._waiters: dict[RequestHandle, asyncio.Future[Message]] = {}
+        self._hooks: dict[RequestHandle, ResponseHook] = {}
         self._stopped = False
 
     @property
@@ -54,24 +76,42 @@ class CoapDriver:
         self._dispatch()  # a queue-full failure is an event already
         return handle
 
-    async def request(self, peer: Peer, message: Message, timeout: float | None = None) -> Message:
+    async def request(
+        self,
+        peer: Peer,
+        message: Message,
+        timeout: float | None = None,
+        *,
+        on_response: ResponseHook | None = None,
+    ) -> Message:
         """Send a request and wait for its response, matched by token **and** peer.
 
-        ``ConnectionError(reason)`` when it fails (no ACK, RST, the peer's session closed),
+        ``RequestError(reason)`` (a ``ConnectionError``) when it fails (no ACK, RST, the peer's
+        session closed, a block-wise answer that does not add up); a block the peer refused
+        (an error code on a Block2 follow-up) is returned as the answer;
         ``TimeoutError`` after ``timeout`` seconds; giving up (timeout or cancellation) cancels
-        the request in the endpoint, so its NSTART slot goes to the next request at once."""
+        the request in the endpoint, so its NSTART slot goes to the next request at once.
+
+        ``on_response(handle, message)`` runs as soon as the response is in, inside the loop
+        iteration that read it (before any later datagram): an observer indexes its
+        observation there, so even an immediate first notification finds it. The handle of an
+        accepted Observe stays alive (its notifications go to the handler)."""
         if self._stopped:
             raise ConnectionError("the endpoint is closed")
         self._check_peer(peer)
         future: asyncio.Future[Message] = self._loop.create_future()
         handle = self.endpoint.send_request(peer, message)
         self._waiters[handle] = future
+        if on_response is not None:
+            self._hooks[handle] = on_response
         self._dispatch()
         try:
             if timeout is None:
                 return await future
             return await asyncio.wait_for(future, timeout)
         finally:
+            if on_response is not None:
+                self._hooks.pop(handle, None)
             if self._waiters.pop(handle, None) is not None:
                 self.endpoint.cancel(handle)
                 self._schedule_flush()
@@ -113,9 +153,17 @@ class CoapDriver:
                 if future is not None:
                     if not future.done():
                         if isinstance(event, ResponseReceived):
+                            hook = self._hooks.pop(event.handle, None)
+                            if hook is not None:
+                                try:
+                                    hook(event.handle, event.message)
+                                except Exception:
+                                    log.exception("response hook failed")
                             future.set_result(event.message)
+                        elif event.response is not None:
+                            future.set_result(event.response)  # a block refused: the answer
                         else:
-                            future.set_exception(ConnectionError(event.reason.value))
+                            future.set_exception(RequestError(event.reason, event.detail))
                     continue
             if self.handler is not None:
                 try:

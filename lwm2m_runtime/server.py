@@ -58,7 +58,7 @@ from .coap import (
     UnknownNotification,
 )
 from .coaps import CoapsEndpoint
-from .driver import CoapDriver, Peer
+from .driver import CoapDriver, Peer, ResponseHook
 from .udp import UdpEndpoint, open_udp_endpoint
 
 __all__ = [
@@ -225,12 +225,25 @@ class CoapServer:
 
     # -- downlink -------------------------------------------------------------------------------
     async def request(
-        self, remote: Peer, message: Message, timeout: float | None = None
+        self,
+        remote: Peer,
+        message: Message,
+        timeout: float | None = None,
+        *,
+        on_response: ResponseHook | None = None,
     ) -> Message:
         """Send ``message`` to ``remote`` (a request's ``remote``, or from :meth:`resolve`) and
         await the answer. ``ConnectionError`` when the peer cannot be reached (no ACK, RST, its
-        DTLS session closed), ``TimeoutError`` after ``timeout``."""
-        return await self._driver(remote).request(remote, message, timeout)
+        DTLS session closed), ``TimeoutError`` after ``timeout``. ``on_response``: see
+        :meth:`CoapDriver.request` (an observer's hook; the handle's notifications then go to
+        ``on_event``)."""
+        driver = self._driver(remote)
+        return await driver.request(remote, message, timeout, on_response=on_response)
+
+    def driver(self, remote: Peer) -> CoapDriver:
+        """The driver (and with it the sans-IO endpoint) that serves ``remote``: an observer
+        cancels or adopts observations there. ``ConnectionError`` if its listener is closed."""
+        return self._driver(remote)
 
     async def resolve(self, host: str, port: int, *, secure: bool = False) -> Peer:
         """The remote of ``host:port``: a socket address for NoSec, the established DTLS

@@ -2,9 +2,10 @@
 
 It wires the pieces together and owns what spans them:
 
-* start: open the store, rebuild the core from it (``ServerCore.restore``), open the CoAP
-  context, install the aiocoap hooks, arm the timer (registrations that expired while the
-  server was down are swept by the first tick);
+* start: open the store, rebuild the core from it (``ServerCore.restore``), open the CoAP and
+  CoAPs listeners (the runtime's ``CoapServer``: our own CoAP layer, DTLS sessions restored
+  from the store), arm the timer (registrations that expired while the server was down are
+  swept by the first tick);
 * the **single timer** at ``core.next_deadline()`` (lifetimes and queue mode);
 * **effects** of every core result: events published on the bus, ended registrations removed
   from the store, queued requests delivered when their client wakes (one delivery task per
@@ -15,8 +16,10 @@ It wires the pieces together and owns what spans them:
   drops it again if the Observe as a whole fails (a block of its answer missing, undecodable);
 * the **instance ids of Creates** the server chose or learnt from a 2.01 (``CreatedIds``), so a
   second id-less Create picks a new id before the client's next Update lists the first;
-* **block-wise notifications** (``complete_notification``): the rest of the value is fetched
-  in a task of its own, then stored by the uplink.
+* **notifications** (``_on_coap_event``): the CoAP layer's ``Notification`` events of live
+  observations and ``UnknownNotification`` events (an observation from before a restart, or a
+  device that moved) go to the uplink, which checks the peer and stores; the answer (ACK, RST,
+  nothing) follows its verdict. Block-wise notifications arrive assembled by the layer.
 """
 
 from __future__ import annotations
@@ -31,17 +34,16 @@ from typing import Any
 
 import attrs
 
-from keystore.coaps import (
-    CoapsMessageInterface,
-    ensure_server_identity,
-    server_dtls_config,
-)
+from keystore.coaps import DtlsEndpoint, ensure_server_identity, server_dtls_config
 from keystore.modes import SecurityMode
 from keystore.resolver import Resolver
 from keystore.store.base import StoreError
 from keystore.store.credentials import SqliteCredentialStore
 from keystore.store.dtls_sessions import SqliteDtlsSessionStore
 from keystore.store.sqlite import SqliteStore
+from lwm2m_runtime.coap import Event as CoapEvent
+from lwm2m_runtime.coap import Message, Notification, Type, UnknownNotification
+from lwm2m_runtime.server import CoapServer, IncomingRequest
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.model import ModelProvider
@@ -50,18 +52,9 @@ from object_models.path import LwM2mPath
 from object_models.registry import ModelRegistry
 
 from .coap import requests as rq
-from .coap.downlink import Downlink
+from .coap.downlink import Downlink, build_message
 from .coap.site import RegistrationSite
-from .coap.transport import (
-    Exchanges,
-    TokenPolicy,
-    coaps_interface,
-    create_context,
-    install_exchange_limits,
-    install_notification_hook,
-    local_address,
-)
-from .coap.uplink import Uplink, models_for
+from .coap.uplink import Uplink, Verdict, models_for
 from .config import ServerConfig, listeners
 from .core.events import (
     Awake,
@@ -173,7 +166,7 @@ class Lwm2mServer:
             ),
         )
         self._store: SqliteStore | None = None
-        self._context: Any = None
+        self._coap: CoapServer | None = None
         self._downlink: Downlink | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -213,36 +206,33 @@ class Lwm2mServer:
             self.uplink = uplink
             self.nosec_enabled, coaps = listeners(config.security_modes, config.dtls)
             self.dtls_modes = coaps.modes if coaps is not None else frozenset()
-            context = await create_context(
-                RegistrationSite(uplink),
+            coap = CoapServer(
+                RegistrationSite(uplink, on_contact=self._contact), on_event=self._on_coap_event
+            )
+            downlink = Downlink(coap)
+            self._downlink = downlink
+            await coap.start(
                 host=config.host,
                 port=config.coap_port if self.nosec_enabled else None,
                 coaps_port=config.coaps_port if coaps is not None else None,
-                coaps_config=(
+                dtls_config=(
                     server_dtls_config(self.resolver, identity, coaps)
                     if coaps is not None
                     else None
                 ),
                 # DTLS sessions survive a restart (docs/coaps-transport.md)
-                coaps_settings=(
+                dtls_settings=(
                     dataclasses.replace(coaps.endpoint, session_store=SqliteDtlsSessionStore(store))
                     if coaps is not None
                     else None
                 ),
             )
         except BaseException:
+            self._downlink = None
             store.close()
             self._store = None
             raise
-        self._context = context
-        tokens = TokenPolicy()
-        tokens.install(context)
-        exchanges = Exchanges()
-        exchanges.install(context)
-        install_exchange_limits(context)
-        install_notification_hook(context, uplink.handle_notification)
-        uplink.blocks = self
-        self._downlink = Downlink(context, tokens, exchanges)
+        self._coap = coap
         if registrations:
             log.info(
                 "restored %d registrations and %d observations from %s",
@@ -283,9 +273,10 @@ class Lwm2mServer:
                 await task
         for entry in self._all_queued():
             self._fail(entry, DeviceTimeoutError("the server is shutting down"))
-        if self._context is not None:
-            await self._context.shutdown()
-            self._context = None
+        if self._coap is not None:
+            await self._coap.stop()
+            self._coap = None
+        self._downlink = None
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -305,27 +296,114 @@ class Lwm2mServer:
         return self._store
 
     @property
-    def coaps(self) -> CoapsMessageInterface:
-        """The CoAPs transport (its ``endpoint`` holds the DTLS session table)."""
-        interface = None if self._context is None else coaps_interface(self._context)
-        if interface is None:
+    def coap(self) -> CoapServer:
+        """The CoAP listeners (the runtime's facade over the NoSec and CoAPs endpoints)."""
+        if self._coap is None:
             raise RuntimeError("the server is not started")
-        return interface
+        return self._coap
+
+    @property
+    def dtls(self) -> DtlsEndpoint:
+        """The DTLS endpoint of the CoAPs listener (the session table, its stats)."""
+        coaps = self.coap.coaps
+        if coaps is None or coaps.dtls is None:
+            raise RuntimeError("no CoAPs listener")
+        return coaps.dtls
 
     @property
     def coaps_address(self) -> Address:
         """Where the CoAPs listener is bound (the real port when ``coaps_port`` was 0)."""
-        host, port = self.coaps.endpoint_address()
-        return Address(host, port)
+        address = self.coap.coaps_address
+        if address is None:
+            raise RuntimeError("no CoAPs listener")
+        return Address(*address)
 
     @property
     def coap_address(self) -> Address:
         """Where the CoAP listener is bound (the real port when ``coap_port`` was 0)."""
-        if self._context is None:
-            raise RuntimeError("the server is not started")
-        if not self.nosec_enabled:
+        address = self.coap.coap_address
+        if address is None:
             raise RuntimeError("NoSec is not among the security modes: no CoAP listener")
-        return local_address(self._context)
+        return Address(*address)
+
+    # -- CoAP adapter: contacts and notifications ------------------------------------------------
+    def _contact(self, registration: Registration, remote: object) -> None:
+        """A Register/Update came from ``remote``: downlinks to the registration go there."""
+        if self._downlink is not None:
+            self._downlink.remember(registration, remote)
+
+    def _on_coap_event(self, event: CoapEvent) -> None:
+        """Notifications (the layer's other events are answered by the facade or awaited by
+        the downlink): the uplink decides, the answer follows its verdict."""
+        uplink, downlink = self.uplink, self._downlink
+        if uplink is None or downlink is None:
+            return
+        if isinstance(event, Notification):
+            handle = event.handle
+            source = IncomingRequest(event.message, handle.peer)
+            verdict = uplink.handle_notification(event.message, source)
+            # a CON was ACKed by the layer already (after this synchronous store, in the flush)
+            if verdict is Verdict.IGNORE:
+                log.warning("a notification of %s was acknowledged but not stored",
+                            handle.peer)  # fmt: skip
+            elif verdict is not Verdict.ACCEPT or event.final:
+                downlink.observations.drop(handle, reactive=not event.final)
+        elif isinstance(event, UnknownNotification):
+            self._on_unknown_notification(event, uplink, downlink)
+
+    def _on_unknown_notification(
+        self, event: UnknownNotification, uplink: Uplink, downlink: Downlink
+    ) -> None:
+        """A notification whose token the CoAP layer does not know with this peer: an
+        observation from before a restart (from the store), a device that moved, or a
+        stranger. Accepted (ACK, and adopted: later ones are ``Notification`` events) only
+        from the observation's registration's peer."""
+        message = event.message
+        source = IncomingRequest(message, event.peer)
+        observations = downlink.observations
+        block2 = message.block2
+        if block2 is not None and block2.more:
+            # block 0 of a larger value: check it, ACK and adopt it with the observe request,
+            # so the layer fetches the rest; the whole arrives as a Notification
+            verdict = uplink.check_notification(message, source)
+            if verdict is None:
+                request = self._observe_message(message.token)
+                observation = self.core.observations.by_token(message.token)
+                if request is not None and observation is not None:
+                    observations.adopt(event, observation.registration_id, request)
+                    return
+                verdict = Verdict.REJECT
+            elif verdict is Verdict.ACCEPT:
+                verdict = Verdict.REJECT  # check_notification accepts nothing itself
+        else:
+            verdict = uplink.handle_notification(message, source)
+        if verdict is Verdict.ACCEPT:
+            observation = self.core.observations.by_token(message.token)
+            if observation is None:  # it ended with this one: ACK, but adopt nothing
+                observations.acknowledge(event)
+            else:
+                observations.adopt(
+                    event, observation.registration_id, self._observe_message(message.token)
+                )
+        elif verdict is Verdict.REJECT:
+            observations.reject(event)
+        elif verdict is Verdict.REFUSE:
+            # RFC 7252 §4.2: a CON that cannot be processed is rejected with RST; a NON is
+            # just dropped (an RST would only help a forger probe tokens)
+            observations.reject(event, answer=message.mtype is Type.CON)
+        # IGNORE: no answer; the device retransmits
+
+    def _observe_message(self, token: bytes) -> Message | None:
+        """The Observe request of the observation ``token`` as it was sent (as far as it can
+        be rebuilt), for the layer to follow Block2 and cancel on an adopted observation."""
+        observation = self.core.observations.by_token(token)
+        if observation is None:
+            return None
+        registration = self.core.registrations.get(observation.registration_id)
+        if registration is None:
+            return None
+        request = self._observe_request(registration, observation)
+        return build_message(registration, request).replace(token=token)
 
     async def reload_models(self) -> list[str]:
         """Re-read the user model folders and then the profiles folder (SIGHUP; profiles are
@@ -357,6 +435,8 @@ class Lwm2mServer:
             if isinstance(event, Registered):
                 if event.replaced is not None:
                     self._created.forget(event.replaced.registration_id)
+                    if self._downlink is not None:
+                        self._downlink.forget(event.replaced.registration_id)
                 # a client that just registered or updated is awake (queue mode)
                 data = registration_to_json(event.registration, sleeping=False)
                 data["replaced"] = (
@@ -367,6 +447,8 @@ class Lwm2mServer:
                 data = registration_to_json(event.registration, sleeping=False)
                 self.bus.publish(UPDATED, event.registration.endpoint, data)
             elif isinstance(event, Deregistered | Expired):
+                if self._downlink is not None:
+                    self._downlink.forget(event.registration.registration_id)
                 self._created.forget(event.registration.registration_id)
                 if self.core.registrations.by_endpoint(event.registration.endpoint) is None:
                     self._delivery_locks.pop(event.registration.endpoint, None)
@@ -411,7 +493,7 @@ class Lwm2mServer:
         self._arm_timer()
 
     def _arm_timer(self) -> None:
-        if self._context is None:
+        if self._coap is None:
             return
         deadline = self.core.next_deadline()
         if deadline is None:
@@ -529,7 +611,6 @@ class Lwm2mServer:
         if self._downlink is None:
             raise RuntimeError("the server is not started")
         started: list[bytes] = []  # the token of the observation the device accepted
-        partial_at: list[float] = []  # when block 0 of a block-wise first answer came
 
         def observed(raw: rq.RawResponse) -> None:
             # Runs before any later datagram is read (see Downlink.send): the observation is
@@ -537,9 +618,6 @@ class Lwm2mServer:
             now = self.clock()
             if self._observation_started(registration, request, raw, now):
                 started.append(raw.token)
-            if raw.partial:
-                partial_at.append(now)  # block 0 of several: kept once the rest is in
-                return
             models = self.registry_for(registration)
             with contextlib.suppress(Lwm2mError):  # an undecodable answer is reported below
                 first = rq.decode_response(request, raw, models)
@@ -575,10 +653,7 @@ class Lwm2mServer:
                 f"payload (content format {raw.content_format}): {exc.message}"
             ) from None
         if not response.success:
-            self._observation_failed(registration, started)  # a later block was refused
-        elif partial_at:
-            # the first answer of the Observe was block-wise: its value is whole only now
-            self._keep_telemetry(registration, request, response, models, partial_at[0])
+            self._observation_failed(registration, started)
         if response.success and request.operation in ("read", "read_composite"):
             self._keep_telemetry(registration, request, response, models, now)
         return response
@@ -638,9 +713,11 @@ class Lwm2mServer:
     def _observation_failed(self, registration: Registration, tokens: Sequence[bytes]) -> None:
         """The Observe whose first answer indexed these observations failed after all (a later
         block timed out or was refused, the value does not decode): the caller is told it
-        failed, so nothing of it may stay in core or store. The device learns it from the RST
-        its next notification gets."""
+        failed, so nothing of it may stay in core, store or CoAP layer. The device learns it
+        from the RST its next notification gets."""
         for token in tokens:
+            if self._downlink is not None:
+                self._downlink.observations.forget(token)
             dropped = self.core.observations.cancel(token)
             try:
                 self.store.remove_observation(token)
@@ -652,51 +729,6 @@ class Lwm2mServer:
                     " ".join(map(str, dropped.paths)),
                     registration.endpoint,
                 )
-
-    # -- block-wise notifications (BlockFetcher of coap.uplink) --------------------------------
-    def complete_notification(
-        self,
-        registration: Registration,
-        observation: Observation,
-        first: rq.RawResponse,
-        done: Callable[[rq.RawResponse], None],
-    ) -> None:
-        """Fetch the rest of a notification whose Block2 says more=1 (RFC 7959 §3.4) in a task
-        of its own (the notification hook must not wait), then hand the whole to ``done``."""
-        self._spawn(self._complete_notification(registration, observation, first, done))
-
-    async def _complete_notification(
-        self,
-        registration: Registration,
-        observation: Observation,
-        first: rq.RawResponse,
-        done: Callable[[rq.RawResponse], None],
-    ) -> None:
-        if self._downlink is None:
-            return
-        request = self._observe_request(registration, observation)
-        try:
-            whole = await self._downlink.complete(
-                registration, request, first, self.config.request_timeout
-            )
-        except Lwm2mError as exc:
-            log.warning(
-                "block-wise notification of %s from %s not completed: %s",
-                " ".join(map(str, observation.paths)),
-                registration.endpoint,
-                exc.message,
-            )
-            return
-        if not whole.success:
-            log.warning(
-                "block-wise notification of %s from %s not completed: a block got %d.%02d",
-                " ".join(map(str, observation.paths)),
-                registration.endpoint,
-                whole.code >> 5,
-                whole.code & 0x1F,
-            )
-            return
-        done(whole)
 
     @staticmethod
     def _observe_request(
@@ -919,8 +951,14 @@ class Lwm2mServer:
         token = observation.token
         self.store.remove_observation(token)
         if not active:
-            # the next notification gets a RST (transport hook), which ends it on the device
-            self.core.observations.deactivate(token)
+            # the next notification gets a RST, which ends it on the device (RFC 7641 §3.6):
+            # from the CoAP layer for a live observation, else from the uplink (inactive)
+            live = self._downlink is not None and self._downlink.observations.handle(token)
+            if live and self._downlink is not None:
+                self._downlink.observations.forget(token)
+                self.core.observations.cancel(token)
+            else:
+                self.core.observations.deactivate(token)
             return DeviceResponse(rq.DELETED)
         self.core.observations.cancel(token)
 

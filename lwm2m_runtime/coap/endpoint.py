@@ -745,18 +745,22 @@ class Endpoint:
             return
         b2 = msg.block2
         problem = ""
-        if not 64 <= msg.code < 96:
+        refused = not 64 <= msg.code < 96
+        if refused:
             problem = f"block answered {dotted(msg.code)}"
         elif b2 is None or b2.offset != len(body):
             problem = "unexpected block number"
         elif msg.etag != handle._b2_etag:
             problem = "ETag changed during the transfer"
+        elif len(body) + len(msg.payload) > self.params.max_block2_body:
+            problem = f"body larger than {self.params.max_block2_body} bytes"
         if problem:
             self._abandon_block2(handle)
             if handle._b2_kind == "notification" and handle.state is HandleState.OBSERVING:
                 self._refuse(handle.peer, ErrorKind.UNMATCHED, f"notification dropped: {problem}")
             else:
-                self._fail_handle(handle, FailureReason.BLOCK_TRANSFER, problem)
+                self._fail_handle(handle, FailureReason.BLOCK_TRANSFER, problem,
+                                  msg if refused else None)  # fmt: skip
             return
         assert b2 is not None
         body += msg.payload
@@ -888,13 +892,19 @@ class Endpoint:
             return
         self._fail_handle(handle, reason, detail)
 
-    def _fail_handle(self, handle: RequestHandle, reason: FailureReason, detail: str) -> None:
+    def _fail_handle(
+        self,
+        handle: RequestHandle,
+        reason: FailureReason,
+        detail: str,
+        response: Message | None = None,
+    ) -> None:
         if handle.state is HandleState.DONE:
             return
         handle.state = HandleState.DONE
         self._drop_wire(handle)
         self._untrack(handle)
-        self._events.append(RequestFailed(handle, reason, detail))
+        self._events.append(RequestFailed(handle, reason, detail, response))
 
     def _drop_wire(self, handle: RequestHandle) -> None:
         wire = handle._wire

@@ -85,6 +85,9 @@ class RequestFailed:
     handle: RequestHandle
     reason: FailureReason
     detail: str = ""
+    response: Message | None = None
+    """For ``BLOCK_TRANSFER`` refused by the peer: its error answer to the block request (what
+    the application reports as the answer, e.g. 5.03 on block 2)."""
 
 
 @dataclass(slots=True, eq=False)

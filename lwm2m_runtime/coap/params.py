@@ -42,6 +42,9 @@ class Parameters:
     """Large response bodies kept so later Block2 requests are sliced without the application."""
 
     # -- client side ------------------------------------------------------------------------
+    max_block2_body: int = 1 << 20
+    """Largest Block2 answer or notification assembled when following blocks (1 MiB); a larger
+    one fails the request (``BLOCK_TRANSFER``) instead of taking the memory."""
     request_queue_size: int = 32
     """Requests waiting for an NSTART slot, per peer; one more fails with QUEUE_FULL."""
     response_timeout: float = 247.0

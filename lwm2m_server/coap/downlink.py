@@ -1,46 +1,58 @@
-"""Sending a ``DownlinkRequest`` through the server's aiocoap context.
+"""Sending a ``DownlinkRequest`` through the runtime's ``CoapServer`` and tracking the
+observations the device accepted.
 
-Requests go to the address the client registered from, below its alternate root path
-(``</lwm2m>;rt="oma.lwm2m"`` → ``/lwm2m/3/0``), from the same socket that serves ``/rd``.
-A request that gets no answer within ``timeout`` seconds is abandoned and reported as
+Requests go to the peer the client registered (or last updated) from, below its alternate root
+path (``</lwm2m>;rt="oma.lwm2m"`` → ``/lwm2m/3/0``), from the same socket that serves ``/rd``:
+over NoSec the socket address the Register came from, over CoAPs the DTLS session it came in
+(the only way back through the device's NAT, and the only session an answer is accepted from:
+the CoAP layer matches answers by token **and** peer). After a restart the remote is found
+again from the registration's address (``CoapServer.resolve``; for CoAPs the restored session
+with that address).
+
+A request that gets no answer within ``timeout`` seconds is given up and reported as
 ``DeviceTimeoutError``; so are network-level failures (RST to our CON, retransmissions
-exhausted, ICMP unreachable): for the caller they all mean "the device did not answer".
+exhausted, the DTLS session closed): for the caller they all mean "the device did not answer".
+Giving up cancels the request in the CoAP layer, which frees its NSTART slot at once: a request
+the device dropped holds the next ones back for at most its own timeout.
 
-Abandoned means abandoned on the wire too (``transport.Exchanges``): its CON is no longer
-retransmitted and a copy still waiting in the per-device backlog (NSTART=1) is never sent, so
-one request the device dropped holds the next ones back for at most its own timeout.
+Block-wise answers (RFC 7959) are followed by the CoAP layer, for ordinary answers, for the
+first answer of an Observe and for notifications alike (Block2 follow-ups without Observe,
+RFC 7959 §2.4/§3.4); it refuses a transfer whose ETag changes or that grows past 1 MiB
+(``Parameters.max_block2_body``) — a ``DeviceAnswerError`` here — and a block the device
+answers with an error code is that error as the answer.
 
-Block-wise answers (RFC 7959): ordinary requests go through aiocoap's block-wise layer. An
-Observe (and its cancel) must be sent as one plain message (its token is the observation's),
-so its first answer may be block 0 of several: ``complete`` fetches the rest with GETs (FETCH
-for composite) carrying Block2 num=1, 2, … and the request's other options but no Observe
-(RFC 7959 §2.4, §3.4), and returns the assembled answer. Notifications are completed the same
-way (``complete``, called by the server for a notification whose Block2 says more=1).
+Observations: the first answer of an accepted Observe is handed to ``on_observe`` inside the
+loop iteration that read it (before any later datagram), so the observation is indexed before
+its first notification can arrive. Its handle stays alive in the CoAP layer (notifications come
+as ``Notification`` events); ``Observations`` maps tokens to those handles so that cancelling,
+adopting after a restart and forgetting are one call each.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 
-import aiocoap
-import aiocoap.error
-import attrs
-from aiocoap.numbers.codes import Code
-from aiocoap.optiontypes import BlockOption
+from keystore.coaps.sessions import Session
+from lwm2m_runtime.coap import (
+    Code,
+    FailureReason,
+    Message,
+    RequestHandle,
+    UnknownNotification,
+)
+from lwm2m_runtime.driver import RequestError
+from lwm2m_runtime.server import CoapServer
 
-from ..core.registration import Registration
+from ..core.registration import Address, Registration
 from ..operations import DeviceAnswerError, DeviceTimeoutError
-from .requests import Block, DownlinkRequest, RawResponse
-from .transport import Exchanges, TokenPolicy, release_request, uri_base
+from .requests import DownlinkRequest, RawResponse
 
 log = logging.getLogger(__name__)
 
-MAX_BLOCKWISE_BODY = 1 << 20
-"""The largest block-wise answer assembled (1 MiB): more is a device error (502), not memory
-the server gives away."""
+Remote = Hashable
+"""A NoSec socket address or a DTLS ``Session`` (``IncomingRequest.remote``)."""
 
 _METHODS = {
     "GET": Code.GET,
@@ -48,62 +60,174 @@ _METHODS = {
     "POST": Code.POST,
     "DELETE": Code.DELETE,
     "FETCH": Code.FETCH,
-    "IPATCH": Code.iPATCH,
+    "IPATCH": Code.IPATCH,
 }
 
 
-def build_message(registration: Registration, request: DownlinkRequest) -> Any:
-    scheme = "coaps" if registration.transport == "coaps" else "coap"
-    message = aiocoap.Message(
-        code=_METHODS[request.method],
-        uri=uri_base(registration.address, scheme),
-        payload=request.payload,
-    )
+def build_message(registration: Registration, request: DownlinkRequest) -> Message:
     root = [s for s in registration.object_links.root_path.split("/") if s]
-    message.opt.uri_path = tuple(root + [str(i) for i in request.path.ids])
-    if request.query:
-        message.opt.uri_query = request.query
-    if request.content_format is not None:
-        message.opt.content_format = request.content_format
-    if request.accept is not None:
-        message.opt.accept = request.accept
-    if request.observe is not None:
-        message.opt.observe = request.observe
-    return message
-
-
-def raw_response(message: Any) -> RawResponse:
-    """An aiocoap response (or notification) as a ``RawResponse``."""
-    cf = message.opt.content_format
-    block2 = message.opt.block2
-    etags = message.opt.etags
-    return RawResponse(
-        code=int(message.code),
-        payload=bytes(message.payload),
-        content_format=None if cf is None else int(cf),
-        location_path=tuple(message.opt.location_path),
-        observe=message.opt.observe,
-        token=bytes(message.token or b""),
-        block2=(
-            None
-            if block2 is None
-            else Block(int(block2.block_number), bool(block2.more), int(block2.size_exponent))
-        ),
-        etag=bytes(etags[0]) if etags else None,
+    return Message.request(
+        _METHODS[request.method],
+        root + [str(i) for i in request.path.ids],
+        query=request.query,
+        payload=request.payload,
+        token=request.token or b"",
+        content_format=request.content_format,
+        accept=request.accept,
+        observe=request.observe,
     )
+
+
+def raw_response(message: Message) -> RawResponse:
+    """A CoAP answer (or notification) as a ``RawResponse`` (whole: the layer assembled it)."""
+    etag = message.etag
+    return RawResponse(
+        code=message.code,
+        payload=message.payload,
+        content_format=message.content_format,
+        location_path=tuple(message.location_path),
+        observe=message.observe,
+        token=message.token,
+        etag=etag,
+    )
+
+
+@dataclass(slots=True)
+class _Live:
+    handle: RequestHandle
+    registration_id: str
+
+
+class Observations:
+    """The CoAP layer's handles of our live observations, by token and by registration."""
+
+    def __init__(self, coap: CoapServer) -> None:
+        self.coap = coap
+        self._by_token: dict[bytes, _Live] = {}
+        self._by_registration: dict[str, set[bytes]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_token)
+
+    def handle(self, token: bytes) -> RequestHandle | None:
+        live = self._by_token.get(token)
+        return None if live is None else live.handle
+
+    def keep(self, token: bytes, handle: RequestHandle, registration_id: str) -> None:
+        """``handle`` now carries the observation ``token`` (a new one, or one adopted from a
+        notification after a restart or an address change): a handle it had before on
+        another peer is forgotten, so notifications from there are unknown again."""
+        previous = self._by_token.get(token)
+        if previous is not None and previous.handle is not handle:
+            self._cancel(previous.handle)
+            self._by_registration.get(previous.registration_id, set()).discard(token)
+        self._by_token[token] = _Live(handle, registration_id)
+        self._by_registration.setdefault(registration_id, set()).add(token)
+
+    def forget(self, token: bytes, *, reactive: bool = True) -> None:
+        """Stop tracking ``token``. ``reactive``: its next notification gets RST (RFC 7641
+        §3.6), which ends the observation on the device; otherwise the layer just forgets it."""
+        live = self._by_token.pop(token, None)
+        if live is None:
+            return
+        tokens = self._by_registration.get(live.registration_id)
+        if tokens is not None:
+            tokens.discard(token)
+            if not tokens:
+                del self._by_registration[live.registration_id]
+        self._cancel(live.handle, reactive=reactive)
+
+    def forget_registration(self, registration_id: str) -> None:
+        """The registration ended: its observations end with it (RST to the next
+        notification of each)."""
+        for token in list(self._by_registration.get(registration_id, ())):
+            self.forget(token)
+
+    def _cancel(self, handle: RequestHandle, *, reactive: bool = False) -> None:
+        try:
+            driver = self.coap.driver(handle.peer)
+        except ConnectionError:
+            return  # the listener is closed: nothing to cancel
+        if reactive:
+            driver.endpoint.cancel_observe(handle)
+        else:
+            driver.endpoint.cancel(handle)
+        driver.kick()
+
+    def adopt(
+        self, event: UnknownNotification, registration_id: str, request: Message | None
+    ) -> RequestHandle:
+        """ACK an unknown notification and make its observation a live one on its peer."""
+        driver = self.coap.driver(event.peer)
+        handle = driver.endpoint.accept_notification(event, request)
+        driver.kick()
+        self.keep(event.message.token, handle, registration_id)
+        return handle
+
+    def acknowledge(self, event: UnknownNotification) -> None:
+        """ACK an unknown notification that ended its observation: nothing to adopt."""
+        driver = self.coap.driver(event.peer)
+        driver.endpoint.cancel(driver.endpoint.accept_notification(event))
+        driver.kick()
+
+    def drop(self, handle: RequestHandle, *, reactive: bool = True) -> None:
+        """Stop observing through ``handle`` (a notification on it was refused or ended the
+        observation); the token's tracking goes too if it was this handle."""
+        live = self._by_token.get(handle.token)
+        if live is not None and live.handle is handle:
+            self.forget(handle.token, reactive=reactive)
+        else:
+            self._cancel(handle, reactive=reactive)
+
+    def reject(self, event: UnknownNotification, *, answer: bool = True) -> None:
+        """RST an unknown notification (``answer=False``: say nothing, e.g. to a NON from a
+        stranger, or while the device should retransmit)."""
+        if not answer:
+            return
+        driver = self.coap.driver(event.peer)
+        driver.endpoint.reject_notification(event)
+        driver.kick()
 
 
 class Downlink:
-    """Sends requests from ``context``; ``tokens`` and ``exchanges`` are the context's installed
-    ``TokenPolicy`` and ``Exchanges``."""
+    """Sends requests to registered devices through ``coap``."""
 
-    def __init__(
-        self, context: Any, tokens: TokenPolicy, exchanges: Exchanges | None = None
-    ) -> None:
-        self.context = context
-        self.tokens = tokens
-        self.exchanges = exchanges or Exchanges()
+    def __init__(self, coap: CoapServer) -> None:
+        self.coap = coap
+        self.observations = Observations(coap)
+        self._remotes: dict[str, tuple[Address, str, Remote]] = {}
 
+    # -- where a device is ------------------------------------------------------------------
+    def remember(self, registration: Registration, remote: Remote) -> None:
+        """The peer ``registration`` last spoke from (Register/Update): downlinks go there."""
+        self._remotes[registration.registration_id] = (
+            registration.address,
+            registration.transport,
+            remote,
+        )
+
+    def forget(self, registration_id: str) -> None:
+        self._remotes.pop(registration_id, None)
+        self.observations.forget_registration(registration_id)
+
+    async def remote_of(self, registration: Registration) -> Remote:
+        known = self._remotes.get(registration.registration_id)
+        if known is not None:
+            address, transport, remote = known
+            if (
+                address == registration.address
+                and transport == registration.transport
+                and not (isinstance(remote, Session) and remote.closed)
+            ):
+                return remote
+        address = registration.address
+        remote = await self.coap.resolve(
+            address.host, address.port, secure=registration.transport == "coaps"
+        )
+        self._remotes[registration.registration_id] = (address, registration.transport, remote)
+        return remote
+
+    # -- requests ---------------------------------------------------------------------------
     async def send(
         self,
         registration: Registration,
@@ -114,147 +238,44 @@ class Downlink:
     ) -> RawResponse:
         """Send and wait for the (whole) answer, within ``timeout`` for all of it.
 
-        For an Observe that the device accepts, ``on_observe(raw)`` runs in the response
-        future's done-callback and aiocoap's request is then released (``release_request``),
-        so later notifications go by token to the server's notification hook, the same path as
-        after a restart. A done-callback, not the code after ``await``: it runs in the loop
-        iteration right after the response, before the next datagram is read, so even an
-        immediate first notification finds the observation indexed. When that first answer is
-        block 0 of several, ``on_observe`` gets it with ``raw.partial`` set and ``send``
-        returns the assembled answer (or raises) after fetching the other blocks."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        first = await self._exchange(registration, request, timeout, on_observe=on_observe)
-        if not first.partial:
-            return first
-        return await self.complete(registration, request, first, deadline - loop.time())
+        For an Observe the device accepts (2.xx with Observe), ``on_observe(raw)`` runs as soon
+        as the answer is in (see the module docstring) and the observation's handle is kept."""
 
-    async def complete(
-        self,
-        registration: Registration,
-        request: DownlinkRequest,
-        first: RawResponse,
-        timeout: float,
-    ) -> RawResponse:
-        """The whole answer whose first block is ``first`` (an answer to ``request`` or a
-        notification of the observation ``request`` started). Block ``n`` is asked with
-        ``request``'s method, path, Accept and body, Block2 ``n`` and no Observe (RFC 7959 §3.4:
-        the rest of a notification is fetched with plain requests), one after the other, all
-        within ``timeout``. A device error on a later block is returned as the answer; a
-        transfer that does not add up raises ``DeviceAnswerError``."""
-        if first.block2 is None or not first.block2.more:
-            return first
-        if first.block2.num != 0:
-            raise DeviceAnswerError(
-                f"{registration.endpoint!r} started a block-wise answer to "
-                f"{request.describe()} with block {first.block2.num}, not 0"
-            )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        follow_up = attrs.evolve(request, observe=None, token=None)
-        body = bytearray(first.payload)
-        block = first.block2
-        while block.more:
-            if len(body) % block.size:
-                raise DeviceAnswerError(
-                    f"{registration.endpoint!r} sent a block of {len(body)} bytes that is not a "
-                    f"whole number of {block.size}-byte blocks ({request.describe()})"
-                )
-            wanted = Block(len(body) // block.size, False, block.szx)
-            raw = await self._exchange(
-                registration, follow_up, deadline - loop.time(), block2=wanted
-            )
-            if not raw.success:
-                log.info(
-                    "%s answered block %d of %s with %d.%02d",
-                    registration.endpoint,
-                    wanted.num,
-                    request.describe(),
-                    raw.code >> 5,
-                    raw.code & 0x1F,
-                )
-                return raw
-            if raw.block2 is None:
-                # the device sent the whole representation after all (RFC 7959 §2.2 allows a
-                # server to ignore Block2 in a request): that is the answer
-                return attrs.evolve(first, payload=raw.payload, block2=None)
-            if first.etag is not None and raw.etag is not None and raw.etag != first.etag:
-                # RFC 7959 §2.4: the representation changed between blocks; the pieces do not
-                # belong together (for a notification, the next one brings the new value)
-                raise DeviceAnswerError(
-                    f"{registration.endpoint!r} changed the representation of "
-                    f"{request.describe()} during the block-wise transfer (ETag)"
-                )
-            if raw.block2.num * raw.block2.size != len(body):
-                raise DeviceAnswerError(
-                    f"{registration.endpoint!r} answered block {wanted.num} of "
-                    f"{request.describe()} with block {raw.block2.num} (size {raw.block2.size})"
-                )
-            body += raw.payload
-            if len(body) > MAX_BLOCKWISE_BODY:
-                raise DeviceAnswerError(
-                    f"{registration.endpoint!r}'s block-wise answer to {request.describe()} is "
-                    f"larger than {MAX_BLOCKWISE_BODY} bytes"
-                )
-            block = raw.block2
-        return attrs.evolve(first, payload=bytes(body), block2=None)
+        def observed(handle: RequestHandle, message: Message) -> None:
+            if message.observe is None or not 64 <= message.code < 96:
+                return  # not observable: the layer ended it already
+            self.observations.keep(handle.token, handle, registration.registration_id)
+            if on_observe is not None:
+                on_observe(raw_response(message))
 
-    async def _exchange(
-        self,
-        registration: Registration,
-        request: DownlinkRequest,
-        timeout: float,
-        *,
-        on_observe: Callable[[RawResponse], None] | None = None,
-        block2: Block | None = None,
-    ) -> RawResponse:
-        """One request, one answer (aiocoap assembles the blocks of ordinary requests)."""
-        message = build_message(registration, request)
-        # Observations, their cancels and our own Block2 follow-ups need the token of the
-        # *first* message and no block-wise wrapper around it; other requests get aiocoap's
-        # block-wise handling.
-        plain = request.observe is not None or block2 is not None
-        if block2 is not None:
-            message.opt.block2 = BlockOption.BlockwiseTuple(block2.num, False, block2.szx)
-        if request.token is not None:
-            self.tokens.force(message, request.token)
-        with self.exchanges.track() as sent:
-            pending = self.context.request(message, handle_blockwise=not plain)
-        if request.observe == 0:
-            pending.response.add_done_callback(
-                lambda future: self._accepted(future, pending, on_observe)
-            )
         try:
-            response = await asyncio.wait_for(pending.response, max(timeout, 0.0))
+            remote = await self.remote_of(registration)
+            if request.token is not None:
+                # an active cancel reuses the observation's token (RFC 7641 §3.6): the layer
+                # must not hold the token for the live observation any more
+                self.observations.forget(request.token, reactive=False)
+            response = await self.coap.request(
+                remote,
+                build_message(registration, request),
+                max(timeout, 0.0),
+                on_response=observed if request.observe == 0 else None,
+            )
         except TimeoutError:
             raise DeviceTimeoutError(
                 f"{registration.endpoint!r} did not answer {request.describe()} within "
                 f"{timeout:g} s"
             ) from None
-        except aiocoap.error.Error as exc:
+        except RequestError as exc:
+            if exc.reason is FailureReason.BLOCK_TRANSFER:
+                raise DeviceAnswerError(
+                    f"{registration.endpoint!r}'s block-wise answer to {request.describe()} "
+                    f"does not add up: {exc.detail}"
+                ) from None
             raise DeviceTimeoutError(
                 f"{registration.endpoint!r} unreachable for {request.describe()}: {exc}"
             ) from None
-        finally:
-            self.tokens.discard(message)
-            # answered, timed out or cancelled: nothing of this request stays on the wire
-            # (its CON retransmissions, a copy in the backlog) to hold back the next ones
-            self.exchanges.abandon(sent)
+        except (ConnectionError, OSError) as exc:
+            raise DeviceTimeoutError(
+                f"{registration.endpoint!r} unreachable for {request.describe()}: {exc}"
+            ) from None
         return raw_response(response)
-
-    @staticmethod
-    def _accepted(
-        future: Any, pending: Any, on_observe: Callable[[RawResponse], None] | None
-    ) -> None:
-        if future.cancelled() or future.exception() is not None:
-            return
-        raw = raw_response(future.result())
-        if not raw.success or raw.observe is None:
-            return  # not observable: aiocoap ends its request itself
-        try:
-            if on_observe is not None:
-                on_observe(raw)
-        except Exception:
-            log.exception("keeping the new observation failed")
-        finally:
-            release_request(pending)

@@ -1,37 +1,38 @@
 """The server's CoAP resources: ``/rd`` (Register), ``/rd/{id}`` (Update, De-register) and
-``/dp`` (Send), as one aiocoap resource that translates CoAP into calls on an ``UplinkHandler``.
+``/dp`` (Send), as the request handler of the runtime's ``CoapServer``, translating CoAP into
+calls on an ``UplinkHandler``.
 
 Only translation lives here: which method on which path, reading the options, and turning the
 outcome into a reply. ``Lwm2mError`` becomes its ``code`` with the message as diagnostic
 payload (RFC 7252 §5.5.2); an unknown path is 4.04 and a known path with the wrong method 4.05.
-Handlers are synchronous on purpose: they persist before returning, so the reply is only built
-once the store has what it acknowledges.
+Handlers are plain synchronous calls on purpose: they persist before returning, so the reply is
+only built — and sent by the runtime at the end of the loop iteration — once the store has what
+it acknowledges.
 
 Malformed input is logged at WARNING with the peer's address (never the payload, which may
 carry secrets), at most once per peer per minute so that a flood does not flood the log too.
 Identity refusals (4.01, 4.03) are not malformed input: they are logged as refusals, with the
 same limit, naming the endpoint the request was for and the peer (its DTLS identity as text,
 hex or fingerprint: ``PeerIdentity.describe`` never shows key material).
+
+The peer a Register/Update came from (``IncomingRequest.remote``: the socket address, or the
+DTLS session) is handed to ``on_contact``: downlink requests go back exactly there.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Hashable, Sequence
+from typing import Protocol
 
-import aiocoap
-import aiocoap.resource
-from aiocoap.numbers.codes import Code
-
-from keystore.coaps.identity import peer_of
 from keystore.log_limit import PerPeerLimit
 from keystore.resolver import PeerIdentity as Peer
+from lwm2m_runtime.coap import Code, Message
+from lwm2m_runtime.server import IncomingRequest, error_response
 from object_models.errors import Lwm2mError, ResponseCode
 
 from ..core.registration import Address, Registration
-from .transport import peer_address
 
 log = logging.getLogger(__name__)
 
@@ -77,74 +78,71 @@ class UplinkHandler(Protocol):
         ...
 
 
-def error_message(exc: Lwm2mError) -> Any:
-    return aiocoap.Message(code=Code(int(exc.code)), payload=exc.message.encode("utf-8", "replace"))
+ContactHook = Callable[[Registration, Hashable], None]
+"""Told the remote (socket address or DTLS session) a Register/Update came from."""
 
 
-def identity_of(remote: Any, address: Address) -> Peer:
-    """Who sent the request: the identity the DTLS handshake authenticated (``keystore.coaps``
-    lists it in ``remote.authenticated_claims``), or a NoSec peer. Which endpoint that peer may
-    be is the uplink's question (``Resolver.resolve``)."""
-    return peer_of(remote, (address.host, address.port))
+class RegistrationSite:
+    """The whole server-side CoAP tree of the LwM2M server: ``site(request) -> response``."""
 
-
-class RegistrationSite(aiocoap.resource.Resource, aiocoap.resource.PathCapable):  # type: ignore[misc]
-    """The whole server-side CoAP tree of the LwM2M server."""
-
-    def __init__(self, handler: UplinkHandler) -> None:
-        super().__init__()
+    def __init__(self, handler: UplinkHandler, on_contact: ContactHook | None = None) -> None:
         self.handler = handler
+        self.on_contact = on_contact
         self._warn = PerPeerLimit(60.0)  # one WARNING per peer host per minute
         self._refusals = PerPeerLimit(60.0)  # the same for identity refusals, counted apart
 
-    async def render(self, request: Any) -> Any:
-        address = peer_address(request.remote)
+    def __call__(self, request: IncomingRequest) -> Message:
+        address = Address(*request.address)
         try:
             return self._dispatch(request, address)
         except Lwm2mError as exc:
             self._log_refusal(request, address, exc)
-            return error_message(exc)
+            return error_response(exc)
 
-    def _dispatch(self, request: Any, address: Address) -> Any:
-        path = [s for s in request.opt.uri_path]
-        method = request.code
-        identity = identity_of(request.remote, address)
-        cf = request.opt.content_format
-        ct = None if cf is None else int(cf)
-        query = list(request.opt.uri_query)
-        payload = bytes(request.payload)
+    def _dispatch(self, request: IncomingRequest, address: Address) -> Message:
+        message = request.message
+        path = message.uri_path
+        method = message.code
+        identity = request.identity
+        ct = message.content_format
+        query = message.uri_query
+        payload = message.payload
         if path == ["rd"]:
             _allow(method, Code.POST)
-            scheme = getattr(request.remote, "scheme", "coap")
             registration = self.handler.handle_register(
                 query,
                 payload,
                 ct,
                 address=address,
-                transport="coaps" if scheme == "coaps" else "coap",
+                transport="coaps" if request.secure else "coap",
                 identity=identity,
             )
-            return aiocoap.Message(
-                code=Code.CREATED, location_path=("rd", registration.registration_id)
+            if self.on_contact is not None:
+                self.on_contact(registration, request.remote)
+            return Message.response(
+                Code.CREATED, location_path=("rd", registration.registration_id)
             )
         if len(path) == 2 and path[0] == "rd":
             _allow(method, Code.POST, Code.DELETE)
             if method == Code.DELETE:
                 self.handler.handle_deregister(path[1], address=address, identity=identity)
-                return aiocoap.Message(code=Code.DELETED)
-            self.handler.handle_update(
+                return Message.response(Code.DELETED)
+            registration = self.handler.handle_update(
                 path[1], query, payload, ct, address=address, identity=identity
             )
-            return aiocoap.Message(code=Code.CHANGED)
+            if self.on_contact is not None:
+                self.on_contact(registration, request.remote)
+            return Message.response(Code.CHANGED)
         if path == ["dp"]:
             _allow(method, Code.POST)
             self.handler.handle_send(payload, ct, address=address, identity=identity)
-            return aiocoap.Message(code=Code.CHANGED)
+            return Message.response(Code.CHANGED)
         raise Lwm2mError(f"no resource at /{'/'.join(path)}", code=ResponseCode.NOT_FOUND)
 
-    def _log_refusal(self, request: Any, address: Address, exc: Lwm2mError) -> None:
+    def _log_refusal(self, request: IncomingRequest, address: Address, exc: Lwm2mError) -> None:
         code = exc.code
-        what = f"{request.code} /{'/'.join(request.opt.uri_path)}"
+        message = request.message
+        what = f"{Code(message.code).name} /{'/'.join(message.uri_path)}"
         if code in (ResponseCode.NOT_FOUND, ResponseCode.INTERNAL_SERVER_ERROR):
             # an unknown registration id (a client the server forgot re-registers) and store
             # failures are not malformed input
@@ -164,11 +162,11 @@ class RegistrationSite(aiocoap.resource.Resource, aiocoap.resource.PathCapable):
             log.debug("malformed %s from %s: %s", what, address, exc.message)
 
     def _log_identity_refusal(
-        self, request: Any, what: str, address: Address, exc: Lwm2mError
+        self, request: IncomingRequest, what: str, address: Address, exc: Lwm2mError
     ) -> None:
         """4.01/4.03: who was refused as which endpoint, and why (the refusal's message)."""
-        peer = identity_of(request.remote, address).describe()
-        endpoint = self._endpoint_hint(request)
+        peer = request.identity.describe()
+        endpoint = self._endpoint_hint(request.message)
         target = f" as endpoint {endpoint!r}" if endpoint is not None else ""
         if self._refusals.allow(address.host, time.monotonic()):
             level = logging.WARNING
@@ -179,24 +177,23 @@ class RegistrationSite(aiocoap.resource.Resource, aiocoap.resource.PathCapable):
             exc.message,
         )  # fmt: skip
 
-    def _endpoint_hint(self, request: Any) -> str | None:
+    def _endpoint_hint(self, message: Message) -> str | None:
         """The endpoint a refused request was about: the ``ep`` of a Register, the endpoint of
         the registration an Update/De-register names; None for a Send (its refusal message
         names the endpoints when there are any)."""
-        path = list(request.opt.uri_path)
+        path = message.uri_path
         if path == ["rd"]:
-            for item in request.opt.uri_query:
+            for item in message.uri_query:
                 if item.startswith("ep="):
-                    return str(item[3:])
+                    return item[3:]
             return None
         if len(path) == 2 and path[0] == "rd":
             return self.handler.endpoint_of(path[1])
         return None
 
-    def get_link_description(self) -> Any:
-        return None
 
-
-def _allow(method: Any, *allowed: Any) -> None:
+def _allow(method: int, *allowed: Code) -> None:
     if method not in allowed:
-        raise Lwm2mError(f"method {method} not allowed here", code=ResponseCode.METHOD_NOT_ALLOWED)
+        raise Lwm2mError(
+            f"method {Code(method).name} not allowed here", code=ResponseCode.METHOD_NOT_ALLOWED
+        )

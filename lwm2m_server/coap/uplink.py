@@ -6,25 +6,30 @@ the store persists, then the reply goes out (the site builds it when the handler
 last the consequences: events published, queued requests delivered, the timer re-armed. Those
 consequences belong to the service and reach it through ``Effects``.
 
-Notifications arrive through ``coap.transport.install_notification_hook`` rather than
-through aiocoap's observation objects, for observations started before a restart and after
-alike, so there is one path and it stores before it ACKs. The exception is a block-wise
-notification (Block2 more=1): its first block is ACKed at once and the rest fetched with plain
-GETs (RFC 7959 §3.4, through ``BlockFetcher``); the whole value is stored when it is complete.
+Notifications arrive as CoAP layer events, for live observations (``Notification`` of the
+Observe's handle, Block2 already assembled by the layer) and for observations restored after a
+restart or seen from a new address (``UnknownNotification``: the token is looked up in the
+persisted observations) alike; both go through ``handle_notification``, which checks that the
+notification comes from the observation's registration's peer and stores before it ACKs (the
+ACK leaves at the end of the loop iteration, after this synchronous write).
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
+from keystore.log_limit import PerPeerLimit
 from keystore.modes import SecurityMode
 from keystore.resolver import PeerIdentity as Peer
 from keystore.resolver import Resolver
 from keystore.store.base import StoreError
 from keystore.store.sqlite import SqliteStore
+from lwm2m_runtime.coap import Message
+from lwm2m_runtime.server import IncomingRequest
 from object_models import codecs
 from object_models.errors import Lwm2mError
 from object_models.model import ModelProvider
@@ -37,9 +42,6 @@ from ..core.server import CoreResult, ServerCore
 from ..core.telemetry import TelemetryPoint, points_from_nodes, points_from_timestamped
 from ..events_bus import NOTIFICATION, SEND, EventBus
 from ..json_nodes import telemetry_to_json
-from .downlink import raw_response
-from .requests import RawResponse
-from .transport import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +56,13 @@ class Effects(Protocol):
         ...
 
 
-class BlockFetcher(Protocol):
-    def complete_notification(
-        self,
-        registration: Registration,
-        observation: Observation,
-        first: RawResponse,
-        done: Callable[[RawResponse], None],
-    ) -> None:
-        """Fetch the blocks after ``first`` in the background; ``done(whole)`` once complete
-        (not called if the transfer fails: that is logged)."""
-        ...
+class Verdict(enum.Enum):
+    """What becomes of a notification (the adapter answers accordingly)."""
+
+    ACCEPT = "accept"  # stored (or an ending error noted): ACK a CON
+    REJECT = "reject"  # no such observation, or cancelled: RST (CON or NON)
+    REFUSE = "refuse"  # not from the observation's peer: RST a CON, drop a NON, keep no state
+    IGNORE = "ignore"  # not stored (store failure): no answer, the device retransmits
 
 
 def models_for(registry: ModelRegistry, registration: Registration) -> ModelProvider:
@@ -125,7 +123,7 @@ class Uplink:
         self.bus = bus
         self.effects = effects
         self.clock = clock
-        self.blocks: BlockFetcher | None = None
+        self._foreign_log = PerPeerLimit(60.0)  # forged notifications: one WARNING/host/minute
 
     # -- registration interface ----------------------------------------------------------
     def handle_register(
@@ -271,23 +269,26 @@ class Uplink:
         )
         self.effects.apply(_without(result, SendReceived))
 
-    def handle_notification(self, message: Any, address: Address) -> Verdict:
-        """The notification hook (``transport.install_notification_hook``)."""
-        token = bytes(message.token or b"")
+    def handle_notification(self, message: Message, source: IncomingRequest) -> Verdict:
+        """One notification (whole: the CoAP layer assembled a block-wise one) from
+        ``source``, for the observation its token names.
+
+        A token is not a credential: it travels in clear over NoSec and any peer can send any
+        token. So a notification counts only when it comes from the peer the observation is
+        with (RFC 7252 §5.3.2, §9.1.2); anything else is refused before it touches the
+        observation, the registration or the telemetry (``_foreign``)."""
+        refused = self.check_notification(message, source)
+        if refused is not None:
+            return refused
+        token = message.token
         observation = self.core.observations.by_token(token)
-        if observation is None:
-            return Verdict.NOT_MINE
-        if not observation.active:
-            # passive cancel: the RST tells the device to stop (RFC 7641 §3.6)
-            self.core.observations.cancel(token)
-            log.debug("RST to a notification of cancelled observation %s", token.hex())
-            return Verdict.REJECT
-        code = int(message.code)
-        final = (code >> 5) != 2 or message.opt.observe is None
+        assert observation is not None
+        address = Address(*source.address)
+        code = message.code
+        final = (code >> 5) != 2 or message.observe is None
         now = self.clock()
-        cf = message.opt.content_format
-        ct = None if cf is None else int(cf)
-        payload = bytes(message.payload)
+        ct = message.content_format
+        payload = message.payload
         result = self.core.notification(token, payload, ct, now=now)
         registration = result.registration
         if registration is None:
@@ -307,24 +308,77 @@ class Uplink:
             if (code >> 5) != 2:
                 self.effects.apply(_without(result, NotificationReceived))
                 return Verdict.ACCEPT
-        first = raw_response(message)
-        if first.partial and self.blocks is not None:
-            # block 0 of a larger value: ACK it (the device must not retransmit it while we
-            # ask for the rest), fetch the rest, store the whole (RFC 7959 §3.4)
-            def done(whole: RawResponse) -> None:
-                self._store_notification(
-                    registration, observation, whole.payload, ct, now=now, address=address
-                )
-
-            self.blocks.complete_notification(registration, observation, first, done)
-            self.effects.apply(_without(result, NotificationReceived))
-            return Verdict.ACCEPT
         if not self._store_notification(
             registration, observation, payload, ct, now=now, address=address
         ):
             return Verdict.IGNORE
         self.effects.apply(_without(result, NotificationReceived))
         return Verdict.ACCEPT
+
+    def check_notification(self, message: Message, source: IncomingRequest) -> Verdict | None:
+        """None when ``message`` is a notification of a live observation from its peer; else
+        why not (REJECT: unknown or cancelled, REFUSE: from another peer). Changes nothing
+        but ending a passively cancelled observation."""
+        token = message.token
+        observation = self.core.observations.by_token(token)
+        if observation is None:
+            return Verdict.REJECT
+        registration_now = self.core.registrations.get(observation.registration_id)
+        if registration_now is not None:
+            address = Address(*source.address)
+            reason = self._foreign(source, address, registration_now)
+            if reason is not None:
+                self._log_foreign(observation, address, reason)
+                return Verdict.REFUSE
+        if not observation.active:
+            # passive cancel: the RST tells the device to stop (RFC 7641 §3.6)
+            self.core.observations.cancel(token)
+            log.debug("RST to a notification of a cancelled observation of %s",
+                      observation.endpoint)  # fmt: skip
+            return Verdict.REJECT
+        return None
+
+    def _foreign(
+        self, source: IncomingRequest, address: Address, registration: Registration
+    ) -> str | None:
+        """Why a notification from ``source`` is not from ``registration``'s peer, or None.
+
+        The registration (its current address, transport and identity, restored from the
+        store after a restart and moved by an Update) is the reference, so observations follow
+        their device and survive a restart. A NoSec device is known only by its address:port.
+        A DTLS device is known by the identity its session authenticated, wherever that session
+        sends from: the session is the endpoint (RFC 7252 §9.1.2) and a Connection ID moves it
+        to a new address without a new handshake (RFC 9146), as ``ServerCore.sender`` does for
+        Send. Another device's session, or plain CoAP for a DTLS device, is refused."""
+        scheme = "coaps" if source.secure else "coap"
+        if scheme != registration.transport:
+            return f"over {scheme}, but {registration.endpoint} registered over " + (
+                registration.transport
+            )
+        if scheme == "coap":
+            if address != registration.address:
+                return f"{registration.endpoint} is registered from {registration.address}"
+            return None
+        try:
+            identity = self._session_identity(source.identity)
+        except Lwm2mError as exc:
+            return f"the DTLS identity is refused ({exc.message})"
+        if identity != registration.identity:
+            return f"another DTLS identity than {registration.endpoint}'s"
+        return None
+
+    def _log_foreign(self, observation: Observation, address: Address, reason: str) -> None:
+        """WARNING once a minute per source host (a flood of forged notifications must not
+        flood the log), DEBUG otherwise. Never the token: it is what a forger needs."""
+        first = self._foreign_log.allow(address.host, time.monotonic())
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "notification for %s of %s from %s refused: %s",
+            " ".join(map(str, observation.paths)),
+            observation.endpoint,
+            address,
+            reason,
+        )
 
     def _store_notification(
         self,

@@ -154,4 +154,4 @@ class Interactive:
 
 
 def established_sessions(server: Lwm2mServer) -> list[Any]:
-    return [s for s in server.coaps.endpoint.sessions if s.established]
+    return [s for s in server.dtls.sessions if s.established]

@@ -61,7 +61,7 @@ async def failed_handshake(server: Lwm2mServer, config: ClientConfig) -> Connect
     finally:
         peer.close()
     (closed,) = [e for e in peer.events if isinstance(e, ConnectionClosed)]
-    await eventually(lambda: len(server.coaps.endpoint.sessions) == 0)
+    await eventually(lambda: len(server.dtls.sessions) == 0)
     return closed
 
 
@@ -81,7 +81,7 @@ async def test_wrong_psk_is_logged_once_without_the_key(
     text = "\n".join(r.getMessage() for r in caplog.records)
     for secret in (wrong, PSK_KEY):
         assert secret.decode() not in text and secret.hex() not in text
-    assert server.coaps.endpoint.stats.handshakes_failed == 1
+    assert server.dtls.stats.handshakes_failed == 1
     await still_serving(server)
 
 
@@ -164,7 +164,7 @@ def client_hello() -> bytes:
 async def test_client_hello_flood_from_spoofed_addresses_creates_no_session(
     server: Lwm2mServer,
 ) -> None:
-    endpoint = server.coaps.endpoint
+    endpoint = server.dtls
     hello = client_hello()
     rng = random.Random(7)
     for _ in range(3000):
@@ -217,7 +217,7 @@ async def test_replayed_and_tampered_records_are_dropped(server: Lwm2mServer) ->
         peer.send(coap.register("dev-psk", mid=0x3333))
         answer = await peer.receive()
         assert answer is not None and str(coap.decode(answer).code) == "2.01 Created"
-        assert len(server.coaps.endpoint.sessions) == 1
+        assert len(server.dtls.sessions) == 1
     finally:
         peer.close()
 
@@ -225,12 +225,12 @@ async def test_replayed_and_tampered_records_are_dropped(server: Lwm2mServer) ->
 async def test_duplicated_client_hello_does_not_replace_the_session(server: Lwm2mServer) -> None:
     peer = await RawPeer.connect(server_addr(server), psk_config())
     try:
-        (session,) = server.coaps.endpoint.sessions
+        (session,) = server.dtls.sessions
         hello_with_cookie = peer.sent[1]  # ClientHello, HelloVerifyRequest, ClientHello + cookie
         peer.socket.send(hello_with_cookie)
         peer.send(coap.register("dev-psk"))
         assert await peer.receive() is not None
-        assert list(server.coaps.endpoint.sessions) == [session]
+        assert list(server.dtls.sessions) == [session]
     finally:
         peer.close()
 
@@ -243,14 +243,14 @@ async def test_rebooted_client_replaces_its_session(server: Lwm2mServer) -> None
     try:
         peer.send(coap.register("dev-psk"))
         assert await peer.receive() is not None
-        (old,) = server.coaps.endpoint.sessions
+        (old,) = server.dtls.sessions
         # the device reboots: same address, a brand-new handshake
         rebooted = RawPeer(peer.socket, psk_config())
         await rebooted.handshake()
         rebooted.send(coap.register("dev-psk", mid=0x4444))
         answer = await rebooted.receive()
         assert answer is not None and str(coap.decode(answer).code) == "2.01 Created"
-        (new,) = server.coaps.endpoint.sessions
+        (new,) = server.dtls.sessions
         assert new is not old and old.closed
     finally:
         peer.close()
@@ -261,7 +261,7 @@ async def test_nat_rebinding_keeps_the_session_by_connection_id(server: Lwm2mSer
     try:
         peer.send(coap.register("dev-psk"))
         assert await peer.receive() is not None
-        (session,) = server.coaps.endpoint.sessions
+        (session,) = server.dtls.sessions
         assert session.cid is not None
         old_port = peer.socket.port
         # the NAT gives the device a new source port
@@ -277,8 +277,8 @@ async def test_nat_rebinding_keeps_the_session_by_connection_id(server: Lwm2mSer
         response = await task
         assert response.dotted_code == "2.05"
         assert session.key == address_key(("127.0.0.1", peer.socket.port))
-        assert server.coaps.endpoint.stats.address_changes == 1
-        assert list(server.coaps.endpoint.sessions) == [session]
+        assert server.dtls.stats.address_changes == 1
+        assert list(server.dtls.sessions) == [session]
     finally:
         peer.close()
 
@@ -288,7 +288,7 @@ async def test_idle_sessions_are_evicted(server: Lwm2mServer) -> None:
     try:
         peer.send(coap.register("dev-psk"))
         assert await peer.receive() is not None
-        endpoint = server.coaps.endpoint
+        endpoint = server.dtls
         assert endpoint.evict_idle() == 0  # the default timeout is a day
         assert endpoint.evict_idle(idle_timeout=0) == 1
         assert len(endpoint.sessions) == 0
@@ -312,7 +312,7 @@ async def test_certificate_devices_added_while_running_need_a_trust_refresh(
 
     late = pki_mod._device(pki.folder, "late", "late-device", issuer=None)
     SqliteCredentialStore(server.store).put_device(DeviceCredentials.for_x509("late", late.cert))
-    trust = server.coaps.endpoint.server_config.trust_store  # type: ignore[union-attr]
+    trust = server.dtls.server_config.trust_store  # type: ignore[union-attr]
     trust.invalidate()  # type: ignore[union-attr]
     peer = await RawPeer.connect(server_addr(server), cert_config(late, pki))
     try:

@@ -39,7 +39,7 @@ async def test_dropped_datagrams_are_counted_by_reason(
     server: Lwm2mServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="keystore.coaps.endpoint")
-    endpoint = server.coaps.endpoint
+    endpoint = server.dtls
     stranger = await RawSocket.open(server_addr(server))
     try:
         stranger.send(os.urandom(5))  # shorter than a record header
@@ -89,6 +89,6 @@ async def test_mbedtls_fe00_client_hello_connects(server: Lwm2mServer) -> None:
         peer.send(coap.register("dev-psk"))
         answer = await peer.receive()
         assert answer is not None and str(coap.decode(answer).code) == "2.01 Created"
-        assert "bad_version" not in server.coaps.endpoint.stats.drops
+        assert "bad_version" not in server.dtls.stats.drops
     finally:
         peer.close()

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from keystore.coaps import CoapsRemote
 from lwm2m_client.client import Lwm2mClient, Lwm2mClientError
 from lwm2m_server.service import Lwm2mServer
 from object_models.path import LwM2mPath
@@ -50,12 +49,14 @@ async def test_register_and_read_over_the_same_session(
         assert registration.identity is not None and registration.identity.mode == mode.replace(
             "pinned", "x509"
         )
-        sessions = list(server.coaps.endpoint.sessions)
+        sessions = list(server.dtls.sessions)
         assert len(sessions) == 1
         response = await server.read(endpoint, LwM2mPath(3, 0), timeout=5)
         assert response.dotted_code == "2.05"
-        assert list(server.coaps.endpoint.sessions) == sessions  # no second handshake
-        assert isinstance(sessions[0].remote, CoapsRemote)
+        assert list(server.dtls.sessions) == sessions  # no second handshake
+        # the session is the CoAP peer the downlink went to
+        assert server.coap.coaps is not None
+        assert server.coap.coaps.session_for(*sessions[0].key) is sessions[0]
         await client.update()
         assert server.client(endpoint).registration_id == registration.registration_id
     finally:
@@ -120,12 +121,12 @@ async def test_client_starts_over_when_the_server_lost_its_session(
     await client.start()
     try:
         await client.register()
-        (first,) = server.coaps.endpoint.sessions
-        assert server.coaps.endpoint.evict_idle(idle_timeout=0) == 1
+        (first,) = server.dtls.sessions
+        assert server.dtls.evict_idle(idle_timeout=0) == 1
         with pytest.raises(Lwm2mClientError):
             await client.update()
         await client.update()
-        (second,) = server.coaps.endpoint.sessions
+        (second,) = server.dtls.sessions
         assert second is not first and second.established
         assert server.client("dev-psk").transport == "coaps"
     finally:

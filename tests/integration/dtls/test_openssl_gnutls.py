@@ -121,10 +121,10 @@ async def test_openssl_wrong_psk_fails_without_a_session(server: Lwm2mServer) ->
         "-cipher", "PSK-AES128-CCM8@SECLEVEL=0",
     )  # fmt: skip
     try:
-        await eventually(lambda: server.coaps.endpoint.stats.handshakes_failed, timeout=10)
+        await eventually(lambda: server.dtls.stats.handshakes_failed, timeout=10)
         await asyncio.wait_for(tool.proc.wait(), 10)
         assert tool.proc.returncode != 0
         assert b"alert bad record mac" in tool.stdout
-        assert len(server.coaps.endpoint.sessions) == 0
+        assert len(server.dtls.sessions) == 0
     finally:
         await tool.stop()

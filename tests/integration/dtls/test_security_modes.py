@@ -14,8 +14,8 @@ import pytest
 
 from keystore.store.credentials import SqliteCredentialStore
 from lwm2m_client.client import Lwm2mClient
-from lwm2m_server.coap.transport import local_address
 from lwm2m_server.config import DtlsSettings, ServerConfig
+from lwm2m_server.core.registration import Address
 from lwm2m_server.service import Lwm2mServer
 from object_models.path import LwM2mPath
 
@@ -96,8 +96,9 @@ async def test_without_nosec_there_is_no_plain_listener(
         assert "CoAP (NoSec) on off" in caplog.text
         with pytest.raises(RuntimeError, match="no CoAP listener"):
             _ = server.coap_address
-        # the context's only socket is the DTLS one
-        assert local_address(server._context) == server.coaps_address
+        # the only socket is the DTLS one
+        assert server.coap.udp is None
+        assert Address(*server.coap.coaps_address or ("", 0)) == server.coaps_address
         assert await registers(server, pki, "psk")
 
 
@@ -110,7 +111,7 @@ async def cid_of_a_psk_session(server: Lwm2mServer, pki: Pki) -> bytes | None:
     await client.start()
     try:
         await client.register()
-        (session,) = server.coaps.endpoint.sessions
+        (session,) = server.dtls.sessions
         cid: bytes | None = session.cid
         return cid
     finally:

@@ -102,7 +102,7 @@ async def make_server(tmp_path: Path, profiles_dir: Path) -> AsyncIterator[Serve
 
     yield make
     for server in servers:
-        if server.profiles is not None or server._context is not None:
+        if server.profiles is not None or server._coap is not None:
             await server.stop()
 
 

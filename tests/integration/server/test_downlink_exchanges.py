@@ -9,6 +9,7 @@ received, so they hold whatever CoAP stack the server uses."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -156,14 +157,14 @@ async def test_a_request_abandoned_while_waiting_is_never_sent(
 
 
 @pytest.fixture
-def short_ack_timeout(monkeypatch: pytest.MonkeyPatch) -> float:
+def short_ack_timeout(server: Lwm2mServer) -> float:
     """CoAP's ACK_TIMEOUT at 50 ms, so that a CON's retransmissions run out (MAX_RETRANSMIT 4:
     at most 50 ms * 1.5 * 31, about 2.3 s) within a test. The one place these tests reach into the
-    CoAP layer (aiocoap's TransportTuning today): set the same timer of whatever layer the
-    server runs on."""
-    import aiocoap.numbers.constants
-
-    monkeypatch.setattr(aiocoap.numbers.constants.TransportTuning, "ACK_TIMEOUT", 0.05)
+    CoAP layer (the parameters of the server's NoSec endpoint): set the same timer of whatever
+    layer the server runs on."""
+    udp = server.coap.udp
+    assert udp is not None
+    udp.endpoint.params = dataclasses.replace(udp.endpoint.params, ack_timeout=0.05)
     return 0.05
 
 
