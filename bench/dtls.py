@@ -1,5 +1,5 @@
-"""CoAPs benchmark: the server transport (``keystore.coaps`` in an aiocoap context) driven by our
-client engine over real loopback UDP, beside plain CoAP (NoSec) from the same run.
+"""CoAPs benchmark: the server transport (the runtime's ``CoapServer`` over ``keystore.coaps``)
+driven by our client engine over real loopback UDP, beside plain CoAP (NoSec) from the same run.
 
 Usage: ``python bench/dtls.py [--quick] [--handshakes N] [--concurrency C] [--seconds T]
 [--idle N] [--mode MODE ...]``; one JSON object per line on stdout::
@@ -12,7 +12,7 @@ Usage: ``python bench/dtls.py [--quick] [--handshakes N] [--concurrency C] [--se
 Why this shape: the server runs in its own process (``--serve``), as in production, with its
 DTLS configuration built exactly as ``lwm2m-server`` builds it (``Resolver`` callbacks over a
 sqlite keystore, the server identity from the store, a session cache), so a handshake includes
-the cookie round trip, the resolver's store lookup and aiocoap's dispatch. The clients are raw
+the cookie round trip, the resolver's store lookup and the CoAP layer. The clients are raw
 ``DtlsEngine`` instances on asyncio sockets (no aiocoap on the client side), so the client costs
 as little as possible; on a 2-core machine both processes still compete for the CPU, which is
 why the NoSec figure is measured with the same generator in the same run.
@@ -23,7 +23,7 @@ why the NoSec figure is measured with the same generator in the same run.
   for ``--seconds``; the same over plain CoAP against the same process's NoSec port.
 * idle bytes/session: RSS growth of the server process for ``--idle`` idle PSK sessions (each
   has exchanged one request, so the engine has released its final flight), i.e. engine +
-  transport (session object, table entries, aiocoap remote); beside it the engine alone in
+  transport (session object, table entries, CoAP per-peer state); beside it the engine alone in
   memory from ``keystore.dtls.measure`` (tracemalloc and RSS, fresh interpreter).
 """
 
@@ -127,40 +127,39 @@ def provision(db: Path) -> Clients:
 
 async def serve(db: Path) -> None:
     """``--serve DB``: print the ports as JSON, then answer ``rss`` lines on stdin until EOF."""
-    import aiocoap
-    import aiocoap.resource
-
-    from keystore.coaps import add_coaps_transport, server_dtls_config
+    from keystore.coaps import server_dtls_config
     from keystore.resolver import Resolver
     from keystore.store.sqlite import SqliteStore
-    from lwm2m_server.coap.transport import local_address
+    from lwm2m_runtime.coap import Code, Message
+    from lwm2m_runtime.server import CoapServer, IncomingRequest
 
-    class Echo(aiocoap.resource.Resource):  # type: ignore[misc]
-        async def render_get(self, request: Any) -> Any:
-            return aiocoap.Message(payload=b"22.5")
+    def echo(request: IncomingRequest) -> Message:
+        if request.message.uri_path == ["echo"]:
+            return Message.response(Code.CONTENT, b"22.5")
+        return Message.response(Code.NOT_FOUND)
 
     store = SqliteStore(db)
     credentials = SqliteCredentialStore(store)
     resolver = Resolver(credentials, open_registration=False)
     identity = credentials.server_identity()
     assert identity is not None
-    site = aiocoap.resource.Site()
-    site.add_resource(["echo"], Echo())
-    context = await aiocoap.Context.create_server_context(
-        site, bind=("127.0.0.1", 0), transports=["udp6"]
+    server = CoapServer(echo)
+    await server.start(
+        host="127.0.0.1",
+        port=0,
+        coaps_port=0,
+        dtls_config=server_dtls_config(resolver, identity),
     )
-    coaps = await add_coaps_transport(
-        context, bind=("127.0.0.1", 0), server_config=server_dtls_config(resolver, identity)
-    )
-    ready = {"coap_port": local_address(context).port, "coaps_port": coaps.endpoint_address()[1]}
+    assert server.coap_address is not None and server.coaps_address is not None
+    ready = {"coap_port": server.coap_address[1], "coaps_port": server.coaps_address[1]}
     print(json.dumps(ready), flush=True)
     loop = asyncio.get_running_loop()
     while line := await loop.run_in_executor(None, sys.stdin.readline):
         if line.strip() == "rss":
-            assert coaps.endpoint is not None
-            sessions = len(coaps.endpoint.sessions)
+            assert server.coaps is not None and server.coaps.dtls is not None
+            sessions = len(server.coaps.dtls.sessions)
             print(json.dumps({"rss": rss_bytes(), "sessions": sessions}), flush=True)
-    await context.shutdown()
+    await server.stop()
 
 
 def rss_bytes(pid: int | str = "self") -> int:

@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 from aiocoap import Context
 
-from keystore.coaps import create_client_context
+from keystore.coaps.interface import create_client_context
 from keystore.dtls import ClientConfig
 
 COAP_PORT = 5683

@@ -47,7 +47,8 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
 
 
 class RateLimit(logging.Filter):
-    """Pass each message template at most once per ``interval`` seconds (bounded memory)."""
+    """Pass each message template at most once per ``interval`` seconds (bounded memory); for
+    a third-party logger that logs per datagram (the bootstrap CLI's)."""
 
     def __init__(self, interval: float = 60.0, limit: int = 1000) -> None:
         super().__init__()
@@ -131,14 +132,11 @@ def serve_command(args: argparse.Namespace) -> int:
         level=log_level_number(config),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    aiocoap_log = logging.getLogger("coap-server")
-    if config.log_level != "DEBUG":
-        # aiocoap logs every unmatched message at INFO; keep our INFO lines readable
-        aiocoap_log.setLevel(logging.WARNING)
-    # ... and one WARNING per garbage datagram: a flood must not flood the log too
-    aiocoap_log.addFilter(RateLimit())
+    # refused datagrams are logged by the runtime once per peer host and kind per minute
+    from lwm2m_runtime.server import run
+
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(serve(config))
+        return run(serve(config))  # on uvloop when it is installed
     return 0
 
 

@@ -1,7 +1,7 @@
 """The operations the running server offers to its operators: the contract between the CoAP
 service (which implements it) and the HTTP API and CLI (which call it).
 
-Keeping it a small Protocol lets the API be written and read without knowing about aiocoap,
+Keeping it a small Protocol lets the API be written and read without knowing about CoAP,
 sockets or the store, and lets the service change inside without touching the API.
 
 Errors: every method raises ``Lwm2mError`` subclasses from this module, each carrying the CoAP

@@ -1,7 +1,9 @@
-"""CoAPs for aiocoap on our own DTLS 1.2 engine (see docs/coaps-transport.md).
+"""CoAPs on our own DTLS 1.2 engine (see docs/coaps-transport.md).
 
-* :mod:`.endpoint` — one asyncio UDP socket, the session table, cookies, CIDs, timers;
-* :mod:`.interface` — the aiocoap ``MessageInterface`` and the per-session remote;
+* :mod:`.endpoint` — one asyncio UDP socket, the session table, cookies, CIDs, timers (the
+  servers' CoAP layer runs over it: ``lwm2m_runtime.coaps``);
+* :mod:`.interface` — the demo client's aiocoap glue (``create_client_context``); imported
+  from there only, so that nothing else loads aiocoap;
 * :mod:`.identity` — the authenticated identity a request carries (``DtlsClaim``);
 * :mod:`.server` — the server's DTLS configuration from the keystore;
 * :mod:`.client` — a device's DTLS configuration from its Security object credentials.
@@ -12,12 +14,6 @@ from __future__ import annotations
 from .client import client_dtls_config
 from .endpoint import DtlsEndpoint, EndpointSettings, EndpointStats, HandshakeFailed
 from .identity import DtlsClaim, dtls_claim, peer_of
-from .interface import (
-    CoapsMessageInterface,
-    CoapsRemote,
-    add_coaps_transport,
-    create_client_context,
-)
 from .server import (
     DTLS_MODES,
     CoapsSettings,
@@ -30,8 +26,6 @@ from .sessions import Session, SessionTable, address_key
 
 __all__ = [
     "DTLS_MODES",
-    "CoapsMessageInterface",
-    "CoapsRemote",
     "CoapsSettings",
     "DtlsClaim",
     "DtlsEndpoint",
@@ -41,10 +35,8 @@ __all__ = [
     "LiveTrustStore",
     "Session",
     "SessionTable",
-    "add_coaps_transport",
     "address_key",
     "client_dtls_config",
-    "create_client_context",
     "dtls_claim",
     "ensure_server_identity",
     "parse_suites",

@@ -1,25 +1,25 @@
-"""aiocoap glue: a ``MessageInterface`` for ``coaps://`` on top of :class:`DtlsEndpoint`.
+"""aiocoap glue for the demo client (``lwm2m_client``): a ``MessageInterface`` for ``coaps://``
+on top of :class:`DtlsEndpoint`, in the client role only. The servers run on our own CoAP layer
+(``lwm2m_runtime.coaps``); the demo client stays on aiocoap (DESIGN.md), and this is its CoAPs.
 
 How it plugs in (the model is aiocoap's own ``tinydtls_server``): a ``Context`` holds a list of
 request interfaces, each a ``TokenManager`` over a ``MessageManager`` over a
-``MessageInterface``. :func:`add_coaps_transport` appends one such stack whose message interface
-is :class:`CoapsMessageInterface`, through ``Context._append_tokenmanaged_messagemanaged_transport``
-(the same private helper ``create_server_context`` uses for udp6 and tinydtls_server). From then
-on aiocoap does CoAP as usual (message ids, deduplication, CON retransmission, tokens,
-block-wise, observe) and this interface only moves whole CoAP messages in and out of DTLS
-records: one CoAP message per record (RFC 7252 §9.1).
+``MessageInterface``. :func:`create_client_context` appends one such stack whose message
+interface is :class:`CoapsMessageInterface`, through
+``Context._append_tokenmanaged_messagemanaged_transport`` (the same private helper
+``create_server_context`` uses for udp6). From then on aiocoap does CoAP as usual (message ids,
+deduplication, CON retransmission, tokens, block-wise, observe) and this interface only moves
+whole CoAP messages in and out of DTLS records: one CoAP message per record (RFC 7252 §9.1).
 
 Remotes. Each DTLS session gets one :class:`CoapsRemote` when its handshake completes. Incoming
-messages carry it, responses go back through it (``as_response_address`` is itself), and a
-server-initiated request to ``coaps://host:port`` resolves (``determine_remote``) to the remote of
-the established session with that peer, so the downlink is encrypted on the session the device
-opened; there is no way and no need for the server to dial a device. A new handshake is a new
-remote object: aiocoap keys exchanges, observations and block-wise state by remote and requires
-the key to change between epochs (RFC 7252 §9.1.2), which identity equality gives for free.
+messages (the server's requests to the device) carry it and responses go back through it
+(``as_response_address`` is itself). A new handshake is a new remote object: aiocoap keys
+exchanges, observations and block-wise state by remote and requires the key to change between
+epochs (RFC 7252 §9.1.2), which identity equality gives for free.
 ``remote.authenticated_claims`` holds the session's :class:`~.identity.DtlsClaim`, and
-``remote.sockaddr`` the peer's current ``(host, port)`` (it follows CID address changes).
+``remote.sockaddr`` the peer's current ``(host, port)``.
 
-Client role (``client_config``): ``determine_remote`` for ``coaps://host:port`` runs the
+``determine_remote`` for ``coaps://host:port`` runs the
 handshake if there is no session yet and returns once it is established (the request waits),
 resuming the previous session (abbreviated handshake) when the server still knows it. A server
 that restarted or evicted us drops our records silently; so when a CON goes out for the
@@ -39,7 +39,7 @@ from typing import Any
 from aiocoap import COAPS_PORT, CON, Message, error, interfaces
 from aiocoap.util import hostportjoin, hostportsplit
 
-from ..dtls.config import ClientConfig, ServerConfig
+from ..dtls.config import ClientConfig
 from ..dtls.errors import ConnectionStateError
 from ..dtls.session import Session as ResumableSession
 from .endpoint import DtlsEndpoint, EndpointSettings, HandshakeFailed
@@ -105,7 +105,7 @@ class CoapsRemote(interfaces.EndpointAddress):  # type: ignore[misc]
 class CoapsMessageInterface(interfaces.MessageInterface):  # type: ignore[misc]
     """Moves CoAP messages through DTLS sessions; also the endpoint's ``SessionListener``."""
 
-    def __init__(self, mman: Any, client_config: ClientConfig | None = None) -> None:
+    def __init__(self, mman: Any, client_config: ClientConfig) -> None:
         self._mman: Any = mman
         self._client_config = client_config
         self._resume: dict[Key, ResumableSession] = {}
@@ -119,14 +119,11 @@ class CoapsMessageInterface(interfaces.MessageInterface):  # type: ignore[misc]
         mman: Any,
         *,
         bind: tuple[str, int],
-        server_config: ServerConfig | None = None,
-        client_config: ClientConfig | None = None,
+        client_config: ClientConfig,
         settings: EndpointSettings | None = None,
     ) -> CoapsMessageInterface:
         self = cls(mman, client_config)
-        self.endpoint = await DtlsEndpoint.open(
-            self, bind, server_config=server_config, settings=settings
-        )
+        self.endpoint = await DtlsEndpoint.open(self, bind, settings=settings)
         return self
 
     # -- what the lwm2m code reads ---------------------------------------------------------------
@@ -198,11 +195,6 @@ class CoapsMessageInterface(interfaces.MessageInterface):  # type: ignore[misc]
         session = self.endpoint.sessions.find(address_key((host, port)))
         if session is not None and session.established and session.remote is not None:
             return session.remote
-        if self._client_config is None:
-            raise error.NetworkError(
-                f"no DTLS session with {hostportjoin(host, port)}: a CoAPs server only reaches "
-                "devices over the session they opened"
-            )
         return await self._connect(host, port, session)
 
     async def recognize_remote(self, remote: Any) -> bool:
@@ -217,7 +209,7 @@ class CoapsMessageInterface(interfaces.MessageInterface):  # type: ignore[misc]
     # -- client role -----------------------------------------------------------------------------
     async def _connect(self, host: str, port: int, session: Session | None) -> CoapsRemote:
         endpoint, config = self.endpoint, self._client_config
-        assert endpoint is not None and config is not None
+        assert endpoint is not None
         if session is None or session.closed or session.handshake is None:
             sockaddr = await endpoint.resolve(host, port)
             key = address_key(sockaddr)
@@ -279,36 +271,12 @@ def _append(context: Any) -> Callable[..., Any]:
     return append  # type: ignore[no-any-return]
 
 
-async def add_coaps_transport(
-    context: Any,
-    *,
-    bind: tuple[str, int],
-    server_config: ServerConfig | None = None,
-    client_config: ClientConfig | None = None,
-    settings: EndpointSettings | None = None,
-) -> CoapsMessageInterface:
-    """Append a CoAPs message interface (its own token and message managers) to an aiocoap
-    ``Context`` and return it. Install token/notification hooks *after* this, so that they
-    wrap this interface's managers too."""
-    created: list[CoapsMessageInterface] = []
-
-    async def construct(mman: Any) -> CoapsMessageInterface:
-        interface = await CoapsMessageInterface.create(
-            mman,
-            bind=bind,
-            server_config=server_config,
-            client_config=client_config,
-            settings=settings,
-        )
-        created.append(interface)
-        return interface
-
-    await _append(context)(construct)
-    return created[0]
-
-
 async def create_client_context(
-    site: Any, *, client_config: ClientConfig, bind: tuple[str, int] = ("0.0.0.0", 0)
+    site: Any,
+    *,
+    client_config: ClientConfig,
+    bind: tuple[str, int] = ("0.0.0.0", 0),
+    settings: EndpointSettings | None = None,
 ) -> Any:
     """An aiocoap context with only a CoAPs client transport: it dials the server, and serves
     ``site`` to the server's requests over the same session (LwM2M device side)."""
@@ -317,5 +285,11 @@ async def create_client_context(
     context = aiocoap.Context(
         loop=asyncio.get_running_loop(), serversite=site, loggername="coaps-client"
     )
-    await add_coaps_transport(context, bind=bind, client_config=client_config)
+
+    async def construct(mman: Any) -> CoapsMessageInterface:
+        return await CoapsMessageInterface.create(
+            mman, bind=bind, client_config=client_config, settings=settings
+        )
+
+    await _append(context)(construct)
     return context

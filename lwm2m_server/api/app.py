@@ -2,7 +2,7 @@
 ``create_server_app``: the same, built the way ``lwm2m-server`` builds it over the running server.
 
 The application only needs a ``ServerOperations`` (the running server, or any test double),
-which keeps the API free of aiocoap and sockets and lets ``lwm2m_server.cli`` mount it next to
+which keeps the API free of CoAP and sockets and lets ``lwm2m_server.cli`` mount it next to
 the CoAP listeners. Routes (see ``docs/http-api.md`` and ``GET /api/openapi.json``):
 
     GET    /api/health                               liveness and the number of clients

@@ -1,6 +1,6 @@
-"""The CoAP adapter of the LwM2M server: the only package that imports aiocoap.
+"""The CoAP adapter of the LwM2M server, on the runtime's own CoAP layer (``lwm2m_runtime``).
 
-``transport`` builds the context (and holds the aiocoap workarounds), ``site`` serves ``/rd``
-and ``/dp``, ``uplink`` runs the flows for what devices send, ``requests``/``downlink``/
+``site`` serves ``/rd`` and ``/dp`` (the ``CoapServer`` request handler), ``uplink`` runs the
+flows for what devices send (and decides on notifications), ``requests``/``downlink``/
 ``formats`` build, send and decode what the server asks of them.
 """

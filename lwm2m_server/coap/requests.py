@@ -19,7 +19,7 @@ as ``lwm2m_client.management``):
 | Observe-Composite   | FETCH  | /      | Observe 0, Content-Format + Accept, paths       |
 | Cancel (active)     | GET/FETCH | same | Observe 1, the observation's token             |
 
-No aiocoap here: ``coap.downlink`` turns a ``DownlinkRequest`` into a message. Building is where
+No CoAP messages here: ``coap.downlink`` turns a ``DownlinkRequest`` into one. Building is where
 the content format is chosen (``formats``) and the payload encoded with the client's models, so
 a request that cannot be encoded fails (4.00/4.06) before anything is queued or sent.
 """
@@ -250,23 +250,8 @@ def cancel(original: DownlinkRequest, token: bytes) -> DownlinkRequest:
 
 
 @attrs.frozen
-class Block:
-    """A Block2 option (RFC 7959 §2.2): block ``num`` of size ``2 ** (szx + 4)``, ``more``
-    blocks follow."""
-
-    num: int
-    more: bool
-    szx: int
-
-    @property
-    def size(self) -> int:
-        return 1 << (self.szx + 4)
-
-
-@attrs.frozen
 class RawResponse:
-    """What came back, without aiocoap types. ``block2`` is set on the first block of a
-    block-wise answer that ``coap.downlink`` has not completed yet."""
+    """What came back (whole: the CoAP layer assembles block-wise answers), as plain values."""
 
     code: int
     payload: bytes = b""
@@ -274,17 +259,11 @@ class RawResponse:
     location_path: tuple[str, ...] = ()
     observe: int | None = None
     token: bytes = b""
-    block2: Block | None = None
     etag: bytes | None = None
 
     @property
     def success(self) -> bool:
         return (self.code >> 5) == 2
-
-    @property
-    def partial(self) -> bool:
-        """The first block of a block-wise answer: more blocks are to be fetched."""
-        return self.block2 is not None and self.block2.more
 
 
 def decode_response(

@@ -5,7 +5,7 @@
 * a registration ends (Deregister, expiry, or a new Register of the same endpoint, which per
   Core §6.4 cancels every observation of the old one): which to drop? (``remove_registration``)
 
-Tokens are chosen by the CoAP layer (aiocoap) and are unique per peer; the index keeps one
+Tokens are chosen by the CoAP layer (8 random bytes) and are unique per peer; the index keeps one
 observation per token and one per (endpoint, target) so that observing a path again replaces the
 old observation instead of stacking a second stream of notifications.
 """

@@ -58,7 +58,7 @@ BINDINGS_1_0 = frozenset({"U", "UQ", "S", "SQ", "US", "UQS"})
 BINDING_LETTERS_1_1 = frozenset("UMHTSN")
 
 QueryInput = Sequence[str] | Mapping[str, str | None]
-"""Either aiocoap's ``opt.uri_query`` (``("ep=foo", "Q")``) or an already split mapping."""
+"""Either a request's Uri-Query options (``("ep=foo", "Q")``) or an already split mapping."""
 
 
 def _str_map(value: Mapping[str, str]) -> dict[str, str]:
