@@ -186,3 +186,23 @@ async def test_exhausted_retransmissions_fail_only_their_own_request(
     assert response.dotted_code == "2.05"
     (mid,) = device.dropped
     assert len([m for m in _requests(peer, raw.GET) if m.mid == mid]) == 5  # 1 + MAX_RETRANSMIT
+
+
+async def test_a_reset_after_a_timed_out_request_does_not_break_later_requests(
+    server: Lwm2mServer, open_peer: PeerFactory
+) -> None:
+    """Issue 10: on aiocoap, a device that answered RST to a request the server had already
+    given up on left the server's per-peer state broken, and every later request to that device
+    failed (HTTP 500) until restart. Now the late RST is just unmatched, and the next requests
+    are sent and answered."""
+    device = DroppingDevice(drop=1)
+    peer = await open_peer(device)
+    await raw.register(peer, "resetter", links="</3/0>", version="1.0")
+    with pytest.raises(DeviceTimeoutError):
+        await server.read("resetter", P("/3/0/0"), timeout=0.3)
+    (mid,) = device.dropped
+    peer.send(raw.Msg(raw.RST, raw.EMPTY, mid))  # the device rejects the abandoned request
+    for path in ("/3/0/1", "/3/0/2"):
+        response = await server.read("resetter", P(path), timeout=5)
+        assert response.dotted_code == "2.05"
+        assert isinstance(response.node, LwM2mSingleResource) and response.node.value == "dev"

@@ -112,6 +112,31 @@ def test_block2_follow_up_error_fails_the_request() -> None:
     (event,) = events(net.server)
     assert isinstance(event, RequestFailed) and event.reason is FailureReason.BLOCK_TRANSFER
     assert handle.state is HandleState.DONE
+    # the device's error answer travels with the failure (the application reports it)
+    assert event.response is not None and event.response.code == Code.NOT_FOUND
+
+
+def test_block2_follow_ups_stop_at_the_body_cap() -> None:
+    """A peer announcing more=1 forever does not make us assemble without bound."""
+    net = Net(server_params=Parameters(max_block2_body=2048))
+    handle = net.server.send_request(DEVICE, Message.request(Code.GET, "/3/0"))
+    (request,) = net.sent(net.server)
+    token = request.token
+    for num in range(3):
+        answer = Message(
+            Type.ACK, Code.CONTENT, request.mid, token, options(block2=Block(num, True, 6)),
+            BODY[num * 1024 : (num + 1) * 1024],
+        )  # fmt: skip
+        sent = net.inject(net.server, answer)
+        if num < 2:
+            (request,) = sent
+            assert request.block2 == Block(num + 1, False, 6)
+            token = request.token
+    assert net.sent(net.server) == []  # block 3 is never asked
+    (event,) = events(net.server)
+    assert isinstance(event, RequestFailed) and event.reason is FailureReason.BLOCK_TRANSFER
+    assert event.response is None and "larger than 2048" in event.detail
+    assert handle.state is HandleState.DONE
 
 
 def test_block2_notification_is_fetched_with_get_without_observe_and_delivered_once() -> None:
