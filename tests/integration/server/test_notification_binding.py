@@ -10,9 +10,11 @@ DTLS ones (another device's session, plain CoAP for a DTLS device) are in
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -98,7 +100,7 @@ class RawDevice:
         self.peer: raw.RawPeer
 
     @classmethod
-    async def open(cls, server: Lwm2mServer) -> RawDevice:
+    async def open(cls, server: Lwm2mServer) -> Self:
         device = cls()
         device.peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port), device.handle)
         return device
@@ -152,6 +154,45 @@ async def test_restored_observation_is_bound_to_the_registration(tmp_path: Path)
         for peer in (device.peer, forger, moved.peer if moved else None):
             if peer is not None:
                 peer.close()
+
+
+class SilentDevice(RawDevice):
+    """Registers, then keeps the server's next request unanswered (the test answers it later,
+    as a separate response, RFC 7252 §5.2.2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: raw.Msg | None = None
+
+    def handle(self, msg: raw.Msg) -> raw.Msg | None:  # type: ignore[override]
+        self.pending = msg
+        return None
+
+
+async def test_response_from_another_port_is_refused(server: Lwm2mServer) -> None:
+    """A response counts only from the peer the request went to (RFC 7252 §5.3.2): a forger
+    who learnt the token of a pending Read gets RST and the Read gets the device's answer."""
+    device = await SilentDevice.open(server)
+    forger = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port))
+    try:
+        await raw.register(device.peer, "slow")
+        read = asyncio.create_task(server.read("slow", TEMP, timeout=20))
+        request = await eventually(lambda: device.pending)
+        options = [(raw.CONTENT_FORMAT, b"")]
+        forged = raw.Msg(raw.CON, raw.CONTENT, 0, request.token, options, b"99.5")
+        answer = await forger.exchange(forged)
+        assert answer.mtype == raw.RST
+        assert not read.done()
+
+        device.peer.send(raw.Msg(raw.ACK, raw.EMPTY, request.mid))  # separate response
+        real = raw.Msg(raw.CON, raw.CONTENT, 0, request.token, options, b"21.0")
+        assert (await device.peer.exchange(real)).mtype == raw.ACK
+        response = await read
+        assert response.dotted_code == "2.05" and response.node is not None
+        assert response.node.value == 21.0  # type: ignore[union-attr]
+    finally:
+        device.peer.close()
+        forger.close()
 
 
 # -- DTLS devices (the keystore records and PKI of tests/integration/dtls) ------------------------
