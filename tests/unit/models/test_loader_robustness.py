@@ -11,6 +11,7 @@ to raising nothing but ``ModelError``.
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from object_models import json_models
+from object_models import cli, json_models
 from object_models.ddf import parse_ddf_located
 from object_models.errors import ModelError
 from object_models.registry import ModelRegistry, load_file, read_builtin
@@ -209,3 +210,29 @@ def test_mutated_ddf_raises_only_model_error(mutations: list[tuple[str, int, obj
         parse_ddf_located(data, "mutated.xml")
     except ModelError as exc:
         assert exc.file == "mutated.xml" and exc.reason
+
+
+def test_lwm2m_models_reports_bad_vectors_and_lists_the_rest(tmp_path: Path) -> None:
+    """``lwm2m-models list`` / ``convert``: exit 1, one ``file:line: field: reason`` line per
+    bad file on stderr, everything else still listed."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("ddf-utf32-declared.xml", "json-resource-id-5000-digits.json"):
+        shutil.copy(VECTORS / name, folder / name)
+    out, err = io.StringIO(), io.StringIO()
+    assert cli.run(["list", "--models-dir", str(folder)], out, err) == cli.EXIT_BROKEN_FILE
+    assert err.getvalue().splitlines() == sorted(
+        [
+            f"{folder / 'ddf-utf32-declared.xml'}:1: xml@encoding: the XML declaration names "
+            "encoding 'UTF-32', which cannot be read (multi-byte encodings are not supported); "
+            "DDF files are UTF-8",
+            f"{folder / 'json-resource-id-5000-digits.json'}:76: objects[0].resources[5].id: "
+            "an integer of 5000 digits (at most 4300)",
+        ]
+    )
+    assert "3303" in out.getvalue()
+    err = io.StringIO()
+    converted = tmp_path / "out"
+    args = ["convert", str(VECTORS / "ddf-base64-declared.xml"), "-o", str(converted)]
+    assert cli.run(args, io.StringIO(), err) == cli.EXIT_BROKEN_FILE
+    assert "encoding 'base64'" in err.getvalue() and not converted.exists()
