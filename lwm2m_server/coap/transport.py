@@ -23,7 +23,9 @@ clear message if a future aiocoap moves them, rather than silently misbehaving):
   answers a CON with RST, which ends the observation on the device. ``install_notification_hook``
   wraps ``MessageManager.dispatch_message``: a CON/NON response that no outgoing request waits
   for is first offered to our hook, which looks the token up in the persisted observations and
-  decides: ACK (stored), RST (cancelled), or nothing (store failed: the device retransmits).
+  decides: ACK (stored), RST (cancelled), RST and nothing else (not from the observation's
+  peer: a token proves nothing about who sends it), or nothing (store failed: the device
+  retransmits).
 * **Exchanges nobody waits for.** aiocoap sends at most one CON at a time per peer (NSTART=1,
   RFC 7252 §4.7) and backlogs the rest, but a request whose caller gave up keeps its CON
   exchange: it is retransmitted until MAX_TRANSMIT_WAIT (up to 93 s), every later request to
@@ -344,6 +346,11 @@ class Verdict(enum.Enum):
     ACCEPT = "accept"  # ACK a CON
     REJECT = "reject"  # RST (CON or NON): the observation is cancelled or unknown
     IGNORE = "ignore"  # no answer: the device retransmits (we could not store it)
+    REFUSE = "refuse"  # not from the observation's peer: RST a CON, drop a NON, keep no state
+
+
+NotificationKey = tuple[str, Address, int]
+"""(scheme, source address, message id): what a retransmitted notification repeats."""
 
 
 NotificationHook = Callable[[Any, Address], Verdict]
@@ -356,9 +363,9 @@ class _Duplicates:
     def __init__(self, lifetime: float = 247.0, limit: int = 100_000) -> None:
         self.lifetime = lifetime
         self.limit = limit
-        self._seen: OrderedDict[tuple[Address, int], float] = OrderedDict()
+        self._seen: OrderedDict[NotificationKey, float] = OrderedDict()
 
-    def seen(self, key: tuple[Address, int], now: float) -> bool:
+    def seen(self, key: NotificationKey, now: float) -> bool:
         while self._seen:
             oldest_key, expires = next(iter(self._seen.items()))
             if expires > now and len(self._seen) <= self.limit:
@@ -366,7 +373,7 @@ class _Duplicates:
             del self._seen[oldest_key]
         return key in self._seen
 
-    def add(self, key: tuple[Address, int], now: float) -> None:
+    def add(self, key: NotificationKey, now: float) -> None:
         self._seen[key] = now + self.lifetime
 
 
@@ -395,7 +402,9 @@ def _wrap_dispatch(manager: Any, mm: Any, hook: NotificationHook, duplicates: _D
             and (message.token, message.remote) not in manager.outgoing_requests
         ):
             address = peer_address(message.remote)
-            key = (address, message.mid)
+            # the scheme too: a plain datagram from a DTLS device's host:port is not a
+            # retransmission of what its session sent
+            key = (str(getattr(message.remote, "scheme", "coap")), address, message.mid)
             now = time.monotonic()
             if duplicates.seen(key, now):
                 if message.mtype == Type.CON:
@@ -413,6 +422,13 @@ def _wrap_dispatch(manager: Any, mm: Any, hook: NotificationHook, duplicates: _D
                 duplicates.add(key, now)
                 if message.mtype == Type.CON:
                     mm._send_empty_ack(message.remote, message.mid, "notification stored")
+            elif verdict is Verdict.REFUSE:
+                # RFC 7252 §4.2: a CON that cannot be processed is rejected with RST; a NON
+                # is just dropped (an RST would only help a forger probe tokens)
+                if message.mtype == Type.CON:
+                    rst = aiocoap.Message(_mtype=Type.RST, _mid=message.mid, code=Code.EMPTY)
+                    rst.remote = message.remote.as_response_address()
+                    mm._send_initially(rst)
             elif verdict is Verdict.REJECT:
                 rst = aiocoap.Message(_mtype=Type.RST, _mid=message.mid, code=Code.EMPTY)
                 rst.remote = message.remote.as_response_address()

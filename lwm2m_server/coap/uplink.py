@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from keystore.coaps.identity import peer_of
+from keystore.log_limit import PerPeerLimit
 from keystore.modes import SecurityMode
 from keystore.resolver import PeerIdentity as Peer
 from keystore.resolver import Resolver
@@ -126,6 +128,7 @@ class Uplink:
         self.effects = effects
         self.clock = clock
         self.blocks: BlockFetcher | None = None
+        self._foreign_log = PerPeerLimit(60.0)  # forged notifications: one WARNING/host/minute
 
     # -- registration interface ----------------------------------------------------------
     def handle_register(
@@ -272,11 +275,22 @@ class Uplink:
         self.effects.apply(_without(result, SendReceived))
 
     def handle_notification(self, message: Any, address: Address) -> Verdict:
-        """The notification hook (``transport.install_notification_hook``)."""
+        """The notification hook (``transport.install_notification_hook``).
+
+        A token is not a credential: it travels in clear over NoSec and any peer can send any
+        token. So a notification counts only when it comes from the peer the observation is
+        with (RFC 7252 §5.3.2, §9.1.2); anything else is refused before it touches the
+        observation, the registration or the telemetry (``_foreign``)."""
         token = bytes(message.token or b"")
         observation = self.core.observations.by_token(token)
         if observation is None:
             return Verdict.NOT_MINE
+        registration_now = self.core.registrations.get(observation.registration_id)
+        if registration_now is not None:
+            reason = self._foreign(message.remote, address, registration_now)
+            if reason is not None:
+                self._log_foreign(observation, address, reason)
+                return Verdict.REFUSE
         if not observation.active:
             # passive cancel: the RST tells the device to stop (RFC 7641 §3.6)
             self.core.observations.cancel(token)
@@ -326,6 +340,50 @@ class Uplink:
         self.effects.apply(_without(result, NotificationReceived))
         return Verdict.ACCEPT
 
+    def _foreign(self, remote: Any, address: Address, registration: Registration) -> str | None:
+        """Why a notification from ``remote`` is not from ``registration``'s peer, or None.
+
+        The registration (its current address, transport and identity, restored from the
+        store after a restart and moved by an Update) is the reference, so observations follow
+        their device and survive a restart. A NoSec device is known only by its address:port.
+        A DTLS device is known by the identity its session authenticated, wherever that session
+        sends from: the session is the endpoint (RFC 7252 §9.1.2) and a Connection ID moves it
+        to a new address without a new handshake (RFC 9146), as ``ServerCore.sender`` does for
+        Send. Another device's session, or plain CoAP for a DTLS device, is refused."""
+        scheme = "coaps" if getattr(remote, "scheme", "coap") == "coaps" else "coap"
+        if scheme != registration.transport:
+            return f"over {scheme}, but {registration.endpoint} registered over " + (
+                registration.transport
+            )
+        if scheme == "coap":
+            if address != registration.address:
+                return f"{registration.endpoint} is registered from {registration.address}"
+            return None
+        try:
+            identity = self._session_identity(peer_of(remote, (address.host, address.port)))
+        except Lwm2mError as exc:
+            return f"the DTLS identity is refused ({exc.message})"
+        if identity != registration.identity:
+            return f"another DTLS identity than {registration.endpoint}'s"
+        return None
+
+    def _log_foreign(self, observation: Observation, address: Address, reason: str) -> None:
+        """WARNING once a minute per source host (a flood of forged notifications must not
+        flood the log), DEBUG otherwise. Never the token: it is what a forger needs."""
+        level = (
+            logging.WARNING
+            if self._foreign_log.allow(address.host, time.monotonic())
+            else (logging.DEBUG)
+        )
+        log.log(
+            level,
+            "notification for %s of %s from %s refused: %s",
+            " ".join(map(str, observation.paths)),
+            observation.endpoint,
+            address,
+            reason,
+        )
+
     def _store_notification(
         self,
         registration: Registration,
@@ -340,7 +398,6 @@ class Uplink:
         failed (nothing published: the device is not ACKed and retransmits)."""
         data: dict[str, object] = {
             "registrationId": registration.registration_id,
-            "token": observation.token.hex(),
             "paths": [str(p) for p in observation.paths],
             "contentFormat": ct,
         }
