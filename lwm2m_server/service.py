@@ -410,9 +410,16 @@ class Lwm2mServer:
         checked against the models); returns the problems found, if any (the previous models
         and profiles then stay in use)."""
         errors = await asyncio.to_thread(self.registry.reload)
-        for error in errors:
+        for error in errors:  # one line per bad file: file[:line]: field: reason
             log.error("model reload: %s", error)
-        if not errors:
+        if errors:
+            log.error(
+                "object models not reloaded (%d problem%s above): the previous models stay "
+                "in use until the next reload finds none (docs/object-models.md)",
+                len(errors),
+                "" if len(errors) == 1 else "s",
+            )
+        else:
             log.info(
                 "object models reloaded from %s",
                 ", ".join(map(str, self.registry.models_dirs)) or "built-ins",

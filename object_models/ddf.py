@@ -207,11 +207,18 @@ class _Reader:
 def _parse_id(text: str) -> int:
     value = text.strip()
     if not value.isdigit() or not value.isascii():
-        raise ValueError(f"expected an id 0..65535, got {text!r}")
+        raise ValueError(f"expected an id 0..65535, got {_clip(text)!r}")
+    if len(value.lstrip("0")) > 5:  # before int(): Python refuses over 4300 digits
+        raise ValueError(f"id {_clip(value)} is outside 0..65535")
     number = int(value)
     if number > 65535:
         raise ValueError(f"id {number} is outside 0..65535")
     return number
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    """A value quoted in an error, cut short: an error line must stay one readable line."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def _parse_version(text: str) -> str:
@@ -246,7 +253,12 @@ def parse_ddf_located(
 ) -> list[tuple[ObjectModel, int | None]]:
     """Like ``parse_ddf``, with the line each ``<Object>`` starts on."""
     if isinstance(data, str):
-        data = data.encode("utf-8")
+        text = data
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: no XML parser can read it
+            at = text.count("\n", 0, exc.start) + 1
+            raise ModelError(file, "", f"not encodable as UTF-8: {exc.reason}", line=at) from None
         # the XML declaration may name another encoding; the bytes are UTF-8 now
         data = re.sub(rb"^(\s*<\?xml[^>]*?)\sencoding=['\"][^'\"]*['\"]", rb"\1", data)
     if len(data) > MAX_DDF_SIZE:
@@ -265,10 +277,46 @@ def parse_ddf_located(
     except ET.ParseError as exc:
         position = getattr(exc, "position", None)
         line = position[0] if position else None
-        raise ModelError(file, "", f"malformed XML: {exc}", line=line) from None
+        raise _not_utf8(data, file) or ModelError(
+            file, "", f"malformed XML: {exc}", line=line
+        ) from None
+    except (LookupError, ValueError) as exc:
+        # the XML declaration names an encoding Python does not know (LookupError), that is
+        # not a text encoding ("base64": LookupError) or that expat cannot decode through
+        # Python (multi-byte ones such as UTF-32 or Shift-JIS: ValueError; "idna",
+        # "undefined": UnicodeError, a ValueError)
+        raise ModelError(file, "xml@encoding", _encoding_refusal(data, exc), line=1) from None
     if not isinstance(root, ET.Element):  # pragma: no cover - TreeBuilder always returns one
         raise ModelError(file, "", "empty XML document")
     return _Reader(file, builder.lines).objects(root)
+
+
+_DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?\sencoding\s*=\s*['"]([^'"]*)['"]""")
+
+
+def _not_utf8(data: bytes, file: str) -> ModelError | None:
+    """Say "not UTF-8" rather than expat's "invalid token" when that is the cause: a file saved
+    in Latin-1 or UTF-16 without a declaration saying so (expat then reads UTF-8)."""
+    match = _DECLARED_ENCODING.match(data[:1024])
+    if match and match.group(1).lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
+        return None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return ModelError(file, "", f"not UTF-8 text: {exc.reason} at byte {exc.start}", line=line)
+    return None
+
+
+def _encoding_refusal(data: bytes, exc: Exception) -> str:
+    match = _DECLARED_ENCODING.match(data[:1024])
+    declared = match.group(1).decode("ascii", "replace") if match else None
+    if declared is None:  # pragma: no cover - expat only consults codecs for a declaration
+        return f"cannot decode the XML: {exc}"
+    return (
+        f"the XML declaration names encoding {declared!r}, which cannot be read ({exc}); "
+        "DDF files are UTF-8"
+    )
 
 
 def _refusal(exc: DefusedXmlException) -> str:

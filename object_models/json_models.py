@@ -34,6 +34,7 @@ from .model import ObjectModel, Operations, ResourceModel
 from .types import ResourceType
 
 __all__ = [
+    "MAX_INT_DIGITS",
     "MAX_JSON_SIZE",
     "LoadedObject",
     "dump",
@@ -47,6 +48,9 @@ __all__ = [
 
 MAX_JSON_SIZE = 16 * 1024 * 1024
 """Larger files are refused before parsing."""
+
+MAX_INT_DIGITS = 4300
+"""Longer integer literals are refused with their field (Python's own conversion limit)."""
 
 SCHEMA_RESOURCE = "schema/object-model.schema.json"
 
@@ -350,16 +354,41 @@ def loads(
     """
     if len(data) > MAX_JSON_SIZE:
         raise ModelError(file, "", f"file is larger than {MAX_JSON_SIZE} bytes")
-    text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            at = data.count(b"\n", 0, exc.start) + 1
+            reason = f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+            raise ModelError(file, "", reason, line=at) from None
+    else:
+        text = data
+    too_long: list[int] = []
+
+    def parse_int(digits: str) -> object:
+        # Python refuses to convert more than 4300 digits (ValueError, CVE-2020-10735); no
+        # field of the format needs more than 5, so a marker stands in and is reported below
+        # with its field and line
+        if len(digits) > MAX_INT_DIGITS:
+            too_long.append(len(digits))
+            return _TooLong(len(digits))
+        return int(digits)
+
     try:
-        doc = json.loads(text, object_pairs_hook=_reject_duplicate_keys if validate else None)
+        doc = json.loads(
+            text,
+            object_pairs_hook=_reject_duplicate_keys if validate else None,
+            parse_int=parse_int,
+        )
     except json.JSONDecodeError as exc:
         raise ModelError(file, "", f"invalid JSON: {exc.msg}", line=exc.lineno) from None
     except _DuplicateKey as exc:
-        raise ModelError(file, "", f"duplicate key {exc.key!r} in a JSON object") from None
+        raise ModelError(file, "", f"duplicate key {_clip(exc.key)!r} in a JSON object") from None
     except RecursionError:
         raise ModelError(file, "", "JSON nested too deeply") from None
     try:
+        if too_long:
+            raise _too_long_error(doc)
         if validate:
             problem = _schema_error(doc)
             if problem is not None:
@@ -389,10 +418,36 @@ def load(path: str | Path, *, validate: bool = True) -> list[LoadedObject]:
             data = handle.read(MAX_JSON_SIZE + 1)
     except OSError as exc:
         raise ModelError(file, "", f"cannot read file: {exc.strerror or exc}") from None
-    try:
-        return loads(data, file, validate=validate)
-    except UnicodeDecodeError as exc:
-        raise ModelError(file, "", f"not UTF-8 text: {exc.reason}") from None
+    return loads(data, file, validate=validate)
+
+
+class _TooLong:
+    """Stands for an integer literal too long to convert (see ``loads``)."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+def _too_long_error(doc: object) -> _FieldError:
+    """The first (in document order) integer literal that was too long, with its path."""
+    stack: list[tuple[FieldPath, object]] = [((), doc)]
+    while stack:  # iterative: the document may be nested ~1000 deep
+        path, value = stack.pop()
+        if isinstance(value, _TooLong):
+            reason = f"an integer of {value.digits} digits (at most {MAX_INT_DIGITS})"
+            return _FieldError(path, reason)
+        if isinstance(value, dict):
+            stack.extend(((*path, k), v) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend(((*path, i), v) for i, v in reversed(list(enumerate(value))))
+    return _FieldError((), "an integer too long to read")  # pragma: no cover - always found
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    """A value quoted in an error, cut short: an error line must stay one readable line."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 # -- model -> JSON --------------------------------------------------------------------------------

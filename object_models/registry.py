@@ -23,11 +23,13 @@ It does blocking file I/O: from asyncio, call it with ``await asyncio.to_thread(
 from __future__ import annotations
 
 import functools
+import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from importlib import resources as importlib_resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
@@ -37,6 +39,8 @@ from .errors import ModelError
 from .model import ModelProvider, ObjectModel
 
 __all__ = ["BUILTIN", "ClientModels", "ModelEntry", "ModelRegistry", "version_key"]
+
+log = logging.getLogger(__name__)
 
 BUILTIN = "builtin"
 """The ``origin`` of a shipped model."""
@@ -101,10 +105,26 @@ class _State:
 
 # -- loading --------------------------------------------------------------------------------------
 @functools.cache
+def _builtin() -> tuple[tuple[ModelEntry, ...], tuple[ModelError, ...]]:
+    """The shipped models and the problems met reading them (read once per process)."""
+    return read_builtin(importlib_resources.files("object_models").joinpath("builtin"))
+
+
 def builtin_entries() -> tuple[ModelEntry, ...]:
-    """Every shipped model (read once per process)."""
-    folder = importlib_resources.files("object_models").joinpath("builtin")
+    """Every shipped model that loads."""
+    return _builtin()[0]
+
+
+def builtin_errors() -> tuple[ModelError, ...]:
+    """Shipped files that could not be loaded (a damaged installation): reported in every
+    registry's ``errors``, never raised, so the server still starts with the others."""
+    return _builtin()[1]
+
+
+def read_builtin(folder: Traversable) -> tuple[tuple[ModelEntry, ...], tuple[ModelError, ...]]:
+    """The models of a built-in folder (``*.json``, trusted: no schema pass), and its errors."""
     entries: list[ModelEntry] = []
+    errors: list[ModelError] = []
     seen: dict[tuple[int, VersionKey], str] = {}
     names = sorted(
         (item for item in folder.iterdir() if item.name.endswith(".json")),
@@ -112,28 +132,66 @@ def builtin_entries() -> tuple[ModelEntry, ...]:
     )
     for item in names:
         file = f"{BUILTIN}/{item.name}"
-        for loaded in json_models.loads(item.read_bytes(), file, validate=False):
+        try:
+            loaded_objects = _guarded(file, functools.partial(_read_builtin_file, item, file))
+        except ModelError as exc:
+            errors.append(exc)
+            continue
+        for loaded in loaded_objects:
             entry = ModelEntry(loaded.model, BUILTIN, loaded.source, loaded.field, loaded.line)
             if entry.key in seen:
-                raise ModelError(
-                    file, loaded.field, f"defined twice in the built-ins (also {seen[entry.key]})"
+                errors.append(
+                    ModelError(
+                        file,
+                        loaded.field,
+                        f"defined twice in the built-ins (also {seen[entry.key]}); "
+                        "keeping that one",
+                        line=loaded.line,
+                    )
                 )
+                continue
             seen[entry.key] = file
             entries.append(entry)
-    return tuple(entries)
+    return tuple(entries), tuple(errors)
+
+
+def _read_builtin_file(item: Traversable, file: str) -> list[json_models.LoadedObject]:
+    return json_models.loads(item.read_bytes(), file, validate=False)
+
+
+_T = TypeVar("_T")
+
+
+def _guarded(file: str, load: Callable[[], _T]) -> _T:
+    """Run a loader; anything but ``ModelError`` becomes one naming ``file``.
+
+    The loaders refuse every bad input they know of with a precise ``ModelError`` (and a fuzz
+    test holds them to it); this is the last line that keeps an input nobody thought of from
+    stopping the server or a SIGHUP reload: the file is then refused like any other bad file,
+    with the exception's type and text, and the traceback goes to the DEBUG log."""
+    try:
+        return load()
+    except ModelError:
+        raise
+    except OSError as exc:
+        raise ModelError(file, "", f"cannot read file: {exc.strerror or exc}") from None
+    except Exception as exc:  # see the docstring
+        log.debug("unexpected error loading %s", file, exc_info=True)
+        raise ModelError(file, "", f"cannot load: {type(exc).__name__}: {exc}") from None
 
 
 def load_file(path: Path) -> list[ModelEntry]:
-    """The models of one user file (``.json`` or ``.xml``); raises ``ModelError``."""
+    """The models of one user file (``.json`` or ``.xml``); raises ``ModelError`` only."""
     file = str(path)
     if path.suffix.lower() == ".xml":
+        located = _guarded(file, lambda: load_ddf_located(path))
         return [
             ModelEntry(model, file, {}, f"Object[{index}]", line)
-            for index, (model, line) in enumerate(load_ddf_located(path))
+            for index, (model, line) in enumerate(located)
         ]
     return [
         ModelEntry(loaded.model, file, loaded.source, loaded.field, loaded.line)
-        for loaded in json_models.load(path)
+        for loaded in _guarded(file, lambda: json_models.load(path))
     ]
 
 
@@ -200,11 +258,13 @@ class ModelRegistry:
     # -- loading ----------------------------------------------------------------------------------
     def _read(self) -> _State:
         base = builtin_entries() if self._include_builtin else ()
+        base_errors = builtin_errors() if self._include_builtin else ()
         user, errors = _load_user(self._dirs)
-        return _State.build([*base, *user], errors)
+        return _State.build([*base, *user], [*base_errors, *errors])
 
     def reload(self, *, keep_on_error: bool = True) -> list[ModelError]:
-        """Re-read the user folders; returns the errors found (empty when all went well).
+        """Re-read the user folders; returns the errors found in them (empty when all went
+        well; damaged built-ins are not re-read and stay reported in ``errors`` only).
 
         With ``keep_on_error`` (the default) any error keeps the previous models untouched, so a
         half-written file never removes a model in use. ``keep_on_error=False`` applies the new
@@ -212,10 +272,13 @@ class ModelRegistry:
         """
         with self._lock:
             state = self._read()
-            if state.errors and keep_on_error:
-                return list(state.errors)
+            # the built-ins do not change while the process runs: their errors (a damaged
+            # installation, already reported at start) must not block every reload
+            fresh = [e for e in state.errors if e not in builtin_errors()]
+            if fresh and keep_on_error:
+                return fresh
             self._state = state
-            return list(state.errors)
+            return fresh
 
     @property
     def models_dirs(self) -> tuple[Path, ...]:

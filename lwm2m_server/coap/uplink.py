@@ -394,7 +394,6 @@ class Uplink:
         failed (nothing published: the device is not ACKed and retransmits)."""
         data: dict[str, object] = {
             "registrationId": registration.registration_id,
-            "token": observation.token.hex(),
             "paths": [str(p) for p in observation.paths],
             "contentFormat": ct,
         }
