@@ -714,6 +714,8 @@ class Lwm2mServer:
             return False
         if replaced is not None and replaced.token != observation.token:
             self.store.remove_observation(replaced.token)
+            if self._downlink is not None:  # its next notification gets RST
+                self._downlink.observations.forget(replaced.token)
         self.store.put_observation(observation)
         return True
 

@@ -137,6 +137,14 @@ class Observations:
                 del self._by_registration[live.registration_id]
         self._cancel(live.handle, reactive=reactive)
 
+    def leave(self, registration_id: str, remote: Remote) -> None:
+        """The registration moved to ``remote``: forget its handles on other peers in the layer
+        (no RST sent; the uplink refuses their notifications from now on)."""
+        for token in list(self._by_registration.get(registration_id, ())):
+            live = self._by_token[token]
+            if live.handle.peer != remote:
+                self.forget(token, reactive=False)
+
     def forget_registration(self, registration_id: str) -> None:
         """The registration ended: its observations end with it (RST to the next
         notification of each)."""
@@ -199,12 +207,14 @@ class Downlink:
 
     # -- where a device is ------------------------------------------------------------------
     def remember(self, registration: Registration, remote: Remote) -> None:
-        """The peer ``registration`` last spoke from (Register/Update): downlinks go there."""
-        self._remotes[registration.registration_id] = (
-            registration.address,
-            registration.transport,
-            remote,
-        )
+        """The peer ``registration`` last spoke from (Register/Update): downlinks go there, and
+        its live observations move with it (a notification from the old peer is a stranger's
+        now; the first one from the new peer is adopted there)."""
+        registration_id = registration.registration_id
+        known = self._remotes.get(registration_id)
+        if known is not None and known[2] != remote:
+            self.observations.leave(registration_id, remote)
+        self._remotes[registration_id] = (registration.address, registration.transport, remote)
 
     def forget(self, registration_id: str) -> None:
         self._remotes.pop(registration_id, None)

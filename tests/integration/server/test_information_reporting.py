@@ -186,6 +186,43 @@ async def test_unknown_token_gets_rst(server: Lwm2mServer, device: Device) -> No
     assert (await device.peer.exchange(msg)).mtype == raw.RST
 
 
+async def test_observing_again_ends_the_old_token(server: Lwm2mServer, device: Device) -> None:
+    """Observing the same target again replaces the observation: a notification on the old
+    token is refused with RST (the device drops that stream) and is not stored."""
+    old = device.token
+    await server.observe("rawdev", TEMP, fmt=CF.TEXT)
+    assert device.token != old and server.observations("rawdev") == [(TEMP,)]
+    stale = device.notification(b"31", mtype=raw.CON, seq=5)
+    stale.token = old
+    assert (await device.peer.exchange(stale)).mtype == raw.RST
+    assert 31.0 not in values(server)
+    current = await device.peer.exchange(device.notification(b"32", mtype=raw.CON, seq=6))
+    assert current.mtype == raw.ACK and values(server)[0] == 32.0
+
+
+async def test_a_live_observation_follows_an_update_from_a_new_port(
+    server: Lwm2mServer, device: Device
+) -> None:
+    """NAT rebinding while observed: after an Update from a new port the old port is a stranger
+    (RST, nothing stored) and the new one is the observation's peer (ACK, stored)."""
+    moved = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port))
+    try:
+        registration_id = server.client("rawdev").registration_id
+        assert (await moved.exchange(raw.request(raw.POST, ["rd", registration_id]))).code == (
+            raw.CHANGED
+        )
+        stale = await device.peer.exchange(device.notification(b"41", mtype=raw.CON, seq=7))
+        assert stale.mtype == raw.RST
+        notification = device.notification(b"42", mtype=raw.CON, seq=8)
+        notification.mid = moved.next_mid()
+        answer = await moved.exchange(notification)
+        assert answer.mtype == raw.ACK and answer.code == raw.EMPTY
+        assert values(server)[0] == 42.0 and 41.0 not in values(server)
+        assert server.observations("rawdev") == [(TEMP,)]
+    finally:
+        moved.close()
+
+
 async def test_passive_cancel_rsts_non_notifications(server: Lwm2mServer, device: Device) -> None:
     await server.cancel_observation("rawdev", TEMP, active=False)
     msg = device.notification(b"27", mtype=raw.NON, seq=2)
