@@ -373,8 +373,6 @@ class Lwm2mServer:
                     observations.adopt(event, observation.registration_id, request)
                     return
                 verdict = Verdict.REJECT
-            elif verdict is Verdict.ACCEPT:
-                verdict = Verdict.REJECT  # check_notification accepts nothing itself
         else:
             verdict = uplink.handle_notification(message, source)
         if verdict is Verdict.ACCEPT:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ from object_models.node import LwM2mSingleResource
 from object_models.path import LwM2mPath
 
 from . import rawcoap as raw
-from .conftest import eventually, next_event
+from .conftest import eventually, next_event, server_config
 
 ETAG, BLOCK2 = 4, 23
 SZX = 2  # 64-byte blocks
@@ -225,3 +226,44 @@ async def test_observe_composite_with_a_blockwise_answer(server: Lwm2mServer) ->
         assert [parse_block(m.uint(BLOCK2)) for m in rest] == [(1, False, SZX), (2, False, SZX)]
     finally:
         peer.close()
+
+
+async def test_blockwise_notification_of_a_restored_observation(tmp_path: Path) -> None:
+    """After a restart the server knows the observation only from its store; a notification
+    that is block 0 of several is ACKed, the rest fetched like any block-wise notification
+    (GET with Block2, no Observe, the observation's path and Accept), and the whole stored."""
+    data = tmp_path / "data"
+    first = Lwm2mServer(server_config(data))
+    await first.start()
+    port = first.coap_address.port
+    dev = BlockDevice()
+    dev.value = b"short"
+    dev.peer = await raw.RawPeer.open(("127.0.0.1", port), dev.handle)
+    try:
+        await raw.register(dev.peer, "blocky", links="</3/0>", version="1.1")
+        await first.observe("blocky", NAME, fmt=CF.TEXT)
+        await first.stop()
+        server = Lwm2mServer(server_config(data, coap_port=port))
+        await server.start()
+        try:
+            assert server.observations("blocky") == [(NAME,)]
+            dev.value = SECOND
+            ack = await dev.peer.exchange(dev.block(0, seq=2, mtype=raw.CON))
+            assert ack.mtype == raw.ACK
+            await eventually(lambda: latest(server) == SECOND.decode())
+            assert [parse_block(m.uint(BLOCK2)) for m in dev.block_requests] == [
+                (1, False, SZX),
+                (2, False, SZX),
+            ]
+            for request in dev.block_requests:
+                assert request.opt(raw.OBSERVE) == []
+                assert request.strings(raw.URI_PATH) == ["3", "0", "0"]
+                assert request.uint(raw.ACCEPT) == int(CF.TEXT)
+            # the adopted observation goes on: the next notification is stored too
+            dev.value = b"later"
+            assert (await dev.peer.exchange(dev.block(0, seq=3, mtype=raw.CON))).mtype == raw.ACK
+            await eventually(lambda: latest(server) == "later")
+        finally:
+            await server.stop()
+    finally:
+        dev.peer.close()
