@@ -344,8 +344,8 @@ class Lwm2mServer:
             verdict = uplink.handle_notification(event.message, source)
             # a CON was ACKed by the layer already (after this synchronous store, in the flush)
             if verdict is Verdict.IGNORE:
-                log.warning("a notification of %s was acknowledged but not stored",
-                            handle.peer)  # fmt: skip
+                log.warning("a notification from %s was acknowledged but not stored",
+                            Address(*source.address))  # fmt: skip
             elif verdict is not Verdict.ACCEPT or event.final:
                 downlink.observations.drop(handle, reactive=not event.final)
         elif isinstance(event, UnknownNotification):
@@ -389,7 +389,7 @@ class Lwm2mServer:
             # RFC 7252 §4.2: a CON that cannot be processed is rejected with RST; a NON is
             # just dropped (an RST would only help a forger probe tokens)
             observations.reject(event, answer=message.mtype is Type.CON)
-        # IGNORE: no answer; the device retransmits
+        # IGNORE (the store failed): no answer (docs/server.md, "Not done yet")
 
     def _observe_message(self, token: bytes) -> Message | None:
         """The Observe request of the observation ``token`` as it was sent (as far as it can
