@@ -87,7 +87,7 @@ def serve_command(args: argparse.Namespace) -> int:
 async def serve(config: BootstrapServerConfig) -> int:
     from aiohttp import web
 
-    from keystore.store.base import StoreError
+    from keystore.store.errors import StoreError
 
     from .api import create_app
     from .service import BootstrapServer, ConfigErrors

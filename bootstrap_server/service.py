@@ -27,8 +27,8 @@ from keystore.credentials import CredentialError, load_certificate
 from keystore.resolver import PeerIdentity
 from keystore.secrets_io import write_private
 from keystore.store.credentials import SqliteCredentialStore
+from keystore.store.database import SqliteDatabase
 from keystore.store.profiles import SqliteProfileStore
-from keystore.store.sqlite import SqliteStore
 from lwm2m_server.coap.transport import coaps_interface, create_context, local_address
 from lwm2m_server.config import ConfigError, listeners
 from lwm2m_server.core.registration import Address
@@ -296,7 +296,7 @@ class BootstrapServer:
         profile_configs: list[BootstrapConfig] = []
         errors: list[ConfigError] = []
         if self.config.keystore_file.exists():
-            with SqliteStore(self.config.keystore_file) as shared:
+            with SqliteDatabase(self.config.keystore_file) as shared:
                 profile_configs, errors = bootstrap_configs(
                     SqliteProfileStore(shared), self.registry
                 )

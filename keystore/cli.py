@@ -58,7 +58,7 @@ from .credentials import (
 )
 from .modes import SecurityMode
 from .secrets_io import write_private
-from .store.base import StoreError
+from .store.errors import StoreError
 from .store.credentials import SqliteCredentialStore, export_document, import_document
 
 EXIT_OK = 0

@@ -144,7 +144,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
 async def serve(config: ServerConfig) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status."""
-    from keystore.store.base import StoreError
+    from keystore.store.errors import StoreError
 
     from .service import Lwm2mServer
 

@@ -38,10 +38,10 @@ from keystore.coaps import (
 )
 from keystore.modes import SecurityMode
 from keystore.resolver import Resolver
-from keystore.store.base import StoreError
 from keystore.store.credentials import SqliteCredentialStore
 from keystore.store.dtls_sessions import SqliteDtlsSessionStore
-from keystore.store.sqlite import SqliteStore
+from keystore.store.errors import StoreError
+from lwm2m_server.store.sqlite import SqliteStore
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.model import ModelProvider

@@ -2,7 +2,7 @@
 
 Why in the same file: one connection, one transaction discipline (WAL, a write is in the
 operating system's page cache when the call returns, so ``kill -9`` loses nothing: see
-``keystore.store.sqlite``), one file to back up. The rows hold key material (the master secret
+``keystore.store.database``), one file to back up. The rows hold key material (the master secret
 of each session, from which its keys are derived), like the device PSKs of the credential
 tables beside them: the file is owner-only (0600), and nothing here logs a row.
 
@@ -31,8 +31,8 @@ from ..dtls.identity import (
 )
 from ..dtls.state import SavedState
 from ..secrets_io import restrict
-from .base import StoreError
-from .sqlite import SqliteStore
+from .database import SqliteDatabase
+from .errors import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,9 @@ def state_from_json(text: str, write_seq: int, read_top: int, read_bitmap: int) 
 
 
 class SqliteDtlsSessionStore:
-    """``keystore.coaps.persistence.DtlsSessionStore`` on a ``SqliteStore`` connection."""
+    """``keystore.coaps.persistence.DtlsSessionStore`` on a ``SqliteDatabase`` connection."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteDatabase) -> None:
         self._store = store
         self.path = store.path
         try:

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 from keystore.modes import SecurityMode
 from keystore.resolver import PeerIdentity as Peer
 from keystore.resolver import Resolver
-from keystore.store.base import StoreError
-from keystore.store.sqlite import SqliteStore
+from keystore.store.errors import StoreError
+from lwm2m_server.store.sqlite import SqliteStore
 from object_models import codecs
 from object_models.errors import Lwm2mError
 from object_models.model import ModelProvider

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from keystore.store import ObservationStore, RegistrationStore, StoreError, TelemetryStore
-from keystore.store.records import value_from_json, value_to_json
-from keystore.store.sqlite import SqliteStore
+from keystore.store import StoreError
 from lwm2m_server.core.observations import Observation
 from lwm2m_server.core.registration import Address, ObjectLinks, PeerIdentity, Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
+from lwm2m_server.store import ObservationStore, RegistrationStore, TelemetryStore
+from lwm2m_server.store.records import value_from_json, value_to_json
+from lwm2m_server.store.sqlite import SqliteStore
 from object_models.path import LwM2mPath
 from object_models.types import ObjectLink, ResourceType, Value
 
@@ -337,7 +338,7 @@ def test_survives_sigkill(tmp_path: Path) -> None:
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from tests.unit.store.test_sqlite_store import make_reg, point
-        from keystore.store.sqlite import SqliteStore
+        from lwm2m_server.store.sqlite import SqliteStore
         from object_models.types import ResourceType
         s = SqliteStore({str(path)!r})
         for n in range(200):

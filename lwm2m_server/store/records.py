@@ -13,6 +13,7 @@ import json
 import math
 from typing import Any
 
+from keystore.store.database import dumps
 from lwm2m_server.core.observations import Observation
 from lwm2m_server.core.registration import Address, ObjectLinks, PeerIdentity, Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
@@ -20,10 +21,6 @@ from object_models.path import LwM2mPath
 from object_models.types import ObjectLink, ResourceType, Value
 
 RECORD_VERSION = 1
-
-
-def dumps(obj: object) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 # -- values ---------------------------------------------------------------------------------------
