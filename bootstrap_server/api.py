@@ -23,9 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
+from keystore.config_error import ConfigError
 from keystore.modes import SecurityMode
 from lwm2m_server.api.errors import ApiError, error_middleware
-from lwm2m_server.config import ConfigError
 from lwm2m_server.core.registration import Address
 
 from .core.config import BootstrapConfig

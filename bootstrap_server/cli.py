@@ -28,8 +28,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from keystore.config_error import ConfigError
 from lwm2m_server.cli import RateLimit
-from lwm2m_server.config import ConfigError
 from lwm2m_server.operator_cli import ApiClient, ApiFailure
 from object_models.pipes import quiet_on_broken_pipe
 

@@ -1,6 +1,6 @@
 """The bootstrap server's settings: defaults < YAML file < environment < command-line flags.
 
-Same conventions and the same loader as the LwM2M server (``lwm2m_server.settings``,
+Same conventions and the same loader as the LwM2M server (``lwm2m_runtime.settings``,
 docs/configuration.md): ``${ENV_NAME:default}`` in any string of the YAML file, every key
 overridable by ``LWM2M_BOOTSTRAP_<KEY>``, flags last, and a ``ConfigError`` naming the source,
 the key and the reason. This module is only the schema: keys, defaults and checks.
@@ -19,15 +19,8 @@ from typing import Any
 
 import attrs
 
-from lwm2m_server.config import (
-    SECURITY_MODES,
-    DtlsSettings,
-    check_cipher_suites,
-    check_security_modes,
-)
-from lwm2m_server.settings import (
+from lwm2m_runtime.settings import (
     LOG_LEVELS,
-    ConfigError,
     Schema,
     between,
     non_empty,
@@ -35,12 +28,17 @@ from lwm2m_server.settings import (
     port,
     positive,
 )
+from lwm2m_server.config import (
+    SECURITY_MODES,
+    DtlsSettings,
+    check_cipher_suites,
+    check_security_modes,
+)
 
 __all__ = [
     "ENV_PREFIX",
     "SCHEMA",
     "BootstrapServerConfig",
-    "ConfigError",
     "env_name",
     "load_config",
     "log_level_number",

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from keystore import tools
+from keystore.config_error import ConfigError
 from keystore.credentials import CredentialError, load_certificate
 from keystore.resolver import PeerIdentity
 from keystore.secrets_io import write_private
@@ -30,7 +31,7 @@ from keystore.store.credentials import SqliteCredentialStore
 from keystore.store.database import SqliteDatabase
 from keystore.store.profiles import SqliteProfileStore
 from lwm2m_server.coap.transport import coaps_interface, create_context, local_address
-from lwm2m_server.config import ConfigError, listeners
+from lwm2m_server.config import listeners
 from lwm2m_server.core.registration import Address
 from lwm2m_server.profiles.bootstrap import bootstrap_configs
 from object_models.errors import Lwm2mError, ResponseCode

@@ -58,8 +58,8 @@ from .credentials import (
 )
 from .modes import SecurityMode
 from .secrets_io import write_private
-from .store.errors import StoreError
 from .store.credentials import SqliteCredentialStore, export_document, import_document
+from .store.errors import StoreError
 
 EXIT_OK = 0
 EXIT_FAILED = 1

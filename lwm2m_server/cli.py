@@ -20,9 +20,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from keystore.config_error import ConfigError
 from object_models.pipes import quiet_on_broken_pipe
 
-from .config import ConfigError, ServerConfig, load_config, log_level_number
+from .config import ServerConfig, load_config, log_level_number
 from .operator_cli import register_commands
 
 log = logging.getLogger("lwm2m_server")

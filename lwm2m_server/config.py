@@ -7,10 +7,11 @@
   ``LWM2M_SERVER_QUEUE_MAX_PER_CLIENT=8``; lists separated by ``os.pathsep``).
 * Command-line flags override both.
 
-The loading itself is ``lwm2m_server.settings`` (shared with the bootstrap server); this module
+The loading itself is ``lwm2m_runtime.settings`` (shared with the bootstrap server); this module
 is the schema: the keys, their defaults and their checks. Everything is validated at start; a
-``ConfigError`` names where the value came from (file, environment variable or flag), the key,
-and the reason (unknown key, wrong type, out of range), and the CLI turns it into exit status 2.
+``ConfigError`` (``keystore.config_error``) names where the value came from (file, environment
+variable or flag), the key, and the reason (unknown key, wrong type, out of range), and the CLI
+turns it into exit status 2.
 Every key is documented in docs/configuration.md.
 """
 
@@ -24,9 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .settings import (
+from lwm2m_runtime.settings import (
     LOG_LEVELS,
-    ConfigError,
     Schema,
     between,
     non_empty,
@@ -42,7 +42,6 @@ __all__ = [
     "SCHEMA",
     "SECURITY_MODES",
     "SYNCHRONOUS",
-    "ConfigError",
     "DtlsSettings",
     "QueueSettings",
     "ServerConfig",

@@ -20,9 +20,9 @@ from pathlib import Path
 import attrs
 import yaml
 
+from keystore.config_error import ConfigError
 from keystore.credentials import fingerprint
 from keystore.modes import SecurityMode
-from lwm2m_server.config import ConfigError
 from object_models.model import ModelProvider
 
 from .config import BootstrapConfig, ConfigKind

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 
+from keystore.config_error import ConfigError
 from keystore.credentials import (
     CredentialError,
     certificate_der,
@@ -33,7 +34,6 @@ from keystore.credentials import (
 )
 from keystore.modes import SecurityMode
 from keystore.tools import load_private_key
-from lwm2m_server.config import ConfigError
 from object_models import codecs
 from object_models.content_format import ContentFormat
 from object_models.errors import InvalidPathError

@@ -27,9 +27,9 @@ from typing import Any
 
 from aiohttp import web
 
+from keystore.config_error import ConfigError
 from object_models.errors import Lwm2mError, ResponseCode
 
-from ..config import ConfigError
 from ..json_nodes import value_to_jsonable
 from ..operations import ServerOperations
 from ..profiles.engine import ProfileEngine

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from keystore.config_error import ConfigError
 from keystore.store.profiles import ProfileStore
 from object_models.registry import ModelRegistry
-
-from ..config import ConfigError
 
 if TYPE_CHECKING:
     from bootstrap_server.core.config import BootstrapConfig

@@ -21,7 +21,8 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError
+from keystore.config_error import ConfigError
+
 from ..operator_cli import (
     ApiFailure,
     UsageError,

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from lwm2m_server.config import ConfigError
+from keystore.config_error import ConfigError
 from lwm2m_server.core.telemetry import telemetry_key
 from object_models.errors import InvalidPathError
 from object_models.model import ObjectModel, ResourceModel

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from keystore.config_error import ConfigError
 from keystore.store.errors import StoreError
 from keystore.store.profiles import SqliteProfileStore, StoredProfile
-from lwm2m_server.config import ConfigError
 from lwm2m_server.core.telemetry import TelemetryPoint
 from lwm2m_server.profiles.catalog import Catalog, ProfileConflict
 from lwm2m_server.store.device_state import SqliteDeviceStateStore
