@@ -23,12 +23,12 @@ from typing import Any
 
 from aiohttp import web
 
+from keystore.bootstrap_config.model import BootstrapConfig
 from keystore.config_error import ConfigError
 from keystore.modes import SecurityMode
 from lwm2m_server.api.errors import ApiError, error_middleware
 from lwm2m_server.core.registration import Address
 
-from .core.config import BootstrapConfig
 from .core.provisioning import CsvImportError
 from .service import BootstrapServer, ConfigErrors
 

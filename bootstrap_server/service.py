@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from keystore import tools
+from keystore.bootstrap_config.loader import parse_config
+from keystore.bootstrap_config.model import BootstrapConfig, ConfigKind
 from keystore.config_error import ConfigError
 from keystore.credentials import CredentialError, load_certificate
 from keystore.resolver import PeerIdentity
@@ -33,7 +35,6 @@ from keystore.store.profiles import SqliteProfileStore
 from lwm2m_server.coap.transport import coaps_interface, create_context, local_address
 from lwm2m_server.config import listeners
 from lwm2m_server.core.registration import Address
-from lwm2m_server.profiles.bootstrap import bootstrap_configs
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.registry import ModelRegistry
 
@@ -42,11 +43,10 @@ from .coap.site import BootstrapSite
 from .coaps import bootstrap_dtls_config
 from .config import BootstrapServerConfig
 from .core.catalog import Catalog, load_folder
-from .core.config import BootstrapConfig, ConfigKind
-from .core.config_loader import parse_config
 from .core.manager import BootstrapManager
 from .core.provisioning import DeviceRecord, ProvisioningCa, parse_csv
 from .core.session import BootstrapSession, Request, Timing
+from .profiles import bootstrap_configs
 from .store import SqliteBootstrapStore
 
 log = logging.getLogger("bootstrap_server")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from bootstrap_server.core.catalog import Catalog, cross_check, load_folder
-from bootstrap_server.core.config import ConfigKind, Strategy
+from keystore.bootstrap_config.model import ConfigKind, Strategy
 from keystore.config_error import ConfigError
 from keystore.modes import SecurityMode
 from object_models.path import LwM2mPath

@@ -122,8 +122,8 @@ def test_folder_reload(store: SqliteProfileStore, tmp_path: Path) -> None:
 
 
 def test_bootstrap_sections_for_the_bootstrap_server(store: SqliteProfileStore) -> None:
-    from bootstrap_server.core.config import ConfigKind
-    from lwm2m_server.profiles.bootstrap import bootstrap_configs
+    from bootstrap_server.profiles import bootstrap_configs
+    from keystore.bootstrap_config.model import ConfigKind
 
     section = BOOTSTRAP
     Catalog(store, REGISTRY).put(doc("fleet", bootstrap=section), "fleet")
