@@ -19,6 +19,12 @@ from typing import Any
 
 import attrs
 
+from lwm2m_runtime.listeners import (
+    SECURITY_MODES,
+    DtlsSettings,
+    check_cipher_suites,
+    check_security_modes,
+)
 from lwm2m_runtime.settings import (
     LOG_LEVELS,
     Schema,
@@ -27,12 +33,6 @@ from lwm2m_runtime.settings import (
     one_of,
     port,
     positive,
-)
-from lwm2m_server.config import (
-    SECURITY_MODES,
-    DtlsSettings,
-    check_cipher_suites,
-    check_security_modes,
 )
 
 __all__ = [

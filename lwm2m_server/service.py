@@ -41,6 +41,7 @@ from keystore.resolver import Resolver
 from keystore.store.credentials import SqliteCredentialStore
 from keystore.store.dtls_sessions import SqliteDtlsSessionStore
 from keystore.store.errors import StoreError
+from lwm2m_runtime.listeners import listeners
 from lwm2m_server.store.sqlite import SqliteStore
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError, ResponseCode
@@ -62,7 +63,7 @@ from .coap.transport import (
     local_address,
 )
 from .coap.uplink import Uplink, models_for
-from .config import ServerConfig, listeners
+from .config import ServerConfig
 from .core.events import (
     Awake,
     Deregistered,
