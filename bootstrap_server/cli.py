@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from keystore.config_error import ConfigError
-from lwm2m_server.cli import RateLimit
-from lwm2m_server.operator_cli import ApiClient, ApiFailure
+from lwm2m_runtime.api_client import ApiClient, ApiFailure
+from lwm2m_runtime.log_filters import RateLimit
 from object_models.pipes import quiet_on_broken_pipe
 
 from .config import BootstrapServerConfig, load_config, log_level_number

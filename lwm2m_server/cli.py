@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from keystore.config_error import ConfigError
+from lwm2m_runtime.log_filters import RateLimit
 from object_models.pipes import quiet_on_broken_pipe
 
 from .config import ServerConfig, load_config, log_level_number
@@ -45,28 +46,6 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
         help="folder of user object models (*.json, *.xml); repeatable",
     )
     parser.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ERROR")
-
-
-class RateLimit(logging.Filter):
-    """Pass each message template at most once per ``interval`` seconds (bounded memory)."""
-
-    def __init__(self, interval: float = 60.0, limit: int = 1000) -> None:
-        super().__init__()
-        self.interval = interval
-        self.limit = limit
-        self._last: dict[str, float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        key = str(record.msg)
-        last = self._last.get(key)
-        if last is not None and record.created - last < self.interval:
-            return False
-        if len(self._last) >= self.limit:
-            self._last.clear()
-        self._last[key] = record.created
-        return True
 
 
 def build_parser() -> argparse.ArgumentParser:

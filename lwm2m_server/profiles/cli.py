@@ -22,9 +22,9 @@ from typing import Any
 import yaml
 
 from keystore.config_error import ConfigError
+from lwm2m_runtime.api_client import ApiFailure
 
 from ..operator_cli import (
-    ApiFailure,
     UsageError,
     _api,
     _common,
