@@ -26,8 +26,8 @@ from aiohttp import web
 from keystore.bootstrap_config.model import BootstrapConfig
 from keystore.config_error import ConfigError
 from keystore.modes import SecurityMode
+from lwm2m_runtime.address import Address
 from lwm2m_runtime.http_errors import ApiError, make_error_middleware
-from lwm2m_server.core.registration import Address
 
 from .core.provisioning import CsvImportError
 from .service import BootstrapServer, ConfigErrors

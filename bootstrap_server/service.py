@@ -32,9 +32,9 @@ from keystore.secrets_io import write_private
 from keystore.store.credentials import SqliteCredentialStore
 from keystore.store.database import SqliteDatabase
 from keystore.store.profiles import SqliteProfileStore
+from lwm2m_runtime.address import Address
 from lwm2m_runtime.listeners import listeners
 from lwm2m_server.coap.transport import coaps_interface, create_context, local_address
-from lwm2m_server.core.registration import Address
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.registry import ModelRegistry
 

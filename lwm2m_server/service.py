@@ -41,6 +41,7 @@ from keystore.resolver import Resolver
 from keystore.store.credentials import SqliteCredentialStore
 from keystore.store.dtls_sessions import SqliteDtlsSessionStore
 from keystore.store.errors import StoreError
+from lwm2m_runtime.address import Address
 from lwm2m_runtime.listeners import listeners
 from lwm2m_server.store.sqlite import SqliteStore
 from object_models.content_format import ContentFormat
@@ -77,7 +78,7 @@ from .core.events import (
 )
 from .core.observations import Observation
 from .core.queue import QueueConfig, QueuedRequest
-from .core.registration import Address, Registration
+from .core.registration import Registration
 from .core.server import CoreResult, ServerCore
 from .core.telemetry import TelemetryPoint, points_from_nodes
 from .events_bus import (

@@ -19,8 +19,8 @@ import aiocoap.error
 from aiocoap.numbers.codes import Code
 
 from bootstrap_server.core.session import Reply, Request
+from lwm2m_runtime.address import Address
 from lwm2m_server.coap.transport import uri_base
-from lwm2m_server.core.registration import Address
 
 _METHODS = {"GET": Code.GET, "PUT": Code.PUT, "POST": Code.POST, "DELETE": Code.DELETE}
 

@@ -19,9 +19,9 @@ from aiocoap.numbers.codes import Code
 
 from keystore.coaps import peer_of
 from keystore.resolver import PeerIdentity
+from lwm2m_runtime.address import Address
 from lwm2m_server.coap.site import error_message
 from lwm2m_server.coap.transport import peer_address
-from lwm2m_server.core.registration import Address
 from object_models.errors import Lwm2mError, ResponseCode
 
 log = logging.getLogger(__name__)

@@ -24,6 +24,7 @@ from keystore.modes import SecurityMode
 from keystore.resolver import PeerIdentity as Peer
 from keystore.resolver import Resolver
 from keystore.store.errors import StoreError
+from lwm2m_runtime.address import Address
 from lwm2m_server.store.sqlite import SqliteStore
 from object_models import codecs
 from object_models.errors import Lwm2mError
@@ -32,7 +33,7 @@ from object_models.registry import ModelRegistry
 
 from ..core.events import Event, NotificationReceived, SendReceived
 from ..core.observations import Observation
-from ..core.registration import Address, PeerIdentity, Registration
+from ..core.registration import PeerIdentity, Registration
 from ..core.server import CoreResult, ServerCore
 from ..core.telemetry import TelemetryPoint, points_from_nodes, points_from_timestamped
 from ..events_bus import NOTIFICATION, SEND, EventBus

@@ -40,6 +40,7 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from lwm2m_runtime.address import Address
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError, ResponseCode
 
@@ -78,17 +79,6 @@ def _bad(message: str, code: ResponseCode = ResponseCode.BAD_REQUEST) -> Lwm2mEr
 
 
 # -- peers ----------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Address:
-    """The transport address a client's requests come from (and where we send ours)."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 @attrs.frozen

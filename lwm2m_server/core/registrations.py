@@ -27,16 +27,11 @@ from typing import TypeVar
 
 import attrs
 
+from lwm2m_runtime.address import Address
 from object_models.errors import Lwm2mError, ResponseCode
 
 from .events import Deregistered, Event, Registered, Replaced, Updated
-from .registration import (
-    Address,
-    PeerIdentity,
-    Registration,
-    RegistrationRequest,
-    UpdateRequest,
-)
+from .registration import PeerIdentity, Registration, RegistrationRequest, UpdateRequest
 
 DEFAULT_GRACE_PERIOD = 15.0
 

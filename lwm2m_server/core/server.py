@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import attrs
 
+from lwm2m_runtime.address import Address
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError, ResponseCode
 
@@ -32,14 +33,7 @@ from .events import (
 )
 from .observations import Observation, ObservationIndex
 from .queue import QueueConfig, QueuedRequest, RequestQueues
-from .registration import (
-    Address,
-    PeerIdentity,
-    QueryInput,
-    Registration,
-    RegistrationRequest,
-    UpdateRequest,
-)
+from .registration import PeerIdentity, QueryInput, Registration, RegistrationRequest, UpdateRequest
 from .registrations import DEFAULT_GRACE_PERIOD, RegistrationBook, new_registration_id
 
 

@@ -14,8 +14,9 @@ import math
 from typing import Any
 
 from keystore.store.database import dumps
+from lwm2m_runtime.address import Address
 from lwm2m_server.core.observations import Observation
-from lwm2m_server.core.registration import Address, ObjectLinks, PeerIdentity, Registration
+from lwm2m_server.core.registration import ObjectLinks, PeerIdentity, Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
 from object_models.path import LwM2mPath
 from object_models.types import ObjectLink, ResourceType, Value

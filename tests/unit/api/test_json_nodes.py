@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lwm2m_server.core.registration import Address, ObjectLinks, PeerIdentity, Registration
+from lwm2m_runtime.address import Address
+from lwm2m_server.core.registration import ObjectLinks, PeerIdentity, Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
 from lwm2m_server.json_nodes import (
     JsonNodeError,

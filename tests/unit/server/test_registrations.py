@@ -7,8 +7,9 @@ import random
 
 import pytest
 
+from lwm2m_runtime.address import Address
 from lwm2m_server.core.events import Deregistered, Registered, Replaced, Updated
-from lwm2m_server.core.registration import Address, PeerIdentity, UpdateRequest
+from lwm2m_server.core.registration import PeerIdentity, UpdateRequest
 from lwm2m_server.core.registrations import RegistrationBook, new_registration_id
 from object_models.errors import Lwm2mError, ResponseCode
 

@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 
+from lwm2m_runtime.address import Address
 from lwm2m_server.core.events import (
     Awake,
     Deregistered,
@@ -22,7 +23,7 @@ from lwm2m_server.core.events import (
 )
 from lwm2m_server.core.observations import Observation
 from lwm2m_server.core.queue import QueueConfig, QueueFullError
-from lwm2m_server.core.registration import Address, PeerIdentity, UpdateRequest
+from lwm2m_server.core.registration import PeerIdentity, UpdateRequest
 from lwm2m_server.core.server import ServerCore
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.path import LwM2mPath

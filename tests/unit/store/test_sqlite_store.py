@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from keystore.store import StoreError
+from lwm2m_runtime.address import Address
 from lwm2m_server.core.observations import Observation
-from lwm2m_server.core.registration import Address, ObjectLinks, PeerIdentity, Registration
+from lwm2m_server.core.registration import ObjectLinks, PeerIdentity, Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
 from lwm2m_server.store import ObservationStore, RegistrationStore, TelemetryStore
 from lwm2m_server.store.records import value_from_json, value_to_json
