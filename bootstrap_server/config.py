@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from keystore.store.database import DATABASE_FILE
 from lwm2m_runtime.listeners import (
     SECURITY_MODES,
     DtlsSettings,
@@ -82,7 +83,7 @@ class BootstrapServerConfig:
 
     @property
     def keystore_file(self) -> Path:
-        return self.keystore or self.data_dir / "lwm2m-server.sqlite"
+        return self.keystore or self.data_dir / DATABASE_FILE
 
     @property
     def database(self) -> Path:

@@ -25,6 +25,7 @@ from typing import Any
 
 import attrs
 
+from keystore.store.database import DATABASE_FILE
 from lwm2m_runtime.listeners import (
     SECURITY_MODES,
     DtlsSettings,
@@ -100,7 +101,7 @@ class ServerConfig:
 
     @property
     def database(self) -> Path:
-        return self.data_dir / "lwm2m-server.sqlite"
+        return self.data_dir / DATABASE_FILE
 
 
 # -- the schema -----------------------------------------------------------------------------------

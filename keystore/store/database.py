@@ -44,6 +44,12 @@ import sqlite_utils
 from .errors import StoreError
 
 
+DATABASE_FILE = "lwm2m-server.sqlite"
+"""The shared database's name in a data folder. The LwM2M server's store, the keystore CLI and
+the bootstrap server (its ``keystore`` default) all open ``<data_dir>/DATABASE_FILE``: defined
+once, here below all three, so they can never point at different files."""
+
+
 def dumps(obj: object) -> str:
     """The compact JSON text every store writes (no NaN: it is not JSON)."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
