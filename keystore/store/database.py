@@ -43,7 +43,6 @@ import sqlite_utils
 
 from .errors import StoreError
 
-
 DATABASE_FILE = "lwm2m-server.sqlite"
 """The shared database's name in a data folder. The LwM2M server's store, the keystore CLI and
 the bootstrap server (its ``keystore`` default) all open ``<data_dir>/DATABASE_FILE``: defined

@@ -24,7 +24,7 @@ from typing import Any
 from ..coaps.persistence import SessionProgress, StoredSession
 from ..dtls.identity import (
     AnonymousIdentity,
-    PeerIdentity,
+    DtlsIdentity,
     PskIdentity,
     RawPublicKeyIdentity,
     X509Identity,
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 DTLS_SESSIONS_SCHEMA_VERSION = 1
 
 
-def _identity_to_json(identity: PeerIdentity) -> dict[str, Any]:
+def _identity_to_json(identity: DtlsIdentity) -> dict[str, Any]:
     if isinstance(identity, PskIdentity):
         return {"type": "psk", "identity": identity.identity.hex()}
     if isinstance(identity, RawPublicKeyIdentity):
@@ -49,7 +49,7 @@ def _identity_to_json(identity: PeerIdentity) -> dict[str, Any]:
     return {"type": "anonymous"}
 
 
-def _identity_from_json(data: dict[str, Any]) -> PeerIdentity:
+def _identity_from_json(data: dict[str, Any]) -> DtlsIdentity:
     kind = data["type"]
     if kind == "psk":
         return PskIdentity(bytes.fromhex(data["identity"]))

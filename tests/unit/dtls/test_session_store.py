@@ -18,14 +18,14 @@ from keystore.dtls import (
     SavedState,
     X509Identity,
 )
-from keystore.dtls.identity import PeerIdentity
+from keystore.dtls.identity import DtlsIdentity
 from keystore.store.database import SqliteDatabase
 from keystore.store.dtls_sessions import SqliteDtlsSessionStore
 
 SECRET = bytes(range(48))
 
 
-def state(identity: PeerIdentity, **changes: object) -> SavedState:
+def state(identity: DtlsIdentity, **changes: object) -> SavedState:
     values: dict[str, object] = {
         "is_client": False,
         "cipher_suite": 0xC0A8,
@@ -53,7 +53,7 @@ def sqlite(tmp_path: Path) -> SqliteDatabase:
     store.close()
 
 
-IDENTITIES: list[PeerIdentity] = [
+IDENTITIES: list[DtlsIdentity] = [
     PskIdentity(b"\x00binary\xff"),
     RawPublicKeyIdentity(b"\x30\x59" + b"k" * 89),
     X509Identity((b"leaf-der", b"ca-der")),

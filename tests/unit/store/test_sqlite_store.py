@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from keystore.resolver import IdentityBinding
 from keystore.store import StoreError
 from lwm2m_runtime.address import Address
 from lwm2m_server.core.observations import Observation
-from lwm2m_server.core.registration import ObjectLinks, PeerIdentity, Registration
+from lwm2m_server.core.registration import ObjectLinks, Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
 from lwm2m_server.store import ObservationStore, RegistrationStore, TelemetryStore
 from lwm2m_server.store.records import value_from_json, value_to_json
@@ -45,7 +46,7 @@ def make_reg(n: int = 0, endpoint: str | None = None, **kw: object) -> Registrat
             content_formats=frozenset({110, 112}),
         ),
         "transport": "coaps",
-        "identity": PeerIdentity("psk", "dev-ü"),
+        "identity": IdentityBinding("psk", "dev-ü"),
         "registered_at": 1000.5,
         "last_update": 1000.5 + n,
         "additional_attributes": {"et": "sensor"},
