@@ -5,6 +5,6 @@ security modes and DTLS keys), the peer ``Address`` (``address``), HTTP error ma
 (``log_filters``).
 
 Layering: this package sits above ``object_models`` and ``keystore`` and below ``lwm2m_server`` and
-``bootstrap_server``; it never imports either server (nor ``lwm2m_client``). ``tests/test_layers.py``
-checks it.
+``bootstrap_server``; it never imports either server (nor ``lwm2m_client``), as
+``tests/test_layers.py`` checks.
 """
