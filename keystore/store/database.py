@@ -110,15 +110,34 @@ class SqliteDatabase:
     def _create_schema(self) -> None:
         self.db.table("meta").create({"name": str, "value": str}, pk="name", if_not_exists=True)
 
+    def check_schema(self, name: str, expected: int) -> bool:
+        """Refuse a file whose ``name`` schema (a row of ``meta``: each store versions its own
+        tables) is not version ``expected`` (``StoreError``, naming the file). True when the
+        file records the version, False when the tables are new (record it after creating them
+        with ``record_schema``)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        if row is not None and int(row[0]) != expected:
+            label = name.replace("_", " ")
+            raise StoreError(f"{self.path}: {label} version {row[0]}, expected {expected}")
+        return row is not None
+
+    def record_schema(self, name: str, version: int) -> None:
+        with self.write() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO meta(name, value) VALUES(?, ?)", (name, str(version))
+            )
+
     # -- transactions ------------------------------------------------------------------------
     @contextmanager
     def batch(self) -> Iterator[Self]:
         """Group writes into one transaction (one commit for many registrations)."""
-        with self._write():
+        with self.write():
             yield self
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction (a savepoint inside ``batch()`` or another ``write()``); a
+        failure rolls it back alone and becomes ``StoreError``."""
         conn = self.conn
         depth = self._depth
         savepoint = f"sp{depth}"

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
@@ -69,14 +68,7 @@ class SqliteProfileStore:
     def _create_schema(self) -> None:
         db = self._store.db
         try:
-            row = self._store.conn.execute(
-                "SELECT value FROM meta WHERE name='profiles_schema'"
-            ).fetchone()
-            if row is not None and int(row[0]) != PROFILES_SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path}: profiles schema version {row[0]}, "
-                    f"expected {PROFILES_SCHEMA_VERSION}"
-                )
+            known = self._store.check_schema("profiles_schema", PROFILES_SCHEMA_VERSION)
             db.table("profiles").create(
                 {"name": str, "source": str, "updated_at": float, "document": str},
                 pk="name",
@@ -91,18 +83,8 @@ class SqliteProfileStore:
             )
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot create the profile tables: {exc}") from exc
-        if row is None:
-            with self._write() as conn:
-                conn.execute(
-                    "INSERT OR IGNORE INTO meta(name, value) VALUES('profiles_schema', ?)",
-                    (str(PROFILES_SCHEMA_VERSION),),
-                )
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A transaction of the shared store (a savepoint inside its ``batch()``)."""
-        with self._store.batch():
-            yield self._store.conn
+        if not known:
+            self._store.record_schema("profiles_schema", PROFILES_SCHEMA_VERSION)
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self._store.read(sql, params)
@@ -120,7 +102,7 @@ class SqliteProfileStore:
         except (TypeError, ValueError) as exc:
             raise StoreError(f"profile {profile.name!r} is not JSON-ready: {exc}") from exc
         old = self.get_profile(profile.name)
-        with self._write() as conn:
+        with self._store.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO profiles(name, source, updated_at, document) "
                 "VALUES(?, ?, ?, ?)",
@@ -145,12 +127,12 @@ class SqliteProfileStore:
     def remove_profile(self, name: str) -> StoredProfile | None:
         old = self.get_profile(name)
         if old is not None:
-            with self._write() as conn:
+            with self._store.write() as conn:
                 conn.execute("DELETE FROM profiles WHERE name = ?", (name,))
         return old
 
     def assign(self, endpoint: str, profile: str | None) -> None:
-        with self._write() as conn:
+        with self._store.write() as conn:
             if profile is None:
                 conn.execute("DELETE FROM profile_assignments WHERE endpoint = ?", (endpoint,))
             else:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from keystore.store.database import SqliteDatabase, dumps
@@ -49,14 +48,7 @@ class SqliteDeviceStateStore:
     def _create_schema(self) -> None:
         db = self._store.db
         try:
-            row = self._store.conn.execute(
-                "SELECT value FROM meta WHERE name='profiles_schema'"
-            ).fetchone()
-            if row is not None and int(row[0]) != PROFILES_SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path}: profiles schema version {row[0]}, "
-                    f"expected {PROFILES_SCHEMA_VERSION}"
-                )
+            self._store.check_schema("profiles_schema", PROFILES_SCHEMA_VERSION)
             db.table("device_attributes").create(
                 {"endpoint": str, "key": str, "path": str, "ts_ms": int, "type": str, "value": str},
                 pk=("endpoint", "key"),
@@ -72,12 +64,6 @@ class SqliteDeviceStateStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot create the device state tables: {exc}") from exc
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A transaction of the shared store (a savepoint inside its ``batch()``)."""
-        with self._store.batch():
-            yield self._store.conn
-
     def put_attributes(self, attributes: Iterable[TelemetryPoint]) -> int:
         try:
             rows = [check_point(p) for p in attributes]
@@ -85,7 +71,7 @@ class SqliteDeviceStateStore:
             raise StoreError(f"{self.path}: invalid attribute, nothing written: {exc}") from exc
         if not rows:
             return 0
-        with self._write() as conn:
+        with self._store.write() as conn:
             conn.executemany(
                 "INSERT INTO device_attributes(endpoint, path, key, ts_ms, type, value) "
                 "VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(endpoint, key) DO UPDATE SET "
@@ -111,7 +97,7 @@ class SqliteDeviceStateStore:
             text = dumps(status)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"profile status of {endpoint!r} is not JSON-ready: {exc}") from exc
-        with self._write() as conn:
+        with self._store.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO profile_status(endpoint, status) VALUES(?, ?)",
                 (endpoint, text),

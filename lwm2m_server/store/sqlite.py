@@ -39,9 +39,7 @@ class SqliteStore(SqliteDatabase):
     def _create_schema(self) -> None:
         super()._create_schema()
         db = self.db
-        row = self.conn.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
-        if row is not None and int(row[0]) != SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
+        known = self.check_schema("schema", SCHEMA_VERSION)
         db.table("registrations").create(
             {"id": str, "endpoint": str, "last_update": float, "data": str},
             pk="id",
@@ -79,18 +77,15 @@ class SqliteStore(SqliteDatabase):
             not_null={"key", "ts_ms", "type", "value"},
             if_not_exists=True,
         )
-        if row is None:
-            with self._write():
-                self.conn.execute(
-                    "INSERT INTO meta(name, value) VALUES('schema', ?)", (str(SCHEMA_VERSION),)
-                )
+        if not known:
+            self.record_schema("schema", SCHEMA_VERSION)
 
     # -- registrations -----------------------------------------------------------------------
     def put_registration(self, registration: Registration) -> Registration | None:
         if not isinstance(registration, Registration):
             raise StoreError(f"expected a Registration, got {type(registration).__name__}")
         data = dumps(registration_to_json(registration))
-        with self._write() as conn:
+        with self.write() as conn:
             replaced = None
             rows = conn.execute(
                 "SELECT id, data FROM registrations WHERE endpoint = ? AND id != ?",
@@ -121,7 +116,7 @@ class SqliteStore(SqliteDatabase):
         return len(regs)
 
     def remove_registration(self, registration_id: str) -> Registration | None:
-        with self._write() as conn:
+        with self.write() as conn:
             row = conn.execute(
                 "SELECT data FROM registrations WHERE id = ?", (registration_id,)
             ).fetchone()
@@ -158,7 +153,7 @@ class SqliteStore(SqliteDatabase):
         if not isinstance(observation, Observation):
             raise StoreError(f"expected an Observation, got {type(observation).__name__}")
         data = dumps(observation_to_json(observation))
-        with self._write() as conn:
+        with self.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO observations(token, endpoint, registration_id, data) "
                 "VALUES(?, ?, ?, ?)",
@@ -166,7 +161,7 @@ class SqliteStore(SqliteDatabase):
             )
 
     def remove_observation(self, token: bytes) -> Observation | None:
-        with self._write() as conn:
+        with self.write() as conn:
             row = conn.execute(
                 "SELECT data FROM observations WHERE token = ?", (token.hex(),)
             ).fetchone()
@@ -205,7 +200,7 @@ class SqliteStore(SqliteDatabase):
             ) from exc
         if not rows:
             return 0
-        with self._write() as conn:
+        with self.write() as conn:
             conn.executemany(
                 "INSERT INTO telemetry(endpoint, path, key, ts_ms, type, value) "
                 "VALUES(?, ?, ?, ?, ?, ?)",
