@@ -31,6 +31,7 @@ from typing import Any
 from keystore.config_error import ConfigError
 from lwm2m_runtime.api_client import ApiClient, ApiFailure
 from lwm2m_runtime.log_filters import RateLimit
+from lwm2m_runtime.server import run
 from object_models.pipes import quiet_on_broken_pipe
 
 from .config import BootstrapServerConfig, load_config, log_level_number
@@ -80,7 +81,7 @@ def serve_command(args: argparse.Namespace) -> int:
         coap_log.setLevel(logging.WARNING)
     coap_log.addFilter(RateLimit())
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(serve(config))
+        return run(serve(config))  # on uvloop when it is installed
     return OK
 
 

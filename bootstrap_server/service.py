@@ -1,9 +1,10 @@
 """``BootstrapServer``: the running bootstrap server (CoAP listeners, stores, sessions).
 
-It owns the pieces and the I/O around the sans-IO core: the aiocoap context (built by the LwM2M
-server's ``create_context``, so both processes open listeners the same way), the shared
+It owns the pieces and the I/O around the sans-IO core: the runtime's ``CoapServer`` (our own
+CoAP layer on the NoSec UDP and the CoAPs listeners, ``lwm2m_runtime.server``), the shared
 keystore (the LwM2M server's sqlite file), its own store, and one asyncio task per running
-session that sends the session's requests and feeds back answers and timeouts.
+session that sends the session's requests and feeds back answers and timeouts (a task per
+session, not per message: a session waits for the client between its steps).
 
 The operations at the bottom (configs, devices, sessions, server-initiated bootstrap) are what
 the HTTP API and the CLI call; configs given through them are written as files into the
@@ -34,7 +35,7 @@ from keystore.store.database import SqliteDatabase
 from keystore.store.profiles import SqliteProfileStore
 from lwm2m_runtime.address import Address
 from lwm2m_runtime.listeners import listeners
-from lwm2m_server.coap.transport import coaps_interface, create_context, local_address
+from lwm2m_runtime.server import CoapServer, Peer
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.registry import ModelRegistry
 
@@ -72,9 +73,9 @@ class BootstrapServer:
         self._manager: BootstrapManager | None = None
         self._store: SqliteBootstrapStore | None = None
         self._keystore: SqliteCredentialStore | None = None
-        self._context: Any = None
+        self._coap: CoapServer | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._seen: dict[str, tuple[Address, Any]] = {}
+        self._seen: dict[str, tuple[Address, Peer]] = {}
         self.nosec_enabled = False
         self.dtls_modes: frozenset[Any] = frozenset()
 
@@ -99,15 +100,16 @@ class BootstrapServer:
             coaps = None
         self.nosec_enabled = nosec
         self.dtls_modes = frozenset() if coaps is None else coaps.modes
-        self._context = await create_context(
-            BootstrapSite(self),
+        coap = CoapServer(BootstrapSite(self))
+        await coap.start(
             host=self.config.host,
             port=self.config.coap_port if nosec else None,
             coaps_port=self.config.coaps_port if coaps is not None else None,
-            coaps_config=(
+            dtls_config=(
                 bootstrap_dtls_config(self, self._keystore, coaps) if coaps is not None else None
             ),
         )
+        self._coap = coap
         self._log_listeners()
         if not catalog.configs:
             log.warning("no bootstrap configuration in %s: every Bootstrap-Request is refused "
@@ -123,9 +125,9 @@ class BootstrapServer:
         for task in list(self._tasks.values()):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._context is not None:
-            await self._context.shutdown()
-            self._context = None
+        if self._coap is not None:
+            await self._coap.stop()
+            self._coap = None
         for store in (self._store, self._keystore):
             if store is not None:
                 store.close()
@@ -145,16 +147,25 @@ class BootstrapServer:
 
     @property
     def coap_address(self) -> Address:
-        return local_address(self._context)
+        """Where the NoSec listener is bound (the real port when ``coap_port`` was 0)."""
+        address = None if self._coap is None else self._coap.coap_address
+        if address is None:
+            raise RuntimeError("the bootstrap server has no CoAP listener")
+        return Address(*address)
 
     @property
     def coaps_address(self) -> Address:
         """Where the CoAPs listener is bound (the real port when ``coaps_port`` was 0)."""
-        interface = None if self._context is None else coaps_interface(self._context)
-        if interface is None:
+        address = None if self._coap is None else self._coap.coaps_address
+        if address is None:
             raise RuntimeError("the bootstrap server has no CoAPs listener")
-        host, port = interface.endpoint_address()[:2]
-        return Address(str(host), int(port))
+        return Address(*address)
+
+    @property
+    def coap(self) -> CoapServer:
+        if self._coap is None:
+            raise RuntimeError("the bootstrap server is not started")
+        return self._coap
 
     def _log_listeners(self) -> None:
         """One line per listener, each with the configured host and the real port, so an
@@ -195,7 +206,7 @@ class BootstrapServer:
 
     # -- CoAP handler ----------------------------------------------------------------------------
     def handle_bootstrap_request(
-        self, query: Sequence[str], *, peer: PeerIdentity, address: Address, remote: Any
+        self, query: Sequence[str], *, peer: PeerIdentity, address: Address, remote: Peer
     ) -> None:
         session, first = self.manager.bootstrap_request(peer, query, self.clock())
         self._seen[session.endpoint] = (address, remote)
@@ -210,7 +221,7 @@ class BootstrapServer:
         hears it from the manager)."""
         return self.manager.bootstrap_pack(peer, query, accept, self.clock())
 
-    def _run(self, session: BootstrapSession, first: Request, *, remote: Any,
+    def _run(self, session: BootstrapSession, first: Request, *, remote: Peer | None,
              address: Address) -> None:  # fmt: skip
         old = self._tasks.pop(session.endpoint, None)
         if old is not None:
@@ -227,15 +238,15 @@ class BootstrapServer:
 
         task.add_done_callback(done)
 
-    async def _drive(self, session: BootstrapSession, request: Request | None, *, remote: Any,
-                     address: Address) -> None:  # fmt: skip
+    async def _drive(self, session: BootstrapSession, request: Request | None, *,
+                     remote: Peer | None, address: Address) -> None:  # fmt: skip
         manager = self.manager
         try:
             while request is not None and not session.done:
                 wait = max(0.0, (session.deadline or self.clock()) - self.clock())
                 try:
                     reply = await asyncio.wait_for(
-                        send(self._context, request, remote=remote, address=address), wait
+                        send(self.coap, request, remote=remote, address=address), wait
                     )
                 except TimeoutError:
                     request = manager.timeout(session, self.clock())
@@ -325,7 +336,7 @@ class BootstrapServer:
         """Server-initiated bootstrap of a client we can reach: at ``address``, else where its
         last Bootstrap-Request came from."""
         seen = self._seen.get(endpoint)
-        remote = None
+        remote: Peer | None = None
         if address is None:
             if seen is None:
                 raise Lwm2mError(f"no known address for {endpoint!r}: give one",

@@ -44,6 +44,7 @@ from .credentials import (
     short_fingerprint,
 )
 from .dtls.identity import DtlsIdentity, PskIdentity, RawPublicKeyIdentity, X509Identity
+from .log_limit import PerPeerLimit
 from .modes import SecurityMode
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,14 @@ class Resolver:
         self.store = store
         self.open_registration = open_registration
         self.clock = clock
+        # a refused identity is logged at INFO once a minute, later repeats at DEBUG: a device
+        # retrying with a revoked key (or a flood of spoofed handshakes) must not flood the log
+        self._refusals = PerPeerLimit()
+
+    def _log_refusal(self, who: str, message: str, *args: object) -> None:
+        now = self.clock().timestamp()
+        level = logging.INFO if self._refusals.allow(who, now) else logging.DEBUG
+        log.log(level, message, *args)
 
     # -- the decision -------------------------------------------------------------------------
     def resolve(self, peer: PeerIdentity, endpoint: str | None = None) -> Resolution:
@@ -229,11 +238,11 @@ class Resolver:
                 raise IdentityRefused("no device has this identity")
             return self._bind(record, endpoint, binding)
         except IdentityRefused as exc:
-            log.info("refused %s as %r: %s (%s)", peer.describe(), endpoint, exc.message,
-                     exc.code.dotted)  # fmt: skip
+            self._log_refusal(peer.describe(), "refused %s as %r: %s (%s)", peer.describe(),
+                              endpoint, exc.message, exc.code.dotted)  # fmt: skip
             raise
         except CredentialError as exc:
-            log.info("refused %s: %s", peer.describe(), exc.message)
+            self._log_refusal(peer.describe(), "refused %s: %s", peer.describe(), exc.message)
             raise IdentityRefused(exc.message, code=ResponseCode.BAD_REQUEST) from None
 
     def _nosec(self, endpoint: str | None) -> Resolution:
@@ -316,8 +325,9 @@ class Resolver:
         """``psk_for_identity``: the key of an active PSK device, else None."""
         record = self.store.device_by_psk_identity(identity)
         if record is None or not record.active or record.psk_key is None:
-            log.info("psk handshake: unknown or inactive identity %r",
-                     format_psk_identity(identity))  # fmt: skip
+            shown = format_psk_identity(identity)
+            self._log_refusal(f"psk {shown}", "psk handshake: unknown or inactive identity %r",
+                              shown)  # fmt: skip
             return None
         return record.psk_key
 
@@ -325,7 +335,8 @@ class Resolver:
         """``verify_rpk``: the key belongs to an active RPK device."""
         record = self.store.device_by_rpk(spki)
         if record is None or not record.active:
-            log.info("rpk handshake: unknown or inactive key %s", short_fingerprint(spki))
+            shown = short_fingerprint(spki)
+            self._log_refusal(f"rpk {shown}", "rpk handshake: unknown or inactive key %s", shown)
             return False
         return True
 

@@ -34,17 +34,12 @@ PACKAGES = frozenset(ALLOWED)
 #: Packages that must not run on aiocoap (issue 10: the servers' runtime is our own CoAP layer).
 NO_AIOCOAP = frozenset({"keystore", "lwm2m_runtime"})
 
-#: Known edges that are being removed (file, imported module). Issue 10: the bootstrap server is
-#: moving onto ``lwm2m_runtime.coap`` (branch runtime-bootstrap); until then it still uses the
-#: aiocoap transport helpers of ``lwm2m_server``. Delete an entry when its import goes away (the
-#: test fails on a stale entry, so the list cannot outlive the edge).
+#: Known edges that are being removed (file, imported module); delete an entry when its import
+#: goes away (the test fails on a stale entry, so the list cannot outlive the edge). Issue 10:
+#: the CoAPs glue on aiocoap's transport interface, used by the LwM2M server until it moves
+#: onto ``lwm2m_runtime.coap`` as the bootstrap server did.
 TEMPORARY: frozenset[tuple[str, str]] = frozenset(
     {
-        ("bootstrap_server/service.py", "lwm2m_server.coap.transport"),
-        ("bootstrap_server/coap/site.py", "lwm2m_server.coap.site"),
-        ("bootstrap_server/coap/site.py", "lwm2m_server.coap.transport"),
-        ("bootstrap_server/coap/downlink.py", "lwm2m_server.coap.transport"),
-        # the CoAPs glue on aiocoap's transport interface; goes with the servers' move off aiocoap
         ("keystore/coaps/interface.py", "aiocoap"),
         ("keystore/coaps/interface.py", "aiocoap.util"),
     }

@@ -1,2 +1,2 @@
-"""The bootstrap server's aiocoap code: the ``/bs`` and ``/bspack`` resources and the downlink
-that carries a session's requests to the client."""
+"""The bootstrap server's CoAP side, on the runtime's ``CoapServer``: the ``/bs`` and ``/bspack``
+handler and the downlink that carries a session's requests to the client."""

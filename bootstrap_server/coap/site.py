@@ -1,27 +1,26 @@
 """``POST /bs?ep=&pct=`` (Bootstrap-Request) and ``GET /bspack?ep=`` (Bootstrap-Pack-Request,
-LwM2M 1.2) as one aiocoap resource translating CoAP into calls on a ``BootstrapHandler``.
+LwM2M 1.2): the request handler of the runtime's ``CoapServer``, translating CoAP into calls on
+a ``BootstrapHandler``.
 
 Translation only, as in the LwM2M server's site: the peer's identity comes from the transport
-(``keystore.coaps.peer_of``: the DTLS claim, or NoSec), and an ``Lwm2mError`` becomes its CoAP
-code with the message as diagnostic payload. ``/bs`` is answered 2.04 before the session's
-first request goes out (the handler only schedules it), as Core §6.1.7.1 orders.
+(``request.identity``: the DTLS claim of the session, or NoSec), and an ``Lwm2mError`` becomes its
+CoAP code with the message as diagnostic payload. ``/bs`` is answered 2.04 before the session's
+first request goes out (the handler only schedules it, and the runtime sends the answer ahead of
+anything queued after it), as Core §6.1.7.1 orders. A plain call: nothing here waits.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
-import aiocoap
-import aiocoap.resource
-from aiocoap.numbers.codes import Code
-
-from keystore.coaps import peer_of
+from keystore.log_limit import PerPeerLimit
 from keystore.resolver import PeerIdentity
 from lwm2m_runtime.address import Address
-from lwm2m_server.coap.site import error_message
-from lwm2m_server.coap.transport import peer_address
+from lwm2m_runtime.coap import Code, Message
+from lwm2m_runtime.server import IncomingRequest, Peer, error_response
 from object_models.errors import Lwm2mError, ResponseCode
 
 log = logging.getLogger(__name__)
@@ -29,7 +28,7 @@ log = logging.getLogger(__name__)
 
 class BootstrapHandler(Protocol):
     def handle_bootstrap_request(
-        self, query: Sequence[str], *, peer: PeerIdentity, address: Address, remote: Any
+        self, query: Sequence[str], *, peer: PeerIdentity, address: Address, remote: Peer
     ) -> None: ...
 
     def handle_bootstrap_pack(
@@ -37,43 +36,53 @@ class BootstrapHandler(Protocol):
     ) -> tuple[bytes, int]: ...
 
 
-class BootstrapSite(aiocoap.resource.Resource, aiocoap.resource.PathCapable):  # type: ignore[misc]
-    def __init__(self, handler: BootstrapHandler) -> None:
-        super().__init__()
+class BootstrapSite:
+    """``site(request) -> response`` for ``CoapServer``."""
+
+    def __init__(self, handler: BootstrapHandler, log_interval: float = 60.0) -> None:
         self.handler = handler
+        self._refusals = PerPeerLimit(log_interval)
 
-    async def render(self, request: Any) -> Any:
-        address = peer_address(request.remote)
+    def __call__(self, request: IncomingRequest) -> Message:
         try:
-            return self._dispatch(request, address)
+            return self._dispatch(request)
         except Lwm2mError as exc:
-            log.info("%s /%s from %s refused with %s: %s", request.code,
-                     "/".join(request.opt.uri_path), address, exc.code.dotted,
-                     exc.message)  # fmt: skip
-            return error_message(exc)
+            self._log_refusal(request, exc)
+            return error_response(exc)
 
-    def _dispatch(self, request: Any, address: Address) -> Any:
-        path = list(request.opt.uri_path)
-        query = list(request.opt.uri_query)
-        peer = peer_of(request.remote, (address.host, address.port))
+    def _log_refusal(self, request: IncomingRequest, exc: Lwm2mError) -> None:
+        """INFO once per peer host and code per ``log_interval`` (a device retrying, or a flood
+        of bad requests, is one line a minute), DEBUG otherwise."""
+        host = request.address[0]
+        first = self._refusals.allow(f"{host} {exc.code.dotted}", time.monotonic())
+        if first or log.isEnabledFor(logging.DEBUG):
+            message = request.message
+            log.log(logging.INFO if first else logging.DEBUG,
+                    "%s /%s from %s refused with %s: %s", Code(message.code).name,
+                    "/".join(message.uri_path), Address(*request.address), exc.code.dotted,
+                    exc.message)  # fmt: skip
+
+    def _dispatch(self, request: IncomingRequest) -> Message:
+        message = request.message
+        path = message.uri_path
+        query = message.uri_query
         if path == ["bs"]:
-            _allow(request.code, Code.POST)
-            self.handler.handle_bootstrap_request(query, peer=peer, address=address,
-                                                  remote=request.remote)  # fmt: skip
-            return aiocoap.Message(code=Code.CHANGED)
+            _allow(message.code, Code.POST)
+            self.handler.handle_bootstrap_request(
+                query, peer=request.identity, address=Address(*request.address),
+                remote=request.remote,
+            )  # fmt: skip
+            return Message.response(Code.CHANGED)
         if path == ["bspack"]:
-            _allow(request.code, Code.GET)
-            accept = request.opt.accept
+            _allow(message.code, Code.GET)
             payload, fmt = self.handler.handle_bootstrap_pack(
-                query, None if accept is None else int(accept), peer=peer
+                query, message.accept, peer=request.identity
             )
-            return aiocoap.Message(code=Code.CONTENT, payload=payload, content_format=fmt)
+            return Message.response(Code.CONTENT, payload, content_format=fmt)
         raise Lwm2mError(f"no resource at /{'/'.join(path)}", code=ResponseCode.NOT_FOUND)
 
-    def get_link_description(self) -> Any:
-        return None
 
-
-def _allow(method: Any, allowed: Any) -> None:
+def _allow(method: int, allowed: Code) -> None:
     if method != allowed:
-        raise Lwm2mError(f"method {method} not allowed here", code=ResponseCode.METHOD_NOT_ALLOWED)
+        raise Lwm2mError(f"method {Code(method).name} not allowed here",
+                         code=ResponseCode.METHOD_NOT_ALLOWED)  # fmt: skip

@@ -63,9 +63,7 @@ async def test_factory_psk_to_dtls_registration(tmp_path: Path, mode: SecurityMo
         provisioning_ca_cert=ca_cert, provisioning_ca_key=ca_key))  # fmt: skip
     await bootstrap.start()
     try:
-        interface = transport.coaps_interface(bootstrap._context)
-        assert interface is not None
-        bs_uri = f"coaps://127.0.0.1:{interface.endpoint_address()[1]}"
+        bs_uri = f"coaps://127.0.0.1:{bootstrap.coaps_address.port}"
         factory = (b"fleet-factory", FACTORY_KEY)
         client = Lwm2mClient.from_bootstrap("dtls-dev-1", bs_uri, psk=factory,
                                             finish_timeout=10.0, attempts=1)  # fmt: skip

@@ -25,7 +25,6 @@ from bootstrap_server.api import create_app
 from keystore.store.credentials import SqliteCredentialStore
 from lwm2m_client.accounts import server_accounts
 from lwm2m_client.client import Lwm2mClient
-from lwm2m_server.coap import transport
 from lwm2m_server.service import Lwm2mServer
 from object_models import codecs
 from object_models.node import LwM2mNode
@@ -168,9 +167,7 @@ async def test_start_log_names_the_coaps_listener(
 ) -> None:
     caplog.set_level(logging.INFO, logger="bootstrap_server")
     bootstrap = await make_bootstrap(coaps=True, coaps_port=0)
-    interface = transport.coaps_interface(bootstrap._context)
-    assert interface is not None
-    coaps_port = interface.endpoint_address()[1]
+    coaps_port = bootstrap.coaps_address.port
     lines = [r.getMessage() for r in caplog.records if r.name == "bootstrap_server"]
     nosec = f"CoAP listening on udp 127.0.0.1:{bootstrap.coap_address.port} (NoSec)"
     coaps = f"CoAPs listening on udp 127.0.0.1:{coaps_port} (PSK, RPK, X509)"

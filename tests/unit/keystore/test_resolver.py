@@ -443,3 +443,26 @@ def test_logs_never_contain_keys(
     assert "refused psk identity 'id'" in caplog.text
     for form in (KEY.hex(), KEY.hex().upper(), repr(KEY), str(list(KEY))):
         assert form not in caplog.text
+
+
+def test_a_repeated_refusal_is_logged_at_info_once_a_minute(
+    store: SqliteCredentialStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A device retrying with a revoked key (or a flood of spoofed handshakes) must not flood
+    the log: the first refusal of an identity is at INFO, repeats within a minute at DEBUG."""
+    caplog.set_level(logging.DEBUG, logger="keystore.resolver")
+    now = [NOW]
+    r = Resolver(store, open_registration=False, clock=lambda: now[0])
+
+    def levels(text: str) -> list[int]:
+        return [rec.levelno for rec in caplog.records if text in rec.getMessage()]
+
+    for _ in range(5):
+        assert r.psk_lookup(b"revoked") is None
+        with pytest.raises(IdentityRefused):
+            r.resolve(PeerIdentity.psk(b"stranger"), "dev")
+    assert levels("identity 'revoked'") == [logging.INFO] + [logging.DEBUG] * 4
+    assert levels("refused psk identity 'stranger'") == [logging.INFO] + [logging.DEBUG] * 4
+    now[0] = NOW + DAY / 1440 + DAY / 86400  # 61 s later
+    r.psk_lookup(b"revoked")
+    assert levels("identity 'revoked'")[-1] == logging.INFO

@@ -1,0 +1,153 @@
+"""What every asyncio driver of a sans-IO :class:`~lwm2m_runtime.coap.Endpoint` does, written once.
+
+Why a shared base: the NoSec UDP endpoint (:mod:`.udp`) and the CoAPs endpoint (:mod:`.coaps`)
+differ only in how bytes come in and go out (a socket, or DTLS records of a session). Feeding the
+endpoint, handing its events to a plain ``handler(event)`` call (no task per request), one flush
+per loop iteration (``call_soon``: everything answered in one iteration leaves together, after
+the application's work — the hook for group commit), one loop timer for ``get_timer()``, and
+futures for ``await request(...)`` are the same for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Hashable
+
+from .coap import Endpoint, Event, Message, RequestFailed, RequestHandle, ResponseReceived
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Event], None]
+Peer = Hashable
+
+
+class CoapDriver:
+    """Drives one endpoint on the running loop; subclasses move the bytes (``_transmit``)."""
+
+    def __init__(self, endpoint: Endpoint, handler: Handler | None = None) -> None:
+        self.endpoint = endpoint
+        self.handler = handler
+        self._loop = asyncio.get_running_loop()
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._waiters: dict[RequestHandle, asyncio.Future[Message]] = {}
+        self._stopped = False
+
+    @property
+    def closed(self) -> bool:
+        return self._stopped
+
+    # -- what subclasses provide ----------------------------------------------------------------
+    def _transmit(self, datagrams: list[tuple[bytes, Peer]]) -> None:
+        raise NotImplementedError
+
+    def _check_peer(self, peer: Peer) -> None:
+        """Raise ``ConnectionError`` when ``peer`` can no longer be reached at all (a closed
+        DTLS session): failing at once beats retransmitting into nothing."""
+
+    # -- application calls ----------------------------------------------------------------------
+    def send_request(self, peer: Peer, message: Message) -> RequestHandle:
+        """Send without waiting; the response (or failure) goes to the handler as an event."""
+        handle = self.endpoint.send_request(peer, message)
+        self._dispatch()  # a queue-full failure is an event already
+        return handle
+
+    async def request(self, peer: Peer, message: Message, timeout: float | None = None) -> Message:
+        """Send a request and wait for its response, matched by token **and** peer.
+
+        ``ConnectionError(reason)`` when it fails (no ACK, RST, the peer's session closed),
+        ``TimeoutError`` after ``timeout`` seconds; giving up (timeout or cancellation) cancels
+        the request in the endpoint, so its NSTART slot goes to the next request at once."""
+        if self._stopped:
+            raise ConnectionError("the endpoint is closed")
+        self._check_peer(peer)
+        future: asyncio.Future[Message] = self._loop.create_future()
+        handle = self.endpoint.send_request(peer, message)
+        self._waiters[handle] = future
+        self._dispatch()
+        try:
+            if timeout is None:
+                return await future
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            if self._waiters.pop(handle, None) is not None:
+                self.endpoint.cancel(handle)
+                self._schedule_flush()
+
+    def kick(self) -> None:
+        """Call after ``endpoint.respond(...)`` made outside an event handler."""
+        self._schedule_flush()
+
+    def fail_peer(self, peer: Peer, reason: str) -> int:
+        """The peer is gone (its DTLS session closed): every request to it waiting here fails
+        with ``ConnectionError(reason)`` and is cancelled in the endpoint. Returns how many."""
+        failed = [h for h in self._waiters if h.peer == peer]
+        for handle in failed:
+            future = self._waiters.pop(handle)
+            self.endpoint.cancel(handle)
+            if not future.done():
+                future.set_exception(ConnectionError(reason))
+        if failed:
+            self._schedule_flush()
+        return len(failed)
+
+    def _stop(self) -> None:
+        """No more I/O: the timer goes, waiting requests fail."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for future in self._waiters.values():
+            if not future.done():
+                future.set_exception(ConnectionError("endpoint closed"))
+        self._waiters.clear()
+
+    # -- internals ------------------------------------------------------------------------------
+    def _dispatch(self) -> None:
+        endpoint = self.endpoint
+        while (event := endpoint.next_event()) is not None:
+            if isinstance(event, ResponseReceived | RequestFailed):
+                future = self._waiters.pop(event.handle, None)
+                if future is not None:
+                    if not future.done():
+                        if isinstance(event, ResponseReceived):
+                            future.set_result(event.message)
+                        else:
+                            future.set_exception(ConnectionError(event.reason.value))
+                    continue
+            if self.handler is not None:
+                try:
+                    self.handler(event)
+                except Exception:  # one bad handler call must not stop the endpoint
+                    log.exception("CoAP event handler failed on %s", type(event).__name__)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and not self._stopped:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._stopped:
+            return
+        datagrams = self.endpoint.datagrams_to_send(self._loop.time())
+        if datagrams:
+            self._transmit(datagrams)
+        when = self.endpoint.get_timer()
+        if when != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = None if when is None else self._loop.call_at(when, self._on_timer)
+            self._timer_at = when
+
+    def _on_timer(self) -> None:
+        # asyncio may run a timer up to one clock resolution early: never hand the endpoint a
+        # time before the deadline it asked for (it would find nothing due and ask again)
+        now = max(self._loop.time(), self._timer_at or 0.0)
+        self._timer = None
+        self._timer_at = None
+        self.endpoint.handle_timer(now)
+        self._dispatch()

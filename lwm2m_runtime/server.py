@@ -1,0 +1,342 @@
+"""The server side of the runtime: one facade over the NoSec UDP and the CoAPs listeners.
+
+Why a facade: a server (bootstrap, LwM2M) wants three things from CoAP — a call per request it
+answers, a way to send a request to a device and await the answer, and the addresses it listens
+on — and should not care whether a device came over NoSec or DTLS. So:
+
+* ``handler(request) -> response``: a plain call per request (no task per request on the hot
+  path). It returns the response :class:`~lwm2m_runtime.coap.Message`, or an awaitable of one
+  where it must wait (then, and only then, a task awaits it and answers). An
+  :class:`~object_models.errors.Lwm2mError` raised by the handler is answered with its CoAP code
+  and its message as diagnostic payload; any other exception is a bug: 5.00, logged with its
+  traceback.
+* ``await request(remote, message, timeout)``: a downlink request to the peer a request came
+  from (``request.remote``) — over NoSec the peer's socket address, over CoAPs its DTLS session
+  — matched by token **and** peer, so an answer from another session is not accepted.
+  ``await resolve(host, port, secure=...)`` gives the remote of an address (server-initiated
+  traffic); over CoAPs only an established session can be used (a server never dials a device).
+* ``coap_address`` / ``coaps_address``, one ``start`` and one ``stop``.
+
+Refused datagrams (the layer's ``ProtocolError`` events; the RFC's answer — RST, 4.00, 4.02… —
+is already sent by the layer) are logged once per peer host and kind per ``log_interval``, never
+with a traceback. Unknown notifications are refused with RST unless an ``on_event`` hook takes
+the events the facade does not handle itself (observation is the LwM2M server's business).
+
+uvloop: the loop is chosen before it runs; a CLI runs its main coroutine with :func:`run` (uvloop
+when installed, without changing the process-wide loop policy, so an in-process caller such as a
+test is not switched to uvloop behind its back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from keystore.coaps.endpoint import EndpointSettings, _bound_socket
+from keystore.coaps.identity import DtlsClaim
+from keystore.coaps.sessions import Key, Session, address_key
+from keystore.dtls.config import ServerConfig
+from keystore.dtls.identity import AnonymousIdentity
+from keystore.log_limit import PerPeerLimit
+from keystore.resolver import PeerIdentity
+from object_models.errors import Lwm2mError
+
+from .coap import (
+    Code,
+    ErrorKind,
+    Event,
+    Exchange,
+    Message,
+    Parameters,
+    ProtocolError,
+    RequestReceived,
+    UnknownNotification,
+)
+from .coaps import CoapsEndpoint
+from .driver import CoapDriver, Peer
+from .udp import UdpEndpoint, open_udp_endpoint
+
+__all__ = [
+    "CoapServer",
+    "IncomingRequest",
+    "Peer",
+    "RequestHandler",
+    "Response",
+    "error_response",
+    "run",
+]
+
+log = logging.getLogger(__name__)
+
+Response = Message | Awaitable[Message]
+T = TypeVar("T")
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)`` on a uvloop loop when uvloop is installed, else the stdlib's."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None
+    try:
+        factory = importlib.import_module("uvloop").new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
+
+
+class IncomingRequest:
+    """One request to answer: the message, who sent it, and over what.
+
+    ``remote`` is what to give to :meth:`CoapServer.request` to reach the same peer the same
+    way (the socket address, or the DTLS session). ``address`` and ``identity`` are computed on
+    first use (address parsing is not free, and most handlers need it once at most)."""
+
+    __slots__ = ("_address", "message", "remote")
+
+    def __init__(self, message: Message, remote: Peer) -> None:
+        self.message = message
+        self.remote = remote
+        self._address: Key | None = None
+
+    @property
+    def secure(self) -> bool:
+        return isinstance(self.remote, Session)
+
+    @property
+    def address(self) -> Key:
+        """The peer's ``(host, port)``, v4-mapped IPv6 shown as IPv4; over CoAPs the session's
+        current address (it follows a Connection ID address change)."""
+        if self._address is None:
+            remote = self.remote
+            self._address = remote.key if isinstance(remote, Session) else address_key(remote)
+        return self._address
+
+    @property
+    def claim(self) -> DtlsClaim | None:
+        """What the DTLS handshake of the session authenticated (None over NoSec)."""
+        remote = self.remote
+        return remote.claim if isinstance(remote, Session) else None
+
+    @property
+    def identity(self) -> PeerIdentity:
+        """Who sent it, for ``keystore.resolver.Resolver.resolve``: the DTLS identity, or a
+        NoSec peer."""
+        claim = self.claim
+        if claim is None or isinstance(claim.identity, AnonymousIdentity):
+            return PeerIdentity.nosec(self.address)
+        return claim.peer(self.address)
+
+    def __repr__(self) -> str:
+        host, port = self.address
+        return f"<IncomingRequest {Code(self.message.code).name} from {host}:{port}>"
+
+
+RequestHandler = Callable[[IncomingRequest], Response]
+
+
+def error_response(exc: Lwm2mError) -> Message:
+    """The answer to a request refused with ``exc``: its code, its message as diagnostic
+    payload (RFC 7252 §5.5.2)."""
+    return Message.response(int(exc.code), exc.message.encode("utf-8", "replace"))
+
+
+class CoapServer:
+    """NoSec and CoAPs listeners serving one handler; see the module docstring."""
+
+    def __init__(
+        self,
+        handler: RequestHandler,
+        *,
+        params: Parameters | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        log_interval: float = 60.0,
+    ) -> None:
+        self.handler = handler
+        self.params = params
+        self.on_event = on_event
+        self.udp: UdpEndpoint | None = None
+        self.coaps: CoapsEndpoint | None = None
+        self._refusals = PerPeerLimit(log_interval)
+        self._pending: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(
+        self,
+        *,
+        host: str,
+        port: int | None,
+        coaps_port: int | None = None,
+        dtls_config: ServerConfig | None = None,
+        dtls_settings: EndpointSettings | None = None,
+    ) -> None:
+        """Listen on ``udp host:port`` (NoSec; None = no NoSec listener) and, given a
+        ``dtls_config``, on ``coaps_port``. Port 0 = any free port; ``0.0.0.0``/``::`` = every
+        address, one dual-stack socket (IPv4 peers appear v4-mapped, and are shown as IPv4)."""
+        if port is None and (dtls_config is None or coaps_port is None):
+            raise ValueError("neither a CoAP nor a CoAPs listener is configured")
+        loop = asyncio.get_running_loop()
+        try:
+            if port is not None:
+                sock = await _bound_socket(loop, (host, port))
+                try:
+                    self.udp = await open_udp_endpoint(
+                        host, port, self._udp_event, self.params, sock=sock
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+            if dtls_config is not None and coaps_port is not None:
+                self.coaps = await CoapsEndpoint.open(
+                    (host, coaps_port),
+                    server_config=dtls_config,
+                    handler=self._coaps_event,
+                    params=self.params,
+                    settings=dtls_settings,
+                )
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Close both listeners; requests waiting for an answer fail, handlers still waiting
+        are cancelled. When it returns the ports are free (a restart can bind them again)."""
+        for task in list(self._pending):
+            task.cancel()
+        udp, self.udp = self.udp, None
+        if udp is not None:
+            udp.close()
+            await udp.wait_closed()
+        coaps, self.coaps = self.coaps, None
+        if coaps is not None:
+            await coaps.close()
+
+    @property
+    def coap_address(self) -> Key | None:
+        """Where the NoSec listener is bound (the real port when asked for 0), or None."""
+        return None if self.udp is None else address_key(self.udp.local_address)
+
+    @property
+    def coaps_address(self) -> Key | None:
+        return None if self.coaps is None else self.coaps.local_address
+
+    # -- downlink -------------------------------------------------------------------------------
+    async def request(
+        self, remote: Peer, message: Message, timeout: float | None = None
+    ) -> Message:
+        """Send ``message`` to ``remote`` (a request's ``remote``, or from :meth:`resolve`) and
+        await the answer. ``ConnectionError`` when the peer cannot be reached (no ACK, RST, its
+        DTLS session closed), ``TimeoutError`` after ``timeout``."""
+        return await self._driver(remote).request(remote, message, timeout)
+
+    async def resolve(self, host: str, port: int, *, secure: bool = False) -> Peer:
+        """The remote of ``host:port``: a socket address for NoSec, the established DTLS
+        session with that address for CoAPs (``ConnectionError`` if there is none)."""
+        if secure:
+            coaps = self.coaps
+            if coaps is None or coaps.dtls is None:
+                raise ConnectionError("no CoAPs listener")
+            sockaddr = await coaps.dtls.resolve(host, port)
+            session = coaps.session_for(*address_key(sockaddr))
+            if session is None:
+                raise ConnectionError(
+                    f"no DTLS session with {host}:{port}: a CoAPs server reaches a device only "
+                    "over the session the device opened"
+                )
+            return session
+        udp = self.udp
+        if udp is None or udp.transport is None:
+            raise ConnectionError("no NoSec CoAP listener")
+        family = udp.family
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host,
+            port,
+            family=family,
+            type=socket.SOCK_DGRAM,
+            flags=socket.AI_V4MAPPED if family == socket.AF_INET6 else 0,
+        )
+        if not infos:
+            raise ConnectionError(f"cannot resolve {host!r}")
+        found: Any = infos[0][4]
+        return tuple(found)
+
+    def _driver(self, remote: Peer) -> CoapDriver:
+        driver: CoapDriver | None = self.coaps if isinstance(remote, Session) else self.udp
+        if driver is None:
+            raise ConnectionError("the listener of this remote is closed")
+        return driver
+
+    # -- events ---------------------------------------------------------------------------------
+    def _udp_event(self, event: Event) -> None:
+        assert self.udp is not None
+        self._on_event(self.udp, event)
+
+    def _coaps_event(self, event: Event) -> None:
+        assert self.coaps is not None
+        self._on_event(self.coaps, event)
+
+    def _on_event(self, driver: CoapDriver, event: Event) -> None:
+        if isinstance(event, RequestReceived):
+            self._on_request(driver, event)
+        elif isinstance(event, ProtocolError):
+            self._log_refusal(event)
+        elif self.on_event is not None:
+            self.on_event(event)
+        elif isinstance(event, UnknownNotification):
+            driver.endpoint.reject_notification(event)  # we observe nothing: RST ends it
+
+    def _on_request(self, driver: CoapDriver, event: RequestReceived) -> None:
+        request = IncomingRequest(event.message, event.peer)
+        try:
+            response = self.handler(request)
+        except Lwm2mError as exc:
+            response = error_response(exc)
+        except Exception:
+            log.exception("handler failed on %r", request)
+            response = Message.response(Code.INTERNAL_SERVER_ERROR)
+        if isinstance(response, Message):
+            driver.endpoint.respond(event.exchange, response)
+            return
+        if inspect.isawaitable(response):
+            task = asyncio.ensure_future(self._answer_later(driver, event.exchange, request,
+                                                            response))  # fmt: skip
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+            return
+        log.error("handler returned %r for %r, not a Message", response, request)
+        driver.endpoint.respond(event.exchange, Message.response(Code.INTERNAL_SERVER_ERROR))
+
+    async def _answer_later(
+        self,
+        driver: CoapDriver,
+        exchange: Exchange,
+        request: IncomingRequest,
+        pending: Awaitable[Message],
+    ) -> None:
+        try:
+            response = await pending
+        except Lwm2mError as exc:
+            response = error_response(exc)
+        except asyncio.CancelledError:
+            return  # stopping: the client retransmits to whoever serves next
+        except Exception:
+            log.exception("handler failed on %r", request)
+            response = Message.response(Code.INTERNAL_SERVER_ERROR)
+        if not driver.closed:
+            driver.endpoint.respond(exchange, response)
+            driver.kick()
+
+    def _log_refusal(self, event: ProtocolError) -> None:
+        peer = event.peer
+        host = peer.key[0] if isinstance(peer, Session) else address_key(peer)[0]
+        kind = event.kind
+        if kind is ErrorKind.PING:
+            return  # a CoAP ping is not a refusal; counted in the endpoint
+        now = asyncio.get_running_loop().time()
+        if not self._refusals.allow(f"{host} {kind.value}", now):
+            return
+        level = logging.INFO if kind is ErrorKind.UNMATCHED else logging.WARNING
+        log.log(level, "CoAP message from %s refused (%s): %s", host, kind.value, event.detail)
