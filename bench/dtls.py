@@ -132,14 +132,14 @@ async def serve(db: Path) -> None:
 
     from keystore.coaps import add_coaps_transport, server_dtls_config
     from keystore.resolver import Resolver
-    from keystore.store.sqlite import SqliteStore
+    from keystore.store.database import SqliteDatabase
     from lwm2m_server.coap.transport import local_address
 
     class Echo(aiocoap.resource.Resource):  # type: ignore[misc]
         async def render_get(self, request: Any) -> Any:
             return aiocoap.Message(payload=b"22.5")
 
-    store = SqliteStore(db)
+    store = SqliteDatabase(db)
     credentials = SqliteCredentialStore(store)
     resolver = Resolver(credentials, open_registration=False)
     identity = credentials.server_identity()

@@ -28,9 +28,10 @@ from aiocoap.numbers.codes import Code
 from keystore.coaps.identity import peer_of
 from keystore.log_limit import PerPeerLimit
 from keystore.resolver import PeerIdentity as Peer
+from lwm2m_runtime.address import Address
 from object_models.errors import Lwm2mError, ResponseCode
 
-from ..core.registration import Address, Registration
+from ..core.registration import Registration
 from .transport import peer_address
 
 log = logging.getLogger(__name__)

@@ -57,8 +57,7 @@ from aiocoap.numbers.types import Type
 
 from keystore.coaps import CoapsMessageInterface, EndpointSettings, add_coaps_transport
 from keystore.dtls import ServerConfig
-
-from ..core.registration import Address
+from lwm2m_runtime.address import Address
 
 log = logging.getLogger(__name__)
 
