@@ -129,7 +129,7 @@ async def serve(db: Path) -> None:
     """``--serve DB``: print the ports as JSON, then answer ``rss`` lines on stdin until EOF."""
     from keystore.coaps import server_dtls_config
     from keystore.resolver import Resolver
-    from keystore.store.sqlite import SqliteStore
+    from keystore.store.database import SqliteDatabase
     from lwm2m_runtime.coap import Code, Message
     from lwm2m_runtime.server import CoapServer, IncomingRequest
 
@@ -138,7 +138,7 @@ async def serve(db: Path) -> None:
             return Message.response(Code.CONTENT, b"22.5")
         return Message.response(Code.NOT_FOUND)
 
-    store = SqliteStore(db)
+    store = SqliteDatabase(db)
     credentials = SqliteCredentialStore(store)
     resolver = Resolver(credentials, open_registration=False)
     identity = credentials.server_identity()

@@ -23,12 +23,12 @@ from typing import Any
 
 from aiohttp import web
 
+from keystore.bootstrap_config.model import BootstrapConfig
+from keystore.config_error import ConfigError
 from keystore.modes import SecurityMode
-from lwm2m_server.api.errors import ApiError, error_middleware
-from lwm2m_server.config import ConfigError
-from lwm2m_server.core.registration import Address
+from lwm2m_runtime.address import Address
+from lwm2m_runtime.http_errors import ApiError, make_error_middleware
 
-from .core.config import BootstrapConfig
 from .core.provisioning import CsvImportError
 from .service import BootstrapServer, ConfigErrors
 
@@ -184,7 +184,7 @@ async def trigger(request: web.Request) -> web.Response:
 
 
 def create_app(server: BootstrapServer) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, _config_errors])
+    app = web.Application(middlewares=[make_error_middleware(), _config_errors])
     app[SERVER_KEY] = server
     base = "/api/bootstrap"
     app.router.add_get(f"{base}/configs", list_configs)

@@ -28,10 +28,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from keystore.config_error import ConfigError
+from lwm2m_runtime.api_client import ApiClient, ApiFailure
+from lwm2m_runtime.log_filters import RateLimit
 from lwm2m_runtime.server import run
-from lwm2m_server.cli import RateLimit
-from lwm2m_server.config import ConfigError
-from lwm2m_server.operator_cli import ApiClient, ApiFailure
 from object_models.pipes import quiet_on_broken_pipe
 
 from .config import BootstrapServerConfig, load_config, log_level_number
@@ -88,7 +88,7 @@ def serve_command(args: argparse.Namespace) -> int:
 async def serve(config: BootstrapServerConfig) -> int:
     from aiohttp import web
 
-    from keystore.store.base import StoreError
+    from keystore.store.errors import StoreError
 
     from .api import create_app
     from .service import BootstrapServer, ConfigErrors

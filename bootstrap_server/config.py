@@ -1,6 +1,6 @@
 """The bootstrap server's settings: defaults < YAML file < environment < command-line flags.
 
-Same conventions and the same loader as the LwM2M server (``lwm2m_server.settings``,
+Same conventions and the same loader as the LwM2M server (``lwm2m_runtime.settings``,
 docs/configuration.md): ``${ENV_NAME:default}`` in any string of the YAML file, every key
 overridable by ``LWM2M_BOOTSTRAP_<KEY>``, flags last, and a ``ConfigError`` naming the source,
 the key and the reason. This module is only the schema: keys, defaults and checks.
@@ -19,15 +19,15 @@ from typing import Any
 
 import attrs
 
-from lwm2m_server.config import (
+from keystore.store.database import DATABASE_FILE
+from lwm2m_runtime.listeners import (
     SECURITY_MODES,
     DtlsSettings,
     check_cipher_suites,
     check_security_modes,
 )
-from lwm2m_server.settings import (
+from lwm2m_runtime.settings import (
     LOG_LEVELS,
-    ConfigError,
     Schema,
     between,
     non_empty,
@@ -40,7 +40,6 @@ __all__ = [
     "ENV_PREFIX",
     "SCHEMA",
     "BootstrapServerConfig",
-    "ConfigError",
     "env_name",
     "load_config",
     "log_level_number",
@@ -84,7 +83,7 @@ class BootstrapServerConfig:
 
     @property
     def keystore_file(self) -> Path:
-        return self.keystore or self.data_dir / "lwm2m-server.sqlite"
+        return self.keystore or self.data_dir / DATABASE_FILE
 
     @property
     def database(self) -> Path:

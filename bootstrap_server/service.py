@@ -24,16 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from keystore import tools
+from keystore.bootstrap_config.loader import parse_config
+from keystore.bootstrap_config.model import BootstrapConfig, ConfigKind
+from keystore.config_error import ConfigError
 from keystore.credentials import CredentialError, load_certificate
 from keystore.resolver import PeerIdentity
 from keystore.secrets_io import write_private
 from keystore.store.credentials import SqliteCredentialStore
+from keystore.store.database import SqliteDatabase
 from keystore.store.profiles import SqliteProfileStore
-from keystore.store.sqlite import SqliteStore
+from lwm2m_runtime.address import Address
+from lwm2m_runtime.listeners import listeners
 from lwm2m_runtime.server import CoapServer, Peer
-from lwm2m_server.config import ConfigError, listeners
-from lwm2m_server.core.registration import Address
-from lwm2m_server.profiles.bootstrap import bootstrap_configs
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.registry import ModelRegistry
 
@@ -42,11 +44,10 @@ from .coap.site import BootstrapSite
 from .coaps import bootstrap_dtls_config
 from .config import BootstrapServerConfig
 from .core.catalog import Catalog, load_folder
-from .core.config import BootstrapConfig, ConfigKind
-from .core.config_loader import parse_config
 from .core.manager import BootstrapManager
 from .core.provisioning import DeviceRecord, ProvisioningCa, parse_csv
 from .core.session import BootstrapSession, Request, Timing
+from .profiles import bootstrap_configs
 from .store import SqliteBootstrapStore
 
 log = logging.getLogger("bootstrap_server")
@@ -307,7 +308,7 @@ class BootstrapServer:
         profile_configs: list[BootstrapConfig] = []
         errors: list[ConfigError] = []
         if self.config.keystore_file.exists():
-            with SqliteStore(self.config.keystore_file) as shared:
+            with SqliteDatabase(self.config.keystore_file) as shared:
                 profile_configs, errors = bootstrap_configs(
                     SqliteProfileStore(shared), self.registry
                 )

@@ -3,7 +3,7 @@
 Separate from the shared keystore (the LwM2M server's file) on purpose: that file holds what
 ``lwm2m-server`` needs to accept devices, this one what only the bootstrap server needs (who
 is pre-provisioned, ``provisionState``, what each session did). Same engine and discipline as
-``keystore.store.sqlite``: WAL, one connection on the loop thread, each write one transaction.
+``keystore.store.database``: WAL, one connection on the loop thread, each write one transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import sqlite_utils
 
 from keystore.secrets_io import ensure_private_dir
-from keystore.store.base import StoreError
+from keystore.store.errors import StoreError
 
 from .core.client_info import ClientInfo
 from .core.manager import SessionSummary

@@ -13,9 +13,10 @@
                                     | activate EP | deactivate EP
     lwm2m-keystore [--data-dir DIR] export FILE [--encoding hex|base64] | import FILE [--replace]
 
-Everything lives in ``DIR/lwm2m-server.sqlite``, the file the server's ``SqliteStore`` uses
-(its ``ServerConfig.database``), so the server sees changes on its next lookup (the resolver
-does not cache). The file is kept 0600: it holds PSK keys and the server's private key.
+Everything lives in ``DIR/lwm2m-server.sqlite`` (``keystore.store.database.DATABASE_FILE``), the
+file the server opens too (its ``ServerConfig.database``), so the server sees changes on its next
+lookup (the resolver does not cache). The file is kept 0600: it holds PSK keys and the server's
+private key.
 
 Exit status: 0 done; 1 the operation failed (a conflict, an unknown endpoint, a file that cannot
 be read or does not hold what it should, the store); 2 the command line is wrong (unknown
@@ -38,7 +39,6 @@ from typing import Any
 import attrs
 from cryptography import x509
 
-from lwm2m_server.config import ServerConfig
 from object_models.pipes import quiet_on_broken_pipe
 
 from . import tools
@@ -58,16 +58,14 @@ from .credentials import (
 )
 from .modes import SecurityMode
 from .secrets_io import write_private
-from .store.base import StoreError
 from .store.credentials import SqliteCredentialStore, export_document, import_document
+from .store.database import DATABASE_FILE
+from .store.errors import StoreError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-#: The server store's file name in the data folder, taken from the server's own config so the
-#: two can never point at different files.
-DB_FILE = ServerConfig().database.name
 #: The server's environment override of ``data_dir``; the tool follows it too.
 DATA_DIR_ENV = "LWM2M_SERVER_DATA_DIR"
 PROG = "lwm2m-keystore"
@@ -93,9 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     command: Command = args.run
     try:
-        with SqliteCredentialStore.open(
-            ServerConfig(data_dir=Path(args.data_dir)).database
-        ) as store:
+        with SqliteCredentialStore.open(Path(args.data_dir) / DATABASE_FILE) as store:
             command(args, store)
     except UsageError as exc:
         return _error(str(exc), EXIT_USAGE)
@@ -131,18 +127,18 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir",
         default=argparse.SUPPRESS,
         metavar="DIR",
-        help=f"folder of the server's store ({DB_FILE})",
+        help=f"folder of the server's store ({DATABASE_FILE})",
     )
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Manage the LwM2M server's own keys/certificates, trusted CAs and device "
-        f"credentials (in DIR/{DB_FILE}).",
+        f"credentials (in DIR/{DATABASE_FILE}).",
     )
     parser.add_argument(
         "--data-dir",
         default=os.environ.get(DATA_DIR_ENV) or "data",
         metavar="DIR",
-        help=f"folder of {DB_FILE}; default ${DATA_DIR_ENV} (as for the server), else ./data",
+        help=f"folder of {DATABASE_FILE}; default ${DATA_DIR_ENV} (as for the server), else ./data",
     )
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 

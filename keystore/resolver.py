@@ -43,8 +43,7 @@ from .credentials import (
     normalize_spki,
     short_fingerprint,
 )
-from .dtls.identity import PeerIdentity as DtlsPeerIdentity
-from .dtls.identity import PskIdentity, RawPublicKeyIdentity, X509Identity
+from .dtls.identity import DtlsIdentity, PskIdentity, RawPublicKeyIdentity, X509Identity
 from .log_limit import PerPeerLimit
 from .modes import SecurityMode
 
@@ -141,7 +140,7 @@ class PeerIdentity:
 
     @classmethod
     def from_dtls(
-        cls, identity: DtlsPeerIdentity | None, source: tuple[str, int] | None = None
+        cls, identity: DtlsIdentity | None, source: tuple[str, int] | None = None
     ) -> PeerIdentity:
         """From what the DTLS engine reports at HandshakeComplete (``None``: a NoSec peer)."""
         if identity is None:
@@ -170,14 +169,30 @@ class PeerIdentity:
 
 
 @attrs.frozen
+class IdentityBinding:
+    """The identity a registration is bound to, once ``Resolver`` accepted a DTLS peer: what
+    the LwM2M server stores with a registration and compares on every later request (a
+    registration may only be updated or read by the identity that made it).
+
+    ``mode`` is ``psk``, ``rpk`` or ``x509``; ``identity`` the PSK identity (as the keystore
+    writes it), the public key (SPKI, hex) or the certificate subject. A NoSec peer has no
+    binding at all (``None``). Not a ``PeerIdentity``: that is what the transport proved about
+    one connection (with the certificate chain and source address); this is the small,
+    storable summary of it."""
+
+    mode: str
+    identity: str
+
+
+@attrs.frozen
 class Resolution:
-    """An accepted peer. ``binding`` is ``(mode, identity)`` for the registration's
-    ``PeerIdentity`` (``lwm2m_server.core``), ``None`` for NoSec. ``auto_registered`` says the
-    endpoint has no device record (open NoSec registration or an auto-registration CA)."""
+    """An accepted peer. ``binding`` is the registration's ``IdentityBinding``, ``None`` for
+    NoSec. ``auto_registered`` says the endpoint has no device record (open NoSec registration
+    or an auto-registration CA)."""
 
     endpoint: str
     mode: SecurityMode
-    binding: tuple[str, str] | None = None
+    binding: IdentityBinding | None = None
     auto_registered: bool = False
 
 
@@ -211,12 +226,12 @@ class Resolver:
             if peer.mode is SecurityMode.PSK:
                 assert peer.psk_identity is not None
                 record = self.store.device_by_psk_identity(peer.psk_identity)
-                binding = ("psk", format_psk_identity(peer.psk_identity))
+                binding = IdentityBinding("psk", format_psk_identity(peer.psk_identity))
             elif peer.mode is SecurityMode.RPK:
                 assert peer.spki is not None
                 spki = normalize_spki(peer.spki, "spki")
                 record = self.store.device_by_rpk(spki)
-                binding = ("rpk", spki.hex())
+                binding = IdentityBinding("rpk", spki.hex())
             else:
                 return self._certificate(peer.certificate_chain, endpoint)
             if record is None:
@@ -251,7 +266,7 @@ class Resolver:
         return Resolution(endpoint, SecurityMode.NOSEC, None)
 
     def _bind(
-        self, record: DeviceCredentials, endpoint: str | None, binding: tuple[str, str]
+        self, record: DeviceCredentials, endpoint: str | None, binding: IdentityBinding
     ) -> Resolution:
         if not record.active:
             raise IdentityRefused(f"endpoint {record.endpoint!r} is deactivated")
@@ -271,7 +286,7 @@ class Resolver:
         problem = validity_problem(leaf, now)
         if problem:
             raise IdentityRefused(f"certificate {problem}")
-        binding = ("x509", leaf.subject.rfc4514_string())
+        binding = IdentityBinding("x509", leaf.subject.rfc4514_string())
         pinned = self.store.device_by_certificate(chain[0])
         if pinned is not None:
             return self._bind(pinned, endpoint, binding)

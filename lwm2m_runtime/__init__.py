@@ -1,7 +1,11 @@
-"""The runtime both servers share: our sans-IO CoAP layer (``lwm2m_runtime.coap``), its asyncio
-drivers (``udp`` for NoSec, ``coaps`` over the DTLS endpoint of ``keystore.coaps``), and the
-server facade (``server.CoapServer``); later config loading and HTTP error mapping.
+"""The runtime both servers share: our sans-IO CoAP layer (``coap``), its asyncio drivers
+(``udp`` for NoSec, ``coaps`` over the DTLS endpoint of ``keystore.coaps``), the server facade
+(``server.CoapServer``), settings loading (``settings``: YAML with ``${ENV:default}``,
+environment, flags; ``listeners``: security modes and DTLS keys), the peer ``Address``
+(``address``), HTTP error mapping (``http_errors``), the operator HTTP API client
+(``api_client``) and log filters (``log_filters``).
 
 Layering: this package sits above ``object_models`` and ``keystore`` and below ``lwm2m_server`` and
-``bootstrap_server``; it never imports either server (nor ``lwm2m_client``).
+``bootstrap_server``; it never imports either server (nor ``lwm2m_client``), as
+``tests/test_layers.py`` checks.
 """

@@ -20,9 +20,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from keystore.config_error import ConfigError
 from object_models.pipes import quiet_on_broken_pipe
 
-from .config import ConfigError, ServerConfig, load_config, log_level_number
+from .config import ServerConfig, load_config, log_level_number
 from .operator_cli import register_commands
 
 log = logging.getLogger("lwm2m_server")
@@ -44,29 +45,6 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
         help="folder of user object models (*.json, *.xml); repeatable",
     )
     parser.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ERROR")
-
-
-class RateLimit(logging.Filter):
-    """Pass each message template at most once per ``interval`` seconds (bounded memory); for
-    a third-party logger that logs per datagram (the bootstrap CLI's)."""
-
-    def __init__(self, interval: float = 60.0, limit: int = 1000) -> None:
-        super().__init__()
-        self.interval = interval
-        self.limit = limit
-        self._last: dict[str, float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
-            return True
-        key = str(record.msg)
-        last = self._last.get(key)
-        if last is not None and record.created - last < self.interval:
-            return False
-        if len(self._last) >= self.limit:
-            self._last.clear()
-        self._last[key] = record.created
-        return True
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,7 +120,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
 async def serve(config: ServerConfig) -> int:
     """Run until SIGTERM/SIGINT; returns the exit status."""
-    from keystore.store.base import StoreError
+    from keystore.store.errors import StoreError
 
     from .service import Lwm2mServer
 

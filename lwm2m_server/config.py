@@ -7,10 +7,11 @@
   ``LWM2M_SERVER_QUEUE_MAX_PER_CLIENT=8``; lists separated by ``os.pathsep``).
 * Command-line flags override both.
 
-The loading itself is ``lwm2m_server.settings`` (shared with the bootstrap server); this module
+The loading itself is ``lwm2m_runtime.settings`` (shared with the bootstrap server); this module
 is the schema: the keys, their defaults and their checks. Everything is validated at start; a
-``ConfigError`` names where the value came from (file, environment variable or flag), the key,
-and the reason (unknown key, wrong type, out of range), and the CLI turns it into exit status 2.
+``ConfigError`` (``keystore.config_error``) names where the value came from (file, environment
+variable or flag), the key, and the reason (unknown key, wrong type, out of range), and the CLI
+turns it into exit status 2.
 Every key is documented in docs/configuration.md.
 """
 
@@ -20,13 +21,19 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
-from .settings import (
+from keystore.store.database import DATABASE_FILE
+from lwm2m_runtime.listeners import (
+    SECURITY_MODES,
+    DtlsSettings,
+    check_cipher_suites,
+    check_security_modes,
+)
+from lwm2m_runtime.settings import (
     LOG_LEVELS,
-    ConfigError,
     Schema,
     between,
     non_empty,
@@ -40,26 +47,18 @@ __all__ = [
     "ENV_PREFIX",
     "LOG_LEVELS",
     "SCHEMA",
-    "SECURITY_MODES",
     "SYNCHRONOUS",
-    "ConfigError",
-    "DtlsSettings",
     "QueueSettings",
     "ServerConfig",
     "SinkSettings",
-    "check_cipher_suites",
-    "check_security_modes",
     "env_name",
-    "listeners",
     "load_config",
     "log_level_number",
 ]
 
-if TYPE_CHECKING:
-    from keystore.coaps import CoapsSettings
-
 ENV_PREFIX = "LWM2M_SERVER_"
 SYNCHRONOUS = ("NORMAL", "FULL")
+DEFAULT_DTLS = DtlsSettings()
 
 
 @attrs.frozen
@@ -79,18 +78,6 @@ class SinkSettings:
     queue_size: int = 10_000
 
 
-SECURITY_MODES = ("nosec", "psk", "rpk", "x509")
-
-
-@attrs.frozen
-class DtlsSettings:
-    """The CoAPs listener's tunables; empty ``cipher_suites`` means all four (docs/dtls.md)."""
-
-    cipher_suites: tuple[str, ...] = ()
-    connection_id: bool = True
-    cid_length: int = 6
-
-
 @attrs.frozen
 class ServerConfig:
     host: str = "0.0.0.0"
@@ -103,7 +90,7 @@ class ServerConfig:
     log_level: str = "INFO"
     open_registration: bool = True
     security_modes: tuple[str, ...] = SECURITY_MODES
-    dtls: DtlsSettings = DtlsSettings()
+    dtls: DtlsSettings = DEFAULT_DTLS
     queue: QueueSettings = QueueSettings()
     lifetime_grace: float = 15.0
     request_timeout: float = 10.0
@@ -114,53 +101,10 @@ class ServerConfig:
 
     @property
     def database(self) -> Path:
-        return self.data_dir / "lwm2m-server.sqlite"
+        return self.data_dir / DATABASE_FILE
 
 
 # -- the schema -----------------------------------------------------------------------------------
-
-
-def check_security_modes(value: tuple[str, ...]) -> str | None:
-    unknown = [m for m in value if m.lower() not in SECURITY_MODES]
-    if unknown:
-        return f"unknown security mode {unknown[0]!r} (known: {', '.join(SECURITY_MODES)})"
-    if not value:
-        return "at least one security mode is needed"
-    return None
-
-
-def check_cipher_suites(value: tuple[str, ...]) -> str | None:
-    from keystore.coaps.server import parse_suites
-
-    if not value:
-        return None
-    try:
-        parse_suites(",".join(value))
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-def listeners(
-    security_modes: tuple[str, ...], dtls: DtlsSettings
-) -> tuple[bool, CoapsSettings | None]:
-    """What to open for these modes: the NoSec listener or not, and the CoAPs settings (None
-    when no DTLS mode is on). Shared by both servers so they read the keys the same way."""
-    from keystore.coaps import DTLS_MODES, CoapsSettings
-
-    modes = {m.lower() for m in security_modes}
-    dtls_modes = frozenset(m for m in DTLS_MODES if m.name.lower() in modes)
-    coaps = (
-        CoapsSettings.from_options(
-            cipher_suites=dtls.cipher_suites,
-            connection_id=dtls.connection_id,
-            cid_length=dtls.cid_length,
-            modes=dtls_modes,
-        )
-        if dtls_modes
-        else None
-    )
-    return "nosec" in modes, coaps
 
 
 def _mqtt_url(value: str) -> str | None:

@@ -37,13 +37,15 @@ import attrs
 from keystore.coaps import DtlsEndpoint, ensure_server_identity, server_dtls_config
 from keystore.modes import SecurityMode
 from keystore.resolver import Resolver
-from keystore.store.base import StoreError
 from keystore.store.credentials import SqliteCredentialStore
 from keystore.store.dtls_sessions import SqliteDtlsSessionStore
-from keystore.store.sqlite import SqliteStore
+from keystore.store.errors import StoreError
+from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import Event as CoapEvent
 from lwm2m_runtime.coap import Message, Notification, Type, UnknownNotification
+from lwm2m_runtime.listeners import listeners
 from lwm2m_runtime.server import CoapServer, IncomingRequest
+from lwm2m_server.store.sqlite import SqliteStore
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.model import ModelProvider
@@ -55,7 +57,7 @@ from .coap import requests as rq
 from .coap.downlink import Downlink, build_message
 from .coap.site import RegistrationSite
 from .coap.uplink import Uplink, Verdict, models_for
-from .config import ServerConfig, listeners
+from .config import ServerConfig
 from .core.events import (
     Awake,
     Deregistered,
@@ -69,7 +71,7 @@ from .core.events import (
 )
 from .core.observations import Observation
 from .core.queue import QueueConfig, QueuedRequest
-from .core.registration import Address, Registration
+from .core.registration import Registration
 from .core.server import CoreResult, ServerCore
 from .core.telemetry import TelemetryPoint, points_from_nodes
 from .events_bus import (

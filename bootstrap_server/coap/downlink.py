@@ -16,9 +16,9 @@ runtime's CoAP layer.
 from __future__ import annotations
 
 from bootstrap_server.core.session import Reply, Request
+from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import Code, Message
 from lwm2m_runtime.server import CoapServer, Peer
-from lwm2m_server.core.registration import Address
 
 _METHODS = {"GET": Code.GET, "PUT": Code.PUT, "POST": Code.POST, "DELETE": Code.DELETE}
 

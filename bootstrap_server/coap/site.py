@@ -18,9 +18,9 @@ from typing import Protocol
 
 from keystore.log_limit import PerPeerLimit
 from keystore.resolver import PeerIdentity
+from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import Code, Message
 from lwm2m_runtime.server import IncomingRequest, Peer, error_response
-from lwm2m_server.core.registration import Address
 from object_models.errors import Lwm2mError, ResponseCode
 
 log = logging.getLogger(__name__)

@@ -20,13 +20,12 @@ from pathlib import Path
 import attrs
 import yaml
 
+from keystore.bootstrap_config.loader import parse_config
+from keystore.bootstrap_config.model import BootstrapConfig, ConfigKind
+from keystore.config_error import ConfigError
 from keystore.credentials import fingerprint
 from keystore.modes import SecurityMode
-from lwm2m_server.config import ConfigError
 from object_models.model import ModelProvider
-
-from .config import BootstrapConfig, ConfigKind
-from .config_loader import parse_config
 
 SUFFIXES = (".yaml", ".yml", ".json")
 

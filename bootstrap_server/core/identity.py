@@ -21,13 +21,13 @@ import datetime
 
 import attrs
 
+from keystore.bootstrap_config.model import BootstrapConfig, ConfigKind
 from keystore.credentials import CredentialError, TrustedCa, certificate_names, check_endpoint
 from keystore.modes import SecurityMode
 from keystore.resolver import ChainError, PeerIdentity, verify_chain
 from object_models.errors import Lwm2mError, ResponseCode
 
 from .catalog import Catalog
-from .config import BootstrapConfig, ConfigKind
 from .provisioning import DeviceRegistry
 
 

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import attrs
 
+from keystore.bootstrap_config.model import BootstrapConfig, ConfigKind
 from keystore.credentials import DeviceCredentials, ServerIdentity
 from keystore.resolver import PeerIdentity
 from object_models.errors import Lwm2mError, ResponseCode
@@ -32,7 +33,6 @@ from object_models.registry import ModelRegistry
 
 from .catalog import Catalog
 from .client_info import ClientInfo, DiscoveryLog, MemoryDiscoveries, PackAccount
-from .config import BootstrapConfig, ConfigKind
 from .identity import NotAllowed, Target, resolve
 from .pack import build_pack, pack_format
 from .plan import AccountConflict, Plan, PlanError, make_plan

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 
 import attrs
 
+from keystore.bootstrap_config.model import BootstrapConfig, SecuritySettings, ServerAccount
 from keystore.modes import SecurityMode
 from object_models.errors import Lwm2mError
 from object_models.model import ModelProvider
@@ -37,7 +38,6 @@ from object_models.registry import ModelRegistry
 from object_models.types import ObjectLink, ResourceType, Value, guess_type
 
 from .client_info import ClientInfo
-from .config import BootstrapConfig, SecuritySettings, ServerAccount
 
 SECURITY, SERVER, ACL, OSCORE = 0, 1, 2, 21
 

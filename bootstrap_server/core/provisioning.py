@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from keystore import tools
+from keystore.bootstrap_config.model import BootstrapConfig, ConfigKind, ServerAccount, Strategy
 from keystore.credentials import (
     CredentialError,
     DeviceCredentials,
@@ -44,7 +45,6 @@ from keystore.credentials import (
 from keystore.modes import SecurityMode
 from object_models.errors import Lwm2mError, ResponseCode
 
-from .config import BootstrapConfig, ConfigKind, ServerAccount, Strategy
 from .plan import IssuedSecurity, PlanError, ServerKeys
 
 PSK_KEY_BYTES = 16

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from keystore.bootstrap_config.loader import INSTANCE_FORMATS
 from object_models import codecs
 from object_models.content_format import ContentFormat
 from object_models.errors import CodecError, ResponseCode
@@ -39,7 +40,6 @@ from object_models.path import LwM2mPath
 from object_models.registry import ModelRegistry
 
 from .client_info import ClientInfo
-from .config_loader import INSTANCE_FORMATS
 from .plan import Plan, PlanError, client_models
 
 NO_DISCOVER = frozenset({ResponseCode.BAD_REQUEST, ResponseCode.NOT_FOUND,

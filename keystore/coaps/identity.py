@@ -25,7 +25,7 @@ from ..dtls.identity import (
     RawPublicKeyIdentity,
     X509Identity,
 )
-from ..dtls.identity import PeerIdentity as DtlsPeerIdentity
+from ..dtls.identity import DtlsIdentity as DtlsPeerIdentity
 from ..resolver import PeerIdentity
 
 

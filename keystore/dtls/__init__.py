@@ -24,7 +24,7 @@ from .events import (
 )
 from .identity import (
     AnonymousIdentity,
-    PeerIdentity,
+    DtlsIdentity,
     PskIdentity,
     RawPublicKeyIdentity,
     X509Identity,
@@ -50,12 +50,12 @@ __all__ = [
     "DropReason",
     "DtlsEngine",
     "DtlsError",
+    "DtlsIdentity",
     "Event",
     "HandshakeComplete",
     "InitialDecision",
     "LruSessionCache",
     "PeerAddressChanged",
-    "PeerIdentity",
     "PskIdentity",
     "RawPublicKeyIdentity",
     "RecordDropped",

@@ -47,7 +47,7 @@ from .events import (
     RecordDropped,
 )
 from .handshake import CCS_ITEM_BODY, MAX_FUTURE_RECORDS, FlightItem, Step, derive_protections
-from .identity import PeerIdentity
+from .identity import DtlsIdentity
 from .messages import HANDSHAKE_HEADER_SIZE, encode_handshake_fragment, pull_handshake_fragment
 from .protection import BadRecordMac, Protection
 from .record import HEADER_SIZE, MAX_SEQUENCE, Record, encode_record, parse_datagram_checked
@@ -149,7 +149,7 @@ class DtlsEngine:
         self._last_flight_deadline = 0.0
         self._peer_final_seq = -1
         self._peer_address = peer_address
-        self._peer_identity: PeerIdentity | None = None
+        self._peer_identity: DtlsIdentity | None = None
         self._session: Session | None = None
         self._keys: _Keys | None = None
 
@@ -276,7 +276,7 @@ class DtlsEngine:
         return self._state is State.CLOSED
 
     @property
-    def peer_identity(self) -> PeerIdentity | None:
+    def peer_identity(self) -> DtlsIdentity | None:
         return self._peer_identity
 
     @property

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 from .constants import AlertDescription, AlertLevel
 from .drops import DropReason
-from .identity import PeerIdentity
+from .identity import DtlsIdentity
 
 
 @dataclass(frozen=True, slots=True)
 class HandshakeComplete:
-    peer_identity: PeerIdentity
+    peer_identity: DtlsIdentity
     cipher_suite: int
     session_id: bytes
     resumed: bool

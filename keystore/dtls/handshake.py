@@ -21,7 +21,7 @@ from .config import TimingConfig
 from .constants import AlertDescription, ContentType, SignatureScheme
 from .errors import AlertError
 from .events import HandshakeComplete
-from .identity import PeerIdentity
+from .identity import DtlsIdentity
 from .keyschedule import (
     extended_master_secret,
     finished_verify_data,
@@ -118,7 +118,7 @@ class HandshakeBase:
         self.ems = False
         self.etm = False
         self.resumed = False
-        self.peer_identity: PeerIdentity | None = None
+        self.peer_identity: DtlsIdentity | None = None
         self.pending_read: Protection | None = None
         self.pending_write: Protection | None = None
         self.own_cid: bytes | None = None

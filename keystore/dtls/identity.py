@@ -36,4 +36,4 @@ class AnonymousIdentity:
     """The client was not asked to authenticate (``ServerConfig.require_client_auth=False``)."""
 
 
-PeerIdentity = PskIdentity | RawPublicKeyIdentity | X509Identity | AnonymousIdentity
+DtlsIdentity = PskIdentity | RawPublicKeyIdentity | X509Identity | AnonymousIdentity

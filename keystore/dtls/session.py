@@ -11,7 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .identity import PeerIdentity
+from .identity import DtlsIdentity
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +21,7 @@ class Session:
     session_id: bytes
     master_secret: bytes = field(repr=False)
     cipher_suite: int
-    peer_identity: PeerIdentity
+    peer_identity: DtlsIdentity
     extended_master_secret: bool
     encrypt_then_mac: bool
 

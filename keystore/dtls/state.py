@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .identity import PeerIdentity
+from .identity import DtlsIdentity
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +34,7 @@ class SavedState:
     session_id: bytes = field(repr=False)
     extended_master_secret: bool
     encrypt_then_mac: bool
-    peer_identity: PeerIdentity
+    peer_identity: DtlsIdentity
     #: the CID the peer puts on records to us (None: none negotiated)
     own_cid: bytes | None
     #: the CID we put on records to the peer (empty: none)

@@ -1,5 +1,8 @@
-"""Stores behind small Protocols (``base``) with the embedded sqlite engine (``sqlite``)."""
+"""The keystore's stores: credentials (``credentials``), device profiles (``profiles``) and DTLS
+sessions (``dtls_sessions``), all in one sqlite file opened by ``database.SqliteDatabase``.
+The LwM2M server's registration/observation/telemetry store builds on the same database
+(``lwm2m_server.store``)."""
 
-from .base import ObservationStore, RegistrationStore, StoreError, TelemetryStore
+from .errors import StoreError
 
-__all__ = ["ObservationStore", "RegistrationStore", "StoreError", "TelemetryStore"]
+__all__ = ["StoreError"]

@@ -10,7 +10,7 @@ endpoint a DTLS peer is would depend on row order.
 
 Secrets live in the database file (PSK keys, the server's private key), like Leshan's and
 ThingsBoard's stores. So the file is made owner-only (0600) whenever this store opens it, even if
-``SqliteStore`` or an older version created it first with the umask's mode; its ``-wal`` and
+``SqliteDatabase`` or an older version created it first with the umask's mode; its ``-wal`` and
 ``-shm`` files get the same mode (sqlite copies the database file's mode when it creates them,
 and existing ones are chmod-ed here).
 """
@@ -39,8 +39,8 @@ from ..credentials import (
 )
 from ..modes import SecurityMode
 from ..secrets_io import ensure_private_dir, ensure_private_file, restrict
-from .base import StoreError
-from .sqlite import SqliteStore
+from .database import SqliteDatabase
+from .errors import StoreError
 
 CREDENTIALS_SCHEMA_VERSION = 1
 EXPORT_FORMAT = "pylwm2m-keystore"
@@ -100,10 +100,10 @@ _DEVICE_COLUMNS = "endpoint, mode, active, psk_identity, psk_key, rpk_spki, cert
 
 
 class SqliteCredentialStore:
-    """``CredentialStore`` in the server's sqlite file, on the ``SqliteStore`` connection (one
+    """``CredentialStore`` in the server's sqlite file, on the ``SqliteDatabase`` connection (one
     connection, one transaction discipline, one file to back up)."""
 
-    def __init__(self, store: SqliteStore, *, owns_store: bool = False) -> None:
+    def __init__(self, store: SqliteDatabase, *, owns_store: bool = False) -> None:
         self._store = store
         self._owns = owns_store
         self.path = store.path
@@ -117,17 +117,17 @@ class SqliteCredentialStore:
     @classmethod
     def open(cls, path: str | Path, **options: Any) -> SqliteCredentialStore:
         """Open (or create, 0600, in a 0700 folder if the folder is new) a store file of its
-        own; ``options`` go to ``SqliteStore``."""
+        own; ``options`` go to ``SqliteDatabase``."""
         target = Path(path)
         try:
             ensure_private_dir(target.parent)
             ensure_private_file(target)
         except OSError as exc:
             raise StoreError(f"{target}: cannot create the store file: {exc}") from exc
-        return cls(SqliteStore(target, **options), owns_store=True)
+        return cls(SqliteDatabase(target, **options), owns_store=True)
 
     @property
-    def store(self) -> SqliteStore:
+    def store(self) -> SqliteDatabase:
         return self._store
 
     def close(self) -> None:

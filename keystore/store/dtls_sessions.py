@@ -2,7 +2,7 @@
 
 Why in the same file: one connection, one transaction discipline (WAL, a write is in the
 operating system's page cache when the call returns, so ``kill -9`` loses nothing: see
-``keystore.store.sqlite``), one file to back up. The rows hold key material (the master secret
+``keystore.store.database``), one file to back up. The rows hold key material (the master secret
 of each session, from which its keys are derived), like the device PSKs of the credential
 tables beside them: the file is owner-only (0600), and nothing here logs a row.
 
@@ -24,22 +24,22 @@ from typing import Any
 from ..coaps.persistence import SessionProgress, StoredSession
 from ..dtls.identity import (
     AnonymousIdentity,
-    PeerIdentity,
+    DtlsIdentity,
     PskIdentity,
     RawPublicKeyIdentity,
     X509Identity,
 )
 from ..dtls.state import SavedState
 from ..secrets_io import restrict
-from .base import StoreError
-from .sqlite import SqliteStore
+from .database import SqliteDatabase
+from .errors import StoreError
 
 log = logging.getLogger(__name__)
 
 DTLS_SESSIONS_SCHEMA_VERSION = 1
 
 
-def _identity_to_json(identity: PeerIdentity) -> dict[str, Any]:
+def _identity_to_json(identity: DtlsIdentity) -> dict[str, Any]:
     if isinstance(identity, PskIdentity):
         return {"type": "psk", "identity": identity.identity.hex()}
     if isinstance(identity, RawPublicKeyIdentity):
@@ -49,7 +49,7 @@ def _identity_to_json(identity: PeerIdentity) -> dict[str, Any]:
     return {"type": "anonymous"}
 
 
-def _identity_from_json(data: dict[str, Any]) -> PeerIdentity:
+def _identity_from_json(data: dict[str, Any]) -> DtlsIdentity:
     kind = data["type"]
     if kind == "psk":
         return PskIdentity(bytes.fromhex(data["identity"]))
@@ -106,9 +106,9 @@ def state_from_json(text: str, write_seq: int, read_top: int, read_bitmap: int) 
 
 
 class SqliteDtlsSessionStore:
-    """``keystore.coaps.persistence.DtlsSessionStore`` on a ``SqliteStore`` connection."""
+    """``keystore.coaps.persistence.DtlsSessionStore`` on a ``SqliteDatabase`` connection."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteDatabase) -> None:
         self._store = store
         self.path = store.path
         try:

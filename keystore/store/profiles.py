@@ -1,31 +1,27 @@
-"""Device profiles, which device uses which, mapped attribute values and per-device profile
-status: two small Protocols and their sqlite implementation on the server's ``SqliteStore``.
+"""Device profiles and which device uses which: a small Protocol and its sqlite implementation
+on the shared ``SqliteDatabase``. Both servers read it (the LwM2M server applies profiles, the
+bootstrap server serves their bootstrap sections).
 
 The store keeps profile *documents* (JSON-ready mappings) and never interprets them: validation
 against the object models is ``lwm2m_server.profiles.loader``'s job, so a Redis engine only has to
-move JSON around. An attribute value is a ``TelemetryPoint`` (endpoint, path, key, time, typed
-value) that is kept as the latest value per key rather than as a series, so it reuses the
-telemetry rows' encoding (``records.check_point``).
+move JSON around. What the LwM2M server derives from a profile (mapped attribute values, the
+per-device status) is its own state: ``lwm2m_server.store.device_state``.
 
-Same conventions as ``SqliteStore``: one connection, every write one transaction (or a savepoint
-inside ``batch()``), ``StoreError`` naming the file on any failure.
+Same conventions as ``SqliteDatabase``: one connection, every write one transaction (or a
+savepoint inside ``batch()``), ``StoreError`` naming the file on any failure.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
 
-from lwm2m_server.core.telemetry import TelemetryPoint
-
-from .base import StoreError
-from .records import check_point, dumps, point_from_row
-from .sqlite import SqliteStore
+from .database import SqliteDatabase, dumps
+from .errors import StoreError
 
 PROFILES_SCHEMA_VERSION = 1
 
@@ -61,24 +57,10 @@ class ProfileStore(Protocol):
         ...
 
 
-class DeviceStateStore(Protocol):
-    def put_attributes(self, attributes: Iterable[TelemetryPoint]) -> int:
-        """Keep each as the latest value of its (endpoint, key) unless an older one."""
-        ...
-
-    def attributes(self, endpoint: str) -> dict[str, TelemetryPoint]:
-        """The device's attribute values, by key."""
-        ...
-
-    def put_status(self, endpoint: str, status: Mapping[str, Any]) -> None: ...
-
-    def status(self, endpoint: str) -> dict[str, Any] | None: ...
-
-
 class SqliteProfileStore:
-    """``ProfileStore`` and ``DeviceStateStore`` in the server's sqlite file."""
+    """``ProfileStore`` in the shared sqlite file."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteDatabase) -> None:
         self._store = store
         self.path = store.path
         self._create_schema()
@@ -86,14 +68,7 @@ class SqliteProfileStore:
     def _create_schema(self) -> None:
         db = self._store.db
         try:
-            row = self._store.conn.execute(
-                "SELECT value FROM meta WHERE name='profiles_schema'"
-            ).fetchone()
-            if row is not None and int(row[0]) != PROFILES_SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path}: profiles schema version {row[0]}, "
-                    f"expected {PROFILES_SCHEMA_VERSION}"
-                )
+            known = self._store.check_schema("profiles_schema", PROFILES_SCHEMA_VERSION)
             db.table("profiles").create(
                 {"name": str, "source": str, "updated_at": float, "document": str},
                 pk="name",
@@ -106,35 +81,13 @@ class SqliteProfileStore:
                 not_null={"profile"},
                 if_not_exists=True,
             )
-            db.table("device_attributes").create(
-                {"endpoint": str, "key": str, "path": str, "ts_ms": int, "type": str, "value": str},
-                pk=("endpoint", "key"),
-                not_null={"path", "ts_ms", "type", "value"},
-                if_not_exists=True,
-            )
-            db.table("profile_status").create(
-                {"endpoint": str, "status": str},
-                pk="endpoint",
-                not_null={"status"},
-                if_not_exists=True,
-            )
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot create the profile tables: {exc}") from exc
-        if row is None:
-            with self._write() as conn:
-                conn.execute(
-                    "INSERT OR IGNORE INTO meta(name, value) VALUES('profiles_schema', ?)",
-                    (str(PROFILES_SCHEMA_VERSION),),
-                )
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A transaction of the shared store (a savepoint inside its ``batch()``)."""
-        with self._store.batch():
-            yield self._store.conn
+        if not known:
+            self._store.record_schema("profiles_schema", PROFILES_SCHEMA_VERSION)
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return self._store._read(sql, params)  # same package: one error wording for reads
+        return self._store.read(sql, params)
 
     def _json(self, text: str, what: str) -> Any:
         try:
@@ -149,7 +102,7 @@ class SqliteProfileStore:
         except (TypeError, ValueError) as exc:
             raise StoreError(f"profile {profile.name!r} is not JSON-ready: {exc}") from exc
         old = self.get_profile(profile.name)
-        with self._write() as conn:
+        with self._store.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO profiles(name, source, updated_at, document) "
                 "VALUES(?, ?, ?, ?)",
@@ -174,12 +127,12 @@ class SqliteProfileStore:
     def remove_profile(self, name: str) -> StoredProfile | None:
         old = self.get_profile(name)
         if old is not None:
-            with self._write() as conn:
+            with self._store.write() as conn:
                 conn.execute("DELETE FROM profiles WHERE name = ?", (name,))
         return old
 
     def assign(self, endpoint: str, profile: str | None) -> None:
-        with self._write() as conn:
+        with self._store.write() as conn:
             if profile is None:
                 conn.execute("DELETE FROM profile_assignments WHERE endpoint = ?", (endpoint,))
             else:
@@ -191,50 +144,3 @@ class SqliteProfileStore:
     def assignments(self) -> dict[str, str]:
         rows = self._read("SELECT endpoint, profile FROM profile_assignments ORDER BY endpoint")
         return {endpoint: profile for endpoint, profile in rows}
-
-    # -- device state ----------------------------------------------------------------------------
-    def put_attributes(self, attributes: Iterable[TelemetryPoint]) -> int:
-        try:
-            rows = [check_point(p) for p in attributes]
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"{self.path}: invalid attribute, nothing written: {exc}") from exc
-        if not rows:
-            return 0
-        with self._write() as conn:
-            conn.executemany(
-                "INSERT INTO device_attributes(endpoint, path, key, ts_ms, type, value) "
-                "VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(endpoint, key) DO UPDATE SET "
-                "path=excluded.path, ts_ms=excluded.ts_ms, type=excluded.type, "
-                "value=excluded.value WHERE excluded.ts_ms >= device_attributes.ts_ms",
-                rows,
-            )
-        return len(rows)
-
-    def attributes(self, endpoint: str) -> dict[str, TelemetryPoint]:
-        rows = self._read(
-            "SELECT endpoint, path, key, ts_ms, type, value FROM device_attributes "
-            "WHERE endpoint = ? ORDER BY key",
-            (endpoint,),
-        )
-        try:
-            return {r[2]: point_from_row(*r) for r in rows}
-        except (ValueError, TypeError) as exc:
-            raise StoreError(f"{self.path}: corrupt attribute row: {exc}") from exc
-
-    def put_status(self, endpoint: str, status: Mapping[str, Any]) -> None:
-        try:
-            text = dumps(status)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"profile status of {endpoint!r} is not JSON-ready: {exc}") from exc
-        with self._write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO profile_status(endpoint, status) VALUES(?, ?)",
-                (endpoint, text),
-            )
-
-    def status(self, endpoint: str) -> dict[str, Any] | None:
-        rows = self._read("SELECT status FROM profile_status WHERE endpoint = ?", (endpoint,))
-        if not rows:
-            return None
-        data = self._json(rows[0][0], f"profile status of {endpoint!r}")
-        return data if isinstance(data, dict) else None

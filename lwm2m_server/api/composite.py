@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from lwm2m_runtime.http_errors import bad_request
 from object_models.node import LwM2mNode
 from object_models.path import LwM2mPath
 
 from ..json_nodes import node_from_json
 from . import params
-from .errors import bad_request
 from .responses import render
 from .state import client_of, request_timeout
 

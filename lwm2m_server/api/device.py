@@ -13,12 +13,12 @@ from typing import Any
 
 from aiohttp import web
 
+from lwm2m_runtime.http_errors import bad_request
 from object_models.path import LwM2mPath
 
 from ..json_nodes import instance_from_json, node_from_json
 from ..operations import DeviceResponse
 from . import params
-from .errors import bad_request
 from .responses import render
 from .state import client_of, request_timeout
 

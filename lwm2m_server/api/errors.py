@@ -1,8 +1,6 @@
-"""Every failure of the HTTP API as JSON ``{"error": "...", "code": "4.04"}``.
-
-One middleware turns exceptions into responses so that handlers only raise: the operations
-contract (``lwm2m_server.operations``) raises typed errors carrying a CoAP code, and the mapping
-to HTTP lives here and nowhere else:
+"""The LwM2M server's own error types on its HTTP API; the rest of the mapping (``ApiError``,
+other ``Lwm2mError``, aiohttp's exceptions, anything unexpected) is the runtime's
+(``lwm2m_runtime.http_errors``), shared with the bootstrap server:
 
 | raised                                | HTTP | body                                       |
 |---------------------------------------|------|--------------------------------------------|
@@ -10,75 +8,23 @@ to HTTP lives here and nowhere else:
 | ``DeviceTimeoutError``                | 504  | ``{"error": "timeout", "message": msg, …}``|
 | ``DeviceAnswerError`` (garbage reply) | 502  | ``{"error": msg, "code": "5.00"}``         |
 | ``QueueFullError``                    | 503  | ``{"error": msg, "code": "5.03"}``         |
-| other ``Lwm2mError`` (bad path/value) | 4xx  | status from the CoAP code, 400 by default  |
-| aiohttp ``HTTPException`` (no route)  | same | ``{"error": reason, "code": …}``           |
-| anything else                         | 500  | ``{"error": "internal error: …"}``, logged |
 
-``code`` is always the CoAP code in dotted form, so scripts can tell a 4.04 for an unknown
-client from a 4.04 a device answered (the latter is an HTTP 200 with ``"status":"NOT_FOUND"``;
-see ``responses``).
+A 4.04 a device answered is not an error here: it is an HTTP 200 with ``"status":"NOT_FOUND"``
+(see ``responses``).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
 
-from object_models.errors import Lwm2mError, ResponseCode
+from lwm2m_runtime.http_errors import dotted, error_response, make_error_middleware
+from object_models.errors import Lwm2mError
 
 from ..core.queue import QueueFullError
 from ..operations import DeviceAnswerError, DeviceTimeoutError, UnknownClientError
 
-log = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-_BY_CODE = {
-    ResponseCode.BAD_REQUEST: 400,
-    ResponseCode.UNAUTHORIZED: 401,
-    ResponseCode.FORBIDDEN: 403,
-    ResponseCode.NOT_FOUND: 404,
-    ResponseCode.METHOD_NOT_ALLOWED: 405,
-    ResponseCode.NOT_ACCEPTABLE: 406,
-    ResponseCode.PRECONDITION_FAILED: 412,
-    ResponseCode.REQUEST_ENTITY_TOO_LARGE: 413,
-    ResponseCode.UNSUPPORTED_CONTENT_FORMAT: 415,
-    ResponseCode.TOO_MANY_REQUESTS: 429,
-    ResponseCode.INTERNAL_SERVER_ERROR: 500,
-    ResponseCode.SERVICE_UNAVAILABLE: 503,
-    ResponseCode.GATEWAY_TIMEOUT: 504,
-}
-
-
-class ApiError(Lwm2mError):
-    """A request the API itself refuses, with an explicit HTTP status."""
-
-    def __init__(self, status: int, message: str, *, code: ResponseCode | None = None) -> None:
-        super().__init__(message, code=code or ResponseCode.BAD_REQUEST)
-        self.status = status
-
-
-def bad_request(message: str) -> ApiError:
-    return ApiError(400, message)
-
-
-def dotted(code: int) -> str:
-    return f"{code >> 5}.{code & 0x1F:02d}"
-
-
-def _http_to_coap(status: int) -> str:
-    """HTTP 404 → ``4.04``: HTTP and CoAP share the class/detail numbering for the common
-    codes, and a code in every error body keeps the shape uniform."""
-    return f"{status // 100}.{status % 100:02d}"
-
-
-def error_response(status: int, body: dict[str, object]) -> web.Response:
-    return web.json_response(body, status=status)
-
-
-def _for_lwm2m_error(exc: Lwm2mError) -> web.Response:
+def server_error(exc: Lwm2mError) -> web.Response | None:
     code = dotted(exc.code)
     if isinstance(exc, UnknownClientError):
         return error_response(404, {"error": exc.message, "code": code})
@@ -88,33 +34,7 @@ def _for_lwm2m_error(exc: Lwm2mError) -> web.Response:
         return error_response(502, {"error": exc.message, "code": code})
     if isinstance(exc, QueueFullError):
         return error_response(503, {"error": exc.message, "code": code})
-    if isinstance(exc, ApiError):
-        return error_response(exc.status, {"error": exc.message, "code": code})
-    status = _BY_CODE.get(exc.code, 500 if exc.code >> 5 == 5 else 400)
-    return error_response(status, {"error": exc.message, "code": code})
+    return None
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except Lwm2mError as exc:
-        return _for_lwm2m_error(exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        allow = exc.headers.get("Allow")
-        message = exc.reason
-        if exc.status == 404:
-            message = f"no such route: {request.method} {request.path}"
-        elif exc.status == 405 and allow:
-            message = f"{request.method} is not allowed on {request.path} (allowed: {allow})"
-        response = error_response(exc.status, {"error": message, "code": _http_to_coap(exc.status)})
-        if allow:
-            response.headers["Allow"] = allow
-        return response
-    except Exception as exc:
-        log.exception("unexpected error in %s %s", request.method, request.path)
-        return error_response(
-            500, {"error": f"internal error: {type(exc).__name__}: {exc}", "code": "5.00"}
-        )
+error_middleware = make_error_middleware(server_error)

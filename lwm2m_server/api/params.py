@@ -14,11 +14,10 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from lwm2m_runtime.http_errors import bad_request
 from object_models.content_format import ContentFormat
 from object_models.errors import InvalidPathError
 from object_models.path import LwM2mPath
-
-from .errors import bad_request
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds the API waits for a device unless ``?timeout=`` says otherwise (the Protocol's)."""

@@ -27,15 +27,15 @@ from typing import Any
 
 from aiohttp import web
 
+from keystore.config_error import ConfigError
+from lwm2m_runtime.http_errors import ApiError, bad_request
 from object_models.errors import Lwm2mError, ResponseCode
 
-from ..config import ConfigError
 from ..json_nodes import value_to_jsonable
 from ..operations import ServerOperations
 from ..profiles.engine import ProfileEngine
 from ..profiles.model import Profile
 from . import params
-from .errors import ApiError, bad_request
 from .responses import render
 from .state import client_of, request_timeout, state_of
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from aiohttp import web
 
+from lwm2m_runtime.http_errors import dotted
 from object_models.content_format import ContentFormat
 
 from ..json_nodes import links_to_json, node_to_json
 from ..operations import DeviceResponse
-from .errors import dotted
 
 CODE_NAMES = {
     0x41: "CREATED",

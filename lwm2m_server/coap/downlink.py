@@ -35,6 +35,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 from keystore.coaps.sessions import Session
+from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import (
     Code,
     FailureReason,
@@ -45,7 +46,7 @@ from lwm2m_runtime.coap import (
 from lwm2m_runtime.driver import RequestError
 from lwm2m_runtime.server import CoapServer
 
-from ..core.registration import Address, Registration
+from ..core.registration import Registration
 from ..operations import DeviceAnswerError, DeviceTimeoutError
 from .requests import DownlinkRequest, RawResponse
 

@@ -28,11 +28,12 @@ from typing import Protocol
 
 from keystore.log_limit import PerPeerLimit
 from keystore.resolver import PeerIdentity as Peer
+from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import Code, Message
 from lwm2m_runtime.server import IncomingRequest, error_response
 from object_models.errors import Lwm2mError, ResponseCode
 
-from ..core.registration import Address, Registration
+from ..core.registration import Registration
 
 log = logging.getLogger(__name__)
 

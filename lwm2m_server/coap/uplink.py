@@ -24,12 +24,13 @@ from typing import Protocol
 
 from keystore.log_limit import PerPeerLimit
 from keystore.modes import SecurityMode
+from keystore.resolver import IdentityBinding, Resolver
 from keystore.resolver import PeerIdentity as Peer
-from keystore.resolver import Resolver
-from keystore.store.base import StoreError
-from keystore.store.sqlite import SqliteStore
+from keystore.store.errors import StoreError
+from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import Message
 from lwm2m_runtime.server import IncomingRequest
+from lwm2m_server.store.sqlite import SqliteStore
 from object_models import codecs
 from object_models.errors import Lwm2mError
 from object_models.model import ModelProvider
@@ -37,7 +38,7 @@ from object_models.registry import ModelRegistry
 
 from ..core.events import Event, NotificationReceived, SendReceived
 from ..core.observations import Observation
-from ..core.registration import Address, PeerIdentity, Registration
+from ..core.registration import Registration
 from ..core.server import CoreResult, ServerCore
 from ..core.telemetry import TelemetryPoint, points_from_nodes, points_from_timestamped
 from ..events_bus import NOTIFICATION, SEND, EventBus
@@ -209,15 +210,16 @@ class Uplink:
         return None if registration is None else registration.endpoint
 
     # -- identity binding ----------------------------------------------------------------
-    def _authorize(self, peer: Peer, endpoint: str | None) -> PeerIdentity | None:
+    def _authorize(self, peer: Peer, endpoint: str | None) -> IdentityBinding | None:
         """May ``peer`` be ``endpoint``? The resolver decides from the device records
         (``IdentityRefused``, an ``Lwm2mError``: 4.01 unknown/deactivated, 4.03 another
         endpoint's identity or a secured endpoint over NoSec, 4.00 bad ``ep``). The core gets
         the identity it compares later requests of the registration with (None for NoSec)."""
-        resolution = self.resolver.resolve(peer, endpoint)
-        return None if resolution.binding is None else PeerIdentity(*resolution.binding)
+        return self.resolver.resolve(peer, endpoint).binding
 
-    def _authorize_for(self, registration: Registration | None, peer: Peer) -> PeerIdentity | None:
+    def _authorize_for(
+        self, registration: Registration | None, peer: Peer
+    ) -> IdentityBinding | None:
         """Update/De-register/Send: the peer must still be allowed to be the registration's
         endpoint (a device removed or deactivated since is refused); without a registration
         the core answers 4.04 itself."""
@@ -225,14 +227,13 @@ class Uplink:
             return None
         return self._authorize(peer, registration.endpoint)
 
-    def _session_identity(self, peer: Peer) -> PeerIdentity | None:
+    def _session_identity(self, peer: Peer) -> IdentityBinding | None:
         """The identity a DTLS peer's registrations are bound to (what ``_authorize`` gave the
         core at Register), from the session alone; None for a NoSec peer, which is known only
         by its address."""
         if peer.mode is SecurityMode.NOSEC:
             return None
-        binding = self.resolver.resolve(peer).binding
-        return None if binding is None else PeerIdentity(*binding)
+        return self.resolver.resolve(peer).binding
 
     # -- information reporting -----------------------------------------------------------
     def handle_send(

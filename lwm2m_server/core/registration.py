@@ -40,6 +40,8 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from keystore.resolver import IdentityBinding
+from lwm2m_runtime.address import Address
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError, ResponseCode
 
@@ -75,30 +77,6 @@ def _instances_map(value: Mapping[int, tuple[int, ...]]) -> dict[int, tuple[int,
 
 def _bad(message: str, code: ResponseCode = ResponseCode.BAD_REQUEST) -> Lwm2mError:
     return Lwm2mError(message, code=code)
-
-
-# -- peers ----------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class Address:
-    """The transport address a client's requests come from (and where we send ours)."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@attrs.frozen
-class PeerIdentity:
-    """Who the DTLS layer says the peer is: ``mode`` is ``psk``, ``rpk`` or ``x509``, ``identity``
-    the PSK identity, the public key (hex/base64 as the keystore writes it) or the certificate
-    subject. A NoSec peer has no ``PeerIdentity`` at all (``None``)."""
-
-    mode: str
-    identity: str
 
 
 # -- object links ---------------------------------------------------------------------------------
@@ -352,7 +330,7 @@ class Registration:
     queue_mode: bool = False
     object_links: ObjectLinks = attrs.field(factory=ObjectLinks)
     transport: str = "coap"
-    identity: PeerIdentity | None = None
+    identity: IdentityBinding | None = None
     registered_at: float = 0.0
     last_update: float = 0.0
     additional_attributes: Mapping[str, str] = attrs.field(factory=dict, converter=_str_map)
@@ -380,7 +358,7 @@ class Registration:
         now: float,
         address: Address,
         transport: str = "coap",
-        identity: PeerIdentity | None = None,
+        identity: IdentityBinding | None = None,
     ) -> Registration:
         if transport not in ("coap", "coaps"):
             raise ValueError(f"transport must be 'coap' or 'coaps', got {transport!r}")

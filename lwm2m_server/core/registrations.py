@@ -27,16 +27,12 @@ from typing import TypeVar
 
 import attrs
 
+from keystore.resolver import IdentityBinding
+from lwm2m_runtime.address import Address
 from object_models.errors import Lwm2mError, ResponseCode
 
 from .events import Deregistered, Event, Registered, Replaced, Updated
-from .registration import (
-    Address,
-    PeerIdentity,
-    Registration,
-    RegistrationRequest,
-    UpdateRequest,
-)
+from .registration import Registration, RegistrationRequest, UpdateRequest
 
 DEFAULT_GRACE_PERIOD = 15.0
 
@@ -91,7 +87,7 @@ class RegistrationBook:
         # several registrations may share an address (NoSec devices behind one NAT binding,
         # a gateway registering several endpoints from one socket): ordered sets of ids
         self._by_address: dict[Address, dict[str, None]] = {}
-        self._by_identity: dict[PeerIdentity, dict[str, None]] = {}
+        self._by_identity: dict[IdentityBinding, dict[str, None]] = {}
         self._versions: dict[str, int] = {}
         self._heap: list[tuple[float, str, int]] = []
         self._counter = 0
@@ -125,7 +121,7 @@ class RegistrationBook:
         written first)."""
         return [self._by_id[r] for r in self._by_address.get(address, ())]
 
-    def with_identity(self, identity: PeerIdentity) -> list[Registration]:
+    def with_identity(self, identity: IdentityBinding) -> list[Registration]:
         """Every live registration bound to this DTLS identity (least recently written first)."""
         return [self._by_id[r] for r in self._by_identity.get(identity, ())]
 
@@ -150,7 +146,7 @@ class RegistrationBook:
         now: float,
         address: Address,
         transport: str = "coap",
-        identity: PeerIdentity | None = None,
+        identity: IdentityBinding | None = None,
     ) -> RegisterOutcome:
         """Add a registration; an earlier one of the same endpoint is replaced (its observations
         and queue are the caller's to drop: see ``ServerCore``)."""
@@ -174,7 +170,7 @@ class RegistrationBook:
         *,
         now: float,
         address: Address | None = None,
-        identity: PeerIdentity | None = None,
+        identity: IdentityBinding | None = None,
     ) -> UpdateOutcome:
         """Apply an Update: 4.04 for an unknown id, 4.03 when the peer's security identity is
         not the one that registered (the id alone must not let another device take over), 4.00
@@ -186,7 +182,7 @@ class RegistrationBook:
         return UpdateOutcome(registration, previous, (Updated(registration, previous),))
 
     def deregister(
-        self, registration_id: str, *, now: float, identity: PeerIdentity | None = None
+        self, registration_id: str, *, now: float, identity: IdentityBinding | None = None
     ) -> DeregisterOutcome:
         del now  # kept for symmetry and future auditing; removal itself is timeless
         registration = self.require(registration_id)
@@ -283,7 +279,7 @@ def _discard(index: dict[_K, dict[str, None]], key: _K, reg_id: str) -> None:
             del index[key]
 
 
-def _check_identity(registration: Registration, identity: PeerIdentity | None) -> None:
+def _check_identity(registration: Registration, identity: IdentityBinding | None) -> None:
     if registration.identity != identity:
         raise Lwm2mError(
             f"registration {registration.registration_id!r} belongs to another peer identity",

@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import attrs
 
+from keystore.resolver import IdentityBinding
+from lwm2m_runtime.address import Address
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError, ResponseCode
 
@@ -32,14 +34,7 @@ from .events import (
 )
 from .observations import Observation, ObservationIndex
 from .queue import QueueConfig, QueuedRequest, RequestQueues
-from .registration import (
-    Address,
-    PeerIdentity,
-    QueryInput,
-    Registration,
-    RegistrationRequest,
-    UpdateRequest,
-)
+from .registration import QueryInput, Registration, RegistrationRequest, UpdateRequest
 from .registrations import DEFAULT_GRACE_PERIOD, RegistrationBook, new_registration_id
 
 
@@ -75,7 +70,7 @@ class ServerCore:
         now: float,
         address: Address,
         transport: str = "coap",
-        identity: PeerIdentity | None = None,
+        identity: IdentityBinding | None = None,
     ) -> CoreResult:
         """``POST /rd``: validate, register, cancel the replaced registration's observations.
         Raises ``Lwm2mError`` (4.00/4.12/4.13/4.15) before changing anything."""
@@ -91,7 +86,7 @@ class ServerCore:
         now: float,
         address: Address,
         transport: str = "coap",
-        identity: PeerIdentity | None = None,
+        identity: IdentityBinding | None = None,
     ) -> CoreResult:
         """``register`` for an already parsed request."""
         outcome = self.registrations.register(
@@ -116,7 +111,7 @@ class ServerCore:
         *,
         now: float,
         address: Address | None = None,
-        identity: PeerIdentity | None = None,
+        identity: IdentityBinding | None = None,
     ) -> CoreResult:
         """``POST /rd/{id}``: 4.04 unknown id, 4.03 other identity, 4.00 bad parameters."""
         request = UpdateRequest.parse(query, payload, content_format)
@@ -131,7 +126,7 @@ class ServerCore:
         *,
         now: float,
         address: Address | None = None,
-        identity: PeerIdentity | None = None,
+        identity: IdentityBinding | None = None,
     ) -> CoreResult:
         """``update`` for an already parsed request."""
         outcome = self.registrations.update(
@@ -142,7 +137,7 @@ class ServerCore:
         return CoreResult(outcome.registration, tuple(events), to_send)
 
     def deregister(
-        self, registration_id: str, *, now: float, identity: PeerIdentity | None = None
+        self, registration_id: str, *, now: float, identity: IdentityBinding | None = None
     ) -> CoreResult:
         """``DELETE /rd/{id}``: 4.04 unknown id, 4.03 other identity."""
         outcome = self.registrations.deregister(registration_id, now=now, identity=identity)
@@ -179,7 +174,7 @@ class ServerCore:
         to_send = self._after_contact(registration, now, events)
         return CoreResult(registration, tuple(events), to_send)
 
-    def sender(self, address: Address, identity: PeerIdentity | None = None) -> Registration:
+    def sender(self, address: Address, identity: IdentityBinding | None = None) -> Registration:
         """Whose Send (``POST /dp``) is this? A Send names no registration, so it is attributed
         to the registration its sender is known by, or refused rather than guessed:
 
@@ -226,7 +221,7 @@ class ServerCore:
         content_format: int | None,
         *,
         now: float,
-        identity: PeerIdentity | None = None,
+        identity: IdentityBinding | None = None,
     ) -> CoreResult:
         """``POST /dp`` (Send, LwM2M 1.1+) from the registration ``sender`` attributes it to
         (4.04 none, 4.03 another identity or an ambiguous address)."""

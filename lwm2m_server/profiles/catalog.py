@@ -27,11 +27,11 @@ from typing import Any
 
 import attrs
 
+from keystore.config_error import ConfigError
 from keystore.store.profiles import ProfileStore, StoredProfile
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.registry import ModelRegistry
 
-from ..config import ConfigError
 from .loader import SUFFIXES, load_file, parse_profile
 from .model import DEFAULT_PROFILE, Profile, builtin_default
 

@@ -21,9 +21,10 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError
+from keystore.config_error import ConfigError
+from lwm2m_runtime.api_client import ApiFailure
+
 from ..operator_cli import (
-    ApiFailure,
     UsageError,
     _api,
     _common,

@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from keystore.store.base import StoreError
-from keystore.store.profiles import SqliteProfileStore
+from keystore.store.errors import StoreError
+from keystore.store.profiles import ProfileStore
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.registry import ModelRegistry
 
@@ -36,6 +36,7 @@ from ..core.registration import Registration
 from ..core.telemetry import TelemetryPoint
 from ..json_nodes import node_from_json, value_to_jsonable
 from ..operations import DeviceResponse, ServerEvent, ServerOperations
+from ..store.device_state import DeviceStateStore
 from .applier import apply_plan
 from .catalog import Catalog, Reload
 from .mapper import map_points
@@ -67,7 +68,8 @@ class ProfileEngine:
     def __init__(
         self,
         ops: ServerOperations,
-        store: SqliteProfileStore,
+        store: ProfileStore,
+        state: DeviceStateStore,
         registry: ModelRegistry,
         *,
         listen: Listen,
@@ -79,6 +81,7 @@ class ProfileEngine:
     ) -> None:
         self.ops = ops
         self.store = store
+        self.state = state
         self.catalog = Catalog(store, registry, folder, default_name=default_profile)
         self.sinks = sinks or SinkSet()
         self.timeout = timeout
@@ -214,7 +217,7 @@ class ProfileEngine:
         if status is None:
             stored = None
             with contextlib.suppress(StoreError):
-                stored = self.store.status(endpoint)
+                stored = self.state.status(endpoint)
             status = DeviceStatus.from_json(stored) if stored else DeviceStatus(endpoint)
             status.endpoint = endpoint
             self._status[endpoint] = status
@@ -222,7 +225,7 @@ class ProfileEngine:
 
     def _save(self, status: DeviceStatus) -> None:
         try:
-            self.store.put_status(status.endpoint, status.to_json())
+            self.state.put_status(status.endpoint, status.to_json())
         except StoreError as exc:
             log.error("profile status of %s not stored: %s", status.endpoint, exc)
 
@@ -300,7 +303,7 @@ class ProfileEngine:
             self._save(status)
         if mapped.attributes:
             try:
-                self.store.put_attributes(mapped.attributes)
+                self.state.put_attributes(mapped.attributes)
             except StoreError as exc:
                 log.error("attributes of %s not stored: %s", endpoint, exc)
             values = {p.key: value_to_jsonable(p.value) for p in mapped.attributes}
@@ -312,7 +315,7 @@ class ProfileEngine:
         return mapped.telemetry
 
     def attributes(self, endpoint: str) -> dict[str, TelemetryPoint]:
-        return self.store.attributes(endpoint)
+        return self.state.attributes(endpoint)
 
     async def write_attribute(
         self, endpoint: str, key: str, value: object, *, timeout: float | None = None

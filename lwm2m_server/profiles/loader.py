@@ -9,7 +9,7 @@ observed one is not executable, a resource instance belongs to a multiple resour
 ``lt``/``st`` only on numeric resources, ``pmin <= pmax``, keys are unique.
 
 The ``bootstrap`` section is the bootstrap server's business: it is validated with
-``bootstrap_server.core.config_loader.parse_config`` as a profile-kind configuration (its
+``keystore.bootstrap_config.loader.parse_config`` as a profile-kind configuration (its
 ``profile:`` defaults to the profile's name) and kept as written.
 """
 
@@ -24,7 +24,8 @@ from typing import Any
 
 import yaml
 
-from lwm2m_server.config import ConfigError
+from keystore.bootstrap_config.loader import parse_config
+from keystore.config_error import ConfigError
 from lwm2m_server.core.telemetry import telemetry_key
 from object_models.errors import InvalidPathError
 from object_models.model import ObjectModel, ResourceModel
@@ -329,8 +330,6 @@ def _endpoints(where: _Where, value: object) -> tuple[EndpointPattern, ...]:
 def _bootstrap(
     where: _Where, value: object, name: str, registry: ModelRegistry
 ) -> Mapping[str, Any]:
-    from bootstrap_server.core.config_loader import parse_config
-
     section = dict(_mapping(where, value))
     if section.setdefault("profile", name) != name:
         with where.at("profile"):

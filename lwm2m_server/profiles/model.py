@@ -124,7 +124,7 @@ class Profile:
     endpoints: tuple[EndpointPattern, ...] = ()
     description: str = ""
     bootstrap: Mapping[str, Any] | None = None
-    """The bootstrap server's section, validated by ``bootstrap_server.core.config_loader``
+    """The bootstrap server's section, validated by ``keystore.bootstrap_config.loader``
     (a profile-kind ``BootstrapConfig``) but kept opaque here: the bootstrap server reads it."""
 
     def by_key(self, key: str) -> ResourceMapping | None:

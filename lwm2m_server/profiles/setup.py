@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from keystore.store.profiles import SqliteProfileStore
 
 from ..config import SinkSettings
+from ..store.device_state import SqliteDeviceStateStore
 from .engine import ProfileEngine
 from .sinks import Sink, SinkSet
 from .sinks.jsonl import JsonLinesSink
@@ -31,6 +32,7 @@ def create_engine(server: Lwm2mServer) -> ProfileEngine:
     return ProfileEngine(
         server,
         SqliteProfileStore(server.store),
+        SqliteDeviceStateStore(server.store),
         server.registry,
         listen=server.bus.listen,
         publish=server.bus.publish,

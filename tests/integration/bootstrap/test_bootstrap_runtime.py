@@ -19,8 +19,8 @@ from aiocoap.numbers.codes import Code
 from bootstrap_server.config import BootstrapServerConfig
 from bootstrap_server.service import BootstrapServer
 from lwm2m_client.transport import local_address
+from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import Type, parse
-from lwm2m_server.core.registration import Address
 from tests.integration.bootstrap import fixtures
 
 from .bsclient import BootstrapTestClient

@@ -14,8 +14,9 @@ import pytest
 
 from keystore.store.credentials import SqliteCredentialStore
 from lwm2m_client.client import Lwm2mClient
-from lwm2m_server.config import DtlsSettings, ServerConfig
-from lwm2m_server.core.registration import Address
+from lwm2m_runtime.address import Address
+from lwm2m_runtime.listeners import DtlsSettings
+from lwm2m_server.config import ServerConfig
 from lwm2m_server.service import Lwm2mServer
 from object_models.path import LwM2mPath
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import yaml
 
 from bootstrap_server.config import BootstrapServerConfig
-from bootstrap_server.core.config import ConfigKind
 from bootstrap_server.service import BootstrapServer
+from keystore.bootstrap_config.model import ConfigKind
 from keystore.store.profiles import SqliteProfileStore
-from keystore.store.sqlite import SqliteStore
 from lwm2m_server.profiles.catalog import Catalog
+from lwm2m_server.store.sqlite import SqliteStore
 from tests.unit.profiles.helpers import BOOTSTRAP, REGISTRY, RESOURCES
 
 

@@ -18,8 +18,9 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from lwm2m_runtime.address import Address
 from lwm2m_server.core.queue import QueueFullError
-from lwm2m_server.core.registration import Address, ObjectLinks, Registration
+from lwm2m_server.core.registration import ObjectLinks, Registration
 from lwm2m_server.core.telemetry import TelemetryPoint, points_from_nodes
 from lwm2m_server.json_nodes import node_to_json
 from lwm2m_server.operations import (

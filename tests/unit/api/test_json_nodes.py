@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lwm2m_server.core.registration import Address, ObjectLinks, PeerIdentity, Registration
+from keystore.resolver import IdentityBinding
+from lwm2m_runtime.address import Address
+from lwm2m_server.core.registration import ObjectLinks, Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
 from lwm2m_server.json_nodes import (
     JsonNodeError,
@@ -252,7 +254,7 @@ def test_registration_to_json() -> None:
         lwm2m_version="1.1",
         queue_mode=True,
         object_links=ObjectLinks.parse("</3>;ver=1.2,</3/0>,</1/0>"),
-        identity=PeerIdentity("psk", "dev-1-id"),
+        identity=IdentityBinding("psk", "dev-1-id"),
         registered_at=0.0,
         last_update=10.0,
         lifetime=60,

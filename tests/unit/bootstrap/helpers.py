@@ -6,10 +6,10 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from bootstrap_server.core.config import BootstrapConfig
-from bootstrap_server.core.config_loader import parse_config
 from bootstrap_server.core.manager import BootstrapManager
 from bootstrap_server.core.session import BootstrapSession, Request
+from keystore.bootstrap_config.loader import parse_config
+from keystore.bootstrap_config.model import BootstrapConfig
 from object_models.registry import ModelRegistry
 
 from .fake_client import FakeClient

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from bootstrap_server.core.catalog import Catalog, cross_check, load_folder
-from bootstrap_server.core.config import ConfigKind, Strategy
+from keystore.bootstrap_config.model import ConfigKind, Strategy
+from keystore.config_error import ConfigError
 from keystore.modes import SecurityMode
-from lwm2m_server.config import ConfigError
 from object_models.path import LwM2mPath
 
 from .helpers import KEY, REGISTRY, endpoint_doc, parse, profile_doc

@@ -18,14 +18,14 @@ from keystore.dtls import (
     SavedState,
     X509Identity,
 )
-from keystore.dtls.identity import PeerIdentity
+from keystore.dtls.identity import DtlsIdentity
+from keystore.store.database import SqliteDatabase
 from keystore.store.dtls_sessions import SqliteDtlsSessionStore
-from keystore.store.sqlite import SqliteStore
 
 SECRET = bytes(range(48))
 
 
-def state(identity: PeerIdentity, **changes: object) -> SavedState:
+def state(identity: DtlsIdentity, **changes: object) -> SavedState:
     values: dict[str, object] = {
         "is_client": False,
         "cipher_suite": 0xC0A8,
@@ -47,13 +47,13 @@ def state(identity: PeerIdentity, **changes: object) -> SavedState:
 
 
 @pytest.fixture
-def sqlite(tmp_path: Path) -> SqliteStore:
-    store = SqliteStore(tmp_path / "server.sqlite")
+def sqlite(tmp_path: Path) -> SqliteDatabase:
+    store = SqliteDatabase(tmp_path / "server.sqlite")
     yield store  # type: ignore[misc]
     store.close()
 
 
-IDENTITIES: list[PeerIdentity] = [
+IDENTITIES: list[DtlsIdentity] = [
     PskIdentity(b"\x00binary\xff"),
     RawPublicKeyIdentity(b"\x30\x59" + b"k" * 89),
     X509Identity((b"leaf-der", b"ca-der")),
@@ -61,7 +61,7 @@ IDENTITIES: list[PeerIdentity] = [
 ]
 
 
-def test_round_trip(sqlite: SqliteStore) -> None:
+def test_round_trip(sqlite: SqliteDatabase) -> None:
     store = SqliteDtlsSessionStore(sqlite)
     rows = [
         StoredSession(f"id{i}", "127.0.0.1", 5000 + i, state(ident, own_cid=None), 100.0 + i)
@@ -70,11 +70,11 @@ def test_round_trip(sqlite: SqliteStore) -> None:
     store.save_dtls_sessions(rows, [], [])
     assert store.load_dtls_sessions() == rows
     # a second handle on the same file (the restarted server) sees the same
-    again = SqliteDtlsSessionStore(SqliteStore(sqlite.path))
+    again = SqliteDtlsSessionStore(SqliteDatabase(sqlite.path))
     assert again.load_dtls_sessions() == rows
 
 
-def test_progress_and_removal(sqlite: SqliteStore) -> None:
+def test_progress_and_removal(sqlite: SqliteDatabase) -> None:
     store = SqliteDtlsSessionStore(sqlite)
     a = StoredSession("a", "192.0.2.1", 1000, state(IDENTITIES[0]), 1.0)
     b = StoredSession("b", "192.0.2.2", 2000, state(IDENTITIES[1]), 1.0)
@@ -103,7 +103,7 @@ def test_progress_and_removal(sqlite: SqliteStore) -> None:
 
 
 def test_damaged_row_is_skipped_without_its_content(
-    sqlite: SqliteStore, caplog: pytest.LogCaptureFixture
+    sqlite: SqliteDatabase, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = SqliteDtlsSessionStore(sqlite)
     good = StoredSession("good", "192.0.2.1", 1000, state(IDENTITIES[0]), 1.0)
@@ -118,7 +118,7 @@ def test_damaged_row_is_skipped_without_its_content(
     assert "bad" in caplog.text and "00112233" not in caplog.text
 
 
-def test_file_is_owner_only(sqlite: SqliteStore) -> None:
+def test_file_is_owner_only(sqlite: SqliteDatabase) -> None:
     sqlite.path.chmod(0o644)
     SqliteDtlsSessionStore(sqlite)
     assert stat.S_IMODE(sqlite.path.stat().st_mode) == 0o600

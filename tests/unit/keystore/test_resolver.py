@@ -15,6 +15,7 @@ from keystore.dtls.identity import PskIdentity, RawPublicKeyIdentity, X509Identi
 from keystore.modes import SecurityMode
 from keystore.resolver import (
     ChainError,
+    IdentityBinding,
     IdentityRefused,
     PeerIdentity,
     Resolution,
@@ -107,7 +108,7 @@ def test_psk_identity_binds_its_endpoint(store: SqliteCredentialStore) -> None:
     store.put_device(DeviceCredentials.for_psk("dev-1", b"\x00\xffbin", KEY))
     r = resolver(store)
     peer = PeerIdentity.psk(b"\x00\xffbin", ("10.0.0.1", 40000))
-    expected = Resolution("dev-1", SecurityMode.PSK, ("psk", "hex:00ff62696e"))
+    expected = Resolution("dev-1", SecurityMode.PSK, IdentityBinding("psk", "hex:00ff62696e"))
     assert r.resolve(peer, "dev-1") == expected
     assert r.resolve(peer, None) == expected
     assert refused(r, peer, "dev-2") == E403
@@ -140,7 +141,7 @@ def test_rpk_key_binds_its_endpoint_in_any_encoding(store: SqliteCredentialStore
     compressed_spki = COMPRESSED_SPKI_PREFIX + point
     for sent in (spki, compressed_spki):
         res = r.resolve(PeerIdentity.rpk(sent), "rpk-1")
-        assert res == Resolution("rpk-1", SecurityMode.RPK, ("rpk", spki.hex()))
+        assert res == Resolution("rpk-1", SecurityMode.RPK, IdentityBinding("rpk", spki.hex()))
     assert refused(r, PeerIdentity.rpk(spki), "someone-else") == E403
 
 
@@ -169,7 +170,9 @@ def test_pinned_certificate_binds_its_endpoint_whatever_its_cn(
     r = resolver(store)
     peer = PeerIdentity.x509([der(cert)])
     res = r.resolve(peer, "pinned-1")
-    assert res == Resolution("pinned-1", SecurityMode.X509, ("x509", "CN=factory-name-123"))
+    assert res == Resolution(
+        "pinned-1", SecurityMode.X509, IdentityBinding("x509", "CN=factory-name-123")
+    )
     assert refused(r, peer, "factory-name-123") == E403
 
 
@@ -204,7 +207,9 @@ def test_trust_ca_record_accepts_a_ca_issued_certificate_naming_it(
     r = resolver(store)
     res = r.resolve(PeerIdentity.x509([der(cert)]), "urn:imei:490154203237518")
     mode = SecurityMode.EST if est else SecurityMode.X509
-    assert res == Resolution("urn:imei:490154203237518", mode, ("x509", "CN=Meter 7"))
+    assert res == Resolution(
+        "urn:imei:490154203237518", mode, IdentityBinding("x509", "CN=Meter 7")
+    )
     assert r.resolve(PeerIdentity.x509([der(cert)])).endpoint == "urn:imei:490154203237518"
 
 

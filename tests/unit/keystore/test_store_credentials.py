@@ -17,13 +17,13 @@ from keystore.credentials import (
     TrustedCa,
     certificate_der,
 )
-from keystore.store.base import StoreError
 from keystore.store.credentials import (
     SqliteCredentialStore,
     export_document,
     import_document,
 )
-from keystore.store.sqlite import SqliteStore
+from keystore.store.errors import StoreError
+from lwm2m_server.store.sqlite import SqliteStore
 
 from .conftest import Pki
 

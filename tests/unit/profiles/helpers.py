@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lwm2m_server.core.registration import Address, ObjectLinks, Registration
+from lwm2m_runtime.address import Address
+from lwm2m_server.core.registration import ObjectLinks, Registration
 from lwm2m_server.profiles.loader import parse_profile
 from lwm2m_server.profiles.model import Profile
 from object_models.registry import ModelRegistry

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lwm2m_server.config import ConfigError
+from keystore.config_error import ConfigError
 from lwm2m_server.profiles.loader import load_file, parse_profile
 from lwm2m_server.profiles.model import Kind, ObserveStrategy, OnConnect
 from object_models.path import LwM2mPath

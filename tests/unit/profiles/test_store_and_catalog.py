@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from keystore.store.base import StoreError
+from keystore.config_error import ConfigError
+from keystore.store.errors import StoreError
 from keystore.store.profiles import SqliteProfileStore, StoredProfile
-from keystore.store.sqlite import SqliteStore
-from lwm2m_server.config import ConfigError
 from lwm2m_server.core.telemetry import TelemetryPoint
 from lwm2m_server.profiles.catalog import Catalog, ProfileConflict
+from lwm2m_server.store.device_state import SqliteDeviceStateStore
+from lwm2m_server.store.sqlite import SqliteStore
 from object_models.types import ResourceType
 
 from .helpers import BOOTSTRAP, REGISTRY, RESOURCES
@@ -36,18 +37,32 @@ def test_store_round_trips(store: SqliteProfileStore, tmp_path: Path) -> None:
     assert store.assignments() == {"dev-1": "a"}
     store.assign("dev-1", None)
     assert store.assignments() == {}
-    point = TelemetryPoint("dev-1", "/3/0/0", "manufacturer", 5, "Acme", ResourceType.STRING)
-    older = TelemetryPoint("dev-1", "/3/0/0", "manufacturer", 1, "Old", ResourceType.STRING)
-    store.put_attributes([point, older])
-    assert store.attributes("dev-1")["manufacturer"].value == "Acme"
-    store.put_status("dev-1", {"state": "applied"})
-    assert store.status("dev-1") == {"state": "applied"}
     with pytest.raises(StoreError):
         store.put_profile(StoredProfile("b", {"bytes": b"x"}, "api", 1.0))
     assert store.remove_profile("a") is not None and store.get_profile("a") is None
+    store.put_profile(StoredProfile("c", {"name": "c"}, "api", 3.0))
     # the tables live in the server's file: a second open sees everything
     again = SqliteStore(tmp_path / "s.sqlite")
-    assert SqliteProfileStore(again).status("dev-1") == {"state": "applied"}
+    assert [p.name for p in SqliteProfileStore(again).profiles()] == ["c"]
+    again.close()
+
+
+def test_device_state_round_trips(tmp_path: Path) -> None:
+    base = SqliteStore(tmp_path / "s.sqlite")
+    state = SqliteDeviceStateStore(base)
+    point = TelemetryPoint("dev-1", "/3/0/0", "manufacturer", 5, "Acme", ResourceType.STRING)
+    older = TelemetryPoint("dev-1", "/3/0/0", "manufacturer", 1, "Old", ResourceType.STRING)
+    state.put_attributes([point, older])
+    assert state.attributes("dev-1")["manufacturer"].value == "Acme"
+    state.put_status("dev-1", {"state": "applied"})
+    assert state.status("dev-1") == {"state": "applied"}
+    with pytest.raises(StoreError):
+        state.put_status("dev-1", {"bytes": b"x"})
+    base.close()
+    # the tables live in the server's file: a second open sees everything
+    again = SqliteStore(tmp_path / "s.sqlite")
+    assert SqliteDeviceStateStore(again).status("dev-1") == {"state": "applied"}
+    assert SqliteDeviceStateStore(again).attributes("dev-1")["manufacturer"].value == "Acme"
     again.close()
 
 
@@ -107,8 +122,8 @@ def test_folder_reload(store: SqliteProfileStore, tmp_path: Path) -> None:
 
 
 def test_bootstrap_sections_for_the_bootstrap_server(store: SqliteProfileStore) -> None:
-    from bootstrap_server.core.config import ConfigKind
-    from lwm2m_server.profiles.bootstrap import bootstrap_configs
+    from bootstrap_server.profiles import bootstrap_configs
+    from keystore.bootstrap_config.model import ConfigKind
 
     section = BOOTSTRAP
     Catalog(store, REGISTRY).put(doc("fleet", bootstrap=section), "fleet")

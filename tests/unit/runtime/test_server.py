@@ -17,8 +17,8 @@ from keystore.coaps import EndpointSettings, Session
 from keystore.dtls import ClientConfig, ServerConfig
 from keystore.dtls.identity import PskIdentity
 from keystore.modes import SecurityMode
+from keystore.store.database import SqliteDatabase
 from keystore.store.dtls_sessions import SqliteDtlsSessionStore
-from keystore.store.sqlite import SqliteStore
 from lwm2m_runtime.coap import (
     Code,
     Event,
@@ -280,7 +280,7 @@ async def test_dtls_sessions_survive_a_restart(tmp_path: Path) -> None:
     """With a session store, a device keeps talking on its session across a server restart
     (the DTLS endpoint persists it; the CoAP glue only has to accept the restored peer)."""
     recorder = Recorder()
-    with SqliteStore(tmp_path / "sessions.sqlite") as db:
+    with SqliteDatabase(tmp_path / "sessions.sqlite") as db:
         settings = EndpointSettings(session_store=SqliteDtlsSessionStore(db))
         first = CoapServer(recorder)
         await first.start(host="127.0.0.1", port=None, coaps_port=0, dtls_config=SERVER_DTLS,

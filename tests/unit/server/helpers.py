@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lwm2m_server.core.registration import Address, RegistrationRequest
+from lwm2m_runtime.address import Address
+from lwm2m_server.core.registration import RegistrationRequest
 
 
 class Clock:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from lwm2m_runtime.address import Address
 from lwm2m_server.coap import formats
 from lwm2m_server.coap import requests as rq
-from lwm2m_server.core.registration import Address, ObjectLinks, Registration
+from lwm2m_server.core.registration import ObjectLinks, Registration
 from lwm2m_server.service import CreatedIds
 from object_models.content_format import ContentFormat as CF
 from object_models.node import LwM2mObjectInstance, LwM2mSingleResource

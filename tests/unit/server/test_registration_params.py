@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from lwm2m_runtime.address import Address
 from lwm2m_server.core.registration import (
     DEFAULT_LIFETIME,
-    Address,
     ObjectLinks,
     Registration,
     RegistrationRequest,

@@ -7,8 +7,10 @@ import random
 
 import pytest
 
+from keystore.resolver import IdentityBinding
+from lwm2m_runtime.address import Address
 from lwm2m_server.core.events import Deregistered, Registered, Replaced, Updated
-from lwm2m_server.core.registration import Address, PeerIdentity, UpdateRequest
+from lwm2m_server.core.registration import UpdateRequest
 from lwm2m_server.core.registrations import RegistrationBook, new_registration_id
 from object_models.errors import Lwm2mError, ResponseCode
 
@@ -49,7 +51,7 @@ def test_an_address_shared_by_several_registrations_names_none(clock: Clock) -> 
 
 def test_registrations_are_indexed_by_identity(clock: Clock) -> None:
     book = counting_ids()
-    ident = PeerIdentity("psk", "id-a")
+    ident = IdentityBinding("psk", "id-a")
     a = book.register(request("a"), now=clock.now, address=ADDR, identity=ident).registration
     assert book.with_identity(ident) == [a]
     moved = book.update(
@@ -120,9 +122,9 @@ def test_unknown_id_is_4_04(clock: Clock, op: str) -> None:
 
 def test_other_identity_is_4_03(clock: Clock) -> None:
     book = RegistrationBook()
-    alice = PeerIdentity("psk", "alice")
+    alice = IdentityBinding("psk", "alice")
     reg = book.register(request("a"), now=clock.now, address=ADDR, identity=alice).registration
-    for identity in (None, PeerIdentity("psk", "mallory")):
+    for identity in (None, IdentityBinding("psk", "mallory")):
         with pytest.raises(Lwm2mError) as info:
             book.update(reg.registration_id, UpdateRequest(), now=clock.now, identity=identity)
         assert info.value.code is ResponseCode.FORBIDDEN

@@ -7,6 +7,8 @@ import itertools
 
 import pytest
 
+from keystore.resolver import IdentityBinding
+from lwm2m_runtime.address import Address
 from lwm2m_server.core.events import (
     Awake,
     Deregistered,
@@ -22,7 +24,7 @@ from lwm2m_server.core.events import (
 )
 from lwm2m_server.core.observations import Observation
 from lwm2m_server.core.queue import QueueConfig, QueueFullError
-from lwm2m_server.core.registration import Address, PeerIdentity, UpdateRequest
+from lwm2m_server.core.registration import UpdateRequest
 from lwm2m_server.core.server import ServerCore
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.path import LwM2mPath
@@ -151,7 +153,7 @@ def test_notification_wakes_and_reports(clock: Clock) -> None:
 
 def test_send_is_attributed_by_address_and_identity(clock: Clock) -> None:
     core = make_core()
-    ident = PeerIdentity("psk", "dev-a")
+    ident = IdentityBinding("psk", "dev-a")
     res = core.apply_register(request("a"), now=clock.now, address=ADDR, identity=ident)
     out = core.send(ADDR, b"[]", 110, now=clock.now, identity=ident)
     assert out.events == (SendReceived(res.registration, b"[]", 110, clock.now),)  # type: ignore[arg-type]
@@ -184,13 +186,13 @@ def test_dtls_send_is_attributed_by_identity_not_address(clock: Clock) -> None:
     """A DTLS peer is known by its session identity: a NoSec registration at the same address
     does not make its Send ambiguous, and a new address (NAT rebinding, CID) does not lose it."""
     core = make_core()
-    ident = PeerIdentity("psk", "dev-a")
+    ident = IdentityBinding("psk", "dev-a")
     core.apply_register(request("plain"), now=clock.now, address=ADDR)
     a = core.apply_register(request("a"), now=clock.now, address=ADDR, identity=ident)
     out = core.send(Address("203.0.113.9", 7), b"[]", 110, now=clock.now, identity=ident)
     assert out.registration == a.registration
     with pytest.raises(Lwm2mError) as info:
-        core.send(ADDR, b"[]", 110, now=clock.now, identity=PeerIdentity("psk", "unknown"))
+        core.send(ADDR, b"[]", 110, now=clock.now, identity=IdentityBinding("psk", "unknown"))
     assert info.value.code is ResponseCode.NOT_FOUND
     # NoSec from that address: only "plain" is a NoSec registration there
     assert core.send(

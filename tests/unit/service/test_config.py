@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lwm2m_server.config import SCHEMA, ConfigError, QueueSettings, ServerConfig, load_config
+from keystore.config_error import ConfigError
+from lwm2m_server.config import SCHEMA, QueueSettings, ServerConfig, load_config
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 EXAMPLE = DOCS / "examples" / "lwm2m-server.yaml"

@@ -1,4 +1,4 @@
-"""The shared settings loader (``lwm2m_server.settings``): one implementation behind both
+"""The shared settings loader (``lwm2m_runtime.settings``): one implementation behind both
 servers' ``config`` modules, driven by the attrs fields of each config class."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import pytest
 
 from bootstrap_server import config as bootstrap_config
 from bootstrap_server.config import BootstrapServerConfig
+from keystore.config_error import ConfigError
+from lwm2m_runtime.settings import FromText, Key, Schema, between, port, substitute
 from lwm2m_server import config as server_config
-from lwm2m_server.settings import ConfigError, FromText, Key, Schema, between, port, substitute
 
 
 @attrs.frozen
@@ -59,7 +60,11 @@ def test_both_servers_use_the_shared_schema() -> None:
     assert "dtls.cipher_suites" in bootstrap_config.SCHEMA.keys
     assert "queue.max_per_client" in server_config.SCHEMA.keys
     assert "sinks.mqtt_topic" in server_config.SCHEMA.keys
-    assert bootstrap_config.ConfigError is server_config.ConfigError is ConfigError
+    # one error type for both (``keystore.config_error``), whichever loader refused the value
+    with pytest.raises(ConfigError):
+        bootstrap_config.load_config(env={"LWM2M_BOOTSTRAP_COAP_PORT": "70000"})
+    with pytest.raises(ConfigError):
+        server_config.load_config(env={"LWM2M_SERVER_COAP_PORT": "70000"})
 
 
 def test_load_sections_env_and_overrides(tmp_path: Path) -> None:

@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from keystore.store import ObservationStore, RegistrationStore, StoreError, TelemetryStore
-from keystore.store.records import value_from_json, value_to_json
-from keystore.store.sqlite import SqliteStore
+from keystore.resolver import IdentityBinding
+from keystore.store import StoreError
+from lwm2m_runtime.address import Address
 from lwm2m_server.core.observations import Observation
-from lwm2m_server.core.registration import Address, ObjectLinks, PeerIdentity, Registration
+from lwm2m_server.core.registration import ObjectLinks, Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
+from lwm2m_server.store import ObservationStore, RegistrationStore, TelemetryStore
+from lwm2m_server.store.records import value_from_json, value_to_json
+from lwm2m_server.store.sqlite import SqliteStore
 from object_models.path import LwM2mPath
 from object_models.types import ObjectLink, ResourceType, Value
 
@@ -43,7 +46,7 @@ def make_reg(n: int = 0, endpoint: str | None = None, **kw: object) -> Registrat
             content_formats=frozenset({110, 112}),
         ),
         "transport": "coaps",
-        "identity": PeerIdentity("psk", "dev-ü"),
+        "identity": IdentityBinding("psk", "dev-ü"),
         "registered_at": 1000.5,
         "last_update": 1000.5 + n,
         "additional_attributes": {"et": "sensor"},
@@ -337,7 +340,7 @@ def test_survives_sigkill(tmp_path: Path) -> None:
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from tests.unit.store.test_sqlite_store import make_reg, point
-        from keystore.store.sqlite import SqliteStore
+        from lwm2m_server.store.sqlite import SqliteStore
         from object_models.types import ResourceType
         s = SqliteStore({str(path)!r})
         for n in range(200):

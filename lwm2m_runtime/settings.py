@@ -30,6 +30,8 @@ from typing import Any, Generic, TypeVar, get_args, get_origin
 import attrs
 import yaml
 
+from keystore.config_error import ConfigError
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
@@ -38,17 +40,6 @@ Check = Callable[[Any], str | None]
 """A value check: ``None`` if the (converted) value is acceptable, else the reason."""
 
 C = TypeVar("C")
-
-
-class ConfigError(Exception):
-    """A configuration problem: ``source`` (file, env var, flag), ``key`` and ``reason``."""
-
-    def __init__(self, source: str, key: str, reason: str) -> None:
-        self.source = source
-        self.key = key
-        self.reason = reason
-        where = f"{source}: {key}" if key else source
-        super().__init__(f"{where}: {reason}")
 
 
 # -- checks ---------------------------------------------------------------------------------------

@@ -1,23 +1,19 @@
-"""The bootstrap sections of the stored profiles, for the bootstrap server.
+"""The bootstrap sections of the stored profiles, as the bootstrap server's configurations.
 
 A profile may carry a ``bootstrap:`` section: a profile-kind bootstrap configuration (servers,
-security, provisioning) in ``bootstrap_server.core.config_loader``'s format. The profile engine
-validates and stores it but never uses it; the bootstrap server reads it from the shared store
-with ``bootstrap_configs`` and gets its own ``BootstrapConfig`` values, so both servers work
-from one profile definition without either re-defining the other's types.
+security, provisioning) in ``keystore.bootstrap_config.loader``'s format. The LwM2M server's
+profile engine validates and stores it but never uses it; the bootstrap server reads it from the
+shared profile store with ``bootstrap_configs``, so both servers work from one profile definition
+and neither imports the other (the types and the parser are ``keystore``'s).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from keystore.bootstrap_config.loader import parse_config
+from keystore.bootstrap_config.model import BootstrapConfig
+from keystore.config_error import ConfigError
 from keystore.store.profiles import ProfileStore
 from object_models.registry import ModelRegistry
-
-from ..config import ConfigError
-
-if TYPE_CHECKING:
-    from bootstrap_server.core.config import BootstrapConfig
 
 
 def bootstrap_configs(
@@ -26,9 +22,8 @@ def bootstrap_configs(
     """Every stored profile's bootstrap section as a ``BootstrapConfig`` (kind ``profile``,
     named after the profile), and the sections that no longer validate (e.g. after a model
     change), each error naming the profile's source and the key under ``bootstrap``."""
-    from bootstrap_server.core.config_loader import parse_config
-
-    configs, errors = [], []
+    configs: list[BootstrapConfig] = []
+    errors: list[ConfigError] = []
     for stored in store.profiles():
         section = stored.document.get("bootstrap")
         if not isinstance(section, dict):

@@ -23,17 +23,6 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 
-from keystore.credentials import (
-    CredentialError,
-    certificate_der,
-    is_ca_certificate,
-    load_certificate,
-    load_public_key,
-    parse_psk_identity,
-)
-from keystore.modes import SecurityMode
-from keystore.tools import load_private_key
-from lwm2m_server.config import ConfigError
 from object_models import codecs
 from object_models.content_format import ContentFormat
 from object_models.errors import InvalidPathError
@@ -47,7 +36,18 @@ from object_models.node import (
 from object_models.path import LwM2mPath
 from object_models.types import ResourceType, coerce_value
 
-from .config import (
+from ..config_error import ConfigError
+from ..credentials import (
+    CredentialError,
+    certificate_der,
+    is_ca_certificate,
+    load_certificate,
+    load_public_key,
+    parse_psk_identity,
+)
+from ..modes import SecurityMode
+from ..tools import load_private_key
+from .model import (
     DEFAULT_TO_DELETE,
     AclEntry,
     BootstrapConfig,
@@ -59,7 +59,7 @@ from .config import (
     Strategy,
 )
 
-__all__ = ["INSTANCE_FORMATS", "ConfigError", "parse_config"]
+__all__ = ["INSTANCE_FORMATS", "parse_config"]
 
 INSTANCE_FORMATS = frozenset({
     ContentFormat.TLV, ContentFormat.OLD_TLV, ContentFormat.JSON, ContentFormat.OLD_JSON,

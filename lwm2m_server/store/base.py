@@ -3,8 +3,8 @@
 Each is deliberately 3 to 6 methods (Leshan's store interfaces are the model) so that a second
 engine (Redis, for several server instances) is a small, checkable piece of work. Every write
 is durable when the call returns: the CoAP adapter answers a device only after the store has
-what the answer acknowledges. Every method may raise ``StoreError`` (CoAP 5.00), which names the
-database and says what failed.
+what the answer acknowledges. Every method may raise ``keystore.store.StoreError`` (CoAP 5.00),
+which names the database and says what failed.
 """
 
 from __future__ import annotations
@@ -15,14 +15,6 @@ from typing import Protocol
 from lwm2m_server.core.observations import Observation
 from lwm2m_server.core.registration import Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
-from object_models.errors import Lwm2mError, ResponseCode
-
-
-class StoreError(Lwm2mError):
-    """The store cannot do what was asked (unreadable/corrupt/locked file, disk full, invalid
-    record). The device gets 5.00; nothing was half-written."""
-
-    code = ResponseCode.INTERNAL_SERVER_ERROR
 
 
 class RegistrationStore(Protocol):

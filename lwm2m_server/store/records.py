@@ -13,17 +13,16 @@ import json
 import math
 from typing import Any
 
+from keystore.resolver import IdentityBinding
+from keystore.store.database import dumps
+from lwm2m_runtime.address import Address
 from lwm2m_server.core.observations import Observation
-from lwm2m_server.core.registration import Address, ObjectLinks, PeerIdentity, Registration
+from lwm2m_server.core.registration import ObjectLinks, Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
 from object_models.path import LwM2mPath
 from object_models.types import ObjectLink, ResourceType, Value
 
 RECORD_VERSION = 1
-
-
-def dumps(obj: object) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 # -- values ---------------------------------------------------------------------------------------
@@ -125,7 +124,9 @@ def registration_from_json(data: dict[str, Any]) -> Registration:
                 content_formats=frozenset(int(c) for c in links["content_formats"]),
             ),
             transport=str(data["transport"]),
-            identity=None if identity is None else PeerIdentity(str(identity[0]), str(identity[1])),
+            identity=None
+            if identity is None
+            else IdentityBinding(str(identity[0]), str(identity[1])),
             registered_at=float(data["registered_at"]),
             last_update=float(data["last_update"]),
             additional_attributes={

@@ -12,7 +12,7 @@ security, instead of two maps joined by the short server id. Instance ids are pi
 time (Leshan's ``autoIdForSecurityObject``) unless a config fixes them, because the client's
 Bootstrap-Server account can live at any Security instance id and must never be overwritten.
 
-The loader is ``config_loader``; values here are already checked, so the session code never
+The loader is ``loader``; values here are already checked, so the session code never
 validates again.
 """
 
@@ -23,9 +23,10 @@ from collections.abc import Mapping
 
 import attrs
 
-from keystore.modes import SecurityMode
 from object_models.node import LwM2mObjectInstance
 from object_models.path import LwM2mPath
+
+from ..modes import SecurityMode
 
 DEFAULT_TO_DELETE = (LwM2mPath(0), LwM2mPath(1))
 """Leshan's and Anjay's habit: clear the server accounts, keep everything else. The client keeps

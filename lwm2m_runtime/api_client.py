@@ -1,0 +1,121 @@
+"""A tiny synchronous client of a server's HTTP API, for the operator commands of both servers
+(``lwm2m-server clients|read|…``, ``lwm2m-bootstrap configs|…``).
+
+Only the standard library (``urllib``): the commands are synchronous, one request each, and
+need no event loop. A body that is not JSON comes back as text; an API that cannot be reached
+or refuses a stream is an ``ApiFailure`` (the CLIs' exit code 1).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+Json = Any
+
+
+class ApiFailure(Exception):
+    """The API could not be reached or refused the request: exit code 1."""
+
+    def __init__(self, message: str, body: Json = None) -> None:
+        super().__init__(message)
+        self.body = body
+
+
+class ApiClient:
+    """A tiny synchronous client of a server's HTTP API."""
+
+    def __init__(self, base: str, timeout: float = 30.0) -> None:
+        self.base = base.rstrip("/")
+        self.timeout = timeout
+
+    def url(self, path: str, query: Sequence[tuple[str, str]] = ()) -> str:
+        text = urllib.parse.urlencode(list(query), safe="/,:")
+        return self.base + path + (f"?{text}" if text else "")
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        query: Sequence[tuple[str, str]] = (),
+        *,
+        json_body: Json = None,
+        text_body: str | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, Json]:
+        data: bytes | None = None
+        headers = {"Accept": "application/json"}
+        if json_body is not None:
+            data = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
+        elif text_body is not None:
+            data = text_body.encode()
+            headers["Content-Type"] = "text/plain; charset=utf-8"
+        request = urllib.request.Request(
+            self.url(path, query), data=data, method=method, headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout) as resp:
+                return resp.status, parse_json(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, parse_json(exc.read())
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ApiFailure(f"cannot reach the API at {self.base}: {reason}") from None
+
+    def stream(
+        self, path: str, query: Sequence[tuple[str, str]] = ()
+    ) -> Iterator[tuple[str, Json]]:
+        """Server-sent events as ``(kind, data)``; comments (keep-alives) are skipped. The
+        socket timeout is well above the server's 15 s keep-alive, so a dead server ends it."""
+        request = urllib.request.Request(
+            self.url(path, query), headers={"Accept": "text/event-stream"}
+        )
+        try:
+            resp = urllib.request.urlopen(request, timeout=max(self.timeout, 60.0))
+        except urllib.error.HTTPError as exc:
+            body = parse_json(exc.read())
+            raise ApiFailure(error_text(exc.code, body), body) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ApiFailure(f"cannot reach the API at {self.base}: {reason}") from None
+        with resp:
+            kind = "message"
+            data_lines: list[str] = []
+            for raw in resp:
+                line = raw.decode("utf-8").rstrip("\r\n")
+                if not line:
+                    if data_lines:
+                        yield kind, parse_json("\n".join(data_lines).encode())
+                    kind, data_lines = "message", []
+                elif line.startswith(":"):
+                    continue
+                else:
+                    field, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if field == "event":
+                        kind = value
+                    elif field == "data":
+                        data_lines.append(value)
+
+
+def parse_json(raw: bytes) -> Json:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+def error_text(status: int, body: Json) -> str:
+    if isinstance(body, dict) and "error" in body:
+        message = str(body["error"])
+        if body.get("message"):
+            message += f": {body['message']}"
+        return f"{message} (HTTP {status})"
+    return f"HTTP {status}: {body}"

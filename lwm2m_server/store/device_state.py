@@ -1,0 +1,114 @@
+"""What the profile engine keeps per device: mapped attribute values and the profile status.
+
+This is the LwM2M server's own state (derived from what devices report), so it lives with the
+server's store, next to telemetry, and not in ``keystore`` with the profile documents. An
+attribute value is a ``TelemetryPoint`` (endpoint, path, key, time, typed value) kept as the
+latest value per key rather than as a series, so it reuses the telemetry rows' encoding
+(``records.check_point``). The tables sit in the shared sqlite file, under the profile tables'
+schema version (``keystore.store.profiles.PROFILES_SCHEMA_VERSION``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+from keystore.store.database import SqliteDatabase, dumps
+from keystore.store.errors import StoreError
+from keystore.store.profiles import PROFILES_SCHEMA_VERSION
+from lwm2m_server.core.telemetry import TelemetryPoint
+
+from .records import check_point, point_from_row
+
+
+class DeviceStateStore(Protocol):
+    def put_attributes(self, attributes: Iterable[TelemetryPoint]) -> int:
+        """Keep each as the latest value of its (endpoint, key) unless an older one."""
+        ...
+
+    def attributes(self, endpoint: str) -> dict[str, TelemetryPoint]:
+        """The device's attribute values, by key."""
+        ...
+
+    def put_status(self, endpoint: str, status: Mapping[str, Any]) -> None: ...
+
+    def status(self, endpoint: str) -> dict[str, Any] | None: ...
+
+
+class SqliteDeviceStateStore:
+    """``DeviceStateStore`` in the shared sqlite file."""
+
+    def __init__(self, store: SqliteDatabase) -> None:
+        self._store = store
+        self.path = store.path
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        db = self._store.db
+        try:
+            self._store.check_schema("profiles_schema", PROFILES_SCHEMA_VERSION)
+            db.table("device_attributes").create(
+                {"endpoint": str, "key": str, "path": str, "ts_ms": int, "type": str, "value": str},
+                pk=("endpoint", "key"),
+                not_null={"path", "ts_ms", "type", "value"},
+                if_not_exists=True,
+            )
+            db.table("profile_status").create(
+                {"endpoint": str, "status": str},
+                pk="endpoint",
+                not_null={"status"},
+                if_not_exists=True,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot create the device state tables: {exc}") from exc
+
+    def put_attributes(self, attributes: Iterable[TelemetryPoint]) -> int:
+        try:
+            rows = [check_point(p) for p in attributes]
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"{self.path}: invalid attribute, nothing written: {exc}") from exc
+        if not rows:
+            return 0
+        with self._store.write() as conn:
+            conn.executemany(
+                "INSERT INTO device_attributes(endpoint, path, key, ts_ms, type, value) "
+                "VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(endpoint, key) DO UPDATE SET "
+                "path=excluded.path, ts_ms=excluded.ts_ms, type=excluded.type, "
+                "value=excluded.value WHERE excluded.ts_ms >= device_attributes.ts_ms",
+                rows,
+            )
+        return len(rows)
+
+    def attributes(self, endpoint: str) -> dict[str, TelemetryPoint]:
+        rows = self._store.read(
+            "SELECT endpoint, path, key, ts_ms, type, value FROM device_attributes "
+            "WHERE endpoint = ? ORDER BY key",
+            (endpoint,),
+        )
+        try:
+            return {r[2]: point_from_row(*r) for r in rows}
+        except (ValueError, TypeError) as exc:
+            raise StoreError(f"{self.path}: corrupt attribute row: {exc}") from exc
+
+    def put_status(self, endpoint: str, status: Mapping[str, Any]) -> None:
+        try:
+            text = dumps(status)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"profile status of {endpoint!r} is not JSON-ready: {exc}") from exc
+        with self._store.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO profile_status(endpoint, status) VALUES(?, ?)",
+                (endpoint, text),
+            )
+
+    def status(self, endpoint: str) -> dict[str, Any] | None:
+        rows = self._store.read("SELECT status FROM profile_status WHERE endpoint = ?", (endpoint,))
+        if not rows:
+            return None
+        try:
+            data = json.loads(rows[0][0])
+        except ValueError as exc:
+            raise StoreError(f"{self.path}: corrupt profile status of {endpoint!r}: {exc}") from exc
+        return data if isinstance(data, dict) else None
