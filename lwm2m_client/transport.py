@@ -25,8 +25,9 @@ from typing import Any
 import attrs
 from aiocoap import Context
 
-from keystore.coaps.interface import create_client_context
 from keystore.dtls import ClientConfig
+
+from .coaps import create_client_context
 
 COAP_PORT = 5683
 COAPS_PORT = 5684

@@ -31,19 +31,15 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 PACKAGES = frozenset(ALLOWED)
 
-#: Packages that must not run on aiocoap (issue 10: the servers' runtime is our own CoAP layer).
-NO_AIOCOAP = frozenset({"keystore", "lwm2m_runtime"})
+#: Packages that must not run on aiocoap (issue 10: the servers' runtime is our own CoAP layer;
+#: aiocoap stays for the demo client, ``lwm2m_client``, and its CoAPs glue lives there).
+NO_AIOCOAP = frozenset({"keystore", "lwm2m_runtime", "lwm2m_server", "bootstrap_server"})
 
 #: Known edges that are being removed (file, imported module); delete an entry when its import
-#: goes away (the test fails on a stale entry, so the list cannot outlive the edge). Issue 10:
-#: the CoAPs glue on aiocoap's transport interface, used by the LwM2M server until it moves
-#: onto ``lwm2m_runtime.coap`` as the bootstrap server did.
-TEMPORARY: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("keystore/coaps/interface.py", "aiocoap"),
-        ("keystore/coaps/interface.py", "aiocoap.util"),
-    }
-)
+#: goes away (the test fails on a stale entry, so the list cannot outlive the edge). Empty since
+#: the LwM2M server left aiocoap (issue 10) and the demo client's CoAPs glue moved to
+#: ``lwm2m_client/coaps.py``.
+TEMPORARY: frozenset[tuple[str, str]] = frozenset()
 
 
 def imports(path: Path) -> Iterator[tuple[int, str]]:

@@ -2,8 +2,6 @@
 
 * :mod:`.endpoint` — one asyncio UDP socket, the session table, cookies, CIDs, timers (the
   servers' CoAP layer runs over it: ``lwm2m_runtime.coaps``);
-* :mod:`.interface` — the demo client's aiocoap glue (``create_client_context``); imported
-  from there only, so that nothing else loads aiocoap;
 * :mod:`.identity` — the authenticated identity a request carries (``DtlsClaim``);
 * :mod:`.server` — the server's DTLS configuration from the keystore;
 * :mod:`.client` — a device's DTLS configuration from its Security object credentials.

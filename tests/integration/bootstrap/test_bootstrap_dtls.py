@@ -1,13 +1,11 @@
 """The acceptance path over DTLS: the real ``lwm2m_client``, holding only the fleet's factory PSK,
 bootstraps over CoAPs, receives a unique PSK, registers with ``lwm2m-server`` over DTLS with it
 (credentials taken from the Security instance bootstrap wrote), and the server reads /3/0; the
-factory PSK does not open the LwM2M server. Skipped while
-``lwm2m_server.coap.transport.create_context`` lacks ``coaps_config``."""
+factory PSK does not open the LwM2M server."""
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from pathlib import Path
 
 import pytest
@@ -19,14 +17,9 @@ from keystore import tools
 from keystore.modes import SecurityMode
 from lwm2m_client.accounts import server_accounts
 from lwm2m_client.client import Lwm2mClient, Lwm2mClientError
-from lwm2m_server.coap import transport
 from object_models.path import LwM2mPath
 from tests.integration.server.conftest import server_config
 
-pytestmark = pytest.mark.skipif(
-    "coaps_config" not in inspect.signature(transport.create_context).parameters,
-    reason="the CoAPs server transport is not in lwm2m_server.coap.transport yet",
-)
 FACTORY_KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
 
 

@@ -1,6 +1,7 @@
-"""aiocoap glue for the demo client (``lwm2m_client``): a ``MessageInterface`` for ``coaps://``
-on top of :class:`DtlsEndpoint`, in the client role only. The servers run on our own CoAP layer
-(``lwm2m_runtime.coaps``); the demo client stays on aiocoap (DESIGN.md), and this is its CoAPs.
+"""CoAPs for the demo client on aiocoap: a ``MessageInterface`` for ``coaps://`` on top of
+``keystore.coaps.DtlsEndpoint`` (our DTLS engine), in the client role only. The servers run on
+our own CoAP layer (``lwm2m_runtime.coaps``); the demo client stays on aiocoap (DESIGN.md), and
+this glue lives with it so that ``keystore`` stays free of aiocoap (``tests/test_layers.py``).
 
 How it plugs in (the model is aiocoap's own ``tinydtls_server``): a ``Context`` holds a list of
 request interfaces, each a ``TokenManager`` over a ``MessageManager`` over a
@@ -39,12 +40,12 @@ from typing import Any
 from aiocoap import COAPS_PORT, CON, Message, error, interfaces
 from aiocoap.util import hostportjoin, hostportsplit
 
-from ..dtls.config import ClientConfig
-from ..dtls.errors import ConnectionStateError
-from ..dtls.session import Session as ResumableSession
-from .endpoint import DtlsEndpoint, EndpointSettings, HandshakeFailed
-from .identity import DtlsClaim
-from .sessions import Key, Session, address_key
+from keystore.coaps.endpoint import DtlsEndpoint, EndpointSettings, HandshakeFailed
+from keystore.coaps.identity import DtlsClaim
+from keystore.coaps.sessions import Key, Session, address_key
+from keystore.dtls.config import ClientConfig
+from keystore.dtls.errors import ConnectionStateError
+from keystore.dtls.session import Session as ResumableSession
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +267,7 @@ def _append(context: Any) -> Callable[..., Any]:
     if append is None:
         raise RuntimeError(
             "aiocoap Context has no _append_tokenmanaged_messagemanaged_transport: this aiocoap "
-            "version is not supported by keystore.coaps"
+            "version is not supported by lwm2m_client.coaps"
         )
     return append  # type: ignore[no-any-return]
 
