@@ -120,8 +120,7 @@ class Observations:
         another peer is forgotten, so notifications from there are unknown again."""
         previous = self._by_token.get(token)
         if previous is not None and previous.handle is not handle:
-            self._cancel(previous.handle)
-            self._by_registration.get(previous.registration_id, set()).discard(token)
+            self.forget(token, reactive=False)
         self._by_token[token] = _Live(handle, registration_id)
         self._by_registration.setdefault(registration_id, set()).add(token)
 
