@@ -362,6 +362,9 @@ def register_probe(port: int, endpoint: str, deadline: float) -> float | None:
 class Restart:
     registrations: int
     first_register_s: float | None = None
+    api_up_s: float | None = None
+    """First 200 from ``/api/health``: the API starts after the CoAP listener and the profile
+    engine, so this separates "API not up yet" from "listing is slow"."""
     list_all_s: float | None = None
     list_get_s: float | None = None
     list_bytes: int | None = None
@@ -387,6 +390,11 @@ def measure_restart(server: Server, registrations: int, timeout: float) -> Resta
 
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
+    while time.monotonic() < deadline and proc.poll() is None:
+        if http_get(server.api + "/api/health", max(1.0, deadline - time.monotonic())):
+            result.api_up_s = time.monotonic() - start
+            break
+        time.sleep(0.02)
     while time.monotonic() < deadline and proc.poll() is None:
         listed = server.list_clients(max(1.0, deadline - time.monotonic()))
         if listed is None:
@@ -680,6 +688,7 @@ def one_count(
             restart = measure_restart(server, registered, cfg.restart_timeout)
             detail: dict[str, Any] = {
                 "registrations": restart.registrations,
+                "api_up_s": _num(restart.api_up_s),
                 "listed": restart.listed,
                 "list_gets": restart.list_gets,
                 "list_get_s": _num(restart.list_get_s),

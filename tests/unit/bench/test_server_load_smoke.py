@@ -66,6 +66,7 @@ def test_tiny_run_measures_every_figure(tiny: server_load.Config) -> None:
         assert restart["value"] is not None, restart
         assert restart["registrations"] == 55
     assert figures["restart_list_all_s"]["listed"] >= 55
+    assert figures["restart_list_all_s"]["api_up_s"] is not None
 
     for line in lines:
         if "target" in line:
