@@ -67,6 +67,7 @@ def test_tiny_run_measures_every_figure(tiny: server_load.Config) -> None:
         assert restart["registrations"] == 55
     assert figures["restart_list_all_s"]["listed"] >= 55
     assert figures["restart_list_all_s"]["api_up_s"] is not None
+    assert figures["restart_first_register_s"]["server_cpu_s_at_first_register"] > 0
 
     for line in lines:
         if "target" in line:
