@@ -767,7 +767,7 @@ def run(cfg: Config) -> list[dict[str, Any]]:
     emit(
         {
             "bench": "server_load",
-            "figure": "run",
+            "figure": "run_info",
             "seconds": round(time.monotonic() - started, 1),
             "clients": cfg.clients,
             "quick": cfg.quick,
