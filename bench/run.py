@@ -1,7 +1,7 @@
 """Run every benchmark in the repository, one JSON object per line on stdout.
 
 Usage: ``python bench/run.py [--quick] [--only NAME] [-- ARGS for that bench]``, NAME one of
-``codecs``, ``models``, ``server``, ``server_load``, ``dtls``.
+``codecs``, ``models``, ``server``, ``server_load``, ``coap_layer``, ``dtls``.
 
 Benchmarks (each is run if its file exists, in its own subprocess so that one crashing or
 leaking memory cannot distort the others' figures):
@@ -13,6 +13,8 @@ leaking memory cannot distort the others' figures):
 * ``server_load``: ``bench/server_load.py`` — issue 10's figures at 1k/10k/100k clients
   (Register/s, Update/s, CPU per message, RSS per client, restart time) with the C generator
   ``lwm2m-loadgen`` against a C UDP echo ceiling (built with ``cc -O2`` outside the repo).
+* ``coap_layer``: ``bench/coap_layer.py`` — the sans-IO CoAP layer alone (parse, serialize,
+  endpoint per Update and per downlink request) against a ``struct`` baseline of the same run.
 * ``dtls``: ``bench/dtls.py`` — CoAPs handshakes/s per mode and round trips/s beside NoSec over
   loopback, idle bytes per session (transport and engine alone).
 
@@ -72,6 +74,12 @@ BENCHES = (
         # issue 10: 1k/10k/100k clients with the C generator, restart time, vs a C UDP echo
         lambda quick: [sys.executable, "bench/server_load.py", *(["--quick"] if quick else [])],
         1800,
+    ),
+    Bench(
+        "coap_layer",
+        REPO / "bench" / "coap_layer.py",
+        lambda quick: [sys.executable, "bench/coap_layer.py", *(["--quick"] if quick else [])],
+        300,
     ),
     Bench(
         "dtls",
