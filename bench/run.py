@@ -1,6 +1,7 @@
 """Run every benchmark in the repository, one JSON object per line on stdout.
 
-Usage: ``python bench/run.py [--quick] [--only codecs|models|server|dtls] [-- ARGS for that bench]``
+Usage: ``python bench/run.py [--quick] [--only NAME] [-- ARGS for that bench]``, NAME one of
+``codecs``, ``models``, ``server``, ``server_load``, ``coap_layer``, ``dtls``.
 
 Benchmarks (each is run if its file exists, in its own subprocess so that one crashing or
 leaking memory cannot distort the others' figures):
@@ -9,6 +10,11 @@ leaking memory cannot distort the others' figures):
 * ``models``: ``bench/models_load.py`` — built-in registry load time.
 * ``server``: ``python -m bench.load`` — the LwM2M server under load (started as a subprocess
   on free ports with a temporary data dir) against a raw UDP echo ceiling.
+* ``server_load``: ``bench/server_load.py`` — issue 10's figures at 1k/10k/100k clients
+  (Register/s, Update/s, CPU per message, RSS per client, restart time) with the C generator
+  ``lwm2m-loadgen`` against a C UDP echo ceiling (built with ``cc -O2`` outside the repo).
+* ``coap_layer``: ``bench/coap_layer.py`` — the sans-IO CoAP layer alone (parse, serialize,
+  endpoint per Update and per downlink request) against a ``struct`` baseline of the same run.
 * ``dtls``: ``bench/dtls.py`` — CoAPs handshakes/s per mode and round trips/s beside NoSec over
   loopback, idle bytes per session (transport and engine alone).
 
@@ -61,6 +67,19 @@ BENCHES = (
         REPO / "bench" / "load" / "scenario.py",
         lambda quick: [sys.executable, "-m", "bench.load", *(["--quick"] if quick else [])],
         1500,
+    ),
+    Bench(
+        "server_load",
+        REPO / "bench" / "server_load.py",
+        # issue 10: 1k/10k/100k clients with the C generator, restart time, vs a C UDP echo
+        lambda quick: [sys.executable, "bench/server_load.py", *(["--quick"] if quick else [])],
+        1800,
+    ),
+    Bench(
+        "coap_layer",
+        REPO / "bench" / "coap_layer.py",
+        lambda quick: [sys.executable, "bench/coap_layer.py", *(["--quick"] if quick else [])],
+        300,
     ),
     Bench(
         "dtls",

@@ -1,0 +1,115 @@
+"""A tiny run of ``bench/server_load.py`` (50 clients) against the real server, so the issue-10
+benchmark keeps working while the server changes: the C tools build outside the repository,
+every figure comes out with its target, and the restart really finds every registration.
+No figure is asserted to be fast (no timing assertions): only that it was measured."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import server_load
+
+
+@pytest.fixture
+def tiny() -> server_load.Config:
+    return server_load.Config(
+        clients=[50],
+        window=8,
+        sockets=8,
+        updates=100,
+        echo_requests=500,
+        loadgen_timeout=60.0,
+        restart_timeout=60.0,
+        startup_timeout=60.0,
+        notify_clients=10,
+        notifications=200,
+        notify_seconds=0.3,
+        reads=20,
+    )
+
+
+def _figures(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {str(line["figure"]): line for line in lines}
+
+
+def test_tiny_run_measures_every_figure(tiny: server_load.Config) -> None:
+    try:
+        lines = server_load.run(tiny)
+    except server_load.CannotRun as exc:
+        pytest.skip(f"benchmark not runnable here: {exc}")
+    figures = _figures(lines)
+
+    register, update = figures["register_per_s"], figures["update_per_s"]
+    assert (register["ok"], register["errors"], register["timeouts"]) == (50, 0, 0)
+    assert (update["ok"], update["errors"], update["timeouts"]) == (100, 0, 0)
+    for line in (register, update):
+        assert line["generator"] == "lwm2m-loadgen"
+        assert line["ceiling"] == figures["echo_ceiling_per_s"]["value"] > 0
+        assert isinstance(line["ratio"], float) and line["ratio"] > 0
+        assert isinstance(line["meets_target_ratio"], bool)
+    for name in ("server_cpu_us_per_register", "server_cpu_us_per_update"):
+        assert figures[name]["value"] is not None and figures[name]["ceiling"] is not None
+    assert figures["rss_bytes_per_client"]["registered"] == 50
+
+    notifications = figures["notifications_con_persisted_per_s"]
+    assert notifications["generator"] == "bench.load (Python)"
+    assert notifications["observed"] == 5, "at most a tenth of the clients are observed"
+    assert notifications["persisted"] == notifications["sent"] > 0
+
+    # 50 from the C generator + 5 from the Python one (+ the restart probe's own Register)
+    for name in ("restart_first_register_s", "restart_list_all_s"):
+        restart = figures[name]
+        assert restart["value"] is not None, restart
+        assert restart["registrations"] == 55
+    assert figures["restart_list_all_s"]["listed"] >= 55
+    assert figures["restart_list_all_s"]["api_up_s"] is not None
+    assert figures["restart_first_register_s"]["server_cpu_s_at_first_register"] > 0
+
+    for line in lines:
+        if "target" in line:
+            assert isinstance(line["meets_target"], bool), line
+        if line["figure"] not in ("run_info", "echo_ceiling_per_s"):
+            assert line["generator"], line
+    assert figures["run_info"]["clients"] == [50]
+
+
+def test_tools_are_built_outside_the_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C sources are an instrument, not part of the project: binaries go to the cache."""
+    src = server_load.loadgen_source(server_load.Config())
+    if not (src / "lwm2m-loadgen.c").is_file():
+        pytest.skip(f"no lwm2m-loadgen sources at {src}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    try:
+        loadgen, udpecho = server_load.build_tools(src)
+    except server_load.CannotRun as exc:
+        pytest.skip(str(exc))
+    for binary in (loadgen, udpecho):
+        assert binary.is_relative_to(tmp_path) and os.access(binary, os.X_OK)
+        assert not binary.resolve().is_relative_to(server_load.REPO)
+
+
+def test_source_folder_can_be_overridden(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LWM2M_LOADGEN_SRC", str(tmp_path))
+    assert server_load.loadgen_source(server_load.Config()) == tmp_path
+    explicit = tmp_path / "elsewhere"
+    assert server_load.loadgen_source(server_load.Config(loadgen_src=explicit)) == explicit
+    with pytest.raises(server_load.CannotRun, match="not found"):
+        server_load.build_tools(tmp_path)
+
+
+def test_flatness_is_the_worst_deviation_from_the_smallest_count() -> None:
+    lines: list[dict[str, Any]] = [
+        {"figure": "update_per_s", "clients": 1000, "value": 1000.0},
+        {"figure": "update_per_s", "clients": 10000, "value": 900.0},
+        {"figure": "update_per_s", "clients": 100000, "value": 700.0},
+    ]
+    (flat,) = server_load.flatness(lines)
+    assert flat["figure"] == "update_per_s_flatness"
+    assert flat["value"] == pytest.approx(0.3)
+    assert flat["target"] == 0.15 and flat["meets_target"] is False
