@@ -85,6 +85,19 @@ def serve_command(args: argparse.Namespace) -> int:
     return OK
 
 
+def _bind_error(exc: OSError, config: BootstrapServerConfig) -> str:
+    """The listener(s) whose port is taken (the message used to name no port at all)."""
+    from lwm2m_runtime.listeners import listeners
+    from lwm2m_runtime.ports import describe_bind_error
+
+    nosec, coaps = listeners(config.security_modes, config.dtls)
+    ports = {
+        "CoAP": config.coap_port if nosec else None,
+        "CoAPs": config.coaps_port if coaps is not None and config.coaps else None,
+    }
+    return describe_bind_error(exc, config.host, ports)
+
+
 async def serve(config: BootstrapServerConfig) -> int:
     from aiohttp import web
 
@@ -105,9 +118,13 @@ async def serve(config: BootstrapServerConfig) -> int:
         print(f"lwm2m-bootstrap: configuration error: {exc}", file=sys.stderr)
         await server.stop()
         return USAGE
-    except (StoreError, OSError) as exc:
+    except StoreError as exc:
         log.error("cannot start: %s", exc)
         await server.stop()
+        return FAILED
+    except OSError as exc:
+        await server.stop()
+        log.error("cannot listen on %s", _bind_error(exc, config))
         return FAILED
     # the listeners (CoAP and CoAPs, with their real ports) are logged by server.start()
     log.info("bootstrap server: %d configurations", len(server.catalog.configs))

@@ -107,6 +107,8 @@ SCHEMA: Schema[BootstrapServerConfig] = Schema(
         "dtls.cid_length": between(1, 255),
     },
     upper_case=("log_level",),
+    # read by the operator commands (``lwm2m-bootstrap configs list`` …), not by ``serve``
+    extra_env=("LWM2M_BOOTSTRAP_API",),
 )
 """Every key the bootstrap server accepts (``SCHEMA.keys``)."""
 

@@ -30,7 +30,11 @@ from .modes import SecurityMode
 
 MAX_PSK_IDENTITY = 128  # bytes; LwM2M 1.1 and RFC 4279 practice (the DTLS engine's limit too)
 MAX_PSK_KEY = 64  # bytes; TLS allows more, no LwM2M client stack does
-MAX_ENDPOINT = 255  # characters
+MAX_ENDPOINT = 255
+"""Characters of an endpoint client name, everywhere (device records, bootstrap configurations,
+the server's Register): the spec sets no limit, but ``ep=NAME`` travels in one CoAP Uri-Query
+option, which is at most 255 bytes (RFC 7252 §5.10), so no conforming client can send a longer
+name; a device record the server would refuse to register is a trap."""
 HEX_PREFIX = "hex:"
 
 Encoding = Literal["hex", "base64"]

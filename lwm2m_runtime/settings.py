@@ -9,7 +9,12 @@ and per-key checks add ranges and choices. The schema then
   convention); a value that is *entirely* one reference takes the key's type (``5683`` → int),
   ``${NAME}`` without default must be set;
 * reads ``<PREFIX><KEY>`` environment variables (nested keys joined by ``_``, lists separated by
-  ``os.pathsep``);
+  ``os.pathsep``); any other variable with the prefix is an error naming it and the closest
+  known name, like an unknown YAML key: ``LWM2M_SERVER_COAP_PROT=5683`` silently ignored would
+  leave the server on a port the operator did not choose. Only this schema's prefix is checked
+  (the other server's variables in the same environment are not this one's business), and
+  ``extra_env`` names variables that share the prefix but are read elsewhere (the bootstrap
+  operator commands' ``LWM2M_BOOTSTRAP_API``);
 * applies command-line overrides (``None`` = flag not given);
 * validates everything and raises a ``ConfigError`` naming the source (file, environment
   variable or flag), the key and the reason.
@@ -20,6 +25,7 @@ string) are converted from text: a YAML string where a number or boolean is expe
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import types
@@ -189,9 +195,13 @@ class Schema(Generic[C]):
         env_prefix: str,
         checks: Mapping[str, Check] | None = None,
         upper_case: Iterable[str] = (),
+        extra_env: Iterable[str] = (),
     ) -> None:
         self.config_class = config_class
         self.env_prefix = env_prefix
+        self.extra_env = frozenset(extra_env)
+        if any(not name.startswith(env_prefix) for name in self.extra_env):
+            raise TypeError(f"extra_env names must start with {env_prefix}")
         checks = dict(checks or {})
         upper = frozenset(upper_case)
         self.keys: dict[str, Key] = {}
@@ -332,7 +342,31 @@ class Schema(Generic[C]):
             key: self.convert(key, raw, source) for key, raw in self.flatten(data, source).items()
         }
 
+    def env_names(self) -> frozenset[str]:
+        """Every environment variable with this schema's prefix that is not an error."""
+        return frozenset(self.env_name(key) for key in self.keys) | self.extra_env
+
+    def check_env(self, env: Mapping[str, str]) -> None:
+        """A ``ConfigError`` for the first (alphabetically) variable with this schema's prefix
+        that no key reads, suggesting the closest known name."""
+        known = self.env_names()
+        for name in sorted(env):
+            if name.startswith(self.env_prefix) and name not in known:
+                # compared without the prefix, which every name shares
+                cut = len(self.env_prefix)
+                suffixes = sorted(k[cut:] for k in known)
+                close = difflib.get_close_matches(name[cut:], suffixes, n=1, cutoff=0.6)
+                hint = (
+                    f"did you mean {self.env_prefix}{close[0]}?"
+                    if close
+                    else f"known variables: {', '.join(sorted(known))}"
+                )
+                raise ConfigError(f"environment {name}", "", f"unknown variable ({hint})")
+
     def read_env(self, env: Mapping[str, str]) -> dict[str, Any]:
+        """``{dotted key: converted value}`` of the variables set; an unknown variable with
+        the prefix is an error (``check_env``)."""
+        self.check_env(env)
         result: dict[str, Any] = {}
         for key in self.keys:
             name = self.env_name(key)

@@ -131,7 +131,7 @@ async def serve(config: ServerConfig) -> int:
         log.error("cannot open the store: %s", exc)
         return 1
     except OSError as exc:
-        log.error("cannot listen on udp %s:%d: %s", config.host, config.coap_port, exc)
+        log.error("cannot listen on %s", _bind_error(exc, config))
         return 1
     if server.nosec_enabled:
         log.info("CoAP listening on udp %s:%d", config.host, server.coap_address.port)
@@ -166,6 +166,19 @@ async def serve(config: ServerConfig) -> int:
         await server.stop()
     log.info("stopped")
     return 0
+
+
+def _bind_error(exc: OSError, config: ServerConfig) -> str:
+    """The listener(s) whose port is taken, not always the CoAP one (issue 11)."""
+    from lwm2m_runtime.listeners import listeners
+    from lwm2m_runtime.ports import describe_bind_error
+
+    nosec, coaps = listeners(config.security_modes, config.dtls)
+    ports = {
+        "CoAP": config.coap_port if nosec else None,
+        "CoAPs": config.coaps_port if coaps is not None else None,
+    }
+    return describe_bind_error(exc, config.host, ports)
 
 
 async def _start_http(server: Any, config: ServerConfig) -> Any:

@@ -38,6 +38,7 @@ from object_models.types import ResourceType, coerce_value
 
 from ..config_error import ConfigError
 from ..credentials import (
+    MAX_ENDPOINT,
     CredentialError,
     certificate_der,
     is_ca_certificate,
@@ -254,8 +255,8 @@ def _identity(doc: _Doc, top: Mapping[str, Any]) -> tuple[ConfigKind, str]:
     kind = ConfigKind.ENDPOINT if has_ep else ConfigKind.PROFILE
     with doc.at(kind.value):
         name = doc.text(top[kind.value])
-        if len(name) > 255 or not name.isprintable():
-            raise doc.error("must be printable and at most 255 characters")
+        if len(name) > MAX_ENDPOINT or not name.isprintable():
+            raise doc.error(f"must be printable and at most {MAX_ENDPOINT} characters")
     return kind, name
 
 

@@ -9,7 +9,7 @@ silent):
 
 | param   | Register                   | Update          | bad value                        |
 |---------|----------------------------|-----------------|----------------------------------|
-| ``ep``  | mandatory, 1..1024 chars   | same value only | missing/empty → 4.00             |
+| ``ep``  | mandatory, 1..255 chars    | same value only | missing/empty → 4.00             |
 | ``lt``  | optional, default 86400    | optional        | not a positive integer → 4.00    |
 | ``lwm2m`` | optional, default 1.0    | same value only | not 1.0/1.1/1.2 → 4.12           |
 | ``b``   | optional, default ``U``    | optional        | unknown letter → 4.00            |
@@ -40,6 +40,7 @@ from collections.abc import Mapping, Sequence
 
 import attrs
 
+from keystore.credentials import MAX_ENDPOINT
 from keystore.resolver import IdentityBinding
 from lwm2m_runtime.address import Address
 from object_models.content_format import ContentFormat
@@ -51,7 +52,9 @@ DEFAULT_LIFETIME = 86400
 MAX_LIFETIME = 2**32 - 1
 """Larger lifetimes are refused: they would never expire and overflow 32-bit client timers."""
 
-MAX_ENDPOINT_LENGTH = 1024
+MAX_ENDPOINT_LENGTH = MAX_ENDPOINT
+"""The keystore's limit (255, ``keystore.credentials.MAX_ENDPOINT`` says why): a name the
+device records could not hold must not register either."""
 MAX_LINK_PAYLOAD = 64 * 1024
 """A Register payload larger than this is 4.13: thousands of objects is already absurd."""
 

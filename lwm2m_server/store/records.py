@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from keystore.resolver import IdentityBinding
 from keystore.store.database import dumps
@@ -23,6 +24,8 @@ from object_models.path import LwM2mPath
 from object_models.types import ObjectLink, ResourceType, Value
 
 RECORD_VERSION = 1
+
+T = TypeVar("T")
 
 
 # -- values ---------------------------------------------------------------------------------------
@@ -98,42 +101,70 @@ def registration_to_json(reg: Registration) -> dict[str, Any]:
     }
 
 
-def registration_from_json(data: dict[str, Any]) -> Registration:
+def _field(data: dict[str, Any], name: str, convert: Callable[[Any], T]) -> T:
+    """``convert(data[name])``; a ``ValueError`` naming the field, so that a quarantined row
+    says which field of the record is wrong."""
     try:
-        if data.get("v") != RECORD_VERSION:
-            raise ValueError(f"unknown registration record version {data.get('v')!r}")
-        links = data["object_links"]
-        identity = data["identity"]
-        host, port = data["address"]
+        raw = data[name]
+    except KeyError:
+        raise ValueError(f"field {name!r} is missing") from None
+    try:
+        return convert(raw)
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+        detail = f"{exc!r}" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(f"field {name!r}: {detail} (value {raw!r:.80})") from None
+
+
+def _address(raw: Any) -> Address:
+    host, port = raw
+    return Address(str(host), int(port))
+
+
+def _links(links: Any) -> ObjectLinks:
+    return ObjectLinks(
+        text=str(links["text"]),
+        objects={int(k): None if v is None else str(v) for k, v in links["objects"].items()},
+        instances={int(k): tuple(int(i) for i in v) for k, v in links["instances"].items()},
+        root_path=str(links["root_path"]),
+        content_formats=frozenset(int(c) for c in links["content_formats"]),
+    )
+
+
+def _identity(identity: Any) -> IdentityBinding | None:
+    return None if identity is None else IdentityBinding(str(identity[0]), str(identity[1]))
+
+
+def _optional_str(raw: Any) -> str | None:
+    if raw is not None and not isinstance(raw, str):
+        raise TypeError(f"expected a string or null, got {type(raw).__name__}")
+    return raw
+
+
+def registration_from_json(data: dict[str, Any]) -> Registration:
+    if not isinstance(data, dict):
+        raise ValueError(f"a registration record is a JSON object, not {type(data).__name__}")
+    if data.get("v") != RECORD_VERSION:
+        raise ValueError(f"unknown registration record version {data.get('v')!r}")
+    try:
         return Registration(
-            registration_id=str(data["id"]),
-            endpoint=str(data["endpoint"]),
-            address=Address(str(host), int(port)),
-            lifetime=int(data["lifetime"]),
-            lwm2m_version=str(data["lwm2m_version"]),
-            binding=str(data["binding"]),
-            sms_number=data["sms_number"],
-            queue_mode=bool(data["queue_mode"]),
-            object_links=ObjectLinks(
-                text=str(links["text"]),
-                objects={
-                    int(k): None if v is None else str(v) for k, v in links["objects"].items()
-                },
-                instances={int(k): tuple(int(i) for i in v) for k, v in links["instances"].items()},
-                root_path=str(links["root_path"]),
-                content_formats=frozenset(int(c) for c in links["content_formats"]),
+            registration_id=_field(data, "id", str),
+            endpoint=_field(data, "endpoint", str),
+            address=_field(data, "address", _address),
+            lifetime=_field(data, "lifetime", int),
+            lwm2m_version=_field(data, "lwm2m_version", str),
+            binding=_field(data, "binding", str),
+            sms_number=_field(data, "sms_number", _optional_str),
+            queue_mode=_field(data, "queue_mode", bool),
+            object_links=_field(data, "object_links", _links),
+            transport=_field(data, "transport", str),
+            identity=_field(data, "identity", _identity),
+            registered_at=_field(data, "registered_at", float),
+            last_update=_field(data, "last_update", float),
+            additional_attributes=_field(
+                data, "additional_attributes", lambda a: {str(k): str(v) for k, v in a.items()}
             ),
-            transport=str(data["transport"]),
-            identity=None
-            if identity is None
-            else IdentityBinding(str(identity[0]), str(identity[1])),
-            registered_at=float(data["registered_at"]),
-            last_update=float(data["last_update"]),
-            additional_attributes={
-                str(k): str(v) for k, v in data["additional_attributes"].items()
-            },
         )
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (TypeError, AttributeError) as exc:
         raise ValueError(f"unreadable registration record: {exc!r}") from None
 
 
@@ -155,24 +186,28 @@ def observation_to_json(obs: Observation) -> dict[str, Any]:
     }
 
 
+def _optional(convert: Callable[[Any], T]) -> Callable[[Any], T | None]:
+    return lambda raw: None if raw is None else convert(raw)
+
+
 def observation_from_json(data: dict[str, Any]) -> Observation:
+    if not isinstance(data, dict):
+        raise ValueError(f"an observation record is a JSON object, not {type(data).__name__}")
+    if data.get("v") != RECORD_VERSION:
+        raise ValueError(f"unknown observation record version {data.get('v')!r}")
     try:
-        if data.get("v") != RECORD_VERSION:
-            raise ValueError(f"unknown observation record version {data.get('v')!r}")
-        fmt = data["content_format"]
-        last = data["last_notification"]
         return Observation(
-            token=bytes.fromhex(data["token"]),
-            endpoint=str(data["endpoint"]),
-            registration_id=str(data["registration_id"]),
-            paths=tuple(LwM2mPath.parse(p) for p in data["paths"]),
-            content_format=None if fmt is None else int(fmt),
-            created_at=float(data["created_at"]),
-            composite=bool(data["composite"]),
-            active=bool(data["active"]),
-            last_notification=None if last is None else float(last),
+            token=_field(data, "token", bytes.fromhex),
+            endpoint=_field(data, "endpoint", str),
+            registration_id=_field(data, "registration_id", str),
+            paths=_field(data, "paths", lambda ps: tuple(LwM2mPath.parse(p) for p in ps)),
+            content_format=_field(data, "content_format", _optional(int)),
+            created_at=_field(data, "created_at", float),
+            composite=_field(data, "composite", bool),
+            active=_field(data, "active", bool),
+            last_notification=_field(data, "last_notification", _optional(float)),
         )
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (TypeError, AttributeError) as exc:
         raise ValueError(f"unreadable observation record: {exc!r}") from None
 
 

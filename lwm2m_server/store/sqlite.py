@@ -5,14 +5,27 @@ and error wording are ``keystore.store.database.SqliteDatabase``'s, which this c
 with its tables; the credential, profile and DTLS-session stores share the same connection.
 Every public write is one transaction; input is converted and checked *before* the transaction
 starts, so invalid input never leaves a partial write.
+
+A registration or observation row that cannot be read back (invalid JSON, a field of the wrong
+type, a missing column value, columns that disagree with the record) is **quarantined** rather
+than raised: it is moved to the ``quarantine`` table with the reason and the time, one WARNING
+names its row id / endpoint and the reason, and the reader carries on without it. One bad row
+(a disk error, a hand edit, a downgrade) must not stop a server that has 99,999 good ones from
+starting, and an error that does not name the row leaves the operator nothing to fix.
+``quarantined()`` is the count an operator's health check shows; the rows stay in the table
+(``quarantined_rows()``) for inspection or repair.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
-from collections.abc import Iterable
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import attrs
 
 from keystore.store.database import SqliteDatabase, dumps
 from keystore.store.errors import StoreError
@@ -29,8 +42,37 @@ from .records import (
     registration_to_json,
 )
 
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
 MAX_HISTORY = 100_000
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class QuarantinedRow:
+    """A row moved out of ``registrations`` or ``observations`` because it could not be read."""
+
+    kind: str
+    """``registration`` or ``observation``."""
+    key: str | None
+    """The row's id (registration id, observation token in hex), as it was in the row."""
+    endpoint: str | None
+    reason: str
+    quarantined_at: float
+    """Unix time."""
+    data: object
+    """The row's ``data`` column exactly as it was stored."""
+
+
+@attrs.frozen
+class _BadRow:
+    rowid: int
+    key: object
+    endpoint: object
+    data: object
+    reason: str
 
 
 class SqliteStore(SqliteDatabase):
@@ -77,23 +119,39 @@ class SqliteStore(SqliteDatabase):
             not_null={"key", "ts_ms", "type", "value"},
             if_not_exists=True,
         )
+        db.table("quarantine").create(
+            {
+                "id": int,
+                "kind": str,
+                "row_key": str,
+                "endpoint": str,
+                "data": str,
+                "reason": str,
+                "quarantined_at": float,
+            },
+            pk="id",
+            not_null={"kind", "reason", "quarantined_at"},
+            if_not_exists=True,
+        )
         if not known:
             self.record_schema("schema", SCHEMA_VERSION)
 
     # -- registrations -----------------------------------------------------------------------
+    _REG_COLUMNS = "rowid, id, endpoint, data"
+
     def put_registration(self, registration: Registration) -> Registration | None:
         if not isinstance(registration, Registration):
             raise StoreError(f"expected a Registration, got {type(registration).__name__}")
         data = dumps(registration_to_json(registration))
         with self.write() as conn:
-            replaced = None
             rows = conn.execute(
-                "SELECT id, data FROM registrations WHERE endpoint = ? AND id != ?",
+                f"SELECT {self._REG_COLUMNS} FROM registrations WHERE endpoint = ? AND id != ?",
                 (registration.endpoint, registration.registration_id),
             ).fetchall()
-            for old_id, old_data in rows:
-                replaced = self._decode_registration(old_data)
-                self._delete_registration(conn, old_id)
+            # a corrupt old row of this endpoint is quarantined (not returned), then replaced
+            replaced = next(iter(self._registrations_of(rows, conn)), None)
+            for row in rows:
+                self._delete_registration(conn, row[1])
             conn.execute(
                 "INSERT INTO registrations(id, endpoint, last_update, data) VALUES(?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET endpoint=excluded.endpoint, "
@@ -117,38 +175,52 @@ class SqliteStore(SqliteDatabase):
 
     def remove_registration(self, registration_id: str) -> Registration | None:
         with self.write() as conn:
-            row = conn.execute(
-                "SELECT data FROM registrations WHERE id = ?", (registration_id,)
-            ).fetchone()
-            if row is None:
+            rows = conn.execute(
+                f"SELECT {self._REG_COLUMNS} FROM registrations WHERE id = ?", (registration_id,)
+            ).fetchall()
+            if not rows:
                 return None
+            found = self._registrations_of(rows, conn)
             self._delete_registration(conn, registration_id)
-        return self._decode_registration(row[0])
+        return found[0] if found else None
 
     def get_registration(self, registration_id: str) -> Registration | None:
-        rows = self.read("SELECT data FROM registrations WHERE id = ?", (registration_id,))
-        return self._decode_registration(rows[0][0]) if rows else None
+        rows = self.read(
+            f"SELECT {self._REG_COLUMNS} FROM registrations WHERE id = ?", (registration_id,)
+        )
+        return next(iter(self._registrations_of(rows)), None)
 
     def registration_by_endpoint(self, endpoint: str) -> Registration | None:
-        rows = self.read("SELECT data FROM registrations WHERE endpoint = ?", (endpoint,))
-        return self._decode_registration(rows[0][0]) if rows else None
+        rows = self.read(
+            f"SELECT {self._REG_COLUMNS} FROM registrations WHERE endpoint = ?", (endpoint,)
+        )
+        return next(iter(self._registrations_of(rows)), None)
 
     def registrations(self) -> list[Registration]:
-        rows = self.read("SELECT data FROM registrations ORDER BY last_update, id")
-        return [self._decode_registration(r[0]) for r in rows]
+        """Every readable registration; unreadable rows are quarantined (module docstring)."""
+        rows = self.read(f"SELECT {self._REG_COLUMNS} FROM registrations ORDER BY last_update, id")
+        return self._registrations_of(rows)
 
     @staticmethod
     def _delete_registration(conn: sqlite3.Connection, registration_id: str) -> None:
         conn.execute("DELETE FROM observations WHERE registration_id = ?", (registration_id,))
         conn.execute("DELETE FROM registrations WHERE id = ?", (registration_id,))
 
-    def _decode_registration(self, data: str) -> Registration:
-        try:
-            return registration_from_json(json.loads(data))
-        except ValueError as exc:
-            raise StoreError(f"{self.path}: corrupt registration record: {exc}") from exc
+    def _registrations_of(
+        self, rows: Sequence[tuple[Any, ...]], conn: sqlite3.Connection | None = None
+    ) -> list[Registration]:
+        def decode(row: tuple[Any, ...]) -> Registration:
+            _, reg_id, endpoint, data = row
+            reg = registration_from_json(_json_object(data))
+            _agree("id", reg_id, reg.registration_id)
+            _agree("endpoint", endpoint, reg.endpoint)
+            return reg
+
+        return self._decode_rows("registration", "registrations", rows, decode, conn)
 
     # -- observations ------------------------------------------------------------------------
+    _OBS_COLUMNS = "rowid, token, endpoint, data, registration_id"
+
     def put_observation(self, observation: Observation) -> None:
         if not isinstance(observation, Observation):
             raise StoreError(f"expected an Observation, got {type(observation).__name__}")
@@ -162,33 +234,107 @@ class SqliteStore(SqliteDatabase):
 
     def remove_observation(self, token: bytes) -> Observation | None:
         with self.write() as conn:
-            row = conn.execute(
-                "SELECT data FROM observations WHERE token = ?", (token.hex(),)
-            ).fetchone()
-            if row is None:
+            rows = conn.execute(
+                f"SELECT {self._OBS_COLUMNS} FROM observations WHERE token = ?", (token.hex(),)
+            ).fetchall()
+            if not rows:
                 return None
+            found = self._observations_of(rows, conn)
             conn.execute("DELETE FROM observations WHERE token = ?", (token.hex(),))
-        return self._decode_observation(row[0])
+        return found[0] if found else None
 
     def observation_by_token(self, token: bytes) -> Observation | None:
-        rows = self.read("SELECT data FROM observations WHERE token = ?", (token.hex(),))
-        return self._decode_observation(rows[0][0]) if rows else None
+        rows = self.read(
+            f"SELECT {self._OBS_COLUMNS} FROM observations WHERE token = ?", (token.hex(),)
+        )
+        return next(iter(self._observations_of(rows)), None)
 
     def observations_by_endpoint(self, endpoint: str) -> list[Observation]:
         rows = self.read(
-            "SELECT data FROM observations WHERE endpoint = ? ORDER BY token", (endpoint,)
+            f"SELECT {self._OBS_COLUMNS} FROM observations WHERE endpoint = ? ORDER BY token",
+            (endpoint,),
         )
-        return [self._decode_observation(r[0]) for r in rows]
+        return self._observations_of(rows)
 
     def observations(self) -> list[Observation]:
-        rows = self.read("SELECT data FROM observations ORDER BY token")
-        return [self._decode_observation(r[0]) for r in rows]
+        """Every readable observation; unreadable rows are quarantined (module docstring)."""
+        rows = self.read(f"SELECT {self._OBS_COLUMNS} FROM observations ORDER BY token")
+        return self._observations_of(rows)
 
-    def _decode_observation(self, data: str) -> Observation:
-        try:
-            return observation_from_json(json.loads(data))
-        except ValueError as exc:
-            raise StoreError(f"{self.path}: corrupt observation record: {exc}") from exc
+    def _observations_of(
+        self, rows: Sequence[tuple[Any, ...]], conn: sqlite3.Connection | None = None
+    ) -> list[Observation]:
+        def decode(row: tuple[Any, ...]) -> Observation:
+            _, token, endpoint, data, registration_id = row
+            obs = observation_from_json(_json_object(data))
+            _agree("token", token, obs.token.hex())
+            _agree("endpoint", endpoint, obs.endpoint)
+            _agree("registration_id", registration_id, obs.registration_id)
+            return obs
+
+        return self._decode_rows("observation", "observations", rows, decode, conn)
+
+    # -- quarantine --------------------------------------------------------------------------
+    def quarantined(self) -> int:
+        """How many rows have been quarantined (ever, until an operator deletes them)."""
+        return int(self.read("SELECT count(*) FROM quarantine")[0][0])
+
+    def quarantined_rows(self, limit: int = 100) -> list[QuarantinedRow]:
+        """The most recently quarantined rows first."""
+        rows = self.read(
+            "SELECT kind, row_key, endpoint, reason, quarantined_at, data FROM quarantine "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [QuarantinedRow(*row) for row in rows]
+
+    def _decode_rows(
+        self,
+        kind: str,
+        table: str,
+        rows: Sequence[tuple[Any, ...]],
+        decode: Callable[[tuple[Any, ...]], T],
+        conn: sqlite3.Connection | None,
+    ) -> list[T]:
+        """``decode`` of each row; rows it cannot decode are quarantined (in ``conn``'s
+        transaction when the caller is inside one, else in a transaction of their own)."""
+        good: list[T] = []
+        bad: list[_BadRow] = []
+        for row in rows:
+            try:
+                good.append(decode(row))
+            except Exception as exc:  # whatever a corrupt row raises, it is one bad row
+                bad.append(_BadRow(row[0], row[1], row[2], row[3], _reason(exc)))
+        if bad:
+            if conn is not None:
+                self._quarantine(conn, kind, table, bad)
+            else:
+                with self.write() as own:
+                    self._quarantine(own, kind, table, bad)
+        return good
+
+    def _quarantine(
+        self, conn: sqlite3.Connection, kind: str, table: str, bad: Sequence[_BadRow]
+    ) -> None:
+        now = time.time()
+        for row in bad:
+            conn.execute(
+                "INSERT INTO quarantine(kind, row_key, endpoint, data, reason, quarantined_at) "
+                "VALUES(?, ?, ?, ?, ?, ?)",
+                (kind, row.key, row.endpoint, row.data, row.reason, now),
+            )
+            if kind == "registration" and row.key is not None:
+                # its observations cannot be used without it (the device registers again)
+                conn.execute("DELETE FROM observations WHERE registration_id = ?", (row.key,))
+            conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (row.rowid,))
+            log.warning(
+                "%s: corrupt %s row %r (endpoint %r) moved to the quarantine table: %s",
+                self.path,
+                kind,
+                row.key,
+                row.endpoint,
+                row.reason,
+            )
 
     # -- telemetry ---------------------------------------------------------------------------
     def append_points(self, points: Iterable[TelemetryPoint]) -> int:
@@ -249,3 +395,33 @@ class SqliteStore(SqliteDatabase):
             return point_from_row(*row)
         except (ValueError, TypeError) as exc:
             raise StoreError(f"{self.path}: corrupt telemetry row: {exc}") from exc
+
+
+# -- row checks -----------------------------------------------------------------------------------
+
+
+def _json_object(data: object) -> dict[str, Any]:
+    if data is None:
+        raise ValueError("the data column is empty")
+    if not isinstance(data, str | bytes):
+        raise ValueError(f"the data column is a {type(data).__name__}, not JSON text")
+    try:
+        parsed = json.loads(data)
+    except ValueError as exc:
+        raise ValueError(f"the data column is not valid JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"the data column is a JSON {type(parsed).__name__}, not an object")
+    return parsed
+
+
+def _agree(column: str, stored: object, decoded: object) -> None:
+    """The indexed column and the record must say the same: lookups go by the column."""
+    if stored is None:
+        raise ValueError(f"the {column} column is empty")
+    if stored != decoded:
+        raise ValueError(f"the {column} column {stored!r} disagrees with the record's {decoded!r}")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, ValueError) else f"{type(exc).__name__}: {text}"
