@@ -12,7 +12,7 @@ from object_models.path import LwM2mPath
 
 from ..core.registration import Registration
 from ..json_nodes import registration_to_json, telemetry_to_json
-from . import params
+from . import listing, params
 from .responses import format_name
 from .state import ApiState, client_of, state_of
 
@@ -24,9 +24,21 @@ def _registration(state: ApiState, reg: Registration) -> dict[str, Any]:
 
 
 async def list_clients(request: web.Request) -> web.Response:
+    """One page of registrations in endpoint order (``api/listing.py``): a plain JSON list,
+    with the next page in the ``Link``/``X-Next-Cursor`` headers when there may be more."""
     state = state_of(request)
-    regs = sorted(state.ops.clients(), key=lambda r: r.endpoint)
-    return web.json_response([_registration(state, r) for r in regs])
+    limit = listing.page_limit(request.query)
+    after = listing.decode_cursor(request.query)
+    regs = state.pages.clients_page(after, limit)
+    resp = web.json_response([_registration(state, r) for r in regs])
+    resp.headers["X-Total-Count"] = str(state.pages.client_count())
+    if len(regs) == limit:
+        cursor = listing.encode_cursor(regs[-1].endpoint)
+        query = {k: v for k, v in request.query.items() if k not in ("cursor", "limit")}
+        query.update(limit=str(limit), cursor=cursor)
+        resp.headers["X-Next-Cursor"] = cursor
+        resp.headers["Link"] = f'<{request.rel_url.with_query(query)}>; rel="next"'
+    return resp
 
 
 async def show_client(request: web.Request) -> web.Response:
@@ -81,4 +93,4 @@ async def telemetry(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     state = state_of(request)
-    return web.json_response({"status": "ok", "clients": len(state.ops.clients())})
+    return web.json_response({"status": "ok", "clients": state.pages.client_count()})
