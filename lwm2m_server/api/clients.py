@@ -16,7 +16,10 @@ from . import listing, params
 from .responses import format_name
 from .state import ApiState, client_of, state_of
 
-MAX_HISTORY = 100_000
+MAX_HISTORY = 10_000
+"""The largest ``?limit=`` of a history: like a client-list page (``listing.MAX_PAGE``), one
+response must not hold the event loop the CoAP listeners share (issue 11); page older points
+with ``until=`` the oldest ``ts`` received."""
 
 
 def _registration(state: ApiState, reg: Registration) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from .responses import render
 from .state import client_of, request_timeout, state_of
 
 ENGINE: web.AppKey[ProfileEngine] = web.AppKey("lwm2m_profiles", ProfileEngine)
-MAX_POINTS = 100_000
+MAX_POINTS = 10_000
 
 
 def add_routes(app: web.Application, ops: ServerOperations) -> None:

@@ -186,3 +186,10 @@ def test_snapshot_pages_serve_any_operations() -> None:
     assert [r.endpoint for r in pages.clients_page("b", 3)] == ["m", "x"]
     assert [r.endpoint for r in pages.clients_page("c", 3)] == ["m", "x"]
     assert pages.client_count() == 4
+
+
+async def test_history_is_capped_like_a_page(api: Client) -> None:
+    """A history is one response too: at most 10,000 points, or a 400 naming the bound."""
+    resp = await api.get("/api/clients/dev-1/telemetry?limit=10001")
+    assert resp.status == 400
+    assert "limit=10001 is outside 1..10000" in (await resp.json())["error"]
