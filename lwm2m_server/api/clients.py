@@ -3,6 +3,8 @@ device, so none of these handlers waits on the network."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +28,12 @@ def _registration(state: ApiState, reg: Registration) -> dict[str, Any]:
     return registration_to_json(reg, sleeping=state.sleeping.get(reg.endpoint))
 
 
+def _page_json(rows: list[tuple[Registration, bool | None]]) -> bytes:
+    """A page as JSON bytes; registrations are immutable, so this is safe off the loop."""
+    page = [registration_to_json(reg, sleeping=sleeping) for reg, sleeping in rows]
+    return json.dumps(page).encode()
+
+
 async def list_clients(request: web.Request) -> web.Response:
     """One page of registrations in endpoint order (``api/listing.py``): a plain JSON list,
     with the next page in the ``Link``/``X-Next-Cursor`` headers when there may be more."""
@@ -33,7 +41,11 @@ async def list_clients(request: web.Request) -> web.Response:
     limit = listing.page_limit(request.query)
     after = listing.decode_cursor(request.query)
     regs = state.pages.clients_page(after, limit)
-    resp = web.json_response([_registration(state, r) for r in regs])
+    rows = [(r, state.sleeping.get(r.endpoint)) for r in regs]
+    # rendering costs ~0.1 ms per registration: in a worker thread, the loop keeps its turns
+    # (the GIL is handed back every few ms) instead of serving no CoAP for a whole page
+    body = await asyncio.to_thread(_page_json, rows)
+    resp = web.Response(body=body, content_type="application/json")
     resp.headers["X-Total-Count"] = str(state.pages.client_count())
     if len(regs) == limit:
         cursor = listing.encode_cursor(regs[-1].endpoint)
