@@ -88,3 +88,30 @@ async def test_cli_lists_every_client_over_several_pages(
     assert code == 0
     listed = [c["endpoint"] for c in json.loads(capsys.readouterr().out)]
     assert listed == ["dev-1", "dev-3", "dev-5", "dev-7", "dev-9"]
+
+
+async def test_profiles_list_their_devices_across_index_pages(
+    http: Http, server: Lwm2mServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GET /api/profiles`` resolves every client once, walking the client index a page at a
+    time (small pages here), and still lists every device under its profile."""
+    from lwm2m_runtime.address import Address
+    from lwm2m_server.api import profiles
+    from lwm2m_server.core.registration import RegistrationRequest
+
+    monkeypatch.setattr(profiles, "MAX_PAGE", 3)
+    monkeypatch.setattr(profiles, "_YIELD_EVERY", 2)
+    names = [f"meter-{i}" for i in range(8)] + [f"other-{i}" for i in range(5)]
+    for name in names:  # straight into the book: only the listing is under test
+        request = RegistrationRequest(endpoint=name)
+        server.core.registrations.register(
+            request, now=server.clock(), address=Address("192.0.2.1", 1)
+        )
+    doc = {"endpoints": ["meter-*"], "resources": {}}
+    assert (await http.put("/api/profiles/meter", json=doc)).status == 201
+    body = await (await http.get("/api/profiles")).json()
+    listed = {p["name"]: p["devices"] for p in body["profiles"]}
+    assert listed["meter"] == sorted(n for n in names if n.startswith("meter-"))
+    assert listed["default"] == sorted(n for n in names if n.startswith("other-"))
+    shown = await (await http.get("/api/profiles/meter")).json()
+    assert shown["devices"] == listed["meter"]
