@@ -76,8 +76,8 @@ class ApiClient:
             if status != 200 or not isinstance(body, list):
                 return status, body
             items += body
-            cursor = headers.get("x-next-cursor")
-            if not cursor or not body:
+            previous, cursor = cursor, headers.get("x-next-cursor")
+            if not cursor or not body or cursor == previous:  # a cursor that does not advance
                 return status, items
 
     def _send(
