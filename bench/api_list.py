@@ -18,11 +18,11 @@ Per server-book variant, on 127.0.0.1 with free ports and a temporary data dir:
 4. a few pages at the largest ``limit`` (10,000): their latency (the most one request can
    hold the loop).
 
-``--book sorted`` runs the server with ``SortedRegistrationBook`` (``lwm2m_server/core/
-sorted_book.py``) swapped in by a ``sitecustomize`` module on the server's ``PYTHONPATH``:
-the one-line wiring the service gets; ``plain`` runs the service as it is, where the API pages
-a sorted snapshot (O(n log n) per page). One JSON line per figure; the benchmark reports, it
-never fails on a figure; it prints ``{"skipped": ...}`` and exits 0 when it cannot run.
+``--book sorted`` runs the server as it is (``ServerCore`` keeps ``SortedRegistrationBook``,
+``lwm2m_server/core/sorted_book.py``); ``plain`` swaps a plain ``RegistrationBook`` in through a
+``sitecustomize`` module on the server's ``PYTHONPATH``, where the API pages a sorted snapshot
+(O(n log n) per page): the figures without the index. One JSON line per figure; the benchmark
+reports, it never fails on a figure; it prints ``{"skipped": ...}`` and exits 0 when it cannot run.
 """
 
 from __future__ import annotations
@@ -53,10 +53,9 @@ from bench.load import coap  # noqa: E402
 from bench.load import generator as g  # noqa: E402
 
 SITECUSTOMIZE = """\
-# written by bench/api_list.py: the server keeps its registrations in the sorted book
+# written by bench/api_list.py: the server keeps its registrations in a plain (unsorted) book
 import lwm2m_server.core.server as _core
-from lwm2m_server.core.sorted_book import SortedRegistrationBook as _Sorted
-_core.RegistrationBook = _Sorted
+_core.SortedRegistrationBook = _core.RegistrationBook
 """
 
 
@@ -179,7 +178,7 @@ def one_book(
     data_dir = workdir / f"server-{book}"
     data_dir.mkdir()
     saved = os.environ.get("PYTHONPATH")
-    if book == "sorted":
+    if book == "plain":
         site = workdir / f"site-{book}"
         site.mkdir()
         (site / "sitecustomize.py").write_text(SITECUSTOMIZE)

@@ -13,9 +13,8 @@ Pages are keyed on the endpoint name (the API's cursor is the last name of the p
 so they are stable under concurrent change: a client that registers between two pages appears
 on a later page when its name sorts after the cursor, and is never listed twice.
 
-Plugged in by the service with one line (after ``ServerCore`` is built, before ``restore``)::
-
-    self.core.registrations = SortedRegistrationBook.replacing(self.core.registrations)
+``ServerCore`` keeps its registrations in this book; ``replacing`` swaps one in for an existing
+plain book (tests that compare the two listing paths).
 """
 
 from __future__ import annotations

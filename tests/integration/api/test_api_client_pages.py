@@ -17,6 +17,7 @@ from lwm2m_client.client import Lwm2mClient
 from lwm2m_server import operator_cli
 from lwm2m_server.api.app import create_server_app
 from lwm2m_server.config import ServerConfig
+from lwm2m_server.core.registrations import RegistrationBook
 from lwm2m_server.core.sorted_book import SortedRegistrationBook
 from lwm2m_server.service import Lwm2mServer
 
@@ -27,8 +28,9 @@ Http = TestClient  # type: ignore[type-arg]
 async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
     config = ServerConfig(host="127.0.0.1", coap_port=0, coaps_port=0, data_dir=tmp_path / "d")
     srv = Lwm2mServer(config)
-    if request.param == "sorted-book":  # the one-line wiring the service gets
-        srv.core.registrations = SortedRegistrationBook.replacing(srv.core.registrations)
+    assert isinstance(srv.core.registrations, SortedRegistrationBook)  # what the service keeps
+    if request.param == "plain-book":  # the API's fallback: a sorted snapshot per page
+        srv.core.registrations = RegistrationBook(grace_period=srv.core.registrations.grace_period)
     await srv.start()
     yield srv
     await srv.stop()
