@@ -18,7 +18,9 @@ from . import TARGETS
 
 def main(argv: list[str]) -> None:
     if len(argv) < 2 or argv[1] not in TARGETS:
-        sys.exit(f"usage: python -m fuzz.run TARGET [libFuzzer args]; targets: {', '.join(TARGETS)}")
+        sys.exit(
+            f"usage: python -m fuzz.run TARGET [libFuzzer args]; targets: {', '.join(TARGETS)}"
+        )
     target = importlib.import_module(f"fuzz.targets.{argv[1]}")
     atheris.Setup([argv[0], *argv[2:]], target.TestOneInput)
     atheris.Fuzz()

@@ -7,6 +7,11 @@ product import so that it needs no instrumentation and the seed generator can sh
 
 from __future__ import annotations
 
+PEERS = [("192.0.2.1", 5683), ("192.0.2.1", 5684), ("192.0.2.2", 5683), ("198.51.100.9", 1)]
+"""The peers ``ctrl & 3`` picks from (``coap_endpoint``)."""
+TOKEN = b"fuzztokn"
+"""The token of the observation ``coap_endpoint`` opens to peer 0 before the input."""
+
 
 def chunks(data: bytes) -> list[tuple[int, bytes]]:
     """``(ctrl, datagram)`` pairs of the layout above."""

@@ -15,16 +15,13 @@ import random
 
 import atheris
 
-from ._chunks import chunks
+from ._chunks import PEERS, TOKEN, chunks
 
 with atheris.instrument_imports(include=["lwm2m_runtime"]):
     from lwm2m_runtime.coap.endpoint import Endpoint
     from lwm2m_runtime.coap.events import RequestReceived
     from lwm2m_runtime.coap.message import Message
     from lwm2m_runtime.coap.numbers import Code
-
-PEERS = [("192.0.2.1", 5683), ("192.0.2.1", 5684), ("192.0.2.2", 5683), ("198.51.100.9", 1)]
-TOKEN = b"fuzztokn"
 
 
 def client_endpoint() -> Endpoint:

@@ -6,6 +6,8 @@ parses must also survive ``format_links`` and parse again (what the server store
 
 from __future__ import annotations
 
+import contextlib
+
 import atheris
 
 with atheris.instrument_imports(include=["object_models"]):
@@ -22,11 +24,7 @@ def TestOneInput(data: bytes) -> None:
     assert [(x.target, dict(x.params)) for x in again] == [
         (x.target, dict(x.params)) for x in links
     ], "format_links does not round-trip"
-    try:
+    with contextlib.suppress(CodecError):
         link_format.parse_object_links(data)
-    except CodecError:
-        pass
-    try:
+    with contextlib.suppress(CodecError):
         link_format.parse_discover(data)
-    except CodecError:
-        pass
