@@ -26,8 +26,10 @@ MODELS = ModelRegistry.builtin()
 NO_MODELS = StaticModels.of()
 
 
-def harness(fmt: ContentFormat) -> Callable[[bytes], None]:
-    """``TestOneInput`` for ``fmt``: decode, and the multi-path decoders the format supports."""
+def harness(member: str) -> Callable[[bytes], None]:
+    """``TestOneInput`` for ``ContentFormat[member]``: decode, and the multi-path decoders the
+    format supports."""
+    fmt = ContentFormat[member]
     ops = ("decode_nodes", "decode_paths", "decode_timestamped")
     supported = {op: codecs.supports(fmt, op) for op in ops}
 

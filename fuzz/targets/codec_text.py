@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ._codec import ContentFormat, harness
+from ._codec import harness
 
-TestOneInput = harness(ContentFormat.TEXT)
+TestOneInput = harness("TEXT")
