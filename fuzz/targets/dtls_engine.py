@@ -39,8 +39,9 @@ def TestOneInput(data: bytes) -> None:
     for ctrl, datagram in chunks(data):
         now += (ctrl >> 2) * 0.25
         COOKIES.initial_datagram(datagram, ADDR, now)
-        for event in engine.receive_datagram(datagram, now, ADDR):
+        events = engine.receive_datagram(datagram, now, ADDR)
+        engine.datagrams_to_send()
+        events += engine.handle_timer(now)
+        for event in events:
             if isinstance(event, ConnectionClosed):
                 assert not event.reason.startswith("internal error"), event.reason
-        engine.datagrams_to_send()
-        engine.handle_timer(now)
