@@ -12,7 +12,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 Json = Any
@@ -55,14 +55,45 @@ class ApiClient:
         elif text_body is not None:
             data = text_body.encode()
             headers["Content-Type"] = "text/plain; charset=utf-8"
-        request = urllib.request.Request(
-            self.url(path, query), data=data, method=method, headers=headers
-        )
+        status, _, body = self._send(method, self.url(path, query), data, headers, timeout)
+        return status, body
+
+    def list_all(
+        self, path: str, query: Sequence[tuple[str, str]] = (), *, page_size: int = 1000
+    ) -> tuple[int, Json]:
+        """Every item of a paged list (``GET /api/clients``): follows ``X-Next-Cursor`` page
+        by page, so no single response is large, and returns the concatenated list — or the
+        first error status and body."""
+        items: list[Json] = []
+        cursor: str | None = None
+        while True:
+            page_query = [*query, ("limit", str(page_size))]
+            if cursor is not None:
+                page_query.append(("cursor", cursor))
+            status, headers, body = self._send(
+                "GET", self.url(path, page_query), None, {"Accept": "application/json"}, None
+            )
+            if status != 200 or not isinstance(body, list):
+                return status, body
+            items += body
+            previous, cursor = cursor, headers.get("x-next-cursor")
+            if not cursor or not body or cursor == previous:  # a cursor that does not advance
+                return status, items
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        timeout: float | None,
+    ) -> tuple[int, Mapping[str, str], Json]:
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout or self.timeout) as resp:
-                return resp.status, parse_json(resp.read())
+                return resp.status, _lower(resp.headers.items()), parse_json(resp.read())
         except urllib.error.HTTPError as exc:
-            return exc.code, parse_json(exc.read())
+            return exc.code, _lower(exc.headers.items()), parse_json(exc.read())
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ApiFailure(f"cannot reach the API at {self.base}: {reason}") from None
@@ -101,6 +132,11 @@ class ApiClient:
                         kind = value
                     elif field == "data":
                         data_lines.append(value)
+
+
+def _lower(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Response headers by lower-case name (HTTP names are case-insensitive)."""
+    return {name.lower(): value for name, value in items}
 
 
 def parse_json(raw: bytes) -> Json:

@@ -295,8 +295,21 @@ def _iso(text: Json) -> str:
     return str(text).replace(".000Z", "Z") if text else "-"
 
 
+def _page_size(text: str) -> int:
+    """``--page-size``: the API's own bounds (``GET /api/clients?limit=``), checked here so a
+    bad value is a usage error (exit 2) rather than an HTTP 400."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1..10000")
+    return value
+
+
 def cmd_clients(args: argparse.Namespace) -> int:
-    status, body = _api(args).call("GET", "/api/clients")
+    # page by page (the API caps each response so that listing never stalls the server)
+    status, body = _api(args).list_all("/api/clients", page_size=args.page_size)
 
     def human(regs: Json) -> None:
         if not regs:
@@ -655,7 +668,14 @@ def register_commands(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
         parser.set_defaults(func=_guard(func))
         return parser
 
-    add("clients", cmd_clients, "list the registered clients")
+    p = add("clients", cmd_clients, "list the registered clients")
+    p.add_argument(
+        "--page-size",
+        type=_page_size,
+        default=1000,
+        metavar="N",
+        help="clients per API request (1..10000; every page is fetched and printed)",
+    )
 
     p = add("show", cmd_show, "show one client's registration")
     p.add_argument("endpoint", metavar="EP")

@@ -8,7 +8,7 @@ the CoAP listeners. Routes (see ``docs/http-api.md`` and ``GET /api/openapi.json
     GET    /api/health                               liveness and the number of clients
     GET    /api/openapi.json                         this API as an OpenAPI 3.1 document
     GET    /api/event[?ep=]                          server-sent events
-    GET    /api/clients                              every registration
+    GET    /api/clients[?limit=&cursor=]             registrations, a page at a time
     GET    /api/clients/{ep}                         one registration
     GET    /api/clients/{ep}/observations            the client's observations
     GET    /api/clients/{ep}/telemetry               latest values / history
@@ -54,6 +54,7 @@ from object_models.model import ModelProvider
 from ..operations import ServerOperations
 from . import clients, composite, device, events, profiles
 from .errors import error_middleware
+from .listing import ClientPages, pages_of
 from .openapi import openapi_document
 from .params import DEFAULT_TIMEOUT
 from .state import STATE, ApiState, track_presence
@@ -84,12 +85,14 @@ def create_app(
     registry: ModelProvider | None = None,
     keepalive: float = 15.0,
     default_timeout: float = DEFAULT_TIMEOUT,
+    pages: ClientPages | None = None,
 ) -> web.Application:
     """The API over ``ops``.
 
     ``registry`` provides object models when ``ops.models_for`` has none (default: the
     built-in OMA models); ``keepalive`` is the SSE comment interval in seconds;
-    ``default_timeout`` the device timeout when a request gives no ``?timeout=``.
+    ``default_timeout`` the device timeout when a request gives no ``?timeout=``;
+    ``pages`` the sorted index ``GET /api/clients`` pages through (``api/listing.py``).
     """
     if registry is None:
         from object_models.registry import ModelRegistry
@@ -97,7 +100,11 @@ def create_app(
         registry = ModelRegistry.builtin()
     app = web.Application(middlewares=[error_middleware])
     app[STATE] = ApiState(
-        ops=ops, registry=registry, keepalive=keepalive, default_timeout=default_timeout
+        ops=ops,
+        registry=registry,
+        keepalive=keepalive,
+        default_timeout=default_timeout,
+        pages=pages_of(ops, pages),
     )
     app.cleanup_ctx.append(track_presence)
     app.on_shutdown.append(events.close_streams)
@@ -128,7 +135,12 @@ def create_app(
 
 def create_server_app(server: Lwm2mServer) -> web.Application:
     """The API as ``lwm2m-server`` serves it: over the started server (so with its profile
-    engine and routes), its model registry and its configured request timeout."""
+    engine and routes), its model registry, its configured request timeout and, when the
+    service keeps a ``SortedRegistrationBook``, that book as the client listing's index."""
+    book = server.core.registrations
     return create_app(
-        server, registry=server.registry, default_timeout=server.config.request_timeout
+        server,
+        registry=server.registry,
+        default_timeout=server.config.request_timeout,
+        pages=book if isinstance(book, ClientPages) else None,
     )

@@ -602,12 +602,50 @@ _PATHS: Doc = {
     "/api/clients": {
         "get": {
             "operationId": "listClients",
-            "summary": "Every registered client",
+            "summary": "Registered clients, a page at a time",
+            "description": (
+                "Registrations in endpoint order, at most `limit` per page so that no response "
+                "holds the server's event loop. When the page is full the `Link` (rel=next) and "
+                "`X-Next-Cursor` headers give the next page; the cursor is the page's last "
+                "endpoint, so pages stay stable while clients come and go."
+            ),
             "tags": ["clients"],
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "description": "Registrations per page (default 1000).",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
+                },
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "description": "Opaque: the X-Next-Cursor of the previous page.",
+                    "schema": {"type": "string"},
+                },
+            ],
             "responses": {
-                "200": _resp(
-                    "Registrations by endpoint.", {"type": "array", "items": _ref("Registration")}
-                )
+                "200": {
+                    **_resp(
+                        "Registrations by endpoint.",
+                        {"type": "array", "items": _ref("Registration")},
+                    ),
+                    "headers": {
+                        "Link": {
+                            "description": 'The next page: `<url>; rel="next"` (full pages).',
+                            "schema": {"type": "string"},
+                        },
+                        "X-Next-Cursor": {
+                            "description": "The `cursor` of the next page (full pages).",
+                            "schema": {"type": "string"},
+                        },
+                        "X-Total-Count": {
+                            "description": "Registrations when the page was built.",
+                            "schema": {"type": "integer"},
+                        },
+                    },
+                },
+                "400": _ref("BadRequest", "responses"),
             },
         }
     },
@@ -652,7 +690,7 @@ _PATHS: Doc = {
                 {
                     "name": "limit",
                     "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 100000},
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
                 },
             ],
             "responses": {"200": _resp("Telemetry points.", _ref("Telemetry")), **_ERRORS},
@@ -932,7 +970,7 @@ _PROFILE_PATHS: Doc = {
                 {
                     "name": "limit",
                     "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 100000},
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
                 },
             ],
         )

@@ -36,11 +36,12 @@ from ..operations import ServerOperations
 from ..profiles.engine import ProfileEngine
 from ..profiles.model import Profile
 from . import params
+from .listing import MAX_PAGE
 from .responses import render
 from .state import client_of, request_timeout, state_of
 
 ENGINE: web.AppKey[ProfileEngine] = web.AppKey("lwm2m_profiles", ProfileEngine)
-MAX_POINTS = 100_000
+MAX_POINTS = 10_000
 
 
 def add_routes(app: web.Application, ops: ServerOperations) -> None:
@@ -91,14 +92,37 @@ def summary(profile: Profile, devices: list[str]) -> dict[str, Any]:
     }
 
 
-def _connected(request: web.Request) -> list[str]:
-    return [r.endpoint for r in state_of(request).ops.clients()]
+_YIELD_EVERY = 2000
+"""Endpoints resolved between two turns given back to the event loop (see ``_users``)."""
+
+
+async def _users(request: web.Request) -> dict[str, list[str]]:
+    """The connected endpoints by the profile each resolves to, in endpoint order.
+
+    With 100k clients this is the one profile route that touches every client: each endpoint
+    is resolved once (not once per profile), from the API's sorted client index page by page,
+    and the loop gets a turn every ``_YIELD_EVERY`` endpoints, so CoAP is never stalled for
+    the whole walk (issue 11)."""
+    state = state_of(request)
+    catalog = _engine(request).catalog
+    users: dict[str, list[str]] = {}
+    after: str | None = None
+    while page := state.pages.clients_page(after, MAX_PAGE):
+        for i, reg in enumerate(page):
+            users.setdefault(catalog.resolve(reg.endpoint)[0].name, []).append(reg.endpoint)
+            if i % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+        if len(page) < MAX_PAGE:
+            break
+        after = page[-1].endpoint
+        await asyncio.sleep(0)
+    return users
 
 
 async def list_profiles(request: web.Request) -> web.Response:
     engine = _engine(request)
-    connected = _connected(request)
-    items = [summary(p, engine.catalog.users(p.name, connected)) for p in engine.catalog.profiles()]
+    users = await _users(request)
+    items = [summary(p, users.get(p.name, [])) for p in engine.catalog.profiles()]
     errors = [str(e) for e in engine.catalog.errors]
     return web.json_response({"profiles": items, "errors": errors})
 
@@ -113,7 +137,7 @@ def _profile(request: web.Request) -> Profile:
 
 async def show_profile(request: web.Request) -> web.Response:
     profile = _profile(request)
-    users = _engine(request).catalog.users(profile.name, _connected(request))
+    users = (await _users(request)).get(profile.name, [])
     return web.json_response({**summary(profile, users), "document": dict(profile.document)})
 
 
@@ -135,7 +159,7 @@ async def put_profile(request: web.Request) -> web.Response:
         profile = engine.put_profile(name, body)
     except ConfigError as exc:
         raise bad_request(str(exc)) from None
-    users = engine.catalog.users(profile.name, _connected(request))
+    users = (await _users(request)).get(profile.name, [])
     return web.json_response(summary(profile, users), status=200 if existed else 201)
 
 

@@ -14,6 +14,7 @@ from object_models.model import ModelProvider
 
 from ..operations import DeviceResponse, DeviceTimeoutError, ServerOperations
 from . import params
+from .listing import ClientPages, pages_of
 from .params import DEFAULT_TIMEOUT
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,10 @@ class ApiState:
     default_timeout: float = DEFAULT_TIMEOUT
     sleeping: dict[str, bool] = attrs.field(factory=dict)
     """Queue-mode presence as last seen on the event stream (SLEEPING/AWAKE), per endpoint."""
+    pages: ClientPages = attrs.field(
+        default=attrs.Factory(lambda self: pages_of(self.ops), takes_self=True)
+    )
+    """How ``GET /api/clients`` pages (``api/listing.py``)."""
     streams: set[asyncio.Task[object]] = attrs.field(factory=set)
     """Handler tasks of open event streams, cancelled at shutdown (they never end by
     themselves)."""

@@ -36,6 +36,7 @@ from .observations import Observation, ObservationIndex
 from .queue import QueueConfig, QueuedRequest, RequestQueues
 from .registration import QueryInput, Registration, RegistrationRequest, UpdateRequest
 from .registrations import DEFAULT_GRACE_PERIOD, RegistrationBook, new_registration_id
+from .sorted_book import SortedRegistrationBook
 
 
 @attrs.frozen
@@ -56,7 +57,10 @@ class ServerCore:
         queue_config: QueueConfig | None = None,
         id_factory: Callable[[], str] = new_registration_id,
     ) -> None:
-        self.registrations = RegistrationBook(grace_period=grace_period, id_factory=id_factory)
+        # sorted by endpoint name, so the HTTP API pages the client list without sorting it
+        self.registrations: RegistrationBook = SortedRegistrationBook(
+            grace_period=grace_period, id_factory=id_factory
+        )
         self.observations = ObservationIndex()
         self.queues: RequestQueues[object] = RequestQueues(queue_config)
 

@@ -298,3 +298,17 @@ def test_event_summaries_for_both_notification_shapes() -> None:
     assert summary("SEND", {"ep": "x", "other": 1}) == '{"other":1}'
     opaque = {"points": [{"path": "/9/0/1", "value": "AQI=", "type": "OPAQUE"}]}
     assert summary("SEND", opaque) == "/9/0/1 = 0x0102"
+
+
+async def test_clients_follows_every_page(cli: Cli, ops: FakeOps) -> None:
+    """``lwm2m-server clients`` prints every client even when the API needs several pages."""
+    for i in range(2, 8):
+        ops.add_client(f"dev-{i}")
+    code, out, _ = await cli("clients", "--page-size", "2", "--json")
+    assert code == 0
+    assert [c["endpoint"] for c in json.loads(out)] == [f"dev-{i}" for i in range(1, 8)]
+    code, out, _ = await cli("clients", "--page-size", "3")
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()[1:]] == [f"dev-{i}" for i in range(1, 8)]
+    code, _, err = await cli("clients", "--page-size", "0")
+    assert code == 2 and "outside 1..10000" in err

@@ -1,0 +1,7 @@
+"""Fuzz target: every decoder of content format JSON (see ``_codec`` for the input layout)."""
+
+from __future__ import annotations
+
+from ._codec import harness
+
+TestOneInput = harness("JSON")

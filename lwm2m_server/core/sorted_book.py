@@ -1,0 +1,82 @@
+"""``SortedRegistrationBook``: a ``RegistrationBook`` that also keeps its endpoint names sorted,
+so the HTTP API can serve ``GET /api/clients`` a page at a time (``clients_page``) without
+walking or sorting every registration per request.
+
+With 100k clients, listing them all in one response took 8-36 s of event-loop time (issue 11):
+CoAP was frozen meanwhile. A page is ``bisect`` into the sorted names plus ``limit`` lookups,
+so its cost does not grow with the number of clients. The sorted list is maintained where the
+book changes (``_put``/``_forget``), so registrations restored at start-up, expiries and
+replacements are all reflected without events; an insertion is one ``memmove`` of the list
+(tens of microseconds at 100k names), far cheaper than the Register's store write.
+
+Pages are keyed on the endpoint name (the API's cursor is the last name of the previous page),
+so they are stable under concurrent change: a client that registers between two pages appears
+on a later page when its name sorts after the cursor, and is never listed twice.
+
+``ServerCore`` keeps its registrations in this book; ``replacing`` swaps one in for an existing
+plain book (tests that compare the two listing paths).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+
+from .registration import Registration
+from .registrations import DEFAULT_GRACE_PERIOD, RegistrationBook, new_registration_id
+
+
+class SortedRegistrationBook(RegistrationBook):
+    """A ``RegistrationBook`` with its endpoint names in sorted order (``clients_page``)."""
+
+    def __init__(
+        self,
+        *,
+        grace_period: float = DEFAULT_GRACE_PERIOD,
+        id_factory: Callable[[], str] = new_registration_id,
+    ) -> None:
+        super().__init__(grace_period=grace_period, id_factory=id_factory)
+        self._endpoints: list[str] = []
+
+    @classmethod
+    def replacing(cls, book: RegistrationBook) -> SortedRegistrationBook:
+        """A sorted book with ``book``'s settings and registrations (so swapping it in after
+        the core is built loses nothing)."""
+        sorted_book = cls(grace_period=book.grace_period, id_factory=book._new_id)
+        sorted_book.restore(book)
+        return sorted_book
+
+    # -- the API's ClientPages -----------------------------------------------------------------
+    def clients_page(self, after: str | None, limit: int) -> list[Registration]:
+        """Up to ``limit`` registrations whose endpoint sorts after ``after`` (from the first
+        when None), in endpoint order."""
+        names = self._endpoints
+        start = 0 if after is None else bisect_right(names, after)
+        page: list[Registration] = []
+        for name in names[start : start + limit]:
+            registration = self.by_endpoint(name)
+            if registration is not None:  # pragma: no branch - the list tracks the book
+                page.append(registration)
+        return page
+
+    def client_count(self) -> int:
+        return len(self)
+
+    # -- keeping the names sorted --------------------------------------------------------------
+    def _put(self, registration: Registration) -> None:
+        super()._put(registration)
+        names = self._endpoints
+        name = registration.endpoint
+        i = bisect_left(names, name)
+        if i == len(names) or names[i] != name:
+            names.insert(i, name)
+
+    def _forget(self, registration_id: str) -> None:
+        registration = self.get(registration_id)
+        super()._forget(registration_id)
+        if registration is None or self.by_endpoint(registration.endpoint) is not None:
+            return
+        names = self._endpoints
+        i = bisect_left(names, registration.endpoint)
+        if i < len(names) and names[i] == registration.endpoint:
+            del names[i]
