@@ -49,8 +49,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench import server_load as sl  # noqa: E402
-from bench.load import coap  # noqa: E402
 from bench.load import generator as g  # noqa: E402
+from lwm2m_runtime.coap import CoapError, Code, parse  # noqa: E402
 
 SITECUSTOMIZE = """\
 # written by bench/api_list.py: the server keeps its registrations in a plain (unsorted) book
@@ -114,9 +114,9 @@ class RegisterProbe(threading.Thread):
                 data = sock.recv(2048)
             except (TimeoutError, OSError):
                 return False
-            with contextlib.suppress(coap.CoapFormatError):
-                msg = coap.decode(data)
-                if msg.token == token and msg.code == coap.Code.CREATED:
+            with contextlib.suppress(CoapError):
+                msg = parse(data)
+                if msg.token == token and msg.code == Code.CREATED:
                     return True
         return False
 

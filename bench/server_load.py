@@ -61,8 +61,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # ``python bench/server_load.py`` puts bench/, not the repo, first
     sys.path.insert(0, str(REPO))
 
-from bench.load import coap, scenario  # noqa: E402
 from bench.load import generator as g  # noqa: E402
+from bench.load import scenario  # noqa: E402
+from lwm2m_runtime.coap import CoapError, Code, parse  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 C_GENERATOR = "lwm2m-loadgen"
@@ -351,9 +352,9 @@ def register_probe(port: int, endpoint: str, deadline: float) -> float | None:
                 data = sock.recv(2048)
             except (TimeoutError, OSError):
                 continue
-            with contextlib.suppress(coap.CoapFormatError):
-                msg = coap.decode(data)
-                if msg.token == token and msg.code == coap.Code.CREATED:
+            with contextlib.suppress(CoapError):
+                msg = parse(data)
+                if msg.token == token and msg.code == Code.CREATED:
                     return time.monotonic()
     return None
 

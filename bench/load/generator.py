@@ -1,4 +1,4 @@
-"""Many simulated LwM2M clients in one process, over asyncio UDP, with the hand-built codec.
+"""Many simulated LwM2M clients in one process, over asyncio UDP, with our sans-IO CoAP codec.
 
 Layout: every simulated client is a ``SimClient`` living on a ``ClientSocket`` (one UDP socket,
 one source port). Up to ``pool`` clients each get a socket of their own, as real devices do: the
@@ -34,10 +34,26 @@ from typing import cast
 
 import cbor2
 
-from . import coap
-from .coap import Code, MessageType, Option
+from lwm2m_runtime.coap import (
+    CoapError,
+    Code,
+    Message,
+    OptionNumber,
+    Type,
+    encode_uint,
+    options,
+    parse,
+    serialize,
+)
+from lwm2m_runtime.coap.message import empty
 
 LOOPBACK = "127.0.0.1"
+# plain ints for the option tuples the hot path writes out (see ``SimClient.update_request``)
+URI_PATH, OBSERVE, CONTENT_FORMAT = (
+    int(OptionNumber.URI_PATH),
+    int(OptionNumber.OBSERVE),
+    int(OptionNumber.CONTENT_FORMAT),
+)
 SENML_CBOR = 112
 TEXT = 0
 LINK_FORMAT = 40
@@ -91,7 +107,7 @@ class Stats:
 class Pending:
     """One exchange waiting for its ACK / response (or its echo)."""
 
-    future: asyncio.Future[coap.Message | None]
+    future: asyncio.Future[Message | None]
     data: bytes
     mid: int
     token: bytes
@@ -140,8 +156,8 @@ class ClientSocket(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         self.stats.received += 1
         try:
-            msg = coap.decode(data)
-        except coap.CoapFormatError:
+            msg = parse(data)
+        except CoapError:  # a format error, or a string option that is not UTF-8
             self.stats.malformed += 1
             return
         if self.echo:
@@ -150,12 +166,12 @@ class ClientSocket(asyncio.DatagramProtocol):
             if pending is not None:
                 self._finish(pending, msg)
             return
-        mtype = msg.type
-        if mtype == MessageType.ACK or mtype == MessageType.RST:
+        mtype = msg.mtype
+        if mtype == Type.ACK or mtype == Type.RST:
             pending = self.by_mid.get(msg.mid)
             if pending is None:
                 return  # late duplicate ACK
-            if mtype == MessageType.ACK and msg.code == Code.EMPTY and pending.wants_response:
+            if mtype == Type.ACK and msg.code == Code.EMPTY and pending.wants_response:
                 # a separate response follows, matched by token: stop retransmitting and
                 # give it one long timeout
                 del self.by_mid[msg.mid]
@@ -166,24 +182,24 @@ class ClientSocket(asyncio.DatagramProtocol):
                 return
             self._finish(pending, msg)
             return
-        if coap.is_response(msg.code):
+        if msg.is_response:
             pending = self.by_token.get(msg.token)
-            if mtype == MessageType.CON:
-                self.send(coap.encode_header(MessageType.ACK, Code.EMPTY, msg.mid, b""))
+            if mtype == Type.CON:
+                self.send(empty(Type.ACK, msg.mid))
             if pending is not None:
                 self._finish(pending, msg)
             else:
                 self.stats.unexpected += 1
             return
-        if coap.is_request(msg.code):
+        if msg.is_request:
             self.stats.server_requests += 1
             if self.owner is None:
-                self.send(coap.encode_header(MessageType.RST, Code.EMPTY, msg.mid, b""))
+                self.send(empty(Type.RST, msg.mid))
                 return
             self.send(self.owner.answer(msg, self.next_mid))
             return
-        if mtype == MessageType.CON:  # CoAP ping
-            self.send(coap.encode_header(MessageType.RST, Code.EMPTY, msg.mid, b""))
+        if mtype == Type.CON:  # CoAP ping
+            self.send(empty(Type.RST, msg.mid))
 
     # -- exchanges ---------------------------------------------------------------------------
     def exchange(
@@ -195,11 +211,11 @@ class ClientSocket(asyncio.DatagramProtocol):
         wants_response: bool,
         timeout: float = 2.0,
         attempts: int = 4,
-    ) -> asyncio.Future[coap.Message | None]:
+    ) -> asyncio.Future[Message | None]:
         """Send a CON (``data`` encoded with ``mid``/``token``) and retransmit it until its
         ACK (``wants_response=False``) or its response arrives; resolves to ``None`` once
         ``attempts`` transmissions went unanswered."""
-        future: asyncio.Future[coap.Message | None] = self.loop.create_future()
+        future: asyncio.Future[Message | None] = self.loop.create_future()
         pending = Pending(future, data, mid, token, wants_response, attempts - 1, timeout)
         self.by_mid[mid] = pending
         if wants_response and not self.echo:
@@ -221,7 +237,7 @@ class ClientSocket(asyncio.DatagramProtocol):
         self.send(pending.data)
         pending.timer = self.loop.call_later(pending.timeout, self._retransmit, pending)
 
-    def _finish(self, pending: Pending, msg: coap.Message | None) -> None:
+    def _finish(self, pending: Pending, msg: Message | None) -> None:
         if self.by_mid.get(pending.mid) is pending:
             del self.by_mid[pending.mid]
         if pending.wants_response and self.by_token.get(pending.token) is pending:
@@ -252,35 +268,34 @@ class SimClient:
     notifications: int = 0
 
     # -- answering the server (Read, Observe) ---------------------------------------------
-    def answer(self, msg: coap.Message, next_mid: Callable[[], int]) -> bytes:
+    def answer(self, msg: Message, next_mid: Callable[[], int]) -> bytes:
         """The reply to a server request: piggybacked in the ACK of a CON, else a NON."""
-        if msg.type == MessageType.CON:
-            mtype, mid = MessageType.ACK, msg.mid
+        if msg.mtype == Type.CON:
+            mtype, mid = Type.ACK, msg.mid
         else:
-            mtype, mid = MessageType.NON, next_mid()
+            mtype, mid = Type.NON, next_mid()
         path = tuple(msg.uri_path)
         accept = msg.accept
         fmt = SENML_CBOR if accept is None else accept
         if msg.code != Code.GET or path not in (TEMPERATURE_PATH, MANUFACTURER_PATH):
-            return coap.encode_header(mtype, Code.NOT_FOUND, mid, msg.token)
+            return serialize(Message(mtype, Code.NOT_FOUND, mid, msg.token))
         if fmt not in NOTIFY_PAYLOADS:
-            return coap.encode_header(mtype, Code.NOT_ACCEPTABLE, mid, msg.token)
-        options: list[tuple[int, bytes]] = [(Option.CONTENT_FORMAT, coap.uint_value(fmt))]
+            return serialize(Message(mtype, Code.NOT_ACCEPTABLE, mid, msg.token))
         observe = msg.observe
+        seq = None
         if path == TEMPERATURE_PATH:
             payload = NOTIFY_PAYLOADS[fmt][self.observe_seq % len(TEMPERATURES)]
             if observe == 0:
                 self.observe_token = msg.token
                 self.observe_format = fmt
                 self.observe_seq += 1
-                options.append((Option.OBSERVE, coap.uint_value(self.observe_seq)))
+                seq = self.observe_seq
             elif observe == 1 and msg.token == self.observe_token:
                 self.observe_token = None
         else:
             payload = READ_PAYLOADS[fmt]
-        return coap.encode_header(mtype, Code.CONTENT, mid, msg.token) + coap.encode_tail(
-            options, payload
-        )
+        opts = options(content_format=fmt, observe=seq)
+        return serialize(Message(mtype, Code.CONTENT, mid, msg.token, opts, payload))
 
     # -- requests to the server ---------------------------------------------------------------
     def registration_request(self, mid: int, token: bytes, lifetime: int) -> bytes:
@@ -288,44 +303,40 @@ class SimClient:
 
     def update_request(self, mid: int, token: bytes) -> bytes:
         location = self.location or "rd/00000000"
-        return coap.encode_header(MessageType.CON, Code.POST, mid, token) + coap.encode_tail(
-            coap.path_options(Option.URI_PATH, location)
-        )
+        # option tuples written out rather than through ``options()``: this and
+        # ``notification`` run once per measured exchange, and the builder doubles their cost
+        # (1.8 µs instead of 4.5 µs; the codec this replaced took 2.2 µs)
+        opts = tuple((URI_PATH, s.encode()) for s in location.split("/") if s)
+        return serialize(Message(Type.CON, Code.POST, mid, token, opts))
 
-    def notification(self, mtype: int, mid: int) -> bytes:
+    def notification(self, mtype: Type, mid: int) -> bytes:
         """The next notification of the observed temperature (Observe sequence + 1)."""
         self.observe_seq = (self.observe_seq + 1) & 0xFFFFFF
         self.notifications += 1
         payload = NOTIFY_PAYLOADS[self.observe_format][self.observe_seq % len(TEMPERATURES)]
         token = self.observe_token or b"\x00\x00\x00\x00\x00\x00\x00\x00"
-        return coap.encode_header(mtype, Code.CONTENT, mid, token) + coap.encode_tail(
-            [
-                (Option.OBSERVE, coap.uint_value(self.observe_seq)),
-                (Option.CONTENT_FORMAT, coap.uint_value(self.observe_format)),
-            ],
-            payload,
+        opts = (
+            (OBSERVE, encode_uint(self.observe_seq)),
+            (CONTENT_FORMAT, encode_uint(self.observe_format)),
         )
+        return serialize(Message(mtype, Code.CONTENT, mid, token, opts, payload))
 
 
 def registration_request(endpoint: str, mid: int, token: bytes, lifetime: int) -> bytes:
     """Register (POST /rd?ep=&lt=&lwm2m=1.1&b=U, link format) as a CON."""
-    options = [(Option.URI_PATH, b"rd"), (Option.CONTENT_FORMAT, coap.uint_value(LINK_FORMAT))]
-    for query in (f"ep={endpoint}", f"lt={lifetime}", "lwm2m=1.1", "b=U"):
-        options.append((Option.URI_QUERY, query.encode()))
-    return coap.encode_header(MessageType.CON, Code.POST, mid, token) + coap.encode_tail(
-        options, REGISTRATION_LINKS
+    opts = options(
+        uri_path=["rd"],
+        uri_query=[f"ep={endpoint}", f"lt={lifetime}", "lwm2m=1.1", "b=U"],
+        content_format=LINK_FORMAT,
     )
+    return serialize(Message(Type.CON, Code.POST, mid, token, opts, REGISTRATION_LINKS))
 
 
 def read_request_like_server(mid: int) -> bytes:
     """The datagram the server sends for an API Read of /3/0/0 (8-byte token, Accept), used
     as the echo ceiling for the read round trip."""
-    return coap.encode_header(MessageType.CON, Code.GET, mid, os.urandom(8)) + coap.encode_tail(
-        [
-            *coap.path_options(Option.URI_PATH, MANUFACTURER_PATH),
-            (Option.ACCEPT, coap.uint_value(SENML_CBOR)),
-        ]
-    )
+    opts = options(uri_path=MANUFACTURER_PATH, accept=SENML_CBOR)
+    return serialize(Message(Type.CON, Code.GET, mid, os.urandom(8), opts))
 
 
 # -- the fleet ---------------------------------------------------------------------------------
@@ -427,10 +438,10 @@ async def run_window(job: Job, count: int, window: int, seconds: float) -> Run:
     return result
 
 
-def _ok(msg: coap.Message | None, *codes: int) -> tuple[int, int]:
+def _ok(msg: Message | None, *codes: int) -> tuple[int, int]:
     if msg is None:
         return 0, 1
-    if msg.type == MessageType.RST or (codes and msg.code not in codes):
+    if msg.mtype == Type.RST or (codes and msg.code not in codes):
         return 0, 1
     return 1, 0
 
@@ -459,7 +470,7 @@ async def notify_con(client: SimClient) -> tuple[int, int]:
     """One confirmable notification; the server ACKs it once stored."""
     sock = client.sock
     mid = sock.next_mid()
-    data = client.notification(MessageType.CON, mid)
+    data = client.notification(Type.CON, mid)
     return _ok(await sock.exchange(data, mid, wants_response=False))
 
 
@@ -469,7 +480,7 @@ async def notify_non(client: SimClient, batch: int) -> tuple[int, int]:
     phase closed-loop (bounded in flight) without needing replies to NONs."""
     sock = client.sock
     for _ in range(batch):
-        sock.send(client.notification(MessageType.NON, sock.next_mid()))
+        sock.send(client.notification(Type.NON, sock.next_mid()))
     ok, failed = await notify_con(client)
     return batch + ok, failed
 
