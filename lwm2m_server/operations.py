@@ -90,6 +90,11 @@ class ServerOperations(Protocol):
     # -- registrations ------------------------------------------------------------------------
     def clients(self) -> list[Registration]: ...
 
+    def quarantined(self) -> int:
+        """How many unreadable store rows were set aside (the store's ``quarantine`` table):
+        shown by ``/api/health`` so an operator sees that devices were skipped at start."""
+        ...
+
     def client(self, endpoint: str) -> Registration:
         """Raises ``UnknownClientError``."""
         ...

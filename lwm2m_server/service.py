@@ -763,6 +763,9 @@ class Lwm2mServer:
     def clients(self) -> list[Registration]:
         return sorted(self.core.registrations, key=lambda r: r.endpoint)
 
+    def quarantined(self) -> int:
+        return 0 if self._store is None else self._store.quarantined()
+
     def client(self, endpoint: str) -> Registration:
         registration = self.core.registrations.by_endpoint(endpoint)
         if registration is None:

@@ -108,4 +108,10 @@ async def telemetry(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     state = state_of(request)
-    return web.json_response({"status": "ok", "clients": state.pages.client_count()})
+    return web.json_response(
+        {
+            "status": "ok",
+            "clients": state.pages.client_count(),
+            "quarantined": state.ops.quarantined(),
+        }
+    )

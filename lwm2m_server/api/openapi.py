@@ -320,8 +320,15 @@ _OTHER_SCHEMAS: Doc = {
     },
     "Health": {
         "type": "object",
-        "required": ["status", "clients"],
-        "properties": {"status": {"const": "ok"}, "clients": {"type": "integer"}},
+        "required": ["status", "clients", "quarantined"],
+        "properties": {
+            "status": {"const": "ok"},
+            "clients": {"type": "integer"},
+            "quarantined": {
+                "type": "integer",
+                "description": "Unreadable store rows set aside at start (docs/server.md).",
+            },
+        },
     },
 }
 

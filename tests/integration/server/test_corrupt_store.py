@@ -50,6 +50,8 @@ async def test_server_starts_on_a_store_with_corrupt_rows(
     process.start()
     listed = await get_json(http, f"{process.api}/clients")
     assert len(listed) == 98
+    health = await get_json(http, f"{process.api}/health")
+    assert health["quarantined"] == 2 and health["clients"] == 98
     assert {c["endpoint"] for c in listed} == {f"stored-{n}" for n in range(100)} - {
         "stored-17",
         "stored-63",

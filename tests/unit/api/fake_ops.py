@@ -102,6 +102,7 @@ class FakeOps:
     def __init__(self, registry: ModelRegistry | None = None) -> None:
         self.registry = registry or ModelRegistry.builtin()
         self.registrations: dict[str, Registration] = {}
+        self.quarantined_rows = 0
         self.trees: dict[str, Tree] = {}
         self.attributes: dict[tuple[str, str], dict[str, str | None]] = {}
         self.observed: dict[str, list[tuple[LwM2mPath, ...]]] = {}
@@ -170,6 +171,9 @@ class FakeOps:
     # -- registrations ------------------------------------------------------------------------
     def clients(self) -> list[Registration]:
         return list(self.registrations.values())
+
+    def quarantined(self) -> int:
+        return self.quarantined_rows
 
     def client(self, endpoint: str) -> Registration:
         try:
