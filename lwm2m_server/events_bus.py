@@ -10,14 +10,22 @@ The event kinds are the ``ServerEvent`` kinds of ``lwm2m_server.operations``. Th
 the HTTP API's JSON shapes (``lwm2m_server.json_nodes``): a registration is
 ``registration_to_json``, a telemetry point ``telemetry_to_json``, so that a client reads one
 shape from ``GET /api/clients`` and from the event stream.
+
+Payloads are built only when someone reads them: ``publish`` takes the data or a function that
+builds it (``registration_data``). Building a registration's JSON re-reads its object list and
+formats dates, which cost more than the rest of an Update; the in-process listener (the profile
+engine) only looks at the kind and endpoint, so with no SSE reader connected an Update builds
+nothing, and with one the SSE writer builds it once, in its own task, after the reply went out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 
+from .core.registration import Registration
+from .json_nodes import registration_to_json
 from .operations import ServerEvent
 
 log = logging.getLogger(__name__)
@@ -32,6 +40,57 @@ SEND = "SEND"
 KINDS = (REGISTRATION, UPDATED, DEREGISTRATION, SLEEPING, AWAKE, NOTIFICATION, SEND)
 
 DEFAULT_QUEUE_SIZE = 1000
+
+Data = Mapping[str, object]
+Build = Callable[[], Data]
+
+
+class LazyData(Mapping[str, object]):
+    """An event's data, built by ``build`` the first time anything reads it (then kept, so
+    every subscriber sees the same dict and it is built at most once). The values it is built
+    from must not change afterwards: registrations are frozen, which is why they can be."""
+
+    __slots__ = ("_build", "_data")
+
+    def __init__(self, build: Build) -> None:
+        self._build: Build | None = build
+        self._data: dict[str, object] | None = None
+
+    @property
+    def built(self) -> bool:
+        return self._data is not None
+
+    def _get(self) -> dict[str, object]:
+        data = self._data
+        if data is None:
+            assert self._build is not None
+            data = self._data = dict(self._build())
+            self._build = None  # let go of what it closed over
+        return data
+
+    def __getitem__(self, key: str) -> object:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get())
+
+
+def registration_data(
+    registration: Registration, *, sleeping: bool | None = None, **extra: object
+) -> Build:
+    """The builder of a REGISTRATION/UPDATED/DEREGISTRATION payload: ``registration_to_json``
+    plus ``extra`` (``replaced``, ``reason``), for ``publish`` to call only if it is read."""
+
+    def build() -> Data:
+        return {**registration_to_json(registration, sleeping=sleeping), **extra}
+
+    return build
 
 
 class Subscription:
@@ -120,8 +179,16 @@ class EventBus:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
-    def publish(self, kind: str, endpoint: str, data: Mapping[str, object]) -> ServerEvent:
-        event = ServerEvent(kind, endpoint, dict(data))
+    @property
+    def has_subscribers(self) -> bool:
+        """Whether an event published now would reach a subscriber (an SSE reader, a test):
+        for a producer whose data is costly even to describe as a builder."""
+        return bool(self._subscribers)
+
+    def publish(self, kind: str, endpoint: str, data: Data | Build) -> ServerEvent:
+        """``data``: the payload, or a function building it, called only when a subscriber or
+        listener reads the event's data (see the module docstring)."""
+        event = ServerEvent(kind, endpoint, LazyData(data) if callable(data) else dict(data))
         for sub in list(self._subscribers):
             sub._offer(event)
         for listener in list(self._listeners):

@@ -81,8 +81,8 @@ from .events_bus import (
     SLEEPING,
     UPDATED,
     EventBus,
+    registration_data,
 )
-from .json_nodes import registration_to_json
 from .operations import (
     DeviceAnswerError,
     DeviceResponse,
@@ -444,14 +444,13 @@ class Lwm2mServer:
                     self._created.forget(event.replaced.registration_id)
                     if self._downlink is not None:
                         self._downlink.forget(event.replaced.registration_id)
-                # a client that just registered or updated is awake (queue mode)
-                data = registration_to_json(event.registration, sleeping=False)
-                data["replaced"] = (
-                    None if event.replaced is None else event.replaced.registration_id
-                )
+                # a client that just registered or updated is awake (queue mode); payloads
+                # are built only if a subscriber reads them (events_bus.registration_data)
+                replaced = None if event.replaced is None else event.replaced.registration_id
+                data = registration_data(event.registration, sleeping=False, replaced=replaced)
                 self.bus.publish(REGISTRATION, event.registration.endpoint, data)
             elif isinstance(event, Updated):
-                data = registration_to_json(event.registration, sleeping=False)
+                data = registration_data(event.registration, sleeping=False)
                 self.bus.publish(UPDATED, event.registration.endpoint, data)
             elif isinstance(event, Deregistered | Expired):
                 if self._downlink is not None:
@@ -460,8 +459,7 @@ class Lwm2mServer:
                 if self.core.registrations.by_endpoint(event.registration.endpoint) is None:
                     self._delivery_locks.pop(event.registration.endpoint, None)
                 reason = "expired" if isinstance(event, Expired) else "deregistered"
-                data = registration_to_json(event.registration)
-                data["reason"] = reason
+                data = registration_data(event.registration, reason=reason)
                 self.bus.publish(DEREGISTRATION, event.registration.endpoint, data)
             elif isinstance(event, Awake):
                 self.bus.publish(AWAKE, event.endpoint, {"until": event.until})

@@ -8,7 +8,11 @@ When a profile is applied (see ``plan`` for what each case sends):
 
 * ``REGISTRATION`` (a Register, or a re-Register that replaced the old registration and with
   it the old observations): everything;
-* ``UPDATED``: only what is missing (observations, attributes);
+* ``UPDATED``: only when the Update changed the object list (then what is missing), or when the
+  device's status records a gap a new attempt may fill (a request the device refused or that
+  timed out, an application that never finished). An Update with the same object list and
+  nothing missing schedules nothing: no task, no profile resolution, no status write (it is
+  the most frequent message a server gets, and it changes nothing the profile depends on);
 * start-up: every restored registration, because its observations may be gone on the device
   side; a queue-mode client waits until it next speaks (``AWAKE``/``UPDATED``);
 * a profile change (API, folder reload, assignment): every connected device whose profile it is.
@@ -32,7 +36,7 @@ from keystore.store.profiles import ProfileStore
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.registry import ModelRegistry
 
-from ..core.registration import Registration
+from ..core.registration import ObjectLinks, Registration
 from ..core.telemetry import TelemetryPoint
 from ..json_nodes import node_from_json, value_to_jsonable
 from ..operations import DeviceResponse, ServerEvent, ServerOperations
@@ -93,6 +97,8 @@ class ProfileEngine:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._restart_pending: set[str] = set()
+        self._planned_with: dict[str, ObjectLinks] = {}
+        """The object list each device's last application planned with (see ``on_event``)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -140,16 +146,37 @@ class ProfileEngine:
             if endpoint in self._restart_pending:
                 self._restart_pending.discard(endpoint)
                 self.schedule(endpoint, Reason.RESTART)
-            elif event.kind == "UPDATED":
+            elif event.kind == "UPDATED" and self._update_needs_applying(endpoint):
                 self.schedule(endpoint, Reason.UPDATE)
         elif event.kind == "DEREGISTRATION":
             self._restart_pending.discard(endpoint)
+            self._planned_with.pop(endpoint, None)
             running = self._running.pop(endpoint, None)
             if running is not None:
                 running.cancel()
             status = self.status_of(endpoint)
             status.forget_observations()
             self._save(status)
+
+    def _update_needs_applying(self, endpoint: str) -> bool:
+        """Whether an Update may have left the device short of its profile: its object list
+        differs from the one the last application planned with (objects or instances came or
+        went), or the last application left a gap that retrying can fill (a request answered
+        with an error code or timed out, or an application that did not finish). Kept to a
+        dictionary lookup and a comparison in the common case, because it runs per Update."""
+        try:
+            links = self.ops.client(endpoint).object_links
+        except Lwm2mError:
+            return False
+        planned = self._planned_with.get(endpoint)
+        if planned is None or (planned is not links and planned != links):
+            return True
+        if endpoint in self._running:
+            return False  # the application in progress plans with this object list already
+        status = self._status.get(endpoint)
+        if status is None:
+            return True
+        return status.state == "applying" or any("code" in p for p in status.problems)
 
     # -- applying --------------------------------------------------------------------------------
     def schedule(self, endpoint: str, reason: Reason) -> asyncio.Task[None]:
@@ -176,6 +203,7 @@ class ProfileEngine:
 
     async def _apply_to(self, registration: Registration, reason: Reason) -> None:
         endpoint = registration.endpoint
+        self._planned_with[endpoint] = registration.object_links
         profile, chosen_by = self.catalog.resolve(endpoint)
         status = self.status_of(endpoint)
         previous = list(status.observed)
