@@ -178,3 +178,4 @@ async def test_no_event_payload_without_a_subscriber(
     await client.register()
     event = await _next(events, "REGISTRATION")
     assert event.data["replaced"] is not None and event.data["endpoint"] == "temp-1"
+    await settled(server)  # the re-Register's application ends before the client stops
