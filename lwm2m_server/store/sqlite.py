@@ -95,6 +95,8 @@ class SqliteStore(SqliteDatabase):
     _grouping = False
     _group_open = False
     _group_failed = False
+    _failed_commits = 0
+    _next_failure_log = 0.0
     commits = 0
     """Group transactions committed (for metrics and tests)."""
 
@@ -153,7 +155,17 @@ class SqliteStore(SqliteDatabase):
             with suppress(sqlite3.Error):
                 conn.rollback()
             self._group_failed = True
-            log.error("%s: commit failed, this iteration's writes are lost: %s", self.path, exc)
+            self._failed_commits += 1
+            now = time.monotonic()
+            if now >= self._next_failure_log:  # a full disk fails every iteration: once a minute
+                self._next_failure_log = now + 60.0
+                log.error(
+                    "%s: commit failed (%d so far), those iterations' writes were rolled back "
+                    "and their replies withheld: %s",
+                    self.path,
+                    self._failed_commits,
+                    exc,
+                )
             return False
         self.commits += 1
         return True
