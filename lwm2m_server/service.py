@@ -262,6 +262,9 @@ class Lwm2mServer:
         self.profiles = create_engine(self)
         self.telemetry_mapper = self.profiles.map_telemetry
         await self.profiles.start()
+        # group commit: nothing of start() stays in an open transaction (another connection to
+        # the same file, an in-process bootstrap server say, may write before the next loop turn)
+        self.store.commit()
 
     async def stop(self) -> None:
         if self.profiles is not None:
