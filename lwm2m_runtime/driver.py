@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Hashable
+from typing import Protocol
 
 from .coap import (
     Endpoint,
@@ -43,6 +44,17 @@ class RequestError(ConnectionError):
 Peer = Hashable
 
 
+class Committer(Protocol):
+    """Makes the writes of the loop iteration durable before its replies leave (group commit).
+
+    ``commit()`` is called once per flush, before the datagrams are handed to the socket; True
+    means everything written since the last call is durable (or there was nothing), False that
+    some of it was rolled back: the iteration's answers are then withheld (and forgotten by the
+    deduplication cache, so the device's retransmission is handled again)."""
+
+    def commit(self) -> bool: ...
+
+
 class CoapDriver:
     """Drives one endpoint on the running loop; subclasses move the bytes (``_transmit``)."""
 
@@ -56,6 +68,10 @@ class CoapDriver:
         self._waiters: dict[RequestHandle, asyncio.Future[Message]] = {}
         self._hooks: dict[RequestHandle, ResponseHook] = {}
         self._stopped = False
+        self.committer: Committer | None = None
+        """Group commit (see :class:`Committer`); None: replies leave as soon as flushed."""
+        self.withheld = 0
+        """Answers not sent because their iteration's commit failed (for metrics and tests)."""
 
     @property
     def closed(self) -> bool:
@@ -182,6 +198,9 @@ class CoapDriver:
         if self._stopped:
             return
         datagrams = self.endpoint.datagrams_to_send(self._loop.time())
+        committer = self.committer
+        if committer is not None and not committer.commit():
+            datagrams = self._withhold(datagrams)
         if datagrams:
             self._transmit(datagrams)
         when = self.endpoint.get_timer()
@@ -190,6 +209,17 @@ class CoapDriver:
                 self._timer.cancel()
             self._timer = None if when is None else self._loop.call_at(when, self._on_timer)
             self._timer_at = when
+
+    def _withhold(self, datagrams: list[tuple[bytes, Peer]]) -> list[tuple[bytes, Peer]]:
+        """The commit failed: no answer of this iteration may claim a write that is not there.
+        Answers (responses, empty ACKs) are dropped and forgotten by the dedup cache; our own
+        requests and RSTs still go. The store logged the failure."""
+        answers = [d for d in datagrams if not 1 <= d[0][1] <= 31 and (d[0][0] >> 4) & 3 != 3]
+        if answers:
+            self.endpoint.withdraw_answers(answers)
+            self.withheld += len(answers)
+            log.debug("withheld %d answers: their writes were not committed", len(answers))
+        return [d for d in datagrams if 1 <= d[0][1] <= 31 or (d[0][0] >> 4) & 3 == 3]
 
     def _on_timer(self) -> None:
         # asyncio may run a timer up to one clock resolution early: never hand the endpoint a

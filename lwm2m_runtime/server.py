@@ -58,11 +58,12 @@ from .coap import (
     UnknownNotification,
 )
 from .coaps import CoapsEndpoint
-from .driver import CoapDriver, Peer, ResponseHook
+from .driver import CoapDriver, Committer, Peer, ResponseHook
 from .udp import UdpEndpoint, open_udp_endpoint
 
 __all__ = [
     "CoapServer",
+    "Committer",
     "IncomingRequest",
     "Peer",
     "RequestHandler",
@@ -154,8 +155,11 @@ class CoapServer:
         params: Parameters | None = None,
         on_event: Callable[[Event], None] | None = None,
         log_interval: float = 60.0,
+        committer: Committer | None = None,
     ) -> None:
         self.handler = handler
+        self.committer = committer
+        """Group commit: both listeners commit through it before their replies leave."""
         self.params = params
         self.on_event = on_event
         self.udp: UdpEndpoint | None = None
@@ -186,6 +190,7 @@ class CoapServer:
                     self.udp = await open_udp_endpoint(
                         host, port, self._udp_event, self.params, sock=sock
                     )
+                    self.udp.committer = self.committer
                 except BaseException:
                     sock.close()
                     raise
@@ -197,6 +202,7 @@ class CoapServer:
                     params=self.params,
                     settings=dtls_settings,
                 )
+                self.coaps.committer = self.committer
         except BaseException:
             await self.stop()
             raise

@@ -187,6 +187,7 @@ class Lwm2mServer:
         config = self.config
         store = SqliteStore(config.database, synchronous=config.store_synchronous)
         self._store = store
+        store.enable_group_commit()  # committed by the CoAP drivers' flush (group commit)
         try:
             registrations = store.registrations()
             observations = store.observations()
@@ -209,7 +210,9 @@ class Lwm2mServer:
             self.nosec_enabled, coaps = listeners(config.security_modes, config.dtls)
             self.dtls_modes = coaps.modes if coaps is not None else frozenset()
             coap = CoapServer(
-                RegistrationSite(uplink, on_contact=self._contact), on_event=self._on_coap_event
+                RegistrationSite(uplink, on_contact=self._contact),
+                on_event=self._on_coap_event,
+                committer=store,
             )
             downlink = Downlink(coap)
             self._downlink = downlink
@@ -259,6 +262,9 @@ class Lwm2mServer:
         self.profiles = create_engine(self)
         self.telemetry_mapper = self.profiles.map_telemetry
         await self.profiles.start()
+        # group commit: nothing of start() stays in an open transaction (another connection to
+        # the same file, an in-process bootstrap server say, may write before the next loop turn)
+        self.store.commit()
 
     async def stop(self) -> None:
         if self.profiles is not None:

@@ -59,6 +59,16 @@ class DedupCache:
         if entry is not None:
             self._entries[key] = (entry[0], value)
 
+    def discard(self, key: DedupKey, value: object) -> bool:
+        """Forget ``key`` if it still holds exactly ``value`` (an answer that was never sent,
+        say because the write it acknowledges was not committed): a retransmission of the
+        request is then processed again instead of replayed. Its deque entry expires alone."""
+        entry = self._entries.get(key)
+        if entry is not None and entry[1] is value:
+            del self._entries[key]
+            return True
+        return False
+
     def expire(self, now: float) -> None:
         order = self._order
         while order and order[0][0] <= now:

@@ -236,6 +236,19 @@ class Endpoint:
         self._out = []
         return out
 
+    def withdraw_answers(self, datagrams: list[tuple[bytes, Peer]]) -> int:
+        """``datagrams`` (from :meth:`datagrams_to_send`) will not be sent: forget the answers
+        among them (responses and empty ACKs) in the deduplication cache, so that the peer's
+        retransmission is handled again rather than replayed an answer it never got. Group
+        commit needs this: a reply whose write failed to commit must not come back from the
+        cache as a success. Returns how many entries were forgotten."""
+        forgotten = 0
+        for data, peer in datagrams:
+            if len(data) >= 4 and not 1 <= data[1] <= 31 and (data[0] >> 4) & 3 != 3:
+                mid = (data[2] << 8) | data[3]
+                forgotten += self._dedup.discard((peer, mid), data)
+        return forgotten
+
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called (None: nothing pending)."""
         heap = self._heap

@@ -14,16 +14,30 @@ names its row id / endpoint and the reason, and the reader carries on without it
 starting, and an error that does not name the row leaves the operator nothing to fix.
 ``quarantined()`` is the count an operator's health check shows; the rows stay in the table
 (``quarantined_rows()``) for inspection or repair.
+
+**Group commit** (``enable_group_commit()``, what the server runs): the first write of a loop
+iteration opens one transaction (``BEGIN IMMEDIATE``), every later write of the iteration is a
+savepoint inside it (a failing write is still undone alone), and ``commit()`` — called by the
+CoAP driver (``lwm2m_runtime.driver.Committer``) before the iteration's replies leave —
+commits them all at once. One fsync-bearing commit per iteration instead of one per message,
+and no reply precedes its write. A write made outside a datagram's handling (API, timers) is
+committed by a ``call_soon`` the store arms when it opens the transaction, so nothing stays
+uncommitted when no reply follows. ``batch()`` (the DTLS session store's writes) commits at
+once, the pending writes of the iteration with it: a DTLS record held for its session row
+leaves only when that row is durable. A commit that fails rolls the whole iteration back and
+makes the next ``commit()`` return False, so the driver withholds those replies.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, Self, TypeVar
 
 import attrs
 
@@ -77,6 +91,84 @@ class _BadRow:
 
 class SqliteStore(SqliteDatabase):
     """Implements ``RegistrationStore``, ``ObservationStore`` and ``TelemetryStore``."""
+
+    _grouping = False
+    _group_open = False
+    _group_failed = False
+    _failed_commits = 0
+    _next_failure_log = 0.0
+    commits = 0
+    """Group transactions committed (for metrics and tests)."""
+
+    # -- group commit (module docstring) ---------------------------------------------------------
+    def enable_group_commit(self) -> None:
+        self._grouping = True
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        if self._grouping and self._depth == 0:
+            self._open_group()
+        with super().write() as conn:
+            yield conn
+
+    @contextmanager
+    def batch(self) -> Iterator[Self]:
+        """One transaction that is durable when the block ends, even inside a group."""
+        with self.write():
+            yield self
+        if self._group_open and self._depth == 1 and not self._commit_group():
+            raise StoreError(f"{self.path}: commit failed (the writes were rolled back)")
+
+    def commit(self) -> bool:
+        """The ``Committer`` hook: commit the iteration's writes; False when any write since
+        the last call was rolled back by a failed commit (the caller withholds its replies)."""
+        ok = self._commit_group() if self._group_open and self._depth == 1 else True
+        failed, self._group_failed = self._group_failed, False
+        return ok and not failed
+
+    def close(self) -> None:
+        if self._group_open and self._conn is not None:
+            self._commit_group()
+        super().close()
+
+    def _open_group(self) -> None:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot start a write: {exc}") from exc
+        self._depth = 1
+        self._group_open = True
+        with suppress(RuntimeError):  # no loop (a script, a test): the caller commits
+            asyncio.get_running_loop().call_soon(self._commit_pending)
+
+    def _commit_pending(self) -> None:
+        if self._group_open and self._depth == 1:
+            self._commit_group()
+
+    def _commit_group(self) -> bool:
+        self._group_open = False
+        self._depth = 0
+        conn = self.conn
+        try:
+            conn.commit()
+        except sqlite3.Error as exc:
+            with suppress(sqlite3.Error):
+                conn.rollback()
+            self._group_failed = True
+            self._failed_commits += 1
+            now = time.monotonic()
+            if now >= self._next_failure_log:  # a full disk fails every iteration: once a minute
+                self._next_failure_log = now + 60.0
+                log.error(
+                    "%s: commit failed (%d so far), those iterations' writes were rolled back "
+                    "and their replies withheld: %s",
+                    self.path,
+                    self._failed_commits,
+                    exc,
+                )
+            return False
+        self.commits += 1
+        return True
 
     def _create_schema(self) -> None:
         super()._create_schema()

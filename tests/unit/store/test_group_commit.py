@@ -1,0 +1,89 @@
+"""``SqliteStore`` group commit: the writes of one loop iteration are one transaction, durable
+only after ``commit()``; a failed commit rolls them all back and is reported once."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lwm2m_runtime.address import Address
+from lwm2m_server.core.registration import Registration
+from lwm2m_server.store.sqlite import SqliteStore
+
+ADDRESS = Address("127.0.0.1", 5683)
+
+
+def committed_endpoints(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT endpoint FROM registrations")}
+
+
+def registration(endpoint: str) -> Registration:
+    return Registration(registration_id=f"id-{endpoint}", endpoint=endpoint, address=ADDRESS)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    store.enable_group_commit()
+    yield store
+    store.close()
+
+
+class FailingCommit:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    def commit(self) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_writes_are_durable_only_after_commit(store: SqliteStore) -> None:
+    store.put_registration(registration("a"))
+    store.put_registration(registration("b"))
+    assert committed_endpoints(store.path) == set()
+    assert store.registration_by_endpoint("a") is not None  # the loop's connection sees them
+    assert store.commit() is True
+    assert committed_endpoints(store.path) == {"a", "b"}
+    assert store.commit() is True  # nothing pending
+
+
+def test_failed_commit_rolls_back_the_iteration_and_reports_it_once(store: SqliteStore) -> None:
+    store.put_registration(registration("kept"))
+    assert store.commit()
+    store.put_registration(registration("lost"))
+    conn = store._conn
+    store._conn = FailingCommit(conn)  # type: ignore[arg-type, assignment]
+    try:
+        assert store.commit() is False
+    finally:
+        store._conn = conn
+    assert store.registration_by_endpoint("lost") is None
+    assert committed_endpoints(store.path) == {"kept"}
+    store.put_registration(registration("again"))
+    assert store.commit() is True
+    assert committed_endpoints(store.path) == {"kept", "again"}
+
+
+def test_batch_commits_at_once_with_the_pending_writes(store: SqliteStore) -> None:
+    store.put_registration(registration("pending"))
+    with store.batch():
+        store.put_registration(registration("batched"))
+    assert committed_endpoints(store.path) == {"pending", "batched"}
+
+
+def test_writes_outside_a_flush_are_committed_by_the_loop(store: SqliteStore) -> None:
+    async def main() -> None:
+        store.put_registration(registration("timer"))
+        assert committed_endpoints(store.path) == set()
+        await asyncio.sleep(0)  # one loop iteration: the store's own call_soon commits
+        assert committed_endpoints(store.path) == {"timer"}
+
+    asyncio.run(main())
