@@ -51,6 +51,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -326,12 +327,30 @@ class Server:
         return "\n".join(text.splitlines()[-lines:])
 
     def list_clients(self, timeout: float) -> tuple[int, int, float] | None:
-        """(registrations listed, response bytes, seconds) of one ``GET /api/clients``."""
+        """(registrations listed, response bytes, seconds) of a full ``GET /api/clients``
+        listing: the API pages (``limit``/``cursor``), so this follows ``X-Next-Cursor`` with
+        the largest page the API allows, as an operator's client does."""
         start = time.perf_counter()
-        body = http_get(self.api + "/api/clients", timeout)
-        if body is None:
-            return None
-        return len(json.loads(body)), len(body), time.perf_counter() - start
+        listed, size, cursor = 0, 0, ""
+        while True:
+            query = urllib.parse.urlencode(
+                {"limit": 10000, **({"cursor": cursor} if cursor else {})}
+            )
+            try:
+                with urllib.request.urlopen(
+                    f"{self.api}/api/clients?{query}", timeout=timeout
+                ) as r:
+                    body: bytes = r.read()
+                    if r.status != 200:
+                        return None
+                    next_cursor = r.headers.get("X-Next-Cursor") or ""
+            except (urllib.error.URLError, OSError, TimeoutError):
+                return None
+            page = json.loads(body)
+            listed, size = listed + len(page), size + len(body)
+            if not next_cursor or not page or next_cursor == cursor:
+                return listed, size, time.perf_counter() - start
+            cursor = next_cursor
 
 
 # -- restart ------------------------------------------------------------------------------------
