@@ -11,12 +11,7 @@ after it, gets no answer and is counted as a replay.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,77 +24,11 @@ from keystore.dtls import ApplicationData, ClientConfig
 from keystore.dtls.record import parse_datagram
 from keystore.store.credentials import SqliteCredentialStore
 from lwm2m_server.config import ServerConfig
+from tests.integration.server.test_persistence import ServerProcess
 
 from . import coap
 from .pki import PSK_IDENTITY, PSK_KEY
 from .rawpeer import RawPeer, RawSocket
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-class ServerProcess:
-    """``python -m lwm2m_server`` logging at DEBUG into a file; ports are read from the log."""
-
-    def __init__(self, data_dir: Path, log_file: Path) -> None:
-        self.data_dir = data_dir
-        self.log_file = log_file
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.coap_port = 0
-        self.coaps_port = 0
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LWM2M_SERVER_")}
-        env["PYTHONPATH"] = str(REPO)
-        self.log_file.write_text("")
-        args = [
-            sys.executable,
-            "-m",
-            "lwm2m_server",
-            "--data-dir",
-            str(self.data_dir),
-            "--host",
-            "127.0.0.1",
-            "--coap-port",
-            str(self.coap_port),
-            "--coaps-port",
-            str(self.coaps_port),
-            "--http-port",
-            "0",
-            "--log-level",
-            "DEBUG",
-        ]
-        with self.log_file.open("ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=log, env=env, cwd=self.data_dir)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            text = self.log_file.read_text(errors="replace")
-            coap_port = re.search(r"CoAP listening on udp \S+:(\d+)", text)
-            coaps_port = re.search(r"CoAPs listening on udp \S+:(\d+)", text)
-            if coap_port and coaps_port and "HTTP API on" in text:
-                self.coap_port, self.coaps_port = int(coap_port.group(1)), int(coaps_port.group(1))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"server did not start:\n{self.log_file.read_text()}")
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def log(self) -> str:
-        return self.log_file.read_text(errors="replace")
 
 
 @pytest.fixture
@@ -108,7 +37,7 @@ def process(tmp_path: Path) -> Iterator[ServerProcess]:
     data_dir.mkdir()
     with SqliteCredentialStore.open(ServerConfig(data_dir=data_dir).database) as store:
         store.put_device(DeviceCredentials.for_psk("dev-psk", PSK_IDENTITY, PSK_KEY))
-    proc = ServerProcess(data_dir, tmp_path / "server.log")
+    proc = ServerProcess(data_dir, tmp_path / "server.log", log_level="DEBUG")
     yield proc
     proc.stop()
 
@@ -157,7 +86,7 @@ async def test_session_survives_kill_9(process: ServerProcess) -> None:
         assert changed is not None and str(coap.decode(changed).code) == "2.04 Changed"
 
         process.kill9()
-        process.start()  # same data dir, same CoAP and CoAPs ports
+        process.start(process.coap_port, process.coaps_port)  # same data dir, same ports
 
         after: list[int] = []
         peer.send(update(location, 0x0101))

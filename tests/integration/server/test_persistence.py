@@ -29,17 +29,20 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 class ServerProcess:
-    """``python -m lwm2m_server`` with its log in a file; the ports are read from the log."""
+    """``python -m lwm2m_server`` with its log in a file; the ports are read from the log.
+    ``start(coap_port, coaps_port)`` with the previous ports restarts on the same ones."""
 
-    def __init__(self, data_dir: Path, log_file: Path) -> None:
+    def __init__(self, data_dir: Path, log_file: Path, *, log_level: str = "INFO") -> None:
         self.env: dict[str, str] = {}
         self.data_dir = data_dir
         self.log_file = log_file
+        self.log_level = log_level
         self.proc: subprocess.Popen[bytes] | None = None
         self.coap_port = 0
+        self.coaps_port = 0
         self.http_port = 0
 
-    def start(self, coap_port: int = 0) -> None:
+    def start(self, coap_port: int = 0, coaps_port: int = 0) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LWM2M_SERVER_")}
         env.update(PYTHONPATH=str(REPO), **self.env)
         self.log_file.write_text("")
@@ -56,24 +59,26 @@ class ServerProcess:
                     "--coap-port",
                     str(coap_port),
                     "--coaps-port",  # 0: never collide on the default 5684 with other runs
-                    "0",
+                    str(coaps_port),
                     "--http-port",
                     "0",
                     "--log-level",
-                    "INFO",
+                    self.log_level,
                 ],
                 stdout=log,
                 stderr=log,
                 env=env,
                 cwd=self.data_dir,
             )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30  # a loaded CI box can take long to start Python
         while time.monotonic() < deadline:
             text = self.log_file.read_text(errors="replace")
             coap = re.search(r"CoAP listening on udp \S+:(\d+)", text)
+            coaps = re.search(r"CoAPs listening on udp \S+:(\d+)", text)
             http = re.search(r"HTTP API on http://[^:]+:(\d+)", text)
-            if coap and http:
+            if coap and coaps and http:
                 self.coap_port, self.http_port = int(coap.group(1)), int(http.group(1))
+                self.coaps_port = int(coaps.group(1))
                 return
             if self.proc.poll() is not None:
                 break
@@ -94,6 +99,9 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
 
     @property
     def api(self) -> str:
