@@ -31,7 +31,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import socket
 import statistics
 import sys
@@ -307,17 +306,7 @@ def parse_args(argv: list[str] | None) -> Config:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    signal.signal(signal.SIGTERM, sl._interrupted)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        run(cfg)
-    except sl.CannotRun as exc:
-        print(json.dumps({"bench": "api_list", "skipped": str(exc)}), flush=True)
-        return 0
-    except KeyboardInterrupt:
-        print("interrupted: child processes stopped", file=sys.stderr)
-        return 130
-    return 0
+    return sl.run_as_main("api_list", lambda: run(cfg))
 
 
 if __name__ == "__main__":

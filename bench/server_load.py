@@ -53,7 +53,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -839,22 +839,28 @@ def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg = parse_args(argv)
-    # cleanup runs in ``run``'s finally; SIGINT is re-armed because a shell starting us in the
-    # background (``&``) leaves it ignored, and Ctrl-C must still stop the children
+def run_as_main(bench: str, body: Callable[[], object]) -> int:
+    """Run a benchmark's ``body`` as a process entry point: exit status 0, with a ``skipped``
+    line when it cannot run (like ``bench.load``: a skip is reported, not a crash of
+    ``bench/run.py``), 130 on Ctrl-C/SIGTERM. Cleanup runs in the body's ``finally``; SIGINT is
+    re-armed because a shell starting us in the background (``&``) leaves it ignored, and
+    Ctrl-C must still stop the children."""
     signal.signal(signal.SIGTERM, _interrupted)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        run(cfg)
+        body()
     except CannotRun as exc:
-        # like ``bench.load``: a skip is reported, not a crash of ``bench/run.py``
-        print(json.dumps({"bench": "server_load", "skipped": str(exc)}), flush=True)
+        print(json.dumps({"bench": bench, "skipped": str(exc)}), flush=True)
         return 0
     except KeyboardInterrupt:
         print("interrupted: child processes stopped", file=sys.stderr)
         return 130
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    return run_as_main("server_load", lambda: run(cfg))
 
 
 if __name__ == "__main__":
