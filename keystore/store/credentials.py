@@ -38,7 +38,7 @@ from ..credentials import (
     short_fingerprint,
 )
 from ..modes import SecurityMode
-from ..secrets_io import ensure_private_dir, ensure_private_file, restrict
+from ..secrets_io import ensure_private_dir, ensure_private_file
 from .database import SqliteDatabase
 from .errors import StoreError
 
@@ -107,11 +107,7 @@ class SqliteCredentialStore:
         self._store = store
         self._owns = owns_store
         self.path = store.path
-        try:
-            for suffix in ("", "-wal", "-shm"):
-                restrict(f"{self.path}{suffix}")
-        except OSError as exc:
-            raise StoreError(f"{self.path}: cannot make the file owner-only: {exc}") from exc
+        store.restrict_to_owner()
         self._create_schema()
 
     @classmethod

@@ -41,6 +41,7 @@ from typing import Any, Self
 
 import sqlite_utils
 
+from ..secrets_io import restrict
 from .errors import StoreError
 
 DATABASE_FILE = "lwm2m-server.sqlite"
@@ -120,6 +121,15 @@ class SqliteDatabase:
             label = name.replace("_", " ")
             raise StoreError(f"{self.path}: {label} version {row[0]}, expected {expected}")
         return row is not None
+
+    def restrict_to_owner(self) -> None:
+        """Make the file (and its WAL/shared-memory files) 0600: called by every store that
+        keeps secrets in it (device keys, DTLS session keys)."""
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                restrict(f"{self.path}{suffix}")
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot make the file owner-only: {exc}") from exc
 
     def record_schema(self, name: str, version: int) -> None:
         with self.write() as conn:

@@ -30,7 +30,6 @@ from ..dtls.identity import (
     X509Identity,
 )
 from ..dtls.state import SavedState
-from ..secrets_io import restrict
 from .database import SqliteDatabase
 from .errors import StoreError
 
@@ -111,11 +110,7 @@ class SqliteDtlsSessionStore:
     def __init__(self, store: SqliteDatabase) -> None:
         self._store = store
         self.path = store.path
-        try:
-            for suffix in ("", "-wal", "-shm"):
-                restrict(f"{self.path}{suffix}")
-        except OSError as exc:
-            raise StoreError(f"{self.path}: cannot make the file owner-only: {exc}") from exc
+        store.restrict_to_owner()
         self._create_schema()
 
     def _create_schema(self) -> None:
