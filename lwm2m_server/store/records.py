@@ -140,11 +140,16 @@ def _optional_str(raw: Any) -> str | None:
     return raw
 
 
-def registration_from_json(data: dict[str, Any]) -> Registration:
+def _check_record(data: object, what: str) -> None:
+    """A stored record is a JSON object of our record version (``what``: "a registration")."""
     if not isinstance(data, dict):
-        raise ValueError(f"a registration record is a JSON object, not {type(data).__name__}")
+        raise ValueError(f"{what} record is a JSON object, not {type(data).__name__}")
     if data.get("v") != RECORD_VERSION:
-        raise ValueError(f"unknown registration record version {data.get('v')!r}")
+        raise ValueError(f"unknown {what.split()[-1]} record version {data.get('v')!r}")
+
+
+def registration_from_json(data: dict[str, Any]) -> Registration:
+    _check_record(data, "a registration")
     try:
         return Registration(
             registration_id=_field(data, "id", str),
@@ -191,10 +196,7 @@ def _optional(convert: Callable[[Any], T]) -> Callable[[Any], T | None]:
 
 
 def observation_from_json(data: dict[str, Any]) -> Observation:
-    if not isinstance(data, dict):
-        raise ValueError(f"an observation record is a JSON object, not {type(data).__name__}")
-    if data.get("v") != RECORD_VERSION:
-        raise ValueError(f"unknown observation record version {data.get('v')!r}")
+    _check_record(data, "an observation")
     try:
         return Observation(
             token=_field(data, "token", bytes.fromhex),
