@@ -5,7 +5,8 @@
 
 Registers, prints the registration id, logs every request the server sends, simulates the
 temperature sensor (/3303/0/5700, a random walk every few seconds, so observations of it see
-notifications), keeps the registration alive, and de-registers on Ctrl-C / SIGTERM.
+notifications), ticks Current Time (/3/0/13 changes every second, so it notifies too), keeps
+the registration alive, and de-registers on Ctrl-C / SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from object_models.pipes import quiet_on_broken_pipe
 
 from .client import Lwm2mClient, Lwm2mClientError
-from .device import simulate_temperature
+from .device import simulate_temperature, tick_clock
 from .management import Request, Response
 from .queue_mode import DEFAULT_AWAKE_TIME
 from .registration import SUPPORTED_VERSIONS
@@ -138,15 +139,15 @@ async def run(args: argparse.Namespace) -> int:
         f"(local {client.local_address}); Ctrl-C to stop",
         flush=True,
     )
-    simulation = None
+    simulations = [loop.create_task(tick_clock(client.objects))]
     if args.temperature_period > 0:
-        simulation = loop.create_task(
-            simulate_temperature(client.objects, period=args.temperature_period)
+        simulations.append(
+            loop.create_task(simulate_temperature(client.objects, period=args.temperature_period))
         )
     try:
         await stop.wait()
     finally:
-        if simulation is not None:
+        for simulation in simulations:
             simulation.cancel()
         await client.close()
     return 0

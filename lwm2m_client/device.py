@@ -157,6 +157,18 @@ async def simulate_temperature(
         record_temperature(tree, round(current + rng.uniform(-step, step), 2), instance_id)
 
 
+CURRENT_TIME = LwM2mPath(3, 0, 13)
+
+
+async def tick_clock(tree: ObjectTree, *, period: float = 1.0) -> None:
+    """Current Time (/3/0/13) changes every second on a real device, so an observation of it
+    notifies (at most once per ``pmin``) the way Leshan's and Wakaama's demo clients do; without
+    this an ``observe /3/0/13`` answers once and then stays silent until ``pmax``."""
+    while True:
+        await asyncio.sleep(period)
+        tree.mark_changed(CURRENT_TIME)
+
+
 def _log_execute(message: str) -> Callable[[str], None]:
     def run(args: str) -> None:
         log.info("%s (arguments %r)", message, args)

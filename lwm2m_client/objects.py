@@ -243,6 +243,15 @@ class ObjectTree:
         inst.values.pop(_rid(path), None)
         inst.dynamic[_rid(path)] = dynamic
 
+    def mark_changed(self, path: LwM2mPath | str) -> None:
+        """A dynamic resource's value moved on its own (a ticking clock): tell observers, as
+        ``set_value`` does for stored values, so an observation of it notifies."""
+        path = _as_path(path)
+        if not path.is_resource:
+            raise ValueError(f"mark_changed needs a resource path, not {path}")
+        self._instance(path.parent)
+        self._changed([path])
+
     def set_value(self, path: LwM2mPath | str, value: object) -> None:
         """Change a value locally (sensor update, status change) and notify observers.
 

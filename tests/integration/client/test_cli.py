@@ -49,6 +49,13 @@ async def test_demo_device_runs_until_interrupted(server: FakeLwm2mServer) -> No
         notifications = Notifications(server.observe("/3303/0/5700", accept=ContentFormat.TEXT))
         await notifications.next()
         notifications.cancel()
+        # Current Time ticks: observing it gives the value and then a notification per second
+        # (README's `observe demo-1 /3/0/13`), not one answer and silence until pmax.
+        clock = Notifications(server.observe("/3/0/13", accept=ContentFormat.TEXT))
+        first = int((await clock.next()).payload)
+        second = int((await clock.next()).payload)
+        assert second > first
+        clock.cancel()
 
         process.send_signal(signal.SIGINT)
         await server.next_uplink("deregister", timeout=10)
