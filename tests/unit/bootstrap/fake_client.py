@@ -71,10 +71,10 @@ class FakeClient:
         out: dict[int, tuple[int, int]] = {}
         for (o, i), node in self.instances.items():
             if o == 0 and not _v(node, 1):
-                out.setdefault(int(_v(node, 10)), (i, -1))
+                out.setdefault(_int(node, 10), (i, -1))
         for (o, i), node in self.instances.items():
             if o == 1:
-                ssid = int(_v(node, 0))
+                ssid = _int(node, 0)
                 out[ssid] = (out.get(ssid, (-1, -1))[0], i)
         return out
 
@@ -100,10 +100,10 @@ class FakeClient:
                 return Reply(DELETED)
             if request.method == "PUT":
                 assert request.path is not None and request.content_format is not None
-                node = codecs.decode(request.payload, request.path, request.content_format,
-                                     self.models)  # fmt: skip
-                assert isinstance(node, LwM2mObjectInstance)
-                self.instances[(request.path.ids[0], request.path.ids[1])] = node
+                written = codecs.decode(request.payload, request.path, request.content_format,
+                                        self.models)  # fmt: skip
+                assert isinstance(written, LwM2mObjectInstance)
+                self.instances[(request.path.ids[0], request.path.ids[1])] = written
                 return Reply(CHANGED)
             if request.method == "POST" and request.path is None:
                 problem = self.inconsistency()
@@ -159,3 +159,9 @@ class FakeClient:
 def _v(node: LwM2mObjectInstance, rid: int) -> object:
     res = node.resources.get(rid)
     return res.value if isinstance(res, LwM2mSingleResource) else None
+
+
+def _int(node: LwM2mObjectInstance, rid: int) -> int:
+    value = _v(node, rid)
+    assert isinstance(value, int), f"resource {rid} is {value!r}, not an integer"
+    return value
