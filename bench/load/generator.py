@@ -266,6 +266,7 @@ class SimClient:
     observe_format: int = SENML_CBOR
     observe_seq: int = 0
     notifications: int = 0
+    sends: int = 0
 
     # -- answering the server (Read, Observe) ---------------------------------------------
     def answer(self, msg: Message, next_mid: Callable[[], int]) -> bytes:
@@ -320,6 +321,14 @@ class SimClient:
             (CONTENT_FORMAT, encode_uint(self.observe_format)),
         )
         return serialize(Message(mtype, Code.CONTENT, mid, token, opts, payload))
+
+    def send_request(self, mid: int, token: bytes) -> bytes:
+        """A Send (``POST /dp``, LwM2M 1.1+) of the next temperature in SenML CBOR: the
+        server attributes it to the registration of this socket's address and stores it."""
+        self.sends += 1
+        payload = NOTIFY_PAYLOADS[SENML_CBOR][self.sends % len(TEMPERATURES)]
+        opts = ((URI_PATH, b"dp"), (CONTENT_FORMAT, encode_uint(SENML_CBOR)))
+        return serialize(Message(Type.CON, Code.POST, mid, token, opts, payload))
 
 
 def registration_request(endpoint: str, mid: int, token: bytes, lifetime: int) -> bytes:
@@ -463,6 +472,14 @@ async def update(client: SimClient) -> tuple[int, int]:
     sock = client.sock
     mid, token = sock.next_mid(), sock.next_token()
     msg = await sock.exchange(client.update_request(mid, token), mid, token, wants_response=True)
+    return _ok(msg) if sock.echo else _ok(msg, Code.CHANGED)
+
+
+async def send(client: SimClient) -> tuple[int, int]:
+    """One CON Send; the server answers 2.04 once the values are stored."""
+    sock = client.sock
+    mid, token = sock.next_mid(), sock.next_token()
+    msg = await sock.exchange(client.send_request(mid, token), mid, token, wants_response=True)
     return _ok(msg) if sock.echo else _ok(msg, Code.CHANGED)
 
 

@@ -8,8 +8,9 @@ echo server (subprocess):
 * **throughput**: ``clients`` clients, each on its own socket, register; then Updates;
   ``observed`` of them are observed on /3303/0/5700 through the HTTP API and push CON
   notifications, then NON notifications (``non_batch`` NONs + one CON barrier per exchange);
-  then API Reads of /3/0/0 answered by the simulated clients. Notifications count as
-  *persisted* by the telemetry table's row count (sqlite, read-only connection) after each phase.
+  then CON Sends (``POST /dp``, SenML CBOR) from the clients that own a socket; then API Reads
+  of /3/0/0 answered by the simulated clients. Notifications and Sends count as *persisted* by
+  the telemetry table's row count (sqlite, read-only connection) after each phase.
 * **rss**: register clients up to each of ``rss_at`` (sharing sockets beyond ``pool``) and read
   the server's VmRSS after each step; per client = (RSS - RSS at start) / clients. The echo
   server runs with ``--remember`` (it keeps every datagram) as the floor.
@@ -263,6 +264,8 @@ class Measured:
     non: g.Run = field(default_factory=g.Run)
     non_sent: int = 0
     non_persisted: int | None = None
+    sends: g.Run = field(default_factory=g.Run)
+    sends_persisted: int | None = None
     reads: g.Run = field(default_factory=g.Run)
     stats: g.Stats = field(default_factory=g.Stats)
     cpu: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -384,6 +387,24 @@ class Driver:
         if rows is not None:
             result.non_persisted = g.telemetry_rows(self.target.database) - rows
 
+    async def sends(self) -> None:
+        """CON Sends (``POST /dp``) from the clients that own their socket (a Send is
+        attributed by its source address; several NoSec endpoints on one address are refused
+        4.03 as ambiguous), as many as notifications in the CON phase."""
+        clients = [c for c in self.fleet.owners() if c.location is not None]
+        if not clients:
+            return
+        cfg, result = self.cfg, self.result
+        rows = self._rows()
+        result.sends = await g.run_window(
+            g.cycling(clients, g.send),
+            cfg.notifications,
+            min(cfg.window, len(clients)),
+            cfg.phase_seconds,
+        )
+        if rows is not None:
+            result.sends_persisted = g.telemetry_rows(self.target.database) - rows
+
     async def reads(self) -> None:
         """API Reads of /3/0/0 (the server sends a GET, the client answers); for the echo the
         same GET datagram bounced back, at the same concurrency."""
@@ -418,6 +439,7 @@ PHASES = (
     "observe",
     "notifications_con",
     "notifications_non",
+    "sends",
     "reads",
 )
 
@@ -480,6 +502,20 @@ def throughput_figures(
             extra["non_batch"] = cfg.non_batch
         extra.update(cpu_fields(server, echo, f"notifications_{kind}", stored, ceiling.units))
         yield figure(f"notifications_{kind}_per_s", value, ceiling.rate, extra)
+    stored = server.sends_persisted if server.sends_persisted is not None else server.sends.units
+    yield figure(
+        "sends_persisted_per_s",
+        stored / server.sends.elapsed if server.sends.elapsed > 0 else 0.0,
+        echo.sends.rate,
+        {
+            **common,
+            "payload": "senml-cbor",
+            "done": server.sends.units,
+            "persisted": server.sends_persisted,
+            "failed": server.sends.failed,
+            **cpu_fields(server, echo, "sends", stored, echo.sends.units),
+        },
+    )
     reads: dict[str, object] = {"clients": server.observed, "concurrency": cfg.read_concurrency}
     yield figure(
         "reads_per_s",

@@ -44,6 +44,7 @@ def test_two_second_run_against_the_server(tiny: scenario.Config) -> None:
         "updates_per_s",
         "notifications_con_per_s",
         "notifications_non_per_s",
+        "sends_persisted_per_s",
         "reads_per_s",
     ):
         line = figures[name]
@@ -52,6 +53,10 @@ def test_two_second_run_against_the_server(tiny: scenario.Config) -> None:
     con = figures["notifications_con_per_s"]
     assert con["observed"] == 10
     assert con["persisted"] == con["sent"], "a CON notification is ACKed only once stored"
+    sends = figures["sends_persisted_per_s"]
+    assert sends["failed"] == 0 and sends["persisted"] == sends["done"], (
+        "a Send is 2.04 once stored"
+    )
     assert figures["read_p99_ms"]["value"] is not None
 
 
