@@ -32,6 +32,12 @@ from keystore.config_error import ConfigError
 from lwm2m_runtime.api_client import ApiClient, ApiFailure
 from lwm2m_runtime.log_filters import RateLimit
 from lwm2m_runtime.server import run
+from object_models.cli_support import (
+    accept_negative_numbers,
+    add_version,
+    subcommands,
+    unknown_command,
+)
 from object_models.pipes import quiet_on_broken_pipe
 
 from .config import BootstrapServerConfig, load_config, log_level_number
@@ -293,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lwm2m-bootstrap", description="OMA LwM2M bootstrap server. Without a command: serve."
     )
+    add_version(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve_parser = sub.add_parser("serve", help="run the bootstrap server (the default)")
     _serve_options(serve_parser)
@@ -338,15 +345,20 @@ def build_parser() -> argparse.ArgumentParser:
     trigger.add_argument("endpoint")
     trigger.add_argument("--address", metavar="HOST:PORT", help="where the client listens")
     trigger.set_defaults(func=_guard(cmd_bootstrap))
+    accept_negative_numbers(parser)
     return parser
 
 
 @quiet_on_broken_pipe  # ``lwm2m-bootstrap configs list | head``: stop quietly
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help")):
-        args_list.insert(0, "serve")
     parser = build_parser()
+    first = args_list[0] if args_list else None
+    if first is not None and not first.startswith("-") and first not in COMMANDS:
+        print(unknown_command(parser.prog, first, subcommands(parser)), file=sys.stderr)
+        return 2
+    if first is None or (first not in COMMANDS and first not in ("-h", "--help", "--version")):
+        args_list.insert(0, "serve")  # only options: they are serve's
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exc:

@@ -39,6 +39,7 @@ from typing import Any
 import attrs
 from cryptography import x509
 
+from object_models.cli_support import accept_negative_numbers, add_version
 from object_models.pipes import quiet_on_broken_pipe
 
 from . import tools
@@ -140,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help=f"folder of {DATABASE_FILE}; default ${DATA_DIR_ENV} (as for the server), else ./data",
     )
+    add_version(parser)
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
     def sub(parent: Any, name: str, run: Command, help_text: str) -> argparse.ArgumentParser:
@@ -208,6 +210,7 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("file", metavar="FILE", help="file or - for stdin")
     imp.add_argument("--replace", action="store_true",
                      help="overwrite devices / the server identity that differ")  # fmt: skip
+    accept_negative_numbers(parser)
     return parser
 
 

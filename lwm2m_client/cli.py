@@ -19,6 +19,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from object_models.cli_support import accept_negative_numbers, add_version
 from object_models.pipes import quiet_on_broken_pipe
 
 from .client import Lwm2mClient, Lwm2mClientError
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lwm2m-client",
         description="pylwm2m demo LwM2M client (Device, Server, Temperature objects).",
     )
+    add_version(parser)
     parser.add_argument("--endpoint", "-e", required=True, help="endpoint client name (ep)")
     parser.add_argument(
         "--server", "-s", default="coap://127.0.0.1:5683", help="LwM2M server URI (coap://)"
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging level",
     )
+    accept_negative_numbers(parser)
     return parser
 
 
@@ -123,13 +126,21 @@ async def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    # Bootstrapping and registering retry until a server answers: race them against the
+    # signals, so Ctrl-C/SIGTERM stop the client at any time, not only once it is registered.
+    registering = loop.create_task(_bootstrap_and_register(client, args))
+    stopping = loop.create_task(stop.wait())
+    await asyncio.wait({registering, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not registering.done():
+        registering.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Lwm2mClientError, OSError):
+            await registering
+        print(f"lwm2m-client: stopped before {client.endpoint} was registered", file=sys.stderr)
+        await client.close()
+        return 130
     try:
-        if args.bootstrap:
-            registration = await client.bootstrap_and_register()
-            print(f"bootstrapped {client.endpoint}: LwM2M server {client.server.base_uri}")
-        else:
-            await client.start()
-            registration = await client.register()
+        registration = registering.result()
     except (Lwm2mClientError, OSError) as exc:
         print(f"lwm2m-client: registration failed: {exc}", file=sys.stderr)
         await client.stop()
@@ -151,6 +162,15 @@ async def run(args: argparse.Namespace) -> int:
             simulation.cancel()
         await client.close()
     return 0
+
+
+async def _bootstrap_and_register(client: Lwm2mClient, args: argparse.Namespace) -> str:
+    if args.bootstrap:
+        registration = await client.bootstrap_and_register()
+        print(f"bootstrapped {client.endpoint}: LwM2M server {client.server.base_uri}")
+        return registration
+    await client.start()
+    return await client.register()
 
 
 @quiet_on_broken_pipe  # ``lwm2m-client --help | head``: stop quietly

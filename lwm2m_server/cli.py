@@ -21,6 +21,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from keystore.config_error import ConfigError
+from object_models.cli_support import (
+    accept_negative_numbers,
+    add_version,
+    subcommands,
+    unknown_command,
+)
 from object_models.pipes import quiet_on_broken_pipe
 
 from .config import ServerConfig, load_config, log_level_number
@@ -52,29 +58,27 @@ def build_parser() -> argparse.ArgumentParser:
         prog="lwm2m-server",
         description="OMA LwM2M server. Without a command: serve.",
     )
+    add_version(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     serve = subparsers.add_parser("serve", help="run the server (the default)")
     _serve_options(serve)
     serve.set_defaults(func=serve_command)
     register_commands(subparsers)
+    accept_negative_numbers(parser)  # ``write ep /3303/0/5700 -1e3`` without ``--``
     return parser
-
-
-def _known_commands(parser: argparse.ArgumentParser) -> set[str]:
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return set(action.choices)
-    return {"serve"}
 
 
 @quiet_on_broken_pipe  # ``lwm2m-server clients | head``: stop quietly
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if not args_list or (
-        args_list[0] not in _known_commands(parser) and args_list[0] not in ("-h", "--help")
-    ):
-        args_list.insert(0, "serve")
+    commands = subcommands(parser)
+    first = args_list[0] if args_list else None
+    if first is not None and not first.startswith("-") and first not in commands:
+        print(unknown_command(parser.prog, first, commands), file=sys.stderr)
+        return 2
+    if first is None or (first not in commands and first not in ("-h", "--help", "--version")):
+        args_list.insert(0, "serve")  # only options: they are serve's
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse: 2 on usage errors, 0 on --help

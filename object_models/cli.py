@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import json_models
+from .cli_support import accept_negative_numbers, add_version
 from .ddf import copyright_line, load_ddf
 from .errors import ModelError
 from .pipes import quiet_on_broken_pipe
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         description="List, show and convert LwM2M object models (built-in OMA registry models "
         "plus *.json / *.xml files in --models-dir folders).",
     )
+    add_version(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def models_dir(sub: argparse.ArgumentParser) -> None:
@@ -74,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="folder for the JSON files, one <id>-<version>.json per object (default: .)",
     )
+    accept_negative_numbers(parser)
     return parser
 
 

@@ -71,3 +71,29 @@ async def test_coaps_without_credentials_is_refused_clearly() -> None:
     _, stderr = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode == 2
     assert b"DTLS" in stderr and b"psk" in stderr
+
+
+async def test_ctrl_c_while_registering_stops_the_client() -> None:
+    """A server that never answers keeps the client retrying its Register; Ctrl-C (SIGINT)
+    must still stop it at once, not only after it registered."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class Silent(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: object) -> None:
+            received.put_nowait(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Silent, local_addr=("127.0.0.1", 0))
+    port = transport.get_extra_info("sockname")[1]
+    process = await spawn("--endpoint", "hang-1", "--server", f"coap://127.0.0.1:{port}")
+    try:
+        await asyncio.wait_for(received.get(), 15)  # its first Register went out
+        process.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(process.wait(), 10) == 130
+        assert process.stderr is not None
+        assert b"stopped before hang-1 was registered" in await process.stderr.read()
+    finally:
+        transport.close()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
