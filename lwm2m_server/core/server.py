@@ -82,7 +82,7 @@ class ServerCore:
         """``sweep_interval``: how often ``tick`` asks the store for expired registrations no
         cache holds (None: never; a server sharing its store with others sets it)."""
         if store is None:
-            from lwm2m_server.store.memory import MemoryStore  # noqa: PLC0415 - import cycle
+            from lwm2m_server.store.memory import MemoryStore  # here: the store imports the core
 
             store = MemoryStore()
         self.store: CoreStore = store

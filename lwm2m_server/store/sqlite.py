@@ -272,7 +272,7 @@ class SqliteStore(SqliteDatabase):
             for reg_id, data in rows:
                 try:
                     reg = registration_from_json(_json_object(data))
-                except Exception:  # noqa: S112 - left for the reader to quarantine
+                except Exception:  # left for the reader to quarantine
                     continue
                 conn.execute(
                     "UPDATE registrations SET lifetime=?, host=?, port=?, identity=?, "
