@@ -466,7 +466,7 @@ class Lwm2mServer:
                 if self._downlink is not None:
                     self._downlink.forget(event.registration.registration_id)
                 self._created.forget(event.registration.registration_id)
-                if self.core.registrations.by_endpoint(event.registration.endpoint) is None:
+                if self.core.registrations.cached_by_endpoint(event.registration.endpoint) is None:
                     self._delivery_locks.pop(event.registration.endpoint, None)
                 reason = "expired" if isinstance(event, Expired) else "deregistered"
                 data = registration_data(event.registration, reason=reason)

@@ -151,6 +151,11 @@ class RegistrationBook:
         """The cached registration, without reading through to the store."""
         return self._by_id.get(registration_id)
 
+    def cached_by_endpoint(self, endpoint: str) -> Registration | None:
+        """The cached registration of ``endpoint``, without reading through to the store."""
+        reg_id = self._by_endpoint.get(endpoint)
+        return None if reg_id is None else self._by_id.get(reg_id)
+
     def at_address(self, address: Address) -> list[Registration]:
         """Every live registration whose requests come from ``address`` (least recently
         written first)."""

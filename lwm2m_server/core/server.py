@@ -379,7 +379,8 @@ class ServerCore:
         cancelled = self.observations.remove_registration(registration.registration_id)
         if cancelled:
             events.append(ObservationsCancelled(registration.registration_id, tuple(cancelled)))
-        if self.registrations.by_endpoint(registration.endpoint) is None:
+        # the queue is this process's (in memory): the cache says whether it still serves one
+        if self.registrations.cached_by_endpoint(registration.endpoint) is None:
             dropped = self.queues.remove(registration.endpoint)
             if dropped:
                 events.append(
