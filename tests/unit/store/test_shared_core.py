@@ -13,12 +13,15 @@ from pathlib import Path
 import pytest
 
 from keystore.resolver import IdentityBinding
+from keystore.store.errors import StoreError
 from lwm2m_runtime.address import Address
 from lwm2m_server.core.events import Deregistered, Expired, Registered, Replaced
 from lwm2m_server.core.observations import Observation
 from lwm2m_server.core.registration import Registration
+from lwm2m_server.core.registrations import EXPIRY_RETRY
 from lwm2m_server.core.server import ServerCore
 from lwm2m_server.store.base import CoreStore
+from lwm2m_server.store.memory import MemoryStore
 from lwm2m_server.store.sqlite import SqliteStore
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.path import LwM2mPath
@@ -209,3 +212,48 @@ def _json(path: Path, reg_id: str) -> str:
     with sqlite3.connect(path) as conn:
         row = conn.execute("SELECT data FROM registrations WHERE id=?", (reg_id,)).fetchone()
     return str(row[0])
+
+
+class FailingStore(MemoryStore):
+    """A MemoryStore whose next ``failures`` removals/puts raise ``StoreError``."""
+
+    failures = 0
+
+    def _maybe_fail(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("disk full")
+
+    def put_registration(self, registration: Registration) -> Registration | None:
+        self._maybe_fail()
+        return super().put_registration(registration)
+
+    def remove_registration(
+        self, registration_id: str, *, expires_at: float | None = None
+    ) -> Registration | None:
+        self._maybe_fail()
+        return super().remove_registration(registration_id, expires_at=expires_at)
+
+
+def test_a_register_the_store_refuses_changes_nothing() -> None:
+    store = FailingStore()
+    core = node(store, "a")
+    old = register(core, "dev")
+    store.failures = 1
+    with pytest.raises(StoreError):
+        register(core, "dev", now=T0 + 1)
+    assert core.registrations.by_endpoint("dev") == store.get_registration(old)
+    assert len(core.registrations) == 1
+
+
+def test_an_expiry_the_store_refuses_is_retried() -> None:
+    store = FailingStore()
+    core = node(store, "a")
+    reg_id = register(core, "dev", lt=100)
+    store.failures = 1
+    assert core.tick(T0 + 100) == []  # not reported: the store still has it
+    assert core.registrations.cached(reg_id) is not None
+    assert core.next_deadline() == T0 + 100 + EXPIRY_RETRY
+    events = core.tick(T0 + 100 + EXPIRY_RETRY)
+    assert [type(e) for e in events] == [Expired]
+    assert store.get_registration(reg_id) is None
