@@ -360,7 +360,7 @@ class ServerCore:
         """Rebuild the indexes from the store at start-up (no events)."""
         self.registrations.restore(registrations)
         for observation in observations:
-            if self.registrations.get(observation.registration_id) is not None:
+            if self.registrations.cached(observation.registration_id) is not None:
                 self.observations.add(observation)
 
     # -- internals -----------------------------------------------------------------------
