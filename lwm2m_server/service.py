@@ -95,6 +95,9 @@ from .profiles.setup import create_engine
 
 log = logging.getLogger(__name__)
 
+STORE_SWEEP_INTERVAL = 60.0
+"""Seconds between the core's sweeps of the store for expired registrations."""
+
 TelemetryMapper = Callable[[Registration, list[TelemetryPoint], str], list[TelemetryPoint]]
 """Called with every batch of decoded values (source ``read``, ``notification``, ``send``)
 before it is stored; returns the telemetry to store. The profile engine's ``map_telemetry``
@@ -166,6 +169,8 @@ class Lwm2mServer:
             queue_config=QueueConfig(
                 max_length=queue.max_per_client, entry_ttl=queue.ttl, awake_time=queue.awake_time
             ),
+            # expire what no cache holds (another process's, on a shared store) once a minute
+            sweep_interval=STORE_SWEEP_INTERVAL,
         )
         self._store: SqliteStore | None = None
         self._coap: CoapServer | None = None
@@ -189,9 +194,8 @@ class Lwm2mServer:
         self._store = store
         store.enable_group_commit()  # committed by the CoAP drivers' flush (group commit)
         try:
-            registrations = store.registrations()
-            observations = store.observations()
-            self.core.restore(registrations, observations)
+            # the store is the source of truth; the core's indexes are its cache
+            self.core.use_store(store)
             # device credentials live in the same sqlite file (keystore.store.credentials)
             credentials = SqliteCredentialStore(store)
             self.resolver = Resolver(credentials, open_registration=config.open_registration)
@@ -238,7 +242,7 @@ class Lwm2mServer:
             self._store = None
             raise
         self._coap = coap
-        if registrations:
+        if len(self.core.registrations):
             log.info(
                 "restored %d registrations and %d observations from %s",
                 len(self.core.registrations),
@@ -462,7 +466,7 @@ class Lwm2mServer:
                 if self._downlink is not None:
                     self._downlink.forget(event.registration.registration_id)
                 self._created.forget(event.registration.registration_id)
-                if self.core.registrations.by_endpoint(event.registration.endpoint) is None:
+                if self.core.registrations.cached_by_endpoint(event.registration.endpoint) is None:
                     self._delivery_locks.pop(event.registration.endpoint, None)
                 reason = "expired" if isinstance(event, Expired) else "deregistered"
                 data = registration_data(event.registration, reason=reason)
@@ -491,15 +495,11 @@ class Lwm2mServer:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        events = self.core.tick(self.clock())
+        events = self.core.tick(self.clock())  # removes them from the store too
         for event in events:
             if isinstance(event, Expired):
                 reg = event.registration
                 log.info("registration of %s (%s) expired", reg.endpoint, reg.registration_id)
-                try:
-                    self.store.remove_registration(reg.registration_id)
-                except StoreError as exc:
-                    log.error("could not remove expired registration: %s", exc)
         self._handle_events(events)
         self._arm_timer()
 
@@ -716,11 +716,9 @@ class Lwm2mServer:
         except Lwm2mError as exc:
             log.info("observation of %s not kept: %s", registration.endpoint, exc.message)
             return False
-        if replaced is not None and replaced.token != observation.token:
-            self.store.remove_observation(replaced.token)
-            if self._downlink is not None:  # its next notification gets RST
-                self._downlink.observations.forget(replaced.token)
-        self.store.put_observation(observation)
+        replaced_live = replaced is not None and replaced.token != observation.token
+        if replaced_live and replaced is not None and self._downlink is not None:
+            self._downlink.observations.forget(replaced.token)  # its next notification: RST
         return True
 
     def _observation_failed(self, registration: Registration, tokens: Sequence[bytes]) -> None:
@@ -731,10 +729,10 @@ class Lwm2mServer:
         for token in tokens:
             if self._downlink is not None:
                 self._downlink.observations.forget(token)
-            dropped = self.core.observations.cancel(token)
             try:
-                self.store.remove_observation(token)
+                dropped = self.core.cancel_observation(token)
             except StoreError as exc:
+                dropped = self.core.observations.cancel(token)
                 log.error("could not remove observation %s from the store: %s", token.hex(), exc)
             if dropped is not None:
                 log.info(
@@ -965,18 +963,17 @@ class Lwm2mServer:
                 code=ResponseCode.NOT_FOUND,
             )
         token = observation.token
-        self.store.remove_observation(token)
         if not active:
             # the next notification gets a RST, which ends it on the device (RFC 7641 §3.6):
             # from the CoAP layer for a live observation, else from the uplink (inactive)
             live = self._downlink is not None and self._downlink.observations.handle(token)
             if live and self._downlink is not None:
                 self._downlink.observations.forget(token)
-                self.core.observations.cancel(token)
+                self.core.cancel_observation(token)
             else:
-                self.core.observations.deactivate(token)
+                self.core.deactivate_observation(token)
             return DeviceResponse(rq.DELETED)
-        self.core.observations.cancel(token)
+        self.core.cancel_observation(token)
 
         def build(reg: Registration, _m: ModelProvider) -> rq.DownlinkRequest:
             return rq.cancel(self._observe_request(reg, observation), token)

@@ -1,10 +1,11 @@
 """What the server does with each message a device sends: the adapter flow of
 docs/architecture-server.md for Register, Update, De-register, Send and notifications.
 
-Every flow is: the core decides (or raises ``Lwm2mError``: the site replies with its code),
-the store persists, then the reply goes out (the site builds it when the handler returns), and
-last the consequences: events published, queued requests delivered, the timer re-armed. Those
-consequences belong to the service and reach it through ``Effects``.
+Every flow is: the core decides and writes the store (or raises ``Lwm2mError``: the site
+replies with its code; ``StoreError``: 5.00, nothing changed), then the reply goes out (the
+site builds it when the handler returns), and last the consequences: events published, queued
+requests delivered, the timer re-armed. Those consequences belong to the service and reach it
+through ``Effects``.
 
 Notifications arrive as CoAP layer events, for live observations (``Notification`` of the
 Observe's handle, Block2 already assembled by the layer) and for observations restored after a
@@ -150,11 +151,6 @@ class Uplink:
         )
         registration = result.registration
         assert registration is not None
-        try:
-            self.store.put_registration(registration)
-        except StoreError:
-            self.core.deregister(registration.registration_id, now=now, identity=bound)
-            raise
         log.info(
             "registered %s as %s from %s (LwM2M %s, lifetime %ss, binding %s%s)",
             registration.endpoint,
@@ -188,7 +184,6 @@ class Uplink:
             identity=self._authorize_for(self.core.registrations.get(registration_id), identity),
         )
         assert result.registration is not None
-        self.store.put_registration(result.registration)
         log.debug("updated %s (%s)", result.registration.endpoint, registration_id)
         self.effects.apply(result)
         return result.registration
@@ -200,7 +195,6 @@ class Uplink:
         result = self.core.deregister(registration_id, now=self.clock(), identity=bound)
         registration = result.registration
         assert registration is not None
-        self.store.remove_registration(registration_id)
         log.info("deregistered %s (%s) from %s", registration.endpoint, registration_id, address)
         self.effects.apply(result)
         return registration
@@ -292,8 +286,7 @@ class Uplink:
         payload = message.payload
         result = self.core.notification(token, payload, ct, now=now)
         registration = result.registration
-        if registration is None:
-            self._forget_observation(token)
+        if registration is None:  # the core forgot the observation (cache and store)
             return Verdict.REJECT
         if final:
             # RFC 7641 §3.2: an error (or a response without Observe) ends the observation
@@ -304,7 +297,6 @@ class Uplink:
                 code >> 5,
                 code & 0x1F,
             )
-            self.core.observations.cancel(token)
             self._forget_observation(token)
             if (code >> 5) != 2:
                 self.effects.apply(_without(result, NotificationReceived))
@@ -434,7 +426,7 @@ class Uplink:
 
     def _forget_observation(self, token: bytes) -> None:
         try:
-            self.store.remove_observation(token)
+            self.core.cancel_observation(token)
         except StoreError as exc:
             log.error("could not remove observation %s from the store: %s", token.hex(), exc)
 

@@ -8,15 +8,24 @@
 Tokens are chosen by the CoAP layer (8 random bytes) and are unique per peer; the index keeps one
 observation per token and one per (endpoint, target) so that observing a path again replaces the
 old observation instead of stacking a second stream of notifications.
+
+With a store (``store=``, what ``ServerCore`` passes) the index is a cache: a token or an
+endpoint it does not know is looked up in the store and cached (a notification for an
+observation another server process started on a shared store is recognised here). Writes go
+to the store through ``ServerCore``, not through this index.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import attrs
 
 from object_models.path import LwM2mPath
+
+if TYPE_CHECKING:
+    from lwm2m_server.store.base import ObservationStore
 
 
 def _paths(value: Iterable[LwM2mPath]) -> tuple[LwM2mPath, ...]:
@@ -62,7 +71,8 @@ class Observation:
 class ObservationIndex:
     """In-memory index of observations: token → observation and (endpoint, target) → token."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: ObservationStore | None = None) -> None:
+        self.store = store
         self._by_token: dict[bytes, Observation] = {}
         self._by_target: dict[tuple[str, tuple[bool, tuple[LwM2mPath, ...]]], bytes] = {}
         self._by_registration: dict[str, set[bytes]] = {}
@@ -90,17 +100,36 @@ class ObservationIndex:
         return replaced
 
     def by_token(self, token: bytes) -> Observation | None:
-        return self._by_token.get(token)
+        obs = self._by_token.get(token)
+        if obs is None and self.store is not None:
+            obs = self.store.observation_by_token(token)
+            if obs is not None:
+                self.add(obs)
+        return obs
 
     def get(
         self, endpoint: str, path: LwM2mPath | Iterable[LwM2mPath], composite: bool = False
     ) -> Observation | None:
         paths = (path,) if isinstance(path, LwM2mPath) else tuple(path)
-        token = self._by_target.get((endpoint, (composite, paths)))
+        key = (endpoint, (composite, paths))
+        token = self._by_target.get(key)
+        if token is None and self.store is not None:
+            self._load_endpoint(endpoint)
+            token = self._by_target.get(key)
         return None if token is None else self._by_token.get(token)
 
     def for_endpoint(self, endpoint: str) -> list[Observation]:
-        return [o for o in self._by_token.values() if o.endpoint == endpoint]
+        found = [o for o in self._by_token.values() if o.endpoint == endpoint]
+        if not found and self.store is not None:
+            self._load_endpoint(endpoint)
+            found = [o for o in self._by_token.values() if o.endpoint == endpoint]
+        return found
+
+    def _load_endpoint(self, endpoint: str) -> None:
+        assert self.store is not None
+        for obs in self.store.observations_by_endpoint(endpoint):
+            if obs.token not in self._by_token:
+                self.add(obs)
 
     def for_registration(self, registration_id: str) -> list[Observation]:
         tokens = self._by_registration.get(registration_id, ())
@@ -112,7 +141,7 @@ class ObservationIndex:
 
     def deactivate(self, token: bytes) -> Observation | None:
         """Mark a passive cancel: keep the token known so the next notification gets RST."""
-        obs = self._by_token.get(token)
+        obs = self.by_token(token)
         if obs is None:
             return None
         obs = attrs.evolve(obs, active=False)
@@ -122,7 +151,7 @@ class ObservationIndex:
     def on_notification(self, token: bytes, now: float) -> Observation | None:
         """The observation a notification with ``token`` belongs to, or ``None`` when it is
         unknown or cancelled (the CoAP layer then answers RST so the client stops)."""
-        obs = self._by_token.get(token)
+        obs = self.by_token(token)
         if obs is None or not obs.active:
             return None
         obs = attrs.evolve(obs, last_notification=now)

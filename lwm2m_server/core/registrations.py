@@ -16,25 +16,47 @@ Leshan applies a small grace for the same reason. Default 15 s; 0 gives the spec
 A registration stays usable until ``expire(now)`` sweeps it: the adapter calls ``expire`` when
 its timer fires at ``next_deadline()``, so the window where a dead registration still answers
 an Update is at most a timer tick.
+
+**Store** (``store=``, what ``ServerCore`` passes): the store is the source of truth and this
+book a cache of it. Every change is written to the store *before* the book indexes it (a
+``StoreError`` leaves the book as it was), and a lookup that misses the book (by id, endpoint,
+address or identity) reads through to the store and caches what it finds, so a registration
+another server process made on a shared store is found here. A hit is trusted (no read per
+Update); a stale hit is caught by the write it leads to: an Update's conditional
+``touch_registration``/``update_registration`` finds the id gone (deregistered or replaced by
+another process) and the book forgets it and answers 4.04. Expiry asks the store too: the
+conditional ``remove_registration(id, expires_at=...)`` removes it only if nobody refreshed it
+meanwhile (then the book takes the stored record instead), so with several processes exactly
+one reports it expired; ``sweep`` expires what no process's cache holds. Without a store the
+book is the pure in-memory index it always was.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 import secrets
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
 from keystore.resolver import IdentityBinding
+from keystore.store.errors import StoreError
 from lwm2m_runtime.address import Address
 from object_models.errors import Lwm2mError, ResponseCode
 
 from .events import Deregistered, Event, Registered, Replaced, Updated
 from .registration import Registration, RegistrationRequest, UpdateRequest
 
+if TYPE_CHECKING:
+    from lwm2m_server.store.base import RegistrationStore
+
+log = logging.getLogger(__name__)
+
 DEFAULT_GRACE_PERIOD = 15.0
+EXPIRY_RETRY = 5.0
+"""Seconds before an expiry the store refused (``StoreError``) is tried again."""
 
 _K = TypeVar("_K", bound=Hashable)
 
@@ -77,10 +99,12 @@ class RegistrationBook:
         *,
         grace_period: float = DEFAULT_GRACE_PERIOD,
         id_factory: Callable[[], str] = new_registration_id,
+        store: RegistrationStore | None = None,
     ) -> None:
         if grace_period < 0:
             raise ValueError("grace_period must be >= 0")
         self.grace_period = grace_period
+        self.store = store
         self._new_id = id_factory
         self._by_id: dict[str, Registration] = {}
         self._by_endpoint: dict[str, str] = {}
@@ -103,36 +127,60 @@ class RegistrationBook:
         return registration_id in self._by_id
 
     def get(self, registration_id: str) -> Registration | None:
-        return self._by_id.get(registration_id)
+        reg = self._by_id.get(registration_id)
+        if reg is None and self.store is not None:
+            reg = self._cache(self.store.get_registration(registration_id))
+        return reg
 
     def require(self, registration_id: str) -> Registration:
         """The registration, or a 4.04 ``Lwm2mError`` (unknown Location-Path)."""
-        reg = self._by_id.get(registration_id)
+        reg = self.get(registration_id)
         if reg is None:
             raise not_found(registration_id)
         return reg
 
     def by_endpoint(self, endpoint: str) -> Registration | None:
         reg_id = self._by_endpoint.get(endpoint)
+        if reg_id is not None:
+            return self._by_id.get(reg_id)
+        if self.store is None:
+            return None
+        return self._cache(self.store.registration_by_endpoint(endpoint))
+
+    def cached(self, registration_id: str) -> Registration | None:
+        """The cached registration, without reading through to the store."""
+        return self._by_id.get(registration_id)
+
+    def cached_by_endpoint(self, endpoint: str) -> Registration | None:
+        """The cached registration of ``endpoint``, without reading through to the store."""
+        reg_id = self._by_endpoint.get(endpoint)
         return None if reg_id is None else self._by_id.get(reg_id)
 
     def at_address(self, address: Address) -> list[Registration]:
         """Every live registration whose requests come from ``address`` (least recently
         written first)."""
-        return [self._by_id[r] for r in self._by_address.get(address, ())]
+        ids = self._by_address.get(address)
+        if ids is None and self.store is not None:
+            for reg in self.store.registrations_by_address(address):
+                self._cache(reg)
+            ids = self._by_address.get(address)
+        return [self._by_id[r] for r in ids or ()]
 
     def with_identity(self, identity: IdentityBinding) -> list[Registration]:
         """Every live registration bound to this DTLS identity (least recently written first)."""
-        return [self._by_id[r] for r in self._by_identity.get(identity, ())]
+        ids = self._by_identity.get(identity)
+        if ids is None and self.store is not None:
+            for reg in self.store.registrations_by_identity(identity):
+                self._cache(reg)
+            ids = self._by_identity.get(identity)
+        return [self._by_id[r] for r in ids or ()]
 
     def by_address(self, address: Address) -> Registration | None:
         """The one registration from ``address``; None when there is none *or several*: an
         address shared by several endpoints (NAT) names none of them, and guessing the latest
         would file one device's data under another (``ServerCore.sender`` refuses instead)."""
-        ids = self._by_address.get(address)
-        if ids is None or len(ids) != 1:
-            return None
-        return self._by_id[next(iter(ids))]
+        here = self.at_address(address)
+        return here[0] if len(here) == 1 else None
 
     def deadline(self, registration: Registration) -> float:
         """When ``registration`` will be swept by ``expire``: expires_at plus the grace."""
@@ -154,10 +202,17 @@ class RegistrationBook:
         registration = Registration.create(
             reg_id, request, now=now, address=address, transport=transport, identity=identity
         )
-        replaced = self.by_endpoint(request.endpoint)
+        # the cache says what it replaces; the store says it when another process registered
+        # the endpoint (no extra read: put_registration finds it anyway)
+        cached_id = self._by_endpoint.get(request.endpoint)
+        replaced = None if cached_id is None else self._by_id.get(cached_id)
+        if self.store is not None:
+            stored = self.store.put_registration(registration)
+            replaced = replaced if stored is None or replaced is not None else stored
         events: list[Event] = []
         if replaced is not None:
-            self._forget(replaced.registration_id)
+            if replaced.registration_id in self._by_id:
+                self._forget(replaced.registration_id)
             events.append(Replaced(old=replaced, new=registration))
         self._put(registration)
         events.append(Registered(registration=registration, replaced=replaced))
@@ -178,6 +233,14 @@ class RegistrationBook:
         previous = self.require(registration_id)
         _check_identity(previous, identity)
         registration = previous.updated(request, now=now, address=address)
+        if self.store is not None:
+            if _only_touched(request, previous, registration):
+                written = self.store.touch_registration(registration)
+            else:
+                written = self.store.update_registration(registration)
+            if not written:  # deregistered, expired or replaced by another process
+                self._forget(registration_id)
+                raise not_found(registration_id)
         self._put(registration)
         return UpdateOutcome(registration, previous, (Updated(registration, previous),))
 
@@ -187,6 +250,9 @@ class RegistrationBook:
         del now  # kept for symmetry and future auditing; removal itself is timeless
         registration = self.require(registration_id)
         _check_identity(registration, identity)
+        if self.store is not None and self.store.remove_registration(registration_id) is None:
+            self._forget(registration_id)  # another process removed it first
+            raise not_found(registration_id)
         self._forget(registration_id)
         return DeregisterOutcome(registration, (Deregistered(registration),))
 
@@ -194,12 +260,28 @@ class RegistrationBook:
         """Load registrations from a store at start-up, without events. Ones that expired while
         the server was down come out of the next ``expire(now)``."""
         for registration in registrations:
-            old = self.by_endpoint(registration.endpoint)
+            old_id = self._by_endpoint.get(registration.endpoint)
+            old = None if old_id is None else self._by_id.get(old_id)
             if old is not None:
                 if old.last_update > registration.last_update:
                     continue
                 self._forget(old.registration_id)
             self._put(registration)
+
+    def _cache(self, registration: Registration | None) -> Registration | None:
+        """Index a registration read from the store (a miss); a cached one of the same endpoint
+        under another id is stale (replaced elsewhere) and is dropped."""
+        if registration is None:
+            return None
+        reg_id = registration.registration_id
+        cached = self._by_id.get(reg_id)
+        if cached is not None:
+            return cached
+        other = self._by_endpoint.get(registration.endpoint)
+        if other is not None and other != reg_id:
+            self._forget(other)
+        self._put(registration)
+        return registration
 
     # -- lifetimes -----------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
@@ -210,14 +292,67 @@ class RegistrationBook:
     def expire(self, now: float) -> list[Registration]:
         """Remove and return every registration whose deadline is ``<= now``, oldest first."""
         expired: list[Registration] = []
+        retry: list[Registration] = []
+        refreshed: list[Registration] = []
         while True:
             self._drop_stale_head()
             if not self._heap or self._heap[0][0] > now:
                 break
             _, reg_id, _ = heapq.heappop(self._heap)
-            expired.append(self._by_id[reg_id])
-            self._forget(reg_id)
+            registration = self._by_id[reg_id]
+            if self.store is None:
+                expired.append(registration)
+                self._forget(reg_id)
+                continue
+            try:
+                removed, fresh = self._expire_stored(registration)
+            except StoreError as exc:
+                log.error("registration %s not expired, retrying: %s", registration.endpoint, exc)
+                retry.append(registration)
+                continue
+            if removed:
+                expired.append(registration)
+            elif fresh is not None:
+                refreshed.append(fresh)
+        for fresh in refreshed:  # after the loop: the heap cannot hand the same one back
+            self._put(fresh)
+        for registration in retry:  # not before this call returns: no busy loop on a bad disk
+            self._counter += 1
+            self._versions[registration.registration_id] = self._counter
+            heapq.heappush(
+                self._heap, (now + EXPIRY_RETRY, registration.registration_id, self._counter)
+            )
         return expired
+
+    def sweep(self, now: float, limit: int = 1000) -> list[Registration]:
+        """Expire what the *store* says is due, cached here or not (a registration another
+        process made and nobody's cache holds any more, e.g. after that process died).
+        Conditional removal: of several processes sweeping, one reports each."""
+        if self.store is None:
+            return []
+        expired = []
+        for stored in self.store.expiring_before(now - self.grace_period, limit):
+            reg_id = stored.registration_id
+            removed = self.store.remove_registration(reg_id, expires_at=stored.expires_at)
+            if reg_id in self._by_id:
+                self._forget(reg_id)
+            if removed is not None:
+                expired.append(removed)
+        return expired
+
+    def _expire_stored(self, registration: Registration) -> tuple[bool, Registration | None]:
+        """Remove an expired registration from the store if nobody refreshed it: (True, None)
+        when this call removed it; else (False, what the store holds now: the record another
+        process refreshed, for the cache to take, or None when it removed it and reports it)."""
+        assert self.store is not None
+        reg_id = registration.registration_id
+        removed = self.store.remove_registration(reg_id, expires_at=registration.expires_at)
+        if removed is not None:
+            self._forget(reg_id)
+            return True, None
+        fresh = self.store.get_registration(reg_id)
+        self._forget(reg_id)
+        return False, fresh
 
     # -- internals -----------------------------------------------------------------------------
     def _fresh_id(self) -> str:
@@ -277,6 +412,22 @@ def _discard(index: dict[_K, dict[str, None]], key: _K, reg_id: str) -> None:
         ids.pop(reg_id, None)
         if not ids:
             del index[key]
+
+
+def _only_touched(request: UpdateRequest, previous: Registration, updated: Registration) -> bool:
+    """Did the Update change nothing but last_update, lifetime and address (the periodic
+    keep-alive of almost every Update)? Then the store is only touched, not rewritten."""
+    if request.object_links is not None and updated.object_links != previous.object_links:
+        return False
+    if request.additional_attributes and (
+        updated.additional_attributes != previous.additional_attributes
+    ):
+        return False
+    return (
+        updated.binding == previous.binding
+        and updated.sms_number == previous.sms_number
+        and updated.queue_mode == previous.queue_mode
+    )
 
 
 def _check_identity(registration: Registration, identity: IdentityBinding | None) -> None:

@@ -11,15 +11,27 @@ rules that span the three indexes live here and nowhere else:
 * any message from a queue-mode client (Register, Update, notification, Send) opens its awake
   window and hands back the requests queued for it; a client that leaves queue mode gets its
   queued requests back at once (it is always reachable now).
+
+**The store is the source of truth** (``store=``: the sqlite store in the server, a
+``MemoryStore`` by default): every registration and observation change is written through it
+here, before the indexes change, and the indexes are a cache a miss reads through to
+(``RegistrationBook``, ``ObservationIndex``). So the adapter never writes registrations or
+observations itself, a new core on the same store rebuilds its cache from it (``load``), and
+several cores (server processes) can share one store: see docs/architecture-server.md,
+"Store". The request queues stay in memory (they hold the HTTP callers' futures; the same
+document says why).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 
 from keystore.resolver import IdentityBinding
+from keystore.store.errors import StoreError
 from lwm2m_runtime.address import Address
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError, ResponseCode
@@ -37,6 +49,14 @@ from .queue import QueueConfig, QueuedRequest, RequestQueues
 from .registration import QueryInput, Registration, RegistrationRequest, UpdateRequest
 from .registrations import DEFAULT_GRACE_PERIOD, RegistrationBook, new_registration_id
 from .sorted_book import SortedRegistrationBook
+
+if TYPE_CHECKING:
+    from lwm2m_server.store.base import CoreStore
+
+log = logging.getLogger(__name__)
+
+SWEEP_LIMIT = 1000
+"""Registrations one store sweep expires at most (the next sweep takes the rest)."""
 
 
 @attrs.frozen
@@ -56,13 +76,38 @@ class ServerCore:
         grace_period: float = DEFAULT_GRACE_PERIOD,
         queue_config: QueueConfig | None = None,
         id_factory: Callable[[], str] = new_registration_id,
+        store: CoreStore | None = None,
+        sweep_interval: float | None = None,
     ) -> None:
+        """``sweep_interval``: how often ``tick`` asks the store for expired registrations no
+        cache holds (None: never; a server sharing its store with others sets it)."""
+        if store is None:
+            from lwm2m_server.store.memory import MemoryStore  # here: the store imports the core
+
+            store = MemoryStore()
+        self.store: CoreStore = store
         # sorted by endpoint name, so the HTTP API pages the client list without sorting it
         self.registrations: RegistrationBook = SortedRegistrationBook(
-            grace_period=grace_period, id_factory=id_factory
+            grace_period=grace_period, id_factory=id_factory, store=store
         )
-        self.observations = ObservationIndex()
+        self.observations = ObservationIndex(store)
         self.queues: RequestQueues[object] = RequestQueues(queue_config)
+        self.sweep_interval = sweep_interval
+        # the first tick sweeps (what expired while no process served the store)
+        self._next_sweep: float | None = None if sweep_interval is None else 0.0
+
+    def use_store(self, store: CoreStore) -> None:
+        """Make ``store`` the source of truth and rebuild the cache from it (start-up: the
+        server opens its store after building the core)."""
+        self.store = store
+        self.registrations.store = store
+        self.observations.store = store
+        self.load()
+
+    def load(self) -> None:
+        """Fill the cache with everything the store holds (start-up: 100k registrations are
+        read once rather than missed one at a time)."""
+        self.restore(self.store.registrations(), self.store.observations())
 
     # -- registration interface ----------------------------------------------------------
     def register(
@@ -160,7 +205,24 @@ class ServerCore:
                 f"registration {observation.registration_id!r} of {observation.endpoint!r} is gone",
                 code=ResponseCode.NOT_FOUND,
             )
-        return self.observations.add(observation)
+        self.store.put_observation(observation)
+        replaced = self.observations.add(observation)
+        if replaced is not None and replaced.token != observation.token:
+            self.store.remove_observation(replaced.token)
+        return replaced
+
+    def cancel_observation(self, token: bytes) -> Observation | None:
+        """Forget an observation, in the store and the cache (an active cancel, the client
+        answered RST or an error, the Observe failed)."""
+        stored = self.store.remove_observation(token)
+        cached = self.observations.cancel(token)
+        return cached if cached is not None else stored
+
+    def deactivate_observation(self, token: bytes) -> Observation | None:
+        """A passive cancel: gone from the store (a restart or another process does not revive
+        it), kept inactive in this cache so its next notification here gets RST."""
+        self.store.remove_observation(token)
+        return self.observations.deactivate(token)
 
     def notification(
         self, token: bytes, payload: bytes, content_format: int | None, *, now: float
@@ -172,7 +234,7 @@ class ServerCore:
             return CoreResult(None)
         registration = self.registrations.get(observation.registration_id)
         if registration is None:
-            self.observations.cancel(token)
+            self.cancel_observation(token)
             return CoreResult(None)
         events: list[Event] = [NotificationReceived(observation, payload, content_format, now)]
         to_send = self._after_contact(registration, now, events)
@@ -264,15 +326,31 @@ class ServerCore:
         """When ``tick`` has something to do next (one timer for the whole core)."""
         deadlines = [
             d
-            for d in (self.registrations.next_deadline(), self.queues.next_deadline())
+            for d in (
+                self.registrations.next_deadline(),
+                self.queues.next_deadline(),
+                self._next_sweep,
+            )
             if d is not None
         ]
         return min(deadlines) if deadlines else None
 
     def tick(self, now: float) -> list[Event]:
-        """Expire registrations and queue entries, close awake windows."""
+        """Expire registrations (the cached ones due, and every ``sweep_interval`` those the
+        store says are due) and queue entries, close awake windows."""
         events: list[Event] = []
-        for registration in self.registrations.expire(now):
+        expired = self.registrations.expire(now)
+        if (
+            self.sweep_interval is not None
+            and self._next_sweep is not None
+            and now >= self._next_sweep
+        ):
+            self._next_sweep = now + self.sweep_interval
+            try:
+                expired += self.registrations.sweep(now, SWEEP_LIMIT)
+            except StoreError as exc:
+                log.error("expiry sweep of the store failed: %s", exc)
+        for registration in expired:
             events.append(Expired(registration))
             self._end(registration, events)
         events.extend(self.queues.tick(now))
@@ -282,7 +360,7 @@ class ServerCore:
         """Rebuild the indexes from the store at start-up (no events)."""
         self.registrations.restore(registrations)
         for observation in observations:
-            if self.registrations.get(observation.registration_id) is not None:
+            if self.registrations.cached(observation.registration_id) is not None:
                 self.observations.add(observation)
 
     # -- internals -----------------------------------------------------------------------
@@ -301,7 +379,8 @@ class ServerCore:
         cancelled = self.observations.remove_registration(registration.registration_id)
         if cancelled:
             events.append(ObservationsCancelled(registration.registration_id, tuple(cancelled)))
-        if self.registrations.by_endpoint(registration.endpoint) is None:
+        # the queue is this process's (in memory): the cache says whether it still serves one
+        if self.registrations.cached_by_endpoint(registration.endpoint) is None:
             dropped = self.queues.remove(registration.endpoint)
             if dropped:
                 events.append(

@@ -21,9 +21,13 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .registration import Registration
 from .registrations import DEFAULT_GRACE_PERIOD, RegistrationBook, new_registration_id
+
+if TYPE_CHECKING:
+    from lwm2m_server.store.base import RegistrationStore
 
 
 class SortedRegistrationBook(RegistrationBook):
@@ -34,15 +38,16 @@ class SortedRegistrationBook(RegistrationBook):
         *,
         grace_period: float = DEFAULT_GRACE_PERIOD,
         id_factory: Callable[[], str] = new_registration_id,
+        store: RegistrationStore | None = None,
     ) -> None:
-        super().__init__(grace_period=grace_period, id_factory=id_factory)
+        super().__init__(grace_period=grace_period, id_factory=id_factory, store=store)
         self._endpoints: list[str] = []
 
     @classmethod
     def replacing(cls, book: RegistrationBook) -> SortedRegistrationBook:
         """A sorted book with ``book``'s settings and registrations (so swapping it in after
         the core is built loses nothing)."""
-        sorted_book = cls(grace_period=book.grace_period, id_factory=book._new_id)
+        sorted_book = cls(grace_period=book.grace_period, id_factory=book._new_id, store=book.store)
         sorted_book.restore(book)
         return sorted_book
 
@@ -72,9 +77,9 @@ class SortedRegistrationBook(RegistrationBook):
             names.insert(i, name)
 
     def _forget(self, registration_id: str) -> None:
-        registration = self.get(registration_id)
+        registration = self.cached(registration_id)
         super()._forget(registration_id)
-        if registration is None or self.by_endpoint(registration.endpoint) is not None:
+        if registration is None or registration.endpoint in self._by_endpoint:
             return
         names = self._endpoints
         i = bisect_left(names, registration.endpoint)

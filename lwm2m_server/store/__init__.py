@@ -2,6 +2,6 @@
 with the embedded sqlite engine (``sqlite``) on the keystore's shared database file; the device
 attributes and profile status the profile engine keeps (``device_state``)."""
 
-from .base import ObservationStore, RegistrationStore, TelemetryStore
+from .base import CoreStore, ObservationStore, RegistrationStore, TelemetryStore
 
-__all__ = ["ObservationStore", "RegistrationStore", "TelemetryStore"]
+__all__ = ["CoreStore", "ObservationStore", "RegistrationStore", "TelemetryStore"]

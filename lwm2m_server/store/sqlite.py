@@ -41,8 +41,10 @@ from typing import Any, Self, TypeVar
 
 import attrs
 
+from keystore.resolver import IdentityBinding
 from keystore.store.database import SqliteDatabase, dumps
 from keystore.store.errors import StoreError
+from lwm2m_runtime.address import Address
 from lwm2m_server.core.observations import Observation
 from lwm2m_server.core.registration import Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
@@ -58,7 +60,10 @@ from .records import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added the registration columns the cheap Update (``touch_registration``) writes and the
+lookups read (lifetime, host, port, identity, expires_at); a version-1 file is migrated in
+place on open (``_migrate_v1``)."""
 MAX_HISTORY = 100_000
 
 T = TypeVar("T")
@@ -90,7 +95,8 @@ class _BadRow:
 
 
 class SqliteStore(SqliteDatabase):
-    """Implements ``RegistrationStore``, ``ObservationStore`` and ``TelemetryStore``."""
+    """Implements ``RegistrationStore``, ``ObservationStore`` (``CoreStore``) and
+    ``TelemetryStore``."""
 
     _grouping = False
     _group_open = False
@@ -173,14 +179,25 @@ class SqliteStore(SqliteDatabase):
     def _create_schema(self) -> None:
         super()._create_schema()
         db = self.db
+        self._migrate_v1()
         known = self.check_schema("schema", SCHEMA_VERSION)
         db.table("registrations").create(
-            {"id": str, "endpoint": str, "last_update": float, "data": str},
+            {
+                "id": str,
+                "endpoint": str,
+                "last_update": float,
+                "data": str,
+                "lifetime": int,
+                "host": str,
+                "port": int,
+                "identity": str,
+                "expires_at": float,
+            },
             pk="id",
             not_null={"endpoint", "last_update", "data"},
             if_not_exists=True,
         )
-        db.table("registrations").create_index(["endpoint"], unique=True, if_not_exists=True)
+        self._index_registrations()
         db.table("observations").create(
             {"token": str, "endpoint": str, "registration_id": str, "data": str},
             pk="token",
@@ -228,8 +245,47 @@ class SqliteStore(SqliteDatabase):
         if not known:
             self.record_schema("schema", SCHEMA_VERSION)
 
+    def _index_registrations(self) -> None:
+        table = self.db.table("registrations")
+        table.create_index(["endpoint"], unique=True, if_not_exists=True)
+        table.create_index(["expires_at"], if_not_exists=True)
+        table.create_index(["host", "port"], if_not_exists=True)
+        table.create_index(["identity"], if_not_exists=True)
+
+    def _migrate_v1(self) -> None:
+        """Add the version-2 columns to a version-1 file and fill them from each row's JSON
+        (a row whose JSON cannot say keeps NULLs: it reads from its JSON alone, and is
+        quarantined on read if that is corrupt too)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        if row is None or int(row[0]) != 1:
+            return
+        with self.write() as conn:
+            for column, kind in (
+                ("lifetime", "INTEGER"),
+                ("host", "TEXT"),
+                ("port", "INTEGER"),
+                ("identity", "TEXT"),
+                ("expires_at", "REAL"),
+            ):
+                conn.execute(f"ALTER TABLE registrations ADD COLUMN {column} {kind}")
+            rows = conn.execute("SELECT id, data FROM registrations").fetchall()
+            for reg_id, data in rows:
+                try:
+                    reg = registration_from_json(_json_object(data))
+                except Exception:  # left for the reader to quarantine
+                    continue
+                conn.execute(
+                    "UPDATE registrations SET lifetime=?, host=?, port=?, identity=?, "
+                    "expires_at=? WHERE id=?",
+                    (*_reg_columns(reg), reg_id),
+                )
+            conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA_VERSION),))
+        log.info("%s: registrations migrated to schema version %d", self.path, SCHEMA_VERSION)
+
     # -- registrations -----------------------------------------------------------------------
-    _REG_COLUMNS = "rowid, id, endpoint, data"
+    # the JSON ``data`` holds the record; the touch columns (last_update, lifetime, host, port)
+    # are newer when an Update only touched them, so the reader takes those from the columns
+    _REG_COLUMNS = "rowid, id, endpoint, data, last_update, lifetime, host, port"
 
     def put_registration(self, registration: Registration) -> Registration | None:
         if not isinstance(registration, Registration):
@@ -245,17 +301,57 @@ class SqliteStore(SqliteDatabase):
             for row in rows:
                 self._delete_registration(conn, row[1])
             conn.execute(
-                "INSERT INTO registrations(id, endpoint, last_update, data) VALUES(?, ?, ?, ?) "
+                "INSERT INTO registrations(id, endpoint, last_update, data, lifetime, host, "
+                "port, identity, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET endpoint=excluded.endpoint, "
-                "last_update=excluded.last_update, data=excluded.data",
+                "last_update=excluded.last_update, data=excluded.data, "
+                "lifetime=excluded.lifetime, host=excluded.host, port=excluded.port, "
+                "identity=excluded.identity, expires_at=excluded.expires_at",
                 (
                     registration.registration_id,
                     registration.endpoint,
                     registration.last_update,
                     data,
+                    *_reg_columns(registration),
                 ),
             )
         return replaced
+
+    def update_registration(self, registration: Registration) -> bool:
+        if not isinstance(registration, Registration):
+            raise StoreError(f"expected a Registration, got {type(registration).__name__}")
+        data = dumps(registration_to_json(registration))
+        with self.write() as conn:
+            cursor = conn.execute(
+                "UPDATE registrations SET last_update=?, data=?, lifetime=?, host=?, port=?, "
+                "identity=?, expires_at=? WHERE id=? AND endpoint=?",
+                (
+                    registration.last_update,
+                    data,
+                    *_reg_columns(registration),
+                    registration.registration_id,
+                    registration.endpoint,
+                ),
+            )
+        return cursor.rowcount > 0
+
+    def touch_registration(self, registration: Registration) -> bool:
+        """One UPDATE of four columns: the JSON record is not rewritten (issue 10's hot path)."""
+        address = registration.address
+        with self.write() as conn:
+            cursor = conn.execute(
+                "UPDATE registrations SET last_update=?, lifetime=?, host=?, port=?, "
+                "expires_at=? WHERE id=?",
+                (
+                    registration.last_update,
+                    registration.lifetime,
+                    address.host,
+                    address.port,
+                    registration.expires_at,
+                    registration.registration_id,
+                ),
+            )
+        return cursor.rowcount > 0
 
     def put_registrations(self, registrations: Iterable[Registration]) -> int:
         """Many registrations in one transaction; returns how many were written."""
@@ -265,11 +361,21 @@ class SqliteStore(SqliteDatabase):
                 self.put_registration(reg)
         return len(regs)
 
-    def remove_registration(self, registration_id: str) -> Registration | None:
+    def remove_registration(
+        self, registration_id: str, *, expires_at: float | None = None
+    ) -> Registration | None:
         with self.write() as conn:
-            rows = conn.execute(
-                f"SELECT {self._REG_COLUMNS} FROM registrations WHERE id = ?", (registration_id,)
-            ).fetchall()
+            if expires_at is None:
+                rows = conn.execute(
+                    f"SELECT {self._REG_COLUMNS} FROM registrations WHERE id = ?",
+                    (registration_id,),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    f"SELECT {self._REG_COLUMNS} FROM registrations "
+                    "WHERE id = ? AND expires_at = ?",
+                    (registration_id, expires_at),
+                ).fetchall()
             if not rows:
                 return None
             found = self._registrations_of(rows, conn)
@@ -288,6 +394,30 @@ class SqliteStore(SqliteDatabase):
         )
         return next(iter(self._registrations_of(rows)), None)
 
+    def registrations_by_address(self, address: Address) -> list[Registration]:
+        rows = self.read(
+            f"SELECT {self._REG_COLUMNS} FROM registrations WHERE host = ? AND port = ? "
+            "ORDER BY last_update, id",
+            (address.host, address.port),
+        )
+        return self._registrations_of(rows)
+
+    def registrations_by_identity(self, identity: IdentityBinding) -> list[Registration]:
+        rows = self.read(
+            f"SELECT {self._REG_COLUMNS} FROM registrations WHERE identity = ? "
+            "ORDER BY last_update, id",
+            (_identity_key(identity),),
+        )
+        return self._registrations_of(rows)
+
+    def expiring_before(self, t: float, limit: int) -> list[Registration]:
+        rows = self.read(
+            f"SELECT {self._REG_COLUMNS} FROM registrations WHERE expires_at < ? "
+            "ORDER BY expires_at, id LIMIT ?",
+            (t, limit),
+        )
+        return self._registrations_of(rows)
+
     def registrations(self) -> list[Registration]:
         """Every readable registration; unreadable rows are quarantined (module docstring)."""
         rows = self.read(f"SELECT {self._REG_COLUMNS} FROM registrations ORDER BY last_update, id")
@@ -302,10 +432,24 @@ class SqliteStore(SqliteDatabase):
         self, rows: Sequence[tuple[Any, ...]], conn: sqlite3.Connection | None = None
     ) -> list[Registration]:
         def decode(row: tuple[Any, ...]) -> Registration:
-            _, reg_id, endpoint, data = row
+            _, reg_id, endpoint, data, last_update, lifetime, host, port = row
             reg = registration_from_json(_json_object(data))
             _agree("id", reg_id, reg.registration_id)
             _agree("endpoint", endpoint, reg.endpoint)
+            if lifetime is None or host is None or port is None:
+                return reg  # a migrated row whose columns could not be filled: JSON alone
+            if (
+                reg.last_update != last_update
+                or reg.lifetime != lifetime
+                or reg.address.port != port
+                or reg.address.host != host
+            ):  # touched by Updates since the record was written
+                reg = attrs.evolve(
+                    reg,
+                    last_update=float(last_update),
+                    lifetime=int(lifetime),
+                    address=Address(str(host), int(port)),
+                )
             return reg
 
         return self._decode_rows("registration", "registrations", rows, decode, conn)
@@ -490,6 +634,16 @@ class SqliteStore(SqliteDatabase):
 
 
 # -- row checks -----------------------------------------------------------------------------------
+
+
+def _identity_key(identity: IdentityBinding) -> str:
+    return dumps([identity.mode, identity.identity])
+
+
+def _reg_columns(reg: Registration) -> tuple[int, str, int, str | None, float]:
+    """lifetime, host, port, identity, expires_at: the indexed/touched columns of a record."""
+    identity = None if reg.identity is None else _identity_key(reg.identity)
+    return (reg.lifetime, reg.address.host, reg.address.port, identity, reg.expires_at)
 
 
 def _json_object(data: object) -> dict[str, Any]:

@@ -10,7 +10,6 @@ by one — correct, only not grouped).
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -20,7 +19,6 @@ import aiohttp
 import pytest
 
 from lwm2m_server.service import Lwm2mServer
-from lwm2m_server.store.records import registration_from_json
 
 from . import rawcoap as raw
 from .conftest import server_config
@@ -43,11 +41,11 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 def committed_lifetimes(database: Path) -> dict[str, int]:
-    """What a second connection sees: only committed rows."""
+    """What a second connection sees: only committed rows. (An Update that changes only the
+    lifetime touches the ``lifetime`` column, not the JSON record: the column is current.)"""
     with sqlite3.connect(database) as conn:
-        rows = conn.execute("SELECT data FROM registrations").fetchall()
-    regs = [registration_from_json(json.loads(row[0])) for row in rows]
-    return {reg.endpoint: reg.lifetime for reg in regs}
+        rows = conn.execute("SELECT endpoint, lifetime FROM registrations").fetchall()
+    return {endpoint: int(lifetime) for endpoint, lifetime in rows}
 
 
 def update(location: str, lifetime: int) -> raw.Msg:

@@ -1,0 +1,32 @@
+"""The ``engine`` fixture: every test that takes it runs once per store engine (engines.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lwm2m_server.store.base import CoreStore
+from lwm2m_server.store.memory import MemoryStore
+from lwm2m_server.store.sqlite import SqliteStore
+
+from .engines import ENGINES, Engine
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    opened: list[SqliteStore] = []
+    if request.param == "memory":
+        shared = MemoryStore()
+        yield Engine("memory", lambda: shared)
+        return
+
+    def open_sqlite() -> CoreStore:
+        store = SqliteStore(tmp_path / "shared.sqlite")
+        opened.append(store)
+        return store
+
+    yield Engine("sqlite", open_sqlite)
+    for store in opened:
+        store.close()
