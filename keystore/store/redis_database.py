@@ -1,0 +1,161 @@
+"""``RedisDatabase``: the one Redis connection every Redis store engine of a process shares.
+
+The Redis counterpart of ``SqliteDatabase`` (see docs/cluster.md, "Redis store", for the key
+layout). It owns what all the Redis engines have in common:
+
+* the client (redis-py's synchronous ``Redis``: the store Protocols are synchronous, like the
+  sqlite engines, and a small command on a local Redis costs about what a small sqlite
+  transaction does; the asyncio client and pipelining per loop iteration come with the
+  registration store, docs/cluster.md "Not yet");
+* key names: every key starts with the configurable ``prefix`` (several deployments, or the
+  tests, share one Redis), and carries a hash tag (``{...}``) so that the keys one atomic
+  change touches are in one Redis Cluster slot;
+* errors: any redis-py failure becomes ``StoreError`` naming the Redis URL (never its password)
+  and what failed, the same contract as the sqlite engines' file name and reason.
+
+Durability is the Redis server's configuration (``appendonly yes`` with ``appendfsync
+everysec`` or ``always``): a write is acknowledged by Redis when it is in its memory and
+(with AOF) in its log, which is what the sqlite engine's WAL gives (docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from .errors import StoreError
+
+DEFAULT_PREFIX = "lwm2m"
+URL_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (user names stay: they help, and are not secret)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = f"{user}:***@{host}" if user else f":***@{host}"
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    except ValueError:
+        return "<unparsable Redis URL>"
+
+
+def check_url(url: str) -> str | None:
+    """``None`` if ``url`` is a Redis URL redis-py accepts, else why not (without secrets)."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme not in URL_SCHEMES:
+            return f"{redact_url(url)!r}: the scheme must be one of {', '.join(URL_SCHEMES)}"
+        if parts.scheme != "unix" and not parts.hostname:
+            return f"{redact_url(url)!r}: no host"
+        if parts.scheme == "unix" and not parts.path:
+            return f"{redact_url(url)!r}: no socket path"
+        _ = parts.port  # raises on a port that is not a number or out of range
+        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        text = str(exc).replace(url, redact_url(url))
+        return f"{redact_url(url)!r}: {text}"
+    return None
+
+
+def text(value: bytes | str) -> str:
+    """A key, field or value redis-py returned, as text (it returns bytes unless asked not to)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def check_prefix(prefix: str) -> str | None:
+    """A prefix may not contain braces (they would change the keys' hash tags) nor be empty."""
+    if not prefix:
+        return "must not be empty"
+    if any(c in prefix for c in "{} \t\r\n"):
+        return f"{prefix!r}: no braces or white space"
+    return None
+
+
+class RedisDatabase:
+    """The connection, the key prefix and the error mapping."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        socket_timeout: float = 5.0,
+        client: redis.Redis | None = None,
+    ) -> None:
+        self.url = redact_url(url)
+        problem = check_url(url) or check_prefix(prefix)
+        if problem is not None:
+            raise StoreError(f"Redis store {self.url}: {problem}")
+        self.prefix = prefix
+        self._closed = False
+        self.client: redis.Redis = client or redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+        )
+
+    def __str__(self) -> str:
+        return self.url
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def ping(self) -> None:
+        """Fail early (``StoreError``) when Redis cannot be reached: called at open, so a wrong
+        URL is reported at start and not on the first device."""
+        with self.errors("cannot connect"):
+            self.client.ping()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- keys --------------------------------------------------------------------------------
+    def group_key(self, group: str, name: str) -> str:
+        """A key of a group whose keys change together: ``{prefix:group}:name``, one slot."""
+        return f"{{{self.prefix}:{group}}}:{name}"
+
+    def endpoint_key(self, kind: str, endpoint: str) -> str:
+        """A per-device key: ``prefix:kind:{endpoint}``, in the endpoint's slot (every key of
+        one endpoint is in the same slot, so a change to several of them can be atomic)."""
+        return f"{self.prefix}:{kind}:{{{endpoint}}}"
+
+    # -- errors ------------------------------------------------------------------------------
+    @contextmanager
+    def errors(self, what: str) -> Iterator[None]:
+        """Turn a redis-py failure into ``StoreError("<url>: <what>: <reason>")``."""
+        if self._closed:
+            raise StoreError(f"Redis store {self.url}: {what}: the store is closed")
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis store {self.url}: {what}: {_explain(exc)}") from exc
+
+    def script(self, source: str) -> Any:
+        """A Lua script (run atomically by Redis; loaded by its SHA, re-sent if Redis
+        restarted and forgot it)."""
+        return self.client.register_script(source)
+
+
+def _explain(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return f"{text} (is Redis running and reachable?)"
+    if isinstance(exc, redis.ResponseError) and "CROSSSLOT" in text:
+        return f"{text} (a change spans Redis Cluster slots)"
+    return text
