@@ -133,7 +133,7 @@ class RedisDatabase:
     def endpoint_key(self, kind: str, endpoint: str) -> str:
         """A per-device key: ``prefix:kind:{endpoint}``, in the endpoint's slot (every key of
         one endpoint is in the same slot, so a change to several of them can be atomic)."""
-        return f"{self.prefix}:{kind}:{{{endpoint}}}"
+        return f"{self.prefix}:{kind}:{{{_tag(endpoint)}}}"
 
     # -- errors ------------------------------------------------------------------------------
     @contextmanager
@@ -150,6 +150,15 @@ class RedisDatabase:
         """A Lua script (run atomically by Redis; loaded by its SHA, re-sent if Redis
         restarted and forgot it)."""
         return self.client.register_script(source)
+
+
+def _tag(endpoint: str) -> str:
+    """The endpoint as a hash tag: braces would end the tag early (Redis hashes only up to the
+    first ``}``), so they and ``%`` are percent-escaped; an empty name would be an empty tag,
+    which Redis ignores (the whole key is hashed), so it becomes ``%``."""
+    if not endpoint:
+        return "%"
+    return endpoint.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
 
 
 def _explain(exc: BaseException) -> str:
