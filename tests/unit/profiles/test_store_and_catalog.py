@@ -18,7 +18,6 @@ from lwm2m_server.profiles.catalog import Catalog, ProfileConflict
 from lwm2m_server.store.device_state import SqliteDeviceStateStore
 from lwm2m_server.store.sqlite import SqliteStore
 from object_models.types import ResourceType
-
 from tests.store_engines import Engine
 
 from .helpers import BOOTSTRAP, REGISTRY, RESOURCES
