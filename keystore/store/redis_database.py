@@ -20,10 +20,11 @@ everysec`` or ``always``): a write is acknowledged by Redis when it is in its me
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis
 
@@ -34,21 +35,18 @@ URL_SCHEMES = ("redis", "rediss", "unix")
 
 
 def redact_url(url: str) -> str:
-    """``url`` without its password (user names stay: they help, and are not secret)."""
+    """``url`` without its password (user names stay: they help, and are not secret). Works on
+    text only, so that even a URL that does not parse (a bad port) loses its password."""
     try:
         parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = f"{user}:***@{host}" if user else f":***@{host}"
-        if parts.port is not None:
-            netloc += f":{parts.port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     except ValueError:
         return "<unparsable Redis URL>"
+    shown = url
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        shown = shown.replace(parts.netloc, f"{userinfo.partition(':')[0]}:***@{hostport}", 1)
+    # redis-py also takes ?password=...
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", shown)
 
 
 def check_url(url: str) -> str | None:
