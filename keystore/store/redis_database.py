@@ -23,12 +23,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
-import redis
-
 from .errors import StoreError
+
+if TYPE_CHECKING:
+    import redis
+
+# redis-py is imported when a Redis store is opened or a URL checked, not with this module:
+# the settings loader imports it, and sqlite deployments need not pay for redis-py's import.
 
 DEFAULT_PREFIX = "lwm2m"
 URL_SCHEMES = ("redis", "rediss", "unix")
@@ -60,7 +64,9 @@ def check_url(url: str) -> str | None:
         if parts.scheme == "unix" and not parts.path:
             return f"{redact_url(url)!r}: no socket path"
         _ = parts.port  # raises on a port that is not a number or out of range
-        redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+        from redis.connection import parse_url
+
+        parse_url(url)  # type: ignore[no-untyped-call]
     except ValueError as exc:
         text = str(exc).replace(url, redact_url(url))
         return f"{redact_url(url)!r}: {text}"
@@ -98,6 +104,8 @@ class RedisDatabase:
             raise StoreError(f"Redis store {self.url}: {problem}")
         self.prefix = prefix
         self._closed = False
+        import redis
+
         self.client: redis.Redis = client or redis.Redis.from_url(
             url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
         )
@@ -139,9 +147,11 @@ class RedisDatabase:
         """Turn a redis-py failure into ``StoreError("<url>: <what>: <reason>")``."""
         if self._closed:
             raise StoreError(f"Redis store {self.url}: {what}: the store is closed")
+        from redis import RedisError
+
         try:
             yield
-        except redis.RedisError as exc:
+        except RedisError as exc:
             raise StoreError(f"Redis store {self.url}: {what}: {_explain(exc)}") from exc
 
     def script(self, source: str) -> Any:
@@ -160,6 +170,8 @@ def _tag(endpoint: str) -> str:
 
 
 def _explain(exc: BaseException) -> str:
+    import redis
+
     text = str(exc) or type(exc).__name__
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return f"{text} (is Redis running and reachable?)"

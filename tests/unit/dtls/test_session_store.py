@@ -133,3 +133,26 @@ def test_file_is_owner_only(sqlite: SqliteDatabase) -> None:
     sqlite.path.chmod(0o644)
     SqliteDtlsSessionStore(sqlite)
     assert stat.S_IMODE(sqlite.path.stat().st_mode) == 0o600
+
+
+def test_redis_going_away_is_a_store_error_naming_it(redis_server: object, tmp_path: Path) -> None:
+    """A save that Redis cannot take raises (the endpoint then sends nothing that depended on
+    it) with the URL and what failed; nothing of the sessions' secrets in the message."""
+    from keystore.store.errors import StoreError
+    from keystore.store.redis_database import RedisDatabase
+    from keystore.store.redis_dtls_sessions import RedisDtlsSessionStore
+    from tests.redis_fixture import RedisServer
+
+    own = RedisServer(tmp_path)
+    own.start()
+    try:
+        store = RedisDtlsSessionStore(RedisDatabase(own.url, prefix="t"))
+        session = StoredSession("a", "192.0.2.1", 1000, state(IDENTITIES[0]), 1.0)
+        store.save_dtls_sessions([session], [], [])
+    finally:
+        own.stop()
+    with pytest.raises(StoreError) as info:
+        store.save_dtls_sessions([], [SessionProgress("a", "192.0.2.1", 1000, 2048, 9, 1, 2.0)], [])
+    text = str(info.value)
+    assert own.url in text and "cannot save DTLS sessions" in text
+    assert SECRET.hex() not in text

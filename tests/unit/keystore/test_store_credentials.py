@@ -352,3 +352,17 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("endpoint", ["capteur-é-😀", "a{b}c", "}", "%7B"])
+def test_any_endpoint_name_and_binary_identity(store: CredentialStore, endpoint: str) -> None:
+    """Names that are not plain ASCII, or that look like Redis hash tags, round-trip."""
+    identity = b"\x00\xff{}" + endpoint.encode()
+    device = DeviceCredentials.for_psk(endpoint, identity, KEY)
+    store.put_device(device)
+    assert store.get_device(endpoint) == device
+    assert store.device_by_psk_identity(identity) == device
+    assert [d.endpoint for d in store.devices()] == [endpoint]
+    assert (
+        store.remove_device(endpoint) == device and store.device_by_psk_identity(identity) is None
+    )

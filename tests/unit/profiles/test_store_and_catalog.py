@@ -154,3 +154,17 @@ def test_bootstrap_sections_for_the_bootstrap_server(store: SqliteProfileStore) 
     assert errors == []
     assert [(c.kind, c.name) for c in configs] == [(ConfigKind.PROFILE, "fleet")]
     assert configs[0].servers[0].uri == "coaps://lwm2m.example:5684"
+
+
+@pytest.mark.parametrize("endpoint", ["capteur-é-😀", "a{b}c", "}", "{", "%7B"])
+def test_device_state_of_any_endpoint_name(engine: Engine, endpoint: str) -> None:
+    """Endpoint names that look like Redis hash tags stay apart (``a{b}c`` is not ``b``)."""
+    state = engine.device_state()
+    point = TelemetryPoint(endpoint, "/3/0/0", "manufacturer", 5, "Acme", ResourceType.STRING)
+    state.put_attributes([point])
+    state.put_status(endpoint, {"state": "applied"})
+    assert state.attributes(endpoint) == {"manufacturer": point}
+    assert state.status(endpoint) == {"state": "applied"}
+    for other in ("b", "%7B", "{", "%"):
+        if other != endpoint:
+            assert state.attributes(other) == {} and state.status(other) is None
