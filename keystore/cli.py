@@ -16,8 +16,9 @@
 Everything lives in ``DIR/lwm2m-server.sqlite`` (``keystore.store.database.DATABASE_FILE``), the
 file the server opens too (its ``ServerConfig.database``), so the server sees changes on its next
 lookup (the resolver does not cache). The file is kept 0600: it holds PSK keys and the server's
-private key. With ``--store-url redis://...`` (and ``--store-prefix``, default ``lwm2m``) every
-command works on the Redis store the servers share with ``store: {engine: redis}`` instead.
+private key. With ``--store-url redis://...`` (``--store-prefix``, default ``lwm2m``;
+``--store-cluster``) every command works on the Redis store the servers share with
+``store: {engine: redis}`` instead.
 
 Exit status: 0 done; 1 the operation failed (a conflict, an unknown endpoint, a file that cannot
 be read or does not hold what it should, the store); 2 the command line is wrong (unknown
@@ -117,7 +118,9 @@ def _open_store(args: argparse.Namespace) -> SqliteCredentialStore | RedisCreden
     """The data folder's sqlite file, or the Redis store of ``--store-url`` (the one the
     servers use with ``store: {engine: redis}``, docs/cluster.md)."""
     if args.store_url:
-        return RedisCredentialStore.open(args.store_url, prefix=args.store_prefix)
+        return RedisCredentialStore.open(
+            args.store_url, prefix=args.store_prefix, cluster=args.store_cluster
+        )
     return SqliteCredentialStore.open(Path(args.data_dir) / DATABASE_FILE)
 
 
@@ -166,6 +169,11 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_PREFIX,
         metavar="PREFIX",
         help=f"the Redis store's key prefix (as the servers' store.prefix; {DEFAULT_PREFIX})",
+    )
+    parser.add_argument(
+        "--store-cluster",
+        action="store_true",
+        help="--store-url is a node of a Redis Cluster (as the servers' store.cluster)",
     )
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 

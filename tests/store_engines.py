@@ -1,13 +1,15 @@
 """Store engines for the contract tests (a pytest plugin, loaded by ``tests/conftest.py``).
 
-A store test that asks for ``engine`` runs once per engine (``[sqlite]``, ``[redis]``): the same
-assertions hold whatever stores the data, which is the point of the store Protocols. An
-``Engine`` opens stores of every kind on one backing store (one sqlite file, or one Redis and
-key prefix); calling a method twice gives a second, independent store object on the same data,
-as a restarted server or a second server process would have.
+A store test that asks for ``engine`` runs once per engine (``[sqlite]``, ``[redis]``, and
+``[redis-cluster]``: the Redis engines on a three-node Redis Cluster, where a change whose keys
+span slots is refused with CROSSSLOT): the same assertions hold whatever stores the data, which
+is the point of the store Protocols. An ``Engine`` opens stores of every kind on one backing
+store (one sqlite file, or one Redis and key prefix); calling a method twice gives a second,
+independent store object on the same data, as a restarted server or a second server process
+would have.
 
-The Redis engine needs ``redis_url`` (``tests/redis_fixture.py``): without ``redis-server`` the
-``[redis]`` cases are skipped with the reason, the ``[sqlite]`` ones still run.
+The Redis engines need ``redis_url``/``redis_cluster_url`` (``tests/redis_fixture.py``): without
+``redis-server`` the Redis cases are skipped with the reason, the ``[sqlite]`` ones still run.
 """
 
 from __future__ import annotations
@@ -109,18 +111,22 @@ class SqliteEngine(Engine):
 class RedisEngine(Engine):
     name = "redis"
 
-    def __init__(self, url: str, prefix: str = "test") -> None:
+    def __init__(self, url: str, prefix: str = "test", *, cluster: bool = False) -> None:
         super().__init__()
         self.url = url
         self.prefix = prefix
+        self.cluster = cluster
+        if cluster:
+            self.name = "redis-cluster"
 
     def elsewhere(self) -> Engine:
-        return self._keep(RedisEngine(self.url, self.prefix + "-elsewhere"))  # type: ignore[no-any-return]
+        other = RedisEngine(self.url, self.prefix + "-elsewhere", cluster=self.cluster)
+        return self._keep(other)  # type: ignore[no-any-return]
 
     def database(self) -> Any:
         from keystore.store.redis_database import RedisDatabase
 
-        return self._keep(RedisDatabase(self.url, prefix=self.prefix))
+        return self._keep(RedisDatabase(self.url, prefix=self.prefix, cluster=self.cluster))
 
     def credentials(self) -> CredentialStore:
         from keystore.store.redis_credentials import RedisCredentialStore
@@ -148,12 +154,14 @@ class RedisEngine(Engine):
         return RedisBootstrapStore(self.database())
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """Each store engine in turn (see the module docstring)."""
     chosen: Engine
     if request.param == "redis":
         chosen = RedisEngine(request.getfixturevalue("redis_url"))
+    elif request.param == "redis-cluster":
+        chosen = RedisEngine(request.getfixturevalue("redis_cluster_url"), cluster=True)
     else:
         chosen = SqliteEngine(tmp_path / "data")
     try:

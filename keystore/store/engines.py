@@ -36,10 +36,15 @@ class StoreSettings:
     ``unix:///path/redis.sock``); only with ``engine: redis``, where it is required."""
     prefix: str = DEFAULT_PREFIX
     """Every Redis key starts with it: several deployments (or tests) can share one Redis."""
+    cluster: bool = False
+    """``url`` is a node of a Redis Cluster (the keys are hash-tagged for it, docs/cluster.md)."""
 
     def __repr__(self) -> str:  # the URL may hold a password
         url = redact_url(self.url)
-        return f"StoreSettings(engine={self.engine!r}, url={url!r}, prefix={self.prefix!r})"
+        return (
+            f"StoreSettings(engine={self.engine!r}, url={url!r}, prefix={self.prefix!r}, "
+            f"cluster={self.cluster!r})"
+        )
 
     @property
     def where(self) -> str:
@@ -72,6 +77,8 @@ def store_problems(settings: StoreSettings) -> list[tuple[str, str]]:
         problems.append(("url", "required with engine redis (e.g. redis://localhost:6379/0)"))
     if settings.engine == "sqlite" and settings.url:
         problems.append(("url", "only used with engine redis (the sqlite store is a file)"))
+    if settings.engine == "sqlite" and settings.cluster:
+        problems.append(("cluster", "only used with engine redis"))
     return problems
 
 
@@ -103,7 +110,7 @@ def open_redis(settings: StoreSettings) -> RedisDatabase:
     if problems:
         field, reason = problems[0]
         raise StoreError(f"store.{field}: {reason}")
-    db = RedisDatabase(settings.url, prefix=settings.prefix)
+    db = RedisDatabase(settings.url, prefix=settings.prefix, cluster=settings.cluster)
     try:
         db.ping()
     except StoreError:

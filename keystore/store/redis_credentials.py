@@ -192,9 +192,11 @@ class RedisCredentialStore:
         self._depth = 0
 
     @classmethod
-    def open(cls, url: str, *, prefix: str = DEFAULT_PREFIX) -> RedisCredentialStore:
+    def open(
+        cls, url: str, *, prefix: str = DEFAULT_PREFIX, cluster: bool = False
+    ) -> RedisCredentialStore:
         """Connect (``StoreError`` naming the URL if Redis cannot be reached)."""
-        db = RedisDatabase(url, prefix=prefix)
+        db = RedisDatabase(url, prefix=prefix, cluster=cluster)
         try:
             db.ping()
         except StoreError:

@@ -30,6 +30,7 @@ from .errors import StoreError
 
 if TYPE_CHECKING:
     import redis
+    from redis.cluster import RedisCluster
 
 # redis-py is imported when a Redis store is opened or a URL checked, not with this module:
 # the settings loader imports it, and sqlite deployments need not pay for redis-py's import.
@@ -95,20 +96,39 @@ class RedisDatabase:
         url: str,
         *,
         prefix: str = DEFAULT_PREFIX,
+        cluster: bool = False,
         socket_timeout: float = 5.0,
-        client: redis.Redis | None = None,
+        client: redis.Redis | RedisCluster | None = None,
     ) -> None:
         self.url = redact_url(url)
         problem = check_url(url) or check_prefix(prefix)
         if problem is not None:
             raise StoreError(f"Redis store {self.url}: {problem}")
         self.prefix = prefix
+        self.cluster = cluster
         self._closed = False
-        import redis
+        self.client: redis.Redis | RedisCluster
+        if client is not None:
+            self.client = client
+        elif cluster:
+            self.client = self._connect_cluster(url, socket_timeout)
+        else:
+            import redis
 
-        self.client: redis.Redis = client or redis.Redis.from_url(
-            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
-        )
+            self.client = redis.Redis.from_url(
+                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            )
+
+    def _connect_cluster(self, url: str, socket_timeout: float) -> RedisCluster:
+        """A Redis Cluster client: ``url`` is any node (it asks that node for the others; the
+        connection is made here, so an unreachable node is reported at open)."""
+        from redis.cluster import RedisCluster
+
+        with self.errors("cannot connect to the cluster"):
+            return RedisCluster.from_url(
+                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            )
+        raise AssertionError("unreachable")  # errors() raises
 
     def __str__(self) -> str:
         return self.url
@@ -147,11 +167,11 @@ class RedisDatabase:
         """Turn a redis-py failure into ``StoreError("<url>: <what>: <reason>")``."""
         if self._closed:
             raise StoreError(f"Redis store {self.url}: {what}: the store is closed")
-        from redis import RedisError
+        from redis.exceptions import RedisClusterException, RedisError
 
         try:
             yield
-        except RedisError as exc:
+        except (RedisError, RedisClusterException) as exc:
             raise StoreError(f"Redis store {self.url}: {what}: {_explain(exc)}") from exc
 
     def script(self, source: str) -> Any:

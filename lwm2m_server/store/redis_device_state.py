@@ -50,7 +50,6 @@ class RedisDeviceStateStore:
     def __init__(self, db: RedisDatabase) -> None:
         self._db = db
         self.url = db.url
-        self._put = db.script(_PUT)
 
     def _keys(self, endpoint: str) -> list[str]:
         return [self._db.endpoint_key("attr", endpoint), self._db.endpoint_key("attrts", endpoint)]
@@ -72,7 +71,8 @@ class RedisDeviceStateStore:
         with self._db.errors("cannot write device attributes"):
             pipe = self._db.client.pipeline(transaction=False)
             for endpoint, args in by_endpoint.items():
-                self._put(keys=self._keys(endpoint), args=args, client=pipe)
+                # EVAL, not EVALSHA: a pipeline (a cluster's above all) does not load scripts
+                pipe.execute_command("EVAL", _PUT, 2, *self._keys(endpoint), *args)
             pipe.execute()
         return len(rows)
 

@@ -41,6 +41,7 @@ def test_default_is_sqlite_and_redis_is_read_from_file_and_env(tmp_path: Path) -
         ("store: {engine: redis, url: 'redis://'}\n", "store.url", "no host"),
         ("store: {prefix: 'a{b}'}\n", "store.prefix", "no braces"),
         ("store: {prefix: ''}\n", "store.prefix", "must not be empty"),
+        ("store: {cluster: true}\n", "store.cluster", "only used with engine redis"),
     ],
 )
 def test_bad_store_settings_stop_the_start(
@@ -86,6 +87,16 @@ def test_open_stores_redis(tmp_path: Path, redis_url: str) -> None:
         assert stores.credentials.get_device("a") == DeviceCredentials.for_nosec("a")
         assert stores.profiles.assignments() == {"a": "p"}
     assert not (tmp_path / "unused.sqlite").exists()
+
+
+def test_open_stores_redis_cluster(tmp_path: Path, redis_cluster_url: str) -> None:
+    settings = StoreSettings("redis", redis_cluster_url, "opened", cluster=True)
+    with open_stores(settings, sqlite_path=tmp_path / "unused.sqlite") as stores:
+        stores.credentials.put_device(DeviceCredentials.for_psk("a", b"id", bytes(16)))
+        stores.profiles.assign("a", "p")
+    with open_stores(settings, sqlite_path=tmp_path / "unused.sqlite") as stores:
+        assert stores.credentials.device_by_psk_identity(b"id") is not None
+        assert stores.profiles.assignments() == {"a": "p"}
 
 
 def test_open_stores_refuses_what_the_loader_would() -> None:
