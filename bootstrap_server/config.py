@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from keystore.store.database import DATABASE_FILE
+from keystore.store.engines import StoreSettings
 from lwm2m_runtime.listeners import (
     SECURITY_MODES,
     DtlsSettings,
@@ -34,6 +35,8 @@ from lwm2m_runtime.settings import (
     one_of,
     port,
     positive,
+    store_checks,
+    store_cross_check,
 )
 
 __all__ = [
@@ -49,6 +52,7 @@ ENV_PREFIX = "LWM2M_BOOTSTRAP_"
 
 
 DEFAULT_DTLS = DtlsSettings()
+DEFAULT_STORE = StoreSettings()
 
 
 @attrs.frozen
@@ -76,6 +80,9 @@ class BootstrapServerConfig:
     """Any subset of nosec/psk/rpk/x509, as for the LwM2M server; without ``nosec`` there is no
     plain CoAP listener (NoSec bootstrap also needs a configuration that allows it)."""
     dtls: DtlsSettings = DEFAULT_DTLS
+    store: StoreSettings = DEFAULT_STORE
+    """``engine: redis`` keeps the keystore (shared with ``lwm2m-server``), the profiles and
+    this server's records in Redis instead of the sqlite files (docs/cluster.md)."""
 
     @property
     def configs_folder(self) -> Path:
@@ -105,7 +112,9 @@ SCHEMA: Schema[BootstrapServerConfig] = Schema(
         "security_modes": check_security_modes,
         "dtls.cipher_suites": check_cipher_suites,
         "dtls.cid_length": between(1, 255),
+        **store_checks(),
     },
+    cross_checks=(store_cross_check(),),
     upper_case=("log_level",),
     # read by the operator commands (``lwm2m-bootstrap configs list`` …), not by ``serve``
     extra_env=("LWM2M_BOOTSTRAP_API",),

@@ -32,7 +32,10 @@ from keystore.resolver import PeerIdentity
 from keystore.secrets_io import write_private
 from keystore.store.credentials import SqliteCredentialStore
 from keystore.store.database import SqliteDatabase
+from keystore.store.engines import open_redis
 from keystore.store.profiles import SqliteProfileStore
+from keystore.store.redis_credentials import RedisCredentialStore
+from keystore.store.redis_profiles import RedisProfileStore
 from lwm2m_runtime.address import Address
 from lwm2m_runtime.listeners import listeners
 from lwm2m_runtime.server import CoapServer, Peer
@@ -48,7 +51,8 @@ from .core.manager import BootstrapManager
 from .core.provisioning import DeviceRecord, ProvisioningCa, parse_csv
 from .core.session import BootstrapSession, Request, Timing
 from .profiles import bootstrap_configs
-from .store import SqliteBootstrapStore
+from .redis_store import RedisBootstrapStore
+from .store import BootstrapStore, SqliteBootstrapStore
 
 log = logging.getLogger("bootstrap_server")
 
@@ -71,8 +75,8 @@ class BootstrapServer:
         self.registry = ModelRegistry(config.models_dirs)
         self.catalog = Catalog()
         self._manager: BootstrapManager | None = None
-        self._store: SqliteBootstrapStore | None = None
-        self._keystore: SqliteCredentialStore | None = None
+        self._store: BootstrapStore | None = None
+        self._keystore: SqliteCredentialStore | RedisCredentialStore | None = None
         self._coap: CoapServer | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._seen: dict[str, tuple[Address, Peer]] = {}
@@ -88,8 +92,13 @@ class BootstrapServer:
             raise ConfigErrors(errors)
         ca = self._provisioning_ca()
         self.catalog = catalog
-        self._keystore = SqliteCredentialStore.open(self.config.keystore_file)
-        self._store = SqliteBootstrapStore(self.config.database)
+        if self.config.store.engine == "redis":
+            # one connection each, so each store closes its own
+            self._keystore = RedisCredentialStore(open_redis(self.config.store), owns_db=True)
+            self._store = RedisBootstrapStore(open_redis(self.config.store), owns_db=True)
+        else:
+            self._keystore = SqliteCredentialStore.open(self.config.keystore_file)
+            self._store = SqliteBootstrapStore(self.config.database)
         self._manager = BootstrapManager(
             catalog, self.registry, self._store, self._keystore,
             timing=Timing(self.config.step_timeout, self.config.step_retries), ca=ca,
@@ -140,7 +149,7 @@ class BootstrapServer:
         return self._manager
 
     @property
-    def store(self) -> SqliteBootstrapStore:
+    def store(self) -> BootstrapStore:
         if self._store is None:
             raise RuntimeError("the bootstrap server is not started")
         return self._store
@@ -304,10 +313,13 @@ class BootstrapServer:
 
     def _load_catalog(self) -> tuple[Catalog, list[ConfigError]]:
         """The configuration folder plus the ``bootstrap`` sections of the device profiles
-        that ``lwm2m-server`` keeps in the shared sqlite file (docs/profiles.md)."""
+        that ``lwm2m-server`` keeps in the shared store (docs/profiles.md)."""
         profile_configs: list[BootstrapConfig] = []
         errors: list[ConfigError] = []
-        if self.config.keystore_file.exists():
+        if self.config.store.engine == "redis":
+            with open_redis(self.config.store) as db:
+                profile_configs, errors = bootstrap_configs(RedisProfileStore(db), self.registry)
+        elif self.config.keystore_file.exists():
             with SqliteDatabase(self.config.keystore_file) as shared:
                 profile_configs, errors = bootstrap_configs(
                     SqliteProfileStore(shared), self.registry

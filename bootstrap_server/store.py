@@ -12,6 +12,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import sqlite_utils
 
@@ -23,6 +24,40 @@ from .core.manager import SessionSummary
 from .core.provisioning import DeviceRecord, ProvisionState
 
 SESSIONS_KEPT = 10_000
+
+
+class BootstrapStore(Protocol):
+    """What the bootstrap server keeps: provisioning records (``DeviceRegistry``), the session
+    log, and each endpoint's last Bootstrap-Discover (``DiscoveryLog``). Engines: this module's
+    sqlite file, ``bootstrap_server.redis_store`` for several bootstrap servers on one Redis."""
+
+    def get_device(self, endpoint: str) -> DeviceRecord | None: ...
+
+    def put_device(self, record: DeviceRecord) -> None: ...
+
+    def put_devices(self, records: Sequence[DeviceRecord]) -> None:
+        """All or nothing (a CSV import)."""
+        ...
+
+    def devices(self) -> list[DeviceRecord]:
+        """Every record, by endpoint."""
+        ...
+
+    def remove_device(self, endpoint: str) -> DeviceRecord | None: ...
+
+    def add_session(self, summary: SessionSummary) -> None:
+        """Log a finished session (the newest ``SESSIONS_KEPT`` are kept)."""
+        ...
+
+    def sessions(self, endpoint: str | None = None, limit: int = 100) -> list[dict[str, object]]:
+        """Newest first, as the API shows them."""
+        ...
+
+    def last_discover(self, endpoint: str) -> ClientInfo | None: ...
+
+    def put_discover(self, endpoint: str, client: ClientInfo, now: float) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class SqliteBootstrapStore:

@@ -16,7 +16,9 @@
 Everything lives in ``DIR/lwm2m-server.sqlite`` (``keystore.store.database.DATABASE_FILE``), the
 file the server opens too (its ``ServerConfig.database``), so the server sees changes on its next
 lookup (the resolver does not cache). The file is kept 0600: it holds PSK keys and the server's
-private key.
+private key. With ``--store-url redis://...`` (``--store-prefix``, default ``lwm2m``;
+``--store-cluster``) every command works on the Redis store the servers share with
+``store: {engine: redis}`` instead.
 
 Exit status: 0 done; 1 the operation failed (a conflict, an unknown endpoint, a file that cannot
 be read or does not hold what it should, the store); 2 the command line is wrong (unknown
@@ -59,9 +61,16 @@ from .credentials import (
 )
 from .modes import SecurityMode
 from .secrets_io import write_private
-from .store.credentials import SqliteCredentialStore, export_document, import_document
+from .store.credentials import (
+    CredentialStore,
+    SqliteCredentialStore,
+    export_document,
+    import_document,
+)
 from .store.database import DATABASE_FILE
 from .store.errors import StoreError
+from .store.redis_credentials import RedisCredentialStore
+from .store.redis_database import DEFAULT_PREFIX
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -80,7 +89,7 @@ class Failed(Exception):
     """The operation could not be done: exit 1."""
 
 
-Command = Callable[[argparse.Namespace, SqliteCredentialStore], None]
+Command = Callable[[argparse.Namespace, CredentialStore], None]
 
 
 @quiet_on_broken_pipe  # ``lwm2m-keystore device list | head``: stop quietly
@@ -92,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     command: Command = args.run
     try:
-        with SqliteCredentialStore.open(Path(args.data_dir) / DATABASE_FILE) as store:
+        with _open_store(args) as store:
             command(args, store)
     except UsageError as exc:
         return _error(str(exc), EXIT_USAGE)
@@ -104,6 +113,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         return _error(f"{where}{exc.strerror or exc}", EXIT_FAILED)
     return EXIT_OK
+
+
+def _open_store(args: argparse.Namespace) -> SqliteCredentialStore | RedisCredentialStore:
+    """The data folder's sqlite file, or the Redis store of ``--store-url`` (the one the
+    servers use with ``store: {engine: redis}``, docs/cluster.md)."""
+    if args.store_url:
+        return RedisCredentialStore.open(
+            args.store_url, prefix=args.store_prefix, cluster=args.store_cluster
+        )
+    return SqliteCredentialStore.open(Path(args.data_dir) / DATABASE_FILE)
 
 
 def _error(message: str, code: int) -> int:
@@ -142,6 +161,22 @@ def _parser() -> argparse.ArgumentParser:
         help=f"folder of {DATABASE_FILE}; default ${DATA_DIR_ENV} (as for the server), else ./data",
     )
     add_version(parser)
+    parser.add_argument(
+        "--store-url",
+        metavar="URL",
+        help="use the Redis store at URL (redis://host:6379/0) instead of the sqlite file",
+    )
+    parser.add_argument(
+        "--store-prefix",
+        default=DEFAULT_PREFIX,
+        metavar="PREFIX",
+        help=f"the Redis store's key prefix (as the servers' store.prefix; {DEFAULT_PREFIX})",
+    )
+    parser.add_argument(
+        "--store-cluster",
+        action="store_true",
+        help="--store-url is a node of a Redis Cluster (as the servers' store.cluster)",
+    )
     groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
     def sub(parent: Any, name: str, run: Command, help_text: str) -> argparse.ArgumentParser:
@@ -217,7 +252,7 @@ def _parser() -> argparse.ArgumentParser:
 # -- server ---------------------------------------------------------------------------------------
 
 
-def _server_generate_rpk(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
+def _server_generate_rpk(args: argparse.Namespace, store: CredentialStore) -> None:
     current = store.server_identity()
     if current is not None and not args.force:
         raise Failed(
@@ -233,7 +268,7 @@ def _server_generate_rpk(args: argparse.Namespace, store: SqliteCredentialStore)
     _print_server(store.server_identity(), as_json=False)
 
 
-def _server_generate_x509(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
+def _server_generate_x509(args: argparse.Namespace, store: CredentialStore) -> None:
     if (args.ca_cert is None) != (args.ca_key is None):
         raise UsageError("--ca-cert and --ca-key go together")
     if args.days < 1:
@@ -259,7 +294,7 @@ def _server_generate_x509(args: argparse.Namespace, store: SqliteCredentialStore
     _print_server(store.server_identity(), as_json=False)
 
 
-def _server_show(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
+def _server_show(args: argparse.Namespace, store: CredentialStore) -> None:
     identity = store.server_identity()
     if identity is None:
         raise Failed("server: no identity yet (run 'server generate-rpk' or 'generate-x509')")
@@ -302,7 +337,7 @@ def _print_server(identity: ServerIdentity | None, *, as_json: bool) -> None:
 # -- CAs ------------------------------------------------------------------------------------------
 
 
-def _ca_add(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
+def _ca_add(args: argparse.Namespace, store: CredentialStore) -> None:
     certs = load_certificates(_read(args.file), str(args.file))
     cas = [TrustedCa(certificate_der(c), auto_registration=args.auto_registration) for c in certs]
     with store.batch():
@@ -313,7 +348,7 @@ def _ca_add(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
         _out(f"trusted {ca.subject} sha256:{ca.fingerprint} (auto-registration {auto})")
 
 
-def _ca_list(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
+def _ca_list(args: argparse.Namespace, store: CredentialStore) -> None:
     rows: list[dict[str, Any]] = [
         {
             "subject": ca.subject,
@@ -331,7 +366,7 @@ def _ca_list(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
              r["not_after"][:10], r["subject"]] for r in rows])  # fmt: skip
 
 
-def _ca_remove(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
+def _ca_remove(args: argparse.Namespace, store: CredentialStore) -> None:
     removed = store.remove_trusted_ca(args.sha256)
     if removed is None:
         raise Failed(f"sha256: no trusted CA with fingerprint {args.sha256!r}")
@@ -349,7 +384,7 @@ _MODE_OPTIONS = {
 }
 
 
-def _device_add(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
+def _device_add(args: argparse.Namespace, store: CredentialStore) -> None:
     device = _device_from_args(args)
     if store.get_device(device.endpoint) is not None and not args.replace:
         raise Failed(f"endpoint: {device.endpoint!r} exists already (--replace overwrites it)")
@@ -451,7 +486,7 @@ def _identity_of(device: DeviceCredentials) -> str:
     return "no credentials (NoSec)"
 
 
-def _device_list(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
+def _device_list(args: argparse.Namespace, store: CredentialStore) -> None:
     devices = store.devices()
     if args.json:
         _out(json.dumps([d.public_summary() for d in devices], indent=2, ensure_ascii=False))
@@ -461,7 +496,7 @@ def _device_list(args: argparse.Namespace, store: SqliteCredentialStore) -> None
             for d in devices])  # fmt: skip
 
 
-def _device_show(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
+def _device_show(args: argparse.Namespace, store: CredentialStore) -> None:
     device = _existing(store, args.endpoint)
     info = device.public_summary()
     if args.show_secret and device.psk_key is not None:
@@ -475,27 +510,27 @@ def _device_show(args: argparse.Namespace, store: SqliteCredentialStore) -> None
         _out(f"{key}: {value}")
 
 
-def _device_remove(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
+def _device_remove(args: argparse.Namespace, store: CredentialStore) -> None:
     _existing(store, args.endpoint)
     store.remove_device(args.endpoint)
     _out(f"removed device {args.endpoint!r}")
 
 
-def _device_activate(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
+def _device_activate(args: argparse.Namespace, store: CredentialStore) -> None:
     _set_active(store, args.endpoint, True)
 
 
-def _device_deactivate(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
+def _device_deactivate(args: argparse.Namespace, store: CredentialStore) -> None:
     _set_active(store, args.endpoint, False)
 
 
-def _set_active(store: SqliteCredentialStore, endpoint: str, active: bool) -> None:
+def _set_active(store: CredentialStore, endpoint: str, active: bool) -> None:
     device = _existing(store, endpoint)
     store.put_device(attrs.evolve(device, active=active))
     _out(f"device {endpoint!r} {'activated' if active else 'deactivated'}")
 
 
-def _existing(store: SqliteCredentialStore, endpoint: str) -> DeviceCredentials:
+def _existing(store: CredentialStore, endpoint: str) -> DeviceCredentials:
     device = store.get_device(endpoint)
     if device is None:
         raise Failed(f"endpoint: no device {endpoint!r}")
@@ -505,7 +540,7 @@ def _existing(store: SqliteCredentialStore, endpoint: str) -> DeviceCredentials:
 # -- import / export ------------------------------------------------------------------------------
 
 
-def _export(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
+def _export(args: argparse.Namespace, store: CredentialStore) -> None:
     document = export_document(store, encoding=args.encoding)
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if args.file == "-":
@@ -520,7 +555,7 @@ def _export(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
     )
 
 
-def _import(args: argparse.Namespace, store: SqliteCredentialStore) -> None:
+def _import(args: argparse.Namespace, store: CredentialStore) -> None:
     name = "stdin" if args.file == "-" else args.file
     raw = sys.stdin.buffer.read() if args.file == "-" else _read(Path(args.file))
     try:

@@ -17,7 +17,9 @@ and per-key checks add ranges and choices. The schema then
   operator commands' ``LWM2M_BOOTSTRAP_API``);
 * applies command-line overrides (``None`` = flag not given);
 * validates everything and raises a ``ConfigError`` naming the source (file, environment
-  variable or flag), the key and the reason.
+  variable or flag), the key and the reason; ``cross_checks`` see the whole configuration
+  (``store.url`` is required when ``store.engine`` is ``redis``) and name the source that set
+  the key they blame.
 
 Only values that came in as text (a ``${...}`` reference, an environment variable, a command-line
 string) are converted from text: a YAML string where a number or boolean is expected is an error.
@@ -37,6 +39,8 @@ import attrs
 import yaml
 
 from keystore.config_error import ConfigError
+from keystore.store.engines import StoreSettings, check_engine, check_store_url, store_problems
+from keystore.store.redis_database import check_prefix
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TRUE_WORDS = ("true", "yes", "on", "1")
@@ -46,6 +50,9 @@ Check = Callable[[Any], str | None]
 """A value check: ``None`` if the (converted) value is acceptable, else the reason."""
 
 C = TypeVar("C")
+
+CrossCheck = Callable[[Any], tuple[str, str] | None]
+"""A check of the whole (built) configuration: ``None``, or the dotted key it blames and why."""
 
 
 # -- checks ---------------------------------------------------------------------------------------
@@ -83,6 +90,34 @@ def one_of(choices: tuple[str, ...]) -> Check:
 
 def non_empty(value: str) -> str | None:
     return None if value.strip() else "must not be empty"
+
+
+# -- the store section ----------------------------------------------------------------------------
+
+
+def store_checks(section: str = "store") -> dict[str, Check]:
+    """The per-key checks of a ``store:`` section (``keystore.store.engines.StoreSettings``:
+    ``engine``, ``url``, ``prefix``), for a server's ``Schema``."""
+    return {
+        f"{section}.engine": check_engine,
+        f"{section}.url": check_store_url,
+        f"{section}.prefix": check_prefix,
+    }
+
+
+def store_cross_check(section: str = "store") -> CrossCheck:
+    """The checks across the store section's keys (a Redis engine needs a URL; a URL without
+    the Redis engine is a mistake), for a server's ``Schema(cross_checks=...)``."""
+
+    def check(config: Any) -> tuple[str, str] | None:
+        settings: StoreSettings = getattr(config, section)
+        problems = store_problems(settings)
+        if not problems:
+            return None
+        field, reason = problems[0]
+        return f"{section}.{field}", reason
+
+    return check
 
 
 # -- text from the environment --------------------------------------------------------------------
@@ -196,8 +231,10 @@ class Schema(Generic[C]):
         checks: Mapping[str, Check] | None = None,
         upper_case: Iterable[str] = (),
         extra_env: Iterable[str] = (),
+        cross_checks: Iterable[CrossCheck] = (),
     ) -> None:
         self.config_class = config_class
+        self.cross_checks = tuple(cross_checks)
         self.env_prefix = env_prefix
         self.extra_env = frozenset(extra_env)
         if any(not name.startswith(env_prefix) for name in self.extra_env):
@@ -411,8 +448,28 @@ class Schema(Generic[C]):
         ``overrides``."""
         environment = os.environ if env is None else env
         values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
         if path is not None:
-            values.update(self.read_file(Path(path), environment))
-        values.update(self.read_env(environment))
-        values.update(self.read_overrides(overrides or {}))
-        return self.build(values)
+            from_file = self.read_file(Path(path), environment)
+            values.update(from_file)
+            sources.update(dict.fromkeys(from_file, str(path)))
+        from_env = self.read_env(environment)
+        values.update(from_env)
+        sources.update({key: f"environment {self.env_name(key)}" for key in from_env})
+        from_flags = self.read_overrides(overrides or {})
+        values.update(from_flags)
+        sources.update({key: f"command line {self.flag_name(key)}" for key in from_flags})
+        config = self.build(values)
+        for check in self.cross_checks:
+            problem = check(config)
+            if problem is not None:
+                key, reason = problem
+                # the key's source, else the source of a key beside it (the engine that needs
+                # the URL nobody gave), else the file
+                section = key.rpartition(".")[0] + "."
+                beside = [
+                    src for k, src in sources.items() if section != "." and k.startswith(section)
+                ]
+                fallback = beside[-1] if beside else str(path) if path is not None else "defaults"
+                raise ConfigError(sources.get(key, fallback), key, reason)
+        return config

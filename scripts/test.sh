@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Independent protocol peers and services the interop tests use (Debian packages):
-# openssl s_client/s_server, gnutls-cli, libcoap's coap-client, mosquitto (the MQTT sink's broker).
-packages=(openssl gnutls-bin libcoap3-bin mosquitto)
+# openssl s_client/s_server, gnutls-cli, libcoap's coap-client, mosquitto (the MQTT sink's broker),
+# redis-server (the Redis store's contract tests start one on a free port).
+packages=(openssl gnutls-bin libcoap3-bin mosquitto redis-server)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -24,3 +24,6 @@ settings.register_profile(
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
+
+# a real redis-server (``redis_url``) and every store engine (``engine``) for the store tests
+pytest_plugins = ["tests.redis_fixture", "tests.store_engines"]

@@ -251,3 +251,27 @@ def test_existing_world_readable_store_is_made_private(tmp_path: Path) -> None:
     os.chmod(data / "lwm2m-server.sqlite", 0o644)
     assert run("device", "list", cwd=tmp_path).returncode == 0
     assert mode_of(data / "lwm2m-server.sqlite") == 0o600
+
+
+def test_the_redis_store(
+    tmp_path: Path,
+    redis_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``--store-url``: the same commands on the Redis store the servers share, no file."""
+    from keystore.store.redis_credentials import RedisCredentialStore
+
+    monkeypatch.chdir(tmp_path)  # where the default ./data would be made
+    redis = ("--store-url", redis_url, "--store-prefix", "cli")
+    assert main([*redis, "device", "add", "r-1", "--mode", "psk", "--identity", "r-1",
+                 "--key", KEY]) == 0  # fmt: skip
+    assert main([*redis, "device", "list"]) == 0
+    assert "r-1" in capsys.readouterr().out
+    with RedisCredentialStore.open(redis_url, prefix="cli") as store:
+        device = store.device_by_psk_identity(b"r-1")
+    assert device is not None and device.psk_key == bytes.fromhex(KEY)
+    assert not (tmp_path / "data").exists()
+    assert main(["--store-url", "redis://:pw@127.0.0.1:1/0", "device", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "redis://:***@127.0.0.1:1/0: cannot connect" in err and "pw@" not in err

@@ -24,6 +24,7 @@ from object_models import codecs
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.path import LwM2mPath
+from tests.store_engines import Engine
 
 from .fake_client import FakeClient
 from .helpers import KEY, REGISTRY, Clock, drive, endpoint_doc, parse, profile_doc
@@ -194,18 +195,20 @@ def test_pack_fixed_security_instance_is_refused_with_4_05_not_5_00() -> None:
     assert caught.value.code == ResponseCode.METHOD_NOT_ALLOWED
 
 
-def test_store_keeps_the_last_discover(tmp_path: Path) -> None:
-    store = SqliteBootstrapStore(tmp_path / "bs.sqlite")
+def test_store_keeps_the_last_discover(engine: Engine) -> None:
+    store = engine.bootstrap()
     assert store.last_discover("dev") is None
     store.put_discover("dev", ClientInfo.from_discover(b"</>;lwm2m=1.2,</0/1>,</0/0>;ssid=3"), 1.0)
-    store.close()
-    store = SqliteBootstrapStore(tmp_path / "bs.sqlite")
+    store = engine.bootstrap()  # a restarted server, or another one on the same store
     found = store.last_discover("dev")
     assert found is not None and found.bootstrap_instances == {1} and found.lwm2m_version == "1.2"
     assert found.account_basis is AccountBasis.LAST_DISCOVER
-    store._write("UPDATE bs_discoveries SET data = ?", [("{}",)])
+    if isinstance(store, SqliteBootstrapStore):
+        store._write("UPDATE bs_discoveries SET data = ?", [("{}",)])
+    else:
+        database = store._db  # type: ignore[attr-defined]
+        database.client.set(database.endpoint_key("bs:disc", "dev"), '{"data": {}}')
     assert store.last_discover("dev") is None  # unreadable = unknown: the pack avoids 0 and 1
-    store.close()
 
 
 class _NoKeystore:

@@ -1,6 +1,6 @@
-"""``SqliteDtlsSessionStore``: DTLS sessions round-trip through the server's sqlite file, the
-reserved write sequence number never moves backwards, damaged rows are skipped, and the file
-holding the session secrets is owner-only."""
+"""The DTLS session store, on every engine (``engine``: sqlite and Redis): sessions round-trip,
+the reserved write sequence number never moves backwards, damaged rows are skipped without their
+content; and the sqlite file holding the session secrets is owner-only."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from keystore.dtls import (
 from keystore.dtls.identity import DtlsIdentity
 from keystore.store.database import SqliteDatabase
 from keystore.store.dtls_sessions import SqliteDtlsSessionStore
+from tests.store_engines import Engine, RedisEngine
 
 SECRET = bytes(range(48))
 
@@ -61,21 +62,20 @@ IDENTITIES: list[DtlsIdentity] = [
 ]
 
 
-def test_round_trip(sqlite: SqliteDatabase) -> None:
-    store = SqliteDtlsSessionStore(sqlite)
+def test_round_trip(engine: Engine) -> None:
+    store = engine.dtls_sessions()
     rows = [
         StoredSession(f"id{i}", "127.0.0.1", 5000 + i, state(ident, own_cid=None), 100.0 + i)
         for i, ident in enumerate(IDENTITIES)
     ]
     store.save_dtls_sessions(rows, [], [])
     assert store.load_dtls_sessions() == rows
-    # a second handle on the same file (the restarted server) sees the same
-    again = SqliteDtlsSessionStore(SqliteDatabase(sqlite.path))
-    assert again.load_dtls_sessions() == rows
+    # a second handle on the same store (the restarted server, another node) sees the same
+    assert engine.dtls_sessions().load_dtls_sessions() == rows
 
 
-def test_progress_and_removal(sqlite: SqliteDatabase) -> None:
-    store = SqliteDtlsSessionStore(sqlite)
+def test_progress_and_removal(engine: Engine) -> None:
+    store = engine.dtls_sessions()
     a = StoredSession("a", "192.0.2.1", 1000, state(IDENTITIES[0]), 1.0)
     b = StoredSession("b", "192.0.2.2", 2000, state(IDENTITIES[1]), 1.0)
     store.save_dtls_sessions([a, b], [], [])
@@ -98,21 +98,32 @@ def test_progress_and_removal(sqlite: SqliteDatabase) -> None:
     # a reservation is never lowered, whatever the caller sends
     store.save_dtls_sessions([], [SessionProgress("a", "198.51.100.9", 3000, 10, 41, 1, 3.0)], [])
     assert store.load_dtls_sessions()[0].state.write_seq == 5000
+    # progress of a session that is gone (removed by another process) recreates nothing
+    store.save_dtls_sessions([], [SessionProgress("b", "192.0.2.2", 2000, 1, 1, 1, 4.0)], [])
+    assert [s.id for s in store.load_dtls_sessions()] == ["a"]
     store.remove_dtls_sessions(["a"])
-    assert store.load_dtls_sessions() == [] and store.count() == 0
+    assert store.load_dtls_sessions() == [] and store.count() == 0  # type: ignore[attr-defined]
 
 
 def test_damaged_row_is_skipped_without_its_content(
-    sqlite: SqliteDatabase, caplog: pytest.LogCaptureFixture
+    engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = SqliteDtlsSessionStore(sqlite)
+    store = engine.dtls_sessions()
     good = StoredSession("good", "192.0.2.1", 1000, state(IDENTITIES[0]), 1.0)
     store.save_dtls_sessions([good], [], [])
-    with sqlite.batch():
-        sqlite.conn.execute(
-            "INSERT INTO dtls_sessions VALUES('bad', 'h', 1, "
-            "'{\"master_secret\": \"00112233\"}', 1, 0, '0', 0.5)"
-        )
+    damaged = '{"master_secret": "00112233"}'
+    if isinstance(engine, RedisEngine):
+        database = engine.database()
+        database.client.hset(database.group_key("dtls", "state"), "bad", damaged)
+        database.client.hset(database.group_key("dtls", "seq"), "bad", "1")
+        database.client.hset(database.group_key("dtls", "window"), "bad", "h|1|0|0|0.5")
+    else:
+        sqlite = SqliteDatabase(engine.path)  # type: ignore[attr-defined]
+        with sqlite.batch():
+            sqlite.conn.execute(
+                "INSERT INTO dtls_sessions VALUES('bad', 'h', 1, ?, 1, 0, '0', 0.5)", (damaged,)
+            )
+        sqlite.close()
     with caplog.at_level(logging.ERROR):
         assert store.load_dtls_sessions() == [good]
     assert "bad" in caplog.text and "00112233" not in caplog.text
@@ -122,3 +133,26 @@ def test_file_is_owner_only(sqlite: SqliteDatabase) -> None:
     sqlite.path.chmod(0o644)
     SqliteDtlsSessionStore(sqlite)
     assert stat.S_IMODE(sqlite.path.stat().st_mode) == 0o600
+
+
+def test_redis_going_away_is_a_store_error_naming_it(redis_server: object, tmp_path: Path) -> None:
+    """A save that Redis cannot take raises (the endpoint then sends nothing that depended on
+    it) with the URL and what failed; nothing of the sessions' secrets in the message."""
+    from keystore.store.errors import StoreError
+    from keystore.store.redis_database import RedisDatabase
+    from keystore.store.redis_dtls_sessions import RedisDtlsSessionStore
+    from tests.redis_fixture import RedisServer
+
+    own = RedisServer(tmp_path)
+    own.start()
+    try:
+        store = RedisDtlsSessionStore(RedisDatabase(own.url, prefix="t"))
+        session = StoredSession("a", "192.0.2.1", 1000, state(IDENTITIES[0]), 1.0)
+        store.save_dtls_sessions([session], [], [])
+    finally:
+        own.stop()
+    with pytest.raises(StoreError) as info:
+        store.save_dtls_sessions([], [SessionProgress("a", "192.0.2.1", 1000, 2048, 9, 1, 2.0)], [])
+    text = str(info.value)
+    assert own.url in text and "cannot save DTLS sessions" in text
+    assert SECRET.hex() not in text

@@ -1,4 +1,6 @@
-"""SqliteCredentialStore: lookups, one identity per endpoint, file modes, import/export."""
+"""The credential store: lookups, one identity per endpoint, import/export (every engine, the
+``engine`` fixture), and what is particular to each engine (sqlite: a shared connection, file
+modes; Redis: index consistency across store objects, errors that name the URL)."""
 
 from __future__ import annotations
 
@@ -16,14 +18,17 @@ from keystore.credentials import (
     ServerIdentity,
     TrustedCa,
     certificate_der,
+    fingerprint,
 )
 from keystore.store.credentials import (
+    CredentialStore,
     SqliteCredentialStore,
     export_document,
     import_document,
 )
 from keystore.store.errors import StoreError
 from lwm2m_server.store.sqlite import SqliteStore
+from tests.store_engines import Engine
 
 from .conftest import Pki
 
@@ -34,7 +39,13 @@ def mode_of(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-def test_put_get_and_lookups(store: SqliteCredentialStore, pki: Pki) -> None:
+@pytest.fixture
+def store(engine: Engine) -> CredentialStore:
+    """The credential store of each engine (overrides the package's sqlite-only fixture)."""
+    return engine.credentials()
+
+
+def test_put_get_and_lookups(store: CredentialStore, pki: Pki) -> None:
     spki = tools.spki_der(pki.device_key.public_key())
     cert = pki.self_signed("pinned")
     psk = DeviceCredentials.for_psk("a", b"id-a", KEY)
@@ -56,7 +67,7 @@ def test_put_get_and_lookups(store: SqliteCredentialStore, pki: Pki) -> None:
 
 @pytest.mark.parametrize("kind", ["psk", "rpk", "certificate"])
 def test_one_identity_cannot_map_to_two_endpoints(
-    store: SqliteCredentialStore, pki: Pki, kind: str
+    store: CredentialStore, pki: Pki, kind: str
 ) -> None:
     spki = tools.spki_der(pki.device_key.public_key())
     cert = pki.self_signed("x")
@@ -76,7 +87,7 @@ def test_one_identity_cannot_map_to_two_endpoints(
     store.put_device(make("first"))  # the same endpoint may be rewritten
 
 
-def test_server_identity_and_cas(store: SqliteCredentialStore, pki: Pki) -> None:
+def test_server_identity_and_cas(store: CredentialStore, pki: Pki) -> None:
     assert store.server_identity() is None
     key = tools.generate_private_key()
     ident = ServerIdentity(
@@ -135,7 +146,7 @@ def test_corrupt_file_is_a_store_error(tmp_path: Path) -> None:
         SqliteCredentialStore.open(path)
 
 
-def populated(store: SqliteCredentialStore, pki: Pki) -> None:
+def populated(store: CredentialStore, pki: Pki) -> None:
     key = tools.generate_private_key()
     store.put_server_identity(ServerIdentity(tools.private_key_pem(key)))
     store.put_trusted_ca(TrustedCa(certificate_der(pki.ca), auto_registration=True))
@@ -148,25 +159,23 @@ def populated(store: SqliteCredentialStore, pki: Pki) -> None:
 
 @pytest.mark.parametrize("encoding", ["hex", "base64"])
 def test_export_import_round_trip(
-    store: SqliteCredentialStore, pki: Pki, tmp_path: Path, encoding: str
+    store: CredentialStore, pki: Pki, engine: Engine, encoding: str
 ) -> None:
     populated(store, pki)
     document = export_document(store, encoding=encoding)  # type: ignore[arg-type]
     document = json.loads(json.dumps(document))  # through real JSON
     assert document["format"] == "pylwm2m-keystore" and document["encoding"] == encoding
-    with SqliteCredentialStore.open(tmp_path / "other.db") as other:
-        summary = import_document(other, document)
-        assert (summary.devices, summary.trusted_cas, summary.server_identity) == (5, 1, True)
-        assert other.devices() == store.devices()
-        assert other.trusted_cas() == store.trusted_cas()
-        assert other.server_identity() == store.server_identity()
-        import_document(other, document)  # idempotent
-        assert export_document(other, encoding=encoding) == document  # type: ignore[arg-type]
+    other = engine.elsewhere().credentials()
+    summary = import_document(other, document)
+    assert (summary.devices, summary.trusted_cas, summary.server_identity) == (5, 1, True)
+    assert other.devices() == store.devices()
+    assert other.trusted_cas() == store.trusted_cas()
+    assert other.server_identity() == store.server_identity()
+    import_document(other, document)  # idempotent
+    assert export_document(other, encoding=encoding) == document  # type: ignore[arg-type]
 
 
-def test_import_is_all_or_nothing_and_names_the_field(
-    store: SqliteCredentialStore, pki: Pki
-) -> None:
+def test_import_is_all_or_nothing_and_names_the_field(store: CredentialStore, pki: Pki) -> None:
     document = {
         "format": "pylwm2m-keystore",
         "version": 1,
@@ -194,7 +203,7 @@ def test_import_is_all_or_nothing_and_names_the_field(
     assert store.get_device("new") is None  # rolled back
 
 
-def test_import_does_not_overwrite_without_replace(store: SqliteCredentialStore, pki: Pki) -> None:
+def test_import_does_not_overwrite_without_replace(store: CredentialStore, pki: Pki) -> None:
     store.put_device(DeviceCredentials.for_psk("a", b"id", KEY))
     doc = {
         "format": "pylwm2m-keystore",
@@ -227,7 +236,133 @@ def test_import_does_not_overwrite_without_replace(store: SqliteCredentialStore,
          "server.private_key"),
     ],
 )  # fmt: skip
-def test_bad_documents(store: SqliteCredentialStore, document: object, field: str) -> None:
+def test_bad_documents(store: CredentialStore, document: object, field: str) -> None:
     with pytest.raises(CredentialError) as info:
         import_document(store, document)
     assert info.value.field == field
+
+
+def test_two_store_objects_see_each_others_writes(engine: Engine, pki: Pki) -> None:
+    """Two processes on one store: what one writes, the other finds by every index."""
+    first, second = engine.credentials(), engine.credentials()
+    spki = tools.spki_der(pki.device_key.public_key())
+    first.put_device(DeviceCredentials.for_psk("a", b"id-a", KEY))
+    second.put_device(DeviceCredentials.for_rpk("b", spki))
+    assert second.device_by_psk_identity(b"id-a") == first.get_device("a")
+    assert first.device_by_rpk(spki) == second.get_device("b")
+    with pytest.raises(CredentialError, match="already belongs to endpoint 'a'"):
+        second.put_device(DeviceCredentials.for_psk("c", b"id-a", KEY))
+    first.remove_device("a")
+    second.put_device(DeviceCredentials.for_psk("c", b"id-a", KEY))  # free again
+    assert first.device_by_psk_identity(b"id-a") == DeviceCredentials.for_psk("c", b"id-a", KEY)
+
+
+def test_an_identity_moves_between_endpoints_in_one_batch(store: CredentialStore) -> None:
+    """Within one import a device may take over an identity another gives up."""
+    store.put_device(DeviceCredentials.for_psk("old", b"shared", KEY))
+    with store.batch():
+        store.put_device(DeviceCredentials.for_psk("old", b"other", KEY))
+        store.put_device(DeviceCredentials.for_psk("new", b"shared", KEY))
+        assert store.device_by_psk_identity(b"shared") == store.get_device("new")
+    assert store.device_by_psk_identity(b"shared") == store.get_device("new")
+    assert store.device_by_psk_identity(b"other") == store.get_device("old")
+
+
+def redis_indexes(url: str, prefix: str = "test") -> dict[str, dict[str, str]]:
+    import redis
+
+    with redis.Redis.from_url(url, decode_responses=True) as client:
+        return {
+            kind: client.hgetall(f"{{{prefix}:cred}}:{kind}") for kind in ("psk", "rpk", "cert")
+        }
+
+
+def test_redis_indexes_follow_replace_and_remove(redis_url: str, pki: Pki) -> None:
+    """No index entry outlives the identity it points to (a stale one would let an old PSK
+    identity find a device that no longer has it)."""
+    from keystore.store.redis_credentials import RedisCredentialStore
+
+    spki = tools.spki_der(pki.device_key.public_key())
+    cert = pki.self_signed("c")
+    with RedisCredentialStore.open(redis_url, prefix="test") as store:
+        store.put_device(DeviceCredentials.for_psk("a", b"one", KEY))
+        store.put_device(DeviceCredentials.for_rpk("b", spki))
+        store.put_device(DeviceCredentials.for_x509("c", cert))
+        cert_sha = fingerprint(certificate_der(cert))
+        assert redis_indexes(redis_url) == {
+            "psk": {b"one".hex(): "a"},
+            "rpk": {spki.hex(): "b"},
+            "cert": {cert_sha: "c"},
+        }
+        store.put_device(DeviceCredentials.for_psk("a", b"two", KEY))  # replaced identity
+        store.put_device(DeviceCredentials.for_nosec("b"))  # the key is gone
+        store.remove_device("c")
+        assert redis_indexes(redis_url) == {"psk": {b"two".hex(): "a"}, "rpk": {}, "cert": {}}
+        assert store.device_by_psk_identity(b"one") is None
+        assert store.device_by_rpk(spki) is None
+        assert store.device_by_certificate(certificate_der(cert)) is None
+
+
+def test_redis_batch_that_lost_a_race_writes_nothing(redis_url: str) -> None:
+    """A batch checks identities as it goes; if another process takes one before the batch
+    is sent, the whole batch is refused with the usual error, and nothing of it is stored."""
+    from keystore.store.redis_credentials import RedisCredentialStore
+
+    with (
+        RedisCredentialStore.open(redis_url, prefix="test") as first,
+        RedisCredentialStore.open(redis_url, prefix="test") as second,
+    ):
+        refused = pytest.raises(CredentialError, match="already belongs to endpoint 'winner'")
+        with refused, first.batch():
+            first.put_device(DeviceCredentials.for_nosec("unrelated"))
+            first.put_device(DeviceCredentials.for_psk("loser", b"race", KEY))
+            second.put_device(DeviceCredentials.for_psk("winner", b"race", KEY))
+        assert [d.endpoint for d in second.devices()] == ["winner"]
+        assert redis_indexes(redis_url)["psk"] == {b"race".hex(): "winner"}
+
+
+def test_redis_errors_name_the_url_without_its_password() -> None:
+    from keystore.store.redis_credentials import RedisCredentialStore
+
+    port = _closed_port()
+    with pytest.raises(StoreError) as info:
+        RedisCredentialStore.open(f"redis://user:s3cret@127.0.0.1:{port}/0")
+    text = str(info.value)
+    assert f"redis://user:***@127.0.0.1:{port}/0" in text and "cannot connect" in text
+    assert "s3cret" not in text
+
+
+def test_redis_corrupt_record_is_a_store_error_without_the_secret(redis_url: str) -> None:
+    import redis
+
+    from keystore.store.redis_credentials import RedisCredentialStore
+
+    with RedisCredentialStore.open(redis_url, prefix="test") as store:
+        store.put_device(DeviceCredentials.for_psk("a", b"id", KEY))
+        with redis.Redis.from_url(redis_url) as client:
+            client.hset("{test:cred}:dev", "a", '{"mode": 1, "psk_key": "' + KEY.hex() + '"}')
+        with pytest.raises(StoreError, match=r"corrupt credentials of 'a'") as info:
+            store.get_device("a")
+        assert KEY.hex() not in str(info.value) and redis_url in str(info.value)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("endpoint", ["capteur-é-😀", "a{b}c", "}", "%7B"])
+def test_any_endpoint_name_and_binary_identity(store: CredentialStore, endpoint: str) -> None:
+    """Names that are not plain ASCII, or that look like Redis hash tags, round-trip."""
+    identity = b"\x00\xff{}" + endpoint.encode()
+    device = DeviceCredentials.for_psk(endpoint, identity, KEY)
+    store.put_device(device)
+    assert store.get_device(endpoint) == device
+    assert store.device_by_psk_identity(identity) == device
+    assert [d.endpoint for d in store.devices()] == [endpoint]
+    assert (
+        store.remove_device(endpoint) == device and store.device_by_psk_identity(identity) is None
+    )

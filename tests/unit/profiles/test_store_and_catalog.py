@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 import yaml
 
@@ -17,6 +18,7 @@ from lwm2m_server.profiles.catalog import Catalog, ProfileConflict
 from lwm2m_server.store.device_state import SqliteDeviceStateStore
 from lwm2m_server.store.sqlite import SqliteStore
 from object_models.types import ResourceType
+from tests.store_engines import Engine
 
 from .helpers import BOOTSTRAP, REGISTRY, RESOURCES
 
@@ -28,7 +30,8 @@ def store(tmp_path: Path) -> Iterator[SqliteProfileStore]:
     base.close()
 
 
-def test_store_round_trips(store: SqliteProfileStore, tmp_path: Path) -> None:
+def test_store_round_trips(engine: Engine) -> None:
+    store = engine.profiles()
     assert store.put_profile(StoredProfile("a", {"name": "a", "x": [1]}, "api", 1.0)) is None
     old = store.put_profile(StoredProfile("a", {"name": "a"}, "api", 2.0))
     assert old is not None and old.document == {"name": "a", "x": [1]}
@@ -41,15 +44,28 @@ def test_store_round_trips(store: SqliteProfileStore, tmp_path: Path) -> None:
         store.put_profile(StoredProfile("b", {"bytes": b"x"}, "api", 1.0))
     assert store.remove_profile("a") is not None and store.get_profile("a") is None
     store.put_profile(StoredProfile("c", {"name": "c"}, "api", 3.0))
-    # the tables live in the server's file: a second open sees everything
+    # a second store object on the same data (a restart, another process) sees everything
+    again = engine.profiles()
+    assert [p.name for p in again.profiles()] == ["c"]
+    assert again.get_profile("c") == store.get_profile("c")
+    store.assign("dev-2", "c")
+    assert again.assignments() == {"dev-2": "c"}
+
+
+def test_store_in_the_server_file(tmp_path: Path) -> None:
+    """The sqlite tables live in the server's file: a second open sees everything."""
+    base = SqliteStore(tmp_path / "s.sqlite")
+    SqliteProfileStore(base).put_profile(StoredProfile("c", {"name": "c"}, "api", 3.0))
+    SqliteDeviceStateStore(base).put_status("dev-1", {"state": "applied"})
+    base.close()
     again = SqliteStore(tmp_path / "s.sqlite")
     assert [p.name for p in SqliteProfileStore(again).profiles()] == ["c"]
+    assert SqliteDeviceStateStore(again).status("dev-1") == {"state": "applied"}
     again.close()
 
 
-def test_device_state_round_trips(tmp_path: Path) -> None:
-    base = SqliteStore(tmp_path / "s.sqlite")
-    state = SqliteDeviceStateStore(base)
+def test_device_state_round_trips(engine: Engine) -> None:
+    state = engine.device_state()
     point = TelemetryPoint("dev-1", "/3/0/0", "manufacturer", 5, "Acme", ResourceType.STRING)
     older = TelemetryPoint("dev-1", "/3/0/0", "manufacturer", 1, "Old", ResourceType.STRING)
     state.put_attributes([point, older])
@@ -58,12 +74,19 @@ def test_device_state_round_trips(tmp_path: Path) -> None:
     assert state.status("dev-1") == {"state": "applied"}
     with pytest.raises(StoreError):
         state.put_status("dev-1", {"bytes": b"x"})
-    base.close()
-    # the tables live in the server's file: a second open sees everything
-    again = SqliteStore(tmp_path / "s.sqlite")
-    assert SqliteDeviceStateStore(again).status("dev-1") == {"state": "applied"}
-    assert SqliteDeviceStateStore(again).attributes("dev-1")["manufacturer"].value == "Acme"
-    again.close()
+    with pytest.raises(StoreError, match="nothing written"):
+        state.put_attributes([attrs.evolve(point, ts_ms=9, value="New"), "not a point"])  # type: ignore[list-item]
+    # a second store object on the same data (a restart, another process) sees everything
+    again = engine.device_state()
+    assert again.status("dev-1") == {"state": "applied"}
+    assert again.attributes("dev-1")["manufacturer"] == point
+    assert again.status("dev-2") is None and again.attributes("dev-2") == {}
+    # newest wins across writers, whatever order they arrive in; endpoints stay apart
+    newer = attrs.evolve(point, ts_ms=7, value="Newer")
+    again.put_attributes([newer, attrs.evolve(point, endpoint="dev-2")])
+    state.put_attributes([attrs.evolve(point, ts_ms=6, value="Late")])
+    assert state.attributes("dev-1") == {"manufacturer": newer}
+    assert state.attributes("dev-2")["manufacturer"].value == "Acme"
 
 
 def doc(name: str, **extra: object) -> dict[str, object]:
@@ -131,3 +154,17 @@ def test_bootstrap_sections_for_the_bootstrap_server(store: SqliteProfileStore) 
     assert errors == []
     assert [(c.kind, c.name) for c in configs] == [(ConfigKind.PROFILE, "fleet")]
     assert configs[0].servers[0].uri == "coaps://lwm2m.example:5684"
+
+
+@pytest.mark.parametrize("endpoint", ["capteur-é-😀", "a{b}c", "}", "{", "%7B"])
+def test_device_state_of_any_endpoint_name(engine: Engine, endpoint: str) -> None:
+    """Endpoint names that look like Redis hash tags stay apart (``a{b}c`` is not ``b``)."""
+    state = engine.device_state()
+    point = TelemetryPoint(endpoint, "/3/0/0", "manufacturer", 5, "Acme", ResourceType.STRING)
+    state.put_attributes([point])
+    state.put_status(endpoint, {"state": "applied"})
+    assert state.attributes(endpoint) == {"manufacturer": point}
+    assert state.status(endpoint) == {"state": "applied"}
+    for other in ("b", "%7B", "{", "%"):
+        if other != endpoint:
+            assert state.attributes(other) == {} and state.status(other) is None

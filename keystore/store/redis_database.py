@@ -1,0 +1,200 @@
+"""``RedisDatabase``: the one Redis connection every Redis store engine of a process shares.
+
+The Redis counterpart of ``SqliteDatabase`` (see docs/cluster.md, "Redis store", for the key
+layout). It owns what all the Redis engines have in common:
+
+* the client (redis-py's synchronous ``Redis``: the store Protocols are synchronous, like the
+  sqlite engines, and a small command on a local Redis costs about what a small sqlite
+  transaction does; the asyncio client and pipelining per loop iteration come with the
+  registration store, docs/cluster.md "Not yet");
+* key names: every key starts with the configurable ``prefix`` (several deployments, or the
+  tests, share one Redis), and carries a hash tag (``{...}``) so that the keys one atomic
+  change touches are in one Redis Cluster slot;
+* errors: any redis-py failure becomes ``StoreError`` naming the Redis URL (never its password)
+  and what failed, the same contract as the sqlite engines' file name and reason.
+
+Durability is the Redis server's configuration (``appendonly yes`` with ``appendfsync
+everysec`` or ``always``): a write is acknowledged by Redis when it is in its memory and
+(with AOF) in its log, which is what the sqlite engine's WAL gives (docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit
+
+from .errors import StoreError
+
+if TYPE_CHECKING:
+    import redis
+    from redis.cluster import RedisCluster
+
+# redis-py is imported when a Redis store is opened or a URL checked, not with this module:
+# the settings loader imports it, and sqlite deployments need not pay for redis-py's import.
+
+DEFAULT_PREFIX = "lwm2m"
+URL_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password (user names stay: they help, and are not secret). Works on
+    text only, so that even a URL that does not parse (a bad port) loses its password."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable Redis URL>"
+    shown = url
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if at and ":" in userinfo:
+        shown = shown.replace(parts.netloc, f"{userinfo.partition(':')[0]}:***@{hostport}", 1)
+    # redis-py also takes ?password=...
+    return re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", shown)
+
+
+def check_url(url: str) -> str | None:
+    """``None`` if ``url`` is a Redis URL redis-py accepts, else why not (without secrets)."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme not in URL_SCHEMES:
+            return f"{redact_url(url)!r}: the scheme must be one of {', '.join(URL_SCHEMES)}"
+        if parts.scheme != "unix" and not parts.hostname:
+            return f"{redact_url(url)!r}: no host"
+        if parts.scheme == "unix" and not parts.path:
+            return f"{redact_url(url)!r}: no socket path"
+        _ = parts.port  # raises on a port that is not a number or out of range
+        from redis.connection import parse_url
+
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        text = str(exc).replace(url, redact_url(url))
+        return f"{redact_url(url)!r}: {text}"
+    return None
+
+
+def text(value: bytes | str) -> str:
+    """A key, field or value redis-py returned, as text (it returns bytes unless asked not to)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def check_prefix(prefix: str) -> str | None:
+    """A prefix may not contain braces (they would change the keys' hash tags) nor be empty."""
+    if not prefix:
+        return "must not be empty"
+    if any(c in prefix for c in "{} \t\r\n"):
+        return f"{prefix!r}: no braces or white space"
+    return None
+
+
+class RedisDatabase:
+    """The connection, the key prefix and the error mapping."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        cluster: bool = False,
+        socket_timeout: float = 5.0,
+        client: redis.Redis | RedisCluster | None = None,
+    ) -> None:
+        self.url = redact_url(url)
+        problem = check_url(url) or check_prefix(prefix)
+        if problem is not None:
+            raise StoreError(f"Redis store {self.url}: {problem}")
+        self.prefix = prefix
+        self.cluster = cluster
+        self._closed = False
+        self.client: redis.Redis | RedisCluster
+        if client is not None:
+            self.client = client
+        elif cluster:
+            self.client = self._connect_cluster(url, socket_timeout)
+        else:
+            import redis
+
+            self.client = redis.Redis.from_url(
+                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            )
+
+    def _connect_cluster(self, url: str, socket_timeout: float) -> RedisCluster:
+        """A Redis Cluster client: ``url`` is any node (it asks that node for the others; the
+        connection is made here, so an unreachable node is reported at open)."""
+        from redis.cluster import RedisCluster
+
+        with self.errors("cannot connect to the cluster"):
+            return RedisCluster.from_url(
+                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            )
+        raise AssertionError("unreachable")  # errors() raises
+
+    def __str__(self) -> str:
+        return self.url
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def ping(self) -> None:
+        """Fail early (``StoreError``) when Redis cannot be reached: called at open, so a wrong
+        URL is reported at start and not on the first device."""
+        with self.errors("cannot connect"):
+            self.client.ping()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- keys --------------------------------------------------------------------------------
+    def group_key(self, group: str, name: str) -> str:
+        """A key of a group whose keys change together: ``{prefix:group}:name``, one slot."""
+        return f"{{{self.prefix}:{group}}}:{name}"
+
+    def endpoint_key(self, kind: str, endpoint: str) -> str:
+        """A per-device key: ``prefix:kind:{endpoint}``, in the endpoint's slot (every key of
+        one endpoint is in the same slot, so a change to several of them can be atomic)."""
+        return f"{self.prefix}:{kind}:{{{_tag(endpoint)}}}"
+
+    # -- errors ------------------------------------------------------------------------------
+    @contextmanager
+    def errors(self, what: str) -> Iterator[None]:
+        """Turn a redis-py failure into ``StoreError("<url>: <what>: <reason>")``."""
+        if self._closed:
+            raise StoreError(f"Redis store {self.url}: {what}: the store is closed")
+        from redis.exceptions import RedisClusterException, RedisError
+
+        try:
+            yield
+        except (RedisError, RedisClusterException) as exc:
+            raise StoreError(f"Redis store {self.url}: {what}: {_explain(exc)}") from exc
+
+    def script(self, source: str) -> Any:
+        """A Lua script (run atomically by Redis; loaded by its SHA, re-sent if Redis
+        restarted and forgot it)."""
+        return self.client.register_script(source)
+
+
+def _tag(endpoint: str) -> str:
+    """The endpoint as a hash tag: braces would end the tag early (Redis hashes only up to the
+    first ``}``), so they and ``%`` are percent-escaped; an empty name would be an empty tag,
+    which Redis ignores (the whole key is hashed), so it becomes ``%``."""
+    if not endpoint:
+        return "%"
+    return endpoint.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def _explain(exc: BaseException) -> str:
+    import redis
+
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return f"{text} (is Redis running and reachable?)"
+    if isinstance(exc, redis.ResponseError) and "CROSSSLOT" in text:
+        return f"{text} (a change spans Redis Cluster slots)"
+    return text
