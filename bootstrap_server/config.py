@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from keystore.store.database import DATABASE_FILE
+from lwm2m_runtime.http_auth import ApiAuthSettings, check_secret
 from lwm2m_runtime.listeners import (
     SECURITY_MODES,
     DtlsSettings,
@@ -49,6 +50,7 @@ ENV_PREFIX = "LWM2M_BOOTSTRAP_"
 
 
 DEFAULT_DTLS = DtlsSettings()
+DEFAULT_API_AUTH = ApiAuthSettings()
 
 
 @attrs.frozen
@@ -76,6 +78,12 @@ class BootstrapServerConfig:
     """Any subset of nosec/psk/rpk/x509, as for the LwM2M server; without ``nosec`` there is no
     plain CoAP listener (NoSec bootstrap also needs a configuration that allows it)."""
     dtls: DtlsSettings = DEFAULT_DTLS
+    api_auth: ApiAuthSettings = DEFAULT_API_AUTH
+    """Bearer tokens on the HTTP API, shared with the LwM2M server through the keystore."""
+
+    @property
+    def token_file(self) -> Path:
+        return self.data_dir / self.api_auth.token_file
 
     @property
     def configs_folder(self) -> Path:
@@ -105,6 +113,9 @@ SCHEMA: Schema[BootstrapServerConfig] = Schema(
         "security_modes": check_security_modes,
         "dtls.cipher_suites": check_cipher_suites,
         "dtls.cid_length": between(1, 255),
+        "api_auth.admin_token": check_secret,
+        "api_auth.read_token": check_secret,
+        "api_auth.token_file": non_empty,
     },
     upper_case=("log_level",),
     # read by the operator commands (``lwm2m-bootstrap configs list`` …), not by ``serve``
