@@ -134,7 +134,8 @@ def get_page(api: str, limit: int, cursor: str | None) -> tuple[float, int, int,
     """(seconds, clients, bytes, next cursor) of one page."""
     url = f"{api}/api/clients?limit={limit}" + (f"&cursor={cursor}" if cursor else "")
     start = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=120) as resp:
+    request = urllib.request.Request(url, headers=g.API_HEADERS)
+    with urllib.request.urlopen(request, timeout=120) as resp:
         body = resp.read()
         next_cursor = resp.headers.get("X-Next-Cursor")
     return time.perf_counter() - start, len(json.loads(body)), len(body), next_cursor

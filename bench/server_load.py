@@ -271,7 +271,8 @@ def run_loadgen(
 def http_get(url: str, timeout: float) -> bytes | None:
     """The body of a 200 answer, or None (refused, not ready, error)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        request = urllib.request.Request(url, headers=g.API_HEADERS)
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
             body: bytes = resp.read()
             return body if resp.status == 200 else None
     except (urllib.error.URLError, OSError, TimeoutError):
@@ -298,6 +299,7 @@ class Server:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         env["LWM2M_SERVER_OPEN_REGISTRATION"] = "true"
+        env.update(g.server_env())  # the API token the benchmark's HTTP calls send
         command = [
             sys.executable, "-m", "lwm2m_server", "serve",
             "--host", LOOPBACK, "--coap-port", str(self.coap_port),
@@ -337,9 +339,10 @@ class Server:
                 {"limit": 10000, **({"cursor": cursor} if cursor else {})}
             )
             try:
-                with urllib.request.urlopen(
-                    f"{self.api}/api/clients?{query}", timeout=timeout
-                ) as r:
+                request = urllib.request.Request(
+                    f"{self.api}/api/clients?{query}", headers=g.API_HEADERS
+                )
+                with urllib.request.urlopen(request, timeout=timeout) as r:
                     body: bytes = r.read()
                     if r.status != 200:
                         return None

@@ -19,6 +19,7 @@ a configuration error adds ``source``, ``key`` and ``reason``.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -26,11 +27,23 @@ from aiohttp import web
 from keystore.bootstrap_config.model import BootstrapConfig
 from keystore.config_error import ConfigError
 from keystore.modes import SecurityMode
+from keystore.store.database import SqliteDatabase
+from keystore.store.engines import api_token_store
 from lwm2m_runtime.address import Address
+from lwm2m_runtime.http_auth import (
+    AuditLog,
+    Authenticator,
+    add_audit_route,
+    configured_tokens,
+    ensure_first_admin,
+    make_auth_middleware,
+)
 from lwm2m_runtime.http_errors import ApiError, make_error_middleware
 
 from .core.provisioning import CsvImportError
 from .service import BootstrapServer, ConfigErrors
+
+log = logging.getLogger(__name__)
 
 SERVER_KEY = web.AppKey("bootstrap_server", BootstrapServer)
 
@@ -184,7 +197,36 @@ async def trigger(request: web.Request) -> web.Response:
 
 
 def create_app(server: BootstrapServer) -> web.Application:
-    app = web.Application(middlewares=[make_error_middleware(), _config_errors])
+    """The bootstrap API over the started ``server``: bearer tokens from the shared keystore
+    (the LwM2M server's tokens work here too) and the configuration; the audit log in the
+    bootstrap server's own sqlite file (``lwm2m_runtime.http_auth``)."""
+    settings = server.config.api_auth
+    if not settings.enabled:
+        log.warning(
+            "API authentication is OFF (api_auth.enabled: false): anyone who reaches "
+            "http://%s:%d can change bootstrap configurations; for local development only",
+            server.config.http_host,
+            server.config.http_port,
+        )
+    tokens = api_token_store(server.keystore)
+    authenticator = Authenticator(
+        tokens,
+        configured_tokens(settings.admin_token, settings.read_token),
+        enabled=settings.enabled,
+    )
+    ensure_first_admin(authenticator, tokens, server.config.token_file)
+    audit_db = SqliteDatabase(server.config.database)
+    audit = AuditLog(audit_db)
+    app = web.Application(
+        middlewares=[make_auth_middleware(authenticator, audit), make_error_middleware(),
+                     _config_errors]
+    )  # fmt: skip
+
+    async def close_audit(_app: web.Application) -> None:
+        audit_db.close()
+
+    app.on_cleanup.append(close_audit)
+    add_audit_route(app, audit)
     app[SERVER_KEY] = server
     base = "/api/bootstrap"
     app.router.add_get(f"{base}/configs", list_configs)

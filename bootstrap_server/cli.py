@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from keystore.config_error import ConfigError
-from lwm2m_runtime.api_client import ApiClient, ApiFailure
+from lwm2m_runtime.api_client import TOKEN_ENV, ApiClient, ApiFailure, default_token
 from lwm2m_runtime.log_filters import RateLimit
 from lwm2m_runtime.server import run
 from object_models.cli_support import (
@@ -45,6 +45,7 @@ from .config import BootstrapServerConfig, load_config, log_level_number
 log = logging.getLogger("bootstrap_server")
 DEFAULT_API = "http://127.0.0.1:8081"
 API_ENV = "LWM2M_BOOTSTRAP_API"
+DATA_DIR_ENV = "LWM2M_BOOTSTRAP_DATA_DIR"
 OK, FAILED, USAGE = 0, 1, 2
 COMMANDS = ("serve", "configs", "devices", "sessions", "bootstrap")
 
@@ -168,7 +169,8 @@ async def serve(config: BootstrapServerConfig) -> int:
 
 
 def _api(args: argparse.Namespace) -> ApiClient:
-    return ApiClient(args.api)
+    token = default_token(token_file=args.token_file, data_dir=os.environ.get(DATA_DIR_ENV))
+    return ApiClient(args.api, token=token)
 
 
 def _check(status: int, body: Any) -> Any:
@@ -310,6 +312,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(API_ENV, DEFAULT_API),
         metavar="URL",
         help=f"the bootstrap server's HTTP API (default ${API_ENV} or {DEFAULT_API})",
+    )
+    common.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=f"file holding the API token (default ${TOKEN_ENV}, else "
+        f"${DATA_DIR_ENV}/api-token or ./data/api-token: the first admin token)",
     )
     common.add_argument("--json", action="store_true", help="print the API's JSON answer")
 

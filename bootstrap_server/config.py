@@ -21,6 +21,7 @@ import attrs
 
 from keystore.store.database import DATABASE_FILE
 from keystore.store.engines import StoreSettings
+from lwm2m_runtime.http_auth import ApiAuthSettings, check_secret
 from lwm2m_runtime.listeners import (
     SECURITY_MODES,
     DtlsSettings,
@@ -53,6 +54,7 @@ ENV_PREFIX = "LWM2M_BOOTSTRAP_"
 
 DEFAULT_DTLS = DtlsSettings()
 DEFAULT_STORE = StoreSettings()
+DEFAULT_API_AUTH = ApiAuthSettings()
 
 
 @attrs.frozen
@@ -83,6 +85,12 @@ class BootstrapServerConfig:
     store: StoreSettings = DEFAULT_STORE
     """``engine: redis`` keeps the keystore (shared with ``lwm2m-server``), the profiles and
     this server's records in Redis instead of the sqlite files (docs/cluster.md)."""
+    api_auth: ApiAuthSettings = DEFAULT_API_AUTH
+    """Bearer tokens on the HTTP API, shared with the LwM2M server through the keystore."""
+
+    @property
+    def token_file(self) -> Path:
+        return self.data_dir / self.api_auth.token_file
 
     @property
     def configs_folder(self) -> Path:
@@ -113,6 +121,9 @@ SCHEMA: Schema[BootstrapServerConfig] = Schema(
         "dtls.cipher_suites": check_cipher_suites,
         "dtls.cid_length": between(1, 255),
         **store_checks(),
+        "api_auth.admin_token": check_secret,
+        "api_auth.read_token": check_secret,
+        "api_auth.token_file": non_empty,
     },
     cross_checks=(store_cross_check(),),
     upper_case=("log_level",),

@@ -149,6 +149,13 @@ class BootstrapServer:
         return self._manager
 
     @property
+    def keystore(self) -> SqliteCredentialStore | RedisCredentialStore:
+        """The shared keystore (device credentials, API tokens)."""
+        if self._keystore is None:
+            raise RuntimeError("the bootstrap server is not started")
+        return self._keystore
+
+    @property
     def store(self) -> BootstrapStore:
         if self._store is None:
             raise RuntimeError("the bootstrap server is not started")

@@ -12,6 +12,7 @@
     lwm2m-keystore [--data-dir DIR] device list | show EP [--show-secret] | remove EP
                                     | activate EP | deactivate EP
     lwm2m-keystore [--data-dir DIR] export FILE [--encoding hex|base64] | import FILE [--replace]
+    lwm2m-keystore [--data-dir DIR] api-token create NAME [--role read|admin] | list | revoke NAME
 
 Everything lives in ``DIR/lwm2m-server.sqlite`` (``keystore.store.database.DATABASE_FILE``), the
 file the server opens too (its ``ServerConfig.database``), so the server sees changes on its next
@@ -23,7 +24,8 @@ private key. With ``--store-url redis://...`` (``--store-prefix``, default ``lwm
 Exit status: 0 done; 1 the operation failed (a conflict, an unknown endpoint, a file that cannot
 be read or does not hold what it should, the store); 2 the command line is wrong (unknown
 command, missing or conflicting options, a malformed value). Every error names the field or
-option and the reason. Secrets are printed only by ``device show --show-secret`` and ``export``.
+option and the reason. Secrets are printed only by ``device show --show-secret``, ``export`` and
+``api-token create`` (the one time a token exists in clear: only its digest is stored).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from object_models.cli_support import accept_negative_numbers, add_version
 from object_models.pipes import quiet_on_broken_pipe
 
 from . import tools
+from .api_tokens import ApiToken, Role, check_name, digest, new_secret
 from .credentials import (
     CredentialError,
     DeviceCredentials,
@@ -68,6 +71,7 @@ from .store.credentials import (
     import_document,
 )
 from .store.database import DATABASE_FILE
+from .store.engines import api_token_store
 from .store.errors import StoreError
 from .store.redis_credentials import RedisCredentialStore
 from .store.redis_database import DEFAULT_PREFIX
@@ -237,6 +241,18 @@ def _parser() -> argparse.ArgumentParser:
         ("deactivate", _device_deactivate, "refuse a device (4.01) but keep its record"),
     ):
         sub(device_cmds, name, run, text).add_argument("endpoint", metavar="EP")
+
+    tokens = groups.add_parser("api-token", help="bearer tokens of the servers' HTTP APIs")
+    token_cmds = tokens.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    create = sub(token_cmds, "create", _token_create, "make a token and print it (once)")
+    create.add_argument("name", metavar="NAME", help="who uses it (shown in the audit log)")
+    create.add_argument("--role", choices=[r.value for r in Role], default=Role.READ.value,
+                        help="read (GET only, the default) or admin (everything)")  # fmt: skip
+    create.add_argument("--replace", action="store_true", help="replace a token of that name")
+    token_list = sub(token_cmds, "list", _token_list, "list tokens (names and roles)")
+    token_list.add_argument("--json", action="store_true")
+    sub(token_cmds, "revoke", _token_revoke, "revoke a token at once").add_argument(
+        "name", metavar="NAME")  # fmt: skip
 
     export = sub(groups, "export", _export, "write everything, secrets included, to JSON")
     export.add_argument("file", metavar="FILE", help="file (created 0600) or - for stdout")
@@ -578,3 +594,36 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
     for row in [header, *rows]:
         cells = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)]
         _out("  ".join([*cells, row[-1]]).rstrip())
+
+
+# -- api-token ------------------------------------------------------------------------------------
+
+
+def _token_create(args: argparse.Namespace, store: CredentialStore) -> None:
+    problem = check_name(args.name)
+    if problem is not None:
+        raise UsageError(problem)
+    tokens = api_token_store(store)
+    if not args.replace and any(t.name == args.name for t in tokens.tokens()):
+        raise Failed(f"a token named {args.name!r} exists (--replace to make a new one)")
+    secret = new_secret()
+    tokens.put_token(ApiToken(args.name, Role(args.role), digest(secret)))
+    _out(secret)
+    _note(f"{args.role} token {args.name!r}: send it as 'Authorization: Bearer <token>' or "
+          "set LWM2M_API_TOKEN; it is not shown again")  # fmt: skip
+
+
+def _token_list(args: argparse.Namespace, store: CredentialStore) -> None:
+    tokens = api_token_store(store).tokens()
+    if args.json:
+        _out(json.dumps([{"name": t.name, "role": t.role.value, "created_ms": t.created_ms}
+                         for t in tokens], indent=2))  # fmt: skip
+        return
+    for token in tokens:
+        _out(f"{token.name}\t{token.role.value}")
+
+
+def _token_revoke(args: argparse.Namespace, store: CredentialStore) -> None:
+    if api_token_store(store).remove_token(args.name) is None:
+        raise Failed(f"no token named {args.name!r}")
+    _note(f"revoked {args.name!r}: it is refused from now on")

@@ -9,10 +9,12 @@ or refuses a stream is an ``ApiFailure`` (the CLIs' exit code 1).
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 Json = Any
@@ -26,12 +28,50 @@ class ApiFailure(Exception):
         self.body = body
 
 
-class ApiClient:
-    """A tiny synchronous client of a server's HTTP API."""
+TOKEN_ENV = "LWM2M_API_TOKEN"
+TOKEN_FILE_ENV = "LWM2M_API_TOKEN_FILE"
+TOKEN_FILE = "api-token"
 
-    def __init__(self, base: str, timeout: float = 30.0) -> None:
+
+def default_token(
+    *,
+    token_file: str | None = None,
+    data_dir: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str | None:
+    """The bearer token the operator commands send, first found of: ``$LWM2M_API_TOKEN``;
+    the file ``--token-file`` / ``$LWM2M_API_TOKEN_FILE``; ``<data_dir>/api-token`` (the
+    first admin token a server writes at its first start; ``data_dir`` is the server's data
+    folder, ``./data`` by default) — so the README's commands work from the folder the server
+    was started in. None when there is none (an API with auth off needs none)."""
+    environ = os.environ if env is None else env
+    if environ.get(TOKEN_ENV):
+        return environ[TOKEN_ENV].strip()
+    explicit = token_file or environ.get(TOKEN_FILE_ENV)
+    path = Path(explicit) if explicit else Path(data_dir or "data") / TOKEN_FILE
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        if explicit:
+            raise ApiFailure(f"cannot read the API token file {path}") from None
+        return None
+    return text or None
+
+
+class ApiClient:
+    """A tiny synchronous client of a server's HTTP API; ``token`` is sent as
+    ``Authorization: Bearer`` (docs/http-api.md, Authentication)."""
+
+    def __init__(self, base: str, timeout: float = 30.0, *, token: str | None = None) -> None:
         self.base = base.rstrip("/")
         self.timeout = timeout
+        self.token = token
+
+    def _headers(self, accept: str) -> dict[str, str]:
+        headers = {"Accept": accept}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
 
     def url(self, path: str, query: Sequence[tuple[str, str]] = ()) -> str:
         text = urllib.parse.urlencode(list(query), safe="/,:")
@@ -48,7 +88,7 @@ class ApiClient:
         timeout: float | None = None,
     ) -> tuple[int, Json]:
         data: bytes | None = None
-        headers = {"Accept": "application/json"}
+        headers = self._headers("application/json")
         if json_body is not None:
             data = json.dumps(json_body).encode()
             headers["Content-Type"] = "application/json"
@@ -71,7 +111,7 @@ class ApiClient:
             if cursor is not None:
                 page_query.append(("cursor", cursor))
             status, headers, body = self._send(
-                "GET", self.url(path, page_query), None, {"Accept": "application/json"}, None
+                "GET", self.url(path, page_query), None, self._headers("application/json"), None
             )
             if status != 200 or not isinstance(body, list):
                 return status, body
@@ -104,7 +144,7 @@ class ApiClient:
         """Server-sent events as ``(kind, data)``; comments (keep-alives) are skipped. The
         socket timeout is well above the server's 15 s keep-alive, so a dead server ends it."""
         request = urllib.request.Request(
-            self.url(path, query), headers={"Accept": "text/event-stream"}
+            self.url(path, query), headers=self._headers("text/event-stream")
         )
         try:
             resp = urllib.request.urlopen(request, timeout=max(self.timeout, 60.0))

@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 
 from keystore.store.database import DATABASE_FILE
+from lwm2m_runtime.http_auth import ApiAuthSettings, check_secret
 from lwm2m_runtime.listeners import (
     SECURITY_MODES,
     DtlsSettings,
@@ -59,6 +60,7 @@ __all__ = [
 ENV_PREFIX = "LWM2M_SERVER_"
 SYNCHRONOUS = ("NORMAL", "FULL")
 DEFAULT_DTLS = DtlsSettings()
+DEFAULT_API_AUTH = ApiAuthSettings()
 
 
 @attrs.frozen
@@ -98,10 +100,16 @@ class ServerConfig:
     profiles_dir: Path | None = None
     default_profile: str = "default"
     sinks: SinkSettings = SinkSettings()
+    api_auth: ApiAuthSettings = DEFAULT_API_AUTH
 
     @property
     def database(self) -> Path:
         return self.data_dir / DATABASE_FILE
+
+    @property
+    def token_file(self) -> Path:
+        """Where the first admin API token is written (``api_auth.token_file``)."""
+        return self.data_dir / self.api_auth.token_file
 
 
 # -- the schema -----------------------------------------------------------------------------------
@@ -142,6 +150,9 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "sinks.mqtt": _mqtt_url,
         "sinks.mqtt_topic": _mqtt_topic,
         "sinks.queue_size": positive,
+        "api_auth.admin_token": check_secret,
+        "api_auth.read_token": check_secret,
+        "api_auth.token_file": non_empty,
     },
     upper_case=("log_level", "store_synchronous"),
 )

@@ -38,13 +38,21 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
-from lwm2m_runtime.api_client import ApiClient, ApiFailure, Json, error_text
+from lwm2m_runtime.api_client import (
+    TOKEN_ENV,
+    ApiClient,
+    ApiFailure,
+    Json,
+    default_token,
+    error_text,
+)
 from object_models.errors import InvalidPathError
 from object_models.model import ModelProvider
 from object_models.path import LwM2mPath
 
 DEFAULT_API = "http://127.0.0.1:8080"
 API_ENV = "LWM2M_API"
+DATA_DIR_ENV = "LWM2M_SERVER_DATA_DIR"
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -288,7 +296,8 @@ def _finish(
 
 
 def _api(args: argparse.Namespace) -> ApiClient:
-    return ApiClient(args.api, timeout=_http_timeout(args))
+    token = default_token(token_file=args.token_file, data_dir=os.environ.get(DATA_DIR_ENV))
+    return ApiClient(args.api, timeout=_http_timeout(args), token=token)
 
 
 def _iso(text: Json) -> str:
@@ -643,6 +652,12 @@ def _common() -> argparse.ArgumentParser:
         default=os.environ.get(API_ENV, DEFAULT_API),
         metavar="URL",
         help=f"the server's HTTP API (default ${API_ENV} or {DEFAULT_API})",
+    )
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=f"file holding the API token (default ${TOKEN_ENV}, else "
+        f"${DATA_DIR_ENV}/api-token or ./data/api-token: the first admin token)",
     )
     parser.add_argument("--json", action="store_true", help="print the API's JSON answer")
     return parser

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import attrs
 
+from ..api_tokens import ApiTokenStore, SqliteApiTokenStore
 from ..coaps.persistence import DtlsSessionStore
 from .credentials import CredentialStore, SqliteCredentialStore
 from .dtls_sessions import SqliteDtlsSessionStore
@@ -153,3 +154,16 @@ def open_stores(settings: StoreSettings, *, sqlite_path: str | Path) -> Keystore
     except StoreError:
         credentials.close()
         raise
+
+
+def api_token_store(credentials: CredentialStore) -> ApiTokenStore:
+    """The API tokens kept beside ``credentials`` (the same sqlite file or Redis database):
+    both servers find the same tokens wherever their keystore is."""
+    if isinstance(credentials, SqliteCredentialStore):
+        return SqliteApiTokenStore(credentials.store)
+    from .redis_api_tokens import RedisApiTokenStore
+    from .redis_credentials import RedisCredentialStore
+
+    if isinstance(credentials, RedisCredentialStore):
+        return RedisApiTokenStore(credentials.database)
+    raise TypeError(f"no API token store for {type(credentials).__name__}")

@@ -45,10 +45,20 @@ catch-all ``{path}`` routes.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from keystore.api_tokens import SqliteApiTokenStore
+from lwm2m_runtime.http_auth import (
+    AuditLog,
+    Authenticator,
+    add_audit_route,
+    configured_tokens,
+    ensure_first_admin,
+    make_auth_middleware,
+)
 from object_models.model import ModelProvider
 
 from ..operations import ServerOperations
@@ -61,6 +71,8 @@ from .state import STATE, ApiState, track_presence
 
 if TYPE_CHECKING:
     from ..service import Lwm2mServer
+
+log = logging.getLogger(__name__)
 
 _CLIENT = "/api/clients/{ep}"
 _FIXED = (
@@ -86,19 +98,25 @@ def create_app(
     keepalive: float = 15.0,
     default_timeout: float = DEFAULT_TIMEOUT,
     pages: ClientPages | None = None,
+    auth: tuple[Authenticator, AuditLog] | None = None,
 ) -> web.Application:
     """The API over ``ops``.
 
     ``registry`` provides object models when ``ops.models_for`` has none (default: the
     built-in OMA models); ``keepalive`` is the SSE comment interval in seconds;
     ``default_timeout`` the device timeout when a request gives no ``?timeout=``;
-    ``pages`` the sorted index ``GET /api/clients`` pages through (``api/listing.py``).
+    ``pages`` the sorted index ``GET /api/clients`` pages through (``api/listing.py``);
+    ``auth`` the token check and audit log (``lwm2m_runtime.http_auth``; None: an open API,
+    for tests over a test double).
     """
     if registry is None:
         from object_models.registry import ModelRegistry
 
         registry = ModelRegistry.builtin()
-    app = web.Application(middlewares=[error_middleware])
+    middlewares = [error_middleware]
+    if auth is not None:
+        middlewares.insert(0, make_auth_middleware(*auth))  # outermost: audits the final status
+    app = web.Application(middlewares=middlewares)
     app[STATE] = ApiState(
         ops=ops,
         registry=registry,
@@ -112,6 +130,8 @@ def create_app(
     add = app.router.add_route
     add("GET", "/api/health", clients.health)
     add("GET", "/api/openapi.json", _openapi)
+    if auth is not None:
+        add_audit_route(app, auth[1])
     add("GET", "/api/event", events.event_stream)
     add("GET", "/api/clients", clients.list_clients)
     add("GET", _CLIENT, clients.show_client)
@@ -143,4 +163,27 @@ def create_server_app(server: Lwm2mServer) -> web.Application:
         registry=server.registry,
         default_timeout=server.config.request_timeout,
         pages=book if isinstance(book, ClientPages) else None,
+        auth=server_auth(server),
     )
+
+
+def server_auth(server: Lwm2mServer) -> tuple[Authenticator, AuditLog]:
+    """Tokens from the keystore (the server's sqlite file) and the configuration; the audit
+    log in the same file, on the same connection; the first admin token made if none exists."""
+    settings = server.config.api_auth
+    if not settings.enabled:
+        log.warning(
+            "API authentication is OFF (api_auth.enabled: false): anyone who reaches "
+            "http://%s:%d can read and command every device; for a local development setup only",
+            server.config.http_host,
+            server.config.http_port,
+        )
+    store = server.store
+    tokens = SqliteApiTokenStore(store)
+    authenticator = Authenticator(
+        tokens,
+        configured_tokens(settings.admin_token, settings.read_token),
+        enabled=settings.enabled,
+    )
+    ensure_first_admin(authenticator, tokens, server.config.token_file, commit=store.commit)
+    return authenticator, AuditLog(store)

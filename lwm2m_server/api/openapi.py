@@ -318,6 +318,22 @@ _OTHER_SCHEMAS: Doc = {
         | {"con": {"type": ["integer", "boolean", "null"]}},
         "additionalProperties": False,
     },
+    "AuditEntry": {
+        "type": "object",
+        "required": ["id", "time_ms", "principal", "method", "path", "status", "outcome"],
+        "properties": {
+            "id": {"type": "integer"},
+            "time_ms": {"type": "integer", "description": "Epoch milliseconds."},
+            "principal": {
+                "type": "string",
+                "description": "The token's name; anonymous when refused without one.",
+            },
+            "method": {"type": "string"},
+            "path": {"type": "string"},
+            "status": {"type": "integer"},
+            "outcome": {"enum": ["ok", "failed", "unauthenticated", "forbidden"]},
+        },
+    },
     "Health": {
         "type": "object",
         "required": ["status", "clients", "quarantined"],
@@ -572,6 +588,38 @@ _PATHS: Doc = {
             "summary": "Liveness",
             "tags": ["server"],
             "responses": {"200": _resp("The server runs.", _ref("Health"))},
+        }
+    },
+    "/api/audit": {
+        "get": {
+            "operationId": "audit",
+            "summary": "Audit log",
+            "description": "Every request that could change something (any method but GET), "
+            "allowed or refused: who (the token's name), what, the HTTP status. Newest first.",
+            "tags": ["server"],
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
+                },
+                {
+                    "name": "before",
+                    "in": "query",
+                    "description": "An entry id: entries older than it (paging back).",
+                    "schema": {"type": "integer"},
+                },
+                {
+                    "name": "principal",
+                    "in": "query",
+                    "description": "Only the entries of this token name.",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "200": _resp("Entries.", {"type": "array", "items": _ref("AuditEntry")}),
+                "400": _ref("BadRequest", "responses"),
+            },
         }
     },
     "/api/openapi.json": {
@@ -1005,8 +1053,21 @@ _DOCUMENT: Doc = {
         "schemas": {**_NODE_SCHEMAS, **_OTHER_SCHEMAS, **_PROFILE_SCHEMAS},
         "parameters": _PARAMETERS,
         "responses": _RESPONSES,
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API token (lwm2m-keystore api-token create NAME --role "
+                "read|admin). Without one: 401; a read token on anything but GET: 403.",
+            }
+        },
     },
+    "security": [{"bearer": []}],
 }
+
+for _path in ("/api/health",):
+    for _op in _DOCUMENT["paths"][_path].values():
+        _op["security"] = []  # liveness is polled without credentials
 
 
 def openapi_document() -> Doc:

@@ -14,19 +14,27 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from lwm2m_client.client import Lwm2mClient
+from lwm2m_runtime.http_auth import ApiAuthSettings
 from lwm2m_server import operator_cli
 from lwm2m_server.api.app import create_server_app
 from lwm2m_server.config import ServerConfig
 from lwm2m_server.core.registrations import RegistrationBook
 from lwm2m_server.core.sorted_book import SortedRegistrationBook
 from lwm2m_server.service import Lwm2mServer
+from tests.auth import ADMIN_TOKEN, HEADERS
 
 Http = TestClient  # type: ignore[type-arg]
 
 
 @pytest.fixture(params=["sorted-book", "plain-book"])
 async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
-    config = ServerConfig(host="127.0.0.1", coap_port=0, coaps_port=0, data_dir=tmp_path / "d")
+    config = ServerConfig(
+        host="127.0.0.1",
+        coap_port=0,
+        coaps_port=0,
+        data_dir=tmp_path / "d",
+        api_auth=ApiAuthSettings(admin_token=ADMIN_TOKEN),
+    )
     srv = Lwm2mServer(config)
     assert isinstance(srv.core.registrations, SortedRegistrationBook)  # what the service keeps
     if request.param == "plain-book":  # the API's fallback: a sorted snapshot per page
@@ -38,7 +46,8 @@ async def server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 @pytest.fixture
 async def http(server: Lwm2mServer) -> AsyncIterator[Http]:
-    async with TestServer(create_server_app(server)) as web, TestClient(web) as client:
+    app = create_server_app(server)
+    async with TestServer(app) as web, TestClient(web, headers=HEADERS) as client:
         yield client
 
 
@@ -82,8 +91,12 @@ async def test_pages_over_real_registrations_with_one_arriving(
 
 
 async def test_cli_lists_every_client_over_several_pages(
-    http: Http, devices: list[Lwm2mClient], capsys: pytest.CaptureFixture[str]
+    http: Http,
+    devices: list[Lwm2mClient],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("LWM2M_API_TOKEN", ADMIN_TOKEN)
     url = str(http.make_url("")).rstrip("/")
     argv = ["clients", "--page-size", "2", "--json", "--api", url]
     code = await asyncio.to_thread(operator_cli.main, argv)

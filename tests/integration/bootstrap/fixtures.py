@@ -15,7 +15,9 @@ import yaml
 
 from bootstrap_server.config import BootstrapServerConfig
 from bootstrap_server.service import BootstrapServer
+from lwm2m_runtime.http_auth import ApiAuthSettings
 from lwm2m_server.service import Lwm2mServer
+from tests.auth import ADMIN_TOKEN
 from tests.integration.server.conftest import server_config
 
 Factory = Callable[..., Awaitable[BootstrapServer]]
@@ -40,7 +42,11 @@ async def make_bootstrap(tmp_path: Path) -> AsyncIterator[Factory]:
         folder.mkdir(exist_ok=True)
         for index, doc in enumerate(docs):
             (folder / f"c{index}.yaml").write_text(yaml.safe_dump(doc))
-        settings: dict[str, Any] = {"coaps": False, **changes}
+        settings: dict[str, Any] = {
+            "coaps": False,
+            "api_auth": ApiAuthSettings(admin_token=ADMIN_TOKEN),
+            **changes,
+        }
         config = BootstrapServerConfig(host="127.0.0.1", coap_port=0, data_dir=tmp_path / "data",
                                        configs_dir=folder, step_timeout=2.0, step_retries=1,
                                        **settings)  # fmt: skip

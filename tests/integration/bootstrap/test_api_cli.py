@@ -17,6 +17,8 @@ from bootstrap_server.api import create_app
 from bootstrap_server.cli import main
 from bootstrap_server.config import BootstrapServerConfig
 from bootstrap_server.service import BootstrapServer
+from lwm2m_runtime.http_auth import ApiAuthSettings
+from tests.auth import ADMIN_TOKEN, token_env
 
 from .bsclient import BootstrapTestClient
 
@@ -39,7 +41,8 @@ PROFILE = {
 async def running(tmp_path: Path) -> AsyncIterator[tuple[BootstrapServer, str]]:
     server = BootstrapServer(BootstrapServerConfig(
         host="127.0.0.1", coap_port=0, data_dir=tmp_path / "data", step_timeout=2.0,
-        step_retries=0, coaps=False))  # fmt: skip
+        step_retries=0, coaps=False,
+        api_auth=ApiAuthSettings(admin_token=ADMIN_TOKEN)))  # fmt: skip
     await server.start()
     http = TestServer(create_app(server), host="127.0.0.1")
     await http.start_server()
@@ -49,8 +52,10 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[BootstrapServer, str]]:
 
 
 async def cli(api: str, *args: str, capsys: Any) -> tuple[int, str, str]:
+    """Run ``lwm2m-bootstrap <args>`` against ``api`` with the tests' admin token."""
     capsys.readouterr()
-    code = await asyncio.to_thread(main, [*args, "--api", api])
+    with token_env():
+        code = await asyncio.to_thread(main, [*args, "--api", api])
     out = capsys.readouterr()
     return code, out.out, out.err
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
+from tests.auth import HEADERS
 from tests.integration.server.test_persistence import ServerProcess
 
 from .conftest import TEMPERATURE_PROFILE
@@ -21,7 +22,7 @@ async def test_sighup_reloads_profile_files(tmp_path: Path) -> None:
     process.env["LWM2M_SERVER_PROFILES_DIR"] = str(folder)
     process.start()
     try:
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=HEADERS) as http:
 
             async def names() -> list[str]:
                 async with http.get(f"{process.api}/profiles") as response:

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from lwm2m_client.client import Lwm2mClient
+from tests.auth import HEADERS, SERVER_ENV
 
 REPO = Path(__file__).resolve().parents[3]
 VECTORS = REPO / "tests" / "unit" / "models" / "vectors"
@@ -29,6 +30,7 @@ class Process:
         self.log_file = tmp_path / "server.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LWM2M_SERVER_")}
         env["PYTHONPATH"] = str(REPO)
+        env.update(SERVER_ENV)
         with self.log_file.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "lwm2m_server", "--data-dir", str(tmp_path / "data"),
@@ -108,7 +110,8 @@ async def test_bad_model_file_is_skipped_named_and_the_server_serves(
     await client.start()
     try:
         await client.register()
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout, headers=HEADERS) as http:
             assert await clients(http, process) == ["after-bad-model"]
 
             # SIGHUP with a second bad file: both named, previous models kept, still serving

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 from lwm2m_server.service import Lwm2mServer
+from tests.auth import HEADERS
 
 from . import rawcoap as raw
 from .conftest import server_config
@@ -175,7 +176,7 @@ async def test_every_acknowledged_register_survives_kill9(tmp_path: Path) -> Non
         await asyncio.gather(*tasks)
         assert len(acknowledged) < len(peers), "the kill came too late to test anything"
         process.start()  # a new port: nothing the killed server was sent reaches it
-        async with aiohttp.ClientSession() as http:
+        async with aiohttp.ClientSession(headers=HEADERS) as http:
             listed = {c["endpoint"] for c in await get_json(http, f"{process.api}/clients")}
         assert set(acknowledged) <= listed
     finally:

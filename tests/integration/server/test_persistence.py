@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 
 from lwm2m_client.client import Lwm2mClient
+from tests.auth import HEADERS, SERVER_ENV
 
 from . import rawcoap as raw
 
@@ -33,7 +34,7 @@ class ServerProcess:
     ``start(coap_port, coaps_port)`` with the previous ports restarts on the same ones."""
 
     def __init__(self, data_dir: Path, log_file: Path, *, log_level: str = "INFO") -> None:
-        self.env: dict[str, str] = {}
+        self.env: dict[str, str] = dict(SERVER_ENV)  # the tests' admin API token
         self.data_dir = data_dir
         self.log_file = log_file
         self.log_level = log_level
@@ -117,7 +118,9 @@ def process(tmp_path: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=30), headers=HEADERS
+    ) as session:
         yield session
 
 

@@ -14,10 +14,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from lwm2m_runtime.http_auth import ApiAuthSettings
 from lwm2m_server.api import create_app, create_server_app
 from lwm2m_server.api.openapi import openapi_document
 from lwm2m_server.config import ServerConfig
 from lwm2m_server.service import Lwm2mServer
+from tests.auth import ADMIN_TOKEN, HEADERS
 
 from .fake_ops import FakeOps
 
@@ -35,7 +37,13 @@ def _routes(app: web.Application) -> set[tuple[str, str]]:
 @pytest.fixture
 async def real_server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
     """A started server (loopback, free ports), as ``lwm2m-server`` runs it: profile engine on."""
-    config = ServerConfig(host="127.0.0.1", coap_port=0, coaps_port=0, data_dir=tmp_path)
+    config = ServerConfig(
+        host="127.0.0.1",
+        coap_port=0,
+        coaps_port=0,
+        data_dir=tmp_path,
+        api_auth=ApiAuthSettings(admin_token=ADMIN_TOKEN),
+    )
     server = Lwm2mServer(config)
     await server.start()
     try:
@@ -131,7 +139,7 @@ async def test_real_answers_match_the_schemas(api: Client) -> None:
 async def test_real_profile_answers_match_the_schemas(real_server: Lwm2mServer) -> None:
     doc = openapi_document()
     app = create_server_app(real_server)
-    async with TestServer(app) as http, TestClient(http) as api:
+    async with TestServer(app) as http, TestClient(http, headers=HEADERS) as api:
 
         async def check(method: str, url: str, name: str, status: int = 200, **kw: Any) -> None:
             answer = await api.request(method, url, **kw)
