@@ -328,6 +328,12 @@ _OTHER_SCHEMAS: Doc = {
                 "type": "integer",
                 "description": "Unreadable store rows set aside at start (docs/server.md).",
             },
+            "limits": {
+                "type": "object",
+                "description": "What each limit refused (or evicted) since start, by name "
+                "(docs/security.md, Limits).",
+                "additionalProperties": {"type": "integer"},
+            },
         },
     },
 }

@@ -32,7 +32,7 @@ from lwm2m_runtime.coap import Message
 from lwm2m_runtime.server import IncomingRequest
 from lwm2m_server.store.sqlite import SqliteStore
 from object_models import codecs
-from object_models.errors import Lwm2mError
+from object_models.errors import Lwm2mError, ResponseCode
 from object_models.model import ModelProvider
 from object_models.registry import ModelRegistry
 
@@ -115,8 +115,14 @@ class Uplink:
         resolver: Resolver,
         clock: Callable[[], float] = time.time,
         mapper: Mapper | None = None,
+        address_binding: str = "loose",
     ) -> None:
         self.mapper = mapper
+        self.address_binding = address_binding
+        """``nosec_address_binding``: ``strict`` refuses a NoSec registration's Update and
+        De-register from another address:port (``_check_address``)."""
+        self.address_refused = 0
+        """Updates/De-registers refused by ``strict`` (for ``/api/health``)."""
         self.core = core
         self.resolver = resolver
         self.store = store
@@ -178,6 +184,7 @@ class Uplink:
         address: Address,
         identity: Peer,
     ) -> Registration:
+        self._check_address(self.core.registrations.get(registration_id), address, identity)
         result = self.core.update(
             registration_id,
             query,
@@ -196,6 +203,7 @@ class Uplink:
     def handle_deregister(
         self, registration_id: str, *, address: Address, identity: Peer
     ) -> Registration:
+        self._check_address(self.core.registrations.get(registration_id), address, identity)
         bound = self._authorize_for(self.core.registrations.get(registration_id), identity)
         result = self.core.deregister(registration_id, now=self.clock(), identity=bound)
         registration = result.registration
@@ -226,6 +234,30 @@ class Uplink:
         if registration is None:
             return None
         return self._authorize(peer, registration.endpoint)
+
+    def _check_address(
+        self, registration: Registration | None, address: Address, peer: Peer
+    ) -> None:
+        """``nosec_address_binding: strict``: a NoSec registration is known only by its
+        address:port (there is no identity over NoSec), so whoever knows its registration id
+        could move its downlink address with an Update (docs/security.md). Strict refuses an
+        Update or De-register from any other address:port, or over DTLS, with 4.03 (the site
+        logs it, rate-limited); the device re-registers from its new address instead. ``loose``
+        (the default) lets the Update move the address: NATs rebind, and a device behind one
+        would otherwise lose its registration on every rebinding."""
+        if (
+            self.address_binding != "strict"
+            or registration is None
+            or registration.transport != "coap"
+            or (peer.mode is SecurityMode.NOSEC and address == registration.address)
+        ):
+            return
+        self.address_refused += 1
+        raise Lwm2mError(
+            f"{registration.endpoint} is registered from {registration.address} and "
+            "nosec_address_binding is strict: register again from the new address",
+            code=ResponseCode.FORBIDDEN,
+        )
 
     def _session_identity(self, peer: Peer) -> IdentityBinding | None:
         """The identity a DTLS peer's registrations are bound to (what ``_authorize`` gave the
