@@ -117,7 +117,9 @@ def test_dedup_full_of_recent_entries_refuses_the_heavy_peer_with_5_03() -> None
     (refused,) = net.inject(net.server, con(Code.POST, 10, path="/dp"))
     assert refused.code == Code.SERVICE_UNAVAILABLE and refused.mid == 10
     assert refused.max_age == 35  # until the oldest entry is 45 s old
-    assert [e.kind for e in events(net.server)] == [ErrorKind.OVERLOAD]
+    assert [e.kind for e in events(net.server) if isinstance(e, ProtocolError)] == [
+        ErrorKind.OVERLOAD
+    ]
     assert net.server.dedup_size == 10
     # every answer of the heavy peer is still replayed, none processed twice
     for mid in range(10):
@@ -126,11 +128,13 @@ def test_dedup_full_of_recent_entries_refuses_the_heavy_peer_with_5_03() -> None
     assert events(net.server) == []
     # a NON of the heavy peer is dropped, not answered
     assert net.inject(net.server, con(Code.POST, 11, path="/dp").replace(mtype=Type.NON)) == []
-    assert [e.kind for e in events(net.server)] == [ErrorKind.OVERLOAD]
+    assert [e.kind for e in events(net.server) if isinstance(e, ProtocolError)] == [
+        ErrorKind.OVERLOAD
+    ]
     # a light peer is served (the oldest entry makes room)
     assert _from(net, OTHER, con(Code.POST, 1, path="/rd/b")) == []
-    (event,) = events(net.server)
-    assert isinstance(event, RequestReceived) and event.peer == OTHER
+    (served,) = events(net.server)
+    assert isinstance(served, RequestReceived) and served.peer == OTHER
     assert net.server.dedup_size == 10
     counters = net.server.limit_counters()
     assert counters["dedup_full"] == 2 and counters["dedup_evicted"] == 1
