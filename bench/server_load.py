@@ -298,6 +298,8 @@ class Server:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         env["LWM2M_SERVER_OPEN_REGISTRATION"] = "true"
+        # every simulated client registers from 127.0.0.1: no per-source Register limit
+        env["LWM2M_SERVER_LIMITS_REGISTER_RATE"] = "0"
         command = [
             sys.executable, "-m", "lwm2m_server", "serve",
             "--host", LOOPBACK, "--coap-port", str(self.coap_port),

@@ -15,12 +15,16 @@ plus the answer it replays). What happens when the cache is full, and why:
 * When the cache filled up within ``safe_age`` (a flood), evicting would mean forgetting
   requests whose retransmissions are still on their way. Then a *new* request is refused
   instead (:data:`FULL`: the endpoint answers a CON with 5.03 Service Unavailable and Max-Age,
-  RFC 7252 §5.9.3.4, and drops a NON) — but only from a peer holding at least the average share
-  of the entries, which always includes the heaviest peer: the flooder waits, light peers go on.
+  RFC 7252 §5.9.3.4, and drops a NON) — but only from a *heavy* peer: one holding more than
+  half of the entries, or at least twice the average share. The flooder waits, light peers go
+  on; a legitimate high rate spread over many devices (every peer near the average) is never
+  refused, it makes room by evicting the oldest entries as before.
   A refused request did no work, so a retransmission of it is simply refused (or served) again.
-* A request from a light peer while the cache is full of recent entries still evicts the
-  oldest entry (most of which belong to the heavy peers): the bound holds under a flood of
-  spoofed sources, where every "peer" is light.
+* A request from a light peer while the cache is full of recent entries evicts the oldest
+  entry (under a flood, most of them are the heavy peers'): the bound holds under any load,
+  including a flood of spoofed sources, where every "peer" is light. Only then may a lost
+  answer's retransmission be processed twice: the price of bounded memory, and the reason
+  ``capacity`` should hold MAX_TRANSMIT_SPAN (45 s) of the expected request rate.
 
 :meth:`add` (the client side's bookkeeping of responses and notifications) always makes room
 by evicting the oldest entry: refusing there is not possible, the message is already in.
@@ -189,8 +193,8 @@ class DedupCache:
                 return True
             if order[0][0] - self.lifetime + self.safe_age > now:
                 # the oldest entry is recent: a flood; the heavy peers wait
-                share = self._per_peer.get(peer, 0) * len(self._per_peer)
-                if share >= len(entries):
+                count = self._per_peer.get(peer, 0)
+                if count * 2 > len(entries) or count * len(self._per_peer) >= 2 * len(entries):
                     return False
             self._evict_one()
         return True

@@ -306,3 +306,18 @@ def test_receive_datagram_never_raises(datagrams: list[bytes]) -> None:
         for out, _ in endpoint.datagrams_to_send(float(i)):
             parse(out)
         endpoint.handle_timer(float(i))
+
+
+def test_dedup_full_under_a_high_rate_spread_over_many_peers_refuses_nobody() -> None:
+    """Many devices each near the average share (a busy fleet, or a benchmark) are not a
+    flood from one peer: the oldest entries make room as before, nobody gets 5.03."""
+    net = Net(server_params=Parameters(dedup_capacity=10))
+    for i in range(30):
+        peer = (f"203.0.113.{i}", 5683)
+        assert _from(net, peer, con(Code.POST, 7, path="/rd/x")) == []
+        (event,) = events(net.server)
+        assert isinstance(event, RequestReceived)
+        net.server.respond(event.exchange, Message.response(Code.CHANGED))
+        net.sent(net.server)
+    assert net.server.dedup_size == 10
+    assert net.server.limit_counters()["dedup_full"] == 0
