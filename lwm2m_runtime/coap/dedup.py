@@ -57,15 +57,11 @@ FULL = _Full()
 """What :meth:`DedupCache.setdefault` returns when a new request must be refused."""
 
 
-def _cost(value: object) -> int:
-    return ENTRY_COST + len(value) if isinstance(value, bytes) else ENTRY_COST
-
-
 class DedupCache:
     """Values are opaque to the cache: reply bytes to replay, or an in-progress marker object."""
 
     __slots__ = (
-        "_bytes",
+        "_answer_bytes",
         "_entries",
         "_order",
         "_per_peer",
@@ -92,7 +88,8 @@ class DedupCache:
         self._entries: dict[DedupKey, tuple[float, object]] = {}
         self._order: deque[tuple[float, DedupKey]] = deque()
         self._per_peer: dict[Hashable, int] = {}
-        self._bytes = 0
+        self._answer_bytes = 0
+        """Bytes of the answers (``bytes`` values) held; ``ENTRY_COST`` per entry comes on top."""
         self.evicted = 0
         """Live entries forgotten to make room (for metrics)."""
         self.refused = 0
@@ -103,7 +100,7 @@ class DedupCache:
 
     @property
     def size_bytes(self) -> int:
-        return self._bytes
+        return len(self._entries) * ENTRY_COST + self._answer_bytes
 
     def peer_entries(self, peer: Hashable) -> int:
         return self._per_peer.get(peer, 0)
@@ -119,15 +116,20 @@ class DedupCache:
         """One lookup for the hot path: the live value of ``key`` if there is one (a duplicate),
         otherwise remember ``value`` for it and return None — or return :data:`FULL` (nothing
         remembered) when the cache is full and ``key``'s peer must wait (module docstring)."""
-        entry = self._entries.get(key)
+        entries = self._entries
+        entry = entries.get(key)
         if entry is not None and entry[0] > now:
             return entry[1]
-        if (len(self._entries) >= self.capacity or self._bytes >= self.max_bytes) and (
-            not self._make_room(key[0], now)
-        ):
+        order = self._order
+        if order and order[0][0] <= now:
+            self.expire(now)  # an expired entry of ``key`` goes too: its item is due
+        count = len(entries)
+        if (
+            count >= self.capacity or count * ENTRY_COST + self._answer_bytes >= self.max_bytes
+        ) and not self._make_room(key[0], now):
             self.refused += 1
             return FULL
-        self.add(key, value, now)
+        self._insert(key, value, now)
         return None
 
     def retry_after(self, now: float) -> int:
@@ -139,31 +141,42 @@ class DedupCache:
         return max(1, math.ceil(started + self.safe_age - now))
 
     def add(self, key: DedupKey, value: object, now: float) -> None:
+        """Remember ``value`` for ``key`` whatever the state: room is made by evicting the
+        oldest entries (the caller cannot refuse: the message is already in)."""
         order = self._order
         if order and order[0][0] <= now:
             self.expire(now)
+        old = self._entries.get(key)
+        if old is not None:  # replaced: its deque item goes stale
+            self._forget(key, old)
+        self._insert(key, value, now)
         entries = self._entries
-        old = entries.get(key)
+        while (
+            len(entries) > self.capacity
+            or len(entries) * ENTRY_COST + self._answer_bytes > self.max_bytes
+        ) and self._evict_one():
+            pass
+
+    def _insert(self, key: DedupKey, value: object, now: float) -> None:
         expires = now + self.lifetime
-        entries[key] = (expires, value)
-        if old is None:
-            peer = key[0]
-            per_peer = self._per_peer
-            per_peer[peer] = per_peer.get(peer, 0) + 1
-            self._bytes += _cost(value)
-        else:  # an expired entry not swept yet: replaced, its deque item goes stale
-            self._bytes += _cost(value) - _cost(old[1])
-        order.append((expires, key))
-        while len(entries) > self.capacity or self._bytes > self.max_bytes:
-            if not self._evict_one():
-                break
+        self._entries[key] = (expires, value)
+        self._order.append((expires, key))
+        if value.__class__ is bytes:
+            self._answer_bytes += len(value)
+        per_peer = self._per_peer
+        peer = key[0]
+        per_peer[peer] = per_peer.get(peer, 0) + 1
 
     def update(self, key: DedupKey, value: object) -> None:
         """Replace the value of a live entry, keeping its expiry (the answer to a request)."""
         entry = self._entries.get(key)
         if entry is not None:
             self._entries[key] = (entry[0], value)
-            self._bytes += _cost(value) - _cost(entry[1])
+            old = entry[1]
+            if old.__class__ is bytes:
+                self._answer_bytes -= len(old)
+            if value.__class__ is bytes:
+                self._answer_bytes += len(value)
 
     def discard(self, key: DedupKey, value: object) -> bool:
         """Forget ``key`` if it still holds exactly ``value`` (an answer that was never sent,
@@ -171,22 +184,28 @@ class DedupCache:
         request is then processed again instead of replayed. Its deque entry expires alone."""
         entry = self._entries.get(key)
         if entry is not None and entry[1] is value:
-            self._remove(key, entry)
+            self._forget(key, entry)
             return True
         return False
 
     def expire(self, now: float) -> None:
         order = self._order
+        entries = self._entries
         while order and order[0][0] <= now:
-            self._drop(*order.popleft())
+            expires, key = order.popleft()
+            entry = entries.get(key)
+            if entry is not None and entry[0] == expires:
+                self._forget(key, entry)
 
     def _make_room(self, peer: Hashable, now: float) -> bool:
         """Room for one entry of ``peer``: evict what may be evicted; False if ``peer`` must
-        wait (the cache filled within ``safe_age`` and ``peer`` holds at least its share)."""
-        self.expire(now)
+        wait (the cache filled within ``safe_age`` and ``peer`` is heavy)."""
         entries = self._entries
         order = self._order
-        while len(entries) >= self.capacity or self._bytes >= self.max_bytes:
+        while (
+            len(entries) >= self.capacity
+            or len(entries) * ENTRY_COST + self._answer_bytes >= self.max_bytes
+        ):
             while order and not self._live(*order[0]):
                 order.popleft()  # stale items (replaced or discarded entries)
             if not order:
@@ -214,16 +233,19 @@ class DedupCache:
     def _drop(self, expires: float, key: DedupKey) -> bool:
         entry = self._entries.get(key)
         if entry is not None and entry[0] == expires:
-            self._remove(key, entry)
+            self._forget(key, entry)
             return True
         return False
 
-    def _remove(self, key: DedupKey, entry: tuple[float, object]) -> None:
+    def _forget(self, key: DedupKey, entry: tuple[float, object]) -> None:
         del self._entries[key]
-        self._bytes -= _cost(entry[1])
+        value = entry[1]
+        if value.__class__ is bytes:
+            self._answer_bytes -= len(value)
+        per_peer = self._per_peer
         peer = key[0]
-        left = self._per_peer[peer] - 1
+        left = per_peer[peer] - 1
         if left:
-            self._per_peer[peer] = left
+            per_peer[peer] = left
         else:
-            del self._per_peer[peer]
+            del per_peer[peer]
