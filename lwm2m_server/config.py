@@ -78,9 +78,9 @@ class LimitsSettings:
     the work it protects, answered with the code the RFCs name and counted in ``/api/health``.
     0 turns ``register_rate`` and ``observations_per_client`` off."""
 
-    register_rate: float = 20.0
+    register_rate: float = 50.0
     """Registers per second per source address (token bucket), sustained."""
-    register_burst: int = 200
+    register_burst: int = 1000
     """Registers a source address may send at once before ``register_rate`` applies."""
     observations_per_client: int = 128
     """Active observations per registered client; one more is refused by the API (409)."""
