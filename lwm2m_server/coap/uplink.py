@@ -121,6 +121,7 @@ class Uplink:
         self.address_binding = address_binding
         """``nosec_address_binding``: ``strict`` refuses a NoSec registration's Update and
         De-register from another address:port (``_check_address``)."""
+        self._strict = address_binding == "strict"
         self.address_refused = 0
         """Updates/De-registers refused by ``strict`` (for ``/api/health``)."""
         self.core = core
@@ -184,7 +185,8 @@ class Uplink:
         address: Address,
         identity: Peer,
     ) -> Registration:
-        self._check_address(self.core.registrations.get(registration_id), address, identity)
+        if self._strict:
+            self._check_address(self.core.registrations.get(registration_id), address, identity)
         result = self.core.update(
             registration_id,
             query,
@@ -203,7 +205,8 @@ class Uplink:
     def handle_deregister(
         self, registration_id: str, *, address: Address, identity: Peer
     ) -> Registration:
-        self._check_address(self.core.registrations.get(registration_id), address, identity)
+        if self._strict:
+            self._check_address(self.core.registrations.get(registration_id), address, identity)
         bound = self._authorize_for(self.core.registrations.get(registration_id), identity)
         result = self.core.deregister(registration_id, now=self.clock(), identity=bound)
         registration = result.registration
@@ -246,16 +249,16 @@ class Uplink:
         (the default) lets the Update move the address: NATs rebind, and a device behind one
         would otherwise lose its registration on every rebinding."""
         if (
-            self.address_binding != "strict"
-            or registration is None
+            registration is None
             or registration.transport != "coap"
             or (peer.mode is SecurityMode.NOSEC and address == registration.address)
         ):
             return
         self.address_refused += 1
+        # the answer does not say where the device is: the sender may be the one probing
         raise Lwm2mError(
-            f"{registration.endpoint} is registered from {registration.address} and "
-            "nosec_address_binding is strict: register again from the new address",
+            f"{registration.endpoint} is bound to the address:port it registered from "
+            "(nosec_address_binding: strict): register again from a new address",
             code=ResponseCode.FORBIDDEN,
         )
 
