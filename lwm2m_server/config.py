@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 
 from keystore.store.database import DATABASE_FILE
+from lwm2m_runtime.coap import Parameters
 from lwm2m_runtime.http_auth import ApiAuthSettings, check_secret
 from lwm2m_runtime.listeners import (
     SECURITY_MODES,
@@ -45,10 +46,12 @@ from lwm2m_runtime.settings import (
 )
 
 __all__ = [
+    "ADDRESS_BINDINGS",
     "ENV_PREFIX",
     "LOG_LEVELS",
     "SCHEMA",
     "SYNCHRONOUS",
+    "LimitsSettings",
     "QueueSettings",
     "ServerConfig",
     "SinkSettings",
@@ -59,6 +62,7 @@ __all__ = [
 
 ENV_PREFIX = "LWM2M_SERVER_"
 SYNCHRONOUS = ("NORMAL", "FULL")
+ADDRESS_BINDINGS = ("loose", "strict")
 DEFAULT_DTLS = DtlsSettings()
 DEFAULT_API_AUTH = ApiAuthSettings()
 
@@ -68,6 +72,43 @@ class QueueSettings:
     max_per_client: int = 32
     awake_time: float = 93.0
     ttl: float = 24 * 3600.0
+
+
+@attrs.frozen
+class LimitsSettings:
+    """Per-source and per-client limits (docs/security.md, "Limits"): each is applied before
+    the work it protects, answered with the code the RFCs name and counted in ``/api/health``.
+    0 turns ``register_rate`` and ``observations_per_client`` off."""
+
+    register_rate: float = 50.0
+    """Registers per second per source address (token bucket), sustained."""
+    register_burst: int = 1000
+    """Registers a source address may send at once before ``register_rate`` applies."""
+    observations_per_client: int = 128
+    """Active observations per registered client; one more is refused by the API (409)."""
+    max_body_size: int = 256 * 1024
+    """Largest CoAP request body (whole, or reassembled from Block1): 4.13 with Size1."""
+    block1_per_peer: int = 4
+    """Concurrent Block1 uploads per peer; a newer one replaces the peer's oldest."""
+    block1_total: int = 1000
+    """Concurrent Block1 uploads in total; past it a new one gets 5.03 with Max-Age."""
+    block1_bytes: int = 32 << 20
+    """Bytes all Block1 uploads may buffer together; past it, 5.03 with Max-Age."""
+    dedup_entries: int = 100_000
+    """Requests remembered for deduplication (RFC 7252 §4.5), per listener."""
+    dedup_bytes: int = 64 << 20
+    """The same bound in bytes (about 400 bytes per entry plus the answer it replays)."""
+
+    def parameters(self) -> Parameters:
+        """The CoAP layer's parameters carrying these limits."""
+        return Parameters(
+            max_body_size=self.max_body_size,
+            max_block_transfers_per_peer=self.block1_per_peer,
+            max_block_transfers=self.block1_total,
+            max_block_bytes=self.block1_bytes,
+            dedup_capacity=self.dedup_entries,
+            dedup_max_bytes=self.dedup_bytes,
+        )
 
 
 @attrs.frozen
@@ -101,6 +142,8 @@ class ServerConfig:
     default_profile: str = "default"
     sinks: SinkSettings = SinkSettings()
     api_auth: ApiAuthSettings = DEFAULT_API_AUTH
+    limits: LimitsSettings = LimitsSettings()
+    nosec_address_binding: str = "loose"
 
     @property
     def database(self) -> Path:
@@ -113,6 +156,16 @@ class ServerConfig:
 
 
 # -- the schema -----------------------------------------------------------------------------------
+
+
+def _address_binding(value: str) -> str | None:
+    if value not in ADDRESS_BINDINGS:
+        return f"{value!r} is not one of {', '.join(ADDRESS_BINDINGS)}"
+    return None
+
+
+def _at_least_one(value: int) -> str | None:
+    return None if value >= 1 else f"{value} must be at least 1"
 
 
 def _mqtt_url(value: str) -> str | None:
@@ -153,6 +206,16 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "api_auth.admin_token": check_secret,
         "api_auth.read_token": check_secret,
         "api_auth.token_file": non_empty,
+        "limits.register_rate": non_negative,
+        "limits.register_burst": _at_least_one,
+        "limits.observations_per_client": non_negative,
+        "limits.max_body_size": between(16, 1 << 30),
+        "limits.block1_per_peer": _at_least_one,
+        "limits.block1_total": _at_least_one,
+        "limits.block1_bytes": between(1024, 1 << 40),
+        "limits.dedup_entries": _at_least_one,
+        "limits.dedup_bytes": between(1 << 16, 1 << 40),
+        "nosec_address_binding": _address_binding,
     },
     upper_case=("log_level", "store_synchronous"),
 )

@@ -7,7 +7,7 @@ sockets or the store, and lets the service change inside without touching the AP
 Errors: every method raises ``Lwm2mError`` subclasses from this module, each carrying the CoAP
 code and mapped by the API to an HTTP status: ``UnknownClientError`` → 404,
 ``DeviceTimeoutError`` → 504, ``DeviceAnswerError`` → 502,
-``QueueFullError`` → 503; bad input (path, value, format) → 400.
+``QueueFullError`` → 503, ``ObservationLimitError`` → 409; bad input (path, value, format) → 400.
 """
 
 from __future__ import annotations
@@ -44,6 +44,15 @@ class DeviceAnswerError(Lwm2mError):
     garbage): a gateway-style failure, not the caller's mistake."""
 
     code = ResponseCode.INTERNAL_SERVER_ERROR
+
+
+class ObservationLimitError(Lwm2mError):
+    """The client has ``limits.observations_per_client`` active observations already: HTTP 409
+    Conflict (the client's state is what conflicts; cancelling one resolves it, waiting does
+    not, so not 429), body code ``4.09``. Nothing was sent to the device."""
+
+    code = ResponseCode.FORBIDDEN
+    """Only what the CoAP side would say (4.03); the API answers 409 (``api.errors``)."""
 
 
 @attrs.frozen
@@ -97,6 +106,11 @@ class ServerOperations(Protocol):
 
     def client(self, endpoint: str) -> Registration:
         """Raises ``UnknownClientError``."""
+        ...
+
+    def limit_counters(self) -> Mapping[str, int]:
+        """What each limit (docs/security.md, "Limits") refused so far, by name: shown by
+        ``/api/health``."""
         ...
 
     def models_for(self, endpoint: str) -> ModelProvider:

@@ -35,6 +35,7 @@ from typing import Any
 import attrs
 
 from keystore.coaps import DtlsEndpoint, ensure_server_identity, server_dtls_config
+from keystore.log_limit import PerPeerLimit
 from keystore.modes import SecurityMode
 from keystore.resolver import Resolver
 from keystore.store.credentials import SqliteCredentialStore
@@ -43,6 +44,7 @@ from keystore.store.errors import StoreError
 from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import Event as CoapEvent
 from lwm2m_runtime.coap import Message, Notification, Type, UnknownNotification
+from lwm2m_runtime.limits import RateLimit
 from lwm2m_runtime.listeners import listeners
 from lwm2m_runtime.server import CoapServer, IncomingRequest
 from lwm2m_server.store.sqlite import SqliteStore
@@ -87,6 +89,7 @@ from .operations import (
     DeviceAnswerError,
     DeviceResponse,
     DeviceTimeoutError,
+    ObservationLimitError,
     ServerEvent,
     UnknownClientError,
 )
@@ -186,6 +189,11 @@ class Lwm2mServer:
         self.dtls_modes: frozenset[SecurityMode] = frozenset()
         self.profiles: ProfileEngine | None = None
         self.telemetry_mapper: TelemetryMapper | None = None
+        limits = self.config.limits
+        self.register_limit = RateLimit(limits.register_rate, limits.register_burst)
+        """Registers per source host (``limits.register_rate``/``register_burst``)."""
+        self.observations_refused = 0
+        self._observe_log = PerPeerLimit(60.0)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -209,12 +217,16 @@ class Lwm2mServer:
                 clock=self.clock,
                 resolver=self.resolver,
                 mapper=self.map_telemetry,
+                address_binding=config.nosec_address_binding,
             )
             self.uplink = uplink
             self.nosec_enabled, coaps = listeners(config.security_modes, config.dtls)
             self.dtls_modes = coaps.modes if coaps is not None else frozenset()
             coap = CoapServer(
-                RegistrationSite(uplink, on_contact=self._contact),
+                RegistrationSite(
+                    uplink, on_contact=self._contact, register_limit=self.register_limit
+                ),
+                params=config.limits.parameters(),
                 on_event=self._on_coap_event,
                 committer=store,
             )
@@ -768,6 +780,55 @@ class Lwm2mServer:
     def quarantined(self) -> int:
         return 0 if self._store is None else self._store.quarantined()
 
+    def limit_counters(self) -> dict[str, int]:
+        """What each limit refused so far (docs/security.md, "Limits"), for ``/api/health``:
+        the CoAP layer's (both listeners summed), Registers over the per-source rate,
+        Observes over the per-client count, Updates refused by ``nosec_address_binding``."""
+        counters = {
+            "register_rate": self.register_limit.refused,
+            "observations_per_client": self.observations_refused,
+            "nosec_address_binding": 0 if self.uplink is None else self.uplink.address_refused,
+            "dedup_full": 0,
+            "dedup_evicted": 0,
+            "block1_full": 0,
+            "block1_evicted": 0,
+            "too_large": 0,
+        }
+        coap = self._coap
+        for driver in () if coap is None else (coap.udp, coap.coaps):
+            if driver is not None:
+                for name, count in driver.endpoint.limit_counters().items():
+                    counters[name] += count
+        return counters
+
+    def _check_observation_limit(
+        self, endpoint: str, paths: Sequence[LwM2mPath], composite: bool
+    ) -> None:
+        """``limits.observations_per_client``, before anything is sent: re-observing what is
+        observed already replaces it and is always allowed. Observes in flight are not
+        counted, so concurrent ones may pass the limit by their number."""
+        limit = self.config.limits.observations_per_client
+        if not limit:
+            return
+        registration = self.client(endpoint)
+        observations = self.core.observations
+        if observations.get(endpoint, paths, composite) is not None:
+            return
+        active = sum(1 for o in observations.for_registration(registration.registration_id)
+                     if o.active)  # fmt: skip
+        if active < limit:
+            return
+        self.observations_refused += 1
+        if self._observe_log.allow(endpoint, time.monotonic()):
+            log.warning(
+                "Observe of %s on %s refused: it has %d observations (limits.observations_per_"
+                "client)", " ".join(map(str, paths)), endpoint, active,
+            )  # fmt: skip
+        raise ObservationLimitError(
+            f"{endpoint!r} has {active} active observations, the limit "
+            f"(limits.observations_per_client); cancel one first"
+        )
+
     def client(self, endpoint: str) -> Registration:
         registration = self.core.registrations.by_endpoint(endpoint)
         if registration is None:
@@ -915,6 +976,7 @@ class Lwm2mServer:
         fmt: ContentFormat | None = None,
         timeout: float | None = None,
     ) -> DeviceResponse:
+        self._check_observation_limit(endpoint, (path,), False)
         return await self._perform(
             endpoint, lambda reg, _m: rq.observe(reg, path, _fmt(fmt)), timeout
         )
@@ -927,6 +989,7 @@ class Lwm2mServer:
         fmt: ContentFormat | None = None,
         timeout: float | None = None,
     ) -> DeviceResponse:
+        self._check_observation_limit(endpoint, tuple(paths), True)
         return await self._perform(
             endpoint, lambda reg, _m: rq.read_composite(reg, paths, _fmt(fmt), observe=0), timeout
         )

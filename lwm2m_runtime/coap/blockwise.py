@@ -1,11 +1,26 @@
 """Block-wise transfer helpers (RFC 7959): request keys, Block2 slicing, Block1 reassembly.
 
 Why separate from the endpoint: these are pure bookkeeping with their own limits (body size,
-transfers per peer, total transfers) and their own error codes (4.08, 4.13), testable alone.
+transfers per peer, transfers and buffered bytes in total) and their own error codes (4.08,
+4.13, 5.03), testable alone.
+
+Limits, checked before a block is buffered:
+
+* a body over ``max_body`` (by Size1 on the first block, or as soon as a block would cross it)
+  is 4.13 Request Entity Too Large with Size1 = ``max_body`` (RFC 7959 §2.9.3): nothing past
+  the limit is ever kept;
+* a peer's ``per_peer``-th concurrent transfer evicts that peer's own oldest one: a peer can
+  only hurt itself, and a client that gave up a transfer and starts another is not blocked for
+  a transfer lifetime;
+* when ``total`` transfers or ``max_bytes`` buffered bytes are reached, a *new* transfer (or a
+  block that would cross ``max_bytes``) is refused with 5.03 Service Unavailable and Max-Age
+  (RFC 7252 §5.9.3.4): evicting another peer's transfer instead would let a flood of new
+  transfers (from spoofed addresses, say) break every legitimate upload in progress.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -55,6 +70,8 @@ class Block1Outcome:
     body: bytes = b""
     detail: str = ""
     size1: int | None = None
+    max_age: int | None = None
+    """Seconds to wait before trying again (the Max-Age of a 5.03)."""
 
 
 class _Transfer:
@@ -67,15 +84,32 @@ class _Transfer:
 
 
 class Block1Transfers:
-    """Incoming Block1 reassembly, bounded per peer and in total (oldest transfer evicted)."""
+    """Incoming Block1 reassembly, bounded per peer and in total (see the module docstring)."""
 
-    def __init__(self, max_body: int, lifetime: float, per_peer: int, total: int) -> None:
+    def __init__(
+        self,
+        max_body: int,
+        lifetime: float,
+        per_peer: int,
+        total: int,
+        max_bytes: int = 1 << 62,
+    ) -> None:
         self.max_body = max_body
         self.lifetime = lifetime
         self.per_peer = per_peer
         self.total = total
+        self.max_bytes = max_bytes
         self._transfers: OrderedDict[tuple[Hashable, RequestKey], _Transfer] = OrderedDict()
         self._per_peer: dict[Hashable, int] = {}
+        self._bytes = 0
+        self.refused = 0
+        """Transfers refused with 5.03 because ``total``/``max_bytes`` was reached."""
+        self.evicted = 0
+        """Transfers a peer's newer transfer replaced (``per_peer`` reached)."""
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._bytes
 
     def __len__(self) -> int:
         return len(self._transfers)
@@ -106,7 +140,17 @@ class Block1Transfers:
                 self._forget(*key)
                 return Block1Outcome(Code.EMPTY, block, body=payload)
             self._forget(*key)
-            transfer = self._start(key, now)
+            started = self._start(key, len(payload), now)
+            if started is None:
+                self.refused += 1
+                return Block1Outcome(
+                    Code.SERVICE_UNAVAILABLE,
+                    block,
+                    detail=f"{len(self._transfers)} block-wise uploads in progress "
+                    f"({self._bytes} bytes): limit reached",
+                    max_age=self._retry_after(now),
+                )
+            transfer = started
         else:
             found = self._transfers.get(key)
             if found is None or found.expires <= now or block.offset != len(found.body):
@@ -117,7 +161,17 @@ class Block1Transfers:
                     detail=f"block {block.num} does not continue a transfer",
                 )
             transfer = found
+            if self._bytes + len(payload) > self.max_bytes:
+                self._forget(*key)
+                self.refused += 1
+                return Block1Outcome(
+                    Code.SERVICE_UNAVAILABLE,
+                    block,
+                    detail=f"block-wise uploads hold {self._bytes} bytes: limit reached",
+                    max_age=self._retry_after(now),
+                )
         transfer.body += payload
+        self._bytes += len(payload)
         transfer.expires = now + self.lifetime
         self._transfers.move_to_end(key)
         if block.more:
@@ -125,22 +179,35 @@ class Block1Transfers:
         self._forget(*key)
         return Block1Outcome(Code.EMPTY, block, body=bytes(transfer.body))
 
-    def _start(self, key: tuple[Hashable, RequestKey], now: float) -> _Transfer:
+    def _start(self, key: tuple[Hashable, RequestKey], size: int, now: float) -> _Transfer | None:
+        """A new transfer, or None when the total limits are reached (the caller says 5.03)."""
         peer = key[0]
         if self._per_peer.get(peer, 0) >= self.per_peer:
             oldest = next(k for k in self._transfers if k[0] == peer)
             self._forget(*oldest)
-        while len(self._transfers) >= self.total or (
-            self._transfers and next(iter(self._transfers.values())).expires <= now
-        ):
-            self._forget(*next(iter(self._transfers)))
+            self.evicted += 1
+        transfers = self._transfers
+        while transfers and next(iter(transfers.values())).expires <= now:
+            self._forget(*next(iter(transfers)))
+        if len(transfers) >= self.total or self._bytes + size > self.max_bytes:
+            return None
         transfer = _Transfer(peer, now + self.lifetime)
         self._transfers[key] = transfer
         self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         return transfer
 
+    def _retry_after(self, now: float) -> int:
+        """Whole seconds until the least recently active transfer (the first: every block
+        moves its transfer to the end) expires, at least 1."""
+        transfers = self._transfers
+        if not transfers:
+            return 1
+        return max(1, math.ceil(next(iter(transfers.values())).expires - now))
+
     def _forget(self, peer: Hashable, rkey: RequestKey) -> None:
-        if self._transfers.pop((peer, rkey), None) is not None:
+        transfer = self._transfers.pop((peer, rkey), None)
+        if transfer is not None:
+            self._bytes -= len(transfer.body)
             left = self._per_peer[peer] - 1
             if left:
                 self._per_peer[peer] = left

@@ -30,7 +30,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Hashable
 
 from .blockwise import Block1Transfers, RequestKey, request_key, slice_block2
-from .dedup import DedupCache
+from .dedup import FULL, DedupCache
 from .errors import ExchangeStateError, InvalidOptionValueError, MessageFormatError
 from .events import (
     ErrorKind,
@@ -148,7 +148,12 @@ class Endpoint:
         self._heap: list[tuple[float, int, _Wire]] = []
         self._seq = itertools.count()
         self._now = 0.0
-        self._dedup = DedupCache(self.params.exchange_lifetime, self.params.dedup_capacity)
+        self._dedup = DedupCache(
+            self.params.exchange_lifetime,
+            self.params.dedup_capacity,
+            self.params.dedup_max_bytes,
+            self.params.max_transmit_span,
+        )
         self._ack_queue: deque[Exchange] = deque()
         self._by_mid: dict[tuple[Peer, int], _Wire] = {}
         self._by_token: dict[tuple[Peer, bytes], RequestHandle] = {}
@@ -159,6 +164,7 @@ class Endpoint:
             self.params.block_transfer_lifetime,
             self.params.max_block_transfers_per_peer,
             self.params.max_block_transfers,
+            self.params.max_block_bytes,
         )
         self._block2_cache: OrderedDict[tuple[Peer, RequestKey], tuple[float, Message]] = (
             OrderedDict()
@@ -456,6 +462,9 @@ class Endpoint:
         exchange = Exchange(peer, msg)
         prior = self._dedup.setdefault((peer, msg.mid), exchange, now)
         if prior is not None:
+            if prior is FULL:
+                self._overloaded(msg, peer, "dedup_full", self._dedup.retry_after(now))
+                return
             self.counters["duplicates"] += 1
             if mtype is _CON and prior.__class__ is bytes and prior:
                 self._out.append((prior, peer))
@@ -486,6 +495,7 @@ class Endpoint:
             exchange.request = msg = delivered
         elif len(msg.payload) > self._max_body:
             size1 = ((int(Opt.SIZE1), encode_uint(self._max_body)),)
+            self.counters["too_large"] += 1
             self._reply(msg, peer, Code.REQUEST_ENTITY_TOO_LARGE, size1)
             self._refuse(peer, ErrorKind.BAD_BLOCK, f"body over {self._max_body} bytes")
             return
@@ -523,8 +533,15 @@ class Endpoint:
                 return None
             if outcome.code != Code.EMPTY:
                 opts: tuple[tuple[int, bytes], ...] = ((_BLOCK1, b1.encode()),)
+                if outcome.max_age is not None:
+                    opts = ((int(Opt.MAX_AGE), encode_uint(outcome.max_age)), *opts)
+                    self.counters["block1_full"] += 1
+                    self._reply(msg, peer, outcome.code, opts)
+                    self._refuse(peer, ErrorKind.OVERLOAD, outcome.detail)
+                    return None
                 if outcome.size1 is not None:
                     opts += ((int(Opt.SIZE1), encode_uint(outcome.size1)),)
+                    self.counters["too_large"] += 1
                 self._reply(msg, peer, outcome.code, opts)
                 self._refuse(peer, ErrorKind.BAD_BLOCK, f"{dotted(outcome.code)} {outcome.detail}")
                 return None
@@ -533,6 +550,17 @@ class Endpoint:
         if exchange.request_key is None:
             exchange.request_key = request_key(msg)
         return msg.without_options(_BLOCK1, _BLOCK2, Opt.SIZE1)
+
+    def _overloaded(self, msg: Message, peer: Peer, counter: str, max_age: int) -> None:
+        """A limit refuses ``msg`` before any work: a CON gets 5.03 with Max-Age (RFC 7252
+        §5.9.3.4), a NON is dropped. Nothing is remembered for it (it did nothing, so a
+        retransmission is refused or served again), which is the point when memory is full."""
+        self.counters[counter] += 1
+        if msg.mtype is _CON:
+            opts = ((int(Opt.MAX_AGE), encode_uint(max_age)),)
+            data = serialize(Message(_ACK, Code.SERVICE_UNAVAILABLE, msg.mid, msg.token, opts))
+            self._out.append((data, peer))
+        self._refuse(peer, ErrorKind.OVERLOAD, f"{counter.replace('_', ' ')}: retry in {max_age} s")
 
     def _reply(
         self,
@@ -1005,6 +1033,21 @@ class Endpoint:
     @property
     def block1_transfers(self) -> int:
         return len(self._block1)
+
+    def limit_counters(self) -> dict[str, int]:
+        """What the endpoint's limits refused or evicted so far (for ``/api/health``):
+        ``dedup_full`` requests refused with 5.03 because the deduplication cache was full of
+        recent entries, ``dedup_evicted`` entries forgotten to make room, ``block1_full``
+        blocks refused with 5.03 (too many uploads or bytes in progress), ``block1_evicted``
+        uploads replaced by a newer one of the same peer, ``too_large`` bodies refused with
+        4.13."""
+        return {
+            "dedup_full": self.counters["dedup_full"],
+            "dedup_evicted": self._dedup.evicted,
+            "block1_full": self.counters["block1_full"],
+            "block1_evicted": self._block1.evicted,
+            "too_large": self.counters["too_large"],
+        }
 
     def outstanding(self, peer: Peer) -> tuple[int, int]:
         """(CON requests holding an NSTART slot, requests queued) for ``peer``."""

@@ -48,6 +48,10 @@ class ErrorKind(enum.Enum):
     """Block1 problems: 4.08 (missing block), 4.13 (too large), 4.00 (malformed)."""
     UNMATCHED = "unmatched"
     """A response or ACK/RST that matches nothing we sent (RST for a CON response)."""
+    OVERLOAD = "overload"
+    """A memory limit was reached (deduplication cache, Block1 transfers): 5.03 Service
+    Unavailable with Max-Age for a CON (RFC 7252 §5.9.3.4), a NON dropped. The endpoint's
+    ``dedup_full`` and ``block1_full`` counters say which."""
     PING = "ping"
     """An Empty CON (CoAP ping), answered with RST. Not an error; counted for visibility."""
 

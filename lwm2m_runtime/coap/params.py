@@ -29,7 +29,11 @@ class Parameters:
     """A CON request not answered within this delay gets an empty ACK; the answer then goes out
     as a separate CON response. Shorter than ACK_TIMEOUT so the client does not retransmit."""
     dedup_capacity: int = 100_000
-    """Most (peer, MID) entries remembered; the oldest are forgotten first."""
+    """Most (peer, MID) entries remembered. When full, an entry older than MAX_TRANSMIT_SPAN is
+    forgotten; a cache that filled faster refuses new requests of its heaviest peers with 5.03
+    (see ``dedup.py`` for why)."""
+    dedup_max_bytes: int = 64 << 20
+    """The same bound in bytes (``dedup.ENTRY_COST`` per entry plus the answer it replays)."""
     max_body_size: int = 256 * 1024
     """Largest reassembled Block1 request body; larger ones are refused with 4.13 + Size1."""
     block_szx: int = 6
@@ -37,7 +41,10 @@ class Parameters:
     block_transfer_lifetime: float = 247.0
     max_block_transfers_per_peer: int = 4
     """Concurrent incoming Block1 transfers per peer; a new one evicts the peer's oldest."""
-    max_block_transfers: int = 10_000
+    max_block_transfers: int = 1_000
+    """Concurrent incoming Block1 transfers in total; one more is refused with 5.03 + Max-Age."""
+    max_block_bytes: int = 32 << 20
+    """Bytes all incoming Block1 transfers may buffer together; past it, 5.03 + Max-Age."""
     block2_cache_capacity: int = 1_000
     """Large response bodies kept so later Block2 requests are sliced without the application."""
 

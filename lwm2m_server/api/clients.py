@@ -113,5 +113,6 @@ async def health(request: web.Request) -> web.Response:
             "status": "ok",
             "clients": state.pages.client_count(),
             "quarantined": state.ops.quarantined(),
+            "limits": dict(state.ops.limit_counters()),
         }
     )

@@ -8,6 +8,7 @@ other ``Lwm2mError``, aiohttp's exceptions, anything unexpected) is the runtime'
 | ``DeviceTimeoutError``                | 504  | ``{"error": "timeout", "message": msg, …}``|
 | ``DeviceAnswerError`` (garbage reply) | 502  | ``{"error": msg, "code": "5.00"}``         |
 | ``QueueFullError``                    | 503  | ``{"error": msg, "code": "5.03"}``         |
+| ``ObservationLimitError``             | 409  | ``{"error": msg, "code": "4.09"}``         |
 
 A 4.04 a device answered is not an error here: it is an HTTP 200 with ``"status":"NOT_FOUND"``
 (see ``responses``).
@@ -21,7 +22,12 @@ from lwm2m_runtime.http_errors import dotted, error_response, make_error_middlew
 from object_models.errors import Lwm2mError
 
 from ..core.queue import QueueFullError
-from ..operations import DeviceAnswerError, DeviceTimeoutError, UnknownClientError
+from ..operations import (
+    DeviceAnswerError,
+    DeviceTimeoutError,
+    ObservationLimitError,
+    UnknownClientError,
+)
 
 
 def server_error(exc: Lwm2mError) -> web.Response | None:
@@ -34,6 +40,8 @@ def server_error(exc: Lwm2mError) -> web.Response | None:
         return error_response(502, {"error": exc.message, "code": code})
     if isinstance(exc, QueueFullError):
         return error_response(503, {"error": exc.message, "code": code})
+    if isinstance(exc, ObservationLimitError):
+        return error_response(409, {"error": exc.message, "code": "4.09"})
     return None
 
 

@@ -54,7 +54,13 @@ _DEVICE_ERRORS = {
 
 
 def _device_op(
-    op_id: str, summary: str, description: str, params: list[Doc], body: Doc | None = None
+    op_id: str,
+    summary: str,
+    description: str,
+    params: list[Doc],
+    body: Doc | None = None,
+    *,
+    errors: Doc | None = None,
 ) -> Doc:
     op: Doc = {
         "operationId": op_id,
@@ -66,6 +72,7 @@ def _device_op(
             "200": _ref("DeviceAnswer", "responses"),
             "202": _ref("Queued", "responses"),
             **_DEVICE_ERRORS,
+            **(errors or {}),
         },
     }
     if body is not None:
@@ -344,6 +351,12 @@ _OTHER_SCHEMAS: Doc = {
                 "type": "integer",
                 "description": "Unreadable store rows set aside at start (docs/server.md).",
             },
+            "limits": {
+                "type": "object",
+                "description": "What each limit refused (or evicted) since start, by name "
+                "(docs/security.md, Limits).",
+                "additionalProperties": {"type": "integer"},
+            },
         },
     },
 }
@@ -557,6 +570,12 @@ _RESPONSES: Doc = {
         {"error": "no client registered as 'dev-9'", "code": "4.04"},
     ),
     "QueueFull": _resp("The sleeping client's request queue is full.", _ref("Error"), None),
+    "ObservationLimit": _resp(
+        "The client has limits.observations_per_client active observations; cancel one first "
+        "(code 4.09). Nothing was sent to the device.",
+        _ref("Error"),
+        None,
+    ),
     "Timeout": _resp(
         "The device did not answer within the timeout.",
         _ref("Error"),
@@ -783,6 +802,7 @@ _PATHS: Doc = {
             "Observe-Composite",
             "Start one observation of several paths.",
             _params("ep", "paths", "format", "nodeformat", "timeout"),
+            errors={"409": _ref("ObservationLimit", "responses")},
         ),
         "delete": _device_op(
             "cancelObserveComposite",
@@ -797,6 +817,7 @@ _PATHS: Doc = {
             "Observe",
             "Start observing a path.",
             _params("ep", "path", "format", "timeout"),
+            errors={"409": _ref("ObservationLimit", "responses")},
         ),
         "delete": _device_op(
             "cancelObservation",

@@ -15,6 +15,10 @@ Identity refusals (4.01, 4.03) are not malformed input: they are logged as refus
 same limit, naming the endpoint the request was for and the peer (its DTLS identity as text,
 hex or fingerprint: ``PeerIdentity.describe`` never shows key material).
 
+Registers are rate-limited per source host (``register_limit``, a token bucket) before any
+work: a source over its rate gets 5.03 Service Unavailable with Max-Age = the seconds until it
+may register again (RFC 7252 §5.9.3.4), logged once per host per minute and counted.
+
 The peer a Register/Update came from (``IncomingRequest.remote``: the socket address, or the
 DTLS session) is handed to ``on_contact``: downlink requests go back exactly there.
 """
@@ -29,7 +33,8 @@ from typing import Protocol
 from keystore.log_limit import PerPeerLimit
 from keystore.resolver import PeerIdentity as Peer
 from lwm2m_runtime.address import Address
-from lwm2m_runtime.coap import Code, Message
+from lwm2m_runtime.coap import Code, Message, OptionNumber, encode_uint
+from lwm2m_runtime.limits import RateLimit
 from lwm2m_runtime.server import IncomingRequest, error_response
 from object_models.errors import Lwm2mError, ResponseCode
 
@@ -86,9 +91,16 @@ ContactHook = Callable[[Registration, Hashable], None]
 class RegistrationSite:
     """The whole server-side CoAP tree of the LwM2M server: ``site(request) -> response``."""
 
-    def __init__(self, handler: UplinkHandler, on_contact: ContactHook | None = None) -> None:
+    def __init__(
+        self,
+        handler: UplinkHandler,
+        on_contact: ContactHook | None = None,
+        register_limit: RateLimit | None = None,
+    ) -> None:
         self.handler = handler
         self.on_contact = on_contact
+        self.register_limit = register_limit
+        self._limited = PerPeerLimit(60.0)  # rate-limited Registers: one WARNING/host/minute
         self._warn = PerPeerLimit(60.0)  # one WARNING per peer host per minute
         self._refusals = PerPeerLimit(60.0)  # the same for identity refusals, counted apart
 
@@ -110,6 +122,10 @@ class RegistrationSite:
         payload = message.payload
         if path == ["rd"]:
             _allow(method, Code.POST)
+            if self.register_limit is not None:
+                wait = self.register_limit.take(address.host, time.monotonic())
+                if wait:
+                    return self._register_limited(address, wait)
             registration = self.handler.handle_register(
                 query,
                 payload,
@@ -139,6 +155,20 @@ class RegistrationSite:
             self.handler.handle_send(payload, ct, address=address, identity=identity)
             return Message.response(Code.CHANGED)
         raise Lwm2mError(f"no resource at /{'/'.join(path)}", code=ResponseCode.NOT_FOUND)
+
+    def _register_limited(self, address: Address, wait: int) -> Message:
+        """5.03 with Max-Age: the source registers faster than ``limits.register_rate``."""
+        if self._limited.allow(address.host, time.monotonic()):
+            log.warning(
+                "Register from %s refused with 5.03: over limits.register_rate (retry in %d s)",
+                address,
+                wait,
+            )
+        return Message.response(
+            Code.SERVICE_UNAVAILABLE,
+            b"too many registrations from this address",
+            extra=((int(OptionNumber.MAX_AGE), encode_uint(wait)),),
+        )
 
     def _log_refusal(self, request: IncomingRequest, address: Address, exc: Lwm2mError) -> None:
         code = exc.code

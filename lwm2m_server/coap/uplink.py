@@ -33,7 +33,7 @@ from lwm2m_runtime.coap import Message
 from lwm2m_runtime.server import IncomingRequest
 from lwm2m_server.store.sqlite import SqliteStore
 from object_models import codecs
-from object_models.errors import Lwm2mError
+from object_models.errors import Lwm2mError, ResponseCode
 from object_models.model import ModelProvider
 from object_models.registry import ModelRegistry
 
@@ -116,8 +116,15 @@ class Uplink:
         resolver: Resolver,
         clock: Callable[[], float] = time.time,
         mapper: Mapper | None = None,
+        address_binding: str = "loose",
     ) -> None:
         self.mapper = mapper
+        self.address_binding = address_binding
+        """``nosec_address_binding``: ``strict`` refuses a NoSec registration's Update and
+        De-register from another address:port (``_check_address``)."""
+        self._strict = address_binding == "strict"
+        self.address_refused = 0
+        """Updates/De-registers refused by ``strict`` (for ``/api/health``)."""
         self.core = core
         self.resolver = resolver
         self.store = store
@@ -174,6 +181,8 @@ class Uplink:
         address: Address,
         identity: Peer,
     ) -> Registration:
+        if self._strict:
+            self._check_address(self.core.registrations.get(registration_id), address, identity)
         result = self.core.update(
             registration_id,
             query,
@@ -191,6 +200,8 @@ class Uplink:
     def handle_deregister(
         self, registration_id: str, *, address: Address, identity: Peer
     ) -> Registration:
+        if self._strict:
+            self._check_address(self.core.registrations.get(registration_id), address, identity)
         bound = self._authorize_for(self.core.registrations.get(registration_id), identity)
         result = self.core.deregister(registration_id, now=self.clock(), identity=bound)
         registration = result.registration
@@ -220,6 +231,30 @@ class Uplink:
         if registration is None:
             return None
         return self._authorize(peer, registration.endpoint)
+
+    def _check_address(
+        self, registration: Registration | None, address: Address, peer: Peer
+    ) -> None:
+        """``nosec_address_binding: strict``: a NoSec registration is known only by its
+        address:port (there is no identity over NoSec), so whoever knows its registration id
+        could move its downlink address with an Update (docs/security.md). Strict refuses an
+        Update or De-register from any other address:port, or over DTLS, with 4.03 (the site
+        logs it, rate-limited); the device re-registers from its new address instead. ``loose``
+        (the default) lets the Update move the address: NATs rebind, and a device behind one
+        would otherwise lose its registration on every rebinding."""
+        if (
+            registration is None
+            or registration.transport != "coap"
+            or (peer.mode is SecurityMode.NOSEC and address == registration.address)
+        ):
+            return
+        self.address_refused += 1
+        # the answer does not say where the device is: the sender may be the one probing
+        raise Lwm2mError(
+            f"{registration.endpoint} is bound to the address:port it registered from "
+            "(nosec_address_binding: strict): register again from a new address",
+            code=ResponseCode.FORBIDDEN,
+        )
 
     def _session_identity(self, peer: Peer) -> IdentityBinding | None:
         """The identity a DTLS peer's registrations are bound to (what ``_authorize`` gave the

@@ -175,6 +175,9 @@ class FakeOps:
     def quarantined(self) -> int:
         return self.quarantined_rows
 
+    def limit_counters(self) -> dict[str, int]:
+        return {"register_rate": 0}
+
     def client(self, endpoint: str) -> Registration:
         try:
             return self.registrations[endpoint]

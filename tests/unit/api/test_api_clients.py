@@ -115,7 +115,12 @@ async def test_telemetry_bad_parameters(api: Client) -> None:
 
 async def test_health(api: Client) -> None:
     resp = await api.get("/api/health")
-    assert await resp.json() == {"status": "ok", "clients": 1, "quarantined": 0}
+    assert await resp.json() == {
+        "status": "ok",
+        "clients": 1,
+        "quarantined": 0,
+        "limits": {"register_rate": 0},
+    }
 
 
 async def test_unknown_route_and_method_are_json(api: Client) -> None:

@@ -19,6 +19,8 @@ from lwm2m_runtime.coap import (
     Type,
     encode_uint,
     options,
+    parse,
+    serialize,
 )
 
 from .harness import DEVICE, Net, con, events
@@ -343,3 +345,71 @@ def test_response_for_a_queued_block1_block_is_not_taken_as_its_answer() -> None
     done = Message(Type.ACK, Code.CONTENT, first_other.mid, other.token, (), b"")
     (block0,) = net.inject(net.server, done)
     assert block0.block1 == Block(0, True, 6)
+
+
+def _upload_block(
+    net: Net, peer: tuple[str, int], mid: int, path: str, num: int, more: bool
+) -> Message:
+    """Block ``num`` (1024 bytes) of an upload to ``path`` from ``peer``; the answer."""
+    msg = con(Code.POST, mid, path=path).with_option(27, Block(num, more, 6).encode())
+    net.server.receive_datagram(serialize(msg.replace(payload=BODY[:1024])), peer, net.now)
+    (answer,) = (parse(d) for d, _ in net.server.datagrams_to_send(net.now))
+    return answer
+
+
+def test_8_mib_upload_without_size1_is_refused_at_the_limit_never_buffered_past_it() -> None:
+    net = Net(server_params=Parameters(max_body_size=64 * 1024))
+    blocks = (8 << 20) // 1024
+    for num in range(blocks):
+        answer = _upload_block(net, DEVICE, num, "/dp", num, num + 1 < blocks)
+        assert net.server._block1.buffered_bytes <= 64 * 1024
+        if answer.code != Code.CONTINUE:
+            break
+    assert num == 64  # the first block that would cross 64 KiB
+    assert answer.code == Code.REQUEST_ENTITY_TOO_LARGE and answer.size1 == 64 * 1024
+    assert net.server.block1_transfers == 0 and net.server._block1.buffered_bytes == 0
+    assert net.server.limit_counters()["too_large"] == 1
+
+
+def test_8_mib_upload_with_size1_is_refused_at_the_first_block() -> None:
+    net = Net()
+    (resp,) = net.inject(net.server, _block(1, 0, True, BODY[:1024], size1=8 << 20))
+    assert resp.code == Code.REQUEST_ENTITY_TOO_LARGE and resp.size1 == 256 * 1024
+    assert net.server.block1_transfers == 0
+
+
+def test_new_uploads_over_the_total_are_5_03_and_uploads_in_progress_survive() -> None:
+    """A flood of new transfers (other peers) must not evict an upload in progress: the new
+    ones wait (5.03 + Max-Age until the least recently active transfer expires)."""
+    net = Net(server_params=Parameters(max_block_transfers=3, block_transfer_lifetime=100.0))
+    assert _upload_block(net, DEVICE, 1, "/dp", 0, True).code == Code.CONTINUE
+    net.now = 10.0
+    for i in range(2):
+        peer = (f"203.0.113.{i}", 5683)
+        assert _upload_block(net, peer, 1, "/dp", 0, True).code == Code.CONTINUE
+    events(net.server)
+    refused = _upload_block(net, ("203.0.113.99", 5683), 1, "/dp", 0, True)
+    assert refused.code == Code.SERVICE_UNAVAILABLE and refused.max_age == 90
+    assert [e.kind for e in events(net.server) if isinstance(e, ProtocolError)] == [
+        ErrorKind.OVERLOAD
+    ]
+    assert net.server.limit_counters()["block1_full"] == 1
+    # the first upload goes on and completes
+    msg = con(Code.POST, 2, path="/dp").with_option(27, Block(1, False, 6).encode())
+    net.inject(net.server, msg.replace(payload=b"end"))
+    (event,) = events(net.server)
+    assert isinstance(event, RequestReceived) and event.message.payload == BODY[:1024] + b"end"
+    # expired transfers make room again
+    net.now = 200.0
+    assert _upload_block(net, ("203.0.113.99", 5683), 2, "/dp", 0, True).code == Code.CONTINUE
+
+
+def test_uploads_are_bounded_in_buffered_bytes() -> None:
+    net = Net(server_params=Parameters(max_block_bytes=3 * 1024))
+    assert _upload_block(net, DEVICE, 1, "/dp/a", 0, True).code == Code.CONTINUE
+    assert _upload_block(net, DEVICE, 2, "/dp/a", 1, True).code == Code.CONTINUE
+    assert _upload_block(net, DEVICE, 3, "/dp/b", 0, True).code == Code.CONTINUE
+    # the next block of either transfer would cross 3 KiB: that transfer is refused
+    refused = _upload_block(net, DEVICE, 4, "/dp/a", 2, True)
+    assert refused.code == Code.SERVICE_UNAVAILABLE and refused.max_age == 247
+    assert net.server._block1.buffered_bytes == 1024 and net.server.block1_transfers == 1

@@ -17,6 +17,7 @@ from lwm2m_runtime.coap import (
     parse,
     serialize,
 )
+from lwm2m_runtime.coap.dedup import ENTRY_COST
 
 from .harness import DEVICE, Net, con, events
 
@@ -80,14 +81,78 @@ def test_dedup_forgets_after_exchange_lifetime() -> None:
 
 
 def test_dedup_memory_is_bounded_oldest_first() -> None:
+    # entries older than MAX_TRANSMIT_SPAN (45 s: no retransmission of theirs can still leave
+    # the client) make room for new ones, oldest first
     net = Net(server_params=Parameters(dedup_capacity=10))
     for mid in range(25):
         event = _request(net, con(Code.POST, mid, path="/rd/a"))
         net.server.respond(event.exchange, Message.response(Code.CHANGED))
         net.sent(net.server)
+        net.now += 5.0
     assert net.server.dedup_size == 10
-    assert len(net.inject(net.server, con(Code.POST, 24, path="/rd/a"))) == 1  # replayed
+    (replayed,) = net.inject(net.server, con(Code.POST, 24, path="/rd/a"))
+    assert replayed.code == Code.CHANGED
     assert isinstance(_request(net, con(Code.POST, 0, path="/rd/a")), RequestReceived)
+    assert net.server.limit_counters()["dedup_evicted"] == 16
+
+
+OTHER = ("203.0.113.9", 5683)
+
+
+def _from(net: Net, peer: tuple[str, int], msg: Message) -> list[Message]:
+    net.server.receive_datagram(serialize(msg), peer, net.now)
+    return [parse(d) for d, _ in net.server.datagrams_to_send(net.now)]
+
+
+def test_dedup_full_of_recent_entries_refuses_the_heavy_peer_with_5_03() -> None:
+    """Evicting an entry younger than MAX_TRANSMIT_SPAN could let its retransmission be
+    processed twice: when a flood fills the cache, the flooding peer waits instead (5.03 with
+    Max-Age, nothing remembered), and a light peer is still served."""
+    net = Net(server_params=Parameters(dedup_capacity=10))
+    for mid in range(10):
+        event = _request(net, con(Code.POST, mid, path="/dp"))
+        net.server.respond(event.exchange, Message.response(Code.CHANGED))
+        net.sent(net.server)
+    net.now = 10.0
+    (refused,) = net.inject(net.server, con(Code.POST, 10, path="/dp"))
+    assert refused.code == Code.SERVICE_UNAVAILABLE and refused.mid == 10
+    assert refused.max_age == 35  # until the oldest entry is 45 s old
+    assert [e.kind for e in events(net.server) if isinstance(e, ProtocolError)] == [
+        ErrorKind.OVERLOAD
+    ]
+    assert net.server.dedup_size == 10
+    # every answer of the heavy peer is still replayed, none processed twice
+    for mid in range(10):
+        (replayed,) = net.inject(net.server, con(Code.POST, mid, path="/dp"))
+        assert replayed.code == Code.CHANGED
+    assert events(net.server) == []
+    # a NON of the heavy peer is dropped, not answered
+    assert net.inject(net.server, con(Code.POST, 11, path="/dp").replace(mtype=Type.NON)) == []
+    assert [e.kind for e in events(net.server) if isinstance(e, ProtocolError)] == [
+        ErrorKind.OVERLOAD
+    ]
+    # a light peer is served (the oldest entry makes room)
+    assert _from(net, OTHER, con(Code.POST, 1, path="/rd/b")) == []
+    (served,) = events(net.server)
+    assert isinstance(served, RequestReceived) and served.peer == OTHER
+    assert net.server.dedup_size == 10
+    counters = net.server.limit_counters()
+    assert counters["dedup_full"] == 2 and counters["dedup_evicted"] == 1
+    # once the oldest entries are old enough, the heavy peer is served again
+    net.now = 45.0
+    assert isinstance(_request(net, con(Code.POST, 10, path="/dp")), RequestReceived)
+
+
+def test_dedup_is_bounded_in_bytes() -> None:
+    net = Net(server_params=Parameters(dedup_max_bytes=4000))
+    for mid in range(20):
+        event = _request(net, con(Code.GET, mid, path="/big"))
+        net.server.respond(event.exchange, Message.response(Code.CONTENT, b"x" * 500))
+        net.sent(net.server)
+        net.now += 50.0
+    # checked when an entry is added; the answer stored after it may exceed it by one answer
+    assert 0 < net.server.dedup_size <= 4000 // (ENTRY_COST + 500) + 1
+    assert net.server._dedup.size_bytes <= 4000 + 520
 
 
 def test_slow_answer_goes_as_separate_con_response_with_retransmission() -> None:
@@ -241,3 +306,18 @@ def test_receive_datagram_never_raises(datagrams: list[bytes]) -> None:
         for out, _ in endpoint.datagrams_to_send(float(i)):
             parse(out)
         endpoint.handle_timer(float(i))
+
+
+def test_dedup_full_under_a_high_rate_spread_over_many_peers_refuses_nobody() -> None:
+    """Many devices each near the average share (a busy fleet, or a benchmark) are not a
+    flood from one peer: the oldest entries make room as before, nobody gets 5.03."""
+    net = Net(server_params=Parameters(dedup_capacity=10))
+    for i in range(30):
+        peer = (f"203.0.113.{i}", 5683)
+        assert _from(net, peer, con(Code.POST, 7, path="/rd/x")) == []
+        (event,) = events(net.server)
+        assert isinstance(event, RequestReceived)
+        net.server.respond(event.exchange, Message.response(Code.CHANGED))
+        net.sent(net.server)
+    assert net.server.dedup_size == 10
+    assert net.server.limit_counters()["dedup_full"] == 0

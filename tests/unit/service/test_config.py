@@ -110,7 +110,40 @@ def test_every_accepted_key_is_documented() -> None:
     import re
 
     guide = (DOCS / "configuration.md").read_text(encoding="utf-8")
-    rows = set(re.findall(r"^\| `([a-z_.]+)` \|", guide, flags=re.MULTILINE))
+    rows = set(re.findall(r"^\| `([a-z0-9_.]+)` \|", guide, flags=re.MULTILINE))
     assert set(SCHEMA.keys) - rows == set()
     assert rows - set(SCHEMA.keys) == set()
     assert {"profiles_dir", "default_profile", "sinks.jsonl", "sinks.queue_size"} <= rows
+
+
+def test_limits_and_address_binding_from_file_and_env(tmp_path: Path) -> None:
+    path = tmp_path / "server.yaml"
+    path.write_text(
+        "limits:\n  register_rate: 5\n  observations_per_client: 0\n"
+        "nosec_address_binding: strict\n",
+        encoding="utf-8",
+    )
+    config = load_config(path, env={"LWM2M_SERVER_LIMITS_DEDUP_ENTRIES": "5000"})
+    assert config.limits.register_rate == 5.0 and config.limits.observations_per_client == 0
+    assert config.limits.dedup_entries == 5000 and config.nosec_address_binding == "strict"
+    params = config.limits.parameters()
+    assert params.dedup_capacity == 5000 and params.max_body_size == 256 * 1024
+    assert load_config(env={}).nosec_address_binding == "loose"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LWM2M_SERVER_NOSEC_ADDRESS_BINDING": "tight"}, "nosec_address_binding: 'tight' is not"),
+        ({"LWM2M_SERVER_LIMITS_REGISTER_RATE": "-1"}, "limits.register_rate: -1.0 must not"),
+        ({"LWM2M_SERVER_LIMITS_REGISTER_BURST": "0"}, "limits.register_burst: 0 must be at least"),
+        ({"LWM2M_SERVER_LIMITS_BLOCK1_TOTAL": "0"}, "limits.block1_total: 0 must be at least"),
+        ({"LWM2M_SERVER_LIMITS_DEDUP_BYTES": "100"}, "limits.dedup_bytes: 100 is outside"),
+        ({"LWM2M_SERVER_LIMITS_MAX_BODY_SIZE": "x"}, "limits.max_body_size: expected an integer"),
+    ],
+)
+def test_invalid_limits_are_refused_naming_the_key_and_reason(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(env=env)
