@@ -105,6 +105,9 @@ SCHEMA: Schema[BootstrapServerConfig] = Schema(
         "security_modes": check_security_modes,
         "dtls.cipher_suites": check_cipher_suites,
         "dtls.cid_length": between(1, 255),
+        "dtls.handshake_timeout": positive,
+        "dtls.max_handshakes": positive,
+        "dtls.hello_rate": positive,
     },
     upper_case=("log_level",),
     # read by the operator commands (``lwm2m-bootstrap configs list`` …), not by ``serve``

@@ -18,15 +18,21 @@ Transport duties from docs/dtls.md, and how they are met here:
   ClientHello without a valid cookie — records of sessions, handshake flights, ClientHellos
   with a valid cookie — is handled at once, in arrival order. ClientHellos without a valid
   cookie are only queued, and answered together by one callback after the batch
-  (``_answer_hellos``, next ``call_soon`` turn), at most ``hello_budget`` per turn; the ones
-  beyond it are dropped and counted (``drops["hello_overload"]``), never logged one by one.
-  Why a per-iteration budget and not a rate: it needs no clock tuning, it scales with how
-  often the loop comes back (an idle server answers everything; a busy one spends at most
-  ``hello_budget`` replies per batch of datagrams it read), and a dropped cookie-less
-  ClientHello costs nothing to retry (the client retransmits it, RFC 6347 §4.2.4), while the
-  datagrams it would have delayed are the ones a device waits for. Why cookie validity and not
-  presence: a garbage cookie is as cheap to spoof as none, so only a *valid* cookie (one HMAC
-  to check) skips the queue.
+  (``_answer_hellos``, the next ``call_soon`` turn). The budget of that turn is what a token
+  bucket holds: ``hello_rate`` HelloVerifyRequests per second, up to a tenth of a second's
+  worth saved up; ClientHellos beyond it are dropped and counted (``drops["hello_overload"]``,
+  ``stats.hellos_dropped``), never logged one by one. Why tokens and not a fixed count per
+  iteration (tried first, and measured by ``bench/dtls_flood.py``): how many datagrams one
+  iteration reads says how long the process was *descheduled*, not how busy the loop is — on
+  a shared 2-core machine a fixed 16 per batch dropped a fifth of a 10k/s flood (and with it
+  a fifth of the devices' first ClientHellos, each then waiting a 1 s retransmission) while
+  the server used a fifth of a core. The bucket answers every ClientHello the server can
+  afford and bounds what a flood beyond ``hello_rate`` costs (the reply is the expensive
+  part: a send system call; the scan and the drop cost a few µs). A dropped cookie-less
+  ClientHello is retransmitted by its client (RFC 6347 §4.2.4); the datagrams it would have
+  delayed are the ones devices wait for. Why cookie validity and not presence decides: a
+  garbage cookie is as cheap to spoof as none, so only a *valid* cookie (one HMAC to check)
+  skips the queue.
 * **Half-open handshakes are bounded.** From the valid cookie on, a handshake holds an engine
   (≈10 KB) until it completes; the engine alone would give up only after its retransmissions
   (~2 min). The endpoint drops a handshake still incomplete after ``handshake_timeout`` and
@@ -94,6 +100,8 @@ from .sessions import Key, Session, SessionTable, address_key
 
 log = logging.getLogger(__name__)
 
+_CID_RECORD = bytes([ContentType.TLS12_CID])
+
 
 class HandshakeFailed(ConnectionError):
     """Client role: the handshake did not complete (the message says why, never a key)."""
@@ -130,9 +138,10 @@ class EndpointSettings:
     reserve_ahead: int = 1024
     #: seconds to wait before writing to the store again after it failed
     store_retry: float = 1.0
-    #: ClientHellos without a valid cookie answered per loop iteration; more are dropped
-    #: (counted): under a spoofed flood the loop keeps reading, and serving sessions
-    hello_budget: int = 16
+    #: HelloVerifyRequests per second at most (bursts up to a tenth of a second's worth);
+    #: ClientHellos without a valid cookie beyond it are dropped, counted: a spoofed flood
+    #: then costs a scan per datagram, not a reply
+    hello_rate: float = 20_000.0
     #: seconds from the cookie-verified ClientHello to the end of the handshake; an
     #: incomplete handshake is dropped then (the engine's own retransmissions last ~2 min)
     handshake_timeout: float = 30.0
@@ -142,10 +151,10 @@ class EndpointSettings:
     def __post_init__(self) -> None:
         """Refused at start, naming the setting: a zero budget or cap would lock every
         device out, silently."""
-        for name in ("hello_budget", "max_handshakes", "max_sessions"):
+        for name in ("max_handshakes", "max_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("handshake_timeout", "idle_timeout", "cookie_rotation", "sweep_interval"):
+        for name in ("hello_rate", "handshake_timeout", "idle_timeout", "cookie_rotation"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be greater than 0")
 
@@ -164,7 +173,7 @@ class EndpointStats:
     handshakes_refused: int = 0
     #: handshakes dropped for not completing within ``handshake_timeout``
     handshakes_timed_out: int = 0
-    #: ClientHellos without a valid cookie dropped beyond ``hello_budget`` (no reply)
+    #: ClientHellos without a valid cookie dropped beyond ``hello_rate`` (no reply)
     hellos_dropped: int = 0
     address_changes: int = 0
     failures_by_alert: dict[str, int] = field(default_factory=dict)
@@ -221,6 +230,9 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._store_retry_at = 0.0
         #: ClientHellos without a valid cookie waiting for their HelloVerifyRequest
         self._hellos: list[tuple[bytes, Any, Key, HelloScan]] = []
+        #: HelloVerifyRequests the token bucket allows now, and when it was last refilled
+        self._hello_tokens = self.settings.hello_rate / 10
+        self._hello_refill = self._loop.time()
         #: server-role sessions still handshaking → when they started (oldest first)
         self._handshaking: dict[Session, float] = {}
         self._handshake_timer: asyncio.TimerHandle | None = None
@@ -280,7 +292,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         now = self._loop.time()
         key = address_key(sockaddr)
         session: Session | None = None
-        if self._cid_length and data[:1] == bytes([ContentType.TLS12_CID]):
+        if self._cid_length and data[:1] == _CID_RECORD:
             cid = peek_connection_id(data, self._cid_length)
             if cid is not None:
                 session = self.sessions.by_cid(cid)
@@ -322,10 +334,10 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             )
             return
         scan = scan_client_hello(data)
-        if not isinstance(scan, HelloScan):
+        if isinstance(scan, DropReason):
             self._count_drop(scan, key, now)
             return
-        if not (data[scan.cookie_at] and self.cookies.cookie_valid(data, scan, key, now)):
+        if not (data[scan[0]] and self.cookies.cookie_valid(data, scan, key, now)):
             self._defer_hello(data, sockaddr, key, scan, now)
             return
         if not self._handshake_room(key, now):
@@ -360,7 +372,12 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self, data: bytes, sockaddr: Any, key: Key, scan: HelloScan, now: float
     ) -> None:
         hellos = self._hellos
-        if len(hellos) >= self.settings.hello_budget:
+        if not hellos:  # the first of this batch: refill the bucket
+            rate = self.settings.hello_rate
+            elapsed = max(0.0, now - self._hello_refill)
+            self._hello_tokens = min(rate / 10, self._hello_tokens + elapsed * rate)
+            self._hello_refill = now
+        if len(hellos) >= self._hello_tokens:
             self.stats.hellos_dropped += 1
             self._count_drop(DropReason.HELLO_OVERLOAD, key, now)
             return
@@ -379,6 +396,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         for data, sockaddr, key, scan in hellos:
             transport.sendto(answer(data, scan, key, now), sockaddr)
         self.stats.hello_verify_requests += len(hellos)
+        self._hello_tokens -= len(hellos)
 
     # -- half-open handshakes ------------------------------------------------------------------
     def _handshake_room(self, key: Key, now: float) -> bool:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -49,16 +50,14 @@ _HVR_MID = bytes([0, 47, HandshakeType.HELLO_VERIFY_REQUEST, 0, 0, 35])
 _HVR_TAIL = bytes([0, 0, 0, 0, 0, 35, 0xFE, 0xFF, COOKIE_LEN])
 
 
-class HelloScan(NamedTuple):
-    """Where the cookie and the MACed fields of a ClientHello datagram are."""
+#: Where the cookie and the MACed fields of a ClientHello datagram are: the offset of the
+#: cookie's length byte (the cookie follows it), and the end of the compression methods (the
+#: MACed fields stop there). A plain tuple: it is made for every datagram of a flood.
+HelloScan = tuple[int, int]
 
-    #: offset of the cookie's length byte (the cookie follows it)
-    cookie_at: int
-    #: end of the compression methods (the MACed fields stop there)
-    mac_end: int
-
-    def cookie_length(self, data: bytes) -> int:
-        return data[self.cookie_at]
+#: record header (type, version major, epoch, length) and handshake header (type, 24-bit
+#: length, message_seq, 24-bit fragment offset and length as high byte + 16 bits) in one call
+_HEADERS = struct.Struct("!BBxH6xHBBHxxBHBH")
 
 
 def scan_client_hello(data: bytes) -> HelloScan | DropReason:
@@ -66,19 +65,21 @@ def scan_client_hello(data: bytes) -> HelloScan | DropReason:
     why it is not one. Reads only the headers and the length bytes up to the compression
     methods (no objects, no copies); see the module docstring for why that is enough."""
     n = len(data)
-    if n < _RANDOM_END + 1 or data[0] != ContentType.HANDSHAKE or data[1] != 0xFE:
+    if n <= _RANDOM_END:
         return _slow_reason(data)
-    if data[3] or data[4]:
+    ctype, major, epoch, length, hs, t_hi, t_lo, o_hi, o_lo, f_hi, f_lo = _HEADERS.unpack_from(data)
+    if ctype != ContentType.HANDSHAKE or major != 0xFE:
+        return _slow_reason(data)
+    if epoch:
         return DropReason.NO_SESSION  # epoch 1+ from a peer without a session
-    length = (data[11] << 8) | data[12]
     record_end = _HEADER + length
     if record_end > n or length > MAX_CIPHERTEXT:
         return DropReason.MALFORMED
-    if data[13] != HandshakeType.CLIENT_HELLO:
+    if hs != HandshakeType.CLIENT_HELLO:
         return DropReason.NO_SESSION
-    total = (data[14] << 16) | (data[15] << 8) | data[16]
-    offset = (data[19] << 16) | (data[20] << 8) | data[21]
-    fragment = (data[22] << 16) | (data[23] << 8) | data[24]
+    total = t_hi << 16 | t_lo
+    offset = o_hi << 16 | o_lo
+    fragment = f_hi << 16 | f_lo
     if offset + fragment > total or _BODY + fragment > record_end:
         return DropReason.MALFORMED
     if offset or fragment != total:
@@ -92,14 +93,14 @@ def scan_client_hello(data: bytes) -> HelloScan | DropReason:
     suites_at = cookie_at + 1 + data[cookie_at]
     if suites_at + 2 > end:
         return DropReason.MALFORMED
-    suites = (data[suites_at] << 8) | data[suites_at + 1]
+    suites = data[suites_at] << 8 | data[suites_at + 1]
     compression_at = suites_at + 2 + suites
     if not suites or suites & 1 or compression_at >= end or not data[compression_at]:
         return DropReason.MALFORMED
     mac_end = compression_at + 1 + data[compression_at]
     if mac_end > end:
         return DropReason.MALFORMED
-    return HelloScan(cookie_at, mac_end)
+    return cookie_at, mac_end
 
 
 def _slow_reason(data: bytes) -> DropReason:
@@ -141,22 +142,19 @@ class CookieVerifier:
         self._interval = rotation_interval
         self._random = random_bytes
         self._period: int | None = None
-        self._current = self._keyed(b"")
+        self._current = _Keyed(b"")
         self._previous = self._current
-
-    def _keyed(self, secret: bytes) -> hmac.HMAC:
-        return hmac.new(secret, digestmod=hashlib.sha256)
 
     def _rotate(self, now: float) -> None:
         period = int(now // self._interval)
         if period == self._period:
             return
         if self._period is None or period > self._period + 1:
-            self._current = self._keyed(self._random(32))
-            self._previous = self._keyed(self._random(32))  # nothing issued earlier stays valid
+            self._current = _Keyed(self._random(32))
+            self._previous = _Keyed(self._random(32))  # nothing issued earlier stays valid
         elif period == self._period + 1:
             self._previous = self._current
-            self._current = self._keyed(self._random(32))
+            self._current = _Keyed(self._random(32))
         else:
             return  # clock went backwards: keep the secrets we have
         self._period = period
@@ -167,13 +165,12 @@ class CookieVerifier:
         return len(peer).to_bytes(2, "big") + peer
 
     @staticmethod
-    def _mac(state: hmac.HMAC, peer: bytes, data: bytes, scan: HelloScan) -> bytes:
-        mac = state.copy()
-        mac.update(peer)
+    def _mac(keyed: _Keyed, peer: bytes, data: bytes, scan: HelloScan) -> bytes:
+        cookie_at, mac_end = scan
         # client_version, random, session_id | cipher_suites, compression_methods
-        mac.update(data[_BODY : scan.cookie_at])
-        mac.update(data[scan.cookie_at + 1 + data[scan.cookie_at] : scan.mac_end])
-        return mac.digest()
+        return keyed.digest(
+            b"".join((peer, data[_BODY:cookie_at], data[cookie_at + 1 + data[cookie_at] : mac_end]))
+        )
 
     # -- the transport's fast path ---------------------------------------------------------------
     def hello_verify_request(self, data: bytes, scan: HelloScan, addr: object, now: float) -> bytes:
@@ -188,7 +185,7 @@ class CookieVerifier:
     def cookie_valid(self, data: bytes, scan: HelloScan, addr: object, now: float) -> bool:
         """Whether the scanned ClientHello carries the cookie we would issue to ``addr`` now
         or during the previous interval (constant-time comparison)."""
-        at = scan.cookie_at
+        at = scan[0]
         if data[at] != COOKIE_LEN:
             return False
         self._rotate(now)
@@ -201,21 +198,16 @@ class CookieVerifier:
     # -- whole-message API (tests, tools) ----------------------------------------------------------
     def make_cookie(self, addr: object, hello: ClientHello, now: float) -> bytes:
         self._rotate(now)
-        mac = self._current.copy()
-        mac.update(self._peer(addr))
-        mac.update(_fields(hello))
-        return mac.digest()
+        return self._current.digest(self._peer(addr) + _fields(hello))
 
     def check_cookie(self, addr: object, hello: ClientHello, now: float) -> bool:
         self._rotate(now)
         if len(hello.cookie) != COOKIE_LEN:
             return False
+        data = self._peer(addr) + _fields(hello)
         ok = False
-        for state in (self._current, self._previous):
-            mac = state.copy()
-            mac.update(self._peer(addr))
-            mac.update(_fields(hello))
-            ok |= hmac.compare_digest(mac.digest(), hello.cookie)
+        for keyed in (self._current, self._previous):
+            ok |= hmac.compare_digest(keyed.digest(data), hello.cookie)
         return ok
 
     def server_handle_initial_datagram(
@@ -233,11 +225,32 @@ class CookieVerifier:
     def initial_datagram(self, data: bytes, addr: object, now: float) -> InitialDecision:
         """:meth:`server_handle_initial_datagram`, plus why a silent drop was silent."""
         scan = scan_client_hello(data)
-        if not isinstance(scan, HelloScan):
+        if isinstance(scan, DropReason):
             return InitialDecision(None, False, scan)
         if self.cookie_valid(data, scan, addr, now):
             return InitialDecision(None, True, None)
         return InitialDecision(self.hello_verify_request(data, scan, addr, now), False, None)
+
+
+class _Keyed:
+    """HMAC-SHA256 (RFC 2104) with one secret, its inner and outer hash states computed once:
+    a MAC then costs two ``copy()``/``update()``/``digest()`` of C ``hashlib`` objects, no
+    key schedule and no Python-level ``hmac`` wrapper (about half the time of
+    ``hmac.digest`` per ClientHello)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, secret: bytes) -> None:
+        key = secret.ljust(64, b"\0")  # 32-byte secrets: shorter than the block, no hashing
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def digest(self, data: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 def _fields(hello: ClientHello) -> bytes:
