@@ -3,7 +3,8 @@ unloaded, then while a separate process floods the same CoAPs port with cookie-l
 ClientHellos, and the ratio of the two (target ≥ 0.5) — in one run, on one machine.
 
 Usage: ``python bench/dtls_flood.py [--quick] [--seconds T] [--rate R] [--concurrency C]
-[--hello-rate N]``; one JSON object per line on stdout (``"bench": "dtls_flood"``)::
+[--hello-rate N] [--loop uvloop|asyncio]``; one JSON object per line on stdout
+(``"bench": "dtls_flood"``)::
 
     {"bench": "dtls_flood", "figure": "handshakes_per_s_unloaded", "value": 230.1, ...}
     {"bench": "dtls_flood", "figure": "handshakes_per_s_flooded", "value": 180.4, ...}
@@ -68,6 +69,8 @@ class Config:
     handshake_timeout: float = 10.0
     hello_rate: float | None = None
     warmup: float = 1.0
+    #: the server's event loop: uvloop (as lwm2m-server runs when it is installed) or asyncio
+    loop: str = "uvloop"
 
     @classmethod
     def quick_run(cls) -> Config:
@@ -123,8 +126,8 @@ async def serve(db: Path, hello_rate: float | None) -> None:
 
 
 class ServerProcess:
-    def __init__(self, db: Path, hello_rate: float | None) -> None:
-        command = [sys.executable, __file__, "--serve", str(db)]
+    def __init__(self, db: Path, hello_rate: float | None, loop: str) -> None:
+        command = [sys.executable, __file__, "--serve", str(db), "--loop", loop]
         if hello_rate is not None:
             command += ["--hello-rate", str(hello_rate)]
         self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -279,13 +282,14 @@ def run(cfg: Config) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-dtls-flood-") as tmp:
         clients = provision(Path(tmp) / "keystore.sqlite")
         psk = clients.configs["psk-ccm8"]
-        server = ServerProcess(Path(tmp) / "keystore.sqlite", cfg.hello_rate)
+        server = ServerProcess(Path(tmp) / "keystore.sqlite", cfg.hello_rate, cfg.loop)
         flooder: FloodProcess | None = None
         try:
             from lwm2m_runtime.server import run as run_loop
 
             s0 = server.stats()
             unloaded = run_loop(handshakes_for(server.port, psk, cfg))
+            unloaded["server_loop"] = cfg.loop
             s1 = server.stats()
             emit({"figure": "handshakes_per_s_unloaded", "mode": "psk-ccm8", **unloaded,
                   **delta(s0, s1, unloaded["seconds"])})  # fmt: skip
@@ -293,6 +297,7 @@ def run(cfg: Config) -> None:
             time.sleep(cfg.warmup)
             s2 = server.stats()
             flooded = run_loop(handshakes_for(server.port, psk, cfg))
+            flooded["server_loop"] = cfg.loop
             s3 = server.stats()
             sent = flooder.result()
             flooder = None
@@ -331,13 +336,16 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
         help=f"flooding source sockets (default {defaults.flood_sockets})",
     )
     parser.add_argument(
+        "--loop", choices=("uvloop", "asyncio"), help="the server's loop (default uvloop)"
+    )
+    parser.add_argument(
         "--hello-rate",
         type=float,
         help="the server's dtls hello_rate (default: the server's default)",
     )
     args = parser.parse_args(argv)
     cfg = Config.quick_run() if args.quick else Config()
-    for name in ("seconds", "rate", "concurrency", "flood_sockets", "hello_rate"):
+    for name in ("seconds", "rate", "concurrency", "flood_sockets", "hello_rate", "loop"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -347,9 +355,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
 def main(argv: list[str] | None = None) -> int:
     args, cfg = parse_args(argv)
     if args.serve is not None:
-        from lwm2m_runtime.server import run as run_loop
+        if cfg.loop == "asyncio":
+            asyncio.run(serve(args.serve, cfg.hello_rate))
+        else:
+            from lwm2m_runtime.server import run as run_loop
 
-        run_loop(serve(args.serve, cfg.hello_rate))
+            run_loop(serve(args.serve, cfg.hello_rate))
         return 0
     if args.flood is not None:
         flood(args.flood, cfg.rate, cfg.flood_sockets, cfg.seconds)
