@@ -14,6 +14,8 @@ import asyncio
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keystore.coaps.endpoint import DtlsEndpoint, EndpointSettings
 from keystore.coaps.sessions import Session
@@ -21,14 +23,16 @@ from keystore.dtls import ClientConfig, DtlsEngine
 from keystore.dtls.buffer import Buffer, Writer
 from keystore.dtls.constants import DTLS_1_0, ContentType, HandshakeType
 from keystore.dtls.cookie import CookieVerifier, scan_client_hello
+from keystore.dtls.errors import DecodeError
 from keystore.dtls.messages import (
+    ClientHello,
     HelloVerifyRequest,
     encode_handshake,
     pull_client_hello,
     pull_handshake_fragment,
     push_hello_verify_request,
 )
-from keystore.dtls.record import encode_record, parse_datagram
+from keystore.dtls.record import encode_record, parse_datagram, parse_datagram_checked
 
 from .conftest import ConfigFactory
 
@@ -310,3 +314,40 @@ def test_invalid_flood_limits_are_refused(settings: dict[str, Any]) -> None:
     (name,) = settings
     with pytest.raises(ValueError, match=name):
         EndpointSettings(**settings)
+
+
+# -- the raw scan agrees with the message parsers -------------------------------------------------
+
+
+def _parsed(data: bytes) -> ClientHello | None:
+    """The ClientHello as the full parsers read it (None: not one whole epoch-0 hello)."""
+    records, _ = parse_datagram_checked(data)
+    if not records or records[0].content_type != ContentType.HANDSHAKE or records[0].epoch:
+        return None
+    try:
+        frag = pull_handshake_fragment(Buffer(records[0].fragment))
+        if frag.msg_type != HandshakeType.CLIENT_HELLO or not frag.is_complete:
+            return None
+        return pull_client_hello(Buffer(frag.body))
+    except DecodeError:
+        return None
+
+
+@settings(max_examples=300)
+@given(flips=st.lists(st.tuples(st.integers(0, 200), st.integers(1, 255)), max_size=3))
+def test_scan_accepts_every_hello_the_parser_accepts(
+    configs: ConfigFactory, flips: list[tuple[int, int]]
+) -> None:
+    """No valid ClientHello is dropped by the raw scan, and where the scan finds the cookie
+    the parser finds the same cookie."""
+    _, hello = first_hello(configs("psk")[0])
+    data = bytearray(hello)
+    for pos, x in flips:
+        data[pos % len(data)] ^= x
+    parsed = _parsed(bytes(data))
+    scan = scan_client_hello(bytes(data))
+    if parsed is not None:
+        assert isinstance(scan, tuple)
+    if isinstance(scan, tuple) and parsed is not None:
+        at = scan[0]
+        assert bytes(data[at + 1 : at + 1 + data[at]]) == parsed.cookie
