@@ -1,7 +1,7 @@
 """Run every benchmark in the repository, one JSON object per line on stdout.
 
 Usage: ``python bench/run.py [--quick] [--only NAME] [-- ARGS for that bench]``, NAME one of
-``codecs``, ``models``, ``server``, ``server_load``, ``coap_layer``, ``dtls``.
+``codecs``, ``models``, ``server``, ``server_load``, ``coap_layer``, ``dtls``, ``dtls_flood``.
 
 Benchmarks (each is run if its file exists, in its own subprocess so that one crashing or
 leaking memory cannot distort the others' figures):
@@ -17,6 +17,8 @@ leaking memory cannot distort the others' figures):
   endpoint per Update and per downlink request) against a ``struct`` baseline of the same run.
 * ``dtls``: ``bench/dtls.py`` — CoAPs handshakes/s per mode and round trips/s beside NoSec over
   loopback, idle bytes per session (transport and engine alone).
+* ``dtls_flood``: ``bench/dtls_flood.py`` — PSK handshakes/s unloaded and under a spoofed
+  10k/s ClientHello flood from another process, and their ratio (target ≥ 0.5).
 
 Every line a benchmark prints that is a JSON object is passed through with ``"bench"`` set
 if the benchmark did not set it; anything else goes to stderr. The exit status is non-zero only
@@ -87,6 +89,13 @@ BENCHES = (
         # the server transport over loopback beside NoSec, plus the engine's in-memory figures
         lambda quick: [sys.executable, "bench/dtls.py", *(["--quick"] if quick else [])],
         900,
+    ),
+    Bench(
+        "dtls_flood",
+        REPO / "bench" / "dtls_flood.py",
+        # PSK handshakes/s unloaded and under a 10k/s cookie-less ClientHello flood, the ratio
+        lambda quick: [sys.executable, "bench/dtls_flood.py", *(["--quick"] if quick else [])],
+        300,
     ),
 )
 

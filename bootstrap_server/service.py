@@ -117,6 +117,7 @@ class BootstrapServer:
             dtls_config=(
                 bootstrap_dtls_config(self, self._keystore, coaps) if coaps is not None else None
             ),
+            dtls_settings=coaps.endpoint if coaps is not None else None,
         )
         self._coap = coap
         self._log_listeners()

@@ -22,6 +22,11 @@ Duties, and where they are met:
   it holds our replies until the session's replay window is durable, and it restores sessions at
   open (``session_established`` is called for each; nothing to do here: the session is the peer).
 
+* a ClientHello flood (issue 11) is the DTLS endpoint's business too: it is the datagram
+  protocol, so it answers cookie-less ClientHellos after each batch of datagrams, within its
+  ``hello_rate`` budget, and caps half-open handshakes (docs/coaps-transport.md, "ClientHello
+  floods"); records of sessions reach ``application_data`` before any of that.
+
 Client role too (``connect``): the same glue lets a device — or a test — dial a CoAPs server.
 """
 

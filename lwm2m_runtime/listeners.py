@@ -35,6 +35,12 @@ class DtlsSettings:
     cipher_suites: tuple[str, ...] = ()
     connection_id: bool = True
     cid_length: int = 6
+    #: a handshake still incomplete this many seconds after its cookie is dropped
+    handshake_timeout: float = 30.0
+    #: handshakes in progress at once (≈10 KB each); more are refused until one ends
+    max_handshakes: int = 1000
+    #: HelloVerifyRequests per second at most (a spoofed ClientHello flood beyond is dropped)
+    hello_rate: float = 20_000.0
 
 
 def check_security_modes(value: tuple[str, ...]) -> str | None:
@@ -73,6 +79,9 @@ def listeners(
             connection_id=dtls.connection_id,
             cid_length=dtls.cid_length,
             modes=dtls_modes,
+            handshake_timeout=dtls.handshake_timeout,
+            max_handshakes=dtls.max_handshakes,
+            hello_rate=dtls.hello_rate,
         )
         if dtls_modes
         else None

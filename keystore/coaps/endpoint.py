@@ -8,10 +8,37 @@ CoAP; it hands decrypted records to a :class:`SessionListener` (the aiocoap glue
 
 Transport duties from docs/dtls.md, and how they are met here:
 
-* **No state before the cookie.** A datagram from an address without a session goes to
-  ``CookieVerifier.server_handle_initial_datagram``: a HelloVerifyRequest is sent back and
-  nothing is stored; only a ClientHello with a valid cookie (proof that the peer receives at its
-  source address) creates an engine. A flood of spoofed ClientHellos costs one HMAC each.
+* **No state before the cookie.** A datagram from an address without a session is scanned by
+  ``scan_client_hello`` (headers and length bytes only); a ClientHello without a valid cookie
+  gets a HelloVerifyRequest and nothing is stored; only a ClientHello with a valid cookie
+  (proof that the peer receives at its source address) creates an engine. A spoofed
+  ClientHello costs one scan, one HMAC from a pre-keyed state and one 60-byte reply.
+* **A ClientHello flood does not starve the rest** (issue 11). uvloop hands a loop iteration
+  up to 32 datagrams per socket, one ``datagram_received`` each. Everything that is not a
+  ClientHello without a valid cookie — records of sessions, handshake flights, ClientHellos
+  with a valid cookie — is handled at once, in arrival order. ClientHellos without a valid
+  cookie are only queued, and answered together by one callback after the batch
+  (``_answer_hellos``, the next ``call_soon`` turn). The budget of that turn is what a token
+  bucket holds: ``hello_rate`` HelloVerifyRequests per second, up to a tenth of a second's
+  worth saved up; ClientHellos beyond it are dropped and counted (``drops["hello_overload"]``,
+  ``stats.hellos_dropped``), never logged one by one. Why tokens and not a fixed count per
+  iteration (tried first, and measured by ``bench/dtls_flood.py``): how many datagrams one
+  iteration reads says how long the process was *descheduled*, not how busy the loop is — on
+  a shared 2-core machine a fixed 16 per batch dropped a fifth of a 10k/s flood (and with it
+  a fifth of the devices' first ClientHellos, each then waiting a 1 s retransmission) while
+  the server used a fifth of a core. The bucket answers every ClientHello the server can
+  afford and bounds what a flood beyond ``hello_rate`` costs (the reply is the expensive
+  part: a send system call; the scan and the drop cost a few µs). A dropped cookie-less
+  ClientHello is retransmitted by its client (RFC 6347 §4.2.4); the datagrams it would have
+  delayed are the ones devices wait for. Why cookie validity and not presence decides: a
+  garbage cookie is as cheap to spoof as none, so only a *valid* cookie (one HMAC to check)
+  skips the queue.
+* **Half-open handshakes are bounded.** From the valid cookie on, a handshake holds an engine
+  (≈10 KB) until it completes; the engine alone would give up only after its retransmissions
+  (~2 min). The endpoint drops a handshake still incomplete after ``handshake_timeout`` and
+  refuses a new one while ``max_handshakes`` are in progress (``drops["handshake_limit"]``,
+  ``stats.handshakes_refused``; the client's retransmitted ClientHello, cookie still valid,
+  gets in once there is room). One timer for all of them, on the oldest.
 * **Rebooted clients.** A new epoch-0 ClientHello from the address of an *established* session
   (``is_client_hello``) goes through the verifier too, and a valid one replaces the old session
   (RFC 6347 §4.2.8). During a handshake, ClientHellos go to the engine (retransmissions), and so
@@ -52,7 +79,7 @@ from typing import Any, Protocol, cast
 
 from ..dtls.config import ClientConfig, ServerConfig
 from ..dtls.constants import AlertDescription, ContentType
-from ..dtls.cookie import CookieVerifier
+from ..dtls.cookie import CookieVerifier, HelloScan, scan_client_hello
 from ..dtls.drops import DropReason
 from ..dtls.engine import DtlsEngine
 from ..dtls.errors import ConnectionStateError, DtlsError
@@ -72,6 +99,8 @@ from .persistence import DtlsSessionStore, SessionProgress, StoredSession
 from .sessions import Key, Session, SessionTable, address_key
 
 log = logging.getLogger(__name__)
+
+_CID_RECORD = bytes([ContentType.TLS12_CID])
 
 
 class HandshakeFailed(ConnectionError):
@@ -109,6 +138,25 @@ class EndpointSettings:
     reserve_ahead: int = 1024
     #: seconds to wait before writing to the store again after it failed
     store_retry: float = 1.0
+    #: HelloVerifyRequests per second at most (bursts up to a tenth of a second's worth);
+    #: ClientHellos without a valid cookie beyond it are dropped, counted: a spoofed flood
+    #: then costs a scan per datagram, not a reply
+    hello_rate: float = 20_000.0
+    #: seconds from the cookie-verified ClientHello to the end of the handshake; an
+    #: incomplete handshake is dropped then (the engine's own retransmissions last ~2 min)
+    handshake_timeout: float = 30.0
+    #: handshakes in progress at once (≈10 KB each); a new one beyond it is refused (counted)
+    max_handshakes: int = 1000
+
+    def __post_init__(self) -> None:
+        """Refused at start, naming the setting: a zero budget or cap would lock every
+        device out, silently."""
+        for name in ("max_handshakes", "max_sessions"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("hello_rate", "handshake_timeout", "idle_timeout", "cookie_rotation"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be greater than 0")
 
 
 @dataclass(slots=True)
@@ -121,6 +169,12 @@ class EndpointStats:
     handshakes_failed: int = 0
     evicted: int = 0
     refused_full: int = 0
+    #: cookie-verified handshakes refused because ``max_handshakes`` were in progress
+    handshakes_refused: int = 0
+    #: handshakes dropped for not completing within ``handshake_timeout``
+    handshakes_timed_out: int = 0
+    #: ClientHellos without a valid cookie dropped beyond ``hello_rate`` (no reply)
+    hellos_dropped: int = 0
     address_changes: int = 0
     failures_by_alert: dict[str, int] = field(default_factory=dict)
     #: datagrams/records dropped without an answer, by ``DropReason`` value
@@ -174,6 +228,14 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._removed: list[str] = []
         self._commit_handle: asyncio.Handle | None = None
         self._store_retry_at = 0.0
+        #: ClientHellos without a valid cookie waiting for their HelloVerifyRequest
+        self._hellos: list[tuple[bytes, Any, Key, HelloScan]] = []
+        #: HelloVerifyRequests the token bucket allows now, and when it was last refilled
+        self._hello_tokens = self.settings.hello_rate / 10
+        self._hello_refill = self._loop.time()
+        #: server-role sessions still handshaking → when they started (oldest first)
+        self._handshaking: dict[Session, float] = {}
+        self._handshake_timer: asyncio.TimerHandle | None = None
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -230,7 +292,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         now = self._loop.time()
         key = address_key(sockaddr)
         session: Session | None = None
-        if self._cid_length and data[:1] == bytes([ContentType.TLS12_CID]):
+        if self._cid_length and data[:1] == _CID_RECORD:
             cid = peek_connection_id(data, self._cid_length)
             if cid is not None:
                 session = self.sessions.by_cid(cid)
@@ -263,20 +325,22 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
     def _new_peer(
         self, data: bytes, sockaddr: Any, key: Key, now: float, replacing: Session | None
     ) -> None:
-        if self.server_config is None:
+        config = self.server_config
+        if config is None:
             self._count_drop(
                 DropReason.NOT_A_SERVER if is_client_hello(data) else DropReason.NO_SESSION,
                 key,
                 now,
             )
             return
-        reply, ok, drop = self.cookies.initial_datagram(data, key, now)
-        if reply is not None:
-            self.stats.hello_verify_requests += 1
-            self._sendto(reply, sockaddr)
-        if not ok:
-            if drop is not None:
-                self._count_drop(drop, key, now)
+        scan = scan_client_hello(data)
+        if isinstance(scan, DropReason):
+            self._count_drop(scan, key, now)
+            return
+        if not (data[scan[0]] and self.cookies.cookie_valid(data, scan, key, now)):
+            self._defer_hello(data, sockaddr, key, scan, now)
+            return
+        if not self._handshake_room(key, now):
             return
         if replacing is not None:
             log.info("%s: new handshake from %s replaces its session", replacing, _where(key))
@@ -291,15 +355,108 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                     _where(key),
                 )
             return
-        engine = DtlsEngine.server(self.server_config, key)
+        engine = DtlsEngine.server(config, key)
         session = Session(key, sockaddr, engine, now)
         session.hello_random = _hello_random(data)
         old = self.sessions.add(session)
         if old is not None:  # a handshaking session at this address that never finished
             self._drop(old, "superseded by a new handshake", unindexed=True)
+        self._handshaking[session] = now
+        self._arm_handshake_timer()
         self.stats.handshakes_started += 1
         events = engine.receive_datagram(data, now, key)
         self._after(session, events, sockaddr, now)
+
+    # -- ClientHellos without a valid cookie (see the module docstring) ---------------------------
+    def _defer_hello(
+        self, data: bytes, sockaddr: Any, key: Key, scan: HelloScan, now: float
+    ) -> None:
+        hellos = self._hellos
+        if not hellos:  # the first of this batch: refill the bucket
+            rate = self.settings.hello_rate
+            elapsed = max(0.0, now - self._hello_refill)
+            self._hello_tokens = min(rate / 10, self._hello_tokens + elapsed * rate)
+            self._hello_refill = now
+        if len(hellos) >= self._hello_tokens:
+            self.stats.hellos_dropped += 1
+            self._count_drop(DropReason.HELLO_OVERLOAD, key, now)
+            return
+        hellos.append((data, sockaddr, key, scan))
+        if len(hellos) == 1:
+            self._loop.call_soon(self._answer_hellos)
+
+    def _answer_hellos(self) -> None:
+        """Send the HelloVerifyRequests of the ClientHellos queued during the last batch."""
+        hellos, self._hellos = self._hellos, []
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._closing:
+            return
+        now = self._loop.time()
+        answer = self.cookies.hello_verify_request
+        for data, sockaddr, key, scan in hellos:
+            transport.sendto(answer(data, scan, key, now), sockaddr)
+        self.stats.hello_verify_requests += len(hellos)
+        self._hello_tokens -= len(hellos)
+
+    # -- half-open handshakes ------------------------------------------------------------------
+    def _handshake_room(self, key: Key, now: float) -> bool:
+        """Whether a new handshake from ``key`` may start (``max_handshakes``); a refusal is
+        counted and warned about at most once per ``log_interval``."""
+        handshaking = self._handshaking
+        if len(handshaking) < self.settings.max_handshakes:
+            return True
+        self.expire_handshakes(now)
+        if len(handshaking) < self.settings.max_handshakes:
+            return True
+        existing = self.sessions.get(key)
+        if existing is not None and existing in handshaking:
+            return True  # it replaces the one this address had
+        self.stats.handshakes_refused += 1
+        self._count_drop(DropReason.HANDSHAKE_LIMIT, key, now)
+        if self._limiter.allow("handshakes", now):
+            log.warning(
+                "DTLS: %d handshakes in progress (dtls.max_handshakes): handshake from %s refused",
+                len(handshaking),
+                _where(key),
+            )
+        return False
+
+    def expire_handshakes(self, now: float | None = None) -> int:
+        """Drop the server-role handshakes started ``handshake_timeout`` or more before
+        ``now`` (default: the loop's time) and not completed; returns how many. Silent (no
+        alert): the peer is gone or was never there; it starts over if it is back."""
+        if now is None:
+            now = self._loop.time()
+        cutoff = now - self.settings.handshake_timeout
+        expired: list[Session] = []
+        for session, started in self._handshaking.items():
+            if started > cutoff:
+                break
+            expired.append(session)
+        for session in expired:
+            self.stats.handshakes_timed_out += 1
+            self._handshaking.pop(session, None)
+            self._drop(session, "handshake not completed within dtls.handshake_timeout")
+        return len(expired)
+
+    @property
+    def handshakes_in_progress(self) -> int:
+        """Server-role handshakes holding an engine (``max_handshakes`` bounds it)."""
+        return len(self._handshaking)
+
+    def _arm_handshake_timer(self) -> None:
+        if self._handshake_timer is not None or not self._handshaking or self._closing:
+            return
+        started = next(iter(self._handshaking.values()))
+        self._handshake_timer = self._loop.call_at(
+            started + self.settings.handshake_timeout, self._on_handshake_timer
+        )
+
+    def _on_handshake_timer(self) -> None:
+        self._handshake_timer = None
+        # the loop may run a timer up to its clock resolution early: do not spin on it
+        self.expire_handshakes(self._loop.time() + 0.01)
+        self._arm_handshake_timer()
 
     def _make_room(self, now: float) -> bool:
         victim = self.sessions.oldest()
@@ -337,6 +494,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             self._arm(session)
 
     def _established(self, session: Session, event: HandshakeComplete) -> None:
+        self._handshaking.pop(session, None)
         session.claim = DtlsClaim(event.peer_identity, event.cipher_suite)
         if (
             event.connection_id
@@ -526,6 +684,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
 
     def _forget(self, session: Session) -> None:
         """The session ends: its row goes (with the next commit)."""
+        self._handshaking.pop(session, None)
         self._dirty.pop(session, None)
         if session.persist_id is not None and session.stored:
             self._removed.append(session.persist_id)
@@ -757,6 +916,10 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
+        self._hellos.clear()
         for session in self.sessions:
             if session.persist_id is not None and session.stored and session.established:
                 if session.timer is not None:

@@ -116,14 +116,28 @@ class CoapsSettings:
         connection_id: bool = True,
         cid_length: int = 6,
         modes: frozenset[SecurityMode] = DTLS_MODES,
+        handshake_timeout: float | None = None,
+        max_handshakes: int | None = None,
+        hello_rate: float | None = None,
     ) -> CoapsSettings:
         """Settings from configuration values (suite names as ``parse_suites`` takes them; an
-        empty list keeps the default suites), shared by both servers' configs."""
+        empty list keeps the default suites), shared by both servers' configs. The flood
+        limits (``None``: the ``EndpointSettings`` default) raise ``ValueError`` when invalid,
+        so a bad value stops the start instead of locking devices out."""
         suites = parse_suites(",".join(cipher_suites)) if cipher_suites else DEFAULT_SUITES
+        default = EndpointSettings()
+        endpoint = EndpointSettings(
+            handshake_timeout=default.handshake_timeout
+            if handshake_timeout is None
+            else handshake_timeout,
+            max_handshakes=default.max_handshakes if max_handshakes is None else max_handshakes,
+            hello_rate=default.hello_rate if hello_rate is None else hello_rate,
+        )
         return cls(
             cipher_suites=suites,
             cid_length=cid_length if connection_id else None,
             modes=modes,
+            endpoint=endpoint,
         )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -27,8 +28,24 @@ port. The cookie verifier MACs it too, so the same peer always yields the same k
 
 
 def address_key(sockaddr: Any) -> Key:
-    """``('::ffff:127.0.0.1', 5684, 0, 0)`` → ``('127.0.0.1', 5684)``."""
-    host, port = str(sockaddr[0]), int(sockaddr[1])
+    """``('::ffff:127.0.0.1', 5684, 0, 0)`` → ``('127.0.0.1', 5684)``.
+
+    Called for every datagram, spoofed floods included, so the two shapes a socket reports
+    most are answered without ``ipaddress``: an IPv4 host (any host text without ``:`` comes
+    back unchanged) and a canonical v4-mapped one (``::ffff:`` + dotted quad, checked by
+    ``inet_pton``/``inet_ntop``); everything else takes the general path."""
+    host, port = sockaddr[0], sockaddr[1]
+    if type(host) is not str or type(port) is not int:
+        host, port = str(host), int(port)
+    if ":" not in host:
+        return host, port
+    if host.startswith("::ffff:") and "." in host:
+        v4 = host[7:]
+        try:
+            if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, v4)) == v4:
+                return v4, port
+        except OSError:
+            pass
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:

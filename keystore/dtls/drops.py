@@ -41,3 +41,8 @@ class DropReason(StrEnum):
     TABLE_FULL = "table_full"
     #: a ClientHello to an endpoint that has no server role
     NOT_A_SERVER = "not_a_server"
+    #: a ClientHello without a valid cookie beyond the HelloVerifyRequests answered per loop
+    #: iteration (``EndpointSettings.hello_budget``: a flood of spoofed ClientHellos)
+    HELLO_OVERLOAD = "hello_overload"
+    #: a handshake refused because ``EndpointSettings.max_handshakes`` are in progress
+    HANDSHAKE_LIMIT = "handshake_limit"
