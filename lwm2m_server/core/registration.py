@@ -195,11 +195,15 @@ def _value(params: Mapping[str, str | None], name: str) -> str | None:
     return value
 
 
+_LIFETIME = re.compile(r"[0-9]{1,10}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _lifetime(params: Mapping[str, str | None]) -> int | None:
     text = _value(params, "lt")
     if text is None:
         return None
-    if not re.fullmatch(r"[0-9]{1,10}", text):
+    if not _LIFETIME.fullmatch(text):
         raise _bad(f"lifetime lt={text!r} is not a non-negative integer number of seconds")
     value = int(text)
     if not 1 <= value <= MAX_LIFETIME:
@@ -277,7 +281,7 @@ class RegistrationRequest:
             raise _bad("Register needs the endpoint client name (ep)")
         if len(endpoint) > MAX_ENDPOINT_LENGTH:
             raise _bad(f"endpoint name longer than {MAX_ENDPOINT_LENGTH} characters")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in endpoint):
+        if _CONTROL.search(endpoint):
             raise _bad("endpoint name contains control characters")
         version = check_version(_value(params, "lwm2m") or "1.0")
         lifetime = _lifetime(params)
