@@ -23,8 +23,9 @@ Per client count N, in this order (everything on 127.0.0.1, free ports, a tempor
    server with its N registrations: **CON notifications persisted/s** (telemetry rows counted in
    sqlite) and the API read round trip, against the Python echo of ``bench.load`` as ceiling.
 4. **restart**: ``kill -9``, start again on the same ports and data dir; seconds until a new
-   Register is answered 2.01 and until ``GET /api/clients`` lists every registration (the API
-   has no pagination: one GET returns all, its duration and size are reported).
+   Register is answered 2.01 and until ``GET /api/clients`` lists every registration (page
+   after page of 10,000, following ``X-Next-Cursor``; the pages' total duration and size are
+   reported).
 
 Every line carries ``target`` (issue 10, on this 2-core machine) and ``meets_target``; the
 benchmark reports, it never fails on a figure. When it cannot run (no compiler, no tool
@@ -744,8 +745,8 @@ def one_count(
                 restart.list_all_s,
                 generator=PROBE,
                 lower_is_better=True,
-                note="kill -9, then start -> first GET /api/clients listing every "
-                "registration (no pagination in the API: one GET returns all)",
+                note="kill -9, then start -> first full GET /api/clients listing of every "
+                "registration (pages of 10000 following X-Next-Cursor)",
                 **detail,
                 **common_r,
             )

@@ -97,6 +97,14 @@ class PeerIdentity:
     source: tuple[str, int] | None = None
 
     def __attrs_post_init__(self) -> None:
+        if (
+            self.mode is SecurityMode.NOSEC
+            and self.transport == "coap"
+            and self.psk_identity is None
+            and self.spki is None
+            and not self.certificate_chain
+        ):
+            return  # the one shape of a NoSec peer, built for every NoSec request: checked fast
         expected = {
             SecurityMode.NOSEC: "coap",
             SecurityMode.PSK: "coaps",

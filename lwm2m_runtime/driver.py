@@ -42,6 +42,8 @@ class RequestError(ConnectionError):
 
 
 Peer = Hashable
+_ANSWERS = (ResponseReceived, RequestFailed)
+"""Events a waiting ``request()`` may take (a tuple: ``A | B`` would build a union per event)."""
 
 
 class Committer(Protocol):
@@ -164,7 +166,7 @@ class CoapDriver:
     def _dispatch(self) -> None:
         endpoint = self.endpoint
         while (event := endpoint.next_event()) is not None:
-            if isinstance(event, ResponseReceived | RequestFailed):
+            if isinstance(event, _ANSWERS):
                 future = self._waiters.pop(event.handle, None)
                 if future is not None:
                     if not future.done():

@@ -86,12 +86,29 @@ class LwM2mPath:
 
     @property
     def ids(self) -> tuple[int, ...]:
-        return tuple(i for i in self.ids_with_none() if i is not None)
+        # ids are given left to right (checked at construction): the first None ends them.
+        # Spelled out because it runs for every node of every payload (a generator over
+        # ``ids_with_none`` cost three times as much)
+        if self.object_id is None:
+            return ()
+        if self.instance_id is None:
+            return (self.object_id,)
+        if self.resource_id is None:
+            return (self.object_id, self.instance_id)
+        if self.resource_instance_id is None:
+            return (self.object_id, self.instance_id, self.resource_id)
+        return (self.object_id, self.instance_id, self.resource_id, self.resource_instance_id)
 
     @property
     def depth(self) -> int:
         """0 for root, 1 object, 2 instance, 3 resource, 4 resource instance."""
-        return len(self.ids)
+        if self.object_id is None:
+            return 0
+        if self.instance_id is None:
+            return 1
+        if self.resource_id is None:
+            return 2
+        return 3 if self.resource_instance_id is None else 4
 
     @property
     def is_root(self) -> bool:

@@ -126,6 +126,11 @@ class Message:
         extra: Iterable[Option] = (),
     ) -> Message:
         """A response body for :meth:`Endpoint.respond` (type, MID and token are filled there)."""
+        if content_format is None and not extra:
+            # the answers to Register/Update: no options, or only Location-Path (one number,
+            # so already in order); ``options()`` costs more than the rest of this
+            opts = tuple([(8, s.encode()) for s in location_path]) if location_path else ()
+            return cls(Type.ACK, code, 0, b"", opts, payload)
         opts = options(content_format=content_format, location_path=location_path, extra=extra)
         return cls(Type.ACK, code, 0, b"", opts, payload)
 

@@ -42,7 +42,7 @@ from ..core.observations import Observation
 from ..core.registration import Registration
 from ..core.server import CoreResult, ServerCore
 from ..core.telemetry import TelemetryPoint, points_from_nodes, points_from_timestamped
-from ..events_bus import NOTIFICATION, SEND, EventBus
+from ..events_bus import NOTIFICATION, SEND, Build, EventBus
 from ..json_nodes import telemetry_to_json
 
 log = logging.getLogger(__name__)
@@ -158,7 +158,7 @@ class Uplink:
         )
         registration = result.registration
         assert registration is not None
-        log.info(
+        log.debug(  # per message: DEBUG (a fleet re-registering must not flood the log)
             "registered %s as %s from %s (LwM2M %s, lifetime %ss, binding %s%s)",
             registration.endpoint,
             registration.registration_id,
@@ -206,7 +206,7 @@ class Uplink:
         result = self.core.deregister(registration_id, now=self.clock(), identity=bound)
         registration = result.registration
         assert registration is not None
-        log.info("deregistered %s (%s) from %s", registration.endpoint, registration_id, address)
+        log.debug("deregistered %s (%s) from %s", registration.endpoint, registration_id, address)
         self.effects.apply(result)
         return registration
 
@@ -289,14 +289,7 @@ class Uplink:
         )
         points = self._map(registration, points, "send")
         self.store.append_points(points)
-        self.bus.publish(
-            SEND,
-            registration.endpoint,
-            {
-                "registrationId": registration.registration_id,
-                "points": [telemetry_to_json(p) for p in points],
-            },
-        )
+        self.bus.publish(SEND, registration.endpoint, _points_data(registration, tuple(points)))
         self.effects.apply(_without(result, SendReceived))
 
     def handle_notification(self, message: Message, source: IncomingRequest) -> Verdict:
@@ -419,12 +412,9 @@ class Uplink:
         address: Address,
     ) -> bool:
         """Decode, map, store and publish one (whole) notification value; False if the store
-        failed (nothing published: the device is not ACKed and retransmits)."""
-        data: dict[str, object] = {
-            "registrationId": registration.registration_id,
-            "paths": [str(p) for p in observation.paths],
-            "contentFormat": ct,
-        }
+        failed (nothing published: the device is not ACKed and retransmits). The event's JSON
+        is built only if a subscriber reads it (``events_bus.LazyData``), after the ACK left."""
+        error: str | None = None
         try:
             points = decode_points(
                 registration,
@@ -443,15 +433,18 @@ class Uplink:
                 exc.message,
             )
             points = []
-            data["error"] = exc.message
+            error = exc.message
         points = self._map(registration, points, "notification")
         try:
             self.store.append_points(points)
         except StoreError as exc:
             log.error("notification from %s not stored, not acknowledged: %s", address, exc)
             return False
-        data["points"] = [telemetry_to_json(p) for p in points]
-        self.bus.publish(NOTIFICATION, registration.endpoint, data)
+        self.bus.publish(
+            NOTIFICATION,
+            registration.endpoint,
+            _notification_data(registration, observation, ct, tuple(points), error),
+        )
         return True
 
     def _map(
@@ -464,6 +457,42 @@ class Uplink:
             self.core.cancel_observation(token)
         except StoreError as exc:
             log.error("could not remove observation %s from the store: %s", token.hex(), exc)
+
+
+def _points_data(registration: Registration, points: tuple[TelemetryPoint, ...]) -> Build:
+    """The builder of a SEND event's data (called only if a subscriber reads it)."""
+
+    def build() -> dict[str, object]:
+        return {
+            "registrationId": registration.registration_id,
+            "points": [telemetry_to_json(p) for p in points],
+        }
+
+    return build
+
+
+def _notification_data(
+    registration: Registration,
+    observation: Observation,
+    ct: int | None,
+    points: tuple[TelemetryPoint, ...],
+    error: str | None,
+) -> Build:
+    """The builder of a NOTIFICATION event's data: what the value's points say, the
+    observation's paths, and the decoding error if the payload could not be read."""
+
+    def build() -> dict[str, object]:
+        data: dict[str, object] = {
+            "registrationId": registration.registration_id,
+            "paths": [str(p) for p in observation.paths],
+            "contentFormat": ct,
+        }
+        if error is not None:
+            data["error"] = error
+        data["points"] = [telemetry_to_json(p) for p in points]
+        return data
+
+    return build
 
 
 def _endpoint_of(query: Sequence[str]) -> str | None:

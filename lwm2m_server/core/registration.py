@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 import attrs
 
@@ -66,8 +67,13 @@ QueryInput = Sequence[str] | Mapping[str, str | None]
 """Either a request's Uri-Query options (``("ep=foo", "Q")``) or an already split mapping."""
 
 
-def _str_map(value: Mapping[str, str]) -> dict[str, str]:
-    return dict(value)
+_NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
+
+
+def _str_map(value: Mapping[str, str]) -> Mapping[str, str]:
+    """A copy; the empty case (nearly every registration) shares one read-only empty mapping
+    instead of an empty dict each (readers copy it with ``dict()`` anyway)."""
+    return dict(value) if value else _NO_ATTRIBUTES
 
 
 def _objects_map(value: Mapping[int, str | None]) -> dict[int, str | None]:
@@ -106,20 +112,37 @@ class ObjectLinks:
 
     @classmethod
     def parse(cls, text: str) -> ObjectLinks:
-        """Parse link-format text; malformed text is a 4.00 that says where."""
+        """Parse link-format text; malformed text is a 4.00 that says where.
+
+        A fleet registers with a handful of distinct object lists, so each distinct text is
+        parsed once and its ``ObjectLinks`` shared by every registration that declares it
+        (a value: nothing mutates it), which saves the parse on most Registers and the
+        memory of one copy per registration. The cache is bounded (oldest text out first)."""
+        cached = _PARSED.get(text)
+        if cached is not None:
+            return cached
         from object_models.codecs.link_format import parse_object_links
 
         try:
             declared = parse_object_links(text)
         except Lwm2mError as exc:
             raise _bad(f"invalid object list: {exc.message}") from None
-        return cls(
+        links = cls(
             text=text,
             objects=declared.objects,
             instances=declared.instances,
             root_path=declared.root_path,
             content_formats=frozenset(declared.content_formats),
         )
+        if len(_PARSED) >= PARSED_LINKS_CACHE:
+            del _PARSED[next(iter(_PARSED))]
+        _PARSED[text] = links
+        return links
+
+
+PARSED_LINKS_CACHE = 1024
+"""Distinct object-list texts whose parse is kept (a few hundred bytes to a few KB each)."""
+_PARSED: dict[str, ObjectLinks] = {}
 
 
 def _links_from_payload(payload: bytes, content_format: int | None, required: bool) -> ObjectLinks:
@@ -172,11 +195,15 @@ def _value(params: Mapping[str, str | None], name: str) -> str | None:
     return value
 
 
+_LIFETIME = re.compile(r"[0-9]{1,10}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _lifetime(params: Mapping[str, str | None]) -> int | None:
     text = _value(params, "lt")
     if text is None:
         return None
-    if not re.fullmatch(r"[0-9]{1,10}", text):
+    if not _LIFETIME.fullmatch(text):
         raise _bad(f"lifetime lt={text!r} is not a non-negative integer number of seconds")
     value = int(text)
     if not 1 <= value <= MAX_LIFETIME:
@@ -193,13 +220,15 @@ def _queue_flag(params: Mapping[str, str | None]) -> bool:
 
 
 def check_version(version: str) -> str:
-    if version not in SUPPORTED_VERSIONS:
-        raise _bad(
-            f"LwM2M version {version!r} is not supported (supported: "
-            f"{', '.join(SUPPORTED_VERSIONS)})",
-            ResponseCode.PRECONDITION_FAILED,
-        )
-    return version
+    """The version, as the one shared string of ``SUPPORTED_VERSIONS`` (not one copy per
+    registration)."""
+    for supported in SUPPORTED_VERSIONS:
+        if version == supported:
+            return supported
+    raise _bad(
+        f"LwM2M version {version!r} is not supported (supported: {', '.join(SUPPORTED_VERSIONS)})",
+        ResponseCode.PRECONDITION_FAILED,
+    )
 
 
 def check_binding(binding: str, version: str) -> bool:
@@ -252,7 +281,7 @@ class RegistrationRequest:
             raise _bad("Register needs the endpoint client name (ep)")
         if len(endpoint) > MAX_ENDPOINT_LENGTH:
             raise _bad(f"endpoint name longer than {MAX_ENDPOINT_LENGTH} characters")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in endpoint):
+        if _CONTROL.search(endpoint):
             raise _bad("endpoint name contains control characters")
         version = check_version(_value(params, "lwm2m") or "1.0")
         lifetime = _lifetime(params)
@@ -297,6 +326,8 @@ class UpdateRequest:
         payload: bytes = b"",
         content_format: int | None = None,
     ) -> UpdateRequest:
+        if not query and not payload:
+            return _BARE_UPDATE  # most Updates: no parameters, no object list
         params = split_query(query)
         binding = _value(params, "b")
         if binding is not None and not binding:
@@ -314,6 +345,10 @@ class UpdateRequest:
             object_links=links,
             additional_attributes=_additional(params, _KNOWN_UPDATE),
         )
+
+
+_BARE_UPDATE = UpdateRequest()
+"""An Update without parameters or payload: only refreshes the lifetime (and the address)."""
 
 
 # -- the registration -----------------------------------------------------------------------------
@@ -404,16 +439,23 @@ class Registration:
                 queue_mode = binding_queue
         if update.queue_mode is not None:
             queue_mode = update.queue_mode
-        attributes = dict(self.additional_attributes)
-        attributes.update(update.additional_attributes)
-        return attrs.evolve(
-            self,
-            lifetime=self.lifetime if update.lifetime is None else update.lifetime,
-            binding=binding,
-            sms_number=self.sms_number if update.sms_number is None else update.sms_number,
-            queue_mode=queue_mode,
-            object_links=self.object_links if update.object_links is None else update.object_links,
-            address=self.address if address is None else address,
-            last_update=now,
-            additional_attributes=attributes,
+        attributes = self.additional_attributes
+        if update.additional_attributes:
+            attributes = {**attributes, **update.additional_attributes}
+        # every field by position, not ``attrs.evolve`` (twice the cost, on every Update)
+        return Registration(
+            self.registration_id,
+            self.endpoint,
+            self.address if address is None or address == self.address else address,
+            self.lifetime if update.lifetime is None else update.lifetime,
+            self.lwm2m_version,
+            binding,
+            self.sms_number if update.sms_number is None else update.sms_number,
+            queue_mode,
+            self.object_links if update.object_links is None else update.object_links,
+            self.transport,
+            self.identity,
+            self.registered_at,
+            now,
+            attributes,
         )

@@ -23,18 +23,19 @@ LwM2M uses link format in three places:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
 from ..errors import CodecError, InvalidPathError
-from ..path import LwM2mPath
+from ..path import MAX_ID, MAX_INSTANCE_ID, LwM2mPath
 from .common import utf8
 
 # RFC 6690 ptoken characters, and the characters allowed in a parameter name (RFC 5988 token).
 _PTOKEN = re.compile(r"[!#$%&'()*+\-./0-9:<=>?@A-Z\[\]^_`a-z{|}~]+")
 _PARMNAME = re.compile(r"[!#$&+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(r"[0-9]{1,3}\.[0-9]{1,3}")
+_CONTENT_FORMAT = re.compile(r"[0-9]{1,5}")
 _ALWAYS_QUOTED = frozenset({"rt", "if", "title", "anchor", "rel", "rev", "hreflang", "lwm2m"})
 
 AttributeValue = int | float | str | tuple[int, ...] | None
@@ -224,7 +225,7 @@ def parse_attribute(name: str, raw: str | None) -> AttributeValue:
 def parse_content_formats(raw: str) -> tuple[int, ...]:
     """``ct=11543`` or ``ct="60 110 112 11543"`` (space separated, RFC 7252 §7.2.1)."""
     parts = raw.split()
-    if not parts or not all(re.fullmatch(r"[0-9]{1,5}", p) and int(p) < 65536 for p in parts):
+    if not parts or not all(_CONTENT_FORMAT.fullmatch(p) and int(p) < 65536 for p in parts):
         raise CodecError(f"attribute ct={raw!r} must be content-format numbers")
     return tuple(int(p) for p in parts)
 
@@ -265,29 +266,131 @@ def _is_lwm2m_root(link: Link) -> bool:
 
 
 def parse_object_links(text: str | bytes) -> RegisteredObjects:
-    """Read a Register/Update payload; links that are not LwM2M objects are ignored."""
-    links = parse_links(text)
-    root_link = next((link for link in links if _is_lwm2m_root(link)), None)
-    if root_link is None:
-        root_link = next((link for link in links if link.target == "/"), None)
-    root = "/" if root_link is None else "/" + root_link.target.strip("/")
+    """Read a Register/Update payload; links that are not LwM2M objects are ignored.
+
+    Why two parsers: this runs on every Register (and every Update that carries a list), where
+    building a ``Link`` and an ``LwM2mPath`` per link cost more than the rest of the Register.
+    ``_scan_links`` reads a well-formed document with a few regular expressions into plain
+    ``(target, params)`` pairs; whatever it does not recognise (malformed text, unusual
+    whitespace in a target) goes through ``parse_links``, the reference parser, which gives
+    the same result or the positioned error. A property test holds the two to the same answers.
+    """
+    if isinstance(text, bytes | bytearray | memoryview):
+        text = utf8(bytes(text))
+    pairs: Sequence[tuple[str, Mapping[str, str | None]]] | None = _scan_links(text)
+    if pairs is None:
+        pairs = [(link.target, link.params) for link in parse_links(text)]
+    return _registered_objects(pairs)
+
+
+def _registered_objects(pairs: Sequence[tuple[str, Mapping[str, str | None]]]) -> RegisteredObjects:
+    root_index = -1
+    for index, (_, params) in enumerate(pairs):
+        if "oma.lwm2m" in (params.get("rt") or "").split():
+            root_index = index
+            break
+    else:
+        for index, (target, _) in enumerate(pairs):
+            if target == "/":
+                root_index = index
+                break
     formats: tuple[int, ...] = ()
-    if root_link is not None and root_link.params.get("ct"):
-        formats = parse_content_formats(root_link.params["ct"] or "")
+    if root_index < 0:
+        root = "/"
+    else:
+        root_target, root_params = pairs[root_index]
+        root = "/" + root_target.strip("/")
+        if root_params.get("ct"):
+            formats = parse_content_formats(root_params["ct"] or "")
+    prefix = "" if root == "/" else root
     objects: dict[int, str | None] = {}
     instances: dict[int, list[int]] = {}
-    for link in links:
-        path = _object_path(link.target, root) if link is not root_link else None
-        if path is None:
+    for index, (target, params) in enumerate(pairs):
+        if index == root_index:
             continue
-        object_id = path.ids[0]
-        if path.is_object:
-            ver = link.params.get("ver")
+        ids = _object_ids(target, prefix)
+        if ids is None:
+            continue
+        object_id, instance_id = ids
+        if instance_id is None:
+            ver = params.get("ver")
             objects[object_id] = None if ver is None else str(parse_attribute("ver", ver))
         else:
             objects.setdefault(object_id, None)
-            instances.setdefault(object_id, []).append(path.ids[1])
+            instances.setdefault(object_id, []).append(instance_id)
     return RegisteredObjects(root, formats, objects, {k: tuple(v) for k, v in instances.items()})
+
+
+_SP = r"[ \t\r\n]*"  # exactly the reference parser's whitespace (not \s: no \f, \v, NBSP)
+_QUOTED_BODY = r'(?:[^"\\]|\\.)*'  # backslash escapes any character, as in ``quoted``
+_LINK_RE = re.compile(
+    r'<([^<>" \t\r\n]*)>'  # the target: up to the first '>' (as the reference parser reads it)
+    f"((?:{_SP};{_SP}{_PARMNAME.pattern}"
+    f'(?:{_SP}={_SP}(?:"{_QUOTED_BODY}"|{_PTOKEN.pattern}))?)*)'
+    f"{_SP}(?:(,){_SP}|\\Z)",
+    re.DOTALL,
+)
+_PARAM_RE = re.compile(
+    f'{_SP};{_SP}({_PARMNAME.pattern})(?:{_SP}={_SP}(?:"({_QUOTED_BODY})"|({_PTOKEN.pattern})))?',
+    re.DOTALL,
+)
+_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_OBJECT_PATH = re.compile(r"/?(0|[1-9][0-9]{0,4})(?:/(0|[1-9][0-9]{0,4}))?/?")
+
+
+def _scan_links(text: str) -> list[tuple[str, dict[str, str | None]]] | None:
+    """The links of a well-formed document as ``(target, params)``, or None for anything the
+    reference parser must look at (it then raises, or agrees). A repeated parameter keeps its
+    first value, as there."""
+    pairs: list[tuple[str, dict[str, str | None]]] = []
+    end = len(text)
+    pos = end - len(text.lstrip(" \t\r\n"))
+    if pos == end:
+        return pairs
+    match = _LINK_RE.match
+    while True:
+        found = match(text, pos)
+        if found is None:
+            return None
+        target, raw, comma = found.group(1, 2, 3)
+        params: dict[str, str | None] = {}
+        if raw:
+            for param in _PARAM_RE.finditer(raw):
+                name, quoted, token = param.group(1, 2, 3)
+                if name not in params:
+                    if quoted is not None and "\\" in quoted:
+                        quoted = _UNESCAPE.sub(r"\1", quoted)
+                    params[name] = token if quoted is None else quoted
+        pairs.append((target, params))
+        pos = found.end()
+        if comma is None:
+            return pairs
+        if pos == end:
+            return None  # a trailing comma: the reference parser explains it
+
+
+def _object_ids(target: str, prefix: str) -> tuple[int, int | None] | None:
+    """``(object, instance or None)`` of an object or instance link under ``prefix``, or None
+    (any other link; the same answers as ``LwM2mPath.parse`` with depth 1 or 2)."""
+    if prefix:
+        if not target.startswith(prefix + "/"):
+            return None
+        target = target[len(prefix) :]
+    found = _OBJECT_PATH.fullmatch(target)
+    if found is None:
+        path = _object_path(target, "/")  # unusual spellings (surrounding whitespace)
+        if path is None:
+            return None
+        ids = path.ids
+        return (ids[0], ids[1] if len(ids) > 1 else None)
+    object_id = int(found.group(1))
+    instance = found.group(2)
+    if object_id > MAX_ID:
+        return None
+    if instance is None:
+        return (object_id, None)
+    instance_id = int(instance)
+    return None if instance_id > MAX_INSTANCE_ID else (object_id, instance_id)
 
 
 def _object_path(target: str, root: str) -> LwM2mPath | None:

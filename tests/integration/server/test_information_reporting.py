@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from lwm2m_client.client import Lwm2mClient
+from lwm2m_server.events_bus import LazyData
+from lwm2m_server.operations import ServerEvent
 from lwm2m_server.service import Lwm2mServer
 from object_models.content_format import ContentFormat as CF
 from object_models.errors import Lwm2mError
@@ -280,3 +282,21 @@ async def test_notification_right_behind_the_observe_answer(server: Lwm2mServer)
         assert not any(m.mtype == raw.RST for m in peer.received)
     finally:
         peer.close()
+
+
+async def test_notification_event_payload_is_built_only_when_read(
+    server: Lwm2mServer, device: Device
+) -> None:
+    """Hot-path hygiene (issue 10): an in-process listener sees the NOTIFICATION at once, but
+    its JSON (points, paths) is built only when something reads it, with the usual shape."""
+    seen: list[ServerEvent] = []
+    stop = server.bus.listen(seen.append)
+    try:
+        answer = await device.peer.exchange(device.notification(b"23.5", mtype=raw.CON, seq=2))
+    finally:
+        stop()
+    assert answer.mtype == raw.ACK
+    [event] = [e for e in seen if e.kind == "NOTIFICATION"]
+    assert isinstance(event.data, LazyData) and not event.data.built
+    assert event.data["paths"] == ["/3303/0/5700"]
+    assert point_values(event) == {"/3303/0/5700": 23.5} and "error" not in event.data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -15,11 +16,12 @@ from object_models.codecs.link_format import (
     format_discover,
     format_links,
     parse_attribute,
+    parse_content_formats,
     parse_discover,
     parse_links,
     parse_object_links,
 )
-from object_models.errors import CodecError, ResponseCode
+from object_models.errors import CodecError, InvalidPathError, ResponseCode
 from object_models.path import LwM2mPath
 
 from .helpers import examples, mutated
@@ -204,3 +206,100 @@ def test_arbitrary_input_raises_only_codec_error(seed: int) -> None:
     for parse in (parse_links, parse_object_links, parse_discover):
         with contextlib.suppress(CodecError):
             parse(payload)
+
+
+# == the Register fast path against the reference parser ==========================================
+def _reference_object_links(text: str | bytes) -> RegisteredObjects:
+    """``parse_object_links`` as it was before its fast path: ``parse_links`` (``Link`` objects)
+    and ``LwM2mPath.parse`` per target. The fast path must give the same answers, and the same
+    errors, on every input."""
+    links = parse_links(text)
+
+    def is_root(link: Link) -> bool:
+        return "oma.lwm2m" in (link.params.get("rt") or "").split()
+
+    root_link = next((link for link in links if is_root(link)), None)
+    if root_link is None:
+        root_link = next((link for link in links if link.target == "/"), None)
+    root = "/" if root_link is None else "/" + root_link.target.strip("/")
+    formats: tuple[int, ...] = ()
+    if root_link is not None and root_link.params.get("ct"):
+        formats = parse_content_formats(root_link.params["ct"] or "")
+    objects: dict[int, str | None] = {}
+    instances: dict[int, list[int]] = {}
+    prefix = "" if root == "/" else root
+    for link in links:
+        if link is root_link or (prefix and not link.target.startswith(prefix + "/")):
+            continue
+        try:
+            path = LwM2mPath.parse(link.target[len(prefix) :])
+        except InvalidPathError:
+            continue
+        if path.depth not in (1, 2):
+            continue
+        if path.is_object:
+            ver = link.params.get("ver")
+            objects[path.ids[0]] = None if ver is None else str(parse_attribute("ver", ver))
+        else:
+            objects.setdefault(path.ids[0], None)
+            instances.setdefault(path.ids[0], []).append(path.ids[1])
+    return RegisteredObjects(root, formats, objects, {k: tuple(v) for k, v in instances.items()})
+
+
+def _outcome(parse: Callable[[str], RegisteredObjects], text: str) -> object:
+    try:
+        return parse(text)
+    except CodecError as exc:
+        return ("error", exc.message, exc.code)
+
+
+# documents close to real Register payloads, with every kind of detail the grammar allows
+_targets = st.sampled_from(
+    ["/", "", "/lwm2m", "lwm2m/", "/1", "/1/0", "3/0", "/3/0/", "/3303/12", "/65535", "/65536",
+     "/1/65534", "/1/65535", "/01", "/3/0/1", "//3", "/lwm2m/3/0", "/lwm2m/x", "/a b", "/\x0b3",
+     "/3\u00a0", "coap://h/1", "/99999/1", "/3//"]
+)  # fmt: skip
+_param_names = st.sampled_from(["rt", "ct", "ver", "obs", "x-y", "a1", "ct", "rt"])
+_param_values = st.one_of(
+    st.none(),
+    st.sampled_from(
+        ['"oma.lwm2m"', "oma.lwm2m", '"oma.lwm2m x"', "11543", '"60 110 112"', '"60 x"', "1.1",
+         "1.10", "one", '""', '"a,\\"b;"', '"\\\\"', '"\\', "70000", '"1\n2"', "a<b=c>"]
+    ),
+)  # fmt: skip
+_spaces = st.sampled_from(["", "", " ", "\t", "\r\n", "\x0b", "\x0c"])
+
+
+@st.composite
+def _documents(draw: st.DrawFn) -> str:
+    parts = []
+    for _ in range(draw(st.integers(0, 5))):
+        link = "<" + draw(_targets) + ">"
+        for _ in range(draw(st.integers(0, 3))):
+            name, value = draw(_param_names), draw(_param_values)
+            link += draw(_spaces) + ";" + draw(_spaces) + name
+            if value is not None:
+                link += draw(_spaces) + "=" + draw(_spaces) + value
+        parts.append(link + draw(_spaces))
+    separator = draw(st.sampled_from([",", ", ", " ,", ",\n", ";", ",,"]))
+    text = draw(_spaces) + separator.join(parts)
+    return text + draw(st.sampled_from(["", "", ",", " ", "\n", ">", '"']))
+
+
+@settings(max_examples=examples(0.3), deadline=None)
+@given(_documents())
+def test_object_links_fast_path_matches_the_reference(text: str) -> None:
+    assert _outcome(parse_object_links, text) == _outcome(_reference_object_links, text)
+
+
+@settings(max_examples=examples(0.3), deadline=None)
+@given(st.text(st.sampled_from('<>/;,="\\ \t\n\x0bab13.0'), max_size=40))
+def test_object_links_fast_path_matches_the_reference_on_any_text(text: str) -> None:
+    assert _outcome(parse_object_links, text) == _outcome(_reference_object_links, text)
+
+
+@settings(max_examples=examples(0.3), deadline=None)
+@given(st.integers(0, 2**64 - 1))
+def test_object_links_fast_path_matches_the_reference_on_mutations(seed: int) -> None:
+    text = mutated(seed, _LINK_SEEDS, b'<>/;,="\\ \t\r\nab1.0').decode("utf-8", "replace")
+    assert _outcome(parse_object_links, text) == _outcome(_reference_object_links, text)

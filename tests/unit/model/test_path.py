@@ -77,3 +77,10 @@ def test_str_parse_roundtrip(ids: list[int]) -> None:
     path = LwM2mPath.from_ids(*ids)
     assert LwM2mPath.parse(str(path)) == path
     assert hash(path) == hash(LwM2mPath.parse(str(path)))
+
+
+@given(st.lists(st.integers(0, 65534), max_size=4))
+def test_ids_and_depth_are_the_given_ids(ids: list[int]) -> None:
+    path = LwM2mPath.from_ids(*ids)
+    assert path.ids == tuple(ids) == tuple(i for i in path.ids_with_none() if i is not None)
+    assert path.depth == len(ids)

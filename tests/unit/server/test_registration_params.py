@@ -214,3 +214,47 @@ def test_object_links_root_slash_and_ct_list() -> None:
 )
 def test_malformed_object_list_is_4_00(text: str) -> None:
     assert code_of(RegistrationRequest.parse, ["ep=a"], text.encode()) is BAD
+
+
+# -- hot-path shortcuts keep the answers ----------------------------------------------------------
+
+
+def test_an_object_list_is_parsed_once_and_shared() -> None:
+    from lwm2m_server.core import registration as module
+
+    text = "</1/0>,</3/0>,</3303/7>"
+    first = RegistrationRequest.parse(["ep=a"], text.encode()).object_links
+    second = RegistrationRequest.parse(["ep=b"], text.encode()).object_links
+    assert second is first  # one value for the fleet that declares the same list
+    assert first.instances == {1: (0,), 3: (0,), 3303: (7,)}
+    for n in range(module.PARSED_LINKS_CACHE + 5):
+        ObjectLinks.parse(f"</{n}/0>")
+    assert len(module._PARSED) <= module.PARSED_LINKS_CACHE
+    assert ObjectLinks.parse(text) == first  # parsed again once pushed out: the same answer
+
+
+def test_a_malformed_object_list_is_refused_every_time() -> None:
+    for _ in range(2):
+        assert code_of(RegistrationRequest.parse, ["ep=a"], b"</1/0>,</3") is BAD
+
+
+def test_bare_update_refreshes_only_the_lifetime_clock() -> None:
+    reg = Registration.create(
+        "r1",
+        RegistrationRequest.parse(["ep=a", "lt=60", "lwm2m=1.1", "et=x"], LINKS),
+        now=10.0,
+        address=Address("10.0.0.1", 5683),
+    )
+    bare = UpdateRequest.parse([], b"")
+    assert bare == UpdateRequest()
+    later = reg.updated(bare, now=20.0, address=Address("10.0.0.1", 5683))
+    assert later.last_update == 20.0 and later.registered_at == 10.0
+    assert later.address == reg.address and later.lifetime == 60
+    assert later.additional_attributes == {"et": "x"}
+    assert later.object_links == reg.object_links and later.lwm2m_version == "1.1"
+    moved = reg.updated(
+        UpdateRequest.parse(["lt=90", "k=v"], b""), now=30.0, address=Address("10.0.0.2", 1)
+    )
+    assert moved.address == Address("10.0.0.2", 1) and moved.lifetime == 90
+    assert moved.additional_attributes == {"et": "x", "k": "v"}
+    assert reg.additional_attributes == {"et": "x"}  # the earlier registration is untouched
