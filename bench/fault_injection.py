@@ -56,6 +56,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import struct
@@ -115,9 +116,9 @@ class Config:
     k9_updates: int = 8
     """Updates per registered device before it registers anew under a new name."""
     loss_percent: int = 30
-    loss_updates: int = 40
+    loss_updates: int = 50
     loss_reads: int = 20
-    loss_notifications: int = 40
+    loss_notifications: int = 50
     workdir: Path | None = None
     """Where the servers' data dirs and logs go (kept); default a temporary folder."""
     quick: bool = False
@@ -452,6 +453,8 @@ def _answer_kind(data: bytes) -> str:
         return "RST"
     if msg.code == 0:
         return Type(msg.mtype).name
+    if msg.is_request:  # the bootstrap server starting a session with a fuzzed endpoint
+        return f"request {Code(msg.code).name}"
     return f"{msg.code >> 5}.{msg.code & 0x1F:02d}"
 
 
@@ -1027,10 +1030,14 @@ class Namespaces:
         self.run("ip", "-n", self.client_ns, "link", "set", "fi-c", "up")
         rules = f"""
 table inet faultinjection {{
-  chain input {{ type filter hook input priority 0; policy accept;
-    iifname "fi-c" meta l4proto udp numgen random mod 100 < {self.loss} counter drop }}
-  chain output {{ type filter hook output priority 0; policy accept;
-    oifname "fi-c" meta l4proto udp numgen random mod 100 < {self.loss} counter drop }}
+  chain input {{
+    type filter hook input priority 0; policy accept;
+    iifname "fi-c" meta l4proto udp numgen random mod 100 < {self.loss} counter drop
+  }}
+  chain output {{
+    type filter hook output priority 0; policy accept;
+    oifname "fi-c" meta l4proto udp numgen random mod 100 < {self.loss} counter drop
+  }}
 }}
 """
         result = subprocess.run(
@@ -1110,16 +1117,26 @@ def run_loss(cfg: Config, workdir: Path) -> bool:
                 "--loss-client",
                 json.dumps(params),
             ]
-            result = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                timeout=1800,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
-            )
+            env = {**os.environ, "PYTHONPATH": str(REPO)}
+            sniffer = subprocess.Popen(
+                ["ip", "netns", "exec", nets.server_ns, sys.executable,
+                 str(Path(__file__).resolve()), "--sniff", f"fi-s:{proc.coap_port}"],
+                stdout=subprocess.PIPE, text=True, env=env,
+            )  # fmt: skip
+            try:
+                assert sniffer.stdout is not None
+                if sniffer.stdout.readline().strip() != "ready":
+                    raise CannotRun("the packet counter in the server's namespace did not start")
+                result = subprocess.run(
+                    command, capture_output=True, text=True, timeout=1800, env=env
+                )
+            finally:
+                sniffer.terminate()
+                copies_out, _ = sniffer.communicate(timeout=30)
             if result.returncode != 0:
                 raise RuntimeError(f"loss client failed:\n{result.stderr[-3000:]}")
             client = json.loads(result.stdout.strip().splitlines()[-1])
+            copies = json.loads(copies_out.strip().splitlines()[-1])
             dropped = nets.dropped()
             exit_code = proc.stop()
             log = log_findings(proc.log())
@@ -1135,12 +1152,14 @@ def run_loss(cfg: Config, workdir: Path) -> bool:
         events = client["events"]
         n_notify = client["notifications_sent"]
         # the initial Observe answer is stored as a point too: notifications + 1 rows
+        # one NOTIFICATION event per notification; the telemetry rows also hold the value of
+        # the Observe answer
         expected_rows = n_notify + client["observe_answers_stored"]
         ok = (
             client["complete"]
             and events.get("REGISTRATION", 0) == 1
             and events.get("UPDATED", 0) == client["updates_acknowledged"] == cfg.loss_updates
-            and events.get("NOTIFICATION", 0) == expected_rows
+            and events.get("NOTIFICATION", 0) == n_notify
             and rows[0] == expected_rows
             and rows[1] == rows[0]
             and exit_code == 0
@@ -1151,6 +1170,7 @@ def run_loss(cfg: Config, workdir: Path) -> bool:
             ok=ok,
             loss_percent=cfg.loss_percent,
             dropped_by_nft=dropped,
+            **copies,
             telemetry_rows=rows[0],
             telemetry_distinct_values=rows[1],
             expected_rows=expected_rows,
@@ -1163,13 +1183,69 @@ def run_loss(cfg: Config, workdir: Path) -> bool:
         nets.close()
 
 
+def sniff(interface: str, port: int) -> None:
+    """Run in the server's namespace (``--sniff``): count the CoAP CON messages that reach the
+    server's ``port`` on ``interface`` after the loss, by (source port, Message ID); on SIGTERM
+    print how many arrived and how many were copies of one that had arrived before. A copy is
+    a retransmission the server must answer from its deduplication cache without processing it
+    again, so this is how many chances the server had to process something twice."""
+    seen: Counter[tuple[int, int]] = Counter()
+    stop = False
+
+    def finish(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, finish)
+    eth_p_ip = 0x0800
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(eth_p_ip)) as raw:
+        raw.bind((interface, 0))
+        raw.settimeout(0.2)
+        print("ready", flush=True)
+        while not stop:
+            try:
+                frame, meta = raw.recvfrom(65536)
+            except TimeoutError:
+                continue
+            except InterruptedError:
+                break
+            if meta[2] == socket.PACKET_OUTGOING:
+                continue
+            ip = frame[14:]
+            if len(ip) < 20 or ip[9] != 17:  # UDP only
+                continue
+            udp = ip[(ip[0] & 0x0F) * 4 :]
+            if len(udp) < 12 or int.from_bytes(udp[2:4], "big") != port:
+                continue
+            coap = udp[8:]
+            if coap[0] >> 6 == 1 and (coap[0] >> 4) & 3 == 0:  # version 1, CON
+                seen[int.from_bytes(udp[0:2], "big"), int.from_bytes(coap[2:4], "big")] += 1
+    received = sum(seen.values())
+    print(json.dumps({"con_received": received, "con_copies": received - len(seen)}), flush=True)
+
+
 # the client side, run inside the client namespace -----------------------------------------------
+
+
+class SteadySocket(g.ClientSocket):
+    """``bench.load``'s client socket, retransmitting at a constant interval."""
+
+    def _retransmit(self, pending: Any) -> None:
+        """Every ``LOSS_RETRY_S`` instead of doubling (RFC 7252's backoff is a device's
+        choice): at 30 % loss each way a round trip fails half the time, and doubling from 1 s
+        over 10 transmissions makes the expected wait per exchange several seconds."""
+        pending.timeout = LOSS_RETRY_S / 2  # the base class doubles it
+        super()._retransmit(pending)
+
+
+LOSS_RETRY_S = 1.0
 
 
 async def loss_client(params: dict[str, Any]) -> dict[str, Any]:
     """Register, Updates, API Reads, an Observe and notifications over the lossy link, while
     counting the server's events for this endpoint. Exchanges are CON with up to 10
-    transmissions (a 0.51 chance per round trip at 30 % each way: 0.12 % to lose all 10)."""
+    transmissions 1 s apart (a round trip fails with chance 1 - 0.7², 0.51: 0.12 % to lose all
+    10)."""
     import aiohttp
 
     host, port = params["coap"].rsplit(":", 1)
@@ -1179,7 +1255,7 @@ async def loss_client(params: dict[str, Any]) -> dict[str, Any]:
     stats = g.Stats()
     loop = asyncio.get_running_loop()
     _, sock = await loop.create_datagram_endpoint(
-        lambda: g.ClientSocket(False, stats), local_addr=("0.0.0.0", 0), remote_addr=target
+        lambda: SteadySocket(False, stats), local_addr=("0.0.0.0", 0), remote_addr=target
     )
     client = g.SimClient(0, endpoint, sock)
     sock.owner = client
@@ -1251,18 +1327,17 @@ async def loss_client(params: dict[str, Any]) -> dict[str, Any]:
             value = round(30.0 + i / 100, 2)
             payload = g.senml_cbor("/3303/0/", "5700", value)
 
-            def notification(
-                mid: int, token: bytes, payload: bytes = payload, seq: int = i + 2
-            ) -> bytes:
-                opts = options(observe=seq, content_format=g.SENML_CBOR)
-                return serialize(
-                    Message(Type.CON, Code.CONTENT, mid, client.observe_token or b"", opts, payload)
-                )
-
-            # a CON notification: the ACK is what is waited for (no response follows)
+            # the next Observe number after the device's own: the server answered every
+            # retransmitted Observe GET (lost ACKs), and each answer took a number; RFC 7641
+            # §3.4 has the server ignore a notification not newer than the last
+            client.observe_seq += 1
+            opts = options(observe=client.observe_seq, content_format=g.SENML_CBOR)
+            token = client.observe_token or b""
             mid = sock.next_mid()
+            data = serialize(Message(Type.CON, Code.CONTENT, mid, token, opts, payload))
+            # a CON notification: the ACK is what is waited for (no response follows)
             ack = await sock.exchange(
-                notification(mid, b""), mid, b"", wants_response=False, timeout=1.0, attempts=10
+                data, mid, b"", wants_response=False, timeout=1.0, attempts=10
             )
             if ack is not None and ack.mtype == Type.ACK:
                 notified += 1
@@ -1270,7 +1345,7 @@ async def loss_client(params: dict[str, Any]) -> dict[str, Any]:
                 incomplete.append(f"notification {i}")
         # let the last events arrive: each exchange's event precedes its ACK, so a short
         # grace for the stream to deliver them is enough
-        expected = 1 + updates_ok + notified + (1 if observed else 0)
+        expected = 1 + updates_ok + notified
         deadline = loop.time() + 30
         while (
             sum(events[k] for k in ("REGISTRATION", "UPDATED", "NOTIFICATION")) < expected
@@ -1329,7 +1404,12 @@ def parse_args(argv: list[str] | None) -> Config | dict[str, Any]:
     parser.add_argument("--loss", type=int, help="percent of UDP datagrams dropped each way")
     parser.add_argument("--workdir", type=Path, help="keep data dirs and logs here")
     parser.add_argument("--loss-client", help=argparse.SUPPRESS)
+    parser.add_argument("--sniff", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.sniff:
+        interface, port = args.sniff.rsplit(":", 1)
+        sniff(interface, int(port))
+        sys.exit(0)
     if args.loss_client:
         params: dict[str, Any] = json.loads(args.loss_client)
         return params
