@@ -89,6 +89,7 @@ from lwm2m_runtime.coap import (  # noqa: E402
     serialize,
 )
 from tests.integration.processes import ServerProcess  # noqa: E402
+from tests.integration.server import rawcoap as raw  # noqa: E402
 
 BENCH = "fault_injection"
 LOOPBACK = "127.0.0.1"
@@ -155,29 +156,14 @@ def raw_message(
     tkl: int | None = None,
     version: int = 1,
 ) -> bytes:
-    """A CoAP datagram written by hand, so that anything the codec would refuse to write can be
-    sent (token lengths over 8, any option bytes, a wrong version)."""
-    tkl = len(token) if tkl is None else tkl
-    out = bytearray([(version << 6) | (mtype << 4) | (tkl & 0xF), code]) + struct.pack("!H", mid)
-    out += token
-    last = 0
-    for number, value in sorted(opts, key=lambda o: o[0]):
-        delta, length = number - last, len(value)
-        last = number
-        d, dx = _nibble(delta)
-        ln, lx = _nibble(length)
-        out += bytes([(d << 4) | ln]) + dx + lx + value
-    if payload:
-        out += b"\xff" + payload
-    return bytes(out)
-
-
-def _nibble(value: int) -> tuple[int, bytes]:
-    if value < 13:
-        return value, b""
-    if value < 269:
-        return 13, bytes([value - 13])
-    return 14, struct.pack("!H", value - 269)
+    """A CoAP datagram written by the tests' hand-built encoder (``rawcoap``), with the first
+    byte rewritten when asked, so that what our codec refuses to write can be sent (a token
+    length over 8, a wrong version); option values are any bytes."""
+    data = bytearray(raw.encode(raw.Msg(mtype, code, mid, token, opts, payload)))
+    if tkl is not None or version != 1:
+        tkl = len(token) if tkl is None else tkl
+        data[0] = (version << 6) | (mtype << 4) | (tkl & 0xF)
+    return bytes(data)
 
 
 def block_value(num: int, more: bool, szx: int) -> bytes:
@@ -288,12 +274,10 @@ class Mutator:
         return list(_dtls_group()["dtls_record"])
 
     # -- one datagram ------------------------------------------------------------------------
-    def coap(self) -> bytes:
-        kind = self.rng.choice(self.COAP_KINDS)
-        self.kinds["coap_" + kind] += 1
+    def generic(self, kind: str, base: bytes, templates: list[bytes]) -> bytes:
+        """The mutations that know nothing of the protocol: 1-8 bit flips, truncation, or the
+        head of ``base`` joined to the tail of another template."""
         rng = self.rng
-        base = rng.choice(self.coap_templates)
-        mid = rng.randrange(0x10000)
         if kind == "bitflip":
             out = bytearray(base)
             for _ in range(rng.randint(1, 8)):
@@ -302,6 +286,17 @@ class Mutator:
             return bytes(out)
         if kind == "truncate":
             return base[: rng.randrange(len(base))]
+        other = rng.choice(templates)
+        return base[: rng.randrange(1, len(base))] + other[rng.randrange(len(other)) :]
+
+    def coap(self) -> bytes:
+        kind = self.rng.choice(self.COAP_KINDS)
+        self.kinds["coap_" + kind] += 1
+        rng = self.rng
+        base = rng.choice(self.coap_templates)
+        mid = rng.randrange(0x10000)
+        if kind in ("bitflip", "truncate", "splice"):
+            return self.generic(kind, base, self.coap_templates)
         if kind == "option_nibble_15":
             # delta or length nibble 15 without the payload marker: a format error (§3.1)
             byte = rng.choice([0xF0 | rng.randrange(15), 0x0F | (rng.randrange(15) << 4)])
@@ -354,9 +349,6 @@ class Mutator:
             return raw_message(0, 2, mid, b"\x04", opts, os.urandom(rng.choice([16, 64, 1024])))
         if kind == "bad_version":
             return bytes([(rng.choice([0, 2, 3]) << 6) | (base[0] & 0x3F)]) + base[1:]
-        if kind == "splice":
-            other = rng.choice(self.coap_templates)
-            return base[: rng.randrange(1, len(base))] + other[rng.randrange(len(other)) :]
         size = rng.choice([0, 1, 3, 4, 5, 16, 100, 1024, 1500, 4096, 4097, 5000])
         return os.urandom(size)
 
@@ -365,14 +357,8 @@ class Mutator:
         self.kinds["dtls_" + kind] += 1
         rng = self.rng
         base = rng.choice(self.dtls_templates)
-        if kind == "bitflip":
-            out = bytearray(base)
-            for _ in range(rng.randint(1, 8)):
-                bit = rng.randrange(len(out) * 8)
-                out[bit // 8] ^= 1 << (bit % 8)
-            return bytes(out)
-        if kind == "truncate":
-            return base[: rng.randrange(len(base))]
+        if kind in ("bitflip", "truncate", "splice"):
+            return self.generic(kind, base, self.dtls_templates)
         if kind == "record_header":
             # content type, version, epoch, sequence and length: any of them forged
             fragment = base[13:]
@@ -388,9 +374,6 @@ class Mutator:
             # an application-data record "of a session" nobody established
             body = os.urandom(rng.choice([0, 8, 24, 64, 300]))
             return b"\x17\xfe\xfd\x00\x01" + os.urandom(6) + struct.pack("!H", len(body)) + body
-        if kind == "splice":
-            other = rng.choice(self.dtls_templates)
-            return base[: rng.randrange(1, len(base))] + other[rng.randrange(len(other)) :]
         return os.urandom(rng.choice([1, 13, 14, 25, 100, 600, 1500, 4096]))
 
 
