@@ -14,14 +14,13 @@ Usage (from the repository root; the ``loss`` part needs root for ``ip netns`` a
    Block1/Block2 values, bad versions, splices, random bytes up to 5000 bytes) and, for DTLS,
    mutated records of real handshakes (``fuzz.seeds``), forged record headers and random
    bytes. They come from many source ports (a new socket every few batches) in batches of
-   ``--batch``; after each batch a legitimate client does one exchange on the same port
+   64; after each batch a legitimate client does one exchange on the same port
    (lwm2m-server NoSec: an Update of its registration, a new Register every 20th; bootstrap
    NoSec: a Bootstrap-Request or a CoAP ping; DTLS: a ClientHello answered by a
    HelloVerifyRequest). The server reads its socket in order, so that answer also paces the
    flood: nothing is lost in a full socket buffer, every datagram is read by the server.
    Afterwards: the process is alive and answers a fresh Register (Bootstrap-Request); its log
-   has no ``Traceback`` and no WARNING/ERROR line repeats within 60 s (the same line with its
-   numbers blanked: at most once per peer and refusal per minute, as RateLimit promises); it
+   has no ``Traceback`` and no refusal twice from one peer within 60 s (``log_findings``); it
    exits 0 on SIGTERM; the sqlite file passes ``PRAGMA integrity_check``; every stored
    registration row decodes, ``/api/health`` shows ``quarantined: 0``, and every Register the
    legitimate client saw answered 2.01 is stored.
@@ -38,8 +37,9 @@ Usage (from the repository root; the ``loss`` part needs root for ``ip netns`` a
    observed and sends CON notifications with distinct values, while it counts the server's
    events (``/api/event``). Every exchange must complete, and nothing may be processed twice:
    exactly one REGISTRATION event, one UPDATED event per Update, one NOTIFICATION event and one
-   telemetry row per notification, although the lost ACKs made the client retransmit
-   (the counts of retransmissions are printed beside them). The namespaces are deleted on exit,
+   telemetry row per notification, although lost ACKs made the client retransmit: a packet
+   counter in the server's namespace (``--sniff``) counts the copies of CON messages that
+   reached the server, the chances it had to process one twice. The namespaces are deleted on exit,
    also on errors and Ctrl-C.
 
 It reports, it never fails on a figure (each line has ``ok``); it prints ``{"skipped": …}`` when
@@ -698,11 +698,8 @@ def malformed_one(cfg: Config, workdir: Path, program: str) -> dict[str, Any]:
         legit_ok, legit_refused = Counter[str](), Counter[str]()
         start = time.perf_counter()
         sent = {"coap": 0, "dtls": 0}
-        plan = [
-            ("dtls" if i < int(cfg.datagrams * cfg.dtls_share) else "coap")
-            for i in range(cfg.datagrams)
-        ]
-        plan_by_port = {"coap": plan.count("coap"), "dtls": plan.count("dtls")}
+        dtls_count = int(cfg.datagrams * cfg.dtls_share)
+        plan_by_port = {"coap": cfg.datagrams - dtls_count, "dtls": dtls_count}
         location: str | None = None
         register_count = 0
         for port_kind in ("coap", "dtls"):
