@@ -103,6 +103,7 @@ class RegistrationSite:
         self._limited = PerPeerLimit(60.0)  # rate-limited Registers: one WARNING/host/minute
         self._warn = PerPeerLimit(60.0)  # one WARNING per peer host per minute
         self._refusals = PerPeerLimit(60.0)  # the same for identity refusals, counted apart
+        self._not_found = PerPeerLimit(60.0)  # and for 4.04 (INFO), apart again
 
     def __call__(self, request: IncomingRequest) -> Message:
         address = Address(*request.address)
@@ -176,8 +177,13 @@ class RegistrationSite:
         what = f"{Code(message.code).name} /{'/'.join(message.uri_path)}"
         if code in (ResponseCode.NOT_FOUND, ResponseCode.INTERNAL_SERVER_ERROR):
             # an unknown registration id (a client the server forgot re-registers) and store
-            # failures are not malformed input
+            # failures are not malformed input; a 4.04 is still once per peer host a minute
+            # (DEBUG after), or a flood of requests for unknown paths floods the log
             level = logging.WARNING if code == ResponseCode.INTERNAL_SERVER_ERROR else logging.INFO
+            if code == ResponseCode.NOT_FOUND and not self._not_found.allow(
+                address.host, time.monotonic()
+            ):
+                level = logging.DEBUG
             log.log(
                 level, "%s from %s refused with %s: %s", what, address, code.dotted, exc.message
             )

@@ -8,12 +8,6 @@ would answer it with RST: see docs/server.md, "aiocoap quirks").
 from __future__ import annotations
 
 import asyncio
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,91 +16,10 @@ import aiohttp
 import pytest
 
 from lwm2m_client.client import Lwm2mClient
-from tests.auth import HEADERS, SERVER_ENV
+from tests.auth import HEADERS
 
+from ..processes import ServerProcess
 from . import rawcoap as raw
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-class ServerProcess:
-    """``python -m lwm2m_server`` with its log in a file; the ports are read from the log.
-    ``start(coap_port, coaps_port)`` with the previous ports restarts on the same ones."""
-
-    def __init__(self, data_dir: Path, log_file: Path, *, log_level: str = "INFO") -> None:
-        self.env: dict[str, str] = dict(SERVER_ENV)  # the tests' admin API token
-        self.data_dir = data_dir
-        self.log_file = log_file
-        self.log_level = log_level
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.coap_port = 0
-        self.coaps_port = 0
-        self.http_port = 0
-
-    def start(self, coap_port: int = 0, coaps_port: int = 0) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LWM2M_SERVER_")}
-        env.update(PYTHONPATH=str(REPO), **self.env)
-        self.log_file.write_text("")
-        with self.log_file.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "lwm2m_server",
-                    "--data-dir",
-                    str(self.data_dir),
-                    "--host",
-                    "127.0.0.1",
-                    "--coap-port",
-                    str(coap_port),
-                    "--coaps-port",  # 0: never collide on the default 5684 with other runs
-                    str(coaps_port),
-                    "--http-port",
-                    "0",
-                    "--log-level",
-                    self.log_level,
-                ],
-                stdout=log,
-                stderr=log,
-                env=env,
-                cwd=self.data_dir,
-            )
-        deadline = time.monotonic() + 30  # a loaded CI box can take long to start Python
-        while time.monotonic() < deadline:
-            text = self.log_file.read_text(errors="replace")
-            coap = re.search(r"CoAP listening on udp \S+:(\d+)", text)
-            coaps = re.search(r"CoAPs listening on udp \S+:(\d+)", text)
-            http = re.search(r"HTTP API on http://[^:]+:(\d+)", text)
-            if coap and coaps and http:
-                self.coap_port, self.http_port = int(coap.group(1)), int(http.group(1))
-                self.coaps_port = int(coaps.group(1))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"server did not start:\n{self.log_file.read_text()}")
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
-
-    def log(self) -> str:
-        return self.log_file.read_text(errors="replace")
-
-    @property
-    def api(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}/api"
 
 
 @pytest.fixture
