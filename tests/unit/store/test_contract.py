@@ -1,6 +1,6 @@
 """The store contract: what ``ServerCore`` relies on from every engine of ``CoreStore``
-(``lwm2m_server/store/base.py``), run over each engine (``engine`` fixture: memory, sqlite; the
-Redis engine of issue 12 is one more parameter). ``a``/``b`` are two handles on one store, as
+(``lwm2m_server/store/base.py``), run over each engine (``engine`` fixture: memory, sqlite,
+redis, redis-cluster). ``a``/``b`` are two handles on one store, as
 two server processes sharing it see it."""
 
 from __future__ import annotations

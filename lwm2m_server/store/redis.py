@@ -1,0 +1,587 @@
+"""``RedisStore``: registrations and observations (``CoreStore``) on Redis, shared by every
+``lwm2m-server`` process of a cluster (docs/cluster.md, "The LwM2M server on Redis").
+
+Keys (``P`` is the prefix); the records of one endpoint are in its hash-tag slot ``{ep}``:
+
+* ``P:reg:{ep}``        hash   the endpoint's registration: ``id``, ``data`` (the JSON record of
+  ``records.registration_to_json``) and the fields the cheap Update writes alone (``lu``
+  last_update, ``lt`` lifetime, ``host``, ``port``) and ``exp`` (expires_at, ``repr`` of the
+  float: the conditional removal compares the text, so it is exact);
+* ``P:obs:{ep}``        hash   token (hex) → observation JSON, the endpoint's observations;
+* ``{P:reg}:ids``       hash   registration id → endpoint;
+* ``{P:reg}:expiry``    zset   registration id, scored by expires_at (``expiring_before``);
+* ``P:byaddr:{h|p}``    set    registration ids whose requests come from host ``h`` port ``p``;
+* ``P:byident:{m|i}``   set    registration ids bound to DTLS identity ``i`` of mode ``m``;
+* ``{P:obs}:tokens``    hash   token (hex) → endpoint.
+
+**Atomicity.** The record of an endpoint (its registration and its observations) changes in one
+Lua script on its slot: a Register that replaces another registration of the endpoint drops the
+old one's observations with it; an Update, the cheap Update and the removal only act while the
+stored id (and for an expiry, the stored ``exp``) is the one the caller names, so of several
+nodes expiring a registration exactly one gets it back. The indexes are keys of other slots, which
+no Redis Cluster transaction spans, so they are kept by separate, repeatable steps with one rule:
+**an index may hold entries that are no longer true, never miss one that is.** An entry is added
+before the record it points to is written and removed after the record is gone, and every lookup
+through an index checks the record (id, endpoint, address, identity, expiry) and ignores what
+disagrees. The expiry index's score may be earlier than the record's expiry after a crash or two
+concurrent writers (the sweep then reads the record, sees it is not due and repairs the score
+with a compare-and-set), never later, except in one race documented in docs/cluster.md. A
+process killed between the steps leaves at most stale entries (ignored; the sweep drops those of
+the expiry index), never a half-written registration.
+
+Writes are synchronous: a call returns when Redis has the change (docs/performance.md, "Redis
+store"), so ``commit()`` (the ``Committer`` hook) has nothing to flush and returns True.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from keystore.resolver import IdentityBinding
+from keystore.store.database import dumps
+from keystore.store.errors import StoreError
+from keystore.store.redis_database import RedisDatabase, text
+from lwm2m_runtime.address import Address
+from lwm2m_server.core.observations import Observation
+from lwm2m_server.core.registration import Registration
+from lwm2m_server.core.telemetry import TelemetryPoint
+
+from .records import (
+    check_point,
+    observation_from_json,
+    observation_to_json,
+    point_from_row,
+    registration_from_json,
+    registration_to_json,
+)
+
+log = logging.getLogger(__name__)
+
+# KEYS: reg, obs. ARGV: id, data, lu, lt, host, port, exp.
+# Returns {replaced fields (flat) or {}, tokens of the dropped observations}.
+_PUT = """
+local old = redis.call('HGETALL', KEYS[1])
+local replaced, tokens = {}, {}
+local old_id = nil
+for i = 1, #old, 2 do if old[i] == 'id' then old_id = old[i + 1] end end
+if old_id and old_id ~= ARGV[1] then
+  replaced = old
+  tokens = redis.call('HKEYS', KEYS[2])
+  redis.call('DEL', KEYS[2])
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'data', ARGV[2], 'lu', ARGV[3], 'lt', ARGV[4],
+  'host', ARGV[5], 'port', ARGV[6], 'exp', ARGV[7])
+return {replaced, tokens}
+"""
+
+# KEYS: reg. ARGV: id, then field/value pairs. Writes them only while the stored id is ARGV[1];
+# returns the old record (flat) or false.
+_UPDATE = """
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return false end
+local old = redis.call('HGETALL', KEYS[1])
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return old
+"""
+
+# KEYS: reg, obs. ARGV: id, exp ('' = any). Returns {record (flat), tokens} or false.
+_REMOVE = """
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return false end
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'exp') ~= ARGV[2] then return false end
+local old = redis.call('HGETALL', KEYS[1])
+local tokens = redis.call('HKEYS', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2])
+return {old, tokens}
+"""
+
+# KEYS: ids, expiry. ARGV: id, endpoint. Drops the id's entries while they still point to the
+# endpoint (after its record is gone: repeatable).
+_DROP_ID = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: expiry. ARGV: id, score read, new score. Compare-and-set of a score (the sweep's repair).
+_RESCORE = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+end
+return 1
+"""
+
+# KEYS: tokens. ARGV: endpoint, token... Drops the tokens' entries that point to the endpoint.
+_DROP_TOKENS = """
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 1
+"""
+
+# KEYS: obs. ARGV: token. Returns the observation's JSON, removed, or false.
+_POP = """
+local data = redis.call('HGET', KEYS[1], ARGV[1])
+if data then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return data
+"""
+
+# telemetry latest: KEYS values, times; ARGV (path, ts, value)...: newest wins
+_LATEST = """
+local i = 1
+while i <= #ARGV do
+  local key, ts = ARGV[i], ARGV[i + 1]
+  local stored = redis.call('HGET', KEYS[2], key)
+  if not stored or tonumber(ts) >= tonumber(stored) then
+    redis.call('HSET', KEYS[1], key, ARGV[i + 2])
+    redis.call('HSET', KEYS[2], key, ts)
+  end
+  i = i + 3
+end
+return 'ok'
+"""
+
+_SWEEP_PAGE = 100
+
+
+def _identity_text(identity: IdentityBinding) -> str:
+    return f"{identity.mode}|{identity.identity}"
+
+
+def _flat(raw: Sequence[Any]) -> dict[str, str]:
+    return {text(raw[i]): text(raw[i + 1]) for i in range(0, len(raw), 2)}
+
+
+class RedisStore:
+    """Implements ``RegistrationStore`` and ``ObservationStore`` (``CoreStore``) on a
+    ``RedisDatabase`` (see the module docstring)."""
+
+    def __init__(self, db: RedisDatabase) -> None:
+        self._db = db
+        self.url = db.url
+        self._ids = db.group_key("reg", "ids")
+        self._expiry = db.group_key("reg", "expiry")
+        self._tokens = db.group_key("obs", "tokens")
+        self._put = db.script(_PUT)
+        self._update = db.script(_UPDATE)
+        self._remove = db.script(_REMOVE)
+        self._drop_id = db.script(_DROP_ID)
+        self._rescore = db.script(_RESCORE)
+        self._drop_tokens = db.script(_DROP_TOKENS)
+        self._pop = db.script(_POP)
+
+    @property
+    def database(self) -> RedisDatabase:
+        return self._db
+
+    # -- the Committer hook: nothing is pending (synchronous writes) ---------------------------
+    def enable_group_commit(self) -> None:
+        """Accepted for symmetry with ``SqliteStore``: every write is in Redis when it returns."""
+
+    def commit(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- keys ----------------------------------------------------------------------------------
+    def _reg_key(self, endpoint: str) -> str:
+        return self._db.endpoint_key("reg", endpoint)
+
+    def _obs_key(self, endpoint: str) -> str:
+        return self._db.endpoint_key("obs", endpoint)
+
+    def _addr_key(self, address: Address) -> str:
+        return self._db.endpoint_key("byaddr", f"{address.host}|{address.port}")
+
+    def _ident_key(self, identity: IdentityBinding) -> str:
+        return self._db.endpoint_key("byident", _identity_text(identity))
+
+    def _index_keys(self, reg: Registration) -> list[str]:
+        keys = [self._addr_key(reg.address)]
+        if reg.identity is not None:
+            keys.append(self._ident_key(reg.identity))
+        return keys
+
+    # -- registrations -------------------------------------------------------------------------
+    def put_registration(self, registration: Registration) -> Registration | None:
+        if not isinstance(registration, Registration):
+            raise StoreError(f"expected a Registration, got {type(registration).__name__}")
+        reg_id, endpoint = registration.registration_id, registration.endpoint
+        data = dumps(registration_to_json(registration))
+        with self._db.errors(f"cannot store the registration of {endpoint!r}"):
+            previous = self._db.client.hget(self._ids, reg_id)
+            self._add_indexes(registration)
+            if previous is not None and text(previous) != endpoint:
+                # the id moves to another endpoint: its old record goes (repeatable)
+                self._remove_record(reg_id, text(previous), None)
+            replaced_raw, tokens = self._put(
+                keys=[self._reg_key(endpoint), self._obs_key(endpoint)],
+                args=[reg_id, data, *self._touch_values(registration)],
+            )
+            self._db.client.zadd(self._expiry, {reg_id: registration.expires_at})
+            replaced = None
+            if replaced_raw:
+                fields = _flat(replaced_raw)
+                replaced = self._decode(endpoint, fields)
+                self._drop_indexes(fields.get("id", ""), endpoint, replaced, tokens)
+        return replaced
+
+    def update_registration(self, registration: Registration) -> bool:
+        if not isinstance(registration, Registration):
+            raise StoreError(f"expected a Registration, got {type(registration).__name__}")
+        data = dumps(registration_to_json(registration))
+        return self._rewrite(registration, ["data", data])
+
+    def touch_registration(self, registration: Registration) -> bool:
+        """Only the fields an Update changes; the JSON record is not rewritten."""
+        return self._rewrite(registration, [])
+
+    def _touch_values(self, reg: Registration) -> list[str | int]:
+        return [
+            repr(float(reg.last_update)),
+            reg.lifetime,
+            reg.address.host,
+            reg.address.port,
+            repr(float(reg.expires_at)),
+        ]
+
+    def _rewrite(self, registration: Registration, extra: list[str]) -> bool:
+        reg_id, endpoint = registration.registration_id, registration.endpoint
+        lu, lt, host, port, exp = self._touch_values(registration)
+        fields = [*extra, "lu", lu, "lt", lt, "host", host, "port", port, "exp", exp]
+        with self._db.errors(f"cannot update the registration of {endpoint!r}"):
+            self._add_indexes(registration, new=False)
+            old_raw = self._update(keys=[self._reg_key(endpoint)], args=[reg_id, *fields])
+            client = self._db.client
+            if not old_raw:  # not stored (any more): take back what was added for it
+                for key in self._index_keys(registration):
+                    client.srem(key, reg_id)
+                if client.hget(self._ids, reg_id) is None:
+                    client.zrem(self._expiry, reg_id)
+                return False
+            client.zadd(self._expiry, {reg_id: registration.expires_at})
+            old = self._decode(endpoint, _flat(old_raw))
+            if old is not None:
+                for key in set(self._index_keys(old)) - set(self._index_keys(registration)):
+                    client.srem(key, reg_id)
+        return True
+
+    def _add_indexes(self, reg: Registration, *, new: bool = True) -> None:
+        """Before the record is written (the module docstring's rule): the expiry score only
+        goes down here (``LT``), the exact score is set after the write."""
+        client = self._db.client
+        pipe = client.pipeline(transaction=False)
+        if new:
+            pipe.hset(self._ids, reg.registration_id, reg.endpoint)
+        pipe.zadd(self._expiry, {reg.registration_id: reg.expires_at}, lt=True)
+        for key in self._index_keys(reg):
+            pipe.sadd(key, reg.registration_id)
+        pipe.execute()
+
+    def _drop_indexes(
+        self, reg_id: str, endpoint: str, reg: Registration | None, tokens: Sequence[Any]
+    ) -> None:
+        """After the record is gone (repeatable)."""
+        self._drop_id(keys=[self._ids, self._expiry], args=[reg_id, endpoint])
+        if reg is not None:
+            for key in self._index_keys(reg):
+                self._db.client.srem(key, reg_id)
+        if tokens:
+            self._drop_tokens(keys=[self._tokens], args=[endpoint, *(text(t) for t in tokens)])
+
+    def _remove_record(
+        self, reg_id: str, endpoint: str, expires_at: float | None
+    ) -> Registration | None:
+        exp = "" if expires_at is None else repr(float(expires_at))
+        result = self._remove(
+            keys=[self._reg_key(endpoint), self._obs_key(endpoint)], args=[reg_id, exp]
+        )
+        if not result:
+            return None
+        fields = _flat(result[0])
+        reg = self._decode(endpoint, fields)
+        self._drop_indexes(reg_id, endpoint, reg, result[1])
+        return reg
+
+    def remove_registration(
+        self, registration_id: str, *, expires_at: float | None = None
+    ) -> Registration | None:
+        with self._db.errors(f"cannot remove registration {registration_id!r}"):
+            endpoint = self._db.client.hget(self._ids, registration_id)
+            if endpoint is None:
+                return None
+            return self._remove_record(registration_id, text(endpoint), expires_at)
+
+    def get_registration(self, registration_id: str) -> Registration | None:
+        with self._db.errors(f"cannot read registration {registration_id!r}"):
+            endpoint = self._db.client.hget(self._ids, registration_id)
+            if endpoint is None:
+                return None
+            reg = self._read(text(endpoint))
+        return reg if reg is not None and reg.registration_id == registration_id else None
+
+    def registration_by_endpoint(self, endpoint: str) -> Registration | None:
+        with self._db.errors(f"cannot read the registration of {endpoint!r}"):
+            return self._read(endpoint)
+
+    def registrations_by_address(self, address: Address) -> list[Registration]:
+        with self._db.errors(f"cannot look up registrations from {address}"):
+            found = self._by_ids(self._db.client.smembers(self._addr_key(address)))
+        return _oldest_first(r for r in found if r.address == address)
+
+    def registrations_by_identity(self, identity: IdentityBinding) -> list[Registration]:
+        with self._db.errors("cannot look up registrations by DTLS identity"):
+            found = self._by_ids(self._db.client.smembers(self._ident_key(identity)))
+        return _oldest_first(r for r in found if r.identity == identity)
+
+    def expiring_before(self, t: float, limit: int) -> list[Registration]:
+        """ZRANGEBYSCORE, each entry checked against its record: a stale entry (record gone)
+        is dropped, an early one (the record was refreshed) re-scored, and the page read on
+        until ``limit`` due registrations are found or none is left before ``t``."""
+        due: list[Registration] = []
+        client = self._db.client
+        with self._db.errors("cannot read the expiry index"):
+            offset = 0
+            while len(due) < limit:
+                page: list[tuple[Any, float]] = client.zrangebyscore(  # type: ignore[assignment]
+                    self._expiry, "-inf", f"({t!r}", start=offset, num=_SWEEP_PAGE, withscores=True
+                )
+                if not page:
+                    break
+                offset += len(page)
+                ids = [text(member) for member, _ in page]
+                endpoints = client.hmget(self._ids, ids)
+                regs = self._read_many([text(e) for e in endpoints if e is not None])
+                by_id = {r.registration_id: r for r in regs}
+                for (_, score), reg_id, endpoint in zip(page, ids, endpoints, strict=True):
+                    reg = by_id.get(reg_id)
+                    if reg is None:
+                        # gone (a write in progress has a future expiry, not one before t)
+                        current = None if endpoint is None else self._read(text(endpoint))
+                        if current is None or current.registration_id != reg_id:
+                            self._drop_id(
+                                keys=[self._ids, self._expiry],
+                                args=[reg_id, "" if endpoint is None else text(endpoint)],
+                            )
+                            offset -= 1
+                        continue
+                    if reg.expires_at < t:
+                        due.append(reg)
+                    elif reg.expires_at != score:
+                        self._rescore(keys=[self._expiry], args=[reg_id, score, reg.expires_at])
+                        offset -= 1  # moved past t: the next page starts one earlier
+        due.sort(key=lambda r: (r.expires_at, r.registration_id))
+        return due[:limit]
+
+    def registrations(self) -> list[Registration]:
+        with self._db.errors("cannot read the registrations"):
+            ids = {text(k): text(v) for k, v in self._db.client.hgetall(self._ids).items()}
+            regs = self._read_many(sorted(set(ids.values())))
+        return _oldest_first(r for r in regs if ids.get(r.registration_id) == r.endpoint)
+
+    # -- reading records -----------------------------------------------------------------------
+    def _by_ids(self, members: Iterable[Any]) -> list[Registration]:
+        ids = sorted(text(m) for m in members)
+        if not ids:
+            return []
+        endpoints = self._db.client.hmget(self._ids, ids)
+        regs = self._read_many(sorted({text(e) for e in endpoints if e is not None}))
+        wanted = set(ids)
+        return [r for r in regs if r.registration_id in wanted]
+
+    def _read(self, endpoint: str) -> Registration | None:
+        raw = self._db.client.hgetall(self._reg_key(endpoint))
+        return self._decode(endpoint, {text(k): text(v) for k, v in raw.items()}) if raw else None
+
+    def _read_many(self, endpoints: Sequence[str]) -> list[Registration]:
+        if not endpoints:
+            return []
+        pipe = self._db.client.pipeline(transaction=False)
+        for endpoint in endpoints:
+            pipe.hgetall(self._reg_key(endpoint))
+        found = []
+        for endpoint, raw in zip(endpoints, pipe.execute(), strict=True):
+            if raw:
+                reg = self._decode(endpoint, {text(k): text(v) for k, v in raw.items()})
+                if reg is not None:
+                    found.append(reg)
+        return found
+
+    def _decode(self, endpoint: str, fields: dict[str, str]) -> Registration | None:
+        """The record, with the fields the cheap Update wrote; None (and a WARNING) for a
+        record that cannot be read: one damaged key must not stop a server with 99,999 good
+        ones (it is left in Redis for inspection; the device's next Register replaces it)."""
+        try:
+            data = json.loads(fields["data"])
+            if not isinstance(data, dict):
+                raise ValueError("the data field is not a JSON object")
+            reg = registration_from_json(data)
+            if reg.endpoint != endpoint or reg.registration_id != fields["id"]:
+                raise ValueError("the record disagrees with its key or id field")
+            return attrs.evolve(
+                reg,
+                last_update=float(fields["lu"]),
+                lifetime=int(fields["lt"]),
+                address=Address(fields["host"], int(fields["port"])),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning(
+                "%s: unreadable registration record of endpoint %r ignored: %s",
+                self.url,
+                endpoint,
+                str(exc) or type(exc).__name__,
+            )
+            return None
+
+    # -- observations --------------------------------------------------------------------------
+    def put_observation(self, observation: Observation) -> None:
+        if not isinstance(observation, Observation):
+            raise StoreError(f"expected an Observation, got {type(observation).__name__}")
+        token, endpoint = observation.token.hex(), observation.endpoint
+        data = dumps(observation_to_json(observation))
+        client = self._db.client
+        with self._db.errors(f"cannot store an observation of {endpoint!r}"):
+            previous = client.hget(self._tokens, token)
+            client.hset(self._tokens, token, endpoint)
+            client.hset(self._obs_key(endpoint), token, data)
+            if previous is not None and text(previous) != endpoint:
+                client.hdel(self._obs_key(text(previous)), token)
+
+    def remove_observation(self, token: bytes) -> Observation | None:
+        hex_token = token.hex()
+        with self._db.errors(f"cannot remove observation {hex_token}"):
+            endpoint = self._db.client.hget(self._tokens, hex_token)
+            if endpoint is None:
+                return None
+            raw = self._pop(keys=[self._obs_key(text(endpoint))], args=[hex_token])
+            self._drop_tokens(keys=[self._tokens], args=[text(endpoint), hex_token])
+        return None if raw is None else self._decode_observation(text(endpoint), hex_token, raw)
+
+    def observation_by_token(self, token: bytes) -> Observation | None:
+        hex_token = token.hex()
+        with self._db.errors(f"cannot read observation {hex_token}"):
+            endpoint = self._db.client.hget(self._tokens, hex_token)
+            if endpoint is None:
+                return None
+            raw = self._db.client.hget(self._obs_key(text(endpoint)), hex_token)
+        return None if raw is None else self._decode_observation(text(endpoint), hex_token, raw)
+
+    def observations_by_endpoint(self, endpoint: str) -> list[Observation]:
+        with self._db.errors(f"cannot read the observations of {endpoint!r}"):
+            raw = self._db.client.hgetall(self._obs_key(endpoint))
+        return self._observations_of(endpoint, raw)
+
+    def observations(self) -> list[Observation]:
+        with self._db.errors("cannot read the observations"):
+            tokens = {text(k): text(v) for k, v in self._db.client.hgetall(self._tokens).items()}
+            endpoints = sorted(set(tokens.values()))
+            pipe = self._db.client.pipeline(transaction=False)
+            for endpoint in endpoints:
+                pipe.hgetall(self._obs_key(endpoint))
+            found: list[Observation] = []
+            for endpoint, raw in zip(endpoints, pipe.execute(), strict=True):
+                found += [
+                    o for o in self._observations_of(endpoint, raw) if tokens.get(o.token.hex())
+                ]
+        return sorted(found, key=lambda o: o.token)
+
+    def _observations_of(self, endpoint: str, raw: dict[Any, Any]) -> list[Observation]:
+        found = [self._decode_observation(endpoint, text(k), v) for k, v in raw.items()]
+        return sorted((o for o in found if o is not None), key=lambda o: o.token)
+
+    def _decode_observation(self, endpoint: str, token: str, raw: Any) -> Observation | None:
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            obs = observation_from_json(data)
+            if obs.token.hex() != token or obs.endpoint != endpoint:
+                raise ValueError("the record disagrees with its key")
+            return obs
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning(
+                "%s: unreadable observation %s of endpoint %r ignored: %s",
+                self.url,
+                token,
+                endpoint,
+                str(exc) or type(exc).__name__,
+            )
+            return None
+
+
+class RedisTelemetryStore:
+    """``TelemetryStore`` of a server on Redis: the **latest** value of each path in Redis
+    (every node's API shows what any node received; newest wins, one Lua script per endpoint,
+    as for the profile attributes), the **history** in the node's local sqlite file (its
+    ``history``), written first (group-committed with the iteration). History is per node: a
+    series shows the points this node received (docs/cluster.md)."""
+
+    def __init__(self, db: RedisDatabase, history: Any) -> None:
+        self._db = db
+        self._history = history
+        self.url = db.url
+
+    def _keys(self, endpoint: str) -> list[str]:
+        return [self._db.endpoint_key("tlatest", endpoint), self._db.endpoint_key("tlts", endpoint)]
+
+    def append_points(self, points: Iterable[TelemetryPoint]) -> int:
+        batch = list(points)
+        written = int(self._history.append_points(batch))  # checks them, StoreError if bad
+        if not written:
+            return 0
+        by_endpoint: dict[str, list[str | int]] = {}
+        for endpoint, path, key, ts_ms, type_name, value in (check_point(p) for p in batch):
+            by_endpoint.setdefault(endpoint, []).extend(
+                [path, ts_ms, dumps([key, type_name, value])]
+            )
+        with self._db.errors("cannot write the latest telemetry"):
+            pipe = self._db.client.pipeline(transaction=False)
+            for endpoint, args in by_endpoint.items():
+                pipe.execute_command("EVAL", _LATEST, 2, *self._keys(endpoint), *args)
+            pipe.execute()
+        return written
+
+    def latest(self, endpoint: str) -> dict[str, TelemetryPoint]:
+        values_key, times_key = self._keys(endpoint)
+        with self._db.errors(f"cannot read the latest telemetry of {endpoint!r}"):
+            pipe = self._db.client.pipeline(transaction=False)
+            pipe.hgetall(values_key)
+            pipe.hgetall(times_key)
+            values, times = pipe.execute()
+        out: dict[str, TelemetryPoint] = {}
+        try:
+            for raw_path in sorted(values, key=text):
+                path = text(raw_path)
+                key, type_name, value = json.loads(values[raw_path])
+                out[path] = point_from_row(
+                    endpoint, path, key, int(times[raw_path]), type_name, value
+                )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StoreError(f"Redis store {self.url}: corrupt telemetry value: {exc}") from exc
+        return out
+
+    def history(
+        self,
+        endpoint: str,
+        key: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[TelemetryPoint]:
+        result: list[TelemetryPoint] = self._history.history(
+            endpoint, key, since_ms=since_ms, until_ms=until_ms, limit=limit
+        )
+        return result
+
+
+def _oldest_first(registrations: Iterable[Registration]) -> list[Registration]:
+    regs = list(registrations)
+    regs.sort(key=lambda r: (r.last_update, r.registration_id))
+    return regs
