@@ -50,7 +50,6 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from keystore.api_tokens import SqliteApiTokenStore
 from lwm2m_runtime.http_auth import (
     AuditLog,
     Authenticator,
@@ -158,6 +157,10 @@ def create_server_app(server: Lwm2mServer) -> web.Application:
     engine and routes), its model registry, its configured request timeout and, when the
     service keeps a ``SortedRegistrationBook``, that book as the client listing's index."""
     book = server.core.registrations
+    if server.config.store.engine == "redis":
+        # other nodes register devices this cache has never seen: list from the store
+        # (``Lwm2mServer.clients``, a scan per page; docs/cluster.md)
+        book = None  # type: ignore[assignment]
     return create_app(
         server,
         registry=server.registry,
@@ -168,8 +171,9 @@ def create_server_app(server: Lwm2mServer) -> web.Application:
 
 
 def server_auth(server: Lwm2mServer) -> tuple[Authenticator, AuditLog]:
-    """Tokens from the keystore (the server's sqlite file) and the configuration; the audit
-    log in the same file, on the same connection; the first admin token made if none exists."""
+    """Tokens from the keystore (the server's sqlite file or Redis, ``store.engine``) and the
+    configuration; the audit log in the server's sqlite file (per node), on its connection; the
+    first admin token made if none exists."""
     settings = server.config.api_auth
     if not settings.enabled:
         log.warning(
@@ -178,8 +182,8 @@ def server_auth(server: Lwm2mServer) -> tuple[Authenticator, AuditLog]:
             server.config.http_host,
             server.config.http_port,
         )
-    store = server.store
-    tokens = SqliteApiTokenStore(store)
+    store = server.store  # the audit log stays in this node's sqlite file (docs/cluster.md)
+    tokens = server.stores.api_tokens
     authenticator = Authenticator(
         tokens,
         configured_tokens(settings.admin_token, settings.read_token),
