@@ -81,10 +81,10 @@ return {replaced, tokens}
 """
 
 # KEYS: reg. ARGV: id, then field/value pairs. Writes them only while the stored id is ARGV[1];
-# returns the old record (flat) or false.
+# returns the old host and port, or false.
 _UPDATE = """
 if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return false end
-local old = redis.call('HGETALL', KEYS[1])
+local old = redis.call('HMGET', KEYS[1], 'host', 'port')
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return old
 """
@@ -214,17 +214,26 @@ class RedisStore:
             raise StoreError(f"expected a Registration, got {type(registration).__name__}")
         reg_id, endpoint = registration.registration_id, registration.endpoint
         data = dumps(registration_to_json(registration))
+        keys = [self._reg_key(endpoint), self._obs_key(endpoint)]
+        args = [reg_id, data, *self._touch_values(registration)]
+        client = self._db.client
         with self._db.errors(f"cannot store the registration of {endpoint!r}"):
-            previous = self._db.client.hget(self._ids, reg_id)
-            self._add_indexes(registration)
+            previous = client.hget(self._ids, reg_id)
             if previous is not None and text(previous) != endpoint:
-                # the id moves to another endpoint: its old record goes (repeatable)
+                # the id moves to another endpoint: its old record goes first (repeatable)
                 self._remove_record(reg_id, text(previous), None)
-            replaced_raw, tokens = self._put(
-                keys=[self._reg_key(endpoint), self._obs_key(endpoint)],
-                args=[reg_id, data, *self._touch_values(registration)],
-            )
-            self._db.client.zadd(self._expiry, {reg_id: registration.expires_at})
+            if self._db.cluster:
+                self._add_indexes(registration)
+                replaced_raw, tokens = self._put(keys=keys, args=args)
+                client.zadd(self._expiry, {reg_id: registration.expires_at})
+            else:  # one Redis: indexes, record and expiry in one MULTI/EXEC
+                pipe = client.pipeline(transaction=True)
+                pipe.hset(self._ids, reg_id, endpoint)
+                for index in self._index_keys(registration):
+                    pipe.sadd(index, reg_id)
+                pipe.execute_command("EVAL", _PUT, 2, *keys, *args)
+                pipe.zadd(self._expiry, {reg_id: registration.expires_at})
+                replaced_raw, tokens = pipe.execute()[-2]
             replaced = None
             if replaced_raw:
                 fields = _flat(replaced_raw)
@@ -252,24 +261,38 @@ class RedisStore:
         ]
 
     def _rewrite(self, registration: Registration, extra: list[str]) -> bool:
+        """An Update: on one Redis, indexes, record and expiry score in one MULTI/EXEC (one
+        round trip, atomic); on a cluster, the three steps of the module docstring."""
         reg_id, endpoint = registration.registration_id, registration.endpoint
         lu, lt, host, port, exp = self._touch_values(registration)
         fields = [*extra, "lu", lu, "lt", lt, "host", host, "port", port, "exp", exp]
+        key = self._reg_key(endpoint)
+        index_keys = self._index_keys(registration)
+        client = self._db.client
         with self._db.errors(f"cannot update the registration of {endpoint!r}"):
-            self._add_indexes(registration, new=False)
-            old_raw = self._update(keys=[self._reg_key(endpoint)], args=[reg_id, *fields])
-            client = self._db.client
-            if not old_raw:  # not stored (any more): take back what was added for it
-                for key in self._index_keys(registration):
-                    client.srem(key, reg_id)
+            if self._db.cluster:
+                self._add_indexes(registration, new=False)
+                old = self._update(keys=[key], args=[reg_id, *fields])
+                if old:
+                    client.zadd(self._expiry, {reg_id: registration.expires_at})
+            else:
+                pipe = client.pipeline(transaction=True)
+                for index in index_keys:
+                    pipe.sadd(index, reg_id)
+                # EVAL: a pipeline would check EVALSHA's script with a round trip of its own
+                pipe.execute_command("EVAL", _UPDATE, 1, key, reg_id, *fields)
+                pipe.zadd(self._expiry, {reg_id: registration.expires_at})
+                old = pipe.execute()[len(index_keys)]
+            if not old:  # not stored (any more): take back what was added for it
+                for index in index_keys:
+                    client.srem(index, reg_id)
                 if client.hget(self._ids, reg_id) is None:
                     client.zrem(self._expiry, reg_id)
                 return False
-            client.zadd(self._expiry, {reg_id: registration.expires_at})
-            old = self._decode(endpoint, _flat(old_raw))
-            if old is not None:
-                for key in set(self._index_keys(old)) - set(self._index_keys(registration)):
-                    client.srem(key, reg_id)
+            old_host, old_port = (None if v is None else text(v) for v in old)
+            if (old_host, old_port) != (host, str(port)):
+                old_address = Address(old_host or "", int(old_port or 0))
+                client.srem(self._addr_key(old_address), reg_id)
         return True
 
     def _add_indexes(self, reg: Registration, *, new: bool = True) -> None:
