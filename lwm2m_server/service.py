@@ -49,6 +49,7 @@ from keystore.store.redis_database import RedisDatabase
 from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import Event as CoapEvent
 from lwm2m_runtime.coap import Message, Notification, Type, UnknownNotification
+from lwm2m_runtime.driver import Committer
 from lwm2m_runtime.limits import RateLimit
 from lwm2m_runtime.listeners import listeners
 from lwm2m_runtime.server import CoapServer, IncomingRequest
@@ -238,7 +239,7 @@ class Lwm2mServer:
                 ),
                 params=config.limits.parameters(),
                 on_event=self._on_coap_event,
-                committer=store,
+                committer=stores.committer,
             )
             downlink = Downlink(coap)
             self._downlink = downlink
@@ -292,7 +293,7 @@ class Lwm2mServer:
         await self.profiles.start()
         # group commit: nothing of start() stays in an open transaction (another connection to
         # the same file, an in-process bootstrap server say, may write before the next loop turn)
-        self.store.commit()
+        self.stores.committer.commit()
 
     async def stop(self) -> None:
         if self.profiles is not None:
@@ -330,6 +331,7 @@ class Lwm2mServer:
             profiles = SqliteProfileStore(local)  # before the device state: the schema version
             credentials = SqliteCredentialStore(local)
             return _Stores(
+                committer=local,
                 core=local,
                 telemetry=local,
                 credentials=credentials,
@@ -348,8 +350,11 @@ class Lwm2mServer:
         db = open_redis(self.config.store)
         self._redis = db
         credentials_on_redis = RedisCredentialStore(db)
+        core = RedisStore(db)
+        core.enable_group_commit()  # the Updates of an iteration: one MULTI/EXEC at the flush
         return _Stores(
-            core=RedisStore(db),
+            committer=_CommitBoth(core, local),
+            core=core,
             telemetry=RedisTelemetryStore(db, local),
             credentials=credentials_on_redis,
             profiles=RedisProfileStore(db),
@@ -1150,6 +1155,8 @@ class Lwm2mServer:
 class _Stores:
     """The stores the server uses, on the configured engine (``Lwm2mServer._open_stores``)."""
 
+    committer: Committer
+    """What the CoAP drivers' flush commits before the iteration's replies leave."""
     core: CoreStore
     telemetry: TelemetryStore
     credentials: CredentialStore
@@ -1157,6 +1164,19 @@ class _Stores:
     device_state: DeviceStateStore
     dtls_sessions: DtlsSessionStore
     api_tokens: ApiTokenStore
+
+
+@attrs.frozen
+class _CommitBoth:
+    """The group commit of a node on Redis: the held Updates in Redis, then the node's sqlite
+    file (telemetry history); the replies leave only if both succeeded."""
+
+    first: Committer
+    second: Committer
+
+    def commit(self) -> bool:
+        ok = self.first.commit()
+        return self.second.commit() and ok
 
 
 def _fmt(fmt: ContentFormat | int | None) -> int | None:

@@ -35,10 +35,14 @@ store"), so ``commit()`` (the ``Committer`` hook) has nothing to flush and retur
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import logging
-from collections.abc import Iterable, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import attrs
 
@@ -147,6 +151,25 @@ return 'ok'
 """
 
 _SWEEP_PAGE = 100
+_MAX_LOST = 10_000
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _after_pending(
+    method: Callable[Concatenate[RedisStore, P], R],
+) -> Callable[Concatenate[RedisStore, P], R]:
+    """Send the pending Updates (group commit) before ``method``: every other call sees them
+    and is ordered after them, as the sqlite engine's open transaction is."""
+
+    @functools.wraps(method)
+    def run(self: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._pending:
+            self._flush()
+        return method(self, *args, **kwargs)
+
+    return run
 
 
 def _identity_text(identity: IdentityBinding) -> str:
@@ -174,20 +197,89 @@ class RedisStore:
         self._rescore = db.script(_RESCORE)
         self._drop_tokens = db.script(_DROP_TOKENS)
         self._pop = db.script(_POP)
+        self._pending: list[Registration] = []
+        self._lost: set[str] = set()
+        """Ids whose held Update found the registration gone: touched synchronously next."""
 
     @property
     def database(self) -> RedisDatabase:
         return self._db
 
-    # -- the Committer hook: nothing is pending (synchronous writes) ---------------------------
+    # -- group commit (docs/cluster.md, "Group commit") ----------------------------------------
+    _grouping = False
+    _group_failed = False
+    _armed = False
+    _failed_commits = 0
+    _next_failure_log = 0.0
+    commits = 0
+    """Pipelines of pending Updates sent (for metrics and tests)."""
+
     def enable_group_commit(self) -> None:
-        """Accepted for symmetry with ``SqliteStore``: every write is in Redis when it returns."""
+        """The cheap Updates (``touch_registration``) of a loop iteration are held and sent as
+        one MULTI/EXEC by ``commit()``, which the CoAP driver calls before the iteration's
+        replies leave; every other call sends them first. On one Redis only: on a cluster the
+        steps of an Update are ordered across slots, which one pipeline does not keep."""
+        self._grouping = not self._db.cluster
 
     def commit(self) -> bool:
-        return True
+        """The ``Committer`` hook: True when everything since the last call is in Redis; False
+        when a pending Update failed (Redis error) or found its registration gone (another
+        node removed it): the driver withholds the iteration's replies and the device's
+        retransmission is handled again, then answered 4.04 (the lost id is touched
+        synchronously the next time)."""
+        ok = self._flush() if self._pending else True
+        failed, self._group_failed = self._group_failed, False
+        return ok and not failed
 
     def close(self) -> None:
+        if self._pending:
+            with suppress(StoreError):
+                self._flush()
         self._db.close()
+
+    def _commit_pending(self) -> None:
+        self._armed = False
+        if self._pending:
+            self._flush()
+
+    def _flush(self) -> bool:
+        """Send the pending Updates as one MULTI/EXEC (all or nothing)."""
+        pending, self._pending = self._pending, []
+        from redis.exceptions import RedisError
+
+        try:
+            pipe = self._db.client.pipeline(transaction=True)
+            positions = [self._queue_rewrite(pipe, reg, []) for reg in pending]
+            results = pipe.execute()
+            ok = True
+            for reg, (start, index_keys) in zip(pending, positions, strict=True):
+                if not self._after_rewrite(reg, index_keys, results[start]):
+                    ok = False
+                    if len(self._lost) >= _MAX_LOST:
+                        self._lost.clear()
+                    self._lost.add(reg.registration_id)
+        except (RedisError, StoreError) as exc:
+            self._failed(len(pending), exc)
+            return False
+        if not ok:
+            self._group_failed = True
+        self.commits += 1
+        return ok
+
+    def _failed(self, count: int, exc: BaseException) -> None:
+        self._group_failed = True
+        self._failed_commits += 1
+        now = time.monotonic()
+        if now >= self._next_failure_log:  # Redis down fails every iteration: once a minute
+            self._next_failure_log = now + 60.0
+            log.error(
+                "Redis store %s: %d pending Updates not stored (%d failed commits so far), "
+                "their replies withheld: %s",
+                self.url,
+                count,
+                self._failed_commits,
+                exc,
+            )
 
     # -- keys ----------------------------------------------------------------------------------
     def _reg_key(self, endpoint: str) -> str:
@@ -209,6 +301,7 @@ class RedisStore:
         return keys
 
     # -- registrations -------------------------------------------------------------------------
+    @_after_pending
     def put_registration(self, registration: Registration) -> Registration | None:
         if not isinstance(registration, Registration):
             raise StoreError(f"expected a Registration, got {type(registration).__name__}")
@@ -241,6 +334,7 @@ class RedisStore:
                 self._drop_indexes(fields.get("id", ""), endpoint, replaced, tokens)
         return replaced
 
+    @_after_pending
     def update_registration(self, registration: Registration) -> bool:
         if not isinstance(registration, Registration):
             raise StoreError(f"expected a Registration, got {type(registration).__name__}")
@@ -248,7 +342,18 @@ class RedisStore:
         return self._rewrite(registration, ["data", data])
 
     def touch_registration(self, registration: Registration) -> bool:
-        """Only the fields an Update changes; the JSON record is not rewritten."""
+        """Only the fields an Update changes; the JSON record is not rewritten. Under group
+        commit, held until ``commit()`` and answered True (the module docstring)."""
+        if self._grouping and registration.registration_id not in self._lost:
+            if not isinstance(registration, Registration):
+                raise StoreError(f"expected a Registration, got {type(registration).__name__}")
+            self._pending.append(registration)
+            if not self._armed:  # a write outside a datagram's handling: the loop commits it
+                with suppress(RuntimeError):
+                    asyncio.get_running_loop().call_soon(self._commit_pending)
+                    self._armed = True
+            return True
+        self._lost.discard(registration.registration_id)
         return self._rewrite(registration, [])
 
     def _touch_values(self, reg: Registration) -> list[str | int]:
@@ -260,37 +365,60 @@ class RedisStore:
             repr(float(reg.expires_at)),
         ]
 
+    @_after_pending
     def _rewrite(self, registration: Registration, extra: list[str]) -> bool:
         """An Update: on one Redis, indexes, record and expiry score in one MULTI/EXEC (one
         round trip, atomic); on a cluster, the three steps of the module docstring."""
         reg_id, endpoint = registration.registration_id, registration.endpoint
-        lu, lt, host, port, exp = self._touch_values(registration)
-        fields = [*extra, "lu", lu, "lt", lt, "host", host, "port", port, "exp", exp]
-        key = self._reg_key(endpoint)
-        index_keys = self._index_keys(registration)
-        client = self._db.client
         with self._db.errors(f"cannot update the registration of {endpoint!r}"):
             if self._db.cluster:
+                fields = self._rewrite_fields(registration, extra)
                 self._add_indexes(registration, new=False)
-                old = self._update(keys=[key], args=[reg_id, *fields])
+                old = self._update(keys=[self._reg_key(endpoint)], args=[reg_id, *fields])
                 if old:
-                    client.zadd(self._expiry, {reg_id: registration.expires_at})
-            else:
-                pipe = client.pipeline(transaction=True)
-                for index in index_keys:
-                    pipe.sadd(index, reg_id)
-                # EVAL: a pipeline would check EVALSHA's script with a round trip of its own
-                pipe.execute_command("EVAL", _UPDATE, 1, key, reg_id, *fields)
-                pipe.zadd(self._expiry, {reg_id: registration.expires_at})
-                old = pipe.execute()[len(index_keys)]
-            if not old:  # not stored (any more): take back what was added for it
+                    self._db.client.zadd(self._expiry, {reg_id: registration.expires_at})
+                return self._after_rewrite(registration, self._index_keys(registration), old)
+            pipe = self._db.client.pipeline(transaction=True)
+            start, index_keys = self._queue_rewrite(pipe, registration, extra)
+            return self._after_rewrite(registration, index_keys, pipe.execute()[start])
+
+    def _rewrite_fields(self, registration: Registration, extra: list[str]) -> list[Any]:
+        lu, lt, host, port, exp = self._touch_values(registration)
+        return [*extra, "lu", lu, "lt", lt, "host", host, "port", port, "exp", exp]
+
+    def _queue_rewrite(
+        self, pipe: Any, registration: Registration, extra: list[str]
+    ) -> tuple[int, list[str]]:
+        """Queue an Update's commands on ``pipe`` (a MULTI/EXEC on one Redis): the index
+        entries, the record's script, the expiry score. Returns the position of the script's
+        answer among the pipe's answers, and the index keys."""
+        reg_id = registration.registration_id
+        index_keys = self._index_keys(registration)
+        start = len(pipe.command_stack)
+        for index in index_keys:
+            pipe.sadd(index, reg_id)
+        # EVAL: a pipeline would check EVALSHA's script with a round trip of its own
+        fields = self._rewrite_fields(registration, extra)
+        key = self._reg_key(registration.endpoint)
+        pipe.execute_command("EVAL", _UPDATE, 1, key, reg_id, *fields)
+        pipe.zadd(self._expiry, {reg_id: registration.expires_at})
+        return start + len(index_keys), index_keys
+
+    def _after_rewrite(self, registration: Registration, index_keys: list[str], old: Any) -> bool:
+        """After an Update's script: take back the index entries of a registration that is not
+        stored (any more), or drop the entry of the address it moved from."""
+        reg_id = registration.registration_id
+        address = registration.address
+        client = self._db.client
+        with self._db.errors(f"cannot update the indexes of {registration.endpoint!r}"):
+            if not old:
                 for index in index_keys:
                     client.srem(index, reg_id)
                 if client.hget(self._ids, reg_id) is None:
                     client.zrem(self._expiry, reg_id)
                 return False
             old_host, old_port = (None if v is None else text(v) for v in old)
-            if (old_host, old_port) != (host, str(port)):
+            if (old_host, old_port) != (address.host, str(address.port)):
                 old_address = Address(old_host or "", int(old_port or 0))
                 client.srem(self._addr_key(old_address), reg_id)
         return True
@@ -332,6 +460,7 @@ class RedisStore:
         self._drop_indexes(reg_id, endpoint, reg, result[1])
         return reg
 
+    @_after_pending
     def remove_registration(
         self, registration_id: str, *, expires_at: float | None = None
     ) -> Registration | None:
@@ -341,6 +470,7 @@ class RedisStore:
                 return None
             return self._remove_record(registration_id, text(endpoint), expires_at)
 
+    @_after_pending
     def get_registration(self, registration_id: str) -> Registration | None:
         with self._db.errors(f"cannot read registration {registration_id!r}"):
             endpoint = self._db.client.hget(self._ids, registration_id)
@@ -349,20 +479,24 @@ class RedisStore:
             reg = self._read(text(endpoint))
         return reg if reg is not None and reg.registration_id == registration_id else None
 
+    @_after_pending
     def registration_by_endpoint(self, endpoint: str) -> Registration | None:
         with self._db.errors(f"cannot read the registration of {endpoint!r}"):
             return self._read(endpoint)
 
+    @_after_pending
     def registrations_by_address(self, address: Address) -> list[Registration]:
         with self._db.errors(f"cannot look up registrations from {address}"):
             found = self._by_ids(self._db.client.smembers(self._addr_key(address)))
         return _oldest_first(r for r in found if r.address == address)
 
+    @_after_pending
     def registrations_by_identity(self, identity: IdentityBinding) -> list[Registration]:
         with self._db.errors("cannot look up registrations by DTLS identity"):
             found = self._by_ids(self._db.client.smembers(self._ident_key(identity)))
         return _oldest_first(r for r in found if r.identity == identity)
 
+    @_after_pending
     def expiring_before(self, t: float, limit: int) -> list[Registration]:
         """ZRANGEBYSCORE, each entry checked against its record: a stale entry (record gone)
         is dropped, an early one (the record was refreshed) re-scored, and the page read on
@@ -402,6 +536,7 @@ class RedisStore:
         due.sort(key=lambda r: (r.expires_at, r.registration_id))
         return due[:limit]
 
+    @_after_pending
     def registrations(self) -> list[Registration]:
         with self._db.errors("cannot read the registrations"):
             ids = {text(k): text(v) for k, v in self._db.client.hgetall(self._ids).items()}
@@ -463,6 +598,7 @@ class RedisStore:
             return None
 
     # -- observations --------------------------------------------------------------------------
+    @_after_pending
     def put_observation(self, observation: Observation) -> None:
         if not isinstance(observation, Observation):
             raise StoreError(f"expected an Observation, got {type(observation).__name__}")
@@ -476,6 +612,7 @@ class RedisStore:
             if previous is not None and text(previous) != endpoint:
                 client.hdel(self._obs_key(text(previous)), token)
 
+    @_after_pending
     def remove_observation(self, token: bytes) -> Observation | None:
         hex_token = token.hex()
         with self._db.errors(f"cannot remove observation {hex_token}"):
@@ -486,6 +623,7 @@ class RedisStore:
             self._drop_tokens(keys=[self._tokens], args=[text(endpoint), hex_token])
         return None if raw is None else self._decode_observation(text(endpoint), hex_token, raw)
 
+    @_after_pending
     def observation_by_token(self, token: bytes) -> Observation | None:
         hex_token = token.hex()
         with self._db.errors(f"cannot read observation {hex_token}"):
@@ -495,11 +633,13 @@ class RedisStore:
             raw = self._db.client.hget(self._obs_key(text(endpoint)), hex_token)
         return None if raw is None else self._decode_observation(text(endpoint), hex_token, raw)
 
+    @_after_pending
     def observations_by_endpoint(self, endpoint: str) -> list[Observation]:
         with self._db.errors(f"cannot read the observations of {endpoint!r}"):
             raw = self._db.client.hgetall(self._obs_key(endpoint))
         return self._observations_of(endpoint, raw)
 
+    @_after_pending
     def observations(self) -> list[Observation]:
         with self._db.errors("cannot read the observations"):
             tokens = {text(k): text(v) for k, v in self._db.client.hgetall(self._tokens).items()}

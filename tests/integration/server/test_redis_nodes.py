@@ -19,11 +19,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from keystore.store.engines import StoreSettings
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_client.transport import parse_server_uri
+from lwm2m_server.service import Lwm2mServer
 from tests.auth import HEADERS, SERVER_ENV
 from tests.redis_fixture import _free_port
 
+from . import rawcoap as raw
+from .conftest import server_config
 from .test_persistence import REPO, ServerProcess, get_json, observe
 
 ZERO_PORTS = ["--coap-port", "0", "--coaps-port", "0", "--http-port", "0"]
@@ -113,3 +117,34 @@ def test_an_unreachable_redis_stops_the_start_naming_the_url(tmp_path: Path) -> 
     assert done.returncode == 1, output
     assert url.replace("secret-pw", "***") in output
     assert "secret-pw" not in output
+
+
+async def test_an_update_on_a_of_a_registration_b_removed_is_404(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Group commit on Redis: A's cache still holds the registration, so its Update is held
+    and answered by the flush's commit, which finds it gone: the 2.04 is withheld, and the
+    device's retransmission gets the 4.04 (it registers again) instead of a lie."""
+    settings = StoreSettings("redis", redis_url, "inproc")
+    a = Lwm2mServer(server_config(tmp_path / "a", store=settings))
+    b = Lwm2mServer(server_config(tmp_path / "b", store=settings))
+    await a.start()
+    await b.start()
+    peer = await raw.RawPeer.open(("127.0.0.1", a.coap_address.port))
+    try:
+        location = await raw.register(peer, "gone-elsewhere", lifetime=300)
+        peer.server = ("127.0.0.1", b.coap_address.port)
+        answer = await peer.exchange(raw.request(raw.DELETE, ["rd", location]))
+        assert raw.code_str(answer.code) == "2.02"
+
+        peer.server = ("127.0.0.1", a.coap_address.port)
+        update = raw.request(raw.POST, ["rd", location], query=["lt=600"])
+        answer = await peer.exchange(update, timeout=6.0)
+        assert raw.code_str(answer.code) == "4.04"
+        assert a.coap.udp is not None
+        assert a.coap.udp.withheld == 1  # the first answer (2.04) never left
+        assert "gone-elsewhere" not in [r.endpoint for r in a.clients()]
+    finally:
+        peer.close()
+        await b.stop()
+        await a.stop()
