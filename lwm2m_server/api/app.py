@@ -157,15 +157,18 @@ def create_server_app(server: Lwm2mServer) -> web.Application:
     engine and routes), its model registry, its configured request timeout and, when the
     service keeps a ``SortedRegistrationBook``, that book as the client listing's index."""
     book = server.core.registrations
+    pages: ClientPages | None = book if isinstance(book, ClientPages) else None
     if server.config.store.engine == "redis":
-        # other nodes register devices this cache has never seen: list from the store
-        # (``Lwm2mServer.clients``, a scan per page; docs/cluster.md)
-        book = None  # type: ignore[assignment]
+        # other nodes register devices this cache has never seen: the listing asks the store
+        from ..store.redis import RedisClientPages, RedisStore
+
+        if isinstance(server.stores.core, RedisStore):
+            pages = RedisClientPages(server.stores.core)
     return create_app(
         server,
         registry=server.registry,
         default_timeout=server.config.request_timeout,
-        pages=book if isinstance(book, ClientPages) else None,
+        pages=pages,
         auth=server_auth(server),
     )
 

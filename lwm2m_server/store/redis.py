@@ -40,6 +40,7 @@ import functools
 import json
 import logging
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -543,6 +544,29 @@ class RedisStore:
             regs = self._read_many(sorted(set(ids.values())))
         return _oldest_first(r for r in regs if ids.get(r.registration_id) == r.endpoint)
 
+    @_after_pending
+    def registration_count(self) -> int:
+        """How many registrations the id index holds: one HLEN, not a scan (it may count an
+        entry a killed process left for a moment, module docstring)."""
+        with self._db.errors("cannot count the registrations"):
+            return int(self._db.client.hlen(self._ids))
+
+    @_after_pending
+    def registrations_page(self, after: str | None, limit: int) -> list[Registration]:
+        """Up to ``limit`` registrations whose endpoint sorts after ``after``, in endpoint
+        order: the endpoints come from the id index (short strings), only the page's records
+        are read."""
+        with self._db.errors("cannot read the registrations"):
+            ids = {text(k): text(v) for k, v in self._db.client.hgetall(self._ids).items()}
+            endpoints = sorted(set(ids.values()))
+            start = 0 if after is None else bisect_right(endpoints, after)
+            page: list[Registration] = []
+            while len(page) < limit and start < len(endpoints):
+                chunk = endpoints[start : start + limit - len(page)]
+                start += len(chunk)
+                page += [r for r in self._read_many(chunk) if ids.get(r.registration_id)]
+        return page
+
     # -- reading records -----------------------------------------------------------------------
     def _by_ids(self, members: Iterable[Any]) -> list[Registration]:
         ids = sorted(text(m) for m in members)
@@ -676,6 +700,20 @@ class RedisStore:
                 str(exc) or type(exc).__name__,
             )
             return None
+
+
+class RedisClientPages:
+    """The API's ``ClientPages`` (``lwm2m_server/api/listing.py``) on Redis: other nodes
+    register devices this node's cache has never seen, so the listing asks the store."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+
+    def clients_page(self, after: str | None, limit: int) -> list[Registration]:
+        return self.store.registrations_page(after, limit)
+
+    def client_count(self) -> int:
+        return self.store.registration_count()
 
 
 class RedisTelemetryStore:

@@ -13,7 +13,7 @@ import pytest
 from keystore.store.redis_database import RedisDatabase
 from lwm2m_runtime.address import Address
 from lwm2m_server.core.telemetry import TelemetryPoint
-from lwm2m_server.store.redis import RedisStore, RedisTelemetryStore
+from lwm2m_server.store.redis import RedisClientPages, RedisStore, RedisTelemetryStore
 from lwm2m_server.store.sqlite import SqliteStore
 from object_models.types import ResourceType
 
@@ -89,3 +89,17 @@ def test_latest_telemetry_is_shared_and_newest_wins(db: RedisDatabase, tmp_path:
     assert b.latest("dev")[path].value == 21.5
     assert [p.value for p in a.history("dev", path)] == [21.5]  # each node's own points
     assert [p.value for p in b.history("dev", path)] == [19.0]
+
+
+def test_the_client_list_pages_the_store_in_endpoint_order(db: RedisDatabase) -> None:
+    store = RedisStore(db)
+    regs = [reg(n, endpoint=f"ep{n:02d}") for n in range(7)]
+    for r in reversed(regs):
+        store.put_registration(r)
+    store._add_indexes(reg(99, endpoint="ep03a"))  # a Register killed before its record
+    pages = RedisClientPages(store)
+    assert pages.clients_page(None, 3) == regs[:3]
+    assert pages.clients_page("ep02", 3) == regs[3:6]  # the stale entry does not shorten it
+    assert pages.clients_page("ep05", 3) == regs[6:]
+    assert pages.clients_page("ep06", 3) == []
+    assert pages.client_count() == 8  # one HLEN: counts the stale entry until it is swept
