@@ -29,8 +29,18 @@ with a compare-and-set), never later, except in one race documented in docs/clus
 process killed between the steps leaves at most stale entries (ignored; the sweep drops those of
 the expiry index), never a half-written registration.
 
-Writes are synchronous: a call returns when Redis has the change (docs/performance.md, "Redis
-store"), so ``commit()`` (the ``Committer`` hook) has nothing to flush and returns True.
+**Group commit** (``enable_group_commit()``, what the server runs on one Redis): the cheap
+Updates (``touch_registration``, the hot path) of a loop iteration are held and sent as one
+MULTI/EXEC by ``commit()``, the ``Committer`` hook the CoAP driver calls before the iteration's
+replies leave; any other call sends them first (it is ordered after them and sees them). A held
+Update is answered True at once; if the commit then finds its registration gone (another node
+removed it) or Redis fails, ``commit()`` returns False and the driver withholds the replies of
+the iteration; the device's retransmission is handled again, and that registration's next
+Update is written synchronously, so the core answers it 4.04. Every other write (Register,
+an Update that changes more, De-register, expiry, observations) is synchronous: its answer
+(what a Register replaced, who won an expiry) decides the reply. On a Redis Cluster every write
+is synchronous (the steps of an Update span slots, and a cluster pipeline does not keep their
+order).
 """
 
 from __future__ import annotations
