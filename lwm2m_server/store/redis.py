@@ -18,8 +18,10 @@ Keys (``P`` is the prefix); the records of one endpoint are in its hash-tag slot
 Lua script on its slot: a Register that replaces another registration of the endpoint drops the
 old one's observations with it; an Update, the cheap Update and the removal only act while the
 stored id (and for an expiry, the stored ``exp``) is the one the caller names, so of several
-nodes expiring a registration exactly one gets it back. The indexes are keys of other slots, which
-no Redis Cluster transaction spans, so they are kept by separate, repeatable steps with one rule:
+nodes expiring a registration exactly one gets it back. The indexes are keys of other slots. On
+one Redis a Register and an Update send index entries, record script and expiry score as one
+MULTI/EXEC (atomic). No Redis Cluster transaction spans slots, so there, and for removals and
+observations on both, the indexes are kept by separate, repeatable steps with one rule:
 **an index may hold entries that are no longer true, never miss one that is.** An entry is added
 before the record it points to is written and removed after the record is gone, and every lookup
 through an index checks the record (id, endpoint, address, identity, expiry) and ignores what
