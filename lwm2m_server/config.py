@@ -48,6 +48,7 @@ __all__ = [
     "LOG_LEVELS",
     "SCHEMA",
     "SYNCHRONOUS",
+    "PayloadLimits",
     "QueueSettings",
     "ServerConfig",
     "SinkSettings",
@@ -79,6 +80,38 @@ class SinkSettings:
 
 
 @attrs.frozen
+class PayloadLimits:
+    """Largest Send or notification payload decoded, per content format, in bytes; a larger
+    Send is refused with 4.13 and Size1 before decoding, a larger notification is acknowledged
+    but not stored (docs/performance.md, "Payload limits"). Decoding runs on the event loop, so
+    these bound how long one message can hold every other device up."""
+
+    senml_json: int = 64 * 1024
+    senml_cbor: int = 64 * 1024
+    oma_cbor: int = 64 * 1024
+    tlv: int = 64 * 1024
+    oma_json: int = 64 * 1024
+    cbor: int = 256 * 1024
+    text: int = 256 * 1024
+    opaque: int = 256 * 1024
+
+    def by_format(self) -> dict[int, int]:
+        """The limits by Content-Format number (both numbers of TLV and OMA JSON)."""
+        return {
+            110: self.senml_json,
+            112: self.senml_cbor,
+            11544: self.oma_cbor,
+            11542: self.tlv,
+            1542: self.tlv,
+            11543: self.oma_json,
+            1543: self.oma_json,
+            60: self.cbor,
+            0: self.text,
+            42: self.opaque,
+        }
+
+
+@attrs.frozen
 class ServerConfig:
     host: str = "0.0.0.0"
     coap_port: int = 5683
@@ -98,6 +131,7 @@ class ServerConfig:
     profiles_dir: Path | None = None
     default_profile: str = "default"
     sinks: SinkSettings = SinkSettings()
+    payload_limits: PayloadLimits = PayloadLimits()
 
     @property
     def database(self) -> Path:
@@ -142,6 +176,7 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "sinks.mqtt": _mqtt_url,
         "sinks.mqtt_topic": _mqtt_topic,
         "sinks.queue_size": positive,
+        **{f"payload_limits.{f.name}": positive for f in attrs.fields(PayloadLimits)},
     },
     upper_case=("log_level", "store_synchronous"),
 )

@@ -205,6 +205,7 @@ class Lwm2mServer:
                 clock=self.clock,
                 resolver=self.resolver,
                 mapper=self.map_telemetry,
+                payload_limits=config.payload_limits.by_format(),
             )
             self.uplink = uplink
             self.nosec_enabled, coaps = listeners(config.security_modes, config.dtls)

@@ -16,10 +16,11 @@ ACK leaves at the end of the loop iteration, after this synchronous write).
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from keystore.log_limit import PerPeerLimit
@@ -115,8 +116,13 @@ class Uplink:
         resolver: Resolver,
         clock: Callable[[], float] = time.time,
         mapper: Mapper | None = None,
+        payload_limits: Mapping[int, int] | None = None,
     ) -> None:
         self.mapper = mapper
+        self.payload_limits = codecs.DEFAULT_LIMITS if payload_limits is None else payload_limits
+        self.payloads_refused: collections.Counter[str] = collections.Counter()
+        """Sends and notifications over ``payload_limits``, by kind (``send``, ``notification``)."""
+        self._size_log = PerPeerLimit(60.0)  # payloads over the limit: one WARNING/host/minute
         self.core = core
         self.resolver = resolver
         self.store = store
@@ -244,6 +250,8 @@ class Uplink:
         address: Address,
         identity: Peer,
     ) -> None:
+        # 4.13 + Size1 before any work: decoding runs on the event loop (codecs.DEFAULT_LIMITS)
+        self._check_size(payload, content_format, "send", address)
         now = self.clock()
         bound = self._session_identity(identity)
         sender = self.core.sender(address, bound)  # 4.04 / 4.03 (ambiguous) before decoding
@@ -399,6 +407,8 @@ class Uplink:
             "contentFormat": ct,
         }
         try:
+            fmt = ct if ct is not None else observation.content_format
+            self._check_size(payload, fmt, "notification", address)
             points = decode_points(
                 registration,
                 models_for(self.registry, registration),
@@ -407,6 +417,9 @@ class Uplink:
                 now=now,
                 observation=observation,
             )
+        except codecs.PayloadTooLarge as exc:  # counted and logged by _check_size
+            points = []
+            data["error"] = exc.message
         except Lwm2mError as exc:
             log.warning(
                 "undecodable notification from %s (%s) for %s: %s",
@@ -426,6 +439,27 @@ class Uplink:
         data["points"] = [telemetry_to_json(p) for p in points]
         self.bus.publish(NOTIFICATION, registration.endpoint, data)
         return True
+
+    def _check_size(self, payload: bytes, fmt: int | None, kind: str, address: Address) -> None:
+        """``PayloadTooLarge`` (4.13, its ``limit`` for Size1) for a payload over its format's
+        limit, counted; a notification's is logged here once a minute per source host (a
+        refused Send is logged, rate-limited too, by the site with its 4.13)."""
+        try:
+            codecs.check_limit(len(payload), fmt, self.payload_limits)
+        except codecs.PayloadTooLarge as exc:
+            self.payloads_refused[kind] += 1
+            if kind == "send":
+                raise
+            first = self._size_log.allow(address.host, time.monotonic())
+            log.log(
+                logging.WARNING if first else logging.DEBUG,
+                "%s from %s refused before decoding: %s (%d refused so far)",
+                kind,
+                address,
+                exc.message,
+                self.payloads_refused[kind],
+            )
+            raise
 
     def _map(
         self, registration: Registration, points: list[TelemetryPoint], source: str
