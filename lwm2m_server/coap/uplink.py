@@ -268,11 +268,12 @@ class Uplink:
         )
         points = self._map(registration, points, "send")
         self.store.append_points(points)
-        self.bus.publish(
+        registration_id = registration.registration_id
+        self.bus.publish(  # built only if a subscriber reads it (a JSON dict per value)
             SEND,
             registration.endpoint,
-            {
-                "registrationId": registration.registration_id,
+            lambda: {
+                "registrationId": registration_id,
                 "points": [telemetry_to_json(p) for p in points],
             },
         )
