@@ -86,11 +86,11 @@ class PayloadLimits:
     but not stored (docs/performance.md, "Payload limits"). Decoding runs on the event loop, so
     these bound how long one message can hold every other device up."""
 
-    senml_json: int = 16 * 1024
-    senml_cbor: int = 16 * 1024
-    oma_cbor: int = 16 * 1024
-    tlv: int = 16 * 1024
-    oma_json: int = 16 * 1024
+    senml_json: int = 8 * 1024
+    senml_cbor: int = 8 * 1024
+    oma_cbor: int = 8 * 1024
+    tlv: int = 8 * 1024
+    oma_json: int = 8 * 1024
     cbor: int = 256 * 1024
     text: int = 256 * 1024
     opaque: int = 256 * 1024

@@ -73,23 +73,22 @@ DEFAULT_LIMITS: dict[int, int] = {
     ContentFormat.TEXT: 256 * 1024,
     ContentFormat.OPAQUE: 256 * 1024,
     ContentFormat.CBOR: 256 * 1024,
-    ContentFormat.SENML_JSON: 16 * 1024,
-    ContentFormat.SENML_CBOR: 16 * 1024,
-    ContentFormat.LWM2M_CBOR: 16 * 1024,
-    ContentFormat.TLV: 16 * 1024,
-    ContentFormat.OLD_TLV: 16 * 1024,
-    ContentFormat.JSON: 16 * 1024,
-    ContentFormat.OLD_JSON: 16 * 1024,
+    ContentFormat.SENML_JSON: 8 * 1024,
+    ContentFormat.SENML_CBOR: 8 * 1024,
+    ContentFormat.LWM2M_CBOR: 8 * 1024,
+    ContentFormat.TLV: 8 * 1024,
+    ContentFormat.OLD_TLV: 8 * 1024,
+    ContentFormat.JSON: 8 * 1024,
+    ContentFormat.OLD_JSON: 8 * 1024,
 }
 """Largest payload a server decodes on its event loop, per content format, before it is
 refused with 4.13 and Size1 (``check_limit``). Single-value formats cost a copy per byte, so
 they may be as large as a CoAP request body (256 KiB, the CoAP layer's own bound); a value of
-a structured format costs several microseconds to decode and as much again to store, so 16 KiB
-(about a thousand values, tens of milliseconds of one core for the whole Send) keeps the loop
-responsive: 64 KiB held it ~0.2 s per Send, 256 KiB ~1.7 s (docs/performance.md, "Payload
-limits"). Leshan has no per-format cap (its demo takes 2 MiB bodies), Californium's default
-body limit is 8 KiB; a typical Send is well under 1 KiB. Formats not listed get
-``MAX_PAYLOAD``."""
+a structured format costs several microseconds to decode and as much again to store, so 8 KiB
+(Californium's default body limit, which Leshan inherits; about 500 values, ~25 ms of one core
+for the whole Send here) keeps the loop responsive: 16 KiB cost ~50 ms of CPU per Send, 64 KiB
+~180 ms, 256 KiB ~0.6 s (docs/performance.md, "Payload limits"). A typical Send is well under
+1 KiB. Formats not listed get ``MAX_PAYLOAD``."""
 
 
 class PayloadTooLarge(CodecError):
