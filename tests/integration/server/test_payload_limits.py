@@ -7,12 +7,14 @@ from __future__ import annotations
 import attrs
 import cbor2
 
+from lwm2m_client.client import Lwm2mClient
 from lwm2m_server.config import PayloadLimits
 from lwm2m_server.service import Lwm2mServer
 from object_models.content_format import ContentFormat as CF
+from object_models.path import LwM2mPath
 
 from . import rawcoap as raw
-from .conftest import ServerFactory
+from .conftest import ServerFactory, eventually, next_event, uri_of
 
 SIZE1 = 60
 LIMIT = 1000
@@ -61,3 +63,24 @@ async def test_the_default_limits_take_a_typical_send(server: Lwm2mServer) -> No
         assert raw.code_str((await peer.exchange(send)).code) == "2.04"
     finally:
         peer.close()
+
+
+async def test_a_notification_over_the_limit_is_acknowledged_but_not_stored(
+    make_server: ServerFactory,
+) -> None:
+    server = await make_server(payload_limits=attrs.evolve(PayloadLimits(), text=4))
+    client = Lwm2mClient("noisy", uri_of(server), auto_update=False)
+    await client.start()
+    try:
+        await client.register()
+        temperature = LwM2mPath.parse("/3303/0/5700")
+        await server.observe("noisy", temperature, fmt=CF.TEXT)
+        events = server.events()
+        client.set_value(str(temperature), 12345.25)  # "12345.25": 8 bytes of text
+        event = await next_event(events, "NOTIFICATION")
+        assert "4-byte limit" in event.data["error"] and event.data["points"] == []
+        assert server.uplink is not None and server.uplink.payloads_refused["notification"] == 1
+        client.set_value(str(temperature), 1.5)  # "1.5": under the limit, stored
+        await eventually(lambda: server.telemetry_latest("noisy")[str(temperature)].value == 1.5)
+    finally:
+        await client.stop()
