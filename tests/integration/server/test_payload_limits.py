@@ -1,6 +1,6 @@
 """Per-content-format payload limits (issue 11 item 2): a Send over its format's limit is
 refused with 4.13 and Size1 (RFC 7959 §2.9.3) before it is decoded, and counted; one under
-it is stored as before."""
+it is stored as before. A notification over the limit is acknowledged but not stored."""
 
 from __future__ import annotations
 
