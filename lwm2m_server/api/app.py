@@ -39,6 +39,11 @@ and, when ``ops`` runs a profile engine (the real server always does; ``api/prof
     POST   /api/clients/{ep}/profile/apply           apply it again now
     GET    /api/clients/{ep}/timeseries              telemetry in ThingsBoard's shape
 
+and the same operations in the Leshan demo server's dialect under ``/leshan/api/...``
+(``api/leshan``; docs/http-api.md, "Leshan dialect"), plus ``/leshan/api/objectspecs/{ep}``,
+``/leshan/api/security/clients[/{ep}]``, ``/leshan/api/security/server``,
+``/leshan/api/server/endpoint`` and ``/leshan/api/server/security``.
+
 aiohttp tries resources in the order they are added, so the fixed suffixes come before the
 catch-all ``{path}`` routes.
 """
@@ -51,6 +56,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from keystore.api_tokens import SqliteApiTokenStore
+from keystore.store.credentials import CredentialStore, SqliteCredentialStore
 from lwm2m_runtime.http_auth import (
     AuditLog,
     Authenticator,
@@ -64,6 +70,7 @@ from object_models.model import ModelProvider
 from ..operations import ServerOperations
 from . import clients, composite, device, events, profiles
 from .errors import error_middleware
+from .leshan import add_leshan_routes
 from .listing import ClientPages, pages_of
 from .openapi import openapi_document
 from .params import DEFAULT_TIMEOUT
@@ -99,6 +106,7 @@ def create_app(
     default_timeout: float = DEFAULT_TIMEOUT,
     pages: ClientPages | None = None,
     auth: tuple[Authenticator, AuditLog] | None = None,
+    credentials: CredentialStore | None = None,
 ) -> web.Application:
     """The API over ``ops``.
 
@@ -107,7 +115,8 @@ def create_app(
     ``default_timeout`` the device timeout when a request gives no ``?timeout=``;
     ``pages`` the sorted index ``GET /api/clients`` pages through (``api/listing.py``);
     ``auth`` the token check and audit log (``lwm2m_runtime.http_auth``; None: an open API,
-    for tests over a test double).
+    for tests over a test double); ``credentials`` the keystore behind the Leshan dialect's
+    ``/leshan/api/security`` routes.
     """
     if registry is None:
         from object_models.registry import ModelRegistry
@@ -150,6 +159,7 @@ def create_app(
     add("PUT", _PATH, device.write)
     add("POST", _PATH, device.post)
     add("DELETE", _PATH, device.delete)
+    add_leshan_routes(app, credentials)  # the same operations in Leshan's dialect (api/leshan)
     return app
 
 
@@ -164,6 +174,7 @@ def create_server_app(server: Lwm2mServer) -> web.Application:
         default_timeout=server.config.request_timeout,
         pages=book if isinstance(book, ClientPages) else None,
         auth=server_auth(server),
+        credentials=SqliteCredentialStore(server.store),
     )
 
 
