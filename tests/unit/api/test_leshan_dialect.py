@@ -715,3 +715,41 @@ async def test_cancel_observation_follows_leshans_active_rule(api: Client, ops: 
     ).status == 404
     resp = await api.delete(f"{L}/clients/dev-1/composite/observe?paths=/3/0/9,/3/0/1")
     assert resp.status == 200
+
+
+async def test_what_leshans_ui_sends(api: Client, ops: FakeOps) -> None:
+    """``restutils.js`` (``resourceToREST``): the lower-case ``type`` of the object specs, text
+    fields as strings, Time as ``seconds * 1000``, ``timeout=null`` for "None"."""
+    opts = "?timeout=null&format=TLV"
+    for path, node, expected in (
+        (
+            "/10/0/7",
+            {"id": 7, "kind": "singleResource", "value": "CAFE", "type": "opaque"},
+            bytes.fromhex("cafe"),
+        ),
+        (
+            "/3/0/13",
+            {"id": 13, "kind": "singleResource", "value": 1_733_500_000 * 1000, "type": "time"},
+            1_733_500_000,
+        ),
+        ("/1/0/1", {"id": 1, "kind": "singleResource", "value": "600", "type": "integer"}, 600),
+        (
+            "/3308/0/5900",
+            {"id": 5900, "kind": "singleResource", "value": "19.5", "type": "float"},
+            19.5,
+        ),
+    ):
+        body = await _ok(await api.put(f"{L}/clients/dev-1{path}{opts}", json=node))
+        assert body["status"] == "CHANGED(204)", body
+        assert _value(ops, path) == expected
+    multi = {"id": 6, "kind": "multiResource", "values": {"0": "2", "1": "7"}, "type": "integer"}
+    await _ok(await api.put(f"{L}/clients/dev-1/3/0/6{opts}", json=multi))
+    written = ops.calls[-1][3]
+    assert ops.calls[-1][0] == "write" and written.values == {0: 2, 1: 7}
+    create = {
+        "kind": "instance",
+        "id": 3,
+        "resources": [{"id": 5700, "kind": "singleResource", "value": "3.5", "type": "float"}],
+    }
+    body = await _ok(await api.post(f"{L}/clients/dev-1/3303{opts}", json=create))
+    assert body["status"] == "CREATED(201)", body
