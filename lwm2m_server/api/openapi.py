@@ -191,6 +191,10 @@ _OTHER_SCHEMAS: Doc = {
             "ep": {"type": "string"},
             "path": {"type": "string"},
             "delayed": {"type": "boolean"},
+            "requestId": {
+                "type": "string",
+                "description": "The REQUEST_RESPONSE event with this id carries the answer.",
+            },
         },
     },
     "Link": {
@@ -557,7 +561,13 @@ _RESPONSES: Doc = {
     "Queued": _resp(
         "The client sleeps (queue mode): the request waits for it to wake up.",
         _ref("Queued"),
-        {"status": "queued", "ep": "dev-1", "path": "/3/0", "delayed": True},
+        {
+            "status": "queued",
+            "ep": "dev-1",
+            "path": "/3/0",
+            "delayed": True,
+            "requestId": "5f0c9a3e2b7d4c1e8a6b9d0f1e2a3b4c",
+        },
     ),
     "BadRequest": _resp(
         "Bad path, format, parameter, JSON body or value type.",
@@ -654,7 +664,8 @@ _PATHS: Doc = {
             "operationId": "events",
             "summary": "Server-sent events",
             "description": "text/event-stream of REGISTRATION, UPDATED, DEREGISTRATION, "
-            "SLEEPING, AWAKE, NOTIFICATION, SEND events; data is JSON with an ep field. "
+            "SLEEPING, AWAKE, NOTIFICATION, SEND, REQUEST_RESPONSE events; data is JSON "
+            "with an ep field. "
             "Keep-alive comments every 15 s.",
             "tags": ["events"],
             "parameters": [
