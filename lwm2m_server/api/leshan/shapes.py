@@ -60,10 +60,11 @@ def response_json(resp: DeviceResponse) -> JsonDict:
     if resp.node is not None:
         result["content"] = node_out(resp.node)
     elif resp.nodes is not None:
+        # Jackson writes a map's null values (NON_NULL only drops null fields): a path the
+        # device had no value for is ``null``
         result["content"] = {
-            str(path): node_out(node)
+            str(path): None if node is None else node_out(node)
             for path, node in sorted(resp.nodes.items())
-            if node is not None
         }
     elif resp.links is not None:
         result["objectLinks"] = links_to_json(resp.links)

@@ -753,3 +753,12 @@ async def test_what_leshans_ui_sends(api: Client, ops: FakeOps) -> None:
     }
     body = await _ok(await api.post(f"{L}/clients/dev-1/3303{opts}", json=create))
     assert body["status"] == "CREATED(201)", body
+
+
+async def test_read_composite_content_is_a_map_of_path_to_node(api: Client) -> None:
+    body = await _ok(await api.get(f"{L}/clients/dev-1/composite?paths=/3/0/13,/3/0/77"))
+    assert body["status"] == "CONTENT(205)"
+    assert body["content"] == {
+        "/3/0/13": {"id": 13, "kind": "singleResource", "type": "TIME", "value": 1_700_000_000_000},
+        "/3/0/77": None,  # Jackson writes null map values
+    }
