@@ -25,6 +25,7 @@ Where Leshan answers differently from our native API, this follows Leshan:
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -491,8 +492,6 @@ def format_event(event: ServerEvent) -> bytes | None:
         return None
     if payload is None:
         return None
-    import json
-
     text = json.dumps(payload, separators=(",", ":"), default=str)
     return f"event: {event.kind}\ndata: {text}\n\n".encode()
 
