@@ -37,7 +37,20 @@ SLEEPING = "SLEEPING"
 AWAKE = "AWAKE"
 NOTIFICATION = "NOTIFICATION"
 SEND = "SEND"
-KINDS = (REGISTRATION, UPDATED, DEREGISTRATION, SLEEPING, AWAKE, NOTIFICATION, SEND)
+REQUEST_RESPONSE = "REQUEST_RESPONSE"
+"""The answer to a request that was queued for a sleeping client (HTTP 202 + ``requestId``):
+``{requestId, path, delayed, response}`` or ``{..., error}``; ``response`` is the
+``DeviceResponse`` itself, rendered by each API dialect in its own shape."""
+KINDS = (
+    REGISTRATION,
+    UPDATED,
+    DEREGISTRATION,
+    SLEEPING,
+    AWAKE,
+    NOTIFICATION,
+    SEND,
+    REQUEST_RESPONSE,
+)
 
 DEFAULT_QUEUE_SIZE = 1000
 

@@ -72,6 +72,8 @@ class DeviceResponse:
     location: str | None = None
     error_message: str | None = None
     queued: bool = False
+    request_id: str | None = None
+    """For a queued request: the id its REQUEST_RESPONSE event will carry."""
 
     @property
     def success(self) -> bool:
@@ -85,7 +87,9 @@ class DeviceResponse:
 @attrs.frozen
 class ServerEvent:
     """One item of the event stream (``GET /api/event``): ``kind`` is one of REGISTRATION,
-    UPDATED, DEREGISTRATION, SLEEPING, AWAKE, NOTIFICATION, SEND; ``data`` is JSON-ready."""
+    UPDATED, DEREGISTRATION, SLEEPING, AWAKE, NOTIFICATION, SEND, REQUEST_RESPONSE; ``data`` is
+    JSON-ready except REQUEST_RESPONSE's ``response`` (a ``DeviceResponse``, each API dialect
+    renders it)."""
 
     kind: str
     endpoint: str

@@ -27,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
@@ -88,6 +90,7 @@ from .events_bus import (
     AWAKE,
     DEREGISTRATION,
     REGISTRATION,
+    REQUEST_RESPONSE,
     SLEEPING,
     UPDATED,
     EventBus,
@@ -652,6 +655,20 @@ class Lwm2mServer:
                 )
                 job.future.set_result(response)
 
+    def _answered(
+        self, endpoint: str, request_id: str, path: str, future: asyncio.Future[DeviceResponse]
+    ) -> None:
+        """A queued request got its answer (or failed): tell the event stream, so that whoever
+        got the 202 and its ``requestId`` learns the outcome (REQUEST_RESPONSE)."""
+        data: dict[str, object] = {"requestId": request_id, "path": path, "delayed": True}
+        if future.cancelled():
+            data["error"] = "cancelled"
+        elif (exc := future.exception()) is not None:
+            data["error"] = exc.message if isinstance(exc, Lwm2mError) else str(exc)
+        else:
+            data["response"] = future.result()
+        self.bus.publish(REQUEST_RESPONSE, endpoint, data)
+
     def _fail(self, job: QueuedDownlink, exc: Exception) -> None:
         if not job.future.done():
             job.future.set_exception(exc)
@@ -692,7 +709,11 @@ class Lwm2mServer:
         if not self.core.submit(endpoint, job, now=self.clock()):
             log.info("%s is sleeping: %s queued", endpoint, request.describe())
             self._arm_timer()
-            return DeviceResponse(QUEUED, queued=True)
+            request_id = uuid.uuid4().hex
+            job.future.add_done_callback(
+                functools.partial(self._answered, endpoint, request_id, str(request.path))
+            )
+            return DeviceResponse(QUEUED, queued=True, request_id=request_id)
         return await self._execute(registration, request, seconds)
 
     def registry_for(self, registration: Registration) -> ModelProvider:

@@ -39,6 +39,11 @@ and, when ``ops`` runs a profile engine (the real server always does; ``api/prof
     POST   /api/clients/{ep}/profile/apply           apply it again now
     GET    /api/clients/{ep}/timeseries              telemetry in ThingsBoard's shape
 
+and the same operations in the Leshan demo server's dialect under ``/leshan/api/...``
+(``api/leshan``; docs/http-api.md, "Leshan dialect"), plus ``/leshan/api/objectspecs/{ep}``,
+``/leshan/api/security/clients[/{ep}]``, ``/leshan/api/security/server``,
+``/leshan/api/server/endpoint`` and ``/leshan/api/server/security``.
+
 aiohttp tries resources in the order they are added, so the fixed suffixes come before the
 catch-all ``{path}`` routes.
 """
@@ -50,6 +55,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from keystore.store.credentials import CredentialStore
 from lwm2m_runtime.http_auth import (
     AuditLog,
     Authenticator,
@@ -63,6 +69,7 @@ from object_models.model import ModelProvider
 from ..operations import ServerOperations
 from . import clients, composite, device, events, profiles
 from .errors import error_middleware
+from .leshan import add_leshan_routes
 from .listing import ClientPages, pages_of
 from .openapi import openapi_document
 from .params import DEFAULT_TIMEOUT
@@ -98,6 +105,7 @@ def create_app(
     default_timeout: float = DEFAULT_TIMEOUT,
     pages: ClientPages | None = None,
     auth: tuple[Authenticator, AuditLog] | None = None,
+    credentials: CredentialStore | None = None,
 ) -> web.Application:
     """The API over ``ops``.
 
@@ -106,7 +114,8 @@ def create_app(
     ``default_timeout`` the device timeout when a request gives no ``?timeout=``;
     ``pages`` the sorted index ``GET /api/clients`` pages through (``api/listing.py``);
     ``auth`` the token check and audit log (``lwm2m_runtime.http_auth``; None: an open API,
-    for tests over a test double).
+    for tests over a test double); ``credentials`` the keystore behind the Leshan dialect's
+    ``/leshan/api/security`` routes.
     """
     if registry is None:
         from object_models.registry import ModelRegistry
@@ -149,6 +158,7 @@ def create_app(
     add("PUT", _PATH, device.write)
     add("POST", _PATH, device.post)
     add("DELETE", _PATH, device.delete)
+    add_leshan_routes(app, credentials)  # the same operations in Leshan's dialect (api/leshan)
     return app
 
 
@@ -170,6 +180,7 @@ def create_server_app(server: Lwm2mServer) -> web.Application:
         default_timeout=server.config.request_timeout,
         pages=pages,
         auth=server_auth(server),
+        credentials=server.stores.credentials,  # the keystore of store.engine
     )
 
 

@@ -1,7 +1,9 @@
 """``GET /api/event``: the server's events as server-sent events, like Leshan's EventServlet.
 
 Each event is ``event: KIND\\ndata: {json}\\n\\n`` with KIND one of REGISTRATION, UPDATED,
-DEREGISTRATION, SLEEPING, AWAKE, NOTIFICATION, SEND; ``data`` always carries ``"ep"``.
+DEREGISTRATION, SLEEPING, AWAKE, NOTIFICATION, SEND, REQUEST_RESPONSE (the answer to a request
+queued for a sleeping client, with the ``requestId`` its 202 gave); ``data`` always carries
+``"ep"``.
 ``?ep=dev-1`` keeps only that endpoint's events. A comment line (``: keep-alive``) goes out
 every 15 s so that proxies and clients can tell an idle stream from a dead one.
 
@@ -16,7 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -34,7 +36,7 @@ from object_models.types import ObjectLink
 from ..core.registration import Registration
 from ..core.telemetry import TelemetryPoint
 from ..json_nodes import node_to_json, registration_to_json, telemetry_to_json, value_to_jsonable
-from ..operations import ServerEvent
+from ..operations import DeviceResponse, ServerEvent
 from .state import state_of
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,10 @@ def _json_default(value: object) -> Any:
     hands over nodes, registrations or raw values anyway."""
     if isinstance(value, _NODES):
         return node_to_json(value)
+    if isinstance(value, DeviceResponse):  # REQUEST_RESPONSE's answer
+        from .responses import device_response_json
+
+        return device_response_json(value)
     if isinstance(value, Registration):
         return registration_to_json(value)
     if isinstance(value, TelemetryPoint):
@@ -77,6 +83,14 @@ def format_event(event: ServerEvent) -> bytes:
 
 
 async def event_stream(request: web.Request) -> web.StreamResponse:
+    return await serve_events(request, format_event)
+
+
+Formatter = Callable[[ServerEvent], bytes | None]
+"""One event as SSE bytes, or None to leave it out (each API dialect has its own)."""
+
+
+async def serve_events(request: web.Request, formatter: Formatter) -> web.StreamResponse:
     state = state_of(request)
     only = request.query.get("ep") or None
     queue: asyncio.Queue[ServerEvent] = asyncio.Queue(QUEUE_SIZE)
@@ -123,7 +137,9 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
             if dropped:
                 await response.write(f": {dropped} events dropped (slow reader)\n\n".encode())
                 dropped = 0
-            await response.write(format_event(getter.result()))
+            frame = formatter(getter.result())
+            if frame is not None:
+                await response.write(frame)
     except (ConnectionResetError, ConnectionError):
         log.debug("event stream client went away")
     finally:

@@ -191,6 +191,10 @@ _OTHER_SCHEMAS: Doc = {
             "ep": {"type": "string"},
             "path": {"type": "string"},
             "delayed": {"type": "boolean"},
+            "requestId": {
+                "type": "string",
+                "description": "The REQUEST_RESPONSE event with this id carries the answer.",
+            },
         },
     },
     "Link": {
@@ -557,7 +561,13 @@ _RESPONSES: Doc = {
     "Queued": _resp(
         "The client sleeps (queue mode): the request waits for it to wake up.",
         _ref("Queued"),
-        {"status": "queued", "ep": "dev-1", "path": "/3/0", "delayed": True},
+        {
+            "status": "queued",
+            "ep": "dev-1",
+            "path": "/3/0",
+            "delayed": True,
+            "requestId": "5f0c9a3e2b7d4c1e8a6b9d0f1e2a3b4c",
+        },
     ),
     "BadRequest": _resp(
         "Bad path, format, parameter, JSON body or value type.",
@@ -654,7 +664,8 @@ _PATHS: Doc = {
             "operationId": "events",
             "summary": "Server-sent events",
             "description": "text/event-stream of REGISTRATION, UPDATED, DEREGISTRATION, "
-            "SLEEPING, AWAKE, NOTIFICATION, SEND events; data is JSON with an ep field. "
+            "SLEEPING, AWAKE, NOTIFICATION, SEND, REQUEST_RESPONSE events; data is JSON "
+            "with an ep field. "
             "Keep-alive comments every 15 s.",
             "tags": ["events"],
             "parameters": [
@@ -1053,6 +1064,56 @@ _PROFILE_PATHS: Doc = {
     },
 }
 
+_LESHAN_ROUTES: list[tuple[str, str, str, str]] = [
+    ("get", "/event", "events", "Server-sent events in Leshan's payloads"),
+    ("get", "/clients", "clients", "Every registration (no paging), Leshan's shape"),
+    ("get", "/clients/{ep}", "client", "One registration; unknown: 400 text"),
+    ("get", "/objectspecs/{ep}", "objectSpecs", "The client's object models"),
+    ("get", "/server/endpoint", "serverEndpoints", "The CoAP endpoints"),
+    ("get", "/server/security", "serverSecurity", "The server's public key / certificate"),
+    ("get", "/security/server", "securityServer", "The server's public key / certificate"),
+    ("get", "/security/clients", "securityList", "Every device credential"),
+    ("put", "/security/clients", "securityPut", "Add or replace a device credential"),
+    ("put", "/security/clients/", "securityPutSlash", "The same (Leshan's UI adds a slash)"),
+    ("get", "/security/clients/{ep}", "securityShow", "One device credential"),
+    ("delete", "/security/clients/{ep}", "securityDelete", "Remove a device credential"),
+    ("post", "/clients/{ep}/composite/observe", "observeComposite", "Observe-Composite"),
+    ("delete", "/clients/{ep}/composite/observe", "cancelObserveComposite", "Cancel it"),
+    ("get", "/clients/{ep}/composite", "readComposite", "Read-Composite"),
+    ("put", "/clients/{ep}/composite", "writeComposite", "Write-Composite"),
+    ("post", "/clients/{ep}/{path}/observe", "observe", "Observe"),
+    ("delete", "/clients/{ep}/{path}/observe", "cancelObserve", "Cancel Observation"),
+    ("get", "/clients/{ep}/{path}/discover", "discover", "Discover"),
+    ("put", "/clients/{ep}/{path}/attributes", "writeAttributes", "Write-Attributes"),
+    ("get", "/clients/{ep}/{path}", "read", "Read"),
+    ("put", "/clients/{ep}/{path}", "write", "Write (Leshan node JSON or text/plain)"),
+    ("post", "/clients/{ep}/{path}", "post", "Execute (resource) / Create (object)"),
+    ("delete", "/clients/{ep}/{path}", "delete", "Delete"),
+]
+"""The Leshan dialect (``api/leshan``): the native operations under ``/leshan/api`` with the
+Leshan demo server's JSON (docs/http-api.md, "Leshan dialect")."""
+
+
+def _leshan_paths() -> Doc:
+    paths: Doc = {}
+    for method, path, name, summary in _LESHAN_ROUTES:
+        names = [n for n in ("ep", "path") if "{" + n + "}" in path]
+        paths.setdefault("/leshan/api" + path, {})[method] = {
+            "operationId": "leshan_" + name + ("" if method == "get" else "_" + method),
+            "tags": ["leshan"],
+            "summary": summary,
+            "description": "Leshan dialect: Leshan's value formats (opaque hex, Time in epoch "
+            "ms, numbers as strings), status strings like CONTENT(205), plain-text errors, an "
+            "unknown client is 400.",
+            "parameters": _params(*names),
+            "responses": {
+                "200": {"description": "Leshan's JSON"},
+                "400": {"description": "Invalid request (plain text)"},
+            },
+        }
+    return paths
+
+
 _DOCUMENT: Doc = {
     "openapi": "3.1.0",
     "info": {
@@ -1068,8 +1129,9 @@ _DOCUMENT: Doc = {
         {"name": "device"},
         {"name": "events"},
         {"name": "profiles"},
+        {"name": "leshan", "description": "The Leshan demo server's dialect of the same API."},
     ],
-    "paths": {**_PATHS, **_PROFILE_PATHS},
+    "paths": {**_PATHS, **_PROFILE_PATHS, **_leshan_paths()},
     "components": {
         "schemas": {**_NODE_SCHEMAS, **_OTHER_SCHEMAS, **_PROFILE_SCHEMAS},
         "parameters": _PARAMETERS,

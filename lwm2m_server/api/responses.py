@@ -95,7 +95,8 @@ def device_response_json(resp: DeviceResponse) -> dict[str, Any]:
 def render(resp: DeviceResponse, *, endpoint: str, target: str) -> web.Response:
     """HTTP 202 for a queued request, else HTTP 200 with the device's answer."""
     if resp.queued:
-        return web.json_response(
-            {"status": "queued", "ep": endpoint, "path": target, "delayed": True}, status=202
-        )
+        body: dict[str, Any] = {"status": "queued", "ep": endpoint, "path": target, "delayed": True}
+        if resp.request_id is not None:
+            body["requestId"] = resp.request_id  # its answer: a REQUEST_RESPONSE event
+        return web.json_response(body, status=202)
     return web.json_response(device_response_json(resp))

@@ -26,9 +26,10 @@ from lwm2m_server.service import Lwm2mServer
 from tests.auth import HEADERS, SERVER_ENV
 from tests.redis_fixture import _free_port
 
+from ..processes import REPO
 from . import rawcoap as raw
 from .conftest import server_config
-from .test_persistence import REPO, ServerProcess, get_json, observe
+from .test_persistence import ServerProcess, get_json, observe
 
 ZERO_PORTS = ["--coap-port", "0", "--coaps-port", "0", "--http-port", "0"]
 
