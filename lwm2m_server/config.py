@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 
 from keystore.store.database import DATABASE_FILE
+from keystore.store.engines import StoreSettings
 from lwm2m_runtime.coap import Parameters
 from lwm2m_runtime.http_auth import ApiAuthSettings, check_secret
 from lwm2m_runtime.listeners import (
@@ -43,6 +44,8 @@ from lwm2m_runtime.settings import (
     one_of,
     port,
     positive,
+    store_checks,
+    store_cross_check,
 )
 
 __all__ = [
@@ -65,6 +68,7 @@ SYNCHRONOUS = ("NORMAL", "FULL")
 ADDRESS_BINDINGS = ("loose", "strict")
 DEFAULT_DTLS = DtlsSettings()
 DEFAULT_API_AUTH = ApiAuthSettings()
+DEFAULT_STORE = StoreSettings()
 
 
 @attrs.frozen
@@ -138,6 +142,11 @@ class ServerConfig:
     lifetime_grace: float = 15.0
     request_timeout: float = 10.0
     store_synchronous: str = "NORMAL"
+    store: StoreSettings = DEFAULT_STORE
+    """``engine: redis`` keeps registrations, observations, the latest telemetry, the keystore
+    (credentials, DTLS sessions, API tokens), profiles and device state in Redis, shared by
+    several server processes (docs/cluster.md); the sqlite file in ``data_dir`` then keeps only
+    this node's telemetry history and the API audit log."""
     profiles_dir: Path | None = None
     default_profile: str = "default"
     sinks: SinkSettings = SinkSettings()
@@ -202,6 +211,7 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "lifetime_grace": non_negative,
         "request_timeout": positive,
         "store_synchronous": one_of(SYNCHRONOUS),
+        **store_checks(),
         "default_profile": non_empty,
         "sinks.mqtt": _mqtt_url,
         "sinks.mqtt_topic": _mqtt_topic,
@@ -220,6 +230,7 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "limits.dedup_bytes": between(1 << 16, 1 << 40),
         "nosec_address_binding": _address_binding,
     },
+    cross_checks=(store_cross_check(),),
     upper_case=("log_level", "store_synchronous"),
 )
 """Every key the server accepts (``SCHEMA.keys``), each documented in docs/configuration.md."""

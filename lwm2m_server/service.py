@@ -34,19 +34,27 @@ from typing import Any
 
 import attrs
 
+from keystore.api_tokens import ApiTokenStore
 from keystore.coaps import DtlsEndpoint, ensure_server_identity, server_dtls_config
+from keystore.coaps.persistence import DtlsSessionStore
 from keystore.log_limit import PerPeerLimit
 from keystore.modes import SecurityMode
 from keystore.resolver import Resolver
-from keystore.store.credentials import SqliteCredentialStore
+from keystore.store.credentials import CredentialStore, SqliteCredentialStore
 from keystore.store.dtls_sessions import SqliteDtlsSessionStore
+from keystore.store.engines import api_token_store, open_redis
 from keystore.store.errors import StoreError
+from keystore.store.profiles import ProfileStore, SqliteProfileStore
+from keystore.store.redis_database import RedisDatabase
 from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import Event as CoapEvent
 from lwm2m_runtime.coap import Message, Notification, Type, UnknownNotification
+from lwm2m_runtime.driver import Committer
 from lwm2m_runtime.limits import RateLimit
 from lwm2m_runtime.listeners import listeners
 from lwm2m_runtime.server import CoapServer, IncomingRequest
+from lwm2m_server.store.base import CoreStore, TelemetryStore
+from lwm2m_server.store.device_state import DeviceStateStore, SqliteDeviceStateStore
 from lwm2m_server.store.sqlite import SqliteStore
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError, ResponseCode
@@ -176,6 +184,8 @@ class Lwm2mServer:
             sweep_interval=STORE_SWEEP_INTERVAL,
         )
         self._store: SqliteStore | None = None
+        self._redis: RedisDatabase | None = None
+        self._stores: _Stores | None = None
         self._coap: CoapServer | None = None
         self._downlink: Downlink | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -202,15 +212,16 @@ class Lwm2mServer:
         self._store = store
         store.enable_group_commit()  # committed by the CoAP drivers' flush (group commit)
         try:
+            stores = self._open_stores(store)
+            self._stores = stores
             # the store is the source of truth; the core's indexes are its cache
-            self.core.use_store(store)
-            # device credentials live in the same sqlite file (keystore.store.credentials)
-            credentials = SqliteCredentialStore(store)
+            self.core.use_store(stores.core)
+            credentials = stores.credentials
             self.resolver = Resolver(credentials, open_registration=config.open_registration)
             identity = ensure_server_identity(credentials, host=config.host)
             uplink = Uplink(
                 self.core,
-                store,
+                stores.telemetry,
                 self.registry,
                 self.bus,
                 self,
@@ -228,7 +239,7 @@ class Lwm2mServer:
                 ),
                 params=config.limits.parameters(),
                 on_event=self._on_coap_event,
-                committer=store,
+                committer=stores.committer,
             )
             downlink = Downlink(coap)
             self._downlink = downlink
@@ -243,15 +254,17 @@ class Lwm2mServer:
                 ),
                 # DTLS sessions survive a restart (docs/coaps-transport.md)
                 dtls_settings=(
-                    dataclasses.replace(coaps.endpoint, session_store=SqliteDtlsSessionStore(store))
+                    dataclasses.replace(coaps.endpoint, session_store=stores.dtls_sessions)
                     if coaps is not None
                     else None
                 ),
             )
         except BaseException:
             self._downlink = None
+            self._stores = None
             store.close()
             self._store = None
+            self._close_redis()
             raise
         self._coap = coap
         if len(self.core.registrations):
@@ -259,7 +272,7 @@ class Lwm2mServer:
                 "restored %d registrations and %d observations from %s",
                 len(self.core.registrations),
                 len(self.core.observations),
-                config.database,
+                config.database if self._redis is None else config.store.where,
             )
         for error in self.registry.errors:
             log.error("object models: %s", error)
@@ -280,7 +293,7 @@ class Lwm2mServer:
         await self.profiles.start()
         # group commit: nothing of start() stays in an open transaction (another connection to
         # the same file, an in-process bootstrap server say, may write before the next loop turn)
-        self.store.commit()
+        self.stores.committer.commit()
 
     async def stop(self) -> None:
         if self.profiles is not None:
@@ -301,10 +314,59 @@ class Lwm2mServer:
             await self._coap.stop()
             self._coap = None
         self._downlink = None
+        self._stores = None
         if self._store is not None:
             self._store.close()
             self._store = None
+        self._close_redis()
         self.bus.close()
+
+    def _open_stores(self, local: SqliteStore) -> _Stores:
+        """The stores of ``store.engine`` (docs/cluster.md, "The LwM2M server on Redis"): with
+        sqlite every one is on ``local``, the file in ``data_dir``; with Redis, everything
+        several nodes must share is on one Redis connection (opened here, PINGed: an
+        unreachable Redis stops the start with a ``StoreError`` naming the URL), and ``local``
+        keeps this node's telemetry history and the API audit log."""
+        if self.config.store.engine != "redis":
+            profiles = SqliteProfileStore(local)  # before the device state: the schema version
+            credentials = SqliteCredentialStore(local)
+            return _Stores(
+                committer=local,
+                core=local,
+                telemetry=local,
+                credentials=credentials,
+                profiles=profiles,
+                device_state=SqliteDeviceStateStore(local),
+                dtls_sessions=SqliteDtlsSessionStore(local),
+                api_tokens=api_token_store(credentials),
+            )
+        from keystore.store.redis_credentials import RedisCredentialStore
+        from keystore.store.redis_dtls_sessions import RedisDtlsSessionStore
+        from keystore.store.redis_profiles import RedisProfileStore
+
+        from .store.redis import RedisStore, RedisTelemetryStore
+        from .store.redis_device_state import RedisDeviceStateStore
+
+        db = open_redis(self.config.store)
+        self._redis = db
+        credentials_on_redis = RedisCredentialStore(db)
+        core = RedisStore(db)
+        core.enable_group_commit()  # the Updates of an iteration: one MULTI/EXEC at the flush
+        return _Stores(
+            committer=_CommitBoth(core, local),
+            core=core,
+            telemetry=RedisTelemetryStore(db, local),
+            credentials=credentials_on_redis,
+            profiles=RedisProfileStore(db),
+            device_state=RedisDeviceStateStore(db),
+            dtls_sessions=RedisDtlsSessionStore(db),
+            api_tokens=api_token_store(credentials_on_redis),
+        )
+
+    def _close_redis(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
 
     async def __aenter__(self) -> Lwm2mServer:
         await self.start()
@@ -318,6 +380,13 @@ class Lwm2mServer:
         if self._store is None:
             raise RuntimeError("the server is not started")
         return self._store
+
+    @property
+    def stores(self) -> _Stores:
+        """The stores of the configured engine (``store.engine``)."""
+        if self._stores is None:
+            raise RuntimeError("the server is not started")
+        return self._stores
 
     @property
     def coap(self) -> CoapServer:
@@ -702,7 +771,7 @@ class Lwm2mServer:
         points = points_from_nodes(registration.endpoint, nodes, now=now, models=models)
         points = self.map_telemetry(registration, points, "read")
         try:
-            self.store.append_points(points)
+            self.stores.telemetry.append_points(points)
         except StoreError as exc:
             log.error("telemetry of %s not stored: %s", registration.endpoint, exc)
 
@@ -775,7 +844,13 @@ class Lwm2mServer:
 
     # -- ServerOperations: registrations ---------------------------------------------------------
     def clients(self) -> list[Registration]:
-        return sorted(self.core.registrations, key=lambda r: r.endpoint)
+        """Every registration: this process's cache on sqlite (the only process), the store
+        itself on Redis, where other nodes register devices this one has never seen."""
+        if self._redis is not None:
+            registrations = self.stores.core.registrations()
+        else:
+            registrations = list(self.core.registrations)
+        return sorted(registrations, key=lambda r: r.endpoint)
 
     def quarantined(self) -> int:
         return 0 if self._store is None else self._store.quarantined()
@@ -1049,7 +1124,7 @@ class Lwm2mServer:
 
     # -- ServerOperations: telemetry and events ---------------------------------------------------
     def telemetry_latest(self, endpoint: str) -> dict[str, TelemetryPoint]:
-        return self.store.latest(endpoint)
+        return self.stores.telemetry.latest(endpoint)
 
     def telemetry_history(
         self,
@@ -1061,12 +1136,12 @@ class Lwm2mServer:
         limit: int = 1000,
     ) -> list[TelemetryPoint]:
         if key is not None:
-            return self.store.history(
+            return self.stores.telemetry.history(
                 endpoint, key, since_ms=since_ms, until_ms=until_ms, limit=limit
             )
         points: list[TelemetryPoint] = []
-        for path in self.store.latest(endpoint):
-            points += self.store.history(
+        for path in self.stores.telemetry.latest(endpoint):
+            points += self.stores.telemetry.history(
                 endpoint, path, since_ms=since_ms, until_ms=until_ms, limit=limit
             )
         points.sort(key=lambda p: p.ts_ms, reverse=True)
@@ -1074,6 +1149,34 @@ class Lwm2mServer:
 
     def events(self) -> AsyncIterator[ServerEvent]:
         return self.bus.subscribe().events()
+
+
+@attrs.frozen
+class _Stores:
+    """The stores the server uses, on the configured engine (``Lwm2mServer._open_stores``)."""
+
+    committer: Committer
+    """What the CoAP drivers' flush commits before the iteration's replies leave."""
+    core: CoreStore
+    telemetry: TelemetryStore
+    credentials: CredentialStore
+    profiles: ProfileStore
+    device_state: DeviceStateStore
+    dtls_sessions: DtlsSessionStore
+    api_tokens: ApiTokenStore
+
+
+@attrs.frozen
+class _CommitBoth:
+    """The group commit of a node on Redis: the held Updates in Redis, then the node's sqlite
+    file (telemetry history); the replies leave only if both succeeded."""
+
+    first: Committer
+    second: Committer
+
+    def commit(self) -> bool:
+        ok = self.first.commit()
+        return self.second.commit() and ok
 
 
 def _fmt(fmt: ContentFormat | int | None) -> int | None:

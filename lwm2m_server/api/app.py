@@ -50,7 +50,6 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from keystore.api_tokens import SqliteApiTokenStore
 from lwm2m_runtime.http_auth import (
     AuditLog,
     Authenticator,
@@ -158,18 +157,26 @@ def create_server_app(server: Lwm2mServer) -> web.Application:
     engine and routes), its model registry, its configured request timeout and, when the
     service keeps a ``SortedRegistrationBook``, that book as the client listing's index."""
     book = server.core.registrations
+    pages: ClientPages | None = book if isinstance(book, ClientPages) else None
+    if server.config.store.engine == "redis":
+        # other nodes register devices this cache has never seen: the listing asks the store
+        from ..store.redis import RedisClientPages, RedisStore
+
+        if isinstance(server.stores.core, RedisStore):
+            pages = RedisClientPages(server.stores.core)
     return create_app(
         server,
         registry=server.registry,
         default_timeout=server.config.request_timeout,
-        pages=book if isinstance(book, ClientPages) else None,
+        pages=pages,
         auth=server_auth(server),
     )
 
 
 def server_auth(server: Lwm2mServer) -> tuple[Authenticator, AuditLog]:
-    """Tokens from the keystore (the server's sqlite file) and the configuration; the audit
-    log in the same file, on the same connection; the first admin token made if none exists."""
+    """Tokens from the keystore (the server's sqlite file or Redis, ``store.engine``) and the
+    configuration; the audit log in the server's sqlite file (per node), on its connection; the
+    first admin token made if none exists."""
     settings = server.config.api_auth
     if not settings.enabled:
         log.warning(
@@ -178,8 +185,8 @@ def server_auth(server: Lwm2mServer) -> tuple[Authenticator, AuditLog]:
             server.config.http_host,
             server.config.http_port,
         )
-    store = server.store
-    tokens = SqliteApiTokenStore(store)
+    store = server.store  # the audit log stays in this node's sqlite file (docs/cluster.md)
+    tokens = server.stores.api_tokens
     authenticator = Authenticator(
         tokens,
         configured_tokens(settings.admin_token, settings.read_token),

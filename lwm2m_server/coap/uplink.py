@@ -31,7 +31,7 @@ from keystore.store.errors import StoreError
 from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import Message
 from lwm2m_runtime.server import IncomingRequest
-from lwm2m_server.store.sqlite import SqliteStore
+from lwm2m_server.store.base import TelemetryStore
 from object_models import codecs
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.model import ModelProvider
@@ -108,7 +108,7 @@ class Uplink:
     def __init__(
         self,
         core: ServerCore,
-        store: SqliteStore,
+        store: TelemetryStore,
         registry: ModelRegistry,
         bus: EventBus,
         effects: Effects,

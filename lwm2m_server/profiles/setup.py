@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from keystore.store.profiles import SqliteProfileStore
-
 from ..config import SinkSettings
-from ..store.device_state import SqliteDeviceStateStore
 from .engine import ProfileEngine
 from .sinks import Sink, SinkSet
 from .sinks.jsonl import JsonLinesSink
@@ -31,8 +28,8 @@ def create_engine(server: Lwm2mServer) -> ProfileEngine:
     config = server.config
     return ProfileEngine(
         server,
-        SqliteProfileStore(server.store),
-        SqliteDeviceStateStore(server.store),
+        server.stores.profiles,
+        server.stores.device_state,
         server.registry,
         listen=server.bus.listen,
         publish=server.bus.publish,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,17 +17,31 @@ from .engines import ENGINES, Engine
 
 @pytest.fixture(params=ENGINES)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    opened: list[SqliteStore] = []
+    opened: list[Any] = []
     if request.param == "memory":
         shared = MemoryStore()
         yield Engine("memory", lambda: shared)
         return
+    if request.param in ("redis", "redis-cluster"):
+        from keystore.store.redis_database import RedisDatabase
+        from lwm2m_server.store.redis import RedisStore
 
-    def open_sqlite() -> CoreStore:
-        store = SqliteStore(tmp_path / "shared.sqlite")
-        opened.append(store)
-        return store
+        cluster = request.param == "redis-cluster"
+        url = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")
 
-    yield Engine("sqlite", open_sqlite)
+        def open_redis() -> CoreStore:
+            store = RedisStore(RedisDatabase(url, prefix="core", cluster=cluster))
+            opened.append(store)
+            return store
+
+        yield Engine(request.param, open_redis)
+    else:
+
+        def open_sqlite() -> CoreStore:
+            store = SqliteStore(tmp_path / "shared.sqlite")
+            opened.append(store)
+            return store
+
+        yield Engine("sqlite", open_sqlite)
     for store in opened:
         store.close()

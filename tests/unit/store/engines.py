@@ -3,7 +3,9 @@
 
 An engine is a factory of *handles* on one store: ``open()`` returns a new handle on the same
 data (a second sqlite connection to the file; for the memory engine, the same object), the way
-a second server process sees the store. Issue 12 adds ``redis`` here: one more ``Engine``.
+a second server process sees the store (for Redis, a second connection). The Redis engines
+(``redis``, and ``redis-cluster`` on a three-node Redis Cluster) run against a real
+``redis-server`` (tests/redis_fixture.py; skipped with the reason when there is none).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from lwm2m_server.core.registration import ObjectLinks, Registration
 from lwm2m_server.store.base import CoreStore
 from object_models.path import LwM2mPath
 
-ENGINES = ["memory", "sqlite"]
+ENGINES = ["memory", "sqlite", "redis", "redis-cluster"]
 
 
 @attrs.define

@@ -1,6 +1,6 @@
 """The store contract: what ``ServerCore`` relies on from every engine of ``CoreStore``
-(``lwm2m_server/store/base.py``), run over each engine (``engine`` fixture: memory, sqlite; the
-Redis engine of issue 12 is one more parameter). ``a``/``b`` are two handles on one store, as
+(``lwm2m_server/store/base.py``), run over each engine (``engine`` fixture: memory, sqlite,
+redis, redis-cluster). ``a``/``b`` are two handles on one store, as
 two server processes sharing it see it."""
 
 from __future__ import annotations
@@ -165,3 +165,18 @@ def test_observations_round_trip(engine: Engine) -> None:
     assert a.remove_observation(b"\x02") == replacement
     assert b.remove_observation(b"\x02") is None
     assert b.observations() == [o2, o3]
+
+
+def test_a_put_that_moves_an_id_to_another_endpoint_leaves_one_registration(
+    engine: Engine,
+) -> None:
+    a, b = engine.open(), engine.open()
+    a.put_registration(reg(1, endpoint="old"))
+    moved = reg(1, endpoint="new")  # the same id and address
+    assert b.put_registration(moved) is None
+    assert a.get_registration("id1") == moved
+    assert a.registration_by_endpoint("old") is None
+    assert a.registration_by_endpoint("new") == moved
+    assert a.registrations() == [moved]
+    assert a.registrations_by_address(moved.address) == [moved]
+    assert a.expiring_before(10_000.0, 10) == [moved]

@@ -1,0 +1,800 @@
+"""``RedisStore``: registrations and observations (``CoreStore``) on Redis, shared by every
+``lwm2m-server`` process of a cluster (docs/cluster.md, "The LwM2M server on Redis").
+
+Keys (``P`` is the prefix); the records of one endpoint are in its hash-tag slot ``{ep}``:
+
+* ``P:reg:{ep}``        hash   the endpoint's registration: ``id``, ``data`` (the JSON record of
+  ``records.registration_to_json``) and the fields the cheap Update writes alone (``lu``
+  last_update, ``lt`` lifetime, ``host``, ``port``) and ``exp`` (expires_at, ``repr`` of the
+  float: the conditional removal compares the text, so it is exact);
+* ``P:obs:{ep}``        hash   token (hex) → observation JSON, the endpoint's observations;
+* ``{P:reg}:ids``       hash   registration id → endpoint;
+* ``{P:reg}:expiry``    zset   registration id, scored by expires_at (``expiring_before``);
+* ``P:byaddr:{h|p}``    set    registration ids whose requests come from host ``h`` port ``p``;
+* ``P:byident:{m|i}``   set    registration ids bound to DTLS identity ``i`` of mode ``m``;
+* ``{P:obs}:tokens``    hash   token (hex) → endpoint.
+
+**Atomicity.** The record of an endpoint (its registration and its observations) changes in one
+Lua script on its slot: a Register that replaces another registration of the endpoint drops the
+old one's observations with it; an Update, the cheap Update and the removal only act while the
+stored id (and for an expiry, the stored ``exp``) is the one the caller names, so of several
+nodes expiring a registration exactly one gets it back. The indexes are keys of other slots. On
+one Redis a Register and an Update send index entries, record script and expiry score as one
+MULTI/EXEC (atomic). No Redis Cluster transaction spans slots, so there, and for removals and
+observations on both, the indexes are kept by separate, repeatable steps with one rule:
+**an index may hold entries that are no longer true, never miss one that is.** An entry is added
+before the record it points to is written and removed after the record is gone, and every lookup
+through an index checks the record (id, endpoint, address, identity, expiry) and ignores what
+disagrees. The expiry index's score may be earlier than the record's expiry after a crash or two
+concurrent writers (the sweep then reads the record, sees it is not due and repairs the score
+with a compare-and-set), never later, except in one race documented in docs/cluster.md. A
+process killed between the steps leaves at most stale entries (ignored; the sweep drops those of
+the expiry index), never a half-written registration.
+
+**Group commit** (``enable_group_commit()``, what the server runs on one Redis): the cheap
+Updates (``touch_registration``, the hot path) of a loop iteration are held and sent as one
+MULTI/EXEC by ``commit()``, the ``Committer`` hook the CoAP driver calls before the iteration's
+replies leave; any other call sends them first (it is ordered after them and sees them). A held
+Update is answered True at once; if the commit then finds its registration gone (another node
+removed it) or Redis fails, ``commit()`` returns False and the driver withholds the replies of
+the iteration; the device's retransmission is handled again, and that registration's next
+Update is written synchronously, so the core answers it 4.04. Every other write (Register,
+an Update that changes more, De-register, expiry, observations) is synchronous: its answer
+(what a Register replaced, who won an expiry) decides the reply. On a Redis Cluster every write
+is synchronous (the steps of an Update span slots, and a cluster pipeline does not keep their
+order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import attrs
+
+from keystore.resolver import IdentityBinding
+from keystore.store.database import dumps
+from keystore.store.errors import StoreError
+from keystore.store.redis_database import RedisDatabase, text
+from lwm2m_runtime.address import Address
+from lwm2m_server.core.observations import Observation
+from lwm2m_server.core.registration import Registration
+from lwm2m_server.core.telemetry import TelemetryPoint
+
+from .records import (
+    check_point,
+    observation_from_json,
+    observation_to_json,
+    point_from_row,
+    registration_from_json,
+    registration_to_json,
+)
+
+log = logging.getLogger(__name__)
+
+# KEYS: reg, obs. ARGV: id, data, lu, lt, host, port, exp.
+# Returns {replaced fields (flat) or {}, tokens of the dropped observations}.
+_PUT = """
+local old = redis.call('HGETALL', KEYS[1])
+local replaced, tokens = {}, {}
+local old_id = nil
+for i = 1, #old, 2 do if old[i] == 'id' then old_id = old[i + 1] end end
+if old_id and old_id ~= ARGV[1] then
+  replaced = old
+  tokens = redis.call('HKEYS', KEYS[2])
+  redis.call('DEL', KEYS[2])
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'data', ARGV[2], 'lu', ARGV[3], 'lt', ARGV[4],
+  'host', ARGV[5], 'port', ARGV[6], 'exp', ARGV[7])
+return {replaced, tokens}
+"""
+
+# KEYS: reg. ARGV: id, then field/value pairs. Writes them only while the stored id is ARGV[1];
+# returns the old host and port, or false.
+_UPDATE = """
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return false end
+local old = redis.call('HMGET', KEYS[1], 'host', 'port')
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return old
+"""
+
+# KEYS: reg, obs. ARGV: id, exp ('' = any). Returns {record (flat), tokens} or false.
+_REMOVE = """
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return false end
+if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'exp') ~= ARGV[2] then return false end
+local old = redis.call('HGETALL', KEYS[1])
+local tokens = redis.call('HKEYS', KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2])
+return {old, tokens}
+"""
+
+# KEYS: ids, expiry. ARGV: id, endpoint. Drops the id's entries while they still point to the
+# endpoint (after its record is gone: repeatable).
+_DROP_ID = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: expiry. ARGV: id, score read, new score. Compare-and-set of a score (the sweep's repair).
+_RESCORE = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+end
+return 1
+"""
+
+# KEYS: tokens. ARGV: endpoint, token... Drops the tokens' entries that point to the endpoint.
+_DROP_TOKENS = """
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 1
+"""
+
+# KEYS: obs. ARGV: token. Returns the observation's JSON, removed, or false.
+_POP = """
+local data = redis.call('HGET', KEYS[1], ARGV[1])
+if data then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return data
+"""
+
+# telemetry latest: KEYS values, times; ARGV (path, ts, value)...: newest wins
+_LATEST = """
+local i = 1
+while i <= #ARGV do
+  local key, ts = ARGV[i], ARGV[i + 1]
+  local stored = redis.call('HGET', KEYS[2], key)
+  if not stored or tonumber(ts) >= tonumber(stored) then
+    redis.call('HSET', KEYS[1], key, ARGV[i + 2])
+    redis.call('HSET', KEYS[2], key, ts)
+  end
+  i = i + 3
+end
+return 'ok'
+"""
+
+_SWEEP_PAGE = 100
+_MAX_LOST = 10_000
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _after_pending(
+    method: Callable[Concatenate[RedisStore, P], R],
+) -> Callable[Concatenate[RedisStore, P], R]:
+    """Send the pending Updates (group commit) before ``method``: every other call sees them
+    and is ordered after them, as the sqlite engine's open transaction is."""
+
+    @functools.wraps(method)
+    def run(self: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._pending:
+            self._flush()
+        return method(self, *args, **kwargs)
+
+    return run
+
+
+def _identity_text(identity: IdentityBinding) -> str:
+    return f"{identity.mode}|{identity.identity}"
+
+
+def _flat(raw: Sequence[Any]) -> dict[str, str]:
+    return {text(raw[i]): text(raw[i + 1]) for i in range(0, len(raw), 2)}
+
+
+class RedisStore:
+    """Implements ``RegistrationStore`` and ``ObservationStore`` (``CoreStore``) on a
+    ``RedisDatabase`` (see the module docstring)."""
+
+    def __init__(self, db: RedisDatabase) -> None:
+        self._db = db
+        self.url = db.url
+        self._ids = db.group_key("reg", "ids")
+        self._expiry = db.group_key("reg", "expiry")
+        self._tokens = db.group_key("obs", "tokens")
+        self._put = db.script(_PUT)
+        self._update = db.script(_UPDATE)
+        self._remove = db.script(_REMOVE)
+        self._drop_id = db.script(_DROP_ID)
+        self._rescore = db.script(_RESCORE)
+        self._drop_tokens = db.script(_DROP_TOKENS)
+        self._pop = db.script(_POP)
+        self._pending: list[Registration] = []
+        self._lost: set[str] = set()
+        """Ids whose held Update found the registration gone: touched synchronously next."""
+
+    @property
+    def database(self) -> RedisDatabase:
+        return self._db
+
+    # -- group commit (docs/cluster.md, "Group commit") ----------------------------------------
+    _grouping = False
+    _group_failed = False
+    _armed = False
+    _failed_commits = 0
+    _next_failure_log = 0.0
+    commits = 0
+    """Pipelines of pending Updates sent (for metrics and tests)."""
+
+    def enable_group_commit(self) -> None:
+        """The cheap Updates (``touch_registration``) of a loop iteration are held and sent as
+        one MULTI/EXEC by ``commit()``, which the CoAP driver calls before the iteration's
+        replies leave; every other call sends them first. On one Redis only: on a cluster the
+        steps of an Update are ordered across slots, which one pipeline does not keep."""
+        self._grouping = not self._db.cluster
+
+    def commit(self) -> bool:
+        """The ``Committer`` hook: True when everything since the last call is in Redis; False
+        when a pending Update failed (Redis error) or found its registration gone (another
+        node removed it): the driver withholds the iteration's replies and the device's
+        retransmission is handled again, then answered 4.04 (the lost id is touched
+        synchronously the next time)."""
+        ok = self._flush() if self._pending else True
+        failed, self._group_failed = self._group_failed, False
+        return ok and not failed
+
+    def close(self) -> None:
+        if self._pending:
+            with suppress(StoreError):
+                self._flush()
+        self._db.close()
+
+    def _commit_pending(self) -> None:
+        self._armed = False
+        if self._pending:
+            self._flush()
+
+    def _flush(self) -> bool:
+        """Send the pending Updates as one MULTI/EXEC (all or nothing)."""
+        pending, self._pending = self._pending, []
+        from redis.exceptions import RedisError
+
+        try:
+            pipe = self._db.client.pipeline(transaction=True)
+            positions = [self._queue_rewrite(pipe, reg, []) for reg in pending]
+            results = pipe.execute()
+            ok = True
+            for reg, (start, index_keys) in zip(pending, positions, strict=True):
+                if not self._after_rewrite(reg, index_keys, results[start]):
+                    ok = False
+                    if len(self._lost) >= _MAX_LOST:
+                        self._lost.clear()
+                    self._lost.add(reg.registration_id)
+        except (RedisError, StoreError) as exc:
+            self._failed(len(pending), exc)
+            return False
+        if not ok:
+            self._group_failed = True
+        self.commits += 1
+        return ok
+
+    def _failed(self, count: int, exc: BaseException) -> None:
+        self._group_failed = True
+        self._failed_commits += 1
+        now = time.monotonic()
+        if now >= self._next_failure_log:  # Redis down fails every iteration: once a minute
+            self._next_failure_log = now + 60.0
+            log.error(
+                "Redis store %s: %d pending Updates not stored (%d failed commits so far), "
+                "their replies withheld: %s",
+                self.url,
+                count,
+                self._failed_commits,
+                exc,
+            )
+
+    # -- keys ----------------------------------------------------------------------------------
+    def _reg_key(self, endpoint: str) -> str:
+        return self._db.endpoint_key("reg", endpoint)
+
+    def _obs_key(self, endpoint: str) -> str:
+        return self._db.endpoint_key("obs", endpoint)
+
+    def _addr_key(self, address: Address) -> str:
+        return self._db.endpoint_key("byaddr", f"{address.host}|{address.port}")
+
+    def _ident_key(self, identity: IdentityBinding) -> str:
+        return self._db.endpoint_key("byident", _identity_text(identity))
+
+    def _index_keys(self, reg: Registration) -> list[str]:
+        keys = [self._addr_key(reg.address)]
+        if reg.identity is not None:
+            keys.append(self._ident_key(reg.identity))
+        return keys
+
+    # -- registrations -------------------------------------------------------------------------
+    @_after_pending
+    def put_registration(self, registration: Registration) -> Registration | None:
+        if not isinstance(registration, Registration):
+            raise StoreError(f"expected a Registration, got {type(registration).__name__}")
+        reg_id, endpoint = registration.registration_id, registration.endpoint
+        data = dumps(registration_to_json(registration))
+        keys = [self._reg_key(endpoint), self._obs_key(endpoint)]
+        args = [reg_id, data, *self._touch_values(registration)]
+        client = self._db.client
+        with self._db.errors(f"cannot store the registration of {endpoint!r}"):
+            previous = client.hget(self._ids, reg_id)
+            if previous is not None and text(previous) != endpoint:
+                # the id moves to another endpoint: its old record goes first (repeatable)
+                self._remove_record(reg_id, text(previous), None)
+            if self._db.cluster:
+                self._add_indexes(registration)
+                replaced_raw, tokens = self._put(keys=keys, args=args)
+                client.zadd(self._expiry, {reg_id: registration.expires_at})
+            else:  # one Redis: indexes, record and expiry in one MULTI/EXEC
+                pipe = client.pipeline(transaction=True)
+                pipe.hset(self._ids, reg_id, endpoint)
+                for index in self._index_keys(registration):
+                    pipe.sadd(index, reg_id)
+                pipe.execute_command("EVAL", _PUT, 2, *keys, *args)
+                pipe.zadd(self._expiry, {reg_id: registration.expires_at})
+                replaced_raw, tokens = pipe.execute()[-2]
+            replaced = None
+            if replaced_raw:
+                fields = _flat(replaced_raw)
+                replaced = self._decode(endpoint, fields)
+                self._drop_indexes(fields.get("id", ""), endpoint, replaced, tokens)
+        return replaced
+
+    @_after_pending
+    def update_registration(self, registration: Registration) -> bool:
+        if not isinstance(registration, Registration):
+            raise StoreError(f"expected a Registration, got {type(registration).__name__}")
+        data = dumps(registration_to_json(registration))
+        return self._rewrite(registration, ["data", data])
+
+    def touch_registration(self, registration: Registration) -> bool:
+        """Only the fields an Update changes; the JSON record is not rewritten. Under group
+        commit, held until ``commit()`` and answered True (the module docstring)."""
+        if self._grouping and registration.registration_id not in self._lost:
+            if not isinstance(registration, Registration):
+                raise StoreError(f"expected a Registration, got {type(registration).__name__}")
+            self._pending.append(registration)
+            if not self._armed:  # a write outside a datagram's handling: the loop commits it
+                with suppress(RuntimeError):
+                    asyncio.get_running_loop().call_soon(self._commit_pending)
+                    self._armed = True
+            return True
+        self._lost.discard(registration.registration_id)
+        return self._rewrite(registration, [])
+
+    def _touch_values(self, reg: Registration) -> list[str | int]:
+        return [
+            repr(float(reg.last_update)),
+            reg.lifetime,
+            reg.address.host,
+            reg.address.port,
+            repr(float(reg.expires_at)),
+        ]
+
+    @_after_pending
+    def _rewrite(self, registration: Registration, extra: list[str]) -> bool:
+        """An Update: on one Redis, indexes, record and expiry score in one MULTI/EXEC (one
+        round trip, atomic); on a cluster, the three steps of the module docstring."""
+        reg_id, endpoint = registration.registration_id, registration.endpoint
+        with self._db.errors(f"cannot update the registration of {endpoint!r}"):
+            if self._db.cluster:
+                fields = self._rewrite_fields(registration, extra)
+                self._add_indexes(registration, new=False)
+                old = self._update(keys=[self._reg_key(endpoint)], args=[reg_id, *fields])
+                if old:
+                    self._db.client.zadd(self._expiry, {reg_id: registration.expires_at})
+                return self._after_rewrite(registration, self._index_keys(registration), old)
+            pipe = self._db.client.pipeline(transaction=True)
+            start, index_keys = self._queue_rewrite(pipe, registration, extra)
+            return self._after_rewrite(registration, index_keys, pipe.execute()[start])
+
+    def _rewrite_fields(self, registration: Registration, extra: list[str]) -> list[Any]:
+        lu, lt, host, port, exp = self._touch_values(registration)
+        return [*extra, "lu", lu, "lt", lt, "host", host, "port", port, "exp", exp]
+
+    def _queue_rewrite(
+        self, pipe: Any, registration: Registration, extra: list[str]
+    ) -> tuple[int, list[str]]:
+        """Queue an Update's commands on ``pipe`` (a MULTI/EXEC on one Redis): the index
+        entries, the record's script, the expiry score. Returns the position of the script's
+        answer among the pipe's answers, and the index keys."""
+        reg_id = registration.registration_id
+        index_keys = self._index_keys(registration)
+        start = len(pipe.command_stack)
+        for index in index_keys:
+            pipe.sadd(index, reg_id)
+        # EVAL: a pipeline would check EVALSHA's script with a round trip of its own
+        fields = self._rewrite_fields(registration, extra)
+        key = self._reg_key(registration.endpoint)
+        pipe.execute_command("EVAL", _UPDATE, 1, key, reg_id, *fields)
+        pipe.zadd(self._expiry, {reg_id: registration.expires_at})
+        return start + len(index_keys), index_keys
+
+    def _after_rewrite(self, registration: Registration, index_keys: list[str], old: Any) -> bool:
+        """After an Update's script: take back the index entries of a registration that is not
+        stored (any more), or drop the entry of the address it moved from."""
+        reg_id = registration.registration_id
+        address = registration.address
+        client = self._db.client
+        with self._db.errors(f"cannot update the indexes of {registration.endpoint!r}"):
+            if not old:
+                for index in index_keys:
+                    client.srem(index, reg_id)
+                if client.hget(self._ids, reg_id) is None:
+                    client.zrem(self._expiry, reg_id)
+                return False
+            old_host, old_port = (None if v is None else text(v) for v in old)
+            if (old_host, old_port) != (address.host, str(address.port)):
+                old_address = Address(old_host or "", int(old_port or 0))
+                client.srem(self._addr_key(old_address), reg_id)
+        return True
+
+    def _add_indexes(self, reg: Registration, *, new: bool = True) -> None:
+        """Before the record is written (the module docstring's rule): the expiry score only
+        goes down here (``LT``), the exact score is set after the write."""
+        client = self._db.client
+        pipe = client.pipeline(transaction=False)
+        if new:
+            pipe.hset(self._ids, reg.registration_id, reg.endpoint)
+        pipe.zadd(self._expiry, {reg.registration_id: reg.expires_at}, lt=True)
+        for key in self._index_keys(reg):
+            pipe.sadd(key, reg.registration_id)
+        pipe.execute()
+
+    def _drop_indexes(
+        self, reg_id: str, endpoint: str, reg: Registration | None, tokens: Sequence[Any]
+    ) -> None:
+        """After the record is gone (repeatable)."""
+        self._drop_id(keys=[self._ids, self._expiry], args=[reg_id, endpoint])
+        if reg is not None:
+            for key in self._index_keys(reg):
+                self._db.client.srem(key, reg_id)
+        if tokens:
+            self._drop_tokens(keys=[self._tokens], args=[endpoint, *(text(t) for t in tokens)])
+
+    def _remove_record(
+        self, reg_id: str, endpoint: str, expires_at: float | None
+    ) -> Registration | None:
+        exp = "" if expires_at is None else repr(float(expires_at))
+        result = self._remove(
+            keys=[self._reg_key(endpoint), self._obs_key(endpoint)], args=[reg_id, exp]
+        )
+        if not result:
+            return None
+        fields = _flat(result[0])
+        reg = self._decode(endpoint, fields)
+        self._drop_indexes(reg_id, endpoint, reg, result[1])
+        return reg
+
+    @_after_pending
+    def remove_registration(
+        self, registration_id: str, *, expires_at: float | None = None
+    ) -> Registration | None:
+        with self._db.errors(f"cannot remove registration {registration_id!r}"):
+            endpoint = self._db.client.hget(self._ids, registration_id)
+            if endpoint is None:
+                return None
+            return self._remove_record(registration_id, text(endpoint), expires_at)
+
+    @_after_pending
+    def get_registration(self, registration_id: str) -> Registration | None:
+        with self._db.errors(f"cannot read registration {registration_id!r}"):
+            endpoint = self._db.client.hget(self._ids, registration_id)
+            if endpoint is None:
+                return None
+            reg = self._read(text(endpoint))
+        return reg if reg is not None and reg.registration_id == registration_id else None
+
+    @_after_pending
+    def registration_by_endpoint(self, endpoint: str) -> Registration | None:
+        with self._db.errors(f"cannot read the registration of {endpoint!r}"):
+            return self._read(endpoint)
+
+    @_after_pending
+    def registrations_by_address(self, address: Address) -> list[Registration]:
+        with self._db.errors(f"cannot look up registrations from {address}"):
+            found = self._by_ids(self._db.client.smembers(self._addr_key(address)))
+        return _oldest_first(r for r in found if r.address == address)
+
+    @_after_pending
+    def registrations_by_identity(self, identity: IdentityBinding) -> list[Registration]:
+        with self._db.errors("cannot look up registrations by DTLS identity"):
+            found = self._by_ids(self._db.client.smembers(self._ident_key(identity)))
+        return _oldest_first(r for r in found if r.identity == identity)
+
+    @_after_pending
+    def expiring_before(self, t: float, limit: int) -> list[Registration]:
+        """ZRANGEBYSCORE, each entry checked against its record: a stale entry (record gone)
+        is dropped, an early one (the record was refreshed) re-scored, and the page read on
+        until ``limit`` due registrations are found or none is left before ``t``."""
+        due: list[Registration] = []
+        client = self._db.client
+        with self._db.errors("cannot read the expiry index"):
+            offset = 0
+            while len(due) < limit:
+                page: list[tuple[Any, float]] = client.zrangebyscore(  # type: ignore[assignment]
+                    self._expiry, "-inf", f"({t!r}", start=offset, num=_SWEEP_PAGE, withscores=True
+                )
+                if not page:
+                    break
+                offset += len(page)
+                ids = [text(member) for member, _ in page]
+                endpoints = client.hmget(self._ids, ids)
+                regs = self._read_many([text(e) for e in endpoints if e is not None])
+                by_id = {r.registration_id: r for r in regs}
+                for (_, score), reg_id, endpoint in zip(page, ids, endpoints, strict=True):
+                    reg = by_id.get(reg_id)
+                    if reg is None:
+                        # gone (a write in progress has a future expiry, not one before t)
+                        current = None if endpoint is None else self._read(text(endpoint))
+                        if current is None or current.registration_id != reg_id:
+                            self._drop_id(
+                                keys=[self._ids, self._expiry],
+                                args=[reg_id, "" if endpoint is None else text(endpoint)],
+                            )
+                            offset -= 1
+                        continue
+                    if reg.expires_at < t:
+                        due.append(reg)
+                    elif reg.expires_at != score:
+                        self._rescore(keys=[self._expiry], args=[reg_id, score, reg.expires_at])
+                        offset -= 1  # moved past t: the next page starts one earlier
+        due.sort(key=lambda r: (r.expires_at, r.registration_id))
+        return due[:limit]
+
+    @_after_pending
+    def registrations(self) -> list[Registration]:
+        with self._db.errors("cannot read the registrations"):
+            ids = {text(k): text(v) for k, v in self._db.client.hgetall(self._ids).items()}
+            regs = self._read_many(sorted(set(ids.values())))
+        return _oldest_first(r for r in regs if ids.get(r.registration_id) == r.endpoint)
+
+    @_after_pending
+    def registration_count(self) -> int:
+        """How many registrations the id index holds: one HLEN, not a scan (it may count an
+        entry a killed process left for a moment, module docstring)."""
+        with self._db.errors("cannot count the registrations"):
+            return int(self._db.client.hlen(self._ids))
+
+    @_after_pending
+    def registrations_page(self, after: str | None, limit: int) -> list[Registration]:
+        """Up to ``limit`` registrations whose endpoint sorts after ``after``, in endpoint
+        order: the endpoints come from the id index (short strings), only the page's records
+        are read."""
+        with self._db.errors("cannot read the registrations"):
+            ids = {text(k): text(v) for k, v in self._db.client.hgetall(self._ids).items()}
+            endpoints = sorted(set(ids.values()))
+            start = 0 if after is None else bisect_right(endpoints, after)
+            page: list[Registration] = []
+            while len(page) < limit and start < len(endpoints):
+                chunk = endpoints[start : start + limit - len(page)]
+                start += len(chunk)
+                page += [r for r in self._read_many(chunk) if ids.get(r.registration_id)]
+        return page
+
+    # -- reading records -----------------------------------------------------------------------
+    def _by_ids(self, members: Iterable[Any]) -> list[Registration]:
+        ids = sorted(text(m) for m in members)
+        if not ids:
+            return []
+        endpoints = self._db.client.hmget(self._ids, ids)
+        regs = self._read_many(sorted({text(e) for e in endpoints if e is not None}))
+        wanted = set(ids)
+        return [r for r in regs if r.registration_id in wanted]
+
+    def _read(self, endpoint: str) -> Registration | None:
+        raw = self._db.client.hgetall(self._reg_key(endpoint))
+        return self._decode(endpoint, {text(k): text(v) for k, v in raw.items()}) if raw else None
+
+    def _read_many(self, endpoints: Sequence[str]) -> list[Registration]:
+        if not endpoints:
+            return []
+        pipe = self._db.client.pipeline(transaction=False)
+        for endpoint in endpoints:
+            pipe.hgetall(self._reg_key(endpoint))
+        found = []
+        for endpoint, raw in zip(endpoints, pipe.execute(), strict=True):
+            if raw:
+                reg = self._decode(endpoint, {text(k): text(v) for k, v in raw.items()})
+                if reg is not None:
+                    found.append(reg)
+        return found
+
+    def _decode(self, endpoint: str, fields: dict[str, str]) -> Registration | None:
+        """The record, with the fields the cheap Update wrote; None (and a WARNING) for a
+        record that cannot be read: one damaged key must not stop a server with 99,999 good
+        ones (it is left in Redis for inspection; the device's next Register replaces it)."""
+        try:
+            data = json.loads(fields["data"])
+            if not isinstance(data, dict):
+                raise ValueError("the data field is not a JSON object")
+            reg = registration_from_json(data)
+            if reg.endpoint != endpoint or reg.registration_id != fields["id"]:
+                raise ValueError("the record disagrees with its key or id field")
+            return attrs.evolve(
+                reg,
+                last_update=float(fields["lu"]),
+                lifetime=int(fields["lt"]),
+                address=Address(fields["host"], int(fields["port"])),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning(
+                "%s: unreadable registration record of endpoint %r ignored: %s",
+                self.url,
+                endpoint,
+                str(exc) or type(exc).__name__,
+            )
+            return None
+
+    # -- observations --------------------------------------------------------------------------
+    @_after_pending
+    def put_observation(self, observation: Observation) -> None:
+        if not isinstance(observation, Observation):
+            raise StoreError(f"expected an Observation, got {type(observation).__name__}")
+        token, endpoint = observation.token.hex(), observation.endpoint
+        data = dumps(observation_to_json(observation))
+        client = self._db.client
+        with self._db.errors(f"cannot store an observation of {endpoint!r}"):
+            previous = client.hget(self._tokens, token)
+            client.hset(self._tokens, token, endpoint)
+            client.hset(self._obs_key(endpoint), token, data)
+            if previous is not None and text(previous) != endpoint:
+                client.hdel(self._obs_key(text(previous)), token)
+
+    @_after_pending
+    def remove_observation(self, token: bytes) -> Observation | None:
+        hex_token = token.hex()
+        with self._db.errors(f"cannot remove observation {hex_token}"):
+            endpoint = self._db.client.hget(self._tokens, hex_token)
+            if endpoint is None:
+                return None
+            raw = self._pop(keys=[self._obs_key(text(endpoint))], args=[hex_token])
+            self._drop_tokens(keys=[self._tokens], args=[text(endpoint), hex_token])
+        return None if raw is None else self._decode_observation(text(endpoint), hex_token, raw)
+
+    @_after_pending
+    def observation_by_token(self, token: bytes) -> Observation | None:
+        hex_token = token.hex()
+        with self._db.errors(f"cannot read observation {hex_token}"):
+            endpoint = self._db.client.hget(self._tokens, hex_token)
+            if endpoint is None:
+                return None
+            raw = self._db.client.hget(self._obs_key(text(endpoint)), hex_token)
+        return None if raw is None else self._decode_observation(text(endpoint), hex_token, raw)
+
+    @_after_pending
+    def observations_by_endpoint(self, endpoint: str) -> list[Observation]:
+        with self._db.errors(f"cannot read the observations of {endpoint!r}"):
+            raw = self._db.client.hgetall(self._obs_key(endpoint))
+        return self._observations_of(endpoint, raw)
+
+    @_after_pending
+    def observations(self) -> list[Observation]:
+        with self._db.errors("cannot read the observations"):
+            tokens = {text(k): text(v) for k, v in self._db.client.hgetall(self._tokens).items()}
+            endpoints = sorted(set(tokens.values()))
+            pipe = self._db.client.pipeline(transaction=False)
+            for endpoint in endpoints:
+                pipe.hgetall(self._obs_key(endpoint))
+            found: list[Observation] = []
+            for endpoint, raw in zip(endpoints, pipe.execute(), strict=True):
+                found += [
+                    o for o in self._observations_of(endpoint, raw) if tokens.get(o.token.hex())
+                ]
+        return sorted(found, key=lambda o: o.token)
+
+    def _observations_of(self, endpoint: str, raw: dict[Any, Any]) -> list[Observation]:
+        found = [self._decode_observation(endpoint, text(k), v) for k, v in raw.items()]
+        return sorted((o for o in found if o is not None), key=lambda o: o.token)
+
+    def _decode_observation(self, endpoint: str, token: str, raw: Any) -> Observation | None:
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            obs = observation_from_json(data)
+            if obs.token.hex() != token or obs.endpoint != endpoint:
+                raise ValueError("the record disagrees with its key")
+            return obs
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning(
+                "%s: unreadable observation %s of endpoint %r ignored: %s",
+                self.url,
+                token,
+                endpoint,
+                str(exc) or type(exc).__name__,
+            )
+            return None
+
+
+class RedisClientPages:
+    """The API's ``ClientPages`` (``lwm2m_server/api/listing.py``) on Redis: other nodes
+    register devices this node's cache has never seen, so the listing asks the store."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+
+    def clients_page(self, after: str | None, limit: int) -> list[Registration]:
+        return self.store.registrations_page(after, limit)
+
+    def client_count(self) -> int:
+        return self.store.registration_count()
+
+
+class RedisTelemetryStore:
+    """``TelemetryStore`` of a server on Redis: the **latest** value of each path in Redis
+    (every node's API shows what any node received; newest wins, one Lua script per endpoint,
+    as for the profile attributes), the **history** in the node's local sqlite file (its
+    ``history``), written first (group-committed with the iteration). History is per node: a
+    series shows the points this node received (docs/cluster.md)."""
+
+    def __init__(self, db: RedisDatabase, history: Any) -> None:
+        self._db = db
+        self._history = history
+        self.url = db.url
+
+    def _keys(self, endpoint: str) -> list[str]:
+        return [self._db.endpoint_key("tlatest", endpoint), self._db.endpoint_key("tlts", endpoint)]
+
+    def append_points(self, points: Iterable[TelemetryPoint]) -> int:
+        batch = list(points)
+        written = int(self._history.append_points(batch))  # checks them, StoreError if bad
+        if not written:
+            return 0
+        by_endpoint: dict[str, list[str | int]] = {}
+        for endpoint, path, key, ts_ms, type_name, value in (check_point(p) for p in batch):
+            by_endpoint.setdefault(endpoint, []).extend(
+                [path, ts_ms, dumps([key, type_name, value])]
+            )
+        with self._db.errors("cannot write the latest telemetry"):
+            pipe = self._db.client.pipeline(transaction=False)
+            for endpoint, args in by_endpoint.items():
+                pipe.execute_command("EVAL", _LATEST, 2, *self._keys(endpoint), *args)
+            pipe.execute()
+        return written
+
+    def latest(self, endpoint: str) -> dict[str, TelemetryPoint]:
+        values_key, times_key = self._keys(endpoint)
+        with self._db.errors(f"cannot read the latest telemetry of {endpoint!r}"):
+            pipe = self._db.client.pipeline(transaction=False)
+            pipe.hgetall(values_key)
+            pipe.hgetall(times_key)
+            values, times = pipe.execute()
+        out: dict[str, TelemetryPoint] = {}
+        try:
+            for raw_path in sorted(values, key=text):
+                path = text(raw_path)
+                key, type_name, value = json.loads(values[raw_path])
+                out[path] = point_from_row(
+                    endpoint, path, key, int(times[raw_path]), type_name, value
+                )
+        except (ValueError, TypeError, KeyError) as exc:
+            raise StoreError(f"Redis store {self.url}: corrupt telemetry value: {exc}") from exc
+        return out
+
+    def history(
+        self,
+        endpoint: str,
+        key: str,
+        *,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 1000,
+    ) -> list[TelemetryPoint]:
+        result: list[TelemetryPoint] = self._history.history(
+            endpoint, key, since_ms=since_ms, until_ms=until_ms, limit=limit
+        )
+        return result
+
+
+def _oldest_first(registrations: Iterable[Registration]) -> list[Registration]:
+    regs = list(registrations)
+    regs.sort(key=lambda r: (r.last_update, r.registration_id))
+    return regs

@@ -1,0 +1,150 @@
+"""Two ``lwm2m-server`` processes ("nodes") sharing one Redis (``store: {engine: redis}``,
+docs/cluster.md), over real sockets with a real ``lwm2m_client``: a device registers on node
+A; node B, which has no socket to the device, lists and shows it from the store and shows the
+latest value A received; A is killed with SIGKILL and the device's next Update, sent to B's port
+(what a load balancer does when a node dies), is accepted with 2.04, without a new Register.
+Downlink requests through B (a Read of a device whose datagrams reach A) need phase 3's routing
+and are not tested here. Expiry exactly once across nodes is tests/unit/store/test_shared_core.py
+(``[redis]``, ``[redis-cluster]``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from keystore.store.engines import StoreSettings
+from lwm2m_client.client import Lwm2mClient
+from lwm2m_client.transport import parse_server_uri
+from lwm2m_server.service import Lwm2mServer
+from tests.auth import HEADERS, SERVER_ENV
+from tests.redis_fixture import _free_port
+
+from . import rawcoap as raw
+from .conftest import server_config
+from .test_persistence import REPO, ServerProcess, get_json, observe
+
+ZERO_PORTS = ["--coap-port", "0", "--coaps-port", "0", "--http-port", "0"]
+
+
+def redis_env(url: str) -> dict[str, str]:
+    return {
+        "LWM2M_SERVER_STORE_ENGINE": "redis",
+        "LWM2M_SERVER_STORE_URL": url,
+        "LWM2M_SERVER_STORE_PREFIX": "nodes",
+    }
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    pair = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        node = ServerProcess(folder, folder / "server.log")
+        node.env.update(redis_env(redis_url))
+        pair.append(node)
+    yield pair[0], pair[1]
+    for node in pair:
+        node.stop()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=30), headers=HEADERS
+    ) as session:
+        yield session
+
+
+async def test_node_b_serves_a_device_of_node_a_and_takes_it_over_after_a_kill(
+    nodes: tuple[ServerProcess, ServerProcess], http: aiohttp.ClientSession
+) -> None:
+    a, b = nodes
+    a.start()
+    b.start()
+    client = Lwm2mClient("roamer", f"coap://127.0.0.1:{a.coap_port}", auto_update=False)
+    try:
+        await client.start()
+        location = await client.register()
+
+        listed = await get_json(http, f"{b.api}/clients")
+        assert [c["endpoint"] for c in listed] == ["roamer"]
+        shown = await get_json(http, f"{b.api}/clients/roamer")
+        assert shown["registrationId"] == location
+
+        # a value A receives (its observation, its notification) is the latest value on B
+        await observe(http, a.api, "roamer", "/3303/0/5700")
+        client.set_value("/3303/0/5700", 42.5)
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:
+            data = await get_json(http, f"{b.api}/clients/roamer/telemetry")
+            if {p["path"]: p["value"] for p in data["points"]}.get("/3303/0/5700") == 42.5:
+                break
+            assert asyncio.get_running_loop().time() < deadline, a.log()
+            await asyncio.sleep(0.1)
+
+        a.kill9()
+        client.server = parse_server_uri(f"coap://127.0.0.1:{b.coap_port}")
+        await client.update(lifetime=600)  # raises unless 2.04; a 4.04 would re-register
+        assert client.registration_id == location
+        shown = await get_json(http, f"{b.api}/clients/roamer")
+        assert (shown["registrationId"], shown["lifetime"]) == (location, 600)
+    finally:
+        await client.stop()
+    assert b.stop() == 0
+
+
+def test_an_unreachable_redis_stops_the_start_naming_the_url(tmp_path: Path) -> None:
+    url = f"redis://:secret-pw@127.0.0.1:{_free_port()}/0"  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LWM2M_SERVER_")}
+    env.update(PYTHONPATH=str(REPO), **SERVER_ENV, **redis_env(url))
+    done = subprocess.run(
+        [sys.executable, "-m", "lwm2m_server", "--data-dir", str(tmp_path), *ZERO_PORTS],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert url.replace("secret-pw", "***") in output
+    assert "secret-pw" not in output
+
+
+async def test_an_update_on_a_of_a_registration_b_removed_is_404(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Group commit on Redis: A's cache still holds the registration, so its Update is held
+    and answered by the flush's commit, which finds it gone: the 2.04 is withheld, and the
+    device's retransmission gets the 4.04 (it registers again) instead of a lie."""
+    settings = StoreSettings("redis", redis_url, "inproc")
+    a = Lwm2mServer(server_config(tmp_path / "a", store=settings))
+    b = Lwm2mServer(server_config(tmp_path / "b", store=settings))
+    await a.start()
+    await b.start()
+    peer = await raw.RawPeer.open(("127.0.0.1", a.coap_address.port))
+    try:
+        location = await raw.register(peer, "gone-elsewhere", lifetime=300)
+        peer.server = ("127.0.0.1", b.coap_address.port)
+        answer = await peer.exchange(raw.request(raw.DELETE, ["rd", location]))
+        assert raw.code_str(answer.code) == "2.02"
+
+        peer.server = ("127.0.0.1", a.coap_address.port)
+        update = raw.request(raw.POST, ["rd", location], query=["lt=600"])
+        answer = await peer.exchange(update, timeout=6.0)
+        assert raw.code_str(answer.code) == "4.04"
+        assert a.coap.udp is not None
+        assert a.coap.udp.withheld == 1  # the first answer (2.04) never left
+        assert "gone-elsewhere" not in [r.endpoint for r in a.clients()]
+    finally:
+        peer.close()
+        await b.stop()
+        await a.stop()
