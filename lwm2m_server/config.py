@@ -55,6 +55,7 @@ __all__ = [
     "SCHEMA",
     "SYNCHRONOUS",
     "LimitsSettings",
+    "PayloadLimits",
     "QueueSettings",
     "ServerConfig",
     "SinkSettings",
@@ -126,6 +127,38 @@ class SinkSettings:
 
 
 @attrs.frozen
+class PayloadLimits:
+    """Largest Send or notification payload decoded, per content format, in bytes; a larger
+    Send is refused with 4.13 and Size1 before decoding, a larger notification is acknowledged
+    but not stored (docs/performance.md, "Payload limits"). Decoding runs on the event loop, so
+    these bound how long one message can hold every other device up."""
+
+    senml_json: int = 8 * 1024
+    senml_cbor: int = 8 * 1024
+    oma_cbor: int = 8 * 1024
+    tlv: int = 8 * 1024
+    oma_json: int = 8 * 1024
+    cbor: int = 256 * 1024
+    text: int = 256 * 1024
+    opaque: int = 256 * 1024
+
+    def by_format(self) -> dict[int, int]:
+        """The limits by Content-Format number (both numbers of TLV and OMA JSON)."""
+        return {
+            110: self.senml_json,
+            112: self.senml_cbor,
+            11544: self.oma_cbor,
+            11542: self.tlv,
+            1542: self.tlv,
+            11543: self.oma_json,
+            1543: self.oma_json,
+            60: self.cbor,
+            0: self.text,
+            42: self.opaque,
+        }
+
+
+@attrs.frozen
 class ServerConfig:
     host: str = "0.0.0.0"
     coap_port: int = 5683
@@ -153,6 +186,7 @@ class ServerConfig:
     api_auth: ApiAuthSettings = DEFAULT_API_AUTH
     limits: LimitsSettings = LimitsSettings()
     nosec_address_binding: str = "loose"
+    payload_limits: PayloadLimits = PayloadLimits()
 
     @property
     def database(self) -> Path:
@@ -229,6 +263,7 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "limits.dedup_entries": _at_least_one,
         "limits.dedup_bytes": between(1 << 16, 1 << 40),
         "nosec_address_binding": _address_binding,
+        **{f"payload_limits.{f.name}": positive for f in attrs.fields(PayloadLimits)},
     },
     cross_checks=(store_cross_check(),),
     upper_case=("log_level", "store_synchronous"),

@@ -229,6 +229,7 @@ class Lwm2mServer:
                 resolver=self.resolver,
                 mapper=self.map_telemetry,
                 address_binding=config.nosec_address_binding,
+                payload_limits=config.payload_limits.by_format(),
             )
             self.uplink = uplink
             self.nosec_enabled, coaps = listeners(config.security_modes, config.dtls)

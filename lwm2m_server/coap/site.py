@@ -36,6 +36,7 @@ from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import Code, Message, OptionNumber, encode_uint
 from lwm2m_runtime.limits import RateLimit
 from lwm2m_runtime.server import IncomingRequest, error_response
+from object_models.codecs import PayloadTooLarge
 from object_models.errors import Lwm2mError, ResponseCode
 
 from ..core.registration import Registration
@@ -111,6 +112,12 @@ class RegistrationSite:
             return self._dispatch(request, address)
         except Lwm2mError as exc:
             self._log_refusal(request, address, exc)
+            if isinstance(exc, PayloadTooLarge):  # RFC 7959 §2.9.3: Size1 = what we take
+                return Message.response(
+                    int(exc.code),
+                    exc.message.encode(),
+                    extra=((int(OptionNumber.SIZE1), encode_uint(exc.limit)),),
+                )
             return error_response(exc)
 
     def _dispatch(self, request: IncomingRequest, address: Address) -> Message:

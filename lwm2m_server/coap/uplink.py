@@ -17,10 +17,11 @@ ACK leaves at the end of the loop iteration, after this synchronous write).
 
 from __future__ import annotations
 
+import collections
 import enum
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from keystore.log_limit import PerPeerLimit
@@ -117,6 +118,7 @@ class Uplink:
         clock: Callable[[], float] = time.time,
         mapper: Mapper | None = None,
         address_binding: str = "loose",
+        payload_limits: Mapping[int, int] | None = None,
     ) -> None:
         self.mapper = mapper
         self.address_binding = address_binding
@@ -125,6 +127,10 @@ class Uplink:
         self._strict = address_binding == "strict"
         self.address_refused = 0
         """Updates/De-registers refused by ``strict`` (for ``/api/health``)."""
+        self.payload_limits = codecs.DEFAULT_LIMITS if payload_limits is None else payload_limits
+        self.payloads_refused: collections.Counter[str] = collections.Counter()
+        """Sends and notifications over ``payload_limits``, by kind (``send``, ``notification``)."""
+        self._size_log = PerPeerLimit(60.0)  # payloads over the limit: one WARNING/host/minute
         self.core = core
         self.resolver = resolver
         self.store = store
@@ -273,6 +279,8 @@ class Uplink:
         address: Address,
         identity: Peer,
     ) -> None:
+        # 4.13 + Size1 before any work: decoding runs on the event loop (codecs.DEFAULT_LIMITS)
+        self._check_size(payload, content_format, "send", address)
         now = self.clock()
         bound = self._session_identity(identity)
         sender = self.core.sender(address, bound)  # 4.04 / 4.03 (ambiguous) before decoding
@@ -416,6 +424,8 @@ class Uplink:
         is built only if a subscriber reads it (``events_bus.LazyData``), after the ACK left."""
         error: str | None = None
         try:
+            fmt = ct if ct is not None else observation.content_format
+            self._check_size(payload, fmt, "notification", address)
             points = decode_points(
                 registration,
                 models_for(self.registry, registration),
@@ -424,6 +434,9 @@ class Uplink:
                 now=now,
                 observation=observation,
             )
+        except codecs.PayloadTooLarge as exc:  # counted and logged by _check_size
+            points = []
+            error = exc.message
         except Lwm2mError as exc:
             log.warning(
                 "undecodable notification from %s (%s) for %s: %s",
@@ -446,6 +459,27 @@ class Uplink:
             _notification_data(registration, observation, ct, tuple(points), error),
         )
         return True
+
+    def _check_size(self, payload: bytes, fmt: int | None, kind: str, address: Address) -> None:
+        """``PayloadTooLarge`` (4.13, its ``limit`` for Size1) for a payload over its format's
+        limit, counted; a notification's is logged here once a minute per source host (a
+        refused Send is logged, rate-limited too, by the site with its 4.13)."""
+        try:
+            codecs.check_limit(len(payload), fmt, self.payload_limits)
+        except codecs.PayloadTooLarge as exc:
+            self.payloads_refused[kind] += 1
+            if kind == "send":
+                raise
+            first = self._size_log.allow(address.host, time.monotonic())
+            log.log(
+                logging.WARNING if first else logging.DEBUG,
+                "%s from %s refused before decoding: %s (%d refused so far)",
+                kind,
+                address,
+                exc.message,
+                self.payloads_refused[kind],
+            )
+            raise
 
     def _map(
         self, registration: Registration, points: list[TelemetryPoint], source: str

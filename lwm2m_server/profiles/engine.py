@@ -14,7 +14,14 @@ When a profile is applied (see ``plan`` for what each case sends):
   nothing missing schedules nothing: no task, no profile resolution, no status write (it is
   the most frequent message a server gets, and it changes nothing the profile depends on);
 * start-up: every restored registration, because its observations may be gone on the device
-  side; a queue-mode client waits until it next speaks (``AWAKE``/``UPDATED``);
+  side; a queue-mode client waits until it next speaks (``AWAKE``/``UPDATED``). Not all at
+  once: with 100k restored registrations one task each made the first loop iteration after
+  start-up run 100k applications (and log a line each) before CoAP read a datagram, so the
+  first Register waited 30+ s. The restored clients wait in a queue that a background pacer
+  drains with at most ``restart_concurrency`` applications in flight and one started per loop
+  iteration, so CoAP is served from the first iteration on. A client that sends a Register,
+  an Update or wakes up before its turn leaves the queue and is applied then (once: the pacer
+  skips it); one summary INFO line is logged at the start and one at the end;
 * a profile change (API, folder reload, assignment): every connected device whose profile it is.
 
 One application per device at a time: a new Register cancels the one in progress (its
@@ -82,6 +89,7 @@ class ProfileEngine:
         default_profile: str = "default",
         sinks: SinkSet | None = None,
         timeout: float = 10.0,
+        restart_concurrency: int = 32,
     ) -> None:
         self.ops = ops
         self.store = store
@@ -99,6 +107,11 @@ class ProfileEngine:
         self._restart_pending: set[str] = set()
         self._planned_with: dict[str, ObjectLinks] = {}
         """The object list each device's last application planned with (see ``on_event``)."""
+        self.restart_concurrency = max(1, restart_concurrency)
+        self._restart_queue: dict[str, None] = {}
+        """Restored clients whose start-up application has not started yet, in order (a dict:
+        ordered, O(1) removal when a client speaks before its turn)."""
+        self._pacer: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -111,7 +124,48 @@ class ProfileEngine:
             if registration.queue_mode:
                 self._restart_pending.add(registration.endpoint)
             else:
-                self.schedule(registration.endpoint, Reason.RESTART)
+                self._restart_queue[registration.endpoint] = None
+        if self._restart_queue or self._restart_pending:
+            log.info(
+                "re-applying profiles to %d restored registrations in the background (at most "
+                "%d at a time); %d queue-mode clients when they next speak",
+                len(self._restart_queue),
+                self.restart_concurrency,
+                len(self._restart_pending),
+            )
+        if self._restart_queue:
+            self._pacer = asyncio.get_running_loop().create_task(self._pace_restart())
+            self._tasks.add(self._pacer)
+            self._pacer.add_done_callback(self._tasks.discard)
+
+    @property
+    def restart_waiting(self) -> int:
+        """Restored clients whose start-up application has not started yet."""
+        return len(self._restart_queue)
+
+    async def _pace_restart(self) -> None:
+        """Start the queued start-up applications one per loop iteration, at most
+        ``restart_concurrency`` running; see the module docstring for why."""
+        started = time.monotonic()
+        done = 0
+        slots = asyncio.Semaphore(self.restart_concurrency)
+        while self._restart_queue:
+            await slots.acquire()
+            if not self._restart_queue:  # the rest spoke up while we waited
+                slots.release()
+                break
+            endpoint = next(iter(self._restart_queue))
+            del self._restart_queue[endpoint]
+            task = self.schedule(endpoint, Reason.RESTART)
+            task.add_done_callback(lambda _t: slots.release())
+            done += 1
+            await asyncio.sleep(0)  # one start per loop iteration: datagrams are read between
+        log.info(
+            "profiles: start-up applications to %d restored registrations started in %.1f s "
+            "(the others were applied when they spoke first)",
+            done,
+            time.monotonic() - started,
+        )
 
     async def stop(self) -> None:
         if self._unlisten is not None:
@@ -126,10 +180,16 @@ class ProfileEngine:
         await self.sinks.stop()
 
     async def idle(self, timeout: float = 10.0) -> None:
-        """Wait until no application is running (tests, the CLI's ``apply``)."""
+        """Wait until no application is running or waiting for its start-up turn (tests, the
+        CLI's ``apply``)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while self._running and asyncio.get_running_loop().time() < deadline:
-            await asyncio.wait(list(self._running.values()), timeout=0.1)
+        while asyncio.get_running_loop().time() < deadline:
+            waiting = list(self._running.values())
+            if self._pacer is not None and not self._pacer.done():
+                waiting.append(self._pacer)
+            if not waiting:
+                return
+            await asyncio.wait(waiting, timeout=0.1)
 
     # -- events ----------------------------------------------------------------------------------
     def on_event(self, event: ServerEvent) -> None:
@@ -137,19 +197,24 @@ class ProfileEngine:
         endpoint = event.endpoint
         if event.kind == "REGISTRATION":
             self._restart_pending.discard(endpoint)
+            self._restart_queue.pop(endpoint, None)  # the Register applies everything
             running = self._running.get(endpoint)
             if running is not None:
                 running.cancel()
             self.status_of(endpoint).forget_observations()
             self.schedule(endpoint, Reason.REGISTER)
         elif event.kind in ("UPDATED", "AWAKE"):
-            if endpoint in self._restart_pending:
+            if endpoint in self._restart_queue:  # it speaks before its start-up turn: now
+                del self._restart_queue[endpoint]
+                self.schedule(endpoint, Reason.RESTART)
+            elif endpoint in self._restart_pending:
                 self._restart_pending.discard(endpoint)
                 self.schedule(endpoint, Reason.RESTART)
             elif event.kind == "UPDATED" and self._update_needs_applying(endpoint):
                 self.schedule(endpoint, Reason.UPDATE)
         elif event.kind == "DEREGISTRATION":
             self._restart_pending.discard(endpoint)
+            self._restart_queue.pop(endpoint, None)
             self._planned_with.pop(endpoint, None)
             running = self._running.pop(endpoint, None)
             if running is not None:
@@ -221,7 +286,9 @@ class ProfileEngine:
             written=status.written,
         )
         if the_plan.requests or reason is not Reason.UPDATE:
-            log.info(
+            # start-up applications are summed up by ``start`` (one line, not one per client)
+            log.log(
+                logging.DEBUG if reason is Reason.RESTART else logging.INFO,
                 "applying profile %s to %s (%s): %d requests",
                 profile.name,
                 endpoint,

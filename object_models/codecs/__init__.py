@@ -36,9 +36,12 @@ from ..path import LwM2mPath
 from . import cbor_value, json, lwm2m_cbor, opaque, senml_cbor, senml_json, text, tlv
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "OPERATIONS",
     "CodecError",
     "ContentFormat",
+    "PayloadTooLarge",
+    "check_limit",
     "decode",
     "decode_nodes",
     "decode_paths",
@@ -47,6 +50,7 @@ __all__ = [
     "encode_nodes",
     "encode_paths",
     "encode_timestamped",
+    "limit_for",
     "supports",
 ]
 
@@ -64,6 +68,59 @@ OPERATIONS = (
 
 MAX_PAYLOAD = 1 << 20
 """Larger payloads are refused with 4.13 before any parsing (bounded memory on bad input)."""
+
+DEFAULT_LIMITS: dict[int, int] = {
+    ContentFormat.TEXT: 256 * 1024,
+    ContentFormat.OPAQUE: 256 * 1024,
+    ContentFormat.CBOR: 256 * 1024,
+    ContentFormat.SENML_JSON: 8 * 1024,
+    ContentFormat.SENML_CBOR: 8 * 1024,
+    ContentFormat.LWM2M_CBOR: 8 * 1024,
+    ContentFormat.TLV: 8 * 1024,
+    ContentFormat.OLD_TLV: 8 * 1024,
+    ContentFormat.JSON: 8 * 1024,
+    ContentFormat.OLD_JSON: 8 * 1024,
+}
+"""Largest payload a server decodes on its event loop, per content format, before it is
+refused with 4.13 and Size1 (``check_limit``). Single-value formats cost a copy per byte, so
+they may be as large as a CoAP request body (256 KiB, the CoAP layer's own bound); a value of
+a structured format costs several microseconds to decode and as much again to store, so 8 KiB
+(Californium's default body limit, which Leshan inherits; about 500 values, ~25 ms of one core
+for the whole Send here) keeps the loop responsive: 16 KiB cost ~50 ms of CPU per Send, 64 KiB
+~180 ms, 256 KiB ~0.6 s (docs/performance.md, "Payload limits"). A typical Send is well under
+1 KiB. Formats not listed get ``MAX_PAYLOAD``."""
+
+
+class PayloadTooLarge(CodecError):
+    """A payload over its content format's limit (4.13): ``limit`` goes in Size1 (RFC 7959
+    §2.9.3: the largest body the server is willing to take)."""
+
+    def __init__(self, size: int, limit: int, fmt: int | None) -> None:
+        what = "payload" if fmt is None else f"content format {fmt} payload"
+        super().__init__(
+            f"{what} of {size} bytes exceeds the {limit}-byte limit",
+            code=ResponseCode.REQUEST_ENTITY_TOO_LARGE,
+        )
+        self.size = size
+        self.limit = limit
+        self.fmt = fmt
+
+
+def limit_for(fmt: int | None, limits: Mapping[int, int] | None = None) -> int:
+    """The largest payload of ``fmt`` accepted for decoding (``limits``: ``DEFAULT_LIMITS``)."""
+    table = DEFAULT_LIMITS if limits is None else limits
+    if fmt is None:
+        return MAX_PAYLOAD
+    return table.get(fmt, MAX_PAYLOAD)
+
+
+def check_limit(size: int, fmt: int | None, limits: Mapping[int, int] | None = None) -> None:
+    """``PayloadTooLarge`` when ``size`` bytes of ``fmt`` are over the limit: called before
+    anything is decoded, so a refused payload costs nothing but this comparison."""
+    limit = limit_for(fmt, limits)
+    if size > limit:
+        raise PayloadTooLarge(size, limit, fmt)
+
 
 _MODULES: dict[ContentFormat, types.ModuleType] = {
     ContentFormat.TEXT: text,
@@ -101,10 +158,7 @@ def supports(fmt: int, operation: str) -> bool:
 
 def _check_size(payload: bytes) -> None:
     if len(payload) > MAX_PAYLOAD:
-        raise CodecError(
-            f"payload of {len(payload)} bytes exceeds the {MAX_PAYLOAD}-byte limit",
-            code=ResponseCode.REQUEST_ENTITY_TOO_LARGE,
-        )
+        raise PayloadTooLarge(len(payload), MAX_PAYLOAD, None)
 
 
 def encode(node: LwM2mNode, path: LwM2mPath, fmt: int, models: ModelProvider) -> bytes:

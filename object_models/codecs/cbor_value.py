@@ -99,7 +99,22 @@ class _Reader:
         return False
 
     def item(self, depth: int) -> object:
-        major, info, arg = self.head()
+        # the head inline when its argument is in the initial byte (most items of a SenML
+        # pack: labels, small integers, short strings); ``head`` for the rest
+        data, pos = self.data, self.pos
+        arg: int | None
+        if pos < len(data) and (data[pos] & 0x1F) < 24:
+            initial = data[pos]
+            self.pos = pos + 1
+            major = initial >> 5
+            info = initial & 0x1F
+            if major == 0:
+                return info
+            if major == 1:
+                return -1 - info
+            arg = info
+        else:
+            major, info, arg = self.head()
         if major == 0:
             return arg
         if major == 1:
@@ -169,7 +184,9 @@ class _Reader:
             raise self.fail(f"map of {count} pairs cannot fit in what is left")
         remaining = count
         while (not self.at_break()) if remaining is None else remaining > 0:
-            key = _hashable(self.item(depth), self)
+            key = self.item(depth)
+            if type(key) is not int and type(key) is not str:
+                key = _hashable(key, self)
             if key in result:
                 raise self.fail(f"duplicate map key {key!r}")
             result[key] = self.item(depth)

@@ -32,14 +32,16 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import enum
+import functools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import attrs
 
 from ..errors import CodecError
-from ..model import ModelProvider, is_multiple
+from ..model import ModelProvider, ObjectModel, is_multiple
 from ..node import (
+    IsMultiple,
     LwM2mNode,
     LwM2mResourceInstance,
     LwM2mSingleResource,
@@ -50,6 +52,7 @@ from ..node import (
 from ..path import LwM2mPath
 from ..types import ResourceType, Value, coerce_value
 from .common import (
+    LARGEST_NUMBER,
     empty_resource,
     encodable_value,
     kind,
@@ -114,18 +117,60 @@ class Record:
 # -- reading ------------------------------------------------------------------------------------
 
 
-def _text(value: object, what: str, where: str) -> str:
+class _Where:
+    """Where a record is, for error messages: ``record 3 (/3303/0/5700)``. Built into text only
+    when an error is raised (an f-string per record cost more than the record's value)."""
+
+    __slots__ = ("index", "path")
+
+    def __init__(self, index: int, path: LwM2mPath | None = None) -> None:
+        self.index = index
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"record {self.index}" if self.path is None else f"record {self.index} ({self.path})"
+
+
+def _text(value: object, what: str, where: object) -> str:
     if not isinstance(value, str):
         raise CodecError(f"{where}: '{what}' must be a string, got {kind(value)}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise CodecError(f"{where}: '{what}' is not valid Unicode text") from None
+    if not value.isascii():  # ASCII (nearly every name) is valid Unicode: no need to encode
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CodecError(f"{where}: '{what}' is not valid Unicode text") from None
     return value
 
 
-def _number(value: object, what: str, where: str) -> int | float:
+def _number(value: object, what: str, where: object) -> int | float:
+    kind_of = type(value)
+    if (kind_of is float and math.isfinite(value)) or (  # type: ignore[arg-type]
+        kind_of is int and -LARGEST_NUMBER <= value <= LARGEST_NUMBER  # type: ignore[operator]
+    ):
+        return value  # type: ignore[return-value]  # the common case, no error prefix built
     return number(value, what, prefix=f"{where}: ")
+
+
+class _Remembered:
+    """A ``ModelProvider`` that asks the real one once per object id: one decode looks the
+    same few objects up twice per value (typing, then single vs multiple)."""
+
+    __slots__ = ("_models", "_seen")
+
+    def __init__(self, models: ModelProvider) -> None:
+        self._models = models
+        self._seen: dict[int, ObjectModel | None] = {}
+
+    def get_object(self, object_id: int) -> ObjectModel | None:
+        try:
+            return self._seen[object_id]
+        except KeyError:
+            found = self._seen[object_id] = self._models.get_object(object_id)
+            return found
+
+
+def remembered(models: ModelProvider) -> ModelProvider:
+    return models if isinstance(models, _Remembered) else _Remembered(models)
 
 
 @attrs.define
@@ -137,7 +182,7 @@ class _Base:
     value: int | float | None = None
 
 
-def _check_labels(record: Mapping[object, object], where: str) -> None:
+def _check_labels(record: Mapping[object, object], where: object) -> None:
     for key in record:
         if not isinstance(key, str):
             raise CodecError(f"{where}: labels must be strings, got {key!r}")
@@ -147,7 +192,7 @@ def _check_labels(record: Mapping[object, object], where: str) -> None:
             raise CodecError(f"{where}: {_REFUSED[key]} ('{key}') are not supported by LwM2M")
 
 
-def _update_base(record: Mapping[object, object], base: _Base, where: str) -> None:
+def _update_base(record: Mapping[object, object], base: _Base, where: object) -> None:
     if "bn" in record:
         base.name = _text(record["bn"], "bn", where)
     if "bt" in record:
@@ -156,17 +201,24 @@ def _update_base(record: Mapping[object, object], base: _Base, where: str) -> No
         base.value = _number(record["bv"], "bv", where)
 
 
-def _resolve_path(record: Mapping[object, object], base: _Base, where: str) -> LwM2mPath:
+@functools.lru_cache(maxsize=4096)
+def _parse_path(name: str) -> LwM2mPath:
+    """``LwM2mPath.parse``, remembered: a time series repeats the same few names thousands of
+    times (paths are immutable, so sharing them is safe; the cache is bounded)."""
+    return LwM2mPath.parse(name)
+
+
+def _resolve_path(record: Mapping[object, object], base: _Base, where: object) -> LwM2mPath:
     name = base.name + _text(record.get("n", ""), "n", where)
     if not name:
         raise CodecError(f"{where}: record has no name (neither 'bn' nor 'n')")
     try:
-        return LwM2mPath.parse(name)
+        return _parse_path(name)
     except ValueError as exc:
         raise CodecError(f"{where}: name {name!r} is not an LwM2M path: {exc}") from None
 
 
-def _resolve_time(record: Mapping[object, object], base: _Base, where: str) -> float | None:
+def _resolve_time(record: Mapping[object, object], base: _Base, where: object) -> float | None:
     if base.time is None and "t" not in record:
         return None
     offset = _number(record["t"], "t", where) if "t" in record else 0
@@ -177,7 +229,7 @@ def _resolve_time(record: Mapping[object, object], base: _Base, where: str) -> f
 
 
 def _value_field(
-    record: Mapping[object, object], base: _Base, where: str, dialect: Dialect
+    record: Mapping[object, object], base: _Base, where: object, dialect: Dialect
 ) -> tuple[str | None, object]:
     present = [f for f in VALUE_FIELDS if f in record]
     if len(present) > 1:
@@ -209,13 +261,13 @@ def resolve(payload: bytes, dialect: Dialect) -> list[Record]:
     base = _Base()
     records: list[Record] = []
     for index, record in enumerate(pack):
-        where = f"record {index}"
+        where = _Where(index)
         if not isinstance(record, dict):
             raise CodecError(f"{where}: must be a map, got {kind(record)}")
         _check_labels(record, where)
         _update_base(record, base, where)
         path = _resolve_path(record, base, where)
-        where = f"{where} ({path})"
+        where.path = path
         time = _resolve_time(record, base, where)
         field, value = _value_field(record, base, where, dialect)
         records.append(Record(path, time, field, value))
@@ -279,8 +331,21 @@ def _leaf_nodes(
     for path, leaf in items:
         if path in result:
             raise CodecError("the same path is given twice", path=path)
-        result[path] = None if leaf is None else build_node(path, [leaf], check)
+        result[path] = None if leaf is None else _leaf_node(path, leaf, check)
     return result
+
+
+def _leaf_node(path: LwM2mPath, leaf: Leaf, check: IsMultiple) -> LwM2mNode:
+    """``build_node(path, [leaf], check)`` for a leaf at ``path`` itself, without its generic
+    regrouping (it ran once per value of a Send: a third of a large pack's decoding time)."""
+    _, rtype, value = leaf
+    if path.resource_instance_id is not None:
+        return LwM2mResourceInstance(path.resource_instance_id, value, rtype)
+    if path.resource_id is not None and path.object_id is not None:
+        if check(path.object_id, path.resource_id) is True:
+            raise CodecError("multiple-instance resource given without an instance id", path=path)
+        return LwM2mSingleResource(path.resource_id, value, rtype)
+    return build_node(path, [leaf], check)  # not a leaf path: build_node says what is wrong
 
 
 def regroup(
@@ -409,6 +474,7 @@ class Codec:
         return pack.dump()
 
     def decode(self, payload: bytes, path: LwM2mPath, models: ModelProvider) -> LwM2mNode:
+        models = remembered(models)
         return single_node(path, path_leaves(resolve(payload, self.dialect), models), models)
 
     def encode_nodes(
@@ -422,6 +488,7 @@ class Codec:
     def decode_nodes(
         self, payload: bytes, models: ModelProvider, paths: Sequence[LwM2mPath] | None = None
     ) -> dict[LwM2mPath, LwM2mNode | None]:
+        models = remembered(models)
         return regroup(path_leaves(resolve(payload, self.dialect), models), models, paths)
 
     def encode_paths(self, paths: Sequence[LwM2mPath]) -> bytes:
@@ -450,6 +517,7 @@ class Codec:
         self, payload: bytes, models: ModelProvider, path: LwM2mPath | None = None
     ) -> TimestampedNodes:
         """Records grouped by resolved time (in order of first appearance), each as nodes."""
+        models = remembered(models)
         groups: dict[float | None, list[PathLeaf]] = {}
         for record in resolve(payload, self.dialect):
             groups.setdefault(record.time, []).append((record.path, typed_leaf(record, models)))

@@ -89,15 +89,28 @@ def parse(data: bytes, where: LwM2mPath | None = None) -> list[Tlv]:
     """Split ``data`` into TLVs (any kind allowed at the top). Raises ``CodecError``.
 
     Every declared length is checked against the bytes that remain before anything is sliced,
-    so a forged 16 MiB length in a 10-byte payload costs nothing.
+    so a forged 16 MiB length in a 10-byte payload costs nothing. A sibling id given twice (two
+    resources 5 in one instance, …) is refused as soon as the second one's header is read,
+    not after the whole payload was parsed and typed: a payload is rejected for its first
+    defect, and at the cost of the bytes before it.
     """
     return _parse(data, 0, len(data), _ANY_TOP, where)
+
+
+_SIBLING = {
+    OBJECT_INSTANCE: OBJECT_INSTANCE,
+    RESOURCE_INSTANCE: RESOURCE_INSTANCE,
+    MULTIPLE_RESOURCE: RESOURCE_VALUE,  # a resource is single or multiple, never both
+    RESOURCE_VALUE: RESOURCE_VALUE,
+}
+"""Which TLVs of one list share an id space (a duplicate is two of the same space)."""
 
 
 def _parse(
     data: bytes, pos: int, end: int, allowed: frozenset[int], where: LwM2mPath | None
 ) -> list[Tlv]:
     result: list[Tlv] = []
+    seen: set[tuple[int, int]] = set()
     while pos < end:
         start = pos
         type_byte = data[pos]
@@ -121,6 +134,12 @@ def _parse(
             raise CodecError(
                 f"a {_KIND_NAMES[kind]} TLV (byte {start}) is not allowed here", path=where
             )
+        key = (_SIBLING[kind], tlv_id)
+        if key in seen:
+            raise CodecError(
+                f"{_KIND_NAMES[key[0]]} {tlv_id} is given twice (byte {start})", path=where
+            )
+        seen.add(key)
         pos = header_end + length
         if kind == OBJECT_INSTANCE:
             children = _parse(data, header_end, pos, _INSIDE_INSTANCE, where)

@@ -309,7 +309,7 @@ BAD_PAYLOADS = {
     "reserved instance id": ("20FFFF", LwM2mPath(3), "reserved"),
     "mixed instances and resources": ("0000 C10964", LwM2mPath(3), "object instance TLVs"),
     "wrong resource id": ("C10A64", LwM2mPath(3, 0, 9), "does not match"),
-    "two resources at resource level": ("C10964C10964", LwM2mPath(3, 0, 9), "exactly one"),
+    "two resources at resource level": ("C10964C10A64", LwM2mPath(3, 0, 9), "exactly one"),
     "empty single resource": ("", LwM2mPath(3, 0, 9), "no value"),
     "wrong instance wrapper": ("0301C10964", LwM2mPath(3, 0), "does not match"),
     "value for none type": ("C10401", LwM2mPath(3, 0), "none"),
@@ -329,6 +329,26 @@ def test_malformed_payloads_raise_codec_error_with_path(case: str) -> None:
     assert str(path) in str(info.value)
     if reason:
         assert reason in info.value.reason
+
+
+@pytest.mark.parametrize(
+    ("hex_payload", "path", "what"),
+    [
+        ("C10964 C10964 C8", LwM2mPath(3, 0), "resource 9"),
+        ("0000 0000 C8", LwM2mPath(3), "object instance 0"),
+        ("8606 410101 410105 C8", LwM2mPath(3, 0), "resource instance 1"),
+        ("C10964 8309 410001 C8", LwM2mPath(3, 0), "resource 9"),  # single, then multiple
+    ],
+)
+def test_a_duplicate_id_is_refused_before_the_rest_is_parsed(
+    hex_payload: str, path: LwM2mPath, what: str
+) -> None:
+    """The duplicate comes before a truncated header: it is what the error names, so the
+    check runs while parsing (issue 11 item 2), not after the whole payload was parsed."""
+    with pytest.raises(CodecError) as info:
+        tlv.decode(bytes.fromhex(hex_payload), path, SPEC_MODELS)
+    assert f"{what} is given twice" in info.value.reason
+    assert "truncated" not in info.value.reason
 
 
 def test_non_finite_float_is_refused() -> None:
