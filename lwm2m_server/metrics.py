@@ -169,8 +169,7 @@ class ServerCollector(Collector):
         yield family
 
     def _queues(self) -> Iterator[Metric]:
-        queues = self.server.core.queues
-        sizes = [len(queues.pending(endpoint)) for endpoint in queues.endpoints()]
+        sizes = list(self.server.core.queues.sizes().values())
         yield GaugeMetricFamily(
             "lwm2m_queued_requests",
             "Requests waiting for sleeping queue-mode clients.",
@@ -179,23 +178,23 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily(
             "lwm2m_queued_clients",
             "Queue-mode clients with requests waiting.",
-            value=sum(1 for n in sizes if n),
+            value=len(sizes),
         )
 
     def _events(self) -> Iterator[Metric]:
-        stats = self.server.bus.stats()
+        bus = self.server.bus
         yield GaugeMetricFamily(
-            "lwm2m_event_subscribers", "Open event streams.", value=stats.subscribers
+            "lwm2m_event_subscribers", "Open event streams.", value=bus.subscribers
         )
         yield GaugeMetricFamily(
             "lwm2m_event_queue_depth",
             "Events waiting in the fullest subscriber's queue (how far the slowest reader lags).",
-            value=stats.deepest,
+            value=bus.deepest(),
         )
         yield CounterMetricFamily(
             "lwm2m_events_dropped",
             "Events dropped because a subscriber's queue was full.",
-            value=stats.dropped,
+            value=bus.dropped,
         )
 
     def _limits(self) -> Iterator[Metric]:
@@ -242,7 +241,9 @@ class ServerCollector(Collector):
         for reason, n in sorted(stats.drops.items()):
             drops.add_metric([reason], n)
         yield drops
-        yield GaugeMetricFamily("lwm2m_dtls_sessions", "DTLS sessions held.", value=len(dtls))
+        yield GaugeMetricFamily(
+            "lwm2m_dtls_sessions", "DTLS sessions held.", value=len(dtls.sessions)
+        )
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
