@@ -51,6 +51,7 @@ catch-all ``{path}`` routes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -66,6 +67,7 @@ from lwm2m_runtime.http_auth import (
 )
 from object_models.model import ModelProvider
 
+from ..metrics import add_metrics_route
 from ..operations import ServerOperations
 from . import clients, composite, device, events, profiles
 from .errors import error_middleware
@@ -174,7 +176,7 @@ def create_server_app(server: Lwm2mServer) -> web.Application:
 
         if isinstance(server.stores.core, RedisStore):
             pages = RedisClientPages(server.stores.core)
-    return create_app(
+    app = create_app(
         server,
         registry=server.registry,
         default_timeout=server.config.request_timeout,
@@ -182,6 +184,21 @@ def create_server_app(server: Lwm2mServer) -> web.Application:
         auth=server_auth(server),
         credentials=server.stores.credentials,  # the keystore of store.engine
     )
+    app[READINESS] = server.readiness
+    add_metrics_route(app, server)  # GET /metrics (lwm2m_server/metrics.py)
+    app.router.add_route("GET", "/api/ready", _ready)
+    return app
+
+
+READINESS: web.AppKey[Callable[[], dict[str, str]]] = web.AppKey("readiness")
+
+
+async def _ready(request: web.Request) -> web.Response:
+    """``GET /api/ready``: 200 when every check is ok, else 503 (an orchestrator's readiness
+    probe: stop routing devices here until the store answers again)."""
+    checks = request.app[READINESS]()
+    ready = all(v == "ok" for v in checks.values())
+    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
 def server_auth(server: Lwm2mServer) -> tuple[Authenticator, AuditLog]:

@@ -329,6 +329,18 @@ _OTHER_SCHEMAS: Doc = {
         | {"con": {"type": ["integer", "boolean", "null"]}},
         "additionalProperties": False,
     },
+    "Readiness": {
+        "type": "object",
+        "required": ["ready", "checks"],
+        "properties": {
+            "ready": {"type": "boolean"},
+            "checks": {
+                "type": "object",
+                "description": "Each check (listeners, store): ok, or why not.",
+                "additionalProperties": {"type": "string"},
+            },
+        },
+    },
     "AuditEntry": {
         "type": "object",
         "required": ["id", "time_ms", "principal", "method", "path", "status", "outcome"],
@@ -617,6 +629,38 @@ _PATHS: Doc = {
             "summary": "Liveness",
             "tags": ["server"],
             "responses": {"200": _resp("The server runs.", _ref("Health"))},
+        }
+    },
+    "/api/ready": {
+        "get": {
+            "operationId": "ready",
+            "summary": "Readiness",
+            "description": "200 when the CoAP listeners are open and the store answers, else "
+            "503 with the failing check (no token needed, like /api/health).",
+            "tags": ["server"],
+            "security": [],
+            "responses": {
+                "200": _resp("Ready.", _ref("Readiness")),
+                "503": _resp("Not ready: a check failed.", _ref("Readiness")),
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics",
+            "description": "Text exposition format (counts only, no device data; no token "
+            "needed): registrations by state and security mode, uplink and downlink requests "
+            "by operation and code, notifications, group-commit latency, queues, event stream, "
+            "limits, DTLS handshakes (docs/http-api.md, Metrics).",
+            "tags": ["server"],
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Metrics.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
         }
     },
     "/api/audit": {
