@@ -150,6 +150,9 @@ def create_app(
     add("PUT", _PATH, device.write)
     add("POST", _PATH, device.post)
     add("DELETE", _PATH, device.delete)
+    from ..ui import mount  # here: the UI module imports the API's state
+
+    mount(app, auth[0] if auth is not None else None)  # GET /, /ui/*, /api/session, /api/models
     return app
 
 
