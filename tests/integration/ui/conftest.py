@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_runtime.http_auth import ApiAuthSettings
 from lwm2m_server.api.app import create_server_app
-from lwm2m_server.config import ServerConfig
+from lwm2m_server.config import QueueSettings, ServerConfig
 from lwm2m_server.service import Lwm2mServer
 from tests.auth import ADMIN_TOKEN
 
@@ -30,6 +30,7 @@ async def server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
         http_port=0,
         data_dir=tmp_path / "data",
         api_auth=ApiAuthSettings(admin_token=ADMIN_TOKEN),
+        queue=QueueSettings(awake_time=0.5),  # queue-mode devices fall asleep quickly
     )
     srv = Lwm2mServer(config)
     await srv.start()
