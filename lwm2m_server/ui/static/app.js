@@ -304,16 +304,14 @@ function clientPage(view, ep) {
 
   view.append(
     h("h1", {}, h("a", { href: "#/" }, "Clients"), " / ", ep),
-    h("div", { class: "grid" }, info, profile,
-      h("div", { class: "card" }, h("h2", {}, "Composite read"), composite)),
-    h("h2", {}, "Objects"),
-    tree,
-    h("h2", {}, "Last result"),
-    result,
-    h("h2", {}, "Telemetry"),
-    chart.el,
-    h("h2", {}, "Events"),
-    log.box,
+    h("div", { class: "grid" }, info, profile),
+    h("div", { class: "client-layout" },
+      h("div", {}, h("h2", {}, "Objects"), tree),
+      h("aside", {},
+        h("h2", {}, "Composite read"), composite,
+        h("h2", {}, "Last result"), result,
+        h("h2", {}, "Telemetry"), chart.el,
+        h("h2", {}, "Events"), log.box)),
   );
 
   const renderInfo = () => {
@@ -335,7 +333,10 @@ function clientPage(view, ep) {
   function setValue(path, value) {
     const td = cells.get(path);
     if (!td || td.querySelector("form")) return;  // not while the user edits it
-    td.textContent = fmtValue(value);
+    td.dataset.raw = fmtValue(value);
+    td.textContent = td.dataset.type === "TIME" && typeof value === "number"
+      ? `${value} (${new Date(value * 1000).toISOString().slice(0, 19).replace("T", " ")} UTC)`
+      : fmtValue(value);
     td.classList.remove("flash");
     void td.offsetWidth;  // restart the animation
     td.classList.add("flash");
@@ -389,7 +390,7 @@ function clientPage(view, ep) {
     const td = cells.get(path);
     if (!td || td.querySelector("form")) return;
     const before = td.textContent;
-    const input = h("input", { class: "write-input", value: before, size: 16, title: res ? res.type : "" });
+    const input = h("input", { class: "write-input", value: td.dataset.raw ?? before, size: 16, title: res ? res.type : "" });
     const form = h("form", { class: "inline write-form", onsubmit: async (ev) => {
       ev.preventDefault();
       const what = `Write ${path}`;
@@ -397,6 +398,7 @@ function clientPage(view, ep) {
         const resp = await api("PUT", pathUrl(ep, path), { body: input.value });
         show(what, resp.data);
         td.textContent = resp.data.success === false ? before : input.value;
+        if (resp.data.success !== false) td.dataset.raw = input.value;
       } catch (err) { fail(what, err); td.textContent = before; }
     } }, input, h("button", { type: "submit" }, "Set"),
       h("button", { type: "button", onclick: () => { td.textContent = before; } }, "×"));
@@ -449,7 +451,7 @@ function clientPage(view, ep) {
         const ipath = `/${id}/${inst}`;
         const rows = (model ? model.resources : []).map((r) => {
           const path = `${ipath}/${r.id}`;
-          const td = h("td", { class: "value", dataset: { path } });
+          const td = h("td", { class: "value", dataset: { path, type: r.type } });
           cells.set(path, td);
           return h("tr", { dataset: { path } },
             h("td", {}, r.id), h("td", {}, r.name, r.mandatory ? "" : h("span", { class: "muted" }, " (opt)")),
@@ -464,7 +466,6 @@ function clientPage(view, ep) {
       }
       tree.append(details);
     }
-    if (tree.firstElementChild) tree.firstElementChild.open = true;
     try {  // the latest values the server has (telemetry), without asking the device
       const latest = (await api("GET", clientUrl(ep, "/telemetry"))).data;
       for (const p of latest.points || []) setValue(p.path, p.value);
@@ -531,9 +532,14 @@ function telemetryChart(ep) {
     const x = (t) => 30 + ((t - t0) / Math.max(t1 - t0, 1)) * 560;
     const y = (v) => 190 - ((v - lo) / (hi - lo)) * 175;
     svg.append(s("polyline", { points: nums.map((p) => `${x(p.ts).toFixed(1)},${y(p.value).toFixed(1)}`).join(" ") }));
-    for (const [v, label] of [[hi, hi], [lo, lo]]) {
+    for (const v of [hi, lo]) {
       const t = s("text", { x: 2, y: y(v) + 4 });
-      t.textContent = String(+label.toPrecision(4));
+      t.textContent = String(+v.toPrecision(4));
+      svg.append(t);
+    }
+    for (const [ts, anchor, xpos] of [[t0, "start", 30], [t1, "end", 590]]) {
+      const t = s("text", { x: xpos, y: 199, "text-anchor": anchor });
+      t.textContent = new Date(ts).toLocaleTimeString();
       svg.append(t);
     }
   };
