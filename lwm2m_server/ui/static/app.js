@@ -138,7 +138,18 @@ function openEvents() {
   state.source = source;
   const live = $("#live");
   source.onopen = () => { live.textContent = "live"; live.className = "badge ok"; };
-  source.onerror = () => { live.textContent = "reconnecting"; live.className = "badge warn"; };
+  source.onerror = () => {
+    live.textContent = "reconnecting";
+    live.className = "badge warn";
+    if (source.readyState !== EventSource.CLOSED) return;  // the browser retries by itself
+    // refused (401 after a logout elsewhere or a revoked token) or the server went away
+    api("GET", "/api/session").then(() => {
+      if (state.source === source) setTimeout(() => { if (state.source === source) openEvents(); }, 3000);
+    }).catch((err) => {
+      if (err.status === 401) showLogin("Your session ended: log in again.");
+      else if (state.source === source) setTimeout(() => { if (state.source === source) openEvents(); }, 3000);
+    });
+  };
   for (const kind of KINDS) {
     source.addEventListener(kind, (msg) => {
       let data;
