@@ -451,7 +451,9 @@ async def _session_open(request: web.Request) -> web.Response:
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        # behind the TLS reverse proxy docs/server.md asks for, the proxy says it was HTTPS
+        # (a forged header only makes the cookie stricter: a browser drops it on plain HTTP)
+        secure=request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https",
         max_age=int(auth.sessions.ttl),
     )
     return response

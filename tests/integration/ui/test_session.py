@@ -162,3 +162,13 @@ async def test_with_authentication_off_the_page_needs_no_login(server: Lwm2mServ
         login = await open_http.post("/api/session", headers=CSRF)
         assert login.status == 200 and SESSION_COOKIE not in login.cookies
         assert (await open_http.get("/")).status == 200
+
+
+async def test_the_cookie_is_secure_behind_a_tls_proxy(http: Http) -> None:
+    plain = await login(http)
+    assert not plain.cookies[SESSION_COOKIE]["secure"]
+    proxied = await http.post(
+        "/api/session",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Forwarded-Proto": "https", **CSRF},
+    )
+    assert proxied.cookies[SESSION_COOKIE]["secure"] is True
