@@ -267,7 +267,17 @@ async function clientsPage(view) {
     )));
     if (!rows.length) body.append(h("tr", {}, h("td", { colspan: 8, class: "muted" }, "No client is registered.")));
   };
-  cleanup.push(listen((e) => { if (e.kind !== "NOTIFICATION" || e.data.ep) render(); }));
+  // one redraw per frame however many events arrive (a fleet re-registering at once)
+  let pending = false;
+  const later = () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => { pending = false; render(); });
+  };
+  cleanup.push(listen((e) => {
+    const valueOnly = e.kind === "NOTIFICATION" || e.kind === "SEND";
+    if (!valueOnly || state.clients.get(e.data.ep)?.queuemode) later();
+  }));
   await loadClients();
   render();
 }
@@ -439,8 +449,10 @@ function clientPage(view, ep) {
     return h("span", { class: "ops" }, buttons);
   }
 
+  let renderedInstances = null;
   async function renderTree() {
     const c = state.clients.get(ep);
+    renderedInstances = JSON.stringify((c && c.availableInstances) || {});
     let models;
     try {
       models = (await api("GET", `/api/models?ep=${enc(ep)}`)).data;
@@ -509,7 +521,11 @@ function clientPage(view, ep) {
       for (const p of e.data.points || []) { setValue(p.path, p.value); chart.add(p); }
     } else {
       renderInfo();
-      if (e.kind === "REGISTRATION" || e.kind === "UPDATED") renderTree();
+      // rebuild the tree only when the object instances changed (an Update with new links)
+      const instances = JSON.stringify(state.clients.get(ep)?.availableInstances || {});
+      if ((e.kind === "REGISTRATION" || e.kind === "UPDATED") && instances !== renderedInstances) {
+        renderTree();
+      }
     }
   }));
 

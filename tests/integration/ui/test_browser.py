@@ -123,11 +123,19 @@ async def test_read_write_observe_in_the_browser(
     await expect(cell).to_have_text("42.25")
     await expect(page.locator("#event-log")).to_contain_text("/3303/0/5700 = 42.25")
     await expect(page.locator("#chart-key")).to_have_value("sensorValue")
+    # an Update refreshes the registration details but keeps the tree as the user left it
+    await sensor.evaluate("el => { el.dataset.mark = 'kept'; }")
+    await device.update()
+    await expect(page.locator("#event-log")).to_contain_text("UPDATED ui-dev")
 
     # Read-Composite
     await page.fill("#composite-paths", "/3/0/14,/3303/0/5700")
     await page.click("#composite-form button[type=submit]")
     await expect(page.locator("#result")).to_contain_text('"/3/0/14"')
+    await expect(page.locator('details[data-object="3303"][data-mark="kept"][open]')).to_have_count(
+        1
+    )  # (after the composite's device round trip: a rebuild would have happened by now)
+    await expect(cell).to_have_text("42.25")
 
     # logout ends the session server-side
     await page.click("#logout")
