@@ -54,8 +54,13 @@ async def page() -> AsyncIterator[Any]:
             tab.set_default_timeout(TIMEOUT_MS)
             errors: list[str] = []
             tab.on("pageerror", lambda exc: errors.append(str(exc)))
+            tab.on(
+                "console",
+                lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else 0,
+            )
             yield tab
-            assert errors == [], errors  # no uncaught JavaScript error on any page
+            # no uncaught JavaScript error, and nothing the page's own CSP had to block
+            assert errors == [], errors
         finally:
             await browser.close()
 
