@@ -133,6 +133,18 @@ async def test_read_write_observe_in_the_browser(
     await device.update()
     await expect(page.locator("#event-log")).to_contain_text("UPDATED ui-dev")
 
+    # Execute, Write-Attributes (their arguments are asked for in a dialog) and Discover
+    page.once("dialog", lambda dialog: dialog.accept(""))
+    await sensor.locator('button[data-op=Execute][data-path="/3303/0/5605"]').click()
+    await expect(page.locator("#result")).to_contain_text("Execute /3303/0/5605")
+    await expect(page.locator("#result")).to_contain_text('"status": "CHANGED"')
+    page.once("dialog", lambda dialog: dialog.accept("pmin=2&pmax=30"))
+    await sensor.locator('button[data-op=Attributes][data-path="/3303/0/5700"]').click()
+    await expect(page.locator("#result")).to_contain_text("Attributes /3303/0/5700")
+    await expect(page.locator("#result")).to_contain_text('"status": "CHANGED"')
+    await sensor.locator('button[data-op=Discover][data-path="/3303/0/5700"]').click()
+    await expect(page.locator("#result")).to_contain_text('"pmin": "2"')
+
     # Read-Composite
     await page.fill("#composite-paths", "/3/0/14,/3303/0/5700")
     await page.click("#composite-form button[type=submit]")
