@@ -161,6 +161,9 @@ def create_app(
     add("POST", _PATH, device.post)
     add("DELETE", _PATH, device.delete)
     add_leshan_routes(app, credentials)  # the same operations in Leshan's dialect (api/leshan)
+    from ..ui import mount  # here: the UI module imports the API's state
+
+    mount(app, auth[0] if auth is not None else None)  # GET /, /ui/*, /api/session, /api/models
     return app
 
 
