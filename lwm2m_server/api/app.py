@@ -70,6 +70,7 @@ from object_models.model import ModelProvider
 from ..metrics import add_metrics_route
 from ..operations import ServerOperations
 from . import clients, composite, device, events, profiles
+from .bootstrap_view import BootstrapView, add_bootstrap_view, view_token
 from .errors import error_middleware
 from .leshan import add_leshan_routes
 from .listing import ClientPages, pages_of
@@ -189,6 +190,12 @@ def create_server_app(server: Lwm2mServer) -> web.Application:
     )
     app[READINESS] = server.readiness
     add_metrics_route(app, server)  # GET /metrics (lwm2m_server/metrics.py)
+    bootstrap = server.config.bootstrap_api
+    token = ""
+    if bootstrap.url:
+        token = view_token(bootstrap, server.stores.api_tokens)
+        server.store.commit()  # the view token is in the shared keystore before it is used
+    add_bootstrap_view(app, BootstrapView(bootstrap.url, token))
     app.router.add_route("GET", "/api/ready", _ready)
     return app
 

@@ -663,6 +663,24 @@ _PATHS: Doc = {
             },
         }
     },
+    **{
+        f"/api/bootstrap/{route}": {
+            "get": {
+                "operationId": "bootstrap_" + route.replace("/", "_"),
+                "summary": f"The bootstrap server's {route.replace('/', ' ')} (read through)",
+                "description": "Forwarded to bootstrap_api.url (the bootstrap server's own API, "
+                "docs/bootstrap.md) and answered as it answers; 404 when no bootstrap server is "
+                "configured, 502 when it is unreachable.",
+                "tags": ["server"],
+                "responses": {
+                    "200": _resp("The bootstrap server's answer.", {"type": "array"}),
+                    "404": {"description": "No bootstrap server configured."},
+                    "502": {"description": "The bootstrap API is unreachable."},
+                },
+            }
+        }
+        for route in ("devices", "sessions", "sessions/active", "configs")
+    },
     "/api/audit": {
         "get": {
             "operationId": "audit",

@@ -226,6 +226,7 @@ function route() {
   if (hash.startsWith("/client/")) clientPage(view, hash.slice("/client/".length));
   else if (hash === "/profiles") profilesPage(view);
   else if (hash === "/events") eventsPage(view);
+  else if (hash === "/bootstrap") bootstrapPage(view);
   else clientsPage(view);
 }
 
@@ -629,6 +630,46 @@ async function profilesPage(view) {
     );
   } catch (err) {
     body.replaceChildren(h("p", { class: err.status === 404 ? "muted" : "error" }, err.status === 404 ? "This server runs no profile engine." : err.message));
+  }
+}
+
+// -- bootstrap (read through the LwM2M server: GET /api/bootstrap/…) ----------------------
+
+function table(id, headers, rows, empty) {
+  return h("table", { id }, h("thead", {}, h("tr", {}, headers.map((t) => h("th", {}, t)))),
+    h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: headers.length, class: "muted" }, empty))));
+}
+
+async function bootstrapPage(view) {
+  const body = h("div", {}, "Loading…");
+  view.append(h("h1", {}, "Bootstrap"), body);
+  try {
+    const [devices, active, sessions] = await Promise.all([
+      api("GET", "/api/bootstrap/devices"),
+      api("GET", "/api/bootstrap/sessions/active"),
+      api("GET", "/api/bootstrap/sessions?limit=50"),
+    ]);
+    const cell = (v) => h("td", {}, v === undefined || v === null ? "" : fmtValue(v));
+    const deviceRows = (devices.data || []).map((d) =>
+      h("tr", {}, cell(d.endpoint), cell(d.profile), cell(d.provisionState), cell(d.reason)));
+    const activeRows = (active.data || []).map((a) =>
+      h("tr", {}, cell(a.endpoint), cell(a.id), cell(a.initiatedBy), cell(a.step)));
+    const sessionRows = (sessions.data || []).map((x) =>
+      h("tr", { class: x.success ? "" : "error" }, cell(fmtTime(x.ended * 1000)),
+        cell(x.endpoint), cell(x.kind), cell(x.profile), cell(x.outcome)));
+    body.replaceChildren(
+      h("h2", {}, "Provisioning"),
+      table("bs-devices", ["Endpoint", "Profile", "State", "Reason"], deviceRows,
+        "No provisioning record."),
+      h("h2", {}, "Running sessions"),
+      table("bs-active", ["Endpoint", "Session", "Initiated by", "Step"], activeRows, "None."),
+      h("h2", {}, "Finished sessions"),
+      table("bs-sessions", ["Ended", "Endpoint", "Kind", "Profile", "Outcome"], sessionRows,
+        "None yet."),
+    );
+  } catch (err) {
+    body.replaceChildren(h("p", { class: err.status === 404 ? "muted" : "error" },
+      err.status === 404 ? "No bootstrap server is configured (bootstrap_api.url)." : err.message));
   }
 }
 

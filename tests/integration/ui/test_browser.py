@@ -176,3 +176,5 @@ async def test_live_state_of_a_queue_mode_client(
     await expect(log).to_contain_text("SLEEPING ui-sleepy")
     await page.click("text=Profiles")
     await expect(page.locator("#profiles")).to_be_visible()
+    await page.click("text=Bootstrap")  # this server is pointed at no bootstrap server
+    await expect(page.locator("#view")).to_contain_text("No bootstrap server is configured")
