@@ -177,10 +177,17 @@ def test_convert_own_ddf_and_report_broken_one(tmp_path: Path) -> None:
     assert result.stderr.startswith(f"{bad}:2: ") and "refused" in result.stderr
 
 
-@pytest.mark.skipif(shutil.which("lwm2m-models") is None, reason="run `pip install -e .` first")
+# the console script of the environment running the tests (``.venv/bin`` is not on PATH when
+# pytest is started as ``.venv/bin/python -m pytest``)
+SCRIPT = Path(sys.executable).with_name("lwm2m-models")
+CONSOLE_SCRIPT = str(SCRIPT) if SCRIPT.exists() else shutil.which("lwm2m-models")
+
+
+@pytest.mark.skipif(CONSOLE_SCRIPT is None, reason="run `pip install -e .` first")
 def test_console_script(tmp_path: Path) -> None:
+    assert CONSOLE_SCRIPT is not None
     result = subprocess.run(
-        ["lwm2m-models", "show", "3303"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [CONSOLE_SCRIPT, "show", "3303"], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Object 3303: Temperature")
