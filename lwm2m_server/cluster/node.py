@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -71,8 +72,15 @@ OUTBOX_SIZE = 10_000
 """Events and replies waiting to be published; beyond, the oldest event is dropped."""
 
 
+_NODES_IN_PROCESS = itertools.count()
+
+
 def default_node_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid``; a second server in the same process (tests, an embedding application) is
+    another node: ``host:pid:2`` and so on."""
+    number = next(_NODES_IN_PROCESS)
+    suffix = f":{number + 1}" if number else ""
+    return f"{socket.gethostname()}:{os.getpid()}{suffix}"
 
 
 # -- wire form of requests and answers (JSON: never pickle what comes out of Redis) ---------------

@@ -25,11 +25,19 @@ import aiohttp
 import pytest
 import redis
 
+from keystore.store.engines import StoreSettings
 from lwm2m_client.client import Lwm2mClient
+from lwm2m_server.cluster import node
+from lwm2m_server.coap.requests import DownlinkRequest, RawResponse
+from lwm2m_server.operations import DeviceTimeoutError, UnknownClientError
+from lwm2m_server.service import Lwm2mServer
+from object_models.errors import ResponseCode
+from object_models.path import LwM2mPath
 from tests.auth import HEADERS, SERVER_ENV
 
 from ..processes import REPO, ServerProcess
 from . import rawcoap as raw
+from .conftest import server_config
 
 PREFIX = "nodes"
 
@@ -203,3 +211,96 @@ def test_workers_on_sqlite_are_refused_with_the_reason(tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done.stderr
     assert "workers: 2 needs store.engine: redis" in done.stderr
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[Lwm2mServer, Lwm2mServer]]:
+    """Two nodes in this process on one Redis (each its own sockets and cluster channel)."""
+    settings = StoreSettings("redis", redis_url, "inproc")
+    a = Lwm2mServer(server_config(tmp_path / "a", store=settings))
+    b = Lwm2mServer(server_config(tmp_path / "b", store=settings))
+    assert a.cluster is None
+    await a.start()
+    await b.start()
+    assert a.cluster is not None and b.cluster is not None
+    assert b.cluster.node_id != a.cluster.node_id  # one process, two nodes
+    yield a, b
+    await b.stop()
+    await a.stop()
+
+
+async def test_events_of_a_reach_b_subscribers_once_and_never_b_listeners(
+    pair: tuple[Lwm2mServer, Lwm2mServer],
+) -> None:
+    a, b = pair
+    on_a, on_b = a.bus.subscribe(), b.bus.subscribe()
+    heard_by_b_listener: list[str] = []
+    b.bus.listen(lambda event: heard_by_b_listener.append(event.kind))
+    peer = await raw.RawPeer.open(("127.0.0.1", a.coap_address.port))
+    try:
+        await raw.register(peer, "evented")
+    finally:
+        peer.close()
+    event = await asyncio.wait_for(on_b.get(), 10)
+    assert event is not None
+    assert (event.kind, event.endpoint) == ("REGISTRATION", "evented")
+    assert event.data["endpoint"] == "evented"
+    first = await asyncio.wait_for(on_a.get(), 10)
+    assert first is not None and first.kind == "REGISTRATION"
+    # a marker event from B, after which nothing of "evented" may follow on A (no echo)
+    b.bus.publish("SLEEPING", "marker", {"since": 0})
+    while (echo := await asyncio.wait_for(on_a.get(), 10)) is not None:
+        if echo.endpoint == "marker":
+            break
+        assert (echo.kind, echo.endpoint) != ("REGISTRATION", "evented"), "echoed back to A"
+    assert "REGISTRATION" not in heard_by_b_listener  # the profile engine of B stays out
+
+
+async def test_a_read_through_b_is_routed_to_a_and_falls_back_when_a_holder_is_gone(
+    pair: tuple[Lwm2mServer, Lwm2mServer], redis_url: str
+) -> None:
+    a, b = pair
+    assert a.cluster is not None and b.cluster is not None
+    client = Lwm2mClient("routed", f"coap://127.0.0.1:{a.coap_address.port}", auto_update=False)
+    try:
+        await client.start()
+        await client.register()
+        assert b.cluster.holder("routed") == a.cluster.node_id
+
+        response = await b.read("routed", LwM2mPath.parse("/3/0/0"), timeout=5)
+        assert response.success and response.node is not None
+        assert (b.cluster.routed, a.cluster.served) == (1, 1)
+
+        # a holder without subscriber (a killed node): B sends it itself
+        r = redis.Redis.from_url(redis_url)
+        r.set(b.cluster.holder_key("routed"), "gone-host:1")
+        r.close()
+        response = await b.read("routed", LwM2mPath.parse("/3/0/0"), timeout=5)
+        assert response.success
+        assert (b.cluster.routed, a.cluster.served) == (1, 1)
+    finally:
+        await client.stop()
+
+
+def test_the_wire_forms_round_trip() -> None:
+    request = DownlinkRequest(
+        "write",
+        "PUT",
+        LwM2mPath.parse("/3/0/14"),
+        paths=(LwM2mPath.parse("/3/0"),),
+        payload=b"\x00\xff",
+        content_format=11542,
+        accept=None,
+        query=("pmin=1",),
+        observe=None,
+        token=b"\x01\x02",
+    )
+    assert node.request_from_json(json.loads(json.dumps(node.request_to_json(request)))) == request
+    answer = RawResponse(0x45, b"\x01", 11542, ("3", "1"), 7, b"\xaa", b"\xbb")
+    assert node.raw_from_json(json.loads(json.dumps(node.raw_to_json(answer)))) == answer
+    timeout = node.error_from_json(node.error_to_json(DeviceTimeoutError("late")))
+    assert isinstance(timeout, DeviceTimeoutError) and timeout.message == "late"
+    unknown = node.error_from_json(node.error_to_json(UnknownClientError("who")))
+    assert isinstance(unknown, UnknownClientError)
+    other = node.error_from_json({"kind": "error", "code": 0x84, "message": "no"})
+    assert other.code == ResponseCode.NOT_FOUND
