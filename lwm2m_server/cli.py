@@ -173,6 +173,7 @@ async def serve(config: ServerConfig) -> int:
     report_ready(
         server.coap_address.port if server.nosec_enabled else config.coap_port,
         server.coaps_address.port if server.dtls_modes else config.coaps_port,
+        int(runner.addresses[0][1]) if runner is not None and runner.addresses else 0,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -38,7 +38,8 @@ log = logging.getLogger("lwm2m_server.cluster")
 INDEX_ENV = "LWM2M_WORKER_INDEX"
 """Set for a worker: its index (0 serves the HTTP API)."""
 READY_ENV = "LWM2M_WORKER_READY_FD"
-"""Set for a worker: the pipe on which it writes ``ready COAP_PORT COAPS_PORT`` once it listens."""
+"""Set for a worker: the pipe on which it writes ``ready COAP_PORT COAPS_PORT HTTP_PORT`` once it
+listens (HTTP_PORT 0 when it serves no API)."""
 START_TIMEOUT = 120.0
 """Seconds a worker may take to report ready before the parent gives up."""
 QUICK_DEATH = 10.0
@@ -58,13 +59,13 @@ def worker_index() -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-def report_ready(coap_port: int, coaps_port: int) -> None:
+def report_ready(coap_port: int, coaps_port: int, http_port: int) -> None:
     """A worker listens: tell the parent its ports (no-op outside ``--workers``)."""
     fd = os.environ.get(READY_ENV)
     if fd is None or not fd.isdigit():
         return
     try:
-        os.write(int(fd), f"ready {coap_port} {coaps_port}\n".encode())
+        os.write(int(fd), f"ready {coap_port} {coaps_port} {http_port}\n".encode())
         os.close(int(fd))
     except OSError:
         pass  # the parent is gone: it will not restart us either
@@ -90,6 +91,8 @@ class Supervisor:
         self.data_dir = data_dir
         self.coap_port = coap_port
         self.coaps_port = coaps_port
+        self.http_port: int | None = None
+        """The port worker 0's API got (the configured one may be 0): a restart keeps it."""
 
     def run(self) -> int:
         previous = {
@@ -120,6 +123,8 @@ class Supervisor:
         if worker.index:
             folder = self.data_dir / f"worker-{worker.index}"
             extra += ["--data-dir", str(folder)]
+        elif self.http_port:
+            extra += ["--http-port", str(self.http_port)]
         return [sys.executable, "-m", "lwm2m_server", "serve", *self.argv, *extra]
 
     def _start(self, worker: Worker) -> bool:
@@ -140,8 +145,10 @@ class Supervisor:
         if line is None:
             log.error("worker %d did not start (see its log above)", worker.index)
             return False
-        _, coap, coaps = line.split()
+        _, coap, coaps, http = line.split()
         self.coap_port, self.coaps_port = int(coap), int(coaps)  # port 0: what worker 0 got
+        if worker.index == 0:
+            self.http_port = int(http)
         log.info("worker %d (pid %d) ready", worker.index, worker.proc.pid)
         return True
 

@@ -170,10 +170,11 @@ async def test_two_workers_share_the_port_and_serve_the_api_once(
         assert log.count("HTTP API on http://") == 1, log
         assert len(re.findall(r"\[worker (\d)\] .*CoAP listening on udp", log)) == 2, log
 
-        # a worker that dies is restarted on the same port
+        # a worker that dies is restarted on the same ports: worker 0, the API's, here
         worker_pids = {int(node.rsplit(":", 1)[1]) for node in held.values()}
-        victim = max(worker_pids)
-        os.kill(victim, signal.SIGKILL)
+        found = re.search(r"worker 0 \(pid (\d+)\) ready", log)
+        assert found is not None and int(found.group(1)) in worker_pids, log
+        os.kill(int(found.group(1)), signal.SIGKILL)
         deadline = asyncio.get_running_loop().time() + 30
         restarted = re.compile(r"exited with status -9: restarting it.*\n(.*\n)*.*ready")
         while not restarted.search(server.log()):
@@ -185,6 +186,8 @@ async def test_two_workers_share_the_port_and_serve_the_api_once(
             await raw.register(peer, "after-restart")
         finally:
             peer.close()
+        listed = await get_json(http, f"{server.api}/clients")  # the API on its port again
+        assert len(listed) == count + 1
     finally:
         assert server.stop() == 0, server.log()
     assert not any(_alive(pid) for pid in worker_pids), "SIGTERM stops every worker"
