@@ -10,7 +10,7 @@ Register or Update, the **holder**, and only its answer travels back.
 
 * **Holder record**: ``P:node:{ep}`` (a string in the endpoint's slot) = the node id
   (``host:pid``), written on Register and on an Update from a new address, and at most every
-  ``HOLDER_REFRESH`` seconds otherwise (a write per Update would double an Update's round trips).
+  ``HOLDER_REFRESH`` seconds otherwise (a write per Update would add a round trip to each).
   The write is ``SET … GET``: when the previous holder was another node, that node is told
   (``moved``) so that it forgets its own "written" mark and writes again when the device comes
   back to it.
@@ -55,7 +55,7 @@ from object_models.path import LwM2mPath
 from ..api.events import _json_default as json_default
 from ..coap.requests import DownlinkRequest, RawResponse
 from ..core.registration import Registration
-from ..events_bus import REQUEST_RESPONSE
+from ..events_bus import DEREGISTRATION, REQUEST_RESPONSE
 from ..operations import DeviceTimeoutError, ServerEvent, UnknownClientError
 
 if TYPE_CHECKING:
@@ -63,9 +63,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HOLDER_REFRESH = 30.0
+HOLDER_REFRESH = 600.0
 """Seconds after which a node writes its holder record again on an Update from the same
-address (so a record another node overwrote without telling is repaired)."""
+address: repairs a record another node overwrote while its ``moved`` message was lost (pub/sub
+is at most once). Devices update every few minutes, so a shorter period would cost most Updates
+a Redis round trip."""
 ROUTE_MARGIN = 5.0
 """Seconds a routed request may take beyond its own timeout (the two hops through Redis)."""
 OUTBOX_SIZE = 10_000
@@ -412,6 +414,8 @@ class ClusterNode:
         replies of this loop iteration)."""
         if event.kind == REQUEST_RESPONSE:
             return
+        if event.kind == DEREGISTRATION:  # also expiry: its "written" mark goes with it
+            self._held.pop(event.endpoint, None)
         self._enqueue((self.events_channel, event))
 
     def _post(self, channel: str, message: str) -> None:
