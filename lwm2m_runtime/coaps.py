@@ -77,12 +77,15 @@ class CoapsEndpoint(CoapDriver):
         handler: Handler | None = None,
         params: Parameters | None = None,
         settings: EndpointSettings | None = None,
+        reuse_port: bool = False,
     ) -> CoapsEndpoint:
         """Bind ``bind`` (``0.0.0.0``/``::`` = every address, dual-stack; port 0 = any free
         port). With a ``server_config`` it accepts handshakes (and restores stored sessions);
-        without, it only dials (:meth:`connect`)."""
+        without, it only dials (:meth:`connect`). ``reuse_port``: SO_REUSEPORT (workers)."""
         self = cls(Endpoint(params), handler)
-        dtls = await _DtlsEndpoint.open(self, bind, server_config=server_config, settings=settings)
+        dtls = await _DtlsEndpoint.open(
+            self, bind, server_config=server_config, settings=settings, reuse_port=reuse_port
+        )
         assert isinstance(dtls, _DtlsEndpoint)
         self.dtls = dtls
         return self

@@ -228,16 +228,18 @@ class CoapServer:
         coaps_port: int | None = None,
         dtls_config: ServerConfig | None = None,
         dtls_settings: EndpointSettings | None = None,
+        reuse_port: bool = False,
     ) -> None:
         """Listen on ``udp host:port`` (NoSec; None = no NoSec listener) and, given a
         ``dtls_config``, on ``coaps_port``. Port 0 = any free port; ``0.0.0.0``/``::`` = every
-        address, one dual-stack socket (IPv4 peers appear v4-mapped, and are shown as IPv4)."""
+        address, one dual-stack socket (IPv4 peers appear v4-mapped, and are shown as IPv4).
+        ``reuse_port``: both sockets with SO_REUSEPORT (``lwm2m-server --workers``)."""
         if port is None and (dtls_config is None or coaps_port is None):
             raise ValueError("neither a CoAP nor a CoAPs listener is configured")
         loop = asyncio.get_running_loop()
         try:
             if port is not None:
-                sock = await _bound_socket(loop, (host, port))
+                sock = await _bound_socket(loop, (host, port), reuse_port=reuse_port)
                 try:
                     self.udp = await open_udp_endpoint(
                         host, port, self._udp_event, self.params, sock=sock
@@ -253,6 +255,7 @@ class CoapServer:
                     handler=self._coaps_event,
                     params=self.params,
                     settings=dtls_settings,
+                    reuse_port=reuse_port,
                 )
                 self.coaps.committer = self.committer
         except BaseException:

@@ -51,6 +51,11 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
         help="folder of user object models (*.json, *.xml); repeatable",
     )
     parser.add_argument("--log-level", help="DEBUG, INFO (default), WARNING, ERROR")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes sharing the CoAP ports (default 1; >1 needs store.engine: redis)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(0, "serve")  # only options: they are serve's
     try:
         args = parser.parse_args(args_list)
+        args.argv = args_list[1:]  # serve's options as given: the workers of --workers get them
     except SystemExit as exc:  # argparse: 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     func = getattr(args, "func", None)
@@ -100,6 +106,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         "data_dir": args.data_dir,
         "models_dirs": args.models_dirs,
         "log_level": args.log_level,
+        "workers": args.workers,
     }
     return load_config(args.config, overrides=overrides)
 
@@ -110,10 +117,22 @@ def serve_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"lwm2m-server: configuration error: {exc}", file=sys.stderr)
         return 2
+    from .cluster.workers import Supervisor, refuse_reason, worker_index
+
+    index = worker_index()
+    refused = refuse_reason(config.workers, config.store.engine)
+    if refused is not None:
+        print(f"lwm2m-server: configuration error: {refused}", file=sys.stderr)
+        return 2
+    where = "" if index is None else f"[worker {index}] "
     logging.basicConfig(
         level=log_level_number(config),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s {where}%(levelname)s %(name)s: %(message)s",
     )
+    if config.workers > 1 and index is None:  # the parent: it only runs the workers
+        return Supervisor(
+            args.argv, config.workers, config.data_dir, config.coap_port, config.coaps_port
+        ).run()
     # refused datagrams are logged by the runtime once per peer host and kind per minute
     from lwm2m_runtime.server import run
 
@@ -142,11 +161,20 @@ async def serve(config: ServerConfig) -> int:
     if server.dtls_modes:
         modes = ", ".join(sorted(m.name for m in server.dtls_modes))
         log.info("CoAPs listening on udp %s:%d (%s)", config.host, server.coaps_address.port, modes)
-    try:
-        runner = await _start_http(server, config)
-    except OSError:
-        await server.stop()
-        return 1
+    from .cluster.workers import report_ready, worker_index
+
+    runner = None
+    if not worker_index():  # of --workers, worker 0 alone serves the HTTP API
+        try:
+            runner = await _start_http(server, config)
+        except OSError:
+            await server.stop()
+            return 1
+    report_ready(
+        server.coap_address.port if server.nosec_enabled else config.coap_port,
+        server.coaps_address.port if server.dtls_modes else config.coaps_port,
+        int(runner.addresses[0][1]) if runner is not None and runner.addresses else 0,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

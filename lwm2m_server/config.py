@@ -209,6 +209,9 @@ class ServerConfig:
     limits: LimitsSettings = LimitsSettings()
     nosec_address_binding: str = "loose"
     payload_limits: PayloadLimits = PayloadLimits()
+    workers: int = 1
+    """Worker processes sharing the CoAP/CoAPs ports (SO_REUSEPORT); more than one needs
+    ``store.engine: redis`` (docs/cluster.md, "Several workers on one host")."""
 
     @property
     def database(self) -> Path:
@@ -287,6 +290,7 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "limits.dedup_entries": _at_least_one,
         "limits.dedup_bytes": between(1 << 16, 1 << 40),
         "nosec_address_binding": _address_binding,
+        "workers": between(1, 256),
         **{f"payload_limits.{f.name}": positive for f in attrs.fields(PayloadLimits)},
     },
     cross_checks=(store_cross_check(),),

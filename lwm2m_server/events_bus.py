@@ -205,13 +205,16 @@ class EventBus:
         for a producer whose data is costly even to describe as a builder."""
         return bool(self._subscribers)
 
-    def publish(self, kind: str, endpoint: str, data: Data | Build) -> ServerEvent:
+    def publish(
+        self, kind: str, endpoint: str, data: Data | Build, *, listeners: bool = True
+    ) -> ServerEvent:
         """``data``: the payload, or a function building it, called only when a subscriber or
-        listener reads the event's data (see the module docstring)."""
+        listener reads the event's data (see the module docstring). ``listeners=False``: for
+        subscribers only (an event another cluster node had: its node acted on it already)."""
         event = ServerEvent(kind, endpoint, LazyData(data) if callable(data) else dict(data))
         for sub in list(self._subscribers):
             sub._offer(event)
-        for listener in list(self._listeners):
+        for listener in list(self._listeners) if listeners else ():
             try:
                 listener(event)
             except Exception:

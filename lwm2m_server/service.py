@@ -66,6 +66,7 @@ from object_models.node import LwM2mNode, LwM2mObjectInstance
 from object_models.path import LwM2mPath
 from object_models.registry import ModelRegistry
 
+from .cluster.node import ClusterNode
 from .coap import requests as rq
 from .coap.downlink import Downlink, build_message
 from .coap.site import RegistrationSite
@@ -210,6 +211,9 @@ class Lwm2mServer:
         """Registers per source host (``limits.register_rate``/``register_burst``)."""
         self.observations_refused = 0
         self._observe_log = PerPeerLimit(60.0)
+        self.cluster: ClusterNode | None = None
+        """On Redis: this node's part of the cluster (holder records, downlink routing, events
+        of every node; docs/cluster.md)."""
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -268,6 +272,7 @@ class Lwm2mServer:
                     if coaps is not None
                     else None
                 ),
+                reuse_port=config.workers > 1,  # lwm2m-server --workers (docs/cluster.md)
             )
         except BaseException:
             self._downlink = None
@@ -277,6 +282,14 @@ class Lwm2mServer:
             self._close_redis()
             raise
         self._coap = coap
+        if self._redis is not None:
+            cluster = ClusterNode(self, config.store, self._redis)
+            try:
+                await cluster.start()
+            except Exception as exc:
+                await self.stop()
+                raise StoreError(f"cluster pub/sub on {config.store.where}: {exc}") from exc
+            self.cluster = cluster
         if len(self.core.registrations):
             log.info(
                 "restored %d registrations and %d observations from %s",
@@ -306,6 +319,9 @@ class Lwm2mServer:
         self.stores.committer.commit()
 
     async def stop(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.stop()
+            self.cluster = None
         if self.profiles is not None:
             await self.profiles.stop()
             self.profiles = None
@@ -434,6 +450,8 @@ class Lwm2mServer:
         """A Register/Update came from ``remote``: downlinks to the registration go there."""
         if self._downlink is not None:
             self._downlink.remember(registration, remote)
+        if self.cluster is not None:
+            self.cluster.holding(registration)
 
     def _on_coap_event(self, event: CoapEvent) -> None:
         """Notifications (the layer's other events are answered by the facade or awaited by
@@ -730,37 +748,20 @@ class Lwm2mServer:
     async def _execute(
         self, registration: Registration, request: rq.DownlinkRequest, timeout: float
     ) -> DeviceResponse:
-        if self._downlink is None:
-            raise RuntimeError("the server is not started")
         started: list[bytes] = []  # the token of the observation the device accepted
-
-        def observed(raw: rq.RawResponse) -> None:
-            # Runs before any later datagram is read (see Downlink.send): the observation is
-            # indexed and its first value stored before the first notification can arrive.
-            now = self.clock()
-            if self._observation_started(registration, request, raw, now):
-                started.append(raw.token)
-            models = self.registry_for(registration)
-            with contextlib.suppress(Lwm2mError):  # an undecodable answer is reported below
-                first = rq.decode_response(request, raw, models)
-                self._keep_telemetry(registration, request, first, models, now)
-
+        raw = None
         try:
-            raw = await self._downlink.send(
-                registration,
-                request,
-                timeout,
-                on_observe=observed if request.observe == 0 else None,
-            )
+            if self.cluster is not None:  # another node holds the device: it sends, we decode
+                raw = await self.cluster.route(registration, request, timeout)
+            if raw is None:
+                raw = await self._send(registration, request, timeout, started)
         except BaseException as exc:
-            self._observation_failed(registration, started)
-            if not isinstance(exc, asyncio.CancelledError):
+            if not isinstance(exc, asyncio.CancelledError):  # /metrics
                 outcome = "timeout" if isinstance(exc, DeviceTimeoutError) else "error"
                 self.counts.downlink[(request.operation, outcome)] += 1
             raise
         self.counts.downlink[(request.operation, f"{raw.code >> 5}.{raw.code & 0x1F:02d}")] += 1
         now = self.clock()
-        self.apply(self.core.heard_from(registration.registration_id, now=now))
         models = self.registry_for(registration)
         try:
             response = rq.decode_response(request, raw, models)
@@ -783,6 +784,50 @@ class Lwm2mServer:
         if response.success and request.operation in ("read", "read_composite"):
             self._keep_telemetry(registration, request, response, models, now)
         return response
+
+    async def send_routed(
+        self, registration: Registration, request: rq.DownlinkRequest, timeout: float
+    ) -> rq.RawResponse:
+        """A downlink another node's API routed here because this node holds the device
+        (docs/cluster.md): sent from our socket, an Observe's observation kept here (its
+        notifications arrive here); the caller decodes the answer."""
+        return await self._send(registration, request, timeout, [])
+
+    async def _send(
+        self,
+        registration: Registration,
+        request: rq.DownlinkRequest,
+        timeout: float,
+        started: list[bytes],
+    ) -> rq.RawResponse:
+        """Send from this node's socket and wait for the whole answer; an accepted Observe's
+        token is appended to ``started``."""
+        if self._downlink is None:
+            raise RuntimeError("the server is not started")
+
+        def observed(raw: rq.RawResponse) -> None:
+            # Runs before any later datagram is read (see Downlink.send): the observation is
+            # indexed and its first value stored before the first notification can arrive.
+            now = self.clock()
+            if self._observation_started(registration, request, raw, now):
+                started.append(raw.token)
+            models = self.registry_for(registration)
+            with contextlib.suppress(Lwm2mError):  # an undecodable answer is reported below
+                first = rq.decode_response(request, raw, models)
+                self._keep_telemetry(registration, request, first, models, now)
+
+        try:
+            raw = await self._downlink.send(
+                registration,
+                request,
+                timeout,
+                on_observe=observed if request.observe == 0 else None,
+            )
+        except BaseException:
+            self._observation_failed(registration, started)
+            raise
+        self.apply(self.core.heard_from(registration.registration_id, now=self.clock()))
+        return raw
 
     def _keep_telemetry(
         self,

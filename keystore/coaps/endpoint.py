@@ -240,11 +240,17 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
     # -- opening -------------------------------------------------------------------------------
     @classmethod
     async def open(
-        cls, listener: SessionListener, bind: tuple[str, int], **kwargs: Any
+        cls,
+        listener: SessionListener,
+        bind: tuple[str, int],
+        *,
+        reuse_port: bool = False,
+        **kwargs: Any,
     ) -> DtlsEndpoint:
-        """Bind ``bind`` (``0.0.0.0``/``::``/``""`` = every address, dual-stack) and start."""
+        """Bind ``bind`` (``0.0.0.0``/``::``/``""`` = every address, dual-stack) and start;
+        ``reuse_port``: share the port with other processes (SO_REUSEPORT)."""
         loop = asyncio.get_running_loop()
-        sock = await _bound_socket(loop, bind)
+        sock = await _bound_socket(loop, bind, reuse_port=reuse_port)
         try:
             _, protocol = await loop.create_datagram_endpoint(
                 lambda: cls(listener, **kwargs), sock=sock
@@ -944,11 +950,18 @@ def _hello_random(datagram: bytes) -> bytes:
     return bytes(datagram[27:59])
 
 
-async def _bound_socket(loop: asyncio.AbstractEventLoop, bind: tuple[str, int]) -> socket.socket:
+async def _bound_socket(
+    loop: asyncio.AbstractEventLoop, bind: tuple[str, int], *, reuse_port: bool = False
+) -> socket.socket:
+    """``reuse_port``: SO_REUSEPORT, so that the worker processes of ``lwm2m-server --workers``
+    share the port (the kernel spreads peers over the sockets by a hash of the 4-tuple:
+    docs/cluster.md)."""
     host, port = bind
     if host in ("", "0.0.0.0", "::", "*"):
         sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
         try:
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind(("::", port))
         except BaseException:
@@ -961,6 +974,8 @@ async def _bound_socket(loop: asyncio.AbstractEventLoop, bind: tuple[str, int]) 
         family, _, _, _, sockaddr = infos[0]
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind(sockaddr)
         except BaseException:
             sock.close()

@@ -3,9 +3,9 @@ docs/cluster.md), over real sockets with a real ``lwm2m_client``: a device regis
 A; node B, which has no socket to the device, lists and shows it from the store and shows the
 latest value A received; A is killed with SIGKILL and the device's next Update, sent to B's port
 (what a load balancer does when a node dies), is accepted with 2.04, without a new Register.
-Downlink requests through B (a Read of a device whose datagrams reach A) need phase 3's routing
-and are not tested here. Expiry exactly once across nodes is tests/unit/store/test_shared_core.py
-(``[redis]``, ``[redis-cluster]``)."""
+Downlink requests through B (a Read of a device whose datagrams reach A, routed to A) and
+events of every node are tests/integration/server/test_cluster.py. Expiry exactly once across
+nodes is tests/unit/store/test_shared_core.py (``[redis]``, ``[redis-cluster]``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,309 @@
+"""Cluster mode over real sockets and a real ``redis-server`` (docs/cluster.md, issue 12):
+
+* two ``lwm2m-server`` nodes on one Redis: a real ``lwm2m_client`` registers on node A; node B's
+  API reads /3/0 (the request is routed to A, which holds the device, and B returns the value)
+  and starts an Observe whose notifications reach B's event stream;
+* ``lwm2m-server --workers 2``: both workers answer Registers from different source ports on
+  the one shared port, the HTTP API is served once and lists every device, a killed worker is
+  restarted; ``--workers 2`` on the sqlite store is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis
+
+from keystore.store.engines import StoreSettings
+from lwm2m_client.client import Lwm2mClient
+from lwm2m_server.cluster import node
+from lwm2m_server.coap.requests import DownlinkRequest, RawResponse
+from lwm2m_server.operations import DeviceTimeoutError, UnknownClientError
+from lwm2m_server.service import Lwm2mServer
+from object_models.errors import ResponseCode
+from object_models.path import LwM2mPath
+from tests.auth import HEADERS, SERVER_ENV
+
+from ..processes import REPO, ServerProcess
+from . import rawcoap as raw
+from .conftest import server_config
+
+PREFIX = "nodes"
+
+
+def redis_env(url: str) -> dict[str, str]:
+    return {
+        "LWM2M_SERVER_STORE_ENGINE": "redis",
+        "LWM2M_SERVER_STORE_URL": url,
+        "LWM2M_SERVER_STORE_PREFIX": PREFIX,
+    }
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=30), headers=HEADERS
+    ) as session:
+        yield session
+
+
+@pytest.fixture
+def nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    pair = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        # DEBUG: the log says which node sent a routed request
+        node = ServerProcess(folder, folder / "server.log", log_level="DEBUG")
+        node.env.update(redis_env(redis_url))
+        pair.append(node)
+    yield pair[0], pair[1]
+    for node in pair:
+        node.stop()
+
+
+async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
+    async with http.get(url) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def next_event(stream: aiohttp.ClientResponse, kind: str) -> dict[str, Any]:
+    """The data of the next SSE event of ``kind`` (others are skipped)."""
+    current = None
+    while True:
+        line = (await asyncio.wait_for(stream.content.readline(), 20)).decode().rstrip("\n")
+        if line.startswith("event: "):
+            current = line[len("event: ") :]
+        elif line.startswith("data: ") and current == kind:
+            data: dict[str, Any] = json.loads(line[len("data: ") :])
+            return data
+
+
+async def test_node_b_reads_and_observes_a_device_that_node_a_holds(
+    nodes: tuple[ServerProcess, ServerProcess], http: aiohttp.ClientSession
+) -> None:
+    a, b = nodes
+    a.start()
+    b.start()
+    client = Lwm2mClient("held-by-a", f"coap://127.0.0.1:{a.coap_port}", auto_update=False)
+    try:
+        await client.start()
+        await client.register()
+
+        body = await get_json(http, f"{b.api}/clients/held-by-a/3/0")
+        values = {r["id"]: r.get("value") for r in body["content"]["resources"]}
+        assert values[0] == "pylwm2m"  # Manufacturer, read by A for B's caller
+        assert re.search(r"read /3/0 of held-by-a routed to node \S+", b.log()), b.log()
+        assert "sending read /3/0 to held-by-a for node" in a.log(), a.log()
+
+        stream = await http.get(f"{b.api}/event?ep=held-by-a")
+        assert stream.status == 200
+        await stream.content.readline()  # ": stream open"
+        async with http.post(
+            f"{b.api}/clients/held-by-a/3303/0/5700/observe?timeout=10"
+        ) as response:
+            assert response.status == 200, await response.text()
+        assert "sending observe /3303/0/5700 to held-by-a for node" in a.log()
+
+        client.set_value("/3303/0/5700", 31.5)  # the notification goes to A, the event to B
+        data = await next_event(stream, "NOTIFICATION")
+        assert data["ep"] == "held-by-a" and data["paths"] == ["/3303/0/5700"]
+        assert [(p["path"], p["value"]) for p in data["points"]] == [("/3303/0/5700", 31.5)]
+        stream.close()
+    finally:
+        await client.stop()
+    assert b.stop() == 0
+    assert a.stop() == 0
+
+
+def holders(url: str) -> dict[str, str]:
+    """endpoint → node id of every holder record (``P:node:{ep}``)."""
+    r = redis.Redis.from_url(url, decode_responses=True)
+    try:
+        found = {}
+        for key in r.scan_iter(f"{PREFIX}:node:*"):
+            endpoint = str(key).split("{", 1)[1].rstrip("}")
+            found[endpoint] = str(r.get(key))
+        return found
+    finally:
+        r.close()
+
+
+async def test_two_workers_share_the_port_and_serve_the_api_once(
+    tmp_path: Path, redis_url: str, http: aiohttp.ClientSession
+) -> None:
+    server = ServerProcess(tmp_path, tmp_path / "server.log", extra_args=["--workers", "2"])
+    server.env.update(redis_env(redis_url))
+    server.start()  # returns once worker 0 listens
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while "2 workers running" not in server.log():
+            assert asyncio.get_running_loop().time() < deadline, server.log()
+            await asyncio.sleep(0.1)
+        count = 20  # each from its own source port: both workers get some (1 in 2^19 not)
+        peers = [await raw.RawPeer.open(("127.0.0.1", server.coap_port)) for _ in range(count)]
+        try:
+            for i, peer in enumerate(peers):
+                await raw.register(peer, f"w-{i}")
+        finally:
+            for peer in peers:
+                peer.close()
+        held = holders(redis_url)
+        assert sorted(held) == sorted(f"w-{i}" for i in range(count))
+        assert len(set(held.values())) == 2, held  # two worker processes answered
+
+        listed = await get_json(http, f"{server.api}/clients")
+        assert len(listed) == count
+        log = server.log()
+        assert log.count("HTTP API on http://") == 1, log
+        assert len(re.findall(r"\[worker (\d)\] .*CoAP listening on udp", log)) == 2, log
+
+        # a worker that dies is restarted on the same ports: worker 0, the API's, here
+        worker_pids = {int(node.rsplit(":", 1)[1]) for node in held.values()}
+        found = re.search(r"worker 0 \(pid (\d+)\) ready", log)
+        assert found is not None and int(found.group(1)) in worker_pids, log
+        os.kill(int(found.group(1)), signal.SIGKILL)
+        deadline = asyncio.get_running_loop().time() + 30
+        restarted = re.compile(r"exited with status -9: restarting it.*\n(.*\n)*.*ready")
+        while not restarted.search(server.log()):
+            assert server.alive(), server.log()
+            assert asyncio.get_running_loop().time() < deadline, server.log()
+            await asyncio.sleep(0.1)
+        peer = await raw.RawPeer.open(("127.0.0.1", server.coap_port))
+        try:
+            await raw.register(peer, "after-restart")
+        finally:
+            peer.close()
+        listed = await get_json(http, f"{server.api}/clients")  # the API on its port again
+        assert len(listed) == count + 1
+    finally:
+        assert server.stop() == 0, server.log()
+    assert not any(_alive(pid) for pid in worker_pids), "SIGTERM stops every worker"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_workers_on_sqlite_are_refused_with_the_reason(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LWM2M_SERVER_")}
+    env.update(PYTHONPATH=str(REPO), **SERVER_ENV)
+    done = subprocess.run(
+        [sys.executable, "-m", "lwm2m_server", "--data-dir", str(tmp_path), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "workers: 2 needs store.engine: redis" in done.stderr
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[Lwm2mServer, Lwm2mServer]]:
+    """Two nodes in this process on one Redis (each its own sockets and cluster channel)."""
+    settings = StoreSettings("redis", redis_url, "inproc")
+    a = Lwm2mServer(server_config(tmp_path / "a", store=settings))
+    b = Lwm2mServer(server_config(tmp_path / "b", store=settings))
+    assert a.cluster is None
+    await a.start()
+    await b.start()
+    assert a.cluster is not None and b.cluster is not None
+    assert b.cluster.node_id != a.cluster.node_id  # one process, two nodes
+    yield a, b
+    await b.stop()
+    await a.stop()
+
+
+async def test_events_of_a_reach_b_subscribers_once_and_never_b_listeners(
+    pair: tuple[Lwm2mServer, Lwm2mServer],
+) -> None:
+    a, b = pair
+    on_a, on_b = a.bus.subscribe(), b.bus.subscribe()
+    heard_by_b_listener: list[str] = []
+    b.bus.listen(lambda event: heard_by_b_listener.append(event.kind))
+    peer = await raw.RawPeer.open(("127.0.0.1", a.coap_address.port))
+    try:
+        await raw.register(peer, "evented")
+    finally:
+        peer.close()
+    event = await asyncio.wait_for(on_b.get(), 10)
+    assert event is not None
+    assert (event.kind, event.endpoint) == ("REGISTRATION", "evented")
+    assert event.data["endpoint"] == "evented"
+    first = await asyncio.wait_for(on_a.get(), 10)
+    assert first is not None and first.kind == "REGISTRATION"
+    # a marker event from B, after which nothing of "evented" may follow on A (no echo)
+    b.bus.publish("SLEEPING", "marker", {"since": 0})
+    while (echo := await asyncio.wait_for(on_a.get(), 10)) is not None:
+        if echo.endpoint == "marker":
+            break
+        assert (echo.kind, echo.endpoint) != ("REGISTRATION", "evented"), "echoed back to A"
+    assert "REGISTRATION" not in heard_by_b_listener  # the profile engine of B stays out
+
+
+async def test_a_read_through_b_is_routed_to_a_and_falls_back_when_a_holder_is_gone(
+    pair: tuple[Lwm2mServer, Lwm2mServer], redis_url: str
+) -> None:
+    a, b = pair
+    assert a.cluster is not None and b.cluster is not None
+    client = Lwm2mClient("routed", f"coap://127.0.0.1:{a.coap_address.port}", auto_update=False)
+    try:
+        await client.start()
+        await client.register()
+        assert b.cluster.holder("routed") == a.cluster.node_id
+
+        response = await b.read("routed", LwM2mPath.parse("/3/0/0"), timeout=5)
+        assert response.success and response.node is not None
+        assert (b.cluster.routed, a.cluster.served) == (1, 1)
+
+        # a holder without subscriber (a killed node): B sends it itself
+        r = redis.Redis.from_url(redis_url)
+        r.set(b.cluster.holder_key("routed"), "gone-host:1")
+        r.close()
+        response = await b.read("routed", LwM2mPath.parse("/3/0/0"), timeout=5)
+        assert response.success
+        assert (b.cluster.routed, a.cluster.served) == (1, 1)
+    finally:
+        await client.stop()
+
+
+def test_the_wire_forms_round_trip() -> None:
+    request = DownlinkRequest(
+        "write",
+        "PUT",
+        LwM2mPath.parse("/3/0/14"),
+        paths=(LwM2mPath.parse("/3/0"),),
+        payload=b"\x00\xff",
+        content_format=11542,
+        accept=None,
+        query=("pmin=1",),
+        observe=None,
+        token=b"\x01\x02",
+    )
+    assert node.request_from_json(json.loads(json.dumps(node.request_to_json(request)))) == request
+    answer = RawResponse(0x45, b"\x01", 11542, ("3", "1"), 7, b"\xaa", b"\xbb")
+    assert node.raw_from_json(json.loads(json.dumps(node.raw_to_json(answer)))) == answer
+    timeout = node.error_from_json(node.error_to_json(DeviceTimeoutError("late")))
+    assert isinstance(timeout, DeviceTimeoutError) and timeout.message == "late"
+    unknown = node.error_from_json(node.error_to_json(UnknownClientError("who")))
+    assert isinstance(unknown, UnknownClientError)
+    other = node.error_from_json({"kind": "error", "code": 0x84, "message": "no"})
+    assert other.code == ResponseCode.NOT_FOUND
