@@ -57,6 +57,10 @@ from .session import Session
 from .state import SavedState
 from .suites import SUITES
 
+EPOCH0_HEADROOM = 1 << 16
+"""Epoch-0 record sequence numbers a server keeps free above a ClientHello's for its own
+handshake flights and their retransmissions (a few dozen records in any real handshake)."""
+
 
 class State(Enum):
     HANDSHAKING = "handshaking"
@@ -476,6 +480,11 @@ class DtlsEngine:
                     continue
                 # The first ClientHello fixes the message_seq space, and we answer in the
                 # record sequence space the client last used (as the cookie exchange did).
+                # A ClientHello so close to the end of that space that our flights (and their
+                # retransmissions) would run past 2^48-1 is no real client's: ignored, rather
+                # than a handshake that fails on its own alert (found by fuzzing).
+                if record_seq > MAX_SEQUENCE - EPOCH0_HEADROOM:
+                    continue
                 hs.reassembler.next_seq = frag.message_seq
                 self._seq0 = max(self._seq0, record_seq)
             if old_only and frag.message_seq >= hs.reassembler.next_seq:
@@ -610,6 +619,8 @@ class DtlsEngine:
     def _seal(self, epoch: int, content_type: int, payload: bytes) -> bytes:
         if epoch == 0:
             seq = self._seq0
+            if seq > MAX_SEQUENCE:
+                raise ConnectionStateError("epoch 0 record sequence numbers exhausted")
             self._seq0 += 1
             return encode_record(content_type, DTLS_1_2, 0, seq, payload)
         prot = self._write_prot
