@@ -126,7 +126,9 @@ class Catalog:
                 continue
             seen[profile.name] = str(path)
             old = self._profiles.get(profile.name)
-            if old is None or old.document != profile.document or old.source != profile.source:
+            # compared normalised: the stored document is JSON (string keys), the file's YAML
+            # may say ``objects: {3303: ...}``; equal documents must not re-apply anything
+            if old is None or old.digest != profile.digest or old.source != profile.source:
                 self._put(profile)
                 changed.append(profile.name)
         removed = []

@@ -6,12 +6,20 @@ every device using it (re-observing what the operator had cancelled, among other
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from lwm2m_server.profiles.engine import ProfileEngine
+from lwm2m_server.profiles.model import document_digest
 from object_models.path import LwM2mPath
 
-from .conftest import ClientFactory, ServerFactory, settled, write_profile
+from .conftest import (
+    TEMPERATURE_PROFILE,
+    ClientFactory,
+    ServerFactory,
+    settled,
+    write_profile,
+)
 
 
 async def test_an_unchanged_reload_sends_nothing_and_a_changed_one_does(
@@ -40,5 +48,30 @@ async def test_an_unchanged_reload_sends_nothing_and_a_changed_one_does(
     assert await server.reload_models() == []
     await settled(server)
     sent = recorder.take()
-    assert ("write_attributes", ("/3303/0/5700",), ("pmin=2",)) in sent
+    assert ("write_attributes", ("/3303/0/5700",), ("pmax=60", "pmin=2")) in sent
     assert engine.status("temp-1")["reason"] == "profile"
+
+
+async def test_storing_an_api_profile_again_unchanged_sends_nothing(
+    make_server: ServerFactory, make_client: ClientFactory
+) -> None:
+    server = await make_server()
+    engine = server.profiles
+    assert isinstance(engine, ProfileEngine)
+    doc = {**TEMPERATURE_PROFILE, "name": "api-temp", "endpoints": ["temp-*"]}
+    engine.put_profile("api-temp", doc)
+    _, recorder = await make_client(server)
+    await settled(server)
+    await server.cancel_observation("temp-1", LwM2mPath.parse("/3/0/9"))
+    recorder.take()
+    engine.put_profile("api-temp", {**doc, "objects": {"3": "1.2", "3303": "1.1"}})
+    await settled(server)
+    assert recorder.take() == []
+    assert engine.status("temp-1")["reason"] == "register"
+
+
+def test_the_digest_normalises_what_the_store_changes() -> None:
+    stored = json.loads(json.dumps(TEMPERATURE_PROFILE))
+    assert stored != TEMPERATURE_PROFILE  # integer keys became strings
+    assert document_digest(stored) == document_digest(TEMPERATURE_PROFILE)
+    assert document_digest({**stored, "description": "x"}) != document_digest(stored)
