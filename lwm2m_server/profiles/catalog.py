@@ -197,6 +197,17 @@ class Catalog:
     def assignment(self, endpoint: str) -> str | None:
         return self._assignments.get(endpoint)
 
+    def refresh_assignment(self, endpoint: str) -> str | None:
+        """Re-read the device's assignment from the store (a Register): another process may
+        have assigned it since this one loaded, the bootstrap server above all, which assigns
+        the profile a device was provisioned under (docs/bootstrap.md)."""
+        name = self.store.assignment(endpoint)
+        if name is None:
+            self._assignments.pop(endpoint, None)
+        else:
+            self._assignments[endpoint] = name
+        return name
+
     def resolve(self, endpoint: str) -> tuple[Profile, str]:
         """The device's profile and why (``assigned``, ``pattern``, ``default``)."""
         assigned = self._assignments.get(endpoint)

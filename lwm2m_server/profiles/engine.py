@@ -264,6 +264,11 @@ class ProfileEngine:
                 registration = self.ops.client(endpoint)
             except Lwm2mError:
                 return
+            if reason is Reason.REGISTER:
+                try:
+                    self.catalog.refresh_assignment(endpoint)
+                except StoreError as exc:  # the assignment this process knows stays in use
+                    log.error("profile assignment of %s not re-read: %s", endpoint, exc)
             await self._apply_to(registration, reason)
 
     async def _apply_to(self, registration: Registration, reason: Reason) -> None:
