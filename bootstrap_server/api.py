@@ -15,6 +15,8 @@ a configuration error adds ``source``, ``key`` and ``reason``.
 | ``GET /api/bootstrap/sessions?endpoint=&limit=``   | finished sessions, newest first        |
 | ``GET /api/bootstrap/sessions/active``             | running sessions and their step        |
 | ``POST /api/bootstrap/clients/{endpoint}/bootstrap`` | server-initiated bootstrap (202)     |
+| ``GET /api/health``, ``GET /api/ready``            | liveness, readiness (no token)         |
+| ``GET /api/openapi.json``, ``GET /api/audit``      | this API described; the audit log      |
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from lwm2m_runtime.http_auth import (
 from lwm2m_runtime.http_errors import ApiError, make_error_middleware
 
 from .core.provisioning import CsvImportError
+from .openapi import openapi_document
 from .service import BootstrapServer, ConfigErrors
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,29 @@ def _config(request: web.Request) -> BootstrapConfig:
     if config is None:
         raise ApiError(404, f"no {kind} configuration {name!r}")
     return config
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness (no token): the process runs; how many configurations and running sessions."""
+    server = _server(request)
+    return web.json_response(
+        {
+            "status": "ok",
+            "configs": len(server.catalog.configs),
+            "active_sessions": len(server.manager.active()),
+        }
+    )
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness (no token): 200 when every check is ok, else 503."""
+    checks = _server(request).readiness()
+    ok = all(v == "ok" for v in checks.values())
+    return web.json_response({"ready": ok, "checks": checks}, status=200 if ok else 503)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
 
 
 async def list_configs(request: web.Request) -> web.Response:
@@ -227,6 +253,9 @@ def create_app(server: BootstrapServer) -> web.Application:
 
     app.on_cleanup.append(close_audit)
     add_audit_route(app, audit)
+    app.router.add_get("/api/health", health)
+    app.router.add_get("/api/ready", ready)
+    app.router.add_get("/api/openapi.json", openapi)
     app[SERVER_KEY] = server
     base = "/api/bootstrap"
     app.router.add_get(f"{base}/configs", list_configs)

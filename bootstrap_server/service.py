@@ -33,6 +33,7 @@ from keystore.secrets_io import write_private
 from keystore.store.credentials import SqliteCredentialStore
 from keystore.store.database import SqliteDatabase
 from keystore.store.engines import open_redis
+from keystore.store.errors import StoreError
 from keystore.store.profiles import SqliteProfileStore
 from keystore.store.redis_credentials import RedisCredentialStore
 from keystore.store.redis_profiles import RedisProfileStore
@@ -148,6 +149,29 @@ class BootstrapServer:
         if self._manager is None:
             raise RuntimeError("the bootstrap server is not started")
         return self._manager
+
+    def readiness(self) -> dict[str, str]:
+        """``GET /api/ready``: the CoAP listeners are open and the keystore answers (sqlite: a
+        read; Redis: a PING); each check ``ok`` or why not."""
+        checks: dict[str, str] = {}
+        coap = self._coap
+        transports: list[asyncio.BaseTransport | None] = []
+        if coap is not None and coap.udp is not None:
+            transports.append(coap.udp.transport)
+        if coap is not None and coap.coaps is not None:
+            transports.append(None if coap.coaps.dtls is None else coap.coaps.dtls.transport)
+        up = transports and all(t is not None and not t.is_closing() for t in transports)
+        checks["listeners"] = "ok" if up else "CoAP listeners are not open"
+        try:
+            keystore = self.keystore
+            if isinstance(keystore, SqliteCredentialStore):
+                keystore.store.read("SELECT 1")
+            else:
+                keystore.database.ping()
+            checks["store"] = "ok"
+        except (StoreError, RuntimeError) as exc:
+            checks["store"] = str(exc)
+        return checks
 
     @property
     def keystore(self) -> SqliteCredentialStore | RedisCredentialStore:

@@ -14,13 +14,24 @@ is written to the audit log: when, who (the token's name), what (method and path
 status and how it ended. The log is a sqlite table on the server's own store connection (no
 second connection: with group commit a second one would wait for the loop's open
 transaction), queryable at ``GET /api/audit``.
+
+Browser sessions (the web UI, ``lwm2m_server.ui``): ``POST /api/session`` with the bearer header
+swaps the token for an opaque session id in an ``HttpOnly; SameSite=Strict`` cookie, because an
+``EventSource`` cannot send headers and a token kept in page JavaScript is one XSS away from
+being stolen. The cookie authenticates like the token it was made from (same name, same role,
+revoked with it). Cookies are sent by the browser on its own, so a request that changes
+something and is authenticated by the cookie must also carry ``X-Requested-With`` (CSRF: a
+cross-site form cannot set a custom header, and a cross-site ``fetch`` with one needs a CORS
+preflight this server never grants); the session routes themselves always want it.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,11 +51,25 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PUBLIC_ROUTES = frozenset({("GET", "/api/health"), ("GET", "/api/ready"), ("GET", "/metrics")})
-"""Polled by orchestrators and scrapers without credentials; no device data in them."""
+PUBLIC_ROUTES = frozenset(
+    {("GET", "/api/health"), ("GET", "/api/ready"), ("GET", "/metrics"), ("GET", "/")}
+)
+"""Polled by orchestrators and scrapers without credentials; no device data in them (``/`` is
+the web UI's page, which asks for a token itself)."""
+
+PUBLIC_PREFIXES = ("/ui/",)
+"""Static assets of the web UI (``GET /`` is in ``PUBLIC_ROUTES``): the login page must load
+without credentials; they hold no device data."""
+
+SESSION_PATH = "/api/session"
+SESSION_COOKIE = "pylwm2m_session"
+CSRF_HEADER = "X-Requested-With"
 
 PRINCIPAL = web.RequestKey("principal", str)
 """The name of the token a request was made with (see ``who``)."""
+
+ROLE = web.RequestKey("role", str)
+"""The role (``read``/``admin``) of the token or session a request was made with."""
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ANONYMOUS = "anonymous"
@@ -70,9 +95,14 @@ class Authenticator:
         self.store = store
         self.configured = {t.sha256: t for t in configured}
         self.enabled = enabled
+        self.sessions = SessionStore()
 
     def identify(self, secret: str) -> ApiToken | None:
-        sha256 = digest(secret)
+        return self.identify_digest(digest(secret))
+
+    def identify_digest(self, sha256: str) -> ApiToken | None:
+        """The token with that SHA-256, looked up again on every request: a browser session
+        ends the moment its token is revoked."""
         token = self.configured.get(sha256)
         if token is None and self.store is not None:
             token = self.store.token_by_digest(sha256)
@@ -82,6 +112,42 @@ class Authenticator:
         if any(t.role is Role.ADMIN for t in self.configured.values()):
             return True
         return self.store is not None and any(t.role is Role.ADMIN for t in self.store.tokens())
+
+
+class SessionStore:
+    """Browser sessions: opaque random ids mapped to the digest of the token that opened them.
+
+    In memory on purpose: a restart logs browsers out (they log in again with their token),
+    and no session id is ever written to disk. Bounded (the oldest session goes first) and
+    expiring, so a script looping on ``POST /api/session`` cannot grow memory."""
+
+    def __init__(self, *, ttl: float = 12 * 3600.0, limit: int = 10_000) -> None:
+        self.ttl = ttl
+        self.limit = limit
+        self._sessions: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    def open(self, token: ApiToken) -> str:
+        while len(self._sessions) >= self.limit:
+            self._sessions.popitem(last=False)
+        session_id = secrets.token_urlsafe(32)
+        self._sessions[session_id] = (token.sha256, time.monotonic() + self.ttl)
+        return session_id
+
+    def digest_of(self, session_id: str) -> str | None:
+        entry = self._sessions.get(session_id)
+        if entry is None:
+            return None
+        sha256, expires = entry
+        if time.monotonic() >= expires:
+            del self._sessions[session_id]
+            return None
+        return sha256
+
+    def close(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
 
 
 @attrs.frozen
@@ -243,27 +309,52 @@ def bearer(request: web.Request) -> str | None:
 def make_auth_middleware(
     auth: Authenticator, audit: AuditLog | None, *, public: Sequence[tuple[str, str]] = ()
 ) -> Middleware:
-    """Authenticate, authorise and audit; placed outermost, so the audited status is the one
-    the caller got (after the error middleware turned exceptions into responses)."""
+    """Authenticate (bearer header, else session cookie), authorise and audit; placed
+    outermost, so the audited status is the one the caller got (after the error middleware
+    turned exceptions into responses)."""
     open_routes = PUBLIC_ROUTES | frozenset(public)
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         method = request.method
+        path = request.path
         mutating = method not in READ_METHODS
-        if not auth.enabled or (method, request.path) in open_routes:
+        if (
+            not auth.enabled
+            or (method, path) in open_routes
+            or (method in READ_METHODS and path.startswith(PUBLIC_PREFIXES))
+        ):
             return await _audited(request, handler, audit if mutating else None)
         secret = bearer(request)
-        token = auth.identify(secret) if secret is not None else None
+        by_cookie = False
+        if secret is not None:
+            token = auth.identify(secret)
+            reason = "unknown token"
+        else:
+            session_id = request.cookies.get(SESSION_COOKIE)
+            sha256 = auth.sessions.digest_of(session_id) if session_id else None
+            token = auth.identify_digest(sha256) if sha256 is not None else None
+            by_cookie = session_id is not None
+            reason = "session expired or logged out" if by_cookie else "a bearer token is required"
         if token is None:
-            reason = "a bearer token is required" if secret is None else "unknown token"
             if mutating and audit is not None:
-                audit.record(ANONYMOUS, method, request.path, 401, _outcome(401))
+                audit.record(ANONYMOUS, method, path, 401, _outcome(401))
             return _refuse(401, f"{reason} (Authorization: Bearer <token>)")
         request[PRINCIPAL] = token.name
-        if not token.role.allows(method):
+        request[ROLE] = token.role.value
+        session_route = path == SESSION_PATH
+        needs_csrf = mutating and (by_cookie or session_route)
+        if needs_csrf and not request.headers.get(CSRF_HEADER):
             if audit is not None:
-                audit.record(token.name, method, request.path, 403, _outcome(403))
+                audit.record(token.name, method, path, 403, _outcome(403))
+            return _refuse(
+                403,
+                f"{method} {path} needs the {CSRF_HEADER} header with a session, read-only or "
+                "admin (a cross-site page cannot set it, so it proves the request is the UI's)",
+            )
+        if not session_route and not token.role.allows(method):
+            if audit is not None:
+                audit.record(token.name, method, path, 403, _outcome(403))
             return _refuse(403, f"token {token.name!r} is read-only: {method} needs an admin token")
         return await _audited(request, handler, audit if mutating else None)
 
@@ -312,3 +403,68 @@ async def _audit_entries(request: web.Request) -> web.Response:
         limit=limit, before=before, principal=query.get("principal")
     )
     return web.json_response([e.to_json() for e in entries])
+
+
+# -- /api/session: browser sessions --------------------------------------------------------
+
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+
+
+def add_session_routes(app: web.Application, auth: Authenticator | None) -> None:
+    """``GET|POST|DELETE /api/session`` (see the module docstring). ``auth`` None: an API
+    without authentication (tests over a test double); the routes then say so."""
+    if auth is None:
+        auth = Authenticator(None, (), enabled=False)
+    app[AUTHENTICATOR] = auth
+    app.router.add_route("GET", SESSION_PATH, _session_info)
+    app.router.add_route("POST", SESSION_PATH, _session_open)
+    app.router.add_route("DELETE", SESSION_PATH, _session_close)
+
+
+def _session_json(request: web.Request) -> dict[str, Any]:
+    auth = request.app[AUTHENTICATOR]
+    if not auth.enabled:
+        return {"name": ANONYMOUS, "role": Role.ADMIN.value, "auth": False}
+    return {"name": who(request), "role": request.get(ROLE, Role.READ.value), "auth": True}
+
+
+async def _session_info(request: web.Request) -> web.Response:
+    """Who the caller is (``name``, ``role``): the UI asks at start whether its cookie is
+    still good."""
+    return web.json_response(_session_json(request))
+
+
+async def _session_open(request: web.Request) -> web.Response:
+    """Log in: the middleware checked the bearer token (and the CSRF header); the answer sets
+    the cookie of a new session for that token."""
+    auth = request.app[AUTHENTICATOR]
+    response = web.json_response(_session_json(request))
+    secret = bearer(request)
+    if not auth.enabled or secret is None:
+        return response  # auth off, or already a session: nothing to swap
+    token = auth.identify(secret)
+    if token is None:  # pragma: no cover - the middleware refused it already
+        return _refuse(401, "unknown token")
+    response.set_cookie(
+        SESSION_COOKIE,
+        auth.sessions.open(token),
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        # behind the TLS reverse proxy docs/server.md asks for, the proxy says it was HTTPS
+        # (a forged header only makes the cookie stricter: a browser drops it on plain HTTP)
+        secure=request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https",
+        max_age=int(auth.sessions.ttl),
+    )
+    return response
+
+
+async def _session_close(request: web.Request) -> web.Response:
+    """Log out: the session is forgotten server-side (a copied cookie stops working) and the
+    browser told to drop it."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:
+        request.app[AUTHENTICATOR].sessions.close(session_id)
+    response = web.json_response({"loggedOut": True})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response

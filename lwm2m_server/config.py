@@ -54,6 +54,7 @@ __all__ = [
     "LOG_LEVELS",
     "SCHEMA",
     "SYNCHRONOUS",
+    "BootstrapApiSettings",
     "LimitsSettings",
     "PayloadLimits",
     "QueueSettings",
@@ -114,6 +115,26 @@ class LimitsSettings:
             dedup_capacity=self.dedup_entries,
             dedup_max_bytes=self.dedup_bytes,
         )
+
+
+@attrs.frozen
+class BootstrapApiSettings:
+    """``bootstrap_api``: the bootstrap server whose provisioning state and sessions the API
+    and the web UI show (``api/bootstrap_view.py``)."""
+
+    url: str = ""
+    """Its HTTP API, e.g. ``http://127.0.0.1:8081``; empty: not shown."""
+    token: str = attrs.field(default="", repr=False)
+    """A read token of that API; empty: one is made in the shared keystore at start."""
+
+
+DEFAULT_BOOTSTRAP_API = BootstrapApiSettings()
+
+
+def check_bootstrap_url(value: str) -> str | None:
+    if value and not re.fullmatch(r"https?://[^/\s]+/?", value):
+        return f"{value!r} is not http(s)://host[:port]"
+    return None
 
 
 @attrs.frozen
@@ -184,6 +205,7 @@ class ServerConfig:
     default_profile: str = "default"
     sinks: SinkSettings = SinkSettings()
     api_auth: ApiAuthSettings = DEFAULT_API_AUTH
+    bootstrap_api: BootstrapApiSettings = DEFAULT_BOOTSTRAP_API
     limits: LimitsSettings = LimitsSettings()
     nosec_address_binding: str = "loose"
     payload_limits: PayloadLimits = PayloadLimits()
@@ -253,6 +275,8 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "api_auth.admin_token": check_secret,
         "api_auth.read_token": check_secret,
         "api_auth.token_file": non_empty,
+        "bootstrap_api.url": check_bootstrap_url,
+        "bootstrap_api.token": check_secret,
         "limits.register_rate": non_negative,
         "limits.register_burst": _at_least_one,
         "limits.observations_per_client": non_negative,

@@ -125,6 +125,7 @@ class Subscription:
             except asyncio.QueueFull:
                 self._queue.get_nowait()  # drop the oldest: see the module docstring
                 self.dropped += 1
+                self._bus.dropped += 1
 
     async def get(self) -> ServerEvent | None:
         """The next event, or None once the subscription is closed."""
@@ -170,6 +171,12 @@ class EventBus:
         self.queue_size = queue_size
         self._subscribers: list[Subscription] = []
         self._listeners: list[Callable[[ServerEvent], None]] = []
+        self.dropped = 0
+        """Events dropped for full subscriber queues, over the bus's life (for metrics)."""
+
+    def deepest(self) -> int:
+        """Events waiting in the fullest subscriber queue: how far the slowest reader lags."""
+        return max((len(sub) for sub in self._subscribers), default=0)
 
     def listen(self, callback: Callable[[ServerEvent], None]) -> Callable[[], None]:
         """An in-process consumer that must see every event, in order (the profile engine: a

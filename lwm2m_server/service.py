@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -101,6 +102,7 @@ from .events_bus import (
     EventBus,
     registration_data,
 )
+from .metrics import Counts, TimedCommitter
 from .operations import (
     DeviceAnswerError,
     DeviceResponse,
@@ -184,6 +186,7 @@ class Lwm2mServer:
         self.registry = registry or ModelRegistry(self.config.models_dirs)
         self.clock = clock
         self.bus = EventBus()
+        self.counts = Counts()  # what /metrics reports (lwm2m_server/metrics.py)
         queue = self.config.queue
         self.core = ServerCore(
             grace_period=self.config.lifetime_grace,
@@ -247,11 +250,14 @@ class Lwm2mServer:
             self.dtls_modes = coaps.modes if coaps is not None else frozenset()
             coap = CoapServer(
                 RegistrationSite(
-                    uplink, on_contact=self._contact, register_limit=self.register_limit
+                    uplink,
+                    on_contact=self._contact,
+                    register_limit=self.register_limit,
+                    counts=self.counts.uplink,
                 ),
                 params=config.limits.parameters(),
                 on_event=self._on_coap_event,
-                committer=stores.committer,
+                committer=TimedCommitter(stores.committer, self.counts),
             )
             downlink = Downlink(coap)
             self._downlink = downlink
@@ -454,6 +460,7 @@ class Lwm2mServer:
             handle = event.handle
             source = IncomingRequest(event.message, handle.peer)
             verdict = uplink.handle_notification(event.message, source)
+            self.counts.notifications[verdict.value] += 1
             # a CON was ACKed by the layer already (after this synchronous store, in the flush)
             if verdict is Verdict.IGNORE:
                 log.warning("a notification from %s was acknowledged but not stored",
@@ -487,6 +494,7 @@ class Lwm2mServer:
                 verdict = Verdict.REJECT
         else:
             verdict = uplink.handle_notification(message, source)
+        self.counts.notifications[verdict.value] += 1
         if verdict is Verdict.ACCEPT:
             observation = self.core.observations.by_token(message.token)
             if observation is None:  # it ended with this one: ACK, but adopt nothing
@@ -822,9 +830,13 @@ class Lwm2mServer:
                 timeout,
                 on_observe=observed if request.observe == 0 else None,
             )
-        except BaseException:
+        except BaseException as exc:
             self._observation_failed(registration, started)
+            if not isinstance(exc, asyncio.CancelledError):
+                outcome = "timeout" if isinstance(exc, DeviceTimeoutError) else "error"
+                self.counts.downlink[(request.operation, outcome)] += 1
             raise
+        self.counts.downlink[(request.operation, f"{raw.code >> 5}.{raw.code & 0x1F:02d}")] += 1
         now = self.clock()
         self.apply(self.core.heard_from(registration.registration_id, now=now))
         models = self.registry_for(registration)
@@ -954,6 +966,31 @@ class Lwm2mServer:
 
     def quarantined(self) -> int:
         return 0 if self._store is None else self._store.quarantined()
+
+    def readiness(self) -> dict[str, str]:
+        """What ``GET /api/ready`` checks, each ``ok`` or the reason it is not: the CoAP
+        listeners are open, the store answers (sqlite: a read, and the file is writable;
+        Redis: a PING). Liveness (``/api/health``) only says the process runs."""
+        checks: dict[str, str] = {}
+        coap = self._coap
+        transports: list[asyncio.BaseTransport | None] = []
+        if coap is not None and coap.udp is not None:
+            transports.append(coap.udp.transport)
+        if coap is not None and coap.coaps is not None:
+            transports.append(None if coap.coaps.dtls is None else coap.coaps.dtls.transport)
+        up = transports and all(t is not None and not t.is_closing() for t in transports)
+        checks["listeners"] = "ok" if up else "CoAP listeners are not open"
+        try:
+            if self._redis is not None:
+                self._redis.ping()
+            else:
+                self.store.read("SELECT 1")
+                if not os.access(self.config.database, os.W_OK):
+                    raise StoreError(f"{self.config.database} is not writable")
+            checks["store"] = "ok"
+        except (StoreError, RuntimeError) as exc:
+            checks["store"] = str(exc)
+        return checks
 
     def limit_counters(self) -> dict[str, int]:
         """What each limit refused so far (docs/security.md, "Limits"), for ``/api/health``:

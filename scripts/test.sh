@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 
 # Independent protocol peers and services the interop tests use (Debian packages):
 # openssl s_client/s_server, gnutls-cli, libcoap's coap-client, mosquitto (the MQTT sink's broker),
-# redis-server (the Redis store's contract tests start one on a free port).
-packages=(openssl gnutls-bin libcoap3-bin mosquitto redis-server)
+# redis-server (the Redis store's contract tests start one on a free port), chromium (the web
+# UI's browser tests drive it headless through Playwright; no browser download).
+packages=(openssl gnutls-bin libcoap3-bin mosquitto redis-server chromium)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -51,6 +51,7 @@ catch-all ``{path}`` routes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -66,8 +67,10 @@ from lwm2m_runtime.http_auth import (
 )
 from object_models.model import ModelProvider
 
+from ..metrics import add_metrics_route
 from ..operations import ServerOperations
 from . import clients, composite, device, events, profiles
+from .bootstrap_view import BootstrapView, add_bootstrap_view, view_token
 from .errors import error_middleware
 from .leshan import add_leshan_routes
 from .listing import ClientPages, pages_of
@@ -159,6 +162,9 @@ def create_app(
     add("POST", _PATH, device.post)
     add("DELETE", _PATH, device.delete)
     add_leshan_routes(app, credentials)  # the same operations in Leshan's dialect (api/leshan)
+    from ..ui import mount  # here: the UI module imports the API's state
+
+    mount(app, auth[0] if auth is not None else None)  # GET /, /ui/*, /api/session, /api/models
     return app
 
 
@@ -174,7 +180,7 @@ def create_server_app(server: Lwm2mServer) -> web.Application:
 
         if isinstance(server.stores.core, RedisStore):
             pages = RedisClientPages(server.stores.core)
-    return create_app(
+    app = create_app(
         server,
         registry=server.registry,
         default_timeout=server.config.request_timeout,
@@ -182,6 +188,27 @@ def create_server_app(server: Lwm2mServer) -> web.Application:
         auth=server_auth(server),
         credentials=server.stores.credentials,  # the keystore of store.engine
     )
+    app[READINESS] = server.readiness
+    add_metrics_route(app, server)  # GET /metrics (lwm2m_server/metrics.py)
+    bootstrap = server.config.bootstrap_api
+    token = ""
+    if bootstrap.url:
+        token = view_token(bootstrap, server.stores.api_tokens)
+        server.store.commit()  # the view token is in the shared keystore before it is used
+    add_bootstrap_view(app, BootstrapView(bootstrap.url, token))
+    app.router.add_route("GET", "/api/ready", _ready)
+    return app
+
+
+READINESS: web.AppKey[Callable[[], dict[str, str]]] = web.AppKey("readiness")
+
+
+async def _ready(request: web.Request) -> web.Response:
+    """``GET /api/ready``: 200 when every check is ok, else 503 (an orchestrator's readiness
+    probe: stop routing devices here until the store answers again)."""
+    checks = request.app[READINESS]()
+    ready = all(v == "ok" for v in checks.values())
+    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
 
 def server_auth(server: Lwm2mServer) -> tuple[Authenticator, AuditLog]:

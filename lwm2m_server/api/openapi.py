@@ -329,6 +329,18 @@ _OTHER_SCHEMAS: Doc = {
         | {"con": {"type": ["integer", "boolean", "null"]}},
         "additionalProperties": False,
     },
+    "Readiness": {
+        "type": "object",
+        "required": ["ready", "checks"],
+        "properties": {
+            "ready": {"type": "boolean"},
+            "checks": {
+                "type": "object",
+                "description": "Each check (listeners, store): ok, or why not.",
+                "additionalProperties": {"type": "string"},
+            },
+        },
+    },
     "AuditEntry": {
         "type": "object",
         "required": ["id", "time_ms", "principal", "method", "path", "status", "outcome"],
@@ -618,6 +630,56 @@ _PATHS: Doc = {
             "tags": ["server"],
             "responses": {"200": _resp("The server runs.", _ref("Health"))},
         }
+    },
+    "/api/ready": {
+        "get": {
+            "operationId": "ready",
+            "summary": "Readiness",
+            "description": "200 when the CoAP listeners are open and the store answers, else "
+            "503 with the failing check (no token needed, like /api/health).",
+            "tags": ["server"],
+            "security": [],
+            "responses": {
+                "200": _resp("Ready.", _ref("Readiness")),
+                "503": _resp("Not ready: a check failed.", _ref("Readiness")),
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics",
+            "description": "Text exposition format (counts only, no device data; no token "
+            "needed): registrations by state and security mode, uplink and downlink requests "
+            "by operation and code, notifications, group-commit latency, queues, event stream, "
+            "limits, DTLS handshakes (docs/http-api.md, Metrics).",
+            "tags": ["server"],
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Metrics.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
+    **{
+        f"/api/bootstrap/{route}": {
+            "get": {
+                "operationId": "bootstrap_" + route.replace("/", "_"),
+                "summary": f"The bootstrap server's {route.replace('/', ' ')} (read through)",
+                "description": "Forwarded to bootstrap_api.url (the bootstrap server's own API, "
+                "docs/bootstrap.md) and answered as it answers; 404 when no bootstrap server is "
+                "configured, 502 when it is unreachable.",
+                "tags": ["server"],
+                "responses": {
+                    "200": _resp("The bootstrap server's answer.", {"type": "array"}),
+                    "404": {"description": "No bootstrap server configured."},
+                    "502": {"description": "The bootstrap API is unreachable."},
+                },
+            }
+        }
+        for route in ("devices", "sessions", "sessions/active", "configs")
     },
     "/api/audit": {
         "get": {
@@ -1114,6 +1176,117 @@ def _leshan_paths() -> Doc:
     return paths
 
 
+_SESSION = {
+    "type": "object",
+    "required": ["name", "role", "auth"],
+    "properties": {
+        "name": {"type": "string", "description": "The token's name (as in the audit log)."},
+        "role": {"type": "string", "enum": ["read", "admin"]},
+        "auth": {"type": "boolean", "description": "false when api_auth.enabled is false."},
+    },
+}
+_CSRF_PARAM = {
+    "name": "X-Requested-With",
+    "in": "header",
+    "required": True,
+    "description": "Any value. Required on the session routes, and on every request but "
+    "GET/HEAD/OPTIONS authenticated by the session cookie (CSRF protection).",
+    "schema": {"type": "string"},
+}
+_UI_PATHS: Doc = {
+    "/": {
+        "get": {
+            "operationId": "webUi",
+            "summary": "The web UI (lwm2m_server/ui): an HTML page, no credentials needed",
+            "tags": ["ui"],
+            "security": [],
+            "responses": {
+                "200": {"description": "HTML.", "content": {"text/html": {"schema": {}}}}
+            },
+        }
+    },
+    "/ui/{name}": {
+        "get": {
+            "operationId": "webUiAsset",
+            "summary": "A file of the web UI (script, style sheet, icon)",
+            "tags": ["ui"],
+            "security": [],
+            "parameters": [
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {
+                "200": {"description": "The file.", "content": {"*/*": {"schema": {}}}},
+                "404": {"description": "No such UI file."},
+            },
+        }
+    },
+    "/api/session": {
+        "get": {
+            "operationId": "showSession",
+            "summary": "Who the caller is (token or session cookie)",
+            "tags": ["ui"],
+            "responses": {"200": _resp("The caller.", _SESSION)},
+        },
+        "post": {
+            "operationId": "openSession",
+            "summary": "Log in: swap the bearer token for an HttpOnly SameSite=Strict cookie",
+            "description": "Send the token as Authorization: Bearer and X-Requested-With; "
+            "the answer sets the pylwm2m_session cookie (12 h, in memory: a restart ends it). "
+            "Read tokens may log in too.",
+            "tags": ["ui"],
+            "parameters": [_CSRF_PARAM],
+            "responses": {
+                "200": _resp("Logged in (Set-Cookie).", _SESSION),
+                "401": {"description": "No or an unknown token."},
+                "403": {"description": "Without X-Requested-With."},
+            },
+        },
+        "delete": {
+            "operationId": "closeSession",
+            "summary": "Log out: the session ends server-side and the cookie is deleted",
+            "tags": ["ui"],
+            "parameters": [_CSRF_PARAM],
+            "responses": {
+                "200": _resp("Logged out.", {"type": "object"}),
+                "403": {"description": "Without X-Requested-With."},
+            },
+        },
+    },
+    "/api/models": {
+        "get": {
+            "operationId": "objectModels",
+            "summary": "Object models (names, units, types, operations) to label values",
+            "description": "With ep: the models of the objects the client registered, in the "
+            "versions it announced; with ids: those objects. Objects without a model are "
+            "listed in unknown.",
+            "tags": ["ui"],
+            "parameters": [
+                {"name": "ep", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "ids",
+                    "in": "query",
+                    "description": "Comma-separated object ids.",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "200": _resp(
+                    "The models.",
+                    {
+                        "type": "object",
+                        "properties": {
+                            "endpoint": {"type": ["string", "null"]},
+                            "objects": {"type": "array", "items": {"type": "object"}},
+                            "unknown": {"type": "array", "items": {"type": "integer"}},
+                        },
+                    },
+                ),
+                **_ERRORS,
+            },
+        }
+    },
+}
+
 _DOCUMENT: Doc = {
     "openapi": "3.1.0",
     "info": {
@@ -1130,8 +1303,9 @@ _DOCUMENT: Doc = {
         {"name": "events"},
         {"name": "profiles"},
         {"name": "leshan", "description": "The Leshan demo server's dialect of the same API."},
+        {"name": "ui"},
     ],
-    "paths": {**_PATHS, **_PROFILE_PATHS, **_leshan_paths()},
+    "paths": {**_PATHS, **_PROFILE_PATHS, **_leshan_paths(), **_UI_PATHS},
     "components": {
         "schemas": {**_NODE_SCHEMAS, **_OTHER_SCHEMAS, **_PROFILE_SCHEMAS},
         "parameters": _PARAMETERS,
@@ -1142,10 +1316,17 @@ _DOCUMENT: Doc = {
                 "scheme": "bearer",
                 "description": "An API token (lwm2m-keystore api-token create NAME --role "
                 "read|admin). Without one: 401; a read token on anything but GET: 403.",
-            }
+            },
+            "session": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "pylwm2m_session",
+                "description": "The browser session POST /api/session sets; requests that "
+                "change something need X-Requested-With with it.",
+            },
         },
     },
-    "security": [{"bearer": []}],
+    "security": [{"bearer": []}, {"session": []}],
 }
 
 for _path in ("/api/health",):

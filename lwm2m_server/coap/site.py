@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from typing import Protocol
 
@@ -97,8 +98,11 @@ class RegistrationSite:
         handler: UplinkHandler,
         on_contact: ContactHook | None = None,
         register_limit: RateLimit | None = None,
+        counts: Counter[tuple[str, str]] | None = None,
     ) -> None:
         self.handler = handler
+        self.counts: Counter[tuple[str, str]] = Counter() if counts is None else counts
+        """(operation, CoAP code) of every request answered (``/metrics``)."""
         self.on_contact = on_contact
         self.register_limit = register_limit
         self._limited = PerPeerLimit(60.0)  # rate-limited Registers: one WARNING/host/minute
@@ -107,6 +111,12 @@ class RegistrationSite:
         self._not_found = PerPeerLimit(60.0)  # and for 4.04 (INFO), apart again
 
     def __call__(self, request: IncomingRequest) -> Message:
+        response = self._answer(request)
+        code = response.code
+        self.counts[(_operation(request.message), _CODES.get(code) or _dotted(code))] += 1
+        return response
+
+    def _answer(self, request: IncomingRequest) -> Message:
         address = Address(*request.address)
         try:
             return self._dispatch(request, address)
@@ -234,6 +244,26 @@ class RegistrationSite:
         if len(path) == 2 and path[0] == "rd":
             return self.handler.endpoint_of(path[1])
         return None
+
+
+def _dotted(code: int) -> str:
+    return f"{code >> 5}.{code & 0x1F:02d}"
+
+
+_CODES = {int(c): _dotted(int(c)) for c in Code}
+"""Answer codes as the metrics label them (``2.04``), looked up rather than formatted."""
+
+
+def _operation(message: Message) -> str:
+    """The LwM2M operation a request to the server's tree is (for the metrics' label)."""
+    path = message.uri_path
+    if path == ["rd"]:
+        return "register"
+    if len(path) == 2 and path[0] == "rd":
+        return "deregister" if message.code == Code.DELETE else "update"
+    if path == ["dp"]:
+        return "send"
+    return "other"
 
 
 def _allow(method: int, *allowed: Code) -> None:

@@ -152,6 +152,10 @@ class RequestQueues(Generic[T]):
                 return True
         return False
 
+    def sizes(self) -> dict[str, int]:
+        """Requests waiting, per client that has any (for metrics: no copies of entries)."""
+        return {ep: len(c.entries) for ep, c in self._clients.items() if c.entries}
+
     def pending(self, endpoint: str) -> list[QueuedRequest[T]]:
         client = self._clients.get(endpoint)
         return [] if client is None else list(client.entries)

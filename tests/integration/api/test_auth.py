@@ -124,7 +124,6 @@ async def test_reads_want_a_token_liveness_does_not(http: Http) -> None:
 async def test_admin_actions_on_a_device_are_audited(server: Lwm2mServer, http: Http) -> None:
     uri = f"coap://127.0.0.1:{server.coap_address.port}"
     async with Lwm2mClient("dev-1", uri) as device:
-        await device.register()
         answer = await http.put(
             "/api/clients/dev-1/3/0/14?format=text", data="+02:00", headers=HEADERS
         )
