@@ -244,6 +244,32 @@ class BootstrapServer:
                 self._store.add_session(summary)
             except Lwm2mError:
                 log.exception("cannot record session %s", summary.session_id)
+        if summary.success and summary.profile is not None:
+            self._assign_profiles([(summary.endpoint, summary.profile)])
+
+    def _assign_profiles(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """A device provisioned under a profile (a record naming it, or a session under its
+        ``bootstrap:`` section) gets that device profile on the LwM2M server: the assignment
+        goes into the shared profile store, which ``lwm2m-server`` reads when the device
+        registers (docs/bootstrap.md). Only for a profile the LwM2M server has (a bootstrap
+        configuration of the folder may name a profile no device profile matches)."""
+        keystore = self._keystore
+        if keystore is None or not pairs:
+            return
+        try:
+            profiles = (
+                SqliteProfileStore(keystore.store)
+                if isinstance(keystore, SqliteCredentialStore)
+                else RedisProfileStore(keystore.database)
+            )
+            known: dict[str, bool] = {}
+            for endpoint, profile in pairs:
+                if profile not in known:
+                    known[profile] = profiles.get_profile(profile) is not None
+                if known[profile] and profiles.assignment(endpoint) != profile:
+                    profiles.assign(endpoint, profile)
+        except Lwm2mError as exc:
+            log.error("profile assignment of %d device(s) not stored: %s", len(pairs), exc)
 
     # -- CoAP handler ----------------------------------------------------------------------------
     def handle_bootstrap_request(
@@ -374,6 +400,7 @@ class BootstrapServer:
                 raise Lwm2mError(f"{source}: {record.endpoint!r}: no profile {record.profile!r}",
                                  code=ResponseCode.BAD_REQUEST)  # fmt: skip
         self.store.put_devices(records)
+        self._assign_profiles([(r.endpoint, r.profile) for r in records if r.profile is not None])
         return records
 
     def start_bootstrap(self, endpoint: str, address: Address | None = None) -> BootstrapSession:

@@ -58,6 +58,11 @@ from lwm2m_runtime.listeners import listeners
 from lwm2m_runtime.server import CoapServer, IncomingRequest
 from lwm2m_server.store.base import CoreStore, TelemetryStore
 from lwm2m_server.store.device_state import DeviceStateStore, SqliteDeviceStateStore
+from lwm2m_server.store.queued_requests import (
+    QueuedRequestStore,
+    SqliteQueuedRequestStore,
+    StoredRequest,
+)
 from lwm2m_server.store.sqlite import SqliteStore
 from object_models.content_format import ContentFormat
 from object_models.errors import Lwm2mError, ResponseCode
@@ -132,6 +137,8 @@ class QueuedDownlink:
     request: rq.DownlinkRequest
     timeout: float
     future: asyncio.Future[DeviceResponse]
+    request_id: str | None = None
+    """Its ``requestId`` (the 202's) once queued; the key of its record in the store."""
 
 
 class CreatedIds:
@@ -200,6 +207,7 @@ class Lwm2mServer:
         self._delivery_locks: dict[str, asyncio.Lock] = {}
         self._created = CreatedIds()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
         self.uplink: Uplink | None = None
         self.resolver: Resolver | None = None
         self.nosec_enabled = True
@@ -299,6 +307,7 @@ class Lwm2mServer:
             )
         for error in self.registry.errors:
             log.error("object models: %s", error)
+        self._restore_queued()
         log.info(
             "CoAP (NoSec) on %s, CoAPs (%s) on %s",
             self.coap_address if self.nosec_enabled else "off",
@@ -334,6 +343,9 @@ class Lwm2mServer:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # the queued requests stay in the store: the next start delivers them (their waiters
+        # here fail, but neither their record nor a REQUEST_RESPONSE goes: see _answered)
+        self._stopping = True
         for entry in self._all_queued():
             self._fail(entry, DeviceTimeoutError("the server is shutting down"))
         if self._coap is not None:
@@ -365,6 +377,7 @@ class Lwm2mServer:
                 device_state=SqliteDeviceStateStore(local),
                 dtls_sessions=SqliteDtlsSessionStore(local),
                 api_tokens=api_token_store(credentials),
+                queued_requests=SqliteQueuedRequestStore(local),
             )
         from keystore.store.redis_credentials import RedisCredentialStore
         from keystore.store.redis_dtls_sessions import RedisDtlsSessionStore
@@ -372,6 +385,7 @@ class Lwm2mServer:
 
         from .store.redis import RedisStore, RedisTelemetryStore
         from .store.redis_device_state import RedisDeviceStateStore
+        from .store.redis_queued_requests import RedisQueuedRequestStore
 
         db = open_redis(self.config.store)
         self._redis = db
@@ -387,6 +401,7 @@ class Lwm2mServer:
             device_state=RedisDeviceStateStore(db),
             dtls_sessions=RedisDtlsSessionStore(db),
             api_tokens=api_token_store(credentials_on_redis),
+            queued_requests=RedisQueuedRequestStore(db),
         )
 
     def _close_redis(self) -> None:
@@ -684,8 +699,19 @@ class Lwm2mServer:
     def _answered(
         self, endpoint: str, request_id: str, path: str, future: asyncio.Future[DeviceResponse]
     ) -> None:
-        """A queued request got its answer (or failed): tell the event stream, so that whoever
-        got the 202 and its ``requestId`` learns the outcome (REQUEST_RESPONSE)."""
+        """A queued request got its answer (or failed): forget its record and tell the event
+        stream, so that whoever got the 202 and its ``requestId`` learns the outcome
+        (REQUEST_RESPONSE). Not when the server stops: the request is still owed, and the next
+        start delivers it from the store."""
+        if self._stopping:
+            return
+        if self._stores is not None:
+            try:
+                self._stores.queued_requests.remove(request_id)
+            except StoreError as error:  # delivered again after a restart: at least once
+                log.error(
+                    "cannot forget the queued request %s of %s: %s", request_id, endpoint, error
+                )
         data: dict[str, object] = {"requestId": request_id, "path": path, "delayed": True}
         if future.cancelled():
             data["error"] = "cancelled"
@@ -694,6 +720,58 @@ class Lwm2mServer:
         else:
             data["response"] = future.result()
         self.bus.publish(REQUEST_RESPONSE, endpoint, data)
+
+    def _watch(self, job: QueuedDownlink) -> None:
+        assert job.request_id is not None
+        job.future.add_done_callback(
+            functools.partial(self._answered, job.endpoint, job.request_id, str(job.request.path))
+        )
+
+    def _record_queued(self, job: QueuedDownlink, now: float) -> None:
+        """Write the request just queued to the store before its 202 is answered: the 202 is
+        a promise to deliver it, which must survive a restart. ``put`` is durable on return
+        (sqlite commits at once even under the group commit; Redis has it). When it cannot
+        be recorded the request is taken out of the queue again and the caller gets the
+        ``StoreError`` (5.00) instead of a promise the server could not keep."""
+        assert job.request_id is not None
+        entry = StoredRequest(
+            job.request_id,
+            job.endpoint,
+            job.request,
+            created_at=now,
+            ttl=self.core.queues.config.entry_ttl,
+            timeout=job.timeout,
+        )
+        try:
+            self.stores.queued_requests.put(entry)
+        except StoreError:
+            self.core.queues.discard(job.endpoint, job)
+            raise
+
+    def _restore_queued(self) -> None:
+        """Start-up: put the requests a previous run queued (and acknowledged with 202) back
+        in the queues, with their original times and ``requestId``s; their answers go out as
+        REQUEST_RESPONSE events. A request of a device that is no longer registered is
+        dropped (reported the same way)."""
+        try:
+            entries = self.stores.queued_requests.all()
+        except StoreError as exc:
+            log.error("cannot read the queued requests, none restored: %s", exc)
+            return
+        loop = asyncio.get_running_loop()
+        restored = 0
+        for entry in entries:
+            job = QueuedDownlink(
+                entry.endpoint, entry.request, entry.timeout, loop.create_future(), entry.request_id
+            )
+            self._watch(job)
+            if self.core.registrations.by_endpoint(entry.endpoint) is None:
+                self._fail(job, UnknownClientError(f"{entry.endpoint!r} is no longer registered"))
+                continue
+            self.core.queues.restore(entry.endpoint, job, entry.created_at, entry.expires_at)
+            restored += 1
+        if restored:
+            log.info("restored %d queued requests from the store", restored)
 
     def _fail(self, job: QueuedDownlink, exc: Exception) -> None:
         if not job.future.done():
@@ -731,14 +809,14 @@ class Lwm2mServer:
         request = build(registration, self.registry_for(registration))
         seconds = self._timeout(timeout)
         loop = asyncio.get_running_loop()
-        job = QueuedDownlink(endpoint, request, seconds, loop.create_future())
-        if not self.core.submit(endpoint, job, now=self.clock()):
+        request_id = uuid.uuid4().hex
+        job = QueuedDownlink(endpoint, request, seconds, loop.create_future(), request_id)
+        now = self.clock()
+        if not self.core.submit(endpoint, job, now=now):
+            self._record_queued(job, now)
             log.info("%s is sleeping: %s queued", endpoint, request.describe())
             self._arm_timer()
-            request_id = uuid.uuid4().hex
-            job.future.add_done_callback(
-                functools.partial(self._answered, endpoint, request_id, str(request.path))
-            )
+            self._watch(job)
             return DeviceResponse(QUEUED, queued=True, request_id=request_id)
         return await self._execute(registration, request, seconds)
 
@@ -1268,6 +1346,8 @@ class _Stores:
     device_state: DeviceStateStore
     dtls_sessions: DtlsSessionStore
     api_tokens: ApiTokenStore
+    queued_requests: QueuedRequestStore
+    """Requests queued for sleeping devices (they survive a restart)."""
 
 
 @attrs.frozen

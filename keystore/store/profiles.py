@@ -56,6 +56,11 @@ class ProfileStore(Protocol):
         """Endpoint -> profile name, for every device that has one."""
         ...
 
+    def assignment(self, endpoint: str) -> str | None:
+        """The device's assigned profile (a Register re-reads it: another process, e.g. the
+        bootstrap server after provisioning, may have assigned it since)."""
+        ...
+
 
 class SqliteProfileStore:
     """``ProfileStore`` in the shared sqlite file."""
@@ -144,3 +149,7 @@ class SqliteProfileStore:
     def assignments(self) -> dict[str, str]:
         rows = self._read("SELECT endpoint, profile FROM profile_assignments ORDER BY endpoint")
         return {endpoint: profile for endpoint, profile in rows}
+
+    def assignment(self, endpoint: str) -> str | None:
+        rows = self._read("SELECT profile FROM profile_assignments WHERE endpoint = ?", (endpoint,))
+        return str(rows[0][0]) if rows else None

@@ -93,3 +93,8 @@ class RedisProfileStore:
             raw = self._db.client.hgetall(self._assign)
         found = {text(k): text(v) for k, v in raw.items()}
         return {endpoint: found[endpoint] for endpoint in sorted(found)}
+
+    def assignment(self, endpoint: str) -> str | None:
+        with self._db.errors(f"cannot read the profile assignment of {endpoint!r}"):
+            raw = self._db.client.hget(self._assign, endpoint)
+        return None if raw is None else text(raw)

@@ -19,6 +19,10 @@ come from the HTTP API), which maps it to HTTP 503.
 Queued requests are opaque to this module (``T``): the adapter queues whatever it needs to send
 the request later (operation, path, payload, a future to resolve).
 
+The queues are in memory; the adapter (``service.py``) records each queued request in the
+store (``lwm2m_server.store.queued_requests``) and ``restore``s them at start-up, so a request
+acknowledged with 202 survives a restart of the server.
+
 Queued requests survive a new Register of the same endpoint (the operator's intent still
 stands; a request for an instance that is gone simply fails with 4.04) and are dropped with the
 registration on Deregister or expiry (``remove``).
@@ -127,6 +131,26 @@ class RequestQueues(Generic[T]):
         client.entries.append(entry)
         self._arm_ttl(endpoint, client)
         return "queued"
+
+    def restore(self, endpoint: str, request: T, enqueued_at: float, expires_at: float) -> None:
+        """Put back a request a previous process queued (start-up, from the store), with its
+        original times; the bound is not applied (the request was accepted already). One
+        already past its expiry is reported by the next ``tick``."""
+        client = self._client(endpoint)
+        client.entries.append(QueuedRequest(endpoint, request, enqueued_at, expires_at))
+        self._arm_ttl(endpoint, client)
+
+    def discard(self, endpoint: str, request: T) -> bool:
+        """Take ``request`` out of the queue unsent (it could not be recorded, so it is
+        refused instead of queued); False when it is no longer queued."""
+        client = self._clients.get(endpoint)
+        if client is None:
+            return False
+        for entry in client.entries:
+            if entry.request is request:
+                client.entries.remove(entry)
+                return True
+        return False
 
     def sizes(self) -> dict[str, int]:
         """Requests waiting, per client that has any (for metrics: no copies of entries)."""

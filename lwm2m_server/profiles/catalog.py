@@ -126,7 +126,9 @@ class Catalog:
                 continue
             seen[profile.name] = str(path)
             old = self._profiles.get(profile.name)
-            if old is None or old.document != profile.document or old.source != profile.source:
+            # compared normalised: the stored document is JSON (string keys), the file's YAML
+            # may say ``objects: {3303: ...}``; equal documents must not re-apply anything
+            if old is None or old.digest != profile.digest or old.source != profile.source:
                 self._put(profile)
                 changed.append(profile.name)
         removed = []
@@ -194,6 +196,17 @@ class Catalog:
 
     def assignment(self, endpoint: str) -> str | None:
         return self._assignments.get(endpoint)
+
+    def refresh_assignment(self, endpoint: str) -> str | None:
+        """Re-read the device's assignment from the store (a Register): another process may
+        have assigned it since this one loaded, the bootstrap server above all, which assigns
+        the profile a device was provisioned under (docs/bootstrap.md)."""
+        name = self.store.assignment(endpoint)
+        if name is None:
+            self._assignments.pop(endpoint, None)
+        else:
+            self._assignments[endpoint] = name
+        return name
 
     def resolve(self, endpoint: str) -> tuple[Profile, str]:
         """The device's profile and why (``assigned``, ``pattern``, ``default``)."""

@@ -264,6 +264,11 @@ class ProfileEngine:
                 registration = self.ops.client(endpoint)
             except Lwm2mError:
                 return
+            if reason is Reason.REGISTER:
+                try:
+                    self.catalog.refresh_assignment(endpoint)
+                except StoreError as exc:  # the assignment this process knows stays in use
+                    log.error("profile assignment of %s not re-read: %s", endpoint, exc)
             await self._apply_to(registration, reason)
 
     async def _apply_to(self, registration: Registration, reason: Reason) -> None:
@@ -275,6 +280,7 @@ class ProfileEngine:
         if status.profile and status.profile != profile.name and reason is Reason.UPDATE:
             reason = Reason.PROFILE
         status.profile, status.chosen_by, status.reason = profile.name, chosen_by, reason.value
+        status.digest = profile.digest
         status.state = "applying"
         existing = [tuple(paths) for paths in self.ops.observations(endpoint)]
         the_plan = plan(
@@ -335,13 +341,18 @@ class ProfileEngine:
     # -- profile changes -------------------------------------------------------------------------
     def _reapply(self, names: set[str] | None = None) -> list[str]:
         """Apply again to connected devices whose profile is (now) one of ``names`` or whose
-        profile changed (``names`` None: every device)."""
+        profile changed (``names`` None: every device), except a device whose last
+        application was of this very document (same name and ``Profile.digest``): a profile
+        stored again unchanged, or changed and changed back, sends it nothing."""
         endpoints = []
         for registration in self.ops.clients():
             endpoint = registration.endpoint
             profile, _ = self.catalog.resolve(endpoint)
-            old = self.status_of(endpoint).profile
+            status = self.status_of(endpoint)
+            old = status.profile
             if names is None or profile.name in names or (old and old != profile.name):
+                if old == profile.name and status.digest == profile.digest:
+                    continue
                 endpoints.append(endpoint)
                 self.schedule(endpoint, Reason.PROFILE)
         return endpoints

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -106,6 +108,16 @@ def _mapping_dict(value: Mapping[LwM2mPath, ResourceMapping]) -> dict[LwM2mPath,
     return dict(value)
 
 
+def document_digest(document: Mapping[str, Any]) -> str:
+    """SHA-256 of the normalised document: JSON as the store keeps it (``{3303: "1.1"}`` from
+    YAML and ``{"3303": "1.1"}`` read back are one document), keys sorted. Two documents with
+    one digest make the same profile, so a reload that finds the digest unchanged has nothing
+    to re-apply."""
+    normalised = json.loads(json.dumps(document, default=str))
+    text = json.dumps(normalised, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 @attrs.frozen
 class Profile:
     name: str
@@ -149,6 +161,11 @@ class Profile:
     @property
     def mapped(self) -> list[LwM2mPath]:
         return sorted(self.resources)
+
+    @property
+    def digest(self) -> str:
+        """``document_digest`` of the document (what a reload compares)."""
+        return document_digest(self.document)
 
     def matches(self, endpoint: str) -> bool:
         return any(p.matches(endpoint) for p in self.endpoints)

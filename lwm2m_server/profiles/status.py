@@ -35,6 +35,9 @@ def _problem_json(problem: Problem, at: float) -> dict[str, Any]:
 class DeviceStatus:
     endpoint: str
     profile: str = ""
+    digest: str = ""
+    """``Profile.digest`` of the profile document last applied (a reload that leaves it as is
+    re-applies nothing to this device)."""
     chosen_by: str = ""
     state: str = "pending"
     """pending | applying | applied | partial | failed"""
@@ -82,6 +85,7 @@ class DeviceStatus:
         return {
             "endpoint": self.endpoint,
             "profile": self.profile,
+            "profileDigest": self.digest,
             "chosenBy": self.chosen_by,
             "state": self.state,
             "reason": self.reason,
@@ -97,6 +101,7 @@ class DeviceStatus:
     def from_json(cls, data: dict[str, Any]) -> DeviceStatus:
         status = cls(str(data.get("endpoint", "")))
         status.profile = str(data.get("profile", ""))
+        status.digest = str(data.get("profileDigest", ""))
         status.chosen_by = str(data.get("chosenBy", ""))
         status.state = str(data.get("state", "pending"))
         status.reason = str(data.get("reason", ""))
