@@ -29,7 +29,7 @@ Sizes: one server grows through ``--clients`` (1k, 10k, 100k by default). At eac
   first ``--observed`` clients, observed on /3303/0/5700 through the server's ``observe``;
 * ``rss_per_client_bytes``: VmRSS growth over the Register phase per client registered.
 
-The deduplication cache is sized to hold every message of the run (``DEDUP_PER_CLIENT``): with
+The deduplication cache is sized to hold every message of the run (``dedup_entries``): with
 the default 100k entries, 100k Registers within MAX_TRANSMIT_SPAN fill it with recent entries and
 a device that then sends more than twice the average share gets 5.03 (by design, against floods;
 see ``lwm2m_runtime/coap/dedup.py``); the harness would stop on that answer.
@@ -84,8 +84,6 @@ BENCH = "hot_path"
 PORT = 5683
 TEMPERATURE = LwM2mPath.parse("/3303/0/5700")
 CREATED, CHANGED, EMPTY = int(Code.CREATED), int(Code.CHANGED), 0
-DEDUP_PER_CLIENT = 4
-"""Deduplication entries per client of the largest size: room for every message of the run."""
 
 
 @dataclass
@@ -335,6 +333,12 @@ class Bench:
         )
 
 
+def dedup_entries(cfg: Config) -> int:
+    """Room for every message of the run (they are all younger than EXCHANGE_LIFETIME)."""
+    per_size = cfg.updates + cfg.warmup + cfg.notifications + cfg.observed
+    return max(cfg.clients) + len(cfg.clients) * per_size + 1000
+
+
 def rss_bytes() -> int:
     with open("/proc/self/status") as status:
         for line in status:
@@ -380,8 +384,8 @@ async def measure(cfg: Config) -> None:
             limits=attrs.evolve(
                 LimitsSettings(),
                 register_rate=0,
-                dedup_entries=DEDUP_PER_CLIENT * max(cfg.clients),
-                dedup_bytes=DEDUP_PER_CLIENT * max(cfg.clients) * 1024,
+                dedup_entries=dedup_entries(cfg),
+                dedup_bytes=dedup_entries(cfg) * 1024,
             ),
         )
         server = Lwm2mServer(config)
