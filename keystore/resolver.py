@@ -7,8 +7,11 @@ whose record requires security never gets in over NoSec (4.03), and an unknown N
 gets in only while ``open_registration`` is on (else 4.01). The full table is in
 docs/security.md; ``tests/unit/keystore/test_resolver.py`` checks every row.
 
-Everything here is a pure function of the store and the clock: no caching (a removed device is
-refused at once) and no I/O but store reads. The DTLS engine's callbacks are methods of the same
+Everything here is a pure function of the store's records and the clock, and no I/O but store
+reads. The records are read through ``keystore.credential_cache`` when the store can tell cheaply
+that it changed (sqlite: this connection's writes, and ``PRAGMA data_version`` for other
+processes'), so a device removed or re-keyed anywhere is refused by the next request the server
+reads; Redis stores are read on every lookup. The DTLS engine's callbacks are methods of the same
 ``Resolver`` so the handshake and the Register are decided from one set of records. Identities
 are logged as text/hex/fingerprints; keys never.
 """
@@ -33,6 +36,7 @@ from cryptography.x509.verification import (
 
 from object_models.errors import Lwm2mError, ResponseCode
 
+from .credential_cache import CachedCredentials, VersionedCredentials
 from .credentials import (
     CredentialError,
     DeviceCredentials,
@@ -210,7 +214,10 @@ class Resolver:
     def __init__(
         self, store: CredentialLookup, *, open_registration: bool, clock: Clock = utc_now
     ) -> None:
-        self.store = store
+        self.store: CredentialLookup = (
+            CachedCredentials(store) if isinstance(store, VersionedCredentials) else store
+        )
+        """The lookups, through the record cache when the store supports it (module docstring)."""
         self.open_registration = open_registration
         self.clock = clock
         # a refused identity is logged at INFO once a minute, later repeats at DEBUG: a device

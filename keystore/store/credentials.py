@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -95,6 +96,11 @@ class CredentialStore(DeviceCredentialStore, ServerIdentityStore, Protocol):
 
 
 # -- sqlite ---------------------------------------------------------------------------------------
+
+_LOCAL_WRITES: weakref.WeakKeyDictionary[SqliteDatabase, int] = weakref.WeakKeyDictionary()
+"""Credential writes per connection (``SqliteCredentialStore.local_writes``): counted per
+database object, not per store object, so two credential stores over one connection see each
+other's writes."""
 
 _DEVICE_COLUMNS = "endpoint, mode, active, psk_identity, psk_key, rpk_spki, certificate"
 
@@ -191,8 +197,29 @@ class SqliteCredentialStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._store.batch():
-            yield self._store.conn
+        db = self._store
+        _LOCAL_WRITES[db] = _LOCAL_WRITES.get(db, 0) + 1  # a lookup during the write re-reads
+        try:
+            with db.batch():
+                yield db.conn
+        finally:
+            _LOCAL_WRITES[db] = _LOCAL_WRITES.get(db, 0) + 1
+
+    # -- change detection (keystore.credential_cache) ---------------------------------------------
+    def local_writes(self) -> int:
+        """Credential writes made through this connection so far (by any credential store over
+        it): the resolver's cache drops its records when this moves."""
+        return _LOCAL_WRITES.get(self._store, 0)
+
+    def data_version(self) -> int:
+        """sqlite's ``PRAGMA data_version``: changes when another connection (another process:
+        ``lwm2m-keystore``, the bootstrap server) committed to the file. -1 when it cannot be
+        read (the cache then reads through and the read reports the error)."""
+        try:
+            row = self._store.conn.execute("PRAGMA data_version").fetchone()
+        except (sqlite3.Error, StoreError):
+            return -1
+        return int(row[0])
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         try:

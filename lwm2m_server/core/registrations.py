@@ -241,7 +241,7 @@ class RegistrationBook:
             if not written:  # deregistered, expired or replaced by another process
                 self._forget(registration_id)
                 raise not_found(registration_id)
-        self._put(registration)
+        self._replace(previous, registration)
         return UpdateOutcome(registration, previous, (Updated(registration, previous),))
 
     def deregister(
@@ -378,6 +378,32 @@ class RegistrationBook:
         if len(self._heap) > 2 * len(self._by_id) + 1024:
             self._compact()
 
+    def _replace(self, previous: Registration, registration: Registration) -> None:
+        """Index an Update of ``previous`` (same id, same endpoint), touching only what moved.
+
+        Why: an Update is the most frequent message and almost always a keep-alive that changes
+        nothing but ``last_update`` (the address and identity are the same objects). The
+        address and identity indexes are rewritten only when those changed, and the expiry heap
+        keeps the registration's entry when the deadline only moved later: when that entry comes
+        first, ``_drop_stale_head`` sees the later deadline and files it again — about one heap
+        operation per registration per lifetime instead of a push (and a stale entry to pop)
+        per Update; ``next_deadline`` and ``expire`` stay exact. A
+        shorter deadline (a smaller ``lt``) gets a new entry at once, as before."""
+        reg_id = registration.registration_id
+        if registration.address != previous.address or registration.identity != previous.identity:
+            self._unindex(previous)
+            self._by_address.setdefault(registration.address, {})[reg_id] = None
+            if registration.identity is not None:
+                self._by_identity.setdefault(registration.identity, {})[reg_id] = None
+        self._by_id[reg_id] = registration
+        deadline = self.deadline(registration)
+        if deadline < self.deadline(previous):
+            self._counter += 1
+            self._versions[reg_id] = self._counter
+            heapq.heappush(self._heap, (deadline, reg_id, self._counter))
+            if len(self._heap) > 2 * len(self._by_id) + 1024:
+                self._compact()
+
     def _forget(self, registration_id: str) -> None:
         registration = self._by_id.pop(registration_id)
         self._versions.pop(registration_id, None)
@@ -393,9 +419,18 @@ class RegistrationBook:
             _discard(self._by_identity, registration.identity, reg_id)
 
     def _drop_stale_head(self) -> None:
+        """Make the heap's first entry exact: entries of ended or re-filed registrations are
+        dropped, and one an Update moved later (``_replace``) is filed again at its deadline."""
         heap = self._heap
-        while heap and self._versions.get(heap[0][1]) != heap[0][2]:
-            heapq.heappop(heap)
+        while heap:
+            filed, reg_id, version = heap[0]
+            if self._versions.get(reg_id) != version:
+                heapq.heappop(heap)
+                continue
+            deadline = self.deadline(self._by_id[reg_id])
+            if deadline <= filed:
+                return
+            heapq.heapreplace(heap, (deadline, reg_id, version))
 
     def _compact(self) -> None:
         """Rebuild the heap from live entries only, so Updates cannot grow it without bound."""

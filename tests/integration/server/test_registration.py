@@ -313,3 +313,23 @@ async def test_update_from_a_new_address_moves_the_downlink(server: Lwm2mServer)
     finally:
         old.close()
         new.close()
+
+
+async def test_credentials_written_by_another_process_decide_the_next_update(
+    server: Lwm2mServer, make_client: ClientFactory
+) -> None:
+    """The resolver caches device records (keystore/credential_cache.py): a NoSec device's
+    Updates keep working while the keystore is unchanged, are refused 4.03 as soon as another
+    process (``lwm2m-keystore``: another connection to the file) gives the endpoint DTLS
+    credentials, and work again once it removes them."""
+    client = await make_client("rekeyed")
+    await client.update()
+    await client.update()
+    with SqliteCredentialStore.open(server.config.database) as other:
+        other.put_device(DeviceCredentials.for_psk("rekeyed", b"rekeyed-id", b"k" * 16))
+        with pytest.raises(Lwm2mClientError) as info:
+            await client.update()
+        assert int(info.value.code) == 0x83  # 4.03: this endpoint must use DTLS now
+        other.remove_device("rekeyed")
+    await client.update()
+    assert server.client("rekeyed").registration_id == client.registration_id

@@ -154,6 +154,27 @@ def test_update_postpones_expiry(clock: Clock) -> None:
     assert [r.endpoint for r in book.expire(clock.now + 60)] == ["a"]
 
 
+def test_keep_alive_updates_leave_the_expiry_heap_alone_and_still_postpone(clock: Clock) -> None:
+    """A keep-alive Update moves the deadline later without a heap operation (the old entry is
+    re-filed when it comes due); a shorter lifetime takes effect at once."""
+    book = counting_ids()
+    reg = book.register(request("a", lifetime=60), now=clock.now, address=ADDR).registration
+    other = book.register(request("b", lifetime=90), now=clock.now, address=ADDR).registration
+    for _ in range(100):
+        clock.advance(50)
+        assert book.expire(clock.now) == []
+        book.update(reg.registration_id, UpdateRequest(), now=clock.now)
+        book.update(other.registration_id, UpdateRequest(), now=clock.now)
+    assert len(book._heap) == 2  # nothing pushed per Update
+    assert book.next_deadline() is not None and book.next_deadline() <= clock.now + 60
+    book.update(other.registration_id, UpdateRequest(lifetime=10), now=clock.now)
+    assert book.next_deadline() == clock.now + 10
+    assert [r.endpoint for r in book.expire(clock.now + 10)] == ["b"]
+    assert book.expire(clock.now + 59) == []
+    assert book.next_deadline() == clock.now + 60
+    assert [r.endpoint for r in book.expire(clock.now + 60)] == ["a"]
+
+
 def test_ten_thousand_registrations_expire_in_deadline_order(clock: Clock) -> None:
     """10k clients, random lifetimes, a mix of updates, deregistrations and replacements; the
     single heap must hand back exactly the live ones, in deadline order, each once."""

@@ -1,0 +1,56 @@
+"""A tiny run of ``bench/hot_path.py`` (the in-process CPU-per-message harness), so it keeps
+working while the server changes: every figure comes out, and every answer the harness got was
+the one a correct server gives (the harness raises ``Failed`` otherwise). No figure is asserted
+to be fast (no timing assertions): only that it was measured."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench import hot_path
+from lwm2m_runtime.coap import Code, Message, Type, serialize
+
+
+def test_tiny_run_measures_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = hot_path.Config(
+        clients=[20, 60], updates=120, notifications=60, observed=10, rounds=2, batch=16,
+        warmup=20,
+    )  # fmt: skip
+    assert hot_path.main(
+        ["--clients", "20,60", "--updates", "120", "--notifications", "60", "--observed", "10",
+         "--rounds", "2", "--batch", "16"]
+    ) == 0  # fmt: skip
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert all(line["bench"] == "hot_path" for line in lines)
+    assert "skipped" not in lines[0]
+    figures = {(line["figure"], line.get("clients")) for line in lines}
+    for size in cfg.clients:
+        for figure in ("register_cpu_us", "update_cpu_us", "notification_cpu_us"):
+            assert (figure, size) in figures
+        assert ("rss_per_client_bytes", size) in figures
+    by_figure = {(line["figure"], line.get("clients")): line for line in lines}
+    assert by_figure["register_cpu_us", 60]["messages"] == 40  # grown from 20 to 60
+    assert by_figure["update_cpu_us", 60]["messages"] == 120
+    assert by_figure["notification_cpu_us", 60]["observed"] == 10
+    for size in cfg.clients:
+        for figure in ("register_cpu_us", "update_cpu_us", "notification_cpu_us"):
+            assert by_figure[figure, size]["value"] > 0
+    assert lines[-1]["figure"] == "end"
+
+
+def test_a_wrong_answer_fails_the_run() -> None:
+    """The harness checks what the server answered: an answer to nobody's message (or the
+    wrong code) is a ``Failed``, not a figure."""
+    bench = hot_path.Bench.__new__(hot_path.Bench)
+    client = hot_path.Client("hp-x", hot_path.peer_of(0), mid=7)
+    wrong = serialize(Message(Type.ACK, Code.NOT_FOUND, 7, b""))
+    right = serialize(Message(Type.ACK, Code.CHANGED, 7, b""))
+    other_mid = serialize(Message(Type.ACK, Code.CHANGED, 8, b""))
+    for answers in ([(wrong, client.peer)], [(other_mid, client.peer)], []):
+        with pytest.raises(hot_path.Failed):
+            bench._check("update", {(client.peer, 7): client}, answers, hot_path.CHANGED, None)
+    bench._check(
+        "update", {(client.peer, 7): client}, [(right, client.peer)], hot_path.CHANGED, None
+    )
