@@ -338,20 +338,35 @@ class SqliteStore(SqliteDatabase):
     def touch_registration(self, registration: Registration) -> bool:
         """One UPDATE of four columns: the JSON record is not rewritten (issue 10's hot path)."""
         address = registration.address
-        with self.write() as conn:
-            cursor = conn.execute(
-                "UPDATE registrations SET last_update=?, lifetime=?, host=?, port=?, "
-                "expires_at=? WHERE id=?",
-                (
-                    registration.last_update,
-                    registration.lifetime,
-                    address.host,
-                    address.port,
-                    registration.expires_at,
-                    registration.registration_id,
-                ),
-            )
+        cursor = self._execute_one(
+            "UPDATE registrations SET last_update=?, lifetime=?, host=?, port=?, "
+            "expires_at=? WHERE id=?",
+            (
+                registration.last_update,
+                registration.lifetime,
+                address.host,
+                address.port,
+                registration.expires_at,
+                registration.registration_id,
+            ),
+        )
         return cursor.rowcount > 0
+
+    def _execute_one(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        """One statement in the open group transaction, without the savepoint ``write()``
+        wraps around every write: a single statement is atomic by itself (sqlite undoes a
+        failed one alone, the transaction stays open), and the SAVEPOINT/RELEASE pair costs
+        as much as the UPDATE of a keep-alive (issue 10's hot path). Outside group commit, or
+        inside a ``batch()``, it is an ordinary ``write()``."""
+        if not self._grouping or self._depth > 1:
+            with self.write() as conn:
+                return conn.execute(sql, params)
+        if self._depth == 0:
+            self._open_group()
+        try:
+            return self.conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: write failed: {exc}") from exc
 
     def put_registrations(self, registrations: Iterable[Registration]) -> int:
         """Many registrations in one transaction; returns how many were written."""
