@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from lwm2m_runtime.http_errors import bad_request
 from object_models.node import (
     LwM2mMultipleResource,
     LwM2mObject,
@@ -113,11 +114,11 @@ def resume_id(request: web.Request) -> int | None:
     try:
         value = int(raw.strip())
     except ValueError:
-        raise web.HTTPBadRequest(
-            text=f"Last-Event-ID / lastEventId {raw[:40]!r} is not an event id (an integer)"
+        raise bad_request(
+            f"Last-Event-ID / lastEventId {raw[:40]!r} is not an event id (an integer)"
         ) from None
     if value < 0:
-        raise web.HTTPBadRequest(text=f"Last-Event-ID {value} is negative")
+        raise bad_request(f"Last-Event-ID / lastEventId {value} is negative")
     return value
 
 

@@ -220,6 +220,8 @@ async def test_a_last_event_id_that_is_not_an_id_is_400(
 ) -> None:
     resp = await api.get("/api/event", headers={"Last-Event-ID": value})
     assert resp.status == 400
+    body = await resp.json()
+    assert body["code"] == "4.00" and "Last-Event-ID" in body["error"]
     assert ops.subscribers == []
 
 
