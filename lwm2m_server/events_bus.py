@@ -163,6 +163,8 @@ class Subscription:
         if self._gap is not None:
             out.append(self._gap)
             self._gap = None
+            if limit <= 1:
+                return out
         oldest = bus.oldest_id
         if self._cursor < oldest:
             missed = oldest - self._cursor
@@ -173,6 +175,8 @@ class Subscription:
             )
             self.dropped += missed
             self._cursor = oldest
+            if len(out) >= limit:
+                return out
         end = min(bus._next_id, self._cursor + max(0, limit - len(out)))
         ring, size = bus._ring, bus.replay_size
         for event_id in range(self._cursor, end):

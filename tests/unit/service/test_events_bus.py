@@ -194,3 +194,15 @@ def test_publishing_without_subscribers_keeps_the_events_for_a_resume() -> None:
         bus.publish("SEND", "ep", {"n": n})
     assert not bus.has_subscribers
     assert [e.data["n"] for e in bus.subscribe(after=0).ready()] == [0, 1, 2]
+
+
+async def test_an_unknown_resume_then_an_overflow_gives_both_gaps_one_at_a_time() -> None:
+    bus = EventBus(replay_size=2, first_id=10)
+    sub = bus.subscribe(after=3)  # not from this process: an unknown loss
+    for _ in range(5):
+        bus.publish("UPDATED", "ep", {})  # and then more than the buffer before it reads
+    first, second = await sub.get(), await sub.get()
+    assert first is not None and first.kind == GAP and first.data["missed"] is None
+    assert second is not None and second.kind == GAP
+    assert second.data == {"missed": 3, "from": 10, "to": 12}
+    assert [e.id for e in sub.ready(1)] == [13] and [e.id for e in sub.ready()] == [14]
