@@ -1,7 +1,8 @@
 """Run every benchmark in the repository, one JSON object per line on stdout.
 
 Usage: ``python bench/run.py [--quick] [--only NAME] [-- ARGS for that bench]``, NAME one of
-``codecs``, ``models``, ``server``, ``server_load``, ``coap_layer``, ``dtls``, ``dtls_flood``.
+``codecs``, ``models``, ``server``, ``server_load``, ``coap_layer``, ``dtls``, ``events``,
+``dtls_flood``.
 
 Benchmarks (each is run if its file exists, in its own subprocess so that one crashing or
 leaking memory cannot distort the others' figures):
@@ -89,6 +90,13 @@ BENCHES = (
         # the server transport over loopback beside NoSec, plus the engine's in-memory figures
         lambda quick: [sys.executable, "bench/dtls.py", *(["--quick"] if quick else [])],
         900,
+    ),
+    Bench(
+        "events",
+        REPO / "bench" / "events.py",
+        # issue 13 item 5: publish cost with no subscriber, events/s to one SSE reader
+        lambda quick: [sys.executable, "bench/events.py", *(["--quick"] if quick else [])],
+        300,
     ),
     Bench(
         "dtls_flood",

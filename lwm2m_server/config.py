@@ -55,11 +55,13 @@ __all__ = [
     "SCHEMA",
     "SYNCHRONOUS",
     "BootstrapApiSettings",
+    "EventSettings",
     "LimitsSettings",
     "PayloadLimits",
     "QueueSettings",
     "ServerConfig",
     "SinkSettings",
+    "TelemetrySettings",
     "env_name",
     "load_config",
     "log_level_number",
@@ -148,6 +150,25 @@ class SinkSettings:
 
 
 @attrs.frozen
+class EventSettings:
+    """The event stream (``GET /api/event``; docs/http-api.md, "Events")."""
+
+    replay_size: int = 10_000
+    """Latest events kept for readers that fall behind or reconnect with ``Last-Event-ID``;
+    further back they get a GAP event. About 200 bytes per event plus its payload builder."""
+
+
+@attrs.frozen
+class TelemetrySettings:
+    """Telemetry history (docs/configuration.md, "Telemetry retention")."""
+
+    retention: str = ""
+    """How long history points are kept: a duration (``90d``, ``12h``, ``3600``; units s, m,
+    h, d, w; a bare number is seconds); empty or ``0`` keeps them forever. A profile's own
+    ``retention`` wins for its devices. The latest value per key is always kept."""
+
+
+@attrs.frozen
 class PayloadLimits:
     """Largest Send or notification payload decoded, per content format, in bytes; a larger
     Send is refused with 4.13 and Size1 before decoding, a larger notification is acknowledged
@@ -212,6 +233,8 @@ class ServerConfig:
     workers: int = 1
     """Worker processes sharing the CoAP/CoAPs ports (SO_REUSEPORT); more than one needs
     ``store.engine: redis`` (docs/cluster.md, "Several workers on one host")."""
+    events: EventSettings = EventSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
 
     @property
     def database(self) -> Path:
@@ -234,6 +257,16 @@ def _address_binding(value: str) -> str | None:
 
 def _at_least_one(value: int) -> str | None:
     return None if value >= 1 else f"{value} must be at least 1"
+
+
+def _duration(value: str) -> str | None:
+    from .telemetry_retention import parse_duration
+
+    try:
+        parse_duration(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _mqtt_url(value: str) -> str | None:
@@ -292,6 +325,8 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "nosec_address_binding": _address_binding,
         "workers": between(1, 256),
         **{f"payload_limits.{f.name}": positive for f in attrs.fields(PayloadLimits)},
+        "events.replay_size": _at_least_one,
+        "telemetry.retention": _duration,
     },
     cross_checks=(store_cross_check(),),
     upper_case=("log_level", "store_synchronous"),

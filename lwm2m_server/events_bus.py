@@ -1,10 +1,28 @@
-"""Fan-out of server events to any number of subscribers (one per SSE connection, tests, CLI).
+"""Fan-out of server events to any number of subscribers (SSE connections, tests, the CLI).
 
 Publishing never blocks and never fails: the CoAP layer publishes while it answers devices, so a
-slow or stuck subscriber must not slow registrations down or grow memory. Each subscriber gets
-its own bounded queue; when it is full the *oldest* event is dropped and ``dropped`` is counted
-(an event stream is about the present: a dashboard that falls behind wants the new events, and
-it can re-read state through the API). Subscribers end with ``close()`` or when the bus closes.
+slow or stuck subscriber must not slow registrations down or grow memory. Every event gets an
+id and goes into **one bounded replay buffer** (a ring of ``replay_size`` events shared by every
+subscriber); a subscriber is only a cursor into it (the next id it wants). So publishing costs
+the same with no subscriber, one or a hundred (a ring slot and, only when a reader is waiting
+for the next event, one wake-up), a subscriber costs no memory of its own, and a stream can
+resume where it stopped (``subscribe(after=last_id)``, SSE ``Last-Event-ID``) as long as the
+buffer still holds what it missed.
+
+Nothing is lost silently: a subscriber whose cursor fell out of the buffer (it read too slowly,
+or resumed too late) first gets a ``GAP`` event ``{"missed": n, "from": a, "to": b}`` naming the
+ids it will never see, then continues with the oldest event still held. A resume from an id
+this bus never issued (the server restarted, or another process's id) gets a ``GAP`` with
+``"missed": None`` (unknown) and everything this process still holds.
+
+Ids are per bus, i.e. per server process: they start at the process's start time in
+microseconds (``first_id``) and count up by one per event, so that the ids of a later run are
+larger than those of an earlier one on the same host, and a resume with an id from an earlier
+run is recognised as such instead of being mistaken for one of ours. They fit a JavaScript
+number (< 2^53) for centuries.
+
+``listen()`` is for in-process consumers that must see every event, in order, synchronously at
+``publish`` (the profile engine); they are not subscribers and never miss anything.
 
 The event kinds are the ``ServerEvent`` kinds of ``lwm2m_server.operations``. Their payloads use
 the HTTP API's JSON shapes (``lwm2m_server.json_nodes``): a registration is
@@ -16,13 +34,16 @@ builds it (``registration_data``). Building a registration's JSON re-reads its o
 formats dates, which cost more than the rest of an Update; the in-process listener (the profile
 engine) only looks at the kind and endpoint, so with no SSE reader connected an Update builds
 nothing, and with one the SSE writer builds it once, in its own task, after the reply went out.
+The replay buffer holds the builders (closures over frozen registrations), not built payloads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 
 from .core.registration import Registration
 from .json_nodes import registration_to_json
@@ -51,8 +72,12 @@ KINDS = (
     SEND,
     REQUEST_RESPONSE,
 )
+GAP = "GAP"
+"""Not a server event: what a subscriber gets in place of events it can no longer receive,
+``{"missed": n, "from": first_id, "to": last_id}`` (``missed`` None when unknown)."""
 
-DEFAULT_QUEUE_SIZE = 1000
+DEFAULT_REPLAY_SIZE = 10_000
+"""Events kept for resuming streams (``events.replay_size``)."""
 
 Data = Mapping[str, object]
 Build = Callable[[], Data]
@@ -107,76 +132,137 @@ def registration_data(
 
 
 class Subscription:
-    """One subscriber's view of the bus: ``async for event in subscription``."""
+    """One subscriber: a cursor into the bus's replay buffer. ``async for event in sub``, or
+    ``get()``; ``ready(limit)`` takes what is there without waiting (an SSE writer batches)."""
 
-    def __init__(self, bus: EventBus, maxsize: int) -> None:
+    def __init__(self, bus: EventBus, cursor: int, gap: ServerEvent | None = None) -> None:
         self._bus = bus
-        self._queue: asyncio.Queue[ServerEvent | None] = asyncio.Queue(maxsize)
+        self._cursor = cursor
+        """The id of the next event this subscriber wants."""
+        self._gap = gap
+        """A GAP decided at subscription (a resume from an unknown id), delivered first."""
         self.dropped = 0
+        """Events this subscriber was told (GAP) it missed, in total (when known)."""
         self.closed = False
 
-    def _offer(self, event: ServerEvent | None) -> None:
+    @property
+    def cursor(self) -> int:
+        return self._cursor
+
+    def __len__(self) -> int:
+        """Events waiting for this subscriber (those it missed included)."""
+        return self._bus._next_id - self._cursor
+
+    def ready(self, limit: int = 1 << 30) -> list[ServerEvent]:
+        """Up to ``limit`` events available now, without waiting: a GAP first if the buffer no
+        longer holds the next one (see the module docstring). ``[]`` when none or closed."""
         if self.closed:
-            return
-        while True:
-            try:
-                self._queue.put_nowait(event)
-                return
-            except asyncio.QueueFull:
-                self._queue.get_nowait()  # drop the oldest: see the module docstring
-                self.dropped += 1
-                self._bus.dropped += 1
+            return []
+        bus = self._bus
+        out: list[ServerEvent] = []
+        if self._gap is not None:
+            out.append(self._gap)
+            self._gap = None
+            if limit <= 1:
+                return out
+        oldest = bus.oldest_id
+        if self._cursor < oldest:
+            missed = oldest - self._cursor
+            out.append(
+                ServerEvent(
+                    GAP, "", {"missed": missed, "from": self._cursor, "to": oldest - 1}, oldest - 1
+                )
+            )
+            self.dropped += missed
+            bus.dropped += missed
+            self._cursor = oldest
+            if len(out) >= limit:
+                return out
+        end = min(bus._next_id, self._cursor + max(0, limit - len(out)))
+        ring, size = bus._ring, bus.replay_size
+        for event_id in range(self._cursor, end):
+            event = ring[event_id % size]
+            assert event is not None and event.id == event_id
+            out.append(event)
+        self._cursor = max(self._cursor, end)
+        return out
 
     async def get(self) -> ServerEvent | None:
-        """The next event, or None once the subscription is closed."""
-        if self.closed and self._queue.empty():
-            return None
-        event = await self._queue.get()
-        if event is None:
-            self.closed = True
-        return event
+        """The next event (or GAP), or None once the subscription or the bus is closed and
+        everything published before was read."""
+        while True:
+            events = self.ready(1)
+            if events:
+                return events[0]
+            if self.closed or self._bus.closed:
+                self.closed = True
+                return None
+            await asyncio.shield(self._bus._wait())
+
+    async def wait(self) -> bool:
+        """Until something is ready (True) or the stream has ended (False)."""
+        while not self.closed:
+            if self._gap is not None or self._cursor < self._bus._next_id:
+                return True
+            if self._bus.closed:
+                return False
+            await asyncio.shield(self._bus._wait())
+        return False
 
     def close(self) -> None:
         if not self.closed:
-            self._bus._unsubscribe(self)
-            self._offer(None)
             self.closed = True
+            self._bus._unsubscribe(self)
 
-    def events(self) -> AsyncGenerator[ServerEvent, None]:
-        """An async generator over the events; when it is closed or garbage-collected (an SSE
-        reader went away), the subscription ends too, so forgotten readers do not leak."""
-        return self._iterate()
+    async def aclose(self) -> None:
+        self.close()
 
-    def __aiter__(self) -> AsyncIterator[ServerEvent]:
-        return self._iterate()
+    def events(self) -> Subscription:
+        """Itself (an async iterator); kept for callers written against the older generator."""
+        return self
 
-    async def _iterate(self) -> AsyncGenerator[ServerEvent, None]:
-        try:
-            while True:
-                event = await self.get()
-                if event is None:
-                    return
-                yield event
-        finally:
-            self.close()
+    def __aiter__(self) -> Subscription:
+        return self
 
-    def __len__(self) -> int:
-        return self._queue.qsize()
+    async def __anext__(self) -> ServerEvent:
+        event = await self.get()
+        if event is None:
+            raise StopAsyncIteration
+        return event
 
 
 class EventBus:
-    def __init__(self, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
-        if queue_size < 1:
-            raise ValueError("queue_size must be >= 1")
-        self.queue_size = queue_size
-        self._subscribers: list[Subscription] = []
+    """``replay_size``: how many of the latest events are kept for slow and resuming
+    subscribers (``events.replay_size``); ``first_id``: the id of the first event (default:
+    the time now in microseconds, see the module docstring)."""
+
+    def __init__(self, replay_size: int = DEFAULT_REPLAY_SIZE, *, first_id: int | None = None):
+        if replay_size < 1:
+            raise ValueError("replay_size must be >= 1")
+        self.replay_size = replay_size
+        self.first_id = time.time_ns() // 1000 if first_id is None else first_id
+        self._next_id = self.first_id
+        self._ring: list[ServerEvent | None] = [None] * replay_size
+        self._subscribers: weakref.WeakSet[Subscription] = weakref.WeakSet()
         self._listeners: list[Callable[[ServerEvent], None]] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self.closed = False
         self.dropped = 0
-        """Events dropped for full subscriber queues, over the bus's life (for metrics)."""
+        """Events subscribers were told (GAP) they missed, over the bus's life (metrics)."""
 
     def deepest(self) -> int:
-        """Events waiting in the fullest subscriber queue: how far the slowest reader lags."""
+        """Events waiting for the slowest subscriber: how far it lags (metrics)."""
         return max((len(sub) for sub in self._subscribers), default=0)
+
+    @property
+    def last_id(self) -> int:
+        """The id of the latest event (``first_id - 1`` before the first)."""
+        return self._next_id - 1
+
+    @property
+    def oldest_id(self) -> int:
+        """The id of the oldest event still in the replay buffer (``last_id + 1`` if none)."""
+        return max(self.first_id, self._next_id - self.replay_size)
 
     def listen(self, callback: Callable[[ServerEvent], None]) -> Callable[[], None]:
         """An in-process consumer that must see every event, in order (the profile engine: a
@@ -186,14 +272,35 @@ class EventBus:
         self._listeners.append(callback)
         return lambda: self._listeners.remove(callback) if callback in self._listeners else None
 
-    def subscribe(self, queue_size: int | None = None) -> Subscription:
-        sub = Subscription(self, queue_size or self.queue_size)
-        self._subscribers.append(sub)
+    def subscribe(self, after: int | None = None) -> Subscription:
+        """A subscriber from now on, or resuming after the event id ``after`` (what SSE calls
+        the last event id): the events after it that the buffer still holds, a GAP for the
+        ones it does not (module docstring)."""
+        if after is None:
+            sub = Subscription(self, self._next_id)
+        elif self.first_id - 1 <= after <= self.last_id:
+            sub = Subscription(self, after + 1)
+        else:
+            gap = ServerEvent(
+                GAP,
+                "",
+                {
+                    "missed": None,
+                    "from": after + 1,
+                    "to": self.oldest_id - 1,
+                    "reason": f"event id {after} is not from this server process",
+                },
+                self.oldest_id - 1,
+            )
+            sub = Subscription(self, self.oldest_id, gap)
+        if self.closed:
+            sub.closed = True
+        else:
+            self._subscribers.add(sub)
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:
-        if sub in self._subscribers:
-            self._subscribers.remove(sub)
+        self._subscribers.discard(sub)
 
     @property
     def subscribers(self) -> int:
@@ -205,15 +312,37 @@ class EventBus:
         for a producer whose data is costly even to describe as a builder."""
         return bool(self._subscribers)
 
+    def _wait(self) -> asyncio.Future[None]:
+        """A future resolved at the next ``publish`` or ``close``, shared by every waiting
+        subscriber: one wake-up per event however many readers wait, none when none does.
+        Subscribers await it through ``asyncio.shield``: one reader cancelled (it went away)
+        must not cancel the others' wait."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
     def publish(
         self, kind: str, endpoint: str, data: Data | Build, *, listeners: bool = True
     ) -> ServerEvent:
         """``data``: the payload, or a function building it, called only when a subscriber or
         listener reads the event's data (see the module docstring). ``listeners=False``: for
         subscribers only (an event another cluster node had: its node acted on it already)."""
-        event = ServerEvent(kind, endpoint, LazyData(data) if callable(data) else dict(data))
-        for sub in list(self._subscribers):
-            sub._offer(event)
+        event_id = self._next_id
+        event = ServerEvent(
+            kind, endpoint, LazyData(data) if callable(data) else dict(data), event_id
+        )
+        self._ring[event_id % self.replay_size] = event
+        self._next_id = event_id + 1
+        if self._waiter is not None:
+            self._wake()
         for listener in list(self._listeners) if listeners else ():
             try:
                 listener(event)
@@ -222,5 +351,7 @@ class EventBus:
         return event
 
     def close(self) -> None:
-        for sub in list(self._subscribers):
-            sub.close()
+        """Ends every subscription once it has read what was published before."""
+        self.closed = True
+        self._wake()
+        self._subscribers.clear()

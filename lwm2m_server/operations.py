@@ -87,13 +87,16 @@ class DeviceResponse:
 @attrs.frozen
 class ServerEvent:
     """One item of the event stream (``GET /api/event``): ``kind`` is one of REGISTRATION,
-    UPDATED, DEREGISTRATION, SLEEPING, AWAKE, NOTIFICATION, SEND, REQUEST_RESPONSE; ``data`` is
-    JSON-ready except REQUEST_RESPONSE's ``response`` (a ``DeviceResponse``, each API dialect
-    renders it)."""
+    UPDATED, DEREGISTRATION, SLEEPING, AWAKE, NOTIFICATION, SEND, REQUEST_RESPONSE, or GAP (a
+    subscriber missed events: ``{missed, from, to}``, endpoint ""); ``data`` is JSON-ready
+    except REQUEST_RESPONSE's ``response`` (a ``DeviceResponse``, each API dialect renders it).
+    ``id``: the event's place in the stream, increasing by one per event of a server process
+    (the SSE ``id:``; a GAP's is the last id it stands for; 0 for an event made elsewhere)."""
 
     kind: str
     endpoint: str
     data: Mapping[str, object]
+    id: int = 0
 
 
 class ServerOperations(Protocol):
@@ -246,6 +249,35 @@ class ServerOperations(Protocol):
         limit: int = 1000,
     ) -> list[TelemetryPoint]: ...
 
-    def events(self) -> AsyncIterator[ServerEvent]:
-        """A fresh subscription to every event from now on (one per SSE connection)."""
+    def events(self, after: int | None = None) -> EventSubscription:
+        """A fresh subscription to every event from now on (one per SSE connection), or
+        resuming after the event id ``after`` (SSE ``Last-Event-ID``): the events since that
+        the server still holds, and a GAP event for those it no longer does
+        (``lwm2m_server.events_bus``)."""
         ...
+
+    # -- presence -----------------------------------------------------------------------------
+    def is_sleeping(self, endpoint: str) -> bool | None:
+        """Whether a queue-mode client sleeps now (requests to it are queued), from the
+        server's own queue-mode state, not from the event stream; None when the client is not
+        registered or not in queue mode."""
+        ...
+
+
+class EventSubscription(Protocol):
+    """What ``ServerOperations.events`` returns: an async iterator of events that can also
+    hand over what is ready without waiting (an SSE writer sends it in one write)."""
+
+    def __aiter__(self) -> AsyncIterator[ServerEvent]: ...
+
+    async def __anext__(self) -> ServerEvent: ...
+
+    def ready(self, limit: int = ...) -> list[ServerEvent]:
+        """Events available now (a GAP first when some were missed), at most ``limit``."""
+        ...
+
+    async def wait(self) -> bool:
+        """Until an event is ready (True) or the stream ended (False)."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -32,7 +32,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -101,6 +101,7 @@ from .events_bus import (
     SLEEPING,
     UPDATED,
     EventBus,
+    Subscription,
     registration_data,
 )
 from .metrics import Counts, TimedCommitter
@@ -109,11 +110,11 @@ from .operations import (
     DeviceResponse,
     DeviceTimeoutError,
     ObservationLimitError,
-    ServerEvent,
     UnknownClientError,
 )
 from .profiles.engine import ProfileEngine
 from .profiles.setup import create_engine
+from .telemetry_retention import RetentionPruner, parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ class Lwm2mServer:
         self.config = config or ServerConfig()
         self.registry = registry or ModelRegistry(self.config.models_dirs)
         self.clock = clock
-        self.bus = EventBus()
+        self.bus = EventBus(self.config.events.replay_size)
         self.counts = Counts()  # what /metrics reports (lwm2m_server/metrics.py)
         queue = self.config.queue
         self.core = ServerCore(
@@ -214,6 +215,8 @@ class Lwm2mServer:
         self.dtls_modes: frozenset[SecurityMode] = frozenset()
         self.profiles: ProfileEngine | None = None
         self.telemetry_mapper: TelemetryMapper | None = None
+        self.retention: RetentionPruner | None = None
+        """Deletes telemetry history past its TTL in the background (started by ``start``)."""
         limits = self.config.limits
         self.register_limit = RateLimit(limits.register_rate, limits.register_burst)
         """Registers per source host (``limits.register_rate``/``register_burst``)."""
@@ -323,6 +326,8 @@ class Lwm2mServer:
         self.profiles = create_engine(self)
         self.telemetry_mapper = self.profiles.map_telemetry
         await self.profiles.start()
+        self.retention = self._retention_pruner()
+        self._spawn(self.retention.run())
         # group commit: nothing of start() stays in an open transaction (another connection to
         # the same file, an in-process bootstrap server say, may write before the next loop turn)
         self.stores.committer.commit()
@@ -1329,8 +1334,37 @@ class Lwm2mServer:
         points.sort(key=lambda p: p.ts_ms, reverse=True)
         return points[:limit]
 
-    def events(self) -> AsyncIterator[ServerEvent]:
-        return self.bus.subscribe().events()
+    def events(self, after: int | None = None) -> Subscription:
+        return self.bus.subscribe(after)
+
+    # -- telemetry retention (lwm2m_server.telemetry_retention) ----------------------------------
+    def _retention_pruner(self) -> RetentionPruner:
+        deployment = parse_duration(self.config.telemetry.retention)
+
+        def retention_for(endpoint: str) -> float | None:
+            if self.profiles is not None:
+                own = self.profiles.catalog.resolve(endpoint)[0].retention
+                if own is not None:
+                    return own or None  # 0.0: this profile keeps its history forever
+            return deployment
+
+        def active() -> bool:
+            if deployment is not None:
+                return True
+            profiles = [] if self.profiles is None else self.profiles.catalog.profiles()
+            return any(p.retention for p in profiles)
+
+        store: Any = self.stores.telemetry
+        return RetentionPruner(store, retention_for, active=active, clock=self.clock)
+
+    # -- ServerOperations: presence ----------------------------------------------------------------
+    def is_sleeping(self, endpoint: str) -> bool | None:
+        """From the core's queue-mode state, the one that decides whether a request is queued
+        (never from the lossy event stream)."""
+        registration = self.core.registrations.by_endpoint(endpoint)
+        if registration is None or not registration.queue_mode:
+            return None
+        return not self.core.queues.is_awake(endpoint, self.clock())
 
 
 @attrs.frozen

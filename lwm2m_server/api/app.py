@@ -76,7 +76,7 @@ from .leshan import add_leshan_routes
 from .listing import ClientPages, pages_of
 from .openapi import openapi_document
 from .params import DEFAULT_TIMEOUT
-from .state import STATE, ApiState, track_presence
+from .state import STATE, ApiState
 
 if TYPE_CHECKING:
     from ..service import Lwm2mServer
@@ -135,7 +135,6 @@ def create_app(
         default_timeout=default_timeout,
         pages=pages_of(ops, pages),
     )
-    app.cleanup_ctx.append(track_presence)
     app.on_shutdown.append(events.close_streams)
 
     add = app.router.add_route

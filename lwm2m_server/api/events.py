@@ -1,15 +1,22 @@
 """``GET /api/event``: the server's events as server-sent events, like Leshan's EventServlet.
 
-Each event is ``event: KIND\\ndata: {json}\\n\\n`` with KIND one of REGISTRATION, UPDATED,
+Each event is ``id: N\nevent: KIND\ndata: {json}\n\n`` with KIND one of REGISTRATION, UPDATED,
 DEREGISTRATION, SLEEPING, AWAKE, NOTIFICATION, SEND, REQUEST_RESPONSE (the answer to a request
-queued for a sleeping client, with the ``requestId`` its 202 gave); ``data`` always carries
-``"ep"``.
-``?ep=dev-1`` keeps only that endpoint's events. A comment line (``: keep-alive``) goes out
-every 15 s so that proxies and clients can tell an idle stream from a dead one.
+queued for a sleeping client, with the ``requestId`` its 202 gave), or GAP; ``data`` always
+carries ``"ep"``, except GAP's.
+``?ep=dev-1`` keeps only that endpoint's events (and every GAP). A comment line
+(``: keep-alive``) goes out every 15 s so that proxies and clients can tell an idle stream from a
+dead one.
 
-Each connection has its own subscription (``ops.events()``) feeding a bounded queue: a client
-that reads too slowly loses the oldest events (and is told so in a comment) instead of making
-the server buffer without limit.
+Lossless or told so (``lwm2m_server.events_bus``): ``id`` increases by one per event of the server
+process; a reader that reconnects with ``Last-Event-ID: N`` (what a browser's EventSource does by
+itself; ``?lastEventId=N`` for clients that cannot set headers) gets every event after N that the
+replay buffer (``events.replay_size``) still holds, and a ``GAP`` event
+``{"missed": n, "from": a, "to": b}`` for those it no longer does; a reader too slow for the
+buffer gets the same GAP in the stream. Nothing is dropped without a GAP.
+
+The writer sends whatever is ready in one write (up to ``BATCH`` events): a reader that keeps up
+costs one write per loop turn, not one per event.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from lwm2m_runtime.http_errors import bad_request
 from object_models.node import (
     LwM2mMultipleResource,
     LwM2mObject,
@@ -35,13 +43,12 @@ from object_models.types import ObjectLink
 
 from ..core.registration import Registration
 from ..core.telemetry import TelemetryPoint
+from ..events_bus import GAP
 from ..json_nodes import node_to_json, registration_to_json, telemetry_to_json, value_to_jsonable
 from ..operations import DeviceResponse, ServerEvent
 from .state import state_of
 
 log = logging.getLogger(__name__)
-
-QUEUE_SIZE = 1000
 
 _NODES = (
     LwM2mObject,
@@ -77,7 +84,11 @@ def _json_default(value: object) -> Any:
 
 
 def format_event(event: ServerEvent) -> bytes:
-    data = {"ep": event.endpoint, **{str(k): v for k, v in event.data.items()}}
+    """The native dialect's frame (without ``id:``, which ``serve_events`` adds)."""
+    if event.kind == GAP:
+        data = {str(k): v for k, v in event.data.items()}
+    else:
+        data = {"ep": event.endpoint, **{str(k): v for k, v in event.data.items()}}
     text = json.dumps(data, default=_json_default, separators=(",", ":"))
     return f"event: {event.kind}\ndata: {text}\n\n".encode()
 
@@ -90,25 +101,32 @@ Formatter = Callable[[ServerEvent], bytes | None]
 """One event as SSE bytes, or None to leave it out (each API dialect has its own)."""
 
 
+BATCH = 512
+"""Most events formatted and written at once."""
+
+
+def resume_id(request: web.Request) -> int | None:
+    """The id to resume after: ``Last-Event-ID`` (set by EventSource on reconnect), else the
+    ``lastEventId`` query parameter; None for a fresh stream. Not an integer: HTTP 400."""
+    raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise bad_request(
+            f"Last-Event-ID / lastEventId {raw[:40]!r} is not an event id (an integer)"
+        ) from None
+    if value < 0:
+        raise bad_request(f"Last-Event-ID / lastEventId {value} is negative")
+    return value
+
+
 async def serve_events(request: web.Request, formatter: Formatter) -> web.StreamResponse:
     state = state_of(request)
     only = request.query.get("ep") or None
-    queue: asyncio.Queue[ServerEvent] = asyncio.Queue(QUEUE_SIZE)
-    dropped = 0
-    events = state.ops.events()
-
-    async def pump() -> None:
-        nonlocal dropped
-        async for event in events:
-            if only is not None and event.endpoint != only:
-                continue
-            if queue.full():
-                queue.get_nowait()
-                dropped += 1
-            queue.put_nowait(event)
-
-    pump_task = asyncio.create_task(pump(), name="lwm2m-api-sse-pump")
-    await asyncio.sleep(0)  # let a generator-based subscription start before we say "open"
+    after = resume_id(request)
+    events = state.ops.events(after)
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -119,41 +137,41 @@ async def serve_events(request: web.Request, formatter: Formatter) -> web.Stream
     me = asyncio.current_task()
     if me is not None:
         state.streams.add(me)
-    getter: asyncio.Future[ServerEvent] | None = None
+    waiter: asyncio.Future[bool] | None = None
     try:
         await response.prepare(request)
         await response.write(b": stream open\n\n")
         while True:
-            getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait(
-                {getter, pump_task}, timeout=state.keepalive, return_when=asyncio.FIRST_COMPLETED
-            )
-            if getter not in done:
-                getter.cancel()
-                if pump_task in done and queue.empty():
+            batch = events.ready(BATCH)
+            if not batch:
+                if waiter is None:
+                    waiter = asyncio.ensure_future(events.wait())
+                done, _ = await asyncio.wait({waiter}, timeout=state.keepalive)
+                if not done:
+                    await response.write(b": keep-alive\n\n")
+                    continue  # still waiting on the same waiter
+                more, waiter = waiter.result(), None
+                if not more:
                     break  # the server's event stream ended
-                await response.write(b": keep-alive\n\n")
                 continue
-            if dropped:
-                await response.write(f": {dropped} events dropped (slow reader)\n\n".encode())
-                dropped = 0
-            frame = formatter(getter.result())
-            if frame is not None:
-                await response.write(frame)
+            frames: list[bytes] = []
+            for event in batch:
+                if only is not None and event.endpoint != only and event.kind != GAP:
+                    continue
+                frame = formatter(event)
+                if frame is not None:
+                    frames.append(b"id: %d\n" % event.id + frame if event.id else frame)
+            if frames:
+                await response.write(b"".join(frames))
     except (ConnectionResetError, ConnectionError):
         log.debug("event stream client went away")
     finally:
         if me is not None:
             state.streams.discard(me)
-        if getter is not None and not getter.done():
-            getter.cancel()
-        pump_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await pump_task
-        close = getattr(events, "aclose", None)
-        if close is not None:
-            with contextlib.suppress(Exception):
-                await close()
+        if waiter is not None and not waiter.done():
+            waiter.cancel()
+        with contextlib.suppress(Exception):
+            await events.aclose()
     return response
 
 

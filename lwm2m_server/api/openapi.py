@@ -727,22 +727,38 @@ _PATHS: Doc = {
             "summary": "Server-sent events",
             "description": "text/event-stream of REGISTRATION, UPDATED, DEREGISTRATION, "
             "SLEEPING, AWAKE, NOTIFICATION, SEND, REQUEST_RESPONSE events; data is JSON "
-            "with an ep field. "
+            "with an ep field. Every event has an id (+1 per event of the server process); "
+            "a reader resuming with Last-Event-ID gets the events after it that the replay "
+            "buffer holds, and a GAP event {missed, from, to} for those it no longer does "
+            "(also sent to a reader too slow for the buffer). "
             "Keep-alive comments every 15 s.",
             "tags": ["events"],
             "parameters": [
                 {
                     "name": "ep",
                     "in": "query",
-                    "description": "Only this endpoint's events.",
+                    "description": "Only this endpoint's events (and GAPs).",
                     "schema": {"type": "string"},
-                }
+                },
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "description": "Resume after this event id (EventSource sends it itself).",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+                {
+                    "name": "lastEventId",
+                    "in": "query",
+                    "description": "Last-Event-ID for clients that cannot set headers.",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
             ],
             "responses": {
                 "200": {
                     "description": "An endless event stream.",
                     "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                }
+                },
+                "400": _ref("BadRequest", "responses"),
             },
         }
     },

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 
 import attrs
 from aiohttp import web
 
 from object_models.model import ModelProvider
 
+from ..core.registration import Registration
 from ..operations import DeviceResponse, DeviceTimeoutError, ServerOperations
 from . import params
 from .listing import ClientPages, pages_of
@@ -31,8 +31,6 @@ class ApiState:
     registry: ModelProvider
     keepalive: float = 15.0
     default_timeout: float = DEFAULT_TIMEOUT
-    sleeping: dict[str, bool] = attrs.field(factory=dict)
-    """Queue-mode presence as last seen on the event stream (SLEEPING/AWAKE), per endpoint."""
     pages: ClientPages = attrs.field(
         default=attrs.Factory(lambda self: pages_of(self.ops), takes_self=True)
     )
@@ -40,6 +38,13 @@ class ApiState:
     streams: set[asyncio.Task[object]] = attrs.field(factory=set)
     """Handler tasks of open event streams, cancelled at shutdown (they never end by
     themselves)."""
+
+    def sleeping(self, registration: Registration) -> bool | None:
+        """Whether a queue-mode client sleeps, from the server's own state
+        (``ops.is_sleeping``): never derived from the event stream, which may lose events."""
+        if not registration.queue_mode:
+            return None
+        return self.ops.is_sleeping(registration.endpoint)
 
     def models(self, endpoint: str) -> ModelProvider:
         """The client's own model versions; the API's registry if the service has none."""
@@ -75,38 +80,3 @@ def client_of(request: web.Request) -> tuple[ApiState, str]:
 
 def request_timeout(request: web.Request, state: ApiState) -> float:
     return params.timeout(request.query, state.default_timeout)
-
-
-_AWAKE_KINDS = frozenset({"AWAKE", "REGISTRATION", "UPDATED", "NOTIFICATION", "SEND"})
-
-
-async def track_presence(app: web.Application) -> AsyncIterator[None]:
-    """``cleanup_ctx``: follow the event stream for the whole life of the app to know which
-    queue-mode clients sleep (the operations contract has no presence query)."""
-    state = app[STATE]
-
-    async def follow() -> None:
-        try:
-            events = state.ops.events()
-        except Exception:
-            log.warning("no event stream: queue-mode presence will not be reported", exc_info=True)
-            return
-        try:
-            async for event in events:
-                if event.kind == "SLEEPING":
-                    state.sleeping[event.endpoint] = True
-                elif event.kind == "DEREGISTRATION":
-                    state.sleeping.pop(event.endpoint, None)
-                elif event.kind in _AWAKE_KINDS:
-                    state.sleeping[event.endpoint] = False
-        finally:
-            close = getattr(events, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close()
-
-    task = asyncio.create_task(follow(), name="lwm2m-api-presence")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task

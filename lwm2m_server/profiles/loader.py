@@ -49,7 +49,7 @@ __all__ = ["SUFFIXES", "ConfigError", "load_file", "parse_profile", "read_docume
 SUFFIXES = (".yaml", ".yml", ".json")
 _TOP = frozenset({
     "name", "description", "endpoints", "objects", "observe_strategy", "on_connect",
-    "keep_unmapped", "resources", "bootstrap",
+    "keep_unmapped", "resources", "bootstrap", "retention",
 })  # fmt: skip
 _RESOURCE = frozenset({"key", "kind", "observe", "type", "attributes"})
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -151,6 +151,9 @@ def parse_profile(
     if top.get("bootstrap") is not None:
         with where.at("bootstrap"):
             bootstrap = _bootstrap(where, top["bootstrap"], profile_name, registry)
+    if top.get("retention") is not None:
+        with where.at("retention"):
+            options["retention"] = _retention(where, top["retention"])
     document = dict(top)
     document["name"] = profile_name
     return Profile(
@@ -164,6 +167,19 @@ def parse_profile(
         bootstrap=bootstrap,
         **options,
     )
+
+
+def _retention(where: _Where, value: object) -> float:
+    """Seconds (``0.0``: keep forever), from a duration like ``30d`` or a number of seconds."""
+    from ..telemetry_retention import parse_duration
+
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise where.error(f"expected a duration like 30d or 12h, got {_kind_of(value)}")
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise where.error(str(exc)) from None
+    return 0.0 if seconds is None else seconds
 
 
 def _objects(where: _Where, value: object, registry: ModelRegistry) -> dict[int, str]:

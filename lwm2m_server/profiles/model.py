@@ -138,6 +138,10 @@ class Profile:
     bootstrap: Mapping[str, Any] | None = None
     """The bootstrap server's section, validated by ``keystore.bootstrap_config.loader``
     (a profile-kind ``BootstrapConfig``) but kept opaque here: the bootstrap server reads it."""
+    retention: float | None = None
+    """Seconds of telemetry history kept for this profile's devices (``retention: 30d``);
+    ``0.0``: forever; None: the deployment's ``telemetry.retention``
+    (``lwm2m_server.telemetry_retention``)."""
 
     def by_key(self, key: str) -> ResourceMapping | None:
         return next((m for m in self.resources.values() if m.key == key), None)

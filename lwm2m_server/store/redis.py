@@ -793,6 +793,13 @@ class RedisTelemetryStore:
         )
         return result
 
+    # -- retention: the history is the node's sqlite file; the latest values stay in Redis ----
+    def telemetry_endpoints(self, after: str | None, limit: int) -> list[str]:
+        return list(self._history.telemetry_endpoints(after, limit))
+
+    def prune_history(self, endpoint: str, before_ms: int, limit: int) -> int:
+        return int(self._history.prune_history(endpoint, before_ms, limit))
+
 
 def _oldest_first(registrations: Iterable[Registration]) -> list[Registration]:
     regs = list(registrations)

@@ -222,6 +222,8 @@ class SqliteStore(SqliteDatabase):
         )
         db.table("telemetry").create_index(["endpoint", "key", "ts_ms"], if_not_exists=True)
         db.table("telemetry").create_index(["endpoint", "path", "ts_ms"], if_not_exists=True)
+        # retention deletes an endpoint's old rows through it (telemetry_retention.py)
+        db.table("telemetry").create_index(["endpoint", "ts_ms"], if_not_exists=True)
         db.table("telemetry_latest").create(
             {"endpoint": str, "path": str, "key": str, "ts_ms": int, "type": str, "value": str},
             pk=("endpoint", "path"),
@@ -640,6 +642,29 @@ class SqliteStore(SqliteDatabase):
             (endpoint, key, key, lo, hi, limit),
         )
         return [self._decode_point(r) for r in rows]
+
+    # -- telemetry retention (lwm2m_server.telemetry_retention) ---------------------------------
+    def telemetry_endpoints(self, after: str | None, limit: int) -> list[str]:
+        """Up to ``limit`` endpoints with telemetry, in order, after ``after``: a retention
+        pass walks them page by page (the latest-value table is small and keyed by endpoint)."""
+        rows = self.read(
+            "SELECT DISTINCT endpoint FROM telemetry_latest WHERE endpoint > ? "
+            "ORDER BY endpoint LIMIT ?",
+            ("" if after is None else after, limit),
+        )
+        return [str(r[0]) for r in rows]
+
+    def prune_history(self, endpoint: str, before_ms: int, limit: int) -> int:
+        """Delete at most ``limit`` history points of ``endpoint`` older than ``before_ms``;
+        the number deleted. One small statement (retention runs a batch per loop turn); the
+        latest values (``telemetry_latest``) are never touched."""
+        with self.write() as conn:
+            cursor = conn.execute(
+                "DELETE FROM telemetry WHERE rowid IN (SELECT rowid FROM telemetry "
+                "WHERE endpoint = ? AND ts_ms < ? LIMIT ?)",
+                (endpoint, before_ms, limit),
+            )
+            return max(0, cursor.rowcount)
 
     def _decode_point(self, row: tuple[Any, ...]) -> TelemetryPoint:
         try:

@@ -158,7 +158,7 @@ async def _json_body(request: web.Request) -> object:
 async def list_clients(request: web.Request) -> web.Response:
     """Every registration (Leshan's UI has no paging)."""
     state = state_of(request)
-    rows = [(r, state.sleeping.get(r.endpoint)) for r in state.ops.clients()]
+    rows = [(r, state.sleeping(r)) for r in state.ops.clients()]
 
     def render() -> bytes:
         # ~0.1 ms per registration: in a worker thread, as the native listing's pages, so a
@@ -175,9 +175,7 @@ async def list_clients(request: web.Request) -> web.Response:
 async def show_client(request: web.Request) -> web.Response:
     state = state_of(request)
     reg = state.ops.client(request.match_info["ep"])
-    return web.json_response(
-        shapes.registration_json(reg, sleeping=state.sleeping.get(reg.endpoint))
-    )
+    return web.json_response(shapes.registration_json(reg, sleeping=state.sleeping(reg)))
 
 
 # -- device management ----------------------------------------------------------------------------
@@ -497,6 +495,8 @@ def format_event(event: ServerEvent) -> bytes | None:
             body["error"] = data["error"]
         body["delayed"] = True
         payload = body
+    elif event.kind == "GAP":  # ours, not Leshan's: the events this reader missed (its UI
+        payload = dict(event.data)  # ignores a kind it does not listen to)
     else:
         return None
     if payload is None:

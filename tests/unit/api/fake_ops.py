@@ -15,13 +15,14 @@ the API passed on (formats, replace flag, arguments).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lwm2m_runtime.address import Address
 from lwm2m_server.core.queue import QueueFullError
 from lwm2m_server.core.registration import ObjectLinks, Registration
 from lwm2m_server.core.telemetry import TelemetryPoint, points_from_nodes
+from lwm2m_server.events_bus import EventBus, Subscription
 from lwm2m_server.json_nodes import node_to_json
 from lwm2m_server.operations import (
     DeviceResponse,
@@ -76,28 +77,6 @@ def device_tree() -> Tree:
     return {1: {0: server}, 3: {0: device}, 3303: {0: temperature}}
 
 
-class _Subscription:
-    """An eager subscription: registered when created, not on first ``__anext__``."""
-
-    def __init__(self, owner: FakeOps) -> None:
-        self.owner = owner
-        self.queue: asyncio.Queue[ServerEvent | None] = asyncio.Queue()
-        owner.subscribers.append(self.queue)
-
-    def __aiter__(self) -> _Subscription:
-        return self
-
-    async def __anext__(self) -> ServerEvent:
-        event = await self.queue.get()
-        if event is None:
-            raise StopAsyncIteration
-        return event
-
-    async def aclose(self) -> None:
-        if self.queue in self.owner.subscribers:
-            self.owner.subscribers.remove(self.queue)
-
-
 class FakeOps:
     def __init__(self, registry: ModelRegistry | None = None) -> None:
         self.registry = registry or ModelRegistry.builtin()
@@ -107,7 +86,10 @@ class FakeOps:
         self.attributes: dict[tuple[str, str], dict[str, str | None]] = {}
         self.observed: dict[str, list[tuple[LwM2mPath, ...]]] = {}
         self.points: list[TelemetryPoint] = []
-        self.subscribers: list[asyncio.Queue[ServerEvent | None]] = []
+        self.bus = EventBus(first_id=1)
+        """The real bus (ids from 1, replay buffer, GAP): ``emit`` publishes on it."""
+        self.sleeping: dict[str, bool] = {}
+        """``is_sleeping`` answers for queue-mode clients (absent: None, not known)."""
         self.calls: list[tuple[Any, ...]] = []
         self.silent: set[str] = set()
         self.asleep: set[str] = set()
@@ -145,10 +127,12 @@ class FakeOps:
         self.trees[endpoint] = tree
         return reg
 
-    def emit(self, kind: str, endpoint: str, data: Mapping[str, object]) -> None:
-        event = ServerEvent(kind, endpoint, dict(data))
-        for queue in list(self.subscribers):
-            queue.put_nowait(event)
+    @property
+    def subscribers(self) -> list[Subscription]:
+        return list(self.bus._subscribers)
+
+    def emit(self, kind: str, endpoint: str, data: Mapping[str, object]) -> ServerEvent:
+        return self.bus.publish(kind, endpoint, data)
 
     def notify(self, endpoint: str, path: LwM2mPath) -> None:
         node = self._find(endpoint, path)
@@ -160,8 +144,7 @@ class FakeOps:
         )
 
     def end_events(self) -> None:
-        for queue in list(self.subscribers):
-            queue.put_nowait(None)
+        self.bus.close()
 
     def record(self, endpoint: str, path: LwM2mPath, ts: float) -> None:
         node = self._find(endpoint, path)
@@ -501,5 +484,11 @@ class FakeOps:
         ]
         return points[:limit]
 
-    def events(self) -> AsyncIterator[ServerEvent]:
-        return _Subscription(self)
+    def events(self, after: int | None = None) -> Subscription:
+        return self.bus.subscribe(after)
+
+    def is_sleeping(self, endpoint: str) -> bool | None:
+        registration = self.registrations.get(endpoint)
+        if registration is None or not registration.queue_mode:
+            return None
+        return self.sleeping.get(endpoint)

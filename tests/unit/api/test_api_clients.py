@@ -49,21 +49,21 @@ async def test_unknown_client_is_404_for_every_operation(api: Client) -> None:
         assert (await resp.json())["code"] == "4.04"
 
 
-async def test_sleeping_flag_follows_events(api: Client, ops: FakeOps) -> None:
+async def test_sleeping_flag_is_the_servers_state_not_the_streams(
+    api: Client, ops: FakeOps
+) -> None:
+    """Issue 13 item 5: the flag is ``ops.is_sleeping`` (the server's queue-mode state), so a
+    lost or absent event cannot make it wrong, and no event subscriber is needed for it."""
     ops.add_client("sleepy", queue_mode=True)
-    assert "sleeping" not in await (await api.get("/api/clients/sleepy")).json()
-    ops.emit("SLEEPING", "sleepy", {})
-    for _ in range(50):
-        body = await (await api.get("/api/clients/sleepy")).json()
-        if "sleeping" in body:
-            break
-    assert body["sleeping"] is True
-    ops.emit("AWAKE", "sleepy", {})
-    for _ in range(50):
-        body = await (await api.get("/api/clients/sleepy")).json()
-        if body["sleeping"] is False:
-            break
-    assert body["sleeping"] is False
+    ops.sleeping["sleepy"] = False
+    assert (await (await api.get("/api/clients/sleepy")).json())["sleeping"] is False
+    ops.sleeping["sleepy"] = True  # the server says so; no SLEEPING event was published
+    assert (await (await api.get("/api/clients/sleepy")).json())["sleeping"] is True
+    listed = {c["endpoint"]: c for c in await (await api.get("/api/clients")).json()}
+    assert listed["sleepy"]["sleeping"] is True and "sleeping" not in listed["dev-1"]
+    ops.emit("AWAKE", "sleepy", {})  # an event alone changes nothing
+    assert (await (await api.get("/api/clients/sleepy")).json())["sleeping"] is True
+    assert ops.subscribers == []
 
 
 async def test_observations(api: Client, ops: FakeOps) -> None:

@@ -207,7 +207,7 @@ async def test_events_follow(cli: Cli, ops: FakeOps) -> None:
     feeder = asyncio.create_task(
         _emit_when_subscribed(
             ops,
-            2,
+            1,
             ("UPDATED", "dev-2", {}),
             (
                 "REGISTRATION",
@@ -242,7 +242,7 @@ async def test_events_follow(cli: Cli, ops: FakeOps) -> None:
 
 
 async def test_events_json_lines(cli: Cli, ops: FakeOps) -> None:
-    feeder = asyncio.create_task(_emit_when_subscribed(ops, 2, ("SLEEPING", "dev-1", {})))
+    feeder = asyncio.create_task(_emit_when_subscribed(ops, 1, ("SLEEPING", "dev-1", {})))
     _, out, _ = await cli("events", "--count", "1", "--json")
     await feeder
     assert json.loads(out) == {"event": "SLEEPING", "data": {"ep": "dev-1"}}
@@ -250,7 +250,7 @@ async def test_events_json_lines(cli: Cli, ops: FakeOps) -> None:
 
 async def test_observe_follow_prints_notifications(cli: Cli, ops: FakeOps) -> None:
     async def notify() -> None:
-        await _emit_when_subscribed(ops, 2)
+        await _emit_when_subscribed(ops, 1)
         ops.notify("dev-1", LwM2mPath(3, 0, 9))  # another path: filtered out
         ops.notify("dev-1", LwM2mPath(3303, 0, 5700))
 

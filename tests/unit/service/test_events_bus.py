@@ -1,11 +1,14 @@
-"""The event bus: fan-out, bounded per-subscriber queues, unsubscribe on close."""
+"""The event bus: fan-out, one bounded replay buffer, GAP instead of silent loss, resume after
+an id, unsubscribe on close."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 
-from lwm2m_server.events_bus import EventBus
+from lwm2m_server.events_bus import GAP, EventBus
+from lwm2m_server.operations import ServerEvent
 
 
 async def test_fan_out_in_order() -> None:
@@ -17,13 +20,17 @@ async def test_fan_out_in_order() -> None:
         assert [(await sub.get()).kind for _ in range(2)] == ["REGISTRATION", "UPDATED"]  # type: ignore[union-attr]
 
 
-async def test_slow_subscriber_is_bounded() -> None:
-    bus = EventBus(queue_size=3)
+async def test_slow_subscriber_is_bounded_and_told_what_it_missed() -> None:
+    bus = EventBus(replay_size=3, first_id=1)
     sub = bus.subscribe()
     for n in range(10):
         bus.publish("SEND", "ep", {"n": n})
-    assert len(sub) == 3 and sub.dropped == 7
+    gap = await sub.get()
+    assert gap is not None and gap.kind == GAP
+    assert gap.data == {"missed": 7, "from": 1, "to": 7} and gap.id == 7
+    assert sub.dropped == 7
     assert [(await sub.get()).data["n"] for _ in range(3)] == [7, 8, 9]  # type: ignore[union-attr]
+    assert len(sub) == 0
 
 
 async def test_close_ends_iteration_and_unsubscribes() -> None:
@@ -47,3 +54,155 @@ async def test_forgotten_reader_unsubscribes() -> None:
     gc.collect()
     await asyncio.sleep(0)
     assert bus.subscribers == 0
+
+
+# -- ids, the replay buffer and GAP (issue 13 item 5) --------------------------------------------
+
+
+def _ids(events: list[ServerEvent]) -> list[int]:
+    return [e.id for e in events]
+
+
+def test_ids_count_up_by_one_from_first_id() -> None:
+    bus = EventBus(first_id=100)
+    assert bus.last_id == 99
+    assert [bus.publish("AWAKE", "ep", {}).id for _ in range(3)] == [100, 101, 102]
+    assert bus.last_id == 102
+
+
+def test_default_ids_of_a_later_process_are_larger() -> None:
+    """Ids start at the process's start time (µs): a restarted server's ids never collide with
+    the ones a reader still holds from before."""
+    first = EventBus()
+    first.publish("AWAKE", "ep", {})
+    later = EventBus()
+    assert later.first_id > first.last_id
+    assert later.first_id < 2**53  # still exact in a JavaScript number
+
+
+def test_resume_returns_exactly_the_missed_events_within_the_buffer() -> None:
+    bus = EventBus(replay_size=100, first_id=1)
+    for n in range(50):
+        bus.publish("UPDATED", f"ep-{n}", {"n": n})
+    sub = bus.subscribe(after=30)
+    got = sub.ready()
+    assert _ids(got) == list(range(31, 51))
+    assert [e.data["n"] for e in got] == list(range(30, 50))
+    assert sub.ready() == [] and sub.dropped == 0
+
+
+def test_resume_beyond_the_buffer_gets_a_gap_with_the_count() -> None:
+    bus = EventBus(replay_size=10, first_id=1)
+    for n in range(50):
+        bus.publish("UPDATED", "ep", {"n": n})
+    got = bus.subscribe(after=5).ready()
+    assert got[0].kind == GAP and got[0].data == {"missed": 35, "from": 6, "to": 40}
+    assert got[0].id == 40
+    assert _ids(got[1:]) == list(range(41, 51))
+
+
+def test_resume_from_an_id_this_process_never_issued_is_an_unknown_gap() -> None:
+    bus = EventBus(replay_size=10, first_id=1000)
+    for _ in range(3):
+        bus.publish("UPDATED", "ep", {})
+    for foreign in (5, 999_999):  # an earlier run's id, another process's id
+        got = bus.subscribe(after=foreign).ready()
+        assert got[0].kind == GAP and got[0].data["missed"] is None
+        assert "not from this server process" in str(got[0].data["reason"])
+        assert _ids(got[1:]) == [1000, 1001, 1002]
+    assert bus.subscribe(after=999).ready()[0].id == 1000  # "nothing of this run yet": no gap
+
+
+def test_resume_at_the_latest_id_replays_nothing() -> None:
+    bus = EventBus(first_id=1)
+    bus.publish("UPDATED", "ep", {})
+    assert bus.subscribe(after=1).ready() == []
+
+
+async def test_20000_events_with_a_slow_reader_every_event_or_a_gap() -> None:
+    """The acceptance line: 20,000 Updates and a reader that reads far more slowly than they
+    come: it receives every event or an explicit GAP, and the GAPs' counts are exact."""
+    bus = EventBus(replay_size=1000, first_id=1)
+    sub = bus.subscribe()
+    received: list[int] = []
+    missed = 0
+    seen = 0  # the last id received or declared missed: the stream accounts for each id once
+
+    def take(event: ServerEvent) -> None:
+        nonlocal missed, seen
+        if event.kind == GAP:
+            first, last, count = (int(event.data[k]) for k in ("from", "to", "missed"))  # type: ignore[call-overload]
+            assert first == seen + 1 and last == first + count - 1 and event.id == last
+            missed += count
+            seen = last
+        else:
+            assert event.id == seen + 1 and event.data["n"] == event.id - 1
+            received.append(event.id)
+            seen = event.id
+
+    for n in range(20_000):
+        bus.publish("UPDATED", f"ep-{n % 7}", {"n": n})
+        if n % 3 == 0:  # the reader takes one event for every three published
+            event = await sub.get()
+            assert event is not None
+            take(event)
+    for event in sub.ready():
+        take(event)
+    assert missed > 0  # it really was too slow
+    assert len(received) + missed == 20_000
+    assert received == sorted(set(received)) and received[-1] == 20_000
+    assert sub.dropped == missed
+
+
+async def test_a_reader_that_keeps_up_gets_all_20000() -> None:
+    bus = EventBus(replay_size=1000, first_id=1)
+    sub = bus.subscribe()
+    received: list[ServerEvent] = []
+
+    async def read() -> None:
+        async for event in sub:
+            received.append(event)
+
+    reader = asyncio.create_task(read())
+    for n in range(20_000):
+        bus.publish("UPDATED", "ep", {"n": n})
+        if n % 500 == 499:
+            await asyncio.sleep(0)  # the loop turns, as it does between datagrams
+    bus.close()
+    await asyncio.wait_for(reader, 5)
+    assert [e.data["n"] for e in received] == list(range(20_000))
+    assert GAP not in {e.kind for e in received}
+
+
+async def test_one_reader_going_away_does_not_end_the_others_wait() -> None:
+    bus = EventBus()
+    a, b = bus.subscribe(), bus.subscribe()
+    waiting_a = asyncio.create_task(a.get())
+    waiting_b = asyncio.create_task(b.get())
+    await asyncio.sleep(0)
+    waiting_a.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiting_a
+    bus.publish("AWAKE", "ep", {})
+    event = await asyncio.wait_for(waiting_b, 2)
+    assert event is not None and event.kind == "AWAKE"
+
+
+def test_publishing_without_subscribers_keeps_the_events_for_a_resume() -> None:
+    bus = EventBus(replay_size=5, first_id=1)
+    for n in range(3):
+        bus.publish("SEND", "ep", {"n": n})
+    assert not bus.has_subscribers
+    assert [e.data["n"] for e in bus.subscribe(after=0).ready()] == [0, 1, 2]
+
+
+async def test_an_unknown_resume_then_an_overflow_gives_both_gaps_one_at_a_time() -> None:
+    bus = EventBus(replay_size=2, first_id=10)
+    sub = bus.subscribe(after=3)  # not from this process: an unknown loss
+    for _ in range(5):
+        bus.publish("UPDATED", "ep", {})  # and then more than the buffer before it reads
+    first, second = await sub.get(), await sub.get()
+    assert first is not None and first.kind == GAP and first.data["missed"] is None
+    assert second is not None and second.kind == GAP
+    assert second.data == {"missed": 3, "from": 10, "to": 12}
+    assert [e.id for e in sub.ready(1)] == [13] and [e.id for e in sub.ready()] == [14]
