@@ -157,6 +157,9 @@ function openEvents() {
       onEvent(kind, data);
     });
   }
+  // the server says events were missed (a slow page, or a reconnect beyond its replay
+  // buffer): what the page shows may be stale, so the current view is loaded again
+  source.addEventListener("GAP", () => route());
 }
 
 function closeEvents() {
