@@ -154,13 +154,7 @@ class BootstrapServer:
         """``GET /api/ready``: the CoAP listeners are open and the keystore answers (sqlite: a
         read; Redis: a PING); each check ``ok`` or why not."""
         checks: dict[str, str] = {}
-        coap = self._coap
-        transports: list[asyncio.BaseTransport | None] = []
-        if coap is not None and coap.udp is not None:
-            transports.append(coap.udp.transport)
-        if coap is not None and coap.coaps is not None:
-            transports.append(None if coap.coaps.dtls is None else coap.coaps.dtls.transport)
-        up = transports and all(t is not None and not t.is_closing() for t in transports)
+        up = self._coap is not None and self._coap.listening()
         checks["listeners"] = "ok" if up else "CoAP listeners are not open"
         try:
             keystore = self.keystore

@@ -284,6 +284,15 @@ class CoapServer:
     def coaps_address(self) -> Key | None:
         return None if self.coaps is None else self.coaps.local_address
 
+    def listening(self) -> bool:
+        """Every listener that was started still has an open socket (servers' readiness)."""
+        transports: list[asyncio.BaseTransport | None] = []
+        if self.udp is not None:
+            transports.append(self.udp.transport)
+        if self.coaps is not None:
+            transports.append(None if self.coaps.dtls is None else self.coaps.dtls.transport)
+        return bool(transports) and all(t is not None and not t.is_closing() for t in transports)
+
     # -- downlink -------------------------------------------------------------------------------
     async def request(
         self,

@@ -1022,13 +1022,7 @@ class Lwm2mServer:
         listeners are open, the store answers (sqlite: a read, and the file is writable;
         Redis: a PING). Liveness (``/api/health``) only says the process runs."""
         checks: dict[str, str] = {}
-        coap = self._coap
-        transports: list[asyncio.BaseTransport | None] = []
-        if coap is not None and coap.udp is not None:
-            transports.append(coap.udp.transport)
-        if coap is not None and coap.coaps is not None:
-            transports.append(None if coap.coaps.dtls is None else coap.coaps.dtls.transport)
-        up = transports and all(t is not None and not t.is_closing() for t in transports)
+        up = self._coap is not None and self._coap.listening()
         checks["listeners"] = "ok" if up else "CoAP listeners are not open"
         try:
             if self._redis is not None:
