@@ -105,6 +105,17 @@ BENCHES = (
         lambda quick: [sys.executable, "bench/dtls_flood.py", *(["--quick"] if quick else [])],
         300,
     ),
+    Bench(
+        "workers",
+        REPO / "bench" / "workers.py",
+        # issue 12: Updates/s on sqlite, one worker on Redis, --workers 2 on Redis; the ratios
+        lambda quick: [
+            sys.executable,
+            "bench/workers.py",
+            *(["--clients", "1000", "--updates", "5000"] if quick else []),
+        ],
+        900,
+    ),
 )
 
 
