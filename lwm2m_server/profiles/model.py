@@ -142,6 +142,12 @@ class Profile:
     """Seconds of telemetry history kept for this profile's devices (``retention: 30d``);
     ``0.0``: forever; None: the deployment's ``telemetry.retention``
     (``lwm2m_server.telemetry_retention``)."""
+    _digest: str = attrs.field(init=False, eq=False, repr=False, default="")
+
+    def __attrs_post_init__(self) -> None:
+        # once, here: ``digest`` is read on every Register (the device's status records which
+        # version of its profile it got), and hashing the normalised document cost ~20 µs
+        object.__setattr__(self, "_digest", document_digest(self.document))
 
     def by_key(self, key: str) -> ResourceMapping | None:
         return next((m for m in self.resources.values() if m.key == key), None)
@@ -168,8 +174,8 @@ class Profile:
 
     @property
     def digest(self) -> str:
-        """``document_digest`` of the document (what a reload compares)."""
-        return document_digest(self.document)
+        """``document_digest`` of the document (what a reload compares), computed once."""
+        return self._digest
 
     def matches(self, endpoint: str) -> bool:
         return any(p.matches(endpoint) for p in self.endpoints)
