@@ -4,7 +4,8 @@ stops and starts again on the same port:
 
 * while Redis is down, a device's Update and Register are answered 5.03 with Max-Age (never
   2.xx: nothing was stored, so nothing is acknowledged) and the API's client list 503 with
-  Retry-After;
+  Retry-After (on Redis the list is the store's: this node's cache misses other nodes'
+  devices), while a device this node holds is still shown from its memory;
 * once Redis is back, the next Update and Register succeed without restarting the server
   (redis-py reconnects on the next command);
 * the outage is logged once: one WARNING when it starts, one INFO when Redis answers again.
@@ -23,8 +24,10 @@ import redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from keystore.store.engines import StoreSettings
-from lwm2m_server.api import create_app
+from lwm2m_runtime.http_auth import ApiAuthSettings
+from lwm2m_server.api.app import create_server_app
 from lwm2m_server.service import Lwm2mServer
+from tests.auth import ADMIN_TOKEN, HEADERS
 from tests.redis_fixture import MISSING, REDIS_SERVER, RedisServer
 
 from . import rawcoap as raw
@@ -76,7 +79,8 @@ def own_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
 @pytest.fixture
 async def lwm2m(tmp_path: Path, own_redis: RestartableRedis) -> AsyncIterator[Lwm2mServer]:
     settings = StoreSettings("redis", own_redis.url, "down")
-    server = Lwm2mServer(server_config(tmp_path / "data", store=settings))
+    auth = ApiAuthSettings(admin_token=ADMIN_TOKEN)
+    server = Lwm2mServer(server_config(tmp_path / "data", store=settings, api_auth=auth))
     await server.start()
     try:
         yield server
@@ -102,9 +106,11 @@ async def test_redis_down_is_503_with_max_age_then_the_server_recovers_by_itself
     lwm2m: Lwm2mServer, own_redis: RestartableRedis, caplog: pytest.LogCaptureFixture
 ) -> None:
     peer = await raw.RawPeer.open(("127.0.0.1", lwm2m.coap_address.port))
-    app = create_app(lwm2m, registry=lwm2m.registry)
     try:
-        async with TestServer(app) as web, TestClient(web) as http:
+        async with (
+            TestServer(create_server_app(lwm2m)) as web,
+            TestClient(web, headers=HEADERS) as http,  # type: ignore[var-annotated]
+        ):
             registration_id = await raw.register(peer, "survivor")
             assert (await peer.exchange(_update(registration_id))).code == raw.CHANGED
 
@@ -120,6 +126,10 @@ async def test_redis_down_is_503_with_max_age_then_the_server_recovers_by_itself
             assert listed.status == 503, await listed.text()
             assert listed.headers["Retry-After"] == "5"
             assert (await listed.json())["code"] == "5.03"
+            # what the node holds in memory is still served: its own device's registration
+            shown = await http.get("/api/clients/survivor")
+            assert shown.status == 200, await shown.text()
+            assert (await shown.json())["registrationId"] == registration_id
             during = [r for r in caplog.records if _complaint(r)]
 
             own_redis.start_again()

@@ -72,7 +72,7 @@ def test_a_command_redis_refuses_is_a_store_error_not_an_outage(
 ) -> None:
     db = store.database
     with pytest.raises(StoreError) as raised, db.errors("a wrong command"):
-        db.client.execute_command("NO-SUCH-COMMAND")
+        db.client.execute_command("NO-SUCH-COMMAND")  # type: ignore[no-untyped-call]
     assert not isinstance(raised.value, StoreUnavailable)
     assert raised.value.code == ResponseCode.INTERNAL_SERVER_ERROR
     assert not db.down and _outage_log(caplog) == []
