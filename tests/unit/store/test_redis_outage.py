@@ -39,7 +39,9 @@ class _Down:
         self.working = db.client
 
     def __enter__(self) -> None:
-        self.db.client = redis.Redis(port=_free_port(), socket_connect_timeout=1)
+        # from_url, as RedisDatabase makes its client (no retries with back-off: fails fast)
+        url = f"redis://127.0.0.1:{_free_port()}/0"
+        self.db.client = redis.Redis.from_url(url, socket_connect_timeout=1)
 
     def __exit__(self, *exc: object) -> None:
         self.db.client.close()
