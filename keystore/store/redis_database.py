@@ -241,9 +241,10 @@ def _tag(endpoint: str) -> str:
 
 def unreachable(exc: BaseException) -> bool:
     """Redis is not there (refused, reset, timed out, still loading its data after a restart)
-    rather than refusing the command: retrying later may succeed, and nothing was written
-    that the caller was told about. A wrong password (redis-py's ``AuthenticationError`` is a
-    ``ConnectionError``) is a configuration error, not an outage: plain ``StoreError``."""
+    rather than refusing the command: retrying later may succeed. Nothing is acknowledged
+    (a timed-out write may still have reached Redis: the device's retry repeats it). A wrong
+    password (redis-py's ``AuthenticationError`` is a ``ConnectionError``) is a configuration
+    error, not an outage: plain ``StoreError``."""
     import redis
     from redis.exceptions import (
         AuthenticationError,
