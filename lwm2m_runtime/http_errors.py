@@ -9,6 +9,8 @@ LwM2M server's are in ``lwm2m_server.api.errors``):
 |---------------------------------------|------|--------------------------------------------|
 | what the server's ``render`` maps     | its  | its own (e.g. 404 unknown client, 504)     |
 | ``ApiError``                          | its  | ``{"error": msg, "code": …}``              |
+| ``StoreUnavailable`` (Redis down)     | 503  | with ``Retry-After``; the outage is logged  |
+|                                       |      | once by the store                          |
 | other ``Lwm2mError`` (bad path/value) | 4xx  | status from the CoAP code, 400 by default  |
 | aiohttp ``HTTPException`` (no route)  | same | ``{"error": reason, "code": …}``           |
 | anything else                         | 500  | ``{"error": "internal error: …"}``, logged |
@@ -25,6 +27,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from keystore.store.errors import StoreUnavailable
 from object_models.errors import Lwm2mError, ResponseCode
 
 log = logging.getLogger(__name__)
@@ -81,7 +84,10 @@ def _for_lwm2m_error(exc: Lwm2mError) -> web.Response:
     if isinstance(exc, ApiError):
         return error_response(exc.status, {"error": exc.message, "code": code})
     status = _BY_CODE.get(exc.code, 500 if exc.code >> 5 == 5 else 400)
-    return error_response(status, {"error": exc.message, "code": code})
+    response = error_response(status, {"error": exc.message, "code": code})
+    if isinstance(exc, StoreUnavailable):  # RFC 9110 §10.2.3: when to try again
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def make_error_middleware(render: Render | None = None) -> Middleware:

@@ -11,7 +11,12 @@ layout). It owns what all the Redis engines have in common:
   tests, share one Redis), and carries a hash tag (``{...}``) so that the keys one atomic
   change touches are in one Redis Cluster slot;
 * errors: any redis-py failure becomes ``StoreError`` naming the Redis URL (never its password)
-  and what failed, the same contract as the sqlite engines' file name and reason.
+  and what failed, the same contract as the sqlite engines' file name and reason; a Redis that
+  cannot be reached (connection refused or lost, timeout, loading its data after a restart)
+  becomes ``StoreUnavailable`` (5.03 to a device, 503 on the API), and the outage is logged
+  here once (WARNING at its first failure, INFO at the first success after), not per request.
+  Nothing reconnects explicitly: redis-py drops a broken connection and opens a new one on
+  the next command, so the first request after Redis is back succeeds.
 
 Durability is the Redis server's configuration (``appendonly yes`` with ``appendfsync
 everysec`` or ``always``): a write is acknowledged by Redis when it is in its memory and
@@ -20,13 +25,16 @@ everysec`` or ``always``): a write is acknowledged by Redis when it is in its me
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
-from .errors import StoreError
+from .errors import StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     import redis
@@ -34,6 +42,8 @@ if TYPE_CHECKING:
 
 # redis-py is imported when a Redis store is opened or a URL checked, not with this module:
 # the settings loader imports it, and sqlite deployments need not pay for redis-py's import.
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "lwm2m"
 URL_SCHEMES = ("redis", "rediss", "unix")
@@ -107,6 +117,9 @@ class RedisDatabase:
         self.prefix = prefix
         self.cluster = cluster
         self._closed = False
+        self._down_since: float | None = None
+        """``time.monotonic()`` of the first failure of the current outage; None when up."""
+        self._outage_lock = threading.Lock()  # the API's executor threads use the store too
         self.client: redis.Redis | RedisCluster
         if client is not None:
             self.client = client
@@ -172,7 +185,44 @@ class RedisDatabase:
         try:
             yield
         except (RedisError, RedisClusterException) as exc:
-            raise StoreError(f"Redis store {self.url}: {what}: {_explain(exc)}") from exc
+            message = f"Redis store {self.url}: {what}: {_explain(exc)}"
+            if unreachable(exc):
+                self.unavailable(exc)
+                raise StoreUnavailable(message) from exc
+            raise StoreError(message) from exc
+        if self._down_since is not None:
+            self.reachable()
+
+    @property
+    def down(self) -> bool:
+        """An outage is under way (a command failed for want of Redis, none succeeded since)."""
+        return self._down_since is not None
+
+    def unavailable(self, exc: BaseException) -> None:
+        """Redis could not be reached: WARNING if this starts an outage, DEBUG during one
+        (every request fails while Redis is down: a line each would bury the log). Public for
+        the writes that talk to redis-py outside ``errors()`` (the group commit's pipeline)."""
+        with self._outage_lock:
+            first = self._down_since is None
+            if first:
+                self._down_since = time.monotonic()
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "Redis store %s unreachable: %s; requests that need it are answered 5.03 "
+            "(Max-Age %d s) until it is back",
+            self.url,
+            str(exc) or type(exc).__name__,
+            StoreUnavailable.retry_after,
+        )
+
+    def reachable(self) -> None:
+        """A command succeeded: if Redis was unreachable, the outage is over (logged once)."""
+        with self._outage_lock:
+            since, self._down_since = self._down_since, None
+        if since is not None:
+            log.info(
+                "Redis store %s reachable again after %.1f s", self.url, time.monotonic() - since
+            )
 
     def script(self, source: str) -> Any:
         """A Lua script (run atomically by Redis; loaded by its SHA, re-sent if Redis
@@ -187,6 +237,33 @@ def _tag(endpoint: str) -> str:
     if not endpoint:
         return "%"
     return endpoint.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Redis is not there (refused, reset, timed out, still loading its data after a restart)
+    rather than refusing the command: retrying later may succeed. Nothing is acknowledged
+    (a timed-out write may still have reached Redis: the device's retry repeats it). A wrong
+    password (redis-py's ``AuthenticationError`` is a ``ConnectionError``) is a configuration
+    error, not an outage: plain ``StoreError``."""
+    import redis
+    from redis.exceptions import (
+        AuthenticationError,
+        AuthorizationError,
+        BusyLoadingError,
+        ClusterDownError,
+        TryAgainError,
+    )
+
+    if isinstance(exc, AuthenticationError | AuthorizationError):
+        return False
+    return isinstance(
+        exc,
+        redis.ConnectionError
+        | redis.TimeoutError
+        | BusyLoadingError
+        | ClusterDownError
+        | TryAgainError,
+    )
 
 
 def _explain(exc: BaseException) -> str:

@@ -19,6 +19,11 @@ Registers are rate-limited per source host (``register_limit``, a token bucket) 
 work: a source over its rate gets 5.03 Service Unavailable with Max-Age = the seconds until it
 may register again (RFC 7252 §5.9.3.4), logged once per host per minute and counted.
 
+A store that cannot be reached (``StoreUnavailable``: Redis down or restarting) is 5.03 with
+Max-Age = its ``retry_after`` (RFC 7252 §5.9.3.4), never 5.00 nor 2.xx: nothing was stored, and
+the device should retry in a few seconds. The outage is logged once by the store, so the
+refusals are DEBUG here.
+
 The peer a Register/Update came from (``IncomingRequest.remote``: the socket address, or the
 DTLS session) is handed to ``on_contact``: downlink requests go back exactly there.
 """
@@ -33,6 +38,7 @@ from typing import Protocol
 
 from keystore.log_limit import PerPeerLimit
 from keystore.resolver import PeerIdentity as Peer
+from keystore.store.errors import StoreUnavailable
 from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import Code, Message, OptionNumber, encode_uint
 from lwm2m_runtime.limits import RateLimit
@@ -128,6 +134,12 @@ class RegistrationSite:
                     exc.message.encode(),
                     extra=((int(OptionNumber.SIZE1), encode_uint(exc.limit)),),
                 )
+            if isinstance(exc, StoreUnavailable):  # RFC 7252 §5.9.3.4: retry after Max-Age
+                return Message.response(
+                    int(exc.code),
+                    exc.message.encode("utf-8", "replace"),
+                    extra=((int(OptionNumber.MAX_AGE), encode_uint(exc.retry_after)),),
+                )
             return error_response(exc)
 
     def _dispatch(self, request: IncomingRequest, address: Address) -> Message:
@@ -192,6 +204,9 @@ class RegistrationSite:
         code = exc.code
         message = request.message
         what = f"{Code(message.code).name} /{'/'.join(message.uri_path)}"
+        if isinstance(exc, StoreUnavailable):  # the store logged the outage once
+            log.debug("%s from %s refused with %s: %s", what, address, code.dotted, exc.message)
+            return
         if code in (ResponseCode.NOT_FOUND, ResponseCode.INTERNAL_SERVER_ERROR):
             # an unknown registration id (a client the server forgot re-registers) and store
             # failures are not malformed input; a 4.04 is still once per peer host a minute

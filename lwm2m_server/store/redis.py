@@ -62,7 +62,7 @@ import attrs
 from keystore.resolver import IdentityBinding
 from keystore.store.database import dumps
 from keystore.store.errors import StoreError
-from keystore.store.redis_database import RedisDatabase, text
+from keystore.store.redis_database import RedisDatabase, text, unreachable
 from lwm2m_runtime.address import Address
 from lwm2m_server.core.observations import Observation
 from lwm2m_server.core.registration import Registration
@@ -274,6 +274,8 @@ class RedisStore:
         except (RedisError, StoreError) as exc:
             self._failed(len(pending), exc)
             return False
+        if self._db.down:  # the outage's end, logged once by the database
+            self._db.reachable()
         if not ok:
             self._group_failed = True
         self.commits += 1
@@ -282,6 +284,8 @@ class RedisStore:
     def _failed(self, count: int, exc: BaseException) -> None:
         self._group_failed = True
         self._failed_commits += 1
+        if unreachable(exc):  # the outage: its start and end are logged by the database
+            self._db.unavailable(exc)
         now = time.monotonic()
         if now >= self._next_failure_log:  # Redis down fails every iteration: once a minute
             self._next_failure_log = now + 60.0
