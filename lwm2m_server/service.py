@@ -486,8 +486,10 @@ class Lwm2mServer:
             self.counts.notifications[verdict.value] += 1
             # a CON was ACKed by the layer already (after this synchronous store, in the flush)
             if verdict is Verdict.IGNORE:
-                log.warning("a notification from %s was acknowledged but not stored",
-                            Address(*source.address))  # fmt: skip
+                address = Address(*source.address)
+                first = self._observe_log.allow(f"unstored {address.host}", time.monotonic())
+                level = logging.WARNING if first else logging.DEBUG
+                log.log(level, "a notification from %s was acknowledged but not stored", address)
             elif verdict is not Verdict.ACCEPT or event.final:
                 downlink.observations.drop(handle, reactive=not event.final)
         elif isinstance(event, UnknownNotification):

@@ -139,6 +139,7 @@ class Uplink:
         self.effects = effects
         self.clock = clock
         self._foreign_log = PerPeerLimit(60.0)  # forged notifications: one WARNING/host/minute
+        self._store_log = PerPeerLimit(60.0)  # notifications the store refused: one ERROR/host/min
 
     # -- registration interface ----------------------------------------------------------
     def handle_register(
@@ -451,7 +452,14 @@ class Uplink:
         try:
             self.store.append_points(points)
         except StoreError as exc:
-            log.error("notification from %s not stored, not acknowledged: %s", address, exc)
+            # once per host a minute: a store outage would otherwise log every notification
+            first = self._store_log.allow(address.host, time.monotonic())
+            log.log(
+                logging.ERROR if first else logging.DEBUG,
+                "notification from %s not stored: %s",
+                address,
+                exc,
+            )
             return False
         self.bus.publish(
             NOTIFICATION,

@@ -300,3 +300,31 @@ async def test_notification_event_payload_is_built_only_when_read(
     assert isinstance(event.data, LazyData) and not event.data.built
     assert event.data["paths"] == ["/3303/0/5700"]
     assert point_values(event) == {"/3303/0/5700": 23.5} and "error" not in event.data
+
+
+async def test_notifications_the_store_refuses_are_logged_once_per_host(
+    server: Lwm2mServer,
+    device: Device,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store outage (a full disk, Redis down) refuses every notification: one ERROR (and one
+    WARNING) for the host, then DEBUG — not a log line per notification."""
+    import logging
+
+    from keystore.store.errors import StoreError
+
+    assert server.uplink is not None
+
+    def refuse(points: object) -> int:
+        raise StoreError("the store is down")
+
+    monkeypatch.setattr(server.uplink.store, "append_points", refuse)
+    with caplog.at_level(logging.DEBUG):
+        for seq in range(2, 7):
+            device.peer.send(device.notification(b"30.5", mtype=raw.NON, seq=seq))
+        await eventually(lambda: sum("not stored" in r.getMessage() for r in caplog.records) >= 10)
+    refused = [r for r in caplog.records if "notification from" in r.getMessage()]
+    loud = [r for r in refused if r.levelno >= logging.WARNING]
+    assert len(loud) == 2, [r.getMessage() for r in loud]  # uplink ERROR + service WARNING
+    assert len(refused) == 10
