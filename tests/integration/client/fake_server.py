@@ -188,10 +188,16 @@ class RawCoap:
         self.sock.sendto(message.encode(), self.target)
 
     async def receive(self, timeout: float = 3.0) -> Any:
+        """The next message from the client under test. Datagrams from anywhere else are
+        ignored, as a CoAP endpoint matches its peer (RFC 7252 §4.4/§5.3.2): this socket's
+        port is an ephemeral one that another test's peer may have sent to a moment before
+        (xdist runs tests in parallel and ports get reused)."""
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout):
-            data = await loop.sock_recv(self.sock, 2048)
-        return aiocoap.Message.decode(data)
+            while True:
+                data, source = await loop.sock_recvfrom(self.sock, 2048)
+                if (source[0], source[1]) == self.target:
+                    return aiocoap.Message.decode(data)
 
     async def receive_none(self, timeout: float) -> bool:
         """True when nothing arrives within ``timeout`` seconds."""
