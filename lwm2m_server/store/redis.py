@@ -76,6 +76,7 @@ from .records import (
     registration_from_json,
     registration_to_json,
 )
+from .redis_device_state import NEWEST_WINS  # telemetry latest: the same rule
 
 log = logging.getLogger(__name__)
 
@@ -148,20 +149,6 @@ if data then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return data
 """
 
-# telemetry latest: KEYS values, times; ARGV (path, ts, value)...: newest wins
-_LATEST = """
-local i = 1
-while i <= #ARGV do
-  local key, ts = ARGV[i], ARGV[i + 1]
-  local stored = redis.call('HGET', KEYS[2], key)
-  if not stored or tonumber(ts) >= tonumber(stored) then
-    redis.call('HSET', KEYS[1], key, ARGV[i + 2])
-    redis.call('HSET', KEYS[2], key, ts)
-  end
-  i = i + 3
-end
-return 'ok'
-"""
 
 _SWEEP_PAGE = 100
 _MAX_LOST = 10_000
@@ -760,7 +747,7 @@ class RedisTelemetryStore:
         with self._db.errors("cannot write the latest telemetry"):
             pipe = self._db.client.pipeline(transaction=False)
             for endpoint, args in by_endpoint.items():
-                pipe.execute_command("EVAL", _LATEST, 2, *self._keys(endpoint), *args)
+                pipe.execute_command("EVAL", NEWEST_WINS, 2, *self._keys(endpoint), *args)
             pipe.execute()
         return written
 

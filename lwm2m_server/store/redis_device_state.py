@@ -29,7 +29,9 @@ from lwm2m_server.core.telemetry import TelemetryPoint
 
 from .records import check_point, point_from_row
 
-_PUT = """
+# KEYS values, times; ARGV (key, ts, value)...: per key, a value older than the stored one
+# is ignored (device attributes here, latest telemetry in ``redis.RedisTelemetryStore``)
+NEWEST_WINS = """
 local i = 1
 while i <= #ARGV do
   local key, ts = ARGV[i], ARGV[i + 1]
@@ -72,7 +74,7 @@ class RedisDeviceStateStore:
             pipe = self._db.client.pipeline(transaction=False)
             for endpoint, args in by_endpoint.items():
                 # EVAL, not EVALSHA: a pipeline (a cluster's above all) does not load scripts
-                pipe.execute_command("EVAL", _PUT, 2, *self._keys(endpoint), *args)
+                pipe.execute_command("EVAL", NEWEST_WINS, 2, *self._keys(endpoint), *args)
             pipe.execute()
         return len(rows)
 
