@@ -56,6 +56,7 @@ __all__ = [
     "SYNCHRONOUS",
     "BootstrapApiSettings",
     "EventSettings",
+    "FirmwareSettings",
     "LimitsSettings",
     "PayloadLimits",
     "QueueSettings",
@@ -169,6 +170,27 @@ class TelemetrySettings:
 
 
 @attrs.frozen
+class FirmwareSettings:
+    """Firmware/software update jobs (docs/firmware.md, "Update jobs"): each step's timeout
+    and how often a step is tried again."""
+
+    request_timeout: float = 30.0
+    """Seconds for each request of a job (read, observe, Package URI write, execute)."""
+    download_timeout: float = 600.0
+    """Seconds from the delivery to State Downloaded (also a push write's own timeout)."""
+    update_timeout: float = 600.0
+    """Seconds from Execute Update / Install to the re-registration or the success result."""
+    queued_timeout: float = 86_400.0
+    """Extra seconds a step gets when its request waits for a sleeping (queue-mode) device."""
+    retries: int = 2
+    """New attempts of a failed step (a request timed out, a download did not finish)."""
+    retry_backoff: float = 5.0
+    """Seconds before the first new attempt, doubled for each further one."""
+    software_activate: bool = False
+    """Object 9: Execute Activate (``/9/x/10``) after a successful install."""
+
+
+@attrs.frozen
 class PayloadLimits:
     """Largest Send or notification payload decoded, per content format, in bytes; a larger
     Send is refused with 4.13 and Size1 before decoding, a larger notification is acknowledged
@@ -235,6 +257,7 @@ class ServerConfig:
     ``store.engine: redis`` (docs/cluster.md, "Several workers on one host")."""
     events: EventSettings = EventSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    firmware: FirmwareSettings = FirmwareSettings()
 
     @property
     def database(self) -> Path:
@@ -327,6 +350,12 @@ SCHEMA: Schema[ServerConfig] = Schema(
         **{f"payload_limits.{f.name}": positive for f in attrs.fields(PayloadLimits)},
         "events.replay_size": _at_least_one,
         "telemetry.retention": _duration,
+        "firmware.request_timeout": positive,
+        "firmware.download_timeout": positive,
+        "firmware.update_timeout": positive,
+        "firmware.queued_timeout": non_negative,
+        "firmware.retries": between(0, 100),
+        "firmware.retry_backoff": non_negative,
     },
     cross_checks=(store_cross_check(),),
     upper_case=("log_level", "store_synchronous"),
