@@ -104,6 +104,9 @@ from .events_bus import (
     Subscription,
     registration_data,
 )
+from .firmware.job_store import JobStore, RedisJobStore, SqliteJobStore
+from .firmware.manager import FirmwareManager
+from .firmware.setup import create_manager
 from .metrics import Counts, TimedCommitter
 from .operations import (
     DeviceAnswerError,
@@ -214,6 +217,8 @@ class Lwm2mServer:
         self.nosec_enabled = True
         self.dtls_modes: frozenset[SecurityMode] = frozenset()
         self.profiles: ProfileEngine | None = None
+        self.firmware: FirmwareManager | None = None
+        """Firmware/software update jobs (docs/firmware.md, "Update jobs"); set by ``start``."""
         self.telemetry_mapper: TelemetryMapper | None = None
         self.retention: RetentionPruner | None = None
         """Deletes telemetry history past its TTL in the background (started by ``start``)."""
@@ -326,6 +331,8 @@ class Lwm2mServer:
         self.profiles = create_engine(self)
         self.telemetry_mapper = self.profiles.map_telemetry
         await self.profiles.start()
+        self.firmware = create_manager(self)
+        await self.firmware.open()
         self.retention = self._retention_pruner()
         self._spawn(self.retention.run())
         # group commit: nothing of start() stays in an open transaction (another connection to
@@ -333,6 +340,9 @@ class Lwm2mServer:
         self.stores.committer.commit()
 
     async def stop(self) -> None:
+        if self.firmware is not None:
+            await self.firmware.close()
+            self.firmware = None
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = None
@@ -383,6 +393,7 @@ class Lwm2mServer:
                 dtls_sessions=SqliteDtlsSessionStore(local),
                 api_tokens=api_token_store(credentials),
                 queued_requests=SqliteQueuedRequestStore(local),
+                firmware_jobs=SqliteJobStore(local),
             )
         from keystore.store.redis_credentials import RedisCredentialStore
         from keystore.store.redis_dtls_sessions import RedisDtlsSessionStore
@@ -407,6 +418,7 @@ class Lwm2mServer:
             dtls_sessions=RedisDtlsSessionStore(db),
             api_tokens=api_token_store(credentials_on_redis),
             queued_requests=RedisQueuedRequestStore(db),
+            firmware_jobs=RedisJobStore(db),
         )
 
     def _close_redis(self) -> None:
@@ -1378,6 +1390,8 @@ class _Stores:
     api_tokens: ApiTokenStore
     queued_requests: QueuedRequestStore
     """Requests queued for sleeping devices (they survive a restart)."""
+    firmware_jobs: JobStore
+    """Firmware/software update jobs (resumed at start)."""
 
 
 @attrs.frozen

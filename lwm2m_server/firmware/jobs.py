@@ -422,6 +422,13 @@ class UpdateJob:
             return []
         return [self._request(Read, self.result_path, now, wait=False)]
 
+    def refresh(self, now: float) -> list[Action]:
+        """Read State and Update Result (a notification said they changed but carried no
+        value we could use, e.g. a profile mapped them away)."""
+        if self.finished:
+            return []
+        return [self._request(Read, p, now, wait=False) for p in self.observed_paths]
+
     def download_refused(self, now: float, reason: str) -> list[Action]:
         """The download server refused the device's fetch: recorded (the device will report
         the failure, or the download times out)."""
