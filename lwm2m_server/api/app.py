@@ -39,6 +39,13 @@ and, when ``ops`` runs a profile engine (the real server always does; ``api/prof
     POST   /api/clients/{ep}/profile/apply           apply it again now
     GET    /api/clients/{ep}/timeseries              telemetry in ThingsBoard's shape
 
+and, when ``ops`` runs an update job manager (``api/firmware.py``; docs/firmware.md):
+
+    POST   /api/clients/{ep}/firmware                start an update job
+    GET    /api/clients/{ep}/firmware                the endpoint's job
+    DELETE /api/clients/{ep}/firmware                cancel it
+    GET    /api/firmware/jobs[?campaign=]            every job
+
 and the same operations in the Leshan demo server's dialect under ``/leshan/api/...``
 (``api/leshan``; docs/http-api.md, "Leshan dialect"), plus ``/leshan/api/objectspecs/{ep}``,
 ``/leshan/api/security/clients[/{ep}]``, ``/leshan/api/security/server``,
@@ -69,7 +76,7 @@ from object_models.model import ModelProvider
 
 from ..metrics import add_metrics_route
 from ..operations import ServerOperations
-from . import clients, composite, device, events, profiles
+from . import clients, composite, device, events, firmware, profiles
 from .bootstrap_view import BootstrapView, add_bootstrap_view, view_token
 from .errors import error_middleware
 from .leshan import add_leshan_routes
@@ -86,7 +93,7 @@ log = logging.getLogger(__name__)
 _CLIENT = "/api/clients/{ep}"
 _FIXED = (
     r"(?!(?:observations|telemetry|composite|composite/observe|attributes(?:/[^/]+)?"
-    r"|profile|profile/apply|profile-status|timeseries)/?$)"
+    r"|profile|profile/apply|profile-status|timeseries|firmware)/?$)"
 )
 _SUFFIXED = r"(?!.*/(?:observe|discover|attributes)/?$)"
 _PATH = _CLIENT + "/{path:" + _FIXED + _SUFFIXED + ".*}"
@@ -148,6 +155,7 @@ def create_app(
     add("GET", _CLIENT + "/observations", clients.observations)
     add("GET", _CLIENT + "/telemetry", clients.telemetry)
     profiles.add_routes(app, ops)  # device profiles (docs/profiles.md), before the {path} routes
+    firmware.add_routes(app, ops)  # update jobs (docs/firmware.md), before the {path} routes
     add("POST", _CLIENT + "/composite/observe", composite.observe)
     add("DELETE", _CLIENT + "/composite/observe", composite.cancel_observe)
     add("GET", _CLIENT + "/composite", composite.read)

@@ -1303,6 +1303,131 @@ _UI_PATHS: Doc = {
     },
 }
 
+
+def _firmware_op(op_id: str, summary: str, responses: Doc, **more: Any) -> Doc:
+    return {
+        "operationId": op_id,
+        "summary": summary,
+        "tags": ["firmware"],
+        **more,
+        "responses": responses,
+    }
+
+
+_NO_JOB = _resp("No such client, package or update job.", _ref("Error"))
+
+_FIRMWARE_PATHS: Doc = {
+    "/api/clients/{ep}/firmware": {
+        "post": _firmware_op(
+            "startUpdate",
+            "Start a firmware/software update job for the device (docs/firmware.md)",
+            {
+                "201": _resp("The job, just started.", _ref("UpdateJob")),
+                "400": _ref("BadRequest", "responses"),
+                "404": _NO_JOB,
+                "409": _resp("The device already has a running job.", _ref("Error")),
+            },
+            parameters=_params("ep"),
+            requestBody={
+                "required": True,
+                **_json(
+                    {
+                        "type": "object",
+                        "required": ["package"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "package": {"type": "string", "description": "The package id."},
+                            "strategy": {
+                                "enum": ["auto", "push", "pull_coap", "pull_http"],
+                                "default": "auto",
+                            },
+                            "instance": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": 65534,
+                                "description": "Object 9 instance (software); 0 for firmware.",
+                            },
+                        },
+                    },
+                    {"package": "9f86d081884c7d65…", "strategy": "pull_coap"},
+                ),
+            },
+        ),
+        "get": _firmware_op(
+            "getUpdate",
+            "The device's update job (the running one, or the last)",
+            {"200": _resp("The job.", _ref("UpdateJob")), "404": _NO_JOB},
+            parameters=_params("ep"),
+        ),
+        "delete": _firmware_op(
+            "cancelUpdate",
+            "Cancel the device's update job",
+            {
+                "200": _resp("The job, cancelled (or as it ended).", _ref("UpdateJob")),
+                "404": _NO_JOB,
+            },
+            parameters=_params("ep"),
+        ),
+    },
+    "/api/firmware/jobs": {
+        "get": _firmware_op(
+            "listUpdates",
+            "Every update job, or a campaign's",
+            {
+                "200": _resp(
+                    "Jobs by endpoint.",
+                    {
+                        "type": "object",
+                        "properties": {"jobs": {"type": "array", "items": _ref("UpdateJob")}},
+                    },
+                )
+            },
+            parameters=[
+                {
+                    "name": "campaign",
+                    "in": "query",
+                    "description": "Only the jobs of this campaign.",
+                    "schema": {"type": "string"},
+                }
+            ],
+        )
+    },
+}
+
+_FIRMWARE_SCHEMAS: Doc = {
+    "UpdateJob": {
+        "type": "object",
+        "description": 'One device\'s update job (docs/firmware.md, "Update jobs").',
+        "properties": {
+            "endpoint": {"type": "string"},
+            "package": {"type": "string"},
+            "kind": {"enum": ["firmware", "software"]},
+            "strategy": {"enum": ["auto", "push", "pull_coap", "pull_http"]},
+            "state": {
+                "enum": [
+                    "pending",
+                    "downloading",
+                    "downloaded",
+                    "updating",
+                    "verifying",
+                    "succeeded",
+                    "failed",
+                    "cancelled",
+                ]
+            },
+            "finished": {"type": "boolean"},
+            "instance": {"type": "integer"},
+            "result": {"type": ["integer", "null"], "description": "The last Update Result."},
+            "resultText": {"type": ["string", "null"]},
+            "detail": {"type": "string", "description": "Why it failed, or what it waits for."},
+            "attempts": {"type": "integer", "description": "Deliveries sent."},
+            "campaign": {"type": ["string", "null"]},
+            "created": {"type": "integer", "description": "Epoch ms."},
+            "updated": {"type": "integer", "description": "Epoch ms."},
+        },
+    }
+}
+
 _DOCUMENT: Doc = {
     "openapi": "3.1.0",
     "info": {
@@ -1318,12 +1443,13 @@ _DOCUMENT: Doc = {
         {"name": "device"},
         {"name": "events"},
         {"name": "profiles"},
+        {"name": "firmware"},
         {"name": "leshan", "description": "The Leshan demo server's dialect of the same API."},
         {"name": "ui"},
     ],
-    "paths": {**_PATHS, **_PROFILE_PATHS, **_leshan_paths(), **_UI_PATHS},
+    "paths": {**_PATHS, **_PROFILE_PATHS, **_FIRMWARE_PATHS, **_leshan_paths(), **_UI_PATHS},
     "components": {
-        "schemas": {**_NODE_SCHEMAS, **_OTHER_SCHEMAS, **_PROFILE_SCHEMAS},
+        "schemas": {**_NODE_SCHEMAS, **_OTHER_SCHEMAS, **_PROFILE_SCHEMAS, **_FIRMWARE_SCHEMAS},
         "parameters": _PARAMETERS,
         "responses": _RESPONSES,
         "securitySchemes": {

@@ -42,6 +42,7 @@ from object_models.node import (
 from object_models.path import LwM2mPath
 from object_models.types import ResourceType
 
+from ..events_bus import FIRMWARE
 from ..operations import DeviceResponse, DeviceTimeoutError, ServerEvent, ServerOperations
 from .contracts import (
     DownloadEvent,
@@ -69,8 +70,6 @@ from .jobs import (
 
 log = logging.getLogger(__name__)
 
-FIRMWARE = "FIRMWARE"
-"""The event kind of a job change (``data`` is ``job_to_json``)."""
 
 Listen = Callable[[Callable[[ServerEvent], None]], Callable[[], None]]
 Publish = Callable[[str, str, Mapping[str, object]], object]
