@@ -763,6 +763,10 @@ def register_commands(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
 
     register_profile_commands(subparsers)
 
+    from .firmware.cli import register_update_commands  # it builds on this module too
+
+    register_update_commands(subparsers)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one operator command alone (the main CLI mounts the same commands)."""

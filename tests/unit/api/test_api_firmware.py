@@ -3,11 +3,15 @@ driving an in-memory device (``tests/unit/firmware/test_manager.py``'s harness).
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from lwm2m_server import operator_cli
 from lwm2m_server.api import create_app
 from tests.unit.firmware.test_manager import PACKAGE, Harness
 
@@ -72,3 +76,55 @@ async def test_errors(client: Client) -> None:
     assert bad_json.status == 400
     assert (await client.get("/api/clients/dev/firmware")).status == 404
     assert (await client.delete("/api/clients/dev/firmware")).status == 404
+
+
+# -- lwm2m-server update ------------------------------------------------------------------------
+
+
+async def run_cli(client: Client, capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    capsys.readouterr()
+    url = str(client.make_url("")).rstrip("/")
+    code = await asyncio.to_thread(operator_cli.main, [*argv, "--api", url])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_update_cli_starts_shows_and_cancels(
+    client: Client, harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = await run_cli(
+        client, capsys, "update", "dev", "--package", PACKAGE.id, "--strategy", "push"
+    )
+    assert code == 0 and out.startswith("dev: pending")
+    code, out, _ = await run_cli(client, capsys, "update", "dev", "--status", "--json")
+    assert code == 0 and json.loads(out)["strategy"] == "push"
+    code, out, _ = await run_cli(client, capsys, "update", "dev", "--cancel")
+    assert code == 0 and out.startswith("dev: cancelled")
+    code, _, err = await run_cli(client, capsys, "update", "nobody", "--package", "x")
+    assert code == 1 and "nobody" in err
+    code, _, err = await run_cli(client, capsys, "update", "dev")
+    assert code == 2 and "--package" in err
+
+
+async def test_update_cli_waits_for_the_end_and_exits_1_on_failure(
+    client: Client, harness: Harness, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def device() -> None:
+        await harness.until(lambda: harness.sent("write", "/5/0/0"))
+        harness.notify("/5/0/3", 2)
+        await harness.until(lambda: harness.sent("execute", "/5/0/2"))
+        harness.notify("/5/0/5", 8)
+
+    url = str(client.make_url("")).rstrip("/")
+    argv = ["update", "dev", "--package", PACKAGE.id, "--strategy", "push", "--wait"]
+    capsys.readouterr()
+    code, _ = await asyncio.gather(
+        asyncio.to_thread(operator_cli.main, [*argv, "--interval", "0.02", "--api", url]),
+        device(),
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.splitlines()[-1] == (
+        "dev: failed, Update Result 8 (firmware update failed) — "
+        "Update Result 8: firmware update failed"
+    )
