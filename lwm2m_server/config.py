@@ -170,27 +170,6 @@ class TelemetrySettings:
 
 
 @attrs.frozen
-class FirmwareSettings:
-    """Firmware/software update jobs (docs/firmware.md, "Update jobs"): each step's timeout
-    and how often a step is tried again."""
-
-    request_timeout: float = 30.0
-    """Seconds for each request of a job (read, observe, Package URI write, execute)."""
-    download_timeout: float = 600.0
-    """Seconds from the delivery to State Downloaded (also a push write's own timeout)."""
-    update_timeout: float = 600.0
-    """Seconds from Execute Update / Install to the re-registration or the success result."""
-    queued_timeout: float = 86_400.0
-    """Extra seconds a step gets when its request waits for a sleeping (queue-mode) device."""
-    retries: int = 2
-    """New attempts of a failed step (a request timed out, a download did not finish)."""
-    retry_backoff: float = 5.0
-    """Seconds before the first new attempt, doubled for each further one."""
-    software_activate: bool = False
-    """Object 9: Execute Activate (``/9/x/10``) after a successful install."""
-
-
-@attrs.frozen
 class PayloadLimits:
     """Largest Send or notification payload decoded, per content format, in bytes; a larger
     Send is refused with 4.13 and Size1 before decoding, a larger notification is acknowledged
@@ -220,6 +199,51 @@ class PayloadLimits:
             0: self.text,
             42: self.opaque,
         }
+
+
+@attrs.frozen
+class FirmwareSettings:
+    """Firmware and software packages, the download server and the update jobs
+    (docs/firmware.md)."""
+
+    max_package_size: int = 16 << 20
+    """Largest package accepted (bytes): a larger upload is refused with HTTP 413 (4.13)."""
+    download_base: str = ""
+    """The host name or address devices reach this server at, for the Package URIs
+    (``coap://<download_base>:<port>/fw/<token>``); empty: the CoAP listeners' address (its
+    outbound interface's address when they bind a wildcard such as 0.0.0.0)."""
+    http_download_url: str = ""
+    """The URL prefix of ``GET /fw/<token>`` over HTTP(S) as devices reach it (a reverse
+    proxy's ``https://fw.example.com``); empty: ``http://`` + the HTTP listener's address."""
+    grant_ttl: float = 24 * 3600.0
+    """Seconds a Package URI stays valid when its grant names no other duration."""
+    # update jobs (docs/firmware.md, "Update jobs"): each step's timeout and its retries
+    request_timeout: float = 30.0
+    """Seconds for each request of a job (read, observe, Package URI write, execute)."""
+    download_timeout: float = 600.0
+    """Seconds from the delivery to State Downloaded (also a push write's own timeout)."""
+    update_timeout: float = 600.0
+    """Seconds from Execute Update / Install to the re-registration or the success result."""
+    queued_timeout: float = 86_400.0
+    """Extra seconds a step gets when its request waits for a sleeping (queue-mode) device."""
+    retries: int = 2
+    """New attempts of a failed step (a request timed out, a download did not finish)."""
+    retry_backoff: float = 5.0
+    """Seconds before the first new attempt, doubled for each further one."""
+    software_activate: bool = False
+    """Object 9: Execute Activate (``/9/x/10``) after a successful install."""
+
+
+def check_download_base(value: str) -> str | None:
+    if value and not re.fullmatch(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]", value):
+        return f"{value!r} is not a host name or address (no scheme, port nor path; IPv6 in [])"
+    return None
+
+
+def check_http_download_url(value: str) -> str | None:
+    if value and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
+        return f"{value!r} is not http(s)://host[:port][/path]"
+    return None
 
 
 @attrs.frozen
@@ -350,6 +374,10 @@ SCHEMA: Schema[ServerConfig] = Schema(
         **{f"payload_limits.{f.name}": positive for f in attrs.fields(PayloadLimits)},
         "events.replay_size": _at_least_one,
         "telemetry.retention": _duration,
+        "firmware.max_package_size": between(1, 1 << 32),
+        "firmware.download_base": check_download_base,
+        "firmware.http_download_url": check_http_download_url,
+        "firmware.grant_ttl": positive,
         "firmware.request_timeout": positive,
         "firmware.download_timeout": positive,
         "firmware.update_timeout": positive,

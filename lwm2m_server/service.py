@@ -104,9 +104,11 @@ from .events_bus import (
     Subscription,
     registration_data,
 )
+from .firmware.downloads import DownloadServer
 from .firmware.job_store import JobStore, RedisJobStore, SqliteJobStore
 from .firmware.manager import FirmwareManager
-from .firmware.setup import create_manager
+from .firmware.packages import Library
+from .firmware.setup import create_manager, open_firmware, set_coap_bases
 from .metrics import Counts, TimedCommitter
 from .operations import (
     DeviceAnswerError,
@@ -230,6 +232,11 @@ class Lwm2mServer:
         self.cluster: ClusterNode | None = None
         """On Redis: this node's part of the cluster (holder records, downlink routing, events
         of every node; docs/cluster.md)."""
+        self.packages: Library | None = None
+        """Firmware/software packages (docs/firmware.md, "Packages"); set by ``start``."""
+        self.downloads: DownloadServer | None = None
+        """Download grants and ``GET /fw/<token>`` over CoAP and HTTP (docs/firmware.md,
+        "Download server"); set by ``start``."""
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -245,6 +252,10 @@ class Lwm2mServer:
             credentials = stores.credentials
             self.resolver = Resolver(credentials, open_registration=config.open_registration)
             identity = ensure_server_identity(credentials, host=config.host)
+            packages, downloads = open_firmware(
+                config, store, self._redis, self.resolver, self.clock
+            )
+            self.packages, self.downloads = packages, downloads
             uplink = Uplink(
                 self.core,
                 stores.telemetry,
@@ -266,6 +277,7 @@ class Lwm2mServer:
                     on_contact=self._contact,
                     register_limit=self.register_limit,
                     counts=self.counts.uplink,
+                    download=downloads.coap,
                 ),
                 params=config.limits.parameters(),
                 on_event=self._on_coap_event,
@@ -293,11 +305,18 @@ class Lwm2mServer:
         except BaseException:
             self._downlink = None
             self._stores = None
+            self._close_firmware()
             store.close()
             self._store = None
             self._close_redis()
             raise
         self._coap = coap
+        set_coap_bases(
+            downloads,
+            config,
+            self.coap_address.port if self.nosec_enabled else None,
+            self.coaps_address.port if self.dtls_modes else None,
+        )
         if self._redis is not None:
             cluster = ClusterNode(self, config.store, self._redis)
             try:
@@ -368,6 +387,7 @@ class Lwm2mServer:
             self._coap = None
         self._downlink = None
         self._stores = None
+        self._close_firmware()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -420,6 +440,12 @@ class Lwm2mServer:
             queued_requests=RedisQueuedRequestStore(db),
             firmware_jobs=RedisJobStore(db),
         )
+
+    def _close_firmware(self) -> None:
+        if self.packages is not None:
+            self.packages.close()
+        self.packages = None
+        self.downloads = None
 
     def _close_redis(self) -> None:
         if self._redis is not None:

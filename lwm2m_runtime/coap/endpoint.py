@@ -316,7 +316,11 @@ class Endpoint:
             opts = set_option(opts, _BLOCK1, exchange.block1.encode())
         b2 = exchange.block2
         szx = self.params.block_szx if b2 is None else min(self.params.block_szx, b2.szx)
-        if len(payload) > (16 << szx) or (b2 is not None and b2.num):
+        if any(number == _BLOCK2 for number, _ in opts):
+            # the handler sliced the body itself (a firmware download reads one block from its
+            # blob per request): sent as given, never cached nor sliced again
+            pass
+        elif len(payload) > (16 << szx) or (b2 is not None and b2.num):
             full = Message(_ACK, code, 0, b"", opts, payload)
             if len(payload) > (16 << szx):
                 if exchange.request_key is None:
