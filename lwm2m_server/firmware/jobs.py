@@ -24,8 +24,8 @@ and Update Result) → ``reset`` (only when the device is not idle: an empty Pac
 ``deliver`` (Write the Package URI, or the package itself: push) → ``download`` (wait for State
 Downloaded) → ``execute`` (Execute Update ``/5/0/2``; object 9: Install ``/9/x/4``) →
 ``reboot`` (wait for the re-registration, or an Update Result "success") → [``activate``,
-object 9 when asked] → ``verify`` (read the version it runs) → [``why``: read the Update Result
-to explain a wrong version] → SUCCEEDED / FAILED / CANCELLED.
+object 9 when asked] → ``result`` (read the Update Result: a failure code fails the job,
+explained) → ``verify`` (read the version it runs) → SUCCEEDED / FAILED / CANCELLED.
 
 Retries: a request that timed out or got a 5.xx is sent again after ``backoff * 2**n``
 seconds, ``retries`` times; a download that does not finish within ``download_timeout`` (the
@@ -83,8 +83,8 @@ class Step(enum.Enum):
     EXECUTE = "execute"
     REBOOT = "reboot"
     ACTIVATE = "activate"
+    RESULT = "result"
     VERIFY = "verify"
-    WHY = "why"
     DONE = "done"
 
 
@@ -97,8 +97,8 @@ STEP_STATE = {
     Step.EXECUTE: JobState.DOWNLOADED,
     Step.REBOOT: JobState.UPDATING,
     Step.ACTIVATE: JobState.UPDATING,
+    Step.RESULT: JobState.VERIFYING,
     Step.VERIFY: JobState.VERIFYING,
-    Step.WHY: JobState.VERIFYING,
 }
 
 
@@ -221,6 +221,8 @@ class UpdateJob:
     created_ms: int = 0
     updated_ms: int = 0
     observed_version: str | None = None
+    cause: str = ""
+    """Why the delivery is being retried (kept in ``detail`` if the retry fails too)."""
 
     @classmethod
     def new(
@@ -412,7 +414,7 @@ class UpdateJob:
             return []
         if self.step is Step.REBOOT:
             self.detail = ""
-            return self._enter(Step.ACTIVATE if self._activating else Step.VERIFY, now)
+            return self._enter(Step.ACTIVATE if self._activating else Step.RESULT, now)
         return self._observe_actions(now, wait=False)
 
     def updated(self, now: float) -> list[Action]:
@@ -520,10 +522,10 @@ class UpdateJob:
             return [self._request(Execute, self._path(2, 4), now)]
         if step is Step.ACTIVATE:
             return [self._request(Execute, f"/9/{self.instance}/10", now)]
+        if step is Step.RESULT:
+            return [self._request(Read, self.result_path, now)]
         if step is Step.VERIFY:
             return [self._request(Read, self.version_path, now)]
-        if step is Step.WHY:
-            return [self._request(Read, self.result_path, now)]
         return []  # DOWNLOAD, REBOOT: waiting for the device
 
     def _finish(self, state: JobState, detail: str, now: float) -> list[Action]:
@@ -547,7 +549,10 @@ class UpdateJob:
         """Try ``step`` (the current one by default) again after the backoff, or fail."""
         if self.attempt > self.settings.retries:
             tries = self.attempt
-            return self._fail(f"{why} ({tries} attempt{'s' if tries > 1 else ''})", now)
+            why = f"{why} ({tries} attempt{'s' if tries > 1 else ''})"
+            if self.cause and self.step in (Step.RESET, Step.DELIVER):
+                why = f"{self.cause}; then {why}"
+            return self._fail(why, now)
         delay = self.settings.backoff * (2 ** (self.attempt - 1))
         self.attempt += 1
         if step is not None:
@@ -568,6 +573,7 @@ class UpdateJob:
             n = self.deliveries
             return self._fail(f"{why} ({n} deliveries)", now)
         delay = self.settings.backoff * (2 ** (self.deliveries - 1))
+        self.cause = why
         self.step = Step.RESET if self.firmware else Step.DELIVER
         self.state = STEP_STATE[self.step]
         self.attempt = 1
@@ -591,6 +597,8 @@ class UpdateJob:
             if self.step is Step.RESET:
                 # a device that refuses an empty URI: try the delivery anyway
                 return self._enter(Step.DELIVER, now)
+            if error:  # refused before it reached the device (no package, no such URI)
+                return self._fail(f"{what}: {error} ({code})", now)
             return self._fail(f"{what}: the device answered {code}", now)
         if timed_out:
             reason = f"timeout: {what} not answered within {self._step_timeout():g} s"
@@ -626,25 +634,31 @@ class UpdateJob:
         if step is Step.EXECUTE:
             return self._executed(now, queued=False)
         if step is Step.ACTIVATE:
+            return self._enter(Step.RESULT, now)
+        if step is Step.RESULT:
+            if isinstance(value, int) and not isinstance(value, bool):
+                self.result = value
+                if self._failure(value):
+                    return self._fail(f"Update Result {value}: {self.explain(value)}", now)
             return self._enter(Step.VERIFY, now)
         if step is Step.VERIFY:
             version = "" if value is None else str(value)
             self.observed_version = version
             if version == self.package_version:
                 return self._finish(JobState.SUCCEEDED, "", now)
-            return self._enter(Step.WHY, now)
-        if step is Step.WHY:
-            result = value if isinstance(value, int) else None
-            runs = (
-                f"the device runs version {self.observed_version!r}, not {self.package_version!r}"
-            )
-            if result is not None:
-                self.result = result
-                runs += f"; Update Result {result}: {self.explain(result)}"
+            runs = f"the device runs version {version!r}, not {self.package_version!r}"
+            if self.result is not None:
+                runs += f"; Update Result {self.result}: {self.explain(self.result)}"
             return self._fail(runs, now)
         if path == self.result_path and isinstance(value, int):  # a read outside the steps
             return self.reported(now, result=value)
         return []
+
+    def _failure(self, result: int) -> bool:
+        """Whether an Update Result says the update failed."""
+        if self.firmware:
+            return result not in (0, 1, 11)
+        return result >= 50
 
     def _absorb(self, path: str, value: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
@@ -661,6 +675,7 @@ class UpdateJob:
 
     def _delivered(self, now: float, *, queued: bool) -> list[Action]:
         self.delivered = True
+        self.cause = ""
         downloaded = 3 if not self.firmware else 2
         if not queued and self.device_state == downloaded:
             return self._enter(Step.EXECUTE, now)
@@ -737,7 +752,7 @@ class UpdateJob:
             return []
         if result in success:
             if self.step is Step.REBOOT and (self.firmware or result == 2):
-                return self._enter(Step.ACTIVATE if self._activating else Step.VERIFY, now)
+                return self._enter(Step.ACTIVATE if self._activating else Step.RESULT, now)
             return []
         why = f"Update Result {result}: {self.explain(result)}"
         if result in retriable and self.step in (Step.DELIVER, Step.DOWNLOAD):
@@ -783,7 +798,7 @@ class UpdateJob:
             # back to Downloaded: the update failed; the Update Result says why
             return [self._request(Read, self.result_path, now, wait=False)]
         if not self.firmware and self.step is Step.REBOOT and state == 4:
-            return self._enter(Step.ACTIVATE if self._activating else Step.VERIFY, now)
+            return self._enter(Step.ACTIVATE if self._activating else Step.RESULT, now)
         return []
 
     # -- persistence ------------------------------------------------------------------------
@@ -812,6 +827,7 @@ class UpdateJob:
             "created_ms": self.created_ms,
             "updated_ms": self.updated_ms,
             "observed_version": self.observed_version,
+            "cause": self.cause,
         }
 
     @classmethod
@@ -846,6 +862,7 @@ class UpdateJob:
             observed_version=(
                 None if data.get("observed_version") is None else str(data["observed_version"])
             ),
+            cause=str(data.get("cause", "")),
         )
 
 

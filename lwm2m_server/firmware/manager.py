@@ -43,7 +43,13 @@ from object_models.path import LwM2mPath
 from object_models.types import ResourceType
 
 from ..events_bus import FIRMWARE
-from ..operations import DeviceResponse, DeviceTimeoutError, ServerEvent, ServerOperations
+from ..operations import (
+    DeviceResponse,
+    DeviceTimeoutError,
+    ServerEvent,
+    ServerOperations,
+    UnknownClientError,
+)
 from .contracts import (
     DownloadEvent,
     DownloadGrants,
@@ -445,8 +451,9 @@ class FirmwareManager:
             if isinstance(action, CancelObserve):
                 return
             log.info("%s of %s for %s failed: %s", type(action).__name__, path, endpoint, exc)
-            # the device is not registered (rebooting) or the queue is full: worth a retry
-            retriable = code in ("4.04", "5.03") and not isinstance(exc, ApiError)
+            # the device is not registered (rebooting) or its queue is full: worth a retry;
+            # anything else (a package gone, a URI the download server cannot make) is final
+            retriable = isinstance(exc, UnknownClientError) or code == "5.03"
             self._feed(job, action.seq, code=None if retriable else code, error=exc.message)
             return
         except Exception as exc:  # never leave a job hanging on a bug: it fails, stated

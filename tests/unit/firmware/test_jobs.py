@@ -97,7 +97,9 @@ def test_pull_coap_firmware_update_from_start_to_success() -> None:
     assert ok(j, execute, 9.5) == []
     assert j.state is JobState.UPDATING
     assert j.reported(10.0, state=3) == []  # Updating after our Execute: fine
-    verify = one(j.registered(30.0), Read)
+    result = one(j.registered(30.0), Read)
+    assert result.path == "/5/0/5" and j.state is JobState.VERIFYING
+    verify = one(j.answered(result.seq, 30.5, code="2.05", value=1), Read)
     assert verify.path == "/3/0/3" and j.state is JobState.VERIFYING
     end = j.answered(verify.seq, 31.0, code="2.05", value="2.0")
     assert j.state is JobState.SUCCEEDED and j.finished and j.timer is None
@@ -124,8 +126,8 @@ def test_pull_http_writes_an_http_uri() -> None:
 def test_update_result_success_without_re_registration() -> None:
     j = job()
     to_updating(j)
-    verify = one(j.reported(50.0, result=1), Read)
-    assert verify.path == "/3/0/3" and j.state is JobState.VERIFYING
+    read = one(j.reported(50.0, result=1), Read)
+    assert read.path == "/5/0/5" and j.state is JobState.VERIFYING and j.result == 1
 
 
 def test_an_update_message_reads_the_result_of_a_device_that_does_not_re_register() -> None:
@@ -133,8 +135,8 @@ def test_an_update_message_reads_the_result_of_a_device_that_does_not_re_registe
     to_updating(j)
     read = one(j.updated(40.0), Read)
     assert read.path == "/5/0/5" and j.state is JobState.UPDATING
-    verify = one(j.answered(read.seq, 41.0, code="2.05", value=1), Read)
-    assert verify.path == "/3/0/3"
+    result = one(j.answered(read.seq, 41.0, code="2.05", value=1), Read)
+    assert result.path == "/5/0/5" and j.state is JobState.VERIFYING
 
 
 @pytest.mark.parametrize(
@@ -169,15 +171,23 @@ def test_a_device_not_idle_is_reset_with_an_empty_uri_first() -> None:
     assert isinstance(one(ok(j, reset, 1.0), WriteUri), WriteUri)
 
 
-def test_a_version_mismatch_reads_the_result_and_explains_it() -> None:
+def test_a_failure_result_after_the_reboot_is_explained() -> None:
     j = job()
     to_updating(j)
-    verify = one(j.registered(30.0), Read)
-    why = one(j.answered(verify.seq, 31.0, code="2.05", value="1.0"), Read)
-    assert why.path == "/5/0/5"
-    j.answered(why.seq, 32.0, code="2.05", value=8)
-    assert j.state is JobState.FAILED and j.result == 8
-    assert "'1.0'" in j.detail and "Update Result 8: firmware update failed" in j.detail
+    result = one(j.registered(30.0), Read)
+    j.answered(result.seq, 31.0, code="2.05", value=8)
+    assert j.state is JobState.FAILED and j.detail == "Update Result 8: firmware update failed"
+
+
+def test_a_version_mismatch_fails_with_both_versions_and_the_result() -> None:
+    j = job()
+    to_updating(j)
+    result = one(j.registered(30.0), Read)
+    verify = one(j.answered(result.seq, 31.0, code="2.05", value=0), Read)
+    assert verify.path == "/3/0/3"
+    j.answered(verify.seq, 32.0, code="2.05", value="1.0")
+    assert j.state is JobState.FAILED
+    assert j.detail == "the device runs version '1.0', not '2.0'; Update Result 0: initial value"
 
 
 # -- failures the device reports ----------------------------------------------------------------
@@ -302,6 +312,20 @@ def test_a_device_that_disappears_mid_download_is_retried_then_fails() -> None:
     assert any(isinstance(a, Revoke) for a in end)
 
 
+def test_a_redelivery_that_fails_too_keeps_the_first_reason() -> None:
+    j = job(settings=JobSettings(request_timeout=10, download_timeout=100, retries=1, backoff=5))
+    to_downloading(j, now=1.0)
+    j.tick(101.0)
+    reset = one(j.tick(106.0), ResetDownload)
+    j.answered(reset.seq, 116.0, timed_out=True)
+    j.answered(one(j.tick(121.0), ResetDownload).seq, 131.0, timed_out=True)
+    assert j.state is JobState.FAILED
+    assert j.detail == (
+        "timeout: the download did not finish within 100 s; "
+        "then timeout: reset (/5/0/1) not answered within 10 s (2 attempts)"
+    )
+
+
 def test_a_push_write_that_times_out_is_sent_again_from_the_start() -> None:
     j = job(Strategy.PUSH)
     write = one(observed(j, j.start(0.0), 0.0), WritePackage)
@@ -341,7 +365,7 @@ def test_an_execute_not_answered_still_waits_for_the_reboot() -> None:
     execute = one(j.reported(2.0, state=2), Execute)
     assert j.answered(execute.seq, 12.0, timed_out=True) == []
     assert j.state is JobState.UPDATING
-    assert one(j.registered(20.0), Read).path == "/3/0/3"
+    assert one(j.registered(20.0), Read).path == "/5/0/5"
 
 
 # -- queue mode, re-registration, download events, cancel ---------------------------------------
@@ -418,7 +442,9 @@ def test_software_install_on_instance_2_with_activate() -> None:
     ok(j, install, 5.0)
     activate = one(j.reported(6.0, result=2) + j.reported(6.0, state=4), Execute)
     assert activate.path == "/9/2/10"
-    verify = one(ok(j, activate, 7.0), Read)
+    result = one(ok(j, activate, 7.0), Read)
+    assert result.path == "/9/2/9"
+    verify = one(j.answered(result.seq, 7.5, code="2.05", value=2), Read)
     assert verify.path == "/9/2/1"
     j.answered(verify.seq, 8.0, code="2.05", value="2.0")
     assert j.state is JobState.SUCCEEDED
@@ -459,8 +485,8 @@ def test_a_stored_job_resumes_where_it_stopped() -> None:
 def test_a_stored_job_in_a_request_step_sends_it_again() -> None:
     j = job()
     to_updating(j)
-    verify = one(j.registered(30.0), Read)
-    assert verify.seq
+    result = one(j.registered(30.0), Read)
+    verify = one(j.answered(result.seq, 31.0, code="2.05", value=1), Read)
     stored = UpdateJob.from_json(j.to_json())
     again = one(stored.resume(40.0), Read)
     assert again.path == "/3/0/3" and again.seq > verify.seq
