@@ -82,7 +82,15 @@ Publish = Callable[[str, str, Mapping[str, object]], object]
 
 
 class UnknownPackageError(Lwm2mError):
+    """No package with that id (HTTP 404)."""
+
     code = ResponseCode.NOT_FOUND
+
+
+class JobConflictError(Lwm2mError):
+    """The device already has a running job (HTTP 409): one update at a time per device."""
+
+    code = ResponseCode.CONFLICT
 
 
 def job_to_json(view: JobView) -> dict[str, object]:
@@ -237,8 +245,7 @@ class FirmwareManager:
             raise ApiError(400, "a firmware package goes to /5/0: instance must be 0")
         current = self._jobs.get(endpoint)
         if current is not None and not current.finished:
-            raise ApiError(
-                409,
+            raise JobConflictError(
                 f"{endpoint!r} already has a {current.state.value} update job "
                 f"(package {current.package_id[:12]}…); cancel it first",
             )
