@@ -331,3 +331,23 @@ async def test_a_restarted_server_resumes_the_update(
         await device.stop()
         if second is not None:
             await second.stop()
+
+
+async def test_an_impossible_state_reported_by_the_device_fails_the_job_clearly(
+    server: Lwm2mServer, http: Http, jobs: Jobs, make_device: DeviceFactory
+) -> None:
+    device = await make_device("fw-odd")
+    assert server.packages is not None
+    big = make_image("pylwm2m-demo", "2.0.0", bytes(range(256)) * 400)  # ~100 blocks to fetch
+    package = server.packages.add(big, kind=PackageKind.FIRMWARE, name="big", version="2.0.0")
+    await start(http, "fw-odd", package, "pull_coap")
+    # the device downloads (State 1, which the job hears of and records)
+    await jobs.until("fw-odd", lambda v: device.get_value("/5/0/3") == 1)
+    device.set_value("/5/0/3", 3)  # "Updating", though nobody executed anything
+    view = await jobs.finished("fw-odd")
+    assert view.state is JobState.FAILED
+    assert view.detail == (
+        "impossible transition: the device reports State 3 (Updating) "
+        "but Execute Update was never sent"
+    )
+    assert (await shown(http, "fw-odd"))["detail"] == view.detail
