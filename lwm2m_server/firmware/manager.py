@@ -159,6 +159,7 @@ class FirmwareManager:
         settings: JobSettings | None = None,
         clock: Callable[[], float] = time.time,
         transport: Callable[[str], str] | None = None,
+        owns: Callable[[str], bool] | None = None,
     ) -> None:
         self.ops = ops
         self.store = store
@@ -169,6 +170,9 @@ class FirmwareManager:
         self._listen = listen
         self._publish = publish
         self._transport = transport
+        self._owns = owns
+        """On a cluster: whether this node holds the device (only it resumes the device's job:
+        it is the node that hears the device's events)."""
         self._jobs: dict[str, UpdateJob] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._queued: dict[str, tuple[str, int, str]] = {}
@@ -198,10 +202,20 @@ class FirmwareManager:
             self._jobs[job.endpoint] = job
             self._shown[job.endpoint] = job.view()
             if not job.finished:
+                if self._owns is not None and not self._owned(job.endpoint):
+                    continue
                 resumed += 1
                 self._after(job, job.resume(now), changed=False)
         if resumed:
             log.info("resumed %d unfinished update jobs from the store", resumed)
+
+    def _owned(self, endpoint: str) -> bool:
+        assert self._owns is not None
+        try:
+            return self._owns(endpoint)
+        except Exception as exc:  # the store is down: resume it (a duplicate beats a stall)
+            log.warning("cannot tell which node holds %s (%s): resuming its job", endpoint, exc)
+            return True
 
     async def close(self) -> None:
         self._running = False

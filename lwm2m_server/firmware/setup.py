@@ -125,4 +125,18 @@ def create_manager(server: Lwm2mServer) -> FirmwareManager:
         settings=settings_from(server.config.firmware),
         clock=server.clock,
         transport=registration_transport(server),
+        owns=_holds(server),
     )
+
+
+def _holds(server: Lwm2mServer) -> Callable[[str], bool] | None:
+    """On a cluster (Redis, several nodes): whether this node holds the device, i.e. hears its
+    events (docs/cluster.md); None on a single node, which holds every device."""
+    cluster = server.cluster
+    if cluster is None:
+        return None
+
+    def holds(endpoint: str) -> bool:
+        return cluster.holder(endpoint) in (None, cluster.node_id)
+
+    return holds

@@ -112,7 +112,12 @@ class Device:
 
 
 class Harness:
-    def __init__(self, store: MemoryJobStore | None = None, **settings: Any) -> None:
+    def __init__(
+        self,
+        store: MemoryJobStore | None = None,
+        owns: Callable[[str], bool] | None = None,
+        **settings: Any,
+    ) -> None:
         self.device = Device()
         self.bus = EventBus(1000)
         self.grants = Grants()
@@ -128,6 +133,7 @@ class Harness:
             publish=self.bus.publish,
             settings=JobSettings(**{"request_timeout": 5, **settings}),
             clock=lambda: self.now,
+            owns=owns,
         )
         self.manager.subscribe(self.views.append)
         self.events = self.bus.subscribe()
@@ -290,3 +296,18 @@ async def test_the_download_deadline_fires_from_the_timer() -> None:
     view = h.manager.job("dev")
     assert view is not None and "download did not finish" in view.detail
     await h.manager.close()
+
+
+async def test_on_a_cluster_only_the_node_holding_the_device_resumes_its_job() -> None:
+    store = MemoryJobStore()
+    first = Harness(store)
+    await first.manager.open()
+    await first.manager.start("dev", PACKAGE.id, strategy=Strategy.PULL_COAP)
+    await first.until(lambda: first.state() is JobState.DOWNLOADING)
+    await first.manager.close()
+    other = Harness(store, owns=lambda endpoint: False)
+    await other.manager.open()
+    assert other.state() is JobState.DOWNLOADING  # visible, but not driven from here
+    await asyncio.sleep(0)
+    assert other.device.requests == []
+    await other.manager.close()
