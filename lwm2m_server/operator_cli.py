@@ -762,6 +762,9 @@ def register_commands(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     from .profiles.cli import register_profile_commands  # it builds on this module
 
     register_profile_commands(subparsers)
+    from .firmware.package_cli import register_package_commands
+
+    register_package_commands(subparsers)
 
     from .firmware.cli import register_update_commands  # it builds on this module too
 

@@ -60,7 +60,7 @@ from aiohttp import web
 from keystore.log_limit import PerPeerLimit
 from keystore.resolver import IdentityRefused, Resolver
 from keystore.store.errors import StoreError
-from lwm2m_runtime.coap import Block, Code, Message, OptionNumber, encode_uint
+from lwm2m_runtime.coap import Block, Code, Message, OptionNumber, Type, encode_uint
 from lwm2m_runtime.server import IncomingRequest
 from object_models.errors import Lwm2mError, ResponseCode
 
@@ -79,6 +79,12 @@ CACHE_SECONDS = 5.0
 CACHE_ENTRIES = 10_000
 TOKEN_BYTES = 24
 SCHEMES = ("coap", "coaps", "http", "https")
+
+
+_ETAG = int(OptionNumber.ETAG)
+_BLOCK2 = int(OptionNumber.BLOCK2)
+_SIZE2 = int(OptionNumber.SIZE2)
+_CF_OCTET_STREAM = (int(OptionNumber.CONTENT_FORMAT), encode_uint(OCTET_STREAM))
 
 
 def token_hint(token: str) -> str:
@@ -282,7 +288,6 @@ class DownloadServer:
         message = request.message
         path = message.uri_path
         token = path[1] if len(path) == 2 else ""
-        host = str(request.address[0])
         try:
             if len(path) != 2:
                 raise Refusal(ResponseCode.NOT_FOUND, 404, "no resource here", None)
@@ -294,6 +299,7 @@ class DownloadServer:
             self._check_peer(entry, request)
             return self._block(entry, request.block2)
         except Refusal as refusal:
+            host = str(request.address[0])
             self._refused(refusal, token, host, "coaps" if request.secure else "coap")
             return Message.response(int(refusal.code), refusal.reason.encode())
 
@@ -319,20 +325,20 @@ class DownloadServer:
                 entry.grant,
             ) from exc  # fmt: skip
         more = offset + len(chunk) < size
-        extra: list[tuple[int, bytes]] = [(int(OptionNumber.ETAG), etag_of(package.id))]
+        # the options in number order, built directly: this runs once per block (a thousand
+        # times per MiB per device), where ``options()``'s generality costs as much as the read
+        opts: list[tuple[int, bytes]] = [(_ETAG, etag_of(package.id)), _CF_OCTET_STREAM]
         if asked is not None or more:
-            extra.append((int(OptionNumber.BLOCK2), Block(num, more, szx).encode()))
+            opts.append((_BLOCK2, Block(num, more, szx).encode()))
         if num == 0:
-            extra.append((int(OptionNumber.SIZE2), encode_uint(size)))
+            opts.append((_SIZE2, encode_uint(size)))
         self.counts["blocks"] += 1
         self.served_bytes += len(chunk)
         if num == 0:
             self._emit(DownloadEvent(DownloadOutcome.STARTED, entry.grant.endpoint, package.id))
         if not more:
             self._emit(DownloadEvent(DownloadOutcome.COMPLETED, entry.grant.endpoint, package.id))
-        return Message.response(
-            Code.CONTENT, chunk, content_format=OCTET_STREAM, extra=sorted(extra)
-        )
+        return Message(Type.ACK, Code.CONTENT, 0, b"", tuple(opts), chunk)
 
     # -- HTTP ------------------------------------------------------------------------------------
     def add_http_route(self, app: web.Application) -> None:

@@ -373,8 +373,8 @@ class FileBlobs:
     and renamed (a reader never sees half a package; a crash leaves a ``.tmp`` at most, removed
     by the next ``put`` of the same id), the directory fsync'd so the rename is durable too.
 
-    Reads keep a few files open (``_OPEN`` most recently used): a download block is then one
-    ``pread`` instead of open + read + close."""
+    Reads keep a few files open (the ``_OPEN`` most recently opened): a download block is then
+    one ``pread`` instead of open + read + close."""
 
     _OPEN = 64
 
@@ -413,10 +413,12 @@ class FileBlobs:
         return self._file(package_id).is_file()
 
     def _fd(self, package_id: str) -> int:
+        fd = self._fds.get(package_id)  # the hot path: no lock, no reordering (FIFO eviction)
+        if fd is not None:
+            return fd
         with self._lock:
             fd = self._fds.get(package_id)
             if fd is not None:
-                self._fds.move_to_end(package_id)
                 return fd
             fd = os.open(self._file(package_id), os.O_RDONLY)
             self._fds[package_id] = fd

@@ -103,12 +103,13 @@ class Library:
         *,
         max_size: int = DEFAULT_MAX_SIZE,
         clock: Callable[[], float] = time.time,
+        in_use: InUse | None = None,
     ) -> None:
         self.records = records
         self.blobs = blobs
         self.max_size = max_size
         self.clock = clock
-        self._in_use: list[InUse] = []
+        self._in_use: list[InUse] = [] if in_use is None else [in_use]
 
     # -- in use --------------------------------------------------------------------------------
     def add_in_use(self, hook: InUse) -> None:

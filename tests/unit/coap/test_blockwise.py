@@ -447,3 +447,30 @@ def test_a_handler_may_answer_a_whole_block_larger_than_the_endpoint_would_slice
     net.device.respond(request.exchange, answer_body)
     (answer,) = net.sent(net.device)
     assert answer.block2 == Block(2, False, 6) and answer.payload == BODY[2048:]
+
+
+def test_a_handler_sliced_get_block_is_not_kept_for_deduplication() -> None:
+    """RFC 7252 §4.5: a duplicate of an idempotent GET may be processed again. A download's
+    blocks are not kept in the dedup cache (they would fill it, evicting the entries of
+    non-idempotent requests); a retransmitted block request reaches the handler again and gets
+    the same block."""
+    net = Net()
+    msg = con(Code.GET, 7, path="/fw/t").with_option(23, Block(3, False, 6).encode())
+    chunk = BODY[:1024]
+    opts = options(block2=Block(3, True, 6))
+    for _ in range(2):  # the first answer was lost: the device retransmits the same MID
+        net.inject(net.device, msg)
+        (request,) = events(net.device)
+        assert isinstance(request, RequestReceived)
+        net.device.respond(request.exchange, Message(Type.ACK, Code.CONTENT, 0, b"", opts, chunk))
+        (answer,) = net.sent(net.device)
+        assert answer.mid == 7 and answer.payload == chunk
+    assert net.device.dedup_size == 0
+    # an ordinary answer is still kept and replayed without the application
+    net.inject(net.device, con(Code.POST, 8, path="/dp"))
+    (request,) = events(net.device)
+    assert isinstance(request, RequestReceived)
+    net.device.respond(request.exchange, Message.response(Code.CHANGED))
+    net.sent(net.device)
+    (replay,) = net.inject(net.device, con(Code.POST, 8, path="/dp"))
+    assert replay.code == Code.CHANGED and events(net.device) == []
