@@ -483,6 +483,24 @@ async def test_dtls_device_push_and_pull(
     assert await value(http, "/3/0/3", ep) == "2.0.0"
 
 
+async def test_dtls_device_pulls_coaps_over_its_own_session(
+    http: Http, server: Lwm2mServer, make_device: DeviceFactory
+) -> None:
+    """A ``coaps://`` Package URI on the LwM2M server's address is fetched over the session the
+    device registered with (the download server identifies the device by it): no second
+    handshake. This server has no package there, so its 4.04 is Update Result 7."""
+    ep = "fw-dtls"
+    await make_device(ep, psk=(PSK_IDENTITY, PSK_KEY))
+    sessions = list(server.dtls.sessions)
+    assert len(sessions) == 1
+    uri = f"coaps://127.0.0.1:{server.coaps_address.port}/fw/unknown-token?sha256={'0' * 64}"
+    async with watching(http, ep) as events:
+        await _json(await http.put(f"/api/clients/{ep}/5/0/1", json=uri))
+        await events.wait_for(lambda: last(events, "/5/0/5") == 7)
+        assert last(events, "/5/0/3") == 0
+    assert list(server.dtls.sessions) == sessions
+
+
 async def test_queue_mode_device_downloads_when_awake(
     http: Http, server: Lwm2mServer, make_device: DeviceFactory, packages: Packages
 ) -> None:
