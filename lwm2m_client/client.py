@@ -390,6 +390,7 @@ class Lwm2mClient:
         self.observations.server_instance = account.server_instance
         self.bootstrapped = True
         self._install_executables()
+        self._restore_update_objects()
         log.info("%s bootstrapped: LwM2M server %s (ssid %d)",
                  self.endpoint, account.uri, account.short_server_id)  # fmt: skip
         return account
@@ -688,6 +689,21 @@ class Lwm2mClient:
             )
             for i in range(software_instances)
         ]
+
+    def _restore_update_objects(self) -> None:
+        """A Bootstrap-Delete of ``/`` removes /5/0 and /9/x too, but they are the device's
+        own update machinery, not configuration: they come back after bootstrap."""
+        if self.firmware is not None and not self.objects.exists(self.firmware.base):
+            self.firmware = FirmwareUpdate(
+                self.objects, self.update_host, self.update_simulation,
+                pkg_version=str(self.objects.get_value(LwM2mPath(3, 0, 3))),
+            )  # fmt: skip
+        for index, software in enumerate(self.software):
+            if not self.objects.exists(software.base):
+                self.software[index] = SoftwareManagement(
+                    self.objects, self.update_host, self.update_simulation,
+                    instance_id=software.base.ids[1],
+                )  # fmt: skip
 
     def _block1(self, path: LwM2mPath, number: int, more: bool) -> None:
         """A Block1 block of a Write: tell the object whose Package it is (push delivery)."""

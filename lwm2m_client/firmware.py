@@ -172,6 +172,11 @@ class PackageReceiver:
         task.add_done_callback(done)
         return task
 
+    async def settle(self) -> None:
+        """Wait until no download, update or watchdog is running (tests; a calm shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def close(self) -> None:
         """Cancel downloads, watchdogs and pending updates (the client stops)."""
         tasks = list(self._tasks)
@@ -304,6 +309,7 @@ class FirmwareUpdate(PackageReceiver):
 
     def _fail(self, result: FwResult, why: str) -> None:
         log.warning("firmware download failed: %s (Update Result %d)", why, int(result))
+        self._cancel_transfer()
         self.image = None
         self._pushing = False
         self._set(FwState.IDLE, result)

@@ -138,6 +138,7 @@ class SoftwareManagement(PackageReceiver):
     def _fail(self, result: SwResult, why: str) -> None:
         log.warning("%s: software download failed: %s (Update Result %d)", self.base, why,
                     int(result))  # fmt: skip
+        self._cancel_transfer()
         self.image = None
         self._pushing = False
         self._set(SwState.INITIAL, result)

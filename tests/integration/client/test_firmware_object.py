@@ -36,6 +36,8 @@ from lwm2m_client.transport import local_address
 from lwm2m_server.api import create_app
 from lwm2m_server.config import QueueSettings, ServerConfig
 from lwm2m_server.service import Lwm2mServer
+from tests.integration.bootstrap import fixtures as bootstrap_fixtures
+from tests.integration.bootstrap.fixtures import Factory as BootstrapFactory
 
 Http = TestClient  # type: ignore[type-arg]
 EP = "fw-dev"
@@ -481,6 +483,24 @@ async def test_dtls_device_push_and_pull(
     assert await value(http, "/3/0/3", ep) == "2.0.0"
 
 
+async def test_dtls_device_pulls_coaps_over_its_own_session(
+    http: Http, server: Lwm2mServer, make_device: DeviceFactory
+) -> None:
+    """A ``coaps://`` Package URI on the LwM2M server's address is fetched over the session the
+    device registered with (the download server identifies the device by it): no second
+    handshake. This server has no package there, so its 4.04 is Update Result 7."""
+    ep = "fw-dtls"
+    await make_device(ep, psk=(PSK_IDENTITY, PSK_KEY))
+    sessions = list(server.dtls.sessions)
+    assert len(sessions) == 1
+    uri = f"coaps://127.0.0.1:{server.coaps_address.port}/fw/unknown-token?sha256={'0' * 64}"
+    async with watching(http, ep) as events:
+        await _json(await http.put(f"/api/clients/{ep}/5/0/1", json=uri))
+        await events.wait_for(lambda: last(events, "/5/0/5") == 7)
+        assert last(events, "/5/0/3") == 0
+    assert list(server.dtls.sessions) == sessions
+
+
 async def test_queue_mode_device_downloads_when_awake(
     http: Http, server: Lwm2mServer, make_device: DeviceFactory, packages: Packages
 ) -> None:
@@ -514,3 +534,34 @@ async def test_software_install_through_the_api(
     assert await value(http, "/9/0/12") is False
     assert (await _json(await http.post(f"/api/clients/{EP}/9/0/10")))["code"] == "2.04"
     assert await value(http, "/9/0/12") is True
+
+
+# -- bootstrap --
+make_bootstrap = bootstrap_fixtures.make_bootstrap
+
+
+async def test_a_bootstrapped_device_keeps_its_update_objects(
+    http: Http, server: Lwm2mServer, make_bootstrap: BootstrapFactory, packages: Packages
+) -> None:
+    """Bootstrap-Delete of ``/`` removes every instance but the Device and the bootstrap
+    account; objects 5 and 9 are the device's own machinery and come back for the Register."""
+    config = {
+        "endpoint": "fw-bs",
+        "to_delete": ["/"],
+        "bootstrap_security": [{"mode": "nosec"}],
+        "servers": [{"uri": bootstrap_fixtures.coap_uri(server), "short_server_id": 7,
+                     "lifetime": 90, "security": {"mode": "nosec"}}],
+    }  # fmt: skip
+    bootstrap = await make_bootstrap(config)
+    client = Lwm2mClient.from_bootstrap(
+        "fw-bs", bootstrap_fixtures.coap_uri(bootstrap), update_objects=True,
+        finish_timeout=10.0, attempts=1, auto_update=False, update_simulation=SIMULATION,
+    )  # fmt: skip
+    async with client:
+        shown = await _json(await http.get("/api/clients/fw-bs"))
+        assert shown["availableInstances"]["5"] == [0]
+        assert shown["availableInstances"]["9"] == [0]
+        async with watching(http, "fw-bs") as events:
+            uri = packages.http_uri("new.img")
+            await _json(await http.put("/api/clients/fw-bs/5/0/1", json=uri))
+            await events.wait_for(lambda: last(events, "/5/0/3") == 2)
