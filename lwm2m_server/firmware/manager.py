@@ -310,6 +310,14 @@ class FirmwareManager:
     def subscribe(self, listener: Callable[[JobView], None]) -> None:
         self._listeners.append(listener)
 
+    def in_use(self, package_id: str) -> str | None:
+        """The package library's ``in_use`` hook: a package an unfinished job delivers cannot
+        be deleted (a finished job's can: it only names it)."""
+        for endpoint, job in sorted(self._jobs.items()):
+            if job.package_id == package_id and not job.finished:
+                return f"the {job.state.value} update job of {endpoint}"
+        return None
+
     # -- inputs ---------------------------------------------------------------------------------
     def _live(self, endpoint: str) -> UpdateJob | None:
         job = self._jobs.get(endpoint)

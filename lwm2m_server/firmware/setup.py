@@ -114,8 +114,9 @@ def set_http_base(downloads: DownloadServer, config: ServerConfig, port: int) ->
 
 def create_manager(server: Lwm2mServer) -> FirmwareManager:
     """The update job manager over the started server, its package library and download
-    server (docs/firmware.md, "Update jobs")."""
-    return FirmwareManager(
+    server (docs/firmware.md, "Update jobs"); a package a running job delivers cannot be
+    deleted (the library's ``in_use`` hook)."""
+    manager = FirmwareManager(
         server,
         server.stores.firmware_jobs,
         packages=server.packages,
@@ -127,6 +128,9 @@ def create_manager(server: Lwm2mServer) -> FirmwareManager:
         transport=registration_transport(server),
         owns=_holds(server),
     )
+    if server.packages is not None:
+        server.packages.add_in_use(manager.in_use)
+    return manager
 
 
 def _holds(server: Lwm2mServer) -> Callable[[str], bool] | None:

@@ -351,3 +351,17 @@ async def test_an_impossible_state_reported_by_the_device_fails_the_job_clearly(
         "but Execute Update was never sent"
     )
     assert (await shown(http, "fw-odd"))["detail"] == view.detail
+
+
+async def test_a_package_a_running_job_delivers_cannot_be_deleted(
+    server: Lwm2mServer, http: Http, jobs: Jobs, make_device: DeviceFactory
+) -> None:
+    await make_device("fw-busy", update_simulation=UpdateSimulation(vanish_after_blocks=1))
+    package = upload(server, "2.0.0")
+    await start(http, "fw-busy", package, "pull_coap")
+    refused = await http.delete(f"/api/packages/{package.id}")
+    assert refused.status == 409
+    assert "update job of fw-busy" in (await refused.json())["error"]
+    cancelled = await http.delete("/api/clients/fw-busy/firmware")
+    assert (await cancelled.json())["state"] == "cancelled"
+    assert (await http.delete(f"/api/packages/{package.id}")).status == 200
