@@ -342,6 +342,11 @@ class UpdateJob:
         actions = self._observe_actions(now, wait=False)
         if self.retry_at is not None or self.step in (Step.DOWNLOAD, Step.REBOOT):
             return actions
+        if self.step is Step.DELIVER and self.firmware:
+            # the delivery may have reached the device before the stop: a second one would
+            # be refused (4.05) while it downloads the first, so reset it first
+            self.deliveries -= 1
+            return actions + self._enter(Step.RESET, now, fresh=False)
         return actions + self._enter(self.step, now, fresh=False)
 
     def answered(

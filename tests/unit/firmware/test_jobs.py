@@ -494,6 +494,16 @@ def test_a_stored_job_in_a_request_step_sends_it_again() -> None:
     assert stored.state is JobState.SUCCEEDED
 
 
+def test_a_delivery_in_flight_at_the_stop_is_reset_then_sent_again() -> None:
+    j = job()
+    observed(j, j.start(0.0), 0.0)
+    assert j.step is Step.DELIVER
+    stored = UpdateJob.from_json(j.to_json())
+    reset = one(stored.resume(5.0), ResetDownload)
+    assert isinstance(one(ok(stored, reset, 6.0), WriteUri), WriteUri)
+    assert stored.view().attempts == 1
+
+
 def test_from_json_refuses_what_is_not_a_job() -> None:
     with pytest.raises((KeyError, TypeError, ValueError)):
         UpdateJob.from_json({"endpoint": "x"})
