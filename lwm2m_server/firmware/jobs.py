@@ -218,6 +218,9 @@ class UpdateJob:
     """Requests the current step waits for: seq → path."""
     side: dict[int, str] = attrs.field(factory=dict)
     """Reads and observes no step waits for (their values count as reports): seq → path."""
+    queued: dict[int, tuple[str, Step]] = attrs.field(factory=dict)
+    """A delivery or Execute queued for a sleeping device, which the job went past: seq →
+    (path, step); its late answer still counts if it is a refusal."""
     created_ms: int = 0
     updated_ms: int = 0
     observed_version: str | None = None
@@ -376,6 +379,8 @@ class UpdateJob:
                 if path == self.result_path:
                     return self.reported(now, result=value)
             return []
+        if seq in self.queued:
+            return self._late_answer(seq, now, code=code, error=error, timed_out=timed_out)
         if seq not in self.pending:
             return []
         path = self.pending[seq]
@@ -383,13 +388,14 @@ class UpdateJob:
             self.deadline = now + self.settings.queued_timeout + self._step_timeout()
             if self.step is Step.OBSERVE:  # do not wait: the delivery queues behind it
                 del self.pending[seq]
+                self.side[seq] = path  # its answer, when it comes, is a report
                 if not self.pending:
                     return self._after_observe(now)
-            elif self.step is Step.DELIVER:
+            elif self.step in (Step.DELIVER, Step.EXECUTE):
                 del self.pending[seq]
-                return self._delivered(now, queued=True)
-            elif self.step is Step.EXECUTE:
-                del self.pending[seq]
+                self.queued[seq] = (path, self.step)
+                if self.step is Step.DELIVER:
+                    return self._delivered(now, queued=True)
                 return self._executed(now, queued=True)
             self._touch(now)
             return []
@@ -398,6 +404,23 @@ class UpdateJob:
         if not ok:
             return self._request_failed(path, now, code=code, error=error, timed_out=timed_out)
         return self._request_succeeded(path, value, now)
+
+    def _late_answer(
+        self, seq: int, now: float, *, code: str | None, error: str | None, timed_out: bool
+    ) -> list[Action]:
+        """The answer of a queued delivery or Execute, after the job moved on: a success
+        changes nothing; a refusal fails the job as it would have at once; a lost delivery
+        is delivered again (a lost Execute is not: the device may have rebooted)."""
+        path, step = self.queued.pop(seq)
+        if code is not None and code.startswith("2."):
+            return []
+        what = f"{step.value} ({path})"
+        if code is not None and code.startswith("4."):
+            detail = f"{what}: {error} ({code})" if error else f"{what}: the device answered {code}"
+            return self._fail(detail, now)
+        if step is Step.DELIVER and self.step is Step.DOWNLOAD:
+            return self._redeliver(f"{what} failed: {code or error or 'no answer'}", now)
+        return []
 
     def reported(
         self, now: float, *, state: int | None = None, result: int | None = None
@@ -540,6 +563,7 @@ class UpdateJob:
             self.detail = detail
         self.pending.clear()
         self.side.clear()
+        self.queued.clear()
         self.deadline = None
         self.retry_at = None
         self._touch(now)

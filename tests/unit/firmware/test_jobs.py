@@ -386,6 +386,29 @@ def test_queued_requests_extend_the_deadline_and_proceed_when_answered() -> None
     assert isinstance(one(j.reported(502.0, state=2), Execute), Execute)
 
 
+def test_a_queued_delivery_the_device_refuses_when_it_wakes_fails_the_job() -> None:
+    j = job()
+    first, second = j.start(0.0)
+    assert j.answered(first.seq, 0.0, queued=True) == []
+    write = one(j.answered(second.seq, 0.0, queued=True), WriteUri)
+    assert j.answered(write.seq, 0.0, queued=True) == [] and j.step is Step.DOWNLOAD
+    # the device wakes: the answers come; the observe's is a report, the write's a refusal
+    assert j.answered(first.seq, 50.0, code="2.05", value=0) == [] and j.device_state == 0
+    j.answered(write.seq, 51.0, code="4.05")
+    assert j.state is JobState.FAILED and j.detail == "deliver (/5/0/1): the device answered 4.05"
+
+
+def test_a_queued_delivery_lost_is_delivered_again() -> None:
+    j = job()
+    first, second = j.start(0.0)
+    j.answered(first.seq, 0.0, queued=True)
+    write = one(j.answered(second.seq, 0.0, queued=True), WriteUri)
+    j.answered(write.seq, 0.0, queued=True)
+    j.answered(write.seq, 60.0, error="expired in the queue")
+    assert j.step is Step.RESET and j.retry_at == 65.0
+    assert j.detail.startswith("deliver (/5/0/1) failed: expired in the queue")
+
+
 def test_a_re_registration_mid_download_observes_again() -> None:
     j = job()
     to_downloading(j)
