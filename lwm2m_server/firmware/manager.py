@@ -175,8 +175,8 @@ class FirmwareManager:
         it is the node that hears the device's events)."""
         self._jobs: dict[str, UpdateJob] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._queued: dict[str, tuple[str, int, str]] = {}
-        """requestId of a queued request → (endpoint, seq, path)."""
+        self._queued: dict[str, tuple[UpdateJob, int, str]] = {}
+        """requestId of a queued request → (the job that sent it, seq, path)."""
         self._tasks: set[asyncio.Task[None]] = set()
         self._listeners: list[Callable[[JobView], None]] = []
         self._shown: dict[str, JobView] = {}
@@ -366,10 +366,10 @@ class FirmwareManager:
         request_id = event.data.get("requestId")
         if not isinstance(request_id, str) or request_id not in self._queued:
             return
-        endpoint, seq, path = self._queued.pop(request_id)
-        job = self._live(endpoint)
-        if job is None:
-            return
+        job, seq, path = self._queued.pop(request_id)
+        endpoint = job.endpoint
+        if job.finished or self._jobs.get(endpoint) is not job:
+            return  # a job that ended, or was replaced by a newer one (its seqs start over)
         now = self.clock()
         response = event.data.get("response")
         if isinstance(response, DeviceResponse):
@@ -490,7 +490,7 @@ class FirmwareManager:
             self._feed(job, action.seq, code="5.00", error=f"{type(exc).__name__}: {exc}")
             return
         if response.queued and response.request_id is not None:
-            self._queued[response.request_id] = (endpoint, action.seq, action.path)
+            self._queued[response.request_id] = (job, action.seq, action.path)
             self._feed(job, action.seq, queued=True)
             return
         if self._jobs.get(endpoint) is job:
