@@ -315,3 +315,22 @@ async def test_package_is_write_only_and_state_read_only() -> None:
     assert read.code == METHOD_NOT_ALLOWED
     assert (await write_text(dm, "/5/0/3", "2")).code == METHOD_NOT_ALLOWED
     assert (await write_text(dm, "/5/0/5", "1")).code == METHOD_NOT_ALLOWED
+
+
+async def test_a_refused_push_counts_no_blocks() -> None:
+    objects, host, fw = setup(UpdateSimulation(vanish_after_blocks=2, push_timeout=0.01))
+    assert (await write_opaque(management(objects), "/5/0/0", IMAGE)).code == CHANGED
+    assert fw.state is FwState.DOWNLOADED
+    for number in range(4):
+        fw.push_block(number, True)
+    await asyncio.sleep(0)
+    assert host.vanished == []  # the knob counts only blocks of a push the device took
+    assert (fw.state, fw.result) == (FwState.DOWNLOADED, FwResult.INITIAL)
+    assert (await write_opaque(management(objects), "/5/0/0", IMAGE)).code == METHOD_NOT_ALLOWED
+
+
+async def test_protocol_support_follows_the_credentials() -> None:
+    objects, host, fw = setup()
+    host.schemes = ("coap", "http")  # type: ignore[misc]
+    fw.refresh_protocols()
+    assert objects.get_value("/5/0/8") == {0: 0, 1: 2}
