@@ -227,6 +227,10 @@ class PackageReceiver:
     async def _vanish_during_push(self) -> None:
         vanishing = self.host.vanish(self.simulation.vanish_for)
         self.vanished = True
+        if self._push_watchdog is not None:
+            # the loss is noticed when the device is back, so that its notifications go out
+            self._push_watchdog.cancel()
+            self._push_watchdog = None
         await vanishing
         self.vanished = False
         self._push_lost()

@@ -289,11 +289,14 @@ async def test_knob_vanish_mid_pull_and_come_back() -> None:
 
 
 async def test_knob_vanish_mid_push() -> None:
-    objects, host, fw = setup(UpdateSimulation(vanish_after_blocks=3, vanish_for=None))
+    objects, host, fw = setup(
+        UpdateSimulation(vanish_after_blocks=3, vanish_for=None, push_timeout=0.01)
+    )
     for number in range(3):
         fw.push_block(number, True)
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.05)  # longer than push_timeout: the loss waits for the device
     assert host.vanished == [None]
+    assert fw.state is FwState.DOWNLOADING  # noticed only once it is back (or it could not tell)
     dm = management(objects)
     # the body aiocoap may still complete is not taken: the device is out of reach
     assert (await write_opaque(dm, "/5/0/0", IMAGE)).code == CHANGED
