@@ -698,6 +698,8 @@ class Lwm2mClient:
                 self.objects, self.update_host, self.update_simulation,
                 pkg_version=str(self.objects.get_value(LwM2mPath(3, 0, 3))),
             )  # fmt: skip
+        if self.firmware is not None:
+            self.firmware.refresh_protocols()  # CoAPS or not: the account bootstrap gave
         for index, software in enumerate(self.software):
             if not self.objects.exists(software.base):
                 self.software[index] = SoftwareManagement(

@@ -157,6 +157,7 @@ class PackageReceiver:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._download: asyncio.Task[Any] | None = None
         self._push_blocks = 0
+        self._push_accepted = False
         self._push_watchdog: asyncio.Task[Any] | None = None
         self.vanished = False
 
@@ -193,6 +194,7 @@ class PackageReceiver:
                 task.cancel()
         self._download = self._push_watchdog = None
         self._push_blocks = 0
+        self._push_accepted = False
 
     async def _count_block(self, blocks: int) -> None:
         """After each pulled block: the vanish knob."""
@@ -213,8 +215,9 @@ class PackageReceiver:
         whole body): the transfer has started, and the vanish knob counts blocks."""
         if number == 0:
             self._push_blocks = 0
-            if not self._push_started():
-                return
+            self._push_accepted = self._push_started()
+        if not self._push_accepted:
+            return  # refused (the Write will be answered 4.05): nothing to count
         self._push_blocks += 1
         self._arm_push_watchdog()
         limit = self.simulation.vanish_after_blocks
@@ -224,6 +227,10 @@ class PackageReceiver:
     async def _vanish_during_push(self) -> None:
         vanishing = self.host.vanish(self.simulation.vanish_for)
         self.vanished = True
+        if self._push_watchdog is not None:
+            # the loss is noticed when the device is back, so that its notifications go out
+            self._push_watchdog.cancel()
+            self._push_watchdog = None
         await vanishing
         self.vanished = False
         self._push_lost()
@@ -265,7 +272,6 @@ class FirmwareUpdate(PackageReceiver):
         self.image: FirmwareImage | None = None
         self._pushing = False
         self.base = LwM2mPath(FIRMWARE_OBJECT, 0)
-        protocols = sorted(PROTOCOL_NUMBERS[s] for s in host.schemes if s in PROTOCOL_NUMBERS)
         tree.add_instance(
             FIRMWARE_OBJECT,
             {
@@ -273,7 +279,7 @@ class FirmwareUpdate(PackageReceiver):
                 UPDATE_RESULT: int(FwResult.INITIAL),
                 PKG_NAME: pkg_name,
                 PKG_VERSION: pkg_version,
-                PROTOCOL_SUPPORT: protocols,
+                PROTOCOL_SUPPORT: self._protocols(),
                 DELIVERY_METHOD: DELIVERY_BOTH,
             },
             instance_id=0,
@@ -283,6 +289,16 @@ class FirmwareUpdate(PackageReceiver):
             },
             executables={UPDATE: self._execute_update, CANCEL: self._execute_cancel},
         )
+
+    def _protocols(self) -> list[int]:
+        return sorted(PROTOCOL_NUMBERS[s] for s in self.host.schemes if s in PROTOCOL_NUMBERS)
+
+    def refresh_protocols(self) -> None:
+        """``/5/0/8`` again, after the device's credentials changed (bootstrap)."""
+        path = self.base.child(PROTOCOL_SUPPORT)
+        protocols = dict(enumerate(self._protocols()))
+        if self.tree.get_value(path) != protocols:
+            self.tree.set_value(path, protocols)
 
     # -- reading the state ------------------------------------------------------------------------
     @property

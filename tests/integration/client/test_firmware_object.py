@@ -449,6 +449,17 @@ async def test_push_of_a_100_kib_package_with_block1(
     assert await value(http, "/5/0/5") == 1
 
 
+async def test_a_device_that_vanishes_mid_push(http: Http, make_device: DeviceFactory) -> None:
+    device = await make_device(update_simulation=UpdateSimulation(vanish_after_blocks=5))
+    image = make_image("pylwm2m-demo", "3.1.4", bytes(range(256)) * 100)  # ~25 blocks
+    async with watching(http) as events:
+        body = base64.b64encode(image).decode()
+        pushed = await http.put(f"/api/clients/{EP}/5/0/0?timeout=2", json=body)
+        assert pushed.status == 504  # the blocks after the fifth go unanswered
+        assert device.outage.active
+        assert last(events, "/5/0/3") == 1  # what the server last heard: Downloading
+
+
 async def test_push_that_is_not_an_image(http: Http, make_device: DeviceFactory) -> None:
     await make_device()
     async with watching(http) as events:

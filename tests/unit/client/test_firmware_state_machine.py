@@ -289,11 +289,14 @@ async def test_knob_vanish_mid_pull_and_come_back() -> None:
 
 
 async def test_knob_vanish_mid_push() -> None:
-    objects, host, fw = setup(UpdateSimulation(vanish_after_blocks=3, vanish_for=None))
+    objects, host, fw = setup(
+        UpdateSimulation(vanish_after_blocks=3, vanish_for=None, push_timeout=0.01)
+    )
     for number in range(3):
         fw.push_block(number, True)
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.05)  # longer than push_timeout: the loss waits for the device
     assert host.vanished == [None]
+    assert fw.state is FwState.DOWNLOADING  # noticed only once it is back (or it could not tell)
     dm = management(objects)
     # the body aiocoap may still complete is not taken: the device is out of reach
     assert (await write_opaque(dm, "/5/0/0", IMAGE)).code == CHANGED
@@ -315,3 +318,22 @@ async def test_package_is_write_only_and_state_read_only() -> None:
     assert read.code == METHOD_NOT_ALLOWED
     assert (await write_text(dm, "/5/0/3", "2")).code == METHOD_NOT_ALLOWED
     assert (await write_text(dm, "/5/0/5", "1")).code == METHOD_NOT_ALLOWED
+
+
+async def test_a_refused_push_counts_no_blocks() -> None:
+    objects, host, fw = setup(UpdateSimulation(vanish_after_blocks=2, push_timeout=0.01))
+    assert (await write_opaque(management(objects), "/5/0/0", IMAGE)).code == CHANGED
+    assert fw.state is FwState.DOWNLOADED
+    for number in range(4):
+        fw.push_block(number, True)
+    await asyncio.sleep(0)
+    assert host.vanished == []  # the knob counts only blocks of a push the device took
+    assert (fw.state, fw.result) == (FwState.DOWNLOADED, FwResult.INITIAL)
+    assert (await write_opaque(management(objects), "/5/0/0", IMAGE)).code == METHOD_NOT_ALLOWED
+
+
+async def test_protocol_support_follows_the_credentials() -> None:
+    objects, host, fw = setup()
+    host.schemes = ("coap", "http")  # type: ignore[misc]
+    fw.refresh_protocols()
+    assert objects.get_value("/5/0/8") == {0: 0, 1: 2}
