@@ -134,13 +134,19 @@ def create_manager(server: Lwm2mServer) -> FirmwareManager:
 
 
 def _holds(server: Lwm2mServer) -> Callable[[str], bool] | None:
-    """On a cluster (Redis, several nodes): whether this node holds the device, i.e. hears its
-    events (docs/cluster.md); None on a single node, which holds every device."""
+    """On a cluster (Redis): whether this node is the one to resume the device's job: it holds
+    the device (hears its events, docs/cluster.md), nobody does, or the node that held it is
+    gone (nobody listens on its channel any more: it stopped, or this is that node restarted
+    with a new id). None on sqlite, where one node holds every device."""
     cluster = server.cluster
     if cluster is None:
         return None
 
     def holds(endpoint: str) -> bool:
-        return cluster.holder(endpoint) in (None, cluster.node_id)
+        holder = cluster.holder(endpoint)
+        if holder in (None, cluster.node_id):
+            return True
+        listening = cluster.db.client.pubsub_numsub(cluster.node_channel(holder))
+        return not any(count for _, count in listening)
 
     return holds

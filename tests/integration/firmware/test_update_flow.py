@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from keystore.credentials import DeviceCredentials
 from keystore.store.credentials import SqliteCredentialStore
+from keystore.store.engines import StoreSettings
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_client.firmware import UpdateSimulation
 from lwm2m_client.firmware_image import make_image
@@ -89,6 +90,16 @@ class Jobs:
 
     async def finished(self, endpoint: str, timeout: float = 30.0) -> JobView:
         return await self.until(endpoint, lambda v: v.state.finished, timeout)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll a condition nothing signals (the demo device's own state)."""
+
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
 
 
 def make_config(tmp_path: Path, **changes: Any) -> ServerConfig:
@@ -293,10 +304,14 @@ async def test_software_install_on_object_9(
     assert device.get_value("/9/0/1") == "5.0.0"
 
 
+@pytest.mark.parametrize("engine", ["sqlite", "redis"])
 async def test_a_restarted_server_resumes_the_update(
-    tmp_path: Path, make_device: DeviceFactory
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     config = make_config(tmp_path / "restart")
+    if engine == "redis":  # jobs in Redis; the restarted node has a new node id
+        url = request.getfixturevalue("redis_url")
+        config = attrs.evolve(config, store=StoreSettings("redis", url, "fwjobs"))
     first = Lwm2mServer(config)
     await first.start()
     port = first.coap_address.port
@@ -365,3 +380,49 @@ async def test_a_package_a_running_job_delivers_cannot_be_deleted(
     cancelled = await http.delete("/api/clients/fw-busy/firmware")
     assert (await cancelled.json())["state"] == "cancelled"
     assert (await http.delete(f"/api/packages/{package.id}")).status == 200
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "redis"])
+async def test_a_restarted_server_re_arms_the_stored_deadline(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The download stalls (the device went silent) and the server restarts: the resumed job's
+    deadline, re-armed from the store, still fails it after the retry."""
+    config = make_config(
+        tmp_path / "stall",
+        firmware=attrs.evolve(FIRMWARE, download_timeout=1.0, request_timeout=0.5),
+    )
+    if engine == "redis":  # the restarted node has a new node id: it takes the job over
+        url = request.getfixturevalue("redis_url")
+        config = attrs.evolve(config, store=StoreSettings("redis", url, "fwstall"))
+    first = Lwm2mServer(config)
+    await first.start()
+    port = first.coap_address.port
+    device = Lwm2mClient(
+        "fw-stall",
+        f"coap://127.0.0.1:{port}",
+        auto_update=False,
+        update_simulation=UpdateSimulation(vanish_after_blocks=1),
+    )
+    await device.start()
+    second: Lwm2mServer | None = None
+    try:
+        await device.register()
+        watch = Jobs()
+        watch.follow(first)
+        assert first.firmware is not None
+        await first.firmware.start("fw-stall", upload(first, "2.0.0").id)
+        await until(lambda: device.outage.active)  # it stopped asking for blocks
+        assert watch.last("fw-stall") is not None
+        await first.stop()
+        second = Lwm2mServer(attrs.evolve(config, coap_port=port))
+        await second.start()
+        again = Jobs()
+        again.follow(second)
+        view = await again.finished("fw-stall")
+        assert view.state is JobState.FAILED
+        assert view.detail.startswith("timeout: the download did not finish within 1 s")
+    finally:
+        await device.stop()
+        if second is not None:
+            await second.stop()
