@@ -560,6 +560,10 @@ def _event_summary(kind: str, data: Json) -> str:
         return f"{where} = {_compact(val)}".strip(" =")
     if data.get("error"):
         return f"error: {data['error']}"
+    if kind == "FIRMWARE" and "state" in data:  # an update job (docs/firmware.md)
+        from .firmware.cli import describe
+
+        return describe(data).split(": ", 1)[-1]
     if kind in ("AWAKE", "SLEEPING"):
         for name in ("until", "since"):
             if isinstance(data.get(name), int | float):

@@ -128,3 +128,12 @@ async def test_update_cli_waits_for_the_end_and_exits_1_on_failure(
         "dev: failed, Update Result 8 (firmware update failed) — "
         "Update Result 8: firmware update failed"
     )
+
+
+def test_the_events_command_summarises_a_firmware_event() -> None:
+    job = {"endpoint": "dev", "state": "failed", "attempts": 2, "result": 8}
+    job |= {"resultText": "firmware update failed", "detail": "Update Result 8: …"}
+    line = operator_cli._event_summary("FIRMWARE", {"ep": "dev", **job})
+    assert line == (
+        "failed (delivery 2), Update Result 8 (firmware update failed) — Update Result 8: …"
+    )
