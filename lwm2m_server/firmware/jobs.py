@@ -166,7 +166,8 @@ class ResetDownload(Action):
 
 @attrs.frozen
 class Execute(Action):
-    pass
+    arguments: str | None = None
+    """Execute arguments (Core §5.4.5), e.g. ``"1"`` for Uninstall "ForUpdate"."""
 
 
 @attrs.frozen
@@ -537,6 +538,8 @@ class UpdateJob:
         if step is Step.OBSERVE:
             return self._observe_actions(now, wait=True)
         if step is Step.RESET:
+            if not self.firmware:
+                return [self._uninstall(now)]
             return [self._request(ResetDownload, self._path(1, 3), now)]
         if step is Step.DELIVER:
             self.delivered = False
@@ -700,7 +703,21 @@ class UpdateJob:
     def _after_observe(self, now: float) -> list[Action]:
         if self.device_state not in (None, 0) and self.firmware:
             return self._enter(Step.RESET, now)
+        if not self.firmware and self.device_state in (3, 4):
+            # object 9 takes a new package only in INITIAL (OMA Software Management state
+            # diagram): a delivered package is dropped, an installed one is uninstalled
+            # "ForUpdate" first; a Package URI written in DELIVERED/INSTALLED is 4.05
+            return self._enter(Step.RESET, now)
         return self._enter(Step.DELIVER, now)
+
+    def _uninstall(self, now: float) -> Execute:
+        """Object 9's way back to INITIAL: Uninstall (``/9/x/6``), with the argument ``1``
+        ("ForUpdate": keep the installed software until the new one is installed) when the
+        device is INSTALLED; without one when a package is only DELIVERED."""
+        arguments = "1" if self.device_state == 4 else None
+        action = self._request(Execute, f"/9/{self.instance}/6", now, arguments=arguments)
+        assert isinstance(action, Execute)
+        return action
 
     def _delivered(self, now: float, *, queued: bool) -> list[Action]:
         self.delivered = True

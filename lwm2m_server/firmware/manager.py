@@ -464,7 +464,9 @@ class FirmwareManager:
             elif isinstance(action, Observe):
                 response = await ops.observe(endpoint, path, timeout=action.timeout)
             elif isinstance(action, Execute):
-                response = await ops.execute(endpoint, path, timeout=action.timeout)
+                response = await ops.execute(
+                    endpoint, path, action.arguments, timeout=action.timeout
+                )
             elif isinstance(action, ResetDownload | WriteUri | WritePackage):
                 node, fmt = self._payload(job, action, path)
                 response = await ops.write(endpoint, path, node, fmt=fmt, timeout=action.timeout)

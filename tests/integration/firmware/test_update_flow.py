@@ -304,6 +304,20 @@ async def test_software_install_on_object_9(
     assert device.get_value("/9/0/1") == "5.0.0"
 
 
+async def test_a_second_software_update_replaces_the_installed_one(
+    server: Lwm2mServer, http: Http, jobs: Jobs, make_device: DeviceFactory
+) -> None:
+    """The device is INSTALLED after the first: the job uninstalls "ForUpdate" first (a
+    Package URI written in INSTALLED would be refused with 4.05)."""
+    device = await make_device("fw-soft-twice")
+    for version in ("5.0.0", "6.0.0"):
+        package = upload(server, version, PackageKind.SOFTWARE)
+        await start(http, "fw-soft-twice", package, "pull_coap", instance=0)
+        view = await jobs.finished("fw-soft-twice")
+        assert view.state is JobState.SUCCEEDED, view.detail
+        assert device.get_value("/9/0/1") == version
+
+
 @pytest.mark.parametrize("engine", ["sqlite", "redis"])
 async def test_a_restarted_server_resumes_the_update(
     engine: str, tmp_path: Path, request: pytest.FixtureRequest

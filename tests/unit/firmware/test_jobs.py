@@ -491,6 +491,24 @@ def test_software_install_state_without_install_is_impossible() -> None:
     assert j.state is JobState.FAILED and "Install was never sent" in j.detail
 
 
+def test_an_installed_software_is_uninstalled_for_update_before_the_new_package() -> None:
+    """Object 9 takes a package only in INITIAL: INSTALLED → Uninstall "1" (ForUpdate)."""
+    j = job(Strategy.PULL_COAP, PackageKind.SOFTWARE, instance=1)
+    uninstall = one(observed(j, j.start(0.0), 0.0, state=4), Execute)
+    assert (uninstall.path, uninstall.arguments) == ("/9/1/6", "1")
+    assert isinstance(uninstall, Execute)
+    write = one(ok(j, uninstall, 1.0), WriteUri)
+    assert write.path == "/9/1/3"
+
+
+def test_a_delivered_software_package_is_dropped_before_the_new_one() -> None:
+    j = job(Strategy.PUSH, PackageKind.SOFTWARE)
+    uninstall = one(observed(j, j.start(0.0), 0.0, state=3), Execute)
+    assert isinstance(uninstall, Execute)
+    assert (uninstall.path, uninstall.arguments) == ("/9/0/6", None)
+    assert one(ok(j, uninstall, 1.0), WritePackage).path == "/9/0/2"
+
+
 # -- persistence --------------------------------------------------------------------------------
 
 
