@@ -99,7 +99,6 @@ async def test_notification_refused_by_a_read_only_store_is_not_acked_then_store
             msg = device.notification(b"31.5")
             await device.send_unanswered(msg)
             await device.send_unanswered(msg)  # nor is a retransmission during the outage
-            assert server.counts.notifications["ignore"] == 2
         finally:
             conn.execute("PRAGMA query_only = OFF")
         await assert_stored_once_when_retransmitted(server, device, msg, "ro-dev")
@@ -224,5 +223,24 @@ async def test_the_ping_barrier_sees_the_ack_of_a_stored_notification(
         assert [(m.mtype, m.code) for m in device.peer.received if m.mid == msg.mid] == [
             (raw.ACK, raw.EMPTY)
         ]
+    finally:
+        device.peer.close()
+
+
+async def test_unknown_token_notification_during_a_redis_outage_is_adopted_when_retransmitted(
+    on_redis: Lwm2mServer, own_redis: RestartableRedis
+) -> None:
+    server = on_redis
+    device = await observed_device(server, "redis-adopt")
+    try:
+        assert server._downlink is not None
+        server._downlink.observations.forget(device.token, reactive=False)
+        own_redis.stop()
+        msg = device.notification(b"31.5")
+        await device.send_unanswered(msg)
+        await device.send_unanswered(msg)
+        assert server.counts.notifications["ignore"] == 2
+        own_redis.start_again()
+        await assert_stored_once_when_retransmitted(server, device, msg, "redis-adopt")
     finally:
         device.peer.close()
