@@ -522,12 +522,16 @@ class Lwm2mServer:
             source = IncomingRequest(event.message, handle.peer)
             verdict = uplink.handle_notification(event.message, source)
             self.counts.notifications[verdict.value] += 1
-            # a CON was ACKed by the layer already (after this synchronous store, in the flush)
             if verdict is Verdict.IGNORE:
-                address = Address(*source.address)
-                first = self._observe_log.allow(f"unstored {address.host}", time.monotonic())
-                level = logging.WARNING if first else logging.DEBUG
-                log.log(level, "a notification from %s was acknowledged but not stored", address)
+                # the store refused it: no ACK (the layer queued one; it has not left), so the
+                # device retransmits and the observation lives on (docs/reliability.md)
+                if not downlink.observations.withhold(event):
+                    address = Address(*source.address)
+                    first = self._observe_log.allow(f"unstored {address.host}", time.monotonic())
+                    level = logging.WARNING if first else logging.DEBUG
+                    log.log(
+                        level, "a notification from %s was acknowledged but not stored", address
+                    )
             elif verdict is not Verdict.ACCEPT or event.final:
                 downlink.observations.drop(handle, reactive=not event.final)
         elif isinstance(event, UnknownNotification):
@@ -572,7 +576,8 @@ class Lwm2mServer:
             # RFC 7252 §4.2: a CON that cannot be processed is rejected with RST; a NON is
             # just dropped (an RST would only help a forger probe tokens)
             observations.reject(event, answer=message.mtype is Type.CON)
-        # IGNORE (the store failed): no answer (docs/server.md, "Not done yet")
+        else:  # IGNORE (the store failed): no answer, and its retransmission handled again
+            observations.withhold(event)
 
     def _observe_message(self, token: bytes) -> Message | None:
         """The Observe request of the observation ``token`` as it was sent (as far as it can

@@ -124,6 +124,35 @@ class _Wire:
         self.holds_slot = False
 
 
+class _Noted:
+    """A notification taken in (ACKed if CON) and the observe state before it, so that both can
+    be taken back while the ACK has not left: the application's store refused the value, or
+    the group commit of its iteration failed. The device then retransmits (RFC 7252 §4.2) and
+    the retransmission must count as fresh again (RFC 7641 §3.4), or it would be ACKed and
+    dropped as stale: a value acknowledged and never stored."""
+
+    __slots__ = ("answer", "handle", "last_seq", "last_time", "message")
+
+    def __init__(
+        self,
+        handle: RequestHandle,
+        message: Message,
+        answer: bytes,
+        last_seq: int,
+        last_time: float,
+    ) -> None:
+        self.handle = handle
+        self.message = message
+        self.answer = answer
+        self.last_seq = last_seq
+        self.last_time = last_time
+
+    def roll_back(self) -> None:
+        handle = self.handle
+        handle.last_seq = self.last_seq
+        handle.last_time = self.last_time
+
+
 class _Peer:
     """Client-side state per peer: the Message ID counter and the NSTART slots and queue."""
 
@@ -177,6 +206,12 @@ class Endpoint:
         self._max_body = self.params.max_body_size
         self._stale = 0
         """Heap entries that no longer count (finished or rescheduled wires)."""
+        self._noted: dict[tuple[Peer, int], _Noted] = {}
+        """Notifications taken in since the last :meth:`datagrams_to_send` (by peer and MID),
+        with the observe state before each: what :meth:`withhold_notification` takes back."""
+        self._noted_out: dict[tuple[Peer, int], _Noted] = {}
+        """The same for the datagrams last handed out: what :meth:`withdraw_answers` takes
+        back when the group commit they acknowledge failed."""
         self.counters: Counter[str] = Counter()
         """Refusals by :class:`ErrorKind` value, plus ``retransmissions``, ``duplicates``,
         ``stale_notifications`` — for metrics, and for logging when events are switched off."""
@@ -238,6 +273,9 @@ class Endpoint:
                     wire.stage = _Stage.AWAIT_RESPONSE
                     self._schedule(wire, now + params.response_timeout)
             self._unsent.clear()
+        if self._noted or self._noted_out:
+            self._noted_out = self._noted
+            self._noted = {}
         out = self._out
         self._out = []
         return out
@@ -249,10 +287,19 @@ class Endpoint:
         commit needs this: a reply whose write failed to commit must not come back from the
         cache as a success. Returns how many entries were forgotten."""
         forgotten = 0
+        noted = self._noted_out
+        taken_back: list[_Noted] = []
         for data, peer in datagrams:
             if len(data) >= 4 and not 1 <= data[1] <= 31 and (data[0] >> 4) & 3 != 3:
                 mid = (data[2] << 8) | data[3]
                 forgotten += self._dedup.discard((peer, mid), data)
+                if noted:
+                    note = noted.pop((peer, mid), None)
+                    if note is not None and note.answer is data:
+                        taken_back.append(note)
+        # newest first: two notifications of one observation end on the state before both
+        for note in reversed(taken_back):
+            note.roll_back()
         return forgotten
 
     def get_timer(self) -> float | None:
@@ -367,6 +414,7 @@ class Endpoint:
         proactive cancel."""
         exchange = self._decide(event)
         peer, message = exchange.peer, exchange.request
+        ack = _SEEN
         if exchange.mtype is _CON:
             ack = empty(_ACK, exchange.mid)
             self._out.append((ack, peer))
@@ -377,6 +425,8 @@ class Endpoint:
         handle.last_seq = message.observe or 0
         handle.last_time = self._now
         self._by_token[(peer, message.token)] = handle
+        if exchange.mtype is _CON:  # its retransmission must be fresh again if withdrawn
+            self._noted[(peer, exchange.mid)] = _Noted(handle, message, ack, -1, 0.0)
         b2 = message.block2
         if request is not None and b2 is not None and b2.more:
             self._start_block2(handle, message, "notification")
@@ -388,6 +438,39 @@ class Endpoint:
         rst = empty(_RST, exchange.mid)
         self._out.append((rst, exchange.peer))
         self._dedup.update((exchange.peer, exchange.mid), rst)
+
+    def withhold_notification(self, event: Notification | UnknownNotification) -> bool:
+        """Leave a notification unanswered: the application could not keep it (its store is
+        unavailable), so it must not be acknowledged — the device retransmits a CON (RFC 7252
+        §4.2) and the retransmission is handled again, not replayed from the deduplication
+        cache nor dropped as stale. An RST would end the observation (RFC 7641 §3.6), an ACK
+        would claim a value that is not stored: silence is the only answer that keeps both.
+
+        Call it from the event handler, before the iteration's datagrams are taken. False when
+        there is nothing to take back: the notification was assembled block-wise or answered
+        our re-registration (its first block, or our request, was acknowledged already), or a
+        NON whose repetition is handled again anyway (True)."""
+        if isinstance(event, UnknownNotification):
+            exchange = self._decide(event)
+            return self._dedup.discard((exchange.peer, exchange.mid), exchange)
+        message = event.message
+        key = (event.handle.peer, message.mid)
+        note = self._noted.get(key)
+        if note is None or note.message is not message:
+            return False
+        del self._noted[key]
+        answer = note.answer
+        if answer:
+            out = self._out
+            for i in range(len(out) - 1, -1, -1):
+                if out[i][0] is answer:
+                    del out[i]
+                    break
+            else:
+                return False  # already handed out: too late to take back
+        self._dedup.discard(key, answer)
+        note.roll_back()
+        return True
 
     def _decide(self, event: UnknownNotification) -> Exchange:
         exchange = event.exchange
@@ -653,7 +736,9 @@ class Endpoint:
             self._out.append((ack, peer))
             self._dedup.add(key, ack, now)
         else:
+            ack = _SEEN
             self._dedup.add(key, _SEEN, now)
+        self._noted[key] = _Noted(handle, msg, ack, handle.last_seq, handle.last_time)
         pending = handle._wire
         current = (
             pending if isinstance(pending, _Wire) and pending.stage is not _Stage.DONE else None

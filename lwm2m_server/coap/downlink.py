@@ -40,6 +40,7 @@ from lwm2m_runtime.coap import (
     Code,
     FailureReason,
     Message,
+    Notification,
     RequestHandle,
     UnknownNotification,
 )
@@ -186,6 +187,18 @@ class Observations:
             self.forget(handle.token, reactive=reactive)
         else:
             self._cancel(handle, reactive=reactive)
+
+    def withhold(self, event: Notification | UnknownNotification) -> bool:
+        """Leave a notification the store refused unanswered (no ACK, no RST): the device
+        retransmits it and the observation lives on (``Endpoint.withhold_notification``).
+        False when its ACK cannot be taken back (a block-wise value: its first block was
+        acknowledged when the rest was fetched)."""
+        peer = event.peer if isinstance(event, UnknownNotification) else event.handle.peer
+        try:
+            driver = self.coap.driver(peer)
+        except ConnectionError:
+            return False
+        return driver.endpoint.withhold_notification(event)
 
     def reject(self, event: UnknownNotification, *, answer: bool = True) -> None:
         """RST an unknown notification (``answer=False``: say nothing, e.g. to a NON from a

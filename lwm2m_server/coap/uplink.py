@@ -342,7 +342,11 @@ class Uplink:
             registration, observation, payload, ct, now=now, address=address
         ):
             return Verdict.IGNORE
-        self.effects.apply(_without(result, NotificationReceived))
+        if result.to_send or len(result.events) > 1 or registration.queue_mode:
+            # otherwise there is nothing to apply: no event but this one (published by
+            # _store_notification), no queued request due, no timer moved (queue mode moves
+            # the sleep timer); the effects' timer re-arm was a tenth of a notification's cost
+            self.effects.apply(_without(result, NotificationReceived))
         return Verdict.ACCEPT
 
     def check_notification(self, message: Message, source: IncomingRequest) -> Verdict | None:

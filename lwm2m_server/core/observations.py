@@ -154,7 +154,17 @@ class ObservationIndex:
         obs = self.by_token(token)
         if obs is None or not obs.active:
             return None
-        obs = attrs.evolve(obs, last_notification=now)
+        obs = Observation(  # attrs.evolve, written out: it introspects the fields every call
+            obs.token,
+            obs.endpoint,
+            obs.registration_id,
+            obs.paths,
+            obs.content_format,
+            obs.created_at,
+            obs.composite,
+            obs.active,
+            now,
+        )
         self._by_token[token] = obs
         return obs
 

@@ -22,6 +22,7 @@ want distinct names pass ``overrides`` (a path string → key mapping, consulted
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -44,8 +45,10 @@ class TelemetryPoint:
     type: ResourceType
 
 
+@functools.lru_cache(maxsize=4096)
 def lower_camel(name: str) -> str:
-    """``"Sensor Value"`` → ``"sensorValue"`` (see the module rules); ``""`` if no word."""
+    """``"Sensor Value"`` → ``"sensorValue"`` (see the module rules); ``""`` if no word.
+    Cached: resource names are few, and every value of every notification needs its key."""
     words = [w for w in re.split(r"[^0-9A-Za-z]+", name) if w]
     if not words:
         return ""

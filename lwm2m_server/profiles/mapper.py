@@ -49,6 +49,10 @@ def _typed(point: TelemetryPoint, key: str, rtype: ResourceType) -> TelemetryPoi
 
 def map_points(profile: Profile, points: Iterable[TelemetryPoint]) -> Mapped:
     result = Mapped()
+    if not profile.resources:  # nothing mapped (the built-in default): no path to parse
+        if profile.keep_unmapped:
+            result.telemetry.extend(points)
+        return result
     for point in points:
         try:
             path = LwM2mPath.parse(point.path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import functools
 import hashlib
 import json
 import re
@@ -181,9 +182,11 @@ class Profile:
         return any(p.matches(endpoint) for p in self.endpoints)
 
 
+@functools.cache
 def builtin_default() -> Profile:
     """The profile of devices nothing else claims: today's behaviour (no requests, default
-    telemetry keys)."""
+    telemetry keys). One shared instance (it is frozen): every notification of a device
+    without a profile resolves it, and building it (its digest) cost ~15 µs each time."""
     return Profile(
         name=DEFAULT_PROFILE,
         source="builtin",

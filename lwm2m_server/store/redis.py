@@ -735,21 +735,26 @@ class RedisTelemetryStore:
         return [self._db.endpoint_key("tlatest", endpoint), self._db.endpoint_key("tlts", endpoint)]
 
     def append_points(self, points: Iterable[TelemetryPoint]) -> int:
+        """Redis first, then the history: when Redis refuses, nothing is written anywhere, so
+        the device's retransmission of the unacknowledged notification is stored once (the
+        latest-value write is idempotent: newest wins; the history append is not)."""
         batch = list(points)
-        written = int(self._history.append_points(batch))  # checks them, StoreError if bad
-        if not written:
-            return 0
         by_endpoint: dict[str, list[str | int]] = {}
-        for endpoint, path, key, ts_ms, type_name, value in (check_point(p) for p in batch):
-            by_endpoint.setdefault(endpoint, []).extend(
-                [path, ts_ms, dumps([key, type_name, value])]
-            )
+        try:
+            for endpoint, path, key, ts_ms, type_name, value in (check_point(p) for p in batch):
+                by_endpoint.setdefault(endpoint, []).extend(
+                    [path, ts_ms, dumps([key, type_name, value])]
+                )
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"invalid telemetry point, nothing written: {exc}") from exc
+        if not by_endpoint:
+            return 0
         with self._db.errors("cannot write the latest telemetry"):
             pipe = self._db.client.pipeline(transaction=False)
             for endpoint, args in by_endpoint.items():
                 pipe.execute_command("EVAL", NEWEST_WINS, 2, *self._keys(endpoint), *args)
             pipe.execute()
-        return written
+        return int(self._history.append_points(batch))
 
     def latest(self, endpoint: str) -> dict[str, TelemetryPoint]:
         values_key, times_key = self._keys(endpoint)

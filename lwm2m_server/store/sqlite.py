@@ -26,6 +26,13 @@ uncommitted when no reply follows. ``batch()`` (the DTLS session store's writes)
 once, the pending writes of the iteration with it: a DTLS record held for its session row
 leaves only when that row is durable. A commit that fails rolls the whole iteration back and
 makes the next ``commit()`` return False, so the driver withholds those replies.
+
+Telemetry in a group is **buffered**: ``append_points`` checks the points and keeps their rows;
+they are inserted with one ``executemany`` per table when the group commits (or before a
+telemetry read, which must see them). A notification then costs a list append instead of a
+savepoint and two single-row statements. A failed insert rolls the whole iteration back, as a
+failed commit does: the driver withholds the iteration's replies (a notification's ACK too),
+and the devices retransmit.
 """
 
 from __future__ import annotations
@@ -103,6 +110,8 @@ class SqliteStore(SqliteDatabase):
     _group_failed = False
     _failed_commits = 0
     _next_failure_log = 0.0
+    _points: list[tuple[str, str, str, int, str, str]] | None = None
+    """Telemetry rows appended in the group, not inserted yet (module docstring)."""
     commits = 0
     """Group transactions committed (for metrics and tests)."""
 
@@ -122,20 +131,79 @@ class SqliteStore(SqliteDatabase):
         """One transaction that is durable when the block ends, even inside a group."""
         with self.write():
             yield self
-        if self._group_open and self._depth == 1 and not self._commit_group():
+        if self._group_open and self._depth == 1 and not self._settle():
             raise StoreError(f"{self.path}: commit failed (the writes were rolled back)")
 
     def commit(self) -> bool:
         """The ``Committer`` hook: commit the iteration's writes; False when any write since
         the last call was rolled back by a failed commit (the caller withholds its replies)."""
-        ok = self._commit_group() if self._group_open and self._depth == 1 else True
+        ok = self._settle()
         failed, self._group_failed = self._group_failed, False
         return ok and not failed
 
     def close(self) -> None:
-        if self._group_open and self._conn is not None:
-            self._commit_group()
+        if (self._group_open or self._points) and self._conn is not None:
+            self._settle()
         super().close()
+
+    def _settle(self) -> bool:
+        """Insert the buffered telemetry into the group and commit it; False: rolled back."""
+        if self._points and not self._insert_points():
+            return False
+        if self._group_open and self._depth == 1:
+            return self._commit_group()
+        return True
+
+    def _insert_points(self) -> bool:
+        """The buffered rows into the open group (opened if need be). A failure rolls the whole
+        group back (its replies are withheld, ``_group_failed``): False."""
+        rows, self._points = self._points, None
+        if not rows:
+            return True
+        try:
+            with self.write() as conn:
+                self._insert_rows(conn, rows)
+        except StoreError as exc:
+            with suppress(sqlite3.Error):
+                self.conn.rollback()
+            self._group_open = False
+            self._depth = 0
+            self._failed(exc)
+            return False
+        return True
+
+    @staticmethod
+    def _insert_rows(
+        conn: sqlite3.Connection, rows: Sequence[tuple[str, str, str, int, str, str]]
+    ) -> None:
+        conn.executemany(
+            "INSERT INTO telemetry(endpoint, path, key, ts_ms, type, value) "
+            "VALUES(?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.executemany(
+            "INSERT INTO telemetry_latest(endpoint, path, key, ts_ms, type, value) "
+            "VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(endpoint, path) DO UPDATE SET "
+            "key=excluded.key, ts_ms=excluded.ts_ms, type=excluded.type, "
+            "value=excluded.value WHERE excluded.ts_ms >= telemetry_latest.ts_ms",
+            rows,
+        )
+
+    def _failed(self, exc: Exception) -> None:
+        """The iteration's writes were rolled back: the next ``commit()`` says so (logged once
+        a minute: a full disk fails every iteration)."""
+        self._group_failed = True
+        self._failed_commits += 1
+        now = time.monotonic()
+        if now >= self._next_failure_log:
+            self._next_failure_log = now + 60.0
+            log.error(
+                "%s: commit failed (%d so far), those iterations' writes were rolled back "
+                "and their replies withheld: %s",
+                self.path,
+                self._failed_commits,
+                exc,
+            )
 
     def _open_group(self) -> None:
         try:
@@ -148,8 +216,8 @@ class SqliteStore(SqliteDatabase):
             asyncio.get_running_loop().call_soon(self._commit_pending)
 
     def _commit_pending(self) -> None:
-        if self._group_open and self._depth == 1:
-            self._commit_group()
+        if self._points or (self._group_open and self._depth == 1):
+            self._settle()
 
     def _commit_group(self) -> bool:
         self._group_open = False
@@ -160,18 +228,7 @@ class SqliteStore(SqliteDatabase):
         except sqlite3.Error as exc:
             with suppress(sqlite3.Error):
                 conn.rollback()
-            self._group_failed = True
-            self._failed_commits += 1
-            now = time.monotonic()
-            if now >= self._next_failure_log:  # a full disk fails every iteration: once a minute
-                self._next_failure_log = now + 60.0
-                log.error(
-                    "%s: commit failed (%d so far), those iterations' writes were rolled back "
-                    "and their replies withheld: %s",
-                    self.path,
-                    self._failed_commits,
-                    exc,
-                )
+            self._failed(exc)
             return False
         self.commits += 1
         return True
@@ -599,22 +656,32 @@ class SqliteStore(SqliteDatabase):
             ) from exc
         if not rows:
             return 0
+        if self._grouping:
+            pending = self._points
+            if pending is not None:
+                pending.extend(rows)
+                return len(rows)
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # no loop (a script, a test): written now
+            else:
+                self._points = rows
+                if not self._group_open:  # an open group has its commit armed already
+                    loop.call_soon(self._commit_pending)
+                return len(rows)
         with self.write() as conn:
-            conn.executemany(
-                "INSERT INTO telemetry(endpoint, path, key, ts_ms, type, value) "
-                "VALUES(?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            conn.executemany(
-                "INSERT INTO telemetry_latest(endpoint, path, key, ts_ms, type, value) "
-                "VALUES(?, ?, ?, ?, ?, ?) ON CONFLICT(endpoint, path) DO UPDATE SET "
-                "key=excluded.key, ts_ms=excluded.ts_ms, type=excluded.type, "
-                "value=excluded.value WHERE excluded.ts_ms >= telemetry_latest.ts_ms",
-                rows,
-            )
+            self._insert_rows(conn, rows)
         return len(rows)
 
+    def _pending_points(self) -> None:
+        """A telemetry read sees the rows buffered in the group (inserted now, committed
+        with the group)."""
+        if self._points:
+            self._insert_points()
+
     def latest(self, endpoint: str) -> dict[str, TelemetryPoint]:
+        self._pending_points()
         rows = self.read(
             "SELECT endpoint, path, key, ts_ms, type, value FROM telemetry_latest "
             "WHERE endpoint = ? ORDER BY path",
@@ -633,6 +700,7 @@ class SqliteStore(SqliteDatabase):
     ) -> list[TelemetryPoint]:
         if not 1 <= limit <= MAX_HISTORY:
             raise StoreError(f"history limit must be 1..{MAX_HISTORY}, got {limit}")
+        self._pending_points()
         lo = -(2**63) if since_ms is None else since_ms
         hi = 2**63 - 1 if until_ms is None else until_ms
         rows = self.read(
@@ -647,6 +715,7 @@ class SqliteStore(SqliteDatabase):
     def telemetry_endpoints(self, after: str | None, limit: int) -> list[str]:
         """Up to ``limit`` endpoints with telemetry, in order, after ``after``: a retention
         pass walks them page by page (the latest-value table is small and keyed by endpoint)."""
+        self._pending_points()
         rows = self.read(
             "SELECT DISTINCT endpoint FROM telemetry_latest WHERE endpoint > ? "
             "ORDER BY endpoint LIMIT ?",

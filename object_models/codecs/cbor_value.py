@@ -49,6 +49,8 @@ MAX_DEPTH = 16
 
 _BREAK = 0xFF
 _FLOATS = {25: ">e", 26: ">f", 27: ">d"}
+_DOUBLE = struct.Struct(">d").unpack_from
+_SINGLE = struct.Struct(">f").unpack_from
 _SIMPLE: dict[int, object] = {20: False, 21: True, 22: None}
 
 
@@ -113,6 +115,14 @@ class _Reader:
             if major == 1:
                 return -1 - info
             arg = info
+        elif pos + 9 <= len(data) and data[pos] == 0xFB:
+            # a double (a SenML value, a timestamp): read in place; ``head`` + ``simple``
+            # turn its 8 bytes into an int and back into bytes first
+            self.pos = pos + 9
+            return float(_DOUBLE(data, pos + 1)[0])
+        elif pos + 5 <= len(data) and data[pos] == 0xFA:
+            self.pos = pos + 5
+            return float(_SINGLE(data, pos + 1)[0])
         else:
             major, info, arg = self.head()
         if major == 0:

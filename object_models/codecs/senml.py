@@ -316,6 +316,9 @@ def single_node(path: LwM2mPath, items: Sequence[PathLeaf], models: ModelProvide
         if leaf is None:
             raise CodecError("record has no value", path=item_path)
         leaves.append(leaf)
+    if len(leaves) == 1 and leaves[0][0] == path and path.depth >= 3:
+        # one value at the observed resource (nearly every notification): no regrouping
+        return _leaf_node(path, leaves[0], is_multiple(models))
     if not leaves and path.is_resource:
         empty = empty_resource(path, models)
         if empty is not None:

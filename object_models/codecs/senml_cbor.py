@@ -45,27 +45,28 @@ LABELS: dict[str, int] = {
 _NAMES = {label: name for name, label in LABELS.items()}
 
 
-def _field(value: object, where: str) -> object:
+def _field(value: object, index: int) -> object:
     if isinstance(value, Tagged) and value.tag == 4:
         try:
             return decimal_fraction(value)
         except ValueError as exc:
-            raise CodecError(f"{where}: {exc}") from None
+            raise CodecError(f"record {index}: {exc}") from None
     return value
 
 
 def _record(record: object, index: int) -> object:
-    """A record with text labels; anything that is not a map is left for ``senml`` to refuse."""
+    """A record with text labels; anything that is not a map is left for ``senml`` to refuse.
+    (Error texts are built only on error: this runs for every field of every notification.)"""
     if not isinstance(record, dict):
         return record
     result: dict[object, object] = {}
     for key, value in record.items():
-        name = _NAMES.get(key) if isinstance(key, int) and not isinstance(key, bool) else key
+        name = _NAMES.get(key) if key.__class__ is int else key
         if name is None:
             raise CodecError(f"record {index}: unknown SenML CBOR label {key}")
         if name in result:
             raise CodecError(f"record {index}: label {name!r} given twice")
-        result[name] = _field(value, f"record {index}")
+        result[name] = _field(value, index)
     return result
 
 

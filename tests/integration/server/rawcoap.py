@@ -186,6 +186,17 @@ class RawPeer(asyncio.DatagramProtocol):
         finally:
             self._waiting.pop(msg.mid, None)
 
+    async def resend(self, msg: Msg, timeout: float = 5.0) -> Msg:
+        """Send ``msg`` again with its own mid (a CON retransmission, RFC 7252 §4.2) and wait
+        for the answer with that mid."""
+        future: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self._waiting[msg.mid] = future
+        try:
+            self.send(msg)
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._waiting.pop(msg.mid, None)
+
     def datagram_received(self, data: bytes, addr: Any) -> None:
         try:
             msg = decode(data)

@@ -19,6 +19,8 @@ from lwm2m_runtime.coap import (
     Type,
     UnknownNotification,
     encode_uint,
+    parse,
+    serialize,
 )
 from lwm2m_runtime.coap.observe import is_fresh
 
@@ -278,3 +280,93 @@ def test_token_reused_after_reactive_cancel_is_observed_again() -> None:
     assert again.state is HandleState.OBSERVING
     (ack,) = net.inject(net.server, _notification(handle.token, 2, b"n", mid=900))
     assert ack.mtype is Type.ACK  # not RST: the cancelled record was cleared
+
+
+# -- a notification the application could not store is not acknowledged ------------------------
+
+
+def test_withheld_con_notification_is_not_acked_and_its_retransmission_is_fresh() -> None:
+    """The store refused the value: no ACK leaves, and the device's retransmission (same MID)
+    is delivered again (not replayed from the dedup cache, not dropped as stale), then ACKed."""
+    net = Net()
+    handle = _observe(net)
+    notification = _notification(handle.token, 11, b"79", mid=500)
+    net.server.receive_datagram(serialize(notification), DEVICE, net.now)
+    (event,) = events(net.server)
+    assert isinstance(event, Notification)
+    assert net.server.withhold_notification(event) is True
+    assert net.sent(net.server) == []  # no ACK, no RST: the observation lives on
+    assert handle.state is HandleState.OBSERVING
+    (ack,) = net.inject(net.server, notification)  # the retransmission
+    assert (ack.mtype, ack.code, ack.mid) == (Type.ACK, 0, 500)
+    (again,) = events(net.server)
+    assert isinstance(again, Notification) and again.message.payload == b"79"
+    assert handle.last_seq == 11
+
+
+def test_withheld_non_notification_repeated_is_delivered_again() -> None:
+    net = Net()
+    handle = _observe(net)
+    notification = _notification(handle.token, 11, b"79", 501, Type.NON)
+    net.server.receive_datagram(serialize(notification), DEVICE, net.now)
+    (event,) = events(net.server)
+    assert isinstance(event, Notification)
+    assert net.server.withhold_notification(event) is True
+    assert net.inject(net.server, notification) == []
+    (again,) = events(net.server)
+    assert isinstance(again, Notification) and again.message.payload == b"79"
+
+
+def test_notification_whose_ack_was_withdrawn_by_a_failed_commit_is_fresh_again() -> None:
+    """Group commit: the iteration's commit failed, so its answers are withdrawn (driver);
+    the observe state goes back too, or the retransmission would be ACKed as stale and lost."""
+    net = Net()
+    handle = _observe(net)
+    first = _notification(handle.token, 11, b"79", mid=500)
+    second = _notification(handle.token, 12, b"78", mid=501)
+    for message in (first, second):
+        net.server.receive_datagram(serialize(message), DEVICE, net.now)
+    assert len(events(net.server)) == 2
+    out = net.server.datagrams_to_send(net.now)
+    assert [parse(d).mid for d, _ in out] == [500, 501]
+    assert net.server.withdraw_answers(out) == 2
+    assert handle.last_seq == 10  # as before both
+    for message in (first, second):
+        (ack,) = net.inject(net.server, message)
+        assert ack.mid == message.mid
+    assert [e.message.payload for e in events(net.server)] == [b"79", b"78"]  # type: ignore[union-attr]
+
+
+def test_withheld_unknown_notification_is_handled_again_when_retransmitted() -> None:
+    """After a restart the store refused an unknown-token notification: nothing is answered
+    and its retransmission is a new event (not swallowed by the dedup cache)."""
+    net = Net()
+    token = b"persist2"
+    notification = _notification(token, 40, b"a", mid=72)
+    assert net.inject(net.server, notification) == []
+    (event,) = events(net.server)
+    assert isinstance(event, UnknownNotification)
+    assert net.server.withhold_notification(event) is True
+    assert net.inject(net.server, notification) == []
+    (again,) = events(net.server)
+    assert isinstance(again, UnknownNotification) and again.message.mid == 72
+    handle = net.server.accept_notification(again, OBSERVE.replace(token=token))
+    (ack,) = net.sent(net.server)
+    assert (ack.mtype, ack.mid) == (Type.ACK, 72)
+    assert handle.state is HandleState.OBSERVING
+
+
+def test_adopted_notification_withdrawn_by_a_failed_commit_is_fresh_again() -> None:
+    net = Net()
+    token = b"persist3"
+    notification = _notification(token, 40, b"a", mid=73)
+    net.server.receive_datagram(serialize(notification), DEVICE, net.now)
+    (event,) = events(net.server)
+    assert isinstance(event, UnknownNotification)
+    handle = net.server.accept_notification(event, OBSERVE.replace(token=token))
+    out = net.server.datagrams_to_send(net.now)
+    assert net.server.withdraw_answers(out) == 1
+    (ack,) = net.inject(net.server, notification)
+    assert (ack.mtype, ack.mid) == (Type.ACK, 73)
+    (again,) = events(net.server)
+    assert isinstance(again, Notification) and again.handle is handle

@@ -12,7 +12,9 @@ import pytest
 
 from lwm2m_runtime.address import Address
 from lwm2m_server.core.registration import Registration
+from lwm2m_server.core.telemetry import TelemetryPoint
 from lwm2m_server.store.sqlite import SqliteStore
+from object_models.types import ResourceType
 
 ADDRESS = Address("127.0.0.1", 5683)
 
@@ -87,3 +89,79 @@ def test_writes_outside_a_flush_are_committed_by_the_loop(store: SqliteStore) ->
         assert committed_endpoints(store.path) == {"timer"}
 
     asyncio.run(main())
+
+
+# -- telemetry in a group: buffered, inserted by the commit ---------------------------------------
+
+
+def point(value: float, ts_ms: int = 1000, endpoint: str = "dev") -> TelemetryPoint:
+    return TelemetryPoint(endpoint, "/3303/0/5700", "sensorValue", ts_ms, value, ResourceType.FLOAT)
+
+
+def committed_telemetry(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT endpoint, value FROM telemetry ORDER BY id").fetchall()
+    return [(str(e), str(v)) for e, v in rows]
+
+
+def test_telemetry_of_an_iteration_is_read_before_and_durable_after_the_commit(
+    store: SqliteStore,
+) -> None:
+    async def main() -> None:
+        store.put_registration(registration("dev"))
+        assert store.append_points([point(21.5)]) == 1
+        assert store.append_points([point(22.5, 2000)]) == 1
+        assert committed_telemetry(store.path) == []
+        # the loop's own reads see what the iteration appended
+        assert store.latest("dev")["/3303/0/5700"].value == 22.5
+        assert [p.value for p in store.history("dev", "sensorValue")] == [22.5, 21.5]
+        assert store.commit() is True
+        assert committed_telemetry(store.path) == [("dev", '["f",21.5]'), ("dev", '["f",22.5]')]
+        assert committed_endpoints(store.path) == {"dev"}
+
+    asyncio.run(main())
+
+
+def test_telemetry_appended_outside_a_flush_is_committed_by_the_loop(store: SqliteStore) -> None:
+    async def main() -> None:
+        store.append_points([point(21.5)])
+        assert committed_telemetry(store.path) == []
+        await asyncio.sleep(0)  # the store's own call_soon inserts and commits
+        assert committed_telemetry(store.path) == [("dev", '["f",21.5]')]
+
+    asyncio.run(main())
+
+
+def test_a_failed_telemetry_insert_rolls_the_whole_iteration_back(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rows go in at the commit: when they cannot (a read-only file, a full disk), the
+    iteration's other writes go too and ``commit()`` says False (its replies are withheld)."""
+
+    async def main() -> None:
+        store.put_registration(registration("kept"))
+        assert store.commit() is True
+        store.put_registration(registration("lost"))
+        store.append_points([point(21.5)])
+        store.conn.execute("PRAGMA query_only = ON")  # the insert fails, not the BEGIN
+        try:
+            assert store.commit() is False
+        finally:
+            store.conn.execute("PRAGMA query_only = OFF")
+        assert store.commit() is True  # reported once
+        assert committed_endpoints(store.path) == {"kept"}
+        assert committed_telemetry(store.path) == []
+        assert store.latest("kept") == {}
+        store.append_points([point(23.5)])
+        assert store.commit() is True
+        assert committed_telemetry(store.path) == [("dev", '["f",23.5]')]
+
+    asyncio.run(main())
+    assert sum("commit failed" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_telemetry_is_written_at_once_without_a_loop(store: SqliteStore) -> None:
+    """A script or the CLI (no running loop): nothing would commit a buffer later."""
+    store.append_points([point(21.5)])
+    assert store.commit() is True
+    assert committed_telemetry(store.path) == [("dev", '["f",21.5]')]
