@@ -103,7 +103,9 @@ class Device:
         assert isinstance(node, LwM2mSingleResource)
         return await self._do("write", path, node.value)
 
-    async def execute(self, endpoint: str, path: LwM2mPath, **kw: Any) -> DeviceResponse:
+    async def execute(
+        self, endpoint: str, path: LwM2mPath, arguments: str | None = None, **kw: Any
+    ) -> DeviceResponse:
         return await self._do("execute", path)
 
     async def cancel_observation(self, endpoint: str, path: LwM2mPath, **kw: Any) -> Any:
