@@ -19,6 +19,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from keystore.credential_cache import CachedCredentials
+from keystore.credentials import DeviceCredentials
 from keystore.store.engines import StoreSettings
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_client.transport import parse_server_uri
@@ -145,6 +147,38 @@ async def test_an_update_on_a_of_a_registration_b_removed_is_404(
         assert a.coap.udp is not None
         assert a.coap.udp.withheld == 1  # the first answer (2.04) never left
         assert "gone-elsewhere" not in [r.endpoint for r in a.clients()]
+    finally:
+        peer.close()
+        await b.stop()
+        await a.stop()
+
+
+async def test_a_device_revoked_on_b_is_refused_by_a_at_its_next_update(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The resolver of node A caches device records (keystore/credential_cache.py; on Redis
+    checked against the credential version counter once per loop iteration): while nothing
+    changes A's Updates read no record, and once node B deactivates the device, A refuses its
+    very next Update (4.01) — a revocation anywhere takes effect everywhere at once."""
+    settings = StoreSettings("redis", redis_url, "revoke")
+    a = Lwm2mServer(server_config(tmp_path / "a", store=settings, open_registration=False))
+    b = Lwm2mServer(server_config(tmp_path / "b", store=settings, open_registration=False))
+    await a.start()
+    await b.start()
+    peer = await raw.RawPeer.open(("127.0.0.1", a.coap_address.port))
+    try:
+        b.stores.credentials.put_device(DeviceCredentials.for_nosec("revoked-on-b"))
+        location = await raw.register(peer, "revoked-on-b", lifetime=300)
+        assert a.resolver is not None and isinstance(a.resolver.store, CachedCredentials)
+        hits = a.resolver.store.hits
+        for _ in range(2):
+            answer = await peer.exchange(raw.request(raw.POST, ["rd", location], query=["lt=600"]))
+            assert raw.code_str(answer.code) == "2.04"
+        assert a.resolver.store.hits == hits + 2  # no keystore read for these Updates
+
+        b.stores.credentials.put_device(DeviceCredentials.for_nosec("revoked-on-b", active=False))
+        answer = await peer.exchange(raw.request(raw.POST, ["rd", location], query=["lt=600"]))
+        assert raw.code_str(answer.code) == "4.01"
     finally:
         peer.close()
         await b.stop()
