@@ -13,7 +13,10 @@ Register or Update, the **holder**, and only its answer travels back.
   ``HOLDER_REFRESH`` seconds otherwise (a write per Update would add a round trip to each).
   The write is ``SET … GET``: when the previous holder was another node, that node is told
   (``moved``) so that it forgets its own "written" mark and writes again when the device comes
-  back to it.
+  back to it. On one Redis the write travels in the loop iteration's group commit
+  (``RedisStore.write_later``), not on a round trip of its own before the reply: the record is
+  advisory (a request routed by a stale one falls back, see below), so it need not be stored
+  before the device's reply leaves.
 * **Routing**: ``route()`` reads the holder; when it is another node, the request (the
   ``DownlinkRequest``, plain values as JSON) is PUBLISHed on that node's channel
   ``P:cluster:node:<id>`` with the channel to answer on, and the caller waits up to the
@@ -201,6 +204,8 @@ class ClusterNode:
         self.served = 0
         """Requests other nodes routed to this one."""
         self.events_dropped = 0
+        self.holder_writes = 0
+        """Holder records written (most with the group commit, not on a round trip of their own)."""
 
     def node_channel(self, node_id: str) -> str:
         return f"{self._prefix}:cluster:node:{node_id}"
@@ -275,15 +280,41 @@ class ClusterNode:
             and now - known[1] < HOLDER_REFRESH
         ):
             return
+        self._held[endpoint] = (registration.address, now)
+        key = self.holder_key(endpoint)
+        store = self._grouping_store()
+        if store is not None and store.write_later(
+            lambda pipe: pipe.set(key, self.node_id, get=True),
+            lambda old: self._written(endpoint, old),
+        ):
+            self.holder_writes += 1
+            return  # sent with the iteration's group commit: no round trip of its own
         try:
-            old = self.db.client.set(self.holder_key(endpoint), self.node_id, get=True)
+            old = self.db.client.set(key, self.node_id, get=True)
         except Exception as exc:  # redis-py errors: routing falls back to sending from here
+            self._held.pop(endpoint, None)
             if self._log.allow("holder", now):
                 log.warning("cannot record that this node holds %s: %s", endpoint, exc)
             return
-        self._held[endpoint] = (registration.address, now)
-        previous = None if old is None else (old.decode() if isinstance(old, bytes) else str(old))
-        if previous is not None and previous != self.node_id:
+        self.holder_writes += 1
+        self._written(endpoint, old)
+
+    def _grouping_store(self) -> Any:
+        """The server's Redis store when it group-commits (one Redis), else None."""
+        stores = getattr(self.server, "_stores", None)
+        core = getattr(stores, "core", None)
+        return core if hasattr(core, "write_later") else None
+
+    def _written(self, endpoint: str, old: object) -> None:
+        """The holder record is ours; the node it was taken from forgets its own mark. (``old``
+        is the exception when the group commit could not send it: written again next time.)"""
+        if isinstance(old, Exception):
+            self._held.pop(endpoint, None)
+            return
+        if old is None:
+            return
+        previous = old.decode() if isinstance(old, bytes) else str(old)
+        if previous != self.node_id:
             message = json.dumps({"op": "moved", "endpoint": endpoint})
             self._post(self.node_channel(previous), message)
 

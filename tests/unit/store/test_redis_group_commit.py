@@ -126,3 +126,89 @@ def test_on_a_cluster_updates_are_synchronous(redis_cluster_url: str) -> None:
     finally:
         node.close()
         other.close()
+
+
+class RoundTrips:
+    """Counts what the store sends to Redis: single commands and pipelines (one round trip
+    each), by wrapping the client's two ways to talk to the server."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.count = 0
+        single, pipeline = client.execute_command, client.pipeline
+
+        def one(*args: object, **options: object) -> object:
+            self.count += 1
+            return single(*args, **options)
+
+        def many(*args: object, **options: object) -> object:
+            pipe = pipeline(*args, **options)  # type: ignore[arg-type]
+            execute = pipe.execute
+
+            def counted(*a: object, **k: object) -> object:
+                self.count += 1
+                return execute(*a, **k)  # type: ignore[arg-type]
+
+            pipe.execute = counted  # type: ignore[method-assign]
+            return pipe
+
+        client.execute_command = one  # type: ignore[method-assign]
+        client.pipeline = many  # type: ignore[method-assign]
+
+
+def test_a_register_is_one_round_trip_on_one_redis(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """The id's owner check, the indexes, the record and the expiry score in one script (it
+    was an HGET, then a MULTI/EXEC); a Register replacing the endpoint's registration (a
+    device after a reboot) drops the old index entries in one more round trip (it was one per
+    entry): what a Register waits for before its reply."""
+    node, other = stores
+    node.put_registration(reg(0))  # the script is loaded
+    trips = RoundTrips(node.database.client)  # type: ignore[arg-type]
+    first = reg(1)
+    assert node.put_registration(first) is None
+    assert trips.count == 1
+    again = attrs.evolve(reg(2), endpoint=first.endpoint)
+    assert node.put_registration(again) == first  # replaces the endpoint's registration
+    assert trips.count == 3  # and the old one's index entries: one pipeline
+    assert other.get_registration("id2") == again
+    assert other.get_registration("id1") is None
+    assert other.registrations_by_address(again.address) == [again]
+    assert [r.registration_id for r in other.expiring_before(1e12, 10)] == ["id0", "id2"]
+
+
+def test_advisory_writes_travel_with_the_group_commit(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """``write_later`` (the cluster's holder records): no round trip of its own, sent with the
+    iteration's Updates, its answer handed back; on a cluster the caller writes it itself."""
+    node, other = stores
+    r = reg(1)
+    node.put_registration(r)
+    answers: list[object] = []
+    trips = RoundTrips(node.database.client)  # type: ignore[arg-type]
+    assert node.write_later(lambda pipe: pipe.set("gc:advisory", "a", get=True), answers.append)
+    node.touch_registration(attrs.evolve(r, last_update=1600.0))
+    assert answers == [] and other.database.client.get("gc:advisory") is None
+    assert node.commit() is True
+    assert trips.count == 1  # the Update and the advisory write: one MULTI/EXEC
+    assert answers == [None] and other.database.client.get("gc:advisory") == b"a"
+    node.write_later(lambda pipe: pipe.set("gc:advisory", "b", get=True), answers.append)
+    assert node.commit() is True
+    assert answers == [None, b"a"]
+
+
+def test_a_failed_advisory_write_never_withholds_replies(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    node, _ = stores
+    answers: list[object] = []
+    working = node.database.client
+    node.database.client = redis.Redis(port=_free_port(), socket_connect_timeout=1)
+    try:
+        node.write_later(lambda pipe: pipe.set("gc:advisory", "a"), answers.append)
+        assert node.commit() is True  # nothing a device asked for depends on it
+    finally:
+        node.database.client.close()
+        node.database.client = working
+    assert len(answers) == 1 and isinstance(answers[0], redis.exceptions.ConnectionError)
