@@ -25,8 +25,14 @@ Register or Update, the **holder**, and only its answer travels back.
   (the device's next Update makes the sender the holder). The holder sends it as its own
   (``Lwm2mServer.send_routed``: observation kept there, its notifications arrive there) and
   answers with the ``RawResponse``; the caller decodes it with its models, as for a local one.
+* **Queued requests**: a node that sees a queue-mode device wake (Register/Update) takes the
+  requests any node queued for it (``RedisQueuedRequestStore.take``: one script, in the group
+  commit on one Redis), delivers them, and tells each previous owner (``taken``) to drop its
+  in-memory copies without answering them; their REQUEST_RESPONSE events are shared, so the
+  caller who got the 202 from the other node's API sees the answer there.
 * **Events**: every event of a node's bus (except REQUEST_RESPONSE, which exists only where
-  the request was queued, and carries a Python object) is PUBLISHed on ``P:cluster:events``
+  the request was queued, and carries a Python object — but see the queued requests above) is
+  PUBLISHed on ``P:cluster:events``
   with its origin; every node gives the events of the others to its own SSE subscribers, not to
   its in-process listeners (the profile engine of the holder already acted on it), and never
   publishes them again.
@@ -205,6 +211,14 @@ class ClusterNode:
         """Requests other nodes routed to this one."""
         self.events_dropped = 0
         self.holder_writes = 0
+        self.queued_taken = 0
+        self._adopted: set[str] = set()
+        """Request ids taken over from other nodes: their REQUEST_RESPONSE is shared."""
+        """Queued requests of other nodes this node took over and delivered."""
+        queued: Any = server.stores.queued_requests
+        self._queued: Any = queued if hasattr(queued, "take") else None
+        if self._queued is not None:
+            self._queued.node = self.node_id  # the owner of what this node queues
         """Holder records written (most with the group commit, not on a round trip of their own)."""
 
     def node_channel(self, node_id: str) -> str:
@@ -270,8 +284,11 @@ class ClusterNode:
         return self.db.endpoint_key("node", endpoint)
 
     def holding(self, registration: Registration) -> None:
-        """A Register/Update of ``registration`` reached this node: it holds the device."""
+        """A Register/Update of ``registration`` reached this node: it holds the device (and,
+        in queue mode, takes over what other nodes queued for it)."""
         endpoint = registration.endpoint
+        if registration.queue_mode and self._queued is not None:
+            self._take_queue(endpoint)
         now = time.monotonic()
         known = self._held.get(endpoint)
         if (
@@ -298,6 +315,52 @@ class ClusterNode:
             return
         self.holder_writes += 1
         self._written(endpoint, old)
+
+    # -- queued requests (docs/cluster.md, "Queued requests across nodes") ---------------------
+    def _take_queue(self, endpoint: str) -> None:
+        """The device woke up here: take the requests queued for it by any node, atomically
+        (with the iteration's group commit on one Redis, else at once)."""
+        queued = self._queued
+        assert queued is not None
+        store = self._grouping_store()
+        if store is not None and store.write_later(
+            lambda pipe: queued.queue_take(pipe, endpoint),
+            lambda raw: self._taken(endpoint, raw),
+        ):
+            return
+        try:
+            entries = queued.take(endpoint)
+        except Exception as exc:  # StoreError: the entries stay, the next wake-up takes them
+            if self._log.allow("take", time.monotonic()):
+                log.warning("cannot take the queued requests of %s: %s", endpoint, exc)
+            return
+        self._adopt(endpoint, entries)
+
+    def _taken(self, endpoint: str, raw: object) -> None:
+        assert self._queued is not None
+        if isinstance(raw, Exception):
+            if self._log.allow("take", time.monotonic()):
+                log.warning("cannot take the queued requests of %s: %s", endpoint, raw)
+            return
+        self._adopt(endpoint, self._queued.taken_entries(endpoint, raw))
+
+    def _adopt(self, endpoint: str, entries: list[tuple[Any, str | None]]) -> None:
+        """Deliver what other nodes had queued; tell each of them to let go of its copies."""
+        others = [(entry, owner) for entry, owner in entries if owner != self.node_id]
+        if not others:
+            return
+        self.queued_taken += len(others)
+        if len(self._adopted) > OUTBOX_SIZE:
+            self._adopted.clear()
+        self._adopted.update(entry.request_id for entry, _ in others)
+        self.server.adopt_queued(endpoint, [entry for entry, _ in others])
+        by_owner: dict[str, list[str]] = {}
+        for entry, owner in others:
+            if owner is not None:
+                by_owner.setdefault(owner, []).append(entry.request_id)
+        for owner, ids in by_owner.items():
+            message = json.dumps({"op": "taken", "endpoint": endpoint, "ids": ids})
+            self._post(self.node_channel(owner), message)
 
     def _grouping_store(self) -> Any:
         """The server's Redis store when it group-commits (one Redis), else None."""
@@ -436,6 +499,9 @@ class ClusterNode:
                     future.set_result(message)
             elif op == "moved":
                 self._held.pop(str(message.get("endpoint")), None)
+            elif op == "taken":
+                ids = [str(i) for i in message["ids"]]
+                self.server.release_queued(str(message["endpoint"]), ids)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             if self._log.allow("message", time.monotonic()):
                 log.warning("malformed cluster message on %r: %s", channel, exc)
@@ -444,7 +510,10 @@ class ClusterNode:
         """A bus listener: the event goes out (built and sent by the publisher task, after the
         replies of this loop iteration)."""
         if event.kind == REQUEST_RESPONSE:
-            return
+            request_id = event.data.get("requestId")
+            if request_id not in self._adopted:
+                return  # answered where it was queued: its caller is here
+            self._adopted.discard(str(request_id))  # taken from another node: shared (JSON)
         if event.kind == DEREGISTRATION:  # also expiry: its "written" mark goes with it
             self._held.pop(event.endpoint, None)
         self._enqueue((self.events_channel, event))
