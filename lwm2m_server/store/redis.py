@@ -20,8 +20,9 @@ old one's observations with it; an Update, the cheap Update and the removal only
 stored id (and for an expiry, the stored ``exp``) is the one the caller names, so of several
 nodes expiring a registration exactly one gets it back. The indexes are keys of other slots. On
 one Redis a Register is one Lua script over all its keys (the id's owner check, index entries,
-record, expiry score: one round trip, atomic) and an Update sends index entries, record script
-and expiry score as one MULTI/EXEC (atomic). No Redis Cluster transaction spans slots, so there, and for removals and
+record, expiry score: one round trip, atomic), a synchronous Update sends index entries, record
+script and expiry score as one MULTI/EXEC (atomic), and the group commit's Updates are one script
+for all of them. No Redis Cluster transaction spans slots, so there, and for removals and
 observations on both, the indexes are kept by separate, repeatable steps with one rule:
 **an index may hold entries that are no longer true, never miss one that is.** An entry is added
 before the record it points to is written and removed after the record is gone, and every lookup
@@ -34,14 +35,16 @@ the expiry index), never a half-written registration.
 
 **Group commit** (``enable_group_commit()``, what the server runs on one Redis): the cheap
 Updates (``touch_registration``, the hot path) of a loop iteration are held and sent as one
-MULTI/EXEC by ``commit()``, the ``Committer`` hook the CoAP driver calls before the iteration's
-replies leave; any other call sends them first (it is ordered after them and sees them).
-Advisory writes (``write_later``: the cluster's holder records) ride in the same MULTI/EXEC
-instead of a round trip each; their failure is logged and never withholds a reply. A held
-Update is answered True at once; if the commit then finds its registration gone (another node
-removed it) or Redis fails, ``commit()`` returns False and the driver withholds the replies of
-the iteration; the device's retransmission is handled again, and that registration's next
-Update is written synchronously, so the core answers it 4.04. Every other write (Register,
+script (``_TOUCH_MANY``: atomic, and one command for redis-py to pack, where three per Update
+cost more CPU than the rest of an Update) by ``commit()``, the ``Committer`` hook the CoAP
+driver calls before the iteration's replies leave; any other call sends them first (it is
+ordered after them and sees them). Advisory writes (``write_later``: the cluster's holder
+records, queue take-overs) ride in the same round trip instead of one each; their failure is
+logged and never withholds a reply. A held Update is answered True at once; if the commit then
+finds its registration gone (another node removed it) or Redis fails, ``commit()`` returns
+False and the driver withholds the replies of the iteration; the device's retransmission is
+handled again, and that registration's next Update is written synchronously, so the core
+answers it 4.04. Every other write (Register,
 an Update that changes more, De-register, expiry, observations) is synchronous: its answer
 (what a Register replaced, who won an expiry) decides the reply. On a Redis Cluster every write
 is synchronous (the steps of an Update span slots, and a cluster pipeline does not keep their
@@ -133,6 +136,31 @@ if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return false end
 local old = redis.call('HMGET', KEYS[1], 'host', 'port')
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return old
+"""
+
+# One Redis only (the group commit): the cheap Updates of a loop iteration in one script, one
+# command (redis-py packs and parses one command instead of three per Update). KEYS: expiry,
+# then per Update its reg key and index keys. ARGV: per Update the number of its keys, id, lu,
+# lt, host, port, exp. Each Update as _UPDATE (only while the stored id is its id), with its
+# index entries and expiry score; returns per Update the old {host, port}, or 0 (id gone:
+# nothing written).
+_TOUCH_MANY = """
+local k, a, out = 2, 1, {}
+while a < #ARGV do
+  local n, id = tonumber(ARGV[a]), ARGV[a + 1]
+  local reg = KEYS[k]
+  if redis.call('HGET', reg, 'id') == id then
+    out[#out + 1] = redis.call('HMGET', reg, 'host', 'port')
+    for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
+    redis.call('HSET', reg, 'lu', ARGV[a + 2], 'lt', ARGV[a + 3], 'host', ARGV[a + 4],
+      'port', ARGV[a + 5], 'exp', ARGV[a + 6])
+    redis.call('ZADD', KEYS[1], ARGV[a + 6], id)
+  else
+    out[#out + 1] = 0
+  end
+  k, a = k + n, a + 7
+end
+return out
 """
 
 # KEYS: reg, obs. ARGV: id, exp ('' = any). Returns {record (flat), tokens} or false.
@@ -247,7 +275,7 @@ class RedisStore:
 
     def enable_group_commit(self) -> None:
         """The cheap Updates (``touch_registration``) of a loop iteration are held and sent as
-        one MULTI/EXEC by ``commit()``, which the CoAP driver calls before the iteration's
+        one script by ``commit()``, which the CoAP driver calls before the iteration's
         replies leave; every other call sends them first. On one Redis only: on a cluster the
         steps of an Update are ordered across slots, which one pipeline does not keep."""
         self._grouping = not self._db.cluster
@@ -293,21 +321,33 @@ class RedisStore:
             self._flush()
 
     def _flush(self) -> bool:
-        """Send the pending Updates and advisory writes as one MULTI/EXEC (all or nothing)."""
+        """Send the pending Updates (one script: atomic) and the advisory writes in one
+        round trip."""
         pending, self._pending = self._pending, []
         extras, self._extras = self._extras, []
         from redis.exceptions import RedisError
 
         try:
-            pipe = self._db.client.pipeline(transaction=True)
-            positions = [self._queue_rewrite(pipe, reg, []) for reg in pending]
+            # one script for the Updates (atomic), the advisory writes after it: independent
+            # single commands, so no MULTI/EXEC is needed around them
+            pipe = self._db.client.pipeline(transaction=False)
+            index_keys = [self._index_keys(reg) for reg in pending]
+            if pending:
+                keys: list[str] = [self._expiry]
+                args: list[Any] = []
+                for reg, indexes in zip(pending, index_keys, strict=True):
+                    keys.append(self._reg_key(reg.endpoint))
+                    keys += indexes
+                    args += [1 + len(indexes), reg.registration_id, *self._touch_values(reg)]
+                pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, *args)
             first_extra = len(pipe.command_stack)
             for queue, _ in extras:
                 queue(pipe)
             results = pipe.execute()
             ok = True
-            for reg, (start, index_keys) in zip(pending, positions, strict=True):
-                if not self._after_rewrite(reg, index_keys, results[start]):
+            olds = results[0] if pending else []
+            for reg, indexes, old in zip(pending, index_keys, olds, strict=True):
+                if not self._after_rewrite(reg, indexes, old):
                     ok = False
                     if len(self._lost) >= _MAX_LOST:
                         self._lost.clear()
