@@ -88,6 +88,8 @@ class CachedCredentials:
         self.hits = 0
         self.misses = 0
         self.resets = 0
+        self.version_reads = 0
+        """``data_version()`` reads (on Redis: round trips, one per busy loop iteration)."""
 
     # -- CredentialLookup --------------------------------------------------------------------
     def get_device(self, endpoint: str) -> DeviceCredentials | None:
@@ -139,6 +141,7 @@ class CachedCredentials:
         if self._checked:
             return
         version = self.store.data_version()
+        self.version_reads += 1
         if version != self._version or version < 0:  # < 0: unreadable, trust nothing
             self._clear()
             self._version = version

@@ -81,6 +81,13 @@ ROUTE_MARGIN = 5.0
 """Seconds a routed request may take beyond its own timeout (the two hops through Redis)."""
 OUTBOX_SIZE = 10_000
 """Events and replies waiting to be published; beyond, the oldest event is dropped."""
+HEARTBEAT = 15.0
+"""Seconds between two ``alive`` messages of a node (and PINGs of Redis, timed): what
+/api/health and /metrics show as the peers seen and the Redis latency."""
+PEER_SEEN = 3 * HEARTBEAT
+"""A node heard from within this many seconds counts as a peer."""
+ALIVE = "_alive"
+"""Events and replies waiting to be published; beyond, the oldest event is dropped."""
 
 
 _NODES_IN_PROCESS = itertools.count()
@@ -212,6 +219,10 @@ class ClusterNode:
         self.events_dropped = 0
         self.holder_writes = 0
         self.queued_taken = 0
+        self._peers: dict[str, float] = {}
+        """Other nodes' ids → ``time.monotonic()`` when last heard (events, alive messages)."""
+        self.redis_ping: float | None = None
+        """Seconds the last PING of Redis took (the heartbeat's), None before the first."""
         self._adopted: set[str] = set()
         """Request ids taken over from other nodes: their REQUEST_RESPONSE is shared."""
         """Queued requests of other nodes this node took over and delivered."""
@@ -234,6 +245,7 @@ class ClusterNode:
         await self._subscribe()
         self._spawn(self._read())
         self._spawn(self._publish())
+        self._spawn(self._heartbeat())
         self._unlisten = self.server.bus.listen(self._on_local_event)
         log.info("cluster node %s (channel %s)", self.node_id, self.channel)
 
@@ -482,7 +494,11 @@ class ClusterNode:
             message = json.loads(data)
             name = channel.decode() if isinstance(channel, bytes) else channel
             if name == self.events_channel:
-                if message.get("origin") != self.node_id:
+                origin = message.get("origin")
+                if origin != self.node_id:
+                    self._peers[str(origin)] = time.monotonic()
+                    if message.get("kind") == ALIVE:
+                        return
                     self.server.bus.publish(
                         str(message["kind"]),
                         str(message["endpoint"]),
@@ -528,6 +544,53 @@ class ClusterNode:
             self._outbox.get_nowait()
             self.events_dropped += 1
         self._outbox.put_nowait(item)
+
+    async def _heartbeat(self) -> None:
+        """Say this node is alive, and time a PING of Redis, every ``HEARTBEAT`` seconds."""
+        alive = json.dumps({"origin": self.node_id, "kind": ALIVE, "endpoint": "", "data": {}})
+        while not self._closing:
+            self._post(self.events_channel, alive)
+            try:
+                started = time.perf_counter()
+                await self._redis.ping()
+                self.redis_ping = time.perf_counter() - started
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.redis_ping = None
+                if self._log.allow("ping", time.monotonic()):
+                    log.warning("cluster heartbeat: Redis did not answer PING: %s", exc)
+            await asyncio.sleep(HEARTBEAT)
+
+    def peers(self) -> list[str]:
+        """The other nodes heard from within ``PEER_SEEN`` seconds."""
+        now = time.monotonic()
+        for node, seen in list(self._peers.items()):
+            if now - seen > PEER_SEEN:
+                del self._peers[node]
+        return sorted(self._peers)
+
+    def figures(self) -> dict[str, Any]:
+        """This node's cluster figures, for /api/health (``cluster``) and /metrics."""
+        store = self._grouping_store()
+        cache = getattr(getattr(self.server, "resolver", None), "store", None)
+        return {
+            "node": self.node_id,
+            "peers": self.peers(),
+            "routed": self.routed,
+            "served": self.served,
+            "queuedTaken": self.queued_taken,
+            "holderWrites": self.holder_writes,
+            "eventsDropped": self.events_dropped,
+            "redis": {
+                "down": self.db.down,
+                "pingMs": None if self.redis_ping is None else round(self.redis_ping * 1e3, 3),
+                "groupCommits": None if store is None else store.commits,
+                "credentialVersionReads": getattr(cache, "version_reads", None),
+                "credentialCacheHits": getattr(cache, "hits", None),
+                "credentialCacheMisses": getattr(cache, "misses", None),
+            },
+        }
 
     async def _publish(self) -> None:
         while not self._closing:
