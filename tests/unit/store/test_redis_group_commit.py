@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import attrs
 import pytest
@@ -132,27 +133,27 @@ class RoundTrips:
     """Counts what the store sends to Redis: single commands and pipelines (one round trip
     each), by wrapping the client's two ways to talk to the server."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Any) -> None:
         self.count = 0
         single, pipeline = client.execute_command, client.pipeline
 
-        def one(*args: object, **options: object) -> object:
+        def one(*args: Any, **options: Any) -> Any:
             self.count += 1
             return single(*args, **options)
 
-        def many(*args: object, **options: object) -> object:
-            pipe = pipeline(*args, **options)  # type: ignore[arg-type]
+        def many(*args: Any, **options: Any) -> Any:
+            pipe = pipeline(*args, **options)
             execute = pipe.execute
 
-            def counted(*a: object, **k: object) -> object:
+            def counted(*a: Any, **k: Any) -> Any:
                 self.count += 1
-                return execute(*a, **k)  # type: ignore[arg-type]
+                return execute(*a, **k)
 
-            pipe.execute = counted  # type: ignore[method-assign]
+            pipe.execute = counted
             return pipe
 
-        client.execute_command = one  # type: ignore[method-assign]
-        client.pipeline = many  # type: ignore[method-assign]
+        client.execute_command = one
+        client.pipeline = many
 
 
 def test_a_register_is_one_round_trip_on_one_redis(
@@ -164,7 +165,7 @@ def test_a_register_is_one_round_trip_on_one_redis(
     entry): what a Register waits for before its reply."""
     node, other = stores
     node.put_registration(reg(0))  # the script is loaded
-    trips = RoundTrips(node.database.client)  # type: ignore[arg-type]
+    trips = RoundTrips(node.database.client)
     first = reg(1)
     assert node.put_registration(first) is None
     assert trips.count == 1
@@ -186,7 +187,7 @@ def test_advisory_writes_travel_with_the_group_commit(
     r = reg(1)
     node.put_registration(r)
     answers: list[object] = []
-    trips = RoundTrips(node.database.client)  # type: ignore[arg-type]
+    trips = RoundTrips(node.database.client)
     assert node.write_later(lambda pipe: pipe.set("gc:advisory", "a", get=True), answers.append)
     node.touch_registration(attrs.evolve(r, last_update=1600.0))
     assert answers == [] and other.database.client.get("gc:advisory") is None
