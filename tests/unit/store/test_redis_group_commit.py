@@ -14,6 +14,7 @@ import attrs
 import pytest
 import redis
 
+from keystore.resolver import IdentityBinding
 from keystore.store.redis_database import RedisDatabase
 from lwm2m_runtime.address import Address
 from lwm2m_server.store.redis import RedisStore
@@ -213,3 +214,27 @@ def test_a_failed_advisory_write_never_withholds_replies(
         node.database.client.close()
         node.database.client = working
     assert len(answers) == 1 and isinstance(answers[0], redis.exceptions.ConnectionError)
+
+
+def test_one_commit_of_many_updates_keeps_every_index(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """The iteration's Updates in one script: each with its own keys (a DTLS-bound one has an
+    identity index too), one that moved drops its old address entry, one whose registration
+    another node removed writes nothing and fails the commit."""
+    node, other = stores
+    bound = reg(1, identity=IdentityBinding("psk", "dev-1"))
+    plain, gone = reg(2), reg(3)
+    for r in (bound, plain, gone):
+        node.put_registration(r)
+    other.remove_registration("id3")
+    moved = attrs.evolve(plain, last_update=1700.0, address=Address("198.51.100.9", 7000))
+    touched = attrs.evolve(bound, last_update=1700.0)
+    for r in (touched, moved, attrs.evolve(gone, last_update=1700.0)):
+        assert node.touch_registration(r)
+    assert node.commit() is False  # id3 was gone: the iteration's replies are withheld
+    assert other.registrations_by_identity(bound.identity) == [touched]  # type: ignore[arg-type]
+    assert other.registrations_by_address(moved.address) == [moved]
+    assert other.registrations_by_address(plain.address) == []
+    assert other.get_registration("id3") is None
+    assert [r.registration_id for r in other.expiring_before(1e12, 10)] == ["id1", "id2"]
