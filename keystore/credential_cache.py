@@ -11,18 +11,22 @@ Correctness rests on knowing cheaply that nothing changed, from two counters the
 * ``local_writes()``: credential writes through this process's connection (the HTTP API, the
   Leshan dialect's security routes): a plain counter, checked on **every** lookup, so a write
   made in this process is seen by the very next lookup;
-* ``data_version()``: sqlite's ``PRAGMA data_version``, which changes when **another**
-  connection committed to the file (``lwm2m-keystore``, the bootstrap server, another server
-  process). The pragma costs about as much as the SELECT it saves, so it is read at most once
-  per event-loop iteration (at the iteration's first lookup; without a running loop, on every
-  lookup). A commit by another process is therefore seen by every request the server reads
-  after it — a request handled in the same loop iteration as that commit is ordered before it,
-  exactly as if it had arrived a moment earlier.
+* ``data_version()``: changes when **another** connection committed — sqlite's ``PRAGMA
+  data_version`` (another process on the file: ``lwm2m-keystore``, the bootstrap server), or on
+  Redis the ``{P:cred}:version`` counter that the credential write script moves in the same
+  atomic step as the write (any process on any host). The read costs about as much as the
+  lookup it saves, so it is made at most once per event-loop iteration (at the iteration's
+  first lookup; without a running loop, on every lookup). A commit by another process is
+  therefore seen by every request the server reads after it — a request handled in the same
+  loop iteration as that commit is ordered before it, exactly as if it had arrived a moment
+  earlier. On Redis this replaces one HGET per Update by one GET per iteration; a revoked
+  device is refused by the next iteration of every node. (Pub/sub invalidation was the other
+  candidate: it is at-most-once, so it would need a TTL as a fallback, and a lost message would
+  leave a revoked key usable until that TTL; the counter is never late.)
 
 Either counter moving empties the whole cache (changes are rare; no per-record bookkeeping to get
-wrong). Stores without the counters (Redis: no cheap "did anyone write?" — a keyspace
-notification subscription would be one more moving part) are not cached: every lookup reads
-through, as before. Only records (and "no record") are cached, never decisions: validity periods
+wrong). Stores without the counters are not cached: every lookup reads through.
+Only records (and "no record") are cached, never decisions: validity periods
 and refusals are still computed by the resolver from the clock on every request.
 """
 
@@ -50,7 +54,8 @@ class VersionedCredentials(Protocol):
         ...
 
     def data_version(self) -> int:
-        """Changes when another connection committed to the store (``PRAGMA data_version``)."""
+        """Changes when another connection committed to the store (``PRAGMA data_version``, or
+        the Redis credential version counter); negative when it cannot be read."""
         ...
 
     def get_device(self, endpoint: str) -> DeviceCredentials | None: ...
@@ -83,6 +88,8 @@ class CachedCredentials:
         self.hits = 0
         self.misses = 0
         self.resets = 0
+        self.version_reads = 0
+        """``data_version()`` reads (on Redis: round trips, one per busy loop iteration)."""
 
     # -- CredentialLookup --------------------------------------------------------------------
     def get_device(self, endpoint: str) -> DeviceCredentials | None:
@@ -134,6 +141,7 @@ class CachedCredentials:
         if self._checked:
             return
         version = self.store.data_version()
+        self.version_reads += 1
         if version != self._version or version < 0:  # < 0: unreadable, trust nothing
             self._clear()
             self._version = version

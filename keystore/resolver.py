@@ -8,10 +8,10 @@ gets in only while ``open_registration`` is on (else 4.01). The full table is in
 docs/security.md; ``tests/unit/keystore/test_resolver.py`` checks every row.
 
 Everything here is a pure function of the store's records and the clock, and no I/O but store
-reads. The records are read through ``keystore.credential_cache`` when the store can tell cheaply
-that it changed (sqlite: this connection's writes, and ``PRAGMA data_version`` for other
-processes'), so a device removed or re-keyed anywhere is refused by the next request the server
-reads; Redis stores are read on every lookup. The DTLS engine's callbacks are methods of the same
+reads. The records are read through ``keystore.credential_cache``, which knows cheaply when they
+changed (this process's writes; for other processes', sqlite's ``PRAGMA data_version`` or the
+Redis store's version counter), so a device removed or re-keyed anywhere is refused by the next
+request the server reads. The DTLS engine's callbacks are methods of the same
 ``Resolver`` so the handshake and the Register are decided from one set of records. Identities
 are logged as text/hex/fingerprints; keys never.
 """

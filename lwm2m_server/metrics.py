@@ -10,7 +10,9 @@ Two kinds of figures, chosen so that the hot path pays at most a dict increment:
   mode (one pass over the registration cache: ~10 ms per 100k registrations, once per scrape),
   queued requests, DTLS handshakes, sessions and drops (the DTLS endpoint's own stats), the CoAP
   layer's limit refusals, the event stream's subscribers, queue depth and dropped events, the
-  store's quarantined rows.
+  store's quarantined rows; on a Redis store, the cluster node's figures (its id, peers seen,
+  routed/served/taken-over requests, Redis reachability, PING time, group commits, credential
+  version reads and cache hits: ``ClusterNode.figures``).
 
 The exposition is ``prometheus_client``'s (``generate_latest`` over a registry holding only
 this collector), so names, types and escaping follow the format exactly.
@@ -92,6 +94,7 @@ class ServerCollector(Collector):
         server = self.server
         counts = server.counts
         yield from self._registrations()
+        yield from self._cluster()
         uplink = CounterMetricFamily(
             "lwm2m_uplink_requests",
             "Requests devices sent (Register, Update, De-register, Send) by CoAP answer code.",
@@ -244,6 +247,77 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily(
             "lwm2m_dtls_sessions", "DTLS sessions held.", value=len(dtls.sessions)
         )
+
+    def _cluster(self) -> Iterator[Metric]:
+        """A node of a cluster on Redis (docs/cluster.md, "Health and metrics"); nothing on
+        sqlite."""
+        cluster = getattr(self.server, "cluster", None)
+        if cluster is None:
+            return
+        figures = cluster.figures()
+        info = GaugeMetricFamily(
+            "lwm2m_cluster_node_info", "This node's id (constant 1).", labels=["node"]
+        )
+        info.add_metric([figures["node"]], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "lwm2m_cluster_peers",
+            "Other nodes heard from within the last 45 s (events, heartbeats).",
+            value=len(figures["peers"]),
+        )
+        for name, key, text in (
+            (
+                "routed_requests",
+                "routed",
+                "Requests this node routed to the node holding a device.",
+            ),
+            ("served_requests", "served", "Requests other nodes routed to this node."),
+            ("queued_taken", "queuedTaken", "Queued requests taken over from other nodes."),
+            (
+                "holder_writes",
+                "holderWrites",
+                "Holder records written (which node holds a device).",
+            ),
+            (
+                "events_dropped",
+                "eventsDropped",
+                "Events not shared with other nodes (outbox full).",
+            ),
+        ):
+            yield CounterMetricFamily(f"lwm2m_cluster_{name}", text, value=figures[key])
+        redis = figures["redis"]
+        yield GaugeMetricFamily(
+            "lwm2m_redis_up",
+            "1 while Redis answers, 0 during an outage.",
+            value=0 if redis["down"] else 1,
+        )
+        if redis["pingMs"] is not None:
+            yield GaugeMetricFamily(
+                "lwm2m_redis_ping_seconds",
+                "How long the last PING of Redis took (every 15 s).",
+                value=redis["pingMs"] / 1e3,
+            )
+        if redis["groupCommits"] is not None:
+            yield CounterMetricFamily(
+                "lwm2m_redis_group_commits",
+                "Group commits sent to Redis (one round trip per busy loop iteration).",
+                value=redis["groupCommits"],
+            )
+        if redis["credentialVersionReads"] is not None:
+            yield CounterMetricFamily(
+                "lwm2m_redis_credential_version_reads",
+                "Reads of the credential version counter (one round trip per busy loop "
+                "iteration, instead of one per request).",
+                value=redis["credentialVersionReads"],
+            )
+            lookups = CounterMetricFamily(
+                "lwm2m_credential_cache_lookups",
+                "Device-record lookups of the resolver, by whether the cache answered.",
+                labels=["result"],
+            )
+            lookups.add_metric(["hit"], redis["credentialCacheHits"])
+            lookups.add_metric(["miss"], redis["credentialCacheMisses"])
+            yield lookups
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

@@ -32,7 +32,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -211,6 +211,8 @@ class Lwm2mServer:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._delivery_locks: dict[str, asyncio.Lock] = {}
+        self._handed_over: set[str] = set()
+        """Queued requests another node took over (cluster: ``release_queued``)."""
         self._created = CreatedIds()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
@@ -755,6 +757,9 @@ class Lwm2mServer:
         start delivers it from the store."""
         if self._stopping:
             return
+        if request_id in self._handed_over:  # another node took it: it answers (cluster)
+            self._handed_over.discard(request_id)
+            return
         if self._stores is not None:
             try:
                 self._stores.queued_requests.remove(request_id)
@@ -822,6 +827,38 @@ class Lwm2mServer:
             restored += 1
         if restored:
             log.info("restored %d queued requests from the store", restored)
+
+    def adopt_queued(self, endpoint: str, entries: Sequence[StoredRequest]) -> None:
+        """Cluster (docs/cluster.md, "Queued requests across nodes"): the device woke up on
+        this node, which took over the requests other nodes queued for it (they are this
+        node's in the store now): into this node's queue, delivered now if the device is
+        awake, their answers published as REQUEST_RESPONSE events with their ``requestId``."""
+        loop = asyncio.get_running_loop()
+        for entry in entries:
+            job = QueuedDownlink(
+                entry.endpoint, entry.request, entry.timeout, loop.create_future(), entry.request_id
+            )
+            self._watch(job)
+            self.core.queues.restore(endpoint, job, entry.created_at, entry.expires_at)
+        due = self.core.queues.drain(endpoint, self.clock())
+        if due:
+            log.info("delivering %d requests other nodes queued for %s", len(due), endpoint)
+            self._spawn(self._deliver(endpoint, due))
+        self._arm_timer()
+
+    def release_queued(self, endpoint: str, request_ids: Iterable[str]) -> int:
+        """Cluster: another node took these queued requests over (the device woke up there):
+        forget them here without an answer or an event (that node gives both)."""
+        wanted = set(request_ids)
+        released = 0
+        for entry in self.core.queues.pending(endpoint):
+            job = entry.request
+            if isinstance(job, QueuedDownlink) and job.request_id in wanted:
+                self.core.queues.discard(endpoint, job)
+                self._handed_over.add(job.request_id)
+                job.future.cancel()
+                released += 1
+        return released
 
     def _fail(self, job: QueuedDownlink, exc: Exception) -> None:
         if not job.future.done():

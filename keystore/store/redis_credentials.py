@@ -10,7 +10,8 @@ change them together, also on Redis Cluster):
 * ``{P:cred}:rpk``    hash  SubjectPublicKeyInfo DER (hex) → endpoint;
 * ``{P:cred}:cert``   hash  pinned certificate's SHA-256 → endpoint;
 * ``{P:cred}:server`` string  the server identity (JSON);
-* ``{P:cred}:ca``     hash  CA certificate SHA-256 → the trusted CA (JSON).
+* ``{P:cred}:ca``     hash  CA certificate SHA-256 → the trusted CA (JSON);
+* ``{P:cred}:version`` string  a counter every write moves (``data_version()``, below).
 
 Why one group and not a key per endpoint: "one identity, one endpoint" is a constraint across
 all devices (a PSK identity may belong to one endpoint only), so every write must see and change
@@ -24,11 +25,20 @@ against the stored indexes, then writes: a change that conflicts writes nothing.
 collects writes (reads inside it see them) and sends them as one script at the end, so an import
 is all or nothing as with sqlite. A script that finds a conflict another process created since
 the batch checked raises the same ``CredentialError``.
+
+**Change detection** (``keystore.credential_cache``; docs/cluster.md, "Credential cache"): the
+script that writes also moves ``{P:cred}:version`` (INCR), in the same atomic step, so "did any
+process anywhere change a credential?" is one GET, which the resolver's cache makes at most once
+per event-loop iteration instead of one HGET per request. When the key does not exist (a new or
+flushed Redis) it starts from Redis's clock in microseconds, so a version seen before a FLUSHALL
+is never met again after it. Writes through this process also move ``local_writes()`` at once
+(before and after the script): a lookup in the same iteration as a write made here sees it.
 """
 
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -119,8 +129,29 @@ for _, op in ipairs(ops) do
   elseif op.op == 'ca' then redis.call('HSET', KEYS[6], op.sha, op.value)
   elseif op.op == 'ca_del' then redis.call('HDEL', KEYS[6], op.sha) end
 end
+if redis.call('EXISTS', KEYS[7]) == 1 then
+  redis.call('INCR', KEYS[7])
+else
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[7], t[1] .. string.format('%06d', tonumber(t[2])))
+end
 return {'ok'}
 """
+
+# KEYS: version. The version, created from Redis's clock if it does not exist yet.
+_VERSION = """
+local v = redis.call('GET', KEYS[1])
+if not v then
+  local t = redis.call('TIME')
+  v = t[1] .. string.format('%06d', tonumber(t[2]))
+  redis.call('SET', KEYS[1], v, 'NX')
+  v = redis.call('GET', KEYS[1])
+end
+return v
+"""
+
+_LOCAL_WRITES: weakref.WeakKeyDictionary[RedisDatabase, int] = weakref.WeakKeyDictionary()
+"""Credential writes per ``RedisDatabase`` (every credential store of a process over it)."""
 
 
 def _hex(value: bytes | None) -> str | None:
@@ -183,11 +214,15 @@ class RedisCredentialStore:
         self._owns = owns_db
         self.url = db.url
         self._keys = [
-            db.group_key("cred", name) for name in ("dev", "psk", "rpk", "cert", "server", "ca")
+            db.group_key("cred", name)
+            for name in ("dev", "psk", "rpk", "cert", "server", "ca", "version")
         ]
-        self._dev, self._psk, self._rpk, self._cert, self._server, self._ca = self._keys
+        self._dev, self._psk, self._rpk, self._cert, self._server, self._ca, self._version = (
+            self._keys
+        )
         self._idx_keys = {"psk": self._psk, "rpk": self._rpk, "cert": self._cert}
         self._apply_script = db.script(_APPLY)
+        self._version_script = db.script(_VERSION)
         self._batch: _Batch | None = None
         self._depth = 0
 
@@ -247,8 +282,13 @@ class RedisCredentialStore:
 
     def _apply(self, ops: list[dict[str, Any]]) -> None:
         wire = [{k: v for k, v in op.items() if k != "device"} for op in ops]
-        with self._db.errors("cannot write credentials"):
-            result = self._apply_script(keys=self._keys, args=[json.dumps(wire)])
+        db = self._db
+        _LOCAL_WRITES[db] = _LOCAL_WRITES.get(db, 0) + 1  # a lookup during the write re-reads
+        try:
+            with db.errors("cannot write credentials"):
+                result = self._apply_script(keys=self._keys, args=[json.dumps(wire)])
+        finally:
+            _LOCAL_WRITES[db] = _LOCAL_WRITES.get(db, 0) + 1
         status = [text(r) for r in result]
         if status[0] == "conflict":
             index, kind, owner = int(status[1]), status[2], status[3]
@@ -261,6 +301,24 @@ class RedisCredentialStore:
             self._batch.ops.append(op)
         else:
             self._apply([op])
+
+    # -- change detection (keystore.credential_cache) ---------------------------------------------
+    def local_writes(self) -> int:
+        """Credential writes made through this process's connection so far."""
+        return _LOCAL_WRITES.get(self._db, 0)
+
+    def data_version(self) -> int:
+        """``{P:cred}:version``: moves with every credential write of any process (the module
+        docstring). -1 when Redis cannot be reached or the value is not a number (the cache then
+        reads through, and the read reports the error: 5.03 while Redis is down)."""
+        try:
+            with self._db.errors("cannot read the credentials version"):
+                raw = self._db.client.get(self._version)
+                if raw is None:
+                    raw = self._version_script(keys=[self._version])
+            return int(raw)
+        except (StoreError, ValueError, TypeError):
+            return -1
 
     # -- devices ---------------------------------------------------------------------------------
     def put_device(self, device: DeviceCredentials) -> DeviceCredentials | None:

@@ -108,11 +108,13 @@ async def telemetry(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     state = state_of(request)
-    return web.json_response(
-        {
-            "status": "ok",
-            "clients": state.pages.client_count(),
-            "quarantined": state.ops.quarantined(),
-            "limits": dict(state.ops.limit_counters()),
-        }
-    )
+    body: dict[str, object] = {
+        "status": "ok",
+        "clients": state.pages.client_count(),
+        "quarantined": state.ops.quarantined(),
+        "limits": dict(state.ops.limit_counters()),
+    }
+    cluster = getattr(state.ops, "cluster", None)  # a node of a cluster on Redis
+    if cluster is not None:
+        body["cluster"] = cluster.figures()
+    return web.json_response(body)

@@ -13,7 +13,10 @@ Register or Update, the **holder**, and only its answer travels back.
   ``HOLDER_REFRESH`` seconds otherwise (a write per Update would add a round trip to each).
   The write is ``SET … GET``: when the previous holder was another node, that node is told
   (``moved``) so that it forgets its own "written" mark and writes again when the device comes
-  back to it.
+  back to it. On one Redis the write travels in the loop iteration's group commit
+  (``RedisStore.write_later``), not on a round trip of its own before the reply: the record is
+  advisory (a request routed by a stale one falls back, see below), so it need not be stored
+  before the device's reply leaves.
 * **Routing**: ``route()`` reads the holder; when it is another node, the request (the
   ``DownlinkRequest``, plain values as JSON) is PUBLISHed on that node's channel
   ``P:cluster:node:<id>`` with the channel to answer on, and the caller waits up to the
@@ -22,8 +25,14 @@ Register or Update, the **holder**, and only its answer travels back.
   (the device's next Update makes the sender the holder). The holder sends it as its own
   (``Lwm2mServer.send_routed``: observation kept there, its notifications arrive there) and
   answers with the ``RawResponse``; the caller decodes it with its models, as for a local one.
+* **Queued requests**: a node that sees a queue-mode device wake (Register/Update) takes the
+  requests any node queued for it (``RedisQueuedRequestStore.take``: one script, in the group
+  commit on one Redis), delivers them, and tells each previous owner (``taken``) to drop its
+  in-memory copies without answering them; their REQUEST_RESPONSE events are shared, so the
+  caller who got the 202 from the other node's API sees the answer there.
 * **Events**: every event of a node's bus (except REQUEST_RESPONSE, which exists only where
-  the request was queued, and carries a Python object) is PUBLISHed on ``P:cluster:events``
+  the request was queued, and carries a Python object — but see the queued requests above) is
+  PUBLISHed on ``P:cluster:events``
   with its origin; every node gives the events of the others to its own SSE subscribers, not to
   its in-process listeners (the profile engine of the holder already acted on it), and never
   publishes them again.
@@ -71,6 +80,13 @@ a Redis round trip."""
 ROUTE_MARGIN = 5.0
 """Seconds a routed request may take beyond its own timeout (the two hops through Redis)."""
 OUTBOX_SIZE = 10_000
+"""Events and replies waiting to be published; beyond, the oldest event is dropped."""
+HEARTBEAT = 15.0
+"""Seconds between two ``alive`` messages of a node (and PINGs of Redis, timed): what
+/api/health and /metrics show as the peers seen and the Redis latency."""
+PEER_SEEN = 3 * HEARTBEAT
+"""A node heard from within this many seconds counts as a peer."""
+ALIVE = "_alive"
 """Events and replies waiting to be published; beyond, the oldest event is dropped."""
 
 
@@ -201,6 +217,20 @@ class ClusterNode:
         self.served = 0
         """Requests other nodes routed to this one."""
         self.events_dropped = 0
+        self.holder_writes = 0
+        self.queued_taken = 0
+        self._peers: dict[str, float] = {}
+        """Other nodes' ids → ``time.monotonic()`` when last heard (events, alive messages)."""
+        self.redis_ping: float | None = None
+        """Seconds the last PING of Redis took (the heartbeat's), None before the first."""
+        self._adopted: set[str] = set()
+        """Request ids taken over from other nodes: their REQUEST_RESPONSE is shared."""
+        """Queued requests of other nodes this node took over and delivered."""
+        queued: Any = server.stores.queued_requests
+        self._queued: Any = queued if hasattr(queued, "take") else None
+        if self._queued is not None:
+            self._queued.node = self.node_id  # the owner of what this node queues
+        """Holder records written (most with the group commit, not on a round trip of their own)."""
 
     def node_channel(self, node_id: str) -> str:
         return f"{self._prefix}:cluster:node:{node_id}"
@@ -215,6 +245,7 @@ class ClusterNode:
         await self._subscribe()
         self._spawn(self._read())
         self._spawn(self._publish())
+        self._spawn(self._heartbeat())
         self._unlisten = self.server.bus.listen(self._on_local_event)
         log.info("cluster node %s (channel %s)", self.node_id, self.channel)
 
@@ -265,8 +296,11 @@ class ClusterNode:
         return self.db.endpoint_key("node", endpoint)
 
     def holding(self, registration: Registration) -> None:
-        """A Register/Update of ``registration`` reached this node: it holds the device."""
+        """A Register/Update of ``registration`` reached this node: it holds the device (and,
+        in queue mode, takes over what other nodes queued for it)."""
         endpoint = registration.endpoint
+        if registration.queue_mode and self._queued is not None:
+            self._take_queue(endpoint)
         now = time.monotonic()
         known = self._held.get(endpoint)
         if (
@@ -275,15 +309,87 @@ class ClusterNode:
             and now - known[1] < HOLDER_REFRESH
         ):
             return
+        self._held[endpoint] = (registration.address, now)
+        key = self.holder_key(endpoint)
+        store = self._grouping_store()
+        if store is not None and store.write_later(
+            lambda pipe: pipe.set(key, self.node_id, get=True),
+            lambda old: self._written(endpoint, old),
+        ):
+            self.holder_writes += 1
+            return  # sent with the iteration's group commit: no round trip of its own
         try:
-            old = self.db.client.set(self.holder_key(endpoint), self.node_id, get=True)
+            old = self.db.client.set(key, self.node_id, get=True)
         except Exception as exc:  # redis-py errors: routing falls back to sending from here
+            self._held.pop(endpoint, None)
             if self._log.allow("holder", now):
                 log.warning("cannot record that this node holds %s: %s", endpoint, exc)
             return
-        self._held[endpoint] = (registration.address, now)
-        previous = None if old is None else (old.decode() if isinstance(old, bytes) else str(old))
-        if previous is not None and previous != self.node_id:
+        self.holder_writes += 1
+        self._written(endpoint, old)
+
+    # -- queued requests (docs/cluster.md, "Queued requests across nodes") ---------------------
+    def _take_queue(self, endpoint: str) -> None:
+        """The device woke up here: take the requests queued for it by any node, atomically
+        (with the iteration's group commit on one Redis, else at once)."""
+        queued = self._queued
+        assert queued is not None
+        store = self._grouping_store()
+        if store is not None and store.write_later(
+            lambda pipe: queued.queue_take(pipe, endpoint),
+            lambda raw: self._taken(endpoint, raw),
+        ):
+            return
+        try:
+            entries = queued.take(endpoint)
+        except Exception as exc:  # StoreError: the entries stay, the next wake-up takes them
+            if self._log.allow("take", time.monotonic()):
+                log.warning("cannot take the queued requests of %s: %s", endpoint, exc)
+            return
+        self._adopt(endpoint, entries)
+
+    def _taken(self, endpoint: str, raw: object) -> None:
+        assert self._queued is not None
+        if isinstance(raw, Exception):
+            if self._log.allow("take", time.monotonic()):
+                log.warning("cannot take the queued requests of %s: %s", endpoint, raw)
+            return
+        self._adopt(endpoint, self._queued.taken_entries(endpoint, raw))
+
+    def _adopt(self, endpoint: str, entries: list[tuple[Any, str | None]]) -> None:
+        """Deliver what other nodes had queued; tell each of them to let go of its copies."""
+        others = [(entry, owner) for entry, owner in entries if owner != self.node_id]
+        if not others:
+            return
+        self.queued_taken += len(others)
+        if len(self._adopted) > OUTBOX_SIZE:
+            self._adopted.clear()
+        self._adopted.update(entry.request_id for entry, _ in others)
+        self.server.adopt_queued(endpoint, [entry for entry, _ in others])
+        by_owner: dict[str, list[str]] = {}
+        for entry, owner in others:
+            if owner is not None:
+                by_owner.setdefault(owner, []).append(entry.request_id)
+        for owner, ids in by_owner.items():
+            message = json.dumps({"op": "taken", "endpoint": endpoint, "ids": ids})
+            self._post(self.node_channel(owner), message)
+
+    def _grouping_store(self) -> Any:
+        """The server's Redis store when it group-commits (one Redis), else None."""
+        stores = getattr(self.server, "_stores", None)
+        core = getattr(stores, "core", None)
+        return core if hasattr(core, "write_later") else None
+
+    def _written(self, endpoint: str, old: object) -> None:
+        """The holder record is ours; the node it was taken from forgets its own mark. (``old``
+        is the exception when the group commit could not send it: written again next time.)"""
+        if isinstance(old, Exception):
+            self._held.pop(endpoint, None)
+            return
+        if old is None:
+            return
+        previous = old.decode() if isinstance(old, bytes) else str(old)
+        if previous != self.node_id:
             message = json.dumps({"op": "moved", "endpoint": endpoint})
             self._post(self.node_channel(previous), message)
 
@@ -388,7 +494,11 @@ class ClusterNode:
             message = json.loads(data)
             name = channel.decode() if isinstance(channel, bytes) else channel
             if name == self.events_channel:
-                if message.get("origin") != self.node_id:
+                origin = message.get("origin")
+                if origin != self.node_id:
+                    self._peers[str(origin)] = time.monotonic()
+                    if message.get("kind") == ALIVE:
+                        return
                     self.server.bus.publish(
                         str(message["kind"]),
                         str(message["endpoint"]),
@@ -405,6 +515,9 @@ class ClusterNode:
                     future.set_result(message)
             elif op == "moved":
                 self._held.pop(str(message.get("endpoint")), None)
+            elif op == "taken":
+                ids = [str(i) for i in message["ids"]]
+                self.server.release_queued(str(message["endpoint"]), ids)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             if self._log.allow("message", time.monotonic()):
                 log.warning("malformed cluster message on %r: %s", channel, exc)
@@ -413,7 +526,10 @@ class ClusterNode:
         """A bus listener: the event goes out (built and sent by the publisher task, after the
         replies of this loop iteration)."""
         if event.kind == REQUEST_RESPONSE:
-            return
+            request_id = event.data.get("requestId")
+            if request_id not in self._adopted:
+                return  # answered where it was queued: its caller is here
+            self._adopted.discard(str(request_id))  # taken from another node: shared (JSON)
         if event.kind == DEREGISTRATION:  # also expiry: its "written" mark goes with it
             self._held.pop(event.endpoint, None)
         self._enqueue((self.events_channel, event))
@@ -428,6 +544,53 @@ class ClusterNode:
             self._outbox.get_nowait()
             self.events_dropped += 1
         self._outbox.put_nowait(item)
+
+    async def _heartbeat(self) -> None:
+        """Say this node is alive, and time a PING of Redis, every ``HEARTBEAT`` seconds."""
+        alive = json.dumps({"origin": self.node_id, "kind": ALIVE, "endpoint": "", "data": {}})
+        while not self._closing:
+            self._post(self.events_channel, alive)
+            try:
+                started = time.perf_counter()
+                await self._redis.ping()
+                self.redis_ping = time.perf_counter() - started
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.redis_ping = None
+                if self._log.allow("ping", time.monotonic()):
+                    log.warning("cluster heartbeat: Redis did not answer PING: %s", exc)
+            await asyncio.sleep(HEARTBEAT)
+
+    def peers(self) -> list[str]:
+        """The other nodes heard from within ``PEER_SEEN`` seconds."""
+        now = time.monotonic()
+        for node, seen in list(self._peers.items()):
+            if now - seen > PEER_SEEN:
+                del self._peers[node]
+        return sorted(self._peers)
+
+    def figures(self) -> dict[str, Any]:
+        """This node's cluster figures, for /api/health (``cluster``) and /metrics."""
+        store = self._grouping_store()
+        cache = getattr(getattr(self.server, "resolver", None), "store", None)
+        return {
+            "node": self.node_id,
+            "peers": self.peers(),
+            "routed": self.routed,
+            "served": self.served,
+            "queuedTaken": self.queued_taken,
+            "holderWrites": self.holder_writes,
+            "eventsDropped": self.events_dropped,
+            "redis": {
+                "down": self.db.down,
+                "pingMs": None if self.redis_ping is None else round(self.redis_ping * 1e3, 3),
+                "groupCommits": None if store is None else store.commits,
+                "credentialVersionReads": getattr(cache, "version_reads", None),
+                "credentialCacheHits": getattr(cache, "hits", None),
+                "credentialCacheMisses": getattr(cache, "misses", None),
+            },
+        }
 
     async def _publish(self) -> None:
         while not self._closing:

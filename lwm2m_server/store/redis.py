@@ -19,8 +19,10 @@ Lua script on its slot: a Register that replaces another registration of the end
 old one's observations with it; an Update, the cheap Update and the removal only act while the
 stored id (and for an expiry, the stored ``exp``) is the one the caller names, so of several
 nodes expiring a registration exactly one gets it back. The indexes are keys of other slots. On
-one Redis a Register and an Update send index entries, record script and expiry score as one
-MULTI/EXEC (atomic). No Redis Cluster transaction spans slots, so there, and for removals and
+one Redis a Register is one Lua script over all its keys (the id's owner check, index entries,
+record, expiry score: one round trip, atomic), a synchronous Update sends index entries, record
+script and expiry score as one MULTI/EXEC (atomic), and the group commit's Updates are one script
+for all of them. No Redis Cluster transaction spans slots, so there, and for removals and
 observations on both, the indexes are kept by separate, repeatable steps with one rule:
 **an index may hold entries that are no longer true, never miss one that is.** An entry is added
 before the record it points to is written and removed after the record is gone, and every lookup
@@ -33,12 +35,16 @@ the expiry index), never a half-written registration.
 
 **Group commit** (``enable_group_commit()``, what the server runs on one Redis): the cheap
 Updates (``touch_registration``, the hot path) of a loop iteration are held and sent as one
-MULTI/EXEC by ``commit()``, the ``Committer`` hook the CoAP driver calls before the iteration's
-replies leave; any other call sends them first (it is ordered after them and sees them). A held
-Update is answered True at once; if the commit then finds its registration gone (another node
-removed it) or Redis fails, ``commit()`` returns False and the driver withholds the replies of
-the iteration; the device's retransmission is handled again, and that registration's next
-Update is written synchronously, so the core answers it 4.04. Every other write (Register,
+script (``_TOUCH_MANY``: atomic, and one command for redis-py to pack, where three per Update
+cost more CPU than the rest of an Update) by ``commit()``, the ``Committer`` hook the CoAP
+driver calls before the iteration's replies leave; any other call sends them first (it is
+ordered after them and sees them). Advisory writes (``write_later``: the cluster's holder
+records, queue take-overs) ride in the same round trip instead of one each; their failure is
+logged and never withholds a reply. A held Update is answered True at once; if the commit then
+finds its registration gone (another node removed it) or Redis fails, ``commit()`` returns
+False and the driver withholds the replies of the iteration; the device's retransmission is
+handled again, and that registration's next Update is written synchronously, so the core
+answers it 4.04. Every other write (Register,
 an Update that changes more, De-register, expiry, observations) is synchronous: its answer
 (what a Register replaced, who won an expiry) decides the reply. On a Redis Cluster every write
 is synchronous (the steps of an Update span slots, and a cluster pipeline does not keep their
@@ -98,6 +104,31 @@ redis.call('HSET', KEYS[1], 'id', ARGV[1], 'data', ARGV[2], 'lu', ARGV[3], 'lt',
 return {replaced, tokens}
 """
 
+# One Redis only (its keys span slots): a whole Register in one step. KEYS: ids, expiry, reg,
+# obs, index keys... ARGV: id, endpoint, force ('1': do not check the id's owner), data, lu, lt,
+# host, port, exp. Returns {'moved', endpoint} when the id belongs to another endpoint (nothing
+# written: the caller removes that record first), else {'ok', replaced, tokens} as _PUT.
+_REGISTER = """
+local prev = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[3] ~= '1' and prev and prev ~= ARGV[2] then return {'moved', prev} end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+for i = 5, #KEYS do redis.call('SADD', KEYS[i], ARGV[1]) end
+local old = redis.call('HGETALL', KEYS[3])
+local replaced, tokens = {}, {}
+local old_id = nil
+for i = 1, #old, 2 do if old[i] == 'id' then old_id = old[i + 1] end end
+if old_id and old_id ~= ARGV[1] then
+  replaced = old
+  tokens = redis.call('HKEYS', KEYS[4])
+  redis.call('DEL', KEYS[4])
+end
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[3], 'id', ARGV[1], 'data', ARGV[4], 'lu', ARGV[5], 'lt', ARGV[6],
+  'host', ARGV[7], 'port', ARGV[8], 'exp', ARGV[9])
+redis.call('ZADD', KEYS[2], ARGV[9], ARGV[1])
+return {'ok', replaced, tokens}
+"""
+
 # KEYS: reg. ARGV: id, then field/value pairs. Writes them only while the stored id is ARGV[1];
 # returns the old host and port, or false.
 _UPDATE = """
@@ -105,6 +136,31 @@ if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return false end
 local old = redis.call('HMGET', KEYS[1], 'host', 'port')
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 return old
+"""
+
+# One Redis only (the group commit): the cheap Updates of a loop iteration in one script, one
+# command (redis-py packs and parses one command instead of three per Update). KEYS: expiry,
+# then per Update its reg key and index keys. ARGV: per Update the number of its keys, id, lu,
+# lt, host, port, exp. Each Update as _UPDATE (only while the stored id is its id), with its
+# index entries and expiry score; returns per Update the old {host, port}, or 0 (id gone:
+# nothing written).
+_TOUCH_MANY = """
+local k, a, out = 2, 1, {}
+while a < #ARGV do
+  local n, id = tonumber(ARGV[a]), ARGV[a + 1]
+  local reg = KEYS[k]
+  if redis.call('HGET', reg, 'id') == id then
+    out[#out + 1] = redis.call('HMGET', reg, 'host', 'port')
+    for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
+    redis.call('HSET', reg, 'lu', ARGV[a + 2], 'lt', ARGV[a + 3], 'host', ARGV[a + 4],
+      'port', ARGV[a + 5], 'exp', ARGV[a + 6])
+    redis.call('ZADD', KEYS[1], ARGV[a + 6], id)
+  else
+    out[#out + 1] = 0
+  end
+  k, a = k + n, a + 7
+end
+return out
 """
 
 # KEYS: reg, obs. ARGV: id, exp ('' = any). Returns {record (flat), tokens} or false.
@@ -191,6 +247,7 @@ class RedisStore:
         self._expiry = db.group_key("reg", "expiry")
         self._tokens = db.group_key("obs", "tokens")
         self._put = db.script(_PUT)
+        self._register = db.script(_REGISTER)
         self._update = db.script(_UPDATE)
         self._remove = db.script(_REMOVE)
         self._drop_id = db.script(_DROP_ID)
@@ -198,6 +255,8 @@ class RedisStore:
         self._drop_tokens = db.script(_DROP_TOKENS)
         self._pop = db.script(_POP)
         self._pending: list[Registration] = []
+        self._extras: list[tuple[Callable[[Any], object], Callable[[Any], None]]] = []
+        """Advisory writes (``write_later``) for the next group commit's pipeline."""
         self._lost: set[str] = set()
         """Ids whose held Update found the registration gone: touched synchronously next."""
 
@@ -216,7 +275,7 @@ class RedisStore:
 
     def enable_group_commit(self) -> None:
         """The cheap Updates (``touch_registration``) of a loop iteration are held and sent as
-        one MULTI/EXEC by ``commit()``, which the CoAP driver calls before the iteration's
+        one script by ``commit()``, which the CoAP driver calls before the iteration's
         replies leave; every other call sends them first. On one Redis only: on a cluster the
         steps of an Update are ordered across slots, which one pipeline does not keep."""
         self._grouping = not self._db.cluster
@@ -227,46 +286,105 @@ class RedisStore:
         node removed it): the driver withholds the iteration's replies and the device's
         retransmission is handled again, then answered 4.04 (the lost id is touched
         synchronously the next time)."""
-        ok = self._flush() if self._pending else True
+        ok = self._flush() if self._pending or self._extras else True
         failed, self._group_failed = self._group_failed, False
         return ok and not failed
 
     def close(self) -> None:
-        if self._pending:
+        if self._pending or self._extras:
             with suppress(StoreError):
                 self._flush()
         self._db.close()
 
+    def write_later(self, queue: Callable[[Any], object], done: Callable[[Any], None]) -> bool:
+        """Send one command with the next group commit, instead of a round trip of its own:
+        ``queue(pipeline)`` queues it (with redis-py's method, which parses its answer), ``done``
+        gets the answer. False when not grouping (on a cluster): the caller writes it itself.
+        For advisory writes only (the cluster's holder records, lwm2m_server/cluster):
+        a failure is logged and given to ``done`` as the exception, it never withholds a reply
+        (nothing a device asked for depends on it)."""
+        if not self._grouping:
+            return False
+        self._extras.append((queue, done))
+        self._arm()
+        return True
+
+    def _arm(self) -> None:
+        if not self._armed:  # a write outside a datagram's handling: the loop commits it
+            with suppress(RuntimeError):
+                asyncio.get_running_loop().call_soon(self._commit_pending)
+                self._armed = True
+
     def _commit_pending(self) -> None:
         self._armed = False
-        if self._pending:
+        if self._pending or self._extras:
             self._flush()
 
     def _flush(self) -> bool:
-        """Send the pending Updates as one MULTI/EXEC (all or nothing)."""
+        """Send the pending Updates (one script: atomic) and the advisory writes in one
+        round trip."""
         pending, self._pending = self._pending, []
+        extras, self._extras = self._extras, []
         from redis.exceptions import RedisError
 
         try:
-            pipe = self._db.client.pipeline(transaction=True)
-            positions = [self._queue_rewrite(pipe, reg, []) for reg in pending]
+            # one script for the Updates (atomic), the advisory writes after it: independent
+            # single commands, so no MULTI/EXEC is needed around them
+            pipe = self._db.client.pipeline(transaction=False)
+            index_keys = [self._index_keys(reg) for reg in pending]
+            if pending:
+                keys: list[str] = [self._expiry]
+                args: list[Any] = []
+                for reg, indexes in zip(pending, index_keys, strict=True):
+                    keys.append(self._reg_key(reg.endpoint))
+                    keys += indexes
+                    args += [1 + len(indexes), reg.registration_id, *self._touch_values(reg)]
+                pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, *args)
+            first_extra = len(pipe.command_stack)
+            for queue, _ in extras:
+                queue(pipe)
             results = pipe.execute()
             ok = True
-            for reg, (start, index_keys) in zip(pending, positions, strict=True):
-                if not self._after_rewrite(reg, index_keys, results[start]):
+            olds = results[0] if pending else []
+            for reg, indexes, old in zip(pending, index_keys, olds, strict=True):
+                if not self._after_rewrite(reg, indexes, old):
                     ok = False
                     if len(self._lost) >= _MAX_LOST:
                         self._lost.clear()
                     self._lost.add(reg.registration_id)
         except (RedisError, StoreError) as exc:
-            self._failed(len(pending), exc)
-            return False
+            self._answer(extras, [exc] * len(extras))
+            if pending:
+                self._failed(len(pending), exc)
+                return False
+            self._extras_failed(len(extras), exc)
+            return True
+        self._answer(extras, results[first_extra:])
         if self._db.down:  # the outage's end, logged once by the database
             self._db.reachable()
         if not ok:
             self._group_failed = True
         self.commits += 1
         return ok
+
+    def _answer(
+        self,
+        extras: list[tuple[Callable[[Any], object], Callable[[Any], None]]],
+        answers: list[Any],
+    ) -> None:
+        for (_, done), answer in zip(extras, answers, strict=True):
+            try:
+                done(answer)
+            except Exception:  # a bug in the caller's callback must not fail the commit
+                log.exception("after an advisory write of the group commit")
+
+    def _extras_failed(self, count: int, exc: BaseException) -> None:
+        if unreachable(exc):
+            self._db.unavailable(exc)
+        now = time.monotonic()
+        if now >= self._next_failure_log:
+            self._next_failure_log = now + 60.0
+            log.warning("Redis store %s: %d advisory writes not stored: %s", self.url, count, exc)
 
     def _failed(self, count: int, exc: BaseException) -> None:
         self._group_failed = True
@@ -315,28 +433,38 @@ class RedisStore:
         args = [reg_id, data, *self._touch_values(registration)]
         client = self._db.client
         with self._db.errors(f"cannot store the registration of {endpoint!r}"):
-            previous = client.hget(self._ids, reg_id)
-            if previous is not None and text(previous) != endpoint:
-                # the id moves to another endpoint: its old record goes first (repeatable)
-                self._remove_record(reg_id, text(previous), None)
             if self._db.cluster:
+                previous = client.hget(self._ids, reg_id)
+                if previous is not None and text(previous) != endpoint:
+                    # the id moves to another endpoint: its old record goes first (repeatable)
+                    self._remove_record(reg_id, text(previous), None)
                 self._add_indexes(registration)
                 replaced_raw, tokens = self._put(keys=keys, args=args)
                 client.zadd(self._expiry, {reg_id: registration.expires_at})
-            else:  # one Redis: indexes, record and expiry in one MULTI/EXEC
-                pipe = client.pipeline(transaction=True)
-                pipe.hset(self._ids, reg_id, endpoint)
-                for index in self._index_keys(registration):
-                    pipe.sadd(index, reg_id)
-                pipe.execute_command("EVAL", _PUT, 2, *keys, *args)
-                pipe.zadd(self._expiry, {reg_id: registration.expires_at})
-                replaced_raw, tokens = pipe.execute()[-2]
+            else:  # one Redis: the whole Register in one script, one round trip
+                replaced_raw, tokens = self._register_once(registration, keys, args)
             replaced = None
             if replaced_raw:
                 fields = _flat(replaced_raw)
                 replaced = self._decode(endpoint, fields)
                 self._drop_indexes(fields.get("id", ""), endpoint, replaced, tokens)
         return replaced
+
+    def _register_once(
+        self, registration: Registration, keys: list[str], args: list[Any]
+    ) -> tuple[Any, Any]:
+        """One Redis: the id's owner check, indexes, record and expiry score in one script.
+        An id that belongs to another endpoint (a random id met again: practically never) has
+        that endpoint's record removed first, as on a cluster, then the write is forced."""
+        reg_id, endpoint = registration.registration_id, registration.endpoint
+        script_keys = [self._ids, self._expiry, *keys, *self._index_keys(registration)]
+        result = self._register(keys=script_keys, args=[reg_id, endpoint, "0", *args[1:]])
+        if text(result[0]) == "moved":
+            previous = text(result[1])
+            self._remove_record(reg_id, previous, None)
+            self._drop_id(keys=[self._ids, self._expiry], args=[reg_id, previous])
+            result = self._register(keys=script_keys, args=[reg_id, endpoint, "1", *args[1:]])
+        return result[1], result[2]
 
     @_after_pending
     def update_registration(self, registration: Registration) -> bool:
@@ -352,10 +480,7 @@ class RedisStore:
             if not isinstance(registration, Registration):
                 raise StoreError(f"expected a Registration, got {type(registration).__name__}")
             self._pending.append(registration)
-            if not self._armed:  # a write outside a datagram's handling: the loop commits it
-                with suppress(RuntimeError):
-                    asyncio.get_running_loop().call_soon(self._commit_pending)
-                    self._armed = True
+            self._arm()
             return True
         self._lost.discard(registration.registration_id)
         return self._rewrite(registration, [])
@@ -442,7 +567,19 @@ class RedisStore:
     def _drop_indexes(
         self, reg_id: str, endpoint: str, reg: Registration | None, tokens: Sequence[Any]
     ) -> None:
-        """After the record is gone (repeatable)."""
+        """After the record is gone (repeatable). On one Redis in one pipeline (one round trip:
+        a re-Register after a reboot replaces the old registration, and waits for this)."""
+        if not self._db.cluster:
+            pipe = self._db.client.pipeline(transaction=False)
+            pipe.execute_command("EVAL", _DROP_ID, 2, self._ids, self._expiry, reg_id, endpoint)
+            if reg is not None:
+                for key in self._index_keys(reg):
+                    pipe.srem(key, reg_id)
+            if tokens:
+                hex_tokens = [text(t) for t in tokens]
+                pipe.execute_command("EVAL", _DROP_TOKENS, 1, self._tokens, endpoint, *hex_tokens)
+            pipe.execute()
+            return
         self._drop_id(keys=[self._ids, self._expiry], args=[reg_id, endpoint])
         if reg is not None:
             for key in self._index_keys(reg):

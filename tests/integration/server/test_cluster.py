@@ -307,3 +307,51 @@ def test_the_wire_forms_round_trip() -> None:
     assert isinstance(unknown, UnknownClientError)
     other = node.error_from_json({"kind": "error", "code": 0x84, "message": "no"})
     assert other.code == ResponseCode.NOT_FOUND
+
+
+async def test_health_and_metrics_show_the_cluster_figures(
+    nodes: tuple[ServerProcess, ServerProcess], http: aiohttp.ClientSession
+) -> None:
+    """/api/health (``cluster``) and /metrics of each node: its id, the other node among the
+    peers it heard from, a Read routed by B and served by A counted on both sides, Redis
+    reachable with a timed PING and the group commits and credential version reads made."""
+    a, b = nodes
+    a.start()
+    b.start()
+    client = Lwm2mClient("counted", f"coap://127.0.0.1:{a.coap_port}", auto_update=False)
+    try:
+        await client.start()
+        await client.register()
+        await get_json(http, f"{b.api}/clients/counted/3/0")  # routed to A
+    finally:
+        await client.stop()
+
+    async def cluster_of(node: ServerProcess) -> dict[str, Any]:
+        health = await get_json(http, f"{node.api}/health")
+        figures: dict[str, Any] = health["cluster"]
+        return figures
+
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:  # each node hears the other's heartbeat (sent at start)
+        fa, fb = await cluster_of(a), await cluster_of(b)
+        if fb["node"] in fa["peers"] and fa["node"] in fb["peers"]:
+            break
+        assert asyncio.get_running_loop().time() < deadline, (fa, fb)
+        await asyncio.sleep(0.1)
+    assert fa["node"] != fb["node"]
+    assert (fb["routed"], fa["served"]) == (1, 1)
+    assert fa["holderWrites"] >= 1
+    assert fa["redis"]["down"] is False and fa["redis"]["pingMs"] is not None
+    assert fa["redis"]["groupCommits"] >= 1 and fa["redis"]["credentialVersionReads"] >= 1
+
+    base = b.api.removesuffix("/api")
+    async with http.get(f"{base}/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    assert f'lwm2m_cluster_node_info{{node="{fb["node"]}"}} 1.0' in text
+    assert "lwm2m_cluster_routed_requests_total 1.0" in text
+    assert "lwm2m_cluster_peers 1.0" in text
+    assert "lwm2m_redis_up 1.0" in text
+    assert "lwm2m_redis_ping_seconds" in text
+    assert b.stop() == 0
+    assert a.stop() == 0

@@ -15,14 +15,18 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from keystore.credential_cache import CachedCredentials
+from keystore.credentials import DeviceCredentials
 from keystore.store.engines import StoreSettings
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_client.transport import parse_server_uri
 from lwm2m_server.service import Lwm2mServer
+from object_models.path import LwM2mPath
 from tests.auth import HEADERS, SERVER_ENV
 from tests.redis_fixture import _free_port
 
@@ -146,6 +150,112 @@ async def test_an_update_on_a_of_a_registration_b_removed_is_404(
         assert a.coap.udp.withheld == 1  # the first answer (2.04) never left
         assert "gone-elsewhere" not in [r.endpoint for r in a.clients()]
     finally:
+        peer.close()
+        await b.stop()
+        await a.stop()
+
+
+async def test_a_device_revoked_on_b_is_refused_by_a_at_its_next_update(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The resolver of node A caches device records (keystore/credential_cache.py; on Redis
+    checked against the credential version counter once per loop iteration): while nothing
+    changes A's Updates read no record, and once node B deactivates the device, A refuses its
+    very next Update (4.01) — a revocation anywhere takes effect everywhere at once."""
+    settings = StoreSettings("redis", redis_url, "revoke")
+    a = Lwm2mServer(server_config(tmp_path / "a", store=settings, open_registration=False))
+    b = Lwm2mServer(server_config(tmp_path / "b", store=settings, open_registration=False))
+    await a.start()
+    await b.start()
+    peer = await raw.RawPeer.open(("127.0.0.1", a.coap_address.port))
+    try:
+        b.stores.credentials.put_device(DeviceCredentials.for_nosec("revoked-on-b"))
+        location = await raw.register(peer, "revoked-on-b", lifetime=300)
+        assert a.resolver is not None and isinstance(a.resolver.store, CachedCredentials)
+        hits = a.resolver.store.hits
+        for _ in range(2):
+            answer = await peer.exchange(raw.request(raw.POST, ["rd", location], query=["lt=600"]))
+            assert raw.code_str(answer.code) == "2.04"
+        assert a.resolver.store.hits == hits + 2  # no keystore read for these Updates
+
+        b.stores.credentials.put_device(DeviceCredentials.for_nosec("revoked-on-b", active=False))
+        answer = await peer.exchange(raw.request(raw.POST, ["rd", location], query=["lt=600"]))
+        assert raw.code_str(answer.code) == "4.01"
+    finally:
+        peer.close()
+        await b.stop()
+        await a.stop()
+
+
+async def wait_for(condition: Any, what: str, timeout: float = 10.0) -> None:
+    """Until ``condition()`` holds (checked every loop turn, no fixed sleep)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def test_a_request_queued_on_b_is_delivered_by_a_where_the_device_wakes_up(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A queue-mode device registered on node A; node B's API reads it while it sleeps (for
+    B: B never heard it), so B queues the Read (202 and a requestId) with B as its owner in
+    Redis. The device wakes with an Update on A: A takes the queue over atomically, sends the
+    Read (once), and the answer reaches B's event stream as REQUEST_RESPONSE with the 202's
+    requestId; B's copy is dropped without an answer of its own, the store is left empty."""
+    settings = StoreSettings("redis", redis_url, "queued")
+    a = Lwm2mServer(server_config(tmp_path / "a", store=settings))
+    b = Lwm2mServer(server_config(tmp_path / "b", store=settings))
+    await a.start()
+    await b.start()
+    reads: list[raw.Msg] = []
+
+    def device(msg: raw.Msg) -> raw.Msg:
+        reads.append(msg)
+        return raw.Msg(raw.ACK, raw.CONTENT, 0, options=[(raw.CONTENT_FORMAT, b"")], payload=b"x")
+
+    peer = await raw.RawPeer.open(("127.0.0.1", a.coap_address.port), device)
+    events = b.bus.subscribe()
+    try:
+        register = raw.request(
+            raw.POST,
+            ["rd"],
+            query=["ep=sleepy", "lt=300", "lwm2m=1.1", "b=U", "Q"],
+            payload=b"</3/0>",
+            content_format=40,
+        )
+        answer = await peer.exchange(register)
+        assert raw.code_str(answer.code) == "2.01"
+        location = answer.strings(raw.LOCATION_PATH)[-1]
+
+        queued = await b.read("sleepy", LwM2mPath.parse("/3/0/0"))
+        assert queued.queued and queued.request_id is not None
+        assert [j.request_id for j in b.queued("sleepy")] == [queued.request_id]
+        assert reads == []  # nobody sent it: A's queue is empty, B cannot reach the device
+
+        answer = await peer.exchange(raw.request(raw.POST, ["rd", location]))
+        assert raw.code_str(answer.code) == "2.04"
+        await wait_for(lambda: len(reads) == 1, "the queued Read at the device")
+        assert reads[0].strings(raw.URI_PATH) == ["3", "0", "0"]
+
+        async def response() -> dict[str, Any]:
+            while True:
+                event = await events.get()
+                assert event is not None
+                if event.kind == "REQUEST_RESPONSE":
+                    return dict(event.data)
+
+        data = await asyncio.wait_for(response(), 10)
+        assert data["requestId"] == queued.request_id and "error" not in data
+        assert data["response"]["code"] == "2.05"
+        await wait_for(lambda: b.queued("sleepy") == [], "B to let go of its copy")
+        assert a.stores.queued_requests.all() == [] and b.stores.queued_requests.all() == []
+        assert a.cluster is not None and a.cluster.queued_taken == 1
+        await asyncio.sleep(0)
+        assert len(reads) == 1  # delivered once
+    finally:
+        events.close()
         peer.close()
         await b.stop()
         await a.stop()

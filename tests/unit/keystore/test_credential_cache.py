@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from keystore.credentials import DeviceCredentials
 from keystore.resolver import IdentityRefused, PeerIdentity, Resolver
 from keystore.store.credentials import SqliteCredentialStore
 from object_models.errors import ResponseCode
+from tests.store_engines import Engine
 
 KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
 NOSEC = PeerIdentity.nosec(("192.0.2.1", 5683))
@@ -133,3 +135,81 @@ def test_the_cache_is_bounded(files: tuple[SqliteCredentialStore, SqliteCredenti
     for i in range(10):
         assert cache.get_device(f"dev{i}") is None
     assert cache._size <= 3
+
+
+# -- every engine: another process's writes (sqlite: another connection; Redis: another node) ----
+
+
+class Reads:
+    """Counts the device-record reads a store makes (whatever its engine)."""
+
+    def __init__(self, store: Any) -> None:
+        self.count = 0
+        for name in ("get_device", "device_by_psk_identity"):
+            original = getattr(store, name)
+
+            def counted(*args: Any, _original: Any = original) -> Any:
+                self.count += 1
+                return _original(*args)
+
+            setattr(store, name, counted)
+
+
+async def test_on_every_engine_another_process_revoking_a_device_decides_its_next_request(
+    engine: Engine,
+) -> None:
+    """Node B (another store object on the same data: another process, another host) gives a
+    NoSec device PSK credentials, then deactivates them: node A's resolver, whose cache holds
+    the device, refuses it from its next loop iteration on (4.03, then 4.01 for the PSK peer)
+    — on Redis through the version counter the credential script moves in the same step."""
+    node_a, node_b = engine.credentials(), engine.credentials()
+    node_b.put_device(DeviceCredentials.for_nosec("dev"))
+    resolver = Resolver(node_a, open_registration=False)
+    assert isinstance(resolver.store, CachedCredentials)
+    assert outcome(resolver, NOSEC, "dev") == "dev"
+    await asyncio.sleep(0)
+    assert outcome(resolver, NOSEC, "dev") == "dev"  # cached
+    node_b.put_device(DeviceCredentials.for_psk("dev", "dev-id", KEY))
+    await asyncio.sleep(0)
+    assert outcome(resolver, NOSEC, "dev") == ResponseCode.FORBIDDEN
+    assert resolver.psk_lookup(b"dev-id") == KEY
+    node_b.put_device(DeviceCredentials.for_psk("dev", "dev-id", KEY, active=False))
+    await asyncio.sleep(0)
+    assert outcome(resolver, PeerIdentity.psk(b"dev-id"), "dev") == ResponseCode.UNAUTHORIZED
+    assert resolver.psk_lookup(b"dev-id") is None
+    node_b.remove_device("dev")
+    await asyncio.sleep(0)
+    assert outcome(resolver, NOSEC, "dev") == ResponseCode.UNAUTHORIZED
+
+
+async def test_on_every_engine_an_unchanged_keystore_is_read_once_per_device(
+    engine: Engine,
+) -> None:
+    """What the cache is for: Updates of the same devices in later loop iterations read no
+    record again while nobody writes (on Redis: no HGET per Update, one version GET per
+    iteration); a write by this process is seen within the same iteration."""
+    store = engine.credentials()
+    store.put_device(DeviceCredentials.for_nosec("dev"))
+    resolver = Resolver(store, open_registration=False)
+    reads = Reads(store)
+    for _ in range(3):
+        assert outcome(resolver, NOSEC, "dev") == "dev"
+        assert outcome(resolver, NOSEC, "stranger") == ResponseCode.UNAUTHORIZED
+        await asyncio.sleep(0)
+    assert reads.count == 2
+    store.put_device(DeviceCredentials.for_psk("dev", "dev-id", KEY))
+    assert outcome(resolver, NOSEC, "dev") == ResponseCode.FORBIDDEN  # same iteration
+
+
+def test_a_flushed_redis_never_repeats_a_version(redis_url: str) -> None:
+    """The version starts from Redis's clock: after a FLUSHALL (a new Redis behind the same
+    URL) the counter does not come back to a value a node's cache remembers."""
+    from keystore.store.redis_credentials import RedisCredentialStore
+
+    with RedisCredentialStore.open(redis_url, prefix="flush") as store:
+        first = store.data_version()
+        store.put_device(DeviceCredentials.for_nosec("dev"))
+        second = store.data_version()
+        assert first >= 0 and second == first + 1
+        store.database.client.flushall()
+        assert store.data_version() not in (first, second)

@@ -113,3 +113,40 @@ def test_bad_entries_are_refused(open_store: Callable[[], QueuedRequestStore]) -
     with pytest.raises(StoreError):
         a.put("not an entry")  # type: ignore[arg-type]
     assert a.all() == []
+
+
+# -- Redis: owners (docs/cluster.md, "Queued requests across nodes") ------------------------------
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["redis", "redis-cluster"])
+def test_the_node_where_the_device_wakes_takes_the_queue(
+    request: pytest.FixtureRequest, cluster: bool
+) -> None:
+    """Node B queued two requests, node A one: A takes the endpoint's queue (B's entries become
+    A's, and A learns B had them); B's late removal (an expiry of its stale copy) leaves A's
+    entry alone; each node's start-up sees its own entries; A's removal after delivery works."""
+    from keystore.store.redis_database import RedisDatabase
+    from lwm2m_server.store.redis_queued_requests import RedisQueuedRequestStore
+
+    url = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")
+    dbs = [RedisDatabase(url, prefix="owners", cluster=cluster) for _ in range(2)]
+    a, b = (RedisQueuedRequestStore(db, node=name) for db, name in zip(dbs, "ab", strict=True))
+    try:
+        b.put(entry(1, created_at=1000.0))
+        b.put(entry(2, created_at=1001.0))
+        a.put(entry(3, created_at=1002.0))
+        assert [e.request_id for e in b.all()] == ["r1", "r2"]
+        assert [(e.request_id, owner) for e, owner in a.take("ep1")] == [
+            ("r1", "b"),
+            ("r2", "b"),
+            ("r3", "a"),
+        ]
+        assert a.taken == 2
+        assert b.remove("r1") is False  # A delivers it now
+        assert b.all() == [] and [e.request_id for e in a.all()] == ["r1", "r2", "r3"]
+        assert a.remove("r1") is True
+        assert [e.request_id for e in b.by_endpoint("ep1")] == ["r2", "r3"]
+        assert a.take("other") == []
+    finally:
+        for db in dbs:
+            db.close()
