@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import functools
 import hashlib
 import json
 import re
@@ -181,9 +182,15 @@ class Profile:
         return any(p.matches(endpoint) for p in self.endpoints)
 
 
+@functools.cache
 def builtin_default() -> Profile:
     """The profile of devices nothing else claims: today's behaviour (no requests, default
-    telemetry keys)."""
+    telemetry keys).
+
+    One instance for the process (a frozen value): it is what ``Catalog.resolve`` returns for
+    every device without a profile, i.e. on every Register of most fleets, and building it
+    each time hashed its document again (~20 µs) and gave every device's status its own copy
+    of the 64-character digest (~110 bytes per registered device)."""
     return Profile(
         name=DEFAULT_PROFILE,
         source="builtin",

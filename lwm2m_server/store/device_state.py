@@ -34,6 +34,11 @@ class DeviceStateStore(Protocol):
 
     def put_status(self, endpoint: str, status: Mapping[str, Any]) -> None: ...
 
+    def put_statuses(self, statuses: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """``put_status`` of many devices at once (the profile engine's batch of a loop
+        iteration): every status is encoded before anything is written."""
+        ...
+
     def status(self, endpoint: str) -> dict[str, Any] | None: ...
 
 
@@ -93,14 +98,23 @@ class SqliteDeviceStateStore:
             raise StoreError(f"{self.path}: corrupt attribute row: {exc}") from exc
 
     def put_status(self, endpoint: str, status: Mapping[str, Any]) -> None:
-        try:
-            text = dumps(status)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"profile status of {endpoint!r} is not JSON-ready: {exc}") from exc
+        text = _status_text(endpoint, status)
         with self._store.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO profile_status(endpoint, status) VALUES(?, ?)",
                 (endpoint, text),
+            )
+
+    def put_statuses(self, statuses: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """One statement for all: a single statement is atomic by itself, and one per device
+        (each wrapped in its savepoint) cost the Register path a statement and two
+        savepoint commands per device."""
+        rows = [(endpoint, _status_text(endpoint, status)) for endpoint, status in statuses]
+        if not rows:
+            return
+        with self._store.write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO profile_status(endpoint, status) VALUES(?, ?)", rows
             )
 
     def status(self, endpoint: str) -> dict[str, Any] | None:
@@ -112,3 +126,10 @@ class SqliteDeviceStateStore:
         except ValueError as exc:
             raise StoreError(f"{self.path}: corrupt profile status of {endpoint!r}: {exc}") from exc
         return data if isinstance(data, dict) else None
+
+
+def _status_text(endpoint: str, status: Mapping[str, Any]) -> str:
+    try:
+        return dumps(status)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"profile status of {endpoint!r} is not JSON-ready: {exc}") from exc

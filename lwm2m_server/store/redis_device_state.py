@@ -104,6 +104,25 @@ class RedisDeviceStateStore:
         with self._db.errors(f"cannot write the profile status of {endpoint!r}"):
             self._db.client.set(self._db.endpoint_key("pstatus", endpoint), value)
 
+    def put_statuses(self, statuses: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """One pipeline of SETs (no transaction: on a cluster the devices' keys live in
+        different slots); each status is encoded before anything is sent."""
+        values: list[tuple[str, str]] = []
+        for endpoint, status in statuses:
+            try:
+                values.append((self._db.endpoint_key("pstatus", endpoint), dumps(status)))
+            except (TypeError, ValueError) as exc:
+                raise StoreError(
+                    f"profile status of {endpoint!r} is not JSON-ready: {exc}"
+                ) from exc
+        if not values:
+            return
+        with self._db.errors(f"cannot write the profile status of {len(values)} devices"):
+            pipe = self._db.client.pipeline(transaction=False)
+            for key, value in values:
+                pipe.set(key, value)
+            pipe.execute()
+
     def status(self, endpoint: str) -> dict[str, Any] | None:
         with self._db.errors(f"cannot read the profile status of {endpoint!r}"):
             raw = self._db.client.get(self._db.endpoint_key("pstatus", endpoint))
