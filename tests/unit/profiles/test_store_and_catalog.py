@@ -89,6 +89,21 @@ def test_device_state_round_trips(engine: Engine) -> None:
     assert state.attributes("dev-2")["manufacturer"].value == "Acme"
 
 
+def test_device_statuses_are_stored_together(engine: Engine) -> None:
+    """``put_statuses`` (the engine's batch of a loop iteration) is ``put_status`` for each,
+    devices in any slot; a status that is not JSON stops the batch before anything is written."""
+    state = engine.device_state()
+    state.put_status("dev-1", {"state": "applying"})
+    state.put_statuses([("dev-1", {"state": "applied"}), ("a{b}c", {"state": "partial"})])
+    again = engine.device_state()
+    assert again.status("dev-1") == {"state": "applied"}
+    assert again.status("a{b}c") == {"state": "partial"}
+    with pytest.raises(StoreError):
+        state.put_statuses([("dev-3", {"state": "x"}), ("dev-4", {"bytes": b"x"})])
+    assert again.status("dev-3") is None and again.status("dev-4") is None
+    state.put_statuses([])
+
+
 def doc(name: str, **extra: object) -> dict[str, object]:
     return {"name": name, "resources": RESOURCES, **extra}
 
