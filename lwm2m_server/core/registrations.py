@@ -109,9 +109,10 @@ class RegistrationBook:
         self._by_id: dict[str, Registration] = {}
         self._by_endpoint: dict[str, str] = {}
         # several registrations may share an address (NoSec devices behind one NAT binding,
-        # a gateway registering several endpoints from one socket): ordered sets of ids
-        self._by_address: dict[Address, dict[str, None]] = {}
-        self._by_identity: dict[IdentityBinding, dict[str, None]] = {}
+        # a gateway registering several endpoints from one socket): an ordered set of ids, or
+        # the id alone for the usual one (``_Ids``)
+        self._by_address: dict[Address, _Ids] = {}
+        self._by_identity: dict[IdentityBinding, _Ids] = {}
         self._versions: dict[str, int] = {}
         self._heap: list[tuple[float, str, int]] = []
         self._counter = 0
@@ -164,7 +165,7 @@ class RegistrationBook:
             for reg in self.store.registrations_by_address(address):
                 self._cache(reg)
             ids = self._by_address.get(address)
-        return [self._by_id[r] for r in ids or ()]
+        return [self._by_id[r] for r in _each(ids)]
 
     def with_identity(self, identity: IdentityBinding) -> list[Registration]:
         """Every live registration bound to this DTLS identity (least recently written first)."""
@@ -173,7 +174,7 @@ class RegistrationBook:
             for reg in self.store.registrations_by_identity(identity):
                 self._cache(reg)
             ids = self._by_identity.get(identity)
-        return [self._by_id[r] for r in ids or ()]
+        return [self._by_id[r] for r in _each(ids)]
 
     def by_address(self, address: Address) -> Registration | None:
         """The one registration from ``address``; None when there is none *or several*: an
@@ -367,9 +368,9 @@ class RegistrationBook:
         old = self._by_id.get(reg_id)
         if old is not None:
             self._unindex(old)
-        self._by_address.setdefault(registration.address, {})[reg_id] = None
+        _add(self._by_address, registration.address, reg_id)
         if registration.identity is not None:
-            self._by_identity.setdefault(registration.identity, {})[reg_id] = None
+            _add(self._by_identity, registration.identity, reg_id)
         self._counter += 1
         self._versions[reg_id] = self._counter
         self._by_id[reg_id] = registration
@@ -392,9 +393,9 @@ class RegistrationBook:
         reg_id = registration.registration_id
         if registration.address != previous.address or registration.identity != previous.identity:
             self._unindex(previous)
-            self._by_address.setdefault(registration.address, {})[reg_id] = None
+            _add(self._by_address, registration.address, reg_id)
             if registration.identity is not None:
-                self._by_identity.setdefault(registration.identity, {})[reg_id] = None
+                _add(self._by_identity, registration.identity, reg_id)
         self._by_id[reg_id] = registration
         deadline = self.deadline(registration)
         if deadline < self.deadline(previous):
@@ -441,12 +442,42 @@ class RegistrationBook:
         heapq.heapify(self._heap)
 
 
-def _discard(index: dict[_K, dict[str, None]], key: _K, reg_id: str) -> None:
+_Ids = str | dict[str, None]
+"""The registration ids of one address or identity: the id itself when it is the only one
+(every device from an address of its own: a one-entry dict was ~100 bytes per registration),
+else an ordered set (a dict, least recently written first)."""
+
+
+def _each(ids: _Ids | None) -> Iterable[str]:
+    if ids is None:
+        return ()
+    return (ids,) if isinstance(ids, str) else ids
+
+
+def _add(index: dict[_K, _Ids], key: _K, reg_id: str) -> None:
     ids = index.get(key)
-    if ids is not None:
-        ids.pop(reg_id, None)
-        if not ids:
+    if ids is None:
+        index[key] = reg_id
+    elif isinstance(ids, str):
+        if ids != reg_id:
+            index[key] = {ids: None, reg_id: None}
+    else:
+        ids[reg_id] = None
+
+
+def _discard(index: dict[_K, _Ids], key: _K, reg_id: str) -> None:
+    ids = index.get(key)
+    if ids is None:
+        return
+    if isinstance(ids, str):
+        if ids == reg_id:
             del index[key]
+        return
+    ids.pop(reg_id, None)
+    if len(ids) == 1:
+        index[key] = next(iter(ids))
+    elif not ids:
+        del index[key]
 
 
 def _only_touched(request: UpdateRequest, previous: Registration, updated: Registration) -> bool:
