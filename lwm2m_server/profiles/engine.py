@@ -118,6 +118,8 @@ class ProfileEngine:
         """Applications the events of this loop iteration asked for, run together by
         ``_run_due`` in the next one (see ``_defer``)."""
         self._due_handle: asyncio.Handle | None = None
+        self._preloaded: dict[str, dict[str, Any] | None] = {}
+        """Stored statuses ``_run_due`` read in one go for ``status_of`` (None: none stored)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -217,8 +219,7 @@ class ProfileEngine:
             running = self._running.get(endpoint)
             if running is not None:
                 running.cancel()
-            self.status_of(endpoint).forget_observations()
-            self._defer(endpoint, Reason.REGISTER)
+            self._defer(endpoint, Reason.REGISTER)  # it forgets the old observations first
         elif event.kind in ("UPDATED", "AWAKE"):
             if endpoint in self._restart_queue:  # it speaks before its start-up turn: now
                 del self._restart_queue[endpoint]
@@ -281,17 +282,36 @@ class ProfileEngine:
             self._due_handle = asyncio.get_running_loop().call_soon(self._run_due)
 
     def _run_due(self) -> None:
+        """Run the applications ``_defer`` collected. What they read from the store (each
+        Register's assignment, the statuses not in memory) is read first, in one query each,
+        rather than one query per device and kind."""
         self._due_handle = None
         due, self._due = self._due, {}
-        settled: list[DeviceStatus] = []
-        for endpoint, reason in due.items():
+        registers = [ep for ep, reason in due.items() if reason is Reason.REGISTER]
+        refreshed = False
+        if registers:
             try:
-                status = self._apply_at_once(endpoint, reason)
-            except Exception:  # one device's bug must not cost the others their application
-                log.exception("applying the profile of %s failed", endpoint)
-                continue
-            if status is not None:
-                settled.append(status)
+                self.catalog.refresh_assignments(registers)
+                refreshed = True
+            except StoreError as exc:  # each application reads its own then
+                log.error("profile assignments of %d devices not re-read: %s", len(registers), exc)
+        missing = [ep for ep in due if ep not in self._status]
+        if missing:
+            with contextlib.suppress(StoreError):  # each reads its own then
+                stored = self.state.statuses(missing)
+                self._preloaded = {ep: stored.get(ep) for ep in missing}
+        settled: list[DeviceStatus] = []
+        try:
+            for endpoint, reason in due.items():
+                try:
+                    status = self._apply_at_once(endpoint, reason, refreshed=refreshed)
+                except Exception:  # one device's bug must not cost the others their application
+                    log.exception("applying the profile of %s failed", endpoint)
+                    continue
+                if status is not None:
+                    settled.append(status)
+        finally:
+            self._preloaded = {}
         if settled:
             self._save_settled(settled)
 
@@ -303,11 +323,16 @@ class ProfileEngine:
             return None
         return self._running.get(endpoint)
 
-    def _apply_at_once(self, endpoint: str, reason: Reason) -> DeviceStatus | None:
+    def _apply_at_once(
+        self, endpoint: str, reason: Reason, *, refreshed: bool = False
+    ) -> DeviceStatus | None:
         """The application of ``endpoint`` when nothing is applied to it now and its plan sends
         no request: done here, the status returned for ``_save_settled``. Otherwise it is
         scheduled as a task (which plans again, with what holds when it runs) or, for a device
-        that is gone, dropped; None then."""
+        that is gone, dropped; None then. ``refreshed``: a Register's assignment was re-read
+        already."""
+        if reason is Reason.REGISTER:  # the registration it replaced took its observations
+            self.status_of(endpoint).forget_observations()
         if endpoint in self._running:  # one application at a time: this one waits its turn
             self.schedule(endpoint, reason)
             return None
@@ -315,7 +340,7 @@ class ProfileEngine:
             registration = self.ops.client(endpoint)
         except Lwm2mError:
             return None
-        if reason is Reason.REGISTER:
+        if reason is Reason.REGISTER and not refreshed:
             self._refresh_assignment(endpoint)
         prepared = self._prepare(registration, reason)
         if prepared.plan.requests:
@@ -473,8 +498,11 @@ class ProfileEngine:
 
     def _stored_status(self, endpoint: str) -> DeviceStatus:
         stored = None
-        with contextlib.suppress(StoreError):
-            stored = self.state.status(endpoint)
+        if endpoint in self._preloaded:
+            stored = self._preloaded.pop(endpoint)
+        else:
+            with contextlib.suppress(StoreError):
+                stored = self.state.status(endpoint)
         status = DeviceStatus.from_json(stored) if stored else DeviceStatus(endpoint)
         status.endpoint = endpoint
         return status

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from keystore.store.database import SqliteDatabase, dumps
@@ -40,6 +40,10 @@ class DeviceStateStore(Protocol):
         ...
 
     def status(self, endpoint: str) -> dict[str, Any] | None: ...
+
+    def statuses(self, endpoints: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``status`` of many devices in one read; devices without one are left out."""
+        ...
 
 
 class SqliteDeviceStateStore:
@@ -121,8 +125,25 @@ class SqliteDeviceStateStore:
         rows = self._store.read("SELECT status FROM profile_status WHERE endpoint = ?", (endpoint,))
         if not rows:
             return None
+        return self._decode(endpoint, rows[0][0])
+
+    def statuses(self, endpoints: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(endpoints), 500):  # below any sqlite build's variable limit
+            chunk = tuple(endpoints[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._store.read(
+                f"SELECT endpoint, status FROM profile_status WHERE endpoint IN ({marks})", chunk
+            )
+            for endpoint, text in rows:
+                data = self._decode(endpoint, text)
+                if data is not None:
+                    found[endpoint] = data
+        return found
+
+    def _decode(self, endpoint: str, text: str) -> dict[str, Any] | None:
         try:
-            data = json.loads(rows[0][0])
+            data = json.loads(text)
         except ValueError as exc:
             raise StoreError(f"{self.path}: corrupt profile status of {endpoint!r}: {exc}") from exc
         return data if isinstance(data, dict) else None

@@ -58,6 +58,19 @@ async def test_devices_whose_profile_asks_nothing_are_applied_stored_and_publish
         return schedule(endpoint, reason)
 
     engine.schedule = counting  # type: ignore[method-assign]
+    single_reads: list[str] = []
+    assignment, status_read = engine.catalog.store.assignment, engine.state.status
+
+    def one_assignment(endpoint: str) -> Any:
+        single_reads.append(f"assignment {endpoint}")
+        return assignment(endpoint)
+
+    def one_status(endpoint: str) -> Any:
+        single_reads.append(f"status {endpoint}")
+        return status_read(endpoint)
+
+    engine.catalog.store.assignment = one_assignment  # type: ignore[method-assign]
+    engine.state.status = one_status  # type: ignore[method-assign]
     events = server.events()
     endpoints = [f"plain-{n}" for n in range(20)]
     peers = await _register_all(server, endpoints)
@@ -65,6 +78,8 @@ async def test_devices_whose_profile_asks_nothing_are_applied_stored_and_publish
         published = await _profile_events(events, len(endpoints))
         await settled(server)
         assert scheduled == []  # no task: the plan sends nothing
+        # what the applications read is read for all the loop iteration's Registers at once
+        assert single_reads == []
         for endpoint in endpoints:
             status = engine.status(endpoint)
             assert (status["profile"], status["state"], status["reason"]) == (
