@@ -11,6 +11,7 @@ schema version (``keystore.store.profiles.PROFILES_SCHEMA_VERSION``).
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -149,7 +150,36 @@ class SqliteDeviceStateStore:
         return data if isinstance(data, dict) else None
 
 
+_string = json.encoder.encode_basestring
+"""The JSON string literal of a ``str`` as ``dumps`` writes it (``ensure_ascii=False``; C)."""
+_EMPTY = {list: "[]", dict: "{}"}
+
+
 def _status_text(endpoint: str, status: Mapping[str, Any]) -> str:
+    """``dumps(status)``, the same text; a status whose values are all strings, finite floats,
+    None or empty containers (a device whose profile asks nothing: every Register of most
+    fleets) is joined directly, about three times faster than ``json.dumps``. Anything else,
+    and every error, is the reference path's (``tests/unit/store/test_records.py`` holds the
+    two to the same text)."""
+    if type(status) is dict:
+        parts = []
+        for key, value in status.items():
+            kind = type(value)
+            if type(key) is not str:
+                break
+            if kind is str:
+                text = _string(value)
+            elif kind is float and math.isfinite(value):
+                text = float.__repr__(value)
+            elif value is None:
+                text = "null"
+            elif (kind is list or kind is dict) and not value:
+                text = _EMPTY[kind]
+            else:
+                break
+            parts.append(f"{_string(key)}:{text}")
+        else:
+            return "{" + ",".join(parts) + "}"
     try:
         return dumps(status)
     except (TypeError, ValueError) as exc:

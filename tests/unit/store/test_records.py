@@ -1,6 +1,7 @@
-"""``records.registration_text`` writes exactly the text of the reference encoding
-(``dumps(registration_to_json(...))``) for any registration, and what it writes reads back as the
-same registration: the fast path of the Register's record must never store a different record."""
+"""The Register path's hand-joined JSON texts are the reference encoding's: ``records.
+registration_text`` is ``dumps(registration_to_json(...))`` for any registration (and reads back
+as the same registration), ``device_state._status_text`` is ``dumps`` of any profile status. A
+fast path must never store a different record."""
 
 from __future__ import annotations
 
@@ -104,3 +105,34 @@ def test_an_object_list_with_the_same_text_but_other_contents_is_not_taken_from_
     assert registration_text(first) == dumps(registration_to_json(first))
     assert registration_text(second) == dumps(registration_to_json(second))
     assert registration_text(first) != registration_text(second)
+
+
+json_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    texts,
+    st.just([]),
+    st.just({}),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(texts, st.integers(), max_size=2),
+)
+
+
+@given(st.dictionaries(st.one_of(texts, st.integers()), json_leaves, max_size=12))
+def test_a_profile_status_is_stored_as_the_reference_encoding(status: dict[object, object]) -> None:
+    """The profile status's fast text (``device_state._status_text``) is ``dumps`` of it, and
+    what ``dumps`` refuses is refused (``StoreError``)."""
+    from keystore.store.errors import StoreError
+    from lwm2m_server.store.device_state import _status_text
+
+    try:
+        expected = dumps(status)
+    except (TypeError, ValueError):
+        try:
+            _status_text("ep", status)  # type: ignore[arg-type]
+        except StoreError:
+            return
+        raise AssertionError("a status dumps refuses was encoded") from None
+    assert _status_text("ep", status) == expected  # type: ignore[arg-type]
