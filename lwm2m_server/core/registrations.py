@@ -250,7 +250,11 @@ class RegistrationBook:
         registration = previous.updated(request, now=now, address=address)
         if self.store is not None:
             if _only_touched(request, previous, registration):
-                written = self.store.touch_registration(registration)
+                moved = (
+                    registration.address != previous.address
+                    or registration.lifetime != previous.lifetime
+                )
+                written = self.store.touch_registration(registration, moved=moved)
             else:
                 written = self.store.update_registration(registration)
             if not written:  # deregistered, expired or replaced by another process

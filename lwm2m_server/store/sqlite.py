@@ -352,9 +352,34 @@ class SqliteStore(SqliteDatabase):
             )
         return cursor.rowcount > 0
 
-    def touch_registration(self, registration: Registration) -> bool:
-        """One UPDATE of four columns: the JSON record is not rewritten (issue 10's hot path)."""
+    def touch_registration(self, registration: Registration, *, moved: bool = True) -> bool:
+        """One UPDATE, the JSON record not rewritten (issue 10's hot path); for a keep-alive
+        (``moved=False``: same lifetime, same address, nearly every Update) of the two
+        columns that change, provided the row holds that lifetime and address.
+
+        Why: sqlite rewrites the entries of every index whose columns an UPDATE assigns,
+        changed or not, so assigning host and port re-filed the device in the (host, port)
+        index on every Update: a random B-tree page, measured ~15 µs per Update with 100k rows
+        in random order (40 µs against 24 µs for the statement and its share of the commit)."""
+        reg_id = registration.registration_id
         address = registration.address
+        if not moved:
+            # guarded: when the row says otherwise (another process stored another address)
+            # the full UPDATE below writes what this Update says
+            cursor = self._execute_one(
+                "UPDATE registrations SET last_update=?, expires_at=? "
+                "WHERE id=? AND lifetime=? AND host=? AND port=?",
+                (
+                    registration.last_update,
+                    registration.expires_at,
+                    reg_id,
+                    registration.lifetime,
+                    address.host,
+                    address.port,
+                ),
+            )
+            if cursor.rowcount > 0:
+                return True
         cursor = self._execute_one(
             "UPDATE registrations SET last_update=?, lifetime=?, host=?, port=?, "
             "expires_at=? WHERE id=?",
@@ -364,7 +389,7 @@ class SqliteStore(SqliteDatabase):
                 address.host,
                 address.port,
                 registration.expires_at,
-                registration.registration_id,
+                reg_id,
             ),
         )
         return cursor.rowcount > 0
