@@ -316,8 +316,13 @@ class ProfileEngine:
             self._save_settled(settled)
 
     def _apply_or_schedule(self, endpoint: str, reason: Reason) -> asyncio.Task[None] | None:
-        """Apply now when the plan sends nothing (None), else start the task that sends it."""
-        status = self._apply_at_once(endpoint, reason)
+        """Apply now when the plan sends nothing (None), else start the task that sends it.
+        Never raises: the start-up pacer calls it, and must go on with the next client."""
+        try:
+            status = self._apply_at_once(endpoint, reason)
+        except Exception:
+            log.exception("applying the profile of %s failed", endpoint)
+            return None
         if status is not None:
             self._save_settled([status])
             return None
