@@ -150,3 +150,28 @@ async def test_a_device_whose_profile_sends_requests_still_gets_them(
         assert "temp-9" not in engine._locks
     finally:
         peer.close()
+
+
+async def test_restored_devices_whose_profile_asks_nothing_are_applied_at_start(
+    make_server: ServerFactory,
+) -> None:
+    """The start-up pacer applies a restored device whose plan sends nothing in place too:
+    every one gets its ``restart`` application, and nothing is kept per device afterwards."""
+    first = await make_server()
+    endpoints = [f"kept-{n}" for n in range(5)]
+    peers = await _register_all(first, endpoints)
+    try:
+        await settled(first)
+        port = first.coap_address.port
+        await first.stop()
+        second = await make_server(coap_port=port)
+        engine = second.profiles
+        assert engine is not None
+        await settled(second)
+        for endpoint in endpoints:
+            status = engine.status(endpoint)
+            assert (status["state"], status["reason"]) == ("applied", "restart")
+            assert endpoint not in engine._status and endpoint not in engine._locks
+    finally:
+        for peer in peers:
+            peer.close()
