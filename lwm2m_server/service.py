@@ -179,6 +179,23 @@ def _silence(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+def _only_postponed(events: Sequence[Event]) -> bool:
+    """Is this the keep-alive Update of a client outside queue mode, whose expiry moved later?
+
+    Then nothing became due earlier than before: a timer armed for the earliest deadline is
+    still early enough (when it fires it re-arms for what is left), and re-arming would only
+    compute ``next_deadline`` again (~5 % of an Update, the most frequent message). Any other
+    event (a Register, a shorter lifetime, an awake window) re-arms."""
+    if len(events) != 1:
+        return False
+    event = events[0]
+    return (
+        type(event) is Updated
+        and not event.registration.queue_mode
+        and event.registration.expires_at >= event.previous.expires_at
+    )
+
+
 class Lwm2mServer:
     """The LwM2M server (see the module docstring). ``await start()`` / ``await stop()``."""
 
@@ -619,10 +636,13 @@ class Lwm2mServer:
 
     # -- effects of core results (Effects protocol of coap.uplink) -----------------------------
     def apply(self, result: CoreResult) -> None:
-        self._handle_events(result.events)
+        events = result.events
+        self._handle_events(events)
         if result.to_send:
             endpoint = result.to_send[0].endpoint
             self._spawn(self._deliver(endpoint, list(result.to_send)))
+        if self._timer is not None and _only_postponed(events):
+            return  # the armed timer is due no later than anything is now
         self._arm_timer()
 
     def _handle_events(self, events: Sequence[Event]) -> None:

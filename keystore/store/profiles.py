@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -59,6 +59,11 @@ class ProfileStore(Protocol):
     def assignment(self, endpoint: str) -> str | None:
         """The device's assigned profile (a Register re-reads it: another process, e.g. the
         bootstrap server after provisioning, may have assigned it since)."""
+        ...
+
+    def assignments_of(self, endpoints: Sequence[str]) -> dict[str, str]:
+        """``assignment`` of many devices in one read (the LwM2M server's Registers of one
+        loop iteration): endpoint -> profile name for those that have one."""
         ...
 
 
@@ -153,3 +158,15 @@ class SqliteProfileStore:
     def assignment(self, endpoint: str) -> str | None:
         rows = self._read("SELECT profile FROM profile_assignments WHERE endpoint = ?", (endpoint,))
         return str(rows[0][0]) if rows else None
+
+    def assignments_of(self, endpoints: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for start in range(0, len(endpoints), 500):  # below any sqlite build's variable limit
+            chunk = tuple(endpoints[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._read(
+                f"SELECT endpoint, profile FROM profile_assignments WHERE endpoint IN ({marks})",
+                chunk,
+            )
+            found.update((str(endpoint), str(profile)) for endpoint, profile in rows)
+        return found

@@ -16,6 +16,7 @@ record.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from .database import dumps
@@ -98,3 +99,11 @@ class RedisProfileStore:
         with self._db.errors(f"cannot read the profile assignment of {endpoint!r}"):
             raw = self._db.client.hget(self._assign, endpoint)
         return None if raw is None else text(raw)
+
+    def assignments_of(self, endpoints: Sequence[str]) -> dict[str, str]:
+        """One HMGET (the assignments are one hash: one slot on a cluster)."""
+        if not endpoints:
+            return {}
+        with self._db.errors("cannot read the profile assignments"):
+            raw = self._db.client.hmget(self._assign, list(endpoints))
+        return {ep: text(v) for ep, v in zip(endpoints, raw, strict=True) if v is not None}

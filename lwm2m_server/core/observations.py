@@ -76,6 +76,9 @@ class ObservationIndex:
         self._by_token: dict[bytes, Observation] = {}
         self._by_target: dict[tuple[str, tuple[bool, tuple[LwM2mPath, ...]]], bytes] = {}
         self._by_registration: dict[str, set[bytes]] = {}
+        # the profile engine asks for a device's observations at each of its Registers: a scan
+        # of every observation was ~37 ms per Register with 200k of them (docs/performance.md)
+        self._by_endpoint: dict[str, dict[bytes, None]] = {}
 
     def __len__(self) -> int:
         return len(self._by_token)
@@ -97,6 +100,7 @@ class ObservationIndex:
         self._by_token[observation.token] = observation
         self._by_target[key] = observation.token
         self._by_registration.setdefault(observation.registration_id, set()).add(observation.token)
+        self._by_endpoint.setdefault(observation.endpoint, {})[observation.token] = None
         return replaced
 
     def by_token(self, token: bytes) -> Observation | None:
@@ -119,11 +123,14 @@ class ObservationIndex:
         return None if token is None else self._by_token.get(token)
 
     def for_endpoint(self, endpoint: str) -> list[Observation]:
-        found = [o for o in self._by_token.values() if o.endpoint == endpoint]
+        found = self._of_endpoint(endpoint)
         if not found and self.store is not None:
             self._load_endpoint(endpoint)
-            found = [o for o in self._by_token.values() if o.endpoint == endpoint]
+            found = self._of_endpoint(endpoint)
         return found
+
+    def _of_endpoint(self, endpoint: str) -> list[Observation]:
+        return [self._by_token[t] for t in self._by_endpoint.get(endpoint, ())]
 
     def _load_endpoint(self, endpoint: str) -> None:
         assert self.store is not None
@@ -192,4 +199,9 @@ class ObservationIndex:
             tokens.discard(token)
             if not tokens:
                 del self._by_registration[obs.registration_id]
+        of_endpoint = self._by_endpoint.get(obs.endpoint)
+        if of_endpoint is not None:
+            of_endpoint.pop(token, None)
+            if not of_endpoint:
+                del self._by_endpoint[obs.endpoint]
         return obs

@@ -33,9 +33,10 @@ book is the pure in-memory index it always was.
 
 from __future__ import annotations
 
+import base64
 import heapq
 import logging
-import secrets
+import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
@@ -61,10 +62,23 @@ EXPIRY_RETRY = 5.0
 _K = TypeVar("_K", bound=Hashable)
 
 
+_ID_BYTES = 6
+_random_pool = bytearray()
+"""Random bytes from ``os.urandom`` (the source of ``secrets``) read 6 KiB at a time: one
+system call and one ``secrets`` call per Register were ~3 % of it. Emptied in a forked child
+(``--workers``), which must never hand out its parent's ids."""
+os.register_at_fork(after_in_child=_random_pool.clear)
+
+
 def new_registration_id() -> str:
-    """8 URL-safe characters (48 random bits): short enough for a Location-Path on a constrained
-    link, unguessable enough that a peer cannot update or delete someone else's registration."""
-    return secrets.token_urlsafe(6)
+    """8 URL-safe characters (48 random bits, what ``secrets.token_urlsafe(6)`` gives): short
+    enough for a Location-Path on a constrained link, unguessable enough that a peer cannot
+    update or delete someone else's registration."""
+    if len(_random_pool) < _ID_BYTES:
+        _random_pool[:] = os.urandom(_ID_BYTES * 1024)
+    chunk = bytes(_random_pool[-_ID_BYTES:])
+    del _random_pool[-_ID_BYTES:]
+    return base64.urlsafe_b64encode(chunk).decode("ascii")
 
 
 @attrs.frozen
@@ -109,9 +123,10 @@ class RegistrationBook:
         self._by_id: dict[str, Registration] = {}
         self._by_endpoint: dict[str, str] = {}
         # several registrations may share an address (NoSec devices behind one NAT binding,
-        # a gateway registering several endpoints from one socket): ordered sets of ids
-        self._by_address: dict[Address, dict[str, None]] = {}
-        self._by_identity: dict[IdentityBinding, dict[str, None]] = {}
+        # a gateway registering several endpoints from one socket): an ordered set of ids, or
+        # the id alone for the usual one (``_Ids``)
+        self._by_address: dict[Address, _Ids] = {}
+        self._by_identity: dict[IdentityBinding, _Ids] = {}
         self._versions: dict[str, int] = {}
         self._heap: list[tuple[float, str, int]] = []
         self._counter = 0
@@ -164,7 +179,7 @@ class RegistrationBook:
             for reg in self.store.registrations_by_address(address):
                 self._cache(reg)
             ids = self._by_address.get(address)
-        return [self._by_id[r] for r in ids or ()]
+        return [self._by_id[r] for r in _each(ids)]
 
     def with_identity(self, identity: IdentityBinding) -> list[Registration]:
         """Every live registration bound to this DTLS identity (least recently written first)."""
@@ -173,7 +188,7 @@ class RegistrationBook:
             for reg in self.store.registrations_by_identity(identity):
                 self._cache(reg)
             ids = self._by_identity.get(identity)
-        return [self._by_id[r] for r in ids or ()]
+        return [self._by_id[r] for r in _each(ids)]
 
     def by_address(self, address: Address) -> Registration | None:
         """The one registration from ``address``; None when there is none *or several*: an
@@ -235,7 +250,11 @@ class RegistrationBook:
         registration = previous.updated(request, now=now, address=address)
         if self.store is not None:
             if _only_touched(request, previous, registration):
-                written = self.store.touch_registration(registration)
+                moved = (
+                    registration.address != previous.address
+                    or registration.lifetime != previous.lifetime
+                )
+                written = self.store.touch_registration(registration, moved=moved)
             else:
                 written = self.store.update_registration(registration)
             if not written:  # deregistered, expired or replaced by another process
@@ -367,9 +386,9 @@ class RegistrationBook:
         old = self._by_id.get(reg_id)
         if old is not None:
             self._unindex(old)
-        self._by_address.setdefault(registration.address, {})[reg_id] = None
+        _add(self._by_address, registration.address, reg_id)
         if registration.identity is not None:
-            self._by_identity.setdefault(registration.identity, {})[reg_id] = None
+            _add(self._by_identity, registration.identity, reg_id)
         self._counter += 1
         self._versions[reg_id] = self._counter
         self._by_id[reg_id] = registration
@@ -392,9 +411,9 @@ class RegistrationBook:
         reg_id = registration.registration_id
         if registration.address != previous.address or registration.identity != previous.identity:
             self._unindex(previous)
-            self._by_address.setdefault(registration.address, {})[reg_id] = None
+            _add(self._by_address, registration.address, reg_id)
             if registration.identity is not None:
-                self._by_identity.setdefault(registration.identity, {})[reg_id] = None
+                _add(self._by_identity, registration.identity, reg_id)
         self._by_id[reg_id] = registration
         deadline = self.deadline(registration)
         if deadline < self.deadline(previous):
@@ -441,12 +460,42 @@ class RegistrationBook:
         heapq.heapify(self._heap)
 
 
-def _discard(index: dict[_K, dict[str, None]], key: _K, reg_id: str) -> None:
+_Ids = str | dict[str, None]
+"""The registration ids of one address or identity: the id itself when it is the only one
+(every device from an address of its own: a one-entry dict was ~100 bytes per registration),
+else an ordered set (a dict, least recently written first)."""
+
+
+def _each(ids: _Ids | None) -> Iterable[str]:
+    if ids is None:
+        return ()
+    return (ids,) if isinstance(ids, str) else ids
+
+
+def _add(index: dict[_K, _Ids], key: _K, reg_id: str) -> None:
     ids = index.get(key)
-    if ids is not None:
-        ids.pop(reg_id, None)
-        if not ids:
+    if ids is None:
+        index[key] = reg_id
+    elif isinstance(ids, str):
+        if ids != reg_id:
+            index[key] = {ids: None, reg_id: None}
+    else:
+        ids[reg_id] = None
+
+
+def _discard(index: dict[_K, _Ids], key: _K, reg_id: str) -> None:
+    ids = index.get(key)
+    if ids is None:
+        return
+    if isinstance(ids, str):
+        if ids == reg_id:
             del index[key]
+        return
+    ids.pop(reg_id, None)
+    if len(ids) == 1:
+        index[key] = next(iter(ids))
+    elif not ids:
+        del index[key]
 
 
 def _only_touched(request: UpdateRequest, previous: Registration, updated: Registration) -> bool:

@@ -116,8 +116,35 @@ async def apply_plan(
                 done_attributes[paths[0]] = wanted
             else:
                 done_attributes.pop(paths[0], None)
+    return _applied(plan, outcomes, problems, observed, done_attributes)
+
+
+def applied_without_requests(
+    plan: Plan,
+    *,
+    previous: Sequence[Target] = (),
+    written: dict[str, dict[str, str | None]] | None = None,
+) -> Applied:
+    """What ``apply_plan`` returns for a plan that sends nothing, as a plain call.
+
+    Why: most devices of a fleet have a profile that asks nothing of them (the built-in
+    default), and their Register is the hot path: the engine settles those applications in a
+    batch without a task or a coroutine per device (``ProfileEngine._run_due``)."""
+    if plan.requests:
+        raise ValueError("the plan sends requests: use apply_plan")
+    observed = {t for t in previous if t in plan.targets}
+    return _applied(plan, [], list(plan.problems), observed, dict(written or {}))
+
+
+def _applied(
+    plan: Plan,
+    outcomes: list[Outcome],
+    problems: list[Problem],
+    observed: set[Target],
+    written: dict[str, dict[str, str | None]],
+) -> Applied:
     ordered = tuple(t for t in plan.targets if t in observed)
-    return Applied(tuple(outcomes), tuple(problems), ordered, done_attributes)
+    return Applied(tuple(outcomes), tuple(problems), ordered, written)
 
 
 def _dotted(code: int) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +207,17 @@ class Catalog:
         else:
             self._assignments[endpoint] = name
         return name
+
+    def refresh_assignments(self, endpoints: Sequence[str]) -> None:
+        """``refresh_assignment`` of many devices in one read (the Registers of a loop
+        iteration)."""
+        found = self.store.assignments_of(endpoints)
+        for endpoint in endpoints:
+            name = found.get(endpoint)
+            if name is None:
+                self._assignments.pop(endpoint, None)
+            else:
+                self._assignments[endpoint] = name
 
     def resolve(self, endpoint: str) -> tuple[Profile, str]:
         """The device's profile and why (``assigned``, ``pattern``, ``default``)."""

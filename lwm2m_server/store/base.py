@@ -45,10 +45,13 @@ class RegistrationStore(Protocol):
         stored (deregistered, expired or replaced by another server meanwhile)."""
         ...
 
-    def touch_registration(self, registration: Registration) -> bool:
+    def touch_registration(self, registration: Registration, *, moved: bool = True) -> bool:
         """The cheap Update: store only ``last_update``, ``lifetime`` and ``address`` of
         ``registration`` (and the expiry they make), not the whole record; the caller
-        guarantees nothing else changed. False, writing nothing, when the id is not stored."""
+        guarantees nothing else changed. False, writing nothing, when the id is not stored.
+        ``moved=False``: the caller knows lifetime and address are the stored ones (a
+        keep-alive), so only the times need writing (sqlite then leaves the address index
+        alone)."""
         ...
 
     def remove_registration(

@@ -11,8 +11,9 @@ schema version (``keystore.store.profiles.PROFILES_SCHEMA_VERSION``).
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from keystore.store.database import SqliteDatabase, dumps
@@ -34,7 +35,16 @@ class DeviceStateStore(Protocol):
 
     def put_status(self, endpoint: str, status: Mapping[str, Any]) -> None: ...
 
+    def put_statuses(self, statuses: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """``put_status`` of many devices at once (the profile engine's batch of a loop
+        iteration): every status is encoded before anything is written."""
+        ...
+
     def status(self, endpoint: str) -> dict[str, Any] | None: ...
+
+    def statuses(self, endpoints: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """``status`` of many devices in one read; devices without one are left out."""
+        ...
 
 
 class SqliteDeviceStateStore:
@@ -93,22 +103,84 @@ class SqliteDeviceStateStore:
             raise StoreError(f"{self.path}: corrupt attribute row: {exc}") from exc
 
     def put_status(self, endpoint: str, status: Mapping[str, Any]) -> None:
-        try:
-            text = dumps(status)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"profile status of {endpoint!r} is not JSON-ready: {exc}") from exc
+        text = _status_text(endpoint, status)
         with self._store.write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO profile_status(endpoint, status) VALUES(?, ?)",
                 (endpoint, text),
             )
 
+    def put_statuses(self, statuses: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """One statement for all: a single statement is atomic by itself, and one per device
+        (each wrapped in its savepoint) cost the Register path a statement and two
+        savepoint commands per device."""
+        rows = [(endpoint, _status_text(endpoint, status)) for endpoint, status in statuses]
+        if not rows:
+            return
+        with self._store.write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO profile_status(endpoint, status) VALUES(?, ?)", rows
+            )
+
     def status(self, endpoint: str) -> dict[str, Any] | None:
         rows = self._store.read("SELECT status FROM profile_status WHERE endpoint = ?", (endpoint,))
         if not rows:
             return None
+        return self._decode(endpoint, rows[0][0])
+
+    def statuses(self, endpoints: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(endpoints), 500):  # below any sqlite build's variable limit
+            chunk = tuple(endpoints[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._store.read(
+                f"SELECT endpoint, status FROM profile_status WHERE endpoint IN ({marks})", chunk
+            )
+            for endpoint, text in rows:
+                data = self._decode(endpoint, text)
+                if data is not None:
+                    found[endpoint] = data
+        return found
+
+    def _decode(self, endpoint: str, text: str) -> dict[str, Any] | None:
         try:
-            data = json.loads(rows[0][0])
+            data = json.loads(text)
         except ValueError as exc:
             raise StoreError(f"{self.path}: corrupt profile status of {endpoint!r}: {exc}") from exc
         return data if isinstance(data, dict) else None
+
+
+_string = json.encoder.encode_basestring
+"""The JSON string literal of a ``str`` as ``dumps`` writes it (``ensure_ascii=False``; C)."""
+_EMPTY = {list: "[]", dict: "{}"}
+
+
+def _status_text(endpoint: str, status: Mapping[str, Any]) -> str:
+    """``dumps(status)``, the same text; a status whose values are all strings, finite floats,
+    None or empty containers (a device whose profile asks nothing: every Register of most
+    fleets) is joined directly, about three times faster than ``json.dumps``. Anything else,
+    and every error, is the reference path's (``tests/unit/store/test_records.py`` holds the
+    two to the same text)."""
+    if type(status) is dict:
+        parts = []
+        for key, value in status.items():
+            kind = type(value)
+            if type(key) is not str:
+                break
+            if kind is str:
+                text = _string(value)
+            elif kind is float and math.isfinite(value):
+                text = float.__repr__(value)
+            elif value is None:
+                text = "null"
+            elif (kind is list or kind is dict) and not value:
+                text = _EMPTY[kind]
+            else:
+                break
+            parts.append(f"{_string(key)}:{text}")
+        else:
+            return "{" + ",".join(parts) + "}"
+    try:
+        return dumps(status)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"profile status of {endpoint!r} is not JSON-ready: {exc}") from exc

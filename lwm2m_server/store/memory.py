@@ -54,7 +54,8 @@ class MemoryStore:
         self._registrations[registration.registration_id] = registration
         return True
 
-    def touch_registration(self, registration: Registration) -> bool:
+    def touch_registration(self, registration: Registration, *, moved: bool = True) -> bool:
+        del moved  # one evolve either way
         old = self._registrations.get(registration.registration_id)
         if old is None:
             return False

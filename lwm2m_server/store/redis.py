@@ -473,9 +473,11 @@ class RedisStore:
         data = dumps(registration_to_json(registration))
         return self._rewrite(registration, ["data", data])
 
-    def touch_registration(self, registration: Registration) -> bool:
+    def touch_registration(self, registration: Registration, *, moved: bool = True) -> bool:
         """Only the fields an Update changes; the JSON record is not rewritten. Under group
-        commit, held until ``commit()`` and answered True (the module docstring)."""
+        commit, held until ``commit()`` and answered True (the module docstring). ``moved``
+        is not used here (the sqlite engine's index hint)."""
+        del moved
         if self._grouping and registration.registration_id not in self._lost:
             if not isinstance(registration, Registration):
                 raise StoreError(f"expected a Registration, got {type(registration).__name__}")

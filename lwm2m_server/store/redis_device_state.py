@@ -19,7 +19,7 @@ endpoints live in different slots, which no transaction spans).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from keystore.store.database import dumps
@@ -104,11 +104,50 @@ class RedisDeviceStateStore:
         with self._db.errors(f"cannot write the profile status of {endpoint!r}"):
             self._db.client.set(self._db.endpoint_key("pstatus", endpoint), value)
 
+    def put_statuses(self, statuses: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """One pipeline of SETs (no transaction: on a cluster the devices' keys live in
+        different slots); each status is encoded before anything is sent."""
+        values: list[tuple[str, str]] = []
+        for endpoint, status in statuses:
+            try:
+                values.append((self._db.endpoint_key("pstatus", endpoint), dumps(status)))
+            except (TypeError, ValueError) as exc:
+                raise StoreError(
+                    f"profile status of {endpoint!r} is not JSON-ready: {exc}"
+                ) from exc
+        if not values:
+            return
+        with self._db.errors(f"cannot write the profile status of {len(values)} devices"):
+            pipe = self._db.client.pipeline(transaction=False)
+            for key, value in values:
+                pipe.set(key, value)
+            pipe.execute()
+
+    def statuses(self, endpoints: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """One pipeline of GETs (not MGET: on a cluster the keys live in different slots)."""
+        if not endpoints:
+            return {}
+        with self._db.errors(f"cannot read the profile status of {len(endpoints)} devices"):
+            pipe = self._db.client.pipeline(transaction=False)
+            for endpoint in endpoints:
+                pipe.get(self._db.endpoint_key("pstatus", endpoint))
+            raws = pipe.execute()
+        found: dict[str, dict[str, Any]] = {}
+        for endpoint, raw in zip(endpoints, raws, strict=True):
+            if raw is not None:
+                data = self._decode(endpoint, raw)
+                if data is not None:
+                    found[endpoint] = data
+        return found
+
     def status(self, endpoint: str) -> dict[str, Any] | None:
         with self._db.errors(f"cannot read the profile status of {endpoint!r}"):
             raw = self._db.client.get(self._db.endpoint_key("pstatus", endpoint))
         if raw is None:
             return None
+        return self._decode(endpoint, raw)
+
+    def _decode(self, endpoint: str, raw: bytes | str) -> dict[str, Any] | None:
         try:
             data = json.loads(raw)
         except ValueError as exc:

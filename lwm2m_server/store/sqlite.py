@@ -62,7 +62,7 @@ from .records import (
     observation_to_json,
     point_from_row,
     registration_from_json,
-    registration_to_json,
+    registration_text,
 )
 
 log = logging.getLogger(__name__)
@@ -346,40 +346,55 @@ class SqliteStore(SqliteDatabase):
     # are newer when an Update only touched them, so the reader takes those from the columns
     _REG_COLUMNS = "rowid, id, endpoint, data, last_update, lifetime, host, port"
 
+    _REPLACED_SQL = f"SELECT {_REG_COLUMNS} FROM registrations WHERE endpoint = ? AND id != ?"
+    _PUT_SQL = (
+        "INSERT INTO registrations(id, endpoint, last_update, data, lifetime, host, "
+        "port, identity, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(id) DO UPDATE SET endpoint=excluded.endpoint, "
+        "last_update=excluded.last_update, data=excluded.data, "
+        "lifetime=excluded.lifetime, host=excluded.host, port=excluded.port, "
+        "identity=excluded.identity, expires_at=excluded.expires_at"
+    )
+
     def put_registration(self, registration: Registration) -> Registration | None:
+        """Write ``registration``; return the registration of its endpoint it replaces.
+
+        The common case, an endpoint with no other row, is a SELECT and one INSERT straight in
+        the loop iteration's group transaction: the savepoint ``write()`` wraps around a write
+        (two statements, two context managers) is only needed when the old row has to go in
+        the same atomic step. A single statement is atomic by itself, and the SELECT runs
+        under the group's write lock, so no other process can add a row in between."""
         if not isinstance(registration, Registration):
             raise StoreError(f"expected a Registration, got {type(registration).__name__}")
-        data = dumps(registration_to_json(registration))
+        key = (registration.endpoint, registration.registration_id)
+        params = (
+            registration.registration_id,
+            registration.endpoint,
+            registration.last_update,
+            registration_text(registration),
+            *_reg_columns(registration),
+        )
+        conn = self._group_connection()
+        if conn is not None:
+            try:
+                if not conn.execute(self._REPLACED_SQL, key).fetchall():
+                    conn.execute(self._PUT_SQL, params)
+                    return None
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: write failed: {exc}") from exc
         with self.write() as conn:
-            rows = conn.execute(
-                f"SELECT {self._REG_COLUMNS} FROM registrations WHERE endpoint = ? AND id != ?",
-                (registration.endpoint, registration.registration_id),
-            ).fetchall()
+            rows = conn.execute(self._REPLACED_SQL, key).fetchall()
             # a corrupt old row of this endpoint is quarantined (not returned), then replaced
             replaced = next(iter(self._registrations_of(rows, conn)), None)
             for row in rows:
                 self._delete_registration(conn, row[1])
-            conn.execute(
-                "INSERT INTO registrations(id, endpoint, last_update, data, lifetime, host, "
-                "port, identity, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(id) DO UPDATE SET endpoint=excluded.endpoint, "
-                "last_update=excluded.last_update, data=excluded.data, "
-                "lifetime=excluded.lifetime, host=excluded.host, port=excluded.port, "
-                "identity=excluded.identity, expires_at=excluded.expires_at",
-                (
-                    registration.registration_id,
-                    registration.endpoint,
-                    registration.last_update,
-                    data,
-                    *_reg_columns(registration),
-                ),
-            )
+            conn.execute(self._PUT_SQL, params)
         return replaced
 
     def update_registration(self, registration: Registration) -> bool:
         if not isinstance(registration, Registration):
             raise StoreError(f"expected a Registration, got {type(registration).__name__}")
-        data = dumps(registration_to_json(registration))
+        data = registration_text(registration)
         with self.write() as conn:
             cursor = conn.execute(
                 "UPDATE registrations SET last_update=?, data=?, lifetime=?, host=?, port=?, "
@@ -394,9 +409,34 @@ class SqliteStore(SqliteDatabase):
             )
         return cursor.rowcount > 0
 
-    def touch_registration(self, registration: Registration) -> bool:
-        """One UPDATE of four columns: the JSON record is not rewritten (issue 10's hot path)."""
+    def touch_registration(self, registration: Registration, *, moved: bool = True) -> bool:
+        """One UPDATE, the JSON record not rewritten (issue 10's hot path); for a keep-alive
+        (``moved=False``: same lifetime, same address, nearly every Update) of the two
+        columns that change, provided the row holds that lifetime and address.
+
+        Why: sqlite rewrites the entries of every index whose columns an UPDATE assigns,
+        changed or not, so assigning host and port re-filed the device in the (host, port)
+        index on every Update: a random B-tree page, measured ~15 µs per Update with 100k rows
+        in random order (40 µs against 24 µs for the statement and its share of the commit)."""
+        reg_id = registration.registration_id
         address = registration.address
+        if not moved:
+            # guarded: when the row says otherwise (another process stored another address)
+            # the full UPDATE below writes what this Update says
+            cursor = self._execute_one(
+                "UPDATE registrations SET last_update=?, expires_at=? "
+                "WHERE id=? AND lifetime=? AND host=? AND port=?",
+                (
+                    registration.last_update,
+                    registration.expires_at,
+                    reg_id,
+                    registration.lifetime,
+                    address.host,
+                    address.port,
+                ),
+            )
+            if cursor.rowcount > 0:
+                return True
         cursor = self._execute_one(
             "UPDATE registrations SET last_update=?, lifetime=?, host=?, port=?, "
             "expires_at=? WHERE id=?",
@@ -406,7 +446,7 @@ class SqliteStore(SqliteDatabase):
                 address.host,
                 address.port,
                 registration.expires_at,
-                registration.registration_id,
+                reg_id,
             ),
         )
         return cursor.rowcount > 0
@@ -417,15 +457,24 @@ class SqliteStore(SqliteDatabase):
         failed one alone, the transaction stays open), and the SAVEPOINT/RELEASE pair costs
         as much as the UPDATE of a keep-alive (issue 10's hot path). Outside group commit, or
         inside a ``batch()``, it is an ordinary ``write()``."""
-        if not self._grouping or self._depth > 1:
+        conn = self._group_connection()
+        if conn is None:
             with self.write() as conn:
                 return conn.execute(sql, params)
-        if self._depth == 0:
-            self._open_group()
         try:
-            return self.conn.execute(sql, params)
+            return conn.execute(sql, params)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: write failed: {exc}") from exc
+
+    def _group_connection(self) -> sqlite3.Connection | None:
+        """The connection, when statements may run straight in the loop iteration's group
+        transaction (opened here if needed); None outside group commit or inside a
+        ``batch()``/``write()``, where the caller uses ``write()``."""
+        if not self._grouping or self._depth > 1:
+            return None
+        if self._depth == 0:
+            self._open_group()
+        return self.conn
 
     def put_registrations(self, registrations: Iterable[Registration]) -> int:
         """Many registrations in one transaction; returns how many were written."""

@@ -115,6 +115,25 @@ async def test_update_keeps_registration_alive(make_server: ServerFactory) -> No
         await client.stop()
 
 
+async def test_an_update_that_shortens_the_lifetime_expires_at_the_new_deadline(
+    make_server: ServerFactory,
+) -> None:
+    """Keep-alive Updates leave the server's expiry timer alone (issue 10's hot path: it only
+    ever fires early); an Update that brings the expiry closer must still re-arm it."""
+    server = await make_server(lifetime_grace=0.0)
+    events = server.events()
+    client = Lwm2mClient("shortened", uri_of(server), lifetime=3600, auto_update=False)
+    try:
+        await client.start()
+        await client.register()
+        await client.update()  # a keep-alive: nothing due earlier
+        await client.update(lifetime=1)
+        event = await next_event(events, "DEREGISTRATION", timeout=5)
+        assert (event.endpoint, event.data["reason"]) == ("shortened", "expired")
+    finally:
+        await client.stop()
+
+
 @pytest.fixture
 async def peer(server: Lwm2mServer) -> AsyncIterator[raw.RawPeer]:
     peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port))

@@ -89,6 +89,38 @@ def test_device_state_round_trips(engine: Engine) -> None:
     assert state.attributes("dev-2")["manufacturer"].value == "Acme"
 
 
+def test_device_statuses_are_stored_together(engine: Engine) -> None:
+    """``put_statuses`` (the engine's batch of a loop iteration) is ``put_status`` for each,
+    devices in any slot; a status that is not JSON stops the batch before anything is written."""
+    state = engine.device_state()
+    state.put_status("dev-1", {"state": "applying"})
+    state.put_statuses([("dev-1", {"state": "applied"}), ("a{b}c", {"state": "partial"})])
+    again = engine.device_state()
+    assert again.status("dev-1") == {"state": "applied"}
+    assert again.status("a{b}c") == {"state": "partial"}
+    with pytest.raises(StoreError):
+        state.put_statuses([("dev-3", {"state": "x"}), ("dev-4", {"bytes": b"x"})])
+    assert again.status("dev-3") is None and again.status("dev-4") is None
+    state.put_statuses([])
+
+
+def test_assignments_and_statuses_of_many_devices_in_one_read(engine: Engine) -> None:
+    """``assignments_of`` / ``statuses`` (the profile engine's reads for the Registers of a
+    loop iteration) answer what ``assignment`` / ``status`` answer for each device, more devices
+    than one sqlite statement takes included; devices without one are left out."""
+    profiles = engine.profiles()
+    profiles.put_profile(StoredProfile("p", {"name": "p"}, "api", 1.0))
+    state = engine.device_state()
+    endpoints = [f"dev-{n}" for n in range(1200)] + ["a{b}c"]
+    for endpoint in endpoints[::7]:
+        profiles.assign(endpoint, "p")
+    state.put_statuses([(ep, {"state": ep}) for ep in endpoints[::5]])
+    again_profiles, again_state = engine.profiles(), engine.device_state()
+    assert again_profiles.assignments_of(endpoints) == {ep: "p" for ep in endpoints[::7]}
+    assert again_state.statuses(endpoints) == {ep: {"state": ep} for ep in endpoints[::5]}
+    assert again_profiles.assignments_of([]) == {} and again_state.statuses([]) == {}
+
+
 def doc(name: str, **extra: object) -> dict[str, object]:
     return {"name": name, "resources": RESOURCES, **extra}
 

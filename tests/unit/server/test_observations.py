@@ -99,3 +99,44 @@ def test_observation_shape_validation() -> None:
         Observation(b"\x01", "a", "r1", ())
     with pytest.raises(ValueError):
         Observation(b"\x01", "a", "r1", (P("/3/0/1"), P("/3/0/2")))
+
+
+def test_observations_of_an_endpoint_are_what_the_index_holds_for_it() -> None:
+    """``for_endpoint`` (the profile engine's question at every Register) answers from an
+    index by endpoint, not a scan of every observation; whatever was added, replaced,
+    cancelled, deactivated or removed with its registration, it lists exactly the endpoint's
+    observations, oldest first."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    ops = st.lists(
+        st.tuples(
+            st.sampled_from(["add", "cancel", "deactivate", "notify", "remove"]),
+            st.binary(min_size=1, max_size=1),
+            st.sampled_from(["a", "b", "c"]),
+            st.sampled_from(["/3/0/1", "/3/0/2", "/3303/0/5700"]),
+            st.sampled_from(["r1", "r2"]),
+        ),
+        max_size=40,
+    )
+
+    @settings(max_examples=200)
+    @given(ops)
+    def check(steps: list[tuple[str, bytes, str, str, str]]) -> None:
+        idx = ObservationIndex()
+        for op, token, ep, path, reg in steps:
+            if op == "add":
+                idx.add(obs(token, path, ep, reg))
+            elif op == "cancel":
+                idx.cancel(token)
+            elif op == "deactivate":
+                idx.deactivate(token)
+            elif op == "notify":
+                idx.on_notification(token, 2.0)
+            else:
+                idx.remove_registration(reg)
+            for endpoint in ("a", "b", "c"):
+                expected = [o for o in idx if o.endpoint == endpoint]
+                assert idx.for_endpoint(endpoint) == expected
+
+    check()

@@ -230,3 +230,24 @@ def test_restore_keeps_newest_per_endpoint(clock: Clock) -> None:
     assert book.by_endpoint("a") is new
     assert len(book) == 2
     assert book.expire(clock.now + 1000) == [other, new]
+
+
+def test_registration_ids_are_random_url_safe_and_not_shared_with_a_forked_child() -> None:
+    """Ids come from a pool of random bytes (one ``os.urandom`` per 1,024 ids): distinct,
+    8 URL-safe characters, and a forked worker (``--workers``) never hands out its parent's."""
+    import os
+    import re
+
+    ids = {new_registration_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{8}", i) for i in ids)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id, to the parent
+        os.write(write_end, new_registration_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    child = os.read(read_end, 64).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert len(child) == 8 and child != new_registration_id()

@@ -165,3 +165,22 @@ def test_telemetry_is_written_at_once_without_a_loop(store: SqliteStore) -> None
     store.append_points([point(21.5)])
     assert store.commit() is True
     assert committed_telemetry(store.path) == [("dev", '["f",21.5]')]
+
+
+def test_a_new_endpoint_is_written_without_a_savepoint(store: SqliteStore) -> None:
+    """The Register of an endpoint with no other row is a SELECT and one INSERT in the group
+    transaction (issue 10's hot path); one that replaces a row still does it atomically in a
+    savepoint, and both are durable at the commit."""
+    statements: list[str] = []
+    store.conn.set_trace_callback(statements.append)
+    store.put_registration(registration("fresh"))
+    verbs = [s.split()[0].upper() for s in statements]
+    assert verbs == ["BEGIN", "SELECT", "INSERT"]
+    statements.clear()
+    replacement = Registration(registration_id="id-2", endpoint="fresh", address=ADDRESS)
+    assert store.put_registration(replacement) == registration("fresh")
+    assert any(s.startswith("SAVEPOINT") for s in statements)
+    store.conn.set_trace_callback(None)
+    assert store.commit()
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("SELECT id FROM registrations").fetchall() == [("id-2",)]
