@@ -223,6 +223,15 @@ class SqliteStore(SqliteDatabase):
         self._group_open = False
         self._depth = 0
         conn = self.conn
+        if not conn.in_transaction:
+            # sqlite rolled the whole transaction back by itself: SQLITE_FULL, SQLITE_IOERR,
+            # SQLITE_NOMEM and SQLITE_BUSY may do so on a failed statement (sqlite.org/lang_
+            # transaction.html, "Response To Errors Within A Transaction"). The statement's own
+            # request saw its error, but the writes of every other request of this iteration
+            # are gone too: COMMIT would be a no-op that says success, and their replies would
+            # acknowledge what is not stored.
+            self._failed(sqlite3.OperationalError("the transaction was rolled back by sqlite"))
+            return False
         try:
             conn.commit()
         except sqlite3.Error as exc:

@@ -184,3 +184,24 @@ def test_a_new_endpoint_is_written_without_a_savepoint(store: SqliteStore) -> No
     assert store.commit()
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("SELECT id FROM registrations").fetchall() == [("id-2",)]
+
+
+def test_a_group_sqlite_rolled_back_by_itself_is_reported_failed(
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On SQLITE_FULL or SQLITE_IOERR sqlite may roll the whole transaction back when one
+    statement fails: the other requests of the iteration must not be acknowledged."""
+
+    async def main() -> None:
+        store.put_registration(registration("kept"))
+        assert store.commit() is True
+        store.put_registration(registration("lost"))
+        store.conn.execute("ROLLBACK")  # what sqlite does by itself on a full disk
+        assert store.commit() is False
+        assert committed_endpoints(store.path) == {"kept"}
+        store.put_registration(registration("next"))
+        assert store.commit() is True
+        assert committed_endpoints(store.path) == {"kept", "next"}
+
+    asyncio.run(main())
+    assert sum("commit failed" in r.getMessage() for r in caplog.records) == 1
