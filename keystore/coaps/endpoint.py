@@ -268,6 +268,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._lookup_tokens = max(1.0, self.settings.lookup_rate / 10)
         self._lookup_refill = self._loop.time()
         self._misses: dict[tuple[Key, bytes | None], float] = {}
+        self._expire_cursor = 0
         #: sessions with state to write (insertion-ordered set), rows to delete
         self._dirty: dict[Session, None] = {}
         self._removed: list[str] = []
@@ -803,7 +804,23 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
 
     def _sweep(self) -> None:
         self.evict_idle()
+        self.expire_stored()
         self._schedule_sweep()
+
+    def expire_stored(self) -> None:
+        """Shared store: delete a slice of the stored sessions idle for ``idle_timeout``
+        (nobody loads them all at start any more, so nobody else would); the scan goes on
+        where the last sweep left it. A failure is logged once per ``log_interval``."""
+        store = self._shared
+        if store is None:
+            return
+        try:
+            self._expire_cursor = store.expire_dtls_sessions(
+                time.time() - self.settings.idle_timeout, self._expire_cursor
+            )
+        except Exception as exc:
+            if self._limiter.allow("session-expiry", self._loop.time()):
+                log.error("idle DTLS sessions not expired in the store: %s", exc)
 
     def evict_idle(self, idle_timeout: float | None = None) -> int:
         """Drop sessions idle for ``idle_timeout`` (default: the settings'); returns how many.

@@ -116,6 +116,11 @@ class SharedDtlsSessionStore(DtlsSessionStore, Protocol):
         (``state.write_seq`` is the first number the caller may use), None if it is gone."""
         ...
 
+    def expire_dtls_sessions(self, cutoff: float, cursor: int = 0, count: int = 500) -> int:
+        """Delete about ``count`` sessions last saved before ``cutoff``, scanning from
+        ``cursor``; returns where to continue (0: done a full round)."""
+        ...
+
     def save_owned_dtls_sessions(
         self,
         new: Sequence[StoredSession],

@@ -158,6 +158,34 @@ redis.call('HSET', KEYS[4], id, ARGV[2])
 return {state, seq, window}
 """
 
+# KEYS: state, seq, window, owner, addr, cid. ARGV: cutoff, then candidate ids. Deletes those
+# whose last save is before the cutoff (checked here, atomically), with their index entries.
+_EXPIRE = """
+local cutoff = tonumber(ARGV[1])
+local deleted = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local window = redis.call('HGET', KEYS[3], id)
+  local saved_at = window and tonumber(string.match(window, '|([^|]*)$')) or nil
+  if window == false or (saved_at and saved_at < cutoff) then
+    local addr = window and string.match(window, '^([^|]*|[^|]*)|') or nil
+    if addr and redis.call('HGET', KEYS[5], addr) == id then redis.call('HDEL', KEYS[5], addr) end
+    local state = redis.call('HGET', KEYS[1], id)
+    if state then
+      local ok, doc = pcall(cjson.decode, state)
+      if ok and type(doc) == 'table' and type(doc['own_cid']) == 'string' then
+        if redis.call('HGET', KEYS[6], doc['own_cid']) == id then
+          redis.call('HDEL', KEYS[6], doc['own_cid'])
+        end
+      end
+    end
+    for k = 1, 4 do redis.call('HDEL', KEYS[k], id) end
+    deleted = deleted + 1
+  end
+end
+return deleted
+"""
+
 
 def _window(host: str, port: int, read_top: int, read_bitmap: int, saved_at: float) -> str:
     return f"{host}|{port}|{read_top}|{read_bitmap:x}|{saved_at!r}"
@@ -178,6 +206,7 @@ class RedisDtlsSessionStore:
         self._save = db.script(_SAVE)
         self._find = db.script(_FIND)
         self._claim = db.script(_CLAIM)
+        self._expire = db.script(_EXPIRE)
 
     def load_dtls_sessions(self) -> list[StoredSession]:
         with self._db.errors("cannot read the DTLS sessions"):
@@ -272,6 +301,21 @@ class RedisDtlsSessionStore:
             return None
         state, seq, window = (text(v) for v in found)
         return self._row(session_id, state, seq, window)
+
+    def expire_dtls_sessions(self, cutoff: float, cursor: int = 0, count: int = 500) -> int:
+        """Delete up to about ``count`` sessions last saved before ``cutoff`` (wall clock),
+        scanning from ``cursor``; returns the cursor to continue from (0: the scan went round).
+
+        Why: a node no longer loads (and so no longer weeds) every stored session at start;
+        sessions of devices that never come back would stay in Redis for ever. Each node's
+        periodic sweep calls this, a slice at a time (HSCAN, then one script that checks the
+        time again atomically), so no call blocks Redis long."""
+        with self._db.errors("cannot expire DTLS sessions"):
+            cursor, found = self._db.client.hscan(self._keys[0], cursor, count=count)
+            ids = [text(k) for k in found]
+            if ids:
+                self._expire(keys=self._keys, args=[cutoff, *ids])
+        return int(cursor)
 
     def _row(self, session_id: str, state: str, seq: str, window: str) -> StoredSession | None:
         try:

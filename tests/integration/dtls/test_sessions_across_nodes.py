@@ -364,3 +364,30 @@ def test_progress_of_a_session_another_handle_claimed_is_refused(redis_url: str)
         assert b.load_dtls_sessions() == []
     finally:
         db.close()
+
+
+async def test_idle_stored_sessions_are_expired_by_the_sweep(db: RedisDatabase) -> None:
+    """Nobody loads every session at start any more: each node's sweep deletes, a slice at a
+    time, the stored sessions idle for ``idle_timeout`` (whichever node made them)."""
+    a, store_a = await open_node(db)
+    relay = await Relay.open(a.local_address)
+    peer = await device(relay)
+    try:
+        assert await echo(peer, b"on a") == b"echo:on a"
+    finally:
+        peer.close()
+        relay.close()
+        await a.shutdown()
+    b, store_b = await open_node(db, idle_timeout=3600)
+    try:
+        b.expire_stored()
+        assert store_b.count() == 1  # not idle yet
+        (row,) = store_b.load_dtls_sessions()
+        store_a.save_dtls_sessions(
+            [StoredSession(row.id, row.host, row.port, row.state, row.saved_at - 7200)], [], []
+        )
+        b.expire_stored()
+        assert store_b.count() == 0
+        assert store_b.find_dtls_session(address=(row.host, row.port), cutoff=0) is None
+    finally:
+        await b.shutdown()
