@@ -352,6 +352,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                 if (
                     session is None
                     and self._shared is not None
+                    and _session_record(data)
                     and self._adopt(data, sockaddr, key, cid, now)
                 ):
                     return

@@ -391,3 +391,23 @@ async def test_idle_stored_sessions_are_expired_by_the_sweep(db: RedisDatabase) 
         assert store_b.find_dtls_session(address=(row.host, row.port), cutoff=0) is None
     finally:
         await b.shutdown()
+
+
+async def test_what_cannot_be_a_session_record_costs_no_lookup(db: RedisDatabase) -> None:
+    """Garbage, epoch-0 records and a CID record of epoch 0 never reach the store."""
+    node, store = await open_node(db)
+    sock = await RawSocket.open(node.local_address)
+    try:
+        header = bytes([0xFE, 0xFD, 0, 0]) + bytes(6)
+        for datagram in (
+            b"\x17garbage",
+            bytes([23]) + header + (16).to_bytes(2, "big") + bytes(16),  # epoch 0
+            bytes([25]) + header + bytes(6) + (16).to_bytes(2, "big") + bytes(16),
+            bytes([22]) + header + (16).to_bytes(2, "big") + bytes(16),  # handshake
+        ):
+            sock.send(datagram)
+        await eventually(lambda: node.stats.dropped == 4)
+        assert node.stats.session_lookups == 0 and store.finds == 0
+    finally:
+        sock.close()
+        await node.shutdown()
