@@ -247,6 +247,29 @@ class ServerCollector(Collector):
         yield GaugeMetricFamily(
             "lwm2m_dtls_sessions", "DTLS sessions held.", value=len(dtls.sessions)
         )
+        lookups = CounterMetricFamily(
+            "lwm2m_dtls_session_lookups",
+            "Shared session store: lookups of unknown peers' sessions, by outcome "
+            "(docs/coaps-transport.md, DTLS across nodes).",
+            labels=["result"],
+        )
+        for result, n in (
+            ("sent", stats.session_lookups),
+            ("rate_limited", stats.session_lookups_refused),
+            ("recent_miss", stats.session_lookups_cached),
+        ):
+            lookups.add_metric([result], n)
+        yield lookups
+        yield CounterMetricFamily(
+            "lwm2m_dtls_sessions_adopted",
+            "Sessions of other nodes (or of this node before a restart) continued here.",
+            value=stats.sessions_adopted,
+        )
+        yield CounterMetricFamily(
+            "lwm2m_dtls_sessions_taken_over",
+            "Sessions forgotten here because another node continued them.",
+            value=stats.sessions_taken_over,
+        )
 
     def _cluster(self) -> Iterator[Metric]:
         """A node of a cluster on Redis (docs/cluster.md, "Health and metrics"); nothing on

@@ -63,6 +63,17 @@ Transport duties from docs/dtls.md, and how they are met here:
   numbers reserved ahead (``reserve_ahead``) so a restored session never reuses one; all writes
   of one loop iteration in one transaction; restored by :meth:`DtlsEndpoint.open`. A graceful
   shutdown then keeps the sessions too (no close_notify). See docs/coaps-transport.md.
+* **Sessions of other nodes.** With a store several nodes share (``SharedDtlsSessionStore``,
+  Redis) nothing is loaded at start; a record (not a ClientHello) from a peer without a session
+  here is looked up in the store, by our CID for a ``tls12_cid`` record, else by the peer's
+  address (``_adopt``). The record must authenticate against the stored keys and replay window
+  (a throw-away engine) before the session is *claimed* (it becomes this node's; its write
+  reservation moves ahead) and continued without a handshake; the node that had it learns at
+  its next write that it lost it and forgets it silently. Lookups are one synchronous store
+  round trip each, bounded: at most ``lookup_rate`` per second (a token bucket), and a peer
+  (address, CID) that found nothing is not looked up again for ``lookup_retry`` seconds, so a
+  flood of records from spoofed unknown peers costs at most ``lookup_rate`` round trips per
+  second (counted: ``stats.session_lookups*``). See docs/coaps-transport.md, "DTLS across nodes".
 """
 
 from __future__ import annotations
@@ -95,7 +106,12 @@ from ..dtls.events import (
 from ..dtls.record import is_client_hello, peek_connection_id
 from ..log_limit import PerPeerLimit
 from .identity import DtlsClaim
-from .persistence import DtlsSessionStore, SessionProgress, StoredSession
+from .persistence import (
+    DtlsSessionStore,
+    SessionProgress,
+    SharedDtlsSessionStore,
+    StoredSession,
+)
 from .sessions import Key, Session, SessionTable, address_key
 
 log = logging.getLogger(__name__)
@@ -147,6 +163,14 @@ class EndpointSettings:
     handshake_timeout: float = 30.0
     #: handshakes in progress at once (≈10 KB each); a new one beyond it is refused (counted)
     max_handshakes: int = 1000
+    #: shared session store: lookups of unknown peers' sessions per second at most (bursts up
+    #: to a tenth of a second's worth, at least one); beyond, the record is dropped (counted)
+    lookup_rate: float = 200.0
+    #: shared session store: seconds a peer (address, CID) whose lookup found nothing is not
+    #: looked up again (its records are dropped as without a session)
+    lookup_retry: float = 5.0
+    #: how many such peers are remembered at most (the oldest are forgotten first)
+    max_lookup_misses: int = 100_000
 
     def __post_init__(self) -> None:
         """Refused at start, naming the setting: a zero budget or cap would lock every
@@ -154,7 +178,13 @@ class EndpointSettings:
         for name in ("max_handshakes", "max_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("hello_rate", "handshake_timeout", "idle_timeout", "cookie_rotation"):
+        for name in (
+            "hello_rate",
+            "handshake_timeout",
+            "idle_timeout",
+            "cookie_rotation",
+            "lookup_rate",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be greater than 0")
 
@@ -184,6 +214,15 @@ class EndpointStats:
     #: transactions written to the session store, and failed attempts
     session_writes: int = 0
     session_write_failures: int = 0
+    #: shared store: lookups sent to the store, refused by ``lookup_rate``, answered by the
+    #: memory of an earlier miss (not sent)
+    session_lookups: int = 0
+    session_lookups_refused: int = 0
+    session_lookups_cached: int = 0
+    #: shared store: sessions of other nodes (or of this node before a restart) continued here
+    sessions_adopted: int = 0
+    #: shared store: sessions forgotten because another node claimed them
+    sessions_taken_over: int = 0
 
 
 def _where(key: Key) -> str:
@@ -223,6 +262,13 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._sweeper: asyncio.TimerHandle | None = None
         self._closing = False
         self._store = self.settings.session_store if server_config is not None else None
+        self._shared = self._store if isinstance(self._store, SharedDtlsSessionStore) else None
+        #: shared store: lookups the token bucket allows now, when it was refilled, and the
+        #: peers whose lookup found nothing → until when they are not looked up again
+        self._lookup_tokens = max(1.0, self.settings.lookup_rate / 10)
+        self._lookup_refill = self._loop.time()
+        self._misses: dict[tuple[Key, bytes | None], float] = {}
+        self._expire_cursor = 0
         #: sessions with state to write (insertion-ordered set), rows to delete
         self._dirty: dict[Session, None] = {}
         self._removed: list[str] = []
@@ -298,10 +344,18 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         now = self._loop.time()
         key = address_key(sockaddr)
         session: Session | None = None
+        cid: bytes | None = None
         if self._cid_length and data[:1] == _CID_RECORD:
             cid = peek_connection_id(data, self._cid_length)
             if cid is not None:
                 session = self.sessions.by_cid(cid)
+                if (
+                    session is None
+                    and self._shared is not None
+                    and _session_record(data)
+                    and self._adopt(data, sockaddr, key, cid, now)
+                ):
+                    return
         if session is None:
             session = self.sessions.get(key)
             if (
@@ -315,10 +369,147 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                 self._new_peer(data, sockaddr, key, now, replacing=session)
                 return
         if session is None:
+            if (
+                self._shared is not None
+                and cid is None
+                and _session_record(data)
+                and self._adopt(data, sockaddr, key, None, now)
+            ):
+                return
             self._new_peer(data, sockaddr, key, now, replacing=None)
             return
         events = session.engine.receive_datagram(data, now, key)
         self._after(session, events, sockaddr, now)
+
+    # -- sessions of other nodes (shared store; see the module docstring) -----------------------
+    def _adopt(self, data: bytes, sockaddr: Any, key: Key, cid: bytes | None, now: float) -> bool:
+        """Continue a stored session this record belongs to; True when it did (the record
+        was handed to it). False: nothing found, not authentic, or not looked up (rate, an
+        earlier miss, a full table, a failing store): the caller drops it as before."""
+        store, config = self._shared, self.server_config
+        if store is None or config is None:
+            return False
+        probe = (key, cid)
+        misses = self._misses
+        until = misses.get(probe)
+        if until is not None:
+            if until > now:
+                self.stats.session_lookups_cached += 1
+                return False
+            del misses[probe]
+        rate = self.settings.lookup_rate
+        self._lookup_tokens = min(
+            max(1.0, rate / 10), self._lookup_tokens + max(0.0, now - self._lookup_refill) * rate
+        )
+        self._lookup_refill = now
+        if self._lookup_tokens < 1:
+            self.stats.session_lookups_refused += 1
+            return False
+        if len(self.sessions) >= self.settings.max_sessions and not self._make_room(now):
+            return False
+        self._lookup_tokens -= 1
+        self.stats.session_lookups += 1
+        try:
+            row = store.find_dtls_session(
+                address=None if cid is not None else key,
+                cid=cid,
+                cutoff=time.time() - self.settings.idle_timeout,
+            )
+        except Exception as exc:
+            self._lookup_failed(exc, probe, now)
+            return False
+        if row is None or not self._authentic(config, row, data, key, now):
+            self._miss(probe, now)
+            return False
+        try:
+            claimed = store.claim_dtls_session(row.id, self.settings.reserve_ahead)
+        except Exception as exc:
+            self._lookup_failed(exc, probe, now)
+            return False
+        if claimed is None:
+            self._miss(probe, now)
+            return False
+        stored_key = (claimed.host, claimed.port)
+        try:
+            engine = DtlsEngine.restore(config, claimed.state, stored_key)
+        except (DtlsError, ValueError):
+            self._miss(probe, now)
+            return False
+        own_cid = claimed.state.own_cid
+        for held in (
+            self.sessions.get(stored_key),
+            self.sessions.get(key),
+            self.sessions.by_cid(own_cid) if own_cid else None,
+        ):
+            if held is not None and held.persist_id == claimed.id:
+                # a copy of this very session, held here before another node claimed it:
+                # stale (its window and reservation); it goes without touching the row
+                self._lose(held)
+        # the session goes where the store had it (the engine then reports the authenticated
+        # address change, RFC 9146 §6), unless this node has another session there
+        place = stored_key if stored_key == key or self.sessions.get(stored_key) is None else key
+        session = Session(
+            place, sockaddr if place == key else self._sockaddr_for(place), engine, now
+        )
+        session.persist_id = claimed.id
+        session.stored = True
+        session.durable_write = claimed.state.write_seq + self.settings.reserve_ahead
+        session.durable_read = claimed.state.read_top
+        session.claim = DtlsClaim(claimed.state.peer_identity, claimed.state.cipher_suite)
+        displaced = self.sessions.add(session)
+        if displaced is not None:
+            self._drop(displaced, "its address was taken over by another session", unindexed=True)
+        if own_cid and not self.sessions.add_cid(session, own_cid):
+            other = self.sessions.by_cid(own_cid)  # another session of ours drew the same CID
+            if other is not None:
+                self._drop(other, "connection id taken over by a stored session")
+            self.sessions.add_cid(session, own_cid)
+        misses.pop(probe, None)
+        self.stats.sessions_adopted += 1
+        log.info("%s continued from the session store", session)
+        try:
+            self.listener.session_established(session)
+        except Exception:
+            log.exception("%s: session_established handler failed", session)
+        events = engine.receive_datagram(data, now, key)
+        self._after(session, events, sockaddr, now)
+        return True
+
+    def _authentic(
+        self, config: ServerConfig, row: StoredSession, data: bytes, key: Key, now: float
+    ) -> bool:
+        """Whether ``data`` authenticates under the stored session (its keys and replay
+        window), checked on a throw-away engine: a forged or replayed record (a CID is
+        visible on the wire) must not make this node claim a session another node uses."""
+        try:
+            engine = DtlsEngine.restore(config, row.state, (row.host, row.port))
+        except (DtlsError, ValueError) as exc:
+            log.info("stored DTLS session for %s not usable: %s", _where(key), exc)
+            return False
+        events = engine.receive_datagram(data, now, key)
+        engine.datagrams_to_send()
+        return any(not isinstance(e, RecordDropped) for e in events)
+
+    def _miss(self, probe: tuple[Key, bytes | None], now: float) -> None:
+        misses = self._misses
+        misses[probe] = now + self.settings.lookup_retry
+        while len(misses) > self.settings.max_lookup_misses:
+            del misses[next(iter(misses))]
+
+    def _lookup_failed(self, exc: Exception, probe: tuple[Key, bytes | None], now: float) -> None:
+        """A store that fails is not asked again for this peer for ``lookup_retry`` seconds;
+        logged once per ``log_interval``."""
+        self._miss(probe, now)
+        if self._limiter.allow("session-lookup", now):
+            log.error("DTLS session lookup failed: %s", exc)
+
+    def _lose(self, session: Session) -> None:
+        """Another node claimed this session: forget it without a word (no close_notify,
+        nothing sent in it) and without deleting the row (it is the other node's now)."""
+        self.stats.sessions_taken_over += 1
+        session.persist_id = None
+        session.stored = False
+        self._drop(session, "continued by another node", unindexed=True)
 
     def _count_drop(self, reason: DropReason, key: Key, now: float) -> None:
         """Count a silent drop and say why at DEBUG (at most once per host and interval)."""
@@ -614,7 +805,23 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
 
     def _sweep(self) -> None:
         self.evict_idle()
+        self.expire_stored()
         self._schedule_sweep()
+
+    def expire_stored(self) -> None:
+        """Shared store: delete a slice of the stored sessions idle for ``idle_timeout``
+        (nobody loads them all at start any more, so nobody else would); the scan goes on
+        where the last sweep left it. A failure is logged once per ``log_interval``."""
+        store = self._shared
+        if store is None:
+            return
+        try:
+            self._expire_cursor = store.expire_dtls_sessions(
+                time.time() - self.settings.idle_timeout, self._expire_cursor
+            )
+        except Exception as exc:
+            if self._limiter.allow("session-expiry", self._loop.time()):
+                log.error("idle DTLS sessions not expired in the store: %s", exc)
 
     def evict_idle(self, idle_timeout: float | None = None) -> int:
         """Drop sessions idle for ``idle_timeout`` (default: the settings'); returns how many.
@@ -737,14 +944,21 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             writes.append((session, write, state.read_top))
         if not (new or progress or removed):
             return
+        lost: set[str] = set()
         try:
-            store.save_dtls_sessions(new, progress, removed)
+            if self._shared is not None:
+                lost = set(self._shared.save_owned_dtls_sessions(new, progress, removed))
+            else:
+                store.save_dtls_sessions(new, progress, removed)
         except Exception as exc:
             self._store_failed(exc, writes, removed)
             return
         self.stats.session_writes += 1
         self._store_retry_at = 0.0
         for session, write, read in writes:
+            if session.persist_id in lost:
+                self._lose(session)
+                continue
             session.stored = True
             session.durable_write = max(session.durable_write, write)
             session.durable_read = max(session.durable_read, read)
@@ -781,6 +995,10 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         idle for ``idle_timeout`` or that no longer fit the configuration are deleted."""
         store, config = self._store, self.server_config
         if store is None or config is None:
+            return 0
+        if self._shared is not None:
+            # shared by several nodes: sessions are found when their peers' records arrive
+            # (``_adopt``); loading them all would make every node hold every session
             return 0
         try:
             rows = store.load_dtls_sessions()
@@ -942,6 +1160,21 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
 def _retrieved(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _session_record(datagram: bytes) -> bool:
+    """Whether a datagram may be a record of an established session (what is worth a store
+    lookup): application data, an alert or a CID record, of a DTLS version, at an epoch above
+    0. Anything else (ClientHellos, garbage) never costs a lookup."""
+    return (
+        len(datagram) >= 13
+        and datagram[0] in _SESSION_TYPES
+        and datagram[1] == 0xFE
+        and datagram[3:5] != b"\x00\x00"
+    )
+
+
+_SESSION_TYPES = frozenset({ContentType.APPLICATION_DATA, ContentType.ALERT, ContentType.TLS12_CID})
 
 
 def _hello_random(datagram: bytes) -> bytes:

@@ -22,13 +22,20 @@ returns):
 * the replay window (:class:`SessionProgress`) is written before any reply to the records it
   accepted goes out, so a record answered before a crash is refused after it;
 * a session that ends (closed, replaced, evicted) is deleted.
+
+A store several nodes share (:class:`SharedDtlsSessionStore`, the Redis engine) adds what lets
+any node continue a session another node made (docs/coaps-transport.md, "DTLS across nodes"):
+a read-only lookup by peer address or by our Connection ID, and an atomic *claim* that makes
+the session the caller's and moves its reservation ahead; a node's writes to a session another
+node claimed since are refused and reported, so that it forgets the session (one writer per
+session: no sequence number is ever used twice).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..dtls.state import SavedState
 
@@ -82,4 +89,45 @@ class DtlsSessionStore(Protocol):
 
     def remove_dtls_sessions(self, ids: Sequence[str]) -> None:
         """Delete rows by id (sessions that cannot be restored); one transaction."""
+        ...
+
+
+@runtime_checkable
+class SharedDtlsSessionStore(DtlsSessionStore, Protocol):
+    """A session store shared by several nodes; ``owner`` names this handle (one per node).
+
+    A node using it loads nothing at start: it looks a session up when a record of a peer it
+    does not know arrives (:meth:`find_dtls_session`), authenticates that record against the
+    stored keys, and only then claims the session (:meth:`claim_dtls_session`)."""
+
+    owner: str
+
+    def find_dtls_session(
+        self, *, address: tuple[str, int] | None = None, cid: bytes | None = None, cutoff: float
+    ) -> StoredSession | None:
+        """The session whose Connection ID (ours) is ``cid``, else the one whose peer is at
+        ``address``; None when there is none or it was last saved before ``cutoff`` (wall
+        clock: idle, deleted). Changes nothing else."""
+        ...
+
+    def claim_dtls_session(self, session_id: str, reserve: int) -> StoredSession | None:
+        """Atomically: this handle becomes the session's only writer and its stored write
+        reservation moves ``reserve`` ahead. Returns the row as stored before the move
+        (``state.write_seq`` is the first number the caller may use), None if it is gone."""
+        ...
+
+    def expire_dtls_sessions(self, cutoff: float, cursor: int = 0, count: int = 500) -> int:
+        """Delete about ``count`` sessions last saved before ``cutoff``, scanning from
+        ``cursor``; returns where to continue (0: done a full round)."""
+        ...
+
+    def save_owned_dtls_sessions(
+        self,
+        new: Sequence[StoredSession],
+        progress: Sequence[SessionProgress],
+        removed: Sequence[str],
+    ) -> list[str]:
+        """``save_dtls_sessions``, except that progress and removal of a session another
+        handle owns are not written; returns the ids whose progress was refused (the caller
+        forgets those sessions)."""
         ...

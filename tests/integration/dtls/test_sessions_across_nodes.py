@@ -1,0 +1,413 @@
+"""DTLS sessions across nodes (issue 12, docs/coaps-transport.md "DTLS across nodes"): two
+DTLS endpoints ("nodes" A and B), each with its own handle on one real ``redis-server``
+(``RedisDtlsSessionStore``: its own owner), over real loopback sockets. The device is our DTLS
+client engine (``RawPeer``) behind a small UDP relay that plays the load balancer: it forwards
+the device's datagrams to A, then to B, from the same source address (a rebalancing) or from a
+new one (a NAT rebinding, with a Connection ID).
+
+What a user sees: after the move the device's next record is answered by B **without a
+handshake** (B started none, and B's answer is in the old session); the replay window comes
+along (a record A accepted is refused by B); A forgets the session once B claimed it, without a
+word to the device; a session deleted from the store is not continued and the device's new
+handshake works; a flood of records from unknown peers costs at most the rate-limited number
+of store lookups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import pytest
+
+from keystore.coaps import DtlsEndpoint, EndpointSettings
+from keystore.coaps.persistence import SessionProgress, StoredSession
+from keystore.dtls.identity import PskIdentity
+from keystore.store.redis_database import RedisDatabase
+from keystore.store.redis_dtls_sessions import RedisDtlsSessionStore
+from tests.integration.server.conftest import eventually
+
+from .rawpeer import RawPeer, RawSocket
+from .test_endpoint_persistence import PSK, PSK_ID, SERVER, Echo
+
+pytest.importorskip("redis")
+
+Address = tuple[str, int]
+
+
+class _Upstream(asyncio.DatagramProtocol):
+    def __init__(self, back: Callable[[bytes], None]) -> None:
+        self.back = back
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.back(data)
+
+
+class Relay:
+    """Device ⇄ relay ⇄ node. ``target`` says which node gets the device's datagrams;
+    ``rebind()`` makes them come from a new source port (a NAT rebinding)."""
+
+    def __init__(self) -> None:
+        self.target: Address = ("127.0.0.1", 0)
+        self.device: Any = None
+        self.front: asyncio.DatagramTransport | None = None
+        self.upstream: asyncio.DatagramTransport | None = None
+        self._old: list[asyncio.DatagramTransport] = []
+
+    @classmethod
+    async def open(cls, target: Address) -> Relay:
+        relay = cls()
+        relay.target = target
+        loop = asyncio.get_running_loop()
+        relay.front, _ = await loop.create_datagram_endpoint(
+            lambda: _Front(relay), local_addr=("127.0.0.1", 0)
+        )
+        await relay.rebind()
+        return relay
+
+    @property
+    def address(self) -> Address:
+        assert self.front is not None
+        host, port = self.front.get_extra_info("sockname")[:2]
+        return str(host), int(port)
+
+    @property
+    def source_port(self) -> int:
+        assert self.upstream is not None
+        return int(self.upstream.get_extra_info("sockname")[1])
+
+    async def rebind(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.upstream is not None:
+            self._old.append(self.upstream)
+        self.upstream, _ = await loop.create_datagram_endpoint(
+            lambda: _Upstream(self._to_device), local_addr=("127.0.0.1", 0)
+        )
+
+    def _to_device(self, data: bytes) -> None:
+        if self.front is not None and self.device is not None:
+            self.front.sendto(data, self.device)
+
+    def from_device(self, data: bytes, addr: Any) -> None:
+        self.device = addr
+        assert self.upstream is not None
+        self.upstream.sendto(data, self.target)
+
+    def close(self) -> None:
+        for transport in [self.front, self.upstream, *self._old]:
+            if transport is not None:
+                transport.close()
+
+
+class _Front(asyncio.DatagramProtocol):
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.relay.from_device(data, addr)
+
+
+class CountingStore(RedisDtlsSessionStore):
+    """The Redis store, counting the lookups that reach Redis."""
+
+    def __init__(self, db: RedisDatabase) -> None:
+        super().__init__(db)
+        self.finds = 0
+
+    def find_dtls_session(
+        self, *, address: tuple[str, int] | None = None, cid: bytes | None = None, cutoff: float
+    ) -> StoredSession | None:
+        self.finds += 1
+        return super().find_dtls_session(address=address, cid=cid, cutoff=cutoff)
+
+
+async def open_node(db: RedisDatabase, **settings: Any) -> tuple[DtlsEndpoint, CountingStore]:
+    store = CountingStore(db)
+    listener = Echo()
+    endpoint = await DtlsEndpoint.open(
+        listener,
+        ("127.0.0.1", 0),
+        server_config=SERVER,
+        settings=EndpointSettings(session_store=store, **settings),
+    )
+    listener.endpoint = endpoint
+    return endpoint, store
+
+
+@pytest.fixture
+async def db(redis_url: str) -> AsyncIterator[RedisDatabase]:
+    database = RedisDatabase(redis_url, prefix="nodes")
+    yield database
+    database.close()
+
+
+async def echo(peer: RawPeer, data: bytes) -> bytes | None:
+    peer.send(data)
+    return await peer.receive(5.0)
+
+
+async def device(relay: Relay, **config: Any) -> RawPeer:
+    from keystore.dtls import ClientConfig
+
+    return await RawPeer.connect(
+        relay.address, ClientConfig(psk_identity=PSK_ID, psk=PSK, **config)
+    )
+
+
+def epoch1_seqs(datagrams: Sequence[bytes]) -> list[int]:
+    from keystore.dtls.record import parse_datagram
+
+    return [r.seq for d in datagrams for r in parse_datagram(d, None) if r.epoch == 1]
+
+
+async def test_device_moves_from_a_to_b_without_a_handshake(db: RedisDatabase) -> None:
+    a, store_a = await open_node(db)
+    b, _ = await open_node(db)
+    relay = await Relay.open(a.local_address)
+    peer = await device(relay)
+    try:
+        assert await echo(peer, b"on a") == b"echo:on a"
+        accepted_by_a = peer.sent[-1]
+        relay.target = b.local_address  # the load balancer moves the device
+        assert await echo(peer, b"on b") == b"echo:on b"
+        assert b.stats.handshakes_started == 0 and b.stats.hello_verify_requests == 0
+        assert b.stats.sessions_adopted == 1 and b.stats.session_lookups == 1
+        (held,) = b.sessions
+        assert held.claim is not None and held.claim.identity == PskIdentity(PSK_ID)
+        # the replay window came along: what A accepted, B refuses
+        relay.upstream.sendto(accepted_by_a, relay.target)  # type: ignore[union-attr]
+        await eventually(lambda: b.stats.drops.get("replay") == 1)
+        # the device goes back to A, which still holds its old copy: A accepts the record, but
+        # its write finds that B owns the session, so A forgets it without answering
+        relay.target = a.local_address
+        peer.send(b"back on a")
+        await eventually(lambda: a.stats.sessions_taken_over == 1)
+        assert len(a.sessions) == 0 and store_a.count() == 1
+        assert await peer.receive(0.5) is None
+        # the device retransmits: A now finds the session in the store and claims it back
+        assert await echo(peer, b"back on a") == b"echo:back on a"
+        assert a.stats.sessions_adopted == 1
+        assert a.stats.handshakes_started == 1 and b.stats.handshakes_started == 0
+    finally:
+        peer.close()
+        relay.close()
+        await a.shutdown()
+        await b.shutdown()
+
+
+async def test_nodes_never_use_one_sequence_number_twice(db: RedisDatabase) -> None:
+    """Every record the device receives from A and then from B has a sequence number it never
+    saw before (AES-CCM: a reused number is a reused nonce), with small reservations that A
+    keeps renewing."""
+    a, _ = await open_node(db, reserve_ahead=4)
+    b, _ = await open_node(db, reserve_ahead=4)
+    relay = await Relay.open(a.local_address)
+    peer = await device(relay)
+    received: list[bytes] = []
+    original = peer.socket.protocol.datagram_received
+
+    def record(data: bytes, addr: Any) -> None:
+        received.append(data)
+        original(data, addr)
+
+    peer.socket.protocol.datagram_received = record  # type: ignore[method-assign]
+    try:
+        for i in range(6):
+            assert await echo(peer, b"a%d" % i) == b"echo:a%d" % i
+        relay.target = b.local_address
+        for i in range(6):
+            assert await echo(peer, b"b%d" % i) == b"echo:b%d" % i
+        seqs = epoch1_seqs(received)
+        assert len(seqs) == 12 and len(set(seqs)) == 12
+    finally:
+        peer.close()
+        relay.close()
+        await a.shutdown()
+        await b.shutdown()
+
+
+async def test_cid_device_with_a_new_address_continues_on_b(db: RedisDatabase) -> None:
+    a, _ = await open_node(db)
+    b, store_b = await open_node(db)
+    relay = await Relay.open(a.local_address)
+    peer = await device(relay, connection_id=b"")
+    try:
+        assert await echo(peer, b"on a") == b"echo:on a"
+        (row,) = store_b.load_dtls_sessions()
+        cid = row.state.own_cid
+        assert cid is not None and (row.host, row.port) == ("127.0.0.1", relay.source_port)
+        relay.target = b.local_address
+        await relay.rebind()  # and a new NAT binding
+        assert await echo(peer, b"on b") == b"echo:on b"
+        assert b.stats.handshakes_started == 0 and b.stats.sessions_adopted == 1
+        assert b.sessions.by_cid(cid) is not None
+        assert b.stats.address_changes == 1  # after the record authenticated (RFC 9146 §6)
+        # the store follows the new address, and the CID still finds the session there
+        await eventually(lambda: store_b.load_dtls_sessions()[0].port == relay.source_port)
+        assert store_b.find_dtls_session(cid=cid, cutoff=0) is not None
+        assert store_b.find_dtls_session(address=("127.0.0.1", relay.source_port), cutoff=0)
+    finally:
+        peer.close()
+        relay.close()
+        await a.shutdown()
+        await b.shutdown()
+
+
+async def test_forged_cid_record_does_not_take_the_session_away(db: RedisDatabase) -> None:
+    """A CID is visible on the wire: a record carrying it that does not authenticate (forged,
+    or a replay of one A accepted) makes B claim nothing, and A keeps serving the device."""
+    a, _ = await open_node(db)
+    b, _ = await open_node(db)
+    relay = await Relay.open(a.local_address)
+    peer = await device(relay, connection_id=b"")
+    try:
+        assert await echo(peer, b"on a") == b"echo:on a"
+        replayed = peer.sent[-1]
+        forged = bytearray(replayed)
+        forged[-1] ^= 1
+        spoofer = await RawSocket.open(b.local_address)
+        spoofer.send(bytes(forged))
+        spoofer.send(replayed)  # another source address: another lookup, refused likewise
+        await eventually(lambda: b.stats.session_lookups + b.stats.session_lookups_cached == 2)
+        spoofer.close()
+        assert b.stats.sessions_adopted == 0 and len(b.sessions) == 0
+        assert await echo(peer, b"still a") == b"echo:still a"
+        assert a.stats.sessions_taken_over == 0
+    finally:
+        peer.close()
+        relay.close()
+        await a.shutdown()
+        await b.shutdown()
+
+
+async def test_deleted_session_is_not_continued_and_a_new_handshake_works(
+    db: RedisDatabase,
+) -> None:
+    a, store_a = await open_node(db)
+    b, store_b = await open_node(db)
+    relay = await Relay.open(a.local_address)
+    peer = await device(relay)
+    try:
+        assert await echo(peer, b"on a") == b"echo:on a"
+        (row,) = store_b.load_dtls_sessions()
+        store_a.remove_dtls_sessions([row.id])  # revoked by the operator / A
+        relay.target = b.local_address
+        peer.send(b"lost")
+        await eventually(lambda: b.stats.drops.get("no_session") == 1)
+        assert b.stats.sessions_adopted == 0 and store_b.finds == 1
+        # the device gives up on its session and handshakes again: B accepts it at once
+        fresh = await device(relay)
+        try:
+            assert await echo(fresh, b"new") == b"echo:new"
+            assert b.stats.handshakes_completed == 1
+        finally:
+            fresh.close()
+    finally:
+        peer.close()
+        relay.close()
+        await a.shutdown()
+        await b.shutdown()
+
+
+async def test_unknown_peer_flood_costs_only_rate_limited_lookups(db: RedisDatabase) -> None:
+    """Spoofed application-data records from 300 unknown addresses, and 300 more from one
+    address: the store sees at most ``lookup_rate`` lookups per second (plus the burst), each
+    address at most once per ``lookup_retry``; the rest are dropped and counted."""
+    node, store = await open_node(db, lookup_rate=2.0, lookup_retry=60.0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    record = bytes([23, 0xFE, 0xFD, 0, 1]) + bytes(6) + (16).to_bytes(2, "big") + bytes(16)
+    sockets = [await RawSocket.open(node.local_address) for _ in range(300)]
+    try:
+        for sock in sockets:
+            sock.send(record)
+        for _ in range(300):
+            sockets[0].send(record)
+        stats = node.stats
+        await eventually(lambda: stats.drops.get("no_session", 0) == 600)
+        elapsed = loop.time() - started
+        assert store.finds == stats.session_lookups
+        assert stats.session_lookups <= 1 + 2.0 * elapsed + 1
+        assert (
+            stats.session_lookups + stats.session_lookups_refused + stats.session_lookups_cached
+            == 600
+        )
+        assert stats.session_lookups_cached >= 299  # the one address, looked up once at most
+    finally:
+        for sock in sockets:
+            sock.close()
+        await node.shutdown()
+
+
+def test_progress_of_a_session_another_handle_claimed_is_refused(redis_url: str) -> None:
+    """The store's half of "one writer per session": after B's claim, A's progress and removal
+    change nothing and A is told; the reservation B starts from is above anything A used."""
+    from tests.unit.dtls.test_session_store import IDENTITIES, state
+
+    db = RedisDatabase(redis_url, prefix="claims")
+    try:
+        a, b = RedisDtlsSessionStore(db), RedisDtlsSessionStore(db)
+        row = StoredSession("s1", "192.0.2.1", 1000, state(IDENTITIES[0], write_seq=2048), 1.0)
+        a.save_dtls_sessions([row], [], [])
+        found = b.find_dtls_session(address=("192.0.2.1", 1000), cutoff=0)
+        assert found == row
+        claimed = b.claim_dtls_session("s1", 1024)
+        assert claimed is not None and claimed.state.write_seq == 2048
+        progress = SessionProgress("s1", "192.0.2.9", 9, 4096, 50, 1, 2.0)
+        assert a.save_owned_dtls_sessions([], [progress], []) == ["s1"]
+        a.remove_dtls_sessions(["s1"])
+        (kept,) = b.load_dtls_sessions()
+        assert (kept.host, kept.state.write_seq, kept.state.read_top) == ("192.0.2.1", 3072, 7)
+        # idle sessions are not found, and are deleted when looked up
+        assert b.find_dtls_session(cid=row.state.own_cid, cutoff=10.0) is None
+        assert b.load_dtls_sessions() == []
+    finally:
+        db.close()
+
+
+async def test_idle_stored_sessions_are_expired_by_the_sweep(db: RedisDatabase) -> None:
+    """Nobody loads every session at start any more: each node's sweep deletes, a slice at a
+    time, the stored sessions idle for ``idle_timeout`` (whichever node made them)."""
+    a, store_a = await open_node(db)
+    relay = await Relay.open(a.local_address)
+    peer = await device(relay)
+    try:
+        assert await echo(peer, b"on a") == b"echo:on a"
+    finally:
+        peer.close()
+        relay.close()
+        await a.shutdown()
+    b, store_b = await open_node(db, idle_timeout=3600)
+    try:
+        b.expire_stored()
+        assert store_b.count() == 1  # not idle yet
+        (row,) = store_b.load_dtls_sessions()
+        store_a.save_dtls_sessions(
+            [StoredSession(row.id, row.host, row.port, row.state, row.saved_at - 7200)], [], []
+        )
+        b.expire_stored()
+        assert store_b.count() == 0
+        assert store_b.find_dtls_session(address=(row.host, row.port), cutoff=0) is None
+    finally:
+        await b.shutdown()
+
+
+async def test_what_cannot_be_a_session_record_costs_no_lookup(db: RedisDatabase) -> None:
+    """Garbage, epoch-0 records and a CID record of epoch 0 never reach the store."""
+    node, store = await open_node(db)
+    sock = await RawSocket.open(node.local_address)
+    try:
+        header = bytes([0xFE, 0xFD, 0, 0]) + bytes(6)
+        for datagram in (
+            b"\x17garbage",
+            bytes([23]) + header + (16).to_bytes(2, "big") + bytes(16),  # epoch 0
+            bytes([25]) + header + bytes(6) + (16).to_bytes(2, "big") + bytes(16),
+            bytes([22]) + header + (16).to_bytes(2, "big") + bytes(16),  # handshake
+        ):
+            sock.send(datagram)
+        await eventually(lambda: node.stats.dropped == 4)
+        assert node.stats.session_lookups == 0 and store.finds == 0
+    finally:
+        sock.close()
+        await node.shutdown()
