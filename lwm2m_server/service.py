@@ -104,6 +104,7 @@ from .events_bus import (
     Subscription,
     registration_data,
 )
+from .firmware.campaigns import CampaignManager
 from .metrics import Counts, TimedCommitter
 from .operations import (
     DeviceAnswerError,
@@ -222,6 +223,9 @@ class Lwm2mServer:
         """Registers per source host (``limits.register_rate``/``register_burst``)."""
         self.observations_refused = 0
         self._observe_log = PerPeerLimit(60.0)
+        self.campaigns: CampaignManager | None = None
+        """Update campaigns (``firmware.campaigns``), run once the firmware job manager
+        (``self.firmware``) is there."""
         self.cluster: ClusterNode | None = None
         """On Redis: this node's part of the cluster (holder records, downlink routing, events
         of every node; docs/cluster.md)."""
@@ -326,6 +330,12 @@ class Lwm2mServer:
         self.profiles = create_engine(self)
         self.telemetry_mapper = self.profiles.map_telemetry
         await self.profiles.start()
+        updates = getattr(self, "firmware", None)  # the per-device job manager
+        if updates is not None:
+            from .firmware.campaigns import for_server
+
+            self.campaigns = for_server(self, updates)
+            await self.campaigns.start()  # resumes the unfinished campaigns of the store
         self.retention = self._retention_pruner()
         self._spawn(self.retention.run())
         # group commit: nothing of start() stays in an open transaction (another connection to
@@ -333,6 +343,9 @@ class Lwm2mServer:
         self.stores.committer.commit()
 
     async def stop(self) -> None:
+        if self.campaigns is not None:
+            await self.campaigns.stop()
+            self.campaigns = None
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = None

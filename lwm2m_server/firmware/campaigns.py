@@ -43,11 +43,20 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .contracts import FirmwareUpdates, JobState, JobView, PackageKind, Strategy
+from .contracts import (
+    FirmwareUpdates,
+    JobState,
+    JobView,
+    PackageKind,
+    PackageLibrary,
+    Strategy,
+)
 
 if TYPE_CHECKING:
     from ..core.registration import Registration
     from ..events_bus import EventBus
+    from ..profiles.model import UpdateSetting
+    from ..service import Lwm2mServer
     from .campaign_store import CampaignStore
 
 log = logging.getLogger(__name__)
@@ -716,6 +725,130 @@ class CampaignScheduler:
         return [Persist(campaign.id), Announce(campaign.id, "state")]
 
 
+# -- a create request -------------------------------------------------------------------------
+
+_REQUEST_KEYS = frozenset({
+    "name", "target", "package", "kind", "strategy", "instance", "ratePerMinute",
+    "maxConcurrent", "failureThreshold", "minSample",
+})  # fmt: skip
+
+
+def _number(body: Mapping[str, Any], key: str, *, lo: float, hi: float) -> float | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise CampaignError(400, f"{key} must be a number in {lo:g}..{hi:g}, got {value!r}")
+    return float(value)
+
+
+def spec_from_request(
+    body: object,
+    *,
+    packages: PackageLibrary | None = None,
+    profile_setting: Callable[[str, PackageKind], UpdateSetting | None] | None = None,
+) -> CampaignSpec:
+    """A ``POST /api/campaigns`` body → ``CampaignSpec`` (``CampaignError`` 400/404 naming
+    the problem). ``package`` is a package id or ``{name, version}``; left out, a campaign
+    targeting a profile takes the profile's ``firmware.<kind>`` package (and its strategy when
+    the request names none). ``packages``: the library that checks the package exists and
+    gives its kind (None: the id is taken as given). ``profile_setting(name, kind)``: a
+    profile's setting; raises ``CampaignError`` 404 for an unknown profile."""
+    if not isinstance(body, Mapping):
+        raise CampaignError(400, "the body must be a JSON object")
+    unknown = sorted(set(body) - _REQUEST_KEYS)
+    if unknown:
+        raise CampaignError(400, f"unknown key {unknown[0]!r} (known: {sorted(_REQUEST_KEYS)})")
+    target = Target.from_json(body.get("target"))
+    kind: PackageKind | None = None
+    if body.get("kind") is not None:
+        try:
+            kind = PackageKind(body["kind"])
+        except ValueError:
+            raise CampaignError(400, "kind must be firmware or software") from None
+    strategy: Strategy | None = None
+    if body.get("strategy") is not None:
+        try:
+            strategy = Strategy(str(body["strategy"]).replace("-", "_"))
+        except ValueError:
+            choices = ", ".join(s.value for s in Strategy)
+            raise CampaignError(400, f"strategy must be one of {choices}") from None
+    package = body.get("package")
+    if package is None:
+        if target.profile is None or profile_setting is None:
+            raise CampaignError(400, "package is required (unless the target is a profile)")
+        setting = profile_setting(target.profile, kind or PackageKind.FIRMWARE)
+        if setting is None or (setting.package_id is None and setting.package_name is None):
+            raise CampaignError(
+                400,
+                f"no package given and profile {target.profile!r} names none under "
+                f"firmware.{(kind or PackageKind.FIRMWARE).value}.package",
+            )
+        strategy = strategy or setting.strategy
+        package = setting.package_id or {
+            "name": setting.package_name,
+            "version": setting.package_version,
+        }
+    package_id, package_kind = _package(package, kind, packages)
+    rate = _number(body, "ratePerMinute", lo=0.001, hi=1e9)
+    threshold = _number(body, "failureThreshold", lo=0.0, hi=1.0)
+    concurrent = _number(body, "maxConcurrent", lo=1, hi=1_000_000)
+    sample = _number(body, "minSample", lo=1, hi=1_000_000)
+    instance = body.get("instance")
+    if instance is not None and (
+        isinstance(instance, bool) or not isinstance(instance, int) or not 0 <= instance < 65535
+    ):
+        raise CampaignError(400, "instance must be an object instance id 0..65534")
+    name = body.get("name", "")
+    if not isinstance(name, str) or len(name) > 200:
+        raise CampaignError(400, "name must be a string of at most 200 characters")
+    return CampaignSpec(
+        target=target,
+        package_id=package_id,
+        kind=package_kind,
+        strategy=strategy or Strategy.AUTO,
+        rate_per_minute=rate,
+        max_concurrent=DEFAULT_MAX_CONCURRENT if concurrent is None else int(concurrent),
+        failure_threshold=threshold,
+        min_sample=DEFAULT_MIN_SAMPLE if sample is None else int(sample),
+        name=name,
+        instance=instance,
+    )
+
+
+def _package(
+    package: object, kind: PackageKind | None, packages: PackageLibrary | None
+) -> tuple[str, PackageKind]:
+    if isinstance(package, str):
+        package_id = package.strip().lower()
+        if packages is None:
+            return package_id, kind or PackageKind.FIRMWARE
+        found = packages.get(package_id)
+        if found is None:
+            raise CampaignError(404, f"no package {package_id!r}")
+    elif isinstance(package, Mapping) and set(package) == {"name", "version"}:
+        name, version = str(package["name"]), str(package["version"])
+        if packages is None:
+            raise CampaignError(400, "packages by name and version need the package library")
+        matches = [
+            p
+            for p in packages.packages()
+            if p.name == name and p.version == version and kind in (None, p.kind)
+        ]
+        if not matches:
+            raise CampaignError(404, f"no package {name} {version}")
+        if len(matches) > 1:
+            raise CampaignError(
+                409, f"{name} {version} is a firmware and a software package: give kind"
+            )
+        found = matches[0]
+    else:
+        raise CampaignError(400, 'package must be a package id or {"name": …, "version": …}')
+    if kind is not None and found.kind is not kind:
+        raise CampaignError(400, f"package {found.id} is {found.kind.value}, not {kind.value}")
+    return found.id, found.kind
+
+
 # -- the asyncio driver ------------------------------------------------------------------------
 
 
@@ -932,6 +1065,45 @@ class CampaignManager:
             log.exception("campaigns: a scheduling step failed")
 
 
+def for_server(server: Lwm2mServer, updates: FirmwareUpdates) -> CampaignManager:
+    """The campaigns of a running server: its store engine, its bus, its registrations and
+    profile catalog for targets, its package library (``server.packages``) if it has one."""
+    from .campaign_store import open_campaign_store
+
+    def resolve(target: Target) -> list[str]:
+        if target.endpoints:
+            return list(target.endpoints)
+        found = []
+        for registration in server.clients():
+            if target.profile is not None:
+                engine = server.profiles
+                if (
+                    engine is not None
+                    and engine.catalog.resolve(registration.endpoint)[0].name == target.profile
+                ):
+                    found.append(registration.endpoint)
+            elif target.matches(registration):
+                found.append(registration.endpoint)
+        return sorted(found)
+
+    return CampaignManager(
+        updates, open_campaign_store(server), resolve=resolve, bus=server.bus, clock=server.clock
+    )
+
+
+def profile_setting_of(server: Any) -> Callable[[str, PackageKind], UpdateSetting | None]:
+    """``spec_from_request``'s profile lookup over the server's profile catalog."""
+
+    def setting(name: str, kind: PackageKind) -> UpdateSetting | None:
+        engine = getattr(server, "profiles", None)
+        profile = None if engine is None else engine.catalog.get(name)
+        if profile is None:
+            raise CampaignError(404, f"no profile {name!r}")
+        return profile.firmware.get(kind)  # type: ignore[no-any-return]
+
+    return setting
+
+
 __all__ = [
     "CAMPAIGN",
     "Announce",
@@ -949,5 +1121,8 @@ __all__ = [
     "StartJob",
     "Target",
     "campaign_to_json",
+    "for_server",
+    "profile_setting_of",
     "registration_attributes",
+    "spec_from_request",
 ]
