@@ -126,7 +126,7 @@ async def test_pause_resume_cancel_and_refusals(api: Client, updates: FakeUpdate
                 "package": PACKAGE,
                 "maxConcurrent": 1,
             },
-        )  # fmt: skip
+        )
     ).json()
     cid = created["id"]
     paused = await api.post(f"/api/campaigns/{cid}/pause")
@@ -161,18 +161,21 @@ async def test_a_profile_target_takes_the_profiles_package_and_strategy(api: Cli
     assert unknown.status == 404
 
 
+ONE = {"endpoints": ["a"]}
+
+
 @pytest.mark.parametrize(
     ("body", "words"),
     [
-        ({"target": {"endpoints": ["a"]}}, "package is required"),
-        ({"target": {"endpoints": ["a"]}, "package": PACKAGE, "ratePerMinute": -1}, "ratePerMinute"),
-        ({"target": {"endpoints": ["a"]}, "package": PACKAGE, "failureThreshold": 2}, "failureThreshold"),
-        ({"target": {"endpoints": ["a"]}, "package": PACKAGE, "strategy": "fax"}, "strategy"),
-        ({"target": {"endpoints": ["a"]}, "package": PACKAGE, "colour": 1}, "unknown key 'colour'"),
+        ({"target": ONE}, "package is required"),
+        ({"target": ONE, "package": PACKAGE, "ratePerMinute": -1}, "ratePerMinute"),
+        ({"target": ONE, "package": PACKAGE, "failureThreshold": 2}, "failureThreshold"),
+        ({"target": ONE, "package": PACKAGE, "strategy": "fax"}, "strategy"),
+        ({"target": ONE, "package": PACKAGE, "colour": 1}, "unknown key 'colour'"),
         ({"target": {}, "package": PACKAGE}, "exactly one"),
         ([1, 2], "JSON object"),
     ],
-)  # fmt: skip
+)
 async def test_bad_bodies_are_400_naming_the_problem(api: Client, body: Any, words: str) -> None:
     answer = await api.post("/api/campaigns", json=body)
     assert answer.status == 400
