@@ -762,6 +762,9 @@ def register_commands(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     from .profiles.cli import register_profile_commands  # it builds on this module
 
     register_profile_commands(subparsers)
+    from .firmware.campaign_cli import register_campaign_commands
+
+    register_campaign_commands(subparsers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
