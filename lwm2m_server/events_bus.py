@@ -62,6 +62,8 @@ REQUEST_RESPONSE = "REQUEST_RESPONSE"
 """The answer to a request that was queued for a sleeping client (HTTP 202 + ``requestId``):
 ``{requestId, path, delayed, response}`` or ``{..., error}``; ``response`` is the
 ``DeviceResponse`` itself, rendered by each API dialect in its own shape."""
+CAMPAIGN = "CAMPAIGN"
+"""An update campaign's state change or progress (``firmware.campaigns``; docs/firmware.md)."""
 KINDS = (
     REGISTRATION,
     UPDATED,
@@ -71,6 +73,7 @@ KINDS = (
     NOTIFICATION,
     SEND,
     REQUEST_RESPONSE,
+    CAMPAIGN,
 )
 GAP = "GAP"
 """Not a server event: what a subscriber gets in place of events it can no longer receive,

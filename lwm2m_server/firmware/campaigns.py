@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ..events_bus import CAMPAIGN  # the kind of the events announcing campaigns
 from .contracts import (
     FirmwareUpdates,
     JobState,
@@ -61,9 +62,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CAMPAIGN = "CAMPAIGN"
-"""The event kind on the server's bus (``events_bus``): ``{"event": "state"|"progress", ...}``
-with the campaign as ``campaign_to_json`` shows it."""
 
 DEFAULT_MAX_CONCURRENT = 10
 DEFAULT_MIN_SAMPLE = 10
