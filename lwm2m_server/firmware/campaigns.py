@@ -958,6 +958,14 @@ class CampaignManager:
     def campaigns(self) -> list[Campaign]:
         return self.core.campaigns()
 
+    def in_use(self, package_id: str) -> str | None:
+        """The package library's ``in_use`` hook: an unfinished campaign's package cannot be
+        deleted (the 409 names the campaign)."""
+        for campaign in self.core.campaigns():
+            if campaign.spec.package_id == package_id and not campaign.state.finished:
+                return f"campaign {campaign.id} ({campaign.state.value})"
+        return None
+
     # -- inside --------------------------------------------------------------------------------
     def _on_job(self, view: JobView) -> None:
         if view.campaign is not None:
@@ -1084,9 +1092,30 @@ def for_server(server: Lwm2mServer, updates: FirmwareUpdates) -> CampaignManager
                 found.append(registration.endpoint)
         return sorted(found)
 
-    return CampaignManager(
+    manager = CampaignManager(
         updates, open_campaign_store(server), resolve=resolve, bus=server.bus, clock=server.clock
     )
+    library = getattr(server, "packages", None)
+    if library is not None and hasattr(library, "add_in_use"):
+
+        def in_use(package_id: str) -> str | None:
+            return manager.in_use(package_id) or profile_in_use(server, package_id)
+
+        library.add_in_use(in_use)
+    return manager
+
+
+def profile_in_use(server: Any, package_id: str) -> str | None:
+    """The package library's ``in_use`` hook for profiles: a profile naming the package by id
+    in its ``firmware`` section keeps it (a campaign targeting the profile would need it)."""
+    engine = getattr(server, "profiles", None)
+    if engine is None:
+        return None
+    for profile in engine.catalog.profiles():
+        for kind, setting in profile.firmware.items():
+            if setting.package_id == package_id:
+                return f"profile {profile.name} (firmware.{kind.value}.package)"
+    return None
 
 
 def profile_setting_of(server: Any) -> Callable[[str, PackageKind], UpdateSetting | None]:

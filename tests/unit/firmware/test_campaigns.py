@@ -486,3 +486,19 @@ async def test_store_engines_keep_campaigns_across_restart(engine: Any) -> None:
     third = engine.campaigns()
     assert [c["state"] for c in third.campaigns()] == ["completed"]
     assert len(third.devices("c1")) == 4
+
+
+async def test_an_unfinished_campaign_keeps_its_package_in_use() -> None:
+    updates = FakeUpdates()
+    campaigns = manager(updates, MemoryCampaignStore())
+    await campaigns.start()
+    try:
+        campaigns.create(endpoints_spec(["a"]), "c1")
+        assert campaigns.in_use(PACKAGE) == "campaign c1 (running)"
+        assert campaigns.in_use("cd" * 32) is None
+        await until(lambda: updates.job("a") is not None)
+        updates.finish("a", JobState.SUCCEEDED)
+        await until(lambda: campaigns.get("c1").state is CampaignState.COMPLETED)
+        assert campaigns.in_use(PACKAGE) is None
+    finally:
+        await campaigns.stop()
