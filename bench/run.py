@@ -2,7 +2,7 @@
 
 Usage: ``python bench/run.py [--quick] [--only NAME] [-- ARGS for that bench]``, NAME one of
 ``codecs``, ``models``, ``server``, ``server_load``, ``coap_layer``, ``dtls``, ``events``,
-``dtls_flood``.
+``dtls_flood``, ``firmware_download``.
 
 Benchmarks (each is run if its file exists, in its own subprocess so that one crashing or
 leaking memory cannot distort the others' figures):
@@ -20,6 +20,8 @@ leaking memory cannot distort the others' figures):
   loopback, idle bytes per session (transport and engine alone).
 * ``dtls_flood``: ``bench/dtls_flood.py`` — PSK handshakes/s unloaded and under a spoofed
   10k/s ClientHello flood from another process, and their ratio (target ≥ 0.5).
+* ``firmware_download``: ``bench/firmware_download.py`` — N devices pulling a package over CoAP
+  Block2 in parallel: MB/s, devices served, server CPU s per MB, against a UDP echo ceiling.
 
 Every line a benchmark prints that is a JSON object is passed through with ``"bench"`` set
 if the benchmark did not set it; anything else goes to stderr. The exit status is non-zero only
@@ -103,6 +105,17 @@ BENCHES = (
         REPO / "bench" / "dtls_flood.py",
         # PSK handshakes/s unloaded and under a 10k/s cookie-less ClientHello flood, the ratio
         lambda quick: [sys.executable, "bench/dtls_flood.py", *(["--quick"] if quick else [])],
+        300,
+    ),
+    Bench(
+        "firmware_download",
+        REPO / "bench" / "firmware_download.py",
+        # issue 14: 50 devices pull 1 MiB over CoAP Block2; MB/s, CPU s per MB, echo ceiling
+        lambda quick: [
+            sys.executable,
+            "bench/firmware_download.py",
+            *(["--quick"] if quick else []),
+        ],
         300,
     ),
     Bench(

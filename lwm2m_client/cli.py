@@ -24,6 +24,7 @@ from object_models.pipes import quiet_on_broken_pipe
 
 from .client import Lwm2mClient, Lwm2mClientError
 from .device import simulate_temperature, tick_clock
+from .firmware import UpdateSimulation
 from .management import Request, Response
 from .queue_mode import DEFAULT_AWAKE_TIME
 from .registration import SUPPORTED_VERSIONS
@@ -67,6 +68,52 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between simulated temperature readings (0 disables the simulation)",
     )
     parser.add_argument("--bind", default=None, help="local address to bind (default: automatic)")
+    updates = parser.add_argument_group(
+        "firmware and software updates (objects 5 and 9): failure simulation"
+    )
+    updates.add_argument(
+        "--fw-fail-update",
+        action="store_true",
+        help="Execute Update fails with Update Result 8 (Install: 58); the version stays",
+    )
+    updates.add_argument(
+        "--fw-corrupt-download",
+        action="store_true",
+        help="flip a byte of every package received: Update Result 5 (53)",
+    )
+    updates.add_argument(
+        "--fw-vanish-after-blocks",
+        type=int,
+        metavar="K",
+        help="go silent (no answers, no uplink) after receiving K blocks of a package",
+    )
+    updates.add_argument(
+        "--fw-vanish-for",
+        type=float,
+        metavar="SECONDS",
+        help="come back after this long (default: never); the download is then lost (4 / 52)",
+    )
+    updates.add_argument(
+        "--fw-reboot-delay",
+        type=float,
+        default=UpdateSimulation().reboot_delay,
+        metavar="SECONDS",
+        help="seconds offline while rebooting into a new firmware (default: %(default)s)",
+    )
+    updates.add_argument(
+        "--fw-block-timeout",
+        type=float,
+        default=UpdateSimulation().block_timeout,
+        metavar="SECONDS",
+        help="pull: seconds to wait for one block (default: %(default)s)",
+    )
+    updates.add_argument(
+        "--software-instances",
+        type=int,
+        default=1,
+        metavar="N",
+        help="Software Management instances /9/0 … /9/N-1 (default: %(default)s)",
+    )
     parser.add_argument(
         "--log-level",
         default="INFO",
@@ -100,6 +147,29 @@ def psk_argument(args: argparse.Namespace) -> tuple[str, bytes] | None:
     return args.psk_identity, bytes.fromhex(args.psk_key)
 
 
+def update_simulation(args: argparse.Namespace) -> UpdateSimulation:
+    """The ``--fw-*`` flags; ValueError (exit 2) for values that make no sense."""
+    if args.fw_vanish_after_blocks is not None and args.fw_vanish_after_blocks < 1:
+        raise ValueError("--fw-vanish-after-blocks takes a number of blocks >= 1")
+    if args.fw_vanish_for is not None and args.fw_vanish_after_blocks is None:
+        raise ValueError("--fw-vanish-for goes with --fw-vanish-after-blocks")
+    for flag, value in (("--fw-reboot-delay", args.fw_reboot_delay),
+                        ("--fw-block-timeout", args.fw_block_timeout),
+                        ("--fw-vanish-for", args.fw_vanish_for)):  # fmt: skip
+        if value is not None and not value >= 0:
+            raise ValueError(f"{flag} takes a number of seconds >= 0")
+    if args.software_instances < 0:
+        raise ValueError("--software-instances takes a count >= 0")
+    return UpdateSimulation(
+        fail_update=args.fw_fail_update,
+        corrupt_download=args.fw_corrupt_download,
+        vanish_after_blocks=args.fw_vanish_after_blocks,
+        vanish_for=args.fw_vanish_for,
+        reboot_delay=args.fw_reboot_delay,
+        block_timeout=args.fw_block_timeout,
+    )
+
+
 def build_client(args: argparse.Namespace) -> Lwm2mClient:
     options = {
         "lifetime": args.lifetime,
@@ -109,6 +179,9 @@ def build_client(args: argparse.Namespace) -> Lwm2mClient:
         "bind_host": args.bind,
         "on_request": log_request,
         "psk": psk_argument(args),
+        "update_objects": True,
+        "update_simulation": update_simulation(args),
+        "software_instances": args.software_instances,
     }
     if args.bootstrap:
         return Lwm2mClient.from_bootstrap(

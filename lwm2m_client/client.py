@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -45,13 +45,17 @@ from .bootstrap import BootstrapInterface, bootstrap_accounts, factory_account
 from .bootstrap_session import BootstrapFailed, Bootstrapper, BootstrapSettings
 from .coap_resource import Lwm2mResource, RequestLogger
 from .device import build_default_tree
+from .firmware import FirmwareUpdate, UpdateSimulation
 from .management import DeviceManagement, available_formats, registration_formats, send_payload
 from .models import default_models
 from .objects import ObjectTree, not_allowed
 from .observe import Observations
+from .outage import Outage
 from .queue_mode import DEFAULT_AWAKE_TIME, SleepGate
 from .registration import RegistrationParams, changed_params, registration_id, update_delay
+from .software import SoftwareManagement
 from .transport import ServerAddress, create_context, local_address, parse_server_uri
+from .update_host import ClientUpdateHost
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +95,10 @@ class Lwm2mClient:
         bind_host: local address (default 127.0.0.1 for a loopback server, else all).
         auto_update: keep the registration alive automatically (off for step-by-step tests).
         on_request: ``callback(request, response)`` after each downlink request (logging).
+        update_objects: serve Firmware Update (/5/0) and Software Management (/9/0…) — by
+            default only with the demo device's objects (see ``firmware``, ``software``).
+        update_simulation: the failure knobs of those objects (``UpdateSimulation``).
+        software_instances: how many Software Management instances (/9/0, /9/1, …).
     """
 
     def __init__(
@@ -113,6 +121,9 @@ class Lwm2mClient:
         rpk: RpkInput | None = None,
         x509: X509Input | None = None,
         bootstrap: BootstrapSettings | None = None,
+        update_objects: bool | None = None,
+        update_simulation: UpdateSimulation | None = None,
+        software_instances: int = 1,
     ) -> None:
         self.bootstrapper: Bootstrapper | None = None
         if bootstrap is not None:
@@ -131,6 +142,8 @@ class Lwm2mClient:
             binding=binding,
             queue_mode=queue_mode,
         )
+        if update_objects is None:
+            update_objects = objects is None
         if objects is None:
             objects = build_default_tree(
                 models if models is not None else default_models(),
@@ -140,6 +153,13 @@ class Lwm2mClient:
                 binding=binding,
             )
         self.objects = objects
+        self.outage = Outage()
+        self.update_simulation = update_simulation or UpdateSimulation()
+        self.update_host = ClientUpdateHost(self, self.update_simulation)
+        self.firmware: FirmwareUpdate | None = None
+        self.software: list[SoftwareManagement] = []
+        if update_objects:
+            self._add_update_objects(software_instances)
         self.attributes = AttributeStore()
         self.formats = tuple(formats) if formats is not None else available_formats()
         self.management = DeviceManagement(
@@ -245,10 +265,14 @@ class Lwm2mClient:
         """Bind the local socket (serving the server's requests) without registering yet."""
         if self.context is not None:
             return
-        site = Lwm2mResource(self.management, self.observations, on_request=self.on_request)
+        site = Lwm2mResource(
+            self.management, self.observations, on_request=self.on_request,
+            on_block1=self._block1,
+        )  # fmt: skip
         self.context = await create_context(self.server, site, self.bind_host, self.dtls)
         if self.params.queue_mode:
             self.gate.install(self.context)
+        self.outage.install(self.context)
         log.info("%s listening on %s", self.endpoint, self.local_address)
 
     async def stop(self) -> None:
@@ -261,6 +285,9 @@ class Lwm2mClient:
                 await task
         self._tasks.clear()
         self._update_task = None
+        for receiver in [*([self.firmware] if self.firmware else []), *self.software]:
+            await receiver.close()
+        await self.update_host.close()
         self.observations.clear()
         if self.context is not None:
             await self.context.shutdown()
@@ -363,6 +390,7 @@ class Lwm2mClient:
         self.observations.server_instance = account.server_instance
         self.bootstrapped = True
         self._install_executables()
+        self._restore_update_objects()
         log.info("%s bootstrapped: LwM2M server %s (ssid %d)",
                  self.endpoint, account.uri, account.short_server_id)  # fmt: skip
         return account
@@ -501,6 +529,38 @@ class Lwm2mClient:
         """Queue mode: fall asleep now instead of after the awake window."""
         self.gate.sleep()
 
+    async def reboot(self, downtime: float, apply: Callable[[], None] | None = None) -> str:
+        """Simulate a reboot: drop off the network without De-register (observations and the
+        registration are lost, as on a real device), stay down ``downtime`` seconds, run
+        ``apply`` (the new firmware is now running), then send a new Register (retried with
+        backoff while the server does not answer). Returns the new registration id."""
+        self._cancel_update()
+        self.location = None
+        self.observations.clear()
+        if self.context is not None:
+            context, self.context = self.context, None
+            await context.shutdown()
+        await asyncio.sleep(downtime)
+        if apply is not None:
+            apply()
+        await self.start()
+        retry = 1.0
+        while True:
+            try:
+                return await self.register()
+            except Lwm2mClientError as exc:
+                log.warning("Register after reboot failed: %s; retry in %.0fs", exc, retry)
+                await asyncio.sleep(retry)
+                retry = min(retry * 2, 60.0)
+
+    async def update_quietly(self, *, objects: bool = False) -> None:
+        """A registration Update whose failure is only logged (background work)."""
+        if self.registered:
+            try:
+                await self.update(objects=objects)
+            except Lwm2mClientError as exc:
+                log.warning("Update failed: %s", exc)
+
     # -- internals ------------------------------------------------------------------------------
     async def _request(
         self,
@@ -615,6 +675,47 @@ class Lwm2mClient:
                 await self.update()
             except Lwm2mClientError as exc:
                 log.warning("Update failed: %s", exc)
+
+    def _add_update_objects(self, software_instances: int) -> None:
+        """Objects 5 and 9 (before the listeners: they are part of the first Register)."""
+        running = LwM2mPath(3, 0, 3)  # Device Firmware Version
+        version = self.objects.get_value(running) if self.objects.exists(running) else "0.1.0"
+        self.firmware = FirmwareUpdate(
+            self.objects, self.update_host, self.update_simulation, pkg_version=str(version)
+        )
+        self.software = [
+            SoftwareManagement(
+                self.objects, self.update_host, self.update_simulation, instance_id=i
+            )
+            for i in range(software_instances)
+        ]
+
+    def _restore_update_objects(self) -> None:
+        """A Bootstrap-Delete of ``/`` removes /5/0 and /9/x too, but they are the device's
+        own update machinery, not configuration: they come back after bootstrap."""
+        if self.firmware is not None and not self.objects.exists(self.firmware.base):
+            self.firmware = FirmwareUpdate(
+                self.objects, self.update_host, self.update_simulation,
+                pkg_version=str(self.objects.get_value(LwM2mPath(3, 0, 3))),
+            )  # fmt: skip
+        if self.firmware is not None:
+            self.firmware.refresh_protocols()  # CoAPS or not: the account bootstrap gave
+        for index, software in enumerate(self.software):
+            if not self.objects.exists(software.base):
+                self.software[index] = SoftwareManagement(
+                    self.objects, self.update_host, self.update_simulation,
+                    instance_id=software.base.ids[1],
+                )  # fmt: skip
+
+    def _block1(self, path: LwM2mPath, number: int, more: bool) -> None:
+        """A Block1 block of a Write: tell the object whose Package it is (push delivery)."""
+        if path.resource_id is None or path.depth != 3:
+            return
+        if self.firmware is not None and path == self.firmware.base.child(0):
+            self.firmware.push_block(number, more)
+        for software in self.software:
+            if path == software.base.child(2):
+                software.push_block(number, more)
 
     def _install_executables(self) -> None:
         """Server-object executables need the client: Update Trigger, Disable, and the

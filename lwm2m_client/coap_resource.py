@@ -47,6 +47,9 @@ from .observe import Observation, Observations
 log = logging.getLogger(__name__)
 
 RequestLogger = Callable[[Request, Response], None]
+Block1Listener = Callable[[LwM2mPath, int, bool], None]
+"""``listener(path, block number, more)`` for each Block1 block of a request, before aiocoap
+has reassembled the body (the firmware objects see a push start and count its blocks)."""
 
 
 def to_request(message: Any) -> Request:
@@ -87,11 +90,13 @@ class Lwm2mResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCa
         observations: Observations,
         *,
         on_request: RequestLogger | None = None,
+        on_block1: Block1Listener | None = None,
     ) -> None:
         super().__init__()
         self.management = management
         self.observations = observations
         self.on_request = on_request
+        self.on_block1 = on_block1
         self._by_request: dict[int, Observation] = {}
 
     async def add_observation(self, request: Any, serverobservation: Any) -> None:
@@ -120,6 +125,21 @@ class Lwm2mResource(aiocoap.resource.ObservableResource, aiocoap.resource.PathCa
             self._by_request.pop(key, None)
 
         serverobservation.accept(cancelled)
+
+    async def render_to_pipe(self, pipe: Any) -> Any:
+        """aiocoap reassembles Block1 requests before ``render``; peek at each block first."""
+        block1 = pipe.request.opt.block1
+        if self.on_block1 is not None and block1 is not None:
+            try:
+                path = to_request(pipe.request).path
+            except Lwm2mError:
+                pass
+            else:
+                try:
+                    self.on_block1(path, block1.block_number, bool(block1.more))
+                except Exception:  # a listener must never break the transfer
+                    log.exception("Block1 listener failed")
+        return await super().render_to_pipe(pipe)
 
     async def render(self, request: Any) -> Any:
         try:

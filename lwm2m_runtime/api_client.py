@@ -85,11 +85,16 @@ class ApiClient:
         *,
         json_body: Json = None,
         text_body: str | None = None,
+        raw_body: bytes | None = None,
         timeout: float | None = None,
     ) -> tuple[int, Json]:
+        """``raw_body``: sent as ``application/octet-stream`` (a firmware package)."""
         data: bytes | None = None
         headers = self._headers("application/json")
-        if json_body is not None:
+        if raw_body is not None:
+            data = raw_body
+            headers["Content-Type"] = "application/octet-stream"
+        elif json_body is not None:
             data = json.dumps(json_body).encode()
             headers["Content-Type"] = "application/json"
         elif text_body is not None:

@@ -307,12 +307,18 @@ def bearer(request: web.Request) -> str | None:
 
 
 def make_auth_middleware(
-    auth: Authenticator, audit: AuditLog | None, *, public: Sequence[tuple[str, str]] = ()
+    auth: Authenticator,
+    audit: AuditLog | None,
+    *,
+    public: Sequence[tuple[str, str]] = (),
+    public_prefixes: Sequence[str] = (),
 ) -> Middleware:
     """Authenticate (bearer header, else session cookie), authorise and audit; placed
     outermost, so the audited status is the one the caller got (after the error middleware
-    turned exceptions into responses)."""
+    turned exceptions into responses). ``public_prefixes``: more paths read without a bearer
+    token (the LwM2M server's ``/fw/`` downloads, whose URL carries its own credential)."""
     open_routes = PUBLIC_ROUTES | frozenset(public)
+    open_prefixes = PUBLIC_PREFIXES + tuple(public_prefixes)
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -322,7 +328,7 @@ def make_auth_middleware(
         if (
             not auth.enabled
             or (method, path) in open_routes
-            or (method in READ_METHODS and path.startswith(PUBLIC_PREFIXES))
+            or (method in READ_METHODS and path.startswith(open_prefixes))
         ):
             return await _audited(request, handler, audit if mutating else None)
         secret = bearer(request)

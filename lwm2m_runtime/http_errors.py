@@ -43,6 +43,7 @@ _BY_CODE = {
     ResponseCode.NOT_FOUND: 404,
     ResponseCode.METHOD_NOT_ALLOWED: 405,
     ResponseCode.NOT_ACCEPTABLE: 406,
+    ResponseCode.CONFLICT: 409,
     ResponseCode.PRECONDITION_FAILED: 412,
     ResponseCode.REQUEST_ENTITY_TOO_LARGE: 413,
     ResponseCode.UNSUPPORTED_CONTENT_FORMAT: 415,

@@ -48,6 +48,7 @@ from keystore.resolver import PeerIdentity
 from object_models.errors import Lwm2mError
 
 from .coap import (
+    Block,
     Code,
     ErrorKind,
     Event,
@@ -123,11 +124,15 @@ class IncomingRequest:
     way (the socket address, or the DTLS session). ``address`` and ``identity`` are computed on
     first use (address parsing is not free, and most handlers need it once at most)."""
 
-    __slots__ = ("_address", "message", "remote")
+    __slots__ = ("_address", "block2", "message", "remote")
 
-    def __init__(self, message: Message, remote: Peer) -> None:
+    def __init__(self, message: Message, remote: Peer, block2: Block | None = None) -> None:
         self.message = message
         self.remote = remote
+        self.block2 = block2
+        """The Block2 option the request carried (the endpoint takes it off ``message``): a
+        handler that slices its own answer (a response carrying Block2, sent untouched) reads
+        the block asked for here; None when the request asked for no particular block."""
         self._address: Key | None = None
 
     @property
@@ -372,7 +377,7 @@ class CoapServer:
             driver.endpoint.reject_notification(event)  # we observe nothing: RST ends it
 
     def _on_request(self, driver: CoapDriver, event: RequestReceived) -> None:
-        request = IncomingRequest(event.message, event.peer)
+        request = IncomingRequest(event.message, event.peer, event.exchange.block2)
         try:
             response = self.handler(request)
         except Lwm2mError as exc:

@@ -232,4 +232,8 @@ async def _start_http(server: Any, config: ServerConfig) -> Any:
         host, port = address[0], address[1]
         shown = f"[{host}]" if ":" in str(host) else host
         log.info("HTTP API on http://%s:%d", shown, port)
+    if server.downloads is not None and runner.addresses:  # http:// Package URIs (firmware.md)
+        from .firmware.setup import set_http_base
+
+        set_http_base(server.downloads, config, int(runner.addresses[0][1]))
     return runner

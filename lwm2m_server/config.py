@@ -56,6 +56,7 @@ __all__ = [
     "SYNCHRONOUS",
     "BootstrapApiSettings",
     "EventSettings",
+    "FirmwareSettings",
     "LimitsSettings",
     "PayloadLimits",
     "QueueSettings",
@@ -201,6 +202,51 @@ class PayloadLimits:
 
 
 @attrs.frozen
+class FirmwareSettings:
+    """Firmware and software packages, the download server and the update jobs
+    (docs/firmware.md)."""
+
+    max_package_size: int = 16 << 20
+    """Largest package accepted (bytes): a larger upload is refused with HTTP 413 (4.13)."""
+    download_base: str = ""
+    """The host name or address devices reach this server at, for the Package URIs
+    (``coap://<download_base>:<port>/fw/<token>``); empty: the CoAP listeners' address (its
+    outbound interface's address when they bind a wildcard such as 0.0.0.0)."""
+    http_download_url: str = ""
+    """The URL prefix of ``GET /fw/<token>`` over HTTP(S) as devices reach it (a reverse
+    proxy's ``https://fw.example.com``); empty: ``http://`` + the HTTP listener's address."""
+    grant_ttl: float = 24 * 3600.0
+    """Seconds a Package URI stays valid when its grant names no other duration."""
+    # update jobs (docs/firmware.md, "Update jobs"): each step's timeout and its retries
+    request_timeout: float = 30.0
+    """Seconds for each request of a job (read, observe, Package URI write, execute)."""
+    download_timeout: float = 600.0
+    """Seconds from the delivery to State Downloaded (also a push write's own timeout)."""
+    update_timeout: float = 600.0
+    """Seconds from Execute Update / Install to the re-registration or the success result."""
+    queued_timeout: float = 86_400.0
+    """Extra seconds a step gets when its request waits for a sleeping (queue-mode) device."""
+    retries: int = 2
+    """New attempts of a failed step (a request timed out, a download did not finish)."""
+    retry_backoff: float = 5.0
+    """Seconds before the first new attempt, doubled for each further one."""
+    software_activate: bool = False
+    """Object 9: Execute Activate (``/9/x/10``) after a successful install."""
+
+
+def check_download_base(value: str) -> str | None:
+    if value and not re.fullmatch(r"[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]", value):
+        return f"{value!r} is not a host name or address (no scheme, port nor path; IPv6 in [])"
+    return None
+
+
+def check_http_download_url(value: str) -> str | None:
+    if value and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
+        return f"{value!r} is not http(s)://host[:port][/path]"
+    return None
+
+
+@attrs.frozen
 class ServerConfig:
     host: str = "0.0.0.0"
     coap_port: int = 5683
@@ -235,6 +281,7 @@ class ServerConfig:
     ``store.engine: redis`` (docs/cluster.md, "Several workers on one host")."""
     events: EventSettings = EventSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    firmware: FirmwareSettings = FirmwareSettings()
 
     @property
     def database(self) -> Path:
@@ -327,6 +374,16 @@ SCHEMA: Schema[ServerConfig] = Schema(
         **{f"payload_limits.{f.name}": positive for f in attrs.fields(PayloadLimits)},
         "events.replay_size": _at_least_one,
         "telemetry.retention": _duration,
+        "firmware.max_package_size": between(1, 1 << 32),
+        "firmware.download_base": check_download_base,
+        "firmware.http_download_url": check_http_download_url,
+        "firmware.grant_ttl": positive,
+        "firmware.request_timeout": positive,
+        "firmware.download_timeout": positive,
+        "firmware.update_timeout": positive,
+        "firmware.queued_timeout": non_negative,
+        "firmware.retries": between(0, 100),
+        "firmware.retry_backoff": non_negative,
     },
     cross_checks=(store_cross_check(),),
     upper_case=("log_level", "store_synchronous"),

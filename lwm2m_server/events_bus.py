@@ -64,6 +64,8 @@ REQUEST_RESPONSE = "REQUEST_RESPONSE"
 ``DeviceResponse`` itself, rendered by each API dialect in its own shape."""
 CAMPAIGN = "CAMPAIGN"
 """An update campaign's state change or progress (``firmware.campaigns``; docs/firmware.md)."""
+FIRMWARE = "FIRMWARE"
+"""An update job changed (``lwm2m_server.firmware.manager``): the job as the API shows it."""
 KINDS = (
     REGISTRATION,
     UPDATED,
@@ -74,6 +76,7 @@ KINDS = (
     SEND,
     REQUEST_RESPONSE,
     CAMPAIGN,
+    FIRMWARE,
 )
 GAP = "GAP"
 """Not a server event: what a subscriber gets in place of events it can no longer receive,

@@ -560,6 +560,10 @@ def _event_summary(kind: str, data: Json) -> str:
         return f"{where} = {_compact(val)}".strip(" =")
     if data.get("error"):
         return f"error: {data['error']}"
+    if kind == "FIRMWARE" and "state" in data:  # an update job (docs/firmware.md)
+        from .firmware.cli import describe
+
+        return describe(data).split(": ", 1)[-1]
     if kind in ("AWAKE", "SLEEPING"):
         for name in ("until", "since"):
             if isinstance(data.get(name), int | float):
@@ -765,6 +769,13 @@ def register_commands(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     from .firmware.campaign_cli import register_campaign_commands
 
     register_campaign_commands(subparsers)
+    from .firmware.package_cli import register_package_commands
+
+    register_package_commands(subparsers)
+
+    from .firmware.cli import register_update_commands  # it builds on this module too
+
+    register_update_commands(subparsers)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

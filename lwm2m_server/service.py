@@ -104,7 +104,12 @@ from .events_bus import (
     Subscription,
     registration_data,
 )
-from .firmware.campaigns import CampaignManager
+from .firmware.campaigns import CampaignManager, for_server
+from .firmware.downloads import DownloadServer
+from .firmware.job_store import JobStore, RedisJobStore, SqliteJobStore
+from .firmware.manager import FirmwareManager
+from .firmware.packages import Library
+from .firmware.setup import create_manager, open_firmware, set_coap_bases
 from .metrics import Counts, TimedCommitter
 from .operations import (
     DeviceAnswerError,
@@ -215,6 +220,8 @@ class Lwm2mServer:
         self.nosec_enabled = True
         self.dtls_modes: frozenset[SecurityMode] = frozenset()
         self.profiles: ProfileEngine | None = None
+        self.firmware: FirmwareManager | None = None
+        """Firmware/software update jobs (docs/firmware.md, "Update jobs"); set by ``start``."""
         self.telemetry_mapper: TelemetryMapper | None = None
         self.retention: RetentionPruner | None = None
         """Deletes telemetry history past its TTL in the background (started by ``start``)."""
@@ -224,11 +231,16 @@ class Lwm2mServer:
         self.observations_refused = 0
         self._observe_log = PerPeerLimit(60.0)
         self.campaigns: CampaignManager | None = None
-        """Update campaigns (``firmware.campaigns``), run once the firmware job manager
-        (``self.firmware``) is there."""
+        """Update campaigns over the job manager (docs/firmware.md, "Campaigns"); set by
+        ``start``."""
         self.cluster: ClusterNode | None = None
         """On Redis: this node's part of the cluster (holder records, downlink routing, events
         of every node; docs/cluster.md)."""
+        self.packages: Library | None = None
+        """Firmware/software packages (docs/firmware.md, "Packages"); set by ``start``."""
+        self.downloads: DownloadServer | None = None
+        """Download grants and ``GET /fw/<token>`` over CoAP and HTTP (docs/firmware.md,
+        "Download server"); set by ``start``."""
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -244,6 +256,10 @@ class Lwm2mServer:
             credentials = stores.credentials
             self.resolver = Resolver(credentials, open_registration=config.open_registration)
             identity = ensure_server_identity(credentials, host=config.host)
+            packages, downloads = open_firmware(
+                config, store, self._redis, self.resolver, self.clock
+            )
+            self.packages, self.downloads = packages, downloads
             uplink = Uplink(
                 self.core,
                 stores.telemetry,
@@ -265,6 +281,7 @@ class Lwm2mServer:
                     on_contact=self._contact,
                     register_limit=self.register_limit,
                     counts=self.counts.uplink,
+                    download=downloads.coap,
                 ),
                 params=config.limits.parameters(),
                 on_event=self._on_coap_event,
@@ -292,11 +309,18 @@ class Lwm2mServer:
         except BaseException:
             self._downlink = None
             self._stores = None
+            self._close_firmware()
             store.close()
             self._store = None
             self._close_redis()
             raise
         self._coap = coap
+        set_coap_bases(
+            downloads,
+            config,
+            self.coap_address.port if self.nosec_enabled else None,
+            self.coaps_address.port if self.dtls_modes else None,
+        )
         if self._redis is not None:
             cluster = ClusterNode(self, config.store, self._redis)
             try:
@@ -330,12 +354,10 @@ class Lwm2mServer:
         self.profiles = create_engine(self)
         self.telemetry_mapper = self.profiles.map_telemetry
         await self.profiles.start()
-        updates = getattr(self, "firmware", None)  # the per-device job manager
-        if updates is not None:
-            from .firmware.campaigns import for_server
-
-            self.campaigns = for_server(self, updates)
-            await self.campaigns.start()  # resumes the unfinished campaigns of the store
+        self.firmware = create_manager(self)
+        await self.firmware.open()
+        self.campaigns = for_server(self, self.firmware)
+        await self.campaigns.start()  # resumes the unfinished campaigns of the store
         self.retention = self._retention_pruner()
         self._spawn(self.retention.run())
         # group commit: nothing of start() stays in an open transaction (another connection to
@@ -346,6 +368,9 @@ class Lwm2mServer:
         if self.campaigns is not None:
             await self.campaigns.stop()
             self.campaigns = None
+        if self.firmware is not None:
+            await self.firmware.close()
+            self.firmware = None
         if self.cluster is not None:
             await self.cluster.stop()
             self.cluster = None
@@ -371,6 +396,7 @@ class Lwm2mServer:
             self._coap = None
         self._downlink = None
         self._stores = None
+        self._close_firmware()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -396,6 +422,7 @@ class Lwm2mServer:
                 dtls_sessions=SqliteDtlsSessionStore(local),
                 api_tokens=api_token_store(credentials),
                 queued_requests=SqliteQueuedRequestStore(local),
+                firmware_jobs=SqliteJobStore(local),
             )
         from keystore.store.redis_credentials import RedisCredentialStore
         from keystore.store.redis_dtls_sessions import RedisDtlsSessionStore
@@ -420,7 +447,14 @@ class Lwm2mServer:
             dtls_sessions=RedisDtlsSessionStore(db),
             api_tokens=api_token_store(credentials_on_redis),
             queued_requests=RedisQueuedRequestStore(db),
+            firmware_jobs=RedisJobStore(db),
         )
+
+    def _close_firmware(self) -> None:
+        if self.packages is not None:
+            self.packages.close()
+        self.packages = None
+        self.downloads = None
 
     def _close_redis(self) -> None:
         if self._redis is not None:
@@ -1391,6 +1425,8 @@ class _Stores:
     api_tokens: ApiTokenStore
     queued_requests: QueuedRequestStore
     """Requests queued for sleeping devices (they survive a restart)."""
+    firmware_jobs: JobStore
+    """Firmware/software update jobs (resumed at start)."""
 
 
 @attrs.frozen

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from keystore.store.credentials import CredentialStore
     from keystore.store.profiles import ProfileStore
     from lwm2m_server.firmware.campaign_store import CampaignStore
+    from lwm2m_server.firmware.job_store import JobStore
     from lwm2m_server.store.device_state import DeviceStateStore
 
 
@@ -63,6 +64,9 @@ class Engine:
         raise NotImplementedError
 
     def campaigns(self) -> CampaignStore:
+        raise NotImplementedError
+
+    def firmware_jobs(self) -> JobStore:
         raise NotImplementedError
 
 
@@ -116,6 +120,11 @@ class SqliteEngine(Engine):
 
         return SqliteCampaignStore(self._database())
 
+    def firmware_jobs(self) -> JobStore:
+        from lwm2m_server.firmware.job_store import SqliteJobStore
+
+        return SqliteJobStore(self._database())
+
 
 class RedisEngine(Engine):
     name = "redis"
@@ -166,6 +175,11 @@ class RedisEngine(Engine):
         from lwm2m_server.firmware.campaign_store import RedisCampaignStore
 
         return RedisCampaignStore(self.database())
+
+    def firmware_jobs(self) -> JobStore:
+        from lwm2m_server.firmware.job_store import RedisJobStore
+
+        return RedisJobStore(self.database())
 
 
 @pytest.fixture(params=["sqlite", "redis", "redis-cluster"])

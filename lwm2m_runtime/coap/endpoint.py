@@ -316,7 +316,12 @@ class Endpoint:
             opts = set_option(opts, _BLOCK1, exchange.block1.encode())
         b2 = exchange.block2
         szx = self.params.block_szx if b2 is None else min(self.params.block_szx, b2.szx)
-        if len(payload) > (16 << szx) or (b2 is not None and b2.num):
+        sliced_by_handler = bool(opts) and any(number == _BLOCK2 for number, _ in opts)
+        if sliced_by_handler:
+            # the handler sliced the body itself (a firmware download reads one block from its
+            # blob per request): sent as given, never cached nor sliced again
+            pass
+        elif len(payload) > (16 << szx) or (b2 is not None and b2.num):
             full = Message(_ACK, code, 0, b"", opts, payload)
             if len(payload) > (16 << szx):
                 if exchange.request_key is None:
@@ -332,7 +337,14 @@ class Endpoint:
         if exchange.mtype is _CON and state is ExchangeState.PENDING:
             data = serialize(Message(_ACK, code, exchange.mid, exchange.token, opts, payload))
             self._out.append((data, peer))
-            self._dedup.update((peer, exchange.mid), data)
+            if sliced_by_handler and exchange.request.code == Code.GET:
+                # RFC 7252 §4.5 lets a server process a duplicate idempotent request again
+                # instead of keeping its answer: a download's blocks (1 KiB each, a thousand
+                # per MiB per device) would otherwise fill the dedup cache and evict the
+                # entries of Registers and Sends, whose duplicates must not run twice
+                self._dedup.discard((peer, exchange.mid), exchange)
+            else:
+                self._dedup.update((peer, exchange.mid), data)
         elif exchange.mtype is _NON:
             mid = self._next_mid(peer)
             data = serialize(Message(_NON, code, mid, exchange.token, opts, payload))

@@ -39,6 +39,21 @@ and, when ``ops`` runs a profile engine (the real server always does; ``api/prof
     POST   /api/clients/{ep}/profile/apply           apply it again now
     GET    /api/clients/{ep}/timeseries              telemetry in ThingsBoard's shape
 
+and, when ``ops`` runs an update job manager (``api/firmware.py``; docs/firmware.md):
+
+    POST   /api/clients/{ep}/firmware                start an update job
+    GET    /api/clients/{ep}/firmware                the endpoint's job
+    DELETE /api/clients/{ep}/firmware                cancel it
+    GET    /api/firmware/jobs[?campaign=]            every job
+
+and, when ``ops`` has a package library and download server (``api/packages.py``):
+
+    GET    /api/packages                             firmware/software packages
+    POST   /api/packages?kind=&name=&version=        upload one (body: the bytes)
+    GET    /api/packages/{id}                        one package
+    DELETE /api/packages/{id}                        delete an unused one
+    GET    /fw/{token}                               a device's download (no bearer token)
+
 and the same operations in the Leshan demo server's dialect under ``/leshan/api/...``
 (``api/leshan``; docs/http-api.md, "Leshan dialect"), plus ``/leshan/api/objectspecs/{ep}``,
 ``/leshan/api/security/clients[/{ep}]``, ``/leshan/api/security/server``,
@@ -69,7 +84,7 @@ from object_models.model import ModelProvider
 
 from ..metrics import add_metrics_route
 from ..operations import ServerOperations
-from . import campaigns, clients, composite, device, events, profiles
+from . import campaigns, clients, composite, device, events, firmware, packages, profiles
 from .bootstrap_view import BootstrapView, add_bootstrap_view, view_token
 from .errors import error_middleware
 from .leshan import add_leshan_routes
@@ -86,7 +101,7 @@ log = logging.getLogger(__name__)
 _CLIENT = "/api/clients/{ep}"
 _FIXED = (
     r"(?!(?:observations|telemetry|composite|composite/observe|attributes(?:/[^/]+)?"
-    r"|profile|profile/apply|profile-status|timeseries)/?$)"
+    r"|profile|profile/apply|profile-status|timeseries|firmware)/?$)"
 )
 _SUFFIXED = r"(?!.*/(?:observe|discover|attributes)/?$)"
 _PATH = _CLIENT + "/{path:" + _FIXED + _SUFFIXED + ".*}"
@@ -126,7 +141,8 @@ def create_app(
         registry = ModelRegistry.builtin()
     middlewares = [error_middleware]
     if auth is not None:
-        middlewares.insert(0, make_auth_middleware(*auth))  # outermost: audits the final status
+        # outermost: audits the final status; /fw/ downloads carry their own credential
+        middlewares.insert(0, make_auth_middleware(*auth, public_prefixes=("/fw/",)))
     app = web.Application(middlewares=middlewares)
     app[STATE] = ApiState(
         ops=ops,
@@ -149,6 +165,9 @@ def create_app(
     add("GET", _CLIENT + "/telemetry", clients.telemetry)
     profiles.add_routes(app, ops)  # device profiles (docs/profiles.md), before the {path} routes
     campaigns.add_routes(app, ops)  # update campaigns (docs/firmware.md), when ops runs them
+    firmware.add_routes(app, ops)  # update jobs (docs/firmware.md), before the {path} routes
+
+    packages.add_routes(app, ops)  # firmware packages and GET /fw/{token} (docs/firmware.md)
     add("POST", _CLIENT + "/composite/observe", composite.observe)
     add("DELETE", _CLIENT + "/composite/observe", composite.cancel_observe)
     add("GET", _CLIENT + "/composite", composite.read)

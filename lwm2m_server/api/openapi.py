@@ -1496,6 +1496,297 @@ _CAMPAIGN_PATHS: Doc = {
     },
 }
 
+# -- firmware packages and downloads (api/packages.py; docs/firmware.md) -------------------------
+
+_PACKAGE_SCHEMAS: Doc = {
+    "Package": {
+        "description": "An uploaded firmware or software image; its id is the SHA-256 of its "
+        "bytes (the same bytes uploaded twice are one package).",
+        "type": "object",
+        "required": ["id", "sha256", "kind", "name", "version", "size", "createdMs", "profile"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "kind": {"type": "string", "enum": ["firmware", "software"]},
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "size": {"type": "integer", "minimum": 1},
+            "createdMs": {"type": "integer"},
+            "profile": {"type": ["string", "null"]},
+        },
+    },
+    "PackageList": {
+        "type": "object",
+        "required": ["packages"],
+        "properties": {"packages": {"type": "array", "items": _ref("Package")}},
+    },
+}
+
+_PACKAGE_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "The package id (lowercase hex SHA-256 of its bytes).",
+    "schema": {"type": "string"},
+}
+
+_NO_PACKAGE = _resp("No such package.", _ref("Error"))
+
+
+def _package_op(op_id: str, summary: str, responses: Doc, **more: Any) -> Doc:
+    return {
+        "operationId": op_id,
+        "summary": summary,
+        "tags": ["packages"],
+        **more,
+        "responses": responses,
+    }
+
+
+def _query(name: str, description: str, schema: Doc, *, required: bool = False) -> Doc:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema,
+    }
+
+
+_PACKAGE_PATHS: Doc = {
+    "/api/packages": {
+        "get": _package_op(
+            "listPackages",
+            "Every firmware/software package, oldest first",
+            {"200": _resp("The packages.", _ref("PackageList"))},
+        ),
+        "post": _package_op(
+            "uploadPackage",
+            "Upload a package",
+            {
+                "200": _resp("These bytes were uploaded before: that package.", _ref("Package")),
+                "201": _resp("Added.", _ref("Package")),
+                "400": _ref("BadRequest", "responses"),
+                "413": _resp(
+                    "Over firmware.max_package_size (the message names it).", _ref("Error")
+                ),
+            },
+            description="The body is the image (application/octet-stream), or "
+            "multipart/form-data with the image in a part named file (the other fields may "
+            "then be form fields). Over firmware.max_package_size: 413.",
+            parameters=[
+                _query(
+                    "kind",
+                    "firmware (object 5) or software (object 9).",
+                    {"type": "string", "enum": ["firmware", "software"]},
+                    required=True,
+                ),
+                _query("name", "The package name.", {"type": "string"}, required=True),
+                _query("version", "The package version.", {"type": "string"}, required=True),
+                _query("profile", "The device profile it is for.", {"type": "string"}),
+            ],
+            requestBody={
+                "required": True,
+                "content": {
+                    "application/octet-stream": {
+                        "schema": {"type": "string", "contentMediaType": "application/octet-stream"}
+                    },
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "file": {
+                                    "type": "string",
+                                    "contentMediaType": "application/octet-stream",
+                                }
+                            },
+                        }
+                    },
+                },
+            },
+        ),
+    },
+    "/api/packages/{id}": {
+        "get": _package_op(
+            "getPackage",
+            "One package",
+            {"200": _resp("The package.", _ref("Package")), "404": _NO_PACKAGE},
+            parameters=[_PACKAGE_ID],
+        ),
+        "delete": _package_op(
+            "deletePackage",
+            "Delete a package no job, campaign or profile uses",
+            {
+                "200": _resp(
+                    "Deleted.", {"type": "object", "properties": {"deleted": {"type": "string"}}}
+                ),
+                "404": _NO_PACKAGE,
+                "409": _resp("Still in use (the message says by what).", _ref("Error")),
+            },
+            parameters=[_PACKAGE_ID],
+        ),
+    },
+    "/fw/{token}": {
+        "get": _package_op(
+            "downloadPackage",
+            "A device's download of the package a grant names",
+            {
+                "200": {
+                    "description": "The package bytes.",
+                    "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                },
+                "206": {
+                    "description": "The requested byte range.",
+                    "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                },
+                "404": _resp("Unknown or expired token, or the package is gone.", _ref("Error")),
+                "416": {"description": "The range is outside the package."},
+            },
+            description="The Package URI the server writes to /5/0/1 (or /9/x/3) for an "
+            "http(s) pull. No bearer token: the token in the path is the credential. Supports "
+            "Range (RFC 9110).",
+            parameters=[
+                {
+                    "name": "token",
+                    "in": "path",
+                    "required": True,
+                    "description": "The download grant's token.",
+                    "schema": {"type": "string"},
+                },
+                _query(
+                    "sha256", "The package's SHA-256 (ignored by the server).", {"type": "string"}
+                ),
+            ],
+            security=[],
+        )
+    },
+}
+
+
+def _firmware_op(op_id: str, summary: str, responses: Doc, **more: Any) -> Doc:
+    return {
+        "operationId": op_id,
+        "summary": summary,
+        "tags": ["firmware"],
+        **more,
+        "responses": responses,
+    }
+
+
+_NO_JOB = _resp("No such client, package or update job.", _ref("Error"))
+
+_FIRMWARE_PATHS: Doc = {
+    "/api/clients/{ep}/firmware": {
+        "post": _firmware_op(
+            "startUpdate",
+            "Start a firmware/software update job for the device (docs/firmware.md)",
+            {
+                "201": _resp("The job, just started.", _ref("UpdateJob")),
+                "400": _ref("BadRequest", "responses"),
+                "404": _NO_JOB,
+                "409": _resp("The device already has a running job.", _ref("Error")),
+            },
+            parameters=_params("ep"),
+            requestBody={
+                "required": True,
+                **_json(
+                    {
+                        "type": "object",
+                        "required": ["package"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "package": {"type": "string", "description": "The package id."},
+                            "strategy": {
+                                "enum": ["auto", "push", "pull_coap", "pull_http"],
+                                "default": "auto",
+                            },
+                            "instance": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": 65534,
+                                "description": "Object 9 instance (software); 0 for firmware.",
+                            },
+                        },
+                    },
+                    {"package": "9f86d081884c7d65…", "strategy": "pull_coap"},
+                ),
+            },
+        ),
+        "get": _firmware_op(
+            "getUpdate",
+            "The device's update job (the running one, or the last)",
+            {"200": _resp("The job.", _ref("UpdateJob")), "404": _NO_JOB},
+            parameters=_params("ep"),
+        ),
+        "delete": _firmware_op(
+            "cancelUpdate",
+            "Cancel the device's update job",
+            {
+                "200": _resp("The job, cancelled (or as it ended).", _ref("UpdateJob")),
+                "404": _NO_JOB,
+            },
+            parameters=_params("ep"),
+        ),
+    },
+    "/api/firmware/jobs": {
+        "get": _firmware_op(
+            "listUpdates",
+            "Every update job, or a campaign's",
+            {
+                "200": _resp(
+                    "Jobs by endpoint.",
+                    {
+                        "type": "object",
+                        "properties": {"jobs": {"type": "array", "items": _ref("UpdateJob")}},
+                    },
+                )
+            },
+            parameters=[
+                {
+                    "name": "campaign",
+                    "in": "query",
+                    "description": "Only the jobs of this campaign.",
+                    "schema": {"type": "string"},
+                }
+            ],
+        )
+    },
+}
+
+_FIRMWARE_SCHEMAS: Doc = {
+    "UpdateJob": {
+        "type": "object",
+        "description": 'One device\'s update job (docs/firmware.md, "Update jobs").',
+        "properties": {
+            "endpoint": {"type": "string"},
+            "package": {"type": "string"},
+            "kind": {"enum": ["firmware", "software"]},
+            "strategy": {"enum": ["auto", "push", "pull_coap", "pull_http"]},
+            "state": {
+                "enum": [
+                    "pending",
+                    "downloading",
+                    "downloaded",
+                    "updating",
+                    "verifying",
+                    "succeeded",
+                    "failed",
+                    "cancelled",
+                ]
+            },
+            "finished": {"type": "boolean"},
+            "instance": {"type": "integer"},
+            "result": {"type": ["integer", "null"], "description": "The last Update Result."},
+            "resultText": {"type": ["string", "null"]},
+            "detail": {"type": "string", "description": "Why it failed, or what it waits for."},
+            "attempts": {"type": "integer", "description": "Deliveries sent."},
+            "campaign": {"type": ["string", "null"]},
+            "created": {"type": "integer", "description": "Epoch ms."},
+            "updated": {"type": "integer", "description": "Epoch ms."},
+        },
+    }
+}
+
 _DOCUMENT: Doc = {
     "openapi": "3.1.0",
     "info": {
@@ -1511,13 +1802,30 @@ _DOCUMENT: Doc = {
         {"name": "device"},
         {"name": "events"},
         {"name": "profiles"},
+        {"name": "packages", "description": "Firmware/software packages and their downloads."},
+        {"name": "firmware", "description": "Firmware/software update jobs, one per device."},
         {"name": "campaigns", "description": "Firmware/software update campaigns."},
         {"name": "leshan", "description": "The Leshan demo server's dialect of the same API."},
         {"name": "ui"},
     ],
-    "paths": {**_PATHS, **_PROFILE_PATHS, **_CAMPAIGN_PATHS, **_leshan_paths(), **_UI_PATHS},
+    "paths": {
+        **_PATHS,
+        **_PROFILE_PATHS,
+        **_PACKAGE_PATHS,
+        **_FIRMWARE_PATHS,
+        **_CAMPAIGN_PATHS,
+        **_leshan_paths(),
+        **_UI_PATHS,
+    },
     "components": {
-        "schemas": {**_NODE_SCHEMAS, **_OTHER_SCHEMAS, **_PROFILE_SCHEMAS, **_CAMPAIGN_SCHEMAS},
+        "schemas": {
+            **_NODE_SCHEMAS,
+            **_OTHER_SCHEMAS,
+            **_PROFILE_SCHEMAS,
+            **_PACKAGE_SCHEMAS,
+            **_FIRMWARE_SCHEMAS,
+            **_CAMPAIGN_SCHEMAS,
+        },
         "parameters": _PARAMETERS,
         "responses": _RESPONSES,
         "securitySchemes": {

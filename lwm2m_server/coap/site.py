@@ -1,6 +1,7 @@
-"""The server's CoAP resources: ``/rd`` (Register), ``/rd/{id}`` (Update, De-register) and
-``/dp`` (Send), as the request handler of the runtime's ``CoapServer``, translating CoAP into
-calls on an ``UplinkHandler``.
+"""The server's CoAP resources: ``/rd`` (Register), ``/rd/{id}`` (Update, De-register),
+``/dp`` (Send) and ``/fw/{token}`` (a firmware download, handed to ``firmware.downloads``),
+as the request handler of the runtime's ``CoapServer``, translating CoAP into calls on an
+``UplinkHandler``.
 
 Only translation lives here: which method on which path, reading the options, and turning the
 outcome into a reply. ``Lwm2mError`` becomes its ``code`` with the message as diagnostic
@@ -105,8 +106,12 @@ class RegistrationSite:
         on_contact: ContactHook | None = None,
         register_limit: RateLimit | None = None,
         counts: Counter[tuple[str, str]] | None = None,
+        download: Callable[[IncomingRequest], Message] | None = None,
     ) -> None:
         self.handler = handler
+        self.download = download
+        """``GET /fw/<token>``: the firmware download server (``firmware.downloads``), which
+        answers and logs its own refusals (its path holds a credential)."""
         self.counts: Counter[tuple[str, str]] = Counter() if counts is None else counts
         """(operation, CoAP code) of every request answered (``/metrics``)."""
         self.on_contact = on_contact
@@ -184,6 +189,8 @@ class RegistrationSite:
             _allow(method, Code.POST)
             self.handler.handle_send(payload, ct, address=address, identity=identity)
             return Message.response(Code.CHANGED)
+        if path and path[0] == "fw" and self.download is not None:
+            return self.download(request)
         raise Lwm2mError(f"no resource at /{'/'.join(path)}", code=ResponseCode.NOT_FOUND)
 
     def _register_limited(self, address: Address, wait: int) -> Message:
@@ -278,6 +285,8 @@ def _operation(message: Message) -> str:
         return "deregister" if message.code == Code.DELETE else "update"
     if path == ["dp"]:
         return "send"
+    if path and path[0] == "fw":
+        return "firmware_download"
     return "other"
 
 

@@ -32,7 +32,7 @@ from tests.auth import ADMIN_TOKEN, HEADERS
 
 Http = TestClient  # type: ignore[type-arg]
 READ_TOKEN = "read-only-token-for-the-auth-tests-0123"
-PLACEHOLDERS = {"ep": "dev-1", "path": "3/0/14", "name": "p1", "key": "battery"}
+PLACEHOLDERS = {"ep": "dev-1", "path": "3/0/14", "name": "p1", "key": "battery", "id": "0" * 64}
 
 
 def config(data_dir: Path, **auth: object) -> ServerConfig:
@@ -119,6 +119,10 @@ async def test_reads_want_a_token_liveness_does_not(http: Http) -> None:
     assert (await http.get("/api/audit", headers=read)).status == 200  # auditors read it
     health = await http.get("/api/health")
     assert health.status == 200 and (await health.json())["status"] == "ok"
+    assert (await http.get("/api/packages")).status == 401
+    # a device's download carries its own credential (the token in the path): no bearer
+    download = await http.get("/fw/no-such-download-token")
+    assert download.status == 404 and (await download.json())["code"] == "4.04"
 
 
 async def test_admin_actions_on_a_device_are_audited(server: Lwm2mServer, http: Http) -> None:

@@ -67,10 +67,10 @@ def base_url() -> Iterator[str]:
 def _document() -> dict[str, object]:
     doc = openapi_document()
     doc["paths"].pop("/api/event")
-    # FakeOps runs no profile engine, so its app has no profile routes (test_openapi checks
-    # them against the real server's app)
+    # FakeOps runs no profile engine nor package library, so its app has no profile or
+    # package routes (test_openapi checks them against the real server's app)
     for path, item in list(doc["paths"].items()):
-        if all("profiles" in op.get("tags", ()) for op in item.values()):
+        if all({"profiles", "packages"} & set(op.get("tags", ())) for op in item.values()):
             doc["paths"].pop(path)
     doc["components"]["parameters"]["ep"]["example"] = "dev-1"
     return doc

@@ -413,3 +413,64 @@ def test_uploads_are_bounded_in_buffered_bytes() -> None:
     refused = _upload_block(net, DEVICE, 4, "/dp/a", 2, True)
     assert refused.code == Code.SERVICE_UNAVAILABLE and refused.max_age == 247
     assert net.server._block1.buffered_bytes == 1024 and net.server.block1_transfers == 1
+
+
+def test_a_handler_provided_block2_answer_passes_through_unsliced_and_uncached() -> None:
+    """A handler that reads one block from its own storage (the firmware download server)
+    answers with Block2 already set: the endpoint sends exactly that block, does not slice the
+    payload again nor keep it in its Block2 cache, so every later block reaches the handler."""
+    net = Net()
+    for num in (0, 1):
+        msg = con(Code.GET, 1 + num, path="/fw/t").with_option(23, Block(num, False, 6).encode())
+        net.inject(net.device, msg)
+        (request,) = events(net.device)
+        assert isinstance(request, RequestReceived)
+        assert request.exchange.block2 == Block(num, False, 6)
+        chunk = BODY[num * 1024 : num * 1024 + 1024]
+        opts = options(block2=Block(num, True, 6), size2=3000 if num == 0 else None)
+        net.device.respond(request.exchange, Message(Type.ACK, Code.CONTENT, 0, b"", opts, chunk))
+        (answer,) = net.sent(net.device)
+        assert answer.block2 == Block(num, True, 6) and answer.payload == chunk
+        assert answer.size2 == (3000 if num == 0 else None)
+
+
+def test_a_handler_may_answer_a_whole_block_larger_than_the_endpoint_would_slice() -> None:
+    """Pass-through means untouched: a 1024-byte block asked for with szx 6 is not cut to the
+    endpoint's own size, and the option the handler set is the one on the wire."""
+    net = Net(device_params=Parameters(block_szx=4))  # it would slice 256-byte blocks
+    msg = con(Code.GET, 1, path="/fw/t").with_option(23, Block(2, False, 6).encode())
+    net.inject(net.device, msg)
+    (request,) = events(net.device)
+    assert isinstance(request, RequestReceived)
+    opts = options(block2=Block(2, False, 6))
+    answer_body = Message(Type.ACK, Code.CONTENT, 0, b"", opts, BODY[2048:])
+    net.device.respond(request.exchange, answer_body)
+    (answer,) = net.sent(net.device)
+    assert answer.block2 == Block(2, False, 6) and answer.payload == BODY[2048:]
+
+
+def test_a_handler_sliced_get_block_is_not_kept_for_deduplication() -> None:
+    """RFC 7252 §4.5: a duplicate of an idempotent GET may be processed again. A download's
+    blocks are not kept in the dedup cache (they would fill it, evicting the entries of
+    non-idempotent requests); a retransmitted block request reaches the handler again and gets
+    the same block."""
+    net = Net()
+    msg = con(Code.GET, 7, path="/fw/t").with_option(23, Block(3, False, 6).encode())
+    chunk = BODY[:1024]
+    opts = options(block2=Block(3, True, 6))
+    for _ in range(2):  # the first answer was lost: the device retransmits the same MID
+        net.inject(net.device, msg)
+        (request,) = events(net.device)
+        assert isinstance(request, RequestReceived)
+        net.device.respond(request.exchange, Message(Type.ACK, Code.CONTENT, 0, b"", opts, chunk))
+        (answer,) = net.sent(net.device)
+        assert answer.mid == 7 and answer.payload == chunk
+    assert net.device.dedup_size == 0
+    # an ordinary answer is still kept and replayed without the application
+    net.inject(net.device, con(Code.POST, 8, path="/dp"))
+    (request,) = events(net.device)
+    assert isinstance(request, RequestReceived)
+    net.device.respond(request.exchange, Message.response(Code.CHANGED))
+    net.sent(net.device)
+    (replay,) = net.inject(net.device, con(Code.POST, 8, path="/dp"))
+    assert replay.code == Code.CHANGED and events(net.device) == []
