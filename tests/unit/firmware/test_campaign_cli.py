@@ -138,3 +138,17 @@ def test_progress_line_redraws_on_a_terminal(monkeypatch: pytest.MonkeyPatch) ->
     text = out.getvalue()
     assert text.count("\r\x1b[2K") == 2 and text.endswith("\n")
     assert text.count("\n") == 1  # one line redrawn in place
+
+
+def test_events_show_a_campaign_as_its_progress_line() -> None:
+    data = {
+        "ep": "",
+        "event": "state",
+        "id": "c-1",
+        "state": "aborted",
+        "reason": "failure ratio 50%",
+        "total": 2,
+        "counts": {"succeeded": 1, "failed": 1, "running": 0, "pending": 0, "cancelled": 0},
+    }
+    line = operator_cli._event_summary("CAMPAIGN", data)
+    assert line.startswith("state: c-1 aborted ") and line.endswith("(failure ratio 50%)")
