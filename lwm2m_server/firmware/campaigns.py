@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from keystore.store.errors import StoreError
+
 from ..events_bus import CAMPAIGN  # the kind of the events announcing campaigns
 from .contracts import (
     FirmwareUpdates,
@@ -884,6 +886,7 @@ class CampaignManager:
         self._jobs: set[asyncio.Task[None]] = set()
         self._subscribed = False
         self._stopping = False
+        self._next_store_log = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -974,21 +977,24 @@ class CampaignManager:
     def _run(self, effects: Sequence[Effect]) -> None:
         """Carry out the core's effects: rows to the store, events to the bus, jobs to the job
         manager (as tasks: their answers come back through ``job_started``)."""
-        persist: dict[str, set[str] | None] = {}
+        persist: dict[str, set[str]] = {}
         for effect in effects:
             if isinstance(effect, Persist):
-                rows = persist.setdefault(effect.campaign, set())
-                if rows is not None:
-                    rows.update(effect.endpoints)
+                persist.setdefault(effect.campaign, set()).update(effect.endpoints)
         for campaign_id, endpoints in persist.items():
             campaign = self.core.get(campaign_id)
             try:
                 self.store.save(
                     campaign.header_json(),
-                    [campaign.devices[ep].to_json() for ep in sorted(endpoints or ())],
+                    [campaign.devices[ep].to_json() for ep in sorted(endpoints)],
                 )
-            except Exception:
-                log.exception("campaign %s: cannot persist its state", campaign_id)
+            except StoreError as exc:
+                # the campaign goes on in memory; a store outage fails every change, so the
+                # log says it once a minute (the store logs the outage itself)
+                now = time.monotonic()
+                if now >= self._next_store_log:
+                    self._next_store_log = now + 60.0
+                    log.error("campaign %s: cannot persist its state: %s", campaign_id, exc)
         for effect in effects:
             if isinstance(effect, Announce):
                 self._announce(effect)

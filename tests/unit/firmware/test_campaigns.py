@@ -502,3 +502,32 @@ async def test_an_unfinished_campaign_keeps_its_package_in_use() -> None:
         assert campaigns.in_use(PACKAGE) is None
     finally:
         await campaigns.stop()
+
+
+class DownStore(MemoryCampaignStore):
+    """A store that is unreachable (Redis down): every write fails."""
+
+    def save(self, campaign: Any, devices: Any = ()) -> None:
+        from keystore.store.errors import StoreUnavailable
+
+        raise StoreUnavailable("Redis store redis://x: cannot write: connection refused")
+
+
+async def test_a_store_outage_does_not_stop_a_campaign_and_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    updates = FakeUpdates()
+    campaigns = manager(updates, DownStore())
+    await campaigns.start()
+    try:
+        campaign = campaigns.create(endpoints_spec(DEVICES[:20], max_concurrent=5), "c1")
+        while campaign.state is CampaignState.RUNNING:
+            await until(lambda: bool(updates.running()) or campaign.state.finished)
+            for ep in updates.running():
+                updates.finish(ep, JobState.SUCCEEDED)
+        assert campaign.counts["succeeded"] == 20
+    finally:
+        await campaigns.stop()
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "cannot persist" in errors[0].getMessage()
+    assert errors[0].exc_info is None  # a line, not a traceback
