@@ -13,7 +13,10 @@ The package is split by LwM2M interface (as Wakaama does) so each module has one
   free of aiocoap; ``bootstrap_session`` runs one bootstrap (``POST /bs`` or ``GET /bspack``)
   over the network; ``accounts`` turns the Security/Server instances into server URIs and DTLS
   credentials,
-- ``queue_mode``: the sleeping-device simulation,
+- ``queue_mode``: the sleeping-device simulation, ``outage``: the vanished-device simulation,
+- ``firmware`` (object 5) and ``software`` (object 9): the update state machines, with
+  ``firmware_image`` (the demo image format and its digest), ``package_download`` (pull over
+  CoAP Block2 and HTTP) and ``update_host`` (how they reach the network through the client),
 - ``transport``: the aiocoap context chosen from the server URI scheme,
 - ``client``: ``Lwm2mClient``, tying it all together, and ``cli`` for ``lwm2m-client``.
 """
