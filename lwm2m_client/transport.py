@@ -19,6 +19,7 @@ transport (``POST /bs`` to the bootstrap server, Core §6.1) will reuse ``create
 from __future__ import annotations
 
 import ipaddress
+import socket
 import urllib.parse
 from typing import Any
 
@@ -79,7 +80,25 @@ async def create_context(
         if dtls is None:
             raise ValueError("coaps:// needs DTLS credentials (psk=, rpk= or x509=)")
         return await create_client_context(site, client_config=dtls, bind=(bind_host, 0))
-    return await Context.create_server_context(site, bind=(bind_host, 0), transports=["udp6"])
+    port = free_udp_port(bind_host)
+    return await Context.create_server_context(site, bind=(bind_host, port), transports=["udp6"])
+
+
+def free_udp_port(host: str) -> int:
+    """A UDP port nobody holds on ``host``, for aiocoap to bind.
+
+    Why not port 0: aiocoap sets SO_REUSEPORT on its socket, and Linux may give a port-0 bind
+    with SO_REUSEPORT a port that another SO_REUSEPORT socket of the same user already holds;
+    two clients would then share a port and receive each other's datagrams (with a few hundred
+    clients on one host, more likely than not). A probe socket without SO_REUSEPORT is only
+    given a port that no socket holds; it is closed just before aiocoap binds that port.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        if family == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def local_address(context: Any) -> tuple[str, int] | None:

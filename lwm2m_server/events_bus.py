@@ -62,6 +62,8 @@ REQUEST_RESPONSE = "REQUEST_RESPONSE"
 """The answer to a request that was queued for a sleeping client (HTTP 202 + ``requestId``):
 ``{requestId, path, delayed, response}`` or ``{..., error}``; ``response`` is the
 ``DeviceResponse`` itself, rendered by each API dialect in its own shape."""
+CAMPAIGN = "CAMPAIGN"
+"""An update campaign's state change or progress (``firmware.campaigns``; docs/firmware.md)."""
 FIRMWARE = "FIRMWARE"
 """An update job changed (``lwm2m_server.firmware.manager``): the job as the API shows it."""
 KINDS = (
@@ -73,6 +75,7 @@ KINDS = (
     NOTIFICATION,
     SEND,
     REQUEST_RESPONSE,
+    CAMPAIGN,
     FIRMWARE,
 )
 GAP = "GAP"

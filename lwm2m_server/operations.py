@@ -88,7 +88,8 @@ class DeviceResponse:
 class ServerEvent:
     """One item of the event stream (``GET /api/event``): ``kind`` is one of REGISTRATION,
     UPDATED, DEREGISTRATION, SLEEPING, AWAKE, NOTIFICATION, SEND, REQUEST_RESPONSE, FIRMWARE
-    (an update job changed: ``firmware.manager.job_to_json``), or GAP (a
+    (an update job changed: ``firmware.manager.job_to_json``), CAMPAIGN (an update campaign's
+    state or progress: ``firmware.campaigns.campaign_to_json``, endpoint ""), or GAP (a
     subscriber missed events: ``{missed, from, to}``, endpoint ""); ``data`` is JSON-ready
     except REQUEST_RESPONSE's ``response`` (a ``DeviceResponse``, each API dialect renders it).
     ``id``: the event's place in the stream, increasing by one per event of a server process

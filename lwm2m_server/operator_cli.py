@@ -560,6 +560,10 @@ def _event_summary(kind: str, data: Json) -> str:
         return f"{where} = {_compact(val)}".strip(" =")
     if data.get("error"):
         return f"error: {data['error']}"
+    if kind == "CAMPAIGN" and "counts" in data:  # an update campaign (docs/firmware.md)
+        from .firmware.campaign_cli import progress_line
+
+        return f"{data.get('event')}: {progress_line(data)}"
     if kind == "FIRMWARE" and "state" in data:  # an update job (docs/firmware.md)
         from .firmware.cli import describe
 
@@ -766,6 +770,9 @@ def register_commands(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     from .profiles.cli import register_profile_commands  # it builds on this module
 
     register_profile_commands(subparsers)
+    from .firmware.campaign_cli import register_campaign_commands
+
+    register_campaign_commands(subparsers)
     from .firmware.package_cli import register_package_commands
 
     register_package_commands(subparsers)

@@ -104,6 +104,7 @@ from .events_bus import (
     Subscription,
     registration_data,
 )
+from .firmware.campaigns import CampaignManager, for_server
 from .firmware.downloads import DownloadServer
 from .firmware.job_store import JobStore, RedisJobStore, SqliteJobStore
 from .firmware.manager import FirmwareManager
@@ -248,6 +249,9 @@ class Lwm2mServer:
         """Registers per source host (``limits.register_rate``/``register_burst``)."""
         self.observations_refused = 0
         self._observe_log = PerPeerLimit(60.0)
+        self.campaigns: CampaignManager | None = None
+        """Update campaigns over the job manager (docs/firmware.md, "Campaigns"); set by
+        ``start``."""
         self.cluster: ClusterNode | None = None
         """On Redis: this node's part of the cluster (holder records, downlink routing, events
         of every node; docs/cluster.md)."""
@@ -371,6 +375,8 @@ class Lwm2mServer:
         await self.profiles.start()
         self.firmware = create_manager(self)
         await self.firmware.open()
+        self.campaigns = for_server(self, self.firmware)
+        await self.campaigns.start()  # resumes the unfinished campaigns of the store
         self.retention = self._retention_pruner()
         self._spawn(self.retention.run())
         # group commit: nothing of start() stays in an open transaction (another connection to
@@ -378,6 +384,9 @@ class Lwm2mServer:
         self.stores.committer.commit()
 
     async def stop(self) -> None:
+        if self.campaigns is not None:
+            await self.campaigns.stop()
+            self.campaigns = None
         if self.firmware is not None:
             await self.firmware.close()
             self.firmware = None

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from keystore.coaps.persistence import DtlsSessionStore
     from keystore.store.credentials import CredentialStore
     from keystore.store.profiles import ProfileStore
+    from lwm2m_server.firmware.campaign_store import CampaignStore
     from lwm2m_server.firmware.job_store import JobStore
     from lwm2m_server.store.device_state import DeviceStateStore
 
@@ -60,6 +61,9 @@ class Engine:
         raise NotImplementedError
 
     def bootstrap(self) -> BootstrapStore:
+        raise NotImplementedError
+
+    def campaigns(self) -> CampaignStore:
         raise NotImplementedError
 
     def firmware_jobs(self) -> JobStore:
@@ -111,6 +115,11 @@ class SqliteEngine(Engine):
 
         return self._keep(SqliteBootstrapStore(self.bootstrap_path))  # type: ignore[no-any-return]
 
+    def campaigns(self) -> CampaignStore:
+        from lwm2m_server.firmware.campaign_store import SqliteCampaignStore
+
+        return SqliteCampaignStore(self._database())
+
     def firmware_jobs(self) -> JobStore:
         from lwm2m_server.firmware.job_store import SqliteJobStore
 
@@ -161,6 +170,11 @@ class RedisEngine(Engine):
         from bootstrap_server.redis_store import RedisBootstrapStore
 
         return RedisBootstrapStore(self.database())
+
+    def campaigns(self) -> CampaignStore:
+        from lwm2m_server.firmware.campaign_store import RedisCampaignStore
+
+        return RedisCampaignStore(self.database())
 
     def firmware_jobs(self) -> JobStore:
         from lwm2m_server.firmware.job_store import RedisJobStore

@@ -84,7 +84,7 @@ from object_models.model import ModelProvider
 
 from ..metrics import add_metrics_route
 from ..operations import ServerOperations
-from . import clients, composite, device, events, firmware, packages, profiles
+from . import campaigns, clients, composite, device, events, firmware, packages, profiles
 from .bootstrap_view import BootstrapView, add_bootstrap_view, view_token
 from .errors import error_middleware
 from .leshan import add_leshan_routes
@@ -164,6 +164,7 @@ def create_app(
     add("GET", _CLIENT + "/observations", clients.observations)
     add("GET", _CLIENT + "/telemetry", clients.telemetry)
     profiles.add_routes(app, ops)  # device profiles (docs/profiles.md), before the {path} routes
+    campaigns.add_routes(app, ops)  # update campaigns (docs/firmware.md), when ops runs them
     firmware.add_routes(app, ops)  # update jobs (docs/firmware.md), before the {path} routes
 
     packages.add_routes(app, ops)  # firmware packages and GET /fw/{token} (docs/firmware.md)

@@ -424,6 +424,21 @@ _PROFILE_SCHEMAS: Doc = {
                 },
             },
             "bootstrap": {"type": "boolean"},
+            "firmware": {
+                "type": "object",
+                "description": "Update strategy and package per kind (firmware, software): "
+                "what a campaign targeting the profile uses (docs/firmware.md).",
+                "additionalProperties": {
+                    "type": "object",
+                    "properties": {
+                        "strategy": {"enum": ["push", "pull_coap", "pull_http", "auto"]},
+                        "package": {
+                            "description": "a package id, or {name, version}",
+                            "type": ["string", "object", "null"],
+                        },
+                    },
+                },
+            },
             "devices": {"type": "array", "items": {"type": "string"}},
         },
     },
@@ -1321,6 +1336,183 @@ _UI_PATHS: Doc = {
     },
 }
 
+_COUNTS = {
+    "type": "object",
+    "properties": {
+        n: {"type": "integer"} for n in ("pending", "running", "succeeded", "failed", "cancelled")
+    },
+}
+_TARGET = {
+    "type": "object",
+    "description": "Exactly one of: a profile's devices, an endpoint list, or a filter (an "
+    "endpoint glob and/or registration attributes lwm2m, binding, transport, queue or any "
+    "additional attribute, each a glob). Resolved once, at creation.",
+    "properties": {
+        "profile": {"type": "string"},
+        "endpoints": {"type": "array", "items": {"type": "string"}},
+        "endpoint": {"type": "string", "description": "a glob, e.g. sensor-*"},
+        "attributes": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+_CAMPAIGN_SCHEMAS: Doc = {
+    "CampaignRequest": {
+        "type": "object",
+        "required": ["target"],
+        "properties": {
+            "name": {"type": "string"},
+            "target": _TARGET,
+            "package": {
+                "description": "A package id or {name, version}; left out with a profile "
+                "target: the profile's firmware.<kind>.package.",
+                "type": ["string", "object"],
+            },
+            "kind": {"enum": ["firmware", "software"]},
+            "strategy": {"enum": ["push", "pull_coap", "pull_http", "auto"]},
+            "instance": {"type": "integer", "description": "object 9 instance"},
+            "ratePerMinute": {"type": "number", "description": "devices started per minute"},
+            "maxConcurrent": {"type": "integer", "default": 10},
+            "failureThreshold": {"type": "number", "minimum": 0, "maximum": 1},
+            "minSample": {"type": "integer", "default": 10},
+        },
+    },
+    "Campaign": {
+        "type": "object",
+        "required": ["id", "state", "counts", "total"],
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "state": {"enum": ["running", "paused", "completed", "cancelled", "aborted"]},
+            "reason": {"type": "string"},
+            "target": _TARGET,
+            "package": {"type": "string"},
+            "kind": {"type": "string"},
+            "strategy": {"type": "string"},
+            "ratePerMinute": {"type": ["number", "null"]},
+            "maxConcurrent": {"type": "integer"},
+            "failureThreshold": {"type": ["number", "null"]},
+            "minSample": {"type": "integer"},
+            "total": {"type": "integer"},
+            "counts": _COUNTS,
+            "failureRatio": {"type": ["number", "null"]},
+            "created": {"type": "integer", "description": "ms since the epoch"},
+            "updated": {"type": "integer"},
+            "finished": {"type": ["integer", "null"]},
+        },
+    },
+    "CampaignDevice": {
+        "type": "object",
+        "properties": {
+            "endpoint": {"type": "string"},
+            "index": {"type": "integer"},
+            "status": {"enum": ["pending", "running", "succeeded", "failed", "cancelled"]},
+            "jobState": {"type": ["string", "null"]},
+            "result": {"type": ["integer", "null"], "description": "the Update Result"},
+            "detail": {"type": "string"},
+            "started": {"type": ["integer", "null"]},
+            "finished": {"type": ["integer", "null"]},
+        },
+    },
+}
+
+
+def _campaign_op(op_id: str, summary: str, responses: Doc, **more: Any) -> Doc:
+    return {"operationId": op_id, "summary": summary, "tags": ["campaigns"], **more,
+            "responses": responses}  # fmt: skip
+
+
+_CAMPAIGN_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+_NO_CAMPAIGN = _resp("No such campaign.", _ref("Error"))
+_CAMPAIGN_PATHS: Doc = {
+    "/api/campaigns": {
+        "post": _campaign_op(
+            "createCampaign",
+            "Create and start a firmware/software update campaign",
+            {
+                "201": _resp("Created (running).", _ref("Campaign")),
+                "400": _ref("BadRequest", "responses"),
+                "404": _resp("Unknown package or profile.", _ref("Error")),
+            },
+            requestBody={"required": True, **_json(_ref("CampaignRequest"))},
+        ),
+        "get": _campaign_op(
+            "listCampaigns",
+            "Every campaign with its progress",
+            {
+                "200": _resp(
+                    "Campaigns.",
+                    {
+                        "type": "object",
+                        "properties": {"campaigns": {"type": "array", "items": _ref("Campaign")}},
+                    },
+                )
+            },
+        ),
+    },
+    "/api/campaigns/{id}": {
+        "get": _campaign_op(
+            "getCampaign",
+            "One campaign and a page of its devices' outcomes",
+            {
+                "200": _resp(
+                    "The campaign; devices from offset, nextOffset null on the last page.",
+                    {
+                        "allOf": [
+                            _ref("Campaign"),
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "devices": {
+                                        "type": "array",
+                                        "items": _ref("CampaignDevice"),
+                                    },
+                                    "offset": {"type": "integer"},
+                                    "limit": {"type": "integer"},
+                                    "matched": {"type": "integer"},
+                                    "nextOffset": {"type": ["integer", "null"]},
+                                },
+                            },
+                        ]
+                    },
+                ),
+                "404": _NO_CAMPAIGN,
+            },
+            parameters=[
+                _CAMPAIGN_ID,
+                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                },
+                {
+                    "name": "status",
+                    "in": "query",
+                    "description": "only devices in this status",
+                    "schema": {"type": "string"},
+                },
+            ],
+        )
+    },
+    **{
+        f"/api/campaigns/{{id}}/{action}": {
+            "post": _campaign_op(
+                f"{action}Campaign",
+                text,
+                {
+                    "200": _resp("The campaign.", _ref("Campaign")),
+                    "404": _NO_CAMPAIGN,
+                    "409": _resp("Not possible in the campaign's state.", _ref("Error")),
+                },
+                parameters=[_CAMPAIGN_ID],
+            )
+        }
+        for action, text in (
+            ("pause", "Stop starting devices (running jobs go on)"),
+            ("resume", "Start devices again"),
+            ("cancel", "Cancel the pending devices and the running jobs"),
+        )
+    },
+}
 
 # -- firmware packages and downloads (api/packages.py; docs/firmware.md) -------------------------
 
@@ -1630,6 +1822,7 @@ _DOCUMENT: Doc = {
         {"name": "profiles"},
         {"name": "packages", "description": "Firmware/software packages and their downloads."},
         {"name": "firmware", "description": "Firmware/software update jobs, one per device."},
+        {"name": "campaigns", "description": "Firmware/software update campaigns."},
         {"name": "leshan", "description": "The Leshan demo server's dialect of the same API."},
         {"name": "ui"},
     ],
@@ -1638,6 +1831,7 @@ _DOCUMENT: Doc = {
         **_PROFILE_PATHS,
         **_PACKAGE_PATHS,
         **_FIRMWARE_PATHS,
+        **_CAMPAIGN_PATHS,
         **_leshan_paths(),
         **_UI_PATHS,
     },
@@ -1648,6 +1842,7 @@ _DOCUMENT: Doc = {
             **_PROFILE_SCHEMAS,
             **_PACKAGE_SCHEMAS,
             **_FIRMWARE_SCHEMAS,
+            **_CAMPAIGN_SCHEMAS,
         },
         "parameters": _PARAMETERS,
         "responses": _RESPONSES,

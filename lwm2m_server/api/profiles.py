@@ -88,6 +88,7 @@ def summary(profile: Profile, devices: list[str]) -> dict[str, Any]:
             for path, m in sorted(profile.resources.items())
         },
         "bootstrap": profile.bootstrap is not None,
+        "firmware": {k.value: s.to_json() for k, s in profile.firmware.items()},
         "devices": devices,
     }
 

@@ -33,6 +33,7 @@ from object_models.path import LwM2mPath
 from object_models.registry import ModelRegistry
 from object_models.types import ResourceType
 
+from ..firmware.contracts import PackageKind, Strategy
 from .model import (
     NOTIFICATION_ATTRIBUTES,
     EndpointPattern,
@@ -42,6 +43,7 @@ from .model import (
     OnConnect,
     Profile,
     ResourceMapping,
+    UpdateSetting,
 )
 
 __all__ = ["SUFFIXES", "ConfigError", "load_file", "parse_profile", "read_document"]
@@ -49,7 +51,7 @@ __all__ = ["SUFFIXES", "ConfigError", "load_file", "parse_profile", "read_docume
 SUFFIXES = (".yaml", ".yml", ".json")
 _TOP = frozenset({
     "name", "description", "endpoints", "objects", "observe_strategy", "on_connect",
-    "keep_unmapped", "resources", "bootstrap", "retention",
+    "keep_unmapped", "resources", "bootstrap", "retention", "firmware",
 })  # fmt: skip
 _RESOURCE = frozenset({"key", "kind", "observe", "type", "attributes"})
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -154,6 +156,9 @@ def parse_profile(
     if top.get("retention") is not None:
         with where.at("retention"):
             options["retention"] = _retention(where, top["retention"])
+    if top.get("firmware") is not None:
+        with where.at("firmware"):
+            options["firmware"] = _firmware(where, top["firmware"])
     document = dict(top)
     document["name"] = profile_name
     return Profile(
@@ -180,6 +185,55 @@ def _retention(where: _Where, value: object) -> float:
     except ValueError as exc:
         raise where.error(str(exc)) from None
     return 0.0 if seconds is None else seconds
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _firmware(where: _Where, value: object) -> dict[PackageKind, UpdateSetting]:
+    """``firmware: {firmware: {strategy, package}, software: {...}}``; ``package`` is a
+    package id (its SHA-256, lowercase hex) or ``{name, version}``. Whether the package exists
+    is checked when a campaign uses it (packages come and go; the profile names one)."""
+    section = _mapping(where, value)
+    _unknown(where, section, frozenset(k.value for k in PackageKind))
+    settings: dict[PackageKind, UpdateSetting] = {}
+    for kind in PackageKind:
+        if section.get(kind.value) is None:
+            continue
+        with where.at(kind.value):
+            entry = _mapping(where, section[kind.value])
+            _unknown(where, entry, frozenset({"strategy", "package"}))
+            strategy = Strategy.AUTO
+            if "strategy" in entry:
+                with where.at("strategy"):
+                    strategy = _enum(where, entry["strategy"], Strategy)
+            package_id = name = version = None
+            raw = entry.get("package")
+            with where.at("package"):
+                if isinstance(raw, str):
+                    package_id = raw.strip().lower()
+                    if not _SHA256.fullmatch(package_id):
+                        raise where.error(
+                            "expected a package id (64 hex digits, its SHA-256) or "
+                            f"{{name, version}}, got {_kind_of(raw)}"
+                        )
+                elif isinstance(raw, Mapping):
+                    _unknown(where, raw, frozenset({"name", "version"}))
+                    with where.at("name"):
+                        name = _text(where, raw.get("name"))
+                    with where.at("version"):
+                        version_raw = raw.get("version")
+                        if isinstance(version_raw, int | float) and not isinstance(
+                            version_raw, bool
+                        ):
+                            version_raw = str(version_raw)
+                        version = _text(where, version_raw)
+                elif raw is not None:
+                    raise where.error(
+                        f"expected a package id or {{name, version}}, got {_kind_of(raw)}"
+                    )
+            settings[kind] = UpdateSetting(strategy, package_id, name, version)
+    return settings
 
 
 def _objects(where: _Where, value: object, registry: ModelRegistry) -> dict[int, str]:

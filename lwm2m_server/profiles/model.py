@@ -21,6 +21,8 @@ import attrs
 from object_models.path import LwM2mPath
 from object_models.types import ResourceType
 
+from ..firmware.contracts import PackageKind, Strategy
+
 DEFAULT_PROFILE = "default"
 """The profile a device gets when nothing else names one (built in: observe nothing, keep the
 default telemetry keys), unless a stored or file profile of that name replaces it."""
@@ -105,6 +107,24 @@ class EndpointPattern:
         return fnmatch.fnmatchcase(endpoint, self.text)
 
 
+@attrs.frozen
+class UpdateSetting:
+    """The profile's ``firmware.<kind>`` entry (ThingsBoard's per-profile update strategy and
+    package): what a campaign targeting the profile uses when it names neither."""
+
+    strategy: Strategy = Strategy.AUTO
+    package_id: str | None = None
+    """A package by id (its SHA-256), or by ``package_name`` + ``package_version``."""
+    package_name: str | None = None
+    package_version: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        package: object = self.package_id
+        if package is None and self.package_name is not None:
+            package = {"name": self.package_name, "version": self.package_version}
+        return {"strategy": self.strategy.value, "package": package}
+
+
 def _mapping_dict(value: Mapping[LwM2mPath, ResourceMapping]) -> dict[LwM2mPath, ResourceMapping]:
     return dict(value)
 
@@ -143,6 +163,8 @@ class Profile:
     """Seconds of telemetry history kept for this profile's devices (``retention: 30d``);
     ``0.0``: forever; None: the deployment's ``telemetry.retention``
     (``lwm2m_server.telemetry_retention``)."""
+    firmware: Mapping[PackageKind, UpdateSetting] = attrs.field(factory=dict)
+    """The ``firmware`` section: update strategy and package per kind (docs/firmware.md)."""
     _digest: str = attrs.field(init=False, eq=False, repr=False, default="")
 
     def __attrs_post_init__(self) -> None:

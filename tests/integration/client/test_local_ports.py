@@ -1,0 +1,31 @@
+"""Many demo clients on one host each get a UDP port of their own.
+
+aiocoap binds its socket with SO_REUSEPORT, and Linux may hand a port-0 bind with SO_REUSEPORT
+a port another SO_REUSEPORT socket of the same user already holds: two clients then share a
+port, the kernel spreads the datagrams for it between them, and a Register's answer or a
+server's request reaches the wrong client (seen as a Register that timed out although the
+server registered it, in a 200-device campaign test). With a few hundred clients that is more
+likely than not (the birthday bound over ~28k ephemeral ports).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from lwm2m_client.transport import create_context, local_address, parse_server_uri
+
+CLIENTS = 400
+
+
+async def test_each_client_context_has_its_own_port() -> None:
+    server = parse_server_uri("coap://127.0.0.1:5683")  # never contacted: only the binds count
+    contexts: list[Any] = []
+    try:
+        for _ in range(CLIENTS):
+            contexts.append(await create_context(server, site=None))
+        ports = [local_address(c) for c in contexts]
+        assert None not in ports
+        assert len(set(ports)) == CLIENTS
+    finally:
+        await asyncio.gather(*(c.shutdown() for c in contexts))
