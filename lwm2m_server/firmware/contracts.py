@@ -126,9 +126,13 @@ class DownloadGrants(Protocol):
         """Forget every grant of the endpoint (its job ended)."""
         ...
 
-    def package_uri(self, grant: DownloadGrant, scheme: str) -> str:
+    def package_uri(
+        self, grant: DownloadGrant, scheme: str, *, device_host: str | None = None
+    ) -> str:
         """The URI the device is told to fetch: scheme ``coap``, ``coaps``, ``http`` or
-        ``https``; it carries ``?sha256=<hex>`` so the device can check what it received."""
+        ``https``; it carries ``?sha256=<hex>`` so the device can check what it received.
+        ``device_host``: the address the device registered from (a device on loopback is given
+        a loopback host when the listener binds a wildcard and no base is configured)."""
         ...
 
     def subscribe(self, listener: Callable[[DownloadEvent], None]) -> None: ...

@@ -48,6 +48,7 @@ within ``CACHE_SECONDS``.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import secrets
 import time
@@ -137,6 +138,7 @@ class DownloadServer:
         self.bases: dict[str, str] = {}
         """The URL prefix devices reach each scheme at (``coap://192.0.2.7:5683``); set by the
         service once its listeners are bound (``set_base``)."""
+        self.loopback_bases: dict[str, str] = {}
         self._listeners: list[Callable[[DownloadEvent], None]] = []
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._refusals = PerPeerLimit(60.0)
@@ -178,15 +180,27 @@ class DownloadServer:
         for token in [t for t, e in self._cache.items() if e.package.id == package_id]:
             del self._cache[token]
 
-    def set_base(self, scheme: str, base: str) -> None:
+    def set_base(self, scheme: str, base: str, *, loopback: str | None = None) -> None:
+        """``loopback``: the prefix for a device on this host (its address is loopback), when
+        ``base`` names the outward address only because the listener binds a wildcard."""
         self.bases[scheme] = base.rstrip("/")
+        if loopback is None:
+            self.loopback_bases.pop(scheme, None)
+        else:
+            self.loopback_bases[scheme] = loopback.rstrip("/")
 
-    def package_uri(self, grant: DownloadGrant, scheme: str) -> str:
+    def package_uri(
+        self, grant: DownloadGrant, scheme: str, *, device_host: str | None = None
+    ) -> str:
         """``<base>/fw/<token>?sha256=<hex>``: about 170 characters with an IPv4 host, within
-        the 255 of object 5's Package URI resource."""
+        the 255 of object 5's Package URI resource. ``device_host``: the address the device
+        registered from; one on loopback gets a loopback URI when the base was guessed (a
+        device bound to 127.0.0.1 cannot reach the outward address: the local demo)."""
         if scheme not in SCHEMES:
             raise Lwm2mError(f"no download over {scheme!r} (one of {', '.join(SCHEMES)})")
         base = self.bases.get(scheme)
+        if device_host is not None and scheme in self.loopback_bases and _loopback(device_host):
+            base = self.loopback_bases[scheme]
         if base is None:
             hint = " (set firmware.http_download_url to an https:// prefix)"
             raise Lwm2mError(
@@ -436,3 +450,10 @@ def _b64(package_id: str) -> str:
     import base64
 
     return base64.b64encode(bytes.fromhex(package_id)).decode()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

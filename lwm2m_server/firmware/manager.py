@@ -513,7 +513,11 @@ class FirmwareManager:
             scheme = action.transport
             if scheme == "coap" and self._transport is not None:
                 scheme = self._transport(job.endpoint)
-            uri = self.downloads.package_uri(grant, scheme)
+            try:
+                device_host: str | None = self.ops.client(job.endpoint).address.host
+            except Lwm2mError:
+                device_host = None
+            uri = self.downloads.package_uri(grant, scheme, device_host=device_host)
             return LwM2mSingleResource.new(rid, uri, ResourceType.STRING), ContentFormat.TEXT
         assert self.packages is not None
         data = self.packages.read(job.package_id)

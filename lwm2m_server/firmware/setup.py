@@ -96,10 +96,28 @@ def set_coap_bases(
     coaps_port: int | None,
 ) -> None:
     host = device_host(config.firmware.download_base, config.host)
+    loopback = _loopback_host(config.firmware.download_base, config.host)
     if coap_port is not None:
-        downloads.set_base("coap", f"coap://{host}:{coap_port}")
+        local = None if loopback is None else f"coap://{loopback}:{coap_port}"
+        downloads.set_base("coap", f"coap://{host}:{coap_port}", loopback=local)
     if coaps_port is not None:
-        downloads.set_base("coaps", f"coaps://{host}:{coaps_port}")
+        local = None if loopback is None else f"coaps://{loopback}:{coaps_port}"
+        downloads.set_base("coaps", f"coaps://{host}:{coaps_port}", loopback=local)
+
+
+def _loopback_host(configured: str, bound: str) -> str | None:
+    """The loopback address of a wildcard bind's family, when nothing is configured: the host a
+    device on this machine is given (it may be bound to loopback, which cannot reach the
+    outward address ``device_host`` found)."""
+    if configured:
+        return None
+    try:
+        address = ipaddress.ip_address(bound)
+    except ValueError:
+        return None
+    if not address.is_unspecified:
+        return None
+    return "[::1]" if address.version == 6 else "127.0.0.1"
 
 
 def set_http_base(downloads: DownloadServer, config: ServerConfig, port: int) -> None:

@@ -5,15 +5,18 @@ under a cached grant, Block2 numbering and the events."""
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
 from lwm2m_runtime.coap import Block, Code, Message, OptionNumber
 from lwm2m_runtime.server import IncomingRequest
+from lwm2m_server.config import FirmwareSettings, ServerConfig
 from lwm2m_server.firmware.contracts import DownloadEvent, DownloadOutcome, PackageKind
 from lwm2m_server.firmware.downloads import DownloadServer
 from lwm2m_server.firmware.package_store import MemoryBlobs, MemoryFirmwareRecords
 from lwm2m_server.firmware.packages import Library
+from lwm2m_server.firmware.setup import set_coap_bases
 from object_models.errors import Lwm2mError
 
 IMAGE = bytes(range(256)) * 10  # 2560 bytes: blocks of 1024, 1024, 512
@@ -112,3 +115,28 @@ def test_package_uri_names_the_base_and_the_hash() -> None:
     for scheme in ("coaps", "https", "ftp"):
         with pytest.raises(Lwm2mError, match=scheme):
             downloads.package_uri(grant, scheme)
+
+
+def test_a_device_on_loopback_gets_a_loopback_uri_when_the_listener_binds_a_wildcard(
+    tmp_path: Path,
+) -> None:
+    """The guessed outward address is unreachable for a device bound to 127.0.0.1 (the local
+    demo: the README's update failed with "connection lost" before)."""
+    _, library, downloads, _ = _setup()
+    package = library.add(b"image", kind=PackageKind.FIRMWARE, name="fw", version="2")
+    grant = downloads.grant(package.id, "dev", 600)
+    set_coap_bases(downloads, ServerConfig(data_dir=tmp_path, host="0.0.0.0"), 5683, 5684)
+    local = downloads.package_uri(grant, "coap", device_host="127.0.0.1")
+    assert local.startswith("coap://127.0.0.1:5683/fw/")
+    assert downloads.package_uri(grant, "coaps", device_host="::1").startswith(
+        "coaps://127.0.0.1:5684/fw/"
+    )
+    outward = downloads.package_uri(grant, "coap", device_host="198.51.100.7")
+    assert not outward.startswith("coap://127.0.0.1") and outward.endswith(local[-80:])
+    configured = ServerConfig(
+        data_dir=tmp_path, host="0.0.0.0", firmware=FirmwareSettings(download_base="fw.example")
+    )
+    set_coap_bases(downloads, configured, 5683, 5684)
+    assert downloads.package_uri(grant, "coap", device_host="127.0.0.1").startswith(
+        "coap://fw.example:5683/fw/"
+    )

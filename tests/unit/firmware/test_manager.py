@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from lwm2m_runtime.address import Address
 from lwm2m_server.events_bus import FIRMWARE, EventBus
 from lwm2m_server.firmware.contracts import (
     DownloadEvent,
@@ -43,6 +45,7 @@ class Grants:
     def __init__(self) -> None:
         self.listeners: list[Callable[[DownloadEvent], None]] = []
         self.revoked: list[str] = []
+        self.device_hosts: list[str | None] = []
 
     def grant(self, package_id: str, endpoint: str, ttl_s: float) -> DownloadGrant:
         return DownloadGrant("tok", package_id, endpoint, int(ttl_s * 1000))
@@ -50,7 +53,10 @@ class Grants:
     def revoke(self, endpoint: str) -> None:
         self.revoked.append(endpoint)
 
-    def package_uri(self, grant: DownloadGrant, scheme: str) -> str:
+    def package_uri(
+        self, grant: DownloadGrant, scheme: str, *, device_host: str | None = None
+    ) -> str:
+        self.device_hosts.append(device_host)
         return f"{scheme}://server/fw/{grant.token}"
 
     def subscribe(self, listener: Callable[[DownloadEvent], None]) -> None:
@@ -72,7 +78,7 @@ class Device:
     def client(self, endpoint: str) -> Any:
         if endpoint != "dev":
             raise UnknownClientError(f"no {endpoint}")
-        return None
+        return SimpleNamespace(address=Address("192.0.2.9", 5683), transport="coap")
 
     def is_sleeping(self, endpoint: str) -> bool | None:
         return self.sleeping
@@ -178,6 +184,7 @@ async def test_a_pull_update_runs_to_success_and_is_published() -> None:
     assert view.state is JobState.PENDING
     await h.until(lambda: h.sent("write", "/5/0/1"))
     assert h.sent("write", "/5/0/1") == ["coap://server/fw/tok"]
+    assert h.grants.device_hosts == ["192.0.2.9"]  # the URI is made for where the device is
     assert {p for o, p, _ in h.device.requests if o == "observe"} == {"/5/0/3", "/5/0/5"}
     h.notify("/5/0/3", 1)
     h.notify("/5/0/3", 2)
