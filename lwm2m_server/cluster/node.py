@@ -43,7 +43,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from keystore.log_limit import PerPeerLimit
@@ -201,6 +201,11 @@ class ClusterNode:
         self.served = 0
         """Requests other nodes routed to this one."""
         self.events_dropped = 0
+        self.gained: list[Callable[[str], None]] = []
+        """Called with an endpoint when this node becomes its holder, taking it from another
+        node (the firmware jobs follow the device: docs/firmware.md, "Updates in a cluster")."""
+        self.handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {}
+        """Handlers of further ops on this node's channel (``post`` sends them)."""
 
     def node_channel(self, node_id: str) -> str:
         return f"{self._prefix}:cluster:node:{node_id}"
@@ -286,6 +291,15 @@ class ClusterNode:
         if previous is not None and previous != self.node_id:
             message = json.dumps({"op": "moved", "endpoint": endpoint})
             self._post(self.node_channel(previous), message)
+            for hook in list(self.gained):
+                try:
+                    hook(endpoint)
+                except Exception:
+                    log.exception("a holder hook failed for %s", endpoint)
+
+    def post(self, node_id: str, message: Mapping[str, Any]) -> None:
+        """Send ``message`` (with an ``op`` in ``handlers`` there) to a node's channel."""
+        self._post(self.node_channel(node_id), json.dumps(message))
 
     def holder(self, endpoint: str) -> str | None:
         value = self.db.client.get(self.holder_key(endpoint))
@@ -405,6 +419,8 @@ class ClusterNode:
                     future.set_result(message)
             elif op == "moved":
                 self._held.pop(str(message.get("endpoint")), None)
+            elif isinstance(op, str) and op in self.handlers:
+                self.handlers[op](message)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             if self._log.allow("message", time.monotonic()):
                 log.warning("malformed cluster message on %r: %s", channel, exc)
