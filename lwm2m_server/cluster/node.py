@@ -206,6 +206,10 @@ class ClusterNode:
         node (the firmware jobs follow the device: docs/firmware.md, "Updates in a cluster")."""
         self.handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {}
         """Handlers of further ops on this node's channel (``post`` sends them)."""
+        self.remote_listeners: list[Callable[[ServerEvent], None]] = []
+        """Called with each event of another node (after it went to the SSE subscribers):
+        for consumers that opt in (the firmware job manager, for the FIRMWARE events of the
+        jobs other nodes drive); at most once, like everything on pub/sub."""
 
     def node_channel(self, node_id: str) -> str:
         return f"{self._prefix}:cluster:node:{node_id}"
@@ -403,12 +407,17 @@ class ClusterNode:
             name = channel.decode() if isinstance(channel, bytes) else channel
             if name == self.events_channel:
                 if message.get("origin") != self.node_id:
-                    self.server.bus.publish(
+                    event = self.server.bus.publish(
                         str(message["kind"]),
                         str(message["endpoint"]),
                         dict(message["data"]),
                         listeners=False,
                     )
+                    for listener in list(self.remote_listeners):
+                        try:
+                            listener(event)
+                        except Exception:
+                            log.exception("a listener of remote events failed on %s", event.kind)
                 return
             op = message.get("op")
             if op == "exec":

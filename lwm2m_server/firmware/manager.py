@@ -66,6 +66,7 @@ from .contracts import (
     DownloadEvent,
     DownloadGrants,
     DownloadOutcome,
+    JobState,
     JobView,
     PackageKind,
     PackageLibrary,
@@ -142,6 +143,27 @@ def job_to_json(view: JobView) -> dict[str, object]:
         "created": view.created_ms,
         "updated": view.updated_ms,
     }
+
+
+def job_from_json(data: Mapping[str, Any]) -> JobView:
+    """The inverse of ``job_to_json`` (a FIRMWARE event of another node). ``ValueError``,
+    ``KeyError`` or ``TypeError`` when ``data`` is not a job."""
+    result = data["result"]
+    campaign = data["campaign"]
+    return JobView(
+        endpoint=str(data["endpoint"]),
+        package_id=str(data["package"]),
+        kind=PackageKind(data["kind"]),
+        strategy=Strategy(data["strategy"]),
+        state=JobState(data["state"]),
+        instance=int(data["instance"]),
+        result=None if result is None else int(result),
+        detail=str(data["detail"]),
+        attempts=int(data["attempts"]),
+        campaign=None if campaign is None else str(campaign),
+        created_ms=int(data["created"]),
+        updated_ms=int(data["updated"]),
+    )
 
 
 def settings_from(config: Any) -> JobSettings:
@@ -425,7 +447,35 @@ class FirmwareManager:
         return job.view()
 
     def subscribe(self, listener: Callable[[JobView], None]) -> None:
+        """``listener`` is called with a job's view each time it changes: the jobs this node
+        drives, in order; on a cluster also those other nodes drive, from their FIRMWARE
+        events (``remote_job``: at most once, like all pub/sub; ``jobs()`` is the truth)."""
         self._listeners.append(listener)
+
+    def remote_job(self, event: ServerEvent) -> None:
+        """``ClusterNode`` remote-event hook: another node's job changed. For a job this node
+        still believes it drives, only a change newer than what it has shown: either the job
+        was taken from us (the renewal will notice), or it is the former driver's last event,
+        arriving late after we took the job over."""
+        if event.kind != FIRMWARE:
+            return
+        try:
+            view = job_from_json(event.data)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.debug("a FIRMWARE event of another node is not a job: %s", exc)
+            return
+        shown = self._shown.get(view.endpoint)
+        ours = view.endpoint in self._jobs and shown is not None
+        if ours and shown is not None and view.updated_ms <= shown.updated_ms:
+            return
+        self._tell(view)
+
+    def _tell(self, view: JobView) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(view)
+            except Exception:
+                log.exception("firmware job listener failed on %s", view.endpoint)
 
     def in_use(self, package_id: str) -> str | None:
         """The package library's ``in_use`` hook: a package an unfinished job delivers cannot
@@ -534,11 +584,7 @@ class FirmwareManager:
         if changed and self._shown.get(job.endpoint) != view:
             self._shown[job.endpoint] = view
             self._publish(FIRMWARE, job.endpoint, job_to_json(view))
-            for listener in list(self._listeners):
-                try:
-                    listener(view)
-                except Exception:
-                    log.exception("firmware job listener failed on %s", job.endpoint)
+            self._tell(view)
             if view.state.finished:
                 level = logging.INFO if view.state.value == "succeeded" else logging.WARNING
                 log.log(

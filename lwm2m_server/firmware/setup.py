@@ -135,6 +135,7 @@ def create_manager(server: Lwm2mServer) -> FirmwareManager:
     if server.cluster is not None:
         server.cluster.gained.append(manager.gained)
         server.cluster.handlers[HINT] = lambda message: manager.hinted(str(message["endpoint"]))
+        server.cluster.remote_listeners.append(manager.remote_job)
     return manager
 
 
