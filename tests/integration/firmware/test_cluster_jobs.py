@@ -39,11 +39,14 @@ from .test_update_flow import FIRMWARE as SETTINGS
 from .test_update_flow import HAPPY, Jobs, make_config, shown, start, until, upload
 
 LEASE = 1.0
+KILL_LEASE = 2.0
 
 
-def node_config(tmp_path: Path, name: str, url: str, prefix: str, **firmware: Any) -> ServerConfig:
+def node_config(
+    tmp_path: Path, name: str, url: str, prefix: str, lease: float = LEASE, **firmware: Any
+) -> ServerConfig:
     config = make_config(
-        tmp_path / name, firmware=attrs.evolve(SETTINGS, job_lease=LEASE, **firmware)
+        tmp_path / name, firmware=attrs.evolve(SETTINGS, job_lease=lease, **firmware)
     )
     return attrs.evolve(config, store=StoreSettings("redis", url, prefix))
 
@@ -169,7 +172,7 @@ async def test_node_a_killed_mid_download_b_takes_the_job_over_after_the_lease(
         "STORE_ENGINE": "redis",
         "STORE_URL": redis_url,
         "STORE_PREFIX": prefix,
-        "FIRMWARE_JOB_LEASE": str(LEASE),
+        "FIRMWARE_JOB_LEASE": str(KILL_LEASE),
         "FIRMWARE_REQUEST_TIMEOUT": str(SETTINGS.request_timeout),
         "FIRMWARE_DOWNLOAD_TIMEOUT": str(SETTINGS.download_timeout),
         "FIRMWARE_UPDATE_TIMEOUT": str(SETTINGS.update_timeout),
@@ -178,18 +181,20 @@ async def test_node_a_killed_mid_download_b_takes_the_job_over_after_the_lease(
     }
     a.env.update({f"LWM2M_SERVER_{k}": v for k, v in settings.items()})
     a.start()
-    b = Lwm2mServer(node_config(tmp_path, "b", redis_url, prefix, retries=2))
+    b = Lwm2mServer(node_config(tmp_path, "b", redis_url, prefix, KILL_LEASE, retries=2))
     await b.start()
     assert b.firmware is not None and b.cluster is not None
     on_b = Jobs()
     on_b.follow(b)
-    # the device goes silent after 2 blocks for a moment; A dies meanwhile
+    # the device goes silent after 2 blocks for a moment; A dies meanwhile; the device is
+    # back well before A's lease ends, so B's Observes of the job it takes over reach it and
+    # it hears the lost download at once (else it would wait for the download deadline)
     device = Lwm2mClient(
         "fw-kill",
         f"coap://127.0.0.1:{a.coap_port}",
         auto_update=False,
         update_simulation=UpdateSimulation(
-            vanish_after_blocks=2, vanish_for=0.5, reboot_delay=0.3, block_timeout=2.0
+            vanish_after_blocks=2, vanish_for=0.2, reboot_delay=0.3, block_timeout=2.0
         ),
     )
     try:
