@@ -232,6 +232,9 @@ class FirmwareSettings:
     """Seconds before the first new attempt, doubled for each further one."""
     software_activate: bool = False
     """Object 9: Execute Activate (``/9/x/10``) after a successful install."""
+    job_lease: float = 15.0
+    """On Redis: seconds a node's claim on the jobs it drives lasts without renewal (renewed
+    every third of it); a job whose node died is taken over by another after this."""
 
 
 def check_download_base(value: str) -> str | None:
@@ -384,6 +387,7 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "firmware.queued_timeout": non_negative,
         "firmware.retries": between(0, 100),
         "firmware.retry_backoff": non_negative,
+        "firmware.job_lease": positive,
     },
     cross_checks=(store_cross_check(),),
     upper_case=("log_level", "store_synchronous"),

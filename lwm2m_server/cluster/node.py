@@ -52,7 +52,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from keystore.log_limit import PerPeerLimit
@@ -87,7 +87,7 @@ HEARTBEAT = 15.0
 PEER_SEEN = 3 * HEARTBEAT
 """A node heard from within this many seconds counts as a peer."""
 ALIVE = "_alive"
-"""Events and replies waiting to be published; beyond, the oldest event is dropped."""
+"""The op of a node's heartbeat message (``alive``) on the events channel."""
 
 
 _NODES_IN_PROCESS = itertools.count()
@@ -218,19 +218,28 @@ class ClusterNode:
         """Requests other nodes routed to this one."""
         self.events_dropped = 0
         self.holder_writes = 0
+        """Holder records written (most with the group commit, not on a round trip of their own)."""
         self.queued_taken = 0
+        """Queued requests of other nodes this node took over and delivered."""
         self._peers: dict[str, float] = {}
         """Other nodes' ids → ``time.monotonic()`` when last heard (events, alive messages)."""
         self.redis_ping: float | None = None
         """Seconds the last PING of Redis took (the heartbeat's), None before the first."""
         self._adopted: set[str] = set()
         """Request ids taken over from other nodes: their REQUEST_RESPONSE is shared."""
-        """Queued requests of other nodes this node took over and delivered."""
         queued: Any = server.stores.queued_requests
         self._queued: Any = queued if hasattr(queued, "take") else None
         if self._queued is not None:
             self._queued.node = self.node_id  # the owner of what this node queues
-        """Holder records written (most with the group commit, not on a round trip of their own)."""
+        self.gained: list[Callable[[str], None]] = []
+        """Called with an endpoint when this node becomes its holder, taking it from another
+        node (the firmware jobs follow the device: docs/firmware.md, "Updates in a cluster")."""
+        self.handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {}
+        """Handlers of further ops on this node's channel (``post`` sends them)."""
+        self.remote_listeners: list[Callable[[ServerEvent], None]] = []
+        """Called with each event of another node (after it went to the SSE subscribers):
+        for consumers that opt in (the firmware job manager, for the FIRMWARE events of the
+        jobs other nodes drive); at most once, like everything on pub/sub."""
 
     def node_channel(self, node_id: str) -> str:
         return f"{self._prefix}:cluster:node:{node_id}"
@@ -392,6 +401,15 @@ class ClusterNode:
         if previous != self.node_id:
             message = json.dumps({"op": "moved", "endpoint": endpoint})
             self._post(self.node_channel(previous), message)
+            for hook in list(self.gained):
+                try:
+                    hook(endpoint)
+                except Exception:
+                    log.exception("a holder hook failed for %s", endpoint)
+
+    def post(self, node_id: str, message: Mapping[str, Any]) -> None:
+        """Send ``message`` (with an ``op`` in ``handlers`` there) to a node's channel."""
+        self._post(self.node_channel(node_id), json.dumps(message))
 
     def holder(self, endpoint: str) -> str | None:
         value = self.db.client.get(self.holder_key(endpoint))
@@ -500,11 +518,19 @@ class ClusterNode:
                     if message.get("kind") == ALIVE:
                         return
                     self.server.bus.publish(
+
+                if message.get("origin") != self.node_id:
+                    event = self.server.bus.publish(
                         str(message["kind"]),
                         str(message["endpoint"]),
                         dict(message["data"]),
                         listeners=False,
                     )
+                    for listener in list(self.remote_listeners):
+                        try:
+                            listener(event)
+                        except Exception:
+                            log.exception("a listener of remote events failed on %s", event.kind)
                 return
             op = message.get("op")
             if op == "exec":
@@ -518,6 +544,9 @@ class ClusterNode:
             elif op == "taken":
                 ids = [str(i) for i in message["ids"]]
                 self.server.release_queued(str(message["endpoint"]), ids)
+
+            elif isinstance(op, str) and op in self.handlers:
+                self.handlers[op](message)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             if self._log.allow("message", time.monotonic()):
                 log.warning("malformed cluster message on %r: %s", channel, exc)

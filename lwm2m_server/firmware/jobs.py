@@ -227,6 +227,12 @@ class UpdateJob:
     observed_version: str | None = None
     cause: str = ""
     """Why the delivery is being retried (kept in ``detail`` if the retry fails too)."""
+    side_observes: set[int] = attrs.field(factory=set)
+    """The seqs in ``side`` that are Observes (not stored: ``resume`` observes again)."""
+    unobserved: set[str] = attrs.field(factory=set)
+    """Paths whose Observe (a side one: after a restart or a takeover, or a re-registration)
+    got no answer or a failure: observed again with the next delivery, so that the job does
+    not wait for a State change it can no longer hear (not stored, as above)."""
 
     @classmethod
     def new(
@@ -374,7 +380,14 @@ class UpdateJob:
             path = self.side.pop(seq)
             if queued:
                 self.side[seq] = path
-            elif code is not None and code.startswith("2.") and isinstance(value, int):
+                return []
+            if seq in self.side_observes:
+                self.side_observes.discard(seq)
+                if code is not None and code.startswith("2."):
+                    self.unobserved.discard(path)
+                else:
+                    self.unobserved.add(path)
+            if code is not None and code.startswith("2.") and isinstance(value, int):
                 if path == self.state_path:
                     return self.reported(now, state=value)
                 if path == self.result_path:
@@ -513,6 +526,8 @@ class UpdateJob:
             self.pending[self.seq] = path
         else:
             self.side[self.seq] = path
+            if cls is Observe:
+                self.side_observes.add(self.seq)
         timeout = self._step_timeout() if wait else self.settings.request_timeout
         return cls(self.seq, path, timeout, **extra)
 
@@ -544,10 +559,12 @@ class UpdateJob:
         if step is Step.DELIVER:
             self.delivered = False
             self.deliveries += 1
+            again = [self._request(Observe, p, now, wait=False) for p in sorted(self.unobserved)]
+            self.unobserved.clear()
             if self.strategy is Strategy.PUSH:
-                return [self._request(WritePackage, self._path(0, 2), now)]
+                return [*again, self._request(WritePackage, self._path(0, 2), now)]
             transport = _transport_of(self.strategy)
-            return [self._request(WriteUri, self._path(1, 3), now, transport=transport)]
+            return [*again, self._request(WriteUri, self._path(1, 3), now, transport=transport)]
         if step is Step.EXECUTE:
             self.executed = True  # sent: a State Updating racing its answer is legitimate
             return [self._request(Execute, self._path(2, 4), now)]

@@ -17,6 +17,16 @@ After every change of a job it is stored (``job_store``), a ``FIRMWARE`` event g
 (the job as ``job_to_json``) and the subscribers (campaigns) are called with its ``JobView``.
 At start it loads the stored jobs and resumes the unfinished ones (``UpdateJob.resume``:
 observe again, repeat the step's requests; deadlines as stored).
+
+On a cluster (``JobCluster``; docs/firmware.md, "Updates in a cluster") a job is driven by one
+node at a time, the node that holds the device, under a lease in the shared store: every
+change is written only if this node still holds the job's lease (``RedisJobStore.put_as``), and
+a node that finds it was taken over stops driving it at once (nothing of the refused change is
+published or sent). A node takes a job over when the device's Register or Update makes it the
+holder (``gained``, at once: it steals the lease), when another node's API starts or cancels a
+job of a device it holds (a hint on its channel, and its lease scan), and when a job's lease
+expired because its node died (the scan every third of the lease). The API of every node shows
+the shared store's jobs.
 """
 
 from __future__ import annotations
@@ -27,6 +37,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import attrs
 
 from keystore.store.errors import StoreError
 from lwm2m_runtime.http_errors import ApiError
@@ -54,12 +66,13 @@ from .contracts import (
     DownloadEvent,
     DownloadGrants,
     DownloadOutcome,
+    JobState,
     JobView,
     PackageKind,
     PackageLibrary,
     Strategy,
 )
-from .job_store import JobStore
+from .job_store import JobStore, RedisJobStore
 from .jobs import (
     Action,
     CancelObserve,
@@ -79,6 +92,22 @@ log = logging.getLogger(__name__)
 
 Listen = Callable[[Callable[[ServerEvent], None]], Callable[[], None]]
 Publish = Callable[[str, str, Mapping[str, object]], object]
+
+
+@attrs.frozen
+class JobCluster:
+    """What the manager needs of a cluster (``setup._cluster_link``): this node's id, the
+    shared job store with its leases, the lease (seconds), the node that holds a device (None:
+    nobody), whether a node is alive (it listens on its channel) and how to tell a node that
+    a job of one of its devices waits for it."""
+
+    node: str
+    store: RedisJobStore
+    lease: float
+    holder: Callable[[str], str | None]
+    alive: Callable[[str], bool]
+    hint: Callable[[str, str], None]
+    """``hint(node, endpoint)``."""
 
 
 class UnknownPackageError(Lwm2mError):
@@ -114,6 +143,27 @@ def job_to_json(view: JobView) -> dict[str, object]:
         "created": view.created_ms,
         "updated": view.updated_ms,
     }
+
+
+def job_from_json(data: Mapping[str, Any]) -> JobView:
+    """The inverse of ``job_to_json`` (a FIRMWARE event of another node). ``ValueError``,
+    ``KeyError`` or ``TypeError`` when ``data`` is not a job."""
+    result = data["result"]
+    campaign = data["campaign"]
+    return JobView(
+        endpoint=str(data["endpoint"]),
+        package_id=str(data["package"]),
+        kind=PackageKind(data["kind"]),
+        strategy=Strategy(data["strategy"]),
+        state=JobState(data["state"]),
+        instance=int(data["instance"]),
+        result=None if result is None else int(result),
+        detail=str(data["detail"]),
+        attempts=int(data["attempts"]),
+        campaign=None if campaign is None else str(campaign),
+        created_ms=int(data["created"]),
+        updated_ms=int(data["updated"]),
+    )
 
 
 def settings_from(config: Any) -> JobSettings:
@@ -160,6 +210,7 @@ class FirmwareManager:
         clock: Callable[[], float] = time.time,
         transport: Callable[[str], str] | None = None,
         owns: Callable[[str], bool] | None = None,
+        cluster: JobCluster | None = None,
     ) -> None:
         self.ops = ops
         self.store = store
@@ -183,6 +234,15 @@ class FirmwareManager:
         """The view last published per endpoint: an event only when it changes."""
         self._unlisten: Callable[[], None] | None = None
         self._running = False
+        self._cluster = cluster
+        self._tending: asyncio.Task[None] | None = None
+        self._tend_failed = 0.0
+        self._last_event = -1
+        """The id of the latest event the listener saw."""
+        self._registered: tuple[str, int] | None = None
+        """(endpoint, event id) of the latest REGISTRATION of a device with no job driven
+        here: a Register that makes this node the holder is published before the holder hook
+        runs (``gained``), which then knows the device re-registered."""
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -196,6 +256,9 @@ class FirmwareManager:
         except StoreError as exc:
             log.error("cannot read the update jobs, none resumed: %s", exc)
             stored = []
+        if self._cluster is not None:
+            self._open_cluster(stored)
+            return
         resumed = 0
         now = self.clock()
         for job in stored:
@@ -210,6 +273,12 @@ class FirmwareManager:
             log.info("resumed %d unfinished update jobs from the store", resumed)
 
     def _owned(self, endpoint: str) -> bool:
+        if self._cluster is not None:
+            try:
+                return self._elsewhere(endpoint) is None
+            except Exception as exc:  # the store is down: nothing can be claimed anyway
+                log.warning("cannot tell which node holds %s: %s", endpoint, exc)
+                return False
         assert self._owns is not None
         try:
             return self._owns(endpoint)
@@ -217,11 +286,35 @@ class FirmwareManager:
             log.warning("cannot tell which node holds %s (%s): resuming its job", endpoint, exc)
             return True
 
+    def _open_cluster(self, stored: list[UpdateJob]) -> None:
+        """Claim the unfinished jobs of the devices this node holds (or nobody alive does) and
+        whose lease is free; the others are driven elsewhere, or will be claimed by the scan
+        once their lease expires."""
+        claimed = 0
+        for job in stored:
+            if not job.finished and self._owned(job.endpoint):
+                claimed += self._claim(job.endpoint) is not None
+        if claimed:
+            log.info("took %d unfinished update jobs from the store", claimed)
+        self._tending = asyncio.get_running_loop().create_task(self._tend_leases())
+
     async def close(self) -> None:
         self._running = False
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
+        if self._tending is not None:
+            self._tending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._tending
+            self._tending = None
+        if self._cluster is not None:  # free at once for the node that takes over
+            for endpoint, job in list(self._jobs.items()):
+                if not job.finished:
+                    try:
+                        self._cluster.store.release(endpoint, self._cluster.node)
+                    except StoreError as exc:
+                        log.warning("update job of %s not released: %s", endpoint, exc)
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -258,11 +351,10 @@ class FirmwareManager:
         if package.kind is PackageKind.FIRMWARE and instance not in (None, 0):
             raise ApiError(400, "a firmware package goes to /5/0: instance must be 0")
         current = self._jobs.get(endpoint)
+        if self._cluster is not None and current is None:
+            current = self._cluster.store.get(endpoint)
         if current is not None and not current.finished:
-            raise JobConflictError(
-                f"{endpoint!r} already has a {current.state.value} update job "
-                f"(package {current.package_id[:12]}…); cancel it first",
-            )
+            raise self._conflict(endpoint, current)
         now = self.clock()
         job = UpdateJob.new(
             endpoint,
@@ -275,7 +367,6 @@ class FirmwareManager:
             settings=self.settings,
             now=now,
         )
-        self._jobs[endpoint] = job
         log.info(
             "update job for %s: %s %s (%s), %s",
             endpoint,
@@ -284,22 +375,70 @@ class FirmwareManager:
             package.id[:12],
             strategy.value,
         )
+        if self._cluster is not None:
+            holder = self._elsewhere(endpoint)
+            cluster = self._cluster
+            if not cluster.store.create(job, cluster.node, cluster.lease, drive=holder is None):
+                raise self._conflict(endpoint, cluster.store.get(endpoint))
+            if holder is not None:  # the node the device talks to drives it
+                log.info("update job for %s handed to node %s, which holds it", endpoint, holder)
+                cluster.hint(holder, endpoint)
+                return job.view()
+        self._jobs[endpoint] = job
         self._after(job, job.start(now))
         return job.view()
 
+    @staticmethod
+    def _conflict(endpoint: str, current: UpdateJob | None) -> JobConflictError:
+        if current is None:
+            return JobConflictError(f"{endpoint!r} already has an update job; cancel it first")
+        return JobConflictError(
+            f"{endpoint!r} already has a {current.state.value} update job "
+            f"(package {current.package_id[:12]}…); cancel it first",
+        )
+
+    def _elsewhere(self, endpoint: str) -> str | None:
+        """On a cluster: the live node that holds the device when it is not this one (it
+        should drive the device's job); None when this node should (it holds the device,
+        nobody does, or its holder is gone)."""
+        assert self._cluster is not None
+        holder = self._cluster.holder(endpoint)
+        if holder in (None, self._cluster.node):
+            return None
+        assert holder is not None
+        return holder if self._cluster.alive(holder) else None
+
     def job(self, endpoint: str) -> JobView | None:
         job = self._jobs.get(endpoint)
+        if job is None and self._cluster is not None:  # any node's job, as stored
+            job = self._cluster.store.get(endpoint)
         return None if job is None else job.view()
+
+    def _all(self) -> dict[str, UpdateJob]:
+        """Every job: on a cluster the shared store's, those driven here as they are now."""
+        if self._cluster is None:
+            return self._jobs
+        return {**{j.endpoint: j for j in self._cluster.store.all()}, **self._jobs}
 
     def jobs(self, campaign: str | None = None) -> list[JobView]:
         return [
             j.view()
-            for _, j in sorted(self._jobs.items())
+            for _, j in sorted(self._all().items())
             if campaign is None or j.campaign == campaign
         ]
 
     async def cancel(self, endpoint: str) -> JobView | None:
         job = self._jobs.get(endpoint)
+        if job is None and self._cluster is not None:
+            # driven by another node (or by none): take it, so that the cancel is the last
+            # change of the job (its former driver can no longer write it)
+            cluster = self._cluster
+            job, _ = cluster.store.claim(endpoint, cluster.node, cluster.lease, steal=True)
+            if job is None:
+                stored = cluster.store.get(endpoint)
+                return None if stored is None else stored.view()
+            self._jobs[endpoint] = job
+            self._shown[endpoint] = job.view()
         if job is None:
             return None
         if not job.finished:
@@ -308,12 +447,40 @@ class FirmwareManager:
         return job.view()
 
     def subscribe(self, listener: Callable[[JobView], None]) -> None:
+        """``listener`` is called with a job's view each time it changes: the jobs this node
+        drives, in order; on a cluster also those other nodes drive, from their FIRMWARE
+        events (``remote_job``: at most once, like all pub/sub; ``jobs()`` is the truth)."""
         self._listeners.append(listener)
+
+    def remote_job(self, event: ServerEvent) -> None:
+        """``ClusterNode`` remote-event hook: another node's job changed. For a job this node
+        still believes it drives, only a change newer than what it has shown: either the job
+        was taken from us (the renewal will notice), or it is the former driver's last event,
+        arriving late after we took the job over."""
+        if event.kind != FIRMWARE:
+            return
+        try:
+            view = job_from_json(event.data)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.debug("a FIRMWARE event of another node is not a job: %s", exc)
+            return
+        shown = self._shown.get(view.endpoint)
+        ours = view.endpoint in self._jobs and shown is not None
+        if ours and shown is not None and view.updated_ms <= shown.updated_ms:
+            return
+        self._tell(view)
+
+    def _tell(self, view: JobView) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(view)
+            except Exception:
+                log.exception("firmware job listener failed on %s", view.endpoint)
 
     def in_use(self, package_id: str) -> str | None:
         """The package library's ``in_use`` hook: a package an unfinished job delivers cannot
         be deleted (a finished job's can: it only names it)."""
-        for endpoint, job in sorted(self._jobs.items()):
+        for endpoint, job in sorted(self._all().items()):
             if job.package_id == package_id and not job.finished:
                 return f"the {job.state.value} update job of {endpoint}"
         return None
@@ -326,6 +493,7 @@ class FirmwareManager:
     def _on_event(self, event: ServerEvent) -> None:
         """``EventBus.listen`` callback: runs inside ``publish``, so it only decides and
         schedules (the machine is synchronous; requests are tasks)."""
+        self._last_event = event.id
         if event.kind == FIRMWARE:
             return
         if event.kind == "REQUEST_RESPONSE":
@@ -333,6 +501,8 @@ class FirmwareManager:
             return
         job = self._live(event.endpoint)
         if job is None:
+            if event.kind == "REGISTRATION" and self._cluster is not None:
+                self._registered = (event.endpoint, event.id)
             return
         now = self.clock()
         if event.kind == "NOTIFICATION":
@@ -398,20 +568,23 @@ class FirmwareManager:
     # -- effects --------------------------------------------------------------------------------
     def _after(self, job: UpdateJob, actions: list[Action], *, changed: bool = True) -> None:
         """Store the job, tell everyone when its view changed, perform its actions, re-arm
-        its timer."""
+        its timer. On a cluster, only while this node drives it: a job another node took over
+        is dropped here, and nothing of this change is published or sent."""
+        cluster = self._cluster
         try:
-            self.store.put(job)
+            if cluster is not None:
+                if not cluster.store.put_as(job, cluster.node, cluster.lease):
+                    self._lost(job)
+                    return
+            else:
+                self.store.put(job)
         except StoreError as exc:
             log.error("update job of %s not stored: %s", job.endpoint, exc)
         view = job.view()
         if changed and self._shown.get(job.endpoint) != view:
             self._shown[job.endpoint] = view
             self._publish(FIRMWARE, job.endpoint, job_to_json(view))
-            for listener in list(self._listeners):
-                try:
-                    listener(view)
-                except Exception:
-                    log.exception("firmware job listener failed on %s", job.endpoint)
+            self._tell(view)
             if view.state.finished:
                 level = logging.INFO if view.state.value == "succeeded" else logging.WARNING
                 log.log(
@@ -424,6 +597,96 @@ class FirmwareManager:
         for action in actions:
             self._perform(job, action)
         self._arm(job)
+        if cluster is not None and job.finished and self._jobs.get(job.endpoint) is job:
+            del self._jobs[job.endpoint]  # the store shows it; the next job may start anywhere
+
+    # -- cluster ----------------------------------------------------------------------------------
+    def driving(self) -> list[str]:
+        """The endpoints whose unfinished job this node drives."""
+        return sorted(e for e, j in self._jobs.items() if not j.finished)
+
+    def _lost(self, job: UpdateJob) -> None:
+        """Another node took the job over (the device moved there, a cancel through its API,
+        or our lease expired): stop driving it."""
+        endpoint = job.endpoint
+        if self._jobs.get(endpoint) is job:
+            del self._jobs[endpoint]
+            timer = self._timers.pop(endpoint, None)
+            if timer is not None:
+                timer.cancel()
+            log.info("update job of %s is driven by another node now: no longer here", endpoint)
+
+    def _claim(
+        self, endpoint: str, *, steal: bool = False, registered: bool = False
+    ) -> UpdateJob | None:
+        """Take the endpoint's unfinished job if free (or ``steal`` it) and drive it from
+        where it stands: started if nobody did, else resumed (observe again, the step's
+        requests again, the stored deadlines)."""
+        cluster = self._cluster
+        assert cluster is not None
+        try:
+            job, _ = cluster.store.claim(endpoint, cluster.node, cluster.lease, steal=steal)
+        except StoreError as exc:
+            log.warning("cannot claim the update job of %s: %s", endpoint, exc)
+            return None
+        if job is None:
+            return None
+        now = self.clock()
+        self._jobs[endpoint] = job
+        fresh = job.seq == 0  # created by a node that handed it here: never started
+        if not fresh:
+            self._shown[endpoint] = job.view()
+        log.info(
+            "update job of %s (%s, step %s) taken over by this node%s",
+            endpoint,
+            job.state.value,
+            job.step.value,
+            " from a node that no longer holds the device" if steal else "",
+        )
+        self._after(job, job.start(now) if fresh else job.resume(now), changed=fresh)
+        if registered and self._jobs.get(endpoint) is job:
+            self._after(job, job.registered(now))  # the Register we were too late to see
+        return job
+
+    def gained(self, endpoint: str) -> None:
+        """``ClusterNode`` hook: this node became the device's holder, taking it from another
+        node (a Register or Update landed here). Its unfinished job follows it: claimed at
+        once, before the event of that Register reaches the job."""
+        if self._running and endpoint not in self._jobs:
+            registered = self._registered == (endpoint, self._last_event)
+            self._claim(endpoint, steal=True, registered=registered)
+
+    def hinted(self, endpoint: str) -> None:
+        """Another node's API started a job of a device this node holds."""
+        if self._running and endpoint not in self._jobs:
+            self._claim(endpoint)
+
+    async def _tend_leases(self) -> None:
+        """Every third of the lease: renew this node's leases (dropping a job another node
+        took), and claim the jobs whose lease expired, for devices this node holds or whose
+        holder is gone (their node died)."""
+        cluster = self._cluster
+        assert cluster is not None
+        while self._running:
+            await asyncio.sleep(cluster.lease / 3)
+            try:
+                self._tend(cluster)
+            except StoreError as exc:
+                now = time.monotonic()
+                if now - self._tend_failed > 60.0:
+                    self._tend_failed = now
+                    log.warning("cannot renew or claim update job leases: %s", exc)
+            except Exception:  # a bug must not end the renewals for good
+                log.exception("renewing the update job leases failed")
+
+    def _tend(self, cluster: JobCluster) -> None:
+        for endpoint in cluster.store.renew(self.driving(), cluster.node, cluster.lease):
+            job = self._jobs.get(endpoint)
+            if job is not None:
+                self._lost(job)
+        for endpoint in cluster.store.expired(time.time()):
+            if endpoint not in self._jobs and self._owned(endpoint):
+                self._claim(endpoint)
 
     def _arm(self, job: UpdateJob) -> None:
         timer = self._timers.pop(job.endpoint, None)

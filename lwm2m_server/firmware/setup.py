@@ -23,7 +23,8 @@ from keystore.store.redis_database import RedisDatabase
 
 from ..config import ServerConfig
 from .downloads import DownloadServer
-from .manager import FirmwareManager, registration_transport, settings_from
+from .job_store import RedisJobStore
+from .manager import FirmwareManager, JobCluster, registration_transport, settings_from
 from .packages import Library, open_library
 
 if TYPE_CHECKING:
@@ -145,10 +146,44 @@ def create_manager(server: Lwm2mServer) -> FirmwareManager:
         clock=server.clock,
         transport=registration_transport(server),
         owns=_holds(server),
+        cluster=_cluster_link(server),
     )
     if server.packages is not None:
         server.packages.add_in_use(manager.in_use)
+    if server.cluster is not None:
+        server.cluster.gained.append(manager.gained)
+        server.cluster.handlers[HINT] = lambda message: manager.hinted(str(message["endpoint"]))
+        server.cluster.remote_listeners.append(manager.remote_job)
     return manager
+
+
+HINT = "fwjob"
+"""The cluster message that tells a node a job of a device it holds waits for it."""
+
+
+def _cluster_link(server: Lwm2mServer) -> JobCluster | None:
+    """On Redis: the jobs are driven by the node that holds the device, under a lease
+    (docs/firmware.md, "Updates in a cluster")."""
+    cluster = server.cluster
+    store = server.stores.firmware_jobs
+    if cluster is None or not isinstance(store, RedisJobStore):
+        return None
+
+    def alive(node: str) -> bool:
+        listening = cluster.db.client.pubsub_numsub(cluster.node_channel(node))
+        return any(count for _, count in listening)
+
+    def hint(node: str, endpoint: str) -> None:
+        cluster.post(node, {"op": HINT, "endpoint": endpoint})
+
+    return JobCluster(
+        node=cluster.node_id,
+        store=store,
+        lease=server.config.firmware.job_lease,
+        holder=cluster.holder,
+        alive=alive,
+        hint=hint,
+    )
 
 
 def _holds(server: Lwm2mServer) -> Callable[[str], bool] | None:

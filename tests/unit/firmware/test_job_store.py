@@ -4,6 +4,7 @@ included, with their deadlines."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from keystore.store.errors import StoreError
 from lwm2m_server.firmware.contracts import JobState, PackageKind, Strategy
-from lwm2m_server.firmware.job_store import JobStore, MemoryJobStore
+from lwm2m_server.firmware.job_store import JobStore, MemoryJobStore, RedisJobStore
 from lwm2m_server.firmware.jobs import JobSettings, Step, UpdateJob
 from tests.store_engines import Engine, RedisEngine, SqliteEngine
 
@@ -109,3 +110,81 @@ def test_a_corrupt_row_is_skipped_not_fatal(tmp_path: Path) -> None:
         assert engine.firmware_jobs().get("bad") is None
     finally:
         engine.close()
+
+
+# -- leases: who drives a job on a cluster (docs/firmware.md, "Updates in a cluster") -----------
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def leased(request: pytest.FixtureRequest) -> Iterator[RedisJobStore]:
+    cluster = request.param == "redis-cluster"
+    url = request.getfixturevalue("redis_cluster_url" if cluster else "redis_url")
+    engine = RedisEngine(url, cluster=cluster)
+    try:
+        store = engine.firmware_jobs()
+        assert isinstance(store, RedisJobStore)
+        yield store
+    finally:
+        engine.close()
+
+
+def test_only_the_driver_writes_a_job_and_a_steal_fences_the_former_one(
+    leased: RedisJobStore,
+) -> None:
+    job = downloading("dev-1")
+    assert leased.create(job, "node-a", 30.0, drive=True)
+    assert not leased.create(downloading("dev-1"), "node-b", 30.0, drive=True)  # one at a time
+    assert leased.claim("dev-1", "node-b", 30.0) == (None, "node-a")  # a live lease holds
+    job.detail = "from a"
+    assert leased.put_as(job, "node-a", 30.0)
+
+    taken, _ = leased.claim("dev-1", "node-b", 30.0, steal=True)  # the device moved to B
+    assert taken is not None and taken.detail == "from a"
+    job.detail = "late write of a"
+    assert not leased.put_as(job, "node-a", 30.0)  # refused: nothing written
+    stored = leased.get("dev-1")
+    assert stored is not None and stored.detail == "from a"
+    assert leased.renew(["dev-1"], "node-a", 30.0) == ["dev-1"]  # A learns it lost it
+    assert leased.renew(["dev-1"], "node-b", 30.0) == []
+
+
+def test_a_finished_job_has_no_driver_and_cannot_be_written_again(leased: RedisJobStore) -> None:
+    job = downloading("dev-2")
+    assert leased.create(job, "node-a", 30.0, drive=True)
+    stale = leased.get("dev-2")
+    assert stale is not None
+    job.cancel(2.0)
+    assert leased.put_as(job, "node-a", 30.0)
+    assert leased.claim("dev-2", "node-b", 30.0, steal=True) == (None, None)
+    assert not leased.put_as(stale, "node-a", 30.0)  # the lease went with the finished job
+    shown = leased.get("dev-2")
+    assert shown is not None and shown.state is JobState.CANCELLED
+    assert leased.expired(1e12) == []
+    assert leased.create(downloading("dev-2"), "node-b", 30.0, drive=True)  # a new one may start
+
+
+def test_an_expired_lease_frees_the_job_for_another_node(leased: RedisJobStore) -> None:
+    job = downloading("dev-3")
+    assert leased.create(job, "node-a", 0.05, drive=True)
+
+    def taken() -> bool:
+        return leased.claim("dev-3", "node-b", 30.0)[0] is not None
+
+    deadline = time.monotonic() + 10
+    while not taken():  # Redis expires the key: polled, nothing signals it
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert "dev-3" not in leased.expired(time.time())  # renewed for B in the index
+    assert not leased.put_as(job, "node-a", 30.0)
+
+
+def test_a_job_handed_to_the_holder_is_free_until_claimed(leased: RedisJobStore) -> None:
+    job = downloading("dev-4")
+    assert leased.create(job, "node-a", 30.0, drive=False)
+    assert "dev-4" in leased.expired(time.time())
+    assert not leased.put_as(job, "node-a", 30.0)
+    claimed, _ = leased.claim("dev-4", "node-b", 30.0)
+    assert claimed is not None
+    leased.release("dev-4", "node-b")  # B stops: free again at once
+    assert "dev-4" in leased.expired(time.time())
+    assert leased.claim("dev-4", "node-c", 30.0)[0] is not None

@@ -523,6 +523,27 @@ def test_a_stored_job_resumes_where_it_stopped() -> None:
     assert isinstance(one(stored.reported(51.0, state=2), Execute), Execute)
 
 
+def test_a_job_whose_observes_failed_on_resume_observes_again_with_the_next_delivery() -> None:
+    """Resumed (a restart, or a takeover by another node) while the device is out of reach:
+    the Observes time out; when the download is delivered again the Observes go with it,
+    else the job could never hear State Downloaded."""
+    j = job()
+    to_downloading(j, now=1.0)
+    stored = UpdateJob.from_json(j.to_json())
+    for action in stored.resume(50.0):
+        assert stored.answered(action.seq, 55.0, timed_out=True) == []
+    assert stored.unobserved == {"/5/0/3", "/5/0/5"}
+    assert stored.tick(101.0) == []  # the stored download deadline: a new delivery, later
+    assert stored.timer is not None
+    reset = one(stored.tick(stored.timer), ResetDownload)
+    again = ok(stored, reset, 110.0)
+    assert isinstance(one(again, WriteUri), WriteUri)
+    observed(stored, again, 110.5)  # the device answers them this time
+    assert stored.unobserved == set()
+    assert ok(stored, one(again, WriteUri), 111.0) == []
+    assert isinstance(one(stored.reported(112.0, state=2), Execute), Execute)
+
+
 def test_a_stored_job_in_a_request_step_sends_it_again() -> None:
     j = job()
     to_updating(j)

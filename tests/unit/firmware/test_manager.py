@@ -5,6 +5,7 @@ every change is stored and published, and a new manager resumes the stored jobs.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -25,8 +26,19 @@ from lwm2m_server.firmware.contracts import (
 )
 from lwm2m_server.firmware.job_store import MemoryJobStore
 from lwm2m_server.firmware.jobs import JobSettings
-from lwm2m_server.firmware.manager import FirmwareManager, JobConflictError, UnknownPackageError
-from lwm2m_server.operations import DeviceResponse, DeviceTimeoutError, UnknownClientError
+from lwm2m_server.firmware.manager import (
+    FirmwareManager,
+    JobConflictError,
+    UnknownPackageError,
+    job_from_json,
+    job_to_json,
+)
+from lwm2m_server.operations import (
+    DeviceResponse,
+    DeviceTimeoutError,
+    ServerEvent,
+    UnknownClientError,
+)
 from object_models.node import LwM2mNode, LwM2mSingleResource
 from object_models.path import LwM2mPath
 
@@ -320,3 +332,25 @@ async def test_on_a_cluster_only_the_node_holding_the_device_resumes_its_job() -
     await asyncio.sleep(0)
     assert other.device.requests == []
     await other.manager.close()
+
+
+def test_a_job_event_of_another_node_reads_back_as_the_view_it_was_made_from() -> None:
+    view = JobView(
+        "dev-1", "ab" * 32, PackageKind.SOFTWARE, Strategy.PULL_HTTP, JobState.FAILED,
+        instance=2, result=58, detail="Update Result 58", attempts=3, campaign="spring",
+        created_ms=5, updated_ms=9,
+    )  # fmt: skip
+    assert job_from_json(json.loads(json.dumps(job_to_json(view)))) == view
+
+
+async def test_subscribers_hear_of_jobs_other_nodes_drive_from_their_events() -> None:
+    h = Harness()
+    await h.manager.open()
+    try:
+        remote = JobView("far", "ab" * 32, PackageKind.FIRMWARE, Strategy.PUSH, JobState.UPDATING)
+        h.manager.remote_job(ServerEvent(FIRMWARE, "far", job_to_json(remote), 1))
+        h.manager.remote_job(ServerEvent("NOTIFICATION", "far", {}, 2))
+        h.manager.remote_job(ServerEvent(FIRMWARE, "far", {"not": "a job"}, 3))
+        assert h.views == [remote]
+    finally:
+        await h.manager.close()
