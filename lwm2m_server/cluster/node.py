@@ -517,9 +517,6 @@ class ClusterNode:
                     self._peers[str(origin)] = time.monotonic()
                     if message.get("kind") == ALIVE:
                         return
-                    self.server.bus.publish(
-
-                if message.get("origin") != self.node_id:
                     event = self.server.bus.publish(
                         str(message["kind"]),
                         str(message["endpoint"]),
