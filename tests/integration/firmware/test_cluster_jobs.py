@@ -111,7 +111,9 @@ async def test_a_job_started_on_a_succeeds_when_the_device_reboots_onto_b(
             await device.stop()
         # A drove it to UPDATING, B took it from the Register on and verified the version
         assert driven["a"][-1] == "updating"
-        assert driven["b"] == ["verifying", "succeeded"]
+        # (on one Redis the holder record rides the Register's group commit, so B takes the
+        # job over right after that commit and may first publish the state it took over)
+        assert driven["b"] in (["verifying", "succeeded"], ["updating", "verifying", "succeeded"])
         # A's subscribers (a campaign) heard of B's changes, from B's events
         await on_a.until("fw-roam", lambda v: JobState.SUCCEEDED in on_a.states("fw-roam"))
         assert on_a.states("fw-roam") == HAPPY
