@@ -42,6 +42,20 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coaps-port", type=int, help="CoAPs (DTLS) UDP port (default 5684)")
     parser.add_argument("--http-host", help="HTTP API listen address (default 127.0.0.1)")
     parser.add_argument("--http-port", type=int, help="HTTP API port (default 8080)")
+    parser.add_argument(
+        "--http-cert",
+        "--http-tls-cert",
+        dest="http_cert",
+        metavar="FILE",
+        help="PEM certificate chain: serve the HTTP API and /fw downloads over HTTPS",
+    )
+    parser.add_argument(
+        "--http-key",
+        "--http-tls-key",
+        dest="http_key",
+        metavar="FILE",
+        help="PEM private key of --http-cert (must not be readable by other users)",
+    )
     parser.add_argument("--data-dir", help="where the sqlite store lives (default ./data)")
     parser.add_argument(
         "--models-dir",
@@ -103,6 +117,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         "coaps_port": args.coaps_port,
         "http_host": args.http_host,
         "http_port": args.http_port,
+        "http_tls.cert": getattr(args, "http_cert", None),
+        "http_tls.key": getattr(args, "http_key", None),
         "data_dir": args.data_dir,
         "models_dirs": args.models_dirs,
         "log_level": args.log_level,
@@ -217,11 +233,14 @@ async def _start_http(server: Any, config: ServerConfig) -> Any:
     from aiohttp import web
 
     from .api import create_server_app
+    from .config import server_tls_context
 
     app = create_server_app(server)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.http_host, config.http_port)
+    tls = server_tls_context(config.http_tls)  # the files were checked by load_config
+    scheme = "http" if tls is None else "https"
+    site = web.TCPSite(runner, config.http_host, config.http_port, ssl_context=tls)
     try:
         await site.start()
     except OSError as exc:
@@ -231,9 +250,9 @@ async def _start_http(server: Any, config: ServerConfig) -> Any:
     for address in runner.addresses:
         host, port = address[0], address[1]
         shown = f"[{host}]" if ":" in str(host) else host
-        log.info("HTTP API on http://%s:%d", shown, port)
-    if server.downloads is not None and runner.addresses:  # http:// Package URIs (firmware.md)
+        log.info("HTTP API on %s://%s:%d", scheme, shown, port)
+    if server.downloads is not None and runner.addresses:  # http(s):// Package URIs (firmware.md)
         from .firmware.setup import set_http_base
 
-        set_http_base(server.downloads, config, int(runner.addresses[0][1]))
+        set_http_base(server.downloads, config, int(runner.addresses[0][1]), scheme=scheme)
     return runner

@@ -18,7 +18,10 @@ Every key is documented in docs/configuration.md.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import ssl
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,7 @@ __all__ = [
     "BootstrapApiSettings",
     "EventSettings",
     "FirmwareSettings",
+    "HttpTlsSettings",
     "LimitsSettings",
     "PayloadLimits",
     "QueueSettings",
@@ -250,12 +254,84 @@ def check_http_download_url(value: str) -> str | None:
 
 
 @attrs.frozen
+class HttpTlsSettings:
+    """``http_tls``: TLS on the HTTP listener (API, web UI, ``GET /fw/<token>``); both files or
+    neither (docs/configuration.md, "HTTPS")."""
+
+    cert: Path | None = None
+    """PEM certificate chain (the server's certificate first)."""
+    key: Path | None = None
+    """PEM private key of that certificate; refused when other users may read it."""
+
+
+def _readable_file(value: Path | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        with value.open("rb"):
+            pass
+    except OSError as exc:
+        return f"cannot read {str(value)!r}: {exc.strerror or exc}"
+    if not value.is_file():
+        return f"{str(value)!r} is not a file"
+    return None
+
+
+def check_tls_key_file(value: Path | None) -> str | None:
+    """The key must be readable by us and by no other user: a key any local account can read
+    lets that account impersonate this server to every device and API client (the reasoning of
+    ssh's "UNPROTECTED PRIVATE KEY FILE"). Refused rather than warned about: a warning scrolls
+    by, and the fix (``chmod 600``) costs the operator one command."""
+    problem = _readable_file(value)
+    if problem or value is None:
+        return problem
+    mode = value.stat().st_mode
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        return (
+            f"{str(value)!r} is readable or writable by other users "
+            f"(mode {stat.S_IMODE(mode):04o}): chmod 600 it"
+        )
+    return None
+
+
+def server_tls_context(settings: HttpTlsSettings) -> ssl.SSLContext | None:
+    """The HTTPS listener's context (TLS 1.2 at least, the stdlib's default ciphers, no
+    compression, no renegotiation), or None without ``http_tls``. ``ssl.SSLError``/``OSError``
+    when the files do not hold a matching certificate and key."""
+    if settings.cert is None or settings.key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(os.fspath(settings.cert), os.fspath(settings.key))
+    return context
+
+
+def _http_tls_cross_check(config: Any) -> tuple[str, str] | None:
+    """Both files or neither, and they must load as a matching pair (checked at start, not at
+    the first connection)."""
+    tls: HttpTlsSettings = config.http_tls
+    if (tls.cert is None) != (tls.key is None):
+        missing = "http_tls.key" if tls.key is None else "http_tls.cert"
+        return missing, "http_tls needs both cert and key"
+    try:
+        server_tls_context(tls)
+    except (ssl.SSLError, OSError) as exc:
+        return "http_tls.cert", (
+            f"{str(tls.cert)!r} and {str(tls.key)!r} are not a PEM certificate chain "
+            f"and its private key: {getattr(exc, 'reason', None) or exc}"
+        )
+    return None
+
+
+@attrs.frozen
 class ServerConfig:
     host: str = "0.0.0.0"
     coap_port: int = 5683
     coaps_port: int = 5684
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    http_tls: HttpTlsSettings = HttpTlsSettings()
+    """HTTPS on the HTTP listener when both files are set (docs/configuration.md)."""
     data_dir: Path = Path("./data")
     models_dirs: tuple[Path, ...] = ()
     log_level: str = "INFO"
@@ -340,6 +416,8 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "coaps_port": port,
         "http_host": non_empty,
         "http_port": port,
+        "http_tls.cert": _readable_file,
+        "http_tls.key": check_tls_key_file,
         "log_level": one_of(LOG_LEVELS),
         "security_modes": check_security_modes,
         "dtls.cipher_suites": check_cipher_suites,
@@ -389,7 +467,7 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "firmware.retry_backoff": non_negative,
         "firmware.job_lease": positive,
     },
-    cross_checks=(store_cross_check(),),
+    cross_checks=(store_cross_check(), _http_tls_cross_check),
     upper_case=("log_level", "store_synchronous"),
 )
 """Every key the server accepts (``SCHEMA.keys``), each documented in docs/configuration.md."""

@@ -189,6 +189,10 @@ class DownloadServer:
         else:
             self.loopback_bases[scheme] = loopback.rstrip("/")
 
+    def served_schemes(self) -> frozenset[str]:
+        """The schemes a Package URI can be given for now (their listeners are bound)."""
+        return frozenset(self.bases)
+
     def package_uri(
         self, grant: DownloadGrant, scheme: str, *, device_host: str | None = None
     ) -> str:
@@ -202,7 +206,7 @@ class DownloadServer:
         if device_host is not None and scheme in self.loopback_bases and _loopback(device_host):
             base = self.loopback_bases[scheme]
         if base is None:
-            hint = " (set firmware.http_download_url to an https:// prefix)"
+            hint = " (set http_tls, or firmware.http_download_url to an https:// prefix)"
             raise Lwm2mError(
                 f"this server does not serve downloads over {scheme}"
                 + (hint if scheme == "https" else ""),

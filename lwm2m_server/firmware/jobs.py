@@ -40,7 +40,7 @@ A 4.xx answer is the device's final word and fails the job at once (with the cod
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -152,6 +152,9 @@ class WriteUri(Action):
     manager asks the download server for a grant and the URI (``coaps`` over DTLS)."""
 
     transport: str
+    schemes: tuple[str, ...] = ()
+    """For ``http``: the schemes the device takes, preferred first (``https`` before
+    ``http``); empty: not known (the manager offers ``https``, else ``http``)."""
 
 
 @attrs.frozen
@@ -227,6 +230,12 @@ class UpdateJob:
     observed_version: str | None = None
     cause: str = ""
     """Why the delivery is being retried (kept in ``detail`` if the retry fails too)."""
+    offered: tuple[str, ...] | None = None
+    """The download schemes this server served when the job was made (None: not known, as
+    in jobs stored before it was kept): AUTO picks no pull the server cannot serve."""
+    http_schemes: tuple[str, ...] = ()
+    """The HTTP(S) schemes the device advertised in ``/5/0/8`` that the server serves,
+    preferred first (read by AUTO; empty: not known)."""
     side_observes: set[int] = attrs.field(factory=set)
     """The seqs in ``side`` that are Observes (not stored: ``resume`` observes again)."""
     unobserved: set[str] = attrs.field(factory=set)
@@ -246,8 +255,10 @@ class UpdateJob:
         instance: int = 0,
         campaign: str | None = None,
         settings: JobSettings | None = None,
+        offered: Iterable[str] | None = None,
         now: float,
     ) -> UpdateJob:
+        """``offered``: the download schemes the server serves (``DownloadServer.bases``)."""
         ms = int(now * 1000)
         return cls(
             endpoint,
@@ -260,6 +271,7 @@ class UpdateJob:
             settings or JobSettings(),
             created_ms=ms,
             updated_ms=ms,
+            offered=None if offered is None else tuple(sorted(offered)),
         )
 
     # -- paths ------------------------------------------------------------------------------
@@ -564,7 +576,13 @@ class UpdateJob:
             if self.strategy is Strategy.PUSH:
                 return [*again, self._request(WritePackage, self._path(0, 2), now)]
             transport = _transport_of(self.strategy)
-            return [*again, self._request(WriteUri, self._path(1, 3), now, transport=transport)]
+            schemes = self.http_schemes if transport == "http" else ()
+            return [
+                *again,
+                self._request(
+                    WriteUri, self._path(1, 3), now, transport=transport, schemes=schemes
+                ),
+            ]
         if step is Step.EXECUTE:
             self.executed = True  # sent: a State Updating racing its answer is legitimate
             return [self._request(Execute, self._path(2, 4), now)]
@@ -768,7 +786,12 @@ class UpdateJob:
         can_push = method in (None, 1, 2)
         if can_pull and supported & {0, 1}:
             return Strategy.PULL_COAP
-        if can_pull and supported & {2, 3}:
+        # HTTPS (3) before HTTP (2); only a scheme both sides have (a device that advertises
+        # HTTPS alone is never handed an http:// URI, nor one the server has no listener for)
+        http = [name for number, name in ((3, "https"), (2, "http")) if number in supported]
+        served = [name for name in http if self.offered is None or name in self.offered]
+        if can_pull and served:
+            self.http_schemes = tuple(served)
             return Strategy.PULL_HTTP
         if can_push:
             return Strategy.PUSH
@@ -891,6 +914,8 @@ class UpdateJob:
             "updated_ms": self.updated_ms,
             "observed_version": self.observed_version,
             "cause": self.cause,
+            "offered": None if self.offered is None else list(self.offered),
+            "http_schemes": list(self.http_schemes),
         }
 
     @classmethod
@@ -926,6 +951,10 @@ class UpdateJob:
                 None if data.get("observed_version") is None else str(data["observed_version"])
             ),
             cause=str(data.get("cause", "")),
+            offered=(
+                None if data.get("offered") is None else tuple(str(o) for o in data["offered"])
+            ),
+            http_schemes=tuple(str(o) for o in data.get("http_schemes", ())),
         )
 
 

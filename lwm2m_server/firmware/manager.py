@@ -365,6 +365,7 @@ class FirmwareManager:
             instance=instance or 0,
             campaign=campaign,
             settings=self.settings,
+            offered=self._offered(),
             now=now,
         )
         log.info(
@@ -780,11 +781,31 @@ class FirmwareManager:
                 device_host: str | None = self.ops.client(job.endpoint).address.host
             except Lwm2mError:
                 device_host = None
+            if scheme == "http":
+                scheme = self._http_scheme(action.schemes)
             uri = self.downloads.package_uri(grant, scheme, device_host=device_host)
             return LwM2mSingleResource.new(rid, uri, ResourceType.STRING), ContentFormat.TEXT
         assert self.packages is not None
         data = self.packages.read(job.package_id)
         return LwM2mSingleResource.new(rid, data, ResourceType.OPAQUE), ContentFormat.OPAQUE
+
+    def _offered(self) -> frozenset[str] | None:
+        """The schemes the download server serves now (None: it cannot say, e.g. a stand-in)."""
+        served = getattr(self.downloads, "served_schemes", None)
+        return None if served is None else frozenset(served())
+
+    def _http_scheme(self, wanted: tuple[str, ...]) -> str:
+        """``https`` or ``http`` for a pull over HTTP(S): the device's preference among what
+        the server serves (``https`` first when the device said nothing). When none fits, the
+        device's first choice: ``package_uri`` then refuses it with the reason."""
+        wanted = wanted or ("https", "http")
+        offered = self._offered()
+        if offered is None:
+            return "http" if "http" in wanted else wanted[0]
+        for scheme in wanted:
+            if scheme in offered:
+                return scheme
+        return wanted[0]
 
     def _answer(
         self, job: UpdateJob, seq: int, path: str, response: DeviceResponse, now: float

@@ -121,14 +121,20 @@ def _loopback_host(configured: str, bound: str) -> str | None:
     return "[::1]" if address.version == 6 else "127.0.0.1"
 
 
-def set_http_base(downloads: DownloadServer, config: ServerConfig, port: int) -> None:
-    """Called once the HTTP listener is bound (its real port when ``http_port`` is 0)."""
+def set_http_base(
+    downloads: DownloadServer, config: ServerConfig, port: int, *, scheme: str = "http"
+) -> None:
+    """Called once the HTTP listener is bound (its real port when ``http_port`` is 0).
+    ``scheme``: ``https`` when the listener speaks TLS (``http_tls``); then only ``https``
+    Package URIs are offered, since there is no plain listener for ``http://`` ones."""
     url = config.firmware.http_download_url
     if url:
         downloads.set_base("https" if url.startswith("https:") else "http", url)
         return
     host = device_host(config.firmware.download_base, config.http_host)
-    downloads.set_base("http", f"http://{host}:{port}")
+    loopback = _loopback_host(config.firmware.download_base, config.http_host)
+    local = None if loopback is None else f"{scheme}://{loopback}:{port}"
+    downloads.set_base(scheme, f"{scheme}://{host}:{port}", loopback=local)
 
 
 def create_manager(server: Lwm2mServer) -> FirmwareManager:
