@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="pull: seconds to wait for one block (default: %(default)s)",
     )
     updates.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="PEM certificates to trust for https:// Package URIs (default: the system's)",
+    )
+    updates.add_argument(
         "--software-instances",
         type=int,
         default=1,
@@ -170,6 +175,19 @@ def update_simulation(args: argparse.Namespace) -> UpdateSimulation:
     )
 
 
+def ca_file_argument(args: argparse.Namespace) -> str | None:
+    """``--ca-file``, checked now (ValueError, exit 2) rather than at the first download."""
+    if args.ca_file is None:
+        return None
+    from .package_download import https_context
+
+    try:
+        https_context(args.ca_file)
+    except OSError as exc:  # ssl.SSLError too: no certificate in the file
+        raise ValueError(f"--ca-file {args.ca_file}: {exc.strerror or exc}") from None
+    return str(args.ca_file)
+
+
 def build_client(args: argparse.Namespace) -> Lwm2mClient:
     options = {
         "lifetime": args.lifetime,
@@ -182,6 +200,7 @@ def build_client(args: argparse.Namespace) -> Lwm2mClient:
         "update_objects": True,
         "update_simulation": update_simulation(args),
         "software_instances": args.software_instances,
+        "ca_file": ca_file_argument(args),
     }
     if args.bootstrap:
         return Lwm2mClient.from_bootstrap(

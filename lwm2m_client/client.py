@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from types import TracebackType
@@ -99,6 +100,8 @@ class Lwm2mClient:
             default only with the demo device's objects (see ``firmware``, ``software``).
         update_simulation: the failure knobs of those objects (``UpdateSimulation``).
         software_instances: how many Software Management instances (/9/0, /9/1, …).
+        ca_file: PEM certificates trusted for ``https://`` Package URIs instead of the system's
+            trust store (a server with a private CA or a self-signed certificate).
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class Lwm2mClient:
         update_objects: bool | None = None,
         update_simulation: UpdateSimulation | None = None,
         software_instances: int = 1,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.bootstrapper: Bootstrapper | None = None
         if bootstrap is not None:
@@ -155,7 +159,7 @@ class Lwm2mClient:
         self.objects = objects
         self.outage = Outage()
         self.update_simulation = update_simulation or UpdateSimulation()
-        self.update_host = ClientUpdateHost(self, self.update_simulation)
+        self.update_host = ClientUpdateHost(self, self.update_simulation, ca_file=ca_file)
         self.firmware: FirmwareUpdate | None = None
         self.software: list[SoftwareManagement] = []
         if update_objects:

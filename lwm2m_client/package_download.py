@@ -9,6 +9,11 @@ Errors are ``DownloadError`` with a ``DownloadFailure`` kind; the object (5 or 9
 to its own Update Result code (object 5: 7 invalid URI, 9 unsupported protocol, 4 connection
 lost; object 9: 56, 56, 52).
 
+``https://`` is verified against the system's trust store, or against ``ca_file`` (a PEM bundle
+given with ``--ca-file``: a server with a private or self-signed certificate); verification is
+never turned off. A certificate the device does not trust fails the download as a lost connection
+(object 5: Update Result 4), the closest code the object has.
+
 The URI's ``sha256`` query parameter is what the server says the package's digest is
 (``lwm2m_server.firmware`` writes ``?sha256=<hex>``); ``expected_sha256`` extracts it so the
 object can compare it with the SHA-256 of what was actually received.
@@ -19,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
+import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -67,6 +74,18 @@ go over the device's own credentials and session) or a temporary one. Raises
 ``DownloadError(UNSUPPORTED_PROTOCOL)`` when the device cannot speak that scheme."""
 
 
+def https_context(ca_file: str | os.PathLike[str] | None) -> ssl.SSLContext:
+    """The TLS client context of ``https://`` downloads: certificate and host name checked,
+    TLS 1.2 at least; ``ca_file`` (PEM) replaces the system trust store. ``OSError`` or
+    ``ssl.SSLError`` when the file cannot be read or holds no certificate."""
+    if ca_file is None:
+        context = ssl.create_default_context()
+    else:
+        context = ssl.create_default_context(cafile=os.fspath(ca_file))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 def parse_package_uri(uri: str, supported: tuple[str, ...]) -> urllib.parse.SplitResult:
     """The URI split, or ``DownloadError`` (invalid URI / unsupported protocol)."""
     try:
@@ -96,14 +115,16 @@ async def fetch(
     coap_context: CoapContextFor,
     block_timeout: float,
     on_block: BlockHook | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> bytes:
-    """The whole package at ``uri`` (``DownloadError`` when it cannot be had)."""
+    """The whole package at ``uri`` (``DownloadError`` when it cannot be had). ``tls``: the
+    context ``https://`` is verified with (``https_context``; None: the system's trust)."""
     parts = parse_package_uri(uri, supported)
     scheme = parts.scheme.lower()
     if scheme in COAP_SCHEMES:
         context = await coap_context(scheme)
         return await _fetch_coap(context, uri, block_timeout, on_block)
-    return await _fetch_http(uri, block_timeout, on_block)
+    return await _fetch_http(uri, block_timeout, on_block, tls)
 
 
 async def _fetch_coap(
@@ -155,14 +176,16 @@ async def _fetch_coap(
         number = len(body) // (1 << (szx + 4))
 
 
-async def _fetch_http(uri: str, block_timeout: float, on_block: BlockHook | None) -> bytes:
+async def _fetch_http(
+    uri: str, block_timeout: float, on_block: BlockHook | None, tls: ssl.SSLContext | None
+) -> bytes:
     body = bytearray()
     blocks = 0
     timeout = aiohttp.ClientTimeout(sock_connect=block_timeout, sock_read=block_timeout)
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(uri) as response,
+            session.get(uri, ssl=True if tls is None else tls) as response,
         ):
             if response.status >= 400:
                 kind = (
@@ -189,5 +212,6 @@ __all__ = [
     "DownloadFailure",
     "expected_sha256",
     "fetch",
+    "https_context",
     "parse_package_uri",
 ]

@@ -6,20 +6,22 @@ credentials (and over the very session it registered with when the package is on
 server's address); the queue-mode and outage gates see those datagrams too, so a sleeping or
 vanished device downloads nothing. A ``coap://`` package for a ``coaps://`` client goes
 through a plain context opened for it. ``coaps://`` is offered only when the client has DTLS
-credentials, and ``http``/``https`` through aiohttp always.
+credentials, and ``http``/``https`` through aiohttp always (``https`` verified against the
+system's trust store or the client's ``ca_file``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiocoap
 
 from .firmware import UpdateSimulation
-from .package_download import BlockHook, DownloadError, DownloadFailure, fetch
+from .package_download import BlockHook, DownloadError, DownloadFailure, fetch, https_context
 
 if TYPE_CHECKING:
     from .client import Lwm2mClient
@@ -28,10 +30,17 @@ log = logging.getLogger(__name__)
 
 
 class ClientUpdateHost:
-    def __init__(self, client: Lwm2mClient, simulation: UpdateSimulation) -> None:
+    def __init__(
+        self,
+        client: Lwm2mClient,
+        simulation: UpdateSimulation,
+        *,
+        ca_file: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.client = client
         self.simulation = simulation
         self._plain: Any = None
+        self._tls = https_context(ca_file)  # read now: a bad file fails at construction
 
     @property
     def schemes(self) -> tuple[str, ...]:
@@ -45,6 +54,7 @@ class ClientUpdateHost:
             coap_context=self._context_for,
             block_timeout=self.simulation.block_timeout,
             on_block=on_block,
+            tls=self._tls,
         )
 
     async def _context_for(self, scheme: str) -> Any:
