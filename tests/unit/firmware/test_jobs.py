@@ -569,3 +569,42 @@ def test_a_delivery_in_flight_at_the_stop_is_reset_then_sent_again() -> None:
 def test_from_json_refuses_what_is_not_a_job() -> None:
     with pytest.raises((KeyError, TypeError, ValueError)):
         UpdateJob.from_json({"endpoint": "x"})
+
+
+@pytest.mark.parametrize(
+    ("protocols", "offered", "choice", "schemes"),
+    [
+        # a device that advertises HTTPS alone is handed https, never http
+        ({0: 3}, ("coap", "http", "https"), Strategy.PULL_HTTP, ("https",)),
+        ({0: 2}, ("coap", "http", "https"), Strategy.PULL_HTTP, ("http",)),
+        ({0: 2, 1: 3}, ("coap", "http", "https"), Strategy.PULL_HTTP, ("https", "http")),
+        ({0: 2, 1: 3}, ("coap", "https"), Strategy.PULL_HTTP, ("https",)),
+        # a scheme the server has no listener for is not chosen: push instead
+        ({0: 2}, ("coap", "https"), Strategy.PUSH, ()),
+        ({0: 3}, ("coap", "http"), Strategy.PUSH, ()),
+    ],
+)
+def test_auto_picks_an_http_scheme_both_sides_have(
+    protocols: dict[int, int],
+    offered: tuple[str, ...],
+    choice: Strategy,
+    schemes: tuple[str, ...],
+) -> None:
+    j = job(Strategy.AUTO, offered=offered)
+    read = one(j.start(0.0), Read)
+    actions = j.answered(read.seq, 1.0, code="2.05", value={8: protocols, 9: 2})
+    assert j.strategy is choice
+    if choice is Strategy.PULL_HTTP:
+        write = one(observed(j, actions, 1.0), WriteUri)
+        assert isinstance(write, WriteUri)
+        assert write.transport == "http" and write.schemes == schemes
+        # kept across a restart
+        again = UpdateJob.from_json(j.to_json())
+        assert again.http_schemes == schemes and again.offered == tuple(sorted(offered))
+
+
+def test_auto_fails_when_the_only_http_scheme_is_not_served_and_push_is_refused() -> None:
+    j = job(Strategy.AUTO, offered=("coap", "https"))
+    read = one(j.start(0.0), Read)
+    j.answered(read.seq, 1.0, code="2.05", value={8: {0: 2}, 9: 0})
+    assert j.state is JobState.FAILED and "no delivery method" in j.detail
