@@ -219,3 +219,16 @@ async def test_openssl_s_client_negotiates_tls_1_2_or_1_3(https: Https) -> None:
         expected = "TLSv1.2" if version == "-tls1_2" else "TLSv1.3"
         assert f"Protocol version: {expected}" in text, text
         assert "Verification: OK" in text, text
+
+
+async def test_the_operator_commands_reach_the_https_api_trusting_ssl_cert_file(
+    https: Https, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``lwm2m-server clients --api https://…`` (urllib): a private CA is given the OpenSSL
+    way, ``SSL_CERT_FILE`` (docs/http-api.md, "TLS")."""
+    from lwm2m_runtime.api_client import ApiClient
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(https.pki.ca_file))
+    client = ApiClient(https.base, 10.0, token=ADMIN_TOKEN)
+    status, body = await asyncio.to_thread(client.call, "GET", "/api/clients")
+    assert status == 200 and body is not None

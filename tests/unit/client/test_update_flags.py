@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
+from pathlib import Path
+
 import pytest
 
 from lwm2m_client.cli import build_client, build_parser, main, update_simulation
@@ -41,3 +44,26 @@ def test_flags() -> None:
 def test_bad_values_exit_2(flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-e", "x", *flags]) == 2
     assert "lwm2m-client: --" in capsys.readouterr().err
+
+
+def test_ca_file_is_trusted_for_https_downloads(tmp_path: Path) -> None:
+    from keystore import tools
+
+    _, ca = tools.make_ca("some private CA")
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_bytes(tools.certificate_pem(ca))
+    client = build_client(build_parser().parse_args(["-e", "x", "--ca-file", str(ca_file)]))
+    tls = client.update_host._tls
+    assert tls.verify_mode is ssl.CERT_REQUIRED and tls.check_hostname
+    assert [c["subject"] for c in tls.get_ca_certs()] == [((("commonName", "some private CA"),),)]
+
+
+@pytest.mark.parametrize("content", [None, b"not a certificate\n"])
+def test_a_bad_ca_file_exits_2(
+    content: bytes | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ca_file = tmp_path / "ca.crt"
+    if content is not None:
+        ca_file.write_bytes(content)
+    assert main(["-e", "x", "--ca-file", str(ca_file)]) == 2
+    assert f"lwm2m-client: --ca-file {ca_file}" in capsys.readouterr().err
