@@ -251,8 +251,27 @@ async def _start_http(server: Any, config: ServerConfig) -> Any:
         host, port = address[0], address[1]
         shown = f"[{host}]" if ":" in str(host) else host
         log.info("HTTP API on %s://%s:%d", scheme, shown, port)
+    if tls is None and not _loopback(config.http_host):
+        log.warning(
+            "the HTTP API listens on %s without TLS: API tokens and session cookies cross the "
+            'network in clear; set http_tls (docs/configuration.md, "HTTPS") or keep a TLS '
+            "proxy in front",
+            config.http_host,
+        )
     if server.downloads is not None and runner.addresses:  # http(s):// Package URIs (firmware.md)
         from .firmware.setup import set_http_base
 
         set_http_base(server.downloads, config, int(runner.addresses[0][1]), scheme=scheme)
     return runner
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address or ``localhost`` (plain HTTP stays on the host)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -238,7 +238,8 @@ def server_auth(server: Lwm2mServer) -> tuple[Authenticator, AuditLog]:
     if not settings.enabled:
         log.warning(
             "API authentication is OFF (api_auth.enabled: false): anyone who reaches "
-            "http://%s:%d can read and command every device; for a local development setup only",
+            "%s://%s:%d can read and command every device; for a local development setup only",
+            "https" if server.config.http_tls.cert is not None else "http",
             server.config.http_host,
             server.config.http_port,
         )

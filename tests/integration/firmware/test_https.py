@@ -232,3 +232,26 @@ async def test_the_operator_commands_reach_the_https_api_trusting_ssl_cert_file(
     client = ApiClient(https.base, 10.0, token=ADMIN_TOKEN)
     status, body = await asyncio.to_thread(client.call, "GET", "/api/clients")
     assert status == 200 and body is not None
+
+
+async def test_plain_http_on_a_non_loopback_address_is_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config: ServerConfig = attrs.evolve(
+        make_config(tmp_path),
+        http_host="0.0.0.0",
+        http_port=0,
+        api_auth=ApiAuthSettings(admin_token=ADMIN_TOKEN),
+    )
+    server = Lwm2mServer(config)
+    await server.start()
+    try:
+        runner = await _start_http(server, config)
+        assert server.downloads is not None
+        assert server.downloads.served_schemes() >= {"http"}
+        assert "https" not in server.downloads.served_schemes()
+        await runner.cleanup()
+    finally:
+        await server.stop()
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("without TLS" in m and "http_tls" in m for m in warned), warned
