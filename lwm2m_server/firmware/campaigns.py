@@ -1086,7 +1086,7 @@ class CampaignManager:
 
     # -- inside --------------------------------------------------------------------------------
     def _on_job(self, view: JobView) -> None:
-        if view.campaign is not None:
+        if view.campaign is not None and not self._stopping:
             self._run(self.core.job_changed(view, self.clock()))
 
     def _run(self, effects: Sequence[Effect]) -> None:
