@@ -968,12 +968,15 @@ class CampaignManager:
         self._task = None
         self._jobs.clear()
         cluster = self.cluster
-        if cluster is not None and release:
-            for campaign in self.core.campaigns():
+        if cluster is None:
+            return
+        for campaign in self.core.campaigns():
+            if release:
                 try:
                     cluster.store.release(campaign.id, cluster.node)
                 except StoreError as exc:
                     log.warning("campaign %s not released: %s", campaign.id, exc)
+            self.core.forget(campaign.id)  # not run here any more: the store shows it
 
     # -- operator actions ------------------------------------------------------------------------
     def create(self, spec: CampaignSpec, campaign_id: str | None = None) -> Campaign:
