@@ -124,7 +124,7 @@ async def create(cluster: Cluster, http: Http) -> str:
 
 
 def within_rate(starts: list[float]) -> bool:
-    """Every run of starts fits the token bucket: at most burst + rate × its duration (a
+    """Every run of starts fits the token bucket: at most burst + rate times its duration (a
     second runner would start a second bucket's worth at once)."""
     burst, per_second = max(1.0, RATE / 60), RATE / 60
     times = sorted(starts)
