@@ -176,7 +176,6 @@ async def test_a_killed_runner_is_replaced_by_b_after_the_lease(cluster: Cluster
     cid = await create(cluster, cluster.http_a)
     await cluster.until(cluster.http_b, cid, lambda c: c["counts"]["succeeded"] >= 2)
     await a.campaigns.stop(release=False)  # killed: its lease runs out by itself
-    assert on_b.running_here() == []  # A's lease still runs
     # B's lease check (every third of the lease) claims it once the lease expired
     await cluster.until(cluster.http_b, cid, lambda c: on_b.running_here() == [cid])
     final = await cluster.until(cluster.http_a, cid, lambda c: c["state"] != "running")
