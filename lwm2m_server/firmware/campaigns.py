@@ -17,6 +17,13 @@ Two parts, as everywhere in the server:
   timer says so, resolves targets to endpoints, loads unfinished campaigns at start (a
   restarted server resumes them) and is what the HTTP API calls.
 
+On a cluster (Redis, ``CampaignCluster``; docs/firmware.md, "Campaigns in a cluster") one node
+runs each campaign, under a lease in the store: the scheduler holds only the campaigns this
+node runs, every write is a compare-and-set on the lease (a refused write means another node
+took the campaign: it is dropped at once, none of the change's effects carried out), leases
+are renewed every third of the lease and expired ones claimed, and the other nodes' APIs queue
+pause/resume/cancel in the store for the runner (``act``) and read the campaign from the store.
+
 Why the target is resolved once, at creation: a campaign is a decision about a known set of
 devices (an operator checks "200 devices" before starting); a device that registers later does
 not join a running campaign (start another one for late registrants). An explicit endpoint list
