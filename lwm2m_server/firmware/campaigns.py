@@ -992,10 +992,12 @@ class CampaignManager:
         cluster = self.cluster
         if cluster is not None:  # the node that creates a campaign runs it
             try:
-                taken = cluster.store.acquire(campaign_id, cluster.node, cluster.lease)
+                taken = cluster.store.header(campaign_id) is None and cluster.store.acquire(
+                    campaign_id, cluster.node, cluster.lease
+                )
             except StoreError as exc:
                 raise CampaignError(503, f"campaign not created: {exc}") from None
-            if not taken or cluster.store.header(campaign_id) is not None:
+            if not taken:
                 raise CampaignError(409, f"campaign {campaign_id!r} exists")
         campaign, effects = self.core.create(campaign_id, spec, endpoints, self.clock())
         self._run(effects)
@@ -1088,8 +1090,14 @@ class CampaignManager:
 
     def in_use(self, package_id: str) -> str | None:
         """The package library's ``in_use`` hook: an unfinished campaign's package cannot be
-        deleted (the 409 names the campaign)."""
-        for campaign in self.campaigns():
+        deleted (the 409 names the campaign). On a cluster the shared store's campaigns; when
+        it cannot be read, the package is kept (deleting a package a campaign needs is worse
+        than refusing a delete)."""
+        try:
+            campaigns = self.campaigns()
+        except CampaignError as exc:
+            return f"the campaigns, which cannot be read now ({exc.message})"
+        for campaign in campaigns:
             if campaign.spec.package_id == package_id and not campaign.state.finished:
                 return f"campaign {campaign.id} ({campaign.state.value})"
         return None

@@ -30,7 +30,7 @@ from lwm2m_server.firmware.campaigns import (
 from lwm2m_server.firmware.contracts import JobState
 from tests.store_engines import RedisEngine
 
-from .test_campaigns import DEVICES, FakeUpdates, endpoints_spec, until
+from .test_campaigns import DEVICES, PACKAGE, FakeUpdates, endpoints_spec, until
 
 
 @pytest.fixture(params=["redis", "redis-cluster"])
@@ -165,6 +165,7 @@ async def test_only_the_creator_runs_a_campaign_and_obeys_the_other_nodes_api(
         assert shared.holder("c1") == "node-a"
         shown = b.get("c1")  # from the shared store
         assert shown.counts["running"] == 2 and shown.counts["pending"] == 4
+        assert "c1" in (b.in_use(PACKAGE) or "")  # B keeps the package A's campaign needs
 
         paused, done = await b.act("pause", "c1")
         assert done and paused.state is CampaignState.PAUSED
