@@ -7,6 +7,8 @@ real Redis, 20 demo clients (honest object 5) registered half on each node, over
 * A's campaign runner dies without releasing its lease (its scheduler's tasks cancelled, as a
   kill leaves them): B takes the campaign over once the lease expired and finishes it, no
   device started twice.
+* The same with node A a real process killed with SIGKILL (its devices' jobs are driven by B,
+  which holds the devices): B claims the campaign after A's lease and completes it.
 """
 
 from __future__ import annotations
@@ -17,16 +19,20 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_client.firmware import UpdateSimulation
 from lwm2m_server.api import create_app
+from lwm2m_server.firmware.campaigns import campaign_to_json
 from lwm2m_server.service import Lwm2mServer
 from tests.auth import HEADERS
 
-from .test_cluster_jobs import node_config
+from ..processes import ServerProcess
+from .test_cluster_jobs import KILL_LEASE, api_json, node_config
+from .test_update_flow import FIRMWARE as SETTINGS
 from .test_update_flow import upload
 
 DEVICES = 20
@@ -184,3 +190,76 @@ async def test_a_killed_runner_is_replaced_by_b_after_the_lease(cluster: Cluster
     assert {node for node, _, _ in cluster.starts} == {"a", "b"}
     started = [endpoint for _, endpoint, _ in cluster.starts]
     assert sorted(started) == sorted(set(started))  # no device started twice
+
+
+async def test_node_a_killed_with_sigkill_b_finishes_its_campaign(
+    tmp_path: Path, redis_url: str
+) -> None:
+    prefix = "fwcampkill"
+    folder = tmp_path / "a"
+    folder.mkdir()
+    a = ServerProcess(folder, folder / "server.log")
+    settings = {
+        "STORE_ENGINE": "redis",
+        "STORE_URL": redis_url,
+        "STORE_PREFIX": prefix,
+        "FIRMWARE_JOB_LEASE": str(KILL_LEASE),
+        "FIRMWARE_REQUEST_TIMEOUT": str(SETTINGS.request_timeout),
+    }
+    a.env.update({f"LWM2M_SERVER_{k}": v for k, v in settings.items()})
+    a.start()
+    b = Lwm2mServer(node_config(tmp_path, "b", redis_url, prefix, KILL_LEASE))
+    await b.start()
+    assert b.campaigns is not None
+    on_b = b.campaigns
+    devices = [
+        Lwm2mClient(
+            f"kill-{i:02d}",
+            f"coap://127.0.0.1:{b.coap_address.port}",
+            auto_update=False,
+            update_simulation=UpdateSimulation(reboot_delay=0.05, push_timeout=20.0),
+        )
+        for i in range(10)
+    ]
+    try:
+        for device in devices:
+            await device.start()
+            await device.register()
+        async with aiohttp.ClientSession(
+            headers=HEADERS, timeout=aiohttp.ClientTimeout(total=30)
+        ) as http:
+            package = upload(b, "2.0.0")  # the package library is in Redis: A has it too
+            body = {
+                "target": {"endpoint": "kill-*"},
+                "package": package.id,
+                "strategy": "push",
+                "ratePerMinute": 60,
+                "maxConcurrent": 2,
+            }
+            created = await api_json(http, "POST", f"{a.api}/campaigns", json=body)
+            cid = created["id"]
+            assert created["total"] == 10
+            assert on_b.running_here() == []
+
+            async def shown() -> Any:
+                return campaign_to_json(on_b.get(cid))
+
+            async with asyncio.timeout(60):
+                while (await shown())["counts"]["succeeded"] < 2:
+                    await asyncio.sleep(0.05)
+            a.kill9()
+            async with asyncio.timeout(60):  # B claims it once A's lease expired
+                while on_b.running_here() != [cid]:
+                    await asyncio.sleep(0.05)
+                while (await shown())["state"] == "running":
+                    await asyncio.sleep(0.05)
+            final = await shown()
+            assert final["state"] == "completed", final["reason"]
+            assert final["counts"]["succeeded"] == 10
+            assert all(d.get_value("/3/0/3") == "2.0.0" for d in devices)
+    finally:
+        for device in devices:
+            await device.stop()
+        await b.stop()
+        a.stop()
+    assert "taken by this node" not in a.log()  # A only ever ran it as its creator
