@@ -167,6 +167,7 @@ async def test_only_the_creator_runs_a_campaign_and_obeys_the_other_nodes_api(
         assert shown.counts["running"] == 2 and shown.counts["pending"] == 4
         assert "c1" in (b.in_use(PACKAGE) or "")  # B keeps the package A's campaign needs
 
+        shared.request("c1", "stop")  # garbage in the shared store is ignored, not called
         paused, done = await b.act("pause", "c1")
         assert done and paused.state is CampaignState.PAUSED
         assert nodes.nudges == ["node-a"]
