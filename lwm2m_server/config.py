@@ -238,7 +238,9 @@ class FirmwareSettings:
     """Object 9: Execute Activate (``/9/x/10``) after a successful install."""
     job_lease: float = 15.0
     """On Redis: seconds a node's claim on the jobs it drives lasts without renewal (renewed
-    every third of it); a job whose node died is taken over by another after this."""
+    every third of it); a job whose node died is taken over by another after this. Also the
+    lease of the node that runs an update campaign (docs/firmware.md, "Campaigns in a
+    cluster")."""
 
 
 def check_download_base(value: str) -> str | None:

@@ -127,8 +127,10 @@ def _action(name: str) -> Handler:
     async def act(request: web.Request) -> web.Response:
         manager = _manager(request)
         campaign_id = request.match_info["id"]
-        campaign: Campaign = getattr(manager, name)(campaign_id)
-        return web.json_response(campaign_to_json(campaign))
+        # on a cluster the node running the campaign carries it out (docs/firmware.md,
+        # "Campaigns in a cluster"): 202 when it did not within the lease
+        campaign, done = await manager.act(name, campaign_id)
+        return web.json_response(campaign_to_json(campaign), status=200 if done else 202)
 
     act.__name__ = name
     return act

@@ -1500,6 +1500,11 @@ _CAMPAIGN_PATHS: Doc = {
                 text,
                 {
                     "200": _resp("The campaign.", _ref("Campaign")),
+                    "202": _resp(
+                        "On a cluster: queued for the node running the campaign, which did "
+                        "not take it within firmware.job_lease (the campaign as stored).",
+                        _ref("Campaign"),
+                    ),
                     "404": _NO_CAMPAIGN,
                     "409": _resp("Not possible in the campaign's state.", _ref("Error")),
                 },

@@ -17,6 +17,13 @@ Two parts, as everywhere in the server:
   timer says so, resolves targets to endpoints, loads unfinished campaigns at start (a
   restarted server resumes them) and is what the HTTP API calls.
 
+On a cluster (Redis, ``CampaignCluster``; docs/firmware.md, "Campaigns in a cluster") one node
+runs each campaign, under a lease in the store: the scheduler holds only the campaigns this
+node runs, every write is a compare-and-set on the lease (a refused write means another node
+took the campaign: it is dropped at once, none of the change's effects carried out), leases
+are renewed every third of the lease and expired ones claimed, and the other nodes' APIs queue
+pause/resume/cancel in the store for the runner (``act``) and read the campaign from the store.
+
 Why the target is resolved once, at creation: a campaign is a decision about a known set of
 devices (an operator checks "200 devices" before starting); a device that registers later does
 not join a running campaign (start another one for late registrants). An explicit endpoint list
@@ -46,6 +53,7 @@ import attrs
 from keystore.store.errors import StoreError
 
 from ..events_bus import CAMPAIGN  # the kind of the events announcing campaigns
+from .campaign_store import needs_runner
 from .contracts import (
     FirmwareUpdates,
     JobState,
@@ -60,7 +68,7 @@ if TYPE_CHECKING:
     from ..events_bus import EventBus
     from ..profiles.model import UpdateSetting
     from ..service import Lwm2mServer
-    from .campaign_store import CampaignStore
+    from .campaign_store import CampaignStore, RedisCampaignStore
 
 log = logging.getLogger(__name__)
 
@@ -351,6 +359,7 @@ class Campaign:
             "finished": self.finished_ms,
             "tokens": None if math.isinf(self.tokens) else self.tokens,
             "refilledAt": self.refilled_at,
+            "counts": dict(self.counts),  # (whether it needs a runner: campaign_store)
         }
 
     @classmethod
@@ -486,6 +495,13 @@ class CampaignScheduler:
     def restore(self, campaign: Campaign) -> None:
         """A campaign read back from the store (``reconcile`` its running devices next)."""
         self._campaigns[campaign.id] = campaign
+
+    def forget(self, campaign_id: str) -> None:
+        """Stop scheduling the campaign here (another node runs it now)."""
+        self._campaigns.pop(campaign_id, None)
+
+    def __contains__(self, campaign_id: object) -> bool:
+        return campaign_id in self._campaigns
 
     def running_devices(self, campaign_id: str) -> list[str]:
         return [
@@ -856,6 +872,26 @@ def new_campaign_id() -> str:
     return "c-" + secrets.token_hex(6)
 
 
+@attrs.frozen
+class CampaignCluster:
+    """What the manager needs of a cluster (``for_server``): this node's id, the shared store
+    with its leases, the lease (seconds; ``firmware.job_lease``) and how to nudge a node
+    (``ClusterNode.post``)."""
+
+    node: str
+    store: RedisCampaignStore
+    lease: float
+    post: Callable[[str, Mapping[str, Any]], None]
+
+
+ACTIONS = ("pause", "resume", "cancel")
+"""The operator actions another node's API may queue for a campaign's runner."""
+
+NUDGE = "fwcampaign"
+"""The cluster message telling the node that runs a campaign that an operator action waits
+for it in the store (its lease check every third of the lease finds it too)."""
+
+
 Resolve = Callable[[Target], list[str]]
 """Endpoints of a target, in the order they are started (the driver's caller knows the
 registrations and the profile catalog)."""
@@ -874,8 +910,12 @@ class CampaignManager:
         bus: EventBus | None = None,
         clock: Callable[[], float] = time.time,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
+        cluster: CampaignCluster | None = None,
     ) -> None:
         self.updates = updates
+        self.cluster = cluster
+        """On Redis (docs/firmware.md, "Campaigns in a cluster"): the scheduler holds only the
+        campaigns this node runs, under a lease; None: every campaign is this node's."""
         self.store = store
         self.resolve = resolve
         self.bus = bus
@@ -887,6 +927,7 @@ class CampaignManager:
         self._subscribed = False
         self._stopping = False
         self._next_store_log = 0.0
+        self._next_lease_log = 0.0
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -894,6 +935,12 @@ class CampaignManager:
         if not self._subscribed:
             self.updates.subscribe(self._on_job)
             self._subscribed = True
+        self._stopping = False
+        if self.cluster is not None:
+            self._claim_free()
+            self._spawn(self._tend_leases())
+            self._task = asyncio.get_running_loop().create_task(self._loop(), name="campaigns")
+            return
         now = self.clock()
         effects: list[Effect] = []
         for header in self.store.campaigns():
@@ -917,7 +964,10 @@ class CampaignManager:
         self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="campaigns")
 
-    async def stop(self) -> None:
+    async def stop(self, *, release: bool = True) -> None:
+        """Stop scheduling; on a cluster give the leases up (another node takes the
+        campaigns at once). ``release=False`` is what a killed node leaves behind (tests):
+        the leases run out by themselves."""
         self._stopping = True
         tasks = [t for t in [self._task, *self._jobs] if t is not None]
         for task in tasks:
@@ -927,13 +977,32 @@ class CampaignManager:
                 await task
         self._task = None
         self._jobs.clear()
+        cluster = self.cluster
+        if cluster is None:
+            return
+        for campaign in self.core.campaigns():
+            if release:
+                try:
+                    cluster.store.release(campaign.id, cluster.node)
+                except StoreError as exc:
+                    log.warning("campaign %s not released: %s", campaign.id, exc)
+            self.core.forget(campaign.id)  # not run here any more: the store shows it
 
     # -- operator actions ------------------------------------------------------------------------
     def create(self, spec: CampaignSpec, campaign_id: str | None = None) -> Campaign:
         endpoints = self.resolve(spec.target)
-        campaign, effects = self.core.create(
-            campaign_id or new_campaign_id(), spec, endpoints, self.clock()
-        )
+        campaign_id = campaign_id or new_campaign_id()
+        cluster = self.cluster
+        if cluster is not None:  # the node that creates a campaign runs it
+            try:
+                taken = cluster.store.header(campaign_id) is None and cluster.store.acquire(
+                    campaign_id, cluster.node, cluster.lease
+                )
+            except StoreError as exc:
+                raise CampaignError(503, f"campaign not created: {exc}") from None
+            if not taken:
+                raise CampaignError(409, f"campaign {campaign_id!r} exists")
+        campaign, effects = self.core.create(campaign_id, spec, endpoints, self.clock())
         self._run(effects)
         log.info(
             "campaign %s created: package %s to %d devices",
@@ -955,39 +1024,115 @@ class CampaignManager:
         self._run(self.core.cancel(campaign_id, self.clock()))
         return self.core.get(campaign_id)
 
+    async def act(self, action: str, campaign_id: str) -> tuple[Campaign, bool]:
+        """``pause``, ``resume`` or ``cancel`` through this node's API, whichever node runs
+        the campaign: the campaign after it, and whether the action was carried out (False:
+        queued for a runner that did not take it within the lease). On a cluster, an action
+        on a campaign another node runs is checked against the stored state, queued in the
+        store for the runner, which is nudged (and finds it at its next lease check anyway);
+        a campaign nobody runs is taken over here first."""
+        if action not in ACTIONS:
+            raise CampaignError(400, f"unknown action {action!r}")
+        cluster = self.cluster
+        if cluster is None or campaign_id in self.core:
+            return getattr(self, action)(campaign_id), True
+        stored = self.get(campaign_id)  # 404
+        probe = CampaignScheduler()
+        probe.restore(stored)
+        if not getattr(probe, action)(campaign_id, self.clock()):  # 409, or nothing to do
+            return stored, True
+        try:
+            runner = cluster.store.request(campaign_id, action)
+        except StoreError as exc:
+            raise CampaignError(503, f"{action} not queued: {exc}") from None
+        if runner is None or runner == cluster.node:
+            self.nudged(campaign_id)  # nobody runs it: this node does from now on
+        else:
+            cluster.post(runner, {"op": NUDGE, "id": campaign_id})
+        deadline = time.monotonic() + cluster.lease
+        while True:
+            try:
+                waiting = cluster.store.pending_requests(campaign_id)
+            except StoreError as exc:
+                raise CampaignError(503, f"{action} queued, its outcome unknown: {exc}") from None
+            if not waiting or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        return self.get(campaign_id), not waiting
+
     def get(self, campaign_id: str) -> Campaign:
-        return self.core.get(campaign_id)
+        """The campaign: this node's own copy when it runs it (the latest), else as stored."""
+        if self.cluster is None or campaign_id in self.core:
+            return self.core.get(campaign_id)
+        try:
+            header = self.cluster.store.header(campaign_id)
+            if header is None:
+                raise CampaignError(404, f"no campaign {campaign_id!r}")
+            return Campaign.from_stored(header, self.cluster.store.devices(campaign_id))
+        except StoreError as exc:
+            raise CampaignError(503, str(exc)) from None
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CampaignError(500, f"campaign {campaign_id} is unreadable: {exc}") from None
 
     def campaigns(self) -> list[Campaign]:
-        return self.core.campaigns()
+        """Every campaign: on a cluster those of the shared store (this node's own copies for
+        the ones it runs)."""
+        if self.cluster is None:
+            return self.core.campaigns()
+        found = {c.id: c for c in self.core.campaigns()}
+        try:
+            headers = self.cluster.store.campaigns()
+        except StoreError as exc:
+            raise CampaignError(503, str(exc)) from None
+        for header in headers:
+            campaign_id = str(header.get("id"))
+            if campaign_id not in found:
+                with contextlib.suppress(CampaignError):
+                    found[campaign_id] = self.get(campaign_id)
+        return sorted(found.values(), key=lambda c: (c.created_ms, c.id))
 
     def in_use(self, package_id: str) -> str | None:
         """The package library's ``in_use`` hook: an unfinished campaign's package cannot be
-        deleted (the 409 names the campaign)."""
-        for campaign in self.core.campaigns():
+        deleted (the 409 names the campaign). On a cluster the shared store's campaigns; when
+        it cannot be read, the package is kept (deleting a package a campaign needs is worse
+        than refusing a delete)."""
+        try:
+            campaigns = self.campaigns()
+        except CampaignError as exc:
+            return f"the campaigns, which cannot be read now ({exc.message})"
+        for campaign in campaigns:
             if campaign.spec.package_id == package_id and not campaign.state.finished:
                 return f"campaign {campaign.id} ({campaign.state.value})"
         return None
 
     # -- inside --------------------------------------------------------------------------------
     def _on_job(self, view: JobView) -> None:
-        if view.campaign is not None:
+        if view.campaign is not None and not self._stopping:
             self._run(self.core.job_changed(view, self.clock()))
 
     def _run(self, effects: Sequence[Effect]) -> None:
         """Carry out the core's effects: rows to the store, events to the bus, jobs to the job
-        manager (as tasks: their answers come back through ``job_started``)."""
+        manager (as tasks: their answers come back through ``job_started``). On a cluster the
+        rows are written first, as a compare-and-set on the lease: a campaign whose write is
+        refused was taken by another node, and none of its effects is carried out (no job
+        started, no event) — the scheduler forgets it at once."""
         persist: dict[str, set[str]] = {}
         for effect in effects:
             if isinstance(effect, Persist):
                 persist.setdefault(effect.campaign, set()).update(effect.endpoints)
+        lost: set[str] = set()
+        done: set[str] = set()
         for campaign_id, endpoints in persist.items():
+            if campaign_id not in self.core:
+                lost.add(campaign_id)
+                continue
             campaign = self.core.get(campaign_id)
+            finished = campaign.state.finished and not campaign.counts["running"]
             try:
-                self.store.save(
-                    campaign.header_json(),
-                    [campaign.devices[ep].to_json() for ep in sorted(endpoints)],
-                )
+                if not self._save(campaign, endpoints, finished):
+                    lost.add(campaign_id)
+                elif finished and self.cluster is not None:
+                    done.add(campaign_id)
             except StoreError as exc:
                 # the campaign goes on in memory; a store outage fails every change, so the
                 # log says it once a minute (the store logs the outage itself)
@@ -995,14 +1140,163 @@ class CampaignManager:
                 if now >= self._next_store_log:
                     self._next_store_log = now + 60.0
                     log.error("campaign %s: cannot persist its state: %s", campaign_id, exc)
+        for campaign_id in lost:
+            self._lose(campaign_id)
         for effect in effects:
+            if effect.campaign in lost:
+                continue
             if isinstance(effect, Announce):
                 self._announce(effect)
             elif isinstance(effect, StartJob):
                 self._spawn(self._start_job(effect))
             elif isinstance(effect, CancelJob):
                 self._spawn(self._cancel_job(effect))
+        for campaign_id in done:  # its lease went with its last write: the store shows it
+            self.core.forget(campaign_id)
         self._wake.set()
+
+    def _save(self, campaign: Campaign, endpoints: Iterable[str], finished: bool) -> bool:
+        header = campaign.header_json()
+        rows = [campaign.devices[ep].to_json() for ep in sorted(endpoints)]
+        cluster = self.cluster
+        if cluster is None:
+            self.store.save(header, rows)
+            return True
+        return cluster.store.save_as(header, rows, cluster.node, cluster.lease, done=finished)
+
+    # -- cluster (docs/firmware.md, "Campaigns in a cluster") ---------------------------------
+    def running_here(self) -> list[str]:
+        """The campaigns this node's scheduler runs."""
+        return [c.id for c in self.core.campaigns()]
+
+    def _lose(self, campaign_id: str) -> None:
+        """Another node runs the campaign now (or our lease expired): stop at once."""
+        if campaign_id in self.core:
+            self.core.forget(campaign_id)
+            log.info("campaign %s is run by another node now: stopped here", campaign_id)
+
+    def _claim(self, campaign_id: str) -> bool:
+        """Take the campaign over if its lease is free, and run it from its stored state (as
+        after a restart: running devices matched with their jobs)."""
+        cluster = self.cluster
+        assert cluster is not None
+        try:
+            (claimed, _) = cluster.store.claim(campaign_id, cluster.node, cluster.lease)
+        except StoreError as exc:
+            self._lease_problem(f"cannot claim campaign {campaign_id}: {exc}")
+            return False
+        if claimed is None:
+            return False
+        header, rows = claimed
+        try:
+            campaign = Campaign.from_stored(header, rows)
+        except (KeyError, ValueError, TypeError) as exc:
+            log.error("campaign %s in the store is unreadable, not run: %s", campaign_id, exc)
+            with contextlib.suppress(StoreError):
+                cluster.store.release(campaign_id, cluster.node)
+            return False
+        now = self.clock()
+        self.core.restore(campaign)
+        effects: list[Effect] = []
+        for endpoint in self.core.running_devices(campaign_id):
+            effects += self.core.reconcile(campaign_id, endpoint, self.updates.job(endpoint), now)
+        log.info(
+            "campaign %s taken by this node (%s, %s)",
+            campaign_id,
+            campaign.state.value,
+            campaign.counts,
+        )
+        self._run(effects)
+        if campaign_id in self.core:
+            self._obey(campaign_id)
+        return True
+
+    def _claim_free(self) -> None:
+        """Claim every stored campaign that needs a runner and has none (its node died,
+        stopped, or never was: the store written by an older version)."""
+        cluster = self.cluster
+        assert cluster is not None
+        try:
+            headers = cluster.store.campaigns()
+        except StoreError as exc:
+            self._lease_problem(f"cannot read the campaigns: {exc}")
+            return
+        for header in headers:
+            campaign_id = str(header.get("id"))
+            if campaign_id not in self.core and needs_runner(header):
+                self._claim(campaign_id)
+
+    def _obey(self, campaign_id: str) -> None:
+        """Carry out the operator actions other nodes' APIs queued for this campaign."""
+        cluster = self.cluster
+        assert cluster is not None
+        try:
+            queued = cluster.store.take_requests(campaign_id, cluster.node)
+        except StoreError as exc:
+            self._lease_problem(f"cannot take the requests of campaign {campaign_id}: {exc}")
+            return
+        if queued is None:
+            self._lose(campaign_id)
+            return
+        for action in queued:
+            if campaign_id not in self.core:
+                return
+            if action not in ACTIONS:  # the store is shared: never call what it names blindly
+                log.warning("campaign %s: unknown queued action %r ignored", campaign_id, action)
+                continue
+            try:
+                getattr(self, action)(campaign_id)
+                log.info("campaign %s: %s asked through another node's API", campaign_id, action)
+            except CampaignError as exc:  # checked there against an older state
+                log.info("campaign %s: %s from another node refused: %s", campaign_id, action, exc)
+
+    def nudged(self, campaign_id: str) -> None:
+        """``NUDGE`` (another node's API queued an action): carry it out now; take the
+        campaign first if nobody runs it."""
+        if self._stopping:
+            return
+        if campaign_id in self.core:
+            self._obey(campaign_id)
+        else:
+            self._claim(campaign_id)
+
+    def _check_jobs(self, campaign_id: str) -> None:
+        """Job ends this node missed (another node's FIRMWARE event is at most once): each
+        running device's job as stored."""
+        for endpoint in self.core.running_devices(campaign_id):
+            view = self.updates.job(endpoint)
+            if view is not None and view.campaign == campaign_id and view.state.finished:
+                self._on_job(view)
+
+    async def _tend_leases(self) -> None:
+        """Every third of the lease: renew this node's leases (forgetting the campaigns it
+        lost), carry out queued actions, look for ended jobs it did not hear of, and claim
+        the campaigns whose runner is gone."""
+        cluster = self.cluster
+        assert cluster is not None
+        while not self._stopping:
+            await asyncio.sleep(cluster.lease / 3)
+            try:
+                self._tend(cluster)
+            except StoreError as exc:
+                self._lease_problem(f"cannot renew or claim campaign leases: {exc}")
+            except Exception:  # a bug must not end the renewals for good
+                log.exception("renewing the campaign leases failed")
+
+    def _tend(self, cluster: CampaignCluster) -> None:
+        for campaign_id in cluster.store.renew(self.running_here(), cluster.node, cluster.lease):
+            self._lose(campaign_id)
+        for campaign_id in self.running_here():
+            self._obey(campaign_id)
+            if campaign_id in self.core:
+                self._check_jobs(campaign_id)
+        self._claim_free()
+
+    def _lease_problem(self, message: str) -> None:
+        now = time.monotonic()
+        if now >= self._next_lease_log:
+            self._next_lease_log = now + 60.0
+            log.warning("%s", message)
 
     def _announce(self, effect: Announce) -> None:
         if self.bus is None:
@@ -1017,6 +1311,8 @@ class CampaignManager:
         task.add_done_callback(self._jobs.discard)
 
     async def _start_job(self, effect: StartJob) -> None:
+        if effect.campaign not in self.core:  # lost to another node meanwhile
+            return
         spec = self.core.get(effect.campaign).spec
         view: JobView | None = None
         error: str | None = None
@@ -1080,7 +1376,7 @@ class CampaignManager:
 def for_server(server: Lwm2mServer, updates: FirmwareUpdates) -> CampaignManager:
     """The campaigns of a running server: its store engine, its bus, its registrations and
     profile catalog for targets, its package library (``server.packages``) if it has one."""
-    from .campaign_store import open_campaign_store
+    from .campaign_store import RedisCampaignStore, open_campaign_store
 
     def resolve(target: Target) -> list[str]:
         if target.endpoints:
@@ -1098,9 +1394,23 @@ def for_server(server: Lwm2mServer, updates: FirmwareUpdates) -> CampaignManager
                 found.append(registration.endpoint)
         return sorted(found)
 
+    store = open_campaign_store(server)
+    cluster: CampaignCluster | None = None
+    node = getattr(server, "cluster", None)
+    if node is not None and isinstance(store, RedisCampaignStore):
+        cluster = CampaignCluster(
+            node=node.node_id, store=store, lease=server.config.firmware.job_lease, post=node.post
+        )
     manager = CampaignManager(
-        updates, open_campaign_store(server), resolve=resolve, bus=server.bus, clock=server.clock
+        updates,
+        store,
+        resolve=resolve,
+        bus=server.bus,
+        clock=server.clock,
+        cluster=cluster,
     )
+    if cluster is not None and node is not None:
+        node.handlers[NUDGE] = lambda message: manager.nudged(str(message["id"]))
     library = getattr(server, "packages", None)
     if library is not None and hasattr(library, "add_in_use"):
 
@@ -1141,6 +1451,7 @@ __all__ = [
     "CAMPAIGN",
     "Announce",
     "Campaign",
+    "CampaignCluster",
     "CampaignError",
     "CampaignManager",
     "CampaignScheduler",
