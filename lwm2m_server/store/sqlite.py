@@ -136,7 +136,15 @@ class SqliteStore(SqliteDatabase):
 
     def commit(self) -> bool:
         """The ``Committer`` hook: commit the iteration's writes; False when any write since
-        the last call was rolled back by a failed commit (the caller withholds its replies)."""
+        the last call was rolled back by a failed commit (the caller withholds its replies).
+
+        Only the CoAP driver may call it on the hot path: it *consumes* the failure flag, so
+        another caller (an HTTP handler wanting its write durable before it answers) would
+        hide a failed group from the driver, which would then acknowledge rolled-back device
+        writes. Today HTTP API writes are committed by ``_commit_pending`` one loop turn after
+        the handler returns, so an answer may precede its commit and a failed commit is not
+        reported to the API caller (issue 10, open): the fix needs a settle that leaves the
+        flag for the driver."""
         ok = self._settle()
         failed, self._group_failed = self._group_failed, False
         return ok and not failed
