@@ -86,6 +86,7 @@ from ..metrics import add_metrics_route
 from ..operations import ServerOperations
 from . import campaigns, clients, composite, device, events, firmware, packages, profiles
 from .bootstrap_view import BootstrapView, add_bootstrap_view, view_token
+from .durability import Settling, durable_writes_middleware
 from .errors import error_middleware
 from .leshan import add_leshan_routes
 from .listing import ClientPages, pages_of
@@ -124,6 +125,7 @@ def create_app(
     pages: ClientPages | None = None,
     auth: tuple[Authenticator, AuditLog] | None = None,
     credentials: CredentialStore | None = None,
+    durable: Settling | None = None,
 ) -> web.Application:
     """The API over ``ops``.
 
@@ -133,13 +135,16 @@ def create_app(
     ``pages`` the sorted index ``GET /api/clients`` pages through (``api/listing.py``);
     ``auth`` the token check and audit log (``lwm2m_runtime.http_auth``; None: an open API,
     for tests over a test double); ``credentials`` the keystore behind the Leshan dialect's
-    ``/leshan/api/security`` routes.
+    ``/leshan/api/security`` routes; ``durable`` the store whose pending writes a changing
+    request commits before it is answered (``api/durability.py``; the server's sqlite store).
     """
     if registry is None:
         from object_models.registry import ModelRegistry
 
         registry = ModelRegistry.builtin()
     middlewares = [error_middleware]
+    if durable is not None:  # outside the error mapping: a failed commit overrides a success
+        middlewares.insert(0, durable_writes_middleware(durable))
     if auth is not None:
         # outermost: audits the final status; /fw/ downloads carry their own credential
         middlewares.insert(0, make_auth_middleware(*auth, public_prefixes=("/fw/",)))
@@ -206,6 +211,7 @@ def create_server_app(server: Lwm2mServer) -> web.Application:
         pages=pages,
         auth=server_auth(server),
         credentials=server.stores.credentials,  # the keystore of store.engine
+        durable=server.store,
     )
     app[READINESS] = server.readiness
     add_metrics_route(app, server)  # GET /metrics (lwm2m_server/metrics.py)

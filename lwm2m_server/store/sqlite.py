@@ -141,13 +141,25 @@ class SqliteStore(SqliteDatabase):
         Only the CoAP driver may call it on the hot path: it *consumes* the failure flag, so
         another caller (an HTTP handler wanting its write durable before it answers) would
         hide a failed group from the driver, which would then acknowledge rolled-back device
-        writes. Today HTTP API writes are committed by ``_commit_pending`` one loop turn after
-        the handler returns, so an answer may precede its commit and a failed commit is not
-        reported to the API caller (issue 10, open): the fix needs a settle that leaves the
-        flag for the driver."""
+        writes. HTTP API writes alone would be committed by ``_commit_pending`` one loop turn after
+        the handler returns, so an answer could precede its commit and a failed commit would
+        not be reported to the API caller unless it calls ``settle`` (which leaves the flag for the
+        driver)."""
         ok = self._settle()
         failed, self._group_failed = self._group_failed, False
         return ok and not failed
+
+    def settle(self) -> bool:
+        """Commit the open group now; False when that commit failed. The failure stays
+        flagged for the driver (which then withholds its replies too). For an HTTP handler
+        that must not answer before its write is durable (``lwm2m_server.api.durability``),
+        with ``failed_commits`` to see a group that failed while the handler awaited."""
+        return self._settle()
+
+    @property
+    def failed_commits(self) -> int:
+        """Groups rolled back so far (a handler compares it before and after its work)."""
+        return self._failed_commits
 
     def close(self) -> None:
         if (self._group_open or self._points) and self._conn is not None:
