@@ -62,13 +62,10 @@ def device_host(configured: str, bound: str) -> str:
     else (a wildcard bind) the outward interface's address."""
     if configured:
         return configured
-    host = bound
-    try:
-        address = ipaddress.ip_address(bound)
-    except ValueError:
-        return bound  # a name: devices resolve it
-    if address.is_unspecified:
-        host = outbound_address(address.version)
+    host = bound  # an address devices reach, or a name they resolve
+    version = _wildcard_version(bound)
+    if version is not None:
+        host = outbound_address(version)
         log.warning(
             "the listeners bind %s: Package URIs name %s; set firmware.download_base to the "
             "address devices reach this server at",
@@ -76,6 +73,15 @@ def device_host(configured: str, bound: str) -> str:
             host,
         )
     return f"[{host}]" if ":" in host else host
+
+
+def _wildcard_version(bound: str) -> int | None:
+    """The IP version of a wildcard bind (``0.0.0.0``, ``::``); None for anything else."""
+    try:
+        address = ipaddress.ip_address(bound)
+    except ValueError:
+        return None
+    return address.version if address.is_unspecified else None
 
 
 def outbound_address(version: int = 4) -> str:
@@ -110,15 +116,10 @@ def _loopback_host(configured: str, bound: str) -> str | None:
     """The loopback address of a wildcard bind's family, when nothing is configured: the host a
     device on this machine is given (it may be bound to loopback, which cannot reach the
     outward address ``device_host`` found)."""
-    if configured:
+    version = None if configured else _wildcard_version(bound)
+    if version is None:
         return None
-    try:
-        address = ipaddress.ip_address(bound)
-    except ValueError:
-        return None
-    if not address.is_unspecified:
-        return None
-    return "[::1]" if address.version == 6 else "127.0.0.1"
+    return "[::1]" if version == 6 else "127.0.0.1"
 
 
 def set_http_base(
