@@ -21,7 +21,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from lwm2m_runtime.http_errors import Handler
 
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
