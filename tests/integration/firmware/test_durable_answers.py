@@ -5,9 +5,11 @@ a 201 for a package that is not there."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.auth import HEADERS
 
@@ -31,6 +33,18 @@ class CommitFailsOnce:
         return getattr(self._conn, name)
 
 
+@pytest.fixture
+def failing_commit(running: Running) -> Iterator[CommitFailsOnce]:
+    """The server's store, whose next COMMIT fails (restored after the test)."""
+    store = running.server.store
+    failing = CommitFailsOnce(store.conn)
+    store._conn = failing  # type: ignore[assignment]
+    try:
+        yield failing
+    finally:
+        store._conn = failing._conn
+
+
 def stored_packages(running: Running) -> list[str]:
     """What another reader of the sqlite file sees (only committed rows)."""
     with sqlite3.connect(running.server.config.database) as conn:
@@ -38,26 +52,20 @@ def stored_packages(running: Running) -> list[str]:
 
 
 async def test_an_upload_whose_commit_fails_is_503_and_a_retry_is_stored(
-    running: Running,
+    running: Running, failing_commit: CommitFailsOnce
 ) -> None:
-    store = running.server.store
-    failing = CommitFailsOnce(store.conn)
-    store._conn = failing  # type: ignore[assignment]
-    try:
-        response = await running.upload()
-        assert failing.failed
-        assert response.status == 503, await response.text()
-        assert response.headers["Retry-After"] == "1"
-        assert "could not commit" in (await response.json())["error"]
-        assert SHA not in stored_packages(running)
-        async with aiohttp.ClientSession() as session:
-            listed = await session.get(f"{running.http}/api/packages", headers=HEADERS)
-            assert SHA not in await listed.text()
-        retried = await running.upload()
-        assert retried.status == 201
-        assert SHA in stored_packages(running)
-    finally:
-        store._conn = failing._conn
+    response = await running.upload()
+    assert failing_commit.failed
+    assert response.status == 503, await response.text()
+    assert response.headers["Retry-After"] == "1"
+    assert "could not commit" in (await response.json())["error"]
+    assert SHA not in stored_packages(running)
+    async with aiohttp.ClientSession() as session:
+        listed = await session.get(f"{running.http}/api/packages", headers=HEADERS)
+        assert SHA not in await listed.text()
+    retried = await running.upload()
+    assert retried.status == 201
+    assert SHA in stored_packages(running)
 
 
 def stored_profiles(running: Running) -> list[str]:
@@ -65,25 +73,21 @@ def stored_profiles(running: Running) -> list[str]:
         return [str(r[0]) for r in conn.execute("SELECT name FROM profiles")]
 
 
-async def test_a_profile_put_whose_commit_fails_is_503_not_201(running: Running) -> None:
+async def test_a_profile_put_whose_commit_fails_is_503_not_201(
+    running: Running, failing_commit: CommitFailsOnce
+) -> None:
     """``PUT /api/profiles/{name}`` writes in the loop iteration's group (no commit of its
     own): without the middleware it answered 201 and the group's commit, one loop turn later,
     lost the profile."""
-    store = running.server.store
-    failing = CommitFailsOnce(store.conn)
-    store._conn = failing  # type: ignore[assignment]
     doc = {"endpoints": ["meter-*"], "resources": {}}
-    try:
-        async with aiohttp.ClientSession(headers=HEADERS) as session:
-            url = f"{running.http}/api/profiles/meter"
-            response = await session.put(url, json=doc)
-            assert failing.failed
-            assert response.status == 503, await response.text()
-            assert "meter" not in stored_profiles(running)
-            retried = await session.put(url, json=doc)
-            # 200 "replaced": the profile catalog in memory kept what the store lost (its
-            # cache is not rolled back with the group; the retry stores it again)
-            assert retried.status in (200, 201)
-            assert "meter" in stored_profiles(running)
-    finally:
-        store._conn = failing._conn
+    async with aiohttp.ClientSession(headers=HEADERS) as session:
+        url = f"{running.http}/api/profiles/meter"
+        response = await session.put(url, json=doc)
+        assert failing_commit.failed
+        assert response.status == 503, await response.text()
+        assert "meter" not in stored_profiles(running)
+        retried = await session.put(url, json=doc)
+        # 200 "replaced": the profile catalog in memory kept what the store lost (its
+        # cache is not rolled back with the group; the retry stores it again)
+        assert retried.status in (200, 201)
+        assert "meter" in stored_profiles(running)
