@@ -46,7 +46,7 @@ from .bootstrap import BootstrapInterface, bootstrap_accounts, factory_account
 from .bootstrap_session import BootstrapFailed, Bootstrapper, BootstrapSettings
 from .coap_resource import Lwm2mResource, RequestLogger
 from .device import build_default_tree
-from .firmware import FirmwareUpdate, UpdateSimulation
+from .firmware import FirmwareUpdate, PackageReceiver, UpdateSimulation
 from .management import DeviceManagement, available_formats, registration_formats, send_payload
 from .models import default_models
 from .objects import ObjectTree, not_allowed
@@ -289,7 +289,10 @@ class Lwm2mClient:
                 await task
         self._tasks.clear()
         self._update_task = None
-        for receiver in [*([self.firmware] if self.firmware else []), *self.software]:
+        receivers: list[PackageReceiver[Any, Any]] = [*self.software]
+        if self.firmware is not None:
+            receivers.insert(0, self.firmware)
+        for receiver in receivers:
             await receiver.close()
         await self.update_host.close()
         self.observations.clear()

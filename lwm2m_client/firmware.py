@@ -38,8 +38,8 @@ import contextlib
 import enum
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, Generic, Protocol, TypeVar
 
 import attrs
 
@@ -147,13 +147,59 @@ def corrupt(data: bytes) -> bytes:
     return data[:index] + bytes([data[index] ^ 0xFF]) + data[index + 1 :]
 
 
-class PackageReceiver:
-    """What objects 5 and 9 share: background tasks, the push (Block1) bookkeeping and the
-    "go silent after K blocks" knob."""
+S = TypeVar("S", bound=enum.IntEnum)
+R = TypeVar("R", bound=enum.IntEnum)
 
-    def __init__(self, host: UpdateHost, simulation: UpdateSimulation) -> None:
+
+@attrs.frozen
+class Delivery(Generic[S, R]):
+    """Where objects 5 and 9 differ in the delivery steps they share: which resources hold
+    State and Result, and the values the two objects give the same moments."""
+
+    package_resource: int
+    uri_resource: int
+    state_resource: int
+    result_resource: int
+    idle: S
+    """No package: a new one may be written (5: Idle, 9: INITIAL)."""
+    downloading: S
+    """A package is arriving (5: Downloading, 9: DOWNLOAD STARTED)."""
+    initial: R
+    """Update Result after a reset (0 for both)."""
+    downloading_result: R
+    """Update Result while a package arrives: object 9 says "downloading" (1), object 5 has no
+    such value and keeps 0."""
+    failures: Mapping[DownloadFailure, R]
+    """Update Result for a refused Package URI or a failed pull: object 5 tells an unsupported
+    scheme (9) from a malformed URI (7); object 9 has only "invalid URI" (56)."""
+    integrity_failure: R
+    unsupported_package: R
+    what: str
+    """"firmware" or "software", for the logs."""
+
+
+class PackageReceiver(Generic[S, R]):
+    """What objects 5 and 9 share: delivery by push (Write Package, Block1) and pull (Write
+    Package URI), the checks on what arrived, background tasks and the "go silent after K
+    blocks" knob. Each object names its resources and values in a ``Delivery``; installing
+    what was delivered is the object's own."""
+
+    def __init__(
+        self,
+        tree: ObjectTree,
+        host: UpdateHost,
+        simulation: UpdateSimulation,
+        base: LwM2mPath,
+        delivery: Delivery[S, R],
+    ) -> None:
+        self.tree = tree
         self.host = host
         self.simulation = simulation
+        self.base = base
+        self.delivery = delivery
+        self.uri = ""
+        self.image: FirmwareImage | None = None
+        self._pushing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._download: asyncio.Task[Any] | None = None
         self._push_blocks = 0
@@ -187,6 +233,57 @@ class PackageReceiver:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+
+    # -- reading and moving the state -------------------------------------------------------------
+    @property
+    def state(self) -> S:
+        value = self.tree.get_value(self.base.child(self.delivery.state_resource))
+        assert isinstance(value, int)
+        return type(self.delivery.idle)(value)
+
+    @property
+    def result(self) -> R:
+        value = self.tree.get_value(self.base.child(self.delivery.result_resource))
+        assert isinstance(value, int)
+        return type(self.delivery.initial)(value)
+
+    def _set(self, state: S | None = None, result: R | None = None) -> None:
+        """Result first, then State: an observer that sees the State change reads the result
+        that goes with it."""
+        if result is not None and result != self.result:
+            self.tree.set_value(self.base.child(self.delivery.result_resource), int(result))
+        if state is not None and state != self.state:
+            log.info("%s %s state %s -> %s (result %s)", self.base, self.delivery.what,
+                     self.state.name, state.name, self.result.name)  # fmt: skip
+            self.tree.set_value(self.base.child(self.delivery.state_resource), int(state))
+
+    def _back_to_idle(self, result: R) -> None:
+        """Drop the transfer and whatever was delivered; State idle with ``result``."""
+        self._cancel_transfer()
+        self.image = None
+        self._pushing = False
+        self._set(self.delivery.idle, result)
+
+    def _fail(self, result: R, why: str) -> None:
+        log.warning("%s: %s download failed: %s (Update Result %d)", self.base,
+                    self.delivery.what, why, int(result))  # fmt: skip
+        self._back_to_idle(result)
+
+    def _reset(self, path: LwM2mPath) -> None:
+        """Empty URI / NULL package: back to idle, result 0, the delivered image dropped."""
+        refusal = self._reset_refusal()
+        if refusal is not None:
+            raise not_allowed(path, refusal)
+        self.uri = ""
+        self._back_to_idle(self.delivery.initial)
+
+    def _reset_refusal(self) -> str | None:
+        """Why an empty URI / NULL package cannot reset now (None: it can)."""
+        raise NotImplementedError
+
+    def _busy(self) -> str:
+        """Why a new package is refused (the State is neither idle nor this push's)."""
+        raise NotImplementedError
 
     def _cancel_transfer(self) -> None:
         for task in (self._download, self._push_watchdog):
@@ -245,16 +342,113 @@ class PackageReceiver:
         self._push_watchdog = None
         self._push_lost()
 
+    def _pushing_now(self) -> bool:
+        return self._pushing and self.state is self.delivery.downloading
+
     def _push_started(self) -> bool:
         """Block 0 of a push: move to the downloading state if allowed (False: ignore)."""
-        raise NotImplementedError
+        if self.state is self.delivery.idle:
+            self._pushing = True
+            self._set(self.delivery.downloading, self.delivery.downloading_result)
+            return True
+        return self._pushing_now()  # a restarted transfer
 
     def _push_lost(self) -> None:
         """A push stopped mid-way (timeout, or the device was out of reach)."""
+        if self._pushing_now():
+            self._fail(self.delivery.failures[DownloadFailure.CONNECTION_LOST],
+                       "the pushed package stopped arriving")  # fmt: skip
+
+    def _write_package(self, value: object) -> None:
+        path = self.base.child(self.delivery.package_resource)
+        assert isinstance(value, bytes)
+        if value in (b"", b"\x00"):
+            self._reset(path)
+            return
+        if self.vanished:
+            # the last block slipped in as the device went silent: it is out of reach
+            return
+        if not self._pushing_now() and self.state is not self.delivery.idle:
+            raise not_allowed(path, self._busy())
+        self._cancel_transfer()
+        self._pushing = False
+        self._set(self.delivery.downloading, self.delivery.downloading_result)
+        self._downloaded(value, None)
+
+    # -- pull (Package URI) -----------------------------------------------------------------------
+    def _write_uri(self, value: object) -> None:
+        path = self.base.child(self.delivery.uri_resource)
+        assert isinstance(value, str)
+        if value == "":
+            self._reset(path)
+            return
+        if self.state is not self.delivery.idle:
+            raise not_allowed(path, self._busy())
+        self.uri = value
+        try:
+            parse_package_uri(value, self.host.schemes)
+        except DownloadError as exc:
+            self._fail(self.delivery.failures[exc.kind], str(exc))
+            return
+        self._set(self.delivery.downloading, self.delivery.downloading_result)
+        self._download = self._spawn(self._pull(value))
+
+    async def _pull(self, uri: str) -> None:
+        try:
+            data = await self.host.fetch(uri, self._count_block)
+        except DownloadError as exc:
+            self._download = None
+            self._fail(self.delivery.failures[exc.kind], str(exc))
+            return
+        self._download = None
+        self._downloaded(data, expected_sha256(uri))
+
+    # -- what arrived -----------------------------------------------------------------------------
+    def _downloaded(self, data: bytes, expected: str | None) -> None:
+        """The whole package is here (push or pull): check it, deliver it or fail."""
         raise NotImplementedError
 
+    def _verified(self, data: bytes, expected: str | None) -> FirmwareImage | None:
+        """Check what arrived (against the URI's digest, then the image's own); None: it failed
+        and the object is back to idle with the result that says why."""
+        if self.simulation.corrupt_download:
+            data = corrupt(data)
+        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+            self._fail(self.delivery.integrity_failure, "SHA-256 differs from the Package URI's")
+            return None
+        try:
+            image = parse_image(data)
+            image.verify()
+        except IntegrityError as exc:
+            self._fail(self.delivery.integrity_failure, str(exc))
+            return None
+        except ImageError as exc:
+            self._fail(self.delivery.unsupported_package, str(exc))
+            return None
+        return image
 
-class FirmwareUpdate(PackageReceiver):
+
+FIRMWARE_DELIVERY: Delivery[FwState, FwResult] = Delivery(
+    package_resource=PACKAGE,
+    uri_resource=PACKAGE_URI,
+    state_resource=STATE,
+    result_resource=UPDATE_RESULT,
+    idle=FwState.IDLE,
+    downloading=FwState.DOWNLOADING,
+    initial=FwResult.INITIAL,
+    downloading_result=FwResult.INITIAL,
+    failures={
+        DownloadFailure.INVALID_URI: FwResult.INVALID_URI,
+        DownloadFailure.UNSUPPORTED_PROTOCOL: FwResult.UNSUPPORTED_PROTOCOL,
+        DownloadFailure.CONNECTION_LOST: FwResult.CONNECTION_LOST,
+    },
+    integrity_failure=FwResult.INTEGRITY_FAILURE,
+    unsupported_package=FwResult.UNSUPPORTED_PACKAGE,
+    what="firmware",
+)
+
+
+class FirmwareUpdate(PackageReceiver[FwState, FwResult]):
     """Object 5, instance 0, installed into ``tree`` (see the module docstring)."""
 
     def __init__(
@@ -266,12 +460,13 @@ class FirmwareUpdate(PackageReceiver):
         pkg_name: str = "pylwm2m-demo",
         pkg_version: str = "0.1.0",
     ) -> None:
-        super().__init__(host, simulation or UpdateSimulation())
-        self.tree = tree
-        self.uri = ""
-        self.image: FirmwareImage | None = None
-        self._pushing = False
-        self.base = LwM2mPath(FIRMWARE_OBJECT, 0)
+        super().__init__(
+            tree,
+            host,
+            simulation or UpdateSimulation(),
+            LwM2mPath(FIRMWARE_OBJECT, 0),
+            FIRMWARE_DELIVERY,
+        )
         tree.add_instance(
             FIRMWARE_OBJECT,
             {
@@ -300,120 +495,16 @@ class FirmwareUpdate(PackageReceiver):
         if self.tree.get_value(path) != protocols:
             self.tree.set_value(path, protocols)
 
-    # -- reading the state ------------------------------------------------------------------------
-    @property
-    def state(self) -> FwState:
-        value = self.tree.get_value(self.base.child(STATE))
-        assert isinstance(value, int)
-        return FwState(value)
+    def _reset_refusal(self) -> str | None:
+        return "the update is in progress" if self.state is FwState.UPDATING else None
 
-    @property
-    def result(self) -> FwResult:
-        value = self.tree.get_value(self.base.child(UPDATE_RESULT))
-        assert isinstance(value, int)
-        return FwResult(value)
+    def _busy(self) -> str:
+        return f"a package is already {self.state.name.lower()}"
 
-    def _set(self, state: FwState | None = None, result: FwResult | None = None) -> None:
-        """Result first, then State: an observer that sees the State change reads the result
-        that goes with it."""
-        if result is not None and result != self.result:
-            self.tree.set_value(self.base.child(UPDATE_RESULT), int(result))
-        if state is not None and state != self.state:
-            log.info("firmware state %s -> %s (result %s)", self.state.name, state.name,
-                     self.result.name)  # fmt: skip
-            self.tree.set_value(self.base.child(STATE), int(state))
-
-    def _fail(self, result: FwResult, why: str) -> None:
-        log.warning("firmware download failed: %s (Update Result %d)", why, int(result))
-        self._cancel_transfer()
-        self.image = None
-        self._pushing = False
-        self._set(FwState.IDLE, result)
-
-    def _reset(self, path: LwM2mPath) -> None:
-        """Empty URI / NULL package: back to Idle, result 0, the downloaded image dropped."""
-        if self.state is FwState.UPDATING:
-            raise not_allowed(path, "the update is in progress")
-        self._cancel_transfer()
-        self.image = None
-        self._pushing = False
-        self.uri = ""
-        self._set(FwState.IDLE, FwResult.INITIAL)
-
-    # -- Write Package (push) ---------------------------------------------------------------------
-    def _push_started(self) -> bool:
-        if self.state is FwState.IDLE:
-            self._pushing = True
-            self._set(FwState.DOWNLOADING, FwResult.INITIAL)
-            return True
-        return self._pushing and self.state is FwState.DOWNLOADING  # a restarted transfer
-
-    def _push_lost(self) -> None:
-        if self._pushing and self.state is FwState.DOWNLOADING:
-            self._fail(FwResult.CONNECTION_LOST, "the pushed package stopped arriving")
-
-    def _write_package(self, value: object) -> None:
-        path = self.base.child(PACKAGE)
-        assert isinstance(value, bytes)
-        if value in (b"", b"\x00"):
-            self._reset(path)
-            return
-        if self.vanished:
-            # the last block slipped in as the device went silent: it is out of reach
-            return
-        pushing = self._pushing and self.state is FwState.DOWNLOADING
-        if not pushing and self.state is not FwState.IDLE:
-            raise not_allowed(path, f"a package is already {self.state.name.lower()}")
-        self._cancel_transfer()
-        self._set(FwState.DOWNLOADING, FwResult.INITIAL)
-        self._pushing = False
-        self._downloaded(value, None)
-
-    # -- Write Package URI (pull) -----------------------------------------------------------------
-    def _write_uri(self, value: object) -> None:
-        path = self.base.child(PACKAGE_URI)
-        assert isinstance(value, str)
-        if value == "":
-            self._reset(path)
-            return
-        if self.state is not FwState.IDLE:
-            raise not_allowed(path, f"a package is already {self.state.name.lower()}")
-        self.uri = value
-        try:
-            parse_package_uri(value, self.host.schemes)
-        except DownloadError as exc:
-            self._fail(_result_of(exc), str(exc))
-            return
-        self._set(FwState.DOWNLOADING, FwResult.INITIAL)
-        self._download = self._spawn(self._pull(value))
-
-    async def _pull(self, uri: str) -> None:
-        try:
-            data = await self.host.fetch(uri, self._count_block)
-        except DownloadError as exc:
-            self._download = None
-            self._fail(_result_of(exc), str(exc))
-            return
-        self._download = None
-        self._downloaded(data, expected_sha256(uri))
-
-    # -- download complete ------------------------------------------------------------------------
     def _downloaded(self, data: bytes, expected: str | None) -> None:
-        """Check what arrived (against the URI's digest, then the image's own), then Downloaded
-        or back to Idle with the result that says why."""
-        if self.simulation.corrupt_download:
-            data = corrupt(data)
-        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
-            self._fail(FwResult.INTEGRITY_FAILURE, "SHA-256 differs from the Package URI's")
-            return
-        try:
-            image = parse_image(data)
-            image.verify()
-        except IntegrityError as exc:
-            self._fail(FwResult.INTEGRITY_FAILURE, str(exc))
-            return
-        except ImageError as exc:
-            self._fail(FwResult.UNSUPPORTED_PACKAGE, str(exc))
+        """Downloaded once the image checks out; back to Idle with the reason otherwise."""
+        image = self._verified(data, expected)
+        if image is None:
             return
         self.image = image
         log.info("firmware %s %s downloaded (%d bytes)", image.name, image.version, len(data))
@@ -449,22 +540,13 @@ class FirmwareUpdate(PackageReceiver):
         path = self.base.child(CANCEL)
         if self.state not in (FwState.DOWNLOADING, FwState.DOWNLOADED):
             raise not_allowed(path, f"nothing to cancel in State {self.state.name}")
-        self._cancel_transfer()
-        self.image = None
-        self._pushing = False
         self.uri = ""
-        self._set(FwState.IDLE, FwResult.CANCELLED)
-
-
-def _result_of(exc: DownloadError) -> FwResult:
-    return {
-        DownloadFailure.INVALID_URI: FwResult.INVALID_URI,
-        DownloadFailure.UNSUPPORTED_PROTOCOL: FwResult.UNSUPPORTED_PROTOCOL,
-        DownloadFailure.CONNECTION_LOST: FwResult.CONNECTION_LOST,
-    }[exc.kind]
+        self._back_to_idle(FwResult.CANCELLED)
 
 
 __all__ = [
+    "FIRMWARE_DELIVERY",
+    "Delivery",
     "FirmwareUpdate",
     "FwResult",
     "FwState",

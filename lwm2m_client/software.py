@@ -29,15 +29,13 @@ its object list, as the object asks.
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 
 from object_models.path import LwM2mPath
 
-from .firmware import PackageReceiver, UpdateHost, UpdateSimulation, corrupt, not_allowed
-from .firmware_image import FirmwareImage, ImageError, IntegrityError, parse_image
+from .firmware import Delivery, PackageReceiver, UpdateHost, UpdateSimulation, not_allowed
 from .objects import Dynamic, ObjectTree
-from .package_download import DownloadError, DownloadFailure, expected_sha256, parse_package_uri
+from .package_download import DownloadFailure
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +69,28 @@ class SwResult(enum.IntEnum):
     UNINSTALL_FAILED = 59
 
 
-class SoftwareManagement(PackageReceiver):
+SOFTWARE_DELIVERY: Delivery[SwState, SwResult] = Delivery(
+    package_resource=PACKAGE,
+    uri_resource=PACKAGE_URI,
+    state_resource=UPDATE_STATE,
+    result_resource=UPDATE_RESULT,
+    idle=SwState.INITIAL,
+    downloading=SwState.DOWNLOAD_STARTED,
+    initial=SwResult.INITIAL,
+    downloading_result=SwResult.DOWNLOADING,
+    # object 9 has no "unsupported protocol": a URI this device cannot use is invalid
+    failures={
+        DownloadFailure.INVALID_URI: SwResult.INVALID_URI,
+        DownloadFailure.UNSUPPORTED_PROTOCOL: SwResult.INVALID_URI,
+        DownloadFailure.CONNECTION_LOST: SwResult.CONNECTION_LOST,
+    },
+    integrity_failure=SwResult.INTEGRITY_FAILURE,
+    unsupported_package=SwResult.UNSUPPORTED_PACKAGE,
+    what="software",
+)
+
+
+class SoftwareManagement(PackageReceiver[SwState, SwResult]):
     """One Software Management instance ``/9/instance_id`` installed into ``tree``."""
 
     def __init__(
@@ -84,11 +103,13 @@ class SoftwareManagement(PackageReceiver):
         pkg_name: str = "",
         pkg_version: str = "",
     ) -> None:
-        super().__init__(host, simulation or UpdateSimulation())
-        self.tree = tree
-        self.image: FirmwareImage | None = None
-        self._pushing = False
-        self.base = LwM2mPath(SOFTWARE_OBJECT, instance_id)
+        super().__init__(
+            tree,
+            host,
+            simulation or UpdateSimulation(),
+            LwM2mPath(SOFTWARE_OBJECT, instance_id),
+            SOFTWARE_DELIVERY,
+        )
         tree.add_instance(
             SOFTWARE_OBJECT,
             {
@@ -113,116 +134,22 @@ class SoftwareManagement(PackageReceiver):
         )
 
     @property
-    def state(self) -> SwState:
-        value = self.tree.get_value(self.base.child(UPDATE_STATE))
-        assert isinstance(value, int)
-        return SwState(value)
-
-    @property
-    def result(self) -> SwResult:
-        value = self.tree.get_value(self.base.child(UPDATE_RESULT))
-        assert isinstance(value, int)
-        return SwResult(value)
-
-    @property
     def active(self) -> bool:
         return self.tree.get_value(self.base.child(ACTIVATION_STATE)) is True
 
-    def _set(self, state: SwState | None = None, result: SwResult | None = None) -> None:
-        if result is not None and result != self.result:
-            self.tree.set_value(self.base.child(UPDATE_RESULT), int(result))
-        if state is not None and state != self.state:
-            log.info("%s state %s -> %s", self.base, self.state.name, state.name)
-            self.tree.set_value(self.base.child(UPDATE_STATE), int(state))
-
-    def _fail(self, result: SwResult, why: str) -> None:
-        log.warning("%s: software download failed: %s (Update Result %d)", self.base, why,
-                    int(result))  # fmt: skip
-        self._cancel_transfer()
-        self.image = None
-        self._pushing = False
-        self._set(SwState.INITIAL, result)
-
-    def _abandon(self, path: LwM2mPath) -> None:
+    def _reset_refusal(self) -> str | None:
         if self.state is SwState.INSTALLED:
-            raise not_allowed(path, "nothing is being delivered (Uninstall removes software)")
-        self._cancel_transfer()
-        self.image = None
-        self._pushing = False
-        self._set(SwState.INITIAL, SwResult.INITIAL)
+            return "nothing is being delivered (Uninstall removes software)"
+        return None
 
-    # -- delivery -------------------------------------------------------------------------------
-    def _push_started(self) -> bool:
-        if self.state is SwState.INITIAL:
-            self._pushing = True
-            self._set(SwState.DOWNLOAD_STARTED, SwResult.DOWNLOADING)
-            return True
-        return self._pushing and self.state is SwState.DOWNLOAD_STARTED
-
-    def _push_lost(self) -> None:
-        if self._pushing and self.state is SwState.DOWNLOAD_STARTED:
-            self._fail(SwResult.CONNECTION_LOST, "the pushed package stopped arriving")
-
-    def _write_package(self, value: object) -> None:
-        path = self.base.child(PACKAGE)
-        assert isinstance(value, bytes)
-        if value in (b"", b"\x00"):
-            self._abandon(path)
-            return
-        if self.vanished:
-            return
-        pushing = self._pushing and self.state is SwState.DOWNLOAD_STARTED
-        if not pushing and self.state is not SwState.INITIAL:
-            raise not_allowed(path, f"Update State is {self.state.name}, not INITIAL")
-        self._cancel_transfer()
-        self._pushing = False
-        self._set(SwState.DOWNLOAD_STARTED, SwResult.DOWNLOADING)
-        self._downloaded(value, None)
-
-    def _write_uri(self, value: object) -> None:
-        path = self.base.child(PACKAGE_URI)
-        assert isinstance(value, str)
-        if value == "":
-            self._abandon(path)
-            return
-        if self.state is not SwState.INITIAL:
-            raise not_allowed(path, f"Update State is {self.state.name}, not INITIAL")
-        try:
-            parse_package_uri(value, self.host.schemes)
-        except DownloadError as exc:
-            # object 9 has no "unsupported protocol": a URI this device cannot use is invalid
-            self._set(None, SwResult.INVALID_URI)
-            log.warning("%s: %s", path, exc)
-            return
-        self._set(SwState.DOWNLOAD_STARTED, SwResult.DOWNLOADING)
-        self._download = self._spawn(self._pull(value))
-
-    async def _pull(self, uri: str) -> None:
-        try:
-            data = await self.host.fetch(uri, self._count_block)
-        except DownloadError as exc:
-            self._download = None
-            lost = exc.kind is DownloadFailure.CONNECTION_LOST
-            self._fail(SwResult.CONNECTION_LOST if lost else SwResult.INVALID_URI, str(exc))
-            return
-        self._download = None
-        self._downloaded(data, expected_sha256(uri))
+    def _busy(self) -> str:
+        return f"Update State is {self.state.name}, not INITIAL"
 
     def _downloaded(self, data: bytes, expected: str | None) -> None:
+        """DOWNLOADED as the last byte is in, DELIVERED once the image checks out."""
         self._set(SwState.DOWNLOADED, None)
-        if self.simulation.corrupt_download:
-            data = corrupt(data)
-        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
-            self._fail(SwResult.INTEGRITY_FAILURE, "SHA-256 differs from the Package URI's")
-            return
-        try:
-            image = parse_image(data)
-            image.verify()
-        except IntegrityError as exc:
-            self._fail(SwResult.INTEGRITY_FAILURE, str(exc))
-            return
-        except ImageError as exc:
-            self._fail(SwResult.UNSUPPORTED_PACKAGE, str(exc))
+        image = self._verified(data, expected)
+        if image is None:
             return
         self.image = image
         self._set(SwState.DELIVERED, SwResult.DOWNLOADED_VERIFIED)
@@ -268,4 +195,4 @@ class SoftwareManagement(PackageReceiver):
         self.tree.set_value(self.base.child(ACTIVATION_STATE), False)
 
 
-__all__ = ["SoftwareManagement", "SwResult", "SwState"]
+__all__ = ["SOFTWARE_DELIVERY", "SoftwareManagement", "SwResult", "SwState"]
