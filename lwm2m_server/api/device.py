@@ -4,6 +4,10 @@ Discover, Write-Attributes, Observe and Cancel-Observation.
 URL shapes follow the Leshan demo server: the LwM2M path is the rest of the URL after the
 endpoint (``/api/clients/dev-1/3/0/1``), with ``/observe``, ``/discover`` and ``/attributes``
 suffixes for the operations that are not plain HTTP verbs on the node.
+
+The handlers are methods of ``DeviceHandlers``, built once per dialect (``api/dialect.py``):
+the module-level names are the native API's; the Leshan dialect subclasses it where Leshan
+answers otherwise (``api/leshan/routes.py``).
 """
 
 from __future__ import annotations
@@ -14,13 +18,13 @@ from typing import Any
 from aiohttp import web
 
 from lwm2m_runtime.http_errors import bad_request
+from object_models.content_format import ContentFormat
 from object_models.path import LwM2mPath
 
 from ..json_nodes import instance_from_json, node_from_json
-from ..operations import DeviceResponse
 from . import params
-from .responses import render
-from .state import client_of, request_timeout
+from .dialect import NATIVE, Call, Dialect
+from .state import client_of
 
 ATTRIBUTE_KINDS: dict[str, str] = {
     "pmin": "int",
@@ -42,97 +46,6 @@ _NOT_ATTRIBUTES = frozenset({"timeout"})
 
 def _target(request: web.Request, *, min_depth: int = 1, max_depth: int = 4) -> LwM2mPath:
     return params.lwm2m_path(request.match_info["path"], min_depth=min_depth, max_depth=max_depth)
-
-
-def _reply(resp: DeviceResponse, endpoint: str, path: LwM2mPath) -> web.Response:
-    return render(resp, endpoint=endpoint, target=str(path))
-
-
-# -- Read / Write / Execute / Create / Delete ------------------------------------------------------
-
-
-async def read(request: web.Request) -> web.Response:
-    state, ep = client_of(request)
-    path = _target(request)
-    fmt = params.content_format(request.query)
-    timeout = request_timeout(request, state)
-    resp = await state.call(
-        state.ops.read(ep, path, fmt=fmt, timeout=timeout), timeout, f"Read {path}"
-    )
-    return _reply(resp, ep, path)
-
-
-async def write(request: web.Request) -> web.Response:
-    """PUT: Write (replace by default, ``?replace=false`` for a partial update)."""
-    state, ep = client_of(request)
-    path = _target(request, min_depth=2)
-    fmt = params.content_format(request.query)
-    timeout = request_timeout(request, state)
-    replace = params.boolean(request.query, "replace", True)
-    models = state.models(ep)
-    if request.content_type == "text/plain":
-        if path.depth < 3:
-            raise bad_request("a text/plain body can only write a resource or resource instance")
-        data: object = await params.text_body(request)
-    else:
-        data = await params.json_body(request)
-    node = node_from_json(data, path, models)
-    resp = await state.call(
-        state.ops.write(ep, path, node, replace=replace, fmt=fmt, timeout=timeout),
-        timeout,
-        f"Write {path}",
-    )
-    return _reply(resp, ep, path)
-
-
-async def post(request: web.Request) -> web.Response:
-    """POST on a resource executes it (text body = arguments); POST on an object creates an
-    instance (JSON body = the instance, with or without an id)."""
-    state, ep = client_of(request)
-    path = _target(request)
-    timeout = request_timeout(request, state)
-    if path.is_resource:
-        text = await params.text_body(request)
-        arguments = text if text else None
-        resp = await state.call(
-            state.ops.execute(ep, path, arguments, timeout=timeout), timeout, f"Execute {path}"
-        )
-        return _reply(resp, ep, path)
-    if path.is_object:
-        fmt = params.content_format(request.query)
-        data = await params.json_body(request)
-        instance = instance_from_json(data, path.ids[0], state.models(ep))
-        resp = await state.call(
-            state.ops.create(ep, path, instance, fmt=fmt, timeout=timeout),
-            timeout,
-            f"Create on {path}",
-        )
-        return _reply(resp, ep, path)
-    raise bad_request(
-        f"POST {path}: POST executes a resource (/o/i/r) or creates an instance of an object "
-        "(/o); for a partial update use PUT with replace=false"
-    )
-
-
-async def delete(request: web.Request) -> web.Response:
-    state, ep = client_of(request)
-    path = _target(request)
-    timeout = request_timeout(request, state)
-    resp = await state.call(state.ops.delete(ep, path, timeout=timeout), timeout, f"Delete {path}")
-    return _reply(resp, ep, path)
-
-
-# -- Discover / Write-Attributes -------------------------------------------------------------------
-
-
-async def discover(request: web.Request) -> web.Response:
-    state, ep = client_of(request)
-    path = _target(request, max_depth=3)
-    timeout = request_timeout(request, state)
-    resp = await state.call(
-        state.ops.discover(ep, path, timeout=timeout), timeout, f"Discover {path}"
-    )
-    return _reply(resp, ep, path)
 
 
 def _attribute_value(name: str, raw: object) -> str | None:
@@ -187,43 +100,108 @@ async def _attributes(request: web.Request) -> dict[str, str | None]:
     return result
 
 
-async def write_attributes(request: web.Request) -> web.Response:
-    state, ep = client_of(request)
-    path = _target(request)
-    timeout = request_timeout(request, state)
-    attributes = await _attributes(request)
-    resp = await state.call(
-        state.ops.write_attributes(ep, path, attributes, timeout=timeout),
-        timeout,
-        f"Write-Attributes {path}",
-    )
-    return _reply(resp, ep, path)
+class DeviceHandlers:
+    """Device management and observation of one path, answered in ``dialect``."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+
+    def _begin(
+        self, request: web.Request, *, min_depth: int = 1, max_depth: int = 4, fmt: bool = False
+    ) -> tuple[Call, LwM2mPath, ContentFormat | None]:
+        """The client (registered, or refused before anything else), the path, ``?format=``
+        when the operation takes one, then the timeout."""
+        state, ep = client_of(request)
+        path = _target(request, min_depth=min_depth, max_depth=max_depth)
+        content_format = params.content_format(request.query) if fmt else None
+        return Call.of(self.dialect, request, state, ep), path, content_format
+
+    # -- Read / Write / Execute / Create / Delete --------------------------------------------------
+    async def read(self, request: web.Request) -> web.Response:
+        call, path, fmt = self._begin(request, fmt=True)
+        op = call.ops.read(call.endpoint, path, fmt=fmt, timeout=call.timeout)
+        return await call.on_path("Read", path, op)
+
+    async def write(self, request: web.Request) -> web.Response:
+        """PUT: Write (replace by default, ``?replace=false`` for a partial update)."""
+        call, path, fmt = self._begin(request, min_depth=2, fmt=True)
+        replace = params.boolean(request.query, "replace", True)
+        models = call.state.models(call.endpoint)
+        if request.content_type == "text/plain":
+            if path.depth < 3:
+                raise bad_request(
+                    "a text/plain body can only write a resource or resource instance"
+                )
+            data: object = await params.text_body(request)
+        else:
+            data = await params.json_body(request)
+        node = node_from_json(data, path, models)
+        op = call.ops.write(
+            call.endpoint, path, node, replace=replace, fmt=fmt, timeout=call.timeout
+        )
+        return await call.on_path("Write", path, op)
+
+    async def post(self, request: web.Request) -> web.Response:
+        """POST on a resource executes it (text body = arguments); POST on an object creates an
+        instance (JSON body = the instance, with or without an id)."""
+        call, path, _ = self._begin(request)
+        if path.is_resource:
+            return await self._execute(request, call, path)
+        if path.is_object:
+            fmt = params.content_format(request.query)
+            data = await params.json_body(request)
+            instance = instance_from_json(data, path.ids[0], call.state.models(call.endpoint))
+            op = call.ops.create(call.endpoint, path, instance, fmt=fmt, timeout=call.timeout)
+            return await call.on_path("Create on", path, op)
+        raise bad_request(
+            f"POST {path}: POST executes a resource (/o/i/r) or creates an instance of an "
+            "object (/o); for a partial update use PUT with replace=false"
+        )
+
+    async def _execute(self, request: web.Request, call: Call, path: LwM2mPath) -> web.Response:
+        """Execute ``path`` with the text body as its arguments (none when empty)."""
+        text = await params.text_body(request)
+        op = call.ops.execute(call.endpoint, path, text or None, timeout=call.timeout)
+        return await call.on_path("Execute", path, op)
+
+    async def delete(self, request: web.Request) -> web.Response:
+        call, path, _ = self._begin(request)
+        op = call.ops.delete(call.endpoint, path, timeout=call.timeout)
+        return await call.on_path("Delete", path, op)
+
+    # -- Discover / Write-Attributes ---------------------------------------------------------------
+    async def discover(self, request: web.Request) -> web.Response:
+        call, path, _ = self._begin(request, max_depth=3)
+        op = call.ops.discover(call.endpoint, path, timeout=call.timeout)
+        return await call.on_path("Discover", path, op)
+
+    async def write_attributes(self, request: web.Request) -> web.Response:
+        call, path, _ = self._begin(request)
+        attributes = await _attributes(request)
+        op = call.ops.write_attributes(call.endpoint, path, attributes, timeout=call.timeout)
+        return await call.on_path("Write-Attributes", path, op)
+
+    # -- Observe / Cancel --------------------------------------------------------------------------
+    async def observe(self, request: web.Request) -> web.Response:
+        call, path, fmt = self._begin(request, fmt=True)
+        op = call.ops.observe(call.endpoint, path, fmt=fmt, timeout=call.timeout)
+        return await call.on_path("Observe", path, op)
+
+    async def cancel_observe(self, request: web.Request) -> web.Response:
+        """``?active=true`` (default) sends a cancelling GET; ``?active=false`` only forgets the
+        observation (the device's next notification gets a RST)."""
+        call, path, _ = self._begin(request)
+        active = params.boolean(request.query, "active", True)
+        op = call.ops.cancel_observation(call.endpoint, path, active=active, timeout=call.timeout)
+        return await call.on_path("Cancel-Observation", path, op)
 
 
-# -- Observe / Cancel ------------------------------------------------------------------------------
-
-
-async def observe(request: web.Request) -> web.Response:
-    state, ep = client_of(request)
-    path = _target(request)
-    fmt = params.content_format(request.query)
-    timeout = request_timeout(request, state)
-    resp = await state.call(
-        state.ops.observe(ep, path, fmt=fmt, timeout=timeout), timeout, f"Observe {path}"
-    )
-    return _reply(resp, ep, path)
-
-
-async def cancel_observe(request: web.Request) -> web.Response:
-    """``?active=true`` (default) sends a cancelling GET; ``?active=false`` only forgets the
-    observation (the device's next notification gets a RST)."""
-    state, ep = client_of(request)
-    path = _target(request)
-    timeout = request_timeout(request, state)
-    active = params.boolean(request.query, "active", True)
-    resp = await state.call(
-        state.ops.cancel_observation(ep, path, active=active, timeout=timeout),
-        timeout,
-        f"Cancel-Observation {path}",
-    )
-    return _reply(resp, ep, path)
+_NATIVE = DeviceHandlers(NATIVE)
+read = _NATIVE.read
+write = _NATIVE.write
+post = _NATIVE.post
+delete = _NATIVE.delete
+discover = _NATIVE.discover
+write_attributes = _NATIVE.write_attributes
+observe = _NATIVE.observe
+cancel_observe = _NATIVE.cancel_observe

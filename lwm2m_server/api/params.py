@@ -59,8 +59,11 @@ def content_format(query: Mapping[str, str], *names: str) -> ContentFormat | Non
     return None
 
 
-def timeout(query: Mapping[str, str], default: float = DEFAULT_TIMEOUT) -> float:
-    """``?timeout=`` in seconds (Leshan's unit), ``0 < t <= 600``."""
+def timeout(
+    query: Mapping[str, str], default: float = DEFAULT_TIMEOUT, *, maximum: float = MAX_TIMEOUT
+) -> float:
+    """``?timeout=`` in seconds (Leshan's unit), ``0 < t <= maximum`` (600 s; the Leshan
+    dialect allows the 30 minutes its UI offers)."""
     raw = query.get("timeout")
     if raw is None or raw == "":
         return default
@@ -68,8 +71,8 @@ def timeout(query: Mapping[str, str], default: float = DEFAULT_TIMEOUT) -> float
         value = float(raw)
     except ValueError:
         raise bad_request(f"timeout={raw!r} is not a number of seconds") from None
-    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT:
-        raise bad_request(f"timeout={raw!r} must be > 0 and <= {MAX_TIMEOUT:g} seconds")
+    if not math.isfinite(value) or not 0 < value <= maximum:
+        raise bad_request(f"timeout={raw!r} must be > 0 and <= {maximum:g} seconds")
     return value
 
 

@@ -28,7 +28,6 @@ import asyncio
 import functools
 import json
 import logging
-import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -48,9 +47,11 @@ from ...operations import (
     UnknownClientError,
 )
 from .. import params
-from ..device import _attributes
+from ..composite import CompositeHandlers
+from ..device import DeviceHandlers
+from ..dialect import Call, Dialect
 from ..events import serve_events
-from ..state import ApiState, state_of
+from ..state import ApiState, client_of, state_of
 from . import shapes
 from .codec import LeshanValueError, instance_in, node_in, text_in
 from .specs import object_specs
@@ -108,47 +109,28 @@ def leshan_errors(handler: Handler) -> Handler:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-def _client(request: web.Request) -> tuple[ApiState, str]:
-    state = state_of(request)
-    endpoint = request.match_info["ep"]
-    state.ops.client(endpoint)  # UnknownClientError → 400
-    return state, endpoint
-
-
 def timeout(query: Mapping[str, str], default: float) -> float:
-    """``?timeout=`` in seconds; the UI's "None" (``null``) is the server's default."""
+    """``?timeout=`` in seconds up to 30 minutes; the UI's "None" (``null``) is the server's
+    default."""
     raw = query.get("timeout")
-    if raw is None or raw.strip().lower() in _NO_TIMEOUT:
+    if raw is not None and raw.strip().lower() in _NO_TIMEOUT:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ApiError(400, f"timeout={raw!r} is not a number of seconds") from None
-    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT:
-        raise ApiError(400, f"timeout={raw!r} must be > 0 and <= {MAX_TIMEOUT:g} seconds")
-    return value
+    return params.timeout(query, default, maximum=MAX_TIMEOUT)
 
 
-def _path(request: web.Request, *, min_depth: int = 1, max_depth: int = 4) -> LwM2mPath:
-    return params.lwm2m_path(request.match_info["path"], min_depth=min_depth, max_depth=max_depth)
-
-
-async def _answer(
-    state: ApiState,
-    endpoint: str,
-    path: str | None,
-    operation: Awaitable[DeviceResponse],
-    seconds: float,
-    what: str,
-) -> web.Response:
-    resp = await state.call(operation, seconds, what)
+def _reply(resp: DeviceResponse, endpoint: str, path: str | None) -> web.Response:
+    """Leshan's answer: HTTP 200 either way, a queued request as ``delayed``."""
     if resp.queued:
         return web.json_response(shapes.delayed_json(endpoint, path, resp.request_id))
     return web.json_response(shapes.response_json(resp))
 
 
-async def _json_body(request: web.Request) -> object:
-    return await params.json_body(request)
+LESHAN = Dialect(
+    timeout=timeout,
+    reply=_reply,
+    composite_formats=("nodeformat", "format"),
+    composite_target=False,
+)
 
 
 # -- registrations --------------------------------------------------------------------------------
@@ -178,144 +160,7 @@ async def show_client(request: web.Request) -> web.Response:
     return web.json_response(shapes.registration_json(reg, sleeping=state.sleeping(reg)))
 
 
-# -- device management ----------------------------------------------------------------------------
-
-
-@leshan_errors
-async def read(request: web.Request) -> web.Response:
-    state, ep = _client(request)
-    path = _path(request)
-    fmt = params.content_format(request.query)
-    seconds = timeout(request.query, state.default_timeout)
-    return await _answer(
-        state,
-        ep,
-        str(path),
-        state.ops.read(ep, path, fmt=fmt, timeout=seconds),
-        seconds,
-        f"Read {path}",
-    )
-
-
-@leshan_errors
-async def write(request: web.Request) -> web.Response:
-    """PUT: Write (``replace=false`` for a partial update); a JSON node or ``text/plain``."""
-    state, ep = _client(request)
-    path = _path(request, min_depth=2)
-    fmt = params.content_format(request.query)
-    seconds = timeout(request.query, state.default_timeout)
-    replace = request.query.get("replace", "true").strip().lower() != "false"
-    models = state.models(ep)
-    if request.content_type == "text/plain":
-        node = text_in(await params.text_body(request), path, models)
-    elif request.content_type == "application/json":
-        node = node_in(await _json_body(request), path, models)
-    else:
-        raise ApiError(400, f"content type {request.content_type} not supported")
-    return await _answer(
-        state,
-        ep,
-        str(path),
-        state.ops.write(ep, path, node, replace=replace, fmt=fmt, timeout=seconds),
-        seconds,
-        f"Write {path}",
-    )
-
-
-@leshan_errors
-async def post(request: web.Request) -> web.Response:
-    """POST on a resource executes it; on an object (or object instance) creates one."""
-    state, ep = _client(request)
-    path = _path(request, max_depth=3)
-    seconds = timeout(request.query, state.default_timeout)
-    if path.is_resource:
-        text = await params.text_body(request)
-        return await _answer(
-            state,
-            ep,
-            str(path),
-            state.ops.execute(ep, path, text or None, timeout=seconds),
-            seconds,
-            f"Execute {path}",
-        )
-    fmt = params.content_format(request.query)
-    instance_id = path.ids[1] if path.is_object_instance else None
-    instance = instance_in(await _json_body(request), path.ids[0], state.models(ep), instance_id)
-    target = LwM2mPath.parse(f"/{path.ids[0]}")
-    return await _answer(
-        state,
-        ep,
-        str(path),
-        state.ops.create(ep, target, instance, fmt=fmt, timeout=seconds),
-        seconds,
-        f"Create on {path}",
-    )
-
-
-@leshan_errors
-async def delete(request: web.Request) -> web.Response:
-    state, ep = _client(request)
-    path = _path(request)
-    seconds = timeout(request.query, state.default_timeout)
-    return await _answer(
-        state,
-        ep,
-        str(path),
-        state.ops.delete(ep, path, timeout=seconds),
-        seconds,
-        f"Delete {path}",
-    )
-
-
-@leshan_errors
-async def discover(request: web.Request) -> web.Response:
-    state, ep = _client(request)
-    path = _path(request, max_depth=3)
-    seconds = timeout(request.query, state.default_timeout)
-    return await _answer(
-        state,
-        ep,
-        str(path),
-        state.ops.discover(ep, path, timeout=seconds),
-        seconds,
-        f"Discover {path}",
-    )
-
-
-@leshan_errors
-async def write_attributes(request: web.Request) -> web.Response:
-    """PUT ``.../attributes?pmin=10&pmax=60`` (Leshan reads the query only)."""
-    state, ep = _client(request)
-    path = _path(request)
-    seconds = timeout(request.query, state.default_timeout)
-    attributes = await _attributes(request)
-    return await _answer(
-        state,
-        ep,
-        str(path),
-        state.ops.write_attributes(ep, path, attributes, timeout=seconds),
-        seconds,
-        f"Write-Attributes {path}",
-    )
-
-
-# -- observe ---------------------------------------------------------------------------------------
-
-
-@leshan_errors
-async def observe(request: web.Request) -> web.Response:
-    state, ep = _client(request)
-    path = _path(request)
-    fmt = params.content_format(request.query)
-    seconds = timeout(request.query, state.default_timeout)
-    return await _answer(
-        state,
-        ep,
-        str(path),
-        state.ops.observe(ep, path, fmt=fmt, timeout=seconds),
-        seconds,
-        f"Observe {path}",
-    )
+# -- device management, observe, composite --------------------------------------------------------
 
 
 def _observed(state: ApiState, ep: str) -> list[tuple[LwM2mPath, ...]]:
@@ -326,105 +171,103 @@ def _observed(state: ApiState, ep: str) -> list[tuple[LwM2mPath, ...]]:
     return result
 
 
-@leshan_errors
-async def cancel_observe(request: web.Request) -> web.Response:
-    """Without ``active``: forget the observation (200, no body); with it: cancel on the
-    device, 404 when there is no such observation (Leshan's rules)."""
-    state, ep = _client(request)
-    path = _path(request)
-    seconds = timeout(request.query, state.default_timeout)
-    if "active" not in request.query:
-        await state.call(
-            state.ops.cancel_observation(ep, path, active=False, timeout=seconds),
-            seconds,
-            f"Cancel-Observation {path}",
+class LeshanDevice(DeviceHandlers):
+    """The native handlers in Leshan's dialect, but where Leshan's ``ClientServlet`` parses or
+    answers otherwise."""
+
+    async def write(self, request: web.Request) -> web.Response:
+        """PUT: Write (``replace=false`` for a partial update); a JSON node or ``text/plain``."""
+        call, path, fmt = self._begin(request, min_depth=2, fmt=True)
+        replace = request.query.get("replace", "true").strip().lower() != "false"
+        models = call.state.models(call.endpoint)
+        if request.content_type == "text/plain":
+            node = text_in(await params.text_body(request), path, models)
+        elif request.content_type == "application/json":
+            node = node_in(await params.json_body(request), path, models)
+        else:
+            raise ApiError(400, f"content type {request.content_type} not supported")
+        op = call.ops.write(
+            call.endpoint, path, node, replace=replace, fmt=fmt, timeout=call.timeout
         )
-        return web.Response(status=200)
-    if (path,) not in _observed(state, ep):
-        return _text(404, f"no observation for path {path} for  client '{ep}'")
-    return await _answer(
-        state,
-        ep,
-        str(path),
-        state.ops.cancel_observation(ep, path, active=True, timeout=seconds),
-        seconds,
-        f"Cancel-Observation {path}",
-    )
+        return await call.on_path("Write", path, op)
+
+    async def post(self, request: web.Request) -> web.Response:
+        """POST on a resource executes it; on an object (or object instance) creates one."""
+        call, path, _ = self._begin(request, max_depth=3)
+        if path.is_resource:
+            return await self._execute(request, call, path)
+        fmt = params.content_format(request.query)
+        instance_id = path.ids[1] if path.is_object_instance else None
+        body = await params.json_body(request)
+        models = call.state.models(call.endpoint)
+        instance = instance_in(body, path.ids[0], models, instance_id)
+        target = LwM2mPath.parse(f"/{path.ids[0]}")
+        op = call.ops.create(call.endpoint, target, instance, fmt=fmt, timeout=call.timeout)
+        return await call.on_path("Create on", path, op)
+
+    async def cancel_observe(self, request: web.Request) -> web.Response:
+        """Without ``active``: forget the observation (200, no body); with it: cancel on the
+        device, 404 when there is no such observation (Leshan's rules)."""
+        call, path, _ = self._begin(request)
+        ep, seconds = call.endpoint, call.timeout
+        if "active" not in request.query:
+            op = call.ops.cancel_observation(ep, path, active=False, timeout=seconds)
+            await call.state.call(op, seconds, f"Cancel-Observation {path}")
+            return web.Response(status=200)
+        if (path,) not in _observed(call.state, ep):
+            return _text(404, f"no observation for path {path} for  client '{ep}'")
+        op = call.ops.cancel_observation(ep, path, active=True, timeout=seconds)
+        return await call.on_path("Cancel-Observation", path, op)
 
 
-# -- composite -------------------------------------------------------------------------------------
+class LeshanComposite(CompositeHandlers):
+    """The native composite handlers in Leshan's dialect, but for Leshan's Write-Composite body
+    and its Cancel-Observe-Composite rules."""
+
+    async def write(self, request: web.Request) -> web.Response:
+        """PUT ``composite``: ``{"/3/0/14": node, ...}`` (Leshan's map of path to node)."""
+        state, ep = client_of(request)
+        fmt = self._format(request)
+        call = Call.of(self.dialect, request, state, ep)
+        data = await params.json_body(request)
+        if not isinstance(data, dict) or not data:
+            raise LeshanValueError('a Write-Composite body is {"/o/i/r": node, ...}')
+        models = state.models(ep)
+        nodes = {}
+        for text, value in data.items():
+            path = params.lwm2m_path(str(text), min_depth=1)
+            nodes[path] = node_in(value, path, models)
+        op = call.ops.write_composite(ep, nodes, fmt=fmt, timeout=call.timeout)
+        return await call.on_paths("Write-Composite", nodes, op)
+
+    async def cancel_observe(self, request: web.Request) -> web.Response:
+        call, paths, _ = self._begin(request, fmt=False)
+        ep, seconds = call.endpoint, call.timeout
+        active = "active" in request.query
+        if active and tuple(paths) not in _observed(call.state, ep):
+            shown = "[" + ", ".join(str(p) for p in paths) + "]"
+            return _text(404, f"no composite observation for paths {shown} for  client '{ep}'")
+        op = call.ops.cancel_composite_observation(ep, paths, active=active, timeout=seconds)
+        if not active:
+            await call.state.call(op, seconds, "Cancel-Observe-Composite")
+            return web.Response(status=200)
+        return await call.on_paths("Cancel-Observe-Composite", paths, op)
 
 
-@leshan_errors
-async def read_composite(request: web.Request) -> web.Response:
-    state, ep = _client(request)
-    paths = params.paths(request)
-    fmt = params.content_format(request.query, "nodeformat", "format")
-    seconds = timeout(request.query, state.default_timeout)
-    return await _answer(
-        state,
-        ep,
-        None,
-        state.ops.read_composite(ep, paths, fmt=fmt, timeout=seconds),
-        seconds,
-        "Read-Composite",
-    )
-
-
-@leshan_errors
-async def write_composite(request: web.Request) -> web.Response:
-    """PUT ``composite``: ``{"/3/0/14": node, ...}`` (Leshan's map of path to node)."""
-    state, ep = _client(request)
-    fmt = params.content_format(request.query, "nodeformat", "format")
-    seconds = timeout(request.query, state.default_timeout)
-    data = await _json_body(request)
-    if not isinstance(data, dict) or not data:
-        raise LeshanValueError('a Write-Composite body is {"/o/i/r": node, ...}')
-    models = state.models(ep)
-    nodes = {}
-    for text, value in data.items():
-        path = params.lwm2m_path(str(text), min_depth=1)
-        nodes[path] = node_in(value, path, models)
-    return await _answer(
-        state,
-        ep,
-        None,
-        state.ops.write_composite(ep, nodes, fmt=fmt, timeout=seconds),
-        seconds,
-        "Write-Composite",
-    )
-
-
-@leshan_errors
-async def observe_composite(request: web.Request) -> web.Response:
-    state, ep = _client(request)
-    paths = params.paths(request)
-    fmt = params.content_format(request.query, "nodeformat", "format")
-    seconds = timeout(request.query, state.default_timeout)
-    return await _answer(
-        state,
-        ep,
-        None,
-        state.ops.observe_composite(ep, paths, fmt=fmt, timeout=seconds),
-        seconds,
-        "Observe-Composite",
-    )
-
-
-@leshan_errors
-async def cancel_observe_composite(request: web.Request) -> web.Response:
-    state, ep = _client(request)
-    paths = params.paths(request)
-    seconds = timeout(request.query, state.default_timeout)
-    active = "active" in request.query
-    if active and tuple(paths) not in _observed(state, ep):
-        shown = "[" + ", ".join(str(p) for p in paths) + "]"
-        return _text(404, f"no composite observation for paths {shown} for  client '{ep}'")
-    operation = state.ops.cancel_composite_observation(ep, paths, active=active, timeout=seconds)
-    if not active:
-        await state.call(operation, seconds, "Cancel-Observe-Composite")
-        return web.Response(status=200)
-    return await _answer(state, ep, None, operation, seconds, "Cancel-Observe-Composite")
+_DEVICE = LeshanDevice(LESHAN)
+_COMPOSITE = LeshanComposite(LESHAN)
+read = leshan_errors(_DEVICE.read)
+write = leshan_errors(_DEVICE.write)
+post = leshan_errors(_DEVICE.post)
+delete = leshan_errors(_DEVICE.delete)
+discover = leshan_errors(_DEVICE.discover)
+write_attributes = leshan_errors(_DEVICE.write_attributes)
+observe = leshan_errors(_DEVICE.observe)
+cancel_observe = leshan_errors(_DEVICE.cancel_observe)
+read_composite = leshan_errors(_COMPOSITE.read)
+write_composite = leshan_errors(_COMPOSITE.write)
+observe_composite = leshan_errors(_COMPOSITE.observe)
+cancel_observe_composite = leshan_errors(_COMPOSITE.cancel_observe)
 
 
 # -- object models, server -------------------------------------------------------------------------
@@ -433,7 +276,7 @@ async def cancel_observe_composite(request: web.Request) -> web.Response:
 @leshan_errors
 async def objectspecs(request: web.Request) -> web.Response:
     """The object models this client is served with, sorted by id (``ObjectSpecServlet``)."""
-    state, ep = _client(request)
+    state, ep = client_of(request)
     return web.json_response(object_specs(state, ep))
 
 
