@@ -10,32 +10,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from lwm2m_server.api import create_app
-from lwm2m_server.config import ServerConfig
 from lwm2m_server.service import Lwm2mServer
 from object_models.content_format import ContentFormat as CF
+from tests.live import Http, api_of, loopback_config, running
 
 from ..server import rawcoap as raw
 
-Http = TestClient  # type: ignore[type-arg]
 EP = "custom-dev"
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
-    config = ServerConfig(host="127.0.0.1", coap_port=0, coaps_port=0, data_dir=tmp_path / "data")
-    srv = Lwm2mServer(config)
-    await srv.start()
-    yield srv
-    await srv.stop()
+    async with running(loopback_config(tmp_path / "data")) as srv:
+        yield srv
 
 
 @pytest.fixture
 async def http(server: Lwm2mServer) -> AsyncIterator[Http]:
-    app = create_app(server, registry=server.registry, keepalive=0.5)
-    async with TestServer(app) as web_server, TestClient(web_server) as client:
+    async with api_of(server, keepalive=0.5) as client:
         yield client
 
 

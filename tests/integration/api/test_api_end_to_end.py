@@ -8,66 +8,42 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient, TestServer
 
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_server import operator_cli
-from lwm2m_server.api import create_app
-from lwm2m_server.config import QueueSettings, ServerConfig
+from lwm2m_server.config import QueueSettings
 from lwm2m_server.service import Lwm2mServer
+from tests.live import DeviceFactory, Http, api_of, devices, loopback_config, running
 
-Http = TestClient  # type: ignore[type-arg]
 EP = "api-dev"
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
-    config = ServerConfig(
-        host="127.0.0.1",
-        coap_port=0,
-        coaps_port=0,
-        data_dir=tmp_path / "data",
-        queue=QueueSettings(awake_time=0.5),
-    )
-    srv = Lwm2mServer(config)
-    await srv.start()
-    yield srv
-    await srv.stop()
+    config = loopback_config(tmp_path / "data", queue=QueueSettings(awake_time=0.5))
+    async with running(config) as srv:
+        yield srv
 
 
 @pytest.fixture
 async def http(server: Lwm2mServer) -> AsyncIterator[Http]:
-    app = create_app(server, registry=server.registry, keepalive=0.5)
-    async with TestServer(app) as web_server, TestClient(web_server) as client:
+    async with api_of(server, keepalive=0.5) as client:
         yield client
 
 
-ClientFactory = Callable[..., Awaitable[Lwm2mClient]]
+ClientFactory = DeviceFactory
 
 
 @pytest.fixture
 async def make_device(server: Lwm2mServer) -> AsyncIterator[ClientFactory]:
-    devices: list[Lwm2mClient] = []
-
-    async def make(endpoint: str = EP, **kwargs: Any) -> Lwm2mClient:
-        kwargs.setdefault("auto_update", False)
-        kwargs.setdefault("lwm2m_version", "1.1")
-        uri = f"coap://127.0.0.1:{server.coap_address.port}"
-        device = Lwm2mClient(endpoint, uri, **kwargs)
-        devices.append(device)
-        await device.start()
-        await device.register()
-        return device
-
-    yield make
-    for device in devices:
-        await device.stop()
+    async with devices(server, EP, lwm2m_version="1.1") as make:
+        yield make
 
 
 @pytest.fixture

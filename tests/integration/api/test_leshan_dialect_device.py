@@ -9,22 +9,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient, TestServer
 
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_client.device import build_default_tree
 from lwm2m_client.models import default_models
-from lwm2m_server.api import create_app
-from lwm2m_server.config import QueueSettings, ServerConfig
+from lwm2m_server.config import QueueSettings
 from lwm2m_server.service import Lwm2mServer
+from tests.live import DeviceFactory, Http, api_of, coap_uri, devices, loopback_config, running
 
-Http = TestClient  # type: ignore[type-arg]
 EP = "leshan-dev"
 L = "/leshan/api"
 OPAQUE = "/10/0/7"  # eDRX parameters for Iu mode: Opaque, RW
@@ -33,49 +31,35 @@ TIME = "/19/0/2"  # BinaryAppDataContainer, Data Creation Time: Time, RW
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
-    config = ServerConfig(
-        host="127.0.0.1",
-        coap_port=0,
-        coaps_port=0,
-        data_dir=tmp_path / "data",
-        queue=QueueSettings(awake_time=0.5),
-    )
-    srv = Lwm2mServer(config)
-    await srv.start()
-    yield srv
-    await srv.stop()
+    config = loopback_config(tmp_path / "data", queue=QueueSettings(awake_time=0.5))
+    async with running(config) as srv:
+        yield srv
 
 
 @pytest.fixture
 async def http(server: Lwm2mServer) -> AsyncIterator[Http]:
-    app = create_app(server, registry=server.registry, keepalive=0.5)
-    async with TestServer(app) as web_server, TestClient(web_server) as client:
+    async with api_of(server, keepalive=0.5) as client:
         yield client
 
 
-Factory = Callable[..., Awaitable[Lwm2mClient]]
+Factory = DeviceFactory
 
 
 @pytest.fixture
 async def make_device(server: Lwm2mServer) -> AsyncIterator[Factory]:
-    devices: list[Lwm2mClient] = []
+    """Demo devices with an opaque (``/10/0/7``) and a Time (``/19/0/2``) resource."""
+    async with devices(server, lwm2m_version="1.1") as make_plain:
 
-    async def make(endpoint: str = EP, **kwargs: Any) -> Lwm2mClient:
-        uri = f"coap://127.0.0.1:{server.coap_address.port}"
-        tree = build_default_tree(default_models(), endpoint=endpoint, server_uri=uri, lifetime=300)
-        tree.add_instance(10, {7: b"\x00"}, instance_id=0)
-        tree.add_instance(19, {0: [b""], 2: 0}, instance_id=0)
-        device = Lwm2mClient(
-            endpoint, uri, objects=tree, auto_update=False, lwm2m_version="1.1", **kwargs
-        )
-        devices.append(device)
-        await device.start()
-        await device.register()
-        return device
+        async def make(endpoint: str = EP, **kwargs: Any) -> Lwm2mClient:
+            uri = coap_uri(server)
+            tree = build_default_tree(
+                default_models(), endpoint=endpoint, server_uri=uri, lifetime=300
+            )
+            tree.add_instance(10, {7: b"\x00"}, instance_id=0)
+            tree.add_instance(19, {0: [b""], 2: 0}, instance_id=0)
+            return await make_plain(endpoint, objects=tree, **kwargs)
 
-    yield make
-    for device in devices:
-        await device.stop()
+        yield make
 
 
 async def _json(resp: ClientResponse, status: int = 200) -> Any:

@@ -16,7 +16,7 @@ import base64
 import contextlib
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,6 @@ import aiocoap.resource
 import pytest
 from aiocoap.optiontypes import BlockOption
 from aiohttp import ClientResponse, web
-from aiohttp.test_utils import TestClient, TestServer
 
 from keystore.credentials import DeviceCredentials
 from keystore.store.credentials import SqliteCredentialStore
@@ -33,13 +32,12 @@ from lwm2m_client.client import Lwm2mClient
 from lwm2m_client.firmware import UpdateSimulation
 from lwm2m_client.firmware_image import make_image
 from lwm2m_client.transport import local_address
-from lwm2m_server.api import create_app
-from lwm2m_server.config import QueueSettings, ServerConfig
+from lwm2m_server.config import QueueSettings
 from lwm2m_server.service import Lwm2mServer
 from tests.integration.bootstrap import fixtures as bootstrap_fixtures
 from tests.integration.bootstrap.fixtures import Factory as BootstrapFactory
+from tests.live import DeviceFactory, Http, api_of, devices, loopback_config, running
 
-Http = TestClient  # type: ignore[type-arg]
 EP = "fw-dev"
 NEW = make_image("pylwm2m-demo", "2.0.0", b"new firmware " * 400)  # ~5 KiB: several blocks
 SIMULATION = UpdateSimulation(reboot_delay=0.2, block_timeout=2.0, push_timeout=5.0)
@@ -49,26 +47,18 @@ PSK_IDENTITY, PSK_KEY = b"fw-dev-psk", bytes(range(16))
 # -- the servers --
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
-    config = ServerConfig(
-        host="127.0.0.1",
-        coap_port=0,
-        coaps_port=0,
-        data_dir=tmp_path / "data",
-        queue=QueueSettings(awake_time=0.5),
-        request_timeout=5.0,
+    config = loopback_config(
+        tmp_path / "data", queue=QueueSettings(awake_time=0.5), request_timeout=5.0
     )
     with SqliteCredentialStore.open(config.database) as store:
         store.put_device(DeviceCredentials.for_psk("fw-dtls", PSK_IDENTITY, PSK_KEY))
-    srv = Lwm2mServer(config)
-    await srv.start()
-    yield srv
-    await srv.stop()
+    async with running(config) as srv:
+        yield srv
 
 
 @pytest.fixture
 async def http(server: Lwm2mServer) -> AsyncIterator[Http]:
-    app = create_app(server, registry=server.registry, keepalive=0.5)
-    async with TestServer(app) as web_server, TestClient(web_server) as client:
+    async with api_of(server, keepalive=0.5) as client:
         yield client
 
 
@@ -148,28 +138,10 @@ async def packages() -> AsyncIterator[Packages]:
 
 
 # -- the device and what the operator sees --
-DeviceFactory = Callable[..., Awaitable[Lwm2mClient]]
-
-
 @pytest.fixture
 async def make_device(server: Lwm2mServer) -> AsyncIterator[DeviceFactory]:
-    devices: list[Lwm2mClient] = []
-
-    async def make(endpoint: str = EP, **kwargs: Any) -> Lwm2mClient:
-        kwargs.setdefault("auto_update", False)
-        kwargs.setdefault("update_simulation", SIMULATION)
-        uri = f"coap://127.0.0.1:{server.coap_address.port}"
-        if "psk" in kwargs:
-            uri = f"coaps://127.0.0.1:{server.coaps_address.port}"
-        device = Lwm2mClient(endpoint, uri, **kwargs)
-        devices.append(device)
-        await device.start()
-        await device.register()
-        return device
-
-    yield make
-    for device in devices:
-        await device.stop()
+    async with devices(server, EP, update_simulation=SIMULATION) as make:
+        yield make
 
 
 class Events:

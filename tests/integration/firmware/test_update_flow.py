@@ -12,13 +12,12 @@ configuration (``firmware.*``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from keystore.credentials import DeviceCredentials
 from keystore.store.credentials import SqliteCredentialStore
@@ -26,12 +25,11 @@ from keystore.store.engines import StoreSettings
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_client.firmware import UpdateSimulation
 from lwm2m_client.firmware_image import make_image
-from lwm2m_server.api import create_app
 from lwm2m_server.config import FirmwareSettings, QueueSettings, ServerConfig
 from lwm2m_server.firmware.contracts import JobState, JobView, Package, PackageKind
 from lwm2m_server.service import Lwm2mServer
+from tests.live import DeviceFactory, Http, api_of, devices, loopback_config, running
 
-Http = TestClient  # type: ignore[type-arg]
 PSK_IDENTITY, PSK_KEY = b"fw-dtls-psk", bytes(range(16))
 FIRMWARE = FirmwareSettings(
     request_timeout=3.0,
@@ -103,16 +101,12 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def make_config(tmp_path: Path, **changes: Any) -> ServerConfig:
-    config = ServerConfig(
-        host="127.0.0.1",
-        coap_port=0,
-        coaps_port=0,
-        data_dir=tmp_path / "data",
-        queue=QueueSettings(awake_time=0.5),
-        request_timeout=5.0,
-        firmware=FIRMWARE,
-    )
-    return attrs.evolve(config, **changes)
+    defaults: dict[str, Any] = {
+        "queue": QueueSettings(awake_time=0.5),
+        "request_timeout": 5.0,
+        "firmware": FIRMWARE,
+    }
+    return loopback_config(tmp_path / "data", **{**defaults, **changes})
 
 
 @pytest.fixture
@@ -120,10 +114,8 @@ async def server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
     config = make_config(tmp_path)
     with SqliteCredentialStore.open(config.database) as store:
         store.put_device(DeviceCredentials.for_psk("fw-dtls", PSK_IDENTITY, PSK_KEY))
-    srv = Lwm2mServer(config)
-    await srv.start()
-    yield srv
-    await srv.stop()
+    async with running(config) as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -135,33 +127,14 @@ def jobs(server: Lwm2mServer) -> Jobs:
 
 @pytest.fixture
 async def http(server: Lwm2mServer) -> AsyncIterator[Http]:
-    app = create_app(server, registry=server.registry)
-    async with TestServer(app) as web_server, TestClient(web_server) as client:
+    async with api_of(server) as client:
         yield client
-
-
-DeviceFactory = Callable[..., Awaitable[Lwm2mClient]]
 
 
 @pytest.fixture
 async def make_device(server: Lwm2mServer) -> AsyncIterator[DeviceFactory]:
-    devices: list[Lwm2mClient] = []
-
-    async def make(endpoint: str, **kwargs: Any) -> Lwm2mClient:
-        kwargs.setdefault("auto_update", False)
-        kwargs.setdefault("update_simulation", SIMULATION)
-        uri = f"coap://127.0.0.1:{server.coap_address.port}"
-        if "psk" in kwargs:
-            uri = f"coaps://127.0.0.1:{server.coaps_address.port}"
-        device = Lwm2mClient(endpoint, uri, **kwargs)
-        devices.append(device)
-        await device.start()
-        await device.register()
-        return device
-
-    yield make
-    for device in devices:
-        await device.stop()
+    async with devices(server, update_simulation=SIMULATION) as make:
+        yield make
 
 
 def upload(server: Lwm2mServer, version: str, kind: PackageKind = PackageKind.FIRMWARE) -> Package:

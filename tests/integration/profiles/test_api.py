@@ -10,16 +10,12 @@ from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from lwm2m_server import operator_cli
-from lwm2m_server.api import create_app
 from lwm2m_server.service import Lwm2mServer
+from tests.live import Http, api_of
 
 from .conftest import TEMPERATURE_PROFILE, ClientFactory, ServerFactory, settled
-
-Http = TestClient[web.Request, None]
 
 
 @pytest.fixture
@@ -29,11 +25,8 @@ async def server(make_server: ServerFactory) -> Lwm2mServer:
 
 @pytest.fixture
 async def http(server: Lwm2mServer) -> AsyncIterator[Http]:
-    app = create_app(server, registry=server.registry, default_timeout=3.0)
-    async with TestServer(app) as test_server:
-        client: Http = TestClient(test_server)
-        async with client:
-            yield client
+    async with api_of(server, default_timeout=3.0) as client:
+        yield client
 
 
 async def call(http: Http, method: str, url: str, body: Any = None) -> tuple[int, Any]:

@@ -8,18 +8,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 
-from lwm2m_client.client import Lwm2mClient
 from lwm2m_server.config import ServerConfig
 from lwm2m_server.service import Lwm2mServer
+from tests.live import DeviceFactory, coap_uri, devices, loopback_config
 
 
 def server_config(data_dir: Path, **changes: Any) -> ServerConfig:
-    return attrs.evolve(
-        ServerConfig(host="127.0.0.1", coap_port=0, coaps_port=0, data_dir=data_dir), **changes
-    )
+    return loopback_config(data_dir, **changes)
 
 
 ServerFactory = Callable[..., Awaitable[Lwm2mServer]]
@@ -46,30 +43,15 @@ async def server(make_server: ServerFactory) -> Lwm2mServer:
     return await make_server()
 
 
-def uri_of(server: Lwm2mServer) -> str:
-    return f"coap://127.0.0.1:{server.coap_address.port}"
-
-
-ClientFactory = Callable[..., Awaitable[Lwm2mClient]]
+uri_of = coap_uri
+ClientFactory = DeviceFactory
 
 
 @pytest.fixture
 async def make_client(server: Lwm2mServer) -> AsyncIterator[ClientFactory]:
     """``await make_client(endpoint, **kwargs)``: a started (and registered) client."""
-    clients: list[Lwm2mClient] = []
-
-    async def make(endpoint: str = "dev-1", register: bool = True, **kwargs: Any) -> Lwm2mClient:
-        kwargs.setdefault("auto_update", False)
-        client = Lwm2mClient(endpoint, uri_of(server), **kwargs)
-        clients.append(client)
-        await client.start()
-        if register:
-            await client.register()
-        return client
-
-    yield make
-    for client in clients:
-        await client.stop()
+    async with devices(server, "dev-1") as make:
+        yield make
 
 
 async def eventually(

@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from lwm2m_server.api import create_app
 from lwm2m_server.service import Lwm2mServer
 from object_models import codecs
 from object_models.content_format import ContentFormat as CF
@@ -21,6 +19,7 @@ from object_models.node import LwM2mObject, LwM2mObjectInstance, LwM2mSingleReso
 from object_models.path import LwM2mPath
 from object_models.registry import ModelRegistry
 from object_models.types import ResourceType
+from tests.live import api_of
 
 from . import rawcoap as raw
 
@@ -100,8 +99,7 @@ async def test_ids_the_client_picked_are_not_chosen_again(
 async def test_two_creates_through_the_http_api(
     server: Lwm2mServer, device: TemperatureDevice
 ) -> None:
-    app = create_app(server, registry=server.registry)
-    async with TestServer(app) as web_server, TestClient(web_server) as http:
+    async with api_of(server) as http:
         locations = []
         for _ in range(2):
             response = await http.post(

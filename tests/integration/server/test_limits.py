@@ -12,13 +12,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from lwm2m_client.client import Lwm2mClient
-from lwm2m_server.api import create_app
 from lwm2m_server.config import LimitsSettings
 from lwm2m_server.service import Lwm2mServer
+from tests.live import Http, api_of, running
 
 from .conftest import ServerFactory, server_config, uri_of
 from .rawcoap import (
@@ -33,7 +31,6 @@ from .rawcoap import (
     uint_bytes,
 )
 
-Http = TestClient[web.Request, None]
 MAX_AGE, BLOCK1, SIZE1 = 14, 27, 60
 SERVICE_UNAVAILABLE, FORBIDDEN, NOT_FOUND = 0xA3, 0x83, 0x84
 REQUEST_ENTITY_TOO_LARGE, CONTINUE = 0x8D, 0x5F
@@ -171,15 +168,8 @@ async def test_full_dedup_cache_refuses_the_heavy_peer_with_5_03_and_serves_othe
 @pytest.fixture
 async def limited(tmp_path: Path) -> AsyncIterator[tuple[Lwm2mServer, Http]]:
     config = server_config(tmp_path / "data", limits=LimitsSettings(observations_per_client=1))
-    server = Lwm2mServer(config)
-    await server.start()
-    app = create_app(server, registry=server.registry, keepalive=0.5)
-    try:
-        http: Http
-        async with TestServer(app) as web, TestClient(web) as http:
-            yield server, http
-    finally:
-        await server.stop()
+    async with running(config) as server, api_of(server, keepalive=0.5) as http:
+        yield server, http
 
 
 async def test_observe_over_the_per_client_limit_is_409_before_anything_is_sent(

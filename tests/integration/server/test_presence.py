@@ -6,11 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp.test_utils import TestClient, TestServer
-
 from lwm2m_client.client import Lwm2mClient
-from lwm2m_server.api import create_app
 from lwm2m_server.config import QueueSettings
+from tests.live import api_of
 
 from .conftest import ServerFactory, eventually, uri_of
 
@@ -19,10 +17,9 @@ async def test_sleeping_and_awake_without_any_event_subscriber(
     make_server: ServerFactory,
 ) -> None:
     server = await make_server(queue=QueueSettings(awake_time=0.4))
-    app = create_app(server, registry=server.registry)
     client = Lwm2mClient("q", uri_of(server), queue_mode=True, awake_time=30, auto_update=False)
     plain = Lwm2mClient("p", uri_of(server), auto_update=False)
-    async with TestServer(app) as web_server, TestClient(web_server) as http:
+    async with api_of(server) as http:
 
         async def sleeping(endpoint: str) -> Any:
             body = await (await http.get(f"/api/clients/{endpoint}")).json()

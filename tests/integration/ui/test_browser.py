@@ -16,8 +16,9 @@ import pytest
 
 from lwm2m_server.service import Lwm2mServer
 from tests.auth import ADMIN_TOKEN
+from tests.live import Http
 
-from .conftest import ClientFactory, Http
+from .conftest import ClientFactory
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = [

@@ -8,15 +8,15 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import ClientResponse, CookieJar
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from keystore.api_tokens import ApiToken, Role, SqliteApiTokenStore, digest
 from lwm2m_runtime.http_auth import SESSION_COOKIE
-from lwm2m_server.api import create_app
 from lwm2m_server.service import Lwm2mServer
 from tests.auth import ADMIN_TOKEN, HEADERS
+from tests.live import Http, api_of
 
-from .conftest import ClientFactory, Http
+from .conftest import ClientFactory
 
 CSRF = {"X-Requested-With": "test"}
 READ_TOKEN = "read-only-token-for-the-ui-tests-01234"
@@ -155,8 +155,7 @@ async def test_models_of_a_client(http: Http, make_device: ClientFactory) -> Non
 async def test_with_authentication_off_the_page_needs_no_login(server: Lwm2mServer) -> None:
     """``api_auth.enabled: false`` (a local development setup): the UI asks ``GET /api/session``
     and is told there is nothing to log in to."""
-    app = create_app(server, registry=server.registry)
-    async with TestServer(app) as web, TestClient(web) as open_http:
+    async with api_of(server) as open_http:
         me = await open_http.get("/api/session")
         assert await me.json() == {"name": "anonymous", "role": "admin", "auth": False}
         login = await open_http.post("/api/session", headers=CSRF)
