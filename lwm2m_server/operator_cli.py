@@ -678,18 +678,37 @@ def _device_options(parser: argparse.ArgumentParser, *, fmt: bool = True) -> Non
 
 
 SubParsers = argparse._SubParsersAction  # the type of parser.add_subparsers()
+Command = Callable[[argparse.Namespace], int]
+AddCommand = Callable[[str, Command, str], argparse.ArgumentParser]
+"""``add(name, func, help_text)``: one subcommand with the common options (``--api``,
+``--token-file``, ``--json``), run through ``_guard``; returns its parser for its arguments."""
+
+
+def _adder(subparsers: SubParsers[argparse.ArgumentParser]) -> AddCommand:
+    common = _common()
+
+    def add(name: str, func: Command, text: str) -> argparse.ArgumentParser:
+        parser = subparsers.add_parser(name, parents=[common], help=text, description=text)
+        parser.set_defaults(func=_guard(func))
+        return parser
+
+    return add
+
+
+def command_group(
+    subparsers: SubParsers[argparse.ArgumentParser], name: str, text: str
+) -> AddCommand:
+    """``name`` as a command of its own subcommands (``lwm2m-server packages list``), as the
+    package, campaign and profile commands are: every one gets the common options and the same
+    error handling, so they all behave as the top-level operator commands do."""
+    top = subparsers.add_parser(name, help=text, description=text)
+    nested = top.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+    return _adder(nested)
 
 
 def register_commands(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     """Add the operator subcommands to ``subparsers`` (from ``parser.add_subparsers()``)."""
-    common = _common()
-
-    def add(
-        name: str, func: Callable[[argparse.Namespace], int], text: str
-    ) -> argparse.ArgumentParser:
-        parser = subparsers.add_parser(name, parents=[common], help=text, description=text)
-        parser.set_defaults(func=_guard(func))
-        return parser
+    add = _adder(subparsers)
 
     p = add("clients", cmd_clients, "list the registered clients")
     p.add_argument(

@@ -26,7 +26,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from ..operator_cli import OK, UsageError, _api, _common, _finish, _guard, _out, _table
+from ..operator_cli import OK, SubParsers, UsageError, _api, _finish, _out, _table, command_group
 
 Json = Any
 FINISHED = ("completed", "cancelled", "aborted")
@@ -205,20 +205,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
         time.sleep(interval)
 
 
-SubParsers = argparse._SubParsersAction
-
-
 def register_campaign_commands(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     """Add ``campaigns`` with its subcommands to the operator CLI's subparsers."""
-    common = _common()
     text = "firmware/software update campaigns: create, list, show, pause, resume, cancel, watch"
-    top = subparsers.add_parser("campaigns", help=text, description=text)
-    nested = top.add_subparsers(dest="campaigns_command", required=True, metavar="COMMAND")
-
-    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
-        parser = nested.add_parser(name, parents=[common], help=help_text, description=help_text)
-        parser.set_defaults(func=_guard(func))
-        return parser
+    add = command_group(subparsers, "campaigns", text)
 
     p = add("create", cmd_create, "create and start a campaign")
     p.add_argument("--profile", metavar="NAME", help="target: the devices using this profile")

@@ -16,7 +16,7 @@ import datetime
 from pathlib import Path
 from typing import Any
 
-from ..operator_cli import UsageError, _api, _common, _finish, _guard, _out, _table
+from ..operator_cli import SubParsers, UsageError, _api, _finish, _out, _table, command_group
 
 Json = Any
 
@@ -114,20 +114,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return _finish(args, status, body, lambda b: print(f"deleted {b['deleted']}", file=_out()))
 
 
-SubParsers = argparse._SubParsersAction
-
-
 def register_package_commands(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     """Add ``packages`` with its subcommands to the operator CLI's subparsers."""
-    common = _common()
     text = "firmware/software packages: add, list, show, delete"
-    top = subparsers.add_parser("packages", help=text, description=text)
-    nested = top.add_subparsers(dest="packages_command", required=True, metavar="COMMAND")
-
-    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
-        parser = nested.add_parser(name, parents=[common], help=help_text, description=help_text)
-        parser.set_defaults(func=_guard(func))
-        return parser
+    add = command_group(subparsers, "packages", text)
 
     p = add("add", cmd_add, "upload a package file")
     p.add_argument("file", metavar="FILE")

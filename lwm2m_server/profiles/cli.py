@@ -24,15 +24,7 @@ import yaml
 from keystore.config_error import ConfigError
 from lwm2m_runtime.api_client import ApiFailure
 
-from ..operator_cli import (
-    UsageError,
-    _api,
-    _common,
-    _finish,
-    _guard,
-    _out,
-    _table,
-)
+from ..operator_cli import SubParsers, UsageError, _api, _finish, _out, _table, command_group
 from .loader import read_document
 
 Json = Any
@@ -149,20 +141,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     return _finish(args, status, body, human)
 
 
-SubParsers = argparse._SubParsersAction
-
-
 def register_profile_commands(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     """Add ``profiles`` with its subcommands to the operator CLI's subparsers."""
-    common = _common()
     text = "device profiles: list, show, apply files, assign, status"
-    top = subparsers.add_parser("profiles", help=text, description=text)
-    nested = top.add_subparsers(dest="profiles_command", required=True, metavar="COMMAND")
-
-    def add(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
-        parser = nested.add_parser(name, parents=[common], help=help_text, description=help_text)
-        parser.set_defaults(func=_guard(func))
-        return parser
+    add = command_group(subparsers, "profiles", text)
 
     add("list", cmd_list, "list the profiles")
     add("show", cmd_show, "show one profile").add_argument("name", metavar="NAME")
