@@ -13,6 +13,7 @@ multi-segment parameter, so ``{path}`` is documented as such and its slashes are
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 JSON = "application/json"
@@ -51,6 +52,28 @@ _DEVICE_ERRORS = {
     "503": _ref("QueueFull", "responses"),
     "504": _ref("Timeout", "responses"),
 }
+
+
+def _tagged_op(tag: str, op_id: str, summary: str, responses: Doc, **more: Any) -> Doc:
+    """An operation of the ``tag`` group: ``more`` adds parameters, a body, a description."""
+    return {"operationId": op_id, "summary": summary, "tags": [tag], **more, "responses": responses}
+
+
+def _query(
+    name: str,
+    description: str | None,
+    schema: Doc,
+    *,
+    required: bool | None = None,
+) -> Doc:
+    """A query parameter (``required`` and ``description`` only where they are said)."""
+    param: Doc = {"name": name, "in": "query"}
+    if required is not None:
+        param["required"] = required
+    if description is not None:
+        param["description"] = description
+    param["schema"] = schema
+    return param
 
 
 def _device_op(
@@ -722,23 +745,17 @@ _PATHS: Doc = {
             "allowed or refused: who (the token's name), what, the HTTP status. Newest first.",
             "tags": ["server"],
             "parameters": [
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
-                },
-                {
-                    "name": "before",
-                    "in": "query",
-                    "description": "An entry id: entries older than it (paging back).",
-                    "schema": {"type": "integer"},
-                },
-                {
-                    "name": "principal",
-                    "in": "query",
-                    "description": "Only the entries of this token name.",
-                    "schema": {"type": "string"},
-                },
+                _query(
+                    "limit",
+                    None,
+                    {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
+                ),
+                _query(
+                    "before",
+                    "An entry id: entries older than it (paging back).",
+                    {"type": "integer"},
+                ),
+                _query("principal", "Only the entries of this token name.", {"type": "string"}),
             ],
             "responses": {
                 "200": _resp("Entries.", {"type": "array", "items": _ref("AuditEntry")}),
@@ -767,24 +784,18 @@ _PATHS: Doc = {
             "Keep-alive comments every 15 s.",
             "tags": ["events"],
             "parameters": [
-                {
-                    "name": "ep",
-                    "in": "query",
-                    "description": "Only this endpoint's events (and GAPs).",
-                    "schema": {"type": "string"},
-                },
+                _query("ep", "Only this endpoint's events (and GAPs).", {"type": "string"}),
                 {
                     "name": "Last-Event-ID",
                     "in": "header",
                     "description": "Resume after this event id (EventSource sends it itself).",
                     "schema": {"type": "integer", "minimum": 0},
                 },
-                {
-                    "name": "lastEventId",
-                    "in": "query",
-                    "description": "Last-Event-ID for clients that cannot set headers.",
-                    "schema": {"type": "integer", "minimum": 0},
-                },
+                _query(
+                    "lastEventId",
+                    "Last-Event-ID for clients that cannot set headers.",
+                    {"type": "integer", "minimum": 0},
+                ),
             ],
             "responses": {
                 "200": {
@@ -807,18 +818,14 @@ _PATHS: Doc = {
             ),
             "tags": ["clients"],
             "parameters": [
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "description": "Registrations per page (default 1000).",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
-                },
-                {
-                    "name": "cursor",
-                    "in": "query",
-                    "description": "Opaque: the X-Next-Cursor of the previous page.",
-                    "schema": {"type": "string"},
-                },
+                _query(
+                    "limit",
+                    "Registrations per page (default 1000).",
+                    {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
+                ),
+                _query(
+                    "cursor", "Opaque: the X-Next-Cursor of the previous page.", {"type": "string"}
+                ),
             ],
             "responses": {
                 "200": {
@@ -870,24 +877,10 @@ _PATHS: Doc = {
             "tags": ["clients"],
             "parameters": [
                 *_params("ep"),
-                {"name": "key", "in": "query", "schema": {"type": "string"}},
-                {
-                    "name": "since",
-                    "in": "query",
-                    "description": "Epoch milliseconds or ISO 8601.",
-                    "schema": {"type": "string"},
-                },
-                {
-                    "name": "until",
-                    "in": "query",
-                    "description": "Epoch milliseconds or ISO 8601.",
-                    "schema": {"type": "string"},
-                },
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
-                },
+                _query("key", None, {"type": "string"}),
+                _query("since", "Epoch milliseconds or ISO 8601.", {"type": "string"}),
+                _query("until", "Epoch milliseconds or ISO 8601.", {"type": "string"}),
+                _query("limit", None, {"type": "integer", "minimum": 1, "maximum": 10000}),
             ],
             "responses": {"200": _resp("Telemetry points.", _ref("Telemetry")), **_ERRORS},
         }
@@ -965,7 +958,7 @@ _PATHS: Doc = {
             [
                 *_params("ep", "path", "timeout"),
                 *(
-                    {"name": n, "in": "query", "schema": {"type": "string"}}
+                    _query(n, None, {"type": "string"})
                     for n in ("pmin", "pmax", "gt", "lt", "st", "epmin", "epmax", "edge", "con")
                 ),
             ],
@@ -1007,15 +1000,7 @@ _FILE_MANAGED = _resp(
 )
 
 
-def _profile_op(op_id: str, summary: str, responses: Doc, **more: Any) -> Doc:
-    return {
-        "operationId": op_id,
-        "summary": summary,
-        "tags": ["profiles"],
-        **more,
-        "responses": responses,
-    }
-
+_profile_op = functools.partial(_tagged_op, "profiles")
 
 _PROFILE_NAME = {
     "name": "name",
@@ -1147,29 +1132,18 @@ _PROFILE_PATHS: Doc = {
             {"200": _resp("Values by key.", _ref("Timeseries")), **_ERRORS},
             parameters=[
                 *_params("ep"),
-                {
-                    "name": "keys",
-                    "in": "query",
-                    "description": "Comma-separated telemetry keys (default: every key).",
-                    "schema": {"type": "string"},
-                },
-                {
-                    "name": "startTs",
-                    "in": "query",
-                    "description": "Epoch milliseconds or ISO 8601; with endTs: history.",
-                    "schema": {"type": "string"},
-                },
-                {
-                    "name": "endTs",
-                    "in": "query",
-                    "description": "Epoch milliseconds or ISO 8601.",
-                    "schema": {"type": "string"},
-                },
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
-                },
+                _query(
+                    "keys",
+                    "Comma-separated telemetry keys (default: every key).",
+                    {"type": "string"},
+                ),
+                _query(
+                    "startTs",
+                    "Epoch milliseconds or ISO 8601; with endTs: history.",
+                    {"type": "string"},
+                ),
+                _query("endTs", "Epoch milliseconds or ISO 8601.", {"type": "string"}),
+                _query("limit", None, {"type": "integer", "minimum": 1, "maximum": 10000}),
             ],
         )
     },
@@ -1310,13 +1284,8 @@ _UI_PATHS: Doc = {
             "listed in unknown.",
             "tags": ["ui"],
             "parameters": [
-                {"name": "ep", "in": "query", "schema": {"type": "string"}},
-                {
-                    "name": "ids",
-                    "in": "query",
-                    "description": "Comma-separated object ids.",
-                    "schema": {"type": "string"},
-                },
+                _query("ep", None, {"type": "string"}),
+                _query("ids", "Comma-separated object ids.", {"type": "string"}),
             ],
             "responses": {
                 "200": _resp(
@@ -1415,10 +1384,7 @@ _CAMPAIGN_SCHEMAS: Doc = {
 }
 
 
-def _campaign_op(op_id: str, summary: str, responses: Doc, **more: Any) -> Doc:
-    return {"operationId": op_id, "summary": summary, "tags": ["campaigns"], **more,
-            "responses": responses}  # fmt: skip
-
+_campaign_op = functools.partial(_tagged_op, "campaigns")
 
 _CAMPAIGN_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
 _NO_CAMPAIGN = _resp("No such campaign.", _ref("Error"))
@@ -1478,18 +1444,13 @@ _CAMPAIGN_PATHS: Doc = {
             },
             parameters=[
                 _CAMPAIGN_ID,
-                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-                },
-                {
-                    "name": "status",
-                    "in": "query",
-                    "description": "only devices in this status",
-                    "schema": {"type": "string"},
-                },
+                _query("offset", None, {"type": "integer", "minimum": 0}),
+                _query(
+                    "limit",
+                    None,
+                    {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                ),
+                _query("status", "only devices in this status", {"type": "string"}),
             ],
         )
     },
@@ -1556,24 +1517,7 @@ _PACKAGE_ID = {
 _NO_PACKAGE = _resp("No such package.", _ref("Error"))
 
 
-def _package_op(op_id: str, summary: str, responses: Doc, **more: Any) -> Doc:
-    return {
-        "operationId": op_id,
-        "summary": summary,
-        "tags": ["packages"],
-        **more,
-        "responses": responses,
-    }
-
-
-def _query(name: str, description: str, schema: Doc, *, required: bool = False) -> Doc:
-    return {
-        "name": name,
-        "in": "query",
-        "required": required,
-        "description": description,
-        "schema": schema,
-    }
+_package_op = functools.partial(_tagged_op, "packages")
 
 
 _PACKAGE_PATHS: Doc = {
@@ -1606,7 +1550,9 @@ _PACKAGE_PATHS: Doc = {
                 ),
                 _query("name", "The package name.", {"type": "string"}, required=True),
                 _query("version", "The package version.", {"type": "string"}, required=True),
-                _query("profile", "The device profile it is for.", {"type": "string"}),
+                _query(
+                    "profile", "The device profile it is for.", {"type": "string"}, required=False
+                ),
             ],
             requestBody={
                 "required": True,
@@ -1677,7 +1623,10 @@ _PACKAGE_PATHS: Doc = {
                     "schema": {"type": "string"},
                 },
                 _query(
-                    "sha256", "The package's SHA-256 (ignored by the server).", {"type": "string"}
+                    "sha256",
+                    "The package's SHA-256 (ignored by the server).",
+                    {"type": "string"},
+                    required=False,
                 ),
             ],
             security=[],
@@ -1686,15 +1635,7 @@ _PACKAGE_PATHS: Doc = {
 }
 
 
-def _firmware_op(op_id: str, summary: str, responses: Doc, **more: Any) -> Doc:
-    return {
-        "operationId": op_id,
-        "summary": summary,
-        "tags": ["firmware"],
-        **more,
-        "responses": responses,
-    }
-
+_firmware_op = functools.partial(_tagged_op, "firmware")
 
 _NO_JOB = _resp("No such client, package or update job.", _ref("Error"))
 
@@ -1764,14 +1705,7 @@ _FIRMWARE_PATHS: Doc = {
                     },
                 )
             },
-            parameters=[
-                {
-                    "name": "campaign",
-                    "in": "query",
-                    "description": "Only the jobs of this campaign.",
-                    "schema": {"type": "string"},
-                }
-            ],
+            parameters=[_query("campaign", "Only the jobs of this campaign.", {"type": "string"})],
         )
     },
 }
