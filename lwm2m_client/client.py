@@ -302,12 +302,17 @@ class Lwm2mClient:
 
     async def close(self) -> None:
         """De-register (if registered and the server answers) and stop."""
+        await self._try_deregister("De-register")
+        await self.stop()
+
+    async def _try_deregister(self, what: str) -> None:
+        """De-register if registered, but never fail for it: a server that does not answer
+        within 10 s, or refuses, is logged and left behind (``what`` says when)."""
         if self.registered and self.context is not None:
             try:
                 await asyncio.wait_for(self.deregister(), 10)
             except (Lwm2mClientError, TimeoutError) as exc:
-                log.warning("De-register failed: %s", exc)
-        await self.stop()
+                log.warning("%s failed: %s", what, exc)
 
     async def __aenter__(self) -> Lwm2mClient:
         if self.bootstrapper is not None:
@@ -403,11 +408,7 @@ class Lwm2mClient:
         return account
 
     async def _leave_server(self) -> None:
-        if self.registered and self.context is not None:
-            try:
-                await asyncio.wait_for(self.deregister(), 10)
-            except (Lwm2mClientError, TimeoutError) as exc:
-                log.warning("De-register before bootstrap failed: %s", exc)
+        await self._try_deregister("De-register before bootstrap")
         self._cancel_update()
         self.location = None
         self.observations.clear()

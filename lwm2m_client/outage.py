@@ -1,7 +1,7 @@
 """A device that drops off the network: the "disappears mid-download" simulation.
 
 While the outage lasts every datagram in either direction is dropped below aiocoap's message
-layer (like ``queue_mode.SleepGate``, whose wrapping this mirrors): no ACK, no response, no
+layer (with ``queue_mode.SleepGate``'s wrapping, ``gate_messages``): no ACK, no response, no
 retransmission of our own, no Update. The server sees exactly what it sees when a device loses
 coverage. Unlike queue mode, sending does not end it; only time does (or never).
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+
+from .queue_mode import gate_messages, message_managers
 
 log = logging.getLogger(__name__)
 
@@ -38,32 +40,12 @@ class Outage:
 
     def install(self, context: Any) -> None:
         """Wrap every message manager of an aiocoap ``Context`` (udp6 and our CoAPs)."""
-        managers = [
-            interface.token_interface
-            for interface in getattr(context, "request_interfaces", [])
-            if hasattr(getattr(interface, "token_interface", None), "dispatch_message")
-        ]
-        if not managers:
-            raise RuntimeError("outage simulation: no aiocoap MessageManager on the context")
-        for manager in managers:
-            self._wrap(manager)
+        for manager in message_managers(context, "outage simulation"):
+            gate_messages(manager, self._passes, self._passes)
 
-    def _wrap(self, manager: Any) -> None:
-        dispatch = manager.dispatch_message
-        interface = manager.message_interface
-        send = interface.send
-
-        def gated_dispatch(message: Any) -> None:
-            if self.active:
-                self.dropped += 1
-                return
-            dispatch(message)
-
-        def gated_send(message: Any) -> None:
-            if self.active:
-                self.dropped += 1
-                return
-            send(message)
-
-        manager.dispatch_message = gated_dispatch
-        interface.send = gated_send
+    def _passes(self, _message: Any) -> bool:
+        """Nothing passes in either direction while the outage lasts."""
+        if self.active:
+            self.dropped += 1
+            return False
+        return True

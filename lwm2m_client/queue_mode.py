@@ -62,36 +62,57 @@ class SleepGate:
 
     def install(self, context: Any) -> None:
         """Wrap every UDP message manager of an aiocoap ``Context``."""
-        managers = []
-        for interface in getattr(context, "request_interfaces", []):
-            manager = getattr(interface, "token_interface", None)
-            if manager is not None and hasattr(manager, "dispatch_message"):
-                managers.append(manager)
-        if not managers:
-            raise RuntimeError(
-                "queue mode: no aiocoap MessageManager found on the context; this aiocoap "
-                "version is not supported by lwm2m_client.queue_mode"
-            )
-        for manager in managers:
-            self._wrap(manager)
+        for manager in message_managers(context, "queue mode"):
+            gate_messages(manager, self._let_in, self._sending)
 
-    def _wrap(self, manager: Any) -> None:
-        dispatch = manager.dispatch_message
-        interface = manager.message_interface
-        send = interface.send
+    def _let_in(self, message: Any) -> bool:
+        is_ping = message.code == Code.EMPTY and message.mtype == Type.CON
+        if self.enabled and (message.code.is_request() or is_ping) and not self.awake:
+            self.dropped += 1
+            log.info("sleeping: dropped %s from %s", message.code, message.remote)
+            return False
+        return True
 
-        def gated_dispatch(message: Any) -> None:
-            is_ping = message.code == Code.EMPTY and message.mtype == Type.CON
-            if self.enabled and (message.code.is_request() or is_ping) and not self.awake:
-                self.dropped += 1
-                log.info("sleeping: dropped %s from %s", message.code, message.remote)
-                return
+    def _sending(self, _message: Any) -> bool:
+        if self.enabled:
+            self.wake()
+        return True
+
+
+def message_managers(context: Any, what: str) -> list[Any]:
+    """Every aiocoap ``MessageManager`` of ``context`` (udp6 and our CoAPs); a clear error
+    naming ``what`` needs them when this aiocoap keeps them elsewhere, rather than a
+    simulation that silently does nothing."""
+    managers = [
+        interface.token_interface
+        for interface in getattr(context, "request_interfaces", [])
+        if hasattr(getattr(interface, "token_interface", None), "dispatch_message")
+    ]
+    if not managers:
+        raise RuntimeError(
+            f"{what}: no aiocoap MessageManager found on the context; this aiocoap "
+            "version is not supported by lwm2m_client"
+        )
+    return managers
+
+
+def gate_messages(
+    manager: Any, receive: Callable[[Any], bool], send: Callable[[Any], bool]
+) -> None:
+    """Below aiocoap's message layer of ``manager``: an incoming message reaches it only when
+    ``receive(message)`` says so, an outgoing one leaves only when ``send(message)`` does (a
+    dropped one was never there: no ACK, no deduplication entry, no retransmission state)."""
+    dispatch = manager.dispatch_message
+    interface = manager.message_interface
+    transmit = interface.send
+
+    def gated_dispatch(message: Any) -> None:
+        if receive(message):
             dispatch(message)
 
-        def waking_send(message: Any) -> None:
-            if self.enabled:
-                self.wake()
-            send(message)
+    def gated_send(message: Any) -> None:
+        if send(message):
+            transmit(message)
 
-        manager.dispatch_message = gated_dispatch
-        interface.send = waking_send
+    manager.dispatch_message = gated_dispatch
+    interface.send = gated_send
