@@ -11,6 +11,8 @@ the module-level names are the native API's.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from lwm2m_runtime.http_errors import bad_request
@@ -48,13 +50,24 @@ class CompositeHandlers:
         op = call.ops.read_composite(call.endpoint, paths, fmt=fmt, timeout=call.timeout)
         return await call.on_paths("Read-Composite", paths, op)
 
-    async def write(self, request: web.Request) -> web.Response:
+    async def _begin_write(
+        self, request: web.Request, refusal: str
+    ) -> tuple[Call, ContentFormat | None, dict[str, Any]]:
+        """Write-Composite's client, format, timeout, then its body: a non-empty JSON object
+        (else a 400 saying ``refusal``)."""
         state, ep = client_of(request)
         fmt = self._format(request)
         call = Call.of(self.dialect, request, state, ep)
         data = await params.json_body(request)
         if not isinstance(data, dict) or not data:
-            raise bad_request('Write-Composite takes a JSON object {"/3/0/14": value, ...}')
+            raise bad_request(refusal)
+        return call, fmt, data
+
+    async def write(self, request: web.Request) -> web.Response:
+        call, fmt, data = await self._begin_write(
+            request, 'Write-Composite takes a JSON object {"/3/0/14": value, ...}'
+        )
+        state, ep = call.state, call.endpoint
         models = state.models(ep)
         nodes: dict[LwM2mPath, LwM2mNode | None] = {}
         for key, value in data.items():

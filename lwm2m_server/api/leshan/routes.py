@@ -49,7 +49,7 @@ from ...operations import (
 from .. import params
 from ..composite import CompositeHandlers
 from ..device import DeviceHandlers
-from ..dialect import Call, Dialect
+from ..dialect import Dialect
 from ..events import serve_events
 from ..state import ApiState, client_of, state_of
 from . import shapes
@@ -226,13 +226,11 @@ class LeshanComposite(CompositeHandlers):
 
     async def write(self, request: web.Request) -> web.Response:
         """PUT ``composite``: ``{"/3/0/14": node, ...}`` (Leshan's map of path to node)."""
-        state, ep = client_of(request)
-        fmt = self._format(request)
-        call = Call.of(self.dialect, request, state, ep)
-        data = await params.json_body(request)
-        if not isinstance(data, dict) or not data:
-            raise LeshanValueError('a Write-Composite body is {"/o/i/r": node, ...}')
-        models = state.models(ep)
+        call, fmt, data = await self._begin_write(
+            request, 'a Write-Composite body is {"/o/i/r": node, ...}'
+        )
+        ep = call.endpoint
+        models = call.state.models(ep)
         nodes = {}
         for text, value in data.items():
             path = params.lwm2m_path(str(text), min_depth=1)
