@@ -7,13 +7,15 @@ devices started, registered and stopped at the end.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import attrs
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from lwm2m_client.client import Lwm2mClient
@@ -96,3 +98,23 @@ async def devices(
     finally:
         for device in made:
             await device.stop()
+
+
+async def next_sse_event(stream: ClientResponse, kind: str, timeout: float = 5.0) -> Any:
+    """The JSON data of the next event of ``kind`` on a server-sent event stream (``GET
+    /api/event``, either dialect); other events are skipped. Fails when the stream ends or
+    nothing of ``kind`` comes within ``timeout`` seconds."""
+
+    async def find() -> Any:
+        event = None
+        while True:
+            raw = await stream.content.readline()
+            if not raw:
+                raise AssertionError("event stream ended")
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: ") and event == kind:
+                return json.loads(line.removeprefix("data: "))
+
+    return await asyncio.wait_for(find(), timeout)

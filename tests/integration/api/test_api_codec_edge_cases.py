@@ -13,7 +13,7 @@ import pytest
 
 from lwm2m_server.service import Lwm2mServer
 from object_models.content_format import ContentFormat as CF
-from tests.live import Http, api_of, loopback_config, running
+from tests.live import Http, loopback_config, running
 
 from ..server import rawcoap as raw
 
@@ -22,14 +22,9 @@ EP = "custom-dev"
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
+    """Without conftest's queue settings (``http`` is conftest's)."""
     async with running(loopback_config(tmp_path / "data")) as srv:
         yield srv
-
-
-@pytest.fixture
-async def http(server: Lwm2mServer) -> AsyncIterator[Http]:
-    async with api_of(server, keepalive=0.5) as client:
-        yield client
 
 
 Answer = Callable[[raw.Msg], tuple[int, bytes]]

@@ -7,9 +7,7 @@ an ephemeral HTTP port, and one registered demo device (``Lwm2mClient``)."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,24 +15,15 @@ from aiohttp import ClientResponse
 
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_server import operator_cli
-from lwm2m_server.config import QueueSettings
 from lwm2m_server.service import Lwm2mServer
-from tests.live import DeviceFactory, Http, api_of, devices, loopback_config, running
+from tests.live import (
+    DeviceFactory,
+    Http,
+    devices,
+    next_sse_event,
+)
 
 EP = "api-dev"
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
-    config = loopback_config(tmp_path / "data", queue=QueueSettings(awake_time=0.5))
-    async with running(config) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def http(server: Lwm2mServer) -> AsyncIterator[Http]:
-    async with api_of(server, keepalive=0.5) as client:
-        yield client
 
 
 ClientFactory = DeviceFactory
@@ -54,22 +43,6 @@ async def device(make_device: ClientFactory) -> Lwm2mClient:
 async def _json(resp: ClientResponse, status: int = 200) -> Any:
     assert resp.status == status, await resp.text()
     return await resp.json()
-
-
-async def _next_event(stream: ClientResponse, kind: str, timeout: float = 5.0) -> Any:
-    async def find() -> Any:
-        event = None
-        while True:
-            raw = await stream.content.readline()
-            if not raw:
-                raise AssertionError("event stream ended")
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                event = line.removeprefix("event: ")
-            elif line.startswith("data: ") and event == kind:
-                return json.loads(line.removeprefix("data: "))
-
-    return await asyncio.wait_for(find(), timeout)
 
 
 async def test_list_and_show_clients(http: Http, device: Lwm2mClient) -> None:
@@ -160,7 +133,7 @@ async def test_observe_notification_arrives_as_sse(http: Http, device: Lwm2mClie
     assert observations["observations"] == [{"paths": ["/3303/0/5700"], "composite": False}]
 
     device.set_value("/3303/0/5700", 25.0)
-    data = await _next_event(stream, "NOTIFICATION")
+    data = await next_sse_event(stream, "NOTIFICATION")
     assert data["ep"] == EP and data["paths"] == ["/3303/0/5700"]
     assert [(p["path"], p["value"]) for p in data["points"]] == [("/3303/0/5700", 25.0)]
 
@@ -200,14 +173,14 @@ async def test_sleeping_queue_mode_client_is_202(
     stream = await http.get("/api/event?ep=sleepy")
     await stream.content.readline()
     device = await make_device("sleepy", queue_mode=True, awake_time=0.3)
-    await _next_event(stream, "SLEEPING", timeout=5)  # the server's awake window (0.5 s) closed
+    await next_sse_event(stream, "SLEEPING", timeout=5)  # the server's awake window (0.5 s) closed
     queued = await _json(await http.get("/api/clients/sleepy/3/0/0"), status=202)
     assert queued["status"] == "queued"
     reg = await _json(await http.get("/api/clients/sleepy"))
     assert reg["queuemode"] is True and reg["sleeping"] is True
 
     await device.update()  # the device wakes up; the server delivers what was queued
-    await _next_event(stream, "AWAKE", timeout=5)
+    await next_sse_event(stream, "AWAKE", timeout=5)
     for _ in range(100):
         if not server.queued("sleepy"):
             break

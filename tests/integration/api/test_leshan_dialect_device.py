@@ -6,11 +6,8 @@ REQUEST_RESPONSE event with the ``requestId`` its HTTP answer gave."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,27 +16,19 @@ from aiohttp import ClientResponse
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_client.device import build_default_tree
 from lwm2m_client.models import default_models
-from lwm2m_server.config import QueueSettings
 from lwm2m_server.service import Lwm2mServer
-from tests.live import DeviceFactory, Http, api_of, coap_uri, devices, loopback_config, running
+from tests.live import (
+    DeviceFactory,
+    Http,
+    coap_uri,
+    devices,
+    next_sse_event,
+)
 
 EP = "leshan-dev"
 L = "/leshan/api"
 OPAQUE = "/10/0/7"  # eDRX parameters for Iu mode: Opaque, RW
 TIME = "/19/0/2"  # BinaryAppDataContainer, Data Creation Time: Time, RW
-
-
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
-    config = loopback_config(tmp_path / "data", queue=QueueSettings(awake_time=0.5))
-    async with running(config) as srv:
-        yield srv
-
-
-@pytest.fixture
-async def http(server: Lwm2mServer) -> AsyncIterator[Http]:
-    async with api_of(server, keepalive=0.5) as client:
-        yield client
 
 
 Factory = DeviceFactory
@@ -116,22 +105,6 @@ async def test_an_ambiguous_value_never_reaches_the_device(
     assert device.get_value(TIME) == 0 and device.get_value(OPAQUE) == b"\x00"
 
 
-async def _event(stream: ClientResponse, kind: str, timeout: float = 5.0) -> Any:
-    async def find() -> Any:
-        event = None
-        while True:
-            raw = await stream.content.readline()
-            if not raw:
-                raise AssertionError("event stream ended")
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                event = line.removeprefix("event: ")
-            elif line.startswith("data: ") and event == kind:
-                return json.loads(line.removeprefix("data: "))
-
-    return await asyncio.wait_for(find(), timeout)
-
-
 async def test_queued_request_answers_as_request_response_event(
     http: Http, make_device: Factory
 ) -> None:
@@ -140,9 +113,9 @@ async def test_queued_request_answers_as_request_response_event(
     await leshan.content.readline()
     await native.content.readline()
     device = await make_device("sleepy", queue_mode=True, awake_time=0.3)
-    registered = await _event(leshan, "REGISTRATION")
+    registered = await next_sse_event(leshan, "REGISTRATION")
     assert isinstance(registered["registrationDate"], int) and registered["queuemode"] is True
-    assert (await _event(leshan, "SLEEPING")) == {"ep": "sleepy"}
+    assert (await next_sse_event(leshan, "SLEEPING")) == {"ep": "sleepy"}
 
     delayed = await _json(await http.get(f"{L}/clients/sleepy{OPAQUE}"))
     assert delayed["delayed"] is True and delayed["ep"] == "sleepy"
@@ -151,13 +124,13 @@ async def test_queued_request_answers_as_request_response_event(
     assert queued["requestId"] and queued["requestId"] != delayed["requestId"]
 
     await device.update()  # the device wakes up; the server delivers what was queued
-    updated = await _event(leshan, "UPDATED")
+    updated = await next_sse_event(leshan, "UPDATED")
     assert updated["registration"]["endpoint"] == "sleepy"
     assert updated["update"]["registrationId"] == updated["registration"]["registrationId"]
 
     answers = {}
     for _ in range(2):
-        event = await _event(leshan, "REQUEST_RESPONSE")
+        event = await next_sse_event(leshan, "REQUEST_RESPONSE")
         answers[event["requestId"]] = event
     first = answers[delayed["requestId"]]
     assert first["ep"] == "sleepy" and first["path"] == OPAQUE and first["delayed"] is True
@@ -167,7 +140,7 @@ async def test_queued_request_answers_as_request_response_event(
     assert second["response"]["content"]["value"] == 0  # epoch ms
     native_answers = {}
     for _ in range(2):
-        event = await _event(native, "REQUEST_RESPONSE")
+        event = await next_sse_event(native, "REQUEST_RESPONSE")
         native_answers[event["requestId"]] = event
     assert native_answers[delayed["requestId"]]["response"]["content"]["value"] == "AA=="
     assert native_answers[queued["requestId"]]["response"]["status"] == "CONTENT"

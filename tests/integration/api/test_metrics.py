@@ -10,37 +10,25 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_runtime.http_auth import ApiAuthSettings
 from lwm2m_server.api.app import create_server_app
-from lwm2m_server.config import ServerConfig
 from lwm2m_server.service import Lwm2mServer
 from tests.auth import ADMIN_TOKEN, HEADERS
-
-Http = TestClient  # type: ignore[type-arg]
+from tests.live import Http, loopback_config, running, serving
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Lwm2mServer]:
-    srv = Lwm2mServer(
-        ServerConfig(
-            host="127.0.0.1",
-            coap_port=0,
-            coaps_port=0,
-            data_dir=tmp_path / "data",
-            api_auth=ApiAuthSettings(admin_token=ADMIN_TOKEN),
-        )
-    )
-    await srv.start()
-    yield srv
-    await srv.stop()
+    config = loopback_config(tmp_path / "data", api_auth=ApiAuthSettings(admin_token=ADMIN_TOKEN))
+    async with running(config) as srv:
+        yield srv
 
 
 @pytest.fixture
 async def http(server: Lwm2mServer) -> AsyncIterator[Http]:
-    async with TestServer(create_server_app(server)) as web, TestClient(web) as client:
+    async with serving(create_server_app(server)) as client:
         yield client
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -27,6 +26,7 @@ from lwm2m_server.store.queued_requests import StoredRequest
 from object_models.node import LwM2mSingleResource
 from object_models.path import LwM2mPath
 from tests.auth import HEADERS
+from tests.live import next_sse_event
 
 from ..processes import ServerProcess
 from .conftest import ServerFactory, uri_of
@@ -52,19 +52,7 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 async def next_event(stream: aiohttp.ClientResponse, kind: str, timeout: float = 10.0) -> Any:
-    async def find() -> Any:
-        event = None
-        while True:
-            raw = await stream.content.readline()
-            if not raw:
-                raise AssertionError("event stream ended")
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                event = line.removeprefix("event: ")
-            elif line.startswith("data: ") and event == kind:
-                return json.loads(line.removeprefix("data: "))
-
-    return await asyncio.wait_for(find(), timeout)
+    return await next_sse_event(stream, kind, timeout)
 
 
 def stored_requests(process: ServerProcess) -> int:
