@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import attrs
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
@@ -22,6 +23,7 @@ from lwm2m_client.client import Lwm2mClient
 from lwm2m_server.api import create_app
 from lwm2m_server.config import ServerConfig
 from lwm2m_server.service import Lwm2mServer
+from tests.auth import HEADERS
 
 Http = TestClient[web.Request, None]
 """An HTTP client of a test server (``TestServer`` has no typed app)."""
@@ -118,3 +120,12 @@ async def next_sse_event(stream: ClientResponse, kind: str, timeout: float = 5.0
                 return json.loads(line.removeprefix("data: "))
 
     return await asyncio.wait_for(find(), timeout)
+
+
+@asynccontextmanager
+async def api_session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP session with the tests' admin token for server processes' APIs: 30 s per
+    request, no limit between the reads of an event stream."""
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout, headers=HEADERS) as session:
+        yield session

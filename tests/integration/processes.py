@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tests.auth import ADMIN_TOKEN
@@ -164,3 +164,36 @@ class ServerProcess:
     def api(self) -> str:
         host = "127.0.0.1" if self.http_host == "0.0.0.0" else self.http_host
         return f"http://{host}:{self.http_port}/api"
+
+
+REDIS_PREFIX = "nodes"
+"""The key prefix the cluster tests' server processes share in Redis."""
+
+
+def redis_env(url: str, prefix: str = REDIS_PREFIX) -> dict[str, str]:
+    """The settings that put a server process's store in Redis at ``url``."""
+    return {
+        "LWM2M_SERVER_STORE_ENGINE": "redis",
+        "LWM2M_SERVER_STORE_URL": url,
+        "LWM2M_SERVER_STORE_PREFIX": prefix,
+    }
+
+
+@contextlib.contextmanager
+def redis_nodes(
+    tmp_path: Path, redis_url: str, *, log_level: str = "INFO"
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two server processes ``a`` and ``b`` (not started yet) on one Redis store, each with its
+    own folder under ``tmp_path``: a cluster of two nodes. Stopped on the way out."""
+    pair = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        folder.mkdir()
+        node = ServerProcess(folder, folder / "server.log", log_level=log_level)
+        node.env.update(redis_env(redis_url))
+        pair.append(node)
+    try:
+        yield pair[0], pair[1]
+    finally:
+        for node in pair:
+            node.stop()

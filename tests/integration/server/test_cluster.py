@@ -33,44 +33,25 @@ from lwm2m_server.operations import DeviceTimeoutError, UnknownClientError
 from lwm2m_server.service import Lwm2mServer
 from object_models.errors import ResponseCode
 from object_models.path import LwM2mPath
-from tests.auth import HEADERS, SERVER_ENV
+from tests.auth import SERVER_ENV
+from tests.live import api_session
 
-from ..processes import REPO, ServerProcess
+from ..processes import REDIS_PREFIX, REPO, ServerProcess, redis_env, redis_nodes
 from . import rawcoap as raw
 from .conftest import server_config
-
-PREFIX = "nodes"
-
-
-def redis_env(url: str) -> dict[str, str]:
-    return {
-        "LWM2M_SERVER_STORE_ENGINE": "redis",
-        "LWM2M_SERVER_STORE_URL": url,
-        "LWM2M_SERVER_STORE_PREFIX": PREFIX,
-    }
 
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=30), headers=HEADERS
-    ) as session:
+    async with api_session() as session:
         yield session
 
 
 @pytest.fixture
 def nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    pair = []
-    for name in ("a", "b"):
-        folder = tmp_path / name
-        folder.mkdir()
-        # DEBUG: the log says which node sent a routed request
-        node = ServerProcess(folder, folder / "server.log", log_level="DEBUG")
-        node.env.update(redis_env(redis_url))
-        pair.append(node)
-    yield pair[0], pair[1]
-    for node in pair:
-        node.stop()
+    # DEBUG: the log says which node sent a routed request
+    with redis_nodes(tmp_path, redis_url, log_level="DEBUG") as pair:
+        yield pair
 
 
 async def get_json(http: aiohttp.ClientSession, url: str) -> Any:
@@ -133,7 +114,7 @@ def holders(url: str) -> dict[str, str]:
     r = redis.Redis.from_url(url, decode_responses=True)
     try:
         found = {}
-        for key in r.scan_iter(f"{PREFIX}:node:*"):
+        for key in r.scan_iter(f"{REDIS_PREFIX}:node:*"):
             endpoint = str(key).split("{", 1)[1].rstrip("}")
             found[endpoint] = str(r.get(key))
         return found

@@ -22,12 +22,11 @@ from keystore.credentials import DeviceCredentials
 from keystore.store.redis_credentials import RedisCredentialStore
 from keystore.store.redis_database import RedisDatabase
 from lwm2m_client.client import Lwm2mClient
-from tests.auth import HEADERS
 from tests.integration.dtls.test_sessions_across_nodes import Relay
+from tests.live import api_session
 
-from ..processes import ServerProcess
+from ..processes import ServerProcess, redis_nodes
 from .test_persistence import get_json
-from .test_redis_nodes import redis_env
 
 PSK_ID, PSK_KEY = b"mover-identity", bytes(range(16))
 
@@ -39,23 +38,13 @@ def nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[ServerProcess, Serve
         RedisCredentialStore(db).put_device(DeviceCredentials.for_psk("mover", PSK_ID, PSK_KEY))
     finally:
         db.close()
-    pair = []
-    for name in ("a", "b"):
-        folder = tmp_path / name
-        folder.mkdir()
-        node = ServerProcess(folder, folder / "server.log")
-        node.env.update(redis_env(redis_url))
-        pair.append(node)
-    yield pair[0], pair[1]
-    for node in pair:
-        node.stop()
+    with redis_nodes(tmp_path, redis_url) as pair:
+        yield pair
 
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=30), headers=HEADERS
-    ) as session:
+    async with api_session() as session:
         yield session
 
 

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from lwm2m_client.client import Lwm2mClient
-from tests.auth import HEADERS
+from tests.live import api_session
 
 from ..processes import ServerProcess
 from . import rawcoap as raw
@@ -31,9 +31,7 @@ def process(tmp_path: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=30), headers=HEADERS
-    ) as session:
+    async with api_session() as session:
         yield session
 
 

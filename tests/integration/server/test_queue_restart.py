@@ -25,8 +25,7 @@ from lwm2m_server.service import Lwm2mServer
 from lwm2m_server.store.queued_requests import StoredRequest
 from object_models.node import LwM2mSingleResource
 from object_models.path import LwM2mPath
-from tests.auth import HEADERS
-from tests.live import next_sse_event
+from tests.live import api_session, next_sse_event
 
 from ..processes import ServerProcess
 from .conftest import ServerFactory, uri_of
@@ -45,9 +44,7 @@ def process(tmp_path: Path) -> Iterator[ServerProcess]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=30, sock_read=None), headers=HEADERS
-    ) as session:
+    async with api_session() as session:
         yield session
 
 

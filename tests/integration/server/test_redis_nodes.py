@@ -27,44 +27,27 @@ from lwm2m_client.client import Lwm2mClient
 from lwm2m_client.transport import parse_server_uri
 from lwm2m_server.service import Lwm2mServer
 from object_models.path import LwM2mPath
-from tests.auth import HEADERS, SERVER_ENV
+from tests.auth import SERVER_ENV
+from tests.live import api_session
 from tests.redis_fixture import _free_port
 
-from ..processes import REPO
+from ..processes import REPO, ServerProcess, redis_env, redis_nodes
 from . import rawcoap as raw
 from .conftest import server_config
-from .test_persistence import ServerProcess, get_json, observe
+from .test_persistence import get_json, observe
 
 ZERO_PORTS = ["--coap-port", "0", "--coaps-port", "0", "--http-port", "0"]
 
 
-def redis_env(url: str) -> dict[str, str]:
-    return {
-        "LWM2M_SERVER_STORE_ENGINE": "redis",
-        "LWM2M_SERVER_STORE_URL": url,
-        "LWM2M_SERVER_STORE_PREFIX": "nodes",
-    }
-
-
 @pytest.fixture
 def nodes(tmp_path: Path, redis_url: str) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    pair = []
-    for name in ("a", "b"):
-        folder = tmp_path / name
-        folder.mkdir()
-        node = ServerProcess(folder, folder / "server.log")
-        node.env.update(redis_env(redis_url))
-        pair.append(node)
-    yield pair[0], pair[1]
-    for node in pair:
-        node.stop()
+    with redis_nodes(tmp_path, redis_url) as pair:
+        yield pair
 
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=30), headers=HEADERS
-    ) as session:
+    async with api_session() as session:
         yield session
 
 
