@@ -200,3 +200,46 @@ def redis_url(redis_server: RedisServer) -> str:
     with redis.Redis.from_url(redis_server.url) as client:
         client.flushall()
     return redis_server.url
+
+
+class RestartableRedis(RedisServer):
+    """The fixture's ``redis-server``, with an append-only file (so that what was
+    acknowledged survives the restart, as in production) and a restart on the same port."""
+
+    def start_again(self) -> None:
+        """Start on the port of the first start (the server's URL names it)."""
+        assert REDIS_SERVER is not None and self.proc is None
+        log = self.folder / f"redis-{self.port}-again.log"
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.folder), "--save", "", "--appendonly", "yes",
+             "--appendfsync", "always", "--logfile", str(log), "--daemonize", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        import redis
+
+        deadline = time.monotonic() + 20
+        with redis.Redis(port=self.port, socket_timeout=1) as client:
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:  # not listening yet, or loading the AOF
+                    time.sleep(0.02)
+        raise AssertionError(f"redis-server did not start again:\n{log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
+    """A ``redis-server`` of the test's own, with an append-only file, that the test may stop
+    and start again (``start_again``): for what the server does while Redis is down."""
+    if REDIS_SERVER is None:
+        pytest.skip(MISSING)
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    server = RestartableRedis(folder)
+    server.start("--appendonly", "yes", "--appendfsync", "always")
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -15,7 +15,7 @@ the notification would have been too.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,10 @@ from keystore.store.engines import StoreSettings
 from lwm2m_server.service import Lwm2mServer
 from object_models.content_format import ContentFormat as CF
 from object_models.path import LwM2mPath
-from tests.redis_fixture import MISSING, REDIS_SERVER
+from tests.redis_fixture import RestartableRedis
 
 from . import rawcoap as raw
 from .conftest import ServerFactory, server_config
-from .test_redis_down import RestartableRedis
 
 TEMP = LwM2mPath.parse("/3303/0/5700")
 
@@ -142,20 +141,6 @@ async def test_notification_whose_group_commit_failed_is_stored_when_retransmitt
     finally:
         store._conn = failing.conn
         device.peer.close()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
-    if REDIS_SERVER is None:
-        pytest.skip(MISSING)
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = RestartableRedis(folder)
-    server.start("--appendonly", "yes", "--appendfsync", "always")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

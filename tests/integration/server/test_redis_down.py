@@ -14,13 +14,10 @@ stops and starts again on the same port:
 from __future__ import annotations
 
 import logging
-import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from keystore.store.engines import StoreSettings
@@ -28,52 +25,13 @@ from lwm2m_runtime.http_auth import ApiAuthSettings
 from lwm2m_server.api.app import create_server_app
 from lwm2m_server.service import Lwm2mServer
 from tests.auth import ADMIN_TOKEN, HEADERS
-from tests.redis_fixture import MISSING, REDIS_SERVER, RedisServer
+from tests.redis_fixture import RestartableRedis
 
 from . import rawcoap as raw
 from .conftest import server_config
 
 MAX_AGE = 14  # CoAP option number (RFC 7252 §5.10)
 SERVICE_UNAVAILABLE = (5 << 5) | 3
-
-
-class RestartableRedis(RedisServer):
-    """The fixture's ``redis-server``, with an append-only file (so that what was
-    acknowledged survives the restart, as in production) and a restart on the same port."""
-
-    def start_again(self) -> None:
-        """Start on the port of the first start (the server's URL names it)."""
-        assert REDIS_SERVER is not None and self.proc is None
-        log = self.folder / f"redis-{self.port}-again.log"
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.folder), "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--logfile", str(log), "--daemonize", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 20
-        with redis.Redis(port=self.port, socket_timeout=1) as client:
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    if client.ping():
-                        return
-                except redis.ConnectionError:  # not listening yet, or loading the AOF
-                    time.sleep(0.02)
-        raise AssertionError(f"redis-server did not start again:\n{log.read_text()[-2000:]}")
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RestartableRedis]:
-    if REDIS_SERVER is None:
-        pytest.skip(MISSING)
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    server = RestartableRedis(folder)
-    server.start("--appendonly", "yes", "--appendfsync", "always")
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
