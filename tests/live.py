@@ -38,9 +38,10 @@ def loopback_config(data_dir: Path, **changes: Any) -> ServerConfig:
 
 
 @asynccontextmanager
-async def running(config: ServerConfig) -> AsyncIterator[Lwm2mServer]:
-    """The server started with ``config``, stopped on the way out."""
-    server = Lwm2mServer(config)
+async def running(config: ServerConfig, **options: Any) -> AsyncIterator[Lwm2mServer]:
+    """The server started with ``config`` (``options``: ``Lwm2mServer``'s, e.g. a clock),
+    stopped on the way out."""
+    server = Lwm2mServer(config, **options)
     await server.start()
     try:
         yield server
@@ -55,6 +56,19 @@ async def serving(app: web.Application) -> AsyncIterator[Http]:
         client: Http = TestClient(web_server)
         async with client:
             yield client
+
+
+@asynccontextmanager
+async def listening(app: web.Application, **runner_options: Any) -> AsyncIterator[int]:
+    """``app`` served for real on 127.0.0.1 and a free port (yielded): for what a device or a
+    process outside the test's HTTP client must reach (package downloads, a browser)."""
+    runner = web.AppRunner(app, **runner_options)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield int(runner.addresses[0][1])
+    finally:
+        await runner.cleanup()
 
 
 @asynccontextmanager

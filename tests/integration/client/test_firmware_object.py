@@ -36,7 +36,7 @@ from lwm2m_server.config import QueueSettings
 from lwm2m_server.service import Lwm2mServer
 from tests.integration.bootstrap import fixtures as bootstrap_fixtures
 from tests.integration.bootstrap.fixtures import Factory as BootstrapFactory
-from tests.live import DeviceFactory, Http, api_of, devices, loopback_config, running
+from tests.live import DeviceFactory, Http, api_of, devices, listening, loopback_config, running
 
 EP = "fw-dev"
 NEW = make_image("pylwm2m-demo", "2.0.0", b"new firmware " * 400)  # ~5 KiB: several blocks
@@ -115,26 +115,20 @@ async def packages() -> AsyncIterator[Packages]:
 
     app = web.Application()
     app.router.add_get("/fw/{name}", serve)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    found.http_port = runner.addresses[0][1]
-
-    root = aiocoap.resource.Site()
-    for name in found.files:
-        root.add_resource(["fw", name], _CoapFile(found, name))
-    context = await aiocoap.Context.create_server_context(
-        root, bind=("127.0.0.1", 0), transports=["udp6"]
-    )
-    address = local_address(context)
-    assert address is not None
-    found.coap_port = address[1]
-    try:
-        yield found
-    finally:
-        await context.shutdown()
-        await runner.cleanup()
+    async with listening(app) as found.http_port:
+        root = aiocoap.resource.Site()
+        for name in found.files:
+            root.add_resource(["fw", name], _CoapFile(found, name))
+        context = await aiocoap.Context.create_server_context(
+            root, bind=("127.0.0.1", 0), transports=["udp6"]
+        )
+        address = local_address(context)
+        assert address is not None
+        found.coap_port = address[1]
+        try:
+            yield found
+        finally:
+            await context.shutdown()
 
 
 # -- the device and what the operator sees --

@@ -15,16 +15,16 @@ import aiocoap
 import aiohttp
 import attrs
 import pytest
-from aiohttp import web
 
 from keystore.credentials import DeviceCredentials
 from keystore.store.credentials import SqliteCredentialStore
 from lwm2m_runtime.http_auth import ApiAuthSettings
 from lwm2m_server.api import create_server_app
-from lwm2m_server.config import FirmwareSettings, ServerConfig
+from lwm2m_server.config import FirmwareSettings
 from lwm2m_server.firmware.contracts import DownloadEvent
 from lwm2m_server.firmware.setup import set_http_base
 from lwm2m_server.service import Lwm2mServer
+from tests import live
 from tests.auth import ADMIN_TOKEN, HEADERS
 
 PACKAGE = os.urandom(200 * 1024 + 123)  # ~200 KiB, not a whole number of blocks
@@ -71,11 +71,8 @@ PSK_B = (b"device-b-identity", b"device-b-key-16b")
 
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
-    config = ServerConfig(
-        host="127.0.0.1",
-        coap_port=0,
-        coaps_port=0,
-        data_dir=tmp_path / "data",
+    config = live.loopback_config(
+        tmp_path / "data",
         api_auth=ApiAuthSettings(admin_token=ADMIN_TOKEN),
         firmware=FirmwareSettings(max_package_size=LIMIT),
     )
@@ -83,22 +80,15 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         store.put_device(DeviceCredentials.for_psk("dev-a", *PSK_A))
         store.put_device(DeviceCredentials.for_psk("dev-b", *PSK_B))
     clock = Clock()
-    server = Lwm2mServer(config, clock=clock)
-    await server.start()
-    runner = web.AppRunner(create_server_app(server), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = int(runner.addresses[0][1])
-    assert server.downloads is not None
-    set_http_base(server.downloads, config, port)
-    events: list[DownloadEvent] = []
-    server.downloads.subscribe(events.append)
-    try:
+    async with (
+        live.running(config, clock=clock) as server,
+        live.listening(create_server_app(server), access_log=None) as port,
+    ):
+        assert server.downloads is not None
+        set_http_base(server.downloads, config, port)
+        events: list[DownloadEvent] = []
+        server.downloads.subscribe(events.append)
         yield Running(server, f"http://127.0.0.1:{port}", clock, events)
-    finally:
-        await runner.cleanup()
-        await server.stop()
 
 
 @pytest.fixture

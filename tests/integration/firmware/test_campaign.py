@@ -22,17 +22,17 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_client.firmware import UpdateSimulation
 from lwm2m_client.firmware_image import make_image
 from lwm2m_runtime.http_auth import ApiAuthSettings
 from lwm2m_server.api import create_server_app
-from lwm2m_server.config import FirmwareSettings, ServerConfig
+from lwm2m_server.config import FirmwareSettings
 from lwm2m_server.firmware.campaigns import CampaignState
 from lwm2m_server.firmware.contracts import PackageKind
 from lwm2m_server.service import Lwm2mServer
+from tests import live
 from tests.auth import ADMIN_TOKEN, HEADERS
 
 GOOD, BAD = 140, 60
@@ -72,47 +72,39 @@ class Fleet:
 
 @pytest.fixture
 async def fleet(tmp_path: Path) -> AsyncIterator[Fleet]:
-    config = ServerConfig(
-        host="127.0.0.1",
-        coap_port=0,
-        coaps_port=0,
-        data_dir=tmp_path / "data",
+    config = live.loopback_config(
+        tmp_path / "data",
         api_auth=ApiAuthSettings(admin_token=ADMIN_TOKEN),
         request_timeout=10.0,
         firmware=FIRMWARE,
     )
-    server = Lwm2mServer(config)
-    await server.start()
-    runner = web.AppRunner(create_server_app(server), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = int(runner.addresses[0][1])
-    session = aiohttp.ClientSession()
-    fleet = Fleet(server, f"http://127.0.0.1:{port}", session)
-    uri = f"coap://127.0.0.1:{server.coap_address.port}"
-    gate = asyncio.Semaphore(10)
+    async with (
+        live.running(config) as server,
+        live.listening(create_server_app(server), access_log=None) as port,
+    ):
+        session = aiohttp.ClientSession()
+        fleet = Fleet(server, f"http://127.0.0.1:{port}", session)
+        uri = f"coap://127.0.0.1:{server.coap_address.port}"
+        gate = asyncio.Semaphore(10)
 
-    async def add(endpoint: str, fail: bool) -> None:
-        simulation = UpdateSimulation(fail_update=fail, reboot_delay=0.05, push_timeout=20.0)
-        device = Lwm2mClient(endpoint, uri, auto_update=False, update_simulation=simulation)
-        fleet.devices[endpoint] = device
-        async with gate:
-            await device.start()
-            await device.register()
+        async def add(endpoint: str, fail: bool) -> None:
+            simulation = UpdateSimulation(fail_update=fail, reboot_delay=0.05, push_timeout=20.0)
+            device = Lwm2mClient(endpoint, uri, auto_update=False, update_simulation=simulation)
+            fleet.devices[endpoint] = device
+            async with gate:
+                await device.start()
+                await device.register()
 
-    try:
-        await asyncio.gather(
-            *[add(f"ok-{i:03d}", False) for i in range(GOOD)],
-            *[add(f"bad-{i:03d}", i % 2 == 1) for i in range(BAD)],
-        )
-        yield fleet
-    finally:
-        await session.close()
-        for device in fleet.devices.values():
-            await device.stop()
-        await runner.cleanup()
-        await server.stop()
+        try:
+            await asyncio.gather(
+                *[add(f"ok-{i:03d}", False) for i in range(GOOD)],
+                *[add(f"bad-{i:03d}", i % 2 == 1) for i in range(BAD)],
+            )
+            yield fleet
+        finally:
+            await session.close()
+            for device in fleet.devices.values():
+                await device.stop()
 
 
 def upload(server: Lwm2mServer, version: str) -> str:
