@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,9 @@ import pytest
 
 from keystore.credentials import DeviceCredentials, ServerIdentity, TrustedCa, certificate_der
 from keystore.store.credentials import SqliteCredentialStore
-from lwm2m_server.config import ServerConfig
 from lwm2m_server.service import Lwm2mServer
-from tests.integration.server.conftest import eventually
+from tests.integration.server.conftest import eventually as eventually  # re-exported
+from tests.live import loopback_config, running
 
 from . import pki as pki_mod
 from .pki import PSK_IDENTITY, PSK_KEY, Pki
@@ -49,24 +50,23 @@ def provision(store: SqliteCredentialStore, pki: Pki) -> None:
     store.put_device(DeviceCredentials.for_x509("dev-pinned", pki.pinned_device.cert))
 
 
-@pytest.fixture
-async def server(tmp_path: Path, pki: Pki) -> AsyncIterator[Lwm2mServer]:
-    config = ServerConfig(
-        host="127.0.0.1",
-        coap_port=0,
-        coaps_port=0,
-        data_dir=tmp_path / "data",
-        open_registration=False,
-        request_timeout=5.0,
-    )
+@asynccontextmanager
+async def provisioned_server(
+    data_dir: Path, pki: Pki, **changes: Any
+) -> AsyncIterator[Lwm2mServer]:
+    """A running server on loopback ports with open registration off, a 5 s request timeout
+    and the suite's devices provisioned before it starts (``changes`` on top of that)."""
+    config = loopback_config(data_dir, open_registration=False, request_timeout=5.0, **changes)
     with SqliteCredentialStore.open(config.database) as store:
         provision(store, pki)
-    srv = Lwm2mServer(config)
-    await srv.start()
-    try:
+    async with running(config) as srv:
         yield srv
-    finally:
-        await srv.stop()
+
+
+@pytest.fixture
+async def server(tmp_path: Path, pki: Pki) -> AsyncIterator[Lwm2mServer]:
+    async with provisioned_server(tmp_path / "data", pki) as srv:
+        yield srv
 
 
 def coaps_port(server: Lwm2mServer) -> int:

@@ -12,15 +12,13 @@ from typing import Any
 
 import pytest
 
-from keystore.store.credentials import SqliteCredentialStore
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_runtime.address import Address
 from lwm2m_runtime.listeners import DtlsSettings
-from lwm2m_server.config import ServerConfig
 from lwm2m_server.service import Lwm2mServer
 from object_models.path import LwM2mPath
 
-from .conftest import coaps_port, provision
+from .conftest import coaps_port, provisioned_server
 from .pki import Pki
 from .test_lwm2m_client import ENDPOINT, credentials
 
@@ -33,24 +31,10 @@ def make_server(tmp_path: Path, pki: Pki) -> ServerFactory:
     async def make(
         modes: tuple[str, ...], dtls: DtlsSettings | None = None
     ) -> AsyncIterator[Lwm2mServer]:
-        config = ServerConfig(
-            host="127.0.0.1",
-            coap_port=0,
-            coaps_port=0,
-            data_dir=tmp_path / "data",
-            open_registration=False,
-            request_timeout=5.0,
-            security_modes=modes,
-            dtls=dtls or DtlsSettings(),
-        )
-        with SqliteCredentialStore.open(config.database) as store:
-            provision(store, pki)
-        server = Lwm2mServer(config)
-        await server.start()
-        try:
+        async with provisioned_server(
+            tmp_path / "data", pki, security_modes=modes, dtls=dtls or DtlsSettings()
+        ) as server:
             yield server
-        finally:
-            await server.stop()
 
     return make
 

@@ -19,13 +19,12 @@ from typing import Self
 import pytest
 
 from keystore.dtls import ClientConfig
-from keystore.store.credentials import SqliteCredentialStore
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_server.service import Lwm2mServer
 from object_models.path import LwM2mPath
 
 from ..dtls import pki as pki_mod
-from ..dtls.conftest import provision
+from ..dtls.conftest import provisioned_server
 from ..dtls.pki import PSK_IDENTITY, PSK_KEY, Pki
 from ..dtls.rawpeer import RawPeer as DtlsPeer
 from . import rawcoap as raw
@@ -207,15 +206,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 async def dtls_server(tmp_path: Path, pki: Pki) -> AsyncIterator[Lwm2mServer]:
     """NoSec and CoAPs listeners, open registration off, the DTLS suite's devices provisioned
     (``dev-psk`` and ``someone-else`` are two PSK devices)."""
-    config = server_config(tmp_path / "data", open_registration=False, request_timeout=5.0)
-    with SqliteCredentialStore.open(config.database) as store:
-        provision(store, pki)
-    srv = Lwm2mServer(config)
-    await srv.start()
-    try:
+    async with provisioned_server(tmp_path / "data", pki) as srv:
         yield srv
-    finally:
-        await srv.stop()
 
 
 async def test_dtls_observation_refuses_other_sessions_and_nosec(
