@@ -94,7 +94,10 @@ class Dialect:
 
     ``load`` returns the pack with text labels (``"bn"``, ``"v"`` …) and raises ``CodecError``;
     ``dump`` takes records with text labels. ``opaque_in`` turns a ``vd`` field into bytes
-    (raising ``ValueError``/``TypeError``), ``opaque_out`` does the reverse.
+    (raising ``ValueError``/``TypeError``), ``opaque_out`` does the reverse. ``fast_records``,
+    when given, reads the common shape of a pack straight into resolved records and returns
+    None for anything else (``resolve`` then takes the general path, which also does every
+    refusing): it must never accept what the general path refuses nor read anything otherwise.
     """
 
     name: str
@@ -102,6 +105,7 @@ class Dialect:
     dump: Callable[[list[dict[str, object]]], bytes]
     opaque_in: Callable[[object], bytes]
     opaque_out: Callable[[bytes], object]
+    fast_records: Callable[[bytes], list[Record] | None] | None = None
 
 
 @attrs.frozen
@@ -254,7 +258,18 @@ def _value_field(
 
 
 def resolve(payload: bytes, dialect: Dialect) -> list[Record]:
-    """Parse a pack and resolve every record's name, time and value field."""
+    """Parse a pack and resolve every record's name, time and value field (the dialect's
+    fused reader first, when it has one and takes the payload)."""
+    if dialect.fast_records is not None:
+        records = dialect.fast_records(payload)
+        if records is not None:
+            return records
+    return resolve_general(payload, dialect)
+
+
+def resolve_general(payload: bytes, dialect: Dialect) -> list[Record]:
+    """``resolve`` through the dialect's ``load`` and the text labels (the reference the fused
+    readers are held equal to, and the path that refuses malformed packs)."""
     pack = dialect.load(payload)
     if not isinstance(pack, list):
         raise CodecError(f"{dialect.name} payload must be an array of records, got {kind(pack)}")
