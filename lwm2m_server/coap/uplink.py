@@ -309,19 +309,19 @@ class Uplink:
         token. So a notification counts only when it comes from the peer the observation is
         with (RFC 7252 §5.3.2, §9.1.2); anything else is refused before it touches the
         observation, the registration or the telemetry (``_foreign``)."""
-        refused = self.check_notification(message, source)
-        if refused is not None:
-            return refused
+        checked = self._check_notification(message, source)
+        if isinstance(checked, Verdict):
+            return checked
+        found = checked
+        observation = found[0]
         token = message.token
-        observation = self.core.observations.by_token(token)
-        assert observation is not None
         address = Address(*source.address)
         code = message.code
         final = (code >> 5) != 2 or message.observe is None
         now = self.clock()
         ct = message.content_format
         payload = message.payload
-        result = self.core.notification(token, payload, ct, now=now)
+        result = self.core.notification(token, payload, ct, now=now, found=found)
         registration = result.registration
         if registration is None:  # the core forgot the observation (cache and store)
             return Verdict.REJECT
@@ -353,6 +353,15 @@ class Uplink:
         """None when ``message`` is a notification of a live observation from its peer; else
         why not (REJECT: unknown or cancelled, REFUSE: from another peer). Changes nothing
         but ending a passively cancelled observation."""
+        checked = self._check_notification(message, source)
+        return checked if isinstance(checked, Verdict) else None
+
+    def _check_notification(
+        self, message: Message, source: IncomingRequest
+    ) -> Verdict | tuple[Observation, Registration | None]:
+        """``check_notification``, giving what it looked up when the notification passes: the
+        observation and its registration (None when gone: the core then forgets the
+        observation), so that ``handle_notification`` looks neither up again."""
         token = message.token
         observation = self.core.observations.by_token(token)
         if observation is None:
@@ -370,7 +379,7 @@ class Uplink:
             log.debug("RST to a notification of a cancelled observation of %s",
                       observation.endpoint)  # fmt: skip
             return Verdict.REJECT
-        return None
+        return observation, registration_now
 
     def _foreign(
         self, source: IncomingRequest, address: Address, registration: Registration

@@ -535,9 +535,17 @@ class Codec:
         self, payload: bytes, models: ModelProvider, path: LwM2mPath | None = None
     ) -> TimestampedNodes:
         """Records grouped by resolved time (in order of first appearance), each as nodes."""
+        records = resolve(payload, self.dialect)
+        if path is not None and len(records) == 1 and records[0].path == path:
+            # one value at the observed resource (nearly every notification): what the
+            # general grouping below gives, without its containers
+            record = records[0]
+            leaf = typed_leaf(record, models)
+            node = single_node(path, [(path, leaf)], models)
+            return TimestampedNodes(((record.time, {path: node}),))
         models = remembered(models)
         groups: dict[float | None, list[PathLeaf]] = {}
-        for record in resolve(payload, self.dialect):
+        for record in records:
             groups.setdefault(record.time, []).append((record.path, typed_leaf(record, models)))
         entries: list[tuple[float | None, Mapping[LwM2mPath, LwM2mNode]]] = []
         for time, items in groups.items():
