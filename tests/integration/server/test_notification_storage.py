@@ -308,3 +308,29 @@ async def test_block2_notification_refused_by_the_store_is_not_acked_then_stored
         assert server.observations("block-dev") == [(TEMP,)]
     finally:
         device.peer.close()
+
+
+async def test_telemetry_and_notification_events_carry_the_stored_value(
+    make_server: ServerFactory,
+) -> None:
+    """The NOTIFICATION and TELEMETRY events of a stored notification are built only when a
+    reader asks (no sink configured), and then say what was stored."""
+    server = await make_server()
+    device = await observed_device(server, "event-dev")
+    subscription = server.bus.subscribe()
+    try:
+        ack = await device.peer.exchange(device.notification(b"31.5"))
+        assert (ack.mtype, ack.code) == (raw.ACK, raw.EMPTY)
+        events = {e.kind: e for e in subscription.ready() if e.endpoint == "event-dev"}
+        stored = server.telemetry_latest("event-dev")["/3303/0/5700"]
+        telemetry = dict(events["TELEMETRY"].data)
+        assert telemetry == {
+            "source": "notification",
+            "ts": stored.ts_ms,
+            "values": {stored.key: 31.5},
+        }
+        notification: dict[str, Any] = dict(events["NOTIFICATION"].data)
+        assert notification["paths"] == ["/3303/0/5700"]
+        assert [p["value"] for p in notification["points"]] == [31.5]
+    finally:
+        device.peer.close()
