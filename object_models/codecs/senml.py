@@ -540,8 +540,8 @@ class Codec:
             # one value at the observed resource (nearly every notification): what the
             # general grouping below gives, without its containers
             record = records[0]
-            leaf = typed_leaf(record, models)
-            node = single_node(path, [(path, leaf)], models)
+            leaf = typed_leaf(record, models)  # refuses a path above a resource
+            node = _leaf_node(path, leaf, is_multiple(models))  # = single_node's one-leaf case
             return TimestampedNodes(((record.time, {path: node}),))
         models = remembered(models)
         groups: dict[float | None, list[PathLeaf]] = {}
