@@ -56,6 +56,13 @@ def lower_camel(name: str) -> str:
     return first + "".join(w[0].upper() + w[1:].lower() for w in words[1:])
 
 
+@functools.lru_cache(maxsize=8192)
+def path_text(path: LwM2mPath) -> str:
+    """``str(path)``, remembered: every value of every notification stores its path as text,
+    and the few observed paths repeat (formatting one cost more than the cached lookup)."""
+    return str(path)
+
+
 def telemetry_key(
     path: LwM2mPath,
     models: ModelProvider,
@@ -108,7 +115,7 @@ def points_from_nodes(
         for leaf_path, rtype, value in flatten(path, node):
             if rtype is ResourceType.NONE:
                 continue
-            text = str(leaf_path)
+            text = path_text(leaf_path)
             key = telemetry_key(leaf_path, models, overrides, text)
             points.append(TelemetryPoint(endpoint, text, key, stamp, value, rtype))
     return points

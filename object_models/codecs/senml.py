@@ -80,6 +80,9 @@ _FIELD_FOR: dict[ResourceType, str] = {
     ResourceType.OPAQUE: "vd",
     ResourceType.OBJLNK: "vlo",
 }
+_FIELD_FOR_VALUE = {rtype._value_: field for rtype, field in _FIELD_FOR.items()}
+"""``_FIELD_FOR`` by the type's value: an enum member's hash is a Python-level call, and the
+lookup runs for every value decoded."""
 _TYPE_FOR_FIELD = {
     "vs": ResourceType.STRING,
     "vb": ResourceType.BOOLEAN,
@@ -304,7 +307,7 @@ def typed_leaf(record: Record, models: ModelProvider) -> Leaf:
     if path.depth < 3:
         raise CodecError("a value needs a resource or resource-instance path", path=path)
     rtype = model_type(models, path) or _guess(record.field, record.value)
-    expected = _FIELD_FOR.get(rtype)
+    expected = _FIELD_FOR_VALUE.get(rtype._value_)
     if expected is None:
         raise CodecError(f"a resource of type {rtype.value} carries no value", path=path)
     if record.field != expected:
