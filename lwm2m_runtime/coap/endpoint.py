@@ -460,17 +460,21 @@ class Endpoint:
             return False
         del self._noted[key]
         answer = note.answer
-        if answer:
-            out = self._out
-            for i in range(len(out) - 1, -1, -1):
-                if out[i][0] is answer:
-                    del out[i]
-                    break
-            else:
-                return False  # already handed out: too late to take back
+        if answer and not self._take_back(answer):
+            return False  # already handed out: too late to take back
         self._dedup.discard(key, answer)
         note.roll_back()
         return True
+
+    def _take_back(self, answer: bytes) -> bool:
+        """Remove ``answer`` (this very object) from the datagrams not handed out yet; False
+        when it is not among them any more."""
+        out = self._out
+        for i in range(len(out) - 1, -1, -1):
+            if out[i][0] is answer:
+                del out[i]
+                return True
+        return False
 
     def _decide(self, event: UnknownNotification) -> Exchange:
         exchange = event.exchange
@@ -930,12 +934,7 @@ class Endpoint:
         if note is None or note.message is not first or not note.answer:
             return  # a NON, or an answer to our re-registration: nothing to hold
         answer = note.answer
-        out = self._out
-        for i in range(len(out) - 1, -1, -1):
-            if out[i][0] is answer:
-                del out[i]
-                break
-        else:
+        if not self._take_back(answer):
             return  # already handed out
         del self._noted[key]
         self._dedup.update(key, _SEEN)
