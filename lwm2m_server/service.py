@@ -577,8 +577,9 @@ class Lwm2mServer:
         observations = downlink.observations
         block2 = message.block2
         if block2 is not None and block2.more:
-            # block 0 of a larger value: check it, ACK and adopt it with the observe request,
-            # so the layer fetches the rest; the whole arrives as a Notification
+            # block 0 of a larger value: check it and adopt it with the observe request, so
+            # the layer fetches the rest; the whole arrives as a Notification (and its ACK,
+            # held by the layer until then, follows the store's verdict like any other)
             verdict = uplink.check_notification(message, source)
             if verdict is None:
                 request = self._observe_message(message.token)

@@ -460,17 +460,21 @@ class Endpoint:
             return False
         del self._noted[key]
         answer = note.answer
-        if answer:
-            out = self._out
-            for i in range(len(out) - 1, -1, -1):
-                if out[i][0] is answer:
-                    del out[i]
-                    break
-            else:
-                return False  # already handed out: too late to take back
+        if answer and not self._take_back(answer):
+            return False  # already handed out: too late to take back
         self._dedup.discard(key, answer)
         note.roll_back()
         return True
+
+    def _take_back(self, answer: bytes) -> bool:
+        """Remove ``answer`` (this very object) from the datagrams not handed out yet; False
+        when it is not among them any more."""
+        out = self._out
+        for i in range(len(out) - 1, -1, -1):
+            if out[i][0] is answer:
+                del out[i]
+                return True
+        return False
 
     def _decide(self, event: UnknownNotification) -> Exchange:
         exchange = event.exchange
@@ -857,6 +861,8 @@ class Endpoint:
 
     # -- Block2 following (client side) -----------------------------------------------------
     def _start_block2(self, handle: RequestHandle, first: Message, kind: str) -> None:
+        if kind == "notification":
+            self._hold_first_block_ack(handle, first)
         handle._b2_body = bytearray(first.payload)
         handle._b2_first = first
         handle._b2_etag = first.etag
@@ -909,10 +915,51 @@ class Endpoint:
         full = first.replace(
             payload=bytes(body), options=tuple(o for o in first.options if o[0] not in (23, 28))
         )
+        held = handle._b2_held
+        handle._b2_held = None
         self._abandon_block2(handle)
+        if held is not None:
+            self._release_first_block_ack(handle, held, full)
         self._deliver(handle, full, kind)
 
+    def _hold_first_block_ack(self, handle: RequestHandle, first: Message) -> None:
+        """Take back the ACK just queued for a CON notification's first block: the value is
+        whole (and stored by the application) only once the last block is in, and the ACK
+        tells the device its value was taken, so it leaves with the assembled notification
+        (``_release_first_block_ack``), after the group commit that stores it, like a
+        one-datagram notification's. Meanwhile retransmissions of the first block are
+        ignored (the deduplication entry holds no answer to replay)."""
+        key = (handle.peer, first.mid)
+        note = self._noted.get(key)
+        if note is None or note.message is not first or not note.answer:
+            return  # a NON, or an answer to our re-registration: nothing to hold
+        answer = note.answer
+        if not self._take_back(answer):
+            return  # already handed out
+        del self._noted[key]
+        self._dedup.update(key, _SEEN)
+        handle._b2_held = (first.mid, answer, note.last_seq, note.last_time)
+
+    def _release_first_block_ack(
+        self, handle: RequestHandle, held: tuple[int, bytes, int, float], full: Message | None
+    ) -> None:
+        """Send the held first-block ACK; with the assembled notification ``full`` it is noted
+        like any notification's ACK, so that withholding it (the store refused the value) or
+        withdrawing it (a failed commit) makes the device's retransmission fresh again."""
+        mid, answer, last_seq, last_time = held
+        key = (handle.peer, mid)
+        self._out.append((answer, handle.peer))
+        self._dedup.update(key, answer)
+        if full is not None:
+            self._noted[key] = _Noted(handle, full, answer, last_seq, last_time)
+
     def _abandon_block2(self, handle: RequestHandle) -> None:
+        held = handle._b2_held
+        if held is not None:
+            # superseded by a newer notification, the fetch failed, or the observation ended:
+            # this value will not be delivered, so it is acknowledged as a stale one is
+            handle._b2_held = None
+            self._release_first_block_ack(handle, held, None)
         if handle._b2_token:
             self._by_token.pop((handle.peer, handle._b2_token), None)
             wire = handle._wire
@@ -1054,6 +1101,10 @@ class Endpoint:
 
     def _untrack(self, handle: RequestHandle) -> None:
         peer = handle.peer
+        held = handle._b2_held
+        if held is not None:  # cancelled while a block-wise notification was being fetched
+            handle._b2_held = None
+            self._release_first_block_ack(handle, held, None)
         if self._by_token.get((peer, handle.token)) is handle:
             del self._by_token[(peer, handle.token)]
         if handle._b2_token and self._by_token.get((peer, handle._b2_token)) is handle:

@@ -75,6 +75,7 @@ class RequestHandle:
         "_b2_body",
         "_b2_etag",
         "_b2_first",
+        "_b2_held",
         "_b2_kind",
         "_b2_token",
         "_body",
@@ -107,6 +108,9 @@ class RequestHandle:
         self._b2_etag: bytes | None = None
         self._b2_kind = ""
         self._b2_token = b""
+        self._b2_held: tuple[int, bytes, int, float] | None = None
+        """A block-wise CON notification's first-block ACK, held until the whole value is
+        delivered: (MID, ACK, Observe number and time before it)."""
         self._deregister = False
 
     @property

@@ -161,6 +161,12 @@ class ObservationIndex:
         obs = self.by_token(token)
         if obs is None or not obs.active:
             return None
+        return self.notified(obs, now)
+
+    def notified(self, obs: Observation, now: float) -> Observation:
+        """``obs`` (active, found by ``by_token``) with the time of its latest notification:
+        ``on_notification`` for a caller that looked the observation up already."""
+        token = obs.token
         obs = Observation(  # attrs.evolve, written out: it introspects the fields every call
             obs.token,
             obs.endpoint,

@@ -225,14 +225,27 @@ class ServerCore:
         return self.observations.deactivate(token)
 
     def notification(
-        self, token: bytes, payload: bytes, content_format: int | None, *, now: float
+        self,
+        token: bytes,
+        payload: bytes,
+        content_format: int | None,
+        *,
+        now: float,
+        found: tuple[Observation, Registration | None] | None = None,
     ) -> CoreResult:
         """A notification arrived. ``registration`` is None when the token is unknown or the
-        observation was cancelled: the adapter answers RST (RFC 7641 §3.6) so it stops."""
-        observation = self.observations.on_notification(token, now)
-        if observation is None:
-            return CoreResult(None)
-        registration = self.registrations.get(observation.registration_id)
+        observation was cancelled: the adapter answers RST (RFC 7641 §3.6) so it stops.
+        ``found``: the (active) observation of ``token`` and its registration (None: gone), as
+        the adapter just looked them up to check the sender; they are not looked up again
+        (one lookup of each per notification)."""
+        if found is None:
+            observation = self.observations.on_notification(token, now)
+            if observation is None:
+                return CoreResult(None)
+            registration = self.registrations.get(observation.registration_id)
+        else:
+            observation = self.observations.notified(found[0], now)
+            registration = found[1]
         if registration is None:
             self.cancel_observation(token)
             return CoreResult(None)

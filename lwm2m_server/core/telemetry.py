@@ -56,11 +56,23 @@ def lower_camel(name: str) -> str:
     return first + "".join(w[0].upper() + w[1:].lower() for w in words[1:])
 
 
+@functools.lru_cache(maxsize=8192)
+def path_text(path: LwM2mPath) -> str:
+    """``str(path)``, remembered: every value of every notification stores its path as text,
+    and the few observed paths repeat (formatting one cost more than the cached lookup)."""
+    return str(path)
+
+
 def telemetry_key(
-    path: LwM2mPath, models: ModelProvider, overrides: Mapping[str, str] | None = None
+    path: LwM2mPath,
+    models: ModelProvider,
+    overrides: Mapping[str, str] | None = None,
+    text: str | None = None,
 ) -> str:
-    """The key of the leaf at ``path`` (a resource or resource-instance path)."""
-    text = str(path)
+    """The key of the leaf at ``path`` (a resource or resource-instance path); ``text`` is
+    ``str(path)`` when the caller has it (the point stores it too: formatted once)."""
+    if text is None:
+        text = str(path)
     if overrides and text in overrides:
         return overrides[text]
     if path.depth < 3:
@@ -103,8 +115,9 @@ def points_from_nodes(
         for leaf_path, rtype, value in flatten(path, node):
             if rtype is ResourceType.NONE:
                 continue
-            key = telemetry_key(leaf_path, models, overrides)
-            points.append(TelemetryPoint(endpoint, str(leaf_path), key, stamp, value, rtype))
+            text = path_text(leaf_path)
+            key = telemetry_key(leaf_path, models, overrides, text)
+            points.append(TelemetryPoint(endpoint, text, key, stamp, value, rtype))
     return points
 
 

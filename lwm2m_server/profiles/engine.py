@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -64,7 +65,8 @@ TELEMETRY = "TELEMETRY"
 ATTRIBUTES = "ATTRIBUTES"
 PROFILE = "PROFILE"
 
-Publish = Callable[[str, str, Mapping[str, object]], object]
+Publish = Callable[[str, str, Mapping[str, object] | Callable[[], Mapping[str, object]]], object]
+"""``EventBus.publish``: the event's data, or a function building it when someone reads it."""
 Listen = Callable[[Callable[[ServerEvent], None]], Callable[[], None]]
 """``EventBus.listen``: register a synchronous event callback, get its remover."""
 
@@ -75,6 +77,12 @@ def telemetry_records(points: Sequence[TelemetryPoint]) -> list[dict[str, Any]]:
     for point in points:
         by_ts.setdefault(point.ts_ms, {})[point.key] = value_to_jsonable(point.value)
     return [{"ts": ts, "values": values} for ts, values in sorted(by_ts.items())]
+
+
+def _telemetry_event(source: str, points: Sequence[TelemetryPoint]) -> dict[str, Any]:
+    """A TELEMETRY event's data for points of one timestamp."""
+    (record,) = telemetry_records(points)
+    return {"source": source, **record}
 
 
 class ProfileEngine:
@@ -603,10 +611,24 @@ class ProfileEngine:
             values = {p.key: value_to_jsonable(p.value) for p in mapped.attributes}
             self._publish(ATTRIBUTES, endpoint, {"source": source, "attributes": values})
             self.sinks.offer(SinkRecord(endpoint, "attributes", values, profile.name))
-        for record in telemetry_records(mapped.telemetry):
-            self._publish(TELEMETRY, endpoint, {"source": source, **record})
-            self.sinks.offer(SinkRecord(endpoint, "telemetry", record, profile.name))
+        if self.sinks.sinks:
+            for record in telemetry_records(mapped.telemetry):
+                self._publish(TELEMETRY, endpoint, {"source": source, **record})
+                self.sinks.offer(SinkRecord(endpoint, "telemetry", record, profile.name))
+        elif mapped.telemetry:
+            # no sink: the records are built only if an event reader asks (issue 10: events
+            # built only when someone reads them); one event per timestamp, as above
+            self._publish_lazily(endpoint, source, mapped.telemetry)
         return mapped.telemetry
+
+    def _publish_lazily(self, endpoint: str, source: str, points: list[TelemetryPoint]) -> None:
+        first = points[0].ts_ms
+        if all(p.ts_ms == first for p in points):  # one timestamp (a notification's value)
+            self._publish(TELEMETRY, endpoint, functools.partial(_telemetry_event, source, points))
+            return
+        for ts in sorted({p.ts_ms for p in points}):
+            at = [p for p in points if p.ts_ms == ts]
+            self._publish(TELEMETRY, endpoint, functools.partial(_telemetry_event, source, at))
 
     def attributes(self, endpoint: str) -> dict[str, TelemetryPoint]:
         return self.state.attributes(endpoint)

@@ -80,6 +80,9 @@ _FIELD_FOR: dict[ResourceType, str] = {
     ResourceType.OPAQUE: "vd",
     ResourceType.OBJLNK: "vlo",
 }
+_FIELD_FOR_VALUE = {rtype._value_: field for rtype, field in _FIELD_FOR.items()}
+"""``_FIELD_FOR`` by the type's value: an enum member's hash is a Python-level call, and the
+lookup runs for every value decoded."""
 _TYPE_FOR_FIELD = {
     "vs": ResourceType.STRING,
     "vb": ResourceType.BOOLEAN,
@@ -94,7 +97,10 @@ class Dialect:
 
     ``load`` returns the pack with text labels (``"bn"``, ``"v"`` …) and raises ``CodecError``;
     ``dump`` takes records with text labels. ``opaque_in`` turns a ``vd`` field into bytes
-    (raising ``ValueError``/``TypeError``), ``opaque_out`` does the reverse.
+    (raising ``ValueError``/``TypeError``), ``opaque_out`` does the reverse. ``fast_records``,
+    when given, reads the common shape of a pack straight into resolved records and returns
+    None for anything else (``resolve`` then takes the general path, which also does every
+    refusing): it must never accept what the general path refuses nor read anything otherwise.
     """
 
     name: str
@@ -102,6 +108,7 @@ class Dialect:
     dump: Callable[[list[dict[str, object]]], bytes]
     opaque_in: Callable[[object], bytes]
     opaque_out: Callable[[bytes], object]
+    fast_records: Callable[[bytes], list[Record] | None] | None = None
 
 
 @attrs.frozen
@@ -254,7 +261,18 @@ def _value_field(
 
 
 def resolve(payload: bytes, dialect: Dialect) -> list[Record]:
-    """Parse a pack and resolve every record's name, time and value field."""
+    """Parse a pack and resolve every record's name, time and value field (the dialect's
+    fused reader first, when it has one and takes the payload)."""
+    if dialect.fast_records is not None:
+        records = dialect.fast_records(payload)
+        if records is not None:
+            return records
+    return resolve_general(payload, dialect)
+
+
+def resolve_general(payload: bytes, dialect: Dialect) -> list[Record]:
+    """``resolve`` through the dialect's ``load`` and the text labels (the reference the fused
+    readers are held equal to, and the path that refuses malformed packs)."""
     pack = dialect.load(payload)
     if not isinstance(pack, list):
         raise CodecError(f"{dialect.name} payload must be an array of records, got {kind(pack)}")
@@ -289,7 +307,7 @@ def typed_leaf(record: Record, models: ModelProvider) -> Leaf:
     if path.depth < 3:
         raise CodecError("a value needs a resource or resource-instance path", path=path)
     rtype = model_type(models, path) or _guess(record.field, record.value)
-    expected = _FIELD_FOR.get(rtype)
+    expected = _FIELD_FOR_VALUE.get(rtype._value_)
     if expected is None:
         raise CodecError(f"a resource of type {rtype.value} carries no value", path=path)
     if record.field != expected:
@@ -520,9 +538,17 @@ class Codec:
         self, payload: bytes, models: ModelProvider, path: LwM2mPath | None = None
     ) -> TimestampedNodes:
         """Records grouped by resolved time (in order of first appearance), each as nodes."""
+        records = resolve(payload, self.dialect)
+        if path is not None and len(records) == 1 and records[0].path == path:
+            # one value at the observed resource (nearly every notification): what the
+            # general grouping below gives, without its containers
+            record = records[0]
+            leaf = typed_leaf(record, models)  # refuses a path above a resource
+            node = _leaf_node(path, leaf, is_multiple(models))  # = single_node's one-leaf case
+            return TimestampedNodes(((record.time, {path: node}),))
         models = remembered(models)
         groups: dict[float | None, list[PathLeaf]] = {}
-        for record in resolve(payload, self.dialect):
+        for record in records:
             groups.setdefault(record.time, []).append((record.path, typed_leaf(record, models)))
         entries: list[tuple[float | None, Mapping[LwM2mPath, LwM2mNode]]] = []
         for time, items in groups.items():

@@ -14,6 +14,7 @@ the notification would have been too.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -227,5 +228,94 @@ async def test_unknown_token_notification_during_a_redis_outage_is_adopted_when_
         assert server.counts.notifications["ignore"] == 2
         own_redis.start_again()
         await assert_stored_once_when_retransmitted(server, device, msg, "redis-adopt")
+    finally:
+        device.peer.close()
+
+
+BLOCK2 = 23
+BIG_VALUE = b"31.5000000000000000000"  # 22 bytes: two 16-byte blocks (SZX 0)
+
+
+class BlockDevice(Device):
+    """A device whose notification carries its value block-wise (RFC 7959 §2.6): the first
+    block in the notification, the rest for the server to fetch with GET + Block2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks_served = 0
+        self.served = asyncio.Event()
+
+    def handle(self, msg: raw.Msg) -> raw.Msg:
+        block = msg.uint(BLOCK2)
+        if block is None:
+            return super().handle(msg)
+        assert block >> 4 == 1 and msg.uint(raw.OBSERVE) is None  # block 1, no Observe
+        self.blocks_served += 1
+        self.served.set()
+        options = [(BLOCK2, bytes([0x10])), (raw.CONTENT_FORMAT, b"")]  # num 1, last, SZX 0
+        return raw.Msg(raw.ACK, raw.CONTENT, 0, options=options, payload=BIG_VALUE[16:])
+
+    def first_block(self) -> raw.Msg:
+        msg = self.notification(BIG_VALUE[:16])
+        msg.options.append((BLOCK2, bytes([0x08])))  # num 0, more, SZX 0
+        return msg
+
+
+async def test_block2_notification_refused_by_the_store_is_not_acked_then_stored(
+    make_server: ServerFactory,
+) -> None:
+    """A notification whose value comes block-wise is acknowledged like any other: only once
+    the whole value is stored. Before, the first block was ACKed on arrival, so a value the
+    store refused was lost although the device had been told it was taken."""
+    server = await make_server()
+    device = BlockDevice()
+    device.peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port), device.handle)
+    await raw.register(device.peer, "block-dev", links="</3303/0>")
+    assert (await server.observe("block-dev", TEMP, fmt=CF.TEXT)).success
+    try:
+        conn = server.store.conn
+        conn.execute("PRAGMA query_only = ON")
+        try:
+            msg = device.first_block()
+            device.peer.send(msg)
+            await asyncio.wait_for(device.served.wait(), 5.0)  # the server fetched the rest
+            # the ping barrier: the last block was read before it, and so would be an ACK
+            pong = await device.peer.exchange(raw.Msg(raw.CON, raw.EMPTY, 0))
+            assert pong.mtype == raw.RST
+            assert [m for m in device.peer.received if m.mid == msg.mid] == []
+            assert 31.5 not in history(server, "block-dev")
+        finally:
+            conn.execute("PRAGMA query_only = OFF")
+        ack = await device.peer.resend(msg)  # the retransmission: fetched, stored, ACKed
+        assert (ack.mtype, ack.code) == (raw.ACK, raw.EMPTY)
+        assert device.blocks_served == 2
+        assert history(server, "block-dev").count(31.5) == 1
+        assert server.observations("block-dev") == [(TEMP,)]
+    finally:
+        device.peer.close()
+
+
+async def test_telemetry_and_notification_events_carry_the_stored_value(
+    make_server: ServerFactory,
+) -> None:
+    """The NOTIFICATION and TELEMETRY events of a stored notification are built only when a
+    reader asks (no sink configured), and then say what was stored."""
+    server = await make_server()
+    device = await observed_device(server, "event-dev")
+    subscription = server.bus.subscribe()
+    try:
+        ack = await device.peer.exchange(device.notification(b"31.5"))
+        assert (ack.mtype, ack.code) == (raw.ACK, raw.EMPTY)
+        events = {e.kind: e for e in subscription.ready() if e.endpoint == "event-dev"}
+        stored = server.telemetry_latest("event-dev")["/3303/0/5700"]
+        telemetry = dict(events["TELEMETRY"].data)
+        assert telemetry == {
+            "source": "notification",
+            "ts": stored.ts_ms,
+            "values": {stored.key: 31.5},
+        }
+        notification: dict[str, Any] = dict(events["NOTIFICATION"].data)
+        assert notification["paths"] == ["/3303/0/5700"]
+        assert [p["value"] for p in notification["points"]] == [31.5]
     finally:
         device.peer.close()

@@ -17,6 +17,7 @@ from lwm2m_runtime.coap import (
     RequestReceived,
     ResponseReceived,
     Type,
+    UnknownNotification,
     encode_uint,
     options,
     parse,
@@ -164,8 +165,8 @@ def test_block2_notification_is_fetched_with_get_without_observe_and_delivered_o
         BODY[:1024],
     )
     sent = net.inject(net.server, first)
-    assert [m.mtype for m in sent] == [Type.ACK, Type.CON]
-    follow_up = sent[1]
+    assert [m.mtype for m in sent] == [Type.CON]  # the ACK waits for the whole value (below)
+    follow_up = sent[0]
     assert follow_up.code == Code.GET and follow_up.observe is None
     assert follow_up.uri_path == ["3", "0"] and follow_up.block2 == Block(1, False, 6)
     assert follow_up.token != handle.token
@@ -178,6 +179,8 @@ def test_block2_notification_is_fetched_with_get_without_observe_and_delivered_o
     assert isinstance(event, Notification) and event.handle is handle
     assert event.message.payload == BODY[:2000] and event.message.observe == 3
     assert handle.state is HandleState.OBSERVING
+    acks = [m.mid for d, m in net.wire if d == "s->d" and m.mtype is Type.ACK]
+    assert acks == [900]  # once the value was delivered
 
 
 def test_large_request_body_goes_block1_and_is_reassembled() -> None:
@@ -474,3 +477,141 @@ def test_a_handler_sliced_get_block_is_not_kept_for_deduplication() -> None:
     net.sent(net.device)
     (replay,) = net.inject(net.device, con(Code.POST, 8, path="/dp"))
     assert replay.code == Code.CHANGED and events(net.device) == []
+
+
+# -- a block-wise CON notification is acknowledged only once its whole value is delivered -------
+
+
+def _con_big_notification(token: bytes, seq: int, mid: int) -> Message:
+    return _big_notification(token, seq, mid).replace(mtype=Type.CON)
+
+
+def _fetch_rest(net: Net, fetch: Message) -> list[Message]:
+    """The device answers the server's Block2 GET with the last block; what the server sends
+    in the same iteration (after the application handled the notification) is returned."""
+    assert fetch.code == Code.GET and fetch.block2 == Block(1, False, 6)
+    tail = options(block2=Block(1, False, 6))
+    last = Message(Type.ACK, Code.CONTENT, fetch.mid, fetch.token, tail, b"end")
+    net.server.receive_datagram(serialize(last), DEVICE, net.now)
+    return []
+
+
+def test_block2_con_notification_is_acked_after_the_whole_value_is_delivered() -> None:
+    """The first block's ACK would tell the device its value was taken; the value is only
+    assembled (and stored by the application) when the last block arrives, so the ACK waits
+    until the notification event has been handled, like a one-datagram notification's."""
+    net = Net()
+    handle, token = _observing(net)
+    sent = net.inject(net.server, _con_big_notification(token, 5, 300))
+    assert [(m.mtype, m.code) for m in sent] == [(Type.CON, Code.GET)]  # the fetch, no ACK
+    _fetch_rest(net, sent[0])
+    (event,) = events(net.server)
+    assert isinstance(event, Notification) and event.message.payload == BODY[:1024] + b"end"
+    (ack,) = net.sent(net.server)
+    assert (ack.mtype, ack.code, ack.mid) == (Type.ACK, 0, 300)
+    assert handle.last_seq == 5
+
+
+def test_withheld_block2_notification_is_not_acked_and_its_retransmission_is_fetched_again() -> (
+    None
+):
+    """The store refused the assembled value: no ACK ever leaves for it, and the device's
+    retransmission of the first block is a fresh notification (fetched and delivered again),
+    not an ACK replayed from the deduplication cache nor a stale notification dropped."""
+    net = Net()
+    handle, token = _observing(net)
+    first = _con_big_notification(token, 5, 300)
+    (fetch,) = net.inject(net.server, first)
+    _fetch_rest(net, fetch)
+    (event,) = events(net.server)
+    assert isinstance(event, Notification)
+    assert net.server.withhold_notification(event) is True
+    assert net.sent(net.server) == []
+    assert handle.last_seq == 1  # as before the notification
+    (fetch_again,) = net.inject(net.server, first)  # the device retransmits: fetched anew
+    assert fetch_again.code == Code.GET and fetch_again.token != fetch.token
+    _fetch_rest(net, fetch_again)
+    (again,) = events(net.server)
+    assert isinstance(again, Notification) and again.message.payload == BODY[:1024] + b"end"
+    (ack,) = net.sent(net.server)
+    assert (ack.mtype, ack.mid) == (Type.ACK, 300)
+
+
+def test_block2_notification_whose_ack_was_withdrawn_by_a_failed_commit_is_fresh_again() -> None:
+    """Group commit: the iteration that stored the assembled value failed to commit, so its
+    answers are withdrawn; the first block's retransmission is then handled again."""
+    net = Net()
+    handle, token = _observing(net)
+    first = _con_big_notification(token, 5, 300)
+    (fetch,) = net.inject(net.server, first)
+    _fetch_rest(net, fetch)
+    assert isinstance(events(net.server)[0], Notification)
+    out = net.server.datagrams_to_send(net.now)
+    assert [(parse(d).mtype, parse(d).mid) for d, _ in out] == [(Type.ACK, 300)]
+    assert net.server.withdraw_answers(out) == 1
+    assert handle.last_seq == 1
+    (fetch_again,) = net.inject(net.server, first)
+    assert fetch_again.code == Code.GET
+
+
+def test_first_block_retransmitted_while_the_rest_is_fetched_is_not_acked_nor_fetched_twice() -> (
+    None
+):
+    net = Net()
+    _, token = _observing(net)
+    first = _con_big_notification(token, 5, 300)
+    (fetch,) = net.inject(net.server, first)
+    assert net.inject(net.server, first) == []  # a duplicate: nothing yet to replay
+    _fetch_rest(net, fetch)
+    assert [type(e) for e in events(net.server)] == [Notification]
+    (ack,) = net.sent(net.server)
+    assert ack.mid == 300
+    (replayed,) = net.inject(net.server, first)  # later duplicates get the ACK replayed
+    assert (replayed.mtype, replayed.mid) == (Type.ACK, 300)
+    assert events(net.server) == []
+
+
+def test_block2_notification_superseded_by_a_newer_one_is_acked() -> None:
+    """A newer notification replaces the value being fetched (RFC 7641 §3.4: only the newest
+    counts); the older one is acknowledged as taken, like a stale notification, so that the
+    device does not retransmit it for nothing."""
+    net = Net()
+    _, token = _observing(net)
+    net.inject(net.server, _con_big_notification(token, 5, 300))
+    sent = net.inject(net.server, _con_big_notification(token, 6, 301))
+    assert sorted((m.mtype.value, m.mid) for m in sent if m.mtype is Type.ACK) == [
+        (Type.ACK.value, 300)
+    ]
+    (fetch_new,) = [m for m in sent if m.mtype is Type.CON]
+    _fetch_rest(net, fetch_new)
+    (event,) = events(net.server)
+    assert isinstance(event, Notification) and event.message.observe == 6
+    (ack,) = net.sent(net.server)
+    assert ack.mid == 301
+
+
+def test_adopted_block2_notification_is_acked_after_the_whole_value_is_delivered() -> None:
+    """After a restart the first block of a CON notification names an observation the
+    endpoint does not know; the application adopts it (``accept_notification``) and the ACK
+    still waits for the assembled value."""
+    net = Net()
+    token = b"persist9"
+    first = _con_big_notification(token, 40, 310)
+    assert net.inject(net.server, first) == []
+    (unknown,) = events(net.server)
+    assert isinstance(unknown, UnknownNotification)
+    handle = net.server.accept_notification(
+        unknown, Message.request(Code.GET, "/3/0", observe=0).replace(token=token)
+    )
+    (fetch,) = net.sent(net.server)
+    assert (fetch.mtype, fetch.code) == (Type.CON, Code.GET)
+    _fetch_rest(net, fetch)
+    (event,) = events(net.server)
+    assert isinstance(event, Notification) and event.handle is handle
+    assert net.server.withhold_notification(event) is True  # refused by the store: no ACK
+    assert net.sent(net.server) == []
+    (fetch_again,) = net.inject(net.server, first)
+    _fetch_rest(net, fetch_again)
+    assert isinstance(events(net.server)[0], Notification)
+    (ack,) = net.sent(net.server)
+    assert (ack.mtype, ack.mid) == (Type.ACK, 310)
