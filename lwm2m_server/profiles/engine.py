@@ -92,11 +92,14 @@ class ProfileEngine:
         sinks: SinkSet | None = None,
         timeout: float = 10.0,
         restart_concurrency: int = 32,
+        durable: Callable[[], bool] | None = None,
     ) -> None:
         self.ops = ops
         self.store = store
         self.state = state
-        self.catalog = Catalog(store, registry, folder, default_name=default_profile)
+        self.catalog = Catalog(
+            store, registry, folder, default_name=default_profile, durable=durable
+        )
         self.sinks = sinks or SinkSet()
         self.timeout = timeout
         self._listen = listen
