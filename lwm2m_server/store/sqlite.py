@@ -376,9 +376,12 @@ class SqliteStore(SqliteDatabase):
     _REG_COLUMNS = "rowid, id, endpoint, data, last_update, lifetime, host, port"
 
     _REPLACED_SQL = f"SELECT {_REG_COLUMNS} FROM registrations WHERE endpoint = ? AND id != ?"
-    _PUT_SQL = (
+    _INSERT_SQL = (
         "INSERT INTO registrations(id, endpoint, last_update, data, lifetime, host, "
-        "port, identity, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "port, identity, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    _PUT_SQL = (
+        f"{_INSERT_SQL} "
         "ON CONFLICT(id) DO UPDATE SET endpoint=excluded.endpoint, "
         "last_update=excluded.last_update, data=excluded.data, "
         "lifetime=excluded.lifetime, host=excluded.host, port=excluded.port, "
@@ -388,11 +391,14 @@ class SqliteStore(SqliteDatabase):
     def put_registration(self, registration: Registration) -> Registration | None:
         """Write ``registration``; return the registration of its endpoint it replaces.
 
-        The common case, an endpoint with no other row, is a SELECT and one INSERT straight in
-        the loop iteration's group transaction: the savepoint ``write()`` wraps around a write
-        (two statements, two context managers) is only needed when the old row has to go in
-        the same atomic step. A single statement is atomic by itself, and the SELECT runs
-        under the group's write lock, so no other process can add a row in between."""
+        The common case, an endpoint with no row yet, is one plain INSERT straight in the loop
+        iteration's group transaction: the unique index on ``endpoint`` (and the primary key)
+        refuses it when a row of this endpoint (or, against all odds, of this id) is there, and
+        only then is the old row looked up, deleted and replaced in a savepoint (``write()``).
+        A single statement is atomic by itself: a refused INSERT is undone alone (sqlite's
+        ABORT), the transaction stays open. Before, every Register ran a SELECT by endpoint
+        first, a sixth of the Register's store work for an answer that is almost always "none"
+        (docs/performance.md, "Register path (session 5)")."""
         if not isinstance(registration, Registration):
             raise StoreError(f"expected a Registration, got {type(registration).__name__}")
         key = (registration.endpoint, registration.registration_id)
@@ -406,9 +412,10 @@ class SqliteStore(SqliteDatabase):
         conn = self._group_connection()
         if conn is not None:
             try:
-                if not conn.execute(self._REPLACED_SQL, key).fetchall():
-                    conn.execute(self._PUT_SQL, params)
-                    return None
+                conn.execute(self._INSERT_SQL, params)
+                return None
+            except sqlite3.IntegrityError:
+                pass  # the endpoint has a row: replaced below
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: write failed: {exc}") from exc
         with self.write() as conn:
