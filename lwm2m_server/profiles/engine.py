@@ -480,9 +480,10 @@ class ProfileEngine:
         status.state = "applying"
         requests = len(prepared.plan.requests)
         if requests or reason is not Reason.UPDATE:
-            # start-up applications are summed up by ``start`` (one line, not one per client)
+            # start-up applications are summed up by ``start`` (one line, not one per client);
+            # one that sends nothing (the Register of most devices) is per message: DEBUG
             log.log(
-                logging.DEBUG if reason is Reason.RESTART else logging.INFO,
+                logging.DEBUG if reason is Reason.RESTART or not requests else logging.INFO,
                 "applying profile %s to %s (%s): %d requests",
                 profile.name,
                 endpoint,
