@@ -64,7 +64,8 @@ TELEMETRY = "TELEMETRY"
 ATTRIBUTES = "ATTRIBUTES"
 PROFILE = "PROFILE"
 
-Publish = Callable[[str, str, Mapping[str, object]], object]
+Publish = Callable[[str, str, Mapping[str, object] | Callable[[], Mapping[str, object]]], object]
+"""``EventBus.publish``: the event's data, or a function building it when it is read."""
 Listen = Callable[[Callable[[ServerEvent], None]], Callable[[], None]]
 """``EventBus.listen``: register a synchronous event callback, get its remover."""
 
@@ -385,8 +386,8 @@ class ProfileEngine:
                     and self._status.get(endpoint) is status
                 ):
                     del self._status[endpoint]
-        for endpoint, data in items:
-            self._publish(PROFILE, endpoint, data)
+        for status in statuses:
+            self._publish(PROFILE, status.endpoint, status.event_data())
 
     def _refresh_assignment(self, endpoint: str) -> None:
         try:
