@@ -380,6 +380,7 @@ class SqliteStore(SqliteDatabase):
         "INSERT INTO registrations(id, endpoint, last_update, data, lifetime, host, "
         "port, identity, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
+    _INSERT_NEW_SQL = f"{_INSERT_SQL} ON CONFLICT(endpoint) DO NOTHING"
     _PUT_SQL = (
         f"{_INSERT_SQL} "
         "ON CONFLICT(id) DO UPDATE SET endpoint=excluded.endpoint, "
@@ -391,14 +392,15 @@ class SqliteStore(SqliteDatabase):
     def put_registration(self, registration: Registration) -> Registration | None:
         """Write ``registration``; return the registration of its endpoint it replaces.
 
-        The common case, an endpoint with no row yet, is one plain INSERT straight in the loop
-        iteration's group transaction: the unique index on ``endpoint`` (and the primary key)
-        refuses it when a row of this endpoint (or, against all odds, of this id) is there, and
-        only then is the old row looked up, deleted and replaced in a savepoint (``write()``).
-        A single statement is atomic by itself: a refused INSERT is undone alone (sqlite's
-        ABORT), the transaction stays open. Before, every Register ran a SELECT by endpoint
-        first, a sixth of the Register's store work for an answer that is almost always "none"
-        (docs/performance.md, "Register path (session 5)")."""
+        The common case, an endpoint with no row yet, is one INSERT straight in the loop
+        iteration's group transaction, ``ON CONFLICT(endpoint) DO NOTHING``: when a row of this
+        endpoint is there it inserts nothing (rowcount 0; the unique index is probed first, no
+        exception), and only then is the old row looked up, deleted and replaced in a savepoint
+        (``write()``). A single statement is atomic by itself, and it runs under the group's
+        write lock, so no other process can add a row in between. Before, every Register ran a
+        SELECT by endpoint first, then the INSERT (docs/performance.md, "Register path
+        (session 5)"). An id already taken (48 random bits: against all odds) raises
+        ``IntegrityError``, undone alone (sqlite's ABORT), and the savepoint path upserts."""
         if not isinstance(registration, Registration):
             raise StoreError(f"expected a Registration, got {type(registration).__name__}")
         key = (registration.endpoint, registration.registration_id)
@@ -412,10 +414,11 @@ class SqliteStore(SqliteDatabase):
         conn = self._group_connection()
         if conn is not None:
             try:
-                conn.execute(self._INSERT_SQL, params)
-                return None
+                if conn.execute(self._INSERT_NEW_SQL, params).rowcount:
+                    return None
+                # else the endpoint has a row: replaced below
             except sqlite3.IntegrityError:
-                pass  # the endpoint has a row: replaced below
+                pass  # the id is taken (48 random bits: against all odds): upserted below
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: write failed: {exc}") from exc
         with self.write() as conn:
