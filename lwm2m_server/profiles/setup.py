@@ -38,6 +38,6 @@ def create_engine(server: Lwm2mServer) -> ProfileEngine:
         sinks=build_sinks(config.sinks),
         timeout=config.request_timeout,
         # the catalog's changes are committed before they are used (catalog.py); on Redis the
-        # profiles are written at once and this commits the node's own sqlite group, harmless
-        durable=server.store.settle,
+        # profiles are written at once (the node's sqlite group is not theirs)
+        durable=None if config.store.engine == "redis" else server.store.settle,
     )
