@@ -132,6 +132,8 @@ def applied_without_requests(
     batch without a task or a coroutine per device (``ProfileEngine._run_due``)."""
     if plan.requests:
         raise ValueError("the plan sends requests: use apply_plan")
+    if not previous or not plan.targets:  # nothing observed (the Register of most devices)
+        return Applied((), tuple(plan.problems), (), dict(written or {}))
     observed = {t for t in previous if t in plan.targets}
     return _applied(plan, [], list(plan.problems), observed, dict(written or {}))
 

@@ -15,19 +15,27 @@ Which profile a device gets, first match wins:
    profiles are tried by name, and a device matched by several is reported);
 3. the default profile (``default_profile``, ``default`` unless configured; built in when no
    profile of that name exists: observe nothing, default telemetry keys).
+
+The catalog's profiles and assignments are a cache of the store. With the server's sqlite store
+a write is committed with the loop iteration's group, after the caller has moved on; a change
+(``put``, ``remove``, ``assign``, ``reload_folder``) therefore makes its writes durable at once
+(``durable``: the store's ``settle``) and, when that commit fails, re-reads the cache from the
+store (which rolled the change back) and raises ``StoreError``: a profile whose commit failed
+must not go on being served, applied to devices or reported as "replaced" by a retry.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from keystore.config_error import ConfigError
+from keystore.store.errors import StoreError
 from keystore.store.profiles import ProfileStore, StoredProfile
 from object_models.errors import Lwm2mError, ResponseCode
 from object_models.registry import ModelRegistry
@@ -61,8 +69,12 @@ class Catalog:
         folder: Path | None = None,
         *,
         default_name: str = DEFAULT_PROFILE,
+        durable: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
+        self.durable = durable
+        """Commits the writes made so far now; False when that commit failed (the server's
+        ``SqliteStore.settle``). None: the store's writes are durable when they return."""
         self.registry = registry
         self.folder = folder
         self.default_name = default_name
@@ -137,10 +149,25 @@ class Catalog:
                 self.store.remove_profile(name)
                 del self._profiles[name]
                 removed.append(name)
+        try:
+            self._commit()
+        except StoreError as exc:
+            errors.append(ConfigError(str(self.folder), "", str(exc)))
+            changed, removed = [], []
         for error in errors:
             log.error("profile: %s", error)
         self.errors = errors
         return Reload(tuple(changed), tuple(removed), tuple(errors))
+
+    def _commit(self) -> None:
+        """Make this change's writes durable; when the commit fails, the cache is read again
+        from the store (which rolled the change back) and ``StoreError`` raised."""
+        if self.durable is None or self.durable():
+            return
+        errors = self.errors
+        self.load()
+        self.errors = errors
+        raise StoreError("the profile change could not be committed (rolled back)")
 
     def _managed_here(self, source: str) -> bool:
         return self.folder is not None and Path(source).parent == self.folder
@@ -164,6 +191,7 @@ class Catalog:
             )
         profile = parse_profile(data, API_SOURCE, self.registry)
         self._put(profile)
+        self._commit()
         return profile
 
     def remove(self, name: str) -> Profile | None:
@@ -171,7 +199,9 @@ class Catalog:
         if old is not None and old.source != API_SOURCE:
             raise ProfileConflict(f"profile {name!r} is managed by {old.source}: delete the file")
         self.store.remove_profile(name)
-        return self._profiles.pop(name, None)
+        removed = self._profiles.pop(name, None)
+        self._commit()
+        return removed
 
     def assign(self, endpoint: str, name: str | None) -> None:
         if name is not None and name not in self._profiles and name != self.default_name:
@@ -181,6 +211,7 @@ class Catalog:
             self._assignments.pop(endpoint, None)
         else:
             self._assignments[endpoint] = name
+        self._commit()
 
     # -- lookups ---------------------------------------------------------------------------------
     def get(self, name: str) -> Profile | None:

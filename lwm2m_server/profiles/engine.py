@@ -100,11 +100,14 @@ class ProfileEngine:
         sinks: SinkSet | None = None,
         timeout: float = 10.0,
         restart_concurrency: int = 32,
+        durable: Callable[[], bool] | None = None,
     ) -> None:
         self.ops = ops
         self.store = store
         self.state = state
-        self.catalog = Catalog(store, registry, folder, default_name=default_profile)
+        self.catalog = Catalog(
+            store, registry, folder, default_name=default_profile, durable=durable
+        )
         self.sinks = sinks or SinkSet()
         self.timeout = timeout
         self._listen = listen
@@ -390,8 +393,8 @@ class ProfileEngine:
                     and self._status.get(endpoint) is status
                 ):
                     del self._status[endpoint]
-        for endpoint, data in items:
-            self._publish(PROFILE, endpoint, data)
+        for status in statuses:
+            self._publish(PROFILE, status.endpoint, status.event_data())
 
     def _refresh_assignment(self, endpoint: str) -> None:
         try:
@@ -485,9 +488,10 @@ class ProfileEngine:
         status.state = "applying"
         requests = len(prepared.plan.requests)
         if requests or reason is not Reason.UPDATE:
-            # start-up applications are summed up by ``start`` (one line, not one per client)
+            # start-up applications are summed up by ``start`` (one line, not one per client);
+            # one that sends nothing (the Register of most devices) is per message: DEBUG
             log.log(
-                logging.DEBUG if reason is Reason.RESTART else logging.INFO,
+                logging.DEBUG if reason is Reason.RESTART or not requests else logging.INFO,
                 "applying profile %s to %s (%s): %d requests",
                 profile.name,
                 endpoint,

@@ -25,7 +25,9 @@ so an observation that already exists is never started twice.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 
 import attrs
 
@@ -116,17 +118,32 @@ def plan(
 ) -> Plan:
     """See the module docstring. ``existing``: the server's active observation targets;
     ``previous``: targets this engine started earlier; ``written``: attributes written earlier."""
+    previous = tuple(previous)
+    if not profile.resources and not profile.objects and not written and not previous:
+        # a profile that asks nothing (the built-in default: every Register of most fleets)
+        # of a device with nothing to undo: no request whatever it registered, one plan
+        strategy = profile.observe_strategy
+        composite = strategy is ObserveStrategy.SINGLE or composite_allowed(registration)
+        return _nothing_to_ask(strategy, composite)
+    return _plan(
+        profile, registration, reason, existing=existing, previous=previous, written=written
+    )
+
+
+def _plan(
+    profile: Profile,
+    registration: Registration,
+    reason: Reason,
+    *,
+    existing: Iterable[Sequence[LwM2mPath]],
+    previous: Iterable[Target],
+    written: Mapping[str, Mapping[str, str | None]] | None,
+) -> Plan:
+    """``plan`` without the shortcut of a profile that asks nothing (tests compare the two)."""
     problems: list[Problem] = []
     strategy = profile.observe_strategy
     if strategy is not ObserveStrategy.SINGLE and not composite_allowed(registration):
-        problems.append(
-            Problem(
-                "observe_composite",
-                (),
-                f"LwM2M 1.0 client: no composite operations, using single instead of "
-                f"{strategy.value}",
-            )
-        )
+        problems.append(_composite_problem(strategy))
         strategy = ObserveStrategy.SINGLE
     problems += _version_problems(profile, registration)
     usable: list[LwM2mPath] = []
@@ -173,6 +190,24 @@ def plan(
         if target not in targets and target in present:
             requests.append(Request("cancel", target))
     return Plan(tuple(requests), tuple(problems), tuple(targets), attributes)
+
+
+def _composite_problem(strategy: ObserveStrategy) -> Problem:
+    return Problem(
+        "observe_composite",
+        (),
+        f"LwM2M 1.0 client: no composite operations, using single instead of {strategy.value}",
+    )
+
+
+@functools.cache
+def _nothing_to_ask(strategy: ObserveStrategy, composite: bool) -> Plan:
+    """The plan of a profile without objects or resources for a device with no attributes
+    written and no observation of ours: the general path's result, made once (it cost a few
+    microseconds per Register, the hot path; ``tests/unit/profiles/test_plan.py`` holds the
+    two to the same plan)."""
+    problems = () if composite else (_composite_problem(strategy),)
+    return Plan((), problems, (), MappingProxyType({}))
 
 
 def _reads(

@@ -37,4 +37,7 @@ def create_engine(server: Lwm2mServer) -> ProfileEngine:
         default_profile=config.default_profile,
         sinks=build_sinks(config.sinks),
         timeout=config.request_timeout,
+        # the catalog's changes are committed before they are used (catalog.py); on Redis the
+        # profiles are written at once (the node's sqlite group is not theirs)
+        durable=None if config.store.engine == "redis" else server.store.settle,
     )

@@ -5,7 +5,9 @@ a restart and the operator sees why a device is not fully observed."""
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -29,6 +31,32 @@ def _problem_json(problem: Problem, at: float) -> dict[str, Any]:
     if problem.code is not None:
         result["code"] = problem.code
     return result
+
+
+def _plain_json(
+    endpoint: str,
+    profile: str,
+    digest: str,
+    chosen_by: str,
+    state: str,
+    reason: str,
+    applied_at: float | None,
+) -> dict[str, Any]:
+    """``DeviceStatus.to_json`` of a status whose lists are empty (``event_data``)."""
+    return {
+        "endpoint": endpoint,
+        "profile": profile,
+        "profileDigest": digest,
+        "chosenBy": chosen_by,
+        "state": state,
+        "reason": reason,
+        "appliedAt": applied_at,
+        "observations": [],
+        "attributesWritten": {},
+        "problems": [],
+        "requests": [],
+        "valueProblems": [],
+    }
 
 
 @attrs.define
@@ -80,6 +108,35 @@ class DeviceStatus:
         self.observed = []
         self.written = {}
         self.state = "pending"
+
+    def event_data(self) -> dict[str, Any] | Callable[[], dict[str, Any]]:
+        """The PROFILE event's data: ``to_json()``, or for a status with nothing in its lists
+        (the Register of a device whose profile asks nothing) a function that builds it from
+        the few strings and the float it is made of.
+
+        Why: the event bus keeps the last 10,000 events; a status's dict and its five lists
+        kept there per Register were about half of the container objects a Register left for
+        the cyclic collector to traverse (~5 µs of a Register at 100k clients). A ``partial``
+        of atoms is one such object, and the dict is built only if a subscriber reads it."""
+        if (
+            self.observed
+            or self.written
+            or self.problems
+            or self.requests
+            or self.value_problems
+            or not (self.applied_at is None or type(self.applied_at) is float)
+        ):
+            return self.to_json()
+        return functools.partial(
+            _plain_json,
+            self.endpoint,
+            self.profile,
+            self.digest,
+            self.chosen_by,
+            self.state,
+            self.reason,
+            self.applied_at,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

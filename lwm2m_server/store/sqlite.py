@@ -376,9 +376,13 @@ class SqliteStore(SqliteDatabase):
     _REG_COLUMNS = "rowid, id, endpoint, data, last_update, lifetime, host, port"
 
     _REPLACED_SQL = f"SELECT {_REG_COLUMNS} FROM registrations WHERE endpoint = ? AND id != ?"
-    _PUT_SQL = (
+    _INSERT_SQL = (
         "INSERT INTO registrations(id, endpoint, last_update, data, lifetime, host, "
-        "port, identity, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "port, identity, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    _INSERT_NEW_SQL = f"{_INSERT_SQL} ON CONFLICT(endpoint) DO NOTHING"
+    _PUT_SQL = (
+        f"{_INSERT_SQL} "
         "ON CONFLICT(id) DO UPDATE SET endpoint=excluded.endpoint, "
         "last_update=excluded.last_update, data=excluded.data, "
         "lifetime=excluded.lifetime, host=excluded.host, port=excluded.port, "
@@ -388,11 +392,15 @@ class SqliteStore(SqliteDatabase):
     def put_registration(self, registration: Registration) -> Registration | None:
         """Write ``registration``; return the registration of its endpoint it replaces.
 
-        The common case, an endpoint with no other row, is a SELECT and one INSERT straight in
-        the loop iteration's group transaction: the savepoint ``write()`` wraps around a write
-        (two statements, two context managers) is only needed when the old row has to go in
-        the same atomic step. A single statement is atomic by itself, and the SELECT runs
-        under the group's write lock, so no other process can add a row in between."""
+        The common case, an endpoint with no row yet, is one INSERT straight in the loop
+        iteration's group transaction, ``ON CONFLICT(endpoint) DO NOTHING``: when a row of this
+        endpoint is there it inserts nothing (rowcount 0; the unique index is probed first, no
+        exception), and only then is the old row looked up, deleted and replaced in a savepoint
+        (``write()``). A single statement is atomic by itself, and it runs under the group's
+        write lock, so no other process can add a row in between. Before, every Register ran a
+        SELECT by endpoint first, then the INSERT (docs/performance.md, "Register path
+        (session 5)"). An id already taken (48 random bits: against all odds) raises
+        ``IntegrityError``, undone alone (sqlite's ABORT), and the savepoint path upserts."""
         if not isinstance(registration, Registration):
             raise StoreError(f"expected a Registration, got {type(registration).__name__}")
         key = (registration.endpoint, registration.registration_id)
@@ -406,19 +414,61 @@ class SqliteStore(SqliteDatabase):
         conn = self._group_connection()
         if conn is not None:
             try:
-                if not conn.execute(self._REPLACED_SQL, key).fetchall():
-                    conn.execute(self._PUT_SQL, params)
+                if conn.execute(self._INSERT_NEW_SQL, params).rowcount:
                     return None
+                # else the endpoint has a row: replaced below
+            except sqlite3.IntegrityError:
+                pass  # the id is taken (48 random bits: against all odds): upserted below
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: write failed: {exc}") from exc
         with self.write() as conn:
             rows = conn.execute(self._REPLACED_SQL, key).fetchall()
             # a corrupt old row of this endpoint is quarantined (not returned), then replaced
             replaced = next(iter(self._registrations_of(rows, conn)), None)
+            if (
+                len(rows) == 1
+                and replaced is not None
+                and self._replace_in_place(conn, rows[0], replaced, registration, params[3])
+            ):
+                return replaced
             for row in rows:
                 self._delete_registration(conn, row[1])
             conn.execute(self._PUT_SQL, params)
         return replaced
+
+    @staticmethod
+    def _replace_in_place(
+        conn: sqlite3.Connection,
+        row: tuple[Any, ...],
+        old: Registration,
+        new: Registration,
+        data: str,
+    ) -> bool:
+        """A re-Register: the endpoint's row takes the new registration, its observations go.
+
+        Why an UPDATE of the row rather than a DELETE and an INSERT: the row is in six B-trees
+        (the table, the id, endpoint, expiry, address and identity indexes), and a DELETE plus
+        an INSERT changes all twelve entries. The UPDATE assigns only the indexed columns
+        that differ (sqlite re-files every index whose columns an UPDATE assigns), so the
+        endpoint's entry stays and, for a device registering again from its address with its
+        identity, only the id and expiry entries move. False when the row is gone (then the
+        caller inserts)."""
+        rowid, old_id, host_column, port_column = row[0], row[1], row[6], row[7]
+        lifetime, host, port, identity, expires_at = _reg_columns(new)
+        assignments = "id=?, last_update=?, data=?, lifetime=?, expires_at=?"
+        values: list[Any] = [new.registration_id, new.last_update, data, lifetime, expires_at]
+        if host_column != host or port_column != port:
+            assignments += ", host=?, port=?"
+            values += [host, port]
+        if identity is not None or old.identity is not None:
+            assignments += ", identity=?"
+            values.append(identity)
+        conn.execute("DELETE FROM observations WHERE registration_id = ?", (old_id,))
+        cursor = conn.execute(
+            f"UPDATE registrations SET {assignments} WHERE rowid = ? AND id = ?",
+            (*values, rowid, old_id),
+        )
+        return cursor.rowcount > 0
 
     def update_registration(self, registration: Registration) -> bool:
         if not isinstance(registration, Registration):

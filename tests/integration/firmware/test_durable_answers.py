@@ -87,7 +87,62 @@ async def test_a_profile_put_whose_commit_fails_is_503_not_201(
         assert response.status == 503, await response.text()
         assert "meter" not in stored_profiles(running)
         retried = await session.put(url, json=doc)
-        # 200 "replaced": the profile catalog in memory kept what the store lost (its
-        # cache is not rolled back with the group; the retry stores it again)
-        assert retried.status in (200, 201)
+        # 201: the profile catalog's cache was read again from the store when the commit
+        # failed, so the retry creates it (test_a_profile_whose_put_commit_failed_...)
+        assert retried.status == 201
         assert "meter" in stored_profiles(running)
+
+
+async def test_a_profile_whose_put_commit_failed_is_not_served_from_the_catalog(
+    running: Running, failing_commit: CommitFailsOnce
+) -> None:
+    """The profile catalog is a cache of the store: a PUT whose commit failed must leave it as
+    the store is (before: the API went on listing the profile, devices matching its patterns
+    resolved to it, and the retry said 200 "replaced" for a profile that never was stored)."""
+    doc = {"endpoints": ["meter-*"], "resources": {}}
+    catalog = running.server.profiles.catalog  # type: ignore[union-attr]
+    async with aiohttp.ClientSession(headers=HEADERS) as session:
+        url = f"{running.http}/api/profiles/meter"
+        response = await session.put(url, json=doc)
+        assert response.status == 503, await response.text()
+        assert failing_commit.failed
+        assert (await session.get(url)).status == 404
+        listed = await (await session.get(f"{running.http}/api/profiles")).text()
+        assert '"meter"' not in listed
+        assert catalog.resolve("meter-1")[0].name != "meter"
+        retried = await session.put(url, json=doc)
+        assert retried.status == 201, await retried.text()
+        assert "meter" in stored_profiles(running)
+        assert catalog.resolve("meter-1")[0].name == "meter"
+
+
+async def test_a_profile_whose_delete_commit_failed_is_still_served(
+    running: Running, failing_commit: CommitFailsOnce
+) -> None:
+    doc = {"endpoints": ["meter-*"], "resources": {}}
+    async with aiohttp.ClientSession(headers=HEADERS) as session:
+        url = f"{running.http}/api/profiles/meter"
+        failing_commit.failed = True  # the PUT commits
+        assert (await session.put(url, json=doc)).status == 201
+        failing_commit.failed = False  # the DELETE's commit fails
+        response = await session.delete(url)
+        assert response.status == 503, await response.text()
+        assert "meter" in stored_profiles(running)
+        assert (await session.get(url)).status == 200
+
+
+async def test_an_assignment_whose_commit_failed_is_not_used(
+    running: Running, failing_commit: CommitFailsOnce
+) -> None:
+    catalog = running.server.profiles.catalog  # type: ignore[union-attr]
+    doc = {"endpoints": ["other-*"], "resources": {}}
+    async with aiohttp.ClientSession(headers=HEADERS) as session:
+        failing_commit.failed = True  # the PUT commits
+        assert (await session.put(f"{running.http}/api/profiles/p", json=doc)).status == 201
+        failing_commit.failed = False  # the assignment's commit fails
+        response = await session.put(
+            f"{running.http}/api/clients/dev-1/profile", json={"profile": "p"}
+        )
+        assert response.status == 503, await response.text()
+        assert catalog.assignment("dev-1") is None
+        assert catalog.resolve("dev-1")[0].name != "p"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from lwm2m_server.profiles.plan import Reason, Request, plan
+import pytest
+
+from lwm2m_server.profiles.model import builtin_default
+from lwm2m_server.profiles.plan import Reason, Request, _plan, plan
 from object_models.path import LwM2mPath as P
 
 from .helpers import profile, registration
@@ -115,3 +118,21 @@ def test_version_mismatch_is_reported() -> None:
         Reason.REGISTER,
     )
     assert any(p.operation == "version" for p in result.problems)
+
+
+@pytest.mark.parametrize("strategy", ["single", "composite_all", "composite_by_object"])
+@pytest.mark.parametrize("on_connect", ["observe_only", "read_all", "read_mapped"])
+@pytest.mark.parametrize("version", ["1.0", "1.1", "1.2"])
+@pytest.mark.parametrize("reason", list(Reason))
+def test_a_profile_that_asks_nothing_plans_as_the_general_path(
+    strategy: str, on_connect: str, version: str, reason: Reason
+) -> None:
+    """The shortcut for a profile without objects or resources (the default's, once per
+    process) is the very plan the general path makes, problems included."""
+    empty = profile(resources={}, observe_strategy=strategy, on_connect=on_connect)
+    for prof in (empty, builtin_default()):
+        reg = registration(version=version)
+        existing = [(P(3, 0, 9),)]
+        shortcut = plan(prof, reg, reason, existing=existing)
+        assert shortcut == _plan(prof, reg, reason, existing=existing, previous=(), written={})
+        assert shortcut.requests == ()

@@ -22,3 +22,19 @@ def test_value_problems_are_bounded_and_survive_a_round_trip() -> None:
     again.value_problem(_problem(99))
     assert len(again.to_json()["valueProblems"]) == MAX_VALUE_PROBLEMS
     assert again.to_json()["valueProblems"][-1]["key"] == "k99"
+
+
+def test_event_data_is_the_status_json_built_when_read() -> None:
+    """A status with empty lists (the Register of a device whose profile asks nothing) is
+    published as a function building ``to_json()`` (nothing kept in the event ring but a
+    few strings); any other status as its ``to_json()``."""
+    plain = DeviceStatus("dev-1", profile="default", digest="d" * 64, chosen_by="default")
+    plain.state, plain.reason, plain.applied_at = "applied", "register", 1_796_000_000.25
+    data = plain.event_data()
+    assert callable(data)
+    assert data() == plain.to_json()
+    fresh = DeviceStatus("never-applied").event_data()
+    assert callable(fresh)
+    assert fresh() == DeviceStatus("never-applied").to_json()
+    busy = DeviceStatus("dev-2", problems=[{"operation": "map", "paths": [], "message": "m"}])
+    assert busy.event_data() == busy.to_json()

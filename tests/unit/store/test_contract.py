@@ -180,3 +180,39 @@ def test_a_put_that_moves_an_id_to_another_endpoint_leaves_one_registration(
     assert a.registrations() == [moved]
     assert a.registrations_by_address(moved.address) == [moved]
     assert a.expiring_before(10_000.0, 10) == [moved]
+
+
+@pytest.mark.parametrize("moves", [False, True])
+def test_register_again_files_the_new_registration_in_every_lookup(
+    engine: Engine, moves: bool
+) -> None:
+    """A re-Register (sqlite: the endpoint's row updated in place) is found by id, endpoint,
+    address, identity and expiry as the new registration, and the old one by none of them;
+    ``moves``: from another address with another identity and lifetime, else from its own."""
+    a, b = engine.open(), engine.open()
+    here, there = Address("192.0.2.1", 5683), Address("198.51.100.9", 40000)
+    first, second = IdentityBinding("psk", "dev-a"), IdentityBinding("psk", "dev-b")
+    old = reg(1, endpoint="dev", address=here, identity=first, lifetime=300)
+    a.put_registration(old)
+    a.put_observation(obs(b"t1", old))
+    new = reg(
+        2,
+        endpoint="dev",
+        address=there if moves else here,
+        identity=second if moves else first,
+        lifetime=900 if moves else 300,
+        last_update=2000.0,
+    )
+    assert b.put_registration(new) == old
+    assert a.get_registration("id1") is None
+    assert a.get_registration("id2") == new
+    assert a.registration_by_endpoint("dev") == new
+    assert a.observation_by_token(b"t1") is None
+    assert a.registrations_by_address(new.address) == [new]
+    assert a.registrations_by_identity(new.identity) == [new]  # type: ignore[arg-type]
+    if moves:
+        assert a.registrations_by_address(here) == []
+        assert a.registrations_by_identity(first) == []
+    assert a.expiring_before(old.expires_at + 1, 10) == []
+    assert a.expiring_before(new.expires_at + 1, 10) == [new]
+    assert a.registrations() == [new]

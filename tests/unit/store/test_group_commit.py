@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from lwm2m_runtime.address import Address
+from lwm2m_server.core.observations import Observation
 from lwm2m_server.core.registration import Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
 from lwm2m_server.store.sqlite import SqliteStore
+from object_models.path import LwM2mPath
 from object_models.types import ResourceType
 
 ADDRESS = Address("127.0.0.1", 5683)
@@ -168,14 +170,15 @@ def test_telemetry_is_written_at_once_without_a_loop(store: SqliteStore) -> None
 
 
 def test_a_new_endpoint_is_written_without_a_savepoint(store: SqliteStore) -> None:
-    """The Register of an endpoint with no other row is a SELECT and one INSERT in the group
-    transaction (issue 10's hot path); one that replaces a row still does it atomically in a
-    savepoint, and both are durable at the commit."""
+    """The Register of an endpoint with no other row is one INSERT in the group transaction
+    (issue 10's hot path: the unique index on the endpoint refuses it when there is a row);
+    one that replaces a row still does it atomically in a savepoint, and both are durable at
+    the commit."""
     statements: list[str] = []
     store.conn.set_trace_callback(statements.append)
     store.put_registration(registration("fresh"))
     verbs = [s.split()[0].upper() for s in statements]
-    assert verbs == ["BEGIN", "SELECT", "INSERT"]
+    assert verbs == ["BEGIN", "INSERT"]
     statements.clear()
     replacement = Registration(registration_id="id-2", endpoint="fresh", address=ADDRESS)
     assert store.put_registration(replacement) == registration("fresh")
@@ -184,6 +187,32 @@ def test_a_new_endpoint_is_written_without_a_savepoint(store: SqliteStore) -> No
     assert store.commit()
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("SELECT id FROM registrations").fetchall() == [("id-2",)]
+
+
+def test_a_replacement_keeps_the_group_and_drops_the_old_rows_observations(
+    store: SqliteStore,
+) -> None:
+    """The replacing Register's first INSERT is refused by the endpoint's unique index: that
+    undoes the statement alone. The group's earlier writes stay, the old registration is
+    returned and its observations go with it, all committed together."""
+    store.put_registration(registration("dev"))
+    store.put_observation(
+        Observation(
+            token=b"\x01\x02",
+            endpoint="dev",
+            registration_id="id-dev",
+            paths=(LwM2mPath.parse("/3/0/9"),),
+        )
+    )
+    assert store.commit()
+    store.put_registration(registration("other"))  # an earlier write of the same group
+    replacement = Registration(registration_id="id-new", endpoint="dev", address=ADDRESS)
+    assert store.put_registration(replacement) == registration("dev")
+    assert store.commit()
+    with sqlite3.connect(store.path) as conn:
+        rows = conn.execute("SELECT endpoint, id FROM registrations ORDER BY endpoint")
+        assert rows.fetchall() == [("dev", "id-new"), ("other", "id-other")]
+        assert conn.execute("SELECT count(*) FROM observations").fetchone() == (0,)
 
 
 def test_a_group_sqlite_rolled_back_by_itself_is_reported_failed(
