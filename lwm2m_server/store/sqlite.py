@@ -584,24 +584,12 @@ class SqliteStore(SqliteDatabase):
         self, rows: Sequence[tuple[Any, ...]], conn: sqlite3.Connection | None = None
     ) -> list[Registration]:
         def decode(row: tuple[Any, ...]) -> Registration:
+            # the touch columns are newer when Updates only touched the row; a migrated row
+            # whose columns could not be filled (NULLs) reads from its JSON alone
             _, reg_id, endpoint, data, last_update, lifetime, host, port = row
-            reg = registration_from_json(_json_object(data))
+            reg = registration_from_json(_json_object(data), last_update, lifetime, host, port)
             _agree("id", reg_id, reg.registration_id)
             _agree("endpoint", endpoint, reg.endpoint)
-            if lifetime is None or host is None or port is None:
-                return reg  # a migrated row whose columns could not be filled: JSON alone
-            if (
-                reg.last_update != last_update
-                or reg.lifetime != lifetime
-                or reg.address.port != port
-                or reg.address.host != host
-            ):  # touched by Updates since the record was written
-                reg = attrs.evolve(
-                    reg,
-                    last_update=float(last_update),
-                    lifetime=int(lifetime),
-                    address=Address(str(host), int(port)),
-                )
             return reg
 
         return self._decode_rows("registration", "registrations", rows, decode, conn)
