@@ -6,7 +6,8 @@ sqlite file (the object list and addresses the load generator uses), then times
 ``python -m lwm2m_server serve`` on a copy of it until a CON Register gets its 2.01, and the
 server's process CPU at that moment (``server_cpu_s``: what the start-up itself spends; the
 wall clock moves with the box's load). ``--in-process`` times only the part that grows with N
-(open the store, ``ServerCore.use_store``), and ``--profile out.prof`` writes its cProfile.
+(open the store, ``ServerCore.use_store``); ``--profile out.prof`` writes a cProfile of that,
+or of the whole server process (stopped by SIGINT after the probe) without ``--in-process``.
 
     python bench/restart.py --registrations 100000 --runs 3
     python bench/restart.py --registrations 100000 --in-process --profile restart.prof
@@ -20,9 +21,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import gc
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -41,6 +44,7 @@ from bench.load import generator as g  # noqa: E402
 from bench.server_load import LOOPBACK, free_port, http_get, register_probe  # noqa: E402
 from keystore.store.database import DATABASE_FILE  # noqa: E402
 from lwm2m_runtime.address import Address  # noqa: E402
+from lwm2m_runtime.server import GC_THRESHOLDS  # noqa: E402
 from lwm2m_server.core.registration import Registration, RegistrationRequest  # noqa: E402
 from lwm2m_server.store import sqlite as sqlite_store  # noqa: E402
 from lwm2m_server.store.sqlite import SqliteStore  # noqa: E402
@@ -92,6 +96,10 @@ def in_process(db: Path, profile: str | None) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="pylwm2m-restart-") as tmp:
         copy = Path(tmp) / DATABASE_FILE
         shutil.copyfile(db, copy)
+        # the collector as ``lwm2m_runtime.server.run`` sets it for a running server
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
         profiler = cProfile.Profile() if profile else None
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if profiler:
@@ -113,7 +121,7 @@ def in_process(db: Path, profile: str | None) -> dict[str, object]:
     }
 
 
-def over_sockets(db: Path, timeout: float) -> dict[str, object]:
+def over_sockets(db: Path, timeout: float, profile: str | None = None) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="pylwm2m-restart-") as tmp:
         data = Path(tmp)
         shutil.copyfile(db, data / DATABASE_FILE)
@@ -127,8 +135,9 @@ def over_sockets(db: Path, timeout: float) -> dict[str, object]:
         env["LWM2M_SERVER_OPEN_REGISTRATION"] = "true"
         env["LWM2M_SERVER_LIMITS_REGISTER_RATE"] = "0"
         env.update(g.server_env())
+        profiling = ["-m", "cProfile", "-o", str(Path(profile).resolve())] if profile else []
         command = [
-            sys.executable, "-m", "lwm2m_server", "serve",
+            sys.executable, *profiling, "-m", "lwm2m_server", "serve",
             "--host", LOOPBACK, "--coap-port", str(coap), "--coaps-port", str(coaps),
             "--http-host", LOOPBACK, "--http-port", str(http),
             "--data-dir", str(data), "--log-level", "WARNING",
@@ -159,6 +168,10 @@ def over_sockets(db: Path, timeout: float) -> dict[str, object]:
                             break
                         time.sleep(0.02)
             finally:
+                if profile:  # a clean stop, so that cProfile writes its file
+                    proc.send_signal(signal.SIGINT)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(30)
                 proc.kill()
                 proc.wait(30)
         first = None if answered[0] is None else round(answered[0] - start, 3)

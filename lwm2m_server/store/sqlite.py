@@ -572,7 +572,15 @@ class SqliteStore(SqliteDatabase):
 
     def registrations(self) -> list[Registration]:
         """Every readable registration; unreadable rows are quarantined (module docstring)."""
-        rows = self.read(f"SELECT {self._REG_COLUMNS} FROM registrations ORDER BY last_update, id")
+        rows = self.read(f"SELECT {self._REG_COLUMNS} FROM registrations")
+        try:
+            # in (last_update, id) order, sorted here: sqlite's ORDER BY sorts the whole rows
+            # (the JSON records too) in its sorter, ~40 % of this read at 100k (the restart)
+            rows.sort(key=_last_update_and_id)
+        except TypeError:  # a hand-edited column of another type: sqlite orders mixed types
+            rows = self.read(
+                f"SELECT {self._REG_COLUMNS} FROM registrations ORDER BY last_update, id"
+            )
         return self._registrations_of(rows)
 
     @staticmethod
@@ -809,6 +817,12 @@ class SqliteStore(SqliteDatabase):
 
 
 # -- row checks -----------------------------------------------------------------------------------
+
+
+def _last_update_and_id(row: tuple[Any, ...]) -> tuple[Any, Any]:
+    """The sort key of a ``_REG_COLUMNS`` row (``ORDER BY last_update, id``: numbers by value,
+    text by code point, which is sqlite's BINARY order of UTF-8)."""
+    return row[4], row[1]
 
 
 def _identity_key(identity: IdentityBinding) -> str:
