@@ -22,6 +22,7 @@ from lwm2m_runtime.address import Address
 from lwm2m_server.core.observations import Observation
 from lwm2m_server.core.registration import ObjectLinks, Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
+from object_models.errors import Lwm2mError
 from object_models.path import LwM2mPath
 from object_models.types import ObjectLink, ResourceType, Value
 
@@ -76,7 +77,12 @@ def value_from_json(data: object) -> Value:
 # -- registrations --------------------------------------------------------------------------------
 
 
-def _links_json(links: ObjectLinks) -> dict[str, Any]:
+def _links_json(links: ObjectLinks, compact: bool = False) -> dict[str, Any]:
+    """The stored form of an object list: ``{"text": ...}`` alone when ``compact`` and the
+    text parses to exactly this object (what every Register and Update makes), else the text
+    and what it declares (a hand-built ``ObjectLinks``, text the parser reads otherwise now)."""
+    if compact and _parses_to(links):
+        return {"text": links.text}
     return {
         "text": links.text,
         "objects": {str(k): v for k, v in links.objects.items()},
@@ -86,7 +92,17 @@ def _links_json(links: ObjectLinks) -> dict[str, Any]:
     }
 
 
-def registration_to_json(reg: Registration) -> dict[str, Any]:
+def _parses_to(links: ObjectLinks) -> bool:
+    try:
+        parsed = ObjectLinks.parse(links.text)
+    except Exception:  # text the parser refuses
+        return False
+    return parsed is links or parsed == links
+
+
+def registration_to_json(reg: Registration, *, compact_links: bool = False) -> dict[str, Any]:
+    """The record; ``compact_links``: the object list as its text alone when that parses to it
+    (the sqlite store's form since its schema version 3, ``registration_text``)."""
     return {
         "v": RECORD_VERSION,
         "id": reg.registration_id,
@@ -97,7 +113,7 @@ def registration_to_json(reg: Registration) -> dict[str, Any]:
         "binding": reg.binding,
         "sms_number": reg.sms_number,
         "queue_mode": reg.queue_mode,
-        "object_links": _links_json(reg.object_links),
+        "object_links": _links_json(reg.object_links, compact_links),
         "transport": reg.transport,
         "identity": None if reg.identity is None else [reg.identity.mode, reg.identity.identity],
         "registered_at": reg.registered_at,
@@ -115,7 +131,8 @@ _links_text: dict[str, tuple[ObjectLinks, str]] = {}
 
 
 def registration_text(reg: Registration) -> str:
-    """``dumps(registration_to_json(reg))``: the same text, built directly.
+    """``dumps(registration_to_json(reg, compact_links=True))``: the same text, built directly
+    (the sqlite store's record: the object list as its text alone, issue 10's smaller rows).
 
     Why: the record is written on every Register, and ``json.dumps`` of its ~30-leaf dict was
     ~28 µs of a ~180 µs Register on the development machine. Most of it is the object list,
@@ -137,13 +154,13 @@ def registration_text(reg: Registration) -> str:
         and type(port) is int
         and type(reg.queue_mode) is bool
     ):
-        return dumps(registration_to_json(reg))
+        return dumps(registration_to_json(reg, compact_links=True))
     links = reg.object_links
     cached = _links_text.get(links.text)
     if cached is not None and cached[0] is links:
         links_json = cached[1]
     else:
-        links_json = dumps(registration_to_json(reg)["object_links"])
+        links_json = dumps(_links_json(links, compact=True))
         if len(_links_text) >= _LINKS_TEXT_CACHE:
             del _links_text[next(iter(_links_text))]
         _links_text[links.text] = (links, links_json)
@@ -192,7 +209,7 @@ def registration_text(reg: Registration) -> str:
             )
         )
     except TypeError:  # a field that is not a string: the reference path says what it does
-        return dumps(registration_to_json(reg))
+        return dumps(registration_to_json(reg, compact_links=True))
 
 
 def _field(data: dict[str, Any], name: str, convert: Callable[[Any], T]) -> T:
@@ -215,9 +232,9 @@ def _address(raw: Any) -> Address:
 
 
 _LINKS_READ_CACHE = 1024
-_links_read: dict[str, tuple[dict[str, Any], ObjectLinks]] = {}
-"""Object-list text -> (the stored JSON object it was read from, the ``ObjectLinks``), see
-``_links``."""
+_links_read: dict[str, tuple[dict[str, Any], dict[str, Any], ObjectLinks]] = {}
+"""Object-list text -> (the JSON the writer makes of an ``ObjectLinks`` read before, in full
+and compact, and that object), see ``_links``."""
 
 
 def _links(links: Any) -> ObjectLinks:
@@ -231,14 +248,22 @@ def _links(links: Any) -> ObjectLinks:
     dict comparison) gets that object; anything else is converted field by field as always. The
     object converted first is swapped for ``ObjectLinks.parse``'s shared one of the same text
     when they are equal, so a restored registration shares it with the live Registers of that
-    text (memory, and ``registration_text``'s per-object JSON)."""
+    text (memory, and ``registration_text``'s per-object JSON). The compact form
+    (``{"text": ...}`` alone, ``_links_json``) is ``ObjectLinks.parse`` of its text."""
     text = links["text"]
     if type(text) is str:
         seen = _links_read.get(text)
-        if seen is not None and seen[0] == links:
+        if seen is not None and (seen[0] == links or seen[1] == links):
             # equal to the JSON the writer makes of that object: every field converted with
             # str() is that very string, every int() one a number equal to it (the same int)
-            return seen[1]
+            return seen[2]
+        if len(links) == 1:  # the compact form (``_links_json``): the text says it all
+            try:
+                converted = ObjectLinks.parse(text)
+            except Lwm2mError as exc:
+                raise ValueError(f"unreadable object list: {exc.message}") from None
+            _remember_links(converted)
+            return converted
     converted = ObjectLinks(
         text=str(text),
         objects={int(k): None if v is None else str(v) for k, v in links["objects"].items()},
@@ -252,10 +277,14 @@ def _links(links: Any) -> ObjectLinks:
         shared = None
     if shared is not None and shared == converted:
         converted = shared
+    _remember_links(converted)
+    return converted
+
+
+def _remember_links(links: ObjectLinks) -> None:
     if len(_links_read) >= _LINKS_READ_CACHE:
         del _links_read[next(iter(_links_read))]
-    _links_read[converted.text] = (_links_json(converted), converted)
-    return converted
+    _links_read[links.text] = (_links_json(links), _links_json(links, compact=True), links)
 
 
 def _identity(identity: Any) -> IdentityBinding | None:

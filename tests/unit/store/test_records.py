@@ -1,10 +1,12 @@
 """The Register path's hand-joined JSON texts are the reference encoding's: ``records.
-registration_text`` is ``dumps(registration_to_json(...))`` for any registration (and reads back
-as the same registration), ``device_state._status_text`` is ``dumps`` of any profile status. A
-fast path must never store a different record."""
+registration_text`` is ``dumps(registration_to_json(..., compact_links=True))`` for any
+registration (and reads back as the same registration, as the full form does),
+``device_state._status_text`` is ``dumps`` of any profile status. A fast path must never store
+a different record."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import attrs
@@ -69,7 +71,7 @@ registrations = st.builds(
 
 def _reference(registration: Registration) -> str | type[Exception]:
     try:
-        return dumps(registration_to_json(registration))
+        return dumps(registration_to_json(registration, compact_links=True))
     except ValueError:  # a non-finite time: not JSON
         return ValueError
 
@@ -96,6 +98,9 @@ def test_the_record_text_reads_back_as_the_registration(registration: Registrati
     import json
 
     assert registration_from_json(json.loads(registration_text(registration))) == registration
+    # the full form (what the Redis store writes, and sqlite files before schema version 3)
+    full = dumps(registration_to_json(registration))
+    assert registration_from_json(json.loads(full)) == registration
 
 
 def test_an_object_list_with_the_same_text_but_other_contents_is_not_taken_from_the_cache() -> None:
@@ -105,9 +110,11 @@ def test_an_object_list_with_the_same_text_but_other_contents_is_not_taken_from_
     other = ObjectLinks(text="</3/0>", objects={3: "1.1"}, instances={3: (0, 1)})
     first = Registration("a", "ep", Address("127.0.0.1", 1), object_links=parsed)
     second = Registration("a", "ep", Address("127.0.0.1", 1), object_links=other)
-    assert registration_text(first) == dumps(registration_to_json(first))
-    assert registration_text(second) == dumps(registration_to_json(second))
+    assert registration_text(first) == dumps(registration_to_json(first, compact_links=True))
+    assert registration_text(second) == dumps(registration_to_json(second, compact_links=True))
     assert registration_text(first) != registration_text(second)
+    assert '"objects"' not in registration_text(first)  # its text says it all: stored alone
+    assert '"objects"' in registration_text(second)  # its text does not: stored in full
 
 
 json_leaves = st.one_of(
@@ -193,23 +200,31 @@ def _reference_read(record: dict[str, object], *columns: object) -> Registration
             st.integers(0, 65535),
         ),
     ),
+    st.booleans(),
 )
 def test_the_record_reader_reads_any_record_as_the_checked_reader_does(
-    registration: Registration, field: str, value: object, columns: tuple[object, ...]
+    registration: Registration,
+    field: str,
+    value: object,
+    columns: tuple[object, ...],
+    compact: bool,
 ) -> None:
     """The start-up reader (issue 10: restart with 100k registrations in ≤ 3 s) takes a fast
     path for a well-typed record and the object list of one it read before; for any record —
     one field changed to anything JSON holds, or dropped — it gives exactly the registration
     (or the error) of the field-by-field reader, with the sqlite row's touch columns or
-    without them. Read twice, so the second read is served from the object-list cache."""
+    without them, from the compact record or the full one. Read twice, so the second read is
+    served from the object-list cache."""
     if not all(math.isfinite(t) for t in (registration.registered_at, registration.last_update)):
         return
     import json
 
-    record = json.loads(registration_text(registration))
+    record = json.loads(dumps(registration_to_json(registration, compact_links=compact)))
     target = record
     if field.startswith("object_links."):
         target, field = record["object_links"], field.split(".", 1)[1]
+    if value == "drop" and field not in target:
+        return  # the compact object list has no maps to drop
     if value == "drop":
         del target[field]
     elif value != "keep":
@@ -227,14 +242,16 @@ def test_a_stored_object_list_with_another_content_than_its_text_gets_its_own_ob
 
     parsed = ObjectLinks.parse(LOADGEN_LINKS)
     reg = Registration("a", "ep", Address("127.0.0.1", 1), object_links=parsed)
-    record = json.loads(registration_text(reg))
-    assert registration_from_json(record).object_links is parsed
-    assert registration_from_json(json.loads(registration_text(reg))).object_links is parsed
+    full = dumps(registration_to_json(reg))  # the object list in full
+    for text in (full, registration_text(reg), full):
+        assert registration_from_json(json.loads(text)).object_links is parsed
+    record = json.loads(full)
     record["object_links"]["objects"]["3"] = "1.2"
     edited = registration_from_json(record).object_links
     assert edited.objects[3] == "1.2"
     assert edited.text == parsed.text
-    assert registration_from_json(json.loads(registration_text(reg))).object_links is parsed
+    for text in (full, registration_text(reg)):
+        assert registration_from_json(json.loads(text)).object_links is parsed
 
 
 @pytest.mark.parametrize("field", _FIELDS + tuple(f"object_links.{f}" for f in _LINK_FIELDS))
@@ -259,11 +276,13 @@ def test_each_field_missing_or_of_another_type_reads_as_the_checked_reader_does(
             last_update=2.5,
         ),
     ):
-        for columns in ((), (3.5, 60, "10.0.0.1", 7)):
-            record = json.loads(registration_text(registration))
+        for columns, compact in itertools.product(((), (3.5, 60, "10.0.0.1", 7)), (True, False)):
+            record = json.loads(dumps(registration_to_json(registration, compact_links=compact)))
             target, name = record, field
             if field.startswith("object_links."):
                 target, name = record["object_links"], field.split(".", 1)[1]
+            if value == "drop" and name not in target:
+                continue  # the compact object list has no maps to drop
             if value == "drop":
                 del target[name]
             else:
