@@ -16,6 +16,7 @@ from keystore.resolver import IdentityBinding
 from keystore.store.database import dumps
 from lwm2m_runtime.address import Address
 from lwm2m_server.core.registration import ObjectLinks
+from lwm2m_server.store import records
 from lwm2m_server.store.records import registration_from_json, registration_to_json
 from lwm2m_server.store.sqlite import SCHEMA_VERSION, SqliteStore
 
@@ -94,6 +95,7 @@ def test_a_version_2_file_opens_with_every_registration_intact(tmp_path: Path) -
     parse to — opens as version 3, reads every registration and observation as it was, passes
     ``integrity_check``, and its rows are written compact when next rewritten."""
     path = tmp_path / "v2.sqlite"
+    records._links_read.clear()  # what earlier tests read (both caches are bounded)
     links = ObjectLinks.parse(LOADGEN_LINKS)
     odd = ObjectLinks(text="</3/0>", objects={3: "1.1"}, instances={3: (0, 1)})
     regs = [
