@@ -304,7 +304,14 @@ class RegistrationBook:
 
     def restore(self, registrations: Iterable[Registration]) -> None:
         """Load registrations from a store at start-up, without events. Ones that expired while
-        the server was down come out of the next ``expire(now)``."""
+        the server was down come out of the next ``expire(now)``. Of two of one endpoint the
+        later ``last_update`` stays (the later one given on a tie).
+
+        An empty book (start-up) is filled in bulk (``_bulk_restore``); otherwise one at a
+        time."""
+        if not self._by_id:
+            self._bulk_restore(registrations)
+            return
         for registration in registrations:
             old_id = self._by_endpoint.get(registration.endpoint)
             old = None if old_id is None else self._by_id.get(old_id)
@@ -313,6 +320,44 @@ class RegistrationBook:
                     continue
                 self._forget(old.registration_id)
             self._put(registration)
+
+    def _bulk_restore(self, registrations: Iterable[Registration]) -> None:
+        """``restore`` into an empty book: the id and endpoint maps first, then the address and
+        identity indexes, one ``heapify`` and (``_restored``) whatever a subclass keeps.
+
+        Why: a start-up restores every stored registration (issue 10: 100k of them, serving in
+        ≤ 3 s), and indexing them one ``_put`` at a time (a heap push, a version, a sorted
+        insert each) was ~40 % of the load after the rows were read."""
+        by_id, by_endpoint = self._by_id, self._by_endpoint
+        for registration in registrations:
+            reg_id, endpoint = registration.registration_id, registration.endpoint
+            old_id = by_endpoint.get(endpoint)
+            if old_id is not None:
+                if by_id[old_id].last_update > registration.last_update:
+                    continue
+                del by_id[old_id]
+            previous = by_id.get(reg_id)
+            if previous is not None and by_endpoint.get(previous.endpoint) == reg_id:
+                del by_endpoint[previous.endpoint]  # the same id again, for another endpoint
+            by_id[reg_id] = registration
+            by_endpoint[endpoint] = reg_id
+        by_address, by_identity, versions = self._by_address, self._by_identity, self._versions
+        heap = self._heap
+        counter = self._counter
+        grace = self.grace_period
+        for reg_id, registration in by_id.items():
+            _add(by_address, registration.address, reg_id)
+            if registration.identity is not None:
+                _add(by_identity, registration.identity, reg_id)
+            counter += 1
+            versions[reg_id] = counter
+            heap.append((registration.expires_at + grace, reg_id, counter))
+        self._counter = counter
+        heapq.heapify(heap)
+        self._restored()
+
+    def _restored(self) -> None:
+        """After ``_bulk_restore``: a subclass rebuilds what it keeps beside the indexes."""
 
     def _cache(self, registration: Registration | None) -> Registration | None:
         """Index a registration read from the store (a miss); a cached one of the same endpoint

@@ -86,6 +86,12 @@ class SortedRegistrationBook(RegistrationBook):
         if not listed:
             self._endpoints.add(name)
 
+    def _restored(self) -> None:
+        # a bulk restore fills an empty book: one sort (``update`` of an empty SortedList)
+        # instead of a block insert each
+        self._endpoints.clear()
+        self._endpoints.update(self._by_endpoint)
+
     def _forget(self, registration_id: str) -> None:
         registration = self.cached(registration_id)
         super()._forget(registration_id)

@@ -67,10 +67,14 @@ from .records import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """2 added the registration columns the cheap Update (``touch_registration``) writes and the
 lookups read (lifetime, host, port, identity, expires_at); a version-1 file is migrated in
-place on open (``_migrate_v1``)."""
+place on open (``_migrate_v1``). 3: a registration record may store its object list as the
+text alone (``records.registration_text``: ~300 bytes less per row, so an Update at 100k
+clients walks fewer table pages, issue 10); the tables are unchanged and version-2 records
+read as they are (``_migrate_v2`` only records the version), but a server of version 2 must
+not open the file: it would quarantine every compact record as unreadable."""
 MAX_HISTORY = 100_000
 
 T = TypeVar("T")
@@ -266,6 +270,7 @@ class SqliteStore(SqliteDatabase):
         super()._create_schema()
         db = self.db
         self._migrate_v1()
+        self._migrate_v2()
         known = self.check_schema("schema", SCHEMA_VERSION)
         db.table("registrations").create(
             {
@@ -367,6 +372,17 @@ class SqliteStore(SqliteDatabase):
                     "expires_at=? WHERE id=?",
                     (*_reg_columns(reg), reg_id),
                 )
+            conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA_VERSION),))
+        log.info("%s: registrations migrated to schema version %d", self.path, SCHEMA_VERSION)
+
+    def _migrate_v2(self) -> None:
+        """Version 2 → 3: nothing to convert (a version-2 record, its object list in full, is
+        read as it is and written compact when next rewritten); the version is recorded so that
+        an older server refuses the file rather than quarantine the compact records."""
+        row = self.conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        if row is None or int(row[0]) != 2:
+            return
+        with self.write() as conn:
             conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA_VERSION),))
         log.info("%s: registrations migrated to schema version %d", self.path, SCHEMA_VERSION)
 
@@ -622,7 +638,15 @@ class SqliteStore(SqliteDatabase):
 
     def registrations(self) -> list[Registration]:
         """Every readable registration; unreadable rows are quarantined (module docstring)."""
-        rows = self.read(f"SELECT {self._REG_COLUMNS} FROM registrations ORDER BY last_update, id")
+        rows = self.read(f"SELECT {self._REG_COLUMNS} FROM registrations")
+        try:
+            # in (last_update, id) order, sorted here: sqlite's ORDER BY sorts the whole rows
+            # (the JSON records too) in its sorter, ~40 % of this read at 100k (the restart)
+            rows.sort(key=_last_update_and_id)
+        except TypeError:  # a hand-edited column of another type: sqlite orders mixed types
+            rows = self.read(
+                f"SELECT {self._REG_COLUMNS} FROM registrations ORDER BY last_update, id"
+            )
         return self._registrations_of(rows)
 
     @staticmethod
@@ -634,24 +658,12 @@ class SqliteStore(SqliteDatabase):
         self, rows: Sequence[tuple[Any, ...]], conn: sqlite3.Connection | None = None
     ) -> list[Registration]:
         def decode(row: tuple[Any, ...]) -> Registration:
+            # the touch columns are newer when Updates only touched the row; a migrated row
+            # whose columns could not be filled (NULLs) reads from its JSON alone
             _, reg_id, endpoint, data, last_update, lifetime, host, port = row
-            reg = registration_from_json(_json_object(data))
+            reg = registration_from_json(_json_object(data), last_update, lifetime, host, port)
             _agree("id", reg_id, reg.registration_id)
             _agree("endpoint", endpoint, reg.endpoint)
-            if lifetime is None or host is None or port is None:
-                return reg  # a migrated row whose columns could not be filled: JSON alone
-            if (
-                reg.last_update != last_update
-                or reg.lifetime != lifetime
-                or reg.address.port != port
-                or reg.address.host != host
-            ):  # touched by Updates since the record was written
-                reg = attrs.evolve(
-                    reg,
-                    last_update=float(last_update),
-                    lifetime=int(lifetime),
-                    address=Address(str(host), int(port)),
-                )
             return reg
 
         return self._decode_rows("registration", "registrations", rows, decode, conn)
@@ -871,6 +883,12 @@ class SqliteStore(SqliteDatabase):
 
 
 # -- row checks -----------------------------------------------------------------------------------
+
+
+def _last_update_and_id(row: tuple[Any, ...]) -> tuple[Any, Any]:
+    """The sort key of a ``_REG_COLUMNS`` row (``ORDER BY last_update, id``: numbers by value,
+    text by code point, which is sqlite's BINARY order of UTF-8)."""
+    return row[4], row[1]
 
 
 def _identity_key(identity: IdentityBinding) -> str:

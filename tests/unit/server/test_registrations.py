@@ -6,12 +6,15 @@ import itertools
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keystore.resolver import IdentityBinding
 from lwm2m_runtime.address import Address
 from lwm2m_server.core.events import Deregistered, Registered, Replaced, Updated
-from lwm2m_server.core.registration import UpdateRequest
+from lwm2m_server.core.registration import Registration, UpdateRequest
 from lwm2m_server.core.registrations import RegistrationBook, new_registration_id
+from lwm2m_server.core.sorted_book import SortedRegistrationBook
 from object_models.errors import Lwm2mError, ResponseCode
 
 from .helpers import ADDR, Clock, request
@@ -260,3 +263,45 @@ def test_ids_made_in_a_row_share_their_prefix() -> None:
     made one after the other sort together (a handful of prefixes per thousand ids)."""
     ids = [new_registration_id() for _ in range(1000)]
     assert len({i[:2] for i in ids}) <= 1000 // 256 + 2
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "b", "c", "d"]),  # endpoints repeat: the newest must stay
+            st.integers(0, 3),  # last_update (ties too)
+            st.integers(1, 50),  # lifetime
+            st.sampled_from([ADDR, Address("h", 2)]),  # shared addresses
+            st.sampled_from([None, IdentityBinding("psk", "x")]),
+        ),
+        max_size=12,
+    )
+)
+def test_a_start_up_restore_indexes_what_a_restore_one_at_a_time_does(
+    rows: list[tuple[str, int, int, Address, IdentityBinding | None]],
+) -> None:
+    """An empty book is restored in bulk (start-up, issue 10's restart at 100k); the result is
+    the book that restoring the registrations one at a time makes: the same registrations in
+    the same order, lookups, address and identity order, deadlines, expiry order, and the
+    sorted endpoint list the API pages."""
+    regs = [
+        Registration(f"r{i}", ep, addr, lifetime=lt, identity=ident, registered_at=t, last_update=t)
+        for i, (ep, t, lt, addr, ident) in enumerate(rows)
+    ]
+    bulk = SortedRegistrationBook(grace_period=1)
+    bulk.restore(regs)
+    one_by_one = SortedRegistrationBook(grace_period=1)
+    for reg in regs:
+        one_by_one.restore([reg])
+    assert list(bulk) == list(one_by_one)
+    for ep in "abcd":
+        assert bulk.by_endpoint(ep) == one_by_one.by_endpoint(ep)
+    for addr in (ADDR, Address("h", 2)):
+        assert bulk.at_address(addr) == one_by_one.at_address(addr)
+    assert bulk.with_identity(IdentityBinding("psk", "x")) == one_by_one.with_identity(
+        IdentityBinding("psk", "x")
+    )
+    assert bulk.clients_page(None, 10) == one_by_one.clients_page(None, 10)
+    assert bulk.next_deadline() == one_by_one.next_deadline()
+    assert bulk.expire(100.0) == one_by_one.expire(100.0)
+    assert len(bulk) == len(one_by_one) == 0

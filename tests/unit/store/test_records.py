@@ -1,12 +1,16 @@
 """The Register path's hand-joined JSON texts are the reference encoding's: ``records.
-registration_text`` is ``dumps(registration_to_json(...))`` for any registration (and reads back
-as the same registration), ``device_state._status_text`` is ``dumps`` of any profile status. A
-fast path must never store a different record."""
+registration_text`` is ``dumps(registration_to_json(..., compact_links=True))`` for any
+registration (and reads back as the same registration, as the full form does),
+``device_state._status_text`` is ``dumps`` of any profile status. A fast path must never store
+a different record."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
+import attrs
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,7 +18,9 @@ from keystore.resolver import IdentityBinding
 from keystore.store.database import dumps
 from lwm2m_runtime.address import Address
 from lwm2m_server.core.registration import ObjectLinks, Registration
+from lwm2m_server.store import records
 from lwm2m_server.store.records import (
+    _registration_checked,
     registration_from_json,
     registration_text,
     registration_to_json,
@@ -66,7 +72,7 @@ registrations = st.builds(
 
 def _reference(registration: Registration) -> str | type[Exception]:
     try:
-        return dumps(registration_to_json(registration))
+        return dumps(registration_to_json(registration, compact_links=True))
     except ValueError:  # a non-finite time: not JSON
         return ValueError
 
@@ -93,6 +99,9 @@ def test_the_record_text_reads_back_as_the_registration(registration: Registrati
     import json
 
     assert registration_from_json(json.loads(registration_text(registration))) == registration
+    # the full form (what the Redis store writes, and sqlite files before schema version 3)
+    full = dumps(registration_to_json(registration))
+    assert registration_from_json(json.loads(full)) == registration
 
 
 def test_an_object_list_with_the_same_text_but_other_contents_is_not_taken_from_the_cache() -> None:
@@ -102,9 +111,11 @@ def test_an_object_list_with_the_same_text_but_other_contents_is_not_taken_from_
     other = ObjectLinks(text="</3/0>", objects={3: "1.1"}, instances={3: (0, 1)})
     first = Registration("a", "ep", Address("127.0.0.1", 1), object_links=parsed)
     second = Registration("a", "ep", Address("127.0.0.1", 1), object_links=other)
-    assert registration_text(first) == dumps(registration_to_json(first))
-    assert registration_text(second) == dumps(registration_to_json(second))
+    assert registration_text(first) == dumps(registration_to_json(first, compact_links=True))
+    assert registration_text(second) == dumps(registration_to_json(second, compact_links=True))
     assert registration_text(first) != registration_text(second)
+    assert '"objects"' not in registration_text(first)  # its text says it all: stored alone
+    assert '"objects"' in registration_text(second)  # its text does not: stored in full
 
 
 json_leaves = st.one_of(
@@ -136,3 +147,148 @@ def test_a_profile_status_is_stored_as_the_reference_encoding(status: dict[objec
             return
         raise AssertionError("a status dumps refuses was encoded") from None
     assert _status_text("ep", status) == expected  # type: ignore[arg-type]
+
+
+_FIELDS = (
+    "id", "endpoint", "address", "lifetime", "lwm2m_version", "binding", "sms_number",
+    "queue_mode", "object_links", "transport", "identity", "registered_at", "last_update",
+    "additional_attributes",
+)  # fmt: skip
+_LINK_FIELDS = ("text", "objects", "instances", "root_path", "content_formats")
+
+
+def _read(record: dict[str, object], *columns: object) -> Registration | str:
+    try:
+        return registration_from_json(record, *columns)
+    except Exception as exc:  # the sqlite reader quarantines whatever a record raises
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _reference_read(record: dict[str, object], *columns: object) -> Registration | str:
+    """What the reader did before its fast path and object-list cache: every field checked and
+    converted, the touch columns put in by ``attrs.evolve``."""
+    try:
+        reg = _registration_checked(record)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    if not columns or any(c is None for c in columns[1:]):
+        return reg
+    last_update, lifetime, host, port = columns
+    if (reg.last_update, reg.lifetime, reg.address) == (
+        last_update,
+        lifetime,
+        Address(host, port),  # type: ignore[arg-type]
+    ):
+        return reg
+    return attrs.evolve(
+        reg,
+        last_update=float(last_update),  # type: ignore[arg-type]
+        lifetime=int(lifetime),  # type: ignore[call-overload]
+        address=Address(str(host), int(port)),  # type: ignore[call-overload]
+    )
+
+
+@given(
+    registrations,
+    st.sampled_from(_FIELDS + tuple(f"object_links.{f}" for f in _LINK_FIELDS)),
+    st.one_of(st.just("keep"), st.just("drop"), json_leaves, st.lists(texts, max_size=2)),
+    st.one_of(
+        st.just(()),
+        st.tuples(
+            st.floats(0, 2**40) | st.integers(0, 9),
+            st.integers(1, 2**32 - 1),
+            texts,
+            st.integers(0, 65535),
+        ),
+    ),
+    st.booleans(),
+)
+def test_the_record_reader_reads_any_record_as_the_checked_reader_does(
+    registration: Registration,
+    field: str,
+    value: object,
+    columns: tuple[object, ...],
+    compact: bool,
+) -> None:
+    """The start-up reader (issue 10: restart with 100k registrations in ≤ 3 s) takes a fast
+    path for a well-typed record and the object list of one it read before; for any record —
+    one field changed to anything JSON holds, or dropped — it gives exactly the registration
+    (or the error) of the field-by-field reader, with the sqlite row's touch columns or
+    without them, from the compact record or the full one. Read twice, so the second read is
+    served from the object-list cache."""
+    if not all(math.isfinite(t) for t in (registration.registered_at, registration.last_update)):
+        return
+    import json
+
+    record = json.loads(dumps(registration_to_json(registration, compact_links=compact)))
+    target = record
+    if field.startswith("object_links."):
+        target, field = record["object_links"], field.split(".", 1)[1]
+    if value == "drop" and field not in target:
+        return  # the compact object list has no maps to drop
+    if value == "drop":
+        del target[field]
+    elif value != "keep":
+        target[field] = value
+    expected = _reference_read(json.loads(json.dumps(record)), *columns)
+    assert _read(record, *columns) == expected
+    assert _read(json.loads(json.dumps(record)), *columns) == expected
+
+
+def test_a_stored_object_list_with_another_content_than_its_text_gets_its_own_object() -> None:
+    """The reader shares one ``ObjectLinks`` per stored object list, the one ``ObjectLinks.parse``
+    hands out for its text; a record whose list has the same text but other contents (a hand
+    edit, an older writer) is read as it is stored, not as the shared one."""
+    import json
+
+    records._links_read.clear()  # what earlier tests read (both caches are bounded)
+    parsed = ObjectLinks.parse(LOADGEN_LINKS)
+    reg = Registration("a", "ep", Address("127.0.0.1", 1), object_links=parsed)
+    full = dumps(registration_to_json(reg))  # the object list in full
+    for text in (full, registration_text(reg), full):
+        assert registration_from_json(json.loads(text)).object_links is parsed
+    record = json.loads(full)
+    record["object_links"]["objects"]["3"] = "1.2"
+    edited = registration_from_json(record).object_links
+    assert edited.objects[3] == "1.2"
+    assert edited.text == parsed.text
+    for text in (full, registration_text(reg)):
+        assert registration_from_json(json.loads(text)).object_links is parsed
+
+
+@pytest.mark.parametrize("field", _FIELDS + tuple(f"object_links.{f}" for f in _LINK_FIELDS))
+@pytest.mark.parametrize("value", ["drop", None, 1, 1.0, True, "1", [], {}, ["h", 1]])
+def test_each_field_missing_or_of_another_type_reads_as_the_checked_reader_does(
+    field: str, value: object
+) -> None:
+    """Every field of a record, dropped or replaced, for a registration whose optional fields
+    are empty (a missing ``sms_number`` must not read as None) and for one where they are set."""
+    import json
+
+    for registration in (
+        Registration("a", "ep", Address("127.0.0.1", 1), object_links=ObjectLinks.parse("</3/0>")),
+        Registration(
+            "b",
+            "ep2",
+            Address("::1", 2),
+            sms_number="+1",
+            identity=IdentityBinding("psk", "x"),
+            additional_attributes={"k": "v"},
+            registered_at=1.5,
+            last_update=2.5,
+        ),
+    ):
+        for columns, compact in itertools.product(((), (3.5, 60, "10.0.0.1", 7)), (True, False)):
+            record = json.loads(dumps(registration_to_json(registration, compact_links=compact)))
+            target, name = record, field
+            if field.startswith("object_links."):
+                target, name = record["object_links"], field.split(".", 1)[1]
+            if value == "drop" and name not in target:
+                continue  # the compact object list has no maps to drop
+            if value == "drop":
+                del target[name]
+            else:
+                target[name] = value
+            expected = _reference_read(json.loads(json.dumps(record)), *columns)
+            assert _read(record, *columns) == expected
+            assert _read(json.loads(json.dumps(record)), *columns) == expected

@@ -1,20 +1,37 @@
-"""A store file written by schema version 1 (registrations as JSON only) opens as version 2:
-the touch/lookup columns are filled from each record, so lookups by address and expiry and
-the cheap Update work on registrations made before the upgrade."""
+"""A store file written by schema version 1 (registrations as JSON only) opens as the current
+version: the touch/lookup columns are filled from each record, so lookups by address and expiry
+and the cheap Update work on registrations made before the upgrade. A version-2 file (records
+with the object list in full) opens as version 3 with every registration intact."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import attrs
+import pytest
 
+from keystore.resolver import IdentityBinding
+from keystore.store.database import dumps
 from lwm2m_runtime.address import Address
+from lwm2m_server.core.registration import ObjectLinks
+from lwm2m_server.store import records
+from lwm2m_server.store.records import registration_from_json, registration_to_json
 from lwm2m_server.store.sqlite import SCHEMA_VERSION, SqliteStore
 
 from .engines import obs, reg
 
 V2_COLUMNS = ("lifetime", "host", "port", "identity", "expires_at")
+
+
+def _full_records(path: Path) -> None:
+    """Rewrite every registration record as versions 1 and 2 wrote it: the object list with
+    its text *and* the maps it declares (``registration_to_json`` without ``compact_links``)."""
+    with sqlite3.connect(path) as conn:
+        for reg_id, data in conn.execute("SELECT id, data FROM registrations").fetchall():
+            full = dumps(registration_to_json(registration_from_json(json.loads(data))))
+            conn.execute("UPDATE registrations SET data = ? WHERE id = ?", (full, reg_id))
 
 
 def make_v1_file(path: Path) -> None:
@@ -24,6 +41,7 @@ def make_v1_file(path: Path) -> None:
     store.put_registration(reg(2, last_update=2000.0, lifetime=50))
     store.put_observation(obs(b"t", reg(1)))
     store.close()
+    _full_records(path)  # version 1 wrote the object list in full
     with sqlite3.connect(path) as conn:
         for (name,) in conn.execute(
             "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='registrations' "
@@ -62,3 +80,84 @@ def test_a_version_1_file_is_migrated(tmp_path: Path) -> None:
     reopened = SqliteStore(path)  # version 2 now: opens as is
     assert reopened.get_registration("id1") == moved
     reopened.close()
+
+
+LOADGEN_LINKS = (
+    '</>;rt="oma.lwm2m";ct="0 112 11542",</1>;ver=1.1,</1/0>,</3>;ver=1.1,</3/0>,</4/0>,'
+    "</5/0>,</6/0>,</3303/0>,</3303/1>"
+)
+
+
+def test_a_version_2_file_opens_with_every_registration_intact(tmp_path: Path) -> None:
+    """Schema 3 stores a registration's object list as its text alone (smaller rows, issue 10);
+    a file of version 2 — records with the object list in full, one touched by an Update
+    since its record was written, one with a hand-built object list that its text does not
+    parse to — opens as version 3, reads every registration and observation as it was, passes
+    ``integrity_check``, and its rows are written compact when next rewritten."""
+    path = tmp_path / "v2.sqlite"
+    records._links_read.clear()  # what earlier tests read (both caches are bounded)
+    links = ObjectLinks.parse(LOADGEN_LINKS)
+    odd = ObjectLinks(text="</3/0>", objects={3: "1.1"}, instances={3: (0, 1)})
+    regs = [
+        reg(1, object_links=links),
+        reg(2, identity=IdentityBinding("psk", "dev-ü"), sms_number="+1", queue_mode=True,
+            additional_attributes={"et": "sensor"}, object_links=links),
+        reg(3, object_links=odd),
+        reg(4),
+    ]  # fmt: skip
+    store = SqliteStore(path)
+    for r in regs:
+        store.put_registration(r)
+    store.put_observation(obs(b"t", regs[0]))
+    touched = attrs.evolve(regs[3], last_update=5000.0, address=Address("192.0.2.9", 7))
+    assert store.touch_registration(touched)
+    store.close()
+    _full_records(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value='2' WHERE name='schema'")
+        v2_sizes = dict(conn.execute("SELECT id, length(data) FROM registrations").fetchall())
+    expected = [*regs[:3], touched]
+
+    store = SqliteStore(path)
+    try:
+        assert store.read("SELECT value FROM meta WHERE name='schema'") == [("3",)]
+        assert SCHEMA_VERSION == 3
+        assert store.read("PRAGMA integrity_check") == [("ok",)]
+        assert sorted(store.registrations(), key=lambda r: r.registration_id) == expected
+        for r in expected:
+            assert store.get_registration(r.registration_id) == r
+            assert store.registration_by_endpoint(r.endpoint) == r
+        assert store.registrations_by_address(touched.address) == [touched]
+        assert store.registrations_by_identity(IdentityBinding("psk", "dev-ü")) == [regs[1]]
+        assert store.observation_by_token(b"t") == obs(b"t", regs[0])
+        assert store.quarantined() == 0
+        for r in regs[:3]:  # rewritten (a re-Register): compact where the text says it all
+            assert store.put_registration(attrs.evolve(r, last_update=6000.0)) is None
+        sizes = dict(store.read("SELECT id, length(data) FROM registrations"))
+        assert sizes["id1"] < v2_sizes["id1"] - 150
+        assert sizes["id3"] >= v2_sizes["id3"]  # the hand-built list is kept in full
+    finally:
+        store.close()
+    reopened = SqliteStore(path)  # version 3 now: opens as is
+    try:
+        assert reopened.get_registration("id3") == attrs.evolve(regs[2], last_update=6000.0)
+        assert reopened.get_registration("id1") == attrs.evolve(regs[0], last_update=6000.0)
+        assert reopened.get_registration("id1").object_links is links  # type: ignore[union-attr]
+        assert reopened.read("PRAGMA integrity_check") == [("ok",)]
+    finally:
+        reopened.close()
+
+
+def test_an_older_server_refuses_a_version_3_file_rather_than_misread_it(tmp_path: Path) -> None:
+    """What a version-2 server does with this file: ``check_schema`` refuses a version it does
+    not know (naming the file), so compact records are never quarantined as unreadable."""
+    from keystore.store.errors import StoreError
+
+    path = tmp_path / "v3.sqlite"
+    SqliteStore(path).close()
+    store = SqliteStore(path)
+    try:
+        with pytest.raises(StoreError, match="schema version 3, expected 2"):
+            store.check_schema("schema", 2)
+    finally:
+        store.close()

@@ -367,3 +367,23 @@ def test_survives_sigkill(tmp_path: Path) -> None:
         assert len(s.registrations()) == 200
         assert s.get_registration("id199") == make_reg(199)
         assert len(s.history("ep1", "sensorValue", limit=1000)) == 500
+
+
+def test_every_registration_is_listed_oldest_update_first_whatever_the_columns_hold(
+    store: SqliteStore,
+) -> None:
+    """``registrations()`` (the start-up load) lists in (last_update, id) order, sorted in
+    Python rather than by sqlite (issue 10's restart); a hand-edited ``last_update`` of
+    another type (text, which Python cannot compare with a number) falls back to sqlite's
+    order, and the unreadable row is quarantined, not raised."""
+    regs = [make_reg(n, last_update=t) for n, t in enumerate([5.0, 1.0, 5.0, 3.0, 1.0])]
+    store.put_registrations(reversed(regs))
+    expected = [
+        r.registration_id for r in sorted(regs, key=lambda r: (r.last_update, r.registration_id))
+    ]
+    assert [r.registration_id for r in store.registrations()] == expected
+    store.put_registration(make_reg(9))
+    with store.write() as conn:
+        conn.execute("UPDATE registrations SET last_update = 'soon' WHERE id = 'id9'")
+    assert [r.registration_id for r in store.registrations()] == expected
+    assert store.quarantined() == 1
