@@ -241,10 +241,6 @@ def _call(callbacks: list[tuple[Callable[[bool], None], bool]], ok: bool) -> Non
             log.exception("after a group commit")
 
 
-def _ignore(ok: bool) -> None:
-    """``done`` of a commit no reply waits for (writes made outside a datagram's handling)."""
-
-
 @attrs.define(eq=False)
 class _InFlight:
     """An asynchronous commit sent and not answered yet (``RedisStore.commit_async``)."""
@@ -542,12 +538,18 @@ class RedisStore:
                 self._armed = True
 
     def _commit_pending(self) -> None:
+        """The loop's turn after a write: send what is held. It runs before the CoAP driver's
+        flush of the same iteration (armed by the first write, before the driver's), so it
+        sends asynchronously and the driver's ``commit_async`` then waits for this commit;
+        a send that fails marks the iteration failed for that call, as ``_flush`` does."""
         self._armed = False
         if self._pending or self._extras:
-            if self._conn is not None:  # the asynchronous commits' connection: after them
-                self.commit_async(_ignore)
-            else:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
                 self._flush()
+                return
+            self._send(loop)
 
     def _flush(self) -> bool:
         """Send the pending Updates (one script: atomic) and the advisory writes in one
