@@ -397,3 +397,26 @@ def test_a_commit_connection_redis_closed_is_dropped_and_reopened(
     asyncio.run(main())
     assert answers == [True, True]
     assert other.get_registration("id1").last_update == 5800.0  # type: ignore[union-attr]
+
+
+def test_the_loops_own_commit_is_asynchronous_and_the_drivers_waits_for_it(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """The store's own turn after a write (armed by the first write of the iteration, so it
+    runs before the CoAP driver's flush) sends the script without waiting for Redis; the
+    driver's ``commit_async`` then has nothing to send and waits for that commit, so the
+    iteration's replies still leave only after its writes are in Redis."""
+    node, other = stores
+    r = reg(1)
+    node.put_registration(r)
+    answers: list[bool] = []
+
+    async def main() -> None:
+        node.touch_registration(attrs.evolve(r, last_update=5900.0))
+        await asyncio.sleep(0)  # the store's turn: sent, not waited for
+        node.commit_async(answers.append)  # the driver's flush, later in the iteration
+        assert answers == []
+        await _until(lambda: answers == [True])
+
+    asyncio.run(main())
+    assert other.get_registration("id1").last_update == 5900.0  # type: ignore[union-attr]
