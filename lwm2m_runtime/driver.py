@@ -75,6 +75,12 @@ class AsyncCommitter(Committer, Protocol):
 
     def commit_async(self, done: Done) -> None: ...
 
+    def poll(self) -> None:
+        """Answer (call ``done`` of) the commits whose answer has arrived, without waiting.
+        The driver calls it when a new loop iteration starts handling datagrams while replies
+        are held, so they leave before that work rather than after it."""
+        ...
+
 
 class _Batch:
     """The datagrams of one flush, held until its asynchronous commit answers."""
@@ -202,6 +208,13 @@ class CoapDriver:
 
     # -- internals ------------------------------------------------------------------------------
     def _dispatch(self) -> None:
+        if self._held and not self._flush_scheduled:
+            # the first datagram of an iteration while replies wait for a commit: release
+            # those already answered before handling it (up to a socket's batch of datagrams
+            # would otherwise run first)
+            poll: Callable[[], None] | None = getattr(self.committer, "poll", None)
+            if poll is not None:
+                poll()
         endpoint = self.endpoint
         while (event := endpoint.next_event()) is not None:
             if isinstance(event, _ANSWERS):

@@ -87,6 +87,7 @@ class TimedAsyncCommitter(TimedCommitter):
     def __init__(self, committer: AsyncCommitter, counts: Counts) -> None:
         super().__init__(committer, counts)
         self._start_async = committer.commit_async
+        self._poll = committer.poll
 
     def commit_async(self, done: Done) -> None:
         start = time.perf_counter()
@@ -97,6 +98,9 @@ class TimedAsyncCommitter(TimedCommitter):
             done(ok)
 
         self._start_async(timed)
+
+    def poll(self) -> None:
+        self._poll()
 
 
 def timed_committer(committer: Committer, counts: Counts) -> TimedCommitter:

@@ -1512,6 +1512,9 @@ class _CommitBoth:
         else:
             self.first.commit_async(lambda ok: done(False))
 
+    def poll(self) -> None:
+        self.first.poll()
+
 
 def _fmt(fmt: ContentFormat | int | None) -> int | None:
     return None if fmt is None else int(fmt)

@@ -436,12 +436,20 @@ class RedisStore:
         from redis.exceptions import RedisError
 
         try:
-            while self._inflight and conn is not None and conn.can_read(timeout=0):
+            # ``self._conn is conn``: a callback may have dropped it (``can_read`` of a
+            # dropped connection would open it again)
+            while self._inflight and conn is not None and self._conn is conn and conn.can_read(0):
                 self._receive(conn)
-            if not self._inflight and conn is not None and conn.can_read(timeout=0):
+            if not self._inflight and conn is not None and self._conn is conn and conn.can_read(0):
                 raise ConnectionError("an answer nobody asked for on the commit connection")
         except (RedisError, OSError) as exc:
             self._drop_connection(exc)
+
+    def poll(self) -> None:
+        """The driver's ``AsyncCommitter.poll``: finish the commits already answered (one
+        ``poll`` system call when some are in flight)."""
+        if self._inflight:
+            self._on_readable()
 
     def _drain(self) -> None:
         """Wait for every commit in flight (a synchronous call must be ordered after them)."""

@@ -126,3 +126,45 @@ async def test_coaps_replies_wait_for_the_commit_too(
         committer.answer(True)
         answer = await asyncio.wait_for(task, 10)
     assert answer.code == Code.CONTENT and answer.payload.endswith(b" z")
+
+
+class PolledCommitter(AsyncCommitter):
+    """Answers only through ``poll`` (as the Redis store finds an answer that arrived)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answered = 0  # how many of the waiting calls Redis "answered"
+        self.polls = 0
+
+    def poll(self) -> None:
+        self.polls += 1
+        ready, self.waiting = self.waiting[: self.answered], self.waiting[self.answered :]
+        self.answered = 0
+        for done in ready:
+            done(True)
+
+
+async def test_a_new_iteration_first_releases_the_replies_already_committed() -> None:
+    """When datagrams arrive while replies are held, the driver asks the committer for the
+    answers that arrived before handling them: the held replies leave without waiting for the
+    loop to get to the committer's own reader."""
+    recorder, committer = Recorder(), PolledCommitter()
+    coap = CoapServer(recorder, committer=committer)
+    await coap.start(host="127.0.0.1", port=0)
+    try:
+        assert coap.coap_address is not None
+        with _udp_socket() as sock:
+            sock.sendto(_echo(51, b"a"), coap.coap_address)
+            await eventually(lambda: len(recorder.requests) == 1 and committer.waiting != [])
+            committer.answered = len(committer.waiting)  # Redis answered the first commit
+            assert _received(sock) == []
+            sock.sendto(_echo(52, b"b"), coap.coap_address)
+            await eventually(lambda: len(recorder.requests) == 2)
+            assert committer.polls >= 1
+            sock.setblocking(True)
+            sock.settimeout(10)
+            first = parse(sock.recv(4096))
+            assert first.mid == 51  # released when b arrived; b's commit still waits
+            assert committer.waiting != []
+    finally:
+        await coap.stop()
