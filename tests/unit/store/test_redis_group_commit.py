@@ -388,7 +388,7 @@ def test_a_commit_connection_redis_closed_is_dropped_and_reopened(
         node.touch_registration(attrs.evolve(r, last_update=5700.0))
         node.commit_async(answers.append)
         await _until(lambda: answers == [True])
-        other.database.client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        other.database.client.client_kill_filter(_type="normal", skipme=True)
         await _until(lambda: node._conn is None)  # the loop's reader saw the close
         node.touch_registration(attrs.evolve(r, last_update=5800.0))
         node.commit_async(answers.append)
