@@ -455,7 +455,9 @@ class Lwm2mServer:
         self._redis = db
         credentials_on_redis = RedisCredentialStore(db)
         core = RedisStore(db)
-        core.enable_group_commit()  # the Updates of an iteration: one MULTI/EXEC at the flush
+        # the Updates of an iteration: one script at the flush; asynchronous only on request
+        # (docs/cluster.md, "Group commit on Redis")
+        core.enable_group_commit(asynchronous=os.environ.get(ASYNC_COMMIT_ENV) == "1")
         return _Stores(
             committer=_CommitBoth(core, local),
             core=core,
@@ -1489,6 +1491,11 @@ class _Stores:
     """Requests queued for sleeping devices (they survive a restart)."""
     firmware_jobs: JobStore
     """Firmware/software update jobs (resumed at start)."""
+
+
+ASYNC_COMMIT_ENV = "PYLWM2M_REDIS_ASYNC_COMMIT"
+"""``1``: the Redis group commit is asynchronous (an experiment's switch, not a setting: on the
+2-core benchmark machine it cost more CPU per Update than it saved; docs/performance.md)."""
 
 
 @attrs.frozen

@@ -304,6 +304,7 @@ class RedisStore:
 
     # -- group commit (docs/cluster.md, "Group commit") ----------------------------------------
     _grouping = False
+    _asynchronous = False
     _group_failed = False
     _armed = False
     _failed_commits = 0
@@ -311,12 +312,19 @@ class RedisStore:
     commits = 0
     """Pipelines of pending Updates sent (for metrics and tests)."""
 
-    def enable_group_commit(self) -> None:
+    def enable_group_commit(self, *, asynchronous: bool = False) -> None:
         """The cheap Updates (``touch_registration``) of a loop iteration are held and sent as
         one script by ``commit()``, which the CoAP driver calls before the iteration's
         replies leave; every other call sends them first. On one Redis only: on a cluster the
-        steps of an Update are ordered across slots, which one pipeline does not keep."""
+        steps of an Update are ordered across slots, which one pipeline does not keep.
+
+        ``asynchronous``: ``commit_async`` sends the script and answers when Redis does, the
+        loop going on meanwhile (docs/cluster.md, "Group commit on Redis"); off by default:
+        on the shared 2-core benchmark machine it cost more CPU per Update than the
+        synchronous wait (smaller iterations), docs/performance.md.
+        """
         self._grouping = not self._db.cluster
+        self._asynchronous = asynchronous and self._grouping
 
     def commit(self) -> bool:
         """The ``Committer`` hook: True when everything since the last call is in Redis; False
@@ -329,13 +337,18 @@ class RedisStore:
         return ok and not failed
 
     def commit_async(self, done: Callable[[bool], None]) -> None:
-        """The driver's ``AsyncCommitter`` hook (lwm2m_runtime.driver): send the iteration's
+        """The driver's ``AsyncCommitter`` hook (lwm2m_runtime.driver). Unless the group
+        commit is asynchronous (``enable_group_commit``), ``commit()`` and ``done`` at once.
+        Asynchronous: send the iteration's
         script on the store's own connection without waiting for Redis; ``done(ok)`` when it
         answered (from the loop's reader of that connection), in the order of the calls.
         Nothing to send: ``done`` waits for the last commit in flight, or is called at once.
         A commit that fails (Redis error, a registration another node removed) answers False
         to its own ``done`` and to every call made while it was in flight; a send that fails
         at once (Redis down: connection refused) answers False at once, as ``commit()``."""
+        if not self._asynchronous:  # the synchronous commit, answered at once
+            done(self.commit())
+            return
         failed, self._group_failed = self._group_failed, False
         inflight = self._inflight
         if inflight and time.monotonic() - inflight[0].sent_at > self._answer_timeout():
@@ -552,6 +565,9 @@ class RedisStore:
         a send that fails marks the iteration failed for that call, as ``_flush`` does."""
         self._armed = False
         if self._pending or self._extras:
+            if not self._asynchronous:
+                self._flush()
+                return
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:

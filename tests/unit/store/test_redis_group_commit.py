@@ -240,7 +240,35 @@ def test_one_commit_of_many_updates_keeps_every_index(
     assert [r.registration_id for r in other.expiring_before(1e12, 10)] == ["id1", "id2"]
 
 
-# -- the asynchronous commit (``commit_async``: what the server's CoAP drivers use) ----------
+# -- the asynchronous commit (``commit_async`` with ``enable_group_commit(asynchronous=True)``) -
+
+
+@pytest.fixture
+def async_stores(redis_url: str) -> Iterator[tuple[RedisStore, RedisStore]]:
+    node, other = (RedisStore(RedisDatabase(redis_url, prefix="gca")) for _ in range(2))
+    node.enable_group_commit(asynchronous=True)
+    yield node, other
+    node.close()
+    other.close()
+
+
+def test_by_default_commit_async_is_the_synchronous_commit(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """Without ``asynchronous=True`` (the server's default), ``commit_async`` commits at once
+    and answers before it returns: the replies leave at the flush, as with ``commit()``."""
+    node, other = stores
+    r = reg(1)
+    node.put_registration(r)
+    answers: list[bool] = []
+
+    async def main() -> None:
+        node.touch_registration(attrs.evolve(r, last_update=6000.0))
+        node.commit_async(answers.append)
+        assert answers == [True]
+        assert other.get_registration("id1").last_update == 6000.0  # type: ignore[union-attr]
+
+    asyncio.run(main())
 
 
 async def _until(condition: Any, timeout: float = 10.0) -> None:
@@ -252,12 +280,12 @@ async def _until(condition: Any, timeout: float = 10.0) -> None:
 
 
 def test_commit_async_answers_later_in_order_without_blocking(
-    stores: tuple[RedisStore, RedisStore],
+    async_stores: tuple[RedisStore, RedisStore],
 ) -> None:
     """The script is sent, the call returns before Redis answers (the loop goes on), and each
     ``done`` is called in the order of the calls; a call with nothing to write waits for the
     commit in flight (its replies may depend on what that commit writes)."""
-    node, other = stores
+    node, other = async_stores
     r1, r2 = reg(1), reg(2)
     node.put_registration(r1)
     node.put_registration(r2)
@@ -280,11 +308,11 @@ def test_commit_async_answers_later_in_order_without_blocking(
 
 
 def test_a_synchronous_call_waits_for_the_commits_in_flight(
-    stores: tuple[RedisStore, RedisStore],
+    async_stores: tuple[RedisStore, RedisStore],
 ) -> None:
     """Any other store call is ordered after the commits in flight (it reads their answers
     first, so it sees their writes and their ``done`` has run)."""
-    node, _ = stores
+    node, _ = async_stores
     r = reg(1)
     node.put_registration(r)
     answers: list[bool] = []
@@ -301,13 +329,13 @@ def test_a_synchronous_call_waits_for_the_commits_in_flight(
 
 
 def test_a_failed_async_commit_fails_the_calls_made_while_it_was_in_flight(
-    stores: tuple[RedisStore, RedisStore],
+    async_stores: tuple[RedisStore, RedisStore],
 ) -> None:
     """A commit whose registration another node removed answers False, and so does every
     call made before that answer came (their replies, e.g. a duplicate answered from the
     deduplication cache, may rest on it); the next Update of the lost registration is
     synchronous (the device's retransmission gets its 4.04); later calls succeed again."""
-    node, other = stores
+    node, other = async_stores
     r1, r2 = reg(1), reg(2)
     node.put_registration(r1)
     node.put_registration(r2)
@@ -338,12 +366,12 @@ def test_a_failed_async_commit_fails_the_calls_made_while_it_was_in_flight(
 
 
 def test_an_async_commit_without_redis_fails_at_once_and_logs_once(
-    stores: tuple[RedisStore, RedisStore], caplog: pytest.LogCaptureFixture
+    async_stores: tuple[RedisStore, RedisStore], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Redis down: the send fails (connection refused), ``done(False)`` at once (the replies
     are withheld), logged once as the synchronous commit; once Redis is back the next
     commit goes through on a new connection."""
-    node, other = stores
+    node, other = async_stores
     r = reg(1)
     node.put_registration(r)
     answers: list[bool] = []
@@ -374,12 +402,12 @@ def test_an_async_commit_without_redis_fails_at_once_and_logs_once(
 
 
 def test_a_commit_connection_redis_closed_is_dropped_and_reopened(
-    stores: tuple[RedisStore, RedisStore],
+    async_stores: tuple[RedisStore, RedisStore],
 ) -> None:
     """Redis closes the commit connection (a restart, CLIENT KILL): the loop's reader sees
     it and drops it (a commit in flight on it would answer False: nothing is known to be
     stored), and the next commit opens a new one."""
-    node, other = stores
+    node, other = async_stores
     r = reg(1)
     node.put_registration(r)
     answers: list[bool] = []
@@ -400,13 +428,13 @@ def test_a_commit_connection_redis_closed_is_dropped_and_reopened(
 
 
 def test_the_loops_own_commit_is_asynchronous_and_the_drivers_waits_for_it(
-    stores: tuple[RedisStore, RedisStore],
+    async_stores: tuple[RedisStore, RedisStore],
 ) -> None:
     """The store's own turn after a write (armed by the first write of the iteration, so it
     runs before the CoAP driver's flush) sends the script without waiting for Redis; the
     driver's ``commit_async`` then has nothing to send and waits for that commit, so the
     iteration's replies still leave only after its writes are in Redis."""
-    node, other = stores
+    node, other = async_stores
     r = reg(1)
     node.put_registration(r)
     answers: list[bool] = []
