@@ -338,10 +338,10 @@ class RedisStore:
 
     def commit_async(self, done: Callable[[bool], None]) -> None:
         """The driver's ``AsyncCommitter`` hook (lwm2m_runtime.driver). Unless the group
-        commit is asynchronous (``enable_group_commit``), ``commit()`` and ``done`` at once.
-        Asynchronous: send the iteration's
-        script on the store's own connection without waiting for Redis; ``done(ok)`` when it
-        answered (from the loop's reader of that connection), in the order of the calls.
+        commit is asynchronous (``enable_group_commit``): ``commit()``, and ``done`` at once.
+        Asynchronous: send the iteration's script on the store's own connection without
+        waiting for Redis; ``done(ok)`` when it answered (from the loop's reader of that
+        connection, or ``poll``), in the order of the calls.
         Nothing to send: ``done`` waits for the last commit in flight, or is called at once.
         A commit that fails (Redis error, a registration another node removed) answers False
         to its own ``done`` and to every call made while it was in flight; a send that fails
