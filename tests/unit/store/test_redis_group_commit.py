@@ -240,6 +240,21 @@ def test_one_commit_of_many_updates_keeps_every_index(
     assert [r.registration_id for r in other.expiring_before(1e12, 10)] == ["id1", "id2"]
 
 
+def test_an_update_that_cannot_be_one_script_line_is_written_alone(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """The group commit's script takes each Update as one tab-separated line (one argument
+    for redis-py to encode instead of seven); a registration id with a tab or a line break
+    (never one the server makes) is written synchronously instead of breaking the line."""
+    node, other = stores
+    odd = attrs.evolve(reg(1), registration_id="id\t1\nx")
+    node.put_registration(odd)
+    touched = attrs.evolve(odd, last_update=1800.0)
+    assert node.touch_registration(touched) is True
+    assert other.get_registration("id\t1\nx") == touched  # already written: not held
+    assert node.commit() is True
+
+
 # -- the asynchronous commit (``commit_async`` with ``enable_group_commit(asynchronous=True)``) -
 
 
