@@ -45,13 +45,25 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return port
 
 
-def start_redis(children: sl.Children, workdir: Path) -> tuple[int, str]:
+def server_cpus(pinned: str) -> str:
+    """The CPUs left to the server processes when Redis and the generator have ``pinned``."""
+    taken = {int(c) for c in pinned.split(",")}
+    rest = [str(c) for c in sorted(os.sched_getaffinity(0)) if c not in taken]
+    if not rest:
+        raise sl.CannotRun(f"--pin {pinned} leaves no CPU to the server")
+    return ",".join(rest)
+
+
+def start_redis(
+    children: sl.Children, workdir: Path, taskset: tuple[str, str] | None = None
+) -> tuple[int, str, int]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise sl.CannotRun("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
-    children.start(
-        [binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
+    pin = [taskset[0], "-c", taskset[1]] if taskset is not None else []
+    proc = children.start(
+        [*pin, binary, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
          "--dir", str(workdir)],
         stdout=subprocess.DEVNULL,
     )  # fmt: skip
@@ -59,7 +71,7 @@ def start_redis(children: sl.Children, workdir: Path) -> tuple[int, str]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if cli and subprocess.run([cli, "-p", str(port), "ping"], capture_output=True).stdout:
-            return port, cli
+            return port, cli, proc.pid
         time.sleep(0.05)
     raise sl.CannotRun("redis-server did not answer PING")
 
@@ -72,6 +84,80 @@ def redis_memory(cli: str, port: int) -> int:
     return 0
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (``/proc/<pid>/stat``), 0 when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def family(pid: int) -> list[int]:
+    """``pid`` and its descendants (the supervisor of ``--workers`` and its workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                raw = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(raw[raw.rindex(")") + 2 :].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += children.get(current, [])
+    return found
+
+
+def snapshot(pids: dict[str, list[int]]) -> dict[str, float]:
+    return {name: sum(cpu_seconds(pid) for pid in group) for name, group in pids.items()}
+
+
+def run_measured(
+    children: sl.Children,
+    loadgen: Path,
+    args: list[str],
+    workdir: Path,
+    pids: dict[str, list[int]],
+    taskset: tuple[str, str] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Run the C generator like ``sl.run_loadgen`` and measure the process CPU of the server
+    processes and ``redis-server`` during its Update phase: a snapshot when the register
+    phase's line appears (the generator flushes each line), one when it exits. The generator's
+    own CPU per phase is in its line (``gen_cpu_s``)."""
+    out = workdir / f"loadgen-{time.monotonic_ns()}.out"
+    start: dict[str, float] | None = None
+    with out.open("wb") as stdout:
+        pin = [taskset[0], "-c", taskset[1]] if taskset is not None else []
+        proc = children.start([*pin, str(loadgen), "-H", LOOPBACK, *args], stdout=stdout)
+        deadline = time.monotonic() + 600
+        while proc.poll() is None and time.monotonic() < deadline:
+            if start is None and b'"phase":"register"' in out.read_bytes():
+                start = snapshot(pids)
+            time.sleep(0.01)
+        end = snapshot(pids)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    lines = []
+    for raw in out.read_text(errors="replace").splitlines():
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            lines.append(data)
+    used = {name: end[name] - (start or end)[name] for name in end}
+    return lines, used
+
+
 def run_variant(
     children: sl.Children,
     loadgen: Path,
@@ -82,6 +168,8 @@ def run_variant(
     redis_port: int | None,
     clients: int,
     updates: int,
+    redis_pid: int | None = None,
+    taskset: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     data_dir = workdir / name
     data_dir.mkdir()
@@ -101,6 +189,8 @@ def run_variant(
         "--http-port", str(http), "--data-dir", str(data_dir), "--log-level", "WARNING",
         "--workers", str(workers),
     ]  # fmt: skip
+    if taskset is not None:  # the server processes on the cores not given to Redis/loadgen
+        command = [taskset[0], "-c", server_cpus(taskset[1]), *command]
     log = (workdir / f"{name}.log").open("wb")
     proc = children.start(command, cwd=data_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
@@ -108,10 +198,29 @@ def run_variant(
         if proc.poll() is not None or time.monotonic() > deadline:
             raise sl.CannotRun(f"{name}: the server did not start (see {log.name})")
         time.sleep(0.1)
+    expected = 1 if workers == 1 else workers + 1  # --workers N: the parent and N workers
+    while len(family(proc.pid)) < expected:  # the API answers once worker 0 is up
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise sl.CannotRun(f"{name}: not every worker started (see {log.name})")
+        time.sleep(0.1)
+    time.sleep(1.0)  # the last worker's start-up is not part of the figures
     args = ["-p", str(coap), "-n", str(clients), "-U", str(updates), "-w", "128", "-s", "128"]
-    lines = sl.run_loadgen(children, loadgen, args, 600.0, workdir)
+    pids = {"server": family(proc.pid)}
+    if redis_pid is not None:
+        pids["redis"] = [redis_pid]
+    lines, used = run_measured(children, loadgen, args, workdir, pids, taskset)
     children.stop(proc)
     phases = {str(line.get("phase")): line for line in lines}
+    update = phases.get("update", {})
+    done = update.get("ok") or 0
+    if done:
+        used["loadgen"] = float(update.get("gen_cpu_s") or 0.0)
+        update["cpu_us_per_update"] = {k: round(v / done * 1e6, 1) for k, v in used.items()}
+        update["cpu_us_per_update"]["total"] = round(sum(used.values()) / done * 1e6, 1)
+        update["server_processes"] = len(pids["server"])
+        seconds = float(update.get("seconds") or 0.0)
+        if seconds:  # cores kept busy during the Update phase, per process group
+            update["cores_busy"] = {k: round(v / seconds, 2) for k, v in used.items()}
     return phases
 
 
@@ -121,26 +230,43 @@ def figure(name: str, value: float | None, **extra: Any) -> dict[str, Any]:
     return line
 
 
-def run(clients: int, updates: int, loadgen_src: Path | None) -> None:
+VARIANTS = {"sqlite-1": (1, False), "redis-1": (1, True), "redis-2": (2, True)}
+
+
+def run(
+    clients: int,
+    updates: int,
+    loadgen_src: Path | None,
+    variants: list[str] | None = None,
+    pin: str | None = None,
+) -> None:
     cfg = sl.Config(loadgen_src=loadgen_src)
     loadgen, _ = sl.build_tools(sl.loadgen_source(cfg))
     children = sl.Children()
     with tempfile.TemporaryDirectory(prefix="workers-bench-") as tmp:
         workdir = Path(tmp)
         try:
-            redis_port, cli = start_redis(children, workdir)
-            common = {"clients": clients, "updates": updates, "generator": sl.C_GENERATOR}
+            taskset = None
+            if pin is not None:
+                binary = shutil.which("taskset")
+                if binary is None:
+                    raise sl.CannotRun("--pin needs taskset (util-linux)")
+                taskset = (binary, pin)
+            redis_port, cli, redis_pid = start_redis(children, workdir, taskset)
+            common: dict[str, Any] = {
+                "clients": clients, "updates": updates, "generator": sl.C_GENERATOR,
+            }  # fmt: skip
+            if pin is not None:
+                common["pinned"] = {"redis+loadgen": pin, "server": server_cpus(pin)}
             results: dict[str, dict[str, Any]] = {}
-            for name, workers, on_redis in (
-                ("sqlite-1", 1, False),
-                ("redis-1", 1, True),
-                ("redis-2", 2, True),
-            ):
+            for name in variants or list(VARIANTS):
+                workers, on_redis = VARIANTS[name]
                 before = redis_memory(cli, redis_port) if on_redis else 0
                 phases = run_variant(
                     children, loadgen, workdir, name, workers=workers,
                     redis_port=redis_port if on_redis else None, clients=clients,
-                    updates=updates,
+                    updates=updates, redis_pid=redis_pid if on_redis else None,
+                    taskset=taskset,
                 )  # fmt: skip
                 results[name] = phases
                 for phase in ("register", "update"):
@@ -158,6 +284,17 @@ def run(clients: int, updates: int, loadgen_src: Path | None) -> None:
                         load_avg=list(os.getloadavg()),
                         **common,
                     )
+                update = phases.get("update", {})
+                if "cpu_us_per_update" in update:
+                    figure(
+                        "cpu_us_per_update",
+                        update["cpu_us_per_update"],
+                        variant=name,
+                        cores_busy=update.get("cores_busy"),
+                        note="process CPU (/proc/<pid>/stat; the generator's getrusage) during "
+                        "the Update phase / Updates answered",
+                        **common,
+                    )
                 if on_redis and name == "redis-1":
                     used = redis_memory(cli, redis_port) - before
                     registered = phases.get("register", {}).get("ok") or 0
@@ -170,7 +307,7 @@ def run(clients: int, updates: int, loadgen_src: Path | None) -> None:
                     )
 
             def rate(name: str) -> float:
-                return float(results[name].get("update", {}).get("rate") or 0.0)
+                return float(results.get(name, {}).get("update", {}).get("rate") or 0.0)
 
             if rate("redis-1") and rate("sqlite-1"):
                 figure(
@@ -198,11 +335,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=10_000)
     parser.add_argument("--updates", type=int, default=50_000)
     parser.add_argument("--loadgen-src", type=Path, default=None)
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="comma-separated subset of " + ", ".join(VARIANTS),
+    )
+    parser.add_argument(
+        "--pin",
+        metavar="CPUS",
+        help="run redis-server and the generator on these CPUs (taskset -c) and the server "
+        "processes on the others: what the workers scale to when Redis and the generator do "
+        "not take their cores",
+    )
     args = parser.parse_args(argv)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants: {', '.join(unknown)}")
 
     def body() -> None:
         try:
-            run(args.clients, args.updates, args.loadgen_src)
+            run(args.clients, args.updates, args.loadgen_src, variants, args.pin)
         except sl.CannotRun as exc:
             print(json.dumps({"bench": "workers", "skipped": str(exc)}), flush=True)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Protocol
 
@@ -57,6 +58,46 @@ class Committer(Protocol):
     def commit(self) -> bool: ...
 
 
+Done = Callable[[bool], None]
+
+
+class AsyncCommitter(Committer, Protocol):
+    """A :class:`Committer` that can commit without blocking the loop (Redis: the iteration's
+    script is sent and the loop goes on reading datagrams while Redis answers).
+
+    ``commit_async(done)`` starts the commit of everything written since the last call and
+    calls ``done(ok)`` when it is durable (True) or failed (False), possibly at once (nothing
+    to commit and nothing in flight). Calls of ``done`` keep the order of ``commit_async``
+    calls, and ``done(True)`` of one call means every earlier call's writes are durable too;
+    a call made while an earlier commit was in flight that then failed gets False as well (its
+    iteration may have read state that commit wrote, e.g. a duplicate answered from the
+    deduplication cache). The driver releases an iteration's datagrams only at its ``done``."""
+
+    def commit_async(self, done: Done) -> None: ...
+
+    def poll(self) -> None:
+        """Answer (call ``done`` of) the commits whose answer has arrived, without waiting.
+        The driver calls it when a new loop iteration starts handling datagrams while replies
+        are held, so they leave before that work rather than after it."""
+        ...
+
+
+class _Batch:
+    """The datagrams of one flush, held until its asynchronous commit answers."""
+
+    __slots__ = ("datagrams", "driver", "ok")
+
+    def __init__(self, driver: CoapDriver, datagrams: list[tuple[bytes, Peer]]) -> None:
+        self.driver = driver
+        self.datagrams = datagrams
+        self.ok: bool | None = None
+
+    def done(self, ok: bool) -> None:
+        """The committer's answer (possibly at once, inside ``commit_async``)."""
+        self.ok = ok
+        self.driver._release()
+
+
 class CoapDriver:
     """Drives one endpoint on the running loop; subclasses move the bytes (``_transmit``)."""
 
@@ -74,6 +115,8 @@ class CoapDriver:
         """Group commit (see :class:`Committer`); None: replies leave as soon as flushed."""
         self.withheld = 0
         """Answers not sent because their iteration's commit failed (for metrics and tests)."""
+        self._held: deque[_Batch] = deque()
+        """Flushed datagrams waiting for their iteration's asynchronous commit, oldest first."""
 
     @property
     def closed(self) -> bool:
@@ -161,9 +204,17 @@ class CoapDriver:
             if not future.done():
                 future.set_exception(ConnectionError("endpoint closed"))
         self._waiters.clear()
+        self._held.clear()  # answers whose commit had not answered: never sent
 
     # -- internals ------------------------------------------------------------------------------
     def _dispatch(self) -> None:
+        if self._held and not self._flush_scheduled:
+            # the first datagram of an iteration while replies wait for a commit: release
+            # those already answered before handling it (up to a socket's batch of datagrams
+            # would otherwise run first)
+            poll: Callable[[], None] | None = getattr(self.committer, "poll", None)
+            if poll is not None:
+                poll()
         endpoint = self.endpoint
         while (event := endpoint.next_event()) is not None:
             if isinstance(event, _ANSWERS):
@@ -201,8 +252,17 @@ class CoapDriver:
             return
         datagrams = self.endpoint.datagrams_to_send(self._loop.time())
         committer = self.committer
-        if committer is not None and not committer.commit():
-            datagrams = self._withhold(datagrams)
+        if committer is not None:
+            start: Callable[[Done], None] | None = getattr(committer, "commit_async", None)
+            if start is not None:
+                # the datagrams wait behind the commit (and behind every earlier one: a reply
+                # never leaves before a write it may have read); the loop goes on meanwhile
+                batch = _Batch(self, datagrams)
+                self._held.append(batch)
+                start(batch.done)
+                datagrams = []
+            elif not committer.commit():
+                datagrams = self._withhold(datagrams)
         if datagrams:
             self._transmit(datagrams)
         when = self.endpoint.get_timer()
@@ -211,6 +271,17 @@ class CoapDriver:
                 self._timer.cancel()
             self._timer = None if when is None else self._loop.call_at(when, self._on_timer)
             self._timer_at = when
+
+    def _release(self) -> None:
+        """Send (or withhold) the held batches whose commit answered, in flush order."""
+        held = self._held
+        while held and held[0].ok is not None:
+            batch = held.popleft()
+            if self._stopped:
+                continue
+            datagrams = batch.datagrams if batch.ok else self._withhold(batch.datagrams)
+            if datagrams:
+                self._transmit(datagrams)
 
     def _withhold(self, datagrams: list[tuple[bytes, Peer]]) -> list[tuple[bytes, Peer]]:
         """The commit failed: no answer of this iteration may claim a write that is not there.

@@ -24,7 +24,7 @@ import bisect
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -37,7 +37,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 
 if TYPE_CHECKING:
-    from lwm2m_runtime.driver import Committer
+    from lwm2m_runtime.driver import AsyncCommitter, Committer, Done
 
     from .service import Lwm2mServer
 
@@ -78,6 +78,36 @@ class TimedCommitter:
         ok = self._committer.commit()
         self._counts.commit_took(time.perf_counter() - start, ok)
         return ok
+
+
+class TimedAsyncCommitter(TimedCommitter):
+    """The same for a store that commits asynchronously (Redis): the time from the flush to
+    the commit's answer."""
+
+    def __init__(self, committer: AsyncCommitter, counts: Counts) -> None:
+        super().__init__(committer, counts)
+        self._start_async = committer.commit_async
+        self._poll = committer.poll
+
+    def commit_async(self, done: Done) -> None:
+        start = time.perf_counter()
+        counts = self._counts
+
+        def timed(ok: bool) -> None:
+            counts.commit_took(time.perf_counter() - start, ok)
+            done(ok)
+
+        self._start_async(timed)
+
+    def poll(self) -> None:
+        self._poll()
+
+
+def timed_committer(committer: Committer, counts: Counts) -> TimedCommitter:
+    """``committer`` timed into ``counts``, asynchronous when it is."""
+    if hasattr(committer, "commit_async"):
+        return TimedAsyncCommitter(cast("AsyncCommitter", committer), counts)
+    return TimedCommitter(committer, counts)
 
 
 def _dotted(code: int) -> str:

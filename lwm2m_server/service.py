@@ -52,7 +52,7 @@ from keystore.store.redis_database import RedisDatabase
 from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import Event as CoapEvent
 from lwm2m_runtime.coap import Message, Notification, Type, UnknownNotification
-from lwm2m_runtime.driver import Committer
+from lwm2m_runtime.driver import AsyncCommitter, Committer
 from lwm2m_runtime.limits import RateLimit
 from lwm2m_runtime.listeners import listeners
 from lwm2m_runtime.server import CoapServer, IncomingRequest
@@ -110,7 +110,7 @@ from .firmware.job_store import JobStore, RedisJobStore, SqliteJobStore
 from .firmware.manager import FirmwareManager
 from .firmware.packages import Library
 from .firmware.setup import create_manager, open_firmware, set_coap_bases
-from .metrics import Counts, TimedCommitter
+from .metrics import Counts, timed_committer
 from .operations import (
     DeviceAnswerError,
     DeviceResponse,
@@ -304,7 +304,7 @@ class Lwm2mServer:
                 ),
                 params=config.limits.parameters(),
                 on_event=self._on_coap_event,
-                committer=TimedCommitter(stores.committer, self.counts),
+                committer=timed_committer(stores.committer, self.counts),
             )
             downlink = Downlink(coap)
             self._downlink = downlink
@@ -455,7 +455,9 @@ class Lwm2mServer:
         self._redis = db
         credentials_on_redis = RedisCredentialStore(db)
         core = RedisStore(db)
-        core.enable_group_commit()  # the Updates of an iteration: one MULTI/EXEC at the flush
+        # the Updates of an iteration: one script at the flush; asynchronous only on request
+        # (docs/cluster.md, "Group commit on Redis")
+        core.enable_group_commit(asynchronous=os.environ.get(ASYNC_COMMIT_ENV) == "1")
         return _Stores(
             committer=_CommitBoth(core, local),
             core=core,
@@ -1492,17 +1494,34 @@ class _Stores:
     """Firmware/software update jobs (resumed at start)."""
 
 
+ASYNC_COMMIT_ENV = "PYLWM2M_REDIS_ASYNC_COMMIT"
+"""``1``: the Redis group commit is asynchronous (an experiment's switch, not a setting: on the
+2-core benchmark machine it cost more CPU per Update than it saved; docs/performance.md)."""
+
+
 @attrs.frozen
 class _CommitBoth:
     """The group commit of a node on Redis: the held Updates in Redis, then the node's sqlite
     file (telemetry history); the replies leave only if both succeeded."""
 
-    first: Committer
+    first: AsyncCommitter
     second: Committer
 
     def commit(self) -> bool:
         ok = self.first.commit()
         return self.second.commit() and ok
+
+    def commit_async(self, done: Callable[[bool], None]) -> None:
+        """The sqlite file at once, Redis asynchronously (docs/cluster.md, "Group commit on
+        Redis"): the replies leave when Redis answered, if both succeeded."""
+        local_ok = self.second.commit()
+        if local_ok:
+            self.first.commit_async(done)
+        else:
+            self.first.commit_async(lambda ok: done(False))
+
+    def poll(self) -> None:
+        self.first.poll()
 
 
 def _fmt(fmt: ContentFormat | int | None) -> int | None:

@@ -186,6 +186,29 @@ end
 return deleted
 """
 
+# KEYS: state, seq, window, owner, addr, cid. ARGV: ids. Adds the address and CID index entries
+# of sessions written before the indexes existed, never over an entry another session holds.
+_INDEX = """
+local added = 0
+for i = 1, #ARGV do
+  local id = ARGV[i]
+  local window = redis.call('HGET', KEYS[3], id)
+  local addr = window and string.match(window, '^([^|]*|[^|]*)|') or nil
+  if addr and redis.call('HSETNX', KEYS[5], addr, id) == 1 then added = added + 1 end
+  local state = redis.call('HGET', KEYS[1], id)
+  if state then
+    local ok, doc = pcall(cjson.decode, state)
+    if ok and type(doc) == 'table' and type(doc['own_cid']) == 'string' then
+      if redis.call('HSETNX', KEYS[6], doc['own_cid'], id) == 1 then added = added + 1 end
+    end
+  end
+end
+return added
+"""
+
+_INDEX_VERSION = "1"
+"""The ``{P:dtls}:indexed`` marker: every stored session has its index entries."""
+
 
 def _window(host: str, port: int, read_top: int, read_bitmap: int, saved_at: float) -> str:
     return f"{host}|{port}|{read_top}|{read_bitmap:x}|{saved_at!r}"
@@ -207,6 +230,41 @@ class RedisDtlsSessionStore:
         self._find = db.script(_FIND)
         self._claim = db.script(_CLAIM)
         self._expire = db.script(_EXPIRE)
+        self._index = db.script(_INDEX)
+        self._indexed_key = db.group_key("dtls", "indexed")
+        self._index_checked = False
+        """``index_stored_sessions`` ran for this handle (at its first lookup miss)."""
+
+    def index_stored_sessions(self, count: int = 500) -> int:
+        """Give the sessions stored before the address and CID indexes existed their index
+        entries, once per Redis (a marker key says it was done); returns how many entries
+        were added. Why: a node finds another node's session only through them, so the
+        devices of such sessions would otherwise need a new handshake when their datagrams
+        reach another node (or this one after a restart). Run by ``find_dtls_session`` at the
+        first miss of each handle (then one GET of the marker), a slice of ``count`` sessions
+        per round trip; an entry another session holds is left alone (HSETNX). Sessions saved
+        since are indexed by the save script."""
+        client = self._db.client
+        added = 0
+        with self._db.errors("cannot index the stored DTLS sessions"):
+            if client.get(self._indexed_key) == _INDEX_VERSION.encode():
+                return 0
+            cursor = 0
+            while True:
+                cursor, found = client.hscan(self._keys[0], cursor, count=count)
+                ids = [text(k) for k in found]
+                if ids:
+                    added += int(self._index(keys=self._keys, args=ids))
+                if not cursor:
+                    break
+            client.set(self._indexed_key, _INDEX_VERSION)
+        if added:
+            log.info(
+                "%s: %d index entries added for DTLS sessions stored before the index",
+                self.url,
+                added,
+            )
+        return added
 
     def load_dtls_sessions(self) -> list[StoredSession]:
         with self._db.errors("cannot read the DTLS sessions"):
@@ -285,6 +343,13 @@ class RedisDtlsSessionStore:
             return None
         with self._db.errors("cannot look up a DTLS session"):
             found = self._find(keys=self._keys, args=args)
+        if not found and not self._index_checked:
+            # the first miss: sessions stored before the index may lack their entries
+            added = self.index_stored_sessions()
+            self._index_checked = True
+            if added:
+                with self._db.errors("cannot look up a DTLS session"):
+                    found = self._find(keys=self._keys, args=args)
         if not found:
             return None
         session_id, state, seq, window = (text(v) for v in found)

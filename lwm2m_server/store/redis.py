@@ -59,6 +59,7 @@ import json
 import logging
 import time
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -140,25 +141,27 @@ return old
 
 # One Redis only (the group commit): the cheap Updates of a loop iteration in one script, one
 # command (redis-py packs and parses one command instead of three per Update). KEYS: expiry,
-# then per Update its reg key and index keys. ARGV: per Update the number of its keys, id, lu,
-# lt, host, port, exp. Each Update as _UPDATE (only while the stored id is its id), with its
-# index entries and expiry score; returns per Update the old {host, port}, or 0 (id gone:
-# nothing written).
+# then per Update its reg key and index keys. ARGV[1]: one line per Update, its fields joined
+# by tabs: the number of its keys, id, lu, lt, host, port, exp (one argument for all of them:
+# redis-py encodes every argument in Python, ~0.4 µs each, and an Update had seven). Each
+# Update as _UPDATE (only while the stored id is its id), with its index entries and expiry
+# score; returns per Update the old {host, port}, or 0 (id gone: nothing written).
 _TOUCH_MANY = """
-local k, a, out = 2, 1, {}
-while a < #ARGV do
-  local n, id = tonumber(ARGV[a]), ARGV[a + 1]
+local k, out = 2, {}
+for line in string.gmatch(ARGV[1], '[^\\n]+') do
+  local n, id, lu, lt, host, port, exp = string.match(line,
+    '^(%d+)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)$')
+  n = tonumber(n)
   local reg = KEYS[k]
   if redis.call('HGET', reg, 'id') == id then
     out[#out + 1] = redis.call('HMGET', reg, 'host', 'port')
     for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
-    redis.call('HSET', reg, 'lu', ARGV[a + 2], 'lt', ARGV[a + 3], 'host', ARGV[a + 4],
-      'port', ARGV[a + 5], 'exp', ARGV[a + 6])
-    redis.call('ZADD', KEYS[1], ARGV[a + 6], id)
+    redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp)
+    redis.call('ZADD', KEYS[1], exp, id)
   else
     out[#out + 1] = 0
   end
-  k, a = k + n, a + 7
+  k = k + n
 end
 return out
 """
@@ -221,11 +224,46 @@ def _after_pending(
 
     @functools.wraps(method)
     def run(self: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._inflight:  # answers of the asynchronous commits first: ordered after them
+            self._drain()
         if self._pending:
             self._flush()
         return method(self, *args, **kwargs)
 
     return run
+
+
+def _plain(value: str) -> bool:
+    """``value`` fits in a field of ``_TOUCH_MANY``'s lines (no tab, no line break)."""
+    return "\t" not in value and "\n" not in value
+
+
+def _call(callbacks: list[tuple[Callable[[bool], None], bool]], ok: bool) -> None:
+    """Tell each waiting ``commit_async`` call its outcome (one failing callback must not
+    keep the others' replies held for ever)."""
+    for done, failed in callbacks:
+        try:
+            done(ok and not failed)
+        except Exception:
+            log.exception("after a group commit")
+
+
+@attrs.define(eq=False)
+class _InFlight:
+    """An asynchronous commit sent and not answered yet (``RedisStore.commit_async``)."""
+
+    pipe: Any
+    """The pipeline the commands were queued on: it parses their answers."""
+    commands: list[Any]
+    pending: list[Registration]
+    index_keys: list[list[str]]
+    extras: list[tuple[Callable[[Any], object], Callable[[Any], None]]]
+    first_extra: int
+    sent_at: float
+    callbacks: list[tuple[Callable[[bool], None], bool]] = attrs.Factory(list)
+    """``done`` of each ``commit_async`` call waiting for it, and whether it already failed."""
+    poisoned: bool = False
+    """An earlier commit failed while this one was in flight: its callers get False."""
 
 
 def _identity_text(identity: IdentityBinding) -> str:
@@ -259,6 +297,13 @@ class RedisStore:
         """Advisory writes (``write_later``) for the next group commit's pipeline."""
         self._lost: set[str] = set()
         """Ids whose held Update found the registration gone: touched synchronously next."""
+        self._inflight: deque[_InFlight] = deque()
+        """Asynchronous commits sent and not answered yet, oldest first (``commit_async``)."""
+        self._conn: Any = None
+        """The connection of the asynchronous commits (its own: answers come in order)."""
+        self._conn_pool: Any = None
+        self._conn_fd = -1
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def database(self) -> RedisDatabase:
@@ -266,6 +311,7 @@ class RedisStore:
 
     # -- group commit (docs/cluster.md, "Group commit") ----------------------------------------
     _grouping = False
+    _asynchronous = False
     _group_failed = False
     _armed = False
     _failed_commits = 0
@@ -273,12 +319,19 @@ class RedisStore:
     commits = 0
     """Pipelines of pending Updates sent (for metrics and tests)."""
 
-    def enable_group_commit(self) -> None:
+    def enable_group_commit(self, *, asynchronous: bool = False) -> None:
         """The cheap Updates (``touch_registration``) of a loop iteration are held and sent as
         one script by ``commit()``, which the CoAP driver calls before the iteration's
         replies leave; every other call sends them first. On one Redis only: on a cluster the
-        steps of an Update are ordered across slots, which one pipeline does not keep."""
+        steps of an Update are ordered across slots, which one pipeline does not keep.
+
+        ``asynchronous``: ``commit_async`` sends the script and answers when Redis does, the
+        loop going on meanwhile (docs/cluster.md, "Group commit on Redis"); off by default:
+        on the shared 2-core benchmark machine it cost more CPU per Update than the
+        synchronous wait (smaller iterations), docs/performance.md.
+        """
         self._grouping = not self._db.cluster
+        self._asynchronous = asynchronous and self._grouping
 
     def commit(self) -> bool:
         """The ``Committer`` hook: True when everything since the last call is in Redis; False
@@ -290,7 +343,204 @@ class RedisStore:
         failed, self._group_failed = self._group_failed, False
         return ok and not failed
 
+    def commit_async(self, done: Callable[[bool], None]) -> None:
+        """The driver's ``AsyncCommitter`` hook (lwm2m_runtime.driver). Unless the group
+        commit is asynchronous (``enable_group_commit``): ``commit()``, and ``done`` at once.
+        Asynchronous: send the iteration's script on the store's own connection without
+        waiting for Redis; ``done(ok)`` when it answered (from the loop's reader of that
+        connection, or ``poll``), in the order of the calls.
+        Nothing to send: ``done`` waits for the last commit in flight, or is called at once.
+        A commit that fails (Redis error, a registration another node removed) answers False
+        to its own ``done`` and to every call made while it was in flight; a send that fails
+        at once (Redis down: connection refused) answers False at once, as ``commit()``."""
+        if not self._asynchronous:  # the synchronous commit, answered at once
+            done(self.commit())
+            return
+        failed, self._group_failed = self._group_failed, False
+        inflight = self._inflight
+        if inflight and time.monotonic() - inflight[0].sent_at > self._answer_timeout():
+            # a Redis that stopped answering: as a synchronous command's socket timeout
+            self._drop_connection(TimeoutError("Redis did not answer the group commit"))
+        if self._pending or self._extras:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop to read the answer: the synchronous commit
+                ok = self._flush()
+                done(ok and not failed and not self._take_failed())
+                return
+            if not self._send(loop):
+                failed = True
+                self._group_failed = False
+        if self._inflight:
+            self._inflight[-1].callbacks.append((done, failed))
+        else:
+            done(not failed)
+
+    def _answer_timeout(self) -> float:
+        pool = getattr(self._db.client, "connection_pool", None)
+        kwargs = getattr(pool, "connection_kwargs", {})
+        return float(kwargs.get("socket_timeout") or 5.0)
+
+    def _take_failed(self) -> bool:
+        failed, self._group_failed = self._group_failed, False
+        return failed
+
+    def _send(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Send the pending Updates and advisory writes on the commit connection; their
+        answers are read by ``_on_readable``. False when the send failed (logged as
+        ``_flush`` does; the in-flight commits on the connection fail with it)."""
+        pending, self._pending = self._pending, []
+        extras, self._extras = self._extras, []
+        from redis.exceptions import RedisError
+
+        pipe = self._db.client.pipeline(transaction=False)
+        index_keys = self._queue_touches(pipe, pending)
+        first_extra = len(pipe.command_stack)
+        try:
+            for queue, _ in extras:
+                queue(pipe)
+            commands = list(pipe.command_stack)
+            conn = self._connection(loop)
+            conn.send_packed_command(conn.pack_commands([args for args, _ in commands]))
+        except (RedisError, StoreError, OSError) as exc:
+            self._drop_connection(exc)
+            self._answer(extras, [exc] * len(extras))
+            if pending:
+                self._failed(len(pending), exc)
+                return False
+            self._extras_failed(len(extras), exc)
+            return True
+        self._inflight.append(
+            _InFlight(pipe, commands, pending, index_keys, extras, first_extra, time.monotonic())
+        )
+        return True
+
+    def _connection(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """The commit connection, (re)opened from the client's pool; its socket is watched
+        by the loop while it is open."""
+        pool: Any = getattr(self._db.client, "connection_pool", None)  # one Redis only
+        if self._conn is not None and self._conn_pool is pool and self._loop is loop:
+            return self._conn
+        self._drop_connection(None)
+        conn = pool.get_connection()
+        try:
+            fd = conn._sock.fileno()  # connected by get_connection
+            loop.add_reader(fd, self._on_readable)
+        except BaseException:
+            pool.release(conn)
+            raise
+        self._conn, self._conn_pool, self._conn_fd, self._loop = conn, pool, fd, loop
+        return conn
+
+    def _drop_connection(self, exc: BaseException | None) -> None:
+        """Forget the commit connection (broken, or the client changed); commits in flight
+        on it fail with ``exc``."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if self._loop is not None and self._conn_fd >= 0:
+            with suppress(Exception):
+                self._loop.remove_reader(self._conn_fd)
+        self._conn_fd = -1
+        with suppress(Exception):
+            conn.disconnect()
+        with suppress(Exception):
+            self._conn_pool.release(conn)
+        if self._inflight:
+            self._fail_inflight(exc or ConnectionError("the commit connection was closed"))
+
+    def _on_readable(self) -> None:
+        """The loop's reader of the commit connection: finish every commit whose answer is
+        complete."""
+        conn = self._conn
+        from redis.exceptions import RedisError
+
+        try:
+            # ``self._conn is conn``: a callback may have dropped it (``can_read`` of a
+            # dropped connection would open it again)
+            while self._inflight and conn is not None and self._conn is conn and conn.can_read(0):
+                self._receive(conn)
+            if not self._inflight and conn is not None and self._conn is conn and conn.can_read(0):
+                raise ConnectionError("an answer nobody asked for on the commit connection")
+        except (RedisError, OSError) as exc:
+            self._drop_connection(exc)
+
+    def poll(self) -> None:
+        """The driver's ``AsyncCommitter.poll``: finish the commits already answered (one
+        ``poll`` system call when some are in flight)."""
+        if self._inflight:
+            self._on_readable()
+
+    def _drain(self) -> None:
+        """Wait for every commit in flight (a synchronous call must be ordered after them)."""
+        from redis.exceptions import RedisError
+
+        try:
+            while self._inflight:
+                self._receive(self._conn)
+        except (RedisError, OSError) as exc:
+            self._drop_connection(exc)
+
+    def _receive(self, conn: Any) -> None:
+        """Read the oldest in-flight commit's answers and finish it."""
+        entry = self._inflight[0]
+        from redis.exceptions import ResponseError
+
+        results: list[Any] = []
+        for args, options in entry.commands:
+            try:
+                results.append(entry.pipe.parse_response(conn, args[0], **options))
+            except ResponseError as exc:
+                results.append(exc)
+        self._inflight.popleft()
+        group_failed = self._group_failed  # the current iteration's, not this commit's
+        ok = self._finish(entry, results)
+        self._group_failed = group_failed
+        if not ok:  # the calls made meanwhile may have read what it wrote: they fail too
+            for later in self._inflight:
+                later.poisoned = True
+        _call(entry.callbacks, ok and not entry.poisoned)
+
+    def _finish(self, entry: _InFlight, results: list[Any]) -> bool:
+        """An asynchronous commit answered: as the end of ``_flush``."""
+        from redis.exceptions import RedisError
+
+        pending, extras = entry.pending, entry.extras
+        answers = results[entry.first_extra :]
+        try:
+            if pending and isinstance(results[0], Exception):
+                raise results[0]
+            ok = self._after_touches(pending, entry.index_keys, results[0] if pending else [])
+        except (RedisError, StoreError) as exc:
+            self._answer(extras, answers)
+            if pending:
+                self._failed(len(pending), exc)
+            return False
+        self._answer(extras, answers)
+        if self._db.down:
+            self._db.reachable()
+        self.commits += 1
+        return ok
+
+    def _fail_inflight(self, exc: BaseException) -> None:
+        """The commit connection broke: every commit in flight failed (nothing is known to be
+        stored; a device's retransmission repeats its write)."""
+        entries, self._inflight = list(self._inflight), deque()
+        group_failed = self._group_failed  # the current iteration's, not these commits'
+        for entry in entries:
+            self._answer(entry.extras, [exc] * len(entry.extras))
+            if entry.pending:
+                self._failed(len(entry.pending), exc)
+            else:
+                self._extras_failed(len(entry.extras), exc)
+        self._group_failed = group_failed
+        for entry in entries:
+            _call(entry.callbacks, False)
+
     def close(self) -> None:
+        if self._inflight:
+            self._drain()
+        self._drop_connection(None)
         if self._pending or self._extras:
             with suppress(StoreError):
                 self._flush()
@@ -316,9 +566,21 @@ class RedisStore:
                 self._armed = True
 
     def _commit_pending(self) -> None:
+        """The loop's turn after a write: send what is held. It runs before the CoAP driver's
+        flush of the same iteration (armed by the first write, before the driver's), so it
+        sends asynchronously and the driver's ``commit_async`` then waits for this commit;
+        a send that fails marks the iteration failed for that call, as ``_flush`` does."""
         self._armed = False
         if self._pending or self._extras:
-            self._flush()
+            if not self._asynchronous:
+                self._flush()
+                return
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._flush()
+                return
+            self._send(loop)
 
     def _flush(self) -> bool:
         """Send the pending Updates (one script: atomic) and the advisory writes in one
@@ -331,27 +593,12 @@ class RedisStore:
             # one script for the Updates (atomic), the advisory writes after it: independent
             # single commands, so no MULTI/EXEC is needed around them
             pipe = self._db.client.pipeline(transaction=False)
-            index_keys = [self._index_keys(reg) for reg in pending]
-            if pending:
-                keys: list[str] = [self._expiry]
-                args: list[Any] = []
-                for reg, indexes in zip(pending, index_keys, strict=True):
-                    keys.append(self._reg_key(reg.endpoint))
-                    keys += indexes
-                    args += [1 + len(indexes), reg.registration_id, *self._touch_values(reg)]
-                pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, *args)
+            index_keys = self._queue_touches(pipe, pending)
             first_extra = len(pipe.command_stack)
             for queue, _ in extras:
                 queue(pipe)
             results = pipe.execute()
-            ok = True
-            olds = results[0] if pending else []
-            for reg, indexes, old in zip(pending, index_keys, olds, strict=True):
-                if not self._after_rewrite(reg, indexes, old):
-                    ok = False
-                    if len(self._lost) >= _MAX_LOST:
-                        self._lost.clear()
-                    self._lost.add(reg.registration_id)
+            ok = self._after_touches(pending, index_keys, results[0] if pending else [])
         except (RedisError, StoreError) as exc:
             self._answer(extras, [exc] * len(extras))
             if pending:
@@ -365,6 +612,37 @@ class RedisStore:
         if not ok:
             self._group_failed = True
         self.commits += 1
+        return ok
+
+    def _queue_touches(self, pipe: Any, pending: list[Registration]) -> list[list[str]]:
+        """Queue the held Updates on ``pipe`` as one ``_TOUCH_MANY`` script; their index
+        keys."""
+        index_keys = [self._index_keys(reg) for reg in pending]
+        if pending:
+            keys: list[str] = [self._expiry]
+            lines: list[str] = []
+            for reg, indexes in zip(pending, index_keys, strict=True):
+                keys.append(self._reg_key(reg.endpoint))
+                keys += indexes
+                lu, lt, host, port, exp = self._touch_values(reg)
+                lines.append(
+                    f"{1 + len(indexes)}\t{reg.registration_id}\t{lu}\t{lt}\t{host}\t{port}\t{exp}"
+                )
+            pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, "\n".join(lines))
+        return index_keys
+
+    def _after_touches(
+        self, pending: list[Registration], index_keys: list[list[str]], olds: Any
+    ) -> bool:
+        """The script's answers: False when an Update found its registration gone (its id is
+        then touched synchronously the next time)."""
+        ok = True
+        for reg, indexes, old in zip(pending, index_keys, olds, strict=True):
+            if not self._after_rewrite(reg, indexes, old):
+                ok = False
+                if len(self._lost) >= _MAX_LOST:
+                    self._lost.clear()
+                self._lost.add(reg.registration_id)
         return ok
 
     def _answer(
@@ -481,6 +759,8 @@ class RedisStore:
         if self._grouping and registration.registration_id not in self._lost:
             if not isinstance(registration, Registration):
                 raise StoreError(f"expected a Registration, got {type(registration).__name__}")
+            if not _plain(registration.registration_id) or not _plain(registration.address.host):
+                return self._rewrite(registration, [])  # not one tab-separated line: alone
             self._pending.append(registration)
             self._arm()
             return True

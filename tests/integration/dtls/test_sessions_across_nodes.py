@@ -366,6 +366,44 @@ def test_progress_of_a_session_another_handle_claimed_is_refused(redis_url: str)
         db.close()
 
 
+def test_sessions_stored_before_the_index_are_found_after_a_node_opens(redis_url: str) -> None:
+    """Rows written before the address and CID indexes existed (only state, seq, window,
+    owner) are indexed at a node's first lookup miss, once per Redis: the node then finds
+    them by address and by CID (their devices continue without a handshake); an address
+    that a newer session holds (the device handshook again from it) keeps pointing there."""
+    from tests.unit.dtls.test_session_store import IDENTITIES, state
+
+    db = RedisDatabase(redis_url, prefix="oldrows")
+    try:
+        writer = RedisDtlsSessionStore(db)
+        writer._index_checked = True  # an earlier version's node: it never indexes
+        old = StoredSession("s-old", "192.0.2.5", 5000, state(IDENTITIES[0], own_cid=b"old-1"), 1.0)
+        stale = StoredSession(
+            "s-stale", "192.0.2.6", 6000, state(IDENTITIES[1], own_cid=b"old-2"), 1.5
+        )
+        newer = StoredSession(
+            "s-new", "192.0.2.6", 6000, state(IDENTITIES[1], own_cid=b"new-3"), 2.0
+        )
+        writer.save_dtls_sessions([old, stale, newer], [], [])
+        client = db.client
+        addr_key, cid_key = db.group_key("dtls", "addr"), db.group_key("dtls", "cid")
+        # what an earlier version left: no index entries but for the newest session's
+        client.delete(addr_key, cid_key, db.group_key("dtls", "indexed"))
+        client.hset(addr_key, "192.0.2.6|6000", "s-new")
+        client.hset(cid_key, b"new-3".hex(), "s-new")
+        assert writer.find_dtls_session(address=("192.0.2.5", 5000), cutoff=0) is None
+        assert writer.find_dtls_session(cid=b"old-2", cutoff=0) is None
+
+        other_node = RedisDtlsSessionStore(db)  # its first miss indexes the old rows
+        assert other_node.find_dtls_session(address=("192.0.2.5", 5000), cutoff=0) == old
+        assert other_node.find_dtls_session(cid=b"old-1", cutoff=0) == old
+        assert other_node.find_dtls_session(cid=b"old-2", cutoff=0) == stale
+        assert other_node.find_dtls_session(address=("192.0.2.6", 6000), cutoff=0) == newer
+        assert other_node.index_stored_sessions() == 0  # once per Redis: the marker
+    finally:
+        db.close()
+
+
 async def test_idle_stored_sessions_are_expired_by_the_sweep(db: RedisDatabase) -> None:
     """Nobody loads every session at start any more: each node's sweep deletes, a slice at a
     time, the stored sessions idle for ``idle_timeout`` (whichever node made them)."""

@@ -238,3 +238,228 @@ def test_one_commit_of_many_updates_keeps_every_index(
     assert other.registrations_by_address(plain.address) == []
     assert other.get_registration("id3") is None
     assert [r.registration_id for r in other.expiring_before(1e12, 10)] == ["id1", "id2"]
+
+
+def test_an_update_that_cannot_be_one_script_line_is_written_alone(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """The group commit's script takes each Update as one tab-separated line (one argument
+    for redis-py to encode instead of seven); a registration id with a tab or a line break
+    (never one the server makes) is written synchronously instead of breaking the line."""
+    node, other = stores
+    odd = attrs.evolve(reg(1), registration_id="id\t1\nx")
+    node.put_registration(odd)
+    touched = attrs.evolve(odd, last_update=1800.0)
+    assert node.touch_registration(touched) is True
+    assert other.get_registration("id\t1\nx") == touched  # already written: not held
+    assert node.commit() is True
+
+
+# -- the asynchronous commit (``commit_async`` with ``enable_group_commit(asynchronous=True)``) -
+
+
+@pytest.fixture
+def async_stores(redis_url: str) -> Iterator[tuple[RedisStore, RedisStore]]:
+    node, other = (RedisStore(RedisDatabase(redis_url, prefix="gca")) for _ in range(2))
+    node.enable_group_commit(asynchronous=True)
+    yield node, other
+    node.close()
+    other.close()
+
+
+def test_by_default_commit_async_is_the_synchronous_commit(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """Without ``asynchronous=True`` (the server's default), ``commit_async`` commits at once
+    and answers before it returns: the replies leave at the flush, as with ``commit()``."""
+    node, other = stores
+    r = reg(1)
+    node.put_registration(r)
+    answers: list[bool] = []
+
+    async def main() -> None:
+        node.touch_registration(attrs.evolve(r, last_update=6000.0))
+        node.commit_async(answers.append)
+        assert answers == [True]
+        assert other.get_registration("id1").last_update == 6000.0  # type: ignore[union-attr]
+
+    asyncio.run(main())
+
+
+async def _until(condition: Any, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.002)
+
+
+def test_commit_async_answers_later_in_order_without_blocking(
+    async_stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """The script is sent, the call returns before Redis answers (the loop goes on), and each
+    ``done`` is called in the order of the calls; a call with nothing to write waits for the
+    commit in flight (its replies may depend on what that commit writes)."""
+    node, other = async_stores
+    r1, r2 = reg(1), reg(2)
+    node.put_registration(r1)
+    node.put_registration(r2)
+    answers: list[tuple[str, bool]] = []
+
+    async def main() -> None:
+        node.touch_registration(attrs.evolve(r1, last_update=5000.0))
+        node.commit_async(lambda ok: answers.append(("first", ok)))
+        node.touch_registration(attrs.evolve(r2, last_update=5000.0))
+        node.commit_async(lambda ok: answers.append(("second", ok)))
+        node.commit_async(lambda ok: answers.append(("nothing to write", ok)))
+        assert answers == []  # sent, not answered: the answers come through the loop
+        await _until(lambda: len(answers) == 3)
+
+    asyncio.run(main())
+    assert answers == [("first", True), ("second", True), ("nothing to write", True)]
+    assert other.get_registration("id1").last_update == 5000.0  # type: ignore[union-attr]
+    assert other.get_registration("id2").last_update == 5000.0  # type: ignore[union-attr]
+    assert node.commits == 2  # two scripts; the third call sent nothing
+
+
+def test_a_synchronous_call_waits_for_the_commits_in_flight(
+    async_stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """Any other store call is ordered after the commits in flight (it reads their answers
+    first, so it sees their writes and their ``done`` has run)."""
+    node, _ = async_stores
+    r = reg(1)
+    node.put_registration(r)
+    answers: list[bool] = []
+
+    async def main() -> None:
+        node.touch_registration(attrs.evolve(r, last_update=5100.0))
+        node.commit_async(answers.append)
+        assert answers == []
+        stored = node.get_registration("id1")
+        assert answers == [True]
+        assert stored is not None and stored.last_update == 5100.0
+
+    asyncio.run(main())
+
+
+def test_a_failed_async_commit_fails_the_calls_made_while_it_was_in_flight(
+    async_stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """A commit whose registration another node removed answers False, and so does every
+    call made before that answer came (their replies, e.g. a duplicate answered from the
+    deduplication cache, may rest on it); the next Update of the lost registration is
+    synchronous (the device's retransmission gets its 4.04); later calls succeed again."""
+    node, other = async_stores
+    r1, r2 = reg(1), reg(2)
+    node.put_registration(r1)
+    node.put_registration(r2)
+    other.remove_registration("id1")
+    answers: list[tuple[str, bool]] = []
+
+    async def main() -> None:
+        node.touch_registration(attrs.evolve(r1, last_update=5200.0))
+        node.commit_async(lambda ok: answers.append(("gone", ok)))
+        node.touch_registration(attrs.evolve(r2, last_update=5200.0))
+        node.commit_async(lambda ok: answers.append(("meanwhile", ok)))
+        node.commit_async(lambda ok: answers.append(("meanwhile, nothing", ok)))
+        await _until(lambda: len(answers) == 3)
+        assert node.touch_registration(attrs.evolve(r1, last_update=5300.0)) is False
+        node.touch_registration(attrs.evolve(r2, last_update=5300.0))
+        node.commit_async(lambda ok: answers.append(("after", ok)))
+        await _until(lambda: len(answers) == 4)
+
+    asyncio.run(main())
+    assert answers == [
+        ("gone", False),
+        ("meanwhile", False),
+        ("meanwhile, nothing", False),
+        ("after", True),
+    ]
+    assert other.get_registration("id1") is None
+    assert other.get_registration("id2").last_update == 5300.0  # type: ignore[union-attr]
+
+
+def test_an_async_commit_without_redis_fails_at_once_and_logs_once(
+    async_stores: tuple[RedisStore, RedisStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis down: the send fails (connection refused), ``done(False)`` at once (the replies
+    are withheld), logged once as the synchronous commit; once Redis is back the next
+    commit goes through on a new connection."""
+    node, other = async_stores
+    r = reg(1)
+    node.put_registration(r)
+    answers: list[bool] = []
+
+    async def main() -> None:
+        node.touch_registration(attrs.evolve(r, last_update=5400.0))
+        node.commit_async(answers.append)  # the commit connection is open
+        await _until(lambda: answers == [True])
+        working = node.database.client
+        node.database.client = redis.Redis(port=_free_port(), socket_connect_timeout=1)
+        try:
+            for n in range(2):
+                node.touch_registration(attrs.evolve(r, last_update=5500.0 + n))
+                with caplog.at_level(logging.ERROR):
+                    node.commit_async(answers.append)
+                assert answers[-1] is False and len(answers) == 2 + n
+        finally:
+            node.database.client.close()
+            node.database.client = working
+        node.touch_registration(attrs.evolve(r, last_update=5600.0))
+        node.commit_async(answers.append)
+        await _until(lambda: len(answers) == 4)
+
+    asyncio.run(main())
+    assert answers == [True, False, False, True]
+    assert len([m for m in caplog.messages if "pending Updates not stored" in m]) == 1
+    assert other.get_registration("id1").last_update == 5600.0  # type: ignore[union-attr]
+
+
+def test_a_commit_connection_redis_closed_is_dropped_and_reopened(
+    async_stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """Redis closes the commit connection (a restart, CLIENT KILL): the loop's reader sees
+    it and drops it (a commit in flight on it would answer False: nothing is known to be
+    stored), and the next commit opens a new one."""
+    node, other = async_stores
+    r = reg(1)
+    node.put_registration(r)
+    answers: list[bool] = []
+
+    async def main() -> None:
+        node.touch_registration(attrs.evolve(r, last_update=5700.0))
+        node.commit_async(answers.append)
+        await _until(lambda: answers == [True])
+        other.database.client.client_kill_filter(_type="normal", skipme=True)
+        await _until(lambda: node._conn is None)  # the loop's reader saw the close
+        node.touch_registration(attrs.evolve(r, last_update=5800.0))
+        node.commit_async(answers.append)
+        await _until(lambda: len(answers) == 2)
+
+    asyncio.run(main())
+    assert answers == [True, True]
+    assert other.get_registration("id1").last_update == 5800.0  # type: ignore[union-attr]
+
+
+def test_the_loops_own_commit_is_asynchronous_and_the_drivers_waits_for_it(
+    async_stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """The store's own turn after a write (armed by the first write of the iteration, so it
+    runs before the CoAP driver's flush) sends the script without waiting for Redis; the
+    driver's ``commit_async`` then has nothing to send and waits for that commit, so the
+    iteration's replies still leave only after its writes are in Redis."""
+    node, other = async_stores
+    r = reg(1)
+    node.put_registration(r)
+    answers: list[bool] = []
+
+    async def main() -> None:
+        node.touch_registration(attrs.evolve(r, last_update=5900.0))
+        await asyncio.sleep(0)  # the store's turn: sent, not waited for
+        node.commit_async(answers.append)  # the driver's flush, later in the iteration
+        assert answers == []
+        await _until(lambda: answers == [True])
+
+    asyncio.run(main())
+    assert other.get_registration("id1").last_update == 5900.0  # type: ignore[union-attr]
