@@ -81,6 +81,8 @@ ROUTE_MARGIN = 5.0
 """Seconds a routed request may take beyond its own timeout (the two hops through Redis)."""
 OUTBOX_SIZE = 10_000
 """Events and replies waiting to be published; beyond, the oldest event is dropped."""
+PUBLISH_BATCH = 500
+"""Outbox entries sent in one pipeline at most (one round trip)."""
 HEARTBEAT = 15.0
 """Seconds between two ``alive`` messages of a node (and PINGs of Redis, timed): what
 /api/health and /metrics show as the peers seen and the Redis latency."""
@@ -619,31 +621,59 @@ class ClusterNode:
         }
 
     async def _publish(self) -> None:
+        """Send the outbox to Redis, a batch per round trip: everything queued while the
+        previous batch was in flight goes in one pipeline of PUBLISH commands.
+
+        One round trip per event could not keep up with a busy node: the publisher runs only
+        when the loop is free, so at thousands of Updates/s the outbox overflowed and most
+        events were dropped (measured: 833 of 70,000 published) and SSE readers on other
+        nodes missed them. A pipeline (not MULTI) keeps each PUBLISH what it was, so nodes of
+        an earlier version read the messages unchanged."""
         while not self._closing:
             entry = await self._outbox.get()
+            batch: list[tuple[str, str]] = []
+            while entry is not None:
+                text = self._message_text(entry[1])
+                if text is not None:
+                    batch.append((entry[0], text))
+                if len(batch) >= PUBLISH_BATCH or self._outbox.empty():
+                    break
+                entry = self._outbox.get_nowait()
+            if batch:
+                await self._send_batch(batch)
             if entry is None:
                 return
-            channel, item = entry
-            if isinstance(item, ServerEvent):
-                try:  # the SSE's JSON forms (points, paths): what the other node's stream shows
-                    text = json.dumps(
-                        {
-                            "origin": self.node_id,
-                            "kind": item.kind,
-                            "endpoint": item.endpoint,
-                            "data": dict(item.data),
-                        },
-                        default=json_default,
-                    )
-                except (TypeError, ValueError) as exc:
-                    log.debug("event %s not shared: %s", item.kind, exc)
-                    continue
-            else:
-                text = item
-            try:
-                await self._redis.publish(channel, text)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if self._log.allow("publish", time.monotonic()):
-                    log.warning("cannot publish to the cluster: %s", exc)
+
+    def _message_text(self, item: str | ServerEvent) -> str | None:
+        """The JSON text of an outbox entry (the SSE's JSON forms for an event: what the
+        other node's stream shows); None for an event whose data cannot be shared."""
+        if not isinstance(item, ServerEvent):
+            return item
+        try:
+            return json.dumps(
+                {
+                    "origin": self.node_id,
+                    "kind": item.kind,
+                    "endpoint": item.endpoint,
+                    "data": dict(item.data),
+                },
+                default=json_default,
+            )
+        except (TypeError, ValueError) as exc:
+            log.debug("event %s not shared: %s", item.kind, exc)
+            return None
+
+    async def _send_batch(self, batch: list[tuple[str, str]]) -> None:
+        try:
+            if len(batch) == 1:
+                await self._redis.publish(*batch[0])
+                return
+            pipe = self._redis.pipeline(transaction=False)
+            for channel, text in batch:
+                pipe.publish(channel, text)
+            await pipe.execute()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self._log.allow("publish", time.monotonic()):
+                log.warning("cannot publish to the cluster: %s", exc)
