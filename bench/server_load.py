@@ -109,6 +109,9 @@ class Config:
     them); they register on top of the C generator's N."""
     notifications: int = 100_000
     notify_seconds: float = 10.0
+    notify_path: str = "blast"
+    """``blast`` (pre-built datagrams, ``bench/load/blast.py``) or ``asyncio`` (the generator's
+    ``SimClient`` path, ~45 µs of generator CPU per notification: it saturates first)."""
     reads: int = 2_000
     loadgen_src: Path | None = None
     quick: bool = False
@@ -591,6 +594,7 @@ async def python_phases(
         notifications=cfg.notifications,
         reads=cfg.reads,
         rss_at=[],
+        notify_path=cfg.notify_path,
     )
     assert server.proc is not None
     target = scenario.Process(
@@ -623,7 +627,7 @@ def python_figures(
     yield figure(
         "notifications_con_persisted_per_s",
         stored / run.elapsed if run.elapsed > 0 else None,
-        generator=PY_GENERATOR,
+        generator=srv.con_generator,
         ceiling=echo.con.rate,
         ceiling_source="bench/load/echo.py (Python asyncio echo)",
         observed=srv.observed,
@@ -829,8 +833,15 @@ def parse_args(argv: list[str] | None) -> Config:
         parser.add_argument(
             "--" + name.replace("_", "-"), type=float, help=f"default {getattr(defaults, name)}"
         )
+    parser.add_argument(
+        "--notify-path",
+        choices=["blast", "asyncio"],
+        help="CON notification phase: pre-built datagrams (default) or SimClient objects",
+    )
     args = parser.parse_args(argv)
     cfg = Config.quick_run() if args.quick else Config()
+    if args.notify_path:
+        cfg.notify_path = args.notify_path
     if args.clients:
         cfg.clients = [int(x) for x in args.clients.split(",") if x.strip()]
     cfg.loadgen_src = args.loadgen_src

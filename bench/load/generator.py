@@ -48,6 +48,8 @@ from lwm2m_runtime.coap import (
 from lwm2m_runtime.coap.message import empty
 
 LOOPBACK = "127.0.0.1"
+GENERATOR_NAME = "bench.load (Python, asyncio, SimClient messages)"
+"""What the JSON lines say produced a figure driven through ``run_window``."""
 # plain ints for the option tuples the hot path writes out (see ``SimClient.update_request``)
 URI_PATH, OBSERVE, CONTENT_FORMAT = (
     int(OptionNumber.URI_PATH),

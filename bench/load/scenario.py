@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from . import blast as b
 from . import generator as g
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,6 +71,9 @@ class Config:
     rss_seconds: float = 480.0
     rss_pool: int = 16_000
     payload: str = "senml-cbor"
+    notify_path: str = "blast"
+    """How the CON notification phase is driven: ``blast`` (pre-built datagrams, ``blast.py``)
+    or ``asyncio`` (``SimClient.notification`` through ``run_window``, the old path)."""
     server_args: list[str] = field(default_factory=list)
     startup_timeout: float = 60.0
 
@@ -262,6 +266,7 @@ class Measured:
     con: g.Run = field(default_factory=g.Run)
     con_sent: int = 0
     con_persisted: int | None = None
+    con_generator: str = g.GENERATOR_NAME
     non: g.Run = field(default_factory=g.Run)
     non_sent: int = 0
     non_persisted: int | None = None
@@ -355,12 +360,19 @@ class Driver:
             return
         cfg, result = self.cfg, self.result
         rows, sent = self._rows(), self._sent()
-        result.con = await g.run_window(
-            g.cycling(self.observed, g.notify_con),
-            cfg.notifications,
-            min(cfg.window, len(self.observed)),
-            cfg.phase_seconds,
-        )
+        window = min(cfg.window, len(self.observed))
+        if cfg.notify_path == "blast":
+            # synchronous: the event loop is blocked for the blast, so it cannot read the ACKs
+            done = b.blast(
+                self.observed, cfg.notifications, window, cfg.phase_seconds, echo=self.echo
+            )
+            result.con = g.Run(units=done.acked, failed=done.failed, elapsed=done.elapsed)
+            result.con_generator = b.GENERATOR_NAME
+        else:
+            result.con = await g.run_window(
+                g.cycling(self.observed, g.notify_con), cfg.notifications, window, cfg.phase_seconds
+            )
+            result.con_generator = g.GENERATOR_NAME
         result.con_sent = self._sent() - sent
         if rows is not None:
             result.con_persisted = g.telemetry_rows(self.target.database) - rows
@@ -498,6 +510,7 @@ def throughput_figures(
             "sent": sent,
             "persisted": persisted,
             "failed": run.failed,
+            "generator": server.con_generator if kind == "con" else g.GENERATOR_NAME,
         }
         if kind == "non":
             extra["non_batch"] = cfg.non_batch
@@ -693,6 +706,12 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         help="comma-separated client counts for RSS (default 10000,100000; empty: skip)",
     )
     parser.add_argument("--payload", choices=["senml-cbor", "text"], default=None)
+    parser.add_argument(
+        "--notify-path",
+        choices=["blast", "asyncio"],
+        default=None,
+        help="CON notification phase: pre-built datagrams (default) or SimClient objects",
+    )
     parser.add_argument("--only", choices=["throughput", "rss"], default=None)
     parser.add_argument(
         "--server-arg",
@@ -703,7 +722,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     )
     args = parser.parse_args(argv)
     cfg = Config.quick() if args.quick else Config()
-    for name in (*_INT_OPTIONS, *_FLOAT_OPTIONS, "payload"):
+    for name in (*_INT_OPTIONS, *_FLOAT_OPTIONS, "payload", "notify_path"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
