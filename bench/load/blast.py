@@ -75,6 +75,7 @@ class BlastResult:
     """What one blast achieved; ``acked`` are the notifications the target answered."""
 
     sent: int = 0
+    polls: int = 0
     acked: int = 0
     failed: int = 0
     retransmissions: int = 0
@@ -124,8 +125,9 @@ def blast(
     attempts: int = 4,
 ) -> BlastResult:
     """Send ``count`` CON notifications round-robin over the observed ``clients``, at most
-    ``window`` unacknowledged, stopping at ``seconds``; blocks the calling thread (and its
-    event loop) until every notification sent is answered or abandoned.
+    ``window`` unacknowledged and at most one per observation (CoAP's NSTART=1: a client whose
+    last notification is unanswered is skipped), stopping at ``seconds``; blocks the calling
+    thread (and its event loop) until every notification sent is answered or abandoned.
 
     Against the echo (``echo=True``) the answer is the datagram itself (a CON with our MID);
     against the server it is an empty ACK, sent once the notification is stored. An RST
@@ -143,97 +145,146 @@ def blast(
         poller.register(slot.sock.fileno(), select.EPOLLIN)
     n = len(slots)
     window = max(1, min(window, n))
-    # key (slot << 16 | mid) -> [slot, seq, deadline, timeout, attempts left]
-    pending: dict[int, list[float]] = {}
+    # per slot: the MID in flight (-1: none); what retransmission needs lives in ``Flight``
+    inflight = [-1] * n
+    flights: dict[int, Flight] = {}
+    sent_per_slot = [0] * n
     buf = bytearray(2048)
     answer = _CON if echo else _ACK
+    socks = [slot.sock for slot in slots]
+    variants = [slot.variants for slot in slots]
+    nvariants = len(slots[0].variants)
+    observe_at = [slot.observe_at for slot in slots]
+    mids = [slot.mid for slot in slots]
+    seqs = [slot.seq for slot in slots]
+    pack_mid = _MID.pack_into
+    poll = poller.poll
     deadline = time.monotonic() + seconds
     next_check = time.monotonic() + timeout / 4
-    issued = 0
-    acked = failed = unexpected = retrans = 0
+    issued = in_flight = cursor = 0
+    acked = failed = unexpected = retrans = polls = 0
     sending = True
-    poll = poller.poll
-    pending_pop = pending.pop
     try:
         while True:
             if sending:
-                while len(pending) < window and issued < count:
-                    index = issued % n
-                    slot = slots[index]
-                    mid = (slot.mid + 1) & 0xFFFF
-                    seq = slot.seq + 1
+                tried = 0
+                while in_flight < window and issued < count and tried < n:
+                    index = cursor
+                    cursor = cursor + 1 if cursor + 1 < n else 0
+                    if inflight[index] >= 0:
+                        tried += 1  # NSTART=1: this one waits for its ACK
+                        continue
+                    tried = 0
+                    mid = (mids[index] + 1) & 0xFFFF
+                    seq = seqs[index] + 1
                     if seq > OBSERVE_MAX:
                         seq = OBSERVE_MIN
-                    slot.mid, slot.seq = mid, seq
-                    slot.sock.send(_patch(slot, mid, seq))
+                    mids[index] = mid
+                    seqs[index] = seq
+                    data = variants[index][seq % nvariants]
+                    pack_mid(data, 2, mid)
+                    at = observe_at[index]
+                    data[at] = seq >> 16
+                    pack_mid(data, at + 1, seq & 0xFFFF)
+                    socks[index].send(data)
+                    inflight[index] = mid
+                    in_flight += 1
                     issued += 1
-                    pending[index << 16 | mid] = [index, seq, 0.0, timeout, attempts - 1]
+                    sent_per_slot[index] += 1
                 if issued >= count:
                     sending = False
-            if not pending:
+            if not in_flight:
                 break
+            polls += 1
             for fd, _event in poll(0.05):
                 index = by_fd[fd]
                 try:
-                    size = slots[index].sock.recv_into(buf)
+                    size = socks[index].recv_into(buf)
                 except (BlockingIOError, ConnectionRefusedError):
                     continue
-                if size < 4:
-                    unexpected += 1
-                    continue
-                mtype = (buf[0] >> 4) & 3
-                entry = pending_pop(index << 16 | (buf[2] << 8 | buf[3]), None)
-                if entry is None:
+                if size < 4 or inflight[index] != (buf[2] << 8 | buf[3]):
                     unexpected += 1  # a late duplicate ACK, or a request from the server
                     continue
+                mtype = (buf[0] >> 4) & 3
                 if mtype == answer and (echo or buf[1] == 0):
                     acked += 1
                 elif mtype in (_RST, _ACK):
                     failed += 1
                 else:
                     unexpected += 1
-                    pending[index << 16 | (buf[2] << 8 | buf[3])] = entry
+                    continue
+                inflight[index] = -1
+                in_flight -= 1
             now = time.monotonic()
             if sending and now >= deadline:
                 sending = False
             if now >= next_check:
                 next_check = now + timeout / 4
-                retrans, failed = _retransmit(slots, pending, now, retrans, failed)
+                for slot, mid, seq in zip(slots, mids, seqs, strict=True):
+                    slot.mid, slot.seq = mid, seq
+                abandoned, resent = _retransmit(
+                    slots, inflight, flights, now, timeout=timeout, attempts=attempts
+                )
+                failed += abandoned
+                in_flight -= abandoned
+                retrans += resent
     finally:
         poller.close()
-        for slot in slots:
-            slot.client.sock._mid = slot.mid
-            slot.client.observe_seq = slot.seq
+        for index, slot in enumerate(slots):
+            slot.client.sock._mid = mids[index]
+            slot.client.observe_seq = seqs[index]
+            slot.client.notifications += sent_per_slot[index]
             slot.sock.close()
-    for index in range(min(issued, n)):
-        slots[index].client.notifications += issued // n + (1 if index < issued % n else 0)
     result.sent = issued
     result.acked, result.failed, result.unexpected = acked, failed, unexpected
-    result.retransmissions = retrans
+    result.retransmissions, result.polls = retrans, polls
     result.elapsed = time.perf_counter() - start
     result.cpu = time.process_time() - cpu0
     return result
 
 
+@dataclass(slots=True)
+class Flight:
+    """A notification seen unanswered at a check: when to resend it, how often still."""
+
+    mid: int
+    due: float
+    timeout: float
+    attempts_left: int
+
+
 def _retransmit(
-    slots: list[Slot], pending: dict[int, list[float]], now: float, retrans: int, failed: int
+    slots: list[Slot],
+    inflight: list[int],
+    flights: dict[int, Flight],
+    now: float,
+    *,
+    timeout: float,
+    attempts: int,
 ) -> tuple[int, int]:
-    """Stamp new entries with their first deadline, resend the overdue ones unchanged, give
-    up on those out of attempts. Runs a few times per timeout, not per datagram."""
-    for key, entry in list(pending.items()):
-        if entry[2] == 0.0:
-            entry[2] = now + entry[3]
+    """Runs a few times per timeout, not per datagram: a notification in flight gets its
+    first deadline when a check first sees it; overdue ones are resent unchanged (the slot's
+    latest MID and Observe number, since a slot has one in flight), those out of attempts are
+    abandoned. Returns (abandoned, resent)."""
+    abandoned = resent = 0
+    for index, mid in enumerate(inflight):
+        if mid < 0:
             continue
-        if now < entry[2]:
+        flight = flights.get(index)
+        if flight is None or flight.mid != mid:
+            flights[index] = Flight(mid, now + timeout, timeout, attempts - 1)
             continue
-        if entry[4] <= 0:
-            del pending[key]
-            failed += 1
+        if now < flight.due:
             continue
-        entry[4] -= 1
-        entry[3] *= 2
-        entry[2] = now + entry[3]
-        slot = slots[int(entry[0])]
-        slot.sock.send(_patch(slot, key & 0xFFFF, int(entry[1])))
-        retrans += 1
-    return retrans, failed
+        if flight.attempts_left <= 0:
+            del flights[index]
+            inflight[index] = -1
+            abandoned += 1
+            continue
+        flight.attempts_left -= 1
+        flight.timeout *= 2
+        flight.due = now + flight.timeout
+        slot = slots[index]
+        slot.sock.send(_patch(slot, slot.mid, slot.seq))
+        resent += 1
+    return abandoned, resent
