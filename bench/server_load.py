@@ -21,7 +21,9 @@ Per client count N, in this order (everything on 127.0.0.1, free ports, a tempor
    **CPU µs per message** and **RSS bytes per client** (VmRSS growth over the Register phase).
 3. CoAP-level figures from the Python generator (``bench.load``, named as the source) on the same
    server with its N registrations: **CON notifications persisted/s** (telemetry rows counted in
-   sqlite) and the API read round trip, against the Python echo of ``bench.load`` as ceiling.
+   sqlite; observations set up through ``SimClient``, then sent from pre-built datagrams by
+   ``bench/load/blast.py``, the generator's and the server's CPU µs per notification side by
+   side) and the API read round trip, against the Python echo of ``bench.load`` as ceiling.
 4. **restart**: ``kill -9``, start again on the same ports and data dir; seconds until a new
    Register is answered 2.01 and until ``GET /api/clients`` lists every registration (page
    after page of 10,000, following ``X-Next-Cursor``; the pages' total duration and size are

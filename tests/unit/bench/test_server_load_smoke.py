@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from bench import server_load
+from bench.load import blast
 
 
 @pytest.fixture
@@ -56,7 +57,9 @@ def test_tiny_run_measures_every_figure(tiny: server_load.Config) -> None:
     assert figures["rss_bytes_per_client"]["registered"] == 50
 
     notifications = figures["notifications_con_persisted_per_s"]
-    assert notifications["generator"] == "bench.load (Python)"
+    assert notifications["generator"] == blast.GENERATOR_NAME
+    # the generator's own CPU per notification is reported beside the server's
+    assert notifications["generator_cpu_us_per_op"] > 0 and notifications["cpu_us_per_op"] > 0
     assert notifications["observed"] == 5, "at most a tenth of the clients are observed"
     assert notifications["persisted"] == notifications["sent"] > 0
 
