@@ -35,6 +35,10 @@ A push delivery cannot continue where it stopped: an RFC 7959 Block1 transfer is
 body, which the server assembles only within that request; a new request starts at block 0
 (the device may keep the blocks it has, but nothing in CoAP lets us ask which ones it holds).
 A 4.xx answer is the device's final word and fails the job at once (with the code).
+An Execute is never sent twice blind: before a retried or resumed one (after a restart, or
+when another node, or this one once its lease lapsed, takes the job over) the instance is
+read, and only a device still in Downloaded (object 9: Delivered) is asked again; one that is
+Updating already waits for its reboot (a second Execute would be a 4.05 of a good update).
 """
 
 from __future__ import annotations
@@ -417,7 +421,9 @@ class UpdateJob:
                 self.side[seq] = path  # its answer, when it comes, is a report
                 if not self.pending:
                     return self._after_observe(now)
-            elif self.step in (Step.DELIVER, Step.EXECUTE):
+            elif self.step is Step.DELIVER or (
+                self.step is Step.EXECUTE and path != self.instance_path
+            ):
                 del self.pending[seq]
                 self.queued[seq] = (path, self.step)
                 if self.step is Step.DELIVER:
@@ -584,8 +590,13 @@ class UpdateJob:
                 ),
             ]
         if step is Step.EXECUTE:
-            self.executed = True  # sent: a State Updating racing its answer is legitimate
-            return [self._request(Execute, self._path(2, 4), now)]
+            if not fresh:
+                # a retry, or a resume after a restart or a takeover: an earlier Execute may
+                # have reached the device (its answer lost with the node or the lease that
+                # waited for it), and a second one would be refused (4.05: not Downloaded
+                # any more) though the update is under way. Ask the State first (_confirmed).
+                return [self._request(Read, self.instance_path, now)]
+            return self._execute(now)
         if step is Step.ACTIVATE:
             return [self._request(Execute, f"/9/{self.instance}/10", now)]
         if step is Step.RESULT:
@@ -593,6 +604,35 @@ class UpdateJob:
         if step is Step.VERIFY:
             return [self._request(Read, self.version_path, now)]
         return []  # DOWNLOAD, REBOOT: waiting for the device
+
+    def _execute(self, now: float) -> list[Action]:
+        self.executed = True  # sent: a State Updating racing its answer is legitimate
+        return [self._request(Execute, self._path(2, 4), now)]
+
+    def _confirmed(self, value: Any, now: float) -> list[Action]:
+        """The instance, read before an Execute is sent again (``_enter``): Execute only a
+        device still holding the package (Downloaded / Delivered); one already updating, or
+        updated, goes on from there; one that lost the package gets it again."""
+        state = _get(value, int(self.state_path.rsplit("/", 1)[1]))
+        result = _get(value, int(self.result_path.rsplit("/", 1)[1]))
+        if isinstance(result, int) and not isinstance(result, bool):
+            self.result = result
+        if not isinstance(state, int) or isinstance(state, bool):
+            return self._execute(now)  # the device does not say: as before, send it
+        self.device_state = state
+        ready, applying = (2, 3) if self.firmware else (3, 4)
+        if state == ready:
+            if isinstance(result, int) and self._failure(result):
+                return self._fail(f"Update Result {result}: {self.explain(result)}", now)
+            return self._execute(now)
+        if state == applying:
+            if self.firmware:
+                return self._executed(now, queued=False)  # the earlier Execute got there
+            return self._enter(Step.ACTIVATE if self._activating else Step.RESULT, now)
+        if self.firmware and state == 0 and result == 1:
+            return self._enter(Step.RESULT, now)  # it rebooted into the update already
+        why = f"the device no longer holds the package (State {self._state_name(state)})"
+        return self._redeliver(why, now)
 
     def _finish(self, state: JobState, detail: str, now: float) -> list[Action]:
         self.state = state
@@ -656,7 +696,12 @@ class UpdateJob:
         self, path: str, now: float, *, code: str | None, error: str | None, timed_out: bool
     ) -> list[Action]:
         what = f"{self.step.value} ({path})"
-        if self.step is Step.EXECUTE and timed_out and self.firmware:
+        if (
+            self.step is Step.EXECUTE
+            and timed_out
+            and self.firmware
+            and path != self.instance_path  # not the State read before a second Execute
+        ):
             # a device may reboot into the new firmware before it answers the Execute
             self.detail = "Execute Update not answered: waiting for the device to re-register"
             return self._executed(now, queued=False)
@@ -699,6 +744,8 @@ class UpdateJob:
         if step is Step.DELIVER:
             return self._delivered(now, queued=False)
         if step is Step.EXECUTE:
+            if path == self.instance_path:
+                return self._confirmed(value, now)
             return self._executed(now, queued=False)
         if step is Step.ACTIVATE:
             return self._enter(Step.RESULT, now)

@@ -229,6 +229,8 @@ class FirmwareManager:
         self._queued: dict[str, tuple[UpdateJob, int, str]] = {}
         """requestId of a queued request → (the job that sent it, seq, path)."""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._requests: dict[asyncio.Task[None], UpdateJob] = {}
+        """The request in flight → the job that sent it (cancelled when the job is lost)."""
         self._listeners: list[Callable[[JobView], None]] = []
         self._shown: dict[str, JobView] = {}
         """The view last published per endpoint: an event only when it changes."""
@@ -610,12 +612,23 @@ class FirmwareManager:
         """Another node took the job over (the device moved there, a cancel through its API,
         or our lease expired): stop driving it."""
         endpoint = job.endpoint
+        # its requests in flight stop too: a push still sending blocks while the new driver
+        # (another node, or this one again once its lapsed lease is free) resets the device
+        # and pushes anew would interleave two Block1 transfers of one resource at the device
+        current = asyncio.current_task()
+        for task, owner in list(self._requests.items()):
+            if owner is job and task is not current:
+                task.cancel()
         if self._jobs.get(endpoint) is job:
             del self._jobs[endpoint]
             timer = self._timers.pop(endpoint, None)
             if timer is not None:
                 timer.cancel()
-            log.info("update job of %s is driven by another node now: no longer here", endpoint)
+            log.info(
+                "update job of %s: this node's lease is lost (taken by another node, or it "
+                "lapsed): no longer driven from here",
+                endpoint,
+            )
 
     def _claim(
         self, endpoint: str, *, steal: bool = False, registered: bool = False
@@ -712,7 +725,12 @@ class FirmwareManager:
             return
         task = asyncio.get_running_loop().create_task(self._request(job, action))
         self._tasks.add(task)
+        self._requests[task] = job
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._forget_request)
+
+    def _forget_request(self, task: asyncio.Task[None]) -> None:
+        self._requests.pop(task, None)
 
     async def _request(self, job: UpdateJob, action: Action) -> None:
         endpoint = job.endpoint

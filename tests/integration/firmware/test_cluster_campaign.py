@@ -113,6 +113,16 @@ async def cluster(tmp_path: Path, redis_url: str) -> AsyncIterator[Cluster]:
         await a.stop()
 
 
+def unsuccessful(shown: Any) -> str:
+    """The devices of a campaign that did not succeed, with their jobs' details: why a run
+    under load failed, in the assertion message."""
+    return "; ".join(
+        f"{d['endpoint']}: {d.get('status')} ({d.get('detail')})"
+        for d in shown["devices"]
+        if d.get("status") != "succeeded"
+    )
+
+
 async def create(cluster: Cluster, http: Http) -> str:
     package = upload(cluster.a, "2.0.0")
     body = {
@@ -185,8 +195,8 @@ async def test_a_killed_runner_is_replaced_by_b_after_the_lease(cluster: Cluster
     # B's lease check (every third of the lease) claims it once the lease expired
     await cluster.until(cluster.http_b, cid, lambda c: on_b.running_here() == [cid])
     final = await cluster.until(cluster.http_a, cid, lambda c: c["state"] != "running")
-    assert final["state"] == "completed", final["reason"]
-    assert final["counts"]["succeeded"] == DEVICES
+    assert final["state"] == "completed", f"{final['reason']}: {unsuccessful(final)}"
+    assert final["counts"]["succeeded"] == DEVICES, unsuccessful(final)
     assert {node for node, _, _ in cluster.starts} == {"a", "b"}
     started = [endpoint for _, endpoint, _ in cluster.starts]
     assert sorted(started) == sorted(set(started))  # no device started twice

@@ -608,3 +608,97 @@ def test_auto_fails_when_the_only_http_scheme_is_not_served_and_push_is_refused(
     read = one(j.start(0.0), Read)
     j.answered(read.seq, 1.0, code="2.05", value={8: {0: 2}, 9: 0})
     assert j.state is JobState.FAILED and "no delivery method" in j.detail
+
+
+# -- an Execute sent again (resume, takeover, retry) ----------------------------------------------
+
+
+def executing(strategy: Strategy = Strategy.PUSH) -> tuple[UpdateJob, Action]:
+    """A job that sent Execute Update and was stored before its answer came back (what the
+    node that takes it over after a lapsed lease, or a restarted server, reads)."""
+    j = job(strategy)
+    to_downloading(j)
+    execute = one(j.reported(2.0, state=2), Execute)
+    assert j.step is Step.EXECUTE
+    return UpdateJob.from_json(j.to_json()), execute
+
+
+def test_a_job_resumed_after_its_execute_reached_the_device_does_not_execute_again() -> None:
+    """The flaky campaign takeover: the first Execute reached the device (Updating), the
+    lease lapsed before its answer; the job taken over must not send a second one, which the
+    device refuses with 4.05 (not Downloaded) though the update is under way."""
+    stored, _ = executing()
+    actions = stored.resume(3.0)
+    assert not any(isinstance(a, Execute) for a in actions)
+    read = one(actions, Read)
+    assert read.path == "/5/0"
+    assert stored.answered(read.seq, 3.1, code="2.05", value={3: 3, 5: 0}) == []
+    assert stored.step is Step.REBOOT and stored.state is JobState.UPDATING
+    verify = one(
+        stored.answered(one(stored.registered(4.0), Read).seq, 4.1, code="2.05", value=1), Read
+    )
+    stored.answered(verify.seq, 4.2, code="2.05", value="2.0")
+    assert stored.state is JobState.SUCCEEDED
+
+
+def test_a_resumed_execute_goes_out_when_the_device_is_still_downloaded() -> None:
+    stored, first = executing()
+    read = one(stored.resume(3.0), Read)
+    execute = one(stored.answered(read.seq, 3.1, code="2.05", value={3: 2, 5: 0}), Execute)
+    assert execute.path == "/5/0/2" and execute.seq > first.seq
+    assert ok(stored, execute, 3.2) == [] and stored.step is Step.REBOOT
+
+
+def test_a_resumed_execute_of_a_device_that_already_rebooted_reads_the_result() -> None:
+    stored, _ = executing()
+    read = one(stored.resume(3.0), Read)
+    result = one(stored.answered(read.seq, 3.1, code="2.05", value={3: 0, 5: 1}), Read)
+    assert result.path == "/5/0/5" and stored.state is JobState.VERIFYING
+
+
+def test_a_resumed_execute_of_a_device_that_lost_the_package_delivers_it_again() -> None:
+    stored, _ = executing()
+    read = one(stored.resume(3.0), Read)
+    assert stored.answered(read.seq, 3.1, code="2.05", value={3: 0, 5: 0}) == []
+    assert stored.step is Step.RESET and "no longer holds the package" in stored.detail
+    assert stored.timer is not None
+    assert isinstance(one(stored.tick(stored.timer), ResetDownload), ResetDownload)
+
+
+def test_a_resumed_execute_of_a_failed_update_fails_with_the_result() -> None:
+    stored, _ = executing()
+    read = one(stored.resume(3.0), Read)
+    stored.answered(read.seq, 3.1, code="2.05", value={3: 2, 5: 8})
+    assert stored.state is JobState.FAILED and stored.detail.startswith("Update Result 8")
+
+
+def test_an_execute_retried_after_a_5xx_asks_the_state_first() -> None:
+    j = job()
+    to_downloading(j)
+    execute = one(j.reported(2.0, state=2), Execute)
+    j.answered(execute.seq, 2.5, code="5.03")
+    assert j.timer is not None and "5.03" in j.detail
+    read = one(j.tick(j.timer), Read)
+    assert read.path == "/5/0"
+    assert j.answered(read.seq, 8.0, code="2.05", value={3: 3, 5: 0}) == []
+    assert j.step is Step.REBOOT
+
+
+def test_a_resumed_execute_whose_state_read_times_out_is_retried() -> None:
+    stored, _ = executing()
+    read = one(stored.resume(3.0), Read)
+    assert stored.answered(read.seq, 13.0, timed_out=True) == []
+    assert stored.step is Step.EXECUTE and stored.timer == 18.0
+    assert one(stored.tick(18.0), Read).path == "/5/0"
+
+
+def test_a_resumed_software_install_that_happened_goes_on_to_the_result() -> None:
+    j = job(kind=PackageKind.SOFTWARE, instance=1)
+    to_downloading(j)
+    install = one(j.reported(2.0, state=3), Execute)
+    assert install.path == "/9/1/4"
+    stored = UpdateJob.from_json(j.to_json())
+    read = one(stored.resume(3.0), Read)
+    assert read.path == "/9/1"
+    result = one(stored.answered(read.seq, 3.1, code="2.05", value={7: 4, 9: 3}), Read)
+    assert result.path == "/9/1/9"

@@ -28,6 +28,7 @@ from lwm2m_server.firmware.job_store import MemoryJobStore
 from lwm2m_server.firmware.jobs import JobSettings
 from lwm2m_server.firmware.manager import (
     FirmwareManager,
+    JobCluster,
     JobConflictError,
     UnknownPackageError,
     job_from_json,
@@ -354,3 +355,68 @@ async def test_subscribers_hear_of_jobs_other_nodes_drive_from_their_events() ->
         assert h.views == [remote]
     finally:
         await h.manager.close()
+
+
+class LeaseStore(MemoryJobStore):
+    """The cluster's job store, in memory: this node drives every job until ``taken`` (its
+    lease lapsed, or another node claimed it), which the next renewal reports."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken: set[str] = set()
+
+    def create(self, job: Any, node: str, lease: float, *, drive: bool) -> bool:
+        self.put(job)
+        return True
+
+    def put_as(self, job: Any, node: str, lease: float) -> bool:
+        if job.endpoint in self.taken:
+            return False
+        self.put(job)
+        return True
+
+    def renew(self, endpoints: list[str], node: str, lease: float) -> list[str]:
+        return [e for e in endpoints if e in self.taken]
+
+    def expired(self, now: float) -> list[str]:
+        return []
+
+
+async def test_a_job_whose_lease_is_lost_stops_its_requests_in_flight() -> None:
+    """Under load a node's job lease lapsed mid-push: the push it was sending must stop, or it
+    goes on beside the new driver's reset and push (two Block1 transfers of one resource
+    interleaved at the device)."""
+    store = LeaseStore()
+    h = Harness(store)
+    pushing = asyncio.Event()
+    stopped = asyncio.Event()
+    device = h.device
+    answer = device._do
+
+    async def slow_push(op: str, path: LwM2mPath, value: Any = None) -> DeviceResponse:
+        if (op, str(path)) != ("write", "/5/0/0"):
+            return await answer(op, path, value)
+        pushing.set()
+        try:
+            await asyncio.Event().wait()  # the blocks go on and on
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+        raise AssertionError("unreachable")
+
+    device._do = slow_push  # type: ignore[method-assign]
+    h.manager._cluster = JobCluster(
+        node="a",
+        store=store,  # type: ignore[arg-type]
+        lease=0.06,
+        holder=lambda endpoint: "a",
+        alive=lambda node: True,
+        hint=lambda node, endpoint: None,
+    )
+    await h.manager.open()
+    await h.manager.start("dev", PACKAGE.id, strategy=Strategy.PUSH)
+    await asyncio.wait_for(pushing.wait(), 5)
+    store.taken.add("dev")  # the lease lapsed: the next renewal says so
+    await asyncio.wait_for(stopped.wait(), 5)
+    assert h.manager.driving() == []
+    await h.manager.close()
