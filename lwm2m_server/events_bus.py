@@ -34,12 +34,15 @@ builds it (``registration_data``). Building a registration's JSON re-reads its o
 formats dates, which cost more than the rest of an Update; the in-process listener (the profile
 engine) only looks at the kind and endpoint, so with no SSE reader connected an Update builds
 nothing, and with one the SSE writer builds it once, in its own task, after the reply went out.
-The replay buffer holds the builders (closures over frozen registrations), not built payloads.
+The replay buffer holds the lazy payloads (``LazyData``: the builder and the frozen values it
+builds from, without a closure, which the cyclic collector would have to traverse object by
+object), not built payloads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import weakref
@@ -90,26 +93,49 @@ Build = Callable[[], Data]
 
 
 class LazyData(Mapping[str, object]):
-    """An event's data, built by ``build`` the first time anything reads it (then kept, so
-    every subscriber sees the same dict and it is built at most once). The values it is built
-    from must not change afterwards: registrations are frozen, which is why they can be."""
+    """An event's data, built by ``build(*args)`` the first time anything reads it (then kept,
+    so every subscriber sees the same dict and it is built at most once). The values it is
+    built from must not change afterwards: registrations are frozen, which is why they can be.
 
-    __slots__ = ("_build", "_data")
+    Why the arguments are kept here and not in a closure or a ``partial``: the bus's replay
+    ring keeps the last 10,000 events alive, so everything an event holds lives through
+    several young collections of the cyclic collector, which traverses each container object
+    it finds. A closure over three values is six such objects (function, cell tuple, three
+    cells, a dict), a ``partial`` two; this object plus its argument tuple is at most two, and
+    the subclasses for the hottest events (``RegistrationData``) are one."""
 
-    def __init__(self, build: Build) -> None:
-        self._build: Build | None = build
+    __slots__ = ("_args", "_build", "_data")
+
+    def __init__(self, build: Callable[..., Data], *args: object) -> None:
+        self._build: Callable[..., Data] | None = build
+        self._args: tuple[object, ...] = args
         self._data: dict[str, object] | None = None
+
+    @classmethod
+    def of(cls, build: Build) -> LazyData:
+        """``build`` as lazy data; a ``functools.partial`` without keywords is taken apart
+        (its function and arguments kept here), so the partial itself dies at once."""
+        if type(build) is functools.partial and not build.keywords:
+            return cls(build.func, *build.args)
+        return cls(build)
 
     @property
     def built(self) -> bool:
         return self._data is not None
 
+    def _make(self) -> Data:
+        assert self._build is not None
+        return self._build(*self._args)
+
+    def _release(self) -> None:
+        self._build = None  # let go of what it was built from
+        self._args = ()
+
     def _get(self) -> dict[str, object]:
         data = self._data
         if data is None:
-            assert self._build is not None
-            data = self._data = dict(self._build())
-            self._build = None  # let go of what it closed over
+            data = self._data = dict(self._make())
+            self._release()
         return data
 
     def __getitem__(self, key: str) -> object:
@@ -125,16 +151,45 @@ class LazyData(Mapping[str, object]):
         return repr(self._get())
 
 
+class RegistrationData(LazyData):
+    """A REGISTRATION/UPDATED/DEREGISTRATION payload, built when read:
+    ``registration_to_json(registration, sleeping=...)`` plus ``extra`` (``replaced``,
+    ``reason``). One object holding the registration directly: these events are one or two
+    per Register and Update, the most frequent in the ring (see ``LazyData``). ``extra`` is a
+    dict of strings or None, which the collector does not track."""
+
+    __slots__ = ("_extra", "_registration", "_sleeping")
+
+    def __init__(
+        self,
+        registration: Registration,
+        sleeping: bool | None = None,
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
+        self._registration: Registration | None = registration
+        self._sleeping = sleeping
+        self._extra = extra
+        self._data = None
+
+    def _make(self) -> Data:
+        assert self._registration is not None
+        data = registration_to_json(self._registration, sleeping=self._sleeping)  # a new dict
+        if self._extra:
+            data.update(self._extra)
+        return data
+
+    def _release(self) -> None:
+        self._registration = None
+        self._extra = None
+
+
 def registration_data(
     registration: Registration, *, sleeping: bool | None = None, **extra: object
-) -> Build:
-    """The builder of a REGISTRATION/UPDATED/DEREGISTRATION payload: ``registration_to_json``
-    plus ``extra`` (``replaced``, ``reason``), for ``publish`` to call only if it is read."""
-
-    def build() -> Data:
-        return {**registration_to_json(registration, sleeping=sleeping), **extra}
-
-    return build
+) -> RegistrationData:
+    """The lazy payload of a REGISTRATION/UPDATED/DEREGISTRATION event:
+    ``registration_to_json`` plus ``extra`` (``replaced``, ``reason``), built only if it is
+    read (``publish`` keeps it as it is)."""
+    return RegistrationData(registration, sleeping, extra or None)
 
 
 class Subscription:
@@ -338,13 +393,18 @@ class EventBus:
     def publish(
         self, kind: str, endpoint: str, data: Data | Build, *, listeners: bool = True
     ) -> ServerEvent:
-        """``data``: the payload, or a function building it, called only when a subscriber or
-        listener reads the event's data (see the module docstring). ``listeners=False``: for
+        """``data``: the payload (copied), a function building it, called only when a subscriber
+        or listener reads the event's data (see the module docstring), or ``LazyData`` (kept as
+        it is). ``listeners=False``: for
         subscribers only (an event another cluster node had: its node acted on it already)."""
         event_id = self._next_id
-        event = ServerEvent(
-            kind, endpoint, LazyData(data) if callable(data) else dict(data), event_id
-        )
+        if isinstance(data, LazyData):
+            payload: Data = data
+        elif callable(data):
+            payload = LazyData.of(data)
+        else:
+            payload = dict(data)
+        event = ServerEvent(kind, endpoint, payload, event_id)
         self._ring[event_id % self.replay_size] = event
         self._next_id = event_id + 1
         if self._waiter is not None:

@@ -301,6 +301,16 @@ class SqliteCredentialStore:
             (fingerprint(der),),
         )
 
+    def device_endpoints(self, limit: int) -> frozenset[str] | None:
+        """The endpoints that have a device record, or None when there are more than ``limit``
+        (reads at most ``limit + 1`` index entries). For the resolver's cache
+        (``keystore.credential_cache``): "no record for this endpoint" without a read per new
+        endpoint."""
+        rows = self._read("SELECT endpoint FROM credential_devices LIMIT ?", (limit + 1,))
+        if len(rows) > limit:
+            return None
+        return frozenset(row[0] for row in rows)
+
     def devices(self) -> list[DeviceCredentials]:
         rows = self._read(f"SELECT {_DEVICE_COLUMNS} FROM credential_devices ORDER BY endpoint")
         return [self._decode_device(r) for r in rows]

@@ -399,6 +399,23 @@ class RedisCredentialStore:
     def device_by_certificate(self, der: bytes) -> DeviceCredentials | None:
         return self._by_index("cert", fingerprint(der))
 
+    def device_endpoints(self, limit: int) -> frozenset[str] | None:
+        """The endpoints that have a device record, or None when there are more than ``limit``
+        (an HLEN first, so a large keystore is not listed). For the resolver's cache
+        (``keystore.credential_cache``): "no record for this endpoint" without an HGET per new
+        endpoint. Inside ``batch()`` it includes the batch's writes, as the other reads do."""
+        with self._db.errors("cannot read credentials"):
+            if int(self._db.client.hlen(self._dev)) > limit:
+                return None
+            found = {text(k) for k in self._db.client.hkeys(self._dev)}
+        if self._batch is not None:
+            for endpoint, device in self._batch.devices.items():
+                if device is None:
+                    found.discard(endpoint)
+                else:
+                    found.add(endpoint)
+        return frozenset(found) if len(found) <= limit else None
+
     def devices(self) -> list[DeviceCredentials]:
         with self._db.errors("cannot read credentials"):
             raw = self._db.client.hgetall(self._dev)

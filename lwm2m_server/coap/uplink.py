@@ -537,15 +537,19 @@ class Uplink:
 
 
 def _points_data(registration: Registration, points: tuple[TelemetryPoint, ...]) -> Build:
-    """The builder of a SEND event's data (called only if a subscriber reads it)."""
+    """The builder of a SEND event's data (called only if a subscriber reads it): a
+    ``partial``, which the bus takes apart (``events_bus.LazyData``), not a closure (the replay
+    ring keeps 10,000 events alive; a closure is five objects for the cyclic collector)."""
+    return functools.partial(_points_json, registration, points)
 
-    def build() -> dict[str, object]:
-        return {
-            "registrationId": registration.registration_id,
-            "points": [telemetry_to_json(p) for p in points],
-        }
 
-    return build
+def _points_json(
+    registration: Registration, points: tuple[TelemetryPoint, ...]
+) -> dict[str, object]:
+    return {
+        "registrationId": registration.registration_id,
+        "points": [telemetry_to_json(p) for p in points],
+    }
 
 
 def _notification_data(
@@ -558,8 +562,8 @@ def _notification_data(
     """The builder of a NOTIFICATION event's data: what the value's points say, the
     observation's paths, and the decoding error if the payload could not be read. A
     ``partial`` rather than a closure: the bus's replay ring keeps 10,000 of these alive, and
-    a closure over five values is seven objects for the cyclic collector to traverse, a
-    partial two."""
+    a closure over five values is seven objects for the cyclic collector to traverse; the bus
+    keeps the partial's function and arguments (``events_bus.LazyData.of``), one tuple."""
     return functools.partial(_notification_json, registration, observation, ct, points, error)
 
 

@@ -6,13 +6,17 @@ of one loop iteration do not read the keystore again (what makes it worth having
 from __future__ import annotations
 
 import asyncio
+import math
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from keystore.credential_cache import CachedCredentials
+from keystore.credential_cache import ROWS_PER_READ, CachedCredentials
 from keystore.credentials import DeviceCredentials
 from keystore.resolver import IdentityRefused, PeerIdentity, Resolver
 from keystore.store.credentials import SqliteCredentialStore
@@ -123,7 +127,7 @@ async def test_repeated_requests_in_one_iteration_read_the_keystore_once(
     for _ in range(5):
         assert outcome(resolver, NOSEC, "dev") == "dev"
         assert outcome(resolver, NOSEC, "stranger") == ResponseCode.UNAUTHORIZED
-    assert len(seen) == 2  # one per endpoint: the record, and "no record"
+    assert len(seen) == 2  # dev's record, and the endpoints with one (none for stranger)
     await asyncio.sleep(0)
     assert outcome(resolver, NOSEC, "dev") == "dev"  # nothing changed: still cached
     assert len(seen) == 2
@@ -141,11 +145,12 @@ def test_the_cache_is_bounded(files: tuple[SqliteCredentialStore, SqliteCredenti
 
 
 class Reads:
-    """Counts the device-record reads a store makes (whatever its engine)."""
+    """Counts the device-record reads a store makes (whatever its engine): lookups, and
+    listings of the endpoints that have a record."""
 
     def __init__(self, store: Any) -> None:
         self.count = 0
-        for name in ("get_device", "device_by_psk_identity"):
+        for name in ("get_device", "device_by_psk_identity", "device_endpoints"):
             original = getattr(store, name)
 
             def counted(*args: Any, _original: Any = original) -> Any:
@@ -196,7 +201,7 @@ async def test_on_every_engine_an_unchanged_keystore_is_read_once_per_device(
         assert outcome(resolver, NOSEC, "dev") == "dev"
         assert outcome(resolver, NOSEC, "stranger") == ResponseCode.UNAUTHORIZED
         await asyncio.sleep(0)
-    assert reads.count == 2
+    assert reads.count == 2  # the record of dev, and the list that says stranger has none
     store.put_device(DeviceCredentials.for_psk("dev", "dev-id", KEY))
     assert outcome(resolver, NOSEC, "dev") == ResponseCode.FORBIDDEN  # same iteration
 
@@ -213,3 +218,177 @@ def test_a_flushed_redis_never_repeats_a_version(redis_url: str) -> None:
         assert first >= 0 and second == first + 1
         store.database.client.flushall()
         assert store.data_version() not in (first, second)
+
+
+# -- the list of endpoints that have a record ("no record" without a read per new endpoint) -----
+
+
+async def test_on_every_engine_a_credential_added_after_the_list_was_read_is_enforced_at_once(
+    engine: Engine,
+) -> None:
+    """Open NoSec registration, no device records: the cache lists the (no) endpoints with a
+    record at the first Register and answers later new endpoints from that list. A device
+    given credentials afterwards — by another process (node B) or through this process — is
+    refused over NoSec at its very next Register (4.03), although the list said "no record"
+    for it a moment before; removed again, it gets in."""
+    node_a, node_b = engine.credentials(), engine.credentials()
+    resolver = Resolver(node_a, open_registration=True)
+    cache = resolver.store
+    assert isinstance(cache, CachedCredentials)
+    assert outcome(resolver, NOSEC, "first") == "first"
+    assert cache.listings == 1
+    reads = Reads(node_a)
+    for i in range(20):  # new endpoints: answered from the list, no read each
+        assert outcome(resolver, NOSEC, f"new-{i}") == f"new-{i}"
+    assert outcome(resolver, NOSEC, "late") == "late"
+    assert reads.count == 0
+    await asyncio.sleep(0)
+
+    node_b.put_device(DeviceCredentials.for_psk("late", "late-id", KEY))
+    node_b.put_device(DeviceCredentials.for_psk("never-seen", "never-seen-id", KEY))
+    await asyncio.sleep(0)  # node A's next loop iteration
+    assert outcome(resolver, NOSEC, "late") == ResponseCode.FORBIDDEN
+    assert outcome(resolver, NOSEC, "never-seen") == ResponseCode.FORBIDDEN
+    assert outcome(resolver, NOSEC, "still-new") == "still-new"
+
+    node_a.put_device(DeviceCredentials.for_psk("here", "here-id", KEY))  # the API, this process
+    assert outcome(resolver, NOSEC, "here") == ResponseCode.FORBIDDEN  # same iteration
+
+    node_b.remove_device("late")
+    await asyncio.sleep(0)
+    assert outcome(resolver, NOSEC, "late") == "late"
+    assert outcome(resolver, NOSEC, "never-seen") == ResponseCode.FORBIDDEN
+
+
+async def test_new_endpoints_of_a_keystore_without_them_cost_no_select_each(
+    files: tuple[SqliteCredentialStore, SqliteCredentialStore],
+) -> None:
+    """What the list is for: 500 first Registers of a NoSec fleet (open registration, a
+    keystore that holds other devices) read the keystore once, not once per device; the
+    devices that have records are still read (and decided) by their records."""
+    server, _ = files
+    server.put_device(DeviceCredentials.for_psk("dtls-dev", "dtls-id", KEY))
+    server.put_device(DeviceCredentials.for_nosec("known", active=False))
+    resolver = Resolver(server, open_registration=True)
+    seen = selects(server)
+    for i in range(500):
+        assert outcome(resolver, NOSEC, f"fleet-{i:04d}") == f"fleet-{i:04d}"
+    assert len(seen) == 1 and "LIMIT" in seen[0]
+    assert outcome(resolver, NOSEC, "dtls-dev") == ResponseCode.FORBIDDEN
+    assert outcome(resolver, NOSEC, "known") == ResponseCode.UNAUTHORIZED  # deactivated
+    assert len(seen) == 3
+
+
+def test_a_large_keystore_is_listed_only_once_the_reads_paid_for_it(
+    files: tuple[SqliteCredentialStore, SqliteCredentialStore],
+) -> None:
+    """Listing a keystore with many records costs more than a few reads: the cache reads the
+    list only when the single reads it has made since the keystore last changed, times
+    ``ROWS_PER_READ``, reach the list's size (and tries a cut-off listing, doubling the
+    budget, while it does not know the size). So a few new endpoints after a change cost a
+    read each; many cost a bounded number of listings, then nothing."""
+    server, other = files
+    with other.batch():
+        for i in range(200):
+            other.put_device(DeviceCredentials.for_nosec(f"rec-{i:03d}"))
+    cache = CachedCredentials(server)
+    listed: list[int] = []
+    original = server.device_endpoints
+
+    def counted(limit: int) -> frozenset[str] | None:
+        found = original(limit)
+        listed.append(min(limit + 1, 200) if found is None else len(found))
+        return found
+
+    server.device_endpoints = counted  # type: ignore[method-assign]
+    reads = Reads(server)  # wraps the (counted) listing too
+    for i in range(2 * 200 // ROWS_PER_READ + 1):
+        assert cache.get_device(f"new-{i}") is None
+    assert cache._listed is not None and len(cache._listed) == 200
+    lookups = reads.count - len(listed)
+    # cut-off listings with a doubling budget: a logarithmic number of them, whose rows
+    # cost no more than the single reads made meanwhile (plus the one full listing)
+    assert len(listed) <= 2 + math.log2(200 / ROWS_PER_READ)
+    assert sum(listed) <= 2 * ROWS_PER_READ * lookups + 200
+    before = reads.count
+    for i in range(100):
+        assert cache.get_device(f"more-{i}") is None
+    assert cache.get_device("rec-007") == DeviceCredentials.for_nosec("rec-007")
+    assert reads.count == before + 1  # the record itself; the new endpoints: no read
+
+    other.put_device(DeviceCredentials.for_nosec("rec-200"))  # the keystore changed: forget
+    assert cache.get_device("rec-200") == DeviceCredentials.for_nosec("rec-200")
+    assert cache._listed is None  # a few reads do not pay for listing 201 records again
+
+
+def test_the_cache_is_bounded_with_records_too(
+    files: tuple[SqliteCredentialStore, SqliteCredentialStore],
+) -> None:
+    server, _ = files
+    with server.batch():
+        for i in range(10):
+            server.put_device(DeviceCredentials.for_nosec(f"dev{i}"))
+    cache = CachedCredentials(server, max_entries=3)
+    for i in range(10):
+        assert cache.get_device(f"dev{i}") == DeviceCredentials.for_nosec(f"dev{i}")
+        assert cache.get_device(f"other{i}") is None
+    assert cache._size <= 3
+
+
+class Operation:
+    """One step of the model test below (drawn by Hypothesis)."""
+
+    def __init__(self, kind: str, endpoint: str, mode: int) -> None:
+        self.kind, self.endpoint, self.mode = kind, endpoint, mode
+
+    def __repr__(self) -> str:
+        return f"{self.kind}({self.endpoint!r}, {self.mode})"
+
+
+ENDPOINTS = [f"ep{i}" for i in range(12)]
+
+
+@settings(max_examples=60)
+@given(
+    operations=st.lists(
+        st.builds(
+            Operation,
+            st.sampled_from(["put-here", "put-other", "remove-here", "remove-other", "look"]),
+            st.sampled_from(ENDPOINTS),
+            st.integers(0, 2),
+        ),
+        max_size=80,
+    ),
+    preloaded=st.integers(0, 40),
+)
+def test_the_cache_answers_as_the_keystore_whatever_writes_come(
+    operations: list[Operation], preloaded: int
+) -> None:
+    """A model check of exactness: writes through this connection or another one, in any
+    order with lookups, and every cached answer (record or no record, listed or read) is what
+    the keystore says at that moment (no loop: ``data_version`` is read at every lookup, as
+    the first lookup of each loop iteration reads it)."""
+    with tempfile.TemporaryDirectory() as folder:
+        here = SqliteCredentialStore.open(Path(folder) / "keys.db")
+        other = SqliteCredentialStore.open(Path(folder) / "keys.db")
+        try:
+            with other.batch():
+                for i in range(preloaded):
+                    other.put_device(DeviceCredentials.for_nosec(f"pre{i}"))
+            cache = CachedCredentials(here)
+            for op in operations:
+                store = here if op.kind.endswith("here") else other
+                if op.kind.startswith("put"):
+                    device = (
+                        DeviceCredentials.for_nosec(op.endpoint, active=op.mode != 1)
+                        if op.mode < 2
+                        else DeviceCredentials.for_psk(op.endpoint, f"{op.endpoint}-id", KEY)
+                    )
+                    store.put_device(device)
+                elif op.kind.startswith("remove"):
+                    store.remove_device(op.endpoint)
+                for endpoint in (op.endpoint, *ENDPOINTS[:3], "pre0"):
+                    assert cache.get_device(endpoint) == other.get_device(endpoint), op
+        finally:
+            other.close()
+            here.close()
