@@ -306,6 +306,9 @@ class EventBus:
         self._ring: list[ServerEvent | None] = [None] * replay_size
         self._subscribers: weakref.WeakSet[Subscription] = weakref.WeakSet()
         self._listeners: list[Callable[[ServerEvent], None]] = []
+        self.subscribed_hooks: list[Callable[[], None]] = []
+        """Called after each new subscriber (the cluster node tells the other nodes that this
+        one has a reader, so that they share their events: docs/cluster.md)."""
         self._waiter: asyncio.Future[None] | None = None
         self.closed = False
         self.dropped = 0
@@ -358,6 +361,8 @@ class EventBus:
             sub.closed = True
         else:
             self._subscribers.add(sub)
+            for hook in self.subscribed_hooks:
+                hook()
         return sub
 
     def _unsubscribe(self, sub: Subscription) -> None:

@@ -64,7 +64,7 @@ from object_models.path import LwM2mPath
 from ..api.events import _json_default as json_default
 from ..coap.requests import DownlinkRequest, RawResponse
 from ..core.registration import Registration
-from ..events_bus import DEREGISTRATION, REQUEST_RESPONSE
+from ..events_bus import CAMPAIGN, DEREGISTRATION, FIRMWARE, REQUEST_RESPONSE
 from ..operations import DeviceTimeoutError, ServerEvent, UnknownClientError
 
 if TYPE_CHECKING:
@@ -88,6 +88,10 @@ HEARTBEAT = 15.0
 /api/health and /metrics show as the peers seen and the Redis latency."""
 PEER_SEEN = 3 * HEARTBEAT
 """A node heard from within this many seconds counts as a peer."""
+ALWAYS_SHARED = frozenset({REQUEST_RESPONSE, FIRMWARE, CAMPAIGN})
+"""Event kinds shared even when no other node has a reader: other nodes' logic consumes them
+(a caller waiting for a request's answer, the firmware job managers' remote listeners), and
+they are rare. Every other kind is shared only while some other node has an event reader."""
 ALIVE = "_alive"
 """The op of a node's heartbeat message (``alive``) on the events channel."""
 
@@ -223,6 +227,9 @@ class ClusterNode:
         """Holder records written (most with the group commit, not on a round trip of their own)."""
         self.queued_taken = 0
         """Queued requests of other nodes this node took over and delivered."""
+        self._listening: dict[str, float] = {}
+        """Other nodes that said they have event readers → ``time.monotonic()`` when they said
+        it (their alive messages; a claim older than ``PEER_SEEN`` has lapsed)."""
         self._peers: dict[str, float] = {}
         """Other nodes' ids → ``time.monotonic()`` when last heard (events, alive messages)."""
         self.redis_ping: float | None = None
@@ -258,6 +265,7 @@ class ClusterNode:
         self._spawn(self._publish())
         self._spawn(self._heartbeat())
         self._unlisten = self.server.bus.listen(self._on_local_event)
+        self.server.bus.subscribed_hooks.append(self._on_subscribed)
         log.info("cluster node %s (channel %s)", self.node_id, self.channel)
 
     async def _subscribe(self) -> None:
@@ -281,6 +289,8 @@ class ClusterNode:
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
+        with contextlib.suppress(ValueError):
+            self.server.bus.subscribed_hooks.remove(self._on_subscribed)
         self._outbox.put_nowait(None)
         tasks = list(self._tasks)
         for task in tasks:
@@ -518,6 +528,11 @@ class ClusterNode:
                 if origin != self.node_id:
                     self._peers[str(origin)] = time.monotonic()
                     if message.get("kind") == ALIVE:
+                        data = message.get("data")
+                        if isinstance(data, dict) and data.get("listening"):
+                            self._listening[str(origin)] = time.monotonic()
+                        else:
+                            self._listening.pop(str(origin), None)
                         return
                     event = self.server.bus.publish(
                         str(message["kind"]),
@@ -560,7 +575,41 @@ class ClusterNode:
             self._adopted.discard(str(request_id))  # taken from another node: shared (JSON)
         if event.kind == DEREGISTRATION:  # also expiry: its "written" mark goes with it
             self._held.pop(event.endpoint, None)
+        if event.kind not in ALWAYS_SHARED and not (self._listening and self.listening_peers()):
+            return  # no other node has a reader: building and sending it would be for nobody
         self._enqueue((self.events_channel, event))
+
+    def listening_peers(self) -> list[str]:
+        """The other nodes whose event readers this node's events go to: those whose latest
+        alive message, within ``PEER_SEEN`` seconds, said they have one.
+
+        Sharing every event cost a Redis node ~105 µs of CPU per Update (building, encoding
+        and PUBLISHing each UPDATED event: docs/performance.md, "Idle run at the end of
+        session 5") whether or not anyone read them, so a node shares the ordinary kinds only
+        while another node says it has a reader. A reader on node B sees node A's events from
+        the moment A heard B's announcement, sent when B's reader subscribed (milliseconds of
+        pub/sub; B's routed requests to A, sent later, arrive after it)."""
+        now = time.monotonic()
+        for node, said in list(self._listening.items()):
+            if now - said > PEER_SEEN:
+                del self._listening[node]
+        return sorted(self._listening)
+
+    def _alive_text(self) -> str:
+        listening = self.server.bus.has_subscribers
+        return json.dumps(
+            {
+                "origin": self.node_id,
+                "kind": ALIVE,
+                "endpoint": "",
+                "data": {"listening": listening},
+            }
+        )
+
+    def _on_subscribed(self) -> None:
+        """A reader subscribed to this node's bus: tell the other nodes at once (not at the
+        next heartbeat), so that they share their events from now on."""
+        self._post(self.events_channel, self._alive_text())
 
     def _post(self, channel: str, message: str) -> None:
         self._enqueue((channel, message))
@@ -575,9 +624,8 @@ class ClusterNode:
 
     async def _heartbeat(self) -> None:
         """Say this node is alive, and time a PING of Redis, every ``HEARTBEAT`` seconds."""
-        alive = json.dumps({"origin": self.node_id, "kind": ALIVE, "endpoint": "", "data": {}})
         while not self._closing:
-            self._post(self.events_channel, alive)
+            self._post(self.events_channel, self._alive_text())
             try:
                 started = time.perf_counter()
                 await self._redis.ping()
@@ -605,6 +653,7 @@ class ClusterNode:
         return {
             "node": self.node_id,
             "peers": self.peers(),
+            "peersListening": self.listening_peers(),
             "routed": self.routed,
             "served": self.served,
             "queuedTaken": self.queued_taken,

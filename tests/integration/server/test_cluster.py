@@ -72,6 +72,15 @@ async def next_event(stream: aiohttp.ClientResponse, kind: str) -> dict[str, Any
             return data
 
 
+async def heard_listening(a: Lwm2mServer, b: Lwm2mServer) -> None:
+    """Until node A knows that node B has an event reader (B announced it when its reader
+    subscribed): from then on A shares its ordinary events (docs/cluster.md)."""
+    assert a.cluster is not None and b.cluster is not None
+    async with asyncio.timeout(10):
+        while b.cluster.node_id not in a.cluster.listening_peers():
+            await asyncio.sleep(0.01)
+
+
 async def test_node_b_reads_and_observes_a_device_that_node_a_holds(
     nodes: tuple[ServerProcess, ServerProcess], http: aiohttp.ClientSession
 ) -> None:
@@ -218,6 +227,7 @@ async def test_events_of_a_reach_b_subscribers_once_and_never_b_listeners(
 ) -> None:
     a, b = pair
     on_a, on_b = a.bus.subscribe(), b.bus.subscribe()
+    await heard_listening(a, b)
     heard_by_b_listener: list[str] = []
     b.bus.listen(lambda event: heard_by_b_listener.append(event.kind))
     peer = await raw.RawPeer.open(("127.0.0.1", a.coap_address.port))
@@ -251,6 +261,7 @@ async def test_a_steady_stream_of_events_reaches_b_whole(
     a, b = pair
     assert a.cluster is not None
     on_b = b.bus.subscribe()
+    await heard_listening(a, b)
     total, burst = 20_000, 200
     heard = 0
 
@@ -271,6 +282,50 @@ async def test_a_steady_stream_of_events_reaches_b_whole(
     await asyncio.wait_for(counting, 60)
     assert heard == total
     assert a.cluster.events_dropped == 0
+
+
+async def test_ordinary_events_are_shared_only_while_another_node_has_a_reader(
+    pair: tuple[Lwm2mServer, Lwm2mServer], redis_url: str
+) -> None:
+    """Node A does not build and PUBLISH its ordinary events while no other node has a reader
+    (that cost a Redis node ~105 µs per Update for nobody); B's first reader is announced at
+    once and A shares from then on; FIRMWARE events are shared regardless (the job managers
+    of other nodes consume them)."""
+    a, b = pair
+    assert a.cluster is not None and b.cluster is not None
+    watcher = redis.asyncio.Redis.from_url(redis_url)
+    channel = watcher.pubsub()
+    await channel.subscribe(a.cluster.events_channel)
+    seen: list[tuple[str, str]] = []
+
+    async def read_until(kind: str, endpoint: str) -> None:
+        async with asyncio.timeout(10):
+            while (kind, endpoint) not in seen:
+                message = await channel.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message is not None:
+                    data = json.loads(message["data"])
+                    if data["origin"] == a.cluster.node_id and data["kind"] != "_alive":
+                        seen.append((data["kind"], data["endpoint"]))
+
+    try:
+        assert a.cluster.listening_peers() == []
+        a.bus.publish("SLEEPING", "unread", {"since": 0})
+        a.bus.publish("FIRMWARE", "job", {"state": "running"})
+        await read_until("FIRMWARE", "job")  # published after SLEEPING, had it been shared
+        assert ("SLEEPING", "unread") not in seen
+        on_b = b.bus.subscribe()
+        await heard_listening(a, b)
+        a.bus.publish("SLEEPING", "read", {"since": 0})
+        await read_until("SLEEPING", "read")
+        while True:  # the FIRMWARE event may still be on its way to B
+            event = await asyncio.wait_for(on_b.get(), 10)
+            assert event is not None and event.endpoint != "unread"
+            if event.endpoint == "read":
+                break
+        assert b.cluster.node_id in a.cluster.figures()["peersListening"]
+    finally:
+        await channel.aclose()
+        await watcher.aclose()
 
 
 async def test_a_read_through_b_is_routed_to_a_and_falls_back_when_a_holder_is_gone(
