@@ -399,13 +399,15 @@ _OTHER_SCHEMAS: Doc = {
             "cluster": {
                 "type": "object",
                 "description": "Only on a Redis store (docs/cluster.md, Health and metrics): "
-                "this node's id, the other nodes heard from lately, requests routed to and "
+                "this node's id, the other nodes heard from lately (and those with an event "
+                "reader), requests routed to and "
                 "served for other nodes, queued requests taken over, holder records written, "
                 "events dropped, and Redis figures (reachable, last PING, group commits, "
                 "credential version reads and cache hits/misses).",
                 "properties": {
                     "node": {"type": "string"},
                     "peers": {"type": "array", "items": {"type": "string"}},
+                    "peersListening": {"type": "array", "items": {"type": "string"}},
                     "routed": {"type": "integer"},
                     "served": {"type": "integer"},
                     "queuedTaken": {"type": "integer"},
