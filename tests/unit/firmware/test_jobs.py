@@ -331,7 +331,9 @@ def test_a_push_write_that_times_out_is_sent_again_from_the_start() -> None:
     write = one(observed(j, j.start(0.0), 0.0), WritePackage)
     j.answered(write.seq, 100.0, timed_out=True)
     assert j.state is JobState.DOWNLOADING and j.timer == 105.0
-    again = one(j.tick(105.0), WritePackage)
+    read = one(j.tick(105.0), Read)  # the first write may have got there: ask first
+    assert read.path == "/5/0" and read.timeout == 10
+    again = one(j.answered(read.seq, 105.5, code="2.05", value={3: 0, 5: 0}), WritePackage)
     assert again.seq != write.seq and j.view().attempts == 2
 
 
@@ -702,3 +704,135 @@ def test_a_resumed_software_install_that_happened_goes_on_to_the_result() -> Non
     assert read.path == "/9/1"
     result = one(stored.answered(read.seq, 3.1, code="2.05", value={7: 4, 9: 3}), Read)
     assert result.path == "/9/1/9"
+
+
+# -- a delivery sent again (timeout, 5.xx, resume) ------------------------------------------------
+
+
+def delivery_lost(
+    strategy: Strategy = Strategy.PULL_COAP, kind: PackageKind = PackageKind.FIRMWARE
+) -> tuple[UpdateJob, Action]:
+    """A job whose first delivery got no answer (it may have reached the device); returns
+    the Read the retry sends first."""
+    j = job(strategy, kind, instance=1)
+    delivery = observed(j, j.start(0.0), 0.0)[-1]
+    assert isinstance(delivery, (WriteUri, WritePackage))
+    assert j.answered(delivery.seq, 10.0, timed_out=True) == []
+    assert j.timer is not None
+    actions = j.tick(j.timer)
+    assert not any(isinstance(a, (WriteUri, WritePackage)) for a in actions)
+    read = one(actions, Read)
+    assert read.path == j.instance_path
+    return j, read
+
+
+def test_a_delivery_retried_after_the_device_finished_the_download_goes_on_to_execute() -> None:
+    """The first Package URI got there but its answer was lost; the device downloaded the
+    package meanwhile (Downloaded): a second Write would be refused (4.05) and fail a good
+    update. The job learns the State and executes instead."""
+    j, read = delivery_lost()
+    actions = j.answered(read.seq, 16.0, code="2.05", value={3: 2, 5: 0})
+    assert not any(isinstance(a, WriteUri) for a in actions)
+    execute = one(actions, Execute)
+    assert execute.path == "/5/0/2" and j.state is JobState.DOWNLOADED
+    assert ok(j, execute, 17.0) == [] and j.step is Step.REBOOT
+    assert j.view().attempts == 1
+
+
+def test_a_push_retried_after_a_5xx_while_the_device_downloads_waits_for_it() -> None:
+    j = job(Strategy.PUSH)
+    write = one(observed(j, j.start(0.0), 0.0), WritePackage)
+    j.answered(write.seq, 1.0, code="5.03")
+    assert j.timer == 6.0
+    read = one(j.tick(6.0), Read)
+    assert read.timeout == 10  # a Read, not the push: the request timeout
+    assert j.answered(read.seq, 7.0, code="2.05", value={3: 1, 5: 0}) == []
+    assert j.step is Step.DOWNLOAD and j.timer == 107.0  # its own download timeout
+    assert isinstance(one(j.reported(50.0, state=2), Execute), Execute)
+
+
+def test_a_retried_delivery_to_a_device_still_idle_delivers_again() -> None:
+    j, read = delivery_lost()
+    again = one(j.answered(read.seq, 16.0, code="2.05", value={3: 0, 5: 0}), WriteUri)
+    assert again.path == "/5/0/1" and j.view().attempts == 2
+    assert ok(j, again, 17.0) == [] and j.step is Step.DOWNLOAD
+
+
+def test_a_retried_delivery_to_a_device_holding_a_package_maybe_not_ours_resets_it() -> None:
+    """The device was not seen idle when the delivery went out (its State was not known):
+    the package it holds now may be another job's, so it is dropped and delivered again."""
+    j = job()
+    observes = [a for a in j.start(0.0) if isinstance(a, Observe)]
+    write = None
+    for a in observes:  # the device's answers carry no value
+        for b in j.answered(a.seq, 0.0, code="2.05", value=None):
+            write = b
+    assert isinstance(write, WriteUri)
+    j.answered(write.seq, 10.0, timed_out=True)
+    assert j.timer is not None
+    read = one(j.tick(j.timer), Read)
+    reset = one(j.answered(read.seq, 16.0, code="2.05", value={3: 2, 5: 0}), ResetDownload)
+    assert isinstance(one(ok(j, reset, 17.0), WriteUri), WriteUri)
+
+
+def test_a_device_that_never_answers_the_delivery_fails_after_the_retries() -> None:
+    """A retry that goes through the reset step (a package not known to be ours) keeps its
+    attempt count: the retries still run out instead of starting over at attempt 1."""
+    j = job()
+    observes = [a for a in j.start(0.0) if isinstance(a, Observe)]
+    write = [b for a in observes for b in j.answered(a.seq, 0.0, code="2.05", value=None)][-1]
+    now, turns = 0.0, 0
+    while turns < 10:
+        now += 10.0
+        j.answered(write.seq, now, timed_out=True)
+        if j.finished:
+            break
+        assert j.timer is not None
+        now = j.timer
+        read = one(j.tick(now), Read)
+        state = 2 if turns == 0 else 0  # a package maybe not ours, then idle after the reset
+        actions = j.answered(read.seq, now, code="2.05", value={3: state, 5: 0})
+        if turns == 0:
+            actions = ok(j, one(actions, ResetDownload), now)
+        write = one(actions, WriteUri)
+        turns += 1
+    assert turns == 2 and j.state is JobState.FAILED
+    assert j.detail == "timeout: deliver (/5/0/1) not answered within 10 s (3 attempts)"
+
+
+def test_a_device_that_never_answers_a_delivery_while_idle_fails_after_the_retries() -> None:
+    j, read = delivery_lost()
+    write = one(j.answered(read.seq, 16.0, code="2.05", value={3: 0, 5: 0}), WriteUri)
+    j.answered(write.seq, 26.0, timed_out=True)
+    read = one(j.tick(36.0), Read)
+    write = one(j.answered(read.seq, 36.0, code="2.05", value={3: 0, 5: 0}), WriteUri)
+    j.answered(write.seq, 46.0, timed_out=True)
+    assert j.state is JobState.FAILED and j.detail.endswith("(3 attempts)")
+
+
+def test_a_software_delivery_retried_after_the_package_was_delivered_installs_it() -> None:
+    j, read = delivery_lost(kind=PackageKind.SOFTWARE)
+    assert read.path == "/9/1"
+    install = one(j.answered(read.seq, 16.0, code="2.05", value={7: 3, 9: 3}), Execute)
+    assert install.path == "/9/1/4"
+
+
+def test_a_software_delivery_retried_on_an_installed_device_uninstalls_first() -> None:
+    j, read = delivery_lost(kind=PackageKind.SOFTWARE)
+    uninstall = one(j.answered(read.seq, 16.0, code="2.05", value={7: 4, 9: 3}), Execute)
+    assert uninstall.path == "/9/1/6" and uninstall.arguments == "1"
+    assert isinstance(one(ok(j, uninstall, 17.0), WriteUri), WriteUri)
+
+
+def test_a_software_job_resumed_in_its_delivery_reads_the_state_first() -> None:
+    j = job(kind=PackageKind.SOFTWARE, instance=1)
+    observed(j, j.start(0.0), 0.0)
+    assert j.step is Step.DELIVER
+    stored = UpdateJob.from_json(j.to_json())
+    actions = stored.resume(5.0)
+    assert not any(isinstance(a, WriteUri) for a in actions)
+    read = one(actions, Read)
+    assert read.path == "/9/1"
+    install = one(stored.answered(read.seq, 6.0, code="2.05", value={7: 3, 9: 3}), Execute)
+    assert install.path == "/9/1/4"
+
