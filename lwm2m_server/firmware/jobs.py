@@ -39,6 +39,9 @@ An Execute is never sent twice blind: before a retried or resumed one (after a r
 when another node, or this one once its lease lapsed, takes the job over) the instance is
 read, and only a device still in Downloaded (object 9: Delivered) is asked again; one that is
 Updating already waits for its reboot (a second Execute would be a 4.05 of a good update).
+Nor is a delivery sent twice blind: a retried one (timeout, 5.xx; object 9: resumed) reads
+the instance first (``_probed``) and goes on from the device's State, keeping its attempt
+count so that a device that never answers still runs out of retries.
 """
 
 from __future__ import annotations
@@ -240,6 +243,16 @@ class UpdateJob:
     http_schemes: tuple[str, ...] = ()
     """The HTTP(S) schemes the device advertised in ``/5/0/8`` that the server serves,
     preferred first (read by AUTO; empty: not known)."""
+    probing: bool = False
+    """The next delivery is a retry (its predecessor timed out, got a 5.xx, or was in flight
+    at a stop): read the instance before it (``_probed``); that one may have reached the
+    device."""
+    retrying: bool = False
+    """The reset step runs for a retried delivery: the delivery after it keeps ``attempt``
+    (so a device that never answers the delivery still runs out of retries)."""
+    clean: bool = False
+    """The device was seen idle (State 0) when this job's delivery went out: a package it
+    holds afterwards can only be ours (otherwise it may be another job's: reset first)."""
     side_observes: set[int] = attrs.field(factory=set)
     """The seqs in ``side`` that are Observes (not stored: ``resume`` observes again)."""
     unobserved: set[str] = attrs.field(factory=set)
@@ -373,6 +386,8 @@ class UpdateJob:
             # be refused (4.05) while it downloads the first, so reset it first
             self.deliveries -= 1
             return actions + self._enter(Step.RESET, now, fresh=False)
+        if self.step is Step.DELIVER:
+            self.probing = True  # object 9: the delivery may have reached the device
         return actions + self._enter(self.step, now, fresh=False)
 
     def answered(
@@ -421,8 +436,8 @@ class UpdateJob:
                 self.side[seq] = path  # its answer, when it comes, is a report
                 if not self.pending:
                     return self._after_observe(now)
-            elif self.step is Step.DELIVER or (
-                self.step is Step.EXECUTE and path != self.instance_path
+            elif (self.step is Step.DELIVER or self.step is Step.EXECUTE) and (
+                path != self.instance_path  # not a Read before a second delivery / Execute
             ):
                 del self.pending[seq]
                 self.queued[seq] = (path, self.step)
@@ -529,7 +544,7 @@ class UpdateJob:
 
     def _step_timeout(self) -> float:
         if self.step in (Step.DOWNLOAD,) or (
-            self.step is Step.DELIVER and self.strategy is Strategy.PUSH
+            self.step is Step.DELIVER and self.strategy is Strategy.PUSH and not self.probing
         ):
             return self.settings.download_timeout
         if self.step is Step.REBOOT:
@@ -576,6 +591,11 @@ class UpdateJob:
             return [self._request(ResetDownload, self._path(1, 3), now)]
         if step is Step.DELIVER:
             self.delivered = False
+            if self.probing:
+                # a retried delivery: the first may have reached the device, which may even
+                # have finished the download; a second would then be a 4.05. Ask (_probed).
+                return [self._request(Read, self.instance_path, now)]
+            self.clean = self.device_state == 0
             self.deliveries += 1
             again = [self._request(Observe, p, now, wait=False) for p in sorted(self.unobserved)]
             self.unobserved.clear()
@@ -634,6 +654,36 @@ class UpdateJob:
         why = f"the device no longer holds the package (State {self._state_name(state)})"
         return self._redeliver(why, now)
 
+    def _probed(self, value: Any, now: float) -> list[Action]:
+        """The instance, read before a retried delivery (``_enter``). A device still idle
+        gets the delivery; one that holds our package (it was idle when we delivered: it can
+        hold no other) goes on from there: downloading → wait for it, downloaded → Execute
+        (Install); anything else (a package that may be another job's, an update under way)
+        goes through the reset step first. A device whose answer carries no State is
+        delivered to again, as before this read existed (``_confirmed`` does the same).
+        ``attempt`` is kept throughout: the retries of a delivery the device never answers
+        still run out."""
+        self.probing = False
+        state = _get(value, int(self.state_path.rsplit("/", 1)[1]))
+        if not isinstance(state, int) or isinstance(state, bool):
+            state = None
+        else:
+            self.device_state = state
+        downloading, ready = ((1,), 2) if self.firmware else ((1, 2), 3)
+        if state is None or state == 0:  # not said (as _confirmed: as before) or idle
+            return self._enter(Step.DELIVER, now, fresh=False)
+        if self.clean and (state in downloading or state == ready):
+            self.delivered = True
+            self.retrying = False
+            self.cause = ""
+            self.detail = "the earlier delivery reached the device"
+            if state == ready:
+                return self._enter(Step.EXECUTE, now)
+            self._enter(Step.DOWNLOAD, now)
+            return []
+        self.retrying = True
+        return self._enter(Step.RESET, now, fresh=False)
+
     def _finish(self, state: JobState, detail: str, now: float) -> list[Action]:
         self.state = state
         self.step = Step.DONE
@@ -684,6 +734,7 @@ class UpdateJob:
         self.step = Step.RESET if self.firmware else Step.DELIVER
         self.state = STEP_STATE[self.step]
         self.attempt = 1
+        self.probing = self.retrying = False  # a new delivery round, after a reset (object 5)
         self.delivered = False  # what the device reports now belongs to the dead download
         self.pending.clear()
         self.detail = f"{why}; delivery {self.deliveries + 1} in {delay:g} s"
@@ -708,7 +759,7 @@ class UpdateJob:
         if code is not None and code.startswith("4."):
             if self.step is Step.RESET:
                 # a device that refuses an empty URI: try the delivery anyway
-                return self._enter(Step.DELIVER, now)
+                return self._enter(Step.DELIVER, now, fresh=not self.retrying)
             if error:  # refused before it reached the device (no package, no such URI)
                 return self._fail(f"{what}: {error} ({code})", now)
             return self._fail(f"{what}: the device answered {code}", now)
@@ -716,6 +767,8 @@ class UpdateJob:
             reason = f"timeout: {what} not answered within {self._step_timeout():g} s"
         else:
             reason = f"{what} failed: {code or error or 'no answer'}"
+        if self.step is Step.DELIVER:
+            self.probing = True  # the delivery may have reached the device: ask before again
         return self._retry(reason, now)
 
     def _request_succeeded(self, path: str, value: Any, now: float) -> list[Action]:
@@ -740,8 +793,10 @@ class UpdateJob:
             return self._after_observe(now) if not self.pending else []
         if step is Step.RESET:
             self.device_state = 0
-            return self._enter(Step.DELIVER, now)
+            return self._enter(Step.DELIVER, now, fresh=not self.retrying)
         if step is Step.DELIVER:
+            if self.probing and path == self.instance_path:
+                return self._probed(value, now)
             return self._delivered(now, queued=False)
         if step is Step.EXECUTE:
             if path == self.instance_path:
@@ -803,6 +858,7 @@ class UpdateJob:
 
     def _delivered(self, now: float, *, queued: bool) -> list[Action]:
         self.delivered = True
+        self.probing = self.retrying = False
         self.cause = ""
         downloaded = 3 if not self.firmware else 2
         if not queued and self.device_state == downloaded:
@@ -963,6 +1019,9 @@ class UpdateJob:
             "cause": self.cause,
             "offered": None if self.offered is None else list(self.offered),
             "http_schemes": list(self.http_schemes),
+            "probing": self.probing,
+            "retrying": self.retrying,
+            "clean": self.clean,
         }
 
     @classmethod
@@ -1002,6 +1061,9 @@ class UpdateJob:
                 None if data.get("offered") is None else tuple(str(o) for o in data["offered"])
             ),
             http_schemes=tuple(str(o) for o in data.get("http_schemes", ())),
+            probing=bool(data.get("probing", False)),
+            retrying=bool(data.get("retrying", False)),
+            clean=bool(data.get("clean", False)),
         )
 
 
