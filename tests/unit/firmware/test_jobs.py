@@ -836,3 +836,48 @@ def test_a_software_job_resumed_in_its_delivery_reads_the_state_first() -> None:
     install = one(stored.answered(read.seq, 6.0, code="2.05", value={7: 3, 9: 3}), Execute)
     assert install.path == "/9/1/4"
 
+
+# -- an Activate sent again (resume, retry) -------------------------------------------------------
+
+
+def activating(*, stored: bool = True) -> tuple[UpdateJob, Action]:
+    """An object 9 job that sent Execute Activate (/9/2/10) (``stored``: and was stored
+    before its answer)."""
+    j = job(
+        Strategy.PUSH,
+        PackageKind.SOFTWARE,
+        JobSettings(request_timeout=10, activate=True),
+        instance=2,
+    )
+    ok(j, one(observed(j, j.start(0.0), 0.0), WritePackage), 1.0)
+    ok(j, one(j.reported(4.0, state=3), Execute), 5.0)
+    activate = one(j.reported(6.0, result=2) + j.reported(6.0, state=4), Execute)
+    assert activate.path == "/9/2/10" and j.step is Step.ACTIVATE
+    return (UpdateJob.from_json(j.to_json()) if stored else j), activate
+
+
+def test_a_job_resumed_after_its_activate_reached_the_device_does_not_activate_again() -> None:
+    stored, _ = activating()
+    actions = stored.resume(7.0)
+    assert not any(isinstance(a, Execute) for a in actions)
+    read = one(actions, Read)
+    assert read.path == "/9/2"
+    result = one(stored.answered(read.seq, 7.1, code="2.05", value={7: 4, 9: 3, 12: True}), Read)
+    assert result.path == "/9/2/9" and stored.state is JobState.VERIFYING
+
+
+def test_a_resumed_activate_goes_out_when_the_software_is_not_active() -> None:
+    stored, first = activating()
+    read = one(stored.resume(7.0), Read)
+    again = one(stored.answered(read.seq, 7.1, code="2.05", value={7: 4, 12: False}), Execute)
+    assert again.path == "/9/2/10" and again.seq > first.seq
+    assert one(ok(stored, again, 7.2), Read).path == "/9/2/9"
+
+
+def test_an_activate_retried_after_a_5xx_asks_the_activation_state_first() -> None:
+    j, activate = activating(stored=False)
+    j.answered(activate.seq, 7.0, code="5.03")
+    assert j.timer == 12.0
+    read = one(j.tick(12.0), Read)
+    assert read.path == "/9/2"
+    assert one(j.answered(read.seq, 12.1, code="2.05", value={12: True}), Read).path == "/9/2/9"
