@@ -39,6 +39,7 @@ An Execute is never sent twice blind: before a retried or resumed one (after a r
 when another node, or this one once its lease lapsed, takes the job over) the instance is
 read, and only a device still in Downloaded (object 9: Delivered) is asked again; one that is
 Updating already waits for its reboot (a second Execute would be a 4.05 of a good update).
+An Activate (object 9) likewise: a retried or resumed one reads Activation State first.
 Nor is a delivery sent twice blind: a retried one (timeout, 5.xx; object 9: resumed) reads
 the instance first (``_probed``) and goes on from the device's State, keeping its attempt
 count so that a device that never answers still runs out of retries.
@@ -618,6 +619,10 @@ class UpdateJob:
                 return [self._request(Read, self.instance_path, now)]
             return self._execute(now)
         if step is Step.ACTIVATE:
+            if not fresh:
+                # a retry or a resume: an earlier Activate may have been carried out (its
+                # answer lost); read Activation State (/9/x/12) before sending another
+                return [self._request(Read, self.instance_path, now)]
             return [self._request(Execute, f"/9/{self.instance}/10", now)]
         if step is Step.RESULT:
             return [self._request(Read, self.result_path, now)]
@@ -803,6 +808,10 @@ class UpdateJob:
                 return self._confirmed(value, now)
             return self._executed(now, queued=False)
         if step is Step.ACTIVATE:
+            if path == self.instance_path:
+                if _get(value, 12) is True:
+                    return self._enter(Step.RESULT, now)  # the earlier Activate got there
+                return [self._request(Execute, f"/9/{self.instance}/10", now)]
             return self._enter(Step.RESULT, now)
         if step is Step.RESULT:
             if isinstance(value, int) and not isinstance(value, bool):
