@@ -87,48 +87,49 @@ from .redis_device_state import NEWEST_WINS  # telemetry latest: the same rule
 
 log = logging.getLogger(__name__)
 
-# KEYS: reg, obs. ARGV: id, data, lu, lt, host, port, exp.
-# Returns {replaced fields (flat) or {}, tokens of the dropped observations}.
-_PUT = """
-local old = redis.call('HGETALL', KEYS[1])
-local replaced, tokens = {}, {}
+
+def _replace_record(reg: int, obs: int, data: int) -> str:
+    """The Lua both scripts below share: write the endpoint's registration hash (KEYS[reg]);
+    when it held another id, return that record's fields in ``replaced`` and drop its
+    observations (KEYS[obs], their tokens in ``tokens``). ARGV[1] is the id; ARGV[data] and the
+    five after it are data, lu, lt, host, port, exp."""
+    d = data
+    return f"""
+local old = redis.call('HGETALL', KEYS[{reg}])
+local replaced, tokens = {{}}, {{}}
 local old_id = nil
 for i = 1, #old, 2 do if old[i] == 'id' then old_id = old[i + 1] end end
 if old_id and old_id ~= ARGV[1] then
   replaced = old
-  tokens = redis.call('HKEYS', KEYS[2])
-  redis.call('DEL', KEYS[2])
+  tokens = redis.call('HKEYS', KEYS[{obs}])
+  redis.call('DEL', KEYS[{obs}])
 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'data', ARGV[2], 'lu', ARGV[3], 'lt', ARGV[4],
-  'host', ARGV[5], 'port', ARGV[6], 'exp', ARGV[7])
-return {replaced, tokens}
+redis.call('DEL', KEYS[{reg}])
+redis.call('HSET', KEYS[{reg}], 'id', ARGV[1], 'data', ARGV[{d}], 'lu', ARGV[{d + 1}],
+  'lt', ARGV[{d + 2}], 'host', ARGV[{d + 3}], 'port', ARGV[{d + 4}], 'exp', ARGV[{d + 5}])
 """
+
+
+# KEYS: reg, obs. ARGV: id, data, lu, lt, host, port, exp.
+# Returns {replaced fields (flat) or {}, tokens of the dropped observations}.
+_PUT = _replace_record(reg=1, obs=2, data=2) + "return {replaced, tokens}\n"
 
 # One Redis only (its keys span slots): a whole Register in one step. KEYS: ids, expiry, reg,
 # obs, index keys... ARGV: id, endpoint, force ('1': do not check the id's owner), data, lu, lt,
 # host, port, exp. Returns {'moved', endpoint} when the id belongs to another endpoint (nothing
 # written: the caller removes that record first), else {'ok', replaced, tokens} as _PUT.
-_REGISTER = """
+_REGISTER = (
+    """
 local prev = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[3] ~= '1' and prev and prev ~= ARGV[2] then return {'moved', prev} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 for i = 5, #KEYS do redis.call('SADD', KEYS[i], ARGV[1]) end
-local old = redis.call('HGETALL', KEYS[3])
-local replaced, tokens = {}, {}
-local old_id = nil
-for i = 1, #old, 2 do if old[i] == 'id' then old_id = old[i + 1] end end
-if old_id and old_id ~= ARGV[1] then
-  replaced = old
-  tokens = redis.call('HKEYS', KEYS[4])
-  redis.call('DEL', KEYS[4])
-end
-redis.call('DEL', KEYS[3])
-redis.call('HSET', KEYS[3], 'id', ARGV[1], 'data', ARGV[4], 'lu', ARGV[5], 'lt', ARGV[6],
-  'host', ARGV[7], 'port', ARGV[8], 'exp', ARGV[9])
-redis.call('ZADD', KEYS[2], ARGV[9], ARGV[1])
+"""
+    + _replace_record(reg=3, obs=4, data=4)
+    + """redis.call('ZADD', KEYS[2], ARGV[9], ARGV[1])
 return {'ok', replaced, tokens}
 """
+)
 
 # KEYS: reg. ARGV: id, then field/value pairs. Writes them only while the stored id is ARGV[1];
 # returns the old host and port, or false.
