@@ -11,8 +11,9 @@ campaign at a time, under a lease in Redis (and Redis Cluster).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -149,16 +150,25 @@ class Nodes:
         self.nodes[name] = manager
         return manager
 
+    @contextlib.asynccontextmanager
+    async def pair(self) -> AsyncIterator[tuple[CampaignManager, CampaignManager]]:
+        """Nodes A and B, started; stopped (B, then A) however the test ends."""
+        a, b = self.add("node-a"), self.add("node-b")
+        await a.start()
+        await b.start()
+        try:
+            yield a, b
+        finally:
+            await b.stop()
+            await a.stop()
+
 
 async def test_only_the_creator_runs_a_campaign_and_obeys_the_other_nodes_api(
     shared: RedisCampaignStore,
 ) -> None:
     updates = FakeUpdates()
     nodes = Nodes(shared, updates, lease=30.0)
-    a, b = nodes.add("node-a"), nodes.add("node-b")
-    await a.start()
-    await b.start()
-    try:
+    async with nodes.pair() as (a, b):
         a.create(endpoints_spec(DEVICES[:6], max_concurrent=2), "c1")
         await until(lambda: len(updates.running()) == 2)
         assert a.running_here() == ["c1"] and b.running_here() == []
@@ -195,9 +205,6 @@ async def test_only_the_creator_runs_a_campaign_and_obeys_the_other_nodes_api(
         with pytest.raises(CampaignError) as late:
             await b.act("cancel", "c1")
         assert late.value.status == 409
-    finally:
-        await b.stop()
-        await a.stop()
 
 
 async def test_a_cancel_through_the_other_node_cancels_the_running_jobs(
@@ -205,10 +212,7 @@ async def test_a_cancel_through_the_other_node_cancels_the_running_jobs(
 ) -> None:
     updates = FakeUpdates()
     nodes = Nodes(shared, updates, lease=30.0)
-    a, b = nodes.add("node-a"), nodes.add("node-b")
-    await a.start()
-    await b.start()
-    try:
+    async with nodes.pair() as (a, b):
         a.create(endpoints_spec(DEVICES[:5], max_concurrent=2), "c1")
         await until(lambda: len(updates.running()) == 2)
         cancelled, done = await b.act("cancel", "c1")
@@ -216,9 +220,6 @@ async def test_a_cancel_through_the_other_node_cancels_the_running_jobs(
         await until(lambda: b.get("c1").counts == {**b.get("c1").counts, "cancelled": 5})
         assert sorted(updates.cancelled) == DEVICES[:2]
         assert updates.starts == 2
-    finally:
-        await b.stop()
-        await a.stop()
 
 
 async def test_a_runner_killed_without_releasing_is_replaced_after_the_lease(
@@ -226,10 +227,7 @@ async def test_a_runner_killed_without_releasing_is_replaced_after_the_lease(
 ) -> None:
     updates = FakeUpdates()
     nodes = Nodes(shared, updates, lease=0.6)
-    a, b = nodes.add("node-a"), nodes.add("node-b")
-    await a.start()
-    await b.start()
-    try:
+    async with nodes.pair() as (a, b):
         a.create(endpoints_spec(DEVICES[:4], max_concurrent=2), "c1")
         await until(lambda: len(updates.running()) == 2)
         stale: Campaign = a.get("c1")
@@ -248,6 +246,3 @@ async def test_a_runner_killed_without_releasing_is_replaced_after_the_lease(
         final = b.get("c1")
         assert final.state is CampaignState.COMPLETED and final.counts["succeeded"] == 4
         assert updates.starts == 4  # nobody started a device twice
-    finally:
-        await b.stop()
-        await a.stop()
