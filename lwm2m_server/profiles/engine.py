@@ -456,7 +456,7 @@ class ProfileEngine:
         if status.profile and status.profile != profile.name and reason is Reason.UPDATE:
             reason = Reason.PROFILE
         existing: list[Target] = []
-        if previous or any(m.observe for m in profile.resources.values()):
+        if previous or (profile.resources and any(m.observe for m in profile.resources.values())):
             # only then does the plan compare with what is observed: a profile that observes
             # nothing (the default) spares every Register the lookup, a store read for a new
             # device
@@ -482,7 +482,7 @@ class ProfileEngine:
         status.profile, status.chosen_by, status.reason = (
             profile.name,
             prepared.chosen_by,
-            reason.value,
+            _REASON_TEXT[reason],
         )
         status.digest = profile.digest
         status.state = "applying"
@@ -681,6 +681,10 @@ class _Prepared:
     previous: list[Target]
     existing: list[Target]
     plan: Plan
+
+
+_REASON_TEXT = {reason: reason.value for reason in Reason}
+"""``reason.value`` looked up (``Enum.value`` is a Python property: per Register)."""
 
 
 def _has_gap(status: DeviceStatus) -> bool:
