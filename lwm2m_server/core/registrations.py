@@ -551,10 +551,11 @@ def _each(ids: _Ids | None) -> Iterable[str]:
 
 
 def _add(index: dict[_K, _Ids], key: _K, reg_id: str) -> None:
-    ids = index.get(key)
-    if ids is None:
-        index[key] = reg_id
-    elif isinstance(ids, str):
+    # one lookup (one ``Address.__hash__``, a Python method) for the usual new key
+    ids = index.setdefault(key, reg_id)
+    if ids is reg_id:
+        return
+    if isinstance(ids, str):
         if ids != reg_id:
             index[key] = {ids: None, reg_id: None}
     else:
