@@ -490,14 +490,16 @@ class ProfileEngine:
         if requests or reason is not Reason.UPDATE:
             # start-up applications are summed up by ``start`` (one line, not one per client);
             # one that sends nothing (the Register of most devices) is per message: DEBUG
-            log.log(
-                logging.DEBUG if reason is Reason.RESTART or not requests else logging.INFO,
-                "applying profile %s to %s (%s): %d requests",
-                profile.name,
-                endpoint,
-                reason.value,
-                requests,
-            )
+            level = logging.DEBUG if reason is Reason.RESTART or not requests else logging.INFO
+            if log.isEnabledFor(level):  # DEBUG: per Register, not even formatted usually
+                log.log(
+                    level,
+                    "applying profile %s to %s (%s): %d requests",
+                    profile.name,
+                    endpoint,
+                    _REASON_TEXT[reason],
+                    requests,
+                )
         return status
 
     def status_of(self, endpoint: str) -> DeviceStatus:
