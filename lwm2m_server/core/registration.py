@@ -332,6 +332,7 @@ def _binding_queue() -> dict[tuple[str, str], bool]:
 
 _BINDING_QUEUE = _binding_queue()
 _VERSIONS = {v: v for v in SUPPORTED_VERSIONS}
+_COMMON_PARAMETERS = frozenset({"ep", "lt", "lwm2m", "b"})
 
 
 def _common_register(
@@ -349,7 +350,7 @@ def _common_register(
     (every Register of a fleet but the first of each distinct list)."""
     if type(query) is not list and type(query) is not tuple:
         return None
-    endpoint = lifetime = version = binding = None
+    given: dict[str, str] = {}
     queue = False
     for item in query:
         if type(item) is not str:
@@ -359,29 +360,18 @@ def _common_register(
             if name != "Q" or queue:
                 return None
             queue = True
-        elif name == "ep":
-            if endpoint is not None:
-                return None
-            endpoint = value
-        elif name == "lt":
-            if lifetime is not None:
-                return None
-            lifetime = value
-        elif name == "lwm2m":
-            if version is not None:
-                return None
-            version = value
-        elif name == "b":
-            if binding is not None:
-                return None
-            binding = value
-        else:
+        elif name not in _COMMON_PARAMETERS or name in given:
             return None
+        else:
+            given[name] = value
+    endpoint = given.get("ep")
+    lifetime = given.get("lt")
+    version = _VERSIONS.get(given.get("lwm2m", "1.0"))
+    binding = given.get("b", "U")
     # the endpoint: not empty, not too long, no control characters (every one of which is
     # not printable; a name that is not printable for any other reason is checked slowly)
     if not endpoint or len(endpoint) > MAX_ENDPOINT_LENGTH or not endpoint.isprintable():
         return None
-    version = _VERSIONS.get("1.0" if version is None else version)
     if version is None:
         return None
     if lifetime is None:
@@ -392,7 +382,7 @@ def _common_register(
             return None
     else:
         return None
-    binding_queue = _BINDING_QUEUE.get((version, "U" if binding is None else binding))
+    binding_queue = _BINDING_QUEUE.get((version, binding))
     if binding_queue is None:
         return None
     if content_format is not None and content_format != ContentFormat.LINK:
@@ -410,7 +400,7 @@ def _common_register(
         endpoint,
         seconds,
         version,
-        "U" if binding is None else binding,
+        binding,
         None,
         binding_queue or queue,
         links,
