@@ -269,7 +269,7 @@ class Resolver:
         record = self.store.get_device(endpoint)
         if record is None:
             if self.open_registration:
-                return Resolution(endpoint, SecurityMode.NOSEC, None, auto_registered=True)
+                return Resolution(endpoint, SecurityMode.NOSEC, None, True)  # by position: hot
             raise IdentityRefused(f"unknown endpoint {endpoint!r} (open registration is off)")
         if not record.active:
             raise IdentityRefused(f"endpoint {endpoint!r} is deactivated")

@@ -41,7 +41,7 @@ from keystore.log_limit import PerPeerLimit
 from keystore.resolver import PeerIdentity as Peer
 from keystore.store.errors import StoreUnavailable
 from lwm2m_runtime.address import Address
-from lwm2m_runtime.coap import Code, Message, OptionNumber, encode_uint
+from lwm2m_runtime.coap import Code, Message, OptionNumber, Type, encode_uint
 from lwm2m_runtime.limits import RateLimit
 from lwm2m_runtime.server import IncomingRequest, error_response
 from object_models.codecs import PayloadTooLarge
@@ -122,15 +122,17 @@ class RegistrationSite:
         self._not_found = PerPeerLimit(60.0)  # and for 4.04 (INFO), apart again
 
     def __call__(self, request: IncomingRequest) -> Message:
-        response = self._answer(request)
+        message = request.message
+        path = message.uri_path  # decoded once, for the dispatch and the metrics' label
+        response = self._answer(request, path)
         code = response.code
-        self.counts[(_operation(request.message), _CODES.get(code) or _dotted(code))] += 1
+        self.counts[(_operation(path, message.code), _CODES.get(code) or _dotted(code))] += 1
         return response
 
-    def _answer(self, request: IncomingRequest) -> Message:
+    def _answer(self, request: IncomingRequest, path: list[str]) -> Message:
         address = Address(*request.address)
         try:
-            return self._dispatch(request, address)
+            return self._dispatch(request, path, address)
         except Lwm2mError as exc:
             self._log_refusal(request, address, exc)
             if isinstance(exc, PayloadTooLarge):  # RFC 7959 §2.9.3: Size1 = what we take
@@ -147,9 +149,8 @@ class RegistrationSite:
                 )
             return error_response(exc)
 
-    def _dispatch(self, request: IncomingRequest, address: Address) -> Message:
+    def _dispatch(self, request: IncomingRequest, path: list[str], address: Address) -> Message:
         message = request.message
-        path = message.uri_path
         method = message.code
         identity = request.identity
         ct = message.content_format
@@ -171,8 +172,15 @@ class RegistrationSite:
             )
             if self.on_contact is not None:
                 self.on_contact(registration, request.remote)
-            return Message.response(
-                Code.CREATED, location_path=("rd", registration.registration_id)
+            # what ``Message.response(CREATED, location_path=("rd", id))`` builds, built
+            # directly: its shape is fixed (2.01, Location-Path rd and the id, no payload)
+            return Message(
+                Type.ACK,
+                Code.CREATED,
+                0,
+                b"",
+                (_LOCATION_RD, (_LOCATION_PATH, registration.registration_id.encode())),
+                b"",
             )
         if len(path) == 2 and path[0] == "rd":
             _allow(method, Code.POST, Code.DELETE)
@@ -276,13 +284,17 @@ _CODES = {int(c): _dotted(int(c)) for c in Code}
 """Answer codes as the metrics label them (``2.04``), looked up rather than formatted."""
 
 
-def _operation(message: Message) -> str:
-    """The LwM2M operation a request to the server's tree is (for the metrics' label)."""
-    path = message.uri_path
+_LOCATION_PATH = int(OptionNumber.LOCATION_PATH)
+_LOCATION_RD = (_LOCATION_PATH, b"rd")
+
+
+def _operation(path: list[str], method: int) -> str:
+    """The LwM2M operation a request to the server's tree is (for the metrics' label), from
+    its Uri-Path and method."""
     if path == ["rd"]:
         return "register"
     if len(path) == 2 and path[0] == "rd":
-        return "deregister" if message.code == Code.DELETE else "update"
+        return "deregister" if method == Code.DELETE else "update"
     if path == ["dp"]:
         return "send"
     if path and path[0] == "fw":

@@ -171,16 +171,18 @@ class Uplink:
         )
         registration = result.registration
         assert registration is not None
-        log.debug(  # per message: DEBUG (a fleet re-registering must not flood the log)
-            "registered %s as %s from %s (LwM2M %s, lifetime %ss, binding %s%s)",
-            registration.endpoint,
-            registration.registration_id,
-            address,
-            registration.lwm2m_version,
-            registration.lifetime,
-            registration.binding,
-            ", queue mode" if registration.queue_mode else "",
-        )
+        if log.isEnabledFor(logging.DEBUG):  # per message (a fleet re-registering must not
+            # flood the log); its seven arguments are not even gathered at the usual level
+            log.debug(
+                "registered %s as %s from %s (LwM2M %s, lifetime %ss, binding %s%s)",
+                registration.endpoint,
+                registration.registration_id,
+                address,
+                registration.lwm2m_version,
+                registration.lifetime,
+                registration.binding,
+                ", queue mode" if registration.queue_mode else "",
+            )
         self.effects.apply(result)
         return registration
 

@@ -63,11 +63,15 @@ _K = TypeVar("_K", bound=Hashable)
 
 
 _ID_BYTES = 6
-_random_pool = bytearray()
-"""Random bytes from ``os.urandom`` (the source of ``secrets``) read 6 KiB at a time: one
-system call and one ``secrets`` call per Register were ~3 % of it. Emptied in a forked child
-(``--workers``), which must never hand out its parent's ids."""
+_random_ids: list[str] = []
+"""The random part of the next ids, 8 URL-safe characters each (``_ID_BYTES`` random bytes):
+``os.urandom`` (the source of ``secrets``) read 6 KiB at a time and base64-encoded in one call
+(6 bytes are exactly 8 characters, so each slice is one id's ``token_urlsafe(6)``); one system
+call and one encoding per Register were ~3 % of it. Emptied in a forked child (``--workers``),
+which must never hand out its parent's ids."""
 _URLSAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_PREFIXES = [a + b for a in _URLSAFE for b in _URLSAFE]
+"""The 4,096 two-character prefixes, in order (``new_registration_id``)."""
 _IDS_PER_PREFIX = 256
 _ids_made = int.from_bytes(os.urandom(3), "big")
 """Ids handed out (from a random start): their prefix moves on every ``_IDS_PER_PREFIX``."""
@@ -75,11 +79,16 @@ _ids_made = int.from_bytes(os.urandom(3), "big")
 
 def _after_fork() -> None:
     global _ids_made
-    _random_pool.clear()
+    _random_ids.clear()
     _ids_made = int.from_bytes(os.urandom(3), "big")  # the child's own prefixes
 
 
 os.register_at_fork(after_in_child=_after_fork)
+
+
+def _refill() -> None:
+    text = base64.urlsafe_b64encode(os.urandom(_ID_BYTES * 1024)).decode("ascii")
+    _random_ids[:] = [text[i : i + 8] for i in range(0, len(text), 8)]
 
 
 def new_registration_id() -> str:
@@ -96,16 +105,9 @@ def new_registration_id() -> str:
     prefix 10 and 14 µs (docs/performance.md, "Register path (session 5)")."""
     global _ids_made
     made = _ids_made = _ids_made + 1
-    bucket = (made // _IDS_PER_PREFIX) & 0xFFF
-    if len(_random_pool) < _ID_BYTES:
-        _random_pool[:] = os.urandom(_ID_BYTES * 1024)
-    chunk = bytes(_random_pool[-_ID_BYTES:])
-    del _random_pool[-_ID_BYTES:]
-    return (
-        _URLSAFE[bucket >> 6]
-        + _URLSAFE[bucket & 63]
-        + base64.urlsafe_b64encode(chunk).decode("ascii")
-    )
+    if not _random_ids:
+        _refill()
+    return _PREFIXES[(made // _IDS_PER_PREFIX) & 0xFFF] + _random_ids.pop()
 
 
 @attrs.frozen
@@ -240,7 +242,9 @@ class RegistrationBook:
     ) -> RegisterOutcome:
         """Add a registration; an earlier one of the same endpoint is replaced (its observations
         and queue are the caller's to drop: see ``ServerCore``)."""
-        reg_id = self._fresh_id()
+        reg_id = self._new_id()
+        if reg_id in self._by_id:  # 48 random bits: practically never
+            reg_id = self._fresh_id()
         registration = Registration.create(
             reg_id, request, now=now, address=address, transport=transport, identity=identity
         )
@@ -465,7 +469,9 @@ class RegistrationBook:
         self._versions[reg_id] = self._counter
         self._by_id[reg_id] = registration
         self._by_endpoint[registration.endpoint] = reg_id
-        heapq.heappush(self._heap, (self.deadline(registration), reg_id, self._counter))
+        # ``deadline(registration)`` written out (every Register and restored registration)
+        deadline = registration.last_update + registration.lifetime + self.grace_period
+        heapq.heappush(self._heap, (deadline, reg_id, self._counter))
         if len(self._heap) > 2 * len(self._by_id) + 1024:
             self._compact()
 
@@ -545,10 +551,11 @@ def _each(ids: _Ids | None) -> Iterable[str]:
 
 
 def _add(index: dict[_K, _Ids], key: _K, reg_id: str) -> None:
-    ids = index.get(key)
-    if ids is None:
-        index[key] = reg_id
-    elif isinstance(ids, str):
+    # one lookup (one ``Address.__hash__``, a Python method) for the usual new key
+    ids = index.setdefault(key, reg_id)
+    if ids is reg_id:
+        return
+    if isinstance(ids, str):
         if ids != reg_id:
             index[key] = {ids: None, reg_id: None}
     else:

@@ -386,6 +386,8 @@ class ServerCore:
             return tuple(self.queues.drain(endpoint, now))
         # not (or no longer) in queue mode: whatever was queued can go now
         leftover = self.queues.remove(endpoint)
+        if not leftover:  # nearly always: nothing was queued for it
+            return ()
         return tuple(e for e in leftover if e.expires_at > now)
 
     def _end(self, registration: Registration, events: list[Event]) -> None:

@@ -456,7 +456,7 @@ class ProfileEngine:
         if status.profile and status.profile != profile.name and reason is Reason.UPDATE:
             reason = Reason.PROFILE
         existing: list[Target] = []
-        if previous or any(m.observe for m in profile.resources.values()):
+        if previous or (profile.resources and any(m.observe for m in profile.resources.values())):
             # only then does the plan compare with what is observed: a profile that observes
             # nothing (the default) spares every Register the lookup, a store read for a new
             # device
@@ -482,7 +482,7 @@ class ProfileEngine:
         status.profile, status.chosen_by, status.reason = (
             profile.name,
             prepared.chosen_by,
-            reason.value,
+            _REASON_TEXT[reason],
         )
         status.digest = profile.digest
         status.state = "applying"
@@ -490,14 +490,16 @@ class ProfileEngine:
         if requests or reason is not Reason.UPDATE:
             # start-up applications are summed up by ``start`` (one line, not one per client);
             # one that sends nothing (the Register of most devices) is per message: DEBUG
-            log.log(
-                logging.DEBUG if reason is Reason.RESTART or not requests else logging.INFO,
-                "applying profile %s to %s (%s): %d requests",
-                profile.name,
-                endpoint,
-                reason.value,
-                requests,
-            )
+            level = logging.DEBUG if reason is Reason.RESTART or not requests else logging.INFO
+            if log.isEnabledFor(level):  # DEBUG: per Register, not even formatted usually
+                log.log(
+                    level,
+                    "applying profile %s to %s (%s): %d requests",
+                    profile.name,
+                    endpoint,
+                    _REASON_TEXT[reason],
+                    requests,
+                )
         return status
 
     def status_of(self, endpoint: str) -> DeviceStatus:
@@ -681,6 +683,10 @@ class _Prepared:
     previous: list[Target]
     existing: list[Target]
     plan: Plan
+
+
+_REASON_TEXT = {reason: reason.value for reason in Reason}
+"""``reason.value`` looked up (``Enum.value`` is a Python property: per Register)."""
 
 
 def _has_gap(status: DeviceStatus) -> bool:

@@ -85,6 +85,9 @@ class DeviceStatus:
         self.applied_at = at
         self.observed = list(applied.observed)
         self.written = dict(applied.written)
+        if not applied.problems and not applied.outcomes:  # a plan that sent nothing: nothing
+            self.problems, self.requests, self.state = [], [], "applied"  # failed or refused
+            return
         self.problems = [_problem_json(p, at) for p in applied.problems]
         self.requests = [o.to_json() for o in applied.outcomes]
         failed = [p for p in applied.problems if p.code is not None]

@@ -134,6 +134,38 @@ async def test_an_update_that_shortens_the_lifetime_expires_at_the_new_deadline(
         await client.stop()
 
 
+async def test_a_register_that_expires_first_re_arms_the_expiry_timer(
+    make_server: ServerFactory,
+) -> None:
+    """A Register expiring after the armed timer leaves it alone (issue 10's hot path); one
+    expiring before it (a shorter lifetime than every registration so far) must re-arm it,
+    and so must a re-Register of the same endpoint with a shorter lifetime."""
+    server = await make_server(lifetime_grace=0.0)
+    events = server.events()
+    first = Lwm2mClient("long", uri_of(server), lifetime=3600, auto_update=False)
+    later = Lwm2mClient("later", uri_of(server), lifetime=7200, auto_update=False)
+    again = Lwm2mClient("long", uri_of(server), lifetime=1, auto_update=False)
+    try:
+        for client in (first, later):
+            await client.start()
+            await client.register()
+        assert server._timer_at is not None and server._timer_at <= first_deadline(server)
+        await again.start()
+        await again.register()  # the same endpoint, now expiring in a second
+        event = await next_event(events, "DEREGISTRATION", timeout=5)
+        assert (event.endpoint, event.data["reason"]) == ("long", "expired")
+        assert [r.endpoint for r in server.clients()] == ["later"]
+    finally:
+        for client in (first, later, again):
+            await client.stop()
+
+
+def first_deadline(server: Lwm2mServer) -> float:
+    deadline = server.core.next_deadline()
+    assert deadline is not None
+    return deadline
+
+
 @pytest.fixture
 async def peer(server: Lwm2mServer) -> AsyncIterator[raw.RawPeer]:
     peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port))
