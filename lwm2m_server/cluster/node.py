@@ -661,6 +661,9 @@ class ClusterNode:
             "eventsDropped": self.events_dropped,
             "redis": {
                 "down": self.db.down,
+                "breakerOpen": self.db.breaker.is_open,
+                "breakerTrips": self.db.breaker.trips,
+                "failedFast": self.db.breaker.refused,
                 "pingMs": None if self.redis_ping is None else round(self.redis_ping * 1e3, 3),
                 "groupCommits": None if store is None else store.commits,
                 "credentialVersionReads": getattr(cache, "version_reads", None),
