@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -34,11 +36,11 @@ from lwm2m_server.service import Lwm2mServer
 from object_models.errors import ResponseCode
 from object_models.path import LwM2mPath
 from tests.auth import SERVER_ENV
-from tests.live import api_session
+from tests.live import Http, api_of, api_session
 
 from ..processes import REDIS_PREFIX, REPO, ServerProcess, redis_env, redis_nodes
 from . import rawcoap as raw
-from .conftest import server_config
+from .conftest import eventually, server_config
 
 
 @pytest.fixture
@@ -352,6 +354,110 @@ async def test_a_read_through_b_is_routed_to_a_and_falls_back_when_a_holder_is_g
         assert (b.cluster.routed, a.cluster.served) == (1, 1)
     finally:
         await client.stop()
+
+
+async def _observed(http: Http, endpoint: str) -> list[list[str]]:
+    """The paths of each observation ``GET /api/clients/{ep}/observations`` lists."""
+    answer = await http.get(f"/api/clients/{endpoint}/observations")
+    assert answer.status == 200, await answer.text()
+    return sorted(o["paths"] for o in (await answer.json())["observations"])
+
+
+def _device_observes(client: Lwm2mClient) -> list[str]:
+    return sorted(str(p) for o in client.observations.active for p in o.paths)
+
+
+@contextlib.asynccontextmanager
+async def _registered_on(server: Lwm2mServer, endpoint: str) -> AsyncIterator[Lwm2mClient]:
+    """A demo device registered on ``server`` (the node that then holds it)."""
+    uri = f"coap://127.0.0.1:{server.coap_address.port}"
+    client = Lwm2mClient(endpoint, uri, auto_update=False)
+    try:
+        await client.start()
+        await client.register()
+        yield client
+    finally:
+        await client.stop()
+
+
+@pytest.fixture
+def plain_redis(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the test's Redis, to look at the records the nodes wrote."""
+    r = redis.Redis.from_url(redis_url)
+    yield r
+    r.close()
+
+
+async def test_observations_started_through_b_are_listed_and_cancelled_through_either_node(
+    pair: tuple[Lwm2mServer, Lwm2mServer], plain_redis: redis.Redis
+) -> None:
+    """Node A holds the device; B's API observes two paths (kept by A: in its CoAP layer and
+    in Redis). Both nodes' APIs list them from the store; a passive cancel through B reaches A
+    (the device's next notification gets A's RST and ends it), an active cancel through B is
+    sent by A (the device gets the GET with Observe=1); each removes the record from Redis."""
+    a, b = pair
+    assert a.cluster is not None and b.cluster is not None
+    temperature, minimum = "/3303/0/5700", "/3303/0/5601"
+    r, records = plain_redis, b.cluster.db.endpoint_key("obs", "watched")
+    async with _registered_on(a, "watched") as client, api_of(a) as on_a, api_of(b) as on_b:
+        assert await _observed(on_b, "watched") == []  # B has looked (and cached nothing)
+        for path in (temperature, minimum):
+            started = await on_b.post(f"/api/clients/watched{path}/observe?timeout=10")
+            assert started.status == 200, await started.text()
+        assert a.cluster.served == 2 and len(a.core.observations) == 2  # A keeps them
+        assert r.hlen(records) == 2
+        both = [[minimum], [temperature]]
+        assert await _observed(on_a, "watched") == both
+        assert await _observed(on_b, "watched") == both
+        assert _device_observes(client) == [minimum, temperature]
+
+        # passive, through B: A forgets it and RSTs the next notification
+        cancel = await on_b.delete(f"/api/clients/watched{temperature}/observe?active=false")
+        assert cancel.status == 200, await cancel.text()
+        assert a.cluster.served == 3
+        assert r.hlen(records) == 1
+        assert await _observed(on_a, "watched") == [[minimum]]
+        assert await _observed(on_b, "watched") == [[minimum]]
+        client.set_value(temperature, 41.0)  # the notification goes to A: RST
+        await eventually(lambda: _device_observes(client) == [minimum])
+
+        # active, through B: A sends the GET with Observe=1 and forgets it
+        cancel = await on_b.delete(f"/api/clients/watched{minimum}/observe")
+        assert cancel.status == 200, await cancel.text()
+        assert a.cluster.served == 4
+        assert _device_observes(client) == []  # the device answered the cancel
+        assert r.hlen(records) == 0 and r.hlen(b.cluster.db.group_key("obs", "tokens")) == 0
+        assert await _observed(on_a, "watched") == []
+        assert await _observed(on_b, "watched") == []
+        assert len(a.core.observations) == 0
+        again = await on_b.delete(f"/api/clients/watched{minimum}/observe")
+        assert again.status == 404, await again.text()
+
+
+async def test_a_cancel_through_b_whose_holder_is_gone_still_removes_the_record(
+    pair: tuple[Lwm2mServer, Lwm2mServer],
+    plain_redis: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The holder has no subscriber any more (killed, restarted under a new id): B removes the
+    store's record itself and says so in its log; the device's next notification, wherever it
+    lands, finds no observation and gets a RST."""
+    a, b = pair
+    assert b.cluster is not None
+    r, records = plain_redis, b.cluster.db.endpoint_key("obs", "orphan")
+    async with _registered_on(a, "orphan"), api_of(b) as on_b:
+        started = await on_b.post("/api/clients/orphan/3303/0/5700/observe?timeout=10")
+        assert started.status == 200, await started.text()
+        assert r.hlen(records) == 1
+        r.set(b.cluster.holder_key("orphan"), "gone-host:1")
+        caplog.set_level(logging.INFO, logger=node.__name__)
+        cancel = await on_b.delete("/api/clients/orphan/3303/0/5700/observe?active=false")
+        assert cancel.status == 200, await cancel.text()
+        assert r.hlen(records) == 0
+        assert await _observed(on_b, "orphan") == []
+        said = [m.getMessage() for m in caplog.records if "gone-host:1" in m.getMessage()]
+        assert said and "passive cancel of observation" in said[0], said
+        assert "done by this node" in said[0]
 
 
 def test_the_wire_forms_round_trip() -> None:
