@@ -169,6 +169,8 @@ class RedisDatabase:
                     import redis
 
                     self._probe_client = redis.Redis.from_url(url, **options)
+            if cluster:  # every node answers: the one that hung may be any of them
+                return self._probe_client.ping(target_nodes="all")
             return self._probe_client.ping()
 
         return probe

@@ -25,6 +25,11 @@ Register or Update, the **holder**, and only its answer travels back.
   (the device's next Update makes the sender the holder). The holder sends it as its own
   (``Lwm2mServer.send_routed``: observation kept there, its notifications arrive there) and
   answers with the ``RawResponse``; the caller decodes it with its models, as for a local one.
+* **Observations**: the holder keeps an Observe's observation (its notifications arrive there),
+  so a cancel through another node is done there too (docs/cluster.md, "Observations across
+  nodes"): an active cancel is routed like any downlink (the sender forgets the observation and
+  removes its record before sending), a passive one is a ``forget`` message
+  (``route_forget``); the lists come from the store.
 * **Queued requests**: a node that sees a queue-mode device wake (Register/Update) takes the
   requests any node queued for it (``RedisQueuedRequestStore.take``: one script, in the group
   commit on one Redis), delivers them, and tells each previous owner (``taken``) to drop its
