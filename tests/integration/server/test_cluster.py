@@ -394,10 +394,11 @@ async def test_observations_started_through_b_are_listed_and_cancelled_through_e
     """Node A holds the device; B's API observes two paths (kept by A: in its CoAP layer and
     in Redis). Both nodes' APIs list them from the store; a passive cancel through B reaches A
     (the device's next notification gets A's RST and ends it), an active cancel through B is
-    sent by A (the device gets the GET with Observe=1); each removes the record from Redis."""
+    sent by A (the device gets the GET with Observe=1); each removes the record from Redis.
+    The Leshan dialect's active cancel through B (which checks the list first) does the same."""
     a, b = pair
     assert a.cluster is not None and b.cluster is not None
-    temperature, minimum = "/3303/0/5700", "/3303/0/5601"
+    temperature, minimum, maximum = "/3303/0/5700", "/3303/0/5601", "/3303/0/5602"
     r, records = plain_redis, b.cluster.db.endpoint_key("obs", "watched")
     async with _registered_on(a, "watched") as client, api_of(a) as on_a, api_of(b) as on_b:
         assert await _observed(on_b, "watched") == []  # B has looked (and cached nothing)
@@ -432,6 +433,13 @@ async def test_observations_started_through_b_are_listed_and_cancelled_through_e
         assert len(a.core.observations) == 0
         again = await on_b.delete(f"/api/clients/watched{minimum}/observe")
         assert again.status == 404, await again.text()
+
+        # the Leshan dialect's active cancel checks the list first: the store's, on B too
+        started = await on_b.post(f"/leshan/api/clients/watched{maximum}/observe")
+        assert started.status == 200, await started.text()
+        cancel = await on_b.delete(f"/leshan/api/clients/watched{maximum}/observe?active")
+        assert cancel.status == 200, await cancel.text()
+        assert _device_observes(client) == [] and r.hlen(records) == 0
 
 
 async def test_a_cancel_through_b_whose_holder_is_gone_still_removes_the_record(
