@@ -1187,6 +1187,8 @@ class Lwm2mServer:
             return
         registration = self.client(endpoint)
         observations = self.core.observations
+        if self.cluster is not None:  # counted in the store: other nodes observe it too
+            observations.refresh(endpoint)
         if observations.get(endpoint, paths, composite) is not None:
             return
         active = sum(1 for o in observations.for_registration(registration.registration_id)

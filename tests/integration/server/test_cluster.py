@@ -31,6 +31,7 @@ from keystore.store.engines import StoreSettings
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_server.cluster import node
 from lwm2m_server.coap.requests import DownlinkRequest, RawResponse
+from lwm2m_server.config import LimitsSettings
 from lwm2m_server.operations import DeviceTimeoutError, UnknownClientError
 from lwm2m_server.service import Lwm2mServer
 from object_models.errors import ResponseCode
@@ -208,20 +209,31 @@ def test_workers_on_sqlite_are_refused_with_the_reason(tmp_path: Path) -> None:
     assert "workers: 2 needs store.engine: redis" in done.stderr
 
 
-@pytest.fixture
-async def pair(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[Lwm2mServer, Lwm2mServer]]:
-    """Two nodes in this process on one Redis (each its own sockets and cluster channel)."""
+@contextlib.asynccontextmanager
+async def _two_nodes(
+    tmp_path: Path, redis_url: str, **changes: Any
+) -> AsyncIterator[tuple[Lwm2mServer, Lwm2mServer]]:
+    """Two nodes in this process on one Redis (each its own sockets and cluster channel), with
+    ``changes`` to both configs."""
     settings = StoreSettings("redis", redis_url, "inproc")
-    a = Lwm2mServer(server_config(tmp_path / "a", store=settings))
-    b = Lwm2mServer(server_config(tmp_path / "b", store=settings))
+    a = Lwm2mServer(server_config(tmp_path / "a", store=settings, **changes))
+    b = Lwm2mServer(server_config(tmp_path / "b", store=settings, **changes))
     assert a.cluster is None
     await a.start()
     await b.start()
     assert a.cluster is not None and b.cluster is not None
     assert b.cluster.node_id != a.cluster.node_id  # one process, two nodes
-    yield a, b
-    await b.stop()
-    await a.stop()
+    try:
+        yield a, b
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[Lwm2mServer, Lwm2mServer]]:
+    async with _two_nodes(tmp_path, redis_url) as nodes:
+        yield nodes
 
 
 async def test_events_of_a_reach_b_subscribers_once_and_never_b_listeners(
@@ -440,6 +452,29 @@ async def test_observations_started_through_b_are_listed_and_cancelled_through_e
         cancel = await on_b.delete(f"/leshan/api/clients/watched{maximum}/observe?active")
         assert cancel.status == 200, await cancel.text()
         assert _device_observes(client) == [] and r.hlen(records) == 0
+
+
+async def test_the_observation_limit_counts_what_the_store_holds_not_a_stale_cache(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """``limits.observations_per_client`` on node B counts the device's observations in the
+    store: one B started and A then cancelled (B's memory still had it) leaves room."""
+    limits = LimitsSettings(observations_per_client=1)
+    async with (
+        _two_nodes(tmp_path, redis_url, limits=limits) as (a, b),
+        _registered_on(a, "limited"),
+        api_of(a) as on_a,
+        api_of(b) as on_b,
+    ):
+        first = await on_b.post("/api/clients/limited/3303/0/5700/observe?timeout=10")
+        assert first.status == 200, await first.text()
+        assert await _observed(on_b, "limited") == [["/3303/0/5700"]]  # B caches it
+        cancel = await on_a.delete("/api/clients/limited/3303/0/5700/observe")
+        assert cancel.status == 200, await cancel.text()
+        second = await on_b.post("/api/clients/limited/3303/0/5601/observe?timeout=10")
+        assert second.status == 200, await second.text()
+        third = await on_b.post("/api/clients/limited/3303/0/5602/observe?timeout=10")
+        assert third.status == 409, await third.text()  # the limit still holds
 
 
 async def test_a_cancel_through_b_whose_holder_is_gone_still_removes_the_record(
