@@ -489,22 +489,25 @@ class ClusterNode:
             "endpoint": endpoint,
             "timeout": timeout,
         }
+        channel = self.node_channel(holder)
         try:
-            receivers = await self._redis.publish(self.node_channel(holder), json.dumps(message))
-            if not receivers:
-                log.info(
-                    "node %s that held %s is gone: %s done by this node", holder, endpoint, what
-                )
-                return None
-            self.routed += 1
-            log.debug("%s of %s routed to node %s", what, endpoint, holder)
-            try:
-                return await asyncio.wait_for(future, timeout + ROUTE_MARGIN)
-            except TimeoutError:
-                raise DeviceTimeoutError(
-                    f"node {holder}, which holds {endpoint!r}, did not answer "
-                    f"{what} within {timeout + ROUTE_MARGIN:g} s"
-                ) from None
+            # one deadline for the PUBLISH too: the pub/sub client has no socket timeout (its
+            # subscriptions are idle for long), and a Redis that hangs must not hold the caller
+            async with asyncio.timeout(timeout + ROUTE_MARGIN):
+                receivers = await self._redis.publish(channel, json.dumps(message))
+                if not receivers:
+                    log.info(
+                        "node %s that held %s is gone: %s done by this node", holder, endpoint, what
+                    )
+                    return None
+                self.routed += 1
+                log.debug("%s of %s routed to node %s", what, endpoint, holder)
+                return await future
+        except TimeoutError:
+            raise DeviceTimeoutError(
+                f"node {holder}, which holds {endpoint!r}, did not answer "
+                f"{what} within {timeout + ROUTE_MARGIN:g} s"
+            ) from None
         finally:
             self._waiting.pop(request_id, None)
 
