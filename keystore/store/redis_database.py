@@ -240,6 +240,8 @@ class RedisDatabase:
         (every request fails while Redis is down: a line each would bury the log). Public for
         the writes that talk to redis-py outside ``errors()`` (the group commit's pipeline).
         A timeout opens the breaker (said in the same line when it starts the outage)."""
+        if getattr(exc, "from_breaker", False) and not self.breaker.is_open:
+            return  # refused just before the probe closed the breaker: not a new outage
         with self._outage_lock:
             first = self._down_since is None
             if first:
@@ -299,9 +301,11 @@ def _guarded_pool(breaker: Breaker) -> type[redis.ConnectionPool]:
     class GuardedPool(redis.ConnectionPool):
         def get_connection(self, *args: Any, **kwargs: Any) -> Any:
             if breaker.refuse():
-                raise redis.ConnectionError(
+                refusal = redis.ConnectionError(
                     "Redis did not answer in time; not asked again until a PING answers"
                 )
+                refusal.from_breaker = True  # type: ignore[attr-defined]
+                raise refusal
             return super().get_connection(*args, **kwargs)
 
     return GuardedPool
