@@ -1014,8 +1014,9 @@ class Lwm2mServer:
                 self._keep_telemetry(registration, request, first, models, now)
 
         if request.token is not None and self.cluster is not None:
-            # an active cancel, sent by the node that holds the device: it forgets the
-            # observation in core, store and CoAP layer in one step (docs/cluster.md)
+            # an active cancel, on the node that sends it (the holder, or the caller's node
+            # when the holder is gone): the observation goes from core, store and CoAP layer
+            # in one step, not before the request reached the holder (docs/cluster.md)
             self.core.cancel_observation(request.token)
             self._downlink.observations.forget(request.token, reactive=False)
         try:
