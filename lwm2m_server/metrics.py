@@ -344,6 +344,22 @@ class ServerCollector(Collector):
             "1 while Redis answers, 0 during an outage.",
             value=0 if redis["down"] else 1,
         )
+        yield GaugeMetricFamily(
+            "lwm2m_redis_breaker_open",
+            "1 while the circuit breaker is open (Redis timed out: commands fail at once "
+            "until a PING answers).",
+            value=1 if redis["breakerOpen"] else 0,
+        )
+        yield CounterMetricFamily(
+            "lwm2m_redis_breaker_trips",
+            "Times the circuit breaker opened (a Redis command timed out).",
+            value=redis["breakerTrips"],
+        )
+        yield CounterMetricFamily(
+            "lwm2m_redis_failed_fast",
+            "Redis commands failed at once by the open breaker (Redis not asked).",
+            value=redis["failedFast"],
+        )
         if redis["pingMs"] is not None:
             yield GaugeMetricFamily(
                 "lwm2m_redis_ping_seconds",

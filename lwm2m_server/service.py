@@ -1034,6 +1034,12 @@ class Lwm2mServer:
                 first = rq.decode_response(request, raw, models)
                 self._keep_telemetry(registration, request, first, models, now)
 
+        if request.token is not None and self.cluster is not None:
+            # an active cancel, on the node that sends it (the holder, or the caller's node
+            # when the holder is gone): the observation goes from core, store and CoAP layer
+            # in one step, not before the request reached the holder (docs/cluster.md)
+            self.core.cancel_observation(request.token)
+            self._downlink.observations.forget(request.token, reactive=False)
         try:
             raw = await self._downlink.send(
                 registration,
@@ -1203,6 +1209,8 @@ class Lwm2mServer:
             return
         registration = self.client(endpoint)
         observations = self.core.observations
+        if self.cluster is not None:  # counted in the store: other nodes observe it too
+            observations.refresh(endpoint)
         if observations.get(endpoint, paths, composite) is not None:
             return
         active = sum(1 for o in observations.for_registration(registration.registration_id)
@@ -1408,8 +1416,8 @@ class Lwm2mServer:
         active: bool,
         timeout: float | None,
     ) -> DeviceResponse:
-        self.client(endpoint)
-        observation = self.core.observations.get(endpoint, paths, composite)
+        registration = self.client(endpoint)
+        observation = self._observation_of(endpoint, paths, composite)
         if observation is None or not observation.active:
             raise Lwm2mError(
                 f"{endpoint!r} has no {'composite ' if composite else ''}observation of "
@@ -1418,25 +1426,51 @@ class Lwm2mServer:
             )
         token = observation.token
         if not active:
-            # the next notification gets a RST, which ends it on the device (RFC 7641 §3.6):
-            # from the CoAP layer for a live observation, else from the uplink (inactive)
-            live = self._downlink is not None and self._downlink.observations.handle(token)
-            if live and self._downlink is not None:
-                self._downlink.observations.forget(token)
-                self.core.cancel_observation(token)
-            else:
-                self.core.deactivate_observation(token)
+            if self.cluster is not None and await self.cluster.route_forget(
+                registration, token, self._timeout(timeout)
+            ):
+                self.core.observations.cancel(token)  # the holder removed the record
+                return DeviceResponse(rq.DELETED)
+            self.forget_observation(token)
             return DeviceResponse(rq.DELETED)
-        self.core.cancel_observation(token)
+        if self.cluster is None:
+            self.core.cancel_observation(token)
+        else:  # the node that sends the cancel removes the record (``_send``)
+            self.core.observations.cancel(token)
 
         def build(reg: Registration, _m: ModelProvider) -> rq.DownlinkRequest:
             return rq.cancel(self._observe_request(reg, observation), token)
 
         return await self._perform(endpoint, build, timeout)
 
+    def _observation_of(
+        self, endpoint: str, paths: tuple[LwM2mPath, ...], composite: bool
+    ) -> Observation | None:
+        """The observation of ``paths``: on a cluster as the store has it (another node may
+        have started or cancelled it: docs/cluster.md, "Observations across nodes")."""
+        index = self.core.observations
+        if self.cluster is None:
+            return index.get(endpoint, paths, composite)
+        target = (composite, paths)
+        return next((o for o in index.refresh(endpoint) if o.target == target), None)
+
+    def forget_observation(self, token: bytes) -> None:
+        """A passive cancel on this node: the store's record goes now, and the next
+        notification gets a RST, which ends the observation on the device (RFC 7641 §3.6):
+        from the CoAP layer for a live observation, else from the uplink (inactive, or unknown
+        here)."""
+        live = self._downlink is not None and self._downlink.observations.handle(token)
+        if live and self._downlink is not None:
+            self.core.cancel_observation(token)
+            self._downlink.observations.forget(token)
+        else:
+            self.core.deactivate_observation(token)
+
     def observations(self, endpoint: str) -> list[Sequence[LwM2mPath]]:
         self.client(endpoint)
-        return [o.paths for o in self.core.observations.for_endpoint(endpoint) if o.active]
+        index = self.core.observations
+        found = index.for_endpoint(endpoint) if self.cluster is None else index.refresh(endpoint)
+        return [o.paths for o in found if o.active]
 
     # -- ServerOperations: telemetry and events ---------------------------------------------------
     def telemetry_latest(self, endpoint: str) -> dict[str, TelemetryPoint]:

@@ -16,7 +16,12 @@ layout). It owns what all the Redis engines have in common:
   becomes ``StoreUnavailable`` (5.03 to a device, 503 on the API), and the outage is logged
   here once (WARNING at its first failure, INFO at the first success after), not per request.
   Nothing reconnects explicitly: redis-py drops a broken connection and opens a new one on
-  the next command, so the first request after Redis is back succeeds.
+  the next command, so the first request after Redis is back succeeds;
+* the circuit breaker (``redis_breaker.Breaker``): after a command timed out, every command
+  fails at once, without asking Redis, until a PING from the breaker's own thread answers, so
+  a Redis that silently drops packets costs the event loop one socket timeout per outage, not
+  one per command. It guards ``errors()`` and the client's connection pool (the writes that
+  use redis-py outside ``errors()``: the group commit, the cluster's holder records).
 
 Durability is the Redis server's configuration (``appendonly yes`` with ``appendfsync
 everysec`` or ``always``): a write is acknowledged by Redis when it is in its memory and
@@ -29,12 +34,13 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import urlsplit
 
 from .errors import StoreError, StoreUnavailable
+from .redis_breaker import Breaker
 
 if TYPE_CHECKING:
     import redis
@@ -120,6 +126,9 @@ class RedisDatabase:
         self._down_since: float | None = None
         """``time.monotonic()`` of the first failure of the current outage; None when up."""
         self._outage_lock = threading.Lock()  # the API's executor threads use the store too
+        self.socket_timeout = socket_timeout
+        self._probe_client: Any = None
+        self.breaker = Breaker(self._prober(url, cluster, socket_timeout), self.reachable)
         self.client: redis.Redis | RedisCluster
         if client is not None:
             self.client = client
@@ -128,9 +137,11 @@ class RedisDatabase:
         else:
             import redis
 
-            self.client = redis.Redis.from_url(
+            pool = _guarded_pool(self.breaker).from_url(
                 url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
             )
+            self.client = redis.Redis(connection_pool=pool)
+            self.client.auto_close_connection_pool = True  # as from_url makes it
 
     def _connect_cluster(self, url: str, socket_timeout: float) -> RedisCluster:
         """A Redis Cluster client: ``url`` is any node (it asks that node for the others; the
@@ -142,6 +153,27 @@ class RedisDatabase:
                 url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
             )
         raise AssertionError("unreachable")  # errors() raises
+
+    def _prober(self, url: str, cluster: bool, socket_timeout: float) -> Callable[[], object]:
+        """The breaker's probe: a PING on a client of its own (the store's pool refuses
+        every command while the breaker is open), made at the first probe."""
+        options = {"socket_timeout": socket_timeout, "socket_connect_timeout": socket_timeout}
+
+        def probe() -> object:
+            if self._probe_client is None:
+                if cluster:
+                    from redis.cluster import RedisCluster
+
+                    self._probe_client = RedisCluster.from_url(url, **options)
+                else:
+                    import redis
+
+                    self._probe_client = redis.Redis.from_url(url, **options)
+            if cluster:  # every node answers: the one that hung may be any of them
+                return self._probe_client.ping(target_nodes="all")
+            return self._probe_client.ping()
+
+        return probe
 
     def __str__(self) -> str:
         return self.url
@@ -156,7 +188,10 @@ class RedisDatabase:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self.breaker.stop()
             self.client.close()
+            if self._probe_client is not None:
+                self._probe_client.close()
 
     def __enter__(self) -> Self:
         return self
@@ -180,6 +215,8 @@ class RedisDatabase:
         """Turn a redis-py failure into ``StoreError("<url>: <what>: <reason>")``."""
         if self._closed:
             raise StoreError(f"Redis store {self.url}: {what}: the store is closed")
+        if self.breaker.refuse():  # Redis hangs: not asked until the probe answers
+            raise StoreUnavailable(f"Redis store {self.url}: {what}: {self._refusal()}")
         from redis.exceptions import RedisClusterException, RedisError
 
         try:
@@ -201,18 +238,32 @@ class RedisDatabase:
     def unavailable(self, exc: BaseException) -> None:
         """Redis could not be reached: WARNING if this starts an outage, DEBUG during one
         (every request fails while Redis is down: a line each would bury the log). Public for
-        the writes that talk to redis-py outside ``errors()`` (the group commit's pipeline)."""
+        the writes that talk to redis-py outside ``errors()`` (the group commit's pipeline).
+        A timeout opens the breaker (said in the same line when it starts the outage)."""
+        if getattr(exc, "from_breaker", False) and not self.breaker.is_open:
+            return  # refused just before the probe closed the breaker: not a new outage
         with self._outage_lock:
             first = self._down_since is None
             if first:
                 self._down_since = time.monotonic()
+        tripped = timed_out(exc) and self.breaker.trip()
         log.log(
-            logging.WARNING if first else logging.DEBUG,
+            logging.WARNING if first else logging.INFO if tripped else logging.DEBUG,
             "Redis store %s unreachable: %s; requests that need it are answered 5.03 "
-            "(Max-Age %d s) until it is back",
+            "(Max-Age %d s) until it is back%s",
             self.url,
             str(exc) or type(exc).__name__,
             StoreUnavailable.retry_after,
+            "; it did not answer in time: Redis is not asked again (requests fail at once) "
+            "until a PING answers"
+            if tripped
+            else "",
+        )
+
+    def _refusal(self) -> str:
+        return (
+            f"Redis did not answer within {self.socket_timeout:g} s; not asked again until a "
+            "PING answers (is Redis running and reachable?)"
         )
 
     def reachable(self) -> None:
@@ -237,6 +288,35 @@ def _tag(endpoint: str) -> str:
     if not endpoint:
         return "%"
     return endpoint.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def _guarded_pool(breaker: Breaker) -> type[redis.ConnectionPool]:
+    """redis-py's ``ConnectionPool`` refusing connections while ``breaker`` is open: every
+    command of the client (single commands, pipelines, scripts) takes its connection there,
+    so also those sent outside ``errors()`` fail at once instead of waiting for the socket
+    timeout. The error is redis-py's ``ConnectionError``, which every caller already treats
+    as "Redis unreachable"."""
+    import redis
+
+    class GuardedPool(redis.ConnectionPool):
+        def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+            if breaker.refuse():
+                refusal = redis.ConnectionError(
+                    "Redis did not answer in time; not asked again until a PING answers"
+                )
+                refusal.from_breaker = True  # type: ignore[attr-defined]
+                raise refusal
+            return super().get_connection(*args, **kwargs)
+
+    return GuardedPool
+
+
+def timed_out(exc: BaseException) -> bool:
+    """A command waited for its socket timeout (connecting or reading): Redis hangs or the
+    network drops packets, the case the breaker is for."""
+    import redis
+
+    return isinstance(exc, redis.TimeoutError | TimeoutError)
 
 
 def unreachable(exc: BaseException) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from keystore.store.errors import StoreUnavailable
 from object_models.path import LwM2mPath
 
 from ..core.registration import Registration
@@ -107,13 +108,18 @@ async def telemetry(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """Liveness: 200 while the process serves, with what it can count. On a shared store that
+    is down (Redis: the count is the store's) the report says so (``"status": "degraded"``,
+    ``"clients": null``, ``store``) instead of failing: the process is alive, and restarting
+    it would not bring Redis back; ``/api/ready`` is the check that fails (503)."""
     state = state_of(request)
-    body: dict[str, object] = {
-        "status": "ok",
-        "clients": state.pages.client_count(),
-        "quarantined": state.ops.quarantined(),
-        "limits": dict(state.ops.limit_counters()),
-    }
+    body: dict[str, object] = {"status": "ok"}
+    try:
+        body["clients"] = state.pages.client_count()
+    except StoreUnavailable as exc:
+        body.update(status="degraded", clients=None, store={"up": False, "error": exc.message})
+    body["quarantined"] = state.ops.quarantined()
+    body["limits"] = dict(state.ops.limit_counters())
     cluster = getattr(state.ops, "cluster", None)  # a node of a cluster on Redis
     if cluster is not None:
         body["cluster"] = cluster.figures()

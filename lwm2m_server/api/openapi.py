@@ -384,8 +384,17 @@ _OTHER_SCHEMAS: Doc = {
         "type": "object",
         "required": ["status", "clients", "quarantined"],
         "properties": {
-            "status": {"const": "ok"},
-            "clients": {"type": "integer"},
+            "status": {
+                "enum": ["ok", "degraded"],
+                "description": "degraded: the shared store (Redis) cannot be reached; the "
+                "process is alive (docs/cluster.md, Redis down).",
+            },
+            "clients": {"type": ["integer", "null"], "description": "null while degraded."},
+            "store": {
+                "type": "object",
+                "description": "Only while degraded: the store's error.",
+                "properties": {"up": {"const": False}, "error": {"type": "string"}},
+            },
             "quarantined": {
                 "type": "integer",
                 "description": "Unreadable store rows set aside at start (docs/server.md).",

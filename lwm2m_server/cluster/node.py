@@ -25,6 +25,11 @@ Register or Update, the **holder**, and only its answer travels back.
   (the device's next Update makes the sender the holder). The holder sends it as its own
   (``Lwm2mServer.send_routed``: observation kept there, its notifications arrive there) and
   answers with the ``RawResponse``; the caller decodes it with its models, as for a local one.
+* **Observations**: the holder keeps an Observe's observation (its notifications arrive there),
+  so a cancel through another node is done there too (docs/cluster.md, "Observations across
+  nodes"): an active cancel is routed like any downlink (the sender forgets the observation and
+  removes its record before sending), a passive one is a ``forget`` message
+  (``route_forget``); the lists come from the store.
 * **Queued requests**: a node that sees a queue-mode device wake (Register/Update) takes the
   requests any node queued for it (``RedisQueuedRequestStore.take``: one script, in the group
   commit on one Redis), delivers them, and tells each previous owner (``taken``) to drop its
@@ -435,7 +440,37 @@ class ClusterNode:
     ) -> RawResponse | None:
         """The device's answer through the node that holds it, or None when this node is to
         send it itself (it holds the device, nobody does, or the holder is gone)."""
+        message = {"op": "exec", "request": request_to_json(request)}
+        reply = await self._ask(registration.endpoint, message, timeout, request.describe())
+        if reply is None:
+            return None
+        if "raw" in reply:
+            return raw_from_json(reply["raw"])
+        raise error_from_json(reply.get("error", {}))
+
+    async def route_forget(self, registration: Registration, token: bytes, timeout: float) -> bool:
+        """A passive cancel of the observation ``token`` done by the node that holds the
+        device (it has the observation live in its CoAP layer: only there can the next
+        notification get its RST); the holder removes the store's record in the same step.
+        False when this node is to do it itself (it holds the device, nobody does, or the
+        holder is gone: the record is then removed here, and the device's next notification,
+        wherever it lands, finds no observation and gets a RST)."""
         endpoint = registration.endpoint
+        what = f"passive cancel of observation {token.hex()}"
+        message = {"op": "forget", "token": token.hex()}
+        reply = await self._ask(endpoint, message, timeout, what)
+        if reply is None:
+            return False
+        if "error" in reply:
+            raise error_from_json(reply["error"])
+        return True
+
+    async def _ask(
+        self, endpoint: str, message: dict[str, Any], timeout: float, what: str
+    ) -> dict[str, Any] | None:
+        """Send ``message`` to the node that holds ``endpoint`` and wait for its reply (up to
+        ``timeout`` plus ``ROUTE_MARGIN``); None when there is no other holder to ask (this
+        node, none, or gone: no subscriber on its channel)."""
         try:
             holder = self.holder(endpoint)
         except Exception as exc:
@@ -448,52 +483,60 @@ class ClusterNode:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         message = {
-            "op": "exec",
+            **message,
             "id": request_id,
             "reply": self.channel,
             "endpoint": endpoint,
-            "request": request_to_json(request),
             "timeout": timeout,
         }
+        channel = self.node_channel(holder)
         try:
-            receivers = await self._redis.publish(self.node_channel(holder), json.dumps(message))
-            if not receivers:
-                log.info(
-                    "node %s that held %s is gone: sending %s from this node",
-                    holder,
-                    endpoint,
-                    request.describe(),
-                )
-                return None
-            self.routed += 1
-            log.debug("%s of %s routed to node %s", request.describe(), endpoint, holder)
-            try:
-                reply = await asyncio.wait_for(future, timeout + ROUTE_MARGIN)
-            except TimeoutError:
-                raise DeviceTimeoutError(
-                    f"node {holder}, which holds {endpoint!r}, did not answer "
-                    f"{request.describe()} within {timeout + ROUTE_MARGIN:g} s"
-                ) from None
+            # one deadline for the PUBLISH too: the pub/sub client has no socket timeout (its
+            # subscriptions are idle for long), and a Redis that hangs must not hold the caller
+            async with asyncio.timeout(timeout + ROUTE_MARGIN):
+                receivers = await self._redis.publish(channel, json.dumps(message))
+                if not receivers:
+                    log.info(
+                        "node %s that held %s is gone: %s done by this node", holder, endpoint, what
+                    )
+                    return None
+                self.routed += 1
+                log.debug("%s of %s routed to node %s", what, endpoint, holder)
+                return await future
+        except TimeoutError:
+            raise DeviceTimeoutError(
+                f"node {holder}, which holds {endpoint!r}, did not answer "
+                f"{what} within {timeout + ROUTE_MARGIN:g} s"
+            ) from None
         finally:
             self._waiting.pop(request_id, None)
-        if "raw" in reply:
-            return raw_from_json(reply["raw"])
-        raise error_from_json(reply.get("error", {}))
 
     async def _serve(self, message: Mapping[str, Any]) -> None:
         """Execute a request another node routed here; answer on its channel."""
         reply: dict[str, Any] = {"op": "reply", "id": message.get("id")}
         try:
             registration = self.server.client(str(message["endpoint"]))
-            request = request_from_json(message["request"])
-            log.debug(
-                "sending %s to %s for node %s (routed)",
-                request.describe(),
-                registration.endpoint,
-                message.get("reply"),
-            )
-            raw = await self.server.send_routed(registration, request, float(message["timeout"]))
-            reply["raw"] = raw_to_json(raw)
+            if message.get("op") == "forget":
+                token = bytes.fromhex(str(message["token"]))
+                log.debug(
+                    "passive cancel of observation %s of %s for node %s (routed)",
+                    token.hex(),
+                    registration.endpoint,
+                    message.get("reply"),
+                )
+                self.server.forget_observation(token)
+                reply["forgot"] = True
+            else:
+                request = request_from_json(message["request"])
+                log.debug(
+                    "sending %s to %s for node %s (routed)",
+                    request.describe(),
+                    registration.endpoint,
+                    message.get("reply"),
+                )
+                timeout = float(message["timeout"])
+                raw = await self.server.send_routed(registration, request, timeout)
+                reply["raw"] = raw_to_json(raw)
         except Lwm2mError as exc:
             reply["error"] = error_to_json(exc)
         except Exception as exc:  # a bug or a malformed message: the caller gets a 5.00
@@ -547,7 +590,7 @@ class ClusterNode:
                             log.exception("a listener of remote events failed on %s", event.kind)
                 return
             op = message.get("op")
-            if op == "exec":
+            if op in ("exec", "forget"):
                 self._spawn(self._serve(message))
             elif op == "reply":
                 future = self._waiting.get(str(message.get("id")))
@@ -661,6 +704,9 @@ class ClusterNode:
             "eventsDropped": self.events_dropped,
             "redis": {
                 "down": self.db.down,
+                "breakerOpen": self.db.breaker.is_open,
+                "breakerTrips": self.db.breaker.trips,
+                "failedFast": self.db.breaker.refused,
                 "pingMs": None if self.redis_ping is None else round(self.redis_ping * 1e3, 3),
                 "groupCommits": None if store is None else store.commits,
                 "credentialVersionReads": getattr(cache, "version_reads", None),

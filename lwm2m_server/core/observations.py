@@ -129,6 +129,25 @@ class ObservationIndex:
             found = self._of_endpoint(endpoint)
         return found
 
+    def refresh(self, endpoint: str) -> list[Observation]:
+        """The endpoint's observations as the store has them, the cache brought in line: on a
+        shared store (a cluster) another node starts and cancels observations of a device this
+        node cached, so a listing or a cancel asks the store, not the cache. An observation
+        this node caches but the store no longer has is dropped from the cache (cancelled
+        elsewhere: its next notification here is refused); one cached as passively cancelled
+        stays (its record went with the cancel, its next notification gets the RST). A cached
+        observation that is still stored is kept as cached (it knows its last notification)."""
+        if self.store is None:
+            return self._of_endpoint(endpoint)
+        stored = {o.token: o for o in self.store.observations_by_endpoint(endpoint)}
+        for obs in self._of_endpoint(endpoint):
+            if obs.token not in stored and obs.active:
+                self._drop(obs.token)
+        for token, obs in stored.items():
+            if token not in self._by_token:
+                self.add(obs)
+        return [o for o in self._of_endpoint(endpoint) if o.token in stored or not o.active]
+
     def _of_endpoint(self, endpoint: str) -> list[Observation]:
         return [self._by_token[t] for t in self._by_endpoint.get(endpoint, ())]
 

@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -29,16 +31,17 @@ from keystore.store.engines import StoreSettings
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_server.cluster import node
 from lwm2m_server.coap.requests import DownlinkRequest, RawResponse
+from lwm2m_server.config import LimitsSettings
 from lwm2m_server.operations import DeviceTimeoutError, UnknownClientError
 from lwm2m_server.service import Lwm2mServer
 from object_models.errors import ResponseCode
 from object_models.path import LwM2mPath
 from tests.auth import SERVER_ENV
-from tests.live import api_session
+from tests.live import Http, api_of, api_session
 
 from ..processes import REDIS_PREFIX, REPO, ServerProcess, redis_env, redis_nodes
 from . import rawcoap as raw
-from .conftest import server_config
+from .conftest import eventually, server_config
 
 
 @pytest.fixture
@@ -206,20 +209,31 @@ def test_workers_on_sqlite_are_refused_with_the_reason(tmp_path: Path) -> None:
     assert "workers: 2 needs store.engine: redis" in done.stderr
 
 
-@pytest.fixture
-async def pair(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[Lwm2mServer, Lwm2mServer]]:
-    """Two nodes in this process on one Redis (each its own sockets and cluster channel)."""
+@contextlib.asynccontextmanager
+async def _two_nodes(
+    tmp_path: Path, redis_url: str, **changes: Any
+) -> AsyncIterator[tuple[Lwm2mServer, Lwm2mServer]]:
+    """Two nodes in this process on one Redis (each its own sockets and cluster channel), with
+    ``changes`` to both configs."""
     settings = StoreSettings("redis", redis_url, "inproc")
-    a = Lwm2mServer(server_config(tmp_path / "a", store=settings))
-    b = Lwm2mServer(server_config(tmp_path / "b", store=settings))
+    a = Lwm2mServer(server_config(tmp_path / "a", store=settings, **changes))
+    b = Lwm2mServer(server_config(tmp_path / "b", store=settings, **changes))
     assert a.cluster is None
     await a.start()
     await b.start()
     assert a.cluster is not None and b.cluster is not None
     assert b.cluster.node_id != a.cluster.node_id  # one process, two nodes
-    yield a, b
-    await b.stop()
-    await a.stop()
+    try:
+        yield a, b
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[Lwm2mServer, Lwm2mServer]]:
+    async with _two_nodes(tmp_path, redis_url) as nodes:
+        yield nodes
 
 
 async def test_events_of_a_reach_b_subscribers_once_and_never_b_listeners(
@@ -352,6 +366,141 @@ async def test_a_read_through_b_is_routed_to_a_and_falls_back_when_a_holder_is_g
         assert (b.cluster.routed, a.cluster.served) == (1, 1)
     finally:
         await client.stop()
+
+
+async def _observed(http: Http, endpoint: str) -> list[list[str]]:
+    """The paths of each observation ``GET /api/clients/{ep}/observations`` lists."""
+    answer = await http.get(f"/api/clients/{endpoint}/observations")
+    assert answer.status == 200, await answer.text()
+    return sorted(o["paths"] for o in (await answer.json())["observations"])
+
+
+def _device_observes(client: Lwm2mClient) -> list[str]:
+    return sorted(str(p) for o in client.observations.active for p in o.paths)
+
+
+@contextlib.asynccontextmanager
+async def _registered_on(server: Lwm2mServer, endpoint: str) -> AsyncIterator[Lwm2mClient]:
+    """A demo device registered on ``server`` (the node that then holds it)."""
+    uri = f"coap://127.0.0.1:{server.coap_address.port}"
+    client = Lwm2mClient(endpoint, uri, auto_update=False)
+    try:
+        await client.start()
+        await client.register()
+        yield client
+    finally:
+        await client.stop()
+
+
+@pytest.fixture
+def plain_redis(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the test's Redis, to look at the records the nodes wrote."""
+    r = redis.Redis.from_url(redis_url)
+    yield r
+    r.close()
+
+
+async def test_observations_started_through_b_are_listed_and_cancelled_through_either_node(
+    pair: tuple[Lwm2mServer, Lwm2mServer], plain_redis: redis.Redis
+) -> None:
+    """Node A holds the device; B's API observes two paths (kept by A: in its CoAP layer and
+    in Redis). Both nodes' APIs list them from the store; a passive cancel through B reaches A
+    (the device's next notification gets A's RST and ends it), an active cancel through B is
+    sent by A (the device gets the GET with Observe=1); each removes the record from Redis.
+    The Leshan dialect's active cancel through B (which checks the list first) does the same."""
+    a, b = pair
+    assert a.cluster is not None and b.cluster is not None
+    temperature, minimum, maximum = "/3303/0/5700", "/3303/0/5601", "/3303/0/5602"
+    r, records = plain_redis, b.cluster.db.endpoint_key("obs", "watched")
+    async with _registered_on(a, "watched") as client, api_of(a) as on_a, api_of(b) as on_b:
+        assert await _observed(on_b, "watched") == []  # B has looked (and cached nothing)
+        for path in (temperature, minimum):
+            started = await on_b.post(f"/api/clients/watched{path}/observe?timeout=10")
+            assert started.status == 200, await started.text()
+        assert a.cluster.served == 2 and len(a.core.observations) == 2  # A keeps them
+        assert r.hlen(records) == 2
+        both = [[minimum], [temperature]]
+        assert await _observed(on_a, "watched") == both
+        assert await _observed(on_b, "watched") == both
+        assert _device_observes(client) == [minimum, temperature]
+
+        # passive, through B: A forgets it and RSTs the next notification
+        cancel = await on_b.delete(f"/api/clients/watched{temperature}/observe?active=false")
+        assert cancel.status == 200, await cancel.text()
+        assert a.cluster.served == 3
+        assert r.hlen(records) == 1
+        assert await _observed(on_a, "watched") == [[minimum]]
+        assert await _observed(on_b, "watched") == [[minimum]]
+        client.set_value(temperature, 41.0)  # the notification goes to A: RST
+        await eventually(lambda: _device_observes(client) == [minimum])
+
+        # active, through B: A sends the GET with Observe=1 and forgets it
+        cancel = await on_b.delete(f"/api/clients/watched{minimum}/observe")
+        assert cancel.status == 200, await cancel.text()
+        assert a.cluster.served == 4
+        assert _device_observes(client) == []  # the device answered the cancel
+        assert r.hlen(records) == 0 and r.hlen(b.cluster.db.group_key("obs", "tokens")) == 0
+        assert await _observed(on_a, "watched") == []
+        assert await _observed(on_b, "watched") == []
+        assert len(a.core.observations) == 0
+        again = await on_b.delete(f"/api/clients/watched{minimum}/observe")
+        assert again.status == 404, await again.text()
+
+        # the Leshan dialect's active cancel checks the list first: the store's, on B too
+        started = await on_b.post(f"/leshan/api/clients/watched{maximum}/observe")
+        assert started.status == 200, await started.text()
+        cancel = await on_b.delete(f"/leshan/api/clients/watched{maximum}/observe?active")
+        assert cancel.status == 200, await cancel.text()
+        assert _device_observes(client) == [] and r.hlen(records) == 0
+
+
+async def test_the_observation_limit_counts_what_the_store_holds_not_a_stale_cache(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """``limits.observations_per_client`` on node B counts the device's observations in the
+    store: one B started and A then cancelled (B's memory still had it) leaves room."""
+    limits = LimitsSettings(observations_per_client=1)
+    async with (
+        _two_nodes(tmp_path, redis_url, limits=limits) as (a, b),
+        _registered_on(a, "limited"),
+        api_of(a) as on_a,
+        api_of(b) as on_b,
+    ):
+        first = await on_b.post("/api/clients/limited/3303/0/5700/observe?timeout=10")
+        assert first.status == 200, await first.text()
+        assert await _observed(on_b, "limited") == [["/3303/0/5700"]]  # B caches it
+        cancel = await on_a.delete("/api/clients/limited/3303/0/5700/observe")
+        assert cancel.status == 200, await cancel.text()
+        second = await on_b.post("/api/clients/limited/3303/0/5601/observe?timeout=10")
+        assert second.status == 200, await second.text()
+        third = await on_b.post("/api/clients/limited/3303/0/5602/observe?timeout=10")
+        assert third.status == 409, await third.text()  # the limit still holds
+
+
+async def test_a_cancel_through_b_whose_holder_is_gone_still_removes_the_record(
+    pair: tuple[Lwm2mServer, Lwm2mServer],
+    plain_redis: redis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The holder has no subscriber any more (killed, restarted under a new id): B removes the
+    store's record itself and says so in its log; the device's next notification, wherever it
+    lands, finds no observation and gets a RST."""
+    a, b = pair
+    assert b.cluster is not None
+    r, records = plain_redis, b.cluster.db.endpoint_key("obs", "orphan")
+    async with _registered_on(a, "orphan"), api_of(b) as on_b:
+        started = await on_b.post("/api/clients/orphan/3303/0/5700/observe?timeout=10")
+        assert started.status == 200, await started.text()
+        assert r.hlen(records) == 1
+        r.set(b.cluster.holder_key("orphan"), "gone-host:1")
+        caplog.set_level(logging.INFO, logger=node.__name__)
+        cancel = await on_b.delete("/api/clients/orphan/3303/0/5700/observe?active=false")
+        assert cancel.status == 200, await cancel.text()
+        assert r.hlen(records) == 0
+        assert await _observed(on_b, "orphan") == []
+        said = [m.getMessage() for m in caplog.records if "gone-host:1" in m.getMessage()]
+        assert said and "passive cancel of observation" in said[0], said
+        assert "done by this node" in said[0]
 
 
 def test_the_wire_forms_round_trip() -> None:

@@ -140,3 +140,28 @@ def test_observations_of_an_endpoint_are_what_the_index_holds_for_it() -> None:
                 assert idx.for_endpoint(endpoint) == expected
 
     check()
+
+
+def test_refresh_brings_an_endpoints_cache_in_line_with_a_shared_store() -> None:
+    """Another node started one observation and cancelled another of a device this index
+    cached: ``refresh`` answers what the store has, adds the new one, drops the cancelled one,
+    keeps a passively cancelled one (its next notification gets the RST) and other endpoints'."""
+    from lwm2m_server.store.memory import MemoryStore
+
+    store = MemoryStore()
+    idx = ObservationIndex(store)
+    kept, gone, passive = obs(b"\x01", "/3/0/1"), obs(b"\x02", "/3/0/2"), obs(b"\x03", "/3/0/3")
+    other = obs(b"\x04", ep="b")
+    for o in (kept, gone, passive, other):
+        store.put_observation(o)
+        idx.add(o)
+    idx.deactivate(b"\x03")
+    store.remove_observation(b"\x03")
+    store.remove_observation(b"\x02")  # cancelled through another node
+    new = obs(b"\x05", "/3/0/5")
+    store.put_observation(new)  # started through another node
+    found = idx.refresh("a")
+    assert sorted(o.token for o in found) == [b"\x01", b"\x03", b"\x05"]
+    assert [o.token for o in found if o.active] == [b"\x01", b"\x05"]
+    assert idx.by_token(b"\x02") is None and idx.get("a", P("/3/0/5")) == new
+    assert idx.for_endpoint("b") == [other]

@@ -6,6 +6,8 @@ a synchronous command or the group commit, whose failed flush still withholds th
 from __future__ import annotations
 
 import logging
+import signal
+import time
 from collections.abc import Iterator
 
 import attrs
@@ -16,7 +18,7 @@ from keystore.store.errors import StoreError, StoreUnavailable
 from keystore.store.redis_database import RedisDatabase
 from lwm2m_server.store.redis import RedisStore
 from object_models.errors import ResponseCode
-from tests.redis_fixture import _free_port
+from tests.redis_fixture import RestartableRedis, _free_port
 
 from .engines import reg
 
@@ -96,3 +98,48 @@ def test_a_group_commit_without_redis_withholds_and_joins_the_outage_log(
     assert store.get_registration("id1") == touched
     logged = _outage_log(caplog)
     assert [level for level, _ in logged] == ["WARNING", "INFO"], logged
+
+
+def test_a_redis_that_hangs_opens_the_breaker_until_a_probe_answers(
+    own_redis: RestartableRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGSTOP: Redis accepts connections and answers nothing. The first command waits for its
+    socket timeout and opens the breaker; every later command fails at once (StoreUnavailable,
+    also a pipeline sent outside ``errors()``, like the group commit's) without asking Redis;
+    after SIGCONT the breaker's own PING closes it and commands succeed again."""
+    assert own_redis.proc is not None
+    caplog.set_level(logging.INFO, logger=DB_LOG)
+    store = RedisStore(RedisDatabase(own_redis.url, prefix="hang", socket_timeout=0.5))
+    store.enable_group_commit()
+    db = store.database
+    r = reg(1)
+    store.put_registration(r)
+    own_redis.proc.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(StoreUnavailable):
+            store.get_registration("id1")  # waits 0.5 s: Redis is asked
+        assert db.breaker.is_open and db.breaker.trips == 1
+        for _ in range(20):
+            with pytest.raises(StoreUnavailable) as raised:
+                store.get_registration("id1")
+            assert "not asked again" in raised.value.message
+            assert raised.value.retry_after > 0
+            with pytest.raises(redis.ConnectionError):
+                db.client.pipeline(transaction=False).get("k").execute()
+            assert store.touch_registration(attrs.evolve(r, last_update=2000.0))
+            assert store.commit() is False  # the held Update's replies are withheld
+        assert db.breaker.refused >= 60 and db.breaker.trips == 1
+    finally:
+        own_redis.proc.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 20
+    while db.breaker.is_open:
+        assert time.monotonic() < deadline, "the probe did not close the breaker"
+        time.sleep(0.01)
+    assert store.get_registration("id1") == r  # what was stored before is there
+    touched = attrs.evolve(r, last_update=3000.0)
+    assert store.touch_registration(touched) and store.commit() is True
+    assert store.get_registration("id1") == touched
+    store.close()
+    logged = _outage_log(caplog)
+    assert [level for level, _ in logged] == ["WARNING", "INFO"], logged
+    assert "not asked again" in logged[0][1] and "reachable again" in logged[1][1]
