@@ -18,6 +18,7 @@ transport (``POST /bs`` to the bootstrap server, Core §6.1) will reuse ``create
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import urllib.parse
@@ -80,8 +81,22 @@ async def create_context(
         if dtls is None:
             raise ValueError("coaps:// needs DTLS credentials (psk=, rpk= or x509=)")
         return await create_client_context(site, client_config=dtls, bind=(bind_host, 0))
-    port = free_udp_port(bind_host)
-    return await Context.create_server_context(site, bind=(bind_host, port), transports=["udp6"])
+    for attempt in range(BIND_ATTEMPTS):
+        port = free_udp_port(bind_host)
+        try:
+            return await Context.create_server_context(
+                site, bind=(bind_host, port), transports=["udp6"]
+            )
+        except OSError as exc:
+            # another process took the port between the probe and aiocoap's bind (seen with
+            # parallel test workers): take another one
+            if exc.errno != errno.EADDRINUSE or attempt == BIND_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+BIND_ATTEMPTS = 8
+"""Ports tried before a bind's EADDRINUSE is given up (each is a fresh free port)."""
 
 
 def free_udp_port(host: str) -> int:
