@@ -384,7 +384,7 @@ class SqliteStore(SqliteDatabase):
         own transaction with the version it reaches (a server stopped in between carries on
         from there at the next open)."""
         steps: dict[int, Callable[[sqlite3.Connection], None]] = {
-            1: self._migrate_v1,
+            1: _migrate_v1,
             2: _migrate_v2,
             3: _migrate_v3,
         }
@@ -396,30 +396,6 @@ class SqliteStore(SqliteDatabase):
                 version += 1
                 conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(version),))
             log.info("%s: migrated to schema version %d", self.path, version)
-
-    def _migrate_v1(self, conn: sqlite3.Connection) -> None:
-        """Add the version-2 columns to a version-1 file and fill them from each row's JSON
-        (a row whose JSON cannot say keeps NULLs: it reads from its JSON alone, and is
-        quarantined on read if that is corrupt too)."""
-        for column, kind in (
-            ("lifetime", "INTEGER"),
-            ("host", "TEXT"),
-            ("port", "INTEGER"),
-            ("identity", "TEXT"),
-            ("expires_at", "REAL"),
-        ):
-            conn.execute(f"ALTER TABLE registrations ADD COLUMN {column} {kind}")
-        rows = conn.execute("SELECT id, data FROM registrations").fetchall()
-        for reg_id, data in rows:
-            try:
-                reg = registration_from_json(_json_object(data))
-            except Exception:  # left for the reader to quarantine
-                continue
-            conn.execute(
-                "UPDATE registrations SET lifetime=?, host=?, port=?, identity=?, "
-                "expires_at=? WHERE id=?",
-                (*_reg_columns(reg), reg_id),
-            )
 
     # -- registrations -----------------------------------------------------------------------
     # the JSON ``data`` holds the record; the touch columns (last_update, lifetime, host, port)
@@ -927,6 +903,31 @@ class SqliteStore(SqliteDatabase):
 
 
 # -- schema migrations (SqliteStore._migrate) ------------------------------------------------------
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    """Add the version-2 columns to a version-1 file and fill them from each row's JSON
+    (a row whose JSON cannot say keeps NULLs: it reads from its JSON alone, and is
+    quarantined on read if that is corrupt too)."""
+    for column, kind in (
+        ("lifetime", "INTEGER"),
+        ("host", "TEXT"),
+        ("port", "INTEGER"),
+        ("identity", "TEXT"),
+        ("expires_at", "REAL"),
+    ):
+        conn.execute(f"ALTER TABLE registrations ADD COLUMN {column} {kind}")
+    rows = conn.execute("SELECT id, data FROM registrations").fetchall()
+    for reg_id, data in rows:
+        try:
+            reg = registration_from_json(_json_object(data))
+        except Exception:  # left for the reader to quarantine
+            continue
+        conn.execute(
+            "UPDATE registrations SET lifetime=?, host=?, port=?, identity=?, "
+            "expires_at=? WHERE id=?",
+            (*_reg_columns(reg), reg_id),
+        )
 
 
 def _migrate_v2(conn: sqlite3.Connection) -> None:
