@@ -12,7 +12,8 @@ quiet for longer than the TTL still shows its last reading.
 
 Deleting runs on the event loop the CoAP listeners share, so it must never hold it long: each
 turn deletes at most ``batch`` rows (``DELETE ... WHERE rowid IN (SELECT rowid ... LIMIT n)``
-through the ``(endpoint, ts_ms)`` index, about a millisecond per thousand rows) and then sleeps
+through the ``(endpoint, path, ts_ms)`` index, each series of the endpoint in turn, about a
+millisecond per thousand rows) and then sleeps
 ``pause`` seconds; the deletes join the group commit of the loop iteration they run in. A pass
 walks the endpoints that have telemetry in pages, in endpoint order, each with its own cutoff;
 when a pass finishes, the next one starts ``interval`` seconds later. An endpoint with more old

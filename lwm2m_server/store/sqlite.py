@@ -38,12 +38,14 @@ and the devices retransmit.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from itertools import islice
 from typing import Any, Self, TypeVar
 
 import attrs
@@ -67,14 +69,43 @@ from .records import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """2 added the registration columns the cheap Update (``touch_registration``) writes and the
 lookups read (lifetime, host, port, identity, expires_at); a version-1 file is migrated in
 place on open (``_migrate_v1``). 3: a registration record may store its object list as the
 text alone (``records.registration_text``: ~300 bytes less per row, so an Update at 100k
 clients walks fewer table pages, issue 10); the tables are unchanged and version-2 records
 read as they are (``_migrate_v2`` only records the version), but a server of version 2 must
-not open the file: it would quarantine every compact record as unreadable."""
+not open the file: it would quarantine every compact record as unreadable. 4: the telemetry
+history keeps one index, ``(endpoint, path, ts_ms)``, instead of three, and the small
+``telemetry_keys`` table says which paths of an endpoint have had points under a key (a history
+by key reads those series through the index; retention prunes each series through it). Each
+index cost ~4 µs per stored point and more as the table grew (issue 10; docs/performance.md,
+"Telemetry indexes and the WAL after a Register storm"). ``_migrate_v3`` fills the table and
+drops the two indexes; a server of version 3 must not open the file: its points would not
+reach ``telemetry_keys`` and a history by key would miss them."""
+
+_TELEMETRY_KEYS_SQL = (
+    "CREATE TABLE IF NOT EXISTS telemetry_keys(endpoint TEXT NOT NULL, key TEXT NOT NULL, "
+    "path TEXT NOT NULL, PRIMARY KEY(endpoint, key, path)) WITHOUT ROWID"
+)
+"""The series (paths) of an endpoint that have had points under each key: one row per
+(endpoint, key, path), written with the points (``INSERT OR IGNORE``: a probe of a small
+B-tree, nothing written once the series is known), never deleted (like ``telemetry_latest``)."""
+_HISTORY_SQL = (
+    "SELECT endpoint, path, key, ts_ms, type, value, id FROM telemetry "
+    "WHERE endpoint = ? AND path = ? AND (key = ? OR path = ?) AND ts_ms >= ? AND ts_ms < ? "
+    "ORDER BY ts_ms DESC, id DESC LIMIT ?"
+)
+"""One series, newest first, straight from the ``(endpoint, path, ts_ms)`` index (its entries
+end with the rowid, ``id``): no sort, and it stops after ``LIMIT`` rows."""
+_PRUNE_SQL = (
+    "DELETE FROM telemetry WHERE rowid IN (SELECT rowid FROM telemetry "
+    "WHERE endpoint = ? AND path IN (SELECT path FROM telemetry_keys WHERE endpoint = ?) "
+    "AND ts_ms < ? LIMIT ?)"
+)
+"""An endpoint's oldest points, series by series through the ``(endpoint, path, ts_ms)``
+index (the paths from ``telemetry_keys``, which has every series that has points)."""
 MAX_HISTORY = 100_000
 
 T = TypeVar("T")
@@ -212,6 +243,10 @@ class SqliteStore(SqliteDatabase):
             "value=excluded.value WHERE excluded.ts_ms >= telemetry_latest.ts_ms",
             rows,
         )
+        conn.executemany(
+            "INSERT OR IGNORE INTO telemetry_keys(endpoint, key, path) VALUES(?, ?, ?)",
+            [(row[0], row[2], row[1]) for row in rows],
+        )
 
     def _failed(self, exc: Exception) -> None:
         """The iteration's writes were rolled back: the next ``commit()`` says so (logged once
@@ -269,8 +304,7 @@ class SqliteStore(SqliteDatabase):
     def _create_schema(self) -> None:
         super()._create_schema()
         db = self.db
-        self._migrate_v1()
-        self._migrate_v2()
+        self._migrate()
         known = self.check_schema("schema", SCHEMA_VERSION)
         db.table("registrations").create(
             {
@@ -311,10 +345,10 @@ class SqliteStore(SqliteDatabase):
             not_null={"endpoint", "path", "key", "ts_ms", "type", "value"},
             if_not_exists=True,
         )
-        db.table("telemetry").create_index(["endpoint", "key", "ts_ms"], if_not_exists=True)
+        # the one index of the history (SCHEMA_VERSION 4): every read and retention's deletes
+        # go through it, series by series (``history``, ``prune_history``)
         db.table("telemetry").create_index(["endpoint", "path", "ts_ms"], if_not_exists=True)
-        # retention deletes an endpoint's old rows through it (telemetry_retention.py)
-        db.table("telemetry").create_index(["endpoint", "ts_ms"], if_not_exists=True)
+        self.conn.execute(_TELEMETRY_KEYS_SQL)
         db.table("telemetry_latest").create(
             {"endpoint": str, "path": str, "key": str, "ts_ms": int, "type": str, "value": str},
             pk=("endpoint", "path"),
@@ -345,46 +379,23 @@ class SqliteStore(SqliteDatabase):
         table.create_index(["host", "port"], if_not_exists=True)
         table.create_index(["identity"], if_not_exists=True)
 
-    def _migrate_v1(self) -> None:
-        """Add the version-2 columns to a version-1 file and fill them from each row's JSON
-        (a row whose JSON cannot say keeps NULLs: it reads from its JSON alone, and is
-        quarantined on read if that is corrupt too)."""
+    def _migrate(self) -> None:
+        """Bring an older file to ``SCHEMA_VERSION`` one version at a time, each step in its
+        own transaction with the version it reaches (a server stopped in between carries on
+        from there at the next open)."""
+        steps: dict[int, Callable[[sqlite3.Connection], None]] = {
+            1: _migrate_v1,
+            2: _migrate_v2,
+            3: _migrate_v3,
+        }
         row = self.conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-        if row is None or int(row[0]) != 1:
-            return
-        with self.write() as conn:
-            for column, kind in (
-                ("lifetime", "INTEGER"),
-                ("host", "TEXT"),
-                ("port", "INTEGER"),
-                ("identity", "TEXT"),
-                ("expires_at", "REAL"),
-            ):
-                conn.execute(f"ALTER TABLE registrations ADD COLUMN {column} {kind}")
-            rows = conn.execute("SELECT id, data FROM registrations").fetchall()
-            for reg_id, data in rows:
-                try:
-                    reg = registration_from_json(_json_object(data))
-                except Exception:  # left for the reader to quarantine
-                    continue
-                conn.execute(
-                    "UPDATE registrations SET lifetime=?, host=?, port=?, identity=?, "
-                    "expires_at=? WHERE id=?",
-                    (*_reg_columns(reg), reg_id),
-                )
-            conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA_VERSION),))
-        log.info("%s: registrations migrated to schema version %d", self.path, SCHEMA_VERSION)
-
-    def _migrate_v2(self) -> None:
-        """Version 2 → 3: nothing to convert (a version-2 record, its object list in full, is
-        read as it is and written compact when next rewritten); the version is recorded so that
-        an older server refuses the file rather than quarantine the compact records."""
-        row = self.conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-        if row is None or int(row[0]) != 2:
-            return
-        with self.write() as conn:
-            conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(SCHEMA_VERSION),))
-        log.info("%s: registrations migrated to schema version %d", self.path, SCHEMA_VERSION)
+        version = None if row is None else int(row[0])
+        while version in steps:
+            with self.write() as conn:
+                steps[version](conn)
+                version += 1
+                conn.execute("UPDATE meta SET value = ? WHERE name = 'schema'", (str(version),))
+            log.info("%s: migrated to schema version %d", self.path, version)
 
     # -- registrations -----------------------------------------------------------------------
     # the JSON ``data`` holds the record; the touch columns (last_update, lifetime, host, port)
@@ -843,13 +854,26 @@ class SqliteStore(SqliteDatabase):
         self._pending_points()
         lo = -(2**63) if since_ms is None else since_ms
         hi = 2**63 - 1 if until_ms is None else until_ms
-        rows = self.read(
-            "SELECT endpoint, path, key, ts_ms, type, value FROM telemetry "
-            "WHERE endpoint = ? AND (key = ? OR path = ?) AND ts_ms >= ? AND ts_ms < ? "
-            "ORDER BY ts_ms DESC, id DESC LIMIT ?",
-            (endpoint, key, key, lo, hi, limit),
+        # the series with points under ``key``, and ``key`` itself as a path: a point matches
+        # by its key or by its path (``telemetry_keys``, SCHEMA_VERSION)
+        paths = {key}
+        paths.update(
+            r[0]
+            for r in self.read(
+                "SELECT path FROM telemetry_keys WHERE endpoint = ? AND key = ?", (endpoint, key)
+            )
         )
-        return [self._decode_point(r) for r in rows]
+        series = [
+            self.read(_HISTORY_SQL, (endpoint, path, key, key, lo, hi, limit))
+            for path in sorted(paths)
+        ]
+        rows: Iterable[tuple[Any, ...]] = series[0]
+        if len(series) > 1:
+            try:  # each newest first: merged by (ts_ms, id), as one ORDER BY would
+                rows = list(heapq.merge(*series, key=_ts_and_id, reverse=True))
+            except TypeError as exc:  # a hand-edited ts_ms of another type
+                raise StoreError(f"{self.path}: corrupt telemetry row: {exc}") from exc
+        return [self._decode_point(r[:6]) for r in islice(rows, limit)]
 
     # -- telemetry retention (lwm2m_server.telemetry_retention) ---------------------------------
     def telemetry_endpoints(self, after: str | None, limit: int) -> list[str]:
@@ -868,11 +892,7 @@ class SqliteStore(SqliteDatabase):
         the number deleted. One small statement (retention runs a batch per loop turn); the
         latest values (``telemetry_latest``) are never touched."""
         with self.write() as conn:
-            cursor = conn.execute(
-                "DELETE FROM telemetry WHERE rowid IN (SELECT rowid FROM telemetry "
-                "WHERE endpoint = ? AND ts_ms < ? LIMIT ?)",
-                (endpoint, before_ms, limit),
-            )
+            cursor = conn.execute(_PRUNE_SQL, (endpoint, endpoint, before_ms, limit))
             return max(0, cursor.rowcount)
 
     def _decode_point(self, row: tuple[Any, ...]) -> TelemetryPoint:
@@ -882,7 +902,63 @@ class SqliteStore(SqliteDatabase):
             raise StoreError(f"{self.path}: corrupt telemetry row: {exc}") from exc
 
 
+# -- schema migrations (SqliteStore._migrate) ------------------------------------------------------
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    """Add the version-2 columns to a version-1 file and fill them from each row's JSON
+    (a row whose JSON cannot say keeps NULLs: it reads from its JSON alone, and is
+    quarantined on read if that is corrupt too)."""
+    for column, kind in (
+        ("lifetime", "INTEGER"),
+        ("host", "TEXT"),
+        ("port", "INTEGER"),
+        ("identity", "TEXT"),
+        ("expires_at", "REAL"),
+    ):
+        conn.execute(f"ALTER TABLE registrations ADD COLUMN {column} {kind}")
+    rows = conn.execute("SELECT id, data FROM registrations").fetchall()
+    for reg_id, data in rows:
+        try:
+            reg = registration_from_json(_json_object(data))
+        except Exception:  # left for the reader to quarantine
+            continue
+        conn.execute(
+            "UPDATE registrations SET lifetime=?, host=?, port=?, identity=?, "
+            "expires_at=? WHERE id=?",
+            (*_reg_columns(reg), reg_id),
+        )
+
+
+def _migrate_v2(conn: sqlite3.Connection) -> None:
+    """Version 2 → 3: nothing to convert (a version-2 record, its object list in full, is read
+    as it is and written compact when next rewritten); the version is recorded so that an older
+    server refuses the file rather than quarantine the compact records."""
+
+
+def _migrate_v3(conn: sqlite3.Connection) -> None:
+    """Version 3 → 4: ``telemetry_keys`` filled from the history (one pass over the table),
+    then the ``(endpoint, key, ts_ms)`` and ``(endpoint, ts_ms)`` indexes dropped (their pages
+    go to the file's free list, reused by later writes)."""
+    conn.execute(_TELEMETRY_KEYS_SQL)
+    has_history = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'telemetry'"
+    ).fetchone()
+    if has_history:
+        conn.execute(
+            "INSERT OR IGNORE INTO telemetry_keys(endpoint, key, path) "
+            "SELECT DISTINCT endpoint, key, path FROM telemetry"
+        )
+    conn.execute("DROP INDEX IF EXISTS idx_telemetry_endpoint_key_ts_ms")
+    conn.execute("DROP INDEX IF EXISTS idx_telemetry_endpoint_ts_ms")
+
+
 # -- row checks -----------------------------------------------------------------------------------
+
+
+def _ts_and_id(row: tuple[Any, ...]) -> tuple[Any, Any]:
+    """The sort key of a ``_HISTORY_SQL`` row (``ORDER BY ts_ms DESC, id DESC``, reversed)."""
+    return row[3], row[6]
 
 
 def _last_update_and_id(row: tuple[Any, ...]) -> tuple[Any, Any]:

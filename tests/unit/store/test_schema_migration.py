@@ -1,7 +1,7 @@
 """A store file written by schema version 1 (registrations as JSON only) opens as the current
 version: the touch/lookup columns are filled from each record, so lookups by address and expiry
 and the cheap Update work on registrations made before the upgrade. A version-2 file (records
-with the object list in full) opens as version 3 with every registration intact."""
+with the object list in full) opens as the current version with every registration intact."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_a_version_1_file_is_migrated(tmp_path: Path) -> None:
         assert store.quarantined() == 1
     finally:
         store.close()
-    reopened = SqliteStore(path)  # version 2 now: opens as is
+    reopened = SqliteStore(path)  # the current version now: opens as is
     assert reopened.get_registration("id1") == moved
     reopened.close()
 
@@ -92,8 +92,8 @@ def test_a_version_2_file_opens_with_every_registration_intact(tmp_path: Path) -
     """Schema 3 stores a registration's object list as its text alone (smaller rows, issue 10);
     a file of version 2 — records with the object list in full, one touched by an Update
     since its record was written, one with a hand-built object list that its text does not
-    parse to — opens as version 3, reads every registration and observation as it was, passes
-    ``integrity_check``, and its rows are written compact when next rewritten."""
+    parse to — opens as the current version, reads every registration and observation as it
+    was, passes ``integrity_check``, and its rows are written compact when next rewritten."""
     path = tmp_path / "v2.sqlite"
     records._links_read.clear()  # what earlier tests read (both caches are bounded)
     links = ObjectLinks.parse(LOADGEN_LINKS)
@@ -120,8 +120,7 @@ def test_a_version_2_file_opens_with_every_registration_intact(tmp_path: Path) -
 
     store = SqliteStore(path)
     try:
-        assert store.read("SELECT value FROM meta WHERE name='schema'") == [("3",)]
-        assert SCHEMA_VERSION == 3
+        assert store.read("SELECT value FROM meta WHERE name='schema'") == [(str(SCHEMA_VERSION),)]
         assert store.read("PRAGMA integrity_check") == [("ok",)]
         assert sorted(store.registrations(), key=lambda r: r.registration_id) == expected
         for r in expected:
@@ -138,7 +137,7 @@ def test_a_version_2_file_opens_with_every_registration_intact(tmp_path: Path) -
         assert sizes["id3"] >= v2_sizes["id3"]  # the hand-built list is kept in full
     finally:
         store.close()
-    reopened = SqliteStore(path)  # version 3 now: opens as is
+    reopened = SqliteStore(path)  # the current version now: opens as is
     try:
         assert reopened.get_registration("id3") == attrs.evolve(regs[2], last_update=6000.0)
         assert reopened.get_registration("id1") == attrs.evolve(regs[0], last_update=6000.0)
@@ -148,16 +147,16 @@ def test_a_version_2_file_opens_with_every_registration_intact(tmp_path: Path) -
         reopened.close()
 
 
-def test_an_older_server_refuses_a_version_3_file_rather_than_misread_it(tmp_path: Path) -> None:
+def test_a_version_2_server_refuses_the_file_rather_than_misread_it(tmp_path: Path) -> None:
     """What a version-2 server does with this file: ``check_schema`` refuses a version it does
     not know (naming the file), so compact records are never quarantined as unreadable."""
     from keystore.store.errors import StoreError
 
-    path = tmp_path / "v3.sqlite"
+    path = tmp_path / "current.sqlite"
     SqliteStore(path).close()
     store = SqliteStore(path)
     try:
-        with pytest.raises(StoreError, match="schema version 3, expected 2"):
+        with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION}, expected 2"):
             store.check_schema("schema", 2)
     finally:
         store.close()

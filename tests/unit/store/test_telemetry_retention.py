@@ -150,14 +150,6 @@ def test_an_endpoint_with_more_than_a_batch_continues_next_turn(store: SqliteSto
     assert ages(store, "a") == [] and ages(store, "b") == [0.0]
 
 
-def test_the_deletes_use_the_endpoint_time_index(store: SqliteStore) -> None:
-    plan = store.read(
-        "EXPLAIN QUERY PLAN SELECT rowid FROM telemetry WHERE endpoint = ? AND ts_ms < ? LIMIT 9",
-        ("a", 1),
-    )
-    assert any("telemetry_endpoint_ts_ms" in str(row) for row in plan), plan
-
-
 async def test_run_keeps_going_after_a_store_error(store: SqliteStore) -> None:
     """A failing delete is logged and retried at the next pass, never the end of the task."""
     import asyncio
