@@ -8,6 +8,8 @@ time so that a shared, oversubscribed machine does not count the time we were de
 * ``serialize_ack``: the piggybacked ``2.04 Changed`` answer;
 * ``endpoint_update``: one Update through a server endpoint — ``receive_datagram``,
   ``next_event``, ``respond``, ``datagrams_to_send`` — over 10,000 peers (dedup cache filling);
+* ``endpoint_update_full``: the same with the deduplication cache at capacity (each Update also
+  evicts the oldest entry, as at 100k devices with the default 100k entries);
 * ``endpoint_request``: one server-originated CON request — ``send_request``,
   ``datagrams_to_send``, the device's piggybacked ACK in, ``next_event``;
 * ``dedup_entry_bytes``: memory per remembered (peer, MID) with its cached answer.
@@ -77,9 +79,11 @@ def emit(figure: str, value: float, unit: str, ceiling_us: float | None, note: s
     print(json.dumps(line), flush=True)
 
 
-def endpoint_updates(count: int, peers: int) -> float:
-    """µs per Update through a server endpoint (distinct peers, increasing MIDs)."""
-    endpoint = Endpoint(Parameters(dedup_capacity=max(count, 1)))
+def endpoint_updates(count: int, peers: int, capacity: int = 0) -> float:
+    """µs per Update through a server endpoint (distinct peers, increasing MIDs); with a
+    ``capacity`` below ``count`` the deduplication cache fills and every later Update evicts
+    the oldest entry (a server at 100k devices with the default 100k entries)."""
+    endpoint = Endpoint(Parameters(dedup_capacity=capacity or max(count, 1)))
     datagrams = []
     for i in range(count):
         mid = i // peers
@@ -168,6 +172,15 @@ def main() -> int:
         f"receive+event+respond+send, {updates} Updates over 10k peers",
     )
     emit("endpoint_update_rate", 1e6 / per_update, "per_s", None, "one core, endpoint only")
+    full = updates // 10
+    per_update = min(endpoint_updates(updates, 10_000, full) for _ in range(2 if args.quick else 3))
+    emit(
+        "endpoint_update_full",
+        per_update,
+        "us",
+        top,
+        f"the same with a {full}-entry dedup cache: 90 % of the Updates evict the oldest entry",
+    )
     requests = 2_000 if args.quick else 30_000
     emit(
         "endpoint_request",

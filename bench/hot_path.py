@@ -31,6 +31,13 @@ Sizes: one server grows through ``--clients`` (1k, 10k, 100k by default). At eac
   harness's own objects for the simulated clients are made before the first reading; what it
   keeps per client from the replies, the Location-Path, ~100 bytes, is still counted).
 
+``--addresses K`` spreads the clients over K shared source addresses (client ``i`` sends from
+``127.0.0.1:(20000 + i % K)``, one Message ID counter per address), as the C load generator's
+``-s K`` sockets do (128 by default: at 100k clients ~780 registrations per address): the same
+workload as over sockets without the kernel, to tell what address sharing costs from what the
+socket path costs. Notifications are not measured then (the harness finds an observed client
+by its address).
+
 The deduplication cache is sized to hold every message of the run (``dedup_entries``): with
 the default 100k entries, 100k Registers within MAX_TRANSMIT_SPAN fill it with recent entries and
 a device that then sends more than twice the average share gets 5.03 (by design, against floods;
@@ -84,6 +91,7 @@ from object_models.path import LwM2mPath
 
 BENCH = "hot_path"
 PORT = 5683
+SHARED_BASE_PORT = 20000
 TEMPERATURE = LwM2mPath.parse("/3303/0/5700")
 CREATED, CHANGED, EMPTY = int(Code.CREATED), int(Code.CHANGED), 0
 RD = b"rd"
@@ -99,6 +107,8 @@ class Config:
     rounds: int = 5
     batch: int = 64
     warmup: int = 2000
+    addresses: int = 0
+    """Shared source addresses (0: every client its own)."""
     profile: Path | None = None
     profile_phase: str = "update"
 
@@ -130,6 +140,13 @@ class Capture:
 
 
 @dataclass(slots=True)
+class Mids:
+    """The Message ID counter of one source address (shared by the clients sending from it)."""
+
+    last: int = 0
+
+
+@dataclass(slots=True)
 class Client:
     endpoint: str
     peer: tuple[str, int]
@@ -137,14 +154,24 @@ class Client:
     location: tuple[bytes, ...] = ()
     token: bytes = b""
     seq: int = 0
+    mids: Mids | None = None
+    """The address's counter when the address is shared (else the client's own ``mid``)."""
 
     def next_mid(self) -> int:
-        self.mid = (self.mid + 1) & 0xFFFF
+        mids = self.mids
+        if mids is None:
+            self.mid = (self.mid + 1) & 0xFFFF
+        else:
+            mids.last = (mids.last + 1) & 0xFFFF
+            self.mid = mids.last
         return self.mid
 
 
-def peer_of(index: int) -> tuple[str, int]:
-    """Client ``index``'s own address: 127.x.y.z (one host per client, as a real fleet)."""
+def peer_of(index: int, addresses: int = 0) -> tuple[str, int]:
+    """Client ``index``'s address: its own 127.x.y.z (one host per client, as a real fleet),
+    or with ``addresses`` one of that many ports of 127.0.0.1 (the C generator's sockets)."""
+    if addresses:
+        return "127.0.0.1", SHARED_BASE_PORT + index % addresses
     n = index + 1
     return f"127.{(n >> 16) & 0xFF}.{(n >> 8) & 0xFF}.{n & 0xFF}", PORT
 
@@ -196,6 +223,7 @@ class Bench:
         self.capture = Capture()
         self.clients: list[Client] = []
         self.by_peer: dict[tuple[str, int], Client] = {}
+        self.mids: dict[tuple[str, int], Mids] = {}
         self.registered = 0
         """Clients registered so far (the first ones of ``clients``)."""
         self.observed = 0
@@ -280,8 +308,11 @@ class Bench:
     def prepare(self, total: int) -> None:
         """Create the simulated clients up to ``total`` (before the RSS reading: they are the
         harness's memory, not the server's)."""
+        addresses = self.cfg.addresses
         for index in range(len(self.clients), total):
-            client = Client(f"hp-{index:07d}", peer_of(index))
+            peer = peer_of(index, addresses)
+            mids = self.mids.setdefault(peer, Mids()) if addresses else None
+            client = Client(f"hp-{index:07d}", peer, mids=mids)
             self.clients.append(client)
             self.by_peer[client.peer] = client
 
@@ -417,6 +448,7 @@ async def measure(cfg: Config) -> None:
                     "python": platform.python_version(),
                     "loop": type(asyncio.get_running_loop()).__module__,
                     "batch": cfg.batch,
+                    "addresses": cfg.addresses,
                     "load_avg": [round(x, 2) for x in os.getloadavg()],
                 }
             )
@@ -437,7 +469,7 @@ async def measure(cfg: Config) -> None:
                 )
                 await bench.updates(min(cfg.warmup, cfg.updates), 1)
                 cpu_line("update_cpu_us", total, await bench.updates(cfg.updates, cfg.rounds))
-                if cfg.notifications and cfg.observed:
+                if cfg.notifications and cfg.observed and not cfg.addresses:
                     await bench.observe(min(cfg.observed, total))
                     cpu_line(
                         "notification_cpu_us",
@@ -462,6 +494,11 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument("--observed", type=int, help="clients observed (1000)")
     parser.add_argument("--rounds", type=int, help="rounds per figure (5)")
     parser.add_argument("--batch", type=int, help="datagrams per loop iteration (64)")
+    parser.add_argument(
+        "--addresses",
+        type=int,
+        help="shared source addresses (0: one each)",
+    )
     parser.add_argument("--profile", type=Path, help="write a cProfile of one phase here")
     parser.add_argument(
         "--profile-phase", choices=("register", "update", "notification"), default="update"
@@ -471,7 +508,7 @@ def parse_args(argv: list[str] | None) -> Config:
     cfg = replace(cfg, profile=args.profile, profile_phase=args.profile_phase)
     if args.clients:
         cfg = replace(cfg, clients=[int(c) for c in args.clients.split(",")])
-    for name in ("updates", "notifications", "observed", "rounds", "batch"):
+    for name in ("updates", "notifications", "observed", "rounds", "batch", "addresses"):
         value = getattr(args, name)
         if value is not None:
             cfg = replace(cfg, **{name: value})

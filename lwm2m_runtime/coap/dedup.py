@@ -123,9 +123,9 @@ class DedupCache:
         order = self._order
         if order and order[0][0] <= now:
             self.expire(now)  # an expired entry of ``key`` goes too: its item is due
-        count = len(entries)
         if (
-            count >= self.capacity or count * ENTRY_COST + self._answer_bytes >= self.max_bytes
+            len(entries) >= self.capacity
+            or len(entries) * ENTRY_COST + self._answer_bytes >= self.max_bytes
         ) and not self._make_room(key[0], now):
             self.refused += 1
             return FULL
@@ -199,28 +199,33 @@ class DedupCache:
 
     def _make_room(self, peer: Hashable, now: float) -> bool:
         """Room for one entry of ``peer``: evict what may be evicted; False if ``peer`` must
-        wait (the cache filled within ``safe_age`` and ``peer`` is heavy)."""
+        wait (the cache filled within ``safe_age`` and ``peer`` is heavy). The stale-item
+        skip and the eviction are inline: at capacity this runs once per new request."""
         entries = self._entries
         order = self._order
-        while (
-            len(entries) >= self.capacity
-            or len(entries) * ENTRY_COST + self._answer_bytes >= self.max_bytes
+        per_peer = self._per_peer
+        lifetime = self.lifetime
+        safe_age = self.safe_age
+        while len(entries) >= self.capacity or (
+            len(entries) * ENTRY_COST + self._answer_bytes >= self.max_bytes
         ):
-            while order and not self._live(*order[0]):
+            while order:
+                expires, key = order[0]
+                entry = entries.get(key)
+                if entry is not None and entry[0] == expires:
+                    break
                 order.popleft()  # stale items (replaced or discarded entries)
-            if not order:
+            else:
                 return True
-            if order[0][0] - self.lifetime + self.safe_age > now:
+            if expires - lifetime + safe_age > now:
                 # the oldest entry is recent: a flood; the heavy peers wait
-                count = self._per_peer.get(peer, 0)
-                if count * 2 > len(entries) or count * len(self._per_peer) >= 2 * len(entries):
+                count = per_peer.get(peer, 0)
+                if count * 2 > len(entries) or count * len(per_peer) >= 2 * len(entries):
                     return False
-            self._evict_one()
+            order.popleft()
+            self.evicted += 1
+            self._forget(key, entry)
         return True
-
-    def _live(self, expires: float, key: DedupKey) -> bool:
-        entry = self._entries.get(key)
-        return entry is not None and entry[0] == expires
 
     def _evict_one(self) -> bool:
         while self._order:

@@ -54,3 +54,21 @@ def test_a_wrong_answer_fails_the_run() -> None:
     bench._check(
         "update", {(client.peer, 7): client}, [(right, client.peer)], hot_path.CHANGED, None
     )
+
+
+def test_clients_sharing_addresses_are_answered_each(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--addresses 4``: 40 clients on 4 source addresses (one MID counter each, as the C
+    generator's sockets): every Register and Update is answered to its own client (the harness
+    matches answers by address and MID and fails otherwise); no notification figure."""
+    assert hot_path.main(
+        ["--clients", "40", "--updates", "80", "--rounds", "2", "--batch", "16",
+         "--addresses", "4"]
+    ) == 0  # fmt: skip
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    figures = {line["figure"]: line for line in lines}
+    assert figures["setup"]["addresses"] == 4
+    assert figures["register_cpu_us"]["messages"] == 40
+    assert figures["update_cpu_us"]["messages"] == 80
+    assert "notification_cpu_us" not in figures
+    clients = [hot_path.peer_of(i, 4) for i in range(8)]
+    assert len(set(clients)) == 4 and clients[0] == clients[4]

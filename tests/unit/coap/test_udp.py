@@ -18,7 +18,7 @@ from lwm2m_runtime.coap import (
     parse,
     serialize,
 )
-from lwm2m_runtime.udp import UdpEndpoint, open_udp_endpoint, use_uvloop
+from lwm2m_runtime.udp import MAX_BATCH, UdpEndpoint, open_udp_endpoint, use_uvloop
 
 
 async def _device() -> UdpEndpoint:
@@ -91,6 +91,65 @@ async def test_retransmission_timer_fires_on_the_loop() -> None:
         assert server.endpoint.counters["retransmissions"] >= 1
     finally:
         sock.close()
+        server.close()
+
+
+def _drain(sock: socket.socket, into: list[Message]) -> None:
+    while True:
+        try:
+            into.append(parse(sock.recv(2048)))
+        except BlockingIOError:
+            return
+
+
+async def test_a_backlog_in_the_socket_is_handled_in_one_iteration_and_one_commit() -> None:
+    """Requests already waiting in the socket are read in the same loop iteration, up to
+    ``MAX_BATCH`` (uvloop reads 32 datagrams per wake-up, the stdlib loop one), so one group
+    commit covers them all; no reply leaves before the commit that covers its request."""
+    box: list[UdpEndpoint] = []
+    handled = 0
+
+    def handler(event: Event) -> None:
+        nonlocal handled
+        if isinstance(event, RequestReceived):
+            handled += 1
+            box[0].endpoint.respond(event.exchange, Message.response(Code.CHANGED))
+
+    device = _raw_socket()
+    answers: list[Message] = []
+    commits: list[tuple[int, int]] = []  # (requests handled, replies the device had) per commit
+
+    class Committer:
+        def commit(self) -> bool:
+            _drain(device, answers)
+            commits.append((handled, len(answers)))
+            return True
+
+    listening = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # the whole burst fits
+    listening.bind(("127.0.0.1", 0))
+    server = await open_udp_endpoint("", 0, handler, sock=listening)
+    box.append(server)
+    server.committer = Committer()
+    count = MAX_BATCH + 40
+    try:
+        for mid in range(count):  # loopback UDP: every datagram is in the socket on return
+            request = Message(Type.CON, Code.POST, mid, b"t", ((11, b"rd"),))
+            device.sendto(serialize(request), server.local_address)
+        for _ in range(1000):
+            await asyncio.sleep(0.005)
+            _drain(device, answers)
+            if len(answers) >= count:
+                break
+        assert sorted(a.mid for a in answers) == list(range(count))
+        assert all(a.code == Code.CHANGED for a in answers)
+        batches = [(n, seen) for n, seen in commits if n]
+        assert batches[0][0] >= MAX_BATCH  # uvloop may read up to 31 more after the backlog
+        assert batches[0][1] == 0  # nothing answered before the first commit
+        assert batches[1][0] == count  # the rest in the next iteration
+        assert batches[1][1] == batches[0][0]  # ... and answered only after its commit
+    finally:
+        device.close()
         server.close()
 
 
