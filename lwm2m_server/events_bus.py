@@ -320,7 +320,10 @@ class EventBus:
         self._next_id = self.first_id
         self._ring: list[ServerEvent | None] = [None] * replay_size
         self._subscribers: weakref.WeakSet[Subscription] = weakref.WeakSet()
-        self._listeners: list[Callable[[ServerEvent], None]] = []
+        self._listeners: tuple[Callable[[ServerEvent], None], ...] = ()
+        """A tuple, replaced (not changed) by ``listen`` and its remover: ``publish`` walks it
+        without copying it, and a listener added or removed during a ``publish`` takes effect
+        at the next, as when ``publish`` walked a copy of a list."""
         self.subscribed_hooks: list[Callable[[], None]] = []
         """Called after each new subscriber (the cluster node tells the other nodes that this
         one has a reader, so that they share their events: docs/cluster.md)."""
@@ -348,8 +351,14 @@ class EventBus:
         dropped REGISTRATION would leave a device unobserved): called at ``publish``, so it
         must be quick and never block; its exceptions are logged. Not a ``subscriber``.
         Returns the function that removes it."""
-        self._listeners.append(callback)
-        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+        self._listeners = (*self._listeners, callback)
+        return functools.partial(self._unlisten, callback)
+
+    def _unlisten(self, callback: Callable[[ServerEvent], None]) -> None:
+        if callback in self._listeners:
+            listeners = list(self._listeners)
+            listeners.remove(callback)
+            self._listeners = tuple(listeners)
 
     def subscribe(self, after: int | None = None) -> Subscription:
         """A subscriber from now on, or resuming after the event id ``after`` (what SSE calls
@@ -429,7 +438,7 @@ class EventBus:
         self._next_id = event_id + 1
         if self._waiter is not None:
             self._wake()
-        for listener in list(self._listeners) if listeners else ():
+        for listener in self._listeners if listeners else ():
             try:
                 listener(event)
             except Exception:
