@@ -294,20 +294,14 @@ def test_each_field_missing_or_of_another_type_reads_as_the_checked_reader_does(
             assert _read(json.loads(json.dumps(record)), *columns) == expected
 
 
-PLAIN_KEYS = (
-    "endpoint",
-    "profile",
-    "profileDigest",
-    "chosenBy",
-    "state",
-    "reason",
-    "appliedAt",
-    "observations",
-    "attributesWritten",
-    "problems",
-    "requests",
-    "valueProblems",
-)
+def _engine_status_keys() -> tuple[str, ...]:
+    from lwm2m_server.profiles.status import DeviceStatus
+
+    return tuple(DeviceStatus("ep").to_json())
+
+
+PLAIN_KEYS = _engine_status_keys()
+"""The profile engine's status keys, in its order: the shape the store's template expects."""
 
 
 @given(st.tuples(*(json_leaves for _ in PLAIN_KEYS)), st.booleans())
@@ -335,8 +329,9 @@ def test_a_status_of_the_engines_shape_is_stored_as_the_reference_encoding(
 
 def test_the_engines_status_of_a_plan_that_sent_nothing_is_stored_as_dumps_gives_it() -> None:
     from lwm2m_server.profiles.status import DeviceStatus
-    from lwm2m_server.store.device_state import _status_text
+    from lwm2m_server.store.device_state import _PLAIN_KEYS, _status_text
 
+    assert _PLAIN_KEYS == PLAIN_KEYS  # the template is the engine's shape (else never used)
     status = DeviceStatus("ep-ü", profile="p", digest="d", chosen_by="default", state="applied")
     for at in (None, 1796604288.042265, 0.1):
         status.applied_at = at
