@@ -93,11 +93,12 @@ _IDENTITY_INDEX_SQL = (
 """The registrations' identity index holds only the rows that have an identity (DTLS/PSK,
 RPK, X.509). A NoSec device's identity is NULL: with a full index its Register filed a
 NULL entry no lookup reads (``registrations_by_identity`` asks ``identity = ?``, which
-implies ``IS NOT NULL``, so sqlite uses this index for it: ``tests/unit/store/
-test_registration_indexes.py``). One B-tree insert less per NoSec Register (issue 10;
-docs/performance.md, "Register: the store and the events"). Part of schema 4 (not released
-before session 6): ``_index_registrations`` drops the full index ``idx_registrations_identity``
-of older files, versions 2 and 3 and the first schema-4 builds alike."""
+implies ``IS NOT NULL``, so sqlite uses this index for it, as
+``tests/unit/store/test_registration_indexes.py`` checks). One B-tree insert less per NoSec
+Register (issue 10; docs/performance.md, "Register: the store and the events"). Part of
+schema 4 (not released before session 6): ``_index_registrations`` drops the full index
+``idx_registrations_identity`` of older files, versions 2 and 3 and the first schema-4 builds
+alike."""
 
 _TELEMETRY_KEYS_SQL = (
     "CREATE TABLE IF NOT EXISTS telemetry_keys(endpoint TEXT NOT NULL, key TEXT NOT NULL, "
