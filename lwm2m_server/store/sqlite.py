@@ -83,7 +83,22 @@ by key reads those series through the index; retention prunes each series throug
 index cost ~4 µs per stored point and more as the table grew (issue 10; docs/performance.md,
 "Telemetry indexes and the WAL after a Register storm"). ``_migrate_v3`` fills the table and
 drops the two indexes; a server of version 3 must not open the file: its points would not
-reach ``telemetry_keys`` and a history by key would miss them."""
+reach ``telemetry_keys`` and a history by key would miss them. Also in 4: the registrations'
+identity index is partial, ``WHERE identity IS NOT NULL`` (``_IDENTITY_INDEX_SQL``)."""
+
+_IDENTITY_INDEX_SQL = (
+    "CREATE INDEX IF NOT EXISTS idx_registrations_identity_bound "
+    "ON registrations(identity) WHERE identity IS NOT NULL"
+)
+"""The registrations' identity index holds only the rows that have an identity (DTLS/PSK,
+RPK, X.509). A NoSec device's identity is NULL: with a full index its Register filed a
+NULL entry no lookup reads (``registrations_by_identity`` asks ``identity = ?``, which
+implies ``IS NOT NULL``, so sqlite uses this index for it, as
+``tests/unit/store/test_registration_indexes.py`` checks). One B-tree insert less per NoSec
+Register (issue 10; docs/performance.md, "Register: the store and the events"). Part of
+schema 4 (not released before session 6): ``_index_registrations`` drops the full index
+``idx_registrations_identity`` of older files, versions 2 and 3 and the first schema-4 builds
+alike."""
 
 _TELEMETRY_KEYS_SQL = (
     "CREATE TABLE IF NOT EXISTS telemetry_keys(endpoint TEXT NOT NULL, key TEXT NOT NULL, "
@@ -377,7 +392,9 @@ class SqliteStore(SqliteDatabase):
         table.create_index(["endpoint"], unique=True, if_not_exists=True)
         table.create_index(["expires_at"], if_not_exists=True)
         table.create_index(["host", "port"], if_not_exists=True)
-        table.create_index(["identity"], if_not_exists=True)
+        conn = self.conn
+        conn.execute("DROP INDEX IF EXISTS idx_registrations_identity")  # the full one
+        conn.execute(_IDENTITY_INDEX_SQL)
 
     def _migrate(self) -> None:
         """Bring an older file to ``SCHEMA_VERSION`` one version at a time, each step in its

@@ -76,3 +76,37 @@ def test_lazy_data_reads_like_a_mapping_and_releases_its_builder() -> None:
     assert dict(data) == {"endpoint": "ep", "lifetime": 300}
     assert data["lifetime"] == 300 and len(data) == 2 and "endpoint" in data
     assert data.built and build.calls == 1
+
+
+def test_lazy_data_of_any_kind_is_kept_as_it_is_at_publish() -> None:
+    """``publish`` tells lazy data by its type (``_LAZY_TYPES``), not ``isinstance``: every
+    subclass, wherever it is defined, is kept unbuilt, the very object."""
+
+    class Counted(LazyData):
+        pass
+
+    bus = EventBus()
+    build = Builder()
+    for data in (LazyData(build), Counted(build)):
+        event = bus.publish("UPDATED", "ep", data)
+        assert event.data is data and not data.built
+    assert build.calls == 0
+
+
+def test_a_listener_removed_or_added_during_publish_takes_effect_at_the_next() -> None:
+    bus = EventBus()
+    seen: list[tuple[str, str]] = []
+
+    def once(event: ServerEvent) -> None:
+        seen.append(("once", event.kind))
+        remove()  # removes itself while the bus walks its listeners
+        bus.listen(lambda e: seen.append(("later", e.kind)))
+
+    remove = bus.listen(once)
+    bus.listen(lambda e: seen.append(("always", e.kind)))
+    bus.publish("A", "ep", {})
+    assert seen == [("once", "A"), ("always", "A")]  # the walk went on to the next
+    seen.clear()
+    bus.publish("B", "ep", {})
+    assert seen == [("always", "B"), ("later", "B")]
+    remove()  # a second removal does nothing

@@ -292,3 +292,47 @@ def test_each_field_missing_or_of_another_type_reads_as_the_checked_reader_does(
             expected = _reference_read(json.loads(json.dumps(record)), *columns)
             assert _read(record, *columns) == expected
             assert _read(json.loads(json.dumps(record)), *columns) == expected
+
+
+def _engine_status_keys() -> tuple[str, ...]:
+    from lwm2m_server.profiles.status import DeviceStatus
+
+    return tuple(DeviceStatus("ep").to_json())
+
+
+PLAIN_KEYS = _engine_status_keys()
+"""The profile engine's status keys, in its order: the shape the store's template expects."""
+
+
+@given(st.tuples(*(json_leaves for _ in PLAIN_KEYS)), st.booleans())
+def test_a_status_of_the_engines_shape_is_stored_as_the_reference_encoding(
+    values: tuple[object, ...], plain: bool
+) -> None:
+    """The template of a plain profile status (``DeviceStatus.to_json`` of a plan that sent
+    nothing) gives ``dumps``'s text; any value it does not expect there falls through to the
+    other paths, which give it too (or refuse what ``dumps`` refuses)."""
+    from keystore.store.errors import StoreError
+    from lwm2m_server.store.device_state import _status_text
+
+    if plain:  # the engine's usual status, with some of the drawn values in place
+        texts_ = tuple(v if isinstance(v, str) else "s" for v in values[:6])
+        values = (*texts_, values[6], [], {}, [], [], [])
+    status = dict(zip(PLAIN_KEYS, values, strict=True))
+    try:
+        expected = dumps(status)
+    except (TypeError, ValueError):
+        with pytest.raises(StoreError):
+            _status_text("ep", status)
+        return
+    assert _status_text("ep", status) == expected
+
+
+def test_the_engines_status_of_a_plan_that_sent_nothing_is_stored_as_dumps_gives_it() -> None:
+    from lwm2m_server.profiles.status import DeviceStatus
+    from lwm2m_server.store.device_state import _PLAIN_KEYS, _status_text
+
+    assert _PLAIN_KEYS == PLAIN_KEYS  # the template is the engine's shape (else never used)
+    status = DeviceStatus("ep-ü", profile="p", digest="d", chosen_by="default", state="applied")
+    for at in (None, 1796604288.042265, 0.1):
+        status.applied_at = at
+        assert _status_text("ep", status.to_json()) == dumps(status.to_json())
