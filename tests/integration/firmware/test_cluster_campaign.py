@@ -30,9 +30,7 @@ from lwm2m_server.firmware.campaigns import campaign_to_json
 from lwm2m_server.service import Lwm2mServer
 from tests.auth import HEADERS
 
-from ..processes import ServerProcess
-from .test_cluster_jobs import KILL_LEASE, api_json, node_config
-from .test_update_flow import FIRMWARE as SETTINGS
+from .test_cluster_jobs import KILL_LEASE, api_json, node_config, start_process_node
 from .test_update_flow import upload
 
 DEVICES = 20
@@ -206,18 +204,7 @@ async def test_node_a_killed_with_sigkill_b_finishes_its_campaign(
     tmp_path: Path, redis_url: str
 ) -> None:
     prefix = "fwcampkill"
-    folder = tmp_path / "a"
-    folder.mkdir()
-    a = ServerProcess(folder, folder / "server.log")
-    settings = {
-        "STORE_ENGINE": "redis",
-        "STORE_URL": redis_url,
-        "STORE_PREFIX": prefix,
-        "FIRMWARE_JOB_LEASE": str(KILL_LEASE),
-        "FIRMWARE_REQUEST_TIMEOUT": str(SETTINGS.request_timeout),
-    }
-    a.env.update({f"LWM2M_SERVER_{k}": v for k, v in settings.items()})
-    a.start()
+    a = start_process_node(tmp_path, redis_url, prefix)
     b = Lwm2mServer(node_config(tmp_path, "b", redis_url, prefix, KILL_LEASE))
     await b.start()
     assert b.campaigns is not None

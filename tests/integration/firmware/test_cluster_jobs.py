@@ -51,6 +51,28 @@ def node_config(
     return attrs.evolve(config, store=StoreSettings("redis", url, prefix))
 
 
+def start_process_node(
+    tmp_path: Path, redis_url: str, prefix: str, **settings: str
+) -> ServerProcess:
+    """Node "a" as a real ``lwm2m-server`` process (one a test can SIGKILL) on Redis under
+    ``prefix``, with the kill tests' short lease and request timeout; ``settings`` adds more
+    ``LWM2M_SERVER_*`` variables (without the prefix)."""
+    folder = tmp_path / "a"
+    folder.mkdir()
+    node = ServerProcess(folder, folder / "server.log")
+    every = {
+        "STORE_ENGINE": "redis",
+        "STORE_URL": redis_url,
+        "STORE_PREFIX": prefix,
+        "FIRMWARE_JOB_LEASE": str(KILL_LEASE),
+        "FIRMWARE_REQUEST_TIMEOUT": str(SETTINGS.request_timeout),
+        **settings,
+    }
+    node.env.update({f"LWM2M_SERVER_{k}": v for k, v in every.items()})
+    node.start()
+    return node
+
+
 @pytest.fixture
 async def pair(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[Lwm2mServer, Lwm2mServer]]:
     a = Lwm2mServer(node_config(tmp_path, "a", redis_url, "fwpair"))
@@ -167,22 +189,15 @@ async def test_node_a_killed_mid_download_b_takes_the_job_over_after_the_lease(
     tmp_path: Path, redis_url: str
 ) -> None:
     prefix = "fwkill"
-    folder = tmp_path / "a"
-    folder.mkdir()
-    a = ServerProcess(folder, folder / "server.log")
-    settings = {
-        "STORE_ENGINE": "redis",
-        "STORE_URL": redis_url,
-        "STORE_PREFIX": prefix,
-        "FIRMWARE_JOB_LEASE": str(KILL_LEASE),
-        "FIRMWARE_REQUEST_TIMEOUT": str(SETTINGS.request_timeout),
-        "FIRMWARE_DOWNLOAD_TIMEOUT": str(SETTINGS.download_timeout),
-        "FIRMWARE_UPDATE_TIMEOUT": str(SETTINGS.update_timeout),
-        "FIRMWARE_RETRIES": "2",
-        "FIRMWARE_RETRY_BACKOFF": "0.1",
-    }
-    a.env.update({f"LWM2M_SERVER_{k}": v for k, v in settings.items()})
-    a.start()
+    a = start_process_node(
+        tmp_path,
+        redis_url,
+        prefix,
+        FIRMWARE_DOWNLOAD_TIMEOUT=str(SETTINGS.download_timeout),
+        FIRMWARE_UPDATE_TIMEOUT=str(SETTINGS.update_timeout),
+        FIRMWARE_RETRIES="2",
+        FIRMWARE_RETRY_BACKOFF="0.1",
+    )
     b = Lwm2mServer(node_config(tmp_path, "b", redis_url, prefix, KILL_LEASE, retries=2))
     await b.start()
     assert b.firmware is not None and b.cluster is not None
