@@ -405,12 +405,8 @@ class RedisStore:
             conn.send_packed_command(conn.pack_commands([args for args, _ in commands]))
         except (RedisError, StoreError, OSError) as exc:
             self._drop_connection(exc)
-            self._answer(extras, [exc] * len(extras))
-            if pending:
-                self._failed(len(pending), exc)
-                return False
-            self._extras_failed(len(extras), exc)
-            return True
+            self._not_stored(pending, extras, exc)
+            return not pending
         self._inflight.append(
             _InFlight(pipe, commands, pending, index_keys, extras, first_extra, time.monotonic())
         )
@@ -529,11 +525,7 @@ class RedisStore:
         entries, self._inflight = list(self._inflight), deque()
         group_failed = self._group_failed  # the current iteration's, not these commits'
         for entry in entries:
-            self._answer(entry.extras, [exc] * len(entry.extras))
-            if entry.pending:
-                self._failed(len(entry.pending), exc)
-            else:
-                self._extras_failed(len(entry.extras), exc)
+            self._not_stored(entry.pending, entry.extras, exc)
         self._group_failed = group_failed
         for entry in entries:
             _call(entry.callbacks, False)
@@ -601,12 +593,8 @@ class RedisStore:
             results = pipe.execute()
             ok = self._after_touches(pending, index_keys, results[0] if pending else [])
         except (RedisError, StoreError) as exc:
-            self._answer(extras, [exc] * len(extras))
-            if pending:
-                self._failed(len(pending), exc)
-                return False
-            self._extras_failed(len(extras), exc)
-            return True
+            self._not_stored(pending, extras, exc)
+            return not pending
         self._answer(extras, results[first_extra:])
         if self._db.down:  # the outage's end, logged once by the database
             self._db.reachable()
@@ -656,6 +644,21 @@ class RedisStore:
                 done(answer)
             except Exception:  # a bug in the caller's callback must not fail the commit
                 log.exception("after an advisory write of the group commit")
+
+    def _not_stored(
+        self,
+        pending: Sequence[object],
+        extras: list[tuple[Callable[[Any], object], Callable[[Any], None]]],
+        exc: BaseException,
+    ) -> None:
+        """A commit that was not sent or whose connection broke: every advisory write is
+        answered with ``exc``, and the failure is counted and logged as the Updates' (their
+        replies are withheld) or, with no Update in it, as the advisory writes'."""
+        self._answer(extras, [exc] * len(extras))
+        if pending:
+            self._failed(len(pending), exc)
+        else:
+            self._extras_failed(len(extras), exc)
 
     def _extras_failed(self, count: int, exc: BaseException) -> None:
         if unreachable(exc):
