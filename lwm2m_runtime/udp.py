@@ -71,10 +71,9 @@ class UdpEndpoint(CoapDriver, asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
         self.endpoint.receive_datagram(data, addr, self._loop.time())
-        if self._flush_scheduled or self._sock is None:
-            self._dispatch()
-        else:
-            self._dispatch()  # schedules the iteration's flush
+        first = not self._flush_scheduled  # the iteration's first datagram schedules its flush
+        self._dispatch()
+        if first and self._sock is not None:
             self._drain(self._sock)
 
     def _drain(self, sock: socket.socket) -> None:
