@@ -116,6 +116,34 @@ def family(pid: int) -> list[int]:
     return found
 
 
+def udp_sockets_on(port: int) -> int:
+    """How many UDP sockets are bound to ``port`` (``/proc/net/udp`` and ``udp6``): with
+    ``--workers N`` the N workers' CoAP sockets share the port (SO_REUSEPORT), so N means every
+    worker has joined the kernel's group. Counted before the load starts: a worker that joins
+    during the run takes over some of the generator's sockets in the middle of an exchange."""
+    count = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local = line.split()[1]  # HEXADDR:HEXPORT
+            if int(local.rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The end of a server's log, for a run that lost requests (the figures alone do not say
+    why)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        return f"(no log: {exc})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def snapshot(pids: dict[str, list[int]]) -> dict[str, float]:
     return {name: sum(cpu_seconds(pid) for pid in group) for name, group in pids.items()}
 
@@ -199,7 +227,8 @@ def run_variant(
             raise sl.CannotRun(f"{name}: the server did not start (see {log.name})")
         time.sleep(0.1)
     expected = 1 if workers == 1 else workers + 1  # --workers N: the parent and N workers
-    while len(family(proc.pid)) < expected:  # the API answers once worker 0 is up
+    # the API answers once worker 0 is up; the others start after it, one after the other
+    while len(family(proc.pid)) < expected or udp_sockets_on(coap) < workers:
         if proc.poll() is not None or time.monotonic() > deadline:
             raise sl.CannotRun(f"{name}: not every worker started (see {log.name})")
         time.sleep(0.1)
@@ -210,7 +239,16 @@ def run_variant(
         pids["redis"] = [redis_pid]
     lines, used = run_measured(children, loadgen, args, workdir, pids, taskset)
     children.stop(proc)
+    log.close()
     phases = {str(line.get("phase")): line for line in lines}
+    lost = {p: (v.get("errors"), v.get("timeouts")) for p, v in phases.items()}
+    if any(errors or timeouts for errors, timeouts in lost.values()) or len(phases) < 2:
+        print(
+            f"{name}: requests lost {lost}; the server log ends with:\n"
+            f"{log_tail(workdir / f'{name}.log')}",
+            file=sys.stderr,
+            flush=True,
+        )
     update = phases.get("update", {})
     done = update.get("ok") or 0
     if done:

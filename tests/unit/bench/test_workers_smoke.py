@@ -21,7 +21,7 @@ def test_tiny_run_measures_every_variant(capsys: pytest.CaptureFixture[str]) -> 
     for variant in ("sqlite-1", "redis-1", "redis-2"):
         for figure, count in (("register_per_s", 200), ("update_per_s", 400)):
             line = rates[(variant, figure)]
-            assert line["ok"] == count and line["errors"] == 0, line
+            assert line["ok"] == count and line["errors"] == 0, json.dumps(line)
             assert isinstance(line["value"], float) and line["value"] > 0
     names = {line["figure"] for line in lines}
     assert {"update_ratio_redis_to_sqlite", "update_ratio_2_workers_to_1"} <= names
