@@ -45,6 +45,20 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return port
 
 
+def free_ports() -> tuple[int, int, int]:
+    """A CoAP, a CoAPs (UDP) and an HTTP (TCP) port, distinct: the probe sockets stay open
+    until all three are chosen, so the kernel cannot hand out one port twice (two listeners
+    bound with SO_REUSEPORT, as ``--workers`` binds them, would share it silently)."""
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as coap,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as coaps,
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM) as http,
+    ):
+        for sock in (coap, coaps, http):
+            sock.bind((LOOPBACK, 0))
+        return coap.getsockname()[1], coaps.getsockname()[1], http.getsockname()[1]
+
+
 def server_cpus(pinned: str) -> str:
     """The CPUs left to the server processes when Redis and the generator have ``pinned``."""
     taken = {int(c) for c in pinned.split(",")}
@@ -201,7 +215,7 @@ def run_variant(
 ) -> dict[str, Any]:
     data_dir = workdir / name
     data_dir.mkdir()
-    coap, coaps, http = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM), free_port()
+    coap, coaps, http = free_ports()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.update(g.server_env())

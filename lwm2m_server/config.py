@@ -325,6 +325,21 @@ def _http_tls_cross_check(config: Any) -> tuple[str, str] | None:
     return None
 
 
+def _distinct_ports_cross_check(config: Any) -> tuple[str, str] | None:
+    """CoAP and CoAPs on one port is refused: with ``workers`` > 1 both sockets are bound with
+    SO_REUSEPORT, so the kernel would accept the second bind and split the datagrams of the
+    port between the NoSec and the DTLS listener (each dropping what belongs to the other);
+    with one worker the second bind fails later with a less telling EADDRINUSE."""
+    modes = {m.lower() for m in config.security_modes}
+    both = "nosec" in modes and bool(modes - {"nosec"})
+    if both and config.coap_port and config.coap_port == config.coaps_port:
+        return "coaps_port", (
+            f"{config.coaps_port} is also coap_port: the CoAP (NoSec) and CoAPs (DTLS) "
+            f"listeners need a port each"
+        )
+    return None
+
+
 @attrs.frozen
 class ServerConfig:
     host: str = "0.0.0.0"
@@ -469,7 +484,7 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "firmware.retry_backoff": non_negative,
         "firmware.job_lease": positive,
     },
-    cross_checks=(store_cross_check(), _http_tls_cross_check),
+    cross_checks=(store_cross_check(), _http_tls_cross_check, _distinct_ports_cross_check),
     upper_case=("log_level", "store_synchronous"),
 )
 """Every key the server accepts (``SCHEMA.keys``), each documented in docs/configuration.md."""
