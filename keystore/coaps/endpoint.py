@@ -80,6 +80,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
 import os
 import socket
@@ -1191,28 +1192,54 @@ async def _bound_socket(
     docs/cluster.md)."""
     host, port = bind
     if host in ("", "0.0.0.0", "::", "*"):
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        try:
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            sock.bind(("::", port))
-        except BaseException:
-            sock.close()
-            raise
+        family: int = socket.AF_INET6
+        sockaddr: tuple[Any, ...] = ("::", port)
     else:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE)
         if not infos:
             raise OSError(f"cannot resolve bind address {host!r}")
         family, _, _, _, sockaddr = infos[0]
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+    if reuse_port and port == 0:
+        return _bound_reuseport_any(family, sockaddr)
+    return _udp_socket(family, sockaddr, reuse_port=reuse_port)
+
+
+def _udp_socket(family: int, sockaddr: tuple[Any, ...], *, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6 and sockaddr[0] == "::":
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return _tuned(sock)
+
+
+_FREE_PORT_TRIES = 20
+
+
+def _bound_reuseport_any(family: int, sockaddr: tuple[Any, ...]) -> socket.socket:
+    """Port 0 with SO_REUSEPORT: Linux may hand out a port that another process's
+    SO_REUSEPORT socket of the same user holds already (``bind(0)`` treats such a port as
+    shareable), and the two would then split its datagrams. So the port is chosen by a probe
+    bound *without* SO_REUSEPORT (the kernel gives a port nobody holds), closed, and the
+    listener binds that port; EADDRINUSE (taken in between) tries another."""
+    for _ in range(_FREE_PORT_TRIES):
+        probe = _udp_socket(family, sockaddr, reuse_port=False)
+        chosen = (*sockaddr[:1], probe.getsockname()[1], *sockaddr[2:])
+        probe.close()
         try:
-            if reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(sockaddr)
-        except BaseException:
-            sock.close()
-            raise
+            return _udp_socket(family, chosen, reuse_port=True)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE, f"no free UDP port after {_FREE_PORT_TRIES} tries")
+
+
+def _tuned(sock: socket.socket) -> socket.socket:
     sock.setblocking(False)
     for size in (4 << 20, 1 << 20):  # a burst of handshakes must not overflow the buffer
         try:
