@@ -75,6 +75,9 @@ from .redis_database import RedisDatabase, text
 
 log = logging.getLogger(__name__)
 
+BATCH = 500
+"""Sessions per script call on one Redis (bounds a script's run time and argument list)."""
+
 LAYOUT = "2"
 """The ``{P:dtls}:layout`` marker: every session is in its own hash."""
 
@@ -93,53 +96,84 @@ local function cid_of(state)
 end
 """
 
-# KEYS: the session's hash. ARGV: owner token, reserve-to-be seq, window. The progress of one
-# session: {'ok', old address if it moved else ''} | {'lost', ''} (another node owns it) |
+# The per-session scripts take the hashes of any number of sessions (KEYS) and give one answer
+# per session: on a Redis Cluster each call has one session (a script's keys must share a
+# slot), on one Redis one call has them all (one command for the whole commit).
+
+# KEYS: the sessions' hashes. ARGV: owner token, then (seq, window) per session. The progress
+# of each: {'ok', old address if it moved else ''} | {'lost', ''} (another node owns it) |
 # {'gone', ''} (not stored).
 _PROGRESS = (
     _HELPERS
     + """
-if redis.call('HEXISTS', KEYS[1], 'state') == 0 then return {'gone', ''} end
-local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner and owner ~= ARGV[1] then return {'lost', ''} end
-local stored = redis.call('HGET', KEYS[1], 'seq')
-if not stored or tonumber(stored) < tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'seq', ARGV[2])
+local me = ARGV[1]
+local out = {}
+for k, key in ipairs(KEYS) do
+  local seq, window = ARGV[2 * k], ARGV[2 * k + 1]
+  if redis.call('HEXISTS', key, 'state') == 0 then
+    out[k] = {'gone', ''}
+  else
+    local owner = redis.call('HGET', key, 'owner')
+    if owner and owner ~= me then
+      out[k] = {'lost', ''}
+    else
+      local stored = redis.call('HGET', key, 'seq')
+      if not stored or tonumber(stored) < tonumber(seq) then
+        redis.call('HSET', key, 'seq', seq)
+      end
+      local old = addr_of(redis.call('HGET', key, 'window'))
+      redis.call('HSET', key, 'window', window)
+      if old == addr_of(window) then old = '' end
+      out[k] = {'ok', old}
+    end
+  end
 end
-local old = addr_of(redis.call('HGET', KEYS[1], 'window'))
-redis.call('HSET', KEYS[1], 'window', ARGV[3])
-if old == addr_of(ARGV[3]) then old = '' end
-return {'ok', old}
+return out
 """
 )
 
-# KEYS: the session's hash. ARGV: owner token. {'removed', address, cid} (its index entries to
-# remove after) | {'lost', '', ''} (another node owns it: not removed).
+# KEYS: the sessions' hashes. ARGV: owner token. Per session: {'removed', address, cid} (its
+# index entries to remove after) | {'lost', '', ''} (another node owns it: not removed).
 _REMOVE = (
     _HELPERS
     + """
-local owner = redis.call('HGET', KEYS[1], 'owner')
-if owner and owner ~= ARGV[1] then return {'lost', '', ''} end
-local addr = addr_of(redis.call('HGET', KEYS[1], 'window'))
-local cid = cid_of(redis.call('HGET', KEYS[1], 'state'))
-redis.call('DEL', KEYS[1])
-return {'removed', addr, cid}
+local out = {}
+for k, key in ipairs(KEYS) do
+  local owner = redis.call('HGET', key, 'owner')
+  if owner and owner ~= ARGV[1] then
+    out[k] = {'lost', '', ''}
+  else
+    local addr = addr_of(redis.call('HGET', key, 'window'))
+    local cid = cid_of(redis.call('HGET', key, 'state'))
+    redis.call('DEL', key)
+    out[k] = {'removed', addr, cid}
+  end
+end
+return out
 """
 )
 
-# KEYS: the session's hash. ARGV: cutoff (wall clock). A session saved before it is idle:
-# deleted. {'ok', state, seq, window} | {'expired', address, cid} | {'missing'}.
+# KEYS: the sessions' hashes. ARGV: cutoff (wall clock). A session saved before it is idle:
+# deleted. Per session: {'ok', state, seq, window} | {'expired', address, cid} | {'missing'}.
 _FIND = (
     _HELPERS
     + """
-local row = redis.call('HMGET', KEYS[1], 'state', 'seq', 'window')
-if not (row[1] and row[2] and row[3]) then return {'missing'} end
-local saved_at = tonumber(string.match(row[3], '|([^|]*)$'))
-if saved_at and saved_at < tonumber(ARGV[1]) then
-  redis.call('DEL', KEYS[1])
-  return {'expired', addr_of(row[3]), cid_of(row[1])}
+local out = {}
+for k, key in ipairs(KEYS) do
+  local row = redis.call('HMGET', key, 'state', 'seq', 'window')
+  if not (row[1] and row[2] and row[3]) then
+    out[k] = {'missing'}
+  else
+    local saved_at = tonumber(string.match(row[3], '|([^|]*)$'))
+    if saved_at and saved_at < tonumber(ARGV[1]) then
+      redis.call('DEL', key)
+      out[k] = {'expired', addr_of(row[3]), cid_of(row[1])}
+    else
+      out[k] = {'ok', row[1], row[2], row[3]}
+    end
+  end
 end
-return {'ok', row[1], row[2], row[3]}
+return out
 """
 )
 
@@ -153,20 +187,23 @@ redis.call('HSET', KEYS[1], 'seq', string.format('%.0f', tonumber(row[2]) + tonu
 return row
 """
 
-# KEYS: the session's hash. ARGV: state, seq, window, owner ('' none). A session of the
-# one-slot layout moves into its hash; if the hash is there already (another node migrated it,
-# or it moved on since), only the larger reservation is kept.
+# KEYS: the sessions' hashes. ARGV: (state, seq, window, owner ('' none)) per session. A session
+# of the one-slot layout moves into its hash; if the hash is there already (another node
+# migrated it, or it moved on since), only the larger reservation is kept. 1 per session.
 _MIGRATE = """
-if redis.call('HEXISTS', KEYS[1], 'state') == 0 then
-  redis.call('HSET', KEYS[1], 'state', ARGV[1], 'seq', ARGV[2], 'window', ARGV[3])
-  if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'owner', ARGV[4]) end
-  return 1
+local out = {}
+for k, key in ipairs(KEYS) do
+  local state, seq, window, owner = ARGV[4 * k - 3], ARGV[4 * k - 2], ARGV[4 * k - 1], ARGV[4 * k]
+  if redis.call('HEXISTS', key, 'state') == 0 then
+    redis.call('HSET', key, 'state', state, 'seq', seq, 'window', window)
+    if owner ~= '' then redis.call('HSET', key, 'owner', owner) end
+  else
+    local stored = redis.call('HGET', key, 'seq')
+    if not stored or tonumber(stored) < tonumber(seq) then redis.call('HSET', key, 'seq', seq) end
+  end
+  out[k] = 1
 end
-local stored = redis.call('HGET', KEYS[1], 'seq')
-if not stored or tonumber(stored) < tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'seq', ARGV[2])
-end
-return 0
+return out
 """
 
 # KEYS: ids, addr, cid. ARGV: now, mode ('set': the entries become the session's; 'nx': only
@@ -293,36 +330,53 @@ class RedisDtlsSessionStore:
     def _run(self, name: str, key_list: list[str], args: Sequence[str | int | float]) -> Any:
         return self._scripts[name](keys=key_list, args=list(args))
 
-    def _run_many(self, calls: list[tuple[str, str, Sequence[str | int | float]]]) -> list[Any]:
-        """One script per session, ``(script, session key, args)``, in one pipeline (no
-        transaction: the keys are in different slots). EVALSHA; a script Redis does not know
-        (restarted, or a new cluster node) is loaded and its calls sent again (a NOSCRIPT call
-        did not run). Raises the first other error (the caller's ``errors()`` maps it)."""
-        if not calls:
+    def _per_session(
+        self,
+        name: str,
+        shared: Sequence[str | int | float],
+        items: Sequence[tuple[str, Sequence[str | int | float]]],
+    ) -> list[Any]:
+        """Run a per-session script (``_PROGRESS``, ``_REMOVE``, ``_FIND``, ``_MIGRATE``) on
+        ``items`` (session key, its arguments); ``shared`` arguments come first. Returns the
+        answer of each session, in order.
+
+        On one Redis: one call with every session (up to ``BATCH``), so a commit costs one
+        command as in the one-slot layout, and is even all or nothing. On a Redis Cluster: one
+        call per session (a script's keys must share a slot), in one pipeline (no
+        transaction: different slots); EVALSHA, and a script a node does not know (restarted,
+        a new node) is loaded and its calls sent again (a NOSCRIPT call did not run). Raises
+        the first error (the caller's ``errors()`` maps it)."""
+        if not items:
             return []
+        script = self._scripts[name]
+        if not self._db.cluster:
+            replies: list[Any] = []
+            for start in range(0, len(items), BATCH):
+                chunk = items[start : start + BATCH]
+                args = [*shared, *(a for _, item_args in chunk for a in item_args)]
+                replies += script(keys=[key for key, _ in chunk], args=args)
+            return replies
         from redis.exceptions import NoScriptError
 
         client = self._db.client
-        results: list[Any] = [None] * len(calls)
-        pending = list(range(len(calls)))
+        results: list[Any] = [None] * len(items)
+        pending = list(range(len(items)))
         for attempt in range(2):
             pipe = client.pipeline(transaction=False)
             for index in pending:
-                name, key, args = calls[index]
-                pipe.evalsha(self._scripts[name].sha, 1, key, *args)
-            replies = pipe.execute(raise_on_error=False)
+                key, item_args = items[index]
+                pipe.evalsha(script.sha, 1, key, *shared, *item_args)
             retry: list[int] = []
-            for index, reply in zip(pending, replies, strict=True):
+            for index, reply in zip(pending, pipe.execute(raise_on_error=False), strict=True):
                 if isinstance(reply, NoScriptError) and attempt == 0:
                     retry.append(index)
                 elif isinstance(reply, Exception):
                     raise reply
                 else:
-                    results[index] = reply
+                    results[index] = reply[0]
             if not retry:
                 break
-            for name in {calls[i][0] for i in retry}:
-                client.script_load(self._scripts[name].script)
+            client.script_load(script.script)
             pending = retry
         return results
 
@@ -390,15 +444,23 @@ class RedisDtlsSessionStore:
                 )
             if new:
                 pipe_new.execute()
-            calls: list[tuple[str, str, Sequence[str | int | float]]] = []
-            for p in progress:
-                window = _window(p.host, p.port, p.read_top, p.read_bitmap, p.saved_at)
-                calls.append(
-                    ("progress", self.session_key(p.id), [self.owner, str(p.write_seq), window])
-                )
-            for session_id in removed:
-                calls.append(("remove", self.session_key(session_id), [self.owner]))
-            replies = self._run_many(calls)
+            replies = self._per_session(
+                "progress",
+                [self.owner],
+                [
+                    (
+                        self.session_key(p.id),
+                        [
+                            str(p.write_seq),
+                            _window(p.host, p.port, p.read_top, p.read_bitmap, p.saved_at),
+                        ],
+                    )
+                    for p in progress
+                ],
+            )
+            replies += self._per_session(
+                "remove", [self.owner], [(self.session_key(i), []) for i in removed]
+            )
             after: list[str] = []
             lost: list[str] = []
             for s in new:
@@ -441,7 +503,8 @@ class RedisDtlsSessionStore:
             if found_id is None:
                 return None
             session_id = text(found_id)
-            found = [text(v) for v in self._run("find", [self.session_key(session_id)], [cutoff])]
+            (reply,) = self._per_session("find", [cutoff], [(self.session_key(session_id), [])])
+            found = [text(v) for v in reply]
             if found[0] == "expired":
                 self._addresses.pop(session_id, None)
                 self._run("index_drop", self._index_keys, [0, session_id, "all", *found[1:]])
@@ -485,7 +548,7 @@ class RedisDtlsSessionStore:
         with self._db.errors("cannot expire DTLS sessions"):
             cursor, found = self._db.client.hscan(self._ids_key, cursor, count=count)
             ids = [text(k) for k in found]
-            replies = self._run_many([("find", self.session_key(i), [cutoff]) for i in ids])
+            replies = self._per_session("find", [cutoff], [(self.session_key(i), []) for i in ids])
             drops: list[str | float] = []
             for session_id, reply in zip(ids, replies, strict=True):
                 status = text(reply[0])
@@ -534,7 +597,7 @@ class RedisDtlsSessionStore:
                     pipe.hmget(key, ids)
                 states, seqs, windows, owners = pipe.execute()
                 index: list[str | float] = []
-                calls: list[tuple[str, str, Sequence[str | int | float]]] = []
+                items: list[tuple[str, Sequence[str | int | float]]] = []
                 for i, session_id in enumerate(ids):
                     state, seq, window = states[i], seqs[i], windows[i]
                     if state is None or seq is None or window is None:
@@ -544,12 +607,10 @@ class RedisDtlsSessionStore:
                     owner = "" if owners[i] is None else text(owners[i])
                     address = window.rsplit("|", 3)[0]
                     index += [session_id, address, self._old_cid(session_id, state)]
-                    calls.append(
-                        ("migrate", self.session_key(session_id), [state, seq, window, owner])
-                    )
+                    items.append((self.session_key(session_id), [state, seq, window, owner]))
                 if index:
                     self._run("index_add", self._index_keys, [time.time(), "nx", *index])
-                moved += len(self._run_many(calls))
+                moved += len(self._per_session("migrate", [], items))
                 pipe = client.pipeline(transaction=True)
                 for key in self._old_keys:
                     pipe.hdel(key, *ids)
