@@ -835,6 +835,23 @@ class Lwm2mServer:
             functools.partial(self._answered, job.endpoint, job.request_id, str(job.request.path))
         )
 
+    def _unlist_queued_cancel(self, endpoint: str, token: bytes) -> None:
+        """An active cancel now waits for the device (queued, recorded): its observation is
+        listed no more, on any node, as on one node (where ``_cancel`` removed it before
+        queuing). The cancelling GET still goes out when the device wakes, from whichever
+        node (docs/cluster.md, "Observations across nodes"). If the store cannot remove the
+        record now, the node that sends the cancel does (as before): the request is queued,
+        so the caller still gets its 202."""
+        try:
+            self.core.cancel_observation(token)
+        except StoreError as exc:
+            log.warning(
+                "%s: observation %s stays listed until its queued cancel is sent: %s",
+                endpoint,
+                token.hex(),
+                exc,
+            )
+
     def _record_queued(self, job: QueuedDownlink, now: float) -> None:
         """Write the request just queued to the store before its 202 is answered: the 202 is
         a promise to deliver it, which must survive a restart. ``put`` is durable on return
@@ -954,6 +971,8 @@ class Lwm2mServer:
         now = self.clock()
         if not self.core.submit(endpoint, job, now=now):
             self._record_queued(job, now)
+            if request.token is not None and self.cluster is not None:
+                self._unlist_queued_cancel(endpoint, request.token)
             log.info("%s is sleeping: %s queued", endpoint, request.describe())
             self._arm_timer()
             self._watch(job)

@@ -974,7 +974,14 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         A new session runs unpersisted (it will not survive a crash, as without a store); a
         stored one keeps its replies flowing (its replay window on disk lags, logged) unless
         it used up its reservation, in which case it is dropped (the peer handshakes again).
-        Deletions are retried with the next write, after ``store_retry`` seconds."""
+        Deletions are retried with the next write, after ``store_retry`` seconds.
+
+        A failed call may still have written part of what it was given (a store of several
+        steps, e.g. Redis with one script per session, or a write that reached Redis before
+        its answer timed out): every write is safe to repeat and moves nothing backwards, so
+        treating it as not written is safe, except for a new session, whose row would be
+        left with a reservation this node goes past unpersisted: its id joins the deletions
+        (removing a row that was never written is harmless), retried until one succeeds."""
         self.stats.session_write_failures += 1
         now = self._loop.time()
         self._store_retry_at = now + self.settings.store_retry
@@ -983,6 +990,8 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             log.error("DTLS sessions not saved (they may not survive a restart): %s", exc)
         for session, _, read in writes:
             if not session.stored:
+                if session.persist_id is not None:
+                    self._removed.append(session.persist_id)
                 session.persist_id = None
             elif session.engine.next_write_seq > session.durable_write:
                 self._drop(session, "its sequence numbers could not be reserved in the store")
@@ -990,6 +999,8 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             else:
                 session.durable_read = max(session.durable_read, read)
             self._flush(session)
+        if self._removed:
+            self._schedule_commit()  # after ``store_retry``
 
     def restore_sessions(self) -> int:
         """Put the stored sessions back in the table (at start); returns how many. Sessions

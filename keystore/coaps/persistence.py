@@ -83,8 +83,12 @@ class DtlsSessionStore(Protocol):
         removed: Sequence[str],
     ) -> None:
         """Insert ``new`` (replacing by id), update ``progress`` of existing rows, delete
-        ``removed``: all in one transaction, durable when the call returns. Raises on
-        failure (nothing written)."""
+        ``removed``: durable when the call returns; raises on failure. sqlite: one
+        transaction (nothing written on failure). A store whose sessions live in different
+        places (Redis Cluster: a slot per session) writes each session all or nothing, the
+        call as a whole not: on failure part of it may be written, so every part must be safe
+        to repeat (a reservation never moves backwards) and the caller treats a failed call
+        as not written (deleting the rows of its ``new`` sessions later)."""
         ...
 
     def remove_dtls_sessions(self, ids: Sequence[str]) -> None:

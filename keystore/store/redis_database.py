@@ -21,7 +21,9 @@ layout). It owns what all the Redis engines have in common:
   fails at once, without asking Redis, until a PING from the breaker's own thread answers, so
   a Redis that silently drops packets costs the event loop one socket timeout per outage, not
   one per command. It guards ``errors()`` and the client's connection pool (the writes that
-  use redis-py outside ``errors()``: the group commit, the cluster's holder records).
+  use redis-py outside ``errors()``: the group commit, the cluster's holder records); on a
+  Redis Cluster, where there is a pool per node, the client's commands and pipelines
+  (``_guarded_cluster``).
 
 Durability is the Redis server's configuration (``appendonly yes`` with ``appendfsync
 everysec`` or ``always``): a write is acknowledged by Redis when it is in its memory and
@@ -36,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 from urllib.parse import urlsplit
 
 from .errors import StoreError, StoreUnavailable
@@ -146,11 +148,18 @@ class RedisDatabase:
     def _connect_cluster(self, url: str, socket_timeout: float) -> RedisCluster:
         """A Redis Cluster client: ``url`` is any node (it asks that node for the others; the
         connection is made here, so an unreachable node is reported at open)."""
-        from redis.cluster import RedisCluster
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
         with self.errors("cannot connect to the cluster"):
-            return RedisCluster.from_url(
-                url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+            # no retries inside a command, as for one Redis: redis-py's default (10 retries,
+            # exponential back-off, a topology refresh each) made the first command to a node
+            # that hangs cost 20 socket timeouts on the event loop instead of one
+            return _guarded_cluster(self.breaker).from_url(
+                url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                retry=Retry(NoBackoff(), 0),
             )
         raise AssertionError("unreachable")  # errors() raises
 
@@ -309,6 +318,43 @@ def _guarded_pool(breaker: Breaker) -> type[redis.ConnectionPool]:
             return super().get_connection(*args, **kwargs)
 
     return GuardedPool
+
+
+def _guarded_cluster(breaker: Breaker) -> type[RedisCluster]:
+    """redis-py's ``RedisCluster`` refusing every command while ``breaker`` is open, as
+    ``_guarded_pool`` does for one Redis: a single command (scripts too) and a pipeline's
+    ``execute`` fail at once with redis-py's ``ConnectionError``, whichever node they are
+    for, without asking Redis. Why here and not in the nodes' pools (a cluster has one per
+    node): a refused connection makes the cluster client refresh its topology, which it
+    would try (and log as an ERROR) at every command of the outage."""
+    import redis
+    from redis.cluster import ClusterPipeline, RedisCluster
+
+    def check() -> None:
+        if breaker.refuse():
+            refusal = redis.ConnectionError(
+                "Redis did not answer in time; not asked again until a PING answers"
+            )
+            refusal.from_breaker = True  # type: ignore[attr-defined]
+            raise refusal
+
+    class GuardedCluster(RedisCluster):
+        def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+            check()
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+        def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+            pipe: Any = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]
+            execute = pipe.execute
+
+            def guarded(raise_on_error: bool = True) -> Any:
+                check()
+                return execute(raise_on_error)
+
+            pipe.execute = guarded
+            return cast("ClusterPipeline", pipe)
+
+    return GuardedCluster
 
 
 def timed_out(exc: BaseException) -> bool:

@@ -37,6 +37,9 @@ class MemoryStore:
         self.rows: dict[str, StoredSession] = {}
         self.writes = 0
         self.fail = False
+        self.lose_answer = False
+        """Writes are made, then the call raises (an answer lost after Redis wrote)."""
+        self.ever_written: set[str] = set()
 
     def load_dtls_sessions(self) -> list[StoredSession]:
         return list(self.rows.values())
@@ -63,6 +66,9 @@ class MemoryStore:
             self.rows[p.id] = StoredSession(p.id, p.host, p.port, state, p.saved_at)
         for row_id in removed:
             self.rows.pop(row_id, None)
+        self.ever_written.update(row.id for row in new)
+        if self.lose_answer:
+            raise TimeoutError("the answer was lost")
 
     def remove_dtls_sessions(self, ids: Sequence[str]) -> None:
         for row_id in ids:
@@ -269,6 +275,24 @@ async def test_failing_store_costs_persistence_not_service(store: MemoryStore) -
     try:
         assert await echo(peer, b"still") == b"echo:still"
         assert endpoint.stats.session_write_failures >= 1 and not store.rows
+    finally:
+        peer.close()
+        await endpoint.shutdown()
+
+
+async def test_a_new_session_whose_failed_save_was_written_is_deleted(store: MemoryStore) -> None:
+    """A save that raised may have been written all the same (an answer lost after Redis
+    wrote, a store of several steps that failed half way): the session runs unpersisted,
+    and the row, whose reservation it will go past, is deleted by the retried deletions."""
+    store.lose_answer = True
+    endpoint = await open_endpoint(store, store_retry=0.05)
+    peer = await connect(endpoint)
+    try:
+        assert await echo(peer, b"still") == b"echo:still"
+        assert endpoint.stats.session_write_failures >= 1 and len(store.ever_written) == 1
+        store.lose_answer = False
+        await eventually(lambda: not store.rows)
+        assert await echo(peer, b"again") == b"echo:again"
     finally:
         peer.close()
         await endpoint.shutdown()

@@ -16,7 +16,7 @@ of store lookups.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -135,11 +135,52 @@ async def open_node(db: RedisDatabase, **settings: Any) -> tuple[DtlsEndpoint, C
     return endpoint, store
 
 
-@pytest.fixture
-async def db(redis_url: str) -> AsyncIterator[RedisDatabase]:
-    database = RedisDatabase(redis_url, prefix="nodes")
+def _open_database(request: pytest.FixtureRequest, prefix: str) -> RedisDatabase:
+    """One Redis (``redis``) or a three-node Redis Cluster (``redis-cluster``): on a cluster
+    each session is in a slot of its own, its indexes in another (docs/cluster.md)."""
+    if request.param == "redis-cluster":
+        return RedisDatabase(
+            request.getfixturevalue("redis_cluster_url"), prefix=prefix, cluster=True
+        )
+    return RedisDatabase(request.getfixturevalue("redis_url"), prefix=prefix)
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def db(request: pytest.FixtureRequest) -> AsyncIterator[RedisDatabase]:
+    database = _open_database(request, "nodes")
     yield database
     database.close()
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def store_db(request: pytest.FixtureRequest) -> Iterator[RedisDatabase]:
+    database = _open_database(request, "claims")
+    yield database
+    database.close()
+
+
+def store_in_one_slot_layout(
+    db: RedisDatabase, rows: Sequence[StoredSession], *, owner: str = "", indexed: bool = True
+) -> None:
+    """Write ``rows`` as the one-slot layout before session 7 kept them (docs/cluster.md
+    until then: ``{P:dtls}:state|seq|window|owner`` hashes by id, ``addr``/``cid`` indexes,
+    which sessions written before session 4 lack: ``indexed=False``)."""
+    from keystore.store.dtls_sessions import state_to_json
+
+    client = db.client
+    for row in rows:
+        state = row.state
+        window = f"{row.host}|{row.port}|{state.read_top}|{state.read_bitmap:x}|{row.saved_at!r}"
+        client.hset(db.group_key("dtls", "state"), row.id, state_to_json(state))
+        client.hset(db.group_key("dtls", "seq"), row.id, str(state.write_seq))
+        client.hset(db.group_key("dtls", "window"), row.id, window)
+        if owner:
+            client.hset(db.group_key("dtls", "owner"), row.id, owner)
+        if indexed:
+            client.hset(db.group_key("dtls", "addr"), f"{row.host}|{row.port}", row.id)
+            if state.own_cid is not None:
+                client.hset(db.group_key("dtls", "cid"), state.own_cid.hex(), row.id)
+    client.delete(db.group_key("dtls", "layout"))
 
 
 async def echo(peer: RawPeer, data: bytes) -> bytes | None:
@@ -340,68 +381,127 @@ async def test_unknown_peer_flood_costs_only_rate_limited_lookups(db: RedisDatab
         await node.shutdown()
 
 
-def test_progress_of_a_session_another_handle_claimed_is_refused(redis_url: str) -> None:
+def test_progress_of_a_session_another_handle_claimed_is_refused(store_db: RedisDatabase) -> None:
     """The store's half of "one writer per session": after B's claim, A's progress and removal
     change nothing and A is told; the reservation B starts from is above anything A used."""
     from tests.unit.dtls.test_session_store import IDENTITIES, state
 
-    db = RedisDatabase(redis_url, prefix="claims")
-    try:
-        a, b = RedisDtlsSessionStore(db), RedisDtlsSessionStore(db)
-        row = StoredSession("s1", "192.0.2.1", 1000, state(IDENTITIES[0], write_seq=2048), 1.0)
-        a.save_dtls_sessions([row], [], [])
-        found = b.find_dtls_session(address=("192.0.2.1", 1000), cutoff=0)
-        assert found == row
-        claimed = b.claim_dtls_session("s1", 1024)
-        assert claimed is not None and claimed.state.write_seq == 2048
-        progress = SessionProgress("s1", "192.0.2.9", 9, 4096, 50, 1, 2.0)
-        assert a.save_owned_dtls_sessions([], [progress], []) == ["s1"]
-        a.remove_dtls_sessions(["s1"])
-        (kept,) = b.load_dtls_sessions()
-        assert (kept.host, kept.state.write_seq, kept.state.read_top) == ("192.0.2.1", 3072, 7)
-        # idle sessions are not found, and are deleted when looked up
-        assert b.find_dtls_session(cid=row.state.own_cid, cutoff=10.0) is None
-        assert b.load_dtls_sessions() == []
-    finally:
-        db.close()
+    db = store_db
+    a, b = RedisDtlsSessionStore(db), RedisDtlsSessionStore(db)
+    row = StoredSession("s1", "192.0.2.1", 1000, state(IDENTITIES[0], write_seq=2048), 1.0)
+    a.save_dtls_sessions([row], [], [])
+    found = b.find_dtls_session(address=("192.0.2.1", 1000), cutoff=0)
+    assert found == row
+    claimed = b.claim_dtls_session("s1", 1024)
+    assert claimed is not None and claimed.state.write_seq == 2048
+    progress = SessionProgress("s1", "192.0.2.9", 9, 4096, 50, 1, 2.0)
+    assert a.save_owned_dtls_sessions([], [progress], []) == ["s1"]
+    a.remove_dtls_sessions(["s1"])
+    (kept,) = b.load_dtls_sessions()
+    assert (kept.host, kept.state.write_seq, kept.state.read_top) == ("192.0.2.1", 3072, 7)
+    # idle sessions are not found, and are deleted when looked up
+    # A's refused progress left an index entry at its address: ignored (the session says
+    # otherwise), and removed with the session
+    assert b.find_dtls_session(address=("192.0.2.9", 9), cutoff=0) is None
+    # idle sessions are not found, and are deleted (with their index entries) when looked up
+    assert b.find_dtls_session(cid=row.state.own_cid, cutoff=10.0) is None
+    assert b.load_dtls_sessions() == [] and b.count() == 0
+    assert not db.client.exists(db.group_key("dtls", "addr"), db.group_key("dtls", "cid"))
 
 
-def test_sessions_stored_before_the_index_are_found_after_a_node_opens(redis_url: str) -> None:
-    """Rows written before the address and CID indexes existed (only state, seq, window,
-    owner) are indexed at a node's first lookup miss, once per Redis: the node then finds
-    them by address and by CID (their devices continue without a handshake); an address
-    that a newer session holds (the device handshook again from it) keeps pointing there."""
+def test_sessions_of_the_one_slot_layout_are_migrated_when_a_handle_opens(
+    store_db: RedisDatabase,
+) -> None:
+    """Rows of the one-slot layout (before session 7) move into one hash per session when a
+    handle opens, once per Redis: every session keeps its secrets, reservation, window and
+    owner; rows from before the indexes (no ``addr``/``cid`` entry) get theirs, and an address
+    a newer session holds (the device handshook again from it) keeps pointing there; a
+    damaged row is dropped; nothing of the old layout is left."""
     from tests.unit.dtls.test_session_store import IDENTITIES, state
 
-    db = RedisDatabase(redis_url, prefix="oldrows")
-    try:
-        writer = RedisDtlsSessionStore(db)
-        writer._index_checked = True  # an earlier version's node: it never indexes
-        old = StoredSession("s-old", "192.0.2.5", 5000, state(IDENTITIES[0], own_cid=b"old-1"), 1.0)
-        stale = StoredSession(
-            "s-stale", "192.0.2.6", 6000, state(IDENTITIES[1], own_cid=b"old-2"), 1.5
-        )
-        newer = StoredSession(
-            "s-new", "192.0.2.6", 6000, state(IDENTITIES[1], own_cid=b"new-3"), 2.0
-        )
-        writer.save_dtls_sessions([old, stale, newer], [], [])
-        client = db.client
-        addr_key, cid_key = db.group_key("dtls", "addr"), db.group_key("dtls", "cid")
-        # what an earlier version left: no index entries but for the newest session's
-        client.delete(addr_key, cid_key, db.group_key("dtls", "indexed"))
-        client.hset(addr_key, "192.0.2.6|6000", "s-new")
-        client.hset(cid_key, b"new-3".hex(), "s-new")
-        assert writer.find_dtls_session(address=("192.0.2.5", 5000), cutoff=0) is None
-        assert writer.find_dtls_session(cid=b"old-2", cutoff=0) is None
+    db = store_db
+    old = StoredSession("s-old", "192.0.2.5", 5000, state(IDENTITIES[0], own_cid=b"old-1"), 1.0)
+    stale = StoredSession("s-stale", "192.0.2.6", 6000, state(IDENTITIES[1], own_cid=b"old-2"), 1.5)
+    newer = StoredSession(
+        "s-new", "192.0.2.6", 6000, state(IDENTITIES[1], own_cid=b"new-3", write_seq=9000), 2.0
+    )
+    store_in_one_slot_layout(db, [old, stale], indexed=False)
+    store_in_one_slot_layout(db, [newer], owner="node-x")
+    db.client.hset(db.group_key("dtls", "state"), "s-damaged", "{}")  # no seq, no window
+    db.client.set(db.group_key("dtls", "indexed"), "1")
 
-        other_node = RedisDtlsSessionStore(db)  # its first miss indexes the old rows
-        assert other_node.find_dtls_session(address=("192.0.2.5", 5000), cutoff=0) == old
-        assert other_node.find_dtls_session(cid=b"old-1", cutoff=0) == old
-        assert other_node.find_dtls_session(cid=b"old-2", cutoff=0) == stale
-        assert other_node.find_dtls_session(address=("192.0.2.6", 6000), cutoff=0) == newer
-        assert other_node.index_stored_sessions() == 0  # once per Redis: the marker
+    node = RedisDtlsSessionStore(db)
+    assert node.find_dtls_session(address=("192.0.2.5", 5000), cutoff=0) == old
+    assert node.find_dtls_session(cid=b"old-1", cutoff=0) == old
+    assert node.find_dtls_session(cid=b"old-2", cutoff=0) == stale
+    assert node.find_dtls_session(address=("192.0.2.6", 6000), cutoff=0) == newer
+    assert node.find_dtls_session(cid=b"new-3", cutoff=0) == newer
+    assert node.load_dtls_sessions() == [old, stale, newer] and node.count() == 3
+    for name in ("state", "seq", "window", "owner", "indexed"):
+        assert not db.client.exists(db.group_key("dtls", name))
+    assert RedisDtlsSessionStore(db).migrate_stored_sessions() == 0  # once per Redis
+    # the owner came along: the old owner's claim stands against another node's progress
+    progress = SessionProgress("s-new", "192.0.2.6", 6000, 10_000, 50, 1, 3.0)
+    assert node.save_owned_dtls_sessions([], [progress], []) == ["s-new"]
+    claimed = node.claim_dtls_session("s-new", 1024)
+    assert claimed is not None and claimed.state.write_seq == 9000
+    assert node.save_owned_dtls_sessions([], [progress], []) == []
+    assert node.find_dtls_session(cid=b"new-3", cutoff=0).state.write_seq == 10_024  # type: ignore[union-attr]
+
+
+def test_a_migration_repeated_after_a_kill_keeps_the_larger_reservation(
+    store_db: RedisDatabase,
+) -> None:
+    """A node killed half way through the migration leaves old rows that are migrated again
+    by the next handle: a session that moved on since (its reservation renewed in its own
+    hash) keeps its newer reservation, never the old one."""
+    from tests.unit.dtls.test_session_store import IDENTITIES, state
+
+    db = store_db
+    row = StoredSession("s1", "192.0.2.1", 1000, state(IDENTITIES[0], write_seq=2048), 1.0)
+    store_in_one_slot_layout(db, [row])
+    first = RedisDtlsSessionStore(db)
+    first.save_dtls_sessions([], [SessionProgress("s1", "192.0.2.1", 1000, 4096, 9, 1, 2.0)], [])
+    store_in_one_slot_layout(db, [row])  # as if the old row's deletion never happened
+    assert RedisDtlsSessionStore(db, migrate=False).migrate_stored_sessions() == 1
+    (kept,) = first.load_dtls_sessions()
+    assert (kept.state.write_seq, kept.state.read_top, kept.saved_at) == (4096, 9, 2.0)
+
+
+async def test_a_device_continues_after_the_migration_without_a_handshake(
+    db: RedisDatabase,
+) -> None:
+    """The upgrade as a device sees it: its session was stored by a node of the one-slot
+    layout; a node of this version opens (migrating it) and answers the device's next record
+    in the old session, with no handshake; the replay window came along."""
+    a, store_a = await open_node(db)
+    relay = await Relay.open(a.local_address)
+    peer = await device(relay)
+    try:
+        assert await echo(peer, b"before") == b"echo:before"
+        accepted_before = peer.sent[-1]
+        await a.shutdown()  # the old version stops (its sessions stay stored)
+        (row,) = store_a.load_dtls_sessions()
+        store_a.remove_dtls_sessions([row.id])  # what the old version had is the old layout:
+        store_in_one_slot_layout(db, [row], owner=store_a.owner)
+        assert (
+            store_a.count() == 0
+            and store_a.find_dtls_session(cid=None, address=(row.host, row.port), cutoff=0) is None
+        )
+
+        b, store_b = await open_node(db)  # the upgraded node: opening it migrates
+        try:
+            relay.target = b.local_address
+            assert await echo(peer, b"after") == b"echo:after"
+            assert b.stats.handshakes_started == 0 and b.stats.sessions_adopted == 1
+            relay.upstream.sendto(accepted_before, relay.target)  # type: ignore[union-attr]
+            await eventually(lambda: b.stats.drops.get("replay") == 1)
+            assert store_b.count() == 1
+        finally:
+            await b.shutdown()
     finally:
-        db.close()
+        peer.close()
+        relay.close()
 
 
 async def test_idle_stored_sessions_are_expired_by_the_sweep(db: RedisDatabase) -> None:

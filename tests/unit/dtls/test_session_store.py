@@ -114,9 +114,9 @@ def test_damaged_row_is_skipped_without_its_content(
     damaged = '{"master_secret": "00112233"}'
     if isinstance(engine, RedisEngine):
         database = engine.database()
-        database.client.hset(database.group_key("dtls", "state"), "bad", damaged)
-        database.client.hset(database.group_key("dtls", "seq"), "bad", "1")
-        database.client.hset(database.group_key("dtls", "window"), "bad", "h|1|0|0|0.5")
+        key = store.session_key("bad")  # type: ignore[attr-defined]
+        database.client.hset(key, mapping={"state": damaged, "seq": "1", "window": "h|1|0|0|0.5"})
+        database.client.hset(database.group_key("dtls", "ids"), "bad", "{}")
     else:
         sqlite = SqliteDatabase(engine.path)  # type: ignore[attr-defined]
         with sqlite.batch():

@@ -27,7 +27,9 @@ def test_group_keys_share_a_slot(db: RedisDatabase) -> None:
     credentials = RedisCredentialStore(db)
     assert len(slots(credentials._keys)) == 1
     assert credentials._keys[0] == "{site-a:cred}:dev"
-    assert len(slots(RedisDtlsSessionStore(db)._keys)) == 1
+    sessions = RedisDtlsSessionStore(db, migrate=False)
+    assert len(slots(sessions._index_keys)) == 1  # ids, addr, cid: changed by one script
+    assert len(slots(sessions._old_keys)) == 1  # the one-slot layout it migrates from
     profiles = RedisProfileStore(db)
     assert len(slots([profiles._docs, profiles._assign])) == 1
 
@@ -41,3 +43,13 @@ def test_endpoint_keys_share_the_endpoint_slot(db: RedisDatabase, endpoint: str)
 
 def test_endpoints_spread_over_slots(db: RedisDatabase) -> None:
     assert len(slots([db.endpoint_key("attr", f"dev-{i}") for i in range(100)])) > 90
+
+
+def test_dtls_sessions_spread_over_slots(db: RedisDatabase) -> None:
+    """Each session's hash is in a slot of its own (its progress writes spread over a
+    cluster), apart from the slot of the indexes; an id with braces stays one tag."""
+    sessions = RedisDtlsSessionStore(db, migrate=False)
+    keys = [sessions.session_key(f"{i:024x}") for i in range(100)]
+    assert len(slots(keys)) > 90
+    assert slots(sessions._index_keys).isdisjoint(slots(keys))
+    assert sessions.session_key("a}b") == "site-a:dtls:{a%7Db}"
