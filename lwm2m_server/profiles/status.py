@@ -59,6 +59,34 @@ def _plain_json(
     }
 
 
+class PlainStatus:
+    """The status of a Register whose profile asks nothing, as ``ProfileEngine`` settles it
+    (``_register_plainly``): ``DeviceStatus.to_json`` of such a status is ``_plain_json`` of
+    these seven atoms (state ``applied``, reason ``register``, every list empty), so the engine
+    keeps the atoms and builds neither the ``DeviceStatus`` nor the plan, the ``Applied`` and
+    the ``_Prepared`` of the general path. ``status()`` makes the ``DeviceStatus`` the general
+    path would have made, for the rare case it must be kept (the store refused the write)."""
+
+    __slots__ = ("args", "endpoint")
+
+    def __init__(
+        self, endpoint: str, profile: str, digest: str, chosen_by: str, applied_at: float
+    ) -> None:
+        self.endpoint = endpoint
+        self.args = (endpoint, profile, digest, chosen_by, "applied", "register", applied_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain_json(*self.args)
+
+    def event_data(self) -> Callable[[], dict[str, Any]]:
+        """What ``DeviceStatus.event_data`` gives for the same status."""
+        return functools.partial(_plain_json, *self.args)
+
+    def status(self) -> DeviceStatus:
+        endpoint, profile, digest, chosen_by, state, reason, applied_at = self.args
+        return DeviceStatus(endpoint, profile, digest, chosen_by, state, reason, applied_at)
+
+
 @attrs.define
 class DeviceStatus:
     endpoint: str
