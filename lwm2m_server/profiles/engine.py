@@ -442,11 +442,14 @@ class ProfileEngine:
         The others are read back from the store when needed (``status_of``): a device's
         status is ~0.5 KB of objects, and with 100k devices on a profile that asks nothing it
         was a fifth of the memory per device."""
-        items = [(status.endpoint, status.to_json()) for status in statuses]
+        put_texts = getattr(self.state, "put_status_texts", None)
         try:
-            self.state.put_statuses(items)
+            if put_texts is None:
+                self.state.put_statuses([(s.endpoint, s.to_json()) for s in statuses])
+            else:  # the sqlite store: encoded here, a PlainStatus from its atoms
+                put_texts([(s.endpoint, s.text()) for s in statuses])
         except StoreError as exc:
-            log.error("profile status of %d devices not stored: %s", len(items), exc)
+            log.error("profile status of %d devices not stored: %s", len(statuses), exc)
             for status in statuses:  # kept in memory, as the general path keeps its own
                 if isinstance(status, PlainStatus):
                     self._status[status.endpoint] = status.status()

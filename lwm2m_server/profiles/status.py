@@ -14,6 +14,7 @@ import attrs
 
 from object_models.path import LwM2mPath
 
+from ..store.device_state import plain_status_text, status_text
 from .applier import Applied
 from .mapper import ValueProblem
 from .plan import Problem, Target
@@ -77,6 +78,12 @@ class PlainStatus:
 
     def to_json(self) -> dict[str, Any]:
         return _plain_json(*self.args)
+
+    def text(self) -> str:
+        """``status_text`` of ``to_json()``, filled from the atoms."""
+        endpoint, profile, digest, chosen_by, _, _, applied_at = self.args
+        text = plain_status_text(endpoint, profile, digest, chosen_by, applied_at)
+        return status_text(endpoint, self.to_json()) if text is None else text
 
     def event_data(self) -> Callable[[], dict[str, Any]]:
         """What ``DeviceStatus.event_data`` gives for the same status."""
@@ -168,6 +175,10 @@ class DeviceStatus:
             self.reason,
             self.applied_at,
         )
+
+    def text(self) -> str:
+        """What the store writes for ``to_json()`` (``StoreError`` if not JSON-ready)."""
+        return status_text(self.endpoint, self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         return {

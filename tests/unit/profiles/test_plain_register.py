@@ -107,7 +107,9 @@ class Lines(logging.Handler):
         self.lines.append((record.levelname, record.getMessage()))
 
 
-def _engine(path: Path, devices: list[Device], refuse: bool) -> tuple[ProfileEngine, Any]:
+def _engine(
+    path: Path, devices: list[Device], refuse: bool, texts: bool
+) -> tuple[ProfileEngine, Any]:
     base = SqliteStore(path)
     profiles = SqliteProfileStore(base)
     state = SqliteDeviceStateStore(base)
@@ -151,10 +153,27 @@ def _engine(path: Path, devices: list[Device], refuse: bool) -> tuple[ProfileEng
             raise StoreError("disk full")
 
         state.put_statuses = refused  # type: ignore[method-assign,assignment]
+        state.put_status_texts = refused  # type: ignore[method-assign,assignment]
+    if not texts:  # a store with only the protocol's methods (Redis)
+        engine.state = ProtocolOnly(state)
     return engine, (base, events, scheduled)
 
 
-def _outcome(path: Path, devices: list[Device], refuse: bool, plain: bool) -> dict[str, Any]:
+class ProtocolOnly:
+    """A ``DeviceStateStore`` without the sqlite store's ``put_status_texts``."""
+
+    def __init__(self, state: SqliteDeviceStateStore) -> None:
+        self.put_statuses = state.put_statuses
+        self.statuses = state.statuses
+        self.status = state.status
+        self.put_status = state.put_status
+        self.put_attributes = state.put_attributes
+        self.attributes = state.attributes
+
+
+def _outcome(
+    path: Path, devices: list[Device], refuse: bool, plain: bool, texts: bool = True
+) -> dict[str, Any]:
     lines = Lines()
     logger = logging.getLogger("lwm2m_server.profiles")
     logger.addHandler(lines)
@@ -165,7 +184,7 @@ def _outcome(path: Path, devices: list[Device], refuse: bool, plain: bool) -> di
             mock.patch.object(engine_module, "PLAIN_REGISTERS", plain),
             mock.patch("time.time", return_value=NOW),
         ):
-            engine, (base, events, scheduled) = _engine(path, devices, refuse)
+            engine, (base, events, scheduled) = _engine(path, devices, refuse, texts)
             engine._run_due()
     finally:
         logger.removeHandler(lines)
@@ -184,14 +203,17 @@ def _outcome(path: Path, devices: list[Device], refuse: bool, plain: bool) -> di
     return outcome
 
 
-@given(st.lists(devices, min_size=1, max_size=6), st.booleans())
+@given(st.lists(devices, min_size=1, max_size=6), st.booleans(), st.booleans())
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_the_plain_path_does_what_the_general_one_does(
-    tmp_path_factory: Any, batch: list[Device], refuse: bool
+    tmp_path_factory: Any, batch: list[Device], refuse: bool, texts: bool
 ) -> None:
+    """``texts``: the sqlite store, whose ``put_status_texts`` takes the statuses encoded by
+    the engine; else a store with the protocol's ``put_statuses`` alone (Redis). The
+    reference is the general path through ``put_statuses``."""
     folder = tmp_path_factory.mktemp("plain")
-    general = _outcome(folder / "general.sqlite", batch, refuse, plain=False)
-    plain = _outcome(folder / "plain.sqlite", batch, refuse, plain=True)
+    general = _outcome(folder / "general.sqlite", batch, refuse, plain=False, texts=False)
+    plain = _outcome(folder / "plain.sqlite", batch, refuse, plain=True, texts=texts)
     assert plain == general
 
 
