@@ -14,6 +14,7 @@ import attrs
 
 from object_models.path import LwM2mPath
 
+from ..events_bus import LazyData
 from ..store.device_state import plain_status_text, status_text
 from .applier import Applied
 from .mapper import ValueProblem
@@ -85,9 +86,11 @@ class PlainStatus:
         text = plain_status_text(endpoint, profile, digest, chosen_by, applied_at)
         return status_text(endpoint, self.to_json()) if text is None else text
 
-    def event_data(self) -> Callable[[], dict[str, Any]]:
-        """What ``DeviceStatus.event_data`` gives for the same status."""
-        return functools.partial(_plain_json, *self.args)
+    def event_data(self) -> LazyData:
+        """The PROFILE event's data: what ``EventBus.publish`` makes of the ``partial`` that
+        ``DeviceStatus.event_data`` gives for the same status (``LazyData.of``), made
+        directly (no ``partial`` to take apart again)."""
+        return LazyData(_plain_json, *self.args)
 
     def status(self) -> DeviceStatus:
         endpoint, profile, digest, chosen_by, state, reason, applied_at = self.args

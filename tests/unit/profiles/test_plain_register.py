@@ -22,6 +22,7 @@ import lwm2m_server.profiles.engine as engine_module
 from keystore.store.errors import StoreError
 from keystore.store.profiles import SqliteProfileStore
 from lwm2m_server.core.registration import Registration
+from lwm2m_server.events_bus import EventBus, LazyData
 from lwm2m_server.operations import ServerEvent, UnknownClientError
 from lwm2m_server.profiles.engine import ProfileEngine
 from lwm2m_server.profiles.plan import Reason
@@ -251,3 +252,17 @@ def test_the_usual_registers_take_the_plain_path(tmp_path: Path) -> None:
         attrs.evolve(usual, registered=False),
     ]
     assert list(_taken(tmp_path, batch)) == ["dev-0", "dev-1", "pat-2", "dev-3"]
+
+
+def test_a_plain_status_publishes_the_event_the_general_path_publishes() -> None:
+    """On the bus, ``PlainStatus.event_data`` is what ``publish`` makes of the general path's
+    ``DeviceStatus.event_data`` (lazy data, built only when read, the same dict then)."""
+    bus = EventBus()
+    plain = PlainStatus("ep-ü", "default", "d" * 64, "default", NOW)
+    general = plain.status()
+    general.state, general.reason = "applied", "register"
+    ours = bus.publish("PROFILE", "ep-ü", plain.event_data())
+    theirs = bus.publish("PROFILE", "ep-ü", general.event_data())
+    assert type(ours.data) is type(theirs.data) is LazyData
+    assert not ours.data.built and not theirs.data.built
+    assert dict(ours.data) == dict(theirs.data) == general.to_json()
