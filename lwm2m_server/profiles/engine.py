@@ -54,10 +54,10 @@ from ..store.device_state import DeviceStateStore
 from .applier import applied_without_requests, apply_plan
 from .catalog import Catalog, Reload
 from .mapper import map_points
-from .model import Kind, Profile
-from .plan import Plan, Reason, Target, plan
+from .model import Kind, ObserveStrategy, Profile
+from .plan import Plan, Reason, Target, composite_allowed, plan
 from .sinks import SinkRecord, SinkSet
-from .status import DeviceStatus
+from .status import DeviceStatus, PlainStatus
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,11 @@ def _telemetry_event(source: str, points: Sequence[TelemetryPoint]) -> dict[str,
     """A TELEMETRY event's data for points of one timestamp."""
     (record,) = telemetry_records(points)
     return {"source": source, **record}
+
+
+PLAIN_REGISTERS = True
+"""Whether ``ProfileEngine._register_plainly`` may settle a Register (tests turn it off to
+compare it with the general path)."""
 
 
 class ProfileEngine:
@@ -311,7 +316,7 @@ class ProfileEngine:
             with contextlib.suppress(StoreError):  # each reads its own then
                 stored = self.state.statuses(missing)
                 self._preloaded = {ep: stored.get(ep) for ep in missing}
-        settled: list[DeviceStatus] = []
+        settled: list[DeviceStatus | PlainStatus] = []
         try:
             for endpoint, reason in due.items():
                 try:
@@ -341,12 +346,18 @@ class ProfileEngine:
 
     def _apply_at_once(
         self, endpoint: str, reason: Reason, *, refreshed: bool = False
-    ) -> DeviceStatus | None:
+    ) -> DeviceStatus | PlainStatus | None:
         """The application of ``endpoint`` when nothing is applied to it now and its plan sends
         no request: done here, the status returned for ``_save_settled``. Otherwise it is
         scheduled as a task (which plans again, with what holds when it runs) or, for a device
         that is gone, dropped; None then. ``refreshed``: a Register's assignment was re-read
         already."""
+        resolved = None
+        if reason is Reason.REGISTER and refreshed and PLAIN_REGISTERS:
+            plain = self._register_plainly(endpoint)
+            if isinstance(plain, PlainStatus):
+                return plain
+            resolved = plain
         if reason is Reason.REGISTER:  # the registration it replaced took its observations
             self.status_of(endpoint).forget_observations()
         if endpoint in self._running:  # one application at a time: this one waits its turn
@@ -358,7 +369,7 @@ class ProfileEngine:
             return None
         if reason is Reason.REGISTER and not refreshed:
             self._refresh_assignment(endpoint)
-        prepared = self._prepare(registration, reason)
+        prepared = self._prepare(registration, reason, resolved)
         if prepared.plan.requests:
             self.schedule(endpoint, reason)
             return None
@@ -372,22 +383,80 @@ class ProfileEngine:
         )
         return status
 
-    def _save_settled(self, statuses: list[DeviceStatus]) -> None:
+    def _register_plainly(self, endpoint: str) -> PlainStatus | tuple[Profile, str] | None:
+        """A Register's application when its profile asks nothing, settled without the general
+        path's objects: what ``_apply_at_once`` would make of it (a status ``applied``, reason
+        ``register``, nothing observed or written, no problem, the stored value problems
+        kept), as a ``PlainStatus``. Anything else declines, changing nothing: None, or the
+        profile and why it was chosen (resolved already; ``_prepare`` takes them rather than
+        resolving, and logging a missing assignment, twice).
+
+        Why: a Register of a device whose profile asks nothing (the built-in default: nearly
+        every Register of most fleets) went through ``status_of``, ``_prepare``, ``plan``,
+        ``_begin``, ``applied_without_requests`` and ``record``, seven objects to produce
+        seven atoms; about a quarter of a Register's CPU at 100k clients was the profile batch
+        (docs/performance.md, "Session 7: Register path"). It applies when, and only when, the
+        general path would take ``plan``'s shortcut for a profile that asks nothing and the
+        device has no status to carry over but its value problems: no status in memory (a gap
+        to retry, an application in progress), no task running, a stored status (read for the
+        iteration by ``_run_due``) absent or readable with no value problems, and a profile
+        with no objects and no resources whose strategy the device's LwM2M version allows
+        (else ``plan`` records a problem). ``tests/unit/profiles/test_plain_register.py``
+        holds the two paths to the same stored rows, events and memory."""
+        preloaded = self._preloaded
+        if endpoint in self._status or endpoint in self._running or endpoint not in preloaded:
+            return None
+        stored = preloaded[endpoint]
+        if stored is not None:
+            try:
+                kept = DeviceStatus.from_json(stored)
+            except Exception:  # the general path meets (and logs) the same error
+                return None
+            if kept.value_problems:
+                return None
+        try:
+            registration = self.ops.client(endpoint)
+        except Lwm2mError:
+            return None
+        resolved = profile, chosen_by = self.catalog.resolve(endpoint)
+        if (
+            profile.resources
+            or profile.objects
+            or (
+                profile.observe_strategy is not ObserveStrategy.SINGLE
+                and not composite_allowed(registration)
+            )
+        ):
+            return resolved
+        self._planned_with[endpoint] = registration.object_links
+        if log.isEnabledFor(logging.DEBUG):  # as ``_begin`` logs it
+            log.debug(
+                "applying profile %s to %s (%s): %d requests", profile.name, endpoint, "register", 0
+            )
+        return PlainStatus(endpoint, profile.name, profile.digest, chosen_by, time.time())
+
+    def _save_settled(self, statuses: Sequence[DeviceStatus | PlainStatus]) -> None:
         """Store the statuses of applications done at once (one write for all), publish them,
         and keep in memory only those an Update still has to look at (a gap to retry).
 
         The others are read back from the store when needed (``status_of``): a device's
         status is ~0.5 KB of objects, and with 100k devices on a profile that asks nothing it
         was a fifth of the memory per device."""
-        items = [(status.endpoint, status.to_json()) for status in statuses]
+        put_texts = getattr(self.state, "put_status_texts", None)
         try:
-            self.state.put_statuses(items)
+            if put_texts is None:
+                self.state.put_statuses([(s.endpoint, s.to_json()) for s in statuses])
+            else:  # the sqlite store: encoded here, a PlainStatus from its atoms
+                put_texts([(s.endpoint, s.text()) for s in statuses])
         except StoreError as exc:
-            log.error("profile status of %d devices not stored: %s", len(items), exc)
+            log.error("profile status of %d devices not stored: %s", len(statuses), exc)
+            for status in statuses:  # kept in memory, as the general path keeps its own
+                if isinstance(status, PlainStatus):
+                    self._status[status.endpoint] = status.status()
         else:
             for status in statuses:
                 endpoint = status.endpoint
-                if (
+                if isinstance(status, DeviceStatus) and (
                     not _has_gap(status)
                     and endpoint not in self._running
                     and self._status.get(endpoint) is status
@@ -447,10 +516,16 @@ class ProfileEngine:
         self._save(status)
         self._publish(PROFILE, registration.endpoint, status.to_json())
 
-    def _prepare(self, registration: Registration, reason: Reason) -> _Prepared:
-        """The plan for ``registration`` and what it was made from; changes nothing."""
+    def _prepare(
+        self,
+        registration: Registration,
+        reason: Reason,
+        resolved: tuple[Profile, str] | None = None,
+    ) -> _Prepared:
+        """The plan for ``registration`` and what it was made from; changes nothing.
+        ``resolved``: the profile and why, when the caller resolved it already."""
         endpoint = registration.endpoint
-        profile, chosen_by = self.catalog.resolve(endpoint)
+        profile, chosen_by = self.catalog.resolve(endpoint) if resolved is None else resolved
         status = self.status_of(endpoint)
         previous = list(status.observed)
         if status.profile and status.profile != profile.name and reason is Reason.UPDATE:

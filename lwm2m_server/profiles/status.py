@@ -14,6 +14,8 @@ import attrs
 
 from object_models.path import LwM2mPath
 
+from ..events_bus import LazyData
+from ..store.device_state import plain_status_text, status_text
 from .applier import Applied
 from .mapper import ValueProblem
 from .plan import Problem, Target
@@ -57,6 +59,42 @@ def _plain_json(
         "requests": [],
         "valueProblems": [],
     }
+
+
+class PlainStatus:
+    """The status of a Register whose profile asks nothing, as ``ProfileEngine`` settles it
+    (``_register_plainly``): ``DeviceStatus.to_json`` of such a status is ``_plain_json`` of
+    these seven atoms (state ``applied``, reason ``register``, every list empty), so the engine
+    keeps the atoms and builds neither the ``DeviceStatus`` nor the plan, the ``Applied`` and
+    the ``_Prepared`` of the general path. ``status()`` makes the ``DeviceStatus`` the general
+    path would have made, for the rare case it must be kept (the store refused the write)."""
+
+    __slots__ = ("args", "endpoint")
+
+    def __init__(
+        self, endpoint: str, profile: str, digest: str, chosen_by: str, applied_at: float
+    ) -> None:
+        self.endpoint = endpoint
+        self.args = (endpoint, profile, digest, chosen_by, "applied", "register", applied_at)
+
+    def to_json(self) -> dict[str, Any]:
+        return _plain_json(*self.args)
+
+    def text(self) -> str:
+        """``status_text`` of ``to_json()``, filled from the atoms."""
+        endpoint, profile, digest, chosen_by, _, _, applied_at = self.args
+        text = plain_status_text(endpoint, profile, digest, chosen_by, applied_at)
+        return status_text(endpoint, self.to_json()) if text is None else text
+
+    def event_data(self) -> LazyData:
+        """The PROFILE event's data: what ``EventBus.publish`` makes of the ``partial`` that
+        ``DeviceStatus.event_data`` gives for the same status (``LazyData.of``), made
+        directly (no ``partial`` to take apart again)."""
+        return LazyData(_plain_json, *self.args)
+
+    def status(self) -> DeviceStatus:
+        endpoint, profile, digest, chosen_by, state, reason, applied_at = self.args
+        return DeviceStatus(endpoint, profile, digest, chosen_by, state, reason, applied_at)
 
 
 @attrs.define
@@ -140,6 +178,10 @@ class DeviceStatus:
             self.reason,
             self.applied_at,
         )
+
+    def text(self) -> str:
+        """What the store writes for ``to_json()`` (``StoreError`` if not JSON-ready)."""
+        return status_text(self.endpoint, self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         return {

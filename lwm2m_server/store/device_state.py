@@ -122,6 +122,18 @@ class SqliteDeviceStateStore:
                 "INSERT OR REPLACE INTO profile_status(endpoint, status) VALUES(?, ?)", rows
             )
 
+    def put_status_texts(self, rows: Sequence[tuple[str, str]]) -> None:
+        """``put_statuses`` of statuses encoded already, each ``status_text`` of its status
+        (the profile engine's batch: a ``PlainStatus`` is encoded from its seven atoms, without
+        the dict ``_status_text`` would take apart again; not part of ``DeviceStateStore``,
+        the engine uses it when the store has it)."""
+        if not rows:
+            return
+        with self._store.write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO profile_status(endpoint, status) VALUES(?, ?)", rows
+            )
+
     def status(self, endpoint: str) -> dict[str, Any] | None:
         rows = self._store.read("SELECT status FROM profile_status WHERE endpoint = ?", (endpoint,))
         if not rows:
@@ -175,6 +187,40 @@ _PLAIN_TEXT = (
     '"appliedAt":%s,"observations":[],"attributesWritten":{},"problems":[],"requests":[],'
     '"valueProblems":[]}'
 )
+
+
+def plain_status_text(
+    endpoint: str, profile: str, digest: str, chosen_by: str, applied_at: float
+) -> str | None:
+    """The text ``_status_text`` gives the status of a Register whose profile asks nothing
+    (``profiles.status.PlainStatus``: state ``applied``, reason ``register``, every list
+    empty), filled straight from its atoms; None when one is not of the type the template
+    assumes (the caller then encodes the dict). ``tests/unit/store/test_records.py`` holds it
+    to ``dumps``."""
+    if (
+        type(endpoint) is str
+        and type(profile) is str
+        and type(digest) is str
+        and type(chosen_by) is str
+        and type(applied_at) is float
+        and math.isfinite(applied_at)
+    ):
+        return _PLAIN_TEXT % (
+            _string(endpoint),
+            _string(profile),
+            _string(digest),
+            _string(chosen_by),
+            '"applied"',
+            '"register"',
+            float.__repr__(applied_at),
+        )
+    return None
+
+
+def status_text(endpoint: str, status: Mapping[str, Any]) -> str:
+    """What ``SqliteDeviceStateStore.put_status`` stores for ``status``: ``dumps(status)``,
+    the same text (``StoreError`` when it is not JSON-ready)."""
+    return _status_text(endpoint, status)
 
 
 def _status_text(endpoint: str, status: Mapping[str, Any]) -> str:

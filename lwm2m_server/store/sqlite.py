@@ -425,6 +425,15 @@ class SqliteStore(SqliteDatabase):
         "port, identity, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
     _INSERT_NEW_SQL = f"{_INSERT_SQL} ON CONFLICT(endpoint) DO NOTHING"
+    _INSERT_NEW_NOSEC_SQL = (
+        "INSERT INTO registrations(id, endpoint, last_update, data, lifetime, host, "
+        "port, identity, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, NULL, ?) "
+        "ON CONFLICT(endpoint) DO NOTHING"
+    )
+    """``_INSERT_NEW_SQL`` of a NoSec registration (no identity): the NULL written in the
+    statement rather than bound. The sqlite3 module hands every parameter that is not an
+    exact int, float, str or bytes (None included) to its adapter lookup (a key tuple, a dict
+    probe, two attribute lookups): ~0.3 µs per Register on the development machine."""
     _PUT_SQL = (
         f"{_INSERT_SQL} "
         "ON CONFLICT(id) DO UPDATE SET endpoint=excluded.endpoint, "
@@ -447,18 +456,37 @@ class SqliteStore(SqliteDatabase):
         ``IntegrityError``, undone alone (sqlite's ABORT), and the savepoint path upserts."""
         if not isinstance(registration, Registration):
             raise StoreError(f"expected a Registration, got {type(registration).__name__}")
-        key = (registration.endpoint, registration.registration_id)
-        params = (
+        reg_id, endpoint, last_update = (
             registration.registration_id,
             registration.endpoint,
             registration.last_update,
-            registration_text(registration),
-            *_reg_columns(registration),
         )
+        data = registration_text(registration)
+        lifetime, host, port, identity, expires_at = _reg_columns(registration)
         conn = self._group_connection()
         if conn is not None:
             try:
-                if conn.execute(self._INSERT_NEW_SQL, params).rowcount:
+                if identity is None:
+                    new = conn.execute(
+                        self._INSERT_NEW_NOSEC_SQL,
+                        (reg_id, endpoint, last_update, data, lifetime, host, port, expires_at),
+                    ).rowcount
+                else:
+                    new = conn.execute(
+                        self._INSERT_NEW_SQL,
+                        (
+                            reg_id,
+                            endpoint,
+                            last_update,
+                            data,
+                            lifetime,
+                            host,
+                            port,
+                            identity,
+                            expires_at,
+                        ),
+                    ).rowcount
+                if new:
                     return None
                 # else the endpoint has a row: replaced below
             except sqlite3.IntegrityError:
@@ -466,18 +494,21 @@ class SqliteStore(SqliteDatabase):
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: write failed: {exc}") from exc
         with self.write() as conn:
-            rows = conn.execute(self._REPLACED_SQL, key).fetchall()
+            rows = conn.execute(self._REPLACED_SQL, (endpoint, reg_id)).fetchall()
             # a corrupt old row of this endpoint is quarantined (not returned), then replaced
             replaced = next(iter(self._registrations_of(rows, conn)), None)
             if (
                 len(rows) == 1
                 and replaced is not None
-                and self._replace_in_place(conn, rows[0], replaced, registration, params[3])
+                and self._replace_in_place(conn, rows[0], replaced, registration, data)
             ):
                 return replaced
             for row in rows:
                 self._delete_registration(conn, row[1])
-            conn.execute(self._PUT_SQL, params)
+            conn.execute(
+                self._PUT_SQL,
+                (reg_id, endpoint, last_update, data, lifetime, host, port, identity, expires_at),
+            )
         return replaced
 
     @staticmethod

@@ -336,3 +336,31 @@ def test_the_engines_status_of_a_plan_that_sent_nothing_is_stored_as_dumps_gives
     for at in (None, 1796604288.042265, 0.1):
         status.applied_at = at
         assert _status_text("ep", status.to_json()) == dumps(status.to_json())
+
+
+@given(
+    st.tuples(*(json_leaves for _ in range(4))),
+    st.floats() | json_leaves,
+    st.tuples(*(st.text() for _ in range(4))),
+    st.booleans(),
+)
+def test_a_plain_register_status_is_stored_as_dumps_gives_its_json(
+    drawn: tuple[object, ...], applied_at: object, texts_: tuple[str, ...], strings: bool
+) -> None:
+    """``PlainStatus.text`` (the engine's Register of a profile that asks nothing, encoded from
+    its atoms by ``plain_status_text``) is ``dumps`` of its ``to_json()``, whatever the atoms
+    (any text, non-finite or non-float times, values of other types: those fall through to
+    the reference path, which refuses what ``dumps`` refuses)."""
+    from keystore.store.errors import StoreError
+    from lwm2m_server.profiles.status import PlainStatus
+
+    atoms = texts_ if strings else drawn
+    status = PlainStatus(*atoms, applied_at)  # type: ignore[arg-type,call-arg]
+    try:
+        expected = dumps(status.to_json())
+    except (TypeError, ValueError):
+        with pytest.raises(StoreError):
+            status.text()
+        return
+    assert status.text() == expected
+    assert status.status().to_json() == status.to_json()  # what the engine keeps on a failure

@@ -109,3 +109,28 @@ def test_a_file_with_the_full_identity_index_opens_with_the_partial_one(tmp_path
         assert store.read("PRAGMA integrity_check") == [("ok",)]
         assert store.registrations_by_identity(OTHER) == [reg(4, identity=OTHER)]
         assert len(store.registrations_by_identity(PSK)) == 2
+
+
+def test_the_group_insert_writes_the_identity_column_of_nosec_and_bound_devices(
+    tmp_path: Path,
+) -> None:
+    """The Register's INSERT in a group transaction (two statements: NULL written in the text
+    for a NoSec device, bound otherwise) stores what the reader returns, and the same rows as
+    the savepoint path outside a group."""
+    path = tmp_path / "group.sqlite"
+    with SqliteStore(path) as store:
+        store.enable_group_commit()
+        fill(store)
+        assert store.commit()
+        grouped = store.read("SELECT id, identity, data FROM registrations ORDER BY id")
+        assert [r[1] for r in grouped] == [
+            None,
+            '["psk","dev-1"]',
+            '["psk","dev-1"]',
+            '["psk","dev-2"]',
+        ]
+        assert store.get_registration("id1") == reg(1)
+        assert store.registrations_by_identity(OTHER) == [reg(4, identity=OTHER)]
+    with SqliteStore(tmp_path / "plain.sqlite") as plain:
+        fill(plain)
+        assert plain.read("SELECT id, identity, data FROM registrations ORDER BY id") == grouped
