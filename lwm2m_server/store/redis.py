@@ -20,18 +20,19 @@ old one's observations with it; an Update, the cheap Update and the removal only
 stored id (and for an expiry, the stored ``exp``) is the one the caller names, so of several
 nodes expiring a registration exactly one gets it back. The indexes are keys of other slots. On
 one Redis a Register is one Lua script over all its keys (the id's owner check, index entries,
-record, expiry score: one round trip, atomic), a synchronous Update sends index entries, record
-script and expiry score as one MULTI/EXEC (atomic), and the group commit's Updates are one script
-for all of them. No Redis Cluster transaction spans slots, so there, and for removals and
-observations on both, the indexes are kept by separate, repeatable steps with one rule:
-**an index may hold entries that are no longer true, never miss one that is.** An entry is added
-before the record it points to is written and removed after the record is gone, and every lookup
-through an index checks the record (id, endpoint, address, identity, expiry) and ignores what
-disagrees. The expiry index's score may be earlier than the record's expiry after a crash or two
-concurrent writers (the sweep then reads the record, sees it is not due and repairs the score
-with a compare-and-set), never later, except in one race documented in docs/cluster.md. A
-process killed between the steps leaves at most stale entries (ignored; the sweep drops those of
-the expiry index), never a half-written registration.
+record, expiry score, and a replaced registration's id, expiry and token entries: atomic; under
+group commit one script for the iteration's Registers), a synchronous Update sends index
+entries, record script and expiry score as one MULTI/EXEC (atomic), and the group commit's
+Updates are one script for all of them. No Redis Cluster transaction spans slots, so there, and
+for removals and observations on both, the indexes are kept by separate, repeatable steps with
+one rule: **an index may hold entries that are no longer true, never miss one that is.** An
+entry is added before the record it points to is written and removed after the record is gone,
+and every lookup through an index checks the record (id, endpoint, address, identity, expiry)
+and ignores what disagrees. The expiry index's score may be earlier than the record's expiry
+after a crash or two concurrent writers (the sweep then reads the record, sees it is not due and
+repairs the score with a compare-and-set), never later, except in one race documented in
+docs/cluster.md. A process killed between the steps leaves at most stale entries (ignored; the
+sweep drops those of the expiry index), never a half-written registration.
 
 **Group commit** (``enable_group_commit()``, what the server runs on one Redis): the cheap
 Updates (``touch_registration``, the hot path) of a loop iteration are held and sent as one
@@ -44,9 +45,12 @@ logged and never withholds a reply. A held Update is answered True at once; if t
 finds its registration gone (another node removed it) or Redis fails, ``commit()`` returns
 False and the driver withholds the replies of the iteration; the device's retransmission is
 handled again, and that registration's next Update is written synchronously, so the core
-answers it 4.04. Every other write (Register,
-an Update that changes more, De-register, expiry, observations) is synchronous: its answer
-(what a Register replaced, who won an expiry) decides the reply. On a Redis Cluster every write
+answers it 4.04. **Registers** (``put_registration_later``) are held the same way and sent as
+one more script (``_REGISTER_MANY``) in the commit's round trip; each is told, when the commit
+answered and before the replies leave, whether it is stored and what it replaced (the core
+does the rest of the Register then: docs/cluster.md, "Group commit on Redis"). Every other
+write (``put_registration``, an Update that changes more, De-register, expiry, observations)
+is synchronous: its answer (who won an expiry) decides the reply. On a Redis Cluster every write
 is synchronous (the steps of an Update span slots, and a cluster pipeline does not keep their
 order).
 """
@@ -146,21 +150,25 @@ return old
 # by tabs: the number of its keys, id, lu, lt, host, port, exp (one argument for all of them:
 # redis-py encodes every argument in Python, ~0.4 µs each, and an Update had seven). Each
 # Update as _UPDATE (only while the stored id is its id), with its index entries and expiry
-# score; returns per Update the old {host, port}, or 0 (id gone: nothing written).
+# score. Returns only what Python must act on (a keep-alive from the same address, nearly every
+# Update, adds nothing to parse): {i} for the i-th Update whose id is gone (nothing written),
+# {i, old host, old port} for one whose address changed.
 _TOUCH_MANY = """
-local k, out = 2, {}
+local k, i, out = 2, 0, {}
 for line in string.gmatch(ARGV[1], '[^\\n]+') do
   local n, id, lu, lt, host, port, exp = string.match(line,
     '^(%d+)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)$')
   n = tonumber(n)
+  i = i + 1
   local reg = KEYS[k]
   if redis.call('HGET', reg, 'id') == id then
-    out[#out + 1] = redis.call('HMGET', reg, 'host', 'port')
+    local old = redis.call('HMGET', reg, 'host', 'port')
+    if old[1] ~= host or old[2] ~= port then out[#out + 1] = {i, old[1], old[2]} end
     for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
     redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp)
     redis.call('ZADD', KEYS[1], exp, id)
   else
-    out[#out + 1] = 0
+    out[#out + 1] = {i}
   end
   k = k + n
 end
@@ -770,13 +778,16 @@ class RedisStore:
             self.write_later(functools.partial(_srem, key, reg_id), _ignore)
 
     def _after_touches(
-        self, pending: list[Registration], index_keys: list[list[str]], olds: Any
+        self, pending: list[Registration], index_keys: list[list[str]], answers: Any
     ) -> bool:
-        """The script's answers: False when an Update found its registration gone (its id is
-        then touched synchronously the next time)."""
+        """The script's answers (only the Updates whose id was gone or whose address moved):
+        False when an Update found its registration gone (its id is then touched
+        synchronously the next time)."""
         ok = True
-        for reg, indexes, old in zip(pending, index_keys, olds, strict=True):
-            if not self._after_rewrite(reg, indexes, old):
+        for answer in answers:
+            n = int(answer[0]) - 1
+            reg = pending[n]
+            if not self._after_rewrite(reg, index_keys[n], answer[1:]):
                 ok = False
                 if len(self._lost) >= _MAX_LOST:
                     self._lost.clear()
