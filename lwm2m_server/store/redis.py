@@ -145,14 +145,15 @@ return old
 """
 
 # One Redis only (the group commit): the cheap Updates of a loop iteration in one script, one
-# command (redis-py packs and parses one command instead of three per Update). KEYS: expiry,
-# then per Update its reg key and index keys. ARGV[1]: one line per Update, its fields joined
-# by tabs: the number of its keys, id, lu, lt, host, port, exp (one argument for all of them:
-# redis-py encodes every argument in Python, ~0.4 µs each, and an Update had seven). Each
-# Update as _UPDATE (only while the stored id is its id), with its index entries and expiry
-# score. Returns only what Python must act on (a keep-alive from the same address, nearly every
-# Update, adds nothing to parse): {i} for the i-th Update whose id is gone (nothing written),
-# {i, old host, old port} for one whose address changed.
+# command (redis-py packs and parses one command instead of three per Update). KEYS: expiry, then
+# per Update its reg key and index keys. ARGV[1]: one line per Update, its fields joined by tabs:
+# the number of its keys, id, lu, lt, host, port, exp (one argument for all of them: redis-py
+# encodes every argument in Python, ~0.4 µs each, and an Update had seven). Each Update as _UPDATE
+# (only while the stored id is its id), with its expiry score and, when its address moved, its
+# index entries (a keep-alive's are there: the Register, or the Update that moved it, added them
+# in the same atomic step as the record). Returns only what Python must act on (a keep-alive from
+# the same address, nearly every Update, adds nothing to parse): {i} for the i-th Update whose id
+# is gone (nothing written), {i, old host, old port} for one whose address changed.
 _TOUCH_MANY = """
 local k, i, out = 2, 0, {}
 for line in string.gmatch(ARGV[1], '[^\\n]+') do
@@ -163,9 +164,13 @@ for line in string.gmatch(ARGV[1], '[^\\n]+') do
   local reg = KEYS[k]
   if redis.call('HGET', reg, 'id') == id then
     local old = redis.call('HMGET', reg, 'host', 'port')
-    if old[1] ~= host or old[2] ~= port then out[#out + 1] = {i, old[1], old[2]} end
-    for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
-    redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp)
+    if old[1] == host and old[2] == port then
+      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp)
+    else
+      out[#out + 1] = {i, old[1], old[2]}
+      for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
+      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp)
+    end
     redis.call('ZADD', KEYS[1], exp, id)
   else
     out[#out + 1] = {i}
