@@ -156,3 +156,59 @@ async def test_a_reregister_on_b_cleans_up_the_registration_a_made(
         await device.stop()
         await b.stop()
         await a.stop()
+
+
+async def test_the_registers_of_one_loop_iteration_are_one_script_in_one_round_trip(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Five Registers handled in one loop iteration (fed to the UDP endpoint as a busy socket
+    delivers them, each from a real peer socket that gets its 2.01) reach Redis as one script
+    sent by one client command, seen with MONITOR (it was one script and round trip per
+    Register, each waited for on the event loop)."""
+    a = Lwm2mServer(server_config(tmp_path / "a", store=StoreSettings("redis", redis_url, "rt")))
+    await a.start()
+    store = core_store(a)
+    peers = [await raw.RawPeer.open(("127.0.0.1", a.coap_address.port)) for _ in range(5)]
+    seen: list[dict[str, Any]] = []
+    monitor = redis.Redis.from_url(redis_url).monitor()
+    monitor.__enter__()
+
+    def watch() -> None:
+        while (command := monitor.next_command())["command"] != "ECHO rt-end":
+            seen.append(command)
+
+    watcher = asyncio.get_running_loop().run_in_executor(None, watch)
+    try:
+        udp = a.coap.udp
+        assert udp is not None
+        answers = []
+        for i, peer in enumerate(peers):
+            message = raw.request(
+                raw.POST,
+                ["rd"],
+                query=[f"ep=batch-{i}", "lt=300", "lwm2m=1.1", "b=U"],
+                payload=b"</3303/0>",
+                content_format=40,
+            )
+            message.mid = peer.next_mid()
+            answers.append(asyncio.ensure_future(peer.resend(message, timeout=10.0)))
+            udp.datagram_received(raw.encode(message), ("127.0.0.1", peer.port))
+        codes = [raw.code_str((await answer).code) for answer in answers]
+        assert codes == ["2.01"] * 5
+        store.database.client.echo("rt-end")
+        await watcher
+        scripts = [
+            c["command"]
+            for c in seen
+            if c["client_type"] != "lua"
+            and c["command"].split(" ", 1)[0] in ("EVAL", "EVALSHA")
+            and "rt:reg:{batch-" in c["command"]
+        ]
+        assert len(scripts) == 1
+        assert all(f"rt:reg:{{batch-{i}}}" in scripts[0] for i in range(5))
+        assert sorted(r.endpoint for r in store.registrations()) == [f"batch-{i}" for i in range(5)]
+    finally:
+        monitor.__exit__()
+        for peer in peers:
+            peer.close()
+        await a.stop()
