@@ -82,6 +82,7 @@ from bench.load.generator import (
     registration_request,
 )
 from bench.server_load import run_as_main
+from keystore.store.engines import StoreSettings
 from lwm2m_runtime.coap import Code, Message, Type, encode_uint, parse, serialize
 from lwm2m_runtime.server import run as run_server
 from lwm2m_runtime.udp import UdpEndpoint
@@ -111,6 +112,9 @@ class Config:
     """Shared source addresses (0: every client its own)."""
     profile: Path | None = None
     profile_phase: str = "update"
+    redis_url: str | None = None
+    """``store: {engine: redis, url: ...}`` instead of sqlite (the server's CPU only: Redis's
+    own is not counted, it is another process)."""
 
 
 QUICK = Config(clients=[1000], updates=6000, notifications=2000, observed=200, rounds=3)
@@ -432,6 +436,8 @@ async def measure(cfg: Config) -> None:
                 dedup_bytes=dedup_entries(cfg) * 1024,
             ),
         )
+        if cfg.redis_url is not None:
+            config = attrs.evolve(config, store=StoreSettings("redis", cfg.redis_url, "hot"))
         server = Lwm2mServer(config)
         await server.start()
         udp = server.coap.udp
@@ -503,9 +509,12 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument(
         "--profile-phase", choices=("register", "update", "notification"), default="update"
     )
+    parser.add_argument("--redis-url", help="run the server on this Redis (an empty one)")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else Config()
-    cfg = replace(cfg, profile=args.profile, profile_phase=args.profile_phase)
+    cfg = replace(
+        cfg, profile=args.profile, profile_phase=args.profile_phase, redis_url=args.redis_url
+    )
     if args.clients:
         cfg = replace(cfg, clients=[int(c) for c in args.clients.split(",")])
     for name in ("updates", "notifications", "observed", "rounds", "batch", "addresses"):

@@ -278,6 +278,8 @@ class Lwm2mServer:
             self._stores = stores
             # the store is the source of truth; the core's indexes are its cache
             self.core.use_store(stores.core)
+            if config.store.engine == "redis":  # Registers ride the group commit there
+                self.core.defer_registers(self.apply)
             credentials = stores.credentials
             self.resolver = Resolver(credentials, open_registration=config.open_registration)
             identity = ensure_server_identity(credentials, host=config.host)

@@ -115,6 +115,9 @@ class RegisterOutcome:
     registration: Registration
     replaced: Registration | None
     events: tuple[Event, ...]
+    held: bool = False
+    """The store holds the write for its group commit (``register``'s ``then``): ``replaced``
+    is what the cache knew, the events come with the store's answer."""
 
 
 @attrs.frozen
@@ -239,9 +242,16 @@ class RegistrationBook:
         address: Address,
         transport: str = "coap",
         identity: IdentityBinding | None = None,
+        then: Callable[[RegisterOutcome | None], None] | None = None,
     ) -> RegisterOutcome:
         """Add a registration; an earlier one of the same endpoint is replaced (its observations
-        and queue are the caller's to drop: see ``ServerCore``)."""
+        and queue are the caller's to drop: see ``ServerCore``).
+
+        ``then``: when the store can hold the write for its group commit
+        (``put_registration_later``, Redis), it does, the outcome says ``held`` and has no
+        events, and ``then`` gets the real outcome when the store answered (before the
+        iteration's replies leave), or None when the write failed (the reply is withheld;
+        the cache then forgets the registration)."""
         reg_id = self._new_id()
         if reg_id in self._by_id:  # 48 random bits: practically never
             reg_id = self._fresh_id()
@@ -252,6 +262,11 @@ class RegistrationBook:
         # the endpoint (no extra read: put_registration finds it anyway)
         cached_id = self._by_endpoint.get(request.endpoint)
         replaced = None if cached_id is None else self._by_id.get(cached_id)
+        if then is not None and self._hold(registration, replaced, then):
+            if replaced is not None:
+                self._forget(replaced.registration_id)
+            self._put(registration)
+            return RegisterOutcome(registration, replaced, (), held=True)
         if self.store is not None:
             stored = self.store.put_registration(registration)
             replaced = replaced if stored is None or replaced is not None else stored
@@ -261,6 +276,47 @@ class RegistrationBook:
                 self._forget(replaced.registration_id)
             events.append(Replaced(old=replaced, new=registration))
         self._put(registration)
+        events.append(Registered(registration=registration, replaced=replaced))
+        return RegisterOutcome(registration, replaced, tuple(events))
+
+    def _hold(
+        self,
+        registration: Registration,
+        cached: Registration | None,
+        then: Callable[[RegisterOutcome | None], None],
+    ) -> bool:
+        """Hand the write to the store's group commit, if it takes it (``register``)."""
+        later = getattr(self.store, "put_registration_later", None)
+        if later is None:
+            return False
+
+        def stored(ok: bool, replaced: Registration | None) -> None:
+            then(self._registered(registration, cached, ok, replaced))
+
+        return bool(later(registration, stored))
+
+    def _registered(
+        self,
+        registration: Registration,
+        cached: Registration | None,
+        ok: bool,
+        stored: Registration | None,
+    ) -> RegisterOutcome | None:
+        """The store answered a held Register: its outcome, as ``register`` makes it (the
+        cache's replaced registration, else the store's: another node registered the endpoint);
+        None when it was not stored: the cache forgets it (a cache may miss, never hold what
+        the store lacks; what it replaced is still stored and read through on a miss)."""
+        reg_id = registration.registration_id
+        if not ok:
+            if self._by_id.get(reg_id) is registration:
+                self._forget(reg_id)
+            return None
+        replaced = cached if cached is not None or stored is None else stored
+        if replaced is not None and replaced is stored and stored.registration_id in self._by_id:
+            self._forget(stored.registration_id)  # a copy the cache read meanwhile
+        events: list[Event] = []
+        if replaced is not None:
+            events.append(Replaced(old=replaced, new=registration))
         events.append(Registered(registration=registration, replaced=replaced))
         return RegisterOutcome(registration, replaced, tuple(events))
 

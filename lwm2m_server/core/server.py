@@ -24,6 +24,7 @@ document says why).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -47,7 +48,12 @@ from .events import (
 from .observations import Observation, ObservationIndex
 from .queue import QueueConfig, QueuedRequest, RequestQueues
 from .registration import QueryInput, Registration, RegistrationRequest, UpdateRequest
-from .registrations import DEFAULT_GRACE_PERIOD, RegistrationBook, new_registration_id
+from .registrations import (
+    DEFAULT_GRACE_PERIOD,
+    RegisterOutcome,
+    RegistrationBook,
+    new_registration_id,
+)
 from .sorted_book import SortedRegistrationBook
 
 if TYPE_CHECKING:
@@ -138,9 +144,38 @@ class ServerCore:
         identity: IdentityBinding | None = None,
     ) -> CoreResult:
         """``register`` for an already parsed request."""
+        late = self._late_registers
         outcome = self.registrations.register(
-            request, now=now, address=address, transport=transport, identity=identity
+            request,
+            now=now,
+            address=address,
+            transport=transport,
+            identity=identity,
+            then=None if late is None else functools.partial(self._register_stored, late, now),
         )
+        if outcome.held:  # the store answers later: the rest is done then
+            return CoreResult(outcome.registration)
+        return self._registered(outcome, now)
+
+    def defer_registers(self, apply: Callable[[CoreResult], None]) -> None:
+        """Let a store that group-commits Registers (Redis: ``put_registration_later``) hold
+        them: ``register`` then returns a result without events, and ``apply`` gets the
+        Register's whole result (events, queued requests now due) when the store answered,
+        before the iteration's replies leave; nothing when the write failed (the reply is
+        withheld, nothing is announced). The replaced registration's observations are dropped
+        then too (docs/cluster.md, "Group commit on Redis")."""
+        self._late_registers = apply
+
+    _late_registers: Callable[[CoreResult], None] | None = None
+
+    def _register_stored(
+        self, apply: Callable[[CoreResult], None], now: float, outcome: RegisterOutcome | None
+    ) -> None:
+        if outcome is not None:
+            apply(self._registered(outcome, now))
+
+    def _registered(self, outcome: RegisterOutcome, now: float) -> CoreResult:
+        """A stored Register's result: the replaced registration's observations end."""
         events: list[Event] = list(outcome.events)
         if outcome.replaced is not None:
             cancelled = self.observations.remove_registration(outcome.replaced.registration_id)

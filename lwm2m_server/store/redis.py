@@ -20,18 +20,19 @@ old one's observations with it; an Update, the cheap Update and the removal only
 stored id (and for an expiry, the stored ``exp``) is the one the caller names, so of several
 nodes expiring a registration exactly one gets it back. The indexes are keys of other slots. On
 one Redis a Register is one Lua script over all its keys (the id's owner check, index entries,
-record, expiry score: one round trip, atomic), a synchronous Update sends index entries, record
-script and expiry score as one MULTI/EXEC (atomic), and the group commit's Updates are one script
-for all of them. No Redis Cluster transaction spans slots, so there, and for removals and
-observations on both, the indexes are kept by separate, repeatable steps with one rule:
-**an index may hold entries that are no longer true, never miss one that is.** An entry is added
-before the record it points to is written and removed after the record is gone, and every lookup
-through an index checks the record (id, endpoint, address, identity, expiry) and ignores what
-disagrees. The expiry index's score may be earlier than the record's expiry after a crash or two
-concurrent writers (the sweep then reads the record, sees it is not due and repairs the score
-with a compare-and-set), never later, except in one race documented in docs/cluster.md. A
-process killed between the steps leaves at most stale entries (ignored; the sweep drops those of
-the expiry index), never a half-written registration.
+record, expiry score, and a replaced registration's id, expiry and token entries: atomic; under
+group commit one script for the iteration's Registers), a synchronous Update sends index
+entries, record script and expiry score as one MULTI/EXEC (atomic), and the group commit's
+Updates are one script for all of them. No Redis Cluster transaction spans slots, so there, and
+for removals and observations on both, the indexes are kept by separate, repeatable steps with
+one rule: **an index may hold entries that are no longer true, never miss one that is.** An
+entry is added before the record it points to is written and removed after the record is gone,
+and every lookup through an index checks the record (id, endpoint, address, identity, expiry)
+and ignores what disagrees. The expiry index's score may be earlier than the record's expiry
+after a crash or two concurrent writers (the sweep then reads the record, sees it is not due and
+repairs the score with a compare-and-set), never later, except in one race documented in
+docs/cluster.md. A process killed between the steps leaves at most stale entries (ignored; the
+sweep drops those of the expiry index), never a half-written registration.
 
 **Group commit** (``enable_group_commit()``, what the server runs on one Redis): the cheap
 Updates (``touch_registration``, the hot path) of a loop iteration are held and sent as one
@@ -44,9 +45,12 @@ logged and never withholds a reply. A held Update is answered True at once; if t
 finds its registration gone (another node removed it) or Redis fails, ``commit()`` returns
 False and the driver withholds the replies of the iteration; the device's retransmission is
 handled again, and that registration's next Update is written synchronously, so the core
-answers it 4.04. Every other write (Register,
-an Update that changes more, De-register, expiry, observations) is synchronous: its answer
-(what a Register replaced, who won an expiry) decides the reply. On a Redis Cluster every write
+answers it 4.04. **Registers** (``put_registration_later``) are held the same way and sent as
+one more script (``_REGISTER_MANY``) in the commit's round trip; each is told, when the commit
+answered and before the replies leave, whether it is stored and what it replaced (the core
+does the rest of the Register then: docs/cluster.md, "Group commit on Redis"). Every other
+write (``put_registration``, an Update that changes more, De-register, expiry, observations)
+is synchronous: its answer (who won an expiry) decides the reply. On a Redis Cluster every write
 is synchronous (the steps of an Update span slots, and a cluster pipeline does not keep their
 order).
 """
@@ -141,26 +145,80 @@ return old
 """
 
 # One Redis only (the group commit): the cheap Updates of a loop iteration in one script, one
-# command (redis-py packs and parses one command instead of three per Update). KEYS: expiry,
-# then per Update its reg key and index keys. ARGV[1]: one line per Update, its fields joined
-# by tabs: the number of its keys, id, lu, lt, host, port, exp (one argument for all of them:
-# redis-py encodes every argument in Python, ~0.4 µs each, and an Update had seven). Each
-# Update as _UPDATE (only while the stored id is its id), with its index entries and expiry
-# score; returns per Update the old {host, port}, or 0 (id gone: nothing written).
+# command (redis-py packs and parses one command instead of three per Update). KEYS: expiry, then
+# per Update its reg key and index keys. ARGV[1]: one line per Update, its fields joined by tabs:
+# the number of its keys, id, lu, lt, host, port, exp (one argument for all of them: redis-py
+# encodes every argument in Python, ~0.4 µs each, and an Update had seven). Each Update as _UPDATE
+# (only while the stored id is its id), with its expiry score and, when its address moved, its
+# index entries (a keep-alive's are there: the Register, or the Update that moved it, added them
+# in the same atomic step as the record). Returns only what Python must act on (a keep-alive from
+# the same address, nearly every Update, adds nothing to parse): {i} for the i-th Update whose id
+# is gone (nothing written), {i, old host, old port} for one whose address changed.
 _TOUCH_MANY = """
-local k, out = 2, {}
+local k, i, out = 2, 0, {}
 for line in string.gmatch(ARGV[1], '[^\\n]+') do
   local n, id, lu, lt, host, port, exp = string.match(line,
     '^(%d+)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)$')
   n = tonumber(n)
+  i = i + 1
   local reg = KEYS[k]
   if redis.call('HGET', reg, 'id') == id then
-    out[#out + 1] = redis.call('HMGET', reg, 'host', 'port')
-    for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
-    redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp)
+    local old = redis.call('HMGET', reg, 'host', 'port')
+    if old[1] == host and old[2] == port then
+      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp)
+    else
+      out[#out + 1] = {i, old[1], old[2]}
+      for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
+      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp)
+    end
     redis.call('ZADD', KEYS[1], exp, id)
   else
-    out[#out + 1] = 0
+    out[#out + 1] = {i}
+  end
+  k = k + n
+end
+return out
+"""
+
+# One Redis only (the group commit): the Registers of a loop iteration in one script, after
+# _TOUCH_MANY in the same round trip. KEYS: ids, expiry, tokens, then per Register its reg and obs
+# keys and its index keys. ARGV[1]: one line per Register, tab-separated: the number of its keys,
+# id, endpoint, lu, lt, host, port, exp; ARGV[1 + i]: the i-th Register's JSON record. Each
+# Register as _REGISTER, and a registration it replaces loses its id, expiry and token entries in
+# the same step (atomic: its address and identity entries are dropped later, by the index rule).
+# Returns per Register {'moved', endpoint} when its id belongs to another endpoint (nothing
+# written), else {'ok', the replaced registration's fields (flat) or {}}.
+_REGISTER_MANY = """
+local k, i, out = 4, 1, {}
+for line in string.gmatch(ARGV[1], '[^\\n]+') do
+  i = i + 1
+  local n, id, ep, lu, lt, host, port, exp = string.match(line,
+    '^(%d+)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)$')
+  n = tonumber(n)
+  local reg, obs = KEYS[k], KEYS[k + 1]
+  local prev = redis.call('HGET', KEYS[1], id)
+  if prev and prev ~= ep then
+    out[#out + 1] = {'moved', prev}
+  else
+    redis.call('HSET', KEYS[1], id, ep)
+    for j = 2, n - 1 do redis.call('SADD', KEYS[k + j], id) end
+    local old = redis.call('HGETALL', reg)
+    local replaced, old_id = {}, nil
+    for f = 1, #old, 2 do if old[f] == 'id' then old_id = old[f + 1] end end
+    if old_id and old_id ~= id then
+      replaced = old
+      for _, token in ipairs(redis.call('HKEYS', obs)) do
+        if redis.call('HGET', KEYS[3], token) == ep then redis.call('HDEL', KEYS[3], token) end
+      end
+      redis.call('DEL', obs)
+      if redis.call('HGET', KEYS[1], old_id) == ep then redis.call('HDEL', KEYS[1], old_id) end
+      redis.call('ZREM', KEYS[2], old_id)
+    end
+    redis.call('DEL', reg)
+    redis.call('HSET', reg, 'id', id, 'data', ARGV[i], 'lu', lu, 'lt', lt, 'host', host,
+      'port', port, 'exp', exp)
+    redis.call('ZADD', KEYS[2], exp, id)
+    out[#out + 1] = {'ok', replaced}
   end
   k = k + n
 end
@@ -227,7 +285,7 @@ def _after_pending(
     def run(self: RedisStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
         if self._inflight:  # answers of the asynchronous commits first: ordered after them
             self._drain()
-        if self._pending:
+        if self._pending or self._registers:
             self._flush()
         return method(self, *args, **kwargs)
 
@@ -237,6 +295,25 @@ def _after_pending(
 def _plain(value: str) -> bool:
     """``value`` fits in a field of ``_TOUCH_MANY``'s lines (no tab, no line break)."""
     return "\t" not in value and "\n" not in value
+
+
+def _srem(key: str, member: str, pipe: Any) -> None:
+    pipe.srem(key, member)
+
+
+def _ignore(answer: object) -> None:
+    """The answer of an advisory write nothing waits for."""
+    del answer
+
+
+def _registered(outcomes: list[tuple[RegisterDone, bool, Registration | None]]) -> None:
+    """Tell each held Register its outcome (one failing callback must not keep the others'
+    in-memory state unsettled)."""
+    for done, stored, replaced in outcomes:
+        try:
+            done(stored, replaced)
+        except Exception:
+            log.exception("after a Register of the group commit")
 
 
 def _call(callbacks: list[tuple[Callable[[bool], None], bool]], ok: bool) -> None:
@@ -249,6 +326,11 @@ def _call(callbacks: list[tuple[Callable[[bool], None], bool]], ok: bool) -> Non
             log.exception("after a group commit")
 
 
+RegisterDone = Callable[[bool, Registration | None], None]
+"""What ``RedisStore.put_registration_later`` calls when its commit answered: whether the
+Register is stored, and the registration it replaced (as the store had it; None: none)."""
+
+
 @attrs.define(eq=False)
 class _InFlight:
     """An asynchronous commit sent and not answered yet (``RedisStore.commit_async``)."""
@@ -258,6 +340,7 @@ class _InFlight:
     commands: list[Any]
     pending: list[Registration]
     index_keys: list[list[str]]
+    registers: list[tuple[Registration, RegisterDone]]
     extras: list[tuple[Callable[[Any], object], Callable[[Any], None]]]
     first_extra: int
     sent_at: float
@@ -294,6 +377,8 @@ class RedisStore:
         self._drop_tokens = db.script(_DROP_TOKENS)
         self._pop = db.script(_POP)
         self._pending: list[Registration] = []
+        self._registers: list[tuple[Registration, RegisterDone]] = []
+        """Registers held for the next group commit (``put_registration_later``)."""
         self._extras: list[tuple[Callable[[Any], object], Callable[[Any], None]]] = []
         """Advisory writes (``write_later``) for the next group commit's pipeline."""
         self._lost: set[str] = set()
@@ -340,7 +425,7 @@ class RedisStore:
         node removed it): the driver withholds the iteration's replies and the device's
         retransmission is handled again, then answered 4.04 (the lost id is touched
         synchronously the next time)."""
-        ok = self._flush() if self._pending or self._extras else True
+        ok = self._flush() if self._pending or self._registers or self._extras else True
         failed, self._group_failed = self._group_failed, False
         return ok and not failed
 
@@ -362,7 +447,7 @@ class RedisStore:
         if inflight and time.monotonic() - inflight[0].sent_at > self._answer_timeout():
             # a Redis that stopped answering: as a synchronous command's socket timeout
             self._drop_connection(TimeoutError("Redis did not answer the group commit"))
-        if self._pending or self._extras:
+        if self._pending or self._registers or self._extras:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # no loop to read the answer: the synchronous commit
@@ -391,11 +476,13 @@ class RedisStore:
         answers are read by ``_on_readable``. False when the send failed (logged as
         ``_flush`` does; the in-flight commits on the connection fail with it)."""
         pending, self._pending = self._pending, []
+        registers, self._registers = self._registers, []
         extras, self._extras = self._extras, []
         from redis.exceptions import RedisError
 
         pipe = self._db.client.pipeline(transaction=False)
         index_keys = self._queue_touches(pipe, pending)
+        self._queue_registers(pipe, registers)
         first_extra = len(pipe.command_stack)
         try:
             for queue, _ in extras:
@@ -405,10 +492,19 @@ class RedisStore:
             conn.send_packed_command(conn.pack_commands([args for args, _ in commands]))
         except (RedisError, StoreError, OSError) as exc:
             self._drop_connection(exc)
-            self._not_stored(pending, extras, exc)
-            return not pending
+            self._not_stored(pending, registers, extras, exc)
+            return not pending and not registers
         self._inflight.append(
-            _InFlight(pipe, commands, pending, index_keys, extras, first_extra, time.monotonic())
+            _InFlight(
+                pipe=pipe,
+                commands=commands,
+                pending=pending,
+                index_keys=index_keys,
+                registers=registers,
+                extras=extras,
+                first_extra=first_extra,
+                sent_at=time.monotonic(),
+            )
         )
         return True
 
@@ -502,16 +598,20 @@ class RedisStore:
         """An asynchronous commit answered: as the end of ``_flush``."""
         from redis.exceptions import RedisError
 
-        pending, extras = entry.pending, entry.extras
+        pending, registers, extras = entry.pending, entry.registers, entry.extras
         answers = results[entry.first_extra :]
-        try:
-            if pending and isinstance(results[0], Exception):
-                raise results[0]
-            ok = self._after_touches(pending, entry.index_keys, results[0] if pending else [])
-        except (RedisError, StoreError) as exc:
+        failure = next((r for r in results[: entry.first_extra] if isinstance(r, Exception)), None)
+        if failure is not None:  # a script failed: nothing of it is stored
             self._answer(extras, answers)
-            if pending:
-                self._failed(len(pending), exc)
+            self._not_stored(pending, registers, [], failure)
+            return False
+        ok = self._after_registers(registers, results[1 if pending else 0] if registers else [])
+        try:
+            touched = self._after_touches(pending, entry.index_keys, results[0] if pending else [])
+            ok = touched and ok
+        except (RedisError, StoreError) as exc:  # an Update's index clean-up failed
+            self._answer(extras, answers)
+            self._not_stored(pending, [], [], exc)
             return False
         self._answer(extras, answers)
         if self._db.down:
@@ -525,7 +625,7 @@ class RedisStore:
         entries, self._inflight = list(self._inflight), deque()
         group_failed = self._group_failed  # the current iteration's, not these commits'
         for entry in entries:
-            self._not_stored(entry.pending, entry.extras, exc)
+            self._not_stored(entry.pending, entry.registers, entry.extras, exc)
         self._group_failed = group_failed
         for entry in entries:
             _call(entry.callbacks, False)
@@ -534,7 +634,7 @@ class RedisStore:
         if self._inflight:
             self._drain()
         self._drop_connection(None)
-        if self._pending or self._extras:
+        if self._pending or self._registers or self._extras:
             with suppress(StoreError):
                 self._flush()
         self._db.close()
@@ -564,7 +664,7 @@ class RedisStore:
         sends asynchronously and the driver's ``commit_async`` then waits for this commit;
         a send that fails marks the iteration failed for that call, as ``_flush`` does."""
         self._armed = False
-        if self._pending or self._extras:
+        if self._pending or self._registers or self._extras:
             if not self._asynchronous:
                 self._flush()
                 return
@@ -579,22 +679,31 @@ class RedisStore:
         """Send the pending Updates (one script: atomic) and the advisory writes in one
         round trip."""
         pending, self._pending = self._pending, []
+        registers, self._registers = self._registers, []
         extras, self._extras = self._extras, []
         from redis.exceptions import RedisError
 
         try:
-            # one script for the Updates (atomic), the advisory writes after it: independent
-            # single commands, so no MULTI/EXEC is needed around them
+            # one script for the Updates and one for the Registers (each atomic), the advisory
+            # writes after them: independent single commands, so no MULTI/EXEC around them
             pipe = self._db.client.pipeline(transaction=False)
             index_keys = self._queue_touches(pipe, pending)
+            self._queue_registers(pipe, registers)
             first_extra = len(pipe.command_stack)
             for queue, _ in extras:
                 queue(pipe)
             results = pipe.execute()
-            ok = self._after_touches(pending, index_keys, results[0] if pending else [])
         except (RedisError, StoreError) as exc:
-            self._not_stored(pending, extras, exc)
-            return not pending
+            self._not_stored(pending, registers, extras, exc)
+            return not pending and not registers
+        # the Registers first: they are stored whatever the Updates' answers say
+        ok = self._after_registers(registers, results[1 if pending else 0] if registers else [])
+        try:
+            ok = self._after_touches(pending, index_keys, results[0] if pending else []) and ok
+        except (RedisError, StoreError) as exc:  # an Update's index clean-up failed
+            self._answer(extras, results[first_extra:])
+            self._not_stored(pending, [], [], exc)
+            return False
         self._answer(extras, results[first_extra:])
         if self._db.down:  # the outage's end, logged once by the database
             self._db.reachable()
@@ -620,14 +729,70 @@ class RedisStore:
             pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, "\n".join(lines))
         return index_keys
 
-    def _after_touches(
-        self, pending: list[Registration], index_keys: list[list[str]], olds: Any
+    def _queue_registers(
+        self, pipe: Any, registers: list[tuple[Registration, RegisterDone]]
+    ) -> None:
+        """Queue the held Registers on ``pipe`` as one ``_REGISTER_MANY`` script."""
+        if not registers:
+            return
+        keys: list[str] = [self._ids, self._expiry, self._tokens]
+        lines: list[str] = []
+        records: list[str] = []
+        for reg, _ in registers:
+            endpoint = reg.endpoint
+            indexes = self._index_keys(reg)
+            keys += (self._reg_key(endpoint), self._obs_key(endpoint), *indexes)
+            lu, lt, host, port, exp = self._touch_values(reg)
+            lines.append(
+                f"{2 + len(indexes)}\t{reg.registration_id}\t{endpoint}\t{lu}\t{lt}\t{host}"
+                f"\t{port}\t{exp}"
+            )
+            records.append(dumps(registration_to_json(reg)))
+        pipe.execute_command("EVAL", _REGISTER_MANY, len(keys), *keys, "\n".join(lines), *records)
+
+    def _after_registers(
+        self, registers: list[tuple[Registration, RegisterDone]], answers: Any
     ) -> bool:
-        """The script's answers: False when an Update found its registration gone (its id is
-        then touched synchronously the next time)."""
+        """The Register script's answers, handed to each Register's ``done``; False when one
+        was not written (its fresh id belongs to another endpoint: the iteration's replies are
+        withheld, and the device's retransmission gets another id). The address and identity
+        entries of a registration a Register replaced are dropped with the next commit (stale
+        entries are ignored by every lookup: the module docstring's index rule)."""
         ok = True
-        for reg, indexes, old in zip(pending, index_keys, olds, strict=True):
-            if not self._after_rewrite(reg, indexes, old):
+        outcomes: list[tuple[RegisterDone, bool, Registration | None]] = []
+        for (reg, done), answer in zip(registers, answers, strict=True):
+            if text(answer[0]) != "ok":
+                ok = False
+                outcomes.append((done, False, None))
+                continue
+            replaced = None
+            if answer[1]:
+                fields = _flat(answer[1])
+                replaced = self._decode(reg.endpoint, fields)
+                if replaced is not None:
+                    self._drop_entries_later(replaced)
+            outcomes.append((done, True, replaced))
+        _registered(outcomes)
+        return ok
+
+    def _drop_entries_later(self, replaced: Registration) -> None:
+        """SREM the address and identity entries of a replaced registration with the next
+        group commit (advisory: a failure leaves a stale entry, which lookups ignore)."""
+        reg_id = replaced.registration_id
+        for key in self._index_keys(replaced):
+            self.write_later(functools.partial(_srem, key, reg_id), _ignore)
+
+    def _after_touches(
+        self, pending: list[Registration], index_keys: list[list[str]], answers: Any
+    ) -> bool:
+        """The script's answers (only the Updates whose id was gone or whose address moved):
+        False when an Update found its registration gone (its id is then touched
+        synchronously the next time)."""
+        ok = True
+        for answer in answers:
+            n = int(answer[0]) - 1
+            reg = pending[n]
+            if not self._after_rewrite(reg, index_keys[n], answer[1:]):
                 ok = False
                 if len(self._lost) >= _MAX_LOST:
                     self._lost.clear()
@@ -648,17 +813,20 @@ class RedisStore:
     def _not_stored(
         self,
         pending: Sequence[object],
+        registers: list[tuple[Registration, RegisterDone]],
         extras: list[tuple[Callable[[Any], object], Callable[[Any], None]]],
         exc: BaseException,
     ) -> None:
         """A commit that was not sent or whose connection broke: every advisory write is
-        answered with ``exc``, and the failure is counted and logged as the Updates' (their
-        replies are withheld) or, with no Update in it, as the advisory writes'."""
+        answered with ``exc``, every held Register is told it is not stored, and the failure
+        is counted and logged as the Updates' and Registers' (their replies are withheld) or,
+        with neither in it, as the advisory writes'."""
         self._answer(extras, [exc] * len(extras))
-        if pending:
-            self._failed(len(pending), exc)
-        else:
+        if pending or registers:
+            self._failed(len(pending) + len(registers), exc)
+        elif extras:
             self._extras_failed(len(extras), exc)
+        _registered([(done, False, None) for _, done in registers])
 
     def _extras_failed(self, count: int, exc: BaseException) -> None:
         if unreachable(exc):
@@ -677,8 +845,8 @@ class RedisStore:
         if now >= self._next_failure_log:  # Redis down fails every iteration: once a minute
             self._next_failure_log = now + 60.0
             log.error(
-                "Redis store %s: %d pending Updates not stored (%d failed commits so far), "
-                "their replies withheld: %s",
+                "Redis store %s: %d pending Updates not stored (Registers included; %d failed "
+                "commits so far), their replies withheld: %s",
                 self.url,
                 count,
                 self._failed_commits,
@@ -770,6 +938,30 @@ class RedisStore:
             return True
         self._lost.discard(registration.registration_id)
         return self._rewrite(registration, [])
+
+    def put_registration_later(self, registration: Registration, done: RegisterDone) -> bool:
+        """A Register held for the iteration's group commit (``commit()``, before the replies
+        leave), instead of ``put_registration``'s round trip of its own: the Registers of an
+        iteration are one script in the commit's round trip. ``done(stored, replaced)`` is
+        called when the commit answered (``stored`` False: Redis failed, or the fresh id
+        belongs to another endpoint; the commit then answers False, the replies are withheld);
+        ``replaced`` is the endpoint's registration the Register replaced (its observations,
+        id, expiry and token entries went in the same script). False, holding nothing, when
+        not grouping (a cluster) or when a field cannot be one line of the script: the caller
+        then calls ``put_registration``. Any other call sends the held Registers first."""
+        if not self._grouping:
+            return False
+        if not isinstance(registration, Registration):
+            raise StoreError(f"expected a Registration, got {type(registration).__name__}")
+        if not (
+            _plain(registration.registration_id)
+            and _plain(registration.endpoint)
+            and _plain(registration.address.host)
+        ):
+            return False
+        self._registers.append((registration, done))
+        self._arm()
+        return True
 
     def _touch_values(self, reg: Registration) -> list[str | int]:
         return [
