@@ -44,7 +44,16 @@ from .events import (
     UnknownNotification,
 )
 from .exchange import Exchange, ExchangeState, HandleState, RequestHandle
-from .message import Block, Message, empty, encode_uint, parse, serialize, set_option
+from .message import (
+    Block,
+    Message,
+    empty,
+    encode_uint,
+    parse,
+    piggybacked,
+    serialize,
+    set_option,
+)
 from .numbers import METHODS, OPTION_LENGTHS, Code, OptionNumber, Type, dotted
 from .observe import is_fresh
 from .params import Parameters
@@ -382,7 +391,10 @@ class Endpoint:
         state = exchange.state
         exchange.state = ExchangeState.ANSWERED
         if exchange.mtype is _CON and state is ExchangeState.PENDING:
-            data = serialize(Message(_ACK, code, exchange.mid, exchange.token, opts, payload))
+            if opts:
+                data = serialize(Message(_ACK, code, exchange.mid, exchange.token, opts, payload))
+            else:
+                data = piggybacked(code, exchange.mid, exchange.token, payload)
             self._out.append((data, peer))
             if sliced_by_handler and exchange.request.code == Code.GET:
                 # RFC 7252 §4.5 lets a server process a duplicate idempotent request again

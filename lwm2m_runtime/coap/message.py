@@ -23,6 +23,8 @@ _STRING_NUMBERS = frozenset(int(n) for n in STRING_OPTIONS)
 _NO_OPTIONS: Options = ()
 
 Opt = OptionNumber
+_BARE: dict[int, Message] = {}
+"""The responses :meth:`Message.response` gives for a code alone, by code (at most 256)."""
 
 
 class Block(NamedTuple):
@@ -127,6 +129,13 @@ class Message:
     ) -> Message:
         """A response body for :meth:`Endpoint.respond` (type, MID and token are filled there)."""
         if content_format is None and not extra:
+            if not payload and not location_path and cls is Message:
+                # a bare code (2.04 to every Update): one shared value per code, never built
+                # again (a Message is a value nobody changes; see the class docstring)
+                bare = _BARE.get(code)
+                if bare is None:
+                    bare = _BARE[code] = cls(Type.ACK, code)
+                return bare
             # the answers to Register/Update: no options, or only Location-Path (one number,
             # so already in order); ``options()`` costs more than the rest of this
             opts = tuple([(8, s.encode()) for s in location_path]) if location_path else ()
@@ -494,3 +503,18 @@ def serialize(message: Message) -> bytes:
 def empty(mtype: Type, mid: int) -> bytes:
     """An Empty ACK or RST for ``mid`` (the two messages the message layer sends on its own)."""
     return bytes((0x40 | (mtype << 4), 0, mid >> 8, mid & 0xFF))
+
+
+def piggybacked(code: int, mid: int, token: bytes, payload: bytes = b"") -> bytes:
+    """``serialize(Message(Type.ACK, code, mid, token, (), payload))``, without the message.
+
+    Why: the answer to nearly every request the server handles (2.04 to an Update or a Send,
+    2.02 to a De-register, an error with its diagnostic payload) is an ACK without options,
+    and building a :class:`Message` to serialize it cost more than the bytes themselves."""
+    tkl = len(token)
+    if tkl > 8:
+        raise ValueError("token longer than 8 bytes")
+    head = bytes((0x60 | tkl, code, mid >> 8, mid & 0xFF))
+    if payload:
+        return b"".join((head, token, b"\xff", payload))
+    return head + token
