@@ -434,8 +434,8 @@ def parse(data: bytes) -> Message:
             if end > n:
                 raise MessageFormatError("option value runs past the datagram", mtype, mid)
             value = data[pos:end]
-            if number in _STRING_NUMBERS and bad_string < 0:
-                try:
+            if number in _STRING_NUMBERS and bad_string < 0 and not value.isascii():
+                try:  # ASCII is UTF-8: only other bytes need the (costlier) decode
                     value.decode()
                 except UnicodeDecodeError:
                     bad_string = number
