@@ -158,10 +158,12 @@ class IncomingRequest:
     def identity(self) -> PeerIdentity:
         """Who sent it, for ``keystore.resolver.Resolver.resolve``: the DTLS identity, or a
         NoSec peer."""
-        claim = self.claim
-        if claim is None or isinstance(claim.identity, AnonymousIdentity):
-            return PeerIdentity.nosec(self.address)
-        return claim.peer(self.address)
+        remote = self.remote
+        if isinstance(remote, Session):
+            claim = remote.claim
+            if claim is not None and not isinstance(claim.identity, AnonymousIdentity):
+                return claim.peer(self.address)
+        return PeerIdentity.nosec(self.address)
 
     def __repr__(self) -> str:
         host, port = self.address
@@ -359,8 +361,12 @@ class CoapServer:
 
     # -- events ---------------------------------------------------------------------------------
     def _udp_event(self, event: Event) -> None:
-        assert self.udp is not None
-        self._on_event(self.udp, event)
+        udp = self.udp
+        assert udp is not None
+        if type(event) is RequestReceived:  # nearly every event: one call less
+            self._on_request(udp, event)
+        else:
+            self._on_event(udp, event)
 
     def _coaps_event(self, event: Event) -> None:
         assert self.coaps is not None
