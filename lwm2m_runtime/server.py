@@ -192,8 +192,10 @@ def _socket_key(sockaddr: Any) -> Key:
         host = sockaddr[0]
         port = sockaddr[1]
         if host.__class__ is str and port.__class__ is int:
-            v4 = host[7:] if host.startswith("::ffff:") else host
-            if len(sockaddr) == (2 if v4 is host else 4) and _is_canonical_ipv4(v4):
+            if not host.startswith("::ffff:"):
+                if len(sockaddr) == 2 and _is_canonical_ipv4(host):
+                    return sockaddr  # already (host, port): no new tuple
+            elif len(sockaddr) == 4 and _is_canonical_ipv4(v4 := host[7:]):
                 return v4, port
     return address_key(sockaddr)
 

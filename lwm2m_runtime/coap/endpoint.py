@@ -215,6 +215,7 @@ class Endpoint:
         }
         self._ack_delay = self.params.empty_ack_delay
         self._max_body = self.params.max_body_size
+        self._block_size = self.params.block_size
         self._stale = 0
         """Heap entries that no longer count (finished or rescheduled wires)."""
         self._noted: dict[tuple[Peer, int], _Noted] = {}
@@ -370,6 +371,21 @@ class Endpoint:
         code = response.code
         opts = response.options
         payload = response.payload
+        if (
+            not opts
+            and exchange.state is ExchangeState.PENDING
+            and exchange.mtype is _CON
+            and exchange.block1 is None
+            and exchange.block2 is None
+            and len(payload) <= self._block_size
+        ):
+            # the usual answer (2.04 to an Update): piggybacked, one block, nothing to slice;
+            # what the general path below does in that case, without its tests
+            exchange.state = ExchangeState.ANSWERED
+            data = piggybacked(code, exchange.mid, exchange.token, payload)
+            self._out.append((data, peer))
+            self._dedup.update((peer, exchange.mid), data)
+            return
         if exchange.block1 is not None:
             opts = set_option(opts, _BLOCK1, exchange.block1.encode())
         b2 = exchange.block2
