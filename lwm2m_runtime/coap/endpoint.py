@@ -64,6 +64,7 @@ Opt = OptionNumber
 _CON, _NON, _ACK, _RST = Type.CON, Type.NON, Type.ACK, Type.RST
 _BLOCK1 = int(Opt.BLOCK1)
 _BLOCK2 = int(Opt.BLOCK2)
+_BLOCK_OPTIONS = frozenset((_BLOCK1, _BLOCK2))
 _METHODS = frozenset(int(m) for m in METHODS)
 _LENGTHS = {int(k): v for k, v in OPTION_LENGTHS.items()}
 _SEEN = b""
@@ -635,7 +636,7 @@ class Endpoint:
                     self._reply(msg, peer, Code.BAD_OPTION)
                     self._refuse(peer, ErrorKind.BAD_OPTION, f"critical option {number}")
                     return
-            elif number in (_BLOCK2, _BLOCK1):
+            elif number in _BLOCK_OPTIONS:
                 has_block = True
         if has_block:
             delivered = self._request_blocks(exchange, msg, peer, now)
@@ -786,7 +787,8 @@ class Endpoint:
             self._on_unmatched(msg, peer, now)
             return
         if mtype is _CON:
-            ack = empty(_ACK, msg.mid)
+            mid = msg.mid
+            ack = bytes((0x60, 0, mid >> 8, mid & 0xFF))  # ``empty(_ACK, mid)``, inline
             self._out.append((ack, peer))
             self._dedup.add(key, ack, now)
         else:
