@@ -242,3 +242,17 @@ def test_a_bare_response_is_the_same_value_every_time(code: int) -> None:
     assert first == Message(Type.ACK, code, 0, b"", (), b"")
     assert Message.response(code) is first
     assert Message.response(code, b"x") == Message(Type.ACK, code, 0, b"", (), b"x")
+
+
+@given(st.sampled_from([3, 8, 11, 15, 20, 35, 39]), st.binary(max_size=40))
+@PROFILE
+def test_a_string_option_is_refused_exactly_when_it_is_not_utf8(number: int, value: bytes) -> None:
+    """The parser skips the UTF-8 decode of ASCII values: the verdict is still the decoder's."""
+    data = serialize(Message(Type.CON, Code.GET, 1, b"", ((number, value),)))
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        with pytest.raises(InvalidOptionValueError):
+            parse(data)
+    else:
+        assert parse(data).options == ((number, value),)
