@@ -43,8 +43,9 @@ class RequestError(ConnectionError):
 
 
 Peer = Hashable
-_ANSWERS = (ResponseReceived, RequestFailed)
-"""Events a waiting ``request()`` may take (a tuple: ``A | B`` would build a union per event)."""
+_ANSWERS = frozenset((ResponseReceived, RequestFailed))
+"""The classes of the events a waiting ``request()`` may take: a set lookup of the event's
+class is the cheapest test per event (the event classes are ``@final``)."""
 
 
 class Committer(Protocol):
@@ -215,31 +216,43 @@ class CoapDriver:
             poll: Callable[[], None] | None = getattr(self.committer, "poll", None)
             if poll is not None:
                 poll()
-        endpoint = self.endpoint
-        while (event := endpoint.next_event()) is not None:
-            if isinstance(event, _ANSWERS):
-                future = self._waiters.pop(event.handle, None)
-                if future is not None:
-                    if not future.done():
-                        if isinstance(event, ResponseReceived):
-                            hook = self._hooks.pop(event.handle, None)
-                            if hook is not None:
-                                try:
-                                    hook(event.handle, event.message)
-                                except Exception:
-                                    log.exception("response hook failed")
-                            future.set_result(event.message)
-                        elif event.response is not None:
-                            future.set_result(event.response)  # a block refused: the answer
-                        else:
-                            future.set_exception(RequestError(event.reason, event.detail))
-                    continue
-            if self.handler is not None:
+        events = self.endpoint.events
+        handler = self.handler
+        while events:
+            event = events.popleft()
+            if event.__class__ in _ANSWERS and self._answer(event):
+                continue
+            if handler is not None:
                 try:
-                    self.handler(event)
+                    handler(event)
                 except Exception:  # one bad handler call must not stop the endpoint
                     log.exception("CoAP event handler failed on %s", type(event).__name__)
-        self._schedule_flush()
+        if not self._flush_scheduled and not self._stopped:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _answer(self, event: Event) -> bool:
+        """Hand a response or failure to the ``request()`` waiting for it; False when none is
+        (the event then goes to the handler)."""
+        if not isinstance(event, ResponseReceived | RequestFailed):
+            return False
+        future = self._waiters.pop(event.handle, None)
+        if future is None:
+            return False
+        if not future.done():
+            if isinstance(event, ResponseReceived):
+                hook = self._hooks.pop(event.handle, None)
+                if hook is not None:
+                    try:
+                        hook(event.handle, event.message)
+                    except Exception:
+                        log.exception("response hook failed")
+                future.set_result(event.message)
+            elif event.response is not None:
+                future.set_result(event.response)  # a block refused: the answer
+            else:
+                future.set_exception(RequestError(event.reason, event.detail))
+        return True
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and not self._stopped:

@@ -158,10 +158,12 @@ class IncomingRequest:
     def identity(self) -> PeerIdentity:
         """Who sent it, for ``keystore.resolver.Resolver.resolve``: the DTLS identity, or a
         NoSec peer."""
-        claim = self.claim
-        if claim is None or isinstance(claim.identity, AnonymousIdentity):
-            return PeerIdentity.nosec(self.address)
-        return claim.peer(self.address)
+        remote = self.remote
+        if isinstance(remote, Session):
+            claim = remote.claim
+            if claim is not None and not isinstance(claim.identity, AnonymousIdentity):
+                return claim.peer(self.address)
+        return PeerIdentity.nosec(self.address)
 
     def __repr__(self) -> str:
         host, port = self.address
@@ -190,8 +192,10 @@ def _socket_key(sockaddr: Any) -> Key:
         host = sockaddr[0]
         port = sockaddr[1]
         if host.__class__ is str and port.__class__ is int:
-            v4 = host[7:] if host.startswith("::ffff:") else host
-            if len(sockaddr) == (2 if v4 is host else 4) and _is_canonical_ipv4(v4):
+            if not host.startswith("::ffff:"):
+                if len(sockaddr) == 2 and _is_canonical_ipv4(host):
+                    return sockaddr  # already (host, port): no new tuple
+            elif len(sockaddr) == 4 and _is_canonical_ipv4(v4 := host[7:]):
                 return v4, port
     return address_key(sockaddr)
 
@@ -359,8 +363,12 @@ class CoapServer:
 
     # -- events ---------------------------------------------------------------------------------
     def _udp_event(self, event: Event) -> None:
-        assert self.udp is not None
-        self._on_event(self.udp, event)
+        udp = self.udp
+        assert udp is not None
+        if type(event) is RequestReceived:  # nearly every event: one call less
+            self._on_request(udp, event)
+        else:
+            self._on_event(udp, event)
 
     def _coaps_event(self, event: Event) -> None:
         assert self.coaps is not None

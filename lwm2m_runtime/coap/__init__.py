@@ -27,6 +27,7 @@ from .message import (
     encode_uint,
     options,
     parse,
+    piggybacked,
     serialize,
 )
 from .numbers import Code, ContentFormat, OptionNumber, Type
@@ -65,5 +66,6 @@ __all__ = [
     "encode_uint",
     "options",
     "parse",
+    "piggybacked",
     "serialize",
 ]

@@ -129,7 +129,15 @@ class DedupCache:
         ) and not self._make_room(key[0], now):
             self.refused += 1
             return FULL
-        self._insert(key, value, now)
+        # ``_insert`` inline (once per request)
+        expires = now + self.lifetime
+        entries[key] = (expires, value)
+        order.append((expires, key))
+        if value.__class__ is bytes:
+            self._answer_bytes += len(value)
+        per_peer = self._per_peer
+        peer = key[0]
+        per_peer[peer] = per_peer.get(peer, 0) + 1
         return None
 
     def retry_after(self, now: float) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, final
 
 from .message import Message
 
@@ -56,6 +56,7 @@ class ErrorKind(enum.Enum):
     """An Empty CON (CoAP ping), answered with RST. Not an error; counted for visibility."""
 
 
+@final
 @dataclass(slots=True, eq=False)
 class RequestReceived:
     """A request (reassembled if it came block-wise); answer with
@@ -66,6 +67,7 @@ class RequestReceived:
     exchange: Exchange
 
 
+@final
 @dataclass(slots=True, eq=False)
 class ResponseReceived:
     """The (reassembled) response to ``handle``; for an observe request it is the first one."""
@@ -84,6 +86,7 @@ class Notification:
     final: bool = False
 
 
+@final
 @dataclass(slots=True, eq=False)
 class RequestFailed:
     handle: RequestHandle

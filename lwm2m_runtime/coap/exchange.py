@@ -22,6 +22,10 @@ class ExchangeState(enum.Enum):
     ANSWERED = "answered"
 
 
+_PENDING = ExchangeState.PENDING
+"""A global: ``ExchangeState.PENDING`` is a lookup on the enum class (~0.1 µs, per request)."""
+
+
 class Exchange:
     """One received request (or unknown notification) waiting for the application's answer."""
 
@@ -45,7 +49,7 @@ class Exchange:
         self.mtype = request.mtype
         self.mid = request.mid
         self.token = request.token
-        self.state = ExchangeState.PENDING
+        self.state = _PENDING
         self.ack_deadline = 0.0
         self.block1: Block | None = None
         """Block1 of the final block of a reassembled request, echoed in the answer."""
@@ -66,6 +70,9 @@ class HandleState(enum.Enum):
     OBSERVING = "observing"
     """An established observation: notifications arrive under its token."""
     DONE = "done"
+
+
+_QUEUED = HandleState.QUEUED
 
 
 class RequestHandle:
@@ -95,7 +102,7 @@ class RequestHandle:
         self.peer = peer
         self.request = request
         self.token = token
-        self.state = HandleState.QUEUED
+        self.state = _QUEUED
         self.last_seq = -1
         """Observe number of the last fresh notification (-1: none yet)."""
         self.last_time = 0.0

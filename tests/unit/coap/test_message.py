@@ -20,6 +20,7 @@ from lwm2m_runtime.coap import (
     parse,
     serialize,
 )
+from lwm2m_runtime.coap.message import piggybacked
 from lwm2m_runtime.coap.numbers import is_critical, is_no_cache_key, is_unsafe
 
 PROFILE = settings.get_profile("coap")
@@ -213,3 +214,45 @@ def test_truncation_never_escapes_as_another_exception(msg: Message, cut: int) -
     data = serialize(msg)
     with contextlib.suppress(MessageFormatError, InvalidOptionValueError):
         parse(data[: max(0, len(data) - cut)])
+
+
+# -- fast paths against the general serializer -----------------------------------------------------
+@given(st.integers(0, 255), st.integers(0, 0xFFFF), st.binary(max_size=8), st.binary(max_size=300))
+@PROFILE
+def test_piggybacked_is_serialize_of_an_ack_without_options(
+    code: int, mid: int, token: bytes, payload: bytes
+) -> None:
+    assert piggybacked(code, mid, token, payload) == serialize(
+        Message(Type.ACK, code, mid, token, (), payload)
+    )
+
+
+def test_piggybacked_refuses_a_long_token_as_serialize_does() -> None:
+    with pytest.raises(ValueError, match="token longer than 8 bytes"):
+        piggybacked(Code.CHANGED, 1, bytes(9))
+    with pytest.raises(ValueError, match="token longer than 8 bytes"):
+        serialize(Message(Type.ACK, Code.CHANGED, 1, bytes(9)))
+
+
+@given(st.integers(0, 255))
+@PROFILE
+def test_a_bare_response_is_the_same_value_every_time(code: int) -> None:
+    """``Message.response(code)`` is shared per code: equal to the message built in full."""
+    first = Message.response(code)
+    assert first == Message(Type.ACK, code, 0, b"", (), b"")
+    assert Message.response(code) is first
+    assert Message.response(code, b"x") == Message(Type.ACK, code, 0, b"", (), b"x")
+
+
+@given(st.sampled_from([3, 8, 11, 15, 20, 35, 39]), st.binary(max_size=40))
+@PROFILE
+def test_a_string_option_is_refused_exactly_when_it_is_not_utf8(number: int, value: bytes) -> None:
+    """The parser skips the UTF-8 decode of ASCII values: the verdict is still the decoder's."""
+    data = serialize(Message(Type.CON, Code.GET, 1, b"", ((number, value),)))
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        with pytest.raises(InvalidOptionValueError):
+            parse(data)
+    else:
+        assert parse(data).options == ((number, value),)

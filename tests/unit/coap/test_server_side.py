@@ -321,3 +321,46 @@ def test_dedup_full_under_a_high_rate_spread_over_many_peers_refuses_nobody() ->
         net.sent(net.server)
     assert net.server.dedup_size == 10
     assert net.server.limit_counters()["dedup_full"] == 0
+
+
+@given(
+    code=st.sampled_from([Code.CHANGED, Code.CONTENT, Code.DELETED, Code.NOT_FOUND]),
+    token=st.binary(max_size=8),
+    payload=st.binary(max_size=1100),
+    szx=st.integers(0, 6),
+    con_request=st.booleans(),
+)
+@PROFILE
+def test_an_answer_without_options_is_the_general_encoding_and_replays_the_same_bytes(
+    code: int, token: bytes, payload: bytes, szx: int, con_request: bool
+) -> None:
+    """The piggybacked fast path (no options, one block) answers as the general path does:
+    the ACK is ``serialize`` of the message, a larger body is sliced (Block2), a NON gets a
+    NON, and the duplicate of a CON gets the very same bytes."""
+    net = Net(server_params=Parameters(block_szx=szx))
+    request = con(Code.GET, 0x2222, token, path="/3/0")
+    if not con_request:
+        request = request.replace(mtype=Type.NON)
+    event = _request(net, request)
+    net.server.respond(event.exchange, Message.response(code, payload))
+    (data, _), *rest = net.server.datagrams_to_send(net.now)
+    assert rest == []
+    answer = parse(data)
+    block = 16 << szx
+    if con_request and len(payload) <= block:
+        assert data == serialize(Message(Type.ACK, code, 0x2222, token, (), payload))
+    elif con_request:
+        assert (answer.mtype, answer.code, answer.mid, answer.token) == (
+            Type.ACK,
+            code,
+            0x2222,
+            token,
+        )
+        assert (
+            answer.block2 is not None and answer.block2.more and answer.payload == payload[:block]
+        )
+    else:
+        assert (answer.mtype, answer.code, answer.token) == (Type.NON, code, token)
+    if con_request:
+        net.server.receive_datagram(serialize(request), DEVICE, net.now)
+        assert net.server.datagrams_to_send(net.now) == [(data, DEVICE)]
