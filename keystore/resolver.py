@@ -87,6 +87,11 @@ def utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+_new = object.__new__
+_set = object.__setattr__
+_NOSEC = SecurityMode.NOSEC
+
+
 @attrs.frozen
 class PeerIdentity:
     """What the transport knows about a peer. ``coap`` peers are NoSec and carry nothing;
@@ -136,7 +141,17 @@ class PeerIdentity:
 
     @classmethod
     def nosec(cls, source: tuple[str, int] | None = None) -> PeerIdentity:
-        return cls("coap", SecurityMode.NOSEC, source=source)
+        """Built for every NoSec request, so without attrs' frozen ``__init__`` and the
+        post-init check (~0.9 → ~0.4 µs): the fields are the one valid NoSec shape, set
+        directly (a test holds it equal to the checked constructor's)."""
+        peer = _new(cls)
+        _set(peer, "transport", "coap")
+        _set(peer, "mode", _NOSEC)
+        _set(peer, "psk_identity", None)
+        _set(peer, "spki", None)
+        _set(peer, "certificate_chain", ())
+        _set(peer, "source", source)
+        return peer
 
     @classmethod
     def psk(cls, identity: bytes, source: tuple[str, int] | None = None) -> PeerIdentity:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 
+import attrs
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from hypothesis import given
+from hypothesis import strategies as st
 
 from keystore import tools
 from keystore.credentials import DeviceCredentials, TrustedCa, certificate_der
@@ -466,3 +469,20 @@ def test_a_repeated_refusal_is_logged_at_info_once_a_minute(
     now[0] = NOW + DAY / 1440 + DAY / 86400  # 61 s later
     r.psk_lookup(b"revoked")
     assert levels("identity 'revoked'")[-1] == logging.INFO
+
+
+@given(
+    source=st.none()
+    | st.tuples(
+        st.sampled_from(["127.0.0.1", "::1", "2001:db8::7", "10.0.0.1"]), st.integers(0, 65535)
+    )
+)
+def test_the_fast_nosec_identity_equals_the_checked_constructor(
+    source: tuple[str, int] | None,
+) -> None:
+    fast = PeerIdentity.nosec(source)
+    checked = PeerIdentity("coap", SecurityMode.NOSEC, source=source)
+    assert fast == checked and hash(fast) == hash(checked) and repr(fast) == repr(checked)
+    assert attrs.asdict(fast) == attrs.asdict(checked)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        fast.source = None  # type: ignore[misc]
