@@ -35,7 +35,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from keystore.log_limit import PerPeerLimit
 from keystore.resolver import PeerIdentity as Peer
@@ -157,7 +157,8 @@ class RegistrationSite:
         query = message.uri_query
         payload = message.payload
         if path == ["rd"]:
-            _allow(method, Code.POST)
+            if method != _POST:
+                _refuse_method(method)
             if self.register_limit is not None:
                 wait = self.register_limit.take(address.host, time.monotonic())
                 if wait:
@@ -183,20 +184,22 @@ class RegistrationSite:
                 b"",
             )
         if len(path) == 2 and path[0] == "rd":
-            _allow(method, Code.POST, Code.DELETE)
-            if method == Code.DELETE:
+            if method == _DELETE:
                 self.handler.handle_deregister(path[1], address=address, identity=identity)
-                return Message.response(Code.DELETED)
+                return _DELETED_RESPONSE
+            if method != _POST:
+                _refuse_method(method)
             registration = self.handler.handle_update(
                 path[1], query, payload, ct, address=address, identity=identity
             )
             if self.on_contact is not None:
                 self.on_contact(registration, request.remote)
-            return Message.response(Code.CHANGED)
+            return _CHANGED_RESPONSE
         if path == ["dp"]:
-            _allow(method, Code.POST)
+            if method != _POST:
+                _refuse_method(method)
             self.handler.handle_send(payload, ct, address=address, identity=identity)
-            return Message.response(Code.CHANGED)
+            return _CHANGED_RESPONSE
         if path and path[0] == "fw" and self.download is not None:
             return self.download(request)
         raise Lwm2mError(f"no resource at /{'/'.join(path)}", code=ResponseCode.NOT_FOUND)
@@ -294,7 +297,7 @@ def _operation(path: list[str], method: int) -> str:
     if path == ["rd"]:
         return "register"
     if len(path) == 2 and path[0] == "rd":
-        return "deregister" if method == Code.DELETE else "update"
+        return "deregister" if method == _DELETE else "update"
     if path == ["dp"]:
         return "send"
     if path and path[0] == "fw":
@@ -302,8 +305,15 @@ def _operation(path: list[str], method: int) -> str:
     return "other"
 
 
-def _allow(method: int, *allowed: Code) -> None:
-    if method not in allowed:
-        raise Lwm2mError(
-            f"method {Code(method).name} not allowed here", code=ResponseCode.METHOD_NOT_ALLOWED
-        )
+def _refuse_method(method: int) -> NoReturn:
+    raise Lwm2mError(
+        f"method {Code(method).name} not allowed here", code=ResponseCode.METHOD_NOT_ALLOWED
+    )
+
+
+# plain ints and shared answers: an attribute of an enum class costs ~0.1 µs on CPython 3.11
+# (EnumType.__getattr__), several per request on this path
+_POST = int(Code.POST)
+_DELETE = int(Code.DELETE)
+_CHANGED_RESPONSE = Message.response(Code.CHANGED)
+_DELETED_RESPONSE = Message.response(Code.DELETED)
