@@ -626,6 +626,13 @@ class ProfileEngine:
         endpoint = registration.endpoint
         try:
             profile, _ = self.catalog.resolve(endpoint)
+            if not profile.resources and not self.sinks.sinks:
+                # a profile that maps nothing (the built-in default) and no sink: what
+                # map_points would return (the points, or nothing), without its containers
+                if not profile.keep_unmapped:
+                    return []
+                self._publish_lazily(endpoint, source, points)
+                return points
             mapped = map_points(profile, points)
         except Exception:
             log.exception("mapping values of %s failed: stored with default keys", endpoint)
