@@ -143,15 +143,21 @@ def test_points_of_a_notification_are_those_of_the_general_flattening(
 ) -> None:
     now = 1_700_000_000.25
     stamp = round((now if ts is None else ts) * 1000)
-    expected = _points_in_general("dev", nodes, stamp)
-    assert points_from_nodes("dev", nodes, now=now, models=_MODELS, ts=ts) == expected
+    expected = _fields(_points_in_general("dev", nodes, stamp))
+    assert _fields(points_from_nodes("dev", nodes, now=now, models=_MODELS, ts=ts)) == expected
     present = {path: node for path, node in nodes.items() if node is not None}
     one_entry = TimestampedNodes(((ts, present),))
-    assert points_from_timestamped("dev", one_entry, now=now, models=_MODELS) == expected
+    assert _fields(points_from_timestamped("dev", one_entry, now=now, models=_MODELS)) == expected
     two = TimestampedNodes(((ts, present), (None, present)))
-    assert points_from_timestamped("dev", two, now=now, models=_MODELS) == expected + (
-        _points_in_general("dev", nodes, round(now * 1000))
+    assert _fields(points_from_timestamped("dev", two, now=now, models=_MODELS)) == expected + (
+        _fields(_points_in_general("dev", nodes, round(now * 1000)))
     )
+
+
+def _fields(points: list[TelemetryPoint]) -> list[tuple[object, ...]]:
+    """The points' fields as tuples: a NaN value is the same object on both sides, which a
+    tuple compares by identity (``TelemetryPoint.__eq__`` compares it with ``==``)."""
+    return [attrs.astuple(p, recurse=False) for p in points]
 
 
 class _Str(str):
