@@ -44,7 +44,7 @@ from ..core.observations import Observation
 from ..core.registration import Registration
 from ..core.server import CoreResult, ServerCore
 from ..core.telemetry import TelemetryPoint, points_from_nodes, points_from_timestamped
-from ..events_bus import NOTIFICATION, SEND, Build, EventBus
+from ..events_bus import NOTIFICATION, SEND, Build, EventBus, LazyData
 from ..json_nodes import telemetry_to_json
 
 log = logging.getLogger(__name__)
@@ -317,13 +317,13 @@ class Uplink:
         token. So a notification counts only when it comes from the peer the observation is
         with (RFC 7252 §5.3.2, §9.1.2); anything else is refused before it touches the
         observation, the registration or the telemetry (``_foreign``)."""
-        checked = self._check_notification(message, source)
+        address = Address(*source.address)
+        checked = self._check_notification(message, source, address)
         if isinstance(checked, Verdict):
             return checked
         found = checked
         observation = found[0]
         token = message.token
-        address = Address(*source.address)
         code = message.code
         final = (code >> 5) != 2 or message.observe is None
         now = self.clock()
@@ -361,22 +361,22 @@ class Uplink:
         """None when ``message`` is a notification of a live observation from its peer; else
         why not (REJECT: unknown or cancelled, REFUSE: from another peer). Changes nothing
         but ending a passively cancelled observation."""
-        checked = self._check_notification(message, source)
+        checked = self._check_notification(message, source, Address(*source.address))
         return checked if isinstance(checked, Verdict) else None
 
     def _check_notification(
-        self, message: Message, source: IncomingRequest
+        self, message: Message, source: IncomingRequest, address: Address
     ) -> Verdict | tuple[Observation, Registration | None]:
         """``check_notification``, giving what it looked up when the notification passes: the
         observation and its registration (None when gone: the core then forgets the
-        observation), so that ``handle_notification`` looks neither up again."""
+        observation), so that ``handle_notification`` looks neither up again. ``address``:
+        ``source.address`` as an ``Address`` (the caller needs it too: built once)."""
         token = message.token
         observation = self.core.observations.by_token(token)
         if observation is None:
             return Verdict.REJECT
         registration_now = self.core.registrations.get(observation.registration_id)
         if registration_now is not None:
-            address = Address(*source.address)
             reason = self._foreign(source, address, registration_now)
             if reason is not None:
                 self._log_foreign(observation, address, reason)
@@ -485,7 +485,7 @@ class Uplink:
         self.bus.publish(
             NOTIFICATION,
             registration.endpoint,
-            _notification_data(registration, observation, ct, tuple(points), error),
+            NotificationData(registration, observation, ct, points, error),
         )
         return True
 
@@ -554,26 +554,49 @@ def _points_json(
     }
 
 
-def _notification_data(
-    registration: Registration,
-    observation: Observation,
-    ct: int | None,
-    points: tuple[TelemetryPoint, ...],
-    error: str | None,
-) -> Build:
-    """The builder of a NOTIFICATION event's data: what the value's points say, the
-    observation's paths, and the decoding error if the payload could not be read. A
-    ``partial`` rather than a closure: the bus's replay ring keeps 10,000 of these alive, and
-    a closure over five values is seven objects for the cyclic collector to traverse; the bus
-    keeps the partial's function and arguments (``events_bus.LazyData.of``), one tuple."""
-    return functools.partial(_notification_json, registration, observation, ct, points, error)
+class NotificationData(LazyData):
+    """A NOTIFICATION event's data, built when read (``_notification_json``): what the value's
+    points say, the observation's paths, and the decoding error if the payload could not be
+    read. One object holding its five values directly: the bus's replay ring keeps 10,000
+    events alive through several young collections of the cyclic collector, and a ``partial``
+    taken apart by ``LazyData.of`` was a partial, a ``LazyData`` and an argument tuple (plus a
+    tuple copy of the points) per notification. ``points`` is the list that was stored, which
+    nothing changes afterwards (the profile engine's TELEMETRY event holds the same list)."""
+
+    __slots__ = ("_ct", "_error", "_observation", "_points", "_registration")
+
+    def __init__(
+        self,
+        registration: Registration,
+        observation: Observation,
+        ct: int | None,
+        points: Sequence[TelemetryPoint],
+        error: str | None,
+    ) -> None:
+        self._registration: Registration | None = registration
+        self._observation: Observation | None = observation
+        self._ct = ct
+        self._points: Sequence[TelemetryPoint] = points
+        self._error = error
+        self._data = None
+
+    def _make(self) -> dict[str, object]:
+        assert self._registration is not None and self._observation is not None
+        return _notification_json(
+            self._registration, self._observation, self._ct, self._points, self._error
+        )
+
+    def _release(self) -> None:
+        self._registration = None
+        self._observation = None
+        self._points = ()
 
 
 def _notification_json(
     registration: Registration,
     observation: Observation,
     ct: int | None,
-    points: tuple[TelemetryPoint, ...],
+    points: Sequence[TelemetryPoint],
     error: str | None,
 ) -> dict[str, object]:
     data: dict[str, object] = {

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from object_models.model import ModelProvider
-from object_models.node import LwM2mNode, TimestampedNodes, flatten
+from object_models.node import LwM2mNode, LwM2mSingleResource, TimestampedNodes, flatten
 from object_models.path import LwM2mPath
 from object_models.types import ResourceType, Value
 
@@ -112,6 +112,13 @@ def points_from_nodes(
     for path, node in nodes.items():
         if node is None:
             continue
+        if node.__class__ is LwM2mSingleResource:  # what flatten yields for it, without it
+            rtype = node.type
+            if rtype is not ResourceType.NONE:
+                text = path_text(path)
+                key = telemetry_key(path, models, overrides, text)
+                points.append(TelemetryPoint(endpoint, text, key, stamp, node.value, rtype))
+            continue
         for leaf_path, rtype, value in flatten(path, node):
             if rtype is ResourceType.NONE:
                 continue
@@ -131,8 +138,14 @@ def points_from_timestamped(
 ) -> list[TelemetryPoint]:
     """Points for a SenML-style notification or Send: each entry at its own time (``now`` for
     entries without a time), in payload order."""
+    entries = data.entries
+    if len(entries) == 1:  # a notification's value: its list as it is
+        ts, nodes = entries[0]
+        return points_from_nodes(
+            endpoint, nodes, now=now, models=models, ts=ts, overrides=overrides
+        )
     points: list[TelemetryPoint] = []
-    for ts, nodes in data.entries:
+    for ts, nodes in entries:
         points.extend(
             points_from_nodes(endpoint, nodes, now=now, models=models, ts=ts, overrides=overrides)
         )

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +47,7 @@ from object_models.registry import ModelRegistry
 
 from ..core.registration import ObjectLinks, Registration
 from ..core.telemetry import TelemetryPoint
+from ..events_bus import LazyData
 from ..json_nodes import node_from_json, value_to_jsonable
 from ..operations import DeviceResponse, ServerEvent, ServerOperations
 from ..store.device_state import DeviceStateStore
@@ -88,6 +88,33 @@ def _telemetry_event(source: str, points: Sequence[TelemetryPoint]) -> dict[str,
 PLAIN_REGISTERS = True
 """Whether ``ProfileEngine._register_plainly`` may settle a Register (tests turn it off to
 compare it with the general path)."""
+
+
+class TelemetryData(LazyData):
+    """A TELEMETRY event's data for points of one timestamp (``_telemetry_event``), built when
+    read. One object holding the source and the points directly, where a ``partial`` taken
+    apart by ``LazyData.of`` was a partial, this object and an argument tuple: one such event
+    per notification lives in the bus's replay ring through several young collections (see
+    ``LazyData``). The points list is not changed afterwards (the uplink stores it and hands
+    the same list to its NOTIFICATION event)."""
+
+    __slots__ = ("_points", "_source")
+
+    def __init__(self, source: str, points: Sequence[TelemetryPoint]) -> None:
+        self._source = source
+        self._points: Sequence[TelemetryPoint] = points
+        self._data = None
+
+    def _make(self) -> dict[str, Any]:
+        return _telemetry_event(self._source, self._points)
+
+    def _release(self) -> None:
+        self._points = ()
+
+
+def _one_timestamp(points: Sequence[TelemetryPoint]) -> bool:
+    first = points[0].ts_ms
+    return all(p.ts_ms == first for p in points)
 
 
 class ProfileEngine:
@@ -674,6 +701,13 @@ class ProfileEngine:
         endpoint = registration.endpoint
         try:
             profile, _ = self.catalog.resolve(endpoint)
+            if not profile.resources and not self.sinks.sinks:
+                # a profile that maps nothing (the built-in default) and no sink: what
+                # map_points would return (the points, or nothing), without its containers
+                if not profile.keep_unmapped:
+                    return []
+                self._publish_lazily(endpoint, source, points)
+                return points
             mapped = map_points(profile, points)
         except Exception:
             log.exception("mapping values of %s failed: stored with default keys", endpoint)
@@ -703,13 +737,12 @@ class ProfileEngine:
         return mapped.telemetry
 
     def _publish_lazily(self, endpoint: str, source: str, points: list[TelemetryPoint]) -> None:
-        first = points[0].ts_ms
-        if all(p.ts_ms == first for p in points):  # one timestamp (a notification's value)
-            self._publish(TELEMETRY, endpoint, functools.partial(_telemetry_event, source, points))
+        if len(points) == 1 or _one_timestamp(points):  # a notification's value
+            self._publish(TELEMETRY, endpoint, TelemetryData(source, points))
             return
         for ts in sorted({p.ts_ms for p in points}):
             at = [p for p in points if p.ts_ms == ts]
-            self._publish(TELEMETRY, endpoint, functools.partial(_telemetry_event, source, at))
+            self._publish(TELEMETRY, endpoint, TelemetryData(source, at))
 
     def attributes(self, endpoint: str) -> dict[str, TelemetryPoint]:
         return self.state.attributes(endpoint)

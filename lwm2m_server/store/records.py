@@ -495,16 +495,26 @@ def check_point(point: TelemetryPoint) -> tuple[str, str, str, int, str, str]:
     if not isinstance(point, TelemetryPoint):
         raise TypeError(f"expected a TelemetryPoint, got {type(point).__name__}")
     endpoint, path, key, ts_ms = point.endpoint, point.path, point.key, point.ts_ms
-    for name, text in (("endpoint", endpoint), ("path", path), ("key", key)):
-        if not text or not isinstance(text, str):
-            raise ValueError(f"telemetry point {name} must be a non-empty string")
+    if not (
+        endpoint.__class__ is str
+        and path.__class__ is str
+        and key.__class__ is str
+        and endpoint
+        and path
+        and key
+    ):  # the usual three plain non-empty strings pass above; anything else is checked here
+        for name, text in (("endpoint", endpoint), ("path", path), ("key", key)):
+            if not text or not isinstance(text, str):
+                raise ValueError(f"telemetry point {name} must be a non-empty string")
     if type(ts_ms) is not int and (isinstance(ts_ms, bool) or not isinstance(ts_ms, int)):
         raise TypeError(f"telemetry ts_ms must be an int, got {ts_ms!r}")
     if not -(2**63) <= ts_ms < 2**63:
         raise ValueError(f"telemetry ts_ms {ts_ms} is out of range")
-    if not isinstance(point.type, ResourceType):
-        raise TypeError(f"telemetry type must be a ResourceType, got {point.type!r}")
-    return (endpoint, path, key, ts_ms, point.type.value, value_text(point.value))
+    rtype = point.type
+    if rtype.__class__ is not ResourceType and not isinstance(rtype, ResourceType):
+        raise TypeError(f"telemetry type must be a ResourceType, got {rtype!r}")
+    # ``_value_``: what ``.value`` returns, without the enum's descriptor (a Python-level call)
+    return (endpoint, path, key, ts_ms, rtype._value_, value_text(point.value))
 
 
 def value_text(value: Value) -> str:

@@ -107,6 +107,10 @@ _TELEMETRY_KEYS_SQL = (
 """The series (paths) of an endpoint that have had points under each key: one row per
 (endpoint, key, path), written with the points (``INSERT OR IGNORE``: a probe of a small
 B-tree, nothing written once the series is known), never deleted (like ``telemetry_latest``)."""
+_SERIES_SQL = "INSERT OR IGNORE INTO telemetry_keys(endpoint, key, path) VALUES(?, ?, ?)"
+_SERIES_KNOWN = 16_384
+"""Series (endpoint, key, path) a store remembers as committed (``SqliteStore._series``):
+~100 bytes each, most of it the tuple (its strings are the points' own)."""
 _HISTORY_SQL = (
     "SELECT endpoint, path, key, ts_ms, type, value, id FROM telemetry "
     "WHERE endpoint = ? AND path = ? AND (key = ? OR path = ?) AND ts_ms >= ? AND ts_ms < ? "
@@ -162,6 +166,14 @@ class SqliteStore(SqliteDatabase):
     _next_failure_log = 0.0
     _points: list[tuple[str, str, str, int, str, str]] | None = None
     """Telemetry rows appended in the group, not inserted yet (module docstring)."""
+    _series: set[tuple[str, str, str]] | None = None
+    """``telemetry_keys`` rows (endpoint, key, path) this connection knows are committed, so the
+    group's insert skips them: ``INSERT OR IGNORE`` of a known series writes nothing but still
+    probes the table (~1 µs per stored point). Rows are never deleted from that table, so a
+    committed one stays true; at most ``_SERIES_KNOWN`` are remembered (then forgotten at once,
+    and re-learnt: the probe is only a cost)."""
+    _series_pending: list[tuple[str, str, str]] | None = None
+    """Series inserted in the open group: known once it commits, forgotten if it fails."""
     commits = 0
     """Group transactions committed (for metrics and tests)."""
 
@@ -230,9 +242,12 @@ class SqliteStore(SqliteDatabase):
         rows, self._points = self._points, None
         if not rows:
             return True
+        # directly in the group (not inside another write's savepoint, which its writer may roll
+        # back alone): only then does the group's commit or failure decide the series' fate
+        direct = self._grouping and (self._depth == 0 or (self._group_open and self._depth == 1))
         try:
             with self.write() as conn:
-                self._insert_rows(conn, rows)
+                self._insert_rows(conn, rows, grouped=direct)
         except StoreError as exc:
             with suppress(sqlite3.Error):
                 self.conn.rollback()
@@ -242,10 +257,16 @@ class SqliteStore(SqliteDatabase):
             return False
         return True
 
-    @staticmethod
     def _insert_rows(
-        conn: sqlite3.Connection, rows: Sequence[tuple[str, str, str, int, str, str]]
+        self,
+        conn: sqlite3.Connection,
+        rows: Sequence[tuple[str, str, str, int, str, str]],
+        *,
+        grouped: bool = False,
     ) -> None:
+        """The rows into the history, the latest values and the series (``telemetry_keys``);
+        ``grouped``: in the group's own transaction, whose commit ``_commit_group`` makes,
+        so the series this connection knows committed are skipped (``_series``)."""
         conn.executemany(
             "INSERT INTO telemetry(endpoint, path, key, ts_ms, type, value) "
             "VALUES(?, ?, ?, ?, ?, ?)",
@@ -258,16 +279,27 @@ class SqliteStore(SqliteDatabase):
             "value=excluded.value WHERE excluded.ts_ms >= telemetry_latest.ts_ms",
             rows,
         )
-        conn.executemany(
-            "INSERT OR IGNORE INTO telemetry_keys(endpoint, key, path) VALUES(?, ?, ?)",
-            [(row[0], row[2], row[1]) for row in rows],
-        )
+        if not grouped:
+            conn.executemany(_SERIES_SQL, [(row[0], row[2], row[1]) for row in rows])
+            return
+        known = self._series
+        if known is None:
+            known = self._series = set()
+        new = [series for row in rows if (series := (row[0], row[2], row[1])) not in known]
+        if new:
+            conn.executemany(_SERIES_SQL, new)
+            pending = self._series_pending
+            if pending is None:
+                self._series_pending = new
+            else:
+                pending.extend(new)
 
     def _failed(self, exc: Exception) -> None:
         """The iteration's writes were rolled back: the next ``commit()`` says so (logged once
         a minute: a full disk fails every iteration)."""
         self._group_failed = True
         self._failed_commits += 1
+        self._series_pending = None  # rolled back with the group
         now = time.monotonic()
         if now >= self._next_failure_log:
             self._next_failure_log = now + 60.0
@@ -314,6 +346,14 @@ class SqliteStore(SqliteDatabase):
             self._failed(exc)
             return False
         self.commits += 1
+        pending = self._series_pending
+        if pending is not None:
+            self._series_pending = None
+            known = self._series
+            assert known is not None  # set by _insert_rows with the pending series
+            if len(known) + len(pending) > _SERIES_KNOWN:
+                known.clear()
+            known.update(pending)
         return True
 
     def _create_schema(self) -> None:

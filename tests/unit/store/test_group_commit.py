@@ -234,3 +234,45 @@ def test_a_group_sqlite_rolled_back_by_itself_is_reported_failed(
 
     asyncio.run(main())
     assert sum("commit failed" in r.getMessage() for r in caplog.records) == 1
+
+
+def committed_series(path: Path) -> set[tuple[str, str, str]]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT endpoint, key, path FROM telemetry_keys").fetchall()
+    return {(str(e), str(k), str(p)) for e, k, p in rows}
+
+
+@pytest.mark.parametrize("failure", ["commit", "insert"])
+def test_a_series_of_a_failed_iteration_is_recorded_when_its_points_come_again(
+    store: SqliteStore, failure: str
+) -> None:
+    """The store skips the series it knows committed (``telemetry_keys`` is probed once per
+    series, not per point); a series whose iteration was rolled back is not one of them, even
+    after a later iteration commits: its next point records it, and a history by key finds it."""
+
+    async def main() -> None:
+        store.append_points([point(21.5, endpoint="a")])
+        conn = store._conn
+        if failure == "commit":
+            store._conn = FailingCommit(conn)  # type: ignore[arg-type, assignment]
+        else:
+            store.conn.execute("PRAGMA query_only = ON")  # the insert fails
+        try:
+            assert store.commit() is False
+        finally:
+            store._conn = conn
+            store.conn.execute("PRAGMA query_only = OFF")
+        store.append_points([point(22.5, endpoint="b")])  # another series commits
+        assert store.commit() is True
+        assert committed_series(store.path) == {("b", "sensorValue", "/3303/0/5700")}
+        store.append_points([point(23.5, 3000, endpoint="a")])
+        store.append_points([point(24.5, 4000, endpoint="b")])  # known: skipped, still there
+        assert store.commit() is True
+        assert committed_series(store.path) == {
+            ("a", "sensorValue", "/3303/0/5700"),
+            ("b", "sensorValue", "/3303/0/5700"),
+        }
+        assert [p.value for p in store.history("a", "sensorValue")] == [23.5]
+        assert [p.value for p in store.history("b", "sensorValue")] == [24.5, 22.5]
+
+    asyncio.run(main())
