@@ -26,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.hot_path import Capture
 from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import (
     Code,
@@ -44,19 +45,6 @@ BATCH = 64
 OBSERVE = 6
 CONTENT_FORMAT = 12
 URI_PATH = 11
-
-
-class Capture:
-    """The transport stand-in: keeps what the driver sends."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, Any]] = []
-
-    def sendto(self, data: bytes, addr: object = None) -> None:
-        self.sent.append((data, addr))
-
-    def is_closing(self) -> bool:
-        return False
 
 
 class Commit:
