@@ -78,3 +78,12 @@ async def next_event(events: Any, kind: str, timeout: float = 5.0) -> Any:
         raise AssertionError("event stream ended")
 
     return await asyncio.wait_for(find(), timeout)
+
+
+async def wait_for(condition: Any, what: str, timeout: float = 10.0) -> None:
+    """Until ``condition()`` holds (checked every loop turn, no fixed sleep)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)

@@ -33,7 +33,7 @@ from tests.redis_fixture import _free_port
 
 from ..processes import REPO, ServerProcess, redis_env, redis_nodes
 from . import rawcoap as raw
-from .conftest import server_config
+from .conftest import server_config, wait_for
 from .test_persistence import get_json, observe
 
 ZERO_PORTS = ["--coap-port", "0", "--coaps-port", "0", "--http-port", "0"]
@@ -168,15 +168,6 @@ async def test_a_device_revoked_on_b_is_refused_by_a_at_its_next_update(
         peer.close()
         await b.stop()
         await a.stop()
-
-
-async def wait_for(condition: Any, what: str, timeout: float = 10.0) -> None:
-    """Until ``condition()`` holds (checked every loop turn, no fixed sleep)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def test_a_request_queued_on_b_is_delivered_by_a_where_the_device_wakes_up(

@@ -24,16 +24,7 @@ from lwm2m_server.store.redis import RedisStore
 from object_models.path import LwM2mPath
 
 from . import rawcoap as raw
-from .conftest import server_config
-
-
-async def wait_for(condition: Any, what: str, timeout: float = 10.0) -> None:
-    """Until ``condition()`` holds (checked every loop turn, no fixed sleep)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+from .conftest import server_config, wait_for
 
 
 def registrations_of(server: Lwm2mServer) -> list[ServerEvent]:
