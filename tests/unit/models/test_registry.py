@@ -6,6 +6,9 @@ import json
 import threading
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from object_models.model import ModelProvider
 from object_models.registry import BUILTIN, ModelRegistry, version_key
 
@@ -233,3 +236,63 @@ def test_conflict_between_ddf_files_has_the_object_line(tmp_path: Path) -> None:
     (error,) = registry.errors
     assert (error.file, error.field, error.line) == (str(folder / "b.xml"), "Object[0]", 3)
     assert str(folder / "a.xml") in error.reason
+
+
+def _uncached(registry: ModelRegistry, versions: dict[int, str], object_id: int) -> object:
+    """``ClientModels.get_object`` as it was before its memo: the reference it must equal."""
+    version = versions.get(object_id)
+    if version is not None:
+        exact = registry.get(object_id, version)
+        if exact is not None:
+            return exact
+    return registry.get_object(object_id)
+
+
+_SHIPPED = ModelRegistry.builtin()
+_BUILTIN_IDS = sorted({m.id for m in _SHIPPED.objects()})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    versions=st.dictionaries(
+        st.sampled_from(_BUILTIN_IDS) | st.integers(0, 70000),
+        st.sampled_from(["1.0", "1.1", "1.2", "2.0", "7.7", "x", ""]),
+        max_size=6,
+    ),
+    lookups=st.lists(st.sampled_from(_BUILTIN_IDS) | st.integers(0, 70000), max_size=120),
+)
+def test_a_client_view_answers_as_the_registry_does_lookup_after_lookup(
+    versions: dict[int, str], lookups: list[int]
+) -> None:
+    """The view remembers its answers; each one, asked once or many times (past the memo's
+    size too), is the registry's answer for the client's version, else the latest."""
+    client = _SHIPPED.for_client(versions)
+    for object_id in lookups + lookups:
+        assert client.get_object(object_id) is _uncached(_SHIPPED, versions, object_id)
+
+
+def test_a_client_view_sees_a_reload_after_remembering(
+    write_model: WriteModel, tmp_path: Path
+) -> None:
+    """An answer remembered before a reload is not given after it: the client's version
+    disappears (the latest is given), comes back, then the object goes away altogether."""
+    write_model("v1.json", sample_object(name="One"))
+    write_model("v2.json", sample_object(name="Two", version="2.0"))
+    registry = ModelRegistry([tmp_path / "models"])
+    client = registry.for_client({42000: "1.0"})
+    names = []
+    for change in ("start", "drop v1", "restore v1", "drop all"):
+        if change == "drop v1":
+            (tmp_path / "models" / "v1.json").unlink()
+        elif change == "restore v1":
+            write_model("v1.json", sample_object(name="One"))
+        elif change == "drop all":
+            (tmp_path / "models" / "v1.json").unlink()
+            (tmp_path / "models" / "v2.json").unlink()
+        if change != "start":
+            assert registry.reload() == []
+        for _ in range(2):  # the second one is the remembered answer
+            model = client.get_object(42000)
+            assert model is _uncached(registry, {42000: "1.0"}, 42000)
+        names.append(None if model is None else model.name)
+    assert names == ["One", "Two", "One", None]
