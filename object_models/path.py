@@ -32,9 +32,13 @@ def _check_id(value: int | None, limit: int, what: str) -> None:
 
 
 @functools.total_ordering
-@attrs.frozen(order=False)
+@attrs.frozen(order=False, cache_hash=True)
 class LwM2mPath:
-    """An LwM2M path; ``LwM2mPath()`` is the root path ``/`` used by composite and bootstrap."""
+    """An LwM2M path; ``LwM2mPath()`` is the root path ``/`` used by composite and bootstrap.
+
+    Its hash is remembered (``cache_hash``): paths are dict keys and ``lru_cache`` arguments
+    on every value of every payload, and attrs' hash builds and hashes a tuple of the four ids
+    in Python each time (~0.26 µs; ~0.1 remembered). Same value, computed once."""
 
     object_id: int | None = None
     instance_id: int | None = None

@@ -1,5 +1,8 @@
 """LwM2mPath parsing, validation and navigation."""
 
+import copy
+import pickle
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -84,3 +87,25 @@ def test_ids_and_depth_are_the_given_ids(ids: list[int]) -> None:
     path = LwM2mPath.from_ids(*ids)
     assert path.ids == tuple(ids) == tuple(i for i in path.ids_with_none() if i is not None)
     assert path.depth == len(ids)
+
+
+@given(st.lists(st.integers(0, 65534), max_size=4))
+def test_a_path_hashes_as_its_ids_do_however_it_was_made(ids: list[int]) -> None:
+    """The remembered hash: equal paths built apart (constructed, parsed, copied, unpickled)
+    hash alike, and differently from a path one id away, as dict keys and sets need."""
+    padded = [*ids, *[None] * (4 - len(ids))]
+    path = LwM2mPath(*padded)
+    twins = [
+        LwM2mPath.parse(str(path)),
+        copy.copy(path),
+        copy.deepcopy(path),
+        pickle.loads(pickle.dumps(path)),
+    ]
+    hash(path)  # remembered before the copies are made from it
+    twins += [copy.copy(path), pickle.loads(pickle.dumps(path))]
+    for twin in twins:
+        assert twin == path and hash(twin) == hash(path)
+    assert {path: 1}[twins[-1]] == 1
+    if ids:
+        other = LwM2mPath(*[*ids[:-1], (ids[-1] + 1) % 65535], *[None] * (4 - len(ids)))
+        assert other != path and other not in {path}
