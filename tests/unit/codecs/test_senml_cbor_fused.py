@@ -196,3 +196,16 @@ def test_non_minimal_and_indefinite_encodings_go_the_general_way() -> None:
         assert senml.resolve(payload, senml_cbor.DIALECT) == [
             senml.Record(LwM2mPath(3, 0, 0), None, "v", 1)
         ]
+
+
+def test_every_cut_and_byte_of_a_typical_notification_agrees() -> None:
+    """The reader's inlined text and double items (bn, n, v of nearly every notification):
+    each prefix of the pack, each byte of it replaced by each value, and the pack with its
+    strings as invalid UTF-8 give what the general path gives (records or a refusal)."""
+    payload = cbor2.dumps([{-2: "/3303/0/", 0: "5700", 2: 21.5}])
+    assert payload[payload.index(b"\x02") + 1] == 0xFB  # the value is a double here
+    for cut in range(len(payload) + 1):
+        _agree(payload[:cut])
+    for at in range(len(payload)):
+        for value in range(256):
+            _agree(payload[:at] + bytes([value]) + payload[at + 1 :])
