@@ -24,7 +24,10 @@ Sizes: one server grows through ``--clients`` (1k, 10k, 100k by default). At eac
 
 * ``register_cpu_us``: Registers of fresh endpoints (the loadgen's 133-byte object list) from
   the previous size to N, each from its own address (127.x.y.z:5683);
-* ``update_cpu_us``: ``--updates`` bare Updates (``POST /rd/{id}``) round-robin over the N;
+* ``update_cpu_us``: ``--updates`` bare Updates (``POST /rd/{id}``) round-robin over the N
+  (``--update-stride K``: over every K-th of them, as ``lwm2m-loadgen -U COUNT`` with COUNT < N
+  does: at 100k clients its ``-U 20000`` updates every 5th, which costs more per Update than
+  consecutive clients at any size: docs/performance.md, "Session 7: Updates at 100k");
 * ``notification_cpu_us``: ``--notifications`` CON notifications (SenML CBOR, one value) from the
   first ``--observed`` clients, observed on /3303/0/5700 through the server's ``observe``;
 * ``rss_per_client_bytes``: VmRSS growth over the Register phase per client registered (the
@@ -107,6 +110,8 @@ class Config:
     observed: int = 1000
     rounds: int = 5
     batch: int = 64
+    update_stride: int = 1
+    """Updates go to every stride-th client (the C generator's ``-U 20000`` at 100k: 5)."""
     warmup: int = 2000
     addresses: int = 0
     """Shared source addresses (0: every client its own)."""
@@ -339,7 +344,8 @@ class Bench:
         return rounds
 
     async def updates(self, count: int, rounds: int) -> Rounds:
-        cycle = itertools.cycle(self.clients[: self.registered])
+        # every stride-th client, as lwm2m-loadgen's ``-U COUNT`` with COUNT < N does
+        cycle = itertools.cycle(self.clients[: self.registered : self.cfg.update_stride])
         return await self.run_phase("update", update_datagram, cycle, count, CHANGED, rounds)
 
     async def observe(self, count: int) -> None:
@@ -455,6 +461,7 @@ async def measure(cfg: Config) -> None:
                     "loop": type(asyncio.get_running_loop()).__module__,
                     "batch": cfg.batch,
                     "addresses": cfg.addresses,
+                    "update_stride": cfg.update_stride,
                     "load_avg": [round(x, 2) for x in os.getloadavg()],
                 }
             )
@@ -505,6 +512,9 @@ def parse_args(argv: list[str] | None) -> Config:
         type=int,
         help="shared source addresses (0: one each)",
     )
+    parser.add_argument(
+        "--update-stride", type=int, help="Update every K-th client (1; lwm2m-loadgen -U: N/U)"
+    )
     parser.add_argument("--profile", type=Path, help="write a cProfile of one phase here")
     parser.add_argument(
         "--profile-phase", choices=("register", "update", "notification"), default="update"
@@ -517,10 +527,14 @@ def parse_args(argv: list[str] | None) -> Config:
     )
     if args.clients:
         cfg = replace(cfg, clients=[int(c) for c in args.clients.split(",")])
-    for name in ("updates", "notifications", "observed", "rounds", "batch", "addresses"):
+    names = ("updates", "notifications", "observed", "rounds", "batch", "addresses")
+    names += ("update_stride",)
+    for name in names:
         value = getattr(args, name)
         if value is not None:
             cfg = replace(cfg, **{name: value})
+    if cfg.update_stride < 1:
+        parser.error("--update-stride is at least 1")
     return cfg
 
 

@@ -72,3 +72,19 @@ def test_clients_sharing_addresses_are_answered_each(capsys: pytest.CaptureFixtu
     assert "notification_cpu_us" not in figures
     clients = [hot_path.peer_of(i, 4) for i in range(8)]
     assert len(set(clients)) == 4 and clients[0] == clients[4]
+
+
+def test_updates_every_kth_client(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--update-stride 5`` (lwm2m-loadgen's ``-U`` with fewer Updates than clients): the
+    Updates cycle over every 5th registered client, each answered 2.04 to that client (the
+    harness fails otherwise); a stride below 1 is refused, not run."""
+    assert hot_path.main(
+        ["--clients", "40", "--updates", "80", "--rounds", "2", "--batch", "16",
+         "--notifications", "0", "--update-stride", "5"]
+    ) == 0  # fmt: skip
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    figures = {line["figure"]: line for line in lines}
+    assert figures["setup"]["update_stride"] == 5
+    assert figures["update_cpu_us"]["messages"] == 80
+    with pytest.raises(SystemExit):
+        hot_path.parse_args(["--update-stride", "0"])
