@@ -230,12 +230,15 @@ async def register(
     lifetime: int = 300,
     links: str = "</3303/0>",
     version: str = "1.1",
+    queue_mode: bool = False,
 ) -> str:
-    """Register ``endpoint`` through ``peer``; returns the registration id."""
+    """Register ``endpoint`` through ``peer`` (``queue_mode``: with ``Q``); returns the
+    registration id."""
     msg = request(
         POST,
         ["rd"],
-        query=[f"ep={endpoint}", f"lt={lifetime}", f"lwm2m={version}", "b=U"],
+        query=[f"ep={endpoint}", f"lt={lifetime}", f"lwm2m={version}", "b=U"]
+        + (["Q"] if queue_mode else []),
         payload=links.encode(),
         content_format=40,
     )

@@ -39,16 +39,7 @@ async def test_an_active_cancel_queued_for_a_sleeping_device_is_no_longer_listed
     peer = await raw.RawPeer.open(("127.0.0.1", a.coap_address.port), device)
     path = LwM2mPath.parse("/3/0/0")
     try:
-        register = raw.request(
-            raw.POST,
-            ["rd"],
-            query=["ep=sleepy", "lt=300", "lwm2m=1.1", "b=U", "Q"],
-            payload=b"</3/0>",
-            content_format=40,
-        )
-        answer = await peer.exchange(register)
-        assert raw.code_str(answer.code) == "2.01"
-        location = answer.strings(raw.LOCATION_PATH)[-1]
+        location = await raw.register(peer, "sleepy", links="</3/0>", queue_mode=True)
         observed = await a.observe("sleepy", path)  # the device is awake on A
         assert observed.success and not observed.queued
         (observe,) = requests

@@ -192,16 +192,7 @@ async def test_a_request_queued_on_b_is_delivered_by_a_where_the_device_wakes_up
     peer = await raw.RawPeer.open(("127.0.0.1", a.coap_address.port), device)
     events = b.bus.subscribe()
     try:
-        register = raw.request(
-            raw.POST,
-            ["rd"],
-            query=["ep=sleepy", "lt=300", "lwm2m=1.1", "b=U", "Q"],
-            payload=b"</3/0>",
-            content_format=40,
-        )
-        answer = await peer.exchange(register)
-        assert raw.code_str(answer.code) == "2.01"
-        location = answer.strings(raw.LOCATION_PATH)[-1]
+        location = await raw.register(peer, "sleepy", links="</3/0>", queue_mode=True)
 
         queued = await b.read("sleepy", LwM2mPath.parse("/3/0/0"))
         assert queued.queued and queued.request_id is not None
