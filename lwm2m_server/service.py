@@ -472,7 +472,7 @@ class Lwm2mServer:
             telemetry=RedisTelemetryStore(db, local),
             credentials=credentials_on_redis,
             profiles=RedisProfileStore(db),
-            device_state=RedisDeviceStateStore(db),
+            device_state=RedisDeviceStateStore(db, group=core),  # statuses ride the commit
             dtls_sessions=RedisDtlsSessionStore(db),
             api_tokens=api_token_store(credentials_on_redis),
             queued_requests=RedisQueuedRequestStore(db),
