@@ -154,6 +154,12 @@ return old
 # in the same atomic step as the record). Returns only what Python must act on (a keep-alive from
 # the same address, nearly every Update, adds nothing to parse): {i} for the i-th Update whose id
 # is gone (nothing written), {i, old host, old port} for one whose address changed.
+# The expiry score is written only when it would lag the new expiry by half a lifetime or more
+# (``xs``: the expiry this script last scored; absent after a Register or a synchronous Update,
+# which score it themselves), or when the expiry moves earlier: an early score is what the
+# index rule allows (the sweep reads the record, sees it is not due and re-scores it; module
+# docstring), and a keep-alive every few seconds then costs Redis two commands, not four (one
+# HMGET, one HSET; the ZADD, the dearest, about once per half lifetime).
 _TOUCH_MANY = """
 local k, i, out = 2, 0, {}
 for line in string.gmatch(ARGV[1], '[^\\n]+') do
@@ -162,16 +168,23 @@ for line in string.gmatch(ARGV[1], '[^\\n]+') do
   n = tonumber(n)
   i = i + 1
   local reg = KEYS[k]
-  if redis.call('HGET', reg, 'id') == id then
-    local old = redis.call('HMGET', reg, 'host', 'port')
-    if old[1] == host and old[2] == port then
-      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp)
+  local old = redis.call('HMGET', reg, 'id', 'host', 'port', 'exp', 'xs')
+  if old[1] == id then
+    local e, was, xs = tonumber(exp), tonumber(old[4]), tonumber(old[5])
+    local score = not (was and xs and e >= was and e - xs < tonumber(lt) / 2)
+    if old[2] == host and old[3] == port then
+      if score then
+        redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp, 'xs', exp)
+      else
+        redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp)
+      end
     else
-      out[#out + 1] = {i, old[1], old[2]}
+      out[#out + 1] = {i, old[2], old[3]}
       for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
-      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp)
+      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp,
+        'xs', score and exp or old[5])
     end
-    redis.call('ZADD', KEYS[1], exp, id)
+    if score then redis.call('ZADD', KEYS[1], exp, id) end
   else
     out[#out + 1] = {i}
   end
