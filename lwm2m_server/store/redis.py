@@ -343,6 +343,13 @@ RegisterDone = Callable[[bool, Registration | None], None]
 """What ``RedisStore.put_registration_later`` calls when its commit answered: whether the
 Register is stored, and the registration it replaced (as the store had it; None: none)."""
 
+Extra = tuple[Callable[[Any], object], Callable[[Any], None]]
+"""One command for a group commit's pipeline: what queues it, what gets its answer."""
+
+RegisterReader = Callable[[list[str]], Extra | None]
+"""``RedisStore.read_with_registers``: given the endpoints of a commit's held Registers, one
+read (an ``Extra``) to send in that commit, or None."""
+
 
 @attrs.define(eq=False)
 class _InFlight:
@@ -394,6 +401,8 @@ class RedisStore:
         """Registers held for the next group commit (``put_registration_later``)."""
         self._extras: list[tuple[Callable[[Any], object], Callable[[Any], None]]] = []
         """Advisory writes (``write_later``) for the next group commit's pipeline."""
+        self._readers: list[RegisterReader] = []
+        """Reads that ride the commit of held Registers (``read_with_registers``)."""
         self._lost: set[str] = set()
         """Ids whose held Update found the registration gone: touched synchronously next."""
         self._inflight: deque[_InFlight] = deque()
@@ -490,7 +499,7 @@ class RedisStore:
         ``_flush`` does; the in-flight commits on the connection fail with it)."""
         pending, self._pending = self._pending, []
         registers, self._registers = self._registers, []
-        extras, self._extras = self._extras, []
+        extras, self._extras = self._with_reads(registers, self._extras), []
         from redis.exceptions import RedisError
 
         pipe = self._db.client.pipeline(transaction=False)
@@ -665,6 +674,25 @@ class RedisStore:
         self._arm()
         return True
 
+    def read_with_registers(self, reader: RegisterReader) -> None:
+        """Have ``reader`` add a read to every commit that carries held Registers: what the
+        node reads about each registered device in the next loop iteration (the profile
+        engine's assignment and stored status, after the REGISTRATION events) then comes with
+        the Registers' own round trip instead of round trips of its own. Its answer (or the
+        exception, when the commit failed) goes to the reader's ``done``; like an advisory
+        write, it never withholds a reply."""
+        self._readers.append(reader)
+
+    def _with_reads(
+        self, registers: list[tuple[Registration, RegisterDone]], extras: list[Extra]
+    ) -> list[Extra]:
+        """``extras`` and the reads of ``read_with_registers`` for ``registers``."""
+        if not registers or not self._readers:
+            return extras
+        endpoints = [reg.endpoint for reg, _ in registers]
+        reads = [read for read in (reader(endpoints) for reader in self._readers) if read]
+        return extras + reads if reads else extras
+
     def _arm(self) -> None:
         if not self._armed:  # a write outside a datagram's handling: the loop commits it
             with suppress(RuntimeError):
@@ -693,7 +721,7 @@ class RedisStore:
         round trip."""
         pending, self._pending = self._pending, []
         registers, self._registers = self._registers, []
-        extras, self._extras = self._extras, []
+        extras, self._extras = self._with_reads(registers, self._extras), []
         from redis.exceptions import RedisError
 
         try:

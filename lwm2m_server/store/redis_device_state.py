@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 from keystore.store.database import dumps
 from keystore.store.errors import StoreError
-from keystore.store.redis_database import RedisDatabase, text
+from keystore.store.redis_database import MISSING, ReadAhead, RedisDatabase, text
 from lwm2m_server.core.telemetry import TelemetryPoint
 
 from .device_state import status_text
@@ -59,6 +59,11 @@ class GroupCommit(Protocol):
     commit's round trip; False when the store does not group, on a Redis Cluster)."""
 
     def write_later(self, queue: Callable[[Any], object], done: Callable[[Any], None]) -> bool: ...
+
+    def read_with_registers(
+        self,
+        reader: Callable[[list[str]], tuple[Callable[[Any], object], Callable[[Any], None]] | None],
+    ) -> None: ...
 
 
 # KEYS values, times; ARGV (key, ts, value)...: per key, a value older than the stored one
@@ -94,6 +99,24 @@ class RedisDeviceStateStore:
         self._next_log = 0.0
         self.status_writes = 0
         """MSETs of held statuses that Redis acknowledged (tests)."""
+        self._ahead = ReadAhead()
+        """The stored statuses of the devices whose Registers the last commits carried."""
+        if group is not None:
+            group.read_with_registers(self._read_ahead)
+
+    def _read_ahead(
+        self, endpoints: list[str]
+    ) -> tuple[Callable[[Any], object], Callable[[Any], None]]:
+        """One MGET of the statuses of a commit's Registers, in that commit (one Redis only,
+        where keys of any slot may share a command): the profile engine asks for them in the
+        next loop iteration (``statuses``), which then costs no round trip of its own."""
+        keys = [self._db.endpoint_key("pstatus", endpoint) for endpoint in endpoints]
+
+        def done(answer: Any) -> None:
+            if not isinstance(answer, BaseException):
+                self._ahead.fill(dict(zip(endpoints, answer, strict=True)))
+
+        return (lambda pipe: pipe.mget(keys)), done
 
     def _keys(self, endpoint: str) -> list[str]:
         return [self._db.endpoint_key("attr", endpoint), self._db.endpoint_key("attrts", endpoint)]
@@ -153,6 +176,8 @@ class RedisDeviceStateStore:
         if not rows:
             return
         key = self._db.endpoint_key
+        for endpoint, _ in rows:  # what was read ahead is older than this
+            self._ahead.forget(endpoint)
         if self._group is not None:
             held = self._held
             for endpoint, value in rows:
@@ -235,20 +260,24 @@ class RedisDeviceStateStore:
             self._queue()
 
     def statuses(self, endpoints: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """What this store holds for the next commit, and one pipeline of GETs for the rest
-        (not MGET: on a cluster the keys live in different slots)."""
+        """What this store holds for the next commit, what the Registers' commit read ahead,
+        and one pipeline of GETs for the rest (not MGET: on a cluster the keys live in
+        different slots)."""
         if not endpoints:
             return {}
         key = self._db.endpoint_key
         raws: dict[str, bytes | str | None] = {}
         missing: list[str] = []
         held = self._held
+        ahead = self._ahead
         for endpoint in endpoints:
             value = held.get(key("pstatus", endpoint)) if held else None
             if value is None:
-                missing.append(endpoint)
-            else:
-                raws[endpoint] = value
+                value = ahead.take(endpoint)
+                if value is MISSING:
+                    missing.append(endpoint)
+                    continue
+            raws[endpoint] = value
         if missing:
             with self._db.errors(f"cannot read the profile status of {len(missing)} devices"):
                 pipe = self._db.client.pipeline(transaction=False)

@@ -142,3 +142,40 @@ def test_on_a_cluster_statuses_are_written_at_once(redis_cluster_url: str) -> No
     finally:
         store.close()
         other._db.close()
+
+
+def test_what_the_profile_engine_reads_after_registers_rides_their_commit(
+    node: tuple[RedisStore, RedisDeviceStateStore, RedisDeviceStateStore],
+) -> None:
+    """The profile engine re-reads the assignments and the stored statuses of a loop
+    iteration's registered devices the iteration after their commit: both are read in that
+    commit (an HMGET and an MGET beside the Registers' script), so the engine's reads cost no
+    round trip; each value is used once, and this node's own later writes win over it."""
+    from keystore.store.redis_profiles import RedisProfileStore
+
+    store, state, other = node
+    profiles = RedisProfileStore(store.database, group=store)
+    elsewhere = RedisProfileStore(other._db)
+    elsewhere.assign("ep1", "meters")
+    other.put_status("ep1", _status("ep1", state="failed"))
+    answers = Answers()
+    for n in (1, 2):
+        store.put_registration_later(reg(n), answers.done(f"id{n}"))
+    trips = RoundTrips(store.database.client)
+    assert store.commit() is True
+    assert trips.count == 1  # the Registers' script, the HMGET and the MGET
+    assert profiles.assignments_of(["ep1", "ep2"]) == {"ep1": "meters"}
+    assert state.statuses(["ep1", "ep2"]) == {"ep1": _status("ep1", state="failed")}
+    assert trips.count == 1  # no round trip of their own
+    # used once: a later read asks Redis again, and sees a change made meanwhile
+    elsewhere.assign("ep1", "gauges")
+    assert profiles.assignments_of(["ep1"]) == {"ep1": "gauges"}
+    assert trips.count == 2
+    # a write of this node after the read-ahead wins over what was read
+    store.put_registration_later(reg(3), answers.done("id3"))
+    assert store.commit() is True
+    profiles.assign("ep3", "valves")
+    state.put_status("ep3", _status("ep3"))
+    assert store.commit() is True  # the status is in Redis now, no longer held
+    assert profiles.assignments_of(["ep3"]) == {"ep3": "valves"}
+    assert state.statuses(["ep3"]) == {"ep3": _status("ep3")}
