@@ -29,7 +29,8 @@ one rule: **an index may hold entries that are no longer true, never miss one th
 entry is added before the record it points to is written and removed after the record is gone,
 and every lookup through an index checks the record (id, endpoint, address, identity, expiry)
 and ignores what disagrees. The expiry index's score may be earlier than the record's expiry
-after a crash or two concurrent writers (the sweep then reads the record, sees it is not due and
+after a crash, two concurrent writers or group-committed keep-alives (``_TOUCH_MANY`` scores
+about once per half lifetime; the sweep then reads the record, sees it is not due and
 repairs the score with a compare-and-set), never later, except in one race documented in
 docs/cluster.md. A process killed between the steps leaves at most stale entries (ignored; the
 sweep drops those of the expiry index), never a half-written registration.
@@ -40,10 +41,13 @@ script (``_TOUCH_MANY``: atomic, and one command for redis-py to pack, where thr
 cost more CPU than the rest of an Update) by ``commit()``, the ``Committer`` hook the CoAP
 driver calls before the iteration's replies leave; any other call sends them first (it is
 ordered after them and sees them). Advisory writes (``write_later``: the cluster's holder
-records, queue take-overs) ride in the same round trip instead of one each; their failure is
-logged and never withholds a reply. A held Update is answered True at once; if the commit then
-finds its registration gone (another node removed it) or Redis fails, ``commit()`` returns
-False and the driver withholds the replies of the iteration; the device's retransmission is
+records, queue take-overs, the profile statuses) ride in the same round trip instead of one
+each; their failure is logged and never withholds a reply. So do the reads other stores make
+for the devices of a commit's Registers (``read_with_registers``: the profile assignments and
+statuses the profile engine reads the next loop iteration). A held Update is answered True at
+once; if the commit then finds its registration gone (another node removed it) or Redis
+fails, ``commit()`` returns False and the driver withholds the replies of the iteration; the
+device's retransmission is
 handled again, and that registration's next Update is written synchronously, so the core
 answers it 4.04. **Registers** (``put_registration_later``) are held the same way and sent as
 one more script (``_REGISTER_MANY``) in the commit's round trip; each is told, when the commit
