@@ -45,18 +45,17 @@ records, queue take-overs, the profile statuses) ride in the same round trip ins
 each; their failure is logged and never withholds a reply. So do the reads other stores make
 for the devices of a commit's Registers (``read_with_registers``: the profile assignments and
 statuses the profile engine reads the next loop iteration). A held Update is answered True at
-once; if the commit then finds its registration gone (another node removed it) or Redis
-fails, ``commit()`` returns False and the driver withholds the replies of the iteration; the
-device's retransmission is
-handled again, and that registration's next Update is written synchronously, so the core
-answers it 4.04. **Registers** (``put_registration_later``) are held the same way and sent as
-one more script (``_REGISTER_MANY``) in the commit's round trip; each is told, when the commit
-answered and before the replies leave, whether it is stored and what it replaced (the core
-does the rest of the Register then: docs/cluster.md, "Group commit on Redis"). Every other
-write (``put_registration``, an Update that changes more, De-register, expiry, observations)
-is synchronous: its answer (who won an expiry) decides the reply. On a Redis Cluster every write
-is synchronous (the steps of an Update span slots, and a cluster pipeline does not keep their
-order).
+once; if the commit then finds its registration gone (another node removed it) or Redis fails,
+``commit()`` returns False and the driver withholds the replies of the iteration; the device's
+retransmission is handled again, and that registration's next Update is written synchronously,
+so the core answers it 4.04. **Registers** (``put_registration_later``) are held the same way
+and sent as one more script (``_REGISTER_MANY``) in the commit's round trip; each is told, when
+the commit answered and before the replies leave, whether it is stored and what it replaced
+(the core does the rest of the Register then: docs/cluster.md, "Group commit on Redis"). Every
+other write (``put_registration``, an Update that changes more, De-register, expiry,
+observations) is synchronous: its answer (who won an expiry) decides the reply. On a Redis
+Cluster every write is synchronous (the steps of an Update span slots, and a cluster pipeline
+does not keep their order).
 """
 
 from __future__ import annotations
