@@ -471,8 +471,8 @@ class Lwm2mServer:
             core=core,
             telemetry=RedisTelemetryStore(db, local),
             credentials=credentials_on_redis,
-            profiles=RedisProfileStore(db),
-            device_state=RedisDeviceStateStore(db),
+            profiles=RedisProfileStore(db, group=core),  # assignments read with Registers
+            device_state=RedisDeviceStateStore(db, group=core),  # statuses ride the commit
             dtls_sessions=RedisDtlsSessionStore(db),
             api_tokens=api_token_store(credentials_on_redis),
             queued_requests=RedisQueuedRequestStore(db),

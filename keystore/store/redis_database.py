@@ -401,3 +401,41 @@ def _explain(exc: BaseException) -> str:
     if isinstance(exc, redis.ResponseError) and "CROSSSLOT" in text:
         return f"{text} (a change spans Redis Cluster slots)"
     return text
+
+
+MISSING: Any = object()
+"""``ReadAhead.take``: nothing read ahead for that key (None is a value: read, and absent)."""
+
+
+class ReadAhead:
+    """Values read with a group commit for the reads of the next loop iteration (the server's
+    ``RedisStore.read_with_registers``: the profile engine runs the iteration after the
+    Registers' commit answered and asks the store about those devices). Kept for two commits
+    and at most ``ttl`` seconds, each value taken once: a value read ahead is as fresh as a read
+    made a moment later, never a cache that outlives the moment it was read for. A store that
+    writes a key itself ``forget``s it (its own write is newer)."""
+
+    def __init__(self, ttl: float = 1.0) -> None:
+        self._ttl = ttl
+        self._new: dict[str, Any] = {}
+        self._old: dict[str, Any] = {}
+        self._at = float("-inf")
+
+    def fill(self, values: dict[str, Any]) -> None:
+        now = time.monotonic()
+        self._old = self._new if now - self._at < self._ttl else {}
+        self._new, self._at = values, now
+
+    def take(self, key: str) -> Any:
+        """The value read ahead for ``key`` (once), or ``MISSING``."""
+        if not self._new and not self._old:
+            return MISSING
+        if time.monotonic() - self._at >= self._ttl:
+            self._new, self._old = {}, {}
+            return MISSING
+        newer, older = self._new.pop(key, MISSING), self._old.pop(key, MISSING)
+        return older if newer is MISSING else newer
+
+    def forget(self, key: str) -> None:
+        self._new.pop(key, None)
+        self._old.pop(key, None)

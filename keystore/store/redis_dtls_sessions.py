@@ -177,6 +177,30 @@ return out
 """
 )
 
+# One Redis only (a script may read a key it was not given there, never on a cluster): the
+# lookup of an unknown peer in one round trip, where it was two (the index, then the session).
+# KEYS[1]: the index hash (addr or cid). ARGV: the field, the cutoff, the sessions' key prefix
+# (``P:dtls:{``). {'none'} (no entry) | {'id', id} (an id that is not plain: the caller reads
+# the session itself) | as _FIND with the id second: {'ok', id, state, seq, window} |
+# {'expired', id, address, cid} | {'missing', id}.
+_FIND_INDEXED = (
+    _HELPERS
+    + """
+local sid = redis.call('HGET', KEYS[1], ARGV[1])
+if not sid then return {'none'} end
+if not string.match(sid, '^%w+$') then return {'id', sid} end
+local key = ARGV[3] .. sid .. '}'
+local row = redis.call('HMGET', key, 'state', 'seq', 'window')
+if not (row[1] and row[2] and row[3]) then return {'missing', sid} end
+local saved_at = tonumber(string.match(row[3], '|([^|]*)$'))
+if saved_at and saved_at < tonumber(ARGV[2]) then
+  redis.call('DEL', key)
+  return {'expired', sid, addr_of(row[3]), cid_of(row[1])}
+end
+return {'ok', sid, row[1], row[2], row[3]}
+"""
+)
+
 # KEYS: the session's hash. ARGV: owner token, reserve. The session becomes the caller's; its
 # reservation moves ``reserve`` ahead; returns {state, old seq, window}.
 _CLAIM = """
@@ -310,6 +334,7 @@ class RedisDtlsSessionStore:
             ("progress", _PROGRESS),
             ("remove", _REMOVE),
             ("find", _FIND),
+            ("find_indexed", _FIND_INDEXED),
             ("claim", _CLAIM),
             ("migrate", _MIGRATE),
             ("index_add", _INDEX_ADD),
@@ -491,7 +516,9 @@ class RedisDtlsSessionStore:
     ) -> StoredSession | None:
         """The session our Connection ID ``cid`` (else the one at ``address``) names; None
         when there is none, the index entry disagrees with the session (a stale entry), or it
-        was saved before ``cutoff`` (idle: deleted). Two round trips: the index, the session."""
+        was saved before ``cutoff`` (idle: deleted). One round trip on one Redis (a script
+        reads the index entry and the session it names); two on a Redis Cluster (the index,
+        then the session: different slots, which no script spans)."""
         if cid is not None:
             index, field = self._index_keys[2], cid.hex()
         elif address is not None:
@@ -499,12 +526,24 @@ class RedisDtlsSessionStore:
         else:
             return None
         with self._db.errors("cannot look up a DTLS session"):
-            found_id = self._db.client.hget(index, field)
-            if found_id is None:
-                return None
-            session_id = text(found_id)
-            (reply,) = self._per_session("find", [cutoff], [(self.session_key(session_id), [])])
-            found = [text(v) for v in reply]
+            found: list[str] = []
+            if not self._db.cluster:
+                prefix = f"{self._db.prefix}:dtls:{{"  # ``P:dtls:{``: the id and ``}`` follow
+                reply = self._run("find_indexed", [index], [field, cutoff, prefix])
+                found = [text(v) for v in reply]
+                if found[0] == "none":
+                    return None
+                session_id = found[1]
+                del found[1]  # as _FIND answers: status first, then its values
+            else:
+                found_id = self._db.client.hget(index, field)
+                if found_id is None:
+                    return None
+                session_id = text(found_id)
+            if not found or found[0] == "id":  # a cluster, or an id that is not plain
+                key = self.session_key(session_id)
+                (reply,) = self._per_session("find", [cutoff], [(key, [])])
+                found = [text(v) for v in reply]
             if found[0] == "expired":
                 self._addresses.pop(session_id, None)
                 self._run("index_drop", self._index_keys, [0, session_id, "all", *found[1:]])

@@ -16,23 +16,39 @@ record.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .database import dumps
 from .errors import StoreError
 from .profiles import StoredProfile
-from .redis_database import RedisDatabase, text
+from .redis_database import MISSING, ReadAhead, RedisDatabase, text
 
 
 class RedisProfileStore:
     """``keystore.store.profiles.ProfileStore`` on a ``RedisDatabase``."""
 
-    def __init__(self, db: RedisDatabase) -> None:
+    def __init__(self, db: RedisDatabase, group: Any = None) -> None:
+        """``group``: the LwM2M server's ``RedisStore`` (one Redis, group commit): the
+        assignments of a commit's Registers are read in that commit (``assignments_of`` then
+        answers the profile engine's re-read of them, the next loop iteration, without a
+        round trip of its own)."""
         self._db = db
         self.url = db.url
         self._docs = db.group_key("prof", "doc")
         self._assign = db.group_key("prof", "assign")
+        self._ahead = ReadAhead()
+        if group is not None:
+            group.read_with_registers(self._read_ahead)
+
+    def _read_ahead(
+        self, endpoints: list[str]
+    ) -> tuple[Callable[[Any], object], Callable[[Any], None]]:
+        def done(answer: Any) -> None:
+            if not isinstance(answer, BaseException):
+                self._ahead.fill(dict(zip(endpoints, answer, strict=True)))
+
+        return (lambda pipe: pipe.hmget(self._assign, endpoints)), done
 
     def _decode(self, name: str, raw: bytes | str) -> StoredProfile:
         try:
@@ -83,6 +99,7 @@ class RedisProfileStore:
         return self._swap(name, None)
 
     def assign(self, endpoint: str, profile: str | None) -> None:
+        self._ahead.forget(endpoint)  # what was read ahead is older than this
         with self._db.errors(f"cannot assign a profile to {endpoint!r}"):
             if profile is None:
                 self._db.client.hdel(self._assign, endpoint)
@@ -101,9 +118,20 @@ class RedisProfileStore:
         return None if raw is None else text(raw)
 
     def assignments_of(self, endpoints: Sequence[str]) -> dict[str, str]:
-        """One HMGET (the assignments are one hash: one slot on a cluster)."""
+        """What the Registers' commit read ahead, and one HMGET for the rest (the assignments
+        are one hash: one slot on a cluster)."""
         if not endpoints:
             return {}
-        with self._db.errors("cannot read the profile assignments"):
-            raw = self._db.client.hmget(self._assign, list(endpoints))
-        return {ep: text(v) for ep, v in zip(endpoints, raw, strict=True) if v is not None}
+        found: dict[str, Any] = {}
+        missing: list[str] = []
+        for endpoint in endpoints:
+            value = self._ahead.take(endpoint)
+            if value is MISSING:
+                missing.append(endpoint)
+            else:
+                found[endpoint] = value
+        if missing:
+            with self._db.errors("cannot read the profile assignments"):
+                raw = self._db.client.hmget(self._assign, missing)
+            found.update(zip(missing, raw, strict=True))
+        return {ep: text(found[ep]) for ep in endpoints if found[ep] is not None}

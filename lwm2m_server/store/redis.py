@@ -29,7 +29,8 @@ one rule: **an index may hold entries that are no longer true, never miss one th
 entry is added before the record it points to is written and removed after the record is gone,
 and every lookup through an index checks the record (id, endpoint, address, identity, expiry)
 and ignores what disagrees. The expiry index's score may be earlier than the record's expiry
-after a crash or two concurrent writers (the sweep then reads the record, sees it is not due and
+after a crash, two concurrent writers or group-committed keep-alives (``_TOUCH_MANY`` scores
+about once per half lifetime; the sweep then reads the record, sees it is not due and
 repairs the score with a compare-and-set), never later, except in one race documented in
 docs/cluster.md. A process killed between the steps leaves at most stale entries (ignored; the
 sweep drops those of the expiry index), never a half-written registration.
@@ -40,19 +41,21 @@ script (``_TOUCH_MANY``: atomic, and one command for redis-py to pack, where thr
 cost more CPU than the rest of an Update) by ``commit()``, the ``Committer`` hook the CoAP
 driver calls before the iteration's replies leave; any other call sends them first (it is
 ordered after them and sees them). Advisory writes (``write_later``: the cluster's holder
-records, queue take-overs) ride in the same round trip instead of one each; their failure is
-logged and never withholds a reply. A held Update is answered True at once; if the commit then
-finds its registration gone (another node removed it) or Redis fails, ``commit()`` returns
-False and the driver withholds the replies of the iteration; the device's retransmission is
-handled again, and that registration's next Update is written synchronously, so the core
-answers it 4.04. **Registers** (``put_registration_later``) are held the same way and sent as
-one more script (``_REGISTER_MANY``) in the commit's round trip; each is told, when the commit
-answered and before the replies leave, whether it is stored and what it replaced (the core
-does the rest of the Register then: docs/cluster.md, "Group commit on Redis"). Every other
-write (``put_registration``, an Update that changes more, De-register, expiry, observations)
-is synchronous: its answer (who won an expiry) decides the reply. On a Redis Cluster every write
-is synchronous (the steps of an Update span slots, and a cluster pipeline does not keep their
-order).
+records, queue take-overs, the profile statuses) ride in the same round trip instead of one
+each; their failure is logged and never withholds a reply. So do the reads other stores make
+for the devices of a commit's Registers (``read_with_registers``: the profile assignments and
+statuses the profile engine reads the next loop iteration). A held Update is answered True at
+once; if the commit then finds its registration gone (another node removed it) or Redis fails,
+``commit()`` returns False and the driver withholds the replies of the iteration; the device's
+retransmission is handled again, and that registration's next Update is written synchronously,
+so the core answers it 4.04. **Registers** (``put_registration_later``) are held the same way
+and sent as one more script (``_REGISTER_MANY``) in the commit's round trip; each is told, when
+the commit answered and before the replies leave, whether it is stored and what it replaced
+(the core does the rest of the Register then: docs/cluster.md, "Group commit on Redis"). Every
+other write (``put_registration``, an Update that changes more, De-register, expiry,
+observations) is synchronous: its answer (who won an expiry) decides the reply. On a Redis
+Cluster every write is synchronous (the steps of an Update span slots, and a cluster pipeline
+does not keep their order).
 """
 
 from __future__ import annotations
@@ -154,6 +157,12 @@ return old
 # in the same atomic step as the record). Returns only what Python must act on (a keep-alive from
 # the same address, nearly every Update, adds nothing to parse): {i} for the i-th Update whose id
 # is gone (nothing written), {i, old host, old port} for one whose address changed.
+# The expiry score is written only when it would lag the new expiry by half a lifetime or more
+# (``xs``: the expiry this script last scored; absent after a Register or a synchronous Update,
+# which score it themselves), or when the expiry moves earlier: an early score is what the
+# index rule allows (the sweep reads the record, sees it is not due and re-scores it; module
+# docstring), and a keep-alive every few seconds then costs Redis two commands, not four (one
+# HMGET, one HSET; the ZADD, the dearest, about once per half lifetime).
 _TOUCH_MANY = """
 local k, i, out = 2, 0, {}
 for line in string.gmatch(ARGV[1], '[^\\n]+') do
@@ -162,16 +171,23 @@ for line in string.gmatch(ARGV[1], '[^\\n]+') do
   n = tonumber(n)
   i = i + 1
   local reg = KEYS[k]
-  if redis.call('HGET', reg, 'id') == id then
-    local old = redis.call('HMGET', reg, 'host', 'port')
-    if old[1] == host and old[2] == port then
-      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp)
+  local old = redis.call('HMGET', reg, 'id', 'host', 'port', 'exp', 'xs')
+  if old[1] == id then
+    local e, was, xs = tonumber(exp), tonumber(old[4]), tonumber(old[5])
+    local score = not (was and xs and e >= was and e - xs < tonumber(lt) / 2)
+    if old[2] == host and old[3] == port then
+      if score then
+        redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp, 'xs', exp)
+      else
+        redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp)
+      end
     else
-      out[#out + 1] = {i, old[1], old[2]}
+      out[#out + 1] = {i, old[2], old[3]}
       for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
-      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp)
+      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp,
+        'xs', score and exp or old[5])
     end
-    redis.call('ZADD', KEYS[1], exp, id)
+    if score then redis.call('ZADD', KEYS[1], exp, id) end
   else
     out[#out + 1] = {i}
   end
@@ -330,6 +346,13 @@ RegisterDone = Callable[[bool, Registration | None], None]
 """What ``RedisStore.put_registration_later`` calls when its commit answered: whether the
 Register is stored, and the registration it replaced (as the store had it; None: none)."""
 
+Extra = tuple[Callable[[Any], object], Callable[[Any], None]]
+"""One command for a group commit's pipeline: what queues it, what gets its answer."""
+
+RegisterReader = Callable[[list[str]], Extra | None]
+"""``RedisStore.read_with_registers``: given the endpoints of a commit's held Registers, one
+read (an ``Extra``) to send in that commit, or None."""
+
 
 @attrs.define(eq=False)
 class _InFlight:
@@ -381,6 +404,8 @@ class RedisStore:
         """Registers held for the next group commit (``put_registration_later``)."""
         self._extras: list[tuple[Callable[[Any], object], Callable[[Any], None]]] = []
         """Advisory writes (``write_later``) for the next group commit's pipeline."""
+        self._readers: list[RegisterReader] = []
+        """Reads that ride the commit of held Registers (``read_with_registers``)."""
         self._lost: set[str] = set()
         """Ids whose held Update found the registration gone: touched synchronously next."""
         self._inflight: deque[_InFlight] = deque()
@@ -477,7 +502,7 @@ class RedisStore:
         ``_flush`` does; the in-flight commits on the connection fail with it)."""
         pending, self._pending = self._pending, []
         registers, self._registers = self._registers, []
-        extras, self._extras = self._extras, []
+        extras, self._extras = self._with_reads(registers, self._extras), []
         from redis.exceptions import RedisError
 
         pipe = self._db.client.pipeline(transaction=False)
@@ -652,6 +677,25 @@ class RedisStore:
         self._arm()
         return True
 
+    def read_with_registers(self, reader: RegisterReader) -> None:
+        """Have ``reader`` add a read to every commit that carries held Registers: what the
+        node reads about each registered device in the next loop iteration (the profile
+        engine's assignment and stored status, after the REGISTRATION events) then comes with
+        the Registers' own round trip instead of round trips of its own. Its answer (or the
+        exception, when the commit failed) goes to the reader's ``done``; like an advisory
+        write, it never withholds a reply."""
+        self._readers.append(reader)
+
+    def _with_reads(
+        self, registers: list[tuple[Registration, RegisterDone]], extras: list[Extra]
+    ) -> list[Extra]:
+        """``extras`` and the reads of ``read_with_registers`` for ``registers``."""
+        if not registers or not self._readers:
+            return extras
+        endpoints = [reg.endpoint for reg, _ in registers]
+        reads = [read for read in (reader(endpoints) for reader in self._readers) if read]
+        return extras + reads if reads else extras
+
     def _arm(self) -> None:
         if not self._armed:  # a write outside a datagram's handling: the loop commits it
             with suppress(RuntimeError):
@@ -680,7 +724,7 @@ class RedisStore:
         round trip."""
         pending, self._pending = self._pending, []
         registers, self._registers = self._registers, []
-        extras, self._extras = self._extras, []
+        extras, self._extras = self._with_reads(registers, self._extras), []
         from redis.exceptions import RedisError
 
         try:

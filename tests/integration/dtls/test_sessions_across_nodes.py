@@ -381,6 +381,65 @@ async def test_unknown_peer_flood_costs_only_rate_limited_lookups(db: RedisDatab
         await node.shutdown()
 
 
+def test_a_lookup_is_one_round_trip_on_one_redis(store_db: RedisDatabase) -> None:
+    """What a record from a peer this node does not know costs the event loop: one script on
+    one Redis, found or not (it was the index entry, then the session: two); on a Redis
+    Cluster the index and the session are in different slots, so still two. A session whose id is
+    not plain letters and digits (never one the endpoint makes) is still found (the script
+    names it, Python reads it)."""
+    from tests.unit.dtls.test_session_store import IDENTITIES, state
+    from tests.unit.store.test_redis_group_commit import RoundTrips
+
+    db = store_db
+    a, b = RedisDtlsSessionStore(db), RedisDtlsSessionStore(db)
+    row = StoredSession("s1", "192.0.2.1", 1000, state(IDENTITIES[0], write_seq=2048), 1.0)
+    odd_state = state(IDENTITIES[1], write_seq=10, own_cid=b"odd-cid")
+    odd = StoredSession("s-{2}", "192.0.2.2", 2000, odd_state, 1.0)
+    a.save_dtls_sessions([row, odd], [], [])
+    b.find_dtls_session(address=("192.0.2.8", 8), cutoff=0)  # the scripts are loaded
+    trips = RoundTrips(db.client)
+    assert b.find_dtls_session(address=("192.0.2.1", 1000), cutoff=0) == row
+    found_trips = trips.count
+    assert b.find_dtls_session(cid=row.state.own_cid, cutoff=0) == row
+    assert b.find_dtls_session(address=("192.0.2.9", 9), cutoff=0) is None  # no entry
+    if not db.cluster:  # (a cluster client's pipeline is more than one call to count)
+        assert (found_trips, trips.count) == (1, 3)
+    assert b.find_dtls_session(address=("192.0.2.2", 2000), cutoff=0) == odd
+    assert b.find_dtls_session(cid=odd.state.own_cid, cutoff=0) == odd
+    # an idle session is not found, and is deleted with its index entries, by either path
+    assert b.find_dtls_session(cid=row.state.own_cid, cutoff=10.0) is None
+    assert b.find_dtls_session(address=("192.0.2.2", 2000), cutoff=10.0) is None
+    assert b.load_dtls_sessions() == [] and b.count() == 0
+    assert not db.client.exists(db.group_key("dtls", "addr"), db.group_key("dtls", "cid"))
+
+
+async def test_a_client_hello_flood_never_asks_redis(db: RedisDatabase) -> None:
+    """Cookie-less ClientHellos from 300 unknown addresses (a spoofed flood): every one is
+    answered statelessly (HelloVerifyRequest) or dropped over ``hello_rate``, and none costs
+    the event loop a Redis round trip: no session lookup, no command on the store's client
+    (a ClientHello is not a record of an established session; the credential lookup comes
+    only with the cookie's second ClientHello, which a spoofer never gets to send)."""
+    from bench.dtls_flood import client_hello
+    from tests.unit.store.test_redis_group_commit import RoundTrips
+
+    node, store = await open_node(db)
+    trips = RoundTrips(db.client)
+    hello = client_hello()
+    sockets = [await RawSocket.open(node.local_address) for _ in range(300)]
+    try:
+        for n, sock in enumerate(sockets):
+            sock.send(hello[:27] + n.to_bytes(32, "big") + hello[59:])
+        stats = node.stats
+        await eventually(lambda: stats.hello_verify_requests + stats.hellos_dropped == 300)
+        assert stats.hello_verify_requests > 0
+        assert store.finds == 0 and stats.session_lookups == 0
+        assert trips.count == 0
+    finally:
+        for sock in sockets:
+            sock.close()
+        await node.shutdown()
+
+
 def test_progress_of_a_session_another_handle_claimed_is_refused(store_db: RedisDatabase) -> None:
     """The store's half of "one writer per session": after B's claim, A's progress and removal
     change nothing and A is told; the reservation B starts from is above anything A used."""

@@ -217,6 +217,39 @@ def test_a_failed_advisory_write_never_withholds_replies(
     assert len(answers) == 1 and isinstance(answers[0], redis.exceptions.ConnectionError)
 
 
+def test_keep_alives_score_the_expiry_index_about_once_per_half_lifetime(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """A keep-alive leaves the expiry score where it is while it lags the new expiry by less
+    than half a lifetime (the index may be early, never late): the sweep re-scores such an
+    entry from its record and reports the registration only when it is due; an Update that
+    moves the expiry earlier (a shorter lifetime) is scored at once."""
+    node, other = stores
+    r = reg(1, last_update=1000.0, lifetime=100)
+    node.put_registration(r)
+    expiry = other.database.group_key("reg", "expiry")
+    client = other.database.client
+    for t in (1010.0, 1020.0, 1040.0, 1059.0):
+        assert node.touch_registration(attrs.evolve(r, last_update=t))
+        assert node.commit() is True
+    # scored by the first keep-alive (the Register's score has no record of it), 49 s early now
+    assert client.zscore(expiry, "id1") == 1110.0
+    assert other.get_registration("id1").expires_at == 1159.0  # type: ignore[union-attr]
+    # the sweep: nothing due before the record's expiry, and the early score repaired
+    assert other.expiring_before(1155.0, 10) == []
+    assert client.zscore(expiry, "id1") == 1159.0
+    assert [x.registration_id for x in other.expiring_before(1160.0, 10)] == ["id1"]
+    node.touch_registration(attrs.evolve(r, last_update=1060.0))  # 50 s after 1110: half of 100
+    assert node.commit() is True
+    assert client.zscore(expiry, "id1") == 1160.0
+    # a shorter lifetime: the expiry moves earlier, so it is scored at once
+    shorter = attrs.evolve(r, last_update=1070.0, lifetime=10)
+    node.touch_registration(shorter)
+    assert node.commit() is True
+    assert client.zscore(expiry, "id1") == 1080.0
+    assert other.expiring_before(1081.0, 10) == [shorter]
+
+
 def test_one_commit_of_many_updates_keeps_every_index(
     stores: tuple[RedisStore, RedisStore],
 ) -> None:
