@@ -265,10 +265,33 @@ class SqliteStore(SqliteDatabase):
         # directly in the group (not inside another write's savepoint, which its writer may roll
         # back alone): only then does the group's commit or failure decide the series' fate
         direct = self._grouping and (self._depth == 0 or (self._group_open and self._depth == 1))
+        if direct:
+            return self._insert_group_rows(rows)
         try:
             with self.write() as conn:
-                self._insert_rows(conn, rows, grouped=direct)
+                self._insert_rows(conn, rows, grouped=False)
         except StoreError as exc:
+            with suppress(sqlite3.Error):
+                self.conn.rollback()
+            self._group_open = False
+            self._depth = 0
+            self._failed(exc)
+            return False
+        return True
+
+    def _insert_group_rows(self, rows: Sequence[tuple[str, str, str, int, str, str]]) -> bool:
+        """The group's buffered rows straight into its transaction, without the savepoint
+        ``write()`` would open: a failure rolls the whole group back anyway, so the savepoint
+        bought nothing, and it cost a sub-journal: sqlite keeps the original of every page a
+        savepoint modifies (each history index page, the latest values' pages: ~100 pages of
+        4 KiB per group of 64 notifications over 1000 series), past 64 KiB in a temporary file
+        created, written and deleted per commit. ~6 µs per notification at 100k history rows
+        (docs/performance.md, "Session 8: notifications over sockets")."""
+        try:
+            if self._depth == 0:
+                self._open_group()
+            self._insert_rows(self.conn, rows, grouped=True)
+        except (sqlite3.Error, StoreError) as exc:
             with suppress(sqlite3.Error):
                 self.conn.rollback()
             self._group_open = False
