@@ -30,6 +30,11 @@ Sizes: one server grows through ``--clients`` (1k, 10k, 100k by default). At eac
   consecutive clients at any size: docs/performance.md, "Session 7: Updates at 100k");
 * ``notification_cpu_us``: ``--notifications`` CON notifications (SenML CBOR, one value) from the
   first ``--observed`` clients, observed on /3303/0/5700 through the server's ``observe``;
+  ``--like-blast`` observes a tenth of N at most, as ``server_load.py`` does (1k: 100), with
+  its three-byte Observe numbers. The history matters more than either: each stored point
+  dirties its series' newest index page once every series has a page of history, so the CPU
+  per notification grows with the rows stored (``rounds_us``); ``server_load.py`` stores ~100k
+  per size (``--notifications 100000 --rounds 10`` here, docs/performance.md, "Session 8");
 * ``rss_per_client_bytes``: VmRSS growth over the Register phase per client registered (the
   harness's own objects for the simulated clients are made before the first reading; what it
   keeps per client from the replies, the Location-Path, ~100 bytes, is still counted).
@@ -117,6 +122,9 @@ class Config:
     """Shared source addresses (0: every client its own)."""
     profile: Path | None = None
     profile_phase: str = "update"
+    like_blast: bool = False
+    """Notifications shaped as ``server_load.py``'s blast: a tenth of the clients observed
+    (at most ``observed``), three-byte Observe numbers (``--like-blast``)."""
     redis_url: str | None = None
     """``store: {engine: redis, url: ...}`` instead of sqlite (the server's CPU only: Redis's
     own is not counted, it is another process)."""
@@ -189,6 +197,10 @@ def update_datagram(client: Client) -> bytes:
     mid = client.next_mid()
     opts = tuple((URI_PATH, segment) for segment in client.location)
     return serialize(Message(Type.CON, Code.POST, mid, mid.to_bytes(2, "big"), opts))
+
+
+BLAST_OBSERVE_MIN = 0x10000
+"""``bench/load/blast.py``'s Observe numbers: 0x10000..0xFFFFFF, always three bytes."""
 
 
 def notification_datagram(client: Client) -> bytes:
@@ -363,7 +375,7 @@ class Bench:
                     if client is None or message.mtype is not Type.CON or message.observe != 0:
                         continue
                     client.token = message.token
-                    client.seq = 1
+                    client.seq = BLAST_OBSERVE_MIN if self.cfg.like_blast else 1
                     opts = ((OBSERVE, encode_uint(1)), (CONTENT_FORMAT, encode_uint(SENML_CBOR)))
                     answer = Message(
                         Type.ACK, Code.CONTENT, message.mid, message.token, opts,
@@ -483,7 +495,9 @@ async def measure(cfg: Config) -> None:
                 await bench.updates(min(cfg.warmup, cfg.updates), 1)
                 cpu_line("update_cpu_us", total, await bench.updates(cfg.updates, cfg.rounds))
                 if cfg.notifications and cfg.observed and not cfg.addresses:
-                    await bench.observe(min(cfg.observed, total))
+                    # like server_load.py: at most a tenth of N observed (1k: 100)
+                    share = max(1, total // 10) if cfg.like_blast else total
+                    await bench.observe(max(bench.observed, min(cfg.observed, share)))
                     cpu_line(
                         "notification_cpu_us",
                         total,
@@ -520,10 +534,20 @@ def parse_args(argv: list[str] | None) -> Config:
         "--profile-phase", choices=("register", "update", "notification"), default="update"
     )
     parser.add_argument("--redis-url", help="run the server on this Redis (an empty one)")
+    parser.add_argument(
+        "--like-blast",
+        action="store_true",
+        help="notifications as server_load.py's blast: N/10 observed (at most --observed), "
+        "three-byte Observe numbers; add --notifications 100000 --rounds 10 for its history",
+    )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else Config()
     cfg = replace(
-        cfg, profile=args.profile, profile_phase=args.profile_phase, redis_url=args.redis_url
+        cfg,
+        profile=args.profile,
+        profile_phase=args.profile_phase,
+        redis_url=args.redis_url,
+        like_blast=args.like_blast,
     )
     if args.clients:
         cfg = replace(cfg, clients=[int(c) for c in args.clients.split(",")])

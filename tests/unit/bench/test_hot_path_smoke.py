@@ -88,3 +88,35 @@ def test_updates_every_kth_client(capsys: pytest.CaptureFixture[str]) -> None:
     assert figures["update_cpu_us"]["messages"] == 80
     with pytest.raises(SystemExit):
         hot_path.parse_args(["--update-stride", "0"])
+
+
+def test_like_blast_observes_a_tenth_with_three_byte_observe_numbers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--like-blast``: as ``server_load.py``'s notification phase, a tenth of the clients is
+    observed at each size (at most ``--observed``), and every notification carries a
+    three-byte Observe number (``bench/load/blast.py``'s); each one is still ACKed (the
+    harness fails otherwise)."""
+    sent: list[bytes] = []
+    make = hot_path.notification_datagram
+
+    def spy(client: hot_path.Client) -> bytes:
+        data = make(client)
+        sent.append(data)
+        return data
+
+    hot_path.notification_datagram = spy  # type: ignore[assignment]
+    try:
+        assert hot_path.main(
+            ["--clients", "40,200", "--updates", "40", "--notifications", "60", "--observed",
+             "15", "--rounds", "2", "--batch", "16", "--like-blast"]
+        ) == 0  # fmt: skip
+    finally:
+        hot_path.notification_datagram = make  # type: ignore[assignment]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    by_size = {line["clients"]: line for line in lines if line["figure"] == "notification_cpu_us"}
+    assert by_size[40]["observed"] == 4
+    assert by_size[200]["observed"] == 15  # a tenth is 20: capped by --observed
+    assert len(sent) == 120
+    observes = [hot_path.parse(data).observe for data in sent]
+    assert all(o is not None and 0x10000 <= o <= 0xFFFFFF for o in observes)
