@@ -28,8 +28,10 @@ IDENTITY = IdentityBinding("psk", "dev-key")
 
 
 class CountingStore(SqliteStore):
-    """The sqlite store, counting its reads by address."""
+    """The sqlite store, counting its reads by address; shared (another process may write it)
+    whatever the engine says of itself."""
 
+    one_process = False
     address_reads = 0
 
     def registrations_by_address(self, address: Address) -> list:  # type: ignore[type-arg]
