@@ -21,7 +21,8 @@ an Update is at most a timer tick.
 book a cache of it. Every change is written to the store *before* the book indexes it (a
 ``StoreError`` leaves the book as it was), and a lookup that misses the book (by id, endpoint,
 address or identity) reads through to the store and caches what it finds, so a registration
-another server process made on a shared store is found here. A hit is trusted (no read per
+another server process made on a shared store is found here (by address only when the
+store may hold what the book lacks: ``complete``). A hit is trusted (no read per
 Update); a stale hit is caught by the write it leads to: an Update's conditional
 ``touch_registration``/``update_registration`` finds the id gone (deregistered or replaced by
 another process) and the book forgets it and answers 4.04. Expiry asks the store too: the
@@ -162,6 +163,21 @@ class RegistrationBook:
         self._versions: dict[str, int] = {}
         self._heap: list[tuple[float, str, int]] = []
         self._counter = 0
+        self.complete = False
+        """Every registration of ``store`` is in this book: the store is written by this process
+        alone and was loaded into the book at start-up (``ServerCore.load`` sets it when the
+        store says ``one_process``). An address that misses the book then has no registration
+        anywhere, and ``at_address`` answers so without reading the store.
+
+        Why: the store's lookup by address is the one read-through that needs an index of its
+        own on a one-process store (id and endpoint are unique keys the store keeps anyway,
+        identity has a partial index NoSec Registers skip), and that index is the part of a
+        Register that grows with the fleet when devices share addresses: at 100k registrations
+        from the load generator's 128 sockets, filing each Register under its (host, port) in
+        sqlite costs ~10 µs more than at 1k (docs/performance.md, "Session 8: Registers at
+        100k"). Without reads by address the store may drop that index. A shared store (Redis,
+        several workers) is read through as before: another process's registration is found
+        there."""
 
     # -- queries -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -207,7 +223,7 @@ class RegistrationBook:
         """Every live registration whose requests come from ``address`` (least recently
         written first)."""
         ids = self._by_address.get(address)
-        if ids is None and self.store is not None:
+        if ids is None and self.store is not None and not self.complete:
             for reg in self.store.registrations_by_address(address):
                 self._cache(reg)
             ids = self._by_address.get(address)

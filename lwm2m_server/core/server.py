@@ -112,8 +112,11 @@ class ServerCore:
 
     def load(self) -> None:
         """Fill the cache with everything the store holds (start-up: 100k registrations are
-        read once rather than missed one at a time)."""
+        read once rather than missed one at a time). A store that says ``one_process`` (no
+        other process writes it) then holds nothing the cache lacks: the registration book
+        stops reading it through by address (``RegistrationBook.complete``)."""
         self.restore(self.store.registrations(), self.store.observations())
+        self.registrations.complete = getattr(self.store, "one_process", False) is True
 
     # -- registration interface ----------------------------------------------------------
     def register(
