@@ -104,40 +104,54 @@ schema 4 (not released before session 6): ``_index_registrations`` drops the ful
 ``idx_registrations_identity`` of older files, versions 2 and 3 and the first schema-4 builds
 alike."""
 
-_TIMES_SQL = (
-    "CREATE TABLE IF NOT EXISTS registration_times(id TEXT PRIMARY KEY NOT NULL, "
-    "last_update REAL NOT NULL, expires_at REAL) WITHOUT ROWID"
+_REGISTRATIONS_SQL = (
+    "CREATE TABLE IF NOT EXISTS {name}(rid INTEGER PRIMARY KEY, id TEXT UNIQUE, "
+    "endpoint TEXT NOT NULL, data TEXT NOT NULL, lifetime INTEGER, host TEXT, port INTEGER, "
+    "identity TEXT)"
 )
-"""A registration's two times, apart from its ~450-byte ``registrations`` row (schema 5).
+"""The registrations (schema 5; ``{name}``: the table's name). ``rid`` is the rowid, named so
+that it is stable: ``registration_times`` is keyed by it, and ``VACUUM`` may renumber the
+rowids of a table without an ``INTEGER PRIMARY KEY``. ``id`` (the registration id, what the
+lookups go by) is ``UNIQUE``: the index the ``id TEXT PRIMARY KEY`` of versions 1-4 made."""
+_TIMES_SQL = (
+    "CREATE TABLE IF NOT EXISTS registration_times(rid INTEGER PRIMARY KEY, "
+    "last_update REAL NOT NULL, expires_at REAL)"
+)
+"""A registration's two times, apart from its ~450-byte ``registrations`` row (schema 5),
+keyed by that row's ``rid``.
 
 Why: a keep-alive Update (nearly every Update) writes only these two, and sqlite writes a
 whole page to the WAL for each page a group commit dirtied. ~8 wide rows share a page, so a
 group of ~120 Updates of devices far apart in the table (the load generator's every-5th
-client at 100k, or devices whose timers drifted apart) dirtied ~75 pages of it: 15-16 µs of
-sqlite and kernel CPU per Update against 6-8 µs with this table (~30-byte rows, ~120 to a
-page, 100k of them ~1,000 pages), whatever the access pattern (docs/performance.md, "Session
-7: Updates at 100k over sockets" and "Session 8: narrow keep-alive table"). WITHOUT ROWID:
-the id is the key, so the table is one B-tree (no rowid table plus an id index).
+client at 100k, or devices whose timers drifted apart) dirtied ~75 pages of it; ~150 of these
+~25-byte rows share a page, and 100k of them fit in ~700 pages, which stay in sqlite's page
+cache. Keyed by ``rid`` rather than by the registration id: a Register appends its times at
+the end of the table (the id is random: keyed by it, every Register and Update dirtied a
+random page, which measured slower than the wide row, docs/performance.md, "Session 8:
+narrow keep-alive table"), and a keep-alive finds its row through the ``id`` index it reads
+anyway to check the guard (``SqliteStore._KEEP_ALIVE_SQL``).
 
 Every registration has its row here, written in the same transaction as its ``registrations``
-row (the Register's group INSERT rolls the group back if the second statement fails); a
-reader joins the two ``LEFT``, so a ``registrations`` row without times (a hand edit) still
-reads, from its JSON record's ``last_update``."""
+row (the Register's group INSERT rolls the group back if the second statement fails) and
+deleted with it; a reader joins the two ``LEFT``, so a ``registrations`` row without times (a
+hand edit) still reads, from its JSON record's ``last_update``."""
 _TIMES_EXPIRY_INDEX_SQL = (
     "CREATE INDEX IF NOT EXISTS idx_registration_times_expires_at ON registration_times(expires_at)"
 )
-"""The expiry sweep's index (``expiring_before``): its entries are (expires_at, id), so the
+"""The expiry sweep's index (``expiring_before``): its entries are (expires_at, rid), so the
 sweep reads them in its order and joins each to its row."""
-_TIMES_UPSERT_SQL = (
-    "INSERT INTO registration_times(id, last_update, expires_at) VALUES(?, ?, ?) "
-    "ON CONFLICT(id) DO UPDATE SET last_update=excluded.last_update, "
-    "expires_at=excluded.expires_at"
+_TIMES_PUT_SQL = (
+    "INSERT OR REPLACE INTO registration_times(rid, last_update, expires_at) "
+    "SELECT rid, ?, ? FROM registrations WHERE id = ?"
 )
-_TIMES_INSERT_SQL = (
-    "INSERT OR REPLACE INTO registration_times(id, last_update, expires_at) VALUES(?, ?, ?)"
+"""The times of the registration ``id`` (written or replaced; nothing when the id is gone)."""
+_TIMES_NEW_SQL = (
+    "INSERT OR REPLACE INTO registration_times(rid, last_update, expires_at) "
+    "VALUES(last_insert_rowid(), ?, ?)"
 )
-"""The Register's second statement: ``OR REPLACE`` so a row left behind by a hand edit cannot
-fail it (the id is new: the ``registrations`` INSERT before it succeeded)."""
+"""The Register's second statement, right after the ``registrations`` INSERT that made the row
+(its ``rid`` is the connection's last inserted rowid). ``OR REPLACE``: a row left behind by a
+hand edit under a reused ``rid`` cannot fail it."""
 
 _TELEMETRY_KEYS_SQL = (
     "CREATE TABLE IF NOT EXISTS telemetry_keys(endpoint TEXT NOT NULL, key TEXT NOT NULL, "
@@ -400,20 +414,7 @@ class SqliteStore(SqliteDatabase):
         db = self.db
         self._migrate()
         known = self.check_schema("schema", SCHEMA_VERSION)
-        db.table("registrations").create(
-            {
-                "id": str,
-                "endpoint": str,
-                "data": str,
-                "lifetime": int,
-                "host": str,
-                "port": int,
-                "identity": str,
-            },
-            pk="id",
-            not_null={"endpoint", "data"},
-            if_not_exists=True,
-        )
+        self.conn.execute(_REGISTRATIONS_SQL.format(name="registrations"))
         self.conn.execute(_TIMES_SQL)
         self._index_registrations()
         db.table("observations").create(
@@ -497,8 +498,8 @@ class SqliteStore(SqliteDatabase):
     # the JSON ``data`` holds the record; the touch columns (last_update from
     # ``registration_times``, lifetime, host, port) are newer when an Update only touched them,
     # so the reader takes those from the columns
-    _REG_COLUMNS = "r.rowid, r.id, r.endpoint, r.data, t.last_update, r.lifetime, r.host, r.port"
-    _REG_FROM = "registrations AS r LEFT JOIN registration_times AS t ON t.id = r.id"
+    _REG_COLUMNS = "r.rid, r.id, r.endpoint, r.data, t.last_update, r.lifetime, r.host, r.port"
+    _REG_FROM = "registrations AS r LEFT JOIN registration_times AS t ON t.rid = r.rid"
     _REG_SELECT = f"SELECT {_REG_COLUMNS} FROM {_REG_FROM}"
 
     _REPLACED_SQL = f"{_REG_SELECT} WHERE r.endpoint = ? AND r.id != ?"
@@ -522,11 +523,12 @@ class SqliteStore(SqliteDatabase):
         "identity=excluded.identity"
     )
     _KEEP_ALIVE_SQL = (
-        "UPDATE registration_times SET last_update=?, expires_at=? WHERE id=? AND EXISTS("
-        "SELECT 1 FROM registrations WHERE id=? AND lifetime=? AND host=? AND port=?)"
+        "UPDATE registration_times SET last_update=?, expires_at=? WHERE rid=("
+        "SELECT rid FROM registrations WHERE id=? AND lifetime=? AND host=? AND port=?)"
     )
     """A keep-alive: the two times, provided the registration's row holds this lifetime and
-    address (read, not written: only ``registration_times`` gets a dirty page)."""
+    address (read through the id index, not written: only ``registration_times`` gets a dirty
+    page); no row when it does not (the subquery is NULL)."""
 
     def put_registration(self, registration: Registration) -> Registration | None:
         """Write ``registration``; return the registration of its endpoint it replaces.
@@ -571,7 +573,7 @@ class SqliteStore(SqliteDatabase):
                 raise StoreError(f"{self.path}: write failed: {exc}") from exc
             if new:
                 try:
-                    conn.execute(_TIMES_INSERT_SQL, (reg_id, last_update, expires_at))
+                    conn.execute(_TIMES_NEW_SQL, (last_update, expires_at))
                 except sqlite3.Error as exc:
                     self._abort_group(exc)
                     raise StoreError(f"{self.path}: write failed: {exc}") from exc
@@ -590,7 +592,7 @@ class SqliteStore(SqliteDatabase):
             for row in rows:
                 self._delete_registration(conn, row[1])
             conn.execute(self._PUT_SQL, (reg_id, endpoint, data, lifetime, host, port, identity))
-            conn.execute(_TIMES_UPSERT_SQL, (reg_id, last_update, expires_at))
+            conn.execute(_TIMES_PUT_SQL, (last_update, expires_at, reg_id))
         return replaced
 
     def _abort_group(self, exc: Exception) -> None:
@@ -638,9 +640,11 @@ class SqliteStore(SqliteDatabase):
         )
         if cursor.rowcount <= 0:
             return False
-        if old_id != new_id:
-            conn.execute("DELETE FROM registration_times WHERE id = ?", (old_id,))
-        conn.execute(_TIMES_UPSERT_SQL, (new_id, new.last_update, expires_at))
+        conn.execute(
+            "INSERT OR REPLACE INTO registration_times(rid, last_update, expires_at) "
+            "VALUES(?, ?, ?)",
+            (rowid, new.last_update, expires_at),
+        )
         return True
 
     def update_registration(self, registration: Registration) -> bool:
@@ -657,7 +661,7 @@ class SqliteStore(SqliteDatabase):
             )
             if cursor.rowcount <= 0:
                 return False
-            conn.execute(_TIMES_UPSERT_SQL, (reg_id, registration.last_update, expires_at))
+            conn.execute(_TIMES_PUT_SQL, (registration.last_update, expires_at, reg_id))
         return True
 
     def touch_registration(self, registration: Registration, *, moved: bool = True) -> bool:
@@ -683,7 +687,6 @@ class SqliteStore(SqliteDatabase):
                     registration.last_update,
                     registration.expires_at,
                     reg_id,
-                    reg_id,
                     registration.lifetime,
                     address.host,
                     address.port,
@@ -699,7 +702,7 @@ class SqliteStore(SqliteDatabase):
             if cursor.rowcount <= 0:
                 return False
             conn.execute(
-                _TIMES_UPSERT_SQL, (reg_id, registration.last_update, registration.expires_at)
+                _TIMES_PUT_SQL, (registration.last_update, registration.expires_at, reg_id)
             )
         return True
 
@@ -782,8 +785,8 @@ class SqliteStore(SqliteDatabase):
         # order), each joined to its row by id
         rows = self.read(
             f"SELECT {self._REG_COLUMNS} FROM registration_times AS t "
-            "CROSS JOIN registrations AS r ON r.id = t.id "
-            "WHERE t.expires_at < ? ORDER BY t.expires_at, t.id LIMIT ?",
+            "CROSS JOIN registrations AS r ON r.rid = t.rid "
+            "WHERE t.expires_at < ? ORDER BY t.expires_at, r.id LIMIT ?",
             (t, limit),
         )
         return self._registrations_of(rows)
@@ -802,8 +805,12 @@ class SqliteStore(SqliteDatabase):
     @staticmethod
     def _delete_registration(conn: sqlite3.Connection, registration_id: str) -> None:
         conn.execute("DELETE FROM observations WHERE registration_id = ?", (registration_id,))
+        conn.execute(
+            "DELETE FROM registration_times WHERE rid IN "
+            "(SELECT rid FROM registrations WHERE id = ?)",
+            (registration_id,),
+        )
         conn.execute("DELETE FROM registrations WHERE id = ?", (registration_id,))
-        conn.execute("DELETE FROM registration_times WHERE id = ?", (registration_id,))
 
     def _registrations_of(
         self, rows: Sequence[tuple[Any, ...]], conn: sqlite3.Connection | None = None
@@ -931,7 +938,7 @@ class SqliteStore(SqliteDatabase):
             if kind == "registration" and row.key is not None:
                 # its observations cannot be used without it (the device registers again)
                 conn.execute("DELETE FROM observations WHERE registration_id = ?", (row.key,))
-                conn.execute("DELETE FROM registration_times WHERE id = ?", (row.key,))
+                conn.execute("DELETE FROM registration_times WHERE rid = ?", (row.rowid,))
             conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (row.rowid,))
             log.warning(
                 "%s: corrupt %s row %r (endpoint %r) moved to the quarantine table: %s",
@@ -1099,39 +1106,34 @@ def _migrate_v3(conn: sqlite3.Connection) -> None:
 
 
 def _migrate_v4(conn: sqlite3.Connection) -> None:
-    """Version 4 → 5: each registration's ``last_update`` and ``expires_at`` copied from its row
-    into ``registration_times`` (``_TIMES_SQL``), then the two columns and their index dropped
-    from ``registrations`` (``ALTER TABLE … DROP COLUMN`` rewrites the rows without them).
+    """Version 4 → 5: ``registrations`` rebuilt as ``_REGISTRATIONS_SQL`` (each row keeps its
+    rowid, now the named ``rid``; no ``last_update``/``expires_at`` columns) and each row's two
+    times copied into ``registration_times`` under that ``rid``; the old table and its
+    indexes dropped (``_create_schema`` then makes the new indexes). One pass over the rows.
 
     All of it in the one transaction ``_migrate`` opens, with the new version: a crash
     part-way leaves the version-4 file as it was (sqlite's DDL is transactional; the WAL's
     uncommitted frames are ignored at the next open), and the next open migrates again. A row
-    without an id or a ``last_update`` (hand-edited) gets no times: it reads from its JSON,
-    and is quarantined on read if that is corrupt too."""
+    without a ``last_update`` (hand-edited) gets no times: it reads from its JSON, and is
+    quarantined on read if that is corrupt too."""
     conn.execute(_TIMES_SQL)
     has_registrations = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'registrations'"
     ).fetchone()
     if not has_registrations:
         return
+    conn.execute("ALTER TABLE registrations RENAME TO registrations_v4")
+    conn.execute(_REGISTRATIONS_SQL.format(name="registrations"))
     conn.execute(
-        "INSERT OR REPLACE INTO registration_times(id, last_update, expires_at) "
-        "SELECT id, last_update, expires_at FROM registrations "
-        "WHERE id IS NOT NULL AND last_update IS NOT NULL"
+        "INSERT INTO registrations(rid, id, endpoint, data, lifetime, host, port, identity) "
+        "SELECT rowid, id, endpoint, data, lifetime, host, port, identity FROM registrations_v4"
     )
-    moved = {"last_update", "expires_at"}
-    # DROP COLUMN refuses an indexed column: their index goes first (whatever its name)
-    for (index,) in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'registrations' "
-        "AND sql IS NOT NULL"
-    ).fetchall():
-        columns = {row[2] for row in conn.execute(f'PRAGMA index_info("{index}")')}
-        if columns & moved:
-            conn.execute(f'DROP INDEX "{index}"')
-    present = {row[1] for row in conn.execute("PRAGMA table_info(registrations)")}
-    for column in ("expires_at", "last_update"):
-        if column in present:
-            conn.execute(f"ALTER TABLE registrations DROP COLUMN {column}")
+    conn.execute(
+        "INSERT INTO registration_times(rid, last_update, expires_at) "
+        "SELECT rowid, last_update, expires_at FROM registrations_v4 "
+        "WHERE last_update IS NOT NULL"
+    )
+    conn.execute("DROP TABLE registrations_v4")
 
 
 # -- row checks -----------------------------------------------------------------------------------

@@ -26,9 +26,9 @@ def to_v4_layout(path: Path) -> None:
     the row, no ``registration_times``), rowids kept, and record version 4."""
     with sqlite3.connect(path) as conn:
         rows = conn.execute(
-            "SELECT r.rowid, r.id, r.endpoint, t.last_update, r.data, r.lifetime, r.host, "
+            "SELECT r.rid, r.id, r.endpoint, t.last_update, r.data, r.lifetime, r.host, "
             "r.port, r.identity, t.expires_at FROM registrations AS r "
-            "JOIN registration_times AS t ON t.id = r.id"
+            "JOIN registration_times AS t ON t.rid = r.rid"
         ).fetchall()
         conn.execute("DROP TABLE registrations")
         conn.execute("DROP TABLE registration_times")

@@ -180,7 +180,7 @@ def test_a_new_endpoint_is_written_without_a_savepoint(store: SqliteStore) -> No
     verbs = [s.split()[0].upper() for s in statements]
     assert verbs == ["BEGIN", "INSERT", "INSERT"]
     assert "INTO registrations(" in statements[1]
-    assert "INTO registration_times(" in statements[2]
+    assert "INTO registration_times(" in statements[2]  # its rid: last_insert_rowid()
     statements.clear()
     replacement = Registration(registration_id="id-2", endpoint="fresh", address=ADDRESS)
     assert store.put_registration(replacement) == registration("fresh")

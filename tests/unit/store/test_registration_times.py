@@ -50,6 +50,13 @@ def v4_file(path: Path) -> list[object]:
     return [regs[0], regs[1], touched, regs[3]]
 
 
+def times(store: SqliteStore) -> list[tuple[object, ...]]:
+    return store.read(
+        "SELECT r.id, t.last_update, t.expires_at FROM registration_times AS t "
+        "JOIN registrations AS r ON r.rid = t.rid ORDER BY r.id"
+    )
+
+
 def test_a_version_4_file_is_migrated_with_every_registration_intact(tmp_path: Path) -> None:
     path = tmp_path / "v4.sqlite"
     expected = v4_file(path)
@@ -57,9 +64,15 @@ def test_a_version_4_file_is_migrated_with_every_registration_intact(tmp_path: P
         assert store.read("SELECT value FROM meta WHERE name='schema'") == [(str(SCHEMA_VERSION),)]
         assert store.read("PRAGMA integrity_check") == [("ok",)]
         assert {"last_update", "expires_at"}.isdisjoint(columns(store, "registrations"))
-        assert store.read(
-            "SELECT id, last_update, expires_at FROM registration_times ORDER BY id"
-        ) == [
+        assert "rid" in columns(store, "registrations")
+        # each row kept its rowid, now the named rid the times are keyed by
+        assert store.read("SELECT rid, id FROM registrations ORDER BY rid") == [
+            (1, "id1"),
+            (2, "id2"),
+            (3, "id3"),
+            (4, "id4"),
+        ]
+        assert times(store) == [
             ("id1", 1000.0, 1300.0),
             ("id2", 2000.0, 2050.0),
             ("id3", 2500.0, 2800.0),
@@ -139,15 +152,17 @@ def test_a_register_whose_times_cannot_be_written_rolls_the_group_back(tmp_path:
         store.put_registration(reg(1))
         assert store.commit()
         store.conn.execute(
-            "CREATE TEMP TRIGGER full BEFORE INSERT ON registration_times "
-            "WHEN NEW.id = 'id3' BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            "CREATE TEMP TRIGGER full BEFORE INSERT ON registration_times WHEN NEW.rid = "
+            "(SELECT rid FROM registrations WHERE id = 'id3') "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
         )
         store.put_registration(reg(2))  # an earlier write of the same iteration
         with pytest.raises(StoreError, match="disk full"):
             store.put_registration(reg(3))
         assert store.commit() is False
         assert [r.registration_id for r in store.registrations()] == ["id1"]
-        assert store.read("SELECT id FROM registration_times") == [("id1",)]
+        assert [row[0] for row in times(store)] == ["id1"]
+        assert store.read("SELECT count(*) FROM registration_times") == [(1,)]
         store.put_registration(reg(2))  # the next iteration writes again
         assert store.commit()
         assert [r.registration_id for r in store.registrations()] == ["id1", "id2"]
@@ -162,7 +177,7 @@ def test_a_row_without_its_times_reads_from_its_record_and_an_update_restores_th
     with SqliteStore(tmp_path / "s.sqlite") as store:
         store.put_registration(reg(1, last_update=1200.0))
         with store.write() as conn:
-            conn.execute("DELETE FROM registration_times WHERE id = 'id1'")
+            conn.execute("DELETE FROM registration_times")
         assert store.get_registration("id1") == reg(1, last_update=1200.0)
         assert store.registrations() == [reg(1, last_update=1200.0)]
         assert store.expiring_before(1e9, 10) == []  # no expiry known
@@ -170,6 +185,24 @@ def test_a_row_without_its_times_reads_from_its_record_and_an_update_restores_th
         assert store.touch_registration(keep_alive, moved=False)
         assert store.get_registration("id1") == keep_alive
         assert store.expiring_before(1e9, 10) == [keep_alive]
-        assert store.read("SELECT last_update, expires_at FROM registration_times") == [
-            (1300.0, 1600.0)
-        ]
+        assert times(store) == [("id1", 1300.0, 1600.0)]
+
+
+def test_the_times_stay_with_their_registration_through_a_vacuum(tmp_path: Path) -> None:
+    """The times are keyed by the row's ``rid``, an ``INTEGER PRIMARY KEY``: ``VACUUM`` (an
+    operator's, after many deletions) may renumber plain rowids, never that one."""
+    path = tmp_path / "s.sqlite"
+    regs = [reg(n, last_update=1000.0 + n) for n in range(6)]
+    with SqliteStore(path) as store:
+        store.put_registrations(regs)
+        for gone in ("id0", "id2", "id3"):
+            assert store.remove_registration(gone) is not None
+    with sqlite3.connect(path) as conn:
+        conn.execute("VACUUM")
+    conn.close()
+    with SqliteStore(path) as store:
+        kept = [regs[1], regs[4], regs[5]]
+        assert store.registrations() == kept
+        assert times(store) == [(r.registration_id, r.last_update, r.expires_at) for r in kept]
+        assert store.read("SELECT count(*) FROM registration_times") == [(3,)]
+        assert store.expiring_before(1e9, 10) == kept

@@ -198,7 +198,7 @@ def test_an_update_of_lifetime_and_address_only_touches_the_row(tmp_path: Path) 
     assert len(writes) == 2, writes
     assert writes[0].startswith("UPDATE registrations SET lifetime=900, host=")
     assert "data" not in writes[0].split(" WHERE ")[0]
-    assert writes[1].startswith("INSERT INTO registration_times(")
+    assert writes[1].startswith("INSERT OR REPLACE INTO registration_times(")
     assert not [s for s in statements if s.startswith("SELECT")]  # the cache answered
     reread = SqliteStore(path).get_registration(reg_id)
     assert isinstance(reread, Registration)
