@@ -675,7 +675,7 @@ class SqliteStore(SqliteDatabase):
         index on every Update: a random B-tree page, measured ~15 µs per Update with 100k rows
         in random order (40 µs against 24 µs for the statement and its share of the commit).
         And the times in their narrow table (``_TIMES_SQL``) make the keep-alive dirty a page
-        of ~120 small rows instead of one of ~8 wide ones."""
+        of ~150 small rows instead of one of ~8 wide ones."""
         reg_id = registration.registration_id
         address = registration.address
         if not moved:
