@@ -17,8 +17,15 @@ Per client count N, in this order (everything on 127.0.0.1, free ports, a tempor
 1. **echo ceiling**: ``udpecho`` driven by ``lwm2m-loadgen -m echo`` with the same window and
    sockets; its rate (exchanges/s) and CPU per datagram are the ceiling of every figure below.
 2. a fresh ``python -m lwm2m_server`` (open registration, ``--log-level WARNING``);
-   ``lwm2m-loadgen -n N -U updates -S <server pid>``: **Register/s**, **Update/s**, the server's
+   ``lwm2m-loadgen -n N -U COUNT -S <server pid>``: **Register/s**, **Update/s**, the server's
    **CPU µs per message** and **RSS bytes per client** (VmRSS growth over the Register phase).
+   COUNT is ``--updates`` rounded up to whole cycles over the N clients (``update_count``): every
+   registered client in turn, in creation order, the same pattern at every N, so the flatness
+   figure compares like with like. (``-U`` below N would update an evenly spaced subset — every
+   5th client at 100k with 20,000 — which costs more per Update than consecutive clients at any
+   N: docs/performance.md, "Session 7: Updates at 100k over sockets"; that sparse pattern is
+   measured in process at every N by ``bench/hot_path.py --update-stride``.) The Update lines
+   say how: ``update_pattern``, ``update_cycles``.
 3. CoAP-level figures from the Python generator (``bench.load``, named as the source) on the same
    server with its N registrations: **CON notifications persisted/s** (telemetry rows counted in
    sqlite; observations set up through ``SimClient``, then sent from pre-built datagrams by
@@ -101,6 +108,8 @@ class Config:
     window: int = 128
     sockets: int = 128
     updates: int = 20_000
+    """At least this many Updates per client count: rounded up to whole cycles over the N
+    clients (``update_count``)."""
     echo_requests: int = 100_000
     loadgen_timeout: float = 900.0
     """Hard limit of one loadgen run (register + update phases); it is killed beyond."""
@@ -502,8 +511,27 @@ def _load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def update_count(updates: int, clients: int) -> int:
+    """The ``-U`` of ``clients`` registered clients: ``updates`` rounded up to whole cycles over
+    them (at least one), so every client count gets the same pattern — each client in turn, in
+    creation order — rather than an evenly spaced subset when ``updates`` < ``clients``."""
+    return max(1, math.ceil(updates / clients)) * clients
+
+
+def update_pattern(count: int, clients: int) -> dict[str, Any]:
+    """What the Update lines say about their access pattern (the flatness figure's basis)."""
+    return {
+        "update_pattern": "every registered client in turn, creation order, whole cycles "
+        "(lwm2m-loadgen -U a multiple of N)",
+        "update_cycles": count // clients,
+    }
+
+
 def loadgen_figures(
-    phases: dict[str, dict[str, Any]], echo: dict[str, Any], common: dict[str, Any]
+    phases: dict[str, dict[str, Any]],
+    echo: dict[str, Any],
+    common: dict[str, Any],
+    update_detail: dict[str, Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
     echo_rate = float(echo.get("rate") or 0.0)
     echo_cpu_us = (
@@ -527,6 +555,8 @@ def loadgen_figures(
         if line.get("error_codes"):
             detail["error_codes"] = line["error_codes"]
         detail["gen_cpu_s"] = line.get("gen_cpu_s")
+        extra = update_detail if phase == "update" and update_detail else {}
+        detail.update(extra)
         yield figure(
             rate_name, line["rate"], generator=C_GENERATOR, ceiling=echo_rate, **common, **detail
         )
@@ -540,6 +570,7 @@ def loadgen_figures(
             lower_is_better=True,
             server_cpu_s=line.get("server_cpu_s"),
             ok=ok,
+            **extra,
             **common,
         )
     register = phases.get("register")
@@ -696,12 +727,13 @@ def one_count(
         try:
             server.wait_healthy(cfg.startup_timeout)
             time.sleep(0.3)  # let start-up settle before the RSS baseline is read
-            args = ["-p", str(server.coap_port), "-n", str(n), "-U", str(cfg.updates)]
+            updates = update_count(cfg.updates, n)
+            args = ["-p", str(server.coap_port), "-n", str(n), "-U", str(updates)]
             args += ["-w", str(cfg.window), "-s", str(cfg.sockets), "-S", str(proc.pid)]
             args += ["-e", f"ld{n}-", "-L", f"clients={n}"]
             lines = run_loadgen(children, tools[0], args, cfg.loadgen_timeout, workdir)
             phases = {str(line.get("phase")): line for line in lines}
-            yield from loadgen_figures(phases, echo, common)
+            yield from loadgen_figures(phases, echo, common, update_pattern(updates, n))
             registered = int(phases.get("register", {}).get("ok") or 0)
 
             if cfg.notify_clients > 0:
@@ -761,7 +793,8 @@ def one_count(
 
 
 def flatness(lines: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Largest relative deviation of each rate from the smallest client count's."""
+    """Largest relative deviation of each rate from the smallest client count's. The Update
+    rates all come from the same pattern (``update_count``): said in the line."""
     for name in ("register_per_s", "update_per_s"):
         rates = {
             int(line["clients"]): line["value"]
@@ -772,12 +805,24 @@ def flatness(lines: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
             continue
         base = rates[min(rates)]
         worst = max(abs(rate / base - 1) for rate in rates.values())
+        how = {}
+        if name == "update_per_s":
+            how["update_pattern"] = next(
+                (
+                    line["update_pattern"]
+                    for line in lines
+                    if line.get("figure") == name and "update_pattern" in line
+                ),
+                None,
+            )
         yield figure(
             f"{name}_flatness",
             worst,
             generator=C_GENERATOR,
             lower_is_better=True,
             rates={str(k): v for k, v in sorted(rates.items())},
+            note="max |rate(N) / rate(smallest N) - 1|",
+            **how,
         )
 
 
@@ -828,8 +873,9 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument("--loadgen-src", type=Path, help="folder of lwm2m-loadgen.c and udpecho.c")
     defaults = Config()
     for name in _INT_OPTIONS:
+        how = " (at least: rounded up to whole cycles over N)" if name == "updates" else ""
         parser.add_argument(
-            "--" + name.replace("_", "-"), type=int, help=f"default {getattr(defaults, name)}"
+            "--" + name.replace("_", "-"), type=int, help=f"default {getattr(defaults, name)}{how}"
         )
     for name in _FLOAT_OPTIONS:
         parser.add_argument(

@@ -83,7 +83,7 @@ from .records import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """2 added the registration columns the cheap Update (``touch_registration``) writes and the
 lookups read (lifetime, host, port, identity, expires_at); a version-1 file is migrated in
 place on open (``_migrate_v1``). 3: a registration record may store its object list as the
@@ -98,7 +98,11 @@ index cost ~4 µs per stored point and more as the table grew (issue 10; docs/pe
 "Telemetry indexes and the WAL after a Register storm"). ``_migrate_v3`` fills the table and
 drops the two indexes; a server of version 3 must not open the file: its points would not
 reach ``telemetry_keys`` and a history by key would miss them. Also in 4: the registrations'
-identity index is partial, ``WHERE identity IS NOT NULL`` (``_IDENTITY_INDEX_SQL``)."""
+identity index is partial, ``WHERE identity IS NOT NULL`` (``_IDENTITY_INDEX_SQL``).
+5: a registration's two times, ``last_update`` and ``expires_at``, live in the narrow table
+``registration_times`` (``_TIMES_SQL``) instead of the ``registrations`` row: a keep-alive
+Update writes only them. ``_migrate_v4`` moves them in one transaction; a server of version 4
+must not open the file: it would find no times in the rows."""
 
 _IDENTITY_INDEX_SQL = (
     "CREATE INDEX IF NOT EXISTS idx_registrations_identity_bound "
@@ -113,6 +117,55 @@ Register (issue 10; docs/performance.md, "Register: the store and the events"). 
 schema 4 (not released before session 6): ``_index_registrations`` drops the full index
 ``idx_registrations_identity`` of older files, versions 2 and 3 and the first schema-4 builds
 alike."""
+
+_REGISTRATIONS_SQL = (
+    "CREATE TABLE IF NOT EXISTS {name}(rid INTEGER PRIMARY KEY, id TEXT UNIQUE, "
+    "endpoint TEXT NOT NULL, data TEXT NOT NULL, lifetime INTEGER, host TEXT, port INTEGER, "
+    "identity TEXT)"
+)
+"""The registrations (schema 5; ``{name}``: the table's name). ``rid`` is the rowid, named so
+that it is stable: ``registration_times`` is keyed by it, and ``VACUUM`` may renumber the
+rowids of a table without an ``INTEGER PRIMARY KEY``. ``id`` (the registration id, what the
+lookups go by) is ``UNIQUE``: the index the ``id TEXT PRIMARY KEY`` of versions 1-4 made."""
+_TIMES_SQL = (
+    "CREATE TABLE IF NOT EXISTS registration_times(rid INTEGER PRIMARY KEY, "
+    "last_update REAL NOT NULL, expires_at REAL)"
+)
+"""A registration's two times, apart from its ~450-byte ``registrations`` row (schema 5),
+keyed by that row's ``rid``.
+
+Why: a keep-alive Update (nearly every Update) writes only these two, and sqlite writes a
+whole page to the WAL for each page a group commit dirtied. ~8 wide rows share a page, so a
+group of ~120 Updates of devices far apart in the table (the load generator's every-5th
+client at 100k, or devices whose timers drifted apart) dirtied ~75 pages of it; ~150 of these
+~25-byte rows share a page, and 100k of them fit in ~700 pages, which stay in sqlite's page
+cache. Keyed by ``rid`` rather than by the registration id: a Register appends its times at
+the end of the table (the id is random: keyed by it, every Register and Update dirtied a
+random page, which measured slower than the wide row, docs/performance.md, "Session 8:
+narrow keep-alive table"), and a keep-alive finds its row through the ``id`` index it reads
+anyway to check the guard (``SqliteStore._KEEP_ALIVE_SQL``).
+
+Every registration has its row here, written in the same transaction as its ``registrations``
+row (the Register's group INSERT rolls the group back if the second statement fails) and
+deleted with it; a reader joins the two ``LEFT``, so a ``registrations`` row without times (a
+hand edit) still reads, from its JSON record's ``last_update``."""
+_TIMES_EXPIRY_INDEX_SQL = (
+    "CREATE INDEX IF NOT EXISTS idx_registration_times_expires_at ON registration_times(expires_at)"
+)
+"""The expiry sweep's index (``expiring_before``): its entries are (expires_at, rid), so the
+sweep reads them in its order and joins each to its row."""
+_TIMES_PUT_SQL = (
+    "INSERT OR REPLACE INTO registration_times(rid, last_update, expires_at) "
+    "SELECT rid, ?, ? FROM registrations WHERE id = ?"
+)
+"""The times of the registration ``id`` (written or replaced; nothing when the id is gone)."""
+_TIMES_NEW_SQL = (
+    "INSERT OR REPLACE INTO registration_times(rid, last_update, expires_at) "
+    "VALUES(last_insert_rowid(), ?, ?)"
+)
+"""The Register's second statement, right after the ``registrations`` INSERT that made the row
+(its ``rid`` is the connection's last inserted rowid). ``OR REPLACE``: a row left behind by a
+hand edit under a reused ``rid`` cannot fail it."""
 
 _TELEMETRY_KEYS_SQL = (
     "CREATE TABLE IF NOT EXISTS telemetry_keys(endpoint TEXT NOT NULL, key TEXT NOT NULL, "
@@ -405,22 +458,8 @@ class SqliteStore(SqliteDatabase):
         db = self.db
         self._migrate()
         known = self.check_schema("schema", SCHEMA_VERSION)
-        db.table("registrations").create(
-            {
-                "id": str,
-                "endpoint": str,
-                "last_update": float,
-                "data": str,
-                "lifetime": int,
-                "host": str,
-                "port": int,
-                "identity": str,
-                "expires_at": float,
-            },
-            pk="id",
-            not_null={"endpoint", "last_update", "data"},
-            if_not_exists=True,
-        )
+        self.conn.execute(_REGISTRATIONS_SQL.format(name="registrations"))
+        self.conn.execute(_TIMES_SQL)
         self._index_registrations()
         db.table("observations").create(
             {"token": str, "endpoint": str, "registration_id": str, "data": str},
@@ -474,9 +513,9 @@ class SqliteStore(SqliteDatabase):
     def _index_registrations(self) -> None:
         table = self.db.table("registrations")
         table.create_index(["endpoint"], unique=True, if_not_exists=True)
-        table.create_index(["expires_at"], if_not_exists=True)
         table.create_index(["host", "port"], if_not_exists=True)
         conn = self.conn
+        conn.execute(_TIMES_EXPIRY_INDEX_SQL)
         conn.execute("DROP INDEX IF EXISTS idx_registrations_identity")  # the full one
         conn.execute(_IDENTITY_INDEX_SQL)
 
@@ -488,6 +527,7 @@ class SqliteStore(SqliteDatabase):
             1: _migrate_v1,
             2: _migrate_v2,
             3: _migrate_v3,
+            4: _migrate_v4,
         }
         row = self.conn.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
         version = None if row is None else int(row[0])
@@ -499,20 +539,22 @@ class SqliteStore(SqliteDatabase):
             log.info("%s: migrated to schema version %d", self.path, version)
 
     # -- registrations -----------------------------------------------------------------------
-    # the JSON ``data`` holds the record; the touch columns (last_update, lifetime, host, port)
-    # are newer when an Update only touched them, so the reader takes those from the columns
-    _REG_COLUMNS = "rowid, id, endpoint, data, last_update, lifetime, host, port"
+    # the JSON ``data`` holds the record; the touch columns (last_update from
+    # ``registration_times``, lifetime, host, port) are newer when an Update only touched them,
+    # so the reader takes those from the columns
+    _REG_COLUMNS = "r.rid, r.id, r.endpoint, r.data, t.last_update, r.lifetime, r.host, r.port"
+    _REG_FROM = "registrations AS r LEFT JOIN registration_times AS t ON t.rid = r.rid"
+    _REG_SELECT = f"SELECT {_REG_COLUMNS} FROM {_REG_FROM}"
 
-    _REPLACED_SQL = f"SELECT {_REG_COLUMNS} FROM registrations WHERE endpoint = ? AND id != ?"
+    _REPLACED_SQL = f"{_REG_SELECT} WHERE r.endpoint = ? AND r.id != ?"
     _INSERT_SQL = (
-        "INSERT INTO registrations(id, endpoint, last_update, data, lifetime, host, "
-        "port, identity, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO registrations(id, endpoint, data, lifetime, host, port, identity) "
+        "VALUES(?, ?, ?, ?, ?, ?, ?)"
     )
     _INSERT_NEW_SQL = f"{_INSERT_SQL} ON CONFLICT(endpoint) DO NOTHING"
     _INSERT_NEW_NOSEC_SQL = (
-        "INSERT INTO registrations(id, endpoint, last_update, data, lifetime, host, "
-        "port, identity, expires_at) VALUES(?, ?, ?, ?, ?, ?, ?, NULL, ?) "
-        "ON CONFLICT(endpoint) DO NOTHING"
+        "INSERT INTO registrations(id, endpoint, data, lifetime, host, port, identity) "
+        "VALUES(?, ?, ?, ?, ?, ?, NULL) ON CONFLICT(endpoint) DO NOTHING"
     )
     """``_INSERT_NEW_SQL`` of a NoSec registration (no identity): the NULL written in the
     statement rather than bound. The sqlite3 module hands every parameter that is not an
@@ -520,11 +562,17 @@ class SqliteStore(SqliteDatabase):
     probe, two attribute lookups): ~0.3 µs per Register on the development machine."""
     _PUT_SQL = (
         f"{_INSERT_SQL} "
-        "ON CONFLICT(id) DO UPDATE SET endpoint=excluded.endpoint, "
-        "last_update=excluded.last_update, data=excluded.data, "
+        "ON CONFLICT(id) DO UPDATE SET endpoint=excluded.endpoint, data=excluded.data, "
         "lifetime=excluded.lifetime, host=excluded.host, port=excluded.port, "
-        "identity=excluded.identity, expires_at=excluded.expires_at"
+        "identity=excluded.identity"
     )
+    _KEEP_ALIVE_SQL = (
+        "UPDATE registration_times SET last_update=?, expires_at=? WHERE rid=("
+        "SELECT rid FROM registrations WHERE id=? AND lifetime=? AND host=? AND port=?)"
+    )
+    """A keep-alive: the two times, provided the registration's row holds this lifetime and
+    address (read through the id index, not written: only ``registration_times`` gets a dirty
+    page); no row when it does not (the subquery is NULL)."""
 
     def put_registration(self, registration: Registration) -> Registration | None:
         """Write ``registration``; return the registration of its endpoint it replaces.
@@ -537,7 +585,10 @@ class SqliteStore(SqliteDatabase):
         write lock, so no other process can add a row in between. Before, every Register ran a
         SELECT by endpoint first, then the INSERT (docs/performance.md, "Register path
         (session 5)"). An id already taken (48 random bits: against all odds) raises
-        ``IntegrityError``, undone alone (sqlite's ABORT), and the savepoint path upserts."""
+        ``IntegrityError``, undone alone (sqlite's ABORT), and the savepoint path upserts.
+        The times go to ``registration_times`` in a second statement; if that one fails, the
+        whole group is rolled back (its replies withheld, as for a failed commit), so no
+        registration is ever left without its times."""
         if not isinstance(registration, Registration):
             raise StoreError(f"expected a Registration, got {type(registration).__name__}")
         reg_id, endpoint, last_update = (
@@ -553,30 +604,25 @@ class SqliteStore(SqliteDatabase):
                 if identity is None:
                     new = conn.execute(
                         self._INSERT_NEW_NOSEC_SQL,
-                        (reg_id, endpoint, last_update, data, lifetime, host, port, expires_at),
+                        (reg_id, endpoint, data, lifetime, host, port),
                     ).rowcount
                 else:
                     new = conn.execute(
                         self._INSERT_NEW_SQL,
-                        (
-                            reg_id,
-                            endpoint,
-                            last_update,
-                            data,
-                            lifetime,
-                            host,
-                            port,
-                            identity,
-                            expires_at,
-                        ),
+                        (reg_id, endpoint, data, lifetime, host, port, identity),
                     ).rowcount
-                if new:
-                    return None
-                # else the endpoint has a row: replaced below
             except sqlite3.IntegrityError:
-                pass  # the id is taken (48 random bits: against all odds): upserted below
+                new = 0  # the id is taken (48 random bits: against all odds): upserted below
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: write failed: {exc}") from exc
+            if new:
+                try:
+                    conn.execute(_TIMES_NEW_SQL, (last_update, expires_at))
+                except sqlite3.Error as exc:
+                    self._abort_group(exc)
+                    raise StoreError(f"{self.path}: write failed: {exc}") from exc
+                return None
+            # else the endpoint has a row: replaced below
         with self.write() as conn:
             rows = conn.execute(self._REPLACED_SQL, (endpoint, reg_id)).fetchall()
             # a corrupt old row of this endpoint is quarantined (not returned), then replaced
@@ -589,11 +635,19 @@ class SqliteStore(SqliteDatabase):
                 return replaced
             for row in rows:
                 self._delete_registration(conn, row[1])
-            conn.execute(
-                self._PUT_SQL,
-                (reg_id, endpoint, last_update, data, lifetime, host, port, identity, expires_at),
-            )
+            conn.execute(self._PUT_SQL, (reg_id, endpoint, data, lifetime, host, port, identity))
+            conn.execute(_TIMES_PUT_SQL, (last_update, expires_at, reg_id))
         return replaced
+
+    def _abort_group(self, exc: Exception) -> None:
+        """Roll the open group back (a statement of a write that must be whole failed after
+        another succeeded, outside a savepoint): the driver withholds the iteration's replies
+        (``_failed``), as after a failed commit."""
+        with suppress(sqlite3.Error):
+            self.conn.rollback()
+        self._group_open = False
+        self._depth = 0
+        self._failed(exc)
 
     @staticmethod
     def _replace_in_place(
@@ -605,17 +659,18 @@ class SqliteStore(SqliteDatabase):
     ) -> bool:
         """A re-Register: the endpoint's row takes the new registration, its observations go.
 
-        Why an UPDATE of the row rather than a DELETE and an INSERT: the row is in six B-trees
-        (the table, the id, endpoint, expiry, address and identity indexes), and a DELETE plus
-        an INSERT changes all twelve entries. The UPDATE assigns only the indexed columns
-        that differ (sqlite re-files every index whose columns an UPDATE assigns), so the
+        Why an UPDATE of the row rather than a DELETE and an INSERT: the row is in five B-trees
+        (the table, the id, endpoint, address and identity indexes), and a DELETE plus an
+        INSERT changes all ten entries. The UPDATE assigns only the indexed columns that
+        differ (sqlite re-files every index whose columns an UPDATE assigns), so the
         endpoint's entry stays and, for a device registering again from its address with its
-        identity, only the id and expiry entries move. False when the row is gone (then the
-        caller inserts)."""
+        identity, only the id entry moves. False when the row is gone (then the caller
+        inserts)."""
         rowid, old_id, host_column, port_column = row[0], row[1], row[6], row[7]
         lifetime, host, port, identity, expires_at = _reg_columns(new)
-        assignments = "id=?, last_update=?, data=?, lifetime=?, expires_at=?"
-        values: list[Any] = [new.registration_id, new.last_update, data, lifetime, expires_at]
+        new_id = new.registration_id
+        assignments = "id=?, data=?, lifetime=?"
+        values: list[Any] = [new_id, data, lifetime]
         if host_column != host or port_column != port:
             assignments += ", host=?, port=?"
             values += [host, port]
@@ -627,43 +682,51 @@ class SqliteStore(SqliteDatabase):
             f"UPDATE registrations SET {assignments} WHERE rowid = ? AND id = ?",
             (*values, rowid, old_id),
         )
-        return cursor.rowcount > 0
+        if cursor.rowcount <= 0:
+            return False
+        conn.execute(
+            "INSERT OR REPLACE INTO registration_times(rid, last_update, expires_at) "
+            "VALUES(?, ?, ?)",
+            (rowid, new.last_update, expires_at),
+        )
+        return True
 
     def update_registration(self, registration: Registration) -> bool:
         if not isinstance(registration, Registration):
             raise StoreError(f"expected a Registration, got {type(registration).__name__}")
         data = registration_text(registration)
+        lifetime, host, port, identity, expires_at = _reg_columns(registration)
+        reg_id = registration.registration_id
         with self.write() as conn:
             cursor = conn.execute(
-                "UPDATE registrations SET last_update=?, data=?, lifetime=?, host=?, port=?, "
-                "identity=?, expires_at=? WHERE id=? AND endpoint=?",
-                (
-                    registration.last_update,
-                    data,
-                    *_reg_columns(registration),
-                    registration.registration_id,
-                    registration.endpoint,
-                ),
+                "UPDATE registrations SET data=?, lifetime=?, host=?, port=?, identity=? "
+                "WHERE id=? AND endpoint=?",
+                (data, lifetime, host, port, identity, reg_id, registration.endpoint),
             )
-        return cursor.rowcount > 0
+            if cursor.rowcount <= 0:
+                return False
+            conn.execute(_TIMES_PUT_SQL, (registration.last_update, expires_at, reg_id))
+        return True
 
     def touch_registration(self, registration: Registration, *, moved: bool = True) -> bool:
-        """One UPDATE, the JSON record not rewritten (issue 10's hot path); for a keep-alive
-        (``moved=False``: same lifetime, same address, nearly every Update) of the two
-        columns that change, provided the row holds that lifetime and address.
+        """The JSON record not rewritten (issue 10's hot path); a keep-alive (``moved=False``:
+        same lifetime, same address, nearly every Update) is one UPDATE of the two times in
+        ``registration_times``, provided the registration's row holds that lifetime and
+        address.
 
         Why: sqlite rewrites the entries of every index whose columns an UPDATE assigns,
         changed or not, so assigning host and port re-filed the device in the (host, port)
         index on every Update: a random B-tree page, measured ~15 µs per Update with 100k rows
-        in random order (40 µs against 24 µs for the statement and its share of the commit)."""
+        in random order (40 µs against 24 µs for the statement and its share of the commit).
+        And the times in their narrow table (``_TIMES_SQL``) make the keep-alive dirty a page
+        of ~150 small rows instead of one of ~8 wide ones."""
         reg_id = registration.registration_id
         address = registration.address
         if not moved:
             # guarded: when the row says otherwise (another process stored another address)
-            # the full UPDATE below writes what this Update says
+            # the full update below writes what this Update says
             cursor = self._execute_one(
-                "UPDATE registrations SET last_update=?, expires_at=? "
-                "WHERE id=? AND lifetime=? AND host=? AND port=?",
+                self._KEEP_ALIVE_SQL,
                 (
                     registration.last_update,
                     registration.expires_at,
@@ -675,19 +738,17 @@ class SqliteStore(SqliteDatabase):
             )
             if cursor.rowcount > 0:
                 return True
-        cursor = self._execute_one(
-            "UPDATE registrations SET last_update=?, lifetime=?, host=?, port=?, "
-            "expires_at=? WHERE id=?",
-            (
-                registration.last_update,
-                registration.lifetime,
-                address.host,
-                address.port,
-                registration.expires_at,
-                reg_id,
-            ),
-        )
-        return cursor.rowcount > 0
+        with self.write() as conn:
+            cursor = conn.execute(
+                "UPDATE registrations SET lifetime=?, host=?, port=? WHERE id=?",
+                (registration.lifetime, address.host, address.port, reg_id),
+            )
+            if cursor.rowcount <= 0:
+                return False
+            conn.execute(
+                _TIMES_PUT_SQL, (registration.last_update, registration.expires_at, reg_id)
+            )
+        return True
 
     def _execute_one(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
         """One statement in the open group transaction, without the savepoint ``write()``
@@ -728,13 +789,11 @@ class SqliteStore(SqliteDatabase):
         with self.write() as conn:
             if expires_at is None:
                 rows = conn.execute(
-                    f"SELECT {self._REG_COLUMNS} FROM registrations WHERE id = ?",
-                    (registration_id,),
+                    f"{self._REG_SELECT} WHERE r.id = ?", (registration_id,)
                 ).fetchall()
             else:
                 rows = conn.execute(
-                    f"SELECT {self._REG_COLUMNS} FROM registrations "
-                    "WHERE id = ? AND expires_at = ?",
+                    f"{self._REG_SELECT} WHERE r.id = ? AND t.expires_at = ?",
                     (registration_id, expires_at),
                 ).fetchall()
             if not rows:
@@ -744,57 +803,57 @@ class SqliteStore(SqliteDatabase):
         return found[0] if found else None
 
     def get_registration(self, registration_id: str) -> Registration | None:
-        rows = self.read(
-            f"SELECT {self._REG_COLUMNS} FROM registrations WHERE id = ?", (registration_id,)
-        )
+        rows = self.read(f"{self._REG_SELECT} WHERE r.id = ?", (registration_id,))
         return next(iter(self._registrations_of(rows)), None)
 
     def registration_by_endpoint(self, endpoint: str) -> Registration | None:
-        rows = self.read(
-            f"SELECT {self._REG_COLUMNS} FROM registrations WHERE endpoint = ?", (endpoint,)
-        )
+        rows = self.read(f"{self._REG_SELECT} WHERE r.endpoint = ?", (endpoint,))
         return next(iter(self._registrations_of(rows)), None)
 
     def registrations_by_address(self, address: Address) -> list[Registration]:
         rows = self.read(
-            f"SELECT {self._REG_COLUMNS} FROM registrations WHERE host = ? AND port = ? "
-            "ORDER BY last_update, id",
+            f"{self._REG_SELECT} WHERE r.host = ? AND r.port = ? ORDER BY t.last_update, r.id",
             (address.host, address.port),
         )
         return self._registrations_of(rows)
 
     def registrations_by_identity(self, identity: IdentityBinding) -> list[Registration]:
         rows = self.read(
-            f"SELECT {self._REG_COLUMNS} FROM registrations WHERE identity = ? "
-            "ORDER BY last_update, id",
+            f"{self._REG_SELECT} WHERE r.identity = ? ORDER BY t.last_update, r.id",
             (_identity_key(identity),),
         )
         return self._registrations_of(rows)
 
     def expiring_before(self, t: float, limit: int) -> list[Registration]:
+        # the times first (CROSS JOIN fixes the order: through their expiry index, in its
+        # order), each joined to its row by id
         rows = self.read(
-            f"SELECT {self._REG_COLUMNS} FROM registrations WHERE expires_at < ? "
-            "ORDER BY expires_at, id LIMIT ?",
+            f"SELECT {self._REG_COLUMNS} FROM registration_times AS t "
+            "CROSS JOIN registrations AS r ON r.rid = t.rid "
+            "WHERE t.expires_at < ? ORDER BY t.expires_at, r.id LIMIT ?",
             (t, limit),
         )
         return self._registrations_of(rows)
 
     def registrations(self) -> list[Registration]:
         """Every readable registration; unreadable rows are quarantined (module docstring)."""
-        rows = self.read(f"SELECT {self._REG_COLUMNS} FROM registrations")
+        rows = self.read(self._REG_SELECT)
         try:
             # in (last_update, id) order, sorted here: sqlite's ORDER BY sorts the whole rows
             # (the JSON records too) in its sorter, ~40 % of this read at 100k (the restart)
             rows.sort(key=_last_update_and_id)
-        except TypeError:  # a hand-edited column of another type: sqlite orders mixed types
-            rows = self.read(
-                f"SELECT {self._REG_COLUMNS} FROM registrations ORDER BY last_update, id"
-            )
+        except TypeError:  # a column of another type, or no times: sqlite orders mixed types
+            rows = self.read(f"{self._REG_SELECT} ORDER BY t.last_update, r.id")
         return self._registrations_of(rows)
 
     @staticmethod
     def _delete_registration(conn: sqlite3.Connection, registration_id: str) -> None:
         conn.execute("DELETE FROM observations WHERE registration_id = ?", (registration_id,))
+        conn.execute(
+            "DELETE FROM registration_times WHERE rid IN "
+            "(SELECT rid FROM registrations WHERE id = ?)",
+            (registration_id,),
+        )
         conn.execute("DELETE FROM registrations WHERE id = ?", (registration_id,))
 
     def _registrations_of(
@@ -802,9 +861,13 @@ class SqliteStore(SqliteDatabase):
     ) -> list[Registration]:
         def decode(row: tuple[Any, ...]) -> Registration:
             # the touch columns are newer when Updates only touched the row; a migrated row
-            # whose columns could not be filled (NULLs) reads from its JSON alone
+            # whose columns could not be filled (NULLs) reads from its JSON alone, a row
+            # without times (no ``registration_times`` row: a hand edit) its last_update
             _, reg_id, endpoint, data, last_update, lifetime, host, port = row
-            reg = registration_from_json(_json_object(data), last_update, lifetime, host, port)
+            record = _json_object(data)
+            if last_update is None:
+                last_update = record.get("last_update")
+            reg = registration_from_json(record, last_update, lifetime, host, port)
             _agree("id", reg_id, reg.registration_id)
             _agree("endpoint", endpoint, reg.endpoint)
             return reg
@@ -919,6 +982,7 @@ class SqliteStore(SqliteDatabase):
             if kind == "registration" and row.key is not None:
                 # its observations cannot be used without it (the device registers again)
                 conn.execute("DELETE FROM observations WHERE registration_id = ?", (row.key,))
+                conn.execute("DELETE FROM registration_times WHERE rid = ?", (row.rowid,))
             conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (row.rowid,))
             log.warning(
                 "%s: corrupt %s row %r (endpoint %r) moved to the quarantine table: %s",
@@ -1085,6 +1149,37 @@ def _migrate_v3(conn: sqlite3.Connection) -> None:
     conn.execute("DROP INDEX IF EXISTS idx_telemetry_endpoint_ts_ms")
 
 
+def _migrate_v4(conn: sqlite3.Connection) -> None:
+    """Version 4 → 5: ``registrations`` rebuilt as ``_REGISTRATIONS_SQL`` (each row keeps its
+    rowid, now the named ``rid``; no ``last_update``/``expires_at`` columns) and each row's two
+    times copied into ``registration_times`` under that ``rid``; the old table and its
+    indexes dropped (``_create_schema`` then makes the new indexes). One pass over the rows.
+
+    All of it in the one transaction ``_migrate`` opens, with the new version: a crash
+    part-way leaves the version-4 file as it was (sqlite's DDL is transactional; the WAL's
+    uncommitted frames are ignored at the next open), and the next open migrates again. A row
+    without a ``last_update`` (hand-edited) gets no times: it reads from its JSON, and is
+    quarantined on read if that is corrupt too."""
+    conn.execute(_TIMES_SQL)
+    has_registrations = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'registrations'"
+    ).fetchone()
+    if not has_registrations:
+        return
+    conn.execute("ALTER TABLE registrations RENAME TO registrations_v4")
+    conn.execute(_REGISTRATIONS_SQL.format(name="registrations"))
+    conn.execute(
+        "INSERT INTO registrations(rid, id, endpoint, data, lifetime, host, port, identity) "
+        "SELECT rowid, id, endpoint, data, lifetime, host, port, identity FROM registrations_v4"
+    )
+    conn.execute(
+        "INSERT INTO registration_times(rid, last_update, expires_at) "
+        "SELECT rowid, last_update, expires_at FROM registrations_v4 "
+        "WHERE last_update IS NOT NULL"
+    )
+    conn.execute("DROP TABLE registrations_v4")
+
+
 # -- row checks -----------------------------------------------------------------------------------
 
 
@@ -1094,8 +1189,8 @@ def _ts_and_id(row: tuple[Any, ...]) -> tuple[Any, Any]:
 
 
 def _last_update_and_id(row: tuple[Any, ...]) -> tuple[Any, Any]:
-    """The sort key of a ``_REG_COLUMNS`` row (``ORDER BY last_update, id``: numbers by value,
-    text by code point, which is sqlite's BINARY order of UTF-8)."""
+    """The sort key of a ``_REG_COLUMNS`` row (``ORDER BY t.last_update, r.id``: numbers by
+    value, text by code point, which is sqlite's BINARY order of UTF-8)."""
     return row[4], row[1]
 
 

@@ -47,6 +47,8 @@ def test_tiny_run_measures_every_figure(tiny: server_load.Config) -> None:
     register, update = figures["register_per_s"], figures["update_per_s"]
     assert (register["ok"], register["errors"], register["timeouts"]) == (50, 0, 0)
     assert (update["ok"], update["errors"], update["timeouts"]) == (100, 0, 0)
+    for line in (update, figures["server_cpu_us_per_update"]):
+        assert line["update_cycles"] == 2 and "whole cycles" in line["update_pattern"]
     for line in (register, update):
         assert line["generator"] == "lwm2m-loadgen"
         assert line["ceiling"] == figures["echo_ceiling_per_s"]["value"] > 0
@@ -106,13 +108,31 @@ def test_source_folder_can_be_overridden(monkeypatch: pytest.MonkeyPatch, tmp_pa
         server_load.build_tools(tmp_path)
 
 
+def test_the_update_count_is_whole_cycles_over_the_clients_at_every_size() -> None:
+    """The same access pattern at 1k and 100k (each client in turn), never an evenly spaced
+    subset: ``-U`` below N would update every (N/U)-th client only, a costlier pattern that
+    made the flatness figure compare unlike runs (docs/performance.md, Session 8)."""
+    assert [server_load.update_count(20_000, n) for n in (1_000, 10_000, 100_000)] == [
+        20_000,
+        20_000,
+        100_000,
+    ]
+    assert server_load.update_count(20_001, 10_000) == 30_000
+    assert server_load.update_count(100, 50) == 100
+    assert server_load.update_count(0, 50) == 50
+    assert server_load.update_pattern(100_000, 100_000)["update_cycles"] == 1
+
+
 def test_flatness_is_the_worst_deviation_from_the_smallest_count() -> None:
     lines: list[dict[str, Any]] = [
         {"figure": "update_per_s", "clients": 1000, "value": 1000.0},
         {"figure": "update_per_s", "clients": 10000, "value": 900.0},
         {"figure": "update_per_s", "clients": 100000, "value": 700.0},
     ]
+    for line in lines:
+        line.update(server_load.update_pattern(100_000, int(line["clients"])))
     (flat,) = server_load.flatness(lines)
     assert flat["figure"] == "update_per_s_flatness"
+    assert flat["update_pattern"] == lines[0]["update_pattern"]  # how the rates were made
     assert flat["value"] == pytest.approx(0.3)
     assert flat["target"] == 0.15 and flat["meets_target"] is False

@@ -175,14 +175,16 @@ def test_telemetry_is_written_at_once_without_a_loop(store: SqliteStore) -> None
 
 def test_a_new_endpoint_is_written_without_a_savepoint(store: SqliteStore) -> None:
     """The Register of an endpoint with no other row is one INSERT in the group transaction
-    (issue 10's hot path: the unique index on the endpoint refuses it when there is a row);
-    one that replaces a row still does it atomically in a savepoint, and both are durable at
-    the commit."""
+    (issue 10's hot path: the unique index on the endpoint refuses it when there is a row),
+    and one of its times into ``registration_times`` (schema 5); one that replaces a row still
+    does it atomically in a savepoint, and both are durable at the commit."""
     statements: list[str] = []
     store.conn.set_trace_callback(statements.append)
     store.put_registration(registration("fresh"))
     verbs = [s.split()[0].upper() for s in statements]
-    assert verbs == ["BEGIN", "INSERT"]
+    assert verbs == ["BEGIN", "INSERT", "INSERT"]
+    assert "INTO registrations(" in statements[1]
+    assert "INTO registration_times(" in statements[2]  # its rid: last_insert_rowid()
     statements.clear()
     replacement = Registration(registration_id="id-2", endpoint="fresh", address=ADDRESS)
     assert store.put_registration(replacement) == registration("fresh")

@@ -21,6 +21,7 @@ from lwm2m_server.store.records import registration_from_json, registration_to_j
 from lwm2m_server.store.sqlite import SCHEMA_VERSION, SqliteStore
 
 from .engines import obs, reg
+from .legacy import to_v4_layout
 
 V2_COLUMNS = ("lifetime", "host", "port", "identity", "expires_at")
 
@@ -41,6 +42,7 @@ def make_v1_file(path: Path) -> None:
     store.put_registration(reg(2, last_update=2000.0, lifetime=50))
     store.put_observation(obs(b"t", reg(1)))
     store.close()
+    to_v4_layout(path)
     _full_records(path)  # version 1 wrote the object list in full
     with sqlite3.connect(path) as conn:
         for (name,) in conn.execute(
@@ -112,6 +114,7 @@ def test_a_version_2_file_opens_with_every_registration_intact(tmp_path: Path) -
     touched = attrs.evolve(regs[3], last_update=5000.0, address=Address("192.0.2.9", 7))
     assert store.touch_registration(touched)
     store.close()
+    to_v4_layout(path)
     _full_records(path)
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE meta SET value='2' WHERE name='schema'")

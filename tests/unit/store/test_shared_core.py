@@ -181,7 +181,9 @@ def test_notification_on_b_of_an_observation_started_on_a(engine: Engine) -> Non
 
 
 def test_an_update_of_lifetime_and_address_only_touches_the_row(tmp_path: Path) -> None:
-    """The hot path: no rewrite of the JSON record for a keep-alive Update."""
+    """The hot path: no rewrite of the JSON record for an Update that moves the device or
+    changes its lifetime: the row's lifetime and address columns, and its times in
+    ``registration_times`` (schema 5)."""
     path = tmp_path / "s.sqlite"
     store = SqliteStore(path)
     core = node(store, "a")
@@ -193,7 +195,10 @@ def test_an_update_of_lifetime_and_address_only_touches_the_row(tmp_path: Path) 
     store.conn.set_trace_callback(None)
     assert _json(path, reg_id) == before
     writes = [s for s in statements if s.split()[0] in ("UPDATE", "INSERT", "DELETE")]
-    assert len(writes) == 1 and writes[0].startswith("UPDATE registrations SET last_update")
+    assert len(writes) == 2, writes
+    assert writes[0].startswith("UPDATE registrations SET lifetime=900, host=")
+    assert "data" not in writes[0].split(" WHERE ")[0]
+    assert writes[1].startswith("INSERT OR REPLACE INTO registration_times(")
     assert not [s for s in statements if s.startswith("SELECT")]  # the cache answered
     reread = SqliteStore(path).get_registration(reg_id)
     assert isinstance(reread, Registration)
@@ -225,6 +230,7 @@ def test_a_keep_alive_update_assigns_only_the_times(tmp_path: Path) -> None:
     writes = [s for s in statements if s.split()[0] in ("UPDATE", "INSERT", "DELETE")]
     assert len(writes) == 1
     assigned = writes[0].split(" WHERE ")[0]
+    assert assigned.startswith("UPDATE registration_times SET ")  # the narrow table alone
     assert "last_update" in assigned and "host" not in assigned and "port" not in assigned
     elsewhere = Address("198.51.100.3", 7)
     a.update(reg_id, [], now=T0 + 6, address=elsewhere)  # the device moved, seen by a

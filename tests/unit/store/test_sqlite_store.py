@@ -384,6 +384,9 @@ def test_every_registration_is_listed_oldest_update_first_whatever_the_columns_h
     assert [r.registration_id for r in store.registrations()] == expected
     store.put_registration(make_reg(9))
     with store.write() as conn:
-        conn.execute("UPDATE registrations SET last_update = 'soon' WHERE id = 'id9'")
+        conn.execute(
+            "UPDATE registration_times SET last_update = 'soon' "
+            "WHERE rid = (SELECT rid FROM registrations WHERE id = 'id9')"
+        )
     assert [r.registration_id for r in store.registrations()] == expected
     assert store.quarantined() == 1

@@ -20,6 +20,8 @@ from lwm2m_server.core.telemetry import TelemetryPoint
 from lwm2m_server.store.sqlite import SCHEMA_VERSION, SqliteStore
 from object_models.types import ResourceType
 
+from .legacy import to_v4_layout
+
 TEMP, HUMIDITY, OTHER = "/3303/0/5700", "/3304/0/5700", "/3303/1/5700"
 
 
@@ -114,6 +116,7 @@ def make_v3_file(path: Path) -> None:
     store = SqliteStore(path)
     fill(store)
     store.close()
+    to_v4_layout(path)  # and the registrations as versions 3 and 4 stored them
     with sqlite3.connect(path) as conn:
         conn.execute("DROP TABLE telemetry_keys")
         conn.execute(
@@ -134,7 +137,7 @@ def test_a_version_3_file_opens_with_its_history_intact(tmp_path: Path) -> None:
     store = SqliteStore(path)
     try:
         assert store.read("SELECT value FROM meta WHERE name='schema'") == [(str(SCHEMA_VERSION),)]
-        assert SCHEMA_VERSION == 4
+        assert SCHEMA_VERSION == 5
         assert store.read("PRAGMA integrity_check") == [("ok",)]
         assert store.read(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'telemetry'"
@@ -145,16 +148,16 @@ def test_a_version_3_file_opens_with_its_history_intact(tmp_path: Path) -> None:
         assert store.prune_history("ep1", 45, limit=100) == 5
     finally:
         store.close()
-    SqliteStore(path).close()  # version 4 now: opens as is
+    SqliteStore(path).close()  # the current version now: opens as is
 
 
 def test_a_version_3_server_refuses_a_version_4_file(tmp_path: Path) -> None:
     """Its points would not reach ``telemetry_keys`` (a history by key would miss them):
-    ``check_schema`` refuses the file, naming it and both versions."""
+    ``check_schema`` refuses the file (version 4 or later), naming it and both versions."""
     path = tmp_path / "v4.sqlite"
     SqliteStore(path).close()
     with (
         SqliteStore(path) as store,
-        pytest.raises(StoreError, match="schema version 4, expected 3"),
+        pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION}, expected 3"),
     ):
         store.check_schema("schema", 3)
