@@ -60,6 +60,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from itertools import islice
+from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import attrs
@@ -224,7 +225,23 @@ class _BadRow:
 
 class SqliteStore(SqliteDatabase):
     """Implements ``RegistrationStore``, ``ObservationStore`` (``CoreStore``) and
-    ``TelemetryStore``."""
+    ``TelemetryStore``.
+
+    ``shared``: whether other processes write this file too. The server opens it unshared (a
+    sqlite file is served by one process: ``cluster.workers.refuse_reason``), so its
+    registration book holds every registration after the start-up load and answers lookups by
+    address from memory (``one_process``, ``RegistrationBook.complete``); the file then keeps
+    no ``(host, port)`` index, whose upkeep was ~10-13 µs of a Register at 100k when devices
+    share addresses (a group commit's Registers each land on another leaf page of it:
+    docs/performance.md, "Session 8: Registers at 100k"). ``registrations_by_address`` stays
+    correct without it (a scan nobody on the hot path calls). A shared handle (two "nodes" on
+    one file, as the shared-store tests run it) reads by address and keeps the index; opening
+    the file either way adds or drops it, nothing else differs."""
+
+    def __init__(self, path: str | Path, *, shared: bool = False, **options: Any) -> None:
+        self.one_process = not shared
+        """No other process writes this file: the server's book needs no reads by address."""
+        super().__init__(path, **options)
 
     _grouping = False
     _group_open = False
@@ -513,7 +530,10 @@ class SqliteStore(SqliteDatabase):
     def _index_registrations(self) -> None:
         table = self.db.table("registrations")
         table.create_index(["endpoint"], unique=True, if_not_exists=True)
-        table.create_index(["host", "port"], if_not_exists=True)
+        if self.one_process:  # the book answers by address (class docstring)
+            self.conn.execute("DROP INDEX IF EXISTS idx_registrations_host_port")
+        else:
+            table.create_index(["host", "port"], if_not_exists=True)
         conn = self.conn
         conn.execute(_TIMES_EXPIRY_INDEX_SQL)
         conn.execute("DROP INDEX IF EXISTS idx_registrations_identity")  # the full one

@@ -28,10 +28,10 @@ IDENTITY = IdentityBinding("psk", "dev-key")
 
 
 class CountingStore(SqliteStore):
-    """The sqlite store, counting its reads by address; shared (another process may write it)
-    whatever the engine says of itself."""
+    """The sqlite store, counting its reads by address. Opened ``shared=True`` it says another
+    process may write it; opened as the server opens it, that nobody else does (what
+    ``ServerCore.load`` looks for)."""
 
-    one_process = False
     address_reads = 0
 
     def registrations_by_address(self, address: Address) -> list:  # type: ignore[type-arg]
@@ -39,17 +39,11 @@ class CountingStore(SqliteStore):
         return super().registrations_by_address(address)
 
 
-class OneProcessStore(CountingStore):
-    """A store that says nobody else writes it (what ``ServerCore.load`` looks for)."""
-
-    one_process = True
-
-
 @contextmanager
 def stores() -> Iterator[tuple[CountingStore, CountingStore]]:
     with tempfile.TemporaryDirectory() as tmp:
-        general = CountingStore(Path(tmp) / "general.db")
-        complete = OneProcessStore(Path(tmp) / "complete.db")
+        general = CountingStore(Path(tmp) / "general.db", shared=True)
+        complete = CountingStore(Path(tmp) / "complete.db")  # as the server opens it
         try:
             yield general, complete
         finally:
@@ -163,7 +157,7 @@ def apply(book: RegistrationBook, op: tuple[object, ...], clock: Clock, made: li
 
 def test_a_shared_store_is_read_through_by_address() -> None:
     """A store that does not say ``one_process`` (Redis, several workers; here the sqlite store
-    as it is) may hold another process's registration: the book finds it there."""
+    opened ``shared=True``) may hold another process's registration: the book finds it there."""
     with stores() as (general_store, _):
         core = ServerCore(grace_period=0)
         core.use_store(general_store)

@@ -38,7 +38,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     else:
 
         def open_sqlite() -> CoreStore:
-            store = SqliteStore(tmp_path / "shared.sqlite")
+            store = SqliteStore(tmp_path / "shared.sqlite", shared=True)
             opened.append(store)
             return store
 

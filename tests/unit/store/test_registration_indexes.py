@@ -64,7 +64,9 @@ def test_the_identity_index_holds_only_bound_registrations(tmp_path: Path) -> No
 
 
 def test_every_registration_lookup_goes_through_an_index(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path / "t.sqlite") as store:
+    """On a file other processes write too (``shared``): the one-process server's book answers
+    by address itself (the next test), so only a shared handle reads by address."""
+    with SqliteStore(tmp_path / "t.sqlite", shared=True) as store:
         fill(store)
         statements: list[str] = []
         store.conn.set_trace_callback(statements.append)
@@ -137,3 +139,36 @@ def test_the_group_insert_writes_the_identity_column_of_nosec_and_bound_devices(
     with SqliteStore(tmp_path / "plain.sqlite") as plain:
         fill(plain)
         assert plain.read("SELECT id, identity, data FROM registrations ORDER BY id") == grouped
+
+
+def test_the_server_s_own_file_keeps_no_address_index_and_answers_the_same(
+    tmp_path: Path,
+) -> None:
+    """Opened as the server opens it (one process), the file drops ``(host, port)``'s index (a
+    Register at 100k files no entry in it) and ``registrations_by_address`` still answers what
+    the indexed lookup of a shared handle answers; a shared open puts the index back."""
+    path = tmp_path / "t.sqlite"
+    with SqliteStore(path, shared=True) as shared:
+        fill(shared)
+        shared.put_registration(reg(5, address=reg(1).address))  # two at one address
+        assert "idx_registrations_host_port" in registration_indexes(shared)
+        by_address = {
+            a: shared.registrations_by_address(a)
+            for a in (reg(1).address, reg(2).address, Address("192.0.2.99", 1))
+        }
+    with SqliteStore(path) as own:
+        assert own.one_process
+        assert "idx_registrations_host_port" not in registration_indexes(own)
+        assert {a: own.registrations_by_address(a) for a in by_address} == by_address
+        assert len(by_address[reg(1).address]) == 2
+        own.put_registration(reg(6, address=Address("192.0.2.99", 1)))
+        assert [
+            r.registration_id for r in own.registrations_by_address(Address("192.0.2.99", 1))
+        ] == ["id6"]
+        assert own.read("PRAGMA integrity_check") == [("ok",)]
+    with SqliteStore(path, shared=True) as again:
+        assert not again.one_process
+        assert "idx_registrations_host_port" in registration_indexes(again)
+        assert [
+            r.registration_id for r in again.registrations_by_address(Address("192.0.2.99", 1))
+        ] == ["id6"]
