@@ -6,6 +6,15 @@ memory per registration.
 Usage (from the repository root)::
 
     python bench/workers.py [--clients 10000] [--updates 50000] [--loadgen-src DIR]
+                            [--window 256] [--sockets 1024]
+
+The generator keeps 256 requests in flight from 1024 sockets (session 8; before, 128 and 128:
+``--window 128 --sockets 128`` repeats earlier sessions' runs). Why: a worker commits what one
+loop iteration read, and each commit costs the worker a fixed ~1-2 ms of CPU (two synchronous
+Redis round trips and what they cost the caches), so its batch size matters; 128 in flight
+gave one worker batches of 128 but each of two workers only ~53 (2.4 times the commits per
+Update). And the kernel spreads sockets, not clients, over the workers: 128 sockets left one
+worker 50-62.5 % of the requests (docs/performance.md, "Session 8: two workers (s8-workers)").
 
 Needs ``redis-server`` (Debian package; the benchmark starts its own on a free port, no
 persistence) and a C compiler for ``../shared/tools/lwm2m-loadgen`` (built into a cache like
@@ -21,7 +30,7 @@ system, cores busy, context switches, CPU migrations, during the Update phase) a
 worker 0's from its ``/metrics``). The generator sends client i from socket ``i % sockets``,
 and the kernel hashes sockets, not clients, to workers: with 128 sockets one worker often gets
 55-60 % of the requests, which caps two workers' rate at ``balance_bound`` of what an even
-spread would give (``--sockets 1024`` evens it out).
+spread would give (hence the 1024 sockets).
 """
 
 from __future__ import annotations
@@ -399,8 +408,8 @@ def run_variant(
     redis_pid: int | None = None,
     taskset: tuple[str, str] | None = None,
     redis_cli: str | None = None,
-    window: int = 128,
-    sockets: int = 128,
+    window: int = 256,
+    sockets: int = 1024,
     server_args: list[str] | None = None,
     pin_workers: bool = False,
 ) -> dict[str, Any]:
@@ -540,19 +549,33 @@ def figure(name: str, value: float | None, **extra: Any) -> dict[str, Any]:
 VARIANTS = {"sqlite-1": (1, False), "redis-1": (1, True), "redis-2": (2, True)}
 
 
+def allow_sockets(sockets: int) -> None:
+    """Raise this process's soft limit of open files (the generator inherits it) so that the
+    generator can open ``sockets`` sockets; CannotRun when the hard limit is too low."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = sockets + 64  # stdio, epoll and what the C runtime opens
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise sl.CannotRun(f"--sockets {sockets} needs {needed} open files (hard limit {hard})")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
 def run(
     clients: int,
     updates: int,
     loadgen_src: Path | None,
     variants: list[str] | None = None,
     pin: str | None = None,
-    window: int = 128,
-    sockets: int = 128,
+    window: int = 256,
+    sockets: int = 1024,
     server_args: list[str] | None = None,
     pin_workers: bool = False,
 ) -> None:
     cfg = sl.Config(loadgen_src=loadgen_src)
     loadgen, _ = sl.build_tools(sl.loadgen_source(cfg))
+    allow_sockets(sockets)
     children = sl.Children()
     with tempfile.TemporaryDirectory(prefix="workers-bench-") as tmp:
         workdir = Path(tmp)
@@ -687,14 +710,18 @@ def main(argv: list[str] | None = None) -> int:
         "not take their cores",
     )
     parser.add_argument(
-        "--window", type=int, default=128, help="requests the generator keeps in flight (-w)"
+        "--window",
+        type=int,
+        default=256,
+        help="requests the generator keeps in flight (-w; default 256: 128, as before session "
+        "8, gave each of two workers half a batch)",
     )
     parser.add_argument(
         "--sockets",
         type=int,
-        default=128,
-        help="the generator's source sockets (-s): with --workers, the SO_REUSEPORT hash "
-        "spreads these (not the clients) over the workers",
+        default=1024,
+        help="the generator's source sockets (-s; default 1024, 128 before session 8): with "
+        "--workers, the SO_REUSEPORT hash spreads these (not the clients) over the workers",
     )
     parser.add_argument(
         "--server-arg",
