@@ -148,7 +148,7 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"lwm2m-server: configuration error: {refused}", file=sys.stderr)
         return 2
     cpus = None
-    if index is None:  # a worker was pinned by its parent
+    if index is None:  # the supervisor or the one process (a worker's parent pinned it)
         try:
             cpus = affinity_plan(
                 config.worker_cpu_affinity, config.workers, os.sched_getaffinity(0)

@@ -225,7 +225,7 @@ class Supervisor:
             os.close(write_fd)
         worker.started_at = time.monotonic()
         if self.cpus is not None:
-            # Popen returns once the worker exec'd Python: it has one thread yet, and every
+            # Popen returns once the worker exec'd Python, which starts with one thread: every
             # thread it starts later (the Redis breaker's, the API's) inherits the CPU
             pin(worker.proc.pid, self.cpus[worker.index])
         try:
