@@ -532,7 +532,7 @@ def breakdown(
             "worker0": int(counts["updates"]),
             "others": int(done - counts["updates"]),
         }
-        per = share["updates_per_commit"]
+        per = share.setdefault("updates_per_commit", {})
         per["worker0"] = round(counts["updates"] / first, 1)
         if commits > first:
             per["others"] = round((done - counts["updates"]) / (commits - first), 1)
