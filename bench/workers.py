@@ -257,18 +257,23 @@ def pin_each_worker(roles: dict[str, int]) -> None:
                     os.sched_setaffinity(int(task.name), {cpu})
 
 
-def redis_calls(cli: str, port: int) -> dict[str, int]:
+def redis_calls(port: int) -> dict[str, int]:
     """Calls per Redis command so far (``INFO commandstats``): the group commits are the
-    ``evalsha`` calls, the credential version reads the ``get`` calls."""
-    out = subprocess.run(
-        [cli, "-p", str(port), "info", "commandstats"], capture_output=True, text=True
-    )
-    calls = {}
-    for line in out.stdout.splitlines():
-        if line.startswith("cmdstat_") and ":calls=" in line:
-            name, rest = line[len("cmdstat_") :].split(":", 1)
-            calls[name] = int(rest.split(",", 1)[0].split("=", 1)[1])
-    return calls
+    ``evalsha`` calls, the credential version reads the ``get`` calls. Through redis-py, not
+    ``redis-cli``: a snapshot must be quick, the Update phase of a small run lasts a fraction of a
+    second."""
+    import redis
+
+    client = redis.Redis(host=LOOPBACK, port=port)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {
+        str(name)[len("cmdstat_") :]: int(value["calls"])
+        for name, value in stats.items()
+        if str(name).startswith("cmdstat_") and isinstance(value, dict)
+    }
 
 
 def worker0_counts(http: int) -> dict[str, float]:
@@ -329,7 +334,7 @@ class Probe:
 
     def take(self) -> None:
         stats = {name: process_stats(pid) for name, pid in self.pids.items()}
-        calls = redis_calls(*self.redis) if self.redis is not None else {}
+        calls = redis_calls(self.redis[1]) if self.redis is not None else {}
         counts = worker0_counts(self.http) if self.http is not None else {}
         self.taken.append((stats, calls, counts))
 
@@ -525,17 +530,17 @@ def breakdown(
             share["balance_bound"] = round(1 / share["max_share"] / len(clients), 3)
     if commits:
         share["updates_per_commit"] = {"all": round(done / commits, 1)}
-    if workers and counts.get("commits"):  # worker 0 from its /metrics, the others the rest
-        first = counts["commits"]
-        share["commits"] = {"worker0": int(first), "others": int(commits - first)}
-        share["updates"] = {
-            "worker0": int(counts["updates"]),
-            "others": int(done - counts["updates"]),
-        }
+    if workers and "commits" in counts:  # worker 0 from its /metrics, the others the rest
+        # (the snapshots are a few ms apart: in a run of a fraction of a second the split is
+        # approximate)
+        first, mine = counts["commits"], counts["updates"]
+        share["commits"] = {"worker0": int(first), "others": int(max(0, commits - first))}
+        share["updates"] = {"worker0": int(mine), "others": int(done - mine)}
         per = share.setdefault("updates_per_commit", {})
-        per["worker0"] = round(counts["updates"] / first, 1)
+        if first:
+            per["worker0"] = round(mine / first, 1)
         if commits > first:
-            per["others"] = round((done - counts["updates"]) / (commits - first), 1)
+            per["others"] = round((done - mine) / (commits - first), 1)
     result["spread"] = share
     return result
 
