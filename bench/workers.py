@@ -10,11 +10,12 @@ Usage (from the repository root)::
 
 The generator keeps 256 requests in flight from 1024 sockets (session 8; before, 128 and 128:
 ``--window 128 --sockets 128`` repeats earlier sessions' runs). Why: a worker commits what one
-loop iteration read, and each commit costs the worker a fixed ~1-2 ms of CPU (two synchronous
-Redis round trips and what they cost the caches), so its batch size matters; 128 in flight
-gave one worker batches of 128 but each of two workers only ~53 (2.4 times the commits per
-Update). And the kernel spreads sockets, not clients, over the workers: 128 sockets left one
-worker 50-62.5 % of the requests (docs/performance.md, "Session 8: two workers (s8-workers)").
+loop iteration read, and on a crowded machine each commit costs the worker ~1-2 ms of CPU (two
+synchronous Redis round trips and the cache refill after each), so its batch size matters;
+128 in flight gave one worker batches of 128 but each of two workers only ~53 (2.4 times the
+commits per Update). And the kernel spreads sockets, not clients, over the workers: 128
+sockets left one worker 50-62.5 % of the requests (docs/performance.md, "Session 8: two
+workers (s8-workers)").
 
 Needs ``redis-server`` (Debian package; the benchmark starts its own on a free port, no
 persistence) and a C compiler for ``../shared/tools/lwm2m-loadgen`` (built into a cache like
