@@ -6,17 +6,38 @@ memory per registration.
 Usage (from the repository root)::
 
     python bench/workers.py [--clients 10000] [--updates 50000] [--loadgen-src DIR]
+                            [--window 256] [--sockets 1024]
+
+The generator keeps 256 requests in flight from 1024 sockets (session 8; before, 128 and 128:
+``--window 128 --sockets 128`` repeats earlier sessions' runs). Why: a worker commits what one
+loop iteration read, and on a crowded machine each commit costs the worker ~1-2 ms of CPU (two
+synchronous Redis round trips and the cache refill after each), so its batch size matters;
+128 in flight gave one worker batches of 128 but each of two workers only ~53 (2.4 times the
+commits per Update). And the kernel spreads sockets, not clients, over the workers: 128
+sockets left one worker 50-62.5 % of the requests (docs/performance.md, "Session 8: two
+workers (s8-workers)").
 
 Needs ``redis-server`` (Debian package; the benchmark starts its own on a free port, no
 persistence) and a C compiler for ``../shared/tools/lwm2m-loadgen`` (built into a cache like
 ``bench/server_load.py`` does). One JSON line per figure; a ``{"skipped": ...}`` line and exit
 0 when it cannot run. On a 2-core machine two workers compete with the load generator and with
 Redis for the cores: the figure says what this machine gives, not what two free cores would.
+
+So that a run says where the cores went, each variant also prints a ``processes`` line (every
+process apart — each worker, ``redis-server``, the generator —: CPU per Update, user and
+system, cores busy, context switches, CPU migrations, during the Update phase) and a
+``spread`` line: how the SO_REUSEPORT hash spread the generator's clients over the workers
+(the holder records) and how many Updates each group commit carried (Redis's EVALSHA calls,
+worker 0's from its ``/metrics``). The generator sends client i from socket ``i % sockets``,
+and the kernel hashes sockets, not clients, to workers: with 128 sockets one worker often gets
+55-60 % of the requests, which caps two workers' rate at ``balance_bound`` of what an even
+spread would give (hence the 1024 sockets).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -162,6 +183,171 @@ def snapshot(pids: dict[str, list[int]]) -> dict[str, float]:
     return {name: sum(cpu_seconds(pid) for pid in group) for name, group in pids.items()}
 
 
+STATS = ("user_s", "sys_s", "voluntary_switches", "involuntary_switches", "migrations")
+"""What :func:`process_stats` reads of a process."""
+
+
+def process_stats(pid: int) -> dict[str, float]:
+    """User and system CPU (``/proc/<pid>/stat``: every thread, living or gone), context
+    switches (``status``: a voluntary one is a wait — a socket read that blocks, the event
+    loop's ``epoll_wait`` —, an involuntary one a preemption by another runnable process) and
+    CPU migrations (``sched``'s ``se.nr_migrations``, when the kernel has it), summed over the
+    living threads; zeros for a process that is gone."""
+    base = Path(f"/proc/{pid}")
+    figures = dict.fromkeys(STATS, 0.0)
+    try:
+        raw = (base / "stat").read_text()
+    except OSError:
+        return figures
+    fields = raw[raw.rindex(")") + 2 :].split()
+    figures["user_s"] = int(fields[11]) / _TICK
+    figures["sys_s"] = int(fields[12]) / _TICK
+    try:
+        tasks = [t for t in (base / "task").iterdir() if t.name.isdigit()] or [base]
+    except OSError:
+        tasks = [base]
+    for task in tasks:
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                figures["voluntary_switches"] += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                figures["involuntary_switches"] += int(line.split()[1])
+        try:
+            sched = (task / "sched").read_text()
+        except OSError:
+            continue
+        for line in sched.splitlines():
+            if line.startswith("se.nr_migrations"):
+                figures["migrations"] += int(line.split()[-1])
+    return figures
+
+
+def worker_roles(server_pid: int, workers: int) -> dict[str, int]:
+    """Name → pid of the server's processes: ``server`` for one process; for ``--workers N``
+    the ``supervisor`` and ``worker<i>`` by the index the supervisor gave each
+    (``LWM2M_WORKER_INDEX`` in its environment)."""
+    if workers == 1:
+        return {"server": server_pid}
+    roles = {"supervisor": server_pid}
+    for pid in family(server_pid):
+        if pid == server_pid:
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for entry in environ:
+            if entry.startswith(b"LWM2M_WORKER_INDEX="):
+                roles[f"worker{entry.split(b'=', 1)[1].decode()}"] = pid
+    return roles
+
+
+def pin_each_worker(roles: dict[str, int]) -> None:
+    """Worker i (every thread of it) on CPU i of those this process may use, from outside:
+    the experiment ``--pin-workers`` (does a worker that keeps its core run cheaper?)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    for role, pid in roles.items():
+        if role.startswith("worker"):
+            cpu = cpus[int(role[6:]) % len(cpus)]
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(int(task.name), {cpu})
+
+
+def redis_calls(port: int) -> dict[str, int]:
+    """Calls per Redis command so far (``INFO commandstats``): the group commits are the
+    ``evalsha`` calls, the credential version reads the ``get`` calls. Through redis-py, not
+    ``redis-cli``: a snapshot must be quick, the Update phase of a small run lasts a fraction of a
+    second."""
+    import redis
+
+    client = redis.Redis(host=LOOPBACK, port=port)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return {
+        str(name)[len("cmdstat_") :]: int(value["calls"])
+        for name, value in stats.items()
+        if str(name).startswith("cmdstat_") and isinstance(value, dict)
+    }
+
+
+def worker0_counts(http: int) -> dict[str, float]:
+    """Worker 0's Updates answered and group commits so far, from its ``/metrics`` (the only
+    worker with an HTTP API); empty when it does not answer."""
+    body = sl.http_get(f"http://{LOOPBACK}:{http}/metrics", 5.0)
+    counts = {"updates": 0.0, "commits": 0.0}
+    if body is None:
+        return {}
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith("lwm2m_uplink_requests_total{") and 'operation="update"' in line:
+            counts["updates"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("lwm2m_redis_group_commits_total "):
+            counts["commits"] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def holders(port: int, prefix: str) -> dict[str, int]:
+    """Devices per node id, from the holder records (``P:node:{ep}``: the node that took the
+    device's last Register or Update): with ``--workers`` this is how the kernel's
+    SO_REUSEPORT hash spread the generator's clients over the workers."""
+    import redis  # the project's dependency; imported here so the module loads without it
+
+    client = redis.Redis(host=LOOPBACK, port=port)
+    counts: dict[str, int] = {}
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:node:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            for value in client.mget(keys[start : start + 1000]):
+                if value is not None:
+                    node = value.decode(errors="replace") if isinstance(value, bytes) else value
+                    counts[node] = counts.get(node, 0) + 1
+    finally:
+        client.close()
+    return counts
+
+
+def exited(pid: int) -> bool:
+    """Whether the child ``pid`` has exited, without reaping it (its ``/proc`` entry stays
+    readable until ``wait``)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+class Probe:
+    """What is measured during the Update phase, between two snapshots: each process's
+    :func:`process_stats`, Redis's command calls and worker 0's counters."""
+
+    def __init__(
+        self, pids: dict[str, int], redis: tuple[str, int] | None, http: int | None
+    ) -> None:
+        self.pids = pids
+        self.redis = redis
+        self.http = http
+        self.taken: list[tuple[dict[str, dict[str, float]], dict[str, int], dict[str, float]]] = []
+
+    def take(self) -> None:
+        stats = {name: process_stats(pid) for name, pid in self.pids.items()}
+        calls = redis_calls(self.redis[1]) if self.redis is not None else {}
+        counts = worker0_counts(self.http) if self.http is not None else {}
+        self.taken.append((stats, calls, counts))
+
+    def used(self) -> tuple[dict[str, dict[str, float]], dict[str, int], dict[str, float]]:
+        """The differences between the first and the last snapshot."""
+        (s0, c0, w0), (s1, c1, w1) = self.taken[0], self.taken[-1]
+        stats = {name: {k: s1[name][k] - s0[name][k] for k in STATS} for name in s1 if name in s0}
+        calls = {k: v - c0.get(k, 0) for k, v in c1.items() if v - c0.get(k, 0)}
+        counts = {k: v - w0[k] for k, v in w1.items() if k in w0}
+        return stats, calls, counts
+
+
 def run_measured(
     children: sl.Children,
     loadgen: Path,
@@ -169,23 +355,38 @@ def run_measured(
     workdir: Path,
     pids: dict[str, list[int]],
     taskset: tuple[str, str] | None = None,
+    probe: Probe | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Run the C generator like ``sl.run_loadgen`` and measure the process CPU of the server
     processes and ``redis-server`` during its Update phase: a snapshot when the register
-    phase's line appears (the generator flushes each line), one when it exits. The generator's
-    own CPU per phase is in its line (``gen_cpu_s``)."""
+    phase's line appears (the generator flushes each line), one when the update phase's line
+    appears (or the generator exits). The generator's own CPU per phase is in its line
+    (``gen_cpu_s``). ``probe`` takes its snapshots at the same two moments, the generator's
+    process among them (as ``loadgen``: read before it is reaped)."""
     out = workdir / f"loadgen-{time.monotonic_ns()}.out"
     start: dict[str, float] | None = None
+    end: dict[str, float] | None = None
     with out.open("wb") as stdout:
         pin = [taskset[0], "-c", taskset[1]] if taskset is not None else []
         proc = children.start([*pin, str(loadgen), "-H", LOOPBACK, *args], stdout=stdout)
+        if probe is not None:
+            probe.pids["loadgen"] = proc.pid
         deadline = time.monotonic() + 600
-        while proc.poll() is None and time.monotonic() < deadline:
-            if start is None and b'"phase":"register"' in out.read_bytes():
+        while time.monotonic() < deadline:
+            text = out.read_bytes()
+            if start is None and b'"phase":"register"' in text:
                 start = snapshot(pids)
+                if probe is not None:
+                    probe.take()
+            if b'"phase":"update"' in text or exited(proc.pid):
+                break
             time.sleep(0.01)
         end = snapshot(pids)
-        if proc.poll() is None:
+        if probe is not None and start is not None:
+            probe.take()
+        try:
+            proc.wait(max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
     lines = []
@@ -212,6 +413,11 @@ def run_variant(
     updates: int,
     redis_pid: int | None = None,
     taskset: tuple[str, str] | None = None,
+    redis_cli: str | None = None,
+    window: int = 256,
+    sockets: int = 1024,
+    server_args: list[str] | None = None,
+    pin_workers: bool = False,
 ) -> dict[str, Any]:
     data_dir = workdir / name
     data_dir.mkdir()
@@ -229,7 +435,7 @@ def run_variant(
         sys.executable, "-m", "lwm2m_server", "serve", "--host", LOOPBACK,
         "--coap-port", str(coap), "--coaps-port", str(coaps), "--http-host", LOOPBACK,
         "--http-port", str(http), "--data-dir", str(data_dir), "--log-level", "WARNING",
-        "--workers", str(workers),
+        "--workers", str(workers), *(server_args or []),
     ]  # fmt: skip
     if taskset is not None:  # the server processes on the cores not given to Redis/loadgen
         command = [taskset[0], "-c", server_cpus(taskset[1]), *command]
@@ -247,11 +453,19 @@ def run_variant(
             raise sl.CannotRun(f"{name}: not every worker started (see {log.name})")
         time.sleep(0.1)
     time.sleep(1.0)  # the last worker's start-up is not part of the figures
-    args = ["-p", str(coap), "-n", str(clients), "-U", str(updates), "-w", "128", "-s", "128"]
+    args = ["-p", str(coap), "-n", str(clients), "-U", str(updates), "-w", str(window),
+            "-s", str(sockets)]  # fmt: skip
     pids = {"server": family(proc.pid)}
+    roles = worker_roles(proc.pid, workers)
+    if pin_workers:
+        pin_each_worker(roles)
     if redis_pid is not None:
         pids["redis"] = [redis_pid]
-    lines, used = run_measured(children, loadgen, args, workdir, pids, taskset)
+        roles["redis"] = redis_pid
+    redis = (redis_cli, redis_port) if redis_port is not None and redis_cli is not None else None
+    probe = Probe(roles, redis, http)
+    lines, used = run_measured(children, loadgen, args, workdir, pids, taskset, probe)
+    spread = holders(redis[1], name) if redis is not None else {}
     children.stop(proc)
     log.close()
     phases = {str(line.get("phase")): line for line in lines}
@@ -273,7 +487,63 @@ def run_variant(
         seconds = float(update.get("seconds") or 0.0)
         if seconds:  # cores kept busy during the Update phase, per process group
             update["cores_busy"] = {k: round(v / seconds, 2) for k, v in used.items()}
+        if len(probe.taken) == 2:
+            update.update(breakdown(probe, roles, spread, done, seconds))
     return phases
+
+
+def breakdown(
+    probe: Probe, roles: dict[str, int], spread: dict[str, int], done: int, seconds: float
+) -> dict[str, Any]:
+    """Where the cores went during the Update phase and how the work was spread over the
+    workers (see :func:`run`'s ``processes`` and ``spread`` figures)."""
+    stats, calls, counts = probe.used()
+    processes: dict[str, dict[str, float]] = {}
+    for role, figures in stats.items():
+        cpu = figures["user_s"] + figures["sys_s"]
+        processes[role] = {
+            "cpu_us_per_update": round(cpu / done * 1e6, 1),
+            "user_us_per_update": round(figures["user_s"] / done * 1e6, 1),
+            "sys_us_per_update": round(figures["sys_s"] / done * 1e6, 1),
+            "cores_busy": round(cpu / seconds, 3) if seconds else 0.0,
+            "voluntary_switches": int(figures["voluntary_switches"]),
+            "involuntary_switches": int(figures["involuntary_switches"]),
+            "migrations": int(figures["migrations"]),
+        }
+    result: dict[str, Any] = {"processes": processes, "redis_calls": calls}
+    commits = calls.get("evalsha", 0) + calls.get("eval", 0)
+    workers = sorted((r for r in roles if r.startswith("worker")), key=lambda r: int(r[6:]))
+    share: dict[str, Any] = {}
+    if spread:  # holder records: node id host:pid → the worker with that pid
+        by_pid = {pid: role for role, pid in roles.items()}
+        clients = {
+            by_pid.get(int(node.rsplit(":", 1)[-1]), node)
+            if node.rsplit(":", 1)[-1].isdigit()
+            else node: n
+            for node, n in spread.items()
+        }
+        share["clients"] = dict(sorted(clients.items()))
+        total = sum(clients.values())
+        if len(clients) > 1 and total:
+            share["max_share"] = round(max(clients.values()) / total, 3)
+            # a closed-loop generator sends every worker its share of the requests, so the
+            # busiest worker limits the whole: the rate is at most (1 / max_share) of one's
+            share["balance_bound"] = round(1 / share["max_share"] / len(clients), 3)
+    if commits:
+        share["updates_per_commit"] = {"all": round(done / commits, 1)}
+    if workers and "commits" in counts:  # worker 0 from its /metrics, the others the rest
+        # (the snapshots are a few ms apart: in a run of a fraction of a second the split is
+        # approximate)
+        first, mine = counts["commits"], counts["updates"]
+        share["commits"] = {"worker0": int(first), "others": int(max(0, commits - first))}
+        share["updates"] = {"worker0": int(mine), "others": int(done - mine)}
+        per = share.setdefault("updates_per_commit", {})
+        if first:
+            per["worker0"] = round(mine / first, 1)
+        if commits > first:
+            per["others"] = round((done - mine) / (commits - first), 1)
+    result["spread"] = share
+    return result
 
 
 def figure(name: str, value: float | None, **extra: Any) -> dict[str, Any]:
@@ -285,15 +555,33 @@ def figure(name: str, value: float | None, **extra: Any) -> dict[str, Any]:
 VARIANTS = {"sqlite-1": (1, False), "redis-1": (1, True), "redis-2": (2, True)}
 
 
+def allow_sockets(sockets: int) -> None:
+    """Raise this process's soft limit of open files (the generator inherits it) so that the
+    generator can open ``sockets`` sockets; CannotRun when the hard limit is too low."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = sockets + 64  # stdio, epoll and what the C runtime opens
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        if hard != resource.RLIM_INFINITY and hard < needed:
+            raise sl.CannotRun(f"--sockets {sockets} needs {needed} open files (hard limit {hard})")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
 def run(
     clients: int,
     updates: int,
     loadgen_src: Path | None,
     variants: list[str] | None = None,
     pin: str | None = None,
+    window: int = 256,
+    sockets: int = 1024,
+    server_args: list[str] | None = None,
+    pin_workers: bool = False,
 ) -> None:
     cfg = sl.Config(loadgen_src=loadgen_src)
     loadgen, _ = sl.build_tools(sl.loadgen_source(cfg))
+    allow_sockets(sockets)
     children = sl.Children()
     with tempfile.TemporaryDirectory(prefix="workers-bench-") as tmp:
         workdir = Path(tmp)
@@ -307,7 +595,12 @@ def run(
             redis_port, cli, redis_pid = start_redis(children, workdir, taskset)
             common: dict[str, Any] = {
                 "clients": clients, "updates": updates, "generator": sl.C_GENERATOR,
+                "window": window, "sockets": sockets,
             }  # fmt: skip
+            if server_args:
+                common["server_args"] = server_args
+            if pin_workers:
+                common["pin_workers"] = True
             if pin is not None:
                 common["pinned"] = {"redis+loadgen": pin, "server": server_cpus(pin)}
             results: dict[str, dict[str, Any]] = {}
@@ -318,7 +611,8 @@ def run(
                     children, loadgen, workdir, name, workers=workers,
                     redis_port=redis_port if on_redis else None, clients=clients,
                     updates=updates, redis_pid=redis_pid if on_redis else None,
-                    taskset=taskset,
+                    taskset=taskset, redis_cli=cli, window=window, sockets=sockets,
+                    server_args=server_args, pin_workers=pin_workers,
                 )  # fmt: skip
                 results[name] = phases
                 for phase in ("register", "update"):
@@ -345,6 +639,28 @@ def run(
                         cores_busy=update.get("cores_busy"),
                         note="process CPU (/proc/<pid>/stat; the generator's getrusage) during "
                         "the Update phase / Updates answered",
+                        **common,
+                    )
+                if "processes" in update:
+                    figure(
+                        "processes",
+                        update["processes"],
+                        variant=name,
+                        redis_calls=update.get("redis_calls"),
+                        note="each process during the Update phase: CPU (user+sys) per Update "
+                        "answered, cores kept busy, context switches (voluntary: waits; "
+                        "involuntary: preempted) and CPU migrations (/proc/<pid>/status, sched)",
+                        **common,
+                    )
+                    figure(
+                        "spread",
+                        update.get("spread"),
+                        variant=name,
+                        note="clients: holder records per worker (the SO_REUSEPORT hash of the "
+                        "generator's sockets); updates_per_commit: Updates per group commit "
+                        "(Redis EVALSHA calls; worker 0's from its /metrics, the others the "
+                        "rest); balance_bound: the rate the busiest worker allows, as a "
+                        "fraction of perfect balance",
                         **common,
                     )
                 if on_redis and name == "redis-1":
@@ -399,6 +715,32 @@ def main(argv: list[str] | None = None) -> int:
         "processes on the others: what the workers scale to when Redis and the generator do "
         "not take their cores",
     )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=256,
+        help="requests the generator keeps in flight (-w; default 256: 128, as before session "
+        "8, gave each of two workers half a batch)",
+    )
+    parser.add_argument(
+        "--sockets",
+        type=int,
+        default=1024,
+        help="the generator's source sockets (-s; default 1024, 128 before session 8): with "
+        "--workers, the SO_REUSEPORT hash spreads these (not the clients) over the workers",
+    )
+    parser.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more argument for every lwm2m-server (repeatable)",
+    )
+    parser.add_argument(
+        "--pin-workers",
+        action="store_true",
+        help="pin worker i of --workers to CPU i (from outside, after they started)",
+    )
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -407,7 +749,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         try:
-            run(args.clients, args.updates, args.loadgen_src, variants, args.pin)
+            run(
+                args.clients, args.updates, args.loadgen_src, variants, args.pin,
+                args.window, args.sockets, args.server_arg, args.pin_workers,
+            )  # fmt: skip
         except sl.CannotRun as exc:
             print(json.dumps({"bench": "workers", "skipped": str(exc)}), flush=True)
 

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -70,6 +71,11 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="worker processes sharing the CoAP ports (default 1; >1 needs store.engine: redis)",
     )
+    parser.add_argument(
+        "--worker-cpu-affinity",
+        metavar="off|auto|CPUS",
+        help="pin worker i to one CPU: auto (the i-th CPU) or a list like 2-5 (default off)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         "models_dirs": args.models_dirs,
         "log_level": args.log_level,
         "workers": args.workers,
+        "worker_cpu_affinity": getattr(args, "worker_cpu_affinity", None),
     }
     return load_config(args.config, overrides=overrides)
 
@@ -133,13 +140,22 @@ def serve_command(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"lwm2m-server: configuration error: {exc}", file=sys.stderr)
         return 2
-    from .cluster.workers import Supervisor, refuse_reason, worker_index
+    from .cluster.workers import Supervisor, affinity_plan, pin, refuse_reason, worker_index
 
     index = worker_index()
     refused = refuse_reason(config.workers, config.store.engine)
     if refused is not None:
         print(f"lwm2m-server: configuration error: {refused}", file=sys.stderr)
         return 2
+    cpus = None
+    if index is None:  # the supervisor or the one process (a worker's parent pinned it)
+        try:
+            cpus = affinity_plan(
+                config.worker_cpu_affinity, config.workers, os.sched_getaffinity(0)
+            )
+        except ValueError as exc:
+            print(f"lwm2m-server: configuration error: {exc}", file=sys.stderr)
+            return 2
     where = "" if index is None else f"[worker {index}] "
     logging.basicConfig(
         level=log_level_number(config),
@@ -147,8 +163,10 @@ def serve_command(args: argparse.Namespace) -> int:
     )
     if config.workers > 1 and index is None:  # the parent: it only runs the workers
         return Supervisor(
-            args.argv, config.workers, config.data_dir, config.coap_port, config.coaps_port
+            args.argv, config.workers, config.data_dir, config.coap_port, config.coaps_port, cpus
         ).run()
+    if cpus is not None and index is None:  # one process: it pins itself, before any thread
+        pin(os.getpid(), cpus[0])
     # refused datagrams are logged by the runtime once per peer host and kind per minute
     from lwm2m_runtime.server import run
 

@@ -51,6 +51,8 @@ from lwm2m_runtime.settings import (
     store_cross_check,
 )
 
+from .cluster.workers import check_affinity
+
 __all__ = [
     "ADDRESS_BINDINGS",
     "ENV_PREFIX",
@@ -375,6 +377,10 @@ class ServerConfig:
     workers: int = 1
     """Worker processes sharing the CoAP/CoAPs ports (SO_REUSEPORT); more than one needs
     ``store.engine: redis`` (docs/cluster.md, "Several workers on one host")."""
+    worker_cpu_affinity: str = "off"
+    """``off``, ``auto`` (worker i on the i-th CPU) or a CPU list (``2-5``): pin each worker to
+    one CPU (``lwm2m_server.cluster.workers.affinity_plan``; docs/cluster.md, "CPU
+    affinity")."""
     events: EventSettings = EventSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     firmware: FirmwareSettings = FirmwareSettings()
@@ -469,6 +475,7 @@ SCHEMA: Schema[ServerConfig] = Schema(
         "limits.dedup_bytes": between(1 << 16, 1 << 40),
         "nosec_address_binding": _address_binding,
         "workers": between(1, 256),
+        "worker_cpu_affinity": check_affinity,
         **{f"payload_limits.{f.name}": positive for f in attrs.fields(PayloadLimits)},
         "events.replay_size": _at_least_one,
         "telemetry.retention": _duration,

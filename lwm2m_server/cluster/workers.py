@@ -17,7 +17,9 @@ Duties of the parent, and only these (it opens no socket and no store):
 * restart a worker that died (after a second when it died within ten seconds of its start,
   so a worker that cannot start does not spin);
 * SIGTERM/SIGINT: SIGTERM to every worker, wait for them (SIGKILL after ``STOP_TIMEOUT``),
-  exit 0.
+  exit 0;
+* ``worker_cpu_affinity`` (off by default): pin worker i to one CPU (:func:`affinity_plan`),
+  at each (re)start.
 """
 
 from __future__ import annotations
@@ -47,6 +49,82 @@ QUICK_DEATH = 10.0
 RESTART_DELAY = 1.0
 STOP_TIMEOUT = 8.0
 """Seconds the workers get to stop after SIGTERM before they are killed (SIGKILL)."""
+
+
+AFFINITY_OFF = "off"
+AFFINITY_AUTO = "auto"
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """``0,2-3`` → ``[0, 2, 3]`` (Linux's cpu-list syntax, as ``taskset -c`` takes it); raises
+    ValueError with the reason."""
+    cpus: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        low, dash, high = part.partition("-")
+        if not low.strip().isdigit() or (dash and not high.strip().isdigit()):
+            raise ValueError(f"{part!r} is not a CPU number or range (like 0,2-3)")
+        first, last = int(low), int(high) if dash else int(low)
+        if last < first:
+            raise ValueError(f"{part!r} is an empty range")
+        cpus += [cpu for cpu in range(first, last + 1) if cpu not in cpus]
+    return cpus
+
+
+def check_affinity(value: str) -> str | None:
+    """The configuration check of ``worker_cpu_affinity``: ``off``, ``auto`` or a CPU list."""
+    if value.strip().lower() in (AFFINITY_OFF, AFFINITY_AUTO):
+        return None
+    try:
+        parse_cpu_list(value)
+    except ValueError as exc:
+        return f"{exc}; or off, auto"
+    return None
+
+
+def affinity_plan(setting: str, count: int, allowed: set[int]) -> list[int] | None:
+    """The CPU of each of ``count`` workers, or None (``off``: the scheduler places them).
+
+    ``auto``: worker i on the i-th CPU this process may use (``allowed``, its
+    ``sched_getaffinity``: a container's or ``taskset``'s limit is kept), round robin when
+    there are more workers than CPUs; a list: worker i on its i-th CPU, round robin. A listed
+    CPU this process may not use raises ValueError (refused at start, rather than a worker
+    silently left where the kernel puts it).
+
+    Why pin at all: a worker that stays on one core keeps its caches (a Python process's
+    working set is large) and is never moved; with the scheduler's placement the workers of
+    a busy host migrate between cores and meet each other's cache lines. Why it is not the
+    default: a worker pinned to a core can only wait when that core is busy with something
+    else (Redis, another service) while another core idles; pin on a host whose listed cores
+    are the workers' (docs/cluster.md, "CPU affinity")."""
+    mode = setting.strip().lower()
+    if mode == AFFINITY_OFF:
+        return None
+    cpus = sorted(allowed) if mode == AFFINITY_AUTO else parse_cpu_list(setting)
+    missing = [cpu for cpu in cpus if cpu not in allowed]
+    if missing:
+        names = ",".join(str(cpu) for cpu in missing)
+        usable = ",".join(str(cpu) for cpu in sorted(allowed))
+        raise ValueError(
+            f"worker_cpu_affinity {setting!r}: CPU {names} is not available to this process "
+            f"(it may use {usable})"
+        )
+    if not cpus:
+        raise ValueError(f"worker_cpu_affinity {setting!r}: no CPU")
+    return [cpus[i % len(cpus)] for i in range(count)]
+
+
+def pin(pid: int, cpu: int) -> bool:
+    """Every thread of ``pid`` on ``cpu`` only (threads it makes later inherit it); False
+    (logged) when the kernel refuses (a CPU taken offline since the start)."""
+    try:
+        os.sched_setaffinity(pid, {cpu})
+    except OSError as exc:
+        log.warning(
+            "cannot pin pid %d to CPU %d: %s; it runs where the kernel puts it", pid, cpu, exc
+        )
+        return False
+    return True
 
 
 class _Stop(Exception):
@@ -84,10 +162,18 @@ class Supervisor:
     """Start, watch and stop the workers (see the module docstring)."""
 
     def __init__(
-        self, argv: Sequence[str], count: int, data_dir: Path, coap_port: int, coaps_port: int
+        self,
+        argv: Sequence[str],
+        count: int,
+        data_dir: Path,
+        coap_port: int,
+        coaps_port: int,
+        cpus: Sequence[int] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.workers = [Worker(i) for i in range(count)]
+        self.cpus = list(cpus) if cpus is not None else None
+        """The CPU of each worker (``affinity_plan``), or None: not pinned."""
         self.data_dir = data_dir
         self.coap_port = coap_port
         self.coaps_port = coaps_port
@@ -138,6 +224,10 @@ class Supervisor:
         finally:
             os.close(write_fd)
         worker.started_at = time.monotonic()
+        if self.cpus is not None:
+            # Popen returns once the worker exec'd Python, which starts with one thread: every
+            # thread it starts later (the Redis breaker's, the API's) inherits the CPU
+            pin(worker.proc.pid, self.cpus[worker.index])
         try:
             line = self._read_ready(read_fd, worker)
         finally:
@@ -149,7 +239,8 @@ class Supervisor:
         self.coap_port, self.coaps_port = int(coap), int(coaps)  # port 0: what worker 0 got
         if worker.index == 0:
             self.http_port = int(http)
-        log.info("worker %d (pid %d) ready", worker.index, worker.proc.pid)
+        on = "" if self.cpus is None else f" on CPU {self.cpus[worker.index]}"
+        log.info("worker %d (pid %d) ready%s", worker.index, worker.proc.pid, on)
         return True
 
     @staticmethod

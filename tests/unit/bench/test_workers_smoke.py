@@ -26,3 +26,45 @@ def test_tiny_run_measures_every_variant(capsys: pytest.CaptureFixture[str]) -> 
     names = {line["figure"] for line in lines}
     assert {"update_ratio_redis_to_sqlite", "update_ratio_2_workers_to_1"} <= names
     assert "redis_bytes_per_registration" in names
+
+
+def test_tiny_run_says_where_the_cores_went_and_how_the_workers_shared_the_clients(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The ``processes`` line of each Redis variant has a CPU figure for every process that
+    worked during the Update phase (each worker apart, Redis, the generator), and the
+    ``spread`` line of ``--workers 2`` counts every client at one of the two workers (from the
+    holder records) and the group commits of both."""
+    assert (
+        workers.main(["--clients", "300", "--updates", "600", "--variants", "redis-1,redis-2"]) == 0
+    )
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    skipped = [line["skipped"] for line in lines if "skipped" in line]
+    if skipped:
+        pytest.skip(f"cannot run here: {skipped[0]}")
+    found = {(line["variant"], line["figure"]): line for line in lines if "variant" in line}
+    one = found[("redis-1", "processes")]["value"]
+    two = found[("redis-2", "processes")]["value"]
+    assert {"server", "redis", "loadgen"} <= set(one), one
+    assert {"supervisor", "worker0", "worker1", "redis", "loadgen"} <= set(two), two
+    for name in ("server", "redis", "loadgen"):
+        figures = one[name]  # clock ticks (10 ms): a tiny run may read 0 for a light process
+        assert figures["cpu_us_per_update"] >= 0 and figures["cores_busy"] >= 0, (name, figures)
+        assert figures["cpu_us_per_update"] == pytest.approx(
+            figures["user_us_per_update"] + figures["sys_us_per_update"], abs=0.11
+        )
+        assert {"voluntary_switches", "involuntary_switches", "migrations"} <= set(figures)
+    assert one["server"]["cpu_us_per_update"] > 0, one  # 600 Updates take more than a tick
+    assert two["worker0"]["cpu_us_per_update"] + two["worker1"]["cpu_us_per_update"] > 0
+    spread = found[("redis-2", "spread")]["value"]
+    assert set(spread["clients"]) == {"worker0", "worker1"}, spread
+    assert sum(spread["clients"].values()) == 300
+    assert 0.5 <= spread["max_share"] <= 1.0
+    # worker 0's own counters come from its /metrics, the rest is the others': the snapshots
+    # are ms apart and the Update phase of this tiny run lasts a fraction of a second, so only
+    # the bookkeeping is exact here, not the split
+    assert 0 <= spread["updates"]["worker0"] <= 600
+    assert spread["updates"]["worker0"] + spread["updates"]["others"] == 600
+    assert spread["commits"]["worker0"] >= 0 and spread["commits"]["others"] >= 0
+    assert spread["updates_per_commit"]["all"] > 0
+    assert found[("redis-1", "spread")]["value"]["clients"] == {"server": 300}
