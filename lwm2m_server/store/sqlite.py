@@ -34,19 +34,19 @@ savepoint and two single-row statements. A failed insert rolls the whole iterati
 failed commit does: the driver withholds the iteration's replies (a notification's ACK too),
 and the devices retransmit.
 
-**Checkpoints** in group commit run every ``GROUP_CHECKPOINT_PAGES`` WAL pages instead of
-sqlite's 1000 (``PRAGMA wal_autocheckpoint``), and the WAL file is cut back to that size when it
-restarts (``journal_size_limit``). Why: a point's history row goes into the ``(endpoint, path,
-ts_ms)`` index at its series' newest entry, so once every series holds a page of history each
-stored point dirties an index page of its own, and every commit appends those pages to the WAL.
-A checkpoint copies each distinct page of the WAL once: every 1000 pages, with ~1000 series
-notifying, nearly every page the WAL holds is copied, so the checkpoint cost one page write (and
-its read) per stored point; every 10,000 pages the same hot pages are copied once for ~10
-commits of them. Measured at 100k history rows over 1000 series: ~22 -> ~12.5 µs per row in a
-standalone sqlite run, ~3-4 µs less per notification in the server's group commit
-(docs/performance.md, "Session 8: notifications over sockets"). The price: up to ~40 MiB
-of WAL on disk (at the default 4 KiB page), and a restart after a crash reads that much more
-WAL to rebuild its index.
+**Checkpoints** in group commit run every ``GROUP_CHECKPOINT_PAGES`` WAL pages (``PRAGMA
+wal_autocheckpoint``, sqlite's own default of 1000), and the WAL file is cut back to that size
+when it restarts (``journal_size_limit``). The autocheckpoint runs inside the commit that
+crosses the bound, i.e. on the event loop: its copy of the WAL's pages back into the database
+(and the fsyncs) stalls every request in flight. Session 8 tried 10,000 pages (a hot history
+index page is then copied once for ~10 commits of it: ~22 -> ~12.5 µs per stored row in a
+standalone sqlite run at 100k history rows over 1000 series) and took it back: over sockets
+it gave no measurable notification rate (13.0-13.2k/s against 13.3-13.8k/s at 10k clients,
+alternated) and raised the API read p99 under load from 16-31 ms to 48-56 ms, the loop stalled
+by checkpoints of up to 40 MiB (docs/performance.md, "Full run at the end of session 8"). The
+way to both: checkpoints off the loop (a thread of their own with their own connection;
+sqlite releases the GIL), with the loop's autocheckpoint left as the backstop that lets the
+WAL restart; not done yet.
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ class SqliteStore(SqliteDatabase):
     """Series inserted in the open group: known once it commits, forgotten if it fails."""
     commits = 0
     """Group transactions committed (for metrics and tests)."""
-    GROUP_CHECKPOINT_PAGES = 10_000
+    GROUP_CHECKPOINT_PAGES = 1_000
     """WAL pages between checkpoints in group commit (module docstring, "Checkpoints")."""
 
     # -- group commit (module docstring) ---------------------------------------------------------

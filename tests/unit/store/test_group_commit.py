@@ -289,8 +289,7 @@ class SmallCheckpointStore(SqliteStore):
 
 
 def test_group_commit_checkpoints_less_often_and_keeps_the_wal_bounded(tmp_path: Path) -> None:
-    """The WAL is checkpointed every ``GROUP_CHECKPOINT_PAGES`` pages (not sqlite's 1000: each
-    distinct hot page is then copied once for several commits of it) and cut back to that size
+    """The WAL is checkpointed every ``GROUP_CHECKPOINT_PAGES`` pages and cut back to that size
     when it restarts: under a steady stream of points over many series the file stays near the
     bound, and every committed point is in the database for another reader."""
     store = SmallCheckpointStore(tmp_path / "db.sqlite")
@@ -314,17 +313,14 @@ def test_group_commit_checkpoints_less_often_and_keeps_the_wal_bounded(tmp_path:
         store.close()
 
 
-def test_the_server_store_checkpoints_every_ten_thousand_pages(store: SqliteStore) -> None:
-    """What the server runs (``enable_group_commit``); a store without group commit (a
-    script, the CLI) keeps sqlite's default."""
-    assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
+def test_the_server_store_checkpoints_every_thousand_pages(store: SqliteStore) -> None:
+    """What the server runs (``enable_group_commit``): sqlite's own 1000 pages, and the WAL cut
+    back to that size when it restarts. Not more: the checkpoint runs in the commit that crosses
+    the bound, on the loop, and 10,000 pages stalled it long enough to triple the API's p99
+    (sqlite.py, "Checkpoints")."""
+    assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
     page = int(store.conn.execute("PRAGMA page_size").fetchone()[0])
-    assert store.conn.execute("PRAGMA journal_size_limit").fetchone()[0] == 10_000 * page
-    plain = SqliteStore(store.path.with_name("plain.sqlite"))
-    try:
-        assert plain.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
-    finally:
-        plain.close()
+    assert store.conn.execute("PRAGMA journal_size_limit").fetchone()[0] == 1000 * page
 
 
 # -- the group's telemetry goes in without a savepoint -------------------------------------------
