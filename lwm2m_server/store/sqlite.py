@@ -46,7 +46,9 @@ alternated) and raised the API read p99 under load from 16-31 ms to 48-56 ms, th
 by checkpoints of up to 40 MiB (docs/performance.md, "Full run at the end of session 8"). The
 way to both: checkpoints off the loop (a thread of their own with their own connection;
 sqlite releases the GIL), with the loop's autocheckpoint left as the backstop that lets the
-WAL restart; not done yet.
+WAL restart (under continuous commits a PASSIVE checkpoint from another connection never finds
+the WAL fully copied when the next write begins, so only the writer's own checkpoint restarts
+it; the backstop then copies only what the thread has not); not done yet.
 """
 
 from __future__ import annotations
