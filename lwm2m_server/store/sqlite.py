@@ -344,11 +344,7 @@ class SqliteStore(SqliteDatabase):
             with self.write() as conn:
                 self._insert_rows(conn, rows, grouped=False)
         except StoreError as exc:
-            with suppress(sqlite3.Error):
-                self.conn.rollback()
-            self._group_open = False
-            self._depth = 0
-            self._failed(exc)
+            self._abort_group(exc)
             return False
         return True
 
@@ -365,11 +361,7 @@ class SqliteStore(SqliteDatabase):
                 self._open_group()
             self._insert_rows(self.conn, rows, grouped=True)
         except (sqlite3.Error, StoreError) as exc:
-            with suppress(sqlite3.Error):
-                self.conn.rollback()
-            self._group_open = False
-            self._depth = 0
-            self._failed(exc)
+            self._abort_group(exc)
             return False
         return True
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -377,11 +376,7 @@ def test_group_telemetry_ends_as_the_savepoint_path_ends(
                 with self.write() as conn:
                     self._insert_rows(conn, rows, grouped=True)
             except StoreError as exc:
-                with suppress(sqlite3.Error):
-                    self.conn.rollback()
-                self._group_open = False
-                self._depth = 0
-                self._failed(exc)
+                self._abort_group(exc)
                 return False
             return True
 
