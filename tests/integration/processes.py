@@ -170,6 +170,26 @@ REDIS_PREFIX = "nodes"
 """The key prefix the cluster tests' server processes share in Redis."""
 
 
+def run_to_exit(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m lwm2m_server --data-dir data_dir *args`` run until it exits by itself (what a
+    refusal at start looks like to the operator: its status and stderr), in an environment
+    without the caller's ``LWM2M_SERVER_*`` settings, with the tests' API token and ``env`` on
+    top; 60 s at most."""
+    child = {k: v for k, v in os.environ.items() if not k.startswith(PROGRAMS["lwm2m_server"])}
+    child.update(PYTHONPATH=str(REPO), LWM2M_SERVER_API_AUTH_ADMIN_TOKEN=ADMIN_TOKEN)
+    child.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "lwm2m_server", "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        env=child,
+        cwd=data_dir,
+        timeout=60,
+    )
+
+
 def redis_env(url: str, prefix: str = REDIS_PREFIX) -> dict[str, str]:
     """The settings that put a server process's store in Redis at ``url``."""
     return {

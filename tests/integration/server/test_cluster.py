@@ -17,8 +17,6 @@ import logging
 import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,10 +34,9 @@ from lwm2m_server.operations import DeviceTimeoutError, UnknownClientError
 from lwm2m_server.service import Lwm2mServer
 from object_models.errors import ResponseCode
 from object_models.path import LwM2mPath
-from tests.auth import SERVER_ENV
 from tests.live import Http, api_of, api_session
 
-from ..processes import REDIS_PREFIX, REPO, ServerProcess, redis_env, redis_nodes
+from ..processes import REDIS_PREFIX, ServerProcess, redis_env, redis_nodes, run_to_exit
 from . import rawcoap as raw
 from .conftest import eventually, server_config
 
@@ -195,16 +192,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_workers_on_sqlite_are_refused_with_the_reason(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LWM2M_SERVER_")}
-    env.update(PYTHONPATH=str(REPO), **SERVER_ENV)
-    done = subprocess.run(
-        [sys.executable, "-m", "lwm2m_server", "--data-dir", str(tmp_path), "--workers", "2"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    done = run_to_exit(tmp_path, "--workers", "2")
     assert done.returncode == 2, done.stderr
     assert "workers: 2 needs store.engine: redis" in done.stderr
 

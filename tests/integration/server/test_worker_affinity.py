@@ -10,17 +10,11 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.auth import SERVER_ENV
-
-from ..processes import REPO, ServerProcess, redis_env
-
-SERVE = [sys.executable, "-m", "lwm2m_server"]
+from ..processes import ServerProcess, redis_env, run_to_exit
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity"), reason="CPU affinity is Linux's"
@@ -101,31 +95,12 @@ async def test_one_process_pins_itself_to_the_first_listed_cpu(tmp_path: Path) -
 
 def test_a_cpu_the_server_may_not_use_is_refused_at_start(tmp_path: Path) -> None:
     missing = max(os.sched_getaffinity(0)) + 1
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LWM2M_SERVER_")}
-    env.update(PYTHONPATH=str(REPO), **SERVER_ENV)
-    env["LWM2M_SERVER_WORKER_CPU_AFFINITY"] = f"0,{missing}"
-    done = subprocess.run(
-        [*SERVE, "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    done = run_to_exit(tmp_path, env={"LWM2M_SERVER_WORKER_CPU_AFFINITY": f"0,{missing}"})
     assert done.returncode == 2, done.stderr
     assert f"worker_cpu_affinity '0,{missing}': CPU {missing} is not available" in done.stderr
 
 
 def test_a_malformed_cpu_list_is_refused_naming_the_setting(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LWM2M_SERVER_")}
-    env.update(PYTHONPATH=str(REPO), **SERVER_ENV)
-    done = subprocess.run(
-        [*SERVE, "--data-dir", str(tmp_path), "--worker-cpu-affinity", "1-x"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=60,
-    )
+    done = run_to_exit(tmp_path, "--worker-cpu-affinity", "1-x")
     assert done.returncode == 2, done.stderr
     assert "--worker-cpu-affinity" in done.stderr and "'1-x' is not a CPU number" in done.stderr
