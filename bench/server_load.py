@@ -73,7 +73,7 @@ if str(REPO) not in sys.path:  # ``python bench/server_load.py`` puts bench/, no
     sys.path.insert(0, str(REPO))
 
 from bench.load import generator as g  # noqa: E402
-from bench.load import scenario  # noqa: E402
+from bench.load import paired, scenario  # noqa: E402
 from lwm2m_runtime.coap import CoapError, Code, parse  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
@@ -130,7 +130,18 @@ class Config:
     """Runs per client count, each on a fresh server; the flatness lines compare each count's
     best rate. On a shared VM a short phase (1k Registers take ~0.1 s) is slowed by whatever
     else the host runs at that moment, by up to a third; noise only ever slows a run, so the
-    best of a few is what the server can do (``hot_path.py`` takes its best round likewise)."""
+    best of a few is what the server can do (``hot_path.py`` takes its best round likewise).
+    With more than one run, ``*_over_repeats`` lines give the median and range of each figure
+    (rate, ratio to the single echo, paired ratio, CPU ratio) per client count."""
+    echo_burst_s: float = 1.5
+    """Paired echoes: an echo burst of about this many seconds right before the Register phase,
+    between Register and Update (the generator waits there: ``bench/load/phase_pause.c``) and
+    right after Update; each phase's rate ÷ the mean of the two bursts around it is its
+    ``ratio_to_echo_paired``. 0: no bursts, the generator runs its phases back to back as
+    before session 9."""
+    unsteady_over: float = paired.UNSTEADY_SPREAD
+    """A pair whose two bursts differ by more than this fraction of their mean is flagged
+    ``unsteady`` (the machine's load changed during the phase)."""
 
     @classmethod
     def quick_run(cls) -> Config:
@@ -144,6 +155,7 @@ class Config:
             notifications=10_000,
             notify_seconds=1.5,
             reads=300,
+            echo_burst_s=0.5,
             quick=True,
         )
 
@@ -212,6 +224,36 @@ def build_tools(src: Path) -> tuple[Path, Path]:
             tmp.replace(binary)  # atomic: a concurrent run never sees half a binary
         built.append(binary)
     return built[0], built[1]
+
+
+PAUSE_SHIM = REPO / "bench" / "load" / "phase_pause.c"
+
+
+def build_pause_shim() -> Path | None:
+    """Compile ``bench/load/phase_pause.c`` (the generator's pause between phases, for the
+    paired echoes) into the tools' cache; None when it cannot be built (the run then measures
+    without pairs and says so)."""
+    compiler = os.environ.get("CC", "cc")
+    if not PAUSE_SHIM.is_file() or shutil.which(compiler) is None:
+        return None
+    digest = hashlib.sha256(PAUSE_SHIM.read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pylwm2m-bench"
+    out = cache / f"phase-pause-{digest}.so"
+    if out.exists():
+        return out
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f".phase-pause.{os.getpid()}.so"
+    result = subprocess.run(
+        [compiler, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(PAUSE_SHIM), "-ldl"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        print(f"phase_pause.c did not build, no paired echoes:\n{result.stderr}", file=sys.stderr)
+        return None
+    tmp.replace(out)
+    return out
 
 
 # -- child processes ----------------------------------------------------------------------------
@@ -286,6 +328,124 @@ def run_loadgen(
             if isinstance(data, dict):
                 lines.append(data)
     return lines
+
+
+def _parse_lines(text: str) -> list[dict[str, Any]]:
+    lines = []
+    for raw in text.splitlines():
+        with contextlib.suppress(ValueError):
+            data = json.loads(raw)
+            if isinstance(data, dict):
+                lines.append(data)
+    return lines
+
+
+def run_loadgen_paused(
+    children: Children,
+    loadgen: Path,
+    shim: Path,
+    args: list[str],
+    timeout: float,
+    workdir: Path,
+    after_phase: Callable[[dict[str, Any]], None],
+) -> list[dict[str, Any]]:
+    """Run the C generator with ``phase_pause.c`` preloaded: after each phase's line it waits;
+    ``after_phase(line)`` runs then (an echo burst), and the generator is released. Each phase
+    reads its clock, CPU and RSS after the wait, so the bursts are in no phase's figures. On
+    timeout it is killed and the phases it finished are returned, as ``run_loadgen``."""
+    out = workdir / f"loadgen-{time.monotonic_ns()}.out"
+    go_read, go_write = os.pipe()
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = " ".join(filter(None, [str(shim), env.get("LD_PRELOAD")]))
+    env["LOADGEN_PAUSE_FD"] = str(go_read)
+    seen = 0
+    try:
+        with out.open("wb") as stdout:
+            proc = children.start(
+                [str(loadgen), "-H", LOOPBACK, *args],
+                stdout=stdout,
+                env=env,
+                pass_fds=(go_read,),
+            )
+            os.close(go_read)
+            go_read = -1
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                lines = _parse_lines(out.read_text(errors="replace"))
+                for line in lines[seen:]:  # a complete line: the generator waits for us
+                    after_phase(line)
+                    os.write(go_write, b"g")
+                seen = len(lines)
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.01)
+            else:
+                proc.kill()
+                print(f"lwm2m-loadgen over its {timeout:.0f} s limit, killed", file=sys.stderr)
+            os.close(go_write)  # EOF releases a generator still waiting
+            go_write = -1
+            proc.wait(10)
+    finally:
+        for fd in (go_read, go_write):
+            if fd >= 0:
+                os.close(fd)
+    return _parse_lines(out.read_text(errors="replace"))
+
+
+def run_ns(pid: int) -> int | None:
+    """Nanoseconds ``pid`` (a single-threaded process: ``udpecho``) has run on a CPU
+    (``/proc/<pid>/schedstat``): exact, where ``/proc/<pid>/stat`` counts 10 ms ticks, which
+    is 2 % of a 1.5 s echo burst."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def threads_run_ns(pid: int) -> int | None:
+    """Nanoseconds all living threads of ``pid`` have run (each ``/proc/<pid>/task/*/
+    schedstat``): the server's exact CPU between two moments of the harness, where the
+    generator's ``server_cpu_s`` counts 10 ms ticks (a 1k Register phase is ~8 of them)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return None
+    total = 0
+    for task in tasks:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+def echo_burst(
+    cfg: Config,
+    children: Children,
+    loadgen: Path,
+    echo: subprocess.Popen[bytes],
+    port: int,
+    requests: int,
+    workdir: Path,
+) -> dict[str, Any]:
+    """One short echo measurement against the running ``udpecho`` (same generator options as
+    the ceiling: window, sockets, Register-shaped datagrams): its loadgen line plus
+    ``echo_cpu_us_per_datagram`` from the echo's exact run time."""
+    args = ["-m", "echo", "-p", str(port), "-n", str(requests)]
+    args += ["-w", str(cfg.window), "-s", str(cfg.sockets), "-S", str(echo.pid)]
+    before = run_ns(echo.pid)
+    lines = run_loadgen(children, loadgen, args, cfg.loadgen_timeout, workdir)
+    after = run_ns(echo.pid)
+    line = dict(lines[0]) if lines else {}
+    ok = line.get("ok") or 0
+    if ok and before is not None and after is not None:
+        line["echo_cpu_us_per_datagram"] = round((after - before) / 1e3 / ok, 4)
+    return line
+
+
+def burst_requests(cfg: Config, echo_rate: float | None) -> int:
+    """Requests of an echo burst: ``echo_burst_s`` at the ceiling's rate (the full echo of the
+    same client count), at least 5,000 (a shorter burst is mostly start-up)."""
+    rate = echo_rate if echo_rate and echo_rate > 0 else 150_000.0
+    return max(5_000, int(rate * cfg.echo_burst_s))
 
 
 def http_get(url: str, timeout: float) -> bytes | None:
@@ -616,6 +776,206 @@ def echo_ceiling(
     return lines[0]
 
 
+BURSTS = ("before_register", "after_register", "after_update")
+"""Where the echo bursts of one client count are taken; the middle one closes the Register pair
+and opens the Update pair."""
+PAIRS = (
+    ("register", "before_register", "after_register"),
+    ("update", "after_register", "after_update"),
+)
+
+
+def loadgen_with_bursts(
+    cfg: Config,
+    children: Children,
+    tools: tuple[Path, Path],
+    shim: Path,
+    args: list[str],
+    workdir: Path,
+    echo: dict[str, Any],
+    bursts: dict[str, dict[str, Any]],
+    server_pid: int,
+) -> list[dict[str, Any]]:
+    """The generator's Register and Update phases with an echo burst before, between and after
+    them (filled into ``bursts`` by position), against a ``udpecho`` of their own started
+    before the server's phases (idle, blocked in ``recvfrom``, while they run). The burst after
+    a phase also carries ``server_cpu_s_phase``: the server's exact CPU (all threads,
+    ``schedstat``) from the phase's start to its line (the generator's start-up and the moment
+    between its line and our reading included: the server is idle then)."""
+    loadgen, udpecho = tools
+    port = free_port(socket.SOCK_DGRAM)
+    proc = children.start([str(udpecho), str(port), LOOPBACK])
+    requests = burst_requests(cfg, echo.get("rate"))
+    after = {"register": "after_register", "update": "after_update"}
+    try:
+        wait_udp_echo(port)
+        bursts["before_register"] = echo_burst(
+            cfg, children, loadgen, proc, port, requests, workdir
+        )
+        marks = [threads_run_ns(server_pid)]
+
+        def after_phase(line: dict[str, Any]) -> None:
+            position = after.get(str(line.get("phase")))
+            if position is None:
+                return
+            marks.append(threads_run_ns(server_pid))  # the phase's end
+            burst = echo_burst(cfg, children, loadgen, proc, port, requests, workdir)
+            start, end = marks[-2], marks[-1]
+            if start is not None and end is not None:
+                burst["server_cpu_s_phase"] = (end - start) / 1e9
+            bursts[position] = burst
+            marks.append(threads_run_ns(server_pid))  # the next phase's start
+
+        return run_loadgen_paused(
+            children, loadgen, shim, args, cfg.loadgen_timeout, workdir, after_phase
+        )
+    finally:
+        Children.stop(proc, grace=1.0)
+
+
+def paired_figures(
+    cfg: Config,
+    phases: dict[str, dict[str, Any]],
+    bursts: dict[str, dict[str, Any]],
+    common: dict[str, Any],
+) -> Iterator[dict[str, Any]]:
+    """An ``echo_burst_per_s`` line per burst (beside the ceiling of the same count: are short
+    bursts representative?), then per phase its ``ratio_to_echo_paired`` and the CPU
+    companion: the server's CPU µs per message ÷ the echo's CPU µs per datagram in the two
+    bursts around the phase."""
+    ceiling = common.get("echo_rate")
+    for position in BURSTS:
+        burst = bursts.get(position, {})
+        rate = burst.get("rate")
+        yield {
+            "bench": "server_load",
+            "figure": "echo_burst_per_s",
+            "value": rate,
+            "position": position,
+            "generator": C_GENERATOR,
+            "requests": burst.get("requests"),
+            "seconds": burst.get("seconds"),
+            "timeouts": burst.get("timeouts"),
+            "echo_cpu_us_per_datagram": burst.get("echo_cpu_us_per_datagram"),
+            "ratio_to_echo_ceiling": round(rate / ceiling, 4) if rate and ceiling else None,
+            **common,
+        }
+    for phase, first, second in PAIRS:
+        line = phases.get(phase)
+        name = f"{phase}_ratio_to_echo_paired"
+        if line is None:
+            yield figure(name, None, generator=C_GENERATOR, missing=True, **common)
+            continue
+        a, b = bursts.get(first, {}), bursts.get(second, {})
+        pair = paired.paired_ratio(
+            line.get("rate"), a.get("rate"), b.get("rate"), cfg.unsteady_over
+        )
+        ratio = pair.pop("ratio_to_echo_paired")
+        ok = line.get("ok") or 0
+        cpu_s = b.get("server_cpu_s_phase", line.get("server_cpu_s"))
+        cpu_us = cpu_s / ok * 1e6 if ok and cpu_s is not None else None
+        echo_cpu = (a.get("echo_cpu_us_per_datagram"), b.get("echo_cpu_us_per_datagram"))
+        goal = TARGET_RATIOS[f"{phase}_per_s"]
+        yield figure(
+            name,
+            ratio,
+            generator=C_GENERATOR,
+            rate=line.get("rate"),
+            ratio_to_echo_paired=ratio,
+            **pair,
+            target_ratio=goal,
+            meets_target_ratio=ratio is not None and ratio >= goal,
+            server_cpu_us_per_message=_num(cpu_us),
+            server_cpu_us_per_message_ticks=_num(
+                line["server_cpu_s"] / ok * 1e6 if ok and "server_cpu_s" in line else None
+            ),
+            echo_cpu_us_per_datagram=list(echo_cpu),
+            cpu_ratio_to_echo_paired=paired.cost_ratio(cpu_us, *echo_cpu),
+            note="rate / mean of the echo bursts right before and right after the phase; "
+            "cpu_ratio_to_echo_paired: server CPU us per message / the echo's CPU us per "
+            "datagram in those bursts (higher is costlier); both exact (schedstat ns, the "
+            "server's over its threads)",
+            **common,
+        )
+
+
+def _values(
+    lines: list[dict[str, Any]], figure_name: str, key: str = "value"
+) -> dict[int, list[float | None]]:
+    """``key`` of every line of ``figure_name``, per client count, in run order."""
+    found: dict[int, list[float | None]] = {}
+    for line in lines:
+        if line.get("figure") == figure_name and "clients" in line:
+            found.setdefault(int(line["clients"]), []).append(line.get(key))
+    return found
+
+
+def paired_flatness(lines: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Issue 10's flatness on the paired ratios: the largest deviation of each count's median
+    ``ratio_to_echo_paired`` from the smallest count's. A rate that falls from 1k to 100k
+    because the machine got busier meanwhile falls with its echoes, so this figure moves
+    less than ``*_per_s_flatness`` (rates compared across minutes)."""
+    for phase in ("register", "update"):
+        flat = paired.flatness_of_medians(_values(lines, f"{phase}_ratio_to_echo_paired"))
+        if flat is None:
+            continue
+        yield figure(
+            f"{phase}_ratio_paired_flatness",
+            flat["value"],
+            generator=C_GENERATOR,
+            lower_is_better=True,
+            target=TARGETS[f"{phase}_per_s_flatness"][0],
+            meets_target=flat["value"] <= TARGETS[f"{phase}_per_s_flatness"][0],
+            medians=flat["medians"],
+            note="max |median paired ratio(N) / median paired ratio(smallest N) - 1|",
+            runs_per_count=max(1, lines_runs(lines)),
+        )
+
+
+def over_repeats(lines: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """With ``--repeat K`` (K > 1), per phase and client count: median, range and spread
+    ((max - min) / median) over the K runs of the rate, its ratio to the count's single echo
+    (the old method), its paired ratio (all pairs, and the steady ones alone), the server's
+    CPU µs per message and the CPU ratio to the echo. ``value`` is the median paired ratio."""
+    if lines_runs(lines) < 2:
+        return
+    for phase in ("register", "update"):
+        rates = _values(lines, f"{phase}_per_s")
+        single = _values(lines, f"{phase}_per_s", "ratio")
+        pairs = [line for line in lines if line.get("figure") == f"{phase}_ratio_to_echo_paired"]
+        cpu = _values(lines, f"server_cpu_us_per_{phase}")
+        echo = _values(lines, "echo_ceiling_per_s")
+        for n in sorted(rates):
+            mine = [line for line in pairs if line.get("clients") == n]
+            ratios = [line.get("value") for line in mine]
+            steady = [line.get("value") for line in mine if line.get("unsteady") is False]
+            detail: dict[str, Any] = {
+                "rate": paired.summary(rates[n]),
+                "ratio_single_echo": paired.summary(single.get(n, [])),
+                "ratio_to_echo_paired": paired.summary(ratios),
+                "ratio_to_echo_paired_steady": paired.summary(steady),
+                "unsteady_pairs": sum(1 for line in mine if line.get("unsteady")),
+                "server_cpu_us": paired.summary(cpu.get(n, [])),
+                "cpu_ratio_to_echo_paired": paired.summary(
+                    line.get("cpu_ratio_to_echo_paired") for line in mine
+                ),
+                "echo_ceiling": paired.summary(echo.get(n, [])),
+            }
+            median = (detail["ratio_to_echo_paired"] or {}).get("median")
+            goal = TARGET_RATIOS[f"{phase}_per_s"]
+            yield figure(
+                f"{phase}_over_repeats",
+                median,
+                generator=C_GENERATOR,
+                clients=n,
+                runs=len(rates[n]),
+                **detail,
+                target_ratio=goal,
+                meets_target_ratio=median is not None and median >= goal,
+                note="median/min/max/spread ((max-min)/median) over the runs of this count",
+            )
+
+
 async def python_phases(
     cfg: Config, server: Server, observed: int
 ) -> tuple[scenario.Measured, scenario.Measured]:
@@ -693,7 +1053,12 @@ def python_figures(
 
 
 def one_count(
-    cfg: Config, n: int, children: Children, tools: tuple[Path, Path], workdir: Path
+    cfg: Config,
+    n: int,
+    children: Children,
+    tools: tuple[Path, Path],
+    workdir: Path,
+    shim: Path | None = None,
 ) -> Iterator[dict[str, Any]]:
     load_start = _load()
     echo = echo_ceiling(cfg, children, tools, workdir)
@@ -736,9 +1101,17 @@ def one_count(
             args = ["-p", str(server.coap_port), "-n", str(n), "-U", str(updates)]
             args += ["-w", str(cfg.window), "-s", str(cfg.sockets), "-S", str(proc.pid)]
             args += ["-e", f"ld{n}-", "-L", f"clients={n}"]
-            lines = run_loadgen(children, tools[0], args, cfg.loadgen_timeout, workdir)
+            bursts: dict[str, dict[str, Any]] = {}
+            if shim is not None:
+                lines = loadgen_with_bursts(
+                    cfg, children, tools, shim, args, workdir, echo, bursts, proc.pid
+                )
+            else:
+                lines = run_loadgen(children, tools[0], args, cfg.loadgen_timeout, workdir)
             phases = {str(line.get("phase")): line for line in lines}
             yield from loadgen_figures(phases, echo, common, update_pattern(updates, n))
+            if shim is not None:
+                yield from paired_figures(cfg, phases, bursts, common)
             registered = int(phases.get("register", {}).get("ok") or 0)
 
             if cfg.notify_clients > 0:
@@ -841,6 +1214,7 @@ def lines_runs(lines: list[dict[str, Any]]) -> int:
 def run(cfg: Config) -> list[dict[str, Any]]:
     """Every client count; returns (and prints) the figures. Children are always stopped."""
     tools = build_tools(loadgen_source(cfg))
+    shim = build_pause_shim() if cfg.echo_burst_s > 0 else None
     lines: list[dict[str, Any]] = []
     children = Children()
     started = time.monotonic()
@@ -850,11 +1224,11 @@ def run(cfg: Config) -> list[dict[str, Any]]:
                 for attempt in range(max(1, cfg.repeat)):
                     workdir = Path(tmp) / f"run-{attempt}"
                     workdir.mkdir(exist_ok=True)
-                    for line in one_count(cfg, n, children, tools, workdir):
+                    for line in one_count(cfg, n, children, tools, workdir, shim):
                         if cfg.repeat > 1:
                             line["repeat"] = attempt
                         emit(line, lines)
-            for line in flatness(lines):
+            for line in [*flatness(lines), *paired_flatness(lines), *over_repeats(lines)]:
                 emit(line, lines)
     finally:
         children.kill_all()
@@ -865,6 +1239,8 @@ def run(cfg: Config) -> list[dict[str, Any]]:
             "seconds": round(time.monotonic() - started, 1),
             "clients": cfg.clients,
             "quick": cfg.quick,
+            "paired_echoes": shim is not None,
+            "echo_burst_s": cfg.echo_burst_s if shim is not None else None,
             "load_avg_end": _load(),
             "python": sys.version.split()[0],
         },
@@ -877,7 +1253,9 @@ _INT_OPTIONS = (
     "window", "sockets", "updates", "echo_requests", "notify_clients", "reads", "notifications",
     "repeat",
 )  # fmt: skip
-_FLOAT_OPTIONS = ("loadgen_timeout", "restart_timeout", "notify_seconds")
+_FLOAT_OPTIONS = (
+    "loadgen_timeout", "restart_timeout", "notify_seconds", "echo_burst_s", "unsteady_over",
+)  # fmt: skip
 
 
 def parse_args(argv: list[str] | None) -> Config:

@@ -55,6 +55,7 @@ if str(REPO) not in sys.path:  # ``python bench/workers.py`` puts bench/ first
 
 from bench import server_load as sl  # noqa: E402
 from bench.load import generator as g  # noqa: E402
+from bench.load import paired  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 
@@ -578,6 +579,7 @@ def run(
     sockets: int = 1024,
     server_args: list[str] | None = None,
     pin_workers: bool = False,
+    rounds: int = 1,
 ) -> None:
     cfg = sl.Config(loadgen_src=loadgen_src)
     loadgen, _ = sl.build_tools(sl.loadgen_source(cfg))
@@ -604,98 +606,207 @@ def run(
             if pin is not None:
                 common["pinned"] = {"redis+loadgen": pin, "server": server_cpus(pin)}
             results: dict[str, dict[str, Any]] = {}
-            for name in variants or list(VARIANTS):
-                workers, on_redis = VARIANTS[name]
-                before = redis_memory(cli, redis_port) if on_redis else 0
-                phases = run_variant(
-                    children, loadgen, workdir, name, workers=workers,
-                    redis_port=redis_port if on_redis else None, clients=clients,
-                    updates=updates, redis_pid=redis_pid if on_redis else None,
-                    taskset=taskset, redis_cli=cli, window=window, sockets=sockets,
-                    server_args=server_args, pin_workers=pin_workers,
-                )  # fmt: skip
-                results[name] = phases
-                for phase in ("register", "update"):
-                    line = phases.get(phase, {})
-                    figure(
-                        f"{phase}_per_s",
-                        line.get("rate"),
-                        variant=name,
-                        workers=workers,
-                        store="redis" if on_redis else "sqlite",
-                        ok=line.get("ok"),
-                        errors=line.get("errors"),
-                        timeouts=line.get("timeouts"),
-                        p99_ms=line.get("p99_ms"),
-                        load_avg=list(os.getloadavg()),
-                        **common,
-                    )
-                update = phases.get("update", {})
-                if "cpu_us_per_update" in update:
-                    figure(
-                        "cpu_us_per_update",
-                        update["cpu_us_per_update"],
-                        variant=name,
-                        cores_busy=update.get("cores_busy"),
-                        note="process CPU (/proc/<pid>/stat; the generator's getrusage) during "
-                        "the Update phase / Updates answered",
-                        **common,
-                    )
-                if "processes" in update:
-                    figure(
-                        "processes",
-                        update["processes"],
-                        variant=name,
-                        redis_calls=update.get("redis_calls"),
-                        note="each process during the Update phase: CPU (user+sys) per Update "
-                        "answered, cores kept busy, context switches (voluntary: waits; "
-                        "involuntary: preempted) and CPU migrations (/proc/<pid>/status, sched)",
-                        **common,
-                    )
-                    figure(
-                        "spread",
-                        update.get("spread"),
-                        variant=name,
-                        note="clients: holder records per worker (the SO_REUSEPORT hash of the "
-                        "generator's sockets); updates_per_commit: Updates per group commit "
-                        "(Redis EVALSHA calls; worker 0's from its /metrics, the others the "
-                        "rest); balance_bound: the rate the busiest worker allows, as a "
-                        "fraction of perfect balance",
-                        **common,
-                    )
-                if on_redis and name == "redis-1":
-                    used = redis_memory(cli, redis_port) - before
-                    registered = phases.get("register", {}).get("ok") or 0
-                    figure(
-                        "redis_bytes_per_registration",
-                        round(used / registered) if registered else None,
-                        note="INFO used_memory growth over a run (registrations, indexes, "
-                        "expiry set, holder keys) / registrations",
-                        **common,
-                    )
-
-            def rate(name: str) -> float:
-                return float(results.get(name, {}).get("update", {}).get("rate") or 0.0)
-
-            if rate("redis-1") and rate("sqlite-1"):
-                figure(
-                    "update_ratio_redis_to_sqlite",
-                    round(rate("redis-1") / rate("sqlite-1"), 3),
-                    target=0.7,
-                    meets_target=rate("redis-1") / rate("sqlite-1") >= 0.7,
-                    **common,
+            per_round: list[dict[str, float | None]] = []
+            cpu_per_round: list[dict[str, float | None]] = []
+            for index in range(max(1, rounds)):
+                order = paired.round_order(variants or list(VARIANTS), index)
+                if rounds > 1:
+                    common["round"] = index
+                    common["order"] = order
+                results = {}
+                for name in order:
+                    results[name] = one_variant(
+                        children, loadgen, workdir, name, index if rounds > 1 else None,
+                        redis_port, cli, redis_pid, taskset, common, clients, updates,
+                        window, sockets, server_args, pin_workers,
+                    )  # fmt: skip
+                rates = {
+                    name: phases.get("update", {}).get("rate") for name, phases in results.items()
+                }
+                per_round.append(rates)
+                cpu_per_round.append(
+                    {
+                        name: phases.get("update", {}).get("cpu_us_per_update", {}).get("server")
+                        for name, phases in results.items()
+                    }
                 )
-            if rate("redis-2") and rate("redis-1"):
-                figure(
-                    "update_ratio_2_workers_to_1",
-                    round(rate("redis-2") / rate("redis-1"), 3),
-                    target=1.7,
-                    meets_target=rate("redis-2") / rate("redis-1") >= 1.7,
-                    cores=os.cpu_count(),
-                    **common,
-                )
+                ratio_figures(results, common)
+            if rounds > 1:
+                rest = {k: v for k, v in common.items() if k not in ("round", "order")}
+                rounds_figures(per_round, {**rest, "rounds": rounds}, cpu_per_round)
         finally:
             children.kill_all()
+
+
+def one_variant(
+    children: sl.Children,
+    loadgen: Path,
+    workdir: Path,
+    name: str,
+    round_index: int | None,
+    redis_port: int,
+    cli: str,
+    redis_pid: int,
+    taskset: tuple[str, str] | None,
+    common: dict[str, Any],
+    clients: int,
+    updates: int,
+    window: int,
+    sockets: int,
+    server_args: list[str] | None,
+    pin_workers: bool,
+) -> dict[str, Any]:
+    """Run one variant on a fresh server and print its lines; its phases. In a round of
+    ``--rounds`` the data dir and the Redis key prefix carry the round (``redis-1-r2``) and
+    Redis is emptied first, so that every round starts from the same store."""
+    workers, on_redis = VARIANTS[name]
+    label = name if round_index is None else f"{name}-r{round_index}"
+    if on_redis and round_index is not None:
+        subprocess.run([cli, "-p", str(redis_port), "flushall"], capture_output=True, timeout=30)
+    before = redis_memory(cli, redis_port) if on_redis else 0
+    phases = run_variant(
+        children, loadgen, workdir, label, workers=workers,
+        redis_port=redis_port if on_redis else None, clients=clients,
+        updates=updates, redis_pid=redis_pid if on_redis else None,
+        taskset=taskset, redis_cli=cli, window=window, sockets=sockets,
+        server_args=server_args, pin_workers=pin_workers,
+    )  # fmt: skip
+    for phase in ("register", "update"):
+        line = phases.get(phase, {})
+        figure(
+            f"{phase}_per_s",
+            line.get("rate"),
+            variant=name,
+            workers=workers,
+            store="redis" if on_redis else "sqlite",
+            ok=line.get("ok"),
+            errors=line.get("errors"),
+            timeouts=line.get("timeouts"),
+            p99_ms=line.get("p99_ms"),
+            load_avg=list(os.getloadavg()),
+            **common,
+        )
+    update = phases.get("update", {})
+    if "cpu_us_per_update" in update:
+        figure(
+            "cpu_us_per_update",
+            update["cpu_us_per_update"],
+            variant=name,
+            cores_busy=update.get("cores_busy"),
+            note="process CPU (/proc/<pid>/stat; the generator's getrusage) during "
+            "the Update phase / Updates answered",
+            **common,
+        )
+    if "processes" in update:
+        figure(
+            "processes",
+            update["processes"],
+            variant=name,
+            redis_calls=update.get("redis_calls"),
+            note="each process during the Update phase: CPU (user+sys) per Update "
+            "answered, cores kept busy, context switches (voluntary: waits; "
+            "involuntary: preempted) and CPU migrations (/proc/<pid>/status, sched)",
+            **common,
+        )
+        figure(
+            "spread",
+            update.get("spread"),
+            variant=name,
+            note="clients: holder records per worker (the SO_REUSEPORT hash of the "
+            "generator's sockets); updates_per_commit: Updates per group commit "
+            "(Redis EVALSHA calls; worker 0's from its /metrics, the others the "
+            "rest); balance_bound: the rate the busiest worker allows, as a "
+            "fraction of perfect balance",
+            **common,
+        )
+    if on_redis and name == "redis-1":
+        used = redis_memory(cli, redis_port) - before
+        registered = phases.get("register", {}).get("ok") or 0
+        figure(
+            "redis_bytes_per_registration",
+            round(used / registered) if registered else None,
+            note="INFO used_memory growth over a run (registrations, indexes, "
+            "expiry set, holder keys) / registrations",
+            **common,
+        )
+    return phases
+
+
+def ratio_figures(results: dict[str, dict[str, Any]], common: dict[str, Any]) -> None:
+    """Issue 12's ratios from one set of runs (a whole run, or one round of ``--rounds``)."""
+
+    def rate(name: str) -> float:
+        return float(results.get(name, {}).get("update", {}).get("rate") or 0.0)
+
+    if rate("redis-1") and rate("sqlite-1"):
+        figure(
+            "update_ratio_redis_to_sqlite",
+            round(rate("redis-1") / rate("sqlite-1"), 3),
+            target=0.7,
+            meets_target=rate("redis-1") / rate("sqlite-1") >= 0.7,
+            **common,
+        )
+    if rate("redis-2") and rate("redis-1"):
+        figure(
+            "update_ratio_2_workers_to_1",
+            round(rate("redis-2") / rate("redis-1"), 3),
+            target=1.7,
+            meets_target=rate("redis-2") / rate("redis-1") >= 1.7,
+            cores=os.cpu_count(),
+            **common,
+        )
+
+
+def rounds_figures(
+    per_round: list[dict[str, float | None]],
+    common: dict[str, Any],
+    cpu_per_round: list[dict[str, float | None]] | None = None,
+) -> None:
+    """After ``--rounds R``: per ratio, the median and range of the R rounds' ratios (each from
+    that round's adjacent runs), and per variant the median and range of its Update rates and
+    of the server processes' CPU µs per Update (``cpu_per_round``: all workers and the
+    supervisor, ``/proc/<pid>/stat``; noise moves it less than the rates)."""
+    ratios = [paired.round_ratios(rates) for rates in per_round]
+    for name, top, bottom, goal in paired.RATIOS:
+        values = [r[name] for r in ratios]
+        stats = paired.summary(values)
+        if stats is None:
+            continue
+        figure(
+            f"{name}_over_rounds",
+            stats["median"],
+            **stats,
+            per_round=values,
+            target=goal,
+            meets_target=stats["median"] >= goal,
+            note=f"median over the rounds of Update rate {top} / {bottom}, each round's "
+            "from its own adjacent runs (order alternated: A B C, C B A, ...)",
+            **common,
+        )
+    names = sorted({name for rates in per_round for name in rates})
+    for name in names:
+        stats = paired.summary(rates.get(name) for rates in per_round)
+        figure(
+            "update_per_s_over_rounds",
+            None if stats is None else stats["median"],
+            variant=name,
+            **(stats or {}),
+            per_round=[rates.get(name) for rates in per_round],
+            **common,
+        )
+        cpu = [by_name.get(name) for by_name in cpu_per_round or []]
+        cpu_stats = paired.summary(cpu)
+        if cpu_stats is not None:
+            figure(
+                "server_cpu_us_per_update_over_rounds",
+                cpu_stats["median"],
+                variant=name,
+                **cpu_stats,
+                per_round=cpu,
+                note="CPU of the server processes (every worker and the supervisor) during the "
+                "Update phase / Updates answered, per round",
+                **common,
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -741,6 +852,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="pin worker i of --workers to CPU i (from outside, after they started)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the variants R times in alternated order (A B C, C B A, ...), each round's "
+        "ratios from its own adjacent runs, then their median and range over the rounds "
+        "(default 1: each variant once, as before session 9)",
+    )
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -751,7 +870,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run(
                 args.clients, args.updates, args.loadgen_src, variants, args.pin,
-                args.window, args.sockets, args.server_arg, args.pin_workers,
+                args.window, args.sockets, args.server_arg, args.pin_workers, args.rounds,
             )  # fmt: skip
         except sl.CannotRun as exc:
             print(json.dumps({"bench": "workers", "skipped": str(exc)}), flush=True)
