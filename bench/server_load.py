@@ -4,6 +4,7 @@ figure, each beside a UDP echo ceiling measured in the same run.
 Usage (from the repository root)::
 
     python bench/server_load.py [--clients 1000,10000,100000] [--quick] [--loadgen-src DIR]
+                                [--repeat K] [--echo-burst-s 1.5] [--unsteady-over 0.15]
 
 Why a C generator: the project's Python generator (``bench/load``) saturates at a few thousand
 exchanges/s on this 2-core box, which the issue's targets (10k Registers/s, 20k Updates/s)
@@ -35,6 +36,24 @@ Per client count N, in this order (everything on 127.0.0.1, free ports, a tempor
    Register is answered 2.01 and until ``GET /api/clients`` lists every registration (page
    after page of 10,000, following ``X-Next-Cursor``; the pages' total duration and size are
    reported).
+
+**Paired echoes** (session 9; ``--echo-burst-s 0`` turns them off): on this shared 2-core VM
+the echo rate moves by a factor of two from one minute to the next (it is bimodal, ~115k or
+~235k/s, at the same CPU per datagram: the generator and ``udpecho`` on one core or on two), so
+a phase's rate divided by an echo measured minutes before it is mostly noise. In step 2 an echo
+burst of ``--echo-burst-s`` seconds (1.5; same generator options and Register-shaped datagrams
+as the ceiling, against a ``udpecho`` of its own) runs right before the Register phase, between
+Register and Update (the generator waits there: ``bench/load/phase_pause.c``, preloaded) and
+right after Update. Per phase a ``register_ratio_to_echo_paired`` / ``update_ratio_to_echo_paired``
+line gives the rate ÷ the mean of the two bursts around it, both bursts, their ``echo_spread``
+and ``unsteady`` (spread over ``--unsteady-over``, 0.15), and a CPU companion:
+``cpu_ratio_to_echo_paired`` = the server's CPU µs per message ÷ the echo's CPU µs per datagram
+in those bursts (both exact, from ``/proc/<pid>/schedstat``). ``echo_burst_per_s`` lines give
+each burst beside the count's ceiling. With ``--repeat K`` (K > 1) ``register_over_repeats`` /
+``update_over_repeats`` give per count the median, min, max and spread ((max-min)/median) of
+the rate, its ratio to the single echo, the paired ratio and the CPU figures; with several
+counts ``*_ratio_paired_flatness`` is the flatness of the median paired ratios. What each
+figure's spread was over repeated runs: docs/performance.md, "Session 9: steadier figures".
 
 Every line carries ``target`` (issue 10, on this 2-core machine) and ``meets_target``; the
 benchmark reports, it never fails on a figure. When it cannot run (no compiler, no tool
@@ -139,6 +158,10 @@ class Config:
     right after Update; each phase's rate ÷ the mean of the two bursts around it is its
     ``ratio_to_echo_paired``. 0: no bursts, the generator runs its phases back to back as
     before session 9."""
+    pin_loadgen: str | None = None
+    """CPUs (``taskset -c`` list) for every ``lwm2m-loadgen``; the server and both echoes then
+    run on the other CPUs. The echo's rate is bimodal when the generator and ``udpecho`` may
+    share a core or not; pinned, the echo and the server meet the generator the same way."""
     unsteady_over: float = paired.UNSTEADY_SPREAD
     """A pair whose two bursts differ by more than this fraction of their mean is flagged
     ``unsteady`` (the machine's load changed during the phase)."""
@@ -264,8 +287,14 @@ class Children:
 
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.pins: dict[str, list[str]] = {}
+        """Per role (``loadgen``, ``echo``, ``server``) a command prefix (``taskset -c 1``):
+        ``--pin-loadgen``."""
 
-    def start(self, command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    def start(
+        self, command: list[str], role: str | None = None, **kwargs: Any
+    ) -> subprocess.Popen[bytes]:
+        command = [*self.pins.get(role or "", []), *command]
         # a session of its own: a terminal's Ctrl-C reaches only us, and we stop them in order
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
         self.procs.append(proc)
@@ -314,7 +343,7 @@ def run_loadgen(
     phases it finished are still returned."""
     out = workdir / f"loadgen-{time.monotonic_ns()}.out"
     with out.open("wb") as stdout:
-        proc = children.start([str(loadgen), "-H", LOOPBACK, *args], stdout=stdout)
+        proc = children.start([str(loadgen), "-H", LOOPBACK, *args], "loadgen", stdout=stdout)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -363,6 +392,7 @@ def run_loadgen_paused(
         with out.open("wb") as stdout:
             proc = children.start(
                 [str(loadgen), "-H", LOOPBACK, *args],
+                "loadgen",
                 stdout=stdout,
                 env=env,
                 pass_fds=(go_read,),
@@ -490,7 +520,7 @@ class Server:
             "--data-dir", str(self.data_dir), "--log-level", "WARNING",
         ]  # fmt: skip
         self.proc = self.children.start(
-            command, cwd=self.data_dir, env=env, stdout=self.log, stderr=subprocess.STDOUT
+            command, "server", cwd=self.data_dir, env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
         return self.proc
 
@@ -763,7 +793,7 @@ def echo_ceiling(
 ) -> dict[str, Any]:
     loadgen, udpecho = tools
     port = free_port(socket.SOCK_DGRAM)
-    echo = children.start([str(udpecho), str(port), LOOPBACK])
+    echo = children.start([str(udpecho), str(port), LOOPBACK], "echo")
     try:
         wait_udp_echo(port)
         args = ["-m", "echo", "-p", str(port), "-n", str(cfg.echo_requests)]
@@ -804,7 +834,7 @@ def loadgen_with_bursts(
     between its line and our reading included: the server is idle then)."""
     loadgen, udpecho = tools
     port = free_port(socket.SOCK_DGRAM)
-    proc = children.start([str(udpecho), str(port), LOOPBACK])
+    proc = children.start([str(udpecho), str(port), LOOPBACK], "echo")
     requests = burst_requests(cfg, echo.get("rate"))
     after = {"register": "after_register", "update": "after_update"}
     try:
@@ -1217,6 +1247,19 @@ def run(cfg: Config) -> list[dict[str, Any]]:
     shim = build_pause_shim() if cfg.echo_burst_s > 0 else None
     lines: list[dict[str, Any]] = []
     children = Children()
+    if cfg.pin_loadgen:
+        taskset = shutil.which("taskset")
+        if taskset is None:
+            raise CannotRun("--pin-loadgen needs taskset (util-linux)")
+        taken = {int(c) for c in cfg.pin_loadgen.split(",")}
+        rest = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)) if c not in taken)
+        if not rest:
+            raise CannotRun(f"--pin-loadgen {cfg.pin_loadgen} leaves no CPU to the server")
+        children.pins = {
+            "loadgen": [taskset, "-c", cfg.pin_loadgen],
+            "echo": [taskset, "-c", rest],
+            "server": [taskset, "-c", rest],
+        }
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="pylwm2m-server-load-") as tmp:
@@ -1240,6 +1283,7 @@ def run(cfg: Config) -> list[dict[str, Any]]:
             "clients": cfg.clients,
             "quick": cfg.quick,
             "paired_echoes": shim is not None,
+            "pin_loadgen": cfg.pin_loadgen,
             "echo_burst_s": cfg.echo_burst_s if shim is not None else None,
             "load_avg_end": _load(),
             "python": sys.version.split()[0],
@@ -1278,6 +1322,12 @@ def parse_args(argv: list[str] | None) -> Config:
             "--" + name.replace("_", "-"), type=float, help=f"default {getattr(defaults, name)}"
         )
     parser.add_argument(
+        "--pin-loadgen",
+        metavar="CPUS",
+        help="run the generator on these CPUs (taskset -c), the server and the echoes on the "
+        "others",
+    )
+    parser.add_argument(
         "--notify-path",
         choices=["blast", "asyncio"],
         help="CON notification phase: pre-built datagrams (default) or SimClient objects",
@@ -1289,6 +1339,7 @@ def parse_args(argv: list[str] | None) -> Config:
     if args.clients:
         cfg.clients = [int(x) for x in args.clients.split(",") if x.strip()]
     cfg.loadgen_src = args.loadgen_src
+    cfg.pin_loadgen = args.pin_loadgen
     for name in (*_INT_OPTIONS, *_FLOAT_OPTIONS):
         value = getattr(args, name)
         if value is not None:
