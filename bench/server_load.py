@@ -46,7 +46,7 @@ as the ceiling, against a ``udpecho`` of its own) runs right before the Register
 Register and Update (the generator waits there: ``bench/load/phase_pause.c``, preloaded) and
 right after Update. Per phase a ``register_ratio_to_echo_paired`` / ``update_ratio_to_echo_paired``
 line gives the rate ÷ the mean of the two bursts around it, both bursts, their ``echo_spread``
-and ``unsteady`` (spread over ``--unsteady-over``, 0.15), and a CPU companion:
+and ``unsteady`` (spread over ``--unsteady-over``, 0.25), and a CPU companion:
 ``cpu_ratio_to_echo_paired`` = the server's CPU µs per message ÷ the echo's CPU µs per datagram
 in those bursts (both exact, from ``/proc/<pid>/schedstat``). ``echo_burst_per_s`` lines give
 each burst beside the count's ceiling. With ``--repeat K`` (K > 1) ``register_over_repeats`` /
@@ -71,6 +71,7 @@ import hashlib
 import json
 import math
 import os
+import select
 import shutil
 import signal
 import socket
@@ -384,10 +385,13 @@ def run_loadgen_paused(
     timeout it is killed and the phases it finished are returned, as ``run_loadgen``."""
     out = workdir / f"loadgen-{time.monotonic_ns()}.out"
     go_read, go_write = os.pipe()
+    ack_read, ack_write = os.pipe()
     env = dict(os.environ)
     env["LD_PRELOAD"] = " ".join(filter(None, [str(shim), env.get("LD_PRELOAD")]))
     env["LOADGEN_PAUSE_FD"] = str(go_read)
+    env["LOADGEN_PAUSED_FD"] = str(ack_write)
     seen = 0
+    fds = [go_read, go_write, ack_read, ack_write]
     try:
         with out.open("wb") as stdout:
             proc = children.start(
@@ -395,16 +399,24 @@ def run_loadgen_paused(
                 "loadgen",
                 stdout=stdout,
                 env=env,
-                pass_fds=(go_read,),
+                pass_fds=(go_read, ack_write),
             )
-            os.close(go_read)
-            go_read = -1
+            for fd in (go_read, ack_write):  # the child's ends
+                os.close(fd)
+                fds.remove(fd)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 lines = _parse_lines(out.read_text(errors="replace"))
                 for line in lines[seen:]:  # a complete line: the generator waits for us
+                    if not select.select([ack_read], [], [], 5.0)[0]:
+                        raise CannotRun(
+                            "lwm2m-loadgen did not wait between its phases (phase_pause.c not "
+                            "preloaded?); run with --echo-burst-s 0"
+                        )
+                    os.read(ack_read, 1)
                     after_phase(line)
-                    os.write(go_write, b"g")
+                    with contextlib.suppress(BrokenPipeError):  # it died meanwhile
+                        os.write(go_write, b"g")
                 seen = len(lines)
                 if proc.poll() is not None:
                     break
@@ -413,12 +425,11 @@ def run_loadgen_paused(
                 proc.kill()
                 print(f"lwm2m-loadgen over its {timeout:.0f} s limit, killed", file=sys.stderr)
             os.close(go_write)  # EOF releases a generator still waiting
-            go_write = -1
+            fds.remove(go_write)
             proc.wait(10)
     finally:
-        for fd in (go_read, go_write):
-            if fd >= 0:
-                os.close(fd)
+        for fd in fds:
+            os.close(fd)
     return _parse_lines(out.read_text(errors="replace"))
 
 
@@ -906,6 +917,7 @@ def paired_figures(
         cpu_us = cpu_s / ok * 1e6 if ok and cpu_s is not None else None
         echo_cpu = (a.get("echo_cpu_us_per_datagram"), b.get("echo_cpu_us_per_datagram"))
         goal = TARGET_RATIOS[f"{phase}_per_s"]
+        cpu_ratio = paired.cost_ratio(cpu_us, *echo_cpu)
         yield figure(
             name,
             ratio,
@@ -920,11 +932,14 @@ def paired_figures(
                 line["server_cpu_s"] / ok * 1e6 if ok and "server_cpu_s" in line else None
             ),
             echo_cpu_us_per_datagram=list(echo_cpu),
-            cpu_ratio_to_echo_paired=paired.cost_ratio(cpu_us, *echo_cpu),
+            cpu_ratio_to_echo_paired=cpu_ratio,
+            ratio_to_echo_by_cpu=round(1 / cpu_ratio, 4) if cpu_ratio else None,
+            meets_target_ratio_by_cpu=cpu_ratio is not None and 1 / cpu_ratio >= goal,
             note="rate / mean of the echo bursts right before and right after the phase; "
             "cpu_ratio_to_echo_paired: server CPU us per message / the echo's CPU us per "
             "datagram in those bursts (higher is costlier); both exact (schedstat ns, the "
-            "server's over its threads)",
+            "server's over its threads); ratio_to_echo_by_cpu = 1 / cpu_ratio: the phase's "
+            "rate as a fraction of the echo's if each had one core to itself",
             **common,
         )
 
@@ -988,6 +1003,9 @@ def over_repeats(lines: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
                 "server_cpu_us": paired.summary(cpu.get(n, [])),
                 "cpu_ratio_to_echo_paired": paired.summary(
                     line.get("cpu_ratio_to_echo_paired") for line in mine
+                ),
+                "ratio_to_echo_by_cpu": paired.summary(
+                    line.get("ratio_to_echo_by_cpu") for line in mine
                 ),
                 "echo_ceiling": paired.summary(echo.get(n, [])),
             }

@@ -767,6 +767,32 @@ def ratio_figures(results: dict[str, dict[str, Any]], common: dict[str, Any]) ->
         )
 
 
+def cpu_ratio_figure(cpu_per_round: list[dict[str, float | None]], common: dict[str, Any]) -> None:
+    """The CPU companion of Redis ÷ sqlite: per round, sqlite's server CPU µs per Update ÷
+    Redis's (one worker each). One worker is one busy process, so its rate is at most one core
+    ÷ its CPU per Update: this is the ratio of those bounds, which the machine's load moves
+    less than the rates (a process waiting for a core is not using CPU). Two workers ÷ one
+    has no such companion: it measures parallelism, which CPU per Update cannot show."""
+    bounds = [
+        {name: 1e6 / cpu for name, cpu in by_name.items() if cpu} for by_name in cpu_per_round
+    ]
+    values = [paired.round_ratios(b)["update_ratio_redis_to_sqlite"] for b in bounds]
+    stats = paired.summary(values)
+    if stats is None:
+        return
+    figure(
+        "update_cpu_ratio_redis_to_sqlite_over_rounds",
+        stats["median"],
+        **stats,
+        per_round=values,
+        target=0.7,
+        meets_target=stats["median"] >= 0.7,
+        note="per round: sqlite-1's server CPU us per Update / redis-1's (the ratio of the "
+        "rates one busy core allows each)",
+        **common,
+    )
+
+
 def rounds_figures(
     per_round: list[dict[str, float | None]],
     common: dict[str, Any],
@@ -817,6 +843,8 @@ def rounds_figures(
                 "Update phase / Updates answered, per round",
                 **common,
             )
+    if cpu_per_round:
+        cpu_ratio_figure(cpu_per_round, common)
 
 
 def main(argv: list[str] | None = None) -> int:

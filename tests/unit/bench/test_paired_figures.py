@@ -171,3 +171,74 @@ def test_the_pairing_options_are_options() -> None:
     cfg = server_load.parse_args(["--echo-burst-s", "0", "--unsteady-over", "0.2"])
     assert (cfg.echo_burst_s, cfg.unsteady_over) == (0.0, 0.2)
     assert server_load.parse_args([]).echo_burst_s > 0
+
+
+def test_workers_cpu_companion_is_the_ratio_of_the_one_core_bounds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Redis ÷ sqlite in CPU terms: sqlite's server CPU per Update ÷ Redis's, per round."""
+    import json
+
+    cpu: list[dict[str, float | None]] = [
+        {"sqlite-1": 40.0, "redis-1": 50.0, "redis-2": 48.0},
+        {"sqlite-1": 45.0, "redis-1": 50.0, "redis-2": None},
+        {"sqlite-1": 44.0, "redis-1": None, "redis-2": 50.0},
+    ]
+    workers.cpu_ratio_figure(cpu, {"rounds": 3})
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert line["figure"] == "update_cpu_ratio_redis_to_sqlite_over_rounds"
+    assert line["per_round"] == [0.8, 0.9, None]
+    assert line["value"] == pytest.approx(0.85) and line["n"] == 2
+    assert line["meets_target"] is True
+
+
+def test_each_phase_is_paired_with_the_bursts_around_it() -> None:
+    """Register with the bursts before it and between the phases, Update with the one between
+    and the one after; the server's exact CPU over the phase (carried by the burst after it)
+    is preferred to the generator's tick count."""
+    bursts = {
+        "before_register": {"rate": 100_000.0, "echo_cpu_us_per_datagram": 4.0},
+        "after_register": {
+            "rate": 120_000.0,
+            "echo_cpu_us_per_datagram": 4.0,
+            "server_cpu_s_phase": 0.8,
+        },
+        "after_update": {
+            "rate": 140_000.0,
+            "echo_cpu_us_per_datagram": 5.0,
+            "server_cpu_s_phase": 0.9,
+        },
+    }
+    phases = {
+        "register": {"rate": 6_600.0, "ok": 10_000, "server_cpu_s": 0.79},
+        "update": {"rate": 19_500.0, "ok": 20_000, "server_cpu_s": 0.91},
+    }
+    cfg = server_load.Config()
+    lines = list(server_load.paired_figures(cfg, phases, bursts, {"clients": 10_000}))
+    found = {line["figure"]: line for line in lines}
+    assert [line["position"] for line in lines if line["figure"] == "echo_burst_per_s"] == [
+        "before_register",
+        "after_register",
+        "after_update",
+    ]
+    register = found["register_ratio_to_echo_paired"]
+    assert (register["echo_before"], register["echo_after"]) == (100_000.0, 120_000.0)
+    assert register["value"] == pytest.approx(0.06)
+    assert register["meets_target_ratio"] is True  # 6 % of the echo
+    assert register["server_cpu_us_per_message"] == 80.0  # 0.8 s / 10k, not the 0.79 ticks
+    assert register["server_cpu_us_per_message_ticks"] == 79.0
+    assert register["cpu_ratio_to_echo_paired"] == 20.0
+    assert register["ratio_to_echo_by_cpu"] == 0.05
+    assert register["meets_target_ratio_by_cpu"] is False
+    update = found["update_ratio_to_echo_paired"]
+    assert (update["echo_before"], update["echo_after"]) == (120_000.0, 140_000.0)
+    assert update["value"] == pytest.approx(0.15)
+    assert update["cpu_ratio_to_echo_paired"] == 10.0  # 45 µs / mean(4, 5)
+    assert update["unsteady"] is False  # 15 % apart, under the 25 % bound
+
+
+def test_a_phase_that_did_not_run_has_a_missing_paired_line() -> None:
+    lines = list(server_load.paired_figures(server_load.Config(), {}, {}, {"clients": 1}))
+    found = {line["figure"]: line for line in lines}
+    assert found["update_ratio_to_echo_paired"]["missing"] is True
+    assert found["update_ratio_to_echo_paired"]["value"] is None
