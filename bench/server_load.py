@@ -981,7 +981,8 @@ def over_repeats(lines: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """With ``--repeat K`` (K > 1), per phase and client count: median, range and spread
     ((max - min) / median) over the K runs of the rate, its ratio to the count's single echo
     (the old method), its paired ratio (all pairs, and the steady ones alone), the server's
-    CPU µs per message and the CPU ratio to the echo. ``value`` is the median paired ratio."""
+    CPU µs per message (the generator's 10 ms ticks, and exact from the paired lines) and the
+    CPU ratio to the echo. ``value`` is the median paired ratio."""
     if lines_runs(lines) < 2:
         return
     for phase in ("register", "update"):
@@ -1001,6 +1002,9 @@ def over_repeats(lines: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
                 "ratio_to_echo_paired_steady": paired.summary(steady),
                 "unsteady_pairs": sum(1 for line in mine if line.get("unsteady")),
                 "server_cpu_us": paired.summary(cpu.get(n, [])),
+                "server_cpu_us_exact": paired.summary(
+                    line.get("server_cpu_us_per_message") for line in mine
+                ),
                 "cpu_ratio_to_echo_paired": paired.summary(
                     line.get("cpu_ratio_to_echo_paired") for line in mine
                 ),

@@ -455,13 +455,23 @@ def run_variant(
     deadline = time.monotonic() + 60
     while sl.http_get(f"http://{LOOPBACK}:{http}/api/ready", 2.0) is None:
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise sl.CannotRun(f"{name}: the server did not start (see {log.name})")
+            children.stop(proc)
+            log.flush()
+            raise sl.CannotRun(
+                f"{name}: the server did not start; its log ends with:\n"
+                f"{log_tail(Path(log.name), 20)}"
+            )
         time.sleep(0.1)
     expected = 1 if workers == 1 else workers + 1  # --workers N: the parent and N workers
     # the API answers once worker 0 is up; the others start after it, one after the other
     while len(family(proc.pid)) < expected or udp_sockets_on(coap) < workers:
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise sl.CannotRun(f"{name}: not every worker started (see {log.name})")
+            children.stop(proc)
+            log.flush()
+            raise sl.CannotRun(
+                f"{name}: not every worker started; its log ends with:\n"
+                f"{log_tail(Path(log.name), 20)}"
+            )
         time.sleep(0.1)
     time.sleep(1.0)  # the last worker's start-up is not part of the figures
     args = ["-p", str(coap), "-n", str(clients), "-U", str(updates), "-w", str(window),
@@ -625,11 +635,19 @@ def run(
                     common["order"] = order
                 results = {}
                 for name in order:
-                    results[name] = one_variant(
-                        children, loadgen, workdir, name, index if rounds > 1 else None,
-                        redis_port, cli, redis_pid, taskset, common, clients, updates,
-                        window, sockets, server_args, pin_workers,
-                    )  # fmt: skip
+                    try:
+                        results[name] = one_variant(
+                            children, loadgen, workdir, name, index if rounds > 1 else None,
+                            redis_port, cli, redis_pid, taskset, common, clients, updates,
+                            window, sockets, server_args, pin_workers,
+                        )  # fmt: skip
+                    except sl.CannotRun as exc:
+                        if rounds <= 1:
+                            raise
+                        # one failed start (a busy box, a port taken meanwhile) costs its
+                        # round's ratios, not the other rounds
+                        figure("variant_failed", None, variant=name, error=str(exc), **common)
+                        results[name] = {}
                 rates = {
                     name: phases.get("update", {}).get("rate") for name, phases in results.items()
                 }
