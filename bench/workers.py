@@ -12,11 +12,13 @@ Usage (from the repository root)::
 redis-2, then redis-2, redis-1, sqlite-1, ...; Redis emptied before each Redis run), prints each
 round's ratios from that round's adjacent runs (lines carry ``round`` and ``order``), then
 ``update_ratio_redis_to_sqlite_over_rounds`` / ``update_ratio_2_workers_to_1_over_rounds``
-(median, min, max, spread, ``per_round``) and per variant ``update_per_s_over_rounds`` and
-``server_cpu_us_per_update_over_rounds``. A ratio of two variants run a minute apart is as
-noisy as the machine; runs seconds apart share more of its load, and a median over rounds
-resists the round that a neighbour's benchmark disturbed. ``--updates 50000`` and R = 5 take
-about 3 min at 10k clients.
+(median, min, max, spread, ``per_round``), per variant ``update_per_s_over_rounds`` and
+``server_cpu_us_per_update_over_rounds``, and ``update_cpu_ratio_redis_to_sqlite_over_rounds``
+(sqlite's server CPU per Update ÷ Redis's: the CPU companion of Redis ÷ sqlite). A ratio of
+two variants run a minute apart is as noisy as the machine; runs seconds apart share more of
+its load, and a median over rounds resists the round that a neighbour's benchmark disturbed.
+``--updates 50000`` and R = 5 take about 3.5 min at 10k clients (``--updates 20000``: 3 min).
+Measured spreads: docs/performance.md, "Session 9: steadier figures".
 
 The generator keeps 256 requests in flight from 1024 sockets (session 8; before, 128 and 128:
 ``--window 128 --sockets 128`` repeats earlier sessions' runs). Why: a worker commits what one
