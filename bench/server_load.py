@@ -4,7 +4,8 @@ figure, each beside a UDP echo ceiling measured in the same run.
 Usage (from the repository root)::
 
     python bench/server_load.py [--clients 1000,10000,100000] [--quick] [--loadgen-src DIR]
-                                [--repeat K] [--echo-burst-s 1.5] [--unsteady-over 0.15]
+                                [--repeat K] [--echo-burst-s 1.5] [--unsteady-over 0.25]
+                                [--pin-loadgen CPUS]
 
 Why a C generator: the project's Python generator (``bench/load``) saturates at a few thousand
 exchanges/s on this 2-core box, which the issue's targets (10k Registers/s, 20k Updates/s)
@@ -37,23 +38,24 @@ Per client count N, in this order (everything on 127.0.0.1, free ports, a tempor
    after page of 10,000, following ``X-Next-Cursor``; the pages' total duration and size are
    reported).
 
-**Paired echoes** (session 9; ``--echo-burst-s 0`` turns them off): on this shared 2-core VM
-the echo rate moves by a factor of two from one minute to the next (it is bimodal, ~115k or
-~235k/s, at the same CPU per datagram: the generator and ``udpecho`` on one core or on two), so
-a phase's rate divided by an echo measured minutes before it is mostly noise. In step 2 an echo
+**Paired echoes** (session 9; ``--echo-burst-s 0`` turns them off): on this shared 2-core VM the
+echo rate moves by a factor of two from one minute to the next (it is bimodal, ~115k or ~235k/s,
+at the same CPU per datagram: the generator and ``udpecho`` on one core or on two), so a phase's
+rate divided by one echo measured before the server started is mostly noise. In step 2 an echo
 burst of ``--echo-burst-s`` seconds (1.5; same generator options and Register-shaped datagrams
 as the ceiling, against a ``udpecho`` of its own) runs right before the Register phase, between
 Register and Update (the generator waits there: ``bench/load/phase_pause.c``, preloaded) and
-right after Update. Per phase a ``register_ratio_to_echo_paired`` / ``update_ratio_to_echo_paired``
-line gives the rate ÷ the mean of the two bursts around it, both bursts, their ``echo_spread``
-and ``unsteady`` (spread over ``--unsteady-over``, 0.25), and a CPU companion:
-``cpu_ratio_to_echo_paired`` = the server's CPU µs per message ÷ the echo's CPU µs per datagram
-in those bursts (both exact, from ``/proc/<pid>/schedstat``). ``echo_burst_per_s`` lines give
-each burst beside the count's ceiling. With ``--repeat K`` (K > 1) ``register_over_repeats`` /
-``update_over_repeats`` give per count the median, min, max and spread ((max-min)/median) of
-the rate, its ratio to the single echo, the paired ratio and the CPU figures; with several
-counts ``*_ratio_paired_flatness`` is the flatness of the median paired ratios. What each
-figure's spread was over repeated runs: docs/performance.md, "Session 9: steadier figures".
+right after Update. Per phase a ``register_ratio_to_echo_paired`` /
+``update_ratio_to_echo_paired`` line gives the rate ÷ the mean of the two bursts around it, both
+bursts, their ``echo_spread`` and ``unsteady`` (spread over ``--unsteady-over``, 0.25), and a
+CPU companion: ``cpu_ratio_to_echo_paired`` = the server's CPU µs per message ÷ the echo's CPU
+µs per datagram in those bursts (both exact, from ``/proc/<pid>/schedstat``).
+``echo_burst_per_s`` lines give each burst beside the count's ceiling. With ``--repeat K`` (K >
+1) ``register_over_repeats`` / ``update_over_repeats`` give per count the median, min, max and
+spread ((max-min)/median) of the rate, its ratio to the single echo, the paired ratio and the
+CPU figures; with several counts ``*_ratio_paired_flatness`` is the flatness of the median
+paired ratios. What each figure's spread was over repeated runs: docs/performance.md, "Session
+9: steadier figures".
 
 Every line carries ``target`` (issue 10, on this 2-core machine) and ``meets_target``; the
 benchmark reports, it never fails on a figure. When it cannot run (no compiler, no tool
@@ -165,7 +167,7 @@ class Config:
     share a core or not; pinned, the echo and the server meet the generator the same way."""
     unsteady_over: float = paired.UNSTEADY_SPREAD
     """A pair whose two bursts differ by more than this fraction of their mean is flagged
-    ``unsteady`` (the machine's load changed during the phase)."""
+    ``unsteady``: information, not a filter (``paired.UNSTEADY_SPREAD`` says why)."""
 
     @classmethod
     def quick_run(cls) -> Config:
