@@ -13,7 +13,8 @@ leaking memory cannot distort the others' figures):
   on free ports with a temporary data dir) against a raw UDP echo ceiling.
 * ``server_load``: ``bench/server_load.py`` — issue 10's figures at 1k/10k/100k clients
   (Register/s, Update/s, CPU per message, RSS per client, restart time) with the C generator
-  ``lwm2m-loadgen`` against a C UDP echo ceiling (built with ``cc -O2`` outside the repo).
+  ``lwm2m-loadgen`` against a C UDP echo ceiling (built with ``cc -O2`` outside the repo), and
+  against echo bursts right before and after each phase (``ratio_to_echo_paired``).
 * ``coap_layer``: ``bench/coap_layer.py`` — the sans-IO CoAP layer alone (parse, serialize,
   endpoint per Update and per downlink request) against a ``struct`` baseline of the same run.
 * ``dtls``: ``bench/dtls.py`` — CoAPs handshakes/s per mode and round trips/s beside NoSec over

@@ -4,6 +4,8 @@ figure, each beside a UDP echo ceiling measured in the same run.
 Usage (from the repository root)::
 
     python bench/server_load.py [--clients 1000,10000,100000] [--quick] [--loadgen-src DIR]
+                                [--repeat K] [--echo-burst-s 1.5] [--unsteady-over 0.25]
+                                [--pin-loadgen CPUS]
 
 Why a C generator: the project's Python generator (``bench/load``) saturates at a few thousand
 exchanges/s on this 2-core box, which the issue's targets (10k Registers/s, 20k Updates/s)
@@ -36,6 +38,25 @@ Per client count N, in this order (everything on 127.0.0.1, free ports, a tempor
    after page of 10,000, following ``X-Next-Cursor``; the pages' total duration and size are
    reported).
 
+**Paired echoes** (session 9; ``--echo-burst-s 0`` turns them off): on this shared 2-core VM the
+echo rate moves by a factor of two from one minute to the next (it is bimodal, ~115k or ~235k/s,
+at the same CPU per datagram: the generator and ``udpecho`` on one core or on two), so a phase's
+rate divided by one echo measured before the server started is mostly noise. In step 2 an echo
+burst of ``--echo-burst-s`` seconds (1.5; same generator options and Register-shaped datagrams
+as the ceiling, against a ``udpecho`` of its own) runs right before the Register phase, between
+Register and Update (the generator waits there: ``bench/load/phase_pause.c``, preloaded) and
+right after Update. Per phase a ``register_ratio_to_echo_paired`` /
+``update_ratio_to_echo_paired`` line gives the rate ÷ the mean of the two bursts around it, both
+bursts, their ``echo_spread`` and ``unsteady`` (spread over ``--unsteady-over``, 0.25), and a
+CPU companion: ``cpu_ratio_to_echo_paired`` = the server's CPU µs per message ÷ the echo's CPU
+µs per datagram in those bursts (both exact, from ``/proc/<pid>/schedstat``).
+``echo_burst_per_s`` lines give each burst beside the count's ceiling. With ``--repeat K`` (K >
+1) ``register_over_repeats`` / ``update_over_repeats`` give per count the median, min, max and
+spread ((max-min)/median) of the rate, its ratio to the single echo, the paired ratio and the
+CPU figures; with several counts ``*_ratio_paired_flatness`` is the flatness of the median
+paired ratios. What each figure's spread was over repeated runs: docs/performance.md, "Session
+9: steadier figures".
+
 Every line carries ``target`` (issue 10, on this 2-core machine) and ``meets_target``; the
 benchmark reports, it never fails on a figure. When it cannot run (no compiler, no tool
 sources, the server does not start) it prints a ``{"skipped": ...}`` line and exits 0, like
@@ -52,6 +73,7 @@ import hashlib
 import json
 import math
 import os
+import select
 import shutil
 import signal
 import socket
@@ -73,7 +95,7 @@ if str(REPO) not in sys.path:  # ``python bench/server_load.py`` puts bench/, no
     sys.path.insert(0, str(REPO))
 
 from bench.load import generator as g  # noqa: E402
-from bench.load import scenario  # noqa: E402
+from bench.load import paired, scenario  # noqa: E402
 from lwm2m_runtime.coap import CoapError, Code, parse  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
@@ -130,7 +152,22 @@ class Config:
     """Runs per client count, each on a fresh server; the flatness lines compare each count's
     best rate. On a shared VM a short phase (1k Registers take ~0.1 s) is slowed by whatever
     else the host runs at that moment, by up to a third; noise only ever slows a run, so the
-    best of a few is what the server can do (``hot_path.py`` takes its best round likewise)."""
+    best of a few is what the server can do (``hot_path.py`` takes its best round likewise).
+    With more than one run, ``*_over_repeats`` lines give the median and range of each figure
+    (rate, ratio to the single echo, paired ratio, CPU ratio) per client count."""
+    echo_burst_s: float = 1.5
+    """Paired echoes: an echo burst of about this many seconds right before the Register phase,
+    between Register and Update (the generator waits there: ``bench/load/phase_pause.c``) and
+    right after Update; each phase's rate ÷ the mean of the two bursts around it is its
+    ``ratio_to_echo_paired``. 0: no bursts, the generator runs its phases back to back as
+    before session 9."""
+    pin_loadgen: str | None = None
+    """CPUs (``taskset -c`` list) for every ``lwm2m-loadgen``; the server and both echoes then
+    run on the other CPUs. The echo's rate is bimodal when the generator and ``udpecho`` may
+    share a core or not; pinned, the echo and the server meet the generator the same way."""
+    unsteady_over: float = paired.UNSTEADY_SPREAD
+    """A pair whose two bursts differ by more than this fraction of their mean is flagged
+    ``unsteady``: information, not a filter (``paired.UNSTEADY_SPREAD`` says why)."""
 
     @classmethod
     def quick_run(cls) -> Config:
@@ -144,6 +181,7 @@ class Config:
             notifications=10_000,
             notify_seconds=1.5,
             reads=300,
+            echo_burst_s=0.5,
             quick=True,
         )
 
@@ -214,6 +252,36 @@ def build_tools(src: Path) -> tuple[Path, Path]:
     return built[0], built[1]
 
 
+PAUSE_SHIM = REPO / "bench" / "load" / "phase_pause.c"
+
+
+def build_pause_shim() -> Path | None:
+    """Compile ``bench/load/phase_pause.c`` (the generator's pause between phases, for the
+    paired echoes) into the tools' cache; None when it cannot be built (the run then measures
+    without pairs and says so)."""
+    compiler = os.environ.get("CC", "cc")
+    if not PAUSE_SHIM.is_file() or shutil.which(compiler) is None:
+        return None
+    digest = hashlib.sha256(PAUSE_SHIM.read_bytes()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pylwm2m-bench"
+    out = cache / f"phase-pause-{digest}.so"
+    if out.exists():
+        return out
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f".phase-pause.{os.getpid()}.so"
+    result = subprocess.run(
+        [compiler, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(PAUSE_SHIM), "-ldl"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        print(f"phase_pause.c did not build, no paired echoes:\n{result.stderr}", file=sys.stderr)
+        return None
+    tmp.replace(out)
+    return out
+
+
 # -- child processes ----------------------------------------------------------------------------
 
 
@@ -222,8 +290,14 @@ class Children:
 
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.pins: dict[str, list[str]] = {}
+        """Per role (``loadgen``, ``echo``, ``server``) a command prefix (``taskset -c 1``):
+        ``--pin-loadgen``."""
 
-    def start(self, command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    def start(
+        self, command: list[str], role: str | None = None, **kwargs: Any
+    ) -> subprocess.Popen[bytes]:
+        command = [*self.pins.get(role or "", []), *command]
         # a session of its own: a terminal's Ctrl-C reaches only us, and we stop them in order
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
         self.procs.append(proc)
@@ -272,7 +346,7 @@ def run_loadgen(
     phases it finished are still returned."""
     out = workdir / f"loadgen-{time.monotonic_ns()}.out"
     with out.open("wb") as stdout:
-        proc = children.start([str(loadgen), "-H", LOOPBACK, *args], stdout=stdout)
+        proc = children.start([str(loadgen), "-H", LOOPBACK, *args], "loadgen", stdout=stdout)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -286,6 +360,135 @@ def run_loadgen(
             if isinstance(data, dict):
                 lines.append(data)
     return lines
+
+
+def _parse_lines(text: str) -> list[dict[str, Any]]:
+    lines = []
+    for raw in text.splitlines():
+        with contextlib.suppress(ValueError):
+            data = json.loads(raw)
+            if isinstance(data, dict):
+                lines.append(data)
+    return lines
+
+
+def run_loadgen_paused(
+    children: Children,
+    loadgen: Path,
+    shim: Path,
+    args: list[str],
+    timeout: float,
+    workdir: Path,
+    after_phase: Callable[[dict[str, Any]], None],
+) -> list[dict[str, Any]]:
+    """Run the C generator with ``phase_pause.c`` preloaded: after each phase's line it waits;
+    ``after_phase(line)`` runs then (an echo burst), and the generator is released. Each phase
+    reads its clock, CPU and RSS after the wait, so the bursts are in no phase's figures. On
+    timeout it is killed and the phases it finished are returned, as ``run_loadgen``."""
+    out = workdir / f"loadgen-{time.monotonic_ns()}.out"
+    go_read, go_write = os.pipe()
+    ack_read, ack_write = os.pipe()
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = " ".join(filter(None, [str(shim), env.get("LD_PRELOAD")]))
+    env["LOADGEN_PAUSE_FD"] = str(go_read)
+    env["LOADGEN_PAUSED_FD"] = str(ack_write)
+    seen = 0
+    fds = [go_read, go_write, ack_read, ack_write]
+    try:
+        with out.open("wb") as stdout:
+            proc = children.start(
+                [str(loadgen), "-H", LOOPBACK, *args],
+                "loadgen",
+                stdout=stdout,
+                env=env,
+                pass_fds=(go_read, ack_write),
+            )
+            for fd in (go_read, ack_write):  # the child's ends
+                os.close(fd)
+                fds.remove(fd)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                lines = _parse_lines(out.read_text(errors="replace"))
+                for line in lines[seen:]:  # a complete line: the generator waits for us
+                    if not select.select([ack_read], [], [], 5.0)[0]:
+                        raise CannotRun(
+                            "lwm2m-loadgen did not wait between its phases (phase_pause.c not "
+                            "preloaded?); run with --echo-burst-s 0"
+                        )
+                    os.read(ack_read, 1)
+                    after_phase(line)
+                    with contextlib.suppress(BrokenPipeError):  # it died meanwhile
+                        os.write(go_write, b"g")
+                seen = len(lines)
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.01)
+            else:
+                proc.kill()
+                print(f"lwm2m-loadgen over its {timeout:.0f} s limit, killed", file=sys.stderr)
+            os.close(go_write)  # EOF releases a generator still waiting
+            fds.remove(go_write)
+            proc.wait(10)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return _parse_lines(out.read_text(errors="replace"))
+
+
+def run_ns(pid: int) -> int | None:
+    """Nanoseconds ``pid`` (a single-threaded process: ``udpecho``) has run on a CPU
+    (``/proc/<pid>/schedstat``): exact, where ``/proc/<pid>/stat`` counts 10 ms ticks, which
+    is 2 % of a 1.5 s echo burst."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def threads_run_ns(pid: int) -> int | None:
+    """Nanoseconds all living threads of ``pid`` have run (each ``/proc/<pid>/task/*/
+    schedstat``): the server's exact CPU between two moments of the harness, where the
+    generator's ``server_cpu_s`` counts 10 ms ticks (a 1k Register phase is ~8 of them)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return None
+    total = 0
+    for task in tasks:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
+def echo_burst(
+    cfg: Config,
+    children: Children,
+    loadgen: Path,
+    echo: subprocess.Popen[bytes],
+    port: int,
+    requests: int,
+    workdir: Path,
+) -> dict[str, Any]:
+    """One short echo measurement against the running ``udpecho`` (same generator options as
+    the ceiling: window, sockets, Register-shaped datagrams): its loadgen line plus
+    ``echo_cpu_us_per_datagram`` from the echo's exact run time."""
+    args = ["-m", "echo", "-p", str(port), "-n", str(requests)]
+    args += ["-w", str(cfg.window), "-s", str(cfg.sockets), "-S", str(echo.pid)]
+    before = run_ns(echo.pid)
+    lines = run_loadgen(children, loadgen, args, cfg.loadgen_timeout, workdir)
+    after = run_ns(echo.pid)
+    line = dict(lines[0]) if lines else {}
+    ok = line.get("ok") or 0
+    if ok and before is not None and after is not None:
+        line["echo_cpu_us_per_datagram"] = round((after - before) / 1e3 / ok, 4)
+    return line
+
+
+def burst_requests(cfg: Config, echo_rate: float | None) -> int:
+    """Requests of an echo burst: ``echo_burst_s`` at the ceiling's rate (the full echo of the
+    same client count), at least 5,000 (a shorter burst is mostly start-up)."""
+    rate = echo_rate if echo_rate and echo_rate > 0 else 150_000.0
+    return max(5_000, int(rate * cfg.echo_burst_s))
 
 
 def http_get(url: str, timeout: float) -> bytes | None:
@@ -330,7 +533,7 @@ class Server:
             "--data-dir", str(self.data_dir), "--log-level", "WARNING",
         ]  # fmt: skip
         self.proc = self.children.start(
-            command, cwd=self.data_dir, env=env, stdout=self.log, stderr=subprocess.STDOUT
+            command, "server", cwd=self.data_dir, env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
         return self.proc
 
@@ -603,7 +806,7 @@ def echo_ceiling(
 ) -> dict[str, Any]:
     loadgen, udpecho = tools
     port = free_port(socket.SOCK_DGRAM)
-    echo = children.start([str(udpecho), str(port), LOOPBACK])
+    echo = children.start([str(udpecho), str(port), LOOPBACK], "echo")
     try:
         wait_udp_echo(port)
         args = ["-m", "echo", "-p", str(port), "-n", str(cfg.echo_requests)]
@@ -614,6 +817,217 @@ def echo_ceiling(
     if not lines:
         raise CannotRun("lwm2m-loadgen -m echo printed nothing")
     return lines[0]
+
+
+BURSTS = ("before_register", "after_register", "after_update")
+"""Where the echo bursts of one client count are taken; the middle one closes the Register pair
+and opens the Update pair."""
+PAIRS = (
+    ("register", "before_register", "after_register"),
+    ("update", "after_register", "after_update"),
+)
+
+
+def loadgen_with_bursts(
+    cfg: Config,
+    children: Children,
+    tools: tuple[Path, Path],
+    shim: Path,
+    args: list[str],
+    workdir: Path,
+    echo: dict[str, Any],
+    bursts: dict[str, dict[str, Any]],
+    server_pid: int,
+) -> list[dict[str, Any]]:
+    """The generator's Register and Update phases with an echo burst before, between and after
+    them (filled into ``bursts`` by position), against a ``udpecho`` of their own started
+    before the server's phases (idle, blocked in ``recvfrom``, while they run). The burst after
+    a phase also carries ``server_cpu_s_phase``: the server's exact CPU (all threads,
+    ``schedstat``) from the phase's start to its line (the generator's start-up and the moment
+    between its line and our reading included: the server is idle then)."""
+    loadgen, udpecho = tools
+    port = free_port(socket.SOCK_DGRAM)
+    proc = children.start([str(udpecho), str(port), LOOPBACK], "echo")
+    requests = burst_requests(cfg, echo.get("rate"))
+    after = {"register": "after_register", "update": "after_update"}
+    try:
+        wait_udp_echo(port)
+        bursts["before_register"] = echo_burst(
+            cfg, children, loadgen, proc, port, requests, workdir
+        )
+        marks = [threads_run_ns(server_pid)]
+
+        def after_phase(line: dict[str, Any]) -> None:
+            position = after.get(str(line.get("phase")))
+            if position is None:
+                return
+            marks.append(threads_run_ns(server_pid))  # the phase's end
+            burst = echo_burst(cfg, children, loadgen, proc, port, requests, workdir)
+            start, end = marks[-2], marks[-1]
+            if start is not None and end is not None:
+                burst["server_cpu_s_phase"] = (end - start) / 1e9
+            bursts[position] = burst
+            marks.append(threads_run_ns(server_pid))  # the next phase's start
+
+        return run_loadgen_paused(
+            children, loadgen, shim, args, cfg.loadgen_timeout, workdir, after_phase
+        )
+    finally:
+        Children.stop(proc, grace=1.0)
+
+
+def paired_figures(
+    cfg: Config,
+    phases: dict[str, dict[str, Any]],
+    bursts: dict[str, dict[str, Any]],
+    common: dict[str, Any],
+) -> Iterator[dict[str, Any]]:
+    """An ``echo_burst_per_s`` line per burst (beside the ceiling of the same count: are short
+    bursts representative?), then per phase its ``ratio_to_echo_paired`` and the CPU
+    companion: the server's CPU µs per message ÷ the echo's CPU µs per datagram in the two
+    bursts around the phase."""
+    ceiling = common.get("echo_rate")
+    for position in BURSTS:
+        burst = bursts.get(position, {})
+        rate = burst.get("rate")
+        yield {
+            "bench": "server_load",
+            "figure": "echo_burst_per_s",
+            "value": rate,
+            "position": position,
+            "generator": C_GENERATOR,
+            "requests": burst.get("requests"),
+            "seconds": burst.get("seconds"),
+            "timeouts": burst.get("timeouts"),
+            "echo_cpu_us_per_datagram": burst.get("echo_cpu_us_per_datagram"),
+            "ratio_to_echo_ceiling": round(rate / ceiling, 4) if rate and ceiling else None,
+            **common,
+        }
+    for phase, first, second in PAIRS:
+        line = phases.get(phase)
+        name = f"{phase}_ratio_to_echo_paired"
+        if line is None:
+            yield figure(name, None, generator=C_GENERATOR, missing=True, **common)
+            continue
+        a, b = bursts.get(first, {}), bursts.get(second, {})
+        pair = paired.paired_ratio(
+            line.get("rate"), a.get("rate"), b.get("rate"), cfg.unsteady_over
+        )
+        ratio = pair.pop("ratio_to_echo_paired")
+        ok = line.get("ok") or 0
+        cpu_s = b.get("server_cpu_s_phase", line.get("server_cpu_s"))
+        cpu_us = cpu_s / ok * 1e6 if ok and cpu_s is not None else None
+        echo_cpu = (a.get("echo_cpu_us_per_datagram"), b.get("echo_cpu_us_per_datagram"))
+        goal = TARGET_RATIOS[f"{phase}_per_s"]
+        cpu_ratio = paired.cost_ratio(cpu_us, *echo_cpu)
+        yield figure(
+            name,
+            ratio,
+            generator=C_GENERATOR,
+            rate=line.get("rate"),
+            ratio_to_echo_paired=ratio,
+            **pair,
+            target_ratio=goal,
+            meets_target_ratio=ratio is not None and ratio >= goal,
+            server_cpu_us_per_message=_num(cpu_us),
+            server_cpu_us_per_message_ticks=_num(
+                line["server_cpu_s"] / ok * 1e6 if ok and "server_cpu_s" in line else None
+            ),
+            echo_cpu_us_per_datagram=list(echo_cpu),
+            cpu_ratio_to_echo_paired=cpu_ratio,
+            ratio_to_echo_by_cpu=round(1 / cpu_ratio, 4) if cpu_ratio else None,
+            meets_target_ratio_by_cpu=cpu_ratio is not None and 1 / cpu_ratio >= goal,
+            note="rate / mean of the echo bursts right before and right after the phase; "
+            "cpu_ratio_to_echo_paired: server CPU us per message / the echo's CPU us per "
+            "datagram in those bursts (higher is costlier); both exact (schedstat ns, the "
+            "server's over its threads); ratio_to_echo_by_cpu = 1 / cpu_ratio: the phase's "
+            "rate as a fraction of the echo's if each had one core to itself",
+            **common,
+        )
+
+
+def _values(
+    lines: list[dict[str, Any]], figure_name: str, key: str = "value"
+) -> dict[int, list[float | None]]:
+    """``key`` of every line of ``figure_name``, per client count, in run order."""
+    found: dict[int, list[float | None]] = {}
+    for line in lines:
+        if line.get("figure") == figure_name and "clients" in line:
+            found.setdefault(int(line["clients"]), []).append(line.get(key))
+    return found
+
+
+def paired_flatness(lines: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Issue 10's flatness on the paired ratios: the largest deviation of each count's median
+    ``ratio_to_echo_paired`` from the smallest count's. A rate that falls from 1k to 100k
+    because the machine got busier meanwhile falls with its echoes, so this figure moves
+    less than ``*_per_s_flatness`` (rates compared across minutes)."""
+    for phase in ("register", "update"):
+        flat = paired.flatness_of_medians(_values(lines, f"{phase}_ratio_to_echo_paired"))
+        if flat is None:
+            continue
+        yield figure(
+            f"{phase}_ratio_paired_flatness",
+            flat["value"],
+            generator=C_GENERATOR,
+            lower_is_better=True,
+            target=TARGETS[f"{phase}_per_s_flatness"][0],
+            meets_target=flat["value"] <= TARGETS[f"{phase}_per_s_flatness"][0],
+            medians=flat["medians"],
+            note="max |median paired ratio(N) / median paired ratio(smallest N) - 1|",
+            runs_per_count=max(1, lines_runs(lines)),
+        )
+
+
+def over_repeats(lines: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """With ``--repeat K`` (K > 1), per phase and client count: median, range and spread
+    ((max - min) / median) over the K runs of the rate, its ratio to the count's single echo
+    (the old method), its paired ratio (all pairs, and the steady ones alone), the server's
+    CPU µs per message (the generator's 10 ms ticks, and exact from the paired lines) and the
+    CPU ratio to the echo. ``value`` is the median paired ratio."""
+    if lines_runs(lines) < 2:
+        return
+    for phase in ("register", "update"):
+        rates = _values(lines, f"{phase}_per_s")
+        single = _values(lines, f"{phase}_per_s", "ratio")
+        pairs = [line for line in lines if line.get("figure") == f"{phase}_ratio_to_echo_paired"]
+        cpu = _values(lines, f"server_cpu_us_per_{phase}")
+        echo = _values(lines, "echo_ceiling_per_s")
+        for n in sorted(rates):
+            mine = [line for line in pairs if line.get("clients") == n]
+            ratios = [line.get("value") for line in mine]
+            steady = [line.get("value") for line in mine if line.get("unsteady") is False]
+            detail: dict[str, Any] = {
+                "rate": paired.summary(rates[n]),
+                "ratio_single_echo": paired.summary(single.get(n, [])),
+                "ratio_to_echo_paired": paired.summary(ratios),
+                "ratio_to_echo_paired_steady": paired.summary(steady),
+                "unsteady_pairs": sum(1 for line in mine if line.get("unsteady")),
+                "server_cpu_us": paired.summary(cpu.get(n, [])),
+                "server_cpu_us_exact": paired.summary(
+                    line.get("server_cpu_us_per_message") for line in mine
+                ),
+                "cpu_ratio_to_echo_paired": paired.summary(
+                    line.get("cpu_ratio_to_echo_paired") for line in mine
+                ),
+                "ratio_to_echo_by_cpu": paired.summary(
+                    line.get("ratio_to_echo_by_cpu") for line in mine
+                ),
+                "echo_ceiling": paired.summary(echo.get(n, [])),
+            }
+            median = (detail["ratio_to_echo_paired"] or {}).get("median")
+            goal = TARGET_RATIOS[f"{phase}_per_s"]
+            yield figure(
+                f"{phase}_over_repeats",
+                median,
+                generator=C_GENERATOR,
+                clients=n,
+                runs=len(rates[n]),
+                **detail,
+                target_ratio=goal,
+                meets_target_ratio=median is not None and median >= goal,
+                note="median/min/max/spread ((max-min)/median) over the runs of this count",
+            )
 
 
 async def python_phases(
@@ -693,7 +1107,12 @@ def python_figures(
 
 
 def one_count(
-    cfg: Config, n: int, children: Children, tools: tuple[Path, Path], workdir: Path
+    cfg: Config,
+    n: int,
+    children: Children,
+    tools: tuple[Path, Path],
+    workdir: Path,
+    shim: Path | None = None,
 ) -> Iterator[dict[str, Any]]:
     load_start = _load()
     echo = echo_ceiling(cfg, children, tools, workdir)
@@ -736,9 +1155,17 @@ def one_count(
             args = ["-p", str(server.coap_port), "-n", str(n), "-U", str(updates)]
             args += ["-w", str(cfg.window), "-s", str(cfg.sockets), "-S", str(proc.pid)]
             args += ["-e", f"ld{n}-", "-L", f"clients={n}"]
-            lines = run_loadgen(children, tools[0], args, cfg.loadgen_timeout, workdir)
+            bursts: dict[str, dict[str, Any]] = {}
+            if shim is not None:
+                lines = loadgen_with_bursts(
+                    cfg, children, tools, shim, args, workdir, echo, bursts, proc.pid
+                )
+            else:
+                lines = run_loadgen(children, tools[0], args, cfg.loadgen_timeout, workdir)
             phases = {str(line.get("phase")): line for line in lines}
             yield from loadgen_figures(phases, echo, common, update_pattern(updates, n))
+            if shim is not None:
+                yield from paired_figures(cfg, phases, bursts, common)
             registered = int(phases.get("register", {}).get("ok") or 0)
 
             if cfg.notify_clients > 0:
@@ -841,8 +1268,22 @@ def lines_runs(lines: list[dict[str, Any]]) -> int:
 def run(cfg: Config) -> list[dict[str, Any]]:
     """Every client count; returns (and prints) the figures. Children are always stopped."""
     tools = build_tools(loadgen_source(cfg))
+    shim = build_pause_shim() if cfg.echo_burst_s > 0 else None
     lines: list[dict[str, Any]] = []
     children = Children()
+    if cfg.pin_loadgen:
+        taskset = shutil.which("taskset")
+        if taskset is None:
+            raise CannotRun("--pin-loadgen needs taskset (util-linux)")
+        taken = {int(c) for c in cfg.pin_loadgen.split(",")}
+        rest = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)) if c not in taken)
+        if not rest:
+            raise CannotRun(f"--pin-loadgen {cfg.pin_loadgen} leaves no CPU to the server")
+        children.pins = {
+            "loadgen": [taskset, "-c", cfg.pin_loadgen],
+            "echo": [taskset, "-c", rest],
+            "server": [taskset, "-c", rest],
+        }
     started = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="pylwm2m-server-load-") as tmp:
@@ -850,11 +1291,11 @@ def run(cfg: Config) -> list[dict[str, Any]]:
                 for attempt in range(max(1, cfg.repeat)):
                     workdir = Path(tmp) / f"run-{attempt}"
                     workdir.mkdir(exist_ok=True)
-                    for line in one_count(cfg, n, children, tools, workdir):
+                    for line in one_count(cfg, n, children, tools, workdir, shim):
                         if cfg.repeat > 1:
                             line["repeat"] = attempt
                         emit(line, lines)
-            for line in flatness(lines):
+            for line in [*flatness(lines), *paired_flatness(lines), *over_repeats(lines)]:
                 emit(line, lines)
     finally:
         children.kill_all()
@@ -865,6 +1306,9 @@ def run(cfg: Config) -> list[dict[str, Any]]:
             "seconds": round(time.monotonic() - started, 1),
             "clients": cfg.clients,
             "quick": cfg.quick,
+            "paired_echoes": shim is not None,
+            "pin_loadgen": cfg.pin_loadgen,
+            "echo_burst_s": cfg.echo_burst_s if shim is not None else None,
             "load_avg_end": _load(),
             "python": sys.version.split()[0],
         },
@@ -877,7 +1321,9 @@ _INT_OPTIONS = (
     "window", "sockets", "updates", "echo_requests", "notify_clients", "reads", "notifications",
     "repeat",
 )  # fmt: skip
-_FLOAT_OPTIONS = ("loadgen_timeout", "restart_timeout", "notify_seconds")
+_FLOAT_OPTIONS = (
+    "loadgen_timeout", "restart_timeout", "notify_seconds", "echo_burst_s", "unsteady_over",
+)  # fmt: skip
 
 
 def parse_args(argv: list[str] | None) -> Config:
@@ -900,6 +1346,12 @@ def parse_args(argv: list[str] | None) -> Config:
             "--" + name.replace("_", "-"), type=float, help=f"default {getattr(defaults, name)}"
         )
     parser.add_argument(
+        "--pin-loadgen",
+        metavar="CPUS",
+        help="run the generator on these CPUs (taskset -c), the server and the echoes on the "
+        "others",
+    )
+    parser.add_argument(
         "--notify-path",
         choices=["blast", "asyncio"],
         help="CON notification phase: pre-built datagrams (default) or SimClient objects",
@@ -911,6 +1363,7 @@ def parse_args(argv: list[str] | None) -> Config:
     if args.clients:
         cfg.clients = [int(x) for x in args.clients.split(",") if x.strip()]
     cfg.loadgen_src = args.loadgen_src
+    cfg.pin_loadgen = args.pin_loadgen
     for name in (*_INT_OPTIONS, *_FLOAT_OPTIONS):
         value = getattr(args, name)
         if value is not None:

@@ -6,7 +6,19 @@ memory per registration.
 Usage (from the repository root)::
 
     python bench/workers.py [--clients 10000] [--updates 50000] [--loadgen-src DIR]
-                            [--window 256] [--sockets 1024]
+                            [--window 256] [--sockets 1024] [--rounds R]
+
+``--rounds R`` (session 9) runs the variants R times, in alternated order (sqlite-1, redis-1,
+redis-2, then redis-2, redis-1, sqlite-1, ...; Redis emptied before each Redis run), prints each
+round's ratios from that round's adjacent runs (lines carry ``round`` and ``order``), then
+``update_ratio_redis_to_sqlite_over_rounds`` / ``update_ratio_2_workers_to_1_over_rounds``
+(median, min, max, spread, ``per_round``), per variant ``update_per_s_over_rounds`` and
+``server_cpu_us_per_update_over_rounds``, and ``update_cpu_ratio_redis_to_sqlite_over_rounds``
+(sqlite's server CPU per Update ÷ Redis's: the CPU companion of Redis ÷ sqlite). A ratio of
+two variants run a minute apart is as noisy as the machine; runs seconds apart share more of
+its load, and a median over rounds resists the round that a neighbour's benchmark disturbed.
+``--updates 50000`` and R = 5 take about 3.5 min at 10k clients (``--updates 20000``: 3 min).
+Measured spreads: docs/performance.md, "Session 9: steadier figures".
 
 The generator keeps 256 requests in flight from 1024 sockets (session 8; before, 128 and 128:
 ``--window 128 --sockets 128`` repeats earlier sessions' runs). Why: a worker commits what one
@@ -55,6 +67,7 @@ if str(REPO) not in sys.path:  # ``python bench/workers.py`` puts bench/ first
 
 from bench import server_load as sl  # noqa: E402
 from bench.load import generator as g  # noqa: E402
+from bench.load import paired  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 
@@ -444,13 +457,23 @@ def run_variant(
     deadline = time.monotonic() + 60
     while sl.http_get(f"http://{LOOPBACK}:{http}/api/ready", 2.0) is None:
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise sl.CannotRun(f"{name}: the server did not start (see {log.name})")
+            children.stop(proc)
+            log.flush()
+            raise sl.CannotRun(
+                f"{name}: the server did not start; its log ends with:\n"
+                f"{log_tail(Path(log.name), 20)}"
+            )
         time.sleep(0.1)
     expected = 1 if workers == 1 else workers + 1  # --workers N: the parent and N workers
     # the API answers once worker 0 is up; the others start after it, one after the other
     while len(family(proc.pid)) < expected or udp_sockets_on(coap) < workers:
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise sl.CannotRun(f"{name}: not every worker started (see {log.name})")
+            children.stop(proc)
+            log.flush()
+            raise sl.CannotRun(
+                f"{name}: not every worker started; its log ends with:\n"
+                f"{log_tail(Path(log.name), 20)}"
+            )
         time.sleep(0.1)
     time.sleep(1.0)  # the last worker's start-up is not part of the figures
     args = ["-p", str(coap), "-n", str(clients), "-U", str(updates), "-w", str(window),
@@ -578,6 +601,7 @@ def run(
     sockets: int = 1024,
     server_args: list[str] | None = None,
     pin_workers: bool = False,
+    rounds: int = 1,
 ) -> None:
     cfg = sl.Config(loadgen_src=loadgen_src)
     loadgen, _ = sl.build_tools(sl.loadgen_source(cfg))
@@ -604,98 +628,243 @@ def run(
             if pin is not None:
                 common["pinned"] = {"redis+loadgen": pin, "server": server_cpus(pin)}
             results: dict[str, dict[str, Any]] = {}
-            for name in variants or list(VARIANTS):
-                workers, on_redis = VARIANTS[name]
-                before = redis_memory(cli, redis_port) if on_redis else 0
-                phases = run_variant(
-                    children, loadgen, workdir, name, workers=workers,
-                    redis_port=redis_port if on_redis else None, clients=clients,
-                    updates=updates, redis_pid=redis_pid if on_redis else None,
-                    taskset=taskset, redis_cli=cli, window=window, sockets=sockets,
-                    server_args=server_args, pin_workers=pin_workers,
-                )  # fmt: skip
-                results[name] = phases
-                for phase in ("register", "update"):
-                    line = phases.get(phase, {})
-                    figure(
-                        f"{phase}_per_s",
-                        line.get("rate"),
-                        variant=name,
-                        workers=workers,
-                        store="redis" if on_redis else "sqlite",
-                        ok=line.get("ok"),
-                        errors=line.get("errors"),
-                        timeouts=line.get("timeouts"),
-                        p99_ms=line.get("p99_ms"),
-                        load_avg=list(os.getloadavg()),
-                        **common,
-                    )
-                update = phases.get("update", {})
-                if "cpu_us_per_update" in update:
-                    figure(
-                        "cpu_us_per_update",
-                        update["cpu_us_per_update"],
-                        variant=name,
-                        cores_busy=update.get("cores_busy"),
-                        note="process CPU (/proc/<pid>/stat; the generator's getrusage) during "
-                        "the Update phase / Updates answered",
-                        **common,
-                    )
-                if "processes" in update:
-                    figure(
-                        "processes",
-                        update["processes"],
-                        variant=name,
-                        redis_calls=update.get("redis_calls"),
-                        note="each process during the Update phase: CPU (user+sys) per Update "
-                        "answered, cores kept busy, context switches (voluntary: waits; "
-                        "involuntary: preempted) and CPU migrations (/proc/<pid>/status, sched)",
-                        **common,
-                    )
-                    figure(
-                        "spread",
-                        update.get("spread"),
-                        variant=name,
-                        note="clients: holder records per worker (the SO_REUSEPORT hash of the "
-                        "generator's sockets); updates_per_commit: Updates per group commit "
-                        "(Redis EVALSHA calls; worker 0's from its /metrics, the others the "
-                        "rest); balance_bound: the rate the busiest worker allows, as a "
-                        "fraction of perfect balance",
-                        **common,
-                    )
-                if on_redis and name == "redis-1":
-                    used = redis_memory(cli, redis_port) - before
-                    registered = phases.get("register", {}).get("ok") or 0
-                    figure(
-                        "redis_bytes_per_registration",
-                        round(used / registered) if registered else None,
-                        note="INFO used_memory growth over a run (registrations, indexes, "
-                        "expiry set, holder keys) / registrations",
-                        **common,
-                    )
-
-            def rate(name: str) -> float:
-                return float(results.get(name, {}).get("update", {}).get("rate") or 0.0)
-
-            if rate("redis-1") and rate("sqlite-1"):
-                figure(
-                    "update_ratio_redis_to_sqlite",
-                    round(rate("redis-1") / rate("sqlite-1"), 3),
-                    target=0.7,
-                    meets_target=rate("redis-1") / rate("sqlite-1") >= 0.7,
-                    **common,
+            per_round: list[dict[str, float | None]] = []
+            cpu_per_round: list[dict[str, float | None]] = []
+            for index in range(max(1, rounds)):
+                order = paired.round_order(variants or list(VARIANTS), index)
+                if rounds > 1:
+                    common["round"] = index
+                    common["order"] = order
+                results = {}
+                for name in order:
+                    try:
+                        results[name] = one_variant(
+                            children, loadgen, workdir, name, index if rounds > 1 else None,
+                            redis_port, cli, redis_pid, taskset, common, clients, updates,
+                            window, sockets, server_args, pin_workers,
+                        )  # fmt: skip
+                    except sl.CannotRun as exc:
+                        if rounds <= 1:
+                            raise
+                        # one failed start (a busy box, a port taken meanwhile) costs its
+                        # round's ratios, not the other rounds
+                        figure("variant_failed", None, variant=name, error=str(exc), **common)
+                        results[name] = {}
+                rates = {
+                    name: phases.get("update", {}).get("rate") for name, phases in results.items()
+                }
+                per_round.append(rates)
+                cpu_per_round.append(
+                    {
+                        name: phases.get("update", {}).get("cpu_us_per_update", {}).get("server")
+                        for name, phases in results.items()
+                    }
                 )
-            if rate("redis-2") and rate("redis-1"):
-                figure(
-                    "update_ratio_2_workers_to_1",
-                    round(rate("redis-2") / rate("redis-1"), 3),
-                    target=1.7,
-                    meets_target=rate("redis-2") / rate("redis-1") >= 1.7,
-                    cores=os.cpu_count(),
-                    **common,
-                )
+                ratio_figures(results, common)
+            if rounds > 1:
+                rest = {k: v for k, v in common.items() if k not in ("round", "order")}
+                rounds_figures(per_round, {**rest, "rounds": rounds}, cpu_per_round)
         finally:
             children.kill_all()
+
+
+def one_variant(
+    children: sl.Children,
+    loadgen: Path,
+    workdir: Path,
+    name: str,
+    round_index: int | None,
+    redis_port: int,
+    cli: str,
+    redis_pid: int,
+    taskset: tuple[str, str] | None,
+    common: dict[str, Any],
+    clients: int,
+    updates: int,
+    window: int,
+    sockets: int,
+    server_args: list[str] | None,
+    pin_workers: bool,
+) -> dict[str, Any]:
+    """Run one variant on a fresh server and print its lines; its phases. In a round of
+    ``--rounds`` the data dir and the Redis key prefix carry the round (``redis-1-r2``) and
+    Redis is emptied first, so that every round starts from the same store."""
+    workers, on_redis = VARIANTS[name]
+    label = name if round_index is None else f"{name}-r{round_index}"
+    if on_redis and round_index is not None:
+        subprocess.run([cli, "-p", str(redis_port), "flushall"], capture_output=True, timeout=30)
+    before = redis_memory(cli, redis_port) if on_redis else 0
+    phases = run_variant(
+        children, loadgen, workdir, label, workers=workers,
+        redis_port=redis_port if on_redis else None, clients=clients,
+        updates=updates, redis_pid=redis_pid if on_redis else None,
+        taskset=taskset, redis_cli=cli, window=window, sockets=sockets,
+        server_args=server_args, pin_workers=pin_workers,
+    )  # fmt: skip
+    for phase in ("register", "update"):
+        line = phases.get(phase, {})
+        figure(
+            f"{phase}_per_s",
+            line.get("rate"),
+            variant=name,
+            workers=workers,
+            store="redis" if on_redis else "sqlite",
+            ok=line.get("ok"),
+            errors=line.get("errors"),
+            timeouts=line.get("timeouts"),
+            p99_ms=line.get("p99_ms"),
+            load_avg=list(os.getloadavg()),
+            **common,
+        )
+    update = phases.get("update", {})
+    if "cpu_us_per_update" in update:
+        figure(
+            "cpu_us_per_update",
+            update["cpu_us_per_update"],
+            variant=name,
+            cores_busy=update.get("cores_busy"),
+            note="process CPU (/proc/<pid>/stat; the generator's getrusage) during "
+            "the Update phase / Updates answered",
+            **common,
+        )
+    if "processes" in update:
+        figure(
+            "processes",
+            update["processes"],
+            variant=name,
+            redis_calls=update.get("redis_calls"),
+            note="each process during the Update phase: CPU (user+sys) per Update "
+            "answered, cores kept busy, context switches (voluntary: waits; "
+            "involuntary: preempted) and CPU migrations (/proc/<pid>/status, sched)",
+            **common,
+        )
+        figure(
+            "spread",
+            update.get("spread"),
+            variant=name,
+            note="clients: holder records per worker (the SO_REUSEPORT hash of the "
+            "generator's sockets); updates_per_commit: Updates per group commit "
+            "(Redis EVALSHA calls; worker 0's from its /metrics, the others the "
+            "rest); balance_bound: the rate the busiest worker allows, as a "
+            "fraction of perfect balance",
+            **common,
+        )
+    if on_redis and name == "redis-1":
+        used = redis_memory(cli, redis_port) - before
+        registered = phases.get("register", {}).get("ok") or 0
+        figure(
+            "redis_bytes_per_registration",
+            round(used / registered) if registered else None,
+            note="INFO used_memory growth over a run (registrations, indexes, "
+            "expiry set, holder keys) / registrations",
+            **common,
+        )
+    return phases
+
+
+def ratio_figures(results: dict[str, dict[str, Any]], common: dict[str, Any]) -> None:
+    """Issue 12's ratios from one set of runs (a whole run, or one round of ``--rounds``)."""
+
+    def rate(name: str) -> float:
+        return float(results.get(name, {}).get("update", {}).get("rate") or 0.0)
+
+    if rate("redis-1") and rate("sqlite-1"):
+        figure(
+            "update_ratio_redis_to_sqlite",
+            round(rate("redis-1") / rate("sqlite-1"), 3),
+            target=0.7,
+            meets_target=rate("redis-1") / rate("sqlite-1") >= 0.7,
+            **common,
+        )
+    if rate("redis-2") and rate("redis-1"):
+        figure(
+            "update_ratio_2_workers_to_1",
+            round(rate("redis-2") / rate("redis-1"), 3),
+            target=1.7,
+            meets_target=rate("redis-2") / rate("redis-1") >= 1.7,
+            cores=os.cpu_count(),
+            **common,
+        )
+
+
+def cpu_ratio_figure(cpu_per_round: list[dict[str, float | None]], common: dict[str, Any]) -> None:
+    """The CPU companion of Redis ÷ sqlite: per round, sqlite's server CPU µs per Update ÷
+    Redis's (one worker each). One worker is one busy process, so its rate is at most one core
+    ÷ its CPU per Update: this is the ratio of those bounds, which the machine's load moves
+    less than the rates (a process waiting for a core is not using CPU). Two workers ÷ one
+    has no such companion: it measures parallelism, which CPU per Update cannot show."""
+    bounds = [
+        {name: 1e6 / cpu for name, cpu in by_name.items() if cpu} for by_name in cpu_per_round
+    ]
+    values = [paired.round_ratios(b)["update_ratio_redis_to_sqlite"] for b in bounds]
+    stats = paired.summary(values)
+    if stats is None:
+        return
+    figure(
+        "update_cpu_ratio_redis_to_sqlite_over_rounds",
+        stats["median"],
+        **stats,
+        per_round=values,
+        target=0.7,
+        meets_target=stats["median"] >= 0.7,
+        note="per round: sqlite-1's server CPU us per Update / redis-1's (the ratio of the "
+        "rates one busy core allows each)",
+        **common,
+    )
+
+
+def rounds_figures(
+    per_round: list[dict[str, float | None]],
+    common: dict[str, Any],
+    cpu_per_round: list[dict[str, float | None]] | None = None,
+) -> None:
+    """After ``--rounds R``: per ratio, the median and range of the R rounds' ratios (each from
+    that round's adjacent runs), and per variant the median and range of its Update rates and
+    of the server processes' CPU µs per Update (``cpu_per_round``: all workers and the
+    supervisor, ``/proc/<pid>/stat``; noise moves it less than the rates)."""
+    ratios = [paired.round_ratios(rates) for rates in per_round]
+    for name, top, bottom, goal in paired.RATIOS:
+        values = [r[name] for r in ratios]
+        stats = paired.summary(values)
+        if stats is None:
+            continue
+        figure(
+            f"{name}_over_rounds",
+            stats["median"],
+            **stats,
+            per_round=values,
+            target=goal,
+            meets_target=stats["median"] >= goal,
+            note=f"median over the rounds of Update rate {top} / {bottom}, each round's "
+            "from its own adjacent runs (order alternated: A B C, C B A, ...)",
+            **common,
+        )
+    names = sorted({name for rates in per_round for name in rates})
+    for name in names:
+        stats = paired.summary(rates.get(name) for rates in per_round)
+        figure(
+            "update_per_s_over_rounds",
+            None if stats is None else stats["median"],
+            variant=name,
+            **(stats or {}),
+            per_round=[rates.get(name) for rates in per_round],
+            **common,
+        )
+        cpu = [by_name.get(name) for by_name in cpu_per_round or []]
+        cpu_stats = paired.summary(cpu)
+        if cpu_stats is not None:
+            figure(
+                "server_cpu_us_per_update_over_rounds",
+                cpu_stats["median"],
+                variant=name,
+                **cpu_stats,
+                per_round=cpu,
+                note="CPU of the server processes (every worker and the supervisor) during the "
+                "Update phase / Updates answered, per round",
+                **common,
+            )
+    if cpu_per_round:
+        cpu_ratio_figure(cpu_per_round, common)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -741,6 +910,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="pin worker i of --workers to CPU i (from outside, after they started)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the variants R times in alternated order (A B C, C B A, ...), each round's "
+        "ratios from its own adjacent runs, then their median and range over the rounds "
+        "(default 1: each variant once, as before session 9)",
+    )
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -751,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             run(
                 args.clients, args.updates, args.loadgen_src, variants, args.pin,
-                args.window, args.sockets, args.server_arg, args.pin_workers,
+                args.window, args.sockets, args.server_arg, args.pin_workers, args.rounds,
             )  # fmt: skip
         except sl.CannotRun as exc:
             print(json.dumps({"bench": "workers", "skipped": str(exc)}), flush=True)

@@ -30,6 +30,7 @@ def tiny() -> server_load.Config:
         notifications=200,
         notify_seconds=0.3,
         reads=20,
+        echo_burst_s=0.05,
     )
 
 
@@ -74,12 +75,45 @@ def test_tiny_run_measures_every_figure(tiny: server_load.Config) -> None:
     assert figures["restart_list_all_s"]["api_up_s"] is not None
     assert figures["restart_first_register_s"]["server_cpu_s_at_first_register"] > 0
 
+    # paired echoes: a burst before Register, between the phases and after Update (the
+    # generator waited between its phases), each phase's rate over the mean of its two bursts
+    bursts = [line for line in lines if line["figure"] == "echo_burst_per_s"]
+    assert [b["position"] for b in bursts] == list(server_load.BURSTS)
+    assert all(b["value"] > 0 and b["echo_cpu_us_per_datagram"] > 0 for b in bursts), bursts
+    for phase, first, second in server_load.PAIRS:
+        pair = figures[f"{phase}_ratio_to_echo_paired"]
+        echoes = {b["position"]: b["value"] for b in bursts}
+        assert (pair["echo_before"], pair["echo_after"]) == (echoes[first], echoes[second])
+        expected = figures[f"{phase}_per_s"]["value"] / ((echoes[first] + echoes[second]) / 2)
+        # the line's value is rounded like every figure's (4 decimals), the field to 5
+        assert pair["ratio_to_echo_paired"] == pytest.approx(expected, rel=1e-3, abs=1e-5)
+        assert pair["value"] == pytest.approx(expected, abs=1e-4)
+        assert isinstance(pair["unsteady"], bool) and pair["cpu_ratio_to_echo_paired"] > 0
+    assert figures["run_info"]["paired_echoes"] is True
+
     for line in lines:
         if "target" in line:
             assert isinstance(line["meets_target"], bool), line
         if line["figure"] not in ("run_info", "echo_ceiling_per_s"):
             assert line["generator"], line
     assert figures["run_info"]["clients"] == [50]
+
+
+def test_without_echo_bursts_the_generator_runs_its_phases_back_to_back(
+    tiny: server_load.Config,
+) -> None:
+    """``--echo-burst-s 0``: the run as before session 9 (no bursts, no paired lines), every
+    earlier figure still measured."""
+    tiny.echo_burst_s = 0.0
+    tiny.notify_clients = 0
+    try:
+        lines = server_load.run(tiny)
+    except server_load.CannotRun as exc:
+        pytest.skip(f"benchmark not runnable here: {exc}")
+    figures = _figures(lines)
+    assert not [line for line in lines if "paired" in line["figure"] or "burst" in line["figure"]]
+    assert figures["register_per_s"]["ok"] == 50 and figures["update_per_s"]["ok"] == 100
+    assert figures["run_info"]["paired_echoes"] is False
 
 
 def test_tools_are_built_outside_the_repository(
@@ -97,6 +131,8 @@ def test_tools_are_built_outside_the_repository(
     for binary in (loadgen, udpecho):
         assert binary.is_relative_to(tmp_path) and os.access(binary, os.X_OK)
         assert not binary.resolve().is_relative_to(server_load.REPO)
+    shim = server_load.build_pause_shim()  # the generator's pause between phases
+    assert shim is not None and shim.is_relative_to(tmp_path) and shim.is_file()
 
 
 def test_source_folder_can_be_overridden(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -68,3 +68,35 @@ def test_tiny_run_says_where_the_cores_went_and_how_the_workers_shared_the_clien
     assert spread["commits"]["worker0"] >= 0 and spread["commits"]["others"] >= 0
     assert spread["updates_per_commit"]["all"] > 0
     assert found[("redis-1", "spread")]["value"]["clients"] == {"server": 300}
+
+
+def test_rounds_alternate_the_variants_and_summarise_each_ratio(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``--rounds 2``: the variants run twice, the second round in the reverse order, each
+    round prints its own ratio, then the median and range over the rounds."""
+    argv = ["--clients", "200", "--updates", "400", "--rounds", "2"]
+    assert workers.main([*argv, "--variants", "sqlite-1,redis-1"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    skipped = [line["skipped"] for line in lines if "skipped" in line]
+    if skipped:
+        pytest.skip(f"cannot run here: {skipped[0]}")
+    runs = [(line["round"], line["variant"]) for line in lines if line["figure"] == "update_per_s"]
+    assert runs == [(0, "sqlite-1"), (0, "redis-1"), (1, "redis-1"), (1, "sqlite-1")]
+    assert all(
+        line["ok"] == 400 and line["errors"] == 0
+        for line in lines
+        if line["figure"] == "update_per_s"
+    )
+    per_round = [line for line in lines if line["figure"] == "update_ratio_redis_to_sqlite"]
+    assert [line["round"] for line in per_round] == [0, 1]
+    (summary,) = [
+        line for line in lines if line["figure"] == "update_ratio_redis_to_sqlite_over_rounds"
+    ]
+    # the round's own line keeps its three decimals, the summary four
+    assert summary["per_round"] == [pytest.approx(line["value"], abs=1e-3) for line in per_round]
+    assert summary["n"] == 2 and summary["min"] <= summary["median"] <= summary["max"]
+    assert summary["rounds"] == 2 and "round" not in summary
+    names = {(line["figure"], line.get("variant")) for line in lines}
+    assert ("update_per_s_over_rounds", "redis-1") in names
+    assert ("update_cpu_ratio_redis_to_sqlite_over_rounds", None) in names
