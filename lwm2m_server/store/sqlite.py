@@ -614,7 +614,14 @@ class SqliteStore(SqliteDatabase):
             registration.last_update,
         )
         data = registration_text(registration)
-        lifetime, host, port, identity, expires_at = _reg_columns(registration)
+        # ``_reg_columns`` written out (every Register): ``expires_at`` is the property's sum
+        address, lifetime, bound = (
+            registration.address,
+            registration.lifetime,
+            registration.identity,
+        )
+        host, port, expires_at = address.host, address.port, last_update + lifetime
+        identity = None if bound is None else _identity_key(bound)
         conn = self._group_connection()
         if conn is not None:
             try:

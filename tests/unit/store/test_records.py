@@ -435,3 +435,20 @@ def test_a_field_of_another_type_in_a_known_shape_takes_the_reference_path() -> 
     ):
         expected = dumps(registration_to_json(bad, compact_links=True))
         assert registration_text(bad) == expected
+
+
+@given(
+    profile=st.tuples(st.text(max_size=6), st.text(max_size=6), st.text(max_size=6)),
+    devices=st.lists(st.tuples(st.text(), st.floats(allow_nan=False, allow_infinity=False))),
+)
+def test_plain_register_statuses_of_one_profile_are_each_stored_as_dumps_gives_them(
+    profile: tuple[str, str, str], devices: list[tuple[str, float]]
+) -> None:
+    """The part of a plain status its profile makes (name, digest, chosen-by) is kept per
+    profile; each device's status keeps its own endpoint and time."""
+    from lwm2m_server.profiles.status import PlainStatus
+
+    name, digest, chosen_by = profile
+    for endpoint, applied_at in [*devices, *devices]:  # the second round from the kept part
+        status = PlainStatus(endpoint, name, digest, chosen_by, applied_at)
+        assert status.text() == dumps(status.to_json())
