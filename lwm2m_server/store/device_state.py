@@ -182,10 +182,12 @@ _PLAIN_KEYS = (
     "valueProblems",
 )
 """The keys of ``profiles.status.DeviceStatus.to_json``, in its order."""
+_PLAIN_END = (
+    ',"observations":[],"attributesWritten":{},"problems":[],"requests":[],"valueProblems":[]}'
+)
 _PLAIN_TEXT = (
     '{"endpoint":%s,"profile":%s,"profileDigest":%s,"chosenBy":%s,"state":%s,"reason":%s,'
-    '"appliedAt":%s,"observations":[],"attributesWritten":{},"problems":[],"requests":[],'
-    '"valueProblems":[]}'
+    '"appliedAt":%s' + _PLAIN_END
 )
 
 
@@ -221,9 +223,6 @@ def plain_status_text(
 _PLAIN_MIDDLE = (
     ',"profile":%s,"profileDigest":%s,"chosenBy":%s,"state":"applied","reason":"register",'
     '"appliedAt":'
-)
-_PLAIN_END = (
-    ',"observations":[],"attributesWritten":{},"problems":[],"requests":[],"valueProblems":[]}'
 )
 _PLAIN_MIDDLES_CACHE = 256
 _plain_middles: dict[tuple[str, str, str], str] = {}
