@@ -176,8 +176,8 @@ class RegistrationSite:
             # what ``Message.response(CREATED, location_path=("rd", id))`` builds, built
             # directly: its shape is fixed (2.01, Location-Path rd and the id, no payload)
             return Message(
-                Type.ACK,
-                Code.CREATED,
+                _ACK,
+                _CREATED,
                 0,
                 b"",
                 (_LOCATION_RD, (_LOCATION_PATH, registration.registration_id.encode())),
@@ -317,3 +317,5 @@ _POST = int(Code.POST)
 _DELETE = int(Code.DELETE)
 _CHANGED_RESPONSE = Message.response(Code.CHANGED)
 _DELETED_RESPONSE = Message.response(Code.DELETED)
+_ACK = Type.ACK
+_CREATED = Code.CREATED

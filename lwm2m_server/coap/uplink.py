@@ -41,7 +41,7 @@ from object_models.registry import ModelRegistry
 
 from ..core.events import Event, NotificationReceived, SendReceived
 from ..core.observations import Observation
-from ..core.registration import Registration
+from ..core.registration import Registration, RegistrationRequest
 from ..core.server import CoreResult, ServerCore
 from ..core.telemetry import TelemetryPoint, points_from_nodes, points_from_timestamped
 from ..events_bus import NOTIFICATION, SEND, Build, EventBus, LazyData
@@ -158,17 +158,27 @@ class Uplink:
         transport: str,
         identity: Peer,
     ) -> Registration:
-        bound = self._authorize(identity, _endpoint_of(query))
-        now = self.clock()
-        result = self.core.register(
-            query,
-            payload,
-            content_format,
-            now=now,
-            address=address,
-            transport=transport,
-            identity=bound,
-        )
+        # a Register of the usual shape is parsed first (it cannot be refused for its query
+        # or payload, so the resolver's answer comes first either way) and authorized by
+        # the endpoint it names, the same as ``_endpoint_of`` finds; any other is parsed by
+        # the core after the resolver, which decides the refusal as before
+        request = RegistrationRequest.usual(query, payload, content_format)
+        if request is None:
+            bound = self._authorize(identity, _endpoint_of(query))
+            result = self.core.register(
+                query,
+                payload,
+                content_format,
+                now=self.clock(),
+                address=address,
+                transport=transport,
+                identity=bound,
+            )
+        else:
+            bound = self._authorize(identity, request.endpoint)
+            result = self.core.apply_register(
+                request, now=self.clock(), address=address, transport=transport, identity=bound
+            )
         registration = result.registration
         assert registration is not None
         if log.isEnabledFor(logging.DEBUG):  # per message (a fleet re-registering must not

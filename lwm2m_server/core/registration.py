@@ -287,6 +287,15 @@ class RegistrationRequest:
             return request
         return cls.checked(query, payload, content_format)
 
+    @staticmethod
+    def usual(
+        query: QueryInput, payload: bytes, content_format: int | None
+    ) -> RegistrationRequest | None:
+        """``parse``'s answer for a Register of the usual shape, None for any other (``parse``
+        then decides, refusals included): the uplink reads the endpoint it authorizes from
+        the parsed request instead of scanning the query for it first."""
+        return _common_register(query, payload, content_format)
+
     @classmethod
     def checked(
         cls, query: QueryInput, payload: bytes, content_format: int | None = ContentFormat.LINK
@@ -333,6 +342,7 @@ def _binding_queue() -> dict[tuple[str, str], bool]:
 _BINDING_QUEUE = _binding_queue()
 _VERSIONS = {v: v for v in SUPPORTED_VERSIONS}
 _COMMON_PARAMETERS = frozenset({"ep", "lt", "lwm2m", "b"})
+_LINK = ContentFormat.LINK  # an enum class's attribute costs ~75 ns per lookup on 3.11
 
 
 def _common_register(
@@ -347,12 +357,81 @@ def _common_register(
     parameter, a regex per value, keyword construction) was ~8 % of a Register's CPU. The
     usual shape: ``ep``, ``lt``, ``lwm2m``, ``b`` each at most once with a value, ``Q`` at
     most once as a flag, no other parameter, and an object list whose text was parsed before
-    (every Register of a fleet but the first of each distinct list)."""
+    (every Register of a fleet but the first of each distinct list).
+
+    A query that starts with ``ep=`` (every client we know of sends it first) is read as the
+    endpoint and the rest, and what the rest says is kept per distinct rest
+    (``_query_shape``): a fleet's Registers differ in their endpoint only."""
     if type(query) is not list and type(query) is not tuple:
         return None
-    given: dict[str, str] = {}
+    first = query[0] if query else None
+    if type(first) is str and first.startswith("ep="):
+        rest = tuple(query[1:])
+        try:
+            shape = _SHAPES.get(rest)
+            unseen = shape is None and rest not in _SHAPES
+        except TypeError:  # an unhashable item: certainly not the usual shape
+            return None
+        if unseen:
+            shape = _query_shape(rest, None)
+            if len(_SHAPES) >= _SHAPES_CACHE:
+                del _SHAPES[next(iter(_SHAPES))]
+            _SHAPES[rest] = shape
+        endpoint: str | None = first[3:]
+    else:
+        given: dict[str, str] = {}
+        shape = _query_shape(query, given)
+        endpoint = given.get("ep")
+    if shape is None:
+        return None
+    # the endpoint: not empty, not too long, no control characters (every one of which is
+    # not printable; a name that is not printable for any other reason is checked slowly)
+    if not endpoint or len(endpoint) > MAX_ENDPOINT_LENGTH or not endpoint.isprintable():
+        return None
+    if content_format is not None and content_format != _LINK:
+        return None
+    if type(payload) is not bytes or len(payload) > MAX_LINK_PAYLOAD:
+        return None
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    links = _PARSED.get(text)
+    if links is None or not text or text.isspace():  # a blank list is the checked 4.00
+        return None
+    seconds, version, binding, queue = shape
+    return RegistrationRequest(
+        endpoint,
+        seconds,
+        version,
+        binding,
+        None,
+        queue,
+        links,
+        _NO_ATTRIBUTES,
+    )
+
+
+_Shape = tuple[int, str, str, bool]
+"""What a usual query says besides the endpoint: lifetime, version, binding, queue mode."""
+_SHAPES_CACHE = 256
+_SHAPES: dict[tuple[object, ...], _Shape | None] = {}
+"""A query's items after its leading ``ep=`` -> ``_query_shape`` of them (None: not the usual
+shape). Bounded, oldest out first; a few entries in practice (one per firmware's query)."""
+
+
+def _query_shape(items: Sequence[object], given: dict[str, str] | None) -> _Shape | None:
+    """The lifetime, version, binding and queue mode of the usual shape's parameters among
+    ``items``, None when they are of any other shape or have anything to refuse.
+
+    ``given``: filled with the parameters read, ``ep`` included, for a query whose endpoint
+    was not taken off first; None when it was (an ``ep`` among ``items`` is then given twice:
+    not the usual shape)."""
+    params: dict[str, str] = {} if given is None else given
+    if given is None:
+        params["ep"] = ""  # taken off the front: another ``ep`` is a repeat
     queue = False
-    for item in query:
+    for item in items:
         if type(item) is not str:
             return None
         name, sep, value = item.partition("=")
@@ -360,18 +439,13 @@ def _common_register(
             if name != "Q" or queue:
                 return None
             queue = True
-        elif name not in _COMMON_PARAMETERS or name in given:
+        elif name not in _COMMON_PARAMETERS or name in params:
             return None
         else:
-            given[name] = value
-    endpoint = given.get("ep")
-    lifetime = given.get("lt")
-    version = _VERSIONS.get(given.get("lwm2m", "1.0"))
-    binding = given.get("b", "U")
-    # the endpoint: not empty, not too long, no control characters (every one of which is
-    # not printable; a name that is not printable for any other reason is checked slowly)
-    if not endpoint or len(endpoint) > MAX_ENDPOINT_LENGTH or not endpoint.isprintable():
-        return None
+            params[name] = value
+    lifetime = params.get("lt")
+    version = _VERSIONS.get(params.get("lwm2m", "1.0"))
+    binding = params.get("b", "U")
     if version is None:
         return None
     if lifetime is None:
@@ -385,27 +459,7 @@ def _common_register(
     binding_queue = _BINDING_QUEUE.get((version, binding))
     if binding_queue is None:
         return None
-    if content_format is not None and content_format != ContentFormat.LINK:
-        return None
-    if type(payload) is not bytes or len(payload) > MAX_LINK_PAYLOAD:
-        return None
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    links = _PARSED.get(text)
-    if links is None or not text or text.isspace():  # a blank list is the checked 4.00
-        return None
-    return RegistrationRequest(
-        endpoint,
-        seconds,
-        version,
-        binding,
-        None,
-        binding_queue or queue,
-        links,
-        _NO_ATTRIBUTES,
-    )
+    return seconds, version, binding, binding_queue or queue
 
 
 @attrs.frozen

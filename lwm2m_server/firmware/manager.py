@@ -502,8 +502,8 @@ class FirmwareManager:
         if event.kind == "REQUEST_RESPONSE":
             self._on_request_response(event)
             return
-        job = self._live(event.endpoint)
-        if job is None:
+        job = self._jobs.get(event.endpoint)  # ``_live`` written out: every event of the bus
+        if job is None or job.finished:
             if event.kind == "REGISTRATION" and self._cluster is not None:
                 self._registered = (event.endpoint, event.id)
             return

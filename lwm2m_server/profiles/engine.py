@@ -89,6 +89,12 @@ PLAIN_REGISTERS = True
 """Whether ``ProfileEngine._register_plainly`` may settle a Register (tests turn it off to
 compare it with the general path)."""
 
+_REGISTER = Reason.REGISTER
+_SINGLE = ObserveStrategy.SINGLE
+"""Enum members the Register path compares with, looked up once: ``Reason.REGISTER`` reads
+the class attribute through ``EnumType.__getattr__``'s slot (~75 ns, a Python-level
+``__getattribute__`` call each time), several times per Register."""
+
 
 class TelemetryData(LazyData):
     """A TELEMETRY event's data for points of one timestamp (``_telemetry_event``), built when
@@ -262,7 +268,7 @@ class ProfileEngine:
             running = self._running.get(endpoint)
             if running is not None:
                 running.cancel()
-            self._defer(endpoint, Reason.REGISTER)  # it forgets the old observations first
+            self._defer(endpoint, _REGISTER)  # it forgets the old observations first
         elif event.kind in ("UPDATED", "AWAKE"):
             if endpoint in self._restart_queue:  # it speaks before its start-up turn: now
                 del self._restart_queue[endpoint]
@@ -319,7 +325,7 @@ class ProfileEngine:
         iteration's replies also keeps the application off the Register's reply path. A
         Register's reason wins over another one due for the same device (it applies
         everything)."""
-        if reason is Reason.REGISTER or endpoint not in self._due:
+        if reason is _REGISTER or endpoint not in self._due:
             self._due[endpoint] = reason
         if self._due_handle is None:
             self._due_handle = asyncio.get_running_loop().call_soon(self._run_due)
@@ -330,7 +336,7 @@ class ProfileEngine:
         rather than one query per device and kind."""
         self._due_handle = None
         due, self._due = self._due, {}
-        registers = [ep for ep, reason in due.items() if reason is Reason.REGISTER]
+        registers = [ep for ep, reason in due.items() if reason is _REGISTER]
         refreshed = False
         if registers:
             try:
@@ -380,12 +386,12 @@ class ProfileEngine:
         that is gone, dropped; None then. ``refreshed``: a Register's assignment was re-read
         already."""
         resolved = None
-        if reason is Reason.REGISTER and refreshed and PLAIN_REGISTERS:
+        if reason is _REGISTER and refreshed and PLAIN_REGISTERS:
             plain = self._register_plainly(endpoint)
             if isinstance(plain, PlainStatus):
                 return plain
             resolved = plain
-        if reason is Reason.REGISTER:  # the registration it replaced took its observations
+        if reason is _REGISTER:  # the registration it replaced took its observations
             self.status_of(endpoint).forget_observations()
         if endpoint in self._running:  # one application at a time: this one waits its turn
             self.schedule(endpoint, reason)
@@ -394,7 +400,7 @@ class ProfileEngine:
             registration = self.ops.client(endpoint)
         except Lwm2mError:
             return None
-        if reason is Reason.REGISTER and not refreshed:
+        if reason is _REGISTER and not refreshed:
             self._refresh_assignment(endpoint)
         prepared = self._prepare(registration, reason, resolved)
         if prepared.plan.requests:
@@ -449,10 +455,7 @@ class ProfileEngine:
         if (
             profile.resources
             or profile.objects
-            or (
-                profile.observe_strategy is not ObserveStrategy.SINGLE
-                and not composite_allowed(registration)
-            )
+            or (profile.observe_strategy is not _SINGLE and not composite_allowed(registration))
         ):
             return resolved
         self._planned_with[endpoint] = registration.object_links

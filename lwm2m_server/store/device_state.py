@@ -182,10 +182,12 @@ _PLAIN_KEYS = (
     "valueProblems",
 )
 """The keys of ``profiles.status.DeviceStatus.to_json``, in its order."""
+_PLAIN_END = (
+    ',"observations":[],"attributesWritten":{},"problems":[],"requests":[],"valueProblems":[]}'
+)
 _PLAIN_TEXT = (
     '{"endpoint":%s,"profile":%s,"profileDigest":%s,"chosenBy":%s,"state":%s,"reason":%s,'
-    '"appliedAt":%s,"observations":[],"attributesWritten":{},"problems":[],"requests":[],'
-    '"valueProblems":[]}'
+    '"appliedAt":%s' + _PLAIN_END
 )
 
 
@@ -205,16 +207,28 @@ def plain_status_text(
         and type(applied_at) is float
         and math.isfinite(applied_at)
     ):
-        return _PLAIN_TEXT % (
-            _string(endpoint),
-            _string(profile),
-            _string(digest),
-            _string(chosen_by),
-            '"applied"',
-            '"register"',
-            float.__repr__(applied_at),
+        key = (profile, digest, chosen_by)
+        middle = _plain_middles.get(key)
+        if middle is None:
+            middle = _PLAIN_MIDDLE % (_string(profile), _string(digest), _string(chosen_by))
+            if len(_plain_middles) >= _PLAIN_MIDDLES_CACHE:
+                del _plain_middles[next(iter(_plain_middles))]
+            _plain_middles[key] = middle
+        return "".join(
+            ('{"endpoint":', _string(endpoint), middle, float.__repr__(applied_at), _PLAIN_END)
         )
     return None
+
+
+_PLAIN_MIDDLE = (
+    ',"profile":%s,"profileDigest":%s,"chosenBy":%s,"state":"applied","reason":"register",'
+    '"appliedAt":'
+)
+_PLAIN_MIDDLES_CACHE = 256
+_plain_middles: dict[tuple[str, str, str], str] = {}
+"""(profile, digest, chosen-by) -> the part of ``plain_status_text`` they make: a fleet's
+plain Registers share a few profiles, so only the endpoint and the time are escaped and
+formatted per Register (bounded, oldest out first)."""
 
 
 def status_text(endpoint: str, status: Mapping[str, Any]) -> str:

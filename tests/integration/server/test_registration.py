@@ -13,6 +13,7 @@ import pytest
 from keystore.credentials import DeviceCredentials
 from keystore.store.credentials import SqliteCredentialStore
 from lwm2m_client.client import Lwm2mClient, Lwm2mClientError
+from lwm2m_server.core.registration import ObjectLinks
 from lwm2m_server.json_nodes import registration_to_json
 from lwm2m_server.service import Lwm2mServer
 from object_models.content_format import ContentFormat
@@ -272,6 +273,34 @@ async def test_identity_refusals_are_logged_as_refusals(
     message = refused[0].getMessage()
     assert "'not-provisioned'" in message and "4.01" in message
     assert f"127.0.0.1:{peer.port}" in message
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        ["ep=not-provisioned", "lt=60", "lwm2m=1.1", "b=U"],  # the usual shape: parsed first
+        ["lt=60", "ep=not-provisioned"],  # usual, the endpoint not first
+        ["ep=not-provisioned", "lt=0"],  # a bad lifetime as well: the resolver answers first
+        ["ep=not-provisioned", "et=sensor"],  # another shape: the core parses it
+    ],
+)
+async def test_the_resolver_answers_a_register_of_any_shape_for_the_endpoint_it_names(
+    make_server: ServerFactory, caplog: pytest.LogCaptureFixture, query: list[str]
+) -> None:
+    """A Register of the usual shape is parsed before the resolver sees it (the uplink takes
+    the endpoint from the parsed request), any other after: either way the resolver answers
+    for the endpoint of the query, and its refusal comes before any of the query's own."""
+    caplog.set_level(logging.INFO, logger="lwm2m_server")
+    ObjectLinks.parse("</3/0>")  # an object list known before: the usual shape's condition
+    server = await make_server(open_registration=False)
+    peer = await raw.RawPeer.open(("127.0.0.1", server.coap_address.port))
+    try:
+        answer = await peer.exchange(_register(query))
+        assert raw.code_str(answer.code) == "4.01"
+    finally:
+        peer.close()
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1 and "'not-provisioned'" in refused[0]
 
 
 async def test_dtls_identity_refusal_names_the_identity_never_the_key(

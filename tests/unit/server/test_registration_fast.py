@@ -102,3 +102,34 @@ def test_the_usual_registers_take_the_fast_reader(query: list[str]) -> None:
 )
 def test_other_shapes_go_to_the_checked_reader(query: list[str], payload: bytes) -> None:
     assert _common_register(query, payload, 40) is None
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [
+        ["lt=86400", "lwm2m=1.1", "b=U"],
+        ["lwm2m=1.1", "b=U", "Q"],
+        [],
+        ["lt=0"],  # refused: the checked reader's 4.00, whatever the endpoint
+        ["ep=again"],  # ``ep`` twice
+        ["sms=+1"],  # not the usual shape
+    ],
+)
+@pytest.mark.parametrize("endpoint", ["dev-1", "dev-2", "", "a\x01b", "x" * 256, "\u00a0"])
+def test_a_known_query_shape_is_read_again_for_each_endpoint(
+    rest: list[str], endpoint: str
+) -> None:
+    """What a query says besides its leading ``ep=`` is kept per distinct rest: a fleet's
+    Registers differ in their endpoint only. The endpoint is still checked every time (an
+    empty, too long or non-printable one declines), and a rest that declined once declines
+    again, for every endpoint."""
+    ObjectLinks.parse(LINKS.decode())
+    for _ in range(2):  # the second time from the kept shape
+        query = [f"ep={endpoint}", *rest]
+        fast = _common_register(query, LINKS, 40)
+        if fast is not None:
+            assert fast == outcome(query, LINKS, 40)
+        else:
+            expected = outcome(query, LINKS, 40)
+            usual = rest in (["lt=86400", "lwm2m=1.1", "b=U"], ["lwm2m=1.1", "b=U", "Q"], [])
+            assert not (usual and endpoint in ("dev-1", "dev-2")), expected

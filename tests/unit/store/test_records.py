@@ -364,3 +364,91 @@ def test_a_plain_register_status_is_stored_as_dumps_gives_its_json(
         return
     assert status.text() == expected
     assert status.status().to_json() == status.to_json()  # what the engine keeps on a failure
+
+
+# -- the shape's text (``records._shaped_text``) ---------------------------------------------------
+
+shape_times = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([0.0, -0.0, 1e-300])
+)
+
+
+@given(
+    shape=st.tuples(
+        st.sampled_from([LOADGEN_LINKS, "</3/0>"]),
+        st.sampled_from([1, 60, 86400, 2**32 - 1]),
+        st.sampled_from(["1.0", "1.1", "1.2"]),
+        st.sampled_from(["U", "UQ", 'U"\\']),
+        st.booleans(),
+        st.sampled_from(["coap", "coaps"]),
+    ),
+    devices=st.lists(
+        st.tuples(texts, texts, texts, st.integers(0, 65535), shape_times, shape_times),
+        min_size=1,
+        max_size=4,
+    ),
+    same_time=st.booleans(),
+)
+def test_registrations_of_one_shape_are_each_stored_as_the_reference_encoding(
+    shape: tuple[str, int, str, str, bool, str],
+    devices: list[tuple[str, str, str, int, float, float]],
+    same_time: bool,
+) -> None:
+    """Registrations of one shape (object list, lifetime, version, binding, queue mode,
+    transport; no SMS number, identity or extra attribute) share the part of the record the
+    shape makes, and keep their own id, endpoint, address and times: each is ``dumps`` of its
+    own record, a Register's one time object (``registered_at is last_update``) included."""
+    text, lifetime, version, binding, queue, transport = shape
+    object_links = ObjectLinks.parse(text)
+    for reg_id, endpoint, host, port, registered_at, last_update in devices:
+        if same_time:
+            last_update = registered_at  # the same object, as ``Registration.create`` makes
+        registration = Registration(
+            reg_id, endpoint, Address(host, port), lifetime, version, binding, None, queue,
+            object_links, transport, None, registered_at, last_update,
+        )  # fmt: skip
+        assert registration_text(registration) == _reference(registration)
+
+
+def test_a_shape_is_not_served_to_an_object_list_with_the_same_text_but_other_contents() -> None:
+    """The shape's text is kept per object list *object*, as the object list's own JSON: an
+    equal text carried by another ``ObjectLinks`` with other contents gets its own record."""
+    parsed = ObjectLinks.parse("</3/0>,</4/0>")
+    other = ObjectLinks(text="</3/0>,</4/0>", objects={3: "1.1"}, instances={3: (0, 1)})
+    first = Registration("a", "ep", Address("127.0.0.1", 1), 60, object_links=parsed)
+    second = Registration("b", "ep", Address("127.0.0.1", 1), 60, object_links=other)
+    for registration in (first, second, first, second):
+        assert registration_text(registration) == _reference(registration)
+    assert '"objects"' not in registration_text(first)
+    assert '"objects"' in registration_text(second)
+
+
+def test_a_field_of_another_type_in_a_known_shape_takes_the_reference_path() -> None:
+    """A shape seen before does not make a record whose id or host is not a string: the
+    reference path raises (or converts) exactly as before."""
+    object_links = ObjectLinks.parse("</3/0>")
+    good = Registration("a", "ep", Address("127.0.0.1", 1), 60, object_links=object_links)
+    assert registration_text(good) == _reference(good)
+    for bad in (
+        attrs.evolve(good, registration_id=7),  # type: ignore[arg-type]
+        attrs.evolve(good, address=Address(None, 1)),  # type: ignore[arg-type]
+    ):
+        expected = dumps(registration_to_json(bad, compact_links=True))
+        assert registration_text(bad) == expected
+
+
+@given(
+    profile=st.tuples(st.text(max_size=6), st.text(max_size=6), st.text(max_size=6)),
+    devices=st.lists(st.tuples(st.text(), st.floats(allow_nan=False, allow_infinity=False))),
+)
+def test_plain_register_statuses_of_one_profile_are_each_stored_as_dumps_gives_them(
+    profile: tuple[str, str, str], devices: list[tuple[str, float]]
+) -> None:
+    """The part of a plain status its profile makes (name, digest, chosen-by) is kept per
+    profile; each device's status keeps its own endpoint and time."""
+    from lwm2m_server.profiles.status import PlainStatus
+
+    name, digest, chosen_by = profile
+    for endpoint, applied_at in [*devices, *devices]:  # the second round from the kept part
+        status = PlainStatus(endpoint, name, digest, chosen_by, applied_at)
+        assert status.text() == dumps(status.to_json())

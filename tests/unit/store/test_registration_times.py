@@ -206,3 +206,26 @@ def test_the_times_stay_with_their_registration_through_a_vacuum(tmp_path: Path)
         assert times(store) == [(r.registration_id, r.last_update, r.expires_at) for r in kept]
         assert store.read("SELECT count(*) FROM registration_times") == [(3,)]
         assert store.expiring_before(1e9, 10) == kept
+
+
+def test_a_times_row_left_under_the_next_rid_takes_the_register_s_times(tmp_path: Path) -> None:
+    """A ``registration_times`` row whose ``registrations`` row is gone (a hand edit) sits
+    under the ``rid`` the next Register's row gets: the Register's group INSERT does not fail
+    on it (the upsert), the row then holds the new registration's times, and it reads and
+    expires by them."""
+    with SqliteStore(tmp_path / "s.sqlite") as store:
+        store.enable_group_commit()
+        store.put_registration(reg(1))
+        assert store.commit()
+        with store.write() as conn:
+            (rid,) = conn.execute("SELECT rid FROM registrations WHERE id = 'id1'").fetchone()
+            conn.execute("DELETE FROM registrations WHERE id = 'id1'")  # its times stay
+        assert store.commit()
+        assert store.read("SELECT rid, last_update FROM registration_times") == [(rid, 1000.0)]
+        store.put_registration(reg(2, last_update=4000.0, lifetime=60))
+        assert store.commit()
+        assert store.read("SELECT rid FROM registrations WHERE id = 'id2'") == [(rid,)]
+        assert times(store) == [("id2", 4000.0, 4060.0)]
+        assert store.read("SELECT count(*) FROM registration_times") == [(1,)]
+        assert store.get_registration("id2") == reg(2, last_update=4000.0, lifetime=60)
+        assert store.expiring_before(4061.0, 10) == [reg(2, last_update=4000.0, lifetime=60)]
