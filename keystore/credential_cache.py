@@ -38,7 +38,7 @@ lookup of an iteration trusts that version instead of reading one when it is **f
   previous batch; the version expires at the start of the next turn (``loop.call_soon``), so
   a version a commit read is never used past the turn after it (an idle node, an iteration
   that wrote nothing: the lookup GETs as before);
-* and sent at most ``FRESH_FOR`` (5 ms) before that first lookup (a slow commit, a long
+* and sent at most ``FRESH_FOR`` (20 ms) before that first lookup (a stalled commit, a long
   callback between the commit and the lookups: the lookup GETs).
 
 A commit that failed (Redis down, its pipeline refused) hands over no version and makes the
@@ -122,9 +122,15 @@ class VersionedCredentials(Protocol):
     def trusted_cas(self) -> list[TrustedCa]: ...
 
 
-FRESH_FOR = 0.005
+FRESH_FOR = 0.020
 """Seconds after its commit was sent that a version the commit read may still decide the
-first lookup of an iteration (module docstring, "Versions read by the group commit")."""
+first lookup of an iteration (module docstring, "Versions read by the group commit"). Not less:
+on the shared 2-core benchmark machine the time from a busy worker's commit to its next first
+lookup (the commit's round trip, the batch's replies sent, preemption) had a median of 6-7 ms
+and a 90th percentile of 11-14 ms, and 5 ms sent two thirds of the busy iterations back to a
+GET of their own (docs/performance.md, "Session 9: one Redis wait per iteration"). It is of
+the order of an iteration's own length, which is how stale a GET at its first lookup already
+is for the iteration's last request."""
 
 
 class CommitVersions(Protocol):
