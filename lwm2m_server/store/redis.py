@@ -75,6 +75,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import attrs
 
+from keystore.log_limit import PerPeerLimit
 from keystore.resolver import IdentityBinding
 from keystore.store.database import dumps
 from keystore.store.errors import StoreError
@@ -417,6 +418,8 @@ class RedisStore:
         self._conn_pool: Any = None
         self._conn_fd = -1
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._log = PerPeerLimit(60.0)
+        """Redis down fails every commit: each kind of failure is logged once a minute."""
 
     @property
     def database(self) -> RedisDatabase:
@@ -428,7 +431,6 @@ class RedisStore:
     _group_failed = False
     _armed = False
     _failed_commits = 0
-    _next_failure_log = 0.0
     commits = 0
     """Pipelines of pending Updates sent (for metrics and tests)."""
 
@@ -883,9 +885,7 @@ class RedisStore:
     def _extras_failed(self, count: int, exc: BaseException) -> None:
         if unreachable(exc):
             self._db.unavailable(exc)
-        now = time.monotonic()
-        if now >= self._next_failure_log:
-            self._next_failure_log = now + 60.0
+        if self._log.allow("advisory", time.monotonic()):
             log.warning("Redis store %s: %d advisory writes not stored: %s", self.url, count, exc)
 
     def _failed(self, count: int, exc: BaseException) -> None:
@@ -893,9 +893,7 @@ class RedisStore:
         self._failed_commits += 1
         if unreachable(exc):  # the outage: its start and end are logged by the database
             self._db.unavailable(exc)
-        now = time.monotonic()
-        if now >= self._next_failure_log:  # Redis down fails every iteration: once a minute
-            self._next_failure_log = now + 60.0
+        if self._log.allow("commit", time.monotonic()):
             log.error(
                 "Redis store %s: %d pending Updates not stored (Registers included; %d failed "
                 "commits so far), their replies withheld: %s",
