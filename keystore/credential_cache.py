@@ -47,9 +47,10 @@ of "Redis down"). Writes through this process still empty the cache at once (the
 counter above). What it changes: a request is checked against the version Redis had when the
 previous batch's commit read it, not when this batch was read — earlier by the time from that
 read to the first lookup (half a round trip and the loop's turn, at most ``FRESH_FOR``). So a
-credential write committed by another process decides every request this process reads after
-its next group commit following the write returned, and every request whose iteration starts
-``FRESH_FOR`` after the write in any case (docs/cluster.md says why that is acceptable). The
+credential write committed by another process decides every request this process reads in a
+turn after its first group commit sent after the write (once that commit returned), and in any
+case every request of a turn whose first lookup comes ``FRESH_FOR`` or more after the write
+(docs/cluster.md says why that is acceptable). The
 commit reads the version only when a lookup was made since the last one it read (an iteration
 of notifications alone adds no GET).
 
@@ -126,9 +127,9 @@ FRESH_FOR = 0.020
 """Seconds after its commit was sent that a version the commit read may still decide the
 first lookup of an iteration (module docstring, "Versions read by the group commit"). Not less:
 on the shared 2-core benchmark machine the time from a busy worker's commit to its next first
-lookup (the commit's round trip, the batch's replies sent, preemption) had a median of 6-7 ms
-and a 90th percentile of 11-14 ms, and 5 ms sent two thirds of the busy iterations back to a
-GET of their own (docs/performance.md, "Session 9: one Redis wait per iteration"). It is of
+lookup (the commit's round trip, the batch's replies sent, preemption) had a median of 7 ms
+and a 90th percentile of 13 ms, and 5 ms sent two thirds of the busy iterations back to a GET
+of their own (docs/performance.md, "Session 9: one Redis wait per iteration"). It is of
 the order of an iteration's own length, which is how stale a GET at its first lookup already
 is for the iteration's last request."""
 
