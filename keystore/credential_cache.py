@@ -19,10 +19,40 @@ Correctness rests on knowing cheaply that nothing changed, from two counters the
   first lookup; without a running loop, on every lookup). A commit by another process is
   therefore seen by every request the server reads after it — a request handled in the same
   loop iteration as that commit is ordered before it, exactly as if it had arrived a moment
-  earlier. On Redis this replaces one HGET per Update by one GET per iteration; a revoked
-  device is refused by the next iteration of every node. (Pub/sub invalidation was the other
+  earlier. On Redis this replaces one HGET per Update by one GET per iteration, and on the
+  server that GET rides the previous iteration's group commit (below); a revoked device is
+  refused by every node after its next commit. (Pub/sub invalidation was the other
   candidate: it is at-most-once, so it would need a TTL as a fallback, and a lost message would
   leave a revoked key usable until that TTL; the counter is never late.)
+
+**Versions read by the group commit** (Redis, one server node; docs/cluster.md, "Credential
+cache"). On the server the iterations that look credentials up are the ones that commit (an
+Update's lookup, then its write), so the GET of the version at an iteration's first lookup was
+one of the two round trips a busy iteration waited for. A store that offers it
+(``FollowsCommits``: the Redis credential store) reads the version in every group commit's
+pipeline, after the commit's writes, and hands it to the cache (``commit_version``). The first
+lookup of an iteration trusts that version instead of reading one when it is **fresh**:
+
+* read by a commit made in the same turn of the event loop — the CoAP driver's flush runs at
+  the start of a turn, before the turn's datagrams are read, so that is the commit of the
+  previous batch; the version expires at the start of the next turn (``loop.call_soon``), so
+  a version a commit read is never used past the turn after it (an idle node, an iteration
+  that wrote nothing: the lookup GETs as before);
+* and sent at most ``FRESH_FOR`` (20 ms) before that first lookup (a stalled commit, a long
+  callback between the commit and the lookups: the lookup GETs).
+
+A commit that failed (Redis down, its pipeline refused) hands over no version and makes the
+next lookup check again: it GETs, which fails, and nothing is trusted (read-through, the 5.03
+of "Redis down"). Writes through this process still empty the cache at once (the local
+counter above). What it changes: a request is checked against the version Redis had when the
+previous batch's commit read it, not when this batch was read — earlier by the time from that
+read to the first lookup (half a round trip and the loop's turn, at most ``FRESH_FOR``). So a
+credential write committed by another process decides every request this process reads in a
+turn after its first group commit sent after the write (once that commit returned), and in any
+case every request of a turn whose first lookup comes ``FRESH_FOR`` or more after the write
+(docs/cluster.md says why that is acceptable). The
+commit reads the version only when a lookup was made since the last one it read (an iteration
+of notifications alone adds no GET).
 
 Either counter moving empties the whole cache (changes are rare; no per-record bookkeeping to get
 wrong). Stores without the counters are not cached: every lookup reads through.
@@ -48,6 +78,7 @@ one whose devices mostly have records late or never. ``device_endpoints`` is opt
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -92,6 +123,37 @@ class VersionedCredentials(Protocol):
     def trusted_cas(self) -> list[TrustedCa]: ...
 
 
+FRESH_FOR = 0.020
+"""Seconds after its commit was sent that a version the commit read may still decide the
+first lookup of an iteration (module docstring, "Versions read by the group commit"). Not less:
+on the shared 2-core benchmark machine the time from a busy worker's commit to its next first
+lookup (the commit's round trip, the batch's replies sent, preemption) had a median of 7 ms
+and a 90th percentile of 13 ms, and 5 ms sent two thirds of the busy iterations back to a GET
+of their own (docs/performance.md, "Session 9: one Redis wait per iteration"). It is of
+the order of an iteration's own length, which is how stale a GET at its first lookup already
+is for the iteration's last request."""
+
+
+class CommitVersions(Protocol):
+    """What a ``FollowsCommits`` store hands the versions its group commits read to."""
+
+    def wants_commit_version(self) -> bool:
+        """Whether the next commit should read the version (a lookup was made since)."""
+        ...
+
+    def commit_version(self, version: int | None, sent_at: float) -> None:
+        """The version a commit read (None: the commit failed, nothing may be trusted), and
+        the ``time.monotonic()`` at which that commit was sent."""
+        ...
+
+
+@runtime_checkable
+class FollowsCommits(Protocol):
+    """A store whose group commits can read the data version along (module docstring)."""
+
+    def follow_commits(self, follower: CommitVersions) -> None: ...
+
+
 @runtime_checkable
 class ListsEndpoints(Protocol):
     """A store that can list the endpoints that have a device record (module docstring)."""
@@ -129,7 +191,18 @@ class CachedCredentials:
         self.listings = 0
         """``device_endpoints`` reads (those that found more than their limit included)."""
         self.version_reads = 0
-        """``data_version()`` reads (on Redis: round trips, one per busy loop iteration)."""
+        """``data_version()`` reads (on Redis: round trips, at most one per loop iteration)."""
+        self.versions_from_commits = 0
+        """Iterations whose lookups trusted the version a group commit read (no round trip)."""
+        self._offered: int | None = None
+        """The version the last group commit read, while fresh (module docstring)."""
+        self._offered_at = 0.0
+        self._offered_in: asyncio.AbstractEventLoop | None = None
+        self._offers = 0
+        self._wanted = False
+        """A lookup checked the version since the last commit read it."""
+        if isinstance(store, FollowsCommits):
+            store.follow_commits(self)
 
     # -- CredentialLookup --------------------------------------------------------------------
     def get_device(self, endpoint: str) -> DeviceCredentials | None:
@@ -220,20 +293,58 @@ class CachedCredentials:
             self._local = local
         if self._checked:
             return
-        version = self.store.data_version()
-        self.version_reads += 1
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None  # no loop: read the version on every lookup
+        offered = self._offered
+        if (
+            offered is not None
+            and loop is self._offered_in
+            and time.monotonic() - self._offered_at <= FRESH_FOR
+        ):
+            version = offered  # read by this turn's commit: no round trip
+            self.versions_from_commits += 1
+        else:
+            version = self.store.data_version()
+            self.version_reads += 1
         if version != self._version or version < 0:  # < 0: unreadable, trust nothing
             self._clear()
             self._version = version
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop: read the version on every lookup
+        if loop is None:
+            return
         self._checked = True
+        self._wanted = True
         loop.call_soon(self._new_iteration)
 
     def _new_iteration(self) -> None:
         self._checked = False
+
+    # -- CommitVersions (the group commit's reads of the version) ----------------------------
+    def wants_commit_version(self) -> bool:
+        return self._wanted
+
+    def commit_version(self, version: int | None, sent_at: float) -> None:
+        """A group commit read ``version`` (None: it failed): the next lookup checks again,
+        against it while it is fresh (module docstring), else with a read of its own."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._offered = None  # no loop (a commit at close): every lookup reads anyway
+            return
+        self._wanted = False
+        self._checked = False
+        if version is None or version < 0:
+            self._offered = None  # a failed commit: nothing trusted until a read succeeds
+            return
+        self._offered, self._offered_at, self._offered_in = version, sent_at, loop
+        self._offers += 1
+        loop.call_soon(self._expire_offer, self._offers)
+
+    def _expire_offer(self, offer: int) -> None:
+        """The turn after the commit's: its version is no longer fresh."""
+        if offer == self._offers:
+            self._offered = None
 
     def _clear(self) -> None:
         """The keystore may have changed: forget the records and the list of endpoints."""

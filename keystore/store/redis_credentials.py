@@ -29,7 +29,9 @@ the batch checked raises the same ``CredentialError``.
 **Change detection** (``keystore.credential_cache``; docs/cluster.md, "Credential cache"): the
 script that writes also moves ``{P:cred}:version`` (INCR), in the same atomic step, so "did any
 process anywhere change a credential?" is one GET, which the resolver's cache makes at most once
-per event-loop iteration instead of one HGET per request. When the key does not exist (a new or
+per event-loop iteration instead of one HGET per request — and on the server, where the
+iterations that look credentials up are the ones that group-commit, no round trip of its own:
+the GET rides the commit's pipeline (``follow_commits``). When the key does not exist (a new or
 flushed Redis) it starts from Redis's clock in microseconds, so a version seen before a FLUSHALL
 is never met again after it. Writes through this process also move ``local_writes()`` at once
 (before and after the script): a lookup in the same iteration as a write made here sees it.
@@ -38,10 +40,11 @@ is never met again after it. Writes through this process also move ``local_write
 from __future__ import annotations
 
 import json
+import time
 import weakref
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager, suppress
+from typing import TYPE_CHECKING, Any
 
 from ..credentials import (
     CredentialError,
@@ -55,7 +58,10 @@ from ..credentials import (
 )
 from ..modes import SecurityMode
 from .errors import StoreError
-from .redis_database import DEFAULT_PREFIX, RedisDatabase, text
+from .redis_database import DEFAULT_PREFIX, CommitRead, RedisDatabase, text
+
+if TYPE_CHECKING:
+    from ..credential_cache import CommitVersions
 
 #: index kind in the script → the ``CredentialError`` field the sqlite engine names
 _FIELDS = {"psk": "psk_identity", "rpk": "rpk_public_key", "cert": "certificate"}
@@ -225,6 +231,8 @@ class RedisCredentialStore:
         self._version_script = db.script(_VERSION)
         self._batch: _Batch | None = None
         self._depth = 0
+        self._followers: list[CommitVersions] = []
+        """The caches given the version each group commit reads (``follow_commits``)."""
 
     @classmethod
     def open(
@@ -319,6 +327,43 @@ class RedisCredentialStore:
             return int(raw)
         except (StoreError, ValueError, TypeError):
             return -1
+
+    def follow_commits(self, follower: CommitVersions) -> None:
+        """Read the version with every group commit on this connection (the server's
+        ``RedisStore``, one Redis only: ``RedisDatabase.read_with_commits``) while ``follower``
+        wants it, and hand it over: ``follower.commit_version(version, sent_at)``, ``version``
+        None when the commit failed or the key is missing, ``sent_at`` the ``time.monotonic()``
+        at which the commit was sent (Redis read the version after that). The resolver's cache
+        then trusts its records in the next loop iteration without a GET of its own
+        (keystore.credential_cache, "Versions read by the group commit"). On a Redis Cluster
+        there is no group commit: nothing to follow."""
+        if not self._followers and not self._db.cluster:
+            self._db.read_with_commits(self._read_with_commit)
+        self._followers.append(follower)
+
+    def _read_with_commit(self) -> CommitRead | None:
+        """One commit's GET of the version, or None when no follower wants one (an iteration
+        that looked up no credentials: a notification burst)."""
+        followers = self._followers
+        if not any(follower.wants_commit_version() for follower in followers):
+            return None
+        key = self._version
+        sent: list[float] = []
+
+        def queue(pipe: Any) -> object:
+            sent.append(time.monotonic())
+            return pipe.get(key)
+
+        def done(answer: Any) -> None:
+            version: int | None = None
+            if sent and answer is not None and not isinstance(answer, BaseException):
+                with suppress(ValueError, TypeError):
+                    version = int(answer)
+            at = sent[0] if sent else time.monotonic()
+            for follower in followers:
+                follower.commit_version(version, at)
+
+        return queue, done
 
     # -- devices ---------------------------------------------------------------------------------
     def put_device(self, device: DeviceCredentials) -> DeviceCredentials | None:

@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFIX = "lwm2m"
+
+CommitRead = tuple[Callable[[Any], object], Callable[[Any], None]]
+"""A read for a group commit's pipeline: what queues it (redis-py's method, which parses the
+answer), what gets the answer (or the exception when the commit failed)."""
 URL_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -129,6 +133,8 @@ class RedisDatabase:
         """``time.monotonic()`` of the first failure of the current outage; None when up."""
         self._outage_lock = threading.Lock()  # the API's executor threads use the store too
         self.socket_timeout = socket_timeout
+        self.commit_readers: list[Callable[[], CommitRead | None]] = []
+        """Reads every group commit on this connection carries (``read_with_commits``)."""
         self._probe_client: Any = None
         self.breaker = Breaker(self._prober(url, cluster, socket_timeout), self.reachable)
         self.client: redis.Redis | RedisCluster
@@ -283,6 +289,16 @@ class RedisDatabase:
             log.info(
                 "Redis store %s reachable again after %.1f s", self.url, time.monotonic() - since
             )
+
+    def read_with_commits(self, reader: Callable[[], CommitRead | None]) -> None:
+        """Have every group commit sent on this connection (the server's ``RedisStore``, on one
+        Redis) also carry the read ``reader()`` gives (none when it gives None), queued after
+        the commit's writes; its answer, or the exception when the commit failed, goes to the
+        read's ``done``. The stores of a process share the database, so a store that does not
+        know the server's ``RedisStore`` can still have a read ride its commit: the credential
+        store's version (docs/cluster.md, "Credential cache"). Never called on a cluster,
+        which has no group commit."""
+        self.commit_readers.append(reader)
 
     def script(self, source: str) -> Any:
         """A Lua script (run atomically by Redis; loaded by its SHA, re-sent if Redis

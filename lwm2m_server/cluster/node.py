@@ -710,6 +710,7 @@ class ClusterNode:
                 "pingMs": None if self.redis_ping is None else round(self.redis_ping * 1e3, 3),
                 "groupCommits": None if store is None else store.commits,
                 "credentialVersionReads": getattr(cache, "version_reads", None),
+                "credentialVersionsFromCommits": getattr(cache, "versions_from_commits", None),
                 "credentialCacheHits": getattr(cache, "hits", None),
                 "credentialCacheMisses": getattr(cache, "misses", None),
             },

@@ -44,18 +44,20 @@ ordered after them and sees them). Advisory writes (``write_later``: the cluster
 records, queue take-overs, the profile statuses) ride in the same round trip instead of one
 each; their failure is logged and never withholds a reply. So do the reads other stores make
 for the devices of a commit's Registers (``read_with_registers``: the profile assignments and
-statuses the profile engine reads the next loop iteration). A held Update is answered True at
-once; if the commit then finds its registration gone (another node removed it) or Redis fails,
-``commit()`` returns False and the driver withholds the replies of the iteration; the device's
-retransmission is handled again, and that registration's next Update is written synchronously,
-so the core answers it 4.04. **Registers** (``put_registration_later``) are held the same way
-and sent as one more script (``_REGISTER_MANY``) in the commit's round trip; each is told, when
-the commit answered and before the replies leave, whether it is stored and what it replaced
-(the core does the rest of the Register then: docs/cluster.md, "Group commit on Redis"). Every
-other write (``put_registration``, an Update that changes more, De-register, expiry,
-observations) is synchronous: its answer (who won an expiry) decides the reply. On a Redis
-Cluster every write is synchronous (the steps of an Update span slots, and a cluster pipeline
-does not keep their order).
+statuses the profile engine reads the next loop iteration), and, last in every commit, the
+credential version (``RedisDatabase.read_with_commits``: the resolver's cache then needs no GET
+of its own in the next iteration, docs/cluster.md, "Credential cache"). A held Update is
+answered True at once; if the commit then finds its registration gone (another node removed it)
+or Redis fails, ``commit()`` returns False and the driver withholds the replies of the
+iteration; the device's retransmission is handled again, and that registration's next Update is
+written synchronously, so the core answers it 4.04. **Registers** (``put_registration_later``)
+are held the same way and sent as one more script (``_REGISTER_MANY``) in the commit's round
+trip; each is told, when the commit answered and before the replies leave, whether it is stored
+and what it replaced (the core does the rest of the Register then: docs/cluster.md, "Group
+commit on Redis"). Every other write (``put_registration``, an Update that changes more,
+De-register, expiry, observations) is synchronous: its answer (who won an expiry) decides the
+reply. On a Redis Cluster every write is synchronous (the steps of an Update span slots, and a
+cluster pipeline does not keep their order).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import attrs
 
+from keystore.log_limit import PerPeerLimit
 from keystore.resolver import IdentityBinding
 from keystore.store.database import dumps
 from keystore.store.errors import StoreError
@@ -415,6 +418,8 @@ class RedisStore:
         self._conn_pool: Any = None
         self._conn_fd = -1
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._log = PerPeerLimit(60.0)
+        """Redis down fails every commit: each kind of failure is logged once a minute."""
 
     @property
     def database(self) -> RedisDatabase:
@@ -426,7 +431,6 @@ class RedisStore:
     _group_failed = False
     _armed = False
     _failed_commits = 0
-    _next_failure_log = 0.0
     commits = 0
     """Pipelines of pending Updates sent (for metrics and tests)."""
 
@@ -689,11 +693,17 @@ class RedisStore:
     def _with_reads(
         self, registers: list[tuple[Registration, RegisterDone]], extras: list[Extra]
     ) -> list[Extra]:
-        """``extras`` and the reads of ``read_with_registers`` for ``registers``."""
-        if not registers or not self._readers:
-            return extras
-        endpoints = [reg.endpoint for reg, _ in registers]
-        reads = [read for read in (reader(endpoints) for reader in self._readers) if read]
+        """``extras``, the reads of ``read_with_registers`` for ``registers``, and last the
+        reads every commit carries (``RedisDatabase.read_with_commits``: the credential
+        version, read after the commit's writes)."""
+        reads: list[Extra] = []
+        if registers and self._readers:
+            endpoints = [reg.endpoint for reg, _ in registers]
+            reads = [read for read in (reader(endpoints) for reader in self._readers) if read]
+        for each in self._db.commit_readers:
+            read = each()
+            if read is not None:
+                reads.append(read)
         return extras + reads if reads else extras
 
     def _arm(self) -> None:
@@ -875,9 +885,7 @@ class RedisStore:
     def _extras_failed(self, count: int, exc: BaseException) -> None:
         if unreachable(exc):
             self._db.unavailable(exc)
-        now = time.monotonic()
-        if now >= self._next_failure_log:
-            self._next_failure_log = now + 60.0
+        if self._log.allow("advisory", time.monotonic()):
             log.warning("Redis store %s: %d advisory writes not stored: %s", self.url, count, exc)
 
     def _failed(self, count: int, exc: BaseException) -> None:
@@ -885,9 +893,7 @@ class RedisStore:
         self._failed_commits += 1
         if unreachable(exc):  # the outage: its start and end are logged by the database
             self._db.unavailable(exc)
-        now = time.monotonic()
-        if now >= self._next_failure_log:  # Redis down fails every iteration: once a minute
-            self._next_failure_log = now + 60.0
+        if self._log.allow("commit", time.monotonic()):
             log.error(
                 "Redis store %s: %d pending Updates not stored (Registers included; %d failed "
                 "commits so far), their replies withheld: %s",

@@ -39,6 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from keystore.log_limit import PerPeerLimit
 from keystore.store.database import dumps
 from keystore.store.errors import StoreError
 from keystore.store.redis_database import MISSING, ReadAhead, RedisDatabase, text
@@ -96,7 +97,7 @@ class RedisDeviceStateStore:
         self._queued: object | None = None
         """The write queued for the next commit (its token), None when none is."""
         self._retry: asyncio.TimerHandle | None = None
-        self._next_log = 0.0
+        self._log = PerPeerLimit(60.0)  # an outage fails every commit: once a minute
         self.status_writes = 0
         """MSETs of held statuses that Redis acknowledged (tests)."""
         self._ahead = ReadAhead()
@@ -236,9 +237,7 @@ class RedisDeviceStateStore:
                 if held.get(k) is value:
                     del held[k]
             return
-        now = time.monotonic()
-        if now >= self._next_log:  # an outage fails every commit: once a minute
-            self._next_log = now + 60.0
+        if self._log.allow("status", time.monotonic()):
             log.warning(
                 "Redis store %s: profile status of %d devices not stored yet (kept, sent again "
                 "with a later commit): %s",

@@ -142,9 +142,11 @@ async def test_a_device_revoked_on_b_is_refused_by_a_at_its_next_update(
     tmp_path: Path, redis_url: str
 ) -> None:
     """The resolver of node A caches device records (keystore/credential_cache.py; on Redis
-    checked against the credential version counter once per loop iteration): while nothing
-    changes A's Updates read no record, and once node B deactivates the device, A refuses its
-    very next Update (4.01) — a revocation anywhere takes effect everywhere at once."""
+    checked against the credential version counter once per loop turn, read by the group
+    commit that began the turn or, after a pause like this one, by a GET of its own): while
+    nothing changes A's Updates read no record, and once node B deactivates the device, A
+    refuses its very next Update (4.01) — a revocation anywhere takes effect everywhere after
+    each node's next commit (docs/cluster.md, "Credential cache")."""
     settings = StoreSettings("redis", redis_url, "revoke")
     a = Lwm2mServer(server_config(tmp_path / "a", store=settings, open_registration=False))
     b = Lwm2mServer(server_config(tmp_path / "b", store=settings, open_registration=False))
