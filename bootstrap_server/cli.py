@@ -144,7 +144,8 @@ async def serve(config: BootstrapServerConfig) -> int:
         await runner.cleanup()
         await server.stop()
         return FAILED
-    log.info("HTTP API on http://%s:%d", config.http_host, config.http_port)
+    # the handlers before the line that tells the world we are up: a SIGHUP or SIGTERM sent as
+    # soon as it is in the log must reach them, not the default action that kills the process
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -155,6 +156,7 @@ async def serve(config: BootstrapServerConfig) -> int:
             log.error("reload refused: %s", error)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    log.info("HTTP API on http://%s:%d", config.http_host, config.http_port)
     try:
         await stop.wait()
     finally:

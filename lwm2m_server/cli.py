@@ -190,25 +190,9 @@ async def serve(config: ServerConfig) -> int:
     except OSError as exc:
         log.error("cannot listen on %s", _bind_error(exc, config))
         return 1
-    if server.nosec_enabled:
-        log.info("CoAP listening on udp %s:%d", config.host, server.coap_address.port)
-    if server.dtls_modes:
-        modes = ", ".join(sorted(m.name for m in server.dtls_modes))
-        log.info("CoAPs listening on udp %s:%d (%s)", config.host, server.coaps_address.port, modes)
-    from .cluster.workers import report_ready, worker_index
-
-    runner = None
-    if not worker_index():  # of --workers, worker 0 alone serves the HTTP API
-        try:
-            runner = await _start_http(server, config)
-        except OSError:
-            await server.stop()
-            return 1
-    report_ready(
-        server.coap_address.port if server.nosec_enabled else config.coap_port,
-        server.coaps_address.port if server.dtls_modes else config.coaps_port,
-        int(runner.addresses[0][1]) if runner is not None and runner.addresses else 0,
-    )
+    # Signal handlers before anything says "ready" (the listening lines, the HTTP API line,
+    # the worker's ready report): a SIGHUP or SIGTERM sent as soon as the log shows the server
+    # up must reach these handlers, not the default action that kills the process.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -221,7 +205,27 @@ async def serve(config: ServerConfig) -> int:
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
+    runner = None
     try:
+        if server.nosec_enabled:
+            log.info("CoAP listening on udp %s:%d", config.host, server.coap_address.port)
+        if server.dtls_modes:
+            modes = ", ".join(sorted(m.name for m in server.dtls_modes))
+            log.info(
+                "CoAPs listening on udp %s:%d (%s)", config.host, server.coaps_address.port, modes
+            )
+        from .cluster.workers import report_ready, worker_index
+
+        if not worker_index():  # of --workers, worker 0 alone serves the HTTP API
+            try:
+                runner = await _start_http(server, config)
+            except OSError:
+                return 1  # logged by _start_http; the finally below stops the server
+        report_ready(
+            server.coap_address.port if server.nosec_enabled else config.coap_port,
+            server.coaps_address.port if server.dtls_modes else config.coaps_port,
+            int(runner.addresses[0][1]) if runner is not None and runner.addresses else 0,
+        )
         await stop.wait()
         log.info("stopping")
     finally:
