@@ -196,8 +196,11 @@ class Uplink:
         address: Address,
         identity: Peer,
     ) -> Registration:
+        # looked up once: the address and identity checks and the core's Update all work on
+        # the registration the book holds now (nothing runs in between that could change it)
+        registration = self.core.registrations.get(registration_id)
         if self._strict:
-            self._check_address(self.core.registrations.get(registration_id), address, identity)
+            self._check_address(registration, address, identity)
         result = self.core.update(
             registration_id,
             query,
@@ -205,19 +208,22 @@ class Uplink:
             content_format,
             now=self.clock(),
             address=address,
-            identity=self._authorize_for(self.core.registrations.get(registration_id), identity),
+            identity=self._authorize_for(registration, identity),
+            registration=registration,
         )
         assert result.registration is not None
-        log.debug("updated %s (%s)", result.registration.endpoint, registration_id)
+        if log.isEnabledFor(logging.DEBUG):  # per message: not even the call to ``debug``
+            log.debug("updated %s (%s)", result.registration.endpoint, registration_id)
         self.effects.apply(result)
         return result.registration
 
     def handle_deregister(
         self, registration_id: str, *, address: Address, identity: Peer
     ) -> Registration:
+        registration = self.core.registrations.get(registration_id)
         if self._strict:
-            self._check_address(self.core.registrations.get(registration_id), address, identity)
-        bound = self._authorize_for(self.core.registrations.get(registration_id), identity)
+            self._check_address(registration, address, identity)
+        bound = self._authorize_for(registration, identity)
         result = self.core.deregister(registration_id, now=self.clock(), identity=bound)
         registration = result.registration
         assert registration is not None
@@ -245,7 +251,8 @@ class Uplink:
         the core answers 4.04 itself."""
         if registration is None:
             return None
-        return self._authorize(peer, registration.endpoint)
+        # ``_authorize`` written out: every Update
+        return self.resolver.resolve(peer, registration.endpoint).binding
 
     def _check_address(
         self, registration: Registration | None, address: Address, peer: Peer
