@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from typing import NoReturn, Protocol
 
+from keystore.coaps.sessions import Key
 from keystore.log_limit import PerPeerLimit
 from keystore.resolver import PeerIdentity as Peer
 from keystore.store.errors import StoreUnavailable
@@ -71,9 +72,11 @@ class UplinkHandler(Protocol):
         payload: bytes,
         content_format: int | None,
         *,
-        address: Address,
+        source: Key,
         identity: Peer,
-    ) -> Registration: ...
+    ) -> Registration:
+        """``source``: the peer's ``(host, port)`` (``IncomingRequest.address``)."""
+        ...
 
     def handle_deregister(
         self, registration_id: str, *, address: Address, identity: Peer
@@ -127,11 +130,10 @@ class RegistrationSite:
         path, query, ct = message.path_query_format()
         # the operation, told once from the path and method: the dispatch goes by it too
         operation = _operation(path, message.code)
-        address = Address(*request.address)
         try:
-            response = self._dispatch(request, path, query, ct, operation, address)
+            response = self._dispatch(request, path, query, ct, operation)
         except Lwm2mError as exc:
-            response = self._refused(request, address, exc)
+            response = self._refused(request, Address(*request.address), exc)
         code = response.code
         self.counts[(operation, _CODES.get(code) or _dotted(code))] += 1
         return response
@@ -160,7 +162,6 @@ class RegistrationSite:
         query: list[str],
         ct: int | None,
         operation: str,
-        address: Address,
     ) -> Message:
         """Answer a request to ``path`` (``operation``: ``_operation(path, method)``)."""
         message = request.message
@@ -170,12 +171,15 @@ class RegistrationSite:
         if operation is _UPDATE:  # first: the most frequent request by far
             if method != _POST:
                 _refuse_method(method)
+            # the source as a (host, port) tuple: a keep-alive comes from the address it is
+            # registered at, whose ``Address`` the handler reuses rather than build another
             registration = self.handler.handle_update(
-                path[1], query, payload, ct, address=address, identity=identity
+                path[1], query, payload, ct, source=request.address, identity=identity
             )
             if self.on_contact is not None:
                 self.on_contact(registration, request.remote)
             return _CHANGED_RESPONSE
+        address = Address(*request.address)
         if path == ["rd"]:
             if method != _POST:
                 _refuse_method(method)

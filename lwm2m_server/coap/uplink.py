@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
+from keystore.coaps.sessions import Key
 from keystore.log_limit import PerPeerLimit
 from keystore.modes import SecurityMode
 from keystore.resolver import IdentityBinding, Resolver
@@ -193,12 +194,13 @@ class Uplink:
         payload: bytes,
         content_format: int | None,
         *,
-        address: Address,
+        source: Key,
         identity: Peer,
     ) -> Registration:
         # looked up once: the address and identity checks and the core's Update all work on
         # the registration the book holds now (nothing runs in between that could change it)
         registration = self.core.registrations.get(registration_id)
+        address = _address_of(source, registration)
         if self._strict:
             self._check_address(registration, address, identity)
         result = self.core.update(
@@ -615,6 +617,17 @@ def _notification_json(
         data["error"] = error
     data["points"] = [telemetry_to_json(p) for p in points]
     return data
+
+
+def _address_of(source: Key, registration: Registration | None) -> Address:
+    """``Address(*source)``; the registration's own ``Address`` when ``source`` is where it is
+    registered (a keep-alive, nearly every Update): not built again, and the core sees at once
+    (by identity) that the address did not move."""
+    if registration is not None:
+        known = registration.address
+        if known.port == source[1] and known.host == source[0]:
+            return known
+    return Address(*source)
 
 
 def _endpoint_of(query: Sequence[str]) -> str | None:

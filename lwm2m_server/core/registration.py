@@ -548,7 +548,11 @@ class Registration:
         if update.additional_attributes:
             attributes = {**attributes, **update.additional_attributes}
         registered = self.address
-        if address is None or (address.port == registered.port and address.host == registered.host):
+        if address is None or (
+            address is not registered
+            and address.port == registered.port
+            and address.host == registered.host
+        ):
             address = registered  # the same object: the book and the store see it unmoved
         # every field by position, not ``attrs.evolve`` (twice the cost, on every Update)
         return Registration(
