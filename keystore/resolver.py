@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Callable, Sequence
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import attrs
 from cryptography import x509
@@ -211,11 +211,14 @@ class IdentityBinding:
     identity: str
 
 
-@attrs.frozen
-class Resolution:
+class Resolution(NamedTuple):
     """An accepted peer. ``binding`` is the registration's ``IdentityBinding``, ``None`` for
     NoSec. ``auto_registered`` says the endpoint has no device record (open NoSec registration
-    or an auto-registration CA)."""
+    or an auto-registration CA).
+
+    A named tuple rather than a frozen attrs class: every Register and Update resolves its
+    peer, and a frozen attrs ``__init__`` sets each field through ``object.__setattr__``; a
+    tuple is as immutable and is built in one C call."""
 
     endpoint: str
     mode: SecurityMode

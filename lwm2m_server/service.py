@@ -103,6 +103,7 @@ from .events_bus import (
     SLEEPING,
     UPDATED,
     EventBus,
+    RegistrationData,
     Subscription,
     registration_data,
 )
@@ -196,10 +197,12 @@ def _only_postponed(events: Sequence[Event]) -> bool:
     if len(events) != 1:
         return False
     event = events[0]
-    return (
-        type(event) is Updated
-        and not event.registration.queue_mode
-        and event.registration.expires_at >= event.previous.expires_at
+    if type(event) is not Updated:
+        return False
+    registration, previous = event.registration, event.previous
+    # ``expires_at`` of both written out (every Update)
+    return not registration.queue_mode and (
+        registration.last_update + registration.lifetime >= previous.last_update + previous.lifetime
     )
 
 
@@ -693,8 +696,11 @@ class Lwm2mServer:
                 data = registration_data(event.registration, sleeping=False, replaced=replaced)
                 self.bus.publish(REGISTRATION, event.registration.endpoint, data)
             elif isinstance(event, Updated):
-                data = registration_data(event.registration, sleeping=False)
-                self.bus.publish(UPDATED, event.registration.endpoint, data)
+                # ``registration_data(registration, sleeping=False)`` built directly: every
+                # Update (no keyword arguments to gather, no call more)
+                registration = event.registration
+                data = RegistrationData(registration, False, None)
+                self.bus.publish(UPDATED, registration.endpoint, data)
             elif isinstance(event, Deregistered | Expired):
                 if self._downlink is not None:
                     self._downlink.forget(event.registration.registration_id)

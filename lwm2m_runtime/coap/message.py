@@ -231,6 +231,21 @@ class Message:
     def uri_path(self) -> list[str]:
         return [v.decode() for n, v in self.options if n == 11]
 
+    def path_query_format(self) -> tuple[list[str], list[str], int | None]:
+        """``(uri_path, uri_query, content_format)`` in one pass over the options: what a
+        server reads of every request it dispatches (the three accessors are five calls)."""
+        path: list[str] = []
+        query: list[str] = []
+        fmt: int | None = None
+        for n, v in self.options:
+            if n == 11:
+                path.append(v.decode())
+            elif n == 15:
+                query.append(v.decode())
+            elif n == 12 and fmt is None:
+                fmt = int.from_bytes(v, "big")
+        return path, query, fmt
+
     @property
     def uri_path_str(self) -> str:
         return "/" + "/".join(v.decode() for n, v in self.options if n == 11)

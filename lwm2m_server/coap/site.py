@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from typing import NoReturn, Protocol
 
+from keystore.coaps.sessions import Key
 from keystore.log_limit import PerPeerLimit
 from keystore.resolver import PeerIdentity as Peer
 from keystore.store.errors import StoreUnavailable
@@ -71,9 +72,11 @@ class UplinkHandler(Protocol):
         payload: bytes,
         content_format: int | None,
         *,
-        address: Address,
+        source: Key,
         identity: Peer,
-    ) -> Registration: ...
+    ) -> Registration:
+        """``source``: the peer's ``(host, port)`` (``IncomingRequest.address``)."""
+        ...
 
     def handle_deregister(
         self, registration_id: str, *, address: Address, identity: Peer
@@ -123,39 +126,60 @@ class RegistrationSite:
 
     def __call__(self, request: IncomingRequest) -> Message:
         message = request.message
-        path = message.uri_path  # decoded once, for the dispatch and the metrics' label
-        response = self._answer(request, path)
+        # decoded once, for the dispatch (and the path for the metrics' label)
+        path, query, ct = message.path_query_format()
+        # the operation, told once from the path and method: the dispatch goes by it too
+        operation = _operation(path, message.code)
+        try:
+            response = self._dispatch(request, path, query, ct, operation)
+        except Lwm2mError as exc:
+            response = self._refused(request, Address(*request.address), exc)
         code = response.code
-        self.counts[(_operation(path, message.code), _CODES.get(code) or _dotted(code))] += 1
+        self.counts[(operation, _CODES.get(code) or _dotted(code))] += 1
         return response
 
-    def _answer(self, request: IncomingRequest, path: list[str]) -> Message:
-        address = Address(*request.address)
-        try:
-            return self._dispatch(request, path, address)
-        except Lwm2mError as exc:
-            self._log_refusal(request, address, exc)
-            if isinstance(exc, PayloadTooLarge):  # RFC 7959 §2.9.3: Size1 = what we take
-                return Message.response(
-                    int(exc.code),
-                    exc.message.encode(),
-                    extra=((int(OptionNumber.SIZE1), encode_uint(exc.limit)),),
-                )
-            if isinstance(exc, StoreUnavailable):  # RFC 7252 §5.9.3.4: retry after Max-Age
-                return Message.response(
-                    int(exc.code),
-                    exc.message.encode("utf-8", "replace"),
-                    extra=((int(OptionNumber.MAX_AGE), encode_uint(exc.retry_after)),),
-                )
-            return error_response(exc)
+    def _refused(self, request: IncomingRequest, address: Address, exc: Lwm2mError) -> Message:
+        """The answer to a request the handler refused with ``exc`` (logged here)."""
+        self._log_refusal(request, address, exc)
+        if isinstance(exc, PayloadTooLarge):  # RFC 7959 §2.9.3: Size1 = what we take
+            return Message.response(
+                int(exc.code),
+                exc.message.encode(),
+                extra=((int(OptionNumber.SIZE1), encode_uint(exc.limit)),),
+            )
+        if isinstance(exc, StoreUnavailable):  # RFC 7252 §5.9.3.4: retry after Max-Age
+            return Message.response(
+                int(exc.code),
+                exc.message.encode("utf-8", "replace"),
+                extra=((int(OptionNumber.MAX_AGE), encode_uint(exc.retry_after)),),
+            )
+        return error_response(exc)
 
-    def _dispatch(self, request: IncomingRequest, path: list[str], address: Address) -> Message:
+    def _dispatch(
+        self,
+        request: IncomingRequest,
+        path: list[str],
+        query: list[str],
+        ct: int | None,
+        operation: str,
+    ) -> Message:
+        """Answer a request to ``path`` (``operation``: ``_operation(path, method)``)."""
         message = request.message
         method = message.code
         identity = request.identity
-        ct = message.content_format
-        query = message.uri_query
         payload = message.payload
+        if operation is _UPDATE:  # first: the most frequent request by far
+            if method != _POST:
+                _refuse_method(method)
+            # the source as a (host, port) tuple: a keep-alive comes from the address it is
+            # registered at, whose ``Address`` the handler reuses rather than build another
+            registration = self.handler.handle_update(
+                path[1], query, payload, ct, source=request.address, identity=identity
+            )
+            if self.on_contact is not None:
+                self.on_contact(registration, request.remote)
+            return _CHANGED_RESPONSE
+        address = Address(*request.address)
         if path == ["rd"]:
             if method != _POST:
                 _refuse_method(method)
@@ -183,24 +207,15 @@ class RegistrationSite:
                 (_LOCATION_RD, (_LOCATION_PATH, registration.registration_id.encode())),
                 b"",
             )
-        if len(path) == 2 and path[0] == "rd":
-            if method == _DELETE:
-                self.handler.handle_deregister(path[1], address=address, identity=identity)
-                return _DELETED_RESPONSE
-            if method != _POST:
-                _refuse_method(method)
-            registration = self.handler.handle_update(
-                path[1], query, payload, ct, address=address, identity=identity
-            )
-            if self.on_contact is not None:
-                self.on_contact(registration, request.remote)
-            return _CHANGED_RESPONSE
-        if path == ["dp"]:
+        if operation is _DEREGISTER:
+            self.handler.handle_deregister(path[1], address=address, identity=identity)
+            return _DELETED_RESPONSE
+        if operation is _SEND:
             if method != _POST:
                 _refuse_method(method)
             self.handler.handle_send(payload, ct, address=address, identity=identity)
             return _CHANGED_RESPONSE
-        if path and path[0] == "fw" and self.download is not None:
+        if operation is _FIRMWARE_DOWNLOAD and self.download is not None:
             return self.download(request)
         raise Lwm2mError(f"no resource at /{'/'.join(path)}", code=ResponseCode.NOT_FOUND)
 
@@ -291,17 +306,25 @@ _LOCATION_PATH = int(OptionNumber.LOCATION_PATH)
 _LOCATION_RD = (_LOCATION_PATH, b"rd")
 
 
+_REGISTER = "register"
+_UPDATE = "update"
+_DEREGISTER = "deregister"
+_SEND = "send"
+_FIRMWARE_DOWNLOAD = "firmware_download"
+
+
 def _operation(path: list[str], method: int) -> str:
-    """The LwM2M operation a request to the server's tree is (for the metrics' label), from
-    its Uri-Path and method."""
-    if path == ["rd"]:
-        return "register"
+    """The LwM2M operation a request to the server's tree is (for the metrics' label and the
+    dispatch: one of the constants above, compared by identity there), from its Uri-Path and
+    method (a method the operation does not take is refused with 4.05 by the dispatch)."""
     if len(path) == 2 and path[0] == "rd":
-        return "deregister" if method == _DELETE else "update"
+        return _DEREGISTER if method == _DELETE else _UPDATE
+    if path == ["rd"]:
+        return _REGISTER
     if path == ["dp"]:
-        return "send"
+        return _SEND
     if path and path[0] == "fw":
-        return "firmware_download"
+        return _FIRMWARE_DOWNLOAD
     return "other"
 
 

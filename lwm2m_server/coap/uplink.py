@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
+from keystore.coaps.sessions import Key
 from keystore.log_limit import PerPeerLimit
 from keystore.modes import SecurityMode
 from keystore.resolver import IdentityBinding, Resolver
@@ -203,11 +204,15 @@ class Uplink:
         payload: bytes,
         content_format: int | None,
         *,
-        address: Address,
+        source: Key,
         identity: Peer,
     ) -> Registration:
+        # looked up once: the address and identity checks and the core's Update all work on
+        # the registration the book holds now (nothing runs in between that could change it)
+        registration = self.core.registrations.get(registration_id)
+        address = _address_of(source, registration)
         if self._strict:
-            self._check_address(self.core.registrations.get(registration_id), address, identity)
+            self._check_address(registration, address, identity)
         result = self.core.update(
             registration_id,
             query,
@@ -215,19 +220,22 @@ class Uplink:
             content_format,
             now=self.clock(),
             address=address,
-            identity=self._authorize_for(self.core.registrations.get(registration_id), identity),
+            identity=self._authorize_for(registration, identity),
+            registration=registration,
         )
         assert result.registration is not None
-        log.debug("updated %s (%s)", result.registration.endpoint, registration_id)
+        if log.isEnabledFor(logging.DEBUG):  # per message: not even the call to ``debug``
+            log.debug("updated %s (%s)", result.registration.endpoint, registration_id)
         self.effects.apply(result)
         return result.registration
 
     def handle_deregister(
         self, registration_id: str, *, address: Address, identity: Peer
     ) -> Registration:
+        registration = self.core.registrations.get(registration_id)
         if self._strict:
-            self._check_address(self.core.registrations.get(registration_id), address, identity)
-        bound = self._authorize_for(self.core.registrations.get(registration_id), identity)
+            self._check_address(registration, address, identity)
+        bound = self._authorize_for(registration, identity)
         result = self.core.deregister(registration_id, now=self.clock(), identity=bound)
         registration = result.registration
         assert registration is not None
@@ -255,7 +263,8 @@ class Uplink:
         the core answers 4.04 itself."""
         if registration is None:
             return None
-        return self._authorize(peer, registration.endpoint)
+        # ``_authorize`` written out: every Update
+        return self.resolver.resolve(peer, registration.endpoint).binding
 
     def _check_address(
         self, registration: Registration | None, address: Address, peer: Peer
@@ -618,6 +627,17 @@ def _notification_json(
         data["error"] = error
     data["points"] = [telemetry_to_json(p) for p in points]
     return data
+
+
+def _address_of(source: Key, registration: Registration | None) -> Address:
+    """``Address(*source)``; the registration's own ``Address`` when ``source`` is where it is
+    registered (a keep-alive, nearly every Update): not built again, and the core sees at once
+    (by identity) that the address did not move."""
+    if registration is not None:
+        known = registration.address
+        if known.port == source[1] and known.host == source[0]:
+            return known
+    return Address(*source)
 
 
 def _endpoint_of(query: Sequence[str]) -> str | None:

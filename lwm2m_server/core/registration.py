@@ -489,7 +489,7 @@ class UpdateRequest:
         content_format: int | None = None,
     ) -> UpdateRequest:
         if not query and not payload:
-            return _BARE_UPDATE  # most Updates: no parameters, no object list
+            return BARE_UPDATE  # most Updates: no parameters, no object list
         params = split_query(query)
         binding = _value(params, "b")
         if binding is not None and not binding:
@@ -509,8 +509,9 @@ class UpdateRequest:
         )
 
 
-_BARE_UPDATE = UpdateRequest()
-"""An Update without parameters or payload: only refreshes the lifetime (and the address)."""
+BARE_UPDATE = UpdateRequest()
+"""An Update without parameters or payload: only refreshes the lifetime (and the address).
+``UpdateRequest.parse`` gives this very object for it (the book tells it by identity)."""
 
 
 # -- the registration -----------------------------------------------------------------------------
@@ -584,15 +585,10 @@ class Registration:
         self, update: UpdateRequest, *, now: float, address: Address | None = None
     ) -> Registration:
         """This registration after ``update`` (validated against our LwM2M version)."""
-        for name, given, registered in (
-            ("ep", update.endpoint, self.endpoint),
-            ("lwm2m", update.lwm2m_version, self.lwm2m_version),
-        ):
-            if given is not None and given != registered:
-                raise _bad(
-                    f"{name}={given!r} differs from the registered {registered!r}: it cannot "
-                    "change in an Update; Register again"
-                )
+        if update.endpoint is not None:
+            _check_unchanged("ep", update.endpoint, self.endpoint)
+        if update.lwm2m_version is not None:
+            _check_unchanged("lwm2m", update.lwm2m_version, self.lwm2m_version)
         queue_mode = self.queue_mode
         binding = self.binding
         if update.binding is not None:
@@ -605,11 +601,18 @@ class Registration:
         attributes = self.additional_attributes
         if update.additional_attributes:
             attributes = {**attributes, **update.additional_attributes}
+        registered = self.address
+        if address is None or (
+            address is not registered
+            and address.port == registered.port
+            and address.host == registered.host
+        ):
+            address = registered  # the same object: the book and the store see it unmoved
         # every field by position, not ``attrs.evolve`` (twice the cost, on every Update)
         return Registration(
             self.registration_id,
             self.endpoint,
-            self.address if address is None or address == self.address else address,
+            address,
             self.lifetime if update.lifetime is None else update.lifetime,
             self.lwm2m_version,
             binding,
@@ -621,4 +624,13 @@ class Registration:
             self.registered_at,
             now,
             attributes,
+        )
+
+
+def _check_unchanged(name: str, given: str, registered: str) -> None:
+    """An Update may repeat ``ep`` or ``lwm2m`` (some clients do), never change it."""
+    if given != registered:
+        raise _bad(
+            f"{name}={given!r} differs from the registered {registered!r}: it cannot "
+            "change in an Update; Register again"
         )

@@ -39,7 +39,7 @@ import heapq
 import logging
 import os
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import attrs
 
@@ -49,7 +49,7 @@ from lwm2m_runtime.address import Address
 from object_models.errors import Lwm2mError, ResponseCode
 
 from .events import Deregistered, Event, Registered, Replaced, Updated
-from .registration import Registration, RegistrationRequest, UpdateRequest
+from .registration import BARE_UPDATE, Registration, RegistrationRequest, UpdateRequest
 
 if TYPE_CHECKING:
     from lwm2m_server.store.base import RegistrationStore
@@ -121,8 +121,10 @@ class RegisterOutcome:
     is what the cache knew, the events come with the store's answer."""
 
 
-@attrs.frozen
-class UpdateOutcome:
+class UpdateOutcome(NamedTuple):
+    """An Update's outcome: one per Update, the most frequent message, so a named tuple (see
+    ``core.server.CoreResult``: built in one C call, not a field at a time)."""
+
     registration: Registration
     previous: Registration
     events: tuple[Event, ...]
@@ -344,17 +346,23 @@ class RegistrationBook:
         now: float,
         address: Address | None = None,
         identity: IdentityBinding | None = None,
+        previous: Registration | None = None,
     ) -> UpdateOutcome:
         """Apply an Update: 4.04 for an unknown id, 4.03 when the peer's security identity is
         not the one that registered (the id alone must not let another device take over), 4.00
-        for a binding that the client's LwM2M version does not have."""
-        previous = self.require(registration_id)
-        _check_identity(previous, identity)
+        for a binding that the client's LwM2M version does not have. ``previous``: what
+        ``get(registration_id)`` gave the caller just before (not looked up again)."""
+        if previous is None:
+            previous = self.require(registration_id)
+        if previous.identity is not identity:  # the same object (None over NoSec): equal
+            _check_identity(previous, identity)
         registration = previous.updated(request, now=now, address=address)
         if self.store is not None:
-            if _only_touched(request, previous, registration):
+            # a bare Update (no parameters, no payload) changes nothing ``_only_touched`` reads
+            if request is BARE_UPDATE or _only_touched(request, previous, registration):
+                # ``updated`` keeps the very address object when it did not change
                 moved = (
-                    registration.address != previous.address
+                    registration.address is not previous.address
                     or registration.lifetime != previous.lifetime
                 )
                 written = self.store.touch_registration(registration, moved=moved)
@@ -559,14 +567,20 @@ class RegistrationBook:
         per Update; ``next_deadline`` and ``expire`` stay exact. A
         shorter deadline (a smaller ``lt``) gets a new entry at once, as before."""
         reg_id = registration.registration_id
-        if registration.address != previous.address or registration.identity != previous.identity:
+        # ``Registration.updated`` keeps the very address (when equal) and identity objects
+        if registration.address is not previous.address or (
+            registration.identity is not previous.identity
+        ):
             self._unindex(previous)
             _add(self._by_address, registration.address, reg_id)
             if registration.identity is not None:
                 _add(self._by_identity, registration.identity, reg_id)
         self._by_id[reg_id] = registration
-        deadline = self.deadline(registration)
-        if deadline < self.deadline(previous):
+        # ``deadline`` of both written out (the grace cancels out): every Update
+        if registration.last_update + registration.lifetime < (
+            previous.last_update + previous.lifetime
+        ):
+            deadline = self.deadline(registration)
             self._counter += 1
             self._versions[reg_id] = self._counter
             heapq.heappush(self._heap, (deadline, reg_id, self._counter))

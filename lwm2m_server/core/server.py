@@ -27,9 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-import attrs
+from typing import TYPE_CHECKING, NamedTuple
 
 from keystore.resolver import IdentityBinding
 from keystore.store.errors import StoreError
@@ -65,10 +63,13 @@ SWEEP_LIMIT = 1000
 """Registrations one store sweep expires at most (the next sweep takes the rest)."""
 
 
-@attrs.frozen
-class CoreResult:
+class CoreResult(NamedTuple):
     """What an uplink did: ``registration`` (None when the message matched none), ``events``
-    in the order they happened, and ``to_send``: queued requests now due, oldest first."""
+    in the order they happened, and ``to_send``: queued requests now due, oldest first.
+
+    A named tuple rather than a frozen attrs class: one is made per message a device sends,
+    and a frozen attrs ``__init__`` sets each field through ``object.__setattr__`` (~0.2 µs a
+    field); a tuple is as immutable and is built in one C call."""
 
     registration: Registration | None
     events: tuple[Event, ...] = ()
@@ -199,11 +200,20 @@ class ServerCore:
         now: float,
         address: Address | None = None,
         identity: IdentityBinding | None = None,
+        registration: Registration | None = None,
     ) -> CoreResult:
-        """``POST /rd/{id}``: 4.04 unknown id, 4.03 other identity, 4.00 bad parameters."""
+        """``POST /rd/{id}``: 4.04 unknown id, 4.03 other identity, 4.00 bad parameters.
+        ``registration``: what ``registrations.get(registration_id)`` just gave the caller
+        (the adapter looks it up to authorize the peer), so it is not looked up again; None:
+        looked up here."""
         request = UpdateRequest.parse(query, payload, content_format)
         return self.apply_update(
-            registration_id, request, now=now, address=address, identity=identity
+            registration_id,
+            request,
+            now=now,
+            address=address,
+            identity=identity,
+            registration=registration,
         )
 
     def apply_update(
@@ -214,10 +224,16 @@ class ServerCore:
         now: float,
         address: Address | None = None,
         identity: IdentityBinding | None = None,
+        registration: Registration | None = None,
     ) -> CoreResult:
         """``update`` for an already parsed request."""
         outcome = self.registrations.update(
-            registration_id, request, now=now, address=address, identity=identity
+            registration_id,
+            request,
+            now=now,
+            address=address,
+            identity=identity,
+            previous=registration,
         )
         events: list[Event] = list(outcome.events)
         to_send = self._after_contact(outcome.registration, now, events)

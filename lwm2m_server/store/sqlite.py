@@ -749,13 +749,15 @@ class SqliteStore(SqliteDatabase):
         if not moved:
             # guarded: when the row says otherwise (another process stored another address)
             # the full update below writes what this Update says
+            lifetime = registration.lifetime
+            last_update = registration.last_update
             cursor = self._execute_one(
                 self._KEEP_ALIVE_SQL,
                 (
-                    registration.last_update,
-                    registration.expires_at,
+                    last_update,
+                    last_update + lifetime,  # ``expires_at``, written out (every keep-alive)
                     reg_id,
-                    registration.lifetime,
+                    lifetime,
                     address.host,
                     address.port,
                 ),

@@ -197,6 +197,13 @@ def test_round_trip(msg: Message) -> None:
     assert parse(serialize(msg)) == msg
 
 
+@given(_message)
+@PROFILE
+def test_path_query_format_is_the_three_accessors_in_one_pass(msg: Message) -> None:
+    """What a server's dispatch reads in one pass is what the three accessors say."""
+    assert msg.path_query_format() == (msg.uri_path, msg.uri_query, msg.content_format)
+
+
 @given(st.binary(max_size=64))
 @PROFILE
 def test_any_bytes_parse_or_raise_a_coap_error_and_reencode_exactly(data: bytes) -> None:
