@@ -75,6 +75,7 @@ from lwm2m_server.core.observations import Observation
 from lwm2m_server.core.registration import Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
 
+from .checkpointer import Checkpointer
 from .records import (
     check_point,
     observation_from_json,
@@ -196,6 +197,8 @@ _PRUNE_SQL = (
 """An endpoint's oldest points, series by series through the ``(endpoint, path, ts_ms)``
 index (the paths from ``telemetry_keys``, which has every series that has points)."""
 MAX_HISTORY = 100_000
+_SYNCHRONOUS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+"""``PRAGMA synchronous``'s answer by name: the checkpoint thread runs the store's setting."""
 
 T = TypeVar("T")
 
@@ -262,17 +265,42 @@ class SqliteStore(SqliteDatabase):
     """Series inserted in the open group: known once it commits, forgotten if it fails."""
     commits = 0
     """Group transactions committed (for metrics and tests)."""
-    GROUP_CHECKPOINT_PAGES = 1_000
-    """WAL pages between checkpoints in group commit (module docstring, "Checkpoints")."""
+    GROUP_CHECKPOINT_PAGES = 10_000
+    """The backstop: WAL pages at which the loop's own commit checkpoints (sqlite's
+    autocheckpoint) and so lets the WAL restart; the bound of the WAL file
+    (``journal_size_limit``). Module docstring, "Checkpoints"."""
+    THREAD_CHECKPOINT_PAGES = 1_000
+    """WAL pages not yet copied back that wake the checkpoint thread."""
+    FALLBACK_CHECKPOINT_PAGES = 1_000
+    """The autocheckpoint when no thread runs (the file has no WAL index to watch)."""
+    _checkpointer: Checkpointer | None = None
 
     # -- group commit (module docstring) ---------------------------------------------------------
     def enable_group_commit(self) -> None:
         self._grouping = True
         conn = self.conn
-        pages = self.GROUP_CHECKPOINT_PAGES
+        if self._checkpointer is None:
+            synchronous = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+            checkpointer = self._new_checkpointer(_SYNCHRONOUS.get(synchronous, "FULL"))
+            if checkpointer.start():
+                self._checkpointer = checkpointer
+        pages = (
+            self.GROUP_CHECKPOINT_PAGES
+            if self._checkpointer is not None
+            else self.FALLBACK_CHECKPOINT_PAGES
+        )
         page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
         conn.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
         conn.execute(f"PRAGMA journal_size_limit={int(pages) * page_size}")
+
+    def _new_checkpointer(self, synchronous: str) -> Checkpointer:
+        """The checkpoint thread of this file (not started; a test replaces it)."""
+        return Checkpointer(self.path, synchronous=synchronous, pages=self.THREAD_CHECKPOINT_PAGES)
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        """The checkpoint thread, when group commit runs one (metrics and tests)."""
+        return self._checkpointer
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -319,6 +347,12 @@ class SqliteStore(SqliteDatabase):
     def close(self) -> None:
         if (self._group_open or self._points) and self._conn is not None:
             self._settle()
+        # the thread and its connection first: the store's connection must be the last to
+        # close (sqlite then checkpoints and removes the WAL) and the WAL index stays mapped
+        # only while a connection holds it open
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.close()
         super().close()
 
     def _settle(self) -> bool:
@@ -454,6 +488,9 @@ class SqliteStore(SqliteDatabase):
             self._failed(exc)
             return False
         self.commits += 1
+        checkpointer = self._checkpointer
+        if checkpointer is not None:
+            checkpointer.after_commit()
         pending = self._series_pending
         if pending is not None:
             self._series_pending = None

@@ -1,0 +1,221 @@
+"""``Checkpointer``: WAL checkpoints of a group-commit store in a thread of their own.
+
+Why. A WAL checkpoint copies the pages the WAL holds back into the database file and fsyncs
+both files. Run by sqlite's autocheckpoint it happens inside the commit that crosses the
+bound, on the event loop, and stalls every request in flight for its whole length
+(``lwm2m_server.store.sqlite``, "Checkpoints"). Here a thread with its **own connection** runs
+``PRAGMA wal_checkpoint(PASSIVE)``: sqlite releases the GIL for the copy and the fsyncs, so the
+loop keeps committing while it runs.
+
+Trigger. After each group commit the loop calls ``after_commit``, which reads two counters of
+the WAL index (the ``-shm`` file, mapped read-only: ``mxFrame``, the frames in the WAL, and
+``nBackfill``, the frames already copied back; sqlite.org/walformat.html, "The WAL-Index
+Format") and wakes the thread when ``pages`` frames or more are not yet copied. Two loads from
+a mapped page and a subtraction: no system call, no thread woken for nothing, no polling.
+
+Never blocking the writer. PASSIVE takes no lock the writer waits for: it copies what no
+reader still needs, without waiting; a writer's own checkpoint that meets it gets SQLITE_BUSY
+at once and is skipped (the next commit retries). The thread never runs FULL, RESTART or
+TRUNCATE, which wait for the writer. Its connection holds no transaction between checkpoints
+(autocommit, nothing but the pragma), so it never pins a WAL snapshot: a reader that did
+would stop both the copies and the WAL's restart.
+
+What it cannot do: restart the WAL. Under continuous commits new frames arrive while the
+thread copies, so it never finds the WAL wholly copied when the next write begins; only
+then does the writer start the WAL over from its beginning. The store therefore keeps its
+own autocheckpoint as the backstop, at a larger bound: when the WAL reaches it the writer's
+checkpoint copies the few frames the thread has not, and the next write restarts the WAL
+(and ``journal_size_limit`` cuts the file back).
+
+Durability is the store's: the thread's connection runs the store's ``synchronous`` setting,
+so a checkpoint fsyncs the WAL before copying and the database after, as the writer's would.
+A checkpoint only copies committed frames; a process killed mid-copy leaves the WAL intact
+and the next open replays it.
+
+Errors (a disk error, a file gone read-only, an unreadable file) are logged at ERROR once
+(then at most once a minute while they last, and once at INFO when checkpoints work again);
+the thread carries on, reopening its connection at the next wake-up. The loop's backstop
+keeps the WAL bounded meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import sqlite3
+import struct
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_MX_FRAME = struct.Struct("=I")
+"""A 32-bit counter of the WAL index, in the host's byte order (sqlite.org/walformat.html)."""
+_MX_FRAME_OFFSET = 16
+"""``mxFrame`` in the first copy of the WAL-index header: the last valid frame of the WAL."""
+_BACKFILL_OFFSET = 96
+"""``nBackfill`` in the checkpoint information that follows the two header copies."""
+_HEADER_SIZE = 136
+"""The two header copies (48 bytes each) and the checkpoint information (40 bytes)."""
+_ERROR_LOG_INTERVAL = 60.0
+
+
+class Checkpointer:
+    """The checkpoint thread of one store (one database file). ``start`` it once, call
+    ``after_commit`` on the loop after each commit, ``close`` it before the store's own
+    connection closes (it joins the thread and closes the thread's connection)."""
+
+    def __init__(self, path: str | Path, *, synchronous: str, pages: int) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous.upper()
+        self.pages = pages
+        """Frames not yet copied back that wake the thread."""
+        self.passes = 0
+        """Checkpoints run (failed ones included)."""
+        self.copied = 0
+        """Frames the thread's checkpoints found copied back, summed over its passes (the
+        ``checkpointed`` column of ``PRAGMA wal_checkpoint``)."""
+        self.errors = 0
+        """Checkpoints that raised."""
+        self._shm: mmap.mmap | None = None
+        self._wake = threading.Event()
+        self._stopping = False
+        self._done = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+        self._next_error_log = 0.0
+
+    # -- the loop's side ---------------------------------------------------------------------------
+    def start(self) -> bool:
+        """Map the WAL index and start the thread; False (nothing started) when the file has no
+        WAL index to read (the caller then keeps checkpoints on the loop)."""
+        if self._thread is not None:
+            return True
+        shm = self._map_index()
+        if shm is None:
+            return False
+        self._shm = shm
+        thread = threading.Thread(
+            target=self._run, name=f"wal-checkpoint {self.path.name}", daemon=True
+        )
+        self._thread = thread
+        thread.start()
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def pending(self) -> int:
+        """Frames in the WAL not yet copied back into the database (0 when not running)."""
+        shm = self._shm
+        if shm is None:
+            return 0
+        frames = _MX_FRAME.unpack_from(shm, _MX_FRAME_OFFSET)[0]
+        backfilled = _MX_FRAME.unpack_from(shm, _BACKFILL_OFFSET)[0]
+        return int(frames - backfilled)
+
+    def after_commit(self) -> None:
+        """Wake the thread when ``pages`` or more frames wait to be copied back."""
+        if self._shm is not None and self.pending() >= self.pages:
+            self._wake.set()
+
+    def request(self) -> None:
+        """Wake the thread now, whatever the WAL holds (tests, a shutdown that wants the file
+        compact)."""
+        if self._thread is not None:
+            self._wake.set()
+
+    def wait_passes(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until the thread has run ``count`` checkpoints in all; False on ``timeout``
+        (a guard against a hang, not a measure: tests wait on this, never on sleeps)."""
+        with self._done:
+            return self._done.wait_for(lambda: self.passes >= count, timeout)
+
+    def close(self) -> None:
+        """Stop and join the thread (a checkpoint under way finishes first), close its
+        connection and unmap the WAL index. Idempotent."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stopping = True
+            self._wake.set()
+            thread.join()
+        shm, self._shm = self._shm, None
+        if shm is not None:
+            shm.close()
+
+    def _map_index(self) -> mmap.mmap | None:
+        try:
+            fd = os.open(f"{self.path}-shm", os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            if os.fstat(fd).st_size < _HEADER_SIZE:
+                return None
+            return mmap.mmap(fd, _HEADER_SIZE, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return None
+        finally:
+            os.close(fd)
+
+    # -- the thread's side -------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        """The thread's own connection: read-write on the existing file (never creating one),
+        autocommit (no transaction left open), the store's durability."""
+        conn = sqlite3.connect(
+            f"file:{self.path}?mode=rw", uri=True, isolation_level=None, timeout=5.0
+        )
+        try:
+            conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stopping:
+                    return
+                try:
+                    if conn is None:
+                        conn = self._connect()
+                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except Exception as exc:  # logged: the thread must outlive any error
+                    self._failed(exc)
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+                else:
+                    self.copied += int(row[2]) if row and int(row[2]) > 0 else 0
+                    self._recovered()
+                with self._done:
+                    self.passes += 1
+                    self._done.notify_all()
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _failed(self, exc: Exception) -> None:
+        self.errors += 1
+        self._failing = True
+        now = time.monotonic()
+        if now >= self._next_error_log:
+            self._next_error_log = now + _ERROR_LOG_INTERVAL
+            log.error(
+                "%s: WAL checkpoint in the background failed (%d so far; the store keeps "
+                "working, its commits checkpoint the WAL meanwhile): %s",
+                self.path,
+                self.errors,
+                exc,
+            )
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.info("%s: WAL checkpoints in the background work again", self.path)
