@@ -67,11 +67,23 @@ class Checkpointer:
     ``after_commit`` on the loop after each commit, ``close`` it before the store's own
     connection closes (it joins the thread and closes the thread's connection)."""
 
-    def __init__(self, path: str | Path, *, synchronous: str, pages: int) -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: str, pages: int, backstop: int | None = None
+    ) -> None:
         self.path = Path(path)
         self.synchronous = synchronous.upper()
         self.pages = pages
         """Frames not yet copied back that wake the thread."""
+        self.backstop = backstop if backstop is not None and backstop >= 2 * pages else 0
+        """The writer's own checkpoint bound (its ``wal_autocheckpoint``); 0 when it has none
+        or one too close to ``pages`` for a lead-in (then the writer's bound is its own)."""
+        self.closing_in = max(self.backstop - pages, 0)
+        """From this many frames in the WAL up to ``backstop``, any frame not copied back wakes
+        the thread: its passes then keep up commit by commit, so the writer's checkpoint finds
+        little left to copy (a commit or two of frames instead of up to ``pages``). Past the
+        backstop the thread is left asleep (unless ``pages`` wait): the writer's checkpoint,
+        which alone restarts the WAL, must not keep meeting the thread's in the lock they
+        share (it skips its turn when it does)."""
         self.passes = 0
         """Checkpoints run (failed ones included)."""
         self.copied = 0
@@ -83,6 +95,7 @@ class Checkpointer:
         self._wake = threading.Event()
         self._stopping = False
         self._done = threading.Condition()
+        self._busy = False
         self._thread: threading.Thread | None = None
         self._failing = False
         self._next_error_log = 0.0
@@ -118,8 +131,14 @@ class Checkpointer:
         return int(frames - backfilled)
 
     def after_commit(self) -> None:
-        """Wake the thread when ``pages`` or more frames wait to be copied back."""
-        if self._shm is not None and self.pending() >= self.pages:
+        """Wake the thread when ``pages`` or more frames wait to be copied back, or any when
+        the WAL nears the writer's backstop (``closing_in``)."""
+        shm = self._shm
+        if shm is None:
+            return
+        frames = _MX_FRAME.unpack_from(shm, _MX_FRAME_OFFSET)[0]
+        pending = frames - _MX_FRAME.unpack_from(shm, _BACKFILL_OFFSET)[0]
+        if pending >= self.pages or (pending > 0 and self.closing_in <= frames < self.backstop):
             self._wake.set()
 
     def request(self) -> None:
@@ -127,6 +146,12 @@ class Checkpointer:
         compact)."""
         if self._thread is not None:
             self._wake.set()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until the thread is neither running a checkpoint nor woken for one; False on
+        ``timeout`` (a guard, as for ``wait_passes``)."""
+        with self._done:
+            return self._done.wait_for(lambda: not self._busy and not self._wake.is_set(), timeout)
 
     def wait_passes(self, count: int, timeout: float = 30.0) -> bool:
         """Block until the thread has run ``count`` checkpoints in all; False on ``timeout``
@@ -179,7 +204,9 @@ class Checkpointer:
         try:
             while True:
                 self._wake.wait()
-                self._wake.clear()
+                with self._done:
+                    self._busy = True
+                    self._wake.clear()
                 if self._stopping:
                     return
                 try:
@@ -196,6 +223,7 @@ class Checkpointer:
                     self._recovered()
                 with self._done:
                     self.passes += 1
+                    self._busy = False
                     self._done.notify_all()
         finally:
             if conn is not None:

@@ -295,7 +295,12 @@ class SqliteStore(SqliteDatabase):
 
     def _new_checkpointer(self, synchronous: str) -> Checkpointer:
         """The checkpoint thread of this file (not started; a test replaces it)."""
-        return Checkpointer(self.path, synchronous=synchronous, pages=self.THREAD_CHECKPOINT_PAGES)
+        return Checkpointer(
+            self.path,
+            synchronous=synchronous,
+            pages=self.THREAD_CHECKPOINT_PAGES,
+            backstop=self.GROUP_CHECKPOINT_PAGES,
+        )
 
     @property
     def checkpointer(self) -> Checkpointer | None:
