@@ -8,10 +8,18 @@ bound, on the event loop, and stalls every request in flight for its whole lengt
 loop keeps committing while it runs.
 
 Trigger. After each group commit the loop calls ``after_commit``, which reads two counters of
-the WAL index (the ``-shm`` file, mapped read-only: ``mxFrame``, the frames in the WAL, and
-``nBackfill``, the frames already copied back; sqlite.org/walformat.html, "The WAL-Index
-Format") and wakes the thread when ``pages`` frames or more are not yet copied. Two loads from
-a mapped page and a subtraction: no system call, no thread woken for nothing, no polling.
+the WAL index (``mxFrame``, the frames in the WAL, and ``nBackfill``, the frames already copied
+back; sqlite.org/walformat.html, "The WAL-Index Format") and wakes the thread when ``pages``
+frames or more are not yet copied. Two loads and a subtraction: no system call, no thread
+woken for nothing, no polling. The counters are read **in sqlite's own mapping** of the
+``-shm`` file (found once in ``/proc/self/maps``), never through a descriptor of our own:
+closing any descriptor of a file drops every POSIX lock the process holds on it, sqlite's
+included, and another process opening the database would then take the file for unused,
+truncate and rebuild the WAL index under this one (the first version opened and mapped the
+file itself: the server died of SIGBUS when ``bench/server_load.py`` counted rows from another
+process). sqlite's mapping lives as long as the store's connection, which outlives the thread
+(``close``). Where the mapping cannot be found (not Linux, another VFS) no thread runs and the
+loop checkpoints as before.
 
 Never blocking the writer. PASSIVE takes no lock the writer waits for: it copies what no
 reader still needs, without waiting; a writer's own checkpoint that meets it gets SQLITE_BUSY
@@ -40,19 +48,16 @@ keeps the WAL bounded meanwhile.
 
 from __future__ import annotations
 
+import ctypes
 import logging
-import mmap
 import os
 import sqlite3
-import struct
 import threading
 import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_MX_FRAME = struct.Struct("=I")
-"""A 32-bit counter of the WAL index, in the host's byte order (sqlite.org/walformat.html)."""
 _MX_FRAME_OFFSET = 16
 """``mxFrame`` in the first copy of the WAL-index header: the last valid frame of the WAL."""
 _BACKFILL_OFFSET = 96
@@ -91,7 +96,8 @@ class Checkpointer:
         ``checkpointed`` column of ``PRAGMA wal_checkpoint``)."""
         self.errors = 0
         """Checkpoints that raised."""
-        self._shm: mmap.mmap | None = None
+        self._index: tuple[ctypes.c_uint32, ctypes.c_uint32] | None = None
+        """``mxFrame`` and ``nBackfill``, read in sqlite's mapping of the WAL index."""
         self._wake = threading.Event()
         self._stopping = False
         self._done = threading.Condition()
@@ -102,14 +108,14 @@ class Checkpointer:
 
     # -- the loop's side ---------------------------------------------------------------------------
     def start(self) -> bool:
-        """Map the WAL index and start the thread; False (nothing started) when the file has no
-        WAL index to read (the caller then keeps checkpoints on the loop)."""
+        """Find the WAL index and start the thread; False (nothing started) when the index
+        cannot be read (the caller then keeps checkpoints on the loop)."""
         if self._thread is not None:
             return True
-        shm = self._map_index()
-        if shm is None:
+        index = self._find_index()
+        if index is None:
             return False
-        self._shm = shm
+        self._index = index
         thread = threading.Thread(
             target=self._run, name=f"wal-checkpoint {self.path.name}", daemon=True
         )
@@ -123,21 +129,21 @@ class Checkpointer:
 
     def pending(self) -> int:
         """Frames in the WAL not yet copied back into the database (0 when not running)."""
-        shm = self._shm
-        if shm is None:
+        index = self._index
+        if index is None:
             return 0
-        frames = _MX_FRAME.unpack_from(shm, _MX_FRAME_OFFSET)[0]
-        backfilled = _MX_FRAME.unpack_from(shm, _BACKFILL_OFFSET)[0]
-        return int(frames - backfilled)
+        frames, backfilled = index
+        return int(frames.value - backfilled.value)
 
     def after_commit(self) -> None:
         """Wake the thread when ``pages`` or more frames wait to be copied back, or any when
-        the WAL nears the writer's backstop (``closing_in``)."""
-        shm = self._shm
-        if shm is None:
+        the WAL nears the writer's backstop (``closing_in``). Only while the store's connection
+        is open: the counters are in its mapping."""
+        index = self._index
+        if index is None:
             return
-        frames = _MX_FRAME.unpack_from(shm, _MX_FRAME_OFFSET)[0]
-        pending = frames - _MX_FRAME.unpack_from(shm, _BACKFILL_OFFSET)[0]
+        frames = index[0].value
+        pending = frames - index[1].value
         if pending >= self.pages or (pending > 0 and self.closing_in <= frames < self.backstop):
             self._wake.set()
 
@@ -161,29 +167,40 @@ class Checkpointer:
 
     def close(self) -> None:
         """Stop and join the thread (a checkpoint under way finishes first), close its
-        connection and unmap the WAL index. Idempotent."""
+        connection and forget the WAL index (before the store's connection closes: the index
+        is in its mapping). Idempotent."""
         thread, self._thread = self._thread, None
         if thread is not None:
             self._stopping = True
             self._wake.set()
             thread.join()
-        shm, self._shm = self._shm, None
-        if shm is not None:
-            shm.close()
+        self._index = None  # sqlite unmaps it when the store's connection closes
 
-    def _map_index(self) -> mmap.mmap | None:
+    def _find_index(self) -> tuple[ctypes.c_uint32, ctypes.c_uint32] | None:
+        """``mxFrame`` and ``nBackfill`` in sqlite's mapping of the WAL index (module
+        docstring), or None. The mapping is the one of offset 0 of the ``-shm`` file, matched
+        by inode and file name (the folder's path may be spelt otherwise)."""
         try:
-            fd = os.open(f"{self.path}-shm", os.O_RDONLY)
+            shm = os.stat(f"{self.path}-shm")
+            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+                lines = maps.readlines()
         except OSError:
             return None
-        try:
-            if os.fstat(fd).st_size < _HEADER_SIZE:
-                return None
-            return mmap.mmap(fd, _HEADER_SIZE, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):
-            return None
-        finally:
-            os.close(fd)
+        name = f"{self.path.name}-shm"
+        for line in lines:
+            fields = line.split(maxsplit=5)
+            if len(fields) < 6 or fields[4] != str(shm.st_ino) or int(fields[2], 16) != 0:
+                continue
+            if not fields[5].rstrip("\n").endswith(name):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if end - start < _HEADER_SIZE or not fields[1].startswith("r"):
+                continue
+            return (
+                ctypes.c_uint32.from_address(start + _MX_FRAME_OFFSET),
+                ctypes.c_uint32.from_address(start + _BACKFILL_OFFSET),
+            )
+        return None
 
     # -- the thread's side -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:

@@ -150,6 +150,63 @@ def test_close_stops_and_joins_the_thread(tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM telemetry").fetchone()[0] == 21 * 64
 
 
+def test_other_processes_opening_the_database_leave_the_store_and_its_thread_sound(
+    tmp_path: Path,
+) -> None:
+    """Readers in other processes (an operator's ``sqlite3``, a benchmark counting rows) come
+    and go while the store commits and its thread checkpoints. The store must keep its locks on
+    the WAL index: had it opened and closed a descriptor of the ``-shm`` file (POSIX drops all
+    of a process's locks on a file when any of its descriptors closes), the first reader would
+    rebuild the index under the store (a SIGBUS, or a WAL replayed over the writer's frames)."""
+    store = SmallThreadStore(tmp_path / "db.sqlite")
+    store.enable_group_commit()
+    reader = (
+        "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("
+        "'SELECT count(*) FROM telemetry').fetchone()[0])"
+    )
+    # what a newcomer's sqlite does first: try to take the WAL index for unused (an exclusive
+    # lock on its "DMS" byte, 128); it must find the store's shared lock there
+    probe = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "try:\n"
+        "    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)\n"
+        "    print('taken')\n"
+        "except OSError:\n"
+        "    print('held')\n"
+    )
+    try:
+        checkpointer = store.checkpointer
+        assert checkpointer is not None
+        for batch in range(30):
+            assert store.append_points(points(batch)) == 64
+            assert store.commit() is True
+            if batch % 10 == 9:
+                seen = subprocess.run(
+                    [sys.executable, "-c", reader, str(store.path)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+                assert int(seen) == (batch + 1) * 64
+                held = subprocess.run(
+                    [sys.executable, "-c", probe, f"{store.path}-shm"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+                assert held.strip() == "held"
+                checkpointer.request()
+                assert checkpointer.wait_idle()
+        assert checkpointer.errors == 0
+        assert checkpointer.passes >= 3
+        with sqlite3.connect(store.path) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert conn.execute("SELECT count(*) FROM telemetry").fetchone()[0] == 30 * 64
+    finally:
+        store.close()
+
+
 class LostFileCheckpointer(Checkpointer):
     """Its connection cannot reach the file (as when its folder was moved or unmounted under a
     running server): every checkpoint fails ("unable to open database file")."""
