@@ -79,21 +79,25 @@ class Checkpointer:
         self.synchronous = synchronous.upper()
         self.pages = pages
         """Frames not yet copied back that wake the thread."""
-        self.backstop = backstop if backstop is not None and backstop >= 2 * pages else 0
-        """The writer's own checkpoint bound (its ``wal_autocheckpoint``); 0 when it has none
-        or one too close to ``pages`` for a lead-in (then the writer's bound is its own)."""
-        self.closing_in = max(self.backstop - pages, 0)
-        """From this many frames in the WAL up to ``backstop``, any frame not copied back wakes
-        the thread: its passes then keep up commit by commit, so the writer's checkpoint finds
-        little left to copy (a commit or two of frames instead of up to ``pages``). Past the
-        backstop the thread is left asleep (unless ``pages`` wait): the writer's checkpoint,
-        which alone restarts the WAL, must not keep meeting the thread's in the lock they
-        share (it skips its turn when it does)."""
+        self.backstop = backstop if backstop is not None and backstop >= 2 * pages else None
+        """The writer's own checkpoint bound (its ``wal_autocheckpoint``); None when it has
+        none, or one too close to ``pages`` for the lead-in below (then the writer's bound is
+        its own business)."""
+        self.closing_in = (
+            self.backstop - min(pages, self.backstop // 10) if self.backstop is not None else 0
+        )
+        """From this many frames in the WAL up to ``backstop`` (its last ``pages``, at most a
+        tenth of it), any frame not copied back wakes the thread: its passes then keep up commit
+        by commit, so the writer's checkpoint finds little left to copy (a commit or two of
+        frames instead of up to ``pages``). From the backstop on, the thread is not woken and a
+        pending wake-up is withdrawn: the writer's checkpoint, which alone restarts the WAL,
+        skips its turn whenever it meets the thread's in the lock they share."""
         self.passes = 0
         """Checkpoints run (failed ones included)."""
-        self.copied = 0
-        """Frames the thread's checkpoints found copied back, summed over its passes (the
-        ``checkpointed`` column of ``PRAGMA wal_checkpoint``)."""
+        self.backfilled = 0
+        """Frames of the WAL copied back when the last successful pass ended (the
+        ``checkpointed`` column of ``PRAGMA wal_checkpoint``; -1: the pass found the WAL in
+        use by another checkpoint)."""
         self.errors = 0
         """Checkpoints that raised."""
         self._index: tuple[ctypes.c_uint32, ctypes.c_uint32] | None = None
@@ -144,7 +148,15 @@ class Checkpointer:
             return
         frames = index[0].value
         pending = frames - index[1].value
-        if pending >= self.pages or (pending > 0 and self.closing_in <= frames < self.backstop):
+        backstop = self.backstop
+        if backstop is None:
+            if pending >= self.pages:
+                self._wake.set()
+        elif frames >= backstop:
+            # the writer's checkpoint is due: a pass woken by an earlier commit and not begun
+            # yet would hold it off once more (it skips its turn when it meets the thread's)
+            self._wake.clear()
+        elif pending >= self.pages or (pending > 0 and frames >= self.closing_in):
             self._wake.set()
 
     def request(self) -> None:
@@ -236,7 +248,7 @@ class Checkpointer:
                         conn.close()
                         conn = None
                 else:
-                    self.copied += int(row[2]) if row and int(row[2]) > 0 else 0
+                    self.backfilled = int(row[2])
                     self._recovered()
                 with self._done:
                     self.passes += 1

@@ -34,21 +34,35 @@ savepoint and two single-row statements. A failed insert rolls the whole iterati
 failed commit does: the driver withholds the iteration's replies (a notification's ACK too),
 and the devices retransmit.
 
-**Checkpoints** in group commit run every ``GROUP_CHECKPOINT_PAGES`` WAL pages (``PRAGMA
-wal_autocheckpoint``, sqlite's own default of 1000), and the WAL file is cut back to that size
-when it restarts (``journal_size_limit``). The autocheckpoint runs inside the commit that
-crosses the bound, i.e. on the event loop: its copy of the WAL's pages back into the database
-(and the fsyncs) stalls every request in flight. Session 8 tried 10,000 pages (a hot history
-index page is then copied once for ~10 commits of it: ~22 -> ~12.5 µs per stored row in a
-standalone sqlite run at 100k history rows over 1000 series) and took it back: over sockets
-it gave no measurable notification rate (13.0-13.2k/s against 13.3-13.8k/s at 10k clients,
-alternated) and raised the API read p99 under load from 16-31 ms to 48-56 ms, the loop stalled
-by checkpoints of up to 40 MiB (docs/performance.md, "Full run at the end of session 8"). The
-way to both: checkpoints off the loop (a thread of their own with their own connection;
-sqlite releases the GIL), with the loop's autocheckpoint left as the backstop that lets the
-WAL restart (under continuous commits a PASSIVE checkpoint from another connection never finds
-the WAL fully copied when the next write begins, so only the writer's own checkpoint restarts
-it; the backstop then copies only what the thread has not); not done yet.
+**Checkpoints** in group commit run **off the loop**, in a thread with its own connection
+(``checkpointer.Checkpointer``, started by ``enable_group_commit`` and joined by ``close``):
+after each commit the loop reads two counters of the WAL index and wakes the thread when
+``THREAD_CHECKPOINT_PAGES`` (1000) WAL pages wait to be copied back; the thread runs ``PRAGMA
+wal_checkpoint(PASSIVE)``, which takes no lock the loop waits for, and sqlite releases the
+GIL while it copies and fsyncs. Why: sqlite's autocheckpoint runs inside the commit that
+crosses its bound, i.e. on the event loop, and its copy of the WAL's pages into the database
+(and the fsyncs) stalls every request in flight. Session 8 tried that autocheckpoint at 10,000
+pages (a hot history index page copied once for ~10 commits of it) and took it back: it raised
+the API read p99 under load from 16-31 ms to 48-56 ms (docs/performance.md, "Full run at the
+end of session 8").
+
+The loop's own autocheckpoint stays, at ``GROUP_CHECKPOINT_PAGES`` (10,000), as the
+**backstop** that restarts the WAL: under continuous commits a PASSIVE checkpoint from another
+connection never finds the WAL wholly copied when the next write begins (frames arrive while
+it copies), and only then does the writer start the WAL over; so only the writer's own
+checkpoint lets it restart. It copies only what the thread has not: in the last
+``THREAD_CHECKPOINT_PAGES`` before the backstop every commit wakes the thread, so the writer's
+checkpoint finds a commit or two of frames left (it skips its turn when it meets the thread's
+checkpoint in their shared lock, and the next commit tries again: the WAL passes the bound by
+the frames committed during one of the thread's passes). ``journal_size_limit`` cuts the file
+back to the backstop's size when the WAL restarts: ~40 MiB at 4 KiB pages, which a restart
+after ``kill -9`` reads to rebuild the WAL index (87 ms for 40 MB, session 8). Durability is
+unchanged: the thread's connection runs the store's ``synchronous``, a checkpoint copies only
+committed frames, and a process killed mid-copy leaves a WAL the next open replays. A failing
+checkpoint is logged (once a minute at most) and the backstop keeps the WAL bounded meanwhile.
+Where the thread cannot run (the WAL index not found in the process's mappings: not Linux,
+another VFS) the loop checkpoints every ``FALLBACK_CHECKPOINT_PAGES`` (1000), as before.
+Figures: docs/performance.md, "Session 9: checkpoints off the loop (s9-checkpoint)".
 """
 
 from __future__ import annotations
@@ -269,8 +283,9 @@ class SqliteStore(SqliteDatabase):
     """The backstop: WAL pages at which the loop's own commit checkpoints (sqlite's
     autocheckpoint) and so lets the WAL restart; the bound of the WAL file
     (``journal_size_limit``). Module docstring, "Checkpoints"."""
-    THREAD_CHECKPOINT_PAGES = 1_000
-    """WAL pages not yet copied back that wake the checkpoint thread."""
+    THREAD_CHECKPOINT_PAGES = 4_000
+    """WAL pages not yet copied back that wake the checkpoint thread (a hot page is copied once
+    per ~4000 WAL pages instead of once per 1000: less CPU in the thread, none on the loop)."""
     FALLBACK_CHECKPOINT_PAGES = 1_000
     """The autocheckpoint when no thread runs (the file has no WAL index to watch)."""
     _checkpointer: Checkpointer | None = None
