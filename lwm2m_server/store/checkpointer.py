@@ -10,16 +10,17 @@ loop keeps committing while it runs.
 Trigger. After each group commit the loop calls ``after_commit``, which reads two counters of
 the WAL index (``mxFrame``, the frames in the WAL, and ``nBackfill``, the frames already copied
 back; sqlite.org/walformat.html, "The WAL-Index Format") and wakes the thread when ``pages``
-frames or more are not yet copied. Two loads and a subtraction: no system call, no thread
-woken for nothing, no polling. The counters are read **in sqlite's own mapping** of the
-``-shm`` file (found once in ``/proc/self/maps``), never through a descriptor of our own:
-closing any descriptor of a file drops every POSIX lock the process holds on it, sqlite's
-included, and another process opening the database would then take the file for unused,
-truncate and rebuild the WAL index under this one (the first version opened and mapped the
-file itself: the server died of SIGBUS when ``bench/server_load.py`` counted rows from another
-process). sqlite's mapping lives as long as the store's connection, which outlives the thread
-(``close``). Where the mapping cannot be found (not Linux, another VFS) no thread runs and the
-loop checkpoints as before.
+frames or more are not yet copied, or any frame in the lead-in before the writer's backstop
+(``closing_in``, below). Two loads and a subtraction: no system call, no thread woken for
+nothing, no polling; wake-ups that come during a pass make one more pass, not a queue.
+The counters are read **in sqlite's own mapping** of the ``-shm`` file (found once in
+``/proc/self/maps``), never through a descriptor of our own: closing any descriptor of a file
+drops every POSIX lock the process holds on it, sqlite's included, and another process opening
+the database would then take the file for unused, truncate and rebuild the WAL index under
+this one (the first version opened and mapped the file itself: the server died of SIGBUS when
+``bench/server_load.py`` counted rows from another process). sqlite's mapping lives as long as
+the store's connection, which outlives the thread (``close``). Where the mapping cannot be
+found (not Linux, another VFS) no thread runs and the loop checkpoints as before.
 
 Never blocking the writer. PASSIVE takes no lock the writer waits for: it copies what no
 reader still needs, without waiting; a writer's own checkpoint that meets it gets SQLITE_BUSY
