@@ -219,9 +219,8 @@ class Checkpointer:
     def _connect(self) -> sqlite3.Connection:
         """The thread's own connection: read-write on the existing file (never creating one),
         autocommit (no transaction left open), the store's durability."""
-        conn = sqlite3.connect(
-            f"file:{self.path}?mode=rw", uri=True, isolation_level=None, timeout=5.0
-        )
+        uri = f"{Path(os.path.abspath(self.path)).as_uri()}?mode=rw"  # quoted: '?', '#', '%'
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=5.0)
         try:
             conn.execute(f"PRAGMA synchronous={self.synchronous}")
         except BaseException:

@@ -63,7 +63,9 @@ class SmallBoundsStore(SqliteStore):
 def test_the_thread_copies_the_wal_into_the_database_while_the_loop_commits(
     tmp_path: Path,
 ) -> None:
-    store = SmallThreadStore(tmp_path / "db.sqlite")
+    # a folder name that a URI must quote (the thread opens the file by URI) and that
+    # /proc/self/maps shows with its spaces (where the WAL index is found)
+    store = SmallThreadStore(tmp_path / "data ?#%20 dir" / "db.sqlite")
     store.enable_group_commit()
     try:
         checkpointer = store.checkpointer
