@@ -16,7 +16,9 @@ p99.9, max: a checkpoint run inside a commit is a stall of every request in flig
 calling thread's CPU per row (``time.thread_time``) and the process's (``process_time``: the
 checkpoint thread's work included), the largest WAL file seen and the file at the end, and the
 checkpoint thread's passes when there is one. ``--backstop`` / ``--thread-pages`` override the
-store's bounds (a subclass); ``--no-thread`` runs the loop's autocheckpoint alone.
+store's bounds (a subclass); ``--no-thread`` runs the loop's autocheckpoint alone;
+``--warm-rows`` stores that many points first, unmeasured (the WAL file grown to its bound, as
+in a server that has run a while).
 """
 
 from __future__ import annotations
@@ -58,6 +60,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             store._new_checkpointer = lambda *a, **k: _NoThread()  # type: ignore[method-assign]
         store.enable_group_commit()
         wal = Path(f"{path}-wal")
+        for batch in range(args.warm_rows // args.group):  # unmeasured: the WAL grown first
+            store.append_points(
+                [
+                    TelemetryPoint(f"warm-{i}", "/3/0/9", "battery", batch, 1.0, ResourceType.FLOAT)
+                    for i in range(args.group)
+                ]
+            )
+            assert store.commit()
         text = "1 " * 60
         commits: list[float] = []
         largest = 0
@@ -140,6 +150,9 @@ def main() -> None:
     parser.add_argument("--backstop", type=int)
     parser.add_argument("--thread-pages", type=int)
     parser.add_argument("--no-thread", action="store_true")
+    parser.add_argument(
+        "--warm-rows", type=int, default=0, help="telemetry rows stored first, not measured"
+    )
     print(json.dumps(run(parser.parse_args())), flush=True)
 
 
