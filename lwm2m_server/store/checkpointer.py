@@ -7,20 +7,18 @@ bound, on the event loop, and stalls every request in flight for its whole lengt
 ``PRAGMA wal_checkpoint(PASSIVE)``: sqlite releases the GIL for the copy and the fsyncs, so the
 loop keeps committing while it runs.
 
-Trigger. After each group commit the loop calls ``after_commit``, which reads two counters of
-the WAL index (``mxFrame``, the frames in the WAL, and ``nBackfill``, the frames already copied
-back; sqlite.org/walformat.html, "The WAL-Index Format") and wakes the thread when ``pages``
-frames or more are not yet copied, or any frame in the lead-in before the writer's backstop
-(``closing_in``, below). Two loads and a subtraction: no system call, no thread woken for
-nothing, no polling; wake-ups that come during a pass make one more pass, not a queue.
-The counters are read **in sqlite's own mapping** of the ``-shm`` file (found once in
-``/proc/self/maps``), never through a descriptor of our own: closing any descriptor of a file
-drops every POSIX lock the process holds on it, sqlite's included, and another process opening
-the database would then take the file for unused, truncate and rebuild the WAL index under
-this one (the first version opened and mapped the file itself: the server died of SIGBUS when
-``bench/server_load.py`` counted rows from another process). sqlite's mapping lives as long as
-the store's connection, which outlives the thread (``close``). Where the mapping cannot be
-found (not Linux, another VFS) no thread runs and the loop checkpoints as before.
+Trigger. After each group commit the loop calls ``after_commit``, which counts commits and
+sets the thread's ``Event`` every ``every`` of them (an integer compare, and an ``Event.set``
+once per ``every`` commits: no system call, no memory of sqlite's read). The thread learns the
+WAL's size from the result row of its own ``PRAGMA wal_checkpoint(PASSIVE)`` (busy, frames in
+the WAL, frames copied back) and sets ``every`` so that the next wake-up comes when about
+``pages`` new frames wait: the frames that arrived since its last pass over the commits that
+brought them. So the thread is woken about once per ``pages`` WAL frames whatever a commit
+writes (one registration or 64 points), and a load that slows down stretches the interval in
+commits, not in frames. No polling; wake-ups that come during a pass make one more pass, not a
+queue. (The first version read ``mxFrame`` and ``nBackfill`` in sqlite's shared mapping of
+the WAL index, found in ``/proc/self/maps``: Linux only, and a remap by sqlite would have been
+a crash.)
 
 Never blocking the writer. PASSIVE takes no lock the writer waits for: it copies what no
 reader still needs, without waiting; a writer's own checkpoint that meets it gets SQLITE_BUSY
@@ -49,7 +47,6 @@ keeps the WAL bounded meanwhile.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import sqlite3
@@ -59,12 +56,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_MX_FRAME_OFFSET = 16
-"""``mxFrame`` in the first copy of the WAL-index header: the last valid frame of the WAL."""
-_BACKFILL_OFFSET = 96
-"""``nBackfill`` in the checkpoint information that follows the two header copies."""
-_HEADER_SIZE = 136
-"""The two header copies (48 bytes each) and the checkpoint information (40 bytes)."""
+MAX_EVERY = 10_000
+"""The most commits between two wake-ups (a store that commits one tiny row at a time)."""
 _ERROR_LOG_INTERVAL = 60.0
 
 
@@ -73,36 +66,28 @@ class Checkpointer:
     ``after_commit`` on the loop after each commit, ``close`` it before the store's own
     connection closes (it joins the thread and closes the thread's connection)."""
 
-    def __init__(
-        self, path: str | Path, *, synchronous: str, pages: int, backstop: int | None = None
-    ) -> None:
+    def __init__(self, path: str | Path, *, synchronous: str, pages: int) -> None:
         self.path = Path(path)
         self.synchronous = synchronous.upper()
         self.pages = pages
-        """Frames not yet copied back that wake the thread."""
-        self.backstop = backstop if backstop is not None and backstop >= 2 * pages else None
-        """The writer's own checkpoint bound (its ``wal_autocheckpoint``); None when it has
-        none, or one too close to ``pages`` for the lead-in below (then the writer's bound is
-        its own business)."""
-        self.closing_in = (
-            self.backstop - min(pages, self.backstop // 10) if self.backstop is not None else 0
-        )
-        """From this many frames in the WAL up to ``backstop`` (its last ``pages``, at most a
-        tenth of it), any frame not copied back wakes the thread: its passes then keep up commit
-        by commit, so the writer's checkpoint finds little left to copy (a commit or two of
-        frames instead of up to ``pages``). From the backstop on, the thread is not woken and a
-        pending wake-up is withdrawn: the writer's checkpoint, which alone restarts the WAL,
-        skips its turn whenever it meets the thread's in the lock they share."""
+        """WAL frames (about) between two wake-ups of the thread."""
+        self.every = 1
+        """Commits between two wake-ups; the thread adapts it after each pass (the first
+        commit wakes it: it then knows what a commit writes)."""
         self.passes = 0
         """Checkpoints run (failed ones included)."""
+        self.log_frames = 0
+        """Frames in the WAL at the last successful pass (``log`` of ``PRAGMA
+        wal_checkpoint``)."""
         self.backfilled = 0
-        """Frames of the WAL copied back when the last successful pass ended (the
-        ``checkpointed`` column of ``PRAGMA wal_checkpoint``; -1: the pass found the WAL in
-        use by another checkpoint)."""
+        """Frames of the WAL copied back when the last successful pass ended (its
+        ``checkpointed`` column; -1: the pass found the WAL in use by another checkpoint)."""
         self.errors = 0
         """Checkpoints that raised."""
-        self._index: tuple[ctypes.c_uint32, ctypes.c_uint32] | None = None
-        """``mxFrame`` and ``nBackfill``, read in sqlite's mapping of the WAL index."""
+        self.commits = 0
+        """Commits counted by ``after_commit``."""
+        self._due = 1
+        self._last_commits = 0
         self._wake = threading.Event()
         self._stopping = False
         self._done = threading.Condition()
@@ -113,51 +98,27 @@ class Checkpointer:
 
     # -- the loop's side ---------------------------------------------------------------------------
     def start(self) -> bool:
-        """Find the WAL index and start the thread; False (nothing started) when the index
-        cannot be read (the caller then keeps checkpoints on the loop)."""
-        if self._thread is not None:
-            return True
-        index = self._find_index()
-        if index is None:
-            return False
-        self._index = index
-        thread = threading.Thread(
-            target=self._run, name=f"wal-checkpoint {self.path.name}", daemon=True
-        )
-        self._thread = thread
-        thread.start()
+        """Start the thread (True: the caller counts on it and leaves checkpoints to it and to
+        its own backstop)."""
+        if self._thread is None:
+            thread = threading.Thread(
+                target=self._run, name=f"wal-checkpoint {self.path.name}", daemon=True
+            )
+            self._thread = thread
+            thread.start()
         return True
 
     @property
     def running(self) -> bool:
         return self._thread is not None
 
-    def pending(self) -> int:
-        """Frames in the WAL not yet copied back into the database (0 when not running)."""
-        index = self._index
-        if index is None:
-            return 0
-        frames, backfilled = index
-        return int(frames.value - backfilled.value)
-
     def after_commit(self) -> None:
-        """Wake the thread when ``pages`` or more frames wait to be copied back, or any when
-        the WAL nears the writer's backstop (``closing_in``). Only while the store's connection
-        is open: the counters are in its mapping."""
-        index = self._index
-        if index is None:
-            return
-        frames = index[0].value
-        pending = frames - index[1].value
-        backstop = self.backstop
-        if backstop is None:
-            if pending >= self.pages:
-                self._wake.set()
-        elif frames >= backstop:
-            # the writer's checkpoint is due: a pass woken by an earlier commit and not begun
-            # yet would hold it off once more (it skips its turn when it meets the thread's)
-            self._wake.clear()
-        elif pending >= self.pages or (pending > 0 and frames >= self.closing_in):
+        """Count a commit; every ``every`` commits wake the thread (module docstring,
+        "Trigger")."""
+        commits = self.commits + 1
+        self.commits = commits
+        if commits >= self._due and self._thread is not None:
+            self._due = commits + self.every
             self._wake.set()
 
     def request(self) -> None:
@@ -179,43 +140,35 @@ class Checkpointer:
             return self._done.wait_for(lambda: self.passes >= count, timeout)
 
     def close(self) -> None:
-        """Stop and join the thread (a checkpoint under way finishes first), close its
-        connection and forget the WAL index (before the store's connection closes: the index
-        is in its mapping). Idempotent."""
+        """Stop and join the thread (a checkpoint under way finishes first) and close its
+        connection, before the store's connection closes (the last connection to close
+        checkpoints and removes the WAL). Idempotent."""
         thread, self._thread = self._thread, None
         if thread is not None:
             self._stopping = True
             self._wake.set()
             thread.join()
-        self._index = None  # sqlite unmaps it when the store's connection closes
-
-    def _find_index(self) -> tuple[ctypes.c_uint32, ctypes.c_uint32] | None:
-        """``mxFrame`` and ``nBackfill`` in sqlite's mapping of the WAL index (module
-        docstring), or None. The mapping is the one of offset 0 of the ``-shm`` file, matched
-        by inode and file name (the folder's path may be spelt otherwise)."""
-        try:
-            shm = os.stat(f"{self.path}-shm")
-            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-                lines = maps.readlines()
-        except OSError:
-            return None
-        name = f"{self.path.name}-shm"
-        for line in lines:
-            fields = line.split(maxsplit=5)
-            if len(fields) < 6 or fields[4] != str(shm.st_ino) or int(fields[2], 16) != 0:
-                continue
-            if not fields[5].rstrip("\n").endswith(name):
-                continue
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            if end - start < _HEADER_SIZE or not fields[1].startswith("r"):
-                continue
-            return (
-                ctypes.c_uint32.from_address(start + _MX_FRAME_OFFSET),
-                ctypes.c_uint32.from_address(start + _BACKFILL_OFFSET),
-            )
-        return None
 
     # -- the thread's side -------------------------------------------------------------------------
+    def _adapt(self, log_frames: int, backfilled: int) -> None:
+        """``every`` from this pass's result row: the frames that arrived since the last pass
+        over the commits that brought them. When the last pass copied the whole WAL back, the
+        writer's next commit started it over, so the frames now in it all arrived since (a
+        reader in another process can have kept the WAL from restarting: the count is then too
+        high, and the thread is only woken sooner); otherwise those beyond the last pass's.
+        Not adapted when the WAL holds fewer frames than then (the writer's backstop restarted
+        it: the frames before are not seen), a pass met another checkpoint (-1) or no commit
+        came (a ``request``)."""
+        commits = self.commits
+        counted = commits - self._last_commits
+        self._last_commits = commits
+        restarted = self.backfilled >= self.log_frames
+        arrived = log_frames if restarted else log_frames - self.log_frames
+        if log_frames >= 0 and backfilled >= 0:
+            self.log_frames, self.backfilled = log_frames, backfilled
+        if counted > 0 and arrived > 0:
+            self.every = max(1, min(MAX_EVERY, self.pages * counted // arrived))
+
     def _connect(self) -> sqlite3.Connection:
         """The thread's own connection: read-write on the existing file (never creating one),
         autocommit (no transaction left open), the store's durability."""
@@ -248,7 +201,7 @@ class Checkpointer:
                         conn.close()
                         conn = None
                 else:
-                    self.backfilled = int(row[2])
+                    self._adapt(int(row[1]), int(row[2]))
                     self._recovered()
                 with self._done:
                     self.passes += 1

@@ -36,35 +36,28 @@ and the devices retransmit.
 
 **Checkpoints** in group commit run **off the loop**, in a thread with its own connection
 (``checkpointer.Checkpointer``, started by ``enable_group_commit`` and joined by ``close``):
-after each commit the loop reads two counters of the WAL index and wakes the thread when
-``THREAD_CHECKPOINT_PAGES`` (4000) WAL pages wait to be copied back; the thread runs ``PRAGMA
-wal_checkpoint(PASSIVE)``, which takes no lock the loop waits for, and sqlite releases the
-GIL while it copies and fsyncs. Why: sqlite's autocheckpoint runs inside the commit that
-crosses its bound, i.e. on the event loop, and its copy of the WAL's pages into the database
-(and the fsyncs) stalls every request in flight. Session 8 tried that autocheckpoint at 10,000
-pages (a hot history index page copied once for ~10 commits of it) and took it back: it raised
-the API read p99 under load from 16-31 ms to 48-56 ms (docs/performance.md, "Full run at the
-end of session 8").
+the loop sets the thread's ``Event`` every so many commits, as many as bring about
+``THREAD_CHECKPOINT_PAGES`` (1000) WAL pages (the thread learns that from the result row of its
+own checkpoint); the thread runs ``PRAGMA wal_checkpoint(PASSIVE)``, which takes no lock the
+loop waits for, and sqlite releases the GIL while it copies and fsyncs. Why: sqlite's
+autocheckpoint runs inside the commit that crosses its bound, i.e. on the event loop, and its
+copy of the WAL's pages into the database (and the fsyncs) stalls every request in flight.
 
-The loop's own autocheckpoint stays, at ``GROUP_CHECKPOINT_PAGES`` (10,000), as the
+The loop's own autocheckpoint stays, at ``GROUP_CHECKPOINT_PAGES`` (2500), as the
 **backstop** that restarts the WAL: under continuous commits a PASSIVE checkpoint from another
 connection never finds the WAL wholly copied when the next write begins (frames arrive while
 it copies), and only then does the writer start the WAL over; so only the writer's own
-checkpoint lets it restart. It copies only what the thread has not: in the last 1000 pages
-before the backstop every commit wakes the thread, so the writer's checkpoint finds a commit or
-two of frames left; from the backstop on the thread is not woken (the writer's checkpoint skips
-its turn when it meets the thread's in their shared lock, and the next commit tries again: the
-WAL passes the bound by the frames committed during one of the thread's passes).
-``journal_size_limit`` cuts the file back to the backstop's size when the WAL restarts: ~40 MiB
-at 4 KiB pages, which a restart after ``kill -9`` reads to rebuild the WAL index (87 ms for
-40 MB, session 8). The loop's commits then pay no checkpoint copy but the backstop's few frames
-and fsyncs (commit p99 under a telemetry stream ~40 -> ~13 ms, under a Register storm ~10 ->
-~1 ms, in process; ~5 µs less loop CPU per stored point). Durability is
+checkpoint lets it restart. It copies only what the thread has not (the frames of at most one
+thread interval: up to ~1000 pages, as main's autocheckpoint every time); when it meets the
+thread's checkpoint in the lock they share it skips its turn and the next commit tries again.
+The WAL stays small (``journal_size_limit`` cuts the file back to the backstop's size, ~10 MiB
+at 4 KiB pages): session 9 first ran the backstop at 10,000 pages, and the server's CPU per
+Register over sockets was 5-12 % above main's, most likely from the larger WAL (sqlite's
+WAL-index lookups per page read grow with it). Durability is
 unchanged: the thread's connection runs the store's ``synchronous``, a checkpoint copies only
 committed frames, and a process killed mid-copy leaves a WAL the next open replays. A failing
 checkpoint is logged (once a minute at most) and the backstop keeps the WAL bounded meanwhile.
-Where the thread cannot run (the WAL index not found in the process's mappings: not Linux,
-another VFS) the loop checkpoints every ``FALLBACK_CHECKPOINT_PAGES`` (1000), as before.
+``FALLBACK_CHECKPOINT_PAGES`` (1000) is the loop's autocheckpoint when no thread runs.
 Figures: docs/performance.md, "Session 9: checkpoints off the loop (s9-checkpoint)".
 """
 
@@ -282,15 +275,15 @@ class SqliteStore(SqliteDatabase):
     """Series inserted in the open group: known once it commits, forgotten if it fails."""
     commits = 0
     """Group transactions committed (for metrics and tests)."""
-    GROUP_CHECKPOINT_PAGES = 10_000
+    GROUP_CHECKPOINT_PAGES = 2_500
     """The backstop: WAL pages at which the loop's own commit checkpoints (sqlite's
     autocheckpoint) and so lets the WAL restart; the bound of the WAL file
     (``journal_size_limit``). Module docstring, "Checkpoints"."""
-    THREAD_CHECKPOINT_PAGES = 4_000
-    """WAL pages not yet copied back that wake the checkpoint thread (a hot page is copied once
-    per ~4000 WAL pages instead of once per 1000: less CPU in the thread, none on the loop)."""
+    THREAD_CHECKPOINT_PAGES = 1_000
+    """WAL pages (about) between two wake-ups of the checkpoint thread: the copy main's
+    autocheckpoint made on the loop, now in the thread."""
     FALLBACK_CHECKPOINT_PAGES = 1_000
-    """The autocheckpoint when no thread runs (the file has no WAL index to watch)."""
+    """The autocheckpoint when no thread runs (``Checkpointer.start`` declined)."""
     _checkpointer: Checkpointer | None = None
 
     # -- group commit (module docstring) ---------------------------------------------------------
@@ -317,7 +310,6 @@ class SqliteStore(SqliteDatabase):
             self.path,
             synchronous=synchronous,
             pages=self.THREAD_CHECKPOINT_PAGES,
-            backstop=self.GROUP_CHECKPOINT_PAGES,
         )
 
     @property

@@ -26,6 +26,6 @@ def test_the_checkpoint_bench_reports_its_figures(load: str) -> None:
     ).stdout
     line = json.loads(out)
     assert line["bench"] == "checkpoint" and line["load"] == load and line["rows"] == 640
-    assert line["autocheckpoint"] == 10_000 and line["thread_pages"] == 4000
+    assert line["autocheckpoint"] == 2500 and line["thread_pages"] == 1000
     assert set(line["commit_ms"]) == {"0.5", "0.99", "0.999", "max"}
     assert line["loop_cpu_us_per_row"] > 0 and line["wal_largest_pages"] > 0

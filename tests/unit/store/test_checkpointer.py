@@ -63,8 +63,7 @@ class SmallBoundsStore(SqliteStore):
 def test_the_thread_copies_the_wal_into_the_database_while_the_loop_commits(
     tmp_path: Path,
 ) -> None:
-    # a folder name that a URI must quote (the thread opens the file by URI) and that
-    # /proc/self/maps shows with its spaces (where the WAL index is found)
+    # a folder name that a URI must quote (the thread opens the file by URI)
     store = SmallThreadStore(tmp_path / "data ?#%20 dir" / "db.sqlite")
     store.enable_group_commit()
     try:
@@ -90,7 +89,8 @@ def test_the_wal_stays_bounded_and_restarts(tmp_path: Path) -> None:
     """The thread's PASSIVE checkpoints cannot restart the WAL; the loop's backstop does, after
     copying what the thread has not: the file stays near the bound while ~40x the bound's
     pages are committed. (The loop waits for a pass it woke before its next commit, so the
-    bound does not depend on how the threads are scheduled.)"""
+    bound does not depend on how the threads are scheduled.) The thread is woken about every
+    20 pages: it learns how many commits that takes from its checkpoints' result rows."""
     store = SmallBoundsStore(tmp_path / "db.sqlite")
     store.enable_group_commit()
     wal = tmp_path / "db.sqlite-wal"
@@ -106,6 +106,7 @@ def test_the_wal_stays_bounded_and_restarts(tmp_path: Path) -> None:
             assert checkpointer.wait_idle()
         assert checkpointer.passes > 10
         assert checkpointer.errors == 0
+        assert checkpointer.every < 20  # a commit of 64 points writes several pages
         # the bound, plus a commit's pages or two past it (the backstop runs after the commit
         # that crossed it; the file is cut back at the restart)
         assert largest <= (200 + 300) * (page + 24) + 32
@@ -156,26 +157,13 @@ def test_other_processes_opening_the_database_leave_the_store_and_its_thread_sou
     tmp_path: Path,
 ) -> None:
     """Readers in other processes (an operator's ``sqlite3``, a benchmark counting rows) come
-    and go while the store commits and its thread checkpoints. The store must keep its locks on
-    the WAL index: had it opened and closed a descriptor of the ``-shm`` file (POSIX drops all
-    of a process's locks on a file when any of its descriptors closes), the first reader would
-    rebuild the index under the store (a SIGBUS, or a WAL replayed over the writer's frames)."""
+    and go while the store commits and its thread checkpoints: each sees every committed row,
+    and the store and its thread carry on."""
     store = SmallThreadStore(tmp_path / "db.sqlite")
     store.enable_group_commit()
     reader = (
         "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("
         "'SELECT count(*) FROM telemetry').fetchone()[0])"
-    )
-    # what a newcomer's sqlite does first: try to take the WAL index for unused (an exclusive
-    # lock on its "DMS" byte, 128); it must find the store's shared lock there
-    probe = (
-        "import fcntl, os, sys\n"
-        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
-        "try:\n"
-        "    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 128)\n"
-        "    print('taken')\n"
-        "except OSError:\n"
-        "    print('held')\n"
     )
     try:
         checkpointer = store.checkpointer
@@ -191,13 +179,6 @@ def test_other_processes_opening_the_database_leave_the_store_and_its_thread_sou
                     check=True,
                 ).stdout
                 assert int(seen) == (batch + 1) * 64
-                held = subprocess.run(
-                    [sys.executable, "-c", probe, f"{store.path}-shm"],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout
-                assert held.strip() == "held"
                 checkpointer.request()
                 assert checkpointer.wait_idle()
         assert checkpointer.errors == 0
