@@ -27,12 +27,13 @@ TRUNCATE, which wait for the writer. Its connection holds no transaction between
 (autocommit, nothing but the pragma), so it never pins a WAL snapshot: a reader that did
 would stop both the copies and the WAL's restart.
 
-What it cannot do: restart the WAL. Under continuous commits new frames arrive while the
-thread copies, so it never finds the WAL wholly copied when the next write begins; only
-then does the writer start the WAL over from its beginning. The store therefore keeps its
-own autocheckpoint as the backstop, at a larger bound: when the WAL reaches it the writer's
-checkpoint copies the few frames the thread has not, and the next write restarts the WAL
-(and ``journal_size_limit`` cuts the file back).
+What it cannot always do: restart the WAL. The writer starts the WAL over from its beginning
+only when a write begins with the WAL wholly copied back. A pass that ends in a quiet moment
+leaves it so (then the next commit restarts it); under continuous commits new frames arrive
+while the thread copies, and it never does. The store therefore keeps its own autocheckpoint
+as the backstop, at a larger bound (``SqliteStore.GROUP_CHECKPOINT_PAGES``): when the WAL
+reaches it the writer's checkpoint copies what the thread has not (at most one interval), and
+the next write restarts the WAL (``journal_size_limit`` cuts the file back).
 
 Durability is the store's: the thread's connection runs the store's ``synchronous`` setting,
 so a checkpoint fsyncs the WAL before copying and the database after, as the writer's would.
