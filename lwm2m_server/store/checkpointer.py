@@ -58,6 +58,10 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 MAX_EVERY = 10_000
+INITIAL_EVERY = 16
+"""Commits before the first wake-up (a few dozen to a few hundred frames): from there the
+interval only doubles at a time, and it only shrinks over a WAL restart, where what arrived
+is partly unseen."""
 """The most commits between two wake-ups (a store that commits one tiny row at a time)."""
 _ERROR_LOG_INTERVAL = 60.0
 
@@ -67,14 +71,18 @@ class Checkpointer:
     ``after_commit`` on the loop after each commit, ``close`` it before the store's own
     connection closes (it joins the thread and closes the thread's connection)."""
 
-    def __init__(self, path: str | Path, *, synchronous: str, pages: int) -> None:
+    def __init__(
+        self, path: str | Path, *, synchronous: str, pages: int, backstop: int | None = None
+    ) -> None:
         self.path = Path(path)
         self.synchronous = synchronous.upper()
         self.pages = pages
         """WAL frames (about) between two wake-ups of the thread."""
-        self.every = 1
-        """Commits between two wake-ups; the thread adapts it after each pass (the first
-        commit wakes it: it then knows what a commit writes)."""
+        self.backstop = backstop
+        """The writer's own checkpoint bound (its ``wal_autocheckpoint``), when it has one:
+        the thread times its last pass before it to just short of it (``_adapt``)."""
+        self.every = INITIAL_EVERY
+        """Commits between two wake-ups; the thread adapts it after each pass."""
         self.passes = 0
         """Checkpoints run (failed ones included)."""
         self.log_frames = 0
@@ -87,7 +95,8 @@ class Checkpointer:
         """Checkpoints that raised."""
         self.commits = 0
         """Commits counted by ``after_commit``."""
-        self._due = 1
+        self._due = INITIAL_EVERY
+        self._steady = INITIAL_EVERY
         self._last_commits = 0
         self._wake = threading.Event()
         self._stopping = False
@@ -153,22 +162,38 @@ class Checkpointer:
     # -- the thread's side -------------------------------------------------------------------------
     def _adapt(self, log_frames: int, backfilled: int) -> None:
         """``every`` from this pass's result row: the frames that arrived since the last pass
-        over the commits that brought them. When the last pass copied the whole WAL back, the
-        writer's next commit started it over, so the frames now in it all arrived since (a
-        reader in another process can have kept the WAL from restarting: the count is then too
-        high, and the thread is only woken sooner); otherwise those beyond the last pass's.
-        Not adapted when the WAL holds fewer frames than then (the writer's backstop restarted
-        it: the frames before are not seen), a pass met another checkpoint (-1) or no commit
-        came (a ``request``)."""
+        over the commits that brought them (at most twice the last interval at a time). Fewer
+        frames in the WAL than at the last pass: the WAL restarted meanwhile (after a pass
+        that found it wholly copied in a quiet moment, or at the writer's backstop), and at
+        least those now in it arrived: the interval can only shrink. No commit since (a
+        ``request``) or a pass that met another checkpoint (-1): nothing learnt. Near the
+        writer's backstop the next wake-up is timed to come just before it."""
         commits = self.commits
         counted = commits - self._last_commits
         self._last_commits = commits
-        restarted = self.backfilled >= self.log_frames
+        restarted = log_frames < self.log_frames
         arrived = log_frames if restarted else log_frames - self.log_frames
         if log_frames >= 0 and backfilled >= 0:
             self.log_frames, self.backfilled = log_frames, backfilled
         if counted > 0 and arrived > 0:
-            self.every = max(1, min(MAX_EVERY, self.pages * counted // arrived))
+            steady = self.pages * counted // arrived
+            # restarted: at least ``arrived`` came, a bound from above only; otherwise at most
+            # twice the last (a WAL restarted and grown past the last count looks quiet)
+            limit = self._steady if restarted else 2 * self._steady
+            steady = min(limit, steady)
+            self._steady = max(1, min(MAX_EVERY, steady))
+        every = self._steady
+        backstop = self.backstop
+        if backstop is not None and counted > 0 and arrived > 0 and log_frames >= 0:
+            # the next wake-up would cross the writer's bound (or leave less than half an
+            # interval before it): wake one commit short of it instead, so that the writer's
+            # checkpoint, which alone can restart the WAL under continuous commits, finds a
+            # commit or two to copy rather than up to an interval's pages on the loop
+            room = backstop - log_frames
+            if 0 < room < self.pages + self.pages // 2:
+                every = max(1, room * counted // arrived - 1)
+        self.every = every
+        self._due = commits + every
 
     def _connect(self) -> sqlite3.Connection:
         """The thread's own connection: read-write on the existing file (never creating one),

@@ -310,6 +310,7 @@ class SqliteStore(SqliteDatabase):
             self.path,
             synchronous=synchronous,
             pages=self.THREAD_CHECKPOINT_PAGES,
+            backstop=self.GROUP_CHECKPOINT_PAGES,
         )
 
     @property
