@@ -15,10 +15,12 @@ the WAL, frames copied back) and sets ``every`` so that the next wake-up comes w
 ``pages`` new frames wait: the frames that arrived since its last pass over the commits that
 brought them. So the thread is woken about once per ``pages`` WAL frames whatever a commit
 writes (one registration or 64 points), and a load that slows down stretches the interval in
-commits, not in frames. No polling; wake-ups that come during a pass make one more pass, not a
-queue. (The first version read ``mxFrame`` and ``nBackfill`` in sqlite's shared mapping of
-the WAL index, found in ``/proc/self/maps``: Linux only, and a remap by sqlite would have been
-a crash.)
+commits, not in frames. Given the writer's backstop (``backstop``), the last wake-up before it
+is timed to come a commit short of it, so that the writer's checkpoint on the loop finds a
+commit or two to copy rather than up to ``pages``. No polling; wake-ups that come during a
+pass make one more pass, not a queue. (The first version read ``mxFrame`` and ``nBackfill``
+in sqlite's shared mapping of the WAL index, found in ``/proc/self/maps``: Linux only, and a
+remap by sqlite would have been a crash.)
 
 Never blocking the writer. PASSIVE takes no lock the writer waits for: it copies what no
 reader still needs, without waiting; a writer's own checkpoint that meets it gets SQLITE_BUSY

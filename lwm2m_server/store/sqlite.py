@@ -47,9 +47,11 @@ The loop's own autocheckpoint stays, at ``GROUP_CHECKPOINT_PAGES`` (2500), as th
 **backstop** that restarts the WAL: under continuous commits a PASSIVE checkpoint from another
 connection never finds the WAL wholly copied when the next write begins (frames arrive while
 it copies), and only then does the writer start the WAL over; so only the writer's own
-checkpoint lets it restart. It copies only what the thread has not (the frames of at most one
-thread interval: up to ~1000 pages, as main's autocheckpoint every time); when it meets the
-thread's checkpoint in the lock they share it skips its turn and the next commit tries again.
+checkpoint lets it restart. It copies only what the thread has not: the thread times its last
+pass before the backstop to come a commit short of it, so usually a commit or two of frames
+(at worst one thread interval, ~1000 pages, what main's autocheckpoint copies every time);
+when it meets the thread's checkpoint in the lock they share it skips its turn and the next
+commit tries again.
 The WAL stays small (``journal_size_limit`` cuts the file back to the backstop's size, ~10 MiB
 at 4 KiB pages): session 9 first ran the backstop at 10,000 pages, and the server's CPU per
 Register over sockets was 5-12 % above main's, most likely from the larger WAL (sqlite's
