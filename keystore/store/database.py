@@ -23,7 +23,8 @@ transaction starts, so invalid input never leaves a partial write.
 Threads. One connection, used from the thread that opened it (the asyncio loop thread); sqlite3
 refuses use from other threads (``check_same_thread``). Calls block the loop for the duration of
 a small transaction (well under a millisecond in WAL mode on local disk), which is cheaper and
-simpler than a thread hop per write.
+simpler than a thread hop per write. (The LwM2M server's store in group commit adds one thread
+with a connection of its own that only runs WAL checkpoints: ``lwm2m_server.store.checkpointer``.)
 
 Errors. Every sqlite failure becomes ``StoreError`` naming the file: a file that is not a
 database or is corrupt, a database locked by another process past ``busy_timeout``, a read-only

@@ -34,21 +34,33 @@ savepoint and two single-row statements. A failed insert rolls the whole iterati
 failed commit does: the driver withholds the iteration's replies (a notification's ACK too),
 and the devices retransmit.
 
-**Checkpoints** in group commit run every ``GROUP_CHECKPOINT_PAGES`` WAL pages (``PRAGMA
-wal_autocheckpoint``, sqlite's own default of 1000), and the WAL file is cut back to that size
-when it restarts (``journal_size_limit``). The autocheckpoint runs inside the commit that
-crosses the bound, i.e. on the event loop: its copy of the WAL's pages back into the database
-(and the fsyncs) stalls every request in flight. Session 8 tried 10,000 pages (a hot history
-index page is then copied once for ~10 commits of it: ~22 -> ~12.5 µs per stored row in a
-standalone sqlite run at 100k history rows over 1000 series) and took it back: over sockets
-it gave no measurable notification rate (13.0-13.2k/s against 13.3-13.8k/s at 10k clients,
-alternated) and raised the API read p99 under load from 16-31 ms to 48-56 ms, the loop stalled
-by checkpoints of up to 40 MiB (docs/performance.md, "Full run at the end of session 8"). The
-way to both: checkpoints off the loop (a thread of their own with their own connection;
-sqlite releases the GIL), with the loop's autocheckpoint left as the backstop that lets the
-WAL restart (under continuous commits a PASSIVE checkpoint from another connection never finds
-the WAL fully copied when the next write begins, so only the writer's own checkpoint restarts
-it; the backstop then copies only what the thread has not); not done yet.
+**Checkpoints** in group commit run **off the loop**, in a thread with its own connection
+(``checkpointer.Checkpointer``, started by ``enable_group_commit`` and joined by ``close``):
+the loop sets the thread's ``Event`` every so many commits, as many as bring about
+``THREAD_CHECKPOINT_PAGES`` (1000) WAL pages (the thread learns that from the result row of its
+own checkpoint); the thread runs ``PRAGMA wal_checkpoint(PASSIVE)``, which takes no lock the
+loop waits for, and sqlite releases the GIL while it copies and fsyncs. Why: sqlite's
+autocheckpoint runs inside the commit that crosses its bound, i.e. on the event loop, and its
+copy of the WAL's pages into the database (and the fsyncs) stalls every request in flight.
+
+The loop's own autocheckpoint stays, at ``GROUP_CHECKPOINT_PAGES`` (2500), as the
+**backstop** that restarts the WAL: under continuous commits a PASSIVE checkpoint from another
+connection never finds the WAL wholly copied when the next write begins (frames arrive while
+it copies), and only then does the writer start the WAL over; so only the writer's own
+checkpoint lets it restart. It copies only what the thread has not: the thread times its last
+pass before the backstop to come a commit short of it, so usually a commit or two of frames
+(at worst one thread interval, ~1000 pages, what main's autocheckpoint copies every time);
+when it meets the thread's checkpoint in the lock they share it skips its turn and the next
+commit tries again.
+The WAL stays small (``journal_size_limit`` cuts the file back to the backstop's size, ~10 MiB
+at 4 KiB pages): session 9 first ran the backstop at 10,000 pages, and the server's CPU per
+Register over sockets was 5-12 % above main's, most likely from the larger WAL (sqlite's
+WAL-index lookups per page read grow with it). Durability is
+unchanged: the thread's connection runs the store's ``synchronous``, a checkpoint copies only
+committed frames, and a process killed mid-copy leaves a WAL the next open replays. A failing
+checkpoint is logged (once a minute at most) and the backstop keeps the WAL bounded meanwhile.
+``FALLBACK_CHECKPOINT_PAGES`` (1000) is the loop's autocheckpoint when no thread runs.
+Figures: docs/performance.md, "Session 9: checkpoints off the loop (s9-checkpoint)".
 """
 
 from __future__ import annotations
@@ -75,6 +87,7 @@ from lwm2m_server.core.observations import Observation
 from lwm2m_server.core.registration import Registration
 from lwm2m_server.core.telemetry import TelemetryPoint
 
+from .checkpointer import Checkpointer
 from .records import (
     check_point,
     observation_from_json,
@@ -199,6 +212,8 @@ _PRUNE_SQL = (
 """An endpoint's oldest points, series by series through the ``(endpoint, path, ts_ms)``
 index (the paths from ``telemetry_keys``, which has every series that has points)."""
 MAX_HISTORY = 100_000
+_SYNCHRONOUS = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+"""``PRAGMA synchronous``'s answer by name: the checkpoint thread runs the store's setting."""
 
 T = TypeVar("T")
 
@@ -265,17 +280,48 @@ class SqliteStore(SqliteDatabase):
     """Series inserted in the open group: known once it commits, forgotten if it fails."""
     commits = 0
     """Group transactions committed (for metrics and tests)."""
-    GROUP_CHECKPOINT_PAGES = 1_000
-    """WAL pages between checkpoints in group commit (module docstring, "Checkpoints")."""
+    GROUP_CHECKPOINT_PAGES = 2_500
+    """The backstop: WAL pages at which the loop's own commit checkpoints (sqlite's
+    autocheckpoint) and so lets the WAL restart; the bound of the WAL file
+    (``journal_size_limit``). Module docstring, "Checkpoints"."""
+    THREAD_CHECKPOINT_PAGES = 1_000
+    """WAL pages (about) between two wake-ups of the checkpoint thread: the copy main's
+    autocheckpoint made on the loop, now in the thread."""
+    FALLBACK_CHECKPOINT_PAGES = 1_000
+    """The autocheckpoint when no thread runs (``Checkpointer.start`` declined)."""
+    _checkpointer: Checkpointer | None = None
 
     # -- group commit (module docstring) ---------------------------------------------------------
     def enable_group_commit(self) -> None:
         self._grouping = True
         conn = self.conn
-        pages = self.GROUP_CHECKPOINT_PAGES
+        if self._checkpointer is None:
+            synchronous = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+            checkpointer = self._new_checkpointer(_SYNCHRONOUS.get(synchronous, "FULL"))
+            if checkpointer.start():
+                self._checkpointer = checkpointer
+        pages = (
+            self.GROUP_CHECKPOINT_PAGES
+            if self._checkpointer is not None
+            else self.FALLBACK_CHECKPOINT_PAGES
+        )
         page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
         conn.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
         conn.execute(f"PRAGMA journal_size_limit={int(pages) * page_size}")
+
+    def _new_checkpointer(self, synchronous: str) -> Checkpointer:
+        """The checkpoint thread of this file (not started; a test replaces it)."""
+        return Checkpointer(
+            self.path,
+            synchronous=synchronous,
+            pages=self.THREAD_CHECKPOINT_PAGES,
+            backstop=self.GROUP_CHECKPOINT_PAGES,
+        )
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        """The checkpoint thread, when group commit runs one (metrics and tests)."""
+        return self._checkpointer
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -322,6 +368,12 @@ class SqliteStore(SqliteDatabase):
     def close(self) -> None:
         if (self._group_open or self._points) and self._conn is not None:
             self._settle()
+        # the thread and its connection first: the store's connection must be the last to
+        # close (sqlite then checkpoints and removes the WAL) and the WAL index stays mapped
+        # only while a connection holds it open
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.close()
         super().close()
 
     def _settle(self) -> bool:
@@ -457,6 +509,9 @@ class SqliteStore(SqliteDatabase):
             self._failed(exc)
             return False
         self.commits += 1
+        checkpointer = self._checkpointer
+        if checkpointer is not None:
+            checkpointer.after_commit()
         pending = self._series_pending
         if pending is not None:
             self._series_pending = None
