@@ -25,6 +25,18 @@ def make_core() -> ServerCore:
     return ServerCore(grace_period=0, id_factory=lambda: f"r{next(counter)}")
 
 
+def queued_client(clock: Clock) -> tuple[ServerCore, Registration]:
+    """A core with one client "a" registered in queue mode (awake from its Register)."""
+    core = make_core()
+    reg = core.apply_register(
+        request("a", binding="UQ", queue_mode=True, lwm2m_version="1.0"),
+        now=clock.now,
+        address=ADDR,
+    ).registration
+    assert reg is not None
+    return core, reg
+
+
 def test_the_queues_endpoints_view_follows_the_clients_it_holds(clock: Clock) -> None:
     queues: RequestQueues[str] = RequestQueues()
     assert "a" not in queues.endpoints
@@ -47,13 +59,7 @@ def test_a_never_queued_client_s_update_sends_nothing_and_queues_nothing(clock: 
 
 
 def test_a_queued_client_s_keep_alive_still_wakes_it_and_flushes_its_queue(clock: Clock) -> None:
-    core = make_core()
-    reg = core.apply_register(
-        request("a", binding="UQ", queue_mode=True, lwm2m_version="1.0"),
-        now=clock.now,
-        address=ADDR,
-    ).registration
-    assert reg is not None
+    core, reg = queued_client(clock)
     clock.advance(500)
     core.tick(clock.now)  # asleep
     assert core.submit("a", "held", now=clock.now) is False
@@ -64,13 +70,8 @@ def test_a_queued_client_s_keep_alive_still_wakes_it_and_flushes_its_queue(clock
 def test_leaving_queue_mode_with_an_empty_queue_forgets_the_awake_state(clock: Clock) -> None:
     """The client is in ``queues.endpoints`` (awake state, no request): the Update that
     leaves queue mode still removes it, and later requests go at once."""
-    core = make_core()
-    reg = core.apply_register(
-        request("a", binding="UQ", queue_mode=True, lwm2m_version="1.0"),
-        now=clock.now,
-        address=ADDR,
-    ).registration
-    assert reg is not None and "a" in core.queues.endpoints
+    core, reg = queued_client(clock)
+    assert "a" in core.queues.endpoints
     up = core.apply_update(reg.registration_id, UpdateRequest(binding="U"), now=clock.advance(1))
     assert up.registration is not None and not up.registration.queue_mode
     assert up.to_send == ()
