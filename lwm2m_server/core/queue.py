@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
+from collections.abc import KeysView
 from typing import Generic, Literal, TypeVar
 
 import attrs
@@ -89,6 +90,10 @@ class RequestQueues(Generic[T]):
     def __init__(self, config: QueueConfig | None = None) -> None:
         self.config = config or QueueConfig()
         self._clients: dict[str, _Client[T]] = {}
+        self.endpoints: KeysView[str] = self._clients.keys()
+        """The endpoints this holds anything for (awake state, timers or requests): a live,
+        read-only view, so a caller on every message's path (``ServerCore._after_contact``)
+        asks ``endpoint in queues.endpoints`` without a Python call."""
         # (deadline, seq, kind, endpoint, epoch); kinds "sleep" | "ttl"; checked lazily when
         # popped, and ignored when the client was removed and came back since (epoch differs).
         self._timers: list[tuple[float, int, str, str, int]] = []

@@ -439,8 +439,10 @@ class ServerCore:
             events.extend(self.queues.heard_from(endpoint, now))
             return tuple(self.queues.drain(endpoint, now))
         # not (or no longer) in queue mode: whatever was queued can go now
+        if endpoint not in self.queues.endpoints:  # nearly always: never queued, no call
+            return ()
         leftover = self.queues.remove(endpoint)
-        if not leftover:  # nearly always: nothing was queued for it
+        if not leftover:
             return ()
         return tuple(e for e in leftover if e.expires_at > now)
 

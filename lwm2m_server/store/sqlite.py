@@ -837,7 +837,12 @@ class SqliteStore(SqliteDatabase):
         failed one alone, the transaction stays open), and the SAVEPOINT/RELEASE pair costs
         as much as the UPDATE of a keep-alive (issue 10's hot path). Outside group commit, or
         inside a ``batch()``, it is an ordinary ``write()``."""
-        conn = self._group_connection()
+        conn = self._conn
+        if conn is None or not self._grouping or self._depth != 1:
+            # the group transaction is not open (depth 1) in this iteration yet, or this is
+            # not group commit: the general path (with its open group, depth 1, a keep-alive
+            # skips two calls: ``_group_connection`` and the ``conn`` property)
+            conn = self._group_connection()
         if conn is None:
             with self.write() as conn:
                 return conn.execute(sql, params)
