@@ -225,11 +225,8 @@ class Downlink:
         now; the first one from the new peer is adopted there)."""
         registration_id = registration.registration_id
         known = self._remotes.get(registration_id)
-        if known is not None:
-            if known[2] != remote:
-                self.observations.leave(registration_id, remote)
-            elif known[0] is registration.address and known[1] == registration.transport:
-                return  # a keep-alive from where it was (the Update kept its Address): as is
+        if known is not None and known[2] != remote:
+            self.observations.leave(registration_id, remote)
         self._remotes[registration_id] = (registration.address, registration.transport, remote)
 
     def forget(self, registration_id: str) -> None:
