@@ -126,8 +126,8 @@ def test_a_device_that_moved_is_routed_to_its_new_peer() -> None:
 
 
 def test_an_equal_new_address_from_the_same_peer_is_taken() -> None:
-    """Same peer, an equal but new ``Address`` object: the route is rewritten (not kept by
-    the short cut) and still serves the registration without resolving."""
+    """Same peer, an equal but new ``Address`` object: the route still serves the
+    registration without resolving."""
     coap = Resolver()
     downlink = Downlink(coap)  # type: ignore[arg-type]
     reg = registration()
