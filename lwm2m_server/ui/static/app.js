@@ -13,6 +13,7 @@ const state = {
   events: [],          // newest last: {kind, data, at}
   source: null,        // EventSource
   listeners: new Set(),
+  loading: null,       // events that arrive while loadClients runs (applied to its list)
 };
 
 // -- tiny DOM helpers ----------------------------------------------------------------------
@@ -168,12 +169,23 @@ function closeEvents() {
 }
 
 function onEvent(kind, data) {
+  applyEvent(state.clients, kind, data);
+  // a client list being loaded (loadClients) may have been read before this event: it is
+  // applied to that list too once it arrives, or the page would lose the client
+  if (state.loading) state.loading.push([kind, data]);
+  const entry = { kind, data, at: Date.now() };
+  state.events.push(entry);
+  if (state.events.length > MAX_LOG) state.events.shift();
+  for (const listener of state.listeners) listener(entry);
+}
+
+function applyEvent(clients, kind, data) {
   const ep = data.ep;
-  const known = state.clients.get(ep);
+  const known = clients.get(ep);
   if (kind === "REGISTRATION" || kind === "UPDATED") {
-    state.clients.set(ep, { ...data, sleeping: data.queuemode ? false : undefined });
+    clients.set(ep, { ...data, sleeping: data.queuemode ? false : undefined });
   } else if (kind === "DEREGISTRATION") {
-    state.clients.delete(ep);
+    clients.delete(ep);
   } else if (kind === "SLEEPING" && known) {
     known.sleeping = true;
   } else if (kind === "AWAKE" && known) {
@@ -181,10 +193,6 @@ function onEvent(kind, data) {
   } else if ((kind === "NOTIFICATION" || kind === "SEND") && known) {
     if (known.queuemode) known.sleeping = false;
   }
-  const entry = { kind, data, at: Date.now() };
-  state.events.push(entry);
-  if (state.events.length > MAX_LOG) state.events.shift();
-  for (const listener of state.listeners) listener(entry);
 }
 
 function listen(fn) {
@@ -287,15 +295,25 @@ async function clientsPage(view) {
 }
 
 async function loadClients() {
+  // Events that arrive while the pages load are kept and applied to the loaded list, in order:
+  // a device that registers between the server's answer and its arrival here would otherwise
+  // be missing from the list until its next Update (the stream already delivered it).
+  const arrived = [];
+  state.loading = arrived;
   const clients = new Map();
-  let url = "/api/clients?limit=1000";
-  for (let page = 0; url && page < 100; page++) {
-    const resp = await fetch(url, { credentials: "same-origin" });
-    if (resp.status === 401) { showLogin("Your session ended: log in again."); return; }
-    for (const c of await resp.json()) clients.set(c.endpoint, c);
-    const cursor = resp.headers.get("X-Next-Cursor");
-    url = cursor ? `/api/clients?limit=1000&cursor=${enc(cursor)}` : null;
+  try {
+    let url = "/api/clients?limit=1000";
+    for (let page = 0; url && page < 100; page++) {
+      const resp = await fetch(url, { credentials: "same-origin" });
+      if (resp.status === 401) { showLogin("Your session ended: log in again."); return; }
+      for (const c of await resp.json()) clients.set(c.endpoint, c);
+      const cursor = resp.headers.get("X-Next-Cursor");
+      url = cursor ? `/api/clients?limit=1000&cursor=${enc(cursor)}` : null;
+    }
+  } finally {
+    if (state.loading === arrived) state.loading = null;
   }
+  for (const [kind, data] of arrived) applyEvent(clients, kind, data);
   state.clients = clients;
 }
 

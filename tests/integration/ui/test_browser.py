@@ -8,6 +8,7 @@ both (``scripts/test.sh``)."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from typing import Any
@@ -179,3 +180,36 @@ async def test_live_state_of_a_queue_mode_client(
     await expect(page.locator("#profiles")).to_be_visible()
     await page.click("text=Bootstrap")  # this server is pointed at no bootstrap server
     await expect(page.locator("#view")).to_contain_text("No bootstrap server is configured")
+
+
+async def test_a_client_that_registers_while_the_list_loads_stays_listed(
+    http: Http, make_device: ClientFactory, page: Any
+) -> None:
+    """The list page subscribes to the event stream, then loads ``/api/clients``; a device that
+    registers after the server answered the list and before the page got the answer arrives
+    by the stream only, and must not vanish when the (older) list lands."""
+    await log_in(page, http)
+    await make_device("ui-early")
+    await expect(page.locator('#clients-body tr[data-ep="ui-early"]')).to_be_visible()
+    fetched, release = asyncio.Event(), asyncio.Event()
+
+    async def hold(route: Any) -> None:
+        response = await route.fetch()  # the list as the server has it now: no ui-late
+        clients = await response.json()
+        # a marker row that only this (held) answer carries: once it shows, the load is done
+        clients.append({**clients[0], "endpoint": "ui-marker", "registrationId": "marker"})
+        fetched.set()
+        await release.wait()
+        await route.fulfill(response=response, json=clients)
+
+    await page.route("**/api/clients?limit=1000*", hold)
+    await page.click("text=Events")
+    await page.click("text=Clients")  # the list page loads the list again: held above
+    await fetched.wait()
+    await make_device("ui-late")
+    late = page.locator('#clients-body tr[data-ep="ui-late"]')
+    await expect(late).to_be_visible()  # by the stream, drawn from what the page knew
+    release.set()
+    await expect(page.locator('#clients-body tr[data-ep="ui-marker"]')).to_be_visible()
+    await expect(late).to_contain_text("registered")
+    await page.unroute("**/api/clients?limit=1000*")
