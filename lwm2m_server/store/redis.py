@@ -141,58 +141,64 @@ return {'ok', replaced, tokens}
 """
 )
 
-# KEYS: reg. ARGV: id, then field/value pairs. Writes them only while the stored id is ARGV[1];
-# returns the old host and port, or false.
+# KEYS: reg. ARGV: id, then field/value pairs. Writes them only while the stored id is ARGV[1],
+# and drops ``xs`` (the caller writes the expiry score itself: _TOUCH_MANY's ``xs`` no longer
+# names the score); returns the old host and port, or false.
 _UPDATE = """
 if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then return false end
 local old = redis.call('HMGET', KEYS[1], 'host', 'port')
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('HDEL', KEYS[1], 'xs')
 return old
 """
 
 # One Redis only (the group commit): the cheap Updates of a loop iteration in one script, one
 # command (redis-py packs and parses one command instead of three per Update). KEYS: expiry, then
-# per Update its reg key and index keys. ARGV[1]: one line per Update, its fields joined by tabs:
-# the number of its keys, id, lu, lt, host, port, exp (one argument for all of them: redis-py
-# encodes every argument in Python, ~0.4 µs each, and an Update had seven). Each Update as _UPDATE
-# (only while the stored id is its id), with its expiry score and, when its address moved, its
-# index entries (a keep-alive's are there: the Register, or the Update that moved it, added them
-# in the same atomic step as the record). Returns only what Python must act on (a keep-alive from
-# the same address, nearly every Update, adds nothing to parse): {i} for the i-th Update whose id
-# is gone (nothing written), {i, old host, old port} for one whose address changed.
-# The expiry score is written only when it would lag the new expiry by half a lifetime or more
-# (``xs``: the expiry this script last scored; absent after a Register or a synchronous Update,
-# which score it themselves), or when the expiry moves earlier: an early score is what the
-# index rule allows (the sweep reads the record, sees it is not due and re-scores it; module
-# docstring), and a keep-alive every few seconds then costs Redis two commands, not four (one
-# HMGET, one HSET; the ZADD, the dearest, about once per half lifetime).
+# per Update its reg key and index keys. ARGV[1]: one line per Update, each ended by a line break,
+# its fields joined by tabs: the number of its keys (one digit), id, lu, lt, host, port, exp, and
+# ``s``, the expiry score it would write (one argument for all of them: redis-py encodes every
+# argument in Python, ~0.4 µs each, and an Update had seven). Each Update as _UPDATE (only while
+# the stored id is its id), with its expiry score and, when its address moved, its index entries
+# (a keep-alive's are there: the Register, or the Update that moved it, added them in the same
+# atomic step as the record). Returns only what Python must act on (a keep-alive from the same
+# address, nearly every Update, adds nothing to parse): {i} for the i-th Update whose id is gone
+# (nothing written), {i, old host, old port} for one whose address changed.
+# The expiry score: ``s`` is the Update's expiry rounded down to a multiple of half its
+# lifetime (``_score``: never later than the expiry, earlier by less than half a lifetime), and
+# the record's ``xs`` is the score this script last wrote for it. The script writes the score
+# (and ``xs``) only when ``xs`` is not ``s``: while it is, the index holds ``s``, which is not
+# later than this Update's expiry, so the entry is early by less than half a lifetime, which the
+# index rule allows (the sweep reads the record, sees it is not due and re-scores it: module
+# docstring). Every other writer of the score drops ``xs`` with it (a Register rewrites the
+# record, a synchronous Update and the sweep's re-score delete it), so ``xs`` equal to ``s``
+# means the index holds ``s``. So a keep-alive costs Redis two commands, HMGET and HSET (the
+# ZADD about once per half lifetime), and no number is parsed: comparing text instead of
+# ``tonumber`` (two strtod of a 17-digit float each) and one pattern per line (its captures)
+# instead of a split then a match made the script ~36 % cheaper for Redis per Update
+# (docs/performance.md, "Session 10: Redis CPU per Update").
 _TOUCH_MANY = """
-local k, i, out = 2, 0, {}
-for line in string.gmatch(ARGV[1], '[^\\n]+') do
-  local n, id, lu, lt, host, port, exp = string.match(line,
-    '^(%d+)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)$')
-  n = tonumber(n)
+local k, i, out, count = 2, 0, {}, {['1'] = 1, ['2'] = 2, ['3'] = 3}
+local line = '(%d)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)'
+  .. '\\t([^\\t]*)\\t([^\\t\\n]*)\\n'
+for n, id, lu, lt, host, port, exp, s in string.gmatch(ARGV[1], line) do
+  n = count[n]
   i = i + 1
   local reg = KEYS[k]
-  local old = redis.call('HMGET', reg, 'id', 'host', 'port', 'exp', 'xs')
-  if old[1] == id then
-    local e, was, xs = tonumber(exp), tonumber(old[4]), tonumber(old[5])
-    local score = not (was and xs and e >= was and e - xs < tonumber(lt) / 2)
-    if old[2] == host and old[3] == port then
-      if score then
-        redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp, 'xs', exp)
-      else
-        redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp)
-      end
-    else
-      out[#out + 1] = {i, old[2], old[3]}
-      for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
-      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp,
-        'xs', score and exp or old[5])
-    end
-    if score then redis.call('ZADD', KEYS[1], exp, id) end
-  else
+  local old = redis.call('HMGET', reg, 'id', 'host', 'port', 'xs')
+  if old[1] ~= id then
     out[#out + 1] = {i}
+  elseif old[2] == host and old[3] == port then
+    if old[4] == s then
+      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp)
+    else
+      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp, 'xs', s)
+      redis.call('ZADD', KEYS[1], s, id)
+    end
+  else
+    out[#out + 1] = {i, old[2], old[3]}
+    for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
+    redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp, 'xs', s)
+    if old[4] ~= s then redis.call('ZADD', KEYS[1], s, id) end
   end
   k = k + n
 end
@@ -262,10 +268,18 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
-# KEYS: expiry. ARGV: id, score read, new score. Compare-and-set of a score (the sweep's repair).
+# KEYS: expiry [, reg]. ARGV: id, score read, new score [, the record's exp as read].
+# Compare-and-set of a score (the sweep's repair). With the record's key (one Redis): only while
+# the record's ``exp`` is still the one the new score was read from, dropping its ``xs`` (the
+# index no longer holds the score _TOUCH_MANY wrote); returns 0 when that ``exp`` changed
+# (nothing written), else 1.
 _RESCORE = """
 local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if score and tonumber(score) == tonumber(ARGV[2]) then
+  if KEYS[2] then
+    if redis.call('HGET', KEYS[2], 'exp') ~= ARGV[4] then return 0 end
+    redis.call('HDEL', KEYS[2], 'xs')
+  end
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 end
 return 1
@@ -314,6 +328,20 @@ def _after_pending(
 def _plain(value: str) -> bool:
     """``value`` fits in a field of ``_TOUCH_MANY``'s lines (no tab, no line break)."""
     return "\t" not in value and "\n" not in value
+
+
+def _score(expires_at: float, lifetime: int) -> float:
+    """The expiry score ``_TOUCH_MANY`` writes for an Update: its expiry rounded down to a
+    multiple of half its lifetime, so that the keep-alives of one half lifetime name the same
+    score (compared as text, no number parsed in Redis); never later than the expiry (``%`` of
+    floats is exact and the difference rounds to at most ``expires_at``), earlier by less than
+    half a lifetime. The expiry itself for a lifetime of 0 or an expiry that is not finite."""
+    half = lifetime / 2
+    if half > 0:
+        score = expires_at - expires_at % half
+        if score <= expires_at:  # False for NaN (an infinite expiry)
+            return score
+    return expires_at
 
 
 def _srem(key: str, member: str, pipe: Any) -> None:
@@ -777,10 +805,12 @@ class RedisStore:
                 keys.append(self._reg_key(reg.endpoint))
                 keys += indexes
                 lu, lt, host, port, exp = self._touch_values(reg)
+                score = _score(float(reg.expires_at), reg.lifetime)
                 lines.append(
-                    f"{1 + len(indexes)}\t{reg.registration_id}\t{lu}\t{lt}\t{host}\t{port}\t{exp}"
+                    f"{1 + len(indexes)}\t{reg.registration_id}\t{lu}\t{lt}\t{host}\t{port}"
+                    f"\t{exp}\t{score!r}\n"
                 )
-            pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, "\n".join(lines))
+            pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, "".join(lines))
         return index_keys
 
     def _queue_registers(
@@ -1199,11 +1229,20 @@ class RedisStore:
                         continue
                     if reg.expires_at < t:
                         due.append(reg)
-                    elif reg.expires_at != score:
-                        self._rescore(keys=[self._expiry], args=[reg_id, score, reg.expires_at])
+                    elif reg.expires_at != score and self._repair(reg, score):
                         offset -= 1  # moved past t: the next page starts one earlier
         due.sort(key=lambda r: (r.expires_at, r.registration_id))
         return due[:limit]
+
+    def _repair(self, reg: Registration, score: float) -> bool:
+        """Re-score an early expiry entry from its record (compare-and-set). On one Redis also
+        only while the record's expiry is the one read, dropping its ``xs`` (``_TOUCH_MANY``);
+        False when that expiry changed meanwhile (the entry stays early, as the rule allows)."""
+        reg_id, exp = reg.registration_id, reg.expires_at
+        if self._db.cluster:  # the record is in another slot; no _TOUCH_MANY writes ``xs``
+            return bool(self._rescore(keys=[self._expiry], args=[reg_id, score, exp]))
+        keys = [self._expiry, self._reg_key(reg.endpoint)]
+        return bool(self._rescore(keys=keys, args=[reg_id, score, exp, repr(float(exp))]))
 
     @_after_pending
     def registrations(self) -> list[Registration]:

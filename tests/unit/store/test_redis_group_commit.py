@@ -18,7 +18,7 @@ from keystore.resolver import IdentityBinding
 from keystore.store.redis_database import RedisDatabase
 from lwm2m_runtime.address import Address
 from lwm2m_server.core.registration import Registration
-from lwm2m_server.store.redis import RedisStore
+from lwm2m_server.store.redis import RedisStore, _score
 from tests.redis_fixture import _free_port
 
 from .engines import obs, reg
@@ -220,34 +220,83 @@ def test_a_failed_advisory_write_never_withholds_replies(
 def test_keep_alives_score_the_expiry_index_about_once_per_half_lifetime(
     stores: tuple[RedisStore, RedisStore],
 ) -> None:
-    """A keep-alive leaves the expiry score where it is while it lags the new expiry by less
-    than half a lifetime (the index may be early, never late): the sweep re-scores such an
-    entry from its record and reports the registration only when it is due; an Update that
-    moves the expiry earlier (a shorter lifetime) is scored at once."""
+    """A keep-alive leaves the expiry score where it is while the score it would write (its
+    expiry rounded down to a multiple of half its lifetime) is the one already there: the index
+    may be early by less than half a lifetime, never late; the sweep re-scores such an entry
+    from its record and reports the registration only when it is due; an Update that moves the
+    expiry earlier (a shorter lifetime) is scored at once."""
     node, other = stores
     r = reg(1, last_update=1000.0, lifetime=100)
     node.put_registration(r)
     expiry = other.database.group_key("reg", "expiry")
     client = other.database.client
-    for t in (1010.0, 1020.0, 1040.0, 1059.0):
+    scores = []
+    for t in (1010.0, 1020.0, 1040.0, 1049.0):
         assert node.touch_registration(attrs.evolve(r, last_update=t))
         assert node.commit() is True
-    # scored by the first keep-alive (the Register's score has no record of it), 49 s early now
-    assert client.zscore(expiry, "id1") == 1110.0
-    assert other.get_registration("id1").expires_at == 1159.0  # type: ignore[union-attr]
+        scores.append(client.zscore(expiry, "id1"))
+    # scored by the first keep-alive (the Register's score has no record of it): 1110 rounded
+    # down to a multiple of 50, kept while the expiry moved to 1149 (49 s early now)
+    assert scores == [1100.0] * 4
+    assert other.get_registration("id1").expires_at == 1149.0  # type: ignore[union-attr]
     # the sweep: nothing due before the record's expiry, and the early score repaired
-    assert other.expiring_before(1155.0, 10) == []
-    assert client.zscore(expiry, "id1") == 1159.0
-    assert [x.registration_id for x in other.expiring_before(1160.0, 10)] == ["id1"]
-    node.touch_registration(attrs.evolve(r, last_update=1060.0))  # 50 s after 1110: half of 100
-    assert node.commit() is True
-    assert client.zscore(expiry, "id1") == 1160.0
+    assert other.expiring_before(1145.0, 10) == []
+    assert client.zscore(expiry, "id1") == 1149.0
+    assert [x.registration_id for x in other.expiring_before(1150.0, 10)] == ["id1"]
+    for t, score in ((1050.0, 1150.0), (1060.0, 1150.0), (1099.0, 1150.0), (1100.0, 1200.0)):
+        node.touch_registration(attrs.evolve(r, last_update=t))
+        assert node.commit() is True
+        assert client.zscore(expiry, "id1") == score, t
     # a shorter lifetime: the expiry moves earlier, so it is scored at once
-    shorter = attrs.evolve(r, last_update=1070.0, lifetime=10)
+    shorter = attrs.evolve(r, last_update=1110.0, lifetime=10)
     node.touch_registration(shorter)
     assert node.commit() is True
-    assert client.zscore(expiry, "id1") == 1080.0
-    assert other.expiring_before(1081.0, 10) == [shorter]
+    assert client.zscore(expiry, "id1") == 1120.0
+    assert other.expiring_before(1121.0, 10) == [shorter]
+
+
+def test_a_keep_alive_never_leaves_a_score_later_than_its_expiry(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """Whoever wrote the expiry score last (a synchronous Update, the sweep's repair), a
+    keep-alive after it leaves the score at most the record's expiry, even one whose expiry is
+    earlier than the stored one (another node's clock a few seconds behind) and whose rounded
+    score is the one the script wrote before."""
+    node, other = stores
+    r = reg(1, last_update=1000.0, lifetime=100)
+    node.put_registration(r)
+    expiry = other.database.group_key("reg", "expiry")
+    client = other.database.client
+
+    def keep_alive(t: float) -> None:
+        assert node.touch_registration(attrs.evolve(r, last_update=t))
+        assert node.commit() is True
+        stored = other.get_registration("id1")
+        assert stored is not None and stored.last_update == t
+        assert client.zscore(expiry, "id1") <= stored.expires_at
+
+    keep_alive(1010.0)  # scores 1100
+    # a synchronous Update (more than the touch fields) scores its own expiry, 1130
+    assert other.update_registration(attrs.evolve(r, last_update=1030.0, sms_number="+1"))
+    assert client.zscore(expiry, "id1") == 1130.0
+    keep_alive(1015.0)  # rounded score 1100 again, expiry 1115 < 1130: re-scored
+    assert client.zscore(expiry, "id1") == 1100.0
+    # the sweep's repair scores the record's expiry, 1115
+    assert other.expiring_before(1101.0, 10) == []
+    assert client.zscore(expiry, "id1") == 1115.0
+    keep_alive(1012.0)  # rounded score 1100 again, expiry 1112 < 1115: re-scored
+    assert client.zscore(expiry, "id1") == 1100.0
+
+
+def test_the_score_of_a_keep_alive_is_early_by_less_than_half_a_lifetime() -> None:
+    for lifetime in (1, 2, 3, 7, 60, 86_400, 1_000_003):
+        for expires_at in (0.0, 0.3, 1.1, 1_765_100_000.123456, 1_765_100_000.9999999, 4e9 + 0.5):
+            score = _score(expires_at, lifetime)
+            assert expires_at - lifetime / 2 < score <= expires_at, (expires_at, lifetime)
+            half = lifetime / 2
+            assert _score(score + half * 0.999, lifetime) == score  # the same bucket
+    assert _score(1234.5, 0) == 1234.5
+    assert _score(float("inf"), 60) == float("inf")
 
 
 def test_one_commit_of_many_updates_keeps_every_index(
