@@ -155,50 +155,51 @@ return old
 # One Redis only (the group commit): the cheap Updates of a loop iteration in one script, one
 # command (redis-py packs and parses one command instead of three per Update). KEYS: expiry, then
 # per Update its reg key and index keys. ARGV[1]: one line per Update, each ended by a line break,
-# its fields joined by tabs: the number of its keys (one digit), id, lu, lt, host, port, exp, and
-# ``s``, the expiry score it would write (one argument for all of them: redis-py encodes every
-# argument in Python, ~0.4 µs each, and an Update had seven). Each Update as _UPDATE (only while
-# the stored id is its id), with its expiry score and, when its address moved, its index entries
-# (a keep-alive's are there: the Register, or the Update that moved it, added them in the same
-# atomic step as the record). Returns only what Python must act on (a keep-alive from the same
-# address, nearly every Update, adds nothing to parse): {i} for the i-th Update whose id is gone
-# (nothing written), {i, old host, old port} for one whose address changed.
-# The expiry score: ``s`` is the Update's expiry rounded down to a multiple of half its
+# its fields joined by tabs: the number of its keys (one digit), lu, lt, exp, then its ``token``:
+# ``s`` (the expiry score it would write), id, host, port (one argument for all of them: redis-py
+# encodes every argument in Python, ~0.4 µs each, and an Update had seven). Each Update as
+# _UPDATE (only while the stored id is its id), with its expiry score and, when its address
+# moved, its index entries (a keep-alive's are there: the Register, or the Update that moved it,
+# added them in the same atomic step as the record). Returns only what Python must act on (a
+# keep-alive from the same address, nearly every Update, adds nothing to parse): {i} for the i-th
+# Update whose id is gone (nothing written), {i, old host, old port} for one whose address
+# changed.
+# A keep-alive is one HGET and one HSET, no number parsed (docs/performance.md, "Session 10:
+# Redis CPU per Update"): ``s`` is the Update's expiry rounded down to a multiple of half its
 # lifetime (``_score``: never later than the expiry, earlier by less than half a lifetime), and
-# the record's ``xs`` is the score this script last wrote for it. The script writes the score
-# (and ``xs``) only when ``xs`` is not ``s``: while it is, the index holds ``s``, which is not
-# later than this Update's expiry, so the entry is early by less than half a lifetime, which the
-# index rule allows (the sweep reads the record, sees it is not due and re-scores it: module
-# docstring). Every other writer of the score drops ``xs`` with it (a Register rewrites the
-# record, a synchronous Update and the sweep's re-score delete it), so ``xs`` equal to ``s``
-# means the index holds ``s``. So a keep-alive costs Redis two commands, HMGET and HSET (the
-# ZADD about once per half lifetime), and no number is parsed: comparing text instead of
-# ``tonumber`` (two strtod of a 17-digit float each) and one pattern per line (its captures)
-# instead of a split then a match made the script ~36 % cheaper for Redis per Update
-# (docs/performance.md, "Session 10: Redis CPU per Update").
+# the record's ``xs`` is the token this script last wrote for it. Every other writer of the
+# record's id, address or expiry score drops ``xs`` in the same atomic step (a Register rewrites
+# the record, a removal deletes it, a synchronous Update and the sweep's re-score delete ``xs``),
+# so ``xs`` equal to the Update's token means: the stored id is the Update's (no resurrection of
+# a removed registration), the stored address is its address (the index entries are there), and
+# the index holds ``s``, not later than this Update's expiry (early by less than half a
+# lifetime, which the index rule allows: the sweep reads the record, sees it is not due and
+# re-scores it, module docstring). Then only lu, lt and exp are written; otherwise the HMGET of
+# id and address decides as _UPDATE does, and the score is written with the new token (about
+# once per half lifetime for a device that keeps its address).
 _TOUCH_MANY = """
 local k, i, out, count = 2, 0, {}, {['1'] = 1, ['2'] = 2, ['3'] = 3}
-local line = '(%d)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)'
-  .. '\\t([^\\t]*)\\t([^\\t\\n]*)\\n'
-for n, id, lu, lt, host, port, exp, s in string.gmatch(ARGV[1], line) do
+local line = '(%d)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\n]*)\\n'
+for n, lu, lt, exp, t in string.gmatch(ARGV[1], line) do
   n = count[n]
   i = i + 1
   local reg = KEYS[k]
-  local old = redis.call('HMGET', reg, 'id', 'host', 'port', 'xs')
-  if old[1] ~= id then
-    out[#out + 1] = {i}
-  elseif old[2] == host and old[3] == port then
-    if old[4] == s then
-      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp)
+  if redis.call('HGET', reg, 'xs') == t then
+    redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp)
+  else
+    local s, id, host, port = string.match(t, '^([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)$')
+    local old = redis.call('HMGET', reg, 'id', 'host', 'port')
+    if old[1] ~= id then
+      out[#out + 1] = {i}
     else
-      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp, 'xs', s)
+      if old[2] ~= host or old[3] ~= port then
+        out[#out + 1] = {i, old[2], old[3]}
+        for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
+      end
+      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp,
+        'xs', t)
       redis.call('ZADD', KEYS[1], s, id)
     end
-  else
-    out[#out + 1] = {i, old[2], old[3]}
-    for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
-    redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp, 'xs', s)
-    if old[4] ~= s then redis.call('ZADD', KEYS[1], s, id) end
   end
   k = k + n
 end
@@ -807,8 +808,8 @@ class RedisStore:
                 lu, lt, host, port, exp = self._touch_values(reg)
                 score = _score(float(reg.expires_at), reg.lifetime)
                 lines.append(
-                    f"{1 + len(indexes)}\t{reg.registration_id}\t{lu}\t{lt}\t{host}\t{port}"
-                    f"\t{exp}\t{score!r}\n"
+                    f"{1 + len(indexes)}\t{lu}\t{lt}\t{exp}"
+                    f"\t{score!r}\t{reg.registration_id}\t{host}\t{port}\n"
                 )
             pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, "".join(lines))
         return index_keys

@@ -288,6 +288,45 @@ def test_a_keep_alive_never_leaves_a_score_later_than_its_expiry(
     assert client.zscore(expiry, "id1") == 1100.0
 
 
+def test_a_keep_alive_after_another_node_wrote_the_record_checks_it_again(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """A keep-alive repeated from the same address is written without reading the record's
+    id and address (the script's token says they are the ones it wrote); whatever another node
+    wrote since (an Update from another address, a De-register, a Register of the endpoint)
+    makes the next keep-alive check them again: its address entry is added back, a removed or
+    replaced registration is not brought back."""
+    node, other = stores
+    r = reg(1, last_update=1000.0, lifetime=100)
+    node.put_registration(r)
+    for t in (1010.0, 1011.0):
+        assert node.touch_registration(attrs.evolve(r, last_update=t))
+        assert node.commit() is True
+    elsewhere = attrs.evolve(r, last_update=1012.0, address=Address("198.51.100.20", 9))
+    assert other.touch_registration(elsewhere)  # another node, from another address
+    assert other.registrations_by_address(r.address) == []
+    back = attrs.evolve(r, last_update=1013.0)  # the same token as the keep-alives above
+    assert node.touch_registration(back)
+    assert node.commit() is True
+    assert other.registrations_by_address(r.address) == [back]
+    assert other.registrations_by_address(elsewhere.address) == []
+    assert other.remove_registration("id1") is not None  # De-register on another node
+    assert node.touch_registration(attrs.evolve(r, last_update=1014.0))
+    assert node.commit() is False  # gone: the replies are withheld, nothing written
+    assert other.get_registration("id1") is None
+    assert other.registration_by_endpoint("ep1") is None
+    # a Register of the endpoint on another node (a new id), then this node's stale keep-alive
+    fresh = attrs.evolve(r, registration_id="id9", last_update=1015.0)
+    assert other.put_registration(fresh) is None
+    stale = attrs.evolve(r, last_update=1016.0)
+    assert node.touch_registration(stale) is False  # the lost id is written at once: 4.04
+    assert node.touch_registration(attrs.evolve(fresh, last_update=1017.0))
+    assert node.commit() is True
+    assert node.touch_registration(attrs.evolve(r, last_update=1018.0)) is True  # held
+    assert node.commit() is False
+    assert other.registration_by_endpoint("ep1") == attrs.evolve(fresh, last_update=1017.0)
+
+
 def test_the_score_of_a_keep_alive_is_early_by_less_than_half_a_lifetime() -> None:
     for lifetime in (1, 2, 3, 7, 60, 86_400, 1_000_003):
         for expires_at in (0.0, 0.3, 1.1, 1_765_100_000.123456, 1_765_100_000.9999999, 4e9 + 0.5):
