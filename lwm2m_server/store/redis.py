@@ -178,16 +178,16 @@ return old
 # id and address decides as _UPDATE does, and the score is written with the new token (about
 # once per half lifetime for a device that keeps its address).
 _TOUCH_MANY = """
-local k, i, out, count = 2, 0, {}, {['1'] = 1, ['2'] = 2, ['3'] = 3}
-local line = '(%d)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\n]*)\\n'
-for n, lu, lt, exp, t in string.gmatch(ARGV[1], line) do
-  n = count[n]
+local a, out, count = cjson.decode(ARGV[1]), {}, {['1'] = 1, ['2'] = 2, ['3'] = 3}
+local k, i = 2, 0
+for b = 1, #a, 5 do
+  local n, t = count[a[b]], a[b + 4]
   i = i + 1
   local reg = KEYS[k]
   if redis.call('HGET', reg, 'xs') == t then
-    redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'exp', exp)
+    redis.call('HSET', reg, 'lu', a[b + 1], 'lt', a[b + 2], 'exp', a[b + 3])
   else
-    local s, id, host, port = string.match(t, '^([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)\\t([^\\t]*)$')
+    local s, id, host, port = string.match(t, '^([^|]*)|(.*)|([^|]*)|([^|]*)$')
     local old = redis.call('HMGET', reg, 'id', 'host', 'port')
     if old[1] ~= id then
       out[#out + 1] = {i}
@@ -196,8 +196,8 @@ for n, lu, lt, exp, t in string.gmatch(ARGV[1], line) do
         out[#out + 1] = {i, old[2], old[3]}
         for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
       end
-      redis.call('HSET', reg, 'lu', lu, 'lt', lt, 'host', host, 'port', port, 'exp', exp,
-        'xs', t)
+      redis.call('HSET', reg, 'lu', a[b + 1], 'lt', a[b + 2], 'host', host, 'port', port,
+        'exp', a[b + 3], 'xs', t)
       redis.call('ZADD', KEYS[1], s, id)
     end
   end
@@ -327,8 +327,15 @@ def _after_pending(
 
 
 def _plain(value: str) -> bool:
-    """``value`` fits in a field of ``_TOUCH_MANY``'s lines (no tab, no line break)."""
+    """``value`` fits in a field of ``_REGISTER_MANY``'s lines (no tab, no line break)."""
     return "\t" not in value and "\n" not in value
+
+
+def _quotable(reg: Registration) -> bool:
+    """The Update fits in ``_TOUCH_MANY``'s JSON strings as is: no quote or backslash in its id
+    or host (nothing to escape), no ``|`` in its host (the token's separator)."""
+    reg_id, host = reg.registration_id, reg.address.host
+    return not ('"' in reg_id or "\\" in reg_id or '"' in host or "\\" in host or "|" in host)
 
 
 def _score(expires_at: float, lifetime: int) -> float:
@@ -808,10 +815,10 @@ class RedisStore:
                 lu, lt, host, port, exp = self._touch_values(reg)
                 score = _score(float(reg.expires_at), reg.lifetime)
                 lines.append(
-                    f"{1 + len(indexes)}\t{lu}\t{lt}\t{exp}"
-                    f"\t{score!r}\t{reg.registration_id}\t{host}\t{port}\n"
+                    f'"{1 + len(indexes)}","{lu}","{lt}","{exp}"'
+                    f',"{score!r}|{reg.registration_id}|{host}|{port}"'
                 )
-            pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, "".join(lines))
+            pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, f"[{','.join(lines)}]")
         return index_keys
 
     def _queue_registers(
@@ -1012,8 +1019,8 @@ class RedisStore:
         if self._grouping and registration.registration_id not in self._lost:
             if not isinstance(registration, Registration):
                 raise StoreError(f"expected a Registration, got {type(registration).__name__}")
-            if not _plain(registration.registration_id) or not _plain(registration.address.host):
-                return self._rewrite(registration, [])  # not one tab-separated line: alone
+            if not _quotable(registration):
+                return self._rewrite(registration, [])  # not plain JSON strings: alone
             self._pending.append(registration)
             self._arm()
             return True

@@ -362,19 +362,34 @@ def test_one_commit_of_many_updates_keeps_every_index(
     assert [r.registration_id for r in other.expiring_before(1e12, 10)] == ["id1", "id2"]
 
 
-def test_an_update_that_cannot_be_one_script_line_is_written_alone(
-    stores: tuple[RedisStore, RedisStore],
+@pytest.mark.parametrize(
+    ("reg_id", "host", "held"),
+    [
+        ('id"1', "192.0.2.1", False),  # a quote: written alone
+        ("id\\1", "192.0.2.1", False),  # a backslash: written alone
+        ("id1", "192.0.2.1|x", False),  # the token's separator in the host: written alone
+        ("id\t1\nx", "192.0.2.1", True),  # a tab and a line break are plain JSON here
+        ("id|1|2", "192.0.2.1", True),  # the separator in the id: the token splits from its end
+    ],
+)
+def test_an_update_that_cannot_be_plain_json_strings_is_written_alone(
+    stores: tuple[RedisStore, RedisStore], reg_id: str, host: str, held: bool
 ) -> None:
-    """The group commit's script takes each Update as one tab-separated line (one argument
-    for redis-py to encode instead of seven); a registration id with a tab or a line break
-    (never one the server makes) is written synchronously instead of breaking the line."""
+    """The group commit's script takes the Updates as one JSON array of strings (one argument
+    for redis-py to encode instead of seven per Update), not escaped: a registration id or host
+    that would need escaping, or a host with the token's ``|`` (never one the server makes), is
+    written synchronously instead; anything else is held and then stored exactly, whichever
+    path (the first keep-alive's or a repeated one's) writes it."""
     node, other = stores
-    odd = attrs.evolve(reg(1), registration_id="id\t1\nx")
+    odd = attrs.evolve(reg(1), registration_id=reg_id, address=Address(host, 5683))
     node.put_registration(odd)
-    touched = attrs.evolve(odd, last_update=1800.0)
-    assert node.touch_registration(touched) is True
-    assert other.get_registration("id\t1\nx") == touched  # already written: not held
-    assert node.commit() is True
+    for t in (1800.0, 1801.0, 1802.0):
+        touched = attrs.evolve(odd, last_update=t)
+        assert node.touch_registration(touched) is True
+        assert (other.get_registration(reg_id) == touched) is not held
+        assert node.commit() is True
+        assert other.get_registration(reg_id) == touched
+        assert other.registrations_by_address(odd.address) == [touched]
 
 
 class Answers:
