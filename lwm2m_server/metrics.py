@@ -379,6 +379,12 @@ class ServerCollector(Collector):
                 "iteration, instead of one per request).",
                 value=redis["credentialVersionReads"],
             )
+            yield CounterMetricFamily(
+                "lwm2m_redis_credential_versions_from_commits",
+                "Loop turns whose credential lookups used the version the group commit read "
+                "(no read of their own).",
+                value=redis["credentialVersionsFromCommits"] or 0,
+            )
             lookups = CounterMetricFamily(
                 "lwm2m_credential_cache_lookups",
                 "Device-record lookups of the resolver, by whether the cache answered.",

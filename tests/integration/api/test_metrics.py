@@ -14,6 +14,7 @@ import pytest
 from lwm2m_client.client import Lwm2mClient
 from lwm2m_runtime.http_auth import ApiAuthSettings
 from lwm2m_server.api.app import create_server_app
+from lwm2m_server.config import StoreSettings
 from lwm2m_server.service import Lwm2mServer
 from tests.auth import ADMIN_TOKEN, HEADERS
 from tests.live import Http, loopback_config, running, serving
@@ -112,3 +113,35 @@ async def test_ready_until_the_listeners_close(server: Lwm2mServer, http: Http) 
     body = await down.json()
     assert body["ready"] is False and body["checks"]["listeners"] != "ok"
     assert body["checks"]["store"] == "ok"
+
+
+async def test_the_cluster_counters_of_a_server_on_redis(tmp_path: Path, redis_url: str) -> None:
+    """On Redis, /metrics carries the node's Redis counters, among them the credential versions
+    taken from group commits (the figure /api/cluster shows as
+    ``credentialVersionsFromCommits``), each equal to the node's own figure."""
+    config = loopback_config(
+        tmp_path / "data",
+        api_auth=ApiAuthSettings(admin_token=ADMIN_TOKEN),
+        store=StoreSettings("redis", redis_url, "metrics"),
+    )
+    async with running(config) as server, serving(create_server_app(server)) as http:
+        client = Lwm2mClient("scraped", f"coap://127.0.0.1:{server.coap_address.port}")
+        await client.start()
+        try:
+            await client.register()
+            for _ in range(3):
+                await client.update()
+        finally:
+            await client.stop()
+        cluster = server.cluster
+        assert cluster is not None
+        figures = cluster.figures()["redis"]
+        text = await scrape(http)
+        assert figures["groupCommits"] >= 4  # the Register and the Updates
+        for name, key in (
+            ("lwm2m_redis_group_commits_total", "groupCommits"),
+            ("lwm2m_redis_credential_version_reads_total", "credentialVersionReads"),
+            ("lwm2m_redis_credential_versions_from_commits_total", "credentialVersionsFromCommits"),
+        ):
+            assert f"\n{name} " in text, name
+            assert sample(text, name) == figures[key], name
