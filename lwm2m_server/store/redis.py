@@ -154,40 +154,41 @@ return old
 
 # One Redis only (the group commit): the cheap Updates of a loop iteration in one script, one
 # command (redis-py packs and parses one command instead of three per Update). KEYS: expiry, then
-# per Update its reg key and index keys. ARGV[1]: one line per Update, each ended by a line break,
-# its fields joined by tabs: the number of its keys (one digit), lu, lt, exp, then its ``token``:
-# ``s`` (the expiry score it would write), id, host, port (one argument for all of them: redis-py
-# encodes every argument in Python, ~0.4 µs each, and an Update had seven). Each Update as
-# _UPDATE (only while the stored id is its id), with its expiry score and, when its address
-# moved, its index entries (a keep-alive's are there: the Register, or the Update that moved it,
-# added them in the same atomic step as the record). Returns only what Python must act on (a
-# keep-alive from the same address, nearly every Update, adds nothing to parse): {i} for the i-th
-# Update whose id is gone (nothing written), {i, old host, old port} for one whose address
-# changed.
-# A keep-alive is one HGET and one HSET, no number parsed (docs/performance.md, "Session 10:
-# Redis CPU per Update"): ``s`` is the Update's expiry rounded down to a multiple of half its
-# lifetime (``_score``: never later than the expiry, earlier by less than half a lifetime), and
-# the record's ``xs`` is the token this script last wrote for it. Every other writer of the
-# record's id, address or expiry score drops ``xs`` in the same atomic step (a Register rewrites
-# the record, a removal deletes it, a synchronous Update and the sweep's re-score delete ``xs``),
-# so ``xs`` equal to the Update's token means: the stored id is the Update's (no resurrection of
-# a removed registration), the stored address is its address (the index entries are there), and
-# the index holds ``s``, not later than this Update's expiry (early by less than half a
-# lifetime, which the index rule allows: the sweep reads the record, sees it is not due and
-# re-scores it, module docstring). Then only lu, lt and exp are written; otherwise the HMGET of
-# id and address decides as _UPDATE does, and the score is written with the new token (about
-# once per half lifetime for a device that keeps its address).
+# per Update its reg key and index keys. ARGV[1]: a JSON array of strings, four per Update: the
+# number of its keys (one digit), lu, exp, and its ``token``: ``s`` (the expiry score it would
+# write), lt, id, host, port joined by ``|`` (one argument for all of them: redis-py encodes
+# every argument in Python, ~0.4 µs each, and an Update had seven; cjson decodes it several
+# times faster than Lua patterns split lines). Each Update as _UPDATE (only while the stored id
+# is its id), with its expiry score and, when its address moved, its index entries (a
+# keep-alive's are there: the Register, or the Update that moved it, added them in the same
+# atomic step as the record). Returns only what Python must act on (a keep-alive from the same
+# address, nearly every Update, adds nothing to parse): {i} for the i-th Update whose id is gone
+# (nothing written), {i, old host, old port} for one whose address changed.
+# A repeated keep-alive is one HGET and one HSET of two fields, no number parsed
+# (docs/performance.md, "Session 10: Redis CPU per Update"): ``s`` is the Update's expiry
+# rounded down to a multiple of half its lifetime (``_score``: never later than the expiry,
+# earlier by less than half a lifetime), and the record's ``xs`` is the token this script last
+# wrote for it. Every other writer of the record's id, lifetime, address or expiry score drops
+# ``xs`` in the same atomic step (a Register rewrites the record, a removal deletes it, a
+# synchronous Update and the sweep's re-score delete ``xs``), so ``xs`` equal to the Update's
+# token means: the stored id is the Update's (no resurrection of a removed registration), the
+# stored lifetime and address are its own (the index entries are there), and the index holds
+# ``s``, not later than this Update's expiry (early by less than half a lifetime, which the
+# index rule allows: the sweep reads the record, sees it is not due and re-scores it, module
+# docstring). Then only lu and exp are written; otherwise the HMGET of id and address decides as
+# _UPDATE does, and the score is written with the new token (about once per half lifetime for
+# a device that keeps its address and lifetime).
 _TOUCH_MANY = """
 local a, out, count = cjson.decode(ARGV[1]), {}, {['1'] = 1, ['2'] = 2, ['3'] = 3}
 local k, i = 2, 0
-for b = 1, #a, 5 do
-  local n, t = count[a[b]], a[b + 4]
+for b = 1, #a, 4 do
+  local n, t = count[a[b]], a[b + 3]
   i = i + 1
   local reg = KEYS[k]
   if redis.call('HGET', reg, 'xs') == t then
-    redis.call('HSET', reg, 'lu', a[b + 1], 'lt', a[b + 2], 'exp', a[b + 3])
+    redis.call('HSET', reg, 'lu', a[b + 1], 'exp', a[b + 2])
   else
-    local s, id, host, port = string.match(t, '^([^|]*)|(.*)|([^|]*)|([^|]*)$')
+    local s, lt, id, host, port = string.match(t, '^([^|]*)|([^|]*)|(.*)|([^|]*)|([^|]*)$')
     local old = redis.call('HMGET', reg, 'id', 'host', 'port')
     if old[1] ~= id then
       out[#out + 1] = {i}
@@ -196,8 +197,8 @@ for b = 1, #a, 5 do
         out[#out + 1] = {i, old[2], old[3]}
         for j = 1, n - 1 do redis.call('SADD', KEYS[k + j], id) end
       end
-      redis.call('HSET', reg, 'lu', a[b + 1], 'lt', a[b + 2], 'host', host, 'port', port,
-        'exp', a[b + 3], 'xs', t)
+      redis.call('HSET', reg, 'lu', a[b + 1], 'lt', lt, 'host', host, 'port', port,
+        'exp', a[b + 2], 'xs', t)
       redis.call('ZADD', KEYS[1], s, id)
     end
   end
@@ -815,8 +816,8 @@ class RedisStore:
                 lu, lt, host, port, exp = self._touch_values(reg)
                 score = _score(float(reg.expires_at), reg.lifetime)
                 lines.append(
-                    f'"{1 + len(indexes)}","{lu}","{lt}","{exp}"'
-                    f',"{score!r}|{reg.registration_id}|{host}|{port}"'
+                    f'"{1 + len(indexes)}","{lu}","{exp}"'
+                    f',"{score!r}|{lt}|{reg.registration_id}|{host}|{port}"'
                 )
             pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, f"[{','.join(lines)}]")
         return index_keys

@@ -327,6 +327,24 @@ def test_a_keep_alive_after_another_node_wrote_the_record_checks_it_again(
     assert other.registration_by_endpoint("ep1") == attrs.evolve(fresh, last_update=1017.0)
 
 
+def test_a_keep_alive_with_another_lifetime_and_the_same_score_writes_the_lifetime(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """A repeated keep-alive writes only its last update and expiry; one with another lifetime
+    writes that too, even when its rounded expiry score is the one already there."""
+    node, other = stores
+    r = reg(1, last_update=1000.0, lifetime=100)
+    node.put_registration(r)
+    for t, lifetime in ((1010.0, 100), (1011.0, 100), (950.0, 200), (951.0, 200)):
+        touched = attrs.evolve(r, last_update=t, lifetime=lifetime)  # scores 1100 each time
+        assert node.touch_registration(touched)
+        assert node.commit() is True
+        assert other.get_registration("id1") == touched
+        assert (
+            other.database.client.zscore(other.database.group_key("reg", "expiry"), "id1") == 1100.0
+        )
+
+
 def test_the_score_of_a_keep_alive_is_early_by_less_than_half_a_lifetime() -> None:
     for lifetime in (1, 2, 3, 7, 60, 86_400, 1_000_003):
         for expires_at in (0.0, 0.3, 1.1, 1_765_100_000.123456, 1_765_100_000.9999999, 4e9 + 0.5):
