@@ -339,18 +339,22 @@ def _quotable(reg: Registration) -> bool:
     return not ('"' in reg_id or "\\" in reg_id or '"' in host or "\\" in host or "|" in host)
 
 
-def _score(expires_at: float, lifetime: int) -> float:
-    """The expiry score ``_TOUCH_MANY`` writes for an Update: its expiry rounded down to a
-    multiple of half its lifetime, so that the keep-alives of one half lifetime name the same
-    score (compared as text, no number parsed in Redis); never later than the expiry (``%`` of
-    floats is exact and the difference rounds to at most ``expires_at``), earlier by less than
-    half a lifetime. The expiry itself for a lifetime of 0 or an expiry that is not finite."""
-    half = lifetime / 2
-    if half > 0:
-        score = expires_at - expires_at % half
-        if score <= expires_at:  # False for NaN (an infinite expiry)
-            return score
-    return expires_at
+_EXACT = 2.0**53
+"""Floats below this in magnitude have every integer exactly."""
+
+
+def _score(expires_at: float, lifetime: int) -> str:
+    """The expiry score ``_TOUCH_MANY`` writes for an Update, as text: its expiry rounded down
+    to a multiple of half its lifetime (whole seconds), so that the keep-alives of one half
+    lifetime name the same score (compared as text in Redis, no number parsed); never later than
+    the expiry, earlier by less than half a lifetime. An integer, formatted as such (cheaper than
+    a float's ``repr``): ``expires_at // half`` is exact here (``x - fmod(x, half)`` is an
+    integer below 2**53). The expiry itself for a lifetime below 2 or an expiry that is not a
+    finite number of that size."""
+    half = lifetime // 2
+    if half > 0 and -_EXACT < expires_at < _EXACT:  # False for NaN and infinities
+        return str(int(expires_at // half) * half)
+    return repr(expires_at)
 
 
 def _srem(key: str, member: str, pipe: Any) -> None:
@@ -813,11 +817,11 @@ class RedisStore:
             for reg, indexes in zip(pending, index_keys, strict=True):
                 keys.append(self._reg_key(reg.endpoint))
                 keys += indexes
-                lu, lt, host, port, exp = self._touch_values(reg)
-                score = _score(float(reg.expires_at), reg.lifetime)
+                lifetime, exp, address = reg.lifetime, float(reg.expires_at), reg.address
                 lines.append(
-                    f'"{1 + len(indexes)}","{lu}","{exp}"'
-                    f',"{score!r}|{lt}|{reg.registration_id}|{host}|{port}"'
+                    f'"{1 + len(indexes)}","{float(reg.last_update)!r}","{exp!r}","'
+                    f"{_score(exp, lifetime)}|{lifetime}|{reg.registration_id}|{address.host}|"
+                    f'{address.port}"'
                 )
             pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, f"[{','.join(lines)}]")
         return index_keys

@@ -346,14 +346,17 @@ def test_a_keep_alive_with_another_lifetime_and_the_same_score_writes_the_lifeti
 
 
 def test_the_score_of_a_keep_alive_is_early_by_less_than_half_a_lifetime() -> None:
-    for lifetime in (1, 2, 3, 7, 60, 86_400, 1_000_003):
+    for lifetime in (2, 3, 7, 60, 86_400, 1_000_003):
+        half = lifetime // 2
         for expires_at in (0.0, 0.3, 1.1, 1_765_100_000.123456, 1_765_100_000.9999999, 4e9 + 0.5):
-            score = _score(expires_at, lifetime)
-            assert expires_at - lifetime / 2 < score <= expires_at, (expires_at, lifetime)
-            half = lifetime / 2
-            assert _score(score + half * 0.999, lifetime) == score  # the same bucket
-    assert _score(1234.5, 0) == 1234.5
-    assert _score(float("inf"), 60) == float("inf")
+            score = float(_score(expires_at, lifetime))
+            assert expires_at - half < score <= expires_at, (expires_at, lifetime)
+            assert score % half == 0
+            assert _score(score + half * 0.999, lifetime) == _score(expires_at, lifetime)
+    assert _score(-0.5, 60) == "-30"
+    for odd in (1234.5, 2.0**60, float("inf"), float("-inf")):  # a lifetime of 1, huge expiries
+        assert _score(odd, 1 if odd == 1234.5 else 60) == repr(odd)
+    assert _score(float("nan"), 60) == "nan"
 
 
 def test_one_commit_of_many_updates_keeps_every_index(
