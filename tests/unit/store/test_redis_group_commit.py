@@ -345,6 +345,32 @@ def test_a_keep_alive_with_another_lifetime_and_the_same_score_writes_the_lifeti
         )
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "host"),
+    [
+        ("plain", "192.0.2.1"),
+        ("with{braces}", "192.0.2.1"),
+        ("per%cent", "fe80::1%eth0"),
+        ("", "2001:db8::1"),
+    ],
+)
+def test_keep_alives_use_the_keys_every_other_call_uses(
+    stores: tuple[RedisStore, RedisStore], endpoint: str, host: str
+) -> None:
+    """The group commit formats the keys of plain names itself: whatever the endpoint and the
+    host, a keep-alive writes the record and the address entry the other calls read."""
+    node, other = stores
+    r = attrs.evolve(reg(1), endpoint=endpoint, address=Address(host, 5683))
+    node.put_registration(r)
+    for t, port in ((1500.0, 5683), (1501.0, 5684), (1502.0, 5684)):
+        touched = attrs.evolve(r, last_update=t, address=Address(host, port))
+        assert node.touch_registration(touched)
+        assert node.commit() is True
+        assert other.registration_by_endpoint(endpoint) == touched
+        assert other.registrations_by_address(touched.address) == [touched]
+    assert other.registrations_by_address(r.address) == []
+
+
 def test_the_score_of_a_keep_alive_is_early_by_less_than_half_a_lifetime() -> None:
     for lifetime in (2, 3, 7, 60, 86_400, 1_000_003):
         half = lifetime // 2
