@@ -900,9 +900,22 @@ class SqliteStore(SqliteDatabase):
             if rid is not None:
                 # the committed row is this id's with this lifetime and address (``_rids``):
                 # nothing to guard
-                cursor = self._execute_one(
-                    self._KEEP_ALIVE_BY_RID_SQL, (last_update, last_update + lifetime, rid)
-                )
+                params = (last_update, last_update + lifetime, rid)
+                conn = self._conn
+                if (
+                    conn is None
+                    or self._depth != 1
+                    or not self._grouping
+                    or (self._rids_pending and not conn.in_transaction)
+                ):
+                    cursor = self._execute_one(self._KEEP_ALIVE_BY_RID_SQL, params)
+                else:
+                    # ``_execute_one``'s open-group case written out (nearly every Update)
+                    try:
+                        cursor = conn.execute(self._KEEP_ALIVE_BY_RID_SQL, params)
+                    except sqlite3.Error as exc:
+                        self._forget_rids()  # as in ``write``: the group may be gone
+                        raise StoreError(f"{self.path}: write failed: {exc}") from exc
             else:
                 # guarded: when the row says otherwise (another process stored another
                 # address) the full update below writes what this Update says

@@ -304,3 +304,20 @@ def test_a_keep_alive_error_forgets_the_entries(store: SqliteStore) -> None:
     with pytest.raises(StoreError):
         keep_alive(store, reg, 9000.0)
     assert store._rids == {} and store._rids_pending == {}
+
+
+def test_keep_alives_in_the_open_group_go_by_rid_and_commit_together(store: SqliteStore) -> None:
+    """The first keep-alive of an iteration opens the group, the others run in it directly,
+    also inside a ``batch()``; all durable at the commit."""
+    regs = [registration(name) for name in "abc"]
+    for reg in regs:
+        store.put_registration(reg)
+    assert store.commit() is True
+    seen = statements(store)
+    assert keep_alive(store, regs[0], 2000.0)
+    assert keep_alive(store, regs[1], 2001.0)
+    with store.batch():
+        assert keep_alive(store, regs[2], 2002.0)
+    assert sum(BY_RID in sql and GUARDED not in sql for sql in seen) == 3
+    assert store.commit() is True
+    assert committed_times(store.path) == {"id-a": 2000.0, "id-b": 2001.0, "id-c": 2002.0}
