@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from ..credential_cache import WriteCounter
 from ..credentials import (
     CredentialError,
     DeviceCredentials,
@@ -97,10 +98,19 @@ class CredentialStore(DeviceCredentialStore, ServerIdentityStore, Protocol):
 
 # -- sqlite ---------------------------------------------------------------------------------------
 
-_LOCAL_WRITES: weakref.WeakKeyDictionary[SqliteDatabase, int] = weakref.WeakKeyDictionary()
+_LOCAL_WRITES: weakref.WeakKeyDictionary[SqliteDatabase, WriteCounter] = weakref.WeakKeyDictionary()
 """Credential writes per connection (``SqliteCredentialStore.local_writes``): counted per
 database object, not per store object, so two credential stores over one connection see each
-other's writes."""
+other's writes. One ``WriteCounter`` per connection, which every store over it holds: the
+resolver's cache reads its ``writes`` on every lookup, an attribute rather than a call."""
+
+
+def _write_counter(db: SqliteDatabase) -> WriteCounter:
+    counter = _LOCAL_WRITES.get(db)
+    if counter is None:
+        counter = _LOCAL_WRITES[db] = WriteCounter()
+    return counter
+
 
 _DEVICE_COLUMNS = "endpoint, mode, active, psk_identity, psk_key, rpk_spki, certificate"
 
@@ -111,6 +121,7 @@ class SqliteCredentialStore:
 
     def __init__(self, store: SqliteDatabase, *, owns_store: bool = False) -> None:
         self._store = store
+        self._writes = _write_counter(store)
         self._owns = owns_store
         self.path = store.path
         store.restrict_to_owner()
@@ -198,18 +209,24 @@ class SqliteCredentialStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         db = self._store
-        _LOCAL_WRITES[db] = _LOCAL_WRITES.get(db, 0) + 1  # a lookup during the write re-reads
+        counter = self._writes
+        counter.writes += 1  # a lookup during the write re-reads
         try:
             with db.batch():
                 yield db.conn
         finally:
-            _LOCAL_WRITES[db] = _LOCAL_WRITES.get(db, 0) + 1
+            counter.writes += 1
 
     # -- change detection (keystore.credential_cache) ---------------------------------------------
     def local_writes(self) -> int:
         """Credential writes made through this connection so far (by any credential store over
         it): the resolver's cache drops its records when this moves."""
-        return _LOCAL_WRITES.get(self._store, 0)
+        return self._writes.writes
+
+    def local_write_counter(self) -> WriteCounter:
+        """The counter ``local_writes`` reads, shared by the credential stores of this
+        connection (``keystore.credential_cache.CountsLocalWrites``)."""
+        return self._writes
 
     def data_version(self) -> int:
         """sqlite's ``PRAGMA data_version``: changes when another connection (another process:
