@@ -30,6 +30,7 @@ test is not switched to uvloop behind its back).
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import importlib
 import inspect
@@ -297,6 +298,8 @@ class CoapServer:
                         host, port, self._udp_event, self.params, sock=sock
                     )
                     self.udp.committer = self.committer
+                    # requests straight to ``_serve`` (no event; partial: no extra frame)
+                    self.udp.endpoint.serve = functools.partial(self._serve, self.udp)
                 except BaseException:
                     sock.close()
                     raise
@@ -428,25 +431,35 @@ class CoapServer:
             driver.endpoint.reject_notification(event)  # we observe nothing: RST ends it
 
     def _on_request(self, driver: CoapDriver, event: RequestReceived) -> None:
-        request = IncomingRequest(event.message, event.peer, event.exchange.block2)
+        self._serve(driver, event.peer, event.message, event.exchange)
+
+    def _serve(self, driver: CoapDriver, peer: Peer, message: Message, exchange: Exchange) -> None:
+        """Answer one request: the NoSec endpoint calls it directly (``Endpoint.serve``, bound
+        to the UDP driver), the CoAPs one through its ``RequestReceived`` events. It never
+        raises (``serve``'s contract): what escapes the handling is logged, as the driver
+        logs a failed event handler."""
         try:
-            response = self.handler(request)
-        except Lwm2mError as exc:
-            response = error_response(exc)
+            request = IncomingRequest(message, peer, exchange.block2)
+            try:
+                response = self.handler(request)
+            except Lwm2mError as exc:
+                response = error_response(exc)
+            except Exception:
+                log.exception("handler failed on %r", request)
+                response = Message.response(Code.INTERNAL_SERVER_ERROR)
+            if isinstance(response, Message):
+                driver.endpoint.respond(exchange, response)
+                return
+            if inspect.isawaitable(response):
+                task = asyncio.ensure_future(self._answer_later(driver, exchange, request,
+                                                                response))  # fmt: skip
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+                return
+            log.error("handler returned %r for %r, not a Message", response, request)
+            driver.endpoint.respond(exchange, Message.response(Code.INTERNAL_SERVER_ERROR))
         except Exception:
-            log.exception("handler failed on %r", request)
-            response = Message.response(Code.INTERNAL_SERVER_ERROR)
-        if isinstance(response, Message):
-            driver.endpoint.respond(event.exchange, response)
-            return
-        if inspect.isawaitable(response):
-            task = asyncio.ensure_future(self._answer_later(driver, event.exchange, request,
-                                                            response))  # fmt: skip
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
-            return
-        log.error("handler returned %r for %r, not a Message", response, request)
-        driver.endpoint.respond(event.exchange, Message.response(Code.INTERNAL_SERVER_ERROR))
+            log.exception("CoAP request handling failed for %r", peer)
 
     async def _answer_later(
         self,

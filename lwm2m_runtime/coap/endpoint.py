@@ -27,7 +27,7 @@ import heapq
 import itertools
 import random
 from collections import Counter, OrderedDict, deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from .blockwise import Block1Transfers, RequestKey, request_key, slice_block2
 from .dedup import FULL, DedupCache
@@ -60,6 +60,8 @@ from .params import Parameters
 
 Peer = Hashable
 Opt = OptionNumber
+Serve = Callable[[Peer, Message, Exchange], None]
+"""What :attr:`Endpoint.serve` calls with each request (see there)."""
 
 _CON, _NON, _ACK, _RST = Type.CON, Type.NON, Type.ACK, Type.RST
 _BLOCK1 = int(Opt.BLOCK1)
@@ -248,6 +250,16 @@ class Endpoint:
         self.counters: Counter[str] = Counter()
         """Refusals by :class:`ErrorKind` value, plus ``retransmissions``, ``duplicates``,
         ``stale_notifications`` — for metrics, and for logging when events are switched off."""
+        self.serve: Serve | None = None
+        """Where requests go instead of :class:`RequestReceived` events, when set: called as
+        ``serve(peer, message, exchange)`` from inside :meth:`receive_datagram`, at the point
+        where the event would be queued (deduplicated, options checked, Block1 reassembled),
+        with the same three values the event carries. It may answer at once
+        (:meth:`respond`: an answered CON then never enters the empty-ACK queue) or later. It
+        must not raise (``receive_datagram`` never does): a driver serving requests this way
+        catches what its handler raises. Why: a server answers nearly every request inside
+        the call that hands it over, and the event object, its queue and the driver's event
+        loop around it were several Python calls per request for nothing."""
 
     # ==========================================================================================
     # driving the endpoint
@@ -648,6 +660,13 @@ class Endpoint:
             self.counters["too_large"] += 1
             self._reply(msg, peer, Code.REQUEST_ENTITY_TOO_LARGE, size1)
             self._refuse(peer, ErrorKind.BAD_BLOCK, f"body over {self._max_body} bytes")
+            return
+        serve = self.serve
+        if serve is not None:
+            serve(peer, msg, exchange)
+            if mtype is _CON and exchange.state is _E_PENDING:  # not answered at once
+                exchange.ack_deadline = now + self._ack_delay
+                self._ack_queue.append(exchange)
             return
         if mtype is _CON:
             exchange.ack_deadline = now + self._ack_delay
