@@ -78,6 +78,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Response = Message | Awaitable[Message]
+_new = object.__new__
 T = TypeVar("T")
 
 
@@ -439,7 +440,13 @@ class CoapServer:
         raises (``serve``'s contract): what escapes the handling is logged, as the driver
         logs a failed event handler."""
         try:
-            request = IncomingRequest(message, peer, exchange.block2)
+            # ``IncomingRequest(message, peer, exchange.block2)`` with its ``__init__`` written
+            # out: one Python call less per request (a test holds the slots equal)
+            request = _new(IncomingRequest)
+            request.message = message
+            request.remote = peer
+            request.block2 = exchange.block2
+            request._address = None
             try:
                 response = self.handler(request)
             except Lwm2mError as exc:

@@ -102,3 +102,36 @@ def test_refusals_are_not_served_and_stay_as_before() -> None:
     (bad_request,) = net.inject(net.server, bad_utf8)
     assert bad_request.code == Code.BAD_REQUEST
     assert server.got == []
+
+
+def _slots(obj: object) -> dict[str, object]:
+    return {name: getattr(obj, name) for name in type(obj).__slots__}
+
+
+def test_the_exchange_and_message_built_inline_equal_the_constructors() -> None:
+    # the endpoint and the parser build both without calling ``__init__`` (hot path): every
+    # slot must be set, to what the constructor sets
+    net = Net()
+    got: list[tuple[dict[str, object], dict[str, object]]] = []
+
+    def serve(peer: Peer, message: Message, exchange: Exchange) -> None:
+        got.append((_slots(exchange), _slots(Exchange(peer, message))))
+        server.append(message)
+
+    server: list[Message] = []
+    net.server.serve = serve
+    net.inject(net.server, UPDATE)
+    ((inline, constructed),) = got
+    assert inline == constructed
+    (message,) = server
+    assert _slots(message) == _slots(
+        Message(
+            message.mtype,
+            message.code,
+            message.mid,
+            message.token,
+            message.options,
+            message.payload,
+        )
+    )
+    assert message == UPDATE

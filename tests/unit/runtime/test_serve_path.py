@@ -88,3 +88,24 @@ async def test_a_failure_past_the_handler_is_logged_and_the_listener_goes_on(
         while answer.mid != 8:
             answer = parse(await asyncio.wait_for(loop.sock_recv(sock, 4096), 10))
         assert answer.code == Code.CHANGED
+
+
+async def test_the_request_built_inline_equals_the_constructors(coap: CoapServer) -> None:
+    seen: list[IncomingRequest] = []
+
+    def record(request: IncomingRequest) -> Message:
+        seen.append(request)
+        return Message.response(Code.CHANGED)
+
+    coap.handler = record
+    assert coap.coap_address is not None
+    with _socket() as sock:
+        await _ask(sock, coap.coap_address, "/rd/x", 1)
+        port = sock.getsockname()[1]
+    (request,) = seen
+    built = IncomingRequest(request.message, request.remote, request.block2)
+    for name in IncomingRequest.__slots__:
+        if name != "_address":  # filled on first use: compare what it gives
+            assert getattr(request, name) == getattr(built, name)
+    assert request.address == built.address == ("127.0.0.1", port)
+    assert request.identity == built.identity
