@@ -210,12 +210,22 @@ class CoapDriver:
     # -- internals ------------------------------------------------------------------------------
     def _dispatch(self) -> None:
         if self._held and not self._flush_scheduled:
-            # the first datagram of an iteration while replies wait for a commit: release
-            # those already answered before handling it (up to a socket's batch of datagrams
-            # would otherwise run first)
-            poll: Callable[[], None] | None = getattr(self.committer, "poll", None)
-            if poll is not None:
-                poll()
+            self._poll()
+        self._deliver()
+        if not self._flush_scheduled and not self._stopped:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _poll(self) -> None:
+        """The first datagram of an iteration while replies wait for a commit: release those
+        already answered before handling it (up to a socket's batch of datagrams would
+        otherwise run first)."""
+        poll: Callable[[], None] | None = getattr(self.committer, "poll", None)
+        if poll is not None:
+            poll()
+
+    def _deliver(self) -> None:
+        """Hand the endpoint's events to the waiting ``request()`` calls or the handler."""
         events = self.endpoint.events
         handler = self.handler
         while events:
@@ -227,9 +237,6 @@ class CoapDriver:
                     handler(event)
                 except Exception:  # one bad handler call must not stop the endpoint
                     log.exception("CoAP event handler failed on %s", type(event).__name__)
-        if not self._flush_scheduled and not self._stopped:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
 
     def _answer(self, event: Event) -> bool:
         """Hand a response or failure to the ``request()`` waiting for it; False when none is

@@ -30,6 +30,7 @@ test is not switched to uvloop behind its back).
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import importlib
 import inspect
@@ -77,6 +78,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Response = Message | Awaitable[Message]
+_new = object.__new__
 T = TypeVar("T")
 
 
@@ -143,10 +145,16 @@ class IncomingRequest:
     def address(self) -> Key:
         """The peer's ``(host, port)``, v4-mapped IPv6 shown as IPv4; over CoAPs the session's
         current address (it follows a Connection ID address change)."""
-        if self._address is None:
+        address = self._address
+        if address is None:
             remote = self.remote
-            self._address = remote.key if isinstance(remote, Session) else _socket_key(remote)
-        return self._address
+            if isinstance(remote, Session):
+                address = remote.key
+            else:
+                entry = _nosec_peers.get(remote)
+                address = (entry or _nosec_peer(remote))[0]
+            self._address = address
+        return address
 
     @property
     def claim(self) -> DtlsClaim | None:
@@ -163,7 +171,12 @@ class IncomingRequest:
             claim = remote.claim
             if claim is not None and not isinstance(claim.identity, AnonymousIdentity):
                 return claim.peer(self.address)
-        return PeerIdentity.nosec(self.address)
+            return PeerIdentity.nosec(self.address)
+        # a NoSec peer: its address and identity are the same values for every request from
+        # the same socket address, so they come from the bounded cache (see ``_nosec_peers``)
+        entry = _nosec_peers.get(remote) or _nosec_peer(remote)
+        self._address = entry[0]
+        return entry[1]
 
     def __repr__(self) -> str:
         host, port = self.address
@@ -171,6 +184,35 @@ class IncomingRequest:
 
 
 RequestHandler = Callable[[IncomingRequest], Response]
+
+
+NOSEC_PEERS_CACHED = 4096
+"""At most this many NoSec socket addresses keep their ``(address, identity)`` in
+:data:`_nosec_peers`; the cache is emptied when it is full."""
+
+_nosec_peers: dict[Peer, tuple[Key, PeerIdentity]] = {}
+"""A NoSec socket address → its ``address`` (:func:`_socket_key`) and its
+``PeerIdentity.nosec``: both are values fixed by the socket address alone, and a keep-alive
+needs both, so a device (or a load generator's socket) that speaks again gets them with one
+dict lookup instead of the address check (``inet_pton``/``inet_ntop`` for a v4-mapped one) and
+a new identity (six fields set one at a time). Sharing one identity object between requests is
+safe: it is a frozen value, and a registration that holds it compares equal to it either way.
+
+Bounded under spoofed sources: every new source adds one entry, and at
+:data:`NOSEC_PEERS_CACHED` entries the whole dict is cleared (no eviction order to keep; the
+sources that speak again come back at the cost of one miss each). ~300 bytes an entry, so
+at most ~1.2 MB. Process-wide, as the values depend on nothing but the socket address."""
+
+
+def _nosec_peer(remote: Peer) -> tuple[Key, PeerIdentity]:
+    """Compute and remember the ``(address, identity)`` of a NoSec socket address (a miss of
+    :data:`_nosec_peers`)."""
+    address = _socket_key(remote)
+    entry = (address, PeerIdentity.nosec(address))
+    if len(_nosec_peers) >= NOSEC_PEERS_CACHED:
+        _nosec_peers.clear()  # the bound: a flood of new sources never grows it further
+    _nosec_peers[remote] = entry
+    return entry
 
 
 def _is_canonical_ipv4(host: str) -> bool:
@@ -185,16 +227,19 @@ def _socket_key(sockaddr: Any) -> Key:
     """``address_key`` of a socket address, without ``ipaddress`` for the usual IPv4 peer.
 
     Why: parsing the host with ``ipaddress`` cost ~3 µs per request. The kernel reports an
-    IPv4 peer in canonical dotted-quad form (as a 2-tuple on an IPv4 socket, ``::ffff:``-mapped
-    in a 4-tuple on a dual-stack one), which is already what ``address_key`` returns; any
-    other form (IPv6, a scope id, a host name in a test) goes through ``address_key``."""
+    IPv4 peer as a 2-tuple on an IPv4 socket (``address_key`` returns a host without ':' as
+    it is) or ``::ffff:``-mapped in a 4-tuple on a dual-stack one (the dotted quad is taken
+    out when it is canonical); any other form (IPv6, a scope id) goes through
+    ``address_key``. Called once per NoSec source at most (:data:`_nosec_peers`)."""
     if sockaddr.__class__ is tuple:
         host = sockaddr[0]
         port = sockaddr[1]
         if host.__class__ is str and port.__class__ is int:
             if not host.startswith("::ffff:"):
-                if len(sockaddr) == 2 and _is_canonical_ipv4(host):
-                    return sockaddr  # already (host, port): no new tuple
+                if len(sockaddr) == 2 and ":" not in host:
+                    # what ``address_key`` gives for a host without ':' (a dotted quad, or a
+                    # name in a test): the host unchanged; the very tuple, no new one
+                    return sockaddr
             elif len(sockaddr) == 4 and _is_canonical_ipv4(v4 := host[7:]):
                 return v4, port
     return address_key(sockaddr)
@@ -254,6 +299,8 @@ class CoapServer:
                         host, port, self._udp_event, self.params, sock=sock
                     )
                     self.udp.committer = self.committer
+                    # requests straight to ``_serve`` (no event; partial: no extra frame)
+                    self.udp.endpoint.serve = functools.partial(self._serve, self.udp)
                 except BaseException:
                     sock.close()
                     raise
@@ -385,25 +432,41 @@ class CoapServer:
             driver.endpoint.reject_notification(event)  # we observe nothing: RST ends it
 
     def _on_request(self, driver: CoapDriver, event: RequestReceived) -> None:
-        request = IncomingRequest(event.message, event.peer, event.exchange.block2)
+        self._serve(driver, event.peer, event.message, event.exchange)
+
+    def _serve(self, driver: CoapDriver, peer: Peer, message: Message, exchange: Exchange) -> None:
+        """Answer one request: the NoSec endpoint calls it directly (``Endpoint.serve``, bound
+        to the UDP driver), the CoAPs one through its ``RequestReceived`` events. It never
+        raises (``serve``'s contract): what escapes the handling is logged, as the driver
+        logs a failed event handler."""
         try:
-            response = self.handler(request)
-        except Lwm2mError as exc:
-            response = error_response(exc)
+            # ``IncomingRequest(message, peer, exchange.block2)`` with its ``__init__`` written
+            # out: one Python call less per request (a test holds the slots equal)
+            request = _new(IncomingRequest)
+            request.message = message
+            request.remote = peer
+            request.block2 = exchange.block2
+            request._address = None
+            try:
+                response = self.handler(request)
+            except Lwm2mError as exc:
+                response = error_response(exc)
+            except Exception:
+                log.exception("handler failed on %r", request)
+                response = Message.response(Code.INTERNAL_SERVER_ERROR)
+            if isinstance(response, Message):
+                driver.endpoint.respond(exchange, response)
+                return
+            if inspect.isawaitable(response):
+                task = asyncio.ensure_future(self._answer_later(driver, exchange, request,
+                                                                response))  # fmt: skip
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+                return
+            log.error("handler returned %r for %r, not a Message", response, request)
+            driver.endpoint.respond(exchange, Message.response(Code.INTERNAL_SERVER_ERROR))
         except Exception:
-            log.exception("handler failed on %r", request)
-            response = Message.response(Code.INTERNAL_SERVER_ERROR)
-        if isinstance(response, Message):
-            driver.endpoint.respond(event.exchange, response)
-            return
-        if inspect.isawaitable(response):
-            task = asyncio.ensure_future(self._answer_later(driver, event.exchange, request,
-                                                            response))  # fmt: skip
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
-            return
-        log.error("handler returned %r for %r, not a Message", response, request)
-        driver.endpoint.respond(event.exchange, Message.response(Code.INTERNAL_SERVER_ERROR))
+            log.exception("CoAP request handling failed for %r", peer)
 
     async def _answer_later(
         self,

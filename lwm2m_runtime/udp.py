@@ -70,17 +70,30 @@ class UdpEndpoint(CoapDriver, asyncio.DatagramProtocol):
             self._sock.setblocking(False)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        self.endpoint.receive_datagram(data, addr, self._loop.time())
+        # ``_dispatch`` written out: a request served by ``endpoint.serve`` (the server's
+        # path) leaves no event, and the flush is scheduled once per iteration
         first = not self._flush_scheduled  # the iteration's first datagram schedules its flush
-        self._dispatch()
-        if first and self._sock is not None:
-            self._drain(self._sock)
+        if first and self._held:
+            self._poll()  # before handling it (``serve`` answers inside ``receive_datagram``)
+        endpoint = self.endpoint
+        endpoint.receive_datagram(data, addr, self._loop.time())
+        if endpoint.events:
+            self._deliver()
+        if first:
+            if not self._flush_scheduled and not self._stopped:
+                self._flush_scheduled = True
+                self._loop.call_soon(self._flush)
+            if self._sock is not None:
+                self._drain(self._sock)
 
     def _drain(self, sock: socket.socket) -> None:
         """Read and handle what already waits in the socket, up to ``MAX_BATCH - 1`` more
-        datagrams, before the iteration's flush (see the class docstring)."""
-        receive = self.endpoint.receive_datagram
-        dispatch = self._dispatch
+        datagrams, before the iteration's flush (see the class docstring). The flush is
+        scheduled already (by the iteration's first datagram), so only events are left to
+        deliver: ``_dispatch`` without its first-datagram steps."""
+        endpoint = self.endpoint
+        receive = endpoint.receive_datagram
+        events = endpoint.events
         time = self._loop.time
         for _ in range(MAX_BATCH - 1):
             try:
@@ -91,7 +104,8 @@ class UdpEndpoint(CoapDriver, asyncio.DatagramProtocol):
                 self.error_received(exc)
                 return
             receive(data, addr, time())
-            dispatch()
+            if events:
+                self._deliver()
 
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP error: %s", exc)  # ICMP unreachable etc.; retransmission copes

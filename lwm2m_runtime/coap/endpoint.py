@@ -27,7 +27,7 @@ import heapq
 import itertools
 import random
 from collections import Counter, OrderedDict, deque
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 
 from .blockwise import Block1Transfers, RequestKey, request_key, slice_block2
 from .dedup import FULL, DedupCache
@@ -60,6 +60,9 @@ from .params import Parameters
 
 Peer = Hashable
 Opt = OptionNumber
+_new = object.__new__
+Serve = Callable[[Peer, Message, Exchange], None]
+"""What :attr:`Endpoint.serve` calls with each request (see there)."""
 
 _CON, _NON, _ACK, _RST = Type.CON, Type.NON, Type.ACK, Type.RST
 _BLOCK1 = int(Opt.BLOCK1)
@@ -248,6 +251,16 @@ class Endpoint:
         self.counters: Counter[str] = Counter()
         """Refusals by :class:`ErrorKind` value, plus ``retransmissions``, ``duplicates``,
         ``stale_notifications`` — for metrics, and for logging when events are switched off."""
+        self.serve: Serve | None = None
+        """Where requests go instead of :class:`RequestReceived` events, when set: called as
+        ``serve(peer, message, exchange)`` from inside :meth:`receive_datagram`, at the point
+        where the event would be queued (deduplicated, options checked, Block1 reassembled),
+        with the same three values the event carries. It may answer at once
+        (:meth:`respond`: an answered CON then never enters the empty-ACK queue) or later. It
+        must not raise (``receive_datagram`` never does): a driver serving requests this way
+        catches what its handler raises. Why: a server answers nearly every request inside
+        the call that hands it over, and the event object, its queue and the driver's event
+        loop around it were several Python calls per request for nothing."""
 
     # ==========================================================================================
     # driving the endpoint
@@ -401,11 +414,18 @@ class Endpoint:
             and len(payload) <= self._block_size
         ):
             # the usual answer (2.04 to an Update): piggybacked, one block, nothing to slice;
-            # what the general path below does in that case, without its tests
+            # what the general path below does in that case, without its tests, and with
+            # ``piggybacked`` written out (one call less per request)
             exchange.state = _E_ANSWERED
-            data = piggybacked(code, exchange.mid, exchange.token, payload)
+            mid = exchange.mid
+            token = exchange.token
+            tkl = len(token)
+            if tkl > 8:
+                raise ValueError("token longer than 8 bytes")
+            head = bytes((0x60 | tkl, code, mid >> 8, mid & 0xFF))
+            data = b"".join((head, token, b"\xff", payload)) if payload else head + token
             self._out.append((data, peer))
-            self._dedup.update((peer, exchange.mid), data)
+            self._dedup.update((peer, mid), data)
             return
         if exchange.block1 is not None:
             opts = set_option(opts, _BLOCK1, exchange.block1.encode())
@@ -609,8 +629,21 @@ class Endpoint:
         if mtype is _ACK or mtype is _RST:
             self._refuse(peer, ErrorKind.FORMAT_ERROR, f"{mtype.name} carrying a request")
             return
-        exchange = Exchange(peer, msg)
-        prior = self._dedup.setdefault((peer, msg.mid), exchange, now)
+        # ``Exchange(peer, msg)`` with its ``__init__`` written out (one Python call less per
+        # request; tests/unit/coap/test_serve.py holds every slot equal to the constructor's)
+        exchange = _new(Exchange)
+        exchange.peer = peer
+        exchange.request = msg
+        exchange.mtype = mtype
+        exchange.mid = mid = msg.mid
+        exchange.token = msg.token
+        exchange.state = _E_PENDING
+        exchange.ack_deadline = 0.0
+        exchange.block1 = None
+        exchange.block2 = None
+        exchange.request_key = None
+        exchange.is_notification = False
+        prior = self._dedup.setdefault((peer, mid), exchange, now)
         if prior is not None:
             if prior is FULL:
                 self._overloaded(msg, peer, "dedup_full", self._dedup.retry_after(now))
@@ -648,6 +681,13 @@ class Endpoint:
             self.counters["too_large"] += 1
             self._reply(msg, peer, Code.REQUEST_ENTITY_TOO_LARGE, size1)
             self._refuse(peer, ErrorKind.BAD_BLOCK, f"body over {self._max_body} bytes")
+            return
+        serve = self.serve
+        if serve is not None:
+            serve(peer, msg, exchange)
+            if mtype is _CON and exchange.state is _E_PENDING:  # not answered at once
+                exchange.ack_deadline = now + self._ack_delay
+                self._ack_queue.append(exchange)
             return
         if mtype is _CON:
             exchange.ack_deadline = now + self._ack_delay
