@@ -186,6 +186,14 @@ class RegistrationData(LazyData):
         self._extra = extra
         self._data = None
 
+    @property
+    def registration(self) -> Registration | None:
+        """The registration the payload is built from, for an in-process listener that needs
+        the registration itself rather than its JSON (the profile engine's Update check, at
+        ``publish``: it is the one the event announces, as the book held it then); None once
+        the payload was built (it let go of it)."""
+        return self._registration
+
     def _make(self) -> Data:
         assert self._registration is not None
         data = registration_to_json(self._registration, sleeping=self._sleeping)  # a new dict

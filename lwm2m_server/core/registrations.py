@@ -354,6 +354,23 @@ class RegistrationBook:
         ``get(registration_id)`` gave the caller just before (not looked up again)."""
         if previous is None:
             previous = self.require(registration_id)
+        registration = self.updated(previous, request, now=now, address=address, identity=identity)
+        return UpdateOutcome(registration, previous, (Updated(registration, previous),))
+
+    def updated(
+        self,
+        previous: Registration,
+        request: UpdateRequest,
+        *,
+        now: float,
+        address: Address | None = None,
+        identity: IdentityBinding | None = None,
+    ) -> Registration:
+        """``update`` of the registration ``previous`` (what the book holds for its id), giving
+        only the registration after it: ``ServerCore.keep_alive`` publishes no ``Updated``
+        event object (its caller announces the Update itself), so it asks for none. Checks,
+        writes the store and indexes exactly as ``update`` (which is this and the outcome)."""
+        registration_id = previous.registration_id
         if previous.identity is not identity:  # the same object (None over NoSec): equal
             _check_identity(previous, identity)
         registration = previous.updated(request, now=now, address=address)
@@ -372,7 +389,7 @@ class RegistrationBook:
                 self._forget(registration_id)
                 raise not_found(registration_id)
         self._replace(previous, registration)
-        return UpdateOutcome(registration, previous, (Updated(registration, previous),))
+        return registration
 
     def deregister(
         self, registration_id: str, *, now: float, identity: IdentityBinding | None = None
