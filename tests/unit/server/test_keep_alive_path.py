@@ -12,6 +12,8 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lwm2m_runtime.address import Address
 from lwm2m_runtime.coap import Code, Message, Type
@@ -19,7 +21,7 @@ from lwm2m_runtime.server import IncomingRequest
 from lwm2m_server.coap.site import RegistrationSite
 from lwm2m_server.coap.uplink import Uplink
 from lwm2m_server.core.events import Awake, Updated
-from lwm2m_server.core.registration import BARE_UPDATE, Registration
+from lwm2m_server.core.registration import BARE_UPDATE, ObjectLinks, Registration
 from lwm2m_server.core.server import CoreResult, ServerCore
 from lwm2m_server.events_bus import UPDATED, RegistrationData
 from lwm2m_server.json_nodes import registration_to_json
@@ -234,6 +236,35 @@ def test_the_keep_alive_asks_the_resolver_for_the_registered_endpoint(clock: Clo
     uplink, _ = make_uplink(core, clock, resolver)
     update(uplink, prev.registration_id)
     assert resolver.asked == ["a"]
+
+
+@given(
+    lifetime=st.integers(1, 10**6),
+    queue_mode=st.booleans(),
+    seconds=st.floats(0, 10**6),
+    where=st.sampled_from(["same", "equal", "port", "host"]),
+    attributes=st.dictionaries(st.sampled_from(["apn", "x"]), st.text(max_size=3), max_size=2),
+)
+def test_touched_is_the_bare_update(
+    lifetime: int, queue_mode: bool, seconds: float, where: str, attributes: dict[str, str]
+) -> None:
+    """``Registration.touched`` (the keep-alive's copy) is ``updated(BARE_UPDATE)``: the same
+    registration, keeping the very address object when the device did not move."""
+    reg = Registration(
+        "r1", "a", ADDR, lifetime, "1.1", "UQ" if queue_mode else "U", "123", queue_mode,
+        ObjectLinks.parse("</1/0>,</3/0>"), "coap", None, 5.0, 10.0, attributes,
+    )  # fmt: skip
+    address = {
+        "same": ADDR,
+        "equal": Address(ADDR.host, ADDR.port),
+        "port": Address(ADDR.host, ADDR.port + 1),
+        "host": Address("192.0.2.77", ADDR.port),
+    }[where]
+    touched = reg.touched(10.0 + seconds, address)
+    updated = reg.updated(BARE_UPDATE, now=10.0 + seconds, address=address)
+    assert touched == updated
+    assert (touched.address is reg.address) == (where in ("same", "equal"))
+    assert updated.address is touched.address or where not in ("same", "equal")
 
 
 # -- the service: kept_alive is apply of the one Updated event ----------------------------------
