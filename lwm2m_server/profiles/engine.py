@@ -276,8 +276,19 @@ class ProfileEngine:
             elif endpoint in self._restart_pending:
                 self._restart_pending.discard(endpoint)
                 self._defer(endpoint, Reason.RESTART)
-            elif event.kind == "UPDATED" and self._update_needs_applying(endpoint, event.data):
-                self._defer(endpoint, Reason.UPDATE)
+            elif event.kind == "UPDATED":
+                data = event.data
+                registration = data.registration if type(data) is RegistrationData else None
+                if (
+                    registration is not None
+                    and self._planned_with.get(endpoint) is registration.object_links
+                    and endpoint not in self._status
+                ):
+                    # nearly every Update: the very object list planned with and no status
+                    # kept in memory (so no gap): ``_update_needs_applying`` says False
+                    return
+                if self._update_needs_applying(endpoint, registration):
+                    self._defer(endpoint, Reason.UPDATE)
         elif event.kind == "DEREGISTRATION":
             self._restart_pending.discard(endpoint)
             self._restart_queue.pop(endpoint, None)
@@ -290,22 +301,23 @@ class ProfileEngine:
             status.forget_observations()
             self._save(status)
 
-    def _update_needs_applying(self, endpoint: str, data: object = None) -> bool:
+    def _update_needs_applying(
+        self, endpoint: str, registration: Registration | None = None
+    ) -> bool:
         """Whether an Update may have left the device short of its profile: its object list
         differs from the one the last application planned with (objects or instances came or
         went), or the last application left a gap that retrying can fill (a request answered
         with an error code or timed out, or an application that did not finish). Kept to a
         dictionary lookup and a comparison in the common case, because it runs per Update.
 
-        ``data``: the UPDATED event's; the service's (``RegistrationData``) holds the updated
-        registration, which is the one ``ops.client`` gives at ``publish`` (the book indexed
-        it before the event), so it is not looked up by endpoint again. Should the endpoint
-        end later in the same batch of events (a De-register or expiry in the same loop
+        ``registration``: the one the UPDATED event's data holds (``RegistrationData``: the
+        service's), which is what ``ops.client`` gives at ``publish`` (the book indexed it
+        before the event), so it is not looked up by endpoint again. Should the endpoint end
+        later in the same batch of events (a De-register or expiry in the same loop
         iteration), the same decision holds as with the lookup: its DEREGISTRATION takes it
         off ``_due`` before ``_run_due``, and an application run meanwhile looks the client
-        up itself (``_apply_at_once``: a client gone by then gets none). Any other data (an
-        event made elsewhere, a payload built already) takes the lookup."""
-        registration = data.registration if type(data) is RegistrationData else None
+        up itself (``_apply_at_once``: a client gone by then gets none). None (an event made
+        elsewhere, a payload built already): looked up."""
         if registration is None:
             try:
                 registration = self.ops.client(endpoint)
