@@ -173,7 +173,7 @@ class RegistrationData(LazyData):
     per Register and Update, the most frequent in the ring (see ``LazyData``). ``extra`` is a
     dict of strings or None, which the collector does not track."""
 
-    __slots__ = ("_extra", "_registration", "_sleeping")
+    __slots__ = ("_extra", "_sleeping", "registration")
 
     def __init__(
         self,
@@ -181,20 +181,25 @@ class RegistrationData(LazyData):
         sleeping: bool | None = None,
         extra: Mapping[str, object] | None = None,
     ) -> None:
-        self._registration: Registration | None = registration
+        self.registration: Registration | None = registration
+        """The registration the payload is built from, for an in-process listener that needs
+        the registration itself rather than its JSON (the profile engine's Update check, at
+        ``publish``: it is the one the event announces, as the book held it then); None once
+        the payload was built (it let go of it). Read-only to everyone else; a plain slot, not
+        a property: the engine reads it at every Update."""
         self._sleeping = sleeping
         self._extra = extra
         self._data = None
 
     def _make(self) -> Data:
-        assert self._registration is not None
-        data = registration_to_json(self._registration, sleeping=self._sleeping)  # a new dict
+        assert self.registration is not None
+        data = registration_to_json(self.registration, sleeping=self._sleeping)  # a new dict
         if self._extra:
             data.update(self._extra)
         return data
 
     def _release(self) -> None:
-        self._registration = None
+        self.registration = None
         self._extra = None
 
 

@@ -670,6 +670,21 @@ class Lwm2mServer:
             return  # the armed timer is due no later than anything is now
         self._arm_timer()
 
+    def kept_alive(self, registration: Registration, previous: Registration) -> None:
+        """``apply`` of a keep-alive (``ServerCore.keep_alive``: a bare Update of a client
+        outside queue mode with nothing queued), whose result would be one ``Updated`` event
+        and nothing to send: the UPDATED event ``_handle_events`` publishes for it, and the
+        timer re-armed unless ``_only_postponed`` would say it need not be (the expiry moved
+        later; such a client is never in queue mode). Skipped: the ``Updated`` event object,
+        the result, the walk over its events and the call to ``_only_postponed``."""
+        self.bus.publish(
+            UPDATED, registration.endpoint, RegistrationData(registration, False, None)
+        )
+        if self._timer is None or registration.last_update + registration.lifetime < (
+            previous.last_update + previous.lifetime
+        ):
+            self._arm_timer()
+
     def _registered_after_timer(self, events: Sequence[Event]) -> bool:
         """Is this the Register of a client outside queue mode that expires after the armed
         timer? Then, as for ``_only_postponed``, nothing became due earlier: a Register adds

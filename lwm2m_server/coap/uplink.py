@@ -60,6 +60,12 @@ class Effects(Protocol):
         """Publish the result's events and deliver its ``to_send`` (after the reply)."""
         ...
 
+    def kept_alive(self, registration: Registration, previous: Registration) -> None:
+        """``apply`` of a keep-alive ``ServerCore.keep_alive`` made (``previous`` updated to
+        ``registration``): what ``apply`` does for its one ``Updated`` event and nothing to
+        send, without the event and the result."""
+        ...
+
 
 class Verdict(enum.Enum):
     """What becomes of a notification (the adapter answers accordingly)."""
@@ -209,18 +215,41 @@ class Uplink:
     ) -> Registration:
         # looked up once: the address and identity checks and the core's Update all work on
         # the registration the book holds now (nothing runs in between that could change it)
-        registration = self.core.registrations.get(registration_id)
-        address = _address_of(source, registration)
+        core = self.core
+        registration = core.registrations.get(registration_id)
+        # the registration's own ``Address`` when ``source`` is where it is registered (a
+        # keep-alive, nearly every Update): not built again, and the core sees at once (by
+        # identity) that the address did not move
+        address = None if registration is None else registration.address
+        if address is None or address.port != source[1] or address.host != source[0]:
+            address = Address(*source)
         if self._strict:
             self._check_address(registration, address, identity)
-        result = self.core.update(
+        if registration is None:  # the core's own lookup answers (4.04, or a store read)
+            bound = None
+        else:
+            # ``_authorize_for`` written out: every Update
+            bound = self.resolver.resolve(identity, registration.endpoint).binding
+            if not query and not payload:
+                # the keep-alive (a bare Update): the core skips what such an Update of a
+                # client outside queue mode does not need (``ServerCore.keep_alive``), and the
+                # effects announce it without an event object; None: the general path below
+                kept = core.keep_alive(
+                    registration, now=self.clock(), address=address, identity=bound
+                )
+                if kept is not None:
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug("updated %s (%s)", kept.endpoint, registration_id)
+                    self.effects.kept_alive(kept, registration)
+                    return kept
+        result = core.update(
             registration_id,
             query,
             payload,
             content_format,
             now=self.clock(),
             address=address,
-            identity=self._authorize_for(registration, identity),
+            identity=bound,
             registration=registration,
         )
         assert result.registration is not None
@@ -627,17 +656,6 @@ def _notification_json(
         data["error"] = error
     data["points"] = [telemetry_to_json(p) for p in points]
     return data
-
-
-def _address_of(source: Key, registration: Registration | None) -> Address:
-    """``Address(*source)``; the registration's own ``Address`` when ``source`` is where it is
-    registered (a keep-alive, nearly every Update): not built again, and the core sees at once
-    (by identity) that the address did not move."""
-    if registration is not None:
-        known = registration.address
-        if known.port == source[1] and known.host == source[0]:
-            return known
-    return Address(*source)
 
 
 def _endpoint_of(query: Sequence[str]) -> str | None:

@@ -581,6 +581,33 @@ class Registration:
             request.additional_attributes,
         )
 
+    def touched(self, now: float, address: Address) -> Registration:
+        """``updated(BARE_UPDATE, now=now, address=address)`` without reading the request: a
+        bare Update (the keep-alive) has nothing to check and changes nothing but
+        ``last_update`` and, when the device moved, the address (the registered object is
+        kept when ``address`` equals it, as ``updated`` does)."""
+        registered = self.address
+        if address is not registered and (
+            address.port == registered.port and address.host == registered.host
+        ):
+            address = registered
+        return Registration(
+            self.registration_id,
+            self.endpoint,
+            address,
+            self.lifetime,
+            self.lwm2m_version,
+            self.binding,
+            self.sms_number,
+            self.queue_mode,
+            self.object_links,
+            self.transport,
+            self.identity,
+            self.registered_at,
+            now,
+            self.additional_attributes,
+        )
+
     def updated(
         self, update: UpdateRequest, *, now: float, address: Address | None = None
     ) -> Registration:

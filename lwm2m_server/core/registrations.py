@@ -354,9 +354,29 @@ class RegistrationBook:
         ``get(registration_id)`` gave the caller just before (not looked up again)."""
         if previous is None:
             previous = self.require(registration_id)
+        registration = self.updated(previous, request, now=now, address=address, identity=identity)
+        return UpdateOutcome(registration, previous, (Updated(registration, previous),))
+
+    def updated(
+        self,
+        previous: Registration,
+        request: UpdateRequest,
+        *,
+        now: float,
+        address: Address | None = None,
+        identity: IdentityBinding | None = None,
+    ) -> Registration:
+        """``update`` of the registration ``previous`` (what the book holds for its id), giving
+        only the registration after it: ``ServerCore.keep_alive`` publishes no ``Updated``
+        event object (its caller announces the Update itself), so it asks for none. Checks,
+        writes the store and indexes exactly as ``update`` (which is this and the outcome)."""
+        registration_id = previous.registration_id
         if previous.identity is not identity:  # the same object (None over NoSec): equal
             _check_identity(previous, identity)
-        registration = previous.updated(request, now=now, address=address)
+        if request is BARE_UPDATE and address is not None:  # the keep-alive: nothing to read
+            registration = previous.touched(now, address)
+        else:
+            registration = previous.updated(request, now=now, address=address)
         if self.store is not None:
             # a bare Update (no parameters, no payload) changes nothing ``_only_touched`` reads
             if request is BARE_UPDATE or _only_touched(request, previous, registration):
@@ -371,8 +391,35 @@ class RegistrationBook:
             if not written:  # deregistered, expired or replaced by another process
                 self._forget(registration_id)
                 raise not_found(registration_id)
-        self._replace(previous, registration)
-        return UpdateOutcome(registration, previous, (Updated(registration, previous),))
+        # indexed touching only what moved (once ``_replace``, written out: every Update).
+        # An Update is the most frequent message and almost always a keep-alive that changes
+        # nothing but ``last_update`` (the address and identity are the same objects): the
+        # address and identity indexes are rewritten only when those changed, and the expiry
+        # heap keeps the registration's entry when the deadline only moved later: when that
+        # entry comes first, ``_drop_stale_head`` sees the later deadline and files it again
+        # (about one heap operation per registration per lifetime instead of a push, and a
+        # stale entry to pop, per Update; ``next_deadline`` and ``expire`` stay exact). A
+        # shorter deadline (a smaller ``lt``) gets a new entry at once.
+        # ``Registration.updated``/``touched`` keep the very address (when equal) and identity
+        if registration.address is not previous.address or (
+            registration.identity is not previous.identity
+        ):
+            self._unindex(previous)
+            _add(self._by_address, registration.address, registration_id)
+            if registration.identity is not None:
+                _add(self._by_identity, registration.identity, registration_id)
+        self._by_id[registration_id] = registration
+        # ``deadline`` of both written out (the grace cancels out)
+        if registration.last_update + registration.lifetime < (
+            previous.last_update + previous.lifetime
+        ):
+            deadline = self.deadline(registration)
+            self._counter += 1
+            self._versions[registration_id] = self._counter
+            heapq.heappush(self._heap, (deadline, registration_id, self._counter))
+            if len(self._heap) > 2 * len(self._by_id) + 1024:
+                self._compact()
+        return registration
 
     def deregister(
         self, registration_id: str, *, now: float, identity: IdentityBinding | None = None
@@ -555,38 +602,6 @@ class RegistrationBook:
         if len(self._heap) > 2 * len(self._by_id) + 1024:
             self._compact()
 
-    def _replace(self, previous: Registration, registration: Registration) -> None:
-        """Index an Update of ``previous`` (same id, same endpoint), touching only what moved.
-
-        Why: an Update is the most frequent message and almost always a keep-alive that changes
-        nothing but ``last_update`` (the address and identity are the same objects). The
-        address and identity indexes are rewritten only when those changed, and the expiry heap
-        keeps the registration's entry when the deadline only moved later: when that entry comes
-        first, ``_drop_stale_head`` sees the later deadline and files it again — about one heap
-        operation per registration per lifetime instead of a push (and a stale entry to pop)
-        per Update; ``next_deadline`` and ``expire`` stay exact. A
-        shorter deadline (a smaller ``lt``) gets a new entry at once, as before."""
-        reg_id = registration.registration_id
-        # ``Registration.updated`` keeps the very address (when equal) and identity objects
-        if registration.address is not previous.address or (
-            registration.identity is not previous.identity
-        ):
-            self._unindex(previous)
-            _add(self._by_address, registration.address, reg_id)
-            if registration.identity is not None:
-                _add(self._by_identity, registration.identity, reg_id)
-        self._by_id[reg_id] = registration
-        # ``deadline`` of both written out (the grace cancels out): every Update
-        if registration.last_update + registration.lifetime < (
-            previous.last_update + previous.lifetime
-        ):
-            deadline = self.deadline(registration)
-            self._counter += 1
-            self._versions[reg_id] = self._counter
-            heapq.heappush(self._heap, (deadline, reg_id, self._counter))
-            if len(self._heap) > 2 * len(self._by_id) + 1024:
-                self._compact()
-
     def _forget(self, registration_id: str) -> None:
         registration = self._by_id.pop(registration_id)
         self._versions.pop(registration_id, None)
@@ -603,7 +618,7 @@ class RegistrationBook:
 
     def _drop_stale_head(self) -> None:
         """Make the heap's first entry exact: entries of ended or re-filed registrations are
-        dropped, and one an Update moved later (``_replace``) is filed again at its deadline."""
+        dropped, and one an Update moved later (``updated``) is filed again at its deadline."""
         heap = self._heap
         while heap:
             filed, reg_id, version = heap[0]

@@ -45,7 +45,13 @@ from .events import (
 )
 from .observations import Observation, ObservationIndex
 from .queue import QueueConfig, QueuedRequest, RequestQueues
-from .registration import QueryInput, Registration, RegistrationRequest, UpdateRequest
+from .registration import (
+    BARE_UPDATE,
+    QueryInput,
+    Registration,
+    RegistrationRequest,
+    UpdateRequest,
+)
 from .registrations import (
     DEFAULT_GRACE_PERIOD,
     RegisterOutcome,
@@ -238,6 +244,34 @@ class ServerCore:
         events: list[Event] = list(outcome.events)
         to_send = self._after_contact(outcome.registration, now, events)
         return CoreResult(outcome.registration, tuple(events), to_send)
+
+    def keep_alive(
+        self,
+        previous: Registration,
+        *,
+        now: float,
+        address: Address,
+        identity: IdentityBinding | None = None,
+    ) -> Registration | None:
+        """A bare Update (``BARE_UPDATE``: no parameters, no payload) of ``previous``, the
+        registration ``registrations.get`` just gave the caller: the registration after it, or
+        None (nothing done) when the Update must take ``apply_update``, whose result has more
+        than the ``Updated`` event: a client in queue mode (its awake window opens, what was
+        queued for it is due) or one with anything in the queues (left over from queue mode:
+        ``_after_contact`` hands it back). Raises as ``update`` does (4.03 another identity,
+        4.04 gone from the store).
+
+        What it skips, for the most frequent message (a keep-alive of a client outside queue
+        mode, nearly every Update): ``UpdateRequest.parse`` (it gives ``BARE_UPDATE`` for no
+        query and no payload), the ``Updated`` event, the outcome and the ``CoreResult``, and
+        ``_after_contact`` (which returns nothing and adds no event for such a client). The
+        caller announces the Update (``Effects.kept_alive``); the store write and the indexes
+        are the book's ``updated``, the same as ``apply_update``'s."""
+        if previous.queue_mode or previous.endpoint in self.queues.endpoints:
+            return None
+        return self.registrations.updated(
+            previous, BARE_UPDATE, now=now, address=address, identity=identity
+        )
 
     def deregister(
         self, registration_id: str, *, now: float, identity: IdentityBinding | None = None

@@ -47,7 +47,7 @@ from object_models.registry import ModelRegistry
 
 from ..core.registration import ObjectLinks, Registration
 from ..core.telemetry import TelemetryPoint
-from ..events_bus import LazyData
+from ..events_bus import LazyData, RegistrationData
 from ..json_nodes import node_from_json, value_to_jsonable
 from ..operations import DeviceResponse, ServerEvent, ServerOperations
 from ..store.device_state import DeviceStateStore
@@ -276,8 +276,19 @@ class ProfileEngine:
             elif endpoint in self._restart_pending:
                 self._restart_pending.discard(endpoint)
                 self._defer(endpoint, Reason.RESTART)
-            elif event.kind == "UPDATED" and self._update_needs_applying(endpoint):
-                self._defer(endpoint, Reason.UPDATE)
+            elif event.kind == "UPDATED":
+                data = event.data
+                registration = data.registration if type(data) is RegistrationData else None
+                if (
+                    registration is not None
+                    and self._planned_with.get(endpoint) is registration.object_links
+                    and endpoint not in self._status
+                ):
+                    # nearly every Update: the very object list planned with and no status
+                    # kept in memory (so no gap): ``_update_needs_applying`` says False
+                    return
+                if self._update_needs_applying(endpoint, registration):
+                    self._defer(endpoint, Reason.UPDATE)
         elif event.kind == "DEREGISTRATION":
             self._restart_pending.discard(endpoint)
             self._restart_queue.pop(endpoint, None)
@@ -290,16 +301,29 @@ class ProfileEngine:
             status.forget_observations()
             self._save(status)
 
-    def _update_needs_applying(self, endpoint: str) -> bool:
+    def _update_needs_applying(
+        self, endpoint: str, registration: Registration | None = None
+    ) -> bool:
         """Whether an Update may have left the device short of its profile: its object list
         differs from the one the last application planned with (objects or instances came or
         went), or the last application left a gap that retrying can fill (a request answered
         with an error code or timed out, or an application that did not finish). Kept to a
-        dictionary lookup and a comparison in the common case, because it runs per Update."""
-        try:
-            links = self.ops.client(endpoint).object_links
-        except Lwm2mError:
-            return False
+        dictionary lookup and a comparison in the common case, because it runs per Update.
+
+        ``registration``: the one the UPDATED event's data holds (``RegistrationData``: the
+        service's), which is what ``ops.client`` gives at ``publish`` (the book indexed it
+        before the event), so it is not looked up by endpoint again. Should the endpoint end
+        later in the same batch of events (a De-register or expiry in the same loop
+        iteration), the same decision holds as with the lookup: its DEREGISTRATION takes it
+        off ``_due`` before ``_run_due``, and an application run meanwhile looks the client
+        up itself (``_apply_at_once``: a client gone by then gets none). None (an event made
+        elsewhere, a payload built already): looked up."""
+        if registration is None:
+            try:
+                registration = self.ops.client(endpoint)
+            except Lwm2mError:
+                return False
+        links = registration.object_links
         planned = self._planned_with.get(endpoint)
         if planned is None or (planned is not links and planned != links):
             return True

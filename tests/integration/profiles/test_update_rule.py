@@ -7,13 +7,16 @@ Updates build no event payload; with one, the event is complete."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 import lwm2m_server.events_bus as events_bus
+from lwm2m_server.core.registration import ObjectLinks, Registration
 from lwm2m_server.json_nodes import registration_to_json
 from lwm2m_server.operations import ServerEvent
 from lwm2m_server.profiles.engine import ProfileEngine
@@ -179,3 +182,97 @@ async def test_no_event_payload_without_a_subscriber(
     event = await _next(events, "REGISTRATION")
     assert event.data["replaced"] is not None and event.data["endpoint"] == "temp-1"
     await settled(server)  # the re-Register's application ends before the client stops
+
+
+class Lookups:
+    """Counts the engine's lookups of a client by endpoint (``ops.client``), forwarding them."""
+
+    def __init__(self, engine: ProfileEngine) -> None:
+        self.endpoints: list[str] = []
+        client = engine.ops.client
+
+        def counting(endpoint: str) -> Any:
+            self.endpoints.append(endpoint)
+            return client(endpoint)
+
+        engine.ops.client = counting  # type: ignore[method-assign]
+
+
+async def test_the_update_check_reads_the_event_s_registration(
+    make_server: ServerFactory, make_client: ClientFactory, profiles_dir: Path
+) -> None:
+    """The UPDATED event's data holds the registration the Update made: the engine's check
+    reads it there (no lookup by endpoint per Update) and decides the same."""
+    write_profile(profiles_dir, endpoints=["temp-*"])
+    server = await make_server()
+    client, recorder = await make_client(server)
+    await settled(server)
+    recorder.take()
+    assert server.profiles is not None
+    lookups = Lookups(server.profiles)
+    calls = Calls(server.profiles)
+    events = server.events()
+    for _ in range(3):
+        await client.update()
+        await _next(events, "UPDATED")
+    await settled(server)
+    assert lookups.endpoints == []
+    assert (calls.scheduled, calls.resolved, calls.saved) == ([], 0, 0)
+
+
+def _with_another_instance(server: Lwm2mServer) -> Registration:
+    """The client's registration as an Update adding /3303/1 would make it (not stored)."""
+    registration = server.client("temp-1")
+    links = ObjectLinks.parse(registration.object_links.text + ",</3303/1>")
+    return attrs.evolve(registration, object_links=links)
+
+
+async def test_an_update_of_an_endpoint_that_ends_in_the_same_iteration_applies_nothing(
+    make_server: ServerFactory, make_client: ClientFactory, profiles_dir: Path
+) -> None:
+    """An UPDATED event that asks for an application (a new object list), then the endpoint's
+    De-register in the same loop iteration: its DEREGISTRATION takes the application back
+    before it runs, as when the engine looked the client up at the UPDATED event."""
+    resources = dict(TEMPERATURE_PROFILE["resources"])
+    resources["/3303/1/5700"] = {"key": "temperature2", "kind": "telemetry", "observe": True}
+    write_profile(profiles_dir, endpoints=["temp-*"], resources=resources)
+    server = await make_server()
+    client, recorder = await make_client(server)
+    await settled(server)
+    recorder.take()
+    assert server.profiles is not None
+    calls = Calls(server.profiles)
+    updated = _with_another_instance(server)
+    server.bus.publish(events_bus.UPDATED, "temp-1", events_bus.RegistrationData(updated))
+    assert "temp-1" in server.profiles._due  # it would apply...
+    result = server.core.deregister(updated.registration_id, now=time.time())
+    server.apply(result)  # ...but the endpoint ends before the iteration is over
+    assert "temp-1" not in server.profiles._due
+    await asyncio.sleep(0.05)
+    await settled(server)
+    assert calls.scheduled == [] and recorder.take() == []
+    client.location = None  # the server forgot it: the client must not De-register at exit
+
+
+async def test_an_update_event_of_an_endpoint_gone_already_applies_nothing(
+    make_server: ServerFactory, make_client: ClientFactory, profiles_dir: Path
+) -> None:
+    """An UPDATED event whose registration is no longer the server's (the endpoint ended
+    before the event reached the engine): the application it asks for finds no client and
+    sends nothing, as the lookup at the event did."""
+    resources = dict(TEMPERATURE_PROFILE["resources"])
+    resources["/3303/1/5700"] = {"key": "temperature2", "kind": "telemetry", "observe": True}
+    write_profile(profiles_dir, endpoints=["temp-*"], resources=resources)
+    server = await make_server()
+    client, recorder = await make_client(server)
+    await settled(server)
+    recorder.take()
+    assert server.profiles is not None
+    calls = Calls(server.profiles)
+    updated = _with_another_instance(server)
+    server.core.deregister(updated.registration_id, now=time.time())  # no event: gone quietly
+    server.bus.publish(events_bus.UPDATED, "temp-1", events_bus.RegistrationData(updated))
+    await asyncio.sleep(0.05)
+    await settled(server)
+    assert calls.scheduled == [] and recorder.take() == []
+    client.location = None
