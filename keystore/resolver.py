@@ -143,20 +143,10 @@ class PeerIdentity:
 
     @classmethod
     def nosec(cls, source: tuple[str, int] | None = None) -> PeerIdentity:
-        """Built for every NoSec request, so without attrs' frozen ``__init__`` and the
-        post-init check (~0.9 → ~0.4 µs): the fields are the one valid NoSec shape, set
-        directly (a test holds it equal to the checked constructor's).
-
-        And kept per source (``_NOSEC_PEERS``): a device's every request comes from the same
-        address, and a ``PeerIdentity`` is an immutable value, so the one made for its last
-        request serves (a dict probe instead of an object and six ``object.__setattr__``
-        calls). Bounded: past ``NOSEC_PEERS_KEPT`` sources the table starts again empty, so
-        spoofed sources cost memory no more than that and a fleet larger than it one
-        build per request, as before."""
-        if cls is PeerIdentity:
-            peer = _NOSEC_PEERS.get(source)
-            if peer is not None:
-                return peer
+        """Built for every NoSec request that is not in the runtime's per-source table
+        (``lwm2m_runtime.server._nosec_peers``, which keeps one per source), so without attrs'
+        frozen ``__init__`` and the post-init check (~0.9 → ~0.4 µs): the fields are the one
+        valid NoSec shape, set directly (a test holds it equal to the checked constructor's)."""
         peer = _new(cls)
         _set(peer, "transport", "coap")
         _set(peer, "mode", _NOSEC)
@@ -164,10 +154,6 @@ class PeerIdentity:
         _set(peer, "spki", None)
         _set(peer, "certificate_chain", ())
         _set(peer, "source", source)
-        if cls is PeerIdentity:
-            if len(_NOSEC_PEERS) >= NOSEC_PEERS_KEPT:
-                _NOSEC_PEERS.clear()
-            _NOSEC_PEERS[source] = peer
         return peer
 
     @classmethod
@@ -210,11 +196,6 @@ class PeerIdentity:
         if self.source is not None:
             what += f" from {self.source[0]}:{self.source[1]}"
         return what
-
-
-NOSEC_PEERS_KEPT = 4096
-"""NoSec peer identities kept by source address (``PeerIdentity.nosec``)."""
-_NOSEC_PEERS: dict[tuple[str, int] | None, PeerIdentity] = {}
 
 
 @attrs.frozen

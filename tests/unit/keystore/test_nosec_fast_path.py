@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keystore import resolver as resolver_module
 from keystore.credential_cache import CachedCredentials, CountsLocalWrites
 from keystore.credentials import CredentialError, DeviceCredentials, check_endpoint
 from keystore.modes import SecurityMode
@@ -178,35 +177,8 @@ def test_an_unkept_endpoint_is_read_once_and_then_kept(store: SqliteCredentialSt
     assert cache.misses == misses
 
 
-def test_a_nosec_identity_is_kept_per_source_and_equals_the_checked_one() -> None:
+def test_a_nosec_identity_equals_the_checked_one() -> None:
     source = ("198.51.100.7", 40000)
-    first = PeerIdentity.nosec(source)
-    assert first == PeerIdentity("coap", SecurityMode.NOSEC, source=source)
-    assert PeerIdentity.nosec(("198.51.100.7", 40000)) is first
-    other = PeerIdentity.nosec(("198.51.100.7", 40001))
-    assert other is not first and other.source == ("198.51.100.7", 40001)
-    assert PeerIdentity.nosec() == PeerIdentity("coap", SecurityMode.NOSEC)
+    assert PeerIdentity.nosec(source) == PeerIdentity("coap", SecurityMode.NOSEC, source=source)
     assert PeerIdentity.nosec().source is None
-
-
-def test_the_kept_nosec_identities_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Spoofed sources cost at most ``NOSEC_PEERS_KEPT`` identities: past it the table starts
-    again (and every answer is still right)."""
-    monkeypatch.setattr(resolver_module, "NOSEC_PEERS_KEPT", 4)
-    monkeypatch.setattr(resolver_module, "_NOSEC_PEERS", {})
-    for port in range(10):
-        peer = PeerIdentity.nosec(("203.0.113.1", port))
-        assert peer.source == ("203.0.113.1", port) and peer.mode is SecurityMode.NOSEC
-        assert len(resolver_module._NOSEC_PEERS) <= 4
-    assert PeerIdentity.nosec(("203.0.113.1", 9)) is peer
-
-
-def test_a_subclass_s_nosec_identity_is_its_own_and_not_kept() -> None:
-    class Tagged(PeerIdentity):
-        pass
-
-    source = ("192.0.2.99", 1)
-    plain = PeerIdentity.nosec(source)
-    tagged = Tagged.nosec(source)
-    assert type(tagged) is Tagged and Tagged.nosec(source) is not tagged
-    assert PeerIdentity.nosec(source) is plain
+    assert PeerIdentity.nosec() == PeerIdentity("coap", SecurityMode.NOSEC)
