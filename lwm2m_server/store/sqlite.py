@@ -680,15 +680,25 @@ class SqliteStore(SqliteDatabase):
     instructions, and at 100k rows two pages sqlite's page cache rarely holds."""
 
     def _check_group(self) -> None:
-        """Before a write in the open group: if sqlite rolled the group back by itself (a
-        failed statement of any store on this connection) the next statement would begin a
-        transaction of its own, and ``_commit_group`` could no longer tell; the entries the
-        lost group was to make true (``_rids_pending``) must not outlive it, or a ``rid`` it
-        had would be reused by a later Register and keyed to two ids."""
+        """Before a write in the open group: has sqlite rolled the group back by itself (a
+        failed statement of any store on this connection: SQLITE_FULL, IOERR, NOMEM, BUSY)?
+        Then the next statement would begin a transaction of its own (sqlite3 opens one
+        before a DML statement; a SAVEPOINT outside a transaction is a BEGIN), whose COMMIT
+        succeeds, and ``_commit_group`` could no longer tell that the iteration's earlier
+        writes are gone: ``_lose_group`` flags it now."""
         conn = self._conn
-        pending = self._rids_pending and self._group_open
-        if pending and conn is not None and not conn.in_transaction:
-            self._forget_rids()
+        if self._group_open and conn is not None and not conn.in_transaction:
+            self._lose_group(conn)
+
+    def _lose_group(self, conn: sqlite3.Connection) -> None:
+        """The open group is gone (``_check_group``): the iteration's commit reports failure
+        (its replies are withheld, as for a failed COMMIT; ``_failed`` also forgets the
+        ``rid`` entries the lost group was to make true, or a ``rid`` it had would be reused
+        by a later Register and keyed to two ids), and the rest of the iteration's writes
+        go into a new group transaction as usual."""
+        self._failed(sqlite3.OperationalError("the transaction was rolled back by sqlite"))
+        with suppress(sqlite3.Error):  # if it cannot begin, the write itself will say so
+            conn.execute("BEGIN IMMEDIATE")
 
     def _forget_rids(self) -> None:
         """A group failed (or sqlite rolled it back): what its writes did is undone, so trust
@@ -747,8 +757,8 @@ class SqliteStore(SqliteDatabase):
         identity = None if bound is None else _identity_key(bound)
         conn = self._group_connection()
         if conn is not None:
-            if self._rids_pending and not conn.in_transaction:
-                self._forget_rids()  # ``_check_group`` written out (every Register)
+            if not conn.in_transaction:
+                self._lose_group(conn)  # ``_check_group`` written out (every Register)
             try:
                 if identity is None:
                     cursor = conn.execute(
@@ -906,7 +916,7 @@ class SqliteStore(SqliteDatabase):
                     conn is None
                     or self._depth != 1
                     or not self._grouping
-                    or (self._rids_pending and not conn.in_transaction)
+                    or not conn.in_transaction
                 ):
                     cursor = self._execute_one(self._KEEP_ALIVE_BY_RID_SQL, params)
                 else:
@@ -958,8 +968,8 @@ class SqliteStore(SqliteDatabase):
             # not group commit: the general path (with its open group, depth 1, a keep-alive
             # skips two calls: ``_group_connection`` and the ``conn`` property)
             conn = self._group_connection()
-        elif self._rids_pending and not conn.in_transaction:
-            self._forget_rids()  # ``_check_group`` written out (every keep-alive)
+        elif not conn.in_transaction:
+            self._lose_group(conn)  # ``_check_group`` written out (every keep-alive)
         if conn is None:
             with self.write() as conn:
                 return conn.execute(sql, params)

@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -238,6 +239,33 @@ def test_a_group_sqlite_rolled_back_by_itself_is_reported_failed(
         assert committed_endpoints(store.path) == {"kept", "next"}
 
     asyncio.run(main())
+    assert sum("commit failed" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("later", ["register", "keep-alive", "update"])
+def test_a_group_sqlite_rolled_back_by_itself_stays_failed_when_writes_follow(
+    store: SqliteStore, later: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After sqlite rolled the group back by itself, a later write of the same iteration
+    would begin a transaction of its own (sqlite3 opens one before a DML statement, and a
+    SAVEPOINT outside a transaction is a BEGIN) and COMMIT would then succeed: the lost
+    writes' replies must still be withheld, for the whole iteration."""
+    kept = registration("kept")
+    store.put_registration(kept)
+    assert store.commit() is True
+    store.put_registration(registration("lost"))
+    store.conn.execute("ROLLBACK")  # what sqlite does by itself on a full disk
+    if later == "register":
+        store.put_registration(registration("after"))
+    elif later == "keep-alive":
+        assert store.touch_registration(attrs.evolve(kept, last_update=2000.0), moved=False)
+    else:
+        assert store.update_registration(attrs.evolve(kept, lifetime=60))
+    assert store.commit() is False
+    assert "lost" not in committed_endpoints(store.path)
+    store.put_registration(registration("next"))
+    assert store.commit() is True
+    assert {"kept", "next"} <= committed_endpoints(store.path)
     assert sum("commit failed" in r.getMessage() for r in caplog.records) == 1
 
 
