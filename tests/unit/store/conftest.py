@@ -45,3 +45,13 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         yield Engine("sqlite", open_sqlite)
     for store in opened:
         store.close()
+
+
+@pytest.fixture
+def grouped(tmp_path: Path) -> Iterator[SqliteStore]:
+    """A sqlite store with group commit on, as the server runs it: writes wait for
+    ``commit()`` (the CoAP driver's call after each loop iteration)."""
+    store = SqliteStore(tmp_path / "db.sqlite")
+    store.enable_group_commit()
+    yield store
+    store.close()

@@ -22,6 +22,8 @@ from lwm2m_server.store.sqlite import SqliteStore
 from object_models.path import LwM2mPath
 from object_models.types import ResourceType
 
+from .failures import FailingCommit
+
 ADDRESS = Address("127.0.0.1", 5683)
 
 
@@ -35,22 +37,8 @@ def registration(endpoint: str) -> Registration:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    store = SqliteStore(tmp_path / "db.sqlite")
-    store.enable_group_commit()
-    yield store
-    store.close()
-
-
-class FailingCommit:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.conn, name)
-
-    def commit(self) -> None:
-        raise sqlite3.OperationalError("database or disk is full")
+def store(grouped: SqliteStore) -> SqliteStore:
+    return grouped
 
 
 def test_writes_are_durable_only_after_commit(store: SqliteStore) -> None:

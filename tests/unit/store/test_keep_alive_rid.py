@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import attrs
 import pytest
@@ -17,6 +16,8 @@ from keystore.store.errors import StoreError
 from lwm2m_runtime.address import Address
 from lwm2m_server.core.registration import Registration
 from lwm2m_server.store.sqlite import SqliteStore
+
+from .failures import FailingCommit
 
 ADDRESS = Address("127.0.0.1", 5683)
 BY_RID = "WHERE rid="
@@ -51,23 +52,9 @@ def keep_alive(store: SqliteStore, reg: Registration, at: float) -> bool:
     return store.touch_registration(attrs.evolve(reg, last_update=at), moved=False)
 
 
-class FailingCommit:
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.conn, name)
-
-    def commit(self) -> None:
-        raise sqlite3.OperationalError("database or disk is full")
-
-
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    grouped = SqliteStore(tmp_path / "db.sqlite")
-    grouped.enable_group_commit()
-    yield grouped
-    grouped.close()
+def store(grouped: SqliteStore) -> SqliteStore:
+    return grouped
 
 
 def test_a_committed_registration_s_keep_alive_goes_by_rid(store: SqliteStore) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import attrs
 import pytest
@@ -34,14 +33,6 @@ def committed_last_update(path: Path, reg_id: str) -> float | None:
             (reg_id,),
         ).fetchone()
     return None if row is None else float(row[0])
-
-
-@pytest.fixture
-def grouped(tmp_path: Path) -> Any:
-    store = SqliteStore(tmp_path / "db.sqlite")
-    store.enable_group_commit()
-    yield store
-    store.close()
 
 
 def test_a_keep_alive_in_the_open_group_is_durable_after_the_commit(
