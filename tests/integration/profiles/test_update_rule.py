@@ -227,12 +227,12 @@ def _with_another_instance(server: Lwm2mServer) -> Registration:
     return attrs.evolve(registration, object_links=links)
 
 
-async def test_an_update_of_an_endpoint_that_ends_in_the_same_iteration_applies_nothing(
+async def _two_instance_setup(
     make_server: ServerFactory, make_client: ClientFactory, profiles_dir: Path
-) -> None:
-    """An UPDATED event that asks for an application (a new object list), then the endpoint's
-    De-register in the same loop iteration: its DEREGISTRATION takes the application back
-    before it runs, as when the engine looked the client up at the UPDATED event."""
+) -> tuple[Lwm2mServer, Any, Any, Calls, Registration]:
+    """A registered temp-1 under a profile that also wants /3303/1, and the registration an
+    Update adding that instance would make (not stored): its UPDATED event asks for an
+    application."""
     resources = dict(TEMPERATURE_PROFILE["resources"])
     resources["/3303/1/5700"] = {"key": "temperature2", "kind": "telemetry", "observe": True}
     write_profile(profiles_dir, endpoints=["temp-*"], resources=resources)
@@ -241,8 +241,18 @@ async def test_an_update_of_an_endpoint_that_ends_in_the_same_iteration_applies_
     await settled(server)
     recorder.take()
     assert server.profiles is not None
-    calls = Calls(server.profiles)
-    updated = _with_another_instance(server)
+    return server, client, recorder, Calls(server.profiles), _with_another_instance(server)
+
+
+async def test_an_update_of_an_endpoint_that_ends_in_the_same_iteration_applies_nothing(
+    make_server: ServerFactory, make_client: ClientFactory, profiles_dir: Path
+) -> None:
+    """An UPDATED event that asks for an application (a new object list), then the endpoint's
+    De-register in the same loop iteration: its DEREGISTRATION takes the application back
+    before it runs, as when the engine looked the client up at the UPDATED event."""
+    server, client, recorder, calls, updated = await _two_instance_setup(
+        make_server, make_client, profiles_dir
+    )
     server.bus.publish(events_bus.UPDATED, "temp-1", events_bus.RegistrationData(updated))
     assert "temp-1" in server.profiles._due  # it would apply...
     result = server.core.deregister(updated.registration_id, now=time.time())
@@ -260,16 +270,9 @@ async def test_an_update_event_of_an_endpoint_gone_already_applies_nothing(
     """An UPDATED event whose registration is no longer the server's (the endpoint ended
     before the event reached the engine): the application it asks for finds no client and
     sends nothing, as the lookup at the event did."""
-    resources = dict(TEMPERATURE_PROFILE["resources"])
-    resources["/3303/1/5700"] = {"key": "temperature2", "kind": "telemetry", "observe": True}
-    write_profile(profiles_dir, endpoints=["temp-*"], resources=resources)
-    server = await make_server()
-    client, recorder = await make_client(server)
-    await settled(server)
-    recorder.take()
-    assert server.profiles is not None
-    calls = Calls(server.profiles)
-    updated = _with_another_instance(server)
+    server, client, recorder, calls, updated = await _two_instance_setup(
+        make_server, make_client, profiles_dir
+    )
     server.core.deregister(updated.registration_id, now=time.time())  # no event: gone quietly
     server.bus.publish(events_bus.UPDATED, "temp-1", events_bus.RegistrationData(updated))
     await asyncio.sleep(0.05)
