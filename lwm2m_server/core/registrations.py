@@ -413,12 +413,7 @@ class RegistrationBook:
         if registration.last_update + registration.lifetime < (
             previous.last_update + previous.lifetime
         ):
-            deadline = self.deadline(registration)
-            self._counter += 1
-            self._versions[registration_id] = self._counter
-            heapq.heappush(self._heap, (deadline, registration_id, self._counter))
-            if len(self._heap) > 2 * len(self._by_id) + 1024:
-                self._compact()
+            self._file(registration_id, self.deadline(registration))
         return registration
 
     def deregister(
@@ -539,11 +534,7 @@ class RegistrationBook:
         for fresh in refreshed:  # after the loop: the heap cannot hand the same one back
             self._put(fresh)
         for registration in retry:  # not before this call returns: no busy loop on a bad disk
-            self._counter += 1
-            self._versions[registration.registration_id] = self._counter
-            heapq.heappush(
-                self._heap, (now + EXPIRY_RETRY, registration.registration_id, self._counter)
-            )
+            self._file(registration.registration_id, now + EXPIRY_RETRY)
         return expired
 
     def sweep(self, now: float, limit: int = 1000) -> list[Registration]:
@@ -583,6 +574,16 @@ class RegistrationBook:
             if reg_id not in self._by_id:
                 return reg_id
         raise RuntimeError("registration id factory keeps returning ids in use")
+
+    def _file(self, registration_id: str, deadline: float) -> None:
+        """File ``registration_id`` in the expiry heap at ``deadline``, as its only current
+        entry (a new version: the older entries become stale); compacts a heap grown past
+        twice the registrations. ``_put`` has it written out (every Register)."""
+        self._counter += 1
+        self._versions[registration_id] = self._counter
+        heapq.heappush(self._heap, (deadline, registration_id, self._counter))
+        if len(self._heap) > 2 * len(self._by_id) + 1024:
+            self._compact()
 
     def _put(self, registration: Registration) -> None:
         reg_id = registration.registration_id
