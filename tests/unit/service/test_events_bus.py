@@ -226,3 +226,49 @@ def test_a_published_event_is_the_server_event_of_its_values() -> None:
     bus.listen(listened.append)
     other = bus.publish("AWAKE", "ep2", {"until": 1.0})
     assert listened == [ServerEvent("AWAKE", "ep2", {"until": 1.0}, 8)] and listened[0] is other
+
+
+def test_a_listener_of_some_devices_gets_their_events_and_its_kinds_only() -> None:
+    """``listen(endpoints=, kinds=)`` (the firmware manager's): the events of the endpoints
+    the container holds when each is published, and those of ``kinds`` for any endpoint, in
+    order among the others; a listener without them gets every event."""
+    bus = EventBus(first_id=1)
+    watched: dict[str, object] = {"a": None}
+    some: list[tuple[str, str]] = []
+    every: list[tuple[str, str]] = []
+    bus.listen(lambda e: some.append((e.kind, e.endpoint)), endpoints=watched, kinds={"SEND"})
+    bus.listen(lambda e: every.append((e.kind, e.endpoint)))
+    bus.publish("UPDATED", "a", {})
+    bus.publish("UPDATED", "b", {})
+    bus.publish("SEND", "b", {})
+    watched["b"] = None  # read at each publish: the listener's later changes count
+    del watched["a"]
+    bus.publish("UPDATED", "a", {})
+    bus.publish("REGISTRATION", "b", {})
+    bus.publish("UPDATED", "b", {}, listeners=False)  # for subscribers only: no listener
+    assert some == [("UPDATED", "a"), ("SEND", "b"), ("REGISTRATION", "b")]
+    assert every == [
+        ("UPDATED", "a"),
+        ("UPDATED", "b"),
+        ("SEND", "b"),
+        ("UPDATED", "a"),
+        ("REGISTRATION", "b"),
+    ]
+
+
+def test_unlisten_removes_that_listener_only() -> None:
+    bus = EventBus()
+    seen: list[str] = []
+
+    def first(event: ServerEvent) -> None:
+        seen.append("first")
+
+    def second(event: ServerEvent) -> None:
+        seen.append("second")
+
+    remove = bus.listen(first, endpoints={"a"})
+    bus.listen(second)
+    bus.listen(first)
+    remove()
+    bus.publish("UPDATED", "a", {})
+    assert seen == ["second", "first"]
