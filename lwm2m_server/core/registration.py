@@ -563,8 +563,11 @@ class Registration:
     ) -> Registration:
         if transport not in ("coap", "coaps"):
             raise ValueError(f"transport must be 'coap' or 'coaps', got {transport!r}")
-        # by position (every Register): keywords cost twice as much for 14 fields
-        return cls(
+        # ``_copied``, not ``cls(...)`` (every Register): the same registration, the request's
+        # additional attributes converted as the field's converter does (its own copy, or the
+        # one shared empty mapping)
+        attributes = request.additional_attributes
+        return _copied(
             registration_id,
             request.endpoint,
             address,
@@ -578,20 +581,22 @@ class Registration:
             identity,
             now,
             now,
-            request.additional_attributes,
+            dict(attributes) if attributes else _NO_ATTRIBUTES,
         )
 
     def touched(self, now: float, address: Address) -> Registration:
         """``updated(BARE_UPDATE, now=now, address=address)`` without reading the request: a
         bare Update (the keep-alive) has nothing to check and changes nothing but
         ``last_update`` and, when the device moved, the address (the registered object is
-        kept when ``address`` equals it, as ``updated`` does)."""
+        kept when ``address`` equals it, as ``updated`` does). Built by ``_copied`` (every
+        keep-alive): the additional attributes are this registration's mapping itself, already
+        converted (nothing mutates one: readers copy it), not a copy per keep-alive."""
         registered = self.address
         if address is not registered and (
             address.port == registered.port and address.host == registered.host
         ):
             address = registered
-        return Registration(
+        return _copied(
             self.registration_id,
             self.endpoint,
             address,
@@ -652,6 +657,87 @@ class Registration:
             now,
             attributes,
         )
+
+
+_REGISTRATION_FIELDS = (
+    "registration_id",
+    "endpoint",
+    "address",
+    "lifetime",
+    "lwm2m_version",
+    "binding",
+    "sms_number",
+    "queue_mode",
+    "object_links",
+    "transport",
+    "identity",
+    "registered_at",
+    "last_update",
+    "additional_attributes",
+)
+if tuple(field.name for field in attrs.fields(Registration)) != _REGISTRATION_FIELDS:
+    # ``_copied`` sets these slots and no other: a field added to ``Registration`` must be
+    # added there too, or a copy would lack it (caught at import, not at the first Update)
+    raise TypeError("Registration's fields changed: update _REGISTRATION_FIELDS and _copied")
+(
+    _set_registration_id,
+    _set_endpoint,
+    _set_address,
+    _set_lifetime,
+    _set_lwm2m_version,
+    _set_binding,
+    _set_sms_number,
+    _set_queue_mode,
+    _set_object_links,
+    _set_transport,
+    _set_identity,
+    _set_registered_at,
+    _set_last_update,
+    _set_additional_attributes,
+) = (Registration.__dict__[name].__set__ for name in _REGISTRATION_FIELDS)
+_new = object.__new__
+
+
+def _copied(
+    registration_id: str,
+    endpoint: str,
+    address: Address,
+    lifetime: int,
+    lwm2m_version: str,
+    binding: str,
+    sms_number: str | None,
+    queue_mode: bool,
+    object_links: ObjectLinks,
+    transport: str,
+    identity: IdentityBinding | None,
+    registered_at: float,
+    last_update: float,
+    additional_attributes: Mapping[str, str],
+) -> Registration:
+    """``Registration(...)`` of values already checked and converted (``additional_attributes``
+    as ``_str_map`` gives it): each slot set by its own descriptor. Why: the attrs
+    ``__init__`` of a frozen class sets every field through ``object.__setattr__`` (a bound
+    method made per instance, then a generic attribute lookup per field) and calls the
+    converter, a third more instructions than this for the 14 fields, and a registration is
+    built per keep-alive and per Register. Skipped: the converter (the caller converted) and
+    nothing else (no validators, no ``__attrs_post_init__``); the result compares equal to
+    ``Registration(...)`` of the same values (tests/unit/server/test_keep_alive_path.py)."""
+    new = _new(Registration)
+    _set_registration_id(new, registration_id)
+    _set_endpoint(new, endpoint)
+    _set_address(new, address)
+    _set_lifetime(new, lifetime)
+    _set_lwm2m_version(new, lwm2m_version)
+    _set_binding(new, binding)
+    _set_sms_number(new, sms_number)
+    _set_queue_mode(new, queue_mode)
+    _set_object_links(new, object_links)
+    _set_transport(new, transport)
+    _set_identity(new, identity)
+    _set_registered_at(new, registered_at)
+    _set_last_update(new, last_update)
+    _set_additional_attributes(new, additional_attributes)
+    return new
 
 
 def _check_unchanged(name: str, given: str, registered: str) -> None:

@@ -294,7 +294,8 @@ class RegistrationBook:
                 self._forget(replaced.registration_id)
             events.append(Replaced(old=replaced, new=registration))
         self._put(registration)
-        events.append(Registered(registration=registration, replaced=replaced))
+        # by position (every Register): keywords make the attrs ``__init__`` call gather a dict
+        events.append(Registered(registration, replaced))
         return RegisterOutcome(registration, replaced, tuple(events))
 
     def _hold(

@@ -35,8 +35,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Container, Mapping
+from typing import Any, Protocol
 
 import attrs
 
@@ -54,7 +54,7 @@ from object_models.node import (
 from object_models.path import LwM2mPath
 from object_models.types import ResourceType
 
-from ..events_bus import FIRMWARE
+from ..events_bus import FIRMWARE, REQUEST_RESPONSE
 from ..operations import (
     DeviceResponse,
     DeviceTimeoutError,
@@ -90,7 +90,21 @@ from .jobs import (
 log = logging.getLogger(__name__)
 
 
-Listen = Callable[[Callable[[ServerEvent], None]], Callable[[], None]]
+class Listen(Protocol):
+    """``EventBus.listen``: ``endpoints``/``kinds`` narrow the events the callback gets."""
+
+    def __call__(
+        self,
+        callback: Callable[[ServerEvent], None],
+        *,
+        endpoints: Container[str] | None = None,
+        kinds: Container[str] = (),
+    ) -> Callable[[], None]: ...
+
+
+_ANY_DEVICE = frozenset({REQUEST_RESPONSE})
+"""The events the manager needs whatever the device (off a cluster): the answer to a request
+it queued, which may come after the job ended (``_queued``)."""
 Publish = Callable[[str, str, Mapping[str, object]], object]
 
 
@@ -225,6 +239,8 @@ class FirmwareManager:
         """On a cluster: whether this node holds the device (only it resumes the device's job:
         it is the node that hears the device's events)."""
         self._jobs: dict[str, UpdateJob] = {}
+        """Endpoint → its job (finished ones too). Never replaced: the bus reads this very
+        dict to tell which devices' events to give ``_on_event`` (``open``)."""
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._queued: dict[str, tuple[UpdateJob, int, str]] = {}
         """requestId of a queued request → (the job that sent it, seq, path)."""
@@ -240,7 +256,7 @@ class FirmwareManager:
         self._tending: asyncio.Task[None] | None = None
         self._tend_failed = 0.0
         self._last_event = -1
-        """The id of the latest event the listener saw."""
+        """The id of the latest event the listener saw (on a cluster, where it sees them all)."""
         self._registered: tuple[str, int] | None = None
         """(endpoint, event id) of the latest REGISTRATION of a device with no job driven
         here: a Register that makes this node the holder is published before the holder hook
@@ -250,7 +266,14 @@ class FirmwareManager:
     async def open(self) -> None:
         """Follow the events, then resume every unfinished stored job."""
         self._running = True
-        self._unlisten = self._listen(self._on_event)
+        if self._cluster is None:
+            # only the events of devices with a job here (``_jobs``, read by the bus at each
+            # event) and those of ``_ANY_DEVICE``: for any other ``_on_event`` does nothing
+            # but note the id, which only a cluster node reads (``gained``); so a keep-alive
+            # or a Register of a device without a job costs no call here
+            self._unlisten = self._listen(self._on_event, endpoints=self._jobs, kinds=_ANY_DEVICE)
+        else:
+            self._unlisten = self._listen(self._on_event)
         if self.downloads is not None:
             self.downloads.subscribe(self._on_download)
         try:

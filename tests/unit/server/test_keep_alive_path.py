@@ -11,6 +11,7 @@ import itertools
 from types import SimpleNamespace
 from typing import Any, cast
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,7 +22,12 @@ from lwm2m_runtime.server import IncomingRequest
 from lwm2m_server.coap.site import RegistrationSite
 from lwm2m_server.coap.uplink import Uplink
 from lwm2m_server.core.events import Awake, Updated
-from lwm2m_server.core.registration import BARE_UPDATE, ObjectLinks, Registration
+from lwm2m_server.core.registration import (
+    BARE_UPDATE,
+    ObjectLinks,
+    Registration,
+    RegistrationRequest,
+)
 from lwm2m_server.core.server import CoreResult, ServerCore
 from lwm2m_server.events_bus import UPDATED, RegistrationData
 from lwm2m_server.json_nodes import registration_to_json
@@ -265,6 +271,54 @@ def test_touched_is_the_bare_update(
     assert touched == updated
     assert (touched.address is reg.address) == (where in ("same", "equal"))
     assert updated.address is touched.address or where not in ("same", "equal")
+
+
+@given(
+    query=st.lists(
+        st.sampled_from(["lt=60", "lwm2m=1.1", "b=UQ", "sms=123", "Q", "et=x", "apn=y"]),
+        unique_by=lambda item: item.partition("=")[0],
+    ),
+    transport=st.sampled_from(["coap", "coaps"]),
+    identity=st.sampled_from([None, "bound"]),
+)
+def test_create_is_the_registration_of_the_request(
+    query: list[str], transport: str, identity: str | None
+) -> None:
+    """``Registration.create`` (built by the slots, every Register) is ``Registration(...)``
+    of the request's values, the attrs ``__init__`` with its converter: equal, every field
+    set, its additional attributes a copy of the request's (the one shared empty mapping when
+    there are none)."""
+    if "lwm2m=1.1" in query and "b=UQ" in query:
+        query = [item for item in query if item != "b=UQ"]
+    request = RegistrationRequest.parse(["ep=a", *query], b"</1/0>,</3/0>")
+    bound = cast(Any, None if identity is None else SimpleNamespace(name=identity))
+    created = Registration.create(
+        "r1", request, now=5.0, address=ADDR, transport=transport, identity=bound
+    )
+    expected = Registration(
+        registration_id="r1",
+        endpoint="a",
+        address=ADDR,
+        lifetime=request.lifetime,
+        lwm2m_version=request.lwm2m_version,
+        binding=request.binding,
+        sms_number=request.sms_number,
+        queue_mode=request.queue_mode,
+        object_links=request.object_links,
+        transport=transport,
+        identity=bound,
+        registered_at=5.0,
+        last_update=5.0,
+        additional_attributes=request.additional_attributes,
+    )
+    assert type(created) is Registration
+    assert created == expected and attrs.astuple(created) == attrs.astuple(expected)
+    assert repr(created) == repr(expected)
+    attributes = created.additional_attributes
+    assert type(attributes) is type(expected.additional_attributes)
+    assert attributes is not request.additional_attributes or not attributes
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        created.last_update = 6.0  # type: ignore[misc]
 
 
 # -- the service: kept_alive is apply of the one Updated event ----------------------------------

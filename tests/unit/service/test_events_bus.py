@@ -7,6 +7,9 @@ import asyncio
 import contextlib
 import gc
 
+import attrs
+import pytest
+
 from lwm2m_server.events_bus import GAP, EventBus
 from lwm2m_server.operations import ServerEvent
 
@@ -206,3 +209,66 @@ async def test_an_unknown_resume_then_an_overflow_gives_both_gaps_one_at_a_time(
     assert second is not None and second.kind == GAP
     assert second.data == {"missed": 3, "from": 10, "to": 12}
     assert [e.id for e in sub.ready(1)] == [13] and [e.id for e in sub.ready()] == [14]
+
+
+def test_a_published_event_is_the_server_event_of_its_values() -> None:
+    """``publish`` builds its ``ServerEvent`` by the slots (not the attrs ``__init__``): the
+    same frozen value, equal and shown alike, every field set."""
+    bus = EventBus(first_id=7)
+    event = bus.publish("UPDATED", "ep", {"n": 1})
+    expected = ServerEvent("UPDATED", "ep", {"n": 1}, 7)
+    assert type(event) is ServerEvent
+    assert event == expected and attrs.astuple(event) == attrs.astuple(expected)
+    assert repr(event) == repr(expected)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        event.kind = "SEND"  # type: ignore[misc]
+    listened: list[ServerEvent] = []
+    bus.listen(listened.append)
+    other = bus.publish("AWAKE", "ep2", {"until": 1.0})
+    assert listened == [ServerEvent("AWAKE", "ep2", {"until": 1.0}, 8)] and listened[0] is other
+
+
+def test_a_listener_of_some_devices_gets_their_events_and_its_kinds_only() -> None:
+    """``listen(endpoints=, kinds=)`` (the firmware manager's): the events of the endpoints
+    the container holds when each is published, and those of ``kinds`` for any endpoint, in
+    order among the others; a listener without them gets every event."""
+    bus = EventBus(first_id=1)
+    watched: dict[str, object] = {"a": None}
+    some: list[tuple[str, str]] = []
+    every: list[tuple[str, str]] = []
+    bus.listen(lambda e: some.append((e.kind, e.endpoint)), endpoints=watched, kinds={"SEND"})
+    bus.listen(lambda e: every.append((e.kind, e.endpoint)))
+    bus.publish("UPDATED", "a", {})
+    bus.publish("UPDATED", "b", {})
+    bus.publish("SEND", "b", {})
+    watched["b"] = None  # read at each publish: the listener's later changes count
+    del watched["a"]
+    bus.publish("UPDATED", "a", {})
+    bus.publish("REGISTRATION", "b", {})
+    bus.publish("UPDATED", "b", {}, listeners=False)  # for subscribers only: no listener
+    assert some == [("UPDATED", "a"), ("SEND", "b"), ("REGISTRATION", "b")]
+    assert every == [
+        ("UPDATED", "a"),
+        ("UPDATED", "b"),
+        ("SEND", "b"),
+        ("UPDATED", "a"),
+        ("REGISTRATION", "b"),
+    ]
+
+
+def test_unlisten_removes_that_listener_only() -> None:
+    bus = EventBus()
+    seen: list[str] = []
+
+    def first(event: ServerEvent) -> None:
+        seen.append("first")
+
+    def second(event: ServerEvent) -> None:
+        seen.append("second")
+
+    remove = bus.listen(first, endpoints={"a"})
+    bus.listen(second)
+    bus.listen(first)
+    remove()
+    bus.publish("UPDATED", "a", {})
+    assert seen == ["second", "first"]
