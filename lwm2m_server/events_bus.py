@@ -475,7 +475,7 @@ class EventBus:
         else:
             payload = dict(data)
         # ``ServerEvent(kind, endpoint, payload, event_id)`` built by its slots (every event):
-        # see ``_new_event``
+        # see ``_new`` above
         event = _new(ServerEvent)
         _set_kind(event, kind)
         _set_endpoint(event, endpoint)
