@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import logging
 import time
@@ -251,6 +252,11 @@ for line in string.gmatch(ARGV[1], '[^\\n]+') do
 end
 return out
 """
+
+_TOUCH_MANY_SHA = hashlib.sha1(_TOUCH_MANY.encode()).hexdigest()
+_REGISTER_MANY_SHA = hashlib.sha1(_REGISTER_MANY.encode()).hexdigest()
+"""The group commit's scripts by SHA1 (``EVALSHA``): the ~2 KB body is sent, and hashed by
+Redis, only by the first commit with it after a failure (``RedisStore._by_sha``)."""
 
 # KEYS: reg, obs. ARGV: id, exp ('' = any). Returns {record (flat), tokens} or false.
 _REMOVE = """
@@ -443,6 +449,16 @@ class RedisStore:
         self._rescore = db.script(_RESCORE)
         self._drop_tokens = db.script(_DROP_TOKENS)
         self._pop = db.script(_POP)
+        self._by_sha: set[str] = set()
+        """The group commit's scripts Redis has (by SHA1), sent as ``EVALSHA``: a script is
+        added by a commit with it that succeeded, all are dropped after any failure (a
+        connection lost: Redis may have restarted and forgotten its scripts; a ``NOSCRIPT``
+        answer: ``SCRIPT FLUSH``). A commit whose script got
+        ``NOSCRIPT`` did not run it: it failed as any commit whose script failed (its
+        replies withheld, nothing acknowledged), and the next one sends the bodies (``EVAL``,
+        which caches them in Redis again). Not retried within the commit: the commit's other
+        commands, and the commits sent after it, ran meanwhile; running it later would put
+        its writes after theirs."""
         self._pending: list[Registration] = []
         self._registers: list[tuple[Registration, RegisterDone]] = []
         """Registers held for the next group commit (``put_registration_later``)."""
@@ -599,6 +615,7 @@ class RedisStore:
         """Forget the commit connection (broken, or the client changed); commits in flight
         on it fail with ``exc``."""
         conn, self._conn = self._conn, None
+        self._by_sha.clear()  # the next connection may reach a restarted Redis
         if conn is None:
             return
         if self._loop is not None and self._conn_fd >= 0:
@@ -686,6 +703,7 @@ class RedisStore:
         self._answer(extras, answers)
         if self._db.down:
             self._db.reachable()
+        self._scripts_known(pending, registers)
         self.commits += 1
         return ok
 
@@ -804,6 +822,7 @@ class RedisStore:
             self._db.reachable()
         if not ok:
             self._group_failed = True
+        self._scripts_known(pending, registers)
         self.commits += 1
         return ok
 
@@ -843,7 +862,12 @@ class RedisStore:
                     f"{_score(exp, lifetime)}|{lifetime}|{reg.registration_id}|{host}|"
                     f'{address.port}"'
                 )
-            pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, f"[{','.join(lines)}]")
+            if _TOUCH_MANY_SHA in self._by_sha:
+                pipe.execute_command(
+                    "EVALSHA", _TOUCH_MANY_SHA, len(keys), *keys, f"[{','.join(lines)}]"
+                )
+            else:
+                pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, f"[{','.join(lines)}]")
         return index_keys
 
     def _queue_registers(
@@ -865,7 +889,11 @@ class RedisStore:
                 f"\t{port}\t{exp}"
             )
             records.append(dumps(registration_to_json(reg)))
-        pipe.execute_command("EVAL", _REGISTER_MANY, len(keys), *keys, "\n".join(lines), *records)
+        if _REGISTER_MANY_SHA in self._by_sha:
+            script: tuple[str, str] = ("EVALSHA", _REGISTER_MANY_SHA)
+        else:
+            script = ("EVAL", _REGISTER_MANY)
+        pipe.execute_command(*script, len(keys), *keys, "\n".join(lines), *records)
 
     def _after_registers(
         self, registers: list[tuple[Registration, RegisterDone]], answers: Any
@@ -927,6 +955,13 @@ class RedisStore:
             except Exception:  # a bug in the caller's callback must not fail the commit
                 log.exception("after an advisory write of the group commit")
 
+    def _scripts_known(self, pending: Sequence[object], registers: Sequence[object]) -> None:
+        """A commit succeeded: Redis has the scripts it ran (cached by their ``EVAL``)."""
+        if pending:
+            self._by_sha.add(_TOUCH_MANY_SHA)
+        if registers:
+            self._by_sha.add(_REGISTER_MANY_SHA)
+
     def _not_stored(
         self,
         pending: Sequence[object],
@@ -938,6 +973,7 @@ class RedisStore:
         answered with ``exc``, every held Register is told it is not stored, and the failure
         is counted and logged as the Updates' and Registers' (their replies are withheld) or,
         with neither in it, as the advisory writes'."""
+        self._by_sha.clear()  # Redis may have lost its scripts (restart, SCRIPT FLUSH)
         self._answer(extras, [exc] * len(extras))
         if pending or registers:
             self._failed(len(pending) + len(registers), exc)
