@@ -7,12 +7,24 @@ Keys (``P`` is the prefix; docs/cluster.md, "Key layout"):
 * ``P:dtls:{id}``      hash  one per session, in the session's own slot: ``state`` (the fixed
   part, ``state_to_json``: suite, master secret …), ``seq`` (the reserved write sequence
   number, decimal), ``window`` (``host|port|read_top|read_bitmap(hex)|saved_at``: what moves),
-  ``owner`` (the token of the store handle, i.e. node, that may write it);
+  ``owner`` (the token of the store handle, i.e. node, that may write it); the id of a session
+  keyed by its CID is ``c:<CID hex>`` (below), so its hash is in the CID's slot;
 * ``{P:dtls}:ids``     hash  id → the index entries made for the session (JSON: when the first
   was added, its addresses, its CIDs), so that they can be removed after it;
 * ``{P:dtls}:addr``    hash  ``host|port`` → id (the session's current peer address);
 * ``{P:dtls}:cid``     hash  our Connection ID (hex) → id;
 * ``{P:dtls}:layout``  string  ``2``: no session of the one-slot layout is left (migrated).
+
+**Sessions keyed by their CID** (session 11). A session made with a Connection ID of ours
+(``CID_KEYED_MIN`` bytes or more) gets the id ``c:<CID hex>`` (``new_session_id``), so its hash
+``P:dtls:{c:<CID hex>}`` follows from the CID: a lookup by CID reads it directly (one round
+trip on a Redis Cluster too, where the index, then the session, were two), falling back to the
+``cid`` index for sessions stored before (random ids, no migration). The id is the store's,
+never on the wire (the DTLS session id of a ServerHello is another, random value). A CID is
+random, so two live sessions may draw the same one (two nodes; 48 bits by default): a new
+session is written by ``_CREATE`` only where no session is stored under its id, and a refused
+one is reported to the endpoint, which saves it again under a random id (index path). Every
+other step (index entries, progress, claim, removal, sweep) is the same for both kinds of id.
 
 **Why a hash per session.** The write that comes with traffic is a session's progress (its
 replay window after every iteration that accepted a record of it, its reservation every ~512
@@ -493,7 +505,9 @@ class RedisDtlsSessionStore:
     ) -> list[str]:
         """Three steps, each one round trip and only when needed: the index entries of new
         sessions and of sessions at a new address (before); one script or HSET per session
-        (each atomic); the index entries of removed sessions and of old addresses (after)."""
+        (each atomic; a new session keyed by its CID only where no session is stored under
+        its id, else its id is returned with the refused ones); the index entries of removed
+        sessions and of old addresses (after)."""
         if not (new or progress or removed):
             return []
         before: list[str | float] = []
@@ -593,8 +607,10 @@ class RedisDtlsSessionStore:
         """The session our Connection ID ``cid`` (else the one at ``address``) names; None
         when there is none, the index entry disagrees with the session (a stale entry), or it
         was saved before ``cutoff`` (idle: deleted). One round trip on one Redis (a script
-        reads the index entry and the session it names); two on a Redis Cluster (the index,
-        then the session: different slots, which no script spans)."""
+        reads the session the CID names, else the index entry and the session it names). On a
+        Redis Cluster: by CID one (the session the CID names and the index entry in one
+        pipeline; a session stored before ids named CIDs takes a second, its hash); by address
+        two (the index, then the session: different slots, which no script spans)."""
         keyed: list[str] = []  # a lookup by CID: the session that CID names, read first
         if cid is not None:
             index, field = self._index_keys[2], cid.hex()
