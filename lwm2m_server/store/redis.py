@@ -255,6 +255,7 @@ return out
 
 _TOUCH_MANY_SHA = hashlib.sha1(_TOUCH_MANY.encode()).hexdigest()
 _REGISTER_MANY_SHA = hashlib.sha1(_REGISTER_MANY.encode()).hexdigest()
+_SCRIPT_BODIES = {_TOUCH_MANY_SHA: _TOUCH_MANY, _REGISTER_MANY_SHA: _REGISTER_MANY}
 """The group commit's scripts by SHA1 (``EVALSHA``): the ~2 KB body is sent, and hashed by
 Redis, only by the first commit with it after a failure (``RedisStore._by_sha``)."""
 
@@ -453,12 +454,12 @@ class RedisStore:
         """The group commit's scripts Redis has (by SHA1), sent as ``EVALSHA``: a script is
         added by a commit with it that succeeded, all are dropped after any failure (a
         connection lost: Redis may have restarted and forgotten its scripts; a ``NOSCRIPT``
-        answer: ``SCRIPT FLUSH``). A commit whose script got
-        ``NOSCRIPT`` did not run it: it failed as any commit whose script failed (its
-        replies withheld, nothing acknowledged), and the next one sends the bodies (``EVAL``,
-        which caches them in Redis again). Not retried within the commit: the commit's other
-        commands, and the commits sent after it, ran meanwhile; running it later would put
-        its writes after theirs."""
+        answer: ``SCRIPT FLUSH``), and the next commit sends the bodies (``EVAL``, which
+        caches them in Redis again). A script answered ``NOSCRIPT`` did not run: the
+        synchronous commit sends it again with its body at once (``_execute_by_sha``); an
+        asynchronous one fails as any commit whose script failed (its replies withheld,
+        nothing acknowledged), since the commits sent after it ran meanwhile and running it
+        later would put its writes after theirs."""
         self._pending: list[Registration] = []
         self._registers: list[tuple[Registration, RegisterDone]] = []
         """Registers held for the next group commit (``put_registration_later``)."""
@@ -805,7 +806,10 @@ class RedisStore:
             first_extra = len(pipe.command_stack)
             for queue, _ in extras:
                 queue(pipe)
-            results = pipe.execute()
+            if first_extra and not self._by_sha.isdisjoint(_SCRIPT_BODIES):
+                results = self._execute_by_sha(pipe, first_extra)
+            else:
+                results = pipe.execute()
         except (RedisError, StoreError) as exc:
             self._not_stored(pending, registers, extras, exc)
             return not pending and not registers
@@ -825,6 +829,32 @@ class RedisStore:
         self._scripts_known(pending, registers)
         self.commits += 1
         return ok
+
+    def _execute_by_sha(self, pipe: Any, scripts: int) -> list[Any]:
+        """``pipe.execute()`` of a synchronous commit whose first ``scripts`` commands are
+        its scripts, some by SHA: a script Redis answered ``NOSCRIPT`` (it restarted
+        without this connection failing first, or ``SCRIPT FLUSH``) did not run, and is sent
+        again with its body in a second round trip, so the commit does not fail for it.
+        Safe only here, with nothing in flight: the advisory writes and reads that ran
+        before it touch other keys than the scripts (or other members of the same address and
+        identity sets), so running the scripts after them changes nothing they see. Raises
+        the first error as ``execute()`` does."""
+        from redis.exceptions import NoScriptError
+
+        commands = pipe.command_stack[:scripts]  # (``execute`` empties the stack)
+        results: list[Any] = pipe.execute(raise_on_error=False)
+        missing = [i for i in range(scripts) if isinstance(results[i], NoScriptError)]
+        if missing:
+            again = self._db.client.pipeline(transaction=False)
+            for i in missing:
+                args = commands[i][0]
+                again.execute_command("EVAL", _SCRIPT_BODIES[args[1]], *args[2:])
+            for i, result in zip(missing, again.execute(raise_on_error=False), strict=True):
+                results[i] = result
+        error = next((r for r in results if isinstance(r, Exception)), None)
+        if error is not None:
+            raise error
+        return results
 
     def _queue_touches(self, pipe: Any, pending: list[Registration]) -> list[list[str]]:
         """Queue the held Updates on ``pipe`` as one ``_TOUCH_MANY`` script; their index

@@ -75,9 +75,12 @@ def test_commits_after_the_first_send_the_scripts_by_sha(
     ]
 
 
-def test_a_script_flush_between_two_commits_loses_no_write(
+def test_a_script_flush_between_two_synchronous_commits_costs_no_reply(
     stores: tuple[RedisStore, RedisStore],
 ) -> None:
+    """The synchronous commit (the server's default): a script answered ``NOSCRIPT`` did not
+    run and is sent again with its body at once (nothing else is in flight), so the commit
+    succeeds and stores everything; the next one goes by SHA again."""
     node, other = stores
     r = reg(1)
     node.put_registration(r)
@@ -88,23 +91,39 @@ def test_a_script_flush_between_two_commits_loses_no_write(
         assert node.commit() is True
     assert answers.seen == [("id3", True, None), ("id4", True, None)]
     answers.seen.clear()
-    other.database.client.script_flush()
+    client = other.database.client
+    client.script_flush()
     node.touch_registration(attrs.evolve(r, last_update=1400.0))
     assert node.put_registration_later(reg(2), answers.done("id2"))
-    assert node.commit() is False  # NOSCRIPT: nothing of it ran, its replies are withheld
-    assert answers.seen == [("id2", False, None)]
-    assert other.get_registration("id1").last_update == 1310.0  # type: ignore[union-attr]
-    assert other.get_registration("id2") is None
-    # the retransmissions: stored by the next commit, which sends the scripts' bodies
-    node.touch_registration(attrs.evolve(r, last_update=1400.0))
-    assert node.put_registration_later(reg(2), answers.done("id2"))
+    node.write_later(lambda pipe: pipe.set("sha:advisory", "x"), lambda _: None)
     assert node.commit() is True
-    assert answers.seen[-1] == ("id2", True, None)
+    assert answers.seen == [("id2", True, None)]
     assert other.get_registration("id1").last_update == 1400.0  # type: ignore[union-attr]
     assert other.get_registration("id2") == reg(2)
+    assert client.get("sha:advisory") == b"x"
+    before = _scripts_sent(client)
     node.touch_registration(attrs.evolve(r, last_update=1500.0))
     assert node.commit() is True
+    assert _scripts_sent(client)[0] == before[0]  # by SHA again
     assert other.get_registration("id1").last_update == 1500.0  # type: ignore[union-attr]
+
+
+def test_a_script_error_other_than_noscript_still_fails_the_commit(
+    stores: tuple[RedisStore, RedisStore],
+) -> None:
+    """Only ``NOSCRIPT`` is answered by sending the script again: any other error of a
+    commit by SHA fails it as before (its replies withheld)."""
+    node, other = stores
+    r = reg(1)
+    node.put_registration(r)
+    for n in range(2):
+        node.touch_registration(attrs.evolve(r, last_update=1600.0 + n))
+        assert node.commit() is True
+    client = other.database.client
+    client.delete(other.database.group_key("reg", "expiry"))
+    client.set(other.database.group_key("reg", "expiry"), "not a sorted set")
+    node.touch_registration(attrs.evolve(r, last_update=1700.0, lifetime=600))
+    assert node.commit() is False  # (what the script wrote before its error stays: Lua)
 
 
 def test_a_script_flush_between_two_async_commits_loses_no_write(
