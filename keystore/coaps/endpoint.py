@@ -703,8 +703,14 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
             session.engine.close()
             return
         if self._store is not None and not session.is_client:
-            # written before our Finished goes out (``_flush`` holds it until the commit)
-            session.persist_id = os.urandom(12).hex()
+            # written before our Finished goes out (``_flush`` holds it until the commit); a
+            # shared store may name the id after our CID (found by CID in one round trip)
+            shared = self._shared
+            session.persist_id = (
+                shared.new_session_id(event.connection_id or None)
+                if shared is not None
+                else os.urandom(12).hex()
+            )
             self._track(session)
         self.stats.handshakes_completed += 1
         log.debug("%s established%s", session, " (resumed)" if event.resumed else "")
@@ -958,6 +964,12 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._store_retry_at = 0.0
         for session, write, read in writes:
             if session.persist_id in lost:
+                if not session.stored:
+                    # a new session's id named a CID another stored session has (drawn twice):
+                    # nothing was written; it is saved under a random id with the next commit
+                    session.persist_id = os.urandom(12).hex()
+                    self._track(session)
+                    continue
                 self._lose(session)
                 continue
             session.stored = True

@@ -106,6 +106,14 @@ class SharedDtlsSessionStore(DtlsSessionStore, Protocol):
 
     owner: str
 
+    def new_session_id(self, cid: bytes | None) -> str:
+        """The id for a session just established with our Connection ID ``cid`` (None: no
+        CID). The store may make it name the CID, so that a lookup by CID finds the session
+        without an index (Redis: one round trip on a Redis Cluster too); such an id may be
+        refused by ``save_owned_dtls_sessions`` (a CID drawn twice), and the caller then
+        saves the session again under a random id (``os.urandom(12).hex()``)."""
+        ...
+
     def find_dtls_session(
         self, *, address: tuple[str, int] | None = None, cid: bytes | None = None, cutoff: float
     ) -> StoredSession | None:
@@ -133,5 +141,7 @@ class SharedDtlsSessionStore(DtlsSessionStore, Protocol):
     ) -> list[str]:
         """``save_dtls_sessions``, except that progress and removal of a session another
         handle owns are not written; returns the ids whose progress was refused (the caller
-        forgets those sessions)."""
+        forgets those sessions), and those of ``new`` sessions that were not written because
+        another session is stored under their id (an id from ``new_session_id`` that names a
+        CID drawn twice: the caller saves the session again under a random id)."""
         ...

@@ -7,12 +7,24 @@ Keys (``P`` is the prefix; docs/cluster.md, "Key layout"):
 * ``P:dtls:{id}``      hash  one per session, in the session's own slot: ``state`` (the fixed
   part, ``state_to_json``: suite, master secret …), ``seq`` (the reserved write sequence
   number, decimal), ``window`` (``host|port|read_top|read_bitmap(hex)|saved_at``: what moves),
-  ``owner`` (the token of the store handle, i.e. node, that may write it);
+  ``owner`` (the token of the store handle, i.e. node, that may write it); the id of a session
+  keyed by its CID is ``c:<CID hex>`` (below), so its hash is in the CID's slot;
 * ``{P:dtls}:ids``     hash  id → the index entries made for the session (JSON: when the first
   was added, its addresses, its CIDs), so that they can be removed after it;
 * ``{P:dtls}:addr``    hash  ``host|port`` → id (the session's current peer address);
 * ``{P:dtls}:cid``     hash  our Connection ID (hex) → id;
 * ``{P:dtls}:layout``  string  ``2``: no session of the one-slot layout is left (migrated).
+
+**Sessions keyed by their CID** (session 11). A session made with a Connection ID of ours
+(``CID_KEYED_MIN`` bytes or more) gets the id ``c:<CID hex>`` (``new_session_id``), so its hash
+``P:dtls:{c:<CID hex>}`` follows from the CID: a lookup by CID reads it directly (one round
+trip on a Redis Cluster too, where the index, then the session, were two), falling back to the
+``cid`` index for sessions stored before (random ids, no migration). The id is the store's,
+never on the wire (the DTLS session id of a ServerHello is another, random value). A CID is
+random, so two live sessions may draw the same one (two nodes; 48 bits by default): a new
+session is written by ``_CREATE`` only where no session is stored under its id, and a refused
+one is reported to the endpoint, which saves it again under a random id (index path). Every
+other step (index entries, progress, claim, removal, sweep) is the same for both kinds of id.
 
 **Why a hash per session.** The write that comes with traffic is a session's progress (its
 replay window after every iteration that accepted a record of it, its reservation every ~512
@@ -80,6 +92,23 @@ BATCH = 500
 
 LAYOUT = "2"
 """The ``{P:dtls}:layout`` marker: every session is in its own hash."""
+
+CID_ID_PREFIX = "c:"
+"""How the id of a session keyed by its CID begins (``cid_session_id``). Ids the endpoint made
+before are 24 hex digits (``os.urandom(12).hex()``): none begins with ``c:``."""
+
+CID_KEYED_MIN = 4
+"""The shortest CID (bytes) that names its session. Below it a CID drawn at random is too
+often drawn twice (two live sessions, or a new one and an ended one whose removal is still
+under way) for one key per CID; such sessions get a random id and the index path."""
+
+
+def cid_session_id(cid: bytes) -> str:
+    """The id of a session keyed by our Connection ID ``cid``: ``c:<cid hex>``. Its hash
+    ``P:dtls:{c:<cid hex>}`` follows from the CID alone, so a lookup by CID reads it in one
+    round trip, in its own slot, on a Redis Cluster too (no index in another slot first)."""
+    return CID_ID_PREFIX + cid.hex()
+
 
 # Lua helpers shared by the session scripts: the address of a window, our CID of a state.
 _HELPERS = """
@@ -179,27 +208,54 @@ return out
 
 # One Redis only (a script may read a key it was not given there, never on a cluster): the
 # lookup of an unknown peer in one round trip, where it was two (the index, then the session).
-# KEYS[1]: the index hash (addr or cid). ARGV: the field, the cutoff, the sessions' key prefix
-# (``P:dtls:{``). {'none'} (no entry) | {'id', id} (an id that is not plain: the caller reads
-# the session itself) | as _FIND with the id second: {'ok', id, state, seq, window} |
-# {'expired', id, address, cid} | {'missing', id}.
+# KEYS[1]: the index hash (addr or cid); KEYS[2] (a lookup by CID only): the hash a session
+# keyed by that CID would have (``cid_session_id``), read first. ARGV: the field, the cutoff,
+# the sessions' key prefix (``P:dtls:{``), the CID-keyed id (with KEYS[2]). {'none'} (no
+# entry) | {'id', id} (an id that is not plain: the caller reads the session itself) | as
+# _FIND with the id second: {'ok', id, state, seq, window} | {'expired', id, address, cid} |
+# {'missing', id}.
 _FIND_INDEXED = (
     _HELPERS
     + """
+local function answer(sid, key, row)
+  local saved_at = tonumber(string.match(row[3], '|([^|]*)$'))
+  if saved_at and saved_at < tonumber(ARGV[2]) then
+    redis.call('DEL', key)
+    return {'expired', sid, addr_of(row[3]), cid_of(row[1])}
+  end
+  return {'ok', sid, row[1], row[2], row[3]}
+end
+if KEYS[2] then
+  local row = redis.call('HMGET', KEYS[2], 'state', 'seq', 'window')
+  if row[1] and row[2] and row[3] then return answer(ARGV[4], KEYS[2], row) end
+end
 local sid = redis.call('HGET', KEYS[1], ARGV[1])
 if not sid then return {'none'} end
 if not string.match(sid, '^%w+$') then return {'id', sid} end
 local key = ARGV[3] .. sid .. '}'
 local row = redis.call('HMGET', key, 'state', 'seq', 'window')
 if not (row[1] and row[2] and row[3]) then return {'missing', sid} end
-local saved_at = tonumber(string.match(row[3], '|([^|]*)$'))
-if saved_at and saved_at < tonumber(ARGV[2]) then
-  redis.call('DEL', key)
-  return {'expired', sid, addr_of(row[3]), cid_of(row[1])}
-end
-return {'ok', sid, row[1], row[2], row[3]}
+return answer(sid, key, row)
 """
 )
+
+# KEYS: the hashes of new sessions whose id names their CID (``cid_session_id``). ARGV: owner
+# token, then (state, seq, window) per session. Per session: 'ok' (written) | 'taken' (a
+# session with that CID is stored already, another node's that drew the same random CID, or
+# one idle and not yet swept: not overwritten; the caller gives the new session a random id).
+_CREATE = """
+local out = {}
+for k, key in ipairs(KEYS) do
+  if redis.call('HEXISTS', key, 'state') == 1 then
+    out[k] = 'taken'
+  else
+    redis.call('HSET', key, 'state', ARGV[3 * k - 1], 'seq', ARGV[3 * k],
+               'window', ARGV[3 * k + 1], 'owner', ARGV[1])
+    out[k] = 'ok'
+  end
+end
+return out
+"""
 
 # KEYS: the session's hash. ARGV: owner token, reserve. The session becomes the caller's; its
 # reservation moves ``reserve`` ahead; returns {state, old seq, window}.
@@ -335,6 +391,7 @@ class RedisDtlsSessionStore:
             ("remove", _REMOVE),
             ("find", _FIND),
             ("find_indexed", _FIND_INDEXED),
+            ("create", _CREATE),
             ("claim", _CLAIM),
             ("migrate", _MIGRATE),
             ("index_add", _INDEX_ADD),
@@ -348,8 +405,17 @@ class RedisDtlsSessionStore:
             self.migrate_stored_sessions()
 
     def session_key(self, session_id: str) -> str:
-        """The session's hash, in a slot of its own (``P:dtls:{id}``)."""
+        """The session's hash, in a slot of its own (``P:dtls:{id}``; for an id that names
+        its CID, ``P:dtls:{c:<cid hex>}``, the CID's slot)."""
         return self._db.endpoint_key("dtls", session_id)
+
+    def new_session_id(self, cid: bytes | None) -> str:
+        """The id for a session whose handshake just completed: ``cid_session_id(cid)`` when
+        it has a CID of ours long enough (``CID_KEYED_MIN``), else random (as every id
+        before). Never on the wire (the DTLS session id of a ServerHello is another value)."""
+        if cid is not None and len(cid) >= CID_KEYED_MIN:
+            return cid_session_id(cid)
+        return os.urandom(12).hex()
 
     # -- scripts -----------------------------------------------------------------------------
     def _run(self, name: str, key_list: list[str], args: Sequence[str | int | float]) -> Any:
@@ -439,7 +505,9 @@ class RedisDtlsSessionStore:
     ) -> list[str]:
         """Three steps, each one round trip and only when needed: the index entries of new
         sessions and of sessions at a new address (before); one script or HSET per session
-        (each atomic); the index entries of removed sessions and of old addresses (after)."""
+        (each atomic; a new session keyed by its CID only where no session is stored under
+        its id, else its id is returned with the refused ones); the index entries of removed
+        sessions and of old addresses (after)."""
         if not (new or progress or removed):
             return []
         before: list[str | float] = []
@@ -454,8 +522,23 @@ class RedisDtlsSessionStore:
             if before:
                 self._run("index_add", self._index_keys, [time.time(), "set", *before])
             pipe_new = self._db.client.pipeline(transaction=False)
+            keyed: list[tuple[str, Sequence[str]]] = []
             for s in new:
                 state = s.state
+                if s.id.startswith(CID_ID_PREFIX):  # one hash per CID: never overwritten
+                    keyed.append(
+                        (
+                            self.session_key(s.id),
+                            [
+                                state_to_json(state),
+                                str(state.write_seq),
+                                _window(
+                                    s.host, s.port, state.read_top, state.read_bitmap, s.saved_at
+                                ),
+                            ],
+                        )
+                    )
+                    continue
                 pipe_new.hset(
                     self.session_key(s.id),
                     mapping={
@@ -467,8 +550,12 @@ class RedisDtlsSessionStore:
                         "owner": self.owner,
                     },
                 )
-            if new:
+            if len(keyed) < len(new):
                 pipe_new.execute()
+            created = iter(self._per_session("create", [self.owner], keyed))
+            taken = {
+                s.id for s in new if s.id.startswith(CID_ID_PREFIX) and text(next(created)) != "ok"
+            }
             replies = self._per_session(
                 "progress",
                 [self.owner],
@@ -489,7 +576,10 @@ class RedisDtlsSessionStore:
             after: list[str] = []
             lost: list[str] = []
             for s in new:
-                self._addresses[s.id] = _address(s.host, s.port)
+                if s.id in taken:  # not written: the caller retries it under a random id
+                    lost.append(s.id)
+                else:
+                    self._addresses[s.id] = _address(s.host, s.port)
             for p, reply in zip(progress, replies[: len(progress)], strict=True):
                 status, old = (text(v) for v in reply)
                 if status == "ok":
@@ -517,10 +607,15 @@ class RedisDtlsSessionStore:
         """The session our Connection ID ``cid`` (else the one at ``address``) names; None
         when there is none, the index entry disagrees with the session (a stale entry), or it
         was saved before ``cutoff`` (idle: deleted). One round trip on one Redis (a script
-        reads the index entry and the session it names); two on a Redis Cluster (the index,
-        then the session: different slots, which no script spans)."""
+        reads the session the CID names, else the index entry and the session it names). On a
+        Redis Cluster: by CID one (the session the CID names and the index entry in one
+        pipeline; a session stored before ids named CIDs takes a second, its hash); by address
+        two (the index, then the session: different slots, which no script spans)."""
+        keyed: list[str] = []  # a lookup by CID: the session that CID names, read first
         if cid is not None:
             index, field = self._index_keys[2], cid.hex()
+            if len(cid) >= CID_KEYED_MIN:
+                keyed = [cid_session_id(cid)]
         elif address is not None:
             index, field = self._index_keys[1], _address(*address)
         else:
@@ -529,12 +624,17 @@ class RedisDtlsSessionStore:
             found: list[str] = []
             if not self._db.cluster:
                 prefix = f"{self._db.prefix}:dtls:{{"  # ``P:dtls:{``: the id and ``}`` follow
-                reply = self._run("find_indexed", [index], [field, cutoff, prefix])
+                keys = [index, *(self.session_key(i) for i in keyed)]
+                reply = self._run("find_indexed", keys, [field, cutoff, prefix, *keyed])
                 found = [text(v) for v in reply]
                 if found[0] == "none":
                     return None
                 session_id = found[1]
                 del found[1]  # as _FIND answers: status first, then its values
+            elif keyed:
+                session_id, found = self._find_keyed_on_cluster(keyed[0], index, field, cutoff)
+                if not session_id:
+                    return None
             else:
                 found_id = self._db.client.hget(index, field)
                 if found_id is None:
@@ -557,6 +657,41 @@ class RedisDtlsSessionStore:
         if cid is None and (row.host, row.port) != address:
             return None  # the session moved on; the entry is removed by its writer
         return row
+
+    def _find_keyed_on_cluster(
+        self, session_id: str, index: str, field: str, cutoff: float
+    ) -> tuple[str, list[str]]:
+        """A lookup by CID on a Redis Cluster: the session the CID names (``_FIND`` on its
+        hash) and the CID's index entry, in one pipeline (two slots, sent together: one
+        round trip). The session if it is there; else the index entry's id (a session stored
+        before ids named CIDs, or one whose CID was drawn twice), whose session the caller
+        then reads (``found`` empty), or ``""`` when there is neither."""
+        from redis.exceptions import NoScriptError
+
+        script = self._scripts["find"]
+        key = self.session_key(session_id)
+        for attempt in range(2):
+            pipe = self._db.client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, 1, key, cutoff)
+            pipe.hget(index, field)
+            reply, indexed = pipe.execute(raise_on_error=False)
+            if isinstance(reply, NoScriptError) and attempt == 0:
+                self._db.client.script_load(script.script)  # a node that forgot it
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(indexed, Exception):
+                raise indexed
+            found = [text(v) for v in reply[0]]
+            if found[0] != "missing":
+                return session_id, found
+            break
+        if indexed is None:
+            return "", []
+        other = text(indexed)
+        if other == session_id:  # the entry names the session that is not there
+            return "", []
+        return other, []
 
     def claim_dtls_session(self, session_id: str, reserve: int) -> StoredSession | None:
         """Make the session ours: its stored reservation moves ``reserve`` numbers ahead and

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import logging
 import time
@@ -251,6 +252,12 @@ for line in string.gmatch(ARGV[1], '[^\\n]+') do
 end
 return out
 """
+
+_TOUCH_MANY_SHA = hashlib.sha1(_TOUCH_MANY.encode()).hexdigest()
+_REGISTER_MANY_SHA = hashlib.sha1(_REGISTER_MANY.encode()).hexdigest()
+_SCRIPT_BODIES = {_TOUCH_MANY_SHA: _TOUCH_MANY, _REGISTER_MANY_SHA: _REGISTER_MANY}
+"""The group commit's scripts by SHA1 (``EVALSHA``): the ~2 KB body is sent, and hashed by
+Redis, only by the first commit with it after a failure (``RedisStore._by_sha``)."""
 
 # KEYS: reg, obs. ARGV: id, exp ('' = any). Returns {record (flat), tokens} or false.
 _REMOVE = """
@@ -443,6 +450,16 @@ class RedisStore:
         self._rescore = db.script(_RESCORE)
         self._drop_tokens = db.script(_DROP_TOKENS)
         self._pop = db.script(_POP)
+        self._by_sha: set[str] = set()
+        """The group commit's scripts Redis has (by SHA1), sent as ``EVALSHA``: a script is
+        added by a commit with it that succeeded, all are dropped after any failure (a
+        connection lost: Redis may have restarted and forgotten its scripts; a ``NOSCRIPT``
+        answer: ``SCRIPT FLUSH``), and the next commit sends the bodies (``EVAL``, which
+        caches them in Redis again). A script answered ``NOSCRIPT`` did not run: the
+        synchronous commit sends it again with its body at once (``_execute_by_sha``); an
+        asynchronous one fails as any commit whose script failed (its replies withheld,
+        nothing acknowledged), since the commits sent after it ran meanwhile and running it
+        later would put its writes after theirs."""
         self._pending: list[Registration] = []
         self._registers: list[tuple[Registration, RegisterDone]] = []
         """Registers held for the next group commit (``put_registration_later``)."""
@@ -599,6 +616,7 @@ class RedisStore:
         """Forget the commit connection (broken, or the client changed); commits in flight
         on it fail with ``exc``."""
         conn, self._conn = self._conn, None
+        self._by_sha.clear()  # the next connection may reach a restarted Redis
         if conn is None:
             return
         if self._loop is not None and self._conn_fd >= 0:
@@ -686,6 +704,7 @@ class RedisStore:
         self._answer(extras, answers)
         if self._db.down:
             self._db.reachable()
+        self._scripts_known(pending, registers)
         self.commits += 1
         return ok
 
@@ -787,7 +806,10 @@ class RedisStore:
             first_extra = len(pipe.command_stack)
             for queue, _ in extras:
                 queue(pipe)
-            results = pipe.execute()
+            if first_extra and not self._by_sha.isdisjoint(_SCRIPT_BODIES):
+                results = self._execute_by_sha(pipe, first_extra)
+            else:
+                results = pipe.execute()
         except (RedisError, StoreError) as exc:
             self._not_stored(pending, registers, extras, exc)
             return not pending and not registers
@@ -804,8 +826,35 @@ class RedisStore:
             self._db.reachable()
         if not ok:
             self._group_failed = True
+        self._scripts_known(pending, registers)
         self.commits += 1
         return ok
+
+    def _execute_by_sha(self, pipe: Any, scripts: int) -> list[Any]:
+        """``pipe.execute()`` of a synchronous commit whose first ``scripts`` commands are
+        its scripts, some by SHA: a script Redis answered ``NOSCRIPT`` (it restarted
+        without this connection failing first, or ``SCRIPT FLUSH``) did not run, and is sent
+        again with its body in a second round trip, so the commit does not fail for it.
+        Safe only here, with nothing in flight: the advisory writes and reads that ran
+        before it touch other keys than the scripts (or other members of the same address and
+        identity sets), so running the scripts after them changes nothing they see. Raises
+        the first error as ``execute()`` does."""
+        from redis.exceptions import NoScriptError
+
+        commands = pipe.command_stack[:scripts]  # (``execute`` empties the stack)
+        results: list[Any] = pipe.execute(raise_on_error=False)
+        missing = [i for i in range(scripts) if isinstance(results[i], NoScriptError)]
+        if missing:
+            again = self._db.client.pipeline(transaction=False)
+            for i in missing:
+                args = commands[i][0]
+                again.execute_command("EVAL", _SCRIPT_BODIES[args[1]], *args[2:])
+            for i, result in zip(missing, again.execute(raise_on_error=False), strict=True):
+                results[i] = result
+        error = next((r for r in results if isinstance(r, Exception)), None)
+        if error is not None:
+            raise error
+        return results
 
     def _queue_touches(self, pipe: Any, pending: list[Registration]) -> list[list[str]]:
         """Queue the held Updates on ``pipe`` as one ``_TOUCH_MANY`` script; their index
@@ -843,7 +892,12 @@ class RedisStore:
                     f"{_score(exp, lifetime)}|{lifetime}|{reg.registration_id}|{host}|"
                     f'{address.port}"'
                 )
-            pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, f"[{','.join(lines)}]")
+            if _TOUCH_MANY_SHA in self._by_sha:
+                pipe.execute_command(
+                    "EVALSHA", _TOUCH_MANY_SHA, len(keys), *keys, f"[{','.join(lines)}]"
+                )
+            else:
+                pipe.execute_command("EVAL", _TOUCH_MANY, len(keys), *keys, f"[{','.join(lines)}]")
         return index_keys
 
     def _queue_registers(
@@ -865,7 +919,11 @@ class RedisStore:
                 f"\t{port}\t{exp}"
             )
             records.append(dumps(registration_to_json(reg)))
-        pipe.execute_command("EVAL", _REGISTER_MANY, len(keys), *keys, "\n".join(lines), *records)
+        if _REGISTER_MANY_SHA in self._by_sha:
+            script: tuple[str, str] = ("EVALSHA", _REGISTER_MANY_SHA)
+        else:
+            script = ("EVAL", _REGISTER_MANY)
+        pipe.execute_command(*script, len(keys), *keys, "\n".join(lines), *records)
 
     def _after_registers(
         self, registers: list[tuple[Registration, RegisterDone]], answers: Any
@@ -927,6 +985,13 @@ class RedisStore:
             except Exception:  # a bug in the caller's callback must not fail the commit
                 log.exception("after an advisory write of the group commit")
 
+    def _scripts_known(self, pending: Sequence[object], registers: Sequence[object]) -> None:
+        """A commit succeeded: Redis has the scripts it ran (cached by their ``EVAL``)."""
+        if pending:
+            self._by_sha.add(_TOUCH_MANY_SHA)
+        if registers:
+            self._by_sha.add(_REGISTER_MANY_SHA)
+
     def _not_stored(
         self,
         pending: Sequence[object],
@@ -938,6 +1003,7 @@ class RedisStore:
         answered with ``exc``, every held Register is told it is not stored, and the failure
         is counted and logged as the Updates' and Registers' (their replies are withheld) or,
         with neither in it, as the advisory writes'."""
+        self._by_sha.clear()  # Redis may have lost its scripts (restart, SCRIPT FLUSH)
         self._answer(extras, [exc] * len(extras))
         if pending or registers:
             self._failed(len(pending) + len(registers), exc)

@@ -25,7 +25,7 @@ from keystore.coaps import DtlsEndpoint, EndpointSettings
 from keystore.coaps.persistence import SessionProgress, StoredSession
 from keystore.dtls.identity import PskIdentity
 from keystore.store.redis_database import RedisDatabase
-from keystore.store.redis_dtls_sessions import RedisDtlsSessionStore
+from keystore.store.redis_dtls_sessions import RedisDtlsSessionStore, cid_session_id
 from tests.integration.server.conftest import eventually
 
 from .rawpeer import RawPeer, RawSocket
@@ -278,6 +278,7 @@ async def test_cid_device_with_a_new_address_continues_on_b(db: RedisDatabase) -
         (row,) = store_b.load_dtls_sessions()
         cid = row.state.own_cid
         assert cid is not None and (row.host, row.port) == ("127.0.0.1", relay.source_port)
+        assert row.id == cid_session_id(cid)  # found by CID without the index
         relay.target = b.local_address
         await relay.rebind()  # and a new NAT binding
         assert await echo(peer, b"on b") == b"echo:on b"
@@ -290,6 +291,84 @@ async def test_cid_device_with_a_new_address_continues_on_b(db: RedisDatabase) -
         assert store_b.find_dtls_session(address=("127.0.0.1", relay.source_port), cutoff=0)
     finally:
         peer.close()
+        relay.close()
+        await a.shutdown()
+        await b.shutdown()
+
+
+async def test_a_session_whose_cid_is_stored_already_is_saved_under_a_random_id(
+    db: RedisDatabase,
+) -> None:
+    """The endpoint's half of a CID drawn twice: the store refuses the id that names it, and
+    the handshake still completes, the session saved under a random id (index path); the
+    other session's row is untouched."""
+    from tests.unit.dtls.test_session_store import IDENTITIES, state
+
+    a, store_a = await open_node(db)
+    other = RedisDtlsSessionStore(db)
+    cid = b"\x0a\x0b\x0c\x0d\x0e\x0f"
+    taken = StoredSession(
+        cid_session_id(cid), "192.0.2.1", 1, state(IDENTITIES[0], own_cid=cid), 9e9
+    )
+    other.save_owned_dtls_sessions([taken], [], [])
+    store_a.new_session_id = lambda _cid: taken.id  # type: ignore[method-assign]
+    relay = await Relay.open(a.local_address)
+    peer = await device(relay, connection_id=b"")
+    try:
+        assert await echo(peer, b"on a") == b"echo:on a"
+        rows = {row.id: row for row in store_a.load_dtls_sessions()}
+        assert rows.pop(taken.id) == taken
+        (mine,) = rows.values()
+        assert len(mine.id) == 24 and mine.port == relay.source_port
+        assert a.stats.sessions_taken_over == 0 and a.stats.handshakes_completed == 1
+        assert await echo(peer, b"again") == b"echo:again"
+    finally:
+        peer.close()
+        relay.close()
+        await a.shutdown()
+
+
+async def test_a_session_resumed_by_session_id_is_stored_by_its_new_cid(
+    db: RedisDatabase,
+) -> None:
+    """An abbreviated handshake (the DTLS session id of the first, from A's session cache)
+    makes a new session with a new CID: stored under an id that names that CID, and B
+    continues it after a NAT rebinding without a handshake."""
+    import dataclasses
+
+    from keystore.dtls import LruSessionCache
+
+    store_a = CountingStore(db)
+    listener = Echo()
+    a = await DtlsEndpoint.open(
+        listener,
+        ("127.0.0.1", 0),
+        server_config=dataclasses.replace(SERVER, session_cache=LruSessionCache(16)),
+        settings=EndpointSettings(session_store=store_a),
+    )
+    listener.endpoint = a
+    b, store_b = await open_node(db)
+    relay = await Relay.open(a.local_address)
+    first = await device(relay, connection_id=b"")
+    resumed: RawPeer | None = None
+    try:
+        assert await echo(first, b"full") == b"echo:full"
+        assert first.engine.session is not None and first.engine.session.session_id
+        await relay.rebind()
+        resumed = await device(relay, connection_id=b"", session=first.engine.session)
+        assert resumed.events and any(getattr(e, "resumed", False) for e in resumed.events)
+        assert await echo(resumed, b"resumed") == b"echo:resumed"
+        ids = {row.id for row in store_b.load_dtls_sessions()}
+        cids = {row.state.own_cid for row in store_b.load_dtls_sessions()}
+        assert ids == {cid_session_id(c) for c in cids if c} and len(ids) == 2
+        relay.target = b.local_address
+        await relay.rebind()
+        assert await echo(resumed, b"on b") == b"echo:on b"
+        assert b.stats.handshakes_started == 0 and b.stats.sessions_adopted == 1
+    finally:
+        first.close()
+        if resumed is not None:
+            resumed.close()
         relay.close()
         await a.shutdown()
         await b.shutdown()
@@ -411,6 +490,77 @@ def test_a_lookup_is_one_round_trip_on_one_redis(store_db: RedisDatabase) -> Non
     assert b.find_dtls_session(address=("192.0.2.2", 2000), cutoff=10.0) is None
     assert b.load_dtls_sessions() == [] and b.count() == 0
     assert not db.client.exists(db.group_key("dtls", "addr"), db.group_key("dtls", "cid"))
+
+
+async def test_a_lookup_by_cid_is_one_round_trip_on_a_cluster_too(store_db: RedisDatabase) -> None:
+    """A session whose id names its CID (what the endpoint makes with this store) is in the
+    CID's own slot: a lookup by CID reads it in one round trip on a Redis Cluster too (it was
+    the index, then the session: two), and so is a CID nobody has. A session stored before
+    (a random id, found through the CID index) is still found, in two on a cluster."""
+    from redis.crc import key_slot
+
+    from keystore.store.redis_dtls_sessions import cid_session_id
+    from tests.unit.dtls.test_session_store import IDENTITIES, state
+    from tests.unit.store.test_redis_group_commit import RoundTrips
+
+    db = store_db
+    a, b = RedisDtlsSessionStore(db), RedisDtlsSessionStore(db)
+    cid = b"\x0a\x0b\x0c\x0d\x0e\x0f"
+    new_id = a.new_session_id(cid)
+    assert new_id == cid_session_id(cid) == "c:0a0b0c0d0e0f"
+    assert key_slot(a.session_key(new_id).encode()) == key_slot(b"c:0a0b0c0d0e0f")
+    assert a.new_session_id(b"\x01\x02\x03") != a.new_session_id(b"\x01\x02\x03")  # short
+    assert len(a.new_session_id(None)) == 24
+    keyed = StoredSession(new_id, "192.0.2.1", 1000, state(IDENTITIES[0], own_cid=cid), 1.0)
+    old_cid = b"\x01\x02\x03\x04\x05\x06"
+    old = StoredSession("0123456789abcdef01234567", "192.0.2.2", 2000, state(IDENTITIES[1]), 1.0)
+    assert a.save_owned_dtls_sessions([keyed, old], [], []) == []
+    b.find_dtls_session(cid=b"nobody", cutoff=0)  # the scripts are loaded
+    b.find_dtls_session(address=("192.0.2.8", 8), cutoff=0)
+    trips = RoundTrips(db.client)
+    assert b.find_dtls_session(cid=cid, cutoff=0) == keyed
+    assert trips.count == 1
+    assert b.find_dtls_session(cid=b"\xff" * 6, cutoff=0) is None  # no such CID
+    assert trips.count == 2
+    assert b.find_dtls_session(cid=old_cid, cutoff=0) == old
+    assert trips.count == (4 if db.cluster else 3)
+    # the address path is the index, as before
+    assert b.find_dtls_session(address=("192.0.2.1", 1000), cutoff=0) == keyed
+    # a claim, progress and the sweep find the CID-keyed session by its id
+    claimed = b.claim_dtls_session(new_id, 1024)
+    assert claimed is not None and claimed.state.write_seq == keyed.state.write_seq
+    moved = SessionProgress(new_id, "192.0.2.7", 7, 4096, 9, 1, 2.0)
+    assert b.save_owned_dtls_sessions([], [moved], []) == []
+    assert b.find_dtls_session(cid=cid, cutoff=0).port == 7  # type: ignore[union-attr]
+    assert b.find_dtls_session(address=("192.0.2.7", 7), cutoff=0) is not None
+    # idle: not found, and deleted with its index entries
+    assert b.find_dtls_session(cid=cid, cutoff=10.0) is None
+    assert not db.client.exists(a.session_key(new_id))
+    assert [r.id for r in b.load_dtls_sessions()] == [old.id]
+    assert db.client.hget(db.group_key("dtls", "cid"), cid.hex()) is None
+
+
+def test_a_cid_drawn_twice_never_overwrites_a_stored_session(store_db: RedisDatabase) -> None:
+    """Two nodes whose new sessions drew the same random CID: the second is not written over
+    the first (its id is refused and reported); the first is untouched and still found."""
+    from tests.unit.dtls.test_session_store import IDENTITIES, state
+
+    db = store_db
+    a, b = RedisDtlsSessionStore(db), RedisDtlsSessionStore(db)
+    cid = b"\x0a\x0b\x0c\x0d\x0e\x0f"
+    first = StoredSession(
+        a.new_session_id(cid), "192.0.2.1", 1, state(IDENTITIES[0], own_cid=cid), 1.0
+    )
+    second = StoredSession(
+        b.new_session_id(cid), "192.0.2.2", 2, state(IDENTITIES[1], own_cid=cid, write_seq=9), 2.0
+    )
+    assert a.save_owned_dtls_sessions([first], [], []) == []
+    assert b.save_owned_dtls_sessions([second], [], []) == [second.id]
+    assert b.find_dtls_session(cid=cid, cutoff=0) == first
+    assert a.save_owned_dtls_sessions([], [], [first.id]) == []  # still the owner's to remove
+    assert b.find_dtls_session(cid=cid, cutoff=0) is None
+    assert b.save_owned_dtls_sessions([second], [], []) == []  # the CID is free again
+    assert b.find_dtls_session(cid=cid, cutoff=0) == second
 
 
 async def test_a_client_hello_flood_never_asks_redis(db: RedisDatabase) -> None:
