@@ -30,7 +30,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable
 
 from .blockwise import Block1Transfers, RequestKey, request_key, slice_block2
-from .dedup import FULL, DedupCache
+from .dedup import ENTRY_COST, FULL, DedupCache
 from .errors import ExchangeStateError, InvalidOptionValueError, MessageFormatError
 from .events import (
     ErrorKind,
@@ -70,6 +70,8 @@ _BLOCK2 = int(Opt.BLOCK2)
 _BLOCK_OPTIONS = frozenset((_BLOCK1, _BLOCK2))
 _METHODS = frozenset(int(m) for m in METHODS)
 _LENGTHS = {int(k): v for k, v in OPTION_LENGTHS.items()}
+_NO_LENGTH = range(0)
+"""The lengths an unknown option may have (none: it is refused when critical, else ignored)."""
 _SEEN = b""
 """Dedup value of a message whose duplicates are ignored (a NON, or a CON still in progress
 that has nothing to replay yet is kept as its :class:`Exchange`)."""
@@ -234,9 +236,13 @@ class Endpoint:
             OrderedDict()
         )
         self._cancelled: OrderedDict[tuple[Peer, bytes], None] = OrderedDict()
-        self._allowed: dict[int, tuple[int, int]] = {
-            int(n): _LENGTHS.get(int(n), (0, 0xFFFF)) for n in self.params.known_options
+        self._allowed: dict[int, range] = {
+            int(n): range(lo, hi + 1)
+            for n in self.params.known_options
+            for lo, hi in (_LENGTHS.get(int(n), (0, 0xFFFF)),)
         }
+        """The value lengths each known option may have: a ``range`` (one ``in`` per option
+        of every request, where two comparisons of a pair cost more bytecode)."""
         self._ack_delay = self.params.empty_ack_delay
         self._max_body = self.params.max_body_size
         self._block_size = self.params.block_size
@@ -425,7 +431,18 @@ class Endpoint:
             head = bytes((0x60 | tkl, code, mid >> 8, mid & 0xFF))
             data = b"".join((head, token, b"\xff", payload)) if payload else head + token
             self._out.append((data, peer))
-            self._dedup.update((peer, mid), data)
+            # ``self._dedup.update((peer, mid), data)`` written out for its usual case (the
+            # entry still holds this exchange, whose value is no ``bytes``): one Python call
+            # less per request; anything else (evicted, replaced) takes ``update`` as before
+            dedup = self._dedup
+            entries = dedup._entries
+            key = (peer, mid)
+            entry = entries.get(key)
+            if entry is not None and entry[1] is exchange:
+                entries[key] = (entry[0], data)
+                dedup._answer_bytes += len(data)
+            else:
+                dedup.update(key, data)
             return
         if exchange.block1 is not None:
             opts = set_option(opts, _BLOCK1, exchange.block1.encode())
@@ -643,7 +660,28 @@ class Endpoint:
         exchange.block2 = None
         exchange.request_key = None
         exchange.is_notification = False
-        prior = self._dedup.setdefault((peer, mid), exchange, now)
+        # ``prior = self._dedup.setdefault((peer, mid), exchange, now)`` written out for its
+        # usual case, a new (peer, MID) with nothing due to expire and room left: one Python
+        # call and a second lookup less per request. Any other case (a duplicate, an expired
+        # entry of this key, expiry due, a full cache) takes ``setdefault`` itself.
+        dedup = self._dedup
+        key = (peer, mid)
+        entries = dedup._entries
+        order = dedup._order
+        if (
+            key not in entries
+            and (not order or order[0][0] > now)
+            and len(entries) < dedup.capacity
+            and len(entries) * ENTRY_COST + dedup._answer_bytes < dedup.max_bytes
+        ):
+            expires = now + dedup.lifetime
+            entries[key] = (expires, exchange)
+            order.append((expires, key))
+            per_peer = dedup._per_peer
+            per_peer[peer] = per_peer.get(peer, 0) + 1  # an Exchange: no answer bytes yet
+            prior = None
+        else:
+            prior = dedup.setdefault(key, exchange, now)
         if prior is not None:
             if prior is FULL:
                 self._overloaded(msg, peer, "dedup_full", self._dedup.retry_after(now))
@@ -663,8 +701,7 @@ class Endpoint:
         has_block = False
         allowed = self._allowed
         for number, value in msg.options:
-            limits = allowed.get(number)
-            if limits is None or not limits[0] <= len(value) <= limits[1]:
+            if len(value) not in allowed.get(number, _NO_LENGTH):  # unknown, or a bad length
                 if number & 1:
                     self._reply(msg, peer, Code.BAD_OPTION)
                     self._refuse(peer, ErrorKind.BAD_OPTION, f"critical option {number}")
