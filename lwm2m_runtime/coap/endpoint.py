@@ -26,6 +26,7 @@ import enum
 import heapq
 import itertools
 import random
+import struct
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable
 
@@ -70,6 +71,9 @@ _BLOCK2 = int(Opt.BLOCK2)
 _BLOCK_OPTIONS = frozenset((_BLOCK1, _BLOCK2))
 _METHODS = frozenset(int(m) for m in METHODS)
 _LENGTHS = {int(k): v for k, v in OPTION_LENGTHS.items()}
+_ACK_HEAD = struct.Struct("!BBH").pack
+"""The 4-byte header of a piggybacked ACK from its first byte, code and MID (one C call where
+``bytes((b0, code, mid >> 8, mid & 0xFF))`` was a tuple and two operations more)."""
 _NO_LENGTH = range(0)
 """The lengths an unknown option may have (none: it is refused when critical, else ignored)."""
 _SEEN = b""
@@ -428,7 +432,7 @@ class Endpoint:
             tkl = len(token)
             if tkl > 8:
                 raise ValueError("token longer than 8 bytes")
-            head = bytes((0x60 | tkl, code, mid >> 8, mid & 0xFF))
+            head = _ACK_HEAD(0x60 | tkl, code, mid)
             data = b"".join((head, token, b"\xff", payload)) if payload else head + token
             self._out.append((data, peer))
             # ``self._dedup.update((peer, mid), data)`` written out for its usual case (the
