@@ -126,7 +126,7 @@ class IncomingRequest:
     way (the socket address, or the DTLS session). ``address`` and ``identity`` are computed on
     first use (address parsing is not free, and most handlers need it once at most)."""
 
-    __slots__ = ("_address", "block2", "message", "remote")
+    __slots__ = ("_address", "_identity", "block2", "message", "remote")
 
     def __init__(self, message: Message, remote: Peer, block2: Block | None = None) -> None:
         self.message = message
@@ -136,6 +136,8 @@ class IncomingRequest:
         handler that slices its own answer (a response carrying Block2, sent untouched) reads
         the block asked for here; None when the request asked for no particular block."""
         self._address: Key | None = None
+        self._identity: PeerIdentity | None = None
+        """A NoSec peer's identity once known (a DTLS one is derived on each read)."""
 
     @property
     def secure(self) -> bool:
@@ -151,8 +153,9 @@ class IncomingRequest:
             if isinstance(remote, Session):
                 address = remote.key
             else:
-                entry = _nosec_peers.get(remote)
-                address = (entry or _nosec_peer(remote))[0]
+                entry = _nosec_peers.get(remote) or _nosec_peer(remote)
+                address = entry[0]
+                self._identity = entry[1]
             self._address = address
         return address
 
@@ -166,6 +169,9 @@ class IncomingRequest:
     def identity(self) -> PeerIdentity:
         """Who sent it, for ``keystore.resolver.Resolver.resolve``: the DTLS identity, or a
         NoSec peer."""
+        identity = self._identity
+        if identity is not None:
+            return identity
         remote = self.remote
         if isinstance(remote, Session):
             claim = remote.claim
@@ -176,7 +182,8 @@ class IncomingRequest:
         # the same socket address, so they come from the bounded cache (see ``_nosec_peers``)
         entry = _nosec_peers.get(remote) or _nosec_peer(remote)
         self._address = entry[0]
-        return entry[1]
+        self._identity = identity = entry[1]
+        return identity
 
     def __repr__(self) -> str:
         host, port = self.address
@@ -446,7 +453,15 @@ class CoapServer:
             request.message = message
             request.remote = peer
             request.block2 = exchange.block2
-            request._address = None
+            if peer.__class__ is tuple:
+                # a NoSec source: its address and identity (which a server reads for every
+                # request) from the per-source table now, one lookup for both properties
+                entry = _nosec_peers.get(peer) or _nosec_peer(peer)
+                request._address = entry[0]
+                request._identity = entry[1]
+            else:
+                request._address = None
+                request._identity = None
             try:
                 response = self.handler(request)
             except Lwm2mError as exc:

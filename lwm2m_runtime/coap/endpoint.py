@@ -26,11 +26,12 @@ import enum
 import heapq
 import itertools
 import random
+import struct
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Hashable
 
 from .blockwise import Block1Transfers, RequestKey, request_key, slice_block2
-from .dedup import FULL, DedupCache
+from .dedup import ENTRY_COST, FULL, DedupCache
 from .errors import ExchangeStateError, InvalidOptionValueError, MessageFormatError
 from .events import (
     ErrorKind,
@@ -70,6 +71,11 @@ _BLOCK2 = int(Opt.BLOCK2)
 _BLOCK_OPTIONS = frozenset((_BLOCK1, _BLOCK2))
 _METHODS = frozenset(int(m) for m in METHODS)
 _LENGTHS = {int(k): v for k, v in OPTION_LENGTHS.items()}
+_ACK_HEAD = struct.Struct("!BBH").pack
+"""The 4-byte header of a piggybacked ACK from its first byte, code and MID (one C call where
+``bytes((b0, code, mid >> 8, mid & 0xFF))`` was a tuple and two operations more)."""
+_NO_LENGTH = range(0)
+"""The lengths an unknown option may have (none: it is refused when critical, else ignored)."""
 _SEEN = b""
 """Dedup value of a message whose duplicates are ignored (a NON, or a CON still in progress
 that has nothing to replay yet is kept as its :class:`Exchange`)."""
@@ -234,9 +240,13 @@ class Endpoint:
             OrderedDict()
         )
         self._cancelled: OrderedDict[tuple[Peer, bytes], None] = OrderedDict()
-        self._allowed: dict[int, tuple[int, int]] = {
-            int(n): _LENGTHS.get(int(n), (0, 0xFFFF)) for n in self.params.known_options
+        self._allowed: dict[int, range] = {
+            int(n): range(lo, hi + 1)
+            for n in self.params.known_options
+            for lo, hi in (_LENGTHS.get(int(n), (0, 0xFFFF)),)
         }
+        """The value lengths each known option may have: a ``range`` (one ``in`` per option
+        of every request, where two comparisons of a pair cost more bytecode)."""
         self._ack_delay = self.params.empty_ack_delay
         self._max_body = self.params.max_body_size
         self._block_size = self.params.block_size
@@ -422,10 +432,21 @@ class Endpoint:
             tkl = len(token)
             if tkl > 8:
                 raise ValueError("token longer than 8 bytes")
-            head = bytes((0x60 | tkl, code, mid >> 8, mid & 0xFF))
+            head = _ACK_HEAD(0x60 | tkl, code, mid)
             data = b"".join((head, token, b"\xff", payload)) if payload else head + token
             self._out.append((data, peer))
-            self._dedup.update((peer, mid), data)
+            # ``self._dedup.update((peer, mid), data)`` written out for its usual case (the
+            # entry still holds this exchange, whose value is no ``bytes``): one Python call
+            # less per request; anything else (evicted, replaced) takes ``update`` as before
+            dedup = self._dedup
+            entries = dedup._entries
+            key = (peer, mid)
+            entry = entries.get(key)
+            if entry is not None and entry[1] is exchange:
+                entries[key] = (entry[0], data)
+                dedup._answer_bytes += len(data)
+            else:
+                dedup.update(key, data)
             return
         if exchange.block1 is not None:
             opts = set_option(opts, _BLOCK1, exchange.block1.encode())
@@ -643,7 +664,28 @@ class Endpoint:
         exchange.block2 = None
         exchange.request_key = None
         exchange.is_notification = False
-        prior = self._dedup.setdefault((peer, mid), exchange, now)
+        # ``prior = self._dedup.setdefault((peer, mid), exchange, now)`` written out for its
+        # usual case, a new (peer, MID) with nothing due to expire and room left: one Python
+        # call and a second lookup less per request. Any other case (a duplicate, an expired
+        # entry of this key, expiry due, a full cache) takes ``setdefault`` itself.
+        dedup = self._dedup
+        key = (peer, mid)
+        entries = dedup._entries
+        order = dedup._order
+        if (
+            key not in entries
+            and (not order or order[0][0] > now)
+            and len(entries) < dedup.capacity
+            and len(entries) * ENTRY_COST + dedup._answer_bytes < dedup.max_bytes
+        ):
+            expires = now + dedup.lifetime
+            entries[key] = (expires, exchange)
+            order.append((expires, key))
+            per_peer = dedup._per_peer
+            per_peer[peer] = per_peer.get(peer, 0) + 1  # an Exchange: no answer bytes yet
+            prior = None
+        else:
+            prior = dedup.setdefault(key, exchange, now)
         if prior is not None:
             if prior is FULL:
                 self._overloaded(msg, peer, "dedup_full", self._dedup.retry_after(now))
@@ -663,8 +705,7 @@ class Endpoint:
         has_block = False
         allowed = self._allowed
         for number, value in msg.options:
-            limits = allowed.get(number)
-            if limits is None or not limits[0] <= len(value) <= limits[1]:
+            if len(value) not in allowed.get(number, _NO_LENGTH):  # unknown, or a bad length
                 if number & 1:
                     self._reply(msg, peer, Code.BAD_OPTION)
                     self._refuse(peer, ErrorKind.BAD_OPTION, f"critical option {number}")
@@ -815,9 +856,13 @@ class Endpoint:
                 return
             self._wire_response(wire, msg, now)
             return
-        key = (peer, msg.mid)
-        prior = self._dedup.get(key, now)
-        if prior is not None:
+        mid = msg.mid
+        key = (peer, mid)
+        dedup = self._dedup
+        entries = dedup._entries
+        entry = entries.get(key)  # ``self._dedup.get(key, now)``, inline
+        if entry is not None and entry[0] > now:
+            prior = entry[1]
             self.counters["duplicates"] += 1
             if mtype is _CON and prior.__class__ is bytes and prior:
                 self._out.append((prior, peer))
@@ -827,13 +872,29 @@ class Endpoint:
             self._on_unmatched(msg, peer, now)
             return
         if mtype is _CON:
-            mid = msg.mid
-            ack = bytes((0x60, 0, mid >> 8, mid & 0xFF))  # ``empty(_ACK, mid)``, inline
+            ack = _ACK_HEAD(0x60, 0, mid)  # ``empty(_ACK, mid)``, inline
             self._out.append((ack, peer))
-            self._dedup.add(key, ack, now)
         else:
             ack = _SEEN
-            self._dedup.add(key, _SEEN, now)
+        # ``dedup.add(key, ack, now)`` written out for its usual case (a notification's new
+        # MID, nothing due to expire, room for it and its ACK): two Python calls less per
+        # notification; anything else takes ``add``, which expires and evicts
+        order = dedup._order
+        size = len(entries) + 1
+        if (
+            entry is None
+            and (not order or order[0][0] > now)
+            and size <= dedup.capacity
+            and size * ENTRY_COST + dedup._answer_bytes + len(ack) <= dedup.max_bytes
+        ):
+            expires = now + dedup.lifetime
+            entries[key] = (expires, ack)
+            order.append((expires, key))
+            dedup._answer_bytes += len(ack)
+            per_peer = dedup._per_peer
+            per_peer[peer] = per_peer.get(peer, 0) + 1
+        else:
+            dedup.add(key, ack, now)
         self._noted[key] = _Noted(handle, msg, ack, handle.last_seq, handle.last_time)
         pending = handle._wire
         current = pending if isinstance(pending, _Wire) and pending.stage is not _S_DONE else None

@@ -19,6 +19,14 @@ Option = tuple[int, bytes]
 Options = tuple[Option, ...]
 
 _TYPES = (Type.CON, Type.NON, Type.ACK, Type.RST)
+_HEAD_TYPES: tuple[Type | None, ...] = tuple(
+    _TYPES[(b0 >> 4) & 3] if b0 >> 6 == 1 and b0 & 0x0F <= 8 else None for b0 in range(256)
+)
+"""The message type by the first byte, None for an unknown version or a reserved token length
+(``parse``: one lookup for the three header checks)."""
+_EXTENDED = frozenset(b for b in range(256) if b >> 4 >= 13 or b & 0x0F >= 13)
+"""Option header bytes that are not a plain 4-bit delta and length: extended ones and the
+payload marker 0xFF (``parse`` tests one set instead of four comparisons per option)."""
 _ACK = Type.ACK
 _STRING_NUMBERS = frozenset(int(n) for n in STRING_OPTIONS)
 _NO_OPTIONS: Options = ()
@@ -411,14 +419,15 @@ def parse(data: bytes) -> Message:
     if n < 4:
         raise MessageFormatError("datagram shorter than the CoAP header", silent=True)
     b0 = data[0]
-    mtype = _TYPES[(b0 >> 4) & 3]
+    mtype = _HEAD_TYPES[b0]  # None: an unknown version or a reserved token length
     mid = (data[2] << 8) | data[3]
-    if b0 >> 6 != 1:
-        raise MessageFormatError(f"unknown CoAP version {b0 >> 6}", mtype, mid, silent=True)
     tkl = b0 & 0x0F
-    code = data[1]
-    if tkl > 8:
+    if mtype is None:
+        mtype = _TYPES[(b0 >> 4) & 3]
+        if b0 >> 6 != 1:
+            raise MessageFormatError(f"unknown CoAP version {b0 >> 6}", mtype, mid, silent=True)
         raise MessageFormatError(f"token length {tkl} is reserved", mtype, mid)
+    code = data[1]
     pos = 4 + tkl
     if pos > n:
         raise MessageFormatError("datagram shorter than its token", mtype, mid)
@@ -430,36 +439,40 @@ def parse(data: bytes) -> Message:
         while pos < n:
             byte = data[pos]
             pos += 1
-            if byte == 0xFF:
-                if pos == n:
-                    raise MessageFormatError("payload marker with an empty payload", mtype, mid)
-                break
-            delta = byte >> 4
-            length = byte & 0x0F
-            if delta >= 13:
-                if delta == 13:
-                    delta = data[pos] + 13
-                    pos += 1
-                elif delta == 14:
-                    delta = ((data[pos] << 8) | data[pos + 1]) + 269
-                    pos += 2
-                else:
-                    raise MessageFormatError("option delta 15 is reserved", mtype, mid)
-            if length >= 13:
-                if length == 13:
-                    length = data[pos] + 13
-                    pos += 1
-                elif length == 14:
-                    length = ((data[pos] << 8) | data[pos + 1]) + 269
-                    pos += 2
-                else:
-                    raise MessageFormatError("option length 15 is reserved", mtype, mid)
-            number += delta
-            end = pos + length
-            if end > n:
-                raise MessageFormatError("option value runs past the datagram", mtype, mid)
+            if byte in _EXTENDED:
+                # the payload marker, or a delta or length of 13 and up (rare for LwM2M)
+                if byte == 0xFF:
+                    if pos == n:
+                        raise MessageFormatError("payload marker with an empty payload", mtype, mid)
+                    break
+                delta = byte >> 4
+                length = byte & 0x0F
+                if delta >= 13:
+                    if delta == 13:
+                        delta = data[pos] + 13
+                        pos += 1
+                    elif delta == 14:
+                        delta = ((data[pos] << 8) | data[pos + 1]) + 269
+                        pos += 2
+                    else:
+                        raise MessageFormatError("option delta 15 is reserved", mtype, mid)
+                if length >= 13:
+                    if length == 13:
+                        length = data[pos] + 13
+                        pos += 1
+                    elif length == 14:
+                        length = ((data[pos] << 8) | data[pos + 1]) + 269
+                        pos += 2
+                    else:
+                        raise MessageFormatError("option length 15 is reserved", mtype, mid)
+                number += delta
+                end = pos + length
+            else:
+                number += byte >> 4
+                end = pos + (byte & 0x0F)
+            # an ``end`` past the datagram ends the loop: checked once after it
             value = data[pos:end]
-            if number in _STRING_NUMBERS and bad_string < 0 and not value.isascii():
+            if number in _STRING_NUMBERS and not value.isascii() and bad_string < 0:
                 try:  # ASCII is UTF-8: only other bytes need the (costlier) decode
                     value.decode()
                 except UnicodeDecodeError:
@@ -468,6 +481,8 @@ def parse(data: bytes) -> Message:
             pos = end
     except IndexError:
         raise MessageFormatError("option header runs past the datagram", mtype, mid) from None
+    if pos > n:
+        raise MessageFormatError("option value runs past the datagram", mtype, mid)
     payload = data[pos:] if pos < n else b""
     if code == 0 and (tkl or opts or payload):
         raise MessageFormatError("Empty message with token, options or payload", mtype, mid)

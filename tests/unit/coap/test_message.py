@@ -142,6 +142,9 @@ def test_option_properties_from_number() -> None:
         (b"\x40\x01\x00\x01\xf0", "option delta 15"),
         (b"\x40\x01\x00\x01\x1f", "option length 15"),
         (b"\x40\x01\x00\x01\x15ab", "runs past the datagram"),
+        (b"\x40\x01\x00\x01\xb2rd\x13ab", "runs past the datagram"),  # the second option
+        (b"\x40\x01\x00\x01\xd1\x00", "runs past the datagram"),  # an extended delta's value
+        (b"\x40\x01\x00\x01\x1d\x00" + b"v" * 12, "runs past the datagram"),  # 13 bytes said
         (b"\x40\x01\x00\x01\xd0", "option header runs past"),
         (b"\x40\x01\x00\x01\xe0\x01", "option header runs past"),
         (b"\x40\x01\x00\x01\xff", "payload marker with an empty payload"),
@@ -152,6 +155,30 @@ def test_option_properties_from_number() -> None:
 def test_format_errors(data: bytes, why: str) -> None:
     with pytest.raises(MessageFormatError, match=why):
         parse(data)
+
+
+@pytest.mark.parametrize("b0", range(256))
+def test_every_first_byte_is_read_by_the_version_type_and_token_length_rules(b0: int) -> None:
+    tkl = b0 & 0x0F
+    data = bytes((b0, 0x45, 0x12, 0x34)) + b"t" * tkl
+    if b0 >> 6 != 1:
+        with pytest.raises(MessageFormatError, match="unknown CoAP version") as info:
+            parse(data)
+        assert info.value.silent
+    elif tkl > 8:
+        with pytest.raises(MessageFormatError, match=f"token length {tkl} is reserved") as info:
+            parse(data)
+        assert not info.value.silent
+    else:
+        message = parse(data)
+        assert (message.mtype, message.code, message.mid, message.token) == (
+            Type((b0 >> 4) & 3),
+            0x45,
+            0x1234,
+            b"t" * tkl,
+        )
+        return
+    assert info.value.mtype is Type((b0 >> 4) & 3) and info.value.mid == 0x1234
 
 
 def test_format_error_carries_header_for_rst() -> None:

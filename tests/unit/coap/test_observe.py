@@ -12,6 +12,7 @@ from lwm2m_runtime.coap import (
     HandleState,
     Message,
     Notification,
+    Parameters,
     RequestFailed,
     RequestHandle,
     RequestReceived,
@@ -22,6 +23,7 @@ from lwm2m_runtime.coap import (
     parse,
     serialize,
 )
+from lwm2m_runtime.coap.dedup import ENTRY_COST
 from lwm2m_runtime.coap.observe import is_fresh
 
 from .harness import DEVICE, Net, events
@@ -370,3 +372,27 @@ def test_adopted_notification_withdrawn_by_a_failed_commit_is_fresh_again() -> N
     assert (ack.mtype, ack.mid) == (Type.ACK, 73)
     (again,) = events(net.server)
     assert isinstance(again, Notification) and again.handle is handle
+
+
+def test_notifications_keep_the_dedup_bounds_and_count_their_acks() -> None:
+    net = Net(server_params=Parameters(dedup_capacity=4))
+    handle = _observe(net)
+    for n in range(6):  # the cache fills up: the oldest entries make room
+        (ack,) = net.inject(net.server, _notification(handle.token, 11 + n, b"v", mid=600 + n))
+        assert (ack.mtype, ack.mid) == (Type.ACK, 600 + n)
+    assert net.server.dedup_size == 4
+    assert net.server._dedup.size_bytes == 4 * ENTRY_COST + 4 * 4  # four 4-byte empty ACKs
+    (again,) = net.inject(net.server, _notification(handle.token, 16, b"v", mid=605))
+    assert again.mid == 605  # the newest is still replayed
+    assert len([e for e in events(net.server) if isinstance(e, Notification)]) == 6
+
+
+def test_a_notification_reusing_an_expired_mid_is_fresh() -> None:
+    net = Net()
+    handle = _observe(net)
+    net.inject(net.server, _notification(handle.token, 11, b"a", mid=700))
+    net.now = 300.0  # past EXCHANGE_LIFETIME
+    (ack,) = net.inject(net.server, _notification(handle.token, 12, b"b", mid=700))
+    assert ack.mid == 700
+    got = [e.message.payload for e in events(net.server) if isinstance(e, Notification)]
+    assert got == [b"a", b"b"]

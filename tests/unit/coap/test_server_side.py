@@ -155,6 +155,31 @@ def test_dedup_is_bounded_in_bytes() -> None:
     assert net.server._dedup.size_bytes <= 4000 + 520
 
 
+def test_piggybacked_answers_count_in_the_byte_bound() -> None:
+    net = Net()
+    sent = 0
+    for mid in range(5):
+        event = _request(net, con(Code.POST, mid, path="/rd/a"))
+        net.server.respond(event.exchange, Message.response(Code.CHANGED, b"x" * mid))
+        ((data, _),) = net.server.datagrams_to_send(net.now)
+        sent += len(data)
+    assert net.server._dedup.size_bytes == 5 * ENTRY_COST + sent
+
+
+def test_an_answer_after_its_entry_expired_is_sent_and_not_remembered() -> None:
+    net = Net()
+    event = _request(net, UPDATE)
+    net.now = 300.0  # past EXCHANGE_LIFETIME: the next request expires the entry
+    assert _from(net, OTHER, con(Code.POST, 1, path="/rd/b")) == []
+    events(net.server)
+    net.server.respond(event.exchange, Message.response(Code.CHANGED, b"late"))
+    (late,) = net.sent(net.server)
+    assert (late.code, late.mid, late.payload) == (Code.CHANGED, UPDATE.mid, b"late")
+    assert net.server.dedup_size == 1 and net.server._dedup.size_bytes == ENTRY_COST
+    # its retransmission is a new request, not a replay
+    assert isinstance(_request(net, UPDATE), RequestReceived)
+
+
 def test_slow_answer_goes_as_separate_con_response_with_retransmission() -> None:
     net = Net(server_params=Parameters(empty_ack_delay=0.5))
     event = _request(net, UPDATE)

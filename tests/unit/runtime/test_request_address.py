@@ -105,3 +105,15 @@ def test_an_anonymous_dtls_session_is_not_taken_from_the_nosec_cache() -> None:
     assert request.identity == PeerIdentity.nosec(key)
     assert request.identity is not server._nosec_peers[key][1]
     assert server._nosec_peers == before
+
+
+@given(_sockaddrs)
+def test_the_address_read_first_gives_the_same_identity(sockaddr: tuple[object, ...]) -> None:
+    # ``address`` keeps the identity it looked up: ``identity`` read after it must be the
+    # same value as read alone, and ``address`` after ``identity`` the same address
+    first = IncomingRequest(Message.request(Code.GET), sockaddr)
+    assert first.address == address_key(sockaddr)
+    assert first.identity == PeerIdentity.nosec(address_key(sockaddr))
+    second = IncomingRequest(Message.request(Code.GET), sockaddr)
+    assert second.identity == first.identity
+    assert second.address == first.address
