@@ -10,15 +10,18 @@ a second server process sees the store (for Redis, a second connection). The Red
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import attrs
 
 from keystore.resolver import IdentityBinding
+from keystore.store.redis_database import RedisDatabase
 from lwm2m_runtime.address import Address
 from lwm2m_server.core.observations import Observation
 from lwm2m_server.core.registration import ObjectLinks, Registration
 from lwm2m_server.store.base import CoreStore
+from lwm2m_server.store.redis import RedisStore
 from object_models.path import LwM2mPath
 
 ENGINES = ["memory", "sqlite", "redis", "redis-cluster"]
@@ -67,3 +70,18 @@ def obs(token: bytes, registration: Registration, path: str = "/3303/0/5700") ->
         content_format=112,
         created_at=registration.last_update,
     )
+
+
+@contextlib.contextmanager
+def redis_node_pair(
+    url: str, prefix: str, *, asynchronous: bool = False
+) -> Iterator[tuple[RedisStore, RedisStore]]:
+    """Two Redis stores on one database: ``node`` with the group commit on (``asynchronous``:
+    the asynchronous commit), ``other`` a second node that reads what ``node`` committed."""
+    node, other = (RedisStore(RedisDatabase(url, prefix=prefix)) for _ in range(2))
+    node.enable_group_commit(asynchronous=asynchronous)
+    try:
+        yield node, other
+    finally:
+        node.close()
+        other.close()

@@ -21,7 +21,7 @@ from keystore.store.redis_database import RedisDatabase
 from lwm2m_server.store.redis import RedisStore
 from tests.redis_fixture import REDIS_SERVER, RedisServer
 
-from .engines import reg
+from .engines import redis_node_pair, reg
 from .test_redis_group_commit import Answers, _until
 
 
@@ -36,20 +36,14 @@ def _scripts_sent(client: Any) -> tuple[int, int]:
 
 @pytest.fixture
 def stores(redis_url: str) -> Iterator[tuple[RedisStore, RedisStore]]:
-    node, other = (RedisStore(RedisDatabase(redis_url, prefix="sha")) for _ in range(2))
-    node.enable_group_commit()
-    yield node, other
-    node.close()
-    other.close()
+    with redis_node_pair(redis_url, "sha") as pair:
+        yield pair
 
 
 @pytest.fixture
 def async_stores(redis_url: str) -> Iterator[tuple[RedisStore, RedisStore]]:
-    node, other = (RedisStore(RedisDatabase(redis_url, prefix="shaa")) for _ in range(2))
-    node.enable_group_commit(asynchronous=True)
-    yield node, other
-    node.close()
-    other.close()
+    with redis_node_pair(redis_url, "shaa", asynchronous=True) as pair:
+        yield pair
 
 
 def test_commits_after_the_first_send_the_scripts_by_sha(

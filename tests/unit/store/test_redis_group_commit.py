@@ -21,16 +21,13 @@ from lwm2m_server.core.registration import Registration
 from lwm2m_server.store.redis import RedisStore, _score
 from tests.redis_fixture import _free_port
 
-from .engines import obs, reg
+from .engines import obs, redis_node_pair, reg
 
 
 @pytest.fixture
 def stores(redis_url: str) -> Iterator[tuple[RedisStore, RedisStore]]:
-    node, other = (RedisStore(RedisDatabase(redis_url, prefix="gc")) for _ in range(2))
-    node.enable_group_commit()
-    yield node, other
-    node.close()
-    other.close()
+    with redis_node_pair(redis_url, "gc") as pair:
+        yield pair
 
 
 def test_updates_are_in_redis_only_after_commit(stores: tuple[RedisStore, RedisStore]) -> None:
@@ -555,11 +552,8 @@ def test_a_register_is_held_only_where_it_can_be_one_line_and_grouped(
 
 @pytest.fixture
 def async_stores(redis_url: str) -> Iterator[tuple[RedisStore, RedisStore]]:
-    node, other = (RedisStore(RedisDatabase(redis_url, prefix="gca")) for _ in range(2))
-    node.enable_group_commit(asynchronous=True)
-    yield node, other
-    node.close()
-    other.close()
+    with redis_node_pair(redis_url, "gca", asynchronous=True) as pair:
+        yield pair
 
 
 def test_by_default_commit_async_is_the_synchronous_commit(
