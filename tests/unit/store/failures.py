@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lwm2m_server.store.sqlite import SqliteStore
 
 
 class FailingCommit:
@@ -18,3 +21,14 @@ class FailingCommit:
 
     def commit(self) -> None:
         raise sqlite3.OperationalError("database or disk is full")
+
+
+def commit_fails(store: SqliteStore) -> None:
+    """Commit the store's open group with a COMMIT that fails (a full disk): the store must
+    report it (``commit()`` is False); its real connection is back afterwards."""
+    conn = store._conn
+    store._conn = FailingCommit(conn)  # type: ignore[arg-type, assignment]
+    try:
+        assert store.commit() is False
+    finally:
+        store._conn = conn

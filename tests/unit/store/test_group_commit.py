@@ -22,7 +22,7 @@ from lwm2m_server.store.sqlite import SqliteStore
 from object_models.path import LwM2mPath
 from object_models.types import ResourceType
 
-from .failures import FailingCommit
+from .failures import FailingCommit, commit_fails
 
 ADDRESS = Address("127.0.0.1", 5683)
 
@@ -55,12 +55,7 @@ def test_failed_commit_rolls_back_the_iteration_and_reports_it_once(store: Sqlit
     store.put_registration(registration("kept"))
     assert store.commit()
     store.put_registration(registration("lost"))
-    conn = store._conn
-    store._conn = FailingCommit(conn)  # type: ignore[arg-type, assignment]
-    try:
-        assert store.commit() is False
-    finally:
-        store._conn = conn
+    commit_fails(store)
     assert store.registration_by_endpoint("lost") is None
     assert committed_endpoints(store.path) == {"kept"}
     store.put_registration(registration("again"))

@@ -17,7 +17,7 @@ from lwm2m_runtime.address import Address
 from lwm2m_server.core.registration import Registration
 from lwm2m_server.store.sqlite import SqliteStore
 
-from .failures import FailingCommit
+from .failures import commit_fails
 
 ADDRESS = Address("127.0.0.1", 5683)
 BY_RID = "WHERE rid="
@@ -83,12 +83,7 @@ def test_a_registration_of_a_failed_group_is_not_kept_and_its_rid_not_mistaken(
     assert store.commit() is True
     lost = registration("lost")
     store.put_registration(lost)
-    conn = store._conn
-    store._conn = FailingCommit(conn)  # type: ignore[arg-type, assignment]
-    try:
-        assert store.commit() is False
-    finally:
-        store._conn = conn
+    commit_fails(store)
     other = registration("other")
     store.put_registration(other)
     assert store.commit() is True
@@ -192,12 +187,7 @@ def test_a_moved_update_of_a_failed_group_is_guarded_again(store: SqliteStore) -
     assert store.commit() is True
     moved = attrs.evolve(reg, address=Address("127.0.0.9", 9), last_update=1200.0)
     assert store.touch_registration(moved, moved=True)
-    conn = store._conn
-    store._conn = FailingCommit(conn)  # type: ignore[arg-type, assignment]
-    try:
-        assert store.commit() is False
-    finally:
-        store._conn = conn
+    commit_fails(store)
     assert keep_alive(store, moved, 1300.0)
     assert store.commit() is True
     stored = store.registration_by_endpoint("a")
