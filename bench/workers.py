@@ -630,6 +630,7 @@ def run(
             results: dict[str, dict[str, Any]] = {}
             per_round: list[dict[str, float | None]] = []
             cpu_per_round: list[dict[str, float | None]] = []
+            bounds: list[float | None] = []
             for index in range(max(1, rounds)):
                 order = paired.round_order(variants or list(VARIANTS), index)
                 if rounds > 1:
@@ -660,10 +661,10 @@ def run(
                         for name, phases in results.items()
                     }
                 )
-                ratio_figures(results, common)
+                bounds.append(ratio_figures(results, common))
             if rounds > 1:
                 rest = {k: v for k, v in common.items() if k not in ("round", "order")}
-                rounds_figures(per_round, {**rest, "rounds": rounds}, cpu_per_round)
+                rounds_figures(per_round, {**rest, "rounds": rounds}, cpu_per_round, bounds)
         finally:
             children.kill_all()
 
@@ -762,8 +763,9 @@ def one_variant(
     return phases
 
 
-def ratio_figures(results: dict[str, dict[str, Any]], common: dict[str, Any]) -> None:
-    """Issue 12's ratios from one set of runs (a whole run, or one round of ``--rounds``)."""
+def ratio_figures(results: dict[str, dict[str, Any]], common: dict[str, Any]) -> float | None:
+    """Issue 12's ratios from one set of runs (a whole run, or one round of ``--rounds``); the
+    cores' bound on 2 workers ÷ 1 (None when not measured)."""
 
     def rate(name: str) -> float:
         return float(results.get(name, {}).get("update", {}).get("rate") or 0.0)
@@ -785,6 +787,37 @@ def ratio_figures(results: dict[str, dict[str, Any]], common: dict[str, Any]) ->
             cores=os.cpu_count(),
             **common,
         )
+    bound = cores_bound(results)
+    if bound is not None:
+        measured = rate("redis-2") / rate("redis-1")
+        figure(
+            "update_ratio_2_workers_to_1_cores_bound",
+            bound,
+            measured=round(measured, 3),
+            share_of_bound=round(measured / bound, 3),
+            total_cpu_us_per_update=_total_cpu(results, "redis-2"),
+            cores=os.cpu_count(),
+            note="the largest 2 workers / 1 ratio the cores allow: cores x 1e6 / (redis-2's "
+            "total CPU per Update: workers, supervisor, redis-server, generator) / redis-1's "
+            "rate; the goal 1.7 cannot be met where this is under it",
+            **common,
+        )
+    return bound
+
+
+def _total_cpu(results: dict[str, dict[str, Any]], name: str) -> float | None:
+    """A variant's total CPU µs per Update (every process of the run), None if not measured."""
+    per_update = results.get(name, {}).get("update", {}).get("cpu_us_per_update") or {}
+    total = per_update.get("total")
+    return float(total) if total else None
+
+
+def cores_bound(results: dict[str, dict[str, Any]]) -> float | None:
+    """:func:`paired.cores_bound_of_two_workers` of one set of runs."""
+    one = results.get("redis-1", {}).get("update", {}).get("rate")
+    return paired.cores_bound_of_two_workers(
+        float(one) if one else None, _total_cpu(results, "redis-2"), os.cpu_count() or 1
+    )
 
 
 def cpu_ratio_figure(cpu_per_round: list[dict[str, float | None]], common: dict[str, Any]) -> None:
@@ -817,11 +850,13 @@ def rounds_figures(
     per_round: list[dict[str, float | None]],
     common: dict[str, Any],
     cpu_per_round: list[dict[str, float | None]] | None = None,
+    bounds: list[float | None] | None = None,
 ) -> None:
     """After ``--rounds R``: per ratio, the median and range of the R rounds' ratios (each from
     that round's adjacent runs), and per variant the median and range of its Update rates and
     of the server processes' CPU µs per Update (``cpu_per_round``: all workers and the
-    supervisor, ``/proc/<pid>/stat``; noise moves it less than the rates)."""
+    supervisor, ``/proc/<pid>/stat``; noise moves it less than the rates), and the median of
+    the rounds' cores bounds on 2 workers ÷ 1 (``bounds``)."""
     ratios = [paired.round_ratios(rates) for rates in per_round]
     for name, top, bottom, goal in paired.RATIOS:
         values = [r[name] for r in ratios]
@@ -865,6 +900,16 @@ def rounds_figures(
             )
     if cpu_per_round:
         cpu_ratio_figure(cpu_per_round, common)
+    bound_stats = paired.summary(bounds or [])
+    if bound_stats is not None:
+        figure(
+            "update_ratio_2_workers_to_1_cores_bound_over_rounds",
+            bound_stats["median"],
+            **bound_stats,
+            per_round=bounds,
+            note="median over the rounds of each round's cores bound on 2 workers / 1",
+            **common,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -147,3 +147,22 @@ def round_ratios(rates: Mapping[str, float | None]) -> dict[str, float | None]:
         a, b = rates.get(top), rates.get(bottom)
         result[name] = round(a / b, 4) if a and b and a > 0 and b > 0 else None
     return result
+
+
+def cores_bound_of_two_workers(
+    one_worker_rate: float | None, two_workers_total_cpu_us: float | None, cores: int
+) -> float | None:
+    """The largest ``2 workers ÷ 1`` Update-rate ratio this machine's cores allow, from one
+    round's own figures: ``cores`` busy all the time at the two-worker run's total CPU per
+    Update (every worker and the supervisor, ``redis-server`` and the load generator) give at
+    most ``cores * 1e6 / total`` Updates/s, divided by the one-worker rate.
+
+    Why: on a 2-core machine the two workers share the cores with Redis and the generator, so
+    the ratio cannot pass this bound whatever the server does; a measured ratio near it says
+    the workers scale as far as the cores let them, one far under it says time is lost
+    elsewhere (an uneven spread, waits, scheduling). None when a figure is missing."""
+    if not one_worker_rate or not two_workers_total_cpu_us or cores <= 0:
+        return None
+    if one_worker_rate <= 0 or two_workers_total_cpu_us <= 0:
+        return None
+    return round(cores * 1e6 / two_workers_total_cpu_us / one_worker_rate, 4)

@@ -192,6 +192,39 @@ def test_workers_cpu_companion_is_the_ratio_of_the_one_core_bounds(
     assert line["meets_target"] is True
 
 
+def test_the_cores_bound_on_two_workers_is_cores_over_their_total_cpu_per_one_worker_s_rate() -> (
+    None
+):
+    # 2 cores at 50 µs of total CPU per Update allow 40,000 Updates/s: 1.6 times 25,000
+    assert paired.cores_bound_of_two_workers(25_000.0, 50.0, 2) == 1.6
+    assert paired.cores_bound_of_two_workers(20_000.0, 50.0, 2) == 2.0
+    for missing in [(None, 50.0, 2), (25_000.0, None, 2), (0.0, 50.0, 2), (25_000.0, 50.0, 0)]:
+        assert paired.cores_bound_of_two_workers(*missing) is None
+
+
+def test_workers_prints_the_cores_bound_beside_the_measured_ratio(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
+    results: dict[str, dict[str, Any]] = {
+        "redis-1": {"update": {"rate": 20_000.0, "cpu_us_per_update": {"total": 45.0}}},
+        "redis-2": {"update": {"rate": 30_000.0, "cpu_us_per_update": {"total": 62.5}}},
+    }
+    assert workers.ratio_figures(results, {"clients": 10}) == 1.6
+    lines = {
+        line["figure"]: line for line in map(json.loads, capsys.readouterr().out.split("\n")[:-1])
+    }
+    bound = lines["update_ratio_2_workers_to_1_cores_bound"]
+    assert (bound["value"], bound["measured"], bound["share_of_bound"]) == (1.6, 1.5, 0.938)
+    assert lines["update_ratio_2_workers_to_1"]["value"] == 1.5
+    workers.rounds_figures([], {"rounds": 3}, [], [1.6, None, 1.5, 1.7])
+    (over,) = map(json.loads, capsys.readouterr().out.splitlines())
+    assert over["figure"] == "update_ratio_2_workers_to_1_cores_bound_over_rounds"
+    assert (over["value"], over["n"]) == (1.6, 3)
+
+
 def test_each_phase_is_paired_with_the_bursts_around_it() -> None:
     """Register with the bursts before it and between the phases, Update with the one between
     and the one after; the server's exact CPU over the phase (carried by the burst after it)
