@@ -210,7 +210,13 @@ def test_workers_prints_the_cores_bound_beside_the_measured_ratio(
     monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
     results: dict[str, dict[str, Any]] = {
         "redis-1": {"update": {"rate": 20_000.0, "cpu_us_per_update": {"total": 45.0}}},
-        "redis-2": {"update": {"rate": 30_000.0, "cpu_us_per_update": {"total": 62.5}}},
+        "redis-2": {
+            "update": {
+                "rate": 30_000.0,
+                "cpu_us_per_update": {"total": 62.5},
+                "cores_busy": {"server": 1.4, "redis": 0.2, "loadgen": 0.2},
+            }
+        },
     }
     assert workers.ratio_figures(results, {"clients": 10}) == 1.6
     lines = {
@@ -218,6 +224,7 @@ def test_workers_prints_the_cores_bound_beside_the_measured_ratio(
     }
     bound = lines["update_ratio_2_workers_to_1_cores_bound"]
     assert (bound["value"], bound["measured"], bound["share_of_bound"]) == (1.6, 1.5, 0.938)
+    assert bound["cores_busy"] == 1.8
     assert lines["update_ratio_2_workers_to_1"]["value"] == 1.5
     workers.rounds_figures([], {"rounds": 3}, [], [1.6, None, 1.5, 1.7])
     (over,) = map(json.loads, capsys.readouterr().out.splitlines())
