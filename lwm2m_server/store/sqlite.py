@@ -27,6 +27,10 @@ once, the pending writes of the iteration with it: a DTLS record held for its se
 leaves only when that row is durable. A commit that fails rolls the whole iteration back and
 makes the next ``commit()`` return False, so the driver withholds those replies.
 
+A group's keep-alives by ``rid`` and its Registers' times are **deferred** the same way:
+each list runs as one ``executemany`` before the commit or before any other statement that
+may read or write ``registration_times`` (``SqliteStore._flush_times``).
+
 Telemetry in a group is **buffered**: ``append_points`` checks the points and keeps their rows;
 they are inserted with one ``executemany`` per table when the group commits (or before a
 telemetry read, which must see them). A notification then costs a list append instead of a
@@ -803,8 +807,9 @@ class SqliteStore(SqliteDatabase):
         SELECT by endpoint first, then the INSERT (docs/performance.md, "Register path
         (session 5)"). An id already taken (48 random bits: against all odds) raises
         ``IntegrityError``, undone alone (sqlite's ABORT), and the savepoint path upserts.
-        The times go to ``registration_times`` in a second statement; if that one fails, the
-        whole group is rolled back (its replies withheld, as for a failed commit), so no
+        The times go to ``registration_times`` with the group's other Registers' in one
+        ``executemany`` before anything reads them (``_flush_times``); if that fails, the whole
+        group is rolled back (its replies withheld, as for a failed commit), so no
         registration is ever left without its times."""
         if not isinstance(registration, Registration):
             raise StoreError(f"expected a Registration, got {type(registration).__name__}")
