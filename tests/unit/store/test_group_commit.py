@@ -158,24 +158,31 @@ def test_telemetry_is_written_at_once_without_a_loop(store: SqliteStore) -> None
 
 def test_a_new_endpoint_is_written_without_a_savepoint(store: SqliteStore) -> None:
     """The Register of an endpoint with no other row is one INSERT in the group transaction
-    (issue 10's hot path: the unique index on the endpoint refuses it when there is a row),
-    and one of its times into ``registration_times`` (schema 5); one that replaces a row still
-    does it atomically in a savepoint, and both are durable at the commit."""
+    (issue 10's hot path: the unique index on the endpoint refuses it when there is a row);
+    its times go into ``registration_times`` (schema 5) with the group's others, before any
+    other write runs (here the next one); one that replaces a row still does it atomically in
+    a savepoint, and all are durable at the commit."""
     statements: list[str] = []
     store.conn.set_trace_callback(statements.append)
     store.put_registration(registration("fresh"))
     verbs = [s.split()[0].upper() for s in statements]
-    assert verbs == ["BEGIN", "INSERT", "INSERT"]
+    assert verbs == ["BEGIN", "INSERT"]
     assert "INTO registrations(" in statements[1]
-    assert "INTO registration_times(" in statements[2]  # its rid: last_insert_rowid()
     statements.clear()
     replacement = Registration(registration_id="id-2", endpoint="fresh", address=ADDRESS)
     assert store.put_registration(replacement) == registration("fresh")
-    assert any(s.startswith("SAVEPOINT") for s in statements)
+    # the endpoint's row refuses the INSERT, then the first Register's times run before the
+    # replacement's savepoint
+    times_at = next(i for i, s in enumerate(statements) if "INTO registration_times(" in s)
+    savepoint_at = next(i for i, s in enumerate(statements) if s.startswith("SAVEPOINT"))
+    assert times_at < savepoint_at
     store.conn.set_trace_callback(None)
     assert store.commit()
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("SELECT id FROM registrations").fetchall() == [("id-2",)]
+        assert conn.execute("SELECT count(*) FROM registration_times").fetchone() == (1,)
+    stored = store.registration_by_endpoint("fresh")
+    assert stored is not None and stored.expires_at == replacement.expires_at
 
 
 def test_a_replacement_keeps_the_group_and_drops_the_old_rows_observations(

@@ -66,9 +66,9 @@ def test_a_committed_registration_s_keep_alive_goes_by_rid(store: SqliteStore) -
     assert store.commit() is True
     seen.clear()
     assert keep_alive(store, reg, 2000.0)
-    assert any(BY_RID in sql and GUARDED not in sql for sql in seen)
     assert committed_times(store.path) == {"id-a": 1500.0}
     assert store.commit() is True
+    assert any(BY_RID in sql and GUARDED not in sql for sql in seen)  # run at the commit
     assert committed_times(store.path) == {"id-a": 2000.0}
     stored = store.registration_by_endpoint("a")
     assert stored is not None and stored.expires_at == 2000.0 + reg.lifetime
@@ -158,8 +158,8 @@ def test_a_re_register_in_place_keeps_the_row_for_the_new_id_only(store: SqliteS
     assert store.commit() is True
     seen = statements(store)
     assert keep_alive(store, new, 6100.0)
-    assert any(BY_RID in sql and GUARDED not in sql for sql in seen)
     assert store.commit() is True
+    assert any(BY_RID in sql and GUARDED not in sql for sql in seen)  # run at the commit
     assert committed_times(store.path) == {"new-id": 6100.0}
 
 
@@ -172,8 +172,8 @@ def test_a_moved_update_keeps_the_entry_once_committed(store: SqliteStore) -> No
     assert store.commit() is True
     seen = statements(store)
     assert keep_alive(store, moved, 1300.0)
-    assert any(BY_RID in sql and GUARDED not in sql for sql in seen)
     assert store.commit() is True
+    assert any(BY_RID in sql and GUARDED not in sql for sql in seen)  # run at the commit
     stored = store.registration_by_endpoint("a")
     assert stored is not None and stored.address == moved.address
     assert stored.last_update == 1300.0
@@ -217,8 +217,8 @@ def test_registrations_loaded_at_start_go_by_rid(tmp_path: Path) -> None:
         loaded = {reg.endpoint: reg for reg in store.registrations()}
         seen = statements(store)
         assert keep_alive(store, loaded["b"], 7000.0)
-        assert any(BY_RID in sql and GUARDED not in sql for sql in seen)
         assert store.commit() is True
+        assert any(BY_RID in sql and GUARDED not in sql for sql in seen)  # run at the commit
         assert committed_times(store.path) == {"id-a": 1000.0, "id-b": 7000.0}
     finally:
         store.close()
@@ -236,8 +236,8 @@ def test_registrations_read_inside_the_group_are_kept_only_once_it_commits(
     assert store.commit() is True
     seen.clear()
     assert keep_alive(store, reg, 7150.0)
-    assert any(BY_RID in sql and GUARDED not in sql for sql in seen)
     assert store.commit() is True
+    assert any(BY_RID in sql and GUARDED not in sql for sql in seen)  # run at the commit
     assert committed_times(store.path) == {"id-a": 7150.0}
 
 
@@ -271,16 +271,47 @@ def test_a_shared_file_keeps_the_guard(tmp_path: Path) -> None:
         store.close()
 
 
-def test_a_keep_alive_error_forgets_the_entries(store: SqliteStore) -> None:
+def test_a_keep_alive_error_rolls_its_group_back_and_forgets_the_entries(
+    store: SqliteStore,
+) -> None:
+    """A keep-alive by ``rid`` runs with its group's others at the commit: when it fails, the
+    whole group is rolled back (the driver withholds its replies, the devices retransmit) and
+    no entry is trusted any more, so the retransmitted keep-alive goes guarded."""
     reg = registration("a")
     store.put_registration(reg)
     assert store.commit() is True
-    store.put_registration(registration("b"))
     store.conn.execute("CREATE TRIGGER t BEFORE UPDATE ON registration_times "
                        "BEGIN SELECT RAISE(ABORT, 'refused'); END")  # fmt: skip
-    with pytest.raises(StoreError):
-        keep_alive(store, reg, 9000.0)
+    store.put_registration(registration("b"))
+    assert keep_alive(store, reg, 9000.0)
+    assert store.commit() is False
     assert store._rids == {} and store._rids_pending == {}
+    assert committed_times(store.path) == {"id-a": 1000.0}  # "b" went with the group
+    with pytest.raises(StoreError):  # the guarded statement fails at once
+        keep_alive(store, reg, 9050.0)
+    store.conn.execute("DROP TRIGGER t")
+    seen = statements(store)
+    assert keep_alive(store, reg, 9100.0)
+    assert store.commit() is True
+    assert any(GUARDED in sql for sql in seen)
+    assert committed_times(store.path) == {"id-a": 9100.0}
+
+
+def test_a_keep_alive_whose_times_row_is_gone_fails_its_group(store: SqliteStore) -> None:
+    """A times row deleted behind the store's back (a hand edit while it runs): the keep-alive
+    by ``rid`` finds nothing to touch at the commit; the group is rolled back rather than
+    acknowledged, and the retransmitted keep-alive, guarded, writes the times back."""
+    reg = registration("a")
+    store.put_registration(reg)
+    assert store.commit() is True
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("DELETE FROM registration_times")
+    assert keep_alive(store, reg, 9000.0)
+    assert store.commit() is False
+    assert committed_times(store.path) == {}
+    assert keep_alive(store, reg, 9100.0)
+    assert store.commit() is True
+    assert committed_times(store.path) == {"id-a": 9100.0}
 
 
 def test_keep_alives_in_the_open_group_go_by_rid_and_commit_together(store: SqliteStore) -> None:
@@ -298,3 +329,61 @@ def test_keep_alives_in_the_open_group_go_by_rid_and_commit_together(store: Sqli
     assert sum(BY_RID in sql and GUARDED not in sql for sql in seen) == 3
     assert store.commit() is True
     assert committed_times(store.path) == {"id-a": 2000.0, "id-b": 2001.0, "id-c": 2002.0}
+
+
+def rid_of(path: Path, reg_id: str) -> int:
+    with sqlite3.connect(path) as conn:
+        row = conn.execute("SELECT rid FROM registrations WHERE id = ?", (reg_id,)).fetchone()
+    return int(row[0])
+
+
+def test_a_deferred_keep_alive_runs_before_a_write_that_frees_its_rid(store: SqliteStore) -> None:
+    """A deleted last row's ``rid`` is the next Register's: a keep-alive run after the delete
+    and that Register (both in its group) would write the gone registration's times onto the
+    new one. It runs before the delete, so the new registration keeps its own."""
+    gone = registration("gone")
+    store.put_registration(gone)
+    assert store.commit() is True
+    old_rid = rid_of(store.path, "id-gone")
+    assert keep_alive(store, gone, 5000.0)
+    assert store.remove_registration("id-gone") is not None
+    store.put_registration(registration("new", at=1200.0))
+    assert store.commit() is True
+    assert rid_of(store.path, "id-new") == old_rid  # the rid was reused
+    assert committed_times(store.path) == {"id-new": 1200.0}
+
+
+def test_reads_in_the_group_see_its_deferred_times(store: SqliteStore) -> None:
+    """A read inside the group sees its keep-alives and its Registers' times before they are
+    committed, as it sees any other write of the group."""
+    reg = registration("a")
+    store.put_registration(reg)
+    assert store.commit() is True
+    assert keep_alive(store, reg, 5000.0)
+    fresh = registration("b", at=4000.0)
+    store.put_registration(fresh)
+    assert store.get_registration("id-a") == attrs.evolve(reg, last_update=5000.0)
+    assert store.expiring_before(1e12, 10) == [fresh, attrs.evolve(reg, last_update=5000.0)]
+    assert committed_times(store.path) == {"id-a": 1000.0}
+    assert store.commit() is True
+    assert committed_times(store.path) == {"id-a": 5000.0, "id-b": 4000.0}
+
+
+def test_a_group_lost_before_its_deferred_keep_alives_run_is_reported_failed(
+    store: SqliteStore,
+) -> None:
+    """sqlite rolls the group back by itself (a full disk) and only deferred keep-alives
+    follow: the commit must not run them in a transaction of their own and say success (the
+    Register of the lost group would be acknowledged unstored)."""
+    reg = registration("a")
+    store.put_registration(reg)
+    assert store.commit() is True
+    store.put_registration(registration("lost"))
+    store.conn.execute("ROLLBACK")  # what sqlite does by itself on a full disk
+    assert keep_alive(store, reg, 5000.0)
+    assert store.commit() is False
+    assert not store.conn.in_transaction
+    assert committed_times(store.path) == {"id-a": 1000.0}
+    assert keep_alive(store, reg, 5100.0)  # the next iteration, guarded again
+    assert store.commit() is True
+    assert committed_times(store.path) == {"id-a": 5100.0}
