@@ -711,7 +711,9 @@ class Lwm2mServer:
                 # a client that just registered or updated is awake (queue mode); payloads
                 # are built only if a subscriber reads them (events_bus.registration_data)
                 replaced = None if event.replaced is None else event.replaced.registration_id
-                data = registration_data(event.registration, sleeping=False, replaced=replaced)
+                # ``registration_data(registration, sleeping=False, replaced=replaced)`` built
+                # directly (every Register: no keywords to gather, no call more)
+                data = RegistrationData(event.registration, False, {"replaced": replaced})
                 self.bus.announce(REGISTRATION, event.registration.endpoint, data)
             elif isinstance(event, Updated):
                 # ``registration_data(registration, sleeping=False)`` built directly: every

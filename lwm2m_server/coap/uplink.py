@@ -42,7 +42,7 @@ from object_models.registry import ModelRegistry
 
 from ..core.events import Event, NotificationReceived, SendReceived
 from ..core.observations import Observation
-from ..core.registration import Registration, RegistrationRequest
+from ..core.registration import Registration, parse_usual_register
 from ..core.server import CoreResult, ServerCore
 from ..core.telemetry import TelemetryPoint, points_from_nodes, points_from_timestamped
 from ..events_bus import NOTIFICATION, SEND, Build, EventBus, LazyData
@@ -176,7 +176,7 @@ class Uplink:
         # or payload, so the resolver's answer comes first either way) and authorized by
         # the endpoint it names, the same as ``_endpoint_of`` finds; any other is parsed by
         # the core after the resolver, which decides the refusal as before
-        request = RegistrationRequest.usual(query, payload, content_format)
+        request = parse_usual_register(query, payload, content_format)  # ``.usual``
         if request is None:
             bound = self._authorize(identity, _endpoint_of(query))
             result = self.core.register(
