@@ -305,20 +305,26 @@ class Lwm2mServer:
             self.uplink = uplink
             self.nosec_enabled, coaps = listeners(config.security_modes, config.dtls)
             self.dtls_modes = coaps.modes if coaps is not None else frozenset()
+            site = RegistrationSite(
+                uplink,
+                on_contact=self._contact,
+                register_limit=self.register_limit,
+                counts=self.counts.uplink,
+                download=downloads.coap,
+            )
             coap = CoapServer(
-                RegistrationSite(
-                    uplink,
-                    on_contact=self._contact,
-                    register_limit=self.register_limit,
-                    counts=self.counts.uplink,
-                    download=downloads.coap,
-                ),
+                site,
                 params=config.limits.parameters(),
                 on_event=self._on_coap_event,
                 committer=timed_committer(stores.committer, self.counts),
             )
             downlink = Downlink(coap)
             self._downlink = downlink
+            if self._redis is None:
+                # no cluster node can come (it needs Redis): ``_contact`` would only ever call
+                # ``remember``, so the site calls it itself (every Register and Update, one
+                # frame fewer); the site is not called before this (``coap.start`` below)
+                site.on_contact = downlink.remember
             await coap.start(
                 host=config.host,
                 port=config.coap_port if self.nosec_enabled else None,
