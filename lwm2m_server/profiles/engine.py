@@ -60,6 +60,11 @@ from .sinks import SinkRecord, SinkSet
 from .status import DeviceStatus, PlainStatus
 
 log = logging.getLogger(__name__)
+_DEBUG = logging.DEBUG
+_levels: dict[int, bool] = getattr(log, "_cache", {})
+"""The logger's memo of its ``isEnabledFor`` answers, as ``coap.uplink._levels`` reads its own:
+a False for DEBUG there is ``isEnabledFor(DEBUG)``'s answer without the call (every plain
+Register); an empty memo (a level changed) makes the check ask the logger."""
 
 TELEMETRY = "TELEMETRY"
 ATTRIBUTES = "ATTRIBUTES"
@@ -494,7 +499,7 @@ class ProfileEngine:
         ):
             return resolved
         self._planned_with[endpoint] = registration.object_links
-        if log.isEnabledFor(logging.DEBUG):  # as ``_begin`` logs it
+        if _levels.get(_DEBUG) is not False and log.isEnabledFor(_DEBUG):  # as ``_begin``
             log.debug(
                 "applying profile %s to %s (%s): %d requests", profile.name, endpoint, "register", 0
             )
