@@ -23,6 +23,10 @@ number (< 2^53) for centuries.
 
 ``listen()`` is for in-process consumers that must see every event, in order, synchronously at
 ``publish`` (the profile engine); they are not subscribers and never miss anything.
+``listen_fields()`` is the same for a consumer taking ``(kind, endpoint, data)``, and
+``announce()`` is ``publish`` for a producer that does not want the event back: between the
+two, a keep-alive's UPDATED (and a Register's events) makes no ``ServerEvent`` unless a
+subscriber or an object listener reads it (the ring holds the fields until then).
 
 The event kinds are the ``ServerEvent`` kinds of ``lwm2m_server.operations``. Their payloads use
 the HTTP API's JSON shapes (``lwm2m_server.json_nodes``): a registration is
@@ -109,9 +113,31 @@ on every event (one per Update, two per Register). No validator or converter is 
 ``ServerEvent`` has none. The event compares equal to ``ServerEvent(...)`` of the same
 values (tests/unit/service/test_events_bus.py)."""
 
-_Listener = tuple[Callable[[ServerEvent], None], "Container[str] | None", "Container[str]"]
-"""A ``listen`` consumer: the callback, the endpoints it is called for (None: all) and the
-kinds it is called for whatever the endpoint."""
+FieldsListener = Callable[[str, str, "Data"], None]
+"""A ``listen_fields`` consumer: called with the event's kind, endpoint and data (its payload
+as subscribers read it: ``LazyData`` or a dict), not with a ``ServerEvent``."""
+
+_Callback = Callable[[ServerEvent], None]
+_Listener = tuple["_Callback | FieldsListener", "Container[str] | None", "Container[str]", bool]
+"""A consumer: the callback, the endpoints it is called for (None: all), the kinds it is
+called for whatever the endpoint, and whether it takes the fields (``listen_fields``) rather
+than the event."""
+
+_Held = tuple[str, str, "Data", int]
+"""An event ``announce`` put in the replay ring: ``(kind, endpoint, data, id)``, made a
+``ServerEvent`` only when something reads it (``_event_of``)."""
+
+
+def _event_of(held: _Held) -> ServerEvent:
+    """The ``ServerEvent`` of an event ``announce`` held as its fields, built by the slots as
+    ``publish`` builds its own (the same value)."""
+    event = _new(ServerEvent)
+    _set_kind(event, held[0])
+    _set_endpoint(event, held[1])
+    _set_data(event, held[2])
+    _set_id(event, held[3])
+    return event
+
 
 _LAZY_TYPES: set[type] = set()
 """``LazyData`` and its subclasses (each adds itself): ``publish`` tells lazy data by its exact
@@ -283,9 +309,11 @@ class Subscription:
         end = min(bus._next_id, self._cursor + max(0, limit - len(out)))
         ring, size = bus._ring, bus.replay_size
         for event_id in range(self._cursor, end):
-            event = ring[event_id % size]
-            assert event is not None and event.id == event_id
-            out.append(event)
+            held = ring[event_id % size]
+            if type(held) is tuple:  # announced: the event is made once, for every reader
+                held = ring[event_id % size] = _event_of(held)
+            assert isinstance(held, ServerEvent) and held.id == event_id
+            out.append(held)
         self._cursor = max(self._cursor, end)
         return out
 
@@ -344,7 +372,9 @@ class EventBus:
         self.replay_size = replay_size
         self.first_id = time.time_ns() // 1000 if first_id is None else first_id
         self._next_id = self.first_id
-        self._ring: list[ServerEvent | None] = [None] * replay_size
+        self._ring: list[ServerEvent | _Held | None] = [None] * replay_size
+        """The last ``replay_size`` events by id modulo the size: a ``publish``'s event, or the
+        fields an ``announce`` held (made an event by the first reader, who puts it back)."""
         self._subscribers: weakref.WeakSet[Subscription] = weakref.WeakSet()
         self._listeners: tuple[_Listener, ...] = ()
         """A tuple, replaced (not changed) by ``listen`` and its remover: ``publish`` walks it
@@ -390,10 +420,19 @@ class EventBus:
         events and for those of ``kinds``; None (the default): for every event. Why: such a
         consumer's call per keep-alive and per Register, only to find the device has nothing
         for it, was ~1,400 instructions; the ``in`` test here is a C lookup."""
-        self._listeners = (*self._listeners, (callback, endpoints, kinds))
+        self._listeners = (*self._listeners, (callback, endpoints, kinds, False))
         return functools.partial(self._unlisten, callback)
 
-    def _unlisten(self, callback: Callable[[ServerEvent], None]) -> None:
+    def listen_fields(self, callback: FieldsListener) -> Callable[[], None]:
+        """``listen`` (every event, in order among the other listeners) for a consumer that
+        takes the event's fields, ``callback(kind, endpoint, data)``, rather than the event
+        object (the profile engine). Why: an event published by ``announce`` (every
+        keep-alive, every Register) is then made a ``ServerEvent`` only if a subscriber or an
+        object listener reads it. Returns the function that removes it."""
+        self._listeners = (*self._listeners, (callback, None, (), True))
+        return functools.partial(self._unlisten, callback)
+
+    def _unlisten(self, callback: Callable[[ServerEvent], None] | FieldsListener) -> None:
         listeners = list(self._listeners)
         for entry in listeners:
             if entry[0] == callback:  # the first one only, as ``list.remove`` did
@@ -485,14 +524,55 @@ class EventBus:
         self._next_id = event_id + 1
         if self._waiter is not None:
             self._wake()
-        for listener, endpoints, kinds in self._listeners if listeners else ():
+        for listener, endpoints, kinds, fields in self._listeners if listeners else ():
             if endpoints is not None and endpoint not in endpoints and kind not in kinds:
                 continue  # a consumer of some devices' events only (``listen``)
             try:
-                listener(event)
+                if fields:
+                    listener(kind, endpoint, payload)  # type: ignore[call-arg, arg-type]
+                else:
+                    listener(event)  # type: ignore[call-arg, arg-type]
             except Exception:
                 log.exception("event listener failed on %s of %s", kind, endpoint)
         return event
+
+    def announce(self, kind: str, endpoint: str, data: Data | Build) -> None:
+        """``publish`` for a producer that does not need the event back (the service's
+        Register and Update events, the profile engine's): the same id, the same place in
+        the replay ring, the same listeners in the same order with the same data, and
+        subscribers read the same ``ServerEvent``. What it skips: the ``ServerEvent`` itself
+        (five C calls, ~1.3k instructions, one per keep-alive) unless an object listener
+        (``listen``) is called: the ring holds the fields as a tuple until a subscriber reads
+        them (``Subscription.ready`` makes and keeps the event), and a ``listen_fields``
+        consumer gets the fields."""
+        event_id = self._next_id
+        if type(data) in _LAZY_TYPES:  # as in ``publish``
+            payload: Data = data  # type: ignore[assignment]  # narrowed by the type test
+        elif callable(data):
+            payload = LazyData.of(data)
+        else:
+            payload = dict(data)
+        ring = self._ring
+        slot = event_id % self.replay_size
+        held = ring[slot] = (kind, endpoint, payload, event_id)
+        self._next_id = event_id + 1
+        if self._waiter is not None:
+            self._wake()
+        event: ServerEvent | None = None
+        for listener, endpoints, kinds, fields in self._listeners:
+            if endpoints is not None and endpoint not in endpoints and kind not in kinds:
+                continue  # a consumer of some devices' events only (``listen``)
+            try:
+                if fields:
+                    listener(kind, endpoint, payload)  # type: ignore[call-arg, arg-type]
+                else:
+                    if event is None:  # one event for every object listener and reader
+                        event = _event_of(held)
+                        if ring[slot] is held:  # (unless a listener's events wrapped round)
+                            ring[slot] = event
+                    listener(event)  # type: ignore[call-arg, arg-type]
+            except Exception:
+                log.exception("event listener failed on %s of %s", kind, endpoint)
 
     def close(self) -> None:
         """Ends every subscription once it has read what was published before."""

@@ -305,20 +305,26 @@ class Lwm2mServer:
             self.uplink = uplink
             self.nosec_enabled, coaps = listeners(config.security_modes, config.dtls)
             self.dtls_modes = coaps.modes if coaps is not None else frozenset()
+            site = RegistrationSite(
+                uplink,
+                on_contact=self._contact,
+                register_limit=self.register_limit,
+                counts=self.counts.uplink,
+                download=downloads.coap,
+            )
             coap = CoapServer(
-                RegistrationSite(
-                    uplink,
-                    on_contact=self._contact,
-                    register_limit=self.register_limit,
-                    counts=self.counts.uplink,
-                    download=downloads.coap,
-                ),
+                site,
                 params=config.limits.parameters(),
                 on_event=self._on_coap_event,
                 committer=timed_committer(stores.committer, self.counts),
             )
             downlink = Downlink(coap)
             self._downlink = downlink
+            if self._redis is None:
+                # no cluster node can come (it needs Redis): ``_contact`` would only ever call
+                # ``remember``, so the site calls it itself (every Register and Update, one
+                # frame fewer); the site is not called before this (``coap.start`` below)
+                site.on_contact = downlink.remember
             await coap.start(
                 host=config.host,
                 port=config.coap_port if self.nosec_enabled else None,
@@ -677,7 +683,7 @@ class Lwm2mServer:
         timer re-armed unless ``_only_postponed`` would say it need not be (the expiry moved
         later; such a client is never in queue mode). Skipped: the ``Updated`` event object,
         the result, the walk over its events and the call to ``_only_postponed``."""
-        self.bus.publish(
+        self.bus.announce(
             UPDATED, registration.endpoint, RegistrationData(registration, False, None)
         )
         if self._timer is None or registration.last_update + registration.lifetime < (
@@ -699,6 +705,9 @@ class Lwm2mServer:
         return at is not None and at <= self.core.registrations.deadline(event.registration)
 
     def _handle_events(self, events: Sequence[Event]) -> None:
+        # the registration events go out by ``announce``: nobody here needs the event back,
+        # and the bus makes no ``ServerEvent`` of them unless a subscriber or an object
+        # listener reads one (every Register and Update)
         for event in events:
             if isinstance(event, Registered):
                 if event.replaced is not None:
@@ -708,14 +717,16 @@ class Lwm2mServer:
                 # a client that just registered or updated is awake (queue mode); payloads
                 # are built only if a subscriber reads them (events_bus.registration_data)
                 replaced = None if event.replaced is None else event.replaced.registration_id
-                data = registration_data(event.registration, sleeping=False, replaced=replaced)
-                self.bus.publish(REGISTRATION, event.registration.endpoint, data)
+                # ``registration_data(registration, sleeping=False, replaced=replaced)`` built
+                # directly (every Register: no keywords to gather, no call more)
+                data = RegistrationData(event.registration, False, {"replaced": replaced})
+                self.bus.announce(REGISTRATION, event.registration.endpoint, data)
             elif isinstance(event, Updated):
                 # ``registration_data(registration, sleeping=False)`` built directly: every
                 # Update (no keyword arguments to gather, no call more)
                 registration = event.registration
                 data = RegistrationData(registration, False, None)
-                self.bus.publish(UPDATED, registration.endpoint, data)
+                self.bus.announce(UPDATED, registration.endpoint, data)
             elif isinstance(event, Deregistered | Expired):
                 if self._downlink is not None:
                     self._downlink.forget(event.registration.registration_id)
@@ -724,7 +735,7 @@ class Lwm2mServer:
                     self._delivery_locks.pop(event.registration.endpoint, None)
                 reason = "expired" if isinstance(event, Expired) else "deregistered"
                 data = registration_data(event.registration, reason=reason)
-                self.bus.publish(DEREGISTRATION, event.registration.endpoint, data)
+                self.bus.announce(DEREGISTRATION, event.registration.endpoint, data)
             elif isinstance(event, Awake):
                 self.bus.publish(AWAKE, event.endpoint, {"until": event.until})
             elif isinstance(event, Sleeping):

@@ -42,13 +42,20 @@ from object_models.registry import ModelRegistry
 
 from ..core.events import Event, NotificationReceived, SendReceived
 from ..core.observations import Observation
-from ..core.registration import Registration, RegistrationRequest
+from ..core.registration import Registration, parse_usual_register
 from ..core.server import CoreResult, ServerCore
 from ..core.telemetry import TelemetryPoint, points_from_nodes, points_from_timestamped
 from ..events_bus import NOTIFICATION, SEND, Build, EventBus, LazyData
 from ..json_nodes import telemetry_to_json
 
 log = logging.getLogger(__name__)
+_DEBUG = logging.DEBUG
+_levels: dict[int, bool] = getattr(log, "_cache", {})
+"""The logger's own memo of its ``isEnabledFor`` answers (CPython's ``Logger._cache``, emptied
+in place whenever a level changes anywhere), read by ``_debug``: a False there is what
+``isEnabledFor(DEBUG)`` would answer, for a dict lookup instead of a Python call (~600
+instructions per Register and per keep-alive). An empty memo (or none on another
+interpreter: this is then a dict of our own, always empty) makes ``_debug`` ask the logger."""
 
 
 Mapper = Callable[[Registration, list[TelemetryPoint], str], list[TelemetryPoint]]
@@ -169,7 +176,7 @@ class Uplink:
         # or payload, so the resolver's answer comes first either way) and authorized by
         # the endpoint it names, the same as ``_endpoint_of`` finds; any other is parsed by
         # the core after the resolver, which decides the refusal as before
-        request = RegistrationRequest.usual(query, payload, content_format)
+        request = parse_usual_register(query, payload, content_format)  # ``.usual``
         if request is None:
             bound = self._authorize(identity, _endpoint_of(query))
             result = self.core.register(
@@ -182,14 +189,15 @@ class Uplink:
                 identity=bound,
             )
         else:
-            bound = self._authorize(identity, request.endpoint)
+            bound = self.resolver.resolve(identity, request.endpoint).binding  # ``_authorize``
             result = self.core.apply_register(
                 request, now=self.clock(), address=address, transport=transport, identity=bound
             )
         registration = result.registration
         assert registration is not None
-        if log.isEnabledFor(logging.DEBUG):  # per message (a fleet re-registering must not
-            # flood the log); its seven arguments are not even gathered at the usual level
+        if _levels.get(_DEBUG) is not False and log.isEnabledFor(_DEBUG):  # per message (a
+            # fleet re-registering must not flood the log): not even the call to ``debug``, nor
+            # that to ``isEnabledFor`` when the logger's memo says no (``_levels``)
             log.debug(
                 "registered %s as %s from %s (LwM2M %s, lifetime %ss, binding %s%s)",
                 registration.endpoint,
@@ -234,11 +242,9 @@ class Uplink:
                 # the keep-alive (a bare Update): the core skips what such an Update of a
                 # client outside queue mode does not need (``ServerCore.keep_alive``), and the
                 # effects announce it without an event object; None: the general path below
-                kept = core.keep_alive(
-                    registration, now=self.clock(), address=address, identity=bound
-                )
+                kept = core.keep_alive(registration, self.clock(), address, bound)
                 if kept is not None:
-                    if log.isEnabledFor(logging.DEBUG):
+                    if _levels.get(_DEBUG) is not False and log.isEnabledFor(_DEBUG):
                         log.debug("updated %s (%s)", kept.endpoint, registration_id)
                     self.effects.kept_alive(kept, registration)
                     return kept
@@ -292,7 +298,7 @@ class Uplink:
         the core answers 4.04 itself."""
         if registration is None:
             return None
-        # ``_authorize`` written out: every Update
+        # ``_authorize`` written out
         return self.resolver.resolve(peer, registration.endpoint).binding
 
     def _check_address(

@@ -400,16 +400,51 @@ def _common_register(
     if links is None or not text or text.isspace():  # a blank list is the checked 4.00
         return None
     seconds, version, binding, queue = shape
-    return RegistrationRequest(
-        endpoint,
-        seconds,
-        version,
-        binding,
-        None,
-        queue,
-        links,
-        _NO_ATTRIBUTES,
-    )
+    # ``RegistrationRequest(endpoint, seconds, version, binding, None, queue, links,
+    # _NO_ATTRIBUTES)`` built by its slots (every Register), as ``create`` builds a
+    # registration: the attrs ``__init__`` and the ``_str_map`` converter are two frames, and
+    # the converter gives ``_NO_ATTRIBUTES`` for it anyway (tests/unit/server/
+    # test_registration_fast.py holds the two equal)
+    request = _new(RegistrationRequest)
+    _set_request_endpoint(request, endpoint)
+    _set_request_lifetime(request, seconds)
+    _set_request_lwm2m_version(request, version)
+    _set_request_binding(request, binding)
+    _set_request_sms_number(request, None)
+    _set_request_queue_mode(request, queue)
+    _set_request_object_links(request, links)
+    _set_request_additional_attributes(request, _NO_ATTRIBUTES)
+    return request
+
+
+parse_usual_register = _common_register
+"""``RegistrationRequest.usual`` without its own frame (the uplink's, every Register)."""
+
+
+_REQUEST_FIELDS = (
+    "endpoint",
+    "lifetime",
+    "lwm2m_version",
+    "binding",
+    "sms_number",
+    "queue_mode",
+    "object_links",
+    "additional_attributes",
+)
+if tuple(field.name for field in attrs.fields(RegistrationRequest)) != _REQUEST_FIELDS:
+    # ``_common_register`` sets these slots and no other (caught at import, as for
+    # ``Registration`` below)
+    raise TypeError("RegistrationRequest's fields changed: update _REQUEST_FIELDS")
+(
+    _set_request_endpoint,
+    _set_request_lifetime,
+    _set_request_lwm2m_version,
+    _set_request_binding,
+    _set_request_sms_number,
+    _set_request_queue_mode,
+    _set_request_object_links,
+    _set_request_additional_attributes,
+) = (RegistrationRequest.__dict__[name].__set__ for name in _REQUEST_FIELDS)
 
 
 _Shape = tuple[int, str, str, bool]
@@ -563,32 +598,32 @@ class Registration:
     ) -> Registration:
         if transport not in ("coap", "coaps"):
             raise ValueError(f"transport must be 'coap' or 'coaps', got {transport!r}")
-        # ``_copied``, not ``cls(...)`` (every Register): the same registration, the request's
-        # additional attributes converted as the field's converter does (its own copy, or the
-        # one shared empty mapping)
+        # built by the slots (``_new``), not ``cls(...)`` (every Register): the same
+        # registration, the request's additional attributes converted as the field's converter
+        # does (its own copy, or the one shared empty mapping)
         attributes = request.additional_attributes
-        return _copied(
-            registration_id,
-            request.endpoint,
-            address,
-            request.lifetime,
-            request.lwm2m_version,
-            request.binding,
-            request.sms_number,
-            request.queue_mode,
-            request.object_links,
-            transport,
-            identity,
-            now,
-            now,
-            dict(attributes) if attributes else _NO_ATTRIBUTES,
-        )
+        new = _new(Registration)
+        _set_registration_id(new, registration_id)
+        _set_endpoint(new, request.endpoint)
+        _set_address(new, address)
+        _set_lifetime(new, request.lifetime)
+        _set_lwm2m_version(new, request.lwm2m_version)
+        _set_binding(new, request.binding)
+        _set_sms_number(new, request.sms_number)
+        _set_queue_mode(new, request.queue_mode)
+        _set_object_links(new, request.object_links)
+        _set_transport(new, transport)
+        _set_identity(new, identity)
+        _set_registered_at(new, now)
+        _set_last_update(new, now)
+        _set_additional_attributes(new, dict(attributes) if attributes else _NO_ATTRIBUTES)
+        return new
 
     def touched(self, now: float, address: Address) -> Registration:
         """``updated(BARE_UPDATE, now=now, address=address)`` without reading the request: a
         bare Update (the keep-alive) has nothing to check and changes nothing but
         ``last_update`` and, when the device moved, the address (the registered object is
-        kept when ``address`` equals it, as ``updated`` does). Built by ``_copied`` (every
+        kept when ``address`` equals it, as ``updated`` does). Built by the slots (every
         keep-alive): the additional attributes are this registration's mapping itself, already
         converted (nothing mutates one: readers copy it), not a copy per keep-alive."""
         registered = self.address
@@ -596,22 +631,23 @@ class Registration:
             address.port == registered.port and address.host == registered.host
         ):
             address = registered
-        return _copied(
-            self.registration_id,
-            self.endpoint,
-            address,
-            self.lifetime,
-            self.lwm2m_version,
-            self.binding,
-            self.sms_number,
-            self.queue_mode,
-            self.object_links,
-            self.transport,
-            self.identity,
-            self.registered_at,
-            now,
-            self.additional_attributes,
-        )
+        # built by the slots (``_new``), every keep-alive
+        new = _new(Registration)
+        _set_registration_id(new, self.registration_id)
+        _set_endpoint(new, self.endpoint)
+        _set_address(new, address)
+        _set_lifetime(new, self.lifetime)
+        _set_lwm2m_version(new, self.lwm2m_version)
+        _set_binding(new, self.binding)
+        _set_sms_number(new, self.sms_number)
+        _set_queue_mode(new, self.queue_mode)
+        _set_object_links(new, self.object_links)
+        _set_transport(new, self.transport)
+        _set_identity(new, self.identity)
+        _set_registered_at(new, self.registered_at)
+        _set_last_update(new, now)
+        _set_additional_attributes(new, self.additional_attributes)
+        return new
 
     def updated(
         self, update: UpdateRequest, *, now: float, address: Address | None = None
@@ -676,9 +712,12 @@ _REGISTRATION_FIELDS = (
     "additional_attributes",
 )
 if tuple(field.name for field in attrs.fields(Registration)) != _REGISTRATION_FIELDS:
-    # ``_copied`` sets these slots and no other: a field added to ``Registration`` must be
-    # added there too, or a copy would lack it (caught at import, not at the first Update)
-    raise TypeError("Registration's fields changed: update _REGISTRATION_FIELDS and _copied")
+    # ``create`` and ``touched`` set these slots and no other: a
+    # field added to ``Registration`` must be added there too, or a copy would lack it
+    # (caught at import, not at the first Update)
+    raise TypeError(
+        "Registration's fields changed: update _REGISTRATION_FIELDS, create and touched"
+    )
 (
     _set_registration_id,
     _set_endpoint,
@@ -696,48 +735,13 @@ if tuple(field.name for field in attrs.fields(Registration)) != _REGISTRATION_FI
     _set_additional_attributes,
 ) = (Registration.__dict__[name].__set__ for name in _REGISTRATION_FIELDS)
 _new = object.__new__
-
-
-def _copied(
-    registration_id: str,
-    endpoint: str,
-    address: Address,
-    lifetime: int,
-    lwm2m_version: str,
-    binding: str,
-    sms_number: str | None,
-    queue_mode: bool,
-    object_links: ObjectLinks,
-    transport: str,
-    identity: IdentityBinding | None,
-    registered_at: float,
-    last_update: float,
-    additional_attributes: Mapping[str, str],
-) -> Registration:
-    """``Registration(...)`` of values already checked and converted (``additional_attributes``
-    as ``_str_map`` gives it): each slot set by its own descriptor. Why: the attrs
-    ``__init__`` of a frozen class sets every field through ``object.__setattr__`` (a bound
-    method made per instance, then a generic attribute lookup per field) and calls the
-    converter, a third more instructions than this for the 14 fields, and a registration is
-    built per keep-alive and per Register. Skipped: the converter (the caller converted) and
-    nothing else (no validators, no ``__attrs_post_init__``); the result compares equal to
-    ``Registration(...)`` of the same values (tests/unit/server/test_keep_alive_path.py)."""
-    new = _new(Registration)
-    _set_registration_id(new, registration_id)
-    _set_endpoint(new, endpoint)
-    _set_address(new, address)
-    _set_lifetime(new, lifetime)
-    _set_lwm2m_version(new, lwm2m_version)
-    _set_binding(new, binding)
-    _set_sms_number(new, sms_number)
-    _set_queue_mode(new, queue_mode)
-    _set_object_links(new, object_links)
-    _set_transport(new, transport)
-    _set_identity(new, identity)
-    _set_registered_at(new, registered_at)
-    _set_last_update(new, last_update)
-    _set_additional_attributes(new, additional_attributes)
-    return new
+"""``create`` and ``touched`` (every Register and keep-alive) build their ``Registration`` with
+these, each slot set by its own descriptor: the attrs ``__init__`` of a frozen class sets every
+field through ``object.__setattr__`` (a bound method made per instance, then a generic
+attribute lookup per field) and calls the converter, a third more instructions for the 14
+fields. Skipped: the converter (the callers pass ``additional_attributes`` as ``_str_map``
+gives it) and nothing else (no validators, no ``__attrs_post_init__``); the result compares
+equal to ``Registration(...)`` of the same values (tests/unit/server/test_keep_alive_path.py)."""
 
 
 def _check_unchanged(name: str, given: str, registered: str) -> None:

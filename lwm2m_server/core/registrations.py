@@ -371,13 +371,12 @@ class RegistrationBook:
         only the registration after it: ``ServerCore.keep_alive`` publishes no ``Updated``
         event object (its caller announces the Update itself), so it asks for none. Checks,
         writes the store and indexes exactly as ``update`` (which is this and the outcome)."""
+        if request is BARE_UPDATE and address is not None:  # the keep-alive: nothing to read
+            return self.touched(previous, now, address, identity)
         registration_id = previous.registration_id
         if previous.identity is not identity:  # the same object (None over NoSec): equal
             _check_identity(previous, identity)
-        if request is BARE_UPDATE and address is not None:  # the keep-alive: nothing to read
-            registration = previous.touched(now, address)
-        else:
-            registration = previous.updated(request, now=now, address=address)
+        registration = previous.updated(request, now=now, address=address)
         if self.store is not None:
             # a bare Update (no parameters, no payload) changes nothing ``_only_touched`` reads
             if request is BARE_UPDATE or _only_touched(request, previous, registration):
@@ -414,6 +413,40 @@ class RegistrationBook:
         if registration.last_update + registration.lifetime < (
             previous.last_update + previous.lifetime
         ):
+            self._file(registration_id, self.deadline(registration))
+        return registration
+
+    def touched(
+        self,
+        previous: Registration,
+        now: float,
+        address: Address,
+        identity: IdentityBinding | None = None,
+    ) -> Registration:
+        """``updated(previous, BARE_UPDATE, now=now, address=address, identity=identity)``: the
+        keep-alive (``ServerCore.keep_alive``, nearly every Update), by position. The same
+        checks, store write and indexes as ``updated``, with what a bare Update cannot change
+        left out: ``Registration.touched`` keeps the lifetime and the identity object (so only
+        a moved address re-indexes and is written as moved), and there is no request to
+        read."""
+        registration_id = previous.registration_id
+        if previous.identity is not identity:  # the same object (None over NoSec): equal
+            _check_identity(previous, identity)
+        registration = previous.touched(now, address)
+        moved = registration.address is not previous.address  # kept when it did not move
+        if self.store is not None and not self.store.touch_registration(
+            registration, moved=moved
+        ):  # deregistered, expired or replaced by another process
+            self._forget(registration_id)
+            raise not_found(registration_id)
+        if moved:  # the identity is the very object: only the address index changes
+            self._unindex(previous)
+            _add(self._by_address, registration.address, registration_id)
+            if registration.identity is not None:
+                _add(self._by_identity, registration.identity, registration_id)
+        self._by_id[registration_id] = registration
+        # a deadline moved earlier (a clock that went back) is filed again, as in ``updated``
+        if now < previous.last_update:
             self._file(registration_id, self.deadline(registration))
         return registration
 

@@ -46,7 +46,6 @@ from .events import (
 from .observations import Observation, ObservationIndex
 from .queue import QueueConfig, QueuedRequest, RequestQueues
 from .registration import (
-    BARE_UPDATE,
     QueryInput,
     Registration,
     RegistrationRequest,
@@ -248,7 +247,6 @@ class ServerCore:
     def keep_alive(
         self,
         previous: Registration,
-        *,
         now: float,
         address: Address,
         identity: IdentityBinding | None = None,
@@ -266,12 +264,10 @@ class ServerCore:
         query and no payload), the ``Updated`` event, the outcome and the ``CoreResult``, and
         ``_after_contact`` (which returns nothing and adds no event for such a client). The
         caller announces the Update (``Effects.kept_alive``); the store write and the indexes
-        are the book's ``updated``, the same as ``apply_update``'s."""
+        are the book's ``touched`` (its ``updated`` of a bare Update), as ``apply_update``'s."""
         if previous.queue_mode or previous.endpoint in self.queues.endpoints:
             return None
-        return self.registrations.updated(
-            previous, BARE_UPDATE, now=now, address=address, identity=identity
-        )
+        return self.registrations.touched(previous, now, address, identity)
 
     def deregister(
         self, registration_id: str, *, now: float, identity: IdentityBinding | None = None

@@ -82,7 +82,7 @@ class SortedRegistrationBook(RegistrationBook):
     def _put(self, registration: Registration) -> None:
         name = registration.endpoint
         listed = name in self._by_endpoint  # the names are exactly the book's endpoints
-        super()._put(registration)
+        RegistrationBook._put(self, registration)  # (no ``super()`` object: every Register)
         if not listed:
             self._endpoints.add(name)
 

@@ -60,6 +60,11 @@ from .sinks import SinkRecord, SinkSet
 from .status import DeviceStatus, PlainStatus
 
 log = logging.getLogger(__name__)
+_DEBUG = logging.DEBUG
+_levels: dict[int, bool] = getattr(log, "_cache", {})
+"""The logger's memo of its ``isEnabledFor`` answers, as ``coap.uplink._levels`` reads its own:
+a False for DEBUG there is ``isEnabledFor(DEBUG)``'s answer without the call (every plain
+Register); an empty memo (a level changed) makes the check ask the logger."""
 
 TELEMETRY = "TELEMETRY"
 ATTRIBUTES = "ATTRIBUTES"
@@ -69,6 +74,8 @@ Publish = Callable[[str, str, Mapping[str, object] | Callable[[], Mapping[str, o
 """``EventBus.publish``: the event's data, or a function building it when someone reads it."""
 Listen = Callable[[Callable[[ServerEvent], None]], Callable[[], None]]
 """``EventBus.listen``: register a synchronous event callback, get its remover."""
+ListenFields = Callable[[Callable[[str, str, Mapping[str, object]], None]], Callable[[], None]]
+"""``EventBus.listen_fields``: the same for a callback taking ``(kind, endpoint, data)``."""
 
 
 def telemetry_records(points: Sequence[TelemetryPoint]) -> list[dict[str, Any]]:
@@ -139,6 +146,7 @@ class ProfileEngine:
         timeout: float = 10.0,
         restart_concurrency: int = 32,
         durable: Callable[[], bool] | None = None,
+        listen_fields: ListenFields | None = None,
     ) -> None:
         self.ops = ops
         self.store = store
@@ -149,6 +157,9 @@ class ProfileEngine:
         self.sinks = sinks or SinkSet()
         self.timeout = timeout
         self._listen = listen
+        self._listen_fields = listen_fields
+        """Preferred to ``listen`` when given: ``on_fields`` then gets each event's fields
+        and the bus makes no ``ServerEvent`` for the engine (one per keep-alive)."""
         self._unlisten: Callable[[], None] | None = None
         self._publish = publish
         self._status: dict[str, DeviceStatus] = {}
@@ -176,7 +187,10 @@ class ProfileEngine:
             log.error("stored profile no longer valid: %s", error)
         self.catalog.reload_folder()
         await self.sinks.start()
-        self._unlisten = self._listen(self.on_event)
+        if self._listen_fields is not None:
+            self._unlisten = self._listen_fields(self.on_fields)
+        else:
+            self._unlisten = self._listen(self.on_event)
         for registration in self.ops.clients():
             if registration.queue_mode:
                 self._restart_pending.add(registration.endpoint)
@@ -261,23 +275,25 @@ class ProfileEngine:
     # -- events ----------------------------------------------------------------------------------
     def on_event(self, event: ServerEvent) -> None:
         """``EventBus.listen`` callback: runs inside ``publish``, so it only schedules."""
-        endpoint = event.endpoint
-        if event.kind == "REGISTRATION":
+        self.on_fields(event.kind, event.endpoint, event.data)
+
+    def on_fields(self, kind: str, endpoint: str, data: Mapping[str, object]) -> None:
+        """``on_event`` of the event's fields (``EventBus.listen_fields``: no event object)."""
+        if kind == "REGISTRATION":
             self._restart_pending.discard(endpoint)
             self._restart_queue.pop(endpoint, None)  # the Register applies everything
             running = self._running.get(endpoint)
             if running is not None:
                 running.cancel()
             self._defer(endpoint, _REGISTER)  # it forgets the old observations first
-        elif event.kind in ("UPDATED", "AWAKE"):
+        elif kind in ("UPDATED", "AWAKE"):
             if endpoint in self._restart_queue:  # it speaks before its start-up turn: now
                 del self._restart_queue[endpoint]
                 self._defer(endpoint, Reason.RESTART)
             elif endpoint in self._restart_pending:
                 self._restart_pending.discard(endpoint)
                 self._defer(endpoint, Reason.RESTART)
-            elif event.kind == "UPDATED":
-                data = event.data
+            elif kind == "UPDATED":
                 registration = data.registration if type(data) is RegistrationData else None
                 if (
                     registration is not None
@@ -289,7 +305,7 @@ class ProfileEngine:
                     return
                 if self._update_needs_applying(endpoint, registration):
                     self._defer(endpoint, Reason.UPDATE)
-        elif event.kind == "DEREGISTRATION":
+        elif kind == "DEREGISTRATION":
             self._restart_pending.discard(endpoint)
             self._restart_queue.pop(endpoint, None)
             self._due.pop(endpoint, None)
@@ -483,7 +499,7 @@ class ProfileEngine:
         ):
             return resolved
         self._planned_with[endpoint] = registration.object_links
-        if log.isEnabledFor(logging.DEBUG):  # as ``_begin`` logs it
+        if _levels.get(_DEBUG) is not False and log.isEnabledFor(_DEBUG):  # as ``_begin``
             log.debug(
                 "applying profile %s to %s (%s): %d requests", profile.name, endpoint, "register", 0
             )

@@ -32,7 +32,10 @@ def create_engine(server: Lwm2mServer) -> ProfileEngine:
         server.stores.device_state,
         server.registry,
         listen=server.bus.listen,
-        publish=server.bus.publish,
+        # the engine's events by fields, both ways: no ``ServerEvent`` made for it per
+        # keep-alive or per PROFILE/TELEMETRY it publishes unless someone reads it
+        listen_fields=server.bus.listen_fields,
+        publish=server.bus.announce,
         folder=config.profiles_dir,
         default_profile=config.default_profile,
         sinks=build_sinks(config.sinks),

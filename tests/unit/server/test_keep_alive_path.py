@@ -8,6 +8,7 @@ still takes the general path."""
 from __future__ import annotations
 
 import itertools
+import logging
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -21,7 +22,7 @@ from lwm2m_runtime.coap import Code, Message, Type
 from lwm2m_runtime.server import IncomingRequest
 from lwm2m_server.coap.site import RegistrationSite
 from lwm2m_server.coap.uplink import Uplink
-from lwm2m_server.core.events import Awake, Updated
+from lwm2m_server.core.events import Awake, Expired, Updated
 from lwm2m_server.core.registration import (
     BARE_UPDATE,
     ObjectLinks,
@@ -242,6 +243,47 @@ def test_the_keep_alive_asks_the_resolver_for_the_registered_endpoint(clock: Clo
     uplink, _ = make_uplink(core, clock, resolver)
     update(uplink, prev.registration_id)
     assert resolver.asked == ["a"]
+
+
+def test_a_keep_alive_with_the_clock_gone_back_expires_as_the_general_update(
+    clock: Clock,
+) -> None:
+    """The book's ``touched`` files an earlier deadline at once, as ``updated`` does."""
+    fast, general = make_core(), make_core()
+    clock.advance(1000)
+    prev = registered(fast, clock, lifetime=300)
+    registered(general, clock, lifetime=300)
+    uplink, _ = make_uplink(fast, clock)
+    clock.now -= 200  # a clock set back (NTP step)
+    kept = update(uplink, prev.registration_id)
+    result = general.apply_update(prev.registration_id, BARE_UPDATE, now=clock.now, address=ADDR)
+    assert kept == result.registration
+    assert fast.next_deadline() == general.next_deadline() == clock.now + 300
+    assert fast.tick(clock.now + 301) == [Expired(kept)]
+
+
+def test_a_keep_alive_is_logged_at_debug_as_soon_as_the_level_allows(
+    clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``updated <endpoint> (<id>)`` at DEBUG: not while the uplink's logger is at INFO (its
+    memo of that answer is read, not the logger asked), and at once when the level is
+    lowered after such Updates (the memo is emptied by the change)."""
+    core = make_core()
+    prev = registered(core, clock)
+    uplink, _ = make_uplink(core, clock)
+    name = "lwm2m_server.coap.uplink"
+    caplog.set_level(logging.INFO, logger=name)
+    update(uplink, prev.registration_id)
+    update(uplink, prev.registration_id)
+    assert [r for r in caplog.records if r.name == name] == []
+    caplog.set_level(logging.DEBUG, logger=name)
+    update(uplink, prev.registration_id)
+    assert [r.getMessage() for r in caplog.records if r.name == name] == [
+        f"updated a ({prev.registration_id})"
+    ]
+    caplog.set_level(logging.INFO, logger=name)
+    update(uplink, prev.registration_id)
+    assert len([r for r in caplog.records if r.name == name]) == 1
 
 
 @given(

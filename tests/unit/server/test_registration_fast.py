@@ -4,6 +4,7 @@ reader gives; and it does not decline the usual shapes (or every Register would 
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from lwm2m_server.core.registration import (
     ObjectLinks,
     RegistrationRequest,
     _common_register,
+    parse_usual_register,
 )
 from object_models.errors import Lwm2mError
 
@@ -88,6 +90,26 @@ def test_the_usual_registers_take_the_fast_reader(query: list[str]) -> None:
     fast = _common_register(query, LINKS, 40)
     assert fast is not None
     assert fast == RegistrationRequest.checked(query, LINKS, 40)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [["ep=hp-0000001", "lt=86400", "lwm2m=1.1", "b=U"], ["ep=dev", "b=UQ"], ["ep=d", "Q"]],
+)
+def test_the_fast_reader_s_request_is_the_attrs_value(query: list[str]) -> None:
+    """``_common_register`` builds its request by the slots (and ``parse_usual_register`` is
+    it): field by field, in ``repr`` and frozenness the request the attrs
+    ``__init__`` makes of the same values (its converter's shared empty mapping included)."""
+    ObjectLinks.parse(LINKS.decode())
+    fast = parse_usual_register(query, LINKS, 40)
+    assert fast is not None and type(fast) is RegistrationRequest
+    built = RegistrationRequest(*attrs.astuple(fast, recurse=False))
+    assert attrs.astuple(fast, recurse=False) == attrs.astuple(built, recurse=False)
+    assert fast == built and repr(fast) == repr(built)
+    assert fast.additional_attributes is built.additional_attributes  # the shared empty one
+    assert fast.sms_number is None
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        fast.endpoint = "other"  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(

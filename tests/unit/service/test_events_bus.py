@@ -10,7 +10,7 @@ import gc
 import attrs
 import pytest
 
-from lwm2m_server.events_bus import GAP, EventBus
+from lwm2m_server.events_bus import GAP, EventBus, LazyData
 from lwm2m_server.operations import ServerEvent
 
 
@@ -272,3 +272,89 @@ def test_unlisten_removes_that_listener_only() -> None:
     remove()
     bus.publish("UPDATED", "a", {})
     assert seen == ["second", "first"]
+
+
+def test_announce_is_publish_without_the_event_back() -> None:
+    """``announce`` (the service's Register and Update events): the same ids, the same ring,
+    the same listeners in the same order; a ``listen_fields`` consumer gets the fields, an
+    object listener and every subscriber the equal ``ServerEvent`` (one object for all)."""
+    published, announced = EventBus(first_id=5), EventBus(first_id=5)
+    seen: dict[str, list[object]] = {"published": [], "announced": []}
+    for name, bus in (("published", published), ("announced", announced)):
+        out = seen[name]
+        bus.listen_fields(lambda kind, endpoint, data, out=out: out.append((kind, endpoint, data)))
+        bus.listen(lambda event, out=out: out.append(event))
+    subs = [published.subscribe(), announced.subscribe()]
+    data = LazyData(dict, {"n": 0})  # kept as it is by both
+    assert published.publish("UPDATED", "ep", data).id == 5
+    assert announced.announce("UPDATED", "ep", data) is None
+    published.publish("AWAKE", "ep", {"until": 1.0})
+    announced.announce("AWAKE", "ep", {"until": 1.0})
+    assert seen["announced"] == seen["published"]
+    assert seen["announced"] == [
+        ("UPDATED", "ep", data),
+        ServerEvent("UPDATED", "ep", data, 5),
+        ("AWAKE", "ep", {"until": 1.0}),
+        ServerEvent("AWAKE", "ep", {"until": 1.0}, 6),
+    ]
+    assert announced.last_id == published.last_id == 6
+    read = [sub.ready() for sub in subs]
+    assert read[1] == read[0] and [type(e) for e in read[1]] == [ServerEvent, ServerEvent]
+    assert read[1][0] is seen["announced"][1]  # the listener's event is the one read
+    late = announced.subscribe(after=4)
+    assert late.ready() == read[1] and late.ready() == []
+
+
+def test_an_announced_event_is_made_once_when_read() -> None:
+    """With no object listener nothing but the fields is kept; the first reader makes the
+    event and every later reader gets that object."""
+    bus = EventBus(first_id=1)
+    fields: list[tuple[str, str, object]] = []
+    remove = bus.listen_fields(lambda kind, endpoint, data: fields.append((kind, endpoint, data)))
+    first, second = bus.subscribe(), bus.subscribe()
+    bus.announce("SEND", "ep", {"n": 1})
+    remove()
+    bus.announce("SEND", "ep", lambda: {"n": 2})
+    assert fields == [("SEND", "ep", {"n": 1})]
+    events = first.ready()
+    assert [(e.kind, e.endpoint, dict(e.data), e.id) for e in events] == [
+        ("SEND", "ep", {"n": 1}, 1),
+        ("SEND", "ep", {"n": 2}, 2),
+    ]
+    assert all(a is b for a, b in zip(second.ready(), events, strict=True))
+
+
+def test_an_announced_event_wrapped_round_by_a_listener_keeps_the_newer_one() -> None:
+    """A listener that publishes while an announced event is handed out (its events fill a
+    ring of one) does not put the older event back in the newer one's slot."""
+    bus = EventBus(replay_size=1, first_id=1)
+    got: list[ServerEvent] = []
+
+    def republish(kind: str, endpoint: str, data: object) -> None:
+        if kind == "UPDATED":
+            bus.publish("AWAKE", "ep", {})
+
+    bus.listen_fields(republish)
+    bus.listen(got.append)
+    sub = bus.subscribe()
+    bus.announce("UPDATED", "ep", {})
+    assert [(e.kind, e.id) for e in got] == [("AWAKE", 2), ("UPDATED", 1)]
+    events = sub.ready()
+    assert [(e.kind, e.id) for e in events] == [(GAP, 1), ("AWAKE", 2)]
+
+
+def test_a_failing_fields_listener_is_logged_and_the_others_still_called(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = EventBus()
+    after: list[str] = []
+
+    def failing(kind: str, endpoint: str, data: object) -> None:
+        raise RuntimeError("boom")
+
+    bus.listen_fields(failing)
+    bus.listen_fields(lambda kind, endpoint, data: after.append(kind))
+    bus.announce("UPDATED", "ep", {})
+    bus.publish("AWAKE", "ep", {})
+    assert after == ["UPDATED", "AWAKE"]
+    assert caplog.text.count("event listener failed") == 2
