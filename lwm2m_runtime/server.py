@@ -190,6 +190,27 @@ class IncomingRequest:
         return f"<IncomingRequest {Code(self.message.code).name} from {host}:{port}>"
 
 
+class _NoSecRequest(IncomingRequest):
+    """An :class:`IncomingRequest` from a NoSec socket address, as ``CoapServer._serve`` builds
+    it: ``address`` and ``identity`` are plain slots (set from :data:`_nosec_peers` before the
+    handler runs) and ``secure`` a class constant, where the base class computes each in a
+    property.
+
+    Why: a server reads the address and the identity of every request (a keep-alive Update
+    both, a Register those and ``secure``), and each property read was a Python call; a slot
+    is a plain load. The values are those the properties give for the same socket address
+    (the same cached objects), and nothing changes them over a NoSec request's life, so the
+    laziness the properties exist for (a DTLS session's address follows a Connection ID
+    change) buys nothing here. A slot of the subclass shadows the base class's property."""
+
+    __slots__ = ("address", "identity")
+
+    secure = False
+
+    address: Key
+    identity: PeerIdentity
+
+
 RequestHandler = Callable[[IncomingRequest], Response]
 
 
@@ -449,19 +470,22 @@ class CoapServer:
         try:
             # ``IncomingRequest(message, peer, exchange.block2)`` with its ``__init__`` written
             # out: one Python call less per request (a test holds the slots equal)
-            request = _new(IncomingRequest)
+            request: IncomingRequest
+            if peer.__class__ is tuple:
+                # a NoSec source: its address and identity (which a server reads for every
+                # request) from the per-source table now, one lookup for both, held in plain
+                # slots (``_NoSecRequest``: no property call per read)
+                entry = _nosec_peers.get(peer) or _nosec_peer(peer)
+                request = _new(_NoSecRequest)
+                request.address = entry[0]
+                request.identity = entry[1]
+            else:
+                request = _new(IncomingRequest)
+                request._address = None
+                request._identity = None
             request.message = message
             request.remote = peer
             request.block2 = exchange.block2
-            if peer.__class__ is tuple:
-                # a NoSec source: its address and identity (which a server reads for every
-                # request) from the per-source table now, one lookup for both properties
-                entry = _nosec_peers.get(peer) or _nosec_peer(peer)
-                request._address = entry[0]
-                request._identity = entry[1]
-            else:
-                request._address = None
-                request._identity = None
             try:
                 response = self.handler(request)
             except Lwm2mError as exc:

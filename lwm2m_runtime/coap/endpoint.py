@@ -52,6 +52,7 @@ from .message import (
     encode_uint,
     parse,
     piggybacked,
+    piggybacked_options,
     serialize,
     set_option,
 )
@@ -416,24 +417,33 @@ class Endpoint:
         opts = response.options
         payload = response.payload
         if (
-            not opts
-            and exchange.state is _E_PENDING
+            exchange.state is _E_PENDING
             and exchange.mtype is _CON
             and exchange.block1 is None
             and exchange.block2 is None
             and len(payload) <= self._block_size
         ):
-            # the usual answer (2.04 to an Update): piggybacked, one block, nothing to slice;
-            # what the general path below does in that case, without its tests, and with
-            # ``piggybacked`` written out (one call less per request)
-            exchange.state = _E_ANSWERED
+            # the usual answers (2.04 to an Update, 2.01 with Location-Path to a Register):
+            # piggybacked, one block, nothing to slice; what the general path below does in
+            # that case, without its tests, and with ``piggybacked`` written out for an
+            # answer without options (one call less per request)
             mid = exchange.mid
             token = exchange.token
-            tkl = len(token)
-            if tkl > 8:
-                raise ValueError("token longer than 8 bytes")
-            head = _ACK_HEAD(0x60 | tkl, code, mid)
-            data = b"".join((head, token, b"\xff", payload)) if payload else head + token
+            if not opts:
+                tkl = len(token)
+                if tkl > 8:
+                    raise ValueError("token longer than 8 bytes")
+                head = _ACK_HEAD(0x60 | tkl, code, mid)
+                data = b"".join((head, token, b"\xff", payload)) if payload else head + token
+            else:
+                # None: Block2 among the options (the handler sliced its answer) or options
+                # out of order: the general path below
+                answer = piggybacked_options(code, mid, token, opts, payload)
+                if answer is None:
+                    self._respond(exchange, response)
+                    return
+                data = answer
+            exchange.state = _E_ANSWERED
             self._out.append((data, peer))
             # ``self._dedup.update((peer, mid), data)`` written out for its usual case (the
             # entry still holds this exchange, whose value is no ``bytes``): one Python call
@@ -448,6 +458,15 @@ class Endpoint:
             else:
                 dedup.update(key, data)
             return
+        self._respond(exchange, response)
+
+    def _respond(self, exchange: Exchange, response: Message) -> None:
+        """:meth:`respond`'s general path: Block1 echo, Block2 slicing and caching, an empty
+        ACK sent already (a separate response), a NON."""
+        peer = exchange.peer
+        code = response.code
+        opts = response.options
+        payload = response.payload
         if exchange.block1 is not None:
             opts = set_option(opts, _BLOCK1, exchange.block1.encode())
         b2 = exchange.block2
