@@ -55,6 +55,7 @@ from .coap import (
     Event,
     Exchange,
     Message,
+    Notification,
     Parameters,
     ProtocolError,
     RequestReceived,
@@ -438,9 +439,17 @@ class CoapServer:
 
     # -- events ---------------------------------------------------------------------------------
     def _udp_event(self, event: Event) -> None:
+        if event.__class__ is Notification:
+            # nearly every event of the NoSec listener (its requests go to ``_serve``, not
+            # through events): straight to the hook, what ``_on_event`` does with it, one
+            # call less per notification
+            on_event = self.on_event
+            if on_event is not None:
+                on_event(event)
+                return
         udp = self.udp
         assert udp is not None
-        if type(event) is RequestReceived:  # nearly every event: one call less
+        if type(event) is RequestReceived:
             self._on_request(udp, event)
         else:
             self._on_event(udp, event)

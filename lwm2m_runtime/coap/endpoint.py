@@ -57,7 +57,7 @@ from .message import (
     set_option,
 )
 from .numbers import METHODS, OPTION_LENGTHS, Code, OptionNumber, Type, dotted
-from .observe import is_fresh
+from .observe import _HALF, is_fresh
 from .params import Parameters
 
 Peer = Hashable
@@ -914,8 +914,53 @@ class Endpoint:
             per_peer[peer] = per_peer.get(peer, 0) + 1
         else:
             dedup.add(key, ack, now)
-        self._noted[key] = _Noted(handle, msg, ack, handle.last_seq, handle.last_time)
+        # ``_Noted(handle, msg, ack, handle.last_seq, handle.last_time)`` with its ``__init__``
+        # written out: one Python call less per notification (a test holds the slots equal)
+        note = _new(_Noted)
+        note.handle = handle
+        note.message = msg
+        note.answer = ack
+        note.last_seq = last_seq = handle.last_seq
+        note.last_time = handle.last_time
+        self._noted[key] = note
         pending = handle._wire
+        if (
+            pending is None
+            and handle.state is _H_OBSERVING
+            and msg.token == handle.token
+            and 64 <= msg.code < 96
+            and handle._b2_body is None
+            and handle._b2_first is None
+            and handle._b2_held is None
+            and not handle._b2_token
+        ):
+            # the usual notification: an established observation with nothing of ours on the
+            # wire and no block-wise value in progress. What ``_on_notification`` does when the
+            # value is plainly newer (RFC 7641 §3.4's first rule) and fits in one datagram,
+            # with the Observe and Block2 options read in one pass (the options come sorted
+            # from ``parse``: Observe 6 before Block2 23) instead of two property calls, and
+            # the event built without its ``__init__``; anything else (no Observe, Block2,
+            # not plainly newer: the reordering rules) takes ``_on_notification`` unchanged
+            seq = -1
+            for number, value in msg.options:
+                if number == 6:
+                    if seq < 0:
+                        seq = int.from_bytes(value, "big")
+                elif number >= 23:
+                    if number == 23:
+                        seq = -1  # Block2: the general path
+                    break
+            if last_seq < seq and seq - last_seq < _HALF:
+                handle.last_seq = seq
+                handle.last_time = now
+                event = _new(Notification)
+                event.handle = handle
+                event.message = msg
+                event.final = False
+                self.events.append(event)
+                return
+            self._on_notification(handle, msg, now)
+            return
         current = pending if isinstance(pending, _Wire) and pending.stage is not _S_DONE else None
         if (
             handle.state is _H_OBSERVING
