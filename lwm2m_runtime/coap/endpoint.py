@@ -277,36 +277,129 @@ class Endpoint:
     # driving the endpoint
     # ==========================================================================================
     def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
-        """Process one datagram from ``peer``. Never raises for any input."""
+        """Process one datagram from ``peer``. Never raises for any input.
+
+        A request is handled here, not in a method of its own: one Python call less for nearly
+        every datagram a server receives (responses, notifications and empty messages go to
+        ``_on_response`` and ``_on_empty``)."""
         self._now = now
+        bad_utf8 = ""
         try:
-            message = parse(data)
+            msg = parse(data)
         except MessageFormatError as exc:
             if exc.mtype is _CON and not exc.silent and exc.mid is not None:
                 self._out.append((empty(_RST, exc.mid), peer))
             self._refuse(peer, ErrorKind.FORMAT_ERROR, exc.reason)
             return
         except InvalidOptionValueError as exc:
-            message = exc.message
-            if 1 <= message.code <= 31 and message.mtype <= _NON:
-                self._on_request(message, peer, now, bad_utf8=exc.reason)
-            else:
-                if message.mtype is _CON:
-                    self._out.append((empty(_RST, message.mid), peer))
+            msg = exc.message
+            if not (1 <= msg.code <= 31 and msg.mtype <= _NON):
+                if msg.mtype is _CON:
+                    self._out.append((empty(_RST, msg.mid), peer))
                 self._refuse(peer, ErrorKind.FORMAT_ERROR, exc.reason)
+                return
+            bad_utf8 = exc.reason  # a request: deduplicated, then answered 4.00 below
+        code = msg.code
+        if not 1 <= code <= 31:
+            if 64 <= code <= 191:
+                self._on_response(msg, peer, now)
+            elif code == 0:
+                self._on_empty(msg, peer, now)
+            else:
+                # reserved classes 1, 6 and 7 (RFC 7252 §4.2/§4.3)
+                if msg.mtype is _CON:
+                    self._out.append((empty(_RST, msg.mid), peer))
+                self._refuse(peer, ErrorKind.FORMAT_ERROR, f"reserved code {dotted(code)}")
             return
-        code = message.code
-        if 1 <= code <= 31:
-            self._on_request(message, peer, now)
-        elif 64 <= code <= 191:
-            self._on_response(message, peer, now)
-        elif code == 0:
-            self._on_empty(message, peer, now)
+        # -- a request ---------------------------------------------------------------------------
+        mtype = msg.mtype
+        if mtype is _ACK or mtype is _RST:
+            self._refuse(peer, ErrorKind.FORMAT_ERROR, f"{mtype.name} carrying a request")
+            return
+        # ``Exchange(peer, msg)`` with its ``__init__`` written out (one Python call less per
+        # request; tests/unit/coap/test_serve.py holds every slot equal to the constructor's)
+        exchange = _new(Exchange)
+        exchange.peer = peer
+        exchange.request = msg
+        exchange.mtype = mtype
+        exchange.mid = mid = msg.mid
+        exchange.token = msg.token
+        exchange.state = _E_PENDING
+        exchange.ack_deadline = 0.0
+        exchange.block1 = None
+        exchange.block2 = None
+        exchange.request_key = None
+        exchange.is_notification = False
+        # ``prior = self._dedup.setdefault((peer, mid), exchange, now)`` written out for its
+        # usual case, a new (peer, MID) with nothing due to expire and room left: one Python
+        # call and a second lookup less per request. Any other case (a duplicate, an expired
+        # entry of this key, expiry due, a full cache) takes ``setdefault`` itself.
+        dedup = self._dedup
+        key = (peer, mid)
+        entries = dedup._entries
+        order = dedup._order
+        if (
+            key not in entries
+            and (not order or order[0][0] > now)
+            and len(entries) < dedup.capacity
+            and len(entries) * ENTRY_COST + dedup._answer_bytes < dedup.max_bytes
+        ):
+            expires = now + dedup.lifetime
+            entries[key] = (expires, exchange)
+            order.append((expires, key))
+            per_peer = dedup._per_peer
+            per_peer[peer] = per_peer.get(peer, 0) + 1  # an Exchange: no answer bytes yet
+            prior = None
         else:
-            # reserved classes 1, 6 and 7 (RFC 7252 §4.2/§4.3)
-            if message.mtype is _CON:
-                self._out.append((empty(_RST, message.mid), peer))
-            self._refuse(peer, ErrorKind.FORMAT_ERROR, f"reserved code {dotted(code)}")
+            prior = dedup.setdefault(key, exchange, now)
+        if prior is not None:
+            if prior is FULL:
+                self._overloaded(msg, peer, "dedup_full", self._dedup.retry_after(now))
+                return
+            self.counters["duplicates"] += 1
+            if mtype is _CON and prior.__class__ is bytes and prior:
+                self._out.append((prior, peer))
+            return
+        if bad_utf8:
+            self._reply(msg, peer, Code.BAD_REQUEST)
+            self._refuse(peer, ErrorKind.BAD_UTF8, bad_utf8)
+            return
+        if code not in _METHODS:
+            self._reply(msg, peer, Code.METHOD_NOT_ALLOWED)
+            self._refuse(peer, ErrorKind.METHOD_NOT_ALLOWED, f"method {dotted(code)}")
+            return
+        has_block = False
+        allowed = self._allowed
+        for number, value in msg.options:
+            if len(value) not in allowed.get(number, _NO_LENGTH):  # unknown, or a bad length
+                if number & 1:
+                    self._reply(msg, peer, Code.BAD_OPTION)
+                    self._refuse(peer, ErrorKind.BAD_OPTION, f"critical option {number}")
+                    return
+            elif number in _BLOCK_OPTIONS:
+                has_block = True
+        if has_block:
+            delivered = self._request_blocks(exchange, msg, peer, now)
+            if delivered is None:
+                return
+            exchange.request = msg = delivered
+        elif len(msg.payload) > self._max_body:
+            size1 = ((int(Opt.SIZE1), encode_uint(self._max_body)),)
+            self.counters["too_large"] += 1
+            self._reply(msg, peer, Code.REQUEST_ENTITY_TOO_LARGE, size1)
+            self._refuse(peer, ErrorKind.BAD_BLOCK, f"body over {self._max_body} bytes")
+            return
+        serve = self.serve
+        if serve is not None:
+            serve(peer, msg, exchange)
+            if mtype is _CON and exchange.state is _E_PENDING:  # not answered at once
+                exchange.ack_deadline = now + self._ack_delay
+                self._ack_queue.append(exchange)
+            return
+        if mtype is _CON:
+            exchange.ack_deadline = now + self._ack_delay
+            self._ack_queue.append(exchange)
+        self.events.append(RequestReceived(peer, msg, exchange))
 
     def next_event(self) -> Event | None:
         return self.events.popleft() if self.events else None
@@ -664,96 +757,6 @@ class Endpoint:
     # ==========================================================================================
     # incoming requests
     # ==========================================================================================
-    def _on_request(self, msg: Message, peer: Peer, now: float, bad_utf8: str = "") -> None:
-        mtype = msg.mtype
-        if mtype is _ACK or mtype is _RST:
-            self._refuse(peer, ErrorKind.FORMAT_ERROR, f"{mtype.name} carrying a request")
-            return
-        # ``Exchange(peer, msg)`` with its ``__init__`` written out (one Python call less per
-        # request; tests/unit/coap/test_serve.py holds every slot equal to the constructor's)
-        exchange = _new(Exchange)
-        exchange.peer = peer
-        exchange.request = msg
-        exchange.mtype = mtype
-        exchange.mid = mid = msg.mid
-        exchange.token = msg.token
-        exchange.state = _E_PENDING
-        exchange.ack_deadline = 0.0
-        exchange.block1 = None
-        exchange.block2 = None
-        exchange.request_key = None
-        exchange.is_notification = False
-        # ``prior = self._dedup.setdefault((peer, mid), exchange, now)`` written out for its
-        # usual case, a new (peer, MID) with nothing due to expire and room left: one Python
-        # call and a second lookup less per request. Any other case (a duplicate, an expired
-        # entry of this key, expiry due, a full cache) takes ``setdefault`` itself.
-        dedup = self._dedup
-        key = (peer, mid)
-        entries = dedup._entries
-        order = dedup._order
-        if (
-            key not in entries
-            and (not order or order[0][0] > now)
-            and len(entries) < dedup.capacity
-            and len(entries) * ENTRY_COST + dedup._answer_bytes < dedup.max_bytes
-        ):
-            expires = now + dedup.lifetime
-            entries[key] = (expires, exchange)
-            order.append((expires, key))
-            per_peer = dedup._per_peer
-            per_peer[peer] = per_peer.get(peer, 0) + 1  # an Exchange: no answer bytes yet
-            prior = None
-        else:
-            prior = dedup.setdefault(key, exchange, now)
-        if prior is not None:
-            if prior is FULL:
-                self._overloaded(msg, peer, "dedup_full", self._dedup.retry_after(now))
-                return
-            self.counters["duplicates"] += 1
-            if mtype is _CON and prior.__class__ is bytes and prior:
-                self._out.append((prior, peer))
-            return
-        if bad_utf8:
-            self._reply(msg, peer, Code.BAD_REQUEST)
-            self._refuse(peer, ErrorKind.BAD_UTF8, bad_utf8)
-            return
-        if msg.code not in _METHODS:
-            self._reply(msg, peer, Code.METHOD_NOT_ALLOWED)
-            self._refuse(peer, ErrorKind.METHOD_NOT_ALLOWED, f"method {dotted(msg.code)}")
-            return
-        has_block = False
-        allowed = self._allowed
-        for number, value in msg.options:
-            if len(value) not in allowed.get(number, _NO_LENGTH):  # unknown, or a bad length
-                if number & 1:
-                    self._reply(msg, peer, Code.BAD_OPTION)
-                    self._refuse(peer, ErrorKind.BAD_OPTION, f"critical option {number}")
-                    return
-            elif number in _BLOCK_OPTIONS:
-                has_block = True
-        if has_block:
-            delivered = self._request_blocks(exchange, msg, peer, now)
-            if delivered is None:
-                return
-            exchange.request = msg = delivered
-        elif len(msg.payload) > self._max_body:
-            size1 = ((int(Opt.SIZE1), encode_uint(self._max_body)),)
-            self.counters["too_large"] += 1
-            self._reply(msg, peer, Code.REQUEST_ENTITY_TOO_LARGE, size1)
-            self._refuse(peer, ErrorKind.BAD_BLOCK, f"body over {self._max_body} bytes")
-            return
-        serve = self.serve
-        if serve is not None:
-            serve(peer, msg, exchange)
-            if mtype is _CON and exchange.state is _E_PENDING:  # not answered at once
-                exchange.ack_deadline = now + self._ack_delay
-                self._ack_queue.append(exchange)
-            return
-        if mtype is _CON:
-            exchange.ack_deadline = now + self._ack_delay
-            self._ack_queue.append(exchange)
-        self.events.append(RequestReceived(peer, msg, exchange))
-
     def _request_blocks(
         self, exchange: Exchange, msg: Message, peer: Peer, now: float
     ) -> Message | None:
