@@ -540,7 +540,9 @@ class CoapServer:
             except Exception:
                 log.exception("handler failed on %r", request)
                 response = Message.response(Code.INTERNAL_SERVER_ERROR)
-            if isinstance(response, Message):
+            # the class first: a handler's answer is a plain Message nearly always, and the
+            # test is one comparison where ``isinstance`` is a builtin call
+            if response.__class__ is Message or isinstance(response, Message):
                 driver.endpoint.respond(exchange, response)
                 return
             if inspect.isawaitable(response):
