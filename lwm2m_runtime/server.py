@@ -30,13 +30,13 @@ test is not switched to uvloop behind its back).
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import importlib
 import inspect
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Coroutine
+from types import FunctionType, MethodType
 from typing import Any, TypeVar
 
 from keystore.coaps.endpoint import EndpointSettings, _bound_socket
@@ -55,6 +55,7 @@ from .coap import (
     Event,
     Exchange,
     Message,
+    Notification,
     Parameters,
     ProtocolError,
     RequestReceived,
@@ -190,6 +191,27 @@ class IncomingRequest:
         return f"<IncomingRequest {Code(self.message.code).name} from {host}:{port}>"
 
 
+class _NoSecRequest(IncomingRequest):
+    """An :class:`IncomingRequest` from a NoSec socket address, as ``CoapServer._serve`` builds
+    it: ``address`` and ``identity`` are plain slots (set from :data:`_nosec_peers` before the
+    handler runs) and ``secure`` a class constant, where the base class computes each in a
+    property.
+
+    Why: a server reads the address and the identity of every request (a keep-alive Update
+    both, a Register those and ``secure``), and each property read was a Python call; a slot
+    is a plain load. The values are those the properties give for the same socket address
+    (the same cached objects), and nothing changes them over a NoSec request's life, so the
+    laziness the properties exist for (a DTLS session's address follows a Connection ID
+    change) buys nothing here. A slot of the subclass shadows the base class's property."""
+
+    __slots__ = ("address", "identity")
+
+    secure = False
+
+    address: Key
+    identity: PeerIdentity
+
+
 RequestHandler = Callable[[IncomingRequest], Response]
 
 
@@ -252,6 +274,22 @@ def _socket_key(sockaddr: Any) -> Key:
     return address_key(sockaddr)
 
 
+def _direct(handler: RequestHandler) -> RequestHandler:
+    """What to call for ``handler``: an object with a ``__call__`` method (a server's site)
+    as its bound ``__call__``, anything else (a function, a bound method) as it is.
+
+    Why: CPython calls an instance through its type's call slot, which looks ``__call__`` up
+    and runs it in a new C-level frame of the interpreter (callgrind: ~1,000 instructions a
+    call on this interpreter); a bound method is called inline (~400). Per request."""
+    # the raw class attribute: a plain function is a method (a function's own ``__call__``
+    # is a slot wrapper; a staticmethod or classmethod stays as it is, not bound here)
+    call = inspect.getattr_static(type(handler), "__call__", None)
+    if isinstance(call, FunctionType):
+        bound: RequestHandler = MethodType(call, handler)
+        return bound
+    return handler
+
+
 def error_response(exc: Lwm2mError) -> Message:
     """The answer to a request refused with ``exc``: its code, its message as diagnostic
     payload (RFC 7252 §5.5.2)."""
@@ -270,7 +308,8 @@ class CoapServer:
         log_interval: float = 60.0,
         committer: Committer | None = None,
     ) -> None:
-        self.handler = handler
+        self._handler = handler
+        self._call: RequestHandler = _direct(handler)
         self.committer = committer
         """Group commit: both listeners commit through it before their replies leave."""
         self.params = params
@@ -279,6 +318,16 @@ class CoapServer:
         self.coaps: CoapsEndpoint | None = None
         self._refusals = PerPeerLimit(log_interval)
         self._pending: set[asyncio.Task[None]] = set()
+
+    @property
+    def handler(self) -> RequestHandler:
+        """The request handler (see the module docstring); may be replaced while serving."""
+        return self._handler
+
+    @handler.setter
+    def handler(self, handler: RequestHandler) -> None:
+        self._handler = handler
+        self._call = _direct(handler)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(
@@ -306,8 +355,10 @@ class CoapServer:
                         host, port, self._udp_event, self.params, sock=sock
                     )
                     self.udp.committer = self.committer
-                    # requests straight to ``_serve`` (no event; partial: no extra frame)
-                    self.udp.endpoint.serve = functools.partial(self._serve, self.udp)
+                    # requests straight to ``_serve`` (no event): a bound method whose
+                    # driver defaults to this listener's, which CPython calls for less
+                    # than a ``functools.partial`` binding the driver
+                    self.udp.endpoint.serve = self._serve
                 except BaseException:
                     sock.close()
                     raise
@@ -417,9 +468,17 @@ class CoapServer:
 
     # -- events ---------------------------------------------------------------------------------
     def _udp_event(self, event: Event) -> None:
+        if event.__class__ is Notification:
+            # nearly every event of the NoSec listener (its requests go to ``_serve``, not
+            # through events): straight to the hook, what ``_on_event`` does with it, one
+            # call less per notification
+            on_event = self.on_event
+            if on_event is not None:
+                on_event(event)
+                return
         udp = self.udp
         assert udp is not None
-        if type(event) is RequestReceived:  # nearly every event: one call less
+        if type(event) is RequestReceived:
             self._on_request(udp, event)
         else:
             self._on_event(udp, event)
@@ -439,37 +498,51 @@ class CoapServer:
             driver.endpoint.reject_notification(event)  # we observe nothing: RST ends it
 
     def _on_request(self, driver: CoapDriver, event: RequestReceived) -> None:
-        self._serve(driver, event.peer, event.message, event.exchange)
+        self._serve(event.peer, event.message, event.exchange, driver)
 
-    def _serve(self, driver: CoapDriver, peer: Peer, message: Message, exchange: Exchange) -> None:
-        """Answer one request: the NoSec endpoint calls it directly (``Endpoint.serve``, bound
-        to the UDP driver), the CoAPs one through its ``RequestReceived`` events. It never
-        raises (``serve``'s contract): what escapes the handling is logged, as the driver
-        logs a failed event handler."""
+    def _serve(
+        self,
+        peer: Peer,
+        message: Message,
+        exchange: Exchange,
+        driver: CoapDriver | None = None,
+    ) -> None:
+        """Answer one request: the NoSec endpoint calls it directly (``Endpoint.serve``; no
+        ``driver``: the NoSec listener's), the CoAPs one through its ``RequestReceived``
+        events. It never raises (``serve``'s contract): what escapes the handling is logged,
+        as the driver logs a failed event handler."""
         try:
+            if driver is None:
+                driver = self.udp
+                assert driver is not None, "a NoSec request after the listener closed"
             # ``IncomingRequest(message, peer, exchange.block2)`` with its ``__init__`` written
             # out: one Python call less per request (a test holds the slots equal)
-            request = _new(IncomingRequest)
+            request: IncomingRequest
+            if peer.__class__ is tuple:
+                # a NoSec source: its address and identity (which a server reads for every
+                # request) from the per-source table now, one lookup for both, held in plain
+                # slots (``_NoSecRequest``: no property call per read)
+                entry = _nosec_peers.get(peer) or _nosec_peer(peer)
+                request = _new(_NoSecRequest)
+                request.address = entry[0]
+                request.identity = entry[1]
+            else:
+                request = _new(IncomingRequest)
+                request._address = None
+                request._identity = None
             request.message = message
             request.remote = peer
             request.block2 = exchange.block2
-            if peer.__class__ is tuple:
-                # a NoSec source: its address and identity (which a server reads for every
-                # request) from the per-source table now, one lookup for both properties
-                entry = _nosec_peers.get(peer) or _nosec_peer(peer)
-                request._address = entry[0]
-                request._identity = entry[1]
-            else:
-                request._address = None
-                request._identity = None
             try:
-                response = self.handler(request)
+                response = self._call(request)
             except Lwm2mError as exc:
                 response = error_response(exc)
             except Exception:
                 log.exception("handler failed on %r", request)
                 response = Message.response(Code.INTERNAL_SERVER_ERROR)
-            if isinstance(response, Message):
+            # the class first: a handler's answer is a plain Message nearly always, and the
+            # test is one comparison where ``isinstance`` is a builtin call
+            if response.__class__ is Message or isinstance(response, Message):
                 driver.endpoint.respond(exchange, response)
                 return
             if inspect.isawaitable(response):

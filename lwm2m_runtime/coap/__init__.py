@@ -28,6 +28,7 @@ from .message import (
     options,
     parse,
     piggybacked,
+    piggybacked_options,
     serialize,
 )
 from .numbers import Code, ContentFormat, OptionNumber, Type
@@ -67,5 +68,6 @@ __all__ = [
     "options",
     "parse",
     "piggybacked",
+    "piggybacked_options",
     "serialize",
 ]

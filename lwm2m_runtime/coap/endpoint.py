@@ -52,11 +52,12 @@ from .message import (
     encode_uint,
     parse,
     piggybacked,
+    piggybacked_options,
     serialize,
     set_option,
 )
 from .numbers import METHODS, OPTION_LENGTHS, Code, OptionNumber, Type, dotted
-from .observe import is_fresh
+from .observe import _HALF, is_fresh
 from .params import Parameters
 
 Peer = Hashable
@@ -276,36 +277,129 @@ class Endpoint:
     # driving the endpoint
     # ==========================================================================================
     def receive_datagram(self, data: bytes, peer: Peer, now: float) -> None:
-        """Process one datagram from ``peer``. Never raises for any input."""
+        """Process one datagram from ``peer``. Never raises for any input.
+
+        A request is handled here, not in a method of its own: one Python call less for nearly
+        every datagram a server receives (responses, notifications and empty messages go to
+        ``_on_response`` and ``_on_empty``)."""
         self._now = now
+        bad_utf8 = ""
         try:
-            message = parse(data)
+            msg = parse(data)
         except MessageFormatError as exc:
             if exc.mtype is _CON and not exc.silent and exc.mid is not None:
                 self._out.append((empty(_RST, exc.mid), peer))
             self._refuse(peer, ErrorKind.FORMAT_ERROR, exc.reason)
             return
         except InvalidOptionValueError as exc:
-            message = exc.message
-            if 1 <= message.code <= 31 and message.mtype <= _NON:
-                self._on_request(message, peer, now, bad_utf8=exc.reason)
-            else:
-                if message.mtype is _CON:
-                    self._out.append((empty(_RST, message.mid), peer))
+            msg = exc.message
+            if not (1 <= msg.code <= 31 and msg.mtype <= _NON):
+                if msg.mtype is _CON:
+                    self._out.append((empty(_RST, msg.mid), peer))
                 self._refuse(peer, ErrorKind.FORMAT_ERROR, exc.reason)
+                return
+            bad_utf8 = exc.reason  # a request: deduplicated, then answered 4.00 below
+        code = msg.code
+        if not 1 <= code <= 31:
+            if 64 <= code <= 191:
+                self._on_response(msg, peer, now)
+            elif code == 0:
+                self._on_empty(msg, peer, now)
+            else:
+                # reserved classes 1, 6 and 7 (RFC 7252 §4.2/§4.3)
+                if msg.mtype is _CON:
+                    self._out.append((empty(_RST, msg.mid), peer))
+                self._refuse(peer, ErrorKind.FORMAT_ERROR, f"reserved code {dotted(code)}")
             return
-        code = message.code
-        if 1 <= code <= 31:
-            self._on_request(message, peer, now)
-        elif 64 <= code <= 191:
-            self._on_response(message, peer, now)
-        elif code == 0:
-            self._on_empty(message, peer, now)
+        # -- a request ---------------------------------------------------------------------------
+        mtype = msg.mtype
+        if mtype is _ACK or mtype is _RST:
+            self._refuse(peer, ErrorKind.FORMAT_ERROR, f"{mtype.name} carrying a request")
+            return
+        # ``Exchange(peer, msg)`` with its ``__init__`` written out (one Python call less per
+        # request; tests/unit/coap/test_serve.py holds every slot equal to the constructor's)
+        exchange = _new(Exchange)
+        exchange.peer = peer
+        exchange.request = msg
+        exchange.mtype = mtype
+        exchange.mid = mid = msg.mid
+        exchange.token = msg.token
+        exchange.state = _E_PENDING
+        exchange.ack_deadline = 0.0
+        exchange.block1 = None
+        exchange.block2 = None
+        exchange.request_key = None
+        exchange.is_notification = False
+        # ``prior = self._dedup.setdefault((peer, mid), exchange, now)`` written out for its
+        # usual case, a new (peer, MID) with nothing due to expire and room left: one Python
+        # call and a second lookup less per request. Any other case (a duplicate, an expired
+        # entry of this key, expiry due, a full cache) takes ``setdefault`` itself.
+        dedup = self._dedup
+        key = (peer, mid)
+        entries = dedup._entries
+        order = dedup._order
+        if (
+            key not in entries
+            and (not order or order[0][0] > now)
+            and len(entries) < dedup.capacity
+            and len(entries) * ENTRY_COST + dedup._answer_bytes < dedup.max_bytes
+        ):
+            expires = now + dedup.lifetime
+            entries[key] = (expires, exchange)
+            order.append((expires, key))
+            per_peer = dedup._per_peer
+            per_peer[peer] = per_peer.get(peer, 0) + 1  # an Exchange: no answer bytes yet
+            prior = None
         else:
-            # reserved classes 1, 6 and 7 (RFC 7252 §4.2/§4.3)
-            if message.mtype is _CON:
-                self._out.append((empty(_RST, message.mid), peer))
-            self._refuse(peer, ErrorKind.FORMAT_ERROR, f"reserved code {dotted(code)}")
+            prior = dedup.setdefault(key, exchange, now)
+        if prior is not None:
+            if prior is FULL:
+                self._overloaded(msg, peer, "dedup_full", self._dedup.retry_after(now))
+                return
+            self.counters["duplicates"] += 1
+            if mtype is _CON and prior.__class__ is bytes and prior:
+                self._out.append((prior, peer))
+            return
+        if bad_utf8:
+            self._reply(msg, peer, Code.BAD_REQUEST)
+            self._refuse(peer, ErrorKind.BAD_UTF8, bad_utf8)
+            return
+        if code not in _METHODS:
+            self._reply(msg, peer, Code.METHOD_NOT_ALLOWED)
+            self._refuse(peer, ErrorKind.METHOD_NOT_ALLOWED, f"method {dotted(code)}")
+            return
+        has_block = False
+        allowed = self._allowed
+        for number, value in msg.options:
+            if len(value) not in allowed.get(number, _NO_LENGTH):  # unknown, or a bad length
+                if number & 1:
+                    self._reply(msg, peer, Code.BAD_OPTION)
+                    self._refuse(peer, ErrorKind.BAD_OPTION, f"critical option {number}")
+                    return
+            elif number in _BLOCK_OPTIONS:
+                has_block = True
+        if has_block:
+            delivered = self._request_blocks(exchange, msg, peer, now)
+            if delivered is None:
+                return
+            exchange.request = msg = delivered
+        elif len(msg.payload) > self._max_body:
+            size1 = ((int(Opt.SIZE1), encode_uint(self._max_body)),)
+            self.counters["too_large"] += 1
+            self._reply(msg, peer, Code.REQUEST_ENTITY_TOO_LARGE, size1)
+            self._refuse(peer, ErrorKind.BAD_BLOCK, f"body over {self._max_body} bytes")
+            return
+        serve = self.serve
+        if serve is not None:
+            serve(peer, msg, exchange)
+            if mtype is _CON and exchange.state is _E_PENDING:  # not answered at once
+                exchange.ack_deadline = now + self._ack_delay
+                self._ack_queue.append(exchange)
+            return
+        if mtype is _CON:
+            exchange.ack_deadline = now + self._ack_delay
+            self._ack_queue.append(exchange)
+        self.events.append(RequestReceived(peer, msg, exchange))
 
     def next_event(self) -> Event | None:
         return self.events.popleft() if self.events else None
@@ -416,24 +510,33 @@ class Endpoint:
         opts = response.options
         payload = response.payload
         if (
-            not opts
-            and exchange.state is _E_PENDING
+            exchange.state is _E_PENDING
             and exchange.mtype is _CON
             and exchange.block1 is None
             and exchange.block2 is None
             and len(payload) <= self._block_size
         ):
-            # the usual answer (2.04 to an Update): piggybacked, one block, nothing to slice;
-            # what the general path below does in that case, without its tests, and with
-            # ``piggybacked`` written out (one call less per request)
-            exchange.state = _E_ANSWERED
+            # the usual answers (2.04 to an Update, 2.01 with Location-Path to a Register):
+            # piggybacked, one block, nothing to slice; what the general path below does in
+            # that case, without its tests, and with ``piggybacked`` written out for an
+            # answer without options (one call less per request)
             mid = exchange.mid
             token = exchange.token
-            tkl = len(token)
-            if tkl > 8:
-                raise ValueError("token longer than 8 bytes")
-            head = _ACK_HEAD(0x60 | tkl, code, mid)
-            data = b"".join((head, token, b"\xff", payload)) if payload else head + token
+            if not opts:
+                tkl = len(token)
+                if tkl > 8:
+                    raise ValueError("token longer than 8 bytes")
+                head = _ACK_HEAD(0x60 | tkl, code, mid)
+                data = b"".join((head, token, b"\xff", payload)) if payload else head + token
+            else:
+                # None: Block2 among the options (the handler sliced its answer) or options
+                # out of order: the general path below
+                answer = piggybacked_options(code, mid, token, opts, payload)
+                if answer is None:
+                    self._respond(exchange, response)
+                    return
+                data = answer
+            exchange.state = _E_ANSWERED
             self._out.append((data, peer))
             # ``self._dedup.update((peer, mid), data)`` written out for its usual case (the
             # entry still holds this exchange, whose value is no ``bytes``): one Python call
@@ -448,6 +551,15 @@ class Endpoint:
             else:
                 dedup.update(key, data)
             return
+        self._respond(exchange, response)
+
+    def _respond(self, exchange: Exchange, response: Message) -> None:
+        """:meth:`respond`'s general path: Block1 echo, Block2 slicing and caching, an empty
+        ACK sent already (a separate response), a NON."""
+        peer = exchange.peer
+        code = response.code
+        opts = response.options
+        payload = response.payload
         if exchange.block1 is not None:
             opts = set_option(opts, _BLOCK1, exchange.block1.encode())
         b2 = exchange.block2
@@ -645,96 +757,6 @@ class Endpoint:
     # ==========================================================================================
     # incoming requests
     # ==========================================================================================
-    def _on_request(self, msg: Message, peer: Peer, now: float, bad_utf8: str = "") -> None:
-        mtype = msg.mtype
-        if mtype is _ACK or mtype is _RST:
-            self._refuse(peer, ErrorKind.FORMAT_ERROR, f"{mtype.name} carrying a request")
-            return
-        # ``Exchange(peer, msg)`` with its ``__init__`` written out (one Python call less per
-        # request; tests/unit/coap/test_serve.py holds every slot equal to the constructor's)
-        exchange = _new(Exchange)
-        exchange.peer = peer
-        exchange.request = msg
-        exchange.mtype = mtype
-        exchange.mid = mid = msg.mid
-        exchange.token = msg.token
-        exchange.state = _E_PENDING
-        exchange.ack_deadline = 0.0
-        exchange.block1 = None
-        exchange.block2 = None
-        exchange.request_key = None
-        exchange.is_notification = False
-        # ``prior = self._dedup.setdefault((peer, mid), exchange, now)`` written out for its
-        # usual case, a new (peer, MID) with nothing due to expire and room left: one Python
-        # call and a second lookup less per request. Any other case (a duplicate, an expired
-        # entry of this key, expiry due, a full cache) takes ``setdefault`` itself.
-        dedup = self._dedup
-        key = (peer, mid)
-        entries = dedup._entries
-        order = dedup._order
-        if (
-            key not in entries
-            and (not order or order[0][0] > now)
-            and len(entries) < dedup.capacity
-            and len(entries) * ENTRY_COST + dedup._answer_bytes < dedup.max_bytes
-        ):
-            expires = now + dedup.lifetime
-            entries[key] = (expires, exchange)
-            order.append((expires, key))
-            per_peer = dedup._per_peer
-            per_peer[peer] = per_peer.get(peer, 0) + 1  # an Exchange: no answer bytes yet
-            prior = None
-        else:
-            prior = dedup.setdefault(key, exchange, now)
-        if prior is not None:
-            if prior is FULL:
-                self._overloaded(msg, peer, "dedup_full", self._dedup.retry_after(now))
-                return
-            self.counters["duplicates"] += 1
-            if mtype is _CON and prior.__class__ is bytes and prior:
-                self._out.append((prior, peer))
-            return
-        if bad_utf8:
-            self._reply(msg, peer, Code.BAD_REQUEST)
-            self._refuse(peer, ErrorKind.BAD_UTF8, bad_utf8)
-            return
-        if msg.code not in _METHODS:
-            self._reply(msg, peer, Code.METHOD_NOT_ALLOWED)
-            self._refuse(peer, ErrorKind.METHOD_NOT_ALLOWED, f"method {dotted(msg.code)}")
-            return
-        has_block = False
-        allowed = self._allowed
-        for number, value in msg.options:
-            if len(value) not in allowed.get(number, _NO_LENGTH):  # unknown, or a bad length
-                if number & 1:
-                    self._reply(msg, peer, Code.BAD_OPTION)
-                    self._refuse(peer, ErrorKind.BAD_OPTION, f"critical option {number}")
-                    return
-            elif number in _BLOCK_OPTIONS:
-                has_block = True
-        if has_block:
-            delivered = self._request_blocks(exchange, msg, peer, now)
-            if delivered is None:
-                return
-            exchange.request = msg = delivered
-        elif len(msg.payload) > self._max_body:
-            size1 = ((int(Opt.SIZE1), encode_uint(self._max_body)),)
-            self.counters["too_large"] += 1
-            self._reply(msg, peer, Code.REQUEST_ENTITY_TOO_LARGE, size1)
-            self._refuse(peer, ErrorKind.BAD_BLOCK, f"body over {self._max_body} bytes")
-            return
-        serve = self.serve
-        if serve is not None:
-            serve(peer, msg, exchange)
-            if mtype is _CON and exchange.state is _E_PENDING:  # not answered at once
-                exchange.ack_deadline = now + self._ack_delay
-                self._ack_queue.append(exchange)
-            return
-        if mtype is _CON:
-            exchange.ack_deadline = now + self._ack_delay
-            self._ack_queue.append(exchange)
-        self.events.append(RequestReceived(peer, msg, exchange))
-
     def _request_blocks(
         self, exchange: Exchange, msg: Message, peer: Peer, now: float
     ) -> Message | None:
@@ -895,8 +917,53 @@ class Endpoint:
             per_peer[peer] = per_peer.get(peer, 0) + 1
         else:
             dedup.add(key, ack, now)
-        self._noted[key] = _Noted(handle, msg, ack, handle.last_seq, handle.last_time)
+        # ``_Noted(handle, msg, ack, handle.last_seq, handle.last_time)`` with its ``__init__``
+        # written out: one Python call less per notification (a test holds the slots equal)
+        note = _new(_Noted)
+        note.handle = handle
+        note.message = msg
+        note.answer = ack
+        note.last_seq = last_seq = handle.last_seq
+        note.last_time = handle.last_time
+        self._noted[key] = note
         pending = handle._wire
+        if (
+            pending is None
+            and handle.state is _H_OBSERVING
+            and msg.token == handle.token
+            and 64 <= msg.code < 96
+            and handle._b2_body is None
+            and handle._b2_first is None
+            and handle._b2_held is None
+            and not handle._b2_token
+        ):
+            # the usual notification: an established observation with nothing of ours on the
+            # wire and no block-wise value in progress. What ``_on_notification`` does when the
+            # value is plainly newer (RFC 7641 §3.4's first rule) and fits in one datagram,
+            # with the Observe and Block2 options read in one pass (the options come sorted
+            # from ``parse``: Observe 6 before Block2 23) instead of two property calls, and
+            # the event built without its ``__init__``; anything else (no Observe, Block2,
+            # not plainly newer: the reordering rules) takes ``_on_notification`` unchanged
+            seq = -1
+            for number, value in msg.options:
+                if number == 6:
+                    if seq < 0:
+                        seq = int.from_bytes(value, "big")
+                elif number >= 23:
+                    if number == 23:
+                        seq = -1  # Block2: the general path
+                    break
+            if last_seq < seq and seq - last_seq < _HALF:
+                handle.last_seq = seq
+                handle.last_time = now
+                event = _new(Notification)
+                event.handle = handle
+                event.message = msg
+                event.final = False
+                self.events.append(event)
+                return
+            self._on_notification(handle, msg, now)
+            return
         current = pending if isinstance(pending, _Wire) and pending.stage is not _S_DONE else None
         if (
             handle.state is _H_OBSERVING

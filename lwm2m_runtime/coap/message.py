@@ -548,6 +548,44 @@ def serialize(message: Message) -> bytes:
     return bytes(out)
 
 
+def piggybacked_options(
+    code: int, mid: int, token: bytes, opts: Options, payload: bytes = b""
+) -> bytes | None:
+    """``serialize(Message(Type.ACK, code, mid, token, opts, payload))`` without the message,
+    for options already in number order and without Block2; None for any other ``opts`` (the
+    caller takes its general path: Block2 means a handler sliced its own answer, and options
+    out of order must be sorted first).
+
+    Why: the answer to a Register (2.01 with its Location-Path) is such an ACK, and the
+    general path (a :class:`Message` built to be serialized, the options searched for Block2
+    with a generator, then sorted-checked and encoded) cost several Python calls more."""
+    tkl = len(token)
+    if tkl > 8:
+        raise ValueError("token longer than 8 bytes")
+    out = bytearray((0x60 | tkl, code, mid >> 8, mid & 0xFF))
+    out += token
+    last = 0
+    for number, value in opts:
+        delta = number - last
+        if delta < 0 or number == 23:
+            return None
+        last = number
+        length = len(value)
+        if delta < 13 and length < 13:
+            out.append((delta << 4) | length)
+        else:
+            d, dext = _ext(delta)
+            ln, lext = _ext(length)
+            out.append((d << 4) | ln)
+            out += dext
+            out += lext
+        out += value
+    if payload:
+        out.append(0xFF)
+        out += payload
+    return bytes(out)
+
+
 def empty(mtype: Type, mid: int) -> bytes:
     """An Empty ACK or RST for ``mid`` (the two messages the message layer sends on its own)."""
     return bytes((0x40 | (mtype << 4), 0, mid >> 8, mid & 0xFF))
