@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,13 +103,18 @@ def peer_of(index: int) -> tuple[str, int]:
     return f"127.{(n >> 16) & 0xFF}.{(n >> 8) & 0xFF}.{n & 0xFF}", 56830
 
 
-async def measure(clients: int, rounds: int, per_round: int) -> dict[str, float]:
-    observer = Observer()
-    entries = clients * 2 + rounds * per_round * 2 + 1000
+@contextlib.asynccontextmanager
+async def captured_server(
+    handler: Callable[[IncomingRequest], Message], entries: int
+) -> AsyncIterator[tuple[Any, Capture]]:
+    """A started ``CoapServer`` (``handler``, an ``Observer``, a committer that commits
+    nothing, a dedup cache of ``entries``) whose UDP endpoint sends into a ``Capture`` and
+    reads no socket; yields the endpoint and the capture, then restores and stops it. Shared
+    with ``bench/runtime_phases.py``."""
     server = CoapServer(
-        site,
+        handler,
         params=Parameters(dedup_capacity=entries, dedup_max_bytes=entries * 1024),
-        on_event=observer,
+        on_event=Observer(),
         committer=Commit(),
     )
     await server.start(host="127.0.0.1", port=0)
@@ -117,25 +124,40 @@ async def measure(clients: int, rounds: int, per_round: int) -> dict[str, float]
     capture = Capture()
     udp.transport = capture  # type: ignore[assignment]
     dup, udp._sock = udp._sock, None  # no backlog reads: there is no socket traffic
+    try:
+        yield udp, capture
+    finally:
+        udp.transport = real
+        udp._sock = dup
+        await server.stop()
+
+
+async def observe_all(udp: Any, capture: Capture, peers: list[tuple[str, int]]) -> list[bytes]:
+    """Every peer observed (the server's GET Observe, the device's piggybacked 2.05), in
+    batches; the tokens, one per peer in order."""
+    tokens: list[bytes] = []
+    for start in range(0, len(peers), BATCH):
+        for peer in peers[start : start + BATCH]:
+            udp.send_request(peer, Message.request(Code.GET, "/3303/0/5700", observe=0))
+        await asyncio.sleep(0)
+        for data, peer in capture.sent:
+            sent = parse(data)
+            tokens.append(sent.token)
+            opts = ((OBSERVE, encode_uint(1)), (CONTENT_FORMAT, encode_uint(112)))
+            answer = Message(Type.ACK, Code.CONTENT, sent.mid, sent.token, opts, b"\x81\xa2")
+            udp.datagram_received(serialize(answer), peer)
+        capture.sent.clear()
+        await asyncio.sleep(0)
+        capture.sent.clear()
+    return tokens
+
+
+async def measure(clients: int, rounds: int, per_round: int) -> dict[str, float]:
+    entries = clients * 2 + rounds * per_round * 2 + 1000
     peers = [peer_of(i) for i in range(clients)]
     mids = [0] * clients
-    try:
-        # observations: the server's GET Observe, the device's piggybacked 2.05
-        tokens: list[bytes] = []
-        for start in range(0, clients, BATCH):
-            chunk = peers[start : start + BATCH]
-            for peer in chunk:
-                udp.send_request(peer, Message.request(Code.GET, "/3303/0/5700", observe=0))
-            await asyncio.sleep(0)
-            for data, peer in capture.sent:
-                sent = parse(data)
-                tokens.append(sent.token)
-                opts = ((OBSERVE, encode_uint(1)), (CONTENT_FORMAT, encode_uint(112)))
-                answer = Message(Type.ACK, Code.CONTENT, sent.mid, sent.token, opts, b"\x81\xa2")
-                udp.datagram_received(serialize(answer), peer)
-            capture.sent.clear()
-            await asyncio.sleep(0)
-            capture.sent.clear()
+    async with captured_server(site, entries) as (udp, capture):
+        tokens = await observe_all(udp, capture, peers)
         result: dict[str, float] = {}
 
         def update(i: int) -> bytes:
@@ -177,10 +199,6 @@ async def measure(clients: int, rounds: int, per_round: int) -> dict[str, float]
                 best = min(best, cpu / (per_round // BATCH * BATCH))
             result[phase] = best * 1e6
         return result
-    finally:
-        udp.transport = real
-        udp._sock = dup
-        await server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

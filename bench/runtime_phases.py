@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.hot_path import Capture
@@ -24,13 +25,13 @@ from bench.runtime_path import (
     CONTENT_FORMAT,
     OBSERVE,
     URI_PATH,
-    Commit,
-    Observer,
+    captured_server,
     check,
+    observe_all,
     peer_of,
 )
-from lwm2m_runtime.coap import Code, Message, Parameters, Type, encode_uint, parse, serialize
-from lwm2m_runtime.server import CoapServer, IncomingRequest, run
+from lwm2m_runtime.coap import Code, Message, Type, encode_uint, serialize
+from lwm2m_runtime.server import IncomingRequest, run
 
 LOC_RD = (8, b"rd")
 
@@ -45,38 +46,16 @@ def site(request: IncomingRequest) -> Message:
 
 
 async def measure(phase: str, n: int, clients: int = 1000) -> None:
-    observer = Observer()
-    entries = clients * 4 + n * 2 + 1000
-    server = CoapServer(
-        site,
-        params=Parameters(dedup_capacity=entries, dedup_max_bytes=entries * 1024),
-        on_event=observer,
-        committer=Commit(),
-    )
-    await server.start(host="127.0.0.1", port=0)
-    udp = server.udp
-    real = udp.transport
-    capture = Capture()
-    udp.transport = capture
-    dup, udp._sock = udp._sock, None
+    async with captured_server(site, clients * 4 + n * 2 + 1000) as (udp, capture):
+        await feed(udp, capture, phase, n, clients)
+
+
+async def feed(udp: Any, capture: Capture, phase: str, n: int, clients: int) -> None:
+    """Observe every client, then ``n`` messages of ``phase`` in batches, each batch's answers
+    checked."""
     peers = [peer_of(i) for i in range(clients)]
     mids = [0] * clients
-    tokens = []
-    for start in range(0, clients, BATCH):
-        for peer in peers[start : start + BATCH]:
-            udp.send_request(peer, Message.request(Code.GET, "/3303/0/5700", observe=0))
-        await asyncio.sleep(0)
-        for data, peer in capture.sent:
-            sent = parse(data)
-            tokens.append(sent.token)
-            opts = ((OBSERVE, encode_uint(1)), (CONTENT_FORMAT, encode_uint(112)))
-            udp.datagram_received(
-                serialize(Message(Type.ACK, Code.CONTENT, sent.mid, sent.token, opts, b"\x81\xa2")),
-                peer,
-            )
-        capture.sent.clear()
-        await asyncio.sleep(0)
-        capture.sent.clear()
+    tokens = await observe_all(udp, capture, peers)
     seqs = [1] * clients
     payload = bytes.fromhex("81a3216d2f333330332f302f35373030220002fb4036800000000000")
     reg_payload = (
@@ -129,9 +108,6 @@ async def measure(phase: str, n: int, clients: int = 1000) -> None:
         await asyncio.sleep(0)
         check(phase, batch, capture.sent, expect)
         capture.sent.clear()
-    udp.transport = real
-    udp._sock = dup
-    await server.stop()
 
 
 run(measure(sys.argv[1], int(sys.argv[2])))
